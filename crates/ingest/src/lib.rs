@@ -1,0 +1,24 @@
+//! The distributor's pure half: turns request bodies of every supported protocol (OTLP protobuf,
+//! OTLP JSON, Zipkin v2 JSON; gzip or plain) into one validated OTLP
+//! `ExportTraceServiceRequest`, refusing bad spans one by one, and splits a batch into per-trace
+//! fragments for the live store. It also holds the per-tenant ingestion limiter. No sockets here:
+//! the API crate owns the transports and calls into this crate, so every protocol shares one set
+//! of rules.
+
+mod body;
+mod error;
+mod limits;
+mod otlp;
+mod split;
+mod validate;
+mod zipkin;
+
+pub use body::{decompress_body, Encoding};
+pub use error::IngestError;
+pub use limits::{IngestLimits, RateLimiter, RefusalReason};
+pub use otlp::{decode_otlp_json, decode_otlp_protobuf};
+pub use split::{split_by_trace, TraceFragment};
+pub use validate::{validate, Validated, ValidationLimits};
+pub use zipkin::decode_zipkin_json;
+
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
