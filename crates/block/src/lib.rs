@@ -1,1 +1,168 @@
-//! placeholder
+//! Blocks: immutable sets of completed traces in object storage, one directory per block:
+//!
+//! ```text
+//! <tenant>/<block-id>/data.parquet   the spans (format andante-v1, see `v1`)
+//! <tenant>/<block-id>/index          row-group trace-ID ranges + Bloom filter (see `index`)
+//! <tenant>/<block-id>/meta.json      BlockMeta; written last, so its presence means complete
+//! ```
+//! A `BlockHandle` is a block opened for reading: its meta, its index and its Parquet footer,
+//! all held in memory so that a trace-by-ID lookup costs no storage round trip for blocks that
+//! cannot hold the trace and one ranged read of a few pages for the block that does.
+
+mod file_reader;
+pub mod bloom;
+pub mod index;
+pub mod meta;
+pub mod nested_set;
+pub mod v1;
+
+use std::sync::Arc;
+
+use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::{now_unix_nanos, TraceId};
+use andante_storage::{Storage, StorageError};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::file::metadata::PageIndexPolicy;
+use uuid::Uuid;
+
+pub use index::BlockIndex;
+pub use meta::{BlockMeta, FORMAT_V1};
+
+/// One trace: its ID and its spans grouped by resource and scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub trace_id: TraceId,
+    pub resource_spans: Vec<ResourceSpans>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("failed to encode block: {0}")]
+    Encode(String),
+    #[error("failed to read block: {0}")]
+    Read(String),
+    #[error("block is corrupt: {0}")]
+    Corrupt(String),
+    #[error("block format `{0}` is not supported by this version")]
+    UnsupportedFormat(String),
+}
+
+/// What the writer needs beyond the traces.
+#[derive(Debug, Clone)]
+pub struct NewBlock {
+    pub tenant_id: String,
+    pub compaction_level: u32,
+    pub replaces: Vec<Uuid>,
+    pub options: v1::WriteOptions,
+}
+
+/// A block opened for reading.
+#[derive(Clone)]
+pub struct BlockHandle {
+    pub meta: BlockMeta,
+    pub index: Arc<BlockIndex>,
+    parquet: ArrowReaderMetadata,
+}
+
+impl std::fmt::Debug for BlockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockHandle").field("meta", &self.meta).finish()
+    }
+}
+
+/// Encodes and uploads a block. CPU-heavy: call from a blocking thread.
+pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+    let encoded = v1::encode_parquet_with_index(traces, new_block.options)?;
+    let mut bloom = bloom::Bloom::new(traces.len(), 0.01);
+    traces.iter().for_each(|trace| bloom.insert(&trace.trace_id));
+    let index = BlockIndex { row_group_ranges: encoded.row_group_ranges, bloom }.encode();
+    let meta = BlockMeta {
+        format: FORMAT_V1.to_owned(),
+        block_id: Uuid::now_v7(),
+        tenant_id: new_block.tenant_id.clone(),
+        start_unix_nanos: if traces.is_empty() { 0 } else { encoded.start_unix_nanos },
+        end_unix_nanos: encoded.end_unix_nanos,
+        trace_count: traces.len() as u64,
+        span_count: encoded.span_count,
+        data_bytes: encoded.parquet.len() as u64,
+        index_bytes: index.len() as u64,
+        row_groups: index_row_groups(&index),
+        compaction_level: new_block.compaction_level,
+        created_unix_nanos: now_unix_nanos(),
+        replaces: new_block.replaces.clone(),
+    };
+    Ok((meta, encoded.parquet, index))
+}
+
+fn index_row_groups(index: &[u8]) -> u32 {
+    index.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
+}
+
+/// Uploads an encoded block: data and index first, `meta.json` last.
+pub async fn upload_block(storage: &Storage, meta: &BlockMeta, parquet: Vec<u8>, index: Vec<u8>) -> Result<(), BlockError> {
+    storage.put(&meta.data_key(), Bytes::from(parquet)).await?;
+    storage.put(&meta.index_key(), Bytes::from(index)).await?;
+    let meta_json = serde_json::to_vec_pretty(meta).map_err(|error| BlockError::Encode(error.to_string()))?;
+    storage.put(&meta.meta_key(), Bytes::from(meta_json)).await?;
+    Ok(())
+}
+
+/// Deletes a block: `meta.json` first so readers stop seeing it, then the rest.
+pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), BlockError> {
+    storage.delete(&meta.meta_key()).await?;
+    storage.delete(&meta.index_key()).await?;
+    storage.delete(&meta.data_key()).await?;
+    Ok(())
+}
+
+/// Reads a block's `meta.json`.
+pub async fn read_meta(storage: &Storage, tenant: &str, block_id: &str) -> Result<BlockMeta, BlockError> {
+    let bytes = storage.get(&format!("{tenant}/{block_id}/meta.json")).await?;
+    serde_json::from_slice(&bytes).map_err(|error| BlockError::Corrupt(format!("meta.json: {error}")))
+}
+
+impl BlockHandle {
+    /// Loads the index and the Parquet footer (with page index) of a block.
+    pub async fn open(storage: &Storage, meta: BlockMeta) -> Result<BlockHandle, BlockError> {
+        if meta.format != FORMAT_V1 {
+            return Err(BlockError::UnsupportedFormat(meta.format));
+        }
+        let index = BlockIndex::decode(&storage.get(&meta.index_key()).await?)?;
+        let mut reader = file_reader::BlockFileReader::new(storage.object_store(), &meta.data_key(), meta.data_bytes);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))?;
+        Ok(BlockHandle { meta, index: Arc::new(index), parquet })
+    }
+
+    /// Whether the index says the block may hold `trace_id` (no I/O).
+    pub fn may_contain(&self, trace_id: &TraceId) -> bool {
+        self.index.row_group_for(trace_id).is_some()
+    }
+
+    /// The trace's spans in this block, if any.
+    pub async fn find_trace(&self, storage: &Storage, trace_id: TraceId) -> Result<Option<Trace>, BlockError> {
+        let Some(row_group) = self.index.row_group_for(&trace_id) else { return Ok(None) };
+        v1::read_row_group_trace(
+            &storage.object_store(),
+            &self.meta.data_key(),
+            self.meta.data_bytes,
+            &self.parquet,
+            row_group,
+            trace_id,
+        )
+        .await
+    }
+
+    /// Every trace in the block, in trace-ID order.
+    pub async fn read_all(&self, storage: &Storage) -> Result<Vec<Trace>, BlockError> {
+        v1::read_all_traces(&storage.object_store(), &self.meta.data_key(), self.meta.data_bytes, &self.parquet).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

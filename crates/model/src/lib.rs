@@ -6,10 +6,12 @@
 mod error;
 mod ids;
 mod tenant;
+mod trace;
 
 pub use error::ErrorKind;
 pub use ids::{IdError, SpanId, TraceId};
 pub use tenant::{TenantError, TenantId, TenantSet, SINGLE_TENANT};
+pub use trace::{merge_resource_spans, span_count};
 
 /// The OTLP protobuf types, re-exported so that every crate names them through one path.
 pub use opentelemetry_proto::tonic as otlp;

@@ -1,0 +1,57 @@
+//! `meta.json`: the description of a block. Its presence makes a block visible: it is written
+//! last, after `data.parquet` and `index`, and deleted first, so a reader that lists metas never
+//! sees a half-written or half-deleted block.
+
+use andante_model::UnixNanos;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The only format this build writes; readers dispatch on `format`.
+pub const FORMAT_V1: &str = "andante-v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockMeta {
+    pub format: String,
+    pub block_id: Uuid,
+    pub tenant_id: String,
+    /// Earliest span start in the block.
+    pub start_unix_nanos: UnixNanos,
+    /// Latest span end in the block.
+    pub end_unix_nanos: UnixNanos,
+    pub trace_count: u64,
+    pub span_count: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+    pub row_groups: u32,
+    /// 0 for blocks cut from live traces; compaction writes the max of its inputs plus one.
+    pub compaction_level: u32,
+    /// When the block was written (for retention: never older data than this is deleted early).
+    pub created_unix_nanos: UnixNanos,
+    /// Blocks this one was compacted from; they may still be listed until deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<Uuid>,
+}
+
+impl BlockMeta {
+    pub fn prefix(&self) -> String {
+        block_prefix(&self.tenant_id, self.block_id)
+    }
+    pub fn meta_key(&self) -> String {
+        format!("{}/meta.json", self.prefix())
+    }
+    pub fn data_key(&self) -> String {
+        format!("{}/data.parquet", self.prefix())
+    }
+    pub fn index_key(&self) -> String {
+        format!("{}/index", self.prefix())
+    }
+    /// Whether the block may hold spans in `[start, end]` (inclusive, nanoseconds).
+    pub fn overlaps(&self, start: UnixNanos, end: UnixNanos) -> bool {
+        self.start_unix_nanos <= end && start <= self.end_unix_nanos
+    }
+}
+
+pub fn block_prefix(tenant: &str, block_id: Uuid) -> String {
+    format!("{tenant}/{block_id}")
+}

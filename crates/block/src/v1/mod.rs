@@ -1,0 +1,23 @@
+//! Block format `andante-v1`: one Parquet file of spans, one row per span, rows sorted by trace
+//! ID (and within a trace by resource, scope and start time). See `docs/FORMAT.md` for the
+//! column-by-column description; this module is its implementation.
+//!
+//! Why one row per span rather than Tempo's one row per trace: TraceQL filters spans, so flat
+//! columns let a filter run as a tight loop over one column chunk with no repetition levels to
+//! decode, and arrow-rs writes and reads flat columns far faster than deeply nested lists. The
+//! resource and scope of each span are stored as protobuf-encoded, dictionary-encoded binary
+//! columns: each distinct resource is stored once per row group and costs one small dictionary
+//! index per span, and a resource-attribute predicate can be evaluated once per dictionary entry
+//! instead of once per span. The hottest resource and span attributes also get dedicated
+//! columns, and the rest go to a typed generic attribute list.
+//!
+//! Invariants: a trace never straddles two row groups; `trace_id` is non-decreasing over the
+//! file; every span of a trace is in the file once per (span ID, kind).
+
+mod read;
+mod schema;
+mod write;
+
+pub use read::{batch_to_traces, read_row_group_trace, read_all_traces};
+pub use schema::{schema, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
+pub use write::{encode_parquet as encode_parquet_with_index, Encoded, WriteOptions};

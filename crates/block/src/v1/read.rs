@@ -1,0 +1,264 @@
+//! Decoding `andante-v1` rows back into OTLP traces.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
+use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use andante_model::TraceId;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, RecordBatch};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection, RowSelector};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use prost::Message;
+
+use super::schema::{
+    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
+    DEDICATED_SPAN_STRINGS,
+};
+use crate::{BlockError, Trace};
+
+fn corrupt(why: impl std::fmt::Display) -> BlockError {
+    BlockError::Corrupt(why.to_string())
+}
+
+fn string_value(key: &str, text: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(text.to_owned())) }),
+        ..Default::default()
+    }
+}
+
+/// Turns full-schema rows (sorted by trace ID) into traces.
+pub fn batch_to_traces(batch: &RecordBatch) -> Result<Vec<Trace>, BlockError> {
+    if batch.schema().fields() != schema().fields() {
+        return Err(corrupt("block columns do not match the andante-v1 schema"));
+    }
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| corrupt(format!("missing column `{name}`")));
+    let trace_ids = column("trace_id")?.as_fixed_size_binary();
+    let span_ids = column("span_id")?.as_fixed_size_binary();
+    let parents = column("parent_span_id")?.as_fixed_size_binary();
+    let names = column("name")?.as_string::<i32>();
+    let kinds = column("kind")?.as_primitive::<Int32Type>();
+    let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
+    let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
+    let status_codes = column("status_code")?.as_primitive::<Int32Type>();
+    let status_messages = column("status_message")?.as_string::<i32>();
+    let trace_states = column("trace_state")?.as_string::<i32>();
+    let flags = column("flags")?.as_primitive::<UInt32Type>();
+    let resources = column("resource")?.as_binary::<i32>();
+    let scopes = column("scope")?.as_binary::<i32>();
+    let dedicated_strings = DEDICATED_SPAN_STRINGS
+        .iter()
+        .map(|(key, name)| Ok((*key, column(name)?.as_string::<i32>())))
+        .collect::<Result<Vec<_>, BlockError>>()?;
+    let dedicated_ints = DEDICATED_SPAN_INTS
+        .iter()
+        .map(|(key, name)| Ok((*key, column(name)?.as_primitive::<Int64Type>())))
+        .collect::<Result<Vec<_>, BlockError>>()?;
+    let attributes = column("attributes")?.as_list::<i32>();
+    let attribute_fields = attributes.values().as_struct();
+    let attr_keys = attribute_fields.column(0).as_string::<i32>();
+    let attr_types = attribute_fields.column(1).as_primitive::<UInt8Type>();
+    let attr_strs = attribute_fields.column(2).as_string::<i32>();
+    let attr_ints = attribute_fields.column(3).as_primitive::<Int64Type>();
+    let attr_doubles = attribute_fields.column(4).as_primitive::<Float64Type>();
+    let attr_bools = attribute_fields.column(5).as_boolean();
+    let attr_others = attribute_fields.column(6).as_binary::<i32>();
+    let dropped_attributes = column("dropped_attributes_count")?.as_primitive::<UInt32Type>();
+    let events_links = column("events_links")?.as_binary::<i32>();
+
+    let mut traces: Vec<Trace> = Vec::new();
+    let mut resource_index: HashMap<&[u8], usize> = HashMap::new();
+    let mut scope_index: HashMap<(usize, &[u8]), usize> = HashMap::new();
+    for row in 0..batch.num_rows() {
+        let trace_id = TraceId(trace_ids.value(row).try_into().map_err(|_| corrupt("trace_id width"))?);
+        if traces.last().is_none_or(|trace| trace.trace_id != trace_id) {
+            traces.push(Trace { trace_id, resource_spans: Vec::new() });
+            resource_index.clear();
+            scope_index.clear();
+        }
+        let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
+        let resource_bytes = resources.value(row);
+        let r = match resource_index.get(resource_bytes) {
+            Some(r) => *r,
+            None => {
+                let decoded = ResourceSpans::decode(resource_bytes).map_err(corrupt)?;
+                trace.resource_spans.push(decoded);
+                resource_index.insert(resource_bytes, trace.resource_spans.len() - 1);
+                trace.resource_spans.len() - 1
+            }
+        };
+        let scope_bytes = scopes.value(row);
+        let s = match scope_index.get(&(r, scope_bytes)) {
+            Some(s) => *s,
+            None => {
+                let decoded = ScopeSpans::decode(scope_bytes).map_err(corrupt)?;
+                trace.resource_spans[r].scope_spans.push(decoded);
+                let s = trace.resource_spans[r].scope_spans.len() - 1;
+                scope_index.insert((r, scope_bytes), s);
+                s
+            }
+        };
+        let mut span = Span {
+            trace_id: trace_id.0.to_vec(),
+            span_id: span_ids.value(row).to_vec(),
+            parent_span_id: if parents.is_null(row) { Vec::new() } else { parents.value(row).to_vec() },
+            name: names.value(row).to_owned(),
+            kind: kinds.value(row),
+            start_time_unix_nano: starts.value(row),
+            end_time_unix_nano: starts.value(row).saturating_add(durations.value(row)),
+            trace_state: if trace_states.is_null(row) { String::new() } else { trace_states.value(row).to_owned() },
+            flags: flags.value(row),
+            dropped_attributes_count: dropped_attributes.value(row),
+            status: Some(Status {
+                code: status_codes.value(row),
+                message: if status_messages.is_null(row) { String::new() } else { status_messages.value(row).to_owned() },
+            }),
+            ..Default::default()
+        };
+        let offsets = attributes.value_offsets();
+        let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        span.attributes.reserve(end - first);
+        for a in first..end {
+            let value = match attr_types.value(a) {
+                ATTR_STRING => any_value::Value::StringValue(attr_strs.value(a).to_owned()),
+                ATTR_INT => any_value::Value::IntValue(attr_ints.value(a)),
+                ATTR_DOUBLE => any_value::Value::DoubleValue(attr_doubles.value(a)),
+                ATTR_BOOL => any_value::Value::BoolValue(attr_bools.value(a)),
+                _ => {
+                    let decoded = AnyValue::decode(attr_others.value(a)).map_err(corrupt)?;
+                    span.attributes.push(KeyValue {
+                        key: attr_keys.value(a).to_owned(),
+                        value: Some(decoded),
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            };
+            span.attributes.push(KeyValue {
+                key: attr_keys.value(a).to_owned(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            });
+        }
+        for (key, values) in &dedicated_strings {
+            if !values.is_null(row) {
+                span.attributes.push(string_value(key, values.value(row)));
+            }
+        }
+        for (key, values) in &dedicated_ints {
+            if !values.is_null(row) {
+                span.attributes.push(KeyValue {
+                    key: (*key).to_owned(),
+                    value: Some(AnyValue { value: Some(any_value::Value::IntValue(values.value(row))) }),
+                    ..Default::default()
+                });
+            }
+        }
+        if !events_links.is_null(row) {
+            let carrier = Span::decode(events_links.value(row)).map_err(corrupt)?;
+            span.events = carrier.events;
+            span.links = carrier.links;
+            span.dropped_events_count = carrier.dropped_events_count;
+            span.dropped_links_count = carrier.dropped_links_count;
+        }
+        trace.resource_spans[r].scope_spans[s].spans.push(span);
+    }
+    // Resource-level dedicated columns are copies of attributes inside `resource`; nothing to add.
+    let _ = DEDICATED_RESOURCE_STRINGS;
+    Ok(traces)
+}
+
+fn reader(store: &Arc<dyn ObjectStore>, key: &str, file_size: u64) -> crate::file_reader::BlockFileReader {
+    crate::file_reader::BlockFileReader::new(store.clone(), key, file_size)
+}
+
+/// Reads the one trace `trace_id` from `row_group`: first only the `trace_id` column to find the
+/// trace's rows, then every column of just those rows (the page index skips the other pages).
+pub async fn read_row_group_trace(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+    metadata: &ArrowReaderMetadata,
+    row_group: usize,
+    trace_id: TraceId,
+) -> Result<Option<Trace>, BlockError> {
+    let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
+    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
+        .with_row_groups(vec![row_group])
+        .with_projection(ids_only)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(parquet_error)?;
+    let mut offset = 0usize;
+    let mut found: Option<(usize, usize)> = None;
+    while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
+        let ids = batch.column(0).as_fixed_size_binary();
+        let start = (0..ids.len()).position(|i| ids.value(i) == trace_id.0);
+        if let Some(start) = start {
+            let count = (start..ids.len()).take_while(|i| ids.value(*i) == trace_id.0).count();
+            found = Some(match found {
+                Some((first, previous)) => (first, previous + count),
+                None => (offset + start, count),
+            });
+        } else if found.is_some() {
+            break;
+        }
+        offset += batch.num_rows();
+    }
+    let Some((first_row, rows)) = found else { return Ok(None) };
+    let selection = RowSelection::from(vec![RowSelector::skip(first_row), RowSelector::select(rows)]);
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
+        .with_row_groups(vec![row_group])
+        .with_row_selection(selection)
+        .build()
+        .map_err(parquet_error)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+    let mut traces = Vec::new();
+    for batch in &batches {
+        traces.extend(batch_to_traces(batch)?);
+    }
+    Ok(andante_model_merge(traces))
+}
+
+/// Rows of one trace may come back in several batches; fold them into one trace.
+fn andante_model_merge(traces: Vec<Trace>) -> Option<Trace> {
+    let trace_id = traces.first()?.trace_id;
+    let resource_spans = andante_model::merge_resource_spans(traces.into_iter().flat_map(|t| t.resource_spans));
+    Some(Trace { trace_id, resource_spans })
+}
+
+/// Reads every trace of a block, in trace-ID order (for compaction).
+pub async fn read_all_traces(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+    metadata: &ArrowReaderMetadata,
+) -> Result<Vec<Trace>, BlockError> {
+    let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
+        .with_batch_size(16 * 1024)
+        .build()
+        .map_err(parquet_error)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+    let mut traces: Vec<Trace> = Vec::new();
+    for batch in &batches {
+        for trace in batch_to_traces(batch)? {
+            // A trace cut across two batches continues the previous one.
+            match traces.last_mut() {
+                Some(last) if last.trace_id == trace.trace_id => {
+                    let fragments = std::mem::take(&mut last.resource_spans).into_iter().chain(trace.resource_spans);
+                    last.resource_spans = andante_model::merge_resource_spans(fragments);
+                }
+                _ => traces.push(trace),
+            }
+        }
+    }
+    Ok(traces)
+}

@@ -1,0 +1,94 @@
+//! The Arrow schema of `andante-v1` and the dedicated-column tables.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+
+/// Resource attributes copied into their own columns (the full resource is still in `resource`).
+pub const DEDICATED_RESOURCE_STRINGS: &[(&str, &str)] = &[
+    ("k8s.namespace.name", "resource_k8s_namespace_name"),
+    ("k8s.pod.name", "resource_k8s_pod_name"),
+    ("k8s.container.name", "resource_k8s_container_name"),
+    ("k8s.cluster.name", "resource_k8s_cluster_name"),
+];
+
+/// String span attributes moved out of the generic list into their own columns.
+pub const DEDICATED_SPAN_STRINGS: &[(&str, &str)] = &[
+    ("http.request.method", "span_http_request_method"),
+    ("http.method", "span_http_method"),
+    ("http.route", "span_http_route"),
+    ("url.path", "span_url_path"),
+    ("http.url", "span_http_url"),
+    ("server.address", "span_server_address"),
+    ("db.system", "span_db_system"),
+    ("rpc.method", "span_rpc_method"),
+];
+
+/// Integer span attributes moved out of the generic list into their own columns.
+pub const DEDICATED_SPAN_INTS: &[(&str, &str)] = &[
+    ("http.response.status_code", "span_http_response_status_code"),
+    ("http.status_code", "span_http_status_code"),
+];
+
+/// Type tags of the generic attribute list's `type` field.
+pub(crate) const ATTR_STRING: u8 = 1;
+pub(crate) const ATTR_INT: u8 = 2;
+pub(crate) const ATTR_DOUBLE: u8 = 3;
+pub(crate) const ATTR_BOOL: u8 = 4;
+/// Bytes, arrays and key-value lists: the protobuf `AnyValue` in `other`.
+pub(crate) const ATTR_OTHER: u8 = 5;
+
+pub(crate) fn attribute_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("type", DataType::UInt8, false),
+        Field::new("str", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("double", DataType::Float64, true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("other", DataType::Binary, true),
+    ])
+}
+
+pub(crate) fn attribute_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(attribute_fields()), false))
+}
+
+/// The file schema; column order is part of the format.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![
+                Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+                Field::new("span_id", DataType::FixedSizeBinary(8), false),
+                Field::new("parent_span_id", DataType::FixedSizeBinary(8), true),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("kind", DataType::Int32, false),
+                Field::new("start_unix_nanos", DataType::UInt64, false),
+                Field::new("duration_nanos", DataType::UInt64, false),
+                Field::new("status_code", DataType::Int32, false),
+                Field::new("status_message", DataType::Utf8, true),
+                Field::new("trace_state", DataType::Utf8, true),
+                Field::new("flags", DataType::UInt32, false),
+                Field::new("nested_set_left", DataType::Int32, false),
+                Field::new("nested_set_right", DataType::Int32, false),
+                Field::new("nested_set_parent", DataType::Int32, false),
+                Field::new("child_count", DataType::Int32, false),
+                Field::new("service_name", DataType::Utf8, false),
+                Field::new("resource", DataType::Binary, false),
+                Field::new("scope", DataType::Binary, false),
+            ];
+            for (_, column) in DEDICATED_RESOURCE_STRINGS.iter().chain(DEDICATED_SPAN_STRINGS) {
+                fields.push(Field::new(*column, DataType::Utf8, true));
+            }
+            for (_, column) in DEDICATED_SPAN_INTS {
+                fields.push(Field::new(*column, DataType::Int64, true));
+            }
+            fields.push(Field::new("attributes", DataType::List(attribute_item_field()), false));
+            fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+            fields.push(Field::new("events_links", DataType::Binary, true));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
