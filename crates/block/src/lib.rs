@@ -10,7 +10,9 @@
 //! cannot hold the trace and one ranged read of a few pages for the block that does.
 
 mod file_reader;
+pub mod blocklist;
 pub mod bloom;
+pub mod compaction;
 pub mod index;
 pub mod meta;
 pub mod nested_set;

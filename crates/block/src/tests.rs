@@ -172,3 +172,41 @@ async fn deleted_blocks_are_gone_and_bad_formats_are_refused() {
     meta.format = "vParquet9".into();
     assert!(matches!(BlockHandle::open(&storage, meta).await, Err(BlockError::UnsupportedFormat(_))));
 }
+
+#[tokio::test]
+async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
+    let storage = Storage::in_memory();
+    let all = traces(21, 60);
+    // The same traces split over three blocks: halves of each trace's resources, plus a repeat.
+    let first: Vec<Trace> = all.iter().map(|t| Trace { trace_id: t.trace_id, resource_spans: t.resource_spans[..1].to_vec() }).collect();
+    let rest: Vec<Trace> = all
+        .iter()
+        .filter(|t| t.resource_spans.len() > 1)
+        .map(|t| Trace { trace_id: t.trace_id, resource_spans: t.resource_spans[1..].to_vec() })
+        .collect();
+    let list = blocklist::BlockList::default();
+    for part in [&first, &rest, &first] {
+        list.add(write(&storage, part, 1000).await);
+    }
+    let options = compaction::CompactionOptions::default();
+    let meta = compaction::compact_once(&storage, &list, "t", &options).await.expect("compact").expect("a plan");
+    assert_eq!(meta.replaces.len(), 3);
+    assert_eq!(meta.compaction_level, 1);
+    assert_eq!(meta.trace_count as usize, all.len());
+    let blocks = list.blocks("t");
+    assert_eq!(blocks.len(), 1);
+    for trace in &all {
+        let found = blocks[0].find_trace(&storage, trace.trace_id).await.expect("read").expect("present");
+        assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans));
+    }
+    // A poll from storage sees the same single block.
+    let polled = blocklist::BlockList::default();
+    polled.poll(&storage).await.expect("poll");
+    assert_eq!(polled.blocks("t").len(), 1);
+    assert!(compaction::compact_once(&storage, &list, "t", &options).await.expect("compact").is_none());
+
+    let deleted = compaction::apply_retention(&storage, &list, "t", meta.end_unix_nanos + 1).await.expect("retention");
+    assert_eq!(deleted, 1);
+    polled.poll(&storage).await.expect("poll");
+    assert!(polled.blocks("t").is_empty());
+}

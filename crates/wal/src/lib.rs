@@ -30,7 +30,7 @@ mod replay;
 mod writer;
 
 pub use replay::{replay, ReplayReport};
-pub use writer::{Wal, WalOptions};
+pub use writer::{FsyncObserver, Wal, WalOptions};
 
 /// Segment sequence number.
 pub type SegmentSeq = u64;

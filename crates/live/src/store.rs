@@ -1,0 +1,386 @@
+//! The live store itself: push, cut, flush, checkpoint, replay.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use andante_block::blocklist::BlockList;
+use andante_block::{encode_block, upload_block, v1, BlockHandle, NewBlock, Trace};
+use andante_ingest::{split_by_trace, ExportTraceServiceRequest, IngestLimits, RateLimiter, RefusalReason};
+use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
+use andante_storage::Storage;
+use andante_wal::{replay, SegmentSeq, Wal, WalOptions};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::metrics::LiveMetrics;
+use crate::record;
+use crate::tenant::{LiveTrace, TenantLive, TraceMap};
+
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub trace_idle: Duration,
+    pub trace_max_live: Duration,
+    /// Completed traces are written as a block at the latest this long after the first of them.
+    pub block_max_age: Duration,
+    /// ... or as soon as they add up to this many encoded bytes.
+    pub block_max_bytes: u64,
+    pub limits: IngestLimits,
+    pub write: v1::WriteOptions,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            trace_idle: Duration::from_secs(5),
+            trace_max_live: Duration::from_secs(30),
+            block_max_age: Duration::from_secs(30),
+            block_max_bytes: 64 << 20,
+            limits: IngestLimits::default(),
+            write: v1::WriteOptions::default(),
+        }
+    }
+}
+
+/// What happened to a push that was not refused as a whole.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub accepted_spans: usize,
+    pub refused_spans: usize,
+    /// Why spans were refused, naming the limit; empty when none were.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("ingestion rate limit of {rate_bytes} bytes/s (burst {burst_bytes} bytes) exceeded for tenant `{tenant}` (`limits.ingestion-rate-limit-bytes`)")]
+    RateLimited { tenant: String, rate_bytes: u64, burst_bytes: u64 },
+    #[error("{0}")]
+    AllRefused(String),
+    #[error("write-ahead log failure: {0}")]
+    Wal(#[from] andante_wal::WalError),
+}
+
+impl PushError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PushError::RateLimited { .. } | PushError::AllRefused(_) => ErrorKind::TooManyRequests,
+            PushError::Wal(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+pub struct LiveStore {
+    config: LiveConfig,
+    wal: Wal,
+    storage: Storage,
+    blocks: BlockList,
+    rate_limiter: RateLimiter,
+    tenants: Mutex<HashMap<TenantId, Arc<Mutex<TenantLive>>>>,
+    /// Pushes hold it shared from WAL append to insert; the checkpoint takes it exclusively, so
+    /// it never sees a record that is durable but not yet in memory.
+    checkpoint_gate: tokio::sync::RwLock<()>,
+    /// Serializes flushes, so two ticks never write the same traces twice.
+    flush_lock: tokio::sync::Mutex<()>,
+    pub metrics: Arc<LiveMetrics>,
+}
+
+impl LiveStore {
+    /// Replays the WAL in `wal_dir` into memory and opens it for appends.
+    pub fn open(
+        wal_dir: &Path,
+        wal_options: WalOptions,
+        on_fsync: Option<andante_wal::FsyncObserver>,
+        storage: Storage,
+        blocks: BlockList,
+        config: LiveConfig,
+    ) -> Result<Arc<LiveStore>, andante_wal::WalError> {
+        let metrics = Arc::new(LiveMetrics::default());
+        let mut tenants: HashMap<TenantId, Arc<Mutex<TenantLive>>> = HashMap::new();
+        let now = Instant::now();
+        let report = replay(wal_dir, |seq, payload| match record::decode(payload) {
+            Ok((tenant, request)) => {
+                let state = tenants.entry(tenant).or_default();
+                let mut state = state.lock();
+                for fragment in split_by_trace(request) {
+                    insert_fragment(&mut state, fragment_bytes(&fragment.resource_spans), &fragment, seq, now);
+                }
+            }
+            Err(error) => tracing::warn!(segment = seq, %error, "skipping undecodable wal record"),
+        })?;
+        metrics.wal_replayed_records.store(report.records as u64, Ordering::Relaxed);
+        if report.records > 0 || !report.truncated.is_empty() {
+            tracing::info!(segments = report.segments, records = report.records, bytes = report.bytes, truncated = ?report.truncated, "replayed wal");
+        }
+        let wal = Wal::open(wal_dir, wal_options, on_fsync)?;
+        Ok(Arc::new(LiveStore {
+            rate_limiter: RateLimiter::new(&config.limits),
+            config,
+            wal,
+            storage,
+            blocks,
+            tenants: Mutex::new(tenants),
+            checkpoint_gate: tokio::sync::RwLock::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
+            metrics,
+        }))
+    }
+
+    fn tenant(&self, tenant: &TenantId) -> Arc<Mutex<TenantLive>> {
+        self.tenants.lock().entry(tenant.clone()).or_default().clone()
+    }
+
+    /// Stores a validated batch durably. `request_bytes` is the size charged to the rate limit.
+    pub async fn push(
+        &self,
+        tenant: &TenantId,
+        request: ExportTraceServiceRequest,
+        request_bytes: u64,
+    ) -> Result<PushOutcome, PushError> {
+        let fragments = split_by_trace(request);
+        let total_spans: usize = fragments.iter().map(|f| f.span_count).sum();
+        if total_spans == 0 {
+            return Ok(PushOutcome::default());
+        }
+        let limits = &self.config.limits;
+        if !self.rate_limiter.try_acquire(tenant, request_bytes) {
+            self.metrics.add_discarded(tenant.as_str(), RefusalReason::RateLimited, total_spans);
+            return Err(PushError::RateLimited {
+                tenant: tenant.to_string(),
+                rate_bytes: limits.rate_limit_bytes,
+                burst_bytes: limits.burst_size_bytes,
+            });
+        }
+        let state = self.tenant(tenant);
+        let mut accepted = Vec::with_capacity(fragments.len());
+        let mut outcome = PushOutcome::default();
+        let mut first_refusal: Option<String> = None;
+        {
+            let state = state.lock();
+            let mut new_traces = 0usize;
+            for fragment in fragments {
+                let encoded = fragment_bytes(&fragment.resource_spans);
+                let existing_bytes = state.live.get(&fragment.trace_id).map(|t| t.bytes);
+                let refusal = match existing_bytes {
+                    None if state.live.len() + new_traces >= limits.max_live_traces => Some((
+                        RefusalReason::LiveTracesExceeded,
+                        format!("max live traces ({}) reached for tenant `{tenant}` (`limits.max-live-traces`)", limits.max_live_traces),
+                    )),
+                    existing if existing.unwrap_or(0) + encoded.len() as u64 > limits.max_bytes_per_trace => Some((
+                        RefusalReason::TraceTooLarge,
+                        format!(
+                            "trace `{}` exceeds max bytes per trace ({}) (`limits.max-bytes-per-trace`)",
+                            fragment.trace_id, limits.max_bytes_per_trace
+                        ),
+                    )),
+                    _ => None,
+                };
+                match refusal {
+                    Some((reason, message)) => {
+                        self.metrics.add_discarded(tenant.as_str(), reason, fragment.span_count);
+                        outcome.refused_spans += fragment.span_count;
+                        first_refusal.get_or_insert(message);
+                    }
+                    None => {
+                        new_traces += usize::from(existing_bytes.is_none());
+                        outcome.accepted_spans += fragment.span_count;
+                        accepted.push((encoded, fragment));
+                    }
+                }
+            }
+        }
+        if let Some(message) = first_refusal {
+            outcome.message = format!("refused {} span(s): {message}", outcome.refused_spans);
+        }
+        if accepted.is_empty() {
+            return Err(PushError::AllRefused(outcome.message));
+        }
+        let payload = record::encode(tenant, &accepted.iter().map(|(bytes, _)| bytes.clone()).collect::<Vec<_>>());
+        let _gate = self.checkpoint_gate.read().await;
+        let seq = self.wal.append(payload).await?;
+        let now = Instant::now();
+        let mut state = state.lock();
+        for (bytes, fragment) in accepted {
+            insert_fragment(&mut state, bytes, &fragment, seq, now);
+        }
+        self.metrics.add_received(outcome.accepted_spans);
+        Ok(outcome)
+    }
+
+    /// Every span of `trace_id` held in memory for `tenant`, merged.
+    pub fn find_trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<ResourceSpans> {
+        let Some(state) = self.tenants.lock().get(tenant).cloned() else { return Vec::new() };
+        let fragments = state.lock().fragments(trace_id);
+        let decoded = fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+        merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
+    }
+
+    /// (live traces, bytes held in memory) over every tenant.
+    pub fn memory_totals(&self) -> (u64, u64) {
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        let mut totals = (0, 0);
+        for state in tenants {
+            let state = state.lock();
+            totals.0 += state.live.len() as u64;
+            totals.1 += state.live.values().chain(state.completed.values()).map(|t| t.bytes).sum::<u64>();
+        }
+        totals
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Periodic work: cut idle and old traces, write due blocks, drop WAL segments no longer needed.
+    pub async fn tick(&self) {
+        self.cut_and_flush(false).await;
+    }
+
+    /// Cuts every trace and writes everything in memory as blocks (graceful shutdown).
+    pub async fn flush_all(&self) {
+        self.cut_and_flush(true).await;
+    }
+
+    async fn cut_and_flush(&self, everything: bool) {
+        let _flushing = self.flush_lock.lock().await;
+        let now = Instant::now();
+        let tenants: Vec<(TenantId, Arc<Mutex<TenantLive>>)> =
+            self.tenants.lock().iter().map(|(id, state)| (id.clone(), state.clone())).collect();
+        let mut wrote_any = false;
+        for (tenant, state) in tenants {
+            let batch = {
+                let mut state = state.lock();
+                let cut = state.cut(now, self.config.trace_idle, self.config.trace_max_live, everything);
+                self.metrics.traces_cut.fetch_add(cut as u64, Ordering::Relaxed);
+                let due = state.completed_since.is_some_and(|since| now.duration_since(since) >= self.config.block_max_age)
+                    || state.completed_bytes >= self.config.block_max_bytes;
+                if state.completed.is_empty() || !(due || everything) {
+                    continue;
+                }
+                let batch = Arc::new(std::mem::take(&mut state.completed));
+                state.completed_since = None;
+                state.completed_bytes = 0;
+                state.flushing.push(batch.clone());
+                batch
+            };
+            let written = self.write_block(&tenant, batch.clone()).await;
+            let mut state = state.lock();
+            state.flushing.retain(|pending| !Arc::ptr_eq(pending, &batch));
+            if !written {
+                // Keep the traces in memory (and their WAL segments) and try again next tick.
+                for (trace_id, trace) in Arc::unwrap_or_clone(batch) {
+                    state.completed_bytes += trace.bytes;
+                    state.completed_since.get_or_insert(now);
+                    match state.completed.get_mut(&trace_id) {
+                        Some(existing) => existing.absorb(trace),
+                        None => {
+                            state.completed.insert(trace_id, trace);
+                        }
+                    }
+                }
+            }
+            wrote_any |= written;
+        }
+        if wrote_any || everything {
+            self.checkpoint().await;
+        }
+    }
+
+    async fn write_block(&self, tenant: &TenantId, batch: Arc<TraceMap>) -> bool {
+        let new_block = NewBlock {
+            tenant_id: tenant.to_string(),
+            compaction_level: 0,
+            replaces: Vec::new(),
+            options: self.config.write,
+        };
+        let encoded = tokio::task::spawn_blocking(move || {
+            let traces = decode_traces(&batch);
+            encode_block(&traces, &new_block)
+        })
+        .await;
+        let result = match encoded {
+            Ok(Ok((meta, parquet, index))) => match upload_block(&self.storage, &meta, parquet, index).await {
+                Ok(()) => BlockHandle::open(&self.storage, meta).await.map(|handle| self.blocks.add(handle)),
+                Err(error) => Err(error),
+            },
+            Ok(Err(error)) => Err(error),
+            Err(join_error) => Err(andante_block::BlockError::Encode(join_error.to_string())),
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.blocks_flushed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                self.metrics.block_flush_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%tenant, %error, "failed to write block; will retry");
+                false
+            }
+        }
+    }
+
+    /// Starts a new WAL segment and deletes the segments nothing in memory depends on.
+    async fn checkpoint(&self) {
+        let _exclusive = self.checkpoint_gate.write().await;
+        let active = match self.wal.rotate().await {
+            Ok(active) => active,
+            Err(error) => {
+                tracing::error!(%error, "failed to rotate the wal");
+                return;
+            }
+        };
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        let oldest_needed: SegmentSeq =
+            tenants.iter().filter_map(|state| state.lock().min_segment()).min().unwrap_or(active);
+        match self.wal.remove_segments_before(oldest_needed) {
+            Ok(removed) => {
+                self.metrics.wal_segments_removed.fetch_add(removed as u64, Ordering::Relaxed);
+            }
+            Err(error) => tracing::error!(%error, "failed to remove old wal segments"),
+        }
+    }
+}
+
+fn fragment_bytes(resource_spans: &[ResourceSpans]) -> Bytes {
+    Bytes::from(ExportTraceServiceRequest { resource_spans: resource_spans.to_vec() }.encode_to_vec())
+}
+
+fn insert_fragment(
+    state: &mut TenantLive,
+    bytes: Bytes,
+    fragment: &andante_ingest::TraceFragment,
+    seq: SegmentSeq,
+    now: Instant,
+) {
+    let incoming = LiveTrace {
+        bytes: bytes.len() as u64,
+        fragments: vec![bytes],
+        spans: fragment.span_count,
+        first_segment: seq,
+        created: now,
+        last_append: now,
+    };
+    match state.live.get_mut(&fragment.trace_id) {
+        Some(existing) => existing.absorb(incoming),
+        None => {
+            state.live.insert(fragment.trace_id, incoming);
+        }
+    }
+}
+
+/// Decodes completed traces into block input, sorted by trace ID.
+fn decode_traces(batch: &TraceMap) -> Vec<Trace> {
+    let mut traces: Vec<Trace> = batch
+        .iter()
+        .map(|(trace_id, trace)| {
+            let decoded = trace.fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+            Trace { trace_id: *trace_id, resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)) }
+        })
+        .collect();
+    traces.sort_unstable_by_key(|trace| trace.trace_id);
+    traces
+}

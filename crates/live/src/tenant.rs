@@ -1,0 +1,87 @@
+//! One tenant's traces in memory: still live, completed and waiting for a block, or in a block
+//! being uploaded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use andante_model::TraceId;
+use andante_wal::SegmentSeq;
+use bytes::Bytes;
+
+/// A trace held in memory as the encoded fragments it arrived in (compact: about the size of
+/// the OTLP protobuf, several times smaller than decoded spans).
+#[derive(Debug, Clone)]
+pub(crate) struct LiveTrace {
+    pub fragments: Vec<Bytes>,
+    pub bytes: u64,
+    pub spans: usize,
+    pub first_segment: SegmentSeq,
+    pub created: Instant,
+    pub last_append: Instant,
+}
+
+impl LiveTrace {
+    pub(crate) fn absorb(&mut self, other: LiveTrace) {
+        self.fragments.extend(other.fragments);
+        self.bytes += other.bytes;
+        self.spans += other.spans;
+        self.first_segment = self.first_segment.min(other.first_segment);
+        self.created = self.created.min(other.created);
+        self.last_append = self.last_append.max(other.last_append);
+    }
+}
+
+pub(crate) type TraceMap = HashMap<TraceId, LiveTrace>;
+
+#[derive(Default)]
+pub(crate) struct TenantLive {
+    pub live: TraceMap,
+    pub completed: TraceMap,
+    pub completed_since: Option<Instant>,
+    pub completed_bytes: u64,
+    pub flushing: Vec<Arc<TraceMap>>,
+}
+
+impl TenantLive {
+    /// Moves traces idle for `idle` or alive for `max_live` into `completed`; returns how many.
+    pub(crate) fn cut(&mut self, now: Instant, idle: std::time::Duration, max_live: std::time::Duration, all: bool) -> usize {
+        let due: Vec<TraceId> = self
+            .live
+            .iter()
+            .filter(|(_, t)| all || now.duration_since(t.last_append) >= idle || now.duration_since(t.created) >= max_live)
+            .map(|(id, _)| *id)
+            .collect();
+        for trace_id in &due {
+            if let Some(trace) = self.live.remove(trace_id) {
+                self.completed_bytes += trace.bytes;
+                self.completed_since.get_or_insert(now);
+                match self.completed.get_mut(trace_id) {
+                    Some(existing) => existing.absorb(trace),
+                    None => {
+                        self.completed.insert(*trace_id, trace);
+                    }
+                }
+            }
+        }
+        due.len()
+    }
+
+    /// The oldest WAL segment any trace in memory depends on.
+    pub(crate) fn min_segment(&self) -> Option<SegmentSeq> {
+        let flushing = self.flushing.iter().flat_map(|map| map.values());
+        self.live.values().chain(self.completed.values()).chain(flushing).map(|t| t.first_segment).min()
+    }
+
+    /// Every fragment of `trace_id` held in memory.
+    pub(crate) fn fragments(&self, trace_id: &TraceId) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let maps = [&self.live, &self.completed].into_iter().chain(self.flushing.iter().map(|m| m.as_ref()));
+        for map in maps {
+            if let Some(trace) = map.get(trace_id) {
+                out.extend(trace.fragments.iter().cloned());
+            }
+        }
+        out
+    }
+}
