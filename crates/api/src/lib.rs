@@ -1,1 +1,75 @@
-//! placeholder
+//! Andante's network surface: the receivers (OTLP/gRPC, OTLP/HTTP, Zipkin) and Tempo's HTTP
+//! query API, on the ports Tempo users expect. Handlers parse and check the request, call the
+//! ingest, live and query crates, and map every failure through `ErrorKind` to one status code,
+//! so each endpoint answers a given failure the same way.
+
+mod error;
+mod ingest_grpc;
+mod ingest_http;
+pub mod metrics;
+mod ops;
+mod tempo_json;
+pub mod tempopb;
+mod tenant;
+mod traces;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use andante_ingest::ValidationLimits;
+use andante_live::LiveStore;
+use andante_query::Querier;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+pub use ingest_grpc::trace_service;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub multitenancy_enabled: bool,
+    pub max_request_bytes: usize,
+    pub validation: ValidationLimits,
+}
+
+/// Shared by every handler.
+pub struct AppState {
+    pub config: ApiConfig,
+    pub live: Arc<LiveStore>,
+    pub querier: Querier,
+    pub metrics: metrics::Metrics,
+    /// False once shutdown begins, so `/ready` tells load balancers to stop sending.
+    pub ready: AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Tempo's query API and operational endpoints (`--server.http-listen-address`).
+pub fn query_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/traces/{trace_id}", get(traces::trace_by_id_v1))
+        .route("/api/v2/traces/{trace_id}", get(traces::trace_by_id_v2))
+        .route("/api/echo", get(ops::echo))
+        .route("/api/status/buildinfo", get(ops::buildinfo))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// OTLP/HTTP (`--otlp.http-listen-address`).
+pub fn otlp_http_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/v1/traces", post(ingest_http::otlp_traces))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// Zipkin v2 (`--zipkin.listen-address`).
+pub fn zipkin_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/v2/spans", post(ingest_http::zipkin_spans))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
