@@ -1,0 +1,412 @@
+//! Configuration: one table of keys is the single source of each key's default, flag,
+//! environment variable and documentation. Precedence, lowest first: the table's default, the
+//! YAML file (`--config.file`), the `ANDANTE_…` environment variable, the command-line flag. The
+//! merged tree is then deserialized into typed structs, so a wrong value fails at start-up with
+//! the key's name, never later.
+//!
+//! Naming: the YAML key `server.http_listen_address` is the flag `--server.http-listen-address`
+//! and the variable `ANDANTE_SERVER_HTTP_LISTEN_ADDRESS`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+    Duration,
+}
+
+pub struct Key {
+    pub path: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+const fn key(path: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Key {
+    Key { path, kind, default, help }
+}
+
+use Kind::{Bool, Duration as Dur, Int, Str};
+
+/// Every configuration key.
+pub const KEYS: &[Key] = &[
+    key("target", Str, "all", "Which components to run; `all` runs every component in one process."),
+    key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request; when off all data belongs to `single-tenant`."),
+    key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
+    key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
+    key("otlp.grpc_listen_address", Str, ":4317", "OTLP/gRPC receiver; empty disables it."),
+    key("otlp.http_listen_address", Str, ":4318", "OTLP/HTTP receiver (`POST /v1/traces`); empty disables it."),
+    key("zipkin.listen_address", Str, ":9411", "Zipkin v2 receiver (`POST /api/v2/spans`); empty disables it."),
+    key("storage.path", Str, "./data", "Local directory for the WAL, and for blocks with the `local` backend."),
+    key("storage.backend", Str, "local", "Where blocks go: `local`, `s3`, `gcs` or `azure`."),
+    key("storage.bucket", Str, "", "Bucket (S3, GCS) or container (Azure)."),
+    key("storage.endpoint", Str, "", "S3 endpoint for S3-compatible servers; path-style requests are used."),
+    key("storage.region", Str, "", "S3 region."),
+    key("storage.access_key_id", Str, "", "S3 access key ID (else the AWS environment)."),
+    key("storage.secret_access_key", Str, "", "S3 secret access key, or Azure access key."),
+    key("storage.allow_http", Bool, "false", "Allow plain-HTTP object storage endpoints."),
+    key("storage.account", Str, "", "Azure storage account."),
+    key("storage.blocklist_poll", Dur, "5m", "How often the block list is re-read from storage."),
+    key("wal.fsync", Bool, "true", "fsync the WAL before acknowledging a push. Turn off only to measure without it."),
+    key("wal.max_segment_bytes", Int, "134217728", "A WAL segment is closed past this size."),
+    key("live.trace_idle", Dur, "5s", "A trace with no new span for this long is complete."),
+    key("live.trace_max_live", Dur, "30s", "A trace is cut after this long even if spans still arrive."),
+    key("live.block_max_age", Dur, "30s", "Completed traces are written as a block at most this long after the first of them."),
+    key("live.block_max_bytes", Int, "67108864", "... or once they add up to this many bytes."),
+    key("block.row_group_spans", Int, "32768", "Spans per Parquet row group (a row group ends at a trace boundary)."),
+    key("limits.ingestion_rate_limit_bytes", Int, "30000000", "Per-tenant ingestion rate in bytes per second."),
+    key("limits.ingestion_burst_size_bytes", Int, "30000000", "Per-tenant ingestion burst in bytes."),
+    key("limits.max_bytes_per_trace", Int, "5000000", "Largest trace kept in memory; spans beyond it are refused."),
+    key("limits.max_live_traces", Int, "10000", "Most traces a tenant may have live at once."),
+    key("limits.max_attribute_bytes", Int, "65536", "Largest attribute (key and value); a span carrying a larger one is refused."),
+    key("compaction.enabled", Bool, "true", "Merge small blocks in the background."),
+    key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
+    key("compaction.window", Dur, "1h", "Only blocks whose start times fall in the same window are merged."),
+    key("compaction.max_input_blocks", Int, "8", "Most blocks merged in one compaction."),
+    key("compaction.max_input_bytes", Int, "268435456", "Most data bytes read by one compaction."),
+    key("retention.block_retention", Dur, "336h", "Blocks whose newest span is older than this are deleted."),
+    key("retention.interval", Dur, "5m", "How often retention runs."),
+    key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
+    key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
+    key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
+];
+
+impl Key {
+    pub fn flag(&self) -> String {
+        self.path.replace('_', "-")
+    }
+    pub fn env(&self) -> String {
+        format!("ANDANTE_{}", self.path.replace('.', "_").to_ascii_uppercase())
+    }
+}
+
+/// Parses Go-style durations: `300ms`, `5s`, `1m30s`, `336h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().map_err(|_| format!("invalid duration `{text}`"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "d" => 86400e9,
+            unit => return Err(format!("invalid duration `{text}`: unknown unit `{unit}`")),
+        };
+        total += Duration::from_nanos((number * nanos_per_unit) as u64);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn typed(key: &Key, text: &str) -> anyhow::Result<Value> {
+    let invalid = |why: String| anyhow!("invalid value `{text}` for `{}` (--{}): {why}", key.path, key.flag());
+    Ok(match key.kind {
+        Str => Value::String(text.to_owned()),
+        Int => Value::Number(text.trim().parse::<u64>().map_err(|e| invalid(e.to_string()))?.into()),
+        Bool => Value::Bool(match text.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => return Err(invalid(format!("`{other}` is not a boolean"))),
+        }),
+        Dur => {
+            parse_duration(text).map_err(invalid)?;
+            Value::String(text.trim().to_owned())
+        }
+    })
+}
+
+fn set(tree: &mut Mapping, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut node = tree;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            node.insert(Value::String(part.to_owned()), value);
+            return;
+        }
+        let child = node.entry(Value::String(part.to_owned())).or_insert_with(|| Value::Mapping(Mapping::new()));
+        if !child.is_mapping() {
+            *child = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(next) = child else { return };
+        node = next;
+    }
+}
+
+/// Overlays `file` onto `base`, recursively.
+fn overlay(base: &mut Mapping, file: Mapping) {
+    for (name, value) in file {
+        match (base.get_mut(&name), value) {
+            (Some(Value::Mapping(existing)), Value::Mapping(incoming)) => overlay(existing, incoming),
+            (_, value) => {
+                base.insert(name, value);
+            }
+        }
+    }
+}
+
+/// Builds the effective tree from defaults, the optional file and explicit flag/env values.
+pub fn merge(file: Option<&str>, explicit: &BTreeMap<&'static str, String>) -> anyhow::Result<Config> {
+    let mut tree = Mapping::new();
+    for key in KEYS {
+        set(&mut tree, key.path, typed(key, key.default)?);
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file `{path}`"))?;
+        let parsed: Value = serde_yaml::from_str(&text).with_context(|| format!("invalid YAML in `{path}`"))?;
+        match parsed {
+            Value::Mapping(mapping) => overlay(&mut tree, mapping),
+            Value::Null => {}
+            _ => bail!("config file `{path}` must be a YAML mapping"),
+        }
+    }
+    for (path, text) in explicit {
+        let key = KEYS.iter().find(|k| k.path == *path).ok_or_else(|| anyhow!("unknown key `{path}`"))?;
+        set(&mut tree, key.path, typed(key, text)?);
+    }
+    serde_yaml::from_value(Value::Mapping(tree)).context("invalid configuration")
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let text = match value {
+        Value::String(text) => text,
+        Value::Number(number) => number.to_string(),
+        other => return Err(serde::de::Error::custom(format!("expected a duration, got {other:?}"))),
+    };
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub target: String,
+    pub multitenancy: Multitenancy,
+    pub server: Server,
+    pub otlp: Otlp,
+    pub zipkin: Zipkin,
+    pub storage: StorageConfig,
+    pub wal: WalConfig,
+    pub live: Live,
+    pub block: Block,
+    pub limits: Limits,
+    pub compaction: Compaction,
+    pub retention: Retention,
+    pub demo: Demo,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multitenancy {
+    pub enabled: bool,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub http_listen_address: String,
+    pub max_request_bytes: usize,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otlp {
+    pub grpc_listen_address: String,
+    pub http_listen_address: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zipkin {
+    pub listen_address: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub path: String,
+    pub backend: String,
+    pub bucket: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
+    pub account: String,
+    #[serde(deserialize_with = "duration")]
+    pub blocklist_poll: Duration,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    pub fsync: bool,
+    pub max_segment_bytes: u64,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Live {
+    #[serde(deserialize_with = "duration")]
+    pub trace_idle: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub trace_max_live: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub block_max_age: Duration,
+    pub block_max_bytes: u64,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Block {
+    pub row_group_spans: usize,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub ingestion_rate_limit_bytes: u64,
+    pub ingestion_burst_size_bytes: u64,
+    pub max_bytes_per_trace: u64,
+    pub max_live_traces: usize,
+    pub max_attribute_bytes: usize,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compaction {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    pub max_input_blocks: usize,
+    pub max_input_bytes: u64,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(deserialize_with = "duration")]
+    pub block_retention: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Per-tenant retention overrides (YAML only): `retention: {per_tenant: {acme: 72h}}`.
+    #[serde(default)]
+    pub per_tenant: BTreeMap<String, String>,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demo {
+    pub enabled: bool,
+    pub rate: u64,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub level: String,
+}
+
+impl Retention {
+    /// The retention of `tenant`, checked at start-up by `validate`.
+    pub fn for_tenant(&self, tenant: &str) -> Duration {
+        self.per_tenant.get(tenant).and_then(|text| parse_duration(text).ok()).unwrap_or(self.block_retention)
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: enumerations and cross-key rules.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.target != "all" {
+            bail!("target `{}` is not available in this version: only `all` runs", self.target);
+        }
+        if !["local", "s3", "gcs", "azure"].contains(&self.storage.backend.as_str()) {
+            bail!("storage.backend must be one of local, s3, gcs, azure; got `{}`", self.storage.backend);
+        }
+        for (tenant, text) in &self.retention.per_tenant {
+            parse_duration(text).map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `docs/CONFIG.md`, generated from `KEYS`.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n<!-- Generated by `andante config-reference`; do not edit by hand. -->\n\n\
+         Every key can be set in the YAML file given by `--config.file`, by its flag, or by its \
+         environment variable. Precedence, lowest first: default, file, environment, flag. \
+         Durations are written like `500ms`, `5s`, `1m30s`, `336h`.\n\n\
+         | YAML key | flag | environment | default | description |\n|---|---|---|---|---|\n",
+    );
+    for key in KEYS {
+        let default = if key.default.is_empty() { "(empty)".to_owned() } else { format!("`{}`", key.default) };
+        out.push_str(&format!("| `{}` | `--{}` | `{}` | {} | {} |\n", key.path, key.flag(), key.env(), default, key.help));
+    }
+    out.push_str(
+        "\nYAML only: `retention.per_tenant`, a map from tenant ID to that tenant's retention \
+         (for example `retention: {per_tenant: {acme: 72h}}`).\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("336h"), Ok(Duration::from_secs(336 * 3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn precedence_is_default_then_file_then_explicit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("andante.yaml");
+        std::fs::write(&path, "storage:\n  path: /from/file\nlive:\n  trace_idle: 2s\n").expect("write");
+        let mut explicit = BTreeMap::new();
+        explicit.insert("storage.path", "/from/flag".to_owned());
+        let config = merge(path.to_str(), &explicit).expect("valid");
+        assert_eq!(config.storage.path, "/from/flag");
+        assert_eq!(config.live.trace_idle, Duration::from_secs(2));
+        assert_eq!(config.server.http_listen_address, ":3200");
+        assert!(!config.multitenancy.enabled);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut explicit = BTreeMap::new();
+        explicit.insert("limits.max_live_traces", "many".to_owned());
+        let error = merge(None, &explicit).expect_err("invalid").to_string();
+        assert!(error.contains("limits.max_live_traces") && error.contains("--limits.max-live-traces"), "{error}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, "storage:\n  pth: typo\n").expect("write");
+        let error = format!("{:#}", merge(path.to_str(), &BTreeMap::new()).expect_err("unknown key"));
+        assert!(error.contains("pth"), "{error}");
+    }
+
+    #[test]
+    fn config_reference_doc_is_current() {
+        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+            .expect("docs/CONFIG.md exists");
+        assert_eq!(committed, reference_markdown(), "regenerate with `andante config-reference > docs/CONFIG.md`");
+    }
+}

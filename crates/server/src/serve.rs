@@ -1,0 +1,287 @@
+//! `andante serve`: builds every component from the configuration, binds the listeners, runs the
+//! background loops and shuts down gracefully on SIGTERM or Ctrl-C (stop accepting, flush every
+//! trace in memory to a block, exit within 30 s).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use andante_api::{ApiConfig, AppState};
+use andante_block::blocklist::BlockList;
+use andante_block::compaction::{apply_retention, compact_once, CompactionOptions};
+use andante_block::v1::WriteOptions;
+use andante_ingest::{IngestLimits, ValidationLimits};
+use andante_live::{LiveConfig, LiveStore};
+use andante_query::Querier;
+use andante_storage::{BackendConfig, BackendKind, Storage};
+use andante_wal::WalOptions;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Go-style listen addresses: `:3200` means every interface.
+fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
+    full.parse().with_context(|| format!("invalid listen address `{text}`"))
+}
+
+async fn bind(text: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let address = listen_address(text)?;
+    let listener = TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address} for {what}"))?;
+    tracing::info!(%what, address = %listener.local_addr()?, "listening");
+    Ok(Some(listener))
+}
+
+fn storage_config(config: &Config) -> BackendConfig {
+    let storage = &config.storage;
+    BackendConfig {
+        backend: match storage.backend.as_str() {
+            "s3" => BackendKind::S3,
+            "gcs" => BackendKind::Gcs,
+            "azure" => BackendKind::Azure,
+            _ => BackendKind::Local,
+        },
+        local_path: PathBuf::from(&storage.path).join("blocks").display().to_string(),
+        bucket: storage.bucket.clone(),
+        endpoint: storage.endpoint.clone(),
+        region: storage.region.clone(),
+        access_key_id: storage.access_key_id.clone(),
+        secret_access_key: storage.secret_access_key.clone(),
+        allow_http: storage.allow_http,
+        account: storage.account.clone(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Runs `work` every `period` until shutdown.
+fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut work: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(10)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => work().await,
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let storage = Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
+    let blocks = BlockList::default();
+    blocks.poll(&storage).await.context("failed to list blocks")?;
+    let (block_count, span_count, _) = blocks.totals();
+    tracing::info!(blocks = block_count, spans = span_count, backend = %config.storage.backend, "block list loaded");
+
+    let mut metrics = andante_api::metrics::Metrics::new();
+    let fsync_histogram = metrics.wal_fsync_seconds.clone();
+    let limits = IngestLimits {
+        rate_limit_bytes: config.limits.ingestion_rate_limit_bytes,
+        burst_size_bytes: config.limits.ingestion_burst_size_bytes,
+        max_bytes_per_trace: config.limits.max_bytes_per_trace,
+        max_live_traces: config.limits.max_live_traces,
+    };
+    let write = WriteOptions { row_group_spans: config.block.row_group_spans, ..WriteOptions::default() };
+    let live_config = LiveConfig {
+        trace_idle: config.live.trace_idle,
+        trace_max_live: config.live.trace_max_live,
+        block_max_age: config.live.block_max_age,
+        block_max_bytes: config.live.block_max_bytes,
+        limits,
+        write,
+    };
+    let wal_options = WalOptions { fsync: config.wal.fsync, max_segment_bytes: config.wal.max_segment_bytes };
+    let wal_dir = PathBuf::from(&config.storage.path).join("wal");
+    let observer: andante_wal::FsyncObserver = Arc::new(move |elapsed| fsync_histogram.observe(elapsed.as_secs_f64()));
+    let live = LiveStore::open(&wal_dir, wal_options, Some(observer), storage.clone(), blocks.clone(), live_config)
+        .context("failed to open the write-ahead log")?;
+    metrics.register_store(live.clone(), blocks.clone());
+
+    let state = Arc::new(AppState {
+        config: ApiConfig {
+            multitenancy_enabled: config.multitenancy.enabled,
+            max_request_bytes: config.server.max_request_bytes,
+            validation: ValidationLimits { max_attribute_bytes: config.limits.max_attribute_bytes },
+        },
+        live: live.clone(),
+        querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
+        metrics,
+        ready: AtomicBool::new(false),
+    });
+
+    let (stop_sender, stop) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
+    let http_routers = [
+        (config.server.http_listen_address.as_str(), "query API", andante_api::query_router(state.clone())),
+        (config.otlp.http_listen_address.as_str(), "OTLP/HTTP", andante_api::otlp_http_router(state.clone()).layer(body_limit.clone())),
+        (config.zipkin.listen_address.as_str(), "Zipkin", andante_api::zipkin_router(state.clone()).layer(body_limit)),
+    ];
+    for (address, what, router) in http_routers {
+        let Some(listener) = bind(address, what).await? else { continue };
+        let mut stop = stop.clone();
+        servers.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(anyhow::Error::from)
+        });
+    }
+    let mut grpc_port = None;
+    if let Some(listener) = bind(&config.otlp.grpc_listen_address, "OTLP/gRPC").await? {
+        grpc_port = Some(listener.local_addr()?.port());
+        let service = andante_api::trace_service(state.clone());
+        let mut stop = stop.clone();
+        let max_bytes = config.server.max_request_bytes;
+        servers.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            tonic::transport::Server::builder()
+                .max_frame_size(Some(1 << 20))
+                .add_service(service)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+                .await
+                .map_err(|error| anyhow::anyhow!("gRPC server failed: {error} (max message {max_bytes} bytes)"))
+        });
+    }
+
+    let mut loops = Vec::new();
+    {
+        let live = live.clone();
+        loops.push(every(Duration::from_secs(1), stop.clone(), move || {
+            let live = live.clone();
+            async move { live.tick().await }
+        }));
+    }
+    {
+        let (storage, blocks) = (storage.clone(), blocks.clone());
+        loops.push(every(config.storage.blocklist_poll, stop.clone(), move || {
+            let (storage, blocks) = (storage.clone(), blocks.clone());
+            async move {
+                if let Err(error) = blocks.poll(&storage).await {
+                    tracing::warn!(%error, "block list poll failed");
+                }
+            }
+        }));
+    }
+    if config.compaction.enabled {
+        let (storage, blocks) = (storage.clone(), blocks.clone());
+        let options = CompactionOptions {
+            window_nanos: config.compaction.window.as_nanos() as u64,
+            max_input_blocks: config.compaction.max_input_blocks,
+            max_input_bytes: config.compaction.max_input_bytes,
+            write,
+            ..CompactionOptions::default()
+        };
+        loops.push(every(config.compaction.interval, stop.clone(), move || {
+            let (storage, blocks) = (storage.clone(), blocks.clone());
+            async move {
+                for tenant in blocks.tenants() {
+                    match compact_once(&storage, &blocks, &tenant, &options).await {
+                        Ok(Some(meta)) => tracing::info!(%tenant, block = %meta.block_id, inputs = meta.replaces.len(), spans = meta.span_count, "compacted"),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%tenant, %error, "compaction failed"),
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let (storage, blocks, retention) = (storage.clone(), blocks.clone(), config.retention.clone());
+        loops.push(every(config.retention.interval, stop.clone(), move || {
+            let (storage, blocks, retention) = (storage.clone(), blocks.clone(), retention.clone());
+            async move {
+                for tenant in blocks.tenants() {
+                    let cutoff = andante_model::now_unix_nanos().saturating_sub(retention.for_tenant(&tenant).as_nanos() as u64);
+                    match apply_retention(&storage, &blocks, &tenant, cutoff).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(%tenant, deleted, "retention deleted blocks"),
+                        Err(error) => tracing::warn!(%tenant, %error, "retention failed"),
+                    }
+                }
+            }
+        }));
+    }
+    if config.demo.enabled {
+        let Some(port) = grpc_port else { anyhow::bail!("--demo needs the OTLP/gRPC receiver enabled") };
+        let args = andante_gen::GenArgs {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            protocol: andante_gen::Protocol::Grpc,
+            rate: config.demo.rate as f64,
+            duration_secs: 0,
+            traces: 0,
+            batch: 10,
+            concurrency: 2,
+            tenant: config.multitenancy.enabled.then(|| andante_model::SINGLE_TENANT.to_owned()),
+            // A fresh seed per start, so a restarted demo does not resend the same trace IDs.
+            seed: andante_model::now_unix_nanos(),
+            acked_file: None,
+        };
+        tracing::info!(rate = config.demo.rate, "demo load started; point Grafana's Tempo data source at this server's HTTP port");
+        loops.push(tokio::spawn(async move {
+            if let Err(error) = andante_gen::run(args).await {
+                tracing::error!(%error, "demo load stopped");
+            }
+        }));
+    }
+
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "andante is ready");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down: flushing traces to blocks"),
+        Some(result) = servers.join_next() => {
+            if let Ok(Err(error)) = result {
+                tracing::error!(%error, "a server stopped");
+            }
+        }
+    }
+    state.ready.store(false, Ordering::Release);
+    let _ = stop_sender.send(true);
+    for handle in &loops {
+        handle.abort();
+    }
+    let flushed = tokio::time::timeout(Duration::from_secs(25), live.flush_all()).await;
+    if flushed.is_err() {
+        tracing::warn!("flush did not finish in 25 s; the WAL keeps every acknowledged span for the next start");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), async { while servers.join_next().await.is_some() {} }).await;
+    tracing::info!("stopped");
+    Ok(())
+}
