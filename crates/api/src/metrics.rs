@@ -64,7 +64,7 @@ impl prometheus_client::collector::Collector for StoreCollector {
         counter(&mut encoder, "andante_blocks_flushed", "Blocks written from live traces.", load(&metrics.blocks_flushed))?;
         counter(&mut encoder, "andante_block_flush_failures", "Block writes that failed and will be retried.", load(&metrics.block_flush_failures))?;
         counter(&mut encoder, "andante_wal_segments_removed", "WAL segments deleted after their traces reached blocks.", load(&metrics.wal_segments_removed))?;
-        counter(&mut encoder, "andante_wal_replayed_records", "WAL records replayed at the last start.", load(&metrics.wal_replayed_records))?;
+        gauge(&mut encoder, "andante_wal_replayed_records", "WAL records replayed at the last start.", load(&metrics.wal_replayed_records) as i64)?;
         let (live_traces, live_bytes) = self.live.memory_totals();
         gauge(&mut encoder, "andante_live_traces", "Traces still receiving spans.", live_traces as i64)?;
         gauge(&mut encoder, "andante_live_bytes", "Encoded bytes of traces held in memory.", live_bytes as i64)?;

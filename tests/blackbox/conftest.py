@@ -1,0 +1,124 @@
+"""Black-box harness: starts the real `andante` binary on loopback ports in a temp directory."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("ANDANTE_BIN", REPO / "target" / "debug" / "andante"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """One andante process; `restart` keeps its storage directory."""
+
+    def __init__(self, storage: Path, extra_args=()):
+        self.storage = storage
+        self.extra_args = list(extra_args)
+        self.http_port, self.grpc_port, self.otlp_http_port, self.zipkin_port = (free_port() for _ in range(4))
+        self.process = None
+        self.log_path = storage.parent / f"{storage.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def otlp_http_url(self) -> str:
+        return f"http://127.0.0.1:{self.otlp_http_port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def zipkin_url(self) -> str:
+        return f"http://127.0.0.1:{self.zipkin_port}"
+
+    def start(self):
+        args = [
+            str(BINARY), "serve",
+            "--storage.path", str(self.storage),
+            "--server.http-listen-address", f"127.0.0.1:{self.http_port}",
+            "--otlp.grpc-listen-address", f"127.0.0.1:{self.grpc_port}",
+            "--otlp.http-listen-address", f"127.0.0.1:{self.otlp_http_port}",
+            "--zipkin.listen-address", f"127.0.0.1:{self.zipkin_port}",
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"andante exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("andante did not become ready in 30 s")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30) -> float:
+        """Sends `sig` and waits; returns how long the process took to exit."""
+        if self.process is None or self.process.poll() is not None:
+            return 0.0
+        started = time.time()
+        self.process.send_signal(sig)
+        self.process.wait(timeout=timeout)
+        return time.time() - started
+
+    def kill9(self):
+        self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def metric(self, name: str, **labels) -> float:
+        total, found = 0.0, False
+        for line in requests.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            series, value = line.rsplit(" ", 1)
+            if series.split("{")[0] != name:
+                continue
+            if all(f'{key}="{val}"' in series for key, val in labels.items()):
+                total += float(value)
+                found = True
+        # A misspelt name must fail the test, not read as zero.
+        assert found, f"no series {name} {labels} in /metrics"
+        return total
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    servers = []
+
+    def make(*extra_args, name="data"):
+        server = Server(tmp_path / name, extra_args)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        try:
+            server.stop(signal.SIGKILL)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
