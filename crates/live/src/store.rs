@@ -155,15 +155,17 @@ impl LiveStore {
                 burst_bytes: limits.burst_size_bytes,
             });
         }
+        // Encode outside the tenant lock: it is the costly part and needs no shared state.
+        let encoded_fragments: Vec<(Bytes, andante_ingest::TraceFragment)> =
+            fragments.into_iter().map(|fragment| (fragment_bytes(&fragment.resource_spans), fragment)).collect();
         let state = self.tenant(tenant);
-        let mut accepted = Vec::with_capacity(fragments.len());
+        let mut accepted = Vec::with_capacity(encoded_fragments.len());
         let mut outcome = PushOutcome::default();
         let mut first_refusal: Option<String> = None;
         {
             let state = state.lock();
             let mut new_traces = 0usize;
-            for fragment in fragments {
-                let encoded = fragment_bytes(&fragment.resource_spans);
+            for (encoded, fragment) in encoded_fragments {
                 let existing_bytes = state.live.get(&fragment.trace_id).map(|t| t.bytes);
                 let refusal = match existing_bytes {
                     None if state.live.len() + new_traces >= limits.max_live_traces => Some((
@@ -235,17 +237,35 @@ impl LiveStore {
         &self.wal
     }
 
-    /// Periodic work: cut idle and old traces, write due blocks, drop WAL segments no longer needed.
+    /// Moves idle and too-old traces to `completed`. Cheap; never waits for a block upload.
+    pub fn cut(&self) {
+        self.cut_tenants(false);
+    }
+
+    fn cut_tenants(&self, everything: bool) {
+        let now = Instant::now();
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        for state in tenants {
+            let cut = state.lock().cut(now, self.config.trace_idle, self.config.trace_max_live, everything);
+            self.metrics.traces_cut.fetch_add(cut as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Periodic work: cut, then write the blocks that are due and drop WAL segments no longer
+    /// needed. Blocks are written by at most one caller at a time; call `cut` on its own timer
+    /// so that a slow upload never delays cutting.
     pub async fn tick(&self) {
-        self.cut_and_flush(false).await;
+        self.cut_tenants(false);
+        self.flush(false).await;
     }
 
     /// Cuts every trace and writes everything in memory as blocks (graceful shutdown).
     pub async fn flush_all(&self) {
-        self.cut_and_flush(true).await;
+        self.cut_tenants(true);
+        self.flush(true).await;
     }
 
-    async fn cut_and_flush(&self, everything: bool) {
+    async fn flush(&self, everything: bool) {
         let _flushing = self.flush_lock.lock().await;
         let now = Instant::now();
         let tenants: Vec<(TenantId, Arc<Mutex<TenantLive>>)> =
@@ -254,8 +274,6 @@ impl LiveStore {
         for (tenant, state) in tenants {
             let batch = {
                 let mut state = state.lock();
-                let cut = state.cut(now, self.config.trace_idle, self.config.trace_max_live, everything);
-                self.metrics.traces_cut.fetch_add(cut as u64, Ordering::Relaxed);
                 let due = state.completed_since.is_some_and(|since| now.duration_since(since) >= self.config.block_max_age)
                     || state.completed_bytes >= self.config.block_max_bytes;
                 if state.completed.is_empty() || !(due || everything) {
@@ -345,8 +363,15 @@ impl LiveStore {
     }
 }
 
+/// Encodes resource spans as an `ExportTraceServiceRequest` (field 1, repeated) without cloning
+/// them into a request first.
 fn fragment_bytes(resource_spans: &[ResourceSpans]) -> Bytes {
-    Bytes::from(ExportTraceServiceRequest { resource_spans: resource_spans.to_vec() }.encode_to_vec())
+    let len: usize = resource_spans.iter().map(|rs| prost::encoding::message::encoded_len(1, rs)).sum();
+    let mut out = Vec::with_capacity(len);
+    for rs in resource_spans {
+        prost::encoding::message::encode(1, rs, &mut out);
+    }
+    Bytes::from(out)
 }
 
 fn insert_fragment(

@@ -6,6 +6,11 @@
 mod config;
 mod serve;
 
+/// The ingest path allocates many small strings per span; glibc malloc spent about half the
+/// server's CPU in allocation and consolidation under load (perf, docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 
 use anyhow::Context;

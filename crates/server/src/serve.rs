@@ -185,6 +185,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut loops = Vec::new();
     {
         let live = live.clone();
+        loops.push(every(Duration::from_millis(250), stop.clone(), move || {
+            let live = live.clone();
+            async move { live.cut() }
+        }));
+    }
+    {
+        let live = live.clone();
         loops.push(every(Duration::from_secs(1), stop.clone(), move || {
             let live = live.clone();
             async move { live.tick().await }

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""End-to-end load harness for issue-2 figures. Starts the release binary on loopback ports in a
+temporary directory, drives it with `andante gen` (fixed seed), and prints JSON with:
+  ingest:     spans/s wall clock and spans per server CPU-second (utime+stime from /proc), fsync on
+  storage:    bytes per span in blocks after the cut, and after compaction
+  lookup:     trace-by-ID p50/p99 (protobuf, as Grafana asks) over random acknowledged traces
+  rss:        peak server RSS while sending a steady target rate
+Usage: bench/run.py [--phase ingest|lookup|rss|all] [--seconds N] [--rate TRACES_PER_S]
+Build first: cargo build --release --bin andante
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+BINARY = REPO / "target" / "release" / "andante"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, storage, *extra):
+        self.storage = storage
+        self.ports = [free_port() for _ in range(4)]
+        self.extra = list(extra)
+
+    def start(self):
+        http, grpc, otlp_http, zipkin = self.ports
+        self.url = f"http://127.0.0.1:{http}"
+        self.grpc = f"http://127.0.0.1:{grpc}"
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "--storage.path", str(self.storage),
+             "--server.http-listen-address", f"127.0.0.1:{http}", "--otlp.grpc-listen-address", f"127.0.0.1:{grpc}",
+             "--otlp.http-listen-address", f"127.0.0.1:{otlp_http}", "--zipkin.listen-address", f"127.0.0.1:{zipkin}",
+             "--log.level", "warn", *self.extra],
+            stdout=subprocess.DEVNULL, stderr=open(self.storage.parent / "server.log", "ab"))
+        for _ in range(600):
+            try:
+                if requests.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_bytes(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def metric(self, name):
+        for line in requests.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def gen(server, seconds, rate, acked=None, batch=50, concurrency=16, seed=42):
+    args = [str(BINARY), "gen", "--endpoint", server.grpc, "--rate", str(rate), "--batch", str(batch),
+            "--concurrency", str(concurrency), "--duration-secs", str(seconds), "--seed", str(seed)]
+    if acked:
+        args += ["--acked-file", str(acked)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def block_stats(storage):
+    spans = data = 0
+    blocks = 0
+    for meta in (storage / "blocks").glob("*/*/meta.json"):
+        doc = json.loads(meta.read_text())
+        spans += doc["spanCount"]
+        data += doc["dataBytes"] + doc["indexBytes"]
+        blocks += 1
+    return {"blocks": blocks, "spans": spans, "bytes": data, "bytes_per_span": round(data / max(spans, 1), 1)}
+
+
+def phase_ingest(work, seconds, rate):
+    storage = work / "ingest"
+    server = Server(storage, "--live.trace-idle", "2s", "--compaction.enabled", "false").start()
+    cpu_before, spans_before = server.cpu_seconds(), server.metric("andante_spans_received_total")
+    started = time.time()
+    load = gen(server, seconds, rate)
+    output, _ = load.communicate()
+    elapsed = time.time() - started
+    cpu = server.cpu_seconds() - cpu_before
+    spans = server.metric("andante_spans_received_total") - spans_before
+    server.stop()
+    after_cut = block_stats(storage)
+    compacted = Server(storage, "--compaction.interval", "1s", "--compaction.max-input-blocks", "64").start()
+    time.sleep(max(10, after_cut["blocks"] * 0.5))
+    compacted.stop()
+    return {
+        "gen": output.strip(),
+        "spans": int(spans),
+        "wall_spans_per_s": round(spans / elapsed),
+        "server_cpu_s": round(cpu, 2),
+        "spans_per_server_cpu_s": round(spans / max(cpu, 1e-9)),
+        "server_cpu_us_per_span": round(cpu * 1e6 / max(spans, 1), 2),
+        "after_cut": after_cut,
+        "after_compaction": block_stats(storage),
+    }
+
+
+def phase_lookup(work, target_spans, blocks):
+    storage = work / "lookup"
+    acked = work / "acked.txt"
+    # Blocks are cut every block_max_age; pick it so ~`blocks` blocks hold ~`target_spans`.
+    rate_traces = 4000
+    seconds = max(10, int(target_spans / 11 / rate_traces))
+    server = Server(storage, "--live.trace-idle", "1s", "--live.block-max-age", f"{max(1, seconds * 1000 // blocks)}ms",
+                    "--compaction.enabled", "false").start()
+    gen(server, seconds, rate_traces, acked=acked).communicate()
+    time.sleep(4)
+    server.stop()
+    stats = block_stats(storage)
+    server = Server(storage, "--compaction.enabled", "false").start()
+    ids = [line.split()[0] for line in acked.read_text().splitlines()]
+    random.seed(1)
+    sample = random.sample(ids, min(2000, len(ids)))
+    session = requests.Session()
+    latencies = []
+    for trace_id in sample:
+        started = time.perf_counter()
+        response = session.get(f"{server.url}/api/v2/traces/{trace_id}", headers={"Accept": "application/protobuf"})
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (trace_id, response.status_code)
+    misses = []
+    for n in range(500):
+        started = time.perf_counter()
+        response = session.get(f"{server.url}/api/v2/traces/{random.getrandbits(128):032x}")
+        misses.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 404
+    server.stop()
+    quantile = lambda values, q: round(statistics.quantiles(values, n=100)[q - 1], 2)
+    return {"blocks": stats, "lookups": len(latencies),
+            "hit_ms_p50": quantile(latencies, 50), "hit_ms_p99": quantile(latencies, 99),
+            "miss_ms_p50": quantile(misses, 50), "miss_ms_p99": quantile(misses, 99)}
+
+
+def phase_rss(work, seconds, spans_per_s):
+    storage = work / "rss"
+    server = Server(storage).start()
+    load = gen(server, seconds, round(spans_per_s / 11), batch=50, concurrency=8)
+    peak, samples = 0, []
+    spans_before = server.metric("andante_spans_received_total")
+    started = time.time()
+    while load.poll() is None:
+        rss = server.rss_bytes()
+        peak = max(peak, rss)
+        samples.append(rss)
+        time.sleep(0.5)
+    elapsed = time.time() - started
+    spans = server.metric("andante_spans_received_total") - spans_before
+    server.stop()
+    return {"target_spans_per_s": spans_per_s, "achieved_spans_per_s": round(spans / elapsed),
+            "peak_rss_mib": round(peak / 2**20, 1), "median_rss_mib": round(statistics.median(samples) / 2**20, 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "all"])
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
+    parser.add_argument("--lookup-spans", type=int, default=1_000_000)
+    args = parser.parse_args()
+    results = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="andante-bench-") as tmp:
+        work = Path(tmp)
+        if args.phase in ("ingest", "all"):
+            results["ingest"] = phase_ingest(work, args.seconds, args.rate)
+        if args.phase in ("lookup", "all"):
+            results["lookup"] = phase_lookup(work, args.lookup_spans, 100)
+        if args.phase in ("rss", "all"):
+            results["rss"] = phase_rss(work, args.seconds, 50_000)
+    json.dump(results, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
