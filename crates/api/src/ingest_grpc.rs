@@ -9,7 +9,7 @@ use andante_ingest::Encoding;
 use axum::http::HeaderMap;
 use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Request, Response, Status};
@@ -97,11 +97,7 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
             let summary = push_body(&state, &tenant, request.into_inner(), Encoding::Identity, BodyFormat::Protobuf)
                 .await
                 .map_err(to_status)?;
-            let partial_success = (summary.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: summary.rejected_spans as i64,
-                error_message: summary.message,
-            });
-            Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+            Ok(Response::new(summary.into_response()))
         })
     }
 }

@@ -34,6 +34,17 @@ pub(crate) struct PushSummary {
     pub message: String,
 }
 
+impl PushSummary {
+    /// The OTLP response: `partial_success` only when something was refused.
+    pub(crate) fn into_response(self) -> ExportTraceServiceResponse {
+        let partial_success = (self.rejected_spans > 0).then_some(ExportTracePartialSuccess {
+            rejected_spans: self.rejected_spans as i64,
+            error_message: self.message,
+        });
+        ExportTraceServiceResponse { partial_success }
+    }
+}
+
 /// The pipeline shared by every receiver, from raw (possibly compressed) body to durable spans.
 pub(crate) async fn push_body(
     state: &SharedState,
@@ -146,13 +157,7 @@ pub async fn otlp_traces(State(state): State<SharedState>, headers: HeaderMap, b
     }
     .await;
     match result {
-        Ok(summary) => {
-            let partial_success = (summary.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: summary.rejected_spans as i64,
-                error_message: summary.message,
-            });
-            otlp_response(format, StatusCode::OK, ExportTraceServiceResponse { partial_success })
-        }
+        Ok(summary) => otlp_response(format, StatusCode::OK, summary.into_response()),
         Err(error) => otlp_error(format, error),
     }
 }

@@ -15,7 +15,7 @@ use andante_model::merge_resource_spans;
 use andante_storage::Storage;
 
 use crate::blocklist::BlockList;
-use crate::{delete_block, encode_block, upload_block, v1, BlockError, BlockHandle, BlockMeta, NewBlock, Trace};
+use crate::{delete_block, encode_block_from, upload_block, v1, BlockError, BlockHandle, BlockMeta, NewBlock, Trace};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionOptions {
@@ -66,16 +66,60 @@ pub fn plan_compaction(blocks: &[BlockHandle], options: &CompactionOptions) -> O
     None
 }
 
-/// Merges the traces of several blocks (each sorted by ID) into one sorted, deduplicated list.
-pub fn merge_traces(inputs: Vec<Vec<Trace>>) -> Vec<Trace> {
-    let mut by_id: BTreeMap<andante_model::TraceId, Vec<_>> = BTreeMap::new();
-    for trace in inputs.into_iter().flatten() {
-        by_id.entry(trace.trace_id).or_default().extend(trace.resource_spans);
+/// Merges several streams of traces, each in trace-ID order, into one stream in trace-ID order
+/// with every trace's pieces joined and repeated spans dropped (a k-way merge: memory holds one
+/// trace per input). The first read error ends the stream and is left in `error`.
+pub struct MergeTraces<I: Iterator<Item = Result<Trace, BlockError>>> {
+    inputs: Vec<std::iter::Peekable<I>>,
+    pub error: Option<BlockError>,
+}
+
+impl<I: Iterator<Item = Result<Trace, BlockError>>> MergeTraces<I> {
+    pub fn new(inputs: impl IntoIterator<Item = I>) -> Self {
+        MergeTraces { inputs: inputs.into_iter().map(Iterator::peekable).collect(), error: None }
     }
-    by_id
-        .into_iter()
-        .map(|(trace_id, fragments)| Trace { trace_id, resource_spans: merge_resource_spans(fragments) })
-        .collect()
+}
+
+impl<I: Iterator<Item = Result<Trace, BlockError>>> Iterator for MergeTraces<I> {
+    type Item = Trace;
+
+    fn next(&mut self) -> Option<Trace> {
+        if self.error.is_some() {
+            return None;
+        }
+        let mut smallest: Option<andante_model::TraceId> = None;
+        for input in &mut self.inputs {
+            match input.peek() {
+                Some(Ok(trace)) => {
+                    if smallest.is_none_or(|current| trace.trace_id < current) {
+                        smallest = Some(trace.trace_id);
+                    }
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(error)) = input.next() {
+                        self.error = Some(error);
+                    }
+                    return None;
+                }
+                None => {}
+            }
+        }
+        let trace_id = smallest?;
+        let mut fragments = Vec::new();
+        for input in &mut self.inputs {
+            if matches!(input.peek(), Some(Ok(trace)) if trace.trace_id == trace_id) {
+                if let Some(Ok(trace)) = input.next() {
+                    fragments.extend(trace.resource_spans);
+                }
+            }
+        }
+        Some(Trace { trace_id, resource_spans: merge_resource_spans(fragments) })
+    }
+}
+
+/// Merges in-memory trace lists (each sorted by ID); see `MergeTraces`.
+pub fn merge_traces(inputs: Vec<Vec<Trace>>) -> Vec<Trace> {
+    MergeTraces::new(inputs.into_iter().map(|traces| traces.into_iter().map(Ok))).collect()
 }
 
 /// Runs one compaction for `tenant` if there is one to run; returns the new block's meta.
@@ -86,9 +130,10 @@ pub async fn compact_once(
     options: &CompactionOptions,
 ) -> Result<Option<BlockMeta>, BlockError> {
     let Some(inputs) = plan_compaction(&blocks.blocks(tenant), options) else { return Ok(None) };
-    let mut traces = Vec::with_capacity(inputs.len());
+    // The compressed files are fetched whole (bounded by `max_input_bytes`); decoding streams.
+    let mut files = Vec::with_capacity(inputs.len());
     for handle in &inputs {
-        traces.push(handle.read_all(storage).await?);
+        files.push(storage.get(&handle.meta.data_key()).await?);
     }
     let new_block = NewBlock {
         tenant_id: tenant.to_owned(),
@@ -96,9 +141,15 @@ pub async fn compact_once(
         replaces: inputs.iter().map(|h| h.meta.block_id).collect(),
         options: options.write,
     };
+    let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
     let (meta, parquet, index) = tokio::task::spawn_blocking(move || {
-        let merged = merge_traces(traces);
-        encode_block(&merged, &new_block)
+        let streams = files.into_iter().map(|data| v1::TraceStream::new(data, 8192)).collect::<Result<Vec<_>, _>>()?;
+        let mut merged = MergeTraces::new(streams);
+        let encoded = encode_block_from(&mut merged, expected_traces, &new_block)?;
+        match merged.error {
+            Some(error) => Err(error),
+            None => Ok(encoded),
+        }
     })
     .await
     .map_err(|error| BlockError::Encode(error.to_string()))??;

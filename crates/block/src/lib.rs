@@ -75,19 +75,27 @@ impl std::fmt::Debug for BlockHandle {
     }
 }
 
-/// Encodes and uploads a block. CPU-heavy: call from a blocking thread.
-pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
-    let encoded = v1::encode_parquet_with_index(traces, new_block.options)?;
-    let mut bloom = bloom::Bloom::new(traces.len(), 0.01);
-    traces.iter().for_each(|trace| bloom.insert(&trace.trace_id));
+/// Encodes a block from traces in strictly increasing ID order, taking them one at a time;
+/// `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
+pub fn encode_block_from(
+    traces: impl IntoIterator<Item = Trace>,
+    expected_traces: usize,
+    new_block: &NewBlock,
+) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+    let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
+    let mut trace_count = 0u64;
+    let encoded = v1::encode_parquet_with_index(traces, new_block.options, |trace_id| {
+        bloom.insert(trace_id);
+        trace_count += 1;
+    })?;
     let index = BlockIndex { row_group_ranges: encoded.row_group_ranges, bloom }.encode();
     let meta = BlockMeta {
         format: FORMAT_V1.to_owned(),
         block_id: Uuid::now_v7(),
         tenant_id: new_block.tenant_id.clone(),
-        start_unix_nanos: if traces.is_empty() { 0 } else { encoded.start_unix_nanos },
+        start_unix_nanos: if trace_count == 0 { 0 } else { encoded.start_unix_nanos },
         end_unix_nanos: encoded.end_unix_nanos,
-        trace_count: traces.len() as u64,
+        trace_count,
         span_count: encoded.span_count,
         data_bytes: encoded.parquet.len() as u64,
         index_bytes: index.len() as u64,
@@ -97,6 +105,11 @@ pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta
         replaces: new_block.replaces.clone(),
     };
     Ok((meta, encoded.parquet, index))
+}
+
+/// `encode_block_from` over a slice (sorted by trace ID).
+pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+    encode_block_from(traces.iter().cloned(), traces.len(), new_block)
 }
 
 fn index_row_groups(index: &[u8]) -> u32 {

@@ -210,3 +210,21 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
     polled.poll(&storage).await.expect("poll");
     assert!(polled.blocks("t").is_empty());
 }
+
+#[tokio::test]
+async fn trace_stream_joins_traces_cut_across_batches() {
+    let storage = Storage::in_memory();
+    let traces = traces(5, 80);
+    let handle = write(&storage, &traces, 50).await;
+    let data = storage.get(&handle.meta.data_key()).await.expect("data");
+    // Seven rows per batch: most traces are split over two or more batches.
+    let streamed: Vec<Trace> = v1::TraceStream::new(data, 7).expect("stream").collect::<Result<_, _>>().expect("read");
+    assert_eq!(streamed.len(), traces.len());
+    for (read, written) in streamed.iter().zip(&traces) {
+        assert_eq!(read.trace_id, written.trace_id);
+        assert_eq!(canonical(&read.resource_spans), canonical(&written.resource_spans));
+    }
+    let merged = compaction::merge_traces(vec![streamed.clone(), streamed]);
+    assert_eq!(merged.len(), traces.len(), "the same traces twice merge into one copy each");
+    assert_eq!(canonical(&merged[3].resource_spans), canonical(&traces[3].resource_spans));
+}

@@ -157,6 +157,7 @@ impl<'a> TraceBuilder<'a> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn grpc_hop(&mut self, from: usize, to: usize, service: &str, method: &str, start: u64, duration: u64, parent: Vec<u8>) -> Vec<u8> {
         let name = format!("{service}/{method}");
         let attributes = |kind: &str| {
@@ -176,6 +177,7 @@ impl<'a> TraceBuilder<'a> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn db_call(&mut self, from: usize, system: &str, operation: &str, table: &str, start: u64, duration: u64, parent: Vec<u8>) -> Vec<u8> {
         let (namespace, address) = if system == "redis" { ("0", "redis") } else { ("shopdb", "postgres") };
         let statement = if system == "redis" { format!("{operation} {table}:*") } else { format!("{operation} * FROM {table} WHERE id = $1") };

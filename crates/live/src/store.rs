@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use andante_block::blocklist::BlockList;
-use andante_block::{encode_block, upload_block, v1, BlockHandle, NewBlock, Trace};
+use andante_block::{encode_block_from, upload_block, v1, BlockHandle, NewBlock, Trace};
 use andante_ingest::{split_by_trace, ExportTraceServiceRequest, IngestLimits, RateLimiter, RefusalReason};
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
@@ -39,7 +39,7 @@ impl Default for LiveConfig {
             trace_idle: Duration::from_secs(5),
             trace_max_live: Duration::from_secs(30),
             block_max_age: Duration::from_secs(30),
-            block_max_bytes: 64 << 20,
+            block_max_bytes: 32 << 20,
             limits: IngestLimits::default(),
             write: v1::WriteOptions::default(),
         }
@@ -316,8 +316,8 @@ impl LiveStore {
             options: self.config.write,
         };
         let encoded = tokio::task::spawn_blocking(move || {
-            let traces = decode_traces(&batch);
-            encode_block(&traces, &new_block)
+            // Decoded one trace at a time: a block's worth of decoded spans never sits in memory.
+            encode_block_from(decode_traces(&batch), batch.len(), &new_block)
         })
         .await;
         let result = match encoded {
@@ -397,15 +397,13 @@ fn insert_fragment(
     }
 }
 
-/// Decodes completed traces into block input, sorted by trace ID.
-fn decode_traces(batch: &TraceMap) -> Vec<Trace> {
-    let mut traces: Vec<Trace> = batch
-        .iter()
-        .map(|(trace_id, trace)| {
-            let decoded = trace.fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
-            Trace { trace_id: *trace_id, resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)) }
-        })
-        .collect();
-    traces.sort_unstable_by_key(|trace| trace.trace_id);
-    traces
+/// Completed traces as block input in trace-ID order, each decoded only when the writer asks.
+fn decode_traces(batch: &TraceMap) -> impl Iterator<Item = Trace> + '_ {
+    let mut trace_ids: Vec<&TraceId> = batch.keys().collect();
+    trace_ids.sort_unstable();
+    trace_ids.into_iter().map(move |trace_id| {
+        let fragments = batch[trace_id].fragments.iter();
+        let decoded = fragments.filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+        Trace { trace_id: *trace_id, resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)) }
+    })
 }

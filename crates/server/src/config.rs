@@ -59,7 +59,7 @@ pub const KEYS: &[Key] = &[
     key("live.trace_idle", Dur, "5s", "A trace with no new span for this long is complete."),
     key("live.trace_max_live", Dur, "30s", "A trace is cut after this long even if spans still arrive."),
     key("live.block_max_age", Dur, "30s", "Completed traces are written as a block at most this long after the first of them."),
-    key("live.block_max_bytes", Int, "67108864", "... or once they add up to this many bytes."),
+    key("live.block_max_bytes", Int, "33554432", "... or once their encoded spans add up to this many bytes (bounds memory)."),
     key("block.row_group_spans", Int, "32768", "Spans per Parquet row group (a row group ends at a trace boundary)."),
     key("limits.ingestion_rate_limit_bytes", Int, "30000000", "Per-tenant ingestion rate in bytes per second."),
     key("limits.ingestion_burst_size_bytes", Int, "30000000", "Per-tenant ingestion burst in bytes."),

@@ -150,7 +150,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
     let http_routers = [
         (config.server.http_listen_address.as_str(), "query API", andante_api::query_router(state.clone())),
-        (config.otlp.http_listen_address.as_str(), "OTLP/HTTP", andante_api::otlp_http_router(state.clone()).layer(body_limit.clone())),
+        (config.otlp.http_listen_address.as_str(), "OTLP/HTTP", andante_api::otlp_http_router(state.clone()).layer(body_limit)),
         (config.zipkin.listen_address.as_str(), "Zipkin", andante_api::zipkin_router(state.clone()).layer(body_limit)),
     ];
     for (address, what, router) in http_routers {

@@ -66,9 +66,14 @@ fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockErr
     Ok(builder.build())
 }
 
-/// Encodes `traces` (sorted by trace ID, each already merged) as one Parquet file.
-pub fn encode_parquet(traces: &[Trace], options: WriteOptions) -> Result<Encoded, BlockError> {
-    debug_assert!(traces.windows(2).all(|pair| pair[0].trace_id < pair[1].trace_id), "traces must be sorted");
+/// Encodes `traces` (strictly increasing trace IDs, each already merged) as one Parquet file.
+/// Traces are taken one at a time, so memory holds one row group's builders, not the block;
+/// `on_trace` sees every trace ID (the caller fills the Bloom filter from it).
+pub fn encode_parquet(
+    traces: impl IntoIterator<Item = Trace>,
+    options: WriteOptions,
+    mut on_trace: impl FnMut(&TraceId),
+) -> Result<Encoded, BlockError> {
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties(options)?))
         .map_err(|error| BlockError::Encode(error.to_string()))?;
@@ -80,20 +85,24 @@ pub fn encode_parquet(traces: &[Trace], options: WriteOptions) -> Result<Encoded
         end_unix_nanos: 0,
     };
     let mut group = Columns::default();
-    let mut group_first: Option<TraceId> = None;
-    for (position, trace) in traces.iter().enumerate() {
-        group_first.get_or_insert(trace.trace_id);
-        group.push_trace(trace);
-        let last = position + 1 == traces.len();
-        if group.rows >= options.row_group_spans || last {
+    let mut group_range: Option<(TraceId, TraceId)> = None;
+    let mut previous: Option<TraceId> = None;
+    let mut traces = traces.into_iter().peekable();
+    while let Some(trace) = traces.next() {
+        debug_assert!(previous.is_none_or(|p| p < trace.trace_id), "traces must be sorted and unique");
+        previous = Some(trace.trace_id);
+        on_trace(&trace.trace_id);
+        let range = group_range.get_or_insert((trace.trace_id, trace.trace_id));
+        range.1 = trace.trace_id;
+        group.push_trace(&trace);
+        if group.rows >= options.row_group_spans || traces.peek().is_none() {
             encoded.span_count += group.rows as u64;
             encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
             encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
             let batch = std::mem::take(&mut group).finish()?;
             writer.write(&batch).map_err(|error| BlockError::Encode(error.to_string()))?;
             writer.flush().map_err(|error| BlockError::Encode(error.to_string()))?;
-            let first = group_first.take().unwrap_or(trace.trace_id);
-            encoded.row_group_ranges.push((first, trace.trace_id));
+            encoded.row_group_ranges.extend(group_range.take());
         }
     }
     writer.close().map_err(|error| BlockError::Encode(error.to_string()))?;
