@@ -81,3 +81,40 @@ def test_partial_success_when_some_traces_hit_a_limit(make_server):
     assert response.status_code == 200
     rejected, message = partial(response)
     assert rejected == 3 and "limits.max-live-traces" in message
+
+
+def test_grpc_tenancy_and_gzip(make_server):
+    import grpc
+
+    server = make_server("--multitenancy.enabled")
+    channel = grpc.insecure_channel(server.grpc_endpoint)
+    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                 request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+    try:
+        export(request_body(0x21), timeout=10)
+        raise AssertionError("a push without X-Scope-OrgID must fail")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    export(request_body(0x21), metadata=[("x-scope-orgid", "grpc-team")], compression=grpc.Compression.Gzip, timeout=10)
+    trace = "21" * 16
+    assert requests.get(f"{server.url}/api/traces/{trace}", headers={"X-Scope-OrgID": "grpc-team"}).status_code == 200
+    assert requests.get(f"{server.url}/api/traces/{trace}", headers={"X-Scope-OrgID": "other"}).status_code == 404
+
+
+def test_gen_speaks_otlp_http_with_a_tenant(make_server, tmp_path):
+    import subprocess
+
+    from conftest import BINARY
+
+    server = make_server("--multitenancy.enabled")
+    acked = tmp_path / "acked.txt"
+    subprocess.run([str(BINARY), "gen", "--protocol", "http", "--endpoint", server.otlp_http_url, "--tenant", "gen-team",
+                    "--traces", "12", "--rate", "200", "--acked-file", str(acked)], check=True, capture_output=True)
+    lines = acked.read_text().split()
+    assert len(lines) == 24
+    trace_id = lines[0]
+    response = requests.get(f"{server.url}/api/traces/{trace_id}", headers={"X-Scope-OrgID": "gen-team"})
+    assert response.status_code == 200
+    services = {a["value"]["stringValue"] for rs in response.json()["batches"]
+                for a in rs["resource"]["attributes"] if a["key"] == "service.name"}
+    assert {"frontend", "gateway"} <= services
