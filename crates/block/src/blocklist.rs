@@ -3,7 +3,7 @@
 //! right after they change storage, and `poll` rebuilds it from storage so that blocks written
 //! by another process (a separate compactor) become visible.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use andante_storage::Storage;
@@ -15,6 +15,9 @@ use crate::{delete_block, read_meta, BlockError, BlockHandle};
 #[derive(Clone, Default)]
 pub struct BlockList {
     tenants: Arc<RwLock<HashMap<String, Vec<BlockHandle>>>>,
+    /// Blocks removed in memory whose objects may still be listed by a poll in progress: a
+    /// poll must not bring them back. Kept until a poll that started after their removal ends.
+    removed: Arc<parking_lot::Mutex<HashSet<Uuid>>>,
 }
 
 impl BlockList {
@@ -35,6 +38,7 @@ impl BlockList {
     }
 
     pub fn remove(&self, tenant: &str, block_ids: &[Uuid]) {
+        self.removed.lock().extend(block_ids.iter().copied());
         if let Some(blocks) = self.tenants.write().get_mut(tenant) {
             blocks.retain(|handle| !block_ids.contains(&handle.meta.block_id));
         }
@@ -56,6 +60,8 @@ impl BlockList {
     /// block's `replaces` are leftovers of a compaction that stopped before deleting its inputs,
     /// and are deleted now. A block that cannot be opened is skipped with a warning, never fatal.
     pub async fn poll(&self, storage: &Storage) -> Result<(), BlockError> {
+        let poll_started_nanos = andante_model::now_unix_nanos();
+        let removed_before: HashSet<Uuid> = self.removed.lock().clone();
         let mut fresh: HashMap<String, Vec<BlockHandle>> = HashMap::new();
         for tenant in storage.list_dirs("").await? {
             let known: HashMap<Uuid, BlockHandle> =
@@ -89,7 +95,24 @@ impl BlockList {
             }
             fresh.insert(tenant, live);
         }
-        *self.tenants.write() = fresh;
+        // Merge with what changed in memory while storage was being listed: blocks written since
+        // the poll started stay, blocks removed stay removed.
+        let mut tenants = self.tenants.write();
+        let mut removed = self.removed.lock();
+        for (tenant, current) in tenants.iter() {
+            let listed = fresh.entry(tenant.clone()).or_default();
+            for handle in current {
+                let is_new = handle.meta.created_unix_nanos >= poll_started_nanos;
+                if is_new && !listed.iter().any(|h| h.meta.block_id == handle.meta.block_id) {
+                    listed.push(handle.clone());
+                }
+            }
+        }
+        for listed in fresh.values_mut() {
+            listed.retain(|handle| !removed.contains(&handle.meta.block_id));
+        }
+        removed.retain(|block_id| !removed_before.contains(block_id));
+        *tenants = fresh;
         Ok(())
     }
 }

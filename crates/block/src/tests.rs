@@ -228,3 +228,18 @@ async fn trace_stream_joins_traces_cut_across_batches() {
     assert_eq!(merged.len(), traces.len(), "the same traces twice merge into one copy each");
     assert_eq!(canonical(&merged[3].resource_spans), canonical(&traces[3].resource_spans));
 }
+
+#[tokio::test]
+async fn a_poll_keeps_removed_blocks_removed() {
+    let storage = Storage::in_memory();
+    let list = blocklist::BlockList::default();
+    let handle = write(&storage, &traces(9, 5), 100).await;
+    list.add(handle.clone());
+    // Removed in memory, objects not yet deleted (as during a compaction): a poll must not revive it.
+    list.remove("t", &[handle.meta.block_id]);
+    list.poll(&storage).await.expect("poll");
+    assert!(list.blocks("t").is_empty());
+    // Once a later poll has run, the block's objects are the truth again.
+    list.poll(&storage).await.expect("poll");
+    assert_eq!(list.blocks("t").len(), 1);
+}
