@@ -272,36 +272,30 @@ impl LiveStore {
             self.tenants.lock().iter().map(|(id, state)| (id.clone(), state.clone())).collect();
         let mut wrote_any = false;
         for (tenant, state) in tenants {
-            let batch = {
-                let mut state = state.lock();
-                let due = state.completed_since.is_some_and(|since| now.duration_since(since) >= self.config.block_max_age)
-                    || state.completed_bytes >= self.config.block_max_bytes;
-                if state.completed.is_empty() || !(due || everything) {
-                    continue;
-                }
-                let batch = Arc::new(std::mem::take(&mut state.completed));
-                state.completed_since = None;
-                state.completed_bytes = 0;
-                state.flushing.push(batch.clone());
-                batch
-            };
-            let written = self.write_block(&tenant, batch.clone()).await;
-            let mut state = state.lock();
-            state.flushing.retain(|pending| !Arc::ptr_eq(pending, &batch));
-            if !written {
-                // Keep the traces in memory (and their WAL segments) and try again next tick.
-                for (trace_id, trace) in Arc::unwrap_or_clone(batch) {
-                    state.completed_bytes += trace.bytes;
-                    state.completed_since.get_or_insert(now);
-                    match state.completed.get_mut(&trace_id) {
-                        Some(existing) => existing.absorb(trace),
-                        None => {
-                            state.completed.insert(trace_id, trace);
-                        }
+            // A block at most `block_max_bytes` at a time, so memory for one block stays bounded
+            // and a long shutdown flush makes progress block by block.
+            loop {
+                let batch = {
+                    let mut state = state.lock();
+                    let due = state.completed_since.is_some_and(|since| now.duration_since(since) >= self.config.block_max_age)
+                        || state.completed_bytes >= self.config.block_max_bytes;
+                    if state.completed.is_empty() || !(due || everything) {
+                        break;
                     }
+                    let batch = Arc::new(state.take_chunk(self.config.block_max_bytes));
+                    state.flushing.push(batch.clone());
+                    batch
+                };
+                let written = self.write_block(&tenant, batch.clone()).await;
+                let mut state = state.lock();
+                state.flushing.retain(|pending| !Arc::ptr_eq(pending, &batch));
+                if !written {
+                    // Keep the traces in memory (and their WAL segments) and try again next tick.
+                    state.complete(Arc::unwrap_or_clone(batch), now);
+                    break;
                 }
+                wrote_any = true;
             }
-            wrote_any |= written;
         }
         if wrote_any || everything {
             self.checkpoint().await;

@@ -52,19 +52,51 @@ impl TenantLive {
             .filter(|(_, t)| all || now.duration_since(t.last_append) >= idle || now.duration_since(t.created) >= max_live)
             .map(|(id, _)| *id)
             .collect();
-        for trace_id in &due {
-            if let Some(trace) = self.live.remove(trace_id) {
-                self.completed_bytes += trace.bytes;
-                self.completed_since.get_or_insert(now);
-                match self.completed.get_mut(trace_id) {
-                    Some(existing) => existing.absorb(trace),
-                    None => {
-                        self.completed.insert(*trace_id, trace);
-                    }
+        let cut: TraceMap = due.iter().filter_map(|id| self.live.remove_entry(id)).collect();
+        let count = cut.len();
+        self.complete(cut, now);
+        count
+    }
+
+    /// Takes completed traces adding up to about `max_bytes` (all of them if fewer).
+    pub(crate) fn take_chunk(&mut self, max_bytes: u64) -> TraceMap {
+        let chunk: TraceMap = if self.completed_bytes <= max_bytes {
+            std::mem::take(&mut self.completed)
+        } else {
+            let mut taken_bytes = 0;
+            let ids: Vec<TraceId> = self
+                .completed
+                .iter()
+                .take_while(|(_, trace)| {
+                    let take = taken_bytes < max_bytes;
+                    taken_bytes += trace.bytes;
+                    take
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| self.completed.remove_entry(id)).collect()
+        };
+        let bytes: u64 = chunk.values().map(|t| t.bytes).sum();
+        self.completed_bytes = self.completed_bytes.saturating_sub(bytes);
+        if self.completed.is_empty() {
+            self.completed_since = None;
+            self.completed_bytes = 0;
+        }
+        chunk
+    }
+
+    /// Adds traces to `completed` (newly cut, or back from a block write that failed).
+    pub(crate) fn complete(&mut self, traces: TraceMap, now: Instant) {
+        for (trace_id, trace) in traces {
+            self.completed_bytes += trace.bytes;
+            self.completed_since.get_or_insert(now);
+            match self.completed.get_mut(&trace_id) {
+                Some(existing) => existing.absorb(trace),
+                None => {
+                    self.completed.insert(trace_id, trace);
                 }
             }
         }
-        due.len()
     }
 
     /// The oldest WAL segment any trace in memory depends on.

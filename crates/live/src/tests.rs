@@ -118,3 +118,19 @@ async fn limits_refuse_with_their_names() {
     assert_eq!(count(andante_ingest::RefusalReason::TraceTooLarge), 40);
     assert_eq!(count(andante_ingest::RefusalReason::RateLimited), 1);
 }
+
+#[tokio::test]
+async fn large_flushes_are_split_into_blocks_of_bounded_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::in_memory();
+    let blocks = BlockList::default();
+    let tenant = TenantId::new("acme").expect("tenant");
+    let config = LiveConfig { block_max_bytes: 300, block_max_age: Duration::from_secs(3600), ..config() };
+    let store = open(dir.path(), &storage, &blocks, config);
+    store.push(&tenant, request(&[1, 2, 3, 4, 5, 6], 3), 100).await.expect("push");
+    store.flush_all().await;
+    let written = blocks.blocks("acme");
+    assert!(written.len() >= 3, "{} blocks", written.len());
+    assert_eq!(written.iter().map(|h| h.meta.span_count).sum::<u64>(), 18);
+    assert_eq!(store.memory_totals(), (0, 0));
+}
