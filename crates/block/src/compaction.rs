@@ -92,11 +92,10 @@ impl<I: Iterator<Item = Result<Trace, BlockError>>> Iterator for MergeTraces<I> 
         let mut smallest: Option<andante_model::TraceId> = None;
         for input in &mut self.inputs {
             match input.peek() {
-                Some(Ok(trace)) => {
-                    if smallest.is_none_or(|current| trace.trace_id < current) {
-                        smallest = Some(trace.trace_id);
-                    }
+                Some(Ok(trace)) if smallest.is_none_or(|current| trace.trace_id < current) => {
+                    smallest = Some(trace.trace_id);
                 }
+                Some(Ok(_)) => {}
                 Some(Err(_)) => {
                     if let Some(Err(error)) = input.next() {
                         self.error = Some(error);
