@@ -143,7 +143,7 @@ def phase_lookup(work, target_spans, blocks):
     # Blocks are flushed at most once a second, so ~`blocks` blocks take ~`blocks` seconds.
     seconds = blocks
     rate_traces = max(1, round(target_spans / 11 / seconds))
-    server = Server(storage, "--live.trace-idle", "1s", "--live.block-max-age", "900ms",
+    server = Server(storage, "--live.trace-idle", "1s", "--live.block-max-age", "500ms",
                     "--compaction.enabled", "false").start()
     gen(server, seconds, rate_traces, acked=acked).communicate()
     time.sleep(4)
