@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use andante_block::blocklist::BlockList;
-use andante_ingest::RefusalReason;
 use andante_live::LiveStore;
 use prometheus_client::encoding::{EncodeMetric, DescriptorEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -59,7 +58,6 @@ impl prometheus_client::collector::Collector for StoreCollector {
                 ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
             }
         }
-        let _ = RefusalReason::ALL;
         counter(&mut encoder, "andante_traces_cut", "Traces cut from the live store as complete.", load(&metrics.traces_cut))?;
         counter(&mut encoder, "andante_blocks_flushed", "Blocks written from live traces.", load(&metrics.blocks_flushed))?;
         counter(&mut encoder, "andante_block_flush_failures", "Block writes that failed and will be retried.", load(&metrics.block_flush_failures))?;

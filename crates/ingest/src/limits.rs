@@ -19,13 +19,6 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 4] = [
-        RefusalReason::RateLimited,
-        RefusalReason::TraceTooLarge,
-        RefusalReason::LiveTracesExceeded,
-        RefusalReason::Invalid,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::RateLimited => "rate_limited",

@@ -16,8 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
 use super::schema::{
-    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
-    DEDICATED_SPAN_STRINGS,
+    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::{BlockError, Trace};
 
@@ -169,8 +168,7 @@ pub fn batch_to_traces(batch: &RecordBatch) -> Result<Vec<Trace>, BlockError> {
         }
         trace.resource_spans[r].scope_spans[s].spans.push(span);
     }
-    // Resource-level dedicated columns are copies of attributes inside `resource`; nothing to add.
-    let _ = DEDICATED_RESOURCE_STRINGS;
+    // Resource-level dedicated columns are copies of attributes inside `resource`: nothing to add.
     Ok(traces)
 }
 
@@ -224,11 +222,11 @@ pub async fn read_row_group_trace(
     for batch in &batches {
         traces.extend(batch_to_traces(batch)?);
     }
-    Ok(andante_model_merge(traces))
+    Ok(merge_pieces(traces))
 }
 
 /// Rows of one trace may come back in several batches; fold them into one trace.
-fn andante_model_merge(traces: Vec<Trace>) -> Option<Trace> {
+fn merge_pieces(traces: Vec<Trace>) -> Option<Trace> {
     let trace_id = traces.first()?.trace_id;
     let resource_spans = andante_model::merge_resource_spans(traces.into_iter().flat_map(|t| t.resource_spans));
     Some(Trace { trace_id, resource_spans })
