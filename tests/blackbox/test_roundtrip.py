@@ -130,6 +130,8 @@ def test_blocks_keep_every_span_and_open_in_pyarrow(make_server):
         assert time.time() < deadline, "no block was written"
         time.sleep(0.2)
     assert fetch_all_forms(server.url, trace_id) == expected  # now served from the block
+    v2 = requests.get(f"{server.url}/api/v2/traces/{trace_id}", timeout=10).json()
+    assert int(v2["metrics"]["inspectedBytes"]) > 0, "bytes actually read from the block"
 
     files = list((server.storage / "blocks" / "single-tenant").glob("*/data.parquet"))
     assert files, "a block directory with data.parquet"

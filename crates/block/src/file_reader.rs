@@ -2,6 +2,7 @@
 //! the same code reads a local directory and a bucket, and only the pages a query needs travel.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,11 +19,17 @@ pub(crate) struct BlockFileReader {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     file_size: u64,
+    /// Bytes fetched through this reader (and its clones' shared counter): Tempo's `inspectedBytes`.
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl BlockFileReader {
     pub(crate) fn new(store: Arc<dyn ObjectStore>, key: &str, file_size: u64) -> Self {
-        BlockFileReader { store, path: ObjectPath::from(key), file_size }
+        Self::counted(store, key, file_size, Arc::default())
+    }
+
+    pub(crate) fn counted(store: Arc<dyn ObjectStore>, key: &str, file_size: u64, bytes_read: Arc<AtomicU64>) -> Self {
+        BlockFileReader { store, path: ObjectPath::from(key), file_size, bytes_read }
     }
 }
 
@@ -32,11 +39,22 @@ fn external(error: object_store::Error) -> ParquetError {
 
 impl AsyncFileReader for BlockFileReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
-        async move { self.store.get_range(&self.path, range).await.map_err(external) }.boxed()
+        async move {
+            let bytes = self.store.get_range(&self.path, range).await.map_err(external)?;
+            self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+        async move {
+            let parts = self.store.get_ranges(&self.path, &ranges).await.map_err(external)?;
+            let fetched: usize = parts.iter().map(Bytes::len).sum();
+            self.bytes_read.fetch_add(fetched as u64, Ordering::Relaxed);
+            Ok(parts)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {

@@ -52,6 +52,13 @@ pub enum BlockError {
     UnsupportedFormat(String),
 }
 
+/// The result of looking a trace up in one block.
+#[derive(Debug)]
+pub struct TraceRead {
+    pub trace: Option<Trace>,
+    pub bytes_read: u64,
+}
+
 /// What the writer needs beyond the traces.
 #[derive(Debug, Clone)]
 pub struct NewBlock {
@@ -88,6 +95,7 @@ pub fn encode_block_from(
         bloom.insert(trace_id);
         trace_count += 1;
     })?;
+    let row_groups = encoded.row_group_ranges.len() as u32;
     let index = BlockIndex { row_group_ranges: encoded.row_group_ranges, bloom }.encode();
     let meta = BlockMeta {
         format: FORMAT_V1.to_owned(),
@@ -99,7 +107,7 @@ pub fn encode_block_from(
         span_count: encoded.span_count,
         data_bytes: encoded.parquet.len() as u64,
         index_bytes: index.len() as u64,
-        row_groups: index_row_groups(&index),
+        row_groups,
         compaction_level: new_block.compaction_level,
         created_unix_nanos: now_unix_nanos(),
         replaces: new_block.replaces.clone(),
@@ -110,10 +118,6 @@ pub fn encode_block_from(
 /// `encode_block_from` over a slice (sorted by trace ID).
 pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
     encode_block_from(traces.iter().cloned(), traces.len(), new_block)
-}
-
-fn index_row_groups(index: &[u8]) -> u32 {
-    index.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
 }
 
 /// Uploads an encoded block: data and index first, `meta.json` last.
@@ -159,18 +163,23 @@ impl BlockHandle {
         self.index.row_group_for(trace_id).is_some()
     }
 
-    /// The trace's spans in this block, if any.
-    pub async fn find_trace(&self, storage: &Storage, trace_id: TraceId) -> Result<Option<Trace>, BlockError> {
-        let Some(row_group) = self.index.row_group_for(&trace_id) else { return Ok(None) };
-        v1::read_row_group_trace(
+    /// The trace's spans in this block, if any, and the bytes read from storage to find them.
+    pub async fn find_trace(&self, storage: &Storage, trace_id: TraceId) -> Result<TraceRead, BlockError> {
+        let Some(row_group) = self.index.row_group_for(&trace_id) else {
+            return Ok(TraceRead { trace: None, bytes_read: 0 });
+        };
+        let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let trace = v1::read_row_group_trace(
             &storage.object_store(),
             &self.meta.data_key(),
             self.meta.data_bytes,
             &self.parquet,
             row_group,
             trace_id,
+            &bytes_read,
         )
-        .await
+        .await?;
+        Ok(TraceRead { trace, bytes_read: bytes_read.load(std::sync::atomic::Ordering::Relaxed) })
     }
 
     /// Every trace in the block, in trace-ID order.

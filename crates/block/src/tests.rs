@@ -142,11 +142,15 @@ async fn every_trace_reads_back_by_id_across_row_groups() {
     assert!(handle.meta.row_groups > 3, "several row groups: {}", handle.meta.row_groups);
     assert_eq!(handle.meta.trace_count as usize, traces.len());
     for trace in &traces {
-        let found = handle.find_trace(&storage, trace.trace_id).await.expect("read").expect("present");
+        let found = handle.find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
         assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans), "{}", trace.trace_id);
     }
     let absent = TraceId([0xee; 16]);
-    assert!(handle.find_trace(&storage, absent).await.expect("read").is_none());
+    let miss = handle.find_trace(&storage, absent).await.expect("read");
+    assert!(miss.trace.is_none());
+    assert_eq!(miss.bytes_read, 0, "the in-memory index answers a miss");
+    let hit = handle.find_trace(&storage, traces[7].trace_id).await.expect("read");
+    assert!(hit.bytes_read > 0 && hit.bytes_read < handle.meta.data_bytes, "{} of {}", hit.bytes_read, handle.meta.data_bytes);
 }
 
 #[tokio::test]
@@ -196,7 +200,7 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
     let blocks = list.blocks("t");
     assert_eq!(blocks.len(), 1);
     for trace in &all {
-        let found = blocks[0].find_trace(&storage, trace.trace_id).await.expect("read").expect("present");
+        let found = blocks[0].find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
         assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans));
     }
     // A poll from storage sees the same single block.

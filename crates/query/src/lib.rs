@@ -62,11 +62,10 @@ impl Querier {
             let reads = candidates.iter().map(|handle| handle.find_trace(&self.storage, trace_id));
             for (handle, result) in candidates.iter().zip(join_all(reads).await) {
                 match result {
-                    Ok(Some(trace)) => {
-                        lookup.inspected_bytes += handle.meta.data_bytes / u64::from(handle.meta.row_groups.max(1));
-                        fragments.extend(trace.resource_spans);
+                    Ok(read) => {
+                        lookup.inspected_bytes += read.bytes_read;
+                        fragments.extend(read.trace.into_iter().flat_map(|trace| trace.resource_spans));
                     }
-                    Ok(None) => {}
                     Err(error) => {
                         tracing::warn!(block = %handle.meta.block_id, %error, "trace-by-id block read failed");
                         failures.push(format!("block {} could not be read", handle.meta.block_id));

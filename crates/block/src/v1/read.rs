@@ -176,8 +176,18 @@ fn reader(store: &Arc<dyn ObjectStore>, key: &str, file_size: u64) -> crate::fil
     crate::file_reader::BlockFileReader::new(store.clone(), key, file_size)
 }
 
+fn counted_reader(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+    bytes_read: &Arc<std::sync::atomic::AtomicU64>,
+) -> crate::file_reader::BlockFileReader {
+    crate::file_reader::BlockFileReader::counted(store.clone(), key, file_size, bytes_read.clone())
+}
+
 /// Reads the one trace `trace_id` from `row_group`: first only the `trace_id` column to find the
 /// trace's rows, then every column of just those rows (the page index skips the other pages).
+/// `bytes_read` grows by the bytes fetched from storage.
 pub async fn read_row_group_trace(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -185,10 +195,11 @@ pub async fn read_row_group_trace(
     metadata: &ArrowReaderMetadata,
     row_group: usize,
     trace_id: TraceId,
+    bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Option<Trace>, BlockError> {
     let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
-    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
+    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(counted_reader(store, key, file_size, bytes_read), metadata.clone())
         .with_row_groups(vec![row_group])
         .with_projection(ids_only)
         .with_batch_size(64 * 1024)
@@ -212,7 +223,7 @@ pub async fn read_row_group_trace(
     }
     let Some((first_row, rows)) = found else { return Ok(None) };
     let selection = RowSelection::from(vec![RowSelector::skip(first_row), RowSelector::select(rows)]);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(counted_reader(store, key, file_size, bytes_read), metadata.clone())
         .with_row_groups(vec![row_group])
         .with_row_selection(selection)
         .build()
