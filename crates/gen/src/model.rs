@@ -256,8 +256,7 @@ impl<'a> TraceBuilder<'a> {
         match route {
             "/product/{id}" => {
                 let inventory_server = self.grpc_hop(gateway, inventory, "shop.Inventory", "GetProduct", inner_start, inner / 2, gateway_server.clone());
-                let cached = self.db_call(inventory, "redis", "GET", "product", inner_start + ms / 2, ms / 2, inventory_server.clone());
-                let _ = cached;
+                self.db_call(inventory, "redis", "GET", "product", inner_start + ms / 2, ms / 2, inventory_server.clone());
                 if self.rng.random_bool(0.3) {
                     let query = self.db_call(inventory, "postgresql", "SELECT", "products", inner_start + ms, inner / 3, inventory_server);
                     if self.rng.random_bool(0.03) {
@@ -356,8 +355,7 @@ impl<'a> TraceBuilder<'a> {
             span.links.push(Link { trace_id, span_id: producer, ..Default::default() });
         }
         self.db_call(shipping, "postgresql", "INSERT", "shipments", publish_start + 6 * ms, 3 * ms, consumer.clone());
-        let email_server = self.http_hop(shipping, email, "POST", "/send", publish_start + 10 * ms, 2 * ms, consumer, 202);
-        let _ = email_server;
+        self.http_hop(shipping, email, "POST", "/send", publish_start + 10 * ms, 2 * ms, consumer, 202);
     }
 
     fn resource_spans(&mut self) -> Vec<ResourceSpans> {

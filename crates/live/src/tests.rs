@@ -81,7 +81,7 @@ async fn ticks_cut_traces_into_blocks_and_free_the_wal() {
     assert_eq!(written[0].meta.span_count, 6);
     assert!(store.find_trace(&tenant, &TraceId([1; 16])).is_empty(), "memory released after the block");
     assert!(store.wal().disk_bytes() < wal_before, "old wal segment removed");
-    let found = written[0].find_trace(&storage, TraceId([2; 16])).await.expect("read").expect("in block");
+    let found = written[0].find_trace(&storage, TraceId([2; 16])).await.expect("read").trace.expect("in block");
     assert_eq!(span_count(&found.resource_spans), 2);
     // Nothing left to replay: a restart brings back no traces.
     drop(store);

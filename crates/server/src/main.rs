@@ -87,12 +87,8 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config::reference_markdown());
             Ok(())
         }
-        _ => unreachable_subcommand(),
+        _ => anyhow::bail!("unknown subcommand; see `andante --help`"),
     }
-}
-
-fn unreachable_subcommand() -> anyhow::Result<()> {
-    anyhow::bail!("unknown subcommand; see `andante --help`")
 }
 
 fn init_logging(level: &str) {
