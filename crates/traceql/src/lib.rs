@@ -1,0 +1,27 @@
+//! TraceQL: the query language of traces, as Tempo 3.x defines it, plus the `parent.` scope.
+//! This crate does no I/O. `parse` turns text into a checked `Query` (errors carry line and
+//! column); `parse_lenient` salvages the complete conditions of a half-typed query for
+//! autocomplete; `evaluate` runs a query over one `TraceView`; `TraceCondition` is what a storage
+//! layer may push down to skip traces without reading them whole.
+
+pub mod ast;
+pub mod condition;
+mod error;
+pub mod eval;
+mod lenient;
+mod lexer;
+mod parser;
+pub mod trace;
+pub mod value;
+
+pub use ast::{Field, Query};
+pub use condition::{referenced_fields, SpanPredicate, TraceCondition};
+pub use error::{ErrorKind, ParseError};
+pub use eval::{evaluate, Spanset};
+pub use lenient::parse_lenient;
+pub use parser::parse;
+pub use trace::TraceView;
+pub use value::Value;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! Parser tests: the corpus files under `tests/corpus/` and focused cases.
+
+use crate::ast::*;
+use crate::{parse, parse_lenient, ErrorKind};
+
+const VALID: &str = include_str!("../tests/corpus/valid.traceql");
+const INVALID: &str = include_str!("../tests/corpus/invalid.txt");
+
+fn corpus_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+}
+
+#[test]
+fn valid_corpus_parses() {
+    let mut count = 0;
+    for line in corpus_lines(VALID) {
+        let query = line.replace('⏎', "\n");
+        if let Err(error) = parse(&query) {
+            panic!("`{query}` should parse: {error}");
+        }
+        count += 1;
+    }
+    assert!(count >= 300, "valid corpus has only {count} queries");
+}
+
+#[test]
+fn invalid_corpus_fails_with_expected_errors() {
+    let mut count = 0;
+    for line in corpus_lines(INVALID) {
+        let (query, expected) = line.split_once(" ==> ").unwrap_or_else(|| panic!("malformed corpus line `{line}`"));
+        let query = query.replace('⏎', "\n");
+        match parse(&query) {
+            Ok(parsed) => panic!("`{query}` should not parse, got {parsed:?}"),
+            Err(error) => assert_eq!(error.to_string(), expected, "for `{query}`"),
+        }
+        count += 1;
+    }
+    assert!(count >= 150, "invalid corpus has only {count} queries");
+}
+
+#[test]
+fn positions_are_line_and_column() {
+    let error = parse("{ .a = 1 }\n| count() > \"x\"").unwrap_err();
+    assert_eq!((error.line, error.column), (2, 13));
+    assert_eq!(error.kind, ErrorKind::Invalid);
+    let error = parse("{ .a = }").unwrap_err();
+    assert_eq!(error.to_string(), "parse error at line 1, col 8: syntax error: unexpected `}`");
+}
+
+#[test]
+fn precedence_and_structure() {
+    let query = parse("{ .a = 1 || .b = 2 && .c = 3 }").unwrap();
+    let SpansetExpr::Filter(Some(FieldExpr::Binary { op: BinaryOp::Or, rhs, .. })) = &query.root else {
+        panic!("|| must be the root: {query:?}")
+    };
+    assert!(matches!(rhs.as_ref(), FieldExpr::Binary { op: BinaryOp::And, .. }));
+
+    let query = parse("{ .a = 1 } && { .b = 1 } > { .c = 1 }").unwrap();
+    let SpansetExpr::Binary { op: SpansetOp::And, rhs, .. } = &query.root else { panic!("{query:?}") };
+    assert!(matches!(rhs.as_ref(), SpansetExpr::Binary { op: SpansetOp::Child, .. }));
+
+    let query = parse("{ 2 ^ 3 ^ 2 = 512 }").unwrap();
+    let SpansetExpr::Filter(Some(FieldExpr::Binary { lhs, .. })) = &query.root else { panic!() };
+    assert_eq!(lhs.to_string(), "(2 ^ (3 ^ 2))");
+
+    let query = parse("{ } | count() > 2 | by(resource.service.name) | select(span.http.route)").unwrap();
+    let SpansetExpr::Pipeline(stages) = &query.root else { panic!() };
+    assert_eq!(stages.len(), 4);
+}
+
+#[test]
+fn literals() {
+    let query = parse(r#"{ .a = "x\"y\n" && .b = `raw\n` && duration > 1h30m && .c = -3 && .d = 1.5e3 }"#).unwrap();
+    let text = format!("{query:?}");
+    assert!(text.contains(r#"String("x\"y\n")"#), "{text}");
+    assert!(text.contains(r#"String("raw\\n")"#), "{text}");
+    assert!(text.contains("Duration(5400000000000)"), "{text}");
+    assert!(text.contains("Int(-3)"), "{text}");
+    assert!(text.contains("Float(1500.0)"), "{text}");
+}
+
+#[test]
+fn quoted_and_parent_attributes() {
+    let query = parse(r#"{ span."foo bar" = 1 && parent.resource.service.name = "a" && parent.x = 2 && ."k=v" = 3 }"#).unwrap();
+    let text = format!("{query:?}");
+    assert!(text.contains(r#"Attribute { scope: Span, parent: false, name: "foo bar" }"#), "{text}");
+    assert!(text.contains(r#"Attribute { scope: Resource, parent: true, name: "service.name" }"#), "{text}");
+    assert!(text.contains(r#"Attribute { scope: Unscoped, parent: true, name: "x" }"#), "{text}");
+    assert!(text.contains(r#"name: "k=v""#), "{text}");
+}
+
+#[test]
+fn lenient_keeps_complete_clauses() {
+    let query = parse_lenient(r#"{ resource.service.name = "a" && span.http.route = }"#).unwrap();
+    assert_eq!(format!("{:?}", query.root).matches("Attribute").count(), 1);
+    let query = parse_lenient(r#"{ .a = "x && y" && .b"#).unwrap();
+    assert!(format!("{:?}", query.root).contains("x && y"));
+    assert!(parse_lenient("{ .a = ").is_none());
+    assert!(parse_lenient("garbage").is_none());
+}
+
