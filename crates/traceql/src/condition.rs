@@ -69,6 +69,19 @@ impl SpanPredicate {
         SpanPredicate::Or(parts)
     }
 
+    /// Evaluates the predicate on one span of a trace (live data and tests; block scans
+    /// evaluate leaves column by column with `leaf_accepts`).
+    pub fn matches_span(&self, trace: &crate::TraceView<'_>, span: u32) -> bool {
+        match self {
+            SpanPredicate::True => true,
+            SpanPredicate::And(parts) => parts.iter().all(|part| part.matches_span(trace, span)),
+            SpanPredicate::Or(parts) => parts.iter().any(|part| part.matches_span(trace, span)),
+            SpanPredicate::Compare { field, .. } | SpanPredicate::Regex { field, .. } => {
+                self.leaf_accepts(&crate::eval::resolve(field, trace, span))
+            }
+        }
+    }
+
     /// Whether a leaf accepts a value read from storage.
     pub fn leaf_accepts(&self, value: &Value<'_>) -> bool {
         match self {
@@ -175,8 +188,15 @@ impl TraceCondition {
     fn holds_at(&self, found: &[bool], index: &mut usize) -> bool {
         match self {
             TraceCondition::True => true,
-            TraceCondition::And(parts) => parts.iter().fold(true, |all, part| part.holds_at(found, index) && all),
-            TraceCondition::Or(parts) => parts.iter().fold(false, |any, part| part.holds_at(found, index) || any),
+            // Every part is visited (no short-circuit) so that `index` stays aligned with `predicates()`.
+            TraceCondition::And(parts) => {
+                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, index)).collect();
+                results.into_iter().all(|held| held)
+            }
+            TraceCondition::Or(parts) => {
+                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, index)).collect();
+                results.into_iter().any(|held| held)
+            }
             TraceCondition::Exists(_) => {
                 let value = found.get(*index).copied().unwrap_or(true);
                 *index += 1;

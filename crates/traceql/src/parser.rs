@@ -432,8 +432,7 @@ impl Parser<'_> {
 
     fn scalar_binary(&mut self, min_level: u8) -> Result<ScalarExpr, ParseError> {
         let mut lhs = self.scalar_primary()?;
-        loop {
-            let Some((op, level)) = self.peek().and_then(arithmetic_op) else { break };
+        while let Some((op, level)) = self.peek().and_then(arithmetic_op) {
             if level < min_level {
                 break;
             }
@@ -580,8 +579,7 @@ impl Parser<'_> {
 
     fn field_arithmetic(&mut self, min_level: u8) -> Result<FieldExpr, ParseError> {
         let mut lhs = self.field_unary()?;
-        loop {
-            let Some((op, level)) = self.peek().and_then(arithmetic_op) else { break };
+        while let Some((op, level)) = self.peek().and_then(arithmetic_op) {
             if level < min_level {
                 break;
             }
@@ -659,7 +657,7 @@ impl Parser<'_> {
 }
 
 fn first_line(message: &str) -> String {
-    message.lines().filter(|line| !line.trim().is_empty()).last().unwrap_or(message).trim().to_owned()
+    message.lines().rfind(|line| !line.trim().is_empty()).unwrap_or(message).trim().to_owned()
 }
 
 fn arithmetic_op(token: &Token) -> Option<(BinaryOp, u8)> {
