@@ -182,6 +182,34 @@ impl BlockHandle {
         Ok(TraceRead { trace, bytes_read: bytes_read.load(std::sync::atomic::Ordering::Relaxed) })
     }
 
+    /// TraceQL stage 1: the traces of this block that may satisfy `plan`'s condition. Column
+    /// chunks are fetched row group by row group; decoding and evaluation wait for a permit of
+    /// `cpu` and run on a blocking thread.
+    pub async fn scan(
+        &self,
+        storage: &Storage,
+        plan: Arc<v1::search::ScanPlan>,
+        cpu: Arc<tokio::sync::Semaphore>,
+    ) -> Result<v1::search::ScanOutcome, BlockError> {
+        let mut outcome = v1::search::ScanOutcome::default();
+        let path = object_store::path::Path::from(self.meta.data_key());
+        let store = storage.object_store();
+        for row_group in plan.row_groups(&self.parquet) {
+            let ranges = v1::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
+            let parts = store.get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
+            outcome.bytes_read += parts.iter().map(|part| part.len() as u64).sum::<u64>();
+            let fetched: Vec<(u64, Bytes)> = ranges.iter().map(|range| range.start).zip(parts).collect();
+            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
+            let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+            outcome = tokio::task::spawn_blocking(move || {
+                v1::search::scan_row_group(&plan, &metadata, file_size, row_group, fetched, &mut outcome).map(|()| outcome)
+            })
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))??;
+        }
+        Ok(outcome)
+    }
+
     /// Every trace in the block, in trace-ID order.
     pub async fn read_all(&self, storage: &Storage) -> Result<Vec<Trace>, BlockError> {
         v1::read_all_traces(&storage.object_store(), &self.meta.data_key(), self.meta.data_bytes, &self.parquet).await

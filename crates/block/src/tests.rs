@@ -247,3 +247,55 @@ async fn a_poll_keeps_removed_blocks_removed() {
     list.poll(&storage).await.expect("poll");
     assert_eq!(list.blocks("t").len(), 1);
 }
+
+/// Stage 1 over a real block: candidates are a superset of the traces the full engine matches,
+/// and for single-leaf filters on columns it reads exactly, the same set.
+#[tokio::test]
+async fn scan_candidates_agree_with_the_engine() {
+    use andante_traceql::{evaluate, parse, TraceCondition, TraceView};
+    let storage = Storage::in_memory();
+    let traces = traces(11, 300);
+    let handle = write(&storage, &traces, 500).await;
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let cases: &[(&str, bool)] = &[
+        (r#"{ name = "op-1" }"#, true),
+        (r#"{ name =~ "op-[12]" }"#, true),
+        (r#"{ resource.service.name = "svc-2" }"#, true),
+        (r#"{ resource.k8s.pod.name = "pod-1" }"#, true),
+        (r#"{ span.http.route = "/r/3" }"#, true),
+        (r#"{ span.http.response.status_code = 200 }"#, true),
+        (r#"{ span.ratio > 0.9 }"#, true),
+        (r#"{ span.cached = true }"#, true),
+        (r#"{ .user.id = "nobody" }"#, true),
+        (r#"{ span.tags = "a" }"#, true),
+        (r#"{ kind = server }"#, true),
+        (r#"{ status = error }"#, true),
+        (r#"{ duration > 4ms }"#, true),
+        (r#"{ .missing = nil }"#, true),
+        (r#"{ kind = server && status = error }"#, true),
+        (r#"{ kind = client } >> { status = error && name = "op-0" }"#, false),
+        (r#"{ resource.service.name = "svc-0" } && { resource.service.name = "svc-1" }"#, false),
+        (r#"{ event:name = "exception" } | count() > 1"#, false),
+        (r#"{ span.http.route = "/r/1" || duration > 4900us }"#, true),
+    ];
+    for (text, exact) in cases {
+        let query = parse(text).expect("query parses");
+        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
+        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
+        assert!(outcome.bytes_read > 0, "{text}");
+        assert_eq!(outcome.traces_scanned as usize, traces.len(), "{text}");
+        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        let matching: Vec<TraceId> = traces
+            .iter()
+            .filter(|trace| !evaluate(&query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
+            .map(|trace| trace.trace_id)
+            .collect();
+        assert!(!matching.is_empty() || text.contains("nobody"), "{text} should match something in the fixture");
+        for trace_id in &matching {
+            assert!(candidates.contains(trace_id), "{text}: matching trace {trace_id:?} was not a candidate");
+        }
+        if *exact {
+            assert_eq!(candidates, matching, "{text}: stage 1 should be exact for a single-column filter");
+        }
+    }
+}

@@ -217,8 +217,15 @@ impl LiveStore {
     pub fn find_trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<ResourceSpans> {
         let Some(state) = self.tenants.lock().get(tenant).cloned() else { return Vec::new() };
         let fragments = state.lock().fragments(trace_id);
-        let decoded = fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
-        merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
+        decode_fragments(&fragments)
+    }
+
+    /// Every trace of `tenant` held in memory, in trace-ID order, still encoded: search decodes
+    /// them on its CPU pool with `decode_fragments`, not under the tenant lock.
+    pub fn snapshot(&self, tenant: &TenantId) -> Vec<(TraceId, Vec<Bytes>)> {
+        let Some(state) = self.tenants.lock().get(tenant).cloned() else { return Vec::new() };
+        let all = state.lock().all_fragments();
+        all.into_iter().collect()
     }
 
     /// (live traces, bytes held in memory) over every tenant.
@@ -400,4 +407,10 @@ fn decode_traces(batch: &TraceMap) -> impl Iterator<Item = Trace> + '_ {
         let decoded = fragments.filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
         Trace { trace_id: *trace_id, resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)) }
     })
+}
+
+/// Decodes and merges the fragments of one trace.
+pub fn decode_fragments(fragments: &[Bytes]) -> Vec<ResourceSpans> {
+    let decoded = fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+    merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
 }

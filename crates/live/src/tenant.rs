@@ -116,4 +116,16 @@ impl TenantLive {
         }
         out
     }
+
+    /// Every trace held in memory with its fragments (clones of shared buffers, no copying).
+    pub(crate) fn all_fragments(&self) -> std::collections::BTreeMap<TraceId, Vec<Bytes>> {
+        let mut out: std::collections::BTreeMap<TraceId, Vec<Bytes>> = std::collections::BTreeMap::new();
+        let maps = [&self.live, &self.completed].into_iter().chain(self.flushing.iter().map(|m| m.as_ref()));
+        for map in maps {
+            for (trace_id, trace) in map {
+                out.entry(*trace_id).or_default().extend(trace.fragments.iter().cloned());
+            }
+        }
+        out
+    }
 }

@@ -16,6 +16,7 @@
 
 mod read;
 mod schema;
+pub mod search;
 mod stream;
 mod write;
 

@@ -1,0 +1,563 @@
+//! TraceQL stage 1 over an `andante-v1` block: finds the traces that satisfy a query's
+//! pushed-down `TraceCondition` while reading only the columns its predicates name.
+//!
+//! Per row group: statistics first (a row group whose `duration_nanos` or start-time range
+//! excludes a leaf is skipped unread); then the needed column chunks are fetched with one ranged
+//! GET each (async), and decoded and evaluated on a blocking thread. String and resource columns
+//! are read as Arrow dictionaries so a leaf is evaluated once per distinct value (a resource
+//! blob is decoded once per distinct resource), then mapped onto rows by key.
+//! Every leaf reads each *source* that may hold its field (dedicated column, generic list,
+//! resource) and ORs them: the result is a superset of the true matches, which is all stage 1
+//! promises; stage 2 evaluates whole traces.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use andante_model::otlp::resource::v1::Resource;
+use andante_model::TraceId;
+use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, Static, StatusCode};
+use andante_traceql::{SpanPredicate, TraceCondition, Value};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
+use bytes::{Buf, Bytes};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::statistics::Statistics;
+use prost::Message;
+
+use super::schema::{
+    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
+    DEDICATED_SPAN_STRINGS,
+};
+use crate::BlockError;
+
+/// A trace that passed stage 1: where its rows are and when it starts (within this block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub trace_id: TraceId,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+}
+
+/// What stage 1 found in one block.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    pub candidates: Vec<Candidate>,
+    pub bytes_read: u64,
+    pub spans_scanned: u64,
+    pub traces_scanned: u64,
+}
+
+/// A column a leaf reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Column(&'static str),
+    Generic(String),
+    ResourceBlob(String),
+}
+
+fn static_is_string(value: &Static) -> bool {
+    matches!(value, Static::String(_))
+}
+
+/// The sources of a leaf's field; `exact_type` says the literal's type lets a typed dedicated
+/// column stand alone (a string literal never equals a non-string value in the generic list).
+fn leaf_sources(predicate: &SpanPredicate) -> Vec<Source> {
+    let (field, string_only) = match predicate {
+        SpanPredicate::Compare { field, value, .. } => (field, static_is_string(value) && !predicate.leaf_accepts(&Value::Nil)),
+        SpanPredicate::Regex { field, .. } => (field, !predicate.leaf_accepts(&Value::Nil)),
+        _ => return Vec::new(),
+    };
+    match field {
+        Field::Intrinsic(intrinsic) => vec![Source::Column(match intrinsic {
+            Intrinsic::Name => "name",
+            Intrinsic::Status => "status_code",
+            Intrinsic::StatusMessage => "status_message",
+            Intrinsic::Kind => "kind",
+            _ => "duration_nanos",
+        })],
+        Field::Attribute { scope, name, .. } => {
+            let mut sources = Vec::new();
+            if matches!(scope, Scope::Span | Scope::Unscoped) {
+                let dedicated_string = DEDICATED_SPAN_STRINGS.iter().find(|(key, _)| key == name).map(|(_, column)| *column);
+                let dedicated_int = DEDICATED_SPAN_INTS.iter().find(|(key, _)| key == name).map(|(_, column)| *column);
+                if let Some(column) = dedicated_string.or(dedicated_int) {
+                    sources.push(Source::Column(column));
+                }
+                if !(dedicated_string.is_some() && string_only) {
+                    sources.push(Source::Generic(name.clone()));
+                }
+            }
+            if matches!(scope, Scope::Resource | Scope::Unscoped) {
+                let dedicated = match name.as_str() {
+                    "service.name" => Some("service_name"),
+                    other => DEDICATED_RESOURCE_STRINGS.iter().find(|(key, _)| *key == other).map(|(_, column)| *column),
+                };
+                match dedicated {
+                    Some(column) if string_only => sources.push(Source::Column(column)),
+                    _ => sources.push(Source::ResourceBlob(name.clone())),
+                }
+            }
+            sources
+        }
+    }
+}
+
+fn leaves<'a>(predicate: &'a SpanPredicate, out: &mut Vec<&'a SpanPredicate>) {
+    match predicate {
+        SpanPredicate::True => {}
+        SpanPredicate::And(parts) | SpanPredicate::Or(parts) => parts.iter().for_each(|part| leaves(part, out)),
+        leaf => out.push(leaf),
+    }
+}
+
+/// The file schema with strings and resources as dictionaries (what stage 1 reads).
+fn dictionary_schema() -> SchemaRef {
+    let fields: Vec<ArrowField> = schema()
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+            DataType::Binary if field.name() == "resource" => {
+                field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)))
+            }
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The fetched column chunks of one row group, readable by Parquet's sync reader.
+struct FetchedChunks {
+    file_size: u64,
+    chunks: Vec<(u64, Bytes)>,
+}
+
+impl FetchedChunks {
+    fn slice(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        for (chunk_start, bytes) in &self.chunks {
+            let chunk_end = chunk_start + bytes.len() as u64;
+            if start >= *chunk_start && start + length as u64 <= chunk_end {
+                let offset = (start - chunk_start) as usize;
+                return Ok(bytes.slice(offset..offset + length));
+            }
+        }
+        Err(parquet::errors::ParquetError::General(format!("range {start}+{length} was not fetched")))
+    }
+}
+
+impl Length for FetchedChunks {
+    fn len(&self) -> u64 {
+        self.file_size
+    }
+}
+
+impl ChunkReader for FetchedChunks {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        for (chunk_start, bytes) in &self.chunks {
+            let chunk_end = chunk_start + bytes.len() as u64;
+            if start >= *chunk_start && start < chunk_end {
+                return Ok(bytes.slice((start - chunk_start) as usize..).reader());
+            }
+        }
+        Err(parquet::errors::ParquetError::General(format!("offset {start} was not fetched")))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, length)
+    }
+}
+
+/// Whether statistics allow a leaf to match in a row group (false only when they prove not).
+fn stats_allow(leaf: &SpanPredicate, row_group: &RowGroupMetaData, column_index: &HashMap<&str, usize>) -> bool {
+    let SpanPredicate::Compare { field: Field::Intrinsic(Intrinsic::Duration), op, value } = leaf else { return true };
+    let Some(index) = column_index.get("duration_nanos") else { return true };
+    let Some(Statistics::Int64(stats)) = row_group.column(*index).statistics() else { return true };
+    let (Some(min), Some(max)) = (stats.min_opt(), stats.max_opt()) else { return true };
+    // UInt64 is stored as INT64 with an unsigned logical type; durations fit in i64.
+    let (min, max) = (Value::Duration(*min), Value::Duration(*max));
+    let literal = Value::from_static(value);
+    use andante_traceql::ast::BinaryOp;
+    match op {
+        BinaryOp::Gt | BinaryOp::Gte => leaf.leaf_accepts(&max),
+        BinaryOp::Lt | BinaryOp::Lte => leaf.leaf_accepts(&min),
+        BinaryOp::Eq => {
+            andante_traceql::value::compare(BinaryOp::Gte, &literal, &min) && andante_traceql::value::compare(BinaryOp::Lte, &literal, &max)
+        }
+        _ => true,
+    }
+}
+
+/// Everything a block scan needs, prepared once per query.
+pub struct ScanPlan {
+    condition: TraceCondition,
+    /// Per `condition.predicates()` entry, its leaves and each leaf's sources.
+    leaf_sources: Vec<Vec<Vec<Source>>>,
+    /// Root column indexes of `columns` in the file schema.
+    pub(crate) roots: Vec<usize>,
+    time_range: Range<u64>,
+}
+
+impl ScanPlan {
+    pub fn new(condition: TraceCondition, time_range: Range<u64>) -> ScanPlan {
+        let mut columns = vec!["trace_id", "start_unix_nanos", "duration_nanos"];
+        let mut generic_needed = false;
+        let mut all_sources = Vec::new();
+        for predicate in condition.predicates() {
+            let mut predicate_leaves = Vec::new();
+            leaves(predicate, &mut predicate_leaves);
+            let mut per_leaf = Vec::new();
+            for leaf in predicate_leaves {
+                let sources = leaf_sources(leaf);
+                for source in &sources {
+                    match source {
+                        Source::Column(column) => {
+                            let name: &'static str = column;
+                            if !columns.contains(&name) {
+                                columns.push(name);
+                            }
+                        }
+                        Source::Generic(_) => generic_needed = true,
+                        Source::ResourceBlob(_) if !columns.contains(&"resource") => columns.push("resource"),
+                        _ => {}
+                    }
+                }
+                per_leaf.push(sources);
+            }
+            all_sources.push(per_leaf);
+        }
+        if generic_needed {
+            columns.push("attributes");
+        }
+        let roots = columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
+        ScanPlan { condition, leaf_sources: all_sources, roots, time_range }
+    }
+
+    /// The row groups statistics do not rule out.
+    pub(crate) fn row_groups(&self, metadata: &ArrowReaderMetadata) -> Vec<usize> {
+        let parquet = metadata.metadata();
+        let file_schema = schema();
+        let column_index: HashMap<&str, usize> = ["duration_nanos", "start_unix_nanos"]
+            .into_iter()
+            .filter_map(|name| {
+                let root = file_schema.index_of(name).ok()?;
+                let descriptor = parquet.file_metadata().schema_descr();
+                (0..descriptor.num_columns()).find(|leaf| descriptor.get_column_root_idx(*leaf) == root).map(|leaf| (name, leaf))
+            })
+            .collect();
+        let predicates = self.condition.predicates();
+        (0..parquet.num_row_groups())
+            .filter(|row_group_index| {
+                let row_group = parquet.row_group(*row_group_index);
+                if let Some(Statistics::Int64(stats)) =
+                    column_index.get("start_unix_nanos").and_then(|index| row_group.column(*index).statistics())
+                {
+                    if let (Some(min), Some(_)) = (stats.min_opt(), stats.max_opt()) {
+                        if (*min as u64) > self.time_range.end {
+                            return false;
+                        }
+                    }
+                }
+                let allowed: Vec<bool> = predicates
+                    .iter()
+                    .map(|predicate| predicate_allowed(predicate, row_group, &column_index))
+                    .collect();
+                self.condition.holds(&allowed)
+            })
+            .collect()
+    }
+}
+
+fn predicate_allowed(predicate: &SpanPredicate, row_group: &RowGroupMetaData, column_index: &HashMap<&str, usize>) -> bool {
+    match predicate {
+        SpanPredicate::True => true,
+        SpanPredicate::And(parts) => parts.iter().all(|part| predicate_allowed(part, row_group, column_index)),
+        SpanPredicate::Or(parts) => parts.iter().any(|part| predicate_allowed(part, row_group, column_index)),
+        leaf => stats_allow(leaf, row_group, column_index),
+    }
+}
+
+/// Byte ranges of every leaf column under the projected root columns of one row group.
+pub(crate) fn chunk_ranges(metadata: &ArrowReaderMetadata, row_group: usize, roots: &[usize]) -> Vec<Range<u64>> {
+    let parquet = metadata.metadata();
+    let descriptor = parquet.file_metadata().schema_descr();
+    let group = parquet.row_group(row_group);
+    (0..descriptor.num_columns())
+        .filter(|leaf| roots.contains(&descriptor.get_column_root_idx(*leaf)))
+        .map(|leaf| {
+            let (start, length) = group.column(leaf).byte_range();
+            start..start + length
+        })
+        .collect()
+}
+
+/// Stage 1 for one fetched row group: decode the projected columns and find candidates.
+pub(crate) fn scan_row_group(
+    plan: &ScanPlan,
+    metadata: &ArrowReaderMetadata,
+    file_size: u64,
+    row_group: usize,
+    fetched: Vec<(u64, Bytes)>,
+    outcome: &mut ScanOutcome,
+) -> Result<(), BlockError> {
+    let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let dictionary_metadata = ArrowReaderMetadata::try_new(
+        metadata.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(dictionary_schema()),
+    )
+    .map_err(read_error)?;
+    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), plan.roots.iter().copied());
+    let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, dictionary_metadata)
+        .with_projection(mask)
+        .with_row_groups(vec![row_group])
+        .with_batch_size(rows.max(1))
+        .build()
+        .map_err(read_error)?;
+    for batch in reader {
+        let batch = batch.map_err(|error| BlockError::Read(error.to_string()))?;
+        scan_batch(plan, &batch, outcome)?;
+    }
+    Ok(())
+}
+
+fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+    let rows = batch.num_rows();
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
+    let mut generic_cache: HashMap<String, Vec<Option<Vec<Value<'static>>>>> = HashMap::new();
+    let mut predicate_rows: Vec<Vec<bool>> = Vec::new();
+    let predicates = plan.condition.predicates();
+    for (predicate, sources) in predicates.iter().zip(&plan.leaf_sources) {
+        let mut predicate_leaves = Vec::new();
+        leaves(predicate, &mut predicate_leaves);
+        let mut leaf_rows: Vec<Vec<bool>> = Vec::new();
+        for (leaf, leaf_sources) in predicate_leaves.iter().zip(sources) {
+            let mut accepted = vec![false; rows];
+            for source in leaf_sources {
+                let matches = match source {
+                    Source::Column(name) => column_matches(leaf, column(name)?)?,
+                    Source::ResourceBlob(key) => resource_matches(leaf, key, column("resource")?)?,
+                    Source::Generic(key) => {
+                        if !generic_cache.contains_key(key) {
+                            generic_cache.insert(key.clone(), generic_values(column("attributes")?, key)?);
+                        }
+                        let values = &generic_cache[key];
+                        values
+                            .iter()
+                            .map(|row| match row {
+                                None => leaf.leaf_accepts(&Value::Nil),
+                                Some(items) => items.iter().any(|item| leaf.leaf_accepts(item)),
+                            })
+                            .collect()
+                    }
+                };
+                for (slot, matched) in accepted.iter_mut().zip(matches) {
+                    *slot |= matched;
+                }
+            }
+            leaf_rows.push(accepted);
+        }
+        let mut leaf_iter = leaf_rows.into_iter();
+        predicate_rows.push(combine(predicate, &mut leaf_iter, rows));
+    }
+    let trace_ids = column("trace_id")?.as_fixed_size_binary();
+    let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
+    let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
+    outcome.spans_scanned += rows as u64;
+    let mut row = 0;
+    while row < rows {
+        let trace_bytes = trace_ids.value(row);
+        let mut end = row + 1;
+        while end < rows && trace_ids.value(end) == trace_bytes {
+            end += 1;
+        }
+        outcome.traces_scanned += 1;
+        let found: Vec<bool> = predicate_rows.iter().map(|matches| matches[row..end].iter().any(|m| *m)).collect();
+        if plan.condition.holds(&found) {
+            let start = (row..end).map(|r| starts.value(r)).min().unwrap_or(0);
+            let finish = (row..end).map(|r| starts.value(r).saturating_add(durations.value(r))).max().unwrap_or(0);
+            if start <= plan.time_range.end && finish >= plan.time_range.start {
+                let trace_id = TraceId(trace_bytes.try_into().map_err(|_| BlockError::Corrupt("trace_id width".into()))?);
+                outcome.candidates.push(Candidate { trace_id, start_unix_nanos: start, end_unix_nanos: finish });
+            }
+        }
+        row = end;
+    }
+    Ok(())
+}
+
+/// Combines leaf row masks along the predicate tree (leaves consumed in `leaves()` order).
+fn combine(predicate: &SpanPredicate, leaf_rows: &mut impl Iterator<Item = Vec<bool>>, rows: usize) -> Vec<bool> {
+    match predicate {
+        SpanPredicate::True => vec![true; rows],
+        SpanPredicate::And(parts) => {
+            let masks: Vec<Vec<bool>> = parts.iter().map(|part| combine(part, leaf_rows, rows)).collect();
+            (0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect()
+        }
+        SpanPredicate::Or(parts) => {
+            let masks: Vec<Vec<bool>> = parts.iter().map(|part| combine(part, leaf_rows, rows)).collect();
+            (0..rows).map(|row| masks.iter().any(|mask| mask[row])).collect()
+        }
+        _ => leaf_rows.next().unwrap_or_else(|| vec![true; rows]),
+    }
+}
+
+fn column_value(name: &str, raw: i64) -> Value<'static> {
+    match name {
+        "kind" => Value::Kind(SpanKind::from_otlp(raw as i32)),
+        "status_code" => Value::Status(StatusCode::from_otlp(raw as i32)),
+        "duration_nanos" => Value::Duration(raw),
+        _ => Value::Int(raw),
+    }
+}
+
+/// A leaf over a dedicated or intrinsic column.
+fn column_matches(leaf: &SpanPredicate, array: &ArrayRef) -> Result<Vec<bool>, BlockError> {
+    let nil = leaf.leaf_accepts(&Value::Nil);
+    let rows = array.len();
+    match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let values = dictionary.values().as_string::<i32>();
+            let table: Vec<bool> = (0..values.len()).map(|index| leaf.leaf_accepts(&Value::Str(values.value(index).into()))).collect();
+            let keys = dictionary.keys();
+            Ok((0..rows)
+                .map(|row| if keys.is_null(row) { nil } else { table.get(keys.value(row) as usize).copied().unwrap_or(false) })
+                .collect())
+        }
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            Ok((0..rows).map(|row| if strings.is_null(row) { nil } else { leaf.leaf_accepts(&Value::Str(strings.value(row).into())) }).collect())
+        }
+        DataType::Int32 => {
+            // kind and status: six possible values, evaluated once each.
+            let name = match leaf {
+                SpanPredicate::Compare { field: Field::Intrinsic(Intrinsic::Kind), .. } => "kind",
+                _ => "status_code",
+            };
+            let table: Vec<bool> = (0..8).map(|code| leaf.leaf_accepts(&column_value(name, code))).collect();
+            let codes = array.as_primitive::<Int32Type>();
+            Ok((0..rows).map(|row| table.get(codes.value(row).clamp(0, 7) as usize).copied().unwrap_or(false)).collect())
+        }
+        DataType::UInt64 => {
+            let numbers = array.as_primitive::<UInt64Type>();
+            if let SpanPredicate::Compare { op, value, .. } = leaf {
+                // The hot path for duration filters: compare raw integers.
+                if let Some(bound) = match value {
+                    Static::Duration(nanos) | Static::Int(nanos) => Some(*nanos),
+                    _ => None,
+                } {
+                    use andante_traceql::ast::BinaryOp;
+                    let values = numbers.values();
+                    let test = |v: u64| {
+                        let v = v as i64;
+                        match op {
+                            BinaryOp::Gt => v > bound,
+                            BinaryOp::Gte => v >= bound,
+                            BinaryOp::Lt => v < bound,
+                            BinaryOp::Lte => v <= bound,
+                            BinaryOp::Eq => v == bound,
+                            BinaryOp::Neq => v != bound,
+                            _ => false,
+                        }
+                    };
+                    return Ok(values.iter().map(|v| test(*v)).collect());
+                }
+            }
+            Ok((0..rows).map(|row| leaf.leaf_accepts(&Value::Duration(numbers.value(row) as i64))).collect())
+        }
+        DataType::Int64 => {
+            let numbers = array.as_primitive::<Int64Type>();
+            Ok((0..rows).map(|row| if numbers.is_null(row) { nil } else { leaf.leaf_accepts(&Value::Int(numbers.value(row))) }).collect())
+        }
+        other => Err(BlockError::Corrupt(format!("unexpected column type {other}"))),
+    }
+}
+
+/// A leaf over a resource attribute: each distinct resource decoded once.
+fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result<Vec<bool>, BlockError> {
+    let accept = |bytes: &[u8]| -> bool {
+        match Resource::decode(bytes) {
+            Ok(resource) => match resource.attributes.iter().find(|attribute| attribute.key == key).and_then(|a| a.value.as_ref()) {
+                Some(value) => leaf.leaf_accepts(&Value::from_any(value)),
+                None => leaf.leaf_accepts(&Value::Nil),
+            },
+            Err(_) => true,
+        }
+    };
+    let rows = array.len();
+    match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let values = dictionary.values().as_binary::<i32>();
+            let table: Vec<bool> = (0..values.len()).map(|index| accept(values.value(index))).collect();
+            let keys = dictionary.keys();
+            Ok((0..rows).map(|row| table.get(keys.value(row) as usize).copied().unwrap_or(true)).collect())
+        }
+        _ => {
+            let blobs = array.as_binary::<i32>();
+            Ok((0..rows).map(|row| accept(blobs.value(row))).collect())
+        }
+    }
+}
+
+/// The values of one key in the generic attribute list, per row (None: key absent).
+fn generic_values(array: &ArrayRef, wanted: &str) -> Result<Vec<Option<Vec<Value<'static>>>>, BlockError> {
+    let list = array.as_list::<i32>();
+    let fields = list.values().as_struct();
+    let keys = fields.column(0);
+    let types = fields.column(1).as_primitive::<UInt8Type>();
+    let strings = fields.column(2);
+    let ints = fields.column(3).as_primitive::<Int64Type>();
+    let doubles = fields.column(4).as_primitive::<Float64Type>();
+    let bools = fields.column(5).as_boolean();
+    let others = fields.column(6).as_binary::<i32>();
+    let key_at = string_reader(keys);
+    let string_at = string_reader(strings);
+    let offsets = list.value_offsets();
+    let mut out = Vec::with_capacity(list.len());
+    for row in 0..list.len() {
+        let mut found: Option<Vec<Value<'static>>> = None;
+        for entry in offsets[row] as usize..offsets[row + 1] as usize {
+            if key_at(entry) != Some(wanted) {
+                continue;
+            }
+            let value = match types.value(entry) {
+                ATTR_STRING => Value::Str(string_at(entry).unwrap_or("").to_owned().into()),
+                ATTR_INT => Value::Int(ints.value(entry)),
+                ATTR_DOUBLE => Value::Float(doubles.value(entry)),
+                ATTR_BOOL => Value::Bool(bools.value(entry)),
+                _ => match andante_model::otlp::common::v1::AnyValue::decode(others.value(entry)) {
+                    Ok(any) => Value::from_any(&any).into_owned(),
+                    Err(_) => Value::Nil,
+                },
+            };
+            found.get_or_insert_with(Vec::new).push(value);
+        }
+        out.push(found);
+    }
+    Ok(out)
+}
+
+/// Reads a string column that may be plain or dictionary-encoded.
+fn string_reader<'a>(array: &'a ArrayRef) -> Box<dyn Fn(usize) -> Option<&'a str> + 'a> {
+    match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let values = dictionary.values().as_string::<i32>();
+            let keys = dictionary.keys();
+            Box::new(move |index| (!keys.is_null(index)).then(|| values.value(keys.value(index) as usize)))
+        }
+        _ => {
+            let strings = array.as_string::<i32>();
+            Box::new(move |index| (!strings.is_null(index)).then(|| strings.value(index)))
+        }
+    }
+}
