@@ -14,6 +14,9 @@ use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
 use andante_storage::Storage;
 use futures::future::join_all;
 
+pub mod search;
+pub mod tags;
+
 /// The answer to a trace-by-ID lookup.
 #[derive(Debug, Default)]
 pub struct TraceLookup {
@@ -37,11 +40,15 @@ pub struct Querier {
     live: Arc<LiveStore>,
     storage: Storage,
     blocks: BlockList,
+    /// Permits for CPU-heavy query work (decode, evaluation): one per core, shared by all
+    /// requests so a burst of searches cannot starve ingest.
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 impl Querier {
     pub fn new(live: Arc<LiveStore>, storage: Storage, blocks: BlockList) -> Querier {
-        Querier { live, storage, blocks }
+        let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
+        Querier { live, storage, blocks, cpu: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }
 
     pub async fn trace_by_id(&self, tenants: &TenantSet, trace_id: TraceId, hint: TimeHint) -> TraceLookup {

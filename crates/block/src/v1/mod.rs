@@ -18,6 +18,7 @@ mod read;
 mod schema;
 pub mod search;
 mod stream;
+pub mod tags;
 mod write;
 
 pub use read::{batch_to_traces, read_row_group_trace, read_all_traces};

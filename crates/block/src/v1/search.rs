@@ -207,8 +207,18 @@ pub struct ScanPlan {
 
 impl ScanPlan {
     pub fn new(condition: TraceCondition, time_range: Range<u64>) -> ScanPlan {
+        Self::with_columns(condition, time_range, &[])
+    }
+
+    /// A plan that also reads `extra` columns (tag discovery reads the columns it lists).
+    pub fn with_columns(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str]) -> ScanPlan {
         let mut columns = vec!["trace_id", "start_unix_nanos", "duration_nanos"];
-        let mut generic_needed = false;
+        let mut generic_needed = extra.contains(&"attributes");
+        for column in extra {
+            if *column != "attributes" && !columns.contains(column) {
+                columns.push(column);
+            }
+        }
         let mut all_sources = Vec::new();
         for predicate in condition.predicates() {
             let mut predicate_leaves = Vec::new();
@@ -307,6 +317,20 @@ pub(crate) fn scan_row_group(
     fetched: Vec<(u64, Bytes)>,
     outcome: &mut ScanOutcome,
 ) -> Result<(), BlockError> {
+    for batch in decode_row_group(plan, metadata, file_size, row_group, fetched)? {
+        scan_batch(plan, &batch, outcome)?;
+    }
+    Ok(())
+}
+
+/// Decodes the plan's columns of one fetched row group (strings as dictionaries).
+pub(crate) fn decode_row_group(
+    plan: &ScanPlan,
+    metadata: &ArrowReaderMetadata,
+    file_size: u64,
+    row_group: usize,
+    fetched: Vec<(u64, Bytes)>,
+) -> Result<Vec<RecordBatch>, BlockError> {
     let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let dictionary_metadata = ArrowReaderMetadata::try_new(
         metadata.metadata().clone(),
@@ -321,14 +345,11 @@ pub(crate) fn scan_row_group(
         .with_batch_size(rows.max(1))
         .build()
         .map_err(read_error)?;
-    for batch in reader {
-        let batch = batch.map_err(|error| BlockError::Read(error.to_string()))?;
-        scan_batch(plan, &batch, outcome)?;
-    }
-    Ok(())
+    reader.map(|batch| batch.map_err(|error| BlockError::Read(error.to_string()))).collect()
 }
 
-fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+/// Per predicate of the plan's condition, which rows satisfy it.
+pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Vec<Vec<bool>>, BlockError> {
     let rows = batch.num_rows();
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
     let mut generic_cache: HashMap<String, Vec<Option<Vec<Value<'static>>>>> = HashMap::new();
@@ -367,6 +388,13 @@ fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -
         let mut leaf_iter = leaf_rows.into_iter();
         predicate_rows.push(combine(predicate, &mut leaf_iter, rows));
     }
+    Ok(predicate_rows)
+}
+
+fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+    let rows = batch.num_rows();
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
+    let predicate_rows = predicate_masks(plan, batch)?;
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
     let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
@@ -509,7 +537,7 @@ fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result
 }
 
 /// The values of one key in the generic attribute list, per row (None: key absent).
-fn generic_values(array: &ArrayRef, wanted: &str) -> Result<Vec<Option<Vec<Value<'static>>>>, BlockError> {
+pub(crate) fn generic_values(array: &ArrayRef, wanted: &str) -> Result<Vec<Option<Vec<Value<'static>>>>, BlockError> {
     let list = array.as_list::<i32>();
     let fields = list.values().as_struct();
     let keys = fields.column(0);
@@ -547,7 +575,7 @@ fn generic_values(array: &ArrayRef, wanted: &str) -> Result<Vec<Option<Vec<Value
 }
 
 /// Reads a string column that may be plain or dictionary-encoded.
-fn string_reader<'a>(array: &'a ArrayRef) -> Box<dyn Fn(usize) -> Option<&'a str> + 'a> {
+pub(crate) fn string_reader<'a>(array: &'a ArrayRef) -> Box<dyn Fn(usize) -> Option<&'a str> + 'a> {
     match array.data_type() {
         DataType::Dictionary(_, _) => {
             let dictionary = array.as_dictionary::<Int32Type>();

@@ -1,0 +1,233 @@
+//! Tag discovery over an `andante-v1` block: attribute names per scope and the distinct values
+//! of one field, optionally only from spans matching a filter (Grafana's `q`). Reads only the
+//! columns involved; resources are decoded once per distinct dictionary entry. Event, link and
+//! instrumentation attributes live in blobs this path does not open; the live store reports
+//! them for recent data.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use andante_model::otlp::resource::v1::Resource;
+use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
+use andante_traceql::Value;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use bytes::Bytes;
+use prost::Message;
+
+use super::schema::{DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
+use super::search::{decode_row_group, generic_values, predicate_masks, string_reader, ScanPlan};
+use crate::{BlockError, BlockHandle};
+use andante_storage::Storage;
+
+/// What to collect.
+#[derive(Debug, Clone)]
+pub enum TagRequest {
+    Names,
+    Values(Field),
+}
+
+/// Names per scope (`resource`, `span`) or typed distinct values, and the bytes read.
+#[derive(Debug, Default)]
+pub struct TagCollection {
+    pub names: BTreeMap<&'static str, BTreeSet<String>>,
+    pub values: Vec<Value<'static>>,
+    pub bytes_read: u64,
+}
+
+impl TagCollection {
+    /// Adds a value unless already present (values keep first-seen order across blocks).
+    pub fn add_value(&mut self, value: Value<'static>, seen: &mut HashSet<String>) {
+        let key = format!("{value:?}");
+        if seen.insert(key) {
+            self.values.push(value);
+        }
+    }
+}
+
+/// The columns a tag request reads.
+pub fn tag_columns(request: &TagRequest) -> Vec<&'static str> {
+    match request {
+        TagRequest::Names => {
+            let mut columns = vec!["resource", "attributes"];
+            columns.extend(DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).map(|(_, column)| *column));
+            columns
+        }
+        TagRequest::Values(Field::Intrinsic(intrinsic)) => match intrinsic {
+            Intrinsic::Name => vec!["name"],
+            Intrinsic::Status => vec!["status_code"],
+            Intrinsic::StatusMessage => vec!["status_message"],
+            Intrinsic::Kind => vec!["kind"],
+            Intrinsic::RootService => vec!["service_name"],
+            _ => Vec::new(),
+        },
+        TagRequest::Values(Field::Attribute { scope, name, .. }) => {
+            let mut columns = Vec::new();
+            if matches!(scope, Scope::Span | Scope::Unscoped) {
+                columns.push("attributes");
+                columns.extend(
+                    DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).filter(|(key, _)| key == name).map(|(_, column)| *column),
+                );
+            }
+            if matches!(scope, Scope::Resource | Scope::Unscoped) {
+                columns.push("resource");
+            }
+            columns
+        }
+    }
+}
+
+fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out: &mut TagCollection, seen: &mut HashSet<String>) -> Result<(), BlockError> {
+    let rows = batch.num_rows();
+    let masks = predicate_masks(plan, batch)?;
+    let selected: Vec<bool> = (0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect();
+    let column = |name: &str| batch.column_by_name(name);
+    match request {
+        TagRequest::Names => {
+            if let Some(resources) = column("resource") {
+                let dictionary = resources.as_dictionary::<Int32Type>();
+                let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+                let values = dictionary.values().as_binary::<i32>();
+                for key in used {
+                    if let Ok(resource) = Resource::decode(values.value(key as usize)) {
+                        let names = out.names.entry("resource").or_default();
+                        names.extend(resource.attributes.into_iter().map(|attribute| attribute.key));
+                    }
+                }
+            }
+            if let Some(attributes) = column("attributes") {
+                let list = attributes.as_list::<i32>();
+                let keys = list.values().as_struct().column(0).clone();
+                let key_at = string_reader(&keys);
+                let offsets = list.value_offsets();
+                let names = out.names.entry("span").or_default();
+                for row in (0..rows).filter(|row| selected[*row]) {
+                    for entry in offsets[row] as usize..offsets[row + 1] as usize {
+                        if let Some(key) = key_at(entry) {
+                            if !names.contains(key) {
+                                names.insert(key.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            for (key, name) in DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS) {
+                if let Some(values) = column(name) {
+                    if (0..rows).any(|row| selected[row] && !values.is_null(row)) {
+                        out.names.entry("span").or_default().insert((*key).to_owned());
+                    }
+                }
+            }
+        }
+        TagRequest::Values(field) => {
+            let wanted_key = match field {
+                Field::Attribute { name, .. } => Some(name.as_str()),
+                Field::Intrinsic(_) => None,
+            };
+            for (name, array) in batch.schema().fields().iter().zip(batch.columns()) {
+                let name = name.name().as_str();
+                match name {
+                    "trace_id" | "start_unix_nanos" | "duration_nanos" => continue,
+                    "resource" if wanted_key.is_some() => {
+                        let dictionary = array.as_dictionary::<Int32Type>();
+                        let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+                        let values = dictionary.values().as_binary::<i32>();
+                        for key in used {
+                            let Ok(resource) = Resource::decode(values.value(key as usize)) else { continue };
+                            for attribute in resource.attributes {
+                                if Some(attribute.key.as_str()) == wanted_key {
+                                    if let Some(value) = attribute.value.as_ref() {
+                                        out.add_value(Value::from_any(value).into_owned(), seen);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    "attributes" => {
+                        let Some(key) = wanted_key else { continue };
+                        for (row, values) in generic_values(array, key)?.into_iter().enumerate() {
+                            if selected[row] {
+                                for value in values.into_iter().flatten() {
+                                    out.add_value(value, seen);
+                                }
+                            }
+                        }
+                    }
+                    "kind" | "status_code" => {
+                        let codes = array.as_primitive::<Int32Type>();
+                        let distinct: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| codes.value(row)).collect();
+                        for code in distinct {
+                            let value = if name == "kind" {
+                                Value::Kind(SpanKind::from_otlp(code))
+                            } else {
+                                Value::Status(StatusCode::from_otlp(code))
+                            };
+                            out.add_value(value, seen);
+                        }
+                    }
+                    _ => match array.data_type() {
+                        arrow_schema::DataType::Int64 => {
+                            let numbers = array.as_primitive::<Int64Type>();
+                            for row in (0..rows).filter(|row| selected[*row] && !numbers.is_null(*row)) {
+                                out.add_value(Value::Int(numbers.value(row)), seen);
+                            }
+                        }
+                        arrow_schema::DataType::Dictionary(_, _) | arrow_schema::DataType::Utf8 => {
+                            let reader = string_reader(array);
+                            for row in (0..rows).filter(|row| selected[*row]) {
+                                if let Some(text) = reader(row) {
+                                    if !text.is_empty() || name == "name" {
+                                        out.add_value(Value::Str(text.to_owned().into()), seen);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl BlockHandle {
+    /// Collects tag names or values from this block into `out`.
+    pub async fn collect_tags(
+        &self,
+        storage: &Storage,
+        request: &TagRequest,
+        plan: Arc<ScanPlan>,
+        cpu: Arc<tokio::sync::Semaphore>,
+        out: &mut TagCollection,
+        seen: &mut HashSet<String>,
+    ) -> Result<(), BlockError> {
+        let path = object_store::path::Path::from(self.meta.data_key());
+        let store = storage.object_store();
+        for row_group in plan.row_groups(&self.parquet) {
+            let ranges = super::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
+            let parts = store.get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
+            out.bytes_read += parts.iter().map(|part| part.len() as u64).sum::<u64>();
+            let fetched: Vec<(u64, Bytes)> = ranges.iter().map(|range| range.start).zip(parts).collect();
+            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
+            let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, request.clone());
+            let mut partial = TagCollection::default();
+            let mut partial_seen = seen.clone();
+            (partial, partial_seen) = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
+                for batch in decode_row_group(&task_plan, &metadata, file_size, row_group, fetched)? {
+                    collect_batch(&task_request, &task_plan, &batch, &mut partial, &mut partial_seen)?;
+                }
+                Ok((partial, partial_seen))
+            })
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))??;
+            for (scope, names) in partial.names {
+                out.names.entry(scope).or_default().extend(names);
+            }
+            out.values.extend(partial.values);
+            *seen = partial_seen;
+        }
+        Ok(())
+    }
+}

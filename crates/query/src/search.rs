@@ -1,0 +1,339 @@
+//! TraceQL search over live traces and blocks, newest first and deterministic.
+//!
+//! Stage 1 finds candidates: every block overlapping the time range is scanned for traces that
+//! satisfy the query's pushed-down condition (`BlockHandle::scan`, in parallel, CPU-bounded);
+//! live traces are decoded and checked directly. Stage 2 walks candidates by start time
+//! (newest first, then trace ID), fetches each whole trace from every source that may hold it
+//! (`Querier::trace_by_id`, so a trace split across blocks is judged whole), evaluates the query
+//! and stops once `limit` traces matched. Because the candidate order depends only on the data,
+//! identical requests return identical results. Dropping the future (client gone) stops the
+//! work; a deadline turns the answer partial.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use andante_block::v1::search::{Candidate, ScanPlan};
+use andante_live::decode_fragments;
+use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::{TenantSet, TraceId, UnixNanos};
+use andante_traceql::ast::{Field, Intrinsic, StatusCode};
+use andante_traceql::eval::resolve;
+use andante_traceql::{evaluate, referenced_fields, Query, TraceCondition, TraceView, Value};
+use futures::stream::{self, StreamExt};
+
+use crate::{Querier, TimeHint};
+
+/// Tempo's defaults and caps.
+pub const DEFAULT_LIMIT: usize = 20;
+pub const DEFAULT_SPANS_PER_SPANSET: usize = 3;
+pub const MAX_SPANS_PER_SPANSET: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: Query,
+    pub limit: usize,
+    pub spans_per_spanset: usize,
+    pub start: Option<UnixNanos>,
+    pub end: Option<UnixNanos>,
+    pub deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanSummary {
+    pub span_id: Vec<u8>,
+    pub name: String,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub attributes: Vec<(String, Value<'static>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpansetSummary {
+    pub spans: Vec<SpanSummary>,
+    pub matched: usize,
+    pub attributes: Vec<(String, Value<'static>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceStats {
+    pub span_count: u64,
+    pub error_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: TraceId,
+    pub root_service_name: String,
+    pub root_trace_name: String,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub spansets: Vec<SpansetSummary>,
+    pub service_stats: BTreeMap<String, ServiceStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchMetrics {
+    pub inspected_traces: u64,
+    pub inspected_bytes: u64,
+    pub inspected_spans: u64,
+    pub total_blocks: u64,
+    pub completed_jobs: u64,
+    pub total_jobs: u64,
+    pub total_block_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct SearchResult {
+    pub traces: Vec<TraceSummary>,
+    pub metrics: SearchMetrics,
+    pub partial_message: Option<String>,
+}
+
+/// Tempo's placeholder when a trace's root span has not arrived.
+pub const ROOT_NOT_RECEIVED: &str = "<root span not yet received>";
+
+fn sample_fraction(query: &Query) -> Option<f64> {
+    use andante_traceql::ast::Static;
+    match query.hint("sample").or_else(|| query.hint("trace_sample")) {
+        Some(Static::Float(fraction)) => Some(*fraction),
+        // `sample=true` asks for a representative subset; a tenth keeps results meaningful.
+        Some(Static::Bool(true)) => Some(0.1),
+        _ => None,
+    }
+}
+
+/// Deterministic sampling by trace ID.
+fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
+    let Some(fraction) = fraction else { return true };
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&trace_id.0[8..16]);
+    (u64::from_be_bytes(head) as f64) < fraction * u64::MAX as f64
+}
+
+impl Querier {
+    pub async fn search(&self, tenants: &TenantSet, request: &SearchRequest) -> SearchResult {
+        let mut result = SearchResult::default();
+        let start = request.start.unwrap_or(0);
+        let end = request.end.unwrap_or(u64::MAX);
+        let condition = TraceCondition::of(&request.query);
+        let plan = Arc::new(ScanPlan::new(condition.clone(), start..end));
+        let fraction = sample_fraction(&request.query);
+        let mut failures: Vec<String> = Vec::new();
+        // (start, trace ID, tenant) of every candidate; the BTreeMap keeps the newest start.
+        let mut candidates: BTreeMap<(TraceId, usize), u64> = BTreeMap::new();
+        let tenant_list: Vec<_> = tenants.iter().cloned().collect();
+
+        for (tenant_index, tenant) in tenant_list.iter().enumerate() {
+            // Live traces: decoded and checked against the condition on the CPU pool.
+            let live = self.live.snapshot(tenant);
+            let condition = condition.clone();
+            let permit = self.cpu.clone().acquire_owned().await;
+            let live_candidates = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let mut out = Vec::new();
+                let mut spans = 0u64;
+                for (trace_id, fragments) in live {
+                    let resource_spans = decode_fragments(&fragments);
+                    let view = TraceView::new(trace_id.0, &resource_spans);
+                    spans += view.spans.len() as u64;
+                    let found: Vec<bool> = condition
+                        .predicates()
+                        .iter()
+                        .map(|predicate| (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span)))
+                        .collect();
+                    if condition.holds(&found) {
+                        out.push(Candidate { trace_id, start_unix_nanos: view.start_unix_nanos, end_unix_nanos: view.end_unix_nanos });
+                    }
+                }
+                (out, spans)
+            })
+            .await
+            .unwrap_or_default();
+            result.metrics.inspected_spans += live_candidates.1;
+            for candidate in live_candidates.0 {
+                if candidate.start_unix_nanos <= end && candidate.end_unix_nanos >= start {
+                    let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
+                    *slot = (*slot).max(candidate.start_unix_nanos);
+                }
+            }
+
+            let mut blocks: Vec<_> =
+                self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
+            blocks.sort_by(|a, b| (b.meta.end_unix_nanos, b.meta.block_id).cmp(&(a.meta.end_unix_nanos, a.meta.block_id)));
+            result.metrics.total_blocks += blocks.len() as u64;
+            result.metrics.total_jobs += blocks.len() as u64;
+            result.metrics.total_block_bytes += blocks.iter().map(|handle| handle.meta.data_bytes).sum::<u64>();
+            let scans = stream::iter(blocks.iter().map(|handle| {
+                let plan = plan.clone();
+                let cpu = self.cpu.clone();
+                async move { (handle, handle.scan(&self.storage, plan, cpu).await) }
+            }))
+            .buffered(4)
+            .collect::<Vec<_>>()
+            .await;
+            for (handle, scan) in scans {
+                match scan {
+                    Ok(outcome) => {
+                        result.metrics.completed_jobs += 1;
+                        result.metrics.inspected_bytes += outcome.bytes_read;
+                        result.metrics.inspected_spans += outcome.spans_scanned;
+                        result.metrics.inspected_traces += outcome.traces_scanned;
+                        for candidate in outcome.candidates {
+                            let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
+                            *slot = (*slot).max(candidate.start_unix_nanos);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(block = %handle.meta.block_id, %error, "search block scan failed");
+                        failures.push(format!("block {} could not be searched", handle.meta.block_id));
+                    }
+                }
+            }
+        }
+
+        let mut ordered: Vec<(u64, TraceId, usize)> = candidates
+            .into_iter()
+            .filter(|((trace_id, _), _)| sampled(trace_id, fraction))
+            .map(|((trace_id, tenant_index), start)| (start, trace_id, tenant_index))
+            .collect();
+        ordered.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        ordered.dedup_by_key(|entry| entry.1);
+
+        let fields = Arc::new(referenced_fields(&request.query));
+        let query = Arc::new(request.query.clone());
+        let mut matched: BTreeMap<TraceId, TraceSummary> = BTreeMap::new();
+        let hint = TimeHint::default();
+        for chunk in ordered.chunks(8) {
+            if matched.len() >= request.limit {
+                break;
+            }
+            if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                failures.push("the search deadline passed before every candidate was checked".to_owned());
+                break;
+            }
+            let lookups = chunk.iter().map(|(_, trace_id, tenant_index)| {
+                let tenant = TenantSet::one(tenant_list[*tenant_index].clone());
+                async move { (*trace_id, self.trace_by_id(&tenant, *trace_id, hint).await) }
+            });
+            let fetched = futures::future::join_all(lookups).await;
+            let (query, fields) = (query.clone(), fields.clone());
+            let spss = request.spans_per_spanset;
+            let permit = self.cpu.clone().acquire_owned().await;
+            let summaries = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                fetched
+                    .into_iter()
+                    .map(|(trace_id, lookup)| {
+                        let summary = summarize(&query, &fields, spss, trace_id, &lookup.resource_spans);
+                        (trace_id, lookup.inspected_bytes, lookup.partial_message, summary)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (trace_id, bytes, partial, summary) in summaries {
+                result.metrics.inspected_bytes += bytes;
+                if let Some(message) = partial {
+                    failures.push(message);
+                }
+                if let Some(summary) = summary {
+                    if matched.len() < request.limit {
+                        matched.insert(trace_id, summary);
+                    }
+                }
+            }
+        }
+        let mut traces: Vec<TraceSummary> = matched.into_values().collect();
+        traces.sort_by(|a, b| (b.start_unix_nanos, b.trace_id).cmp(&(a.start_unix_nanos, a.trace_id)));
+        result.traces = traces;
+        if !failures.is_empty() {
+            result.partial_message = Some(failures.join("; "));
+        }
+        result
+    }
+}
+
+fn render_intrinsic(intrinsic: Intrinsic, value: Value<'static>) -> Option<(String, Value<'static>)> {
+    let key = match intrinsic {
+        Intrinsic::Name | Intrinsic::Duration => return None,
+        other => other.name().to_owned(),
+    };
+    let value = match value {
+        Value::Status(status) => Value::Str(status.name().into()),
+        Value::Kind(kind) => Value::Str(kind.name().into()),
+        other => other,
+    };
+    Some((key, value))
+}
+
+/// Evaluates the query over one whole trace and builds its search summary (None: no match).
+pub fn summarize(
+    query: &Query,
+    fields: &[Field],
+    spans_per_spanset: usize,
+    trace_id: TraceId,
+    resource_spans: &[ResourceSpans],
+) -> Option<TraceSummary> {
+    let view = TraceView::new(trace_id.0, resource_spans);
+    let spansets = evaluate(query, &view);
+    if spansets.is_empty() {
+        return None;
+    }
+    let mut service_stats: BTreeMap<String, ServiceStats> = BTreeMap::new();
+    for span in &view.spans {
+        let stats = service_stats.entry(span.service_name().to_owned()).or_default();
+        stats.span_count += 1;
+        if span.span.status.as_ref().is_some_and(|status| StatusCode::from_otlp(status.code) == StatusCode::Error) {
+            stats.error_count += 1;
+        }
+    }
+    let (root_service_name, root_trace_name) = match view.root.map(|root| view.spans[root as usize]) {
+        Some(root) if root.span.parent_span_id.is_empty() => (root.service_name().to_owned(), root.span.name.clone()),
+        _ => (ROOT_NOT_RECEIVED.to_owned(), String::new()),
+    };
+    let spansets = spansets
+        .into_iter()
+        .map(|spanset| SpansetSummary {
+            matched: spanset.spans.len(),
+            spans: spanset
+                .spans
+                .iter()
+                .take(spans_per_spanset)
+                .map(|index| {
+                    let span = view.spans[*index as usize];
+                    let attributes = fields
+                        .iter()
+                        .filter_map(|field| {
+                            let value = resolve(field, &view, *index).into_owned();
+                            if value.is_nil() {
+                                return None;
+                            }
+                            match field {
+                                Field::Intrinsic(intrinsic) => render_intrinsic(*intrinsic, value),
+                                Field::Attribute { name, .. } => Some((name.clone(), value)),
+                            }
+                        })
+                        .collect();
+                    SpanSummary {
+                        span_id: span.span.span_id.clone(),
+                        name: span.span.name.clone(),
+                        start_unix_nanos: span.span.start_time_unix_nano,
+                        duration_nanos: span.duration_nanos() as u64,
+                        attributes,
+                    }
+                })
+                .collect(),
+            attributes: spanset.attributes,
+        })
+        .collect();
+    Some(TraceSummary {
+        trace_id,
+        root_service_name,
+        root_trace_name,
+        start_unix_nanos: view.start_unix_nanos,
+        duration_nanos: view.trace_duration_nanos() as u64,
+        spansets,
+        service_stats,
+    })
+}

@@ -1,0 +1,154 @@
+//! Tag discovery for autocomplete: attribute names per scope and distinct values of one field,
+//! from live traces (every scope) and blocks (span and resource attributes, intrinsics),
+//! optionally restricted to spans matching Grafana's `q` filter. Values keep first-seen order,
+//! newest data first, and stop at `limit`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use andante_block::v1::search::ScanPlan;
+use andante_block::v1::tags::{tag_columns, TagCollection, TagRequest};
+use andante_live::decode_fragments;
+use andante_model::{TenantSet, UnixNanos};
+use andante_traceql::eval::resolve;
+use andante_traceql::{Field, Query, SpanPredicate, TraceCondition, TraceView, Value};
+
+use crate::Querier;
+
+#[derive(Debug, Default)]
+pub struct TagAnswer {
+    /// Scope name (`resource`, `span`, `event`, `link`, `instrumentation`) → attribute names.
+    pub names: BTreeMap<&'static str, BTreeSet<String>>,
+    pub values: Vec<Value<'static>>,
+    pub inspected_bytes: u64,
+    pub partial_message: Option<String>,
+}
+
+fn live_collect(
+    request: &TagRequest,
+    predicates: &[SpanPredicate],
+    view: &TraceView<'_>,
+    out: &mut TagCollection,
+    seen: &mut HashSet<String>,
+) {
+    for index in 0..view.spans.len() as u32 {
+        if !predicates.iter().all(|predicate| predicate.matches_span(view, index)) {
+            continue;
+        }
+        let span = view.spans[index as usize];
+        match request {
+            TagRequest::Names => {
+                let mut add = |scope: &'static str, keys: &mut dyn Iterator<Item = &String>| {
+                    out.names.entry(scope).or_default().extend(keys.cloned());
+                };
+                add("span", &mut span.span.attributes.iter().map(|a| &a.key));
+                if let Some(resource) = span.resource {
+                    add("resource", &mut resource.attributes.iter().map(|a| &a.key));
+                }
+                for event in &span.span.events {
+                    add("event", &mut event.attributes.iter().map(|a| &a.key));
+                }
+                for link in &span.span.links {
+                    add("link", &mut link.attributes.iter().map(|a| &a.key));
+                }
+                if let Some(scope) = span.scope {
+                    add("instrumentation", &mut scope.attributes.iter().map(|a| &a.key));
+                }
+            }
+            TagRequest::Values(field) => {
+                let value = resolve(field, view, index).into_owned();
+                let items = match value {
+                    Value::Multi(items) | Value::Array(items) => items,
+                    Value::Nil => Vec::new(),
+                    single => vec![single],
+                };
+                for item in items {
+                    if !item.is_nil() {
+                        out.add_value(item, seen);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Querier {
+    /// Names (`Values` = None) or values of `field`, for spans matching `filter`.
+    pub async fn tags(
+        &self,
+        tenants: &TenantSet,
+        request: TagRequest,
+        filter: Option<&Query>,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        limit: usize,
+    ) -> TagAnswer {
+        let condition = filter.map_or(TraceCondition::True, TraceCondition::of);
+        let predicates: Vec<SpanPredicate> = condition.predicates().into_iter().cloned().collect();
+        let (start, end) = (start.unwrap_or(0), end.unwrap_or(u64::MAX));
+        let plan = Arc::new(ScanPlan::with_columns(condition.clone(), start..end, &tag_columns(&request)));
+        let mut collection = TagCollection::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut failures = Vec::new();
+        for tenant in tenants.iter() {
+            let live = self.live.snapshot(tenant);
+            let (task_request, task_predicates) = (request.clone(), predicates.clone());
+            let permit = self.cpu.clone().acquire_owned().await;
+            let live_part = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let mut part = TagCollection::default();
+                let mut part_seen = HashSet::new();
+                for (trace_id, fragments) in live.into_iter().rev() {
+                    let resource_spans = decode_fragments(&fragments);
+                    let view = TraceView::new(trace_id.0, &resource_spans);
+                    if view.start_unix_nanos > end || view.end_unix_nanos < start {
+                        continue;
+                    }
+                    live_collect(&task_request, &task_predicates, &view, &mut part, &mut part_seen);
+                }
+                part
+            })
+            .await
+            .unwrap_or_default();
+            for (scope, names) in live_part.names {
+                collection.names.entry(scope).or_default().extend(names);
+            }
+            for value in live_part.values {
+                collection.add_value(value, &mut seen);
+            }
+            let mut blocks: Vec<_> =
+                self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
+            blocks.sort_by(|a, b| (b.meta.end_unix_nanos, b.meta.block_id).cmp(&(a.meta.end_unix_nanos, a.meta.block_id)));
+            for handle in blocks {
+                if collection.values.len() >= limit {
+                    break;
+                }
+                let result = handle.collect_tags(&self.storage, &request, plan.clone(), self.cpu.clone(), &mut collection, &mut seen).await;
+                if let Err(error) = result {
+                    tracing::warn!(block = %handle.meta.block_id, %error, "tag scan failed");
+                    failures.push(format!("block {} could not be read", handle.meta.block_id));
+                }
+            }
+        }
+        collection.values.truncate(limit);
+        TagAnswer {
+            names: collection.names,
+            values: collection.values,
+            inspected_bytes: collection.bytes_read,
+            partial_message: (!failures.is_empty()).then(|| failures.join("; ")),
+        }
+    }
+}
+
+/// Parses a tag as Grafana sends it in the v2 path: a TraceQL identifier (`resource.x`,
+/// `.x`, `span:name`, `status`).
+pub fn parse_tag_field(tag: &str) -> Option<Field> {
+    let query = andante_traceql::parse(&format!("{{ {tag} != nil }}")).ok()?;
+    match query.root {
+        andante_traceql::ast::SpansetExpr::Filter(Some(andante_traceql::ast::FieldExpr::Binary { lhs, .. })) => match *lhs {
+            andante_traceql::ast::FieldExpr::Field(field) => Some(field),
+            _ => None,
+        },
+        _ => None,
+    }
+}
