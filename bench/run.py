@@ -5,7 +5,7 @@ temporary directory, drives it with `andante gen` (fixed seed), and prints JSON 
   storage:    bytes per span in blocks after the cut, and after compaction
   lookup:     trace-by-ID p50/p99 (protobuf, as Grafana asks) over random acknowledged traces
   rss:        peak server RSS while sending a steady target rate
-Usage: bench/run.py [--phase ingest|lookup|rss|all] [--seconds N] [--rate TRACES_PER_S]
+Usage: bench/run.py [--phase ingest|lookup|rss|search|all] [--seconds N] [--rate TRACES_PER_S]
 Build first: cargo build --release --bin andante
 """
 
@@ -192,12 +192,64 @@ def phase_rss(work, seconds, spans_per_s):
             "peak_rss_mib": round(peak / 2**20, 1), "median_rss_mib": round(statistics.median(samples) / 2**20, 1)}
 
 
+def phase_search(work, target_spans):
+    """Loads ~target_spans with `andante gen`, then times TraceQL searches and tag values."""
+    storage = work / "search"
+    server = Server(storage, "--live.trace-idle", "1s", "--compaction.enabled", "false").start()
+    traces = round(target_spans / 10.3)
+    load = subprocess.Popen([str(BINARY), "gen", "--endpoint", server.grpc, "--traces", str(traces), "--rate", "12000",
+                             "--batch", "100", "--concurrency", "16", "--seed", "7"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    load_output, _ = load.communicate()
+    server.stop()  # SIGTERM flushes everything to blocks
+    stats = block_stats(storage)
+    server = Server(storage, "--compaction.enabled", "false").start()
+    session = requests.Session()
+    users = session.get(f"{server.url}/api/v2/search/tag/span.enduser.id/values", params={"limit": 50}).json()["tagValues"]
+    user = users[len(users) // 2]["value"]
+    queries = {
+        "selective_attribute": f'{{ span.enduser.id = "{user}" }}',
+        "match_nothing": '{ span.http.route = "/no/such/route" }',
+        "match_nothing_resource": '{ resource.service.name = "no-such-service" }',
+        "structural": '{ resource.service.name = "frontend" } >> { span.db.system = "postgresql" && status = error }',
+        "aggregate": '{ resource.service.name = "payment" } | count() > 1',
+        "duration_filter": "{ duration > 2s }",
+    }
+    quantile = lambda values, q: round(statistics.quantiles(values, n=100)[q - 1], 1)
+    results = {"load": load_output.strip(), "blocks": stats}
+    for name, q in queries.items():
+        latencies, cpu_before, last = [], server.cpu_seconds(), None
+        for _ in range(10):
+            started = time.perf_counter()
+            response = session.get(f"{server.url}/api/search", params={"q": q, "limit": 20})
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+            last = response.json()
+        cpu = server.cpu_seconds() - cpu_before
+        spans = int(last["metrics"]["inspectedSpans"])
+        results[name] = {"q": q, "ms_p50": quantile(latencies, 50), "ms_p99": quantile(latencies, 99),
+                         "traces_found": len(last["traces"]), "spans_scanned": spans,
+                         "bytes_read": int(last["metrics"]["inspectedBytes"]),
+                         "spans_per_cpu_s": round(spans * 10 / max(cpu, 1e-9))}
+    latencies = []
+    for _ in range(20):
+        started = time.perf_counter()
+        response = session.get(f"{server.url}/api/v2/search/tag/resource.service.name/values")
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    results["tag_values_resource"] = {"ms_p50": quantile(latencies, 50), "ms_p99": quantile(latencies, 99),
+                                      "values": len(response.json()["tagValues"])}
+    server.stop()
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "all"])
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "all"])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
+    parser.add_argument("--search-spans", type=int, default=10_000_000)
     args = parser.parse_args()
     results = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="andante-bench-") as tmp:
@@ -208,6 +260,8 @@ def main():
             results["lookup"] = phase_lookup(work, args.lookup_spans, 100)
         if args.phase in ("rss", "all"):
             results["rss"] = phase_rss(work, args.seconds, 50_000)
+        if args.phase in ("search", "all"):
+            results["search"] = phase_search(work, args.search_spans)
     json.dump(results, sys.stdout, indent=2)
     print()
 

@@ -8,6 +8,7 @@ mod ingest_grpc;
 mod ingest_http;
 pub mod metrics;
 mod ops;
+mod search;
 mod tempo_json;
 pub mod tempopb;
 mod tenant;
@@ -50,6 +51,11 @@ pub fn query_router(state: SharedState) -> Router {
     Router::new()
         .route("/api/traces/{trace_id}", get(traces::trace_by_id_v1))
         .route("/api/v2/traces/{trace_id}", get(traces::trace_by_id_v2))
+        .route("/api/search", get(search::search))
+        .route("/api/search/tags", get(search::tags_v1))
+        .route("/api/v2/search/tags", get(search::tags_v2))
+        .route("/api/search/tag/{tag}/values", get(search::tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(search::tag_values_v2))
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))

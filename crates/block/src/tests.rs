@@ -262,6 +262,8 @@ async fn scan_candidates_agree_with_the_engine() {
         (r#"{ name =~ "op-[12]" }"#, true),
         (r#"{ resource.service.name = "svc-2" }"#, true),
         (r#"{ resource.k8s.pod.name = "pod-1" }"#, true),
+        (r#"{ resource.k8s.pod.name =~ "pod-[01]" && resource.service.name != nil }"#, true),
+        (r#"{ resource.no.such.attribute = nil }"#, true),
         (r#"{ span.http.route = "/r/3" }"#, true),
         (r#"{ span.http.response.status_code = 200 }"#, true),
         (r#"{ span.ratio > 0.9 }"#, true),

@@ -51,6 +51,14 @@ impl Querier {
         Querier { live, storage, blocks, cpu: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }
 
+    /// The tenant's blocks overlapping `[start, end]`, newest data first (then by block ID, so
+    /// the order never depends on listing order).
+    fn blocks_newest_first(&self, tenant: &andante_model::TenantId, start: u64, end: u64) -> Vec<andante_block::BlockHandle> {
+        let mut blocks: Vec<_> = self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
+        blocks.sort_by_key(|handle| std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id)));
+        blocks
+    }
+
     pub async fn trace_by_id(&self, tenants: &TenantSet, trace_id: TraceId, hint: TimeHint) -> TraceLookup {
         let mut lookup = TraceLookup::default();
         let mut fragments: Vec<ResourceSpans> = Vec::new();

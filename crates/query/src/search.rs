@@ -158,16 +158,16 @@ impl Querier {
                 }
             }
 
-            let mut blocks: Vec<_> =
-                self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
-            blocks.sort_by(|a, b| (b.meta.end_unix_nanos, b.meta.block_id).cmp(&(a.meta.end_unix_nanos, a.meta.block_id)));
+            let blocks = self.blocks_newest_first(tenant, start, end);
             result.metrics.total_blocks += blocks.len() as u64;
             result.metrics.total_jobs += blocks.len() as u64;
             result.metrics.total_block_bytes += blocks.iter().map(|handle| handle.meta.data_bytes).sum::<u64>();
-            let scans = stream::iter(blocks.iter().map(|handle| {
-                let plan = plan.clone();
-                let cpu = self.cpu.clone();
-                async move { (handle, handle.scan(&self.storage, plan, cpu).await) }
+            let scans = stream::iter(blocks.into_iter().map(|handle| {
+                let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
+                async move {
+                    let outcome = handle.scan(&storage, plan, cpu).await;
+                    (handle, outcome)
+                }
             }))
             .buffered(4)
             .collect::<Vec<_>>()
@@ -197,7 +197,7 @@ impl Querier {
             .filter(|((trace_id, _), _)| sampled(trace_id, fraction))
             .map(|((trace_id, tenant_index), start)| (start, trace_id, tenant_index))
             .collect();
-        ordered.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        ordered.sort_by_key(|(start, trace_id, _)| std::cmp::Reverse((*start, *trace_id)));
         ordered.dedup_by_key(|entry| entry.1);
 
         let fields = Arc::new(referenced_fields(&request.query));
@@ -212,10 +212,13 @@ impl Querier {
                 failures.push("the search deadline passed before every candidate was checked".to_owned());
                 break;
             }
-            let lookups = chunk.iter().map(|(_, trace_id, tenant_index)| {
-                let tenant = TenantSet::one(tenant_list[*tenant_index].clone());
-                async move { (*trace_id, self.trace_by_id(&tenant, *trace_id, hint).await) }
-            });
+            let lookups: Vec<_> = chunk
+                .iter()
+                .map(|(_, trace_id, tenant_index)| {
+                    let (trace_id, tenant, querier) = (*trace_id, TenantSet::one(tenant_list[*tenant_index].clone()), self.clone());
+                    async move { (trace_id, querier.trace_by_id(&tenant, trace_id, hint).await) }
+                })
+                .collect();
             let fetched = futures::future::join_all(lookups).await;
             let (query, fields) = (query.clone(), fields.clone());
             let spss = request.spans_per_spanset;
@@ -245,7 +248,7 @@ impl Querier {
             }
         }
         let mut traces: Vec<TraceSummary> = matched.into_values().collect();
-        traces.sort_by(|a, b| (b.start_unix_nanos, b.trace_id).cmp(&(a.start_unix_nanos, a.trace_id)));
+        traces.sort_by_key(|trace| std::cmp::Reverse((trace.start_unix_nanos, trace.trace_id)));
         result.traces = traces;
         if !failures.is_empty() {
             result.partial_message = Some(failures.join("; "));

@@ -116,9 +116,7 @@ impl Querier {
             for value in live_part.values {
                 collection.add_value(value, &mut seen);
             }
-            let mut blocks: Vec<_> =
-                self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
-            blocks.sort_by(|a, b| (b.meta.end_unix_nanos, b.meta.block_id).cmp(&(a.meta.end_unix_nanos, a.meta.block_id)));
+            let blocks = self.blocks_newest_first(tenant, start, end);
             for handle in blocks {
                 if collection.values.len() >= limit {
                     break;

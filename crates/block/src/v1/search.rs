@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use andante_model::otlp::resource::v1::Resource;
+use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TraceId;
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, Static, StatusCode};
 use andante_traceql::{SpanPredicate, TraceCondition, Value};
@@ -509,15 +510,20 @@ fn column_matches(leaf: &SpanPredicate, array: &ArrayRef) -> Result<Vec<bool>, B
     }
 }
 
+/// The resource of a `resource` cell (a `ResourceSpans` carrier without scope spans).
+pub(crate) fn decode_resource(bytes: &[u8]) -> Option<Resource> {
+    ResourceSpans::decode(bytes).ok().map(|carrier| carrier.resource.unwrap_or_default())
+}
+
 /// A leaf over a resource attribute: each distinct resource decoded once.
 fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result<Vec<bool>, BlockError> {
     let accept = |bytes: &[u8]| -> bool {
-        match Resource::decode(bytes) {
-            Ok(resource) => match resource.attributes.iter().find(|attribute| attribute.key == key).and_then(|a| a.value.as_ref()) {
+        match decode_resource(bytes) {
+            Some(resource) => match resource.attributes.iter().find(|attribute| attribute.key == key).and_then(|a| a.value.as_ref()) {
                 Some(value) => leaf.leaf_accepts(&Value::from_any(value)),
                 None => leaf.leaf_accepts(&Value::Nil),
             },
-            Err(_) => true,
+            None => true,
         }
     };
     let rows = array.len();

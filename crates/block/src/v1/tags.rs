@@ -7,17 +7,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use andante_model::otlp::resource::v1::Resource;
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
 use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
-use prost::Message;
 
 use super::schema::{DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
-use super::search::{decode_row_group, generic_values, predicate_masks, string_reader, ScanPlan};
+use super::search::{decode_resource, decode_row_group, generic_values, predicate_masks, string_reader, ScanPlan};
 use crate::{BlockError, BlockHandle};
 use andante_storage::Storage;
 
@@ -90,7 +88,7 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                 let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
                 let values = dictionary.values().as_binary::<i32>();
                 for key in used {
-                    if let Ok(resource) = Resource::decode(values.value(key as usize)) {
+                    if let Some(resource) = decode_resource(values.value(key as usize)) {
                         let names = out.names.entry("resource").or_default();
                         names.extend(resource.attributes.into_iter().map(|attribute| attribute.key));
                     }
@@ -125,16 +123,20 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                 Field::Attribute { name, .. } => Some(name.as_str()),
                 Field::Intrinsic(_) => None,
             };
+            // The batch also holds the filter's columns; values come only from the field's own.
+            let value_columns = tag_columns(request);
             for (name, array) in batch.schema().fields().iter().zip(batch.columns()) {
                 let name = name.name().as_str();
+                if !value_columns.contains(&name) {
+                    continue;
+                }
                 match name {
-                    "trace_id" | "start_unix_nanos" | "duration_nanos" => continue,
                     "resource" if wanted_key.is_some() => {
                         let dictionary = array.as_dictionary::<Int32Type>();
                         let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
                         let values = dictionary.values().as_binary::<i32>();
                         for key in used {
-                            let Ok(resource) = Resource::decode(values.value(key as usize)) else { continue };
+                            let Some(resource) = decode_resource(values.value(key as usize)) else { continue };
                             for attribute in resource.attributes {
                                 if Some(attribute.key.as_str()) == wanted_key {
                                     if let Some(value) = attribute.value.as_ref() {

@@ -1,0 +1,517 @@
+//! TraceQL search and tag discovery in Tempo's wire format: `GET /api/search`,
+//! `/api/search/tags`, `/api/v2/search/tags`, `/api/search/tag/{tag}/values`,
+//! `/api/v2/search/tag/{tag}/values`. JSON field names, hex IDs, string-encoded 64-bit
+//! integers and the deprecated `spanSet` copy follow the responses captured from Tempo; only
+//! fields Grafana's strict decoder knows are emitted.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use andante_block::v1::tags::TagRequest;
+use andante_query::search::{
+    SearchRequest, SearchResult, SpansetSummary, DEFAULT_LIMIT, DEFAULT_SPANS_PER_SPANSET, MAX_SPANS_PER_SPANSET,
+};
+use andante_query::tags::parse_tag_field;
+use andante_traceql::ast::{Field, Intrinsic, Scope};
+use andante_traceql::{parse, parse_lenient, Value};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value as Json_};
+
+use crate::tenant::query_tenants;
+use crate::{ApiError, SharedState};
+
+/// How long one search may run before it answers with what it has.
+const SEARCH_DEADLINE: Duration = Duration::from_secs(30);
+const DEFAULT_TAG_LIMIT: usize = 5000;
+
+fn seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(text) => text
+            .parse::<u64>()
+            .map(|seconds| Some(seconds.saturating_mul(1_000_000_000)))
+            .map_err(|_| ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds"))),
+    }
+}
+
+fn time_range(params: &HashMap<String, String>) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let start = seconds(params, "start")?;
+    let end = seconds(params, "end")?.map(|end| end.saturating_add(999_999_999));
+    if let (Some(start), Some(end)) = (start, end) {
+        if end < start {
+            return Err(ApiError::bad_request("invalid time range: end is before start"));
+        }
+    }
+    Ok((start, end))
+}
+
+fn number(params: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) => Ok(default),
+            Ok(value) => Ok(value),
+            Err(_) => Err(ApiError::bad_request(format!("invalid {name} `{text}`: expected a positive integer"))),
+        },
+    }
+}
+
+/// A Go duration (`100ms`, `1.5s`, `1h2m`) as nanoseconds, for the legacy parameters.
+fn go_duration(name: &str, text: &str) -> Result<i64, ApiError> {
+    let invalid = || ApiError::bad_request(format!("invalid {name} `{text}`: expected a duration such as 100ms or 1.5s"));
+    let query = parse(&format!("{{ duration > {text} }}")).map_err(|_| invalid())?;
+    let debug = format!("{:?}", query.root);
+    let start = debug.find("Duration(").ok_or_else(invalid)? + "Duration(".len();
+    debug[start..].split(')').next().and_then(|digits| digits.parse().ok()).ok_or_else(invalid)
+}
+
+fn quote(text: &str) -> String {
+    format!("{text:?}")
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, c| {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+/// The legacy `tags` (logfmt) + `minDuration`/`maxDuration` search as TraceQL, with Tempo's
+/// semantics: attribute values match as substrings, durations bound the whole trace.
+fn legacy_query(params: &HashMap<String, String>) -> Result<String, ApiError> {
+    let mut conditions = Vec::new();
+    if let Some(tags) = params.get("tags").filter(|tags| !tags.trim().is_empty()) {
+        for pair in logfmt(tags)? {
+            let (key, value) = pair;
+            conditions.push(match key.as_str() {
+                "name" => format!("name =~ {}", quote(&format!(".*{}.*", regex_escape(&value)))),
+                "status.code" | "status" => format!("status = {}", value.trim_start_matches("STATUS_CODE_").to_lowercase()),
+                "error" if value == "true" => "status = error".to_owned(),
+                _ => format!(".{} =~ {}", quote(&key), quote(&format!(".*{}.*", regex_escape(&value)))),
+            });
+        }
+    }
+    for (name, op) in [("minDuration", ">="), ("maxDuration", "<=")] {
+        if let Some(text) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            conditions.push(format!("trace:duration {op} {}ns", go_duration(name, text)?));
+        }
+    }
+    if conditions.is_empty() {
+        return Ok("{ }".to_owned());
+    }
+    Ok(format!("{{ {} }}", conditions.join(" && ")))
+}
+
+fn logfmt(text: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some(equals) = rest.find('=') else {
+            return Err(ApiError::bad_request(format!("invalid tags `{text}`: expected key=value pairs")));
+        };
+        let key = rest[..equals].trim().to_owned();
+        rest = &rest[equals + 1..];
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            let close = quoted.find('"').ok_or_else(|| ApiError::bad_request(format!("invalid tags `{text}`: unterminated quote")))?;
+            let value = quoted[..close].to_owned();
+            rest = &quoted[close + 1..];
+            value
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let value = rest[..end].to_owned();
+            rest = &rest[end..];
+            value
+        };
+        pairs.push((key, value));
+        rest = rest.trim_start();
+    }
+    Ok(pairs)
+}
+
+/// A value as OTLP-JSON `AnyValue` (64-bit integers as strings, as Tempo writes them).
+fn any_value(value: &Value<'_>) -> Json_ {
+    match value {
+        Value::Nil => json!({}),
+        Value::Bool(flag) => json!({ "boolValue": flag }),
+        Value::Int(number) => json!({ "intValue": number.to_string() }),
+        Value::Float(number) => json!({ "doubleValue": number }),
+        Value::Str(text) => json!({ "stringValue": text }),
+        Value::Duration(nanos) => json!({ "stringValue": format_duration(*nanos) }),
+        Value::Status(status) => json!({ "stringValue": status.name() }),
+        Value::Kind(kind) => json!({ "stringValue": kind.name() }),
+        Value::Array(items) | Value::Multi(items) => json!({ "arrayValue": { "values": items.iter().map(any_value).collect::<Vec<_>>() } }),
+    }
+}
+
+/// Go's `time.Duration.String()` style (`1.5s`, `250ms`, `2m3s`), which Tempo prints.
+fn format_duration(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let nanos = nanos.unsigned_abs();
+    if nanos < 1_000 {
+        return format!("{sign}{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{sign}{}µs", trim_float(nanos as f64 / 1e3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{sign}{}ms", trim_float(nanos as f64 / 1e6));
+    }
+    let total_seconds = nanos as f64 / 1e9;
+    let hours = (total_seconds / 3600.0).floor();
+    let minutes = ((total_seconds - hours * 3600.0) / 60.0).floor();
+    let seconds = total_seconds - hours * 3600.0 - minutes * 60.0;
+    let mut out = sign.to_owned();
+    if hours > 0.0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0.0 || minutes > 0.0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    out.push_str(&format!("{}s", trim_float(seconds)));
+    out
+}
+
+fn trim_float(value: f64) -> String {
+    let text = format!("{value:.9}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<Json_> {
+    attributes.iter().map(|(key, value)| json!({ "key": key, "value": any_value(value) })).collect()
+}
+
+fn spanset_json(spanset: &SpansetSummary) -> Json_ {
+    let spans: Vec<Json_> = spanset
+        .spans
+        .iter()
+        .map(|span| {
+            let mut object = Map::new();
+            object.insert("spanID".into(), json!(hex::encode(&span.span_id)));
+            object.insert("name".into(), json!(span.name));
+            object.insert("startTimeUnixNano".into(), json!(span.start_unix_nanos.to_string()));
+            object.insert("durationNanos".into(), json!(span.duration_nanos.to_string()));
+            if !span.attributes.is_empty() {
+                object.insert("attributes".into(), json!(key_values(&span.attributes)));
+            }
+            Json_::Object(object)
+        })
+        .collect();
+    let mut object = Map::new();
+    object.insert("spans".into(), json!(spans));
+    object.insert("matched".into(), json!(spanset.matched));
+    if !spanset.attributes.is_empty() {
+        object.insert("attributes".into(), json!(key_values(&spanset.attributes)));
+    }
+    Json_::Object(object)
+}
+
+pub(crate) fn search_json(result: &SearchResult) -> Json_ {
+    let traces: Vec<Json_> = result
+        .traces
+        .iter()
+        .map(|trace| {
+            let mut object = Map::new();
+            object.insert("traceID".into(), json!(hex::encode(trace.trace_id.0)));
+            object.insert("rootServiceName".into(), json!(trace.root_service_name));
+            if !trace.root_trace_name.is_empty() {
+                object.insert("rootTraceName".into(), json!(trace.root_trace_name));
+            }
+            object.insert("startTimeUnixNano".into(), json!(trace.start_unix_nanos.to_string()));
+            object.insert("durationMs".into(), json!(trace.duration_nanos / 1_000_000));
+            let spansets: Vec<Json_> = trace.spansets.iter().map(spanset_json).collect();
+            if let Some(first) = spansets.first() {
+                object.insert("spanSet".into(), first.clone());
+            }
+            object.insert("spanSets".into(), json!(spansets));
+            let stats: Map<String, Json_> = trace
+                .service_stats
+                .iter()
+                .map(|(service, stats)| {
+                    let mut entry = Map::new();
+                    entry.insert("spanCount".into(), json!(stats.span_count));
+                    if stats.error_count > 0 {
+                        entry.insert("errorCount".into(), json!(stats.error_count));
+                    }
+                    (service.clone(), Json_::Object(entry))
+                })
+                .collect();
+            object.insert("serviceStats".into(), Json_::Object(stats));
+            Json_::Object(object)
+        })
+        .collect();
+    let metrics = &result.metrics;
+    json!({
+        "traces": traces,
+        "metrics": {
+            "inspectedTraces": metrics.inspected_traces,
+            "inspectedBytes": metrics.inspected_bytes.to_string(),
+            "inspectedSpans": metrics.inspected_spans.to_string(),
+            "totalBlocks": metrics.total_blocks,
+            "completedJobs": metrics.completed_jobs,
+            "totalJobs": metrics.total_jobs,
+            "totalBlockBytes": metrics.total_block_bytes.to_string(),
+        }
+    })
+}
+
+fn is_metrics_query(text: &str) -> bool {
+    ["rate", "count_over_time", "sum_over_time", "min_over_time", "max_over_time", "avg_over_time", "quantile_over_time", "histogram_over_time", "compare"]
+        .iter()
+        .any(|function| {
+            text.split('|').skip(1).any(|stage| stage.trim_start().starts_with(&format!("{function}(")) || stage.trim_start().starts_with(&format!("{function} (")))
+        })
+}
+
+/// Parses the request into a search; shared by HTTP and the streaming gRPC service.
+pub(crate) fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, ApiError> {
+    let text = match params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
+        Some(q) => q.to_owned(),
+        None => legacy_query(params)?,
+    };
+    if is_metrics_query(&text) {
+        return Err(ApiError::bad_request(
+            "invalid TraceQL query: metrics queries are served by /api/metrics/query_range and /api/metrics/query",
+        ));
+    }
+    let query = parse(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let (start, end) = time_range(params)?;
+    let spans_per_spanset = number(params, "spss", DEFAULT_SPANS_PER_SPANSET)?;
+    if spans_per_spanset > MAX_SPANS_PER_SPANSET {
+        return Err(ApiError::bad_request(format!("invalid spss {spans_per_spanset}: at most {MAX_SPANS_PER_SPANSET} spans per spanset")));
+    }
+    Ok(SearchRequest {
+        query,
+        limit: number(params, "limit", DEFAULT_LIMIT)?,
+        spans_per_spanset,
+        start,
+        end,
+        deadline: Some(Instant::now() + SEARCH_DEADLINE),
+    })
+}
+
+pub(crate) async fn search(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tenants = query_tenants(&headers, state.config.multitenancy_enabled)?;
+    let request = search_request(&params)?;
+    let result = state.querier.search(&tenants, &request).await;
+    if let Some(message) = &result.partial_message {
+        tracing::warn!(%message, "partial search result");
+    }
+    Ok(Json(search_json(&result)).into_response())
+}
+
+fn scope_filter(params: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    match params.get("scope").map(|s| s.trim()).filter(|s| !s.is_empty() && *s != "all") {
+        None => Ok(None),
+        Some(scope @ ("resource" | "span" | "intrinsic" | "event" | "link" | "instrumentation")) => Ok(Some(scope.to_owned())),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid scope `{other}`: expected resource, span, intrinsic, event, link, instrumentation or all"
+        ))),
+    }
+}
+
+fn lenient_filter(params: &HashMap<String, String>) -> Option<andante_traceql::Query> {
+    params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty() && *q != "{}").and_then(parse_lenient)
+}
+
+const SCOPE_ORDER: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
+
+async fn tag_names(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<(&'static str, Vec<String>)>, u64), ApiError> {
+    let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
+    let scope = scope_filter(params)?;
+    let (start, end) = time_range(params)?;
+    let limit = number(params, "limit", DEFAULT_TAG_LIMIT)?;
+    let filter = lenient_filter(params);
+    let answer = state.querier.tags(&tenants, TagRequest::Names, filter.as_ref(), start, end, limit).await;
+    let mut scopes: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for name in SCOPE_ORDER {
+        if scope.as_deref().is_some_and(|wanted| wanted != name) {
+            continue;
+        }
+        if let Some(names) = answer.names.get(name) {
+            scopes.push((name, names.iter().take(limit).cloned().collect()));
+        }
+    }
+    if scope.as_deref().is_none_or(|wanted| wanted == "intrinsic") {
+        scopes.push(("intrinsic", Intrinsic::TAG_NAMES.iter().map(|name| (*name).to_owned()).collect()));
+    }
+    Ok((scopes, answer.inspected_bytes))
+}
+
+pub(crate) async fn tags_v1(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (scopes, bytes) = tag_names(&state, &headers, &params).await?;
+    let mut names: Vec<String> =
+        scopes.into_iter().filter(|(scope, _)| *scope != "intrinsic").flat_map(|(_, names)| names).collect();
+    names.sort();
+    names.dedup();
+    Ok(Json(json!({ "tagNames": names, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+}
+
+pub(crate) async fn tags_v2(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (scopes, bytes) = tag_names(&state, &headers, &params).await?;
+    let scopes: Vec<Json_> = scopes.into_iter().map(|(name, tags)| json!({ "name": name, "tags": tags })).collect();
+    Ok(Json(json!({ "scopes": scopes, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+}
+
+/// Grafana may encode the tag twice; decode what is still percent-encoded once more.
+fn decode_tag(raw: &str) -> String {
+    if !raw.contains('%') {
+        return raw.to_owned();
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&raw[index + 1..index + 3], 16) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
+}
+
+fn value_type(value: &Value<'_>) -> &'static str {
+    match value {
+        Value::Str(_) => "string",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Bool(_) => "bool",
+        Value::Duration(_) => "duration",
+        Value::Status(_) | Value::Kind(_) => "keyword",
+        _ => "string",
+    }
+}
+
+fn value_text(value: &Value<'_>) -> String {
+    match value {
+        Value::Str(text) => text.to_string(),
+        Value::Int(number) => number.to_string(),
+        Value::Float(number) => number.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Duration(nanos) => format_duration(*nanos),
+        Value::Status(status) => status.name().to_owned(),
+        Value::Kind(kind) => kind.name().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn tag_values(
+    state: &SharedState,
+    headers: &HeaderMap,
+    field: Field,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<Value<'static>>, u64), ApiError> {
+    let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
+    let (start, end) = time_range(params)?;
+    let limit = number(params, "limit", DEFAULT_TAG_LIMIT)?;
+    let filter = lenient_filter(params);
+    let answer = state.querier.tags(&tenants, TagRequest::Values(field), filter.as_ref(), start, end, limit).await;
+    Ok((answer.values, answer.inspected_bytes))
+}
+
+pub(crate) async fn tag_values_v1(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tag = decode_tag(&tag);
+    // v1 names are bare attribute names; a few spell intrinsics (`status.code`, `name`).
+    let field = match tag.as_str() {
+        "name" => Field::Intrinsic(Intrinsic::Name),
+        "status.code" | "status" => Field::Intrinsic(Intrinsic::Status),
+        "kind" => Field::Intrinsic(Intrinsic::Kind),
+        other => Field::Attribute { scope: Scope::Unscoped, parent: false, name: other.to_owned() },
+    };
+    let (values, bytes) = tag_values(&state, &headers, field, &params).await?;
+    let mut texts: Vec<String> = values.iter().map(value_text).filter(|text| !text.is_empty()).collect();
+    texts.dedup();
+    Ok(Json(json!({ "tagValues": texts, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+}
+
+pub(crate) async fn tag_values_v2(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(tag): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tag = decode_tag(&tag);
+    let field = parse_tag_field(&tag).ok_or_else(|| {
+        ApiError::bad_request(format!("invalid tag `{tag}`: expected a TraceQL attribute such as resource.service.name, .foo or span:name"))
+    })?;
+    let (values, bytes) = tag_values(&state, &headers, field, &params).await?;
+    let typed: Vec<Json_> = values
+        .iter()
+        .filter(|value| !value_text(value).is_empty())
+        .map(|value| json!({ "type": value_type(value), "value": value_text(value) }))
+        .collect();
+    Ok(Json(json!({ "tagValues": typed, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_parameters_become_traceql() {
+        let params: HashMap<String, String> = [
+            ("tags".to_owned(), r#"service.name=front http.url="/a b" error=true"#.to_owned()),
+            ("minDuration".to_owned(), "1.5s".to_owned()),
+        ]
+        .into();
+        let text = legacy_query(&params).unwrap();
+        assert_eq!(
+            text,
+            r#"{ ."service.name" =~ ".*front.*" && ."http.url" =~ ".*/a b.*" && status = error && trace:duration >= 1500000000ns }"#
+        );
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(format_duration(1_500_000_000), "1.5s");
+        assert_eq!(format_duration(250_000_000), "250ms");
+        assert_eq!(format_duration(123_000_000_000), "2m3s");
+        assert_eq!(format_duration(999), "999ns");
+    }
+
+    #[test]
+    fn tags_are_decoded_once_more_when_still_encoded() {
+        assert_eq!(decode_tag("resource.service.name"), "resource.service.name");
+        assert_eq!(decode_tag("span.%22a%20b%22"), "span.\"a b\"");
+        assert_eq!(decode_tag("100%"), "100%");
+    }
+
+    #[test]
+    fn metrics_queries_are_recognised() {
+        assert!(is_metrics_query("{ } | rate()"));
+        assert!(is_metrics_query("{ status = error } | quantile_over_time(duration, .9) by (x)"));
+        assert!(!is_metrics_query("{ .rate = 1 } | count() > 1"));
+    }
+}

@@ -1,0 +1,282 @@
+"""TraceQL search and tag discovery through Tempo's HTTP API, on live data and on blocks.
+
+Traces of a known shape are sent as OTLP/JSON; every query's expected trace IDs are derived
+from that shape here, so the tests check results, not just status codes.
+"""
+
+import time
+import urllib.parse
+
+import requests
+
+BASE_NS = 1_790_000_000 * 10**9
+# Fields Grafana's strict decoder accepts (anything else breaks its search table).
+TRACE_FIELDS = {"traceID", "rootServiceName", "rootTraceName", "startTimeUnixNano", "durationMs", "spanSet", "spanSets", "serviceStats"}
+METRIC_FIELDS = {"inspectedTraces", "inspectedBytes", "totalBlocks", "completedJobs", "totalJobs", "totalBlockBytes", "inspectedSpans"}
+SPAN_FIELDS = {"spanID", "name", "startTimeUnixNano", "durationNanos", "attributes"}
+
+
+def trace_id(n: int) -> str:
+    return f"{n:032x}"
+
+
+def span(tid, sid, parent, name, kind, start_ms, dur_ms, status=0, attrs=()):
+    start = BASE_NS + start_ms * 10**6
+    body = {
+        "traceId": tid,
+        "spanId": sid,
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + dur_ms * 10**6),
+        "attributes": [{"key": k, "value": v} for k, v in attrs],
+        "status": {"code": status},
+    }
+    if parent:
+        body["parentSpanId"] = parent
+    return body
+
+
+def resource(service, spans, env="prod"):
+    return {
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "deployment.environment", "value": {"stringValue": env}},
+        ]},
+        "scopeSpans": [{"scope": {"name": "shop"}, "spans": spans}],
+    }
+
+
+def shop_trace(n):
+    """Trace n: frontend GET /cart (server) -> cart GetCart (server) -> SELECT (db client).
+    Every third trace fails in the cart; trace n starts at n seconds; durations grow with n."""
+    tid = trace_id(n)
+    root, cart, db = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03"
+    failing = n % 3 == 0
+    start = n * 1000
+    return [
+        resource("frontend", [span(tid, root, None, "GET /cart", 2, start, 100 + n,
+                                   attrs=[("http.route", {"stringValue": "/cart"}), ("http.response.status_code", {"intValue": "500" if failing else "200"})])]),
+        resource("cart", [
+            span(tid, cart, root, "GetCart", 2, start + 5, 50 + n, status=2 if failing else 1,
+                 attrs=[("user.id", {"stringValue": f"u{n}"}), ("items", {"intValue": str(n % 5)})]),
+            span(tid, db, cart, "SELECT", 3, start + 10, 20, attrs=[("db.system", {"stringValue": "postgresql"})]),
+        ], env="dev"),
+    ]
+
+
+TRACES = range(1, 31)
+
+
+def send_all(server, tenant=None, numbers=TRACES):
+    headers = {"Content-Type": "application/json"}
+    if tenant:
+        headers["X-Scope-OrgID"] = tenant
+    for n in numbers:
+        body = {"resourceSpans": shop_trace(n)}
+        response = requests.post(f"{server.otlp_http_url}/v1/traces", json=body, headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+
+
+def search(server, q, headers=None, **params):
+    response = requests.get(f"{server.url}/api/search", params={"q": q, **params}, headers=headers or {}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(result):
+    return [int(t["traceID"], 16) for t in result["traces"]]
+
+
+def newest(numbers, limit=20):
+    return sorted(numbers, reverse=True)[:limit]
+
+
+QUERIES = [
+    ('{ }', list(TRACES)),
+    ('{ status = error }', [n for n in TRACES if n % 3 == 0]),
+    ('{ resource.service.name = "cart" && span.items = 2 }', [n for n in TRACES if n % 5 == 2]),
+    ('{ span.user.id = "u7" }', [7]),
+    ('{ span.user.id = "nobody" }', []),
+    ('{ .http.response.status_code >= 500 }', [n for n in TRACES if n % 3 == 0]),
+    ('{ duration > 125ms && kind = server }', [n for n in TRACES if 100 + n > 125]),
+    ('{ resource.deployment.environment = "dev" && name =~ "Get.*" }', list(TRACES)),
+    ('{ kind = server } >> { span.db.system = "postgresql" }', list(TRACES)),
+    ('{ name = "GET /cart" } > { status = error }', [n for n in TRACES if n % 3 == 0]),
+    ('{ name = "SELECT" } < { status = error }', [n for n in TRACES if n % 3 == 0]),
+    ('{ status = error } !< { name = "GET /cart" }', [n for n in TRACES if n % 3 != 0]),
+    ('{ } | count() > 2', list(TRACES)),
+    ('{ } | count() > 3', []),
+    ('{ resource.service.name = "cart" } | avg(duration) > 40ms', [n for n in TRACES if (50 + n + 20) / 2 > 40]),
+    ('{ trace:rootService = "frontend" && span.items = 0 }', [n for n in TRACES if n % 5 == 0]),
+    ('{ } | by(resource.service.name) | count() = 2', list(TRACES)),
+]
+
+
+def check_shape(result):
+    assert set(result["metrics"]) <= METRIC_FIELDS
+    for trace in result["traces"]:
+        assert set(trace) <= TRACE_FIELDS, set(trace) - TRACE_FIELDS
+        assert len(trace["traceID"]) == 32
+        assert trace["spanSet"] == trace["spanSets"][0]
+        for spanset in trace["spanSets"]:
+            assert spanset["matched"] >= len(spanset["spans"])
+            for s in spanset["spans"]:
+                assert set(s) <= SPAN_FIELDS
+                assert len(s["spanID"]) == 16
+                int(s["startTimeUnixNano"])
+                int(s["durationNanos"])
+
+
+def run_queries(server):
+    results = {}
+    for q, expected in QUERIES:
+        result = search(server, q, limit=100)
+        check_shape(result)
+        assert ids(result) == newest(expected, 100), f"{q}: {ids(result)}"
+        results[q] = result
+    return results
+
+
+def test_search_live_then_blocks_same_answers(make_server):
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
+    send_all(server)
+    live = run_queries(server)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        result = search(server, "{ }", limit=100)
+        if result["metrics"].get("totalBlocks", 0) > 0 and result["metrics"].get("inspectedTraces", 0) >= 30:
+            break
+        time.sleep(0.3)
+    assert result["metrics"]["totalBlocks"] > 0, "traces never reached a block"
+    assert int(result["metrics"]["inspectedBytes"]) > 0
+    blocks = run_queries(server)
+    for q in live:
+        assert ids(live[q]) == ids(blocks[q]), q
+        # Identical requests give identical answers.
+        again = search(server, q, limit=100)
+        assert again["traces"] == blocks[q]["traces"], q
+
+
+def test_result_details(server):
+    send_all(server)
+    result = search(server, "{ status = error }", limit=3, spss=1)
+    assert ids(result) == [30, 27, 24]
+    trace = result["traces"][0]
+    assert trace["rootServiceName"] == "frontend" and trace["rootTraceName"] == "GET /cart"
+    assert trace["durationMs"] == 130
+    assert trace["startTimeUnixNano"] == str(BASE_NS + 30 * 1000 * 10**6)
+    assert trace["serviceStats"] == {"cart": {"spanCount": 2, "errorCount": 1}, "frontend": {"spanCount": 1}}
+    spanset = trace["spanSets"][0]
+    assert spanset["matched"] == 1 and len(spanset["spans"]) == 1
+    assert spanset["spans"][0]["name"] == "GetCart"
+    assert {"key": "status", "value": {"stringValue": "error"}} in spanset["spans"][0]["attributes"]
+
+    result = search(server, "{ } | count() > 2", limit=1)
+    assert result["traces"][0]["spanSets"][0]["attributes"] == [{"key": "count()", "value": {"intValue": "3"}}]
+    assert len(result["traces"][0]["spanSets"][0]["spans"]) == 3  # default spss
+
+    result = search(server, "{ } | by(resource.service.name)", limit=1)
+    groups = [s["attributes"][0]["value"]["stringValue"] for s in result["traces"][0]["spanSets"]]
+    assert groups == ["cart", "frontend"]
+
+    result = search(server, '{ span.user.id = "u5" } | select(span.items, resource.deployment.environment)')
+    attributes = {a["key"]: a["value"] for a in result["traces"][0]["spanSets"][0]["spans"][0]["attributes"]}
+    assert attributes["items"] == {"intValue": "0"} and attributes["deployment.environment"] == {"stringValue": "dev"}
+
+    # Default limit is 20, newest first.
+    assert ids(search(server, "{ }")) == newest(TRACES, 20)
+    # Time range (Unix seconds) selects traces by when they ran.
+    start = (BASE_NS + 10 * 1000 * 10**6) // 10**9
+    end = (BASE_NS + 12 * 1000 * 10**6) // 10**9
+    assert ids(search(server, "{ }", start=start, end=end)) == [12, 11, 10]
+
+
+def test_legacy_tag_search(server):
+    send_all(server)
+    response = requests.get(f"{server.url}/api/search", params={"tags": "user.id=u1", "limit": 50}, timeout=10)
+    assert response.status_code == 200, response.text
+    # Substring semantics: u1, u10..u19
+    assert ids(response.json()) == newest([1] + list(range(10, 20)), 50)
+    response = requests.get(f"{server.url}/api/search", params={"tags": "service.name=cart", "minDuration": "125ms", "limit": 50}, timeout=10)
+    assert ids(response.json()) == newest([n for n in TRACES if 100 + n >= 125], 50)
+
+
+def test_bad_queries_get_positioned_400s(server):
+    cases = [
+        ("{ .a = }", "invalid TraceQL query: parse error at line 1, col 8: syntax error: unexpected `}`"),
+        ('{ duration = "x" }', "invalid TraceQL query: invalid query at line 1, col 12: cannot compare duration with string using `=`"),
+        ("{ } | count() > \"x\"", "invalid TraceQL query: invalid query at line 1, col 17: aggregates can only be compared with numbers and durations"),
+        ("{ .a =~ \"(\" }", "invalid TraceQL query: invalid query at line 1, col 9: invalid regular expression: error: unclosed group"),
+        ("{ } | rate()", "invalid TraceQL query: metrics queries are served by /api/metrics/query_range and /api/metrics/query"),
+    ]
+    for q, message in cases:
+        response = requests.get(f"{server.url}/api/search", params={"q": q}, timeout=10)
+        assert response.status_code == 400, q
+        assert response.text == message
+        assert response.headers["content-type"].startswith("text/plain")
+    for params in [{"q": "{}", "limit": "x"}, {"q": "{}", "spss": "1000"}, {"q": "{}", "start": "soon"}, {"tags": "novalue"}]:
+        assert requests.get(f"{server.url}/api/search", params=params, timeout=10).status_code == 400, params
+
+
+def test_tags_and_values(make_server):
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
+    send_all(server)
+
+    def check(expect_blocks):
+        v2 = requests.get(f"{server.url}/api/v2/search/tags", timeout=10).json()
+        scopes = {s["name"]: s["tags"] for s in v2["scopes"]}
+        assert scopes["resource"] == ["deployment.environment", "service.name"]
+        assert scopes["span"] == ["db.system", "http.response.status_code", "http.route", "items", "user.id"]
+        assert "span:name" in scopes["intrinsic"] and "trace:rootService" in scopes["intrinsic"]
+        if expect_blocks:
+            assert int(v2["metrics"]["inspectedBytes"]) > 0
+        v1 = requests.get(f"{server.url}/api/search/tags", params={"scope": "resource"}, timeout=10).json()
+        assert v1["tagNames"] == ["deployment.environment", "service.name"]
+
+        values = requests.get(f"{server.url}/api/v2/search/tag/resource.service.name/values", timeout=10).json()
+        assert sorted(v["value"] for v in values["tagValues"]) == ["cart", "frontend"]
+        assert {v["type"] for v in values["tagValues"]} == {"string"}
+        values = requests.get(f"{server.url}/api/v2/search/tag/span.items/values", timeout=10).json()
+        assert sorted(int(v["value"]) for v in values["tagValues"]) == [0, 1, 2, 3, 4]
+        assert {v["type"] for v in values["tagValues"]} == {"int"}
+        values = requests.get(f"{server.url}/api/v2/search/tag/status/values", timeout=10).json()
+        assert sorted(v["value"] for v in values["tagValues"]) == ["error", "ok", "unset"]
+        assert {v["type"] for v in values["tagValues"]} == {"keyword"}
+        values = requests.get(f"{server.url}/api/v2/search/tag/name/values", timeout=10).json()
+        assert sorted(v["value"] for v in values["tagValues"]) == ["GET /cart", "GetCart", "SELECT"]
+        # q narrows values to matching spans (Grafana sends the filter being typed, even half-typed).
+        q = '{ resource.service.name = "frontend" && span.http.route = '
+        values = requests.get(f"{server.url}/api/v2/search/tag/name/values", params={"q": q}, timeout=10).json()
+        assert [v["value"] for v in values["tagValues"]] == ["GET /cart"]
+        q = "{ span.items = 3 }"
+        values = requests.get(f"{server.url}/api/v2/search/tag/span.user.id/values", params={"q": q}, timeout=10).json()
+        assert sorted(v["value"] for v in values["tagValues"]) == sorted(f"u{n}" for n in TRACES if n % 5 == 3)
+        # v1: bare names, plain strings; a tag encoded twice (as Grafana sends it) is decoded.
+        values = requests.get(f"{server.url}/api/search/tag/service.name/values", timeout=10).json()
+        assert sorted(values["tagValues"]) == ["cart", "frontend"]
+        encoded = urllib.parse.quote(urllib.parse.quote("resource.service.name", safe=""), safe="")
+        values = requests.get(f"{server.url}/api/v2/search/tag/{encoded}/values", timeout=10).json()
+        assert sorted(v["value"] for v in values["tagValues"]) == ["cart", "frontend"]
+        # Unknown tags answer empty; malformed ones are a 400.
+        assert requests.get(f"{server.url}/api/v2/search/tag/span.nope/values", timeout=10).json()["tagValues"] == []
+        assert requests.get(f"{server.url}/api/search/tag/nope/values", timeout=10).json()["tagValues"] == []
+        assert requests.get(f"{server.url}/api/v2/search/tag/%7B%7D/values", timeout=10).status_code == 400
+        assert requests.get(f"{server.url}/api/v2/search/tags", params={"scope": "bogus"}, timeout=10).status_code == 400
+
+    check(False)
+    deadline = time.time() + 30
+    while time.time() < deadline and search(server, "{ }")["metrics"].get("totalBlocks", 0) == 0:
+        time.sleep(0.3)
+    time.sleep(1)
+    check(True)
+
+
+def test_multi_tenant_search(make_server):
+    server = make_server("--multitenancy.enabled", "true")
+    send_all(server, tenant="a", numbers=[1, 2])
+    send_all(server, tenant="b", numbers=[3])
+    assert ids(search(server, "{ }", headers={"X-Scope-OrgID": "a"})) == [2, 1]
+    assert ids(search(server, "{ }", headers={"X-Scope-OrgID": "b"})) == [3]
+    assert ids(search(server, "{ }", headers={"X-Scope-OrgID": "a|b"})) == [3, 2, 1]
+    assert requests.get(f"{server.url}/api/search", params={"q": "{}"}, timeout=10).status_code == 401
