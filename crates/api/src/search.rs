@@ -37,7 +37,8 @@ fn seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, 
     }
 }
 
-fn time_range(params: &HashMap<String, String>) -> Result<(Option<u64>, Option<u64>), ApiError> {
+/// `start`/`end` in Unix seconds as nanoseconds; `end` covers its whole second.
+pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<(Option<u64>, Option<u64>), ApiError> {
     let start = seconds(params, "start")?;
     let end = seconds(params, "end")?.map(|end| end.saturating_add(999_999_999));
     if let (Some(start), Some(end)) = (start, end) {

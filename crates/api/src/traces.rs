@@ -17,16 +17,6 @@ use crate::tempopb::{PartialStatus, Trace, TraceByIdMetrics, TraceByIdResponse};
 use crate::tenant::query_tenants;
 use crate::{tempo_json, ApiError, SharedState};
 
-fn parse_seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(text) => text
-            .parse::<u64>()
-            .map(|seconds| Some(seconds.saturating_mul(1_000_000_000)))
-            .map_err(|_| ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds"))),
-    }
-}
-
 async fn lookup(
     state: &SharedState,
     headers: &HeaderMap,
@@ -36,14 +26,7 @@ async fn lookup(
     let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
     let trace_id = TraceId::from_hex(trace_id.trim())
         .map_err(|error| ApiError::bad_request(format!("invalid trace id: {error}")))?;
-    let start = parse_seconds(params, "start")?;
-    // `end` is a whole second; include spans that started during it.
-    let end = parse_seconds(params, "end")?.map(|end| end.saturating_add(999_999_999));
-    if let (Some(start), Some(end)) = (start, end) {
-        if end < start {
-            return Err(ApiError::bad_request("invalid time range: end is before start"));
-        }
-    }
+    let (start, end) = crate::search::time_range(params)?;
     let mut found = state.querier.trace_by_id(&tenants, trace_id, TimeHint { start, end }).await;
     if found.resource_spans.is_empty() {
         return Err(ApiError::new(ErrorKind::NotFound, ""));

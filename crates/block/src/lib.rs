@@ -192,13 +192,9 @@ impl BlockHandle {
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let mut outcome = v1::search::ScanOutcome::default();
-        let path = object_store::path::Path::from(self.meta.data_key());
-        let store = storage.object_store();
         for row_group in plan.row_groups(&self.parquet) {
-            let ranges = v1::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
-            let parts = store.get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
-            outcome.bytes_read += parts.iter().map(|part| part.len() as u64).sum::<u64>();
-            let fetched: Vec<(u64, Bytes)> = ranges.iter().map(|range| range.start).zip(parts).collect();
+            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+            outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
             outcome = tokio::task::spawn_blocking(move || {
@@ -208,6 +204,20 @@ impl BlockHandle {
             .map_err(|error| BlockError::Read(error.to_string()))??;
         }
         Ok(outcome)
+    }
+
+    /// The plan's column chunks of one row group, each with its file offset (one ranged GET per
+    /// chunk, coalesced by `object_store`).
+    pub(crate) async fn fetch_row_group(
+        &self,
+        storage: &Storage,
+        plan: &v1::search::ScanPlan,
+        row_group: usize,
+    ) -> Result<Vec<(u64, Bytes)>, BlockError> {
+        let path = object_store::path::Path::from(self.meta.data_key());
+        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
+        let parts = storage.object_store().get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
+        Ok(ranges.iter().map(|range| range.start).zip(parts).collect())
     }
 
     /// Every trace in the block, in trace-ID order.

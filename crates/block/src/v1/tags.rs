@@ -12,7 +12,6 @@ use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
-use bytes::Bytes;
 
 use super::schema::{DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 use super::search::{decode_resource, decode_row_group, generic_values, predicate_masks, string_reader, ScanPlan};
@@ -205,13 +204,9 @@ impl BlockHandle {
         out: &mut TagCollection,
         seen: &mut HashSet<String>,
     ) -> Result<(), BlockError> {
-        let path = object_store::path::Path::from(self.meta.data_key());
-        let store = storage.object_store();
         for row_group in plan.row_groups(&self.parquet) {
-            let ranges = super::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
-            let parts = store.get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
-            out.bytes_read += parts.iter().map(|part| part.len() as u64).sum::<u64>();
-            let fetched: Vec<(u64, Bytes)> = ranges.iter().map(|range| range.start).zip(parts).collect();
+            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+            out.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, request.clone());
             let mut partial = TagCollection::default();
