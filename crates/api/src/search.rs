@@ -62,11 +62,8 @@ fn number(params: &HashMap<String, String>, name: &str, default: usize) -> Resul
 
 /// A Go duration (`100ms`, `1.5s`, `1h2m`) as nanoseconds, for the legacy parameters.
 fn go_duration(name: &str, text: &str) -> Result<i64, ApiError> {
-    let invalid = || ApiError::bad_request(format!("invalid {name} `{text}`: expected a duration such as 100ms or 1.5s"));
-    let query = parse(&format!("{{ duration > {text} }}")).map_err(|_| invalid())?;
-    let debug = format!("{:?}", query.root);
-    let start = debug.find("Duration(").ok_or_else(invalid)? + "Duration(".len();
-    debug[start..].split(')').next().and_then(|digits| digits.parse().ok()).ok_or_else(invalid)
+    andante_traceql::parse_duration(text)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid {name} `{text}`: expected a duration such as 100ms or 1.5s")))
 }
 
 fn quote(text: &str) -> String {

@@ -48,7 +48,6 @@ impl SpanPredicate {
                 }
                 _ => SpanPredicate::True,
             },
-            FieldExpr::Static(Static::Bool(true)) => SpanPredicate::True,
             _ => SpanPredicate::True,
         }
     }

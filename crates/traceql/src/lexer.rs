@@ -65,6 +65,14 @@ fn ends_attribute(c: char) -> bool {
     c.is_whitespace() || matches!(c, '{' | '}' | '(' | ')' | '=' | '~' | '!' | '<' | '>' | '&' | '|' | '^' | ',' | '"' | '`')
 }
 
+/// A duration literal on its own (`100ms`, `1.5s`, `1h30m`) in nanoseconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    match lex(text.trim()).ok()?.as_slice() {
+        [Spanned { token: Token::Duration(nanos), .. }] => Some(*nanos),
+        _ => None,
+    }
+}
+
 pub fn lex(text: &str) -> Result<Vec<Spanned>, ParseError> {
     Lexer { text, pos: 0 }.run()
 }

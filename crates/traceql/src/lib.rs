@@ -19,6 +19,7 @@ pub use condition::{referenced_fields, SpanPredicate, TraceCondition};
 pub use error::{ErrorKind, ParseError};
 pub use eval::{evaluate, Spanset};
 pub use lenient::parse_lenient;
+pub use lexer::parse_duration;
 pub use parser::parse;
 pub use trace::TraceView;
 pub use value::Value;
