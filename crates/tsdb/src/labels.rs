@@ -1,0 +1,116 @@
+//! A series' identity: label pairs kept sorted by name, `__name__` included, so equal label sets
+//! compare and hash equal however they were built.
+
+use std::fmt;
+
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Builds a label set; empty values are dropped (Prometheus treats `x=""` as absent) and a
+    /// repeated name keeps its last value.
+    pub fn new<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Labels {
+        let mut labels: Vec<(String, String)> = Vec::new();
+        for (name, value) in pairs {
+            let (name, value) = (name.into(), value.into());
+            labels.retain(|(existing, _)| *existing != name);
+            if !value.is_empty() {
+                labels.push((name, value));
+            }
+        }
+        labels.sort();
+        Labels(labels)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets (or, with an empty value, removes) one label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].1 = value.to_owned(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, (name.to_owned(), value.to_owned())),
+        }
+    }
+
+    pub fn without_name(&self) -> Labels {
+        Labels(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect())
+    }
+
+    /// Only the named labels (`by`), or all but them (`without`, which also drops `__name__`).
+    pub fn project(&self, names: &[String], keep: bool) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| {
+                    let listed = names.iter().any(|name| name == n);
+                    if keep {
+                        listed
+                    } else {
+                        !listed && n != METRIC_NAME
+                    }
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name().unwrap_or("");
+        write!(f, "{name}{{")?;
+        let mut first = true;
+        for (n, v) in self.iter().filter(|(n, _)| *n != METRIC_NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{n}={v:?}")?;
+        }
+        write!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_deduplicated_and_empty_values_dropped() {
+        let labels = Labels::new([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
+        assert_eq!(labels.iter().collect::<Vec<_>>(), vec![("a", "3"), ("b", "2")]);
+        assert_eq!(labels.get("b"), Some("2"));
+        assert_eq!(labels.get("c"), None);
+    }
+
+    #[test]
+    fn project_by_and_without() {
+        let labels = Labels::new([(METRIC_NAME, "m"), ("a", "1"), ("b", "2")]);
+        assert_eq!(labels.project(&["a".into()], true), Labels::new([("a", "1")]));
+        assert_eq!(labels.project(&["a".into()], false), Labels::new([("b", "2")]));
+    }
+}

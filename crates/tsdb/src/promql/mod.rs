@@ -1,0 +1,126 @@
+//! PromQL over the series store: parsing is `promql-parser`'s (it tracks Prometheus' grammar);
+//! evaluation is ours and follows Prometheus' semantics — 5 m lookback, left-open range windows,
+//! extrapolated `rate`/`increase`, `histogram_quantile` with linear interpolation, vector
+//! matching with `on`/`ignoring`/`group_left`/`group_right`, `bool` comparisons.
+//!
+//! A range query evaluates the expression independently at each step, as Prometheus does; every
+//! selector's samples for the whole query window are read from the store once, before the first
+//! step, so a step costs binary searches, not decodes.
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+
+use std::collections::BTreeMap;
+
+use promql_parser::parser::{self, Expr};
+
+use crate::labels::Labels;
+use crate::store::Store;
+
+pub use eval::LOOKBACK_MS;
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// One series of a range result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// What a query returns, in the four result types of Prometheus' HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    Scalar(i64, f64),
+    String(i64, String),
+    Vector(i64, Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// The query does not parse or uses something unsupported: HTTP 400 `bad_data`.
+    BadData,
+    /// The query parsed but failed while running (e.g. many-to-many matching): HTTP 422 `execution`.
+    Execution,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: QueryErrorKind,
+    pub message: String,
+}
+
+impl QueryError {
+    pub(crate) fn bad(message: impl Into<String>) -> QueryError {
+        QueryError { kind: QueryErrorKind::BadData, message: message.into() }
+    }
+    pub(crate) fn execution(message: impl Into<String>) -> QueryError {
+        QueryError { kind: QueryErrorKind::Execution, message: message.into() }
+    }
+}
+
+/// Most steps a range query may have (Prometheus' own limit).
+pub const MAX_STEPS: i64 = 11_000;
+
+pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    parser::parse(query).map_err(|message| QueryError::bad(format!("invalid parameter \"query\": {message}")))
+}
+
+/// Evaluates `query` at `time_ms` (`/api/v1/query`).
+pub fn instant_query(store: &Store, tenant: &str, query: &str, time_ms: i64) -> Result<QueryValue, QueryError> {
+    let expr = parse(query)?;
+    let mut evaluator = eval::Evaluator::prepare(store, tenant, &expr, time_ms, time_ms)?;
+    Ok(match evaluator.eval(&expr, time_ms)? {
+        eval::Value::Scalar(value) => QueryValue::Scalar(time_ms, value),
+        eval::Value::String(text) => QueryValue::String(time_ms, text),
+        eval::Value::Vector(samples) => QueryValue::Vector(time_ms, samples),
+        eval::Value::Matrix(series) => QueryValue::Matrix(series),
+    })
+}
+
+/// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms` (`/api/v1/query_range`).
+pub fn range_query(store: &Store, tenant: &str, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<QueryValue, QueryError> {
+    if step_ms <= 0 {
+        return Err(QueryError::bad("zero or negative query resolution step widths are not accepted. Try a positive integer"));
+    }
+    if end_ms < start_ms {
+        return Err(QueryError::bad("end timestamp must not be before start time"));
+    }
+    if (end_ms - start_ms) / step_ms > MAX_STEPS {
+        return Err(QueryError::bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+    }
+    let expr = parse(query)?;
+    let mut evaluator = eval::Evaluator::prepare(store, tenant, &expr, start_ms, end_ms)?;
+    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut t = start_ms;
+    while t <= end_ms {
+        match evaluator.eval(&expr, t)? {
+            eval::Value::Scalar(value) => series.entry(Labels::default()).or_default().push((t, value)),
+            eval::Value::Vector(samples) => {
+                for sample in samples {
+                    series.entry(sample.labels).or_default().push((t, sample.value));
+                }
+            }
+            eval::Value::Matrix(_) => {
+                return Err(QueryError::bad("invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"))
+            }
+            eval::Value::String(_) => {
+                return Err(QueryError::bad("invalid expression type \"string\" for range query, must be Scalar or instant Vector"))
+            }
+        }
+        t += step_ms;
+    }
+    Ok(QueryValue::Matrix(series.into_iter().map(|(labels, samples)| Series { labels, samples }).collect()))
+}
+
+#[cfg(test)]
+mod tests;
