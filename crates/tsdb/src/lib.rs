@@ -11,3 +11,6 @@ pub mod store;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use store::{SeriesData, Store, StoreConfig};
+
+/// One sample of one series: labels (with `__name__`), Unix milliseconds, value.
+pub type LabeledSample = (Labels, i64, f64);

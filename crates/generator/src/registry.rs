@@ -1,0 +1,334 @@
+//! The generator's series registry: counters, gauges and classic histograms per tenant, with the
+//! limits that keep memory bounded and the collection step that turns them into samples.
+//!
+//! Limits (Tempo's semantics): a label whose distinct values in the active series would exceed
+//! `max_cardinality_per_label` records `__cardinality_overflow__` instead of the new value; past
+//! `max_active_series` a new series is folded into its family's one overflow series labelled
+//! `metric_overflow="true"`. Both are counted. A series not updated for `stale_after_ms` is
+//! forgotten at the next collection, and label values are recounted from what remains.
+
+use std::collections::{HashMap, HashSet};
+
+use andante_tsdb::{LabeledSample, Labels, METRIC_NAME};
+
+pub const CARDINALITY_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
+pub const OVERFLOW_LABEL: &str = "metric_overflow";
+
+#[derive(Debug, Clone)]
+pub struct RegistryLimits {
+    pub max_active_series: usize,
+    pub max_cardinality_per_label: usize,
+    pub stale_after_ms: i64,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits { max_active_series: 10_000, max_cardinality_per_label: 1_000, stale_after_ms: 15 * 60 * 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FamilyId(usize);
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Counter,
+    Gauge,
+    /// Upper bounds, ascending, without `+Inf`.
+    Histogram(Vec<f64>),
+}
+
+#[derive(Debug, Clone, Default)]
+struct SeriesState {
+    value: f64,
+    /// Per-bucket (not cumulative) counts; the last slot is `+Inf`.
+    buckets: Vec<f64>,
+    sum: f64,
+    count: f64,
+    updated_ms: i64,
+    /// A counter's first collection also writes a 0 just before, so `rate()`/`increase()` see
+    /// the first increment instead of starting from it.
+    collected: bool,
+}
+
+struct Family {
+    name: String,
+    kind: Kind,
+    label_names: Vec<String>,
+    series: HashMap<Vec<String>, SeriesState>,
+    /// Distinct values per label position among active series.
+    values_seen: Vec<HashSet<String>>,
+    /// Label names vary per series (`traces_target_info`): a key is `[name, value, name, …]`.
+    dynamic: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryCounts {
+    pub active_series: usize,
+    pub series_overflowed: u64,
+    pub label_values_overflowed: u64,
+    pub series_removed_stale: u64,
+}
+
+pub struct Registry {
+    limits: RegistryLimits,
+    families: Vec<Family>,
+    counts: RegistryCounts,
+}
+
+/// Prometheus label names allow `[a-zA-Z_][a-zA-Z0-9_]*`: anything else becomes `_`.
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn format_bound(bound: f64) -> String {
+    if bound == f64::INFINITY {
+        "+Inf".to_owned()
+    } else {
+        format!("{bound}")
+    }
+}
+
+impl Registry {
+    pub fn new(limits: RegistryLimits) -> Registry {
+        Registry { limits, families: Vec::new(), counts: RegistryCounts::default() }
+    }
+
+    fn register(&mut self, name: &str, label_names: &[String], kind: Kind) -> FamilyId {
+        self.families.push(Family {
+            name: name.to_owned(),
+            kind,
+            label_names: label_names.to_vec(),
+            series: HashMap::new(),
+            values_seen: vec![HashSet::new(); label_names.len()],
+            dynamic: false,
+        });
+        FamilyId(self.families.len() - 1)
+    }
+
+    pub fn counter(&mut self, name: &str, label_names: &[String]) -> FamilyId {
+        self.register(name, label_names, Kind::Counter)
+    }
+
+    pub fn gauge(&mut self, name: &str, label_names: &[String]) -> FamilyId {
+        self.register(name, label_names, Kind::Gauge)
+    }
+
+    /// A gauge whose series carry their own label names (info metrics).
+    pub fn dynamic_gauge(&mut self, name: &str) -> FamilyId {
+        let id = self.register(name, &[], Kind::Gauge);
+        self.families[id.0].dynamic = true;
+        id
+    }
+
+    pub fn set_dynamic(&mut self, family: FamilyId, pairs: Vec<(String, String)>, value: f64, now_ms: i64) {
+        debug_assert!(self.families[family.0].dynamic);
+        let key = pairs.into_iter().flat_map(|(name, value)| [name, value]).collect();
+        self.series(family, key, now_ms).value = value;
+    }
+
+    pub fn histogram(&mut self, name: &str, label_names: &[String], bounds: &[f64]) -> FamilyId {
+        self.register(name, label_names, Kind::Histogram(bounds.to_vec()))
+    }
+
+    pub fn counts(&self) -> RegistryCounts {
+        RegistryCounts { active_series: self.families.iter().map(|f| f.series.len()).sum(), ..self.counts }
+    }
+
+    /// The series for `values`, created if the limits allow, else the family's overflow series.
+    fn series(&mut self, family: FamilyId, mut values: Vec<String>, now_ms: i64) -> &mut SeriesState {
+        let active: usize = self.families.iter().map(|f| f.series.len()).sum();
+        let limits = &self.limits;
+        let family = &mut self.families[family.0];
+        debug_assert!(family.dynamic || values.len() == family.label_names.len());
+        if !family.series.contains_key(&values) {
+            for (position, value) in values.iter_mut().enumerate().filter(|_| !family.dynamic) {
+                let seen = &mut family.values_seen[position];
+                if !seen.contains(value.as_str()) {
+                    if seen.len() >= limits.max_cardinality_per_label {
+                        *value = CARDINALITY_OVERFLOW_VALUE.to_owned();
+                        self.counts.label_values_overflowed += 1;
+                    }
+                    seen.insert(value.clone());
+                }
+            }
+            if !family.series.contains_key(&values) && active >= limits.max_active_series {
+                self.counts.series_overflowed += 1;
+                values = Vec::new(); // the overflow series' key: no label values at all
+            }
+        }
+        let buckets = match &family.kind {
+            Kind::Histogram(bounds) => bounds.len() + 1,
+            _ => 0,
+        };
+        let state = family.series.entry(values).or_insert_with(|| SeriesState { buckets: vec![0.0; buckets], ..SeriesState::default() });
+        state.updated_ms = now_ms;
+        state
+    }
+
+    pub fn add(&mut self, family: FamilyId, values: Vec<String>, delta: f64, now_ms: i64) {
+        self.series(family, values, now_ms).value += delta;
+    }
+
+    pub fn set(&mut self, family: FamilyId, values: Vec<String>, value: f64, now_ms: i64) {
+        self.series(family, values, now_ms).value = value;
+    }
+
+    /// Records `weight` observations of `value` (a span multiplier makes `weight` > 1).
+    pub fn observe(&mut self, family: FamilyId, values: Vec<String>, value: f64, weight: f64, now_ms: i64) {
+        let bucket = match &self.families[family.0].kind {
+            Kind::Histogram(bounds) => bounds.partition_point(|&bound| bound < value),
+            _ => {
+                debug_assert!(false, "observe on a non-histogram");
+                return;
+            }
+        };
+        let state = self.series(family, values, now_ms);
+        state.buckets[bucket] += weight;
+        state.sum += value * weight;
+        state.count += weight;
+    }
+
+    /// Forgets stale series, then returns every series' samples at `now_ms`.
+    pub fn collect(&mut self, now_ms: i64) -> Vec<LabeledSample> {
+        let stale_before = now_ms - self.limits.stale_after_ms;
+        let initial_ms = now_ms - now_ms.rem_euclid(60_000) - 1;
+        let mut out = Vec::new();
+        for family in &mut self.families {
+            let before = family.series.len();
+            family.series.retain(|_, state| state.updated_ms >= stale_before);
+            if family.series.len() != before {
+                self.counts.series_removed_stale += (before - family.series.len()) as u64;
+                for (position, seen) in family.values_seen.iter_mut().enumerate() {
+                    *seen = family.series.keys().filter_map(|values| values.get(position).cloned()).collect();
+                }
+            }
+            for (values, state) in &mut family.series {
+                let base: Vec<(&str, &str)> = if values.is_empty() && (family.dynamic || !family.label_names.is_empty()) {
+                    vec![(OVERFLOW_LABEL, "true")]
+                } else if family.dynamic {
+                    values.chunks(2).map(|pair| (pair[0].as_str(), pair.get(1).map(String::as_str).unwrap_or(""))).collect()
+                } else {
+                    family.label_names.iter().map(String::as_str).zip(values.iter().map(String::as_str)).collect()
+                };
+                let labels = |suffix: &str, extra: Option<(&str, String)>| {
+                    let name = format!("{}{suffix}", family.name);
+                    let mut labels = Labels::new(base.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())));
+                    labels.set(METRIC_NAME, &name);
+                    if let Some((n, v)) = extra {
+                        labels.set(n, &v);
+                    }
+                    labels
+                };
+                // A first sample at the end of the previous minute, unless that is not earlier.
+                let write_initial = !state.collected && initial_ms < now_ms && !matches!(family.kind, Kind::Gauge);
+                state.collected = true;
+                match &family.kind {
+                    Kind::Counter | Kind::Gauge => {
+                        let series = labels("", None);
+                        if write_initial {
+                            out.push((series.clone(), initial_ms, 0.0));
+                        }
+                        out.push((series, now_ms, state.value));
+                    }
+                    Kind::Histogram(bounds) => {
+                        let mut cumulative = 0.0;
+                        for (index, count) in state.buckets.iter().enumerate() {
+                            cumulative += count;
+                            let le = format_bound(bounds.get(index).copied().unwrap_or(f64::INFINITY));
+                            let series = labels("_bucket", Some(("le", le)));
+                            if write_initial {
+                                out.push((series.clone(), initial_ms, 0.0));
+                            }
+                            out.push((series, now_ms, cumulative));
+                        }
+                        for (suffix, value) in [("_sum", state.sum), ("_count", state.count)] {
+                            let series = labels(suffix, None);
+                            if write_initial {
+                                out.push((series.clone(), initial_ms, 0.0));
+                            }
+                            out.push((series, now_ms, value));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn values(list: &[&str]) -> Vec<String> {
+        names(list)
+    }
+
+    fn find(samples: &[LabeledSample], text: &str, at: i64) -> Option<f64> {
+        samples.iter().find(|(labels, t, _)| labels.to_string() == text && *t == at).map(|s| s.2)
+    }
+
+    #[test]
+    fn counter_histogram_and_initial_zero() {
+        let mut registry = Registry::new(RegistryLimits::default());
+        let calls = registry.counter("calls_total", &names(&["service"]));
+        let latency = registry.histogram("latency", &names(&["service"]), &[0.1, 0.2]);
+        registry.add(calls, values(&["a"]), 2.0, 1_000);
+        registry.observe(latency, values(&["a"]), 0.15, 1.0, 1_000);
+        registry.observe(latency, values(&["a"]), 0.1, 1.0, 1_000);
+        registry.observe(latency, values(&["a"]), 5.0, 2.0, 1_000);
+        let samples = registry.collect(75_000);
+        assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 59_999), Some(0.0));
+        assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 75_000), Some(2.0));
+        assert_eq!(find(&samples, r#"latency_bucket{le="0.1", service="a"}"#, 75_000), Some(1.0), "0.1 is inside le=0.1");
+        assert_eq!(find(&samples, r#"latency_bucket{le="0.2", service="a"}"#, 75_000), Some(2.0));
+        assert_eq!(find(&samples, r#"latency_bucket{le="+Inf", service="a"}"#, 75_000), Some(4.0));
+        assert_eq!(find(&samples, r#"latency_count{service="a"}"#, 75_000), Some(4.0));
+        assert_eq!(find(&samples, r#"latency_sum{service="a"}"#, 75_000), Some(10.25));
+        // The second collection writes no initial zero.
+        let again = registry.collect(90_000);
+        assert_eq!(again.len(), 1 + 3 + 2);
+    }
+
+    #[test]
+    fn limits_fold_into_overflow_and_stale_series_go() {
+        let limits = RegistryLimits { max_active_series: 3, max_cardinality_per_label: 2, stale_after_ms: 10_000 };
+        let mut registry = Registry::new(limits);
+        let calls = registry.counter("calls_total", &names(&["service", "route"]));
+        registry.add(calls, values(&["a", "/1"]), 1.0, 0);
+        registry.add(calls, values(&["a", "/2"]), 1.0, 0);
+        // A third route value overflows the per-label cap.
+        registry.add(calls, values(&["a", "/3"]), 1.0, 0);
+        registry.add(calls, values(&["a", "/4"]), 1.0, 0);
+        // The series cap (3) is reached: a new service goes to the overflow series.
+        registry.add(calls, values(&["b", "/1"]), 5.0, 0);
+        let samples = registry.collect(1_000);
+        assert_eq!(find(&samples, r#"calls_total{route="__cardinality_overflow__", service="a"}"#, 1_000), Some(2.0));
+        assert_eq!(find(&samples, r#"calls_total{metric_overflow="true"}"#, 1_000), Some(5.0));
+        let counts = registry.counts();
+        assert_eq!((counts.active_series, counts.series_overflowed, counts.label_values_overflowed), (4, 1, 2));
+        registry.add(calls, values(&["a", "/1"]), 1.0, 5_000);
+        let samples = registry.collect(12_000);
+        assert_eq!(samples.iter().filter(|s| s.1 == 12_000).count(), 1, "only the series updated at 5 s is still active");
+        assert_eq!(registry.counts().series_removed_stale, 3);
+        // With the stale series gone, a new route value fits under the cap again.
+        registry.add(calls, values(&["a", "/9"]), 1.0, 12_000);
+        assert_eq!(find(&registry.collect(13_000), r#"calls_total{route="/9", service="a"}"#, 13_000), Some(1.0));
+    }
+
+    #[test]
+    fn label_names_are_sanitized() {
+        assert_eq!(sanitize_label_name("http.route"), "http_route");
+        assert_eq!(sanitize_label_name("9lives"), "_9lives");
+        assert_eq!(sanitize_label_name("k8s-pod"), "k8s_pod");
+    }
+}
