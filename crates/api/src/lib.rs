@@ -8,6 +8,7 @@ mod ingest_grpc;
 mod ingest_http;
 pub mod metrics;
 mod ops;
+mod prometheus;
 mod search;
 mod tempo_json;
 pub mod tempopb;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub live: Arc<LiveStore>,
     pub querier: Querier,
     pub metrics: metrics::Metrics,
+    /// Generated series for the Prometheus read API.
+    pub metrics_store: Arc<andante_tsdb::Store>,
     /// False once shutdown begins, so `/ready` tells load balancers to stop sending.
     pub ready: AtomicBool,
 }
@@ -56,6 +59,12 @@ pub fn query_router(state: SharedState) -> Router {
         .route("/api/v2/search/tags", get(search::tags_v2))
         .route("/api/search/tag/{tag}/values", get(search::tag_values_v1))
         .route("/api/v2/search/tag/{tag}/values", get(search::tag_values_v2))
+        .route("/prometheus/api/v1/query", get(prometheus::query).post(prometheus::query))
+        .route("/prometheus/api/v1/query_range", get(prometheus::query_range).post(prometheus::query_range))
+        .route("/prometheus/api/v1/series", get(prometheus::series).post(prometheus::series))
+        .route("/prometheus/api/v1/labels", get(prometheus::labels).post(prometheus::labels))
+        .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route("/prometheus/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))

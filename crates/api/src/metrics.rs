@@ -75,7 +75,72 @@ impl prometheus_client::collector::Collector for StoreCollector {
     }
 }
 
+/// The generator's, the series store's and remote-write's counters, read at scrape time.
+struct GeneratorCollector {
+    generator: Arc<andante_generator::Generator>,
+    store: Arc<andante_tsdb::Store>,
+    remote_write: Option<Arc<andante_generator::remote_write::RemoteWriteCounters>>,
+}
+
+impl std::fmt::Debug for GeneratorCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GeneratorCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for GeneratorCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.generator.counts();
+        counter(&mut encoder, "andante_generator_spans_received", "Spans the metrics generator processed.", counts.spans_received)?;
+        {
+            let sample = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "andante_generator_spans_discarded",
+                "Spans not counted in generated metrics, by reason (outside_slack: ended too far from now; queue_full: the generator fell behind).",
+                None,
+                sample.metric_type(),
+            )?;
+            for (reason, count) in [("outside_slack", counts.spans_outside_slack), ("queue_full", counts.spans_dropped_queue_full)] {
+                ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        gauge(&mut encoder, "andante_generator_active_series", "Generated series currently written, all tenants.", counts.registry.active_series as i64)?;
+        counter(&mut encoder, "andante_generator_series_overflowed", "New series folded into `metric_overflow=\"true\"` by the active-series limit.", counts.registry.series_overflowed)?;
+        counter(&mut encoder, "andante_generator_label_values_overflowed", "Label values replaced by `__cardinality_overflow__`.", counts.registry.label_values_overflowed)?;
+        let graphs = counts.service_graphs;
+        gauge(&mut encoder, "andante_generator_service_graph_pending_edges", "Service-graph edges waiting for their other half.", graphs.pending_edges as i64)?;
+        counter(&mut encoder, "andante_generator_service_graph_edges", "Service-graph edges recorded (paired, database and virtual).", graphs.completed_edges)?;
+        counter(&mut encoder, "andante_generator_service_graph_virtual_edges", "Edges completed with a virtual node (user or uninstrumented peer).", graphs.virtual_edges)?;
+        counter(&mut encoder, "andante_generator_service_graph_expired_edges", "Edge halves that expired unpaired and without a peer attribute.", graphs.expired_edges)?;
+        counter(&mut encoder, "andante_generator_service_graph_dropped_spans", "Spans refused because the edge store was full.", graphs.dropped_spans)?;
+        let (series, bytes) = self.store.totals();
+        let store = &self.store.counters;
+        gauge(&mut encoder, "andante_metrics_store_series", "Series held for the Prometheus read API.", series as i64)?;
+        gauge(&mut encoder, "andante_metrics_store_bytes", "Bytes of samples held for the Prometheus read API.", bytes as i64)?;
+        counter(&mut encoder, "andante_metrics_store_samples_appended", "Samples stored for the read API.", store.samples_appended.load(Ordering::Relaxed))?;
+        counter(&mut encoder, "andante_metrics_store_samples_out_of_order", "Samples refused as out of order or duplicate.", store.samples_out_of_order.load(Ordering::Relaxed))?;
+        counter(&mut encoder, "andante_metrics_store_series_refused", "New series refused by the per-tenant series cap.", store.series_refused.load(Ordering::Relaxed))?;
+        if let Some(remote) = &self.remote_write {
+            counter(&mut encoder, "andante_remote_write_samples_sent", "Samples accepted by remote-write receivers.", remote.samples_sent.load(Ordering::Relaxed))?;
+            counter(&mut encoder, "andante_remote_write_samples_failed", "Samples a receiver refused for good (4xx).", remote.samples_failed.load(Ordering::Relaxed))?;
+            counter(&mut encoder, "andante_remote_write_samples_dropped", "Samples dropped because a remote-write queue was full.", remote.samples_dropped_queue_full.load(Ordering::Relaxed))?;
+            counter(&mut encoder, "andante_remote_write_retries", "Remote-write attempts that failed and were retried.", remote.retries.load(Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
+    /// Adds the collector for the metrics generator, its series store and remote-write.
+    pub fn register_generator(
+        &mut self,
+        generator: Arc<andante_generator::Generator>,
+        store: Arc<andante_tsdb::Store>,
+        remote_write: Option<Arc<andante_generator::remote_write::RemoteWriteCounters>>,
+    ) {
+        self.registry.register_collector(Box::new(GeneratorCollector { generator, store, remote_write }));
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let wal_fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));

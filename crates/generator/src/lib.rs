@@ -7,6 +7,7 @@
 //! in-process series store and to remote-write.
 
 mod attributes;
+pub mod feed;
 pub mod registry;
 pub mod remote_write;
 pub mod servicegraphs;

@@ -22,7 +22,7 @@ mod store;
 mod tenant;
 
 pub use metrics::LiveMetrics;
-pub use store::{decode_fragments, LiveConfig, LiveStore, PushError, PushOutcome};
+pub use store::{decode_fragments, LiveConfig, LiveStore, PushError, PushOutcome, SpanSink};
 
 #[cfg(test)]
 mod tests;

@@ -87,6 +87,14 @@ pub struct LiveStore {
     /// Serializes flushes, so two ticks never write the same traces twice.
     flush_lock: tokio::sync::Mutex<()>,
     pub metrics: Arc<LiveMetrics>,
+    /// Where accepted spans go after they are durable (the metrics generator); set once.
+    span_sink: std::sync::OnceLock<Arc<dyn SpanSink>>,
+}
+
+/// A consumer of every acknowledged span (not of WAL replays: those spans were already seen).
+/// `accept` runs on the push path, so it must hand the spans off, not process them.
+pub trait SpanSink: Send + Sync {
+    fn accept(&self, tenant: &TenantId, spans: Vec<ResourceSpans>);
 }
 
 impl LiveStore {
@@ -127,7 +135,13 @@ impl LiveStore {
             checkpoint_gate: tokio::sync::RwLock::new(()),
             flush_lock: tokio::sync::Mutex::new(()),
             metrics,
+            span_sink: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sends every span acknowledged from now on to `sink` as well. Only the first call counts.
+    pub fn set_span_sink(&self, sink: Arc<dyn SpanSink>) {
+        let _ = self.span_sink.set(sink);
     }
 
     fn tenant(&self, tenant: &TenantId) -> Arc<Mutex<TenantLive>> {
@@ -206,8 +220,17 @@ impl LiveStore {
         let seq = self.wal.append(payload).await?;
         let now = Instant::now();
         let mut state = state.lock();
+        let mut sunk = Vec::new();
+        let sink = self.span_sink.get();
         for (bytes, fragment) in accepted {
             insert_fragment(&mut state, bytes, &fragment, seq, now);
+            if sink.is_some() {
+                sunk.extend(fragment.resource_spans);
+            }
+        }
+        drop(state);
+        if let Some(sink) = sink {
+            sink.accept(tenant, sunk);
         }
         self.metrics.add_received(outcome.accepted_spans);
         Ok(outcome)

@@ -73,6 +73,24 @@ pub const KEYS: &[Key] = &[
     key("compaction.max_input_bytes", Int, "268435456", "Most data bytes read by one compaction."),
     key("retention.block_retention", Dur, "336h", "Blocks whose newest span is older than this are deleted."),
     key("retention.interval", Dur, "5m", "How often retention runs."),
+    key("generator.span_metrics.enabled", Bool, "true", "Generate Tempo's span metrics (`traces_spanmetrics_*`) from every accepted span."),
+    key("generator.span_metrics.dimensions", Str, "", "Comma-separated span (then resource) attributes added as labels, e.g. `http.route,http.request.method`."),
+    key("generator.span_metrics.include_status_message", Bool, "false", "Add the `status_message` label to span metrics."),
+    key("generator.span_metrics.enable_target_info", Bool, "false", "Add `job`/`instance` labels and write `traces_target_info` from resource attributes."),
+    key("generator.service_graphs.enabled", Bool, "true", "Generate Tempo's service graph (`traces_service_graph_*`) from client/server span pairs."),
+    key("generator.service_graphs.wait", Dur, "10s", "How long half an edge waits for its other half before it expires."),
+    key("generator.service_graphs.max_items", Int, "10000", "Most edges waiting per tenant; spans past it are dropped and counted."),
+    key("generator.service_graphs.enable_messaging_latency", Bool, "false", "Write `traces_service_graph_request_messaging_system_seconds` (consumer start − producer end)."),
+    key("generator.service_graphs.enable_virtual_node_label", Bool, "false", "Add `virtual_node=client|server` to edges with an uninstrumented side."),
+    key("generator.collection_interval", Dur, "15s", "How often generated series are sampled into the series store and remote-write."),
+    key("generator.max_active_series", Int, "10000", "Per-tenant generated series; new series past it go to the `metric_overflow=\"true\"` series."),
+    key("generator.max_cardinality_per_label", Int, "1000", "Distinct values per label before new ones become `__cardinality_overflow__`."),
+    key("generator.stale_duration", Dur, "15m", "A series not updated for this long stops being written."),
+    key("generator.ingestion_slack", Dur, "30s", "Spans that ended further than this from now are not counted in metrics."),
+    key("generator.remote_write.urls", Str, "", "Comma-separated Prometheus remote-write URLs to send generated series to."),
+    key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
+    key("metrics_store.retention", Dur, "24h", "How long generated series are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
+    key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the read API's store holds per tenant (bounds memory)."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
     key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
@@ -212,6 +230,8 @@ pub struct Config {
     pub limits: Limits,
     pub compaction: Compaction,
     pub retention: Retention,
+    pub generator: GeneratorSection,
+    pub metrics_store: MetricsStore,
     pub demo: Demo,
     pub log: Log,
 }
@@ -308,6 +328,52 @@ pub struct Retention {
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SpanMetricsSection {
+    pub enabled: bool,
+    pub dimensions: String,
+    pub include_status_message: bool,
+    pub enable_target_info: bool,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceGraphsSection {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub wait: Duration,
+    pub max_items: usize,
+    pub enable_messaging_latency: bool,
+    pub enable_virtual_node_label: bool,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteSection {
+    pub urls: String,
+    pub queue_batches: usize,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSection {
+    pub span_metrics: SpanMetricsSection,
+    pub service_graphs: ServiceGraphsSection,
+    #[serde(deserialize_with = "duration")]
+    pub collection_interval: Duration,
+    pub max_active_series: usize,
+    pub max_cardinality_per_label: usize,
+    #[serde(deserialize_with = "duration")]
+    pub stale_duration: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub ingestion_slack: Duration,
+    pub remote_write: RemoteWriteSection,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsStore {
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    pub max_series_per_tenant: usize,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Demo {
     pub enabled: bool,
     pub rate: u64,
@@ -325,7 +391,16 @@ impl Retention {
     }
 }
 
+/// Splits a comma-separated list key, dropping blanks.
+pub fn list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+}
+
 impl Config {
+    pub fn remote_write_urls(&self) -> Vec<String> {
+        list(&self.generator.remote_write.urls)
+    }
+
     /// Checks what serde cannot: enumerations and cross-key rules.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.target != "all" {
@@ -333,6 +408,11 @@ impl Config {
         }
         if !["local", "s3", "gcs", "azure"].contains(&self.storage.backend.as_str()) {
             bail!("storage.backend must be one of local, s3, gcs, azure; got `{}`", self.storage.backend);
+        }
+        for url in self.remote_write_urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("generator.remote_write.urls: `{url}` is not an http:// or https:// URL");
+            }
         }
         for (tenant, text) in &self.retention.per_tenant {
             parse_duration(text).map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;

@@ -12,6 +12,9 @@ use andante_api::{ApiConfig, AppState};
 use andante_block::blocklist::BlockList;
 use andante_block::compaction::{apply_retention, compact_once, CompactionOptions};
 use andante_block::v1::WriteOptions;
+use andante_generator::feed::Feed;
+use andante_generator::remote_write::{RemoteWriteConfig, RemoteWriter};
+use andante_generator::{Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanMetricsConfig};
 use andante_ingest::{IngestLimits, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
@@ -102,6 +105,81 @@ where
     })
 }
 
+/// The metrics generator and where its samples go.
+#[derive(Clone)]
+struct Generated {
+    generator: Arc<Generator>,
+    store: Arc<andante_tsdb::Store>,
+    remote_write: Option<Arc<RemoteWriter>>,
+}
+
+impl Generated {
+    /// One collection: sample every tenant's series into the store and the remote-write queues.
+    fn collect(&self) {
+        let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
+        for (tenant, samples) in self.generator.collect(now_ms) {
+            if let Some(remote_write) = &self.remote_write {
+                remote_write.enqueue(tenant.as_str(), &samples);
+            }
+            self.store.append(tenant.as_str(), samples);
+        }
+        self.store.expire(now_ms);
+    }
+}
+
+/// Hands acknowledged spans to the generator's queue.
+struct GeneratorSink(Feed);
+
+impl andante_live::SpanSink for GeneratorSink {
+    fn accept(&self, tenant: &andante_model::TenantId, spans: Vec<andante_model::otlp::trace::v1::ResourceSpans>) {
+        self.0.offer(tenant, spans);
+    }
+}
+
+fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Generated> {
+    let section = &config.generator;
+    let span_metrics = section.span_metrics.enabled.then(|| SpanMetricsConfig {
+        dimensions: crate::config::list(&section.span_metrics.dimensions),
+        include_status_message: section.span_metrics.include_status_message,
+        enable_target_info: section.span_metrics.enable_target_info,
+        ..SpanMetricsConfig::default()
+    });
+    let service_graphs = section.service_graphs.enabled.then(|| ServiceGraphsConfig {
+        wait_ms: section.service_graphs.wait.as_millis() as i64,
+        max_items: section.service_graphs.max_items,
+        enable_messaging_latency: section.service_graphs.enable_messaging_latency,
+        enable_virtual_node_label: section.service_graphs.enable_virtual_node_label,
+        ..ServiceGraphsConfig::default()
+    });
+    let generator = Arc::new(Generator::new(GeneratorConfig {
+        span_metrics,
+        service_graphs,
+        limits: RegistryLimits {
+            max_active_series: section.max_active_series,
+            max_cardinality_per_label: section.max_cardinality_per_label,
+            stale_after_ms: section.stale_duration.as_millis() as i64,
+        },
+        ingestion_slack_ms: section.ingestion_slack.as_millis() as i64,
+    }));
+    if generator.enabled() {
+        let feed = Feed::start(generator.clone(), 4096).context("failed to start the metrics generator thread")?;
+        live.set_span_sink(Arc::new(GeneratorSink(feed)));
+    }
+    let store = Arc::new(andante_tsdb::Store::new(andante_tsdb::StoreConfig {
+        retention_ms: config.metrics_store.retention.as_millis() as i64,
+        max_series_per_tenant: config.metrics_store.max_series_per_tenant,
+    }));
+    let urls = config.remote_write_urls();
+    let remote_write = if urls.is_empty() {
+        None
+    } else {
+        tracing::info!(?urls, "remote-writing generated series");
+        let remote_config = RemoteWriteConfig { urls, queue_batches: section.remote_write.queue_batches, ..RemoteWriteConfig::default() };
+        Some(Arc::new(RemoteWriter::start(remote_config).context("failed to start remote-write")?))
+    };
+    Ok(Generated { generator, store, remote_write })
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let storage = Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
@@ -132,6 +210,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let live = LiveStore::open(&wal_dir, wal_options, Some(observer), storage.clone(), blocks.clone(), live_config)
         .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
+    let generated = start_generator(&config, &live)?;
+    metrics.register_generator(generated.generator.clone(), generated.store.clone(), generated.remote_write.as_ref().map(|r| r.counters.clone()));
 
     let state = Arc::new(AppState {
         config: ApiConfig {
@@ -142,6 +222,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         live: live.clone(),
         querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
         metrics,
+        metrics_store: generated.store.clone(),
         ready: AtomicBool::new(false),
     });
 
@@ -242,6 +323,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         Ok(deleted) => tracing::info!(%tenant, deleted, "retention deleted blocks"),
                         Err(error) => tracing::warn!(%tenant, %error, "retention failed"),
                     }
+                }
+            }
+        }));
+    }
+    {
+        let generated = generated.clone();
+        loops.push(every(config.generator.collection_interval, stop.clone(), move || {
+            let generated = generated.clone();
+            async move {
+                if let Err(error) = tokio::task::spawn_blocking(move || generated.collect()).await {
+                    tracing::error!(%error, "metrics collection failed");
                 }
             }
         }));

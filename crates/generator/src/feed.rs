@@ -1,0 +1,48 @@
+//! The hand-off from the push path to the generator: a bounded queue drained by one dedicated
+//! thread. `offer` never blocks a push; when the generator falls behind, the batch is dropped
+//! and its spans counted (`andante_generator_spans_discarded{reason="queue_full"}`) — the spans
+//! themselves are stored either way, only their metrics are missing.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::TenantId;
+
+use crate::Generator;
+
+type Work = (TenantId, Vec<ResourceSpans>);
+
+pub struct Feed {
+    sender: SyncSender<Work>,
+    generator: Arc<Generator>,
+}
+
+fn now_ms() -> i64 {
+    (andante_model::now_unix_nanos() / 1_000_000) as i64
+}
+
+impl Feed {
+    /// Starts the generator thread; it ends when the `Feed` is dropped.
+    pub fn start(generator: Arc<Generator>, capacity: usize) -> std::io::Result<Feed> {
+        let (sender, receiver) = sync_channel::<Work>(capacity.max(1));
+        let worker = generator.clone();
+        std::thread::Builder::new().name("generator".into()).spawn(move || {
+            while let Ok((tenant, spans)) = receiver.recv() {
+                worker.push(&tenant, &spans, now_ms());
+            }
+        })?;
+        Ok(Feed { sender, generator })
+    }
+
+    pub fn offer(&self, tenant: &TenantId, spans: Vec<ResourceSpans>) {
+        match self.sender.try_send((tenant.clone(), spans)) {
+            Ok(()) => {}
+            Err(TrySendError::Full((_, spans)) | TrySendError::Disconnected((_, spans))) => {
+                let count: usize = spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+                self.generator.spans_dropped_queue_full.fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
