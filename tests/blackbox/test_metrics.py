@@ -1,0 +1,299 @@
+"""Metrics from traces, end to end: traffic of a known shape → the generator → (a) Andante's own
+Prometheus read API and (b) a real Prometheus server fed by remote-write. Counts are checked
+exactly against the traffic; PromQL answers (rate, increase, histogram_quantile, Grafana's
+service-graph and APM-table queries) are checked against what the real Prometheus computes from
+the same samples.
+"""
+
+import math
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import free_port
+
+TRACES = 30
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def span(tid, sid, parent, name, kind, start_ns, dur_ms, status=0, attrs=()):
+    body = {
+        "traceId": tid, "spanId": sid, "name": name, "kind": kind,
+        "startTimeUnixNano": str(start_ns), "endTimeUnixNano": str(start_ns + dur_ms * 10**6),
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs],
+        "status": {"code": status},
+    }
+    if parent:
+        body["parentSpanId"] = parent
+    return body
+
+
+def resource(service, spans):
+    return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"scope": {"name": "shop"}, "spans": spans}]}
+
+
+def halves(n, start_ns):
+    """Trace n: user → frontend `GET /checkout` (server, root) → checkout `POST /pay` (client →
+    server) → a database call (`orders`) and an uninstrumented card processor (peer.service).
+    Every third trace fails in checkout. The frontend's spans and checkout's spans are returned
+    separately so they can be sent in different pushes, seconds apart."""
+    tid = f"{n:032x}"
+    root, client, server, db, card = (f"{n:014x}{i:02x}" for i in range(1, 6))
+    failing = n % 3 == 0
+    frontend = resource("frontend", [
+        span(tid, root, None, "GET /checkout", 2, start_ns, 120 + n),
+        span(tid, client, root, "POST /pay", 3, start_ns + 5_000_000, 100 + n),
+    ])
+    checkout = resource("checkout", [
+        span(tid, server, client, "POST /pay", 2, start_ns + 6_000_000, 90 + n, status=2 if failing else 1),
+        span(tid, db, server, "INSERT orders", 3, start_ns + 7_000_000, 10, attrs=[("db.system", "postgresql"), ("db.namespace", "orders")]),
+        span(tid, card, server, "POST /charge", 3, start_ns + 20_000_000, 50, attrs=[("peer.service", "cardprocessor")]),
+    ])
+    return frontend, checkout
+
+
+def post(server, resource_spans):
+    response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": resource_spans}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's `prometheus` package provides the real server (.ci/run installs it)"
+    directory = tmp_path_factory.mktemp("prometheus")
+    config = directory / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    port = free_port()
+    log = open(directory / "prometheus.log", "wb")
+    process = subprocess.Popen([
+        binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+    ], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        assert process.poll() is None, (directory / "prometheus.log").read_text()[-2000:]
+        try:
+            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.time() < deadline, "prometheus did not become ready"
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def prom_query(base, query, at):
+    response = requests.post(f"{base}/api/v1/query", data={"query": query, "time": f"{at:.3f}"}, timeout=10)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "success", (query, response.status_code, body)
+    return body["data"]
+
+
+def as_map(data):
+    """A vector result as {frozenset(labels): float}."""
+    assert data["resultType"] == "vector", data
+    return {frozenset(item["metric"].items()): float(item["value"][1]) for item in data["result"]}
+
+
+def value_of(data, **labels):
+    found = [v for k, v in as_map(data).items() if frozenset(labels.items()) <= k]
+    assert len(found) == 1, (labels, data)
+    return found[0]
+
+
+def close(a, b):
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def wait_for(check, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, KeyError, requests.RequestException):
+            if time.time() > deadline:
+                raise
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def loaded(prometheus, tmp_path_factory):
+    """One Andante writing to `prometheus`, with the known traffic sent and collected."""
+    from conftest import Server
+    server = Server(tmp_path_factory.mktemp("andante") / "data", [
+        "--generator.collection-interval", "1s",
+        "--generator.service-graphs.wait", "3s",
+        "--generator.remote-write.urls", f"{prometheus}/api/v1/write",
+    ]).start()
+    start_ns = now_ns() - 2 * 10**9
+    frontends, checkouts = zip(*(halves(n, start_ns + n * 1_000_000) for n in range(1, TRACES + 1)))
+    post(server, list(frontends))
+    time.sleep(2)  # the server halves arrive in a later push, two seconds after the client halves
+    post(server, list(checkouts))
+    yield server
+    server.stop()
+
+
+EXPECTED_EDGES = {
+    ("user", "frontend", "virtual_node"): TRACES,
+    ("frontend", "checkout", ""): TRACES,
+    ("checkout", "orders", "database"): TRACES,
+    ("checkout", "cardprocessor", "virtual_node"): TRACES,
+}
+
+
+def edges(data):
+    out = {}
+    for labels, value in as_map(data).items():
+        labels = dict(labels)
+        out[(labels["client"], labels["server"], labels.get("connection_type", ""))] = value
+    return out
+
+
+def test_counts_match_the_traffic_in_the_read_api_and_in_prometheus(loaded, prometheus):
+    read_api = f"{loaded.url}/prometheus"
+    # Virtual-node edges complete when the card processor's half expires (3 s): wait for them.
+    query = "sum by (client, server, connection_type) (traces_service_graph_request_total)"
+    wait_for(lambda: edges(prom_query(read_api, query, time.time())) == EXPECTED_EDGES, what="all edges in the read API")
+    wait_for(lambda: edges(prom_query(prometheus, query, time.time())) == EXPECTED_EDGES, what="all edges remote-written")
+    at = time.time()
+    for base in (read_api, prometheus):
+        failed = edges(prom_query(base, "sum by (client, server, connection_type) (traces_service_graph_request_failed_total)", at))
+        assert failed == {("frontend", "checkout", ""): TRACES // 3}, (base, failed)
+        calls = prom_query(base, 'sum by (service, span_name, span_kind, status_code) (traces_spanmetrics_calls_total)', at)
+        assert value_of(calls, service="frontend", span_name="GET /checkout", span_kind="SPAN_KIND_SERVER") == TRACES
+        assert value_of(calls, service="checkout", span_name="POST /pay", span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR") == TRACES // 3
+        assert value_of(calls, service="checkout", span_name="POST /pay", span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_OK") == TRACES - TRACES // 3
+        # Latency buckets: the frontend root lasts 121..150 ms → all in le=0.256, none in le=0.064.
+        buckets = as_map(prom_query(base, 'sum by (le) (traces_spanmetrics_latency_bucket{service="frontend", span_kind="SPAN_KIND_SERVER"})', at))
+        by_le = {dict(k)["le"]: v for k, v in buckets.items()}
+        assert (by_le["0.064"], by_le["0.128"], by_le["0.256"], by_le["+Inf"]) == (0, 8, TRACES, TRACES), by_le
+        server_seconds = as_map(prom_query(base, 'traces_service_graph_request_server_seconds_count{client="frontend", server="checkout"}', at))
+        assert list(server_seconds.values()) == [TRACES]
+    assert loaded.metric("andante_generator_service_graph_expired_edges_total") == 0
+    assert loaded.metric("andante_remote_write_samples_sent_total") > 0
+
+
+def comparison_time(prometheus, at):
+    """A time with no sample exactly on a window edge: Prometheus 2.42 closes range windows on
+    the left, Prometheus 3 (and Andante) leave them open, and a sample on the edge would differ."""
+    raw = prom_query(prometheus, 'traces_spanmetrics_calls_total{service="frontend"}[10m]', at)
+    stamps = {round(float(t) * 1000) for series in raw["result"] for t, _ in series["values"]}
+    at_ms = round(at * 1000)
+    while any(at_ms - window in stamps for window in (60_000, 120_000, 300_000, 3_600_000)):
+        at_ms += 1
+    return at_ms / 1000
+
+
+GRAFANA_AND_RED_QUERIES = [
+    # Grafana's Tempo data source: service graph (table queries) and APM table, verbatim.
+    "sum by (client, server) (rate(traces_service_graph_request_server_seconds_sum[3600s]))",
+    "sum by (client, server) (rate(traces_service_graph_request_total[3600s]))",
+    "sum by (client, server) (rate(traces_service_graph_request_failed_total[3600s]))",
+    "sum by (client, server) (rate(traces_service_graph_request_server_seconds_bucket[3600s]))",
+    "group by (client, connection_type, server) (traces_service_graph_request_total)",
+    'topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}[3600s])) by (span_name))',
+    'topk(5, sum(rate(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR",span_name=~"GET /checkout|POST /pay"}[3600s])) by (span_name))',
+    'histogram_quantile(.9, sum(rate(traces_spanmetrics_latency_bucket{span_name=~"POST /pay"}[3600s])) by (le))',
+    # RED panels an SRE writes.
+    "sum by (service) (rate(traces_spanmetrics_calls_total[1m]))",
+    "sum by (service) (increase(traces_spanmetrics_calls_total[2m]))",
+    'sum by (service) (rate(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR"}[5m])) / sum by (service) (rate(traces_spanmetrics_calls_total[5m]))',
+    "histogram_quantile(0.99, sum by (le, service) (rate(traces_spanmetrics_latency_bucket[5m])))",
+    "histogram_quantile(0.5, sum by (le) (rate(traces_service_graph_request_client_seconds_bucket[5m])))",
+    "sum(irate(traces_spanmetrics_size_total[1m])) by (service)",
+    "traces_spanmetrics_latency_sum / traces_spanmetrics_latency_count",
+    'max without (le) (traces_spanmetrics_latency_bucket{le="+Inf"}) > bool 10',
+    'label_replace(sum by (server) (traces_service_graph_request_total), "node", "svc-$1", "server", "(.*)")',
+    "count(traces_spanmetrics_calls_total) by (service) * 2 + 1",
+]
+
+
+def test_promql_agrees_with_real_prometheus(loaded, prometheus):
+    query = "sum(traces_service_graph_request_total)"
+    wait_for(lambda: prom_query(prometheus, query, time.time())["result"][0]["value"][1] == str(4 * TRACES), what="remote-write")
+    time.sleep(2)  # a few more collections of unchanged counters on both sides
+    at = comparison_time(prometheus, time.time() - 1)
+    for query in GRAFANA_AND_RED_QUERIES:
+        ours = as_map(prom_query(f"{loaded.url}/prometheus", query, at))
+        theirs = as_map(prom_query(prometheus, query, at))
+        assert ours.keys() == theirs.keys(), (query, ours, theirs)
+        assert ours, f"{query}: no result, the comparison would prove nothing"
+        for key in ours:
+            assert close(ours[key], theirs[key]), (query, dict(key), ours[key], theirs[key])
+    # A range query over the last minute, step 5 s: same matrix.
+    params = {"query": "sum by (service) (rate(traces_spanmetrics_calls_total[30s]))", "start": f"{at - 60:.3f}", "end": f"{at:.3f}", "step": "5"}
+    ours = requests.get(f"{loaded.url}/prometheus/api/v1/query_range", params=params, timeout=10).json()["data"]["result"]
+    theirs = requests.get(f"{prometheus}/api/v1/query_range", params=params, timeout=10).json()["data"]["result"]
+    assert [s["metric"] for s in ours] == [s["metric"] for s in theirs]
+    for mine, real in zip(ours, theirs):
+        assert [t for t, _ in mine["values"]] == [t for t, _ in real["values"]], params
+        assert all(close(float(a), float(b)) for (_, a), (_, b) in zip(mine["values"], real["values"]))
+
+
+def test_metadata_endpoints_and_errors(loaded, prometheus):
+    base = f"{loaded.url}/prometheus/api/v1"
+    wait_for(lambda: requests.get(f"{base}/labels", timeout=5).json()["data"], what="series in the read API")
+    # Grafana's "data present" check and filter values.
+    match = '{__name__=~"traces_service_graph_request_total|traces_service_graph_request_failed_total|traces_service_graph_request_server_seconds_sum"}'
+    labels = requests.get(f"{base}/labels", params={"match[]": match}, timeout=5).json()
+    assert labels["status"] == "success" and labels["data"] == ["__name__", "client", "connection_type", "server"], labels
+    servers = requests.get(f"{base}/label/server/values", params={"match[]": "traces_service_graph_request_total"}, timeout=5).json()["data"]
+    assert servers == ["cardprocessor", "checkout", "frontend", "orders"]
+    names = requests.get(f"{base}/label/__name__/values", timeout=5).json()["data"]
+    for name in ["traces_spanmetrics_calls_total", "traces_spanmetrics_latency_bucket", "traces_spanmetrics_size_total",
+                 "traces_service_graph_request_client_seconds_bucket", "traces_service_graph_request_server_seconds_sum"]:
+        assert name in names
+    # Grafana's native-histogram probe: a classic-only server answers with no series.
+    now = time.time()
+    probe = requests.get(f"{base}/series", params={"match[]": "traces_service_graph_request_server_seconds", "limit": "1", "start": now - 3600, "end": now}, timeout=5).json()
+    assert probe == {"status": "success", "data": []}
+    series = requests.post(f"{base}/series", data={"match[]": 'traces_service_graph_request_total{client="user"}'}, timeout=5).json()["data"]
+    assert series == [{"__name__": "traces_service_graph_request_total", "client": "user", "connection_type": "virtual_node", "server": "frontend"}]
+    # Same answers from the real Prometheus for the same selectors.
+    theirs = requests.get(f"{prometheus}/api/v1/label/server/values", params={"match[]": "traces_service_graph_request_total"}, timeout=5).json()["data"]
+    assert theirs == servers
+    # Errors in Prometheus' shape.
+    bad = requests.get(f"{base}/query", params={"query": "sum(rate(x[5m])"}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["errorType"] == "bad_data" and "query" in bad.json()["error"]
+    bad = requests.get(f"{base}/query_range", params={"query": "up", "start": "1", "end": "0", "step": "1"}, timeout=5)
+    assert bad.status_code == 400 and "end timestamp must not be before start time" in bad.json()["error"]
+    bad = requests.get(f"{base}/query_range", params={"query": "up", "start": "0", "end": "1"}, timeout=5)
+    assert bad.status_code == 400 and "step" in bad.json()["error"]
+    bad = requests.get(f"{base}/query", params={"query": "up", "time": "yesterday"}, timeout=5)
+    assert bad.status_code == 400 and "time" in bad.json()["error"]
+    bad = requests.get(f"{base}/series", timeout=5)
+    assert bad.status_code == 400 and "match[]" in bad.json()["error"]
+    many = requests.get(f"{base}/query", params={"query": "traces_spanmetrics_calls_total + on () group_left traces_spanmetrics_calls_total"}, timeout=5)
+    assert many.status_code == 422 and many.json()["errorType"] == "execution"
+
+
+def test_cardinality_limit_overflows_and_is_counted(make_server):
+    server = make_server("--generator.collection-interval", "1s", "--generator.max-active-series", "10")
+    start = now_ns() - 10**9
+    # 20 span names, 3 span-metrics series each (calls, latency, size): most overflow.
+    spans = [span(f"{n + 100:032x}", f"{n + 1:016x}", None, f"op-{n}", 2, start, 5) for n in range(20)]
+    post(server, [resource("busy", spans)])
+    query = 'traces_spanmetrics_calls_total{metric_overflow="true"}'
+    result = wait_for(lambda: prom_query(f"{server.url}/prometheus", query, time.time())["result"], what="the overflow series")
+    overflowed = float(result[0]["value"][1])
+    direct = as_map(prom_query(f"{server.url}/prometheus", 'sum(traces_spanmetrics_calls_total{service="busy"})', time.time()))
+    assert overflowed + list(direct.values())[0] == 20, "every span is counted, in its own series or the overflow"
+    assert overflowed >= 16
+    assert server.metric("andante_generator_series_overflowed_total") > 0
+    assert server.metric("andante_generator_active_series") <= 10 + 3
