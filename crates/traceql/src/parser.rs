@@ -131,7 +131,7 @@ fn spanset_op(token: &Token) -> Option<SpansetOp> {
     })
 }
 
-fn comparison_op(token: &Token) -> Option<BinaryOp> {
+pub(crate) fn comparison_op(token: &Token) -> Option<BinaryOp> {
     Some(match token {
         Token::Eq => BinaryOp::Eq,
         Token::Neq => BinaryOp::Neq,
@@ -191,25 +191,25 @@ fn comparable(lhs: ValueType, rhs: ValueType, ordered: bool) -> bool {
 }
 
 impl Parser<'_> {
-    fn peek(&self) -> Option<&Token> {
+    pub(crate) fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.pos).map(|spanned| &spanned.token)
     }
 
-    fn peek_at(&self, offset: usize) -> Option<&Token> {
+    pub(crate) fn peek_at(&self, offset: usize) -> Option<&Token> {
         self.tokens.get(self.pos + offset).map(|spanned| &spanned.token)
     }
 
-    fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.tokens.get(self.pos).map_or(self.text.len(), |spanned| spanned.start)
     }
 
-    fn advance(&mut self) -> Option<Token> {
+    pub(crate) fn advance(&mut self) -> Option<Token> {
         let token = self.tokens.get(self.pos).map(|spanned| spanned.token.clone());
         self.pos += 1;
         token
     }
 
-    fn eat(&mut self, token: &Token) -> bool {
+    pub(crate) fn eat(&mut self, token: &Token) -> bool {
         if self.peek() == Some(token) {
             self.pos += 1;
             return true;
@@ -217,14 +217,14 @@ impl Parser<'_> {
         false
     }
 
-    fn unexpected(&self) -> ParseError {
+    pub(crate) fn unexpected(&self) -> ParseError {
         match self.peek() {
             None => ParseError::at(self.text, self.text.len(), "syntax error: unexpected end of query"),
             Some(token) => ParseError::at(self.text, self.offset(), format!("syntax error: unexpected {}", describe(token))),
         }
     }
 
-    fn expect(&mut self, token: Token) -> Result<(), ParseError> {
+    pub(crate) fn expect(&mut self, token: Token) -> Result<(), ParseError> {
         if self.eat(&token) {
             return Ok(());
         }
@@ -235,7 +235,7 @@ impl Parser<'_> {
         Err(ParseError::at(self.text, self.offset(), format!("syntax error: expected `{}`, found {found}", symbol(&token))))
     }
 
-    fn invalid(&self, offset: usize, message: impl Into<String>) -> ParseError {
+    pub(crate) fn invalid(&self, offset: usize, message: impl Into<String>) -> ParseError {
         ParseError::invalid(self.text, offset, message)
     }
 
@@ -244,6 +244,11 @@ impl Parser<'_> {
             return Err(ParseError::at(self.text, 0, "syntax error: empty query, expected a spanset filter such as `{ }`"));
         }
         let root = self.pipeline()?;
+        if self.at_metrics_function() {
+            // A metrics query given to search: point at the function, not at the pipe.
+            self.pos += 1;
+            return Err(self.unexpected());
+        }
         let hints = self.hints()?;
         if self.peek().is_some() {
             return Err(self.unexpected());
@@ -286,7 +291,7 @@ impl Parser<'_> {
     /// `element ('|' element)*`; a single spanset expression stays unwrapped.
     pub(crate) fn pipeline(&mut self) -> Result<SpansetExpr, ParseError> {
         let mut stages = vec![self.stage()?];
-        while self.eat(&Token::Pipe) {
+        while !self.at_metrics_function() && self.eat(&Token::Pipe) {
             stages.push(self.stage()?);
         }
         if stages.len() == 1 {
@@ -297,6 +302,12 @@ impl Parser<'_> {
             }
         }
         Ok(SpansetExpr::Pipeline(stages))
+    }
+
+    /// Whether the tokens from here are `| fn(` with `fn` a metrics function: where the spanset
+    /// part of a metrics query ends.
+    pub(crate) fn at_metrics_function(&self) -> bool {
+        matches!((self.peek_at(0), self.peek_at(1), self.peek_at(2)), (Some(Token::Pipe), Some(Token::Word(word)), Some(Token::LParen)) if crate::metrics::is_metrics_function(word))
     }
 
     /// Whether the tokens from here start a scalar expression rather than a spanset.

@@ -1,0 +1,510 @@
+//! TraceQL metrics: `{…} | rate() by (…)` and the other `*_over_time` functions, parsed into a
+//! [`MetricsQuery`] and computed by an [`Accumulator`] that sees one trace at a time, so live
+//! traces and every block can be folded in any order and partial accumulators merged.
+//!
+//! Time: the range is cut into intervals `(T − step, T]`, each labelled by its end `T`
+//! (`T₀ = ceil(start / step) · step`, as Tempo labels them); a span counts in the interval of its
+//! start time. `quantile_over_time` is exact (every value kept per interval, linear interpolation
+//! between closest ranks): no bucketing error. `histogram_over_time` buckets by powers of two
+//! (`__bucket` = the upper bound, in seconds for durations), as Tempo does.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::ast::{BinaryOp, Field, FieldExpr, Query, Static};
+use crate::error::ParseError;
+use crate::eval::{evaluate, resolve};
+use crate::lexer::{lex, Token};
+use crate::parser::{comparison_op, Parser};
+use crate::trace::TraceView;
+use crate::value::Value;
+
+const FUNCTIONS: &[&str] = &[
+    "rate",
+    "count_over_time",
+    "sum_over_time",
+    "min_over_time",
+    "max_over_time",
+    "avg_over_time",
+    "quantile_over_time",
+    "histogram_over_time",
+    "compare",
+];
+
+pub fn is_metrics_function(word: &str) -> bool {
+    FUNCTIONS.contains(&word)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsFunction {
+    Rate,
+    CountOverTime,
+    SumOverTime(Field),
+    MinOverTime(Field),
+    MaxOverTime(Field),
+    AvgOverTime(Field),
+    QuantileOverTime(Field, Vec<f64>),
+    HistogramOverTime(Field),
+}
+
+impl MetricsFunction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetricsFunction::Rate => "rate",
+            MetricsFunction::CountOverTime => "count_over_time",
+            MetricsFunction::SumOverTime(_) => "sum_over_time",
+            MetricsFunction::MinOverTime(_) => "min_over_time",
+            MetricsFunction::MaxOverTime(_) => "max_over_time",
+            MetricsFunction::AvgOverTime(_) => "avg_over_time",
+            MetricsFunction::QuantileOverTime(..) => "quantile_over_time",
+            MetricsFunction::HistogramOverTime(_) => "histogram_over_time",
+        }
+    }
+
+    fn field(&self) -> Option<&Field> {
+        match self {
+            MetricsFunction::Rate | MetricsFunction::CountOverTime => None,
+            MetricsFunction::SumOverTime(field)
+            | MetricsFunction::MinOverTime(field)
+            | MetricsFunction::MaxOverTime(field)
+            | MetricsFunction::AvgOverTime(field)
+            | MetricsFunction::QuantileOverTime(field, _)
+            | MetricsFunction::HistogramOverTime(field) => Some(field),
+        }
+    }
+}
+
+/// What follows the function: `> 10` filters samples, `topk(n)`/`bottomk(n)` keep the n highest
+/// or lowest series at each timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecondStage {
+    TopK(usize),
+    BottomK(usize),
+    Filter(BinaryOp, f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsQuery {
+    /// The spanset part, with the query's hints; also what storage gets pushed down.
+    pub search: Query,
+    pub function: MetricsFunction,
+    pub by: Vec<Field>,
+    pub second_stages: Vec<SecondStage>,
+}
+
+fn number(parser: &mut Parser<'_>, what: &str) -> Result<f64, ParseError> {
+    let at = parser.offset();
+    let negative = parser.eat(&Token::Minus);
+    let value = match parser.advance() {
+        Some(Token::Int(value)) => value as f64,
+        Some(Token::Float(value)) => value,
+        // `.99` lexes as an unscoped attribute named `99`; in a number position it is 0.99.
+        Some(Token::Attribute { parent: false, name, .. }) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) && parser.text[at..].starts_with('.') => {
+            format!("0.{name}").parse().unwrap_or(f64::NAN)
+        }
+        _ => return Err(ParseError::at(parser.text, at, format!("syntax error: expected a number for {what}"))),
+    };
+    Ok(if negative { -value } else { value })
+}
+
+fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, ParseError> {
+    let at = parser.offset();
+    match parser.field_expr()? {
+        FieldExpr::Field(field) => Ok(field),
+        _ => Err(parser.invalid(at, format!("{function}() takes an attribute or intrinsic, e.g. `{function}(duration)`"))),
+    }
+}
+
+/// Parses and checks a metrics query: a spanset pipeline, `|`, one metrics function with an
+/// optional `by(…)`, then optional comparisons and `topk`/`bottomk` stages, then hints.
+pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
+    let tokens = lex(text)?;
+    let mut parser = Parser { text, tokens, pos: 0 };
+    if parser.peek().is_none() {
+        return Err(ParseError::at(text, 0, "syntax error: empty query, expected e.g. `{ } | rate()`"));
+    }
+    let root = parser.pipeline()?;
+    if !parser.at_metrics_function() {
+        let at = parser.offset();
+        return Err(parser.invalid(at, "not a metrics query: expected `| rate()`, `| count_over_time()` or another metrics function"));
+    }
+    parser.eat(&Token::Pipe);
+    let name_at = parser.offset();
+    let Some(Token::Word(name)) = parser.advance() else { return Err(parser.unexpected()) };
+    parser.expect(Token::LParen)?;
+    let function = match name.as_str() {
+        "rate" => MetricsFunction::Rate,
+        "count_over_time" => MetricsFunction::CountOverTime,
+        "sum_over_time" => MetricsFunction::SumOverTime(field_argument(&mut parser, &name)?),
+        "min_over_time" => MetricsFunction::MinOverTime(field_argument(&mut parser, &name)?),
+        "max_over_time" => MetricsFunction::MaxOverTime(field_argument(&mut parser, &name)?),
+        "avg_over_time" => MetricsFunction::AvgOverTime(field_argument(&mut parser, &name)?),
+        "histogram_over_time" => MetricsFunction::HistogramOverTime(field_argument(&mut parser, &name)?),
+        "quantile_over_time" => {
+            let field = field_argument(&mut parser, &name)?;
+            let mut quantiles = Vec::new();
+            while parser.eat(&Token::Comma) {
+                let at = parser.offset();
+                let q = number(&mut parser, "a quantile")?;
+                if !(0.0..=1.0).contains(&q) {
+                    return Err(parser.invalid(at, format!("quantile {q} is outside [0, 1]")));
+                }
+                quantiles.push(q);
+            }
+            if quantiles.is_empty() {
+                return Err(parser.invalid(name_at, "quantile_over_time() needs at least one quantile, e.g. `quantile_over_time(duration, .99)`"));
+            }
+            MetricsFunction::QuantileOverTime(field, quantiles)
+        }
+        _ => return Err(parser.invalid(name_at, format!("{name}() is not supported by this version of Andante"))),
+    };
+    parser.expect(Token::RParen)?;
+    let mut by = Vec::new();
+    if parser.peek() == Some(&Token::Word("by".to_owned())) {
+        parser.advance();
+        parser.expect(Token::LParen)?;
+        loop {
+            by.push(field_argument(&mut parser, "by")?);
+            if !parser.eat(&Token::Comma) {
+                break;
+            }
+        }
+        parser.expect(Token::RParen)?;
+    }
+    let mut second_stages = Vec::new();
+    loop {
+        if let Some(op) = parser.peek().and_then(comparison_op) {
+            let at = parser.offset();
+            if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
+                return Err(parser.invalid(at, "metrics results compare with numbers, not regular expressions"));
+            }
+            parser.advance();
+            second_stages.push(SecondStage::Filter(op, number(&mut parser, "the comparison")?));
+            continue;
+        }
+        let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
+        if !is_rank {
+            break;
+        }
+        parser.advance();
+        let Some(Token::Word(word)) = parser.advance() else { break };
+        parser.expect(Token::LParen)?;
+        let at = parser.offset();
+        let k = number(&mut parser, &word)?;
+        if k < 1.0 || k.fract() != 0.0 {
+            return Err(parser.invalid(at, format!("{word}() needs a positive whole number")));
+        }
+        parser.expect(Token::RParen)?;
+        second_stages.push(if word == "topk" { SecondStage::TopK(k as usize) } else { SecondStage::BottomK(k as usize) });
+    }
+    let hints = parser.hints()?;
+    if parser.peek().is_some() {
+        return Err(parser.unexpected());
+    }
+    Ok(MetricsQuery { search: Query { root, hints }, function, by, second_stages })
+}
+
+/// A label value of a series, typed as in Tempo's JSON (`stringValue`, `intValue`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LabelValue {
+    Nil,
+    String(String),
+    Int(i64),
+    /// The bits of an `f64`, so the key is hashable; see [`LabelValue::float`].
+    Float(u64),
+    Bool(bool),
+}
+
+impl LabelValue {
+    pub fn float(value: f64) -> LabelValue {
+        LabelValue::Float(value.to_bits())
+    }
+
+    fn of(value: &Value<'_>) -> LabelValue {
+        match value {
+            Value::Nil | Value::Array(_) | Value::Multi(_) => LabelValue::Nil,
+            Value::Bool(flag) => LabelValue::Bool(*flag),
+            Value::Int(number) | Value::Duration(number) => LabelValue::Int(*number),
+            Value::Float(number) => LabelValue::float(*number),
+            Value::Str(text) => LabelValue::String(text.to_string()),
+            Value::Status(status) => LabelValue::String(status.name().to_owned()),
+            Value::Kind(kind) => LabelValue::String(kind.name().to_owned()),
+        }
+    }
+}
+
+/// The intervals of a query: `count` intervals `(T − step, T]` with `T = first + k · step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    pub first_nanos: u64,
+    pub step_nanos: u64,
+    pub count: usize,
+}
+
+impl Intervals {
+    /// A range query from `start` to `end` at `step`, intervals labelled by their ends.
+    pub fn range(start_nanos: u64, end_nanos: u64, step_nanos: u64) -> Intervals {
+        let step = step_nanos.max(1);
+        let first = start_nanos.div_ceil(step) * step;
+        let last = end_nanos.div_ceil(step) * step;
+        Intervals { first_nanos: first, step_nanos: step, count: ((last.saturating_sub(first)) / step) as usize + 1 }
+    }
+
+    /// An instant query: the one interval `(start, end]`.
+    pub fn instant(start_nanos: u64, end_nanos: u64) -> Intervals {
+        Intervals { first_nanos: end_nanos, step_nanos: end_nanos.saturating_sub(start_nanos).max(1), count: 1 }
+    }
+
+    /// The interval holding `t`, if any.
+    pub fn index(&self, t_nanos: u64) -> Option<usize> {
+        let earliest = self.first_nanos.saturating_sub(self.step_nanos);
+        if t_nanos <= earliest && self.first_nanos >= self.step_nanos {
+            return None;
+        }
+        let k = t_nanos.saturating_sub(self.first_nanos).div_ceil(self.step_nanos) as usize;
+        (k < self.count).then_some(k)
+    }
+
+    /// The time window to read: every span that can fall into an interval.
+    pub fn window(&self) -> (u64, u64) {
+        (self.first_nanos.saturating_sub(self.step_nanos) + 1, self.first_nanos + self.step_nanos * (self.count as u64 - 1))
+    }
+
+    pub fn end_millis(&self, k: usize) -> i64 {
+        ((self.first_nanos + self.step_nanos * k as u64) / 1_000_000) as i64
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct SeriesAcc {
+    count: Vec<f64>,
+    sum: Vec<f64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    values: Vec<Vec<f64>>,
+}
+
+impl SeriesAcc {
+    fn new(intervals: usize, keep_values: bool) -> SeriesAcc {
+        SeriesAcc {
+            count: vec![0.0; intervals],
+            sum: vec![0.0; intervals],
+            min: vec![f64::NAN; intervals],
+            max: vec![f64::NAN; intervals],
+            values: if keep_values { vec![Vec::new(); intervals] } else { Vec::new() },
+        }
+    }
+
+    fn add(&mut self, k: usize, value: f64) {
+        self.count[k] += 1.0;
+        self.sum[k] += value;
+        if self.min[k].is_nan() || value < self.min[k] {
+            self.min[k] = value;
+        }
+        if self.max[k].is_nan() || value > self.max[k] {
+            self.max[k] = value;
+        }
+        if let Some(values) = self.values.get_mut(k) {
+            values.push(value);
+        }
+    }
+
+    fn merge(&mut self, other: SeriesAcc) {
+        for k in 0..self.count.len() {
+            self.count[k] += other.count[k];
+            self.sum[k] += other.sum[k];
+            if !other.min[k].is_nan() && (self.min[k].is_nan() || other.min[k] < self.min[k]) {
+                self.min[k] = other.min[k];
+            }
+            if !other.max[k].is_nan() && (self.max[k].is_nan() || other.max[k] > self.max[k]) {
+                self.max[k] = other.max[k];
+            }
+        }
+        for (mine, theirs) in self.values.iter_mut().zip(other.values) {
+            mine.extend(theirs);
+        }
+    }
+}
+
+/// One output series: labels in order, then one optional sample per interval (`None`: no
+/// sample at that timestamp; `Some(0.0)` is a sample Tempo writes without a `value`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSeries {
+    pub labels: Vec<(String, LabelValue)>,
+    pub samples: Vec<Option<f64>>,
+}
+
+/// Folds traces into per-series, per-interval aggregates.
+#[derive(Debug, Clone)]
+pub struct Accumulator {
+    pub intervals: Intervals,
+    series: HashMap<Vec<LabelValue>, SeriesAcc>,
+    pub spans_counted: u64,
+}
+
+/// A span's value for the function's field as a number: durations in seconds.
+fn numeric(value: &Value<'_>) -> Option<f64> {
+    match value {
+        Value::Int(number) => Some(*number as f64),
+        Value::Float(number) => Some(*number),
+        Value::Duration(nanos) => Some(*nanos as f64 / 1e9),
+        _ => None,
+    }
+}
+
+/// `histogram_over_time`'s bucket: the next power of two at or above the value, in the field's
+/// native unit (nanoseconds for durations), reported in seconds for durations.
+fn log2_bucket(value: &Value<'_>) -> Option<f64> {
+    let (raw, to_seconds) = match value {
+        Value::Duration(nanos) => (*nanos as f64, true),
+        Value::Int(number) => (*number as f64, false),
+        Value::Float(number) => (*number, false),
+        _ => return None,
+    };
+    if raw <= 0.0 {
+        return Some(0.0);
+    }
+    let bound = 2f64.powi(raw.log2().ceil() as i32);
+    Some(if to_seconds { bound / 1e9 } else { bound })
+}
+
+impl Accumulator {
+    pub fn new(intervals: Intervals) -> Accumulator {
+        Accumulator { intervals, series: HashMap::new(), spans_counted: 0 }
+    }
+
+    /// Evaluates the query's spanset part over one trace and counts every matching span.
+    pub fn observe(&mut self, query: &MetricsQuery, trace: &TraceView<'_>) {
+        let mut matched = BTreeSet::new();
+        for spanset in evaluate(&query.search, trace) {
+            matched.extend(spanset.spans);
+        }
+        let keep_values = matches!(query.function, MetricsFunction::QuantileOverTime(..));
+        for index in matched {
+            let span = trace.spans[index as usize].span;
+            let Some(k) = self.intervals.index(span.start_time_unix_nano) else { continue };
+            let mut key: Vec<LabelValue> = query.by.iter().map(|field| LabelValue::of(&resolve(field, trace, index))).collect();
+            let value = match &query.function {
+                MetricsFunction::Rate | MetricsFunction::CountOverTime => 1.0,
+                MetricsFunction::HistogramOverTime(field) => {
+                    let Some(bucket) = log2_bucket(&resolve(field, trace, index)) else { continue };
+                    key.push(LabelValue::float(bucket));
+                    1.0
+                }
+                function => {
+                    let Some(field) = function.field() else { continue };
+                    let Some(value) = numeric(&resolve(field, trace, index)) else { continue };
+                    value
+                }
+            };
+            self.spans_counted += 1;
+            let count = self.intervals.count;
+            self.series.entry(key).or_insert_with(|| SeriesAcc::new(count, keep_values)).add(k, value);
+        }
+    }
+
+    pub fn merge(&mut self, other: Accumulator) {
+        debug_assert_eq!(self.intervals, other.intervals);
+        self.spans_counted += other.spans_counted;
+        for (key, series) in other.series {
+            match self.series.get_mut(&key) {
+                Some(existing) => existing.merge(series),
+                None => {
+                    self.series.insert(key, series);
+                }
+            }
+        }
+    }
+
+    /// The result series, sorted by labels, with the second stages applied.
+    pub fn finish(self, query: &MetricsQuery) -> Vec<MetricsSeries> {
+        let step_seconds = self.intervals.step_nanos as f64 / 1e9;
+        let mut keys: Vec<(Vec<LabelValue>, SeriesAcc)> = self.series.into_iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::new();
+        for (key, acc) in keys {
+            let mut labels: Vec<(String, LabelValue)> = query.by.iter().map(|f| f.to_string()).zip(key.iter().cloned()).collect();
+            if query.by.is_empty() && !matches!(query.function, MetricsFunction::HistogramOverTime(_) | MetricsFunction::QuantileOverTime(..)) {
+                labels.push(("__name__".to_owned(), LabelValue::String(query.function.name().to_owned())));
+            }
+            let per_interval = |f: &dyn Fn(usize) -> Option<f64>| (0..acc.count.len()).map(f).collect::<Vec<_>>();
+            match &query.function {
+                MetricsFunction::Rate => out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k] / step_seconds)) }),
+                MetricsFunction::CountOverTime => out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k])) }),
+                MetricsFunction::SumOverTime(_) => {
+                    out.push(MetricsSeries { labels, samples: per_interval(&|k| (acc.count[k] > 0.0).then_some(acc.sum[k])) })
+                }
+                MetricsFunction::AvgOverTime(_) => {
+                    out.push(MetricsSeries { labels, samples: per_interval(&|k| (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k])) })
+                }
+                MetricsFunction::MinOverTime(_) => out.push(MetricsSeries { labels, samples: per_interval(&|k| (!acc.min[k].is_nan()).then_some(acc.min[k])) }),
+                MetricsFunction::MaxOverTime(_) => out.push(MetricsSeries { labels, samples: per_interval(&|k| (!acc.max[k].is_nan()).then_some(acc.max[k])) }),
+                MetricsFunction::HistogramOverTime(_) => {
+                    labels.push(("__bucket".to_owned(), key.last().cloned().unwrap_or(LabelValue::Nil)));
+                    out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k])) });
+                }
+                MetricsFunction::QuantileOverTime(_, quantiles) => {
+                    for &q in quantiles {
+                        let mut labels = labels.clone();
+                        labels.push(("p".to_owned(), LabelValue::float(q)));
+                        let samples = (0..acc.count.len())
+                            .map(|k| {
+                                let mut values = acc.values[k].clone();
+                                Some(if values.is_empty() { 0.0 } else { quantile(q, &mut values) })
+                            })
+                            .collect();
+                        out.push(MetricsSeries { labels, samples });
+                    }
+                }
+            }
+        }
+        for stage in &query.second_stages {
+            apply_stage(stage, &mut out);
+        }
+        out.retain(|series| series.samples.iter().any(Option::is_some));
+        out
+    }
+}
+
+/// Linear interpolation between closest ranks (as Prometheus' `quantile`).
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = q * (values.len() - 1) as f64;
+    let (lower, weight) = (rank.floor() as usize, rank - rank.floor());
+    let upper = (lower + 1).min(values.len() - 1);
+    values[lower] * (1.0 - weight) + values[upper] * weight
+}
+
+fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
+    match stage {
+        SecondStage::Filter(op, threshold) => {
+            let rhs = Value::Float(*threshold);
+            for s in series.iter_mut() {
+                for sample in &mut s.samples {
+                    if sample.is_some_and(|v| !crate::value::compare(*op, &Value::Float(v), &rhs)) {
+                        *sample = None;
+                    }
+                }
+            }
+        }
+        SecondStage::TopK(k) | SecondStage::BottomK(k) => {
+            let top = matches!(stage, SecondStage::TopK(_));
+            let intervals = series.first().map_or(0, |s| s.samples.len());
+            for t in 0..intervals {
+                let mut ranked: Vec<(usize, f64)> = series.iter().enumerate().filter_map(|(i, s)| s.samples[t].map(|v| (i, v))).collect();
+                ranked.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) }.then(a.0.cmp(&b.0)));
+                for &(i, _) in ranked.iter().skip(*k) {
+                    series[i].samples[t] = None;
+                }
+            }
+        }
+    }
+}
+
+/// The value of a static for tests and callers that build queries by hand.
+pub fn static_number(value: &Static) -> Option<f64> {
+    match value {
+        Static::Int(number) => Some(*number as f64),
+        Static::Float(number) => Some(*number),
+        _ => None,
+    }
+}

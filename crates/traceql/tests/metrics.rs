@@ -1,0 +1,143 @@
+//! TraceQL metrics over the hand-drawn fixture (T1 at 1000 s, T2 at 2000 s, T3 at 3000 s), with
+//! series and samples worked out by hand; plus the parse rules of the metrics stages.
+
+mod fixture;
+
+use andante_traceql::metrics::{LabelValue, MetricsSeries, SecondStage};
+use andante_traceql::{parse_metrics, Accumulator, Intervals, TraceView};
+
+const SECOND: u64 = 1_000_000_000;
+
+fn run(query: &str, intervals: Intervals) -> Vec<MetricsSeries> {
+    let query = parse_metrics(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let traces = fixture::traces();
+    // Fold traces in two accumulators and merge them: the order must not matter.
+    let mut first = Accumulator::new(intervals);
+    let mut second = Accumulator::new(intervals);
+    for (i, (_, number, resource_spans)) in traces.iter().enumerate() {
+        let view = TraceView::new(fixture::trace_id(*number), resource_spans);
+        if i % 2 == 0 { first.observe(&query, &view) } else { second.observe(&query, &view) }
+    }
+    first.merge(second);
+    first.finish(&query)
+}
+
+/// Intervals ending at 0, 1000, 2000, 3000, 4000 s.
+fn thousands() -> Intervals {
+    Intervals::range(0, 3600 * SECOND, 1000 * SECOND)
+}
+
+fn s(text: &str) -> LabelValue {
+    LabelValue::String(text.to_owned())
+}
+
+fn series<'a>(result: &'a [MetricsSeries], label: &str, value: &LabelValue) -> &'a MetricsSeries {
+    result.iter().find(|s| s.labels.iter().any(|(k, v)| k == label && v == value)).unwrap_or_else(|| panic!("no {label}={value:?} in {result:?}"))
+}
+
+#[test]
+fn intervals_are_right_closed_and_labelled_by_their_end() {
+    let intervals = thousands();
+    assert_eq!(intervals.count, 5);
+    assert_eq!(intervals.index(1000 * SECOND), Some(1), "a span at exactly T belongs to (T-step, T]");
+    assert_eq!(intervals.index(1000 * SECOND + 1), Some(2));
+    assert_eq!(intervals.index(4000 * SECOND + 1), None);
+    assert_eq!(intervals.end_millis(2), 2_000_000);
+    let instant = Intervals::instant(1000 * SECOND, 2000 * SECOND);
+    assert_eq!((instant.index(1000 * SECOND), instant.index(1500 * SECOND), instant.index(2000 * SECOND)), (None, Some(0), Some(0)));
+}
+
+#[test]
+fn count_over_time_counts_every_span_by_its_start() {
+    let result = run("{ } | count_over_time()", thousands());
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0].labels, vec![("__name__".to_owned(), s("count_over_time"))]);
+    // r1 starts at exactly 1000 s; c1 s1 d1 k1 just after, with r2 at 2000 s; n2 and p3; q3 and o3.
+    assert_eq!(result[0].samples, vec![Some(0.0), Some(1.0), Some(5.0), Some(2.0), Some(2.0)]);
+}
+
+#[test]
+fn rate_by_service_and_filters() {
+    let result = run("{ } | rate() by (resource.service.name)", thousands());
+    let frontend = series(&result, "resource.service.name", &s("frontend"));
+    assert_eq!(frontend.samples, vec![Some(0.0), Some(0.001), Some(0.002), Some(0.001), Some(0.0)]);
+    assert_eq!(series(&result, "resource.service.name", &s("billing")).samples[4], Some(0.002));
+    assert_eq!(result.len(), 4);
+    let errors = run("{ status = error } | count_over_time() by (name, kind)", thousands());
+    assert_eq!(errors.len(), 2);
+    let cart = series(&errors, "name", &s("GetCart"));
+    assert_eq!(cart.labels[1], ("kind".to_owned(), s("server")));
+    assert_eq!(cart.samples[2], Some(1.0));
+    // A comparison drops the samples that fail it; series with none left disappear.
+    let busy = run("{ } | count_over_time() by (resource.service.name) > 2", thousands());
+    assert_eq!(busy.len(), 1);
+    assert_eq!(busy[0].samples, vec![None, None, Some(3.0), None, None], "cart's three spans at 1000 s");
+}
+
+#[test]
+fn over_time_aggregates_of_a_field() {
+    let cart = |query: &str| series(&run(query, thousands()), "resource.service.name", &s("cart")).samples[2].unwrap_or(f64::NAN);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // cart at k=2: GetCart 70 ms, SELECT 30 ms, GET key 5 ms.
+    assert!(close(cart("{ } | sum_over_time(duration) by (resource.service.name)"), 0.105));
+    assert!(close(cart("{ } | min_over_time(duration) by (resource.service.name)"), 0.005));
+    assert!(close(cart("{ } | max_over_time(duration) by (resource.service.name)"), 0.07));
+    assert!(close(cart("{ } | avg_over_time(duration) by (resource.service.name)"), 0.035));
+    let avg = run("{ } | avg_over_time(duration) by (resource.service.name)", thousands());
+    assert_eq!(series(&avg, "resource.service.name", &s("cart")).samples[3], None, "no spans: no average, not zero");
+    // Non-numeric values are skipped, numeric attributes work.
+    let items = run("{ } | sum_over_time(span.items)", thousands());
+    assert_eq!(items[0].samples[3], Some(3.0));
+}
+
+#[test]
+fn quantiles_are_exact_and_histograms_use_power_of_two_buckets() {
+    let result = run("{ } | quantile_over_time(duration, .5, 1) by (resource.service.name)", thousands());
+    let median = result.iter().find(|s| s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(0.5))).unwrap();
+    assert_eq!(median.samples[2], Some(0.03));
+    assert_eq!(median.samples[1], Some(0.0), "an empty interval reads 0, as Tempo writes it");
+    let max = result.iter().find(|s| s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(1.0))).unwrap();
+    assert_eq!(max.samples[2], Some(0.07));
+    let histogram = run("{ name = \"GET /cart\" } | histogram_over_time(duration)", thousands());
+    // 100 ms = 1e8 ns → the next power of two is 2^27 ns = 0.134217728 s.
+    assert_eq!(histogram.len(), 1);
+    assert_eq!(histogram[0].labels, vec![("__bucket".to_owned(), LabelValue::float(0.134217728))]);
+    assert_eq!(histogram[0].samples[1], Some(1.0));
+}
+
+fn s_(text: &str) -> LabelValue {
+    s(text)
+}
+
+#[test]
+fn topk_keeps_the_highest_series_at_each_timestamp() {
+    let result = run("{ } | count_over_time() by (resource.service.name) | topk(1)", thousands());
+    let at = |k: usize| result.iter().filter_map(|s| s.samples[k].map(|v| (s.labels[0].1.clone(), v))).collect::<Vec<_>>();
+    assert_eq!(at(2), vec![(s("cart"), 3.0)]);
+    assert_eq!(at(4), vec![(s("billing"), 2.0)]);
+    let bottom = run("{ } | count_over_time() by (resource.service.name) | bottomk(1)", Intervals::instant(0, 4000 * SECOND));
+    assert_eq!(bottom.len(), 1);
+    assert_eq!(bottom[0].labels[0].1, s("orders"));
+}
+
+#[test]
+fn metrics_parse_rules() {
+    let query = parse_metrics("{ span.http.route = \"/cart\" } >> { status = error } | rate() by (resource.service.name, name) | topk(5) > 1 with(sample=true)").unwrap();
+    assert_eq!(query.by.len(), 2);
+    assert_eq!(query.second_stages, vec![SecondStage::TopK(5), SecondStage::Filter(andante_traceql::ast::BinaryOp::Gt, 1.0)]);
+    assert!(query.search.hint("sample").is_some());
+    assert!(parse_metrics("{ } | select(span.a) | count_over_time()").is_ok());
+    for (text, message) in [
+        ("{ }", "not a metrics query"),
+        ("{ } | rate(duration)", "expected `)`"),
+        ("{ } | quantile_over_time(duration)", "needs at least one quantile"),
+        ("{ } | quantile_over_time(duration, 1.5)", "outside [0, 1]"),
+        ("{ } | sum_over_time(1 + 2)", "takes an attribute or intrinsic"),
+        ("{ } | rate() | topk(0)", "positive whole number"),
+        ("{ } | rate() =~ 3", "not regular expressions"),
+        ("{ } | compare({ status = error })", "compare() is not supported"),
+    ] {
+        let error = parse_metrics(text).expect_err(text).to_string();
+        assert!(error.contains(message), "{text}: {error}");
+    }
+}
