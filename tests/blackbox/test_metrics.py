@@ -139,8 +139,10 @@ def loaded(prometheus, tmp_path_factory):
         "--generator.collection-interval", "1s",
         "--generator.service-graphs.wait", "3s",
         "--generator.remote-write.urls", f"{prometheus}/api/v1/write",
+        "--live.trace-idle", "2s", "--live.block-max-age", "2s",
     ]).start()
     start_ns = now_ns() - 2 * 10**9
+    server.traffic_start = start_ns // 10**9 - 1
     frontends, checkouts = zip(*(halves(n, start_ns + n * 1_000_000) for n in range(1, TRACES + 1)))
     post(server, list(frontends))
     time.sleep(2)  # the server halves arrive in a later push, two seconds after the client halves
@@ -297,3 +299,63 @@ def test_cardinality_limit_overflows_and_is_counted(make_server):
     assert overflowed >= 16
     assert server.metric("andante_generator_series_overflowed_total") > 0
     assert server.metric("andante_generator_active_series") <= 10 + 3
+
+
+def traceql_metrics(server, path, q, **params):
+    response = requests.get(f"{server.url}/api/metrics/{path}", params={"q": q, **params}, timeout=30)
+    assert response.status_code == 200, (q, response.status_code, response.text)
+    return response.json()
+
+
+def instant_by_service(server, q):
+    start, end = server.traffic_start, int(time.time()) + 1
+    body = traceql_metrics(server, "query", q, start=start, end=end)
+    assert set(body) <= {"series", "metrics", "status", "message"}, body
+    out = {}
+    for series in body["series"]:
+        labels = {label["key"]: label["value"] for label in series["labels"]}
+        out[labels["resource.service.name"]["stringValue"]] = series.get("value", 0)
+    return out
+
+
+def test_traceql_metrics_agree_with_span_metrics_live_and_in_blocks(loaded):
+    q = "{ kind = server } | count_over_time() by (resource.service.name)"
+    from_traces = instant_by_service(loaded, q)
+    assert from_traces == {"frontend": TRACES, "checkout": TRACES}
+    calls = as_map(prom_query(f"{loaded.url}/prometheus", 'sum by (service) (traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"})', time.time()))
+    assert {dict(k)["service"]: v for k, v in calls.items()} == from_traces, "span metrics and TraceQL metrics count the same spans"
+    # Once every trace is in a block the answer is the same: nothing lost, nothing counted twice.
+    wait_for(lambda: loaded.metric("andante_block_spans") >= 5 * TRACES, timeout=60, what="all spans in blocks")
+    assert instant_by_service(loaded, q) == from_traces
+    errors = instant_by_service(loaded, "{ status = error } | count_over_time() by (resource.service.name)")
+    assert errors == {"checkout": TRACES // 3}
+
+
+def test_traceql_metrics_range_shape_and_quantiles(loaded):
+    start, end = loaded.traffic_start - 60, int(time.time()) + 60
+    body = traceql_metrics(loaded, "query_range", "{ } | count_over_time()", start=start, end=end, step="15s")
+    [series] = body["series"]
+    assert series["labels"] == [{"key": "__name__", "value": {"stringValue": "count_over_time"}}]
+    stamps = [int(sample["timestampMs"]) for sample in series["samples"]]
+    assert all(stamp % 15_000 == 0 for stamp in stamps) and stamps == sorted(stamps)
+    assert stamps[0] == -(-start * 1000 // 15_000) * 15_000 and stamps[-1] >= end * 1000 - 15_000
+    assert all("value" not in s or s["value"] > 0 for s in series["samples"]), "zero samples carry no value, as Tempo writes them"
+    assert sum(s.get("value", 0) for s in series["samples"]) == 5 * TRACES
+    # Frontend roots last 121..150 ms: exact quantiles from TraceQL; the span-metrics histogram
+    # can only place them inside their bucket (0.128, 0.256].
+    durations = sorted(120 + n for n in range(1, TRACES + 1))
+    exact_p90 = (durations[26] + 0.1 * (durations[27] - durations[26])) / 1000
+    q = '{ resource.service.name = "frontend" && kind = server } | quantile_over_time(duration, .5, .9)'
+    body = traceql_metrics(loaded, "query", q, start=loaded.traffic_start, end=int(time.time()) + 1)
+    values = {series["labels"][0]["value"]["doubleValue"]: series["value"] for series in body["series"]}
+    assert values[0.5] == pytest.approx(0.1355) and values[0.9] == pytest.approx(exact_p90)
+    histogram = prom_query(f"{loaded.url}/prometheus", 'histogram_quantile(0.9, sum by (le) (increase(traces_spanmetrics_latency_bucket{service="frontend", span_kind="SPAN_KIND_SERVER"}[10m])))', time.time())
+    estimate = float(histogram["result"][0]["value"][1])
+    assert 0.128 <= estimate <= 0.256 and 0.128 <= exact_p90 <= 0.256, (estimate, exact_p90)
+    # Second stages and errors.
+    top = traceql_metrics(loaded, "query", "{ } | count_over_time() by (resource.service.name) | topk(1)", start=loaded.traffic_start, end=int(time.time()) + 1)
+    assert [s["labels"][0]["value"]["stringValue"] for s in top["series"]] == ["checkout"]
+    bad = requests.get(f"{loaded.url}/api/metrics/query_range", params={"q": "{ } | rate(duration)"}, timeout=10)
+    assert bad.status_code == 400 and "line 1, col" in bad.text
+    bad = requests.get(f"{loaded.url}/api/metrics/query_range", params={"q": "{ } | rate()", "start": "1", "end": "200000"}, timeout=10)
+    assert bad.status_code == 400 and "24h" in bad.text

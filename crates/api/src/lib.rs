@@ -7,6 +7,7 @@ mod error;
 mod ingest_grpc;
 mod ingest_http;
 pub mod metrics;
+mod metrics_query;
 mod ops;
 mod prometheus;
 mod search;
@@ -65,6 +66,8 @@ pub fn query_router(state: SharedState) -> Router {
         .route("/prometheus/api/v1/labels", get(prometheus::labels).post(prometheus::labels))
         .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
         .route("/prometheus/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route("/api/metrics/query_range", get(metrics_query::query_range))
+        .route("/api/metrics/query", get(metrics_query::query_instant))
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))

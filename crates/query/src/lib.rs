@@ -14,6 +14,7 @@ use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
 use andante_storage::Storage;
 use futures::future::join_all;
 
+pub mod metrics;
 pub mod search;
 pub mod tags;
 

@@ -1,0 +1,222 @@
+//! TraceQL metrics over HTTP, in Tempo's wire format: `/api/metrics/query_range` answers
+//! `QueryRangeResponse` (`series[].labels` as typed `KeyValue`s, `samples[].timestampMs` as
+//! strings, a sample whose value is 0 carries no `value` key), `/api/metrics/query` answers
+//! `QueryInstantResponse` (`series[].{labels,value}`, which Grafana decodes strictly).
+//!
+//! Parameters as Tempo: `q` (or the legacy `query`), `start`/`end` (Unix seconds, Unix
+//! nanoseconds or RFC 3339; default the last `since`, 1 h), `step` (a duration; default range /
+//! 240 snapped up to a 1 s…1 h grid). Ranges over 24 h and more than 10 000 intervals are refused.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use andante_query::metrics::{MetricsRequest, MetricsResult};
+use andante_traceql::metrics::LabelValue;
+use andante_traceql::{parse_metrics, Intervals};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::tenant::query_tenants;
+use crate::{ApiError, SharedState};
+
+const MAX_RANGE: Duration = Duration::from_secs(24 * 3600);
+const MAX_INTERVALS: u64 = 10_000;
+const DEADLINE: Duration = Duration::from_secs(60);
+const STEP_GRID_SECS: &[u64] = &[1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+
+/// `start`/`end`: Unix seconds (fractions allowed), Unix nanoseconds, or RFC 3339.
+fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<u64>() {
+        // Tempo's rule: a number too large for seconds is nanoseconds.
+        return Ok(if number > 10_000_000_000 { number } else { number * 1_000_000_000 });
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 {
+            return Ok((seconds * 1e9) as u64);
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .and_then(|nanos| u64::try_from(nanos).ok())
+        .ok_or_else(|| ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds, Unix nanoseconds or RFC 3339")))
+}
+
+fn duration_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(text) => match andante_traceql::parse_duration(text).or_else(|| text.parse::<f64>().ok().map(|s| (s * 1e9) as i64)) {
+            Some(nanos) if nanos > 0 => Ok(Some(nanos as u64)),
+            _ => Err(ApiError::bad_request(format!("invalid {name} `{text}`: expected a positive duration such as 30s"))),
+        },
+    }
+}
+
+/// Tempo's default step: about 240 points over the range, snapped up to a round step.
+pub fn default_step(range_nanos: u64) -> u64 {
+    let wanted_secs = (range_nanos / 240).div_ceil(1_000_000_000).max(1);
+    let snapped = STEP_GRID_SECS.iter().copied().find(|&grid| grid >= wanted_secs).unwrap_or(3600);
+    snapped * 1_000_000_000
+}
+
+struct Window {
+    start: u64,
+    end: u64,
+}
+
+fn window(params: &HashMap<String, String>) -> Result<Window, ApiError> {
+    let now = andante_model::now_unix_nanos();
+    let end = match params.get("end").filter(|v| !v.trim().is_empty()) {
+        Some(text) => timestamp("end", text)?,
+        None => now,
+    };
+    let start = match params.get("start").filter(|v| !v.trim().is_empty()) {
+        Some(text) => timestamp("start", text)?,
+        None => end.saturating_sub(duration_param(params, "since")?.unwrap_or(3600 * 1_000_000_000)),
+    };
+    if end <= start {
+        return Err(ApiError::bad_request("invalid time range: end must be after start"));
+    }
+    if end - start > MAX_RANGE.as_nanos() as u64 {
+        return Err(ApiError::bad_request(format!("range of {}s exceeds the maximum of 24h for TraceQL metrics", (end - start) / 1_000_000_000)));
+    }
+    Ok(Window { start, end })
+}
+
+fn query_text(params: &HashMap<String, String>) -> Result<String, ApiError> {
+    params
+        .get("q")
+        .or_else(|| params.get("query"))
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing TraceQL metrics query: pass `q`, e.g. q={} | rate()"))
+}
+
+fn label_json(name: &str, value: &LabelValue) -> Value {
+    let value = match value {
+        LabelValue::Nil => json!({}),
+        LabelValue::String(text) => json!({ "stringValue": text }),
+        LabelValue::Int(number) => json!({ "intValue": number.to_string() }),
+        LabelValue::Float(bits) => json!({ "doubleValue": f64::from_bits(*bits) }),
+        LabelValue::Bool(flag) => json!({ "boolValue": flag }),
+    };
+    json!({ "key": name, "value": value })
+}
+
+fn stats_json(result: &MetricsResult) -> Value {
+    let stats = &result.stats;
+    let mut out = Map::new();
+    // gogo-protobuf JSON: zero values are left out, 64-bit integers are strings.
+    for (name, value, as_string) in [
+        ("inspectedTraces", stats.inspected_traces, false),
+        ("inspectedBytes", stats.inspected_bytes, true),
+        ("inspectedSpans", stats.inspected_spans, true),
+        ("totalBlocks", stats.total_blocks, false),
+        ("completedJobs", stats.completed_jobs, false),
+        ("totalJobs", stats.total_jobs, false),
+    ] {
+        if value != 0 {
+            out.insert(name.to_owned(), if as_string { json!(value.to_string()) } else { json!(value) });
+        }
+    }
+    Value::Object(out)
+}
+
+fn with_status(mut body: Value, result: &MetricsResult) -> Value {
+    if let (Some(message), Some(object)) = (&result.partial_message, body.as_object_mut()) {
+        object.insert("status".to_owned(), json!("PARTIAL"));
+        object.insert("message".to_owned(), json!(message));
+    }
+    body
+}
+
+async fn run(state: &SharedState, headers: &HeaderMap, params: &HashMap<String, String>, instant: bool) -> Result<(MetricsResult, Intervals), ApiError> {
+    let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
+    let text = query_text(params)?;
+    let query = parse_metrics(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let window = window(params)?;
+    let intervals = if instant {
+        Intervals::instant(window.start, window.end)
+    } else {
+        let step = duration_param(params, "step")?.unwrap_or_else(|| default_step(window.end - window.start));
+        if (window.end - window.start) / step > MAX_INTERVALS {
+            return Err(ApiError::bad_request(format!("step {}s gives more than {MAX_INTERVALS} intervals: use a larger step", step / 1_000_000_000)));
+        }
+        Intervals::range(window.start, window.end, step)
+    };
+    let request = MetricsRequest { query, intervals, deadline: Some(Instant::now() + DEADLINE) };
+    let result = state.querier.metrics(&tenants, &request).await;
+    if let Some(message) = &result.partial_message {
+        tracing::warn!(%message, "partial metrics result");
+    }
+    Ok((result, intervals))
+}
+
+pub(crate) async fn query_range(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (result, intervals) = run(&state, &headers, &params, false).await?;
+    let series: Vec<Value> = result
+        .series
+        .iter()
+        .map(|series| {
+            let samples: Vec<Value> = series
+                .samples
+                .iter()
+                .enumerate()
+                .filter_map(|(k, sample)| {
+                    let value = (*sample)?;
+                    let timestamp = intervals.end_millis(k).to_string();
+                    Some(if value == 0.0 { json!({ "timestampMs": timestamp }) } else { json!({ "timestampMs": timestamp, "value": value }) })
+                })
+                .collect();
+            json!({
+                "labels": series.labels.iter().map(|(name, value)| label_json(name, value)).collect::<Vec<_>>(),
+                "samples": samples,
+                "exemplars": [],
+            })
+        })
+        .collect();
+    Ok(Json(with_status(json!({ "series": series, "metrics": stats_json(&result) }), &result)).into_response())
+}
+
+pub(crate) async fn query_instant(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (result, _) = run(&state, &headers, &params, true).await?;
+    let series: Vec<Value> = result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let value = series.samples.first().copied().flatten()?;
+            let labels: Vec<Value> = series.labels.iter().map(|(name, value)| label_json(name, value)).collect();
+            Some(if value == 0.0 { json!({ "labels": labels }) } else { json!({ "labels": labels, "value": value }) })
+        })
+        .collect();
+    Ok(Json(with_status(json!({ "series": series, "metrics": stats_json(&result) }), &result)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_default_steps() {
+        assert_eq!(timestamp("start", "1700000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(timestamp("start", "1700000000123456789").unwrap(), 1_700_000_000_123_456_789);
+        assert_eq!(timestamp("start", "2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000_000_000);
+        assert!(timestamp("start", "soon").is_err());
+        let hour = 3600 * 1_000_000_000;
+        assert_eq!(default_step(hour), 15_000_000_000, "1 h / 240 = 15 s");
+        assert_eq!(default_step(24 * hour), 600_000_000_000, "24 h / 240 = 6 min → 10 min");
+        assert_eq!(default_step(60_000_000_000), 1_000_000_000);
+    }
+}

@@ -1,0 +1,171 @@
+//! TraceQL metrics over live traces and blocks (`/api/metrics/query_range`, `/api/metrics/query`).
+//!
+//! Every source is folded into its own `Accumulator` on the CPU pool — live traces per tenant,
+//! and each block overlapping the window (two at a time) — and the accumulators are merged, so
+//! the work is sharded by block and by time. A block is first scanned with the pushed-down
+//! condition (skipped when nothing can match); only then are its traces read whole. A trace held
+//! both in memory and in a block (just flushed) is counted once, from the merged copy.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use andante_block::v1::search::ScanPlan;
+use andante_live::decode_fragments;
+use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::{merge_resource_spans, TenantSet, TraceId};
+use andante_traceql::metrics::MetricsSeries;
+use andante_traceql::{Accumulator, Intervals, MetricsQuery, TraceCondition, TraceView};
+use futures::stream::{self, StreamExt};
+
+use crate::Querier;
+
+#[derive(Debug, Clone)]
+pub struct MetricsRequest {
+    pub query: MetricsQuery,
+    pub intervals: Intervals,
+    pub deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsQueryStats {
+    pub inspected_bytes: u64,
+    pub inspected_traces: u64,
+    pub inspected_spans: u64,
+    pub completed_jobs: u64,
+    pub total_jobs: u64,
+    pub total_blocks: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct MetricsResult {
+    pub series: Vec<MetricsSeries>,
+    pub stats: MetricsQueryStats,
+    pub partial_message: Option<String>,
+}
+
+/// Folds traces into a fresh accumulator; also returns how many spans it looked at.
+fn fold(query: &MetricsQuery, intervals: Intervals, traces: &[(TraceId, Vec<ResourceSpans>)]) -> (Accumulator, u64) {
+    let mut accumulator = Accumulator::new(intervals);
+    let mut spans = 0u64;
+    for (trace_id, resource_spans) in traces {
+        let view = TraceView::new(trace_id.0, resource_spans);
+        spans += view.spans.len() as u64;
+        accumulator.observe(query, &view);
+    }
+    (accumulator, spans)
+}
+
+impl Querier {
+    pub async fn metrics(&self, tenants: &TenantSet, request: &MetricsRequest) -> MetricsResult {
+        let mut result = MetricsResult::default();
+        let (window_start, window_end) = request.intervals.window();
+        let condition = TraceCondition::of(&request.query.search);
+        let scan_first = !matches!(condition, TraceCondition::True);
+        let plan = Arc::new(ScanPlan::new(condition, window_start..window_end));
+        let query = Arc::new(request.query.clone());
+        let intervals = request.intervals;
+        let mut total = Accumulator::new(intervals);
+        let mut failures = Vec::new();
+
+        for tenant in tenants.iter() {
+            let live: HashMap<TraceId, Vec<ResourceSpans>> =
+                self.live.snapshot(tenant).into_iter().map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments))).collect();
+            let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
+
+            let blocks = self.blocks_newest_first(tenant, window_start, window_end);
+            result.stats.total_blocks += blocks.len() as u64;
+            result.stats.total_jobs += blocks.len() as u64 + 1;
+            let jobs = stream::iter(blocks.into_iter().map(|handle| {
+                let (plan, cpu, storage, query, live_ids) = (plan.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
+                async move {
+                    let mut bytes = 0u64;
+                    let wanted: Option<HashSet<TraceId>> = if scan_first {
+                        let outcome = handle.scan(&storage, plan, cpu.clone()).await?;
+                        bytes += outcome.bytes_read;
+                        if outcome.candidates.is_empty() {
+                            return Ok((Accumulator::new(intervals), 0, 0, bytes, Vec::new()));
+                        }
+                        Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
+                    } else {
+                        None
+                    };
+                    let traces = handle.read_all(&storage).await?;
+                    bytes += handle.meta.data_bytes;
+                    let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                    let folded = tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        let mut mine = Vec::new();
+                        let mut shared_with_live = Vec::new();
+                        for trace in traces {
+                            if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
+                                continue;
+                            }
+                            if live_ids.contains(&trace.trace_id) {
+                                shared_with_live.push((trace.trace_id, trace.resource_spans));
+                            } else {
+                                mine.push((trace.trace_id, trace.resource_spans));
+                            }
+                        }
+                        let (accumulator, spans) = fold(&query, intervals, &mine);
+                        (accumulator, spans, mine.len() as u64, shared_with_live)
+                    })
+                    .await
+                    .map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                    Ok::<_, andante_block::BlockError>((folded.0, folded.1, folded.2, bytes, folded.3))
+                }
+            }))
+            .buffer_unordered(2);
+            futures::pin_mut!(jobs);
+            let mut live = live;
+            while let Some(job) = jobs.next().await {
+                if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    failures.push("the metrics query deadline passed before every block was read".to_owned());
+                    break;
+                }
+                match job {
+                    Ok((accumulator, spans, traces, bytes, shared)) => {
+                        total.merge(accumulator);
+                        result.stats.inspected_spans += spans;
+                        result.stats.inspected_traces += traces;
+                        result.stats.inspected_bytes += bytes;
+                        result.stats.completed_jobs += 1;
+                        for (trace_id, resource_spans) in shared {
+                            if let Some(existing) = live.get_mut(&trace_id) {
+                                existing.extend(resource_spans);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics block read failed");
+                        failures.push(format!("a block could not be read: {error}"));
+                    }
+                }
+            }
+            // Live traces last, merged with any copy a block holds, each counted once.
+            let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live.into_iter().map(|(id, spans)| (id, merge_resource_spans(spans))).collect();
+            let (query, permit) = (query.clone(), self.cpu.clone().acquire_owned().await);
+            let folded = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let traces = merged.len() as u64;
+                let (accumulator, spans) = fold(&query, intervals, &merged);
+                (accumulator, spans, traces)
+            })
+            .await;
+            match folded {
+                Ok((accumulator, spans, traces)) => {
+                    total.merge(accumulator);
+                    result.stats.inspected_spans += spans;
+                    result.stats.inspected_traces += traces;
+                    result.stats.completed_jobs += 1;
+                }
+                Err(error) => failures.push(format!("live traces could not be read: {error}")),
+            }
+        }
+        result.series = total.finish(&request.query);
+        if !failures.is_empty() {
+            result.partial_message = Some(failures.join("; "));
+        }
+        result
+    }
+}
