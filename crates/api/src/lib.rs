@@ -11,6 +11,7 @@ mod metrics_query;
 mod ops;
 mod prometheus;
 mod search;
+mod streaming;
 mod tempo_json;
 pub mod tempopb;
 mod tenant;
@@ -68,6 +69,7 @@ pub fn query_router(state: SharedState) -> Router {
         .route("/prometheus/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))
+        .route_service("/tempopb.StreamingQuerier/{method}", streaming::streaming_querier(state.clone()))
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))

@@ -134,7 +134,7 @@ fn with_status(mut body: Value, result: &MetricsResult) -> Value {
     body
 }
 
-async fn run(state: &SharedState, headers: &HeaderMap, params: &HashMap<String, String>, instant: bool) -> Result<(MetricsResult, Intervals), ApiError> {
+pub(crate) async fn run(state: &SharedState, headers: &HeaderMap, params: &HashMap<String, String>, instant: bool) -> Result<(MetricsResult, Intervals), ApiError> {
     let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
     let text = query_text(params)?;
     let query = parse_metrics(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;

@@ -133,7 +133,7 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// A value as OTLP-JSON `AnyValue` (64-bit integers as strings, as Tempo writes them).
-fn any_value(value: &Value<'_>) -> Json_ {
+pub(crate) fn any_value(value: &Value<'_>) -> Json_ {
     match value {
         Value::Nil => json!({}),
         Value::Bool(flag) => json!({ "boolValue": flag }),
@@ -148,7 +148,7 @@ fn any_value(value: &Value<'_>) -> Json_ {
 }
 
 /// Go's `time.Duration.String()` style (`1.5s`, `250ms`, `2m3s`), which Tempo prints.
-fn format_duration(nanos: i64) -> String {
+pub(crate) fn format_duration(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let nanos = nanos.unsigned_abs();
     if nanos < 1_000 {
@@ -323,7 +323,7 @@ fn lenient_filter(params: &HashMap<String, String>) -> Option<andante_traceql::Q
 
 const SCOPE_ORDER: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
 
-async fn tag_names(
+pub(crate) async fn tag_names(
     state: &SharedState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
@@ -394,7 +394,7 @@ fn decode_tag(raw: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
 }
 
-fn value_type(value: &Value<'_>) -> &'static str {
+pub(crate) fn value_type(value: &Value<'_>) -> &'static str {
     match value {
         Value::Str(_) => "string",
         Value::Int(_) => "int",
@@ -406,7 +406,7 @@ fn value_type(value: &Value<'_>) -> &'static str {
     }
 }
 
-fn value_text(value: &Value<'_>) -> String {
+pub(crate) fn value_text(value: &Value<'_>) -> String {
     match value {
         Value::Str(text) => text.to_string(),
         Value::Int(number) => number.to_string(),
@@ -419,7 +419,7 @@ fn value_text(value: &Value<'_>) -> String {
     }
 }
 
-async fn tag_values(
+pub(crate) async fn tag_values(
     state: &SharedState,
     headers: &HeaderMap,
     field: Field,
@@ -433,6 +433,29 @@ async fn tag_values(
     Ok((answer.values, answer.inspected_bytes))
 }
 
+/// v1 tag names are bare attribute names; a few spell intrinsics (`status.code`, `name`).
+pub(crate) fn v1_tag_field(tag: &str) -> Field {
+    match tag {
+        "name" => Field::Intrinsic(Intrinsic::Name),
+        "status.code" | "status" => Field::Intrinsic(Intrinsic::Status),
+        "kind" => Field::Intrinsic(Intrinsic::Kind),
+        other => Field::Attribute { scope: Scope::Unscoped, parent: false, name: other.to_owned() },
+    }
+}
+
+pub(crate) fn v2_tag_field(tag: &str) -> Result<Field, ApiError> {
+    parse_tag_field(tag).ok_or_else(|| {
+        ApiError::bad_request(format!("invalid tag `{tag}`: expected a TraceQL attribute such as resource.service.name, .foo or span:name"))
+    })
+}
+
+/// v1 values are untyped texts, empty ones dropped.
+pub(crate) fn v1_texts(values: &[Value<'static>]) -> Vec<String> {
+    let mut texts: Vec<String> = values.iter().map(value_text).filter(|text| !text.is_empty()).collect();
+    texts.dedup();
+    texts
+}
+
 pub(crate) async fn tag_values_v1(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -440,16 +463,8 @@ pub(crate) async fn tag_values_v1(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tag = decode_tag(&tag);
-    // v1 names are bare attribute names; a few spell intrinsics (`status.code`, `name`).
-    let field = match tag.as_str() {
-        "name" => Field::Intrinsic(Intrinsic::Name),
-        "status.code" | "status" => Field::Intrinsic(Intrinsic::Status),
-        "kind" => Field::Intrinsic(Intrinsic::Kind),
-        other => Field::Attribute { scope: Scope::Unscoped, parent: false, name: other.to_owned() },
-    };
-    let (values, bytes) = tag_values(&state, &headers, field, &params).await?;
-    let mut texts: Vec<String> = values.iter().map(value_text).filter(|text| !text.is_empty()).collect();
-    texts.dedup();
+    let (values, bytes) = tag_values(&state, &headers, v1_tag_field(&tag), &params).await?;
+    let texts = v1_texts(&values);
     Ok(Json(json!({ "tagValues": texts, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
 }
 
@@ -460,10 +475,7 @@ pub(crate) async fn tag_values_v2(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tag = decode_tag(&tag);
-    let field = parse_tag_field(&tag).ok_or_else(|| {
-        ApiError::bad_request(format!("invalid tag `{tag}`: expected a TraceQL attribute such as resource.service.name, .foo or span:name"))
-    })?;
-    let (values, bytes) = tag_values(&state, &headers, field, &params).await?;
+    let (values, bytes) = tag_values(&state, &headers, v2_tag_field(&tag)?, &params).await?;
     let typed: Vec<Json_> = values
         .iter()
         .filter(|value| !value_text(value).is_empty())

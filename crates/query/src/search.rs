@@ -113,6 +113,17 @@ fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
 
 impl Querier {
     pub async fn search(&self, tenants: &TenantSet, request: &SearchRequest) -> SearchResult {
+        self.search_with_progress(tenants, request, |_, _| {}).await
+    }
+
+    /// `search`, calling `progress` with each batch of newly matched traces (already final: they
+    /// are the newest candidates) and the running metrics, for streaming clients.
+    pub async fn search_with_progress(
+        &self,
+        tenants: &TenantSet,
+        request: &SearchRequest,
+        mut progress: impl FnMut(&[TraceSummary], &SearchMetrics),
+    ) -> SearchResult {
         let mut result = SearchResult::default();
         let start = request.start.unwrap_or(0);
         let end = request.end.unwrap_or(u64::MAX);
@@ -235,6 +246,7 @@ impl Querier {
             })
             .await
             .unwrap_or_default();
+            let mut fresh = Vec::new();
             for (trace_id, bytes, partial, summary) in summaries {
                 result.metrics.inspected_bytes += bytes;
                 if let Some(message) = partial {
@@ -242,10 +254,12 @@ impl Querier {
                 }
                 if let Some(summary) = summary {
                     if matched.len() < request.limit {
+                        fresh.push(summary.clone());
                         matched.insert(trace_id, summary);
                     }
                 }
             }
+            progress(&fresh, &result.metrics);
         }
         let mut traces: Vec<TraceSummary> = matched.into_values().collect();
         traces.sort_by_key(|trace| std::cmp::Reverse((trace.start_unix_nanos, trace.trace_id)));

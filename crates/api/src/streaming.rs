@@ -1,0 +1,390 @@
+//! Tempo's `tempopb.StreamingQuerier` gRPC service on the HTTP API port (Tempo's
+//! `stream_over_http_enabled`), which Grafana's Tempo data source uses for search when streaming
+//! is on: `Search`, `SearchTags(V2)`, `SearchTagValues(V2)`, `MetricsQueryRange`,
+//! `MetricsQueryInstant`.
+//!
+//! Each method turns its request into the same parameters the HTTP handler reads and calls the
+//! same code, so both transports answer alike. `Search` streams: every batch of newly matched
+//! traces goes out as soon as it is final (Grafana appends traces and replaces `metrics`, so each
+//! message carries only new traces and the running totals); a closed stream aborts the search.
+//! The other methods answer with one message, which is a complete result.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
+use andante_query::search::{SearchMetrics as QueryMetrics, TraceSummary};
+use andante_traceql::metrics::LabelValue;
+use andante_traceql::Value;
+use axum::http::HeaderMap;
+use futures::future::BoxFuture;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::metrics_query;
+use crate::search::{self, format_duration, value_text, value_type};
+use crate::tempopb::*;
+use crate::tenant::ORG_ID_HEADER;
+use crate::{ApiError, SharedState};
+
+pub const SERVICE: &str = "tempopb.StreamingQuerier";
+
+type MessageStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn status(error: ApiError) -> Status {
+    Status::new(error.grpc_code(), error.message)
+}
+
+/// `X-Scope-OrgID` from gRPC metadata (Grafana sends it lower-cased, sometimes twice).
+fn headers<T>(request: &Request<T>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for value in request.metadata().get_all(ORG_ID_HEADER).iter() {
+        if let Ok(header) = value.to_str().unwrap_or_default().parse() {
+            headers.append(ORG_ID_HEADER, header);
+        }
+    }
+    headers
+}
+
+fn params(pairs: &[(&str, String)]) -> HashMap<String, String> {
+    pairs.iter().filter(|(_, value)| !value.is_empty() && value != "0").map(|(name, value)| (name.to_string(), value.clone())).collect()
+}
+
+fn any_value(value: &Value<'_>) -> AnyValue {
+    let value = match value {
+        Value::Nil => None,
+        Value::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
+        Value::Int(number) => Some(any_value::Value::IntValue(*number)),
+        Value::Float(number) => Some(any_value::Value::DoubleValue(*number)),
+        Value::Str(text) => Some(any_value::Value::StringValue(text.to_string())),
+        Value::Duration(nanos) => Some(any_value::Value::StringValue(format_duration(*nanos))),
+        Value::Status(status) => Some(any_value::Value::StringValue(status.name().to_owned())),
+        Value::Kind(kind) => Some(any_value::Value::StringValue(kind.name().to_owned())),
+        Value::Array(items) | Value::Multi(items) => Some(any_value::Value::ArrayValue(andante_model::otlp::common::v1::ArrayValue {
+            values: items.iter().map(any_value).collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<KeyValue> {
+    attributes.iter().map(|(key, value)| KeyValue { key: key.clone(), value: Some(any_value(value)), ..Default::default() }).collect()
+}
+
+fn trace_metadata(trace: &TraceSummary) -> TraceSearchMetadata {
+    let span_sets: Vec<SpanSet> = trace
+        .spansets
+        .iter()
+        .map(|spanset| SpanSet {
+            spans: spanset
+                .spans
+                .iter()
+                .map(|span| Span {
+                    span_id: hex::encode(&span.span_id),
+                    name: span.name.clone(),
+                    start_time_unix_nano: span.start_unix_nanos,
+                    duration_nanos: span.duration_nanos,
+                    attributes: key_values(&span.attributes),
+                })
+                .collect(),
+            matched: spanset.matched as u32,
+            attributes: key_values(&spanset.attributes),
+        })
+        .collect();
+    TraceSearchMetadata {
+        trace_id: hex::encode(trace.trace_id.0),
+        root_service_name: trace.root_service_name.clone(),
+        root_trace_name: trace.root_trace_name.clone(),
+        start_time_unix_nano: trace.start_unix_nanos,
+        duration_ms: (trace.duration_nanos / 1_000_000) as u32,
+        span_set: span_sets.first().cloned(),
+        span_sets,
+        service_stats: trace
+            .service_stats
+            .iter()
+            .map(|(service, stats)| (service.clone(), ServiceStats { span_count: stats.span_count as u32, error_count: stats.error_count as u32 }))
+            .collect(),
+    }
+}
+
+fn search_metrics(metrics: &QueryMetrics) -> SearchMetrics {
+    SearchMetrics {
+        inspected_traces: metrics.inspected_traces as u32,
+        inspected_bytes: metrics.inspected_bytes,
+        total_blocks: metrics.total_blocks as u32,
+        completed_jobs: metrics.completed_jobs as u32,
+        total_jobs: metrics.total_jobs as u32,
+        total_block_bytes: metrics.total_block_bytes,
+        inspected_spans: metrics.inspected_spans,
+    }
+}
+
+/// Aborts the search task when Grafana closes the stream.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn search(state: SharedState, request: Request<SearchRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+    let headers = headers(&request);
+    let body = request.into_inner();
+    let tags = body.tags.iter().map(|(key, value)| format!("{key}={value:?}")).collect::<Vec<_>>().join(" ");
+    let params = params(&[
+        ("q", body.query.clone()),
+        ("tags", tags),
+        ("minDuration", if body.min_duration_ms > 0 { format!("{}ms", body.min_duration_ms) } else { String::new() }),
+        ("maxDuration", if body.max_duration_ms > 0 { format!("{}ms", body.max_duration_ms) } else { String::new() }),
+        ("limit", body.limit.to_string()),
+        ("spss", body.spans_per_span_set.to_string()),
+        ("start", body.start.to_string()),
+        ("end", body.end.to_string()),
+    ]);
+    let tenants = crate::tenant::query_tenants(&headers, state.config.multitenancy_enabled).map_err(status)?;
+    let search_request = search::search_request(&params).map_err(status)?;
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Result<SearchResponse, Status>>();
+    let task = tokio::spawn(async move {
+        let progress_sender = sender.clone();
+        let result = state
+            .querier
+            .search_with_progress(&tenants, &search_request, |fresh, metrics| {
+                if !fresh.is_empty() {
+                    let message = SearchResponse { traces: fresh.iter().map(trace_metadata).collect(), metrics: Some(search_metrics(metrics)) };
+                    let _ = progress_sender.send(Ok(message));
+                }
+            })
+            .await;
+        // The last message carries the final totals; its traces were all sent already.
+        let _ = sender.send(Ok(SearchResponse { traces: Vec::new(), metrics: Some(search_metrics(&result.metrics)) }));
+    });
+    let guard = AbortOnDrop(task);
+    let stream = futures::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
+        let item = receiver.recv().await?.map(|message| prost::Message::encode_to_vec(&message));
+        Some((item, (receiver, guard)))
+    });
+    Ok(Box::pin(stream))
+}
+
+fn once<T: Send + 'static>(message: T) -> MessageStream<T> {
+    Box::pin(futures::stream::once(async move { Ok(message) }))
+}
+
+async fn search_tags(state: SharedState, request: Request<SearchTagsRequest>, v2: bool) -> Result<MessageStream<Vec<u8>>, Status> {
+    let headers = headers(&request);
+    let body = request.into_inner();
+    let params = params(&[("scope", body.scope), ("start", body.start.to_string()), ("end", body.end.to_string())]);
+    let (scopes, _) = search::tag_names(&state, &headers, &params).await.map_err(status)?;
+    let encoded = if v2 {
+        let scopes = scopes.into_iter().map(|(name, tags)| SearchTagsV2Scope { name: name.to_owned(), tags }).collect();
+        prost::Message::encode_to_vec(&SearchTagsV2Response { scopes })
+    } else {
+        let mut names: Vec<String> = scopes.into_iter().filter(|(scope, _)| *scope != "intrinsic").flat_map(|(_, names)| names).collect();
+        names.sort();
+        names.dedup();
+        prost::Message::encode_to_vec(&SearchTagsResponse { tag_names: names })
+    };
+    Ok(once(encoded))
+}
+
+async fn search_tag_values(state: SharedState, request: Request<SearchTagValuesRequest>, v2: bool) -> Result<MessageStream<Vec<u8>>, Status> {
+    let headers = headers(&request);
+    let body = request.into_inner();
+    let params = params(&[("q", body.query), ("start", body.start.to_string()), ("end", body.end.to_string())]);
+    let field = if v2 { search::v2_tag_field(&body.tag_name).map_err(status)? } else { search::v1_tag_field(&body.tag_name) };
+    let (values, _) = search::tag_values(&state, &headers, field, &params).await.map_err(status)?;
+    let encoded = if v2 {
+        let tag_values = values
+            .iter()
+            .filter(|value| !value_text(value).is_empty())
+            .map(|value| TagValue { r#type: value_type(value).to_owned(), value: value_text(value) })
+            .collect();
+        prost::Message::encode_to_vec(&SearchTagValuesV2Response { tag_values })
+    } else {
+        prost::Message::encode_to_vec(&SearchTagValuesResponse { tag_values: search::v1_texts(&values) })
+    };
+    Ok(once(encoded))
+}
+
+fn label(name: &str, value: &LabelValue) -> KeyValue {
+    let value = match value {
+        LabelValue::Nil => None,
+        LabelValue::String(text) => Some(any_value::Value::StringValue(text.clone())),
+        LabelValue::Int(number) => Some(any_value::Value::IntValue(*number)),
+        LabelValue::Float(bits) => Some(any_value::Value::DoubleValue(f64::from_bits(*bits))),
+        LabelValue::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
+    };
+    KeyValue { key: name.to_owned(), value: Some(AnyValue { value }), ..Default::default() }
+}
+
+fn metrics_stats(result: &andante_query::metrics::MetricsResult) -> SearchMetrics {
+    let stats = &result.stats;
+    SearchMetrics {
+        inspected_traces: stats.inspected_traces as u32,
+        inspected_bytes: stats.inspected_bytes,
+        total_blocks: stats.total_blocks as u32,
+        completed_jobs: stats.completed_jobs as u32,
+        total_jobs: stats.total_jobs as u32,
+        total_block_bytes: 0,
+        inspected_spans: stats.inspected_spans,
+    }
+}
+
+fn partial(result: &andante_query::metrics::MetricsResult) -> (i32, String) {
+    match &result.partial_message {
+        Some(message) => (PartialStatus::Partial as i32, message.clone()),
+        None => (PartialStatus::Complete as i32, String::new()),
+    }
+}
+
+async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+    let headers = headers(&request);
+    let body = request.into_inner();
+    let params = params(&[
+        ("q", body.query),
+        ("start", body.start.to_string()),
+        ("end", body.end.to_string()),
+        ("step", if body.step > 0 { format!("{}ns", body.step) } else { String::new() }),
+    ]);
+    let (result, intervals) = metrics_query::run(&state, &headers, &params, false).await.map_err(status)?;
+    let series = result
+        .series
+        .iter()
+        .map(|series| TimeSeries {
+            labels: series.labels.iter().map(|(name, value)| label(name, value)).collect(),
+            samples: series
+                .samples
+                .iter()
+                .enumerate()
+                .filter_map(|(k, sample)| sample.map(|value| Sample { value, timestamp_ms: intervals.end_millis(k) }))
+                .collect(),
+        })
+        .collect();
+    let (status_code, message) = partial(&result);
+    Ok(once(prost::Message::encode_to_vec(&QueryRangeResponse { series, metrics: Some(metrics_stats(&result)), status: status_code, message })))
+}
+
+async fn metrics_instant(state: SharedState, request: Request<QueryInstantRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+    let headers = headers(&request);
+    let body = request.into_inner();
+    let params = params(&[("q", body.query), ("start", body.start.to_string()), ("end", body.end.to_string())]);
+    let (result, _) = metrics_query::run(&state, &headers, &params, true).await.map_err(status)?;
+    let series = result
+        .series
+        .iter()
+        .filter_map(|series| {
+            let value = series.samples.first().copied().flatten()?;
+            Some(InstantSeries { labels: series.labels.iter().map(|(name, value)| label(name, value)).collect(), value })
+        })
+        .collect();
+    let (status_code, message) = partial(&result);
+    Ok(once(prost::Message::encode_to_vec(&QueryInstantResponse { series, metrics: Some(metrics_stats(&result)), status: status_code, message })))
+}
+
+/// Decodes requests with prost; responses are already-encoded protobuf bytes, so one codec
+/// serves every method.
+struct Codec<Request>(std::marker::PhantomData<Request>);
+struct RequestDecoder<Request>(std::marker::PhantomData<Request>);
+struct BytesEncoder;
+
+impl<Request: prost::Message + Default + Send + 'static> tonic::codec::Codec for Codec<Request> {
+    type Encode = Vec<u8>;
+    type Decode = Request;
+    type Encoder = BytesEncoder;
+    type Decoder = RequestDecoder<Request>;
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+    fn decoder(&mut self) -> RequestDecoder<Request> {
+        RequestDecoder(std::marker::PhantomData)
+    }
+}
+
+impl<Request: prost::Message + Default + Send + 'static> tonic::codec::Decoder for RequestDecoder<Request> {
+    type Item = Request;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Request>, Status> {
+        Request::decode(buf).map(Some).map_err(|error| Status::invalid_argument(format!("invalid request message: {error}")))
+    }
+}
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+type Handler<R> = fn(SharedState, Request<R>) -> BoxFuture<'static, Result<MessageStream<Vec<u8>>, Status>>;
+
+struct Method<R> {
+    state: SharedState,
+    handler: Handler<R>,
+}
+
+impl<R: Send + 'static> tonic::server::ServerStreamingService<R> for Method<R> {
+    type Response = Vec<u8>;
+    type ResponseStream = MessageStream<Vec<u8>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        let future = (self.handler)(self.state.clone(), request);
+        Box::pin(async move { future.await.map(Response::new) })
+    }
+}
+
+async fn serve<R, B>(state: SharedState, request: http::Request<B>, handler: Handler<R>) -> http::Response<tonic::body::Body>
+where
+    R: prost::Message + Default + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    let mut grpc = tonic::server::Grpc::new(Codec::<R>(std::marker::PhantomData));
+    grpc.server_streaming(Method { state, handler }, request).await
+}
+
+/// The service, mounted on the HTTP router under `/tempopb.StreamingQuerier/`.
+#[derive(Clone)]
+pub struct StreamingQuerier {
+    state: SharedState,
+}
+
+pub fn streaming_querier(state: SharedState) -> StreamingQuerier {
+    StreamingQuerier { state }
+}
+
+impl<B> tower::Service<http::Request<B>> for StreamingQuerier
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+        Box::pin(async move {
+            Ok(match method.as_str() {
+                "Search" => serve::<SearchRequest, B>(state, request, |s, r| Box::pin(search(s, r))).await,
+                "SearchTags" => serve::<SearchTagsRequest, B>(state, request, |s, r| Box::pin(search_tags(s, r, false))).await,
+                "SearchTagsV2" => serve::<SearchTagsRequest, B>(state, request, |s, r| Box::pin(search_tags(s, r, true))).await,
+                "SearchTagValues" => serve::<SearchTagValuesRequest, B>(state, request, |s, r| Box::pin(search_tag_values(s, r, false))).await,
+                "SearchTagValuesV2" => serve::<SearchTagValuesRequest, B>(state, request, |s, r| Box::pin(search_tag_values(s, r, true))).await,
+                "MetricsQueryRange" => serve::<QueryRangeRequest, B>(state, request, |s, r| Box::pin(metrics_range(s, r))).await,
+                "MetricsQueryInstant" => serve::<QueryInstantRequest, B>(state, request, |s, r| Box::pin(metrics_instant(s, r))).await,
+                other => Status::unimplemented(format!("method `{other}` is not part of {SERVICE}")).into_http(),
+            })
+        })
+    }
+}
