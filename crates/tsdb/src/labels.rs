@@ -2,11 +2,22 @@
 //! compare and hash equal however they were built.
 
 use std::fmt;
+use std::sync::Arc;
 
 pub const METRIC_NAME: &str = "__name__";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+/// Shared, so that a query step copying a series' labels into its result costs a reference
+/// count, not a dozen allocations; `set` copies on write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Arc<Vec<(String, String)>>);
+
+impl Default for Labels {
+    /// The empty set, shared: aggregations without `by` ask for it once per sample.
+    fn default() -> Labels {
+        static EMPTY: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(|| Labels(Arc::new(Vec::new()))).clone()
+    }
+}
 
 impl Labels {
     /// Builds a label set; empty values are dropped (Prometheus treats `x=""` as absent) and a
@@ -21,7 +32,12 @@ impl Labels {
             }
         }
         labels.sort();
-        Labels(labels)
+        Labels(Arc::new(labels))
+    }
+
+    /// The identity of this label set's shared storage (equal for clones).
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -48,21 +64,25 @@ impl Labels {
     pub fn set(&mut self, name: &str, value: &str) {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value.to_owned(),
+            Ok(i) if self.0[i].1 != value => Arc::make_mut(&mut self.0)[i].1 = value.to_owned(),
+            Ok(_) => {}
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_owned(), value.to_owned())),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name.to_owned(), value.to_owned())),
         }
     }
 
     pub fn without_name(&self) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect())
+        if self.metric_name().is_none() {
+            return self.clone();
+        }
+        Labels(Arc::new(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect()))
     }
 
     /// Only the named labels (`by`), or all but them (`without`, which also drops `__name__`).
     pub fn project(&self, names: &[String], keep: bool) -> Labels {
-        Labels(
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(n, _)| {
@@ -75,7 +95,7 @@ impl Labels {
                 })
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 }
 

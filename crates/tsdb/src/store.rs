@@ -59,8 +59,9 @@ impl Series {
     }
 
     fn samples(&self, start: i64, end: i64) -> Vec<(i64, f64)> {
-        let mut out = Vec::new();
-        for chunk in self.chunks.iter().filter(|c| c.max_t >= start && c.min_t <= end) {
+        let overlapping: Vec<&Chunk> = self.chunks.iter().filter(|c| c.max_t >= start && c.min_t <= end).collect();
+        let mut out = Vec::with_capacity(overlapping.len() * chunk::SAMPLES_PER_CHUNK + self.head.len());
+        for chunk in overlapping {
             let from = out.len();
             if chunk::decode_into(&chunk.bytes, &mut out).is_none() {
                 debug_assert!(false, "a chunk this process encoded does not decode");
@@ -68,7 +69,11 @@ impl Series {
             }
         }
         out.extend_from_slice(&self.head);
-        out.retain(|&(t, _)| t >= start && t <= end);
+        // Samples are in time order: trim the ends instead of filtering everything.
+        let first = out.partition_point(|&(t, _)| t < start);
+        let last = out.partition_point(|&(t, _)| t <= end);
+        out.truncate(last);
+        out.drain(..first);
         out
     }
 
@@ -137,6 +142,26 @@ fn exact_name(matchers: &Matchers) -> Option<&str> {
     matchers.matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal)).map(|m| m.value.as_str())
 }
 
+/// Calls `each` once for every series of `state` matching any selector in `[start, end]`.
+fn visit<'s>(state: &'s TenantSeries, selectors: &[&Matchers], start: i64, end: i64, mut each: impl FnMut(&'s Labels, &'s Series)) {
+    let everything = Matchers::empty();
+    let selectors: &[&Matchers] = if selectors.is_empty() { &[&everything] } else { selectors };
+    let mut seen = BTreeSet::new();
+    for matchers in selectors {
+        let families: Vec<&HashMap<Labels, Series>> = match exact_name(matchers) {
+            Some(name) => state.by_name.get(name).into_iter().collect(),
+            None => state.by_name.values().collect(),
+        };
+        for family in families {
+            for (labels, series) in family {
+                if matches(matchers, labels) && series.overlaps(start, end) && seen.insert(labels) {
+                    each(labels, series);
+                }
+            }
+        }
+    }
+}
+
 impl Store {
     pub fn new(config: StoreConfig) -> Store {
         Store { config, tenants: RwLock::default(), counters: StoreCounters::default() }
@@ -174,45 +199,42 @@ impl Store {
 
     /// Every series matching any of `selectors` with samples in `[start, end]` (milliseconds).
     pub fn select(&self, tenant: &str, selectors: &[&Matchers], start: i64, end: i64) -> Vec<SeriesData> {
-        let mut out = Vec::new();
-        self.visit(tenant, selectors, start, end, |labels, series| {
-            let samples = series.samples(start, end);
-            if !samples.is_empty() {
-                out.push(SeriesData { labels: labels.clone(), samples });
-            }
-        });
+        let Some(state) = self.tenant(tenant) else { return Vec::new() };
+        let state = state.read();
+        let mut found: Vec<(&Labels, &Series)> = Vec::new();
+        visit(&state, selectors, start, end, |labels, series| found.push((labels, series)));
+        // Decoding a day of samples is the cost of a dashboard query: split it over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len() / 64).max(1);
+        let decode = |part: &[(&Labels, &Series)]| -> Vec<SeriesData> {
+            part.iter()
+                .filter_map(|(labels, series)| {
+                    let samples = series.samples(start, end);
+                    (!samples.is_empty()).then(|| SeriesData { labels: (*labels).clone(), samples })
+                })
+                .collect()
+        };
+        let mut out: Vec<SeriesData> = if threads == 1 {
+            decode(&found)
+        } else {
+            let per_thread = found.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = found.chunks(per_thread).map(|part| scope.spawn(move || decode(part))).collect();
+                handles.into_iter().flat_map(|handle| handle.join().unwrap_or_default()).collect()
+            })
+        };
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
     /// Label sets of the matching series (the `/series` API); no samples are decoded.
     pub fn series(&self, tenant: &str, selectors: &[&Matchers], start: i64, end: i64) -> Vec<Labels> {
+        let Some(state) = self.tenant(tenant) else { return Vec::new() };
+        let state = state.read();
         let mut out = BTreeSet::new();
-        self.visit(tenant, selectors, start, end, |labels, _| {
+        visit(&state, selectors, start, end, |labels, _| {
             out.insert(labels.clone());
         });
         out.into_iter().collect()
-    }
-
-    fn visit(&self, tenant: &str, selectors: &[&Matchers], start: i64, end: i64, mut each: impl FnMut(&Labels, &Series)) {
-        let Some(state) = self.tenant(tenant) else { return };
-        let state = state.read();
-        let everything = Matchers::empty();
-        let selectors: &[&Matchers] = if selectors.is_empty() { &[&everything] } else { selectors };
-        let mut seen = BTreeSet::new();
-        for matchers in selectors {
-            let families: Vec<&HashMap<Labels, Series>> = match exact_name(matchers) {
-                Some(name) => state.by_name.get(name).into_iter().collect(),
-                None => state.by_name.values().collect(),
-            };
-            for family in families {
-                for (labels, series) in family {
-                    if matches(matchers, labels) && series.overlaps(start, end) && seen.insert(labels) {
-                        each(labels, series);
-                    }
-                }
-            }
-        }
     }
 
     /// Drops samples older than the retention, and series left empty.

@@ -2,7 +2,7 @@
 //! with `by (…)` / `without (…)`. `topk`/`bottomk` keep the input series' labels; the others
 //! label each group with the grouping labels.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -34,10 +34,16 @@ pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64)
         other => return Err(QueryError::bad(format!("expected type instant vector in aggregation expression, got {}", other.type_name()))),
     };
     let op = aggregate.op.id();
-    let mut groups: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    // Grouping labels are interned by the evaluator: equal groups share an identity, so samples
+    // are grouped by that number; groups come out in label order.
+    let node = aggregate as *const AggregateExpr as usize;
+    let mut by_identity: FxHashMap<usize, (Labels, Vec<Sample>)> = FxHashMap::default();
     for sample in samples {
-        groups.entry(group_labels(&sample.labels, &aggregate.modifier)).or_default().push(sample);
+        let key = evaluator.derived(node, &sample.labels, |labels| group_labels(labels, &aggregate.modifier));
+        by_identity.entry(key.identity()).or_insert_with(|| (key, Vec::new())).1.push(sample);
     }
+    let mut groups: Vec<(Labels, Vec<Sample>)> = by_identity.into_values().collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
     if op == token::T_TOPK || op == token::T_BOTTOMK {
         let k = scalar_param(evaluator, aggregate, t)?;
         if k.is_nan() || k < 1.0 {

@@ -1,12 +1,15 @@
 //! The evaluator: one expression at one timestamp, over selector data fetched once per query.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{Expr, Offset, VectorSelector};
 
 use super::{aggregate, binary, functions, QueryError, Sample, Series};
-use crate::labels::METRIC_NAME;
+use crate::labels::{Labels, METRIC_NAME};
 use crate::store::{SeriesData, Store};
 
 /// How far back an instant selector looks for a sample (Prometheus' default `5m`).
@@ -31,9 +34,33 @@ impl Value {
     }
 }
 
+/// A selector's series over the whole query window, with its labels minus `__name__` computed
+/// once (range functions and arithmetic drop the name at every step).
+struct Selected {
+    series: Vec<SeriesData>,
+    nameless: Vec<Labels>,
+    /// Per series, the last window's (first, end) sample indexes: a range query's steps move
+    /// forward, so each step advances them instead of searching 24 h of samples again.
+    cursors: Vec<Cell<(usize, usize)>>,
+}
+
 pub(crate) struct Evaluator {
-    /// Selector node address → its series over the whole query window.
-    data: HashMap<usize, Vec<SeriesData>>,
+    /// Selector node address → its series.
+    data: HashMap<usize, Selected>,
+    /// (node address, label-set identity) → (the label set, kept alive so its address cannot be
+    /// reused; the derived label set). A range query derives the same grouping labels from the
+    /// same series at every step; this does it once per series.
+    derived: FxHashMap<(usize, usize), (Labels, Labels)>,
+    /// Derived label sets, one shared copy per distinct content, so that equal groups share an
+    /// identity and grouping can hash identities instead of label strings.
+    interned: FxHashMap<Labels, Labels>,
+}
+
+/// One series of a range selector at one step: borrowed, not copied.
+pub(crate) struct Window<'e> {
+    pub labels: &'e Labels,
+    pub nameless: &'e Labels,
+    pub samples: &'e [(i64, f64)],
 }
 
 fn key(selector: &VectorSelector) -> usize {
@@ -57,11 +84,25 @@ fn full_matchers(selector: &VectorSelector) -> Matchers {
     matchers
 }
 
-/// Samples with `after < t <= until`, as a sub-slice.
-pub(crate) fn window(samples: &[(i64, f64)], after: i64, until: i64) -> &[(i64, f64)] {
-    let from = samples.partition_point(|s| s.0 <= after);
-    let to = samples.partition_point(|s| s.0 <= until);
-    &samples[from..to.max(from)]
+/// Samples with `after < t <= until`, as a sub-slice, resuming from the previous window's bounds when they are still valid (they are
+/// whenever the window moved forward), else searching afresh.
+fn window_with_cursor<'s>(samples: &'s [(i64, f64)], after: i64, until: i64, cursor: &Cell<(usize, usize)>) -> &'s [(i64, f64)] {
+    let (mut from, mut to) = cursor.get();
+    let valid = from <= samples.len() && to <= samples.len() && (from == 0 || samples[from - 1].0 <= after) && (to == 0 || samples[to - 1].0 <= until);
+    if !valid {
+        from = samples.partition_point(|s| s.0 <= after);
+        to = samples.partition_point(|s| s.0 <= until);
+    } else {
+        while from < samples.len() && samples[from].0 <= after {
+            from += 1;
+        }
+        while to < samples.len() && samples[to].0 <= until {
+            to += 1;
+        }
+    }
+    let to = to.max(from);
+    cursor.set((from, to));
+    &samples[from..to]
 }
 
 impl Evaluator {
@@ -78,36 +119,62 @@ impl Evaluator {
             let offset = offset_ms(selector);
             let matchers = full_matchers(selector);
             let series = store.select(tenant, &[&matchers], start_ms - offset - reach_ms, end_ms - offset);
-            data.insert(key(selector), series);
+            let nameless = series.iter().map(|s| s.labels.without_name()).collect();
+            let cursors = series.iter().map(|_| Cell::new((0, 0))).collect();
+            data.insert(key(selector), Selected { series, nameless, cursors });
         }
-        Ok(Evaluator { data })
+        Ok(Evaluator { data, derived: FxHashMap::default(), interned: FxHashMap::default() })
     }
 
-    fn series(&self, selector: &VectorSelector) -> &[SeriesData] {
-        self.data.get(&key(selector)).map(Vec::as_slice).unwrap_or(&[])
+    /// `derive(labels)` for the expression node at `node`, cached across steps.
+    /// Equal results share one identity (see `interned`).
+    pub(crate) fn derived(&mut self, node: usize, labels: &Labels, derive: impl FnOnce(&Labels) -> Labels) -> Labels {
+        if let Some((_, derived)) = self.derived.get(&(node, labels.identity())) {
+            return derived.clone();
+        }
+        let fresh = derive(labels);
+        let shared = self.interned.entry(fresh.clone()).or_insert(fresh).clone();
+        self.derived.insert((node, labels.identity()), (labels.clone(), shared.clone()));
+        shared
+    }
+
+    fn selected(&self, selector: &VectorSelector) -> Option<&Selected> {
+        self.data.get(&key(selector))
     }
 
     pub(crate) fn instant_selector(&self, selector: &VectorSelector, t: i64) -> Vec<Sample> {
         let at = t - offset_ms(selector);
+        let Some(selected) = self.selected(selector) else { return Vec::new() };
         let mut out = Vec::new();
-        for series in self.series(selector) {
-            if let Some(&(_, value)) = window(&series.samples, at - LOOKBACK_MS, at).last() {
+        for (series, cursor) in selected.series.iter().zip(&selected.cursors) {
+            if let Some(&(_, value)) = window_with_cursor(&series.samples, at - LOOKBACK_MS, at, cursor).last() {
                 out.push(Sample { labels: series.labels.clone(), value });
             }
         }
         out
     }
 
-    pub(crate) fn range_selector(&self, selector: &VectorSelector, range_ms: i64, t: i64) -> Vec<Series> {
+    /// Each series' samples in `(t - offset - range, t - offset]`, borrowed.
+    pub(crate) fn range_windows(&self, selector: &VectorSelector, range_ms: i64, t: i64) -> Vec<Window<'_>> {
         let at = t - offset_ms(selector);
-        let mut out = Vec::new();
-        for series in self.series(selector) {
-            let samples = window(&series.samples, at - range_ms, at);
-            if !samples.is_empty() {
-                out.push(Series { labels: series.labels.clone(), samples: samples.to_vec() });
-            }
-        }
-        out
+        let Some(selected) = self.selected(selector) else { return Vec::new() };
+        selected
+            .series
+            .iter()
+            .zip(&selected.nameless)
+            .zip(&selected.cursors)
+            .filter_map(|((series, nameless), cursor)| {
+                let samples = window_with_cursor(&series.samples, at - range_ms, at, cursor);
+                (!samples.is_empty()).then_some(Window { labels: &series.labels, nameless, samples })
+            })
+            .collect()
+    }
+
+    pub(crate) fn range_selector(&self, selector: &VectorSelector, range_ms: i64, t: i64) -> Vec<Series> {
+        self.range_windows(selector, range_ms, t)
+            .into_iter()
+            .map(|w| Series { labels: w.labels.clone(), samples: w.samples.to_vec() })
+            .collect()
     }
 
     pub(crate) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Value, QueryError> {

@@ -2,12 +2,11 @@
 //! per-sample math functions, `histogram_quantile`, `label_replace`/`label_join`, and the
 //! scalar/vector conversions.
 
-use std::collections::BTreeMap;
 
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Evaluator, Value};
-use super::{QueryError, Sample, Series};
+use super::eval::{Evaluator, Value, Window};
+use super::{QueryError, Sample};
 use crate::labels::Labels;
 
 fn arg_scalar(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Result<f64, QueryError> {
@@ -43,12 +42,12 @@ fn argument(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Res
     evaluator.eval(arg, t)
 }
 
-/// The range argument of a range function: the matrix selector and its window length.
-fn arg_matrix(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Result<(Vec<Series>, i64), QueryError> {
+/// The range argument of a range function: each series' window (borrowed) and the range.
+fn arg_matrix<'e>(evaluator: &'e Evaluator, call: &Call, index: usize, t: i64) -> Result<(Vec<Window<'e>>, i64), QueryError> {
     match call.args.args.get(index).map(|a| unwrap_parens(a)) {
         Some(Expr::MatrixSelector(matrix)) => {
             let range_ms = matrix.range.as_millis() as i64;
-            Ok((evaluator.range_selector(&matrix.vs, range_ms, t), range_ms))
+            Ok((evaluator.range_windows(&matrix.vs, range_ms, t), range_ms))
         }
         _ => Err(QueryError::bad(format!("expected type range vector in call to function \"{}\"", call.func.name))),
     }
@@ -208,15 +207,20 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
     bucket_start + (bucket_end - bucket_start) * (rank / count)
 }
 
-fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Vec<Sample> {
-    let mut groups: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+fn histogram_quantile(evaluator: &mut Evaluator, node: usize, q: f64, samples: Vec<Sample>) -> Vec<Sample> {
+    let mut groups: rustc_hash::FxHashMap<usize, (Labels, Vec<(f64, f64)>)> = rustc_hash::FxHashMap::default();
     for sample in samples {
         let Some(upper) = sample.labels.get("le").and_then(parse_bound) else { continue };
-        let mut labels = sample.labels.without_name();
-        labels.set("le", "");
-        groups.entry(labels).or_default().push((upper, sample.value));
+        let labels = evaluator.derived(node, &sample.labels, |labels| {
+            let mut labels = labels.without_name();
+            labels.set("le", "");
+            labels
+        });
+        groups.entry(labels.identity()).or_insert_with(|| (labels, Vec::new())).1.push((upper, sample.value));
     }
-    groups.into_iter().map(|(labels, mut buckets)| Sample { labels, value: bucket_quantile(q, &mut buckets) }).collect()
+    let mut out: Vec<Sample> = groups.into_values().map(|(labels, mut buckets)| Sample { labels, value: bucket_quantile(q, &mut buckets) }).collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
 }
 
 fn parse_bound(text: &str) -> Option<f64> {
@@ -296,8 +300,8 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
                 series
                     .into_iter()
                     .filter_map(|s| {
-                        let value = extrapolated_rate(&s.samples, range_ms, window_end, name != "delta", name == "rate")?;
-                        Some(Sample { labels: s.labels.without_name(), value })
+                        let value = extrapolated_rate(s.samples, range_ms, window_end, name != "delta", name == "rate")?;
+                        Some(Sample { labels: s.nameless.clone(), value })
                     })
                     .collect(),
             )
@@ -307,7 +311,7 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
             Value::Vector(
                 series
                     .into_iter()
-                    .filter_map(|s| Some(Sample { value: instant_rate(&s.samples, name == "irate")?, labels: s.labels.without_name() }))
+                    .filter_map(|s| Some(Sample { value: instant_rate(s.samples, name == "irate")?, labels: s.nameless.clone() }))
                     .collect(),
             )
         }
@@ -320,8 +324,8 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
                 series
                     .into_iter()
                     .filter_map(|s| {
-                        let value = over_time(name, &s.samples, parameter)?;
-                        Some(Sample { labels: if keeps_name { s.labels } else { s.labels.without_name() }, value })
+                        let value = over_time(name, s.samples, parameter)?;
+                        Some(Sample { labels: if keeps_name { s.labels.clone() } else { s.nameless.clone() }, value })
                     })
                     .collect(),
             )
@@ -341,7 +345,8 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
         }
         "histogram_quantile" => {
             let q = arg_scalar(evaluator, call, 0, t)?;
-            Value::Vector(histogram_quantile(q, arg_vector(evaluator, call, 1, t)?))
+            let buckets = arg_vector(evaluator, call, 1, t)?;
+            Value::Vector(histogram_quantile(evaluator, call as *const Call as usize, q, buckets))
         }
         "label_replace" => Value::Vector(label_replace(evaluator, call, t)?),
         "label_join" => {
