@@ -192,21 +192,82 @@ def phase_rss(work, seconds, spans_per_s):
             "peak_rss_mib": round(peak / 2**20, 1), "median_rss_mib": round(statistics.median(samples) / 2**20, 1)}
 
 
-def phase_search(work, target_spans):
-    """Loads ~target_spans with `andante gen`, then times TraceQL searches and tag values."""
-    storage = work / "search"
+def load_spans(work, name, target_spans):
+    """A server holding ~target_spans from `andante gen` (sent now, so within the last hour),
+    waited on until (nearly) every span is in a block, so queries measure block reads."""
+    storage = work / name
     server = Server(storage, "--live.trace-idle", "1s", "--compaction.enabled", "false").start()
     traces = round(target_spans / 10.3)
     load = subprocess.Popen([str(BINARY), "gen", "--endpoint", server.grpc, "--traces", str(traces), "--rate", "12000",
                              "--batch", "100", "--concurrency", "16", "--seed", "7"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     load_output, _ = load.communicate()
-    # Wait until (nearly) every span is in a block, so the searches measure block scans.
     sent = server.metric("andante_spans_received_total")
     waited = time.time()
     while block_stats(storage)["spans"] < 0.99 * sent and time.time() - waited < 180:
         time.sleep(2)
-    stats = block_stats(storage)
+    return server, load_output.strip(), block_stats(storage)
+
+
+def quantile(values, q):
+    return round(statistics.quantiles(values, n=100)[q - 1], 1)
+
+
+def phase_metrics(work, target_spans):
+    """TraceQL metrics over ~target_spans sent in the last hour (the issue's two queries)."""
+    server, load_output, stats = load_spans(work, "metrics", target_spans)
+    session = requests.Session()
+    results = {"load": load_output, "blocks": stats}
+    queries = {
+        "rate_by_service": "{ } | rate() by (resource.service.name)",
+        "p99_by_name": "{ } | quantile_over_time(duration, .99) by (name)",
+    }
+    for name, q in queries.items():
+        latencies, cpu_before, last = [], server.cpu_seconds(), None
+        for _ in range(5):
+            end = int(time.time()) + 1
+            started = time.perf_counter()
+            response = session.get(f"{server.url}/api/metrics/query_range", params={"q": q, "start": end - 3600, "end": end})
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+            last = response.json()
+        cpu = server.cpu_seconds() - cpu_before
+        spans = int(last["metrics"].get("inspectedSpans", "0"))
+        results[name] = {"q": q, "ms_p50": quantile(latencies, 50), "ms_min": round(min(latencies), 1), "series": len(last["series"]),
+                         "spans_inspected": spans, "bytes_read": int(last["metrics"].get("inspectedBytes", "0")),
+                         "spans_per_cpu_s": round(spans * 5 / max(cpu, 1e-9))}
+    server.stop()
+    return results
+
+
+def phase_generator(work, seconds, rate, pairs=3):
+    """Server CPU per ingested span with the metrics generator off and on, alternating runs."""
+    off = ["--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false"]
+    runs = {"off": [], "on": []}
+    dropped = 0.0
+    for pair in range(pairs):
+        for mode in ("off", "on"):
+            storage = work / f"generator-{mode}-{pair}"
+            server = Server(storage, "--live.trace-idle", "2s", "--compaction.enabled", "false", *(off if mode == "off" else [])).start()
+            cpu_before, spans_before = server.cpu_seconds(), server.metric("andante_spans_received_total")
+            gen(server, seconds, rate).communicate()
+            cpu = server.cpu_seconds() - cpu_before
+            spans = server.metric("andante_spans_received_total") - spans_before
+            if mode == "on":
+                for line in requests.get(f"{server.url}/metrics", timeout=5).text.splitlines():
+                    if line.startswith('andante_generator_spans_discarded_total{reason="queue_full"}'):
+                        dropped += float(line.split()[1])
+            server.stop()
+            runs[mode].append(cpu * 1e6 / max(spans, 1))
+    off_us, on_us = statistics.median(runs["off"]), statistics.median(runs["on"])
+    return {"cpu_us_per_span_off": [round(v, 2) for v in runs["off"]], "cpu_us_per_span_on": [round(v, 2) for v in runs["on"]],
+            "median_off": round(off_us, 2), "median_on": round(on_us, 2),
+            "generator_share_of_ingest_cpu": round((on_us - off_us) / off_us, 3), "spans_dropped_queue_full": dropped}
+
+
+def phase_search(work, target_spans):
+    """Loads ~target_spans with `andante gen`, then times TraceQL searches and tag values."""
+    server, load_output, stats = load_spans(work, "search", target_spans)
     session = requests.Session()
     users = session.get(f"{server.url}/api/v2/search/tag/span.enduser.id/values", params={"limit": 50}).json()["tagValues"]
     user = users[len(users) // 2]["value"]
@@ -218,8 +279,7 @@ def phase_search(work, target_spans):
         "aggregate": '{ resource.service.name = "payment" } | count() > 1',
         "duration_filter": "{ duration > 2s }",
     }
-    quantile = lambda values, q: round(statistics.quantiles(values, n=100)[q - 1], 1)
-    results = {"load": load_output.strip(), "blocks": stats}
+    results = {"load": load_output, "blocks": stats}
     for name, q in queries.items():
         latencies, cpu_before, last = [], server.cpu_seconds(), None
         for _ in range(10):
@@ -248,7 +308,7 @@ def phase_search(work, target_spans):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "all"])
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "all"])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
@@ -265,6 +325,10 @@ def main():
             results["rss"] = phase_rss(work, args.seconds, 50_000)
         if args.phase in ("search", "all"):
             results["search"] = phase_search(work, args.search_spans)
+        if args.phase in ("generator", "all"):
+            results["generator"] = phase_generator(work, args.seconds, args.rate)
+        if args.phase in ("metrics", "all"):
+            results["metrics"] = phase_metrics(work, args.search_spans)
     json.dump(results, sys.stdout, indent=2)
     print()
 

@@ -352,6 +352,17 @@ def test_traceql_metrics_range_shape_and_quantiles(loaded):
     histogram = prom_query(f"{loaded.url}/prometheus", 'histogram_quantile(0.9, sum by (le) (increase(traces_spanmetrics_latency_bucket{service="frontend", span_kind="SPAN_KIND_SERVER"}[10m])))', time.time())
     estimate = float(histogram["result"][0]["value"][1])
     assert 0.128 <= estimate <= 0.256 and 0.128 <= exact_p90 <= 0.256, (estimate, exact_p90)
+    # Exemplars: asked for by parameter, each labelled with a trace ID of the traffic.
+    body = traceql_metrics(loaded, "query_range", "{ kind = server } | rate() by (resource.service.name)", start=start, end=end, step="15s", exemplars=10)
+    trace_ids = {f"{n:032x}" for n in range(1, TRACES + 1)}
+    for series in body["series"]:
+        assert series["exemplars"], series
+        for exemplar in series["exemplars"]:
+            assert exemplar["labels"][0]["key"] == "trace:id" and exemplar["labels"][0]["value"]["stringValue"] in trace_ids
+            assert exemplar["value"] > 0 and int(exemplar["timestampMs"]) // 1000 >= loaded.traffic_start
+    assert sum(len(s["exemplars"]) for s in body["series"]) <= 10
+    plain = traceql_metrics(loaded, "query_range", "{ kind = server } | rate() by (resource.service.name)", start=start, end=end, step="15s")
+    assert all(s["exemplars"] == [] for s in plain["series"])
     # Second stages and errors.
     top = traceql_metrics(loaded, "query", "{ } | count_over_time() by (resource.service.name) | topk(1)", start=loaded.traffic_start, end=int(time.time()) + 1)
     assert [s["labels"][0]["value"]["stringValue"] for s in top["series"]] == ["checkout"]
@@ -359,3 +370,46 @@ def test_traceql_metrics_range_shape_and_quantiles(loaded):
     assert bad.status_code == 400 and "line 1, col" in bad.text
     bad = requests.get(f"{loaded.url}/api/metrics/query_range", params={"q": "{ } | rate()", "start": "1", "end": "200000"}, timeout=10)
     assert bad.status_code == 400 and "24h" in bad.text
+
+
+def test_remote_write_retries_server_errors_and_drops_refusals(make_server):
+    """A receiver that fails with 503 three times is retried until it accepts; one that answers
+    400 gets the batch once, and the samples are counted as failed, not retried forever."""
+    import http.server
+    import threading
+
+    seen = {"/flaky": [], "/refuse": []}
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen[self.path].append(({k.lower(): v for k, v in self.headers.items()}, len(body)))
+            if self.path == "/refuse":
+                status = 400
+            else:
+                status = 503 if len(seen[self.path]) <= 3 else 204
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{receiver.server_address[1]}"
+    try:
+        server = make_server("--generator.collection-interval", "1s", "--generator.remote-write.urls", f"{base}/flaky,{base}/refuse")
+        post(server, [resource("svc", [span(f"{7:032x}", f"{7:016x}", None, "op", 2, now_ns() - 10**9, 5)])])
+        wait_for(lambda: len(seen["/flaky"]) > 3, timeout=30, what="the flaky receiver to accept")
+        headers, size = seen["/flaky"][-1]
+        assert headers["content-encoding"] == "snappy" and headers["content-type"] == "application/x-protobuf" and size > 0
+        assert headers["x-prometheus-remote-write-version"] == "0.1.0"
+        wait_for(lambda: server.metric("andante_remote_write_samples_sent_total") > 0, what="samples counted as sent")
+        assert server.metric("andante_remote_write_retries_total") >= 3
+        wait_for(lambda: server.metric("andante_remote_write_samples_failed_total") > 0, what="refused samples counted")
+        refused_attempts = len(seen["/refuse"])
+        time.sleep(1.5)
+        assert len(seen["/refuse"]) <= refused_attempts + 2, "a 400 is not retried (only new collections arrive)"
+    finally:
+        receiver.shutdown()

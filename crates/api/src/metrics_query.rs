@@ -5,7 +5,8 @@
 //!
 //! Parameters as Tempo: `q` (or the legacy `query`), `start`/`end` (Unix seconds, Unix
 //! nanoseconds or RFC 3339; default the last `since`, 1 h), `step` (a duration; default range /
-//! 240 snapped up to a 1 s…1 h grid). Ranges over 24 h and more than 10 000 intervals are refused.
+//! 240 snapped up to a 1 s…1 h grid), `exemplars` (or `with(exemplars=true)`; at most 100, each
+//! labelled `trace:id`). Ranges over 24 h and more than 10 000 intervals are refused.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,6 +27,23 @@ const MAX_RANGE: Duration = Duration::from_secs(24 * 3600);
 const MAX_INTERVALS: u64 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(60);
 const STEP_GRID_SECS: &[u64] = &[1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+/// Tempo's cap on exemplars per query (`max_exemplars`).
+const MAX_EXEMPLARS: usize = 100;
+
+/// How many exemplars to return: the `exemplars` parameter, else the `with(exemplars=…)` hint
+/// (`true` means the cap), at most [`MAX_EXEMPLARS`].
+fn exemplar_count(params: &HashMap<String, String>, query: &andante_traceql::MetricsQuery) -> Result<usize, ApiError> {
+    use andante_traceql::ast::Static;
+    if let Some(text) = params.get("exemplars").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let count: usize = text.parse().map_err(|_| ApiError::bad_request(format!("invalid exemplars `{text}`: expected a whole number")))?;
+        return Ok(count.min(MAX_EXEMPLARS));
+    }
+    Ok(match query.search.hint("exemplars") {
+        Some(Static::Bool(true)) => MAX_EXEMPLARS,
+        Some(Static::Int(count)) => (*count).clamp(0, MAX_EXEMPLARS as i64) as usize,
+        _ => 0,
+    })
+}
 
 /// `start`/`end`: Unix seconds (fractions allowed), Unix nanoseconds, or RFC 3339.
 fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
@@ -148,7 +166,8 @@ pub(crate) async fn run(state: &SharedState, headers: &HeaderMap, params: &HashM
         }
         Intervals::range(window.start, window.end, step)
     };
-    let request = MetricsRequest { query, intervals, deadline: Some(Instant::now() + DEADLINE) };
+    let max_exemplars = if instant { 0 } else { exemplar_count(params, &query)? };
+    let request = MetricsRequest { query, intervals, deadline: Some(Instant::now() + DEADLINE), max_exemplars };
     let result = state.querier.metrics(&tenants, &request).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial metrics result");
@@ -176,10 +195,21 @@ pub(crate) async fn query_range(
                     Some(if value == 0.0 { json!({ "timestampMs": timestamp }) } else { json!({ "timestampMs": timestamp, "value": value }) })
                 })
                 .collect();
+            let exemplars: Vec<Value> = series
+                .exemplars
+                .iter()
+                .map(|e| {
+                    json!({
+                        "labels": [label_json("trace:id", &LabelValue::String(hex::encode(e.trace_id)))],
+                        "value": e.value,
+                        "timestampMs": e.timestamp_ms.to_string(),
+                    })
+                })
+                .collect();
             json!({
                 "labels": series.labels.iter().map(|(name, value)| label_json(name, value)).collect::<Vec<_>>(),
                 "samples": samples,
-                "exemplars": [],
+                "exemplars": exemplars,
             })
         })
         .collect();

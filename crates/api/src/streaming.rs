@@ -248,6 +248,7 @@ async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) 
         ("start", body.start.to_string()),
         ("end", body.end.to_string()),
         ("step", if body.step > 0 { format!("{}ns", body.step) } else { String::new() }),
+        ("exemplars", body.exemplars.to_string()),
     ]);
     let (result, intervals) = metrics_query::run(&state, &headers, &params, false).await.map_err(status)?;
     let series = result
@@ -260,6 +261,15 @@ async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) 
                 .iter()
                 .enumerate()
                 .filter_map(|(k, sample)| sample.map(|value| Sample { value, timestamp_ms: intervals.end_millis(k) }))
+                .collect(),
+            exemplars: series
+                .exemplars
+                .iter()
+                .map(|e| Exemplar {
+                    labels: vec![label("trace:id", &LabelValue::String(hex::encode(e.trace_id)))],
+                    value: e.value,
+                    timestamp_ms: e.timestamp_ms,
+                })
                 .collect(),
         })
         .collect();

@@ -246,6 +246,18 @@ pub struct TimeSeries {
     pub labels: Vec<KeyValue>,
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "4")]
+    pub exemplars: Vec<Exemplar>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<KeyValue>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp_ms: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -8,6 +8,7 @@
 
 mod attributes;
 pub mod feed;
+pub mod filter;
 pub mod registry;
 pub mod remote_write;
 pub mod servicegraphs;
@@ -21,6 +22,7 @@ use andante_model::TenantId;
 use andante_tsdb::LabeledSample;
 use parking_lot::Mutex;
 
+pub use filter::SpanFilter;
 pub use registry::{Registry, RegistryCounts, RegistryLimits};
 pub use servicegraphs::{ServiceGraphCounts, ServiceGraphs, ServiceGraphsConfig};
 pub use spanmetrics::{SpanMetrics, SpanMetricsConfig};

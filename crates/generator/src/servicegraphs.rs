@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use andante_model::otlp::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, Span};
 
 use crate::attributes::{find_string, first_of};
+use crate::filter::{passes, SpanFilter};
 use crate::registry::{FamilyId, Registry};
 
 /// Tempo's default: `prometheus.ExponentialBuckets(0.1, 2, 8)`, 0.1 s to 12.8 s.
@@ -32,6 +33,8 @@ pub struct ServiceGraphsConfig {
     pub database_name_attributes: Vec<String>,
     pub enable_messaging_latency: bool,
     pub enable_virtual_node_label: bool,
+    /// Which spans take part (Tempo's `filter_policies`).
+    pub filter: SpanFilter,
 }
 
 impl Default for ServiceGraphsConfig {
@@ -45,6 +48,7 @@ impl Default for ServiceGraphsConfig {
             database_name_attributes: strings(&["db.namespace", "db.name", "db.system", "db.system.name"]),
             enable_messaging_latency: false,
             enable_virtual_node_label: false,
+            filter: SpanFilter::default(),
         }
     }
 }
@@ -139,7 +143,8 @@ impl ServiceGraphs {
     pub fn push(&mut self, registry: &mut Registry, batch: &ResourceSpans, now_ms: i64) {
         let resource = batch.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
         let service = find_string(resource, "service.name").unwrap_or_default();
-        for span in batch.scope_spans.iter().flat_map(|s| &s.spans) {
+        let kept = self.config.filter.kept(batch);
+        for span in batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|span| passes(&kept, span)) {
             let Ok(trace_id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else { continue };
             let is_client = span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
             let is_server = span.kind == SpanKind::Server as i32 || span.kind == SpanKind::Consumer as i32;

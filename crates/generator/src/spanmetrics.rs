@@ -7,6 +7,7 @@ use andante_model::otlp::trace::v1::{span::SpanKind, status::StatusCode, Resourc
 use prost::Message;
 
 use crate::attributes::{as_f64, find, find_string, label_value};
+use crate::filter::{passes, SpanFilter};
 use crate::registry::{sanitize_label_name, FamilyId, Registry};
 
 /// Tempo's default: `prometheus.ExponentialBuckets(0.002, 2, 14)`, 2 ms to 16.384 s.
@@ -23,6 +24,8 @@ pub struct SpanMetricsConfig {
     pub enable_target_info: bool,
     /// A numeric span attribute that multiplies a span's weight (sampled traffic).
     pub span_multiplier_key: String,
+    /// Which spans are counted (Tempo's `filter_policies`).
+    pub filter: SpanFilter,
 }
 
 impl Default for SpanMetricsConfig {
@@ -33,6 +36,7 @@ impl Default for SpanMetricsConfig {
             include_status_message: false,
             enable_target_info: false,
             span_multiplier_key: "X-SampleRatio".to_owned(),
+            filter: SpanFilter::default(),
         }
     }
 }
@@ -86,7 +90,8 @@ impl SpanMetrics {
         if self.target_info.is_some() {
             self.push_target_info(registry, resource, &job, &instance, now_ms);
         }
-        for span in batch.scope_spans.iter().flat_map(|s| &s.spans) {
+        let kept = self.config.filter.kept(batch);
+        for span in batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|span| passes(&kept, span)) {
             let mut values = vec![service.clone(), span.name.clone(), kind_name(span.kind).to_owned(), status_name(span).to_owned()];
             if self.config.include_status_message {
                 values.push(span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default());

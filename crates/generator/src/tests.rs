@@ -251,3 +251,26 @@ fn active_series_limit_overflows_per_tenant() {
     let other = generator.collect(NOW_MS).into_iter().find(|(t, _)| t.as_str() == "other").unwrap().1;
     assert!(value(&other, r#"traces_spanmetrics_calls_total{service="svc", span_kind="SPAN_KIND_SERVER", span_name="z", status_code="STATUS_CODE_UNSET"}"#, NOW_MS).is_some());
 }
+
+#[test]
+fn filter_policies_select_the_spans_each_processor_counts() {
+    let config = GeneratorConfig {
+        span_metrics: Some(SpanMetricsConfig {
+            filter: SpanFilter::parse("{ kind = server }", "{ name = \"GET /health\" }").unwrap(),
+            ..SpanMetricsConfig::default()
+        }),
+        service_graphs: Some(ServiceGraphsConfig { filter: SpanFilter::parse("", "{ resource.service.name = \"probe\" }").unwrap(), ..ServiceGraphsConfig::default() }),
+        ..GeneratorConfig::default()
+    };
+    let generator = Generator::new(config);
+    generator.push(&tenant(), &[batch(2, "api", vec![spec(1, 0, SpanKind::Server, "GET /x", 1), spec(2, 0, SpanKind::Server, "GET /health", 1), spec(3, 1, SpanKind::Client, "call", 1)])], NOW_MS);
+    generator.push(&tenant(), &[batch(2, "probe", vec![spec(4, 0, SpanKind::Server, "ping", 1)])], NOW_MS);
+    let samples = collect(&generator, NOW_MS);
+    let names: Vec<&str> = samples.iter().filter(|(l, t, _)| *t == NOW_MS && l.metric_name() == Some("traces_spanmetrics_calls_total")).filter_map(|(l, _, _)| l.get("span_name")).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"GET /x") && names.contains(&"ping"), "{names:?}");
+    let user_edges: Vec<&str> = samples.iter().filter(|(l, t, _)| *t == NOW_MS && l.metric_name() == Some("traces_service_graph_request_total")).filter_map(|(l, _, _)| l.get("server")).collect();
+    assert_eq!(user_edges, vec!["api"], "the probe's root span is excluded from the service graph");
+    assert!(SpanFilter::parse("{ .a = 1 } >> { .b = 2 }", "").is_err());
+    assert!(SpanFilter::parse("{ .a = ", "").unwrap_err().contains("include filter"));
+}

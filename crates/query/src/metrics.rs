@@ -25,6 +25,8 @@ pub struct MetricsRequest {
     pub query: MetricsQuery,
     pub intervals: Intervals,
     pub deadline: Option<Instant>,
+    /// Most exemplars in the answer (0: none).
+    pub max_exemplars: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,8 +47,8 @@ pub struct MetricsResult {
 }
 
 /// Folds traces into a fresh accumulator; also returns how many spans it looked at.
-fn fold(query: &MetricsQuery, intervals: Intervals, traces: &[(TraceId, Vec<ResourceSpans>)]) -> (Accumulator, u64) {
-    let mut accumulator = Accumulator::new(intervals);
+fn fold(query: &MetricsQuery, intervals: Intervals, exemplars: usize, traces: &[(TraceId, Vec<ResourceSpans>)]) -> (Accumulator, u64) {
+    let mut accumulator = Accumulator::new(intervals).with_exemplars(exemplars);
     let mut spans = 0u64;
     for (trace_id, resource_spans) in traces {
         let view = TraceView::new(trace_id.0, resource_spans);
@@ -65,7 +67,8 @@ impl Querier {
         let plan = Arc::new(ScanPlan::new(condition, window_start..window_end));
         let query = Arc::new(request.query.clone());
         let intervals = request.intervals;
-        let mut total = Accumulator::new(intervals);
+        let exemplars = request.max_exemplars;
+        let mut total = Accumulator::new(intervals).with_exemplars(exemplars);
         let mut failures = Vec::new();
 
         for tenant in tenants.iter() {
@@ -84,7 +87,7 @@ impl Querier {
                         let outcome = handle.scan(&storage, plan, cpu.clone()).await?;
                         bytes += outcome.bytes_read;
                         if outcome.candidates.is_empty() {
-                            return Ok((Accumulator::new(intervals), 0, 0, bytes, Vec::new()));
+                            return Ok((Accumulator::new(intervals).with_exemplars(exemplars), 0, 0, bytes, Vec::new()));
                         }
                         Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
                     } else {
@@ -107,7 +110,7 @@ impl Querier {
                                 mine.push((trace.trace_id, trace.resource_spans));
                             }
                         }
-                        let (accumulator, spans) = fold(&query, intervals, &mine);
+                        let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
                         (accumulator, spans, mine.len() as u64, shared_with_live)
                     })
                     .await
@@ -148,7 +151,7 @@ impl Querier {
             let folded = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let traces = merged.len() as u64;
-                let (accumulator, spans) = fold(&query, intervals, &merged);
+                let (accumulator, spans) = fold(&query, intervals, exemplars, &merged);
                 (accumulator, spans, traces)
             })
             .await;

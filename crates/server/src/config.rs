@@ -77,7 +77,11 @@ pub const KEYS: &[Key] = &[
     key("generator.span_metrics.dimensions", Str, "", "Comma-separated span (then resource) attributes added as labels, e.g. `http.route,http.request.method`."),
     key("generator.span_metrics.include_status_message", Bool, "false", "Add the `status_message` label to span metrics."),
     key("generator.span_metrics.enable_target_info", Bool, "false", "Add `job`/`instance` labels and write `traces_target_info` from resource attributes."),
+    key("generator.span_metrics.filter_include", Str, "", "Count only spans matching this TraceQL filter, e.g. `{ kind = server }` (Tempo's filter policies)."),
+    key("generator.span_metrics.filter_exclude", Str, "", "Never count spans matching this TraceQL filter, e.g. `{ name = \"GET /health\" }`."),
     key("generator.service_graphs.enabled", Bool, "true", "Generate Tempo's service graph (`traces_service_graph_*`) from client/server span pairs."),
+    key("generator.service_graphs.filter_include", Str, "", "Build the service graph only from spans matching this TraceQL filter."),
+    key("generator.service_graphs.filter_exclude", Str, "", "Leave spans matching this TraceQL filter out of the service graph."),
     key("generator.service_graphs.wait", Dur, "10s", "How long half an edge waits for its other half before it expires."),
     key("generator.service_graphs.max_items", Int, "10000", "Most edges waiting per tenant; spans past it are dropped and counted."),
     key("generator.service_graphs.enable_messaging_latency", Bool, "false", "Write `traces_service_graph_request_messaging_system_seconds` (consumer start − producer end)."),
@@ -333,11 +337,15 @@ pub struct SpanMetricsSection {
     pub dimensions: String,
     pub include_status_message: bool,
     pub enable_target_info: bool,
+    pub filter_include: String,
+    pub filter_exclude: String,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceGraphsSection {
     pub enabled: bool,
+    pub filter_include: String,
+    pub filter_exclude: String,
     #[serde(deserialize_with = "duration")]
     pub wait: Duration,
     pub max_items: usize,

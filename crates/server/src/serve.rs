@@ -14,7 +14,7 @@ use andante_block::compaction::{apply_retention, compact_once, CompactionOptions
 use andante_block::v1::WriteOptions;
 use andante_generator::feed::Feed;
 use andante_generator::remote_write::{RemoteWriteConfig, RemoteWriter};
-use andante_generator::{Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanMetricsConfig};
+use andante_generator::{Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanFilter, SpanMetricsConfig};
 use andante_ingest::{IngestLimits, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
@@ -138,10 +138,15 @@ impl andante_live::SpanSink for GeneratorSink {
 
 fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Generated> {
     let section = &config.generator;
+    let span_filter = SpanFilter::parse(&section.span_metrics.filter_include, &section.span_metrics.filter_exclude)
+        .map_err(|error| anyhow::anyhow!("generator.span_metrics.filter_*: {error}"))?;
+    let graph_filter = SpanFilter::parse(&section.service_graphs.filter_include, &section.service_graphs.filter_exclude)
+        .map_err(|error| anyhow::anyhow!("generator.service_graphs.filter_*: {error}"))?;
     let span_metrics = section.span_metrics.enabled.then(|| SpanMetricsConfig {
         dimensions: crate::config::list(&section.span_metrics.dimensions),
         include_status_message: section.span_metrics.include_status_message,
         enable_target_info: section.span_metrics.enable_target_info,
+        filter: span_filter,
         ..SpanMetricsConfig::default()
     });
     let service_graphs = section.service_graphs.enabled.then(|| ServiceGraphsConfig {
@@ -149,6 +154,7 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         max_items: section.service_graphs.max_items,
         enable_messaging_latency: section.service_graphs.enable_messaging_latency,
         enable_virtual_node_label: section.service_graphs.enable_virtual_node_label,
+        filter: graph_filter,
         ..ServiceGraphsConfig::default()
     });
     let generator = Arc::new(Generator::new(GeneratorConfig {

@@ -274,6 +274,15 @@ impl Intervals {
     }
 }
 
+/// A span that stands for an interval's value: Grafana links it to its trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub timestamp_ms: i64,
+    /// The span's own value for `*_over_time`; for counts the interval's value replaces it.
+    pub value: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 struct SeriesAcc {
     count: Vec<f64>,
@@ -281,16 +290,19 @@ struct SeriesAcc {
     min: Vec<f64>,
     max: Vec<f64>,
     values: Vec<Vec<f64>>,
+    /// At most one exemplar per interval (empty when exemplars are off), so they spread over time.
+    exemplars: Vec<Option<Exemplar>>,
 }
 
 impl SeriesAcc {
-    fn new(intervals: usize, keep_values: bool) -> SeriesAcc {
+    fn new(intervals: usize, keep_values: bool, exemplars: bool) -> SeriesAcc {
         SeriesAcc {
             count: vec![0.0; intervals],
             sum: vec![0.0; intervals],
             min: vec![f64::NAN; intervals],
             max: vec![f64::NAN; intervals],
             values: if keep_values { vec![Vec::new(); intervals] } else { Vec::new() },
+            exemplars: if exemplars { vec![None; intervals] } else { Vec::new() },
         }
     }
 
@@ -322,6 +334,11 @@ impl SeriesAcc {
         for (mine, theirs) in self.values.iter_mut().zip(other.values) {
             mine.extend(theirs);
         }
+        for (mine, theirs) in self.exemplars.iter_mut().zip(other.exemplars) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
     }
 }
 
@@ -331,6 +348,7 @@ impl SeriesAcc {
 pub struct MetricsSeries {
     pub labels: Vec<(String, LabelValue)>,
     pub samples: Vec<Option<f64>>,
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// Folds traces into per-series, per-interval aggregates.
@@ -339,6 +357,8 @@ pub struct Accumulator {
     pub intervals: Intervals,
     series: HashMap<Vec<LabelValue>, SeriesAcc>,
     pub spans_counted: u64,
+    /// Most exemplars in the answer; 0 turns them off.
+    max_exemplars: usize,
 }
 
 /// A span's value for the function's field as a number: durations in seconds.
@@ -369,7 +389,13 @@ fn log2_bucket(value: &Value<'_>) -> Option<f64> {
 
 impl Accumulator {
     pub fn new(intervals: Intervals) -> Accumulator {
-        Accumulator { intervals, series: HashMap::new(), spans_counted: 0 }
+        Accumulator { intervals, series: HashMap::new(), spans_counted: 0, max_exemplars: 0 }
+    }
+
+    /// Also keeps up to `max` exemplars (one per series and interval at most).
+    pub fn with_exemplars(mut self, max: usize) -> Accumulator {
+        self.max_exemplars = max;
+        self
     }
 
     /// Evaluates the query's spanset part over one trace and counts every matching span.
@@ -398,7 +424,12 @@ impl Accumulator {
             };
             self.spans_counted += 1;
             let count = self.intervals.count;
-            self.series.entry(key).or_insert_with(|| SeriesAcc::new(count, keep_values)).add(k, value);
+            let exemplars = self.max_exemplars > 0;
+            let series = self.series.entry(key).or_insert_with(|| SeriesAcc::new(count, keep_values, exemplars));
+            series.add(k, value);
+            if let Some(slot @ None) = series.exemplars.get_mut(k) {
+                *slot = Some(Exemplar { trace_id: trace.trace_id, timestamp_ms: (span.start_time_unix_nano / 1_000_000) as i64, value });
+            }
         }
     }
 
@@ -427,22 +458,42 @@ impl Accumulator {
                 labels.push(("__name__".to_owned(), LabelValue::String(query.function.name().to_owned())));
             }
             let per_interval = |f: &dyn Fn(usize) -> Option<f64>| (0..acc.count.len()).map(f).collect::<Vec<_>>();
-            match &query.function {
-                MetricsFunction::Rate => out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k] / step_seconds)) }),
-                MetricsFunction::CountOverTime => out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k])) }),
-                MetricsFunction::SumOverTime(_) => {
-                    out.push(MetricsSeries { labels, samples: per_interval(&|k| (acc.count[k] > 0.0).then_some(acc.sum[k])) })
-                }
-                MetricsFunction::AvgOverTime(_) => {
-                    out.push(MetricsSeries { labels, samples: per_interval(&|k| (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k])) })
-                }
-                MetricsFunction::MinOverTime(_) => out.push(MetricsSeries { labels, samples: per_interval(&|k| (!acc.min[k].is_nan()).then_some(acc.min[k])) }),
-                MetricsFunction::MaxOverTime(_) => out.push(MetricsSeries { labels, samples: per_interval(&|k| (!acc.max[k].is_nan()).then_some(acc.max[k])) }),
-                MetricsFunction::HistogramOverTime(_) => {
-                    labels.push(("__bucket".to_owned(), key.last().cloned().unwrap_or(LabelValue::Nil)));
-                    out.push(MetricsSeries { labels, samples: per_interval(&|k| Some(acc.count[k])) });
-                }
-                MetricsFunction::QuantileOverTime(_, quantiles) => {
+            // Counting functions show the interval's value; the others the span's own value.
+            let counting = matches!(query.function, MetricsFunction::Rate | MetricsFunction::CountOverTime | MetricsFunction::HistogramOverTime(_));
+            let exemplars_for = |samples: &[Option<f64>]| -> Vec<Exemplar> {
+                acc.exemplars
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, e)| {
+                        let mut e = (*e)?;
+                        let value = samples.get(k).copied().flatten()?;
+                        if counting {
+                            e.value = value;
+                        }
+                        Some(e)
+                    })
+                    .collect()
+            };
+            if let MetricsFunction::HistogramOverTime(_) = query.function {
+                labels.push(("__bucket".to_owned(), key.last().cloned().unwrap_or(LabelValue::Nil)));
+            }
+            let samples = match &query.function {
+                MetricsFunction::Rate => Some(per_interval(&|k| Some(acc.count[k] / step_seconds))),
+                MetricsFunction::CountOverTime | MetricsFunction::HistogramOverTime(_) => Some(per_interval(&|k| Some(acc.count[k]))),
+                MetricsFunction::SumOverTime(_) => Some(per_interval(&|k| (acc.count[k] > 0.0).then_some(acc.sum[k]))),
+                MetricsFunction::AvgOverTime(_) => Some(per_interval(&|k| (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k]))),
+                MetricsFunction::MinOverTime(_) => Some(per_interval(&|k| (!acc.min[k].is_nan()).then_some(acc.min[k]))),
+                MetricsFunction::MaxOverTime(_) => Some(per_interval(&|k| (!acc.max[k].is_nan()).then_some(acc.max[k]))),
+                MetricsFunction::QuantileOverTime(..) => None,
+            };
+            if let Some(samples) = samples {
+                let exemplars = exemplars_for(&samples);
+                out.push(MetricsSeries { labels, samples, exemplars });
+                continue;
+            }
+            if let MetricsFunction::QuantileOverTime(_, quantiles) = &query.function {
+                {
+                    let first = out.len();
                     for &q in quantiles {
                         let mut labels = labels.clone();
                         labels.push(("p".to_owned(), LabelValue::float(q)));
@@ -452,7 +503,19 @@ impl Accumulator {
                                 Some(if values.is_empty() { 0.0 } else { quantile(q, &mut values) })
                             })
                             .collect();
-                        out.push(MetricsSeries { labels, samples });
+                        out.push(MetricsSeries { labels, samples, exemplars: Vec::new() });
+                    }
+                    // Each exemplar goes to the one quantile series closest to it, as in Tempo.
+                    for (k, exemplar) in acc.exemplars.iter().enumerate() {
+                        let Some(exemplar) = exemplar else { continue };
+                        let closest = out[first..]
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, s)| s.samples[k].map(|v| (i, (v - exemplar.value).abs())))
+                            .min_by(|a, b| a.1.total_cmp(&b.1));
+                        if let Some((i, _)) = closest {
+                            out[first + i].exemplars.push(*exemplar);
+                        }
                     }
                 }
             }
@@ -461,6 +524,13 @@ impl Accumulator {
             apply_stage(stage, &mut out);
         }
         out.retain(|series| series.samples.iter().any(Option::is_some));
+        if self.max_exemplars > 0 && !out.is_empty() {
+            let per_series = (self.max_exemplars / out.len()).max(1);
+            for series in &mut out {
+                series.exemplars.retain(|e| e.value.is_finite());
+                series.exemplars.truncate(per_series);
+            }
+        }
         out
     }
 }

@@ -141,3 +141,31 @@ fn metrics_parse_rules() {
         assert!(error.contains(message), "{text}: {error}");
     }
 }
+
+#[test]
+fn exemplars_point_at_a_span_per_interval() {
+    let query = parse_metrics("{ } | count_over_time() by (resource.service.name)").unwrap();
+    let mut accumulator = Accumulator::new(thousands()).with_exemplars(100);
+    for (_, number, resource_spans) in fixture::traces() {
+        accumulator.observe(&query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+    }
+    let result = accumulator.finish(&query);
+    let cart = series(&result, "resource.service.name", &s("cart"));
+    assert_eq!(cart.exemplars.len(), 1);
+    let exemplar = cart.exemplars[0];
+    assert_eq!(exemplar.trace_id, fixture::trace_id(1));
+    assert_eq!(exemplar.value, 3.0, "a count's exemplar shows the interval's value");
+    assert_eq!(exemplar.timestamp_ms, 1_000_010, "the first cart span (GetCart) starts at 1000.010 s");
+    let frontend = series(&result, "resource.service.name", &s("frontend"));
+    assert_eq!(frontend.exemplars.len(), 3, "one per interval with data");
+    // Over-time functions keep the span's own value; without the option there are none.
+    let query = parse_metrics("{ resource.service.name = \"cart\" } | max_over_time(duration)").unwrap();
+    let mut accumulator = Accumulator::new(thousands()).with_exemplars(100);
+    let plain = run("{ resource.service.name = \"cart\" } | max_over_time(duration)", thousands());
+    assert!(plain[0].exemplars.is_empty());
+    for (_, number, resource_spans) in fixture::traces() {
+        accumulator.observe(&query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+    }
+    let result = accumulator.finish(&query);
+    assert!((result[0].exemplars[0].value - 0.07).abs() < 1e-12, "GetCart's 70 ms");
+}
