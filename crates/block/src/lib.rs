@@ -206,6 +206,40 @@ impl BlockHandle {
         Ok(outcome)
     }
 
+    /// TraceQL metrics by columns (`v1::metrics`): every row group the plan keeps is fetched,
+    /// decoded and folded into a fresh accumulator on a blocking thread under a `cpu` permit.
+    /// Returns the block's accumulator, bytes read and scan statistics.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fold_metrics(
+        &self,
+        storage: &Storage,
+        plan: Arc<v1::search::ScanPlan>,
+        columns: Arc<v1::metrics::MetricsColumns>,
+        query: Arc<andante_traceql::MetricsQuery>,
+        mut accumulator: andante_traceql::Accumulator,
+        skip: Arc<std::collections::HashSet<TraceId>>,
+        cpu: Arc<tokio::sync::Semaphore>,
+    ) -> Result<(andante_traceql::Accumulator, u64, v1::metrics::FoldStats), BlockError> {
+        let mut stats = v1::metrics::FoldStats::default();
+        let mut bytes_read = 0u64;
+        for row_group in plan.row_groups(&self.parquet) {
+            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+            bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
+            let (plan, columns, query, skip) = (plan.clone(), columns.clone(), query.clone(), skip.clone());
+            let (metadata, file_size) = (self.parquet.clone(), self.meta.data_bytes);
+            (accumulator, stats) = tokio::task::spawn_blocking(move || {
+                for batch in v1::search::decode_row_group(&plan, &metadata, file_size, row_group, fetched)? {
+                    v1::metrics::fold_batch(&plan, &columns, &query, &batch, &skip, &mut accumulator, &mut stats)?;
+                }
+                Ok::<_, BlockError>((accumulator, stats))
+            })
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))??;
+        }
+        Ok((accumulator, bytes_read, stats))
+    }
+
     /// The plan's column chunks of one row group, each with its file offset (one ranged GET per
     /// chunk, coalesced by `object_store`).
     pub(crate) async fn fetch_row_group(

@@ -301,3 +301,75 @@ async fn scan_candidates_agree_with_the_engine() {
         }
     }
 }
+
+/// The columnar metrics path gives the same series as evaluating every trace, for every query it
+/// accepts; and it refuses the queries that need whole traces.
+#[tokio::test]
+async fn columnar_metrics_agree_with_the_engine() {
+    use andante_traceql::metrics::MetricsSeries;
+    use andante_traceql::{parse_metrics, Accumulator, Intervals, TraceView};
+    let storage = Storage::in_memory();
+    let traces = traces(13, 300);
+    let handle = write(&storage, &traces, 500).await;
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let (first, last) = traces
+        .iter()
+        .flat_map(|t| t.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans))
+        .fold((u64::MAX, 0), |(lo, hi), span| (lo.min(span.start_time_unix_nano), hi.max(span.start_time_unix_nano)));
+    let intervals = Intervals::range(first, last, ((last - first) / 7).max(1));
+    let columnar = [
+        "{ } | rate() by (resource.service.name)",
+        "{ } | count_over_time() by (name, kind)",
+        "{ status = error } | count_over_time() by (resource.service.name)",
+        r#"{ resource.k8s.pod.name =~ "pod-[01]" && kind = server } | quantile_over_time(duration, .5, .9) by (resource.service.name)"#,
+        "{ } | histogram_over_time(duration) by (status)",
+        r#"{ span.http.route = "/r/3" || duration > 4ms } | sum_over_time(span.http.response.status_code)"#,
+        "{ } | max_over_time(duration) by (span.http.route) | topk(2)",
+        "{ } | avg_over_time(duration) by (span.http.response.status_code) with(exemplars=true)",
+    ];
+    let whole_trace = [
+        "{ kind = client } >> { status = error } | rate()",
+        "{ .user.id = \"u1\" } | rate()",
+        "{ } | rate() by (span.user.id)",
+        "{ } | rate() with(sample=true)",
+    ];
+    let by_engine = |query: &andante_traceql::MetricsQuery| -> Vec<MetricsSeries> {
+        let mut accumulator = Accumulator::new(intervals).with_exemplars(10);
+        for trace in &traces {
+            accumulator.observe(query, &TraceView::new(trace.trace_id.0, &trace.resource_spans));
+        }
+        accumulator.finish(query)
+    };
+    for text in columnar {
+        let query = parse_metrics(text).expect("parses");
+        let columns = Arc::new(v1::metrics::MetricsColumns::of(&query).unwrap_or_else(|| panic!("{text} should be columnar")));
+        let condition = match query.columnar().and_then(|spec| spec.predicate) {
+            Some(predicate) => andante_traceql::TraceCondition::Exists(predicate),
+            None => andante_traceql::TraceCondition::True,
+        };
+        let plan = Arc::new(v1::search::ScanPlan::with_columns(condition, 0..u64::MAX, &columns.names()));
+        let accumulator = Accumulator::new(intervals).with_exemplars(10);
+        let (accumulator, bytes, stats) = handle
+            .fold_metrics(&storage, plan, columns, Arc::new(query.clone()), accumulator, Arc::new(Default::default()), cpu.clone())
+            .await
+            .expect("fold");
+        assert!(bytes > 0 && stats.spans_scanned > 0, "{text}");
+        let mine = accumulator.finish(&query);
+        let theirs = by_engine(&query);
+        assert!(!theirs.is_empty(), "{text}: the fixture should give series");
+        assert_eq!(mine.len(), theirs.len(), "{text}");
+        for (a, b) in mine.iter().zip(&theirs) {
+            assert_eq!(a.labels, b.labels, "{text}");
+            for (x, y) in a.samples.iter().zip(&b.samples) {
+                match (x, y) {
+                    (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{text}: {x} vs {y}"),
+                    _ => assert_eq!(x, y, "{text}"),
+                }
+            }
+        }
+    }
+    for text in whole_trace {
+        let query = parse_metrics(text).expect("parses");
+        assert!(v1::metrics::MetricsColumns::of(&query).is_none(), "{text} needs whole traces");
+    }
+}

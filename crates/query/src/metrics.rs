@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use andante_block::v1::metrics::MetricsColumns;
 use andante_block::v1::search::ScanPlan;
 use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
@@ -58,6 +59,14 @@ fn fold(query: &MetricsQuery, intervals: Intervals, exemplars: usize, traces: &[
     (accumulator, spans)
 }
 
+/// The exact condition of a columnar query: its filter's predicate, or every span.
+fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
+    match query.columnar().and_then(|spec| spec.predicate) {
+        Some(predicate) => TraceCondition::Exists(predicate),
+        None => TraceCondition::True,
+    }
+}
+
 impl Querier {
     pub async fn metrics(&self, tenants: &TenantSet, request: &MetricsRequest) -> MetricsResult {
         let mut result = MetricsResult::default();
@@ -66,6 +75,7 @@ impl Querier {
         let scan_first = !matches!(condition, TraceCondition::True);
         let plan = Arc::new(ScanPlan::new(condition, window_start..window_end));
         let query = Arc::new(request.query.clone());
+        let columns = MetricsColumns::of(&request.query).map(Arc::new);
         let intervals = request.intervals;
         let exemplars = request.max_exemplars;
         let mut total = Accumulator::new(intervals).with_exemplars(exemplars);
@@ -79,69 +89,109 @@ impl Querier {
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
             result.stats.total_blocks += blocks.len() as u64;
             result.stats.total_jobs += blocks.len() as u64 + 1;
-            let jobs = stream::iter(blocks.into_iter().map(|handle| {
-                let (plan, cpu, storage, query, live_ids) = (plan.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
-                async move {
-                    let mut bytes = 0u64;
-                    let wanted: Option<HashSet<TraceId>> = if scan_first {
-                        let outcome = handle.scan(&storage, plan, cpu.clone()).await?;
-                        bytes += outcome.bytes_read;
-                        if outcome.candidates.is_empty() {
-                            return Ok((Accumulator::new(intervals).with_exemplars(exemplars), 0, 0, bytes, Vec::new()));
-                        }
-                        Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
-                    } else {
-                        None
-                    };
-                    let traces = handle.read_all(&storage).await?;
-                    bytes += handle.meta.data_bytes;
-                    let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
-                    let folded = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let mut mine = Vec::new();
-                        let mut shared_with_live = Vec::new();
-                        for trace in traces {
-                            if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
-                                continue;
-                            }
-                            if live_ids.contains(&trace.trace_id) {
-                                shared_with_live.push((trace.trace_id, trace.resource_spans));
-                            } else {
-                                mine.push((trace.trace_id, trace.resource_spans));
-                            }
-                        }
-                        let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
-                        (accumulator, spans, mine.len() as u64, shared_with_live)
-                    })
-                    .await
-                    .map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
-                    Ok::<_, andante_block::BlockError>((folded.0, folded.1, folded.2, bytes, folded.3))
-                }
-            }))
-            .buffer_unordered(2);
-            futures::pin_mut!(jobs);
             let mut live = live;
-            while let Some(job) = jobs.next().await {
-                if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    failures.push("the metrics query deadline passed before every block was read".to_owned());
-                    break;
-                }
-                match job {
-                    Ok((accumulator, spans, traces, bytes, shared)) => {
-                        total.merge(accumulator);
-                        result.stats.inspected_spans += spans;
-                        result.stats.inspected_traces += traces;
-                        result.stats.inspected_bytes += bytes;
-                        result.stats.completed_jobs += 1;
-                        for (trace_id, resource_spans) in shared {
-                            if let Some(existing) = live.get_mut(&trace_id) {
-                                existing.extend(resource_spans);
-                            }
+            if let Some(columns) = columns.clone() {
+                // Columnar: fold matching rows directly; traces also held live are skipped here
+                // and counted below from their whole, merged copy.
+                let plan = Arc::new(ScanPlan::with_columns(columnar_condition(&request.query), window_start..window_end, &columns.names()));
+                let jobs = stream::iter(blocks.into_iter().map(|handle| {
+                    let (plan, columns, cpu, storage, query, live_ids) =
+                        (plan.clone(), columns.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
+                    async move {
+                        let accumulator = Accumulator::new(intervals).with_exemplars(exemplars);
+                        handle.fold_metrics(&storage, plan, columns, query, accumulator, live_ids, cpu).await
+                    }
+                }))
+                .buffer_unordered(2);
+                futures::pin_mut!(jobs);
+                let mut shared = HashSet::new();
+                while let Some(job) = jobs.next().await {
+                    if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                        failures.push("the metrics query deadline passed before every block was read".to_owned());
+                        break;
+                    }
+                    match job {
+                        Ok((accumulator, bytes, stats)) => {
+                            result.stats.inspected_spans += stats.spans_scanned;
+                            result.stats.inspected_bytes += bytes;
+                            result.stats.completed_jobs += 1;
+                            total.merge(accumulator);
+                            shared.extend(stats.shared);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "metrics block scan failed");
+                            failures.push(format!("a block could not be read: {error}"));
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics block read failed");
-                        failures.push(format!("a block could not be read: {error}"));
+                }
+                for trace_id in shared {
+                    let lookup = self.trace_by_id(&TenantSet::one(tenant.clone()), trace_id, crate::TimeHint::default()).await;
+                    live.insert(trace_id, lookup.resource_spans);
+                }
+            } else {
+                let jobs = stream::iter(blocks.into_iter().map(|handle| {
+                    let (plan, cpu, storage, query, live_ids) = (plan.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
+                    async move {
+                        let mut bytes = 0u64;
+                        let wanted: Option<HashSet<TraceId>> = if scan_first {
+                            let outcome = handle.scan(&storage, plan, cpu.clone()).await?;
+                            bytes += outcome.bytes_read;
+                            if outcome.candidates.is_empty() {
+                                return Ok((Accumulator::new(intervals).with_exemplars(exemplars), 0, 0, bytes, Vec::new()));
+                            }
+                            Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
+                        } else {
+                            None
+                        };
+                        let traces = handle.read_all(&storage).await?;
+                        bytes += handle.meta.data_bytes;
+                        let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                        let folded = tokio::task::spawn_blocking(move || {
+                            let _permit = permit;
+                            let mut mine = Vec::new();
+                            let mut shared_with_live = Vec::new();
+                            for trace in traces {
+                                if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
+                                    continue;
+                                }
+                                if live_ids.contains(&trace.trace_id) {
+                                    shared_with_live.push((trace.trace_id, trace.resource_spans));
+                                } else {
+                                    mine.push((trace.trace_id, trace.resource_spans));
+                                }
+                            }
+                            let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
+                            (accumulator, spans, mine.len() as u64, shared_with_live)
+                        })
+                        .await
+                        .map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                        Ok::<_, andante_block::BlockError>((folded.0, folded.1, folded.2, bytes, folded.3))
+                    }
+                }))
+                .buffer_unordered(2);
+                futures::pin_mut!(jobs);
+                while let Some(job) = jobs.next().await {
+                    if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                        failures.push("the metrics query deadline passed before every block was read".to_owned());
+                        break;
+                    }
+                    match job {
+                        Ok((accumulator, spans, traces, bytes, shared)) => {
+                            total.merge(accumulator);
+                            result.stats.inspected_spans += spans;
+                            result.stats.inspected_traces += traces;
+                            result.stats.inspected_bytes += bytes;
+                            result.stats.completed_jobs += 1;
+                            for (trace_id, resource_spans) in shared {
+                                if let Some(existing) = live.get_mut(&trace_id) {
+                                    existing.extend(resource_spans);
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "metrics block read failed");
+                            failures.push(format!("a block could not be read: {error}"));
+                        }
                     }
                 }
             }

@@ -52,6 +52,31 @@ impl SpanPredicate {
         }
     }
 
+    /// The predicate equivalent to a filter expression — a span satisfies it exactly when the
+    /// filter accepts the span — or None when some part cannot be read column by column
+    /// (unscoped attributes read two places, arithmetic, trace-level fields).
+    pub fn exact(expr: &FieldExpr) -> Option<SpanPredicate> {
+        let scoped = |field: &Field| pushable(field) && !matches!(field, Field::Attribute { scope: Scope::Unscoped, .. });
+        Some(match expr {
+            FieldExpr::Binary { op: BinaryOp::And, lhs, rhs } => SpanPredicate::And(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
+            FieldExpr::Binary { op: BinaryOp::Or, lhs, rhs } => SpanPredicate::Or(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
+            FieldExpr::Binary { op, lhs, rhs } if op.is_comparison() => match (lhs.as_ref(), rhs.as_ref()) {
+                (FieldExpr::Field(field), FieldExpr::Static(value)) if scoped(field) => {
+                    SpanPredicate::Compare { field: field.clone(), op: *op, value: value.clone() }
+                }
+                (FieldExpr::Static(value), FieldExpr::Field(field)) if scoped(field) => {
+                    SpanPredicate::Compare { field: field.clone(), op: flip(*op), value: value.clone() }
+                }
+                _ => return None,
+            },
+            FieldExpr::Regex { negated, lhs, regex, .. } => match lhs.as_ref() {
+                FieldExpr::Field(field) if scoped(field) => SpanPredicate::Regex { field: field.clone(), regex: regex.clone(), negated: *negated },
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
     fn and(parts: Vec<SpanPredicate>) -> SpanPredicate {
         let parts: Vec<_> = parts.into_iter().filter(|part| !matches!(part, SpanPredicate::True)).collect();
         match parts.len() {

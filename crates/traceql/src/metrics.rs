@@ -219,7 +219,7 @@ impl LabelValue {
         LabelValue::Float(value.to_bits())
     }
 
-    fn of(value: &Value<'_>) -> LabelValue {
+    pub fn of(value: &Value<'_>) -> LabelValue {
         match value {
             Value::Nil | Value::Array(_) | Value::Multi(_) => LabelValue::Nil,
             Value::Bool(flag) => LabelValue::Bool(*flag),
@@ -355,7 +355,9 @@ pub struct MetricsSeries {
 #[derive(Debug, Clone)]
 pub struct Accumulator {
     pub intervals: Intervals,
-    series: HashMap<Vec<LabelValue>, SeriesAcc>,
+    /// Series in order of first appearance, found by label values through `index`.
+    series: Vec<(Vec<LabelValue>, SeriesAcc)>,
+    index: HashMap<Vec<LabelValue>, usize>,
     pub spans_counted: u64,
     /// Most exemplars in the answer; 0 turns them off.
     max_exemplars: usize,
@@ -373,7 +375,7 @@ fn numeric(value: &Value<'_>) -> Option<f64> {
 
 /// `histogram_over_time`'s bucket: the next power of two at or above the value, in the field's
 /// native unit (nanoseconds for durations), reported in seconds for durations.
-fn log2_bucket(value: &Value<'_>) -> Option<f64> {
+pub fn log2_bucket(value: &Value<'_>) -> Option<f64> {
     let (raw, to_seconds) = match value {
         Value::Duration(nanos) => (*nanos as f64, true),
         Value::Int(number) => (*number as f64, false),
@@ -389,7 +391,7 @@ fn log2_bucket(value: &Value<'_>) -> Option<f64> {
 
 impl Accumulator {
     pub fn new(intervals: Intervals) -> Accumulator {
-        Accumulator { intervals, series: HashMap::new(), spans_counted: 0, max_exemplars: 0 }
+        Accumulator { intervals, series: Vec::new(), index: HashMap::new(), spans_counted: 0, max_exemplars: 0 }
     }
 
     /// Also keeps up to `max` exemplars (one per series and interval at most).
@@ -404,7 +406,6 @@ impl Accumulator {
         for spanset in evaluate(&query.search, trace) {
             matched.extend(spanset.spans);
         }
-        let keep_values = matches!(query.function, MetricsFunction::QuantileOverTime(..));
         for index in matched {
             let span = trace.spans[index as usize].span;
             let Some(k) = self.intervals.index(span.start_time_unix_nano) else { continue };
@@ -422,14 +423,33 @@ impl Accumulator {
                     value
                 }
             };
-            self.spans_counted += 1;
-            let count = self.intervals.count;
-            let exemplars = self.max_exemplars > 0;
-            let series = self.series.entry(key).or_insert_with(|| SeriesAcc::new(count, keep_values, exemplars));
-            series.add(k, value);
-            if let Some(slot @ None) = series.exemplars.get_mut(k) {
-                *slot = Some(Exemplar { trace_id: trace.trace_id, timestamp_ms: (span.start_time_unix_nano / 1_000_000) as i64, value });
-            }
+            let series = self.series_index(key, query);
+            self.add_at(series, k, span.start_time_unix_nano, value, trace.trace_id);
+        }
+    }
+
+    /// The slot of the series with these label values (the `by` values, then the histogram
+    /// bucket for `histogram_over_time`), created on first use. For storage layers that
+    /// compute label values themselves (columnar scans).
+    pub fn series_index(&mut self, key: Vec<LabelValue>, query: &MetricsQuery) -> usize {
+        if let Some(&index) = self.index.get(&key) {
+            return index;
+        }
+        let keep_values = matches!(query.function, MetricsFunction::QuantileOverTime(..));
+        let series = SeriesAcc::new(self.intervals.count, keep_values, self.max_exemplars > 0);
+        self.series.push((key.clone(), series));
+        self.index.insert(key, self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    /// Counts one span with start `start_nanos` and value `value` (1 for counting functions,
+    /// the field's number otherwise) in interval `k` of series `series`.
+    pub fn add_at(&mut self, series: usize, k: usize, start_nanos: u64, value: f64, trace_id: [u8; 16]) {
+        self.spans_counted += 1;
+        let series = &mut self.series[series].1;
+        series.add(k, value);
+        if let Some(slot @ None) = series.exemplars.get_mut(k) {
+            *slot = Some(Exemplar { trace_id, timestamp_ms: (start_nanos / 1_000_000) as i64, value });
         }
     }
 
@@ -437,10 +457,11 @@ impl Accumulator {
         debug_assert_eq!(self.intervals, other.intervals);
         self.spans_counted += other.spans_counted;
         for (key, series) in other.series {
-            match self.series.get_mut(&key) {
-                Some(existing) => existing.merge(series),
+            match self.index.get(&key) {
+                Some(&index) => self.series[index].1.merge(series),
                 None => {
-                    self.series.insert(key, series);
+                    self.index.insert(key.clone(), self.series.len());
+                    self.series.push((key, series));
                 }
             }
         }
@@ -449,7 +470,7 @@ impl Accumulator {
     /// The result series, sorted by labels, with the second stages applied.
     pub fn finish(self, query: &MetricsQuery) -> Vec<MetricsSeries> {
         let step_seconds = self.intervals.step_nanos as f64 / 1e9;
-        let mut keys: Vec<(Vec<LabelValue>, SeriesAcc)> = self.series.into_iter().collect();
+        let mut keys: Vec<(Vec<LabelValue>, SeriesAcc)> = self.series;
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::new();
         for (key, acc) in keys {
@@ -567,6 +588,40 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
                 }
             }
         }
+    }
+}
+
+/// What a columnar scan needs to compute a metrics query without rebuilding traces: the query
+/// is a single spanset filter equivalent to `predicate` (None: every span), so a span counts
+/// exactly when its row matches. None when the query needs whole traces (structural operators,
+/// pipelines, unscoped attributes, sampling hints).
+#[derive(Debug, Clone)]
+pub struct ColumnarSpec {
+    pub predicate: Option<crate::SpanPredicate>,
+    /// The field the function reads (`duration` in `quantile_over_time(duration, …)`).
+    pub value_field: Option<Field>,
+}
+
+impl MetricsQuery {
+    pub fn columnar(&self) -> Option<ColumnarSpec> {
+        if !self.search.hints.iter().all(|hint| hint.name == "exemplars") {
+            return None;
+        }
+        let predicate = match &self.search.root {
+            crate::ast::SpansetExpr::Filter(None) => None,
+            crate::ast::SpansetExpr::Filter(Some(expr)) => Some(crate::SpanPredicate::exact(expr)?),
+            _ => return None,
+        };
+        Some(ColumnarSpec { predicate, value_field: self.function.field().cloned() })
+    }
+
+    /// Whether the function counts spans (no field value needed).
+    pub fn counts(&self) -> bool {
+        matches!(self.function, MetricsFunction::Rate | MetricsFunction::CountOverTime)
+    }
+
+    pub fn is_histogram(&self) -> bool {
+        matches!(self.function, MetricsFunction::HistogramOverTime(_))
     }
 }
 

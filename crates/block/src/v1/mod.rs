@@ -16,6 +16,7 @@
 
 mod read;
 mod schema;
+pub mod metrics;
 pub mod search;
 mod stream;
 pub mod tags;
