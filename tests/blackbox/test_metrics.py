@@ -363,6 +363,12 @@ def test_traceql_metrics_range_shape_and_quantiles(loaded):
     assert sum(len(s["exemplars"]) for s in body["series"]) <= 10
     plain = traceql_metrics(loaded, "query_range", "{ kind = server } | rate() by (resource.service.name)", start=start, end=end, step="15s")
     assert all(s["exemplars"] == [] for s in plain["series"])
+    # Arithmetic between queries: the share of server spans that failed.
+    ratio = traceql_metrics(loaded, "query", "({ status = error } | count_over_time()) / ({ kind = server } | count_over_time())",
+                            start=loaded.traffic_start, end=int(time.time()) + 1)
+    [series] = ratio["series"]
+    assert series["labels"] == [{"key": "__name__", "value": {"stringValue": "(count_over_time / count_over_time)"}}]
+    assert series["value"] == pytest.approx((TRACES // 3) / (2 * TRACES))
     # Second stages and errors.
     top = traceql_metrics(loaded, "query", "{ } | count_over_time() by (resource.service.name) | topk(1)", start=loaded.traffic_start, end=int(time.time()) + 1)
     assert [s["labels"][0]["value"]["stringValue"] for s in top["series"]] == ["checkout"]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use andante_query::metrics::{MetricsRequest, MetricsResult};
 use andante_traceql::metrics::LabelValue;
-use andante_traceql::{parse_metrics, Intervals};
+use andante_traceql::{parse_metrics_expr, Intervals};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -114,6 +114,17 @@ fn query_text(params: &HashMap<String, String>) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request("missing TraceQL metrics query: pass `q`, e.g. q={} | rate()"))
 }
 
+/// A double as protobuf JSON writes it: NaN and infinities as strings (JSON has no such numbers).
+fn number(value: f64) -> Value {
+    if value.is_nan() {
+        json!("NaN")
+    } else if value.is_infinite() {
+        json!(if value > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(value)
+    }
+}
+
 fn label_json(name: &str, value: &LabelValue) -> Value {
     let value = match value {
         LabelValue::Nil => json!({}),
@@ -155,7 +166,10 @@ fn with_status(mut body: Value, result: &MetricsResult) -> Value {
 pub(crate) async fn run(state: &SharedState, headers: &HeaderMap, params: &HashMap<String, String>, instant: bool) -> Result<(MetricsResult, Intervals), ApiError> {
     let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
     let text = query_text(params)?;
-    let query = parse_metrics(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let expr = parse_metrics_expr(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let Some(first) = expr.queries().first().map(|query| (*query).clone()) else {
+        return Err(ApiError::bad_request("invalid TraceQL query: no metrics query in the expression"));
+    };
     let window = window(params)?;
     let intervals = if instant {
         Intervals::instant(window.start, window.end)
@@ -166,9 +180,9 @@ pub(crate) async fn run(state: &SharedState, headers: &HeaderMap, params: &HashM
         }
         Intervals::range(window.start, window.end, step)
     };
-    let max_exemplars = if instant { 0 } else { exemplar_count(params, &query)? };
-    let request = MetricsRequest { query, intervals, deadline: Some(Instant::now() + DEADLINE), max_exemplars };
-    let result = state.querier.metrics(&tenants, &request).await;
+    let max_exemplars = if instant { 0 } else { exemplar_count(params, &first)? };
+    let template = MetricsRequest { query: first, intervals, deadline: Some(Instant::now() + DEADLINE), max_exemplars };
+    let result = state.querier.metrics_expr(&tenants, &expr, &template).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial metrics result");
     }
@@ -192,7 +206,7 @@ pub(crate) async fn query_range(
                 .filter_map(|(k, sample)| {
                     let value = (*sample)?;
                     let timestamp = intervals.end_millis(k).to_string();
-                    Some(if value == 0.0 { json!({ "timestampMs": timestamp }) } else { json!({ "timestampMs": timestamp, "value": value }) })
+                    Some(if value == 0.0 { json!({ "timestampMs": timestamp }) } else { json!({ "timestampMs": timestamp, "value": number(value) }) })
                 })
                 .collect();
             let exemplars: Vec<Value> = series
@@ -228,7 +242,7 @@ pub(crate) async fn query_instant(
         .filter_map(|series| {
             let value = series.samples.first().copied().flatten()?;
             let labels: Vec<Value> = series.labels.iter().map(|(name, value)| label_json(name, value)).collect();
-            Some(if value == 0.0 { json!({ "labels": labels }) } else { json!({ "labels": labels, "value": value }) })
+            Some(if value == 0.0 { json!({ "labels": labels }) } else { json!({ "labels": labels, "value": number(value) }) })
         })
         .collect();
     Ok(Json(with_status(json!({ "series": series, "metrics": stats_json(&result) }), &result)).into_response())

@@ -15,8 +15,8 @@ use andante_block::v1::search::ScanPlan;
 use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId};
-use andante_traceql::metrics::MetricsSeries;
-use andante_traceql::{Accumulator, Intervals, MetricsQuery, TraceCondition, TraceView};
+use andante_traceql::metrics::{combine, MetricsSeries, Operand};
+use andante_traceql::{Accumulator, Intervals, MetricsExpr, MetricsQuery, TraceCondition, TraceView};
 use futures::stream::{self, StreamExt};
 
 use crate::Querier;
@@ -59,6 +59,19 @@ fn fold(query: &MetricsQuery, intervals: Intervals, exemplars: usize, traces: &[
     (accumulator, spans)
 }
 
+/// Folds the per-query results into the expression's value (queries in `MetricsExpr::queries` order).
+fn reduce(expr: &MetricsExpr, results: &mut impl Iterator<Item = Vec<MetricsSeries>>) -> Operand {
+    match expr {
+        MetricsExpr::Query(_) => Operand::Series(results.next().unwrap_or_default()),
+        MetricsExpr::Number(number) => Operand::Number(*number),
+        MetricsExpr::Binary { op, lhs, rhs } => {
+            let left = reduce(lhs, results);
+            let right = reduce(rhs, results);
+            combine(*op, left, right)
+        }
+    }
+}
+
 /// The exact condition of a columnar query: its filter's predicate, or every span.
 fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
     match query.columnar().and_then(|spec| spec.predicate) {
@@ -68,6 +81,36 @@ fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
 }
 
 impl Querier {
+    /// A metrics expression: each query computed as by [`Querier::metrics`], then combined.
+    pub async fn metrics_expr(&self, tenants: &TenantSet, expr: &MetricsExpr, template: &MetricsRequest) -> MetricsResult {
+        if let MetricsExpr::Query(query) = expr {
+            return self.metrics(tenants, &MetricsRequest { query: (**query).clone(), ..template.clone() }).await;
+        }
+        let mut result = MetricsResult::default();
+        let mut parts = Vec::new();
+        let mut failures = Vec::new();
+        for query in expr.queries() {
+            let part = self.metrics(tenants, &MetricsRequest { query: query.clone(), ..template.clone() }).await;
+            let stats = &part.stats;
+            result.stats.inspected_bytes += stats.inspected_bytes;
+            result.stats.inspected_traces += stats.inspected_traces;
+            result.stats.inspected_spans += stats.inspected_spans;
+            result.stats.completed_jobs += stats.completed_jobs;
+            result.stats.total_jobs += stats.total_jobs;
+            result.stats.total_blocks += stats.total_blocks;
+            failures.extend(part.partial_message);
+            parts.push(part.series);
+        }
+        result.series = match reduce(expr, &mut parts.into_iter()) {
+            Operand::Series(series) => series,
+            Operand::Number(_) => Vec::new(),
+        };
+        if !failures.is_empty() {
+            result.partial_message = Some(failures.join("; "));
+        }
+        result
+    }
+
     pub async fn metrics(&self, tenants: &TenantSet, request: &MetricsRequest) -> MetricsResult {
         let mut result = MetricsResult::default();
         let (window_start, window_end) = request.intervals.window();

@@ -122,6 +122,16 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
     if parser.peek().is_none() {
         return Err(ParseError::at(text, 0, "syntax error: empty query, expected e.g. `{ } | rate()`"));
     }
+    let mut query = metrics_body(&mut parser)?;
+    query.search.hints = parser.hints()?;
+    if parser.peek().is_some() {
+        return Err(parser.unexpected());
+    }
+    Ok(query)
+}
+
+/// A spanset pipeline, `|`, a metrics function with its `by` and second stages; no hints.
+fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
     let root = parser.pipeline()?;
     if !parser.at_metrics_function() {
         let at = parser.offset();
@@ -134,17 +144,17 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
     let function = match name.as_str() {
         "rate" => MetricsFunction::Rate,
         "count_over_time" => MetricsFunction::CountOverTime,
-        "sum_over_time" => MetricsFunction::SumOverTime(field_argument(&mut parser, &name)?),
-        "min_over_time" => MetricsFunction::MinOverTime(field_argument(&mut parser, &name)?),
-        "max_over_time" => MetricsFunction::MaxOverTime(field_argument(&mut parser, &name)?),
-        "avg_over_time" => MetricsFunction::AvgOverTime(field_argument(&mut parser, &name)?),
-        "histogram_over_time" => MetricsFunction::HistogramOverTime(field_argument(&mut parser, &name)?),
+        "sum_over_time" => MetricsFunction::SumOverTime(field_argument(parser, &name)?),
+        "min_over_time" => MetricsFunction::MinOverTime(field_argument(parser, &name)?),
+        "max_over_time" => MetricsFunction::MaxOverTime(field_argument(parser, &name)?),
+        "avg_over_time" => MetricsFunction::AvgOverTime(field_argument(parser, &name)?),
+        "histogram_over_time" => MetricsFunction::HistogramOverTime(field_argument(parser, &name)?),
         "quantile_over_time" => {
-            let field = field_argument(&mut parser, &name)?;
+            let field = field_argument(parser, &name)?;
             let mut quantiles = Vec::new();
             while parser.eat(&Token::Comma) {
                 let at = parser.offset();
-                let q = number(&mut parser, "a quantile")?;
+                let q = number(parser, "a quantile")?;
                 if !(0.0..=1.0).contains(&q) {
                     return Err(parser.invalid(at, format!("quantile {q} is outside [0, 1]")));
                 }
@@ -163,7 +173,7 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
         parser.advance();
         parser.expect(Token::LParen)?;
         loop {
-            by.push(field_argument(&mut parser, "by")?);
+            by.push(field_argument(parser, "by")?);
             if !parser.eat(&Token::Comma) {
                 break;
             }
@@ -178,7 +188,7 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
                 return Err(parser.invalid(at, "metrics results compare with numbers, not regular expressions"));
             }
             parser.advance();
-            second_stages.push(SecondStage::Filter(op, number(&mut parser, "the comparison")?));
+            second_stages.push(SecondStage::Filter(op, number(parser, "the comparison")?));
             continue;
         }
         let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
@@ -189,18 +199,207 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
         let Some(Token::Word(word)) = parser.advance() else { break };
         parser.expect(Token::LParen)?;
         let at = parser.offset();
-        let k = number(&mut parser, &word)?;
+        let k = number(parser, &word)?;
         if k < 1.0 || k.fract() != 0.0 {
             return Err(parser.invalid(at, format!("{word}() needs a positive whole number")));
         }
         parser.expect(Token::RParen)?;
         second_stages.push(if word == "topk" { SecondStage::TopK(k as usize) } else { SecondStage::BottomK(k as usize) });
     }
-    let hints = parser.hints()?;
-    if parser.peek().is_some() {
-        return Err(parser.unexpected());
+    Ok(MetricsQuery { search: Query { root, hints: Vec::new() }, function, by, second_stages })
+}
+
+/// Arithmetic between metrics queries and numbers: `({ status = error } | rate()) / ({ } | rate()) * 100`.
+#[derive(Debug, Clone)]
+pub enum MetricsExpr {
+    Query(Box<MetricsQuery>),
+    Number(f64),
+    Binary { op: ArithmeticOp, lhs: Box<MetricsExpr>, rhs: Box<MetricsExpr> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithmeticOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl ArithmeticOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithmeticOp::Add => "+",
+            ArithmeticOp::Sub => "-",
+            ArithmeticOp::Mul => "*",
+            ArithmeticOp::Div => "/",
+        }
     }
-    Ok(MetricsQuery { search: Query { root, hints }, function, by, second_stages })
+
+    /// Division by zero is NaN, as in Tempo (not ±Inf).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            ArithmeticOp::Add => a + b,
+            ArithmeticOp::Sub => a - b,
+            ArithmeticOp::Mul => a * b,
+            ArithmeticOp::Div if b == 0.0 => f64::NAN,
+            ArithmeticOp::Div => a / b,
+        }
+    }
+}
+
+impl MetricsExpr {
+    /// The metrics queries in evaluation order.
+    pub fn queries(&self) -> Vec<&MetricsQuery> {
+        match self {
+            MetricsExpr::Query(query) => vec![query],
+            MetricsExpr::Number(_) => Vec::new(),
+            MetricsExpr::Binary { lhs, rhs, .. } => {
+                let mut out = lhs.queries();
+                out.extend(rhs.queries());
+                out
+            }
+        }
+    }
+}
+
+/// Parses a metrics query, or arithmetic between parenthesised metrics queries and numbers.
+/// A plain query's error is reported when neither form parses (it is the common case).
+pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
+    let plain_error = match parse_metrics(text) {
+        Ok(query) => return Ok(MetricsExpr::Query(Box::new(query))),
+        Err(error) => error,
+    };
+    let Ok(tokens) = lex(text) else { return Err(plain_error) };
+    let mut parser = Parser { text, tokens, pos: 0 };
+    let parsed = arithmetic(&mut parser, 0).and_then(|expr| {
+        let hints = parser.hints()?;
+        if parser.peek().is_some() {
+            return Err(parser.unexpected());
+        }
+        Ok((expr, hints))
+    });
+    match parsed {
+        Ok((mut expr, hints)) if !expr.queries().is_empty() => {
+            set_hints(&mut expr, &hints);
+            Ok(expr)
+        }
+        Ok(_) => Err(plain_error),
+        Err(error) if text.trim_start().starts_with('(') => Err(error),
+        Err(_) => Err(plain_error),
+    }
+}
+
+fn set_hints(expr: &mut MetricsExpr, hints: &[crate::ast::Hint]) {
+    match expr {
+        MetricsExpr::Query(query) => query.search.hints = hints.to_vec(),
+        MetricsExpr::Number(_) => {}
+        MetricsExpr::Binary { lhs, rhs, .. } => {
+            set_hints(lhs, hints);
+            set_hints(rhs, hints);
+        }
+    }
+}
+
+/// `+ -` bind looser (level 0) than `* /` (level 1).
+fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseError> {
+    if level > 1 {
+        return arithmetic_operand(parser);
+    }
+    let mut lhs = arithmetic(parser, level + 1)?;
+    loop {
+        let op = match (level, parser.peek()) {
+            (0, Some(Token::Plus)) => ArithmeticOp::Add,
+            (0, Some(Token::Minus)) => ArithmeticOp::Sub,
+            (1, Some(Token::Star)) => ArithmeticOp::Mul,
+            (1, Some(Token::Slash)) => ArithmeticOp::Div,
+            _ => return Ok(lhs),
+        };
+        parser.advance();
+        let rhs = arithmetic(parser, level + 1)?;
+        lhs = MetricsExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+    }
+}
+
+fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError> {
+    match parser.peek() {
+        Some(Token::Int(_) | Token::Float(_) | Token::Minus) => Ok(MetricsExpr::Number(number(parser, "an operand")?)),
+        Some(Token::LParen) => {
+            let open = parser.pos;
+            parser.advance();
+            // A parenthesised metrics query, or a parenthesised arithmetic expression.
+            if let Ok(query) = metrics_body(parser) {
+                if parser.eat(&Token::RParen) {
+                    return Ok(MetricsExpr::Query(Box::new(query)));
+                }
+            }
+            parser.pos = open + 1;
+            let inner = arithmetic(parser, 0)?;
+            parser.expect(Token::RParen)?;
+            Ok(inner)
+        }
+        _ => Err(parser.unexpected()),
+    }
+}
+
+/// One side of an arithmetic operation while it is being evaluated.
+#[derive(Debug, Clone)]
+pub enum Operand {
+    Series(Vec<MetricsSeries>),
+    Number(f64),
+}
+
+fn name_of(series: &MetricsSeries) -> Option<String> {
+    series.labels.iter().find(|(key, _)| key == "__name__").and_then(|(_, value)| match value {
+        LabelValue::String(text) => Some(text.clone()),
+        _ => None,
+    })
+}
+
+/// Applies `op` sample by sample. Series pair when their labels other than `__name__` are
+/// equal; a pair's name becomes `(lhs op rhs)`. A sample missing on one side gives NaN, as in
+/// Tempo; series with no partner are dropped.
+pub fn combine(op: ArithmeticOp, lhs: Operand, rhs: Operand) -> Operand {
+    let scalar = |series: Vec<MetricsSeries>, number: f64, number_first: bool| -> Vec<MetricsSeries> {
+        series
+            .into_iter()
+            .map(|mut s| {
+                for sample in s.samples.iter_mut() {
+                    *sample = sample.map(|v| if number_first { op.apply(number, v) } else { op.apply(v, number) });
+                }
+                s.exemplars.clear();
+                s
+            })
+            .collect()
+    };
+    match (lhs, rhs) {
+        (Operand::Number(a), Operand::Number(b)) => Operand::Number(op.apply(a, b)),
+        (Operand::Series(series), Operand::Number(b)) => Operand::Series(scalar(series, b, false)),
+        (Operand::Number(a), Operand::Series(series)) => Operand::Series(scalar(series, a, true)),
+        (Operand::Series(left), Operand::Series(right)) => {
+            let key = |s: &MetricsSeries| s.labels.iter().filter(|(k, _)| k != "__name__").cloned().collect::<Vec<_>>();
+            let mut out = Vec::new();
+            for l in &left {
+                let Some(r) = right.iter().find(|r| key(r) == key(l)) else { continue };
+                let samples = l
+                    .samples
+                    .iter()
+                    .zip(&r.samples)
+                    .map(|(a, b)| match (a, b) {
+                        (None, None) => None,
+                        (Some(a), Some(b)) => Some(op.apply(*a, *b)),
+                        _ => Some(f64::NAN),
+                    })
+                    .collect();
+                let mut labels = key(l);
+                if name_of(l).is_some() || name_of(r).is_some() {
+                    let name = format!("({} {} {})", name_of(l).unwrap_or_default(), op.symbol(), name_of(r).unwrap_or_default());
+                    labels.push(("__name__".to_owned(), LabelValue::String(name)));
+                }
+                out.push(MetricsSeries { labels, samples, exemplars: Vec::new() });
+            }
+            Operand::Series(out)
+        }
+    }
 }
 
 /// A label value of a series, typed as in Tempo's JSON (`stringValue`, `intValue`, …).

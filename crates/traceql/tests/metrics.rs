@@ -169,3 +169,42 @@ fn exemplars_point_at_a_span_per_interval() {
     let result = accumulator.finish(&query);
     assert!((result[0].exemplars[0].value - 0.07).abs() < 1e-12, "GetCart's 70 ms");
 }
+
+#[test]
+fn arithmetic_between_metrics_queries() {
+    use andante_traceql::metrics::{combine, ArithmeticOp, Operand};
+    use andante_traceql::{parse_metrics_expr, MetricsExpr};
+    let expr = parse_metrics_expr("({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100").unwrap();
+    let MetricsExpr::Binary { op: ArithmeticOp::Mul, lhs, rhs } = &expr else { panic!("{expr:?}") };
+    assert!(matches!(rhs.as_ref(), MetricsExpr::Number(n) if *n == 100.0));
+    assert!(matches!(lhs.as_ref(), MetricsExpr::Binary { op: ArithmeticOp::Div, .. }));
+    assert_eq!(expr.queries().len(), 2);
+    // Evaluate by hand over the fixture: errors are r2 (k=2) and s1 (k=2), all spans per interval 0,1,5,2,2.
+    let evaluate = |query: &andante_traceql::MetricsQuery| Operand::Series(run_query(query, thousands()));
+    let [errors, all] = [expr.queries()[0], expr.queries()[1]].map(evaluate);
+    let Operand::Series(ratio) = combine(ArithmeticOp::Mul, combine(ArithmeticOp::Div, errors, all), Operand::Number(100.0)) else { panic!() };
+    assert_eq!(ratio.len(), 1);
+    assert_eq!(ratio[0].labels, vec![("__name__".to_owned(), s("(count_over_time / count_over_time)"))]);
+    let k2 = ratio[0].samples[2].unwrap();
+    assert!((k2 - 40.0).abs() < 1e-9, "2 of 5 spans: {k2}");
+    assert_eq!(ratio[0].samples[1], Some(0.0), "no errors among 1 span");
+    assert!(ratio[0].samples[0].unwrap().is_nan(), "0/0 is NaN, not a division error");
+    // Constant folding and by-label matching.
+    assert!(matches!(combine(ArithmeticOp::Div, Operand::Number(1.0), Operand::Number(0.0)), Operand::Number(n) if n.is_nan()));
+    let by = parse_metrics_expr("({ } | count_over_time() by (resource.service.name)) - ({ kind = server } | count_over_time() by (resource.service.name))").unwrap();
+    let [a, b] = [by.queries()[0], by.queries()[1]].map(evaluate);
+    let Operand::Series(diff) = combine(ArithmeticOp::Sub, a, b) else { panic!() };
+    assert_eq!(diff.len(), 2, "only services with server spans pair up: {diff:?}");
+    // Errors: a plain query's message when the text is not arithmetic; an operand error otherwise.
+    assert!(parse_metrics_expr("{ } | rate(").unwrap_err().to_string().contains("expected `)`"));
+    assert!(parse_metrics_expr("({ } | rate()) / ").is_err());
+    assert!(parse_metrics_expr("(1 + 2)").is_err(), "no metrics query at all");
+}
+
+fn run_query(query: &andante_traceql::MetricsQuery, intervals: Intervals) -> Vec<MetricsSeries> {
+    let mut accumulator = Accumulator::new(intervals);
+    for (_, number, resource_spans) in fixture::traces() {
+        accumulator.observe(query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+    }
+    accumulator.finish(query)
+}
