@@ -193,8 +193,34 @@ impl BlockHandle {
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let mut outcome = v1::search::ScanOutcome::default();
         for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-            outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+            let fetched = if plan.decides_early() {
+                // Predicate columns first: most row groups of a selective query end here, without
+                // reading trace IDs and times.
+                let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots).await?;
+                outcome.bytes_read += predicates.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+                let permit = cpu.clone().acquire_owned().await.map_err(|error| BlockError::Read(error.to_string()))?;
+                let (early_plan, metadata, file_size, chunks) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, predicates.clone());
+                let may_match = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    v1::search::predicates_may_match(&early_plan, &metadata, file_size, row_group, chunks)
+                })
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))??;
+                if !may_match {
+                    outcome.spans_scanned += self.parquet.metadata().row_group(row_group).num_rows() as u64;
+                    continue;
+                }
+                let rest: Vec<usize> = plan.roots.iter().copied().filter(|root| !plan.predicate_roots.contains(root)).collect();
+                let mut fetched = predicates;
+                let others = self.fetch_columns(storage, row_group, &rest).await?;
+                outcome.bytes_read += others.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+                fetched.extend(others);
+                fetched
+            } else {
+                let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+                outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+                fetched
+            };
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
             outcome = tokio::task::spawn_blocking(move || {
@@ -248,8 +274,16 @@ impl BlockHandle {
         plan: &v1::search::ScanPlan,
         row_group: usize,
     ) -> Result<Vec<(u64, Bytes)>, BlockError> {
+        self.fetch_columns(storage, row_group, &plan.roots).await
+    }
+
+    /// The column chunks under `roots` of one row group.
+    pub(crate) async fn fetch_columns(&self, storage: &Storage, row_group: usize, roots: &[usize]) -> Result<Vec<(u64, Bytes)>, BlockError> {
+        if roots.is_empty() {
+            return Ok(Vec::new());
+        }
         let path = object_store::path::Path::from(self.meta.data_key());
-        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, &plan.roots);
+        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, roots);
         let parts = storage.object_store().get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
         Ok(ranges.iter().map(|range| range.start).zip(parts).collect())
     }

@@ -203,6 +203,9 @@ pub struct ScanPlan {
     leaf_sources: Vec<Vec<Vec<Source>>>,
     /// Root column indexes of `columns` in the file schema.
     pub(crate) roots: Vec<usize>,
+    /// The roots the predicates read: a row group is decided on these alone before the rest
+    /// (`trace_id`, times, extra columns) is fetched. Empty when the condition is `True`.
+    pub(crate) predicate_roots: Vec<usize>,
     time_range: Range<u64>,
 }
 
@@ -214,6 +217,7 @@ impl ScanPlan {
     /// A plan that also reads `extra` columns (tag discovery reads the columns it lists).
     pub fn with_columns(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str]) -> ScanPlan {
         let mut columns = vec!["trace_id", "start_unix_nanos", "duration_nanos"];
+        let mut predicate_columns: Vec<&'static str> = Vec::new();
         let mut generic_needed = extra.contains(&"attributes");
         for column in extra {
             if *column != "attributes" && !columns.contains(column) {
@@ -228,16 +232,19 @@ impl ScanPlan {
             for leaf in predicate_leaves {
                 let sources = leaf_sources(leaf);
                 for source in &sources {
-                    match source {
-                        Source::Column(column) => {
-                            let name: &'static str = column;
-                            if !columns.contains(&name) {
-                                columns.push(name);
-                            }
+                    let name: &'static str = match source {
+                        Source::Column(column) => column,
+                        Source::Generic(_) => {
+                            generic_needed = true;
+                            "attributes"
                         }
-                        Source::Generic(_) => generic_needed = true,
-                        Source::ResourceBlob(_) if !columns.contains(&"resource") => columns.push("resource"),
-                        _ => {}
+                        Source::ResourceBlob(_) => "resource",
+                    };
+                    if !predicate_columns.contains(&name) {
+                        predicate_columns.push(name);
+                    }
+                    if name != "attributes" && !columns.contains(&name) {
+                        columns.push(name);
                     }
                 }
                 per_leaf.push(sources);
@@ -248,7 +255,20 @@ impl ScanPlan {
             columns.push("attributes");
         }
         let roots = columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
-        ScanPlan { condition, leaf_sources: all_sources, roots, time_range }
+        let predicate_roots = predicate_columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
+        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range }
+    }
+
+    /// Whether a row group can be ruled out by its predicate columns alone.
+    pub(crate) fn decides_early(&self) -> bool {
+        !self.predicate_roots.is_empty() && !matches!(self.condition, TraceCondition::True)
+    }
+
+    /// Whether any trace of a row group may satisfy the condition, given each predicate's rows
+    /// (a trace's spans are all in one row group, so this is necessary for every trace in it).
+    pub(crate) fn row_group_may_match(&self, masks: &[Vec<bool>]) -> bool {
+        let found: Vec<bool> = masks.iter().map(|mask| mask.iter().any(|m| *m)).collect();
+        self.condition.holds(&found)
     }
 
     /// The row groups statistics do not rule out.
@@ -332,13 +352,39 @@ pub(crate) fn decode_row_group(
     row_group: usize,
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
+    decode_columns(&plan.roots, metadata, file_size, row_group, fetched)
+}
+
+/// Whether the predicate columns of one row group (fetched alone) leave any trace possible.
+pub(crate) fn predicates_may_match(
+    plan: &ScanPlan,
+    metadata: &ArrowReaderMetadata,
+    file_size: u64,
+    row_group: usize,
+    fetched: Vec<(u64, Bytes)>,
+) -> Result<bool, BlockError> {
+    for batch in decode_columns(&plan.predicate_roots, metadata, file_size, row_group, fetched)? {
+        if plan.row_group_may_match(&predicate_masks(plan, &batch)?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn decode_columns(
+    roots: &[usize],
+    metadata: &ArrowReaderMetadata,
+    file_size: u64,
+    row_group: usize,
+    fetched: Vec<(u64, Bytes)>,
+) -> Result<Vec<RecordBatch>, BlockError> {
     let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let dictionary_metadata = ArrowReaderMetadata::try_new(
         metadata.metadata().clone(),
         ArrowReaderOptions::new().with_schema(dictionary_schema()),
     )
     .map_err(read_error)?;
-    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), plan.roots.iter().copied());
+    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots.iter().copied());
     let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, dictionary_metadata)
         .with_projection(mask)
