@@ -259,6 +259,15 @@ impl ScanPlan {
         ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range }
     }
 
+    /// The roots without `trace_id` and the span times: what a scan that does not report
+    /// traces (tag discovery) needs.
+    pub(crate) fn roots_without_trace_columns(&self) -> Vec<usize> {
+        let file_schema = schema();
+        let trace_columns: Vec<usize> =
+            ["trace_id", "start_unix_nanos", "duration_nanos"].iter().filter_map(|name| file_schema.index_of(name).ok()).collect();
+        self.roots.iter().copied().filter(|root| !trace_columns.contains(root)).collect()
+    }
+
     /// Whether a row group can be ruled out by its predicate columns alone.
     pub(crate) fn decides_early(&self) -> bool {
         !self.predicate_roots.is_empty() && !matches!(self.condition, TraceCondition::True)
@@ -371,7 +380,7 @@ pub(crate) fn predicates_may_match(
     Ok(false)
 }
 
-fn decode_columns(
+pub(crate) fn decode_columns(
     roots: &[usize],
     metadata: &ArrowReaderMetadata,
     file_size: u64,

@@ -14,7 +14,7 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 
 use super::schema::{DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
-use super::search::{decode_resource, decode_row_group, generic_values, predicate_masks, string_reader, ScanPlan};
+use super::search::{decode_columns, decode_resource, generic_values, predicate_masks, string_reader, ScanPlan};
 use crate::{BlockError, BlockHandle};
 use andante_storage::Storage;
 
@@ -204,15 +204,18 @@ impl BlockHandle {
         out: &mut TagCollection,
         seen: &mut HashSet<String>,
     ) -> Result<(), BlockError> {
+        // Tags need neither trace IDs nor times (the time range was applied to row groups).
+        let roots = Arc::new(plan.roots_without_trace_columns());
         for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+            let fetched = self.fetch_columns(storage, row_group, &roots).await?;
             out.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, request.clone());
+            let task_roots = roots.clone();
             let mut partial = TagCollection::default();
             let mut partial_seen = seen.clone();
             (partial, partial_seen) = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                for batch in decode_row_group(&task_plan, &metadata, file_size, row_group, fetched)? {
+                for batch in decode_columns(&task_roots, &metadata, file_size, row_group, fetched)? {
                     collect_batch(&task_request, &task_plan, &batch, &mut partial, &mut partial_seen)?;
                 }
                 Ok((partial, partial_seen))
