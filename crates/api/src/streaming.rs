@@ -220,19 +220,6 @@ fn label(name: &str, value: &LabelValue) -> KeyValue {
     KeyValue { key: name.to_owned(), value: Some(AnyValue { value }), ..Default::default() }
 }
 
-fn metrics_stats(result: &andante_query::metrics::MetricsResult) -> SearchMetrics {
-    let stats = &result.stats;
-    SearchMetrics {
-        inspected_traces: stats.inspected_traces as u32,
-        inspected_bytes: stats.inspected_bytes,
-        total_blocks: stats.total_blocks as u32,
-        completed_jobs: stats.completed_jobs as u32,
-        total_jobs: stats.total_jobs as u32,
-        total_block_bytes: 0,
-        inspected_spans: stats.inspected_spans,
-    }
-}
-
 fn partial(result: &andante_query::metrics::MetricsResult) -> (i32, String) {
     match &result.partial_message {
         Some(message) => (PartialStatus::Partial as i32, message.clone()),
@@ -274,7 +261,7 @@ async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) 
         })
         .collect();
     let (status_code, message) = partial(&result);
-    Ok(once(prost::Message::encode_to_vec(&QueryRangeResponse { series, metrics: Some(metrics_stats(&result)), status: status_code, message })))
+    Ok(once(prost::Message::encode_to_vec(&QueryRangeResponse { series, metrics: Some(search_metrics(&result.stats)), status: status_code, message })))
 }
 
 async fn metrics_instant(state: SharedState, request: Request<QueryInstantRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
@@ -291,7 +278,7 @@ async fn metrics_instant(state: SharedState, request: Request<QueryInstantReques
         })
         .collect();
     let (status_code, message) = partial(&result);
-    Ok(once(prost::Message::encode_to_vec(&QueryInstantResponse { series, metrics: Some(metrics_stats(&result)), status: status_code, message })))
+    Ok(once(prost::Message::encode_to_vec(&QueryInstantResponse { series, metrics: Some(search_metrics(&result.stats)), status: status_code, message })))
 }
 
 /// Decodes requests with prost; responses are already-encoded protobuf bytes, so one codec

@@ -19,6 +19,7 @@ use andante_traceql::metrics::{combine, MetricsSeries, Operand};
 use andante_traceql::{Accumulator, Intervals, MetricsExpr, MetricsQuery, TraceCondition, TraceView};
 use futures::stream::{self, StreamExt};
 
+use crate::search::SearchMetrics;
 use crate::Querier;
 
 #[derive(Debug, Clone)]
@@ -30,20 +31,11 @@ pub struct MetricsRequest {
     pub max_exemplars: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricsQueryStats {
-    pub inspected_bytes: u64,
-    pub inspected_traces: u64,
-    pub inspected_spans: u64,
-    pub completed_jobs: u64,
-    pub total_jobs: u64,
-    pub total_blocks: u64,
-}
-
 #[derive(Debug, Default)]
 pub struct MetricsResult {
     pub series: Vec<MetricsSeries>,
-    pub stats: MetricsQueryStats,
+    /// Search's metrics type: both answer with Tempo's `SearchMetrics`.
+    pub stats: SearchMetrics,
     pub partial_message: Option<String>,
 }
 
