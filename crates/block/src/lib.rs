@@ -193,34 +193,36 @@ impl BlockHandle {
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let mut outcome = v1::search::ScanOutcome::default();
         for row_group in plan.row_groups(&self.parquet) {
-            let fetched = if plan.decides_early() {
+            if plan.decides_early() {
                 // Predicate columns first: most row groups of a selective query end here, without
-                // reading trace IDs and times.
+                // reading trace IDs and times; the rest reuse the decoded predicate rows.
                 let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots).await?;
                 outcome.bytes_read += predicates.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
                 let permit = cpu.clone().acquire_owned().await.map_err(|error| BlockError::Read(error.to_string()))?;
-                let (early_plan, metadata, file_size, chunks) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, predicates.clone());
-                let may_match = tokio::task::spawn_blocking(move || {
+                let (early_plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+                let rows = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    v1::search::predicates_may_match(&early_plan, &metadata, file_size, row_group, chunks)
+                    v1::search::predicate_rows(&early_plan, &metadata, file_size, row_group, predicates)
                 })
                 .await
                 .map_err(|error| BlockError::Read(error.to_string()))??;
-                if !may_match {
+                let Some(rows) = rows else {
                     outcome.spans_scanned += self.parquet.metadata().row_group(row_group).num_rows() as u64;
                     continue;
-                }
-                let rest: Vec<usize> = plan.roots.iter().copied().filter(|root| !plan.predicate_roots.contains(root)).collect();
-                let mut fetched = predicates;
-                let others = self.fetch_columns(storage, row_group, &rest).await?;
-                outcome.bytes_read += others.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-                fetched.extend(others);
-                fetched
-            } else {
-                let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-                outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-                fetched
-            };
+                };
+                let trace_columns = self.fetch_columns(storage, row_group, &plan.trace_roots()).await?;
+                outcome.bytes_read += trace_columns.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
+                let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
+                let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+                outcome = tokio::task::spawn_blocking(move || {
+                    v1::search::scan_row_group_with_rows(&plan, &metadata, file_size, row_group, trace_columns, &rows, &mut outcome).map(|()| outcome)
+                })
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))??;
+                continue;
+            }
+            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
+            outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
             outcome = tokio::task::spawn_blocking(move || {

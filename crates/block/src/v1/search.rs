@@ -259,6 +259,12 @@ impl ScanPlan {
         ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range }
     }
 
+    /// `trace_id` and the span times: what stage 1 reads once a row group's predicates matched.
+    pub(crate) fn trace_roots(&self) -> Vec<usize> {
+        let file_schema = schema();
+        ["trace_id", "start_unix_nanos", "duration_nanos"].iter().filter_map(|name| file_schema.index_of(name).ok()).collect()
+    }
+
     /// The roots without `trace_id` and the span times: what a scan that does not report
     /// traces (tag discovery) needs.
     pub(crate) fn roots_without_trace_columns(&self) -> Vec<usize> {
@@ -364,20 +370,50 @@ pub(crate) fn decode_row_group(
     decode_columns(&plan.roots, metadata, file_size, row_group, fetched)
 }
 
-/// Whether the predicate columns of one row group (fetched alone) leave any trace possible.
-pub(crate) fn predicates_may_match(
+/// The predicate rows of one row group from its predicate columns alone (fetched first), or None
+/// when they leave no trace possible. Kept for the second step, so the predicate columns (the
+/// costly generic attribute list among them) are decoded once.
+pub(crate) fn predicate_rows(
     plan: &ScanPlan,
     metadata: &ArrowReaderMetadata,
     file_size: u64,
     row_group: usize,
     fetched: Vec<(u64, Bytes)>,
-) -> Result<bool, BlockError> {
+) -> Result<Option<Vec<Vec<bool>>>, BlockError> {
+    let mut rows: Vec<Vec<bool>> = Vec::new();
     for batch in decode_columns(&plan.predicate_roots, metadata, file_size, row_group, fetched)? {
-        if plan.row_group_may_match(&predicate_masks(plan, &batch)?) {
-            return Ok(true);
+        let masks = predicate_masks(plan, &batch)?;
+        if rows.is_empty() {
+            rows = masks;
+        } else {
+            for (all, part) in rows.iter_mut().zip(masks) {
+                all.extend(part);
+            }
         }
     }
-    Ok(false)
+    Ok(plan.row_group_may_match(&rows).then_some(rows))
+}
+
+/// Stage 1 for a row group whose predicate rows are known: decode `trace_id` and the times
+/// (fetched second) and find candidates.
+pub(crate) fn scan_row_group_with_rows(
+    plan: &ScanPlan,
+    metadata: &ArrowReaderMetadata,
+    file_size: u64,
+    row_group: usize,
+    fetched: Vec<(u64, Bytes)>,
+    rows: &[Vec<bool>],
+    outcome: &mut ScanOutcome,
+) -> Result<(), BlockError> {
+    let roots = plan.trace_roots();
+    let mut offset = 0;
+    for batch in decode_columns(&roots, metadata, file_size, row_group, fetched)? {
+        let count = batch.num_rows();
+        let part: Vec<Vec<bool>> = rows.iter().map(|mask| mask[offset..offset + count].to_vec()).collect();
+        scan_with_masks(plan, &batch, &part, outcome)?;
+        offset += count;
+    }
+    Ok(())
 }
 
 pub(crate) fn decode_columns(
@@ -448,9 +484,13 @@ pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Ve
 }
 
 fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+    let masks = predicate_masks(plan, batch)?;
+    scan_with_masks(plan, batch, &masks, outcome)
+}
+
+fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<bool>], outcome: &mut ScanOutcome) -> Result<(), BlockError> {
     let rows = batch.num_rows();
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
-    let predicate_rows = predicate_masks(plan, batch)?;
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
     let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
