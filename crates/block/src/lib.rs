@@ -91,6 +91,21 @@ pub fn encode_block_from(
 ) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
     let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
     let mut trace_count = 0u64;
+    let mut service_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let traces = traces.into_iter().inspect(|trace| {
+        if service_names.len() > meta::MAX_META_SERVICE_NAMES {
+            return;
+        }
+        for resource_spans in &trace.resource_spans {
+            let attributes = resource_spans.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+            let name = attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref());
+            if let Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) = name {
+                if !service_names.contains(name) {
+                    service_names.insert(name.clone());
+                }
+            }
+        }
+    });
     let encoded = v1::encode_parquet_with_index(traces, new_block.options, |trace_id| {
         bloom.insert(trace_id);
         trace_count += 1;
@@ -111,6 +126,7 @@ pub fn encode_block_from(
         compaction_level: new_block.compaction_level,
         created_unix_nanos: now_unix_nanos(),
         replaces: new_block.replaces.clone(),
+        service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES).then(|| service_names.into_iter().collect()),
     };
     Ok((meta, encoded.parquet, index))
 }

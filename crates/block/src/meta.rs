@@ -31,7 +31,15 @@ pub struct BlockMeta {
     /// Blocks this one was compacted from; they may still be listed until deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<Uuid>,
+    /// The distinct `service.name`s of the block's resources, sorted, so tag values for the
+    /// most asked-for tag need no I/O. Absent in blocks written before it existed, or when
+    /// there were more than [`MAX_META_SERVICE_NAMES`]: readers then scan the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_names: Option<Vec<String>>,
 }
+
+/// Most service names kept in `meta.json`.
+pub const MAX_META_SERVICE_NAMES: usize = 1000;
 
 impl BlockMeta {
     pub fn prefix(&self) -> String {

@@ -385,3 +385,31 @@ async fn columnar_metrics_agree_with_the_engine() {
         assert!(v1::metrics::MetricsColumns::of(&query).is_none(), "{text} needs whole traces");
     }
 }
+
+/// `meta.json` lists the block's service names (tag values without I/O); an older meta without
+/// the field still reads, as "unknown".
+#[tokio::test]
+async fn meta_lists_service_names() {
+    let storage = Storage::in_memory();
+    let traces = traces(5, 50);
+    let handle = write(&storage, &traces, 500).await;
+    let mut expected: Vec<String> = traces
+        .iter()
+        .flat_map(|t| &t.resource_spans)
+        .filter_map(|r| r.resource.as_ref())
+        .flat_map(|r| &r.attributes)
+        .filter(|kv| kv.key == "service.name")
+        .filter_map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    expected.sort();
+    expected.dedup();
+    assert!(!expected.is_empty());
+    assert_eq!(handle.meta.service_names.as_ref(), Some(&expected));
+    let mut old = serde_json::to_value(&handle.meta).expect("json");
+    old.as_object_mut().expect("object").remove("serviceNames");
+    let old: BlockMeta = serde_json::from_value(old).expect("an older meta.json still parses");
+    assert_eq!(old.service_names, None);
+}

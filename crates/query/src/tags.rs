@@ -10,6 +10,7 @@ use andante_block::v1::search::ScanPlan;
 use andante_block::v1::tags::{tag_columns, TagCollection, TagRequest};
 use andante_live::decode_fragments;
 use andante_model::{TenantSet, UnixNanos};
+use andante_traceql::ast::Scope;
 use andante_traceql::eval::resolve;
 use andante_traceql::{Field, Query, SpanPredicate, TraceCondition, TraceView, Value};
 
@@ -72,6 +73,11 @@ fn live_collect(
     }
 }
 
+/// `resource.service.name` values: what blocks keep in `meta.json`.
+fn is_resource_service_name(request: &TagRequest) -> bool {
+    matches!(request, TagRequest::Values(Field::Attribute { scope: Scope::Resource, parent: false, name }) if name == "service.name")
+}
+
 impl Querier {
     /// Names (`Values` = None) or values of `field`, for spans matching `filter`.
     pub async fn tags(
@@ -117,9 +123,16 @@ impl Querier {
                 collection.add_value(value, &mut seen);
             }
             let blocks = self.blocks_newest_first(tenant, start, end);
+            let service_names_only = filter.is_none() && is_resource_service_name(&request);
             for handle in blocks {
                 if collection.values.len() >= limit {
                     break;
+                }
+                if let (true, Some(names)) = (service_names_only, &handle.meta.service_names) {
+                    for name in names {
+                        collection.add_value(Value::Str(name.clone().into()), &mut seen);
+                    }
+                    continue;
                 }
                 let result = handle.collect_tags(&self.storage, &request, plan.clone(), self.cpu.clone(), &mut collection, &mut seen).await;
                 if let Err(error) = result {
