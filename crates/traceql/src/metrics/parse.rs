@@ -1,0 +1,365 @@
+//! Parsing metrics queries (`{…} | rate() by (…) | topk(3)`) and arithmetic between them.
+
+use crate::ast::{BinaryOp, Field, FieldExpr, Query};
+use crate::error::ParseError;
+use crate::lexer::{lex, Token};
+use crate::parser::{comparison_op, Parser};
+
+const FUNCTIONS: &[&str] = &[
+    "rate",
+    "count_over_time",
+    "sum_over_time",
+    "min_over_time",
+    "max_over_time",
+    "avg_over_time",
+    "quantile_over_time",
+    "histogram_over_time",
+    "compare",
+];
+
+pub fn is_metrics_function(word: &str) -> bool {
+    FUNCTIONS.contains(&word)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsFunction {
+    Rate,
+    CountOverTime,
+    SumOverTime(Field),
+    MinOverTime(Field),
+    MaxOverTime(Field),
+    AvgOverTime(Field),
+    QuantileOverTime(Field, Vec<f64>),
+    HistogramOverTime(Field),
+}
+
+impl MetricsFunction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetricsFunction::Rate => "rate",
+            MetricsFunction::CountOverTime => "count_over_time",
+            MetricsFunction::SumOverTime(_) => "sum_over_time",
+            MetricsFunction::MinOverTime(_) => "min_over_time",
+            MetricsFunction::MaxOverTime(_) => "max_over_time",
+            MetricsFunction::AvgOverTime(_) => "avg_over_time",
+            MetricsFunction::QuantileOverTime(..) => "quantile_over_time",
+            MetricsFunction::HistogramOverTime(_) => "histogram_over_time",
+        }
+    }
+
+    pub(crate) fn field(&self) -> Option<&Field> {
+        match self {
+            MetricsFunction::Rate | MetricsFunction::CountOverTime => None,
+            MetricsFunction::SumOverTime(field)
+            | MetricsFunction::MinOverTime(field)
+            | MetricsFunction::MaxOverTime(field)
+            | MetricsFunction::AvgOverTime(field)
+            | MetricsFunction::QuantileOverTime(field, _)
+            | MetricsFunction::HistogramOverTime(field) => Some(field),
+        }
+    }
+}
+
+/// What follows the function: `> 10` filters samples, `topk(n)`/`bottomk(n)` keep the n highest
+/// or lowest series at each timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecondStage {
+    TopK(usize),
+    BottomK(usize),
+    Filter(BinaryOp, f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsQuery {
+    /// The spanset part, with the query's hints; also what storage gets pushed down.
+    pub search: Query,
+    pub function: MetricsFunction,
+    pub by: Vec<Field>,
+    pub second_stages: Vec<SecondStage>,
+}
+
+fn number(parser: &mut Parser<'_>, what: &str) -> Result<f64, ParseError> {
+    let at = parser.offset();
+    let negative = parser.eat(&Token::Minus);
+    let value = match parser.advance() {
+        Some(Token::Int(value)) => value as f64,
+        Some(Token::Float(value)) => value,
+        // `.99` lexes as an unscoped attribute named `99`; in a number position it is 0.99.
+        Some(Token::Attribute { parent: false, name, .. }) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) && parser.text[at..].starts_with('.') => {
+            format!("0.{name}").parse().unwrap_or(f64::NAN)
+        }
+        _ => return Err(ParseError::at(parser.text, at, format!("syntax error: expected a number for {what}"))),
+    };
+    Ok(if negative { -value } else { value })
+}
+
+fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, ParseError> {
+    let at = parser.offset();
+    match parser.field_expr()? {
+        FieldExpr::Field(field) => Ok(field),
+        _ => Err(parser.invalid(at, format!("{function}() takes an attribute or intrinsic, e.g. `{function}(duration)`"))),
+    }
+}
+
+/// Parses and checks a metrics query: a spanset pipeline, `|`, one metrics function with an
+/// optional `by(…)`, then optional comparisons and `topk`/`bottomk` stages, then hints.
+pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
+    let tokens = lex(text)?;
+    let mut parser = Parser { text, tokens, pos: 0 };
+    if parser.peek().is_none() {
+        return Err(ParseError::at(text, 0, "syntax error: empty query, expected e.g. `{ } | rate()`"));
+    }
+    let mut query = metrics_body(&mut parser)?;
+    query.search.hints = parser.hints()?;
+    if parser.peek().is_some() {
+        return Err(parser.unexpected());
+    }
+    Ok(query)
+}
+
+/// A spanset pipeline, `|`, a metrics function with its `by` and second stages; no hints.
+fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
+    let root = parser.pipeline()?;
+    if !parser.at_metrics_function() {
+        let at = parser.offset();
+        return Err(parser.invalid(at, "not a metrics query: expected `| rate()`, `| count_over_time()` or another metrics function"));
+    }
+    parser.eat(&Token::Pipe);
+    let name_at = parser.offset();
+    let Some(Token::Word(name)) = parser.advance() else { return Err(parser.unexpected()) };
+    parser.expect(Token::LParen)?;
+    let function = match name.as_str() {
+        "rate" => MetricsFunction::Rate,
+        "count_over_time" => MetricsFunction::CountOverTime,
+        "sum_over_time" => MetricsFunction::SumOverTime(field_argument(parser, &name)?),
+        "min_over_time" => MetricsFunction::MinOverTime(field_argument(parser, &name)?),
+        "max_over_time" => MetricsFunction::MaxOverTime(field_argument(parser, &name)?),
+        "avg_over_time" => MetricsFunction::AvgOverTime(field_argument(parser, &name)?),
+        "histogram_over_time" => MetricsFunction::HistogramOverTime(field_argument(parser, &name)?),
+        "quantile_over_time" => {
+            let field = field_argument(parser, &name)?;
+            let mut quantiles = Vec::new();
+            while parser.eat(&Token::Comma) {
+                let at = parser.offset();
+                let q = number(parser, "a quantile")?;
+                if !(0.0..=1.0).contains(&q) {
+                    return Err(parser.invalid(at, format!("quantile {q} is outside [0, 1]")));
+                }
+                quantiles.push(q);
+            }
+            if quantiles.is_empty() {
+                return Err(parser.invalid(name_at, "quantile_over_time() needs at least one quantile, e.g. `quantile_over_time(duration, .99)`"));
+            }
+            MetricsFunction::QuantileOverTime(field, quantiles)
+        }
+        _ => return Err(parser.invalid(name_at, format!("{name}() is not supported by this version of Andante"))),
+    };
+    parser.expect(Token::RParen)?;
+    let mut by = Vec::new();
+    if parser.peek() == Some(&Token::Word("by".to_owned())) {
+        parser.advance();
+        parser.expect(Token::LParen)?;
+        loop {
+            by.push(field_argument(parser, "by")?);
+            if !parser.eat(&Token::Comma) {
+                break;
+            }
+        }
+        parser.expect(Token::RParen)?;
+    }
+    let mut second_stages = Vec::new();
+    loop {
+        if let Some(op) = parser.peek().and_then(comparison_op) {
+            let at = parser.offset();
+            if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
+                return Err(parser.invalid(at, "metrics results compare with numbers, not regular expressions"));
+            }
+            parser.advance();
+            second_stages.push(SecondStage::Filter(op, number(parser, "the comparison")?));
+            continue;
+        }
+        let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
+        if !is_rank {
+            break;
+        }
+        parser.advance();
+        let Some(Token::Word(word)) = parser.advance() else { break };
+        parser.expect(Token::LParen)?;
+        let at = parser.offset();
+        let k = number(parser, &word)?;
+        if k < 1.0 || k.fract() != 0.0 {
+            return Err(parser.invalid(at, format!("{word}() needs a positive whole number")));
+        }
+        parser.expect(Token::RParen)?;
+        second_stages.push(if word == "topk" { SecondStage::TopK(k as usize) } else { SecondStage::BottomK(k as usize) });
+    }
+    Ok(MetricsQuery { search: Query { root, hints: Vec::new() }, function, by, second_stages })
+}
+
+/// Arithmetic between metrics queries and numbers: `({ status = error } | rate()) / ({ } | rate()) * 100`.
+#[derive(Debug, Clone)]
+pub enum MetricsExpr {
+    Query(Box<MetricsQuery>),
+    Number(f64),
+    Binary { op: ArithmeticOp, lhs: Box<MetricsExpr>, rhs: Box<MetricsExpr> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithmeticOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl ArithmeticOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithmeticOp::Add => "+",
+            ArithmeticOp::Sub => "-",
+            ArithmeticOp::Mul => "*",
+            ArithmeticOp::Div => "/",
+        }
+    }
+
+    /// Division by zero is NaN, as in Tempo (not ±Inf).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            ArithmeticOp::Add => a + b,
+            ArithmeticOp::Sub => a - b,
+            ArithmeticOp::Mul => a * b,
+            ArithmeticOp::Div if b == 0.0 => f64::NAN,
+            ArithmeticOp::Div => a / b,
+        }
+    }
+}
+
+impl MetricsExpr {
+    /// The metrics queries in evaluation order.
+    pub fn queries(&self) -> Vec<&MetricsQuery> {
+        match self {
+            MetricsExpr::Query(query) => vec![query],
+            MetricsExpr::Number(_) => Vec::new(),
+            MetricsExpr::Binary { lhs, rhs, .. } => {
+                let mut out = lhs.queries();
+                out.extend(rhs.queries());
+                out
+            }
+        }
+    }
+}
+
+/// Parses a metrics query, or arithmetic between parenthesised metrics queries and numbers.
+/// A plain query's error is reported when neither form parses (it is the common case).
+pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
+    let plain_error = match parse_metrics(text) {
+        Ok(query) => return Ok(MetricsExpr::Query(Box::new(query))),
+        Err(error) => error,
+    };
+    let Ok(tokens) = lex(text) else { return Err(plain_error) };
+    let mut parser = Parser { text, tokens, pos: 0 };
+    let parsed = arithmetic(&mut parser, 0).and_then(|expr| {
+        let hints = parser.hints()?;
+        if parser.peek().is_some() {
+            return Err(parser.unexpected());
+        }
+        Ok((expr, hints))
+    });
+    match parsed {
+        Ok((mut expr, hints)) if !expr.queries().is_empty() => {
+            set_hints(&mut expr, &hints);
+            Ok(expr)
+        }
+        Ok(_) => Err(plain_error),
+        Err(error) if text.trim_start().starts_with('(') => Err(error),
+        Err(_) => Err(plain_error),
+    }
+}
+
+fn set_hints(expr: &mut MetricsExpr, hints: &[crate::ast::Hint]) {
+    match expr {
+        MetricsExpr::Query(query) => query.search.hints = hints.to_vec(),
+        MetricsExpr::Number(_) => {}
+        MetricsExpr::Binary { lhs, rhs, .. } => {
+            set_hints(lhs, hints);
+            set_hints(rhs, hints);
+        }
+    }
+}
+
+/// `+ -` bind looser (level 0) than `* /` (level 1).
+fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseError> {
+    if level > 1 {
+        return arithmetic_operand(parser);
+    }
+    let mut lhs = arithmetic(parser, level + 1)?;
+    loop {
+        let op = match (level, parser.peek()) {
+            (0, Some(Token::Plus)) => ArithmeticOp::Add,
+            (0, Some(Token::Minus)) => ArithmeticOp::Sub,
+            (1, Some(Token::Star)) => ArithmeticOp::Mul,
+            (1, Some(Token::Slash)) => ArithmeticOp::Div,
+            _ => return Ok(lhs),
+        };
+        parser.advance();
+        let rhs = arithmetic(parser, level + 1)?;
+        lhs = MetricsExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+    }
+}
+
+fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError> {
+    match parser.peek() {
+        Some(Token::Int(_) | Token::Float(_) | Token::Minus) => Ok(MetricsExpr::Number(number(parser, "an operand")?)),
+        Some(Token::LParen) => {
+            let open = parser.pos;
+            parser.advance();
+            // A parenthesised metrics query, or a parenthesised arithmetic expression.
+            if let Ok(query) = metrics_body(parser) {
+                if parser.eat(&Token::RParen) {
+                    return Ok(MetricsExpr::Query(Box::new(query)));
+                }
+            }
+            parser.pos = open + 1;
+            let inner = arithmetic(parser, 0)?;
+            parser.expect(Token::RParen)?;
+            Ok(inner)
+        }
+        _ => Err(parser.unexpected()),
+    }
+}
+
+
+/// What a columnar scan needs to compute a metrics query without rebuilding traces: the query
+/// is a single spanset filter equivalent to `predicate` (None: every span), so a span counts
+/// exactly when its row matches. None when the query needs whole traces (structural operators,
+/// pipelines, unscoped attributes, sampling hints).
+#[derive(Debug, Clone)]
+pub struct ColumnarSpec {
+    pub predicate: Option<crate::SpanPredicate>,
+    /// The field the function reads (`duration` in `quantile_over_time(duration, …)`).
+    pub value_field: Option<Field>,
+}
+
+impl MetricsQuery {
+    pub fn columnar(&self) -> Option<ColumnarSpec> {
+        if !self.search.hints.iter().all(|hint| hint.name == "exemplars") {
+            return None;
+        }
+        let predicate = match &self.search.root {
+            crate::ast::SpansetExpr::Filter(None) => None,
+            crate::ast::SpansetExpr::Filter(Some(expr)) => Some(crate::SpanPredicate::exact(expr)?),
+            _ => return None,
+        };
+        Some(ColumnarSpec { predicate, value_field: self.function.field().cloned() })
+    }
+
+    /// Whether the function counts spans (no field value needed).
+    pub fn counts(&self) -> bool {
+        matches!(self.function, MetricsFunction::Rate | MetricsFunction::CountOverTime)
+    }
+
+    pub fn is_histogram(&self) -> bool {
+        matches!(self.function, MetricsFunction::HistogramOverTime(_))
+    }
+}
+
