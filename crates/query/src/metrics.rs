@@ -64,6 +64,25 @@ fn reduce(expr: &MetricsExpr, results: &mut impl Iterator<Item = Vec<MetricsSeri
     }
 }
 
+/// How blocks are read for one query.
+enum BlockWay {
+    /// One exact span filter with its fields in columns: fold rows (`block/v1/metrics.rs`).
+    Columnar { plan: Arc<ScanPlan>, columns: Arc<MetricsColumns> },
+    /// Anything else: find candidates (unless every trace is one), read traces whole, evaluate.
+    WholeTraces { plan: Arc<ScanPlan>, scan_first: bool },
+}
+
+/// What one block contributed. Traces also held live are not counted here: the columnar way
+/// names them (`shared_ids`), the whole-trace way hands over their spans (`shared_spans`).
+struct BlockFold {
+    accumulator: Accumulator,
+    spans: u64,
+    traces: u64,
+    bytes: u64,
+    shared_ids: HashSet<TraceId>,
+    shared_spans: Vec<(TraceId, Vec<ResourceSpans>)>,
+}
+
 /// The exact condition of a columnar query: its filter's predicate, or every span.
 fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
     match query.columnar().and_then(|spec| spec.predicate) {
@@ -73,6 +92,56 @@ fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
 }
 
 impl Querier {
+    async fn fold_block(
+        &self,
+        handle: &andante_block::BlockHandle,
+        way: &BlockWay,
+        query: Arc<MetricsQuery>,
+        intervals: Intervals,
+        exemplars: usize,
+        live_ids: Arc<HashSet<TraceId>>,
+    ) -> Result<BlockFold, andante_block::BlockError> {
+        let (storage, cpu) = (&self.storage, self.cpu.clone());
+        let empty = || Accumulator::new(intervals).with_exemplars(exemplars);
+        match way {
+            BlockWay::Columnar { plan, columns } => {
+                let (accumulator, bytes, stats) = handle.fold_metrics(storage, plan.clone(), columns.clone(), query, empty(), live_ids, cpu).await?;
+                Ok(BlockFold { accumulator, spans: stats.spans_scanned, traces: 0, bytes, shared_ids: stats.shared, shared_spans: Vec::new() })
+            }
+            BlockWay::WholeTraces { plan, scan_first } => {
+                let mut bytes = 0u64;
+                let wanted: Option<HashSet<TraceId>> = if *scan_first {
+                    let outcome = handle.scan(storage, plan.clone(), cpu.clone()).await?;
+                    bytes += outcome.bytes_read;
+                    if outcome.candidates.is_empty() {
+                        return Ok(BlockFold { accumulator: empty(), spans: 0, traces: 0, bytes, shared_ids: HashSet::new(), shared_spans: Vec::new() });
+                    }
+                    Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
+                } else {
+                    None
+                };
+                let traces = handle.read_all(storage).await?;
+                bytes += handle.meta.data_bytes;
+                let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let (mut mine, mut shared_spans) = (Vec::new(), Vec::new());
+                    for trace in traces {
+                        if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
+                            continue;
+                        }
+                        let target = if live_ids.contains(&trace.trace_id) { &mut shared_spans } else { &mut mine };
+                        target.push((trace.trace_id, trace.resource_spans));
+                    }
+                    let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
+                    BlockFold { accumulator, spans, traces: mine.len() as u64, bytes, shared_ids: HashSet::new(), shared_spans }
+                })
+                .await
+                .map_err(|e| andante_block::BlockError::Read(e.to_string()))
+            }
+        }
+    }
+
     /// A metrics expression: each query computed as by [`Querier::metrics`], then combined.
     pub async fn metrics_expr(&self, tenants: &TenantSet, expr: &MetricsExpr, template: &MetricsRequest) -> MetricsResult {
         if let MetricsExpr::Query(query) = expr {
@@ -106,129 +175,68 @@ impl Querier {
     pub async fn metrics(&self, tenants: &TenantSet, request: &MetricsRequest) -> MetricsResult {
         let mut result = MetricsResult::default();
         let (window_start, window_end) = request.intervals.window();
-        let condition = TraceCondition::of(&request.query.search);
-        let scan_first = !matches!(condition, TraceCondition::True);
-        let plan = Arc::new(ScanPlan::new(condition, window_start..window_end));
         let query = Arc::new(request.query.clone());
-        let columns = MetricsColumns::of(&request.query).map(Arc::new);
         let intervals = request.intervals;
         let exemplars = request.max_exemplars;
+        let way = match MetricsColumns::of(&request.query) {
+            Some(columns) => {
+                let columns = Arc::new(columns);
+                let plan = ScanPlan::with_columns(columnar_condition(&request.query), window_start..window_end, &columns.names());
+                BlockWay::Columnar { plan: Arc::new(plan), columns }
+            }
+            None => {
+                let condition = TraceCondition::of(&request.query.search);
+                let scan_first = !matches!(condition, TraceCondition::True);
+                BlockWay::WholeTraces { plan: Arc::new(ScanPlan::new(condition, window_start..window_end)), scan_first }
+            }
+        };
         let mut total = Accumulator::new(intervals).with_exemplars(exemplars);
         let mut failures = Vec::new();
 
         for tenant in tenants.iter() {
-            let live: HashMap<TraceId, Vec<ResourceSpans>> =
+            let mut live: HashMap<TraceId, Vec<ResourceSpans>> =
                 self.live.snapshot(tenant).into_iter().map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments))).collect();
             let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
 
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
             result.stats.total_blocks += blocks.len() as u64;
             result.stats.total_jobs += blocks.len() as u64 + 1;
-            let mut live = live;
-            if let Some(columns) = columns.clone() {
-                // Columnar: fold matching rows directly; traces also held live are skipped here
-                // and counted below from their whole, merged copy.
-                let plan = Arc::new(ScanPlan::with_columns(columnar_condition(&request.query), window_start..window_end, &columns.names()));
-                let jobs = stream::iter(blocks.into_iter().map(|handle| {
-                    let (plan, columns, cpu, storage, query, live_ids) =
-                        (plan.clone(), columns.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
-                    async move {
-                        let accumulator = Accumulator::new(intervals).with_exemplars(exemplars);
-                        handle.fold_metrics(&storage, plan, columns, query, accumulator, live_ids, cpu).await
-                    }
-                }))
-                .buffer_unordered(2);
-                futures::pin_mut!(jobs);
-                let mut shared = HashSet::new();
-                while let Some(job) = jobs.next().await {
-                    if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                        failures.push("the metrics query deadline passed before every block was read".to_owned());
-                        break;
-                    }
-                    match job {
-                        Ok((accumulator, bytes, stats)) => {
-                            result.stats.inspected_spans += stats.spans_scanned;
-                            result.stats.inspected_bytes += bytes;
-                            result.stats.completed_jobs += 1;
-                            total.merge(accumulator);
-                            shared.extend(stats.shared);
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "metrics block scan failed");
-                            failures.push(format!("a block could not be read: {error}"));
-                        }
-                    }
+            let jobs = stream::iter(blocks.into_iter().map(|handle| {
+                let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
+                async move { self.fold_block(&handle, way, query, intervals, exemplars, live_ids).await }
+            }))
+            .buffer_unordered(2);
+            futures::pin_mut!(jobs);
+            let mut shared_ids = HashSet::new();
+            while let Some(job) = jobs.next().await {
+                if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    failures.push("the metrics query deadline passed before every block was read".to_owned());
+                    break;
                 }
-                for trace_id in shared {
-                    let lookup = self.trace_by_id(&TenantSet::one(tenant.clone()), trace_id, crate::TimeHint::default()).await;
-                    live.insert(trace_id, lookup.resource_spans);
-                }
-            } else {
-                let jobs = stream::iter(blocks.into_iter().map(|handle| {
-                    let (plan, cpu, storage, query, live_ids) = (plan.clone(), self.cpu.clone(), self.storage.clone(), query.clone(), live_ids.clone());
-                    async move {
-                        let mut bytes = 0u64;
-                        let wanted: Option<HashSet<TraceId>> = if scan_first {
-                            let outcome = handle.scan(&storage, plan, cpu.clone()).await?;
-                            bytes += outcome.bytes_read;
-                            if outcome.candidates.is_empty() {
-                                return Ok((Accumulator::new(intervals).with_exemplars(exemplars), 0, 0, bytes, Vec::new()));
-                            }
-                            Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
-                        } else {
-                            None
-                        };
-                        let traces = handle.read_all(&storage).await?;
-                        bytes += handle.meta.data_bytes;
-                        let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
-                        let folded = tokio::task::spawn_blocking(move || {
-                            let _permit = permit;
-                            let mut mine = Vec::new();
-                            let mut shared_with_live = Vec::new();
-                            for trace in traces {
-                                if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
-                                    continue;
-                                }
-                                if live_ids.contains(&trace.trace_id) {
-                                    shared_with_live.push((trace.trace_id, trace.resource_spans));
-                                } else {
-                                    mine.push((trace.trace_id, trace.resource_spans));
-                                }
-                            }
-                            let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
-                            (accumulator, spans, mine.len() as u64, shared_with_live)
-                        })
-                        .await
-                        .map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
-                        Ok::<_, andante_block::BlockError>((folded.0, folded.1, folded.2, bytes, folded.3))
-                    }
-                }))
-                .buffer_unordered(2);
-                futures::pin_mut!(jobs);
-                while let Some(job) = jobs.next().await {
-                    if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                        failures.push("the metrics query deadline passed before every block was read".to_owned());
-                        break;
-                    }
-                    match job {
-                        Ok((accumulator, spans, traces, bytes, shared)) => {
-                            total.merge(accumulator);
-                            result.stats.inspected_spans += spans;
-                            result.stats.inspected_traces += traces;
-                            result.stats.inspected_bytes += bytes;
-                            result.stats.completed_jobs += 1;
-                            for (trace_id, resource_spans) in shared {
-                                if let Some(existing) = live.get_mut(&trace_id) {
-                                    existing.extend(resource_spans);
-                                }
+                match job {
+                    Ok(fold) => {
+                        total.merge(fold.accumulator);
+                        result.stats.inspected_spans += fold.spans;
+                        result.stats.inspected_traces += fold.traces;
+                        result.stats.inspected_bytes += fold.bytes;
+                        result.stats.completed_jobs += 1;
+                        shared_ids.extend(fold.shared_ids);
+                        for (trace_id, resource_spans) in fold.shared_spans {
+                            if let Some(existing) = live.get_mut(&trace_id) {
+                                existing.extend(resource_spans);
                             }
                         }
-                        Err(error) => {
-                            tracing::warn!(%error, "metrics block read failed");
-                            failures.push(format!("a block could not be read: {error}"));
-                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics block read failed");
+                        failures.push(format!("a block could not be read: {error}"));
                     }
                 }
+            }
+            // A columnar fold skipped the rows of traces also held live: count them whole.
+            for trace_id in shared_ids {
+                let lookup = self.trace_by_id(&TenantSet::one(tenant.clone()), trace_id, crate::TimeHint::default()).await;
+                live.insert(trace_id, lookup.resource_spans);
             }
             // Live traces last, merged with any copy a block holds, each counted once.
             let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live.into_iter().map(|(id, spans)| (id, merge_resource_spans(spans))).collect();
