@@ -126,14 +126,8 @@ fn number(value: f64) -> Value {
 }
 
 fn label_json(name: &str, value: &LabelValue) -> Value {
-    let value = match value {
-        LabelValue::Nil => json!({}),
-        LabelValue::String(text) => json!({ "stringValue": text }),
-        LabelValue::Int(number) => json!({ "intValue": number.to_string() }),
-        LabelValue::Float(bits) => json!({ "doubleValue": f64::from_bits(*bits) }),
-        LabelValue::Bool(flag) => json!({ "boolValue": flag }),
-    };
-    json!({ "key": name, "value": value })
+    let label = crate::tempopb::label(name, value);
+    json!({ "key": label.key, "value": label.value.as_ref().map(crate::tempo_json::any_value).unwrap_or_else(|| json!({})) })
 }
 
 fn stats_json(result: &MetricsResult) -> Value {

@@ -132,21 +132,6 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, ApiError> {
     Ok(pairs)
 }
 
-/// A value as OTLP-JSON `AnyValue` (64-bit integers as strings, as Tempo writes them).
-pub(crate) fn any_value(value: &Value<'_>) -> Json_ {
-    match value {
-        Value::Nil => json!({}),
-        Value::Bool(flag) => json!({ "boolValue": flag }),
-        Value::Int(number) => json!({ "intValue": number.to_string() }),
-        Value::Float(number) => json!({ "doubleValue": number }),
-        Value::Str(text) => json!({ "stringValue": text }),
-        Value::Duration(nanos) => json!({ "stringValue": format_duration(*nanos) }),
-        Value::Status(status) => json!({ "stringValue": status.name() }),
-        Value::Kind(kind) => json!({ "stringValue": kind.name() }),
-        Value::Array(items) | Value::Multi(items) => json!({ "arrayValue": { "values": items.iter().map(any_value).collect::<Vec<_>>() } }),
-    }
-}
-
 /// Go's `time.Duration.String()` style (`1.5s`, `250ms`, `2m3s`), which Tempo prints.
 pub(crate) fn format_duration(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
@@ -180,8 +165,9 @@ fn trim_float(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<Json_> {
-    attributes.iter().map(|(key, value)| json!({ "key": key, "value": any_value(value) })).collect()
+/// Attributes as OTLP-JSON `KeyValue`s (64-bit integers as strings, as Tempo writes them).
+fn key_values(attributes: &[(String, Value<'static>)]) -> Json_ {
+    crate::tempo_json::attributes(&crate::tempopb::key_values(attributes))
 }
 
 fn spanset_json(spanset: &SpansetSummary) -> Json_ {

@@ -14,17 +14,15 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
 use andante_query::search::{SearchMetrics as QueryMetrics, TraceSummary};
 use andante_traceql::metrics::LabelValue;
-use andante_traceql::Value;
 use axum::http::HeaderMap;
 use futures::future::BoxFuture;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::metrics_query;
-use crate::search::{self, format_duration, value_text, value_type};
+use crate::search::{self, value_text, value_type};
 use crate::tempopb::*;
 use crate::tenant::ORG_ID_HEADER;
 use crate::{ApiError, SharedState};
@@ -50,27 +48,6 @@ fn headers<T>(request: &Request<T>) -> HeaderMap {
 
 fn params(pairs: &[(&str, String)]) -> HashMap<String, String> {
     pairs.iter().filter(|(_, value)| !value.is_empty() && value != "0").map(|(name, value)| (name.to_string(), value.clone())).collect()
-}
-
-fn any_value(value: &Value<'_>) -> AnyValue {
-    let value = match value {
-        Value::Nil => None,
-        Value::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
-        Value::Int(number) => Some(any_value::Value::IntValue(*number)),
-        Value::Float(number) => Some(any_value::Value::DoubleValue(*number)),
-        Value::Str(text) => Some(any_value::Value::StringValue(text.to_string())),
-        Value::Duration(nanos) => Some(any_value::Value::StringValue(format_duration(*nanos))),
-        Value::Status(status) => Some(any_value::Value::StringValue(status.name().to_owned())),
-        Value::Kind(kind) => Some(any_value::Value::StringValue(kind.name().to_owned())),
-        Value::Array(items) | Value::Multi(items) => Some(any_value::Value::ArrayValue(andante_model::otlp::common::v1::ArrayValue {
-            values: items.iter().map(any_value).collect(),
-        })),
-    };
-    AnyValue { value }
-}
-
-fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<KeyValue> {
-    attributes.iter().map(|(key, value)| KeyValue { key: key.clone(), value: Some(any_value(value)), ..Default::default() }).collect()
 }
 
 fn trace_metadata(trace: &TraceSummary) -> TraceSearchMetadata {
@@ -207,17 +184,6 @@ async fn search_tag_values(state: SharedState, request: Request<SearchTagValuesR
         prost::Message::encode_to_vec(&SearchTagValuesResponse { tag_values: search::v1_texts(&values) })
     };
     Ok(once(encoded))
-}
-
-fn label(name: &str, value: &LabelValue) -> KeyValue {
-    let value = match value {
-        LabelValue::Nil => None,
-        LabelValue::String(text) => Some(any_value::Value::StringValue(text.clone())),
-        LabelValue::Int(number) => Some(any_value::Value::IntValue(*number)),
-        LabelValue::Float(bits) => Some(any_value::Value::DoubleValue(f64::from_bits(*bits))),
-        LabelValue::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
-    };
-    KeyValue { key: name.to_owned(), value: Some(AnyValue { value }), ..Default::default() }
 }
 
 fn partial(result: &andante_query::metrics::MetricsResult) -> (i32, String) {

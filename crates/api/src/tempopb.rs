@@ -5,8 +5,45 @@
 //! a few dozen fields would cost more than it saves. `tempopb.common.v1.KeyValue` has OTLP's
 //! wire format, so OTLP's type is used.
 
-use andante_model::otlp::common::v1::KeyValue;
+use andante_model::otlp::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_traceql::metrics::LabelValue;
+use andante_traceql::Value;
+
+use crate::search::format_duration;
+
+/// A TraceQL value as the `AnyValue` Tempo sends (durations as Go duration text, enums by name).
+/// The one conversion: JSON bodies render it with `tempo_json::any_value`.
+pub fn any_value_of(value: &Value<'_>) -> AnyValue {
+    let value = match value {
+        Value::Nil => None,
+        Value::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
+        Value::Int(number) => Some(any_value::Value::IntValue(*number)),
+        Value::Float(number) => Some(any_value::Value::DoubleValue(*number)),
+        Value::Str(text) => Some(any_value::Value::StringValue(text.to_string())),
+        Value::Duration(nanos) => Some(any_value::Value::StringValue(format_duration(*nanos))),
+        Value::Status(status) => Some(any_value::Value::StringValue(status.name().to_owned())),
+        Value::Kind(kind) => Some(any_value::Value::StringValue(kind.name().to_owned())),
+        Value::Array(items) | Value::Multi(items) => Some(any_value::Value::ArrayValue(ArrayValue { values: items.iter().map(any_value_of).collect() })),
+    };
+    AnyValue { value }
+}
+
+pub fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<KeyValue> {
+    attributes.iter().map(|(key, value)| KeyValue { key: key.clone(), value: Some(any_value_of(value)), ..Default::default() }).collect()
+}
+
+/// A TraceQL-metrics series label.
+pub fn label(name: &str, value: &LabelValue) -> KeyValue {
+    let value = match value {
+        LabelValue::Nil => None,
+        LabelValue::String(text) => Some(any_value::Value::StringValue(text.clone())),
+        LabelValue::Int(number) => Some(any_value::Value::IntValue(*number)),
+        LabelValue::Float(bits) => Some(any_value::Value::DoubleValue(f64::from_bits(*bits))),
+        LabelValue::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
+    };
+    KeyValue { key: name.to_owned(), value: Some(AnyValue { value }), ..Default::default() }
+}
 
 /// `tempopb.Trace`: the v1 trace-by-ID body.
 #[derive(Clone, PartialEq, prost::Message)]
