@@ -127,8 +127,8 @@ impl Registry {
 
     pub fn set_dynamic(&mut self, family: FamilyId, pairs: Vec<(String, String)>, value: f64, now_ms: i64) {
         debug_assert!(self.families[family.0].dynamic);
-        let key = pairs.into_iter().flat_map(|(name, value)| [name, value]).collect();
-        self.series(family, key, now_ms).value = value;
+        let key: Vec<String> = pairs.into_iter().flat_map(|(name, value)| [name, value]).collect();
+        self.set(family, &key, value, now_ms);
     }
 
     pub fn histogram(&mut self, name: &str, label_names: &[String], bounds: &[f64]) -> FamilyId {
@@ -139,47 +139,61 @@ impl Registry {
         RegistryCounts { active_series: self.families.iter().map(|f| f.series.len()).sum(), ..self.counts }
     }
 
-    /// The series for `values`, created if the limits allow, else the family's overflow series.
-    fn series(&mut self, family: FamilyId, mut values: Vec<String>, now_ms: i64) -> &mut SeriesState {
-        let active: usize = self.families.iter().map(|f| f.series.len()).sum();
-        let limits = &self.limits;
-        let family = &mut self.families[family.0];
-        debug_assert!(family.dynamic || values.len() == family.label_names.len());
-        if !family.series.contains_key(&values) {
-            for (position, value) in values.iter_mut().enumerate().filter(|_| !family.dynamic) {
-                let seen = &mut family.values_seen[position];
-                if !seen.contains(value.as_str()) {
-                    if seen.len() >= limits.max_cardinality_per_label {
-                        *value = CARDINALITY_OVERFLOW_VALUE.to_owned();
-                        self.counts.label_values_overflowed += 1;
-                    }
-                    seen.insert(value.clone());
-                }
-            }
-            if !family.series.contains_key(&values) && active >= limits.max_active_series {
-                self.counts.series_overflowed += 1;
-                values = Vec::new(); // the overflow series' key: no label values at all
-            }
+    /// Applies `update` to the series for `values`. An existing series costs a lookup and no
+    /// allocation (this runs for every span); a new one is created if the limits allow, else the
+    /// family's overflow series is updated.
+    fn update(&mut self, family: FamilyId, values: &[String], now_ms: i64, update: impl FnOnce(&mut SeriesState)) {
+        if let Some(state) = self.families[family.0].series.get_mut(values) {
+            state.updated_ms = now_ms;
+            update(state);
+            return;
         }
+        let key = self.new_series_key(family, values);
+        let family = &mut self.families[family.0];
         let buckets = match &family.kind {
             Kind::Histogram(bounds) => bounds.len() + 1,
             _ => 0,
         };
-        let state = family.series.entry(values).or_insert_with(|| SeriesState { buckets: vec![0.0; buckets], ..SeriesState::default() });
+        let state = family.series.entry(key).or_insert_with(|| SeriesState { buckets: vec![0.0; buckets], ..SeriesState::default() });
         state.updated_ms = now_ms;
-        state
+        update(state);
     }
 
-    pub fn add(&mut self, family: FamilyId, values: Vec<String>, delta: f64, now_ms: i64) {
-        self.series(family, values, now_ms).value += delta;
+    /// The key a new series gets under the limits: label values past a label's cardinality
+    /// become [`CARDINALITY_OVERFLOW_VALUE`]; past the active-series limit, the overflow key.
+    fn new_series_key(&mut self, family: FamilyId, values: &[String]) -> Vec<String> {
+        let active: usize = self.families.iter().map(|f| f.series.len()).sum();
+        let limits = &self.limits;
+        let family = &mut self.families[family.0];
+        debug_assert!(family.dynamic || values.len() == family.label_names.len());
+        let mut key = values.to_vec();
+        for (position, value) in key.iter_mut().enumerate().filter(|_| !family.dynamic) {
+            let seen = &mut family.values_seen[position];
+            if !seen.contains(value.as_str()) {
+                if seen.len() >= limits.max_cardinality_per_label {
+                    *value = CARDINALITY_OVERFLOW_VALUE.to_owned();
+                    self.counts.label_values_overflowed += 1;
+                }
+                seen.insert(value.clone());
+            }
+        }
+        if !family.series.contains_key(&key) && active >= limits.max_active_series {
+            self.counts.series_overflowed += 1;
+            key = Vec::new(); // the overflow series' key: no label values at all
+        }
+        key
     }
 
-    pub fn set(&mut self, family: FamilyId, values: Vec<String>, value: f64, now_ms: i64) {
-        self.series(family, values, now_ms).value = value;
+    pub fn add(&mut self, family: FamilyId, values: &[String], delta: f64, now_ms: i64) {
+        self.update(family, values, now_ms, |state| state.value += delta);
+    }
+
+    pub fn set(&mut self, family: FamilyId, values: &[String], value: f64, now_ms: i64) {
+        self.update(family, values, now_ms, |state| state.value = value);
     }
 
     /// Records `weight` observations of `value` (a span multiplier makes `weight` > 1).
-    pub fn observe(&mut self, family: FamilyId, values: Vec<String>, value: f64, weight: f64, now_ms: i64) {
+    pub fn observe(&mut self, family: FamilyId, values: &[String], value: f64, weight: f64, now_ms: i64) {
         let bucket = match &self.families[family.0].kind {
             Kind::Histogram(bounds) => bounds.partition_point(|&bound| bound < value),
             _ => {
@@ -187,10 +201,11 @@ impl Registry {
                 return;
             }
         };
-        let state = self.series(family, values, now_ms);
-        state.buckets[bucket] += weight;
-        state.sum += value * weight;
-        state.count += weight;
+        self.update(family, values, now_ms, |state| {
+            state.buckets[bucket] += weight;
+            state.sum += value * weight;
+            state.count += weight;
+        });
     }
 
     /// Forgets stale series, then returns every series' samples at `now_ms`.
@@ -282,10 +297,10 @@ mod tests {
         let mut registry = Registry::new(RegistryLimits::default());
         let calls = registry.counter("calls_total", &names(&["service"]));
         let latency = registry.histogram("latency", &names(&["service"]), &[0.1, 0.2]);
-        registry.add(calls, values(&["a"]), 2.0, 1_000);
-        registry.observe(latency, values(&["a"]), 0.15, 1.0, 1_000);
-        registry.observe(latency, values(&["a"]), 0.1, 1.0, 1_000);
-        registry.observe(latency, values(&["a"]), 5.0, 2.0, 1_000);
+        registry.add(calls, &values(&["a"]), 2.0, 1_000);
+        registry.observe(latency, &values(&["a"]), 0.15, 1.0, 1_000);
+        registry.observe(latency, &values(&["a"]), 0.1, 1.0, 1_000);
+        registry.observe(latency, &values(&["a"]), 5.0, 2.0, 1_000);
         let samples = registry.collect(75_000);
         assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 59_999), Some(0.0));
         assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 75_000), Some(2.0));
@@ -304,24 +319,24 @@ mod tests {
         let limits = RegistryLimits { max_active_series: 3, max_cardinality_per_label: 2, stale_after_ms: 10_000 };
         let mut registry = Registry::new(limits);
         let calls = registry.counter("calls_total", &names(&["service", "route"]));
-        registry.add(calls, values(&["a", "/1"]), 1.0, 0);
-        registry.add(calls, values(&["a", "/2"]), 1.0, 0);
+        registry.add(calls, &values(&["a", "/1"]), 1.0, 0);
+        registry.add(calls, &values(&["a", "/2"]), 1.0, 0);
         // A third route value overflows the per-label cap.
-        registry.add(calls, values(&["a", "/3"]), 1.0, 0);
-        registry.add(calls, values(&["a", "/4"]), 1.0, 0);
+        registry.add(calls, &values(&["a", "/3"]), 1.0, 0);
+        registry.add(calls, &values(&["a", "/4"]), 1.0, 0);
         // The series cap (3) is reached: a new service goes to the overflow series.
-        registry.add(calls, values(&["b", "/1"]), 5.0, 0);
+        registry.add(calls, &values(&["b", "/1"]), 5.0, 0);
         let samples = registry.collect(1_000);
         assert_eq!(find(&samples, r#"calls_total{route="__cardinality_overflow__", service="a"}"#, 1_000), Some(2.0));
         assert_eq!(find(&samples, r#"calls_total{metric_overflow="true"}"#, 1_000), Some(5.0));
         let counts = registry.counts();
         assert_eq!((counts.active_series, counts.series_overflowed, counts.label_values_overflowed), (4, 1, 2));
-        registry.add(calls, values(&["a", "/1"]), 1.0, 5_000);
+        registry.add(calls, &values(&["a", "/1"]), 1.0, 5_000);
         let samples = registry.collect(12_000);
         assert_eq!(samples.iter().filter(|s| s.1 == 12_000).count(), 1, "only the series updated at 5 s is still active");
         assert_eq!(registry.counts().series_removed_stale, 3);
         // With the stale series gone, a new route value fits under the cap again.
-        registry.add(calls, values(&["a", "/9"]), 1.0, 12_000);
+        registry.add(calls, &values(&["a", "/9"]), 1.0, 12_000);
         assert_eq!(find(&registry.collect(13_000), r#"calls_total{route="/9", service="a"}"#, 13_000), Some(1.0));
     }
 

@@ -240,20 +240,20 @@ impl ServiceGraphs {
             labels.push(virtual_node.to_owned());
         }
         self.counts.completed_edges += 1;
-        registry.add(self.requests, labels.clone(), 1.0, now_ms);
+        registry.add(self.requests, &labels, 1.0, now_ms);
         if client.failed || server.failed {
-            registry.add(self.failed, labels.clone(), 1.0, now_ms);
+            registry.add(self.failed, &labels, 1.0, now_ms);
         }
         // A virtual side has no span of its own: only the observed side's latency is recorded.
         if !matches!(connection, Connection::Virtual("client")) {
-            registry.observe(self.client_seconds, labels.clone(), client.seconds, 1.0, now_ms);
+            registry.observe(self.client_seconds, &labels, client.seconds, 1.0, now_ms);
         }
         if !matches!(connection, Connection::Virtual("server")) {
-            registry.observe(self.server_seconds, labels.clone(), server.seconds, 1.0, now_ms);
+            registry.observe(self.server_seconds, &labels, server.seconds, 1.0, now_ms);
         }
         if let (Some(family), Connection::Messaging) = (self.messaging_seconds, &connection) {
             let seconds = server.start_nanos.saturating_sub(client.end_nanos) as f64 / 1e9;
-            registry.observe(family, labels, seconds, 1.0, now_ms);
+            registry.observe(family, &labels, seconds, 1.0, now_ms);
         }
     }
 }

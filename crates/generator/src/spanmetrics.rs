@@ -104,9 +104,9 @@ impl SpanMetrics {
             }
             let weight = find(&span.attributes, &self.config.span_multiplier_key).and_then(as_f64).filter(|w| *w > 0.0).unwrap_or(1.0);
             let seconds = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9;
-            registry.add(self.calls, values.clone(), weight, now_ms);
-            registry.add(self.size, values.clone(), span.encoded_len() as f64 * weight, now_ms);
-            registry.observe(self.latency, values, seconds, weight, now_ms);
+            registry.add(self.calls, &values, weight, now_ms);
+            registry.add(self.size, &values, span.encoded_len() as f64 * weight, now_ms);
+            registry.observe(self.latency, &values, seconds, weight, now_ms);
         }
     }
 
