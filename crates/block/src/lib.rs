@@ -74,6 +74,8 @@ pub struct BlockHandle {
     pub meta: BlockMeta,
     pub index: Arc<BlockIndex>,
     parquet: ArrowReaderMetadata,
+    /// The keys of the block's dedicated slot columns (from the file's key-value metadata).
+    slots: v1::DedicatedSlots,
 }
 
 impl std::fmt::Debug for BlockHandle {
@@ -171,7 +173,13 @@ impl BlockHandle {
         let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
             .map_err(|error| BlockError::Read(error.to_string()))?;
-        Ok(BlockHandle { meta, index: Arc::new(index), parquet })
+        let slots = v1::DedicatedSlots::from_metadata(parquet.metadata());
+        Ok(BlockHandle { meta, index: Arc::new(index), parquet, slots })
+    }
+
+    /// The keys this block keeps in dedicated slot columns.
+    pub fn slots(&self) -> &v1::DedicatedSlots {
+        &self.slots
     }
 
     /// Whether the index says the block may hold `trace_id` (no I/O).
@@ -207,6 +215,7 @@ impl BlockHandle {
         plan: Arc<v1::search::ScanPlan>,
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<v1::search::ScanOutcome, BlockError> {
+        let plan = plan.for_block(&self.slots);
         let mut outcome = v1::search::ScanOutcome::default();
         for row_group in plan.row_groups(&self.parquet) {
             if plan.decides_early() {
@@ -264,6 +273,7 @@ impl BlockHandle {
         skip: Arc<std::collections::HashSet<TraceId>>,
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<(andante_traceql::Accumulator, u64, v1::metrics::FoldStats), BlockError> {
+        let plan = plan.for_block(&self.slots);
         let mut stats = v1::metrics::FoldStats::default();
         let mut bytes_read = 0u64;
         for row_group in plan.row_groups(&self.parquet) {

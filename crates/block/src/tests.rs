@@ -7,6 +7,8 @@ use prost::Message;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use std::collections::{HashMap, HashSet};
+
 use super::*;
 
 fn value(v: any_value::Value) -> Option<AnyValue> {
@@ -412,4 +414,85 @@ async fn meta_lists_service_names() {
     old.as_object_mut().expect("object").remove("serviceNames");
     let old: BlockMeta = serde_json::from_value(old).expect("an older meta.json still parses");
     assert_eq!(old.service_names, None);
+}
+
+/// Keys on many spans get a slot column of their own: the data reads back unchanged, search
+/// reads the slot instead of the generic list (and stays exact with non-string values of the
+/// same key), and tag discovery finds names and values in slots.
+#[tokio::test]
+async fn frequent_string_keys_get_slot_columns() {
+    use andante_traceql::ast::{Field, Scope};
+    use andante_traceql::{evaluate, parse, TraceCondition, TraceView, Value};
+    use v1::tags::{TagCollection, TagRequest};
+    let storage = Storage::in_memory();
+    let mut traces = traces(13, 300);
+    let mut span_number = 0;
+    for span in traces.iter_mut().flat_map(|t| &mut t.resource_spans).flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+        span_number += 1;
+        let mixed = if span_number % 2 == 0 { any_value::Value::StringValue("m-x".into()) } else { any_value::Value::IntValue(5) };
+        span.attributes.push(attribute("mixed", mixed));
+        if span_number == 40 {
+            span.attributes.push(attribute("rare", any_value::Value::StringValue("only-once".into())));
+        }
+    }
+    let handle = write(&storage, &traces, 400).await;
+    let slotted: Vec<&str> = handle.slots().iter().map(|(key, _)| key).collect();
+    assert!(slotted.contains(&"user.id") && slotted.contains(&"mixed"), "{slotted:?}");
+    assert!(!slotted.contains(&"rare"), "a key on one span in thousands stays in the generic list: {slotted:?}");
+    assert!(!slotted.contains(&"http.route"), "keys with a fixed column take no slot: {slotted:?}");
+
+    let read = handle.read_all(&storage).await.expect("read");
+    assert_eq!(read.len(), traces.len());
+    for (read, written) in read.iter().zip(&traces) {
+        assert_eq!(canonical(&read.resource_spans), canonical(&written.resource_spans));
+    }
+
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let some_user = traces[17].resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "user.id")
+        .and_then(|kv| kv.value.clone())
+        .map(|value| match value.value {
+            Some(any_value::Value::StringValue(text)) => text,
+            other => panic!("user.id is a string: {other:?}"),
+        })
+        .expect("user.id");
+    let user_query = format!(r#"{{ span.user.id = "{some_user}" }}"#);
+    let mut bytes = HashMap::new();
+    for text in [user_query.as_str(), r#"{ span.mixed = 5 }"#, r#"{ span.mixed = "m-x" }"#, r#"{ .mixed != nil }"#, r#"{ span.rare = "only-once" }"#] {
+        let query = parse(text).expect("query parses");
+        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
+        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
+        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        let matching: Vec<TraceId> = traces
+            .iter()
+            .filter(|trace| !evaluate(&query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
+            .map(|trace| trace.trace_id)
+            .collect();
+        assert!(!matching.is_empty(), "{text}");
+        assert_eq!(candidates, matching, "{text}");
+        bytes.insert(text.to_owned(), outcome.bytes_read);
+    }
+    let (slot_bytes, generic_bytes) = (bytes[&user_query], bytes[r#"{ span.rare = "only-once" }"#]);
+    assert!(slot_bytes * 2 < generic_bytes, "a slotted key read {slot_bytes} bytes, a generic one {generic_bytes}");
+
+    let collect = |request: TagRequest| {
+        let (handle, storage, cpu) = (&handle, &storage, cpu.clone());
+        async move {
+            let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
+            let mut out = TagCollection::default();
+            handle.collect_tags(storage, &request, plan, cpu, &mut out, &mut HashSet::new()).await.expect("tags");
+            out
+        }
+    };
+    let names = collect(TagRequest::Names).await;
+    let span_names = &names.names["span"];
+    for key in ["user.id", "mixed", "rare", "http.route"] {
+        assert!(span_names.contains(key), "{key} in {span_names:?}");
+    }
+    let field = Field::Attribute { scope: Scope::Span, parent: false, name: "mixed".into() };
+    let values = collect(TagRequest::Values(field)).await.values;
+    assert!(values.contains(&Value::Str("m-x".into())) && values.contains(&Value::Int(5)), "{values:?}");
+    assert_eq!(values.len(), 2, "{values:?}");
 }

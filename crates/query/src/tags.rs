@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use andante_block::v1::search::ScanPlan;
-use andante_block::v1::tags::{tag_columns, TagCollection, TagRequest};
+use andante_block::v1::tags::{TagCollection, TagRequest};
 use andante_live::decode_fragments;
 use andante_model::{TenantSet, UnixNanos};
 use andante_traceql::ast::Scope;
@@ -92,7 +92,8 @@ impl Querier {
         let condition = filter.map_or(TraceCondition::True, TraceCondition::of);
         let predicates: Vec<SpanPredicate> = condition.predicates().into_iter().cloned().collect();
         let (start, end) = (start.unwrap_or(0), end.unwrap_or(u64::MAX));
-        let plan = Arc::new(ScanPlan::with_columns(condition.clone(), start..end, &tag_columns(&request)));
+        // The block adds the columns the request reads (they depend on its slots).
+        let plan = Arc::new(ScanPlan::new(condition.clone(), start..end));
         let mut collection = TagCollection::default();
         let mut seen: HashSet<String> = HashSet::new();
         let mut failures = Vec::new();

@@ -24,5 +24,5 @@ mod write;
 
 pub use read::{batch_to_traces, read_row_group_trace, read_all_traces};
 pub use stream::TraceStream;
-pub use schema::{schema, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
+pub use schema::{schema, DedicatedSlots, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 pub use write::{encode_parquet as encode_parquet_with_index, Encoded, WriteOptions};

@@ -16,7 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
 use super::schema::{
-    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::{BlockError, Trace};
 
@@ -33,7 +33,8 @@ fn string_value(key: &str, text: &str) -> KeyValue {
 }
 
 /// Turns full-schema rows (sorted by trace ID) into traces.
-pub fn batch_to_traces(batch: &RecordBatch) -> Result<Vec<Trace>, BlockError> {
+/// `slots` are the block's dedicated slot keys (`DedicatedSlots::from_metadata`).
+pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Vec<Trace>, BlockError> {
     if batch.schema().fields() != schema().fields() {
         return Err(corrupt("block columns do not match the andante-v1 schema"));
     }
@@ -58,6 +59,10 @@ pub fn batch_to_traces(batch: &RecordBatch) -> Result<Vec<Trace>, BlockError> {
     let dedicated_ints = DEDICATED_SPAN_INTS
         .iter()
         .map(|(key, name)| Ok((*key, column(name)?.as_primitive::<Int64Type>())))
+        .collect::<Result<Vec<_>, BlockError>>()?;
+    let slot_strings = slots
+        .iter()
+        .map(|(key, name)| Ok((key, column(name)?.as_string::<i32>())))
         .collect::<Result<Vec<_>, BlockError>>()?;
     let attributes = column("attributes")?.as_list::<i32>();
     let attribute_fields = attributes.values().as_struct();
@@ -150,6 +155,11 @@ pub fn batch_to_traces(batch: &RecordBatch) -> Result<Vec<Trace>, BlockError> {
                 span.attributes.push(string_value(key, values.value(row)));
             }
         }
+        for (key, values) in &slot_strings {
+            if !values.is_null(row) {
+                span.attributes.push(string_value(key, values.value(row)));
+            }
+        }
         for (key, values) in &dedicated_ints {
             if !values.is_null(row) {
                 span.attributes.push(KeyValue {
@@ -229,9 +239,10 @@ pub async fn read_row_group_trace(
         .build()
         .map_err(parquet_error)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+    let slots = DedicatedSlots::from_metadata(metadata.metadata());
     let mut traces = Vec::new();
     for batch in &batches {
-        traces.extend(batch_to_traces(batch)?);
+        traces.extend(batch_to_traces(batch, &slots)?);
     }
     Ok(merge_pieces(traces))
 }
@@ -256,9 +267,10 @@ pub async fn read_all_traces(
         .build()
         .map_err(parquet_error)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+    let slots = DedicatedSlots::from_metadata(metadata.metadata());
     let mut traces: Vec<Trace> = Vec::new();
     for batch in &batches {
-        for trace in batch_to_traces(batch)? {
+        for trace in batch_to_traces(batch, &slots)? {
             // A trace cut across two batches continues the previous one.
             match traces.last_mut() {
                 Some(last) if last.trace_id == trace.trace_id => {

@@ -30,6 +30,72 @@ pub const DEDICATED_SPAN_INTS: &[(&str, &str)] = &[
     ("http.status_code", "span_http_status_code"),
 ];
 
+/// Columns a block assigns to its most frequent string span attributes outside the tables
+/// above (Tempo's dedicated columns, chosen per block from the data rather than configured).
+/// A slot unused by a block is all nulls; which key a slot holds is the file's key-value
+/// metadata entry [`DEDICATED_SLOTS_KEY`] (a JSON array of keys, slot order).
+pub const DEDICATED_SLOTS: [&str; 10] = [
+    "span_dedicated_0",
+    "span_dedicated_1",
+    "span_dedicated_2",
+    "span_dedicated_3",
+    "span_dedicated_4",
+    "span_dedicated_5",
+    "span_dedicated_6",
+    "span_dedicated_7",
+    "span_dedicated_8",
+    "span_dedicated_9",
+];
+
+/// The Parquet key-value metadata entry naming the keys of [`DEDICATED_SLOTS`].
+pub const DEDICATED_SLOTS_KEY: &str = "andante.dedicated_span_strings";
+
+/// The keys one block keeps in [`DEDICATED_SLOTS`] (index = slot).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DedicatedSlots {
+    keys: Vec<String>,
+}
+
+impl DedicatedSlots {
+    pub fn new(keys: Vec<String>) -> DedicatedSlots {
+        debug_assert!(keys.len() <= DEDICATED_SLOTS.len());
+        DedicatedSlots { keys }
+    }
+
+    /// The slots of a file from its key-value metadata (none for a file written without any).
+    pub fn from_metadata(metadata: &parquet::file::metadata::ParquetMetaData) -> DedicatedSlots {
+        let entries = metadata.file_metadata().key_value_metadata();
+        let keys = entries
+            .and_then(|entries| entries.iter().find(|entry| entry.key == DEDICATED_SLOTS_KEY))
+            .and_then(|entry| entry.value.as_deref())
+            .and_then(|value| serde_json::from_str::<Vec<String>>(value).ok())
+            .unwrap_or_default();
+        DedicatedSlots { keys: keys.into_iter().take(DEDICATED_SLOTS.len()).collect() }
+    }
+
+    pub fn metadata_value(&self) -> String {
+        serde_json::to_string(&self.keys).unwrap_or_else(|_| "[]".to_owned())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The slot column holding `key`'s string values in this block.
+    pub fn column_of(&self, key: &str) -> Option<&'static str> {
+        self.keys.iter().position(|candidate| candidate == key).map(|slot| DEDICATED_SLOTS[slot])
+    }
+
+    /// (key, column) of every used slot.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.keys.iter().map(String::as_str).zip(DEDICATED_SLOTS)
+    }
+
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|candidate| candidate == key)
+    }
+}
+
 /// Type tags of the generic attribute list's `type` field.
 pub(crate) const ATTR_STRING: u8 = 1;
 pub(crate) const ATTR_INT: u8 = 2;
@@ -88,6 +154,10 @@ pub fn schema() -> SchemaRef {
             fields.push(Field::new("attributes", DataType::List(attribute_item_field()), false));
             fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
             fields.push(Field::new("events_links", DataType::Binary, true));
+            // Appended last so the columns before keep their positions.
+            for column in DEDICATED_SLOTS {
+                fields.push(Field::new(column, DataType::Utf8, true));
+            }
             Arc::new(Schema::new(fields))
         })
         .clone()

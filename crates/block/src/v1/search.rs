@@ -32,7 +32,7 @@ use parquet::file::statistics::Statistics;
 use prost::Message;
 
 use super::schema::{
-    schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
     DEDICATED_SPAN_STRINGS,
 };
 use crate::BlockError;
@@ -68,7 +68,8 @@ fn static_is_string(value: &Static) -> bool {
 
 /// The sources of a leaf's field; `exact_type` says the literal's type lets a typed dedicated
 /// column stand alone (a string literal never equals a non-string value in the generic list).
-fn leaf_sources(predicate: &SpanPredicate) -> Vec<Source> {
+/// `slots` add the block's dedicated slot columns to the fixed tables.
+fn leaf_sources(predicate: &SpanPredicate, slots: &DedicatedSlots) -> Vec<Source> {
     let (field, string_only) = match predicate {
         SpanPredicate::Compare { field, value, .. } => (field, static_is_string(value) && !predicate.leaf_accepts(&Value::Nil)),
         SpanPredicate::Regex { field, .. } => (field, !predicate.leaf_accepts(&Value::Nil)),
@@ -85,7 +86,11 @@ fn leaf_sources(predicate: &SpanPredicate) -> Vec<Source> {
         Field::Attribute { scope, name, .. } => {
             let mut sources = Vec::new();
             if matches!(scope, Scope::Span | Scope::Unscoped) {
-                let dedicated_string = DEDICATED_SPAN_STRINGS.iter().find(|(key, _)| key == name).map(|(_, column)| *column);
+                let dedicated_string = DEDICATED_SPAN_STRINGS
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, column)| *column)
+                    .or_else(|| slots.column_of(name));
                 let dedicated_int = DEDICATED_SPAN_INTS.iter().find(|(key, _)| key == name).map(|(_, column)| *column);
                 if let Some(column) = dedicated_string.or(dedicated_int) {
                     sources.push(Source::Column(column));
@@ -207,6 +212,9 @@ pub struct ScanPlan {
     /// (`trace_id`, times, extra columns) is fetched. Empty when the condition is `True`.
     pub(crate) predicate_roots: Vec<usize>,
     time_range: Range<u64>,
+    /// What the plan was built from, to rebuild it for a block with dedicated slots.
+    extra: Vec<&'static str>,
+    slots: DedicatedSlots,
 }
 
 impl ScanPlan {
@@ -216,6 +224,33 @@ impl ScanPlan {
 
     /// A plan that also reads `extra` columns (tag discovery reads the columns it lists).
     pub fn with_columns(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str]) -> ScanPlan {
+        Self::build(condition, time_range, extra, DedicatedSlots::default())
+    }
+
+    /// This plan for a block with `slots`: a leaf on a slotted key also reads the slot column
+    /// (and, when its literal is a string, only that column). The same plan when no leaf is.
+    pub fn for_block(self: &Arc<Self>, slots: &DedicatedSlots) -> Arc<ScanPlan> {
+        let slotted = self.leaf_sources.iter().flatten().flatten().any(|source| match source {
+            Source::Generic(key) => slots.column_of(key).is_some(),
+            _ => false,
+        });
+        if !slotted || *slots == self.slots {
+            return self.clone();
+        }
+        Arc::new(Self::build(self.condition.clone(), self.time_range.clone(), &self.extra, slots.clone()))
+    }
+
+    /// This plan for a block with `slots`, reading `extra` columns instead of the plan's own
+    /// (tag discovery: which columns hold a key depends on the block).
+    pub fn for_block_with_columns(&self, slots: &DedicatedSlots, extra: &[&'static str]) -> ScanPlan {
+        Self::build(self.condition.clone(), self.time_range.clone(), extra, slots.clone())
+    }
+
+    pub fn slots(&self) -> &DedicatedSlots {
+        &self.slots
+    }
+
+    fn build(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str], slots: DedicatedSlots) -> ScanPlan {
         let mut columns = vec!["trace_id", "start_unix_nanos", "duration_nanos"];
         let mut predicate_columns: Vec<&'static str> = Vec::new();
         let mut generic_needed = extra.contains(&"attributes");
@@ -230,7 +265,7 @@ impl ScanPlan {
             leaves(predicate, &mut predicate_leaves);
             let mut per_leaf = Vec::new();
             for leaf in predicate_leaves {
-                let sources = leaf_sources(leaf);
+                let sources = leaf_sources(leaf, &slots);
                 for source in &sources {
                     let name: &'static str = match source {
                         Source::Column(column) => column,
@@ -256,7 +291,7 @@ impl ScanPlan {
         }
         let roots = columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
         let predicate_roots = predicate_columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
-        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range }
+        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range, extra: extra.to_vec(), slots }
     }
 
     /// `trace_id` and the span times: what stage 1 reads once a row group's predicates matched.

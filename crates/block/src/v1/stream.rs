@@ -7,21 +7,24 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use super::read::batch_to_traces;
+use super::schema::DedicatedSlots;
 use crate::{BlockError, Trace};
 
 /// Traces of one data file (already fetched), in trace-ID order.
 pub struct TraceStream {
     reader: ParquetRecordBatchReader,
+    slots: DedicatedSlots,
     buffered: VecDeque<Trace>,
     exhausted: bool,
 }
 
 impl TraceStream {
     pub fn new(data: Bytes, batch_rows: usize) -> Result<TraceStream, BlockError> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-            .and_then(|builder| builder.with_batch_size(batch_rows).build())
-            .map_err(|error| BlockError::Read(error.to_string()))?;
-        Ok(TraceStream { reader, buffered: VecDeque::new(), exhausted: false })
+        let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_error)?;
+        let slots = DedicatedSlots::from_metadata(builder.metadata());
+        let reader = builder.with_batch_size(batch_rows).build().map_err(read_error)?;
+        Ok(TraceStream { reader, slots, buffered: VecDeque::new(), exhausted: false })
     }
 
     fn fill(&mut self) -> Result<(), BlockError> {
@@ -32,7 +35,7 @@ impl TraceStream {
                 None => self.exhausted = true,
                 Some(batch) => {
                     let batch = batch.map_err(|error| BlockError::Read(error.to_string()))?;
-                    for trace in batch_to_traces(&batch)? {
+                    for trace in batch_to_traces(&batch, &self.slots)? {
                         match self.buffered.back_mut() {
                             Some(last) if last.trace_id == trace.trace_id => {
                                 let fragments = std::mem::take(&mut last.resource_spans).into_iter().chain(trace.resource_spans);

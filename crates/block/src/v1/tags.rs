@@ -13,7 +13,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 
-use super::schema::{DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
+use super::schema::{DedicatedSlots, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 use super::search::{decode_columns, decode_resource, generic_values, predicate_masks, string_reader, ScanPlan};
 use crate::{BlockError, BlockHandle};
 use andante_storage::Storage;
@@ -43,12 +43,17 @@ impl TagCollection {
     }
 }
 
-/// The columns a tag request reads.
-pub fn tag_columns(request: &TagRequest) -> Vec<&'static str> {
+/// (key, column) of every span attribute column of a block: the fixed tables and its slots.
+fn span_columns(slots: &DedicatedSlots) -> impl Iterator<Item = (&str, &'static str)> {
+    DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).map(|(key, column)| (*key, *column)).chain(slots.iter())
+}
+
+/// The columns a tag request reads in a block with `slots`.
+pub fn tag_columns(request: &TagRequest, slots: &DedicatedSlots) -> Vec<&'static str> {
     match request {
         TagRequest::Names => {
             let mut columns = vec!["resource", "attributes"];
-            columns.extend(DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).map(|(_, column)| *column));
+            columns.extend(span_columns(slots).map(|(_, column)| column));
             columns
         }
         TagRequest::Values(Field::Intrinsic(intrinsic)) => match intrinsic {
@@ -63,9 +68,7 @@ pub fn tag_columns(request: &TagRequest) -> Vec<&'static str> {
             let mut columns = Vec::new();
             if matches!(scope, Scope::Span | Scope::Unscoped) {
                 columns.push("attributes");
-                columns.extend(
-                    DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).filter(|(key, _)| key == name).map(|(_, column)| *column),
-                );
+                columns.extend(span_columns(slots).filter(|(key, _)| key == name).map(|(_, column)| column));
             }
             if matches!(scope, Scope::Resource | Scope::Unscoped) {
                 columns.push("resource");
@@ -109,10 +112,10 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     }
                 }
             }
-            for (key, name) in DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS) {
+            for (key, name) in span_columns(plan.slots()) {
                 if let Some(values) = column(name) {
                     if (0..rows).any(|row| selected[row] && !values.is_null(row)) {
-                        out.names.entry("span").or_default().insert((*key).to_owned());
+                        out.names.entry("span").or_default().insert(key.to_owned());
                     }
                 }
             }
@@ -123,7 +126,7 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                 Field::Intrinsic(_) => None,
             };
             // The batch also holds the filter's columns; values come only from the field's own.
-            let value_columns = tag_columns(request);
+            let value_columns = tag_columns(request, plan.slots());
             for (name, array) in batch.schema().fields().iter().zip(batch.columns()) {
                 let name = name.name().as_str();
                 if !value_columns.contains(&name) {
@@ -204,6 +207,7 @@ impl BlockHandle {
         out: &mut TagCollection,
         seen: &mut HashSet<String>,
     ) -> Result<(), BlockError> {
+        let plan = Arc::new(plan.for_block_with_columns(&self.slots, &tag_columns(request, &self.slots)));
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
         for row_group in plan.row_groups(&self.parquet) {

@@ -1,5 +1,6 @@
 //! Encoding traces into an `andante-v1` Parquet file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use andante_model::otlp::common::v1::{any_value, KeyValue};
@@ -13,13 +14,14 @@ use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue as FileKeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use prost::Message;
 
 use super::schema::{
-    attribute_fields, attribute_item_field, schema, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_OTHER, ATTR_STRING,
-    DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    attribute_fields, attribute_item_field, schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_OTHER,
+    ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SLOTS_KEY, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::nested_set::nested_set;
 use crate::{BlockError, Trace};
@@ -86,10 +88,21 @@ pub fn encode_parquet(
         start_unix_nanos: u64::MAX,
         end_unix_nanos: 0,
     };
-    let mut group = Columns::default();
+    // Slots are chosen from the first row group's spans, so they are fixed before a row is written.
+    let mut traces = traces.into_iter();
+    let mut first: Vec<Trace> = Vec::new();
+    let mut first_rows = 0;
+    while first_rows < options.row_group_spans {
+        let Some(trace) = traces.next() else { break };
+        first_rows += trace.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>();
+        first.push(trace);
+    }
+    let slots = Arc::new(choose_slots(&first));
+    writer.append_key_value_metadata(FileKeyValue::new(DEDICATED_SLOTS_KEY.to_owned(), slots.metadata_value()));
+    let mut group = Columns::new(slots.clone());
     let mut group_range: Option<(TraceId, TraceId)> = None;
     let mut previous: Option<TraceId> = None;
-    let mut traces = traces.into_iter().peekable();
+    let mut traces = first.into_iter().chain(traces).peekable();
     while let Some(trace) = traces.next() {
         debug_assert!(previous.is_none_or(|p| p < trace.trace_id), "traces must be sorted and unique");
         previous = Some(trace.trace_id);
@@ -101,7 +114,7 @@ pub fn encode_parquet(
             encoded.span_count += group.rows as u64;
             encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
             encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
-            let batch = std::mem::take(&mut group).finish()?;
+            let batch = std::mem::replace(&mut group, Columns::new(slots.clone())).finish()?;
             writer.write(&batch).map_err(|error| BlockError::Encode(error.to_string()))?;
             writer.flush().map_err(|error| BlockError::Encode(error.to_string()))?;
             encoded.row_group_ranges.extend(group_range.take());
@@ -110,6 +123,29 @@ pub fn encode_parquet(
     writer.close().map_err(|error| BlockError::Encode(error.to_string()))?;
     encoded.parquet = out;
     Ok(encoded)
+}
+
+/// Share of the first row group's spans a key must appear on to earn a slot: rarer keys cost a
+/// mostly-null column for little gain, and the generic list serves them.
+const SLOT_MIN_SHARE_PERCENT: usize = 1;
+
+/// The string span attribute keys without a fixed column that appear on the most spans (at
+/// least [`SLOT_MIN_SHARE_PERCENT`]), most frequent first, ties by name, up to the slot count.
+fn choose_slots(traces: &[Trace]) -> DedicatedSlots {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut spans = 0;
+    for span in traces.iter().flat_map(|t| &t.resource_spans).flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+        spans += 1;
+        for attribute in &span.attributes {
+            let is_string = matches!(attribute.value.as_ref().and_then(|v| v.value.as_ref()), Some(any_value::Value::StringValue(_)));
+            if is_string && !DEDICATED_SPAN_STRINGS.iter().any(|(key, _)| *key == attribute.key) {
+                *counts.entry(attribute.key.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let mut ranked: Vec<(&str, usize)> = counts.into_iter().filter(|(_, count)| count * 100 >= spans * SLOT_MIN_SHARE_PERCENT).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    DedicatedSlots::new(ranked.into_iter().take(DEDICATED_SLOTS.len()).map(|(key, _)| key.to_owned()).collect())
 }
 
 /// Column builders for one row group.
@@ -138,6 +174,8 @@ struct Columns {
     dedicated_resource: Vec<StringBuilder>,
     dedicated_span_strings: Vec<StringBuilder>,
     dedicated_span_ints: Vec<Int64Builder>,
+    slots: Arc<DedicatedSlots>,
+    slot_columns: Vec<StringBuilder>,
     attr_offsets: Vec<i32>,
     attr_count: usize,
     attr_key: StringBuilder,
@@ -178,6 +216,8 @@ impl Default for Columns {
             dedicated_resource: DEDICATED_RESOURCE_STRINGS.iter().map(|_| StringBuilder::new()).collect(),
             dedicated_span_strings: DEDICATED_SPAN_STRINGS.iter().map(|_| StringBuilder::new()).collect(),
             dedicated_span_ints: DEDICATED_SPAN_INTS.iter().map(|_| Int64Builder::new()).collect(),
+            slots: Arc::default(),
+            slot_columns: DEDICATED_SLOTS.iter().map(|_| StringBuilder::new()).collect(),
             attr_offsets: vec![0],
             attr_count: 0,
             attr_key: StringBuilder::new(),
@@ -208,6 +248,10 @@ struct EncodedResource {
 }
 
 impl Columns {
+    fn new(slots: Arc<DedicatedSlots>) -> Columns {
+        Columns { slots, ..Columns::default() }
+    }
+
     fn push_trace(&mut self, trace: &Trace) {
         let resources: Vec<EncodedResource> = trace.resource_spans.iter().map(encode_resource).collect();
         let scopes: Vec<Vec<Vec<u8>>> = trace
@@ -288,6 +332,7 @@ impl Columns {
     fn push_attributes(&mut self, span: &Span) {
         let mut dedicated_strings: Vec<Option<&str>> = vec![None; DEDICATED_SPAN_STRINGS.len()];
         let mut dedicated_ints: Vec<Option<i64>> = vec![None; DEDICATED_SPAN_INTS.len()];
+        let mut slot_values: [Option<&str>; DEDICATED_SLOTS.len()] = [None; DEDICATED_SLOTS.len()];
         for attribute in &span.attributes {
             let value = attribute.value.as_ref().and_then(|value| value.value.as_ref());
             match value {
@@ -295,6 +340,12 @@ impl Columns {
                     if let Some(slot) = DEDICATED_SPAN_STRINGS.iter().position(|(key, _)| *key == attribute.key) {
                         if dedicated_strings[slot].is_none() {
                             dedicated_strings[slot] = Some(text);
+                            continue;
+                        }
+                    }
+                    if let Some(slot) = self.slots.position(&attribute.key) {
+                        if slot_values[slot].is_none() {
+                            slot_values[slot] = Some(text);
                             continue;
                         }
                     }
@@ -315,6 +366,9 @@ impl Columns {
             builder.append_option(value);
         }
         for (builder, value) in self.dedicated_span_ints.iter_mut().zip(dedicated_ints) {
+            builder.append_option(value);
+        }
+        for (builder, value) in self.slot_columns.iter_mut().zip(slot_values) {
             builder.append_option(value);
         }
         self.attr_offsets.push(self.attr_count as i32);
@@ -388,6 +442,7 @@ impl Columns {
         columns.push(Arc::new(attributes));
         columns.push(Arc::new(self.dropped_attributes.finish()));
         columns.push(Arc::new(self.events_links.finish()));
+        columns.extend(self.slot_columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         RecordBatch::try_new(schema(), columns).map_err(|error| BlockError::Encode(error.to_string()))
     }
 }
