@@ -158,6 +158,41 @@ def test_search_live_then_blocks_same_answers(make_server):
         assert again["traces"] == blocks[q]["traces"], q
 
 
+def wait_for_blocks(server, count, traces):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        metrics = search(server, "{ }", limit=1000)["metrics"]
+        if metrics.get("totalBlocks", 0) >= count and int(metrics.get("inspectedTraces", 0)) >= traces:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count} blocks holding {traces} traces never appeared: {metrics}")
+
+
+def test_search_stops_early_yet_answers_like_a_full_scan(make_server):
+    """Blocks are scanned newest first and the scan stops once `limit` traces are final; the
+    answer must equal the newest of the full answer, in the same order."""
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
+    batches = [range(1, 9), range(9, 17), range(17, 25), range(25, 33)]
+    for number, batch in enumerate(batches, start=1):
+        send_all(server, numbers=batch)
+        wait_for_blocks(server, number, batch.stop - 1)
+    everything = list(range(1, 33))
+    for q, matching in [
+        ("{ status = error }", [n for n in everything if n % 3 == 0]),
+        ('{ resource.service.name = "frontend" } >> { span.db.system = "postgresql" }', everything),
+        ("{ span.user.id =~ \"u1.*\" }", [n for n in everything if str(n).startswith("1")]),
+    ]:
+        full = search(server, q, limit=100)
+        assert ids(full) == newest(matching, 100), q
+        assert full["metrics"]["completedJobs"] == full["metrics"]["totalJobs"] == 4, (q, full["metrics"])
+        short = search(server, q, limit=3)
+        assert short["traces"] == full["traces"][:3], q
+        assert short["metrics"]["totalJobs"] == 4
+        # The three newest matches all sit in the newest one or two blocks.
+        assert short["metrics"]["completedJobs"] < 4, (q, short["metrics"])
+        assert int(short["metrics"]["inspectedBytes"]) < int(full["metrics"]["inspectedBytes"]), q
+
+
 def test_result_details(server):
     send_all(server)
     result = search(server, "{ status = error }", limit=3, spss=1)

@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use andante_query::search::{SearchMetrics as QueryMetrics, TraceSummary};
+use andante_query::AbortOnDrop;
 use andante_traceql::metrics::LabelValue;
 use axum::http::HeaderMap;
 use futures::future::BoxFuture;
@@ -95,15 +96,6 @@ fn search_metrics(metrics: &QueryMetrics) -> SearchMetrics {
         total_jobs: metrics.total_jobs as u32,
         total_block_bytes: metrics.total_block_bytes,
         inspected_spans: metrics.inspected_spans,
-    }
-}
-
-/// Aborts the search task when Grafana closes the stream.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -96,3 +96,22 @@ impl Querier {
         lookup
     }
 }
+
+/// A spawned task that is aborted when this handle is dropped (a search stopped early or a
+/// client gone). Awaiting it gives the task's output; a task that panicked or was aborted
+/// gives the join error.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}

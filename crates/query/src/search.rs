@@ -1,15 +1,17 @@
 //! TraceQL search over live traces and blocks, newest first and deterministic.
 //!
-//! Stage 1 finds candidates: every block overlapping the time range is scanned for traces that
-//! satisfy the query's pushed-down condition (`BlockHandle::scan`, in parallel, CPU-bounded);
-//! live traces are decoded and checked directly. Stage 2 walks candidates by start time
-//! (newest first, then trace ID), fetches each whole trace from every source that may hold it
-//! (`Querier::trace_by_id`, so a trace split across blocks is judged whole), evaluates the query
-//! and stops once `limit` traces matched. Because the candidate order depends only on the data,
-//! identical requests return identical results. Dropping the future (client gone) stops the
-//! work; a deadline turns the answer partial.
+//! Stage 1 finds candidates: live traces are decoded and checked directly; blocks overlapping
+//! the time range are scanned newest end first for traces that satisfy the query's pushed-down
+//! condition (`BlockHandle::scan`, four in flight, CPU-bounded). Stage 2 walks candidates by
+//! start time (newest first, then trace ID), fetches each whole trace from every source that
+//! may hold it (`Querier::trace_by_id`, so a trace split across blocks is judged whole) and
+//! evaluates the query. The two interleave: after each block, candidates starting after the
+//! newest end of the unscanned blocks cannot be outranked, so they are judged at once, and the
+//! search stops when `limit` traces matched — without changing the answer a full scan would
+//! give. Because the order depends only on the data, identical requests return identical
+//! results. Dropping the future (client gone) stops the work; a deadline turns the answer partial.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +24,7 @@ use andante_traceql::eval::resolve;
 use andante_traceql::{evaluate, referenced_fields, Query, TraceCondition, TraceView, Value};
 use futures::stream::{self, StreamExt};
 
-use crate::{Querier, TimeHint};
+use crate::{AbortOnDrop, Querier, TimeHint};
 
 /// Tempo's defaults and caps.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -111,6 +113,15 @@ fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
     (u64::from_be_bytes(head) as f64) < fraction * u64::MAX as f64
 }
 
+/// What stage 2 has decided so far.
+#[derive(Default)]
+struct Confirmed {
+    matched: BTreeMap<TraceId, TraceSummary>,
+    /// Every trace already evaluated whole, matched or not: an older block naming it again
+    /// must not queue it twice.
+    checked: HashSet<TraceId>,
+}
+
 impl Querier {
     pub async fn search(&self, tenants: &TenantSet, request: &SearchRequest) -> SearchResult {
         self.search_with_progress(tenants, request, |_, _| {}).await
@@ -118,6 +129,11 @@ impl Querier {
 
     /// `search`, calling `progress` with each batch of newly matched traces (already final: they
     /// are the newest candidates) and the running metrics, for streaming clients.
+    ///
+    /// Blocks are scanned newest end first. After each block, every candidate that starts after
+    /// the newest end of the blocks not yet scanned is final in the order (no unscanned block can
+    /// hold a newer start), so it is confirmed at once; the search stops as soon as `limit`
+    /// traces are confirmed. The answer is the one a full scan would give.
     pub async fn search_with_progress(
         &self,
         tenants: &TenantSet,
@@ -131,92 +147,148 @@ impl Querier {
         let plan = Arc::new(ScanPlan::new(condition.clone(), start..end));
         let fraction = sample_fraction(&request.query);
         let mut failures: Vec<String> = Vec::new();
-        // (start, trace ID, tenant) of every candidate; the BTreeMap keeps the newest start.
+        // (trace ID, tenant) → the newest start any source gave the candidate.
         let mut candidates: BTreeMap<(TraceId, usize), u64> = BTreeMap::new();
         let tenant_list: Vec<_> = tenants.iter().cloned().collect();
-
+        let mut blocks = Vec::new();
         for (tenant_index, tenant) in tenant_list.iter().enumerate() {
-            // Live traces: decoded and checked against the condition on the CPU pool.
-            let live = self.live.snapshot(tenant);
-            let condition = condition.clone();
-            let permit = self.cpu.clone().acquire_owned().await;
-            let live_candidates = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let mut out = Vec::new();
-                let mut spans = 0u64;
-                for (trace_id, fragments) in live {
-                    let resource_spans = decode_fragments(&fragments);
-                    let view = TraceView::new(trace_id.0, &resource_spans);
-                    spans += view.spans.len() as u64;
-                    let found: Vec<bool> = condition
-                        .predicates()
-                        .iter()
-                        .map(|predicate| (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span)))
-                        .collect();
-                    if condition.holds(&found) {
-                        out.push(Candidate { trace_id, start_unix_nanos: view.start_unix_nanos, end_unix_nanos: view.end_unix_nanos });
-                    }
-                }
-                (out, spans)
-            })
-            .await
-            .unwrap_or_default();
-            result.metrics.inspected_spans += live_candidates.1;
-            for candidate in live_candidates.0 {
+            let (live, spans) = self.live_candidates(tenant, &condition).await;
+            result.metrics.inspected_spans += spans;
+            for candidate in live {
                 if candidate.start_unix_nanos <= end && candidate.end_unix_nanos >= start {
                     let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
                     *slot = (*slot).max(candidate.start_unix_nanos);
                 }
             }
-
-            let blocks = self.blocks_newest_first(tenant, start, end);
-            result.metrics.total_blocks += blocks.len() as u64;
-            result.metrics.total_jobs += blocks.len() as u64;
-            result.metrics.total_block_bytes += blocks.iter().map(|handle| handle.meta.data_bytes).sum::<u64>();
-            let scans = stream::iter(blocks.into_iter().map(|handle| {
-                let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
-                async move {
-                    let outcome = handle.scan(&storage, plan, cpu).await;
-                    (handle, outcome)
-                }
-            }))
-            .buffered(4)
-            .collect::<Vec<_>>()
-            .await;
-            for (handle, scan) in scans {
-                match scan {
-                    Ok(outcome) => {
-                        result.metrics.completed_jobs += 1;
-                        result.metrics.inspected_bytes += outcome.bytes_read;
-                        result.metrics.inspected_spans += outcome.spans_scanned;
-                        result.metrics.inspected_traces += outcome.traces_scanned;
-                        for candidate in outcome.candidates {
-                            let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
-                            *slot = (*slot).max(candidate.start_unix_nanos);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(block = %handle.meta.block_id, %error, "search block scan failed");
-                        failures.push(format!("block {} could not be searched", handle.meta.block_id));
-                    }
-                }
-            }
+            blocks.extend(self.blocks_newest_first(tenant, start, end).into_iter().map(|handle| (tenant_index, handle)));
         }
-
-        let mut ordered: Vec<(u64, TraceId, usize)> = candidates
-            .into_iter()
-            .filter(|((trace_id, _), _)| sampled(trace_id, fraction))
-            .map(|((trace_id, tenant_index), start)| (start, trace_id, tenant_index))
-            .collect();
-        ordered.sort_by_key(|(start, trace_id, _)| std::cmp::Reverse((*start, *trace_id)));
-        ordered.dedup_by_key(|entry| entry.1);
+        blocks.sort_by_key(|(_, handle)| std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id)));
+        result.metrics.total_blocks = blocks.len() as u64;
+        result.metrics.total_jobs = blocks.len() as u64;
+        result.metrics.total_block_bytes = blocks.iter().map(|(_, handle)| handle.meta.data_bytes).sum::<u64>();
+        let frontiers: Vec<u64> = blocks.iter().map(|(_, handle)| handle.meta.end_unix_nanos).collect();
+        // Scans run as tasks so they progress (and release their CPU permits) while stage 2
+        // runs between them; the ones still running when the search stops are aborted.
+        let mut scans = stream::iter(blocks.into_iter().map(|(tenant_index, handle)| {
+            let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
+            let block_id = handle.meta.block_id;
+            let task = AbortOnDrop(tokio::spawn(async move { handle.scan(&storage, plan, cpu).await }));
+            async move {
+                let outcome = match task.await {
+                    Ok(outcome) => outcome,
+                    Err(error) => Err(andante_block::BlockError::Read(error.to_string())),
+                };
+                (tenant_index, block_id, outcome)
+            }
+        }))
+        .buffered(4);
 
         let fields = Arc::new(referenced_fields(&request.query));
         let query = Arc::new(request.query.clone());
-        let mut matched: BTreeMap<TraceId, TraceSummary> = BTreeMap::new();
+        let mut confirmed = Confirmed::default();
+        let mut scanned = 0;
+        loop {
+            let frontier = frontiers.get(scanned).copied();
+            let mut ready: Vec<(u64, TraceId, usize)> = candidates
+                .iter()
+                .filter(|((trace_id, _), start)| {
+                    frontier.is_none_or(|newest_unscanned| **start > newest_unscanned)
+                        && sampled(trace_id, fraction)
+                        && !confirmed.checked.contains(trace_id)
+                })
+                .map(|((trace_id, tenant_index), start)| (*start, *trace_id, *tenant_index))
+                .collect();
+            ready.sort_by_key(|(start, trace_id, _)| std::cmp::Reverse((*start, *trace_id)));
+            ready.dedup_by_key(|entry| entry.1);
+            for (_, trace_id, tenant_index) in &ready {
+                candidates.remove(&(*trace_id, *tenant_index));
+            }
+            self.confirm(&ready, &tenant_list, request, &query, &fields, &mut confirmed, &mut result, &mut failures, &mut progress).await;
+            let past_deadline = request.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            if confirmed.matched.len() >= request.limit || past_deadline || frontier.is_none() {
+                if past_deadline && frontier.is_some() && confirmed.matched.len() < request.limit {
+                    failures.push("the search deadline passed before every block was scanned".to_owned());
+                }
+                break;
+            }
+            let Some((tenant_index, block_id, scan)) = scans.next().await else { break };
+            scanned += 1;
+            match scan {
+                Ok(outcome) => {
+                    result.metrics.completed_jobs += 1;
+                    result.metrics.inspected_bytes += outcome.bytes_read;
+                    result.metrics.inspected_spans += outcome.spans_scanned;
+                    result.metrics.inspected_traces += outcome.traces_scanned;
+                    for candidate in outcome.candidates {
+                        if confirmed.checked.contains(&candidate.trace_id) {
+                            continue;
+                        }
+                        let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
+                        *slot = (*slot).max(candidate.start_unix_nanos);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(block = %block_id, %error, "search block scan failed");
+                    failures.push(format!("block {block_id} could not be searched"));
+                }
+            }
+        }
+        let mut traces: Vec<TraceSummary> = confirmed.matched.into_values().collect();
+        traces.sort_by_key(|trace| std::cmp::Reverse((trace.start_unix_nanos, trace.trace_id)));
+        result.traces = traces;
+        if !failures.is_empty() {
+            result.partial_message = Some(failures.join("; "));
+        }
+        result
+    }
+
+    /// Live traces of one tenant that satisfy the condition (decoded on the CPU pool), and the
+    /// spans inspected.
+    async fn live_candidates(&self, tenant: &andante_model::TenantId, condition: &TraceCondition) -> (Vec<Candidate>, u64) {
+        let live = self.live.snapshot(tenant);
+        let condition = condition.clone();
+        let permit = self.cpu.clone().acquire_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut out = Vec::new();
+            let mut spans = 0u64;
+            for (trace_id, fragments) in live {
+                let resource_spans = decode_fragments(&fragments);
+                let view = TraceView::new(trace_id.0, &resource_spans);
+                spans += view.spans.len() as u64;
+                let found: Vec<bool> = condition
+                    .predicates()
+                    .iter()
+                    .map(|predicate| (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span)))
+                    .collect();
+                if condition.holds(&found) {
+                    out.push(Candidate { trace_id, start_unix_nanos: view.start_unix_nanos, end_unix_nanos: view.end_unix_nanos });
+                }
+            }
+            (out, spans)
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Stage 2 over `ready` (newest first): fetches each whole trace, evaluates the query and
+    /// records matches until `limit`, eight traces at a time.
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm(
+        &self,
+        ready: &[(u64, TraceId, usize)],
+        tenant_list: &[andante_model::TenantId],
+        request: &SearchRequest,
+        query: &Arc<Query>,
+        fields: &Arc<Vec<Field>>,
+        confirmed: &mut Confirmed,
+        result: &mut SearchResult,
+        failures: &mut Vec<String>,
+        progress: &mut impl FnMut(&[TraceSummary], &SearchMetrics),
+    ) {
         let hint = TimeHint::default();
-        for chunk in ordered.chunks(8) {
-            if matched.len() >= request.limit {
+        for chunk in ready.chunks(8) {
+            if confirmed.matched.len() >= request.limit {
                 break;
             }
             if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
@@ -248,26 +320,20 @@ impl Querier {
             .unwrap_or_default();
             let mut fresh = Vec::new();
             for (trace_id, bytes, partial, summary) in summaries {
+                confirmed.checked.insert(trace_id);
                 result.metrics.inspected_bytes += bytes;
                 if let Some(message) = partial {
                     failures.push(message);
                 }
                 if let Some(summary) = summary {
-                    if matched.len() < request.limit {
+                    if confirmed.matched.len() < request.limit {
                         fresh.push(summary.clone());
-                        matched.insert(trace_id, summary);
+                        confirmed.matched.insert(trace_id, summary);
                     }
                 }
             }
             progress(&fresh, &result.metrics);
         }
-        let mut traces: Vec<TraceSummary> = matched.into_values().collect();
-        traces.sort_by_key(|trace| std::cmp::Reverse((trace.start_unix_nanos, trace.trace_id)));
-        result.traces = traces;
-        if !failures.is_empty() {
-            result.partial_message = Some(failures.join("; "));
-        }
-        result
     }
 }
 
