@@ -275,7 +275,11 @@ def phase_search(work, target_spans):
         "selective_attribute": f'{{ span.enduser.id = "{user}" }}',
         "match_nothing": '{ span.http.route = "/no/such/route" }',
         "match_nothing_resource": '{ resource.service.name = "no-such-service" }',
+        "match_nothing_slot": '{ span.enduser.id = "no-such-user" }',
         "structural": '{ resource.service.name = "frontend" } >> { span.db.system = "postgresql" && status = error }',
+        # Both sides match in most traces but the relation never holds (database spans are
+        # leaves): every candidate must be disproved, so nothing stops early.
+        "structural_never": '{ span.db.system = "postgresql" } >> { resource.service.name = "frontend" }',
         "aggregate": '{ resource.service.name = "payment" } | count() > 1',
         "duration_filter": "{ duration > 2s }",
     }

@@ -25,6 +25,71 @@ pub enum TraceCondition {
     And(Vec<TraceCondition>),
     Or(Vec<TraceCondition>),
     Exists(SpanPredicate),
+    /// `{ lhs } op { rhs }` with both filters exact: some span satisfying `lhs` and some span
+    /// satisfying `rhs` stand in `relation`. A scan that knows the span tree (nested-set
+    /// numbers) decides it; one that does not treats it as both spans existing.
+    Related { relation: Relation, lhs: SpanPredicate, rhs: SpanPredicate },
+}
+
+/// How a right-hand span relates to a left-hand one in a structural operator (`>` child,
+/// `<` parent, `>>` descendant, `<<` ancestor, `~` sibling), as the evaluator defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Child,
+    Parent,
+    Descendant,
+    Ancestor,
+    Sibling,
+}
+
+impl Relation {
+    /// The relation of a plain or union structural operator: both return spans exactly when
+    /// some pair is related (the negated forms do not, so they have none here).
+    fn of(op: SpansetOp) -> Option<Relation> {
+        use SpansetOp::*;
+        match op {
+            NotChild | NotParent | NotDescendant | NotAncestor | NotSibling => None,
+            other => Self::tested_by(other),
+        }
+    }
+
+    /// The relation a structural operator (plain, negated or union) tests between spans.
+    pub fn tested_by(op: SpansetOp) -> Option<Relation> {
+        use SpansetOp::*;
+        Some(match op {
+            Child | NotChild | UnionChild => Relation::Child,
+            Parent | NotParent | UnionParent => Relation::Parent,
+            Descendant | NotDescendant | UnionDescendant => Relation::Descendant,
+            Ancestor | NotAncestor | UnionAncestor => Relation::Ancestor,
+            Sibling | NotSibling | UnionSibling => Relation::Sibling,
+            And | Or => return None,
+        })
+    }
+
+    /// Whether span `right` relates to span `left` in a whole trace (the evaluator's rule).
+    pub fn holds_in(self, trace: &crate::TraceView<'_>, left: u32, right: u32) -> bool {
+        match self {
+            Relation::Child => trace.parent[right as usize] == Some(left),
+            Relation::Parent => trace.parent[left as usize] == Some(right),
+            Relation::Descendant => trace.is_ancestor(left, right),
+            Relation::Ancestor => trace.is_ancestor(right, left),
+            Relation::Sibling => {
+                left != right && trace.parent[left as usize].is_some() && trace.parent[left as usize] == trace.parent[right as usize]
+            }
+        }
+    }
+
+    /// Whether span `right` relates to span `left`, given each span's nested-set numbers
+    /// `(left, right, parent)` within one connected tree (no orphans).
+    pub fn holds(self, left: (i32, i32, i32), right: (i32, i32, i32)) -> bool {
+        match self {
+            Relation::Child => right.2 == left.0,
+            Relation::Parent => left.2 == right.0,
+            Relation::Descendant => left.0 < right.0 && right.1 < left.1,
+            Relation::Ancestor => right.0 < left.0 && left.1 < right.1,
+            Relation::Sibling => left.0 != right.0 && left.2 > 0 && left.2 == right.2,
+        }
+    }
 }
 
 impl SpanPredicate {
@@ -157,15 +222,12 @@ impl TraceCondition {
                 }
                 TraceCondition::Or(parts)
             }
-            SpansetExpr::Binary { op, lhs, rhs } => match op {
-                // A negated structural result only needs right-hand spans.
-                SpansetOp::NotChild
-                | SpansetOp::NotParent
-                | SpansetOp::NotDescendant
-                | SpansetOp::NotAncestor
-                | SpansetOp::NotSibling => Self::of_spanset(rhs),
-                _ => Self::and(vec![Self::of_spanset(lhs), Self::of_spanset(rhs)]),
-            },
+            SpansetExpr::Binary { op, lhs, rhs } => {
+                if let (Some(relation), Some(lhs), Some(rhs)) = (Relation::of(*op), Self::exact_filter(lhs), Self::exact_filter(rhs)) {
+                    return TraceCondition::Related { relation, lhs, rhs };
+                }
+                Self::of_other_binary(*op, lhs, rhs)
+            }
             SpansetExpr::Pipeline(stages) => Self::and(
                 stages
                     .iter()
@@ -175,6 +237,34 @@ impl TraceCondition {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    fn of_other_binary(op: SpansetOp, lhs: &SpansetExpr, rhs: &SpansetExpr) -> TraceCondition {
+        match op {
+            // A negated structural result only needs right-hand spans.
+            SpansetOp::NotChild | SpansetOp::NotParent | SpansetOp::NotDescendant | SpansetOp::NotAncestor | SpansetOp::NotSibling => {
+                Self::of_spanset(rhs)
+            }
+            _ => Self::and(vec![Self::of_spanset(lhs), Self::of_spanset(rhs)]),
+        }
+    }
+
+    /// The predicate a spanset filter's spans satisfy exactly (`{ }`: every span).
+    fn exact_filter(expr: &SpansetExpr) -> Option<SpanPredicate> {
+        match expr {
+            SpansetExpr::Filter(None) => Some(SpanPredicate::True),
+            SpansetExpr::Filter(Some(condition)) => SpanPredicate::exact(condition),
+            _ => None,
+        }
+    }
+
+    /// Whether the condition reads the span tree (a scan then also reads nested-set numbers).
+    pub fn has_relations(&self) -> bool {
+        match self {
+            TraceCondition::Related { .. } => true,
+            TraceCondition::And(parts) | TraceCondition::Or(parts) => parts.iter().any(TraceCondition::has_relations),
+            _ => false,
         }
     }
 
@@ -199,32 +289,48 @@ impl TraceCondition {
             TraceCondition::True => {}
             TraceCondition::And(parts) | TraceCondition::Or(parts) => parts.iter().for_each(|part| part.collect(out)),
             TraceCondition::Exists(predicate) => out.push(predicate),
+            TraceCondition::Related { lhs, rhs, .. } => {
+                out.push(lhs);
+                out.push(rhs);
+            }
         }
     }
 
     /// Evaluates the condition given, for each predicate in `predicates()` order, whether some
-    /// span of the trace satisfies it.
+    /// span of the trace satisfies it (relations count as both sides existing).
     pub fn holds(&self, found: &[bool]) -> bool {
-        let mut index = 0;
-        self.holds_at(found, &mut index)
+        self.holds_related(found, &|_, _, _| true)
     }
 
-    fn holds_at(&self, found: &[bool], index: &mut usize) -> bool {
+    /// `holds`, deciding each relation with `related(relation, lhs, rhs)` (indexes into
+    /// `predicates()`), called only when both sides exist.
+    pub fn holds_related(&self, found: &[bool], related: &dyn Fn(Relation, usize, usize) -> bool) -> bool {
+        let mut index = 0;
+        self.holds_at(found, related, &mut index)
+    }
+
+    fn holds_at(&self, found: &[bool], related: &dyn Fn(Relation, usize, usize) -> bool, index: &mut usize) -> bool {
+        let next = |index: &mut usize| {
+            let value = found.get(*index).copied().unwrap_or(true);
+            *index += 1;
+            value
+        };
         match self {
             TraceCondition::True => true,
             // Every part is visited (no short-circuit) so that `index` stays aligned with `predicates()`.
             TraceCondition::And(parts) => {
-                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, index)).collect();
+                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, related, index)).collect();
                 results.into_iter().all(|held| held)
             }
             TraceCondition::Or(parts) => {
-                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, index)).collect();
+                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, related, index)).collect();
                 results.into_iter().any(|held| held)
             }
-            TraceCondition::Exists(_) => {
-                let value = found.get(*index).copied().unwrap_or(true);
-                *index += 1;
-                value
+            TraceCondition::Exists(_) => next(index),
+            TraceCondition::Related { relation, .. } => {
+                let (lhs, rhs) = (*index, *index + 1);
+                let both = next(index) & next(index);
+                both && related(*relation, lhs, rhs)
             }
         }
     }

@@ -76,17 +76,7 @@ fn union(left: &[u32], right: &[u32]) -> Vec<u32> {
 
 /// How `span` on the right relates to spans on the left for a structural operator.
 fn related(op: SpansetOp, trace: &TraceView<'_>, left: u32, right: u32) -> bool {
-    use SpansetOp::*;
-    match op {
-        Child | NotChild | UnionChild => trace.parent[right as usize] == Some(left),
-        Parent | NotParent | UnionParent => trace.parent[left as usize] == Some(right),
-        Descendant | NotDescendant | UnionDescendant => trace.is_ancestor(left, right),
-        Ancestor | NotAncestor | UnionAncestor => trace.is_ancestor(right, left),
-        Sibling | NotSibling | UnionSibling => {
-            left != right && trace.parent[left as usize].is_some() && trace.parent[left as usize] == trace.parent[right as usize]
-        }
-        And | Or => false,
-    }
+    crate::condition::Relation::tested_by(op).is_some_and(|relation| relation.holds_in(trace, left, right))
 }
 
 fn combine(op: SpansetOp, trace: &TraceView<'_>, left: &[u32], right: &[u32]) -> Vec<u32> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
 use andante_model::otlp::resource::v1::Resource;
 use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use andante_traceql::{evaluate, parse, TraceCondition, TraceView};
+use andante_traceql::{evaluate, parse, Relation, TraceCondition, TraceView};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -361,6 +361,23 @@ proptest! {
             .collect();
         if !engine.is_empty() {
             prop_assert!(condition.holds(&found), "condition {:?} rejects a matching trace for {}", condition, text);
+        }
+        // Relations decided on the span tree keep the condition necessary, and make it exact
+        // for a lone `{ a } op { b }`.
+        let predicates = condition.predicates();
+        let related = |relation: Relation, lhs: usize, rhs: usize| {
+            let spans = 0..view.spans.len() as u32;
+            spans.clone().filter(|a| predicates[lhs].matches_span(&view, *a)).any(|a| {
+                spans.clone().filter(|b| predicates[rhs].matches_span(&view, *b)).any(|b| relation.holds_in(&view, a, b))
+            })
+        };
+        let decided = condition.holds_related(&found, &related);
+        if !engine.is_empty() {
+            prop_assert!(decided, "condition {:?} with relations rejects a matching trace for {}", condition, text);
+        }
+        let lone = matches!(&query.root, andante_traceql::ast::SpansetExpr::Binary { .. });
+        if lone && matches!(condition, TraceCondition::Related { .. }) {
+            prop_assert_eq!(decided, !engine.is_empty(), "a lone relation is exact for {}", text);
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct Candidate {
     pub end_unix_nanos: u64,
 }
 
+/// Span pairs a relation is checked on per trace; beyond it (huge traces) the trace is kept
+/// for stage 2 rather than spending quadratic time here.
+const MAX_RELATION_PAIRS: usize = 1 << 20;
+
 /// What stage 1 found in one block.
 #[derive(Debug, Default)]
 pub struct ScanOutcome {
@@ -251,7 +255,11 @@ impl ScanPlan {
     }
 
     fn build(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str], slots: DedicatedSlots) -> ScanPlan {
-        let mut columns = vec!["trace_id", "start_unix_nanos", "duration_nanos"];
+        let mut columns = if condition.has_relations() {
+            vec!["trace_id", "start_unix_nanos", "duration_nanos", "nested_set_left", "nested_set_right", "nested_set_parent"]
+        } else {
+            vec!["trace_id", "start_unix_nanos", "duration_nanos"]
+        };
         let mut predicate_columns: Vec<&'static str> = Vec::new();
         let mut generic_needed = extra.contains(&"attributes");
         for column in extra {
@@ -294,18 +302,25 @@ impl ScanPlan {
         ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range, extra: extra.to_vec(), slots }
     }
 
-    /// `trace_id` and the span times: what stage 1 reads once a row group's predicates matched.
+    /// `trace_id`, the span times and, for relations, the nested-set numbers: what stage 1
+    /// reads once a row group's predicates matched.
     pub(crate) fn trace_roots(&self) -> Vec<usize> {
         let file_schema = schema();
-        ["trace_id", "start_unix_nanos", "duration_nanos"].iter().filter_map(|name| file_schema.index_of(name).ok()).collect()
+        self.trace_columns().iter().filter_map(|name| file_schema.index_of(name).ok()).collect()
     }
 
-    /// The roots without `trace_id` and the span times: what a scan that does not report
-    /// traces (tag discovery) needs.
+    fn trace_columns(&self) -> &'static [&'static str] {
+        if self.condition.has_relations() {
+            &["trace_id", "start_unix_nanos", "duration_nanos", "nested_set_left", "nested_set_right", "nested_set_parent"]
+        } else {
+            &["trace_id", "start_unix_nanos", "duration_nanos"]
+        }
+    }
+
+    /// The roots without the trace columns: what a scan that does not report traces (tag
+    /// discovery) needs.
     pub(crate) fn roots_without_trace_columns(&self) -> Vec<usize> {
-        let file_schema = schema();
-        let trace_columns: Vec<usize> =
-            ["trace_id", "start_unix_nanos", "duration_nanos"].iter().filter_map(|name| file_schema.index_of(name).ok()).collect();
+        let trace_columns = self.trace_roots();
         self.roots.iter().copied().filter(|root| !trace_columns.contains(root)).collect()
     }
 
@@ -529,6 +544,12 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
     let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
+    let tree = if plan.condition.has_relations() {
+        let numbers = |name: &str| column(name).map(|array| array.as_primitive::<Int32Type>().values().clone());
+        Some((numbers("nested_set_left")?, numbers("nested_set_right")?, numbers("nested_set_parent")?))
+    } else {
+        None
+    };
     outcome.spans_scanned += rows as u64;
     let mut row = 0;
     while row < rows {
@@ -539,7 +560,26 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
         }
         outcome.traces_scanned += 1;
         let found: Vec<bool> = predicate_rows.iter().map(|matches| matches[row..end].iter().any(|m| *m)).collect();
-        if plan.condition.holds(&found) {
+        let holds = match &tree {
+            Some((lefts, rights, parents)) => {
+                let span = |i: usize| (lefts[i], rights[i], parents[i]);
+                // Only a piece that is one tree from a real root has numbers to trust; a piece
+                // with orphans (parents elsewhere) counts relations as possible.
+                let connected = (row..end).all(|i| lefts[i] > 0);
+                plan.condition.holds_related(&found, &|relation, lhs, rhs| {
+                    let (lhs_rows, rhs_rows) = (&predicate_rows[lhs][row..end], &predicate_rows[rhs][row..end]);
+                    let pairs = lhs_rows.iter().filter(|m| **m).count() * rhs_rows.iter().filter(|m| **m).count();
+                    if !connected || pairs > MAX_RELATION_PAIRS {
+                        return true;
+                    }
+                    (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
+                        (row..end).filter(|r| rhs_rows[r - row]).any(|r| relation.holds(span(l), span(r)))
+                    })
+                })
+            }
+            None => plan.condition.holds(&found),
+        };
+        if holds {
             let start = (row..end).map(|r| starts.value(r)).min().unwrap_or(0);
             let finish = (row..end).map(|r| starts.value(r).saturating_add(durations.value(r))).max().unwrap_or(0);
             if start <= plan.time_range.end && finish >= plan.time_range.start {
