@@ -386,6 +386,39 @@ def test_traceql_metrics_range_shape_and_quantiles(loaded):
     assert bad.status_code == 400 and "24h" in bad.text
 
 
+def test_compare_splits_spans_into_selection_and_baseline(loaded):
+    """Traces Drilldown's comparison: server spans, errors (every third checkout server span)
+    against the rest, every attribute value counted in both groups as Tempo labels them."""
+    q = "{ kind = server } | compare({ status = error })"
+    body = traceql_metrics(loaded, "query", q, start=loaded.traffic_start, end=int(time.time()) + 1)
+    series = {}
+    for s in body["series"]:
+        meta, attribute = s["labels"]
+        assert meta["key"] == "__meta_type", s
+        group, value = meta["value"]["stringValue"], attribute["value"]
+        series[(group, attribute["key"], value.get("stringValue"))] = s.get("value", 0)
+        if group.endswith("_total"):
+            assert value == {}, "totals carry the attribute with no value"
+    errors, servers = TRACES // 3, 2 * TRACES
+    assert series[("selection", "resource.service.name", "checkout")] == errors
+    assert ("selection", "resource.service.name", "frontend") not in series
+    assert series[("baseline", "resource.service.name", "frontend")] == TRACES
+    assert series[("baseline", "resource.service.name", "checkout")] == TRACES - errors
+    assert series[("selection", "status", "error")] == errors
+    assert series[("baseline", "status", "ok")] == TRACES - errors
+    assert series[("baseline", "status", "unset")] == TRACES
+    assert series[("selection_total", "name", None)] == errors
+    assert series[("baseline_total", "name", None)] == servers - errors
+    assert series[("baseline", "kind", "server")] == servers - errors
+    # The range form returns the same counts spread over intervals.
+    start, end = loaded.traffic_start - 60, int(time.time()) + 60
+    body = traceql_metrics(loaded, "query_range", q, start=start, end=end, step="15s")
+    totals = {tuple(l["value"].get("stringValue") for l in s["labels"]): sum(x.get("value", 0) for x in s["samples"]) for s in body["series"]}
+    assert totals[("selection", "checkout")] == errors
+    bad = requests.get(f"{loaded.url}/api/metrics/query", params={"q": "{ } | compare({ status = error }, 0)"}, timeout=10)
+    assert bad.status_code == 400 and "line 1, col" in bad.text and "greater than 0" in bad.text
+
+
 def test_remote_write_retries_server_errors_and_drops_refusals(make_server):
     """A receiver that fails with 503 three times is retried until it accepts; one that answers
     400 gets the batch once, and the samples are counted as failed, not retried forever."""

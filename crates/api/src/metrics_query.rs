@@ -234,7 +234,11 @@ pub(crate) async fn query_instant(
         .series
         .iter()
         .filter_map(|series| {
-            let value = series.samples.first().copied().flatten()?;
+            // compare()'s `__meta_error` markers carry no samples; they are listed all the same.
+            let value = match series.samples.first() {
+                Some(sample) => (*sample)?,
+                None => 0.0,
+            };
             let labels: Vec<Value> = series.labels.iter().map(|(name, value)| label_json(name, value)).collect();
             Some(if value == 0.0 { json!({ "labels": labels }) } else { json!({ "labels": labels, "value": number(value) }) })
         })

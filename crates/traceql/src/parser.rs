@@ -411,7 +411,7 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
-    fn spanset_primary(&mut self) -> Result<SpansetExpr, ParseError> {
+    pub(crate) fn spanset_primary(&mut self) -> Result<SpansetExpr, ParseError> {
         match self.peek() {
             Some(Token::LBrace) => {
                 self.pos += 1;

@@ -135,7 +135,12 @@ fn metrics_parse_rules() {
         ("{ } | sum_over_time(1 + 2)", "takes an attribute or intrinsic"),
         ("{ } | rate() | topk(0)", "positive whole number"),
         ("{ } | rate() =~ 3", "not regular expressions"),
-        ("{ } | compare({ status = error })", "compare() is not supported"),
+        ("{ } | compare(status = error)", "takes a spanset filter first"),
+        ("{ } | compare({ status = error }, 0)", "greater than 0"),
+        ("{ } | compare({ status = error }, 5, 100)", "a start and an end timestamp"),
+        ("{ } | compare({ status = error }, 5, 200, 100)", "greater than its start"),
+        ("{ } | compare({ status = error }, 5, -1, 100)", "expected a whole number"),
+        ("{ } | compare({ status = error }) by (name)", "takes no by()"),
     ] {
         let error = parse_metrics(text).expect_err(text).to_string();
         assert!(error.contains(message), "{text}: {error}");
@@ -207,4 +212,55 @@ fn run_query(query: &andante_traceql::MetricsQuery, intervals: Intervals) -> Vec
         accumulator.observe(query, &TraceView::new(fixture::trace_id(number), &resource_spans));
     }
     accumulator.finish(query)
+}
+
+/// compare() over the fixture: errors (s1 in T1, r2 in T2) against the eight other spans.
+#[test]
+fn compare_counts_every_attribute_value_in_selection_and_baseline() {
+    let all = Intervals::instant(0, 3600 * SECOND);
+    let result = run("{ } | compare({ status = error }, 2)", all);
+    let nil = LabelValue::Nil;
+    let one = |meta: &str, attribute: &str, value: &LabelValue| -> Option<f64> {
+        result
+            .iter()
+            .find(|s| s.labels == vec![("__meta_type".to_owned(), s_(meta)), (attribute.to_owned(), value.clone())])
+            .map(|s| s.samples[0].unwrap_or(f64::NAN))
+    };
+    assert_eq!(one("selection", "status", &s("error")), Some(2.0));
+    assert_eq!(one("selection", "kind", &s("server")), Some(2.0));
+    assert_eq!(one("selection", "statusMessage", &s("boom")), Some(1.0));
+    assert_eq!(one("selection", "resource.service.name", &s("cart")), Some(1.0));
+    assert_eq!(one("selection", "resource.service.name", &s("frontend")), Some(1.0));
+    assert_eq!(one("selection_total", "status", &nil), Some(2.0));
+    assert_eq!(one("selection_total", "span.db.system", &nil), None, "no error span has db.system");
+    assert_eq!(one("baseline_total", "name", &nil), Some(8.0));
+    assert_eq!(one("baseline_total", "span.db.system", &nil), Some(2.0));
+    assert_eq!(one("baseline", "span.db.system", &s("postgresql")), Some(1.0));
+    assert_eq!(one("baseline", "span.db.system", &s("redis")), Some(1.0));
+    // Eight baseline names and four baseline services exceed topN = 2: the two most frequent
+    // stay (ties by value) and the attribute gets an error marker without samples.
+    assert_eq!(one("baseline", "resource.service.name", &s("frontend")), Some(3.0));
+    assert_eq!(one("baseline", "resource.service.name", &s("billing")), Some(2.0));
+    assert_eq!(one("baseline", "resource.service.name", &s("cart")), None);
+    let baseline_names: Vec<&LabelValue> = result
+        .iter()
+        .filter(|s| s.labels[0] == ("__meta_type".to_owned(), s_("baseline")) && s.labels[1].0 == "name")
+        .map(|s| &s.labels[1].1)
+        .collect();
+    assert_eq!(baseline_names, vec![&s("GET /cart"), &s("GET key")]);
+    let errors: Vec<&str> = result
+        .iter()
+        .filter(|s| s.labels[0] == ("__meta_error".to_owned(), s_("__too_many_values__")))
+        .map(|s| {
+            assert!(s.samples.is_empty() && s.labels[1].1 == LabelValue::Nil);
+            s.labels[1].0.as_str()
+        })
+        .collect();
+    assert!(errors.contains(&"name") && errors.contains(&"resource.service.name") && !errors.contains(&"status"), "{errors:?}");
+
+    // A window narrows the selection: only r2 (2000 s) is inside [1500 s, 2500 s).
+    let windowed = run(&format!("{{ }} | compare({{ status = error }}, 10, {}, {})", 1500 * SECOND, 2500 * SECOND), all);
+    let total = |meta: &str| windowed.iter().find(|s| s.labels == vec![("__meta_type".to_owned(), s_(meta)), ("status".to_owned(), LabelValue::Nil)]).map(|s| s.samples[0]);
+    assert_eq!(total("selection_total"), Some(Some(1.0)));
+    assert_eq!(total("baseline_total"), Some(Some(9.0)));
 }

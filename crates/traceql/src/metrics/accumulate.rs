@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::eval::{evaluate, resolve};
+use crate::ast::{SpanKind, StatusCode};
+use crate::eval::{evaluate, matches, resolve};
 use crate::trace::TraceView;
 use crate::value::Value;
 
-use super::{MetricsFunction, MetricsQuery, SecondStage};
+use super::{Compare, MetricsFunction, MetricsQuery, SecondStage};
 
 /// A label value of a series, typed as in Tempo's JSON (`stringValue`, `intValue`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,6 +212,12 @@ impl Accumulator {
         for spanset in evaluate(&query.search, trace) {
             matched.extend(spanset.spans);
         }
+        if let MetricsFunction::Compare(compare) = &query.function {
+            for index in matched {
+                self.observe_compare(compare, query, trace, index);
+            }
+            return;
+        }
         for index in matched {
             let span = trace.spans[index as usize].span;
             let Some(k) = self.intervals.index(span.start_time_unix_nano) else { continue };
@@ -233,6 +240,23 @@ impl Accumulator {
         }
     }
 
+    /// compare(): one count per attribute value of the span in its group, and one per attribute
+    /// in the group's totals. Series keys are `[group, attribute, value]`.
+    fn observe_compare(&mut self, compare: &Compare, query: &MetricsQuery, trace: &TraceView<'_>, index: u32) {
+        let start = trace.spans[index as usize].span.start_time_unix_nano;
+        let Some(k) = self.intervals.index(start) else { return };
+        let in_window = compare.window.is_none_or(|(from, to)| start >= from && start < to);
+        let selected = in_window && compare.filter.as_ref().is_none_or(|filter| matches(filter, trace, index));
+        let (group, total) = if selected { (COMPARE_SELECTION, COMPARE_SELECTION_TOTAL) } else { (COMPARE_BASELINE, COMPARE_BASELINE_TOTAL) };
+        self.spans_counted += 1;
+        for (name, value) in compared_attributes(trace, index) {
+            let value_series = self.series_index(vec![LabelValue::String(group.to_owned()), LabelValue::String(name.clone()), value], query);
+            self.count_at(value_series, k, start, 1.0, trace.trace_id);
+            let total_series = self.series_index(vec![LabelValue::String(total.to_owned()), LabelValue::String(name), LabelValue::Nil], query);
+            self.count_at(total_series, k, start, 1.0, trace.trace_id);
+        }
+    }
+
     /// The slot of the series with these label values (the `by` values, then the histogram
     /// bucket for `histogram_over_time`), created on first use. For storage layers that
     /// compute label values themselves (columnar scans).
@@ -251,6 +275,10 @@ impl Accumulator {
     /// the field's number otherwise) in interval `k` of series `series`.
     pub fn add_at(&mut self, series: usize, k: usize, start_nanos: u64, value: f64, trace_id: [u8; 16]) {
         self.spans_counted += 1;
+        self.count_at(series, k, start_nanos, value, trace_id);
+    }
+
+    fn count_at(&mut self, series: usize, k: usize, start_nanos: u64, value: f64, trace_id: [u8; 16]) {
         let series = &mut self.series[series].1;
         series.add(k, value);
         if let Some(slot @ None) = series.exemplars.get_mut(k) {
@@ -274,6 +302,13 @@ impl Accumulator {
 
     /// The result series, sorted by labels, with the second stages applied.
     pub fn finish(self, query: &MetricsQuery) -> Vec<MetricsSeries> {
+        if let MetricsFunction::Compare(compare) = &query.function {
+            let mut out = self.finish_compare(compare.top_n);
+            for stage in &query.second_stages {
+                apply_stage(stage, &mut out);
+            }
+            return out;
+        }
         let step_seconds = self.intervals.step_nanos as f64 / 1e9;
         let mut keys: Vec<(Vec<LabelValue>, SeriesAcc)> = self.series;
         keys.sort_by(|a, b| a.0.cmp(&b.0));
@@ -310,7 +345,8 @@ impl Accumulator {
                 MetricsFunction::AvgOverTime(_) => Some(per_interval(&|k| (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k]))),
                 MetricsFunction::MinOverTime(_) => Some(per_interval(&|k| (!acc.min[k].is_nan()).then_some(acc.min[k]))),
                 MetricsFunction::MaxOverTime(_) => Some(per_interval(&|k| (!acc.max[k].is_nan()).then_some(acc.max[k]))),
-                MetricsFunction::QuantileOverTime(..) => None,
+                // compare() was finished above.
+                MetricsFunction::QuantileOverTime(..) | MetricsFunction::Compare(_) => None,
             };
             if let Some(samples) = samples {
                 let exemplars = exemplars_for(&samples);
@@ -359,6 +395,91 @@ impl Accumulator {
         }
         out
     }
+}
+
+impl Accumulator {
+    /// compare()'s series, as Tempo labels them: per group and attribute the `top_n` values
+    /// with the highest total count (`{__meta_type="baseline|selection", <attribute>=<value>}`),
+    /// per group and attribute the spans having it (`{__meta_type="…_total", <attribute>=nil}`),
+    /// and `{__meta_error="__too_many_values__", <attribute>=nil}` with no samples for an
+    /// attribute that had more values than `top_n` in either group.
+    fn finish_compare(self, top_n: usize) -> Vec<MetricsSeries> {
+        let text = |value: &LabelValue| match value {
+            LabelValue::String(text) => text.clone(),
+            _ => String::new(),
+        };
+        // (group, attribute) → its value series with their totals.
+        let mut grouped: std::collections::BTreeMap<(String, String), Vec<CompareValue>> = Default::default();
+        for (key, acc) in self.series {
+            let [group, attribute, value] = <[LabelValue; 3]>::try_from(key).unwrap_or([LabelValue::Nil, LabelValue::Nil, LabelValue::Nil]);
+            let total: f64 = acc.count.iter().sum();
+            grouped.entry((text(&group), text(&attribute))).or_default().push((total, value, acc));
+        }
+        let mut out = Vec::new();
+        let mut too_many: BTreeSet<String> = BTreeSet::new();
+        for ((group, attribute), mut values) in grouped {
+            if values.len() > top_n && (group == COMPARE_BASELINE || group == COMPARE_SELECTION) {
+                too_many.insert(attribute.clone());
+            }
+            // Highest totals first; ties by value so the cut is deterministic.
+            values.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            values.truncate(top_n);
+            for (_, value, acc) in values {
+                let samples = acc.count.iter().map(|count| Some(*count)).collect();
+                let exemplars = acc.exemplars.iter().flatten().map(|e| Exemplar { value: 1.0, ..*e }).collect();
+                let labels = vec![("__meta_type".to_owned(), LabelValue::String(group.clone())), (attribute.clone(), value)];
+                out.push(MetricsSeries { labels, samples, exemplars });
+            }
+        }
+        for attribute in too_many {
+            let labels = vec![("__meta_error".to_owned(), LabelValue::String(COMPARE_TOO_MANY_VALUES.to_owned())), (attribute, LabelValue::Nil)];
+            out.push(MetricsSeries { labels, samples: Vec::new(), exemplars: Vec::new() });
+        }
+        if self.max_exemplars > 0 && !out.is_empty() {
+            let per_series = (self.max_exemplars / out.len()).max(1);
+            for series in &mut out {
+                series.exemplars.truncate(per_series);
+            }
+        }
+        out
+    }
+}
+
+/// One value series of compare(): its total count over the range, the value, the counts.
+type CompareValue = (f64, LabelValue, SeriesAcc);
+
+/// compare()'s `__meta_type` values and its error marker, as Tempo names them.
+pub const COMPARE_BASELINE: &str = "baseline";
+pub const COMPARE_SELECTION: &str = "selection";
+pub const COMPARE_BASELINE_TOTAL: &str = "baseline_total";
+pub const COMPARE_SELECTION_TOTAL: &str = "selection_total";
+pub const COMPARE_TOO_MANY_VALUES: &str = "__too_many_values__";
+
+/// What compare() groups a span by: its name, status, kind, non-empty status message, and
+/// every resource and span attribute with a scalar value (labels named as in TraceQL).
+fn compared_attributes(trace: &TraceView<'_>, index: u32) -> Vec<(String, LabelValue)> {
+    let span = trace.spans[index as usize];
+    let status = span.span.status.as_ref();
+    let mut out = vec![
+        ("name".to_owned(), LabelValue::String(span.span.name.clone())),
+        ("status".to_owned(), LabelValue::String(StatusCode::from_otlp(status.map_or(0, |s| s.code)).name().to_owned())),
+        ("kind".to_owned(), LabelValue::String(SpanKind::from_otlp(span.span.kind).name().to_owned())),
+    ];
+    if let Some(message) = status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()) {
+        out.push(("statusMessage".to_owned(), LabelValue::String(message.to_owned())));
+    }
+    let scoped = |scope: &str, attributes: &[andante_model::otlp::common::v1::KeyValue], out: &mut Vec<(String, LabelValue)>| {
+        for attribute in attributes {
+            let Some(value) = attribute.value.as_ref() else { continue };
+            let value = LabelValue::of(&Value::from_any(value));
+            if value != LabelValue::Nil {
+                out.push((format!("{scope}.{}", attribute.key), value));
+            }
+        }
+    };
+    scoped("resource", span.resource.map(|r| r.attributes.as_slice()).unwrap_or_default(), &mut out);
+    scoped("span", &span.span.attributes, &mut out);
+    out
 }
 
 /// Linear interpolation between closest ranks (as Prometheus' `quantile`). Selection, not a

@@ -21,7 +21,7 @@ pub fn is_metrics_function(word: &str) -> bool {
     FUNCTIONS.contains(&word)
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum MetricsFunction {
     Rate,
     CountOverTime,
@@ -31,7 +31,24 @@ pub enum MetricsFunction {
     AvgOverTime(Field),
     QuantileOverTime(Field, Vec<f64>),
     HistogramOverTime(Field),
+    /// `compare({ filter }, topN, start, end)`: every attribute value of the matching spans
+    /// counted in two groups, the spans the filter (and the optional window) selects and the
+    /// rest, for Traces Drilldown's comparison view.
+    Compare(Box<Compare>),
 }
+
+#[derive(Debug, Clone)]
+pub struct Compare {
+    /// None: `{ }`, every span is in the selection.
+    pub filter: Option<FieldExpr>,
+    /// Values kept per attribute and group (by total count); more raise `__too_many_values__`.
+    pub top_n: usize,
+    /// `[start, end)` in Unix nanoseconds: only spans starting inside may be selected.
+    pub window: Option<(u64, u64)>,
+}
+
+/// Tempo's default for compare()'s second argument.
+pub const COMPARE_DEFAULT_TOP_N: usize = 10;
 
 impl MetricsFunction {
     pub fn name(&self) -> &'static str {
@@ -44,12 +61,13 @@ impl MetricsFunction {
             MetricsFunction::AvgOverTime(_) => "avg_over_time",
             MetricsFunction::QuantileOverTime(..) => "quantile_over_time",
             MetricsFunction::HistogramOverTime(_) => "histogram_over_time",
+            MetricsFunction::Compare(_) => "compare",
         }
     }
 
     pub(crate) fn field(&self) -> Option<&Field> {
         match self {
-            MetricsFunction::Rate | MetricsFunction::CountOverTime => None,
+            MetricsFunction::Rate | MetricsFunction::CountOverTime | MetricsFunction::Compare(_) => None,
             MetricsFunction::SumOverTime(field)
             | MetricsFunction::MinOverTime(field)
             | MetricsFunction::MaxOverTime(field)
@@ -91,6 +109,56 @@ fn number(parser: &mut Parser<'_>, what: &str) -> Result<f64, ParseError> {
         _ => return Err(ParseError::at(parser.text, at, format!("syntax error: expected a number for {what}"))),
     };
     Ok(if negative { -value } else { value })
+}
+
+/// A whole number token (timestamps in nanoseconds do not survive a trip through `f64`).
+fn integer(parser: &mut Parser<'_>, what: &str) -> Result<i64, ParseError> {
+    let at = parser.offset();
+    match parser.advance() {
+        Some(Token::Int(value)) => Ok(value),
+        _ => Err(ParseError::at(parser.text, at, format!("syntax error: expected a whole number for {what}"))),
+    }
+}
+
+/// `compare(` has been read: the filter, then optionally topN, then optionally start and end.
+fn compare_arguments(parser: &mut Parser<'_>) -> Result<Compare, ParseError> {
+    let at = parser.offset();
+    let not_a_filter = "compare() takes a spanset filter first, e.g. `compare({ status = error })`";
+    if parser.peek() != Some(&Token::LBrace) {
+        return Err(parser.invalid(at, not_a_filter));
+    }
+    let filter = match parser.spanset_primary()? {
+        crate::ast::SpansetExpr::Filter(filter) => filter,
+        _ => return Err(parser.invalid(at, not_a_filter)),
+    };
+    let mut compare = Compare { filter, top_n: COMPARE_DEFAULT_TOP_N, window: None };
+    if !parser.eat(&Token::Comma) {
+        return Ok(compare);
+    }
+    let at = parser.offset();
+    let top_n = integer(parser, "compare()'s number of values per attribute")?;
+    if top_n <= 0 {
+        return Err(parser.invalid(at, "compare() top number of values must be an integer greater than 0"));
+    }
+    compare.top_n = top_n as usize;
+    if !parser.eat(&Token::Comma) {
+        return Ok(compare);
+    }
+    let start_at = parser.offset();
+    let start = integer(parser, "compare()'s start timestamp")?;
+    if !parser.eat(&Token::Comma) {
+        return Err(parser.invalid(start_at, "compare() takes a start and an end timestamp (Unix nanoseconds), or neither"));
+    }
+    let end_at = parser.offset();
+    let end = integer(parser, "compare()'s end timestamp")?;
+    match (start, end) {
+        (0, 0) => {}
+        (start, _) if start <= 0 => return Err(parser.invalid(start_at, "compare() timestamps must be positive Unix nanoseconds")),
+        (_, end) if end <= 0 => return Err(parser.invalid(end_at, "compare() timestamps must be positive Unix nanoseconds")),
+        (start, end) if end <= start => return Err(parser.invalid(end_at, "compare() end timestamp must be greater than its start timestamp")),
+        (start, end) => compare.window = Some((start as u64, end as u64)),
+    }
+    Ok(compare)
 }
 
 fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, ParseError> {
@@ -152,11 +220,16 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
             }
             MetricsFunction::QuantileOverTime(field, quantiles)
         }
+        "compare" => MetricsFunction::Compare(Box::new(compare_arguments(parser)?)),
         _ => return Err(parser.invalid(name_at, format!("{name}() is not supported by this version of Andante"))),
     };
     parser.expect(Token::RParen)?;
     let mut by = Vec::new();
     if parser.peek() == Some(&Token::Word("by".to_owned())) {
+        if let MetricsFunction::Compare(_) = function {
+            let at = parser.offset();
+            return Err(parser.invalid(at, "compare() groups by every attribute itself and takes no by()"));
+        }
         parser.advance();
         parser.expect(Token::LParen)?;
         loop {
@@ -342,6 +415,10 @@ pub struct ColumnarSpec {
 
 impl MetricsQuery {
     pub fn columnar(&self) -> Option<ColumnarSpec> {
+        // compare() reads every attribute of every span: whole spans, not a few columns.
+        if matches!(self.function, MetricsFunction::Compare(_)) {
+            return None;
+        }
         if !self.search.hints.iter().all(|hint| hint.name == "exemplars") {
             return None;
         }
