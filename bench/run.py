@@ -69,6 +69,19 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def thread_cpu_seconds(self, name):
+        """CPU seconds of the server's threads called `name` (the generator has its own)."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                if (task / "comm").read_text().strip() != name:
+                    continue
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the thread ended while we looked
+            total += int(fields[11]) + int(fields[12])
+        return total / CLOCK_TICKS
+
     def rss_bytes(self):
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -244,6 +257,9 @@ def phase_generator(work, seconds, rate, pairs=3):
     """Server CPU per ingested span with the metrics generator off and on, alternating runs."""
     off = ["--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false"]
     runs = {"off": [], "on": []}
+    # Within each "on" run: the generator thread's CPU against the rest of the process. Both
+    # come from the same run, so the machine's noise moves them together.
+    thread_shares = []
     dropped = 0.0
     for pair in range(pairs):
         for mode in ("off", "on"):
@@ -254,6 +270,8 @@ def phase_generator(work, seconds, rate, pairs=3):
             cpu = server.cpu_seconds() - cpu_before
             spans = server.metric("andante_spans_received_total") - spans_before
             if mode == "on":
+                generator_cpu = server.thread_cpu_seconds("generator")
+                thread_shares.append(generator_cpu / max(cpu - generator_cpu, 1e-9))
                 for line in requests.get(f"{server.url}/metrics", timeout=5).text.splitlines():
                     if line.startswith('andante_generator_spans_discarded_total{reason="queue_full"}'):
                         dropped += float(line.split()[1])
@@ -262,7 +280,9 @@ def phase_generator(work, seconds, rate, pairs=3):
     off_us, on_us = statistics.median(runs["off"]), statistics.median(runs["on"])
     return {"cpu_us_per_span_off": [round(v, 2) for v in runs["off"]], "cpu_us_per_span_on": [round(v, 2) for v in runs["on"]],
             "median_off": round(off_us, 2), "median_on": round(on_us, 2),
-            "generator_share_of_ingest_cpu": round((on_us - off_us) / off_us, 3), "spans_dropped_queue_full": dropped}
+            "generator_share_of_ingest_cpu": round((on_us - off_us) / off_us, 3),
+            "generator_thread_share_per_run": [round(v, 3) for v in thread_shares],
+            "generator_thread_share_median": round(statistics.median(thread_shares), 3), "spans_dropped_queue_full": dropped}
 
 
 def phase_search(work, target_spans):

@@ -32,9 +32,11 @@ pub const DEDICATED_SPAN_INTS: &[(&str, &str)] = &[
 
 /// Columns a block assigns to its most frequent string span attributes outside the tables
 /// above (Tempo's dedicated columns, chosen per block from the data rather than configured).
+/// Twenty, not Tempo's ten: with OpenTelemetry's conventions a service easily has more than
+/// ten common string keys, and an unused slot costs only its null run.
 /// A slot unused by a block is all nulls; which key a slot holds is the file's key-value
 /// metadata entry [`DEDICATED_SLOTS_KEY`] (a JSON array of keys, slot order).
-pub const DEDICATED_SLOTS: [&str; 10] = [
+pub const DEDICATED_SLOTS: [&str; 20] = [
     "span_dedicated_0",
     "span_dedicated_1",
     "span_dedicated_2",
@@ -45,6 +47,16 @@ pub const DEDICATED_SLOTS: [&str; 10] = [
     "span_dedicated_7",
     "span_dedicated_8",
     "span_dedicated_9",
+    "span_dedicated_10",
+    "span_dedicated_11",
+    "span_dedicated_12",
+    "span_dedicated_13",
+    "span_dedicated_14",
+    "span_dedicated_15",
+    "span_dedicated_16",
+    "span_dedicated_17",
+    "span_dedicated_18",
+    "span_dedicated_19",
 ];
 
 /// The Parquet key-value metadata entry naming the keys of [`DEDICATED_SLOTS`].
