@@ -90,24 +90,37 @@ impl MetricsColumns {
     }
 }
 
-/// A typed reader of one column: a small number identifying the row's value (dictionary key or
-/// the value itself) and the value itself.
+/// A typed reader of one column, for the label values of a new series.
 struct Reader<'a> {
     column: Column,
     array: &'a ArrayRef,
 }
 
 impl Reader<'_> {
-    fn id(&self, row: usize) -> u64 {
-        if self.array.is_null(row) {
-            return u64::MAX;
+    /// Per row, a number identifying the row's value (the dictionary key, or the value itself),
+    /// `u64::MAX` for null: rows with equal ids belong to the same series.
+    fn ids(&self) -> Vec<u64> {
+        let rows = self.array.len();
+        let raw: Vec<u64> = match (self.column, self.array.data_type()) {
+            (Column::Str(_), DataType::Dictionary(_, _)) => {
+                self.array.as_dictionary::<Int32Type>().keys().values().iter().map(|key| *key as u64).collect()
+            }
+            (Column::Str(_), _) => (0..rows as u64).collect(),
+            (Column::Kind | Column::Status, _) => self.array.as_primitive::<Int32Type>().values().iter().map(|v| *v as u64).collect(),
+            (Column::Duration, _) => self.array.as_primitive::<UInt64Type>().values().to_vec(),
+            (Column::Int(_), _) => self.array.as_primitive::<Int64Type>().values().iter().map(|v| *v as u64).collect(),
+        };
+        match self.array.nulls() {
+            Some(nulls) => raw.into_iter().enumerate().map(|(row, id)| if nulls.is_null(row) { u64::MAX } else { id }).collect(),
+            None => raw,
         }
+    }
+
+    /// How many distinct ids a row group can have when they are dictionary keys.
+    fn dictionary_len(&self) -> Option<usize> {
         match (self.column, self.array.data_type()) {
-            (Column::Str(_), DataType::Dictionary(_, _)) => self.array.as_dictionary::<Int32Type>().keys().value(row) as u64,
-            (Column::Str(_), _) => row as u64,
-            (Column::Kind | Column::Status, _) => self.array.as_primitive::<Int32Type>().value(row) as u64,
-            (Column::Duration, _) => self.array.as_primitive::<UInt64Type>().value(row),
-            (Column::Int(_), _) => self.array.as_primitive::<Int64Type>().value(row) as u64,
+            (Column::Str(_), DataType::Dictionary(_, _)) => Some(self.array.as_dictionary::<Int32Type>().values().len()),
+            _ => None,
         }
     }
 
@@ -134,6 +147,38 @@ impl Reader<'_> {
     }
 }
 
+/// The numbers of a value column, read straight from its buffer (no `Value` per row).
+enum Numbers<'a> {
+    /// Counting functions read no value.
+    Count,
+    /// Nanoseconds; reported in seconds.
+    Duration(&'a [u64]),
+    Int(&'a [i64], Option<&'a arrow_buffer::NullBuffer>),
+    /// A column with no numbers (strings, kinds): no row has a value.
+    Other,
+}
+
+impl Numbers<'_> {
+    /// The row's value as the function sees it (durations in seconds), or None to skip the row.
+    fn at(&self, row: usize) -> Option<f64> {
+        match self {
+            Numbers::Count => Some(1.0),
+            Numbers::Duration(values) => Some(values[row] as f64 / 1e9),
+            Numbers::Int(values, nulls) => (!nulls.is_some_and(|n| n.is_null(row))).then(|| values[row] as f64),
+            Numbers::Other => None,
+        }
+    }
+
+    /// The row's value in its native unit, for `histogram_over_time`'s buckets.
+    fn raw(&self, row: usize) -> Value<'static> {
+        match self {
+            Numbers::Duration(values) => Value::Duration(values[row] as i64),
+            Numbers::Int(values, nulls) if !nulls.is_some_and(|n| n.is_null(row)) => Value::Int(values[row]),
+            _ => Value::Nil,
+        }
+    }
+}
+
 /// What one row group added besides the accumulator.
 #[derive(Debug, Default)]
 pub struct FoldStats {
@@ -142,7 +187,9 @@ pub struct FoldStats {
     pub shared: HashSet<TraceId>,
 }
 
-/// Folds the matching rows of one decoded row group into `accumulator`.
+/// Folds the matching rows of one decoded row group into `accumulator`. Column buffers are read
+/// directly and a series is looked up by the rows' ids (a table by dictionary key for the usual
+/// single `by`); label values are built only when a series is first seen.
 pub fn fold_batch(
     plan: &ScanPlan,
     columns: &MetricsColumns,
@@ -156,59 +203,89 @@ pub fn fold_batch(
     stats.spans_scanned += rows as u64;
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
     let masks = predicate_masks(plan, batch)?;
-    let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
+    let selected: Option<Vec<bool>> = match masks.len() {
+        0 => None,
+        _ => Some((0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect()),
+    };
+    let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>().values();
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let by: Vec<Reader> = columns.by.iter().map(|c| Ok(Reader { column: *c, array: column(c.name())? })).collect::<Result<_, BlockError>>()?;
-    let value = match columns.value {
-        Some(c) => Some(Reader { column: c, array: column(c.name())? }),
+    let by_ids: Vec<Vec<u64>> = by.iter().map(Reader::ids).collect();
+    let value_array = match columns.value {
+        Some(c) => Some((c, column(c.name())?)),
         None => None,
     };
+    let numbers = match &value_array {
+        None => Numbers::Count,
+        Some((Column::Duration, array)) => Numbers::Duration(array.as_primitive::<UInt64Type>().values()),
+        Some((Column::Int(_), array)) => Numbers::Int(array.as_primitive::<Int64Type>().values(), array.nulls()),
+        Some(_) => Numbers::Other,
+    };
+    let histogram = query.is_histogram();
+    // One `by` column of dictionary keys (and no bucket): series by key, no hashing per row.
+    let mut by_key: Option<Vec<usize>> = match (&by[..], histogram) {
+        ([single], false) => single.dictionary_len().map(|len| vec![usize::MAX; len + 1]),
+        _ => None,
+    };
     let mut series_of: FxHashMap<[u64; MAX_BY + 1], usize> = FxHashMap::default();
+    let needs_trace_id = !skip.is_empty() || accumulator.keeps_exemplars();
     for row in 0..rows {
-        if !masks.iter().all(|mask| mask[row]) {
+        if selected.as_ref().is_some_and(|selected| !selected[row]) {
             continue;
         }
-        let Some(k) = accumulator.intervals.index(starts.value(row)) else { continue };
-        let trace_id: [u8; 16] = trace_ids.value(row).try_into().map_err(|_| BlockError::Corrupt("trace_id width".into()))?;
+        let Some(k) = accumulator.intervals.index(starts[row]) else { continue };
+        // The trace ID matters only for exemplars and for traces also held live.
+        let trace_id: [u8; 16] = if needs_trace_id {
+            trace_ids.value(row).try_into().map_err(|_| BlockError::Corrupt("trace_id width".into()))?
+        } else {
+            [0; 16]
+        };
         if !skip.is_empty() && skip.contains(&TraceId(trace_id)) {
             stats.shared.insert(TraceId(trace_id));
             continue;
         }
-        let mut ids = [0u64; MAX_BY + 1];
-        for (slot, reader) in ids.iter_mut().zip(&by) {
-            *slot = reader.id(row);
-        }
-        let (number, bucket) = match &value {
-            None => (1.0, None),
-            Some(reader) => {
-                let raw = reader.value(row);
-                if query.is_histogram() {
-                    let Some(bucket) = log2_bucket(&raw) else { continue };
-                    ids[MAX_BY] = bucket.to_bits();
-                    (1.0, Some(bucket))
-                } else {
-                    let number = match raw {
-                        Value::Int(n) => n as f64,
-                        Value::Duration(nanos) => nanos as f64 / 1e9,
-                        _ => continue,
-                    };
-                    (number, None)
-                }
-            }
+        let (number, bucket) = if histogram {
+            let Some(bucket) = log2_bucket(&numbers.raw(row)) else { continue };
+            (1.0, Some(bucket))
+        } else {
+            let Some(number) = numbers.at(row) else { continue };
+            (number, None)
         };
-        let series = match series_of.get(&ids) {
-            Some(&series) => series,
+        let new_series = |accumulator: &mut Accumulator| {
+            let mut key: Vec<LabelValue> = by.iter().map(|reader| LabelValue::of(&reader.value(row))).collect();
+            if let Some(bucket) = bucket {
+                key.push(LabelValue::float(bucket));
+            }
+            accumulator.series_index(key, query)
+        };
+        let series = match &mut by_key {
+            Some(table) => {
+                let id = by_ids[0][row];
+                let slot = if id == u64::MAX { table.len() - 1 } else { (id as usize).min(table.len() - 1) };
+                if table[slot] == usize::MAX {
+                    table[slot] = new_series(accumulator);
+                }
+                table[slot]
+            }
             None => {
-                let mut key: Vec<LabelValue> = by.iter().map(|reader| LabelValue::of(&reader.value(row))).collect();
-                if let Some(bucket) = bucket {
-                    key.push(LabelValue::float(bucket));
+                let mut ids = [0u64; MAX_BY + 1];
+                for (slot, column_ids) in ids.iter_mut().zip(&by_ids) {
+                    *slot = column_ids[row];
                 }
-                let series = accumulator.series_index(key, query);
-                series_of.insert(ids, series);
-                series
+                if let Some(bucket) = bucket {
+                    ids[MAX_BY] = bucket.to_bits();
+                }
+                match series_of.get(&ids) {
+                    Some(&series) => series,
+                    None => {
+                        let series = new_series(accumulator);
+                        series_of.insert(ids, series);
+                        series
+                    }
+                }
             }
         };
-        accumulator.add_at(series, k, starts.value(row), number, trace_id);
+        accumulator.add_at(series, k, starts[row], number, trace_id);
     }
     Ok(())
 }

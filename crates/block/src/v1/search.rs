@@ -626,6 +626,10 @@ fn column_matches(leaf: &SpanPredicate, array: &ArrayRef) -> Result<Vec<bool>, B
             let dictionary = array.as_dictionary::<Int32Type>();
             let values = dictionary.values().as_string::<i32>();
             let table: Vec<bool> = (0..values.len()).map(|index| leaf.leaf_accepts(&Value::Str(values.value(index).into()))).collect();
+            // The usual answer of a selective filter: no value of the row group matches.
+            if !nil && !table.contains(&true) {
+                return Ok(vec![false; rows]);
+            }
             let keys = dictionary.keys();
             Ok((0..rows)
                 .map(|row| if keys.is_null(row) { nil } else { table.get(keys.value(row) as usize).copied().unwrap_or(false) })

@@ -138,7 +138,12 @@ impl SeriesAcc {
             }
         }
         for (mine, theirs) in self.values.iter_mut().zip(other.values) {
-            mine.extend(theirs);
+            // Blocks mostly cover different intervals: take the other's values without copying.
+            if mine.is_empty() {
+                *mine = theirs;
+            } else {
+                mine.extend(theirs);
+            }
         }
         for (mine, theirs) in self.exemplars.iter_mut().zip(other.exemplars) {
             if mine.is_none() {
@@ -204,6 +209,11 @@ impl Accumulator {
     pub fn with_exemplars(mut self, max: usize) -> Accumulator {
         self.max_exemplars = max;
         self
+    }
+
+    /// Whether spans' trace IDs are kept (as exemplars); scans skip reading them when not.
+    pub fn keeps_exemplars(&self) -> bool {
+        self.max_exemplars > 0
     }
 
     /// Evaluates the query's spanset part over one trace and counts every matching span.
