@@ -296,6 +296,8 @@ def phase_search(work, target_spans):
         "match_nothing": '{ span.http.route = "/no/such/route" }',
         "match_nothing_resource": '{ resource.service.name = "no-such-service" }',
         "match_nothing_slot": '{ span.enduser.id = "no-such-user" }',
+        # A key no block gave a slot: the generic attribute list is decoded.
+        "match_nothing_generic": '{ span.no.such.key = "x" }',
         "structural": '{ resource.service.name = "frontend" } >> { span.db.system = "postgresql" && status = error }',
         # Both sides match in most traces but the relation never holds (database spans are
         # leaves): every candidate must be disproved, so nothing stops early.

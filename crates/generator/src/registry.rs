@@ -7,7 +7,7 @@
 //! `metric_overflow="true"`. Both are counted. A series not updated for `stale_after_ms` is
 //! forgotten at the next collection, and label values are recounted from what remains.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use andante_tsdb::{LabeledSample, Labels, METRIC_NAME};
 
@@ -103,8 +103,8 @@ impl Registry {
             name: name.to_owned(),
             kind,
             label_names: label_names.to_vec(),
-            series: HashMap::new(),
-            values_seen: vec![HashSet::new(); label_names.len()],
+            series: HashMap::default(),
+            values_seen: vec![HashSet::default(); label_names.len()],
             dynamic: false,
         });
         FamilyId(self.families.len() - 1)

@@ -9,7 +9,9 @@
 //! attribute completes with that peer as a virtual server node; anything else expires and is
 //! counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use andante_model::otlp::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, Span};
 
@@ -130,7 +132,7 @@ impl ServiceGraphs {
                 .enable_messaging_latency
                 .then(|| registry.histogram("traces_service_graph_request_messaging_system_seconds", &labels, &buckets)),
             config,
-            edges: HashMap::new(),
+            edges: HashMap::default(),
             expiry: VecDeque::new(),
             counts: ServiceGraphCounts::default(),
         }

@@ -58,6 +58,9 @@ pub struct SpanMetrics {
     latency: FamilyId,
     size: FamilyId,
     target_info: Option<FamilyId>,
+    /// The label values of the span being counted, refilled in place for every span so their
+    /// strings keep their capacity (no allocation per span once warm).
+    values: Vec<String>,
 }
 
 impl SpanMetrics {
@@ -80,7 +83,7 @@ impl SpanMetrics {
         let latency = registry.histogram("traces_spanmetrics_latency", &label_names, &config.histogram_buckets);
         let size = registry.counter("traces_spanmetrics_size_total", &label_names);
         let target_info = config.enable_target_info.then(|| registry.dynamic_gauge("traces_target_info"));
-        SpanMetrics { config, calls, latency, size, target_info }
+        SpanMetrics { config, calls, latency, size, target_info, values: Vec::new() }
     }
 
     pub fn push(&mut self, registry: &mut Registry, batch: &ResourceSpans, now_ms: i64) {
@@ -92,21 +95,37 @@ impl SpanMetrics {
         }
         let kept = self.config.filter.kept(batch);
         for span in batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|span| passes(&kept, span)) {
-            let mut values = vec![service.clone(), span.name.clone(), kind_name(span.kind).to_owned(), status_name(span).to_owned()];
+            let mut values = std::mem::take(&mut self.values);
+            let mut filled = 0;
+            let mut set = |text: &str| {
+                if filled == values.len() {
+                    values.push(String::new());
+                }
+                values[filled].clear();
+                values[filled].push_str(text);
+                filled += 1;
+            };
+            set(&service);
+            set(&span.name);
+            set(kind_name(span.kind));
+            set(status_name(span));
             if self.config.include_status_message {
-                values.push(span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default());
+                set(span.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default());
             }
             for dimension in &self.config.dimensions {
-                values.push(find(&span.attributes, dimension).or_else(|| find(resource, dimension)).and_then(label_value).unwrap_or_default());
+                set(&find(&span.attributes, dimension).or_else(|| find(resource, dimension)).and_then(label_value).unwrap_or_default());
             }
             if self.config.enable_target_info {
-                values.extend([job.clone(), instance.clone()]);
+                set(&job);
+                set(&instance);
             }
+            values.truncate(filled);
             let weight = find(&span.attributes, &self.config.span_multiplier_key).and_then(as_f64).filter(|w| *w > 0.0).unwrap_or(1.0);
             let seconds = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9;
             registry.add(self.calls, &values, weight, now_ms);
             registry.add(self.size, &values, span.encoded_len() as f64 * weight, now_ms);
             registry.observe(self.latency, &values, seconds, weight, now_ms);
+            self.values = values;
         }
     }
 
