@@ -307,6 +307,53 @@ def test_tags_and_values(make_server):
     check(True)
 
 
+def test_event_link_and_instrumentation_tags_live_and_in_blocks(make_server):
+    """Event, link and instrumentation attributes and intrinsics are discovered from live
+    traces and, once flushed, from blocks (their blobs and the scope column)."""
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
+    tid = trace_id(77)
+    body = span(tid, "00000000000000aa", None, "checkout", 2, 0, 30)
+    body["events"] = [{"timeUnixNano": str(BASE_NS + 10**6), "name": "exception",
+                       "attributes": [{"key": "exception.type", "value": {"stringValue": "Timeout"}}]}]
+    body["links"] = [{"traceId": trace_id(78), "spanId": "00000000000000bb",
+                      "attributes": [{"key": "link.reason", "value": {"stringValue": "retry-of"}}]}]
+    scope_spans = {"scope": {"name": "io.shop.checkout", "version": "2.1.0",
+                             "attributes": [{"key": "library.tier", "value": {"stringValue": "gold"}}]},
+                   "spans": [body]}
+    payload = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+                                  "scopeSpans": [scope_spans]}]}
+    response = requests.post(f"{server.otlp_http_url}/v1/traces", json=payload, timeout=10)
+    assert response.status_code == 200, response.text
+
+    def values(tag):
+        response = requests.get(f"{server.url}/api/v2/search/tag/{tag}/values", timeout=10)
+        assert response.status_code == 200, (tag, response.text)
+        return [v["value"] for v in response.json()["tagValues"]]
+
+    def check(expect_blocks):
+        v2 = requests.get(f"{server.url}/api/v2/search/tags", timeout=10).json()
+        scopes = {s["name"]: s["tags"] for s in v2["scopes"]}
+        assert scopes.get("event") == ["exception.type"], scopes
+        assert scopes.get("link") == ["link.reason"], scopes
+        assert scopes.get("instrumentation") == ["library.tier"], scopes
+        assert values("event:name") == ["exception"]
+        assert values("event.exception.type") == ["Timeout"]
+        assert values("link.link.reason") == ["retry-of"]
+        assert values("instrumentation:name") == ["io.shop.checkout"]
+        assert values("instrumentation:version") == ["2.1.0"]
+        assert values("instrumentation.library.tier") == ["gold"]
+        if expect_blocks:
+            assert int(v2["metrics"]["inspectedBytes"]) > 0
+
+    check(False)
+    wait_for_blocks(server, 1, 1)
+    deadline = time.time() + 30
+    while server.metric("andante_live_traces") > 0 and time.time() < deadline:
+        time.sleep(0.2)
+    assert server.metric("andante_live_traces") == 0, "every answer below must come from the block"
+    check(True)
+
+
 def test_multi_tenant_search(make_server):
     server = make_server("--multitenancy.enabled", "true")
     send_all(server, tenant="a", numbers=[1, 2])

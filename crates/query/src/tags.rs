@@ -1,5 +1,6 @@
 //! Tag discovery for autocomplete: attribute names per scope and distinct values of one field,
-//! from live traces (every scope) and blocks (span and resource attributes, intrinsics),
+//! from live traces and blocks (every scope: span, resource, event, link, instrumentation,
+//! intrinsics),
 //! optionally restricted to spans matching Grafana's `q` filter. Values keep first-seen order,
 //! newest data first, and stop at `limit`.
 

@@ -133,7 +133,7 @@ fn dictionary_schema() -> SchemaRef {
         .iter()
         .map(|field| match field.data_type() {
             DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
-            DataType::Binary if field.name() == "resource" => {
+            DataType::Binary if field.name() == "resource" || field.name() == "scope" => {
                 field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)))
             }
             _ => field.as_ref().clone(),

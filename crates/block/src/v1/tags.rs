@@ -1,8 +1,8 @@
 //! Tag discovery over an `andante-v1` block: attribute names per scope and the distinct values
 //! of one field, optionally only from spans matching a filter (Grafana's `q`). Reads only the
-//! columns involved; resources are decoded once per distinct dictionary entry. Event, link and
-//! instrumentation attributes live in blobs this path does not open; the live store reports
-//! them for recent data.
+//! columns involved; resources and instrumentation scopes are decoded once per distinct
+//! dictionary entry; event and link attributes come from the `events_links` blobs of the rows
+//! that have any.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -11,7 +11,10 @@ use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
 use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
+use andante_model::otlp::common::v1::InstrumentationScope;
+use andante_model::otlp::trace::v1::{ScopeSpans, Span};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use prost::Message;
 
 use super::schema::{DedicatedSlots, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 use super::search::{decode_columns, decode_resource, generic_values, predicate_masks, string_reader, ScanPlan};
@@ -52,10 +55,14 @@ fn span_columns(slots: &DedicatedSlots) -> impl Iterator<Item = (&str, &'static 
 pub fn tag_columns(request: &TagRequest, slots: &DedicatedSlots) -> Vec<&'static str> {
     match request {
         TagRequest::Names => {
-            let mut columns = vec!["resource", "attributes"];
+            let mut columns = vec!["resource", "attributes", "scope", "events_links"];
             columns.extend(span_columns(slots).map(|(_, column)| column));
             columns
         }
+        TagRequest::Values(Field::Intrinsic(Intrinsic::EventName)) => vec!["events_links"],
+        TagRequest::Values(Field::Intrinsic(Intrinsic::InstrumentationName | Intrinsic::InstrumentationVersion)) => vec!["scope"],
+        TagRequest::Values(Field::Attribute { scope: Scope::Event | Scope::Link, .. }) => vec!["events_links"],
+        TagRequest::Values(Field::Attribute { scope: Scope::Instrumentation, .. }) => vec!["scope"],
         TagRequest::Values(Field::Intrinsic(intrinsic)) => match intrinsic {
             Intrinsic::Name => vec!["name"],
             Intrinsic::Status => vec!["status_code"],
@@ -112,6 +119,21 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     }
                 }
             }
+            if let Some(scopes) = column("scope") {
+                for scope in distinct_scopes(scopes, &selected) {
+                    out.names.entry("instrumentation").or_default().extend(scope.attributes.into_iter().map(|attribute| attribute.key));
+                }
+            }
+            if let Some(blobs) = column("events_links") {
+                for carrier in events_and_links(blobs, &selected) {
+                    for event in carrier.events {
+                        out.names.entry("event").or_default().extend(event.attributes.into_iter().map(|attribute| attribute.key));
+                    }
+                    for link in carrier.links {
+                        out.names.entry("link").or_default().extend(link.attributes.into_iter().map(|attribute| attribute.key));
+                    }
+                }
+            }
             for (key, name) in span_columns(plan.slots()) {
                 if let Some(values) = column(name) {
                     if (0..rows).any(|row| selected[row] && !values.is_null(row)) {
@@ -133,6 +155,47 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     continue;
                 }
                 match name {
+                    "scope" => {
+                        for scope in distinct_scopes(array, &selected) {
+                            let value = match field {
+                                Field::Intrinsic(Intrinsic::InstrumentationName) => Some(Value::Str(scope.name.into())),
+                                Field::Intrinsic(Intrinsic::InstrumentationVersion) => Some(Value::Str(scope.version.into())),
+                                _ => scope
+                                    .attributes
+                                    .iter()
+                                    .find(|attribute| Some(attribute.key.as_str()) == wanted_key)
+                                    .and_then(|attribute| attribute.value.as_ref())
+                                    .map(|value| Value::from_any(value).into_owned()),
+                            };
+                            if let Some(value) = value.filter(|value| !matches!(value, Value::Str(text) if text.is_empty())) {
+                                out.add_value(value, seen);
+                            }
+                        }
+                    }
+                    "events_links" => {
+                        for carrier in events_and_links(array, &selected) {
+                            let found: Vec<Value<'static>> = match field {
+                                Field::Intrinsic(_) => carrier.events.into_iter().map(|event| Value::Str(event.name.into())).collect(),
+                                Field::Attribute { scope: Scope::Link, .. } => carrier
+                                    .links
+                                    .iter()
+                                    .flat_map(|link| &link.attributes)
+                                    .filter(|attribute| Some(attribute.key.as_str()) == wanted_key)
+                                    .filter_map(|attribute| attribute.value.as_ref().map(|v| Value::from_any(v).into_owned()))
+                                    .collect(),
+                                _ => carrier
+                                    .events
+                                    .iter()
+                                    .flat_map(|event| &event.attributes)
+                                    .filter(|attribute| Some(attribute.key.as_str()) == wanted_key)
+                                    .filter_map(|attribute| attribute.value.as_ref().map(|v| Value::from_any(v).into_owned()))
+                                    .collect(),
+                            };
+                            for value in found {
+                                out.add_value(value, seen);
+                            }
+                        }
+                    }
                     "resource" if wanted_key.is_some() => {
                         let dictionary = array.as_dictionary::<Int32Type>();
                         let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
@@ -194,6 +257,30 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
         }
     }
     Ok(())
+}
+
+/// The instrumentation scopes of the selected rows, each distinct scope decoded once.
+fn distinct_scopes(array: &ArrayRef, selected: &[bool]) -> Vec<InstrumentationScope> {
+    let decode = |bytes: &[u8]| ScopeSpans::decode(bytes).ok().and_then(|carrier| carrier.scope);
+    match array.data_type() {
+        arrow_schema::DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let used: BTreeSet<i32> = (0..array.len()).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+            let values = dictionary.values().as_binary::<i32>();
+            used.into_iter().filter_map(|key| decode(values.value(key as usize))).collect()
+        }
+        _ => {
+            let blobs = array.as_binary::<i32>();
+            let used: BTreeSet<&[u8]> = (0..array.len()).filter(|row| selected[*row]).map(|row| blobs.value(row)).collect();
+            used.into_iter().filter_map(decode).collect()
+        }
+    }
+}
+
+/// The events and links of the selected rows that have any (the `events_links` carrier spans).
+fn events_and_links(array: &ArrayRef, selected: &[bool]) -> Vec<Span> {
+    let blobs = array.as_binary::<i32>();
+    (0..array.len()).filter(|row| selected[*row] && !blobs.is_null(*row)).filter_map(|row| Span::decode(blobs.value(row)).ok()).collect()
 }
 
 impl BlockHandle {
