@@ -252,9 +252,19 @@ async fn a_poll_keeps_removed_blocks_removed() {
 
 /// Stage 1 over a real block: candidates are a superset of the traces the full engine matches,
 /// and for single-leaf filters on columns it reads exactly, the same set.
+/// The traces the engine returns spans for: what stage 1 must keep.
+fn matching_traces(query: &andante_traceql::Query, traces: &[Trace]) -> Vec<TraceId> {
+    use andante_traceql::{evaluate, TraceView};
+    traces
+        .iter()
+        .filter(|trace| !evaluate(query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
+        .map(|trace| trace.trace_id)
+        .collect()
+}
+
 #[tokio::test]
 async fn scan_candidates_agree_with_the_engine() {
-    use andante_traceql::{evaluate, parse, TraceCondition, TraceView};
+    use andante_traceql::{parse, TraceCondition};
     let storage = Storage::in_memory();
     let traces = traces(11, 300);
     let handle = write(&storage, &traces, 500).await;
@@ -300,11 +310,7 @@ async fn scan_candidates_agree_with_the_engine() {
         let span_total: usize = traces.iter().map(|t| t.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>()).sum();
         assert_eq!(outcome.spans_scanned as usize, span_total, "{text}");
         let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
-        let matching: Vec<TraceId> = traces
-            .iter()
-            .filter(|trace| !evaluate(&query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
-            .map(|trace| trace.trace_id)
-            .collect();
+        let matching = matching_traces(&query, &traces);
         assert!(!matching.is_empty() || text.contains("nobody"), "{text} should match something in the fixture");
         for trace_id in &matching {
             assert!(candidates.contains(trace_id), "{text}: matching trace {trace_id:?} was not a candidate");
@@ -430,7 +436,7 @@ async fn meta_lists_service_names() {
 #[tokio::test]
 async fn frequent_string_keys_get_slot_columns() {
     use andante_traceql::ast::{Field, Scope};
-    use andante_traceql::{evaluate, parse, TraceCondition, TraceView, Value};
+    use andante_traceql::{parse, TraceCondition, Value};
     use v1::tags::{TagCollection, TagRequest};
     let storage = Storage::in_memory();
     let mut traces = traces(13, 300);
@@ -473,11 +479,7 @@ async fn frequent_string_keys_get_slot_columns() {
         let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
         let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
         let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
-        let matching: Vec<TraceId> = traces
-            .iter()
-            .filter(|trace| !evaluate(&query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
-            .map(|trace| trace.trace_id)
-            .collect();
+        let matching = matching_traces(&query, &traces);
         assert!(!matching.is_empty(), "{text}");
         assert_eq!(candidates, matching, "{text}");
         bytes.insert(text.to_owned(), outcome.bytes_read);

@@ -11,7 +11,7 @@ use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
 use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use andante_model::otlp::common::v1::InstrumentationScope;
+use andante_model::otlp::common::v1::{InstrumentationScope, KeyValue};
 use andante_model::otlp::trace::v1::{ScopeSpans, Span};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use prost::Message;
@@ -176,20 +176,10 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                         for carrier in events_and_links(array, &selected) {
                             let found: Vec<Value<'static>> = match field {
                                 Field::Intrinsic(_) => carrier.events.into_iter().map(|event| Value::Str(event.name.into())).collect(),
-                                Field::Attribute { scope: Scope::Link, .. } => carrier
-                                    .links
-                                    .iter()
-                                    .flat_map(|link| &link.attributes)
-                                    .filter(|attribute| Some(attribute.key.as_str()) == wanted_key)
-                                    .filter_map(|attribute| attribute.value.as_ref().map(|v| Value::from_any(v).into_owned()))
-                                    .collect(),
-                                _ => carrier
-                                    .events
-                                    .iter()
-                                    .flat_map(|event| &event.attributes)
-                                    .filter(|attribute| Some(attribute.key.as_str()) == wanted_key)
-                                    .filter_map(|attribute| attribute.value.as_ref().map(|v| Value::from_any(v).into_owned()))
-                                    .collect(),
+                                Field::Attribute { scope: Scope::Link, .. } => {
+                                    values_of(carrier.links.iter().flat_map(|link| &link.attributes), wanted_key)
+                                }
+                                _ => values_of(carrier.events.iter().flat_map(|event| &event.attributes), wanted_key),
                             };
                             for value in found {
                                 out.add_value(value, seen);
@@ -257,6 +247,14 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
         }
     }
     Ok(())
+}
+
+/// The values of the attributes named `key`.
+fn values_of<'a>(attributes: impl Iterator<Item = &'a KeyValue>, key: Option<&str>) -> Vec<Value<'static>> {
+    attributes
+        .filter(|attribute| Some(attribute.key.as_str()) == key)
+        .filter_map(|attribute| attribute.value.as_ref().map(|value| Value::from_any(value).into_owned()))
+        .collect()
 }
 
 /// The instrumentation scopes of the selected rows, each distinct scope decoded once.
