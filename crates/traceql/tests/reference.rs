@@ -375,7 +375,16 @@ proptest! {
         if !engine.is_empty() {
             prop_assert!(decided, "condition {:?} with relations rejects a matching trace for {}", condition, text);
         }
-        let lone = matches!(&query.root, andante_traceql::ast::SpansetExpr::Binary { .. });
+        // Only `{ a } op { b }` itself (a plain or union structural operator between two
+        // filters) is exact; a relation nested under a negated operator stays only necessary.
+        let lone = match &query.root {
+            andante_traceql::ast::SpansetExpr::Binary { op, lhs, rhs } => {
+                use andante_traceql::ast::{SpansetExpr::Filter, SpansetOp::*};
+                matches!((lhs.as_ref(), rhs.as_ref()), (Filter(_), Filter(_)))
+                    && !matches!(op, And | Or | NotChild | NotParent | NotDescendant | NotAncestor | NotSibling)
+            }
+            _ => false,
+        };
         if lone && matches!(condition, TraceCondition::Related { .. }) {
             prop_assert_eq!(decided, !engine.is_empty(), "a lone relation is exact for {}", text);
         }
