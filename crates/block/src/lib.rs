@@ -221,7 +221,7 @@ impl BlockHandle {
             if plan.decides_early() {
                 // Predicate columns first: most row groups of a selective query end here, without
                 // reading trace IDs and times; the rest reuse the decoded predicate rows.
-                let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots).await?;
+                let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots, plan.attribute_leaves).await?;
                 outcome.bytes_read += predicates.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
                 let permit = cpu.clone().acquire_owned().await.map_err(|error| BlockError::Read(error.to_string()))?;
                 let (early_plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
@@ -235,7 +235,7 @@ impl BlockHandle {
                     outcome.spans_scanned += self.parquet.metadata().row_group(row_group).num_rows() as u64;
                     continue;
                 };
-                let trace_columns = self.fetch_columns(storage, row_group, &plan.trace_roots()).await?;
+                let trace_columns = self.fetch_columns(storage, row_group, &plan.trace_roots(), None).await?;
                 outcome.bytes_read += trace_columns.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
                 let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
                 let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
@@ -302,16 +302,23 @@ impl BlockHandle {
         plan: &v1::search::ScanPlan,
         row_group: usize,
     ) -> Result<Vec<(u64, Bytes)>, BlockError> {
-        self.fetch_columns(storage, row_group, &plan.roots).await
+        self.fetch_columns(storage, row_group, &plan.roots, plan.attribute_leaves).await
     }
 
-    /// The column chunks under `roots` of one row group.
-    pub(crate) async fn fetch_columns(&self, storage: &Storage, row_group: usize, roots: &[usize]) -> Result<Vec<(u64, Bytes)>, BlockError> {
+    /// The column chunks under `roots` of one row group (of the generic attribute list, only
+    /// `attribute_leaves` when given).
+    pub(crate) async fn fetch_columns(
+        &self,
+        storage: &Storage,
+        row_group: usize,
+        roots: &[usize],
+        attribute_leaves: Option<&[&str]>,
+    ) -> Result<Vec<(u64, Bytes)>, BlockError> {
         if roots.is_empty() {
             return Ok(Vec::new());
         }
         let path = object_store::path::Path::from(self.meta.data_key());
-        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, roots);
+        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, roots, attribute_leaves);
         let parts = storage.object_store().get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
         Ok(ranges.iter().map(|range| range.start).zip(parts).collect())
     }

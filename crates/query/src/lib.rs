@@ -44,12 +44,15 @@ pub struct Querier {
     /// Permits for CPU-heavy query work (decode, evaluation): one per core, shared by all
     /// requests so a burst of searches cannot starve ingest.
     cpu: Arc<tokio::sync::Semaphore>,
+    /// How many block jobs one query keeps in flight: one per core (at least two, so fetching
+    /// one block overlaps decoding another).
+    block_jobs: usize,
 }
 
 impl Querier {
     pub fn new(live: Arc<LiveStore>, storage: Storage, blocks: BlockList) -> Querier {
         let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
-        Querier { live, storage, blocks, cpu: Arc::new(tokio::sync::Semaphore::new(cores)) }
+        Querier { live, storage, blocks, cpu: Arc::new(tokio::sync::Semaphore::new(cores)), block_jobs: cores.max(2) }
     }
 
     /// The tenant's blocks overlapping `[start, end]`, newest data first (then by block ID, so

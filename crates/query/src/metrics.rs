@@ -205,7 +205,7 @@ impl Querier {
                 let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
                 async move { self.fold_block(&handle, way, query, intervals, exemplars, live_ids).await }
             }))
-            .buffer_unordered(2);
+            .buffer_unordered(self.block_jobs);
             futures::pin_mut!(jobs);
             let mut shared_ids = HashSet::new();
             while let Some(job) = jobs.next().await {

@@ -118,6 +118,19 @@ fn leaf_sources(predicate: &SpanPredicate, slots: &DedicatedSlots) -> Vec<Source
     }
 }
 
+/// The generic-list leaves a string-only predicate needs: strings, and `other` for arrays.
+const STRING_ATTRIBUTE_LEAVES: &[&str] = &["key", "str", "other"];
+
+/// Whether a leaf can only accept a string value or an array holding one (never nil, a number
+/// or a boolean), so the generic list's numeric leaves need not be read for it.
+fn accepts_only_strings(leaf: &SpanPredicate) -> bool {
+    match leaf {
+        SpanPredicate::Compare { op: andante_traceql::ast::BinaryOp::Eq, value: Static::String(_), .. } => true,
+        SpanPredicate::Regex { negated, .. } => !negated,
+        _ => false,
+    }
+}
+
 fn leaves<'a>(predicate: &'a SpanPredicate, out: &mut Vec<&'a SpanPredicate>) {
     match predicate {
         SpanPredicate::True => {}
@@ -126,12 +139,26 @@ fn leaves<'a>(predicate: &'a SpanPredicate, out: &mut Vec<&'a SpanPredicate>) {
     }
 }
 
+/// The generic attribute list with its `key` and `str` leaves read as dictionaries.
+fn dictionary_attribute_list(field: &ArrowField) -> ArrowField {
+    let item = super::schema::attribute_fields()
+        .iter()
+        .map(|leaf| match leaf.name().as_str() {
+            "key" | "str" => leaf.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+            _ => leaf.as_ref().clone(),
+        })
+        .collect::<Vec<_>>();
+    let item = ArrowField::new("item", DataType::Struct(item.into()), false);
+    field.clone().with_data_type(DataType::List(Arc::new(item)))
+}
+
 /// The file schema with strings and resources as dictionaries (what stage 1 reads).
 fn dictionary_schema() -> SchemaRef {
     let fields: Vec<ArrowField> = schema()
         .fields()
         .iter()
         .map(|field| match field.data_type() {
+            DataType::List(_) if field.name() == "attributes" => dictionary_attribute_list(field),
             DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
             DataType::Binary if field.name() == "resource" || field.name() == "scope" => {
                 field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)))
@@ -216,6 +243,9 @@ pub struct ScanPlan {
     /// (`trace_id`, times, extra columns) is fetched. Empty when the condition is `True`.
     pub(crate) predicate_roots: Vec<usize>,
     time_range: Range<u64>,
+    /// The leaves of the generic attribute list the plan reads: `key`, `str` and `other` when
+    /// every leaf on it can only accept strings (or arrays of them), else all (`None`).
+    pub(crate) attribute_leaves: Option<&'static [&'static str]>,
     /// What the plan was built from, to rebuild it for a block with dedicated slots.
     extra: Vec<&'static str>,
     slots: DedicatedSlots,
@@ -262,6 +292,8 @@ impl ScanPlan {
         };
         let mut predicate_columns: Vec<&'static str> = Vec::new();
         let mut generic_needed = extra.contains(&"attributes");
+        // Reading only some leaves is exact when no generic leaf can accept a non-string value.
+        let mut generic_strings_only = !generic_needed;
         for column in extra {
             if *column != "attributes" && !columns.contains(column) {
                 columns.push(column);
@@ -279,6 +311,7 @@ impl ScanPlan {
                         Source::Column(column) => column,
                         Source::Generic(_) => {
                             generic_needed = true;
+                            generic_strings_only &= accepts_only_strings(leaf);
                             "attributes"
                         }
                         Source::ResourceBlob(_) => "resource",
@@ -299,7 +332,8 @@ impl ScanPlan {
         }
         let roots = columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
         let predicate_roots = predicate_columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
-        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range, extra: extra.to_vec(), slots }
+        let attribute_leaves = (generic_needed && generic_strings_only).then_some(STRING_ATTRIBUTE_LEAVES);
+        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range, attribute_leaves, extra: extra.to_vec(), slots }
     }
 
     /// `trace_id`, the span times and, for relations, the nested-set numbers: what stage 1
@@ -380,13 +414,25 @@ fn predicate_allowed(predicate: &SpanPredicate, row_group: &RowGroupMetaData, co
     }
 }
 
-/// Byte ranges of every leaf column under the projected root columns of one row group.
-pub(crate) fn chunk_ranges(metadata: &ArrowReaderMetadata, row_group: usize, roots: &[usize]) -> Vec<Range<u64>> {
+/// The leaf columns under `roots`; of the generic attribute list only `attribute_leaves` when given.
+fn projected_leaves(descriptor: &parquet::schema::types::SchemaDescriptor, roots: &[usize], attribute_leaves: Option<&[&str]>) -> Vec<usize> {
+    let attributes_root = schema().index_of("attributes").ok();
+    (0..descriptor.num_columns())
+        .filter(|leaf| {
+            let root = descriptor.get_column_root_idx(*leaf);
+            roots.contains(&root)
+                && (Some(root) != attributes_root || attribute_leaves.is_none_or(|names| names.contains(&descriptor.column(*leaf).name())))
+        })
+        .collect()
+}
+
+/// Byte ranges of the projected leaf columns of one row group.
+pub(crate) fn chunk_ranges(metadata: &ArrowReaderMetadata, row_group: usize, roots: &[usize], attribute_leaves: Option<&[&str]>) -> Vec<Range<u64>> {
     let parquet = metadata.metadata();
     let descriptor = parquet.file_metadata().schema_descr();
     let group = parquet.row_group(row_group);
-    (0..descriptor.num_columns())
-        .filter(|leaf| roots.contains(&descriptor.get_column_root_idx(*leaf)))
+    projected_leaves(descriptor, roots, attribute_leaves)
+        .into_iter()
         .map(|leaf| {
             let (start, length) = group.column(leaf).byte_range();
             start..start + length
@@ -417,7 +463,7 @@ pub(crate) fn decode_row_group(
     row_group: usize,
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
-    decode_columns(&plan.roots, metadata, file_size, row_group, fetched)
+    decode_columns(&plan.roots, plan.attribute_leaves, metadata, file_size, row_group, fetched)
 }
 
 /// The predicate rows of one row group from its predicate columns alone (fetched first), or None
@@ -431,7 +477,7 @@ pub(crate) fn predicate_rows(
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Option<Vec<Vec<bool>>>, BlockError> {
     let mut rows: Vec<Vec<bool>> = Vec::new();
-    for batch in decode_columns(&plan.predicate_roots, metadata, file_size, row_group, fetched)? {
+    for batch in decode_columns(&plan.predicate_roots, plan.attribute_leaves, metadata, file_size, row_group, fetched)? {
         let masks = predicate_masks(plan, &batch)?;
         if rows.is_empty() {
             rows = masks;
@@ -457,7 +503,7 @@ pub(crate) fn scan_row_group_with_rows(
 ) -> Result<(), BlockError> {
     let roots = plan.trace_roots();
     let mut offset = 0;
-    for batch in decode_columns(&roots, metadata, file_size, row_group, fetched)? {
+    for batch in decode_columns(&roots, None, metadata, file_size, row_group, fetched)? {
         let count = batch.num_rows();
         let part: Vec<Vec<bool>> = rows.iter().map(|mask| mask[offset..offset + count].to_vec()).collect();
         scan_with_masks(plan, &batch, &part, outcome)?;
@@ -468,6 +514,7 @@ pub(crate) fn scan_row_group_with_rows(
 
 pub(crate) fn decode_columns(
     roots: &[usize],
+    attribute_leaves: Option<&[&str]>,
     metadata: &ArrowReaderMetadata,
     file_size: u64,
     row_group: usize,
@@ -479,7 +526,8 @@ pub(crate) fn decode_columns(
         ArrowReaderOptions::new().with_schema(dictionary_schema()),
     )
     .map_err(read_error)?;
-    let mask = ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots.iter().copied());
+    let descriptor = metadata.metadata().file_metadata().schema_descr();
+    let mask = ProjectionMask::leaves(descriptor, projected_leaves(descriptor, roots, attribute_leaves));
     let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, dictionary_metadata)
         .with_projection(mask)
@@ -507,6 +555,7 @@ pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Ve
                 let matches = match source {
                     Source::Column(name) => column_matches(leaf, column(name)?)?,
                     Source::ResourceBlob(key) => resource_matches(leaf, key, column("resource")?)?,
+                    Source::Generic(key) if plan.attribute_leaves.is_some() => generic_string_rows(leaf, column("attributes")?, key)?,
                     Source::Generic(key) => {
                         if !generic_cache.contains_key(key) {
                             generic_cache.insert(key.clone(), generic_values(column("attributes")?, key)?);
@@ -714,6 +763,51 @@ fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result
             Ok((0..rows).map(|row| accept(blobs.value(row))).collect())
         }
     }
+}
+
+/// Per entry of a string leaf (plain or dictionary), whether `accept` holds (false for null);
+/// a dictionary is tested once per distinct value.
+fn string_entries(array: &ArrayRef, accept: impl Fn(&str) -> bool) -> Vec<bool> {
+    match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let values = dictionary.values().as_string::<i32>();
+            let table: Vec<bool> = (0..values.len()).map(|index| accept(values.value(index))).collect();
+            let keys = dictionary.keys();
+            (0..array.len()).map(|entry| !keys.is_null(entry) && table.get(keys.value(entry) as usize).copied().unwrap_or(false)).collect()
+        }
+        _ => {
+            let strings = array.as_string::<i32>();
+            (0..array.len()).map(|entry| !strings.is_null(entry) && accept(strings.value(entry))).collect()
+        }
+    }
+}
+
+/// A string-only leaf (`accepts_only_strings`) over the generic list read as `key`, `str` and
+/// `other`: a row matches when an entry with the key holds an accepted string, or an array
+/// (in `other`) the leaf accepts. No value is copied; a row group whose key dictionary lacks
+/// the key answers at once.
+fn generic_string_rows(leaf: &SpanPredicate, array: &ArrayRef, wanted: &str) -> Result<Vec<bool>, BlockError> {
+    let list = array.as_list::<i32>();
+    let fields = list.values().as_struct();
+    let leaf_column = |name: &str| fields.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("generic attribute leaf `{name}` was not read")));
+    let key_is_wanted = string_entries(leaf_column("key")?, |key| key == wanted);
+    if !key_is_wanted.contains(&true) {
+        return Ok(vec![false; list.len()]);
+    }
+    let string_accepted = string_entries(leaf_column("str")?, |text| leaf.leaf_accepts(&Value::Str(text.into())));
+    let others = leaf_column("other")?.as_binary::<i32>();
+    let other_accepted = |entry: usize| {
+        !others.is_null(entry)
+            && andante_model::otlp::common::v1::AnyValue::decode(others.value(entry)).is_ok_and(|any| leaf.leaf_accepts(&Value::from_any(&any)))
+    };
+    let offsets = list.value_offsets();
+    Ok((0..list.len())
+        .map(|row| {
+            (offsets[row] as usize..offsets[row + 1] as usize)
+                .any(|entry| key_is_wanted[entry] && (string_accepted[entry] || other_accepted(entry)))
+        })
+        .collect())
 }
 
 /// The values of one key in the generic attribute list, per row (None: key absent).

@@ -296,7 +296,7 @@ impl BlockHandle {
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
         for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self.fetch_columns(storage, row_group, &roots).await?;
+            let fetched = self.fetch_columns(storage, row_group, &roots, plan.attribute_leaves).await?;
             out.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, request.clone());
@@ -304,7 +304,7 @@ impl BlockHandle {
             let mut partial = TagCollection::default();
             let mut partial_seen = seen.clone();
             (partial, partial_seen) = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                for batch in decode_columns(&task_roots, &metadata, file_size, row_group, fetched)? {
+                for batch in decode_columns(&task_roots, task_plan.attribute_leaves, &metadata, file_size, row_group, fetched)? {
                     collect_batch(&task_request, &task_plan, &batch, &mut partial, &mut partial_seen)?;
                 }
                 Ok((partial, partial_seen))
