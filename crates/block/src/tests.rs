@@ -517,3 +517,66 @@ async fn frequent_string_keys_get_slot_columns() {
     assert!(values.contains(&Value::Str("m-x".into())) && values.contains(&Value::Int(5)), "{values:?}");
     assert_eq!(values.len(), 2, "{values:?}");
 }
+
+/// A block written before the slot columns existed (the schema without its last columns, no
+/// slot metadata) still reads: by ID, whole, by search and by tag discovery.
+#[tokio::test]
+async fn blocks_without_slot_columns_still_read() {
+    use andante_traceql::{parse, TraceCondition};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::{ArrowWriter, ProjectionMask};
+    let storage = Storage::in_memory();
+    // Without `user.id` no key earns a slot, so dropping the (all-null) slot columns below
+    // leaves exactly what the older writer wrote.
+    let mut traces = traces(17, 120);
+    for span in traces.iter_mut().flat_map(|t| &mut t.resource_spans).flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+        span.attributes.retain(|kv| kv.key != "user.id");
+    }
+    let new_block = NewBlock {
+        tenant_id: "t".into(),
+        compaction_level: 0,
+        replaces: Vec::new(),
+        options: v1::WriteOptions { row_group_spans: 300, ..Default::default() },
+    };
+    let (mut meta, parquet, index) = encode_block(&traces, &new_block).expect("encode");
+    assert!(v1::DedicatedSlots::from_metadata(ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone())).expect("reader").metadata()).is_empty());
+    // Rewrite the file as an older writer did: same row groups, no slot columns, no slot metadata.
+    let data = Bytes::from(parquet);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone()).expect("reader");
+    let row_groups = builder.metadata().num_row_groups();
+    let old_columns = v1::schema().fields().len() - v1::DEDICATED_SLOTS.len();
+    let old_schema = Arc::new(arrow_schema::Schema::new(v1::schema().fields()[..old_columns].to_vec()));
+    let mut old = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut old, old_schema, None).expect("writer");
+    for row_group in 0..row_groups {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone()).expect("reader");
+        let mask = ProjectionMask::roots(builder.parquet_schema(), 0..old_columns);
+        for batch in builder.with_projection(mask).with_row_groups(vec![row_group]).with_batch_size(1 << 20).build().expect("build") {
+            writer.write(&batch.expect("batch")).expect("write");
+        }
+        writer.flush().expect("flush");
+    }
+    writer.close().expect("close");
+    meta.data_bytes = old.len() as u64;
+    upload_block(&storage, &meta, old, index).await.expect("upload");
+    let meta = read_meta(&storage, "t", &meta.block_id.to_string()).await.expect("meta");
+    let handle = BlockHandle::open(&storage, meta).await.expect("open");
+    assert!(handle.slots().is_empty());
+    for trace in &traces {
+        let found = handle.find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
+        assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans));
+    }
+    assert_eq!(handle.read_all(&storage).await.expect("read all").len(), traces.len());
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    for text in [r#"{ span.http.route = "/r/3" }"#, r#"{ span.tags = "a" }"#, r#"{ kind = client } >> { status = error }"#] {
+        let query = parse(text).expect("parses");
+        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
+        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
+        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        assert_eq!(candidates, matching_traces(&query, &traces), "{text}");
+    }
+    let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
+    let mut names = v1::tags::TagCollection::default();
+    handle.collect_tags(&storage, &v1::tags::TagRequest::Names, plan, cpu, &mut names, &mut HashSet::new()).await.expect("tags");
+    assert!(names.names["span"].contains("cached") && names.names["span"].contains("http.route"));
+}

@@ -16,7 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
 use super::schema::{
-    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SLOTS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::{BlockError, Trace};
 
@@ -35,7 +35,11 @@ fn string_value(key: &str, text: &str) -> KeyValue {
 /// Turns full-schema rows (sorted by trace ID) into traces.
 /// `slots` are the block's dedicated slot keys (`DedicatedSlots::from_metadata`).
 pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Vec<Trace>, BlockError> {
-    if batch.schema().fields() != schema().fields() {
+    // Files written before the slot columns existed lack only those (they come last).
+    let expected = schema();
+    let columns = batch.schema().fields().len();
+    let known_prefix = columns + DEDICATED_SLOTS.len() >= expected.fields().len() && columns <= expected.fields().len();
+    if !known_prefix || batch.schema().fields().iter().zip(expected.fields()).any(|(found, wanted)| found != wanted) {
         return Err(corrupt("block columns do not match the andante-v1 schema"));
     }
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| corrupt(format!("missing column `{name}`")));

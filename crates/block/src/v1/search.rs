@@ -152,11 +152,13 @@ fn dictionary_attribute_list(field: &ArrowField) -> ArrowField {
     field.clone().with_data_type(DataType::List(Arc::new(item)))
 }
 
-/// The file schema with strings and resources as dictionaries (what stage 1 reads).
-fn dictionary_schema() -> SchemaRef {
+/// The file schema with strings and resources as dictionaries (what stage 1 reads), cut to a
+/// file's first `columns` columns: files written before the slot columns existed end earlier.
+fn dictionary_schema(columns: usize) -> SchemaRef {
     let fields: Vec<ArrowField> = schema()
         .fields()
         .iter()
+        .take(columns)
         .map(|field| match field.data_type() {
             DataType::List(_) if field.name() == "attributes" => dictionary_attribute_list(field),
             DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
@@ -523,7 +525,7 @@ pub(crate) fn decode_columns(
     let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let dictionary_metadata = ArrowReaderMetadata::try_new(
         metadata.metadata().clone(),
-        ArrowReaderOptions::new().with_schema(dictionary_schema()),
+        ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len())),
     )
     .map_err(read_error)?;
     let descriptor = metadata.metadata().file_metadata().schema_descr();
