@@ -74,6 +74,8 @@ pub struct BlockHandle {
     pub meta: BlockMeta,
     pub index: Arc<BlockIndex>,
     parquet: ArrowReaderMetadata,
+    /// The same footer with the dictionary-typed schema stage-1 scans decode into.
+    scan_parquet: ArrowReaderMetadata,
     /// The keys of the block's dedicated slot columns (from the file's key-value metadata).
     slots: v1::DedicatedSlots,
 }
@@ -174,7 +176,8 @@ impl BlockHandle {
             .await
             .map_err(|error| BlockError::Read(error.to_string()))?;
         let slots = v1::DedicatedSlots::from_metadata(parquet.metadata());
-        Ok(BlockHandle { meta, index: Arc::new(index), parquet, slots })
+        let scan_parquet = v1::search::with_dictionaries(&parquet)?;
+        Ok(BlockHandle { meta, index: Arc::new(index), parquet, scan_parquet, slots })
     }
 
     /// The keys this block keeps in dedicated slot columns.
@@ -224,7 +227,7 @@ impl BlockHandle {
                 let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots, plan.attribute_leaves).await?;
                 outcome.bytes_read += predicates.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
                 let permit = cpu.clone().acquire_owned().await.map_err(|error| BlockError::Read(error.to_string()))?;
-                let (early_plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+                let (early_plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
                 let rows = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     v1::search::predicate_rows(&early_plan, &metadata, file_size, row_group, predicates)
@@ -238,7 +241,7 @@ impl BlockHandle {
                 let trace_columns = self.fetch_columns(storage, row_group, &plan.trace_roots(), None).await?;
                 outcome.bytes_read += trace_columns.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
                 let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-                let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+                let (plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
                 outcome = tokio::task::spawn_blocking(move || {
                     v1::search::scan_row_group_with_rows(&plan, &metadata, file_size, row_group, trace_columns, &rows, &mut outcome).map(|()| outcome)
                 })
@@ -249,7 +252,7 @@ impl BlockHandle {
             let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
             outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-            let (plan, metadata, file_size) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes);
+            let (plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
             outcome = tokio::task::spawn_blocking(move || {
                 v1::search::scan_row_group(&plan, &metadata, file_size, row_group, fetched, &mut outcome).map(|()| outcome)
             })
@@ -281,7 +284,7 @@ impl BlockHandle {
             bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
             let (plan, columns, query, skip) = (plan.clone(), columns.clone(), query.clone(), skip.clone());
-            let (metadata, file_size) = (self.parquet.clone(), self.meta.data_bytes);
+            let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
             (accumulator, stats) = tokio::task::spawn_blocking(move || {
                 for batch in v1::search::decode_row_group(&plan, &metadata, file_size, row_group, fetched)? {
                     v1::metrics::fold_batch(&plan, &columns, &query, &batch, &skip, &mut accumulator, &mut stats)?;

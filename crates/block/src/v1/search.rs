@@ -514,6 +514,14 @@ pub(crate) fn scan_row_group_with_rows(
     Ok(())
 }
 
+/// A block's footer with the Arrow schema the scans decode into (strings, resources and scopes
+/// as dictionaries): built once when the block is opened, not per row group.
+pub(crate) fn with_dictionaries(metadata: &ArrowReaderMetadata) -> Result<ArrowReaderMetadata, BlockError> {
+    let options = ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len()));
+    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).map_err(|error| BlockError::Read(error.to_string()))
+}
+
+/// Decodes the projected columns of one fetched row group; `metadata` is `with_dictionaries`'s.
 pub(crate) fn decode_columns(
     roots: &[usize],
     attribute_leaves: Option<&[&str]>,
@@ -523,15 +531,10 @@ pub(crate) fn decode_columns(
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
     let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
-    let dictionary_metadata = ArrowReaderMetadata::try_new(
-        metadata.metadata().clone(),
-        ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len())),
-    )
-    .map_err(read_error)?;
     let descriptor = metadata.metadata().file_metadata().schema_descr();
     let mask = ProjectionMask::leaves(descriptor, projected_leaves(descriptor, roots, attribute_leaves));
     let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, dictionary_metadata)
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, metadata.clone())
         .with_projection(mask)
         .with_row_groups(vec![row_group])
         .with_batch_size(rows.max(1))

@@ -299,7 +299,7 @@ impl BlockHandle {
             let fetched = self.fetch_columns(storage, row_group, &roots, plan.attribute_leaves).await?;
             out.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
             let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-            let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.parquet.clone(), self.meta.data_bytes, request.clone());
+            let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes, request.clone());
             let task_roots = roots.clone();
             let mut partial = TagCollection::default();
             let mut partial_seen = seen.clone();
