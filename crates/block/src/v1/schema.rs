@@ -95,7 +95,7 @@ impl DedicatedSlots {
 
     /// The slot column holding `key`'s string values in this block.
     pub fn column_of(&self, key: &str) -> Option<&'static str> {
-        self.keys.iter().position(|candidate| candidate == key).map(|slot| DEDICATED_SLOTS[slot])
+        self.position(key).map(|slot| DEDICATED_SLOTS[slot])
     }
 
     /// (key, column) of every used slot.
