@@ -51,7 +51,8 @@ impl Encoder for ResponseEncoder {
     type Error = Status;
     fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         let mut bytes = Vec::with_capacity(item.encoded_len());
-        item.encode(&mut bytes).map_err(|error| Status::internal(error.to_string()))?;
+        item.encode(&mut bytes)
+            .map_err(|error| Status::internal(error.to_string()))?;
         buf.put_slice(&bytes);
         Ok(())
     }
@@ -92,11 +93,18 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
                 }
             }
             let to_status = |error: crate::ApiError| Status::new(error.grpc_code(), error.message);
-            let tenant = push_tenant(&headers, state.config.multitenancy_enabled).map_err(to_status)?;
+            let tenant =
+                push_tenant(&headers, state.config.multitenancy_enabled).map_err(to_status)?;
             // gzip was already undone by tonic's transport compression.
-            let summary = push_body(&state, &tenant, request.into_inner(), Encoding::Identity, BodyFormat::Protobuf)
-                .await
-                .map_err(to_status)?;
+            let summary = push_body(
+                &state,
+                &tenant,
+                request.into_inner(),
+                Encoding::Identity,
+                BodyFormat::Protobuf,
+            )
+            .await
+            .map_err(to_status)?;
             Ok(Response::new(summary.into_response()))
         })
     }
@@ -117,7 +125,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != EXPORT_PATH {
-            return Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) });
+            return Box::pin(
+                async move { Ok(Status::unimplemented("unknown method").into_http()) },
+            );
         }
         let state = self.state.clone();
         let max_bytes = state.config.max_request_bytes;

@@ -2,15 +2,17 @@
 //! decode → validate → `LiveStore::push` → partial-success accounting.
 
 use andante_ingest::{
-    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, validate, Encoding,
-    IngestError, RefusalReason,
+    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, validate,
+    Encoding, IngestError, RefusalReason,
 };
 use andante_model::{ErrorKind, TenantId};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 use crate::tempopb::RpcStatus;
@@ -63,12 +65,17 @@ pub(crate) async fn push_body(
             BodyFormat::Json => decode_otlp_json(&plain)?,
             BodyFormat::Zipkin => decode_zipkin_json(&plain)?,
         };
-        Ok((validate(request, validation), plain.len()))
+        Ok((
+            validate(request, validation, andante_model::now_unix_nanos()),
+            plain.len(),
+        ))
     };
     let (validated, plain_bytes) = if large {
         tokio::task::spawn_blocking(decode)
             .await
-            .map_err(|error| ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}")))??
+            .map_err(|error| {
+                ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
+            })??
     } else {
         decode()?
     };
@@ -81,7 +88,11 @@ pub(crate) async fn push_validated(
     validated: andante_ingest::Validated,
     request_bytes: u64,
 ) -> Result<PushSummary, ApiError> {
-    state.live.metrics.add_discarded(tenant.as_str(), RefusalReason::Invalid, validated.rejected_spans);
+    state.live.metrics.add_discarded(
+        tenant.as_str(),
+        RefusalReason::Invalid,
+        validated.rejected_spans,
+    );
     let mut messages = Vec::new();
     if validated.rejected_spans > 0 {
         messages.push(validated.partial_success_message());
@@ -89,20 +100,40 @@ pub(crate) async fn push_validated(
     if validated.accepted_spans == 0 {
         if validated.rejected_spans > 0 {
             // Every span was invalid: nothing to store, and the client must hear why.
-            return Ok(PushSummary { rejected_spans: validated.rejected_spans, message: messages.join("; ") });
+            return Ok(PushSummary {
+                rejected_spans: validated.rejected_spans,
+                message: messages.join("; "),
+            });
         }
-        return Ok(PushSummary { rejected_spans: 0, message: String::new() });
+        return Ok(PushSummary {
+            rejected_spans: 0,
+            message: String::new(),
+        });
     }
-    let outcome = state.live.push(tenant, validated.request, request_bytes).await?;
+    let outcome = state
+        .live
+        .push(tenant, validated.request, request_bytes)
+        .await?;
     if outcome.refused_spans > 0 {
         messages.push(outcome.message);
     }
-    Ok(PushSummary { rejected_spans: validated.rejected_spans + outcome.refused_spans, message: messages.join("; ") })
+    Ok(PushSummary {
+        rejected_spans: validated.rejected_spans + outcome.refused_spans,
+        message: messages.join("; "),
+    })
 }
 
 fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(BodyFormat::Protobuf),
         "application/json" => Ok(BodyFormat::Json),
@@ -111,42 +142,65 @@ fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {
 }
 
 fn encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
-    Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))
+    Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
-fn otlp_response(format: BodyFormat, status: StatusCode, message: impl Message + serde::Serialize) -> Response {
+fn otlp_response(
+    format: BodyFormat,
+    status: StatusCode,
+    message: impl Message + serde::Serialize,
+) -> Response {
     match format {
         BodyFormat::Json | BodyFormat::Zipkin => {
             let body = serde_json::to_vec(&message).unwrap_or_default();
             (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        BodyFormat::Protobuf => {
-            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
-        }
+        BodyFormat::Protobuf => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            message.encode_to_vec(),
+        )
+            .into_response(),
     }
 }
 
 /// An OTLP/HTTP error: `google.rpc.Status` in the request's encoding, as the spec requires.
 fn otlp_error(format: BodyFormat, error: ApiError) -> Response {
     let status = error.status();
-    let rpc = RpcStatus { code: error.grpc_code() as i32, message: error.message.clone() };
+    let rpc = RpcStatus {
+        code: error.grpc_code() as i32,
+        message: error.message.clone(),
+    };
     let mut response = match format {
-        BodyFormat::Protobuf => {
-            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], rpc.encode_to_vec()).into_response()
-        }
+        BodyFormat::Protobuf => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            rpc.encode_to_vec(),
+        )
+            .into_response(),
         _ => {
             let body = serde_json::json!({ "code": rpc.code, "message": rpc.message }).to_string();
             (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
     };
     if error.kind == ErrorKind::TooManyRequests {
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     response
 }
 
 /// `POST /v1/traces`.
-pub async fn otlp_traces(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn otlp_traces(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let format = match otlp_format(&headers) {
         Ok(format) => format,
         Err(error) => return ApiError::from(error).into_response(),
@@ -164,14 +218,33 @@ pub async fn otlp_traces(State(state): State<SharedState>, headers: HeaderMap, b
 
 /// `POST /api/v2/spans` (Zipkin v2 JSON). Zipkin has no partial success: a batch with some
 /// invalid spans is accepted (202) with the refusal in the body; one with none valid is 400.
-pub async fn zipkin_spans(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    if !content_type.trim().to_ascii_lowercase().starts_with("application/json") {
-        return ApiError::from(IngestError::UnsupportedContentType(content_type.to_owned())).into_response();
+pub async fn zipkin_spans(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return ApiError::from(IngestError::UnsupportedContentType(content_type.to_owned()))
+            .into_response();
     }
     let result = async {
         let tenant = push_tenant(&headers, state.config.multitenancy_enabled)?;
-        push_body(&state, &tenant, body, encoding(&headers)?, BodyFormat::Zipkin).await
+        push_body(
+            &state,
+            &tenant,
+            body,
+            encoding(&headers)?,
+            BodyFormat::Zipkin,
+        )
+        .await
     }
     .await;
     match result {

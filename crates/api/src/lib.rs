@@ -35,6 +35,26 @@ pub struct ApiConfig {
     pub multitenancy_enabled: bool,
     pub max_request_bytes: usize,
     pub validation: ValidationLimits,
+    pub query: QueryLimits,
+}
+
+/// Per-request bounds on the query side, each answered with an error or a marked partial
+/// answer that names its configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// How long a search or TraceQL metrics query may run (`query.timeout`).
+    pub timeout: std::time::Duration,
+    /// Most series a TraceQL metrics answer may hold (`query.max_metrics_series`).
+    pub max_metrics_series: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            timeout: std::time::Duration::from_secs(30),
+            max_metrics_series: 10_000,
+        }
+    }
 }
 
 /// Shared by every handler.
@@ -60,16 +80,40 @@ pub fn query_router(state: SharedState) -> Router {
         .route("/api/search/tags", get(search::tags_v1))
         .route("/api/v2/search/tags", get(search::tags_v2))
         .route("/api/search/tag/{tag}/values", get(search::tag_values_v1))
-        .route("/api/v2/search/tag/{tag}/values", get(search::tag_values_v2))
-        .route("/prometheus/api/v1/query", get(prometheus::query).post(prometheus::query))
-        .route("/prometheus/api/v1/query_range", get(prometheus::query_range).post(prometheus::query_range))
-        .route("/prometheus/api/v1/series", get(prometheus::series).post(prometheus::series))
-        .route("/prometheus/api/v1/labels", get(prometheus::labels).post(prometheus::labels))
-        .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
-        .route("/prometheus/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route(
+            "/api/v2/search/tag/{tag}/values",
+            get(search::tag_values_v2),
+        )
+        .route(
+            "/prometheus/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/prometheus/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/prometheus/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/prometheus/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route(
+            "/prometheus/api/v1/label/{name}/values",
+            get(prometheus::label_values),
+        )
+        .route(
+            "/prometheus/api/v1/status/buildinfo",
+            get(prometheus::buildinfo),
+        )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))
-        .route_service("/tempopb.StreamingQuerier/{method}", streaming::streaming_querier(state.clone()))
+        .route_service(
+            "/tempopb.StreamingQuerier/{method}",
+            streaming::streaming_querier(state.clone()),
+        )
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))

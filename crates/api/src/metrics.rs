@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use andante_block::blocklist::BlockList;
 use andante_live::LiveStore;
-use prometheus_client::encoding::{EncodeMetric, DescriptorEncoder};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -29,12 +29,22 @@ impl std::fmt::Debug for StoreCollector {
     }
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
@@ -43,7 +53,12 @@ impl prometheus_client::collector::Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let metrics = &self.live.metrics;
         let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
-        counter(&mut encoder, "andante_spans_received", "Spans accepted and written to the WAL.", load(&metrics.spans_received))?;
+        counter(
+            &mut encoder,
+            "andante_spans_received",
+            "Spans accepted and written to the WAL.",
+            load(&metrics.spans_received),
+        )?;
         let discarded = metrics.discarded();
         {
             let sample = ConstCounter::new(0u64);
@@ -58,19 +73,74 @@ impl prometheus_client::collector::Collector for StoreCollector {
                 ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
             }
         }
-        counter(&mut encoder, "andante_traces_cut", "Traces cut from the live store as complete.", load(&metrics.traces_cut))?;
-        counter(&mut encoder, "andante_blocks_flushed", "Blocks written from live traces.", load(&metrics.blocks_flushed))?;
-        counter(&mut encoder, "andante_block_flush_failures", "Block writes that failed and will be retried.", load(&metrics.block_flush_failures))?;
-        counter(&mut encoder, "andante_wal_segments_removed", "WAL segments deleted after their traces reached blocks.", load(&metrics.wal_segments_removed))?;
-        gauge(&mut encoder, "andante_wal_replayed_records", "WAL records replayed at the last start.", load(&metrics.wal_replayed_records) as i64)?;
+        counter(
+            &mut encoder,
+            "andante_traces_cut",
+            "Traces cut from the live store as complete.",
+            load(&metrics.traces_cut),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_blocks_flushed",
+            "Blocks written from live traces.",
+            load(&metrics.blocks_flushed),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_block_flush_failures",
+            "Block writes that failed and will be retried.",
+            load(&metrics.block_flush_failures),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_wal_segments_removed",
+            "WAL segments deleted after their traces reached blocks.",
+            load(&metrics.wal_segments_removed),
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_wal_replayed_records",
+            "WAL records replayed at the last start.",
+            load(&metrics.wal_replayed_records) as i64,
+        )?;
         let (live_traces, live_bytes) = self.live.memory_totals();
-        gauge(&mut encoder, "andante_live_traces", "Traces still receiving spans.", live_traces as i64)?;
-        gauge(&mut encoder, "andante_live_bytes", "Encoded bytes of traces held in memory.", live_bytes as i64)?;
-        gauge(&mut encoder, "andante_wal_bytes", "Bytes of WAL segments on disk.", self.live.wal().disk_bytes() as i64)?;
+        gauge(
+            &mut encoder,
+            "andante_live_traces",
+            "Traces still receiving spans.",
+            live_traces as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_live_bytes",
+            "Encoded bytes of traces held in memory.",
+            live_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_wal_bytes",
+            "Bytes of WAL segments on disk.",
+            self.live.wal().disk_bytes() as i64,
+        )?;
         let (blocks, spans, bytes) = self.blocks.totals();
-        gauge(&mut encoder, "andante_blocks", "Blocks in the block list.", blocks as i64)?;
-        gauge(&mut encoder, "andante_block_spans", "Spans stored in blocks.", spans as i64)?;
-        gauge(&mut encoder, "andante_block_bytes", "Bytes of block data and indexes.", bytes as i64)?;
+        gauge(
+            &mut encoder,
+            "andante_blocks",
+            "Blocks in the block list.",
+            blocks as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_block_spans",
+            "Spans stored in blocks.",
+            spans as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_block_bytes",
+            "Bytes of block data and indexes.",
+            bytes as i64,
+        )?;
         Ok(())
     }
 }
@@ -91,7 +161,12 @@ impl std::fmt::Debug for GeneratorCollector {
 impl prometheus_client::collector::Collector for GeneratorCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counts = self.generator.counts();
-        counter(&mut encoder, "andante_generator_spans_received", "Spans the metrics generator processed.", counts.spans_received)?;
+        counter(
+            &mut encoder,
+            "andante_generator_spans_received",
+            "Spans the metrics generator processed.",
+            counts.spans_received,
+        )?;
         {
             let sample = ConstCounter::new(0u64);
             let mut family = encoder.encode_descriptor(
@@ -100,31 +175,119 @@ impl prometheus_client::collector::Collector for GeneratorCollector {
                 None,
                 sample.metric_type(),
             )?;
-            for (reason, count) in [("outside_slack", counts.spans_outside_slack), ("queue_full", counts.spans_dropped_queue_full)] {
+            for (reason, count) in [
+                ("outside_slack", counts.spans_outside_slack),
+                ("queue_full", counts.spans_dropped_queue_full),
+            ] {
                 ConstCounter::new(count).encode(family.encode_family(&[("reason", reason)])?)?;
             }
         }
-        gauge(&mut encoder, "andante_generator_active_series", "Generated series currently written, all tenants.", counts.registry.active_series as i64)?;
-        counter(&mut encoder, "andante_generator_series_overflowed", "New series folded into `metric_overflow=\"true\"` by the active-series limit.", counts.registry.series_overflowed)?;
-        counter(&mut encoder, "andante_generator_label_values_overflowed", "Label values replaced by `__cardinality_overflow__`.", counts.registry.label_values_overflowed)?;
+        gauge(
+            &mut encoder,
+            "andante_generator_active_series",
+            "Generated series currently written, all tenants.",
+            counts.registry.active_series as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_series_overflowed",
+            "New series folded into `metric_overflow=\"true\"` by the active-series limit.",
+            counts.registry.series_overflowed,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_label_values_overflowed",
+            "Label values replaced by `__cardinality_overflow__`.",
+            counts.registry.label_values_overflowed,
+        )?;
         let graphs = counts.service_graphs;
-        gauge(&mut encoder, "andante_generator_service_graph_pending_edges", "Service-graph edges waiting for their other half.", graphs.pending_edges as i64)?;
-        counter(&mut encoder, "andante_generator_service_graph_edges", "Service-graph edges recorded (paired, database and virtual).", graphs.completed_edges)?;
-        counter(&mut encoder, "andante_generator_service_graph_virtual_edges", "Edges completed with a virtual node (user or uninstrumented peer).", graphs.virtual_edges)?;
-        counter(&mut encoder, "andante_generator_service_graph_expired_edges", "Edge halves that expired unpaired and without a peer attribute.", graphs.expired_edges)?;
-        counter(&mut encoder, "andante_generator_service_graph_dropped_spans", "Spans refused because the edge store was full.", graphs.dropped_spans)?;
+        gauge(
+            &mut encoder,
+            "andante_generator_service_graph_pending_edges",
+            "Service-graph edges waiting for their other half.",
+            graphs.pending_edges as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_service_graph_edges",
+            "Service-graph edges recorded (paired, database and virtual).",
+            graphs.completed_edges,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_service_graph_virtual_edges",
+            "Edges completed with a virtual node (user or uninstrumented peer).",
+            graphs.virtual_edges,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_service_graph_expired_edges",
+            "Edge halves that expired unpaired and without a peer attribute.",
+            graphs.expired_edges,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_generator_service_graph_dropped_spans",
+            "Spans refused because the edge store was full.",
+            graphs.dropped_spans,
+        )?;
         let (series, bytes) = self.store.totals();
         let store = &self.store.counters;
-        gauge(&mut encoder, "andante_metrics_store_series", "Series held for the Prometheus read API.", series as i64)?;
-        gauge(&mut encoder, "andante_metrics_store_bytes", "Bytes of samples held for the Prometheus read API.", bytes as i64)?;
-        counter(&mut encoder, "andante_metrics_store_samples_appended", "Samples stored for the read API.", store.samples_appended.load(Ordering::Relaxed))?;
-        counter(&mut encoder, "andante_metrics_store_samples_out_of_order", "Samples refused as out of order or duplicate.", store.samples_out_of_order.load(Ordering::Relaxed))?;
-        counter(&mut encoder, "andante_metrics_store_series_refused", "New series refused by the per-tenant series cap.", store.series_refused.load(Ordering::Relaxed))?;
+        gauge(
+            &mut encoder,
+            "andante_metrics_store_series",
+            "Series held for the Prometheus read API.",
+            series as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_metrics_store_bytes",
+            "Bytes of samples held for the Prometheus read API.",
+            bytes as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_metrics_store_samples_appended",
+            "Samples stored for the read API.",
+            store.samples_appended.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_metrics_store_samples_out_of_order",
+            "Samples refused as out of order or duplicate.",
+            store.samples_out_of_order.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_metrics_store_series_refused",
+            "New series refused by the per-tenant series cap.",
+            store.series_refused.load(Ordering::Relaxed),
+        )?;
         if let Some(remote) = &self.remote_write {
-            counter(&mut encoder, "andante_remote_write_samples_sent", "Samples accepted by remote-write receivers.", remote.samples_sent.load(Ordering::Relaxed))?;
-            counter(&mut encoder, "andante_remote_write_samples_failed", "Samples a receiver refused for good (4xx).", remote.samples_failed.load(Ordering::Relaxed))?;
-            counter(&mut encoder, "andante_remote_write_samples_dropped", "Samples dropped because a remote-write queue was full.", remote.samples_dropped_queue_full.load(Ordering::Relaxed))?;
-            counter(&mut encoder, "andante_remote_write_retries", "Remote-write attempts that failed and were retried.", remote.retries.load(Ordering::Relaxed))?;
+            counter(
+                &mut encoder,
+                "andante_remote_write_samples_sent",
+                "Samples accepted by remote-write receivers.",
+                remote.samples_sent.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "andante_remote_write_samples_failed",
+                "Samples a receiver refused for good (4xx).",
+                remote.samples_failed.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "andante_remote_write_samples_dropped",
+                "Samples dropped because a remote-write queue was full.",
+                remote.samples_dropped_queue_full.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut encoder,
+                "andante_remote_write_retries",
+                "Remote-write attempts that failed and were retried.",
+                remote.retries.load(Ordering::Relaxed),
+            )?;
         }
         Ok(())
     }
@@ -138,19 +301,32 @@ impl Metrics {
         store: Arc<andante_tsdb::Store>,
         remote_write: Option<Arc<andante_generator::remote_write::RemoteWriteCounters>>,
     ) {
-        self.registry.register_collector(Box::new(GeneratorCollector { generator, store, remote_write }));
+        self.registry
+            .register_collector(Box::new(GeneratorCollector {
+                generator,
+                store,
+                remote_write,
+            }));
     }
 
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let wal_fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register("andante_wal_fsync_seconds", "Latency of WAL fsyncs (one per group commit).", wal_fsync_seconds.clone());
-        Metrics { registry, wal_fsync_seconds }
+        registry.register(
+            "andante_wal_fsync_seconds",
+            "Latency of WAL fsyncs (one per group commit).",
+            wal_fsync_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            wal_fsync_seconds,
+        }
     }
 
     /// Adds the collector that reads the live store and block list at scrape time.
     pub fn register_store(&mut self, live: Arc<LiveStore>, blocks: BlockList) {
-        self.registry.register_collector(Box::new(StoreCollector { live, blocks }));
+        self.registry
+            .register_collector(Box::new(StoreCollector { live, blocks }));
     }
 
     pub fn encode(&self) -> String {

@@ -25,17 +25,27 @@ use crate::{ApiError, SharedState};
 
 const MAX_RANGE: Duration = Duration::from_secs(24 * 3600);
 const MAX_INTERVALS: u64 = 10_000;
-const DEADLINE: Duration = Duration::from_secs(60);
 const STEP_GRID_SECS: &[u64] = &[1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 /// Tempo's cap on exemplars per query (`max_exemplars`).
 const MAX_EXEMPLARS: usize = 100;
 
 /// How many exemplars to return: the `exemplars` parameter, else the `with(exemplars=…)` hint
 /// (`true` means the cap), at most [`MAX_EXEMPLARS`].
-fn exemplar_count(params: &HashMap<String, String>, query: &andante_traceql::MetricsQuery) -> Result<usize, ApiError> {
+fn exemplar_count(
+    params: &HashMap<String, String>,
+    query: &andante_traceql::MetricsQuery,
+) -> Result<usize, ApiError> {
     use andante_traceql::ast::Static;
-    if let Some(text) = params.get("exemplars").map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        let count: usize = text.parse().map_err(|_| ApiError::bad_request(format!("invalid exemplars `{text}`: expected a whole number")))?;
+    if let Some(text) = params
+        .get("exemplars")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        let count: usize = text.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid exemplars `{text}`: expected a whole number"
+            ))
+        })?;
         return Ok(count.min(MAX_EXEMPLARS));
     }
     Ok(match query.search.hint("exemplars") {
@@ -50,7 +60,11 @@ fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
     let text = text.trim();
     if let Ok(number) = text.parse::<u64>() {
         // Tempo's rule: a number too large for seconds is nanoseconds.
-        return Ok(if number > 10_000_000_000 { number } else { number * 1_000_000_000 });
+        return Ok(if number > 10_000_000_000 {
+            number
+        } else {
+            number * 1_000_000_000
+        });
     }
     if let Ok(seconds) = text.parse::<f64>() {
         if seconds.is_finite() && seconds >= 0.0 {
@@ -61,15 +75,23 @@ fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
         .ok()
         .and_then(|t| t.timestamp_nanos_opt())
         .and_then(|nanos| u64::try_from(nanos).ok())
-        .ok_or_else(|| ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds, Unix nanoseconds or RFC 3339")))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid {name} `{text}`: expected Unix seconds, Unix nanoseconds or RFC 3339"
+            ))
+        })
 }
 
 fn duration_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(text) => match andante_traceql::parse_duration(text).or_else(|| text.parse::<f64>().ok().map(|s| (s * 1e9) as i64)) {
+        Some(text) => match andante_traceql::parse_duration(text)
+            .or_else(|| text.parse::<f64>().ok().map(|s| (s * 1e9) as i64))
+        {
             Some(nanos) if nanos > 0 => Ok(Some(nanos as u64)),
-            _ => Err(ApiError::bad_request(format!("invalid {name} `{text}`: expected a positive duration such as 30s"))),
+            _ => Err(ApiError::bad_request(format!(
+                "invalid {name} `{text}`: expected a positive duration such as 30s"
+            ))),
         },
     }
 }
@@ -77,7 +99,11 @@ fn duration_param(params: &HashMap<String, String>, name: &str) -> Result<Option
 /// Tempo's default step: about 240 points over the range, snapped up to a round step.
 pub fn default_step(range_nanos: u64) -> u64 {
     let wanted_secs = (range_nanos / 240).div_ceil(1_000_000_000).max(1);
-    let snapped = STEP_GRID_SECS.iter().copied().find(|&grid| grid >= wanted_secs).unwrap_or(3600);
+    let snapped = STEP_GRID_SECS
+        .iter()
+        .copied()
+        .find(|&grid| grid >= wanted_secs)
+        .unwrap_or(3600);
     snapped * 1_000_000_000
 }
 
@@ -94,13 +120,20 @@ fn window(params: &HashMap<String, String>) -> Result<Window, ApiError> {
     };
     let start = match params.get("start").filter(|v| !v.trim().is_empty()) {
         Some(text) => timestamp("start", text)?,
-        None => end.saturating_sub(duration_param(params, "since")?.unwrap_or(3600 * 1_000_000_000)),
+        None => {
+            end.saturating_sub(duration_param(params, "since")?.unwrap_or(3600 * 1_000_000_000))
+        }
     };
     if end <= start {
-        return Err(ApiError::bad_request("invalid time range: end must be after start"));
+        return Err(ApiError::bad_request(
+            "invalid time range: end must be after start",
+        ));
     }
     if end - start > MAX_RANGE.as_nanos() as u64 {
-        return Err(ApiError::bad_request(format!("range of {}s exceeds the maximum of 24h for TraceQL metrics", (end - start) / 1_000_000_000)));
+        return Err(ApiError::bad_request(format!(
+            "range of {}s exceeds the maximum of 24h for TraceQL metrics",
+            (end - start) / 1_000_000_000
+        )));
     }
     Ok(Window { start, end })
 }
@@ -111,7 +144,9 @@ fn query_text(params: &HashMap<String, String>) -> Result<String, ApiError> {
         .or_else(|| params.get("query"))
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing TraceQL metrics query: pass `q`, e.g. q={} | rate()"))
+        .ok_or_else(|| {
+            ApiError::bad_request("missing TraceQL metrics query: pass `q`, e.g. q={} | rate()")
+        })
 }
 
 /// A double as protobuf JSON writes it: NaN and infinities as strings (JSON has no such numbers).
@@ -143,7 +178,14 @@ fn stats_json(result: &MetricsResult) -> Value {
         ("totalJobs", stats.total_jobs, false),
     ] {
         if value != 0 {
-            out.insert(name.to_owned(), if as_string { json!(value.to_string()) } else { json!(value) });
+            out.insert(
+                name.to_owned(),
+                if as_string {
+                    json!(value.to_string())
+                } else {
+                    json!(value)
+                },
+            );
         }
     }
     Value::Object(out)
@@ -157,25 +199,48 @@ fn with_status(mut body: Value, result: &MetricsResult) -> Value {
     body
 }
 
-pub(crate) async fn run(state: &SharedState, headers: &HeaderMap, params: &HashMap<String, String>, instant: bool) -> Result<(MetricsResult, Intervals), ApiError> {
+pub(crate) async fn run(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    instant: bool,
+) -> Result<(MetricsResult, Intervals), ApiError> {
     let tenants = query_tenants(headers, state.config.multitenancy_enabled)?;
     let text = query_text(params)?;
-    let expr = parse_metrics_expr(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let expr = parse_metrics_expr(&text)
+        .map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
     let Some(first) = expr.queries().first().map(|query| (*query).clone()) else {
-        return Err(ApiError::bad_request("invalid TraceQL query: no metrics query in the expression"));
+        return Err(ApiError::bad_request(
+            "invalid TraceQL query: no metrics query in the expression",
+        ));
     };
     let window = window(params)?;
     let intervals = if instant {
         Intervals::instant(window.start, window.end)
     } else {
-        let step = duration_param(params, "step")?.unwrap_or_else(|| default_step(window.end - window.start));
+        let step = duration_param(params, "step")?
+            .unwrap_or_else(|| default_step(window.end - window.start));
         if (window.end - window.start) / step > MAX_INTERVALS {
-            return Err(ApiError::bad_request(format!("step {}s gives more than {MAX_INTERVALS} intervals: use a larger step", step / 1_000_000_000)));
+            return Err(ApiError::bad_request(format!(
+                "step {}s gives more than {MAX_INTERVALS} intervals: use a larger step",
+                step / 1_000_000_000
+            )));
         }
         Intervals::range(window.start, window.end, step)
     };
-    let max_exemplars = if instant { 0 } else { exemplar_count(params, &first)? };
-    let template = MetricsRequest { query: first, intervals, deadline: Some(Instant::now() + DEADLINE), max_exemplars };
+    let max_exemplars = if instant {
+        0
+    } else {
+        exemplar_count(params, &first)?
+    };
+    let limits = state.config.query;
+    let template = MetricsRequest {
+        query: first,
+        intervals,
+        deadline: Some(Instant::now() + limits.timeout),
+        max_exemplars,
+        max_series: limits.max_metrics_series,
+    };
     let result = state.querier.metrics_expr(&tenants, &expr, &template).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial metrics result");
@@ -221,7 +286,11 @@ pub(crate) async fn query_range(
             })
         })
         .collect();
-    Ok(Json(with_status(json!({ "series": series, "metrics": stats_json(&result) }), &result)).into_response())
+    Ok(Json(with_status(
+        json!({ "series": series, "metrics": stats_json(&result) }),
+        &result,
+    ))
+    .into_response())
 }
 
 pub(crate) async fn query_instant(
@@ -239,11 +308,23 @@ pub(crate) async fn query_instant(
                 Some(sample) => (*sample)?,
                 None => 0.0,
             };
-            let labels: Vec<Value> = series.labels.iter().map(|(name, value)| label_json(name, value)).collect();
-            Some(if value == 0.0 { json!({ "labels": labels }) } else { json!({ "labels": labels, "value": number(value) }) })
+            let labels: Vec<Value> = series
+                .labels
+                .iter()
+                .map(|(name, value)| label_json(name, value))
+                .collect();
+            Some(if value == 0.0 {
+                json!({ "labels": labels })
+            } else {
+                json!({ "labels": labels, "value": number(value) })
+            })
         })
         .collect();
-    Ok(Json(with_status(json!({ "series": series, "metrics": stats_json(&result) }), &result)).into_response())
+    Ok(Json(with_status(
+        json!({ "series": series, "metrics": stats_json(&result) }),
+        &result,
+    ))
+    .into_response())
 }
 
 #[cfg(test)]
@@ -252,13 +333,26 @@ mod tests {
 
     #[test]
     fn timestamps_and_default_steps() {
-        assert_eq!(timestamp("start", "1700000000").unwrap(), 1_700_000_000_000_000_000);
-        assert_eq!(timestamp("start", "1700000000123456789").unwrap(), 1_700_000_000_123_456_789);
-        assert_eq!(timestamp("start", "2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(
+            timestamp("start", "1700000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            timestamp("start", "1700000000123456789").unwrap(),
+            1_700_000_000_123_456_789
+        );
+        assert_eq!(
+            timestamp("start", "2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000_000
+        );
         assert!(timestamp("start", "soon").is_err());
         let hour = 3600 * 1_000_000_000;
         assert_eq!(default_step(hour), 15_000_000_000, "1 h / 240 = 15 s");
-        assert_eq!(default_step(24 * hour), 600_000_000_000, "24 h / 240 = 6 min → 10 min");
+        assert_eq!(
+            default_step(24 * hour),
+            600_000_000_000,
+            "24 h / 240 = 6 min → 10 min"
+        );
         assert_eq!(default_step(60_000_000_000), 1_000_000_000);
     }
 }

@@ -33,7 +33,11 @@ struct PromError {
 
 impl PromError {
     fn bad(message: impl Into<String>) -> PromError {
-        PromError { status: StatusCode::BAD_REQUEST, error_type: "bad_data", message: message.into() }
+        PromError {
+            status: StatusCode::BAD_REQUEST,
+            error_type: "bad_data",
+            message: message.into(),
+        }
     }
 }
 
@@ -41,14 +45,22 @@ impl From<promql::QueryError> for PromError {
     fn from(error: promql::QueryError) -> Self {
         match error.kind {
             QueryErrorKind::BadData => PromError::bad(error.message),
-            QueryErrorKind::Execution => PromError { status: StatusCode::UNPROCESSABLE_ENTITY, error_type: "execution", message: error.message },
+            QueryErrorKind::Execution => PromError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error_type: "execution",
+                message: error.message,
+            },
         }
     }
 }
 
 impl IntoResponse for PromError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"status": "error", "errorType": self.error_type, "error": self.message}))).into_response()
+        (
+            self.status,
+            Json(json!({"status": "error", "errorType": self.error_type, "error": self.message})),
+        )
+            .into_response()
     }
 }
 
@@ -61,7 +73,10 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn read(method: &Method, query: Option<String>, body: &Bytes) -> Params {
-        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+        let mut pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
         if method == Method::POST {
             pairs.extend(form_urlencoded::parse(body).into_owned());
         }
@@ -69,17 +84,28 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn time(&self, name: &str, default_ms: i64) -> Result<i64, PromError> {
         match self.get(name) {
             None | Some("") => Ok(default_ms),
-            Some(text) => parse_time(text).ok_or_else(|| PromError::bad(format!("invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp"))),
+            Some(text) => parse_time(text).ok_or_else(|| {
+                PromError::bad(format!(
+                    "invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp"
+                ))
+            }),
         }
     }
 }
@@ -88,18 +114,31 @@ fn now_ms() -> i64 {
     (andante_model::now_unix_nanos() / 1_000_000) as i64
 }
 
+/// Largest time or step magnitude accepted, in seconds: about ±292 million years, as far as
+/// Prometheus' own timestamps reach (Go's `time.Time` in milliseconds). Beyond it milliseconds
+/// no longer fit the arithmetic of a range query, and `-1e300` used to wrap into nonsense.
+const MAX_TIME_SECS: f64 = 9.2e12;
+
 fn parse_time(text: &str) -> Option<i64> {
     if let Ok(seconds) = text.parse::<f64>() {
-        return seconds.is_finite().then(|| (seconds * 1000.0).round() as i64);
+        return (seconds.is_finite() && seconds.abs() <= MAX_TIME_SECS)
+            .then(|| (seconds * 1000.0).round() as i64);
     }
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 fn parse_step(text: &str) -> Option<i64> {
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds > 0.0).then(|| (seconds * 1000.0).round() as i64);
+        return (seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIME_SECS)
+            .then(|| (seconds * 1000.0).round() as i64);
     }
-    promql_parser::util::parse_duration(text).ok().map(|d| d.as_millis() as i64)
+    promql_parser::util::parse_duration(text)
+        .ok()
+        .map(|d| d.as_millis())
+        .and_then(|ms| i64::try_from(ms).ok())
+        .filter(|ms| *ms as f64 <= MAX_TIME_SECS * 1000.0)
 }
 
 /// Prometheus' float text: shortest round-trip form, `+Inf`, `-Inf`, `NaN`.
@@ -120,13 +159,20 @@ fn point(t_ms: i64, value: f64) -> Value {
 }
 
 fn labels_json(labels: &Labels) -> Value {
-    Value::Object(labels.iter().map(|(n, v)| (n.to_owned(), Value::String(v.to_owned()))).collect::<Map<_, _>>())
+    Value::Object(
+        labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), Value::String(v.to_owned())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn result_json(value: QueryValue) -> Value {
     match value {
         QueryValue::Scalar(t, v) => json!({"resultType": "scalar", "result": point(t, v)}),
-        QueryValue::String(t, text) => json!({"resultType": "string", "result": [t as f64 / 1000.0, text]}),
+        QueryValue::String(t, text) => {
+            json!({"resultType": "string", "result": [t as f64 / 1000.0, text]})
+        }
         QueryValue::Vector(t, samples) => json!({
             "resultType": "vector",
             "result": samples.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": point(t, s.value)})).collect::<Vec<_>>(),
@@ -145,13 +191,23 @@ fn result_json(value: QueryValue) -> Value {
 fn tenant(state: &SharedState, headers: &HeaderMap) -> Result<String, PromError> {
     let tenants = query_tenants(headers, state.config.multitenancy_enabled).map_err(|error| {
         let status = error.status();
-        let error_type = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_data" };
-        PromError { status, error_type, message: error.message }
+        let error_type = if status == StatusCode::UNAUTHORIZED {
+            "unauthorized"
+        } else {
+            "bad_data"
+        };
+        PromError {
+            status,
+            error_type,
+            message: error.message,
+        }
     })?;
     let mut iter = tenants.iter();
     match (iter.next(), iter.next()) {
         (Some(one), None) => Ok(one.as_str().to_owned()),
-        _ => Err(PromError::bad("the Prometheus API reads one tenant at a time; X-Scope-OrgID names several")),
+        _ => Err(PromError::bad(
+            "the Prometheus API reads one tenant at a time; X-Scope-OrgID names several",
+        )),
     }
 }
 
@@ -159,13 +215,20 @@ fn tenant(state: &SharedState, headers: &HeaderMap) -> Result<String, PromError>
 fn selectors(params: &Params) -> Result<Vec<Matchers>, PromError> {
     let mut out = Vec::new();
     for text in params.all("match[]") {
-        let expr = promql_parser::parser::parse(text).map_err(|e| PromError::bad(format!("invalid parameter \"match[]\": {e}")))?;
+        let expr = promql::parse(text)
+            .map_err(|e| PromError::bad(e.message.replacen("\"query\"", "\"match[]\"", 1)))?;
         let Expr::VectorSelector(selector) = expr else {
-            return Err(PromError::bad(format!("invalid parameter \"match[]\": `{text}` is not a series selector")));
+            return Err(PromError::bad(format!(
+                "invalid parameter \"match[]\": `{text}` is not a series selector"
+            )));
         };
         let mut matchers = selector.matchers;
         if let Some(name) = selector.name {
-            matchers.matchers.push(promql_parser::label::Matcher::new(promql_parser::label::MatchOp::Equal, METRIC_NAME, &name));
+            matchers.matchers.push(promql_parser::label::Matcher::new(
+                promql_parser::label::MatchOp::Equal,
+                METRIC_NAME,
+                &name,
+            ));
         }
         out.push(matchers);
     }
@@ -173,22 +236,46 @@ fn selectors(params: &Params) -> Result<Vec<Matchers>, PromError> {
 }
 
 fn run_query(state: &SharedState, tenant: &str, params: &Params) -> Result<Response, PromError> {
-    let query = params.get("query").ok_or_else(|| PromError::bad("invalid parameter \"query\": no query given"))?;
+    let query = params
+        .get("query")
+        .ok_or_else(|| PromError::bad("invalid parameter \"query\": no query given"))?;
     let time = params.time("time", now_ms())?;
-    Ok(success(result_json(promql::instant_query(&state.metrics_store, tenant, query, time)?)))
+    Ok(success(result_json(promql::instant_query(
+        &state.metrics_store,
+        tenant,
+        query,
+        time,
+    )?)))
 }
 
 fn run_range(state: &SharedState, tenant: &str, params: &Params) -> Result<Response, PromError> {
-    let query = params.get("query").ok_or_else(|| PromError::bad("invalid parameter \"query\": no query given"))?;
+    let query = params
+        .get("query")
+        .ok_or_else(|| PromError::bad("invalid parameter \"query\": no query given"))?;
     for required in ["start", "end"] {
         if params.get(required).is_none_or(str::is_empty) {
-            return Err(PromError::bad(format!("invalid parameter \"{required}\": no {required} given")));
+            return Err(PromError::bad(format!(
+                "invalid parameter \"{required}\": no {required} given"
+            )));
         }
     }
     let (start, end) = (params.time("start", 0)?, params.time("end", 0)?);
-    let step_text = params.get("step").ok_or_else(|| PromError::bad("invalid parameter \"step\": no step given"))?;
-    let step = parse_step(step_text).ok_or_else(|| PromError::bad(format!("invalid parameter \"step\": cannot parse \"{step_text}\" to a valid duration")))?;
-    Ok(success(result_json(promql::range_query(&state.metrics_store, tenant, query, start, end, step)?)))
+    let step_text = params
+        .get("step")
+        .ok_or_else(|| PromError::bad("invalid parameter \"step\": no step given"))?;
+    let step = parse_step(step_text).ok_or_else(|| {
+        PromError::bad(format!(
+            "invalid parameter \"step\": cannot parse \"{step_text}\" to a valid duration"
+        ))
+    })?;
+    Ok(success(result_json(promql::range_query(
+        &state.metrics_store,
+        tenant,
+        query,
+        start,
+        end,
+        step,
+    )?)))
 }
 
 fn metadata_window(params: &Params) -> Result<(i64, i64), PromError> {
@@ -197,7 +284,12 @@ fn metadata_window(params: &Params) -> Result<(i64, i64), PromError> {
     Ok((start, end))
 }
 
-fn matching_series(state: &SharedState, tenant: &str, params: &Params, required: bool) -> Result<Vec<Labels>, PromError> {
+fn matching_series(
+    state: &SharedState,
+    tenant: &str,
+    params: &Params,
+    required: bool,
+) -> Result<Vec<Labels>, PromError> {
     let selectors = selectors(params)?;
     if required && selectors.is_empty() {
         return Err(PromError::bad("no match[] parameter provided"));
@@ -205,13 +297,24 @@ fn matching_series(state: &SharedState, tenant: &str, params: &Params, required:
     let (start, end) = metadata_window(params)?;
     let refs: Vec<&Matchers> = selectors.iter().collect();
     let mut series = state.metrics_store.series(tenant, &refs, start, end);
-    if let Some(limit) = params.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
+    if let Some(limit) = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+    {
         series.truncate(limit);
     }
     Ok(series)
 }
 
-async fn serve<F>(state: SharedState, method: Method, headers: HeaderMap, query: Option<String>, body: Bytes, handler: F) -> Response
+async fn serve<F>(
+    state: SharedState,
+    method: Method,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Bytes,
+    handler: F,
+) -> Response
 where
     F: FnOnce(&SharedState, &str, &Params) -> Result<Response, PromError> + Send + 'static,
 {
@@ -227,30 +330,64 @@ where
         Ok(Err(error)) => error.into_response(),
         Err(error) => {
             tracing::error!(%error, "prometheus API worker failed");
-            PromError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message: "query failed".into() }.into_response()
+            PromError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error_type: "internal",
+                message: "query failed".into(),
+            }
+            .into_response()
         }
     }
 }
 
-pub async fn query(State(state): State<SharedState>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn query(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     serve(state, method, headers, q, body, run_query).await
 }
 
-pub async fn query_range(State(state): State<SharedState>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn query_range(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     serve(state, method, headers, q, body, run_range).await
 }
 
-pub async fn series(State(state): State<SharedState>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn series(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     serve(state, method, headers, q, body, |state, tenant, params| {
         let series = matching_series(state, tenant, params, true)?;
-        Ok(success(Value::Array(series.iter().map(labels_json).collect())))
+        Ok(success(Value::Array(
+            series.iter().map(labels_json).collect(),
+        )))
     })
     .await
 }
 
-pub async fn labels(State(state): State<SharedState>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+pub async fn labels(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     serve(state, method, headers, q, body, |state, tenant, params| {
-        let mut names: Vec<String> = matching_series(state, tenant, params, false)?.iter().flat_map(|l| l.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>()).collect();
+        let mut names: Vec<String> = matching_series(state, tenant, params, false)?
+            .iter()
+            .flat_map(|l| l.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>())
+            .collect();
         names.sort();
         names.dedup();
         Ok(success(json!(names)))
@@ -266,18 +403,30 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    serve(state, method, headers, q, body, move |state, tenant, params| {
-        let mut values: Vec<String> = matching_series(state, tenant, params, false)?.iter().filter_map(|l| l.get(&name).map(str::to_owned)).collect();
-        values.sort();
-        values.dedup();
-        Ok(success(json!(values)))
-    })
+    serve(
+        state,
+        method,
+        headers,
+        q,
+        body,
+        move |state, tenant, params| {
+            let mut values: Vec<String> = matching_series(state, tenant, params, false)?
+                .iter()
+                .filter_map(|l| l.get(&name).map(str::to_owned))
+                .collect();
+            values.sort();
+            values.dedup();
+            Ok(success(json!(values)))
+        },
+    )
     .await
 }
 
 /// Grafana asks for this to learn the server's flavour and features.
 pub async fn buildinfo() -> Response {
-    success(json!({"version": env!("CARGO_PKG_VERSION"), "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}))
+    success(
+        json!({"version": env!("CARGO_PKG_VERSION"), "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}),
+    )
 }
 
 #[cfg(test)]
@@ -292,6 +441,13 @@ mod tests {
         assert_eq!(parse_step("15"), Some(15_000));
         assert_eq!(parse_step("1m30s"), Some(90_000));
         assert_eq!(parse_step("0"), None);
+        // Issue 10, finding 4: times and steps beyond Prometheus' range are refused, not wrapped.
+        for absurd in ["-1e300", "1e300", "NaN", "inf", "-Inf", "9.3e12"] {
+            assert_eq!(parse_time(absurd), None, "{absurd}");
+            assert_eq!(parse_step(absurd), None, "{absurd}");
+        }
+        assert_eq!(parse_time("-9.2e12"), Some(-9_200_000_000_000_000));
+        assert_eq!(parse_step("1e300"), None);
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(0.1), "0.1");
         assert_eq!(format_value(1e21), "1000000000000000000000");

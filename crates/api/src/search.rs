@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use andante_block::v1::tags::TagRequest;
+use andante_model::ErrorKind;
 use andante_query::search::{
-    SearchRequest, SearchResult, SpansetSummary, DEFAULT_LIMIT, DEFAULT_SPANS_PER_SPANSET, MAX_SPANS_PER_SPANSET,
+    SearchRequest, SearchResult, SpansetSummary, DEFAULT_LIMIT, DEFAULT_SPANS_PER_SPANSET,
+    MAX_SPANS_PER_SPANSET,
 };
 use andante_query::tags::parse_tag_field;
 use andante_traceql::ast::{Field, Intrinsic, Scope};
@@ -24,7 +26,6 @@ use crate::tenant::query_tenants;
 use crate::{ApiError, SharedState};
 
 /// How long one search may run before it answers with what it has.
-const SEARCH_DEADLINE: Duration = Duration::from_secs(30);
 const DEFAULT_TAG_LIMIT: usize = 5000;
 
 fn seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -33,17 +34,23 @@ fn seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, 
         Some(text) => text
             .parse::<u64>()
             .map(|seconds| Some(seconds.saturating_mul(1_000_000_000)))
-            .map_err(|_| ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds"))),
+            .map_err(|_| {
+                ApiError::bad_request(format!("invalid {name} `{text}`: expected Unix seconds"))
+            }),
     }
 }
 
 /// `start`/`end` in Unix seconds as nanoseconds; `end` covers its whole second.
-pub(crate) fn time_range(params: &HashMap<String, String>) -> Result<(Option<u64>, Option<u64>), ApiError> {
+pub(crate) fn time_range(
+    params: &HashMap<String, String>,
+) -> Result<(Option<u64>, Option<u64>), ApiError> {
     let start = seconds(params, "start")?;
     let end = seconds(params, "end")?.map(|end| end.saturating_add(999_999_999));
     if let (Some(start), Some(end)) = (start, end) {
         if end < start {
-            return Err(ApiError::bad_request("invalid time range: end is before start"));
+            return Err(ApiError::bad_request(
+                "invalid time range: end is before start",
+            ));
         }
     }
     Ok((start, end))
@@ -55,15 +62,20 @@ fn number(params: &HashMap<String, String>, name: &str, default: usize) -> Resul
         Some(text) => match text.parse::<usize>() {
             Ok(0) => Ok(default),
             Ok(value) => Ok(value),
-            Err(_) => Err(ApiError::bad_request(format!("invalid {name} `{text}`: expected a positive integer"))),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "invalid {name} `{text}`: expected a positive integer"
+            ))),
         },
     }
 }
 
 /// A Go duration (`100ms`, `1.5s`, `1h2m`) as nanoseconds, for the legacy parameters.
 fn go_duration(name: &str, text: &str) -> Result<i64, ApiError> {
-    andante_traceql::parse_duration(text)
-        .ok_or_else(|| ApiError::bad_request(format!("invalid {name} `{text}`: expected a duration such as 100ms or 1.5s")))
+    andante_traceql::parse_duration(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid {name} `{text}`: expected a duration such as 100ms or 1.5s"
+        ))
+    })
 }
 
 fn quote(text: &str) -> String {
@@ -88,16 +100,29 @@ fn legacy_query(params: &HashMap<String, String>) -> Result<String, ApiError> {
         for pair in logfmt(tags)? {
             let (key, value) = pair;
             conditions.push(match key.as_str() {
-                "name" => format!("name =~ {}", quote(&format!(".*{}.*", regex_escape(&value)))),
-                "status.code" | "status" => format!("status = {}", value.trim_start_matches("STATUS_CODE_").to_lowercase()),
+                "name" => format!(
+                    "name =~ {}",
+                    quote(&format!(".*{}.*", regex_escape(&value)))
+                ),
+                "status.code" | "status" => format!(
+                    "status = {}",
+                    value.trim_start_matches("STATUS_CODE_").to_lowercase()
+                ),
                 "error" if value == "true" => "status = error".to_owned(),
-                _ => format!(".{} =~ {}", quote(&key), quote(&format!(".*{}.*", regex_escape(&value)))),
+                _ => format!(
+                    ".{} =~ {}",
+                    quote(&key),
+                    quote(&format!(".*{}.*", regex_escape(&value)))
+                ),
             });
         }
     }
     for (name, op) in [("minDuration", ">="), ("maxDuration", "<=")] {
         if let Some(text) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            conditions.push(format!("trace:duration {op} {}ns", go_duration(name, text)?));
+            conditions.push(format!(
+                "trace:duration {op} {}ns",
+                go_duration(name, text)?
+            ));
         }
     }
     if conditions.is_empty() {
@@ -111,12 +136,16 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut rest = text.trim();
     while !rest.is_empty() {
         let Some(equals) = rest.find('=') else {
-            return Err(ApiError::bad_request(format!("invalid tags `{text}`: expected key=value pairs")));
+            return Err(ApiError::bad_request(format!(
+                "invalid tags `{text}`: expected key=value pairs"
+            )));
         };
         let key = rest[..equals].trim().to_owned();
         rest = &rest[equals + 1..];
         let value = if let Some(quoted) = rest.strip_prefix('"') {
-            let close = quoted.find('"').ok_or_else(|| ApiError::bad_request(format!("invalid tags `{text}`: unterminated quote")))?;
+            let close = quoted.find('"').ok_or_else(|| {
+                ApiError::bad_request(format!("invalid tags `{text}`: unterminated quote"))
+            })?;
             let value = quoted[..close].to_owned();
             rest = &quoted[close + 1..];
             value
@@ -178,8 +207,14 @@ fn spanset_json(spanset: &SpansetSummary) -> Json_ {
             let mut object = Map::new();
             object.insert("spanID".into(), json!(hex::encode(&span.span_id)));
             object.insert("name".into(), json!(span.name));
-            object.insert("startTimeUnixNano".into(), json!(span.start_unix_nanos.to_string()));
-            object.insert("durationNanos".into(), json!(span.duration_nanos.to_string()));
+            object.insert(
+                "startTimeUnixNano".into(),
+                json!(span.start_unix_nanos.to_string()),
+            );
+            object.insert(
+                "durationNanos".into(),
+                json!(span.duration_nanos.to_string()),
+            );
             if !span.attributes.is_empty() {
                 object.insert("attributes".into(), json!(key_values(&span.attributes)));
             }
@@ -206,7 +241,10 @@ pub(crate) fn search_json(result: &SearchResult) -> Json_ {
             if !trace.root_trace_name.is_empty() {
                 object.insert("rootTraceName".into(), json!(trace.root_trace_name));
             }
-            object.insert("startTimeUnixNano".into(), json!(trace.start_unix_nanos.to_string()));
+            object.insert(
+                "startTimeUnixNano".into(),
+                json!(trace.start_unix_nanos.to_string()),
+            );
             object.insert("durationMs".into(), json!(trace.duration_nanos / 1_000_000));
             let spansets: Vec<Json_> = trace.spansets.iter().map(spanset_json).collect();
             if let Some(first) = spansets.first() {
@@ -230,7 +268,7 @@ pub(crate) fn search_json(result: &SearchResult) -> Json_ {
         })
         .collect();
     let metrics = &result.metrics;
-    json!({
+    let mut body = json!({
         "traces": traces,
         "metrics": {
             "inspectedTraces": metrics.inspected_traces,
@@ -241,19 +279,68 @@ pub(crate) fn search_json(result: &SearchResult) -> Json_ {
             "totalJobs": metrics.total_jobs,
             "totalBlockBytes": metrics.total_block_bytes.to_string(),
         }
+    });
+    // A partial answer says so, as TraceQL metrics answers do (clients that do not know the
+    // fields ignore them).
+    if let (Some(message), Some(object)) = (&result.partial_message, body.as_object_mut()) {
+        object.insert("status".into(), json!("PARTIAL"));
+        object.insert("message".into(), json!(message));
+    }
+    body
+}
+
+/// A partial search that found nothing must not read as "no match": it becomes an error
+/// (504 when the deadline passed, else 503) naming what was left undone. One with results
+/// answers them, marked partial.
+pub(crate) fn partial_without_results(result: &SearchResult) -> Option<ApiError> {
+    let message = result.partial_message.as_ref()?;
+    if !result.traces.is_empty() {
+        return None;
+    }
+    let metrics = &result.metrics;
+    let done = format!(
+        "{} of {} blocks searched, no trace matched so far",
+        metrics.completed_jobs, metrics.total_jobs
+    );
+    Some(if result.timed_out {
+        ApiError::new(
+            ErrorKind::DeadlineExceeded,
+            format!("search incomplete: {message} ({done}); narrow the time range or make the query more selective"),
+        )
+    } else {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            format!("search incomplete: {message} ({done})"),
+        )
     })
 }
 
 fn is_metrics_query(text: &str) -> bool {
-    ["rate", "count_over_time", "sum_over_time", "min_over_time", "max_over_time", "avg_over_time", "quantile_over_time", "histogram_over_time", "compare"]
-        .iter()
-        .any(|function| {
-            text.split('|').skip(1).any(|stage| stage.trim_start().starts_with(&format!("{function}(")) || stage.trim_start().starts_with(&format!("{function} (")))
+    [
+        "rate",
+        "count_over_time",
+        "sum_over_time",
+        "min_over_time",
+        "max_over_time",
+        "avg_over_time",
+        "quantile_over_time",
+        "histogram_over_time",
+        "compare",
+    ]
+    .iter()
+    .any(|function| {
+        text.split('|').skip(1).any(|stage| {
+            stage.trim_start().starts_with(&format!("{function}("))
+                || stage.trim_start().starts_with(&format!("{function} ("))
         })
+    })
 }
 
 /// Parses the request into a search; shared by HTTP and the streaming gRPC service.
-pub(crate) fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, ApiError> {
+pub(crate) fn search_request(
+    params: &HashMap<String, String>,
+    timeout: Duration,
+) -> Result<SearchRequest, ApiError> {
     let text = match params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         Some(q) => q.to_owned(),
         None => legacy_query(params)?,
@@ -263,11 +350,14 @@ pub(crate) fn search_request(params: &HashMap<String, String>) -> Result<SearchR
             "invalid TraceQL query: metrics queries are served by /api/metrics/query_range and /api/metrics/query",
         ));
     }
-    let query = parse(&text).map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
+    let query = parse(&text)
+        .map_err(|error| ApiError::bad_request(format!("invalid TraceQL query: {error}")))?;
     let (start, end) = time_range(params)?;
     let spans_per_spanset = number(params, "spss", DEFAULT_SPANS_PER_SPANSET)?;
     if spans_per_spanset > MAX_SPANS_PER_SPANSET {
-        return Err(ApiError::bad_request(format!("invalid spss {spans_per_spanset}: at most {MAX_SPANS_PER_SPANSET} spans per spanset")));
+        return Err(ApiError::bad_request(format!(
+            "invalid spss {spans_per_spanset}: at most {MAX_SPANS_PER_SPANSET} spans per spanset"
+        )));
     }
     Ok(SearchRequest {
         query,
@@ -275,7 +365,7 @@ pub(crate) fn search_request(params: &HashMap<String, String>) -> Result<SearchR
         spans_per_spanset,
         start,
         end,
-        deadline: Some(Instant::now() + SEARCH_DEADLINE),
+        deadline: Some(Instant::now() + timeout),
     })
 }
 
@@ -285,10 +375,13 @@ pub(crate) async fn search(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenants = query_tenants(&headers, state.config.multitenancy_enabled)?;
-    let request = search_request(&params)?;
+    let request = search_request(&params, state.config.query.timeout)?;
     let result = state.querier.search(&tenants, &request).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial search result");
+    }
+    if let Some(error) = partial_without_results(&result) {
+        return Err(error);
     }
     Ok(Json(search_json(&result)).into_response())
 }
@@ -304,7 +397,11 @@ fn scope_filter(params: &HashMap<String, String>) -> Result<Option<String>, ApiE
 }
 
 fn lenient_filter(params: &HashMap<String, String>) -> Option<andante_traceql::Query> {
-    params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty() && *q != "{}").and_then(parse_lenient)
+    params
+        .get("q")
+        .map(|q| q.trim())
+        .filter(|q| !q.is_empty() && *q != "{}")
+        .and_then(parse_lenient)
 }
 
 const SCOPE_ORDER: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
@@ -319,7 +416,17 @@ pub(crate) async fn tag_names(
     let (start, end) = time_range(params)?;
     let limit = number(params, "limit", DEFAULT_TAG_LIMIT)?;
     let filter = lenient_filter(params);
-    let answer = state.querier.tags(&tenants, TagRequest::Names, filter.as_ref(), start, end, limit).await;
+    let answer = state
+        .querier
+        .tags(
+            &tenants,
+            TagRequest::Names,
+            filter.as_ref(),
+            start,
+            end,
+            limit,
+        )
+        .await;
     let mut scopes: Vec<(&'static str, Vec<String>)> = Vec::new();
     for name in SCOPE_ORDER {
         if scope.as_deref().is_some_and(|wanted| wanted != name) {
@@ -330,7 +437,13 @@ pub(crate) async fn tag_names(
         }
     }
     if scope.as_deref().is_none_or(|wanted| wanted == "intrinsic") {
-        scopes.push(("intrinsic", Intrinsic::TAG_NAMES.iter().map(|name| (*name).to_owned()).collect()));
+        scopes.push((
+            "intrinsic",
+            Intrinsic::TAG_NAMES
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+        ));
     }
     Ok((scopes, answer.inspected_bytes))
 }
@@ -341,11 +454,17 @@ pub(crate) async fn tags_v1(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (scopes, bytes) = tag_names(&state, &headers, &params).await?;
-    let mut names: Vec<String> =
-        scopes.into_iter().filter(|(scope, _)| *scope != "intrinsic").flat_map(|(_, names)| names).collect();
+    let mut names: Vec<String> = scopes
+        .into_iter()
+        .filter(|(scope, _)| *scope != "intrinsic")
+        .flat_map(|(_, names)| names)
+        .collect();
     names.sort();
     names.dedup();
-    Ok(Json(json!({ "tagNames": names, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+    Ok(
+        Json(json!({ "tagNames": names, "metrics": { "inspectedBytes": bytes.to_string() } }))
+            .into_response(),
+    )
 }
 
 pub(crate) async fn tags_v2(
@@ -354,8 +473,14 @@ pub(crate) async fn tags_v2(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (scopes, bytes) = tag_names(&state, &headers, &params).await?;
-    let scopes: Vec<Json_> = scopes.into_iter().map(|(name, tags)| json!({ "name": name, "tags": tags })).collect();
-    Ok(Json(json!({ "scopes": scopes, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+    let scopes: Vec<Json_> = scopes
+        .into_iter()
+        .map(|(name, tags)| json!({ "name": name, "tags": tags }))
+        .collect();
+    Ok(
+        Json(json!({ "scopes": scopes, "metrics": { "inspectedBytes": bytes.to_string() } }))
+            .into_response(),
+    )
 }
 
 /// Grafana may encode the tag twice; decode what is still percent-encoded once more.
@@ -415,7 +540,17 @@ pub(crate) async fn tag_values(
     let (start, end) = time_range(params)?;
     let limit = number(params, "limit", DEFAULT_TAG_LIMIT)?;
     let filter = lenient_filter(params);
-    let answer = state.querier.tags(&tenants, TagRequest::Values(field), filter.as_ref(), start, end, limit).await;
+    let answer = state
+        .querier
+        .tags(
+            &tenants,
+            TagRequest::Values(field),
+            filter.as_ref(),
+            start,
+            end,
+            limit,
+        )
+        .await;
     Ok((answer.values, answer.inspected_bytes))
 }
 
@@ -425,7 +560,11 @@ pub(crate) fn v1_tag_field(tag: &str) -> Field {
         "name" => Field::Intrinsic(Intrinsic::Name),
         "status.code" | "status" => Field::Intrinsic(Intrinsic::Status),
         "kind" => Field::Intrinsic(Intrinsic::Kind),
-        other => Field::Attribute { scope: Scope::Unscoped, parent: false, name: other.to_owned() },
+        other => Field::Attribute {
+            scope: Scope::Unscoped,
+            parent: false,
+            name: other.to_owned(),
+        },
     }
 }
 
@@ -437,7 +576,11 @@ pub(crate) fn v2_tag_field(tag: &str) -> Result<Field, ApiError> {
 
 /// v1 values are untyped texts, empty ones dropped.
 pub(crate) fn v1_texts(values: &[Value<'static>]) -> Vec<String> {
-    let mut texts: Vec<String> = values.iter().map(value_text).filter(|text| !text.is_empty()).collect();
+    let mut texts: Vec<String> = values
+        .iter()
+        .map(value_text)
+        .filter(|text| !text.is_empty())
+        .collect();
     texts.dedup();
     texts
 }
@@ -451,7 +594,10 @@ pub(crate) async fn tag_values_v1(
     let tag = decode_tag(&tag);
     let (values, bytes) = tag_values(&state, &headers, v1_tag_field(&tag), &params).await?;
     let texts = v1_texts(&values);
-    Ok(Json(json!({ "tagValues": texts, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+    Ok(
+        Json(json!({ "tagValues": texts, "metrics": { "inspectedBytes": bytes.to_string() } }))
+            .into_response(),
+    )
 }
 
 pub(crate) async fn tag_values_v2(
@@ -467,7 +613,10 @@ pub(crate) async fn tag_values_v2(
         .filter(|value| !value_text(value).is_empty())
         .map(|value| json!({ "type": value_type(value), "value": value_text(value) }))
         .collect();
-    Ok(Json(json!({ "tagValues": typed, "metrics": { "inspectedBytes": bytes.to_string() } })).into_response())
+    Ok(
+        Json(json!({ "tagValues": typed, "metrics": { "inspectedBytes": bytes.to_string() } }))
+            .into_response(),
+    )
 }
 
 #[cfg(test)]
@@ -477,7 +626,10 @@ mod tests {
     #[test]
     fn legacy_parameters_become_traceql() {
         let params: HashMap<String, String> = [
-            ("tags".to_owned(), r#"service.name=front http.url="/a b" error=true"#.to_owned()),
+            (
+                "tags".to_owned(),
+                r#"service.name=front http.url="/a b" error=true"#.to_owned(),
+            ),
             ("minDuration".to_owned(), "1.5s".to_owned()),
         ]
         .into();
@@ -507,7 +659,9 @@ mod tests {
     #[test]
     fn metrics_queries_are_recognised() {
         assert!(is_metrics_query("{ } | rate()"));
-        assert!(is_metrics_query("{ status = error } | quantile_over_time(duration, .9) by (x)"));
+        assert!(is_metrics_query(
+            "{ status = error } | quantile_over_time(duration, .9) by (x)"
+        ));
         assert!(!is_metrics_query("{ .rate = 1 } | count() > 1"));
     }
 }

@@ -48,7 +48,11 @@ fn headers<T>(request: &Request<T>) -> HeaderMap {
 }
 
 fn params(pairs: &[(&str, String)]) -> HashMap<String, String> {
-    pairs.iter().filter(|(_, value)| !value.is_empty() && value != "0").map(|(name, value)| (name.to_string(), value.clone())).collect()
+    pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty() && value != "0")
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect()
 }
 
 fn trace_metadata(trace: &TraceSummary) -> TraceSearchMetadata {
@@ -82,7 +86,15 @@ fn trace_metadata(trace: &TraceSummary) -> TraceSearchMetadata {
         service_stats: trace
             .service_stats
             .iter()
-            .map(|(service, stats)| (service.clone(), ServiceStats { span_count: stats.span_count as u32, error_count: stats.error_count as u32 }))
+            .map(|(service, stats)| {
+                (
+                    service.clone(),
+                    ServiceStats {
+                        span_count: stats.span_count as u32,
+                        error_count: stats.error_count as u32,
+                    },
+                )
+            })
             .collect(),
     }
 }
@@ -99,40 +111,89 @@ fn search_metrics(metrics: &QueryMetrics) -> SearchMetrics {
     }
 }
 
-async fn search(state: SharedState, request: Request<SearchRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+async fn search(
+    state: SharedState,
+    request: Request<SearchRequest>,
+) -> Result<MessageStream<Vec<u8>>, Status> {
     let headers = headers(&request);
     let body = request.into_inner();
-    let tags = body.tags.iter().map(|(key, value)| format!("{key}={value:?}")).collect::<Vec<_>>().join(" ");
+    let tags = body
+        .tags
+        .iter()
+        .map(|(key, value)| format!("{key}={value:?}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let params = params(&[
         ("q", body.query.clone()),
         ("tags", tags),
-        ("minDuration", if body.min_duration_ms > 0 { format!("{}ms", body.min_duration_ms) } else { String::new() }),
-        ("maxDuration", if body.max_duration_ms > 0 { format!("{}ms", body.max_duration_ms) } else { String::new() }),
+        (
+            "minDuration",
+            if body.min_duration_ms > 0 {
+                format!("{}ms", body.min_duration_ms)
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "maxDuration",
+            if body.max_duration_ms > 0 {
+                format!("{}ms", body.max_duration_ms)
+            } else {
+                String::new()
+            },
+        ),
         ("limit", body.limit.to_string()),
         ("spss", body.spans_per_span_set.to_string()),
         ("start", body.start.to_string()),
         ("end", body.end.to_string()),
     ]);
-    let tenants = crate::tenant::query_tenants(&headers, state.config.multitenancy_enabled).map_err(status)?;
-    let search_request = search::search_request(&params).map_err(status)?;
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Result<SearchResponse, Status>>();
+    let tenants = crate::tenant::query_tenants(&headers, state.config.multitenancy_enabled)
+        .map_err(status)?;
+    let search_request =
+        search::search_request(&params, state.config.query.timeout).map_err(status)?;
+    let (sender, receiver) =
+        tokio::sync::mpsc::unbounded_channel::<Result<SearchResponse, Status>>();
     let task = tokio::spawn(async move {
         let progress_sender = sender.clone();
         let result = state
             .querier
             .search_with_progress(&tenants, &search_request, |fresh, metrics| {
                 if !fresh.is_empty() {
-                    let message = SearchResponse { traces: fresh.iter().map(trace_metadata).collect(), metrics: Some(search_metrics(metrics)) };
+                    let message = SearchResponse {
+                        traces: fresh.iter().map(trace_metadata).collect(),
+                        metrics: Some(search_metrics(metrics)),
+                    };
                     let _ = progress_sender.send(Ok(message));
                 }
             })
             .await;
         // The last message carries the final totals; its traces were all sent already.
-        let _ = sender.send(Ok(SearchResponse { traces: Vec::new(), metrics: Some(search_metrics(&result.metrics)) }));
+        let _ = sender.send(Ok(SearchResponse {
+            traces: Vec::new(),
+            metrics: Some(search_metrics(&result.metrics)),
+        }));
+        // A partial answer ends the stream with an error status naming what was left undone,
+        // so Grafana shows it instead of an unqualified (possibly empty) result.
+        if let Some(message) = &result.partial_message {
+            tracing::warn!(%message, "partial streamed search result");
+            let code = if result.timed_out {
+                tonic::Code::DeadlineExceeded
+            } else {
+                tonic::Code::Unavailable
+            };
+            let matched = result.traces.len();
+            let _ = sender.send(Err(Status::new(
+                code,
+                format!("search incomplete: {message} ({matched} traces sent)"),
+            )));
+        }
     });
     let guard = AbortOnDrop(task);
     let stream = futures::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
-        let item = receiver.recv().await?.map(|message| prost::Message::encode_to_vec(&message));
+        let item = receiver
+            .recv()
+            .await?
+            .map(|message| prost::Message::encode_to_vec(&message));
         Some((item, (receiver, guard)))
     });
     Ok(Box::pin(stream))
@@ -142,16 +203,36 @@ fn once<T: Send + 'static>(message: T) -> MessageStream<T> {
     Box::pin(futures::stream::once(async move { Ok(message) }))
 }
 
-async fn search_tags(state: SharedState, request: Request<SearchTagsRequest>, v2: bool) -> Result<MessageStream<Vec<u8>>, Status> {
+async fn search_tags(
+    state: SharedState,
+    request: Request<SearchTagsRequest>,
+    v2: bool,
+) -> Result<MessageStream<Vec<u8>>, Status> {
     let headers = headers(&request);
     let body = request.into_inner();
-    let params = params(&[("scope", body.scope), ("start", body.start.to_string()), ("end", body.end.to_string())]);
-    let (scopes, _) = search::tag_names(&state, &headers, &params).await.map_err(status)?;
+    let params = params(&[
+        ("scope", body.scope),
+        ("start", body.start.to_string()),
+        ("end", body.end.to_string()),
+    ]);
+    let (scopes, _) = search::tag_names(&state, &headers, &params)
+        .await
+        .map_err(status)?;
     let encoded = if v2 {
-        let scopes = scopes.into_iter().map(|(name, tags)| SearchTagsV2Scope { name: name.to_owned(), tags }).collect();
+        let scopes = scopes
+            .into_iter()
+            .map(|(name, tags)| SearchTagsV2Scope {
+                name: name.to_owned(),
+                tags,
+            })
+            .collect();
         prost::Message::encode_to_vec(&SearchTagsV2Response { scopes })
     } else {
-        let mut names: Vec<String> = scopes.into_iter().filter(|(scope, _)| *scope != "intrinsic").flat_map(|(_, names)| names).collect();
+        let mut names: Vec<String> = scopes
+            .into_iter()
+            .filter(|(scope, _)| *scope != "intrinsic")
+            .flat_map(|(_, names)| names)
+            .collect();
         names.sort();
         names.dedup();
         prost::Message::encode_to_vec(&SearchTagsResponse { tag_names: names })
@@ -159,21 +240,40 @@ async fn search_tags(state: SharedState, request: Request<SearchTagsRequest>, v2
     Ok(once(encoded))
 }
 
-async fn search_tag_values(state: SharedState, request: Request<SearchTagValuesRequest>, v2: bool) -> Result<MessageStream<Vec<u8>>, Status> {
+async fn search_tag_values(
+    state: SharedState,
+    request: Request<SearchTagValuesRequest>,
+    v2: bool,
+) -> Result<MessageStream<Vec<u8>>, Status> {
     let headers = headers(&request);
     let body = request.into_inner();
-    let params = params(&[("q", body.query), ("start", body.start.to_string()), ("end", body.end.to_string())]);
-    let field = if v2 { search::v2_tag_field(&body.tag_name).map_err(status)? } else { search::v1_tag_field(&body.tag_name) };
-    let (values, _) = search::tag_values(&state, &headers, field, &params).await.map_err(status)?;
+    let params = params(&[
+        ("q", body.query),
+        ("start", body.start.to_string()),
+        ("end", body.end.to_string()),
+    ]);
+    let field = if v2 {
+        search::v2_tag_field(&body.tag_name).map_err(status)?
+    } else {
+        search::v1_tag_field(&body.tag_name)
+    };
+    let (values, _) = search::tag_values(&state, &headers, field, &params)
+        .await
+        .map_err(status)?;
     let encoded = if v2 {
         let tag_values = values
             .iter()
             .filter(|value| !value_text(value).is_empty())
-            .map(|value| TagValue { r#type: value_type(value).to_owned(), value: value_text(value) })
+            .map(|value| TagValue {
+                r#type: value_type(value).to_owned(),
+                value: value_text(value),
+            })
             .collect();
         prost::Message::encode_to_vec(&SearchTagValuesV2Response { tag_values })
     } else {
-        prost::Message::encode_to_vec(&SearchTagValuesResponse { tag_values: search::v1_texts(&values) })
+        prost::Message::encode_to_vec(&SearchTagValuesResponse {
+            tag_values: search::v1_texts(&values),
+        })
     };
     Ok(once(encoded))
 }
@@ -185,33 +285,57 @@ fn partial(result: &andante_query::metrics::MetricsResult) -> (i32, String) {
     }
 }
 
-async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+async fn metrics_range(
+    state: SharedState,
+    request: Request<QueryRangeRequest>,
+) -> Result<MessageStream<Vec<u8>>, Status> {
     let headers = headers(&request);
     let body = request.into_inner();
     let params = params(&[
         ("q", body.query),
         ("start", body.start.to_string()),
         ("end", body.end.to_string()),
-        ("step", if body.step > 0 { format!("{}ns", body.step) } else { String::new() }),
+        (
+            "step",
+            if body.step > 0 {
+                format!("{}ns", body.step)
+            } else {
+                String::new()
+            },
+        ),
         ("exemplars", body.exemplars.to_string()),
     ]);
-    let (result, intervals) = metrics_query::run(&state, &headers, &params, false).await.map_err(status)?;
+    let (result, intervals) = metrics_query::run(&state, &headers, &params, false)
+        .await
+        .map_err(status)?;
     let series = result
         .series
         .iter()
         .map(|series| TimeSeries {
-            labels: series.labels.iter().map(|(name, value)| label(name, value)).collect(),
+            labels: series
+                .labels
+                .iter()
+                .map(|(name, value)| label(name, value))
+                .collect(),
             samples: series
                 .samples
                 .iter()
                 .enumerate()
-                .filter_map(|(k, sample)| sample.map(|value| Sample { value, timestamp_ms: intervals.end_millis(k) }))
+                .filter_map(|(k, sample)| {
+                    sample.map(|value| Sample {
+                        value,
+                        timestamp_ms: intervals.end_millis(k),
+                    })
+                })
                 .collect(),
             exemplars: series
                 .exemplars
                 .iter()
                 .map(|e| Exemplar {
-                    labels: vec![label("trace:id", &LabelValue::String(hex::encode(e.trace_id)))],
+                    labels: vec![label(
+                        "trace:id",
+                        &LabelValue::String(hex::encode(e.trace_id)),
+                    )],
                     value: e.value,
                     timestamp_ms: e.timestamp_ms,
                 })
@@ -219,24 +343,50 @@ async fn metrics_range(state: SharedState, request: Request<QueryRangeRequest>) 
         })
         .collect();
     let (status_code, message) = partial(&result);
-    Ok(once(prost::Message::encode_to_vec(&QueryRangeResponse { series, metrics: Some(search_metrics(&result.stats)), status: status_code, message })))
+    Ok(once(prost::Message::encode_to_vec(&QueryRangeResponse {
+        series,
+        metrics: Some(search_metrics(&result.stats)),
+        status: status_code,
+        message,
+    })))
 }
 
-async fn metrics_instant(state: SharedState, request: Request<QueryInstantRequest>) -> Result<MessageStream<Vec<u8>>, Status> {
+async fn metrics_instant(
+    state: SharedState,
+    request: Request<QueryInstantRequest>,
+) -> Result<MessageStream<Vec<u8>>, Status> {
     let headers = headers(&request);
     let body = request.into_inner();
-    let params = params(&[("q", body.query), ("start", body.start.to_string()), ("end", body.end.to_string())]);
-    let (result, _) = metrics_query::run(&state, &headers, &params, true).await.map_err(status)?;
+    let params = params(&[
+        ("q", body.query),
+        ("start", body.start.to_string()),
+        ("end", body.end.to_string()),
+    ]);
+    let (result, _) = metrics_query::run(&state, &headers, &params, true)
+        .await
+        .map_err(status)?;
     let series = result
         .series
         .iter()
         .filter_map(|series| {
             let value = series.samples.first().copied().flatten()?;
-            Some(InstantSeries { labels: series.labels.iter().map(|(name, value)| label(name, value)).collect(), value })
+            Some(InstantSeries {
+                labels: series
+                    .labels
+                    .iter()
+                    .map(|(name, value)| label(name, value))
+                    .collect(),
+                value,
+            })
         })
         .collect();
     let (status_code, message) = partial(&result);
-    Ok(once(prost::Message::encode_to_vec(&QueryInstantResponse { series, metrics: Some(search_metrics(&result.stats)), status: status_code, message })))
+    Ok(once(prost::Message::encode_to_vec(&QueryInstantResponse {
+        series,
+        metrics: Some(search_metrics(&result.stats)),
+        status: status_code,
+        message,
+    })))
 }
 
 /// Decodes requests with prost; responses are already-encoded protobuf bytes, so one codec
@@ -258,24 +408,33 @@ impl<Request: prost::Message + Default + Send + 'static> tonic::codec::Codec for
     }
 }
 
-impl<Request: prost::Message + Default + Send + 'static> tonic::codec::Decoder for RequestDecoder<Request> {
+impl<Request: prost::Message + Default + Send + 'static> tonic::codec::Decoder
+    for RequestDecoder<Request>
+{
     type Item = Request;
     type Error = Status;
     fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Request>, Status> {
-        Request::decode(buf).map(Some).map_err(|error| Status::invalid_argument(format!("invalid request message: {error}")))
+        Request::decode(buf)
+            .map(Some)
+            .map_err(|error| Status::invalid_argument(format!("invalid request message: {error}")))
     }
 }
 
 impl tonic::codec::Encoder for BytesEncoder {
     type Item = Vec<u8>;
     type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
         bytes::BufMut::put_slice(buf, &item);
         Ok(())
     }
 }
 
-type Handler<R> = fn(SharedState, Request<R>) -> BoxFuture<'static, Result<MessageStream<Vec<u8>>, Status>>;
+type Handler<R> =
+    fn(SharedState, Request<R>) -> BoxFuture<'static, Result<MessageStream<Vec<u8>>, Status>>;
 
 struct Method<R> {
     state: SharedState,
@@ -293,14 +452,19 @@ impl<R: Send + 'static> tonic::server::ServerStreamingService<R> for Method<R> {
     }
 }
 
-async fn serve<R, B>(state: SharedState, request: http::Request<B>, handler: Handler<R>) -> http::Response<tonic::body::Body>
+async fn serve<R, B>(
+    state: SharedState,
+    request: http::Request<B>,
+    handler: Handler<R>,
+) -> http::Response<tonic::body::Body>
 where
     R: prost::Message + Default + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     let mut grpc = tonic::server::Grpc::new(Codec::<R>(std::marker::PhantomData));
-    grpc.server_streaming(Method { state, handler }, request).await
+    grpc.server_streaming(Method { state, handler }, request)
+        .await
 }
 
 /// The service, mounted on the HTTP router under `/tempopb.StreamingQuerier/`.
@@ -328,17 +492,58 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let state = self.state.clone();
-        let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         Box::pin(async move {
             Ok(match method.as_str() {
-                "Search" => serve::<SearchRequest, B>(state, request, |s, r| Box::pin(search(s, r))).await,
-                "SearchTags" => serve::<SearchTagsRequest, B>(state, request, |s, r| Box::pin(search_tags(s, r, false))).await,
-                "SearchTagsV2" => serve::<SearchTagsRequest, B>(state, request, |s, r| Box::pin(search_tags(s, r, true))).await,
-                "SearchTagValues" => serve::<SearchTagValuesRequest, B>(state, request, |s, r| Box::pin(search_tag_values(s, r, false))).await,
-                "SearchTagValuesV2" => serve::<SearchTagValuesRequest, B>(state, request, |s, r| Box::pin(search_tag_values(s, r, true))).await,
-                "MetricsQueryRange" => serve::<QueryRangeRequest, B>(state, request, |s, r| Box::pin(metrics_range(s, r))).await,
-                "MetricsQueryInstant" => serve::<QueryInstantRequest, B>(state, request, |s, r| Box::pin(metrics_instant(s, r))).await,
-                other => Status::unimplemented(format!("method `{other}` is not part of {SERVICE}")).into_http(),
+                "Search" => {
+                    serve::<SearchRequest, B>(state, request, |s, r| Box::pin(search(s, r))).await
+                }
+                "SearchTags" => {
+                    serve::<SearchTagsRequest, B>(state, request, |s, r| {
+                        Box::pin(search_tags(s, r, false))
+                    })
+                    .await
+                }
+                "SearchTagsV2" => {
+                    serve::<SearchTagsRequest, B>(state, request, |s, r| {
+                        Box::pin(search_tags(s, r, true))
+                    })
+                    .await
+                }
+                "SearchTagValues" => {
+                    serve::<SearchTagValuesRequest, B>(state, request, |s, r| {
+                        Box::pin(search_tag_values(s, r, false))
+                    })
+                    .await
+                }
+                "SearchTagValuesV2" => {
+                    serve::<SearchTagValuesRequest, B>(state, request, |s, r| {
+                        Box::pin(search_tag_values(s, r, true))
+                    })
+                    .await
+                }
+                "MetricsQueryRange" => {
+                    serve::<QueryRangeRequest, B>(state, request, |s, r| {
+                        Box::pin(metrics_range(s, r))
+                    })
+                    .await
+                }
+                "MetricsQueryInstant" => {
+                    serve::<QueryInstantRequest, B>(state, request, |s, r| {
+                        Box::pin(metrics_instant(s, r))
+                    })
+                    .await
+                }
+                other => {
+                    Status::unimplemented(format!("method `{other}` is not part of {SERVICE}"))
+                        .into_http()
+                }
             })
         })
     }

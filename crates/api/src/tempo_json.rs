@@ -25,11 +25,19 @@ fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
 }
 
 fn u64_string(value: u64) -> Value {
-    if value == 0 { Value::Null } else { Value::String(value.to_string()) }
+    if value == 0 {
+        Value::Null
+    } else {
+        Value::String(value.to_string())
+    }
 }
 
 fn bytes(value: &[u8]) -> Value {
-    if value.is_empty() { Value::Null } else { Value::String(BASE64.encode(value)) }
+    if value.is_empty() {
+        Value::Null
+    } else {
+        Value::String(BASE64.encode(value))
+    }
 }
 
 pub fn any_value(value: &AnyValue) -> Value {
@@ -43,8 +51,12 @@ pub fn any_value(value: &AnyValue) -> Value {
         Some(any_value::Value::ArrayValue(array)) => {
             json!({ "arrayValue": { "values": array.values.iter().map(any_value).collect::<Vec<_>>() } })
         }
-        Some(any_value::Value::KvlistValue(list)) => json!({ "kvlistValue": { "values": attributes(&list.values) } }),
-        Some(any_value::Value::StringValueStrindex(index)) => json!({ "stringValueStrindex": index }),
+        Some(any_value::Value::KvlistValue(list)) => {
+            json!({ "kvlistValue": { "values": attributes(&list.values) } })
+        }
+        Some(any_value::Value::StringValueStrindex(index)) => {
+            json!({ "stringValueStrindex": index })
+        }
     }
 }
 
@@ -59,7 +71,11 @@ pub fn attributes(list: &[KeyValue]) -> Value {
 fn resource(resource: &Resource) -> Value {
     let mut map = Map::new();
     put(&mut map, "attributes", attributes(&resource.attributes));
-    put(&mut map, "droppedAttributesCount", json!(resource.dropped_attributes_count));
+    put(
+        &mut map,
+        "droppedAttributesCount",
+        json!(resource.dropped_attributes_count),
+    );
     Value::Object(map)
 }
 
@@ -68,7 +84,11 @@ fn scope(scope: &InstrumentationScope) -> Value {
     put(&mut map, "name", json!(scope.name));
     put(&mut map, "version", json!(scope.version));
     put(&mut map, "attributes", attributes(&scope.attributes));
-    put(&mut map, "droppedAttributesCount", json!(scope.dropped_attributes_count));
+    put(
+        &mut map,
+        "droppedAttributesCount",
+        json!(scope.dropped_attributes_count),
+    );
     Value::Object(map)
 }
 
@@ -101,24 +121,48 @@ fn span_json(span: &Span) -> Value {
     put(&mut map, "flags", json!(span.flags));
     put(&mut map, "name", json!(span.name));
     put(&mut map, "kind", kind_name(span.kind));
-    put(&mut map, "startTimeUnixNano", u64_string(span.start_time_unix_nano));
-    put(&mut map, "endTimeUnixNano", u64_string(span.end_time_unix_nano));
+    put(
+        &mut map,
+        "startTimeUnixNano",
+        u64_string(span.start_time_unix_nano),
+    );
+    put(
+        &mut map,
+        "endTimeUnixNano",
+        u64_string(span.end_time_unix_nano),
+    );
     put(&mut map, "attributes", attributes(&span.attributes));
-    put(&mut map, "droppedAttributesCount", json!(span.dropped_attributes_count));
+    put(
+        &mut map,
+        "droppedAttributesCount",
+        json!(span.dropped_attributes_count),
+    );
     let events: Vec<Value> = span
         .events
         .iter()
         .map(|event| {
             let mut event_map = Map::new();
-            put(&mut event_map, "timeUnixNano", u64_string(event.time_unix_nano));
+            put(
+                &mut event_map,
+                "timeUnixNano",
+                u64_string(event.time_unix_nano),
+            );
             put(&mut event_map, "name", json!(event.name));
             put(&mut event_map, "attributes", attributes(&event.attributes));
-            put(&mut event_map, "droppedAttributesCount", json!(event.dropped_attributes_count));
+            put(
+                &mut event_map,
+                "droppedAttributesCount",
+                json!(event.dropped_attributes_count),
+            );
             Value::Object(event_map)
         })
         .collect();
     put(&mut map, "events", Value::Array(events));
-    put(&mut map, "droppedEventsCount", json!(span.dropped_events_count));
+    put(
+        &mut map,
+        "droppedEventsCount",
+        json!(span.dropped_events_count),
+    );
     let links: Vec<Value> = span
         .links
         .iter()
@@ -128,22 +172,40 @@ fn span_json(span: &Span) -> Value {
             put(&mut link_map, "spanId", bytes(&link.span_id));
             put(&mut link_map, "traceState", json!(link.trace_state));
             put(&mut link_map, "attributes", attributes(&link.attributes));
-            put(&mut link_map, "droppedAttributesCount", json!(link.dropped_attributes_count));
+            put(
+                &mut link_map,
+                "droppedAttributesCount",
+                json!(link.dropped_attributes_count),
+            );
             put(&mut link_map, "flags", json!(link.flags));
             Value::Object(link_map)
         })
         .collect();
     put(&mut map, "links", Value::Array(links));
-    put(&mut map, "droppedLinksCount", json!(span.dropped_links_count));
+    put(
+        &mut map,
+        "droppedLinksCount",
+        json!(span.dropped_links_count),
+    );
     // Tempo always writes `status`, as `{}` when unset.
-    map.insert("status".to_owned(), status_json(&span.status.clone().unwrap_or_default()));
+    map.insert(
+        "status".to_owned(),
+        status_json(&span.status.clone().unwrap_or_default()),
+    );
     Value::Object(map)
 }
 
 fn scope_spans(scope_spans: &ScopeSpans) -> Value {
     let mut map = Map::new();
-    map.insert("scope".to_owned(), scope(&scope_spans.scope.clone().unwrap_or_default()));
-    put(&mut map, "spans", Value::Array(scope_spans.spans.iter().map(span_json).collect()));
+    map.insert(
+        "scope".to_owned(),
+        scope(&scope_spans.scope.clone().unwrap_or_default()),
+    );
+    put(
+        &mut map,
+        "spans",
+        Value::Array(scope_spans.spans.iter().map(span_json).collect()),
+    );
     put(&mut map, "schemaUrl", json!(scope_spans.schema_url));
     Value::Object(map)
 }
@@ -153,8 +215,15 @@ pub fn resource_spans(list: &[ResourceSpans]) -> Value {
         list.iter()
             .map(|resource_spans| {
                 let mut map = Map::new();
-                map.insert("resource".to_owned(), resource(&resource_spans.resource.clone().unwrap_or_default()));
-                put(&mut map, "scopeSpans", Value::Array(resource_spans.scope_spans.iter().map(scope_spans).collect()));
+                map.insert(
+                    "resource".to_owned(),
+                    resource(&resource_spans.resource.clone().unwrap_or_default()),
+                );
+                put(
+                    &mut map,
+                    "scopeSpans",
+                    Value::Array(resource_spans.scope_spans.iter().map(scope_spans).collect()),
+                );
                 put(&mut map, "schemaUrl", json!(resource_spans.schema_url));
                 Value::Object(map)
             })
@@ -169,7 +238,10 @@ mod tests {
     #[test]
     fn matches_tempos_json_conventions() {
         let span = Span {
-            trace_id: vec![0x8f, 0x71, 0xb8, 0x52, 0x26, 0x9e, 0x22, 0xad, 0xd4, 0x56, 0x57, 0xfa, 0x25, 0x2d, 0x25, 0x15],
+            trace_id: vec![
+                0x8f, 0x71, 0xb8, 0x52, 0x26, 0x9e, 0x22, 0xad, 0xd4, 0x56, 0x57, 0xfa, 0x25, 0x2d,
+                0x25, 0x15,
+            ],
             span_id: vec![0xe2, 0xf9, 0x47, 0xda, 0x3f, 0xba, 0x9f, 0xc0],
             name: "GET /cart".into(),
             kind: span::SpanKind::Server as i32,
@@ -177,10 +249,15 @@ mod tests {
             end_time_unix_nano: 1_795_310_742_663_089_217,
             attributes: vec![KeyValue {
                 key: "http.status_code".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::IntValue(500)) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(500)),
+                }),
                 ..Default::default()
             }],
-            status: Some(Status { code: status::StatusCode::Error as i32, message: "cart failed".into() }),
+            status: Some(Status {
+                code: status::StatusCode::Error as i32,
+                message: "cart failed".into(),
+            }),
             ..Default::default()
         };
         let value = span_json(&span);
@@ -192,7 +269,10 @@ mod tests {
         assert_eq!(value["attributes"][0]["value"]["intValue"], "500");
         assert_eq!(value["status"]["code"], "STATUS_CODE_ERROR");
         assert!(value.get("parentSpanId").is_none() && value.get("events").is_none());
-        let unset = span_json(&Span { status: None, ..span });
+        let unset = span_json(&Span {
+            status: None,
+            ..span
+        });
         assert_eq!(unset["status"], json!({}));
     }
 }

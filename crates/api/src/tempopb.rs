@@ -24,13 +24,24 @@ pub fn any_value_of(value: &Value<'_>) -> AnyValue {
         Value::Duration(nanos) => Some(any_value::Value::StringValue(format_duration(*nanos))),
         Value::Status(status) => Some(any_value::Value::StringValue(status.name().to_owned())),
         Value::Kind(kind) => Some(any_value::Value::StringValue(kind.name().to_owned())),
-        Value::Array(items) | Value::Multi(items) => Some(any_value::Value::ArrayValue(ArrayValue { values: items.iter().map(any_value_of).collect() })),
+        Value::Array(items) | Value::Multi(items) => {
+            Some(any_value::Value::ArrayValue(ArrayValue {
+                values: items.iter().map(any_value_of).collect(),
+            }))
+        }
     };
     AnyValue { value }
 }
 
 pub fn key_values(attributes: &[(String, Value<'static>)]) -> Vec<KeyValue> {
-    attributes.iter().map(|(key, value)| KeyValue { key: key.clone(), value: Some(any_value_of(value)), ..Default::default() }).collect()
+    attributes
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: Some(any_value_of(value)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// A TraceQL-metrics series label.
@@ -42,7 +53,11 @@ pub fn label(name: &str, value: &LabelValue) -> KeyValue {
         LabelValue::Float(bits) => Some(any_value::Value::DoubleValue(f64::from_bits(*bits))),
         LabelValue::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
     };
-    KeyValue { key: name.to_owned(), value: Some(AnyValue { value }), ..Default::default() }
+    KeyValue {
+        key: name.to_owned(),
+        value: Some(AnyValue { value }),
+        ..Default::default()
+    }
 }
 
 /// `tempopb.Trace`: the v1 trace-by-ID body.

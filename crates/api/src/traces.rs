@@ -27,7 +27,10 @@ async fn lookup(
     let trace_id = TraceId::from_hex(trace_id.trim())
         .map_err(|error| ApiError::bad_request(format!("invalid trace id: {error}")))?;
     let (start, end) = crate::search::time_range(params)?;
-    let mut found = state.querier.trace_by_id(&tenants, trace_id, TimeHint { start, end }).await;
+    let mut found = state
+        .querier
+        .trace_by_id(&tenants, trace_id, TimeHint { start, end })
+        .await;
     if found.resource_spans.is_empty() {
         return Err(ApiError::new(ErrorKind::NotFound, ""));
     }
@@ -51,7 +54,9 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/protobuf") || accept.contains("application/x-protobuf"))
+        .is_some_and(|accept| {
+            accept.contains("application/protobuf") || accept.contains("application/x-protobuf")
+        })
 }
 
 fn protobuf(body: Vec<u8>) -> Response {
@@ -59,7 +64,11 @@ fn protobuf(body: Vec<u8>) -> Response {
 }
 
 fn json_response(value: serde_json::Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 fn not_found_or(error: ApiError) -> Response {
@@ -77,8 +86,15 @@ pub async fn trace_by_id_v1(
     headers: HeaderMap,
 ) -> Response {
     match lookup(&state, &headers, &trace_id, &params).await {
-        Ok(found) if wants_protobuf(&headers) => protobuf(Trace { resource_spans: found.resource_spans }.encode_to_vec()),
-        Ok(found) => json_response(json!({ "batches": tempo_json::resource_spans(&found.resource_spans) })),
+        Ok(found) if wants_protobuf(&headers) => protobuf(
+            Trace {
+                resource_spans: found.resource_spans,
+            }
+            .encode_to_vec(),
+        ),
+        Ok(found) => {
+            json_response(json!({ "batches": tempo_json::resource_spans(&found.resource_spans) }))
+        }
         Err(error) => not_found_or(error),
     }
 }
@@ -93,12 +109,20 @@ pub async fn trace_by_id_v2(
         Ok(found) => found,
         Err(error) => return not_found_or(error),
     };
-    let status = if found.partial_message.is_some() { PartialStatus::Partial } else { PartialStatus::Complete };
+    let status = if found.partial_message.is_some() {
+        PartialStatus::Partial
+    } else {
+        PartialStatus::Complete
+    };
     let message = found.partial_message.clone().unwrap_or_default();
     if wants_protobuf(&headers) {
         let response = TraceByIdResponse {
-            trace: Some(Trace { resource_spans: found.resource_spans }),
-            metrics: Some(TraceByIdMetrics { inspected_bytes: found.inspected_bytes }),
+            trace: Some(Trace {
+                resource_spans: found.resource_spans,
+            }),
+            metrics: Some(TraceByIdMetrics {
+                inspected_bytes: found.inspected_bytes,
+            }),
             status: status as i32,
             message,
         };

@@ -64,18 +64,26 @@ impl BlockList {
         let removed_before: HashSet<Uuid> = self.removed.lock().clone();
         let mut fresh: HashMap<String, Vec<BlockHandle>> = HashMap::new();
         for tenant in storage.list_dirs("").await? {
-            let known: HashMap<Uuid, BlockHandle> =
-                self.blocks(&tenant).into_iter().map(|handle| (handle.meta.block_id, handle)).collect();
+            let known: HashMap<Uuid, BlockHandle> = self
+                .blocks(&tenant)
+                .into_iter()
+                .map(|handle| (handle.meta.block_id, handle))
+                .collect();
             let mut handles = Vec::new();
             for block_id in storage.list_dirs(&tenant).await? {
-                if let Some(handle) = Uuid::parse_str(&block_id).ok().and_then(|id| known.get(&id)) {
+                if let Some(handle) = Uuid::parse_str(&block_id)
+                    .ok()
+                    .and_then(|id| known.get(&id))
+                {
                     handles.push(handle.clone());
                     continue;
                 }
                 let meta = match read_meta(storage, &tenant, &block_id).await {
                     Ok(meta) => meta,
                     // No meta.json: a block still being written or being deleted.
-                    Err(BlockError::Storage(andante_storage::StorageError::NotFound { .. })) => continue,
+                    Err(BlockError::Storage(andante_storage::StorageError::NotFound {
+                        ..
+                    })) => continue,
                     Err(error) => {
                         tracing::warn!(%tenant, %block_id, %error, "skipping unreadable block");
                         continue;
@@ -83,12 +91,18 @@ impl BlockList {
                 };
                 match BlockHandle::open(storage, meta).await {
                     Ok(handle) => handles.push(handle),
-                    Err(error) => tracing::warn!(%tenant, %block_id, %error, "skipping block that failed to open"),
+                    Err(error) => {
+                        tracing::warn!(%tenant, %block_id, %error, "skipping block that failed to open")
+                    }
                 }
             }
-            let replaced: Vec<Uuid> = handles.iter().flat_map(|h| h.meta.replaces.iter().copied()).collect();
-            let (stale, live): (Vec<_>, Vec<_>) =
-                handles.into_iter().partition(|handle| replaced.contains(&handle.meta.block_id));
+            let replaced: Vec<Uuid> = handles
+                .iter()
+                .flat_map(|h| h.meta.replaces.iter().copied())
+                .collect();
+            let (stale, live): (Vec<_>, Vec<_>) = handles
+                .into_iter()
+                .partition(|handle| replaced.contains(&handle.meta.block_id));
             for handle in stale {
                 tracing::info!(tenant = %handle.meta.tenant_id, block = %handle.meta.block_id, "deleting block left over from compaction");
                 delete_block(storage, &handle.meta).await?;
@@ -103,7 +117,11 @@ impl BlockList {
             let listed = fresh.entry(tenant.clone()).or_default();
             for handle in current {
                 let is_new = handle.meta.created_unix_nanos >= poll_started_nanos;
-                if is_new && !listed.iter().any(|h| h.meta.block_id == handle.meta.block_id) {
+                if is_new
+                    && !listed
+                        .iter()
+                        .any(|h| h.meta.block_id == handle.meta.block_id)
+                {
                     listed.push(handle.clone());
                 }
             }

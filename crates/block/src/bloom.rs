@@ -32,7 +32,10 @@ impl Bloom {
         let ln2 = std::f64::consts::LN_2;
         let bits = (-(items * fp_rate.ln()) / (ln2 * ln2)).ceil().max(64.0);
         let hash_count = ((bits / items) * ln2).round().clamp(1.0, 16.0) as u32;
-        Bloom { hash_count, words: vec![0; (bits as usize).div_ceil(64)] }
+        Bloom {
+            hash_count,
+            words: vec![0; (bits as usize).div_ceil(64)],
+        }
     }
 
     fn bit_count(&self) -> u64 {
@@ -88,7 +91,9 @@ mod tests {
         for i in 0..10_000 {
             bloom.insert(&id(i));
         }
-        let false_positives = (10_000..110_000).filter(|i| bloom.may_contain(&id(*i))).count();
+        let false_positives = (10_000..110_000)
+            .filter(|i| bloom.may_contain(&id(*i)))
+            .count();
         // 1% of 100k is 1000; allow for sequential IDs and rounding.
         assert!(false_positives < 2000, "{false_positives} false positives");
     }

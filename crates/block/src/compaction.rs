@@ -7,7 +7,8 @@
 //! either the inputs or the output visible (or both, which readers deduplicate and the next poll
 //! repairs), never neither.
 //!
-//! Retention deletes blocks whose newest span is older than the tenant's retention period.
+//! Retention deletes blocks whose newest span (or, if earlier, whose writing) is older than the
+//! tenant's retention period.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,10 @@ use andante_model::merge_resource_spans;
 use andante_storage::Storage;
 
 use crate::blocklist::BlockList;
-use crate::{delete_block, encode_block_from, upload_block, v1, BlockError, BlockHandle, BlockMeta, NewBlock, Trace};
+use crate::{
+    delete_block, encode_block_from, upload_block, v1, BlockError, BlockHandle, BlockMeta,
+    NewBlock, Trace,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionOptions {
@@ -41,7 +45,10 @@ impl Default for CompactionOptions {
 }
 
 /// Picks the next set of blocks to merge for a tenant, oldest window first.
-pub fn plan_compaction(blocks: &[BlockHandle], options: &CompactionOptions) -> Option<Vec<BlockHandle>> {
+pub fn plan_compaction(
+    blocks: &[BlockHandle],
+    options: &CompactionOptions,
+) -> Option<Vec<BlockHandle>> {
     // Blocks of every level in a window merge together, smallest first: grouping by level too
     // (as Tempo does) can leave one block per level in a window forever on a single node.
     let mut windows: BTreeMap<u64, Vec<&BlockHandle>> = BTreeMap::new();
@@ -55,7 +62,9 @@ pub fn plan_compaction(blocks: &[BlockHandle], options: &CompactionOptions) -> O
         let mut sorted = candidates;
         sorted.sort_by_key(|handle| handle.meta.data_bytes);
         for handle in sorted {
-            if chosen.len() == options.max_input_blocks || bytes + handle.meta.data_bytes > options.max_input_bytes {
+            if chosen.len() == options.max_input_blocks
+                || bytes + handle.meta.data_bytes > options.max_input_bytes
+            {
                 break;
             }
             bytes += handle.meta.data_bytes;
@@ -78,7 +87,10 @@ pub struct MergeTraces<I: Iterator<Item = Result<Trace, BlockError>>> {
 
 impl<I: Iterator<Item = Result<Trace, BlockError>>> MergeTraces<I> {
     pub fn new(inputs: impl IntoIterator<Item = I>) -> Self {
-        MergeTraces { inputs: inputs.into_iter().map(Iterator::peekable).collect(), error: None }
+        MergeTraces {
+            inputs: inputs.into_iter().map(Iterator::peekable).collect(),
+            error: None,
+        }
     }
 }
 
@@ -114,7 +126,10 @@ impl<I: Iterator<Item = Result<Trace, BlockError>>> Iterator for MergeTraces<I> 
                 }
             }
         }
-        Some(Trace { trace_id, resource_spans: merge_resource_spans(fragments) })
+        Some(Trace {
+            trace_id,
+            resource_spans: merge_resource_spans(fragments),
+        })
     }
 }
 
@@ -130,7 +145,9 @@ pub async fn compact_once(
     tenant: &str,
     options: &CompactionOptions,
 ) -> Result<Option<BlockMeta>, BlockError> {
-    let Some(inputs) = plan_compaction(&blocks.blocks(tenant), options) else { return Ok(None) };
+    let Some(inputs) = plan_compaction(&blocks.blocks(tenant), options) else {
+        return Ok(None);
+    };
     // The compressed files are fetched whole (bounded by `max_input_bytes`); decoding streams.
     let mut files = Vec::with_capacity(inputs.len());
     for handle in &inputs {
@@ -138,13 +155,21 @@ pub async fn compact_once(
     }
     let new_block = NewBlock {
         tenant_id: tenant.to_owned(),
-        compaction_level: inputs.iter().map(|h| h.meta.compaction_level).max().unwrap_or(0) + 1,
+        compaction_level: inputs
+            .iter()
+            .map(|h| h.meta.compaction_level)
+            .max()
+            .unwrap_or(0)
+            + 1,
         replaces: inputs.iter().map(|h| h.meta.block_id).collect(),
         options: options.write,
     };
     let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
     let (meta, parquet, index) = tokio::task::spawn_blocking(move || {
-        let streams = files.into_iter().map(|data| v1::TraceStream::new(data, 8192)).collect::<Result<Vec<_>, _>>()?;
+        let streams = files
+            .into_iter()
+            .map(|data| v1::TraceStream::new(data, 8192))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut merged = MergeTraces::new(streams);
         let encoded = encode_block_from(&mut merged, expected_traces, &new_block)?;
         match merged.error {
@@ -163,15 +188,25 @@ pub async fn compact_once(
     Ok(Some(meta))
 }
 
-/// Deletes every block of `tenant` whose newest span ended before `cutoff_unix_nanos`.
+/// The time retention judges a block by: its newest span's end, but never later than when the
+/// block was written. Data cannot be newer than its block, so a span dated in the future (kept
+/// by an older version, or within `limits.max_span_future`) cannot pin the block past retention.
+pub fn retention_time(meta: &crate::BlockMeta) -> u64 {
+    meta.end_unix_nanos.min(meta.created_unix_nanos)
+}
+
+/// Deletes every block of `tenant` whose [`retention_time`] is before `cutoff_unix_nanos`.
 pub async fn apply_retention(
     storage: &Storage,
     blocks: &BlockList,
     tenant: &str,
     cutoff_unix_nanos: u64,
 ) -> Result<usize, BlockError> {
-    let expired: Vec<BlockHandle> =
-        blocks.blocks(tenant).into_iter().filter(|h| h.meta.end_unix_nanos < cutoff_unix_nanos).collect();
+    let expired: Vec<BlockHandle> = blocks
+        .blocks(tenant)
+        .into_iter()
+        .filter(|h| retention_time(&h.meta) < cutoff_unix_nanos)
+        .collect();
     let ids: Vec<_> = expired.iter().map(|h| h.meta.block_id).collect();
     blocks.remove(tenant, &ids);
     for handle in &expired {

@@ -28,8 +28,18 @@ impl BlockFileReader {
         Self::counted(store, key, file_size, Arc::default())
     }
 
-    pub(crate) fn counted(store: Arc<dyn ObjectStore>, key: &str, file_size: u64, bytes_read: Arc<AtomicU64>) -> Self {
-        BlockFileReader { store, path: ObjectPath::from(key), file_size, bytes_read }
+    pub(crate) fn counted(
+        store: Arc<dyn ObjectStore>,
+        key: &str,
+        file_size: u64,
+        bytes_read: Arc<AtomicU64>,
+    ) -> Self {
+        BlockFileReader {
+            store,
+            path: ObjectPath::from(key),
+            file_size,
+            bytes_read,
+        }
     }
 }
 
@@ -40,8 +50,13 @@ fn external(error: object_store::Error) -> ParquetError {
 impl AsyncFileReader for BlockFileReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
         async move {
-            let bytes = self.store.get_range(&self.path, range).await.map_err(external)?;
-            self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let bytes = self
+                .store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)?;
+            self.bytes_read
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             Ok(bytes)
         }
         .boxed()
@@ -49,7 +64,11 @@ impl AsyncFileReader for BlockFileReader {
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, Result<Vec<Bytes>>> {
         async move {
-            let parts = self.store.get_ranges(&self.path, &ranges).await.map_err(external)?;
+            let parts = self
+                .store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)?;
             let fetched: usize = parts.iter().map(Bytes::len).sum();
             self.bytes_read.fetch_add(fetched as u64, Ordering::Relaxed);
             Ok(parts)
@@ -57,9 +76,14 @@ impl AsyncFileReader for BlockFileReader {
         .boxed()
     }
 
-    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
-            let policy = options.map(|o| o.offset_index_policy()).unwrap_or(PageIndexPolicy::Skip);
+            let policy = options
+                .map(|o| o.offset_index_policy())
+                .unwrap_or(PageIndexPolicy::Skip);
             let file_size = self.file_size;
             let metadata = ParquetMetaDataReader::new()
                 .with_column_index_policy(policy)

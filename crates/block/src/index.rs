@@ -27,13 +27,16 @@ impl BlockIndex {
         if !self.bloom.may_contain(trace_id) {
             return None;
         }
-        let candidate = self.row_group_ranges.partition_point(|(_, max)| max < trace_id);
+        let candidate = self
+            .row_group_ranges
+            .partition_point(|(_, max)| max < trace_id);
         let (min, max) = self.row_group_ranges.get(candidate)?;
         (min <= trace_id && trace_id <= max).then_some(candidate)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.row_group_ranges.len() * 32 + self.bloom.size_bytes());
+        let mut out =
+            Vec::with_capacity(24 + self.row_group_ranges.len() * 32 + self.bloom.size_bytes());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.row_group_ranges.len() as u32).to_le_bytes());
         for (min, max) in &self.row_group_ranges {
@@ -83,7 +86,10 @@ impl BlockIndex {
             .chunks_exact(8)
             .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
             .collect();
-        Ok(BlockIndex { row_group_ranges, bloom: Bloom { hash_count, words } })
+        Ok(BlockIndex {
+            row_group_ranges,
+            bloom: Bloom { hash_count, words },
+        })
     }
 }
 
@@ -96,7 +102,10 @@ mod tests {
         let ids: Vec<TraceId> = (1u8..=6).map(|i| TraceId([i; 16])).collect();
         let mut bloom = Bloom::new(ids.len(), 0.01);
         ids.iter().for_each(|id| bloom.insert(id));
-        let index = BlockIndex { row_group_ranges: vec![(ids[0], ids[2]), (ids[3], ids[5])], bloom };
+        let index = BlockIndex {
+            row_group_ranges: vec![(ids[0], ids[2]), (ids[3], ids[5])],
+            bloom,
+        };
         let decoded = BlockIndex::decode(&index.encode()).expect("decodes");
         assert_eq!(decoded, index);
         assert_eq!(decoded.row_group_for(&ids[1]), Some(0));

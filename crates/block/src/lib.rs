@@ -9,10 +9,10 @@
 //! all held in memory so that a trace-by-ID lookup costs no storage round trip for blocks that
 //! cannot hold the trace and one ranged read of a few pages for the block that does.
 
-mod file_reader;
 pub mod blocklist;
 pub mod bloom;
 pub mod compaction;
+mod file_reader;
 pub mod index;
 pub mod meta;
 pub mod nested_set;
@@ -82,7 +82,9 @@ pub struct BlockHandle {
 
 impl std::fmt::Debug for BlockHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockHandle").field("meta", &self.meta).finish()
+        f.debug_struct("BlockHandle")
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -101,9 +103,18 @@ pub fn encode_block_from(
             return;
         }
         for resource_spans in &trace.resource_spans {
-            let attributes = resource_spans.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-            let name = attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref());
-            if let Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) = name {
+            let attributes = resource_spans
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let name = attributes
+                .iter()
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| v.value.as_ref());
+            if let Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) = name
+            {
                 if !service_names.contains(name) {
                     service_names.insert(name.clone());
                 }
@@ -115,12 +126,20 @@ pub fn encode_block_from(
         trace_count += 1;
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
-    let index = BlockIndex { row_group_ranges: encoded.row_group_ranges, bloom }.encode();
+    let index = BlockIndex {
+        row_group_ranges: encoded.row_group_ranges,
+        bloom,
+    }
+    .encode();
     let meta = BlockMeta {
         format: FORMAT_V1.to_owned(),
         block_id: Uuid::now_v7(),
         tenant_id: new_block.tenant_id.clone(),
-        start_unix_nanos: if trace_count == 0 { 0 } else { encoded.start_unix_nanos },
+        start_unix_nanos: if trace_count == 0 {
+            0
+        } else {
+            encoded.start_unix_nanos
+        },
         end_unix_nanos: encoded.end_unix_nanos,
         trace_count,
         span_count: encoded.span_count,
@@ -130,22 +149,34 @@ pub fn encode_block_from(
         compaction_level: new_block.compaction_level,
         created_unix_nanos: now_unix_nanos(),
         replaces: new_block.replaces.clone(),
-        service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES).then(|| service_names.into_iter().collect()),
+        service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES)
+            .then(|| service_names.into_iter().collect()),
     };
     Ok((meta, encoded.parquet, index))
 }
 
 /// `encode_block_from` over a slice (sorted by trace ID).
-pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+pub fn encode_block(
+    traces: &[Trace],
+    new_block: &NewBlock,
+) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
     encode_block_from(traces.iter().cloned(), traces.len(), new_block)
 }
 
 /// Uploads an encoded block: data and index first, `meta.json` last.
-pub async fn upload_block(storage: &Storage, meta: &BlockMeta, parquet: Vec<u8>, index: Vec<u8>) -> Result<(), BlockError> {
+pub async fn upload_block(
+    storage: &Storage,
+    meta: &BlockMeta,
+    parquet: Vec<u8>,
+    index: Vec<u8>,
+) -> Result<(), BlockError> {
     storage.put(&meta.data_key(), Bytes::from(parquet)).await?;
     storage.put(&meta.index_key(), Bytes::from(index)).await?;
-    let meta_json = serde_json::to_vec_pretty(meta).map_err(|error| BlockError::Encode(error.to_string()))?;
-    storage.put(&meta.meta_key(), Bytes::from(meta_json)).await?;
+    let meta_json =
+        serde_json::to_vec_pretty(meta).map_err(|error| BlockError::Encode(error.to_string()))?;
+    storage
+        .put(&meta.meta_key(), Bytes::from(meta_json))
+        .await?;
     Ok(())
 }
 
@@ -158,9 +189,16 @@ pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), Blo
 }
 
 /// Reads a block's `meta.json`.
-pub async fn read_meta(storage: &Storage, tenant: &str, block_id: &str) -> Result<BlockMeta, BlockError> {
-    let bytes = storage.get(&format!("{tenant}/{block_id}/meta.json")).await?;
-    serde_json::from_slice(&bytes).map_err(|error| BlockError::Corrupt(format!("meta.json: {error}")))
+pub async fn read_meta(
+    storage: &Storage,
+    tenant: &str,
+    block_id: &str,
+) -> Result<BlockMeta, BlockError> {
+    let bytes = storage
+        .get(&format!("{tenant}/{block_id}/meta.json"))
+        .await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| BlockError::Corrupt(format!("meta.json: {error}")))
 }
 
 impl BlockHandle {
@@ -170,14 +208,24 @@ impl BlockHandle {
             return Err(BlockError::UnsupportedFormat(meta.format));
         }
         let index = BlockIndex::decode(&storage.get(&meta.index_key()).await?)?;
-        let mut reader = file_reader::BlockFileReader::new(storage.object_store(), &meta.data_key(), meta.data_bytes);
+        let mut reader = file_reader::BlockFileReader::new(
+            storage.object_store(),
+            &meta.data_key(),
+            meta.data_bytes,
+        );
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
             .map_err(|error| BlockError::Read(error.to_string()))?;
         let slots = v1::DedicatedSlots::from_metadata(parquet.metadata());
         let scan_parquet = v1::search::with_dictionaries(&parquet)?;
-        Ok(BlockHandle { meta, index: Arc::new(index), parquet, scan_parquet, slots })
+        Ok(BlockHandle {
+            meta,
+            index: Arc::new(index),
+            parquet,
+            scan_parquet,
+            slots,
+        })
     }
 
     /// The keys this block keeps in dedicated slot columns.
@@ -191,9 +239,16 @@ impl BlockHandle {
     }
 
     /// The trace's spans in this block, if any, and the bytes read from storage to find them.
-    pub async fn find_trace(&self, storage: &Storage, trace_id: TraceId) -> Result<TraceRead, BlockError> {
+    pub async fn find_trace(
+        &self,
+        storage: &Storage,
+        trace_id: TraceId,
+    ) -> Result<TraceRead, BlockError> {
         let Some(row_group) = self.index.row_group_for(&trace_id) else {
-            return Ok(TraceRead { trace: None, bytes_read: 0 });
+            return Ok(TraceRead {
+                trace: None,
+                bytes_read: 0,
+            });
         };
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let trace = v1::read_row_group_trace(
@@ -206,7 +261,50 @@ impl BlockHandle {
             &bytes_read,
         )
         .await?;
-        Ok(TraceRead { trace, bytes_read: bytes_read.load(std::sync::atomic::Ordering::Relaxed) })
+        Ok(TraceRead {
+            trace,
+            bytes_read: bytes_read.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// The pieces this block holds of each of `trace_ids` (absent ones are skipped), and the
+    /// bytes read. Each row group is read once for all the IDs the index places in it.
+    pub async fn find_traces(
+        &self,
+        storage: &Storage,
+        trace_ids: &[TraceId],
+    ) -> Result<(Vec<Trace>, u64), BlockError> {
+        let mut by_row_group: std::collections::BTreeMap<
+            usize,
+            std::collections::HashSet<TraceId>,
+        > = std::collections::BTreeMap::new();
+        for trace_id in trace_ids {
+            if let Some(row_group) = self.index.row_group_for(trace_id) {
+                by_row_group.entry(row_group).or_default().insert(*trace_id);
+            }
+        }
+        let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let store = storage.object_store();
+        let mut traces = Vec::new();
+        for (row_group, wanted) in by_row_group {
+            let key = self.meta.data_key();
+            traces.extend(
+                v1::read_row_group_traces(
+                    &store,
+                    &key,
+                    self.meta.data_bytes,
+                    &self.parquet,
+                    row_group,
+                    &wanted,
+                    &bytes_read,
+                )
+                .await?,
+            );
+        }
+        Ok((
+            traces,
+            bytes_read.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     /// TraceQL stage 1: the traces of this block that may satisfy `plan`'s condition. Column
@@ -224,37 +322,101 @@ impl BlockHandle {
             if plan.decides_early() {
                 // Predicate columns first: most row groups of a selective query end here, without
                 // reading trace IDs and times; the rest reuse the decoded predicate rows.
-                let predicates = self.fetch_columns(storage, row_group, &plan.predicate_roots, plan.attribute_leaves).await?;
-                outcome.bytes_read += predicates.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-                let permit = cpu.clone().acquire_owned().await.map_err(|error| BlockError::Read(error.to_string()))?;
-                let (early_plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
+                let predicates = self
+                    .fetch_columns(
+                        storage,
+                        row_group,
+                        &plan.predicate_roots,
+                        plan.attribute_leaves,
+                    )
+                    .await?;
+                outcome.bytes_read += predicates
+                    .iter()
+                    .map(|(_, part)| part.len() as u64)
+                    .sum::<u64>();
+                let permit = cpu
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|error| BlockError::Read(error.to_string()))?;
+                let (early_plan, metadata, file_size) = (
+                    plan.clone(),
+                    self.scan_parquet.clone(),
+                    self.meta.data_bytes,
+                );
                 let rows = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    v1::search::predicate_rows(&early_plan, &metadata, file_size, row_group, predicates)
+                    v1::search::predicate_rows(
+                        &early_plan,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        predicates,
+                    )
                 })
                 .await
                 .map_err(|error| BlockError::Read(error.to_string()))??;
                 let Some(rows) = rows else {
-                    outcome.spans_scanned += self.parquet.metadata().row_group(row_group).num_rows() as u64;
+                    outcome.spans_scanned +=
+                        self.parquet.metadata().row_group(row_group).num_rows() as u64;
                     continue;
                 };
-                let trace_columns = self.fetch_columns(storage, row_group, &plan.trace_roots(), None).await?;
-                outcome.bytes_read += trace_columns.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-                let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-                let (plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
+                let trace_columns = self
+                    .fetch_columns(storage, row_group, &plan.trace_roots(), None)
+                    .await?;
+                outcome.bytes_read += trace_columns
+                    .iter()
+                    .map(|(_, part)| part.len() as u64)
+                    .sum::<u64>();
+                let _permit = cpu
+                    .acquire()
+                    .await
+                    .map_err(|error| BlockError::Read(error.to_string()))?;
+                let (plan, metadata, file_size) = (
+                    plan.clone(),
+                    self.scan_parquet.clone(),
+                    self.meta.data_bytes,
+                );
                 outcome = tokio::task::spawn_blocking(move || {
-                    v1::search::scan_row_group_with_rows(&plan, &metadata, file_size, row_group, trace_columns, &rows, &mut outcome).map(|()| outcome)
+                    v1::search::scan_row_group_with_rows(
+                        &plan,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        trace_columns,
+                        &rows,
+                        &mut outcome,
+                    )
+                    .map(|()| outcome)
                 })
                 .await
                 .map_err(|error| BlockError::Read(error.to_string()))??;
                 continue;
             }
             let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-            outcome.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-            let (plan, metadata, file_size) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes);
+            outcome.bytes_read += fetched
+                .iter()
+                .map(|(_, part)| part.len() as u64)
+                .sum::<u64>();
+            let _permit = cpu
+                .acquire()
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))?;
+            let (plan, metadata, file_size) = (
+                plan.clone(),
+                self.scan_parquet.clone(),
+                self.meta.data_bytes,
+            );
             outcome = tokio::task::spawn_blocking(move || {
-                v1::search::scan_row_group(&plan, &metadata, file_size, row_group, fetched, &mut outcome).map(|()| outcome)
+                v1::search::scan_row_group(
+                    &plan,
+                    &metadata,
+                    file_size,
+                    row_group,
+                    fetched,
+                    &mut outcome,
+                )
+                .map(|()| outcome)
             })
             .await
             .map_err(|error| BlockError::Read(error.to_string()))??;
@@ -281,13 +443,30 @@ impl BlockHandle {
         let mut bytes_read = 0u64;
         for row_group in plan.row_groups(&self.parquet) {
             let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-            bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-            let (plan, columns, query, skip) = (plan.clone(), columns.clone(), query.clone(), skip.clone());
+            bytes_read += fetched
+                .iter()
+                .map(|(_, part)| part.len() as u64)
+                .sum::<u64>();
+            let _permit = cpu
+                .acquire()
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))?;
+            let (plan, columns, query, skip) =
+                (plan.clone(), columns.clone(), query.clone(), skip.clone());
             let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
             (accumulator, stats) = tokio::task::spawn_blocking(move || {
-                for batch in v1::search::decode_row_group(&plan, &metadata, file_size, row_group, fetched)? {
-                    v1::metrics::fold_batch(&plan, &columns, &query, &batch, &skip, &mut accumulator, &mut stats)?;
+                for batch in
+                    v1::search::decode_row_group(&plan, &metadata, file_size, row_group, fetched)?
+                {
+                    v1::metrics::fold_batch(
+                        &plan,
+                        &columns,
+                        &query,
+                        &batch,
+                        &skip,
+                        &mut accumulator,
+                        &mut stats,
+                    )?;
                 }
                 Ok::<_, BlockError>((accumulator, stats))
             })
@@ -305,7 +484,8 @@ impl BlockHandle {
         plan: &v1::search::ScanPlan,
         row_group: usize,
     ) -> Result<Vec<(u64, Bytes)>, BlockError> {
-        self.fetch_columns(storage, row_group, &plan.roots, plan.attribute_leaves).await
+        self.fetch_columns(storage, row_group, &plan.roots, plan.attribute_leaves)
+            .await
     }
 
     /// The column chunks under `roots` of one row group (of the generic attribute list, only
@@ -322,13 +502,23 @@ impl BlockHandle {
         }
         let path = object_store::path::Path::from(self.meta.data_key());
         let ranges = v1::search::chunk_ranges(&self.parquet, row_group, roots, attribute_leaves);
-        let parts = storage.object_store().get_ranges(&path, &ranges).await.map_err(|error| BlockError::Read(error.to_string()))?;
+        let parts = storage
+            .object_store()
+            .get_ranges(&path, &ranges)
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))?;
         Ok(ranges.iter().map(|range| range.start).zip(parts).collect())
     }
 
     /// Every trace in the block, in trace-ID order.
     pub async fn read_all(&self, storage: &Storage) -> Result<Vec<Trace>, BlockError> {
-        v1::read_all_traces(&storage.object_store(), &self.meta.data_key(), self.meta.data_bytes, &self.parquet).await
+        v1::read_all_traces(
+            &storage.object_store(),
+            &self.meta.data_key(),
+            self.meta.data_bytes,
+            &self.parquet,
+        )
+        .await
     }
 }
 

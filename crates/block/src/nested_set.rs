@@ -79,12 +79,18 @@ mod tests {
         ];
         let numbers = nested_set(&spans);
         let root = numbers[0];
-        assert_eq!((root.left, root.right, root.parent, root.child_count), (1, 8, -1, 2));
+        assert_eq!(
+            (root.left, root.right, root.parent, root.child_count),
+            (1, 8, -1, 2)
+        );
         let (a, b, c) = (numbers[1], numbers[2], numbers[3]);
         assert_eq!((a.left, a.right, a.parent), (2, 5, 1));
         assert_eq!((c.left, c.right, c.parent), (3, 4, 2));
         assert_eq!((b.left, b.right, b.parent), (6, 7, 1));
-        assert!(root.left < c.left && c.right < root.right, "root is c's ancestor");
+        assert!(
+            root.left < c.left && c.right < root.right,
+            "root is c's ancestor"
+        );
         assert_eq!(numbers[4], NestedSet::default());
     }
 }

@@ -1,6 +1,8 @@
 //! Block round trips: random traces written, uploaded, reopened and read back by ID and in full.
 
-use andante_model::otlp::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
+use andante_model::otlp::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
 use andante_model::otlp::resource::v1::Resource;
 use andante_model::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
@@ -16,7 +18,11 @@ fn value(v: any_value::Value) -> Option<AnyValue> {
 }
 
 fn attribute(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: value(v), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: value(v),
+        ..Default::default()
+    }
 }
 
 pub(crate) fn random_trace(rng: &mut SmallRng, services: usize) -> Trace {
@@ -29,8 +35,14 @@ pub(crate) fn random_trace(rng: &mut SmallRng, services: usize) -> Trace {
     for s in 0..rng.random_range(1..=services) {
         let resource = Resource {
             attributes: vec![
-                attribute("service.name", any_value::Value::StringValue(format!("svc-{s}"))),
-                attribute("k8s.pod.name", any_value::Value::StringValue(format!("pod-{}", rng.random_range(0..3)))),
+                attribute(
+                    "service.name",
+                    any_value::Value::StringValue(format!("svc-{s}")),
+                ),
+                attribute(
+                    "k8s.pod.name",
+                    any_value::Value::StringValue(format!("pod-{}", rng.random_range(0..3))),
+                ),
             ],
             ..Default::default()
         };
@@ -39,24 +51,39 @@ pub(crate) fn random_trace(rng: &mut SmallRng, services: usize) -> Trace {
             let mut id = vec![0u8; 8];
             rng.fill(&mut id[..]);
             id[0] |= 1;
-            let parent = if ids.is_empty() { Vec::new() } else { ids[rng.random_range(0..ids.len())].clone() };
+            let parent = if ids.is_empty() {
+                Vec::new()
+            } else {
+                ids[rng.random_range(0..ids.len())].clone()
+            };
             ids.push(id.clone());
             let start = 1_700_000_000_000_000_000 + rng.random_range(0..1_000_000_000u64);
             let mut attributes = vec![
-                attribute("http.route", any_value::Value::StringValue(format!("/r/{}", rng.random_range(0..5)))),
+                attribute(
+                    "http.route",
+                    any_value::Value::StringValue(format!("/r/{}", rng.random_range(0..5))),
+                ),
                 attribute("http.response.status_code", any_value::Value::IntValue(200)),
-                attribute("user.id", any_value::Value::StringValue(format!("u{}", rng.random::<u32>()))),
+                attribute(
+                    "user.id",
+                    any_value::Value::StringValue(format!("u{}", rng.random::<u32>())),
+                ),
                 attribute("ratio", any_value::Value::DoubleValue(rng.random())),
                 attribute("cached", any_value::Value::BoolValue(rng.random())),
                 attribute(
                     "tags",
                     any_value::Value::ArrayValue(ArrayValue {
-                        values: vec![AnyValue { value: Some(any_value::Value::StringValue("a".into())) }],
+                        values: vec![AnyValue {
+                            value: Some(any_value::Value::StringValue("a".into())),
+                        }],
                     }),
                 ),
             ];
             if rng.random_bool(0.3) {
-                attributes.push(attribute("bytes", any_value::Value::BytesValue(vec![1, 2, 3])));
+                attributes.push(attribute(
+                    "bytes",
+                    any_value::Value::BytesValue(vec![1, 2, 3]),
+                ));
             }
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
@@ -68,31 +95,53 @@ pub(crate) fn random_trace(rng: &mut SmallRng, services: usize) -> Trace {
                 end_time_unix_nano: start + rng.random_range(0..5_000_000),
                 attributes,
                 events: if rng.random_bool(0.3) {
-                    vec![span::Event { time_unix_nano: start + 5, name: "exception".into(), ..Default::default() }]
+                    vec![span::Event {
+                        time_unix_nano: start + 5,
+                        name: "exception".into(),
+                        ..Default::default()
+                    }]
                 } else {
                     Vec::new()
                 },
                 links: if rng.random_bool(0.2) {
-                    vec![span::Link { trace_id: vec![7; 16], span_id: vec![8; 8], ..Default::default() }]
+                    vec![span::Link {
+                        trace_id: vec![7; 16],
+                        span_id: vec![8; 8],
+                        ..Default::default()
+                    }]
                 } else {
                     Vec::new()
                 },
-                status: Some(Status { code: rng.random_range(0..3), message: String::new() }),
-                trace_state: if rng.random_bool(0.1) { "k=v".into() } else { String::new() },
+                status: Some(Status {
+                    code: rng.random_range(0..3),
+                    message: String::new(),
+                }),
+                trace_state: if rng.random_bool(0.1) {
+                    "k=v".into()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             });
         }
         resource_spans.push(ResourceSpans {
             resource: Some(resource),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "lib".into(), version: "1".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
         });
     }
-    Trace { trace_id: TraceId(trace_id), resource_spans }
+    Trace {
+        trace_id: TraceId(trace_id),
+        resource_spans,
+    }
 }
 
 /// A canonical form: every span with its resource and scope, attributes sorted, spans sorted.
@@ -104,7 +153,11 @@ pub(crate) fn canonical(resource_spans: &[ResourceSpans]) -> Vec<Vec<u8>> {
                 let mut span = span.clone();
                 span.attributes.sort_by(|a, b| a.key.cmp(&b.key));
                 span.status.get_or_insert_with(Status::default);
-                let mut bytes = resource.resource.clone().unwrap_or_default().encode_to_vec();
+                let mut bytes = resource
+                    .resource
+                    .clone()
+                    .unwrap_or_default()
+                    .encode_to_vec();
                 bytes.extend(scope.scope.clone().unwrap_or_default().encode_to_vec());
                 bytes.extend(span.encode_to_vec());
                 out.push(bytes);
@@ -128,11 +181,18 @@ async fn write(storage: &Storage, traces: &[Trace], row_group_spans: usize) -> B
         tenant_id: "t".into(),
         compaction_level: 0,
         replaces: Vec::new(),
-        options: v1::WriteOptions { row_group_spans, ..Default::default() },
+        options: v1::WriteOptions {
+            row_group_spans,
+            ..Default::default()
+        },
     };
     let (meta, parquet, index) = encode_block(traces, &new_block).expect("encode");
-    upload_block(storage, &meta, parquet, index).await.expect("upload");
-    let meta = read_meta(storage, "t", &meta.block_id.to_string()).await.expect("meta");
+    upload_block(storage, &meta, parquet, index)
+        .await
+        .expect("upload");
+    let meta = read_meta(storage, "t", &meta.block_id.to_string())
+        .await
+        .expect("meta");
     BlockHandle::open(storage, meta).await.expect("open")
 }
 
@@ -141,18 +201,40 @@ async fn every_trace_reads_back_by_id_across_row_groups() {
     let storage = Storage::in_memory();
     let traces = traces(7, 300);
     let handle = write(&storage, &traces, 200).await;
-    assert!(handle.meta.row_groups > 3, "several row groups: {}", handle.meta.row_groups);
+    assert!(
+        handle.meta.row_groups > 3,
+        "several row groups: {}",
+        handle.meta.row_groups
+    );
     assert_eq!(handle.meta.trace_count as usize, traces.len());
     for trace in &traces {
-        let found = handle.find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
-        assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans), "{}", trace.trace_id);
+        let found = handle
+            .find_trace(&storage, trace.trace_id)
+            .await
+            .expect("read")
+            .trace
+            .expect("present");
+        assert_eq!(
+            canonical(&found.resource_spans),
+            canonical(&trace.resource_spans),
+            "{}",
+            trace.trace_id
+        );
     }
     let absent = TraceId([0xee; 16]);
     let miss = handle.find_trace(&storage, absent).await.expect("read");
     assert!(miss.trace.is_none());
     assert_eq!(miss.bytes_read, 0, "the in-memory index answers a miss");
-    let hit = handle.find_trace(&storage, traces[7].trace_id).await.expect("read");
-    assert!(hit.bytes_read > 0 && hit.bytes_read < handle.meta.data_bytes, "{} of {}", hit.bytes_read, handle.meta.data_bytes);
+    let hit = handle
+        .find_trace(&storage, traces[7].trace_id)
+        .await
+        .expect("read");
+    assert!(
+        hit.bytes_read > 0 && hit.bytes_read < handle.meta.data_bytes,
+        "{} of {}",
+        hit.bytes_read,
+        handle.meta.data_bytes
+    );
 }
 
 #[tokio::test]
@@ -164,7 +246,10 @@ async fn read_all_returns_every_trace_in_order() {
     assert_eq!(read.len(), traces.len());
     for (read, written) in read.iter().zip(&traces) {
         assert_eq!(read.trace_id, written.trace_id);
-        assert_eq!(canonical(&read.resource_spans), canonical(&written.resource_spans));
+        assert_eq!(
+            canonical(&read.resource_spans),
+            canonical(&written.resource_spans)
+        );
     }
 }
 
@@ -173,10 +258,15 @@ async fn deleted_blocks_are_gone_and_bad_formats_are_refused() {
     let storage = Storage::in_memory();
     let handle = write(&storage, &traces(3, 5), 100).await;
     delete_block(&storage, &handle.meta).await.expect("delete");
-    assert!(read_meta(&storage, "t", &handle.meta.block_id.to_string()).await.is_err());
+    assert!(read_meta(&storage, "t", &handle.meta.block_id.to_string())
+        .await
+        .is_err());
     let mut meta = handle.meta.clone();
     meta.format = "vParquet9".into();
-    assert!(matches!(BlockHandle::open(&storage, meta).await, Err(BlockError::UnsupportedFormat(_))));
+    assert!(matches!(
+        BlockHandle::open(&storage, meta).await,
+        Err(BlockError::UnsupportedFormat(_))
+    ));
 }
 
 #[tokio::test]
@@ -184,34 +274,59 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
     let storage = Storage::in_memory();
     let all = traces(21, 60);
     // The same traces split over three blocks: halves of each trace's resources, plus a repeat.
-    let first: Vec<Trace> = all.iter().map(|t| Trace { trace_id: t.trace_id, resource_spans: t.resource_spans[..1].to_vec() }).collect();
+    let first: Vec<Trace> = all
+        .iter()
+        .map(|t| Trace {
+            trace_id: t.trace_id,
+            resource_spans: t.resource_spans[..1].to_vec(),
+        })
+        .collect();
     let rest: Vec<Trace> = all
         .iter()
         .filter(|t| t.resource_spans.len() > 1)
-        .map(|t| Trace { trace_id: t.trace_id, resource_spans: t.resource_spans[1..].to_vec() })
+        .map(|t| Trace {
+            trace_id: t.trace_id,
+            resource_spans: t.resource_spans[1..].to_vec(),
+        })
         .collect();
     let list = blocklist::BlockList::default();
     for part in [&first, &rest, &first] {
         list.add(write(&storage, part, 1000).await);
     }
     let options = compaction::CompactionOptions::default();
-    let meta = compaction::compact_once(&storage, &list, "t", &options).await.expect("compact").expect("a plan");
+    let meta = compaction::compact_once(&storage, &list, "t", &options)
+        .await
+        .expect("compact")
+        .expect("a plan");
     assert_eq!(meta.replaces.len(), 3);
     assert_eq!(meta.compaction_level, 1);
     assert_eq!(meta.trace_count as usize, all.len());
     let blocks = list.blocks("t");
     assert_eq!(blocks.len(), 1);
     for trace in &all {
-        let found = blocks[0].find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
-        assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans));
+        let found = blocks[0]
+            .find_trace(&storage, trace.trace_id)
+            .await
+            .expect("read")
+            .trace
+            .expect("present");
+        assert_eq!(
+            canonical(&found.resource_spans),
+            canonical(&trace.resource_spans)
+        );
     }
     // A poll from storage sees the same single block.
     let polled = blocklist::BlockList::default();
     polled.poll(&storage).await.expect("poll");
     assert_eq!(polled.blocks("t").len(), 1);
-    assert!(compaction::compact_once(&storage, &list, "t", &options).await.expect("compact").is_none());
+    assert!(compaction::compact_once(&storage, &list, "t", &options)
+        .await
+        .expect("compact")
+        .is_none());
 
-    let deleted = compaction::apply_retention(&storage, &list, "t", meta.end_unix_nanos + 1).await.expect("retention");
+    let deleted = compaction::apply_retention(&storage, &list, "t", meta.end_unix_nanos + 1)
+        .await
+        .expect("retention");
     assert_eq!(deleted, 1);
     polled.poll(&storage).await.expect("poll");
     assert!(polled.blocks("t").is_empty());
@@ -224,15 +339,28 @@ async fn trace_stream_joins_traces_cut_across_batches() {
     let handle = write(&storage, &traces, 50).await;
     let data = storage.get(&handle.meta.data_key()).await.expect("data");
     // Seven rows per batch: most traces are split over two or more batches.
-    let streamed: Vec<Trace> = v1::TraceStream::new(data, 7).expect("stream").collect::<Result<_, _>>().expect("read");
+    let streamed: Vec<Trace> = v1::TraceStream::new(data, 7)
+        .expect("stream")
+        .collect::<Result<_, _>>()
+        .expect("read");
     assert_eq!(streamed.len(), traces.len());
     for (read, written) in streamed.iter().zip(&traces) {
         assert_eq!(read.trace_id, written.trace_id);
-        assert_eq!(canonical(&read.resource_spans), canonical(&written.resource_spans));
+        assert_eq!(
+            canonical(&read.resource_spans),
+            canonical(&written.resource_spans)
+        );
     }
     let merged = compaction::merge_traces(vec![streamed.clone(), streamed]);
-    assert_eq!(merged.len(), traces.len(), "the same traces twice merge into one copy each");
-    assert_eq!(canonical(&merged[3].resource_spans), canonical(&traces[3].resource_spans));
+    assert_eq!(
+        merged.len(),
+        traces.len(),
+        "the same traces twice merge into one copy each"
+    );
+    assert_eq!(
+        canonical(&merged[3].resource_spans),
+        canonical(&traces[3].resource_spans)
+    );
 }
 
 #[tokio::test]
@@ -257,7 +385,13 @@ fn matching_traces(query: &andante_traceql::Query, traces: &[Trace]) -> Vec<Trac
     use andante_traceql::{evaluate, TraceView};
     traces
         .iter()
-        .filter(|trace| !evaluate(query, &TraceView::new(trace.trace_id.0, &trace.resource_spans)).is_empty())
+        .filter(|trace| {
+            !evaluate(
+                query,
+                &TraceView::new(trace.trace_id.0, &trace.resource_spans),
+            )
+            .is_empty()
+        })
         .map(|trace| trace.trace_id)
         .collect()
 }
@@ -274,7 +408,10 @@ async fn scan_candidates_agree_with_the_engine() {
         (r#"{ name =~ "op-[12]" }"#, true),
         (r#"{ resource.service.name = "svc-2" }"#, true),
         (r#"{ resource.k8s.pod.name = "pod-1" }"#, true),
-        (r#"{ resource.k8s.pod.name =~ "pod-[01]" && resource.service.name != nil }"#, true),
+        (
+            r#"{ resource.k8s.pod.name =~ "pod-[01]" && resource.service.name != nil }"#,
+            true,
+        ),
         (r#"{ resource.no.such.attribute = nil }"#, true),
         (r#"{ span.http.route = "/r/3" }"#, true),
         (r#"{ span.http.response.status_code = 200 }"#, true),
@@ -288,46 +425,98 @@ async fn scan_candidates_agree_with_the_engine() {
         (r#"{ .missing = nil }"#, true),
         (r#"{ kind = server && status = error }"#, true),
         // Structural operators between exact filters are decided on nested-set numbers.
-        (r#"{ kind = client } >> { status = error && name = "op-0" }"#, true),
+        (
+            r#"{ kind = client } >> { status = error && name = "op-0" }"#,
+            true,
+        ),
         (r#"{ name = "op-1" } > { kind = server }"#, true),
         (r#"{ status = error } < { name = "op-2" }"#, true),
-        (r#"{ resource.service.name = "svc-1" } << { span.http.route = "/r/4" }"#, true),
+        (
+            r#"{ resource.service.name = "svc-1" } << { span.http.route = "/r/4" }"#,
+            true,
+        ),
         (r#"{ name = "op-3" } ~ { name = "op-3" }"#, true),
         (r#"{ } &>> { span.cached = true && kind = consumer }"#, true),
         (r#"{ name = "op-0" } !> { name = "op-1" }"#, false),
-        (r#"({ kind = client } >> { name = "op-0" }) && { status = ok }"#, false),
-        (r#"{ resource.service.name = "svc-0" } && { resource.service.name = "svc-1" }"#, false),
+        (
+            r#"({ kind = client } >> { name = "op-0" }) && { status = ok }"#,
+            false,
+        ),
+        (
+            r#"{ resource.service.name = "svc-0" } && { resource.service.name = "svc-1" }"#,
+            false,
+        ),
         (r#"{ event:name = "exception" } | count() > 1"#, false),
         (r#"{ span.http.route = "/r/1" || duration > 4900us }"#, true),
     ];
     for (text, exact) in cases {
         let query = parse(text).expect("query parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
-        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&query),
+            0..u64::MAX,
+        ));
+        let outcome = handle
+            .scan(&storage, plan, cpu.clone())
+            .await
+            .expect("scan");
         assert!(outcome.bytes_read > 0, "{text}");
         // Row groups ruled out by their predicate columns count their spans, not their traces.
         assert!(outcome.traces_scanned as usize <= traces.len(), "{text}");
-        let span_total: usize = traces.iter().map(|t| t.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>()).sum();
+        let span_total: usize = traces
+            .iter()
+            .map(|t| {
+                t.resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum::<usize>()
+            })
+            .sum();
         assert_eq!(outcome.spans_scanned as usize, span_total, "{text}");
-        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        let candidates: Vec<TraceId> = outcome
+            .candidates
+            .iter()
+            .map(|candidate| candidate.trace_id)
+            .collect();
         let matching = matching_traces(&query, &traces);
-        assert!(!matching.is_empty() || text.contains("nobody"), "{text} should match something in the fixture");
+        assert!(
+            !matching.is_empty() || text.contains("nobody"),
+            "{text} should match something in the fixture"
+        );
         for trace_id in &matching {
-            assert!(candidates.contains(trace_id), "{text}: matching trace {trace_id:?} was not a candidate");
+            assert!(
+                candidates.contains(trace_id),
+                "{text}: matching trace {trace_id:?} was not a candidate"
+            );
         }
         if *exact {
-            assert_eq!(candidates, matching, "{text}: stage 1 should be exact for a single-column filter");
+            assert_eq!(
+                candidates, matching,
+                "{text}: stage 1 should be exact for a single-column filter"
+            );
         }
     }
     // A query that matches nothing reads its predicate column only, never trace IDs and times.
     let bytes = |text: &str| {
-        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&parse(text).expect("parses")), 0..u64::MAX));
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&parse(text).expect("parses")),
+            0..u64::MAX,
+        ));
         let (handle, storage, cpu) = (&handle, &storage, cpu.clone());
-        async move { handle.scan(storage, plan, cpu).await.expect("scan").bytes_read }
+        async move {
+            handle
+                .scan(storage, plan, cpu)
+                .await
+                .expect("scan")
+                .bytes_read
+        }
     };
     let nothing = bytes(r#"{ span.http.route = "/no/such/route" }"#).await;
     let everything = bytes(r#"{ span.http.route =~ ".*" }"#).await;
-    assert!(nothing * 3 < everything, "match-nothing read {nothing} bytes, match-everything {everything}");
+    assert!(
+        nothing * 3 < everything,
+        "match-nothing read {nothing} bytes, match-everything {everything}"
+    );
 }
 
 /// The columnar metrics path gives the same series as evaluating every trace, for every query it
@@ -342,8 +531,18 @@ async fn columnar_metrics_agree_with_the_engine() {
     let cpu = Arc::new(tokio::sync::Semaphore::new(2));
     let (first, last) = traces
         .iter()
-        .flat_map(|t| t.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans))
-        .fold((u64::MAX, 0), |(lo, hi), span| (lo.min(span.start_time_unix_nano), hi.max(span.start_time_unix_nano)));
+        .flat_map(|t| {
+            t.resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+        })
+        .fold((u64::MAX, 0), |(lo, hi), span| {
+            (
+                lo.min(span.start_time_unix_nano),
+                hi.max(span.start_time_unix_nano),
+            )
+        });
     let intervals = Intervals::range(first, last, ((last - first) / 7).max(1));
     let columnar = [
         "{ } | rate() by (resource.service.name)",
@@ -364,21 +563,39 @@ async fn columnar_metrics_agree_with_the_engine() {
     let by_engine = |query: &andante_traceql::MetricsQuery| -> Vec<MetricsSeries> {
         let mut accumulator = Accumulator::new(intervals).with_exemplars(10);
         for trace in &traces {
-            accumulator.observe(query, &TraceView::new(trace.trace_id.0, &trace.resource_spans));
+            accumulator.observe(
+                query,
+                &TraceView::new(trace.trace_id.0, &trace.resource_spans),
+            );
         }
         accumulator.finish(query)
     };
     for text in columnar {
         let query = parse_metrics(text).expect("parses");
-        let columns = Arc::new(v1::metrics::MetricsColumns::of(&query).unwrap_or_else(|| panic!("{text} should be columnar")));
+        let columns = Arc::new(
+            v1::metrics::MetricsColumns::of(&query)
+                .unwrap_or_else(|| panic!("{text} should be columnar")),
+        );
         let condition = match query.columnar().and_then(|spec| spec.predicate) {
             Some(predicate) => andante_traceql::TraceCondition::Exists(predicate),
             None => andante_traceql::TraceCondition::True,
         };
-        let plan = Arc::new(v1::search::ScanPlan::with_columns(condition, 0..u64::MAX, &columns.names()));
+        let plan = Arc::new(v1::search::ScanPlan::with_columns(
+            condition,
+            0..u64::MAX,
+            &columns.names(),
+        ));
         let accumulator = Accumulator::new(intervals).with_exemplars(10);
         let (accumulator, bytes, stats) = handle
-            .fold_metrics(&storage, plan, columns, Arc::new(query.clone()), accumulator, Arc::new(Default::default()), cpu.clone())
+            .fold_metrics(
+                &storage,
+                plan,
+                columns,
+                Arc::new(query.clone()),
+                accumulator,
+                Arc::new(Default::default()),
+                cpu.clone(),
+            )
             .await
             .expect("fold");
         assert!(bytes > 0 && stats.spans_scanned > 0, "{text}");
@@ -390,7 +607,10 @@ async fn columnar_metrics_agree_with_the_engine() {
             assert_eq!(a.labels, b.labels, "{text}");
             for (x, y) in a.samples.iter().zip(&b.samples) {
                 match (x, y) {
-                    (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{text}: {x} vs {y}"),
+                    (Some(x), Some(y)) => assert!(
+                        (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                        "{text}: {x} vs {y}"
+                    ),
                     _ => assert_eq!(x, y, "{text}"),
                 }
             }
@@ -398,7 +618,10 @@ async fn columnar_metrics_agree_with_the_engine() {
     }
     for text in whole_trace {
         let query = parse_metrics(text).expect("parses");
-        assert!(v1::metrics::MetricsColumns::of(&query).is_none(), "{text} needs whole traces");
+        assert!(
+            v1::metrics::MetricsColumns::of(&query).is_none(),
+            "{text} needs whole traces"
+        );
     }
 }
 
@@ -415,10 +638,14 @@ async fn meta_lists_service_names() {
         .filter_map(|r| r.resource.as_ref())
         .flat_map(|r| &r.attributes)
         .filter(|kv| kv.key == "service.name")
-        .filter_map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) => Some(name.clone()),
-            _ => None,
-        })
+        .filter_map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            },
+        )
         .collect();
     expected.sort();
     expected.dedup();
@@ -441,24 +668,48 @@ async fn frequent_string_keys_get_slot_columns() {
     let storage = Storage::in_memory();
     let mut traces = traces(13, 300);
     let mut span_number = 0;
-    for span in traces.iter_mut().flat_map(|t| &mut t.resource_spans).flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+    for span in traces
+        .iter_mut()
+        .flat_map(|t| &mut t.resource_spans)
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
         span_number += 1;
-        let mixed = if span_number % 2 == 0 { any_value::Value::StringValue("m-x".into()) } else { any_value::Value::IntValue(5) };
+        let mixed = if span_number % 2 == 0 {
+            any_value::Value::StringValue("m-x".into())
+        } else {
+            any_value::Value::IntValue(5)
+        };
         span.attributes.push(attribute("mixed", mixed));
         if span_number == 40 {
-            span.attributes.push(attribute("rare", any_value::Value::StringValue("only-once".into())));
+            span.attributes.push(attribute(
+                "rare",
+                any_value::Value::StringValue("only-once".into()),
+            ));
         }
     }
     let handle = write(&storage, &traces, 400).await;
     let slotted: Vec<&str> = handle.slots().iter().map(|(key, _)| key).collect();
-    assert!(slotted.contains(&"user.id") && slotted.contains(&"mixed"), "{slotted:?}");
-    assert!(!slotted.contains(&"rare"), "a key on one span in thousands stays in the generic list: {slotted:?}");
-    assert!(!slotted.contains(&"http.route"), "keys with a fixed column take no slot: {slotted:?}");
+    assert!(
+        slotted.contains(&"user.id") && slotted.contains(&"mixed"),
+        "{slotted:?}"
+    );
+    assert!(
+        !slotted.contains(&"rare"),
+        "a key on one span in thousands stays in the generic list: {slotted:?}"
+    );
+    assert!(
+        !slotted.contains(&"http.route"),
+        "keys with a fixed column take no slot: {slotted:?}"
+    );
 
     let read = handle.read_all(&storage).await.expect("read");
     assert_eq!(read.len(), traces.len());
     for (read, written) in read.iter().zip(&traces) {
-        assert_eq!(canonical(&read.resource_spans), canonical(&written.resource_spans));
+        assert_eq!(
+            canonical(&read.resource_spans),
+            canonical(&written.resource_spans)
+        );
     }
 
     let cpu = Arc::new(tokio::sync::Semaphore::new(2));
@@ -474,11 +725,27 @@ async fn frequent_string_keys_get_slot_columns() {
         .expect("user.id");
     let user_query = format!(r#"{{ span.user.id = "{some_user}" }}"#);
     let mut bytes = HashMap::new();
-    for text in [user_query.as_str(), r#"{ span.mixed = 5 }"#, r#"{ span.mixed = "m-x" }"#, r#"{ .mixed != nil }"#, r#"{ span.rare = "only-once" }"#] {
+    for text in [
+        user_query.as_str(),
+        r#"{ span.mixed = 5 }"#,
+        r#"{ span.mixed = "m-x" }"#,
+        r#"{ .mixed != nil }"#,
+        r#"{ span.rare = "only-once" }"#,
+    ] {
         let query = parse(text).expect("query parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
-        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
-        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&query),
+            0..u64::MAX,
+        ));
+        let outcome = handle
+            .scan(&storage, plan, cpu.clone())
+            .await
+            .expect("scan");
+        let candidates: Vec<TraceId> = outcome
+            .candidates
+            .iter()
+            .map(|candidate| candidate.trace_id)
+            .collect();
         let matching = matching_traces(&query, &traces);
         assert!(!matching.is_empty(), "{text}");
         assert_eq!(candidates, matching, "{text}");
@@ -489,21 +756,42 @@ async fn frequent_string_keys_get_slot_columns() {
     // generic key it reads the list's key/str/other leaves only.
     let file_schema = v1::schema();
     let root = |name: &str| file_schema.index_of(name).expect("column");
-    let plan_for = |text: &str| Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&parse(text).expect("parses")), 0..u64::MAX)).for_block(handle.slots());
+    let plan_for = |text: &str| {
+        Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&parse(text).expect("parses")),
+            0..u64::MAX,
+        ))
+        .for_block(handle.slots())
+    };
     let slotted = plan_for(&user_query);
-    let slot_column = handle.slots().iter().find(|(key, _)| *key == "user.id").map(|(_, column)| column).expect("user.id has a slot");
-    assert!(slotted.predicate_roots.contains(&root(slot_column)) && !slotted.predicate_roots.contains(&root("attributes")));
+    let slot_column = handle
+        .slots()
+        .iter()
+        .find(|(key, _)| *key == "user.id")
+        .map(|(_, column)| column)
+        .expect("user.id has a slot");
+    assert!(
+        slotted.predicate_roots.contains(&root(slot_column))
+            && !slotted.predicate_roots.contains(&root("attributes"))
+    );
     let generic = plan_for(r#"{ span.rare = "only-once" }"#);
     assert!(generic.predicate_roots.contains(&root("attributes")));
     assert_eq!(generic.attribute_leaves, Some(&["key", "str", "other"][..]));
-    assert_eq!(plan_for(r#"{ span.mixed = 5 }"#).attribute_leaves, None, "a number needs the numeric leaves");
+    assert_eq!(
+        plan_for(r#"{ span.mixed = 5 }"#).attribute_leaves,
+        None,
+        "a number needs the numeric leaves"
+    );
 
     let collect = |request: TagRequest| {
         let (handle, storage, cpu) = (&handle, &storage, cpu.clone());
         async move {
             let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
             let mut out = TagCollection::default();
-            handle.collect_tags(storage, &request, plan, cpu, &mut out, &mut HashSet::new()).await.expect("tags");
+            handle
+                .collect_tags(storage, &request, plan, cpu, &mut out, &mut HashSet::new())
+                .await
+                .expect("tags");
             out
         }
     };
@@ -512,9 +800,16 @@ async fn frequent_string_keys_get_slot_columns() {
     for key in ["user.id", "mixed", "rare", "http.route"] {
         assert!(span_names.contains(key), "{key} in {span_names:?}");
     }
-    let field = Field::Attribute { scope: Scope::Span, parent: false, name: "mixed".into() };
+    let field = Field::Attribute {
+        scope: Scope::Span,
+        parent: false,
+        name: "mixed".into(),
+    };
     let values = collect(TagRequest::Values(field)).await.values;
-    assert!(values.contains(&Value::Str("m-x".into())) && values.contains(&Value::Int(5)), "{values:?}");
+    assert!(
+        values.contains(&Value::Str("m-x".into())) && values.contains(&Value::Int(5)),
+        "{values:?}"
+    );
     assert_eq!(values.len(), 2, "{values:?}");
 }
 
@@ -529,54 +824,219 @@ async fn blocks_without_slot_columns_still_read() {
     // Without `user.id` no key earns a slot, so dropping the (all-null) slot columns below
     // leaves exactly what the older writer wrote.
     let mut traces = traces(17, 120);
-    for span in traces.iter_mut().flat_map(|t| &mut t.resource_spans).flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+    for span in traces
+        .iter_mut()
+        .flat_map(|t| &mut t.resource_spans)
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
         span.attributes.retain(|kv| kv.key != "user.id");
     }
     let new_block = NewBlock {
         tenant_id: "t".into(),
         compaction_level: 0,
         replaces: Vec::new(),
-        options: v1::WriteOptions { row_group_spans: 300, ..Default::default() },
+        options: v1::WriteOptions {
+            row_group_spans: 300,
+            ..Default::default()
+        },
     };
     let (mut meta, parquet, index) = encode_block(&traces, &new_block).expect("encode");
-    assert!(v1::DedicatedSlots::from_metadata(ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone())).expect("reader").metadata()).is_empty());
+    assert!(v1::DedicatedSlots::from_metadata(
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone()))
+            .expect("reader")
+            .metadata()
+    )
+    .is_empty());
     // Rewrite the file as an older writer did: same row groups, no slot columns, no slot metadata.
     let data = Bytes::from(parquet);
     let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone()).expect("reader");
     let row_groups = builder.metadata().num_row_groups();
     let old_columns = v1::schema().fields().len() - v1::DEDICATED_SLOTS.len();
-    let old_schema = Arc::new(arrow_schema::Schema::new(v1::schema().fields()[..old_columns].to_vec()));
+    let old_schema = Arc::new(arrow_schema::Schema::new(
+        v1::schema().fields()[..old_columns].to_vec(),
+    ));
     let mut old = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut old, old_schema, None).expect("writer");
     for row_group in 0..row_groups {
         let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone()).expect("reader");
         let mask = ProjectionMask::roots(builder.parquet_schema(), 0..old_columns);
-        for batch in builder.with_projection(mask).with_row_groups(vec![row_group]).with_batch_size(1 << 20).build().expect("build") {
+        for batch in builder
+            .with_projection(mask)
+            .with_row_groups(vec![row_group])
+            .with_batch_size(1 << 20)
+            .build()
+            .expect("build")
+        {
             writer.write(&batch.expect("batch")).expect("write");
         }
         writer.flush().expect("flush");
     }
     writer.close().expect("close");
     meta.data_bytes = old.len() as u64;
-    upload_block(&storage, &meta, old, index).await.expect("upload");
-    let meta = read_meta(&storage, "t", &meta.block_id.to_string()).await.expect("meta");
+    upload_block(&storage, &meta, old, index)
+        .await
+        .expect("upload");
+    let meta = read_meta(&storage, "t", &meta.block_id.to_string())
+        .await
+        .expect("meta");
     let handle = BlockHandle::open(&storage, meta).await.expect("open");
     assert!(handle.slots().is_empty());
     for trace in &traces {
-        let found = handle.find_trace(&storage, trace.trace_id).await.expect("read").trace.expect("present");
-        assert_eq!(canonical(&found.resource_spans), canonical(&trace.resource_spans));
+        let found = handle
+            .find_trace(&storage, trace.trace_id)
+            .await
+            .expect("read")
+            .trace
+            .expect("present");
+        assert_eq!(
+            canonical(&found.resource_spans),
+            canonical(&trace.resource_spans)
+        );
     }
-    assert_eq!(handle.read_all(&storage).await.expect("read all").len(), traces.len());
+    assert_eq!(
+        handle.read_all(&storage).await.expect("read all").len(),
+        traces.len()
+    );
     let cpu = Arc::new(tokio::sync::Semaphore::new(2));
-    for text in [r#"{ span.http.route = "/r/3" }"#, r#"{ span.tags = "a" }"#, r#"{ kind = client } >> { status = error }"#] {
+    for text in [
+        r#"{ span.http.route = "/r/3" }"#,
+        r#"{ span.tags = "a" }"#,
+        r#"{ kind = client } >> { status = error }"#,
+    ] {
         let query = parse(text).expect("parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::of(&query), 0..u64::MAX));
-        let outcome = handle.scan(&storage, plan, cpu.clone()).await.expect("scan");
-        let candidates: Vec<TraceId> = outcome.candidates.iter().map(|candidate| candidate.trace_id).collect();
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&query),
+            0..u64::MAX,
+        ));
+        let outcome = handle
+            .scan(&storage, plan, cpu.clone())
+            .await
+            .expect("scan");
+        let candidates: Vec<TraceId> = outcome
+            .candidates
+            .iter()
+            .map(|candidate| candidate.trace_id)
+            .collect();
         assert_eq!(candidates, matching_traces(&query, &traces), "{text}");
     }
     let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
     let mut names = v1::tags::TagCollection::default();
-    handle.collect_tags(&storage, &v1::tags::TagRequest::Names, plan, cpu, &mut names, &mut HashSet::new()).await.expect("tags");
+    handle
+        .collect_tags(
+            &storage,
+            &v1::tags::TagRequest::Names,
+            plan,
+            cpu,
+            &mut names,
+            &mut HashSet::new(),
+        )
+        .await
+        .expect("tags");
     assert!(names.names["span"].contains("cached") && names.names["span"].contains("http.route"));
+}
+
+/// Issue 10, finding 7: a tag filter on a column stage 1 also reads for trace times
+/// (`duration_nanos`) was dropped from the tag scan, and the block reported as corrupt.
+#[tokio::test]
+async fn tag_discovery_filters_on_span_duration() {
+    use andante_traceql::ast::{Field, Intrinsic};
+    use andante_traceql::Value;
+    let storage = Storage::in_memory();
+    let traces = traces(31, 200);
+    let handle = write(&storage, &traces, 300).await;
+    let mut durations: Vec<u64> = traces
+        .iter()
+        .flat_map(|trace| &trace.resource_spans)
+        .flat_map(|resource| &resource.scope_spans)
+        .flat_map(|scope| &scope.spans)
+        .map(|span| {
+            span.end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano)
+        })
+        .collect();
+    durations.sort_unstable();
+    let threshold = durations[durations.len() * 3 / 4];
+    let expected: std::collections::BTreeSet<String> = traces
+        .iter()
+        .flat_map(|trace| &trace.resource_spans)
+        .flat_map(|resource| &resource.scope_spans)
+        .flat_map(|scope| &scope.spans)
+        .filter(|span| {
+            span.end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano)
+                > threshold
+        })
+        .map(|span| span.name.clone())
+        .collect();
+    assert!(!expected.is_empty());
+    let filter = andante_traceql::parse_lenient(&format!("{{ duration > {threshold}ns }}"))
+        .expect("lenient parse");
+    let plan = Arc::new(v1::search::ScanPlan::new(
+        andante_traceql::TraceCondition::of(&filter),
+        0..u64::MAX,
+    ));
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let mut out = v1::tags::TagCollection::default();
+    let request = v1::tags::TagRequest::Values(Field::Intrinsic(Intrinsic::Name));
+    handle
+        .collect_tags(
+            &storage,
+            &request,
+            plan.clone(),
+            cpu.clone(),
+            &mut out,
+            &mut HashSet::new(),
+        )
+        .await
+        .expect("tag values with a duration filter");
+    let found: std::collections::BTreeSet<String> = out
+        .values
+        .iter()
+        .map(|value| match value {
+            Value::Str(text) => text.to_string(),
+            other => panic!("span names are strings, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(found, expected);
+    let mut names = v1::tags::TagCollection::default();
+    handle
+        .collect_tags(
+            &storage,
+            &v1::tags::TagRequest::Names,
+            plan,
+            cpu,
+            &mut names,
+            &mut HashSet::new(),
+        )
+        .await
+        .expect("tag names with a duration filter");
+    assert!(
+        names.names.get("span").is_some_and(|span| !span.is_empty()),
+        "{:?}",
+        names.names
+    );
+}
+
+/// Issue 10, finding 8: a span dated at the end of time (written before ingest refused such
+/// spans) made its block's end time `u64::MAX`, so retention never deleted it nor the sane
+/// traces stored with it. Retention judges a block by when it was written at the latest.
+#[tokio::test]
+async fn a_far_future_span_does_not_pin_its_block() {
+    let storage = Storage::in_memory();
+    let mut all = traces(41, 20);
+    let span = &mut all[0].resource_spans[0].scope_spans[0].spans[0];
+    span.start_time_unix_nano = u64::MAX;
+    span.end_time_unix_nano = u64::MAX;
+    let list = blocklist::BlockList::default();
+    let handle = write(&storage, &all, 1000).await;
+    assert_eq!(handle.meta.end_unix_nanos, u64::MAX);
+    list.add(handle);
+    let now = andante_model::now_unix_nanos();
+    assert!(compaction::retention_time(&list.blocks("t")[0].meta) <= now);
+    let deleted = compaction::apply_retention(&storage, &list, "t", now + 1)
+        .await
+        .expect("retention");
+    assert_eq!(deleted, 1);
+    assert!(list.blocks("t").is_empty());
 }

@@ -9,7 +9,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 fn s(key: &str, value: &str) -> KeyValue {
     kv(key, any_value::Value::StringValue(value.to_owned()))
@@ -19,8 +23,17 @@ fn i(key: &str, value: i64) -> KeyValue {
 }
 
 /// The instrumented services; each has a few pods so resources vary like in a real cluster.
-pub const SERVICES: &[&str] =
-    &["frontend", "gateway", "checkout", "payment", "inventory", "shipping", "recommendation", "user", "email"];
+pub const SERVICES: &[&str] = &[
+    "frontend",
+    "gateway",
+    "checkout",
+    "payment",
+    "inventory",
+    "shipping",
+    "recommendation",
+    "user",
+    "email",
+];
 
 pub struct Topology {
     resources: Vec<Vec<Resource>>,
@@ -79,7 +92,13 @@ struct Call<'b> {
 
 impl<'a> TraceBuilder<'a> {
     pub fn new(topology: &'a Topology, seed: u64) -> TraceBuilder<'a> {
-        TraceBuilder { topology, rng: SmallRng::seed_from_u64(seed), trace_id: Vec::new(), spans: Vec::new(), pods: Vec::new() }
+        TraceBuilder {
+            topology,
+            rng: SmallRng::seed_from_u64(seed),
+            trace_id: Vec::new(),
+            spans: Vec::new(),
+            pods: Vec::new(),
+        }
     }
 
     fn span_id(&mut self) -> Vec<u8> {
@@ -109,12 +128,22 @@ impl<'a> TraceBuilder<'a> {
     }
 
     fn fail(&mut self, span_id: &[u8], error_type: &str, message: &str) {
-        if let Some((_, _, span)) = self.spans.iter_mut().find(|(_, _, span)| span.span_id == span_id) {
-            span.status = Some(Status { code: StatusCode::Error as i32, message: message.to_owned() });
+        if let Some((_, _, span)) = self
+            .spans
+            .iter_mut()
+            .find(|(_, _, span)| span.span_id == span_id)
+        {
+            span.status = Some(Status {
+                code: StatusCode::Error as i32,
+                message: message.to_owned(),
+            });
             span.events.push(Event {
                 time_unix_nano: span.end_time_unix_nano.saturating_sub(1000),
                 name: "exception".into(),
-                attributes: vec![s("exception.type", error_type), s("exception.message", message)],
+                attributes: vec![
+                    s("exception.type", error_type),
+                    s("exception.message", message),
+                ],
                 ..Default::default()
             });
         }
@@ -122,7 +151,17 @@ impl<'a> TraceBuilder<'a> {
 
     /// A server span and its matching client span in the caller, like two instrumented peers.
     #[allow(clippy::too_many_arguments)]
-    fn http_hop(&mut self, from: usize, to: usize, method: &str, route: &str, start: u64, duration: u64, parent: Vec<u8>, status: i64) -> Vec<u8> {
+    fn http_hop(
+        &mut self,
+        from: usize,
+        to: usize,
+        method: &str,
+        route: &str,
+        start: u64,
+        duration: u64,
+        parent: Vec<u8>,
+        status: i64,
+    ) -> Vec<u8> {
         let host = SERVICES[to];
         let client = self.add(Call {
             service: from,
@@ -158,12 +197,35 @@ impl<'a> TraceBuilder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn grpc_hop(&mut self, from: usize, to: usize, service: &str, method: &str, start: u64, duration: u64, parent: Vec<u8>) -> Vec<u8> {
+    fn grpc_hop(
+        &mut self,
+        from: usize,
+        to: usize,
+        service: &str,
+        method: &str,
+        start: u64,
+        duration: u64,
+        parent: Vec<u8>,
+    ) -> Vec<u8> {
         let name = format!("{service}/{method}");
         let attributes = |kind: &str| {
-            vec![s("rpc.system", "grpc"), s("rpc.service", service), s("rpc.method", method), i("rpc.grpc.status_code", 0), s("span.origin", kind)]
+            vec![
+                s("rpc.system", "grpc"),
+                s("rpc.service", service),
+                s("rpc.method", method),
+                i("rpc.grpc.status_code", 0),
+                s("span.origin", kind),
+            ]
         };
-        let client = self.add(Call { service: from, name: &name, kind: SpanKind::Client, start, duration, parent, attributes: attributes("client") });
+        let client = self.add(Call {
+            service: from,
+            name: &name,
+            kind: SpanKind::Client,
+            start,
+            duration,
+            parent,
+            attributes: attributes("client"),
+        });
         let mut server_attributes = attributes("server");
         server_attributes.pop();
         self.add(Call {
@@ -178,9 +240,26 @@ impl<'a> TraceBuilder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn db_call(&mut self, from: usize, system: &str, operation: &str, table: &str, start: u64, duration: u64, parent: Vec<u8>) -> Vec<u8> {
-        let (namespace, address) = if system == "redis" { ("0", "redis") } else { ("shopdb", "postgres") };
-        let statement = if system == "redis" { format!("{operation} {table}:*") } else { format!("{operation} * FROM {table} WHERE id = $1") };
+    fn db_call(
+        &mut self,
+        from: usize,
+        system: &str,
+        operation: &str,
+        table: &str,
+        start: u64,
+        duration: u64,
+        parent: Vec<u8>,
+    ) -> Vec<u8> {
+        let (namespace, address) = if system == "redis" {
+            ("0", "redis")
+        } else {
+            ("shopdb", "postgres")
+        };
+        let statement = if system == "redis" {
+            format!("{operation} {table}:*")
+        } else {
+            format!("{operation} * FROM {table} WHERE id = $1")
+        };
         let name = format!("{operation} {table}");
         self.add(Call {
             service: from,
@@ -207,8 +286,20 @@ impl<'a> TraceBuilder<'a> {
         trace_id[0] |= 0x10;
         self.trace_id = trace_id.to_vec();
         self.spans.clear();
-        self.pods = (0..SERVICES.len()).map(|_| self.rng.random_range(0..3)).collect();
-        let (frontend, gateway, checkout, payment, inventory, shipping, recommendation, user, email) = (0, 1, 2, 3, 4, 5, 6, 7, 8);
+        self.pods = (0..SERVICES.len())
+            .map(|_| self.rng.random_range(0..3))
+            .collect();
+        let (
+            frontend,
+            gateway,
+            checkout,
+            payment,
+            inventory,
+            shipping,
+            recommendation,
+            user,
+            email,
+        ) = (0, 1, 2, 3, 4, 5, 6, 7, 8);
         let ms = 1_000_000u64;
         let scenario = self.rng.random_range(0..100);
         let user_id = format!("u{}", self.rng.random_range(0..500));
@@ -219,7 +310,11 @@ impl<'a> TraceBuilder<'a> {
             70..=89 => ("/cart/checkout", jitter(&mut self.rng, 180 * ms)),
             _ => ("/account", jitter(&mut self.rng, 30 * ms)),
         };
-        let method = if route == "/cart/checkout" { "POST" } else { "GET" };
+        let method = if route == "/cart/checkout" {
+            "POST"
+        } else {
+            "GET"
+        };
         let root_name = format!("{method} {route}");
         let url_path = route.replace("{id}", &self.rng.random_range(1..200).to_string());
         let client_address = format!("203.0.113.{}", self.rng.random_range(1..250));
@@ -241,7 +336,16 @@ impl<'a> TraceBuilder<'a> {
                 s("client.address", &client_address),
             ],
         });
-        let gateway_server = self.http_hop(frontend, gateway, method, &format!("/api{route}"), start + ms, total - 2 * ms, root.clone(), 200);
+        let gateway_server = self.http_hop(
+            frontend,
+            gateway,
+            method,
+            &format!("/api{route}"),
+            start + ms,
+            total - 2 * ms,
+            root.clone(),
+            200,
+        );
         self.add(Call {
             service: frontend,
             name: "render page",
@@ -255,31 +359,123 @@ impl<'a> TraceBuilder<'a> {
         let inner = total - 4 * ms;
         match route {
             "/product/{id}" => {
-                let inventory_server = self.grpc_hop(gateway, inventory, "shop.Inventory", "GetProduct", inner_start, inner / 2, gateway_server.clone());
-                self.db_call(inventory, "redis", "GET", "product", inner_start + ms / 2, ms / 2, inventory_server.clone());
+                let inventory_server = self.grpc_hop(
+                    gateway,
+                    inventory,
+                    "shop.Inventory",
+                    "GetProduct",
+                    inner_start,
+                    inner / 2,
+                    gateway_server.clone(),
+                );
+                self.db_call(
+                    inventory,
+                    "redis",
+                    "GET",
+                    "product",
+                    inner_start + ms / 2,
+                    ms / 2,
+                    inventory_server.clone(),
+                );
                 if self.rng.random_bool(0.3) {
-                    let query = self.db_call(inventory, "postgresql", "SELECT", "products", inner_start + ms, inner / 3, inventory_server);
+                    let query = self.db_call(
+                        inventory,
+                        "postgresql",
+                        "SELECT",
+                        "products",
+                        inner_start + ms,
+                        inner / 3,
+                        inventory_server,
+                    );
                     if self.rng.random_bool(0.03) {
-                        self.fail(&query, "TimeoutError", "canceling statement due to statement timeout");
+                        self.fail(
+                            &query,
+                            "TimeoutError",
+                            "canceling statement due to statement timeout",
+                        );
                     }
                 }
-                let recommendation_server = self.grpc_hop(gateway, recommendation, "shop.Recommendation", "ListRecommendations", inner_start + inner / 2, inner / 2, gateway_server);
-                self.db_call(recommendation, "redis", "MGET", "recs", inner_start + inner / 2 + ms / 2, ms, recommendation_server);
+                let recommendation_server = self.grpc_hop(
+                    gateway,
+                    recommendation,
+                    "shop.Recommendation",
+                    "ListRecommendations",
+                    inner_start + inner / 2,
+                    inner / 2,
+                    gateway_server,
+                );
+                self.db_call(
+                    recommendation,
+                    "redis",
+                    "MGET",
+                    "recs",
+                    inner_start + inner / 2 + ms / 2,
+                    ms,
+                    recommendation_server,
+                );
             }
             "/" => {
-                let recommendation_server = self.grpc_hop(gateway, recommendation, "shop.Recommendation", "ListRecommendations", inner_start, inner, gateway_server);
-                self.db_call(recommendation, "redis", "MGET", "recs", inner_start + ms / 2, ms, recommendation_server);
+                let recommendation_server = self.grpc_hop(
+                    gateway,
+                    recommendation,
+                    "shop.Recommendation",
+                    "ListRecommendations",
+                    inner_start,
+                    inner,
+                    gateway_server,
+                );
+                self.db_call(
+                    recommendation,
+                    "redis",
+                    "MGET",
+                    "recs",
+                    inner_start + ms / 2,
+                    ms,
+                    recommendation_server,
+                );
             }
-            "/cart/checkout" => self.checkout(gateway_server, [checkout, payment, inventory, shipping, email, user], inner_start, inner),
+            "/cart/checkout" => self.checkout(
+                gateway_server,
+                [checkout, payment, inventory, shipping, email, user],
+                inner_start,
+                inner,
+            ),
             _ => {
-                let user_server = self.grpc_hop(gateway, user, "shop.User", "GetProfile", inner_start, inner, gateway_server);
-                self.db_call(user, "postgresql", "SELECT", "users", inner_start + ms, inner / 2, user_server);
+                let user_server = self.grpc_hop(
+                    gateway,
+                    user,
+                    "shop.User",
+                    "GetProfile",
+                    inner_start,
+                    inner,
+                    gateway_server,
+                );
+                self.db_call(
+                    user,
+                    "postgresql",
+                    "SELECT",
+                    "users",
+                    inner_start + ms,
+                    inner / 2,
+                    user_server,
+                );
             }
         }
-        let root_failed = self.spans.iter().any(|(_, _, span)| span.status.as_ref().is_some_and(|st| st.code == StatusCode::Error as i32));
+        let root_failed = self.spans.iter().any(|(_, _, span)| {
+            span.status
+                .as_ref()
+                .is_some_and(|st| st.code == StatusCode::Error as i32)
+        });
         if root_failed {
-            if let Some((_, _, span)) = self.spans.iter_mut().find(|(_, _, span)| span.span_id == root) {
-                span.status = Some(Status { code: StatusCode::Error as i32, message: String::new() });
+            if let Some((_, _, span)) = self
+                .spans
+                .iter_mut()
+                .find(|(_, _, span)| span.span_id == root)
+            {
+                span.status = Some(Status {
+                    code: StatusCode::Error as i32,
+                    message: String::new(),
+                });
                 for attribute in &mut span.attributes {
                     if attribute.key == "http.response.status_code" {
                         *attribute = i("http.response.status_code", 500);
@@ -293,11 +489,43 @@ impl<'a> TraceBuilder<'a> {
     fn checkout(&mut self, gateway_server: Vec<u8>, services: [usize; 6], start: u64, total: u64) {
         let [checkout, payment, inventory, shipping, email, _user] = services;
         let ms = 1_000_000u64;
-        let checkout_server = self.grpc_hop(1, checkout, "shop.Checkout", "PlaceOrder", start, total, gateway_server);
-        let reserve = self.grpc_hop(checkout, inventory, "shop.Inventory", "Reserve", start + ms, total / 5, checkout_server.clone());
-        self.db_call(inventory, "postgresql", "UPDATE", "stock", start + 2 * ms, total / 8, reserve);
+        let checkout_server = self.grpc_hop(
+            1,
+            checkout,
+            "shop.Checkout",
+            "PlaceOrder",
+            start,
+            total,
+            gateway_server,
+        );
+        let reserve = self.grpc_hop(
+            checkout,
+            inventory,
+            "shop.Inventory",
+            "Reserve",
+            start + ms,
+            total / 5,
+            checkout_server.clone(),
+        );
+        self.db_call(
+            inventory,
+            "postgresql",
+            "UPDATE",
+            "stock",
+            start + 2 * ms,
+            total / 8,
+            reserve,
+        );
         let charge_start = start + total / 4;
-        let payment_server = self.grpc_hop(checkout, payment, "shop.Payment", "Charge", charge_start, total / 2, checkout_server.clone());
+        let payment_server = self.grpc_hop(
+            checkout,
+            payment,
+            "shop.Payment",
+            "Charge",
+            charge_start,
+            total / 2,
+            checkout_server.clone(),
+        );
         // The card processor is outside the cluster and uninstrumented: only the client span exists.
         let external = self.add(Call {
             service: payment,
@@ -317,7 +545,11 @@ impl<'a> TraceBuilder<'a> {
         });
         if self.rng.random_bool(0.05) {
             self.fail(&external, "PaymentDeclined", "card declined by issuer");
-            self.fail(&payment_server, "PaymentDeclined", "charge failed: card declined");
+            self.fail(
+                &payment_server,
+                "PaymentDeclined",
+                "charge failed: card declined",
+            );
             return;
         }
         // Publish the order; shipping consumes it (a child of the producer, linked as well).
@@ -351,11 +583,36 @@ impl<'a> TraceBuilder<'a> {
             ],
         });
         let trace_id = self.trace_id.clone();
-        if let Some((_, _, span)) = self.spans.iter_mut().find(|(_, _, span)| span.span_id == consumer) {
-            span.links.push(Link { trace_id, span_id: producer, ..Default::default() });
+        if let Some((_, _, span)) = self
+            .spans
+            .iter_mut()
+            .find(|(_, _, span)| span.span_id == consumer)
+        {
+            span.links.push(Link {
+                trace_id,
+                span_id: producer,
+                ..Default::default()
+            });
         }
-        self.db_call(shipping, "postgresql", "INSERT", "shipments", publish_start + 6 * ms, 3 * ms, consumer.clone());
-        self.http_hop(shipping, email, "POST", "/send", publish_start + 10 * ms, 2 * ms, consumer, 202);
+        self.db_call(
+            shipping,
+            "postgresql",
+            "INSERT",
+            "shipments",
+            publish_start + 6 * ms,
+            3 * ms,
+            consumer.clone(),
+        );
+        self.http_hop(
+            shipping,
+            email,
+            "POST",
+            "/send",
+            publish_start + 10 * ms,
+            2 * ms,
+            consumer,
+            202,
+        );
     }
 
     fn resource_spans(&mut self) -> Vec<ResourceSpans> {
@@ -371,7 +628,11 @@ impl<'a> TraceBuilder<'a> {
             .map(|((service, pod), spans)| ResourceSpans {
                 resource: Some(self.topology.resources[service][pod].clone()),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: format!("shop.{}", SERVICES[service]), version: "1.4.2".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: format!("shop.{}", SERVICES[service]),
+                        version: "1.4.2".into(),
+                        ..Default::default()
+                    }),
                     spans,
                     schema_url: String::new(),
                 }],
@@ -393,22 +654,42 @@ mod tests {
         let mut services = std::collections::HashSet::new();
         for n in 0..300 {
             let (trace_id, resource_spans) = builder.build(1_700_000_000_000_000_000 + n);
-            let spans: Vec<&Span> = resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
-            let roots = spans.iter().filter(|span| span.parent_span_id.is_empty()).count();
+            let spans: Vec<&Span> = resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .collect();
+            let roots = spans
+                .iter()
+                .filter(|span| span.parent_span_id.is_empty())
+                .count();
             assert_eq!(roots, 1, "one root per trace");
             for span in &spans {
                 assert_eq!(span.trace_id, trace_id);
                 assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
-                assert!(span.parent_span_id.is_empty() || spans.iter().any(|p| p.span_id == span.parent_span_id));
+                assert!(
+                    span.parent_span_id.is_empty()
+                        || spans.iter().any(|p| p.span_id == span.parent_span_id)
+                );
                 kinds.insert(span.kind);
             }
             for resource in &resource_spans {
-                services.insert(format!("{:?}", resource.resource.as_ref().map(|r| &r.attributes[0])));
+                services.insert(format!(
+                    "{:?}",
+                    resource.resource.as_ref().map(|r| &r.attributes[0])
+                ));
             }
         }
-        assert_eq!(kinds.len(), 5, "server, client, internal-free producer and consumer present: {kinds:?}");
+        assert_eq!(
+            kinds.len(),
+            5,
+            "server, client, internal-free producer and consumer present: {kinds:?}"
+        );
         assert!(services.len() >= 8, "{}", services.len());
         let again = TraceBuilder::new(&topology, 42).build(1_700_000_000_000_000_000);
-        assert_eq!(again, TraceBuilder::new(&topology, 42).build(1_700_000_000_000_000_000));
+        assert_eq!(
+            again,
+            TraceBuilder::new(&topology, 42).build(1_700_000_000_000_000_000)
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tokio::io::AsyncWriteExt;
 
@@ -82,7 +84,11 @@ impl Sender {
         })
     }
 
-    async fn send(&self, request: ExportTraceServiceRequest, tenant: Option<&str>) -> Result<u64, String> {
+    async fn send(
+        &self,
+        request: ExportTraceServiceRequest,
+        tenant: Option<&str>,
+    ) -> Result<u64, String> {
         match self {
             Sender::Grpc(client) => {
                 let mut grpc_request = tonic::Request::new(request);
@@ -90,7 +96,11 @@ impl Sender {
                     let value = tenant.parse().map_err(|_| "invalid tenant".to_owned())?;
                     grpc_request.metadata_mut().insert("x-scope-orgid", value);
                 }
-                let response = client.clone().export(grpc_request).await.map_err(|status| status.to_string())?;
+                let response = client
+                    .clone()
+                    .export(grpc_request)
+                    .await
+                    .map_err(|status| status.to_string())?;
                 Ok(rejected(response.into_inner()))
             }
             Sender::Http(client, url) => {
@@ -107,7 +117,8 @@ impl Sender {
                 if !status.is_success() {
                     return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
                 }
-                let decoded = ExportTraceServiceResponse::decode(body.as_ref()).map_err(|error| error.to_string())?;
+                let decoded = ExportTraceServiceResponse::decode(body.as_ref())
+                    .map_err(|error| error.to_string())?;
                 Ok(rejected(decoded))
             }
         }
@@ -115,11 +126,17 @@ impl Sender {
 }
 
 fn rejected(response: ExportTraceServiceResponse) -> u64 {
-    response.partial_success.map(|p| p.rejected_spans.max(0) as u64).unwrap_or(0)
+    response
+        .partial_success
+        .map(|p| p.rejected_spans.max(0) as u64)
+        .unwrap_or(0)
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Sends traffic as configured and returns what was acknowledged.
@@ -130,12 +147,23 @@ pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
     let batch = args.batch.max(1);
     let interval = Duration::from_secs_f64(batch as f64 / args.rate.max(0.001));
     let started = Instant::now();
-    let deadline = (args.duration_secs > 0).then(|| started + Duration::from_secs(args.duration_secs));
+    let deadline =
+        (args.duration_secs > 0).then(|| started + Duration::from_secs(args.duration_secs));
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
-    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let counters = Arc::new([
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ]);
     let acked_file = match &args.acked_file {
         Some(path) => Some(Arc::new(tokio::sync::Mutex::new(
-            tokio::fs::OpenOptions::new().create(true).append(true).open(path).await.context("open acked file")?,
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await
+                .context("open acked file")?,
         ))),
         None => None,
     };
@@ -144,25 +172,44 @@ pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
     let mut built = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) || (args.traces > 0 && built >= args.traces) {
+        if deadline.is_some_and(|d| Instant::now() >= d)
+            || (args.traces > 0 && built >= args.traces)
+        {
             break;
         }
         tokio::select! {
             _ = ticker.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
-        let count = if args.traces > 0 { batch.min((args.traces - built) as usize) } else { batch };
+        let count = if args.traces > 0 {
+            batch.min((args.traces - built) as usize)
+        } else {
+            batch
+        };
         let mut request = ExportTraceServiceRequest::default();
         let mut ids = Vec::with_capacity(count);
         for _ in 0..count {
             let (trace_id, resource_spans) = builder.build(now_nanos().saturating_sub(200_000_000));
-            let spans: usize = resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+            let spans: usize = resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
             ids.push((hex::encode(trace_id), spans));
             request.resource_spans.extend(resource_spans);
         }
         built += count as u64;
-        let permit = permits.clone().acquire_owned().await.context("semaphore closed")?;
-        let (sender, counters, tenant, acked_file) = (sender.clone(), counters.clone(), args.tenant.clone(), acked_file.clone());
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("semaphore closed")?;
+        let (sender, counters, tenant, acked_file) = (
+            sender.clone(),
+            counters.clone(),
+            args.tenant.clone(),
+            acked_file.clone(),
+        );
         tasks.spawn(async move {
             let _permit = permit;
             match sender.send(request, tenant.as_deref()).await {
@@ -172,10 +219,15 @@ pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
                     counters[1].fetch_add(spans as u64, Ordering::Relaxed);
                     counters[3].fetch_add(rejected_spans, Ordering::Relaxed);
                     if let Some(file) = acked_file {
-                        let lines: String = ids.iter().map(|(id, n)| format!("{id} {n}\n")).collect();
+                        let lines: String =
+                            ids.iter().map(|(id, n)| format!("{id} {n}\n")).collect();
                         let mut file = file.lock().await;
                         // Tests trust this file as the list of acknowledged traces: say when it is short.
-                        let written = async { file.write_all(lines.as_bytes()).await?; file.flush().await }.await;
+                        let written = async {
+                            file.write_all(lines.as_bytes()).await?;
+                            file.flush().await
+                        }
+                        .await;
                         if let Err(error) = written {
                             tracing::error!(%error, "failed to record acknowledged trace IDs");
                         }

@@ -15,16 +15,22 @@ pub fn label_value(value: &AnyValue) -> Option<String> {
 }
 
 pub fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
 }
 
 pub fn find_string(attributes: &[KeyValue], key: &str) -> Option<String> {
-    find(attributes, key).and_then(label_value).filter(|v| !v.is_empty())
+    find(attributes, key)
+        .and_then(label_value)
+        .filter(|v| !v.is_empty())
 }
 
 /// The first of `keys` found on the span, then on its resource.
 pub fn first_of(span: &[KeyValue], resource: &[KeyValue], keys: &[String]) -> Option<String> {
-    keys.iter().find_map(|key| find_string(span, key).or_else(|| find_string(resource, key)))
+    keys.iter()
+        .find_map(|key| find_string(span, key).or_else(|| find_string(resource, key)))
 }
 
 pub fn as_f64(value: &AnyValue) -> Option<f64> {

@@ -28,11 +28,13 @@ impl Feed {
     pub fn start(generator: Arc<Generator>, capacity: usize) -> std::io::Result<Feed> {
         let (sender, receiver) = sync_channel::<Work>(capacity.max(1));
         let worker = generator.clone();
-        std::thread::Builder::new().name("generator".into()).spawn(move || {
-            while let Ok((tenant, spans)) = receiver.recv() {
-                worker.push(&tenant, &spans, now_ms());
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("generator".into())
+            .spawn(move || {
+                while let Ok((tenant, spans)) = receiver.recv() {
+                    worker.push(&tenant, &spans, now_ms());
+                }
+            })?;
         Ok(Feed { sender, generator })
     }
 
@@ -40,8 +42,14 @@ impl Feed {
         match self.sender.try_send((tenant.clone(), spans)) {
             Ok(()) => {}
             Err(TrySendError::Full((_, spans)) | TrySendError::Disconnected((_, spans))) => {
-                let count: usize = spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-                self.generator.spans_dropped_queue_full.fetch_add(count as u64, Ordering::Relaxed);
+                let count: usize = spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
+                self.generator
+                    .spans_dropped_queue_full
+                    .fetch_add(count as u64, Ordering::Relaxed);
             }
         }
     }

@@ -25,13 +25,18 @@ fn condition(text: &str, what: &str) -> Result<Option<FieldExpr>, String> {
     let query = andante_traceql::parse(text).map_err(|error| format!("{what}: {error}"))?;
     match query.root {
         SpansetExpr::Filter(expr) => Ok(expr),
-        _ => Err(format!("{what}: `{text}` must be one spanset filter such as {{ kind = server }}")),
+        _ => Err(format!(
+            "{what}: `{text}` must be one spanset filter such as {{ kind = server }}"
+        )),
     }
 }
 
 impl SpanFilter {
     pub fn parse(include: &str, exclude: &str) -> Result<SpanFilter, String> {
-        Ok(SpanFilter { include: condition(include, "include filter")?, exclude: condition(exclude, "exclude filter")? })
+        Ok(SpanFilter {
+            include: condition(include, "include filter")?,
+            exclude: condition(exclude, "exclude filter")?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,8 +58,14 @@ impl SpanFilter {
         let view = TraceView::new(trace_id, std::slice::from_ref(batch));
         let mut kept = HashSet::new();
         for index in 0..view.spans.len() as u32 {
-            let included = self.include.as_ref().is_none_or(|c| matches(c, &view, index));
-            let excluded = self.exclude.as_ref().is_some_and(|c| matches(c, &view, index));
+            let included = self
+                .include
+                .as_ref()
+                .is_none_or(|c| matches(c, &view, index));
+            let excluded = self
+                .exclude
+                .as_ref()
+                .is_some_and(|c| matches(c, &view, index));
             if included && !excluded {
                 kept.insert(view.spans[index as usize].span as *const Span as usize);
             }
@@ -65,5 +76,6 @@ impl SpanFilter {
 
 /// Whether `span` passes, given `kept` from [`SpanFilter::kept`].
 pub fn passes(kept: &Option<HashSet<usize>>, span: &Span) -> bool {
-    kept.as_ref().is_none_or(|set| set.contains(&(span as *const Span as usize)))
+    kept.as_ref()
+        .is_none_or(|set| set.contains(&(span as *const Span as usize)))
 }

@@ -57,9 +57,19 @@ struct TenantGenerator {
 impl TenantGenerator {
     fn new(config: &GeneratorConfig) -> TenantGenerator {
         let mut registry = Registry::new(config.limits.clone());
-        let span_metrics = config.span_metrics.clone().map(|c| SpanMetrics::new(c, &mut registry));
-        let service_graphs = config.service_graphs.clone().map(|c| ServiceGraphs::new(c, &mut registry));
-        TenantGenerator { registry, span_metrics, service_graphs }
+        let span_metrics = config
+            .span_metrics
+            .clone()
+            .map(|c| SpanMetrics::new(c, &mut registry));
+        let service_graphs = config
+            .service_graphs
+            .clone()
+            .map(|c| ServiceGraphs::new(c, &mut registry));
+        TenantGenerator {
+            registry,
+            span_metrics,
+            service_graphs,
+        }
     }
 }
 
@@ -99,19 +109,29 @@ impl Generator {
     /// Runs both processors over a batch of one tenant's spans. `now_ms` is the wall clock.
     pub fn push(&self, tenant: &TenantId, batches: &[ResourceSpans], now_ms: i64) {
         let mut tenants = self.tenants.lock();
-        let state = tenants.entry(tenant.clone()).or_insert_with(|| TenantGenerator::new(&self.config));
+        let state = tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantGenerator::new(&self.config));
         let slack_nanos = self.config.ingestion_slack_ms.max(0) as u64 * 1_000_000;
         let now_nanos = now_ms.max(0) as u64 * 1_000_000;
         for batch in batches {
             let spans: usize = batch.scope_spans.iter().map(|s| s.spans.len()).sum();
-            self.spans_received.fetch_add(spans as u64, Ordering::Relaxed);
-            let in_range = |end: u64| end + slack_nanos >= now_nanos && end <= now_nanos + slack_nanos;
-            let late = batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|s| !in_range(s.end_time_unix_nano)).count();
+            self.spans_received
+                .fetch_add(spans as u64, Ordering::Relaxed);
+            let in_range =
+                |end: u64| end + slack_nanos >= now_nanos && end <= now_nanos + slack_nanos;
+            let late = batch
+                .scope_spans
+                .iter()
+                .flat_map(|s| &s.spans)
+                .filter(|s| !in_range(s.end_time_unix_nano))
+                .count();
             let filtered;
             let batch = if late == 0 {
                 batch
             } else {
-                self.spans_outside_slack.fetch_add(late as u64, Ordering::Relaxed);
+                self.spans_outside_slack
+                    .fetch_add(late as u64, Ordering::Relaxed);
                 let mut copy = batch.clone();
                 for scope in &mut copy.scope_spans {
                     scope.spans.retain(|s| in_range(s.end_time_unix_nano));

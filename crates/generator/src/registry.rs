@@ -23,7 +23,11 @@ pub struct RegistryLimits {
 
 impl Default for RegistryLimits {
     fn default() -> Self {
-        RegistryLimits { max_active_series: 10_000, max_cardinality_per_label: 1_000, stale_after_ms: 15 * 60 * 1000 }
+        RegistryLimits {
+            max_active_series: 10_000,
+            max_cardinality_per_label: 1_000,
+            stale_after_ms: 15 * 60 * 1000,
+        }
     }
 }
 
@@ -78,7 +82,16 @@ pub struct Registry {
 
 /// Prometheus label names allow `[a-zA-Z_][a-zA-Z0-9_]*`: anything else becomes `_`.
 pub fn sanitize_label_name(name: &str) -> String {
-    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
@@ -95,7 +108,11 @@ fn format_bound(bound: f64) -> String {
 
 impl Registry {
     pub fn new(limits: RegistryLimits) -> Registry {
-        Registry { limits, families: Vec::new(), counts: RegistryCounts::default() }
+        Registry {
+            limits,
+            families: Vec::new(),
+            counts: RegistryCounts::default(),
+        }
     }
 
     fn register(&mut self, name: &str, label_names: &[String], kind: Kind) -> FamilyId {
@@ -125,9 +142,18 @@ impl Registry {
         id
     }
 
-    pub fn set_dynamic(&mut self, family: FamilyId, pairs: Vec<(String, String)>, value: f64, now_ms: i64) {
+    pub fn set_dynamic(
+        &mut self,
+        family: FamilyId,
+        pairs: Vec<(String, String)>,
+        value: f64,
+        now_ms: i64,
+    ) {
         debug_assert!(self.families[family.0].dynamic);
-        let key: Vec<String> = pairs.into_iter().flat_map(|(name, value)| [name, value]).collect();
+        let key: Vec<String> = pairs
+            .into_iter()
+            .flat_map(|(name, value)| [name, value])
+            .collect();
         self.set(family, &key, value, now_ms);
     }
 
@@ -136,13 +162,22 @@ impl Registry {
     }
 
     pub fn counts(&self) -> RegistryCounts {
-        RegistryCounts { active_series: self.families.iter().map(|f| f.series.len()).sum(), ..self.counts }
+        RegistryCounts {
+            active_series: self.families.iter().map(|f| f.series.len()).sum(),
+            ..self.counts
+        }
     }
 
     /// Applies `update` to the series for `values`. An existing series costs a lookup and no
     /// allocation (this runs for every span); a new one is created if the limits allow, else the
     /// family's overflow series is updated.
-    fn update(&mut self, family: FamilyId, values: &[String], now_ms: i64, update: impl FnOnce(&mut SeriesState)) {
+    fn update(
+        &mut self,
+        family: FamilyId,
+        values: &[String],
+        now_ms: i64,
+        update: impl FnOnce(&mut SeriesState),
+    ) {
         if let Some(state) = self.families[family.0].series.get_mut(values) {
             state.updated_ms = now_ms;
             update(state);
@@ -154,7 +189,10 @@ impl Registry {
             Kind::Histogram(bounds) => bounds.len() + 1,
             _ => 0,
         };
-        let state = family.series.entry(key).or_insert_with(|| SeriesState { buckets: vec![0.0; buckets], ..SeriesState::default() });
+        let state = family.series.entry(key).or_insert_with(|| SeriesState {
+            buckets: vec![0.0; buckets],
+            ..SeriesState::default()
+        });
         state.updated_ms = now_ms;
         update(state);
     }
@@ -193,7 +231,14 @@ impl Registry {
     }
 
     /// Records `weight` observations of `value` (a span multiplier makes `weight` > 1).
-    pub fn observe(&mut self, family: FamilyId, values: &[String], value: f64, weight: f64, now_ms: i64) {
+    pub fn observe(
+        &mut self,
+        family: FamilyId,
+        values: &[String],
+        value: f64,
+        weight: f64,
+        now_ms: i64,
+    ) {
         let bucket = match &self.families[family.0].kind {
             Kind::Histogram(bounds) => bounds.partition_point(|&bound| bound < value),
             _ => {
@@ -215,24 +260,45 @@ impl Registry {
         let mut out = Vec::new();
         for family in &mut self.families {
             let before = family.series.len();
-            family.series.retain(|_, state| state.updated_ms >= stale_before);
+            family
+                .series
+                .retain(|_, state| state.updated_ms >= stale_before);
             if family.series.len() != before {
                 self.counts.series_removed_stale += (before - family.series.len()) as u64;
                 for (position, seen) in family.values_seen.iter_mut().enumerate() {
-                    *seen = family.series.keys().filter_map(|values| values.get(position).cloned()).collect();
+                    *seen = family
+                        .series
+                        .keys()
+                        .filter_map(|values| values.get(position).cloned())
+                        .collect();
                 }
             }
             for (values, state) in &mut family.series {
-                let base: Vec<(&str, &str)> = if values.is_empty() && (family.dynamic || !family.label_names.is_empty()) {
-                    vec![(OVERFLOW_LABEL, "true")]
-                } else if family.dynamic {
-                    values.chunks(2).map(|pair| (pair[0].as_str(), pair.get(1).map(String::as_str).unwrap_or(""))).collect()
-                } else {
-                    family.label_names.iter().map(String::as_str).zip(values.iter().map(String::as_str)).collect()
-                };
+                let base: Vec<(&str, &str)> =
+                    if values.is_empty() && (family.dynamic || !family.label_names.is_empty()) {
+                        vec![(OVERFLOW_LABEL, "true")]
+                    } else if family.dynamic {
+                        values
+                            .chunks(2)
+                            .map(|pair| {
+                                (
+                                    pair[0].as_str(),
+                                    pair.get(1).map(String::as_str).unwrap_or(""),
+                                )
+                            })
+                            .collect()
+                    } else {
+                        family
+                            .label_names
+                            .iter()
+                            .map(String::as_str)
+                            .zip(values.iter().map(String::as_str))
+                            .collect()
+                    };
                 let labels = |suffix: &str, extra: Option<(&str, String)>| {
                     let name = format!("{}{suffix}", family.name);
-                    let mut labels = Labels::new(base.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())));
+                    let mut labels =
+                        Labels::new(base.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())));
                     labels.set(METRIC_NAME, &name);
                     if let Some((n, v)) = extra {
                         labels.set(n, &v);
@@ -240,7 +306,8 @@ impl Registry {
                     labels
                 };
                 // A first sample at the end of the previous minute, unless that is not earlier.
-                let write_initial = !state.collected && initial_ms < now_ms && !matches!(family.kind, Kind::Gauge);
+                let write_initial =
+                    !state.collected && initial_ms < now_ms && !matches!(family.kind, Kind::Gauge);
                 state.collected = true;
                 match &family.kind {
                     Kind::Counter | Kind::Gauge => {
@@ -254,7 +321,8 @@ impl Registry {
                         let mut cumulative = 0.0;
                         for (index, count) in state.buckets.iter().enumerate() {
                             cumulative += count;
-                            let le = format_bound(bounds.get(index).copied().unwrap_or(f64::INFINITY));
+                            let le =
+                                format_bound(bounds.get(index).copied().unwrap_or(f64::INFINITY));
                             let series = labels("_bucket", Some(("le", le)));
                             if write_initial {
                                 out.push((series.clone(), initial_ms, 0.0));
@@ -289,7 +357,10 @@ mod tests {
     }
 
     fn find(samples: &[LabeledSample], text: &str, at: i64) -> Option<f64> {
-        samples.iter().find(|(labels, t, _)| labels.to_string() == text && *t == at).map(|s| s.2)
+        samples
+            .iter()
+            .find(|(labels, t, _)| labels.to_string() == text && *t == at)
+            .map(|s| s.2)
     }
 
     #[test]
@@ -302,13 +373,39 @@ mod tests {
         registry.observe(latency, &values(&["a"]), 0.1, 1.0, 1_000);
         registry.observe(latency, &values(&["a"]), 5.0, 2.0, 1_000);
         let samples = registry.collect(75_000);
-        assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 59_999), Some(0.0));
-        assert_eq!(find(&samples, r#"calls_total{service="a"}"#, 75_000), Some(2.0));
-        assert_eq!(find(&samples, r#"latency_bucket{le="0.1", service="a"}"#, 75_000), Some(1.0), "0.1 is inside le=0.1");
-        assert_eq!(find(&samples, r#"latency_bucket{le="0.2", service="a"}"#, 75_000), Some(2.0));
-        assert_eq!(find(&samples, r#"latency_bucket{le="+Inf", service="a"}"#, 75_000), Some(4.0));
-        assert_eq!(find(&samples, r#"latency_count{service="a"}"#, 75_000), Some(4.0));
-        assert_eq!(find(&samples, r#"latency_sum{service="a"}"#, 75_000), Some(10.25));
+        assert_eq!(
+            find(&samples, r#"calls_total{service="a"}"#, 59_999),
+            Some(0.0)
+        );
+        assert_eq!(
+            find(&samples, r#"calls_total{service="a"}"#, 75_000),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(&samples, r#"latency_bucket{le="0.1", service="a"}"#, 75_000),
+            Some(1.0),
+            "0.1 is inside le=0.1"
+        );
+        assert_eq!(
+            find(&samples, r#"latency_bucket{le="0.2", service="a"}"#, 75_000),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(
+                &samples,
+                r#"latency_bucket{le="+Inf", service="a"}"#,
+                75_000
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            find(&samples, r#"latency_count{service="a"}"#, 75_000),
+            Some(4.0)
+        );
+        assert_eq!(
+            find(&samples, r#"latency_sum{service="a"}"#, 75_000),
+            Some(10.25)
+        );
         // The second collection writes no initial zero.
         let again = registry.collect(90_000);
         assert_eq!(again.len(), 1 + 3 + 2);
@@ -316,7 +413,11 @@ mod tests {
 
     #[test]
     fn limits_fold_into_overflow_and_stale_series_go() {
-        let limits = RegistryLimits { max_active_series: 3, max_cardinality_per_label: 2, stale_after_ms: 10_000 };
+        let limits = RegistryLimits {
+            max_active_series: 3,
+            max_cardinality_per_label: 2,
+            stale_after_ms: 10_000,
+        };
         let mut registry = Registry::new(limits);
         let calls = registry.counter("calls_total", &names(&["service", "route"]));
         registry.add(calls, &values(&["a", "/1"]), 1.0, 0);
@@ -327,17 +428,45 @@ mod tests {
         // The series cap (3) is reached: a new service goes to the overflow series.
         registry.add(calls, &values(&["b", "/1"]), 5.0, 0);
         let samples = registry.collect(1_000);
-        assert_eq!(find(&samples, r#"calls_total{route="__cardinality_overflow__", service="a"}"#, 1_000), Some(2.0));
-        assert_eq!(find(&samples, r#"calls_total{metric_overflow="true"}"#, 1_000), Some(5.0));
+        assert_eq!(
+            find(
+                &samples,
+                r#"calls_total{route="__cardinality_overflow__", service="a"}"#,
+                1_000
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(&samples, r#"calls_total{metric_overflow="true"}"#, 1_000),
+            Some(5.0)
+        );
         let counts = registry.counts();
-        assert_eq!((counts.active_series, counts.series_overflowed, counts.label_values_overflowed), (4, 1, 2));
+        assert_eq!(
+            (
+                counts.active_series,
+                counts.series_overflowed,
+                counts.label_values_overflowed
+            ),
+            (4, 1, 2)
+        );
         registry.add(calls, &values(&["a", "/1"]), 1.0, 5_000);
         let samples = registry.collect(12_000);
-        assert_eq!(samples.iter().filter(|s| s.1 == 12_000).count(), 1, "only the series updated at 5 s is still active");
+        assert_eq!(
+            samples.iter().filter(|s| s.1 == 12_000).count(),
+            1,
+            "only the series updated at 5 s is still active"
+        );
         assert_eq!(registry.counts().series_removed_stale, 3);
         // With the stale series gone, a new route value fits under the cap again.
         registry.add(calls, &values(&["a", "/9"]), 1.0, 12_000);
-        assert_eq!(find(&registry.collect(13_000), r#"calls_total{route="/9", service="a"}"#, 13_000), Some(1.0));
+        assert_eq!(
+            find(
+                &registry.collect(13_000),
+                r#"calls_total{route="/9", service="a"}"#,
+                13_000
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

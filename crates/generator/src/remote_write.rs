@@ -51,13 +51,25 @@ pub struct Sample {
 pub fn encode_write_request(samples: &[LabeledSample]) -> Vec<u8> {
     let mut by_series: BTreeMap<&Labels, Vec<Sample>> = BTreeMap::new();
     for (labels, timestamp, value) in samples {
-        by_series.entry(labels).or_default().push(Sample { value: *value, timestamp: *timestamp });
+        by_series.entry(labels).or_default().push(Sample {
+            value: *value,
+            timestamp: *timestamp,
+        });
     }
     let timeseries = by_series
         .into_iter()
         .map(|(labels, mut samples)| {
             samples.sort_by_key(|s| s.timestamp);
-            TimeSeries { labels: labels.iter().map(|(name, value)| Label { name: name.to_owned(), value: value.to_owned() }).collect(), samples }
+            TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(name, value)| Label {
+                        name: name.to_owned(),
+                        value: value.to_owned(),
+                    })
+                    .collect(),
+                samples,
+            }
         })
         .collect();
     WriteRequest { timeseries }.encode_to_vec()
@@ -74,7 +86,12 @@ pub struct RemoteWriteConfig {
 
 impl Default for RemoteWriteConfig {
     fn default() -> Self {
-        RemoteWriteConfig { urls: Vec::new(), queue_batches: 240, timeout: Duration::from_secs(30), max_backoff: Duration::from_secs(30) }
+        RemoteWriteConfig {
+            urls: Vec::new(),
+            queue_batches: 240,
+            timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30),
+        }
     }
 }
 
@@ -117,11 +134,24 @@ impl RemoteWriter {
         let counters = Arc::new(RemoteWriteCounters::default());
         let mut queues = Vec::new();
         for url in &config.urls {
-            let queue = Arc::new(Queue { url: url.clone(), batches: Mutex::default(), ready: tokio::sync::Notify::new() });
-            tokio::spawn(send_loop(queue.clone(), client.clone(), counters.clone(), config.max_backoff));
+            let queue = Arc::new(Queue {
+                url: url.clone(),
+                batches: Mutex::default(),
+                ready: tokio::sync::Notify::new(),
+            });
+            tokio::spawn(send_loop(
+                queue.clone(),
+                client.clone(),
+                counters.clone(),
+                config.max_backoff,
+            ));
             queues.push(queue);
         }
-        Ok(RemoteWriter { config, queues, counters })
+        Ok(RemoteWriter {
+            config,
+            queues,
+            counters,
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -133,15 +163,25 @@ impl RemoteWriter {
         if self.queues.is_empty() || samples.is_empty() {
             return;
         }
-        let body = Bytes::from(snap::raw::Encoder::new().compress_vec(&encode_write_request(samples)).unwrap_or_default());
+        let body = Bytes::from(
+            snap::raw::Encoder::new()
+                .compress_vec(&encode_write_request(samples))
+                .unwrap_or_default(),
+        );
         for queue in &self.queues {
             let mut batches = queue.batches.lock();
             if batches.len() >= self.config.queue_batches.max(1) {
                 if let Some(dropped) = batches.pop_front() {
-                    self.counters.samples_dropped_queue_full.fetch_add(dropped.samples, Ordering::Relaxed);
+                    self.counters
+                        .samples_dropped_queue_full
+                        .fetch_add(dropped.samples, Ordering::Relaxed);
                 }
             }
-            batches.push_back(Batch { tenant: tenant.to_owned(), body: body.clone(), samples: samples.len() as u64 });
+            batches.push_back(Batch {
+                tenant: tenant.to_owned(),
+                body: body.clone(),
+                samples: samples.len() as u64,
+            });
             drop(batches);
             queue.ready.notify_one();
         }
@@ -175,7 +215,12 @@ async fn send_once(client: &reqwest::Client, url: &str, batch: &Batch) -> Outcom
     }
 }
 
-async fn send_loop(queue: Arc<Queue>, client: reqwest::Client, counters: Arc<RemoteWriteCounters>, max_backoff: Duration) {
+async fn send_loop(
+    queue: Arc<Queue>,
+    client: reqwest::Client,
+    counters: Arc<RemoteWriteCounters>,
+    max_backoff: Duration,
+) {
     loop {
         let next = queue.batches.lock().pop_front();
         let Some(batch) = next else {
@@ -186,12 +231,16 @@ async fn send_loop(queue: Arc<Queue>, client: reqwest::Client, counters: Arc<Rem
         loop {
             match send_once(&client, &queue.url, &batch).await {
                 Outcome::Sent => {
-                    counters.samples_sent.fetch_add(batch.samples, Ordering::Relaxed);
+                    counters
+                        .samples_sent
+                        .fetch_add(batch.samples, Ordering::Relaxed);
                     break;
                 }
                 Outcome::Refused(message) => {
                     tracing::warn!(url = %queue.url, %message, samples = batch.samples, "remote-write receiver refused a batch; dropping it");
-                    counters.samples_failed.fetch_add(batch.samples, Ordering::Relaxed);
+                    counters
+                        .samples_failed
+                        .fetch_add(batch.samples, Ordering::Relaxed);
                     break;
                 }
                 Outcome::Retry(message) => {
@@ -217,7 +266,31 @@ mod tests {
         let decoded = WriteRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded.timeseries.len(), 2);
         let first = &decoded.timeseries[0];
-        assert_eq!(first.labels, vec![Label { name: "__name__".into(), value: "m".into() }, Label { name: "x".into(), value: "1".into() }]);
-        assert_eq!(first.samples, vec![Sample { value: 1.0, timestamp: 10 }, Sample { value: 2.0, timestamp: 20 }]);
+        assert_eq!(
+            first.labels,
+            vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "m".into()
+                },
+                Label {
+                    name: "x".into(),
+                    value: "1".into()
+                }
+            ]
+        );
+        assert_eq!(
+            first.samples,
+            vec![
+                Sample {
+                    value: 1.0,
+                    timestamp: 10
+                },
+                Sample {
+                    value: 2.0,
+                    timestamp: 20
+                }
+            ]
+        );
     }
 }

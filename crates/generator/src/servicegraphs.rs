@@ -47,7 +47,12 @@ impl Default for ServiceGraphsConfig {
             max_items: 10_000,
             histogram_buckets: default_edge_buckets(),
             peer_attributes: strings(&["peer.service", "db.name", "db.system", "db.system.name"]),
-            database_name_attributes: strings(&["db.namespace", "db.name", "db.system", "db.system.name"]),
+            database_name_attributes: strings(&[
+                "db.namespace",
+                "db.name",
+                "db.system",
+                "db.system.name",
+            ]),
             enable_messaging_latency: false,
             enable_virtual_node_label: false,
             filter: SpanFilter::default(),
@@ -107,8 +112,14 @@ fn half(service: &str, span: &Span, peer_attributes: &[String]) -> Half {
     let kind = span.kind;
     Half {
         service: service.to_owned(),
-        seconds: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9,
-        failed: span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32),
+        seconds: span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano) as f64
+            / 1e9,
+        failed: span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32),
         start_nanos: span.start_time_unix_nano,
         end_nanos: span.end_time_unix_nano,
         messaging: kind == SpanKind::Producer as i32 || kind == SpanKind::Consumer as i32,
@@ -118,7 +129,8 @@ fn half(service: &str, span: &Span, peer_attributes: &[String]) -> Half {
 
 impl ServiceGraphs {
     pub fn new(config: ServiceGraphsConfig, registry: &mut Registry) -> ServiceGraphs {
-        let mut labels: Vec<String> = vec!["client".into(), "server".into(), "connection_type".into()];
+        let mut labels: Vec<String> =
+            vec!["client".into(), "server".into(), "connection_type".into()];
         if config.enable_virtual_node_label {
             labels.push("virtual_node".into());
         }
@@ -126,11 +138,23 @@ impl ServiceGraphs {
         ServiceGraphs {
             requests: registry.counter("traces_service_graph_request_total", &labels),
             failed: registry.counter("traces_service_graph_request_failed_total", &labels),
-            server_seconds: registry.histogram("traces_service_graph_request_server_seconds", &labels, &buckets),
-            client_seconds: registry.histogram("traces_service_graph_request_client_seconds", &labels, &buckets),
-            messaging_seconds: config
-                .enable_messaging_latency
-                .then(|| registry.histogram("traces_service_graph_request_messaging_system_seconds", &labels, &buckets)),
+            server_seconds: registry.histogram(
+                "traces_service_graph_request_server_seconds",
+                &labels,
+                &buckets,
+            ),
+            client_seconds: registry.histogram(
+                "traces_service_graph_request_client_seconds",
+                &labels,
+                &buckets,
+            ),
+            messaging_seconds: config.enable_messaging_latency.then(|| {
+                registry.histogram(
+                    "traces_service_graph_request_messaging_system_seconds",
+                    &labels,
+                    &buckets,
+                )
+            }),
             config,
             edges: HashMap::default(),
             expiry: VecDeque::new(),
@@ -139,25 +163,54 @@ impl ServiceGraphs {
     }
 
     pub fn counts(&self) -> ServiceGraphCounts {
-        ServiceGraphCounts { pending_edges: self.edges.len(), ..self.counts }
+        ServiceGraphCounts {
+            pending_edges: self.edges.len(),
+            ..self.counts
+        }
     }
 
     pub fn push(&mut self, registry: &mut Registry, batch: &ResourceSpans, now_ms: i64) {
-        let resource = batch.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource = batch
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
         let service = find_string(resource, "service.name").unwrap_or_default();
         let kept = self.config.filter.kept(batch);
-        for span in batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|span| passes(&kept, span)) {
-            let Ok(trace_id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else { continue };
-            let is_client = span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
-            let is_server = span.kind == SpanKind::Server as i32 || span.kind == SpanKind::Consumer as i32;
+        for span in batch
+            .scope_spans
+            .iter()
+            .flat_map(|s| &s.spans)
+            .filter(|span| passes(&kept, span))
+        {
+            let Ok(trace_id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else {
+                continue;
+            };
+            let is_client =
+                span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
+            let is_server =
+                span.kind == SpanKind::Server as i32 || span.kind == SpanKind::Consumer as i32;
             if is_client {
-                let Ok(span_id) = <[u8; 8]>::try_from(span.span_id.as_slice()) else { continue };
+                let Ok(span_id) = <[u8; 8]>::try_from(span.span_id.as_slice()) else {
+                    continue;
+                };
                 let client = half(&service, span, &self.config.peer_attributes);
                 if span.kind == SpanKind::Client as i32 {
-                    if let Some(database) = first_of(&span.attributes, &[], &self.config.database_name_attributes) {
+                    if let Some(database) =
+                        first_of(&span.attributes, &[], &self.config.database_name_attributes)
+                    {
                         let server_name = database_server(span, database);
-                        let server = Half { service: server_name, ..client.clone() };
-                        self.record(registry, &client, Some(&server), Connection::Database, now_ms);
+                        let server = Half {
+                            service: server_name,
+                            ..client.clone()
+                        };
+                        self.record(
+                            registry,
+                            &client,
+                            Some(&server),
+                            Connection::Database,
+                            now_ms,
+                        );
                         continue;
                     }
                 }
@@ -165,10 +218,15 @@ impl ServiceGraphs {
             } else if is_server {
                 let server = half(&service, span, &self.config.peer_attributes);
                 match <[u8; 8]>::try_from(span.parent_span_id.as_slice()) {
-                    Ok(parent) if parent != [0; 8] => self.upsert(registry, (trace_id, parent), None, Some(server), now_ms),
+                    Ok(parent) if parent != [0; 8] => {
+                        self.upsert(registry, (trace_id, parent), None, Some(server), now_ms)
+                    }
                     _ => {
                         // A root server span: nothing instrumented called it.
-                        let user = Half { service: "user".into(), ..server.clone() };
+                        let user = Half {
+                            service: "user".into(),
+                            ..server.clone()
+                        };
                         self.record_virtual(registry, &user, &server, "client", now_ms);
                     }
                 }
@@ -176,17 +234,32 @@ impl ServiceGraphs {
         }
     }
 
-    fn upsert(&mut self, registry: &mut Registry, key: EdgeKey, client: Option<Half>, server: Option<Half>, now_ms: i64) {
+    fn upsert(
+        &mut self,
+        registry: &mut Registry,
+        key: EdgeKey,
+        client: Option<Half>,
+        server: Option<Half>,
+        now_ms: i64,
+    ) {
         if !self.edges.contains_key(&key) {
             if self.edges.len() >= self.config.max_items {
                 self.counts.dropped_spans += 1;
                 return;
             }
             let expires_ms = now_ms + self.config.wait_ms;
-            self.edges.insert(key, Edge { expires_ms, ..Edge::default() });
+            self.edges.insert(
+                key,
+                Edge {
+                    expires_ms,
+                    ..Edge::default()
+                },
+            );
             self.expiry.push_back((expires_ms, key));
         }
-        let Some(edge) = self.edges.get_mut(&key) else { return };
+        let Some(edge) = self.edges.get_mut(&key) else {
+            return;
+        };
         if client.is_some() {
             edge.client = client;
         }
@@ -194,8 +267,17 @@ impl ServiceGraphs {
             edge.server = server;
         }
         if edge.client.is_some() && edge.server.is_some() {
-            if let Some(Edge { client: Some(client), server: Some(server), .. }) = self.edges.remove(&key) {
-                let connection = if client.messaging || server.messaging { Connection::Messaging } else { Connection::Direct };
+            if let Some(Edge {
+                client: Some(client),
+                server: Some(server),
+                ..
+            }) = self.edges.remove(&key)
+            {
+                let connection = if client.messaging || server.messaging {
+                    Connection::Messaging
+                } else {
+                    Connection::Direct
+                };
                 self.record(registry, &client, Some(&server), connection, now_ms);
             }
         }
@@ -209,14 +291,21 @@ impl ServiceGraphs {
                 break;
             }
             self.expiry.pop_front();
-            let Some(edge) = self.edges.get(&key) else { continue };
+            let Some(edge) = self.edges.get(&key) else {
+                continue;
+            };
             if edge.expires_ms != expires_ms {
                 continue; // the key was completed and reused since
             }
-            let Some(edge) = self.edges.remove(&key) else { continue };
+            let Some(edge) = self.edges.remove(&key) else {
+                continue;
+            };
             match edge.client {
                 Some(client) if client.peer.is_some() && edge.server.is_none() => {
-                    let server = Half { service: client.peer.clone().unwrap_or_default(), ..client.clone() };
+                    let server = Half {
+                        service: client.peer.clone().unwrap_or_default(),
+                        ..client.clone()
+                    };
                     self.record_virtual(registry, &client, &server, "server", now_ms);
                 }
                 _ => self.counts.expired_edges += 1,
@@ -224,12 +313,32 @@ impl ServiceGraphs {
         }
     }
 
-    fn record_virtual(&mut self, registry: &mut Registry, client: &Half, server: &Half, virtual_side: &'static str, now_ms: i64) {
+    fn record_virtual(
+        &mut self,
+        registry: &mut Registry,
+        client: &Half,
+        server: &Half,
+        virtual_side: &'static str,
+        now_ms: i64,
+    ) {
         self.counts.virtual_edges += 1;
-        self.record(registry, client, Some(server), Connection::Virtual(virtual_side), now_ms);
+        self.record(
+            registry,
+            client,
+            Some(server),
+            Connection::Virtual(virtual_side),
+            now_ms,
+        );
     }
 
-    fn record(&mut self, registry: &mut Registry, client: &Half, server: Option<&Half>, connection: Connection, now_ms: i64) {
+    fn record(
+        &mut self,
+        registry: &mut Registry,
+        client: &Half,
+        server: Option<&Half>,
+        connection: Connection,
+        now_ms: i64,
+    ) {
         let Some(server) = server else { return };
         let (connection_type, virtual_node) = match connection {
             Connection::Direct => ("", ""),
@@ -237,7 +346,11 @@ impl ServiceGraphs {
             Connection::Database => ("database", ""),
             Connection::Virtual(side) => ("virtual_node", side),
         };
-        let mut labels = vec![client.service.clone(), server.service.clone(), connection_type.to_owned()];
+        let mut labels = vec![
+            client.service.clone(),
+            server.service.clone(),
+            connection_type.to_owned(),
+        ];
         if self.config.enable_virtual_node_label {
             labels.push(virtual_node.to_owned());
         }
@@ -264,10 +377,15 @@ impl ServiceGraphs {
 /// `network.peer.address[:port]`, then the database name attribute that made it a database call.
 fn database_server(span: &Span, database: String) -> String {
     let attributes = &span.attributes;
-    if let Some(peer) = find_string(attributes, "peer.service").or_else(|| find_string(attributes, "server.address")) {
+    if let Some(peer) = find_string(attributes, "peer.service")
+        .or_else(|| find_string(attributes, "server.address"))
+    {
         return peer;
     }
-    match (find_string(attributes, "network.peer.address"), find_string(attributes, "network.peer.port")) {
+    match (
+        find_string(attributes, "network.peer.address"),
+        find_string(attributes, "network.peer.port"),
+    ) {
         (Some(address), Some(port)) => format!("{address}:{port}"),
         (Some(address), None) => address,
         _ => database,

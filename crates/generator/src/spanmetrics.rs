@@ -41,15 +41,27 @@ impl Default for SpanMetricsConfig {
     }
 }
 
-const INTRINSIC_LABELS: &[&str] = &["service", "span_name", "span_kind", "status_code", "status_message", "job", "instance"];
+const INTRINSIC_LABELS: &[&str] = &[
+    "service",
+    "span_name",
+    "span_kind",
+    "status_code",
+    "status_message",
+    "job",
+    "instance",
+];
 
 pub fn kind_name(kind: i32) -> &'static str {
-    SpanKind::try_from(kind).map(|k| k.as_str_name()).unwrap_or("SPAN_KIND_UNSPECIFIED")
+    SpanKind::try_from(kind)
+        .map(|k| k.as_str_name())
+        .unwrap_or("SPAN_KIND_UNSPECIFIED")
 }
 
 pub fn status_name(span: &Span) -> &'static str {
     let code = span.status.as_ref().map(|s| s.code).unwrap_or(0);
-    StatusCode::try_from(code).map(|c| c.as_str_name()).unwrap_or("STATUS_CODE_UNSET")
+    StatusCode::try_from(code)
+        .map(|c| c.as_str_name())
+        .unwrap_or("STATUS_CODE_UNSET")
 }
 
 pub struct SpanMetrics {
@@ -65,7 +77,10 @@ pub struct SpanMetrics {
 
 impl SpanMetrics {
     pub fn new(config: SpanMetricsConfig, registry: &mut Registry) -> SpanMetrics {
-        let mut label_names: Vec<String> = ["service", "span_name", "span_kind", "status_code"].iter().map(|s| s.to_string()).collect();
+        let mut label_names: Vec<String> = ["service", "span_name", "span_kind", "status_code"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if config.include_status_message {
             label_names.push("status_message".to_owned());
         }
@@ -80,21 +95,43 @@ impl SpanMetrics {
             label_names.extend(["job".to_owned(), "instance".to_owned()]);
         }
         let calls = registry.counter("traces_spanmetrics_calls_total", &label_names);
-        let latency = registry.histogram("traces_spanmetrics_latency", &label_names, &config.histogram_buckets);
+        let latency = registry.histogram(
+            "traces_spanmetrics_latency",
+            &label_names,
+            &config.histogram_buckets,
+        );
         let size = registry.counter("traces_spanmetrics_size_total", &label_names);
-        let target_info = config.enable_target_info.then(|| registry.dynamic_gauge("traces_target_info"));
-        SpanMetrics { config, calls, latency, size, target_info, values: Vec::new() }
+        let target_info = config
+            .enable_target_info
+            .then(|| registry.dynamic_gauge("traces_target_info"));
+        SpanMetrics {
+            config,
+            calls,
+            latency,
+            size,
+            target_info,
+            values: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, registry: &mut Registry, batch: &ResourceSpans, now_ms: i64) {
-        let resource = batch.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource = batch
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
         let service = find_string(resource, "service.name").unwrap_or_default();
         let (job, instance) = job_and_instance(resource);
         if self.target_info.is_some() {
             self.push_target_info(registry, resource, &job, &instance, now_ms);
         }
         let kept = self.config.filter.kept(batch);
-        for span in batch.scope_spans.iter().flat_map(|s| &s.spans).filter(|span| passes(&kept, span)) {
+        for span in batch
+            .scope_spans
+            .iter()
+            .flat_map(|s| &s.spans)
+            .filter(|span| passes(&kept, span))
+        {
             let mut values = std::mem::take(&mut self.values);
             let mut filled = 0;
             let mut set = |text: &str| {
@@ -110,20 +147,38 @@ impl SpanMetrics {
             set(kind_name(span.kind));
             set(status_name(span));
             if self.config.include_status_message {
-                set(span.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default());
+                set(span
+                    .status
+                    .as_ref()
+                    .map(|s| s.message.as_str())
+                    .unwrap_or_default());
             }
             for dimension in &self.config.dimensions {
-                set(&find(&span.attributes, dimension).or_else(|| find(resource, dimension)).and_then(label_value).unwrap_or_default());
+                set(&find(&span.attributes, dimension)
+                    .or_else(|| find(resource, dimension))
+                    .and_then(label_value)
+                    .unwrap_or_default());
             }
             if self.config.enable_target_info {
                 set(&job);
                 set(&instance);
             }
             values.truncate(filled);
-            let weight = find(&span.attributes, &self.config.span_multiplier_key).and_then(as_f64).filter(|w| *w > 0.0).unwrap_or(1.0);
-            let seconds = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9;
+            let weight = find(&span.attributes, &self.config.span_multiplier_key)
+                .and_then(as_f64)
+                .filter(|w| *w > 0.0)
+                .unwrap_or(1.0);
+            let seconds = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano) as f64
+                / 1e9;
             registry.add(self.calls, &values, weight, now_ms);
-            registry.add(self.size, &values, span.encoded_len() as f64 * weight, now_ms);
+            registry.add(
+                self.size,
+                &values,
+                span.encoded_len() as f64 * weight,
+                now_ms,
+            );
             registry.observe(self.latency, &values, seconds, weight, now_ms);
             self.values = values;
         }
@@ -131,11 +186,26 @@ impl SpanMetrics {
 
     /// `traces_target_info{job, instance, <other resource attributes>} 1`, written through a
     /// per-resource gauge family keyed by the full label set.
-    fn push_target_info(&mut self, registry: &mut Registry, resource: &[andante_model::otlp::common::v1::KeyValue], job: &str, instance: &str, now_ms: i64) {
-        let Some(family) = self.target_info else { return };
-        let mut pairs: Vec<(String, String)> = vec![("job".into(), job.to_owned()), ("instance".into(), instance.to_owned())];
+    fn push_target_info(
+        &mut self,
+        registry: &mut Registry,
+        resource: &[andante_model::otlp::common::v1::KeyValue],
+        job: &str,
+        instance: &str,
+        now_ms: i64,
+    ) {
+        let Some(family) = self.target_info else {
+            return;
+        };
+        let mut pairs: Vec<(String, String)> = vec![
+            ("job".into(), job.to_owned()),
+            ("instance".into(), instance.to_owned()),
+        ];
         for kv in resource {
-            if matches!(kv.key.as_str(), "service.name" | "service.namespace" | "service.instance.id") {
+            if matches!(
+                kv.key.as_str(),
+                "service.name" | "service.namespace" | "service.instance.id"
+            ) {
                 continue;
             }
             if let Some(value) = kv.value.as_ref().and_then(label_value) {
@@ -156,5 +226,8 @@ fn job_and_instance(resource: &[andante_model::otlp::common::v1::KeyValue]) -> (
         Some(namespace) => format!("{namespace}/{name}"),
         None => name,
     };
-    (job, find_string(resource, "service.instance.id").unwrap_or_default())
+    (
+        job,
+        find_string(resource, "service.instance.id").unwrap_or_default(),
+    )
 }

@@ -37,10 +37,12 @@ pub fn decompress_body(
         Encoding::Gzip => {
             let mut inflated = Vec::with_capacity(body.len() * 4);
             let mut reader = flate2::read::GzDecoder::new(body).take(limit_bytes as u64 + 1);
-            reader.read_to_end(&mut inflated).map_err(|error| IngestError::Malformed {
-                format: "gzip",
-                message: error.to_string(),
-            })?;
+            reader
+                .read_to_end(&mut inflated)
+                .map_err(|error| IngestError::Malformed {
+                    format: "gzip",
+                    message: error.to_string(),
+                })?;
             if inflated.len() > limit_bytes {
                 return Err(IngestError::TooLarge { limit_bytes });
             }
@@ -74,7 +76,12 @@ mod tests {
         let compressed = gzip(&data);
         assert!(compressed.len() < 10_000);
         let refused = decompress_body(&compressed, Encoding::Gzip, 100_000);
-        assert!(matches!(refused, Err(IngestError::TooLarge { limit_bytes: 100_000 })));
+        assert!(matches!(
+            refused,
+            Err(IngestError::TooLarge {
+                limit_bytes: 100_000
+            })
+        ));
     }
 
     #[test]
@@ -83,7 +90,13 @@ mod tests {
             decompress_body(b"not gzip", Encoding::Gzip, 100),
             Err(IngestError::Malformed { .. })
         ));
-        assert!(matches!(Encoding::from_header(Some("br")), Err(IngestError::UnsupportedEncoding(_))));
-        assert_eq!(Encoding::from_header(Some("GZIP")).ok(), Some(Encoding::Gzip));
+        assert!(matches!(
+            Encoding::from_header(Some("br")),
+            Err(IngestError::UnsupportedEncoding(_))
+        ));
+        assert_eq!(
+            Encoding::from_header(Some("GZIP")).ok(),
+            Some(Encoding::Gzip)
+        );
     }
 }

@@ -5,7 +5,10 @@ use andante_model::ErrorKind;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("malformed {format} body: {message}")]
-    Malformed { format: &'static str, message: String },
+    Malformed {
+        format: &'static str,
+        message: String,
+    },
     #[error("unsupported content type `{0}`: expected application/x-protobuf or application/json")]
     UnsupportedContentType(String),
     #[error("unsupported content encoding `{0}`: expected gzip or identity")]

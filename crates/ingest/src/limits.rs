@@ -78,11 +78,15 @@ impl RateLimiter {
 
     fn try_acquire_at(&self, tenant: &TenantId, bytes: u64, now: Instant) -> bool {
         let mut buckets = self.buckets.lock();
-        let bucket = buckets
-            .entry(tenant.clone())
-            .or_insert_with(|| Bucket { tokens: self.burst_bytes, refilled_at: now });
-        let elapsed_secs = now.saturating_duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed_secs * self.rate_bytes_per_sec).min(self.burst_bytes);
+        let bucket = buckets.entry(tenant.clone()).or_insert_with(|| Bucket {
+            tokens: self.burst_bytes,
+            refilled_at: now,
+        });
+        let elapsed_secs = now
+            .saturating_duration_since(bucket.refilled_at)
+            .as_secs_f64();
+        bucket.tokens =
+            (bucket.tokens + elapsed_secs * self.rate_bytes_per_sec).min(self.burst_bytes);
         bucket.refilled_at = now;
         if bucket.tokens >= bytes as f64 {
             bucket.tokens -= bytes as f64;
@@ -100,15 +104,25 @@ mod tests {
 
     #[test]
     fn buckets_refill_at_the_rate_and_are_per_tenant() {
-        let limits = IngestLimits { rate_limit_bytes: 100, burst_size_bytes: 200, ..Default::default() };
+        let limits = IngestLimits {
+            rate_limit_bytes: 100,
+            burst_size_bytes: 200,
+            ..Default::default()
+        };
         let limiter = RateLimiter::new(&limits);
         let a = TenantId::new("a").expect("valid");
         let b = TenantId::new("b").expect("valid");
         let start = Instant::now();
         assert!(limiter.try_acquire_at(&a, 150, start));
         assert!(!limiter.try_acquire_at(&a, 100, start));
-        assert!(limiter.try_acquire_at(&b, 200, start), "tenant b has its own bucket");
+        assert!(
+            limiter.try_acquire_at(&b, 200, start),
+            "tenant b has its own bucket"
+        );
         assert!(limiter.try_acquire_at(&a, 100, start + Duration::from_millis(500)));
-        assert!(!limiter.try_acquire_at(&a, 300, start + Duration::from_secs(100)), "over burst");
+        assert!(
+            !limiter.try_acquire_at(&a, 300, start + Duration::from_secs(100)),
+            "over burst"
+        );
     }
 }

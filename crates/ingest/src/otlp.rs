@@ -33,9 +33,15 @@ mod tests {
             "endTimeUnixNano":1544712661000000000,"attributes":[{"key":"n","value":{"intValue":"42"}}]}]}]}]}"#;
         let request = decode_otlp_json(body).expect("valid OTLP JSON");
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.kind, 2);
-        assert_eq!(span.end_time_unix_nano - span.start_time_unix_nano, 1_000_000_000);
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            1_000_000_000
+        );
     }
 
     #[test]

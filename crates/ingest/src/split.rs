@@ -26,9 +26,17 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Vec<TraceFragment> 
     let mut fragments: Vec<TraceFragment> = Vec::new();
     let mut index_of: HashMap<TraceId, usize> = HashMap::new();
     for resource_spans in request.resource_spans {
-        let ResourceSpans { resource, scope_spans, schema_url } = resource_spans;
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        } = resource_spans;
         for scope in scope_spans {
-            let ScopeSpans { scope: scope_meta, spans, schema_url: scope_schema_url } = scope;
+            let ScopeSpans {
+                scope: scope_meta,
+                spans,
+                schema_url: scope_schema_url,
+            } = scope;
             for span in spans {
                 let Ok(trace_id) = TraceId::from_bytes(&span.trace_id) else {
                     debug_assert!(false, "split_by_trace got an unvalidated span");
@@ -46,7 +54,8 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Vec<TraceFragment> 
                 });
                 let fragment = &mut fragments[fragment_index];
                 fragment.span_count += 1;
-                fragment.start_unix_nanos = fragment.start_unix_nanos.min(span.start_time_unix_nano);
+                fragment.start_unix_nanos =
+                    fragment.start_unix_nanos.min(span.start_time_unix_nano);
                 fragment.end_unix_nanos = fragment.end_unix_nanos.max(span.end_time_unix_nano);
                 // Reuse the last resource/scope pair when it is the one this span came from.
                 let needs_resource = fragment
@@ -61,10 +70,9 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Vec<TraceFragment> 
                     });
                 }
                 let last_resource = fragment.resource_spans.last_mut().expect("pushed above");
-                let needs_scope = last_resource
-                    .scope_spans
-                    .last()
-                    .is_none_or(|last| last.scope != scope_meta || last.schema_url != scope_schema_url);
+                let needs_scope = last_resource.scope_spans.last().is_none_or(|last| {
+                    last.scope != scope_meta || last.schema_url != scope_schema_url
+                });
                 if needs_scope {
                     last_resource.scope_spans.push(ScopeSpans {
                         scope: scope_meta.clone(),
@@ -72,7 +80,12 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Vec<TraceFragment> 
                         schema_url: scope_schema_url.clone(),
                     });
                 }
-                last_resource.scope_spans.last_mut().expect("pushed above").spans.push(span);
+                last_resource
+                    .scope_spans
+                    .last_mut()
+                    .expect("pushed above")
+                    .spans
+                    .push(span);
             }
         }
     }
@@ -106,7 +119,10 @@ mod tests {
         assert_eq!(fragments.len(), 2);
         assert_eq!(fragments[0].trace_id, TraceId([1; 16]));
         assert_eq!(fragments[0].span_count, 2);
-        assert_eq!((fragments[0].start_unix_nanos, fragments[0].end_unix_nanos), (10, 105));
+        assert_eq!(
+            (fragments[0].start_unix_nanos, fragments[0].end_unix_nanos),
+            (10, 105)
+        );
         assert_eq!(fragments[0].resource_spans.len(), 1);
         assert_eq!(fragments[0].resource_spans[0].scope_spans[0].spans.len(), 2);
         assert_eq!(fragments[1].span_count, 1);

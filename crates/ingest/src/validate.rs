@@ -8,16 +8,23 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::ExportTraceServiceRequest;
 
-/// Size limits applied span by span.
+/// Limits applied span by span.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationLimits {
     /// The largest attribute (key plus encoded value) a span, resource or event may carry.
     pub max_attribute_bytes: usize,
+    /// How far past the time of receipt a span may start or end. A span dated further ahead is
+    /// a broken clock or a hostile client; kept, it would stretch its block's time range and
+    /// pin the block (and every sane trace in it) past retention.
+    pub max_future_nanos: u64,
 }
 
 impl Default for ValidationLimits {
     fn default() -> Self {
-        ValidationLimits { max_attribute_bytes: 64 * 1024 }
+        ValidationLimits {
+            max_attribute_bytes: 64 * 1024,
+            max_future_nanos: 3_600_000_000_000,
+        }
     }
 }
 
@@ -36,12 +43,21 @@ impl Validated {
     pub fn partial_success_message(&self) -> String {
         match &self.first_error {
             None => String::new(),
-            Some(first) => format!("rejected {} invalid span(s); first: {first}", self.rejected_spans),
+            Some(first) => format!(
+                "rejected {} invalid span(s); first: {first}",
+                self.rejected_spans
+            ),
         }
     }
 }
 
-pub fn validate(mut request: ExportTraceServiceRequest, limits: ValidationLimits) -> Validated {
+/// Removes invalid spans; `now_unix_nanos` is the time of receipt, against which span times
+/// are judged.
+pub fn validate(
+    mut request: ExportTraceServiceRequest,
+    limits: ValidationLimits,
+    now_unix_nanos: u64,
+) -> Validated {
     let mut result = Validated::default();
     let mut position = 0usize;
     for resource_spans in &mut request.resource_spans {
@@ -54,7 +70,7 @@ pub fn validate(mut request: ExportTraceServiceRequest, limits: ValidationLimits
                 position += 1;
                 let verdict = match &resource_error {
                     Some(error) => Err(format!("resource {error}")),
-                    None => check_span(span, limits),
+                    None => check_span(span, limits, now_unix_nanos),
                 };
                 match verdict {
                     Ok(()) => {
@@ -63,20 +79,30 @@ pub fn validate(mut request: ExportTraceServiceRequest, limits: ValidationLimits
                     }
                     Err(reason) => {
                         result.rejected_spans += 1;
-                        result.first_error.get_or_insert_with(|| format!("span {position}: {reason}"));
+                        result
+                            .first_error
+                            .get_or_insert_with(|| format!("span {position}: {reason}"));
                         false
                     }
                 }
             });
         }
-        resource_spans.scope_spans.retain(|scope_spans| !scope_spans.spans.is_empty());
+        resource_spans
+            .scope_spans
+            .retain(|scope_spans| !scope_spans.spans.is_empty());
     }
-    request.resource_spans.retain(|resource_spans| !resource_spans.scope_spans.is_empty());
+    request
+        .resource_spans
+        .retain(|resource_spans| !resource_spans.scope_spans.is_empty());
     result.request = request;
     result
 }
 
-fn check_span(span: &mut Span, limits: ValidationLimits) -> Result<(), String> {
+fn check_span(
+    span: &mut Span,
+    limits: ValidationLimits,
+    now_unix_nanos: u64,
+) -> Result<(), String> {
     TraceId::from_bytes(&span.trace_id).map_err(|error| error.to_string())?;
     SpanId::from_bytes(&span.span_id).map_err(|error| error.to_string())?;
     // Some SDKs send eight zero bytes for "no parent"; OTLP means the same by an empty field.
@@ -94,6 +120,15 @@ fn check_span(span: &mut Span, limits: ValidationLimits) -> Result<(), String> {
         return Err(format!(
             "end time {} is before start time {}",
             span.end_time_unix_nano, span.start_time_unix_nano
+        ));
+    }
+    let latest = now_unix_nanos.saturating_add(limits.max_future_nanos);
+    if span.end_time_unix_nano > latest {
+        return Err(format!(
+            "end time {} is {} s after the time of receipt, over the limit of {} s (`limits.max-span-future`)",
+            span.end_time_unix_nano,
+            (span.end_time_unix_nano - now_unix_nanos) / 1_000_000_000,
+            limits.max_future_nanos / 1_000_000_000
         ));
     }
     if let Some(error) = oversized_attribute(&span.attributes, limits) {
@@ -148,6 +183,8 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
+    const NOW: u64 = 1_000_000;
+
     fn span(trace: u8, id: u8) -> Span {
         Span {
             trace_id: vec![trace; 16],
@@ -162,7 +199,10 @@ mod tests {
     fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -171,7 +211,14 @@ mod tests {
     fn check(mutate: impl Fn(&mut Span), expected_error: Option<&str>) {
         let mut bad = span(1, 2);
         mutate(&mut bad);
-        let validated = validate(request(vec![span(1, 1), bad]), ValidationLimits { max_attribute_bytes: 100 });
+        let validated = validate(
+            request(vec![span(1, 1), bad]),
+            ValidationLimits {
+                max_attribute_bytes: 100,
+                max_future_nanos: 1_000,
+            },
+            NOW,
+        );
         match expected_error {
             None => assert_eq!((validated.accepted_spans, validated.rejected_spans), (2, 0)),
             Some(expected) => {
@@ -186,18 +233,51 @@ mod tests {
     #[test]
     fn each_bad_span_is_refused_with_its_reason() {
         check(|_| {}, None);
-        check(|s| s.trace_id = vec![1; 15], Some("trace ID must be 16 bytes, got 15"));
-        check(|s| s.trace_id = vec![0; 16], Some("trace ID must not be all zeros"));
-        check(|s| s.span_id = vec![], Some("span ID must be 8 bytes, got 0"));
-        check(|s| s.span_id = vec![0; 8], Some("span ID must not be all zeros"));
-        check(|s| s.parent_span_id = vec![3; 4], Some("parent span ID must be 8 bytes"));
-        check(|s| s.end_time_unix_nano = 5, Some("end time 5 is before start time 10"));
+        check(
+            |s| s.trace_id = vec![1; 15],
+            Some("trace ID must be 16 bytes, got 15"),
+        );
+        check(
+            |s| s.trace_id = vec![0; 16],
+            Some("trace ID must not be all zeros"),
+        );
+        check(
+            |s| s.span_id = vec![],
+            Some("span ID must be 8 bytes, got 0"),
+        );
+        check(
+            |s| s.span_id = vec![0; 8],
+            Some("span ID must not be all zeros"),
+        );
+        check(
+            |s| s.parent_span_id = vec![3; 4],
+            Some("parent span ID must be 8 bytes"),
+        );
+        check(
+            |s| s.end_time_unix_nano = 5,
+            Some("end time 5 is before start time 10"),
+        );
         check(|s| s.start_time_unix_nano = 0, Some("start time is zero"));
+        // Issue 10, finding 8: a far-future span would pin its block past retention.
+        check(|s| s.end_time_unix_nano = NOW + 1_000, None);
+        check(
+            |s| s.end_time_unix_nano = NOW + 1_001,
+            Some("over the limit of 0 s (`limits.max-span-future`)"),
+        );
+        check(
+            |s| {
+                s.start_time_unix_nano = u64::MAX;
+                s.end_time_unix_nano = u64::MAX;
+            },
+            Some("end time 18446744073709551615 is"),
+        );
         check(
             |s| {
                 s.attributes.push(KeyValue {
                     key: "big".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("x".repeat(200))) }),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("x".repeat(200))),
+                    }),
                     ..Default::default()
                 })
             },
@@ -209,13 +289,15 @@ mod tests {
     fn zero_parent_means_root_and_empty_containers_are_dropped() {
         let mut root = span(1, 1);
         root.parent_span_id = vec![0; 8];
-        let validated = validate(request(vec![root]), ValidationLimits::default());
+        let validated = validate(request(vec![root]), ValidationLimits::default(), NOW);
         assert_eq!(validated.accepted_spans, 1);
-        assert!(validated.request.resource_spans[0].scope_spans[0].spans[0].parent_span_id.is_empty());
+        assert!(validated.request.resource_spans[0].scope_spans[0].spans[0]
+            .parent_span_id
+            .is_empty());
 
         let mut bad = span(1, 1);
         bad.span_id.clear();
-        let validated = validate(request(vec![bad]), ValidationLimits::default());
+        let validated = validate(request(vec![bad]), ValidationLimits::default(), NOW);
         assert!(validated.request.resource_spans.is_empty());
     }
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use serde::Deserialize;
 
 use crate::{ExportTraceServiceRequest, IngestError};
@@ -49,7 +51,9 @@ struct Annotation {
 fn string_attribute(key: &str, value: String) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value)) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
         ..Default::default()
     }
 }
@@ -65,8 +69,11 @@ fn hex_id(text: &str, bytes: usize) -> Vec<u8> {
 }
 
 pub fn decode_zipkin_json(body: &[u8]) -> Result<ExportTraceServiceRequest, IngestError> {
-    let spans: Vec<ZipkinSpan> = serde_json::from_slice(body)
-        .map_err(|error| IngestError::Malformed { format: "Zipkin v2 JSON", message: error.to_string() })?;
+    let spans: Vec<ZipkinSpan> =
+        serde_json::from_slice(body).map_err(|error| IngestError::Malformed {
+            format: "Zipkin v2 JSON",
+            message: error.to_string(),
+        })?;
     // One resource per local service, in first-seen order for stable output.
     let mut services: Vec<(String, Vec<Span>)> = Vec::new();
     for zipkin in spans {
@@ -88,7 +95,10 @@ pub fn decode_zipkin_json(body: &[u8]) -> Result<ExportTraceServiceRequest, Inge
                 attributes: vec![string_attribute("service.name", service)],
                 ..Default::default()
             }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             schema_url: String::new(),
         })
         .collect();
@@ -134,7 +144,9 @@ fn convert(zipkin: ZipkinSpan) -> Span {
         if let Some(port) = remote.port {
             attributes.push(KeyValue {
                 key: "net.peer.port".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::IntValue(i64::from(port))) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(i64::from(port))),
+                }),
                 ..Default::default()
             });
         }
@@ -151,7 +163,10 @@ fn convert(zipkin: ZipkinSpan) -> Span {
     Span {
         trace_id: hex_id(&zipkin.trace_id, 16),
         span_id: hex_id(&zipkin.id, 8),
-        parent_span_id: zipkin.parent_id.map(|parent| hex_id(&parent, 8)).unwrap_or_default(),
+        parent_span_id: zipkin
+            .parent_id
+            .map(|parent| hex_id(&parent, 8))
+            .unwrap_or_default(),
         name: zipkin.name.unwrap_or_default(),
         kind: kind as i32,
         start_time_unix_nano: start_nanos,
@@ -179,20 +194,42 @@ mod tests {
         let service = &resource.resource.as_ref().expect("resource").attributes[0];
         assert_eq!(service.key, "service.name");
         let span = &resource.scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "0000000000000000463ac35c9f6413ad");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "0000000000000000463ac35c9f6413ad"
+        );
         assert_eq!(span.kind, span::SpanKind::Server as i32);
-        assert_eq!(span.end_time_unix_nano - span.start_time_unix_nano, 2_500_000);
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            2_500_000
+        );
         let status = span.status.as_ref().expect("status");
-        assert_eq!((status.code, status.message.as_str()), (status::StatusCode::Error as i32, "boom"));
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (status::StatusCode::Error as i32, "boom")
+        );
         assert_eq!(span.events[0].name, "cache miss");
         let keys: Vec<_> = span.attributes.iter().map(|a| a.key.as_str()).collect();
-        assert_eq!(keys, ["http.method", "peer.service", "net.peer.ip", "net.peer.port"]);
+        assert_eq!(
+            keys,
+            [
+                "http.method",
+                "peer.service",
+                "net.peer.ip",
+                "net.peer.port"
+            ]
+        );
     }
 
     #[test]
     fn bad_json_is_malformed_and_bad_ids_reach_validation_empty() {
-        assert!(matches!(decode_zipkin_json(b"{}"), Err(IngestError::Malformed { .. })));
+        assert!(matches!(
+            decode_zipkin_json(b"{}"),
+            Err(IngestError::Malformed { .. })
+        ));
         let request = decode_zipkin_json(br#"[{"traceId":"zz","id":"1"}]"#).expect("parses");
-        assert!(request.resource_spans[0].scope_spans[0].spans[0].trace_id.is_empty());
+        assert!(request.resource_spans[0].scope_spans[0].spans[0]
+            .trace_id
+            .is_empty());
     }
 }

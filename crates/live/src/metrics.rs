@@ -20,17 +20,26 @@ pub struct LiveMetrics {
 
 impl LiveMetrics {
     pub fn add_received(&self, spans: usize) {
-        self.spans_received.fetch_add(spans as u64, Ordering::Relaxed);
+        self.spans_received
+            .fetch_add(spans as u64, Ordering::Relaxed);
     }
 
     pub fn add_discarded(&self, tenant: &str, reason: RefusalReason, spans: usize) {
         if spans > 0 {
-            *self.discarded.lock().entry((tenant.to_owned(), reason)).or_default() += spans as u64;
+            *self
+                .discarded
+                .lock()
+                .entry((tenant.to_owned(), reason))
+                .or_default() += spans as u64;
         }
     }
 
     /// `(tenant, reason, spans)` for every tenant and reason seen so far.
     pub fn discarded(&self) -> Vec<(String, RefusalReason, u64)> {
-        self.discarded.lock().iter().map(|((tenant, reason), count)| (tenant.clone(), *reason, *count)).collect()
+        self.discarded
+            .lock()
+            .iter()
+            .map(|((tenant, reason), count)| (tenant.clone(), *reason, *count))
+            .collect()
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(TenantId, ExportTraceServiceRequ
     let tenant_text = payload.get(3..tenant_end).ok_or("truncated tenant")?;
     let tenant = std::str::from_utf8(tenant_text).map_err(|e| e.to_string())?;
     let tenant = TenantId::new(tenant).map_err(|e| e.to_string())?;
-    let request = ExportTraceServiceRequest::decode(&payload[tenant_end..]).map_err(|e| e.to_string())?;
+    let request =
+        ExportTraceServiceRequest::decode(&payload[tenant_end..]).map_err(|e| e.to_string())?;
     Ok((tenant, request))
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use andante_block::blocklist::BlockList;
 use andante_block::{encode_block_from, upload_block, v1, BlockHandle, NewBlock, Trace};
-use andante_ingest::{split_by_trace, ExportTraceServiceRequest, IngestLimits, RateLimiter, RefusalReason};
+use andante_ingest::{
+    split_by_trace, ExportTraceServiceRequest, IngestLimits, RateLimiter, RefusalReason,
+};
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
 use andante_storage::Storage;
@@ -58,7 +60,11 @@ pub struct PushOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("ingestion rate limit of {rate_bytes} bytes/s (burst {burst_bytes} bytes) exceeded for tenant `{tenant}` (`limits.ingestion-rate-limit-bytes`)")]
-    RateLimited { tenant: String, rate_bytes: u64, burst_bytes: u64 },
+    RateLimited {
+        tenant: String,
+        rate_bytes: u64,
+        burst_bytes: u64,
+    },
     #[error("{0}")]
     AllRefused(String),
     #[error("write-ahead log failure: {0}")]
@@ -115,12 +121,20 @@ impl LiveStore {
                 let state = tenants.entry(tenant).or_default();
                 let mut state = state.lock();
                 for fragment in split_by_trace(request) {
-                    insert_fragment(&mut state, fragment_bytes(&fragment.resource_spans), &fragment, seq, now);
+                    insert_fragment(
+                        &mut state,
+                        fragment_bytes(&fragment.resource_spans),
+                        &fragment,
+                        seq,
+                        now,
+                    );
                 }
             }
             Err(error) => tracing::warn!(segment = seq, %error, "skipping undecodable wal record"),
         })?;
-        metrics.wal_replayed_records.store(report.records as u64, Ordering::Relaxed);
+        metrics
+            .wal_replayed_records
+            .store(report.records as u64, Ordering::Relaxed);
         if report.records > 0 || !report.truncated.is_empty() {
             tracing::info!(segments = report.segments, records = report.records, bytes = report.bytes, truncated = ?report.truncated, "replayed wal");
         }
@@ -145,7 +159,11 @@ impl LiveStore {
     }
 
     fn tenant(&self, tenant: &TenantId) -> Arc<Mutex<TenantLive>> {
-        self.tenants.lock().entry(tenant.clone()).or_default().clone()
+        self.tenants
+            .lock()
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
     }
 
     /// Stores a validated batch durably. `request_bytes` is the size charged to the rate limit.
@@ -162,7 +180,8 @@ impl LiveStore {
         }
         let limits = &self.config.limits;
         if !self.rate_limiter.try_acquire(tenant, request_bytes) {
-            self.metrics.add_discarded(tenant.as_str(), RefusalReason::RateLimited, total_spans);
+            self.metrics
+                .add_discarded(tenant.as_str(), RefusalReason::RateLimited, total_spans);
             return Err(PushError::RateLimited {
                 tenant: tenant.to_string(),
                 rate_bytes: limits.rate_limit_bytes,
@@ -170,8 +189,10 @@ impl LiveStore {
             });
         }
         // Encode outside the tenant lock: it is the costly part and needs no shared state.
-        let encoded_fragments: Vec<(Bytes, andante_ingest::TraceFragment)> =
-            fragments.into_iter().map(|fragment| (fragment_bytes(&fragment.resource_spans), fragment)).collect();
+        let encoded_fragments: Vec<(Bytes, andante_ingest::TraceFragment)> = fragments
+            .into_iter()
+            .map(|fragment| (fragment_bytes(&fragment.resource_spans), fragment))
+            .collect();
         let state = self.tenant(tenant);
         let mut accepted = Vec::with_capacity(encoded_fragments.len());
         let mut outcome = PushOutcome::default();
@@ -197,7 +218,8 @@ impl LiveStore {
                 };
                 match refusal {
                     Some((reason, message)) => {
-                        self.metrics.add_discarded(tenant.as_str(), reason, fragment.span_count);
+                        self.metrics
+                            .add_discarded(tenant.as_str(), reason, fragment.span_count);
                         outcome.refused_spans += fragment.span_count;
                         first_refusal.get_or_insert(message);
                     }
@@ -215,7 +237,13 @@ impl LiveStore {
         if accepted.is_empty() {
             return Err(PushError::AllRefused(outcome.message));
         }
-        let payload = record::encode(tenant, &accepted.iter().map(|(bytes, _)| bytes.clone()).collect::<Vec<_>>());
+        let payload = record::encode(
+            tenant,
+            &accepted
+                .iter()
+                .map(|(bytes, _)| bytes.clone())
+                .collect::<Vec<_>>(),
+        );
         let _gate = self.checkpoint_gate.read().await;
         let seq = self.wal.append(payload).await?;
         let now = Instant::now();
@@ -238,7 +266,9 @@ impl LiveStore {
 
     /// Every span of `trace_id` held in memory for `tenant`, merged.
     pub fn find_trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<ResourceSpans> {
-        let Some(state) = self.tenants.lock().get(tenant).cloned() else { return Vec::new() };
+        let Some(state) = self.tenants.lock().get(tenant).cloned() else {
+            return Vec::new();
+        };
         let fragments = state.lock().fragments(trace_id);
         decode_fragments(&fragments)
     }
@@ -246,7 +276,9 @@ impl LiveStore {
     /// Every trace of `tenant` held in memory, in trace-ID order, still encoded: search decodes
     /// them on its CPU pool with `decode_fragments`, not under the tenant lock.
     pub fn snapshot(&self, tenant: &TenantId) -> Vec<(TraceId, Vec<Bytes>)> {
-        let Some(state) = self.tenants.lock().get(tenant).cloned() else { return Vec::new() };
+        let Some(state) = self.tenants.lock().get(tenant).cloned() else {
+            return Vec::new();
+        };
         let all = state.lock().all_fragments();
         all.into_iter().collect()
     }
@@ -258,7 +290,12 @@ impl LiveStore {
         for state in tenants {
             let state = state.lock();
             totals.0 += state.live.len() as u64;
-            totals.1 += state.live.values().chain(state.completed.values()).map(|t| t.bytes).sum::<u64>();
+            totals.1 += state
+                .live
+                .values()
+                .chain(state.completed.values())
+                .map(|t| t.bytes)
+                .sum::<u64>();
         }
         totals
     }
@@ -276,8 +313,15 @@ impl LiveStore {
         let now = Instant::now();
         let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
         for state in tenants {
-            let cut = state.lock().cut(now, self.config.trace_idle, self.config.trace_max_live, everything);
-            self.metrics.traces_cut.fetch_add(cut as u64, Ordering::Relaxed);
+            let cut = state.lock().cut(
+                now,
+                self.config.trace_idle,
+                self.config.trace_max_live,
+                everything,
+            );
+            self.metrics
+                .traces_cut
+                .fetch_add(cut as u64, Ordering::Relaxed);
         }
     }
 
@@ -298,8 +342,12 @@ impl LiveStore {
     async fn flush(&self, everything: bool) {
         let _flushing = self.flush_lock.lock().await;
         let now = Instant::now();
-        let tenants: Vec<(TenantId, Arc<Mutex<TenantLive>>)> =
-            self.tenants.lock().iter().map(|(id, state)| (id.clone(), state.clone())).collect();
+        let tenants: Vec<(TenantId, Arc<Mutex<TenantLive>>)> = self
+            .tenants
+            .lock()
+            .iter()
+            .map(|(id, state)| (id.clone(), state.clone()))
+            .collect();
         let mut wrote_any = false;
         for (tenant, state) in tenants {
             // A block at most `block_max_bytes` at a time, so memory for one block stays bounded
@@ -307,8 +355,9 @@ impl LiveStore {
             loop {
                 let batch = {
                     let mut state = state.lock();
-                    let due = state.completed_since.is_some_and(|since| now.duration_since(since) >= self.config.block_max_age)
-                        || state.completed_bytes >= self.config.block_max_bytes;
+                    let due = state.completed_since.is_some_and(|since| {
+                        now.duration_since(since) >= self.config.block_max_age
+                    }) || state.completed_bytes >= self.config.block_max_bytes;
                     if state.completed.is_empty() || !(due || everything) {
                         break;
                     }
@@ -318,7 +367,9 @@ impl LiveStore {
                 };
                 let written = self.write_block(&tenant, batch.clone()).await;
                 let mut state = state.lock();
-                state.flushing.retain(|pending| !Arc::ptr_eq(pending, &batch));
+                state
+                    .flushing
+                    .retain(|pending| !Arc::ptr_eq(pending, &batch));
                 if !written {
                     // Keep the traces in memory (and their WAL segments) and try again next tick.
                     state.complete(Arc::unwrap_or_clone(batch), now);
@@ -345,10 +396,14 @@ impl LiveStore {
         })
         .await;
         let result = match encoded {
-            Ok(Ok((meta, parquet, index))) => match upload_block(&self.storage, &meta, parquet, index).await {
-                Ok(()) => BlockHandle::open(&self.storage, meta).await.map(|handle| self.blocks.add(handle)),
-                Err(error) => Err(error),
-            },
+            Ok(Ok((meta, parquet, index))) => {
+                match upload_block(&self.storage, &meta, parquet, index).await {
+                    Ok(()) => BlockHandle::open(&self.storage, meta)
+                        .await
+                        .map(|handle| self.blocks.add(handle)),
+                    Err(error) => Err(error),
+                }
+            }
             Ok(Err(error)) => Err(error),
             Err(join_error) => Err(andante_block::BlockError::Encode(join_error.to_string())),
         };
@@ -358,7 +413,9 @@ impl LiveStore {
                 true
             }
             Err(error) => {
-                self.metrics.block_flush_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .block_flush_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%tenant, %error, "failed to write block; will retry");
                 false
             }
@@ -376,11 +433,16 @@ impl LiveStore {
             }
         };
         let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
-        let oldest_needed: SegmentSeq =
-            tenants.iter().filter_map(|state| state.lock().min_segment()).min().unwrap_or(active);
+        let oldest_needed: SegmentSeq = tenants
+            .iter()
+            .filter_map(|state| state.lock().min_segment())
+            .min()
+            .unwrap_or(active);
         match self.wal.remove_segments_before(oldest_needed) {
             Ok(removed) => {
-                self.metrics.wal_segments_removed.fetch_add(removed as u64, Ordering::Relaxed);
+                self.metrics
+                    .wal_segments_removed
+                    .fetch_add(removed as u64, Ordering::Relaxed);
             }
             Err(error) => tracing::error!(%error, "failed to remove old wal segments"),
         }
@@ -390,7 +452,10 @@ impl LiveStore {
 /// Encodes resource spans as an `ExportTraceServiceRequest` (field 1, repeated) without cloning
 /// them into a request first.
 fn fragment_bytes(resource_spans: &[ResourceSpans]) -> Bytes {
-    let len: usize = resource_spans.iter().map(|rs| prost::encoding::message::encoded_len(1, rs)).sum();
+    let len: usize = resource_spans
+        .iter()
+        .map(|rs| prost::encoding::message::encoded_len(1, rs))
+        .sum();
     let mut out = Vec::with_capacity(len);
     for rs in resource_spans {
         prost::encoding::message::encode(1, rs, &mut out);
@@ -427,13 +492,19 @@ fn decode_traces(batch: &TraceMap) -> impl Iterator<Item = Trace> + '_ {
     trace_ids.sort_unstable();
     trace_ids.into_iter().map(move |trace_id| {
         let fragments = batch[trace_id].fragments.iter();
-        let decoded = fragments.filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
-        Trace { trace_id: *trace_id, resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)) }
+        let decoded =
+            fragments.filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+        Trace {
+            trace_id: *trace_id,
+            resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)),
+        }
     })
 }
 
 /// Decodes and merges the fragments of one trace.
 pub fn decode_fragments(fragments: &[Bytes]) -> Vec<ResourceSpans> {
-    let decoded = fragments.iter().filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+    let decoded = fragments
+        .iter()
+        .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
     merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
 }

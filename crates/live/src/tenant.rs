@@ -45,14 +45,26 @@ pub(crate) struct TenantLive {
 
 impl TenantLive {
     /// Moves traces idle for `idle` or alive for `max_live` into `completed`; returns how many.
-    pub(crate) fn cut(&mut self, now: Instant, idle: std::time::Duration, max_live: std::time::Duration, all: bool) -> usize {
+    pub(crate) fn cut(
+        &mut self,
+        now: Instant,
+        idle: std::time::Duration,
+        max_live: std::time::Duration,
+        all: bool,
+    ) -> usize {
         let due: Vec<TraceId> = self
             .live
             .iter()
-            .filter(|(_, t)| all || now.duration_since(t.last_append) >= idle || now.duration_since(t.created) >= max_live)
+            .filter(|(_, t)| {
+                all || now.duration_since(t.last_append) >= idle
+                    || now.duration_since(t.created) >= max_live
+            })
             .map(|(id, _)| *id)
             .collect();
-        let cut: TraceMap = due.iter().filter_map(|id| self.live.remove_entry(id)).collect();
+        let cut: TraceMap = due
+            .iter()
+            .filter_map(|id| self.live.remove_entry(id))
+            .collect();
         let count = cut.len();
         self.complete(cut, now);
         count
@@ -74,7 +86,9 @@ impl TenantLive {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            ids.iter().filter_map(|id| self.completed.remove_entry(id)).collect()
+            ids.iter()
+                .filter_map(|id| self.completed.remove_entry(id))
+                .collect()
         };
         let bytes: u64 = chunk.values().map(|t| t.bytes).sum();
         self.completed_bytes = self.completed_bytes.saturating_sub(bytes);
@@ -102,13 +116,20 @@ impl TenantLive {
     /// The oldest WAL segment any trace in memory depends on.
     pub(crate) fn min_segment(&self) -> Option<SegmentSeq> {
         let flushing = self.flushing.iter().flat_map(|map| map.values());
-        self.live.values().chain(self.completed.values()).chain(flushing).map(|t| t.first_segment).min()
+        self.live
+            .values()
+            .chain(self.completed.values())
+            .chain(flushing)
+            .map(|t| t.first_segment)
+            .min()
     }
 
     /// Every fragment of `trace_id` held in memory.
     pub(crate) fn fragments(&self, trace_id: &TraceId) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let maps = [&self.live, &self.completed].into_iter().chain(self.flushing.iter().map(|m| m.as_ref()));
+        let maps = [&self.live, &self.completed]
+            .into_iter()
+            .chain(self.flushing.iter().map(|m| m.as_ref()));
         for map in maps {
             if let Some(trace) = map.get(trace_id) {
                 out.extend(trace.fragments.iter().cloned());
@@ -119,11 +140,16 @@ impl TenantLive {
 
     /// Every trace held in memory with its fragments (clones of shared buffers, no copying).
     pub(crate) fn all_fragments(&self) -> std::collections::BTreeMap<TraceId, Vec<Bytes>> {
-        let mut out: std::collections::BTreeMap<TraceId, Vec<Bytes>> = std::collections::BTreeMap::new();
-        let maps = [&self.live, &self.completed].into_iter().chain(self.flushing.iter().map(|m| m.as_ref()));
+        let mut out: std::collections::BTreeMap<TraceId, Vec<Bytes>> =
+            std::collections::BTreeMap::new();
+        let maps = [&self.live, &self.completed]
+            .into_iter()
+            .chain(self.flushing.iter().map(|m| m.as_ref()));
         for map in maps {
             for (trace_id, trace) in map {
-                out.entry(*trace_id).or_default().extend(trace.fragments.iter().cloned());
+                out.entry(*trace_id)
+                    .or_default()
+                    .extend(trace.fragments.iter().cloned());
             }
         }
         out

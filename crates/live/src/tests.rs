@@ -27,7 +27,10 @@ fn request(traces: &[u8], spans_per_trace: u8) -> ExportTraceServiceRequest {
     }
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -42,9 +45,25 @@ fn config() -> LiveConfig {
     }
 }
 
-fn open(dir: &std::path::Path, storage: &Storage, blocks: &BlockList, config: LiveConfig) -> std::sync::Arc<LiveStore> {
-    let options = WalOptions { fsync: false, ..WalOptions::default() };
-    LiveStore::open(&dir.join("wal"), options, None, storage.clone(), blocks.clone(), config).expect("open")
+fn open(
+    dir: &std::path::Path,
+    storage: &Storage,
+    blocks: &BlockList,
+    config: LiveConfig,
+) -> std::sync::Arc<LiveStore> {
+    let options = WalOptions {
+        fsync: false,
+        ..WalOptions::default()
+    };
+    LiveStore::open(
+        &dir.join("wal"),
+        options,
+        None,
+        storage.clone(),
+        blocks.clone(),
+        config,
+    )
+    .expect("open")
 }
 
 #[tokio::test]
@@ -53,17 +72,36 @@ async fn acknowledged_spans_are_readable_and_survive_a_crash() {
     let storage = Storage::in_memory();
     let tenant = TenantId::new("acme").expect("tenant");
     let store = open(dir.path(), &storage, &BlockList::default(), config());
-    let outcome = store.push(&tenant, request(&[1, 2], 3), 100).await.expect("push");
+    let outcome = store
+        .push(&tenant, request(&[1, 2], 3), 100)
+        .await
+        .expect("push");
     assert_eq!((outcome.accepted_spans, outcome.refused_spans), (6, 0));
-    store.push(&tenant, request(&[1], 4), 100).await.expect("push more of trace 1");
-    assert_eq!(span_count(&store.find_trace(&tenant, &TraceId([1; 16]))), 4, "repeated spans deduplicated");
+    store
+        .push(&tenant, request(&[1], 4), 100)
+        .await
+        .expect("push more of trace 1");
+    assert_eq!(
+        span_count(&store.find_trace(&tenant, &TraceId([1; 16]))),
+        4,
+        "repeated spans deduplicated"
+    );
     let other = TenantId::new("other").expect("tenant");
-    assert!(store.find_trace(&other, &TraceId([1; 16])).is_empty(), "tenants are isolated");
+    assert!(
+        store.find_trace(&other, &TraceId([1; 16])).is_empty(),
+        "tenants are isolated"
+    );
     drop(store); // a crash: nothing flushed
 
     let restarted = open(dir.path(), &storage, &BlockList::default(), config());
-    assert_eq!(span_count(&restarted.find_trace(&tenant, &TraceId([1; 16]))), 4);
-    assert_eq!(span_count(&restarted.find_trace(&tenant, &TraceId([2; 16]))), 3);
+    assert_eq!(
+        span_count(&restarted.find_trace(&tenant, &TraceId([1; 16]))),
+        4
+    );
+    assert_eq!(
+        span_count(&restarted.find_trace(&tenant, &TraceId([2; 16]))),
+        3
+    );
 }
 
 #[tokio::test]
@@ -73,15 +111,29 @@ async fn ticks_cut_traces_into_blocks_and_free_the_wal() {
     let blocks = BlockList::default();
     let tenant = TenantId::new("acme").expect("tenant");
     let store = open(dir.path(), &storage, &blocks, config());
-    store.push(&tenant, request(&[1, 2, 3], 2), 100).await.expect("push");
+    store
+        .push(&tenant, request(&[1, 2, 3], 2), 100)
+        .await
+        .expect("push");
     let wal_before = store.wal().disk_bytes();
     store.tick().await;
     let written = blocks.blocks("acme");
     assert_eq!(written.len(), 1);
     assert_eq!(written[0].meta.span_count, 6);
-    assert!(store.find_trace(&tenant, &TraceId([1; 16])).is_empty(), "memory released after the block");
-    assert!(store.wal().disk_bytes() < wal_before, "old wal segment removed");
-    let found = written[0].find_trace(&storage, TraceId([2; 16])).await.expect("read").trace.expect("in block");
+    assert!(
+        store.find_trace(&tenant, &TraceId([1; 16])).is_empty(),
+        "memory released after the block"
+    );
+    assert!(
+        store.wal().disk_bytes() < wal_before,
+        "old wal segment removed"
+    );
+    let found = written[0]
+        .find_trace(&storage, TraceId([2; 16]))
+        .await
+        .expect("read")
+        .trace
+        .expect("in block");
     assert_eq!(span_count(&found.resource_spans), 2);
     // Nothing left to replay: a restart brings back no traces.
     drop(store);
@@ -94,25 +146,63 @@ async fn limits_refuse_with_their_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::in_memory();
     let tenant = TenantId::new("acme").expect("tenant");
-    let limits = IngestLimits { max_live_traces: 2, max_bytes_per_trace: 400, rate_limit_bytes: 1000, burst_size_bytes: 1000 };
-    let store = open(dir.path(), &storage, &BlockList::default(), LiveConfig { limits, ..config() });
+    let limits = IngestLimits {
+        max_live_traces: 2,
+        max_bytes_per_trace: 400,
+        rate_limit_bytes: 1000,
+        burst_size_bytes: 1000,
+    };
+    let store = open(
+        dir.path(),
+        &storage,
+        &BlockList::default(),
+        LiveConfig { limits, ..config() },
+    );
 
-    let outcome = store.push(&tenant, request(&[1, 2, 3], 1), 10).await.expect("partial");
+    let outcome = store
+        .push(&tenant, request(&[1, 2, 3], 1), 10)
+        .await
+        .expect("partial");
     assert_eq!((outcome.accepted_spans, outcome.refused_spans), (2, 1));
-    assert!(outcome.message.contains("limits.max-live-traces"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("limits.max-live-traces"),
+        "{}",
+        outcome.message
+    );
 
-    let too_big = store.push(&tenant, request(&[1], 40), 10).await.expect_err("trace too large");
-    assert!(too_big.to_string().contains("limits.max-bytes-per-trace"), "{too_big}");
+    let too_big = store
+        .push(&tenant, request(&[1], 40), 10)
+        .await
+        .expect_err("trace too large");
+    assert!(
+        too_big.to_string().contains("limits.max-bytes-per-trace"),
+        "{too_big}"
+    );
     assert_eq!(too_big.kind(), andante_model::ErrorKind::TooManyRequests);
 
-    let limited = store.push(&tenant, request(&[1], 1), 5_000).await.expect_err("rate limited");
-    assert!(limited.to_string().contains("limits.ingestion-rate-limit-bytes"), "{limited}");
+    let limited = store
+        .push(&tenant, request(&[1], 1), 5_000)
+        .await
+        .expect_err("rate limited");
+    assert!(
+        limited
+            .to_string()
+            .contains("limits.ingestion-rate-limit-bytes"),
+        "{limited}"
+    );
     let other = TenantId::new("other").expect("tenant");
-    store.push(&other, request(&[9], 1), 900).await.expect("another tenant is not limited");
+    store
+        .push(&other, request(&[9], 1), 900)
+        .await
+        .expect("another tenant is not limited");
 
     let discarded = store.metrics.discarded();
     let count = |reason: andante_ingest::RefusalReason| {
-        discarded.iter().filter(|(t, r, _)| t == "acme" && *r == reason).map(|(_, _, n)| *n).sum::<u64>()
+        discarded
+            .iter()
+            .filter(|(t, r, _)| t == "acme" && *r == reason)
+            .map(|(_, _, n)| *n)
+            .sum::<u64>()
     };
     assert_eq!(count(andante_ingest::RefusalReason::LiveTracesExceeded), 1);
     assert_eq!(count(andante_ingest::RefusalReason::TraceTooLarge), 40);
@@ -125,9 +215,16 @@ async fn large_flushes_are_split_into_blocks_of_bounded_size() {
     let storage = Storage::in_memory();
     let blocks = BlockList::default();
     let tenant = TenantId::new("acme").expect("tenant");
-    let config = LiveConfig { block_max_bytes: 300, block_max_age: Duration::from_secs(3600), ..config() };
+    let config = LiveConfig {
+        block_max_bytes: 300,
+        block_max_age: Duration::from_secs(3600),
+        ..config()
+    };
     let store = open(dir.path(), &storage, &blocks, config);
-    store.push(&tenant, request(&[1, 2, 3, 4, 5, 6], 3), 100).await.expect("push");
+    store
+        .push(&tenant, request(&[1, 2, 3, 4, 5, 6], 3), 100)
+        .await
+        .expect("push");
     store.flush_all().await;
     let written = blocks.blocks("acme");
     assert!(written.len() >= 3, "{} blocks", written.len());

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     TooManyRequests,
     /// The server cannot serve now (shutting down, storage unreachable).
     Unavailable,
+    /// The request ran out of its time budget before an answer could be given.
+    DeadlineExceeded,
     /// A bug or an unexpected I/O failure; details go to the log, not to the client.
     Internal,
 }
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::TooManyRequests => 429,
             ErrorKind::Unavailable => 503,
+            ErrorKind::DeadlineExceeded => 504,
             ErrorKind::Internal => 500,
         }
     }

@@ -8,13 +8,21 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{what} must be {expected} bytes, got {actual}")]
-    WrongLength { what: &'static str, expected: usize, actual: usize },
+    WrongLength {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
     #[error("{what} must not be all zeros")]
     AllZero { what: &'static str },
     #[error("{what} `{text}` is not hexadecimal")]
     NotHex { what: &'static str, text: String },
     #[error("{what} `{text}` is longer than {max} hexadecimal digits")]
-    TooLong { what: &'static str, text: String, max: usize },
+    TooLong {
+        what: &'static str,
+        text: String,
+        max: usize,
+    },
 }
 
 /// A 16-byte trace ID that is not all zeros.
@@ -42,14 +50,24 @@ fn fixed<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], Id
 fn from_hex<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N], IdError> {
     let max = 2 * N;
     if text.len() > max {
-        return Err(IdError::TooLong { what, text: text.to_owned(), max });
+        return Err(IdError::TooLong {
+            what,
+            text: text.to_owned(),
+            max,
+        });
     }
     if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Err(IdError::NotHex { what, text: text.to_owned() });
+        return Err(IdError::NotHex {
+            what,
+            text: text.to_owned(),
+        });
     }
     let padded = format!("{text:0>max$}");
     let mut out = [0u8; N];
-    hex::decode_to_slice(&padded, &mut out).map_err(|_| IdError::NotHex { what, text: text.to_owned() })?;
+    hex::decode_to_slice(&padded, &mut out).map_err(|_| IdError::NotHex {
+        what,
+        text: text.to_owned(),
+    })?;
     if out.iter().all(|byte| *byte == 0) {
         return Err(IdError::AllZero { what });
     }
@@ -109,9 +127,18 @@ mod tests {
     fn hex_ids_are_left_padded_and_validated() {
         let short = TraceId::from_hex("abc").expect("short hex parses");
         assert_eq!(short.to_hex(), "00000000000000000000000000000abc");
-        assert!(matches!(TraceId::from_hex("xyz"), Err(IdError::NotHex { .. })));
-        assert!(matches!(TraceId::from_hex("0000"), Err(IdError::AllZero { .. })));
-        assert!(matches!(TraceId::from_hex(&"1".repeat(33)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            TraceId::from_hex("xyz"),
+            Err(IdError::NotHex { .. })
+        ));
+        assert!(matches!(
+            TraceId::from_hex("0000"),
+            Err(IdError::AllZero { .. })
+        ));
+        assert!(matches!(
+            TraceId::from_hex(&"1".repeat(33)),
+            Err(IdError::TooLong { .. })
+        ));
         assert!(matches!(TraceId::from_hex(""), Err(IdError::NotHex { .. })));
     }
 
@@ -120,8 +147,15 @@ mod tests {
         assert!(SpanId::from_bytes(&[1; 8]).is_ok());
         assert_eq!(
             SpanId::from_bytes(&[1; 7]),
-            Err(IdError::WrongLength { what: "span ID", expected: 8, actual: 7 })
+            Err(IdError::WrongLength {
+                what: "span ID",
+                expected: 8,
+                actual: 7
+            })
         );
-        assert_eq!(TraceId::from_bytes(&[0; 16]), Err(IdError::AllZero { what: "trace ID" }));
+        assert_eq!(
+            TraceId::from_bytes(&[0; 16]),
+            Err(IdError::AllZero { what: "trace ID" })
+        );
     }
 }

@@ -69,7 +69,10 @@ pub struct TenantSet(Vec<TenantId>);
 
 impl TenantSet {
     pub fn parse(text: &str) -> Result<Self, TenantError> {
-        let mut tenants = text.split('|').map(TenantId::new).collect::<Result<Vec<_>, _>>()?;
+        let mut tenants = text
+            .split('|')
+            .map(TenantId::new)
+            .collect::<Result<Vec<_>, _>>()?;
         tenants.sort();
         tenants.dedup();
         Ok(TenantSet(tenants))
@@ -96,9 +99,15 @@ mod tests {
     fn tenant_ids_are_path_safe() {
         assert!(TenantId::new("team-a_1.prod").is_ok());
         assert_eq!(TenantId::new(""), Err(TenantError::Empty));
-        assert!(matches!(TenantId::new("../etc"), Err(TenantError::BadCharacter(_))));
+        assert!(matches!(
+            TenantId::new("../etc"),
+            Err(TenantError::BadCharacter(_))
+        ));
         assert!(matches!(TenantId::new(".."), Err(TenantError::Reserved(_))));
-        assert!(matches!(TenantId::new("a/b"), Err(TenantError::BadCharacter(_))));
+        assert!(matches!(
+            TenantId::new("a/b"),
+            Err(TenantError::BadCharacter(_))
+        ));
         assert_eq!(TenantId::new(&"a".repeat(151)), Err(TenantError::TooLong));
     }
 

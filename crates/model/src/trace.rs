@@ -9,29 +9,52 @@ use std::collections::HashSet;
 use crate::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 
 /// Merges fragments into a deduplicated list of resource spans, keeping first-seen order.
-pub fn merge_resource_spans(fragments: impl IntoIterator<Item = ResourceSpans>) -> Vec<ResourceSpans> {
+pub fn merge_resource_spans(
+    fragments: impl IntoIterator<Item = ResourceSpans>,
+) -> Vec<ResourceSpans> {
     let mut merged: Vec<ResourceSpans> = Vec::new();
     let mut seen: HashSet<(Vec<u8>, i32)> = HashSet::new();
     for fragment in fragments {
-        let ResourceSpans { resource, scope_spans, schema_url } = fragment;
-        let position = match merged.iter().position(|r| r.resource == resource && r.schema_url == schema_url) {
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        } = fragment;
+        let position = match merged
+            .iter()
+            .position(|r| r.resource == resource && r.schema_url == schema_url)
+        {
             Some(position) => position,
             None => {
-                merged.push(ResourceSpans { resource, scope_spans: Vec::new(), schema_url });
+                merged.push(ResourceSpans {
+                    resource,
+                    scope_spans: Vec::new(),
+                    schema_url,
+                });
                 merged.len() - 1
             }
         };
         for scope in scope_spans {
-            let ScopeSpans { scope: scope_meta, spans, schema_url: scope_schema_url } = scope;
+            let ScopeSpans {
+                scope: scope_meta,
+                spans,
+                schema_url: scope_schema_url,
+            } = scope;
             let target = &mut merged[position].scope_spans;
-            let scope_position =
-                match target.iter().position(|s| s.scope == scope_meta && s.schema_url == scope_schema_url) {
-                    Some(found) => found,
-                    None => {
-                        target.push(ScopeSpans { scope: scope_meta, spans: Vec::new(), schema_url: scope_schema_url });
-                        target.len() - 1
-                    }
-                };
+            let scope_position = match target
+                .iter()
+                .position(|s| s.scope == scope_meta && s.schema_url == scope_schema_url)
+            {
+                Some(found) => found,
+                None => {
+                    target.push(ScopeSpans {
+                        scope: scope_meta,
+                        spans: Vec::new(),
+                        schema_url: scope_schema_url,
+                    });
+                    target.len() - 1
+                }
+            };
             for span in spans {
                 if seen.insert((span.span_id.clone(), span.kind)) {
                     target[scope_position].spans.push(span);
@@ -48,7 +71,11 @@ pub fn merge_resource_spans(fragments: impl IntoIterator<Item = ResourceSpans>) 
 
 /// The number of spans in a list of resource spans.
 pub fn span_count(resource_spans: &[ResourceSpans]) -> usize {
-    resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+    resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
 }
 
 #[cfg(test)]
@@ -59,13 +86,23 @@ mod tests {
 
     fn fragment(service: &str, ids: &[(u8, i32)]) -> ResourceSpans {
         let resource = Resource {
-            attributes: vec![crate::otlp::common::v1::KeyValue { key: service.into(), ..Default::default() }],
+            attributes: vec![crate::otlp::common::v1::KeyValue {
+                key: service.into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        let spans = ids.iter().map(|(id, kind)| Span { span_id: vec![*id; 8], kind: *kind, ..Default::default() });
+        let spans = ids.iter().map(|(id, kind)| Span {
+            span_id: vec![*id; 8],
+            kind: *kind,
+            ..Default::default()
+        });
         ResourceSpans {
             resource: Some(resource),
-            scope_spans: vec![ScopeSpans { spans: spans.collect(), ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans: spans.collect(),
+                ..Default::default()
+            }],
             schema_url: String::new(),
         }
     }
@@ -78,7 +115,11 @@ mod tests {
             fragment("a", &[(1, 2), (1, 3), (4, 1)]),
         ]);
         assert_eq!(merged.len(), 2);
-        let ids: Vec<_> = merged[0].scope_spans[0].spans.iter().map(|s| (s.span_id[0], s.kind)).collect();
+        let ids: Vec<_> = merged[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| (s.span_id[0], s.kind))
+            .collect();
         assert_eq!(ids, [(1, 2), (2, 3), (1, 3), (4, 1)]);
         assert_eq!(span_count(&merged), 5);
     }

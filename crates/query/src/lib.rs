@@ -12,7 +12,7 @@ use andante_live::LiveStore;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
 use andante_storage::Storage;
-use futures::future::join_all;
+use futures::StreamExt;
 
 pub mod metrics;
 pub mod search;
@@ -52,45 +52,56 @@ pub struct Querier {
 impl Querier {
     pub fn new(live: Arc<LiveStore>, storage: Storage, blocks: BlockList) -> Querier {
         let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
-        Querier { live, storage, blocks, cpu: Arc::new(tokio::sync::Semaphore::new(cores)), block_jobs: cores.max(2) }
+        Querier {
+            live,
+            storage,
+            blocks,
+            cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
+            block_jobs: cores.max(2),
+        }
     }
 
     /// The tenant's blocks overlapping `[start, end]`, newest data first (then by block ID, so
     /// the order never depends on listing order).
-    fn blocks_newest_first(&self, tenant: &andante_model::TenantId, start: u64, end: u64) -> Vec<andante_block::BlockHandle> {
-        let mut blocks: Vec<_> = self.blocks.blocks(tenant.as_str()).into_iter().filter(|handle| handle.meta.overlaps(start, end)).collect();
-        blocks.sort_by_key(|handle| std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id)));
+    fn blocks_newest_first(
+        &self,
+        tenant: &andante_model::TenantId,
+        start: u64,
+        end: u64,
+    ) -> Vec<andante_block::BlockHandle> {
+        let mut blocks: Vec<_> = self
+            .blocks
+            .blocks(tenant.as_str())
+            .into_iter()
+            .filter(|handle| handle.meta.overlaps(start, end))
+            .collect();
+        blocks.sort_by_key(|handle| {
+            std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id))
+        });
         blocks
     }
 
-    pub async fn trace_by_id(&self, tenants: &TenantSet, trace_id: TraceId, hint: TimeHint) -> TraceLookup {
+    pub async fn trace_by_id(
+        &self,
+        tenants: &TenantSet,
+        trace_id: TraceId,
+        hint: TimeHint,
+    ) -> TraceLookup {
         let mut lookup = TraceLookup::default();
         let mut fragments: Vec<ResourceSpans> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
-        let start = hint.start.unwrap_or(0);
-        let end = hint.end.unwrap_or(u64::MAX);
         for tenant in tenants.iter() {
-            fragments.extend(self.live.find_trace(tenant, &trace_id));
-            let candidates: Vec<_> = self
-                .blocks
-                .blocks(tenant.as_str())
-                .into_iter()
-                .filter(|handle| handle.meta.overlaps(start, end) && handle.may_contain(&trace_id))
-                .collect();
-            lookup.blocks_searched += candidates.len();
-            let reads = candidates.iter().map(|handle| handle.find_trace(&self.storage, trace_id));
-            for (handle, result) in candidates.iter().zip(join_all(reads).await) {
-                match result {
-                    Ok(read) => {
-                        lookup.inspected_bytes += read.bytes_read;
-                        fragments.extend(read.trace.into_iter().flat_map(|trace| trace.resource_spans));
-                    }
-                    Err(error) => {
-                        tracing::warn!(block = %handle.meta.block_id, %error, "trace-by-id block read failed");
-                        failures.push(format!("block {} could not be read", handle.meta.block_id));
-                    }
-                }
-            }
+            let mut batch = self.traces_by_ids(tenant, &[trace_id], hint).await;
+            lookup.inspected_bytes += batch.inspected_bytes;
+            lookup.blocks_searched += batch.blocks_searched;
+            failures.extend(batch.failures);
+            fragments.extend(
+                batch
+                    .traces
+                    .pop()
+                    .map(|(_, spans)| spans)
+                    .unwrap_or_default(),
+            );
         }
         lookup.resource_spans = merge_resource_spans(fragments);
         if !failures.is_empty() {
@@ -98,6 +109,87 @@ impl Querier {
         }
         lookup
     }
+
+    /// Every trace of `trace_ids` one tenant holds, whole (live store and every block that may
+    /// hold a piece, merged), in the order asked. A block is read once for all the IDs it may
+    /// hold, a row group once for all the IDs in it: confirming many search candidates costs a
+    /// pass over their row groups, not one per trace.
+    pub async fn traces_by_ids(
+        &self,
+        tenant: &andante_model::TenantId,
+        trace_ids: &[TraceId],
+        hint: TimeHint,
+    ) -> BatchLookup {
+        let mut batch = BatchLookup::default();
+        let start = hint.start.unwrap_or(0);
+        let end = hint.end.unwrap_or(u64::MAX);
+        let mut fragments: std::collections::HashMap<TraceId, Vec<ResourceSpans>> = trace_ids
+            .iter()
+            .map(|trace_id| (*trace_id, self.live.find_trace(tenant, trace_id)))
+            .collect();
+        let reads: Vec<_> = self
+            .blocks
+            .blocks(tenant.as_str())
+            .into_iter()
+            .filter(|handle| handle.meta.overlaps(start, end))
+            .filter_map(|handle| {
+                let wanted: Vec<TraceId> = trace_ids
+                    .iter()
+                    .copied()
+                    .filter(|trace_id| handle.may_contain(trace_id))
+                    .collect();
+                (!wanted.is_empty()).then_some((handle, wanted))
+            })
+            .collect();
+        batch.blocks_searched = reads.len();
+        let storage = &self.storage;
+        let mut results =
+            futures::stream::iter(reads.into_iter().map(|(handle, wanted)| async move {
+                let result = handle.find_traces(storage, &wanted).await;
+                (handle.meta.block_id, result)
+            }))
+            .buffer_unordered(self.block_jobs);
+        while let Some((block_id, result)) = results.next().await {
+            match result {
+                Ok((traces, bytes_read)) => {
+                    batch.inspected_bytes += bytes_read;
+                    for trace in traces {
+                        fragments
+                            .entry(trace.trace_id)
+                            .or_default()
+                            .extend(trace.resource_spans);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(block = %block_id, %error, "trace read from block failed");
+                    batch
+                        .failures
+                        .push(format!("block {block_id} could not be read"));
+                }
+            }
+        }
+        batch.traces = trace_ids
+            .iter()
+            .map(|trace_id| {
+                (
+                    *trace_id,
+                    merge_resource_spans(fragments.remove(trace_id).unwrap_or_default()),
+                )
+            })
+            .collect();
+        batch
+    }
+}
+
+/// The answer to a batched lookup of one tenant's traces.
+#[derive(Debug, Default)]
+pub struct BatchLookup {
+    /// Each trace asked for, with its spans (empty when not found), in the order asked.
+    pub traces: Vec<(TraceId, Vec<ResourceSpans>)>,
+    pub inspected_bytes: u64,
+    pub blocks_searched: usize,
+    /// One message per block that could not be read; the spans found elsewhere are returned.
+    pub failures: Vec<String>,
 }
 
 /// A spawned task that is aborted when this handle is dropped (a search stopped early or a
@@ -114,7 +206,10 @@ impl<T> Drop for AbortOnDrop<T> {
 impl<T> std::future::Future for AbortOnDrop<T> {
     type Output = Result<T, tokio::task::JoinError>;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }

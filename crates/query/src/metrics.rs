@@ -16,7 +16,9 @@ use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId};
 use andante_traceql::metrics::{combine, MetricsSeries, Operand};
-use andante_traceql::{Accumulator, Intervals, MetricsExpr, MetricsQuery, TraceCondition, TraceView};
+use andante_traceql::{
+    Accumulator, Intervals, MetricsExpr, MetricsQuery, TraceCondition, TraceView,
+};
 use futures::stream::{self, StreamExt};
 
 use crate::search::SearchMetrics;
@@ -29,6 +31,24 @@ pub struct MetricsRequest {
     pub deadline: Option<Instant>,
     /// Most exemplars in the answer (0: none).
     pub max_exemplars: usize,
+    /// Most series the query may build or answer; past it the answer is truncated and partial.
+    pub max_series: usize,
+}
+
+/// The partial-answer message when a query passed its series limit.
+fn series_limit_message(max_series: usize) -> String {
+    format!("the query produced more than the limit of {max_series} series (`query.max_metrics_series`); the answer is truncated")
+}
+
+/// Cuts `series` to the limit, saying so in `failures`.
+fn cap_series(series: &mut Vec<MetricsSeries>, max_series: usize, failures: &mut Vec<String>) {
+    if series.len() > max_series {
+        series.truncate(max_series);
+        let message = series_limit_message(max_series);
+        if !failures.contains(&message) {
+            failures.push(message);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,9 +59,40 @@ pub struct MetricsResult {
     pub partial_message: Option<String>,
 }
 
+/// Interval slots all series of one accumulator may hold (each slot is four numbers, 32 bytes):
+/// bounds the memory of one source's fold whatever the query's cardinality.
+const MAX_ACCUMULATOR_SLOTS: usize = 4_000_000;
+
+/// Most series one accumulator keeps: more than the answer may have, since `compare()` and
+/// `topk` choose their answer among all series, within the slot budget and never above 100k.
+fn accumulator_series(request: &MetricsRequest) -> usize {
+    (MAX_ACCUMULATOR_SLOTS / request.intervals.count.max(1))
+        .clamp(request.max_series, 100_000.max(request.max_series))
+}
+
+/// What every accumulator of one query is built with.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    intervals: Intervals,
+    exemplars: usize,
+    max_series: usize,
+}
+
+impl Shape {
+    fn accumulator(self) -> Accumulator {
+        Accumulator::new(self.intervals)
+            .with_exemplars(self.exemplars)
+            .with_max_series(self.max_series)
+    }
+}
+
 /// Folds traces into a fresh accumulator; also returns how many spans it looked at.
-fn fold(query: &MetricsQuery, intervals: Intervals, exemplars: usize, traces: &[(TraceId, Vec<ResourceSpans>)]) -> (Accumulator, u64) {
-    let mut accumulator = Accumulator::new(intervals).with_exemplars(exemplars);
+fn fold(
+    query: &MetricsQuery,
+    shape: Shape,
+    traces: &[(TraceId, Vec<ResourceSpans>)],
+) -> (Accumulator, u64) {
+    let mut accumulator = shape.accumulator();
     let mut spans = 0u64;
     for (trace_id, resource_spans) in traces {
         let view = TraceView::new(trace_id.0, resource_spans);
@@ -67,9 +118,15 @@ fn reduce(expr: &MetricsExpr, results: &mut impl Iterator<Item = Vec<MetricsSeri
 /// How blocks are read for one query.
 enum BlockWay {
     /// One exact span filter with its fields in columns: fold rows (`block/v1/metrics.rs`).
-    Columnar { plan: Arc<ScanPlan>, columns: Arc<MetricsColumns> },
+    Columnar {
+        plan: Arc<ScanPlan>,
+        columns: Arc<MetricsColumns>,
+    },
     /// Anything else: find candidates (unless every trace is one), read traces whole, evaluate.
-    WholeTraces { plan: Arc<ScanPlan>, scan_first: bool },
+    WholeTraces {
+        plan: Arc<ScanPlan>,
+        scan_first: bool,
+    },
 }
 
 /// What one block contributed. Traces also held live are not counted here: the columnar way
@@ -97,16 +154,32 @@ impl Querier {
         handle: &andante_block::BlockHandle,
         way: &BlockWay,
         query: Arc<MetricsQuery>,
-        intervals: Intervals,
-        exemplars: usize,
+        shape: Shape,
         live_ids: Arc<HashSet<TraceId>>,
     ) -> Result<BlockFold, andante_block::BlockError> {
         let (storage, cpu) = (&self.storage, self.cpu.clone());
-        let empty = || Accumulator::new(intervals).with_exemplars(exemplars);
+        let empty = || shape.accumulator();
         match way {
             BlockWay::Columnar { plan, columns } => {
-                let (accumulator, bytes, stats) = handle.fold_metrics(storage, plan.clone(), columns.clone(), query, empty(), live_ids, cpu).await?;
-                Ok(BlockFold { accumulator, spans: stats.spans_scanned, traces: 0, bytes, shared_ids: stats.shared, shared_spans: Vec::new() })
+                let (accumulator, bytes, stats) = handle
+                    .fold_metrics(
+                        storage,
+                        plan.clone(),
+                        columns.clone(),
+                        query,
+                        empty(),
+                        live_ids,
+                        cpu,
+                    )
+                    .await?;
+                Ok(BlockFold {
+                    accumulator,
+                    spans: stats.spans_scanned,
+                    traces: 0,
+                    bytes,
+                    shared_ids: stats.shared,
+                    shared_spans: Vec::new(),
+                })
             }
             BlockWay::WholeTraces { plan, scan_first } => {
                 let mut bytes = 0u64;
@@ -114,7 +187,14 @@ impl Querier {
                     let outcome = handle.scan(storage, plan.clone(), cpu.clone()).await?;
                     bytes += outcome.bytes_read;
                     if outcome.candidates.is_empty() {
-                        return Ok(BlockFold { accumulator: empty(), spans: 0, traces: 0, bytes, shared_ids: HashSet::new(), shared_spans: Vec::new() });
+                        return Ok(BlockFold {
+                            accumulator: empty(),
+                            spans: 0,
+                            traces: 0,
+                            bytes,
+                            shared_ids: HashSet::new(),
+                            shared_spans: Vec::new(),
+                        });
                     }
                     Some(outcome.candidates.into_iter().map(|c| c.trace_id).collect())
                 } else {
@@ -122,19 +202,36 @@ impl Querier {
                 };
                 let traces = handle.read_all(storage).await?;
                 bytes += handle.meta.data_bytes;
-                let permit = cpu.acquire_owned().await.map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
+                let permit = cpu
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| andante_block::BlockError::Read(e.to_string()))?;
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let (mut mine, mut shared_spans) = (Vec::new(), Vec::new());
                     for trace in traces {
-                        if wanted.as_ref().is_some_and(|w| !w.contains(&trace.trace_id)) {
+                        if wanted
+                            .as_ref()
+                            .is_some_and(|w| !w.contains(&trace.trace_id))
+                        {
                             continue;
                         }
-                        let target = if live_ids.contains(&trace.trace_id) { &mut shared_spans } else { &mut mine };
+                        let target = if live_ids.contains(&trace.trace_id) {
+                            &mut shared_spans
+                        } else {
+                            &mut mine
+                        };
                         target.push((trace.trace_id, trace.resource_spans));
                     }
-                    let (accumulator, spans) = fold(&query, intervals, exemplars, &mine);
-                    BlockFold { accumulator, spans, traces: mine.len() as u64, bytes, shared_ids: HashSet::new(), shared_spans }
+                    let (accumulator, spans) = fold(&query, shape, &mine);
+                    BlockFold {
+                        accumulator,
+                        spans,
+                        traces: mine.len() as u64,
+                        bytes,
+                        shared_ids: HashSet::new(),
+                        shared_spans,
+                    }
                 })
                 .await
                 .map_err(|e| andante_block::BlockError::Read(e.to_string()))
@@ -143,15 +240,36 @@ impl Querier {
     }
 
     /// A metrics expression: each query computed as by [`Querier::metrics`], then combined.
-    pub async fn metrics_expr(&self, tenants: &TenantSet, expr: &MetricsExpr, template: &MetricsRequest) -> MetricsResult {
+    pub async fn metrics_expr(
+        &self,
+        tenants: &TenantSet,
+        expr: &MetricsExpr,
+        template: &MetricsRequest,
+    ) -> MetricsResult {
         if let MetricsExpr::Query(query) = expr {
-            return self.metrics(tenants, &MetricsRequest { query: (**query).clone(), ..template.clone() }).await;
+            return self
+                .metrics(
+                    tenants,
+                    &MetricsRequest {
+                        query: (**query).clone(),
+                        ..template.clone()
+                    },
+                )
+                .await;
         }
         let mut result = MetricsResult::default();
         let mut parts = Vec::new();
         let mut failures = Vec::new();
         for query in expr.queries() {
-            let part = self.metrics(tenants, &MetricsRequest { query: query.clone(), ..template.clone() }).await;
+            let part = self
+                .metrics(
+                    tenants,
+                    &MetricsRequest {
+                        query: query.clone(),
+                        ..template.clone()
+                    },
+                )
+                .await;
             let stats = &part.stats;
             result.stats.inspected_bytes += stats.inspected_bytes;
             result.stats.inspected_traces += stats.inspected_traces;
@@ -166,6 +284,7 @@ impl Querier {
             Operand::Series(series) => series,
             Operand::Number(_) => Vec::new(),
         };
+        cap_series(&mut result.series, template.max_series, &mut failures);
         if !failures.is_empty() {
             result.partial_message = Some(failures.join("; "));
         }
@@ -176,26 +295,43 @@ impl Querier {
         let mut result = MetricsResult::default();
         let (window_start, window_end) = request.intervals.window();
         let query = Arc::new(request.query.clone());
-        let intervals = request.intervals;
-        let exemplars = request.max_exemplars;
+        let shape = Shape {
+            intervals: request.intervals,
+            exemplars: request.max_exemplars,
+            max_series: accumulator_series(request),
+        };
         let way = match MetricsColumns::of(&request.query) {
             Some(columns) => {
                 let columns = Arc::new(columns);
-                let plan = ScanPlan::with_columns(columnar_condition(&request.query), window_start..window_end, &columns.names());
-                BlockWay::Columnar { plan: Arc::new(plan), columns }
+                let plan = ScanPlan::with_columns(
+                    columnar_condition(&request.query),
+                    window_start..window_end,
+                    &columns.names(),
+                );
+                BlockWay::Columnar {
+                    plan: Arc::new(plan),
+                    columns,
+                }
             }
             None => {
                 let condition = TraceCondition::of(&request.query.search);
                 let scan_first = !matches!(condition, TraceCondition::True);
-                BlockWay::WholeTraces { plan: Arc::new(ScanPlan::new(condition, window_start..window_end)), scan_first }
+                BlockWay::WholeTraces {
+                    plan: Arc::new(ScanPlan::new(condition, window_start..window_end)),
+                    scan_first,
+                }
             }
         };
-        let mut total = Accumulator::new(intervals).with_exemplars(exemplars);
+        let mut total = shape.accumulator();
         let mut failures = Vec::new();
 
         for tenant in tenants.iter() {
-            let mut live: HashMap<TraceId, Vec<ResourceSpans>> =
-                self.live.snapshot(tenant).into_iter().map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments))).collect();
+            let mut live: HashMap<TraceId, Vec<ResourceSpans>> = self
+                .live
+                .snapshot(tenant)
+                .into_iter()
+                .map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments)))
+                .collect();
             let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
 
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
@@ -203,14 +339,19 @@ impl Querier {
             result.stats.total_jobs += blocks.len() as u64 + 1;
             let jobs = stream::iter(blocks.into_iter().map(|handle| {
                 let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
-                async move { self.fold_block(&handle, way, query, intervals, exemplars, live_ids).await }
+                async move { self.fold_block(&handle, way, query, shape, live_ids).await }
             }))
             .buffer_unordered(self.block_jobs);
             futures::pin_mut!(jobs);
             let mut shared_ids = HashSet::new();
             while let Some(job) = jobs.next().await {
-                if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    failures.push("the metrics query deadline passed before every block was read".to_owned());
+                if request
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline)
+                {
+                    failures.push(
+                        "the metrics query deadline passed before every block was read".to_owned(),
+                    );
                     break;
                 }
                 match job {
@@ -235,16 +376,25 @@ impl Querier {
             }
             // A columnar fold skipped the rows of traces also held live: count them whole.
             for trace_id in shared_ids {
-                let lookup = self.trace_by_id(&TenantSet::one(tenant.clone()), trace_id, crate::TimeHint::default()).await;
+                let lookup = self
+                    .trace_by_id(
+                        &TenantSet::one(tenant.clone()),
+                        trace_id,
+                        crate::TimeHint::default(),
+                    )
+                    .await;
                 live.insert(trace_id, lookup.resource_spans);
             }
             // Live traces last, merged with any copy a block holds, each counted once.
-            let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live.into_iter().map(|(id, spans)| (id, merge_resource_spans(spans))).collect();
+            let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live
+                .into_iter()
+                .map(|(id, spans)| (id, merge_resource_spans(spans)))
+                .collect();
             let (query, permit) = (query.clone(), self.cpu.clone().acquire_owned().await);
             let folded = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let traces = merged.len() as u64;
-                let (accumulator, spans) = fold(&query, intervals, exemplars, &merged);
+                let (accumulator, spans) = fold(&query, shape, &merged);
                 (accumulator, spans, traces)
             })
             .await;
@@ -258,7 +408,14 @@ impl Querier {
                 Err(error) => failures.push(format!("live traces could not be read: {error}")),
             }
         }
+        if total.truncated {
+            failures.push(format!(
+                "the query built more than {} series (the memory bound of `query.max_metrics_series` {}); series past it were not counted",
+                shape.max_series, request.max_series
+            ));
+        }
         result.series = total.finish(&request.query);
+        cap_series(&mut result.series, request.max_series, &mut failures);
         if !failures.is_empty() {
             result.partial_message = Some(failures.join("; "));
         }

@@ -90,6 +90,8 @@ pub struct SearchResult {
     pub traces: Vec<TraceSummary>,
     pub metrics: SearchMetrics,
     pub partial_message: Option<String>,
+    /// The deadline passed before the answer was complete (a kind of partial answer).
+    pub timed_out: bool,
 }
 
 /// Tempo's placeholder when a trace's root span has not arrived.
@@ -107,7 +109,9 @@ fn sample_fraction(query: &Query) -> Option<f64> {
 
 /// Deterministic sampling by trace ID.
 fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
-    let Some(fraction) = fraction else { return true };
+    let Some(fraction) = fraction else {
+        return true;
+    };
     let mut head = [0u8; 8];
     head.copy_from_slice(&trace_id.0[8..16]);
     (u64::from_be_bytes(head) as f64) < fraction * u64::MAX as f64
@@ -152,27 +156,49 @@ impl Querier {
         let tenant_list: Vec<_> = tenants.iter().cloned().collect();
         let mut blocks = Vec::new();
         for (tenant_index, tenant) in tenant_list.iter().enumerate() {
-            let (live, spans) = self.live_candidates(tenant, &condition).await;
+            let (live, spans) = match self.live_candidates(tenant, &condition).await {
+                Ok(found) => found,
+                Err(message) => {
+                    failures.push(message);
+                    (Vec::new(), 0)
+                }
+            };
             result.metrics.inspected_spans += spans;
             for candidate in live {
                 if candidate.start_unix_nanos <= end && candidate.end_unix_nanos >= start {
-                    let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
+                    let slot = candidates
+                        .entry((candidate.trace_id, tenant_index))
+                        .or_insert(0);
                     *slot = (*slot).max(candidate.start_unix_nanos);
                 }
             }
-            blocks.extend(self.blocks_newest_first(tenant, start, end).into_iter().map(|handle| (tenant_index, handle)));
+            blocks.extend(
+                self.blocks_newest_first(tenant, start, end)
+                    .into_iter()
+                    .map(|handle| (tenant_index, handle)),
+            );
         }
-        blocks.sort_by_key(|(_, handle)| std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id)));
+        blocks.sort_by_key(|(_, handle)| {
+            std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id))
+        });
         result.metrics.total_blocks = blocks.len() as u64;
         result.metrics.total_jobs = blocks.len() as u64;
-        result.metrics.total_block_bytes = blocks.iter().map(|(_, handle)| handle.meta.data_bytes).sum::<u64>();
-        let frontiers: Vec<u64> = blocks.iter().map(|(_, handle)| handle.meta.end_unix_nanos).collect();
+        result.metrics.total_block_bytes = blocks
+            .iter()
+            .map(|(_, handle)| handle.meta.data_bytes)
+            .sum::<u64>();
+        let frontiers: Vec<u64> = blocks
+            .iter()
+            .map(|(_, handle)| handle.meta.end_unix_nanos)
+            .collect();
         // Scans run as tasks so they progress (and release their CPU permits) while stage 2
         // runs between them; the ones still running when the search stops are aborted.
         let mut scans = stream::iter(blocks.into_iter().map(|(tenant_index, handle)| {
             let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
             let block_id = handle.meta.block_id;
-            let task = AbortOnDrop(tokio::spawn(async move { handle.scan(&storage, plan, cpu).await }));
+            let task = AbortOnDrop(tokio::spawn(async move {
+                handle.scan(&storage, plan, cpu).await
+            }));
             async move {
                 let outcome = match task.await {
                     Ok(outcome) => outcome,
@@ -203,15 +229,33 @@ impl Querier {
             for (_, trace_id, tenant_index) in &ready {
                 candidates.remove(&(*trace_id, *tenant_index));
             }
-            self.confirm(&ready, &tenant_list, request, &query, &fields, &mut confirmed, &mut result, &mut failures, &mut progress).await;
-            let past_deadline = request.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            self.confirm(
+                &ready,
+                &tenant_list,
+                request,
+                &query,
+                &fields,
+                &mut confirmed,
+                &mut result,
+                &mut failures,
+                &mut progress,
+            )
+            .await;
+            let past_deadline = request
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline);
             if confirmed.matched.len() >= request.limit || past_deadline || frontier.is_none() {
                 if past_deadline && frontier.is_some() && confirmed.matched.len() < request.limit {
-                    failures.push("the search deadline passed before every block was scanned".to_owned());
+                    failures.push(
+                        "the search deadline passed before every block was scanned".to_owned(),
+                    );
+                    result.timed_out = true;
                 }
                 break;
             }
-            let Some((tenant_index, block_id, scan)) = scans.next().await else { break };
+            let Some((tenant_index, block_id, scan)) = scans.next().await else {
+                break;
+            };
             scanned += 1;
             match scan {
                 Ok(outcome) => {
@@ -223,7 +267,9 @@ impl Querier {
                         if confirmed.checked.contains(&candidate.trace_id) {
                             continue;
                         }
-                        let slot = candidates.entry((candidate.trace_id, tenant_index)).or_insert(0);
+                        let slot = candidates
+                            .entry((candidate.trace_id, tenant_index))
+                            .or_insert(0);
                         *slot = (*slot).max(candidate.start_unix_nanos);
                     }
                 }
@@ -244,7 +290,11 @@ impl Querier {
 
     /// Live traces of one tenant that satisfy the condition (decoded on the CPU pool), and the
     /// spans inspected.
-    async fn live_candidates(&self, tenant: &andante_model::TenantId, condition: &TraceCondition) -> (Vec<Candidate>, u64) {
+    async fn live_candidates(
+        &self,
+        tenant: &andante_model::TenantId,
+        condition: &TraceCondition,
+    ) -> Result<(Vec<Candidate>, u64), String> {
         let live = self.live.snapshot(tenant);
         let condition = condition.clone();
         let permit = self.cpu.clone().acquire_owned().await;
@@ -259,20 +309,31 @@ impl Querier {
                 let found: Vec<bool> = condition
                     .predicates()
                     .iter()
-                    .map(|predicate| (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span)))
+                    .map(|predicate| {
+                        (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span))
+                    })
                     .collect();
                 if condition.holds(&found) {
-                    out.push(Candidate { trace_id, start_unix_nanos: view.start_unix_nanos, end_unix_nanos: view.end_unix_nanos });
+                    out.push(Candidate {
+                        trace_id,
+                        start_unix_nanos: view.start_unix_nanos,
+                        end_unix_nanos: view.end_unix_nanos,
+                    });
                 }
             }
             (out, spans)
         })
         .await
-        .unwrap_or_default()
+        .map_err(|error| {
+            tracing::error!(%error, "live search task failed");
+            "the live traces could not be searched".to_owned()
+        })
     }
 
-    /// Stage 2 over `ready` (newest first): fetches each whole trace, evaluates the query and
-    /// records matches until `limit`, eight traces at a time.
+    /// Stage 2 over `ready` (newest first): fetches the traces whole, evaluates the query and
+    /// records matches until `limit`. Chunks start at 8 traces (a selective query stops after a
+    /// few) and double up to 256: a query that cannot be pushed down makes every trace a
+    /// candidate, and batched reads then decode each row group once per chunk, not per trace.
     #[allow(clippy::too_many_arguments)]
     async fn confirm(
         &self,
@@ -287,22 +348,48 @@ impl Querier {
         progress: &mut impl FnMut(&[TraceSummary], &SearchMetrics),
     ) {
         let hint = TimeHint::default();
-        for chunk in ready.chunks(8) {
+        let mut chunk_size = 8;
+        let mut rest = ready;
+        while !rest.is_empty() {
+            let (chunk, remaining) = rest.split_at(chunk_size.min(rest.len()));
+            rest = remaining;
+            // 256 whole traces bound a chunk's memory (each at most `limits.max_bytes_per_trace`).
+            chunk_size = (chunk_size * 2).min(256);
             if confirmed.matched.len() >= request.limit {
                 break;
             }
-            if request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                failures.push("the search deadline passed before every candidate was checked".to_owned());
+            if request
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                failures.push(
+                    "the search deadline passed before every candidate was checked".to_owned(),
+                );
+                result.timed_out = true;
                 break;
             }
-            let lookups: Vec<_> = chunk
+            // Per tenant, one batched read; then back to the chunk's order (newest first).
+            let mut fetched: Vec<(TraceId, Vec<ResourceSpans>)> = Vec::with_capacity(chunk.len());
+            for (tenant_index, tenant) in tenant_list.iter().enumerate() {
+                let ids: Vec<TraceId> = chunk
+                    .iter()
+                    .filter(|(_, _, index)| *index == tenant_index)
+                    .map(|(_, trace_id, _)| *trace_id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let batch = self.traces_by_ids(tenant, &ids, hint).await;
+                result.metrics.inspected_bytes += batch.inspected_bytes;
+                failures.extend(batch.failures);
+                fetched.extend(batch.traces);
+            }
+            let order: std::collections::HashMap<TraceId, usize> = chunk
                 .iter()
-                .map(|(_, trace_id, tenant_index)| {
-                    let (trace_id, tenant, querier) = (*trace_id, TenantSet::one(tenant_list[*tenant_index].clone()), self.clone());
-                    async move { (trace_id, querier.trace_by_id(&tenant, trace_id, hint).await) }
-                })
+                .enumerate()
+                .map(|(position, (_, trace_id, _))| (*trace_id, position))
                 .collect();
-            let fetched = futures::future::join_all(lookups).await;
+            fetched.sort_by_key(|(trace_id, _)| order.get(trace_id).copied());
             let (query, fields) = (query.clone(), fields.clone());
             let spss = request.spans_per_spanset;
             let permit = self.cpu.clone().acquire_owned().await;
@@ -310,21 +397,26 @@ impl Querier {
                 let _permit = permit;
                 fetched
                     .into_iter()
-                    .map(|(trace_id, lookup)| {
-                        let summary = summarize(&query, &fields, spss, trace_id, &lookup.resource_spans);
-                        (trace_id, lookup.inspected_bytes, lookup.partial_message, summary)
+                    .map(|(trace_id, resource_spans)| {
+                        (
+                            trace_id,
+                            summarize(&query, &fields, spss, trace_id, &resource_spans),
+                        )
                     })
                     .collect::<Vec<_>>()
             })
-            .await
-            .unwrap_or_default();
-            let mut fresh = Vec::new();
-            for (trace_id, bytes, partial, summary) in summaries {
-                confirmed.checked.insert(trace_id);
-                result.metrics.inspected_bytes += bytes;
-                if let Some(message) = partial {
-                    failures.push(message);
+            .await;
+            let summaries = match summaries {
+                Ok(summaries) => summaries,
+                Err(error) => {
+                    tracing::error!(%error, "search evaluation task failed");
+                    failures.push("evaluating candidate traces failed".to_owned());
+                    break;
                 }
+            };
+            let mut fresh = Vec::new();
+            for (trace_id, summary) in summaries {
+                confirmed.checked.insert(trace_id);
                 if let Some(summary) = summary {
                     if confirmed.matched.len() < request.limit {
                         fresh.push(summary.clone());
@@ -337,7 +429,10 @@ impl Querier {
     }
 }
 
-fn render_intrinsic(intrinsic: Intrinsic, value: Value<'static>) -> Option<(String, Value<'static>)> {
+fn render_intrinsic(
+    intrinsic: Intrinsic,
+    value: Value<'static>,
+) -> Option<(String, Value<'static>)> {
     let key = match intrinsic {
         Intrinsic::Name | Intrinsic::Duration => return None,
         other => other.name().to_owned(),
@@ -365,14 +460,24 @@ pub fn summarize(
     }
     let mut service_stats: BTreeMap<String, ServiceStats> = BTreeMap::new();
     for span in &view.spans {
-        let stats = service_stats.entry(span.service_name().to_owned()).or_default();
+        let stats = service_stats
+            .entry(span.service_name().to_owned())
+            .or_default();
         stats.span_count += 1;
-        if span.span.status.as_ref().is_some_and(|status| StatusCode::from_otlp(status.code) == StatusCode::Error) {
+        if span
+            .span
+            .status
+            .as_ref()
+            .is_some_and(|status| StatusCode::from_otlp(status.code) == StatusCode::Error)
+        {
             stats.error_count += 1;
         }
     }
-    let (root_service_name, root_trace_name) = match view.root.map(|root| view.spans[root as usize]) {
-        Some(root) if root.span.parent_span_id.is_empty() => (root.service_name().to_owned(), root.span.name.clone()),
+    let (root_service_name, root_trace_name) = match view.root.map(|root| view.spans[root as usize])
+    {
+        Some(root) if root.span.parent_span_id.is_empty() => {
+            (root.service_name().to_owned(), root.span.name.clone())
+        }
         _ => (ROOT_NOT_RECEIVED.to_owned(), String::new()),
     };
     let spansets = spansets

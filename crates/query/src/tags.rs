@@ -34,7 +34,10 @@ fn live_collect(
     seen: &mut HashSet<String>,
 ) {
     for index in 0..view.spans.len() as u32 {
-        if !predicates.iter().all(|predicate| predicate.matches_span(view, index)) {
+        if !predicates
+            .iter()
+            .all(|predicate| predicate.matches_span(view, index))
+        {
             continue;
         }
         let span = view.spans[index as usize];
@@ -54,7 +57,10 @@ fn live_collect(
                     add("link", &mut link.attributes.iter().map(|a| &a.key));
                 }
                 if let Some(scope) = span.scope {
-                    add("instrumentation", &mut scope.attributes.iter().map(|a| &a.key));
+                    add(
+                        "instrumentation",
+                        &mut scope.attributes.iter().map(|a| &a.key),
+                    );
                 }
             }
             TagRequest::Values(field) => {
@@ -112,7 +118,13 @@ impl Querier {
                     if view.start_unix_nanos > end || view.end_unix_nanos < start {
                         continue;
                     }
-                    live_collect(&task_request, &task_predicates, &view, &mut part, &mut part_seen);
+                    live_collect(
+                        &task_request,
+                        &task_predicates,
+                        &view,
+                        &mut part,
+                        &mut part_seen,
+                    );
                 }
                 part
             })
@@ -136,7 +148,16 @@ impl Querier {
                     }
                     continue;
                 }
-                let result = handle.collect_tags(&self.storage, &request, plan.clone(), self.cpu.clone(), &mut collection, &mut seen).await;
+                let result = handle
+                    .collect_tags(
+                        &self.storage,
+                        &request,
+                        plan.clone(),
+                        self.cpu.clone(),
+                        &mut collection,
+                        &mut seen,
+                    )
+                    .await;
                 if let Err(error) = result {
                     tracing::warn!(block = %handle.meta.block_id, %error, "tag scan failed");
                     failures.push(format!("block {} could not be read", handle.meta.block_id));
@@ -158,7 +179,9 @@ impl Querier {
 pub fn parse_tag_field(tag: &str) -> Option<Field> {
     let query = andante_traceql::parse(&format!("{{ {tag} != nil }}")).ok()?;
     match query.root {
-        andante_traceql::ast::SpansetExpr::Filter(Some(andante_traceql::ast::FieldExpr::Binary { lhs, .. })) => match *lhs {
+        andante_traceql::ast::SpansetExpr::Filter(Some(
+            andante_traceql::ast::FieldExpr::Binary { lhs, .. },
+        )) => match *lhs {
             andante_traceql::ast::FieldExpr::Field(field) => Some(field),
             _ => None,
         },

@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use andante_block::{encode_block, v1, NewBlock, Trace};
-use andante_ingest::{decode_otlp_protobuf, split_by_trace, validate, ExportTraceServiceRequest, ValidationLimits};
+use andante_ingest::{
+    decode_otlp_protobuf, split_by_trace, validate, ExportTraceServiceRequest, ValidationLimits,
+};
 use andante_model::TraceId;
 use prost::Message;
 
@@ -26,7 +28,11 @@ fn measure(name: &str, unit: &str, units: usize, mut work: impl FnMut()) -> f64 
         .collect();
     rates.sort_by(f64::total_cmp);
     let median = rates[RUNS / 2];
-    println!("{name:<44} {:>12.0} {unit}/s   ({:.2} µs per {unit})", median, 1e6 / median);
+    println!(
+        "{name:<44} {:>12.0} {unit}/s   ({:.2} µs per {unit})",
+        median,
+        1e6 / median
+    );
     median
 }
 
@@ -38,68 +44,122 @@ fn generated(traces: usize) -> (ExportTraceServiceRequest, usize) {
         let (_, resource_spans) = builder.build(1_790_000_000_000_000_000 + n as u64 * 1_000_000);
         request.resource_spans.extend(resource_spans);
     }
-    let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    let spans = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
     (request, spans)
 }
 
 fn main() {
     let (request, spans) = generated(5_000);
     let body = request.encode_to_vec();
-    println!("workload: {spans} spans in {} traces, {} bytes of OTLP protobuf ({:.0} B/span)", 5_000, body.len(), body.len() as f64 / spans as f64);
+    println!(
+        "workload: {spans} spans in {} traces, {} bytes of OTLP protobuf ({:.0} B/span)",
+        5_000,
+        body.len(),
+        body.len() as f64 / spans as f64
+    );
 
     measure("OTLP protobuf decode", "span", spans, || {
         std::hint::black_box(decode_otlp_protobuf(&body).expect("decodes"));
     });
     measure("decode + validate + split by trace", "span", spans, || {
         let decoded = decode_otlp_protobuf(&body).expect("decodes");
-        let validated = validate(decoded, ValidationLimits::default());
+        let validated = validate(decoded, ValidationLimits::default(), u64::MAX / 2);
         std::hint::black_box(split_by_trace(validated.request));
     });
 
     let mut traces: Vec<Trace> = split_by_trace(request.clone())
         .into_iter()
-        .map(|fragment| Trace { trace_id: fragment.trace_id, resource_spans: fragment.resource_spans })
+        .map(|fragment| Trace {
+            trace_id: fragment.trace_id,
+            resource_spans: fragment.resource_spans,
+        })
         .collect();
     traces.sort_by_key(|trace| trace.trace_id);
-    let new_block = NewBlock { tenant_id: "bench".into(), compaction_level: 0, replaces: Vec::new(), options: v1::WriteOptions::default() };
+    let new_block = NewBlock {
+        tenant_id: "bench".into(),
+        compaction_level: 0,
+        replaces: Vec::new(),
+        options: v1::WriteOptions::default(),
+    };
     let mut parquet_bytes = 0;
     measure("block encode (Parquet + index)", "span", spans, || {
         let (meta, parquet, _) = encode_block(&traces, &new_block).expect("encodes");
         parquet_bytes = parquet.len();
         std::hint::black_box(meta);
     });
-    println!("{:<44} {:>12.1} bytes/span", "block size", parquet_bytes as f64 / spans as f64);
+    println!(
+        "{:<44} {:>12.1} bytes/span",
+        "block size",
+        parquet_bytes as f64 / spans as f64
+    );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let storage = andante_storage::Storage::in_memory();
     let handle = runtime.block_on(async {
         let (meta, parquet, index) = encode_block(&traces, &new_block).expect("encodes");
-        andante_block::upload_block(&storage, &meta, parquet, index).await.expect("upload");
-        andante_block::BlockHandle::open(&storage, meta).await.expect("open")
+        andante_block::upload_block(&storage, &meta, parquet, index)
+            .await
+            .expect("upload");
+        andante_block::BlockHandle::open(&storage, meta)
+            .await
+            .expect("open")
     });
-    let probes: Vec<TraceId> = (0..100_000u64).map(|i| TraceId([(i % 251) as u8 + 1; 16])).collect();
-    measure("index probe (Bloom + ranges), misses", "probe", probes.len(), || {
-        std::hint::black_box(probes.iter().filter(|id| handle.may_contain(id)).count());
-    });
+    let probes: Vec<TraceId> = (0..100_000u64)
+        .map(|i| TraceId([(i % 251) as u8 + 1; 16]))
+        .collect();
+    measure(
+        "index probe (Bloom + ranges), misses",
+        "probe",
+        probes.len(),
+        || {
+            std::hint::black_box(probes.iter().filter(|id| handle.may_contain(id)).count());
+        },
+    );
     let hits: Vec<TraceId> = traces.iter().step_by(25).map(|t| t.trace_id).collect();
-    measure("trace by ID from one block (in memory)", "lookup", hits.len(), || {
-        runtime.block_on(async {
-            for id in &hits {
-                std::hint::black_box(handle.find_trace(&storage, *id).await.expect("read"));
-            }
-        })
-    });
+    measure(
+        "trace by ID from one block (in memory)",
+        "lookup",
+        hits.len(),
+        || {
+            runtime.block_on(async {
+                for id in &hits {
+                    std::hint::black_box(handle.find_trace(&storage, *id).await.expect("read"));
+                }
+            })
+        },
+    );
 
     let dir = std::env::temp_dir().join(format!("andante-bench-wal-{}", std::process::id()));
-    let wal = andante_wal::Wal::open(&dir, andante_wal::WalOptions { fsync: false, ..Default::default() }, None).expect("wal");
+    let wal = andante_wal::Wal::open(
+        &dir,
+        andante_wal::WalOptions {
+            fsync: false,
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("wal");
     let record = vec![7u8; 4096];
-    measure("WAL append, 4 KiB, sequential, no fsync", "record", 5_000, || {
-        runtime.block_on(async {
-            for _ in 0..5_000 {
-                wal.append(record.clone()).await.expect("append");
-            }
-        })
-    });
+    measure(
+        "WAL append, 4 KiB, sequential, no fsync",
+        "record",
+        5_000,
+        || {
+            runtime.block_on(async {
+                for _ in 0..5_000 {
+                    wal.append(record.clone()).await.expect("append");
+                }
+            })
+        },
+    );
     drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
 }

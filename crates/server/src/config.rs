@@ -30,7 +30,12 @@ pub struct Key {
 }
 
 const fn key(path: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Key {
-    Key { path, kind, default, help }
+    Key {
+        path,
+        kind,
+        default,
+        help,
+    }
 }
 
 use Kind::{Bool, Duration as Dur, Int, Str};
@@ -41,6 +46,9 @@ pub const KEYS: &[Key] = &[
     key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request; when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
+    key("server.max_connections", Int, "2048", "Most open connections per listener; past it new connections wait in the kernel's backlog."),
+    key("server.header_read_timeout", Dur, "10s", "An HTTP/1 request's headers must arrive within this; slower clients are disconnected."),
+    key("server.idle_timeout", Dur, "120s", "A connection with nothing read or written for this long is closed (keep it above `query.timeout`)."),
     key("otlp.grpc_listen_address", Str, ":4317", "OTLP/gRPC receiver; empty disables it."),
     key("otlp.http_listen_address", Str, ":4318", "OTLP/HTTP receiver (`POST /v1/traces`); empty disables it."),
     key("zipkin.listen_address", Str, ":9411", "Zipkin v2 receiver (`POST /api/v2/spans`); empty disables it."),
@@ -66,6 +74,9 @@ pub const KEYS: &[Key] = &[
     key("limits.max_bytes_per_trace", Int, "5000000", "Largest trace kept in memory; spans beyond it are refused."),
     key("limits.max_live_traces", Int, "10000", "Most traces a tenant may have live at once."),
     key("limits.max_attribute_bytes", Int, "65536", "Largest attribute (key and value); a span carrying a larger one is refused."),
+    key("limits.max_span_future", Dur, "1h", "Spans ending further than this after their receipt are refused (OTLP partial success): a broken clock would pin their block past retention."),
+    key("query.timeout", Dur, "30s", "How long a search or TraceQL metrics query may run; then it answers what it found, marked partial (504 if nothing)."),
+    key("query.max_metrics_series", Int, "10000", "Most series a TraceQL metrics answer holds; past it the answer is truncated and marked partial."),
     key("compaction.enabled", Bool, "true", "Merge small blocks in the background."),
     key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
     key("compaction.window", Dur, "1h", "Only blocks whose start times fall in the same window are merged."),
@@ -105,7 +116,10 @@ impl Key {
         self.path.replace('_', "-")
     }
     pub fn env(&self) -> String {
-        format!("ANDANTE_{}", self.path.replace('.', "_").to_ascii_uppercase())
+        format!(
+            "ANDANTE_{}",
+            self.path.replace('.', "_").to_ascii_uppercase()
+        )
     }
 }
 
@@ -121,10 +135,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("empty duration".to_owned());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().map_err(|_| format!("invalid duration `{text}`"))?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let nanos_per_unit = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -142,10 +162,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn typed(key: &Key, text: &str) -> anyhow::Result<Value> {
-    let invalid = |why: String| anyhow!("invalid value `{text}` for `{}` (--{}): {why}", key.path, key.flag());
+    let invalid = |why: String| {
+        anyhow!(
+            "invalid value `{text}` for `{}` (--{}): {why}",
+            key.path,
+            key.flag()
+        )
+    };
     Ok(match key.kind {
         Str => Value::String(text.to_owned()),
-        Int => Value::Number(text.trim().parse::<u64>().map_err(|e| invalid(e.to_string()))?.into()),
+        Int => Value::Number(
+            text.trim()
+                .parse::<u64>()
+                .map_err(|e| invalid(e.to_string()))?
+                .into(),
+        ),
         Bool => Value::Bool(match text.trim() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
@@ -166,7 +197,9 @@ fn set(tree: &mut Mapping, path: &str, value: Value) {
             node.insert(Value::String(part.to_owned()), value);
             return;
         }
-        let child = node.entry(Value::String(part.to_owned())).or_insert_with(|| Value::Mapping(Mapping::new()));
+        let child = node
+            .entry(Value::String(part.to_owned()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
         if !child.is_mapping() {
             *child = Value::Mapping(Mapping::new());
         }
@@ -179,7 +212,9 @@ fn set(tree: &mut Mapping, path: &str, value: Value) {
 fn overlay(base: &mut Mapping, file: Mapping) {
     for (name, value) in file {
         match (base.get_mut(&name), value) {
-            (Some(Value::Mapping(existing)), Value::Mapping(incoming)) => overlay(existing, incoming),
+            (Some(Value::Mapping(existing)), Value::Mapping(incoming)) => {
+                overlay(existing, incoming)
+            }
             (_, value) => {
                 base.insert(name, value);
             }
@@ -188,14 +223,19 @@ fn overlay(base: &mut Mapping, file: Mapping) {
 }
 
 /// Builds the effective tree from defaults, the optional file and explicit flag/env values.
-pub fn merge(file: Option<&str>, explicit: &BTreeMap<&'static str, String>) -> anyhow::Result<Config> {
+pub fn merge(
+    file: Option<&str>,
+    explicit: &BTreeMap<&'static str, String>,
+) -> anyhow::Result<Config> {
     let mut tree = Mapping::new();
     for key in KEYS {
         set(&mut tree, key.path, typed(key, key.default)?);
     }
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file `{path}`"))?;
-        let parsed: Value = serde_yaml::from_str(&text).with_context(|| format!("invalid YAML in `{path}`"))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file `{path}`"))?;
+        let parsed: Value =
+            serde_yaml::from_str(&text).with_context(|| format!("invalid YAML in `{path}`"))?;
         match parsed {
             Value::Mapping(mapping) => overlay(&mut tree, mapping),
             Value::Null => {}
@@ -203,7 +243,10 @@ pub fn merge(file: Option<&str>, explicit: &BTreeMap<&'static str, String>) -> a
         }
     }
     for (path, text) in explicit {
-        let key = KEYS.iter().find(|k| k.path == *path).ok_or_else(|| anyhow!("unknown key `{path}`"))?;
+        let key = KEYS
+            .iter()
+            .find(|k| k.path == *path)
+            .ok_or_else(|| anyhow!("unknown key `{path}`"))?;
         set(&mut tree, key.path, typed(key, text)?);
     }
     serde_yaml::from_value(Value::Mapping(tree)).context("invalid configuration")
@@ -214,7 +257,11 @@ fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duratio
     let text = match value {
         Value::String(text) => text,
         Value::Number(number) => number.to_string(),
-        other => return Err(serde::de::Error::custom(format!("expected a duration, got {other:?}"))),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a duration, got {other:?}"
+            )))
+        }
     };
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
@@ -232,6 +279,7 @@ pub struct Config {
     pub live: Live,
     pub block: Block,
     pub limits: Limits,
+    pub query: QueryConfig,
     pub compaction: Compaction,
     pub retention: Retention,
     pub generator: GeneratorSection,
@@ -250,6 +298,11 @@ pub struct Multitenancy {
 pub struct Server {
     pub http_listen_address: String,
     pub max_request_bytes: usize,
+    pub max_connections: usize,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +360,15 @@ pub struct Limits {
     pub max_bytes_per_trace: u64,
     pub max_live_traces: usize,
     pub max_attribute_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub max_span_future: Duration,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub max_metrics_series: usize,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -395,13 +457,20 @@ pub struct Log {
 impl Retention {
     /// The retention of `tenant`, checked at start-up by `validate`.
     pub fn for_tenant(&self, tenant: &str) -> Duration {
-        self.per_tenant.get(tenant).and_then(|text| parse_duration(text).ok()).unwrap_or(self.block_retention)
+        self.per_tenant
+            .get(tenant)
+            .and_then(|text| parse_duration(text).ok())
+            .unwrap_or(self.block_retention)
     }
 }
 
 /// Splits a comma-separated list key, dropping blanks.
 pub fn list(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Config {
@@ -412,10 +481,16 @@ impl Config {
     /// Checks what serde cannot: enumerations and cross-key rules.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.target != "all" {
-            bail!("target `{}` is not available in this version: only `all` runs", self.target);
+            bail!(
+                "target `{}` is not available in this version: only `all` runs",
+                self.target
+            );
         }
         if !["local", "s3", "gcs", "azure"].contains(&self.storage.backend.as_str()) {
-            bail!("storage.backend must be one of local, s3, gcs, azure; got `{}`", self.storage.backend);
+            bail!(
+                "storage.backend must be one of local, s3, gcs, azure; got `{}`",
+                self.storage.backend
+            );
         }
         for url in self.remote_write_urls() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -423,7 +498,8 @@ impl Config {
             }
         }
         for (tenant, text) in &self.retention.per_tenant {
-            parse_duration(text).map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;
+            parse_duration(text)
+                .map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;
         }
         Ok(())
     }
@@ -439,8 +515,19 @@ pub fn reference_markdown() -> String {
          | YAML key | flag | environment | default | description |\n|---|---|---|---|---|\n",
     );
     for key in KEYS {
-        let default = if key.default.is_empty() { "(empty)".to_owned() } else { format!("`{}`", key.default) };
-        out.push_str(&format!("| `{}` | `--{}` | `{}` | {} | {} |\n", key.path, key.flag(), key.env(), default, key.help));
+        let default = if key.default.is_empty() {
+            "(empty)".to_owned()
+        } else {
+            format!("`{}`", key.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | `--{}` | `{}` | {} | {} |\n",
+            key.path,
+            key.flag(),
+            key.env(),
+            default,
+            key.help
+        ));
     }
     out.push_str(
         "\nYAML only: `retention.per_tenant`, a map from tenant ID to that tenant's retention \
@@ -468,7 +555,11 @@ mod tests {
     fn precedence_is_default_then_file_then_explicit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("andante.yaml");
-        std::fs::write(&path, "storage:\n  path: /from/file\nlive:\n  trace_idle: 2s\n").expect("write");
+        std::fs::write(
+            &path,
+            "storage:\n  path: /from/file\nlive:\n  trace_idle: 2s\n",
+        )
+        .expect("write");
         let mut explicit = BTreeMap::new();
         explicit.insert("storage.path", "/from/flag".to_owned());
         let config = merge(path.to_str(), &explicit).expect("valid");
@@ -483,18 +574,29 @@ mod tests {
         let mut explicit = BTreeMap::new();
         explicit.insert("limits.max_live_traces", "many".to_owned());
         let error = merge(None, &explicit).expect_err("invalid").to_string();
-        assert!(error.contains("limits.max_live_traces") && error.contains("--limits.max-live-traces"), "{error}");
+        assert!(
+            error.contains("limits.max_live_traces") && error.contains("--limits.max-live-traces"),
+            "{error}"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, "storage:\n  pth: typo\n").expect("write");
-        let error = format!("{:#}", merge(path.to_str(), &BTreeMap::new()).expect_err("unknown key"));
+        let error = format!(
+            "{:#}",
+            merge(path.to_str(), &BTreeMap::new()).expect_err("unknown key")
+        );
         assert!(error.contains("pth"), "{error}");
     }
 
     #[test]
     fn config_reference_doc_is_current() {
-        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
-            .expect("docs/CONFIG.md exists");
-        assert_eq!(committed, reference_markdown(), "regenerate with `andante config-reference > docs/CONFIG.md`");
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+                .expect("docs/CONFIG.md exists");
+        assert_eq!(
+            committed,
+            reference_markdown(),
+            "regenerate with `andante config-reference > docs/CONFIG.md`"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! (configuration, signals, background loops).
 
 mod config;
+mod listen;
 mod serve;
 
 /// The ingest path allocates many small strings per span; glibc malloc spent about half the
@@ -19,9 +20,18 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 fn serve_command() -> Command {
     let mut command = Command::new("serve")
         .about("Run Andante (every component in one process by default)")
-        .arg(Arg::new("config.file").long("config.file").env("ANDANTE_CONFIG_FILE").help("YAML configuration file"));
+        .arg(
+            Arg::new("config.file")
+                .long("config.file")
+                .env("ANDANTE_CONFIG_FILE")
+                .help("YAML configuration file"),
+        );
     for key in config::KEYS {
-        let mut arg = Arg::new(key.path).long(key.flag()).env(key.env()).help(key.help).action(ArgAction::Set);
+        let mut arg = Arg::new(key.path)
+            .long(key.flag())
+            .env(key.env())
+            .help(key.help)
+            .action(ArgAction::Set);
         if key.kind == config::Kind::Bool {
             arg = arg.num_args(0..=1).default_missing_value("true");
         }
@@ -39,16 +49,25 @@ fn cli() -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(true)
         .subcommand(serve_command())
-        .subcommand(andante_gen::GenArgs::augment_args(Command::new("gen").about("Send realistic OTLP trace traffic")))
+        .subcommand(andante_gen::GenArgs::augment_args(
+            Command::new("gen").about("Send realistic OTLP trace traffic"),
+        ))
         .subcommand(Command::new("version").about("Print the version"))
-        .subcommand(Command::new("config-reference").about("Print the configuration reference (docs/CONFIG.md)"))
+        .subcommand(
+            Command::new("config-reference")
+                .about("Print the configuration reference (docs/CONFIG.md)"),
+        )
 }
 
 /// Values given on the command line or in the environment (not clap defaults: there are none).
 fn explicit_values(matches: &ArgMatches) -> BTreeMap<&'static str, String> {
     config::KEYS
         .iter()
-        .filter_map(|key| matches.get_one::<String>(key.path).map(|value| (key.path, value.clone())))
+        .filter_map(|key| {
+            matches
+                .get_one::<String>(key.path)
+                .map(|value| (key.path, value.clone()))
+        })
         .collect()
 }
 
@@ -60,13 +79,20 @@ fn main() -> anyhow::Result<()> {
             let config = config::merge(file.as_deref(), &explicit_values(matches))?;
             config.validate()?;
             init_logging(&config.log.level);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start runtime")?;
             runtime.block_on(serve::serve(config))
         }
         Some(("gen", matches)) => {
             init_logging("info");
-            let args = andante_gen::GenArgs::from_arg_matches(matches).context("invalid gen arguments")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+            let args =
+                andante_gen::GenArgs::from_arg_matches(matches).context("invalid gen arguments")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start runtime")?;
             let report = runtime.block_on(andante_gen::run(args))?;
             println!(
                 "sent {} traces, {} spans in {:.1}s ({:.0} spans/s); {} failed requests, {} rejected spans",
@@ -94,5 +120,8 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

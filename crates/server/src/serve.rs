@@ -14,7 +14,9 @@ use andante_block::compaction::{apply_retention, compact_once, CompactionOptions
 use andante_block::v1::WriteOptions;
 use andante_generator::feed::Feed;
 use andante_generator::remote_write::{RemoteWriteConfig, RemoteWriter};
-use andante_generator::{Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanFilter, SpanMetricsConfig};
+use andante_generator::{
+    Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanFilter, SpanMetricsConfig,
+};
 use andante_ingest::{IngestLimits, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
@@ -25,11 +27,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::listen::{self, ConnectionLimits};
 
 /// Go-style listen addresses: `:3200` means every interface.
 fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
-    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
-    full.parse().with_context(|| format!("invalid listen address `{text}`"))
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .with_context(|| format!("invalid listen address `{text}`"))
 }
 
 async fn bind(text: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -37,7 +45,9 @@ async fn bind(text: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
         return Ok(None);
     }
     let address = listen_address(text)?;
-    let listener = TcpListener::bind(address).await.with_context(|| format!("failed to listen on {address} for {what}"))?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on {address} for {what}"))?;
     tracing::info!(%what, address = %listener.local_addr()?, "listening");
     Ok(Some(listener))
 }
@@ -51,7 +61,10 @@ fn storage_config(config: &Config) -> BackendConfig {
             "azure" => BackendKind::Azure,
             _ => BackendKind::Local,
         },
-        local_path: PathBuf::from(&storage.path).join("blocks").display().to_string(),
+        local_path: PathBuf::from(&storage.path)
+            .join("blocks")
+            .display()
+            .to_string(),
         bucket: storage.bucket.clone(),
         endpoint: storage.endpoint.clone(),
         region: storage.region.clone(),
@@ -87,7 +100,11 @@ async fn shutdown_signal() {
 }
 
 /// Runs `work` every `period` until shutdown.
-fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut work: F) -> tokio::task::JoinHandle<()>
+fn every<F, Fut>(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -131,17 +148,27 @@ impl Generated {
 struct GeneratorSink(Feed);
 
 impl andante_live::SpanSink for GeneratorSink {
-    fn accept(&self, tenant: &andante_model::TenantId, spans: Vec<andante_model::otlp::trace::v1::ResourceSpans>) {
+    fn accept(
+        &self,
+        tenant: &andante_model::TenantId,
+        spans: Vec<andante_model::otlp::trace::v1::ResourceSpans>,
+    ) {
         self.0.offer(tenant, spans);
     }
 }
 
 fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Generated> {
     let section = &config.generator;
-    let span_filter = SpanFilter::parse(&section.span_metrics.filter_include, &section.span_metrics.filter_exclude)
-        .map_err(|error| anyhow::anyhow!("generator.span_metrics.filter_*: {error}"))?;
-    let graph_filter = SpanFilter::parse(&section.service_graphs.filter_include, &section.service_graphs.filter_exclude)
-        .map_err(|error| anyhow::anyhow!("generator.service_graphs.filter_*: {error}"))?;
+    let span_filter = SpanFilter::parse(
+        &section.span_metrics.filter_include,
+        &section.span_metrics.filter_exclude,
+    )
+    .map_err(|error| anyhow::anyhow!("generator.span_metrics.filter_*: {error}"))?;
+    let graph_filter = SpanFilter::parse(
+        &section.service_graphs.filter_include,
+        &section.service_graphs.filter_exclude,
+    )
+    .map_err(|error| anyhow::anyhow!("generator.service_graphs.filter_*: {error}"))?;
     let span_metrics = section.span_metrics.enabled.then(|| SpanMetricsConfig {
         dimensions: crate::config::list(&section.span_metrics.dimensions),
         include_status_message: section.span_metrics.include_status_message,
@@ -168,7 +195,8 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         ingestion_slack_ms: section.ingestion_slack.as_millis() as i64,
     }));
     if generator.enabled() {
-        let feed = Feed::start(generator.clone(), 4096).context("failed to start the metrics generator thread")?;
+        let feed = Feed::start(generator.clone(), 4096)
+            .context("failed to start the metrics generator thread")?;
         live.set_span_sink(Arc::new(GeneratorSink(feed)));
     }
     let store = Arc::new(andante_tsdb::Store::new(andante_tsdb::StoreConfig {
@@ -180,16 +208,30 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         None
     } else {
         tracing::info!(?urls, "remote-writing generated series");
-        let remote_config = RemoteWriteConfig { urls, queue_batches: section.remote_write.queue_batches, ..RemoteWriteConfig::default() };
-        Some(Arc::new(RemoteWriter::start(remote_config).context("failed to start remote-write")?))
+        let remote_config = RemoteWriteConfig {
+            urls,
+            queue_batches: section.remote_write.queue_batches,
+            ..RemoteWriteConfig::default()
+        };
+        Some(Arc::new(
+            RemoteWriter::start(remote_config).context("failed to start remote-write")?,
+        ))
     };
-    Ok(Generated { generator, store, remote_write })
+    Ok(Generated {
+        generator,
+        store,
+        remote_write,
+    })
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let storage = Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
+    let storage =
+        Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
-    blocks.poll(&storage).await.context("failed to list blocks")?;
+    blocks
+        .poll(&storage)
+        .await
+        .context("failed to list blocks")?;
     let (block_count, span_count, _) = blocks.totals();
     tracing::info!(blocks = block_count, spans = span_count, backend = %config.storage.backend, "block list loaded");
 
@@ -201,7 +243,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_bytes_per_trace: config.limits.max_bytes_per_trace,
         max_live_traces: config.limits.max_live_traces,
     };
-    let write = WriteOptions { row_group_spans: config.block.row_group_spans, ..WriteOptions::default() };
+    let write = WriteOptions {
+        row_group_spans: config.block.row_group_spans,
+        ..WriteOptions::default()
+    };
     let live_config = LiveConfig {
         trace_idle: config.live.trace_idle,
         trace_max_live: config.live.trace_max_live,
@@ -210,20 +255,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limits,
         write,
     };
-    let wal_options = WalOptions { fsync: config.wal.fsync, max_segment_bytes: config.wal.max_segment_bytes };
+    let wal_options = WalOptions {
+        fsync: config.wal.fsync,
+        max_segment_bytes: config.wal.max_segment_bytes,
+    };
     let wal_dir = PathBuf::from(&config.storage.path).join("wal");
-    let observer: andante_wal::FsyncObserver = Arc::new(move |elapsed| fsync_histogram.observe(elapsed.as_secs_f64()));
-    let live = LiveStore::open(&wal_dir, wal_options, Some(observer), storage.clone(), blocks.clone(), live_config)
-        .context("failed to open the write-ahead log")?;
+    let observer: andante_wal::FsyncObserver =
+        Arc::new(move |elapsed| fsync_histogram.observe(elapsed.as_secs_f64()));
+    let live = LiveStore::open(
+        &wal_dir,
+        wal_options,
+        Some(observer),
+        storage.clone(),
+        blocks.clone(),
+        live_config,
+    )
+    .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
     let generated = start_generator(&config, &live)?;
-    metrics.register_generator(generated.generator.clone(), generated.store.clone(), generated.remote_write.as_ref().map(|r| r.counters.clone()));
+    metrics.register_generator(
+        generated.generator.clone(),
+        generated.store.clone(),
+        generated.remote_write.as_ref().map(|r| r.counters.clone()),
+    );
 
     let state = Arc::new(AppState {
         config: ApiConfig {
             multitenancy_enabled: config.multitenancy.enabled,
             max_request_bytes: config.server.max_request_bytes,
-            validation: ValidationLimits { max_attribute_bytes: config.limits.max_attribute_bytes },
+            validation: ValidationLimits {
+                max_attribute_bytes: config.limits.max_attribute_bytes,
+                max_future_nanos: u64::try_from(config.limits.max_span_future.as_nanos())
+                    .unwrap_or(u64::MAX),
+            },
+            query: andante_api::QueryLimits {
+                timeout: config.query.timeout,
+                max_metrics_series: config.query.max_metrics_series.max(1),
+            },
         },
         live: live.clone(),
         querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
@@ -233,39 +301,49 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let (stop_sender, stop) = watch::channel(false);
-    let mut servers = tokio::task::JoinSet::new();
+    let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
     let http_routers = [
-        (config.server.http_listen_address.as_str(), "query API", andante_api::query_router(state.clone())),
-        (config.otlp.http_listen_address.as_str(), "OTLP/HTTP", andante_api::otlp_http_router(state.clone()).layer(body_limit)),
-        (config.zipkin.listen_address.as_str(), "Zipkin", andante_api::zipkin_router(state.clone()).layer(body_limit)),
+        (
+            config.server.http_listen_address.as_str(),
+            "query API",
+            andante_api::query_router(state.clone()),
+        ),
+        (
+            config.otlp.http_listen_address.as_str(),
+            "OTLP/HTTP",
+            andante_api::otlp_http_router(state.clone()).layer(body_limit),
+        ),
+        (
+            config.zipkin.listen_address.as_str(),
+            "Zipkin",
+            andante_api::zipkin_router(state.clone()).layer(body_limit),
+        ),
     ];
-    for (address, what, router) in http_routers {
-        let Some(listener) = bind(address, what).await? else { continue };
-        let mut stop = stop.clone();
-        servers.spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(anyhow::Error::from)
-        });
-    }
+    let connection_limits = ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+    };
     let mut grpc_port = None;
-    if let Some(listener) = bind(&config.otlp.grpc_listen_address, "OTLP/gRPC").await? {
-        grpc_port = Some(listener.local_addr()?.port());
-        let service = andante_api::trace_service(state.clone());
-        let mut stop = stop.clone();
-        let max_bytes = config.server.max_request_bytes;
+    let grpc_router =
+        tonic::service::Routes::new(andante_api::trace_service(state.clone())).into_axum_router();
+    let routers = http_routers.into_iter().chain([(
+        config.otlp.grpc_listen_address.as_str(),
+        "OTLP/gRPC",
+        grpc_router,
+    )]);
+    for (address, what, router) in routers {
+        let Some(listener) = bind(address, what).await? else {
+            continue;
+        };
+        if what == "OTLP/gRPC" {
+            grpc_port = Some(listener.local_addr()?.port());
+        }
+        let stop = stop.clone();
         servers.spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            tonic::transport::Server::builder()
-                .max_frame_size(Some(1 << 20))
-                .add_service(service)
-                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
-                .await
-                .map_err(|error| anyhow::anyhow!("gRPC server failed: {error} (max message {max_bytes} bytes)"))
+            listen::serve(listener, router, connection_limits, stop, what).await;
+            Ok(())
         });
     }
 
@@ -286,14 +364,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     {
         let (storage, blocks) = (storage.clone(), blocks.clone());
-        loops.push(every(config.storage.blocklist_poll, stop.clone(), move || {
-            let (storage, blocks) = (storage.clone(), blocks.clone());
-            async move {
-                if let Err(error) = blocks.poll(&storage).await {
-                    tracing::warn!(%error, "block list poll failed");
+        loops.push(every(
+            config.storage.blocklist_poll,
+            stop.clone(),
+            move || {
+                let (storage, blocks) = (storage.clone(), blocks.clone());
+                async move {
+                    if let Err(error) = blocks.poll(&storage).await {
+                        tracing::warn!(%error, "block list poll failed");
+                    }
                 }
-            }
-        }));
+            },
+        ));
     }
     if config.compaction.enabled {
         let (storage, blocks) = (storage.clone(), blocks.clone());
@@ -318,12 +400,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }));
     }
     {
-        let (storage, blocks, retention) = (storage.clone(), blocks.clone(), config.retention.clone());
+        let (storage, blocks, retention) =
+            (storage.clone(), blocks.clone(), config.retention.clone());
         loops.push(every(config.retention.interval, stop.clone(), move || {
             let (storage, blocks, retention) = (storage.clone(), blocks.clone(), retention.clone());
             async move {
                 for tenant in blocks.tenants() {
-                    let cutoff = andante_model::now_unix_nanos().saturating_sub(retention.for_tenant(&tenant).as_nanos() as u64);
+                    let cutoff = andante_model::now_unix_nanos()
+                        .saturating_sub(retention.for_tenant(&tenant).as_nanos() as u64);
                     match apply_retention(&storage, &blocks, &tenant, cutoff).await {
                         Ok(0) => {}
                         Ok(deleted) => tracing::info!(%tenant, deleted, "retention deleted blocks"),
@@ -335,17 +419,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     {
         let generated = generated.clone();
-        loops.push(every(config.generator.collection_interval, stop.clone(), move || {
-            let generated = generated.clone();
-            async move {
-                if let Err(error) = tokio::task::spawn_blocking(move || generated.collect()).await {
-                    tracing::error!(%error, "metrics collection failed");
+        loops.push(every(
+            config.generator.collection_interval,
+            stop.clone(),
+            move || {
+                let generated = generated.clone();
+                async move {
+                    if let Err(error) =
+                        tokio::task::spawn_blocking(move || generated.collect()).await
+                    {
+                        tracing::error!(%error, "metrics collection failed");
+                    }
                 }
-            }
-        }));
+            },
+        ));
     }
     if config.demo.enabled {
-        let Some(port) = grpc_port else { anyhow::bail!("--demo needs the OTLP/gRPC receiver enabled") };
+        let Some(port) = grpc_port else {
+            anyhow::bail!("--demo needs the OTLP/gRPC receiver enabled")
+        };
         let args = andante_gen::GenArgs {
             endpoint: format!("http://127.0.0.1:{port}"),
             protocol: andante_gen::Protocol::Grpc,
@@ -354,12 +446,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             traces: 0,
             batch: 10,
             concurrency: 2,
-            tenant: config.multitenancy.enabled.then(|| andante_model::SINGLE_TENANT.to_owned()),
+            tenant: config
+                .multitenancy
+                .enabled
+                .then(|| andante_model::SINGLE_TENANT.to_owned()),
             // A fresh seed per start, so a restarted demo does not resend the same trace IDs.
             seed: andante_model::now_unix_nanos(),
             acked_file: None,
         };
-        tracing::info!(rate = config.demo.rate, "demo load started; point Grafana's Tempo data source at this server's HTTP port");
+        tracing::info!(
+            rate = config.demo.rate,
+            "demo load started; point Grafana's Tempo data source at this server's HTTP port"
+        );
         loops.push(tokio::spawn(async move {
             if let Err(error) = andante_gen::run(args).await {
                 tracing::error!(%error, "demo load stopped");
@@ -386,7 +484,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if flushed.is_err() {
         tracing::warn!("flush did not finish in 25 s; the WAL keeps every acknowledged span for the next start");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(3), async { while servers.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

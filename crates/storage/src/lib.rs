@@ -19,15 +19,23 @@ pub enum StorageError {
     #[error("object `{key}` not found")]
     NotFound { key: String },
     #[error("storage operation on `{key}` failed: {source}")]
-    Backend { key: String, source: object_store::Error },
+    Backend {
+        key: String,
+        source: object_store::Error,
+    },
     #[error("invalid storage configuration: {0}")]
     Config(String),
 }
 
 fn backend_error(key: &str, source: object_store::Error) -> StorageError {
     match source {
-        object_store::Error::NotFound { .. } => StorageError::NotFound { key: key.to_owned() },
-        source => StorageError::Backend { key: key.to_owned(), source },
+        object_store::Error::NotFound { .. } => StorageError::NotFound {
+            key: key.to_owned(),
+        },
+        source => StorageError::Backend {
+            key: key.to_owned(),
+            source,
+        },
     }
 }
 
@@ -77,16 +85,21 @@ impl Storage {
     pub fn from_config(config: &BackendConfig) -> Result<Storage, StorageError> {
         let store: Arc<dyn ObjectStore> = match config.backend {
             BackendKind::Local => {
-                std::fs::create_dir_all(&config.local_path)
-                    .map_err(|error| StorageError::Config(format!("`{}`: {error}", config.local_path)))?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(&config.local_path)
-                    .map_err(|error| StorageError::Config(error.to_string()))?;
+                std::fs::create_dir_all(&config.local_path).map_err(|error| {
+                    StorageError::Config(format!("`{}`: {error}", config.local_path))
+                })?;
+                let local =
+                    object_store::local::LocalFileSystem::new_with_prefix(&config.local_path)
+                        .map_err(|error| StorageError::Config(error.to_string()))?;
                 Arc::new(local)
             }
             BackendKind::S3 => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
                 if !config.endpoint.is_empty() {
-                    builder = builder.with_endpoint(&config.endpoint).with_virtual_hosted_style_request(false);
+                    builder = builder
+                        .with_endpoint(&config.endpoint)
+                        .with_virtual_hosted_style_request(false);
                 }
                 if !config.region.is_empty() {
                     builder = builder.with_region(&config.region);
@@ -97,7 +110,10 @@ impl Storage {
                         .with_secret_access_key(&config.secret_access_key);
                 }
                 Arc::new(
-                    builder.with_allow_http(config.allow_http).build().map_err(|e| StorageError::Config(e.to_string()))?,
+                    builder
+                        .with_allow_http(config.allow_http)
+                        .build()
+                        .map_err(|e| StorageError::Config(e.to_string()))?,
                 )
             }
             BackendKind::Gcs => Arc::new(
@@ -116,7 +132,11 @@ impl Storage {
                 if !config.access_key_id.is_empty() {
                     builder = builder.with_access_key(&config.secret_access_key);
                 }
-                Arc::new(builder.build().map_err(|error| StorageError::Config(error.to_string()))?)
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|error| StorageError::Config(error.to_string()))?,
+                )
             }
         };
         Ok(Storage { store })
@@ -124,7 +144,9 @@ impl Storage {
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Storage {
-        Storage { store: Arc::new(object_store::memory::InMemory::new()) }
+        Storage {
+            store: Arc::new(object_store::memory::InMemory::new()),
+        }
     }
 
     /// The underlying store, for readers (Parquet) that do their own ranged reads.
@@ -141,12 +163,22 @@ impl Storage {
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        let result = self.store.get(&ObjectPath::from(key)).await.map_err(|error| backend_error(key, error))?;
-        result.bytes().await.map_err(|error| backend_error(key, error))
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|error| backend_error(key, error))?;
+        result
+            .bytes()
+            .await
+            .map_err(|error| backend_error(key, error))
     }
 
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
-        self.store.get_range(&ObjectPath::from(key), range).await.map_err(|error| backend_error(key, error))
+        self.store
+            .get_range(&ObjectPath::from(key), range)
+            .await
+            .map_err(|error| backend_error(key, error))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -159,19 +191,29 @@ impl Storage {
     /// Every object under `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let prefix_path = ObjectPath::from(prefix);
-        let objects: Vec<_> =
-            self.store.list(Some(&prefix_path)).try_collect().await.map_err(|error| backend_error(prefix, error))?;
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix_path))
+            .try_collect()
+            .await
+            .map_err(|error| backend_error(prefix, error))?;
         Ok(objects
             .into_iter()
-            .map(|object| ObjectInfo { key: object.location.to_string(), size_bytes: object.size })
+            .map(|object| ObjectInfo {
+                key: object.location.to_string(),
+                size_bytes: object.size,
+            })
             .collect())
     }
 
     /// The immediate "directories" under `prefix` (`""` for the root), as names.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let prefix_path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
-        let listing =
-            self.store.list_with_delimiter(prefix_path.as_ref()).await.map_err(|error| backend_error(prefix, error))?;
+        let listing = self
+            .store
+            .list_with_delimiter(prefix_path.as_ref())
+            .await
+            .map_err(|error| backend_error(prefix, error))?;
         Ok(listing
             .common_prefixes
             .into_iter()
@@ -185,11 +227,26 @@ mod tests {
     use super::*;
 
     async fn contract(storage: Storage) {
-        storage.put("t1/b1/meta.json", Bytes::from_static(b"{}")).await.expect("put");
-        storage.put("t1/b2/data", Bytes::from_static(b"0123456789")).await.expect("put");
-        storage.put("t2/b3/meta.json", Bytes::from_static(b"{}")).await.expect("put");
-        assert_eq!(storage.get("t1/b1/meta.json").await.expect("get"), Bytes::from_static(b"{}"));
-        assert_eq!(storage.get_range("t1/b2/data", 2..5).await.expect("range"), Bytes::from_static(b"234"));
+        storage
+            .put("t1/b1/meta.json", Bytes::from_static(b"{}"))
+            .await
+            .expect("put");
+        storage
+            .put("t1/b2/data", Bytes::from_static(b"0123456789"))
+            .await
+            .expect("put");
+        storage
+            .put("t2/b3/meta.json", Bytes::from_static(b"{}"))
+            .await
+            .expect("put");
+        assert_eq!(
+            storage.get("t1/b1/meta.json").await.expect("get"),
+            Bytes::from_static(b"{}")
+        );
+        assert_eq!(
+            storage.get_range("t1/b2/data", 2..5).await.expect("range"),
+            Bytes::from_static(b"234")
+        );
         let mut tenants = storage.list_dirs("").await.expect("dirs");
         tenants.sort();
         assert_eq!(tenants, ["t1", "t2"]);
@@ -198,8 +255,14 @@ mod tests {
         assert_eq!(blocks, ["b1", "b2"]);
         assert_eq!(storage.list("t1/b2").await.expect("list")[0].size_bytes, 10);
         storage.delete("t1/b1/meta.json").await.expect("delete");
-        storage.delete("t1/b1/meta.json").await.expect("deleting twice is fine");
-        assert!(matches!(storage.get("t1/b1/meta.json").await, Err(StorageError::NotFound { .. })));
+        storage
+            .delete("t1/b1/meta.json")
+            .await
+            .expect("deleting twice is fine");
+        assert!(matches!(
+            storage.get("t1/b1/meta.json").await,
+            Err(StorageError::NotFound { .. })
+        ));
     }
 
     #[tokio::test]
@@ -210,7 +273,10 @@ mod tests {
     #[tokio::test]
     async fn local_backend_meets_the_contract() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = BackendConfig { local_path: dir.path().display().to_string(), ..Default::default() };
+        let config = BackendConfig {
+            local_path: dir.path().display().to_string(),
+            ..Default::default()
+        };
         contract(Storage::from_config(&config).expect("local store")).await;
     }
 }

@@ -140,10 +140,13 @@ impl Intrinsic {
             | Intrinsic::InstrumentationVersion => ValueType::String,
             Intrinsic::Status => ValueType::Status,
             Intrinsic::Kind => ValueType::Kind,
-            Intrinsic::Duration | Intrinsic::TraceDuration | Intrinsic::EventTimeSinceStart => ValueType::Duration,
-            Intrinsic::ChildCount | Intrinsic::NestedSetLeft | Intrinsic::NestedSetRight | Intrinsic::NestedSetParent => {
-                ValueType::Int
+            Intrinsic::Duration | Intrinsic::TraceDuration | Intrinsic::EventTimeSinceStart => {
+                ValueType::Duration
             }
+            Intrinsic::ChildCount
+            | Intrinsic::NestedSetLeft
+            | Intrinsic::NestedSetRight
+            | Intrinsic::NestedSetParent => ValueType::Int,
         }
     }
 
@@ -181,7 +184,11 @@ impl Intrinsic {
 /// What a field reads: an attribute in a scope (optionally on the parent span) or an intrinsic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Field {
-    Attribute { scope: Scope, parent: bool, name: String },
+    Attribute {
+        scope: Scope,
+        parent: bool,
+        name: String,
+    },
     Intrinsic(Intrinsic),
 }
 
@@ -189,12 +196,19 @@ impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Field::Intrinsic(intrinsic) => f.write_str(intrinsic.name()),
-            Field::Attribute { scope, parent, name } => {
+            Field::Attribute {
+                scope,
+                parent,
+                name,
+            } => {
                 if *parent {
                     f.write_str("parent")?;
                 }
                 f.write_str(scope.prefix())?;
-                let plain = !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || "{}()=~!<>&|^,\"`".contains(c));
+                let plain = !name.is_empty()
+                    && !name
+                        .chars()
+                        .any(|c| c.is_whitespace() || "{}()=~!<>&|^,\"`".contains(c));
                 if plain {
                     write!(f, ".{name}")
                 } else {
@@ -278,7 +292,10 @@ pub enum ValueType {
 
 impl ValueType {
     pub fn is_numeric(self) -> bool {
-        matches!(self, ValueType::Int | ValueType::Float | ValueType::Duration | ValueType::Attribute)
+        matches!(
+            self,
+            ValueType::Int | ValueType::Float | ValueType::Duration | ValueType::Attribute
+        )
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -382,11 +399,26 @@ impl BinaryOp {
     pub fn is_comparison(self) -> bool {
         matches!(
             self,
-            BinaryOp::Eq | BinaryOp::Neq | BinaryOp::Gt | BinaryOp::Gte | BinaryOp::Lt | BinaryOp::Lte | BinaryOp::Regex | BinaryOp::NotRegex
+            BinaryOp::Eq
+                | BinaryOp::Neq
+                | BinaryOp::Gt
+                | BinaryOp::Gte
+                | BinaryOp::Lt
+                | BinaryOp::Lte
+                | BinaryOp::Regex
+                | BinaryOp::NotRegex
         )
     }
     pub fn is_arithmetic(self) -> bool {
-        matches!(self, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod | BinaryOp::Pow)
+        matches!(
+            self,
+            BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Div
+                | BinaryOp::Mod
+                | BinaryOp::Pow
+        )
     }
 }
 
@@ -397,9 +429,18 @@ pub enum FieldExpr {
     Field(Field),
     Not(Box<FieldExpr>),
     Negate(Box<FieldExpr>),
-    Binary { op: BinaryOp, lhs: Box<FieldExpr>, rhs: Box<FieldExpr> },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<FieldExpr>,
+        rhs: Box<FieldExpr>,
+    },
     /// `lhs =~ "re"` / `!~`: the pattern compiled once, fully anchored.
-    Regex { negated: bool, lhs: Box<FieldExpr>, pattern: String, regex: Regex },
+    Regex {
+        negated: bool,
+        lhs: Box<FieldExpr>,
+        pattern: String,
+        regex: Regex,
+    },
 }
 
 impl fmt::Display for FieldExpr {
@@ -410,8 +451,17 @@ impl fmt::Display for FieldExpr {
             FieldExpr::Not(inner) => write!(f, "!{inner}"),
             FieldExpr::Negate(inner) => write!(f, "-{inner}"),
             FieldExpr::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
-            FieldExpr::Regex { negated, lhs, pattern, .. } => {
-                write!(f, "({lhs} {} {pattern:?})", if *negated { "!~" } else { "=~" })
+            FieldExpr::Regex {
+                negated,
+                lhs,
+                pattern,
+                ..
+            } => {
+                write!(
+                    f,
+                    "({lhs} {} {pattern:?})",
+                    if *negated { "!~" } else { "=~" }
+                )
             }
         }
     }
@@ -442,16 +492,29 @@ impl Aggregate {
 #[derive(Debug, Clone)]
 pub enum ScalarExpr {
     Static(Static),
-    Aggregate { function: Aggregate, argument: Option<FieldExpr> },
-    Binary { op: BinaryOp, lhs: Box<ScalarExpr>, rhs: Box<ScalarExpr> },
+    Aggregate {
+        function: Aggregate,
+        argument: Option<FieldExpr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<ScalarExpr>,
+        rhs: Box<ScalarExpr>,
+    },
 }
 
 impl fmt::Display for ScalarExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScalarExpr::Static(value) => write!(f, "{value}"),
-            ScalarExpr::Aggregate { function, argument: None } => write!(f, "{}()", function.name()),
-            ScalarExpr::Aggregate { function, argument: Some(argument) } => write!(f, "{}({argument})", function.name()),
+            ScalarExpr::Aggregate {
+                function,
+                argument: None,
+            } => write!(f, "{}()", function.name()),
+            ScalarExpr::Aggregate {
+                function,
+                argument: Some(argument),
+            } => write!(f, "{}({argument})", function.name()),
             ScalarExpr::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
         }
     }
@@ -518,7 +581,11 @@ impl SpansetOp {
 pub enum Stage {
     Spanset(SpansetExpr),
     /// `count() > 3`, `avg(duration) > 20ms`.
-    ScalarFilter { op: BinaryOp, lhs: ScalarExpr, rhs: ScalarExpr },
+    ScalarFilter {
+        op: BinaryOp,
+        lhs: ScalarExpr,
+        rhs: ScalarExpr,
+    },
     By(Vec<FieldExpr>),
     Coalesce,
     Select(Vec<Field>),
@@ -529,7 +596,11 @@ pub enum Stage {
 pub enum SpansetExpr {
     /// `{ }` (None) or `{ expr }`.
     Filter(Option<FieldExpr>),
-    Binary { op: SpansetOp, lhs: Box<SpansetExpr>, rhs: Box<SpansetExpr> },
+    Binary {
+        op: SpansetOp,
+        lhs: Box<SpansetExpr>,
+        rhs: Box<SpansetExpr>,
+    },
     Pipeline(Vec<Stage>),
 }
 
@@ -549,6 +620,9 @@ pub struct Query {
 
 impl Query {
     pub fn hint(&self, name: &str) -> Option<&Static> {
-        self.hints.iter().find(|hint| hint.name == name).map(|hint| &hint.value)
+        self.hints
+            .iter()
+            .find(|hint| hint.name == name)
+            .map(|hint| &hint.value)
     }
 }

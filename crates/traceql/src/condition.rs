@@ -14,8 +14,16 @@ pub enum SpanPredicate {
     True,
     And(Vec<SpanPredicate>),
     Or(Vec<SpanPredicate>),
-    Compare { field: Field, op: BinaryOp, value: Static },
-    Regex { field: Field, regex: Regex, negated: bool },
+    Compare {
+        field: Field,
+        op: BinaryOp,
+        value: Static,
+    },
+    Regex {
+        field: Field,
+        regex: Regex,
+        negated: bool,
+    },
 }
 
 /// A per-trace condition: which spans must exist.
@@ -28,7 +36,11 @@ pub enum TraceCondition {
     /// `{ lhs } op { rhs }` with both filters exact: some span satisfying `lhs` and some span
     /// satisfying `rhs` stand in `relation`. A scan that knows the span tree (nested-set
     /// numbers) decides it; one that does not treats it as both spans existing.
-    Related { relation: Relation, lhs: SpanPredicate, rhs: SpanPredicate },
+    Related {
+        relation: Relation,
+        lhs: SpanPredicate,
+        rhs: SpanPredicate,
+    },
 }
 
 /// How a right-hand span relates to a left-hand one in a structural operator (`>` child,
@@ -74,7 +86,9 @@ impl Relation {
             Relation::Descendant => trace.is_ancestor(left, right),
             Relation::Ancestor => trace.is_ancestor(right, left),
             Relation::Sibling => {
-                left != right && trace.parent[left as usize].is_some() && trace.parent[left as usize] == trace.parent[right as usize]
+                left != right
+                    && trace.parent[left as usize].is_some()
+                    && trace.parent[left as usize] == trace.parent[right as usize]
             }
         }
     }
@@ -96,21 +110,46 @@ impl SpanPredicate {
     /// The necessary condition of a filter expression for one span.
     pub fn of(expr: &FieldExpr) -> SpanPredicate {
         match expr {
-            FieldExpr::Binary { op: BinaryOp::And, lhs, rhs } => Self::and(vec![Self::of(lhs), Self::of(rhs)]),
-            FieldExpr::Binary { op: BinaryOp::Or, lhs, rhs } => Self::or(vec![Self::of(lhs), Self::of(rhs)]),
-            FieldExpr::Binary { op, lhs, rhs } if op.is_comparison() => match (lhs.as_ref(), rhs.as_ref()) {
-                (FieldExpr::Field(field), FieldExpr::Static(value)) if pushable(field) => {
-                    SpanPredicate::Compare { field: field.clone(), op: *op, value: value.clone() }
+            FieldExpr::Binary {
+                op: BinaryOp::And,
+                lhs,
+                rhs,
+            } => Self::and(vec![Self::of(lhs), Self::of(rhs)]),
+            FieldExpr::Binary {
+                op: BinaryOp::Or,
+                lhs,
+                rhs,
+            } => Self::or(vec![Self::of(lhs), Self::of(rhs)]),
+            FieldExpr::Binary { op, lhs, rhs } if op.is_comparison() => {
+                match (lhs.as_ref(), rhs.as_ref()) {
+                    (FieldExpr::Field(field), FieldExpr::Static(value)) if pushable(field) => {
+                        SpanPredicate::Compare {
+                            field: field.clone(),
+                            op: *op,
+                            value: value.clone(),
+                        }
+                    }
+                    (FieldExpr::Static(value), FieldExpr::Field(field)) if pushable(field) => {
+                        SpanPredicate::Compare {
+                            field: field.clone(),
+                            op: flip(*op),
+                            value: value.clone(),
+                        }
+                    }
+                    _ => SpanPredicate::True,
                 }
-                (FieldExpr::Static(value), FieldExpr::Field(field)) if pushable(field) => {
-                    SpanPredicate::Compare { field: field.clone(), op: flip(*op), value: value.clone() }
-                }
-                _ => SpanPredicate::True,
-            },
-            FieldExpr::Regex { negated, lhs, regex, .. } => match lhs.as_ref() {
-                FieldExpr::Field(field) if pushable(field) => {
-                    SpanPredicate::Regex { field: field.clone(), regex: regex.clone(), negated: *negated }
-                }
+            }
+            FieldExpr::Regex {
+                negated,
+                lhs,
+                regex,
+                ..
+            } => match lhs.as_ref() {
+                FieldExpr::Field(field) if pushable(field) => SpanPredicate::Regex {
+                    field: field.clone(),
+                    regex: regex.clone(),
+                    negated: *negated,
+                },
                 _ => SpanPredicate::True,
             },
             _ => SpanPredicate::True,
@@ -121,21 +160,57 @@ impl SpanPredicate {
     /// filter accepts the span — or None when some part cannot be read column by column
     /// (unscoped attributes read two places, arithmetic, trace-level fields).
     pub fn exact(expr: &FieldExpr) -> Option<SpanPredicate> {
-        let scoped = |field: &Field| pushable(field) && !matches!(field, Field::Attribute { scope: Scope::Unscoped, .. });
+        let scoped = |field: &Field| {
+            pushable(field)
+                && !matches!(
+                    field,
+                    Field::Attribute {
+                        scope: Scope::Unscoped,
+                        ..
+                    }
+                )
+        };
         Some(match expr {
-            FieldExpr::Binary { op: BinaryOp::And, lhs, rhs } => SpanPredicate::And(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
-            FieldExpr::Binary { op: BinaryOp::Or, lhs, rhs } => SpanPredicate::Or(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
-            FieldExpr::Binary { op, lhs, rhs } if op.is_comparison() => match (lhs.as_ref(), rhs.as_ref()) {
-                (FieldExpr::Field(field), FieldExpr::Static(value)) if scoped(field) => {
-                    SpanPredicate::Compare { field: field.clone(), op: *op, value: value.clone() }
+            FieldExpr::Binary {
+                op: BinaryOp::And,
+                lhs,
+                rhs,
+            } => SpanPredicate::And(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
+            FieldExpr::Binary {
+                op: BinaryOp::Or,
+                lhs,
+                rhs,
+            } => SpanPredicate::Or(vec![Self::exact(lhs)?, Self::exact(rhs)?]),
+            FieldExpr::Binary { op, lhs, rhs } if op.is_comparison() => {
+                match (lhs.as_ref(), rhs.as_ref()) {
+                    (FieldExpr::Field(field), FieldExpr::Static(value)) if scoped(field) => {
+                        SpanPredicate::Compare {
+                            field: field.clone(),
+                            op: *op,
+                            value: value.clone(),
+                        }
+                    }
+                    (FieldExpr::Static(value), FieldExpr::Field(field)) if scoped(field) => {
+                        SpanPredicate::Compare {
+                            field: field.clone(),
+                            op: flip(*op),
+                            value: value.clone(),
+                        }
+                    }
+                    _ => return None,
                 }
-                (FieldExpr::Static(value), FieldExpr::Field(field)) if scoped(field) => {
-                    SpanPredicate::Compare { field: field.clone(), op: flip(*op), value: value.clone() }
-                }
-                _ => return None,
-            },
-            FieldExpr::Regex { negated, lhs, regex, .. } => match lhs.as_ref() {
-                FieldExpr::Field(field) if scoped(field) => SpanPredicate::Regex { field: field.clone(), regex: regex.clone(), negated: *negated },
+            }
+            FieldExpr::Regex {
+                negated,
+                lhs,
+                regex,
+                ..
+            } => match lhs.as_ref() {
+                FieldExpr::Field(field) if scoped(field) => SpanPredicate::Regex {
+                    field: field.clone(),
+                    regex: regex.clone(),
+                    negated: *negated,
+                },
                 _ => return None,
             },
             _ => return None,
@@ -143,7 +218,10 @@ impl SpanPredicate {
     }
 
     fn and(parts: Vec<SpanPredicate>) -> SpanPredicate {
-        let parts: Vec<_> = parts.into_iter().filter(|part| !matches!(part, SpanPredicate::True)).collect();
+        let parts: Vec<_> = parts
+            .into_iter()
+            .filter(|part| !matches!(part, SpanPredicate::True))
+            .collect();
         match parts.len() {
             0 => SpanPredicate::True,
             1 => parts.into_iter().next().unwrap_or(SpanPredicate::True),
@@ -174,7 +252,9 @@ impl SpanPredicate {
     /// Whether a leaf accepts a value read from storage.
     pub fn leaf_accepts(&self, value: &Value<'_>) -> bool {
         match self {
-            SpanPredicate::Compare { op, value: literal, .. } => compare(*op, value, &Value::from_static(literal)),
+            SpanPredicate::Compare {
+                op, value: literal, ..
+            } => compare(*op, value, &Value::from_static(literal)),
             SpanPredicate::Regex { regex, negated, .. } => regex_match(regex, *negated, value),
             _ => true,
         }
@@ -185,10 +265,16 @@ impl SpanPredicate {
 /// per-span intrinsics. Trace-level intrinsics, events, links and parents need the whole trace.
 fn pushable(field: &Field) -> bool {
     match field {
-        Field::Attribute { scope, parent, .. } => !parent && matches!(scope, Scope::Span | Scope::Resource | Scope::Unscoped),
+        Field::Attribute { scope, parent, .. } => {
+            !parent && matches!(scope, Scope::Span | Scope::Resource | Scope::Unscoped)
+        }
         Field::Intrinsic(intrinsic) => matches!(
             intrinsic,
-            Intrinsic::Name | Intrinsic::Status | Intrinsic::StatusMessage | Intrinsic::Kind | Intrinsic::Duration
+            Intrinsic::Name
+                | Intrinsic::Status
+                | Intrinsic::StatusMessage
+                | Intrinsic::Kind
+                | Intrinsic::Duration
         ),
     }
 }
@@ -215,15 +301,26 @@ impl TraceCondition {
                 SpanPredicate::True => TraceCondition::True,
                 predicate => TraceCondition::Exists(predicate),
             },
-            SpansetExpr::Binary { op: SpansetOp::Or, lhs, rhs } => {
+            SpansetExpr::Binary {
+                op: SpansetOp::Or,
+                lhs,
+                rhs,
+            } => {
                 let parts = vec![Self::of_spanset(lhs), Self::of_spanset(rhs)];
-                if parts.iter().any(|part| matches!(part, TraceCondition::True)) {
+                if parts
+                    .iter()
+                    .any(|part| matches!(part, TraceCondition::True))
+                {
                     return TraceCondition::True;
                 }
                 TraceCondition::Or(parts)
             }
             SpansetExpr::Binary { op, lhs, rhs } => {
-                if let (Some(relation), Some(lhs), Some(rhs)) = (Relation::of(*op), Self::exact_filter(lhs), Self::exact_filter(rhs)) {
+                if let (Some(relation), Some(lhs), Some(rhs)) = (
+                    Relation::of(*op),
+                    Self::exact_filter(lhs),
+                    Self::exact_filter(rhs),
+                ) {
                     return TraceCondition::Related { relation, lhs, rhs };
                 }
                 Self::of_other_binary(*op, lhs, rhs)
@@ -243,9 +340,11 @@ impl TraceCondition {
     fn of_other_binary(op: SpansetOp, lhs: &SpansetExpr, rhs: &SpansetExpr) -> TraceCondition {
         match op {
             // A negated structural result only needs right-hand spans.
-            SpansetOp::NotChild | SpansetOp::NotParent | SpansetOp::NotDescendant | SpansetOp::NotAncestor | SpansetOp::NotSibling => {
-                Self::of_spanset(rhs)
-            }
+            SpansetOp::NotChild
+            | SpansetOp::NotParent
+            | SpansetOp::NotDescendant
+            | SpansetOp::NotAncestor
+            | SpansetOp::NotSibling => Self::of_spanset(rhs),
             _ => Self::and(vec![Self::of_spanset(lhs), Self::of_spanset(rhs)]),
         }
     }
@@ -263,13 +362,18 @@ impl TraceCondition {
     pub fn has_relations(&self) -> bool {
         match self {
             TraceCondition::Related { .. } => true,
-            TraceCondition::And(parts) | TraceCondition::Or(parts) => parts.iter().any(TraceCondition::has_relations),
+            TraceCondition::And(parts) | TraceCondition::Or(parts) => {
+                parts.iter().any(TraceCondition::has_relations)
+            }
             _ => false,
         }
     }
 
     fn and(parts: Vec<TraceCondition>) -> TraceCondition {
-        let parts: Vec<_> = parts.into_iter().filter(|part| !matches!(part, TraceCondition::True)).collect();
+        let parts: Vec<_> = parts
+            .into_iter()
+            .filter(|part| !matches!(part, TraceCondition::True))
+            .collect();
         match parts.len() {
             0 => TraceCondition::True,
             1 => parts.into_iter().next().unwrap_or(TraceCondition::True),
@@ -287,7 +391,9 @@ impl TraceCondition {
     fn collect<'a>(&'a self, out: &mut Vec<&'a SpanPredicate>) {
         match self {
             TraceCondition::True => {}
-            TraceCondition::And(parts) | TraceCondition::Or(parts) => parts.iter().for_each(|part| part.collect(out)),
+            TraceCondition::And(parts) | TraceCondition::Or(parts) => {
+                parts.iter().for_each(|part| part.collect(out))
+            }
             TraceCondition::Exists(predicate) => out.push(predicate),
             TraceCondition::Related { lhs, rhs, .. } => {
                 out.push(lhs);
@@ -304,12 +410,21 @@ impl TraceCondition {
 
     /// `holds`, deciding each relation with `related(relation, lhs, rhs)` (indexes into
     /// `predicates()`), called only when both sides exist.
-    pub fn holds_related(&self, found: &[bool], related: &dyn Fn(Relation, usize, usize) -> bool) -> bool {
+    pub fn holds_related(
+        &self,
+        found: &[bool],
+        related: &dyn Fn(Relation, usize, usize) -> bool,
+    ) -> bool {
         let mut index = 0;
         self.holds_at(found, related, &mut index)
     }
 
-    fn holds_at(&self, found: &[bool], related: &dyn Fn(Relation, usize, usize) -> bool, index: &mut usize) -> bool {
+    fn holds_at(
+        &self,
+        found: &[bool],
+        related: &dyn Fn(Relation, usize, usize) -> bool,
+        index: &mut usize,
+    ) -> bool {
         let next = |index: &mut usize| {
             let value = found.get(*index).copied().unwrap_or(true);
             *index += 1;
@@ -319,11 +434,17 @@ impl TraceCondition {
             TraceCondition::True => true,
             // Every part is visited (no short-circuit) so that `index` stays aligned with `predicates()`.
             TraceCondition::And(parts) => {
-                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, related, index)).collect();
+                let results: Vec<bool> = parts
+                    .iter()
+                    .map(|part| part.holds_at(found, related, index))
+                    .collect();
                 results.into_iter().all(|held| held)
             }
             TraceCondition::Or(parts) => {
-                let results: Vec<bool> = parts.iter().map(|part| part.holds_at(found, related, index)).collect();
+                let results: Vec<bool> = parts
+                    .iter()
+                    .map(|part| part.holds_at(found, related, index))
+                    .collect();
                 results.into_iter().any(|held| held)
             }
             TraceCondition::Exists(_) => next(index),

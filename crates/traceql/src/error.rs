@@ -37,7 +37,13 @@ impl ParseError {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |index| index + 1);
         let column = text[line_start..offset].chars().count() + 1;
-        ParseError { kind, message: message.into(), offset, line, column }
+        ParseError {
+            kind,
+            message: message.into(),
+            offset,
+            line,
+            column,
+        }
     }
 }
 
@@ -47,7 +53,11 @@ impl fmt::Display for ParseError {
             ErrorKind::Syntax => "parse error",
             ErrorKind::Invalid => "invalid query",
         };
-        write!(f, "{what} at line {}, col {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "{what} at line {}, col {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 

@@ -24,13 +24,19 @@ pub fn evaluate(query: &Query, trace: &TraceView<'_>) -> Vec<Spanset> {
     if trace.spans.is_empty() {
         return Vec::new();
     }
-    let everything = Spanset { spans: (0..trace.spans.len() as u32).collect(), attributes: Vec::new() };
+    let everything = Spanset {
+        spans: (0..trace.spans.len() as u32).collect(),
+        attributes: Vec::new(),
+    };
     spanset_expr(&query.root, trace, vec![everything])
 }
 
 fn spanset_expr(expr: &SpansetExpr, trace: &TraceView<'_>, inputs: Vec<Spanset>) -> Vec<Spanset> {
     match expr {
-        SpansetExpr::Filter(None) => inputs.into_iter().filter(|set| !set.spans.is_empty()).collect(),
+        SpansetExpr::Filter(None) => inputs
+            .into_iter()
+            .filter(|set| !set.spans.is_empty())
+            .collect(),
         SpansetExpr::Filter(Some(condition)) => inputs
             .into_iter()
             .filter_map(|mut set| {
@@ -44,7 +50,10 @@ fn spanset_expr(expr: &SpansetExpr, trace: &TraceView<'_>, inputs: Vec<Spanset>)
                 let left = flatten(spanset_expr(lhs, trace, vec![input.clone()]));
                 let right = flatten(spanset_expr(rhs, trace, vec![input.clone()]));
                 let spans = combine(*op, trace, &left, &right);
-                (!spans.is_empty()).then_some(Spanset { spans, attributes: input.attributes })
+                (!spans.is_empty()).then_some(Spanset {
+                    spans,
+                    attributes: input.attributes,
+                })
             })
             .collect(),
         SpansetExpr::Pipeline(stages) => {
@@ -76,7 +85,8 @@ fn union(left: &[u32], right: &[u32]) -> Vec<u32> {
 
 /// How `span` on the right relates to spans on the left for a structural operator.
 fn related(op: SpansetOp, trace: &TraceView<'_>, left: u32, right: u32) -> bool {
-    crate::condition::Relation::tested_by(op).is_some_and(|relation| relation.holds_in(trace, left, right))
+    crate::condition::Relation::tested_by(op)
+        .is_some_and(|relation| relation.holds_in(trace, left, right))
 }
 
 fn combine(op: SpansetOp, trace: &TraceView<'_>, left: &[u32], right: &[u32]) -> Vec<u32> {
@@ -122,19 +132,32 @@ fn apply_stage(stage: &Stage, trace: &TraceView<'_>, sets: Vec<Spanset>) -> Vec<
                 if !compare(*op, &left, &right) {
                     return None;
                 }
-                let (label, value) = if lhs.has_aggregate() { (lhs, left) } else { (rhs, right) };
+                let (label, value) = if lhs.has_aggregate() {
+                    (lhs, left)
+                } else {
+                    (rhs, right)
+                };
                 set.attributes.push((label.to_string(), value));
                 Some(set)
             })
             .collect(),
         Stage::By(groups) => {
-            let label = format!("by({})", groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            let label = format!(
+                "by({})",
+                groups
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let mut output = Vec::new();
             for set in sets {
                 let mut buckets: Vec<(Vec<Value<'static>>, Vec<u32>)> = Vec::new();
                 for span in &set.spans {
-                    let key: Vec<Value<'static>> =
-                        groups.iter().map(|group| field_value(group, trace, *span).into_owned()).collect();
+                    let key: Vec<Value<'static>> = groups
+                        .iter()
+                        .map(|group| field_value(group, trace, *span).into_owned())
+                        .collect();
                     if key.iter().all(Value::is_nil) {
                         continue;
                     }
@@ -150,7 +173,11 @@ fn apply_stage(stage: &Stage, trace: &TraceView<'_>, sets: Vec<Spanset>) -> Vec<
                 });
                 for (key, spans) in buckets {
                     let mut attributes = set.attributes.clone();
-                    let value = if key.len() == 1 { key.into_iter().next().unwrap_or(Value::Nil) } else { Value::Array(key) };
+                    let value = if key.len() == 1 {
+                        key.into_iter().next().unwrap_or(Value::Nil)
+                    } else {
+                        Value::Array(key)
+                    };
                     attributes.push((label.clone(), value));
                     output.push(Spanset { spans, attributes });
                 }
@@ -162,7 +189,10 @@ fn apply_stage(stage: &Stage, trace: &TraceView<'_>, sets: Vec<Spanset>) -> Vec<
             if spans.is_empty() {
                 return Vec::new();
             }
-            vec![Spanset { spans, attributes: Vec::new() }]
+            vec![Spanset {
+                spans,
+                attributes: Vec::new(),
+            }]
         }
         Stage::Select(_) => sets,
     }
@@ -174,9 +204,14 @@ fn scalar(expr: &ScalarExpr, trace: &TraceView<'_>, spans: &[u32]) -> Value<'sta
         ScalarExpr::Binary { op, lhs, rhs } => {
             arithmetic(*op, &scalar(lhs, trace, spans), &scalar(rhs, trace, spans))
         }
-        ScalarExpr::Aggregate { function: Aggregate::Count, .. } => Value::Int(spans.len() as i64),
+        ScalarExpr::Aggregate {
+            function: Aggregate::Count,
+            ..
+        } => Value::Int(spans.len() as i64),
         ScalarExpr::Aggregate { function, argument } => {
-            let Some(argument) = argument else { return Value::Nil };
+            let Some(argument) = argument else {
+                return Value::Nil;
+            };
             let mut all_durations = true;
             let mut numbers: Vec<f64> = Vec::new();
             for span in spans {
@@ -226,15 +261,30 @@ pub fn field_value<'a>(expr: &FieldExpr, trace: &TraceView<'a>, span: u32) -> Va
             Value::Bool(flag) => Value::Bool(!flag),
             _ => Value::Nil,
         },
-        FieldExpr::Negate(inner) => arithmetic(BinaryOp::Sub, &Value::Int(0), &field_value(inner, trace, span)),
-        FieldExpr::Regex { negated, lhs, regex, .. } => {
-            Value::Bool(regex_match(regex, *negated, &field_value(lhs, trace, span)))
-        }
-        FieldExpr::Binary { op: BinaryOp::And, lhs, rhs } => {
+        FieldExpr::Negate(inner) => arithmetic(
+            BinaryOp::Sub,
+            &Value::Int(0),
+            &field_value(inner, trace, span),
+        ),
+        FieldExpr::Regex {
+            negated,
+            lhs,
+            regex,
+            ..
+        } => Value::Bool(regex_match(regex, *negated, &field_value(lhs, trace, span))),
+        FieldExpr::Binary {
+            op: BinaryOp::And,
+            lhs,
+            rhs,
+        } => {
             let left = field_value(lhs, trace, span) == Value::Bool(true);
             Value::Bool(left && field_value(rhs, trace, span) == Value::Bool(true))
         }
-        FieldExpr::Binary { op: BinaryOp::Or, lhs, rhs } => {
+        FieldExpr::Binary {
+            op: BinaryOp::Or,
+            lhs,
+            rhs,
+        } => {
             let left = field_value(lhs, trace, span) == Value::Bool(true);
             Value::Bool(left || field_value(rhs, trace, span) == Value::Bool(true))
         }
@@ -268,12 +318,30 @@ pub fn resolve<'a>(field: &Field, trace: &TraceView<'a>, index: u32) -> Value<'a
     let span_ref: SpanRef<'a> = trace.spans[index as usize];
     let span = span_ref.span;
     match field {
-        Field::Attribute { scope, parent: true, name } => match trace.parent[index as usize] {
-            Some(parent) => resolve(&Field::Attribute { scope: *scope, parent: false, name: name.clone() }, trace, parent),
+        Field::Attribute {
+            scope,
+            parent: true,
+            name,
+        } => match trace.parent[index as usize] {
+            Some(parent) => resolve(
+                &Field::Attribute {
+                    scope: *scope,
+                    parent: false,
+                    name: name.clone(),
+                },
+                trace,
+                parent,
+            ),
             None => Value::Nil,
         },
-        Field::Attribute { scope, parent: false, name } => {
-            let resource_attributes = span_ref.resource.map_or(&[][..], |resource| &resource.attributes);
+        Field::Attribute {
+            scope,
+            parent: false,
+            name,
+        } => {
+            let resource_attributes = span_ref
+                .resource
+                .map_or(&[][..], |resource| &resource.attributes);
             match scope {
                 Scope::Span => attribute(&span.attributes, name),
                 Scope::Resource => attribute(resource_attributes, name),
@@ -281,17 +349,34 @@ pub fn resolve<'a>(field: &Field, trace: &TraceView<'a>, index: u32) -> Value<'a
                     Value::Nil => attribute(resource_attributes, name),
                     found => found,
                 },
-                Scope::Event => Value::Multi(span.events.iter().map(|event| attribute(&event.attributes, name)).collect()),
-                Scope::Link => Value::Multi(span.links.iter().map(|link| attribute(&link.attributes, name)).collect()),
-                Scope::Instrumentation => attribute(span_ref.scope.map_or(&[][..], |scope| &scope.attributes), name),
+                Scope::Event => Value::Multi(
+                    span.events
+                        .iter()
+                        .map(|event| attribute(&event.attributes, name))
+                        .collect(),
+                ),
+                Scope::Link => Value::Multi(
+                    span.links
+                        .iter()
+                        .map(|link| attribute(&link.attributes, name))
+                        .collect(),
+                ),
+                Scope::Instrumentation => attribute(
+                    span_ref.scope.map_or(&[][..], |scope| &scope.attributes),
+                    name,
+                ),
             }
         }
         Field::Intrinsic(intrinsic) => match intrinsic {
             Intrinsic::Name => Value::Str(Cow::Borrowed(&span.name)),
-            Intrinsic::Status => Value::Status(StatusCode::from_otlp(span.status.as_ref().map_or(0, |status| status.code))),
-            Intrinsic::StatusMessage => {
-                Value::Str(Cow::Borrowed(span.status.as_ref().map_or("", |status| status.message.as_str())))
-            }
+            Intrinsic::Status => Value::Status(StatusCode::from_otlp(
+                span.status.as_ref().map_or(0, |status| status.code),
+            )),
+            Intrinsic::StatusMessage => Value::Str(Cow::Borrowed(
+                span.status
+                    .as_ref()
+                    .map_or("", |status| status.message.as_str()),
+            )),
             Intrinsic::Kind => Value::Kind(SpanKind::from_otlp(span.kind)),
             Intrinsic::Duration => Value::Duration(span_ref.duration_nanos()),
             Intrinsic::SpanId => hex_id(&span.span_id),
@@ -307,15 +392,37 @@ pub fn resolve<'a>(field: &Field, trace: &TraceView<'a>, index: u32) -> Value<'a
                 Some(root) => Value::Str(Cow::Borrowed(trace.spans[root as usize].service_name())),
                 None => Value::Nil,
             },
-            Intrinsic::EventName => Value::Multi(span.events.iter().map(|event| Value::Str(Cow::Borrowed(&event.name))).collect()),
+            Intrinsic::EventName => Value::Multi(
+                span.events
+                    .iter()
+                    .map(|event| Value::Str(Cow::Borrowed(&event.name)))
+                    .collect(),
+            ),
             Intrinsic::EventTimeSinceStart => Value::Multi(
                 span.events
                     .iter()
-                    .map(|event| Value::Duration(event.time_unix_nano.saturating_sub(span.start_time_unix_nano) as i64))
+                    .map(|event| {
+                        Value::Duration(
+                            event
+                                .time_unix_nano
+                                .saturating_sub(span.start_time_unix_nano)
+                                as i64,
+                        )
+                    })
                     .collect(),
             ),
-            Intrinsic::LinkTraceId => Value::Multi(span.links.iter().map(|link| hex_id(&link.trace_id)).collect()),
-            Intrinsic::LinkSpanId => Value::Multi(span.links.iter().map(|link| hex_id(&link.span_id)).collect()),
+            Intrinsic::LinkTraceId => Value::Multi(
+                span.links
+                    .iter()
+                    .map(|link| hex_id(&link.trace_id))
+                    .collect(),
+            ),
+            Intrinsic::LinkSpanId => Value::Multi(
+                span.links
+                    .iter()
+                    .map(|link| hex_id(&link.span_id))
+                    .collect(),
+            ),
             Intrinsic::InstrumentationName => match span_ref.scope {
                 Some(scope) => Value::Str(Cow::Borrowed(&scope.name)),
                 None => Value::Nil,

@@ -19,14 +19,25 @@ pub fn parse_lenient(text: &str) -> Option<Query> {
     };
     let mut kept: Option<FieldExpr> = None;
     for clause in split_unquoted(body, "&&") {
-        let Ok(query) = parse(&format!("{{{clause}}}")) else { continue };
-        let SpansetExpr::Filter(Some(condition)) = query.root else { continue };
+        let Ok(query) = parse(&format!("{{{clause}}}")) else {
+            continue;
+        };
+        let SpansetExpr::Filter(Some(condition)) = query.root else {
+            continue;
+        };
         kept = Some(match kept {
             None => condition,
-            Some(previous) => FieldExpr::Binary { op: BinaryOp::And, lhs: Box::new(previous), rhs: Box::new(condition) },
+            Some(previous) => FieldExpr::Binary {
+                op: BinaryOp::And,
+                lhs: Box::new(previous),
+                rhs: Box::new(condition),
+            },
         });
     }
-    kept.map(|condition| Query { root: SpansetExpr::Filter(Some(condition)), hints: Vec::new() })
+    kept.map(|condition| Query {
+        root: SpansetExpr::Filter(Some(condition)),
+        hints: Vec::new(),
+    })
 }
 
 /// Byte offsets outside string literals, with the characters found there.
@@ -53,7 +64,11 @@ fn unquoted_positions(text: &str) -> Vec<(usize, char)> {
 }
 
 fn last_unquoted(text: &str, wanted: char) -> Option<usize> {
-    unquoted_positions(text).into_iter().rev().find(|(_, c)| *c == wanted).map(|(index, _)| index)
+    unquoted_positions(text)
+        .into_iter()
+        .rev()
+        .find(|(_, c)| *c == wanted)
+        .map(|(index, _)| index)
 }
 
 fn split_unquoted<'a>(text: &'a str, separator: &str) -> Vec<&'a str> {

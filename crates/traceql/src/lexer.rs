@@ -49,7 +49,11 @@ pub enum Token {
     Duration(i64),
     /// A bare word: keyword, enum literal, function name or legacy intrinsic.
     Word(String),
-    Attribute { scope: Scope, parent: bool, name: String },
+    Attribute {
+        scope: Scope,
+        parent: bool,
+        name: String,
+    },
     Intrinsic(Intrinsic),
 }
 
@@ -62,13 +66,20 @@ pub struct Spanned {
 
 /// Characters that end a bare attribute name.
 fn ends_attribute(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '{' | '}' | '(' | ')' | '=' | '~' | '!' | '<' | '>' | '&' | '|' | '^' | ',' | '"' | '`')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '{' | '}' | '(' | ')' | '=' | '~' | '!' | '<' | '>' | '&' | '|' | '^' | ',' | '"' | '`'
+        )
 }
 
 /// A duration literal on its own (`100ms`, `1.5s`, `1h30m`) in nanoseconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     match lex(text.trim()).ok()?.as_slice() {
-        [Spanned { token: Token::Duration(nanos), .. }] => Some(*nanos),
+        [Spanned {
+            token: Token::Duration(nanos),
+            ..
+        }] => Some(*nanos),
         _ => None,
     }
 }
@@ -108,7 +119,11 @@ impl Lexer<'_> {
             let Some(c) = self.peek() else { break };
             let start = self.pos;
             let token = self.next_token(c)?;
-            tokens.push(Spanned { token, start, end: self.pos });
+            tokens.push(Spanned {
+                token,
+                start,
+                end: self.pos,
+            });
         }
         Ok(tokens)
     }
@@ -170,7 +185,11 @@ impl Lexer<'_> {
         if c == '.' {
             self.pos += 1;
             let name = self.attribute_name()?;
-            return Ok(Token::Attribute { scope: Scope::Unscoped, parent: false, name });
+            return Ok(Token::Attribute {
+                scope: Scope::Unscoped,
+                parent: false,
+                name,
+            });
         }
         if c.is_alphabetic() || c == '_' {
             return self.word();
@@ -214,14 +233,22 @@ impl Lexer<'_> {
                 '0' => value.push('\0'),
                 'u' => {
                     let hex: String = self.rest().chars().take(4).collect();
-                    let code = (hex.len() == 4).then(|| u32::from_str_radix(&hex, 16).ok()).flatten();
+                    let code = (hex.len() == 4)
+                        .then(|| u32::from_str_radix(&hex, 16).ok())
+                        .flatten();
                     let Some(ch) = code.and_then(char::from_u32) else {
-                        return Err(self.error(escape_at, "invalid unicode escape, expected \\uXXXX"));
+                        return Err(
+                            self.error(escape_at, "invalid unicode escape, expected \\uXXXX")
+                        );
                     };
                     self.pos += 4;
                     value.push(ch);
                 }
-                other => return Err(self.error(escape_at, format!("invalid escape sequence `\\{other}`"))),
+                other => {
+                    return Err(
+                        self.error(escape_at, format!("invalid escape sequence `\\{other}`"))
+                    )
+                }
             }
         }
     }
@@ -246,7 +273,8 @@ impl Lexer<'_> {
         }
         if matches!(self.peek(), Some('e' | 'E'))
             && (self.peek_at(1).is_some_and(|c| c.is_ascii_digit())
-                || (matches!(self.peek_at(1), Some('+' | '-')) && self.peek_at(2).is_some_and(|c| c.is_ascii_digit())))
+                || (matches!(self.peek_at(1), Some('+' | '-'))
+                    && self.peek_at(2).is_some_and(|c| c.is_ascii_digit())))
         {
             self.pos += 2;
             self.digits();
@@ -257,7 +285,9 @@ impl Lexer<'_> {
             return self.duration(start);
         }
         if is_float {
-            let value = numeral.parse::<f64>().map_err(|_| self.error(start, format!("invalid number `{numeral}`")))?;
+            let value = numeral
+                .parse::<f64>()
+                .map_err(|_| self.error(start, format!("invalid number `{numeral}`")))?;
             return Ok(Token::Float(value));
         }
         numeral
@@ -291,7 +321,12 @@ impl Lexer<'_> {
                 "s" => 1e9,
                 "m" => 60e9,
                 "h" => 3600e9,
-                _ => return Err(self.error(unit_start, format!("unknown duration unit `{unit}`, expected ns, us, ms, s, m or h"))),
+                _ => {
+                    return Err(self.error(
+                        unit_start,
+                        format!("unknown duration unit `{unit}`, expected ns, us, ms, s, m or h"),
+                    ))
+                }
             };
             total_nanos += number * nanos_per_unit;
             if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -349,18 +384,30 @@ impl Lexer<'_> {
                 self.pos += 1;
                 if let Some(scope) = scope {
                     let name = self.attribute_name()?;
-                    return Ok(Token::Attribute { scope, parent: false, name });
+                    return Ok(Token::Attribute {
+                        scope,
+                        parent: false,
+                        name,
+                    });
                 }
                 // `parent.` may be followed by `span.`/`resource.` or an unscoped name.
                 for (prefix, inner) in [("span.", Scope::Span), ("resource.", Scope::Resource)] {
                     if self.rest().starts_with(prefix) {
                         self.pos += prefix.len();
                         let name = self.attribute_name()?;
-                        return Ok(Token::Attribute { scope: inner, parent: true, name });
+                        return Ok(Token::Attribute {
+                            scope: inner,
+                            parent: true,
+                            name,
+                        });
                     }
                 }
                 let name = self.attribute_name()?;
-                Ok(Token::Attribute { scope: Scope::Unscoped, parent: true, name })
+                Ok(Token::Attribute {
+                    scope: Scope::Unscoped,
+                    parent: true,
+                    name,
+                })
             }
             _ => Ok(Token::Word(word.to_owned())),
         }

@@ -21,7 +21,9 @@ pub use error::{ErrorKind, ParseError};
 pub use eval::{evaluate, Spanset};
 pub use lenient::parse_lenient;
 pub use lexer::parse_duration;
-pub use metrics::{parse_metrics, parse_metrics_expr, Accumulator, Intervals, MetricsExpr, MetricsQuery};
+pub use metrics::{
+    parse_metrics, parse_metrics_expr, Accumulator, Intervals, MetricsExpr, MetricsQuery,
+};
 pub use parser::parse;
 pub use trace::TraceView;
 pub use value::Value;

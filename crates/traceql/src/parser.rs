@@ -14,7 +14,11 @@ use crate::lexer::{lex, Spanned, Token};
 /// Parses and checks a search query.
 pub fn parse(text: &str) -> Result<Query, ParseError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { text, tokens, pos: 0 };
+    let mut parser = Parser {
+        text,
+        tokens,
+        pos: 0,
+    };
     let query = parser.query()?;
     Ok(query)
 }
@@ -32,8 +36,19 @@ fn describe(token: &Token) -> String {
         Token::Float(value) => format!("float {value}"),
         Token::Duration(_) => "duration".to_owned(),
         Token::Word(word) => format!("`{word}`"),
-        Token::Attribute { scope, parent, name } => {
-            format!("attribute `{}`", Field::Attribute { scope: *scope, parent: *parent, name: name.clone() })
+        Token::Attribute {
+            scope,
+            parent,
+            name,
+        } => {
+            format!(
+                "attribute `{}`",
+                Field::Attribute {
+                    scope: *scope,
+                    parent: *parent,
+                    name: name.clone()
+                }
+            )
         }
         Token::Intrinsic(intrinsic) => format!("`{}`", intrinsic.name()),
         other => format!("`{}`", symbol(other)),
@@ -196,15 +211,22 @@ impl Parser<'_> {
     }
 
     pub(crate) fn peek_at(&self, offset: usize) -> Option<&Token> {
-        self.tokens.get(self.pos + offset).map(|spanned| &spanned.token)
+        self.tokens
+            .get(self.pos + offset)
+            .map(|spanned| &spanned.token)
     }
 
     pub(crate) fn offset(&self) -> usize {
-        self.tokens.get(self.pos).map_or(self.text.len(), |spanned| spanned.start)
+        self.tokens
+            .get(self.pos)
+            .map_or(self.text.len(), |spanned| spanned.start)
     }
 
     pub(crate) fn advance(&mut self) -> Option<Token> {
-        let token = self.tokens.get(self.pos).map(|spanned| spanned.token.clone());
+        let token = self
+            .tokens
+            .get(self.pos)
+            .map(|spanned| spanned.token.clone());
         self.pos += 1;
         token
     }
@@ -219,8 +241,16 @@ impl Parser<'_> {
 
     pub(crate) fn unexpected(&self) -> ParseError {
         match self.peek() {
-            None => ParseError::at(self.text, self.text.len(), "syntax error: unexpected end of query"),
-            Some(token) => ParseError::at(self.text, self.offset(), format!("syntax error: unexpected {}", describe(token))),
+            None => ParseError::at(
+                self.text,
+                self.text.len(),
+                "syntax error: unexpected end of query",
+            ),
+            Some(token) => ParseError::at(
+                self.text,
+                self.offset(),
+                format!("syntax error: unexpected {}", describe(token)),
+            ),
         }
     }
 
@@ -232,7 +262,11 @@ impl Parser<'_> {
             None => "end of query".to_owned(),
             Some(other) => describe(other),
         };
-        Err(ParseError::at(self.text, self.offset(), format!("syntax error: expected `{}`, found {found}", symbol(&token))))
+        Err(ParseError::at(
+            self.text,
+            self.offset(),
+            format!("syntax error: expected `{}`, found {found}", symbol(&token)),
+        ))
     }
 
     pub(crate) fn invalid(&self, offset: usize, message: impl Into<String>) -> ParseError {
@@ -241,7 +275,11 @@ impl Parser<'_> {
 
     fn query(&mut self) -> Result<Query, ParseError> {
         if self.peek().is_none() {
-            return Err(ParseError::at(self.text, 0, "syntax error: empty query, expected a spanset filter such as `{ }`"));
+            return Err(ParseError::at(
+                self.text,
+                0,
+                "syntax error: empty query, expected a spanset filter such as `{ }`",
+            ));
         }
         let root = self.pipeline()?;
         if self.at_metrics_function() {
@@ -266,7 +304,11 @@ impl Parser<'_> {
         loop {
             let at = self.offset();
             let Some(Token::Word(name)) = self.advance() else {
-                return Err(ParseError::at(self.text, at, "syntax error: expected a hint name"));
+                return Err(ParseError::at(
+                    self.text,
+                    at,
+                    "syntax error: expected a hint name",
+                ));
             };
             self.expect(Token::Eq)?;
             let value_at = self.offset();
@@ -275,8 +317,16 @@ impl Parser<'_> {
                 Some(Token::Float(value)) => Static::Float(value),
                 Some(Token::Str(value)) => Static::String(value),
                 Some(Token::Duration(value)) => Static::Duration(value),
-                Some(Token::Word(word)) if word == "true" || word == "false" => Static::Bool(word == "true"),
-                _ => return Err(ParseError::at(self.text, value_at, format!("syntax error: hint `{name}` needs a literal value"))),
+                Some(Token::Word(word)) if word == "true" || word == "false" => {
+                    Static::Bool(word == "true")
+                }
+                _ => {
+                    return Err(ParseError::at(
+                        self.text,
+                        value_at,
+                        format!("syntax error: hint `{name}` needs a literal value"),
+                    ))
+                }
             };
             check_hint(self, &name, &value, at)?;
             hints.push(Hint { name, value });
@@ -317,7 +367,9 @@ impl Parser<'_> {
             offset += 1;
         }
         match self.peek_at(offset) {
-            Some(Token::Word(word)) => is_aggregate(word).is_some() && self.peek_at(offset + 1) == Some(&Token::LParen),
+            Some(Token::Word(word)) => {
+                is_aggregate(word).is_some() && self.peek_at(offset + 1) == Some(&Token::LParen)
+            }
             Some(Token::Int(_) | Token::Float(_) | Token::Duration(_) | Token::Minus) => true,
             _ => false,
         }
@@ -351,7 +403,12 @@ impl Parser<'_> {
                         let field_at = self.offset();
                         match self.field_expr()? {
                             FieldExpr::Field(field) => fields.push(field),
-                            _ => return Err(self.invalid(field_at, "select() takes attributes and intrinsics only")),
+                            _ => {
+                                return Err(self.invalid(
+                                    field_at,
+                                    "select() takes attributes and intrinsics only",
+                                ))
+                            }
                         }
                         if !self.eat(&Token::Comma) {
                             break;
@@ -368,15 +425,26 @@ impl Parser<'_> {
             let op_at = self.offset();
             let op = match self.peek().and_then(comparison_op) {
                 Some(op @ (BinaryOp::Regex | BinaryOp::NotRegex)) => {
-                    return Err(self.invalid(op_at, format!("operator `{}` cannot compare aggregates", op.symbol())));
+                    return Err(self.invalid(
+                        op_at,
+                        format!("operator `{}` cannot compare aggregates", op.symbol()),
+                    ));
                 }
                 Some(op) => op,
-                None => return Err(self.invalid(at, "an aggregate must be compared with a value, e.g. `count() > 2`")),
+                None => {
+                    return Err(self.invalid(
+                        at,
+                        "an aggregate must be compared with a value, e.g. `count() > 2`",
+                    ))
+                }
             };
             self.pos += 1;
             let rhs = self.scalar_expr()?;
             if !lhs.has_aggregate() && !rhs.has_aggregate() {
-                return Err(self.invalid(at, "a scalar filter needs an aggregate such as count() or avg(duration)"));
+                return Err(self.invalid(
+                    at,
+                    "a scalar filter needs an aggregate such as count() or avg(duration)",
+                ));
             }
             return Ok(Stage::ScalarFilter { op, lhs, rhs });
         }
@@ -387,7 +455,11 @@ impl Parser<'_> {
         let mut lhs = self.spanset_and()?;
         while self.eat(&Token::Or) {
             let rhs = self.spanset_and()?;
-            lhs = SpansetExpr::Binary { op: SpansetOp::Or, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+            lhs = SpansetExpr::Binary {
+                op: SpansetOp::Or,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
         }
         Ok(lhs)
     }
@@ -396,7 +468,11 @@ impl Parser<'_> {
         let mut lhs = self.spanset_structural()?;
         while self.eat(&Token::And) {
             let rhs = self.spanset_structural()?;
-            lhs = SpansetExpr::Binary { op: SpansetOp::And, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+            lhs = SpansetExpr::Binary {
+                op: SpansetOp::And,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
         }
         Ok(lhs)
     }
@@ -406,7 +482,11 @@ impl Parser<'_> {
         while let Some(op) = self.peek().and_then(spanset_op) {
             self.pos += 1;
             let rhs = self.spanset_primary()?;
-            lhs = SpansetExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+            lhs = SpansetExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
         }
         Ok(lhs)
     }
@@ -422,7 +502,13 @@ impl Parser<'_> {
                 let expr = self.field_expr()?;
                 let value_type = field_type(&expr);
                 if !matches!(value_type, ValueType::Bool | ValueType::Attribute) {
-                    return Err(self.invalid(at, format!("a spanset filter must be a boolean expression, this is {}", value_type.name())));
+                    return Err(self.invalid(
+                        at,
+                        format!(
+                            "a spanset filter must be a boolean expression, this is {}",
+                            value_type.name()
+                        ),
+                    ));
                 }
                 self.expect(Token::RBrace)?;
                 Ok(SpansetExpr::Filter(Some(expr)))
@@ -448,9 +534,17 @@ impl Parser<'_> {
                 break;
             }
             self.pos += 1;
-            let next_level = if op == BinaryOp::Pow { level } else { level + 1 };
+            let next_level = if op == BinaryOp::Pow {
+                level
+            } else {
+                level + 1
+            };
             let rhs = self.scalar_binary(next_level)?;
-            lhs = ScalarExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+            lhs = ScalarExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
         }
         Ok(lhs)
     }
@@ -467,9 +561,15 @@ impl Parser<'_> {
             Some(Token::Float(value)) => Ok(ScalarExpr::Static(Static::Float(value))),
             Some(Token::Duration(value)) => Ok(ScalarExpr::Static(Static::Duration(value))),
             Some(Token::Minus) => match self.scalar_primary()? {
-                ScalarExpr::Static(Static::Int(value)) => Ok(ScalarExpr::Static(Static::Int(-value))),
-                ScalarExpr::Static(Static::Float(value)) => Ok(ScalarExpr::Static(Static::Float(-value))),
-                ScalarExpr::Static(Static::Duration(value)) => Ok(ScalarExpr::Static(Static::Duration(-value))),
+                ScalarExpr::Static(Static::Int(value)) => {
+                    Ok(ScalarExpr::Static(Static::Int(-value)))
+                }
+                ScalarExpr::Static(Static::Float(value)) => {
+                    Ok(ScalarExpr::Static(Static::Float(-value)))
+                }
+                ScalarExpr::Static(Static::Duration(value)) => {
+                    Ok(ScalarExpr::Static(Static::Duration(-value)))
+                }
                 other => Ok(ScalarExpr::Binary {
                     op: BinaryOp::Sub,
                     lhs: Box::new(ScalarExpr::Static(Static::Int(0))),
@@ -481,9 +581,15 @@ impl Parser<'_> {
                 self.expect(Token::LParen)?;
                 if self.eat(&Token::RParen) {
                     if function != Aggregate::Count {
-                        return Err(self.invalid(at, format!("{word}() needs an argument, e.g. {word}(duration)")));
+                        return Err(self.invalid(
+                            at,
+                            format!("{word}() needs an argument, e.g. {word}(duration)"),
+                        ));
                     }
-                    return Ok(ScalarExpr::Aggregate { function, argument: None });
+                    return Ok(ScalarExpr::Aggregate {
+                        function,
+                        argument: None,
+                    });
                 }
                 let argument_at = self.offset();
                 let argument = self.field_expr()?;
@@ -493,13 +599,26 @@ impl Parser<'_> {
                 }
                 let argument_type = field_type(&argument);
                 if !argument_type.is_numeric() {
-                    return Err(self.invalid(argument_at, format!("{word}() needs a numeric argument, this is {}", argument_type.name())));
+                    return Err(self.invalid(
+                        argument_at,
+                        format!(
+                            "{word}() needs a numeric argument, this is {}",
+                            argument_type.name()
+                        ),
+                    ));
                 }
-                Ok(ScalarExpr::Aggregate { function, argument: Some(argument) })
+                Ok(ScalarExpr::Aggregate {
+                    function,
+                    argument: Some(argument),
+                })
             }
-            Some(Token::Str(_)) | Some(Token::Word(_)) | Some(Token::Attribute { .. }) | Some(Token::Intrinsic(_)) => {
-                Err(self.invalid(at, "aggregates can only be compared with numbers and durations"))
-            }
+            Some(Token::Str(_))
+            | Some(Token::Word(_))
+            | Some(Token::Attribute { .. })
+            | Some(Token::Intrinsic(_)) => Err(self.invalid(
+                at,
+                "aggregates can only be compared with numbers and durations",
+            )),
             _ => {
                 self.pos -= 1;
                 Err(self.unexpected())
@@ -535,14 +654,31 @@ impl Parser<'_> {
         }
     }
 
-    fn logical(&self, op: BinaryOp, lhs: FieldExpr, rhs: FieldExpr, at: usize) -> Result<FieldExpr, ParseError> {
+    fn logical(
+        &self,
+        op: BinaryOp,
+        lhs: FieldExpr,
+        rhs: FieldExpr,
+        at: usize,
+    ) -> Result<FieldExpr, ParseError> {
         for side in [&lhs, &rhs] {
             let side_type = field_type(side);
             if !matches!(side_type, ValueType::Bool | ValueType::Attribute) {
-                return Err(self.invalid(at, format!("operator `{}` needs boolean operands, found {}", op.symbol(), side_type.name())));
+                return Err(self.invalid(
+                    at,
+                    format!(
+                        "operator `{}` needs boolean operands, found {}",
+                        op.symbol(),
+                        side_type.name()
+                    ),
+                ));
             }
         }
-        Ok(FieldExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) })
+        Ok(FieldExpr::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        })
     }
 
     fn field_comparison(&mut self) -> Result<FieldExpr, ParseError> {
@@ -560,15 +696,26 @@ impl Parser<'_> {
             if !comparable(lhs_type, rhs_type, ordered) {
                 return Err(self.invalid(
                     at,
-                    format!("cannot compare {} with {} using `{}`", lhs_type.name(), rhs_type.name(), op.symbol()),
+                    format!(
+                        "cannot compare {} with {} using `{}`",
+                        lhs_type.name(),
+                        rhs_type.name(),
+                        op.symbol()
+                    ),
                 ));
             }
             // `nil` goes on the right: `compare` reads a right-hand nil as an existence test.
             lhs = match (lhs, rhs) {
-                (FieldExpr::Static(Static::Nil), other) => {
-                    FieldExpr::Binary { op, lhs: Box::new(other), rhs: Box::new(FieldExpr::Static(Static::Nil)) }
-                }
-                (lhs, rhs) => FieldExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+                (FieldExpr::Static(Static::Nil), other) => FieldExpr::Binary {
+                    op,
+                    lhs: Box::new(other),
+                    rhs: Box::new(FieldExpr::Static(Static::Nil)),
+                },
+                (lhs, rhs) => FieldExpr::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
             };
         }
         Ok(lhs)
@@ -577,15 +724,36 @@ impl Parser<'_> {
     fn regex(&mut self, op: BinaryOp, lhs: FieldExpr, at: usize) -> Result<FieldExpr, ParseError> {
         let lhs_type = field_type(&lhs);
         if !matches!(lhs_type, ValueType::String | ValueType::Attribute) {
-            return Err(self.invalid(at, format!("regular expressions match strings, found {}", lhs_type.name())));
+            return Err(self.invalid(
+                at,
+                format!(
+                    "regular expressions match strings, found {}",
+                    lhs_type.name()
+                ),
+            ));
         }
         let pattern_at = self.offset();
         let Some(Token::Str(pattern)) = self.advance() else {
-            return Err(self.invalid(pattern_at, format!("`{}` needs a string literal on the right", op.symbol())));
+            return Err(self.invalid(
+                pattern_at,
+                format!("`{}` needs a string literal on the right", op.symbol()),
+            ));
         };
-        let regex = Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|error| self.invalid(pattern_at, format!("invalid regular expression: {}", first_line(&error.to_string()))))?;
-        Ok(FieldExpr::Regex { negated: op == BinaryOp::NotRegex, lhs: Box::new(lhs), pattern, regex })
+        let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|error| {
+            self.invalid(
+                pattern_at,
+                format!(
+                    "invalid regular expression: {}",
+                    first_line(&error.to_string())
+                ),
+            )
+        })?;
+        Ok(FieldExpr::Regex {
+            negated: op == BinaryOp::NotRegex,
+            lhs: Box::new(lhs),
+            pattern,
+            regex,
+        })
     }
 
     fn field_arithmetic(&mut self, min_level: u8) -> Result<FieldExpr, ParseError> {
@@ -596,15 +764,30 @@ impl Parser<'_> {
             }
             let at = self.offset();
             self.pos += 1;
-            let next_level = if op == BinaryOp::Pow { level } else { level + 1 };
+            let next_level = if op == BinaryOp::Pow {
+                level
+            } else {
+                level + 1
+            };
             let rhs = self.field_arithmetic(next_level)?;
             for side in [&lhs, &rhs] {
                 let side_type = field_type(side);
                 if !side_type.is_numeric() {
-                    return Err(self.invalid(at, format!("operator `{}` needs numeric operands, found {}", op.symbol(), side_type.name())));
+                    return Err(self.invalid(
+                        at,
+                        format!(
+                            "operator `{}` needs numeric operands, found {}",
+                            op.symbol(),
+                            side_type.name()
+                        ),
+                    ));
                 }
             }
-            lhs = FieldExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+            lhs = FieldExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
         }
         Ok(lhs)
     }
@@ -615,7 +798,10 @@ impl Parser<'_> {
             let inner = self.field_unary()?;
             let inner_type = field_type(&inner);
             if !matches!(inner_type, ValueType::Bool | ValueType::Attribute) {
-                return Err(self.invalid(at, format!("`!` needs a boolean, found {}", inner_type.name())));
+                return Err(self.invalid(
+                    at,
+                    format!("`!` needs a boolean, found {}", inner_type.name()),
+                ));
             }
             return Ok(FieldExpr::Not(Box::new(inner)));
         }
@@ -623,10 +809,17 @@ impl Parser<'_> {
             let inner = self.field_unary()?;
             return match inner {
                 FieldExpr::Static(Static::Int(value)) => Ok(FieldExpr::Static(Static::Int(-value))),
-                FieldExpr::Static(Static::Float(value)) => Ok(FieldExpr::Static(Static::Float(-value))),
-                FieldExpr::Static(Static::Duration(value)) => Ok(FieldExpr::Static(Static::Duration(-value))),
+                FieldExpr::Static(Static::Float(value)) => {
+                    Ok(FieldExpr::Static(Static::Float(-value)))
+                }
+                FieldExpr::Static(Static::Duration(value)) => {
+                    Ok(FieldExpr::Static(Static::Duration(-value)))
+                }
                 other if field_type(&other).is_numeric() => Ok(FieldExpr::Negate(Box::new(other))),
-                other => Err(self.invalid(at, format!("`-` needs a number, found {}", field_type(&other).name()))),
+                other => Err(self.invalid(
+                    at,
+                    format!("`-` needs a number, found {}", field_type(&other).name()),
+                )),
             };
         }
         self.field_primary()
@@ -644,7 +837,15 @@ impl Parser<'_> {
             Some(Token::Int(value)) => Ok(FieldExpr::Static(Static::Int(value))),
             Some(Token::Float(value)) => Ok(FieldExpr::Static(Static::Float(value))),
             Some(Token::Duration(value)) => Ok(FieldExpr::Static(Static::Duration(value))),
-            Some(Token::Attribute { scope, parent, name }) => Ok(FieldExpr::Field(Field::Attribute { scope, parent, name })),
+            Some(Token::Attribute {
+                scope,
+                parent,
+                name,
+            }) => Ok(FieldExpr::Field(Field::Attribute {
+                scope,
+                parent,
+                name,
+            })),
             Some(Token::Intrinsic(intrinsic)) => Ok(FieldExpr::Field(Field::Intrinsic(intrinsic))),
             Some(Token::Word(word)) => {
                 if let Some(value) = keyword_static(&word) {
@@ -668,7 +869,12 @@ impl Parser<'_> {
 }
 
 fn first_line(message: &str) -> String {
-    message.lines().rfind(|line| !line.trim().is_empty()).unwrap_or(message).trim().to_owned()
+    message
+        .lines()
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or(message)
+        .trim()
+        .to_owned()
 }
 
 fn arithmetic_op(token: &Token) -> Option<(BinaryOp, u8)> {
@@ -683,7 +889,12 @@ fn arithmetic_op(token: &Token) -> Option<(BinaryOp, u8)> {
     })
 }
 
-fn check_hint(parser: &Parser<'_>, name: &str, value: &Static, at: usize) -> Result<(), ParseError> {
+fn check_hint(
+    parser: &Parser<'_>,
+    name: &str,
+    value: &Static,
+    at: usize,
+) -> Result<(), ParseError> {
     let ok = match name {
         "most_recent" | "exemplars" => matches!(value, Static::Bool(_) | Static::Int(_)),
         "sample" | "span_sample" | "trace_sample" => match value {

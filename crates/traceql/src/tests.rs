@@ -7,7 +7,8 @@ const VALID: &str = include_str!("../tests/corpus/valid.traceql");
 const INVALID: &str = include_str!("../tests/corpus/invalid.txt");
 
 fn corpus_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+    text.lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
 }
 
 #[test]
@@ -27,7 +28,9 @@ fn valid_corpus_parses() {
 fn invalid_corpus_fails_with_expected_errors() {
     let mut count = 0;
     for line in corpus_lines(INVALID) {
-        let (query, expected) = line.split_once(" ==> ").unwrap_or_else(|| panic!("malformed corpus line `{line}`"));
+        let (query, expected) = line
+            .split_once(" ==> ")
+            .unwrap_or_else(|| panic!("malformed corpus line `{line}`"));
         let query = query.replace('⏎', "\n");
         match parse(&query) {
             Ok(parsed) => panic!("`{query}` should not parse, got {parsed:?}"),
@@ -44,33 +47,67 @@ fn positions_are_line_and_column() {
     assert_eq!((error.line, error.column), (2, 13));
     assert_eq!(error.kind, ErrorKind::Invalid);
     let error = parse("{ .a = }").unwrap_err();
-    assert_eq!(error.to_string(), "parse error at line 1, col 8: syntax error: unexpected `}`");
+    assert_eq!(
+        error.to_string(),
+        "parse error at line 1, col 8: syntax error: unexpected `}`"
+    );
 }
 
 #[test]
 fn precedence_and_structure() {
     let query = parse("{ .a = 1 || .b = 2 && .c = 3 }").unwrap();
-    let SpansetExpr::Filter(Some(FieldExpr::Binary { op: BinaryOp::Or, rhs, .. })) = &query.root else {
+    let SpansetExpr::Filter(Some(FieldExpr::Binary {
+        op: BinaryOp::Or,
+        rhs,
+        ..
+    })) = &query.root
+    else {
         panic!("|| must be the root: {query:?}")
     };
-    assert!(matches!(rhs.as_ref(), FieldExpr::Binary { op: BinaryOp::And, .. }));
+    assert!(matches!(
+        rhs.as_ref(),
+        FieldExpr::Binary {
+            op: BinaryOp::And,
+            ..
+        }
+    ));
 
     let query = parse("{ .a = 1 } && { .b = 1 } > { .c = 1 }").unwrap();
-    let SpansetExpr::Binary { op: SpansetOp::And, rhs, .. } = &query.root else { panic!("{query:?}") };
-    assert!(matches!(rhs.as_ref(), SpansetExpr::Binary { op: SpansetOp::Child, .. }));
+    let SpansetExpr::Binary {
+        op: SpansetOp::And,
+        rhs,
+        ..
+    } = &query.root
+    else {
+        panic!("{query:?}")
+    };
+    assert!(matches!(
+        rhs.as_ref(),
+        SpansetExpr::Binary {
+            op: SpansetOp::Child,
+            ..
+        }
+    ));
 
     let query = parse("{ 2 ^ 3 ^ 2 = 512 }").unwrap();
-    let SpansetExpr::Filter(Some(FieldExpr::Binary { lhs, .. })) = &query.root else { panic!() };
+    let SpansetExpr::Filter(Some(FieldExpr::Binary { lhs, .. })) = &query.root else {
+        panic!()
+    };
     assert_eq!(lhs.to_string(), "(2 ^ (3 ^ 2))");
 
-    let query = parse("{ } | count() > 2 | by(resource.service.name) | select(span.http.route)").unwrap();
-    let SpansetExpr::Pipeline(stages) = &query.root else { panic!() };
+    let query =
+        parse("{ } | count() > 2 | by(resource.service.name) | select(span.http.route)").unwrap();
+    let SpansetExpr::Pipeline(stages) = &query.root else {
+        panic!()
+    };
     assert_eq!(stages.len(), 4);
 }
 
 #[test]
 fn literals() {
-    let query = parse(r#"{ .a = "x\"y\n" && .b = `raw\n` && duration > 1h30m && .c = -3 && .d = 1.5e3 }"#).unwrap();
+    let query =
+        parse(r#"{ .a = "x\"y\n" && .b = `raw\n` && duration > 1h30m && .c = -3 && .d = 1.5e3 }"#)
+            .unwrap();
     let text = format!("{query:?}");
     assert!(text.contains(r#"String("x\"y\n")"#), "{text}");
     assert!(text.contains(r#"String("raw\\n")"#), "{text}");
@@ -83,9 +120,18 @@ fn literals() {
 fn quoted_and_parent_attributes() {
     let query = parse(r#"{ span."foo bar" = 1 && parent.resource.service.name = "a" && parent.x = 2 && ."k=v" = 3 }"#).unwrap();
     let text = format!("{query:?}");
-    assert!(text.contains(r#"Attribute { scope: Span, parent: false, name: "foo bar" }"#), "{text}");
-    assert!(text.contains(r#"Attribute { scope: Resource, parent: true, name: "service.name" }"#), "{text}");
-    assert!(text.contains(r#"Attribute { scope: Unscoped, parent: true, name: "x" }"#), "{text}");
+    assert!(
+        text.contains(r#"Attribute { scope: Span, parent: false, name: "foo bar" }"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"Attribute { scope: Resource, parent: true, name: "service.name" }"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"Attribute { scope: Unscoped, parent: true, name: "x" }"#),
+        "{text}"
+    );
     assert!(text.contains(r#"name: "k=v""#), "{text}");
 }
 
@@ -98,4 +144,3 @@ fn lenient_keeps_complete_clauses() {
     assert!(parse_lenient("{ .a = ").is_none());
     assert!(parse_lenient("garbage").is_none());
 }
-

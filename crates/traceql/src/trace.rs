@@ -26,7 +26,9 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn duration_nanos(&self) -> i64 {
-        self.span.end_time_unix_nano.saturating_sub(self.span.start_time_unix_nano) as i64
+        self.span
+            .end_time_unix_nano
+            .saturating_sub(self.span.start_time_unix_nano) as i64
     }
 }
 
@@ -36,7 +38,12 @@ pub(crate) fn find_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Optio
 
 fn find_string<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
     use andante_model::otlp::common::v1::any_value::Value;
-    match find_attribute(attributes, key)?.value.as_ref()?.value.as_ref()? {
+    match find_attribute(attributes, key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
         Value::StringValue(text) => Some(text),
         _ => None,
     }
@@ -63,15 +70,23 @@ impl<'a> TraceView<'a> {
         for resource_span in resource_spans {
             for scope_span in &resource_span.scope_spans {
                 for span in &scope_span.spans {
-                    spans.push(SpanRef { span, resource: resource_span.resource.as_ref(), scope: scope_span.scope.as_ref() });
+                    spans.push(SpanRef {
+                        span,
+                        resource: resource_span.resource.as_ref(),
+                        scope: scope_span.scope.as_ref(),
+                    });
                 }
             }
         }
         spans.sort_by(|a, b| {
-            (a.span.start_time_unix_nano, &a.span.span_id).cmp(&(b.span.start_time_unix_nano, &b.span.span_id))
+            (a.span.start_time_unix_nano, &a.span.span_id)
+                .cmp(&(b.span.start_time_unix_nano, &b.span.span_id))
         });
-        let by_id: HashMap<&[u8], u32> =
-            spans.iter().enumerate().map(|(index, span)| (span.span.span_id.as_slice(), index as u32)).collect();
+        let by_id: HashMap<&[u8], u32> = spans
+            .iter()
+            .enumerate()
+            .map(|(index, span)| (span.span.span_id.as_slice(), index as u32))
+            .collect();
         let parent: Vec<Option<u32>> = spans
             .iter()
             .enumerate()
@@ -95,9 +110,27 @@ impl<'a> TraceView<'a> {
             .position(|span| span.span.parent_span_id.is_empty())
             .or(if spans.is_empty() { None } else { Some(0) })
             .map(|index| index as u32);
-        let start_unix_nanos = spans.iter().map(|span| span.span.start_time_unix_nano).min().unwrap_or(0);
-        let end_unix_nanos = spans.iter().map(|span| span.span.end_time_unix_nano).max().unwrap_or(0);
-        TraceView { trace_id, spans, parent, child_count, nested_left, nested_right, root, start_unix_nanos, end_unix_nanos }
+        let start_unix_nanos = spans
+            .iter()
+            .map(|span| span.span.start_time_unix_nano)
+            .min()
+            .unwrap_or(0);
+        let end_unix_nanos = spans
+            .iter()
+            .map(|span| span.span.end_time_unix_nano)
+            .max()
+            .unwrap_or(0);
+        TraceView {
+            trace_id,
+            spans,
+            parent,
+            child_count,
+            nested_left,
+            nested_right,
+            root,
+            start_unix_nanos,
+            end_unix_nanos,
+        }
     }
 
     pub fn trace_duration_nanos(&self) -> i64 {
@@ -120,7 +153,9 @@ fn nested_set(parent: &[Option<u32>], children: &[Vec<u32>]) -> (Vec<u32>, Vec<u
     let mut right = vec![0u32; count];
     let mut visited = vec![false; count];
     let mut counter = 0u32;
-    let roots: Vec<u32> = (0..count as u32).filter(|index| parent[*index as usize].is_none()).collect();
+    let roots: Vec<u32> = (0..count as u32)
+        .filter(|index| parent[*index as usize].is_none())
+        .collect();
     let unreached_later = (0..count as u32).collect::<Vec<_>>();
     for start in roots.iter().chain(unreached_later.iter()) {
         if visited[*start as usize] {

@@ -39,9 +39,12 @@ impl<'a> Value<'a> {
             Some(any_value::Value::IntValue(number)) => Value::Int(*number),
             Some(any_value::Value::DoubleValue(number)) => Value::Float(*number),
             Some(any_value::Value::BoolValue(flag)) => Value::Bool(*flag),
-            Some(any_value::Value::ArrayValue(array)) => Value::Array(array.values.iter().map(Value::from_any).collect()),
+            Some(any_value::Value::ArrayValue(array)) => {
+                Value::Array(array.values.iter().map(Value::from_any).collect())
+            }
             Some(any_value::Value::BytesValue(bytes)) => Value::Str(Cow::Owned(hex::encode(bytes))),
-            Some(any_value::Value::KvlistValue(_) | any_value::Value::StringValueStrindex(_)) | None => Value::Nil,
+            Some(any_value::Value::KvlistValue(_) | any_value::Value::StringValueStrindex(_))
+            | None => Value::Nil,
         }
     }
 
@@ -94,7 +97,9 @@ impl<'a> Value<'a> {
         match self {
             Value::Nil => (0, 0.0, String::new()),
             Value::Bool(flag) => (1, f64::from(u8::from(*flag)), String::new()),
-            Value::Int(_) | Value::Float(_) | Value::Duration(_) => (2, self.as_number().unwrap_or(0.0), String::new()),
+            Value::Int(_) | Value::Float(_) | Value::Duration(_) => {
+                (2, self.as_number().unwrap_or(0.0), String::new())
+            }
             Value::Str(text) => (3, 0.0, text.to_string()),
             Value::Status(status) => (4, *status as u8 as f64, String::new()),
             Value::Kind(kind) => (5, *kind as u8 as f64, String::new()),
@@ -159,7 +164,9 @@ pub fn compare(op: BinaryOp, lhs: &Value<'_>, rhs: &Value<'_>) -> bool {
         }
         _ => {}
     }
-    let Some(ordering) = order(lhs, rhs) else { return false };
+    let Some(ordering) = order(lhs, rhs) else {
+        return false;
+    };
     match op {
         BinaryOp::Eq => ordering == Ordering::Equal,
         BinaryOp::Neq => ordering != Ordering::Equal,
@@ -176,7 +183,9 @@ pub fn regex_match(regex: &Regex, negated: bool, lhs: &Value<'_>) -> bool {
     match lhs {
         Value::Str(text) => regex.is_match(text) != negated,
         Value::Multi(items) => items.iter().any(|item| regex_match(regex, negated, item)),
-        Value::Array(items) if negated => !items.is_empty() && items.iter().all(|item| regex_match(regex, negated, item)),
+        Value::Array(items) if negated => {
+            !items.is_empty() && items.iter().all(|item| regex_match(regex, negated, item))
+        }
         Value::Array(items) => items.iter().any(|item| regex_match(regex, negated, item)),
         _ => false,
     }
@@ -193,7 +202,9 @@ pub fn arithmetic(op: BinaryOp, lhs: &Value<'_>, rhs: &Value<'_>) -> Value<'stat
             BinaryOp::Mul => a.checked_mul(b),
             BinaryOp::Div => a.checked_div(b),
             BinaryOp::Mod => a.checked_rem(b),
-            BinaryOp::Pow => u32::try_from(b).ok().and_then(|exponent| a.checked_pow(exponent)),
+            BinaryOp::Pow => u32::try_from(b)
+                .ok()
+                .and_then(|exponent| a.checked_pow(exponent)),
             _ => None,
         };
         return match result {
@@ -202,7 +213,9 @@ pub fn arithmetic(op: BinaryOp, lhs: &Value<'_>, rhs: &Value<'_>) -> Value<'stat
             None => Value::Nil,
         };
     }
-    let (Some(a), Some(b)) = (lhs.as_number(), rhs.as_number()) else { return Value::Nil };
+    let (Some(a), Some(b)) = (lhs.as_number(), rhs.as_number()) else {
+        return Value::Nil;
+    };
     let result = match op {
         BinaryOp::Add => a + b,
         BinaryOp::Sub => a - b,
@@ -240,26 +253,74 @@ mod tests {
             (BinaryOp::Neq, Value::Nil, s("a"), false),
             (BinaryOp::Eq, Value::Nil, Value::Nil, true),
             (BinaryOp::Gt, Value::Nil, Value::Int(1), false),
-            (BinaryOp::Eq, Value::Array(vec![s("a"), s("b")]), s("b"), true),
-            (BinaryOp::Neq, Value::Array(vec![s("a"), s("b")]), s("b"), false),
-            (BinaryOp::Neq, Value::Array(vec![s("a"), s("b")]), s("c"), true),
-            (BinaryOp::Eq, Value::Multi(vec![s("x"), s("y")]), s("y"), true),
+            (
+                BinaryOp::Eq,
+                Value::Array(vec![s("a"), s("b")]),
+                s("b"),
+                true,
+            ),
+            (
+                BinaryOp::Neq,
+                Value::Array(vec![s("a"), s("b")]),
+                s("b"),
+                false,
+            ),
+            (
+                BinaryOp::Neq,
+                Value::Array(vec![s("a"), s("b")]),
+                s("c"),
+                true,
+            ),
+            (
+                BinaryOp::Eq,
+                Value::Multi(vec![s("x"), s("y")]),
+                s("y"),
+                true,
+            ),
             (BinaryOp::Neq, Value::Multi(vec![s("x")]), s("x"), false),
             (BinaryOp::Gt, s("b"), s("a"), true),
-            (BinaryOp::Eq, Value::Status(StatusCode::Error), Value::Status(StatusCode::Error), true),
+            (
+                BinaryOp::Eq,
+                Value::Status(StatusCode::Error),
+                Value::Status(StatusCode::Error),
+                true,
+            ),
         ];
         for (op, lhs, rhs, expected) in cases {
-            assert_eq!(compare(*op, lhs, rhs), *expected, "{lhs:?} {} {rhs:?}", op.symbol());
+            assert_eq!(
+                compare(*op, lhs, rhs),
+                *expected,
+                "{lhs:?} {} {rhs:?}",
+                op.symbol()
+            );
         }
     }
 
     #[test]
     fn arithmetic_rules() {
-        assert_eq!(arithmetic(BinaryOp::Add, &Value::Int(2), &Value::Int(3)), Value::Int(5));
-        assert_eq!(arithmetic(BinaryOp::Mul, &Value::Duration(2), &Value::Int(3)), Value::Duration(6));
-        assert_eq!(arithmetic(BinaryOp::Div, &Value::Int(1), &Value::Int(0)), Value::Nil);
-        assert_eq!(arithmetic(BinaryOp::Div, &Value::Float(1.0), &Value::Int(4)), Value::Float(0.25));
-        assert_eq!(arithmetic(BinaryOp::Add, &s("a"), &Value::Int(1)), Value::Nil);
-        assert_eq!(arithmetic(BinaryOp::Pow, &Value::Int(2), &Value::Int(10)), Value::Int(1024));
+        assert_eq!(
+            arithmetic(BinaryOp::Add, &Value::Int(2), &Value::Int(3)),
+            Value::Int(5)
+        );
+        assert_eq!(
+            arithmetic(BinaryOp::Mul, &Value::Duration(2), &Value::Int(3)),
+            Value::Duration(6)
+        );
+        assert_eq!(
+            arithmetic(BinaryOp::Div, &Value::Int(1), &Value::Int(0)),
+            Value::Nil
+        );
+        assert_eq!(
+            arithmetic(BinaryOp::Div, &Value::Float(1.0), &Value::Int(4)),
+            Value::Float(0.25)
+        );
+        assert_eq!(
+            arithmetic(BinaryOp::Add, &s("a"), &Value::Int(1)),
+            Value::Nil
+        );
+        assert_eq!(
+            arithmetic(BinaryOp::Pow, &Value::Int(2), &Value::Int(10)),
+            Value::Int(1024)
+        );
     }
 }

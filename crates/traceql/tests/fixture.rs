@@ -16,7 +16,9 @@
 
 #![allow(dead_code)]
 
-use andante_model::otlp::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
+use andante_model::otlp::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
 use andante_model::otlp::resource::v1::Resource;
 use andante_model::otlp::trace::v1::span::{Event, Link};
 use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -38,11 +40,17 @@ pub fn kv(key: &str, value: V) -> KeyValue {
         V::A(items) => any_value::Value::ArrayValue(ArrayValue {
             values: items
                 .into_iter()
-                .map(|item| AnyValue { value: Some(any_value::Value::StringValue(item.to_owned())) })
+                .map(|item| AnyValue {
+                    value: Some(any_value::Value::StringValue(item.to_owned())),
+                })
                 .collect(),
         }),
     };
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 pub struct SpanSpec {
@@ -99,14 +107,20 @@ pub fn build(trace: u8, base_secs: u64, specs: Vec<SpanSpec>) -> Vec<ResourceSpa
             attributes: spec.attributes,
             events: spec.events,
             links: spec.links,
-            status: Some(Status { code: spec.status, message: spec.message.to_owned() }),
+            status: Some(Status {
+                code: spec.status,
+                message: spec.message.to_owned(),
+            }),
             ..Default::default()
         };
         let position = out.iter().position(|resource_spans| {
             resource_spans.resource.as_ref().is_some_and(|resource| {
                 resource.attributes.iter().any(|attribute| {
                     attribute.key == "service.name"
-                        && attribute.value.as_ref().and_then(|value| value.value.as_ref())
+                        && attribute
+                            .value
+                            .as_ref()
+                            .and_then(|value| value.value.as_ref())
                             == Some(&any_value::Value::StringValue(spec.service.to_owned()))
                 })
             })
@@ -116,14 +130,20 @@ pub fn build(trace: u8, base_secs: u64, specs: Vec<SpanSpec>) -> Vec<ResourceSpa
             None => {
                 out.push(ResourceSpans {
                     resource: Some(Resource {
-                        attributes: vec![kv("service.name", V::S(spec.service)), kv("deployment.environment", V::S(environment(spec.service)))],
+                        attributes: vec![
+                            kv("service.name", V::S(spec.service)),
+                            kv("deployment.environment", V::S(environment(spec.service))),
+                        ],
                         ..Default::default()
                     }),
                     scope_spans: vec![ScopeSpans {
                         scope: Some(InstrumentationScope {
                             name: format!("lib-{}", spec.service),
                             version: "1.0".to_owned(),
-                            attributes: vec![kv("library.language", V::S(if spec.service == "cart" { "java" } else { "go" }))],
+                            attributes: vec![kv(
+                                "library.language",
+                                V::S(if spec.service == "cart" { "java" } else { "go" }),
+                            )],
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -138,15 +158,39 @@ pub fn build(trace: u8, base_secs: u64, specs: Vec<SpanSpec>) -> Vec<ResourceSpa
     out
 }
 
-fn spec(label: &'static str, service: &'static str, name: &'static str, kind: i32, parent: Option<&'static str>, start_ms: u64, duration_ms: u64) -> SpanSpec {
-    SpanSpec { label, service, name, kind, parent, start_ms, duration_ms, status: 0, message: "", attributes: vec![], events: vec![], links: vec![] }
+fn spec(
+    label: &'static str,
+    service: &'static str,
+    name: &'static str,
+    kind: i32,
+    parent: Option<&'static str>,
+    start_ms: u64,
+    duration_ms: u64,
+) -> SpanSpec {
+    SpanSpec {
+        label,
+        service,
+        name,
+        kind,
+        parent,
+        start_ms,
+        duration_ms,
+        status: 0,
+        message: "",
+        attributes: vec![],
+        events: vec![],
+        links: vec![],
+    }
 }
 
 /// (label, trace number, resource spans) for T1..T3.
 pub fn traces() -> Vec<(&'static str, u8, Vec<ResourceSpans>)> {
     let (internal, server, client, producer, consumer) = (1, 2, 3, 4, 5);
     let mut r1 = spec("r1", "frontend", "GET /cart", server, None, 0, 100);
-    r1.attributes = vec![kv("http.route", V::S("/cart")), kv("http.status_code", V::I(200))];
+    r1.attributes = vec![
+        kv("http.route", V::S("/cart")),
+        kv("http.status_code", V::I(200)),
+    ];
     let mut c1 = spec("c1", "frontend", "call cart", client, Some("r1"), 5, 80);
     c1.attributes = vec![kv("peer.service", V::S("cart"))];
     let mut s1 = spec("s1", "cart", "GetCart", server, Some("c1"), 10, 70);
@@ -159,16 +203,26 @@ pub fn traces() -> Vec<(&'static str, u8, Vec<ResourceSpans>)> {
         ..Default::default()
     }];
     let mut d1 = spec("d1", "cart", "SELECT", client, Some("s1"), 20, 30);
-    d1.attributes = vec![kv("db.system", V::S("postgresql")), kv("tags", V::A(vec!["a", "b"]))];
+    d1.attributes = vec![
+        kv("db.system", V::S("postgresql")),
+        kv("tags", V::A(vec!["a", "b"])),
+    ];
     let mut k1 = spec("k1", "cart", "GET key", client, Some("s1"), 60, 5);
     k1.attributes = vec![kv("db.system", V::S("redis"))];
     let t1 = build(1, 1000, vec![r1, c1, s1, d1, k1]);
 
     let mut r2 = spec("r2", "frontend", "GET /", server, None, 0, 20);
     r2.status = 2;
-    r2.attributes = vec![kv("http.route", V::S("/")), kv("http.status_code", V::I(500))];
+    r2.attributes = vec![
+        kv("http.route", V::S("/")),
+        kv("http.status_code", V::I(500)),
+    ];
     let mut n2 = spec("n2", "frontend", "render", internal, Some("r2"), 5, 10);
-    n2.attributes = vec![kv("items", V::I(3)), kv("ratio", V::F(0.5)), kv("flag", V::B(true))];
+    n2.attributes = vec![
+        kv("items", V::I(3)),
+        kv("ratio", V::F(0.5)),
+        kv("flag", V::B(true)),
+    ];
     let t2 = build(2, 2000, vec![r2, n2]);
 
     let p3 = spec("p3", "orders", "publish", producer, None, 0, 2);
@@ -186,5 +240,9 @@ pub fn traces() -> Vec<(&'static str, u8, Vec<ResourceSpans>)> {
 
 /// The label of a span from its ID.
 pub fn label(span_id: &[u8]) -> String {
-    span_id.iter().take_while(|byte| **byte != 0).map(|byte| *byte as char).collect()
+    span_id
+        .iter()
+        .take_while(|byte| **byte != 0)
+        .map(|byte| *byte as char)
+        .collect()
 }

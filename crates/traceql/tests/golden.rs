@@ -12,8 +12,11 @@ fn render(query_text: &str) -> String {
     for (name, number, resource_spans) in fixture::traces() {
         let view = TraceView::new(fixture::trace_id(number), &resource_spans);
         for spanset in evaluate(&query, &view) {
-            let spans: Vec<String> =
-                spanset.spans.iter().map(|index| fixture::label(&view.spans[*index as usize].span.span_id)).collect();
+            let spans: Vec<String> = spanset
+                .spans
+                .iter()
+                .map(|index| fixture::label(&view.spans[*index as usize].span.span_id))
+                .collect();
             let mut text = format!("{name}:{}", spans.join(","));
             for (key, value) in &spanset.attributes {
                 let rendered = match value {
@@ -39,13 +42,25 @@ fn golden_queries() {
     let text = include_str!("golden/queries.txt");
     let mut failures = Vec::new();
     let mut count = 0;
-    for line in text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#')) {
-        let (query, expected) = line.split_once(" => ").unwrap_or_else(|| panic!("malformed line `{line}`"));
+    for line in text
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+    {
+        let (query, expected) = line
+            .split_once(" => ")
+            .unwrap_or_else(|| panic!("malformed line `{line}`"));
         let actual = render(query.trim());
         if actual != expected.trim() {
-            failures.push(format!("{query}\n   expected {expected}\n   actual   {actual}"));
+            failures.push(format!(
+                "{query}\n   expected {expected}\n   actual   {actual}"
+            ));
         }
         count += 1;
     }
-    assert!(failures.is_empty(), "{} of {count} golden queries differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} golden queries differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -16,7 +16,11 @@ fn run(query: &str, intervals: Intervals) -> Vec<MetricsSeries> {
     let mut second = Accumulator::new(intervals);
     for (i, (_, number, resource_spans)) in traces.iter().enumerate() {
         let view = TraceView::new(fixture::trace_id(*number), resource_spans);
-        if i % 2 == 0 { first.observe(&query, &view) } else { second.observe(&query, &view) }
+        if i % 2 == 0 {
+            first.observe(&query, &view)
+        } else {
+            second.observe(&query, &view)
+        }
     }
     first.merge(second);
     first.finish(&query)
@@ -32,59 +36,122 @@ fn s(text: &str) -> LabelValue {
 }
 
 fn series<'a>(result: &'a [MetricsSeries], label: &str, value: &LabelValue) -> &'a MetricsSeries {
-    result.iter().find(|s| s.labels.iter().any(|(k, v)| k == label && v == value)).unwrap_or_else(|| panic!("no {label}={value:?} in {result:?}"))
+    result
+        .iter()
+        .find(|s| s.labels.iter().any(|(k, v)| k == label && v == value))
+        .unwrap_or_else(|| panic!("no {label}={value:?} in {result:?}"))
 }
 
 #[test]
 fn intervals_are_right_closed_and_labelled_by_their_end() {
     let intervals = thousands();
     assert_eq!(intervals.count, 5);
-    assert_eq!(intervals.index(1000 * SECOND), Some(1), "a span at exactly T belongs to (T-step, T]");
+    assert_eq!(
+        intervals.index(1000 * SECOND),
+        Some(1),
+        "a span at exactly T belongs to (T-step, T]"
+    );
     assert_eq!(intervals.index(1000 * SECOND + 1), Some(2));
     assert_eq!(intervals.index(4000 * SECOND + 1), None);
     assert_eq!(intervals.end_millis(2), 2_000_000);
     let instant = Intervals::instant(1000 * SECOND, 2000 * SECOND);
-    assert_eq!((instant.index(1000 * SECOND), instant.index(1500 * SECOND), instant.index(2000 * SECOND)), (None, Some(0), Some(0)));
+    assert_eq!(
+        (
+            instant.index(1000 * SECOND),
+            instant.index(1500 * SECOND),
+            instant.index(2000 * SECOND)
+        ),
+        (None, Some(0), Some(0))
+    );
 }
 
 #[test]
 fn count_over_time_counts_every_span_by_its_start() {
     let result = run("{ } | count_over_time()", thousands());
     assert_eq!(result.len(), 1);
-    assert_eq!(result[0].labels, vec![("__name__".to_owned(), s("count_over_time"))]);
+    assert_eq!(
+        result[0].labels,
+        vec![("__name__".to_owned(), s("count_over_time"))]
+    );
     // r1 starts at exactly 1000 s; c1 s1 d1 k1 just after, with r2 at 2000 s; n2 and p3; q3 and o3.
-    assert_eq!(result[0].samples, vec![Some(0.0), Some(1.0), Some(5.0), Some(2.0), Some(2.0)]);
+    assert_eq!(
+        result[0].samples,
+        vec![Some(0.0), Some(1.0), Some(5.0), Some(2.0), Some(2.0)]
+    );
 }
 
 #[test]
 fn rate_by_service_and_filters() {
     let result = run("{ } | rate() by (resource.service.name)", thousands());
     let frontend = series(&result, "resource.service.name", &s("frontend"));
-    assert_eq!(frontend.samples, vec![Some(0.0), Some(0.001), Some(0.002), Some(0.001), Some(0.0)]);
-    assert_eq!(series(&result, "resource.service.name", &s("billing")).samples[4], Some(0.002));
+    assert_eq!(
+        frontend.samples,
+        vec![Some(0.0), Some(0.001), Some(0.002), Some(0.001), Some(0.0)]
+    );
+    assert_eq!(
+        series(&result, "resource.service.name", &s("billing")).samples[4],
+        Some(0.002)
+    );
     assert_eq!(result.len(), 4);
-    let errors = run("{ status = error } | count_over_time() by (name, kind)", thousands());
+    let errors = run(
+        "{ status = error } | count_over_time() by (name, kind)",
+        thousands(),
+    );
     assert_eq!(errors.len(), 2);
     let cart = series(&errors, "name", &s("GetCart"));
     assert_eq!(cart.labels[1], ("kind".to_owned(), s("server")));
     assert_eq!(cart.samples[2], Some(1.0));
     // A comparison drops the samples that fail it; series with none left disappear.
-    let busy = run("{ } | count_over_time() by (resource.service.name) > 2", thousands());
+    let busy = run(
+        "{ } | count_over_time() by (resource.service.name) > 2",
+        thousands(),
+    );
     assert_eq!(busy.len(), 1);
-    assert_eq!(busy[0].samples, vec![None, None, Some(3.0), None, None], "cart's three spans at 1000 s");
+    assert_eq!(
+        busy[0].samples,
+        vec![None, None, Some(3.0), None, None],
+        "cart's three spans at 1000 s"
+    );
 }
 
 #[test]
 fn over_time_aggregates_of_a_field() {
-    let cart = |query: &str| series(&run(query, thousands()), "resource.service.name", &s("cart")).samples[2].unwrap_or(f64::NAN);
+    let cart = |query: &str| {
+        series(
+            &run(query, thousands()),
+            "resource.service.name",
+            &s("cart"),
+        )
+        .samples[2]
+            .unwrap_or(f64::NAN)
+    };
     let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
     // cart at k=2: GetCart 70 ms, SELECT 30 ms, GET key 5 ms.
-    assert!(close(cart("{ } | sum_over_time(duration) by (resource.service.name)"), 0.105));
-    assert!(close(cart("{ } | min_over_time(duration) by (resource.service.name)"), 0.005));
-    assert!(close(cart("{ } | max_over_time(duration) by (resource.service.name)"), 0.07));
-    assert!(close(cart("{ } | avg_over_time(duration) by (resource.service.name)"), 0.035));
-    let avg = run("{ } | avg_over_time(duration) by (resource.service.name)", thousands());
-    assert_eq!(series(&avg, "resource.service.name", &s("cart")).samples[3], None, "no spans: no average, not zero");
+    assert!(close(
+        cart("{ } | sum_over_time(duration) by (resource.service.name)"),
+        0.105
+    ));
+    assert!(close(
+        cart("{ } | min_over_time(duration) by (resource.service.name)"),
+        0.005
+    ));
+    assert!(close(
+        cart("{ } | max_over_time(duration) by (resource.service.name)"),
+        0.07
+    ));
+    assert!(close(
+        cart("{ } | avg_over_time(duration) by (resource.service.name)"),
+        0.035
+    ));
+    let avg = run(
+        "{ } | avg_over_time(duration) by (resource.service.name)",
+        thousands(),
+    );
+    assert_eq!(
+        series(&avg, "resource.service.name", &s("cart")).samples[3],
+        None,
+        "no spans: no average, not zero"
+    );
     // Non-numeric values are skipped, numeric attributes work.
     let items = run("{ } | sum_over_time(span.items)", thousands());
     assert_eq!(items[0].samples[3], Some(3.0));
@@ -92,16 +159,39 @@ fn over_time_aggregates_of_a_field() {
 
 #[test]
 fn quantiles_are_exact_and_histograms_use_power_of_two_buckets() {
-    let result = run("{ } | quantile_over_time(duration, .5, 1) by (resource.service.name)", thousands());
-    let median = result.iter().find(|s| s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(0.5))).unwrap();
+    let result = run(
+        "{ } | quantile_over_time(duration, .5, 1) by (resource.service.name)",
+        thousands(),
+    );
+    let median = result
+        .iter()
+        .find(|s| {
+            s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(0.5))
+        })
+        .unwrap();
     assert_eq!(median.samples[2], Some(0.03));
-    assert_eq!(median.samples[1], Some(0.0), "an empty interval reads 0, as Tempo writes it");
-    let max = result.iter().find(|s| s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(1.0))).unwrap();
+    assert_eq!(
+        median.samples[1],
+        Some(0.0),
+        "an empty interval reads 0, as Tempo writes it"
+    );
+    let max = result
+        .iter()
+        .find(|s| {
+            s.labels[0].1 == s_("cart") && s.labels[1] == ("p".to_owned(), LabelValue::float(1.0))
+        })
+        .unwrap();
     assert_eq!(max.samples[2], Some(0.07));
-    let histogram = run("{ name = \"GET /cart\" } | histogram_over_time(duration)", thousands());
+    let histogram = run(
+        "{ name = \"GET /cart\" } | histogram_over_time(duration)",
+        thousands(),
+    );
     // 100 ms = 1e8 ns → the next power of two is 2^27 ns = 0.134217728 s.
     assert_eq!(histogram.len(), 1);
-    assert_eq!(histogram[0].labels, vec![("__bucket".to_owned(), LabelValue::float(0.134217728))]);
+    assert_eq!(
+        histogram[0].labels,
+        vec![("__bucket".to_owned(), LabelValue::float(0.134217728))]
+    );
     assert_eq!(histogram[0].samples[1], Some(1.0));
 }
 
@@ -111,11 +201,22 @@ fn s_(text: &str) -> LabelValue {
 
 #[test]
 fn topk_keeps_the_highest_series_at_each_timestamp() {
-    let result = run("{ } | count_over_time() by (resource.service.name) | topk(1)", thousands());
-    let at = |k: usize| result.iter().filter_map(|s| s.samples[k].map(|v| (s.labels[0].1.clone(), v))).collect::<Vec<_>>();
+    let result = run(
+        "{ } | count_over_time() by (resource.service.name) | topk(1)",
+        thousands(),
+    );
+    let at = |k: usize| {
+        result
+            .iter()
+            .filter_map(|s| s.samples[k].map(|v| (s.labels[0].1.clone(), v)))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(at(2), vec![(s("cart"), 3.0)]);
     assert_eq!(at(4), vec![(s("billing"), 2.0)]);
-    let bottom = run("{ } | count_over_time() by (resource.service.name) | bottomk(1)", Intervals::instant(0, 4000 * SECOND));
+    let bottom = run(
+        "{ } | count_over_time() by (resource.service.name) | bottomk(1)",
+        Intervals::instant(0, 4000 * SECOND),
+    );
     assert_eq!(bottom.len(), 1);
     assert_eq!(bottom[0].labels[0].1, s("orders"));
 }
@@ -124,23 +225,50 @@ fn topk_keeps_the_highest_series_at_each_timestamp() {
 fn metrics_parse_rules() {
     let query = parse_metrics("{ span.http.route = \"/cart\" } >> { status = error } | rate() by (resource.service.name, name) | topk(5) > 1 with(sample=true)").unwrap();
     assert_eq!(query.by.len(), 2);
-    assert_eq!(query.second_stages, vec![SecondStage::TopK(5), SecondStage::Filter(andante_traceql::ast::BinaryOp::Gt, 1.0)]);
+    assert_eq!(
+        query.second_stages,
+        vec![
+            SecondStage::TopK(5),
+            SecondStage::Filter(andante_traceql::ast::BinaryOp::Gt, 1.0)
+        ]
+    );
     assert!(query.search.hint("sample").is_some());
     assert!(parse_metrics("{ } | select(span.a) | count_over_time()").is_ok());
     for (text, message) in [
         ("{ }", "not a metrics query"),
         ("{ } | rate(duration)", "expected `)`"),
-        ("{ } | quantile_over_time(duration)", "needs at least one quantile"),
+        (
+            "{ } | quantile_over_time(duration)",
+            "needs at least one quantile",
+        ),
         ("{ } | quantile_over_time(duration, 1.5)", "outside [0, 1]"),
-        ("{ } | sum_over_time(1 + 2)", "takes an attribute or intrinsic"),
+        (
+            "{ } | sum_over_time(1 + 2)",
+            "takes an attribute or intrinsic",
+        ),
         ("{ } | rate() | topk(0)", "positive whole number"),
         ("{ } | rate() =~ 3", "not regular expressions"),
-        ("{ } | compare(status = error)", "takes a spanset filter first"),
+        (
+            "{ } | compare(status = error)",
+            "takes a spanset filter first",
+        ),
         ("{ } | compare({ status = error }, 0)", "greater than 0"),
-        ("{ } | compare({ status = error }, 5, 100)", "a start and an end timestamp"),
-        ("{ } | compare({ status = error }, 5, 200, 100)", "greater than its start"),
-        ("{ } | compare({ status = error }, 5, -1, 100)", "expected a whole number"),
-        ("{ } | compare({ status = error }) by (name)", "takes no by()"),
+        (
+            "{ } | compare({ status = error }, 5, 100)",
+            "a start and an end timestamp",
+        ),
+        (
+            "{ } | compare({ status = error }, 5, 200, 100)",
+            "greater than its start",
+        ),
+        (
+            "{ } | compare({ status = error }, 5, -1, 100)",
+            "expected a whole number",
+        ),
+        (
+            "{ } | compare({ status = error }) by (name)",
+            "takes no by()",
+        ),
     ] {
         let error = parse_metrics(text).expect_err(text).to_string();
         assert!(error.contains(message), "{text}: {error}");
@@ -152,64 +280,132 @@ fn exemplars_point_at_a_span_per_interval() {
     let query = parse_metrics("{ } | count_over_time() by (resource.service.name)").unwrap();
     let mut accumulator = Accumulator::new(thousands()).with_exemplars(100);
     for (_, number, resource_spans) in fixture::traces() {
-        accumulator.observe(&query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+        accumulator.observe(
+            &query,
+            &TraceView::new(fixture::trace_id(number), &resource_spans),
+        );
     }
     let result = accumulator.finish(&query);
     let cart = series(&result, "resource.service.name", &s("cart"));
     assert_eq!(cart.exemplars.len(), 1);
     let exemplar = cart.exemplars[0];
     assert_eq!(exemplar.trace_id, fixture::trace_id(1));
-    assert_eq!(exemplar.value, 3.0, "a count's exemplar shows the interval's value");
-    assert_eq!(exemplar.timestamp_ms, 1_000_010, "the first cart span (GetCart) starts at 1000.010 s");
+    assert_eq!(
+        exemplar.value, 3.0,
+        "a count's exemplar shows the interval's value"
+    );
+    assert_eq!(
+        exemplar.timestamp_ms, 1_000_010,
+        "the first cart span (GetCart) starts at 1000.010 s"
+    );
     let frontend = series(&result, "resource.service.name", &s("frontend"));
     assert_eq!(frontend.exemplars.len(), 3, "one per interval with data");
     // Over-time functions keep the span's own value; without the option there are none.
-    let query = parse_metrics("{ resource.service.name = \"cart\" } | max_over_time(duration)").unwrap();
+    let query =
+        parse_metrics("{ resource.service.name = \"cart\" } | max_over_time(duration)").unwrap();
     let mut accumulator = Accumulator::new(thousands()).with_exemplars(100);
-    let plain = run("{ resource.service.name = \"cart\" } | max_over_time(duration)", thousands());
+    let plain = run(
+        "{ resource.service.name = \"cart\" } | max_over_time(duration)",
+        thousands(),
+    );
     assert!(plain[0].exemplars.is_empty());
     for (_, number, resource_spans) in fixture::traces() {
-        accumulator.observe(&query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+        accumulator.observe(
+            &query,
+            &TraceView::new(fixture::trace_id(number), &resource_spans),
+        );
     }
     let result = accumulator.finish(&query);
-    assert!((result[0].exemplars[0].value - 0.07).abs() < 1e-12, "GetCart's 70 ms");
+    assert!(
+        (result[0].exemplars[0].value - 0.07).abs() < 1e-12,
+        "GetCart's 70 ms"
+    );
 }
 
 #[test]
 fn arithmetic_between_metrics_queries() {
     use andante_traceql::metrics::{combine, ArithmeticOp, Operand};
     use andante_traceql::{parse_metrics_expr, MetricsExpr};
-    let expr = parse_metrics_expr("({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100").unwrap();
-    let MetricsExpr::Binary { op: ArithmeticOp::Mul, lhs, rhs } = &expr else { panic!("{expr:?}") };
+    let expr = parse_metrics_expr(
+        "({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100",
+    )
+    .unwrap();
+    let MetricsExpr::Binary {
+        op: ArithmeticOp::Mul,
+        lhs,
+        rhs,
+    } = &expr
+    else {
+        panic!("{expr:?}")
+    };
     assert!(matches!(rhs.as_ref(), MetricsExpr::Number(n) if *n == 100.0));
-    assert!(matches!(lhs.as_ref(), MetricsExpr::Binary { op: ArithmeticOp::Div, .. }));
+    assert!(matches!(
+        lhs.as_ref(),
+        MetricsExpr::Binary {
+            op: ArithmeticOp::Div,
+            ..
+        }
+    ));
     assert_eq!(expr.queries().len(), 2);
     // Evaluate by hand over the fixture: errors are r2 (k=2) and s1 (k=2), all spans per interval 0,1,5,2,2.
-    let evaluate = |query: &andante_traceql::MetricsQuery| Operand::Series(run_query(query, thousands()));
+    let evaluate =
+        |query: &andante_traceql::MetricsQuery| Operand::Series(run_query(query, thousands()));
     let [errors, all] = [expr.queries()[0], expr.queries()[1]].map(evaluate);
-    let Operand::Series(ratio) = combine(ArithmeticOp::Mul, combine(ArithmeticOp::Div, errors, all), Operand::Number(100.0)) else { panic!() };
+    let Operand::Series(ratio) = combine(
+        ArithmeticOp::Mul,
+        combine(ArithmeticOp::Div, errors, all),
+        Operand::Number(100.0),
+    ) else {
+        panic!()
+    };
     assert_eq!(ratio.len(), 1);
-    assert_eq!(ratio[0].labels, vec![("__name__".to_owned(), s("(count_over_time / count_over_time)"))]);
+    assert_eq!(
+        ratio[0].labels,
+        vec![(
+            "__name__".to_owned(),
+            s("(count_over_time / count_over_time)")
+        )]
+    );
     let k2 = ratio[0].samples[2].unwrap();
     assert!((k2 - 40.0).abs() < 1e-9, "2 of 5 spans: {k2}");
     assert_eq!(ratio[0].samples[1], Some(0.0), "no errors among 1 span");
-    assert!(ratio[0].samples[0].unwrap().is_nan(), "0/0 is NaN, not a division error");
+    assert!(
+        ratio[0].samples[0].unwrap().is_nan(),
+        "0/0 is NaN, not a division error"
+    );
     // Constant folding and by-label matching.
-    assert!(matches!(combine(ArithmeticOp::Div, Operand::Number(1.0), Operand::Number(0.0)), Operand::Number(n) if n.is_nan()));
+    assert!(
+        matches!(combine(ArithmeticOp::Div, Operand::Number(1.0), Operand::Number(0.0)), Operand::Number(n) if n.is_nan())
+    );
     let by = parse_metrics_expr("({ } | count_over_time() by (resource.service.name)) - ({ kind = server } | count_over_time() by (resource.service.name))").unwrap();
     let [a, b] = [by.queries()[0], by.queries()[1]].map(evaluate);
-    let Operand::Series(diff) = combine(ArithmeticOp::Sub, a, b) else { panic!() };
-    assert_eq!(diff.len(), 2, "only services with server spans pair up: {diff:?}");
+    let Operand::Series(diff) = combine(ArithmeticOp::Sub, a, b) else {
+        panic!()
+    };
+    assert_eq!(
+        diff.len(),
+        2,
+        "only services with server spans pair up: {diff:?}"
+    );
     // Errors: a plain query's message when the text is not arithmetic; an operand error otherwise.
-    assert!(parse_metrics_expr("{ } | rate(").unwrap_err().to_string().contains("expected `)`"));
+    assert!(parse_metrics_expr("{ } | rate(")
+        .unwrap_err()
+        .to_string()
+        .contains("expected `)`"));
     assert!(parse_metrics_expr("({ } | rate()) / ").is_err());
-    assert!(parse_metrics_expr("(1 + 2)").is_err(), "no metrics query at all");
+    assert!(
+        parse_metrics_expr("(1 + 2)").is_err(),
+        "no metrics query at all"
+    );
 }
 
 fn run_query(query: &andante_traceql::MetricsQuery, intervals: Intervals) -> Vec<MetricsSeries> {
     let mut accumulator = Accumulator::new(intervals);
     for (_, number, resource_spans) in fixture::traces() {
-        accumulator.observe(query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+        accumulator.observe(
+            query,
+            &TraceView::new(fixture::trace_id(number), &resource_spans),
+        );
     }
     accumulator.finish(query)
 }
@@ -223,28 +419,55 @@ fn compare_counts_every_attribute_value_in_selection_and_baseline() {
     let one = |meta: &str, attribute: &str, value: &LabelValue| -> Option<f64> {
         result
             .iter()
-            .find(|s| s.labels == vec![("__meta_type".to_owned(), s_(meta)), (attribute.to_owned(), value.clone())])
+            .find(|s| {
+                s.labels
+                    == vec![
+                        ("__meta_type".to_owned(), s_(meta)),
+                        (attribute.to_owned(), value.clone()),
+                    ]
+            })
             .map(|s| s.samples[0].unwrap_or(f64::NAN))
     };
     assert_eq!(one("selection", "status", &s("error")), Some(2.0));
     assert_eq!(one("selection", "kind", &s("server")), Some(2.0));
     assert_eq!(one("selection", "statusMessage", &s("boom")), Some(1.0));
-    assert_eq!(one("selection", "resource.service.name", &s("cart")), Some(1.0));
-    assert_eq!(one("selection", "resource.service.name", &s("frontend")), Some(1.0));
+    assert_eq!(
+        one("selection", "resource.service.name", &s("cart")),
+        Some(1.0)
+    );
+    assert_eq!(
+        one("selection", "resource.service.name", &s("frontend")),
+        Some(1.0)
+    );
     assert_eq!(one("selection_total", "status", &nil), Some(2.0));
-    assert_eq!(one("selection_total", "span.db.system", &nil), None, "no error span has db.system");
+    assert_eq!(
+        one("selection_total", "span.db.system", &nil),
+        None,
+        "no error span has db.system"
+    );
     assert_eq!(one("baseline_total", "name", &nil), Some(8.0));
     assert_eq!(one("baseline_total", "span.db.system", &nil), Some(2.0));
-    assert_eq!(one("baseline", "span.db.system", &s("postgresql")), Some(1.0));
+    assert_eq!(
+        one("baseline", "span.db.system", &s("postgresql")),
+        Some(1.0)
+    );
     assert_eq!(one("baseline", "span.db.system", &s("redis")), Some(1.0));
     // Eight baseline names and four baseline services exceed topN = 2: the two most frequent
     // stay (ties by value) and the attribute gets an error marker without samples.
-    assert_eq!(one("baseline", "resource.service.name", &s("frontend")), Some(3.0));
-    assert_eq!(one("baseline", "resource.service.name", &s("billing")), Some(2.0));
+    assert_eq!(
+        one("baseline", "resource.service.name", &s("frontend")),
+        Some(3.0)
+    );
+    assert_eq!(
+        one("baseline", "resource.service.name", &s("billing")),
+        Some(2.0)
+    );
     assert_eq!(one("baseline", "resource.service.name", &s("cart")), None);
     let baseline_names: Vec<&LabelValue> = result
         .iter()
-        .filter(|s| s.labels[0] == ("__meta_type".to_owned(), s_("baseline")) && s.labels[1].0 == "name")
+        .filter(|s| {
+            s.labels[0] == ("__meta_type".to_owned(), s_("baseline")) && s.labels[1].0 == "name"
+        })
         .map(|s| &s.labels[1].1)
         .collect();
     assert_eq!(baseline_names, vec![&s("GET /cart"), &s("GET key")]);
@@ -256,11 +479,34 @@ fn compare_counts_every_attribute_value_in_selection_and_baseline() {
             s.labels[1].0.as_str()
         })
         .collect();
-    assert!(errors.contains(&"name") && errors.contains(&"resource.service.name") && !errors.contains(&"status"), "{errors:?}");
+    assert!(
+        errors.contains(&"name")
+            && errors.contains(&"resource.service.name")
+            && !errors.contains(&"status"),
+        "{errors:?}"
+    );
 
     // A window narrows the selection: only r2 (2000 s) is inside [1500 s, 2500 s).
-    let windowed = run(&format!("{{ }} | compare({{ status = error }}, 10, {}, {})", 1500 * SECOND, 2500 * SECOND), all);
-    let total = |meta: &str| windowed.iter().find(|s| s.labels == vec![("__meta_type".to_owned(), s_(meta)), ("status".to_owned(), LabelValue::Nil)]).map(|s| s.samples[0]);
+    let windowed = run(
+        &format!(
+            "{{ }} | compare({{ status = error }}, 10, {}, {})",
+            1500 * SECOND,
+            2500 * SECOND
+        ),
+        all,
+    );
+    let total = |meta: &str| {
+        windowed
+            .iter()
+            .find(|s| {
+                s.labels
+                    == vec![
+                        ("__meta_type".to_owned(), s_(meta)),
+                        ("status".to_owned(), LabelValue::Nil),
+                    ]
+            })
+            .map(|s| s.samples[0])
+    };
     assert_eq!(total("selection_total"), Some(Some(1.0)));
     assert_eq!(total("baseline_total"), Some(Some(9.0)));
 }

@@ -77,7 +77,14 @@ fn op_text(op: Op) -> &'static str {
     }
 }
 
-const KINDS: [&str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+const KINDS: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
 const STATUSES: [&str; 3] = ["unset", "ok", "error"];
 
 fn cond_text(cond: &Cond) -> String {
@@ -143,7 +150,9 @@ fn holds(cond: &Cond, span: &RSpan) -> bool {
         Cond::Status(s) => span.status == *s,
         Cond::DurationGt(ms) => span.duration_ms > *ms,
         Cond::AttrInt(op, v) => span.attr_int.is_some_and(|n| cmp_int(*op, n, *v)),
-        Cond::AttrStrRegex(c) => span.attr_str.is_some_and(|s| format!("v{s}").starts_with(&format!("v{c}"))),
+        Cond::AttrStrRegex(c) => span
+            .attr_str
+            .is_some_and(|s| format!("v{s}").starts_with(&format!("v{c}"))),
         Cond::AttrExists(exists) => span.attr_int.is_some() == *exists,
         Cond::And(a, b) => holds(a, span) && holds(b, span),
         Cond::Or(a, b) => holds(a, span) || holds(b, span),
@@ -172,7 +181,11 @@ fn parent_of(spans: &[RSpan], id: u8) -> Option<u8> {
 /// The spans a query returns for one trace (all spansets merged), or None when it matches nothing.
 fn reference(q: &Q, spans: &[RSpan]) -> Vec<u8> {
     let mut out: Vec<u8> = match q {
-        Q::Filter(cond) => spans.iter().filter(|span| holds(cond, span)).map(|span| span.id).collect(),
+        Q::Filter(cond) => spans
+            .iter()
+            .filter(|span| holds(cond, span))
+            .map(|span| span.id)
+            .collect(),
         Q::CountGt(inner, n) => {
             let matched = reference(inner, spans);
             if matched.len() > *n {
@@ -186,14 +199,22 @@ fn reference(q: &Q, spans: &[RSpan]) -> Vec<u8> {
             let right = reference(b, spans);
             let child_of_left = |r: &u8| parent_of(spans, *r).is_some_and(|p| left.contains(&p));
             match op {
-                Structural::And if !left.is_empty() && !right.is_empty() => left.iter().chain(&right).copied().collect(),
+                Structural::And if !left.is_empty() && !right.is_empty() => {
+                    left.iter().chain(&right).copied().collect()
+                }
                 Structural::And => Vec::new(),
                 Structural::Or => left.iter().chain(&right).copied().collect(),
                 Structural::Child => right.iter().copied().filter(|r| child_of_left(r)).collect(),
-                Structural::NotChild => right.iter().copied().filter(|r| !child_of_left(r)).collect(),
-                Structural::Descendant => {
-                    right.iter().copied().filter(|r| ancestors(spans, *r).iter().any(|a| left.contains(a))).collect()
-                }
+                Structural::NotChild => right
+                    .iter()
+                    .copied()
+                    .filter(|r| !child_of_left(r))
+                    .collect(),
+                Structural::Descendant => right
+                    .iter()
+                    .copied()
+                    .filter(|r| ancestors(spans, *r).iter().any(|a| left.contains(a)))
+                    .collect(),
                 Structural::Parent => right
                     .iter()
                     .copied()
@@ -208,13 +229,21 @@ fn reference(q: &Q, spans: &[RSpan]) -> Vec<u8> {
                     .iter()
                     .copied()
                     .filter(|r| {
-                        left.iter().any(|l| l != r && parent_of(spans, *l).is_some() && parent_of(spans, *l) == parent_of(spans, *r))
+                        left.iter().any(|l| {
+                            l != r
+                                && parent_of(spans, *l).is_some()
+                                && parent_of(spans, *l) == parent_of(spans, *r)
+                        })
                     })
                     .collect(),
                 Structural::UnionDescendant => {
                     let mut kept = Vec::new();
                     for r in &right {
-                        let related: Vec<u8> = left.iter().copied().filter(|l| ancestors(spans, *r).contains(l)).collect();
+                        let related: Vec<u8> = left
+                            .iter()
+                            .copied()
+                            .filter(|l| ancestors(spans, *r).contains(l))
+                            .collect();
                         if !related.is_empty() {
                             kept.push(*r);
                             kept.extend(related);
@@ -231,20 +260,38 @@ fn reference(q: &Q, spans: &[RSpan]) -> Vec<u8> {
 }
 
 fn to_otlp(spans: &[RSpan]) -> Vec<ResourceSpans> {
-    let string = |text: String| Some(AnyValue { value: Some(any_value::Value::StringValue(text)) });
+    let string = |text: String| {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text)),
+        })
+    };
     spans
         .iter()
         .map(|span| {
             let mut attributes = Vec::new();
             if let Some(n) = span.attr_int {
-                attributes.push(KeyValue { key: "n".into(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(n)) }), ..Default::default() });
+                attributes.push(KeyValue {
+                    key: "n".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(n)),
+                    }),
+                    ..Default::default()
+                });
             }
             if let Some(s) = span.attr_str {
-                attributes.push(KeyValue { key: "s".into(), value: string(format!("v{s}")), ..Default::default() });
+                attributes.push(KeyValue {
+                    key: "s".into(),
+                    value: string(format!("v{s}")),
+                    ..Default::default()
+                });
             }
             ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![KeyValue { key: "service.name".into(), value: string(format!("svc{}", span.service)), ..Default::default() }],
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: string(format!("svc{}", span.service)),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
@@ -255,9 +302,14 @@ fn to_otlp(spans: &[RSpan]) -> Vec<ResourceSpans> {
                         name: format!("op{}", span.name),
                         kind: span.kind,
                         start_time_unix_nano: 1_000_000_000 + u64::from(span.id) * 1_000,
-                        end_time_unix_nano: 1_000_000_000 + u64::from(span.id) * 1_000 + span.duration_ms * 1_000_000,
+                        end_time_unix_nano: 1_000_000_000
+                            + u64::from(span.id) * 1_000
+                            + span.duration_ms * 1_000_000,
                         attributes,
-                        status: Some(Status { code: span.status, ..Default::default() }),
+                        status: Some(Status {
+                            code: span.status,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -270,22 +322,57 @@ fn to_otlp(spans: &[RSpan]) -> Vec<ResourceSpans> {
 
 fn arb_trace() -> impl Strategy<Value = Vec<RSpan>> {
     prop::collection::vec(
-        (any::<prop::sample::Index>(), 0u8..3, 0u8..4, 0i32..6, 0i32..3, 0u64..200, prop::option::of(-3i64..4), prop::option::of(0u8..12), any::<bool>()),
+        (
+            any::<prop::sample::Index>(),
+            0u8..3,
+            0u8..4,
+            0i32..6,
+            0i32..3,
+            0u64..200,
+            prop::option::of(-3i64..4),
+            prop::option::of(0u8..12),
+            any::<bool>(),
+        ),
         1..10,
     )
     .prop_map(|raw| {
         raw.into_iter()
             .enumerate()
-            .map(|(index, (parent_pick, service, name, kind, status, duration_ms, attr_int, attr_str, orphan))| {
-                let parent = if index == 0 {
-                    None
-                } else if orphan && index % 4 == 3 {
-                    Some(200) // a parent that is not in the trace
-                } else {
-                    Some(parent_pick.index(index) as u8)
-                };
-                RSpan { id: index as u8, parent, service, name, kind, status, duration_ms, attr_int, attr_str }
-            })
+            .map(
+                |(
+                    index,
+                    (
+                        parent_pick,
+                        service,
+                        name,
+                        kind,
+                        status,
+                        duration_ms,
+                        attr_int,
+                        attr_str,
+                        orphan,
+                    ),
+                )| {
+                    let parent = if index == 0 {
+                        None
+                    } else if orphan && index % 4 == 3 {
+                        Some(200) // a parent that is not in the trace
+                    } else {
+                        Some(parent_pick.index(index) as u8)
+                    };
+                    RSpan {
+                        id: index as u8,
+                        parent,
+                        service,
+                        name,
+                        kind,
+                        status,
+                        duration_ms,
+                        attr_int,
+                        attr_str,
+                    }
+                },
+            )
             .collect()
     })
 }
@@ -328,7 +415,11 @@ fn arb_query() -> impl Strategy<Value = Q> {
             Just(Structural::Or),
         ];
         prop_oneof![
-            (op, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Q::Binary(op, Box::new(a), Box::new(b))),
+            (op, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Q::Binary(
+                op,
+                Box::new(a),
+                Box::new(b)
+            )),
             (inner, 0usize..4).prop_map(|(q, n)| Q::CountGt(Box::new(q), n)),
         ]
     })

@@ -19,44 +19,91 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 const RUNS: usize = 7;
 
 fn series(name: &str, pairs: &[(&str, String)]) -> Labels {
-    Labels::new(std::iter::once((METRIC_NAME.to_owned(), name.to_owned())).chain(pairs.iter().map(|(k, v)| (k.to_string(), v.clone()))))
+    Labels::new(
+        std::iter::once((METRIC_NAME.to_owned(), name.to_owned()))
+            .chain(pairs.iter().map(|(k, v)| (k.to_string(), v.clone()))),
+    )
 }
 
 /// (labels, per-second rate) of every series; histograms as cumulative buckets.
 fn shape() -> Vec<(Labels, f64)> {
     let mut out = Vec::new();
-    let latency_bounds: Vec<String> = (0..14).map(|i| format!("{}", 0.002 * f64::from(1u32 << i))).chain(["+Inf".to_owned()]).collect();
+    let latency_bounds: Vec<String> = (0..14)
+        .map(|i| format!("{}", 0.002 * f64::from(1u32 << i)))
+        .chain(["+Inf".to_owned()])
+        .collect();
     for operation in 0..40 {
         let labels = vec![
             ("service", format!("svc-{}", operation % 9)),
             ("span_name", format!("op-{operation}")),
-            ("span_kind", if operation % 2 == 0 { "SPAN_KIND_SERVER" } else { "SPAN_KIND_CLIENT" }.to_owned()),
-            ("status_code", if operation % 5 == 0 { "STATUS_CODE_ERROR" } else { "STATUS_CODE_UNSET" }.to_owned()),
+            (
+                "span_kind",
+                if operation % 2 == 0 {
+                    "SPAN_KIND_SERVER"
+                } else {
+                    "SPAN_KIND_CLIENT"
+                }
+                .to_owned(),
+            ),
+            (
+                "status_code",
+                if operation % 5 == 0 {
+                    "STATUS_CODE_ERROR"
+                } else {
+                    "STATUS_CODE_UNSET"
+                }
+                .to_owned(),
+            ),
         ];
         let rate = 1.0 + operation as f64;
         out.push((series("traces_spanmetrics_calls_total", &labels), rate));
-        out.push((series("traces_spanmetrics_size_total", &labels), rate * 900.0));
+        out.push((
+            series("traces_spanmetrics_size_total", &labels),
+            rate * 900.0,
+        ));
         out.push((series("traces_spanmetrics_latency_count", &labels), rate));
-        out.push((series("traces_spanmetrics_latency_sum", &labels), rate * 0.05));
+        out.push((
+            series("traces_spanmetrics_latency_sum", &labels),
+            rate * 0.05,
+        ));
         for (i, le) in latency_bounds.iter().enumerate() {
             let mut with_le = labels.clone();
             with_le.push(("le", le.clone()));
-            out.push((series("traces_spanmetrics_latency_bucket", &with_le), rate * ((i + 1) as f64 / 15.0).min(1.0)));
+            out.push((
+                series("traces_spanmetrics_latency_bucket", &with_le),
+                rate * ((i + 1) as f64 / 15.0).min(1.0),
+            ));
         }
     }
-    let edge_bounds: Vec<String> = (0..8).map(|i| format!("{}", 0.1 * f64::from(1u32 << i))).chain(["+Inf".to_owned()]).collect();
+    let edge_bounds: Vec<String> = (0..8)
+        .map(|i| format!("{}", 0.1 * f64::from(1u32 << i)))
+        .chain(["+Inf".to_owned()])
+        .collect();
     for edge in 0..20 {
-        let labels = vec![("client", format!("svc-{}", edge % 9)), ("server", format!("svc-{}", (edge + 1) % 9)), ("connection_type", String::new())];
+        let labels = vec![
+            ("client", format!("svc-{}", edge % 9)),
+            ("server", format!("svc-{}", (edge + 1) % 9)),
+            ("connection_type", String::new()),
+        ];
         let rate = 2.0 + edge as f64;
         out.push((series("traces_service_graph_request_total", &labels), rate));
-        out.push((series("traces_service_graph_request_failed_total", &labels), rate * 0.01));
-        for histogram in ["traces_service_graph_request_server_seconds", "traces_service_graph_request_client_seconds"] {
+        out.push((
+            series("traces_service_graph_request_failed_total", &labels),
+            rate * 0.01,
+        ));
+        for histogram in [
+            "traces_service_graph_request_server_seconds",
+            "traces_service_graph_request_client_seconds",
+        ] {
             out.push((series(&format!("{histogram}_count"), &labels), rate));
             out.push((series(&format!("{histogram}_sum"), &labels), rate * 0.2));
             for (i, le) in edge_bounds.iter().enumerate() {
                 let mut with_le = labels.clone();
                 with_le.push(("le", le.clone()));
-                out.push((series(&format!("{histogram}_bucket"), &with_le), rate * ((i + 1) as f64 / 9.0).min(1.0)));
+                out.push((
+                    series(&format!("{histogram}_bucket"), &with_le),
+                    rate * ((i + 1) as f64 / 9.0).min(1.0),
+                ));
             }
         }
     }
@@ -84,7 +131,12 @@ fn main() {
     let mut t = start;
     while t <= end {
         let elapsed_s = (t - start) as f64 / 1000.0;
-        store.append("t", shape.iter().map(|(labels, rate)| (labels.clone(), t, (rate * elapsed_s).floor())));
+        store.append(
+            "t",
+            shape
+                .iter()
+                .map(|(labels, rate)| (labels.clone(), t, (rate * elapsed_s).floor())),
+        );
         t += STEP_MS;
     }
     let (series_count, bytes) = store.totals();
@@ -116,7 +168,10 @@ fn main() {
         instant_query(&store, "t", whole_day, end).expect("query");
     });
     println!("{ms:>9.2} ms  instant  {whole_day}  (reads every bucket sample of the day)");
-    for query in ["sum(rate(traces_spanmetrics_latency_bucket[5m]))", "sum by (le, service) (rate(traces_spanmetrics_latency_bucket[5m]))"] {
+    for query in [
+        "sum(rate(traces_spanmetrics_latency_bucket[5m]))",
+        "sum by (le, service) (rate(traces_spanmetrics_latency_bucket[5m]))",
+    ] {
         let ms = median_ms(|| {
             range_query(&store, "t", query, start, end, 300_000).expect("range");
         });

@@ -52,10 +52,13 @@ impl Reader<'_> {
 pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + samples.len() * 4);
     put_varint(&mut out, samples.len() as u64);
-    let Some(&(first_t, first_v)) = samples.first() else { return out };
+    let Some(&(first_t, first_v)) = samples.first() else {
+        return out;
+    };
     put_varint(&mut out, zigzag(first_t));
     out.extend_from_slice(&first_v.to_bits().to_le_bytes());
-    let (mut previous_t, mut previous_delta, mut previous_bits) = (first_t, 0i64, first_v.to_bits());
+    let (mut previous_t, mut previous_delta, mut previous_bits) =
+        (first_t, 0i64, first_v.to_bits());
     for &(t, v) in &samples[1..] {
         let delta = t - previous_t;
         put_varint(&mut out, zigzag(delta - previous_delta));
@@ -109,7 +112,9 @@ mod tests {
 
     #[test]
     fn regular_counter_is_small() {
-        let samples: Vec<(i64, f64)> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, (i * 37) as f64)).collect();
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, (i * 37) as f64))
+            .collect();
         let bytes = encode(&samples);
         assert!(bytes.len() < 120 * 5, "{} bytes", bytes.len());
         let mut decoded = Vec::new();

@@ -22,7 +22,9 @@ impl Default for Labels {
 impl Labels {
     /// Builds a label set; empty values are dropped (Prometheus treats `x=""` as absent) and a
     /// repeated name keeps its last value.
-    pub fn new<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Labels {
+    pub fn new<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Labels {
         let mut labels: Vec<(String, String)> = Vec::new();
         for (name, value) in pairs {
             let (name, value) = (name.into(), value.into());
@@ -41,7 +43,10 @@ impl Labels {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| self.0[i].1.as_str())
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
     }
 
     pub fn metric_name(&self) -> Option<&str> {
@@ -77,7 +82,13 @@ impl Labels {
         if self.metric_name().is_none() {
             return self.clone();
         }
-        Labels(Arc::new(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect()))
+        Labels(Arc::new(
+            self.0
+                .iter()
+                .filter(|(n, _)| n != METRIC_NAME)
+                .cloned()
+                .collect(),
+        ))
     }
 
     /// Only the named labels (`by`), or all but them (`without`, which also drops `__name__`).
@@ -122,7 +133,10 @@ mod tests {
     #[test]
     fn sorted_deduplicated_and_empty_values_dropped() {
         let labels = Labels::new([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
-        assert_eq!(labels.iter().collect::<Vec<_>>(), vec![("a", "3"), ("b", "2")]);
+        assert_eq!(
+            labels.iter().collect::<Vec<_>>(),
+            vec![("a", "3"), ("b", "2")]
+        );
         assert_eq!(labels.get("b"), Some("2"));
         assert_eq!(labels.get("c"), None);
     }
@@ -130,7 +144,13 @@ mod tests {
     #[test]
     fn project_by_and_without() {
         let labels = Labels::new([(METRIC_NAME, "m"), ("a", "1"), ("b", "2")]);
-        assert_eq!(labels.project(&["a".into()], true), Labels::new([("a", "1")]));
-        assert_eq!(labels.project(&["a".into()], false), Labels::new([("b", "2")]));
+        assert_eq!(
+            labels.project(&["a".into()], true),
+            Labels::new([("a", "1")])
+        );
+        assert_eq!(
+            labels.project(&["a".into()], false),
+            Labels::new([("b", "2")])
+        );
     }
 }

@@ -41,7 +41,10 @@ pub(crate) const RECORD_HEADER_BYTES: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("wal I/O error on `{path}`: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("wal writer has stopped")]
     Stopped,
     #[error("wal record of {0} bytes is larger than the 4 GiB record limit")]
@@ -50,7 +53,10 @@ pub enum WalError {
 
 impl WalError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        WalError::Io { path: path.display().to_string(), source }
+        WalError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -65,7 +71,9 @@ pub(crate) fn list_segments(dir: &std::path::Path) -> Result<Vec<SegmentSeq>, Wa
     for entry in entries {
         let entry = entry.map_err(|error| WalError::io(dir, error))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".wal")) else { continue };
+        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".wal")) else {
+            continue;
+        };
         if let Ok(seq) = stem.parse::<SegmentSeq>() {
             segments.push(seq);
         }

@@ -42,15 +42,21 @@ pub fn replay(
                 dropped_bytes = dropped,
                 "wal segment has a torn or corrupt tail; truncating it"
             );
-            let file = OpenOptions::new().write(true).open(&path).map_err(|error| WalError::io(&path, error))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|error| WalError::io(&path, error))?;
             // A segment whose header itself is damaged is rewritten as an empty segment.
             let keep = valid_len.max(MAGIC.len());
-            file.set_len(keep as u64).map_err(|error| WalError::io(&path, error))?;
+            file.set_len(keep as u64)
+                .map_err(|error| WalError::io(&path, error))?;
             if valid_len < MAGIC.len() {
                 use std::io::{Seek, Write};
                 let mut file = file;
-                file.seek(std::io::SeekFrom::Start(0)).map_err(|error| WalError::io(&path, error))?;
-                file.write_all(MAGIC).map_err(|error| WalError::io(&path, error))?;
+                file.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|error| WalError::io(&path, error))?;
+                file.write_all(MAGIC)
+                    .map_err(|error| WalError::io(&path, error))?;
             }
             report.truncated.push((seq, dropped));
         }
@@ -65,10 +71,22 @@ pub(crate) fn scan_segment(data: &[u8], mut on_record: impl FnMut(&[u8])) -> usi
     }
     let mut offset = MAGIC.len();
     while offset + RECORD_HEADER_BYTES <= data.len() {
-        let len = u32::from_le_bytes([data[offset], data[offset + 1], data[offset + 2], data[offset + 3]]) as usize;
-        let crc = u32::from_le_bytes([data[offset + 4], data[offset + 5], data[offset + 6], data[offset + 7]]);
+        let len = u32::from_le_bytes([
+            data[offset],
+            data[offset + 1],
+            data[offset + 2],
+            data[offset + 3],
+        ]) as usize;
+        let crc = u32::from_le_bytes([
+            data[offset + 4],
+            data[offset + 5],
+            data[offset + 6],
+            data[offset + 7],
+        ]);
         let start = offset + RECORD_HEADER_BYTES;
-        let Some(end) = start.checked_add(len).filter(|end| *end <= data.len()) else { break };
+        let Some(end) = start.checked_add(len).filter(|end| *end <= data.len()) else {
+            break;
+        };
         let payload = &data[start..end];
         if crc32c::crc32c(payload) != crc {
             break;

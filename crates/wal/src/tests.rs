@@ -44,11 +44,16 @@ fn replay_all(dir: &std::path::Path) -> Vec<Vec<u8>> {
 
 fn options() -> WalOptions {
     // Small segments so that rotation happens inside the test.
-    WalOptions { fsync: false, max_segment_bytes: 2048 }
+    WalOptions {
+        fsync: false,
+        max_segment_bytes: 2048,
+    }
 }
 
 fn run(actions: Vec<Action>) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut model: Vec<ModelRecord> = Vec::new();
     let mut segment_end: HashMap<SegmentSeq, u64> = HashMap::new();
@@ -57,11 +62,18 @@ fn run(actions: Vec<Action>) {
         match action {
             Action::Append(payload) => {
                 let handle = wal.as_ref().expect("open wal");
-                let seq = runtime.block_on(handle.append(payload.clone())).expect("append");
+                let seq = runtime
+                    .block_on(handle.append(payload.clone()))
+                    .expect("append");
                 let start = *segment_end.entry(seq).or_insert(MAGIC.len() as u64);
                 let end = start + (RECORD_HEADER_BYTES + payload.len()) as u64;
                 segment_end.insert(seq, end);
-                model.push(ModelRecord { seq, start, end, payload });
+                model.push(ModelRecord {
+                    seq,
+                    start,
+                    end,
+                    payload,
+                });
             }
             crash => {
                 drop(wal.take());
@@ -69,7 +81,8 @@ fn run(actions: Vec<Action>) {
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 damage(dir.path(), crash, &mut model);
                 let replayed = replay_all(dir.path());
-                let expected: Vec<Vec<u8>> = model.iter().map(|record| record.payload.clone()).collect();
+                let expected: Vec<Vec<u8>> =
+                    model.iter().map(|record| record.payload.clone()).collect();
                 assert_eq!(replayed, expected);
                 // A second replay of the repaired files gives the same answer.
                 assert_eq!(replay_all(dir.path()), expected);
@@ -83,16 +96,24 @@ fn run(actions: Vec<Action>) {
 fn damage(dir: &std::path::Path, crash: Action, model: &mut Vec<ModelRecord>) {
     match crash {
         Action::TearTail(cut) => {
-            let Some(newest) = list_segments(dir).expect("list").last().copied() else { return };
+            let Some(newest) = list_segments(dir).expect("list").last().copied() else {
+                return;
+            };
             let path = segment_path(dir, newest);
             let len = std::fs::metadata(&path).expect("stat").len();
             let new_len = len.saturating_sub(u64::from(cut)).max(MAGIC.len() as u64);
-            std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(new_len).expect("cut");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_len(new_len)
+                .expect("cut");
             model.retain(|record| record.seq != newest || record.end <= new_len);
         }
         Action::Corrupt(index) => {
-            let candidates: Vec<usize> =
-                (0..model.len()).filter(|i| !model[*i].payload.is_empty()).collect();
+            let candidates: Vec<usize> = (0..model.len())
+                .filter(|i| !model[*i].payload.is_empty())
+                .collect();
             if candidates.is_empty() {
                 return;
             }
@@ -117,14 +138,19 @@ proptest! {
 
 #[test]
 fn group_commit_acknowledges_every_concurrent_append() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = Wal::open(dir.path(), WalOptions::default(), None).expect("open");
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..200u32 {
             let wal = wal.clone();
-            tasks.push(tokio::spawn(async move { wal.append(i.to_le_bytes().to_vec()).await }));
+            tasks.push(tokio::spawn(async move {
+                wal.append(i.to_le_bytes().to_vec()).await
+            }));
         }
         for task in tasks {
             task.await.expect("join").expect("append");
@@ -141,7 +167,9 @@ fn group_commit_acknowledges_every_concurrent_append() {
 
 #[test]
 fn removing_segments_spares_the_active_one() {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = Wal::open(dir.path(), options(), None).expect("open");
     runtime.block_on(async {

@@ -20,15 +20,23 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { fsync: true, max_segment_bytes: 128 << 20 }
+        WalOptions {
+            fsync: true,
+            max_segment_bytes: 128 << 20,
+        }
     }
 }
 
 type Ack = tokio::sync::oneshot::Sender<Result<SegmentSeq, String>>;
 
 enum Command {
-    Append { payload: Vec<u8>, ack: Ack },
-    Rotate { ack: tokio::sync::oneshot::Sender<SegmentSeq> },
+    Append {
+        payload: Vec<u8>,
+        ack: Ack,
+    },
+    Rotate {
+        ack: tokio::sync::oneshot::Sender<SegmentSeq>,
+    },
 }
 
 /// Observes fsync latency; the server wires it to its histogram.
@@ -55,7 +63,11 @@ struct Writer {
 impl Wal {
     /// Opens the WAL in `dir` and starts a new segment after any existing one. Call `replay`
     /// first: segments from before this call are left for it and for `remove_segments_before`.
-    pub fn open(dir: &Path, options: WalOptions, on_fsync: Option<FsyncObserver>) -> Result<Wal, WalError> {
+    pub fn open(
+        dir: &Path,
+        options: WalOptions,
+        on_fsync: Option<FsyncObserver>,
+    ) -> Result<Wal, WalError> {
         std::fs::create_dir_all(dir).map_err(|error| WalError::io(dir, error))?;
         let next_seq = list_segments(dir)?.last().copied().unwrap_or(0) + 1;
         let file = create_segment(dir, next_seq)?;
@@ -74,13 +86,19 @@ impl Wal {
             .name("wal-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|error| WalError::io(dir, error))?;
-        Ok(Wal { dir: dir.to_owned(), commands, active_seq })
+        Ok(Wal {
+            dir: dir.to_owned(),
+            commands,
+            active_seq,
+        })
     }
 
     /// Appends one record; resolves with the segment it landed in once it is durable.
     pub async fn append(&self, payload: Vec<u8>) -> Result<SegmentSeq, WalError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.commands.send(Command::Append { payload, ack }).map_err(|_| WalError::Stopped)?;
+        self.commands
+            .send(Command::Append { payload, ack })
+            .map_err(|_| WalError::Stopped)?;
         match done.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(message)) => Err(WalError::Io {
@@ -94,7 +112,9 @@ impl Wal {
     /// Closes the active segment and starts the next; returns the new active sequence number.
     pub async fn rotate(&self) -> Result<SegmentSeq, WalError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.commands.send(Command::Rotate { ack }).map_err(|_| WalError::Stopped)?;
+        self.commands
+            .send(Command::Rotate { ack })
+            .map_err(|_| WalError::Stopped)?;
         done.await.map_err(|_| WalError::Stopped)
     }
 
@@ -106,7 +126,10 @@ impl Wal {
     pub fn remove_segments_before(&self, seq: SegmentSeq) -> Result<usize, WalError> {
         let limit = seq.min(self.active_segment());
         let mut removed = 0;
-        for old in list_segments(&self.dir)?.into_iter().filter(|old| *old < limit) {
+        for old in list_segments(&self.dir)?
+            .into_iter()
+            .filter(|old| *old < limit)
+        {
             let path = segment_path(&self.dir, old);
             std::fs::remove_file(&path).map_err(|error| WalError::io(&path, error))?;
             removed += 1;
@@ -116,7 +139,9 @@ impl Wal {
 
     /// Bytes of all segment files, for the `andante_wal_bytes` gauge.
     pub fn disk_bytes(&self) -> u64 {
-        let Ok(segments) = list_segments(&self.dir) else { return 0 };
+        let Ok(segments) = list_segments(&self.dir) else {
+            return 0;
+        };
         segments
             .into_iter()
             .filter_map(|seq| std::fs::metadata(segment_path(&self.dir, seq)).ok())
@@ -133,8 +158,10 @@ fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<File, WalError> {
         .write(true)
         .open(&path)
         .map_err(|error| WalError::io(&path, error))?;
-    file.write_all(MAGIC).map_err(|error| WalError::io(&path, error))?;
-    file.sync_all().map_err(|error| WalError::io(&path, error))?;
+    file.write_all(MAGIC)
+        .map_err(|error| WalError::io(&path, error))?;
+    file.sync_all()
+        .map_err(|error| WalError::io(&path, error))?;
     // The new file's directory entry must be durable too, or a crash could lose the segment.
     if let Ok(directory) = File::open(dir) {
         let _ = directory.sync_all();

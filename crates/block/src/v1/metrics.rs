@@ -38,11 +38,26 @@ impl Column {
             Field::Intrinsic(Intrinsic::Kind) => Column::Kind,
             Field::Intrinsic(Intrinsic::Status) => Column::Status,
             Field::Intrinsic(Intrinsic::Duration) => Column::Duration,
-            Field::Attribute { scope: Scope::Resource, parent: false, name } if name == "service.name" => Column::Str("service_name"),
-            Field::Attribute { scope: Scope::Resource, parent: false, name } => {
-                Column::Str(DEDICATED_RESOURCE_STRINGS.iter().find(|(key, _)| key == name)?.1)
-            }
-            Field::Attribute { scope: Scope::Span, parent: false, name } => match DEDICATED_SPAN_STRINGS.iter().find(|(key, _)| key == name) {
+            Field::Attribute {
+                scope: Scope::Resource,
+                parent: false,
+                name,
+            } if name == "service.name" => Column::Str("service_name"),
+            Field::Attribute {
+                scope: Scope::Resource,
+                parent: false,
+                name,
+            } => Column::Str(
+                DEDICATED_RESOURCE_STRINGS
+                    .iter()
+                    .find(|(key, _)| key == name)?
+                    .1,
+            ),
+            Field::Attribute {
+                scope: Scope::Span,
+                parent: false,
+                name,
+            } => match DEDICATED_SPAN_STRINGS.iter().find(|(key, _)| key == name) {
                 Some((_, column)) => Column::Str(column),
                 None => Column::Int(DEDICATED_SPAN_INTS.iter().find(|(key, _)| key == name)?.1),
             },
@@ -76,7 +91,11 @@ impl MetricsColumns {
         if query.by.len() > MAX_BY {
             return None;
         }
-        let by = query.by.iter().map(Column::of).collect::<Option<Vec<_>>>()?;
+        let by = query
+            .by
+            .iter()
+            .map(Column::of)
+            .collect::<Option<Vec<_>>>()?;
         let value = match &spec.value_field {
             Some(field) => Some(Column::of(field)?),
             None => None,
@@ -86,7 +105,11 @@ impl MetricsColumns {
 
     /// Column names beyond what the scan plan reads for its predicate.
     pub fn names(&self) -> Vec<&'static str> {
-        self.by.iter().chain(&self.value).map(|column| column.name()).collect()
+        self.by
+            .iter()
+            .chain(&self.value)
+            .map(|column| column.name())
+            .collect()
     }
 }
 
@@ -102,16 +125,37 @@ impl Reader<'_> {
     fn ids(&self) -> Vec<u64> {
         let rows = self.array.len();
         let raw: Vec<u64> = match (self.column, self.array.data_type()) {
-            (Column::Str(_), DataType::Dictionary(_, _)) => {
-                self.array.as_dictionary::<Int32Type>().keys().values().iter().map(|key| *key as u64).collect()
-            }
+            (Column::Str(_), DataType::Dictionary(_, _)) => self
+                .array
+                .as_dictionary::<Int32Type>()
+                .keys()
+                .values()
+                .iter()
+                .map(|key| *key as u64)
+                .collect(),
             (Column::Str(_), _) => (0..rows as u64).collect(),
-            (Column::Kind | Column::Status, _) => self.array.as_primitive::<Int32Type>().values().iter().map(|v| *v as u64).collect(),
+            (Column::Kind | Column::Status, _) => self
+                .array
+                .as_primitive::<Int32Type>()
+                .values()
+                .iter()
+                .map(|v| *v as u64)
+                .collect(),
             (Column::Duration, _) => self.array.as_primitive::<UInt64Type>().values().to_vec(),
-            (Column::Int(_), _) => self.array.as_primitive::<Int64Type>().values().iter().map(|v| *v as u64).collect(),
+            (Column::Int(_), _) => self
+                .array
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|v| *v as u64)
+                .collect(),
         };
         match self.array.nulls() {
-            Some(nulls) => raw.into_iter().enumerate().map(|(row, id)| if nulls.is_null(row) { u64::MAX } else { id }).collect(),
+            Some(nulls) => raw
+                .into_iter()
+                .enumerate()
+                .map(|(row, id)| if nulls.is_null(row) { u64::MAX } else { id })
+                .collect(),
             None => raw,
         }
     }
@@ -119,7 +163,9 @@ impl Reader<'_> {
     /// How many distinct ids a row group can have when they are dictionary keys.
     fn dictionary_len(&self) -> Option<usize> {
         match (self.column, self.array.data_type()) {
-            (Column::Str(_), DataType::Dictionary(_, _)) => Some(self.array.as_dictionary::<Int32Type>().values().len()),
+            (Column::Str(_), DataType::Dictionary(_, _)) => {
+                Some(self.array.as_dictionary::<Int32Type>().values().len())
+            }
             _ => None,
         }
     }
@@ -133,15 +179,25 @@ impl Reader<'_> {
                 let text = match self.array.data_type() {
                     DataType::Dictionary(_, _) => {
                         let dictionary = self.array.as_dictionary::<Int32Type>();
-                        dictionary.values().as_string::<i32>().value(dictionary.keys().value(row) as usize).to_owned()
+                        dictionary
+                            .values()
+                            .as_string::<i32>()
+                            .value(dictionary.keys().value(row) as usize)
+                            .to_owned()
                     }
                     _ => self.array.as_string::<i32>().value(row).to_owned(),
                 };
                 Value::Str(text.into())
             }
-            Column::Kind => Value::Kind(SpanKind::from_otlp(self.array.as_primitive::<Int32Type>().value(row))),
-            Column::Status => Value::Status(StatusCode::from_otlp(self.array.as_primitive::<Int32Type>().value(row))),
-            Column::Duration => Value::Duration(self.array.as_primitive::<UInt64Type>().value(row) as i64),
+            Column::Kind => Value::Kind(SpanKind::from_otlp(
+                self.array.as_primitive::<Int32Type>().value(row),
+            )),
+            Column::Status => Value::Status(StatusCode::from_otlp(
+                self.array.as_primitive::<Int32Type>().value(row),
+            )),
+            Column::Duration => {
+                Value::Duration(self.array.as_primitive::<UInt64Type>().value(row) as i64)
+            }
             Column::Int(_) => Value::Int(self.array.as_primitive::<Int64Type>().value(row)),
         }
     }
@@ -164,7 +220,9 @@ impl Numbers<'_> {
         match self {
             Numbers::Count => Some(1.0),
             Numbers::Duration(values) => Some(values[row] as f64 / 1e9),
-            Numbers::Int(values, nulls) => (!nulls.is_some_and(|n| n.is_null(row))).then(|| values[row] as f64),
+            Numbers::Int(values, nulls) => {
+                (!nulls.is_some_and(|n| n.is_null(row))).then(|| values[row] as f64)
+            }
             Numbers::Other => None,
         }
     }
@@ -173,7 +231,9 @@ impl Numbers<'_> {
     fn raw(&self, row: usize) -> Value<'static> {
         match self {
             Numbers::Duration(values) => Value::Duration(values[row] as i64),
-            Numbers::Int(values, nulls) if !nulls.is_some_and(|n| n.is_null(row)) => Value::Int(values[row]),
+            Numbers::Int(values, nulls) if !nulls.is_some_and(|n| n.is_null(row)) => {
+                Value::Int(values[row])
+            }
             _ => Value::Nil,
         }
     }
@@ -201,15 +261,34 @@ pub fn fold_batch(
 ) -> Result<(), BlockError> {
     let rows = batch.num_rows();
     stats.spans_scanned += rows as u64;
-    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
+    };
     let masks = predicate_masks(plan, batch)?;
     let selected: Option<Vec<bool>> = match masks.len() {
         0 => None,
-        _ => Some((0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect()),
+        _ => Some(
+            (0..rows)
+                .map(|row| masks.iter().all(|mask| mask[row]))
+                .collect(),
+        ),
     };
-    let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>().values();
+    let starts = column("start_unix_nanos")?
+        .as_primitive::<UInt64Type>()
+        .values();
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
-    let by: Vec<Reader> = columns.by.iter().map(|c| Ok(Reader { column: *c, array: column(c.name())? })).collect::<Result<_, BlockError>>()?;
+    let by: Vec<Reader> = columns
+        .by
+        .iter()
+        .map(|c| {
+            Ok(Reader {
+                column: *c,
+                array: column(c.name())?,
+            })
+        })
+        .collect::<Result<_, BlockError>>()?;
     let by_ids: Vec<Vec<u64>> = by.iter().map(Reader::ids).collect();
     let value_array = match columns.value {
         Some(c) => Some((c, column(c.name())?)),
@@ -217,8 +296,12 @@ pub fn fold_batch(
     };
     let numbers = match &value_array {
         None => Numbers::Count,
-        Some((Column::Duration, array)) => Numbers::Duration(array.as_primitive::<UInt64Type>().values()),
-        Some((Column::Int(_), array)) => Numbers::Int(array.as_primitive::<Int64Type>().values(), array.nulls()),
+        Some((Column::Duration, array)) => {
+            Numbers::Duration(array.as_primitive::<UInt64Type>().values())
+        }
+        Some((Column::Int(_), array)) => {
+            Numbers::Int(array.as_primitive::<Int64Type>().values(), array.nulls())
+        }
         Some(_) => Numbers::Other,
     };
     let histogram = query.is_histogram();
@@ -233,10 +316,15 @@ pub fn fold_batch(
         if selected.as_ref().is_some_and(|selected| !selected[row]) {
             continue;
         }
-        let Some(k) = accumulator.intervals.index(starts[row]) else { continue };
+        let Some(k) = accumulator.intervals.index(starts[row]) else {
+            continue;
+        };
         // The trace ID matters only for exemplars and for traces also held live.
         let trace_id: [u8; 16] = if needs_trace_id {
-            trace_ids.value(row).try_into().map_err(|_| BlockError::Corrupt("trace_id width".into()))?
+            trace_ids
+                .value(row)
+                .try_into()
+                .map_err(|_| BlockError::Corrupt("trace_id width".into()))?
         } else {
             [0; 16]
         };
@@ -245,14 +333,21 @@ pub fn fold_batch(
             continue;
         }
         let (number, bucket) = if histogram {
-            let Some(bucket) = log2_bucket(&numbers.raw(row)) else { continue };
+            let Some(bucket) = log2_bucket(&numbers.raw(row)) else {
+                continue;
+            };
             (1.0, Some(bucket))
         } else {
-            let Some(number) = numbers.at(row) else { continue };
+            let Some(number) = numbers.at(row) else {
+                continue;
+            };
             (number, None)
         };
         let new_series = |accumulator: &mut Accumulator| {
-            let mut key: Vec<LabelValue> = by.iter().map(|reader| LabelValue::of(&reader.value(row))).collect();
+            let mut key: Vec<LabelValue> = by
+                .iter()
+                .map(|reader| LabelValue::of(&reader.value(row)))
+                .collect();
             if let Some(bucket) = bucket {
                 key.push(LabelValue::float(bucket));
             }
@@ -261,9 +356,18 @@ pub fn fold_batch(
         let series = match &mut by_key {
             Some(table) => {
                 let id = by_ids[0][row];
-                let slot = if id == u64::MAX { table.len() - 1 } else { (id as usize).min(table.len() - 1) };
+                let slot = if id == u64::MAX {
+                    table.len() - 1
+                } else {
+                    (id as usize).min(table.len() - 1)
+                };
                 if table[slot] == usize::MAX {
-                    table[slot] = new_series(accumulator);
+                    // Over the accumulator's series limit: the row is not counted (the
+                    // accumulator marks itself truncated); a later row may still find a slot.
+                    let Some(series) = new_series(accumulator) else {
+                        continue;
+                    };
+                    table[slot] = series;
                 }
                 table[slot]
             }
@@ -278,7 +382,9 @@ pub fn fold_batch(
                 match series_of.get(&ids) {
                     Some(&series) => series,
                     None => {
-                        let series = new_series(accumulator);
+                        let Some(series) = new_series(accumulator) else {
+                            continue;
+                        };
                         series_of.insert(ids, series);
                         series
                     }

@@ -14,15 +14,18 @@
 //! Invariants: a trace never straddles two row groups; `trace_id` is non-decreasing over the
 //! file; every span of a trace is in the file once per (span ID, kind).
 
+pub mod metrics;
 mod read;
 mod schema;
-pub mod metrics;
 pub mod search;
 mod stream;
 pub mod tags;
 mod write;
 
-pub use read::{batch_to_traces, read_row_group_trace, read_all_traces};
+pub use read::{batch_to_traces, read_all_traces, read_row_group_trace, read_row_group_traces};
+pub use schema::{
+    schema, DedicatedSlots, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SPAN_INTS,
+    DEDICATED_SPAN_STRINGS,
+};
 pub use stream::TraceStream;
-pub use schema::{schema, DedicatedSlots, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 pub use write::{encode_parquet as encode_parquet_with_index, Encoded, WriteOptions};

@@ -16,7 +16,8 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
 use super::schema::{
-    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SLOTS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SLOTS,
+    DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::{BlockError, Trace};
 
@@ -27,22 +28,39 @@ fn corrupt(why: impl std::fmt::Display) -> BlockError {
 fn string_value(key: &str, text: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(text.to_owned())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text.to_owned())),
+        }),
         ..Default::default()
     }
 }
 
 /// Turns full-schema rows (sorted by trace ID) into traces.
 /// `slots` are the block's dedicated slot keys (`DedicatedSlots::from_metadata`).
-pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Vec<Trace>, BlockError> {
+pub fn batch_to_traces(
+    batch: &RecordBatch,
+    slots: &DedicatedSlots,
+) -> Result<Vec<Trace>, BlockError> {
     // Files written before the slot columns existed lack only those (they come last).
     let expected = schema();
     let columns = batch.schema().fields().len();
-    let known_prefix = columns + DEDICATED_SLOTS.len() >= expected.fields().len() && columns <= expected.fields().len();
-    if !known_prefix || batch.schema().fields().iter().zip(expected.fields()).any(|(found, wanted)| found != wanted) {
+    let known_prefix = columns + DEDICATED_SLOTS.len() >= expected.fields().len()
+        && columns <= expected.fields().len();
+    if !known_prefix
+        || batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(expected.fields())
+            .any(|(found, wanted)| found != wanted)
+    {
         return Err(corrupt("block columns do not match the andante-v1 schema"));
     }
-    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| corrupt(format!("missing column `{name}`")));
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| corrupt(format!("missing column `{name}`")))
+    };
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let span_ids = column("span_id")?.as_fixed_size_binary();
     let parents = column("parent_span_id")?.as_fixed_size_binary();
@@ -84,9 +102,17 @@ pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Ve
     let mut resource_index: HashMap<&[u8], usize> = HashMap::new();
     let mut scope_index: HashMap<(usize, &[u8]), usize> = HashMap::new();
     for row in 0..batch.num_rows() {
-        let trace_id = TraceId(trace_ids.value(row).try_into().map_err(|_| corrupt("trace_id width"))?);
+        let trace_id = TraceId(
+            trace_ids
+                .value(row)
+                .try_into()
+                .map_err(|_| corrupt("trace_id width"))?,
+        );
         if traces.last().is_none_or(|trace| trace.trace_id != trace_id) {
-            traces.push(Trace { trace_id, resource_spans: Vec::new() });
+            traces.push(Trace {
+                trace_id,
+                resource_spans: Vec::new(),
+            });
             resource_index.clear();
             scope_index.clear();
         }
@@ -115,17 +141,29 @@ pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Ve
         let mut span = Span {
             trace_id: trace_id.0.to_vec(),
             span_id: span_ids.value(row).to_vec(),
-            parent_span_id: if parents.is_null(row) { Vec::new() } else { parents.value(row).to_vec() },
+            parent_span_id: if parents.is_null(row) {
+                Vec::new()
+            } else {
+                parents.value(row).to_vec()
+            },
             name: names.value(row).to_owned(),
             kind: kinds.value(row),
             start_time_unix_nano: starts.value(row),
             end_time_unix_nano: starts.value(row).saturating_add(durations.value(row)),
-            trace_state: if trace_states.is_null(row) { String::new() } else { trace_states.value(row).to_owned() },
+            trace_state: if trace_states.is_null(row) {
+                String::new()
+            } else {
+                trace_states.value(row).to_owned()
+            },
             flags: flags.value(row),
             dropped_attributes_count: dropped_attributes.value(row),
             status: Some(Status {
                 code: status_codes.value(row),
-                message: if status_messages.is_null(row) { String::new() } else { status_messages.value(row).to_owned() },
+                message: if status_messages.is_null(row) {
+                    String::new()
+                } else {
+                    status_messages.value(row).to_owned()
+                },
             }),
             ..Default::default()
         };
@@ -168,7 +206,9 @@ pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Ve
             if !values.is_null(row) {
                 span.attributes.push(KeyValue {
                     key: (*key).to_owned(),
-                    value: Some(AnyValue { value: Some(any_value::Value::IntValue(values.value(row))) }),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(values.value(row))),
+                    }),
                     ..Default::default()
                 });
             }
@@ -186,7 +226,11 @@ pub fn batch_to_traces(batch: &RecordBatch, slots: &DedicatedSlots) -> Result<Ve
     Ok(traces)
 }
 
-fn reader(store: &Arc<dyn ObjectStore>, key: &str, file_size: u64) -> crate::file_reader::BlockFileReader {
+fn reader(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+) -> crate::file_reader::BlockFileReader {
     crate::file_reader::BlockFileReader::new(store.clone(), key, file_size)
 }
 
@@ -199,9 +243,7 @@ fn counted_reader(
     crate::file_reader::BlockFileReader::counted(store.clone(), key, file_size, bytes_read.clone())
 }
 
-/// Reads the one trace `trace_id` from `row_group`: first only the `trace_id` column to find the
-/// trace's rows, then every column of just those rows (the page index skips the other pages).
-/// `bytes_read` grows by the bytes fetched from storage.
+/// Reads the one trace `trace_id` from `row_group` (see [`read_row_group_traces`]).
 pub async fn read_row_group_trace(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -211,51 +253,99 @@ pub async fn read_row_group_trace(
     trace_id: TraceId,
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Option<Trace>, BlockError> {
+    let wanted = std::collections::HashSet::from([trace_id]);
+    Ok(read_row_group_traces(
+        store, key, file_size, metadata, row_group, &wanted, bytes_read,
+    )
+    .await?
+    .pop())
+}
+
+/// Reads the traces of `wanted` that `row_group` holds, in trace-ID order: first only the
+/// `trace_id` column to find their rows, then every column of just those rows (the page index
+/// skips the other pages). One pass serves any number of traces, so a search confirming many
+/// candidates of a row group decodes it once, not once per trace. `bytes_read` grows by the
+/// bytes fetched from storage.
+pub async fn read_row_group_traces(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+    metadata: &ArrowReaderMetadata,
+    row_group: usize,
+    wanted: &std::collections::HashSet<TraceId>,
+    bytes_read: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<Trace>, BlockError> {
     let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
-    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(counted_reader(store, key, file_size, bytes_read), metadata.clone())
-        .with_row_groups(vec![row_group])
-        .with_projection(ids_only)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(parquet_error)?;
+    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        counted_reader(store, key, file_size, bytes_read),
+        metadata.clone(),
+    )
+    .with_row_groups(vec![row_group])
+    .with_projection(ids_only)
+    .with_batch_size(64 * 1024)
+    .build()
+    .map_err(parquet_error)?;
+    // Runs of wanted rows as (first row, count); rows of one trace are contiguous.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut offset = 0usize;
-    let mut found: Option<(usize, usize)> = None;
     while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
         let ids = batch.column(0).as_fixed_size_binary();
-        let start = (0..ids.len()).position(|i| ids.value(i) == trace_id.0);
-        if let Some(start) = start {
-            let count = (start..ids.len()).take_while(|i| ids.value(*i) == trace_id.0).count();
-            found = Some(match found {
-                Some((first, previous)) => (first, previous + count),
-                None => (offset + start, count),
-            });
-        } else if found.is_some() {
-            break;
+        for row in 0..ids.len() {
+            let Ok(trace_id) = TraceId::from_bytes(ids.value(row)) else {
+                continue;
+            };
+            if !wanted.contains(&trace_id) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((first, count)) if *first + *count == offset + row => *count += 1,
+                _ => runs.push((offset + row, 1)),
+            }
         }
         offset += batch.num_rows();
     }
-    let Some((first_row, rows)) = found else { return Ok(None) };
-    let selection = RowSelection::from(vec![RowSelector::skip(first_row), RowSelector::select(rows)]);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(counted_reader(store, key, file_size, bytes_read), metadata.clone())
-        .with_row_groups(vec![row_group])
-        .with_row_selection(selection)
-        .build()
-        .map_err(parquet_error)?;
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut selectors = Vec::with_capacity(runs.len() * 2);
+    let mut next_row = 0usize;
+    for (first, count) in runs {
+        selectors.push(RowSelector::skip(first - next_row));
+        selectors.push(RowSelector::select(count));
+        next_row = first + count;
+    }
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        counted_reader(store, key, file_size, bytes_read),
+        metadata.clone(),
+    )
+    .with_row_groups(vec![row_group])
+    .with_row_selection(RowSelection::from(selectors))
+    .build()
+    .map_err(parquet_error)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
     let slots = DedicatedSlots::from_metadata(metadata.metadata());
-    let mut traces = Vec::new();
+    let mut traces: Vec<Trace> = Vec::new();
     for batch in &batches {
-        traces.extend(batch_to_traces(batch, &slots)?);
+        for trace in batch_to_traces(batch, &slots)? {
+            append_piece(&mut traces, trace);
+        }
     }
-    Ok(merge_pieces(traces))
+    Ok(traces)
 }
 
-/// Rows of one trace may come back in several batches; fold them into one trace.
-fn merge_pieces(traces: Vec<Trace>) -> Option<Trace> {
-    let trace_id = traces.first()?.trace_id;
-    let resource_spans = andante_model::merge_resource_spans(traces.into_iter().flat_map(|t| t.resource_spans));
-    Some(Trace { trace_id, resource_spans })
+/// Rows of one trace may come back in several batches: a piece with the previous trace's ID
+/// continues it.
+fn append_piece(traces: &mut Vec<Trace>, piece: Trace) {
+    match traces.last_mut() {
+        Some(last) if last.trace_id == piece.trace_id => {
+            let fragments = std::mem::take(&mut last.resource_spans)
+                .into_iter()
+                .chain(piece.resource_spans);
+            last.resource_spans = andante_model::merge_resource_spans(fragments);
+        }
+        _ => traces.push(piece),
+    }
 }
 
 /// Reads every trace of a block, in trace-ID order (for compaction).
@@ -266,23 +356,19 @@ pub async fn read_all_traces(
     metadata: &ArrowReaderMetadata,
 ) -> Result<Vec<Trace>, BlockError> {
     let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader(store, key, file_size), metadata.clone())
-        .with_batch_size(16 * 1024)
-        .build()
-        .map_err(parquet_error)?;
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        reader(store, key, file_size),
+        metadata.clone(),
+    )
+    .with_batch_size(16 * 1024)
+    .build()
+    .map_err(parquet_error)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
     let slots = DedicatedSlots::from_metadata(metadata.metadata());
     let mut traces: Vec<Trace> = Vec::new();
     for batch in &batches {
         for trace in batch_to_traces(batch, &slots)? {
-            // A trace cut across two batches continues the previous one.
-            match traces.last_mut() {
-                Some(last) if last.trace_id == trace.trace_id => {
-                    let fragments = std::mem::take(&mut last.resource_spans).into_iter().chain(trace.resource_spans);
-                    last.resource_spans = andante_model::merge_resource_spans(fragments);
-                }
-                _ => traces.push(trace),
-            }
+            append_piece(&mut traces, trace);
         }
     }
     Ok(traces)

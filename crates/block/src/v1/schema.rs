@@ -26,7 +26,10 @@ pub const DEDICATED_SPAN_STRINGS: &[(&str, &str)] = &[
 
 /// Integer span attributes moved out of the generic list into their own columns.
 pub const DEDICATED_SPAN_INTS: &[(&str, &str)] = &[
-    ("http.response.status_code", "span_http_response_status_code"),
+    (
+        "http.response.status_code",
+        "span_http_response_status_code",
+    ),
     ("http.status_code", "span_http_status_code"),
 ];
 
@@ -78,11 +81,17 @@ impl DedicatedSlots {
     pub fn from_metadata(metadata: &parquet::file::metadata::ParquetMetaData) -> DedicatedSlots {
         let entries = metadata.file_metadata().key_value_metadata();
         let keys = entries
-            .and_then(|entries| entries.iter().find(|entry| entry.key == DEDICATED_SLOTS_KEY))
+            .and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|entry| entry.key == DEDICATED_SLOTS_KEY)
+            })
             .and_then(|entry| entry.value.as_deref())
             .and_then(|value| serde_json::from_str::<Vec<String>>(value).ok())
             .unwrap_or_default();
-        DedicatedSlots { keys: keys.into_iter().take(DEDICATED_SLOTS.len()).collect() }
+        DedicatedSlots {
+            keys: keys.into_iter().take(DEDICATED_SLOTS.len()).collect(),
+        }
     }
 
     pub fn metadata_value(&self) -> String {
@@ -129,7 +138,11 @@ pub(crate) fn attribute_fields() -> Fields {
 }
 
 pub(crate) fn attribute_item_field() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(attribute_fields()), false))
+    Arc::new(Field::new(
+        "item",
+        DataType::Struct(attribute_fields()),
+        false,
+    ))
 }
 
 /// The file schema; column order is part of the format.
@@ -157,14 +170,25 @@ pub fn schema() -> SchemaRef {
                 Field::new("resource", DataType::Binary, false),
                 Field::new("scope", DataType::Binary, false),
             ];
-            for (_, column) in DEDICATED_RESOURCE_STRINGS.iter().chain(DEDICATED_SPAN_STRINGS) {
+            for (_, column) in DEDICATED_RESOURCE_STRINGS
+                .iter()
+                .chain(DEDICATED_SPAN_STRINGS)
+            {
                 fields.push(Field::new(*column, DataType::Utf8, true));
             }
             for (_, column) in DEDICATED_SPAN_INTS {
                 fields.push(Field::new(*column, DataType::Int64, true));
             }
-            fields.push(Field::new("attributes", DataType::List(attribute_item_field()), false));
-            fields.push(Field::new("dropped_attributes_count", DataType::UInt32, false));
+            fields.push(Field::new(
+                "attributes",
+                DataType::List(attribute_item_field()),
+                false,
+            ));
+            fields.push(Field::new(
+                "dropped_attributes_count",
+                DataType::UInt32,
+                false,
+            ));
             fields.push(Field::new("events_links", DataType::Binary, true));
             // Appended last so the columns before keep their positions.
             for column in DEDICATED_SLOTS {

@@ -24,7 +24,9 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt64Type, UInt8Typ
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 use bytes::{Buf, Bytes};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::reader::{ChunkReader, Length};
@@ -32,8 +34,8 @@ use parquet::file::statistics::Statistics;
 use prost::Message;
 
 use super::schema::{
-    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS,
-    DEDICATED_SPAN_STRINGS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING,
+    DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::BlockError;
 
@@ -75,7 +77,10 @@ fn static_is_string(value: &Static) -> bool {
 /// `slots` add the block's dedicated slot columns to the fixed tables.
 fn leaf_sources(predicate: &SpanPredicate, slots: &DedicatedSlots) -> Vec<Source> {
     let (field, string_only) = match predicate {
-        SpanPredicate::Compare { field, value, .. } => (field, static_is_string(value) && !predicate.leaf_accepts(&Value::Nil)),
+        SpanPredicate::Compare { field, value, .. } => (
+            field,
+            static_is_string(value) && !predicate.leaf_accepts(&Value::Nil),
+        ),
         SpanPredicate::Regex { field, .. } => (field, !predicate.leaf_accepts(&Value::Nil)),
         _ => return Vec::new(),
     };
@@ -95,7 +100,10 @@ fn leaf_sources(predicate: &SpanPredicate, slots: &DedicatedSlots) -> Vec<Source
                     .find(|(key, _)| key == name)
                     .map(|(_, column)| *column)
                     .or_else(|| slots.column_of(name));
-                let dedicated_int = DEDICATED_SPAN_INTS.iter().find(|(key, _)| key == name).map(|(_, column)| *column);
+                let dedicated_int = DEDICATED_SPAN_INTS
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, column)| *column);
                 if let Some(column) = dedicated_string.or(dedicated_int) {
                     sources.push(Source::Column(column));
                 }
@@ -106,7 +114,10 @@ fn leaf_sources(predicate: &SpanPredicate, slots: &DedicatedSlots) -> Vec<Source
             if matches!(scope, Scope::Resource | Scope::Unscoped) {
                 let dedicated = match name.as_str() {
                     "service.name" => Some("service_name"),
-                    other => DEDICATED_RESOURCE_STRINGS.iter().find(|(key, _)| *key == other).map(|(_, column)| *column),
+                    other => DEDICATED_RESOURCE_STRINGS
+                        .iter()
+                        .find(|(key, _)| *key == other)
+                        .map(|(_, column)| *column),
                 };
                 match dedicated {
                     Some(column) if string_only => sources.push(Source::Column(column)),
@@ -125,7 +136,11 @@ const STRING_ATTRIBUTE_LEAVES: &[&str] = &["key", "str", "other"];
 /// or a boolean), so the generic list's numeric leaves need not be read for it.
 fn accepts_only_strings(leaf: &SpanPredicate) -> bool {
     match leaf {
-        SpanPredicate::Compare { op: andante_traceql::ast::BinaryOp::Eq, value: Static::String(_), .. } => true,
+        SpanPredicate::Compare {
+            op: andante_traceql::ast::BinaryOp::Eq,
+            value: Static::String(_),
+            ..
+        } => true,
         SpanPredicate::Regex { negated, .. } => !negated,
         _ => false,
     }
@@ -134,7 +149,9 @@ fn accepts_only_strings(leaf: &SpanPredicate) -> bool {
 fn leaves<'a>(predicate: &'a SpanPredicate, out: &mut Vec<&'a SpanPredicate>) {
     match predicate {
         SpanPredicate::True => {}
-        SpanPredicate::And(parts) | SpanPredicate::Or(parts) => parts.iter().for_each(|part| leaves(part, out)),
+        SpanPredicate::And(parts) | SpanPredicate::Or(parts) => {
+            parts.iter().for_each(|part| leaves(part, out))
+        }
         leaf => out.push(leaf),
     }
 }
@@ -144,7 +161,10 @@ fn dictionary_attribute_list(field: &ArrowField) -> ArrowField {
     let item = super::schema::attribute_fields()
         .iter()
         .map(|leaf| match leaf.name().as_str() {
-            "key" | "str" => leaf.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+            "key" | "str" => leaf.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(DataType::Utf8),
+            )),
             _ => leaf.as_ref().clone(),
         })
         .collect::<Vec<_>>();
@@ -161,9 +181,15 @@ fn dictionary_schema(columns: usize) -> SchemaRef {
         .take(columns)
         .map(|field| match field.data_type() {
             DataType::List(_) if field.name() == "attributes" => dictionary_attribute_list(field),
-            DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+            DataType::Utf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(DataType::Utf8),
+            )),
             DataType::Binary if field.name() == "resource" || field.name() == "scope" => {
-                field.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary)))
+                field.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Binary),
+                ))
             }
             _ => field.as_ref().clone(),
         })
@@ -186,7 +212,9 @@ impl FetchedChunks {
                 return Ok(bytes.slice(offset..offset + length));
             }
         }
-        Err(parquet::errors::ParquetError::General(format!("range {start}+{length} was not fetched")))
+        Err(parquet::errors::ParquetError::General(format!(
+            "range {start}+{length} was not fetched"
+        )))
     }
 }
 
@@ -206,7 +234,9 @@ impl ChunkReader for FetchedChunks {
                 return Ok(bytes.slice((start - chunk_start) as usize..).reader());
             }
         }
-        Err(parquet::errors::ParquetError::General(format!("offset {start} was not fetched")))
+        Err(parquet::errors::ParquetError::General(format!(
+            "offset {start} was not fetched"
+        )))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -215,11 +245,28 @@ impl ChunkReader for FetchedChunks {
 }
 
 /// Whether statistics allow a leaf to match in a row group (false only when they prove not).
-fn stats_allow(leaf: &SpanPredicate, row_group: &RowGroupMetaData, column_index: &HashMap<&str, usize>) -> bool {
-    let SpanPredicate::Compare { field: Field::Intrinsic(Intrinsic::Duration), op, value } = leaf else { return true };
-    let Some(index) = column_index.get("duration_nanos") else { return true };
-    let Some(Statistics::Int64(stats)) = row_group.column(*index).statistics() else { return true };
-    let (Some(min), Some(max)) = (stats.min_opt(), stats.max_opt()) else { return true };
+fn stats_allow(
+    leaf: &SpanPredicate,
+    row_group: &RowGroupMetaData,
+    column_index: &HashMap<&str, usize>,
+) -> bool {
+    let SpanPredicate::Compare {
+        field: Field::Intrinsic(Intrinsic::Duration),
+        op,
+        value,
+    } = leaf
+    else {
+        return true;
+    };
+    let Some(index) = column_index.get("duration_nanos") else {
+        return true;
+    };
+    let Some(Statistics::Int64(stats)) = row_group.column(*index).statistics() else {
+        return true;
+    };
+    let (Some(min), Some(max)) = (stats.min_opt(), stats.max_opt()) else {
+        return true;
+    };
     // UInt64 is stored as INT64 with an unsigned logical type; durations fit in i64.
     let (min, max) = (Value::Duration(*min), Value::Duration(*max));
     let literal = Value::from_static(value);
@@ -228,7 +275,8 @@ fn stats_allow(leaf: &SpanPredicate, row_group: &RowGroupMetaData, column_index:
         BinaryOp::Gt | BinaryOp::Gte => leaf.leaf_accepts(&max),
         BinaryOp::Lt | BinaryOp::Lte => leaf.leaf_accepts(&min),
         BinaryOp::Eq => {
-            andante_traceql::value::compare(BinaryOp::Gte, &literal, &min) && andante_traceql::value::compare(BinaryOp::Lte, &literal, &max)
+            andante_traceql::value::compare(BinaryOp::Gte, &literal, &min)
+                && andante_traceql::value::compare(BinaryOp::Lte, &literal, &max)
         }
         _ => true,
     }
@@ -259,36 +307,71 @@ impl ScanPlan {
     }
 
     /// A plan that also reads `extra` columns (tag discovery reads the columns it lists).
-    pub fn with_columns(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str]) -> ScanPlan {
+    pub fn with_columns(
+        condition: TraceCondition,
+        time_range: Range<u64>,
+        extra: &[&'static str],
+    ) -> ScanPlan {
         Self::build(condition, time_range, extra, DedicatedSlots::default())
     }
 
     /// This plan for a block with `slots`: a leaf on a slotted key also reads the slot column
     /// (and, when its literal is a string, only that column). The same plan when no leaf is.
     pub fn for_block(self: &Arc<Self>, slots: &DedicatedSlots) -> Arc<ScanPlan> {
-        let slotted = self.leaf_sources.iter().flatten().flatten().any(|source| match source {
-            Source::Generic(key) => slots.column_of(key).is_some(),
-            _ => false,
-        });
+        let slotted = self
+            .leaf_sources
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|source| match source {
+                Source::Generic(key) => slots.column_of(key).is_some(),
+                _ => false,
+            });
         if !slotted || *slots == self.slots {
             return self.clone();
         }
-        Arc::new(Self::build(self.condition.clone(), self.time_range.clone(), &self.extra, slots.clone()))
+        Arc::new(Self::build(
+            self.condition.clone(),
+            self.time_range.clone(),
+            &self.extra,
+            slots.clone(),
+        ))
     }
 
     /// This plan for a block with `slots`, reading `extra` columns instead of the plan's own
     /// (tag discovery: which columns hold a key depends on the block).
-    pub fn for_block_with_columns(&self, slots: &DedicatedSlots, extra: &[&'static str]) -> ScanPlan {
-        Self::build(self.condition.clone(), self.time_range.clone(), extra, slots.clone())
+    pub fn for_block_with_columns(
+        &self,
+        slots: &DedicatedSlots,
+        extra: &[&'static str],
+    ) -> ScanPlan {
+        Self::build(
+            self.condition.clone(),
+            self.time_range.clone(),
+            extra,
+            slots.clone(),
+        )
     }
 
     pub fn slots(&self) -> &DedicatedSlots {
         &self.slots
     }
 
-    fn build(condition: TraceCondition, time_range: Range<u64>, extra: &[&'static str], slots: DedicatedSlots) -> ScanPlan {
+    fn build(
+        condition: TraceCondition,
+        time_range: Range<u64>,
+        extra: &[&'static str],
+        slots: DedicatedSlots,
+    ) -> ScanPlan {
         let mut columns = if condition.has_relations() {
-            vec!["trace_id", "start_unix_nanos", "duration_nanos", "nested_set_left", "nested_set_right", "nested_set_parent"]
+            vec![
+                "trace_id",
+                "start_unix_nanos",
+                "duration_nanos",
+                "nested_set_left",
+                "nested_set_right",
+                "nested_set_parent",
+            ]
         } else {
             vec!["trace_id", "start_unix_nanos", "duration_nanos"]
         };
@@ -332,32 +415,63 @@ impl ScanPlan {
         if generic_needed {
             columns.push("attributes");
         }
-        let roots = columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
-        let predicate_roots = predicate_columns.iter().filter_map(|name| schema().index_of(name).ok()).collect();
-        let attribute_leaves = (generic_needed && generic_strings_only).then_some(STRING_ATTRIBUTE_LEAVES);
-        ScanPlan { condition, leaf_sources: all_sources, roots, predicate_roots, time_range, attribute_leaves, extra: extra.to_vec(), slots }
+        let roots = columns
+            .iter()
+            .filter_map(|name| schema().index_of(name).ok())
+            .collect();
+        let predicate_roots = predicate_columns
+            .iter()
+            .filter_map(|name| schema().index_of(name).ok())
+            .collect();
+        let attribute_leaves =
+            (generic_needed && generic_strings_only).then_some(STRING_ATTRIBUTE_LEAVES);
+        ScanPlan {
+            condition,
+            leaf_sources: all_sources,
+            roots,
+            predicate_roots,
+            time_range,
+            attribute_leaves,
+            extra: extra.to_vec(),
+            slots,
+        }
     }
 
     /// `trace_id`, the span times and, for relations, the nested-set numbers: what stage 1
     /// reads once a row group's predicates matched.
     pub(crate) fn trace_roots(&self) -> Vec<usize> {
         let file_schema = schema();
-        self.trace_columns().iter().filter_map(|name| file_schema.index_of(name).ok()).collect()
+        self.trace_columns()
+            .iter()
+            .filter_map(|name| file_schema.index_of(name).ok())
+            .collect()
     }
 
     fn trace_columns(&self) -> &'static [&'static str] {
         if self.condition.has_relations() {
-            &["trace_id", "start_unix_nanos", "duration_nanos", "nested_set_left", "nested_set_right", "nested_set_parent"]
+            &[
+                "trace_id",
+                "start_unix_nanos",
+                "duration_nanos",
+                "nested_set_left",
+                "nested_set_right",
+                "nested_set_parent",
+            ]
         } else {
             &["trace_id", "start_unix_nanos", "duration_nanos"]
         }
     }
 
     /// The roots without the trace columns: what a scan that does not report traces (tag
-    /// discovery) needs.
+    /// discovery) needs. A trace column a predicate reads (`duration_nanos` for
+    /// `{ duration > 100ms }`) stays: the filter is decided on it.
     pub(crate) fn roots_without_trace_columns(&self) -> Vec<usize> {
         let trace_columns = self.trace_roots();
-        self.roots.iter().copied().filter(|root| !trace_columns.contains(root)).collect()
+        self.roots
+            .iter()
+            .copied()
+            .filter(|root| !trace_columns.contains(root) || self.predicate_roots.contains(root))
+            .collect()
     }
 
     /// Whether a row group can be ruled out by its predicate columns alone.
@@ -381,15 +495,18 @@ impl ScanPlan {
             .filter_map(|name| {
                 let root = file_schema.index_of(name).ok()?;
                 let descriptor = parquet.file_metadata().schema_descr();
-                (0..descriptor.num_columns()).find(|leaf| descriptor.get_column_root_idx(*leaf) == root).map(|leaf| (name, leaf))
+                (0..descriptor.num_columns())
+                    .find(|leaf| descriptor.get_column_root_idx(*leaf) == root)
+                    .map(|leaf| (name, leaf))
             })
             .collect();
         let predicates = self.condition.predicates();
         (0..parquet.num_row_groups())
             .filter(|row_group_index| {
                 let row_group = parquet.row_group(*row_group_index);
-                if let Some(Statistics::Int64(stats)) =
-                    column_index.get("start_unix_nanos").and_then(|index| row_group.column(*index).statistics())
+                if let Some(Statistics::Int64(stats)) = column_index
+                    .get("start_unix_nanos")
+                    .and_then(|index| row_group.column(*index).statistics())
                 {
                     if let (Some(min), Some(_)) = (stats.min_opt(), stats.max_opt()) {
                         if (*min as u64) > self.time_range.end {
@@ -407,29 +524,48 @@ impl ScanPlan {
     }
 }
 
-fn predicate_allowed(predicate: &SpanPredicate, row_group: &RowGroupMetaData, column_index: &HashMap<&str, usize>) -> bool {
+fn predicate_allowed(
+    predicate: &SpanPredicate,
+    row_group: &RowGroupMetaData,
+    column_index: &HashMap<&str, usize>,
+) -> bool {
     match predicate {
         SpanPredicate::True => true,
-        SpanPredicate::And(parts) => parts.iter().all(|part| predicate_allowed(part, row_group, column_index)),
-        SpanPredicate::Or(parts) => parts.iter().any(|part| predicate_allowed(part, row_group, column_index)),
+        SpanPredicate::And(parts) => parts
+            .iter()
+            .all(|part| predicate_allowed(part, row_group, column_index)),
+        SpanPredicate::Or(parts) => parts
+            .iter()
+            .any(|part| predicate_allowed(part, row_group, column_index)),
         leaf => stats_allow(leaf, row_group, column_index),
     }
 }
 
 /// The leaf columns under `roots`; of the generic attribute list only `attribute_leaves` when given.
-fn projected_leaves(descriptor: &parquet::schema::types::SchemaDescriptor, roots: &[usize], attribute_leaves: Option<&[&str]>) -> Vec<usize> {
+fn projected_leaves(
+    descriptor: &parquet::schema::types::SchemaDescriptor,
+    roots: &[usize],
+    attribute_leaves: Option<&[&str]>,
+) -> Vec<usize> {
     let attributes_root = schema().index_of("attributes").ok();
     (0..descriptor.num_columns())
         .filter(|leaf| {
             let root = descriptor.get_column_root_idx(*leaf);
             roots.contains(&root)
-                && (Some(root) != attributes_root || attribute_leaves.is_none_or(|names| names.contains(&descriptor.column(*leaf).name())))
+                && (Some(root) != attributes_root
+                    || attribute_leaves
+                        .is_none_or(|names| names.contains(&descriptor.column(*leaf).name())))
         })
         .collect()
 }
 
 /// Byte ranges of the projected leaf columns of one row group.
-pub(crate) fn chunk_ranges(metadata: &ArrowReaderMetadata, row_group: usize, roots: &[usize], attribute_leaves: Option<&[&str]>) -> Vec<Range<u64>> {
+pub(crate) fn chunk_ranges(
+    metadata: &ArrowReaderMetadata,
+    row_group: usize,
+    roots: &[usize],
+    attribute_leaves: Option<&[&str]>,
+) -> Vec<Range<u64>> {
     let parquet = metadata.metadata();
     let descriptor = parquet.file_metadata().schema_descr();
     let group = parquet.row_group(row_group);
@@ -465,7 +601,14 @@ pub(crate) fn decode_row_group(
     row_group: usize,
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
-    decode_columns(&plan.roots, plan.attribute_leaves, metadata, file_size, row_group, fetched)
+    decode_columns(
+        &plan.roots,
+        plan.attribute_leaves,
+        metadata,
+        file_size,
+        row_group,
+        fetched,
+    )
 }
 
 /// The predicate rows of one row group from its predicate columns alone (fetched first), or None
@@ -479,7 +622,14 @@ pub(crate) fn predicate_rows(
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Option<Vec<Vec<bool>>>, BlockError> {
     let mut rows: Vec<Vec<bool>> = Vec::new();
-    for batch in decode_columns(&plan.predicate_roots, plan.attribute_leaves, metadata, file_size, row_group, fetched)? {
+    for batch in decode_columns(
+        &plan.predicate_roots,
+        plan.attribute_leaves,
+        metadata,
+        file_size,
+        row_group,
+        fetched,
+    )? {
         let masks = predicate_masks(plan, &batch)?;
         if rows.is_empty() {
             rows = masks;
@@ -507,7 +657,10 @@ pub(crate) fn scan_row_group_with_rows(
     let mut offset = 0;
     for batch in decode_columns(&roots, None, metadata, file_size, row_group, fetched)? {
         let count = batch.num_rows();
-        let part: Vec<Vec<bool>> = rows.iter().map(|mask| mask[offset..offset + count].to_vec()).collect();
+        let part: Vec<Vec<bool>> = rows
+            .iter()
+            .map(|mask| mask[offset..offset + count].to_vec())
+            .collect();
         scan_with_masks(plan, &batch, &part, outcome)?;
         offset += count;
     }
@@ -516,9 +669,13 @@ pub(crate) fn scan_row_group_with_rows(
 
 /// A block's footer with the Arrow schema the scans decode into (strings, resources and scopes
 /// as dictionaries): built once when the block is opened, not per row group.
-pub(crate) fn with_dictionaries(metadata: &ArrowReaderMetadata) -> Result<ArrowReaderMetadata, BlockError> {
-    let options = ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len()));
-    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).map_err(|error| BlockError::Read(error.to_string()))
+pub(crate) fn with_dictionaries(
+    metadata: &ArrowReaderMetadata,
+) -> Result<ArrowReaderMetadata, BlockError> {
+    let options =
+        ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len()));
+    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options)
+        .map_err(|error| BlockError::Read(error.to_string()))
 }
 
 /// Decodes the projected columns of one fetched row group; `metadata` is `with_dictionaries`'s.
@@ -532,21 +689,39 @@ pub(crate) fn decode_columns(
 ) -> Result<Vec<RecordBatch>, BlockError> {
     let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
     let descriptor = metadata.metadata().file_metadata().schema_descr();
-    let mask = ProjectionMask::leaves(descriptor, projected_leaves(descriptor, roots, attribute_leaves));
+    let mask = ProjectionMask::leaves(
+        descriptor,
+        projected_leaves(descriptor, roots, attribute_leaves),
+    );
     let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(FetchedChunks { file_size, chunks: fetched }, metadata.clone())
-        .with_projection(mask)
-        .with_row_groups(vec![row_group])
-        .with_batch_size(rows.max(1))
-        .build()
-        .map_err(read_error)?;
-    reader.map(|batch| batch.map_err(|error| BlockError::Read(error.to_string()))).collect()
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+        FetchedChunks {
+            file_size,
+            chunks: fetched,
+        },
+        metadata.clone(),
+    )
+    .with_projection(mask)
+    .with_row_groups(vec![row_group])
+    .with_batch_size(rows.max(1))
+    .build()
+    .map_err(read_error)?;
+    reader
+        .map(|batch| batch.map_err(|error| BlockError::Read(error.to_string())))
+        .collect()
 }
 
 /// Per predicate of the plan's condition, which rows satisfy it.
-pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Vec<Vec<bool>>, BlockError> {
+pub(crate) fn predicate_masks(
+    plan: &ScanPlan,
+    batch: &RecordBatch,
+) -> Result<Vec<Vec<bool>>, BlockError> {
     let rows = batch.num_rows();
-    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
+    };
     let mut generic_cache: HashMap<String, Vec<Option<Vec<Value<'static>>>>> = HashMap::new();
     let mut predicate_rows: Vec<Vec<bool>> = Vec::new();
     let predicates = plan.condition.predicates();
@@ -560,10 +735,13 @@ pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Ve
                 let matches = match source {
                     Source::Column(name) => column_matches(leaf, column(name)?)?,
                     Source::ResourceBlob(key) => resource_matches(leaf, key, column("resource")?)?,
-                    Source::Generic(key) if plan.attribute_leaves.is_some() => generic_string_rows(leaf, column("attributes")?, key)?,
+                    Source::Generic(key) if plan.attribute_leaves.is_some() => {
+                        generic_string_rows(leaf, column("attributes")?, key)?
+                    }
                     Source::Generic(key) => {
                         if !generic_cache.contains_key(key) {
-                            generic_cache.insert(key.clone(), generic_values(column("attributes")?, key)?);
+                            generic_cache
+                                .insert(key.clone(), generic_values(column("attributes")?, key)?);
                         }
                         let values = &generic_cache[key];
                         values
@@ -587,20 +765,39 @@ pub(crate) fn predicate_masks(plan: &ScanPlan, batch: &RecordBatch) -> Result<Ve
     Ok(predicate_rows)
 }
 
-fn scan_batch(plan: &ScanPlan, batch: &RecordBatch, outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+fn scan_batch(
+    plan: &ScanPlan,
+    batch: &RecordBatch,
+    outcome: &mut ScanOutcome,
+) -> Result<(), BlockError> {
     let masks = predicate_masks(plan, batch)?;
     scan_with_masks(plan, batch, &masks, outcome)
 }
 
-fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<bool>], outcome: &mut ScanOutcome) -> Result<(), BlockError> {
+fn scan_with_masks(
+    plan: &ScanPlan,
+    batch: &RecordBatch,
+    predicate_rows: &[Vec<bool>],
+    outcome: &mut ScanOutcome,
+) -> Result<(), BlockError> {
     let rows = batch.num_rows();
-    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")));
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
+    };
     let trace_ids = column("trace_id")?.as_fixed_size_binary();
     let starts = column("start_unix_nanos")?.as_primitive::<UInt64Type>();
     let durations = column("duration_nanos")?.as_primitive::<UInt64Type>();
     let tree = if plan.condition.has_relations() {
-        let numbers = |name: &str| column(name).map(|array| array.as_primitive::<Int32Type>().values().clone());
-        Some((numbers("nested_set_left")?, numbers("nested_set_right")?, numbers("nested_set_parent")?))
+        let numbers = |name: &str| {
+            column(name).map(|array| array.as_primitive::<Int32Type>().values().clone())
+        };
+        Some((
+            numbers("nested_set_left")?,
+            numbers("nested_set_right")?,
+            numbers("nested_set_parent")?,
+        ))
     } else {
         None
     };
@@ -613,7 +810,10 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
             end += 1;
         }
         outcome.traces_scanned += 1;
-        let found: Vec<bool> = predicate_rows.iter().map(|matches| matches[row..end].iter().any(|m| *m)).collect();
+        let found: Vec<bool> = predicate_rows
+            .iter()
+            .map(|matches| matches[row..end].iter().any(|m| *m))
+            .collect();
         let holds = match &tree {
             Some((lefts, rights, parents)) => {
                 let span = |i: usize| (lefts[i], rights[i], parents[i]);
@@ -621,13 +821,19 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
                 // with orphans (parents elsewhere) counts relations as possible.
                 let connected = (row..end).all(|i| lefts[i] > 0);
                 plan.condition.holds_related(&found, &|relation, lhs, rhs| {
-                    let (lhs_rows, rhs_rows) = (&predicate_rows[lhs][row..end], &predicate_rows[rhs][row..end]);
-                    let pairs = lhs_rows.iter().filter(|m| **m).count() * rhs_rows.iter().filter(|m| **m).count();
+                    let (lhs_rows, rhs_rows) = (
+                        &predicate_rows[lhs][row..end],
+                        &predicate_rows[rhs][row..end],
+                    );
+                    let pairs = lhs_rows.iter().filter(|m| **m).count()
+                        * rhs_rows.iter().filter(|m| **m).count();
                     if !connected || pairs > MAX_RELATION_PAIRS {
                         return true;
                     }
                     (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
-                        (row..end).filter(|r| rhs_rows[r - row]).any(|r| relation.holds(span(l), span(r)))
+                        (row..end)
+                            .filter(|r| rhs_rows[r - row])
+                            .any(|r| relation.holds(span(l), span(r)))
                     })
                 })
             }
@@ -635,10 +841,21 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
         };
         if holds {
             let start = (row..end).map(|r| starts.value(r)).min().unwrap_or(0);
-            let finish = (row..end).map(|r| starts.value(r).saturating_add(durations.value(r))).max().unwrap_or(0);
+            let finish = (row..end)
+                .map(|r| starts.value(r).saturating_add(durations.value(r)))
+                .max()
+                .unwrap_or(0);
             if start <= plan.time_range.end && finish >= plan.time_range.start {
-                let trace_id = TraceId(trace_bytes.try_into().map_err(|_| BlockError::Corrupt("trace_id width".into()))?);
-                outcome.candidates.push(Candidate { trace_id, start_unix_nanos: start, end_unix_nanos: finish });
+                let trace_id = TraceId(
+                    trace_bytes
+                        .try_into()
+                        .map_err(|_| BlockError::Corrupt("trace_id width".into()))?,
+                );
+                outcome.candidates.push(Candidate {
+                    trace_id,
+                    start_unix_nanos: start,
+                    end_unix_nanos: finish,
+                });
             }
         }
         row = end;
@@ -647,16 +864,30 @@ fn scan_with_masks(plan: &ScanPlan, batch: &RecordBatch, predicate_rows: &[Vec<b
 }
 
 /// Combines leaf row masks along the predicate tree (leaves consumed in `leaves()` order).
-fn combine(predicate: &SpanPredicate, leaf_rows: &mut impl Iterator<Item = Vec<bool>>, rows: usize) -> Vec<bool> {
+fn combine(
+    predicate: &SpanPredicate,
+    leaf_rows: &mut impl Iterator<Item = Vec<bool>>,
+    rows: usize,
+) -> Vec<bool> {
     match predicate {
         SpanPredicate::True => vec![true; rows],
         SpanPredicate::And(parts) => {
-            let masks: Vec<Vec<bool>> = parts.iter().map(|part| combine(part, leaf_rows, rows)).collect();
-            (0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect()
+            let masks: Vec<Vec<bool>> = parts
+                .iter()
+                .map(|part| combine(part, leaf_rows, rows))
+                .collect();
+            (0..rows)
+                .map(|row| masks.iter().all(|mask| mask[row]))
+                .collect()
         }
         SpanPredicate::Or(parts) => {
-            let masks: Vec<Vec<bool>> = parts.iter().map(|part| combine(part, leaf_rows, rows)).collect();
-            (0..rows).map(|row| masks.iter().any(|mask| mask[row])).collect()
+            let masks: Vec<Vec<bool>> = parts
+                .iter()
+                .map(|part| combine(part, leaf_rows, rows))
+                .collect();
+            (0..rows)
+                .map(|row| masks.iter().any(|mask| mask[row]))
+                .collect()
         }
         _ => leaf_rows.next().unwrap_or_else(|| vec![true; rows]),
     }
@@ -679,29 +910,60 @@ fn column_matches(leaf: &SpanPredicate, array: &ArrayRef) -> Result<Vec<bool>, B
         DataType::Dictionary(_, _) => {
             let dictionary = array.as_dictionary::<Int32Type>();
             let values = dictionary.values().as_string::<i32>();
-            let table: Vec<bool> = (0..values.len()).map(|index| leaf.leaf_accepts(&Value::Str(values.value(index).into()))).collect();
+            let table: Vec<bool> = (0..values.len())
+                .map(|index| leaf.leaf_accepts(&Value::Str(values.value(index).into())))
+                .collect();
             // The usual answer of a selective filter: no value of the row group matches.
             if !nil && !table.contains(&true) {
                 return Ok(vec![false; rows]);
             }
             let keys = dictionary.keys();
             Ok((0..rows)
-                .map(|row| if keys.is_null(row) { nil } else { table.get(keys.value(row) as usize).copied().unwrap_or(false) })
+                .map(|row| {
+                    if keys.is_null(row) {
+                        nil
+                    } else {
+                        table
+                            .get(keys.value(row) as usize)
+                            .copied()
+                            .unwrap_or(false)
+                    }
+                })
                 .collect())
         }
         DataType::Utf8 => {
             let strings = array.as_string::<i32>();
-            Ok((0..rows).map(|row| if strings.is_null(row) { nil } else { leaf.leaf_accepts(&Value::Str(strings.value(row).into())) }).collect())
+            Ok((0..rows)
+                .map(|row| {
+                    if strings.is_null(row) {
+                        nil
+                    } else {
+                        leaf.leaf_accepts(&Value::Str(strings.value(row).into()))
+                    }
+                })
+                .collect())
         }
         DataType::Int32 => {
             // kind and status: six possible values, evaluated once each.
             let name = match leaf {
-                SpanPredicate::Compare { field: Field::Intrinsic(Intrinsic::Kind), .. } => "kind",
+                SpanPredicate::Compare {
+                    field: Field::Intrinsic(Intrinsic::Kind),
+                    ..
+                } => "kind",
                 _ => "status_code",
             };
-            let table: Vec<bool> = (0..8).map(|code| leaf.leaf_accepts(&column_value(name, code))).collect();
+            let table: Vec<bool> = (0..8)
+                .map(|code| leaf.leaf_accepts(&column_value(name, code)))
+                .collect();
             let codes = array.as_primitive::<Int32Type>();
-            Ok((0..rows).map(|row| table.get(codes.value(row).clamp(0, 7) as usize).copied().unwrap_or(false)).collect())
+            Ok((0..rows)
+                .map(|row| {
+                    table
+                        .get(codes.value(row).clamp(0, 7) as usize)
+                        .copied()
+                        .unwrap_or(false)
+                })
+                .collect())
         }
         DataType::UInt64 => {
             let numbers = array.as_primitive::<UInt64Type>();
@@ -728,26 +990,49 @@ fn column_matches(leaf: &SpanPredicate, array: &ArrayRef) -> Result<Vec<bool>, B
                     return Ok(values.iter().map(|v| test(*v)).collect());
                 }
             }
-            Ok((0..rows).map(|row| leaf.leaf_accepts(&Value::Duration(numbers.value(row) as i64))).collect())
+            Ok((0..rows)
+                .map(|row| leaf.leaf_accepts(&Value::Duration(numbers.value(row) as i64)))
+                .collect())
         }
         DataType::Int64 => {
             let numbers = array.as_primitive::<Int64Type>();
-            Ok((0..rows).map(|row| if numbers.is_null(row) { nil } else { leaf.leaf_accepts(&Value::Int(numbers.value(row))) }).collect())
+            Ok((0..rows)
+                .map(|row| {
+                    if numbers.is_null(row) {
+                        nil
+                    } else {
+                        leaf.leaf_accepts(&Value::Int(numbers.value(row)))
+                    }
+                })
+                .collect())
         }
-        other => Err(BlockError::Corrupt(format!("unexpected column type {other}"))),
+        other => Err(BlockError::Corrupt(format!(
+            "unexpected column type {other}"
+        ))),
     }
 }
 
 /// The resource of a `resource` cell (a `ResourceSpans` carrier without scope spans).
 pub(crate) fn decode_resource(bytes: &[u8]) -> Option<Resource> {
-    ResourceSpans::decode(bytes).ok().map(|carrier| carrier.resource.unwrap_or_default())
+    ResourceSpans::decode(bytes)
+        .ok()
+        .map(|carrier| carrier.resource.unwrap_or_default())
 }
 
 /// A leaf over a resource attribute: each distinct resource decoded once.
-fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result<Vec<bool>, BlockError> {
+fn resource_matches(
+    leaf: &SpanPredicate,
+    key: &str,
+    array: &ArrayRef,
+) -> Result<Vec<bool>, BlockError> {
     let accept = |bytes: &[u8]| -> bool {
         match decode_resource(bytes) {
-            Some(resource) => match resource.attributes.iter().find(|attribute| attribute.key == key).and_then(|a| a.value.as_ref()) {
+            Some(resource) => match resource
+                .attributes
+                .iter()
+                .find(|attribute| attribute.key == key)
+                .and_then(|a| a.value.as_ref())
+            {
                 Some(value) => leaf.leaf_accepts(&Value::from_any(value)),
                 None => leaf.leaf_accepts(&Value::Nil),
             },
@@ -759,9 +1044,13 @@ fn resource_matches(leaf: &SpanPredicate, key: &str, array: &ArrayRef) -> Result
         DataType::Dictionary(_, _) => {
             let dictionary = array.as_dictionary::<Int32Type>();
             let values = dictionary.values().as_binary::<i32>();
-            let table: Vec<bool> = (0..values.len()).map(|index| accept(values.value(index))).collect();
+            let table: Vec<bool> = (0..values.len())
+                .map(|index| accept(values.value(index)))
+                .collect();
             let keys = dictionary.keys();
-            Ok((0..rows).map(|row| table.get(keys.value(row) as usize).copied().unwrap_or(true)).collect())
+            Ok((0..rows)
+                .map(|row| table.get(keys.value(row) as usize).copied().unwrap_or(true))
+                .collect())
         }
         _ => {
             let blobs = array.as_binary::<i32>();
@@ -777,13 +1066,25 @@ fn string_entries(array: &ArrayRef, accept: impl Fn(&str) -> bool) -> Vec<bool> 
         DataType::Dictionary(_, _) => {
             let dictionary = array.as_dictionary::<Int32Type>();
             let values = dictionary.values().as_string::<i32>();
-            let table: Vec<bool> = (0..values.len()).map(|index| accept(values.value(index))).collect();
+            let table: Vec<bool> = (0..values.len())
+                .map(|index| accept(values.value(index)))
+                .collect();
             let keys = dictionary.keys();
-            (0..array.len()).map(|entry| !keys.is_null(entry) && table.get(keys.value(entry) as usize).copied().unwrap_or(false)).collect()
+            (0..array.len())
+                .map(|entry| {
+                    !keys.is_null(entry)
+                        && table
+                            .get(keys.value(entry) as usize)
+                            .copied()
+                            .unwrap_or(false)
+                })
+                .collect()
         }
         _ => {
             let strings = array.as_string::<i32>();
-            (0..array.len()).map(|entry| !strings.is_null(entry) && accept(strings.value(entry))).collect()
+            (0..array.len())
+                .map(|entry| !strings.is_null(entry) && accept(strings.value(entry)))
+                .collect()
         }
     }
 }
@@ -792,31 +1093,46 @@ fn string_entries(array: &ArrayRef, accept: impl Fn(&str) -> bool) -> Vec<bool> 
 /// `other`: a row matches when an entry with the key holds an accepted string, or an array
 /// (in `other`) the leaf accepts. No value is copied; a row group whose key dictionary lacks
 /// the key answers at once.
-fn generic_string_rows(leaf: &SpanPredicate, array: &ArrayRef, wanted: &str) -> Result<Vec<bool>, BlockError> {
+fn generic_string_rows(
+    leaf: &SpanPredicate,
+    array: &ArrayRef,
+    wanted: &str,
+) -> Result<Vec<bool>, BlockError> {
     let list = array.as_list::<i32>();
     let fields = list.values().as_struct();
-    let leaf_column = |name: &str| fields.column_by_name(name).ok_or_else(|| BlockError::Corrupt(format!("generic attribute leaf `{name}` was not read")));
+    let leaf_column = |name: &str| {
+        fields.column_by_name(name).ok_or_else(|| {
+            BlockError::Corrupt(format!("generic attribute leaf `{name}` was not read"))
+        })
+    };
     let key_is_wanted = string_entries(leaf_column("key")?, |key| key == wanted);
     if !key_is_wanted.contains(&true) {
         return Ok(vec![false; list.len()]);
     }
-    let string_accepted = string_entries(leaf_column("str")?, |text| leaf.leaf_accepts(&Value::Str(text.into())));
+    let string_accepted = string_entries(leaf_column("str")?, |text| {
+        leaf.leaf_accepts(&Value::Str(text.into()))
+    });
     let others = leaf_column("other")?.as_binary::<i32>();
     let other_accepted = |entry: usize| {
         !others.is_null(entry)
-            && andante_model::otlp::common::v1::AnyValue::decode(others.value(entry)).is_ok_and(|any| leaf.leaf_accepts(&Value::from_any(&any)))
+            && andante_model::otlp::common::v1::AnyValue::decode(others.value(entry))
+                .is_ok_and(|any| leaf.leaf_accepts(&Value::from_any(&any)))
     };
     let offsets = list.value_offsets();
     Ok((0..list.len())
         .map(|row| {
-            (offsets[row] as usize..offsets[row + 1] as usize)
-                .any(|entry| key_is_wanted[entry] && (string_accepted[entry] || other_accepted(entry)))
+            (offsets[row] as usize..offsets[row + 1] as usize).any(|entry| {
+                key_is_wanted[entry] && (string_accepted[entry] || other_accepted(entry))
+            })
         })
         .collect())
 }
 
 /// The values of one key in the generic attribute list, per row (None: key absent).
-pub(crate) fn generic_values(array: &ArrayRef, wanted: &str) -> Result<Vec<Option<Vec<Value<'static>>>>, BlockError> {
+pub(crate) fn generic_values(
+    array: &ArrayRef,
+    wanted: &str,
+) -> Result<Vec<Option<Vec<Value<'static>>>>, BlockError> {
     let list = array.as_list::<i32>();
     let fields = list.values().as_struct();
     let keys = fields.column(0);
@@ -860,7 +1176,9 @@ pub(crate) fn string_reader<'a>(array: &'a ArrayRef) -> Box<dyn Fn(usize) -> Opt
             let dictionary = array.as_dictionary::<Int32Type>();
             let values = dictionary.values().as_string::<i32>();
             let keys = dictionary.keys();
-            Box::new(move |index| (!keys.is_null(index)).then(|| values.value(keys.value(index) as usize)))
+            Box::new(move |index| {
+                (!keys.is_null(index)).then(|| values.value(keys.value(index) as usize))
+            })
         }
         _ => {
             let strings = array.as_string::<i32>();

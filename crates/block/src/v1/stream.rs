@@ -23,8 +23,16 @@ impl TraceStream {
         let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
         let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_error)?;
         let slots = DedicatedSlots::from_metadata(builder.metadata());
-        let reader = builder.with_batch_size(batch_rows).build().map_err(read_error)?;
-        Ok(TraceStream { reader, slots, buffered: VecDeque::new(), exhausted: false })
+        let reader = builder
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(read_error)?;
+        Ok(TraceStream {
+            reader,
+            slots,
+            buffered: VecDeque::new(),
+            exhausted: false,
+        })
     }
 
     fn fill(&mut self) -> Result<(), BlockError> {
@@ -38,8 +46,11 @@ impl TraceStream {
                     for trace in batch_to_traces(&batch, &self.slots)? {
                         match self.buffered.back_mut() {
                             Some(last) if last.trace_id == trace.trace_id => {
-                                let fragments = std::mem::take(&mut last.resource_spans).into_iter().chain(trace.resource_spans);
-                                last.resource_spans = andante_model::merge_resource_spans(fragments);
+                                let fragments = std::mem::take(&mut last.resource_spans)
+                                    .into_iter()
+                                    .chain(trace.resource_spans);
+                                last.resource_spans =
+                                    andante_model::merge_resource_spans(fragments);
                             }
                             _ => self.buffered.push_back(trace),
                         }

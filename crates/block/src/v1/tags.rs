@@ -7,17 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use andante_model::otlp::common::v1::{InstrumentationScope, KeyValue};
+use andante_model::otlp::trace::v1::{ScopeSpans, Span};
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
 use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use andante_model::otlp::common::v1::{InstrumentationScope, KeyValue};
-use andante_model::otlp::trace::v1::{ScopeSpans, Span};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use prost::Message;
 
 use super::schema::{DedicatedSlots, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
-use super::search::{decode_columns, decode_resource, generic_values, predicate_masks, string_reader, ScanPlan};
+use super::search::{
+    decode_columns, decode_resource, generic_values, predicate_masks, string_reader, ScanPlan,
+};
 use crate::{BlockError, BlockHandle};
 use andante_storage::Storage;
 
@@ -48,7 +50,11 @@ impl TagCollection {
 
 /// (key, column) of every span attribute column of a block: the fixed tables and its slots.
 fn span_columns(slots: &DedicatedSlots) -> impl Iterator<Item = (&str, &'static str)> {
-    DEDICATED_SPAN_STRINGS.iter().chain(DEDICATED_SPAN_INTS).map(|(key, column)| (*key, *column)).chain(slots.iter())
+    DEDICATED_SPAN_STRINGS
+        .iter()
+        .chain(DEDICATED_SPAN_INTS)
+        .map(|(key, column)| (*key, *column))
+        .chain(slots.iter())
 }
 
 /// The columns a tag request reads in a block with `slots`.
@@ -60,9 +66,17 @@ pub fn tag_columns(request: &TagRequest, slots: &DedicatedSlots) -> Vec<&'static
             columns
         }
         TagRequest::Values(Field::Intrinsic(Intrinsic::EventName)) => vec!["events_links"],
-        TagRequest::Values(Field::Intrinsic(Intrinsic::InstrumentationName | Intrinsic::InstrumentationVersion)) => vec!["scope"],
-        TagRequest::Values(Field::Attribute { scope: Scope::Event | Scope::Link, .. }) => vec!["events_links"],
-        TagRequest::Values(Field::Attribute { scope: Scope::Instrumentation, .. }) => vec!["scope"],
+        TagRequest::Values(Field::Intrinsic(
+            Intrinsic::InstrumentationName | Intrinsic::InstrumentationVersion,
+        )) => vec!["scope"],
+        TagRequest::Values(Field::Attribute {
+            scope: Scope::Event | Scope::Link,
+            ..
+        }) => vec!["events_links"],
+        TagRequest::Values(Field::Attribute {
+            scope: Scope::Instrumentation,
+            ..
+        }) => vec!["scope"],
         TagRequest::Values(Field::Intrinsic(intrinsic)) => match intrinsic {
             Intrinsic::Name => vec!["name"],
             Intrinsic::Status => vec!["status_code"],
@@ -75,7 +89,11 @@ pub fn tag_columns(request: &TagRequest, slots: &DedicatedSlots) -> Vec<&'static
             let mut columns = Vec::new();
             if matches!(scope, Scope::Span | Scope::Unscoped) {
                 columns.push("attributes");
-                columns.extend(span_columns(slots).filter(|(key, _)| key == name).map(|(_, column)| column));
+                columns.extend(
+                    span_columns(slots)
+                        .filter(|(key, _)| key == name)
+                        .map(|(_, column)| column),
+                );
             }
             if matches!(scope, Scope::Resource | Scope::Unscoped) {
                 columns.push("resource");
@@ -85,21 +103,37 @@ pub fn tag_columns(request: &TagRequest, slots: &DedicatedSlots) -> Vec<&'static
     }
 }
 
-fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out: &mut TagCollection, seen: &mut HashSet<String>) -> Result<(), BlockError> {
+fn collect_batch(
+    request: &TagRequest,
+    plan: &ScanPlan,
+    batch: &RecordBatch,
+    out: &mut TagCollection,
+    seen: &mut HashSet<String>,
+) -> Result<(), BlockError> {
     let rows = batch.num_rows();
     let masks = predicate_masks(plan, batch)?;
-    let selected: Vec<bool> = (0..rows).map(|row| masks.iter().all(|mask| mask[row])).collect();
+    let selected: Vec<bool> = (0..rows)
+        .map(|row| masks.iter().all(|mask| mask[row]))
+        .collect();
     let column = |name: &str| batch.column_by_name(name);
     match request {
         TagRequest::Names => {
             if let Some(resources) = column("resource") {
                 let dictionary = resources.as_dictionary::<Int32Type>();
-                let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+                let used: BTreeSet<i32> = (0..rows)
+                    .filter(|row| selected[*row])
+                    .map(|row| dictionary.keys().value(row))
+                    .collect();
                 let values = dictionary.values().as_binary::<i32>();
                 for key in used {
                     if let Some(resource) = decode_resource(values.value(key as usize)) {
                         let names = out.names.entry("resource").or_default();
-                        names.extend(resource.attributes.into_iter().map(|attribute| attribute.key));
+                        names.extend(
+                            resource
+                                .attributes
+                                .into_iter()
+                                .map(|attribute| attribute.key),
+                        );
                     }
                 }
             }
@@ -121,16 +155,25 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
             }
             if let Some(scopes) = column("scope") {
                 for scope in distinct_scopes(scopes, &selected) {
-                    out.names.entry("instrumentation").or_default().extend(scope.attributes.into_iter().map(|attribute| attribute.key));
+                    out.names
+                        .entry("instrumentation")
+                        .or_default()
+                        .extend(scope.attributes.into_iter().map(|attribute| attribute.key));
                 }
             }
             if let Some(blobs) = column("events_links") {
                 for carrier in events_and_links(blobs, &selected) {
                     for event in carrier.events {
-                        out.names.entry("event").or_default().extend(event.attributes.into_iter().map(|attribute| attribute.key));
+                        out.names
+                            .entry("event")
+                            .or_default()
+                            .extend(event.attributes.into_iter().map(|attribute| attribute.key));
                     }
                     for link in carrier.links {
-                        out.names.entry("link").or_default().extend(link.attributes.into_iter().map(|attribute| attribute.key));
+                        out.names
+                            .entry("link")
+                            .or_default()
+                            .extend(link.attributes.into_iter().map(|attribute| attribute.key));
                     }
                 }
             }
@@ -158,8 +201,12 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     "scope" => {
                         for scope in distinct_scopes(array, &selected) {
                             let value = match field {
-                                Field::Intrinsic(Intrinsic::InstrumentationName) => Some(Value::Str(scope.name.into())),
-                                Field::Intrinsic(Intrinsic::InstrumentationVersion) => Some(Value::Str(scope.version.into())),
+                                Field::Intrinsic(Intrinsic::InstrumentationName) => {
+                                    Some(Value::Str(scope.name.into()))
+                                }
+                                Field::Intrinsic(Intrinsic::InstrumentationVersion) => {
+                                    Some(Value::Str(scope.version.into()))
+                                }
                                 _ => scope
                                     .attributes
                                     .iter()
@@ -167,7 +214,9 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                                     .and_then(|attribute| attribute.value.as_ref())
                                     .map(|value| Value::from_any(value).into_owned()),
                             };
-                            if let Some(value) = value.filter(|value| !matches!(value, Value::Str(text) if text.is_empty())) {
+                            if let Some(value) = value.filter(
+                                |value| !matches!(value, Value::Str(text) if text.is_empty()),
+                            ) {
                                 out.add_value(value, seen);
                             }
                         }
@@ -175,11 +224,21 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     "events_links" => {
                         for carrier in events_and_links(array, &selected) {
                             let found: Vec<Value<'static>> = match field {
-                                Field::Intrinsic(_) => carrier.events.into_iter().map(|event| Value::Str(event.name.into())).collect(),
-                                Field::Attribute { scope: Scope::Link, .. } => {
-                                    values_of(carrier.links.iter().flat_map(|link| &link.attributes), wanted_key)
-                                }
-                                _ => values_of(carrier.events.iter().flat_map(|event| &event.attributes), wanted_key),
+                                Field::Intrinsic(_) => carrier
+                                    .events
+                                    .into_iter()
+                                    .map(|event| Value::Str(event.name.into()))
+                                    .collect(),
+                                Field::Attribute {
+                                    scope: Scope::Link, ..
+                                } => values_of(
+                                    carrier.links.iter().flat_map(|link| &link.attributes),
+                                    wanted_key,
+                                ),
+                                _ => values_of(
+                                    carrier.events.iter().flat_map(|event| &event.attributes),
+                                    wanted_key,
+                                ),
                             };
                             for value in found {
                                 out.add_value(value, seen);
@@ -188,10 +247,15 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     }
                     "resource" if wanted_key.is_some() => {
                         let dictionary = array.as_dictionary::<Int32Type>();
-                        let used: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+                        let used: BTreeSet<i32> = (0..rows)
+                            .filter(|row| selected[*row])
+                            .map(|row| dictionary.keys().value(row))
+                            .collect();
                         let values = dictionary.values().as_binary::<i32>();
                         for key in used {
-                            let Some(resource) = decode_resource(values.value(key as usize)) else { continue };
+                            let Some(resource) = decode_resource(values.value(key as usize)) else {
+                                continue;
+                            };
                             for attribute in resource.attributes {
                                 if Some(attribute.key.as_str()) == wanted_key {
                                     if let Some(value) = attribute.value.as_ref() {
@@ -213,7 +277,10 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     }
                     "kind" | "status_code" => {
                         let codes = array.as_primitive::<Int32Type>();
-                        let distinct: BTreeSet<i32> = (0..rows).filter(|row| selected[*row]).map(|row| codes.value(row)).collect();
+                        let distinct: BTreeSet<i32> = (0..rows)
+                            .filter(|row| selected[*row])
+                            .map(|row| codes.value(row))
+                            .collect();
                         for code in distinct {
                             let value = if name == "kind" {
                                 Value::Kind(SpanKind::from_otlp(code))
@@ -226,7 +293,9 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
                     _ => match array.data_type() {
                         arrow_schema::DataType::Int64 => {
                             let numbers = array.as_primitive::<Int64Type>();
-                            for row in (0..rows).filter(|row| selected[*row] && !numbers.is_null(*row)) {
+                            for row in
+                                (0..rows).filter(|row| selected[*row] && !numbers.is_null(*row))
+                            {
                                 out.add_value(Value::Int(numbers.value(row)), seen);
                             }
                         }
@@ -250,26 +319,46 @@ fn collect_batch(request: &TagRequest, plan: &ScanPlan, batch: &RecordBatch, out
 }
 
 /// The values of the attributes named `key`.
-fn values_of<'a>(attributes: impl Iterator<Item = &'a KeyValue>, key: Option<&str>) -> Vec<Value<'static>> {
+fn values_of<'a>(
+    attributes: impl Iterator<Item = &'a KeyValue>,
+    key: Option<&str>,
+) -> Vec<Value<'static>> {
     attributes
         .filter(|attribute| Some(attribute.key.as_str()) == key)
-        .filter_map(|attribute| attribute.value.as_ref().map(|value| Value::from_any(value).into_owned()))
+        .filter_map(|attribute| {
+            attribute
+                .value
+                .as_ref()
+                .map(|value| Value::from_any(value).into_owned())
+        })
         .collect()
 }
 
 /// The instrumentation scopes of the selected rows, each distinct scope decoded once.
 fn distinct_scopes(array: &ArrayRef, selected: &[bool]) -> Vec<InstrumentationScope> {
-    let decode = |bytes: &[u8]| ScopeSpans::decode(bytes).ok().and_then(|carrier| carrier.scope);
+    let decode = |bytes: &[u8]| {
+        ScopeSpans::decode(bytes)
+            .ok()
+            .and_then(|carrier| carrier.scope)
+    };
     match array.data_type() {
         arrow_schema::DataType::Dictionary(_, _) => {
             let dictionary = array.as_dictionary::<Int32Type>();
-            let used: BTreeSet<i32> = (0..array.len()).filter(|row| selected[*row]).map(|row| dictionary.keys().value(row)).collect();
+            let used: BTreeSet<i32> = (0..array.len())
+                .filter(|row| selected[*row])
+                .map(|row| dictionary.keys().value(row))
+                .collect();
             let values = dictionary.values().as_binary::<i32>();
-            used.into_iter().filter_map(|key| decode(values.value(key as usize))).collect()
+            used.into_iter()
+                .filter_map(|key| decode(values.value(key as usize)))
+                .collect()
         }
         _ => {
             let blobs = array.as_binary::<i32>();
-            let used: BTreeSet<&[u8]> = (0..array.len()).filter(|row| selected[*row]).map(|row| blobs.value(row)).collect();
+            let used: BTreeSet<&[u8]> = (0..array.len())
+                .filter(|row| selected[*row])
+                .map(|row| blobs.value(row))
+                .collect();
             used.into_iter().filter_map(decode).collect()
         }
     }
@@ -278,7 +367,10 @@ fn distinct_scopes(array: &ArrayRef, selected: &[bool]) -> Vec<InstrumentationSc
 /// The events and links of the selected rows that have any (the `events_links` carrier spans).
 fn events_and_links(array: &ArrayRef, selected: &[bool]) -> Vec<Span> {
     let blobs = array.as_binary::<i32>();
-    (0..array.len()).filter(|row| selected[*row] && !blobs.is_null(*row)).filter_map(|row| Span::decode(blobs.value(row)).ok()).collect()
+    (0..array.len())
+        .filter(|row| selected[*row] && !blobs.is_null(*row))
+        .filter_map(|row| Span::decode(blobs.value(row)).ok())
+        .collect()
 }
 
 impl BlockHandle {
@@ -292,25 +384,53 @@ impl BlockHandle {
         out: &mut TagCollection,
         seen: &mut HashSet<String>,
     ) -> Result<(), BlockError> {
-        let plan = Arc::new(plan.for_block_with_columns(&self.slots, &tag_columns(request, &self.slots)));
+        let plan =
+            Arc::new(plan.for_block_with_columns(&self.slots, &tag_columns(request, &self.slots)));
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
         for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self.fetch_columns(storage, row_group, &roots, plan.attribute_leaves).await?;
-            out.bytes_read += fetched.iter().map(|(_, part)| part.len() as u64).sum::<u64>();
-            let _permit = cpu.acquire().await.map_err(|error| BlockError::Read(error.to_string()))?;
-            let (task_plan, metadata, file_size, task_request) = (plan.clone(), self.scan_parquet.clone(), self.meta.data_bytes, request.clone());
+            let fetched = self
+                .fetch_columns(storage, row_group, &roots, plan.attribute_leaves)
+                .await?;
+            out.bytes_read += fetched
+                .iter()
+                .map(|(_, part)| part.len() as u64)
+                .sum::<u64>();
+            let _permit = cpu
+                .acquire()
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))?;
+            let (task_plan, metadata, file_size, task_request) = (
+                plan.clone(),
+                self.scan_parquet.clone(),
+                self.meta.data_bytes,
+                request.clone(),
+            );
             let task_roots = roots.clone();
             let mut partial = TagCollection::default();
             let mut partial_seen = seen.clone();
-            (partial, partial_seen) = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                for batch in decode_columns(&task_roots, task_plan.attribute_leaves, &metadata, file_size, row_group, fetched)? {
-                    collect_batch(&task_request, &task_plan, &batch, &mut partial, &mut partial_seen)?;
-                }
-                Ok((partial, partial_seen))
-            })
-            .await
-            .map_err(|error| BlockError::Read(error.to_string()))??;
+            (partial, partial_seen) =
+                tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
+                    for batch in decode_columns(
+                        &task_roots,
+                        task_plan.attribute_leaves,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        fetched,
+                    )? {
+                        collect_batch(
+                            &task_request,
+                            &task_plan,
+                            &batch,
+                            &mut partial,
+                            &mut partial_seen,
+                        )?;
+                    }
+                    Ok((partial, partial_seen))
+                })
+                .await
+                .map_err(|error| BlockError::Read(error.to_string()))??;
             for (scope, names) in partial.names {
                 out.names.entry(scope).or_default().extend(names);
             }

@@ -7,8 +7,8 @@ use andante_model::otlp::common::v1::{any_value, KeyValue};
 use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use andante_model::TraceId;
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
@@ -20,8 +20,9 @@ use parquet::schema::types::ColumnPath;
 use prost::Message;
 
 use super::schema::{
-    attribute_fields, attribute_item_field, schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_OTHER,
-    ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SLOTS_KEY, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    attribute_fields, attribute_item_field, schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE,
+    ATTR_INT, ATTR_OTHER, ATTR_STRING, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS,
+    DEDICATED_SLOTS_KEY, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::nested_set::nested_set;
 use crate::{BlockError, Trace};
@@ -35,7 +36,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { row_group_spans: 32 * 1024, zstd_level: 3 }
+        WriteOptions {
+            row_group_spans: 32 * 1024,
+            zstd_level: 3,
+        }
     }
 }
 
@@ -49,7 +53,8 @@ pub struct Encoded {
 }
 
 fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockError> {
-    let zstd = ZstdLevel::try_new(options.zstd_level).map_err(|e| BlockError::Encode(e.to_string()))?;
+    let zstd =
+        ZstdLevel::try_new(options.zstd_level).map_err(|e| BlockError::Encode(e.to_string()))?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(None)
@@ -94,17 +99,28 @@ pub fn encode_parquet(
     let mut first_rows = 0;
     while first_rows < options.row_group_spans {
         let Some(trace) = traces.next() else { break };
-        first_rows += trace.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>();
+        first_rows += trace
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum::<usize>();
         first.push(trace);
     }
     let slots = Arc::new(choose_slots(&first));
-    writer.append_key_value_metadata(FileKeyValue::new(DEDICATED_SLOTS_KEY.to_owned(), slots.metadata_value()));
+    writer.append_key_value_metadata(FileKeyValue::new(
+        DEDICATED_SLOTS_KEY.to_owned(),
+        slots.metadata_value(),
+    ));
     let mut group = Columns::new(slots.clone());
     let mut group_range: Option<(TraceId, TraceId)> = None;
     let mut previous: Option<TraceId> = None;
     let mut traces = first.into_iter().chain(traces).peekable();
     while let Some(trace) = traces.next() {
-        debug_assert!(previous.is_none_or(|p| p < trace.trace_id), "traces must be sorted and unique");
+        debug_assert!(
+            previous.is_none_or(|p| p < trace.trace_id),
+            "traces must be sorted and unique"
+        );
         previous = Some(trace.trace_id);
         on_trace(&trace.trace_id);
         let range = group_range.get_or_insert((trace.trace_id, trace.trace_id));
@@ -115,12 +131,18 @@ pub fn encode_parquet(
             encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
             encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
             let batch = std::mem::replace(&mut group, Columns::new(slots.clone())).finish()?;
-            writer.write(&batch).map_err(|error| BlockError::Encode(error.to_string()))?;
-            writer.flush().map_err(|error| BlockError::Encode(error.to_string()))?;
+            writer
+                .write(&batch)
+                .map_err(|error| BlockError::Encode(error.to_string()))?;
+            writer
+                .flush()
+                .map_err(|error| BlockError::Encode(error.to_string()))?;
             encoded.row_group_ranges.extend(group_range.take());
         }
     }
-    writer.close().map_err(|error| BlockError::Encode(error.to_string()))?;
+    writer
+        .close()
+        .map_err(|error| BlockError::Encode(error.to_string()))?;
     encoded.parquet = out;
     Ok(encoded)
 }
@@ -134,18 +156,39 @@ const SLOT_MIN_SHARE_PERCENT: usize = 1;
 fn choose_slots(traces: &[Trace]) -> DedicatedSlots {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     let mut spans = 0;
-    for span in traces.iter().flat_map(|t| &t.resource_spans).flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+    for span in traces
+        .iter()
+        .flat_map(|t| &t.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+    {
         spans += 1;
         for attribute in &span.attributes {
-            let is_string = matches!(attribute.value.as_ref().and_then(|v| v.value.as_ref()), Some(any_value::Value::StringValue(_)));
-            if is_string && !DEDICATED_SPAN_STRINGS.iter().any(|(key, _)| *key == attribute.key) {
+            let is_string = matches!(
+                attribute.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(any_value::Value::StringValue(_))
+            );
+            if is_string
+                && !DEDICATED_SPAN_STRINGS
+                    .iter()
+                    .any(|(key, _)| *key == attribute.key)
+            {
                 *counts.entry(attribute.key.as_str()).or_default() += 1;
             }
         }
     }
-    let mut ranked: Vec<(&str, usize)> = counts.into_iter().filter(|(_, count)| count * 100 >= spans * SLOT_MIN_SHARE_PERCENT).collect();
+    let mut ranked: Vec<(&str, usize)> = counts
+        .into_iter()
+        .filter(|(_, count)| count * 100 >= spans * SLOT_MIN_SHARE_PERCENT)
+        .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    DedicatedSlots::new(ranked.into_iter().take(DEDICATED_SLOTS.len()).map(|(key, _)| key.to_owned()).collect())
+    DedicatedSlots::new(
+        ranked
+            .into_iter()
+            .take(DEDICATED_SLOTS.len())
+            .map(|(key, _)| key.to_owned())
+            .collect(),
+    )
 }
 
 /// Column builders for one row group.
@@ -213,11 +256,23 @@ impl Default for Columns {
             service_name: StringBuilder::new(),
             resource: BinaryBuilder::new(),
             scope: BinaryBuilder::new(),
-            dedicated_resource: DEDICATED_RESOURCE_STRINGS.iter().map(|_| StringBuilder::new()).collect(),
-            dedicated_span_strings: DEDICATED_SPAN_STRINGS.iter().map(|_| StringBuilder::new()).collect(),
-            dedicated_span_ints: DEDICATED_SPAN_INTS.iter().map(|_| Int64Builder::new()).collect(),
+            dedicated_resource: DEDICATED_RESOURCE_STRINGS
+                .iter()
+                .map(|_| StringBuilder::new())
+                .collect(),
+            dedicated_span_strings: DEDICATED_SPAN_STRINGS
+                .iter()
+                .map(|_| StringBuilder::new())
+                .collect(),
+            dedicated_span_ints: DEDICATED_SPAN_INTS
+                .iter()
+                .map(|_| Int64Builder::new())
+                .collect(),
             slots: Arc::default(),
-            slot_columns: DEDICATED_SLOTS.iter().map(|_| StringBuilder::new()).collect(),
+            slot_columns: DEDICATED_SLOTS
+                .iter()
+                .map(|_| StringBuilder::new())
+                .collect(),
             attr_offsets: vec![0],
             attr_count: 0,
             attr_key: StringBuilder::new(),
@@ -234,9 +289,11 @@ impl Default for Columns {
 }
 
 fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(text) => Some(text.as_str()),
-        _ => None,
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(text) => Some(text.as_str()),
+            _ => None,
+        }
     })
 }
 
@@ -249,11 +306,15 @@ struct EncodedResource {
 
 impl Columns {
     fn new(slots: Arc<DedicatedSlots>) -> Columns {
-        Columns { slots, ..Columns::default() }
+        Columns {
+            slots,
+            ..Columns::default()
+        }
     }
 
     fn push_trace(&mut self, trace: &Trace) {
-        let resources: Vec<EncodedResource> = trace.resource_spans.iter().map(encode_resource).collect();
+        let resources: Vec<EncodedResource> =
+            trace.resource_spans.iter().map(encode_resource).collect();
         let scopes: Vec<Vec<Vec<u8>>> = trace
             .resource_spans
             .iter()
@@ -266,8 +327,10 @@ impl Columns {
             }
         }
         spans.sort_by_key(|(r, s, span)| (*r, *s, span.start_time_unix_nano));
-        let links: Vec<(&[u8], &[u8])> =
-            spans.iter().map(|(_, _, span)| (span.span_id.as_slice(), span.parent_span_id.as_slice())).collect();
+        let links: Vec<(&[u8], &[u8])> = spans
+            .iter()
+            .map(|(_, _, span)| (span.span_id.as_slice(), span.parent_span_id.as_slice()))
+            .collect();
         let numbers = nested_set(&links);
         for ((r, s, span), number) in spans.into_iter().zip(numbers) {
             self.rows += 1;
@@ -277,11 +340,16 @@ impl Columns {
             self.name.append_value(&span.name);
             self.kind.append_value(span.kind);
             self.start.append_value(span.start_time_unix_nano);
-            self.duration.append_value(span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano));
+            self.duration.append_value(
+                span.end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano),
+            );
             let status = span.status.clone().unwrap_or_default();
             self.status_code.append_value(status.code);
-            self.status_message.append_option((!status.message.is_empty()).then_some(status.message.as_str()));
-            self.trace_state.append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
+            self.status_message
+                .append_option((!status.message.is_empty()).then_some(status.message.as_str()));
+            self.trace_state
+                .append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
             self.flags.append_value(span.flags);
             self.left.append_value(number.left);
             self.right.append_value(number.right);
@@ -334,10 +402,16 @@ impl Columns {
         let mut dedicated_ints: Vec<Option<i64>> = vec![None; DEDICATED_SPAN_INTS.len()];
         let mut slot_values: [Option<&str>; DEDICATED_SLOTS.len()] = [None; DEDICATED_SLOTS.len()];
         for attribute in &span.attributes {
-            let value = attribute.value.as_ref().and_then(|value| value.value.as_ref());
+            let value = attribute
+                .value
+                .as_ref()
+                .and_then(|value| value.value.as_ref());
             match value {
                 Some(any_value::Value::StringValue(text)) => {
-                    if let Some(slot) = DEDICATED_SPAN_STRINGS.iter().position(|(key, _)| *key == attribute.key) {
+                    if let Some(slot) = DEDICATED_SPAN_STRINGS
+                        .iter()
+                        .position(|(key, _)| *key == attribute.key)
+                    {
                         if dedicated_strings[slot].is_none() {
                             dedicated_strings[slot] = Some(text);
                             continue;
@@ -351,7 +425,10 @@ impl Columns {
                     }
                 }
                 Some(any_value::Value::IntValue(number)) => {
-                    if let Some(slot) = DEDICATED_SPAN_INTS.iter().position(|(key, _)| *key == attribute.key) {
+                    if let Some(slot) = DEDICATED_SPAN_INTS
+                        .iter()
+                        .position(|(key, _)| *key == attribute.key)
+                    {
                         if dedicated_ints[slot].is_none() {
                             dedicated_ints[slot] = Some(*number);
                             continue;
@@ -362,7 +439,11 @@ impl Columns {
             }
             self.push_generic_attribute(attribute);
         }
-        for (builder, value) in self.dedicated_span_strings.iter_mut().zip(dedicated_strings) {
+        for (builder, value) in self
+            .dedicated_span_strings
+            .iter_mut()
+            .zip(dedicated_strings)
+        {
             builder.append_option(value);
         }
         for (builder, value) in self.dedicated_span_ints.iter_mut().zip(dedicated_ints) {
@@ -372,19 +453,38 @@ impl Columns {
             builder.append_option(value);
         }
         self.attr_offsets.push(self.attr_count as i32);
-        self.dropped_attributes.append_value(span.dropped_attributes_count);
+        self.dropped_attributes
+            .append_value(span.dropped_attributes_count);
     }
 
     fn push_generic_attribute(&mut self, attribute: &KeyValue) {
         self.attr_count += 1;
         self.attr_key.append_value(&attribute.key);
-        let value = attribute.value.as_ref().and_then(|value| value.value.as_ref());
+        let value = attribute
+            .value
+            .as_ref()
+            .and_then(|value| value.value.as_ref());
         let (kind, text, int, double, boolean, other) = match value {
-            Some(any_value::Value::StringValue(text)) => (ATTR_STRING, Some(text.as_str()), None, None, None, None),
-            Some(any_value::Value::IntValue(number)) => (ATTR_INT, None, Some(*number), None, None, None),
-            Some(any_value::Value::DoubleValue(number)) => (ATTR_DOUBLE, None, None, Some(*number), None, None),
-            Some(any_value::Value::BoolValue(flag)) => (ATTR_BOOL, None, None, None, Some(*flag), None),
-            _ => (ATTR_OTHER, None, None, None, None, attribute.value.as_ref().map(|v| v.encode_to_vec())),
+            Some(any_value::Value::StringValue(text)) => {
+                (ATTR_STRING, Some(text.as_str()), None, None, None, None)
+            }
+            Some(any_value::Value::IntValue(number)) => {
+                (ATTR_INT, None, Some(*number), None, None, None)
+            }
+            Some(any_value::Value::DoubleValue(number)) => {
+                (ATTR_DOUBLE, None, None, Some(*number), None, None)
+            }
+            Some(any_value::Value::BoolValue(flag)) => {
+                (ATTR_BOOL, None, None, None, Some(*flag), None)
+            }
+            _ => (
+                ATTR_OTHER,
+                None,
+                None,
+                None,
+                None,
+                attribute.value.as_ref().map(|v| v.encode_to_vec()),
+            ),
         };
         self.attr_type.append_value(kind);
         self.attr_str.append_option(text);
@@ -436,14 +536,31 @@ impl Columns {
             Arc::new(self.resource.finish()),
             Arc::new(self.scope.finish()),
         ];
-        columns.extend(self.dedicated_resource.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(self.dedicated_span_strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(self.dedicated_span_ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(
+            self.dedicated_resource
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.dedicated_span_strings
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.dedicated_span_ints
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         columns.push(Arc::new(attributes));
         columns.push(Arc::new(self.dropped_attributes.finish()));
         columns.push(Arc::new(self.events_links.finish()));
-        columns.extend(self.slot_columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        RecordBatch::try_new(schema(), columns).map_err(|error| BlockError::Encode(error.to_string()))
+        columns.extend(
+            self.slot_columns
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        RecordBatch::try_new(schema(), columns)
+            .map_err(|error| BlockError::Encode(error.to_string()))
     }
 }
 
@@ -453,10 +570,16 @@ fn encode_resource(resource_spans: &ResourceSpans) -> EncodedResource {
         scope_spans: Vec::new(),
         schema_url: resource_spans.schema_url.clone(),
     };
-    let attributes = resource_spans.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+    let attributes = resource_spans
+        .resource
+        .as_ref()
+        .map(|r| r.attributes.as_slice())
+        .unwrap_or_default();
     EncodedResource {
         bytes: carrier.encode_to_vec(),
-        service_name: string_attribute(attributes, "service.name").unwrap_or_default().to_owned(),
+        service_name: string_attribute(attributes, "service.name")
+            .unwrap_or_default()
+            .to_owned(),
         dedicated: DEDICATED_RESOURCE_STRINGS
             .iter()
             .map(|(key, _)| string_attribute(attributes, key).map(str::to_owned))
@@ -465,6 +588,10 @@ fn encode_resource(resource_spans: &ResourceSpans) -> EncodedResource {
 }
 
 fn encode_scope(scope_spans: &ScopeSpans) -> Vec<u8> {
-    ScopeSpans { scope: scope_spans.scope.clone(), spans: Vec::new(), schema_url: scope_spans.schema_url.clone() }
-        .encode_to_vec()
+    ScopeSpans {
+        scope: scope_spans.scope.clone(),
+        spans: Vec::new(),
+        schema_url: scope_spans.schema_url.clone(),
+    }
+    .encode_to_vec()
 }

@@ -52,12 +52,20 @@ impl Intervals {
         let step = step_nanos.max(1);
         let first = start_nanos.div_ceil(step) * step;
         let last = end_nanos.div_ceil(step) * step;
-        Intervals { first_nanos: first, step_nanos: step, count: ((last.saturating_sub(first)) / step) as usize + 1 }
+        Intervals {
+            first_nanos: first,
+            step_nanos: step,
+            count: ((last.saturating_sub(first)) / step) as usize + 1,
+        }
     }
 
     /// An instant query: the one interval `(start, end]`.
     pub fn instant(start_nanos: u64, end_nanos: u64) -> Intervals {
-        Intervals { first_nanos: end_nanos, step_nanos: end_nanos.saturating_sub(start_nanos).max(1), count: 1 }
+        Intervals {
+            first_nanos: end_nanos,
+            step_nanos: end_nanos.saturating_sub(start_nanos).max(1),
+            count: 1,
+        }
     }
 
     /// The interval holding `t`, if any.
@@ -66,13 +74,18 @@ impl Intervals {
         if t_nanos <= earliest && self.first_nanos >= self.step_nanos {
             return None;
         }
-        let k = t_nanos.saturating_sub(self.first_nanos).div_ceil(self.step_nanos) as usize;
+        let k = t_nanos
+            .saturating_sub(self.first_nanos)
+            .div_ceil(self.step_nanos) as usize;
         (k < self.count).then_some(k)
     }
 
     /// The time window to read: every span that can fall into an interval.
     pub fn window(&self) -> (u64, u64) {
-        (self.first_nanos.saturating_sub(self.step_nanos) + 1, self.first_nanos + self.step_nanos * (self.count as u64 - 1))
+        (
+            self.first_nanos.saturating_sub(self.step_nanos) + 1,
+            self.first_nanos + self.step_nanos * (self.count as u64 - 1),
+        )
     }
 
     pub fn end_millis(&self, k: usize) -> i64 {
@@ -107,8 +120,16 @@ impl SeriesAcc {
             sum: vec![0.0; intervals],
             min: vec![f64::NAN; intervals],
             max: vec![f64::NAN; intervals],
-            values: if keep_values { vec![Vec::new(); intervals] } else { Vec::new() },
-            exemplars: if exemplars { vec![None; intervals] } else { Vec::new() },
+            values: if keep_values {
+                vec![Vec::new(); intervals]
+            } else {
+                Vec::new()
+            },
+            exemplars: if exemplars {
+                vec![None; intervals]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -172,6 +193,11 @@ pub struct Accumulator {
     pub spans_counted: u64,
     /// Most exemplars in the answer; 0 turns them off.
     max_exemplars: usize,
+    /// Most series kept (bounds memory: each holds a slot per interval); spans of further
+    /// series are not counted and `truncated` says so.
+    max_series: usize,
+    /// Whether a series was refused by `max_series`: the answer is incomplete.
+    pub truncated: bool,
 }
 
 /// A span's value for the function's field as a number: durations in seconds.
@@ -202,7 +228,21 @@ pub fn log2_bucket(value: &Value<'_>) -> Option<f64> {
 
 impl Accumulator {
     pub fn new(intervals: Intervals) -> Accumulator {
-        Accumulator { intervals, series: Vec::new(), index: HashMap::new(), spans_counted: 0, max_exemplars: 0 }
+        Accumulator {
+            intervals,
+            series: Vec::new(),
+            index: HashMap::new(),
+            spans_counted: 0,
+            max_exemplars: 0,
+            max_series: usize::MAX,
+            truncated: false,
+        }
+    }
+
+    /// Keeps at most `max` series (see `truncated`).
+    pub fn with_max_series(mut self, max: usize) -> Accumulator {
+        self.max_series = max;
+        self
     }
 
     /// Also keeps up to `max` exemplars (one per series and interval at most).
@@ -230,78 +270,151 @@ impl Accumulator {
         }
         for index in matched {
             let span = trace.spans[index as usize].span;
-            let Some(k) = self.intervals.index(span.start_time_unix_nano) else { continue };
-            let mut key: Vec<LabelValue> = query.by.iter().map(|field| LabelValue::of(&resolve(field, trace, index))).collect();
+            let Some(k) = self.intervals.index(span.start_time_unix_nano) else {
+                continue;
+            };
+            let mut key: Vec<LabelValue> = query
+                .by
+                .iter()
+                .map(|field| LabelValue::of(&resolve(field, trace, index)))
+                .collect();
             let value = match &query.function {
                 MetricsFunction::Rate | MetricsFunction::CountOverTime => 1.0,
                 MetricsFunction::HistogramOverTime(field) => {
-                    let Some(bucket) = log2_bucket(&resolve(field, trace, index)) else { continue };
+                    let Some(bucket) = log2_bucket(&resolve(field, trace, index)) else {
+                        continue;
+                    };
                     key.push(LabelValue::float(bucket));
                     1.0
                 }
                 function => {
-                    let Some(field) = function.field() else { continue };
-                    let Some(value) = numeric(&resolve(field, trace, index)) else { continue };
+                    let Some(field) = function.field() else {
+                        continue;
+                    };
+                    let Some(value) = numeric(&resolve(field, trace, index)) else {
+                        continue;
+                    };
                     value
                 }
             };
-            let series = self.series_index(key, query);
+            let Some(series) = self.series_index(key, query) else {
+                continue;
+            };
             self.add_at(series, k, span.start_time_unix_nano, value, trace.trace_id);
         }
     }
 
     /// compare(): one count per attribute value of the span in its group, and one per attribute
     /// in the group's totals. Series keys are `[group, attribute, value]`.
-    fn observe_compare(&mut self, compare: &Compare, query: &MetricsQuery, trace: &TraceView<'_>, index: u32) {
+    fn observe_compare(
+        &mut self,
+        compare: &Compare,
+        query: &MetricsQuery,
+        trace: &TraceView<'_>,
+        index: u32,
+    ) {
         let start = trace.spans[index as usize].span.start_time_unix_nano;
-        let Some(k) = self.intervals.index(start) else { return };
-        let in_window = compare.window.is_none_or(|(from, to)| start >= from && start < to);
-        let selected = in_window && compare.filter.as_ref().is_none_or(|filter| matches(filter, trace, index));
-        let (group, total) = if selected { (COMPARE_SELECTION, COMPARE_SELECTION_TOTAL) } else { (COMPARE_BASELINE, COMPARE_BASELINE_TOTAL) };
+        let Some(k) = self.intervals.index(start) else {
+            return;
+        };
+        let in_window = compare
+            .window
+            .is_none_or(|(from, to)| start >= from && start < to);
+        let selected = in_window
+            && compare
+                .filter
+                .as_ref()
+                .is_none_or(|filter| matches(filter, trace, index));
+        let (group, total) = if selected {
+            (COMPARE_SELECTION, COMPARE_SELECTION_TOTAL)
+        } else {
+            (COMPARE_BASELINE, COMPARE_BASELINE_TOTAL)
+        };
         self.spans_counted += 1;
         for (name, value) in compared_attributes(trace, index) {
-            let value_series = self.series_index(vec![LabelValue::String(group.to_owned()), LabelValue::String(name.clone()), value], query);
-            self.count_at(value_series, k, start, 1.0, trace.trace_id);
-            let total_series = self.series_index(vec![LabelValue::String(total.to_owned()), LabelValue::String(name), LabelValue::Nil], query);
-            self.count_at(total_series, k, start, 1.0, trace.trace_id);
+            if let Some(value_series) = self.series_index(
+                vec![
+                    LabelValue::String(group.to_owned()),
+                    LabelValue::String(name.clone()),
+                    value,
+                ],
+                query,
+            ) {
+                self.count_at(value_series, k, start, 1.0, trace.trace_id);
+            }
+            if let Some(total_series) = self.series_index(
+                vec![
+                    LabelValue::String(total.to_owned()),
+                    LabelValue::String(name),
+                    LabelValue::Nil,
+                ],
+                query,
+            ) {
+                self.count_at(total_series, k, start, 1.0, trace.trace_id);
+            }
         }
     }
 
     /// The slot of the series with these label values (the `by` values, then the histogram
     /// bucket for `histogram_over_time`), created on first use. For storage layers that
-    /// compute label values themselves (columnar scans).
-    pub fn series_index(&mut self, key: Vec<LabelValue>, query: &MetricsQuery) -> usize {
+    /// compute label values themselves (columnar scans). `None` when a new series would pass
+    /// the series limit (the accumulator is then `truncated`).
+    pub fn series_index(&mut self, key: Vec<LabelValue>, query: &MetricsQuery) -> Option<usize> {
         if let Some(&index) = self.index.get(&key) {
-            return index;
+            return Some(index);
+        }
+        if self.series.len() >= self.max_series {
+            self.truncated = true;
+            return None;
         }
         let keep_values = matches!(query.function, MetricsFunction::QuantileOverTime(..));
         let series = SeriesAcc::new(self.intervals.count, keep_values, self.max_exemplars > 0);
         self.series.push((key.clone(), series));
         self.index.insert(key, self.series.len() - 1);
-        self.series.len() - 1
+        Some(self.series.len() - 1)
     }
 
     /// Counts one span with start `start_nanos` and value `value` (1 for counting functions,
     /// the field's number otherwise) in interval `k` of series `series`.
-    pub fn add_at(&mut self, series: usize, k: usize, start_nanos: u64, value: f64, trace_id: [u8; 16]) {
+    pub fn add_at(
+        &mut self,
+        series: usize,
+        k: usize,
+        start_nanos: u64,
+        value: f64,
+        trace_id: [u8; 16],
+    ) {
         self.spans_counted += 1;
         self.count_at(series, k, start_nanos, value, trace_id);
     }
 
-    fn count_at(&mut self, series: usize, k: usize, start_nanos: u64, value: f64, trace_id: [u8; 16]) {
+    fn count_at(
+        &mut self,
+        series: usize,
+        k: usize,
+        start_nanos: u64,
+        value: f64,
+        trace_id: [u8; 16],
+    ) {
         let series = &mut self.series[series].1;
         series.add(k, value);
         if let Some(slot @ None) = series.exemplars.get_mut(k) {
-            *slot = Some(Exemplar { trace_id, timestamp_ms: (start_nanos / 1_000_000) as i64, value });
+            *slot = Some(Exemplar {
+                trace_id,
+                timestamp_ms: (start_nanos / 1_000_000) as i64,
+                value,
+            });
         }
     }
 
     pub fn merge(&mut self, other: Accumulator) {
         debug_assert_eq!(self.intervals, other.intervals);
         self.spans_counted += other.spans_counted;
+        self.truncated |= other.truncated;
         for (key, series) in other.series {
             match self.index.get(&key) {
                 Some(&index) => self.series[index].1.merge(series),
+                None if self.series.len() >= self.max_series => self.truncated = true,
                 None => {
                     self.index.insert(key.clone(), self.series.len());
                     self.series.push((key, series));
@@ -324,13 +437,32 @@ impl Accumulator {
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::new();
         for (key, acc) in keys {
-            let mut labels: Vec<(String, LabelValue)> = query.by.iter().map(|f| f.to_string()).zip(key.iter().cloned()).collect();
-            if query.by.is_empty() && !matches!(query.function, MetricsFunction::HistogramOverTime(_) | MetricsFunction::QuantileOverTime(..)) {
-                labels.push(("__name__".to_owned(), LabelValue::String(query.function.name().to_owned())));
+            let mut labels: Vec<(String, LabelValue)> = query
+                .by
+                .iter()
+                .map(|f| f.to_string())
+                .zip(key.iter().cloned())
+                .collect();
+            if query.by.is_empty()
+                && !matches!(
+                    query.function,
+                    MetricsFunction::HistogramOverTime(_) | MetricsFunction::QuantileOverTime(..)
+                )
+            {
+                labels.push((
+                    "__name__".to_owned(),
+                    LabelValue::String(query.function.name().to_owned()),
+                ));
             }
-            let per_interval = |f: &dyn Fn(usize) -> Option<f64>| (0..acc.count.len()).map(f).collect::<Vec<_>>();
+            let per_interval =
+                |f: &dyn Fn(usize) -> Option<f64>| (0..acc.count.len()).map(f).collect::<Vec<_>>();
             // Counting functions show the interval's value; the others the span's own value.
-            let counting = matches!(query.function, MetricsFunction::Rate | MetricsFunction::CountOverTime | MetricsFunction::HistogramOverTime(_));
+            let counting = matches!(
+                query.function,
+                MetricsFunction::Rate
+                    | MetricsFunction::CountOverTime
+                    | MetricsFunction::HistogramOverTime(_)
+            );
             let exemplars_for = |samples: &[Option<f64>]| -> Vec<Exemplar> {
                 acc.exemplars
                     .iter()
@@ -346,21 +478,38 @@ impl Accumulator {
                     .collect()
             };
             if let MetricsFunction::HistogramOverTime(_) = query.function {
-                labels.push(("__bucket".to_owned(), key.last().cloned().unwrap_or(LabelValue::Nil)));
+                labels.push((
+                    "__bucket".to_owned(),
+                    key.last().cloned().unwrap_or(LabelValue::Nil),
+                ));
             }
             let samples = match &query.function {
                 MetricsFunction::Rate => Some(per_interval(&|k| Some(acc.count[k] / step_seconds))),
-                MetricsFunction::CountOverTime | MetricsFunction::HistogramOverTime(_) => Some(per_interval(&|k| Some(acc.count[k]))),
-                MetricsFunction::SumOverTime(_) => Some(per_interval(&|k| (acc.count[k] > 0.0).then_some(acc.sum[k]))),
-                MetricsFunction::AvgOverTime(_) => Some(per_interval(&|k| (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k]))),
-                MetricsFunction::MinOverTime(_) => Some(per_interval(&|k| (!acc.min[k].is_nan()).then_some(acc.min[k]))),
-                MetricsFunction::MaxOverTime(_) => Some(per_interval(&|k| (!acc.max[k].is_nan()).then_some(acc.max[k]))),
+                MetricsFunction::CountOverTime | MetricsFunction::HistogramOverTime(_) => {
+                    Some(per_interval(&|k| Some(acc.count[k])))
+                }
+                MetricsFunction::SumOverTime(_) => Some(per_interval(&|k| {
+                    (acc.count[k] > 0.0).then_some(acc.sum[k])
+                })),
+                MetricsFunction::AvgOverTime(_) => Some(per_interval(&|k| {
+                    (acc.count[k] > 0.0).then(|| acc.sum[k] / acc.count[k])
+                })),
+                MetricsFunction::MinOverTime(_) => Some(per_interval(&|k| {
+                    (!acc.min[k].is_nan()).then_some(acc.min[k])
+                })),
+                MetricsFunction::MaxOverTime(_) => Some(per_interval(&|k| {
+                    (!acc.max[k].is_nan()).then_some(acc.max[k])
+                })),
                 // compare() was finished above.
                 MetricsFunction::QuantileOverTime(..) | MetricsFunction::Compare(_) => None,
             };
             if let Some(samples) = samples {
                 let exemplars = exemplars_for(&samples);
-                out.push(MetricsSeries { labels, samples, exemplars });
+                out.push(MetricsSeries {
+                    labels,
+                    samples,
+                    exemplars,
+                });
                 continue;
             }
             if let MetricsFunction::QuantileOverTime(_, quantiles) = &query.function {
@@ -372,10 +521,18 @@ impl Accumulator {
                         let samples = (0..acc.count.len())
                             .map(|k| {
                                 let mut values = acc.values[k].clone();
-                                Some(if values.is_empty() { 0.0 } else { quantile(q, &mut values) })
+                                Some(if values.is_empty() {
+                                    0.0
+                                } else {
+                                    quantile(q, &mut values)
+                                })
                             })
                             .collect();
-                        out.push(MetricsSeries { labels, samples, exemplars: Vec::new() });
+                        out.push(MetricsSeries {
+                            labels,
+                            samples,
+                            exemplars: Vec::new(),
+                        });
                     }
                     // Each exemplar goes to the one quantile series closest to it, as in Tempo.
                     for (k, exemplar) in acc.exemplars.iter().enumerate() {
@@ -383,7 +540,9 @@ impl Accumulator {
                         let closest = out[first..]
                             .iter()
                             .enumerate()
-                            .filter_map(|(i, s)| s.samples[k].map(|v| (i, (v - exemplar.value).abs())))
+                            .filter_map(|(i, s)| {
+                                s.samples[k].map(|v| (i, (v - exemplar.value).abs()))
+                            })
                             .min_by(|a, b| a.1.total_cmp(&b.1));
                         if let Some((i, _)) = closest {
                             out[first + i].exemplars.push(*exemplar);
@@ -419,11 +578,19 @@ impl Accumulator {
             _ => String::new(),
         };
         // (group, attribute) → its value series with their totals.
-        let mut grouped: std::collections::BTreeMap<(String, String), Vec<CompareValue>> = Default::default();
+        let mut grouped: std::collections::BTreeMap<(String, String), Vec<CompareValue>> =
+            Default::default();
         for (key, acc) in self.series {
-            let [group, attribute, value] = <[LabelValue; 3]>::try_from(key).unwrap_or([LabelValue::Nil, LabelValue::Nil, LabelValue::Nil]);
+            let [group, attribute, value] = <[LabelValue; 3]>::try_from(key).unwrap_or([
+                LabelValue::Nil,
+                LabelValue::Nil,
+                LabelValue::Nil,
+            ]);
             let total: f64 = acc.count.iter().sum();
-            grouped.entry((text(&group), text(&attribute))).or_default().push((total, value, acc));
+            grouped
+                .entry((text(&group), text(&attribute)))
+                .or_default()
+                .push((total, value, acc));
         }
         let mut out = Vec::new();
         let mut too_many: BTreeSet<String> = BTreeSet::new();
@@ -436,14 +603,36 @@ impl Accumulator {
             values.truncate(top_n);
             for (_, value, acc) in values {
                 let samples = acc.count.iter().map(|count| Some(*count)).collect();
-                let exemplars = acc.exemplars.iter().flatten().map(|e| Exemplar { value: 1.0, ..*e }).collect();
-                let labels = vec![("__meta_type".to_owned(), LabelValue::String(group.clone())), (attribute.clone(), value)];
-                out.push(MetricsSeries { labels, samples, exemplars });
+                let exemplars = acc
+                    .exemplars
+                    .iter()
+                    .flatten()
+                    .map(|e| Exemplar { value: 1.0, ..*e })
+                    .collect();
+                let labels = vec![
+                    ("__meta_type".to_owned(), LabelValue::String(group.clone())),
+                    (attribute.clone(), value),
+                ];
+                out.push(MetricsSeries {
+                    labels,
+                    samples,
+                    exemplars,
+                });
             }
         }
         for attribute in too_many {
-            let labels = vec![("__meta_error".to_owned(), LabelValue::String(COMPARE_TOO_MANY_VALUES.to_owned())), (attribute, LabelValue::Nil)];
-            out.push(MetricsSeries { labels, samples: Vec::new(), exemplars: Vec::new() });
+            let labels = vec![
+                (
+                    "__meta_error".to_owned(),
+                    LabelValue::String(COMPARE_TOO_MANY_VALUES.to_owned()),
+                ),
+                (attribute, LabelValue::Nil),
+            ];
+            out.push(MetricsSeries {
+                labels,
+                samples: Vec::new(),
+                exemplars: Vec::new(),
+            });
         }
         if self.max_exemplars > 0 && !out.is_empty() {
             let per_series = (self.max_exemplars / out.len()).max(1);
@@ -471,23 +660,49 @@ fn compared_attributes(trace: &TraceView<'_>, index: u32) -> Vec<(String, LabelV
     let span = trace.spans[index as usize];
     let status = span.span.status.as_ref();
     let mut out = vec![
-        ("name".to_owned(), LabelValue::String(span.span.name.clone())),
-        ("status".to_owned(), LabelValue::String(StatusCode::from_otlp(status.map_or(0, |s| s.code)).name().to_owned())),
-        ("kind".to_owned(), LabelValue::String(SpanKind::from_otlp(span.span.kind).name().to_owned())),
+        (
+            "name".to_owned(),
+            LabelValue::String(span.span.name.clone()),
+        ),
+        (
+            "status".to_owned(),
+            LabelValue::String(
+                StatusCode::from_otlp(status.map_or(0, |s| s.code))
+                    .name()
+                    .to_owned(),
+            ),
+        ),
+        (
+            "kind".to_owned(),
+            LabelValue::String(SpanKind::from_otlp(span.span.kind).name().to_owned()),
+        ),
     ];
     if let Some(message) = status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()) {
-        out.push(("statusMessage".to_owned(), LabelValue::String(message.to_owned())));
+        out.push((
+            "statusMessage".to_owned(),
+            LabelValue::String(message.to_owned()),
+        ));
     }
-    let scoped = |scope: &str, attributes: &[andante_model::otlp::common::v1::KeyValue], out: &mut Vec<(String, LabelValue)>| {
+    let scoped = |scope: &str,
+                  attributes: &[andante_model::otlp::common::v1::KeyValue],
+                  out: &mut Vec<(String, LabelValue)>| {
         for attribute in attributes {
-            let Some(value) = attribute.value.as_ref() else { continue };
+            let Some(value) = attribute.value.as_ref() else {
+                continue;
+            };
             let value = LabelValue::of(&Value::from_any(value));
             if value != LabelValue::Nil {
                 out.push((format!("{scope}.{}", attribute.key), value));
             }
         }
     };
-    scoped("resource", span.resource.map(|r| r.attributes.as_slice()).unwrap_or_default(), &mut out);
+    scoped(
+        "resource",
+        span.resource
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default(),
+        &mut out,
+    );
     scoped("span", &span.span.attributes, &mut out);
     out
 }
@@ -522,8 +737,19 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
             let top = matches!(stage, SecondStage::TopK(_));
             let intervals = series.first().map_or(0, |s| s.samples.len());
             for t in 0..intervals {
-                let mut ranked: Vec<(usize, f64)> = series.iter().enumerate().filter_map(|(i, s)| s.samples[t].map(|v| (i, v))).collect();
-                ranked.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) }.then(a.0.cmp(&b.0)));
+                let mut ranked: Vec<(usize, f64)> = series
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.samples[t].map(|v| (i, v)))
+                    .collect();
+                ranked.sort_by(|a, b| {
+                    if top {
+                        b.1.total_cmp(&a.1)
+                    } else {
+                        a.1.total_cmp(&b.1)
+                    }
+                    .then(a.0.cmp(&b.0))
+                });
                 for &(i, _) in ranked.iter().skip(*k) {
                     series[i].samples[t] = None;
                 }
@@ -531,7 +757,6 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -544,7 +769,9 @@ mod tests {
         for len in [1usize, 2, 3, 10, 101, 1000] {
             let values: Vec<f64> = (0..len)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 33) as f64 / 1000.0
                 })
                 .collect();
@@ -553,10 +780,14 @@ mod tests {
             for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
                 let rank = q * (len - 1) as f64;
                 let (lower, weight) = (rank.floor() as usize, rank - rank.floor());
-                let expected = sorted[lower] * (1.0 - weight) + sorted[(lower + 1).min(len - 1)] * weight;
-                assert_eq!(quantile(q, &mut values.clone()), expected, "len {len} q {q}");
+                let expected =
+                    sorted[lower] * (1.0 - weight) + sorted[(lower + 1).min(len - 1)] * weight;
+                assert_eq!(
+                    quantile(q, &mut values.clone()),
+                    expected,
+                    "len {len} q {q}"
+                );
             }
         }
     }
 }
-

@@ -67,7 +67,9 @@ impl MetricsFunction {
 
     pub(crate) fn field(&self) -> Option<&Field> {
         match self {
-            MetricsFunction::Rate | MetricsFunction::CountOverTime | MetricsFunction::Compare(_) => None,
+            MetricsFunction::Rate
+            | MetricsFunction::CountOverTime
+            | MetricsFunction::Compare(_) => None,
             MetricsFunction::SumOverTime(field)
             | MetricsFunction::MinOverTime(field)
             | MetricsFunction::MaxOverTime(field)
@@ -103,10 +105,23 @@ fn number(parser: &mut Parser<'_>, what: &str) -> Result<f64, ParseError> {
         Some(Token::Int(value)) => value as f64,
         Some(Token::Float(value)) => value,
         // `.99` lexes as an unscoped attribute named `99`; in a number position it is 0.99.
-        Some(Token::Attribute { parent: false, name, .. }) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) && parser.text[at..].starts_with('.') => {
+        Some(Token::Attribute {
+            parent: false,
+            name,
+            ..
+        }) if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && parser.text[at..].starts_with('.') =>
+        {
             format!("0.{name}").parse().unwrap_or(f64::NAN)
         }
-        _ => return Err(ParseError::at(parser.text, at, format!("syntax error: expected a number for {what}"))),
+        _ => {
+            return Err(ParseError::at(
+                parser.text,
+                at,
+                format!("syntax error: expected a number for {what}"),
+            ))
+        }
     };
     Ok(if negative { -value } else { value })
 }
@@ -116,7 +131,11 @@ fn integer(parser: &mut Parser<'_>, what: &str) -> Result<i64, ParseError> {
     let at = parser.offset();
     match parser.advance() {
         Some(Token::Int(value)) => Ok(value),
-        _ => Err(ParseError::at(parser.text, at, format!("syntax error: expected a whole number for {what}"))),
+        _ => Err(ParseError::at(
+            parser.text,
+            at,
+            format!("syntax error: expected a whole number for {what}"),
+        )),
     }
 }
 
@@ -131,14 +150,21 @@ fn compare_arguments(parser: &mut Parser<'_>) -> Result<Compare, ParseError> {
         crate::ast::SpansetExpr::Filter(filter) => filter,
         _ => return Err(parser.invalid(at, not_a_filter)),
     };
-    let mut compare = Compare { filter, top_n: COMPARE_DEFAULT_TOP_N, window: None };
+    let mut compare = Compare {
+        filter,
+        top_n: COMPARE_DEFAULT_TOP_N,
+        window: None,
+    };
     if !parser.eat(&Token::Comma) {
         return Ok(compare);
     }
     let at = parser.offset();
     let top_n = integer(parser, "compare()'s number of values per attribute")?;
     if top_n <= 0 {
-        return Err(parser.invalid(at, "compare() top number of values must be an integer greater than 0"));
+        return Err(parser.invalid(
+            at,
+            "compare() top number of values must be an integer greater than 0",
+        ));
     }
     compare.top_n = top_n as usize;
     if !parser.eat(&Token::Comma) {
@@ -147,15 +173,33 @@ fn compare_arguments(parser: &mut Parser<'_>) -> Result<Compare, ParseError> {
     let start_at = parser.offset();
     let start = integer(parser, "compare()'s start timestamp")?;
     if !parser.eat(&Token::Comma) {
-        return Err(parser.invalid(start_at, "compare() takes a start and an end timestamp (Unix nanoseconds), or neither"));
+        return Err(parser.invalid(
+            start_at,
+            "compare() takes a start and an end timestamp (Unix nanoseconds), or neither",
+        ));
     }
     let end_at = parser.offset();
     let end = integer(parser, "compare()'s end timestamp")?;
     match (start, end) {
         (0, 0) => {}
-        (start, _) if start <= 0 => return Err(parser.invalid(start_at, "compare() timestamps must be positive Unix nanoseconds")),
-        (_, end) if end <= 0 => return Err(parser.invalid(end_at, "compare() timestamps must be positive Unix nanoseconds")),
-        (start, end) if end <= start => return Err(parser.invalid(end_at, "compare() end timestamp must be greater than its start timestamp")),
+        (start, _) if start <= 0 => {
+            return Err(parser.invalid(
+                start_at,
+                "compare() timestamps must be positive Unix nanoseconds",
+            ))
+        }
+        (_, end) if end <= 0 => {
+            return Err(parser.invalid(
+                end_at,
+                "compare() timestamps must be positive Unix nanoseconds",
+            ))
+        }
+        (start, end) if end <= start => {
+            return Err(parser.invalid(
+                end_at,
+                "compare() end timestamp must be greater than its start timestamp",
+            ))
+        }
         (start, end) => compare.window = Some((start as u64, end as u64)),
     }
     Ok(compare)
@@ -165,7 +209,10 @@ fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, Pars
     let at = parser.offset();
     match parser.field_expr()? {
         FieldExpr::Field(field) => Ok(field),
-        _ => Err(parser.invalid(at, format!("{function}() takes an attribute or intrinsic, e.g. `{function}(duration)`"))),
+        _ => Err(parser.invalid(
+            at,
+            format!("{function}() takes an attribute or intrinsic, e.g. `{function}(duration)`"),
+        )),
     }
 }
 
@@ -173,9 +220,17 @@ fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, Pars
 /// optional `by(…)`, then optional comparisons and `topk`/`bottomk` stages, then hints.
 pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { text, tokens, pos: 0 };
+    let mut parser = Parser {
+        text,
+        tokens,
+        pos: 0,
+    };
     if parser.peek().is_none() {
-        return Err(ParseError::at(text, 0, "syntax error: empty query, expected e.g. `{ } | rate()`"));
+        return Err(ParseError::at(
+            text,
+            0,
+            "syntax error: empty query, expected e.g. `{ } | rate()`",
+        ));
     }
     let mut query = metrics_body(&mut parser)?;
     query.search.hints = parser.hints()?;
@@ -194,7 +249,9 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
     }
     parser.eat(&Token::Pipe);
     let name_at = parser.offset();
-    let Some(Token::Word(name)) = parser.advance() else { return Err(parser.unexpected()) };
+    let Some(Token::Word(name)) = parser.advance() else {
+        return Err(parser.unexpected());
+    };
     parser.expect(Token::LParen)?;
     let function = match name.as_str() {
         "rate" => MetricsFunction::Rate,
@@ -221,14 +278,22 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
             MetricsFunction::QuantileOverTime(field, quantiles)
         }
         "compare" => MetricsFunction::Compare(Box::new(compare_arguments(parser)?)),
-        _ => return Err(parser.invalid(name_at, format!("{name}() is not supported by this version of Andante"))),
+        _ => {
+            return Err(parser.invalid(
+                name_at,
+                format!("{name}() is not supported by this version of Andante"),
+            ))
+        }
     };
     parser.expect(Token::RParen)?;
     let mut by = Vec::new();
     if parser.peek() == Some(&Token::Word("by".to_owned())) {
         if let MetricsFunction::Compare(_) = function {
             let at = parser.offset();
-            return Err(parser.invalid(at, "compare() groups by every attribute itself and takes no by()"));
+            return Err(parser.invalid(
+                at,
+                "compare() groups by every attribute itself and takes no by()",
+            ));
         }
         parser.advance();
         parser.expect(Token::LParen)?;
@@ -245,7 +310,10 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
         if let Some(op) = parser.peek().and_then(comparison_op) {
             let at = parser.offset();
             if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
-                return Err(parser.invalid(at, "metrics results compare with numbers, not regular expressions"));
+                return Err(parser.invalid(
+                    at,
+                    "metrics results compare with numbers, not regular expressions",
+                ));
             }
             parser.advance();
             second_stages.push(SecondStage::Filter(op, number(parser, "the comparison")?));
@@ -256,7 +324,9 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
             break;
         }
         parser.advance();
-        let Some(Token::Word(word)) = parser.advance() else { break };
+        let Some(Token::Word(word)) = parser.advance() else {
+            break;
+        };
         parser.expect(Token::LParen)?;
         let at = parser.offset();
         let k = number(parser, &word)?;
@@ -264,9 +334,21 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
             return Err(parser.invalid(at, format!("{word}() needs a positive whole number")));
         }
         parser.expect(Token::RParen)?;
-        second_stages.push(if word == "topk" { SecondStage::TopK(k as usize) } else { SecondStage::BottomK(k as usize) });
+        second_stages.push(if word == "topk" {
+            SecondStage::TopK(k as usize)
+        } else {
+            SecondStage::BottomK(k as usize)
+        });
     }
-    Ok(MetricsQuery { search: Query { root, hints: Vec::new() }, function, by, second_stages })
+    Ok(MetricsQuery {
+        search: Query {
+            root,
+            hints: Vec::new(),
+        },
+        function,
+        by,
+        second_stages,
+    })
 }
 
 /// Arithmetic between metrics queries and numbers: `({ status = error } | rate()) / ({ } | rate()) * 100`.
@@ -274,7 +356,11 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
 pub enum MetricsExpr {
     Query(Box<MetricsQuery>),
     Number(f64),
-    Binary { op: ArithmeticOp, lhs: Box<MetricsExpr>, rhs: Box<MetricsExpr> },
+    Binary {
+        op: ArithmeticOp,
+        lhs: Box<MetricsExpr>,
+        rhs: Box<MetricsExpr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,8 +415,14 @@ pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
         Ok(query) => return Ok(MetricsExpr::Query(Box::new(query))),
         Err(error) => error,
     };
-    let Ok(tokens) = lex(text) else { return Err(plain_error) };
-    let mut parser = Parser { text, tokens, pos: 0 };
+    let Ok(tokens) = lex(text) else {
+        return Err(plain_error);
+    };
+    let mut parser = Parser {
+        text,
+        tokens,
+        pos: 0,
+    };
     let parsed = arithmetic(&mut parser, 0).and_then(|expr| {
         let hints = parser.hints()?;
         if parser.peek().is_some() {
@@ -376,13 +468,19 @@ fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseEr
         };
         parser.advance();
         let rhs = arithmetic(parser, level + 1)?;
-        lhs = MetricsExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
+        lhs = MetricsExpr::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        };
     }
 }
 
 fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError> {
     match parser.peek() {
-        Some(Token::Int(_) | Token::Float(_) | Token::Minus) => Ok(MetricsExpr::Number(number(parser, "an operand")?)),
+        Some(Token::Int(_) | Token::Float(_) | Token::Minus) => {
+            Ok(MetricsExpr::Number(number(parser, "an operand")?))
+        }
         Some(Token::LParen) => {
             let open = parser.pos;
             parser.advance();
@@ -401,7 +499,6 @@ fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError
     }
 }
 
-
 /// What a columnar scan needs to compute a metrics query without rebuilding traces: the query
 /// is a single spanset filter equivalent to `predicate` (None: every span), so a span counts
 /// exactly when its row matches. None when the query needs whole traces (structural operators,
@@ -419,7 +516,12 @@ impl MetricsQuery {
         if matches!(self.function, MetricsFunction::Compare(_)) {
             return None;
         }
-        if !self.search.hints.iter().all(|hint| hint.name == "exemplars") {
+        if !self
+            .search
+            .hints
+            .iter()
+            .all(|hint| hint.name == "exemplars")
+        {
             return None;
         }
         let predicate = match &self.search.root {
@@ -427,16 +529,21 @@ impl MetricsQuery {
             crate::ast::SpansetExpr::Filter(Some(expr)) => Some(crate::SpanPredicate::exact(expr)?),
             _ => return None,
         };
-        Some(ColumnarSpec { predicate, value_field: self.function.field().cloned() })
+        Some(ColumnarSpec {
+            predicate,
+            value_field: self.function.field().cloned(),
+        })
     }
 
     /// Whether the function counts spans (no field value needed).
     pub fn counts(&self) -> bool {
-        matches!(self.function, MetricsFunction::Rate | MetricsFunction::CountOverTime)
+        matches!(
+            self.function,
+            MetricsFunction::Rate | MetricsFunction::CountOverTime
+        )
     }
 
     pub fn is_histogram(&self) -> bool {
         matches!(self.function, MetricsFunction::HistogramOverTime(_))
     }
 }
-

@@ -20,18 +20,37 @@ fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     }
 }
 
-fn scalar_param(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64) -> Result<f64, QueryError> {
-    let param = aggregate.param.as_ref().ok_or_else(|| QueryError::bad(format!("{} needs a parameter", aggregate.op)))?;
+fn scalar_param(
+    evaluator: &mut Evaluator,
+    aggregate: &AggregateExpr,
+    t: i64,
+) -> Result<f64, QueryError> {
+    let param = aggregate
+        .param
+        .as_ref()
+        .ok_or_else(|| QueryError::bad(format!("{} needs a parameter", aggregate.op)))?;
     match evaluator.eval(param, t)? {
         Value::Scalar(value) => Ok(value),
-        other => Err(QueryError::bad(format!("expected type scalar in aggregation parameter, got {}", other.type_name()))),
+        other => Err(QueryError::bad(format!(
+            "expected type scalar in aggregation parameter, got {}",
+            other.type_name()
+        ))),
     }
 }
 
-pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64) -> Result<Value, QueryError> {
+pub(crate) fn eval(
+    evaluator: &mut Evaluator,
+    aggregate: &AggregateExpr,
+    t: i64,
+) -> Result<Value, QueryError> {
     let samples = match evaluator.eval(&aggregate.expr, t)? {
         Value::Vector(samples) => samples,
-        other => return Err(QueryError::bad(format!("expected type instant vector in aggregation expression, got {}", other.type_name()))),
+        other => {
+            return Err(QueryError::bad(format!(
+                "expected type instant vector in aggregation expression, got {}",
+                other.type_name()
+            )))
+        }
     };
     let op = aggregate.op.id();
     // Grouping labels are interned by the evaluator: equal groups share an identity, so samples
@@ -39,8 +58,14 @@ pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64)
     let node = aggregate as *const AggregateExpr as usize;
     let mut by_identity: FxHashMap<usize, (Labels, Vec<Sample>)> = FxHashMap::default();
     for sample in samples {
-        let key = evaluator.derived(node, &sample.labels, |labels| group_labels(labels, &aggregate.modifier));
-        by_identity.entry(key.identity()).or_insert_with(|| (key, Vec::new())).1.push(sample);
+        let key = evaluator.derived(node, &sample.labels, |labels| {
+            group_labels(labels, &aggregate.modifier)
+        });
+        by_identity
+            .entry(key.identity())
+            .or_insert_with(|| (key, Vec::new()))
+            .1
+            .push(sample);
     }
     let mut groups: Vec<(Labels, Vec<Sample>)> = by_identity.into_values().collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
@@ -54,7 +79,11 @@ pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64)
         for (_, mut members) in groups {
             // NaN sorts last for both directions, as in Prometheus.
             members.sort_by(|a, b| {
-                let ordering = if op == token::T_TOPK { b.value.total_cmp(&a.value) } else { a.value.total_cmp(&b.value) };
+                let ordering = if op == token::T_TOPK {
+                    b.value.total_cmp(&a.value)
+                } else {
+                    a.value.total_cmp(&b.value)
+                };
                 a.value.is_nan().cmp(&b.value.is_nan()).then(ordering)
             });
             members.truncate(k);
@@ -62,7 +91,11 @@ pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64)
         }
         return Ok(Value::Vector(out));
     }
-    let parameter = if op == token::T_QUANTILE { scalar_param(evaluator, aggregate, t)? } else { 0.0 };
+    let parameter = if op == token::T_QUANTILE {
+        scalar_param(evaluator, aggregate, t)?
+    } else {
+        0.0
+    };
     let mut out = Vec::with_capacity(groups.len());
     for (labels, members) in groups {
         let values = members.iter().map(|s| s.value);
@@ -84,7 +117,12 @@ pub(crate) fn eval(evaluator: &mut Evaluator, aggregate: &AggregateExpr, t: i64)
                 }
             }
             token::T_QUANTILE => quantile(parameter, &mut values.collect::<Vec<_>>()),
-            _ => return Err(QueryError::bad(format!("aggregation \"{}\" is not supported", aggregate.op))),
+            _ => {
+                return Err(QueryError::bad(format!(
+                    "aggregation \"{}\" is not supported",
+                    aggregate.op
+                )))
+            }
         };
         out.push(Sample { labels, value });
     }

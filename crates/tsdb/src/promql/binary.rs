@@ -12,7 +12,10 @@ use super::{QueryError, Sample};
 use crate::labels::Labels;
 
 fn is_comparison(op: u8) -> bool {
-    matches!(op, token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE)
+    matches!(
+        op,
+        token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE
+    )
 }
 
 fn arithmetic(op: u8, a: f64, b: f64) -> Result<f64, QueryError> {
@@ -24,7 +27,12 @@ fn arithmetic(op: u8, a: f64, b: f64) -> Result<f64, QueryError> {
         token::T_MOD => a % b,
         token::T_POW => a.powf(b),
         token::T_ATAN2 => a.atan2(b),
-        _ => return Err(QueryError::bad(format!("operator \"{}\" not allowed between numbers", token::TokenType::new(op)))),
+        _ => {
+            return Err(QueryError::bad(format!(
+                "operator \"{}\" not allowed between numbers",
+                token::TokenType::new(op)
+            )))
+        }
     })
 }
 
@@ -41,7 +49,13 @@ fn compare(op: u8, a: f64, b: f64) -> bool {
 
 /// Applies `op`; `None` when a comparison filters the element out. A filtering comparison keeps
 /// `keep_value` (the vector side's value).
-fn element(op: u8, a: f64, b: f64, return_bool: bool, keep_value: f64) -> Result<Option<f64>, QueryError> {
+fn element(
+    op: u8,
+    a: f64,
+    b: f64,
+    return_bool: bool,
+    keep_value: f64,
+) -> Result<Option<f64>, QueryError> {
     if !is_comparison(op) {
         return arithmetic(op, a, b).map(Some);
     }
@@ -61,7 +75,11 @@ fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
     }
 }
 
-pub(crate) fn eval(evaluator: &mut Evaluator, binary: &BinaryExpr, t: i64) -> Result<Value, QueryError> {
+pub(crate) fn eval(
+    evaluator: &mut Evaluator,
+    binary: &BinaryExpr,
+    t: i64,
+) -> Result<Value, QueryError> {
     let op = binary.op.id();
     let lhs = evaluator.eval(&binary.lhs, t)?;
     let rhs = evaluator.eval(&binary.rhs, t)?;
@@ -70,17 +88,30 @@ pub(crate) fn eval(evaluator: &mut Evaluator, binary: &BinaryExpr, t: i64) -> Re
     match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(b)) => {
             if is_comparison(op) && !return_bool {
-                return Err(QueryError::bad("comparisons between scalars must use BOOL modifier"));
+                return Err(QueryError::bad(
+                    "comparisons between scalars must use BOOL modifier",
+                ));
             }
-            Ok(Value::Scalar(element(op, a, b, return_bool, a)?.unwrap_or(f64::NAN)))
+            Ok(Value::Scalar(
+                element(op, a, b, return_bool, a)?.unwrap_or(f64::NAN),
+            ))
         }
-        (Value::Vector(samples), Value::Scalar(scalar)) | (Value::Scalar(scalar), Value::Vector(samples)) => {
+        (Value::Vector(samples), Value::Scalar(scalar))
+        | (Value::Scalar(scalar), Value::Vector(samples)) => {
             let vector_on_left = matches!(evaluator_side(binary), Side::Left);
             let mut out = Vec::with_capacity(samples.len());
             for sample in samples {
-                let (a, b) = if vector_on_left { (sample.value, scalar) } else { (scalar, sample.value) };
+                let (a, b) = if vector_on_left {
+                    (sample.value, scalar)
+                } else {
+                    (scalar, sample.value)
+                };
                 if let Some(value) = element(op, a, b, return_bool, sample.value)? {
-                    let labels = if drops_name { sample.labels.without_name() } else { sample.labels };
+                    let labels = if drops_name {
+                        sample.labels.without_name()
+                    } else {
+                        sample.labels
+                    };
                     out.push(Sample { labels, value });
                 }
             }
@@ -92,8 +123,11 @@ pub(crate) fn eval(evaluator: &mut Evaluator, binary: &BinaryExpr, t: i64) -> Re
             if matches!(op, token::T_LAND | token::T_LOR | token::T_LUNLESS) {
                 return Ok(Value::Vector(set_operation(op, left, right, matching)));
             }
-            let card = modifier.map(|m| m.card.clone()).unwrap_or(VectorMatchCardinality::OneToOne);
-            vector_binary(op, left, right, matching, &card, return_bool, drops_name).map(Value::Vector)
+            let card = modifier
+                .map(|m| m.card.clone())
+                .unwrap_or(VectorMatchCardinality::OneToOne);
+            vector_binary(op, left, right, matching, &card, return_bool, drops_name)
+                .map(Value::Vector)
         }
         (lhs, rhs) => Err(QueryError::bad(format!(
             "binary operator \"{}\" not allowed between {} and {}",
@@ -120,15 +154,36 @@ fn evaluator_side(binary: &BinaryExpr) -> Side {
     }
 }
 
-fn set_operation(op: u8, left: Vec<Sample>, right: Vec<Sample>, matching: Option<&LabelModifier>) -> Vec<Sample> {
-    let right_signatures: HashSet<Labels> = right.iter().map(|s| signature(&s.labels, matching)).collect();
+fn set_operation(
+    op: u8,
+    left: Vec<Sample>,
+    right: Vec<Sample>,
+    matching: Option<&LabelModifier>,
+) -> Vec<Sample> {
+    let right_signatures: HashSet<Labels> = right
+        .iter()
+        .map(|s| signature(&s.labels, matching))
+        .collect();
     match op {
-        token::T_LAND => left.into_iter().filter(|s| right_signatures.contains(&signature(&s.labels, matching))).collect(),
-        token::T_LUNLESS => left.into_iter().filter(|s| !right_signatures.contains(&signature(&s.labels, matching))).collect(),
+        token::T_LAND => left
+            .into_iter()
+            .filter(|s| right_signatures.contains(&signature(&s.labels, matching)))
+            .collect(),
+        token::T_LUNLESS => left
+            .into_iter()
+            .filter(|s| !right_signatures.contains(&signature(&s.labels, matching)))
+            .collect(),
         _ => {
-            let left_signatures: HashSet<Labels> = left.iter().map(|s| signature(&s.labels, matching)).collect();
+            let left_signatures: HashSet<Labels> = left
+                .iter()
+                .map(|s| signature(&s.labels, matching))
+                .collect();
             let mut out = left;
-            out.extend(right.into_iter().filter(|s| !left_signatures.contains(&signature(&s.labels, matching))));
+            out.extend(
+                right
+                    .into_iter()
+                    .filter(|s| !left_signatures.contains(&signature(&s.labels, matching))),
+            );
             out
         }
     }
@@ -145,7 +200,11 @@ fn vector_binary(
 ) -> Result<Vec<Sample>, QueryError> {
     // For group_right the right side is the "many" side: iterate it and swap values back.
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
-    let (many, one) = if swapped { (right, left) } else { (left, right) };
+    let (many, one) = if swapped {
+        (right, left)
+    } else {
+        (left, right)
+    };
     let mut one_by_signature: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
     for sample in one {
         let key = signature(&sample.labels, matching);
@@ -158,22 +217,36 @@ fn vector_binary(
         one_by_signature.insert(key, sample);
     }
     let include = match card {
-        VectorMatchCardinality::ManyToOne(labels) | VectorMatchCardinality::OneToMany(labels) => Some(&labels.labels),
+        VectorMatchCardinality::ManyToOne(labels) | VectorMatchCardinality::OneToMany(labels) => {
+            Some(&labels.labels)
+        }
         _ => None,
     };
     let mut matched: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for sample in many {
         let key = signature(&sample.labels, matching);
-        let Some(partner) = one_by_signature.get(&key) else { continue };
-        let (a, b) = if swapped { (partner.value, sample.value) } else { (sample.value, partner.value) };
-        let Some(value) = element(op, a, b, return_bool, a)? else { continue };
+        let Some(partner) = one_by_signature.get(&key) else {
+            continue;
+        };
+        let (a, b) = if swapped {
+            (partner.value, sample.value)
+        } else {
+            (sample.value, partner.value)
+        };
+        let Some(value) = element(op, a, b, return_bool, a)? else {
+            continue;
+        };
         if include.is_none() && !matched.insert(key.clone()) {
             return Err(QueryError::execution(format!(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); duplicate match group {key}"
             )));
         }
-        let mut labels = if drops_name { sample.labels.without_name() } else { sample.labels };
+        let mut labels = if drops_name {
+            sample.labels.without_name()
+        } else {
+            sample.labels
+        };
         match include {
             None => match matching {
                 Some(LabelModifier::Include(on)) => labels = labels.project(&on.labels, true),

@@ -79,16 +79,26 @@ fn offset_ms(selector: &VectorSelector) -> i64 {
 fn full_matchers(selector: &VectorSelector) -> Matchers {
     let mut matchers = selector.matchers.clone();
     if let Some(name) = &selector.name {
-        matchers.matchers.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+        matchers
+            .matchers
+            .push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
     }
     matchers
 }
 
 /// Samples with `after < t <= until`, as a sub-slice, resuming from the previous window's bounds when they are still valid (they are
 /// whenever the window moved forward), else searching afresh.
-fn window_with_cursor<'s>(samples: &'s [(i64, f64)], after: i64, until: i64, cursor: &Cell<(usize, usize)>) -> &'s [(i64, f64)] {
+fn window_with_cursor<'s>(
+    samples: &'s [(i64, f64)],
+    after: i64,
+    until: i64,
+    cursor: &Cell<(usize, usize)>,
+) -> &'s [(i64, f64)] {
     let (mut from, mut to) = cursor.get();
-    let valid = from <= samples.len() && to <= samples.len() && (from == 0 || samples[from - 1].0 <= after) && (to == 0 || samples[to - 1].0 <= until);
+    let valid = from <= samples.len()
+        && to <= samples.len()
+        && (from == 0 || samples[from - 1].0 <= after)
+        && (to == 0 || samples[to - 1].0 <= until);
     if !valid {
         from = samples.partition_point(|s| s.0 <= after);
         to = samples.partition_point(|s| s.0 <= until);
@@ -108,7 +118,13 @@ fn window_with_cursor<'s>(samples: &'s [(i64, f64)], after: i64, until: i64, cur
 impl Evaluator {
     /// Reads every selector's series for `[start_ms, end_ms]` widened by its range or the
     /// lookback, and its offset.
-    pub(crate) fn prepare(store: &Store, tenant: &str, expr: &Expr, start_ms: i64, end_ms: i64) -> Result<Evaluator, QueryError> {
+    pub(crate) fn prepare(
+        store: &Store,
+        tenant: &str,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Evaluator, QueryError> {
         let mut selectors: Vec<(&VectorSelector, i64)> = Vec::new();
         collect_selectors(expr, &mut selectors)?;
         let mut data = HashMap::new();
@@ -118,23 +134,45 @@ impl Evaluator {
             }
             let offset = offset_ms(selector);
             let matchers = full_matchers(selector);
-            let series = store.select(tenant, &[&matchers], start_ms - offset - reach_ms, end_ms - offset);
+            let series = store.select(
+                tenant,
+                &[&matchers],
+                start_ms - offset - reach_ms,
+                end_ms - offset,
+            );
             let nameless = series.iter().map(|s| s.labels.without_name()).collect();
             let cursors = series.iter().map(|_| Cell::new((0, 0))).collect();
-            data.insert(key(selector), Selected { series, nameless, cursors });
+            data.insert(
+                key(selector),
+                Selected {
+                    series,
+                    nameless,
+                    cursors,
+                },
+            );
         }
-        Ok(Evaluator { data, derived: FxHashMap::default(), interned: FxHashMap::default() })
+        Ok(Evaluator {
+            data,
+            derived: FxHashMap::default(),
+            interned: FxHashMap::default(),
+        })
     }
 
     /// `derive(labels)` for the expression node at `node`, cached across steps.
     /// Equal results share one identity (see `interned`).
-    pub(crate) fn derived(&mut self, node: usize, labels: &Labels, derive: impl FnOnce(&Labels) -> Labels) -> Labels {
+    pub(crate) fn derived(
+        &mut self,
+        node: usize,
+        labels: &Labels,
+        derive: impl FnOnce(&Labels) -> Labels,
+    ) -> Labels {
         if let Some((_, derived)) = self.derived.get(&(node, labels.identity())) {
             return derived.clone();
         }
         let fresh = derive(labels);
         let shared = self.interned.entry(fresh.clone()).or_insert(fresh).clone();
-        self.derived.insert((node, labels.identity()), (labels.clone(), shared.clone()));
+        self.derived
+            .insert((node, labels.identity()), (labels.clone(), shared.clone()));
         shared
     }
 
@@ -144,20 +182,34 @@ impl Evaluator {
 
     pub(crate) fn instant_selector(&self, selector: &VectorSelector, t: i64) -> Vec<Sample> {
         let at = t - offset_ms(selector);
-        let Some(selected) = self.selected(selector) else { return Vec::new() };
+        let Some(selected) = self.selected(selector) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for (series, cursor) in selected.series.iter().zip(&selected.cursors) {
-            if let Some(&(_, value)) = window_with_cursor(&series.samples, at - LOOKBACK_MS, at, cursor).last() {
-                out.push(Sample { labels: series.labels.clone(), value });
+            if let Some(&(_, value)) =
+                window_with_cursor(&series.samples, at - LOOKBACK_MS, at, cursor).last()
+            {
+                out.push(Sample {
+                    labels: series.labels.clone(),
+                    value,
+                });
             }
         }
         out
     }
 
     /// Each series' samples in `(t - offset - range, t - offset]`, borrowed.
-    pub(crate) fn range_windows(&self, selector: &VectorSelector, range_ms: i64, t: i64) -> Vec<Window<'_>> {
+    pub(crate) fn range_windows(
+        &self,
+        selector: &VectorSelector,
+        range_ms: i64,
+        t: i64,
+    ) -> Vec<Window<'_>> {
         let at = t - offset_ms(selector);
-        let Some(selected) = self.selected(selector) else { return Vec::new() };
+        let Some(selected) = self.selected(selector) else {
+            return Vec::new();
+        };
         selected
             .series
             .iter()
@@ -165,15 +217,27 @@ impl Evaluator {
             .zip(&selected.cursors)
             .filter_map(|((series, nameless), cursor)| {
                 let samples = window_with_cursor(&series.samples, at - range_ms, at, cursor);
-                (!samples.is_empty()).then_some(Window { labels: &series.labels, nameless, samples })
+                (!samples.is_empty()).then_some(Window {
+                    labels: &series.labels,
+                    nameless,
+                    samples,
+                })
             })
             .collect()
     }
 
-    pub(crate) fn range_selector(&self, selector: &VectorSelector, range_ms: i64, t: i64) -> Vec<Series> {
+    pub(crate) fn range_selector(
+        &self,
+        selector: &VectorSelector,
+        range_ms: i64,
+        t: i64,
+    ) -> Vec<Series> {
         self.range_windows(selector, range_ms, t)
             .into_iter()
-            .map(|w| Series { labels: w.labels.clone(), samples: w.samples.to_vec() })
+            .map(|w| Series {
+                labels: w.labels.clone(),
+                samples: w.samples.to_vec(),
+            })
             .collect()
     }
 
@@ -200,7 +264,10 @@ impl Evaluator {
     }
 }
 
-fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<(&'e VectorSelector, i64)>) -> Result<(), QueryError> {
+fn collect_selectors<'e>(
+    expr: &'e Expr,
+    out: &mut Vec<(&'e VectorSelector, i64)>,
+) -> Result<(), QueryError> {
     match expr {
         Expr::VectorSelector(selector) => out.push((selector, LOOKBACK_MS)),
         Expr::MatrixSelector(matrix) => out.push((&matrix.vs, matrix.range.as_millis() as i64)),

@@ -2,31 +2,52 @@
 //! per-sample math functions, `histogram_quantile`, `label_replace`/`label_join`, and the
 //! scalar/vector conversions.
 
-
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, Value, Window};
 use super::{QueryError, Sample};
 use crate::labels::Labels;
 
-fn arg_scalar(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Result<f64, QueryError> {
+fn arg_scalar(
+    evaluator: &mut Evaluator,
+    call: &Call,
+    index: usize,
+    t: i64,
+) -> Result<f64, QueryError> {
     match argument(evaluator, call, index, t)? {
         Value::Scalar(value) => Ok(value),
-        other => Err(QueryError::bad(format!("expected type scalar in call to function \"{}\", got {}", call.func.name, other.type_name()))),
+        other => Err(QueryError::bad(format!(
+            "expected type scalar in call to function \"{}\", got {}",
+            call.func.name,
+            other.type_name()
+        ))),
     }
 }
 
-fn arg_vector(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Result<Vec<Sample>, QueryError> {
+fn arg_vector(
+    evaluator: &mut Evaluator,
+    call: &Call,
+    index: usize,
+    t: i64,
+) -> Result<Vec<Sample>, QueryError> {
     match argument(evaluator, call, index, t)? {
         Value::Vector(samples) => Ok(samples),
-        other => Err(QueryError::bad(format!("expected type instant vector in call to function \"{}\", got {}", call.func.name, other.type_name()))),
+        other => Err(QueryError::bad(format!(
+            "expected type instant vector in call to function \"{}\", got {}",
+            call.func.name,
+            other.type_name()
+        ))),
     }
 }
 
 fn arg_string(call: &Call, index: usize) -> Result<String, QueryError> {
     match call.args.args.get(index).map(|a| unwrap_parens(a)) {
         Some(Expr::StringLiteral(text)) => Ok(text.val.clone()),
-        _ => Err(QueryError::bad(format!("expected a string literal as argument {} of \"{}\"", index + 1, call.func.name))),
+        _ => Err(QueryError::bad(format!(
+            "expected a string literal as argument {} of \"{}\"",
+            index + 1,
+            call.func.name
+        ))),
     }
 }
 
@@ -37,26 +58,51 @@ fn unwrap_parens(expr: &Expr) -> &Expr {
     }
 }
 
-fn argument(evaluator: &mut Evaluator, call: &Call, index: usize, t: i64) -> Result<Value, QueryError> {
-    let arg = call.args.args.get(index).ok_or_else(|| QueryError::bad(format!("missing argument {} of \"{}\"", index + 1, call.func.name)))?;
+fn argument(
+    evaluator: &mut Evaluator,
+    call: &Call,
+    index: usize,
+    t: i64,
+) -> Result<Value, QueryError> {
+    let arg = call.args.args.get(index).ok_or_else(|| {
+        QueryError::bad(format!(
+            "missing argument {} of \"{}\"",
+            index + 1,
+            call.func.name
+        ))
+    })?;
     evaluator.eval(arg, t)
 }
 
 /// The range argument of a range function: each series' window (borrowed) and the range.
-fn arg_matrix<'e>(evaluator: &'e Evaluator, call: &Call, index: usize, t: i64) -> Result<(Vec<Window<'e>>, i64), QueryError> {
+fn arg_matrix<'e>(
+    evaluator: &'e Evaluator,
+    call: &Call,
+    index: usize,
+    t: i64,
+) -> Result<(Vec<Window<'e>>, i64), QueryError> {
     match call.args.args.get(index).map(|a| unwrap_parens(a)) {
         Some(Expr::MatrixSelector(matrix)) => {
             let range_ms = matrix.range.as_millis() as i64;
             Ok((evaluator.range_windows(&matrix.vs, range_ms, t), range_ms))
         }
-        _ => Err(QueryError::bad(format!("expected type range vector in call to function \"{}\"", call.func.name))),
+        _ => Err(QueryError::bad(format!(
+            "expected type range vector in call to function \"{}\"",
+            call.func.name
+        ))),
     }
 }
 
 /// Prometheus' `extrapolatedRate`: the change over the window, extrapolated to the window's
 /// edges (at most half an average sample interval past the first/last sample, and for counters
 /// never below zero), per second for `rate`.
-fn extrapolated_rate(samples: &[(i64, f64)], range_ms: i64, window_end_ms: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    samples: &[(i64, f64)],
+    range_ms: i64,
+    window_end_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
@@ -96,7 +142,9 @@ fn extrapolated_rate(samples: &[(i64, f64)], range_ms: i64, window_end_ms: i64, 
 }
 
 fn instant_rate(samples: &[(i64, f64)], is_rate: bool) -> Option<f64> {
-    let [.., (previous_t, previous_v), (last_t, last_v)] = samples else { return None };
+    let [.., (previous_t, previous_v), (last_t, last_v)] = samples else {
+        return None;
+    };
     let mut result = last_v - previous_v;
     if is_rate && last_v < previous_v {
         result = *last_v;
@@ -207,18 +255,36 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
     bucket_start + (bucket_end - bucket_start) * (rank / count)
 }
 
-fn histogram_quantile(evaluator: &mut Evaluator, node: usize, q: f64, samples: Vec<Sample>) -> Vec<Sample> {
-    let mut groups: rustc_hash::FxHashMap<usize, (Labels, Vec<(f64, f64)>)> = rustc_hash::FxHashMap::default();
+fn histogram_quantile(
+    evaluator: &mut Evaluator,
+    node: usize,
+    q: f64,
+    samples: Vec<Sample>,
+) -> Vec<Sample> {
+    let mut groups: rustc_hash::FxHashMap<usize, (Labels, Vec<(f64, f64)>)> =
+        rustc_hash::FxHashMap::default();
     for sample in samples {
-        let Some(upper) = sample.labels.get("le").and_then(parse_bound) else { continue };
+        let Some(upper) = sample.labels.get("le").and_then(parse_bound) else {
+            continue;
+        };
         let labels = evaluator.derived(node, &sample.labels, |labels| {
             let mut labels = labels.without_name();
             labels.set("le", "");
             labels
         });
-        groups.entry(labels.identity()).or_insert_with(|| (labels, Vec::new())).1.push((upper, sample.value));
+        groups
+            .entry(labels.identity())
+            .or_insert_with(|| (labels, Vec::new()))
+            .1
+            .push((upper, sample.value));
     }
-    let mut out: Vec<Sample> = groups.into_values().map(|(labels, mut buckets)| Sample { labels, value: bucket_quantile(q, &mut buckets) }).collect();
+    let mut out: Vec<Sample> = groups
+        .into_values()
+        .map(|(labels, mut buckets)| Sample {
+            labels,
+            value: bucket_quantile(q, &mut buckets),
+        })
+        .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     out
 }
@@ -264,12 +330,27 @@ fn math(name: &str, value: f64, args: &[f64]) -> Option<f64> {
     })
 }
 
-fn label_replace(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Vec<Sample>, QueryError> {
+fn label_replace(
+    evaluator: &mut Evaluator,
+    call: &Call,
+    t: i64,
+) -> Result<Vec<Sample>, QueryError> {
     let samples = arg_vector(evaluator, call, 0, t)?;
-    let (destination, replacement, source, pattern) = (arg_string(call, 1)?, arg_string(call, 2)?, arg_string(call, 3)?, arg_string(call, 4)?);
-    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| QueryError::bad(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
+    let (destination, replacement, source, pattern) = (
+        arg_string(call, 1)?,
+        arg_string(call, 2)?,
+        arg_string(call, 3)?,
+        arg_string(call, 4)?,
+    );
+    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+        QueryError::bad(format!(
+            "invalid regular expression in label_replace(): {pattern}: {e}"
+        ))
+    })?;
     if !is_label_name(&destination) {
-        return Err(QueryError::bad(format!("invalid destination label name in label_replace(): {destination}")));
+        return Err(QueryError::bad(format!(
+            "invalid destination label name in label_replace(): {destination}"
+        )));
     }
     Ok(samples
         .into_iter()
@@ -287,7 +368,10 @@ fn label_replace(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Vec<S
 
 fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Value, QueryError> {
@@ -300,8 +384,17 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
                 series
                     .into_iter()
                     .filter_map(|s| {
-                        let value = extrapolated_rate(s.samples, range_ms, window_end, name != "delta", name == "rate")?;
-                        Some(Sample { labels: s.nameless.clone(), value })
+                        let value = extrapolated_rate(
+                            s.samples,
+                            range_ms,
+                            window_end,
+                            name != "delta",
+                            name == "rate",
+                        )?;
+                        Some(Sample {
+                            labels: s.nameless.clone(),
+                            value,
+                        })
                     })
                     .collect(),
             )
@@ -311,13 +404,23 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
             Value::Vector(
                 series
                     .into_iter()
-                    .filter_map(|s| Some(Sample { value: instant_rate(s.samples, name == "irate")?, labels: s.nameless.clone() }))
+                    .filter_map(|s| {
+                        Some(Sample {
+                            value: instant_rate(s.samples, name == "irate")?,
+                            labels: s.nameless.clone(),
+                        })
+                    })
                     .collect(),
             )
         }
-        "sum_over_time" | "avg_over_time" | "min_over_time" | "max_over_time" | "count_over_time" | "last_over_time" | "present_over_time"
-        | "changes" | "resets" | "stddev_over_time" | "stdvar_over_time" | "quantile_over_time" => {
-            let (parameter, matrix_index) = if name == "quantile_over_time" { (arg_scalar(evaluator, call, 0, t)?, 1) } else { (0.0, 0) };
+        "sum_over_time" | "avg_over_time" | "min_over_time" | "max_over_time"
+        | "count_over_time" | "last_over_time" | "present_over_time" | "changes" | "resets"
+        | "stddev_over_time" | "stdvar_over_time" | "quantile_over_time" => {
+            let (parameter, matrix_index) = if name == "quantile_over_time" {
+                (arg_scalar(evaluator, call, 0, t)?, 1)
+            } else {
+                (0.0, 0)
+            };
             let (series, _) = arg_matrix(evaluator, call, matrix_index, t)?;
             let keeps_name = name == "last_over_time";
             Value::Vector(
@@ -325,12 +428,20 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
                     .into_iter()
                     .filter_map(|s| {
                         let value = over_time(name, s.samples, parameter)?;
-                        Some(Sample { labels: if keeps_name { s.labels.clone() } else { s.nameless.clone() }, value })
+                        Some(Sample {
+                            labels: if keeps_name {
+                                s.labels.clone()
+                            } else {
+                                s.nameless.clone()
+                            },
+                            value,
+                        })
                     })
                     .collect(),
             )
         }
-        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "round" | "clamp" | "clamp_min" | "clamp_max" => {
+        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "round"
+        | "clamp" | "clamp_min" | "clamp_max" => {
             let samples = arg_vector(evaluator, call, 0, t)?;
             let mut args = Vec::new();
             for index in 1..call.args.args.len() {
@@ -339,51 +450,87 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
             Value::Vector(
                 samples
                     .into_iter()
-                    .filter_map(|s| Some(Sample { value: math(name, s.value, &args)?, labels: s.labels.without_name() }))
+                    .filter_map(|s| {
+                        Some(Sample {
+                            value: math(name, s.value, &args)?,
+                            labels: s.labels.without_name(),
+                        })
+                    })
                     .collect(),
             )
         }
         "histogram_quantile" => {
             let q = arg_scalar(evaluator, call, 0, t)?;
             let buckets = arg_vector(evaluator, call, 1, t)?;
-            Value::Vector(histogram_quantile(evaluator, call as *const Call as usize, q, buckets))
+            Value::Vector(histogram_quantile(
+                evaluator,
+                call as *const Call as usize,
+                q,
+                buckets,
+            ))
         }
         "label_replace" => Value::Vector(label_replace(evaluator, call, t)?),
         "label_join" => {
             let samples = arg_vector(evaluator, call, 0, t)?;
             let (destination, separator) = (arg_string(call, 1)?, arg_string(call, 2)?);
-            let sources = (3..call.args.args.len()).map(|i| arg_string(call, i)).collect::<Result<Vec<_>, _>>()?;
+            let sources = (3..call.args.args.len())
+                .map(|i| arg_string(call, i))
+                .collect::<Result<Vec<_>, _>>()?;
             Value::Vector(
                 samples
                     .into_iter()
                     .map(|mut s| {
-                        let joined = sources.iter().map(|source| s.labels.get(source).unwrap_or("")).collect::<Vec<_>>().join(&separator);
+                        let joined = sources
+                            .iter()
+                            .map(|source| s.labels.get(source).unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join(&separator);
                         s.labels.set(&destination, &joined);
                         s
                     })
                     .collect(),
             )
         }
-        "vector" => Value::Vector(vec![Sample { labels: Labels::default(), value: arg_scalar(evaluator, call, 0, t)? }]),
+        "vector" => Value::Vector(vec![Sample {
+            labels: Labels::default(),
+            value: arg_scalar(evaluator, call, 0, t)?,
+        }]),
         "scalar" => {
             let samples = arg_vector(evaluator, call, 0, t)?;
-            Value::Scalar(if samples.len() == 1 { samples[0].value } else { f64::NAN })
+            Value::Scalar(if samples.len() == 1 {
+                samples[0].value
+            } else {
+                f64::NAN
+            })
         }
         "time" => Value::Scalar(t as f64 / 1000.0),
         "absent" => {
             let samples = arg_vector(evaluator, call, 0, t)?;
             if samples.is_empty() {
-                Value::Vector(vec![Sample { labels: absent_labels(call), value: 1.0 }])
+                Value::Vector(vec![Sample {
+                    labels: absent_labels(call),
+                    value: 1.0,
+                }])
             } else {
                 Value::Vector(Vec::new())
             }
         }
         "sort" | "sort_desc" => {
             let mut samples = arg_vector(evaluator, call, 0, t)?;
-            samples.sort_by(|a, b| if name == "sort" { a.value.total_cmp(&b.value) } else { b.value.total_cmp(&a.value) });
+            samples.sort_by(|a, b| {
+                if name == "sort" {
+                    a.value.total_cmp(&b.value)
+                } else {
+                    b.value.total_cmp(&a.value)
+                }
+            });
             Value::Vector(samples)
         }
-        other => return Err(QueryError::bad(format!("function \"{other}\" is not supported"))),
+        other => {
+            return Err(QueryError::bad(format!(
+                "function \"{other}\" is not supported"
+            )))
+        }
     })
 }
 
@@ -400,13 +547,19 @@ fn selector_offset(call: &Call) -> i64 {
 
 /// `absent(m{a="x"})` answers `{a="x"}`: the equality matchers of the selector, except the name.
 fn absent_labels(call: &Call) -> Labels {
-    let Some(Expr::VectorSelector(selector)) = call.args.args.first().map(|a| unwrap_parens(a)) else { return Labels::default() };
+    let Some(Expr::VectorSelector(selector)) = call.args.args.first().map(|a| unwrap_parens(a))
+    else {
+        return Labels::default();
+    };
     Labels::new(
         selector
             .matchers
             .matchers
             .iter()
-            .filter(|m| matches!(m.op, promql_parser::label::MatchOp::Equal) && m.name != crate::labels::METRIC_NAME)
+            .filter(|m| {
+                matches!(m.op, promql_parser::label::MatchOp::Equal)
+                    && m.name != crate::labels::METRIC_NAME
+            })
             .map(|m| (m.name.clone(), m.value.clone())),
     )
 }
@@ -418,7 +571,9 @@ mod tests {
     #[test]
     fn rate_extrapolates_like_prometheus() {
         // A counter growing 1/s, sampled every 15 s, window 60 s ending 5 s after the last sample.
-        let samples: Vec<(i64, f64)> = (0..4).map(|i| (10_000 + i * 15_000, 100.0 + 15.0 * i as f64)).collect();
+        let samples: Vec<(i64, f64)> = (0..4)
+            .map(|i| (10_000 + i * 15_000, 100.0 + 15.0 * i as f64))
+            .collect();
         let rate = extrapolated_rate(&samples, 60_000, 60_000, true, true).unwrap();
         // sampled 45 s; to start 10 s (< 16.5 s threshold) kept, to end 5 s kept: 45 * 60/45 / 60.
         assert!((rate - 1.0).abs() < 1e-9, "{rate}");

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod binary;
+mod depth;
 mod eval;
 mod functions;
 
@@ -19,6 +20,7 @@ use promql_parser::parser::{self, Expr};
 use crate::labels::Labels;
 use crate::store::Store;
 
+pub use depth::{MAX_DEPTH, MAX_OPERATORS};
 pub use eval::LOOKBACK_MS;
 
 /// One element of an instant vector.
@@ -61,22 +63,39 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn bad(message: impl Into<String>) -> QueryError {
-        QueryError { kind: QueryErrorKind::BadData, message: message.into() }
+        QueryError {
+            kind: QueryErrorKind::BadData,
+            message: message.into(),
+        }
     }
     pub(crate) fn execution(message: impl Into<String>) -> QueryError {
-        QueryError { kind: QueryErrorKind::Execution, message: message.into() }
+        QueryError {
+            kind: QueryErrorKind::Execution,
+            message: message.into(),
+        }
     }
 }
 
 /// Most steps a range query may have (Prometheus' own limit).
 pub const MAX_STEPS: i64 = 11_000;
 
+/// Parses a query whose nesting stays within [`MAX_DEPTH`] (deeper ones are refused before
+/// anything recursive touches them).
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query).map_err(|message| QueryError::bad(format!("invalid parameter \"query\": {message}")))
+    depth::check_text(query)?;
+    let expr = parser::parse(query)
+        .map_err(|message| QueryError::bad(format!("invalid parameter \"query\": {message}")))?;
+    depth::check_tree(&expr)?;
+    Ok(expr)
 }
 
 /// Evaluates `query` at `time_ms` (`/api/v1/query`).
-pub fn instant_query(store: &Store, tenant: &str, query: &str, time_ms: i64) -> Result<QueryValue, QueryError> {
+pub fn instant_query(
+    store: &Store,
+    tenant: &str,
+    query: &str,
+    time_ms: i64,
+) -> Result<QueryValue, QueryError> {
     let expr = parse(query)?;
     let mut evaluator = eval::Evaluator::prepare(store, tenant, &expr, time_ms, time_ms)?;
     Ok(match evaluator.eval(&expr, time_ms)? {
@@ -88,14 +107,24 @@ pub fn instant_query(store: &Store, tenant: &str, query: &str, time_ms: i64) -> 
 }
 
 /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms` (`/api/v1/query_range`).
-pub fn range_query(store: &Store, tenant: &str, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<QueryValue, QueryError> {
+pub fn range_query(
+    store: &Store,
+    tenant: &str,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<QueryValue, QueryError> {
     if step_ms <= 0 {
         return Err(QueryError::bad("zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
     if end_ms < start_ms {
-        return Err(QueryError::bad("end timestamp must not be before start time"));
+        return Err(QueryError::bad(
+            "end timestamp must not be before start time",
+        ));
     }
-    if (end_ms - start_ms) / step_ms > MAX_STEPS {
+    // In i128: a caller's extreme times must not wrap into a small, accepted step count.
+    if (i128::from(end_ms) - i128::from(start_ms)) / i128::from(step_ms) > i128::from(MAX_STEPS) {
         return Err(QueryError::bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
     let expr = parse(query)?;
@@ -117,9 +146,17 @@ pub fn range_query(store: &Store, tenant: &str, query: &str, start_ms: i64, end_
                 return Err(QueryError::bad("invalid expression type \"string\" for range query, must be Scalar or instant Vector"))
             }
         }
-        t += step_ms;
+        let Some(next) = t.checked_add(step_ms) else {
+            break;
+        };
+        t = next;
     }
-    Ok(QueryValue::Matrix(series.into_iter().map(|(labels, samples)| Series { labels, samples }).collect()))
+    Ok(QueryValue::Matrix(
+        series
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
