@@ -63,6 +63,9 @@ impl prometheus_client::collector::Collector for StoreCollector {
         counter(&mut encoder, "andante_block_flush_failures", "Block writes that failed and will be retried.", load(&metrics.block_flush_failures))?;
         counter(&mut encoder, "andante_wal_segments_removed", "WAL segments deleted after their traces reached blocks.", load(&metrics.wal_segments_removed))?;
         gauge(&mut encoder, "andante_wal_replayed_records", "WAL records replayed at the last start.", load(&metrics.wal_replayed_records) as i64)?;
+        counter(&mut encoder, "andante_wal_corrupt_regions", "Damaged WAL regions skipped by replay at this start; each held at least one record.", load(&metrics.wal_corrupt_regions))?;
+        counter(&mut encoder, "andante_wal_corrupt_bytes", "Bytes of damaged WAL regions skipped by replay at this start.", load(&metrics.wal_corrupt_bytes))?;
+        counter(&mut encoder, "andante_wal_truncated_bytes", "Bytes of torn WAL segment tails cut off by replay at this start.", load(&metrics.wal_truncated_bytes))?;
         let (live_traces, live_bytes) = self.live.memory_totals();
         gauge(&mut encoder, "andante_live_traces", "Traces still receiving spans.", live_traces as i64)?;
         gauge(&mut encoder, "andante_live_bytes", "Encoded bytes of traces held in memory.", live_bytes as i64)?;
