@@ -103,6 +103,24 @@ impl prometheus_client::collector::Collector for StoreCollector {
             "WAL records replayed at the last start.",
             load(&metrics.wal_replayed_records) as i64,
         )?;
+        counter(
+            &mut encoder,
+            "andante_wal_corrupt_regions",
+            "Damaged WAL regions skipped by replay at this start; each held at least one record.",
+            load(&metrics.wal_corrupt_regions),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_wal_corrupt_bytes",
+            "Bytes of damaged WAL regions skipped by replay at this start.",
+            load(&metrics.wal_corrupt_bytes),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_wal_truncated_bytes",
+            "Bytes of torn WAL segment tails cut off by replay at this start.",
+            load(&metrics.wal_truncated_bytes),
+        )?;
         let (live_traces, live_bytes) = self.live.memory_totals();
         gauge(
             &mut encoder,

@@ -15,6 +15,12 @@ pub struct LiveMetrics {
     pub block_flush_failures: AtomicU64,
     pub wal_segments_removed: AtomicU64,
     pub wal_replayed_records: AtomicU64,
+    /// Damaged WAL regions replay skipped (each at least one lost record), since this start.
+    pub wal_corrupt_regions: AtomicU64,
+    /// Bytes of those regions.
+    pub wal_corrupt_bytes: AtomicU64,
+    /// Bytes of torn tails replay cut off segments.
+    pub wal_truncated_bytes: AtomicU64,
     discarded: Mutex<HashMap<(String, RefusalReason), u64>>,
 }
 

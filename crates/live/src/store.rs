@@ -14,7 +14,7 @@ use andante_ingest::{
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
 use andante_storage::Storage;
-use andante_wal::{replay, SegmentSeq, Wal, WalOptions};
+use andante_wal::{replay, ReplayReport, SegmentSeq, Wal, WalOptions};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use prost::Message;
@@ -132,12 +132,7 @@ impl LiveStore {
             }
             Err(error) => tracing::warn!(segment = seq, %error, "skipping undecodable wal record"),
         })?;
-        metrics
-            .wal_replayed_records
-            .store(report.records as u64, Ordering::Relaxed);
-        if report.records > 0 || !report.truncated.is_empty() {
-            tracing::info!(segments = report.segments, records = report.records, bytes = report.bytes, truncated = ?report.truncated, "replayed wal");
-        }
+        record_replay(&metrics, &report);
         let wal = Wal::open(wal_dir, wal_options, on_fsync)?;
         Ok(Arc::new(LiveStore {
             rate_limiter: RateLimiter::new(&config.limits),
@@ -446,6 +441,36 @@ impl LiveStore {
             }
             Err(error) => tracing::error!(%error, "failed to remove old wal segments"),
         }
+    }
+}
+
+/// Counts what replay found and logs it; damage that cost records is a warning.
+fn record_replay(metrics: &LiveMetrics, report: &ReplayReport) {
+    metrics
+        .wal_replayed_records
+        .store(report.records as u64, Ordering::Relaxed);
+    metrics
+        .wal_corrupt_regions
+        .fetch_add(report.skipped_regions, Ordering::Relaxed);
+    metrics
+        .wal_corrupt_bytes
+        .fetch_add(report.skipped_bytes, Ordering::Relaxed);
+    metrics
+        .wal_truncated_bytes
+        .fetch_add(report.truncated_bytes(), Ordering::Relaxed);
+    if report.skipped_regions > 0 {
+        tracing::warn!(
+            segments = report.segments,
+            records = report.records,
+            bytes = report.bytes,
+            skipped_regions = report.skipped_regions,
+            skipped_bytes = report.skipped_bytes,
+            damaged = ?report.damaged,
+            truncated = ?report.truncated,
+            "replayed wal; skipped damaged records (each skipped region held at least one record)"
+        );
+    } else if report.records > 0 || !report.truncated.is_empty() {
+        tracing::info!(segments = report.segments, records = report.records, bytes = report.bytes, truncated = ?report.truncated, "replayed wal");
     }
 }
 

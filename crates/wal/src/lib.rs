@@ -1,42 +1,66 @@
 //! The write-ahead log: a push is acknowledged only after its record is written and fsynced
 //! here, so an acknowledged span survives `kill -9` and power loss.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format
 //! A directory of segment files named `{seq:020}.wal`, `seq` increasing from 1. Each segment
-//! starts with the 8-byte magic `ANDWAL01`, followed by records:
+//! starts with an 8-byte magic naming its format version, followed by records. The writer
+//! produces version 2; replay reads versions 1 and 2 side by side. A released version never
+//! changes in place: a new layout gets a new magic and its own module, and the old one stays
+//! readable.
 //!
+//! Version 2 (`ANDWAL02`, `v2.rs`), written since replay learnt to resynchronise:
 //! ```text
-//! +----------------+----------------+-------------------+
-//! | len: u32 LE    | crc32c: u32 LE | payload: len bytes |
-//! +----------------+----------------+-------------------+
+//! +---------------------+-------------+-------------------------+------------------------+--------------------+
+//! | marker: D2 8B F5 A6 | len: u32 LE | crc32c(payload): u32 LE | crc32c(header): u32 LE | payload: len bytes |
+//! +---------------------+-------------+-------------------------+------------------------+--------------------+
 //! ```
-//! `crc32c` covers the payload. The payload is opaque to the WAL (the live store frames the
-//! tenant and the OTLP batch inside it).
+//! The header checksum covers the marker, the length and the payload checksum, so a candidate
+//! record is checked in O(1) before its payload is checksummed.
+//!
+//! Version 1 (`ANDWAL01`, `v1.rs`), read only:
+//! ```text
+//! +----------------+----------------+--------------------+
+//! | len: u32 LE    | crc32c: u32 LE | payload: len bytes |
+//! +----------------+----------------+--------------------+
+//! ```
+//! An empty version 1 record is read as damage (its framing is eight zero bytes, like a
+//! zero-filled region; the live store never wrote one). The payload is opaque to the WAL (the
+//! live store frames the tenant and the OTLP batch inside it).
+//!
+//! Binaries from before version 2 do not know its magic: they would take a version 2 segment for
+//! one with a damaged header and empty it. Stop with SIGTERM (which flushes every trace to a
+//! block and leaves nothing to replay) before going back to such a binary.
 //!
 //! # Invariants
-//! - Records are appended only to the newest segment; older segments are never modified except
-//!   to cut off a corrupt tail during replay.
+//! - Records are appended only to the newest segment, which `Wal::open` always creates anew:
+//!   nothing is ever appended to a segment that existed before the process started. Older
+//!   segments are never modified except to cut off an unreadable tail during replay.
 //! - An append's future resolves only after `fdatasync` of the segment returned (when `fsync` is
 //!   on); many appends share one fsync (group commit): the writer thread drains every pending
 //!   append, writes them with one `write`, syncs once, then acknowledges them all.
-//! - Replay stops at the first record whose length runs past the end of the file or whose
-//!   checksum does not match; the file is truncated there with a warning. Everything before that
-//!   point is returned, nothing after it is trusted, since a corrupt length field makes any
-//!   later framing meaningless.
+//! - Replay returns every intact record. A damaged record (checksum mismatch, broken header,
+//!   length past the end of the file) costs only itself: replay skips the damaged region and
+//!   resynchronises on the next intact record (version 2: next marker whose header checksum
+//!   matches; version 1: next offset whose length fits and whose payload checksum matches), and
+//!   reports how many regions and bytes it skipped. Resynchronising checksums at most 16 × the
+//!   segment's size; past that it gives up and leaves the rest of the segment unread, not cut.
+//! - Bytes after the last intact record are the tail, a write torn by a crash: the file is cut
+//!   there with a warning. Damage in the middle is left on disk, never truncated, because
+//!   acknowledged records follow it.
 //! - Segments are deleted only by `remove_segments_before`, called by the live store once every
 //!   trace they hold is in a durable block.
 
 mod replay;
+mod scan;
+mod v1;
+mod v2;
 mod writer;
 
-pub use replay::{replay, ReplayReport};
+pub use replay::{replay, DamagedSegment, ReplayReport};
 pub use writer::{FsyncObserver, Wal, WalOptions};
 
 /// Segment sequence number.
 pub type SegmentSeq = u64;
-
-pub(crate) const MAGIC: &[u8; 8] = b"ANDWAL01";
-pub(crate) const RECORD_HEADER_BYTES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -80,14 +104,6 @@ pub(crate) fn list_segments(dir: &std::path::Path) -> Result<Vec<SegmentSeq>, Wa
     }
     segments.sort_unstable();
     Ok(segments)
-}
-
-pub(crate) fn encode_record(payload: &[u8], out: &mut Vec<u8>) -> Result<(), WalError> {
-    let len = u32::try_from(payload.len()).map_err(|_| WalError::RecordTooLarge(payload.len()))?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::{encode_record, list_segments, segment_path, SegmentSeq, WalError, MAGIC};
+use crate::v2::{encode_record, MAGIC};
+use crate::{list_segments, segment_path, SegmentSeq, WalError};
 
 #[derive(Debug, Clone)]
 pub struct WalOptions {
