@@ -193,3 +193,59 @@ def test_connections_past_the_limit_wait_for_a_free_slot(make_server):
         sock.close()
     time.sleep(0.5)
     alive(server)
+
+
+def block_dirs(server):
+    """Block directories of the default tenant, oldest first (by meta.json's creation time)."""
+    root = server.storage / "blocks" / "single-tenant"
+    dirs = [d for d in root.iterdir() if (d / "meta.json").exists()]
+    return sorted(dirs, key=lambda d: int(json.loads((d / "meta.json").read_text())["createdUnixNanos"]))
+
+
+def two_blocks(make_server):
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "1s", "--compaction.enabled", "false")
+    send(server, many_traces(200, 1))
+    wait_for_block_traces(server, 200)
+    send(server, many_traces(200, 1001))
+    wait_for_block_traces(server, 400)
+    server.stop()
+    dirs = block_dirs(server)
+    assert len(dirs) >= 2, dirs
+    return server, dirs
+
+
+def trace_status(server, n):
+    return requests.get(f"{server.url}/api/v2/traces/{trace_id(n)}", timeout=30)
+
+
+def test_corrupt_block_data_answers_an_error_naming_the_block(make_server):
+    server, dirs = two_blocks(make_server)
+    corrupt = dirs[0]
+    data = bytearray((corrupt / "data.parquet").read_bytes())
+    middle = len(data) // 2
+    data[middle - 2048:middle + 2048] = bytes(4096)
+    (corrupt / "data.parquet").write_bytes(bytes(data))
+    server.start()
+    first_batch = [trace_status(server, n) for n in range(1, 201)]
+    statuses = {response.status_code for response in first_batch}
+    assert 404 not in statuses and 500 in statuses, statuses
+    for response in first_batch:
+        if response.status_code == 500:
+            assert corrupt.name in response.text and "corrupt" in response.text, response.text
+    assert all(trace_status(server, n).status_code == 200 for n in range(1001, 1201)), "the healthy block keeps serving"
+    assert server.metric("andante_blocks_quarantined_total") >= 1
+    assert (corrupt / "quarantined.json").exists() and not (corrupt / "meta.json").exists()
+    assert get(server, "/api/search", q="{ }", start="0", end=str(int(time.time()) + 3600)).status_code == 200
+    alive(server)
+
+
+def test_a_damaged_index_is_rebuilt_from_the_data(make_server):
+    server, dirs = two_blocks(make_server)
+    index = dirs[0] / "index"
+    damaged = bytearray(index.read_bytes())
+    for i in range(len(damaged) // 2, len(damaged) // 2 + 16):
+        damaged[i] ^= 0xFF
+    index.write_bytes(bytes(damaged))
+    server.start()
+    assert all(trace_status(server, n).status_code == 200 for n in list(range(1, 201)) + list(range(1001, 1201)))
+    assert server.metric("andante_block_indexes_rebuilt_total") == 1

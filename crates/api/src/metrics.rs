@@ -159,6 +159,19 @@ impl prometheus_client::collector::Collector for StoreCollector {
             "Bytes of block data and indexes.",
             bytes as i64,
         )?;
+        let corruption = &self.blocks.corruption;
+        counter(
+            &mut encoder,
+            "andante_blocks_quarantined",
+            "Blocks taken out of service because their data could not be decoded (kept in storage with quarantined.json).",
+            load(&corruption.quarantined_blocks),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_block_indexes_rebuilt",
+            "Block indexes found damaged or missing and rebuilt from the block's data.",
+            load(&corruption.rebuilt_indexes),
+        )?;
         Ok(())
     }
 }

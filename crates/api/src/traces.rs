@@ -32,6 +32,13 @@ async fn lookup(
         .trace_by_id(&tenants, trace_id, TimeHint { start, end })
         .await;
     if found.resource_spans.is_empty() {
+        // A block that may hold the trace could not be read: that is not "not found".
+        if let Some(message) = found.partial_message {
+            return Err(ApiError::new(
+                ErrorKind::Internal,
+                format!("trace could not be read: {message}"),
+            ));
+        }
         return Err(ApiError::new(ErrorKind::NotFound, ""));
     }
     fill_required_submessages(&mut found.resource_spans);

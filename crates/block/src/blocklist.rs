@@ -4,6 +4,7 @@
 //! by another process (a separate compactor) become visible.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use andante_storage::Storage;
@@ -18,7 +19,26 @@ pub struct BlockList {
     /// Blocks removed in memory whose objects may still be listed by a poll in progress: a
     /// poll must not bring them back. Kept until a poll that started after their removal ends.
     removed: Arc<parking_lot::Mutex<HashSet<Uuid>>>,
+    pub corruption: Arc<CorruptionCounts>,
+    /// Blocks quarantined by this process, with their index: a lookup of a trace one of them
+    /// may hold says so instead of answering "not found".
+    quarantined: Arc<RwLock<HashMap<String, Vec<QuarantinedBlock>>>>,
 }
+
+/// A quarantined block's meta and, when it could be read, its index.
+type QuarantinedBlock = (crate::BlockMeta, Arc<crate::BlockIndex>);
+
+/// What corruption cost so far, for the self-metrics.
+#[derive(Debug, Default)]
+pub struct CorruptionCounts {
+    /// Blocks taken out of service because their data could not be decoded.
+    pub quarantined_blocks: AtomicU64,
+    /// Block indexes found damaged or missing and rebuilt from the data.
+    pub rebuilt_indexes: AtomicU64,
+}
+
+/// The object a quarantined block keeps instead of `meta.json`: its meta and why.
+pub const QUARANTINE_OBJECT: &str = "quarantined.json";
 
 impl BlockList {
     /// Every block of `tenant` (cheap clones of handles).
@@ -42,6 +62,73 @@ impl BlockList {
         if let Some(blocks) = self.tenants.write().get_mut(tenant) {
             blocks.retain(|handle| !block_ids.contains(&handle.meta.block_id));
         }
+    }
+
+    /// Takes a block whose data cannot be decoded out of service, keeping its objects for
+    /// inspection: `meta.json` is replaced by `quarantined.json` (the meta and the reason), so
+    /// no poll, query, compaction or retention sees it again. Everything else keeps serving.
+    pub async fn quarantine(&self, storage: &Storage, meta: &crate::BlockMeta, reason: &str) {
+        let tenant = meta.tenant_id.clone();
+        let mut index = self
+            .blocks(&tenant)
+            .into_iter()
+            .find(|handle| handle.meta.block_id == meta.block_id)
+            .map(|handle| handle.index);
+        if index.is_none() {
+            // Found corrupt while opening: the index object may still be good.
+            let stored = storage.get(&meta.index_key()).await.ok();
+            index = stored
+                .and_then(|bytes| crate::BlockIndex::decode(&bytes).ok())
+                .map(Arc::new);
+        }
+        if let Some(index) = index {
+            self.quarantined
+                .write()
+                .entry(tenant.clone())
+                .or_default()
+                .push((meta.clone(), index));
+        }
+        self.remove(&tenant, &[meta.block_id]);
+        self.corruption
+            .quarantined_blocks
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%tenant, block = %meta.block_id, %reason, "block is corrupt; quarantined");
+        let record = serde_json::json!({
+            "reason": reason,
+            "quarantinedUnixNanos": andante_model::now_unix_nanos().to_string(),
+            "meta": meta,
+        });
+        let prefix = format!("{tenant}/{}", meta.block_id);
+        if let Err(error) = storage
+            .put(
+                &format!("{prefix}/{QUARANTINE_OBJECT}"),
+                record.to_string().into(),
+            )
+            .await
+        {
+            tracing::warn!(%tenant, block = %meta.block_id, %error, "could not write the quarantine record; the block is out of service until the next start");
+            return;
+        }
+        if let Err(error) = storage.delete(&format!("{prefix}/meta.json")).await {
+            tracing::warn!(%tenant, block = %meta.block_id, %error, "could not remove meta.json of a quarantined block");
+        }
+    }
+
+    /// The blocks of `tenant` this process quarantined whose index may hold `trace_id`.
+    pub fn quarantined_holding(
+        &self,
+        tenant: &str,
+        trace_id: &andante_model::TraceId,
+    ) -> Vec<Uuid> {
+        let quarantined = self.quarantined.read();
+        let Some(blocks) = quarantined.get(tenant) else {
+            return Vec::new();
+        };
+        blocks
+            .iter()
+            .filter(|(_, index)| index.row_group_for(trace_id).is_some())
+            .map(|(meta, _)| meta.block_id)
+            .collect()
     }
 
     /// (blocks, spans, bytes) over every tenant, for the self-metrics gauges.
@@ -89,8 +176,18 @@ impl BlockList {
                         continue;
                     }
                 };
-                match BlockHandle::open(storage, meta).await {
-                    Ok(handle) => handles.push(handle),
+                match BlockHandle::open(storage, meta.clone()).await {
+                    Ok(handle) => {
+                        if handle.index_rebuilt {
+                            self.corruption
+                                .rebuilt_indexes
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        handles.push(handle)
+                    }
+                    Err(error) if error.is_corrupt() => {
+                        self.quarantine(storage, &meta, &error.to_string()).await
+                    }
                     Err(error) => {
                         tracing::warn!(%tenant, %block_id, %error, "skipping block that failed to open")
                     }

@@ -165,8 +165,9 @@ pub async fn compact_once(
         options: options.write,
     };
     let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
-    let (meta, parquet, index) = tokio::task::spawn_blocking(move || {
-        let streams = files
+    let merge_files = files.clone();
+    let merged = tokio::task::spawn_blocking(move || {
+        let streams = merge_files
             .into_iter()
             .map(|data| v1::TraceStream::new(data, 8192))
             .collect::<Result<Vec<_>, _>>()?;
@@ -178,7 +179,15 @@ pub async fn compact_once(
         }
     })
     .await
-    .map_err(|error| BlockError::Encode(error.to_string()))??;
+    .map_err(|error| BlockError::Encode(error.to_string()))?;
+    let (meta, parquet, index) = match merged {
+        Ok(encoded) => encoded,
+        Err(error) if error.is_corrupt() => {
+            quarantine_corrupt_inputs(storage, blocks, &inputs, files).await;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     upload_block(storage, &meta, parquet, index).await?;
     blocks.add(BlockHandle::open(storage, meta.clone()).await?);
     blocks.remove(tenant, &meta.replaces);
@@ -186,6 +195,36 @@ pub async fn compact_once(
         delete_block(storage, &handle.meta).await?;
     }
     Ok(Some(meta))
+}
+
+/// After a merge met undecodable data: decodes each input alone and quarantines the ones that
+/// fail, so the next compaction goes ahead without them instead of failing forever.
+async fn quarantine_corrupt_inputs(
+    storage: &Storage,
+    blocks: &BlockList,
+    inputs: &[BlockHandle],
+    files: Vec<bytes::Bytes>,
+) {
+    let verdicts = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|data| {
+                let mut stream = v1::TraceStream::new(data, 8192)?;
+                stream.try_for_each(|trace| trace.map(drop))
+            })
+            .collect::<Vec<Result<(), BlockError>>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (handle, verdict) in inputs.iter().zip(verdicts) {
+        if let Err(error) = verdict {
+            if error.is_corrupt() {
+                blocks
+                    .quarantine(storage, &handle.meta, &error.to_string())
+                    .await;
+            }
+        }
+    }
 }
 
 /// The time retention judges a block by: its newest span's end, but never later than when the

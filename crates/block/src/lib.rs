@@ -52,6 +52,22 @@ pub enum BlockError {
     UnsupportedFormat(String),
 }
 
+impl BlockError {
+    /// A Parquet failure, classified: storage unreachable (the reader's I/O, wrapped as
+    /// `External`) may pass on retry; anything else means the bytes are not a valid block.
+    pub(crate) fn parquet(error: parquet::errors::ParquetError) -> BlockError {
+        match error {
+            parquet::errors::ParquetError::External(_) => BlockError::Read(error.to_string()),
+            other => BlockError::Corrupt(other.to_string()),
+        }
+    }
+
+    /// Whether the block's stored bytes are bad (as opposed to storage being unreachable).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, BlockError::Corrupt(_))
+    }
+}
+
 /// The result of looking a trace up in one block.
 #[derive(Debug)]
 pub struct TraceRead {
@@ -78,6 +94,62 @@ pub struct BlockHandle {
     scan_parquet: ArrowReaderMetadata,
     /// The keys of the block's dedicated slot columns (from the file's key-value metadata).
     slots: v1::DedicatedSlots,
+    /// Whether opening found the `index` object damaged or missing and rebuilt it.
+    pub index_rebuilt: bool,
+}
+
+/// Rebuilds a block's index from the `trace_id` column of its data: each row group's first and
+/// last ID (rows are sorted) and a Bloom filter of every ID.
+async fn rebuild_index(
+    storage: &Storage,
+    meta: &BlockMeta,
+    parquet: &ArrowReaderMetadata,
+) -> Result<BlockIndex, BlockError> {
+    use futures::TryStreamExt;
+    let mut bloom = bloom::Bloom::new((meta.trace_count as usize).max(1), 0.01);
+    let mut row_group_ranges = Vec::new();
+    for row_group in 0..parquet.metadata().num_row_groups() {
+        let reader = file_reader::BlockFileReader::new(
+            storage.object_store(),
+            &meta.data_key(),
+            meta.data_bytes,
+        );
+        let mut ids = parquet::arrow::ParquetRecordBatchStreamBuilder::new_with_metadata(
+            reader,
+            parquet.clone(),
+        )
+        .with_row_groups(vec![row_group])
+        .with_projection(parquet::arrow::ProjectionMask::roots(
+            parquet.parquet_schema(),
+            [0],
+        ))
+        .build()
+        .map_err(BlockError::parquet)?;
+        let mut range: Option<(TraceId, TraceId)> = None;
+        while let Some(batch) = ids.try_next().await.map_err(BlockError::parquet)? {
+            use arrow_array::{cast::AsArray, Array};
+            let column = batch.column(0).as_fixed_size_binary();
+            for row in 0..column.len() {
+                let trace_id = TraceId::from_bytes(column.value(row))
+                    .map_err(|error| BlockError::Corrupt(format!("trace_id column: {error}")))?;
+                bloom.insert(&trace_id);
+                range = Some(match range {
+                    None => (trace_id, trace_id),
+                    Some((first, _)) => (first, trace_id),
+                });
+            }
+        }
+        let Some(range) = range else {
+            return Err(BlockError::Corrupt(format!(
+                "row group {row_group} has no trace IDs"
+            )));
+        };
+        row_group_ranges.push(range);
+    }
+    Ok(BlockIndex {
+        row_group_ranges,
+        bloom,
+    })
 }
 
 impl std::fmt::Debug for BlockHandle {
@@ -207,7 +279,6 @@ impl BlockHandle {
         if meta.format != FORMAT_V1 {
             return Err(BlockError::UnsupportedFormat(meta.format));
         }
-        let index = BlockIndex::decode(&storage.get(&meta.index_key()).await?)?;
         let mut reader = file_reader::BlockFileReader::new(
             storage.object_store(),
             &meta.data_key(),
@@ -216,10 +287,33 @@ impl BlockHandle {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
-            .map_err(|error| BlockError::Read(error.to_string()))?;
+            .map_err(BlockError::parquet)?;
+        let index_bytes = match storage.get(&meta.index_key()).await {
+            Ok(bytes) => Some(bytes),
+            Err(andante_storage::StorageError::NotFound { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let (index, index_rebuilt) = match index_bytes.as_deref().map(BlockIndex::decode) {
+            Some(Ok(index)) => (index, false),
+            damaged => {
+                // The index is derived data: a damaged or missing one must not hide intact
+                // traces. Rebuild it from the trace IDs in the data and store it again.
+                let why = match damaged {
+                    Some(Err(error)) => error.to_string(),
+                    _ => "index object missing".to_owned(),
+                };
+                tracing::warn!(tenant = %meta.tenant_id, block = %meta.block_id, %why, "rebuilding block index from its data");
+                let index = rebuild_index(storage, &meta, &parquet).await?;
+                storage
+                    .put(&meta.index_key(), index.encode().into())
+                    .await?;
+                (index, true)
+            }
+        };
         let slots = v1::DedicatedSlots::from_metadata(parquet.metadata());
         let scan_parquet = v1::search::with_dictionaries(&parquet)?;
         Ok(BlockHandle {
+            index_rebuilt,
             meta,
             index: Arc::new(index),
             parquet,

@@ -1040,3 +1040,126 @@ async fn a_far_future_span_does_not_pin_its_block() {
     assert_eq!(deleted, 1);
     assert!(list.blocks("t").is_empty());
 }
+
+/// Issue 10, finding 9: the index is derived data; a damaged or missing one is rebuilt from
+/// the block's trace IDs instead of hiding the block.
+#[tokio::test]
+async fn a_damaged_or_missing_index_is_rebuilt_from_the_data() {
+    let storage = Storage::in_memory();
+    let all = traces(51, 120);
+    let handle = write(&storage, &all, 200).await;
+    assert!(!handle.index_rebuilt);
+    let meta = handle.meta.clone();
+    let original = storage.get(&meta.index_key()).await.expect("index");
+    let mut damaged = original.to_vec();
+    let middle = damaged.len() / 2;
+    for byte in &mut damaged[middle..middle + 16] {
+        *byte ^= 0xA5;
+    }
+    for replacement in [Some(damaged), None] {
+        match replacement {
+            Some(bytes) => storage
+                .put(&meta.index_key(), bytes.into())
+                .await
+                .expect("put"),
+            None => storage.delete(&meta.index_key()).await.expect("delete"),
+        }
+        let reopened = BlockHandle::open(&storage, meta.clone())
+            .await
+            .expect("opens with a rebuilt index");
+        assert!(reopened.index_rebuilt);
+        assert_eq!(
+            *reopened.index, *handle.index,
+            "the rebuilt index equals the written one"
+        );
+        for trace in &all {
+            let found = reopened
+                .find_trace(&storage, trace.trace_id)
+                .await
+                .expect("read")
+                .trace
+                .expect("present");
+            assert_eq!(
+                canonical(&found.resource_spans),
+                canonical(&trace.resource_spans)
+            );
+        }
+        // The rebuilt index was stored again: the next open needs no rebuild.
+        assert!(
+            !BlockHandle::open(&storage, meta.clone())
+                .await
+                .expect("open")
+                .index_rebuilt
+        );
+    }
+}
+
+/// Issue 10, finding 9: undecodable data is an error naming corruption (not "not found"), and
+/// quarantine takes the block out of service for good while keeping its objects.
+#[tokio::test]
+async fn corrupt_data_is_reported_and_quarantined() {
+    let storage = Storage::in_memory();
+    let all = traces(61, 150);
+    let handle = write(&storage, &all, 100_000).await;
+    let meta = handle.meta.clone();
+    let mut data = storage.get(&meta.data_key()).await.expect("data").to_vec();
+    // Zeroes across page headers and compressed pages: the decoder must refuse them. (Bytes
+    // flipped inside a plain-encoded value can go unnoticed: Parquet pages written by arrow-rs
+    // carry no checksum; see docs/FORMAT.md.)
+    let middle = data.len() / 2;
+    for byte in &mut data[middle - 2048..middle + 2048] {
+        *byte = 0;
+    }
+    storage
+        .put(&meta.data_key(), data.into())
+        .await
+        .expect("put");
+    let list = blocklist::BlockList::default();
+    list.add(
+        BlockHandle::open(&storage, meta.clone())
+            .await
+            .expect("the footer is intact"),
+    );
+    let ids: Vec<TraceId> = all.iter().map(|trace| trace.trace_id).collect();
+    let Err(error) = list.blocks("t")[0].find_traces(&storage, &ids).await else {
+        panic!("damaged pages cannot decode")
+    };
+    assert!(error.is_corrupt(), "{error}");
+
+    list.quarantine(&storage, &meta, &error.to_string()).await;
+    assert!(list.blocks("t").is_empty());
+    assert_eq!(
+        list.corruption
+            .quarantined_blocks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(list.quarantined_holding("t", &ids[0]), vec![meta.block_id]);
+    let record: serde_json::Value = serde_json::from_slice(
+        &storage
+            .get(&format!(
+                "t/{}/{}",
+                meta.block_id,
+                blocklist::QUARANTINE_OBJECT
+            ))
+            .await
+            .expect("record"),
+    )
+    .expect("json");
+    assert!(
+        record["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("corrupt")),
+        "{record}"
+    );
+    assert!(
+        storage.get(&meta.data_key()).await.is_ok(),
+        "the data is kept for inspection"
+    );
+    let polled = blocklist::BlockList::default();
+    polled.poll(&storage).await.expect("poll");
+    assert!(
+        polled.blocks("t").is_empty(),
+        "a poll does not bring a quarantined block back"
+    );
+}

@@ -146,10 +146,10 @@ impl Querier {
         let mut results =
             futures::stream::iter(reads.into_iter().map(|(handle, wanted)| async move {
                 let result = handle.find_traces(storage, &wanted).await;
-                (handle.meta.block_id, result)
+                (handle.meta, result)
             }))
             .buffer_unordered(self.block_jobs);
-        while let Some((block_id, result)) = results.next().await {
+        while let Some((meta, result)) = results.next().await {
             match result {
                 Ok((traces, bytes_read)) => {
                     batch.inspected_bytes += bytes_read;
@@ -160,11 +160,19 @@ impl Querier {
                             .extend(trace.resource_spans);
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(block = %block_id, %error, "trace read from block failed");
-                    batch
-                        .failures
-                        .push(format!("block {block_id} could not be read"));
+                Err(error) => batch
+                    .failures
+                    .push(self.block_failed(&meta, &error, "read").await),
+            }
+        }
+        for trace_id in trace_ids {
+            for block_id in self.blocks.quarantined_holding(tenant.as_str(), trace_id) {
+                let message = format!(
+                    "block {block_id}, which may hold trace {}, is quarantined as corrupt",
+                    trace_id.to_hex()
+                );
+                if !batch.failures.contains(&message) {
+                    batch.failures.push(message);
                 }
             }
         }
@@ -178,6 +186,28 @@ impl Querier {
             })
             .collect();
         batch
+    }
+}
+
+impl Querier {
+    /// Handles a block that failed a read: logs it, quarantines it when its data is corrupt
+    /// (so later queries stop tripping over it), and returns the message for the partial
+    /// answer, naming the block.
+    pub(crate) async fn block_failed(
+        &self,
+        meta: &andante_block::BlockMeta,
+        error: &andante_block::BlockError,
+        doing: &str,
+    ) -> String {
+        let block_id = meta.block_id;
+        if error.is_corrupt() {
+            self.blocks
+                .quarantine(&self.storage, meta, &error.to_string())
+                .await;
+            return format!("block {block_id} is corrupt and was quarantined ({error})");
+        }
+        tracing::warn!(block = %block_id, %error, "block {doing} failed");
+        format!("block {block_id} could not be {doing}")
     }
 }
 

@@ -339,12 +339,17 @@ impl Querier {
             result.stats.total_jobs += blocks.len() as u64 + 1;
             let jobs = stream::iter(blocks.into_iter().map(|handle| {
                 let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
-                async move { self.fold_block(&handle, way, query, shape, live_ids).await }
+                async move {
+                    (
+                        handle.meta.clone(),
+                        self.fold_block(&handle, way, query, shape, live_ids).await,
+                    )
+                }
             }))
             .buffer_unordered(self.block_jobs);
             futures::pin_mut!(jobs);
             let mut shared_ids = HashSet::new();
-            while let Some(job) = jobs.next().await {
+            while let Some((meta, job)) = jobs.next().await {
                 if request
                     .deadline
                     .is_some_and(|deadline| Instant::now() >= deadline)
@@ -368,10 +373,7 @@ impl Querier {
                             }
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics block read failed");
-                        failures.push(format!("a block could not be read: {error}"));
-                    }
+                    Err(error) => failures.push(self.block_failed(&meta, &error, "read").await),
                 }
             }
             // A columnar fold skipped the rows of traces also held live: count them whole.

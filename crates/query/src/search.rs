@@ -195,7 +195,7 @@ impl Querier {
         // runs between them; the ones still running when the search stops are aborted.
         let mut scans = stream::iter(blocks.into_iter().map(|(tenant_index, handle)| {
             let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
-            let block_id = handle.meta.block_id;
+            let meta = handle.meta.clone();
             let task = AbortOnDrop(tokio::spawn(async move {
                 handle.scan(&storage, plan, cpu).await
             }));
@@ -204,7 +204,7 @@ impl Querier {
                     Ok(outcome) => outcome,
                     Err(error) => Err(andante_block::BlockError::Read(error.to_string())),
                 };
-                (tenant_index, block_id, outcome)
+                (tenant_index, meta, outcome)
             }
         }))
         .buffered(4);
@@ -253,7 +253,7 @@ impl Querier {
                 }
                 break;
             }
-            let Some((tenant_index, block_id, scan)) = scans.next().await else {
+            let Some((tenant_index, meta, scan)) = scans.next().await else {
                 break;
             };
             scanned += 1;
@@ -273,10 +273,7 @@ impl Querier {
                         *slot = (*slot).max(candidate.start_unix_nanos);
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(block = %block_id, %error, "search block scan failed");
-                    failures.push(format!("block {block_id} could not be searched"));
-                }
+                Err(error) => failures.push(self.block_failed(&meta, &error, "searched").await),
             }
         }
         let mut traces: Vec<TraceSummary> = confirmed.matched.into_values().collect();

@@ -159,8 +159,7 @@ impl Querier {
                     )
                     .await;
                 if let Err(error) = result {
-                    tracing::warn!(block = %handle.meta.block_id, %error, "tag scan failed");
-                    failures.push(format!("block {} could not be read", handle.meta.block_id));
+                    failures.push(self.block_failed(&handle.meta, &error, "read").await);
                 }
             }
         }

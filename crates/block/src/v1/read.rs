@@ -275,7 +275,7 @@ pub async fn read_row_group_traces(
     wanted: &std::collections::HashSet<TraceId>,
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<Trace>, BlockError> {
-    let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let parquet_error = BlockError::parquet;
     let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
     let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
         counted_reader(store, key, file_size, bytes_read),
@@ -355,7 +355,7 @@ pub async fn read_all_traces(
     file_size: u64,
     metadata: &ArrowReaderMetadata,
 ) -> Result<Vec<Trace>, BlockError> {
-    let parquet_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let parquet_error = BlockError::parquet;
     let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
         reader(store, key, file_size),
         metadata.clone(),

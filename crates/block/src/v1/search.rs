@@ -674,8 +674,7 @@ pub(crate) fn with_dictionaries(
 ) -> Result<ArrowReaderMetadata, BlockError> {
     let options =
         ArrowReaderOptions::new().with_schema(dictionary_schema(metadata.schema().fields().len()));
-    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options)
-        .map_err(|error| BlockError::Read(error.to_string()))
+    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).map_err(BlockError::parquet)
 }
 
 /// Decodes the projected columns of one fetched row group; `metadata` is `with_dictionaries`'s.
@@ -687,7 +686,7 @@ pub(crate) fn decode_columns(
     row_group: usize,
     fetched: Vec<(u64, Bytes)>,
 ) -> Result<Vec<RecordBatch>, BlockError> {
-    let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+    let read_error = BlockError::parquet;
     let descriptor = metadata.metadata().file_metadata().schema_descr();
     let mask = ProjectionMask::leaves(
         descriptor,
@@ -707,7 +706,7 @@ pub(crate) fn decode_columns(
     .build()
     .map_err(read_error)?;
     reader
-        .map(|batch| batch.map_err(|error| BlockError::Read(error.to_string())))
+        .map(|batch| batch.map_err(|error| BlockError::parquet(error.into())))
         .collect()
 }
 

@@ -20,7 +20,7 @@ pub struct TraceStream {
 
 impl TraceStream {
     pub fn new(data: Bytes, batch_rows: usize) -> Result<TraceStream, BlockError> {
-        let read_error = |error: parquet::errors::ParquetError| BlockError::Read(error.to_string());
+        let read_error = BlockError::parquet;
         let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_error)?;
         let slots = DedicatedSlots::from_metadata(builder.metadata());
         let reader = builder
@@ -42,7 +42,7 @@ impl TraceStream {
             match self.reader.next() {
                 None => self.exhausted = true,
                 Some(batch) => {
-                    let batch = batch.map_err(|error| BlockError::Read(error.to_string()))?;
+                    let batch = batch.map_err(|error| BlockError::parquet(error.into()))?;
                     for trace in batch_to_traces(&batch, &self.slots)? {
                         match self.buffered.back_mut() {
                             Some(last) if last.trace_id == trace.trace_id => {
