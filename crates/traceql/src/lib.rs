@@ -22,7 +22,7 @@ pub use eval::{evaluate, Spanset};
 pub use lenient::parse_lenient;
 pub use lexer::parse_duration;
 pub use metrics::{parse_metrics, parse_metrics_expr, Accumulator, Intervals, MetricsExpr, MetricsQuery};
-pub use parser::parse;
+pub use parser::{parse, MAX_QUERY_DEPTH};
 pub use trace::TraceView;
 pub use value::Value;
 

@@ -163,7 +163,7 @@ fn compare_arguments(parser: &mut Parser<'_>) -> Result<Compare, ParseError> {
 
 fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, ParseError> {
     let at = parser.offset();
-    match parser.field_expr()? {
+    match parser.nested(at, Parser::field_expr)? {
         FieldExpr::Field(field) => Ok(field),
         _ => Err(parser.invalid(at, format!("{function}() takes an attribute or intrinsic, e.g. `{function}(duration)`"))),
     }
@@ -172,8 +172,7 @@ fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, Pars
 /// Parses and checks a metrics query: a spanset pipeline, `|`, one metrics function with an
 /// optional `by(…)`, then optional comparisons and `topk`/`bottomk` stages, then hints.
 pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
-    let tokens = lex(text)?;
-    let mut parser = Parser { text, tokens, pos: 0 };
+    let mut parser = Parser::new(text, lex(text)?);
     if parser.peek().is_none() {
         return Err(ParseError::at(text, 0, "syntax error: empty query, expected e.g. `{ } | rate()`"));
     }
@@ -330,7 +329,7 @@ pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
         Err(error) => error,
     };
     let Ok(tokens) = lex(text) else { return Err(plain_error) };
-    let mut parser = Parser { text, tokens, pos: 0 };
+    let mut parser = Parser::new(text, tokens);
     let parsed = arithmetic(&mut parser, 0).and_then(|expr| {
         let hints = parser.hints()?;
         if parser.peek().is_some() {
@@ -365,7 +364,7 @@ fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseEr
     if level > 1 {
         return arithmetic_operand(parser);
     }
-    let mut lhs = arithmetic(parser, level + 1)?;
+    let (mut lhs, mut height) = parser.measured(|parser| arithmetic(parser, level + 1))?;
     loop {
         let op = match (level, parser.peek()) {
             (0, Some(Token::Plus)) => ArithmeticOp::Add,
@@ -374,8 +373,10 @@ fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseEr
             (1, Some(Token::Slash)) => ArithmeticOp::Div,
             _ => return Ok(lhs),
         };
+        let at = parser.offset();
         parser.advance();
-        let rhs = arithmetic(parser, level + 1)?;
+        let (rhs, rhs_height) = parser.right_operand(at, |parser| arithmetic(parser, level + 1))?;
+        height = parser.grow(height, rhs_height, at)?;
         lhs = MetricsExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) };
     }
 }
@@ -384,16 +385,17 @@ fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError
     match parser.peek() {
         Some(Token::Int(_) | Token::Float(_) | Token::Minus) => Ok(MetricsExpr::Number(number(parser, "an operand")?)),
         Some(Token::LParen) => {
-            let open = parser.pos;
+            let (open, open_at, deepest) = (parser.pos, parser.offset(), parser.deepest);
             parser.advance();
             // A parenthesised metrics query, or a parenthesised arithmetic expression.
-            if let Ok(query) = metrics_body(parser) {
+            if let Ok(query) = parser.nested(open_at, metrics_body) {
                 if parser.eat(&Token::RParen) {
                     return Ok(MetricsExpr::Query(Box::new(query)));
                 }
             }
-            parser.pos = open + 1;
-            let inner = arithmetic(parser, 0)?;
+            // Back to the parenthesis, forgetting how deep the failed attempt went.
+            (parser.pos, parser.deepest) = (open + 1, deepest);
+            let inner = parser.nested(open_at, |parser| arithmetic(parser, 0))?;
             parser.expect(Token::RParen)?;
             Ok(inner)
         }
