@@ -264,3 +264,17 @@ fn compare_counts_every_attribute_value_in_selection_and_baseline() {
     assert_eq!(total("selection_total"), Some(Some(1.0)));
     assert_eq!(total("baseline_total"), Some(Some(9.0)));
 }
+
+/// Issue 10: `{} | compare({status=error}) | topk(10)` panicked ranking compare()'s series, whose
+/// `__too_many_values__` markers have no samples. The parser now refuses second stages after
+/// compare(), as Tempo does; the accumulator still ranks series of any length.
+#[test]
+fn ranking_compare_series_does_not_panic() {
+    let refused = parse_metrics("{} | compare({status=error}) | topk(10)").expect_err("compare() takes no second stage");
+    assert!(refused.to_string().contains("compare()"), "{refused}");
+    let mut query = parse_metrics("{ } | compare({ status = error }, 2)").expect("parses");
+    query.second_stages.push(SecondStage::TopK(10));
+    let result = run_query(&query, Intervals::range(0, 3600 * SECOND, 1000 * SECOND));
+    assert!(result.iter().any(|s| s.labels[0] == ("__meta_error".to_owned(), s_("__too_many_values__")) && s.samples.is_empty()));
+    assert!(result.iter().any(|s| s.samples.iter().flatten().count() > 0));
+}

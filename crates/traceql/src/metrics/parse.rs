@@ -50,6 +50,10 @@ pub struct Compare {
 /// Tempo's default for compare()'s second argument.
 pub const COMPARE_DEFAULT_TOP_N: usize = 10;
 
+/// compare()'s series are value counts per attribute for a comparison view, not one measure per
+/// label set: ranking, filtering or arithmetic on them means nothing (Tempo refuses it too).
+const COMPARE_ALONE: &str = "compare() cannot be followed by `topk`, `bottomk`, a comparison or arithmetic";
+
 impl MetricsFunction {
     pub fn name(&self) -> &'static str {
         match self {
@@ -239,6 +243,7 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
         }
         parser.expect(Token::RParen)?;
     }
+    let stages_at = parser.offset();
     let mut second_stages = Vec::new();
     loop {
         if let Some(op) = parser.peek().and_then(comparison_op) {
@@ -264,6 +269,9 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
         }
         parser.expect(Token::RParen)?;
         second_stages.push(if word == "topk" { SecondStage::TopK(k as usize) } else { SecondStage::BottomK(k as usize) });
+    }
+    if matches!(function, MetricsFunction::Compare(_)) && !second_stages.is_empty() {
+        return Err(parser.invalid(stages_at, COMPARE_ALONE));
     }
     Ok(MetricsQuery { search: Query { root, hints: Vec::new() }, function, by, second_stages })
 }
