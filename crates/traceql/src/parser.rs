@@ -247,6 +247,8 @@ impl<'a> Parser<'a> {
         let first = self.stage();
         let first_height = self.end_measure(outer);
         match first? {
+            // It merges the spansets of the stages before it: there are none yet.
+            Stage::Coalesce => Err(self.invalid(at, "coalesce() cannot start a pipeline: it merges the spansets of the stages before it")),
             Stage::Spanset(expr) if self.at_metrics_function() || self.peek() != Some(&Token::Pipe) => Ok(expr),
             // The first stage, parsed before the pipeline was known, sits one level down too.
             first => {
@@ -314,7 +316,9 @@ impl<'a> Parser<'a> {
         let mut groups = Vec::new();
         loop {
             let group_at = self.offset();
-            groups.push(self.nested(group_at, Self::field_expr)?);
+            let group = self.nested(group_at, Self::field_expr)?;
+            check::group(self, &group, group_at)?;
+            groups.push(group);
             if !self.eat(&Token::Comma) {
                 break;
             }

@@ -88,10 +88,65 @@ fn comparison(parser: &Parser<'_>, op: BinaryOp, lhs: FieldExpr, rhs: FieldExpr,
         return Err(parser.invalid(at, format!("cannot compare {} with {} using `{}`", lhs_type.name(), rhs_type.name(), op.symbol())));
     }
     // `nil` goes on the right: `compare` reads a right-hand nil as an existence test.
-    Ok(match (lhs, rhs) {
-        (FieldExpr::Static(Static::Nil), other) => FieldExpr::Binary { op, lhs: Box::new(other), rhs: Box::new(FieldExpr::Static(Static::Nil)) },
-        (lhs, rhs) => FieldExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) },
-    })
+    let (lhs, rhs) = match (lhs, rhs) {
+        // As in Tempo, comparing two literal nils is false whichever the operator.
+        (FieldExpr::Static(Static::Nil), FieldExpr::Static(Static::Nil)) => return Ok(FieldExpr::Static(Static::Bool(false))),
+        (FieldExpr::Static(Static::Nil), other) => (other, FieldExpr::Static(Static::Nil)),
+        sides => sides,
+    };
+    if let (BinaryOp::Eq, FieldExpr::Field(field), FieldExpr::Static(Static::Nil)) = (op, &lhs, &rhs) {
+        if never_nil(field) {
+            return Err(parser.invalid(at, format!("`{field} = nil` never matches: every span has `{field}`")));
+        }
+    }
+    Ok(FieldExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) })
+}
+
+/// Fields every span has, so that `= nil` on them is a mistake (Tempo refuses it too):
+/// per-span and per-trace intrinsics that are never empty, and the service name. Intrinsics
+/// that can be missing stay testable — `span:parentID = nil` finds roots, `trace:rootName` is nil
+/// in a trace without its root, `instrumentation:name` without a scope, events and links when
+/// a span has none.
+fn never_nil(field: &Field) -> bool {
+    match field {
+        Field::Attribute { scope: Scope::Resource, parent: false, name } => name == "service.name",
+        Field::Attribute { .. } => false,
+        Field::Intrinsic(intrinsic) => matches!(
+            intrinsic,
+            Intrinsic::Name
+                | Intrinsic::Status
+                | Intrinsic::StatusMessage
+                | Intrinsic::Kind
+                | Intrinsic::Duration
+                | Intrinsic::SpanId
+                | Intrinsic::ChildCount
+                | Intrinsic::TraceId
+                | Intrinsic::TraceDuration
+                | Intrinsic::NestedSetLeft
+                | Intrinsic::NestedSetRight
+                | Intrinsic::NestedSetParent
+        ),
+    }
+}
+
+/// Whether an expression reads the span (an attribute or an intrinsic) rather than being the
+/// same for every span. Recursive: the parser built it within `MAX_QUERY_DEPTH`.
+fn reads_span(expr: &FieldExpr) -> bool {
+    match expr {
+        FieldExpr::Static(_) => false,
+        FieldExpr::Field(_) => true,
+        FieldExpr::Not(inner) | FieldExpr::Negate(inner) => reads_span(inner),
+        FieldExpr::Regex { lhs, .. } => reads_span(lhs),
+        FieldExpr::Binary { lhs, rhs, .. } => reads_span(lhs) || reads_span(rhs),
+    }
+}
+
+/// A `by()` group: it must tell spans apart, so it reads the span (Tempo refuses `by(1)` too).
+pub(super) fn group(parser: &Parser<'_>, expr: &FieldExpr, at: usize) -> Result<(), ParseError> {
+    if !reads_span(expr) {
+        return Err(parser.invalid(at, "by() groups spans by a value of each span: its argument must read an attribute or intrinsic, e.g. by(resource.service.name)"));
+    }
+    Ok(())
 }
 
 /// `lhs =~ pattern` / `!~`: the pattern compiled once, fully anchored.
@@ -151,6 +206,9 @@ pub(super) fn aggregate(parser: &Parser<'_>, word: &str, function: Aggregate, ar
     let argument_type = field_type(&argument);
     if !argument_type.is_numeric() {
         return Err(parser.invalid(argument_at, format!("{word}() needs a numeric argument, this is {}", argument_type.name())));
+    }
+    if !reads_span(&argument) {
+        return Err(parser.invalid(argument_at, format!("{word}() aggregates a value of each span: its argument must read an attribute or intrinsic, e.g. {word}(duration)")));
     }
     Ok(ScalarExpr::Aggregate { function, argument: Some(argument) })
 }
