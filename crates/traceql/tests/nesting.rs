@@ -7,9 +7,10 @@
 mod fixture;
 
 use andante_traceql::ast::SpansetExpr;
+use andante_traceql::metrics::{combine, Operand};
 use andante_traceql::{
-    evaluate, parse, parse_lenient, parse_metrics, parse_metrics_expr, referenced_fields, Accumulator, Intervals, Query, TraceCondition,
-    TraceView, MAX_QUERY_DEPTH,
+    evaluate, parse, parse_lenient, parse_metrics, parse_metrics_expr, referenced_fields, Accumulator, Intervals, MetricsExpr, Query,
+    TraceCondition, TraceView, MAX_QUERY_DEPTH,
 };
 
 const LIMIT: usize = MAX_QUERY_DEPTH;
@@ -180,18 +181,40 @@ fn metrics_at_the_limit_survive_a_small_stack() {
     });
 }
 
+/// Evaluates a metrics expression as the query crate does: queries, then `combine` per node.
+fn evaluate_expr(expr: &MetricsExpr) -> Operand {
+    match expr {
+        MetricsExpr::Query(query) => {
+            let mut accumulator = Accumulator::new(Intervals::range(0, 3600 * SECOND, 600 * SECOND));
+            for (_, number, resource_spans) in fixture::traces() {
+                accumulator.observe(query, &TraceView::new(fixture::trace_id(number), &resource_spans));
+            }
+            Operand::Series(accumulator.finish(query))
+        }
+        MetricsExpr::Number(number) => Operand::Number(*number),
+        MetricsExpr::Binary { op, lhs, rhs } => combine(*op, evaluate_expr(lhs), evaluate_expr(rhs)),
+    }
+}
+
 #[test]
 fn metrics_arithmetic_at_the_limit_survives_a_small_stack() {
     on_small_stack("metrics arithmetic", || {
         let chain = |operands: usize| vec!["({ } | rate())"; operands].join(" + ");
-        let expr = parse_metrics_expr(&chain(LIMIT)).expect("at the limit");
-        assert_eq!(expr.queries().len(), LIMIT);
-        assert!(!format!("{expr:?}").is_empty());
-        drop(expr.clone());
-        let error = parse_metrics_expr(&chain(LIMIT + 2)).expect_err("too deep");
-        assert_eq!(error.message, too_deep_message());
-        let error = parse_metrics_expr(&format!("{}({{ }} | rate()){}", "(".repeat(LIMIT + 1), ")".repeat(LIMIT + 1))).expect_err("too deep");
-        assert_eq!(error.message, too_deep_message());
+        let parenthesised = |levels: usize| format!("{}{{ }} | rate(){}", "(".repeat(levels), ")".repeat(levels));
+        // A chain of queries, a query in parentheses, stages wrapping arithmetic (the query's
+        // parentheses and the `*` are two levels, each stage one more): each at the limit.
+        let staged = |levels: usize| format!("({{ }} | rate()) * 2{}", " | topk(5)".repeat(levels - 2));
+        for (text, queries) in [(chain(LIMIT), LIMIT), (parenthesised(LIMIT), 1), (staged(LIMIT), 1)] {
+            let expr = parse_metrics_expr(&text).unwrap_or_else(|error| panic!("`{}…` at the limit: {error}", prefix(&text)));
+            assert_eq!(expr.queries().len(), queries);
+            let _ = evaluate_expr(&expr);
+            assert!(!format!("{expr:?}").is_empty());
+            drop(expr.clone());
+        }
+        for text in [chain(LIMIT + 2), parenthesised(LIMIT + 1), staged(LIMIT + 1)] {
+            let error = parse_metrics_expr(&text).expect_err("too deep");
+            assert_eq!(error.message, too_deep_message(), "`{}…`", prefix(&text));
+        }
     });
 }
 

@@ -514,7 +514,8 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     lower_value * (1.0 - weight) + upper_value * weight
 }
 
-fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
+/// Applies a second stage to finished series in place (samples that do not pass become `None`).
+pub(crate) fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
     match stage {
         SecondStage::Filter(op, threshold) => {
             let rhs = Value::Float(*threshold);

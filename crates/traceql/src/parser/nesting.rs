@@ -80,21 +80,6 @@ impl Parser<'_> {
         result
     }
 
-    /// Parses an operand at the current level and returns it with its height: how many levels
-    /// below its root it uses (0 for a literal).
-    pub(crate) fn measured<T>(&mut self, parse: impl FnOnce(&mut Self) -> Result<T, ParseError>) -> Result<(T, usize), ParseError> {
-        let outer = self.begin_measure();
-        let result = parse(self);
-        let height = self.end_measure(outer);
-        Ok((result?, height))
-    }
-
-    /// The right-hand operand of a binary operator: parsed one level down, as the new node's
-    /// child, and measured.
-    pub(crate) fn right_operand<T>(&mut self, at: usize, parse: impl FnOnce(&mut Self) -> Result<T, ParseError>) -> Result<(T, usize), ParseError> {
-        self.nested(at, |parser| parser.measured(parse))
-    }
-
     /// The height of a chain after one more operator (at `at`) joins its left side of height
     /// `lhs_height` to a right side of height `rhs_height`; refused past the limit.
     pub(crate) fn grow(&mut self, lhs_height: usize, rhs_height: usize, at: usize) -> Result<usize, ParseError> {
