@@ -29,7 +29,7 @@ pub(crate) struct Parser<'a> {
     pub(crate) pos: usize,
     /// The tree level being parsed (0: the query's root); see `nesting.rs`.
     pub(crate) depth: usize,
-    /// The deepest level reached since the innermost `measured` began.
+    /// The deepest level reached since the innermost `begin_measure`.
     pub(crate) deepest: usize,
 }
 

@@ -9,8 +9,8 @@ mod fixture;
 use andante_traceql::ast::SpansetExpr;
 use andante_traceql::metrics::{combine, Operand};
 use andante_traceql::{
-    evaluate, parse, parse_lenient, parse_metrics, parse_metrics_expr, referenced_fields, Accumulator, Intervals, MetricsExpr, Query,
-    TraceCondition, TraceView, MAX_QUERY_DEPTH,
+    evaluate, parse, parse_lenient, parse_metrics, parse_metrics_expr, referenced_fields, Accumulator, Intervals, MetricsExpr, Query, TraceCondition,
+    TraceView, MAX_QUERY_DEPTH,
 };
 
 const LIMIT: usize = MAX_QUERY_DEPTH;

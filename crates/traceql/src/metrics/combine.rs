@@ -93,7 +93,12 @@ fn filter(comparison: crate::ast::BinaryOp, lhs: Operand, rhs: Operand) -> Opera
 }
 
 /// Series of both sides with equal labels (other than `__name__`), sample by sample.
-fn pair(op: MetricsOp, left: &[MetricsSeries], right: &[MetricsSeries], sample: impl Fn(Option<f64>, Option<f64>) -> Option<f64>) -> Vec<MetricsSeries> {
+fn pair(
+    op: MetricsOp,
+    left: &[MetricsSeries],
+    right: &[MetricsSeries],
+    sample: impl Fn(Option<f64>, Option<f64>) -> Option<f64>,
+) -> Vec<MetricsSeries> {
     let key = |s: &MetricsSeries| s.labels.iter().filter(|(k, _)| k != "__name__").cloned().collect::<Vec<_>>();
     let mut out = Vec::new();
     for l in left {

@@ -112,7 +112,8 @@ pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
         Err(error) => error,
     };
     let Ok(tokens) = lex(text) else { return Err(plain_error) };
-    let arithmetic_start = matches!(tokens.first().map(|spanned| &spanned.token), Some(Token::LParen | Token::Int(_) | Token::Float(_) | Token::Minus));
+    let arithmetic_start =
+        matches!(tokens.first().map(|spanned| &spanned.token), Some(Token::LParen | Token::Int(_) | Token::Float(_) | Token::Minus));
     let mut parser = Parser::new(text, tokens);
     let parsed = expression(&mut parser).and_then(|expr| {
         let hints = parser.hints()?;
@@ -126,7 +127,9 @@ pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
             set_hints(&mut expr, &hints);
             Ok(expr)
         }
-        Ok((None, _)) => Err(ParseError::invalid(text, 0, "not a metrics query: arithmetic needs a metrics query among its operands, e.g. `({ } | rate()) * 2`")),
+        Ok((None, _)) => {
+            Err(ParseError::invalid(text, 0, "not a metrics query: arithmetic needs a metrics query among its operands, e.g. `({ } | rate()) * 2`"))
+        }
         Err(error) if arithmetic_start => Err(error),
         Err(_) => Err(plain_error),
     }

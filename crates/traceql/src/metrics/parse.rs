@@ -212,7 +212,8 @@ pub(super) fn second_stages(parser: &mut Parser<'_>) -> Result<Vec<(SecondStage,
             stages.push((SecondStage::Filter(op, super::expr::threshold(parser)?), at));
             continue;
         }
-        let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
+        let is_rank =
+            matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
         if !is_rank {
             return Ok(stages);
         }

@@ -144,7 +144,10 @@ fn reads_span(expr: &FieldExpr) -> bool {
 /// A `by()` group: it must tell spans apart, so it reads the span (Tempo refuses `by(1)` too).
 pub(super) fn group(parser: &Parser<'_>, expr: &FieldExpr, at: usize) -> Result<(), ParseError> {
     if !reads_span(expr) {
-        return Err(parser.invalid(at, "by() groups spans by a value of each span: its argument must read an attribute or intrinsic, e.g. by(resource.service.name)"));
+        return Err(parser.invalid(
+            at,
+            "by() groups spans by a value of each span: its argument must read an attribute or intrinsic, e.g. by(resource.service.name)",
+        ));
     }
     Ok(())
 }
@@ -193,7 +196,14 @@ pub(super) fn filter_condition(parser: &Parser<'_>, expr: &FieldExpr, at: usize)
 }
 
 /// An aggregate's argument: none for `count()`, a number otherwise.
-pub(super) fn aggregate(parser: &Parser<'_>, word: &str, function: Aggregate, argument: Option<FieldExpr>, at: usize, argument_at: usize) -> Result<ScalarExpr, ParseError> {
+pub(super) fn aggregate(
+    parser: &Parser<'_>,
+    word: &str,
+    function: Aggregate,
+    argument: Option<FieldExpr>,
+    at: usize,
+    argument_at: usize,
+) -> Result<ScalarExpr, ParseError> {
     let Some(argument) = argument else {
         if function != Aggregate::Count {
             return Err(parser.invalid(at, format!("{word}() needs an argument, e.g. {word}(duration)")));
@@ -208,7 +218,10 @@ pub(super) fn aggregate(parser: &Parser<'_>, word: &str, function: Aggregate, ar
         return Err(parser.invalid(argument_at, format!("{word}() needs a numeric argument, this is {}", argument_type.name())));
     }
     if !reads_span(&argument) {
-        return Err(parser.invalid(argument_at, format!("{word}() aggregates a value of each span: its argument must read an attribute or intrinsic, e.g. {word}(duration)")));
+        return Err(parser.invalid(
+            argument_at,
+            format!("{word}() aggregates a value of each span: its argument must read an attribute or intrinsic, e.g. {word}(duration)"),
+        ));
     }
     Ok(ScalarExpr::Aggregate { function, argument: Some(argument) })
 }
