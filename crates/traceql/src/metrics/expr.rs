@@ -80,7 +80,7 @@ impl MetricsOp {
 }
 
 /// Whether `value op threshold` holds; NaN passes no comparison (`!=` included), as in Tempo.
-pub fn passes(op: BinaryOp, value: f64, threshold: f64) -> bool {
+pub(crate) fn passes(op: BinaryOp, value: f64, threshold: f64) -> bool {
     !value.is_nan() && !threshold.is_nan() && crate::value::compare(op, &crate::Value::Float(value), &crate::Value::Float(threshold))
 }
 
