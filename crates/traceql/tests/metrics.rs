@@ -338,6 +338,14 @@ fn comparisons_and_ranks_on_metrics_results() {
 #[test]
 fn metrics_expression_parse_rules() {
     use andante_traceql::parse_metrics_expr;
+    for (text, threshold) in [("({ } | rate()) > .5", 0.5), ("{ } | rate() > -3", -3.0), ("{ } | max_over_time(duration) > 10ms", 0.01), ("({ } | rate()) >= 7 / 2", 3.0)] {
+        let query = parse_metrics(text).or_else(|_| match parse_metrics_expr(text) {
+            Ok(andante_traceql::MetricsExpr::Query(query)) => Ok(*query),
+            other => Err(format!("{other:?}")),
+        });
+        let stages = query.unwrap_or_else(|e| panic!("{text}: {e}")).second_stages;
+        assert!(matches!(stages.as_slice(), [SecondStage::Filter(_, value)] if *value == threshold), "{text}: {stages:?}");
+    }
     for (text, message) in [
         ("2 * 3", "arithmetic needs a metrics query"),
         ("({ } | rate()) * 10s", "durations cannot take part in metrics arithmetic"),

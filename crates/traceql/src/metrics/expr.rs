@@ -237,10 +237,6 @@ fn term(parser: &mut Parser<'_>) -> Result<Term, ParseError> {
             parser.advance();
             Ok(Term::Constant(Constant::Duration(nanos)))
         }
-        Some(token @ Token::Attribute { .. }) if leading_dot_number(parser, &token, at).is_some() => {
-            parser.advance();
-            Ok(Term::Constant(Constant::Float(leading_dot_number(parser, &token, at).unwrap_or(f64::NAN))))
-        }
         Some(Token::Minus) => {
             parser.advance();
             parser.descend(at)?;
@@ -253,7 +249,14 @@ fn term(parser: &mut Parser<'_>) -> Result<Term, ParseError> {
             }
         }
         Some(Token::LParen) => parenthesised(parser),
-        _ => Err(parser.unexpected()),
+        Some(token) => match leading_dot_number(parser, &token, at) {
+            Some(value) => {
+                parser.advance();
+                Ok(Term::Constant(Constant::Float(value)))
+            }
+            None => Err(parser.unexpected()),
+        },
+        None => Err(parser.unexpected()),
     }
 }
 
