@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
+from pathlib import Path
 
 import grpc
 import pytest
@@ -65,6 +66,72 @@ def shift(resource_spans, now_ns):
                 for key in ("startTimeUnixNano", "endTimeUnixNano"):
                     s[key] = str(int(s[key]) - BASE_NS + now_ns - 60 * 10**9)
     return resource_spans
+
+
+def test_deep_traceql_gets_a_400_naming_the_limit_on_every_endpoint(server, pb):
+    messages, _ = pb
+    querier = stub(server, pb)
+    for q in TRACEQL_DEEP:
+        for path, params in [
+            ("/api/search", {"q": q}),
+            ("/api/v2/search/tags", {"q": q}),
+            ("/api/v2/search/tag/name/values", {"q": q}),
+            ("/api/metrics/query_range", {"q": q + " | rate()", "since": "5m"}),
+        ]:
+            response = get(server, path, **params)
+            if path.startswith("/api/v2/search/tag"):
+                # Autocomplete reads `q` leniently: a filter it cannot use is ignored, never fatal.
+                assert response.status_code in (200, 400), (path, response.text[:300])
+            else:
+                assert response.status_code == 400, (path, q[:40], response.text[:300])
+                assert "limit" in response.text, response.text[:300]
+        with pytest.raises(grpc.RpcError) as refused:
+            list(querier.Search(messages.SearchRequest(Query=q, Limit=5), metadata=METADATA, timeout=30))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        alive(server)
+
+
+
+def test_non_ascii_after_a_scope_is_a_400_not_a_dropped_connection(server):
+    for q in LEXER_PANICS:
+        for path, params in [("/api/search", {"q": q}), ("/api/metrics/query_range", {"q": q + " | rate()", "since": "5m"})]:
+            response = get(server, path, **params)
+            assert response.status_code == 400, (q, response.text)
+        alive(server)
+
+
+
+def test_a_bad_filter_policy_is_a_configuration_error(tmp_path):
+    result = subprocess.run(
+        [str(BINARY), "serve", "--storage.path", str(tmp_path / "d"), "--server.http-listen-address", f"127.0.0.1:{free_port()}",
+         "--generator.span-metrics.filter-include", "{ span:nameé = 1 }"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode not in (0, 101), result.stderr[-2000:]
+    assert "panicked" not in result.stderr and "filter" in result.stderr, result.stderr[-2000:]
+
+
+
+def test_compare_after_topk_is_refused_and_compare_is_bounded(make_server):
+    server = make_server("--query.max-metrics-series", "100")
+    now = time.time_ns()
+    send(server, shift([recent_trace(n) for n in range(1, 20)], now))
+    for q in ["{} | compare({status=error}) | topk(10)", "{} | compare({status=error}) | bottomk(3)"]:
+        response = get(server, "/api/metrics/query_range", q=q, since="10m")
+        assert response.status_code == 400, (q, response.text)
+    # One span with 10,000 attributes: compare() builds tens of thousands of series.
+    wide = [(f"attr.{i}", {"stringValue": f"v{i}"}) for i in range(10_000)]
+    send(server, shift([recent_trace(99, attrs=wide)], now))
+    started = time.time()
+    response = get(server, "/api/metrics/query_range", q="{ } | compare({ status = error })", since="10m")
+    assert response.status_code == 200, response.text[:500]
+    assert time.time() - started < 30
+    body = response.json()
+    assert len(body["series"]) <= 100
+    assert body.get("status") == "PARTIAL" and "query.max_metrics_series" in body.get("message", ""), {k: v for k, v in body.items() if k != "series"}
+    assert len(response.content) < 5_000_000
+    alive(server)
+
 
 
 def test_promql_range_without_bounds_is_refused_quickly(server):
@@ -249,3 +316,34 @@ def test_a_damaged_index_is_rebuilt_from_the_data(make_server):
     server.start()
     assert all(trace_status(server, n).status_code == 200 for n in list(range(1, 201)) + list(range(1001, 1201)))
     assert server.metric("andante_block_indexes_rebuilt_total") == 1
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "crates" / "traceql" / "tests" / "corpus" / "tempo_examples.txt"
+
+
+def corpus():
+    for line in CORPUS.read_text().splitlines():
+        if not line or line.startswith("#") or ": " not in line:
+            continue
+        kind, query = line.split(": ", 1)
+        yield kind, query.replace("⏎", "\n").replace("⇥", "\t").replace("␍", "\r")
+
+
+def test_tempo_parser_corpus_through_the_http_api(server):
+    """Issue 10, finding 11, end to end: every query Tempo accepts is answered by search or by
+    the TraceQL metrics endpoint; every query Tempo refuses gets a 400 from both."""
+    window = {"start": str(int(time.time()) - 600), "end": str(int(time.time()))}
+    checked = 0
+    for kind, query in corpus():
+        if kind not in ("valid", "parse_fails", "validate_fails"):
+            continue
+        search = requests.get(f"{server.url}/api/search", params={"q": query, **window}, timeout=30)
+        metrics = requests.get(f"{server.url}/api/metrics/query_range", params={"q": query, **window}, timeout=30)
+        assert search.status_code in (200, 400) and metrics.status_code in (200, 400), (query, search.text, metrics.text)
+        if kind == "valid":
+            assert 200 in (search.status_code, metrics.status_code), (query, search.text, metrics.text)
+        else:
+            assert search.status_code == metrics.status_code == 400, (kind, query)
+        checked += 1
+    assert checked >= 400
+    alive(server)

@@ -467,6 +467,19 @@ impl fmt::Display for FieldExpr {
     }
 }
 
+impl FieldExpr {
+    /// Levels below this node (0 for a literal or a field). Recursive: call it only on
+    /// expressions the parser accepted, which nest at most `MAX_QUERY_DEPTH` levels.
+    pub fn height(&self) -> usize {
+        match self {
+            FieldExpr::Static(_) | FieldExpr::Field(_) => 0,
+            FieldExpr::Not(inner) | FieldExpr::Negate(inner) => inner.height() + 1,
+            FieldExpr::Regex { lhs, .. } => lhs.height() + 1,
+            FieldExpr::Binary { lhs, rhs, .. } => lhs.height().max(rhs.height()) + 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
     Count,

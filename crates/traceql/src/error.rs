@@ -32,7 +32,12 @@ impl ParseError {
     }
 
     fn new(kind: ErrorKind, text: &str, offset: usize, message: impl Into<String>) -> ParseError {
-        let offset = offset.min(text.len());
+        // Offsets come from token boundaries; flooring to a character boundary keeps a wrong
+        // one from turning an error report into a panic.
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |index| index + 1);
@@ -62,3 +67,14 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod tests {
+    use super::ParseError;
+
+    #[test]
+    fn an_offset_inside_a_character_is_floored_to_its_start() {
+        let error = ParseError::at("{ é }", 3, "x");
+        assert_eq!((error.offset, error.line, error.column), (2, 1, 3));
+    }
+}

@@ -4,7 +4,7 @@
 //! widen the match — right for suggesting values.
 
 use crate::ast::{BinaryOp, FieldExpr, Query, SpansetExpr};
-use crate::parser::parse;
+use crate::parser::{parse, MAX_QUERY_DEPTH};
 
 /// The usable part of `text`, or `None` when nothing in it is a complete condition.
 pub fn parse_lenient(text: &str) -> Option<Query> {
@@ -18,6 +18,10 @@ pub fn parse_lenient(text: &str) -> Option<Query> {
         None => body,
     };
     let mut kept: Option<FieldExpr> = None;
+    // Each clause was parsed alone, within the nesting limit; joined they form a chain one
+    // level deeper per `&&`, which must stay within the limit too (the filter's braces are one
+    // more level). Clauses past it are dropped, which only widens the match.
+    let mut kept_height = 0;
     for clause in split_unquoted(body, "&&") {
         let Ok(query) = parse(&format!("{{{clause}}}")) else {
             continue;
@@ -25,6 +29,14 @@ pub fn parse_lenient(text: &str) -> Option<Query> {
         let SpansetExpr::Filter(Some(condition)) = query.root else {
             continue;
         };
+        let height = match kept {
+            None => condition.height(),
+            Some(_) => kept_height.max(condition.height()) + 1,
+        };
+        if 1 + height > MAX_QUERY_DEPTH {
+            break;
+        }
+        kept_height = height;
         kept = Some(match kept {
             None => condition,
             Some(previous) => FieldExpr::Binary {

@@ -232,10 +232,13 @@ impl Lexer<'_> {
                 'r' => value.push('\r'),
                 '0' => value.push('\0'),
                 'u' => {
-                    let hex: String = self.rest().chars().take(4).collect();
-                    let code = (hex.len() == 4)
-                        .then(|| u32::from_str_radix(&hex, 16).ok())
-                        .flatten();
+                    // Exactly four ASCII hex digits (so `pos += 4` stays on a character
+                    // boundary); `from_str_radix` alone would also take a sign such as `+12`.
+                    let hex = self
+                        .rest()
+                        .get(..4)
+                        .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+                    let code = hex.and_then(|hex| u32::from_str_radix(hex, 16).ok());
                     let Some(ch) = code.and_then(char::from_u32) else {
                         return Err(
                             self.error(escape_at, "invalid unicode escape, expected \\uXXXX")
@@ -364,8 +367,9 @@ impl Lexer<'_> {
                 let scope = word.to_owned();
                 self.pos += 1;
                 let name_start = self.pos;
-                while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                    self.pos += 1;
+                // Advance by whole characters: a name such as `é` is more than one byte.
+                while let Some(c) = self.peek().filter(|c| c.is_alphanumeric() || *c == '_') {
+                    self.pos += c.len_utf8();
                 }
                 let full = format!("{scope}:{}", &self.text[name_start..self.pos]);
                 match Intrinsic::from_name(&full) {
@@ -410,6 +414,95 @@ impl Lexer<'_> {
                 })
             }
             _ => Ok(Token::Word(word.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex_error(text: &str) -> String {
+        match lex(text) {
+            Ok(tokens) => panic!("`{text}` should not lex, got {tokens:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// Issue 10: a scoped intrinsic whose name holds a multi-byte character advanced one byte
+    /// at a time and sliced inside the character ("byte index is not a char boundary").
+    #[test]
+    fn non_ascii_intrinsic_names_are_errors_not_panics() {
+        assert_eq!(
+            lex_error("{ trace:é }"),
+            "parse error at line 1, col 3: unknown intrinsic `trace:é`"
+        );
+        assert_eq!(
+            lex_error("{ span:nameé = 1 }"),
+            "parse error at line 1, col 3: unknown intrinsic `span:nameé`"
+        );
+        assert_eq!(
+            lex_error("{ event:é = 1 }"),
+            "parse error at line 1, col 3: unknown intrinsic `event:é`"
+        );
+        assert_eq!(
+            lex_error("{ span:日本 = 1 }"),
+            "parse error at line 1, col 3: unknown intrinsic `span:日本`"
+        );
+        // The column counts characters, the offset bytes.
+        let error = lex("{ .üü = 1 } && { é:x }").expect_err("unknown intrinsic");
+        assert_eq!((error.column, error.offset), (18, 19));
+    }
+
+    #[test]
+    fn non_ascii_text_lexes_everywhere_a_character_may_stand() {
+        let tokens = lex("{ .naïve = \"ça\" && span.日本 = `ü` && 5µs > 1ms }").expect("lexes");
+        let naive = Token::Attribute {
+            scope: Scope::Unscoped,
+            parent: false,
+            name: "naïve".to_owned(),
+        };
+        assert!(tokens.contains(&Spanned {
+            token: naive,
+            start: 2,
+            end: 9
+        }));
+        let japanese = Token::Attribute {
+            scope: Scope::Span,
+            parent: false,
+            name: "日本".to_owned(),
+        };
+        assert!(tokens.iter().any(|spanned| spanned.token == japanese));
+        assert!(tokens
+            .iter()
+            .any(|spanned| spanned.token == Token::Duration(5_000)));
+        assert_eq!(lex_error("{ 5é }"), "parse error at line 1, col 4: unknown duration unit `é`, expected ns, us, ms, s, m or h");
+        assert_eq!(
+            lex_error("{ § }"),
+            "parse error at line 1, col 3: unexpected character `§`"
+        );
+    }
+
+    /// A `\u` escape takes exactly four hex digits; fewer characters, multi-byte characters or
+    /// a sign are refused rather than sliced or parsed leniently.
+    #[test]
+    fn unicode_escapes_take_four_hex_digits() {
+        assert_eq!(
+            lex("\"\\u00e9\"").expect("lexes")[0].token,
+            Token::Str("é".to_owned())
+        );
+        for text in [
+            "\"\\u+0e9\"",
+            "\"\\u00é\"",
+            "\"\\uéééé\"",
+            "\"\\u1\"",
+            "\"\\u",
+        ] {
+            let message = lex_error(text);
+            assert!(
+                message.contains("invalid unicode escape") || message.contains("unterminated"),
+                "{text}: {message}"
+            );
         }
     }
 }

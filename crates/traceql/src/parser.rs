@@ -2,23 +2,23 @@
 //! that every error points at the operator or operand at fault.
 //!
 //! Precedence, loosest first — spansets: `|`, `||`, `&&`, structural (`> >> < << ~` and their
-//! `!`/`&` forms); fields: `||`, `&&`, comparisons, `+ -`, `* / %`, `^` (right-associative),
-//! unary `! -`.
+//! `!`/`&` forms); fields (`field.rs`): `||`, `&&`, comparisons, `+ -`, `* / %`, `^`
+//! (right-associative), unary `! -`. Types are checked in `check.rs`; how deep a query may
+//! nest, in `nesting.rs`.
 
-use regex::Regex;
+mod check;
+mod field;
+mod nesting;
 
 use crate::ast::*;
 use crate::error::ParseError;
 use crate::lexer::{lex, Spanned, Token};
 
+pub use nesting::MAX_QUERY_DEPTH;
+
 /// Parses and checks a search query.
 pub fn parse(text: &str) -> Result<Query, ParseError> {
-    let tokens = lex(text)?;
-    let mut parser = Parser {
-        text,
-        tokens,
-        pos: 0,
-    };
+    let mut parser = Parser::new(text, lex(text)?);
     let query = parser.query()?;
     Ok(query)
 }
@@ -27,6 +27,10 @@ pub(crate) struct Parser<'a> {
     pub(crate) text: &'a str,
     pub(crate) tokens: Vec<Spanned>,
     pub(crate) pos: usize,
+    /// The tree level being parsed (0: the query's root); see `nesting.rs`.
+    pub(crate) depth: usize,
+    /// The deepest level reached since the innermost `begin_measure`.
+    pub(crate) deepest: usize,
 }
 
 fn describe(token: &Token) -> String {
@@ -107,41 +111,26 @@ fn is_aggregate(word: &str) -> Option<Aggregate> {
     })
 }
 
-fn keyword_static(word: &str) -> Option<Static> {
-    Some(match word {
-        "true" => Static::Bool(true),
-        "false" => Static::Bool(false),
-        "nil" => Static::Nil,
-        "ok" => Static::Status(StatusCode::Ok),
-        "error" => Static::Status(StatusCode::Error),
-        "unset" => Static::Status(StatusCode::Unset),
-        "unspecified" => Static::Kind(SpanKind::Unspecified),
-        "internal" => Static::Kind(SpanKind::Internal),
-        "server" => Static::Kind(SpanKind::Server),
-        "client" => Static::Kind(SpanKind::Client),
-        "producer" => Static::Kind(SpanKind::Producer),
-        "consumer" => Static::Kind(SpanKind::Consumer),
-        _ => return None,
-    })
-}
-
-fn spanset_op(token: &Token) -> Option<SpansetOp> {
+/// A spanset operator and its precedence: `||` 0, `&&` 1, structural 2.
+fn spanset_operator(token: &Token) -> Option<(SpansetOp, u8)> {
     Some(match token {
-        Token::Gt => SpansetOp::Child,
-        Token::Lt => SpansetOp::Parent,
-        Token::Descendant => SpansetOp::Descendant,
-        Token::Ancestor => SpansetOp::Ancestor,
-        Token::Tilde => SpansetOp::Sibling,
-        Token::NotChild => SpansetOp::NotChild,
-        Token::NotParent => SpansetOp::NotParent,
-        Token::NotDescendant => SpansetOp::NotDescendant,
-        Token::NotAncestor => SpansetOp::NotAncestor,
-        Token::BangTilde => SpansetOp::NotSibling,
-        Token::UnionChild => SpansetOp::UnionChild,
-        Token::UnionParent => SpansetOp::UnionParent,
-        Token::UnionDescendant => SpansetOp::UnionDescendant,
-        Token::UnionAncestor => SpansetOp::UnionAncestor,
-        Token::UnionSibling => SpansetOp::UnionSibling,
+        Token::Or => (SpansetOp::Or, 0),
+        Token::And => (SpansetOp::And, 1),
+        Token::Gt => (SpansetOp::Child, 2),
+        Token::Lt => (SpansetOp::Parent, 2),
+        Token::Descendant => (SpansetOp::Descendant, 2),
+        Token::Ancestor => (SpansetOp::Ancestor, 2),
+        Token::Tilde => (SpansetOp::Sibling, 2),
+        Token::NotChild => (SpansetOp::NotChild, 2),
+        Token::NotParent => (SpansetOp::NotParent, 2),
+        Token::NotDescendant => (SpansetOp::NotDescendant, 2),
+        Token::NotAncestor => (SpansetOp::NotAncestor, 2),
+        Token::BangTilde => (SpansetOp::NotSibling, 2),
+        Token::UnionChild => (SpansetOp::UnionChild, 2),
+        Token::UnionParent => (SpansetOp::UnionParent, 2),
+        Token::UnionDescendant => (SpansetOp::UnionDescendant, 2),
+        Token::UnionAncestor => (SpansetOp::UnionAncestor, 2),
+        Token::UnionSibling => (SpansetOp::UnionSibling, 2),
         _ => return None,
     })
 }
@@ -160,52 +149,17 @@ pub(crate) fn comparison_op(token: &Token) -> Option<BinaryOp> {
     })
 }
 
-/// The static type of a field expression.
-pub fn field_type(expr: &FieldExpr) -> ValueType {
-    match expr {
-        FieldExpr::Static(value) => value.value_type(),
-        FieldExpr::Field(Field::Intrinsic(intrinsic)) => intrinsic.value_type(),
-        FieldExpr::Field(Field::Attribute { .. }) => ValueType::Attribute,
-        FieldExpr::Not(_) | FieldExpr::Regex { .. } => ValueType::Bool,
-        FieldExpr::Negate(inner) => field_type(inner),
-        FieldExpr::Binary { op, lhs, rhs } => {
-            if !op.is_arithmetic() {
-                return ValueType::Bool;
-            }
-            arithmetic_type(field_type(lhs), field_type(rhs))
+impl<'a> Parser<'a> {
+    pub(crate) fn new(text: &'a str, tokens: Vec<Spanned>) -> Parser<'a> {
+        Parser {
+            text,
+            tokens,
+            pos: 0,
+            depth: 0,
+            deepest: 0,
         }
     }
-}
 
-fn arithmetic_type(lhs: ValueType, rhs: ValueType) -> ValueType {
-    match (lhs, rhs) {
-        (ValueType::Attribute, _) | (_, ValueType::Attribute) => ValueType::Attribute,
-        (ValueType::Duration, _) | (_, ValueType::Duration) => ValueType::Duration,
-        (ValueType::Float, _) | (_, ValueType::Float) => ValueType::Float,
-        _ => ValueType::Int,
-    }
-}
-
-/// Whether two static types may be compared with `=`/`!=` (`ordered` adds `< <= > >=`).
-fn comparable(lhs: ValueType, rhs: ValueType, ordered: bool) -> bool {
-    use ValueType::*;
-    if lhs == Attribute || rhs == Attribute {
-        return !ordered || (lhs != Nil && rhs != Nil && lhs != Bool && rhs != Bool);
-    }
-    if lhs == Nil || rhs == Nil {
-        return !ordered;
-    }
-    let numeric = |t: ValueType| matches!(t, Int | Float | Duration);
-    if numeric(lhs) && numeric(rhs) {
-        return true;
-    }
-    if lhs != rhs {
-        return false;
-    }
-    !ordered || lhs == String
-}
-
-impl Parser<'_> {
     pub(crate) fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.pos).map(|spanned| &spanned.token)
     }
@@ -340,16 +294,32 @@ impl Parser<'_> {
 
     /// `element ('|' element)*`; a single spanset expression stays unwrapped.
     pub(crate) fn pipeline(&mut self) -> Result<SpansetExpr, ParseError> {
-        let mut stages = vec![self.stage()?];
-        while !self.at_metrics_function() && self.eat(&Token::Pipe) {
-            stages.push(self.stage()?);
-        }
-        if stages.len() == 1 {
-            if let Some(Stage::Spanset(_)) = stages.first() {
-                if let Some(Stage::Spanset(expr)) = stages.pop() {
-                    return Ok(expr);
-                }
+        let at = self.offset();
+        let outer = self.begin_measure();
+        let first = self.stage();
+        let first_height = self.end_measure(outer);
+        match first? {
+            // It merges the spansets of the stages before it: there are none yet.
+            Stage::Coalesce => Err(self.invalid(at, "coalesce() cannot start a pipeline: it merges the spansets of the stages before it")),
+            Stage::Spanset(expr) if self.at_metrics_function() || self.peek() != Some(&Token::Pipe) => Ok(expr),
+            // The first stage, parsed before the pipeline was known, sits one level down too.
+            first => {
+                self.reach(self.depth + 1 + first_height, at)?;
+                self.later_stages(first)
             }
+        }
+    }
+
+    /// The stages after the first (kept out of `pipeline`, whose frame is on the path of every
+    /// parenthesised spanset).
+    fn later_stages(&mut self, first: Stage) -> Result<SpansetExpr, ParseError> {
+        let mut stages = vec![first];
+        while !self.at_metrics_function() && self.eat(&Token::Pipe) {
+            let stage_at = self.offset();
+            self.descend(stage_at)?;
+            let stage = self.stage();
+            self.ascend();
+            stages.push(stage?);
         }
         Ok(SpansetExpr::Pipeline(stages))
     }
@@ -362,8 +332,10 @@ impl Parser<'_> {
 
     /// Whether the tokens from here start a scalar expression rather than a spanset.
     fn starts_scalar(&self) -> bool {
+        // Past the nesting limit the parse fails either way: looking further would make every
+        // level rescan a long run of parentheses.
         let mut offset = 0;
-        while self.peek_at(offset) == Some(&Token::LParen) {
+        while self.peek_at(offset) == Some(&Token::LParen) && offset <= MAX_QUERY_DEPTH {
             offset += 1;
         }
         match self.peek_at(offset) {
@@ -375,113 +347,120 @@ impl Parser<'_> {
         }
     }
 
+    /// One stage; spansets (the recursive case) are read here, the rest in their own functions
+    /// so that this frame, one per nested pipeline, stays small.
     fn stage(&mut self) -> Result<Stage, ParseError> {
-        let at = self.offset();
         if let Some(Token::Word(word)) = self.peek() {
             match word.as_str() {
-                "by" => {
-                    self.pos += 1;
-                    self.expect(Token::LParen)?;
-                    let mut groups = vec![self.field_expr()?];
-                    while self.eat(&Token::Comma) {
-                        groups.push(self.field_expr()?);
-                    }
-                    self.expect(Token::RParen)?;
-                    return Ok(Stage::By(groups));
-                }
-                "coalesce" => {
-                    self.pos += 1;
-                    self.expect(Token::LParen)?;
-                    self.expect(Token::RParen)?;
-                    return Ok(Stage::Coalesce);
-                }
-                "select" => {
-                    self.pos += 1;
-                    self.expect(Token::LParen)?;
-                    let mut fields = Vec::new();
-                    loop {
-                        let field_at = self.offset();
-                        match self.field_expr()? {
-                            FieldExpr::Field(field) => fields.push(field),
-                            _ => {
-                                return Err(self.invalid(
-                                    field_at,
-                                    "select() takes attributes and intrinsics only",
-                                ))
-                            }
-                        }
-                        if !self.eat(&Token::Comma) {
-                            break;
-                        }
-                    }
-                    self.expect(Token::RParen)?;
-                    return Ok(Stage::Select(fields));
-                }
+                "by" => return self.by_stage(),
+                "coalesce" => return self.coalesce_stage(),
+                "select" => return self.select_stage(),
                 _ => {}
             }
         }
         if self.starts_scalar() {
-            let lhs = self.scalar_expr()?;
-            let op_at = self.offset();
-            let op = match self.peek().and_then(comparison_op) {
-                Some(op @ (BinaryOp::Regex | BinaryOp::NotRegex)) => {
-                    return Err(self.invalid(
-                        op_at,
-                        format!("operator `{}` cannot compare aggregates", op.symbol()),
-                    ));
+            return self.scalar_filter_stage();
+        }
+        Ok(Stage::Spanset(self.spanset_binary(0)?))
+    }
+
+    fn by_stage(&mut self) -> Result<Stage, ParseError> {
+        self.pos += 1;
+        self.expect(Token::LParen)?;
+        let mut groups = Vec::new();
+        loop {
+            let group_at = self.offset();
+            let group = self.nested(group_at, Self::field_expr)?;
+            check::group(self, &group, group_at)?;
+            groups.push(group);
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(Token::RParen)?;
+        Ok(Stage::By(groups))
+    }
+
+    fn coalesce_stage(&mut self) -> Result<Stage, ParseError> {
+        self.pos += 1;
+        self.expect(Token::LParen)?;
+        self.expect(Token::RParen)?;
+        Ok(Stage::Coalesce)
+    }
+
+    fn select_stage(&mut self) -> Result<Stage, ParseError> {
+        self.pos += 1;
+        self.expect(Token::LParen)?;
+        let mut fields = Vec::new();
+        loop {
+            let field_at = self.offset();
+            match self.nested(field_at, Self::field_expr)? {
+                FieldExpr::Field(field) => fields.push(field),
+                _ => {
+                    return Err(
+                        self.invalid(field_at, "select() takes attributes and intrinsics only")
+                    )
                 }
-                Some(op) => op,
-                None => {
-                    return Err(self.invalid(
-                        at,
-                        "an aggregate must be compared with a value, e.g. `count() > 2`",
-                    ))
-                }
-            };
-            self.pos += 1;
-            let rhs = self.scalar_expr()?;
-            if !lhs.has_aggregate() && !rhs.has_aggregate() {
+            }
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(Token::RParen)?;
+        Ok(Stage::Select(fields))
+    }
+
+    /// `count() > 2`, `avg(duration) * 2 >= 1s`: the sides sit one level below the stage.
+    fn scalar_filter_stage(&mut self) -> Result<Stage, ParseError> {
+        let at = self.offset();
+        let lhs = self.nested(at, Self::scalar_expr)?;
+        let op_at = self.offset();
+        let op = match self.peek().and_then(comparison_op) {
+            Some(op @ (BinaryOp::Regex | BinaryOp::NotRegex)) => {
                 return Err(self.invalid(
-                    at,
-                    "a scalar filter needs an aggregate such as count() or avg(duration)",
+                    op_at,
+                    format!("operator `{}` cannot compare aggregates", op.symbol()),
                 ));
             }
-            return Ok(Stage::ScalarFilter { op, lhs, rhs });
+            Some(op) => op,
+            None => {
+                return Err(self.invalid(
+                    at,
+                    "an aggregate must be compared with a value, e.g. `count() > 2`",
+                ))
+            }
+        };
+        self.pos += 1;
+        let rhs = self.nested(op_at, Self::scalar_expr)?;
+        if !lhs.has_aggregate() && !rhs.has_aggregate() {
+            return Err(self.invalid(
+                at,
+                "a scalar filter needs an aggregate such as count() or avg(duration)",
+            ));
         }
-        Ok(Stage::Spanset(self.spanset_or()?))
+        Ok(Stage::ScalarFilter { op, lhs, rhs })
     }
 
-    fn spanset_or(&mut self) -> Result<SpansetExpr, ParseError> {
-        let mut lhs = self.spanset_and()?;
-        while self.eat(&Token::Or) {
-            let rhs = self.spanset_and()?;
-            lhs = SpansetExpr::Binary {
-                op: SpansetOp::Or,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
-        }
-        Ok(lhs)
-    }
-
-    fn spanset_and(&mut self) -> Result<SpansetExpr, ParseError> {
-        let mut lhs = self.spanset_structural()?;
-        while self.eat(&Token::And) {
-            let rhs = self.spanset_structural()?;
-            lhs = SpansetExpr::Binary {
-                op: SpansetOp::And,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
-        }
-        Ok(lhs)
-    }
-
-    fn spanset_structural(&mut self) -> Result<SpansetExpr, ParseError> {
-        let mut lhs = self.spanset_primary()?;
-        while let Some(op) = self.peek().and_then(spanset_op) {
+    /// Spanset operators of at least `min_precedence` (`||` 0, `&&` 1, structural 2), all
+    /// left-associative.
+    fn spanset_binary(&mut self, min_precedence: u8) -> Result<SpansetExpr, ParseError> {
+        let outer = self.begin_measure();
+        let first = self.spanset_primary();
+        let mut height = self.end_measure(outer);
+        let mut lhs = first?;
+        while let Some((op, precedence)) = self.peek().and_then(spanset_operator) {
+            if precedence < min_precedence {
+                break;
+            }
+            let at = self.offset();
             self.pos += 1;
-            let rhs = self.spanset_primary()?;
+            self.descend(at)?;
+            let outer = self.begin_measure();
+            let rhs = self.spanset_binary(precedence + 1);
+            let rhs_height = self.end_measure(outer);
+            self.ascend();
+            let rhs = rhs?;
+            height = self.grow(height, rhs_height, at)?;
             lhs = SpansetExpr::Binary {
                 op,
                 lhs: Box::new(lhs),
@@ -491,55 +470,70 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
+    /// `{ … }` or a parenthesised pipeline.
     pub(crate) fn spanset_primary(&mut self) -> Result<SpansetExpr, ParseError> {
         match self.peek() {
-            Some(Token::LBrace) => {
-                self.pos += 1;
-                if self.eat(&Token::RBrace) {
-                    return Ok(SpansetExpr::Filter(None));
-                }
-                let at = self.offset();
-                let expr = self.field_expr()?;
-                let value_type = field_type(&expr);
-                if !matches!(value_type, ValueType::Bool | ValueType::Attribute) {
-                    return Err(self.invalid(
-                        at,
-                        format!(
-                            "a spanset filter must be a boolean expression, this is {}",
-                            value_type.name()
-                        ),
-                    ));
-                }
-                self.expect(Token::RBrace)?;
-                Ok(SpansetExpr::Filter(Some(expr)))
-            }
-            Some(Token::LParen) => {
-                self.pos += 1;
-                let inner = self.pipeline()?;
-                self.expect(Token::RParen)?;
-                Ok(inner)
-            }
+            Some(Token::LBrace) => self.filter(),
+            Some(Token::LParen) => self.parenthesised_pipeline(),
             _ => Err(self.unexpected()),
         }
+    }
+
+    fn filter(&mut self) -> Result<SpansetExpr, ParseError> {
+        let at = self.offset();
+        self.pos += 1;
+        if self.eat(&Token::RBrace) {
+            return Ok(SpansetExpr::Filter(None));
+        }
+        let condition_at = self.offset();
+        self.descend(at)?;
+        let condition = self.field_expr();
+        self.ascend();
+        let condition = condition?;
+        check::filter_condition(self, &condition, condition_at)?;
+        self.expect(Token::RBrace)?;
+        Ok(SpansetExpr::Filter(Some(condition)))
+    }
+
+    fn parenthesised_pipeline(&mut self) -> Result<SpansetExpr, ParseError> {
+        let at = self.offset();
+        self.pos += 1;
+        self.descend(at)?;
+        let inner = self.pipeline();
+        self.ascend();
+        let inner = inner?;
+        self.expect(Token::RParen)?;
+        Ok(inner)
     }
 
     fn scalar_expr(&mut self) -> Result<ScalarExpr, ParseError> {
         self.scalar_binary(0)
     }
 
+    /// Arithmetic of aggregates and numbers at or above `min_level` (`+ -` 0, `* / %` 1, `^` 2).
     fn scalar_binary(&mut self, min_level: u8) -> Result<ScalarExpr, ParseError> {
-        let mut lhs = self.scalar_primary()?;
+        let outer = self.begin_measure();
+        let first = self.scalar_primary();
+        let mut height = self.end_measure(outer);
+        let mut lhs = first?;
         while let Some((op, level)) = self.peek().and_then(arithmetic_op) {
             if level < min_level {
                 break;
             }
+            let at = self.offset();
             self.pos += 1;
             let next_level = if op == BinaryOp::Pow {
                 level
             } else {
                 level + 1
             };
-            let rhs = self.scalar_binary(next_level)?;
+            self.descend(at)?;
+            let outer = self.begin_measure();
+            let rhs = self.scalar_binary(next_level);
+            let rhs_height = self.end_measure(outer);
+            self.ascend();
+            let rhs = rhs?;
+            height = self.grow(height, rhs_height, at)?;
             lhs = ScalarExpr::Binary {
                 op,
                 lhs: Box::new(lhs),
@@ -551,66 +545,44 @@ impl Parser<'_> {
 
     fn scalar_primary(&mut self) -> Result<ScalarExpr, ParseError> {
         let at = self.offset();
+        let parenthesised = match self.peek() {
+            Some(Token::LParen) => true,
+            Some(Token::Minus) => false,
+            _ => return self.scalar_leaf(),
+        };
+        self.pos += 1;
+        self.descend(at)?;
+        let inner = if parenthesised {
+            self.scalar_binary(0)
+        } else {
+            self.scalar_primary()
+        };
+        self.ascend();
+        let inner = inner?;
+        if parenthesised {
+            self.expect(Token::RParen)?;
+            return Ok(inner);
+        }
+        Ok(negated(inner))
+    }
+
+    /// A number, a duration or an aggregate.
+    fn scalar_leaf(&mut self) -> Result<ScalarExpr, ParseError> {
+        let at = self.offset();
         match self.advance() {
-            Some(Token::LParen) => {
-                let inner = self.scalar_expr()?;
-                self.expect(Token::RParen)?;
-                Ok(inner)
-            }
             Some(Token::Int(value)) => Ok(ScalarExpr::Static(Static::Int(value))),
             Some(Token::Float(value)) => Ok(ScalarExpr::Static(Static::Float(value))),
             Some(Token::Duration(value)) => Ok(ScalarExpr::Static(Static::Duration(value))),
-            Some(Token::Minus) => match self.scalar_primary()? {
-                ScalarExpr::Static(Static::Int(value)) => {
-                    Ok(ScalarExpr::Static(Static::Int(-value)))
-                }
-                ScalarExpr::Static(Static::Float(value)) => {
-                    Ok(ScalarExpr::Static(Static::Float(-value)))
-                }
-                ScalarExpr::Static(Static::Duration(value)) => {
-                    Ok(ScalarExpr::Static(Static::Duration(-value)))
-                }
-                other => Ok(ScalarExpr::Binary {
-                    op: BinaryOp::Sub,
-                    lhs: Box::new(ScalarExpr::Static(Static::Int(0))),
-                    rhs: Box::new(other),
-                }),
-            },
             Some(Token::Word(word)) if is_aggregate(&word).is_some() => {
                 let function = is_aggregate(&word).unwrap_or(Aggregate::Count);
                 self.expect(Token::LParen)?;
                 if self.eat(&Token::RParen) {
-                    if function != Aggregate::Count {
-                        return Err(self.invalid(
-                            at,
-                            format!("{word}() needs an argument, e.g. {word}(duration)"),
-                        ));
-                    }
-                    return Ok(ScalarExpr::Aggregate {
-                        function,
-                        argument: None,
-                    });
+                    return check::aggregate(self, &word, function, None, at, at);
                 }
                 let argument_at = self.offset();
-                let argument = self.field_expr()?;
+                let argument = self.nested(argument_at, Self::field_expr)?;
                 self.expect(Token::RParen)?;
-                if function == Aggregate::Count {
-                    return Err(self.invalid(argument_at, "count() takes no argument"));
-                }
-                let argument_type = field_type(&argument);
-                if !argument_type.is_numeric() {
-                    return Err(self.invalid(
-                        argument_at,
-                        format!(
-                            "{word}() needs a numeric argument, this is {}",
-                            argument_type.name()
-                        ),
-                    ));
-                }
-                Ok(ScalarExpr::Aggregate {
-                    function,
-                    argument: Some(argument),
-                })
+                check::aggregate(self, &word, function, Some(argument), at, argument_at)
             }
             Some(Token::Str(_))
             | Some(Token::Word(_))
@@ -625,258 +597,23 @@ impl Parser<'_> {
             }
         }
     }
+}
 
-    pub(crate) fn field_expr(&mut self) -> Result<FieldExpr, ParseError> {
-        self.field_or()
-    }
-
-    fn field_or(&mut self) -> Result<FieldExpr, ParseError> {
-        let mut lhs = self.field_and()?;
-        loop {
-            let at = self.offset();
-            if !self.eat(&Token::Or) {
-                return Ok(lhs);
-            }
-            let rhs = self.field_and()?;
-            lhs = self.logical(BinaryOp::Or, lhs, rhs, at)?;
-        }
-    }
-
-    fn field_and(&mut self) -> Result<FieldExpr, ParseError> {
-        let mut lhs = self.field_comparison()?;
-        loop {
-            let at = self.offset();
-            if !self.eat(&Token::And) {
-                return Ok(lhs);
-            }
-            let rhs = self.field_comparison()?;
-            lhs = self.logical(BinaryOp::And, lhs, rhs, at)?;
-        }
-    }
-
-    fn logical(
-        &self,
-        op: BinaryOp,
-        lhs: FieldExpr,
-        rhs: FieldExpr,
-        at: usize,
-    ) -> Result<FieldExpr, ParseError> {
-        for side in [&lhs, &rhs] {
-            let side_type = field_type(side);
-            if !matches!(side_type, ValueType::Bool | ValueType::Attribute) {
-                return Err(self.invalid(
-                    at,
-                    format!(
-                        "operator `{}` needs boolean operands, found {}",
-                        op.symbol(),
-                        side_type.name()
-                    ),
-                ));
-            }
-        }
-        Ok(FieldExpr::Binary {
-            op,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
-        })
-    }
-
-    fn field_comparison(&mut self) -> Result<FieldExpr, ParseError> {
-        let mut lhs = self.field_arithmetic(0)?;
-        while let Some(op) = self.peek().and_then(comparison_op) {
-            let at = self.offset();
-            self.pos += 1;
-            if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
-                lhs = self.regex(op, lhs, at)?;
-                continue;
-            }
-            let rhs = self.field_arithmetic(0)?;
-            let (lhs_type, rhs_type) = (field_type(&lhs), field_type(&rhs));
-            let ordered = !matches!(op, BinaryOp::Eq | BinaryOp::Neq);
-            if !comparable(lhs_type, rhs_type, ordered) {
-                return Err(self.invalid(
-                    at,
-                    format!(
-                        "cannot compare {} with {} using `{}`",
-                        lhs_type.name(),
-                        rhs_type.name(),
-                        op.symbol()
-                    ),
-                ));
-            }
-            // `nil` goes on the right: `compare` reads a right-hand nil as an existence test.
-            lhs = match (lhs, rhs) {
-                (FieldExpr::Static(Static::Nil), other) => FieldExpr::Binary {
-                    op,
-                    lhs: Box::new(other),
-                    rhs: Box::new(FieldExpr::Static(Static::Nil)),
-                },
-                (lhs, rhs) => FieldExpr::Binary {
-                    op,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                },
-            };
-        }
-        Ok(lhs)
-    }
-
-    fn regex(&mut self, op: BinaryOp, lhs: FieldExpr, at: usize) -> Result<FieldExpr, ParseError> {
-        let lhs_type = field_type(&lhs);
-        if !matches!(lhs_type, ValueType::String | ValueType::Attribute) {
-            return Err(self.invalid(
-                at,
-                format!(
-                    "regular expressions match strings, found {}",
-                    lhs_type.name()
-                ),
-            ));
-        }
-        let pattern_at = self.offset();
-        let Some(Token::Str(pattern)) = self.advance() else {
-            return Err(self.invalid(
-                pattern_at,
-                format!("`{}` needs a string literal on the right", op.symbol()),
-            ));
-        };
-        let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|error| {
-            self.invalid(
-                pattern_at,
-                format!(
-                    "invalid regular expression: {}",
-                    first_line(&error.to_string())
-                ),
-            )
-        })?;
-        Ok(FieldExpr::Regex {
-            negated: op == BinaryOp::NotRegex,
-            lhs: Box::new(lhs),
-            pattern,
-            regex,
-        })
-    }
-
-    fn field_arithmetic(&mut self, min_level: u8) -> Result<FieldExpr, ParseError> {
-        let mut lhs = self.field_unary()?;
-        while let Some((op, level)) = self.peek().and_then(arithmetic_op) {
-            if level < min_level {
-                break;
-            }
-            let at = self.offset();
-            self.pos += 1;
-            let next_level = if op == BinaryOp::Pow {
-                level
-            } else {
-                level + 1
-            };
-            let rhs = self.field_arithmetic(next_level)?;
-            for side in [&lhs, &rhs] {
-                let side_type = field_type(side);
-                if !side_type.is_numeric() {
-                    return Err(self.invalid(
-                        at,
-                        format!(
-                            "operator `{}` needs numeric operands, found {}",
-                            op.symbol(),
-                            side_type.name()
-                        ),
-                    ));
-                }
-            }
-            lhs = FieldExpr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
-        }
-        Ok(lhs)
-    }
-
-    fn field_unary(&mut self) -> Result<FieldExpr, ParseError> {
-        let at = self.offset();
-        if self.eat(&Token::Bang) {
-            let inner = self.field_unary()?;
-            let inner_type = field_type(&inner);
-            if !matches!(inner_type, ValueType::Bool | ValueType::Attribute) {
-                return Err(self.invalid(
-                    at,
-                    format!("`!` needs a boolean, found {}", inner_type.name()),
-                ));
-            }
-            return Ok(FieldExpr::Not(Box::new(inner)));
-        }
-        if self.eat(&Token::Minus) {
-            let inner = self.field_unary()?;
-            return match inner {
-                FieldExpr::Static(Static::Int(value)) => Ok(FieldExpr::Static(Static::Int(-value))),
-                FieldExpr::Static(Static::Float(value)) => {
-                    Ok(FieldExpr::Static(Static::Float(-value)))
-                }
-                FieldExpr::Static(Static::Duration(value)) => {
-                    Ok(FieldExpr::Static(Static::Duration(-value)))
-                }
-                other if field_type(&other).is_numeric() => Ok(FieldExpr::Negate(Box::new(other))),
-                other => Err(self.invalid(
-                    at,
-                    format!("`-` needs a number, found {}", field_type(&other).name()),
-                )),
-            };
-        }
-        self.field_primary()
-    }
-
-    fn field_primary(&mut self) -> Result<FieldExpr, ParseError> {
-        let at = self.offset();
-        match self.advance() {
-            Some(Token::LParen) => {
-                let inner = self.field_expr()?;
-                self.expect(Token::RParen)?;
-                Ok(inner)
-            }
-            Some(Token::Str(value)) => Ok(FieldExpr::Static(Static::String(value))),
-            Some(Token::Int(value)) => Ok(FieldExpr::Static(Static::Int(value))),
-            Some(Token::Float(value)) => Ok(FieldExpr::Static(Static::Float(value))),
-            Some(Token::Duration(value)) => Ok(FieldExpr::Static(Static::Duration(value))),
-            Some(Token::Attribute {
-                scope,
-                parent,
-                name,
-            }) => Ok(FieldExpr::Field(Field::Attribute {
-                scope,
-                parent,
-                name,
-            })),
-            Some(Token::Intrinsic(intrinsic)) => Ok(FieldExpr::Field(Field::Intrinsic(intrinsic))),
-            Some(Token::Word(word)) => {
-                if let Some(value) = keyword_static(&word) {
-                    return Ok(FieldExpr::Static(value));
-                }
-                if let Some(intrinsic) = Intrinsic::from_name(&word) {
-                    return Ok(FieldExpr::Field(Field::Intrinsic(intrinsic)));
-                }
-                Err(ParseError::at(
-                    self.text,
-                    at,
-                    format!("syntax error: unexpected `{word}`; attributes need a scope such as `.{word}` or `span.{word}`"),
-                ))
-            }
-            _ => {
-                self.pos -= 1;
-                Err(self.unexpected())
-            }
-        }
+/// `-inner`: a literal folds, anything else becomes `0 - inner`.
+fn negated(inner: ScalarExpr) -> ScalarExpr {
+    match inner {
+        ScalarExpr::Static(Static::Int(value)) => ScalarExpr::Static(Static::Int(-value)),
+        ScalarExpr::Static(Static::Float(value)) => ScalarExpr::Static(Static::Float(-value)),
+        ScalarExpr::Static(Static::Duration(value)) => ScalarExpr::Static(Static::Duration(-value)),
+        other => ScalarExpr::Binary {
+            op: BinaryOp::Sub,
+            lhs: Box::new(ScalarExpr::Static(Static::Int(0))),
+            rhs: Box::new(other),
+        },
     }
 }
 
-fn first_line(message: &str) -> String {
-    message
-        .lines()
-        .rfind(|line| !line.trim().is_empty())
-        .unwrap_or(message)
-        .trim()
-        .to_owned()
-}
-
+/// `+ -` (0), `* / %` (1) and `^` (2) with their precedence.
 fn arithmetic_op(token: &Token) -> Option<(BinaryOp, u8)> {
     Some(match token {
         Token::Plus => (BinaryOp::Add, 0),

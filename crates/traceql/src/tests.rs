@@ -1,10 +1,11 @@
 //! Parser tests: the corpus files under `tests/corpus/` and focused cases.
 
 use crate::ast::*;
-use crate::{parse, parse_lenient, ErrorKind};
+use crate::{parse, parse_lenient, parse_metrics_expr, ErrorKind};
 
 const VALID: &str = include_str!("../tests/corpus/valid.traceql");
 const INVALID: &str = include_str!("../tests/corpus/invalid.txt");
+const TEMPO: &str = include_str!("../tests/corpus/tempo_examples.txt");
 
 fn corpus_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
@@ -39,6 +40,47 @@ fn invalid_corpus_fails_with_expected_errors() {
         count += 1;
     }
     assert!(count >= 150, "invalid corpus has only {count} queries");
+}
+
+/// Tempo's parser corpus (`tests/corpus/tempo_examples.txt`): what Tempo accepts parses here, as
+/// a search query or a metrics query; what Tempo refuses is refused here.
+#[test]
+fn tempo_corpus_agrees_with_tempo() {
+    let mut failures = Vec::new();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in corpus_lines(TEMPO) {
+        let (kind, query) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("malformed corpus line `{line}`"));
+        let (query, _reason) = query.split_once(" ==> ").unwrap_or((query, ""));
+        let query = query
+            .replace('⏎', "\n")
+            .replace('⇥', "\t")
+            .replace('␍', "\r");
+        let search = parse(&query);
+        let metrics = parse_metrics_expr(&query);
+        let accepted = search.is_ok() || metrics.is_ok();
+        *counts.entry(kind).or_insert(0) += 1;
+        match kind {
+            "valid" if !accepted => failures.push(format!(
+                "valid, refused: `{query}`: {}",
+                metrics.err().map(|e| e.to_string()).unwrap_or_default()
+            )),
+            "parse_fails" | "validate_fails" | "known_gap" if accepted => {
+                failures.push(format!("{kind}, accepted: `{query}`"))
+            }
+            "valid" | "parse_fails" | "validate_fails" | "known_gap" | "unsupported" => {}
+            other => panic!("unknown kind `{other}` in `{line}`"),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements with Tempo:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(counts.get("valid"), Some(&284), "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 463, "{counts:?}");
 }
 
 #[test]

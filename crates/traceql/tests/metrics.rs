@@ -324,14 +324,14 @@ fn exemplars_point_at_a_span_per_interval() {
 
 #[test]
 fn arithmetic_between_metrics_queries() {
-    use andante_traceql::metrics::{combine, ArithmeticOp, Operand};
+    use andante_traceql::metrics::{combine, MetricsOp, Operand};
     use andante_traceql::{parse_metrics_expr, MetricsExpr};
     let expr = parse_metrics_expr(
         "({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100",
     )
     .unwrap();
     let MetricsExpr::Binary {
-        op: ArithmeticOp::Mul,
+        op: MetricsOp::Mul,
         lhs,
         rhs,
     } = &expr
@@ -342,7 +342,7 @@ fn arithmetic_between_metrics_queries() {
     assert!(matches!(
         lhs.as_ref(),
         MetricsExpr::Binary {
-            op: ArithmeticOp::Div,
+            op: MetricsOp::Div,
             ..
         }
     ));
@@ -352,8 +352,8 @@ fn arithmetic_between_metrics_queries() {
         |query: &andante_traceql::MetricsQuery| Operand::Series(run_query(query, thousands()));
     let [errors, all] = [expr.queries()[0], expr.queries()[1]].map(evaluate);
     let Operand::Series(ratio) = combine(
-        ArithmeticOp::Mul,
-        combine(ArithmeticOp::Div, errors, all),
+        MetricsOp::Mul,
+        combine(MetricsOp::Div, errors, all),
         Operand::Number(100.0),
     ) else {
         panic!()
@@ -375,11 +375,11 @@ fn arithmetic_between_metrics_queries() {
     );
     // Constant folding and by-label matching.
     assert!(
-        matches!(combine(ArithmeticOp::Div, Operand::Number(1.0), Operand::Number(0.0)), Operand::Number(n) if n.is_nan())
+        matches!(combine(MetricsOp::Div, Operand::Number(1.0), Operand::Number(0.0)), Operand::Number(n) if n.is_nan())
     );
     let by = parse_metrics_expr("({ } | count_over_time() by (resource.service.name)) - ({ kind = server } | count_over_time() by (resource.service.name))").unwrap();
     let [a, b] = [by.queries()[0], by.queries()[1]].map(evaluate);
-    let Operand::Series(diff) = combine(ArithmeticOp::Sub, a, b) else {
+    let Operand::Series(diff) = combine(MetricsOp::Sub, a, b) else {
         panic!()
     };
     assert_eq!(
@@ -509,4 +509,182 @@ fn compare_counts_every_attribute_value_in_selection_and_baseline() {
     };
     assert_eq!(total("selection_total"), Some(Some(1.0)));
     assert_eq!(total("baseline_total"), Some(Some(9.0)));
+}
+
+/// Issue 10: `{} | compare({status=error}) | topk(10)` panicked ranking compare()'s series, whose
+/// `__too_many_values__` markers have no samples. The parser now refuses second stages after
+/// compare(), as Tempo does; the accumulator still ranks series of any length.
+#[test]
+fn ranking_compare_series_does_not_panic() {
+    let refused = parse_metrics("{} | compare({status=error}) | topk(10)")
+        .expect_err("compare() takes no second stage");
+    assert!(refused.to_string().contains("compare()"), "{refused}");
+    let mut query = parse_metrics("{ } | compare({ status = error }, 2)").expect("parses");
+    query.second_stages.push(SecondStage::TopK(10));
+    let result = run_query(&query, Intervals::range(0, 3600 * SECOND, 1000 * SECOND));
+    assert!(result.iter().any(|s| s.labels[0]
+        == ("__meta_error".to_owned(), s_("__too_many_values__"))
+        && s.samples.is_empty()));
+    assert!(result
+        .iter()
+        .any(|s| s.samples.iter().flatten().count() > 0));
+}
+
+/// Evaluates an expression the way the query crate does: each query on its own, then every
+/// `Binary` node through `combine`, knowing nothing of which operator it is.
+fn evaluate_expr(text: &str, intervals: Intervals) -> Vec<MetricsSeries> {
+    use andante_traceql::metrics::{combine, Operand};
+    use andante_traceql::{parse_metrics_expr, MetricsExpr};
+    fn reduce(expr: &MetricsExpr, intervals: Intervals) -> Operand {
+        match expr {
+            MetricsExpr::Query(query) => Operand::Series(run_query(query, intervals)),
+            MetricsExpr::Number(number) => Operand::Number(*number),
+            MetricsExpr::Binary { op, lhs, rhs } => {
+                combine(*op, reduce(lhs, intervals), reduce(rhs, intervals))
+            }
+        }
+    }
+    let expr = parse_metrics_expr(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    match reduce(&expr, intervals) {
+        Operand::Series(series) => series,
+        Operand::Number(number) => panic!("{text} gave the number {number}"),
+    }
+}
+
+/// Issue 10: comparisons, ranks and scalar arithmetic on metrics results parse and evaluate
+/// (over the fixture: all spans per interval 0, 1, 5, 2, 2; errors 0, 0, 2, 0, 0).
+#[test]
+fn comparisons_and_ranks_on_metrics_results() {
+    let kept = |series: &MetricsSeries| series.samples.clone();
+    // On one query, the comparison is the query's own second stage.
+    let plain = run("{ } | count_over_time() > 1", thousands());
+    let wrapped = evaluate_expr("({ } | count_over_time()) > 1", thousands());
+    assert_eq!(wrapped.len(), 1);
+    assert_eq!(
+        kept(&wrapped[0]),
+        vec![None, None, Some(5.0), Some(2.0), Some(2.0)]
+    );
+    assert_eq!(kept(&wrapped[0]), kept(&plain[0]));
+    // Over arithmetic, it filters the result: 0/0 (NaN) and 0 % fail `> 30`, 40 % passes.
+    let ratio = evaluate_expr(
+        "({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100 > 30",
+        thousands(),
+    );
+    assert_eq!(ratio.len(), 1);
+    assert_eq!(ratio[0].samples.len(), 5);
+    assert_eq!(
+        ratio[0].samples.iter().flatten().collect::<Vec<_>>(),
+        vec![&40.0]
+    );
+    let none_left = evaluate_expr(
+        "({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100 > 50",
+        thousands(),
+    );
+    assert!(
+        none_left.is_empty(),
+        "no sample left, no series: {none_left:?}"
+    );
+    // Constants fold with TraceQL's integer division: `1 / 2` is 0, so every count passes `> 0` but zero.
+    let folded = evaluate_expr("({ } | count_over_time()) > 1 / 2", thousands());
+    assert_eq!(
+        kept(&folded[0]),
+        vec![None, Some(1.0), Some(5.0), Some(2.0), Some(2.0)]
+    );
+    let scaled = evaluate_expr("2 * 3 + ({ } | count_over_time()) * 10", thousands());
+    assert_eq!(
+        kept(&scaled[0]),
+        vec![Some(6.0), Some(16.0), Some(56.0), Some(26.0), Some(26.0)]
+    );
+    // A duration threshold is in seconds, as metrics report durations (GetCart's 70 ms).
+    let cart = "({ resource.service.name = \"cart\" } | max_over_time(duration))";
+    assert_eq!(
+        evaluate_expr(&format!("{cart} > 50ms"), thousands())[0].samples[2],
+        Some(0.07)
+    );
+    assert!(evaluate_expr(&format!("{cart} > 70ms"), thousands()).is_empty());
+    // A rank after arithmetic ranks the result: at 2000 s cart (3 spans) leads, at 4000 s billing (2).
+    let top = evaluate_expr(
+        "({ } | count_over_time() by (resource.service.name)) * 2 | topk(1)",
+        thousands(),
+    );
+    let at = |k: usize| {
+        top.iter()
+            .filter_map(|s| s.samples[k].map(|v| (s.labels[0].1.clone(), v)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(2), vec![(s("cart"), 6.0)]);
+    assert_eq!(at(4), vec![(s("billing"), 4.0)]);
+    // Stages apply in order: the two smallest services (orders 1, billing 2), then `> 1`.
+    let bottom = evaluate_expr(
+        "({ } | count_over_time() by (resource.service.name)) + 0 | bottomk(2) > 1",
+        Intervals::instant(0, 4000 * SECOND),
+    );
+    assert_eq!(
+        bottom
+            .iter()
+            .map(|s| (s.labels[0].1.clone(), s.samples.clone()))
+            .collect::<Vec<_>>(),
+        vec![(s("billing"), vec![Some(2.0)])]
+    );
+}
+
+#[test]
+fn metrics_expression_parse_rules() {
+    use andante_traceql::parse_metrics_expr;
+    for (text, threshold) in [
+        ("({ } | rate()) > .5", 0.5),
+        ("{ } | rate() > -3", -3.0),
+        ("{ } | max_over_time(duration) > 10ms", 0.01),
+        ("({ } | rate()) >= 7 / 2", 3.0),
+    ] {
+        let query = parse_metrics(text).or_else(|_| match parse_metrics_expr(text) {
+            Ok(andante_traceql::MetricsExpr::Query(query)) => Ok(*query),
+            other => Err(format!("{other:?}")),
+        });
+        let stages = query
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .second_stages;
+        assert!(
+            matches!(stages.as_slice(), [SecondStage::Filter(_, value)] if *value == threshold),
+            "{text}: {stages:?}"
+        );
+    }
+    for (text, message) in [
+        ("2 * 3", "arithmetic needs a metrics query"),
+        (
+            "({ } | rate()) * 10s",
+            "durations cannot take part in metrics arithmetic",
+        ),
+        (
+            "({ } | rate()) > (10s * 2)",
+            "durations cannot take part in metrics arithmetic",
+        ),
+        ("({ } | rate()) / (1 / 0)", "division by zero"),
+        (
+            "({ } | rate()) * (9223372036854775807 + 1)",
+            "integer overflow",
+        ),
+        ("-({ } | rate())", "`-` negates numbers only"),
+        ("({ } | rate()) > ({ } | rate())", "compare with a number"),
+        ("({ } | rate()) % 10", "unexpected `%`"),
+        (
+            "({ } | rate(duration)) * 2",
+            "expected `)`, found `duration`",
+        ),
+        (
+            "({ } | compare({ status = error })) | topk(2)",
+            "compare() cannot be followed",
+        ),
+        (
+            "({ } | compare({ status = error })) + ({ } | rate())",
+            "compare() cannot be followed",
+        ),
+        (
+            "{ } | compare({ status = error }) > 1",
+            "compare() cannot be followed",
+        ),
+    ] {
+        let error = parse_metrics_expr(text).expect_err(text).to_string();
+        assert!(error.contains(message), "{text}: {error}");
+    }
 }

@@ -148,14 +148,22 @@ impl SeriesAcc {
     }
 
     fn merge(&mut self, other: SeriesAcc) {
-        for k in 0..self.count.len() {
-            self.count[k] += other.count[k];
-            self.sum[k] += other.sum[k];
-            if !other.min[k].is_nan() && (self.min[k].is_nan() || other.min[k] < self.min[k]) {
-                self.min[k] = other.min[k];
+        // Accumulators of one query have the same intervals; zipping keeps a mismatch from
+        // indexing out of bounds.
+        for (mine, theirs) in self.count.iter_mut().zip(&other.count) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.sum.iter_mut().zip(&other.sum) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.min.iter_mut().zip(&other.min) {
+            if !theirs.is_nan() && (mine.is_nan() || theirs < mine) {
+                *mine = *theirs;
             }
-            if !other.max[k].is_nan() && (self.max[k].is_nan() || other.max[k] > self.max[k]) {
-                self.max[k] = other.max[k];
+        }
+        for (mine, theirs) in self.max.iter_mut().zip(&other.max) {
+            if !theirs.is_nan() && (mine.is_nan() || theirs > mine) {
+                *mine = *theirs;
             }
         }
         for (mine, theirs) in self.values.iter_mut().zip(other.values) {
@@ -541,7 +549,11 @@ impl Accumulator {
                             .iter()
                             .enumerate()
                             .filter_map(|(i, s)| {
-                                s.samples[k].map(|v| (i, (v - exemplar.value).abs()))
+                                s.samples
+                                    .get(k)
+                                    .copied()
+                                    .flatten()
+                                    .map(|v| (i, (v - exemplar.value).abs()))
                             })
                             .min_by(|a, b| a.1.total_cmp(&b.1));
                         if let Some((i, _)) = closest {
@@ -721,13 +733,17 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     lower_value * (1.0 - weight) + upper_value * weight
 }
 
-fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
+/// Applies a second stage to finished series in place (samples that do not pass become `None`).
+pub(crate) fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
     match stage {
         SecondStage::Filter(op, threshold) => {
             let rhs = Value::Float(*threshold);
             for s in series.iter_mut() {
                 for sample in &mut s.samples {
-                    if sample.is_some_and(|v| !crate::value::compare(*op, &Value::Float(v), &rhs)) {
+                    // NaN (a division by zero, a missing operand) passes no comparison, `!=` included.
+                    if sample.is_some_and(|v| {
+                        v.is_nan() || !crate::value::compare(*op, &Value::Float(v), &rhs)
+                    }) {
                         *sample = None;
                     }
                 }
@@ -735,12 +751,16 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
         }
         SecondStage::TopK(k) | SecondStage::BottomK(k) => {
             let top = matches!(stage, SecondStage::TopK(_));
-            let intervals = series.first().map_or(0, |s| s.samples.len());
+            // Series need not have a sample per interval (compare()'s error markers have none,
+            // arithmetic keeps the shorter side's length): rank whatever each has at `t`.
+            let intervals = series.iter().map(|s| s.samples.len()).max().unwrap_or(0);
             for t in 0..intervals {
+                let value_at =
+                    |s: &MetricsSeries| s.samples.get(t).copied().flatten().filter(|v| !v.is_nan());
                 let mut ranked: Vec<(usize, f64)> = series
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, s)| s.samples[t].map(|v| (i, v)))
+                    .filter_map(|(i, s)| value_at(s).map(|v| (i, v)))
                     .collect();
                 ranked.sort_by(|a, b| {
                     if top {
@@ -750,8 +770,11 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
                     }
                     .then(a.0.cmp(&b.0))
                 });
-                for &(i, _) in ranked.iter().skip(*k) {
-                    series[i].samples[t] = None;
+                let kept: BTreeSet<usize> = ranked.iter().take(*k).map(|&(i, _)| i).collect();
+                for (i, s) in series.iter_mut().enumerate() {
+                    if let Some(sample) = s.samples.get_mut(t).filter(|_| !kept.contains(&i)) {
+                        *sample = None;
+                    }
                 }
             }
         }
@@ -760,7 +783,53 @@ fn apply_stage(stage: &SecondStage, series: &mut [MetricsSeries]) {
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{apply_stage, quantile, LabelValue, MetricsSeries, SecondStage};
+
+    fn series(name: &str, samples: Vec<Option<f64>>) -> MetricsSeries {
+        MetricsSeries {
+            labels: vec![("name".to_owned(), LabelValue::String(name.to_owned()))],
+            samples,
+            exemplars: Vec::new(),
+        }
+    }
+
+    /// Issue 10: `{} | compare({status=error}) | topk(10)` indexed every series by the first
+    /// one's length, and compare()'s error markers have no samples. Series of any lengths rank
+    /// by what each has at a timestamp.
+    #[test]
+    fn topk_and_bottomk_take_series_of_different_lengths() {
+        let input = vec![
+            series("long", vec![Some(1.0), Some(5.0), Some(3.0)]),
+            series("marker", Vec::new()),
+            series("short", vec![Some(2.0)]),
+            series("nan", vec![Some(f64::NAN), Some(f64::NAN), Some(1.0)]),
+        ];
+        let mut top = input.clone();
+        apply_stage(&SecondStage::TopK(1), &mut top);
+        let samples: Vec<Vec<Option<f64>>> = top.iter().map(|s| s.samples.clone()).collect();
+        assert_eq!(samples[0], vec![None, Some(5.0), Some(3.0)]);
+        assert_eq!(samples[1], Vec::<Option<f64>>::new());
+        assert_eq!(samples[2], vec![Some(2.0)]);
+        assert_eq!(samples[3], vec![None, None, None], "NaN is never ranked");
+        let mut bottom = input;
+        bottom.swap(0, 1);
+        apply_stage(&SecondStage::BottomK(1), &mut bottom);
+        assert_eq!(bottom[1].samples, vec![Some(1.0), Some(5.0), None]);
+        assert_eq!(bottom[3].samples, vec![None, None, Some(1.0)]);
+    }
+
+    #[test]
+    fn filters_drop_nan() {
+        let mut input = vec![series(
+            "a",
+            vec![Some(f64::NAN), Some(1.0), Some(2.0), None],
+        )];
+        apply_stage(
+            &SecondStage::Filter(crate::ast::BinaryOp::Neq, 2.0),
+            &mut input,
+        );
+        assert_eq!(input[0].samples, vec![None, Some(1.0), None, None]);
+    }
 
     /// Selection gives what sorting and interpolating gives.
     #[test]

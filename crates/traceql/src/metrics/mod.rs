@@ -8,13 +8,15 @@
 //! between closest ranks): no bucketing error. `histogram_over_time` buckets by powers of two
 //! (`__bucket` = the upper bound, in seconds for durations), as Tempo does.
 //!
-//! `parse.rs` reads queries and arithmetic between them, `accumulate.rs` folds spans into series,
-//! `combine.rs` applies arithmetic to finished series.
+//! `parse.rs` reads queries, `expr.rs` arithmetic and second stages over them, `accumulate.rs`
+//! folds spans into series, `combine.rs` applies an expression's operators to finished series.
 
 mod accumulate;
 mod combine;
+mod expr;
 mod parse;
 
 pub use accumulate::*;
 pub use combine::*;
+pub use expr::*;
 pub use parse::*;

@@ -50,6 +50,11 @@ pub struct Compare {
 /// Tempo's default for compare()'s second argument.
 pub const COMPARE_DEFAULT_TOP_N: usize = 10;
 
+/// compare()'s series are value counts per attribute for a comparison view, not one measure per
+/// label set: ranking, filtering or arithmetic on them means nothing (Tempo refuses it too).
+pub(super) const COMPARE_ALONE: &str =
+    "compare() cannot be followed by `topk`, `bottomk`, a comparison or arithmetic";
+
 impl MetricsFunction {
     pub fn name(&self) -> &'static str {
         match self {
@@ -101,29 +106,39 @@ pub struct MetricsQuery {
 fn number(parser: &mut Parser<'_>, what: &str) -> Result<f64, ParseError> {
     let at = parser.offset();
     let negative = parser.eat(&Token::Minus);
+    let value_at = parser.offset();
     let value = match parser.advance() {
         Some(Token::Int(value)) => value as f64,
         Some(Token::Float(value)) => value,
-        // `.99` lexes as an unscoped attribute named `99`; in a number position it is 0.99.
-        Some(Token::Attribute {
+        token => match token.and_then(|token| leading_dot_number(parser, &token, value_at)) {
+            Some(value) => value,
+            None => {
+                return Err(ParseError::at(
+                    parser.text,
+                    at,
+                    format!("syntax error: expected a number for {what}"),
+                ))
+            }
+        },
+    };
+    Ok(if negative { -value } else { value })
+}
+
+/// `.99` lexes as an unscoped attribute named `99`; where a number is expected it is 0.99.
+pub(super) fn leading_dot_number(parser: &Parser<'_>, token: &Token, at: usize) -> Option<f64> {
+    match token {
+        Token::Attribute {
             parent: false,
             name,
             ..
-        }) if !name.is_empty()
+        } if !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_digit())
             && parser.text[at..].starts_with('.') =>
         {
-            format!("0.{name}").parse().unwrap_or(f64::NAN)
+            format!("0.{name}").parse().ok()
         }
-        _ => {
-            return Err(ParseError::at(
-                parser.text,
-                at,
-                format!("syntax error: expected a number for {what}"),
-            ))
-        }
-    };
-    Ok(if negative { -value } else { value })
+        _ => None,
+    }
 }
 
 /// A whole number token (timestamps in nanoseconds do not survive a trip through `f64`).
@@ -207,7 +222,7 @@ fn compare_arguments(parser: &mut Parser<'_>) -> Result<Compare, ParseError> {
 
 fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, ParseError> {
     let at = parser.offset();
-    match parser.field_expr()? {
+    match parser.nested(at, Parser::field_expr)? {
         FieldExpr::Field(field) => Ok(field),
         _ => Err(parser.invalid(
             at,
@@ -219,12 +234,7 @@ fn field_argument(parser: &mut Parser<'_>, function: &str) -> Result<Field, Pars
 /// Parses and checks a metrics query: a spanset pipeline, `|`, one metrics function with an
 /// optional `by(…)`, then optional comparisons and `topk`/`bottomk` stages, then hints.
 pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
-    let tokens = lex(text)?;
-    let mut parser = Parser {
-        text,
-        tokens,
-        pos: 0,
-    };
+    let mut parser = Parser::new(text, lex(text)?);
     if parser.peek().is_none() {
         return Err(ParseError::at(
             text,
@@ -240,8 +250,53 @@ pub fn parse_metrics(text: &str) -> Result<MetricsQuery, ParseError> {
     Ok(query)
 }
 
+/// Comparisons (`> 10`, `<= 1.5`, `> 10s`, `> 1 / 2`) and `| topk(n)` / `| bottomk(n)`, in any
+/// number and order, each with the offset where it starts.
+pub(super) fn second_stages(
+    parser: &mut Parser<'_>,
+) -> Result<Vec<(SecondStage, usize)>, ParseError> {
+    let mut stages = Vec::new();
+    loop {
+        let at = parser.offset();
+        if let Some(op) = parser.peek().and_then(comparison_op) {
+            if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
+                return Err(parser.invalid(
+                    at,
+                    "metrics results compare with numbers, not regular expressions",
+                ));
+            }
+            parser.advance();
+            stages.push((SecondStage::Filter(op, super::expr::threshold(parser)?), at));
+            continue;
+        }
+        let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
+        if !is_rank {
+            return Ok(stages);
+        }
+        parser.advance();
+        let Some(Token::Word(word)) = parser.advance() else {
+            return Ok(stages);
+        };
+        parser.expect(Token::LParen)?;
+        let k_at = parser.offset();
+        let k = number(parser, &word)?;
+        if k < 1.0 || k.fract() != 0.0 {
+            return Err(parser.invalid(k_at, format!("{word}() needs a positive whole number")));
+        }
+        parser.expect(Token::RParen)?;
+        stages.push((
+            if word == "topk" {
+                SecondStage::TopK(k as usize)
+            } else {
+                SecondStage::BottomK(k as usize)
+            },
+            at,
+        ));
+    }
+}
+
 /// A spanset pipeline, `|`, a metrics function with its `by` and second stages; no hints.
-fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
+pub(super) fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
     let root = parser.pipeline()?;
     if !parser.at_metrics_function() {
         let at = parser.offset();
@@ -305,40 +360,13 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
         }
         parser.expect(Token::RParen)?;
     }
-    let mut second_stages = Vec::new();
-    loop {
-        if let Some(op) = parser.peek().and_then(comparison_op) {
-            let at = parser.offset();
-            if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
-                return Err(parser.invalid(
-                    at,
-                    "metrics results compare with numbers, not regular expressions",
-                ));
-            }
-            parser.advance();
-            second_stages.push(SecondStage::Filter(op, number(parser, "the comparison")?));
-            continue;
-        }
-        let is_rank = matches!((parser.peek_at(0), parser.peek_at(1)), (Some(Token::Pipe), Some(Token::Word(word))) if word == "topk" || word == "bottomk");
-        if !is_rank {
-            break;
-        }
-        parser.advance();
-        let Some(Token::Word(word)) = parser.advance() else {
-            break;
-        };
-        parser.expect(Token::LParen)?;
-        let at = parser.offset();
-        let k = number(parser, &word)?;
-        if k < 1.0 || k.fract() != 0.0 {
-            return Err(parser.invalid(at, format!("{word}() needs a positive whole number")));
-        }
-        parser.expect(Token::RParen)?;
-        second_stages.push(if word == "topk" {
-            SecondStage::TopK(k as usize)
-        } else {
-            SecondStage::BottomK(k as usize)
-        });
+    let stages_at = parser.offset();
+    let second_stages: Vec<SecondStage> = second_stages(parser)?
+        .into_iter()
+        .map(|(stage, _)| stage)
+        .collect();
+    if matches!(function, MetricsFunction::Compare(_)) && !second_stages.is_empty() {
+        return Err(parser.invalid(stages_at, COMPARE_ALONE));
     }
     Ok(MetricsQuery {
         search: Query {
@@ -349,154 +377,6 @@ fn metrics_body(parser: &mut Parser<'_>) -> Result<MetricsQuery, ParseError> {
         by,
         second_stages,
     })
-}
-
-/// Arithmetic between metrics queries and numbers: `({ status = error } | rate()) / ({ } | rate()) * 100`.
-#[derive(Debug, Clone)]
-pub enum MetricsExpr {
-    Query(Box<MetricsQuery>),
-    Number(f64),
-    Binary {
-        op: ArithmeticOp,
-        lhs: Box<MetricsExpr>,
-        rhs: Box<MetricsExpr>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArithmeticOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl ArithmeticOp {
-    pub fn symbol(self) -> &'static str {
-        match self {
-            ArithmeticOp::Add => "+",
-            ArithmeticOp::Sub => "-",
-            ArithmeticOp::Mul => "*",
-            ArithmeticOp::Div => "/",
-        }
-    }
-
-    /// Division by zero is NaN, as in Tempo (not ±Inf).
-    pub fn apply(self, a: f64, b: f64) -> f64 {
-        match self {
-            ArithmeticOp::Add => a + b,
-            ArithmeticOp::Sub => a - b,
-            ArithmeticOp::Mul => a * b,
-            ArithmeticOp::Div if b == 0.0 => f64::NAN,
-            ArithmeticOp::Div => a / b,
-        }
-    }
-}
-
-impl MetricsExpr {
-    /// The metrics queries in evaluation order.
-    pub fn queries(&self) -> Vec<&MetricsQuery> {
-        match self {
-            MetricsExpr::Query(query) => vec![query],
-            MetricsExpr::Number(_) => Vec::new(),
-            MetricsExpr::Binary { lhs, rhs, .. } => {
-                let mut out = lhs.queries();
-                out.extend(rhs.queries());
-                out
-            }
-        }
-    }
-}
-
-/// Parses a metrics query, or arithmetic between parenthesised metrics queries and numbers.
-/// A plain query's error is reported when neither form parses (it is the common case).
-pub fn parse_metrics_expr(text: &str) -> Result<MetricsExpr, ParseError> {
-    let plain_error = match parse_metrics(text) {
-        Ok(query) => return Ok(MetricsExpr::Query(Box::new(query))),
-        Err(error) => error,
-    };
-    let Ok(tokens) = lex(text) else {
-        return Err(plain_error);
-    };
-    let mut parser = Parser {
-        text,
-        tokens,
-        pos: 0,
-    };
-    let parsed = arithmetic(&mut parser, 0).and_then(|expr| {
-        let hints = parser.hints()?;
-        if parser.peek().is_some() {
-            return Err(parser.unexpected());
-        }
-        Ok((expr, hints))
-    });
-    match parsed {
-        Ok((mut expr, hints)) if !expr.queries().is_empty() => {
-            set_hints(&mut expr, &hints);
-            Ok(expr)
-        }
-        Ok(_) => Err(plain_error),
-        Err(error) if text.trim_start().starts_with('(') => Err(error),
-        Err(_) => Err(plain_error),
-    }
-}
-
-fn set_hints(expr: &mut MetricsExpr, hints: &[crate::ast::Hint]) {
-    match expr {
-        MetricsExpr::Query(query) => query.search.hints = hints.to_vec(),
-        MetricsExpr::Number(_) => {}
-        MetricsExpr::Binary { lhs, rhs, .. } => {
-            set_hints(lhs, hints);
-            set_hints(rhs, hints);
-        }
-    }
-}
-
-/// `+ -` bind looser (level 0) than `* /` (level 1).
-fn arithmetic(parser: &mut Parser<'_>, level: u8) -> Result<MetricsExpr, ParseError> {
-    if level > 1 {
-        return arithmetic_operand(parser);
-    }
-    let mut lhs = arithmetic(parser, level + 1)?;
-    loop {
-        let op = match (level, parser.peek()) {
-            (0, Some(Token::Plus)) => ArithmeticOp::Add,
-            (0, Some(Token::Minus)) => ArithmeticOp::Sub,
-            (1, Some(Token::Star)) => ArithmeticOp::Mul,
-            (1, Some(Token::Slash)) => ArithmeticOp::Div,
-            _ => return Ok(lhs),
-        };
-        parser.advance();
-        let rhs = arithmetic(parser, level + 1)?;
-        lhs = MetricsExpr::Binary {
-            op,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
-        };
-    }
-}
-
-fn arithmetic_operand(parser: &mut Parser<'_>) -> Result<MetricsExpr, ParseError> {
-    match parser.peek() {
-        Some(Token::Int(_) | Token::Float(_) | Token::Minus) => {
-            Ok(MetricsExpr::Number(number(parser, "an operand")?))
-        }
-        Some(Token::LParen) => {
-            let open = parser.pos;
-            parser.advance();
-            // A parenthesised metrics query, or a parenthesised arithmetic expression.
-            if let Ok(query) = metrics_body(parser) {
-                if parser.eat(&Token::RParen) {
-                    return Ok(MetricsExpr::Query(Box::new(query)));
-                }
-            }
-            parser.pos = open + 1;
-            let inner = arithmetic(parser, 0)?;
-            parser.expect(Token::RParen)?;
-            Ok(inner)
-        }
-        _ => Err(parser.unexpected()),
-    }
 }
 
 /// What a columnar scan needs to compute a metrics query without rebuilding traces: the query
