@@ -4,6 +4,7 @@
 //! so each endpoint answers a given failure the same way.
 
 mod error;
+mod gate;
 mod ingest_grpc;
 mod ingest_http;
 pub mod metrics;
@@ -27,6 +28,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use gate::QueryGate;
 pub use ingest_grpc::trace_service;
 
 /// Settings the handlers need.
@@ -46,6 +48,11 @@ pub struct QueryLimits {
     pub timeout: std::time::Duration,
     /// Most series a TraceQL metrics answer may hold (`query.max_metrics_series`).
     pub max_metrics_series: usize,
+    /// Most block bytes one search or metrics query may read; 0 is no limit
+    /// (`query.max_bytes_per_query`).
+    pub max_bytes_per_query: u64,
+    /// Most queries one tenant may run at once (`query.max_concurrent_per_tenant`).
+    pub max_concurrent_per_tenant: usize,
 }
 
 impl Default for QueryLimits {
@@ -53,6 +60,8 @@ impl Default for QueryLimits {
         QueryLimits {
             timeout: std::time::Duration::from_secs(30),
             max_metrics_series: 10_000,
+            max_bytes_per_query: 0,
+            max_concurrent_per_tenant: 20,
         }
     }
 }
@@ -67,13 +76,16 @@ pub struct AppState {
     pub metrics_store: Arc<andante_tsdb::Store>,
     /// False once shutdown begins, so `/ready` tells load balancers to stop sending.
     pub ready: AtomicBool,
+    /// Running queries per tenant (`query.max_concurrent_per_tenant`).
+    pub query_gate: Arc<gate::QueryGate>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 /// Tempo's query API and operational endpoints (`--server.http-listen-address`).
 pub fn query_router(state: SharedState) -> Router {
-    Router::new()
+    // Every query route counts against its tenant's concurrency limit; health and metrics do not.
+    let queries = Router::new()
         .route("/api/traces/{trace_id}", get(traces::trace_by_id_v1))
         .route("/api/v2/traces/{trace_id}", get(traces::trace_by_id_v2))
         .route("/api/search", get(search::search))
@@ -104,15 +116,21 @@ pub fn query_router(state: SharedState) -> Router {
             "/prometheus/api/v1/label/{name}/values",
             get(prometheus::label_values),
         )
-        .route(
-            "/prometheus/api/v1/status/buildinfo",
-            get(prometheus::buildinfo),
-        )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))
         .route_service(
             "/tempopb.StreamingQuerier/{method}",
             streaming::streaming_querier(state.clone()),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate::Admission::of(&state),
+            gate::admit,
+        ));
+    Router::new()
+        .merge(queries)
+        .route(
+            "/prometheus/api/v1/status/buildinfo",
+            get(prometheus::buildinfo),
         )
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))

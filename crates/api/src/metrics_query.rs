@@ -240,6 +240,7 @@ pub(crate) async fn run(
         deadline: Some(Instant::now() + limits.timeout),
         max_exemplars,
         max_series: limits.max_metrics_series,
+        max_bytes: limits.max_bytes_per_query,
     };
     let result = state.querier.metrics_expr(&tenants, &expr, &template).await;
     if let Some(message) = &result.partial_message {

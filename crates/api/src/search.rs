@@ -5,7 +5,7 @@
 //! fields Grafana's strict decoder knows are emitted.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use andante_block::v1::tags::TagRequest;
 use andante_model::ErrorKind;
@@ -302,6 +302,11 @@ pub(crate) fn partial_without_results(result: &SearchResult) -> Option<ApiError>
         "{} of {} blocks searched, no trace matched so far",
         metrics.completed_jobs, metrics.total_jobs
     );
+    if result.bytes_exhausted {
+        return Some(ApiError::bad_request(format!(
+            "search incomplete: {message} ({done}); narrow the time range or make the query more selective"
+        )));
+    }
     Some(if result.timed_out {
         ApiError::new(
             ErrorKind::DeadlineExceeded,
@@ -339,7 +344,7 @@ fn is_metrics_query(text: &str) -> bool {
 /// Parses the request into a search; shared by HTTP and the streaming gRPC service.
 pub(crate) fn search_request(
     params: &HashMap<String, String>,
-    timeout: Duration,
+    limits: crate::QueryLimits,
 ) -> Result<SearchRequest, ApiError> {
     let text = match params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         Some(q) => q.to_owned(),
@@ -365,7 +370,8 @@ pub(crate) fn search_request(
         spans_per_spanset,
         start,
         end,
-        deadline: Some(Instant::now() + timeout),
+        deadline: Some(Instant::now() + limits.timeout),
+        max_bytes: limits.max_bytes_per_query,
     })
 }
 
@@ -375,7 +381,7 @@ pub(crate) async fn search(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenants = query_tenants(&headers, state.config.multitenancy_enabled)?;
-    let request = search_request(&params, state.config.query.timeout)?;
+    let request = search_request(&params, state.config.query)?;
     let result = state.querier.search(&tenants, &request).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial search result");

@@ -149,8 +149,7 @@ async fn search(
     ]);
     let tenants = crate::tenant::query_tenants(&headers, state.config.multitenancy_enabled)
         .map_err(status)?;
-    let search_request =
-        search::search_request(&params, state.config.query.timeout).map_err(status)?;
+    let search_request = search::search_request(&params, state.config.query).map_err(status)?;
     let (sender, receiver) =
         tokio::sync::mpsc::unbounded_channel::<Result<SearchResponse, Status>>();
     let task = tokio::spawn(async move {
@@ -178,6 +177,8 @@ async fn search(
             tracing::warn!(%message, "partial streamed search result");
             let code = if result.timed_out {
                 tonic::Code::DeadlineExceeded
+            } else if result.bytes_exhausted {
+                tonic::Code::ResourceExhausted
             } else {
                 tonic::Code::Unavailable
             };

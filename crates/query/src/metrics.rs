@@ -33,6 +33,8 @@ pub struct MetricsRequest {
     pub max_exemplars: usize,
     /// Most series the query may build or answer; past it the answer is truncated and partial.
     pub max_series: usize,
+    /// Most block bytes the query may read (0: no limit); past it the answer is partial.
+    pub max_bytes: u64,
 }
 
 /// The partial-answer message when a query passed its series limit.
@@ -357,6 +359,13 @@ impl Querier {
                     failures.push(
                         "the metrics query deadline passed before every block was read".to_owned(),
                     );
+                    break;
+                }
+                if request.max_bytes > 0 && result.stats.inspected_bytes > request.max_bytes {
+                    failures.push(format!(
+                        "the query read more than the limit of {} bytes (`query.max_bytes_per_query`) before every block was read",
+                        request.max_bytes
+                    ));
                     break;
                 }
                 match job {

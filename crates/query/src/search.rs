@@ -39,6 +39,8 @@ pub struct SearchRequest {
     pub start: Option<UnixNanos>,
     pub end: Option<UnixNanos>,
     pub deadline: Option<Instant>,
+    /// Most block bytes the search may read (0: no limit); past it the answer is partial.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +94,8 @@ pub struct SearchResult {
     pub partial_message: Option<String>,
     /// The deadline passed before the answer was complete (a kind of partial answer).
     pub timed_out: bool,
+    /// The byte budget (`max_bytes`) ran out before the answer was complete.
+    pub bytes_exhausted: bool,
 }
 
 /// Tempo's placeholder when a trace's root span has not arrived.
@@ -251,6 +255,14 @@ impl Querier {
                     );
                     result.timed_out = true;
                 }
+                break;
+            }
+            if request.max_bytes > 0 && result.metrics.inspected_bytes > request.max_bytes {
+                failures.push(format!(
+                    "the search read more than the limit of {} bytes (`query.max_bytes_per_query`) before every block was scanned",
+                    request.max_bytes
+                ));
+                result.bytes_exhausted = true;
                 break;
             }
             let Some((tenant_index, meta, scan)) = scans.next().await else {

@@ -76,6 +76,8 @@ pub const KEYS: &[Key] = &[
     key("limits.max_attribute_bytes", Int, "65536", "Largest attribute (key and value); a span carrying a larger one is refused."),
     key("limits.max_span_future", Dur, "1h", "Spans ending further than this after their receipt are refused (OTLP partial success): a broken clock would pin their block past retention."),
     key("query.timeout", Dur, "30s", "How long a search or TraceQL metrics query may run; then it answers what it found, marked partial (504 if nothing)."),
+    key("query.max_bytes_per_query", Int, "0", "Most block bytes one search or TraceQL metrics query reads (0: no limit); past it the answer is partial, or 400 if nothing was found."),
+    key("query.max_concurrent_per_tenant", Int, "20", "Most queries (search, tags, trace by ID, metrics, PromQL) one tenant runs at once; more answer 429."),
     key("query.max_metrics_series", Int, "10000", "Most series a TraceQL metrics answer holds; past it the answer is truncated and marked partial."),
     key("compaction.enabled", Bool, "true", "Merge small blocks in the background."),
     key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
@@ -369,6 +371,8 @@ pub struct QueryConfig {
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
     pub max_metrics_series: usize,
+    pub max_bytes_per_query: u64,
+    pub max_concurrent_per_tenant: usize,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -291,6 +291,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             query: andante_api::QueryLimits {
                 timeout: config.query.timeout,
                 max_metrics_series: config.query.max_metrics_series.max(1),
+                max_bytes_per_query: config.query.max_bytes_per_query,
+                max_concurrent_per_tenant: config.query.max_concurrent_per_tenant.max(1),
             },
         },
         live: live.clone(),
@@ -298,6 +300,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         metrics_store: generated.store.clone(),
         ready: AtomicBool::new(false),
+        query_gate: Default::default(),
     });
 
     let (stop_sender, stop) = watch::channel(false);
