@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use andante_api::auth::Authenticator;
 use andante_api::{ApiConfig, AppState};
 use andante_block::blocklist::BlockList;
 use andante_block::compaction::{apply_retention, compact_once, CompactionOptions};
@@ -224,7 +225,29 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
     })
 }
 
+/// The authenticator (`auth.tokens_file`), when set.
+fn access_control(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    let authenticator = if config.auth_enabled() {
+        let credentials =
+            crate::tokens::load(config.auth.tokens_file.trim(), config.multitenancy.enabled)?;
+        tracing::info!(
+            credentials = credentials.len(),
+            file = %config.auth.tokens_file,
+            "authentication on: every request except /ready needs credentials"
+        );
+        Some(Arc::new(Authenticator::new(
+            credentials,
+            config.multitenancy.enabled,
+        )))
+    } else {
+        None
+    };
+    Ok(authenticator)
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Credentials first: a mistake in them stops start-up before any replay.
+    let authenticator = access_control(&config)?;
     let storage =
         Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
@@ -340,6 +363,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         if what == "OTLP/gRPC" {
             grpc_port = Some(listener.local_addr()?.port());
         }
+        let router = match &authenticator {
+            Some(authenticator) => andante_api::auth::protect(router, authenticator.clone()),
+            None => router,
+        };
         let stop = stop.clone();
         servers.spawn(async move {
             listen::serve(listener, router, connection_limits, stop, what).await;
