@@ -49,6 +49,8 @@ pub const KEYS: &[Key] = &[
     key("server.max_connections", Int, "2048", "Most open connections per listener; past it new connections wait in the kernel's backlog."),
     key("server.header_read_timeout", Dur, "10s", "An HTTP/1 request's headers must arrive within this; slower clients are disconnected."),
     key("server.idle_timeout", Dur, "120s", "A connection with nothing read or written for this long is closed (keep it above `query.timeout`)."),
+    key("server.tls_cert_file", Str, "", "PEM certificate chain; with `server.tls_key_file` every listener (query API, OTLP/gRPC, OTLP/HTTP, Zipkin) speaks TLS only. Empty: plain TCP."),
+    key("server.tls_key_file", Str, "", "PEM private key (PKCS#8, PKCS#1 or SEC1) of `server.tls_cert_file`."),
     key("auth.tokens_file", Str, "", "YAML list of credentials (`token`, or `username` + `password`, each with `tenants`); every request except `/ready` must present one. Empty: no authentication."),
     key("otlp.grpc_listen_address", Str, ":4317", "OTLP/gRPC receiver; empty disables it."),
     key("otlp.http_listen_address", Str, ":4318", "OTLP/HTTP receiver (`POST /v1/traces`); empty disables it."),
@@ -305,6 +307,8 @@ pub struct Server {
     pub header_read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -485,6 +489,10 @@ impl Config {
         !self.auth.tokens_file.trim().is_empty()
     }
 
+    pub fn tls_enabled(&self) -> bool {
+        !self.server.tls_cert_file.trim().is_empty()
+    }
+
     pub fn remote_write_urls(&self) -> Vec<String> {
         list(&self.generator.remote_write.urls)
     }
@@ -508,9 +516,14 @@ impl Config {
                 bail!("generator.remote_write.urls: `{url}` is not an http:// or https:// URL");
             }
         }
-        if self.demo.enabled && self.auth_enabled() {
+        let cert = !self.server.tls_cert_file.trim().is_empty();
+        let key = !self.server.tls_key_file.trim().is_empty();
+        if cert != key {
+            bail!("`server.tls_cert_file` and `server.tls_key_file` must be set together (TLS needs both)");
+        }
+        if self.demo.enabled && (cert || self.auth_enabled()) {
             bail!(
-                "`demo.enabled` sends plain, unauthenticated OTLP to this server: it cannot run with `auth.tokens_file`"
+                "`demo.enabled` sends plain, unauthenticated OTLP to this server: it cannot run with TLS or `auth.tokens_file`"
             );
         }
         for (tenant, text) in &self.retention.per_tenant {
@@ -555,10 +568,10 @@ pub fn reference_markdown() -> String {
 
 /// The end of `docs/CONFIG.md`: how to restrict who can reach and use the server.
 const SECURITY_SECTION: &str = r#"
-## Restricting access: bind address, authentication
+## Restricting access: bind address, authentication, TLS
 
 By default, as in Tempo, every listener binds all interfaces (`:3200`, `:4317`, `:4318`, `:9411`)
-with no authentication. Two kinds of keys narrow that; they combine freely.
+with no authentication and no TLS. Three settings narrow that; they combine freely.
 
 **Bind address.** To accept connections only from this machine (behind a local proxy or
 collector), give loopback addresses; an empty address turns a receiver off:
@@ -597,8 +610,12 @@ In Grafana's Tempo data source, turn on *Basic auth* or add the header
 `Authorization: Bearer <token>`; OpenTelemetry SDKs and the Collector take
 `headers: {authorization: "Bearer <token>"}`. A token is best made with `openssl rand -hex 32`.
 
-Credentials sent without TLS can be read by anyone on the path: put a TLS-terminating proxy on
-the same host in front of Andante.
+**TLS** (`server.tls_cert_file`, `server.tls_key_file`). PEM files, read at start-up; every
+listener then speaks TLS only (HTTP/1.1 and HTTP/2, ALPN `h2` for gRPC), and a plain-HTTP request
+to a TLS port answers 400. The handshake must finish within `server.header_read_timeout`. Clients
+use `https://` URLs, and gRPC clients TLS credentials (for the Collector, `tls: {ca_file: ...}`
+instead of `insecure: true`). Credentials sent without TLS can be read by anyone on the path, so
+turn TLS on with authentication unless a TLS-terminating proxy sits on the same host.
 "#;
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use andante_wal::WalOptions;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::listen::{self, ConnectionLimits};
@@ -225,8 +226,10 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
     })
 }
 
-/// The authenticator (`auth.tokens_file`), when set.
-fn access_control(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
+/// The authenticator (`auth.tokens_file`) and the TLS acceptor (`server.tls_*`), when set.
+fn access_control(
+    config: &Config,
+) -> anyhow::Result<(Option<Arc<Authenticator>>, Option<TlsAcceptor>)> {
     let authenticator = if config.auth_enabled() {
         let credentials =
             crate::tokens::load(config.auth.tokens_file.trim(), config.multitenancy.enabled)?;
@@ -242,12 +245,22 @@ fn access_control(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>>
     } else {
         None
     };
-    Ok(authenticator)
+    let tls = if config.tls_enabled() {
+        let acceptor = crate::tls::acceptor(
+            config.server.tls_cert_file.trim(),
+            config.server.tls_key_file.trim(),
+        )?;
+        tracing::info!(certificate = %config.server.tls_cert_file, "TLS on every listener");
+        Some(acceptor)
+    } else {
+        None
+    };
+    Ok((authenticator, tls))
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // Credentials first: a mistake in them stops start-up before any replay.
-    let authenticator = access_control(&config)?;
+    // Credentials and certificates first: a mistake in them stops start-up before any replay.
+    let (authenticator, tls) = access_control(&config)?;
     let storage =
         Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
@@ -368,8 +381,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             None => router,
         };
         let stop = stop.clone();
+        let tls = tls.clone();
         servers.spawn(async move {
-            listen::serve(listener, router, connection_limits, stop, what).await;
+            listen::serve(listener, router, connection_limits, tls, stop, what).await;
             Ok(())
         });
     }
