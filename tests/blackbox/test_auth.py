@@ -6,6 +6,7 @@ certificate for 127.0.0.1)."""
 import base64
 import datetime
 import ipaddress
+import socket
 import time
 
 import grpc
@@ -202,8 +203,15 @@ def test_otlp_grpc_and_streaming_grpc_answer_grpc_statuses(make_server, tmp_path
 def test_tls_on_every_listener(make_server, tmp_path, monkeypatch):
     pem = certificates(tmp_path)
     server = make_server("--server.tls-cert-file", pem["cert"], "--server.tls-key-file", pem["key"],
-                         "--auth.tokens-file", tokens_file(tmp_path),
+                         "--auth.tokens-file", tokens_file(tmp_path), "--server.header-read-timeout", "1s",
                          scheme="https", verify=pem["ca"], headers=BEARER)
+    # A client that connects and never starts the handshake is dropped within the header deadline.
+    silent = socket.create_connection(("127.0.0.1", server.http_port))
+    silent.settimeout(10)
+    started = time.time()
+    assert silent.recv(1) == b"" and time.time() - started < 5
+    silent.close()
+
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", pem["ca"])  # for helpers that call requests themselves
     assert requests.get(f"{server.url}/api/echo", headers=BEARER, timeout=10).text == "echo"
     assert requests.get(f"{server.url}/api/echo", timeout=10).status_code == 401
