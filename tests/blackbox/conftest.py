@@ -21,22 +21,28 @@ def free_port() -> int:
 
 
 class Server:
-    """One andante process; `restart` keeps its storage directory."""
+    """One andante process; `restart` keeps its storage directory.
 
-    def __init__(self, storage: Path, extra_args=()):
+    With TLS on (`--server.tls-*`), pass `scheme="https"` and `verify` (the CA file) so the
+    readiness poll and `metric` reach it; `headers` (credentials) go with `metric`'s request."""
+
+    def __init__(self, storage: Path, extra_args=(), scheme="http", verify=True, headers=None):
         self.storage = storage
         self.extra_args = list(extra_args)
+        self.scheme = scheme
+        self.verify = verify
+        self.headers = dict(headers or {})
         self.http_port, self.grpc_port, self.otlp_http_port, self.zipkin_port = (free_port() for _ in range(4))
         self.process = None
         self.log_path = storage.parent / f"{storage.name}.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def otlp_http_url(self) -> str:
-        return f"http://127.0.0.1:{self.otlp_http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.otlp_http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
@@ -44,7 +50,7 @@ class Server:
 
     @property
     def zipkin_url(self) -> str:
-        return f"http://127.0.0.1:{self.zipkin_port}"
+        return f"{self.scheme}://127.0.0.1:{self.zipkin_port}"
 
     def start(self):
         args = [
@@ -63,7 +69,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"andante exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
             try:
-                if requests.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/ready", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
@@ -88,7 +94,8 @@ class Server:
 
     def metric(self, name: str, **labels) -> float:
         total, found = 0.0, False
-        for line in requests.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+        text = requests.get(f"{self.url}/metrics", headers=self.headers, timeout=5, verify=self.verify).text
+        for line in text.splitlines():
             if line.startswith("#") or not line.startswith(name):
                 continue
             series, value = line.rsplit(" ", 1)
@@ -106,8 +113,8 @@ class Server:
 def make_server(tmp_path):
     servers = []
 
-    def make(*extra_args, name="data"):
-        server = Server(tmp_path / name, extra_args)
+    def make(*extra_args, name="data", **options):
+        server = Server(tmp_path / name, extra_args, **options)
         servers.append(server)
         return server.start()
 

@@ -31,6 +31,7 @@ impl ApiError {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
             ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::TooManyRequests => tonic::Code::ResourceExhausted,
             ErrorKind::Unavailable => tonic::Code::Unavailable,

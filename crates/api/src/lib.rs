@@ -3,6 +3,7 @@
 //! ingest, live and query crates, and map every failure through `ErrorKind` to one status code,
 //! so each endpoint answers a given failure the same way.
 
+pub mod auth;
 mod error;
 mod gate;
 mod ingest_grpc;

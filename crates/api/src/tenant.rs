@@ -1,6 +1,7 @@
 //! The tenant of a request, from `X-Scope-OrgID` (HTTP header or gRPC metadata, the same
 //! lower-cased name). With multitenancy off every request is `single-tenant` and the header is
-//! ignored, as in Tempo; with it on, a missing header is 401.
+//! ignored, as in Tempo; with it on, a missing header is 401. With authentication on, `auth.rs`
+//! has already checked the header against the credential, or inserted the credential's default.
 
 use andante_model::{ErrorKind, TenantId, TenantSet};
 use axum::http::HeaderMap;

@@ -7,8 +7,10 @@
 pub enum ErrorKind {
     /// The request itself is wrong; retrying it unchanged will fail again.
     BadRequest,
-    /// The request lacks the tenant header while multitenancy is on.
+    /// The request lacks valid credentials, or the tenant header while multitenancy is on.
     Unauthenticated,
+    /// The credentials are valid but may not use the tenant the request names.
+    PermissionDenied,
     /// The requested object does not exist.
     NotFound,
     /// The body is in a content type this endpoint does not read.
@@ -31,6 +33,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => 400,
             ErrorKind::Unauthenticated => 401,
+            ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,

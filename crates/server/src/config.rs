@@ -43,12 +43,15 @@ use Kind::{Bool, Duration as Dur, Int, Str};
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
     key("target", Str, "all", "Which components to run; `all` runs every component in one process."),
-    key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request; when off all data belongs to `single-tenant`."),
+    key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request (with `auth.tokens_file`, a credential's first tenant stands in for a missing header); when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
     key("server.max_connections", Int, "2048", "Most open connections per listener; past it new connections wait in the kernel's backlog."),
     key("server.header_read_timeout", Dur, "10s", "An HTTP/1 request's headers must arrive within this; slower clients are disconnected."),
     key("server.idle_timeout", Dur, "120s", "A connection with nothing read or written for this long is closed (keep it above `query.timeout`)."),
+    key("server.tls_cert_file", Str, "", "PEM certificate chain; with `server.tls_key_file` every listener (query API, OTLP/gRPC, OTLP/HTTP, Zipkin) speaks TLS only. Empty: plain TCP."),
+    key("server.tls_key_file", Str, "", "PEM private key (PKCS#8, PKCS#1 or SEC1) of `server.tls_cert_file`."),
+    key("auth.tokens_file", Str, "", "YAML list of credentials (`token`, or `username` + `password`, each with `tenants`); every request except `/ready` must present one. Empty: no authentication."),
     key("otlp.grpc_listen_address", Str, ":4317", "OTLP/gRPC receiver; empty disables it."),
     key("otlp.http_listen_address", Str, ":4318", "OTLP/HTTP receiver (`POST /v1/traces`); empty disables it."),
     key("zipkin.listen_address", Str, ":9411", "Zipkin v2 receiver (`POST /api/v2/spans`); empty disables it."),
@@ -274,6 +277,7 @@ pub struct Config {
     pub target: String,
     pub multitenancy: Multitenancy,
     pub server: Server,
+    pub auth: Auth,
     pub otlp: Otlp,
     pub zipkin: Zipkin,
     pub storage: StorageConfig,
@@ -305,6 +309,13 @@ pub struct Server {
     pub header_read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub tokens_file: String,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -478,6 +489,14 @@ pub fn list(text: &str) -> Vec<String> {
 }
 
 impl Config {
+    pub fn auth_enabled(&self) -> bool {
+        !self.auth.tokens_file.trim().is_empty()
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        !self.server.tls_cert_file.trim().is_empty()
+    }
+
     pub fn remote_write_urls(&self) -> Vec<String> {
         list(&self.generator.remote_write.urls)
     }
@@ -500,6 +519,16 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("generator.remote_write.urls: `{url}` is not an http:// or https:// URL");
             }
+        }
+        let cert = !self.server.tls_cert_file.trim().is_empty();
+        let key = !self.server.tls_key_file.trim().is_empty();
+        if cert != key {
+            bail!("`server.tls_cert_file` and `server.tls_key_file` must be set together (TLS needs both)");
+        }
+        if self.demo.enabled && (cert || self.auth_enabled()) {
+            bail!(
+                "`demo.enabled` sends plain, unauthenticated OTLP to this server: it cannot run with TLS or `auth.tokens_file`"
+            );
         }
         for (tenant, text) in &self.retention.per_tenant {
             parse_duration(text)
@@ -537,8 +566,61 @@ pub fn reference_markdown() -> String {
         "\nYAML only: `retention.per_tenant`, a map from tenant ID to that tenant's retention \
          (for example `retention: {per_tenant: {acme: 72h}}`).\n",
     );
+    out.push_str(SECURITY_SECTION);
     out
 }
+
+/// The end of `docs/CONFIG.md`: how to restrict who can reach and use the server.
+const SECURITY_SECTION: &str = r#"
+## Restricting access: bind address, authentication, TLS
+
+By default, as in Tempo, every listener binds all interfaces (`:3200`, `:4317`, `:4318`, `:9411`)
+with no authentication and no TLS. Three settings narrow that; they combine freely.
+
+**Bind address.** To accept connections only from this machine (behind a local proxy or
+collector), give loopback addresses; an empty address turns a receiver off:
+
+```sh
+andante serve --server.http-listen-address 127.0.0.1:3200 \
+  --otlp.grpc-listen-address 127.0.0.1:4317 --otlp.http-listen-address 127.0.0.1:4318 \
+  --zipkin.listen-address ''
+```
+
+**Authentication** (`auth.tokens_file`). A YAML list of credentials, read at start-up (restart
+to change it; a mistake stops the server with the entry, field and line at fault):
+
+```yaml
+- name: grafana                 # optional, used in logs
+  token: 6f1c0e4e...            # Authorization: Bearer 6f1c0e4e...
+  tenants: [team-a, team-b]     # the first is the default tenant
+- username: collector           # HTTP basic authentication
+  password: hunter2
+  tenants: [team-a]
+```
+
+Every request on every listener (query API, Grafana's streaming gRPC, `/metrics`, `/api/echo`,
+OTLP/gRPC, OTLP/HTTP, Zipkin) then needs one of these credentials; only `/ready` stays open for
+load-balancer probes. Missing or wrong credentials answer 401 with `WWW-Authenticate` (gRPC:
+status 16 `UNAUTHENTICATED`). Only SHA-256 digests of the secrets are kept in memory, compared in
+constant time.
+
+With `multitenancy.enabled`, each credential may read and write only its `tenants`: an
+`X-Scope-OrgID` naming another tenant answers 403 (gRPC: 7 `PERMISSION_DENIED`), and a request
+without the header acts for the credential's first tenant, so clients need not send it. With
+multitenancy off all data belongs to `single-tenant`, `tenants` may be left out and is ignored,
+and any valid credential may read and write everything.
+
+In Grafana's Tempo data source, turn on *Basic auth* or add the header
+`Authorization: Bearer <token>`; OpenTelemetry SDKs and the Collector take
+`headers: {authorization: "Bearer <token>"}`. A token is best made with `openssl rand -hex 32`.
+
+**TLS** (`server.tls_cert_file`, `server.tls_key_file`). PEM files, read at start-up; every
+listener then speaks TLS only (HTTP/1.1 and HTTP/2, ALPN `h2` for gRPC), and a plain-HTTP request
+to a TLS port answers 400. The handshake must finish within `server.header_read_timeout`. Clients
+use `https://` URLs, and gRPC clients TLS credentials (for the Collector, `tls: {ca_file: ...}`
+instead of `insecure: true`). Credentials sent without TLS can be read by anyone on the path, so
+turn TLS on with authentication unless a TLS-terminating proxy sits on the same host.
+"#;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,11 @@
 //! arrive within `server.header_read_timeout`; a connection on which nothing is read or written
 //! for `server.idle_timeout` is closed (HTTP/2 peers are also pinged, so a dead peer is found
 //! even while a stream waits). Shutdown stops accepting and lets open requests finish.
+//!
+//! With TLS (`tls.rs`) each accepted connection first completes its handshake, within
+//! `server.header_read_timeout`, on its own task, so a slow handshake never holds up accepting;
+//! then hyper serves the decrypted stream exactly as it serves a plain one. A client that
+//! speaks plain HTTP to a TLS port is answered `400` in plain text instead of a reset.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,10 +21,13 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
 
 /// Bounds applied to every connection of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -32,11 +40,23 @@ pub struct ConnectionLimits {
 /// How long shutdown waits for open requests before closing their connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `stop` changes, within `limits`.
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a plain-HTTP client on a TLS port reads instead of a reset.
+const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n\
+client sent an HTTP request to an HTTPS server\n";
+
+type TimedStream = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// Serves `router` on `listener` until `stop` changes, within `limits`; over TLS when `tls` is
+/// set.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
 ) {
@@ -86,17 +106,25 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let mut timed = TimeoutStream::new(stream);
-        timed.set_read_timeout(Some(limits.idle_timeout));
-        timed.set_write_timeout(Some(limits.idle_timeout));
-        let io = TokioIo::new(Box::pin(timed) as Pin<Box<TimeoutStream<tokio::net::TcpStream>>>);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let result = match tls {
+                None => serve_connection(&builder, watcher, timed(stream, limits), router).await,
+                Some(acceptor) => match handshake(acceptor, stream, limits).await {
+                    Ok(Some(decrypted)) => {
+                        serve_connection(&builder, watcher, decrypted, router).await
+                    }
+                    Ok(None) => Ok(()),
+                    Err(error) => {
+                        tracing::debug!(%peer, listener = what, %error, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection closed with an error");
             }
             drop(permit);
@@ -111,4 +139,61 @@ pub async fn serve(
             "open connections did not finish within the drain timeout"
         );
     }
+}
+
+/// The accepted stream with the idle timeout on every read and write.
+fn timed(stream: TcpStream, limits: ConnectionLimits) -> TimedStream {
+    let mut timed = TimeoutStream::new(stream);
+    timed.set_read_timeout(Some(limits.idle_timeout));
+    timed.set_write_timeout(Some(limits.idle_timeout));
+    Box::pin(timed)
+}
+
+/// The TLS handshake, within `header_read_timeout`; `None` when the client spoke plain HTTP and
+/// was told so.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    limits: ConnectionLimits,
+) -> std::io::Result<Option<tokio_rustls::server::TlsStream<TimedStream>>> {
+    let attempt = async {
+        let mut first = [0u8; 1];
+        let peeked = stream.peek(&mut first).await?;
+        if peeked == 1 && first[0] != TLS_HANDSHAKE_RECORD && first[0].is_ascii_uppercase() {
+            let mut stream = stream;
+            stream.write_all(PLAIN_HTTP_ON_TLS_PORT).await?;
+            stream.shutdown().await?;
+            // Closing with the request unread would reset the connection, and the client could
+            // lose the answer: read what it sent until it closes (briefly, and boundedly).
+            let mut unread = (&mut stream).take(1 << 16);
+            let mut sink = tokio::io::sink();
+            let drain = tokio::io::copy(&mut unread, &mut sink);
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            return Ok(None);
+        }
+        acceptor.accept(timed(stream, limits)).await.map(Some)
+    };
+    tokio::time::timeout(limits.header_read_timeout, attempt)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no TLS handshake within `server.header_read_timeout`",
+            )
+        })?
+}
+
+/// HTTP/1 or HTTP/2 on one connection until it closes or shutdown drains it.
+async fn serve_connection<I>(
+    builder: &Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    router: Router,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    watcher.watch(connection.into_owned()).await
 }

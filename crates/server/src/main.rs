@@ -6,6 +6,8 @@
 mod config;
 mod listen;
 mod serve;
+mod tls;
+mod tokens;
 
 /// The ingest path allocates many small strings per span; glibc malloc spent about half the
 /// server's CPU in allocation and consolidation under load (perf, docs/BENCHMARKS.md).

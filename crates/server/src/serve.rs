@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use andante_api::auth::Authenticator;
 use andante_api::{ApiConfig, AppState};
 use andante_block::blocklist::BlockList;
 use andante_block::compaction::{apply_retention, compact_once, CompactionOptions};
@@ -25,6 +26,7 @@ use andante_wal::WalOptions;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::listen::{self, ConnectionLimits};
@@ -224,7 +226,41 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
     })
 }
 
+/// The authenticator (`auth.tokens_file`) and the TLS acceptor (`server.tls_*`), when set.
+fn access_control(
+    config: &Config,
+) -> anyhow::Result<(Option<Arc<Authenticator>>, Option<TlsAcceptor>)> {
+    let authenticator = if config.auth_enabled() {
+        let credentials =
+            crate::tokens::load(config.auth.tokens_file.trim(), config.multitenancy.enabled)?;
+        tracing::info!(
+            credentials = credentials.len(),
+            file = %config.auth.tokens_file,
+            "authentication on: every request except /ready needs credentials"
+        );
+        Some(Arc::new(Authenticator::new(
+            credentials,
+            config.multitenancy.enabled,
+        )))
+    } else {
+        None
+    };
+    let tls = if config.tls_enabled() {
+        let acceptor = crate::tls::acceptor(
+            config.server.tls_cert_file.trim(),
+            config.server.tls_key_file.trim(),
+        )?;
+        tracing::info!(certificate = %config.server.tls_cert_file, "TLS on every listener");
+        Some(acceptor)
+    } else {
+        None
+    };
+    Ok((authenticator, tls))
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Credentials and certificates first: a mistake in them stops start-up before any replay.
+    let (authenticator, tls) = access_control(&config)?;
     let storage =
         Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
@@ -343,9 +379,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         if what == "OTLP/gRPC" {
             grpc_port = Some(listener.local_addr()?.port());
         }
+        let router = match &authenticator {
+            Some(authenticator) => andante_api::auth::protect(router, authenticator.clone()),
+            None => router,
+        };
         let stop = stop.clone();
+        let tls = tls.clone();
         servers.spawn(async move {
-            listen::serve(listener, router, connection_limits, stop, what).await;
+            listen::serve(listener, router, connection_limits, tls, stop, what).await;
             Ok(())
         });
     }
