@@ -295,9 +295,9 @@ def test_corrupt_block_data_answers_an_error_naming_the_block(make_server):
     server.start()
     first_batch = [trace_status(server, n) for n in range(1, 201)]
     statuses = {response.status_code for response in first_batch}
-    assert 404 not in statuses and 500 in statuses, statuses
+    assert 404 not in statuses and 503 in statuses, statuses
     for response in first_batch:
-        if response.status_code == 500:
+        if response.status_code == 503:
             assert corrupt.name in response.text and "corrupt" in response.text, response.text
     assert all(trace_status(server, n).status_code == 200 for n in range(1001, 1201)), "the healthy block keeps serving"
     assert server.metric("andante_blocks_quarantined_total") >= 1

@@ -32,10 +32,11 @@ async fn lookup(
         .trace_by_id(&tenants, trace_id, TimeHint { start, end })
         .await;
     if found.resource_spans.is_empty() {
-        // A block that may hold the trace could not be read: that is not "not found".
+        // A block that may hold the trace could not be read (storage unreachable, or the block
+        // quarantined as corrupt): that is not "not found".
         if let Some(message) = found.partial_message {
             return Err(ApiError::new(
-                ErrorKind::Internal,
+                ErrorKind::Unavailable,
                 format!("trace could not be read: {message}"),
             ));
         }

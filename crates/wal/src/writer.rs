@@ -218,7 +218,15 @@ impl Writer {
     }
 
     fn write_and_sync(&mut self, batch: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(batch)?;
+        if let Err(error) = self.file.write_all(batch) {
+            // A full disk can take part of the batch: cut the segment back to its last whole
+            // record so the next batch (once there is room) starts well framed.
+            use std::io::Seek;
+            if self.file.set_len(self.written_bytes).is_ok() {
+                let _ = self.file.seek(std::io::SeekFrom::Start(self.written_bytes));
+            }
+            return Err(error);
+        }
         self.written_bytes += batch.len() as u64;
         if self.options.fsync {
             let started = Instant::now();
