@@ -151,7 +151,15 @@ pub async fn compact_once(
     // The compressed files are fetched whole (bounded by `max_input_bytes`); decoding streams.
     let mut files = Vec::with_capacity(inputs.len());
     for handle in &inputs {
-        files.push(storage.get(&handle.meta.data_key()).await?);
+        let data = storage.get(&handle.meta.data_key()).await?;
+        // Merging would copy silently damaged values into a new, trusted block: check first.
+        if let Err(error) = handle.verify_file(&data) {
+            blocks
+                .quarantine(storage, &handle.meta, &error.to_string())
+                .await;
+            return Err(error);
+        }
+        files.push(data);
     }
     let new_block = NewBlock {
         tenant_id: tenant.to_owned(),

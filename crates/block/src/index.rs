@@ -2,23 +2,72 @@
 //! trace IDs. Rows are sorted by trace ID and a trace never straddles two row groups, so the
 //! ranges find the single row group that may hold a trace.
 //!
+//! Version 2 adds a crc32c of every column chunk of `data.parquet` (arrow-rs writes Parquet
+//! pages without checksums, so flipped bytes inside a value would otherwise decode silently);
+//! readers verify a chunk whenever they fetch it whole.
+//!
 //! # Format (little endian)
 //! ```text
-//! magic "ANDIDX01" | row_groups: u32 | row_groups × (min: [u8;16], max: [u8;16])
-//! | hash_count: u32 | words: u32 | words × u64 | crc32c of everything before: u32
+//! v1: magic "ANDIDX01" | row_groups: u32 | row_groups × (min: [u8;16], max: [u8;16])
+//!     | hash_count: u32 | words: u32 | words × u64 | crc32c of everything before: u32
+//! v2: magic "ANDIDX02" | the v1 fields up to the Bloom words | columns: u32
+//!     | row_groups × columns × crc32c of the column chunk's bytes: u32 | crc32c of everything before: u32
 //! ```
+//! Both versions are read; new blocks are written with v2. An index rebuilt from the data has no
+//! chunk checksums (they would vouch for whatever the data holds now) and is written as v1.
 
 use andante_model::TraceId;
 
 use crate::bloom::Bloom;
 use crate::BlockError;
 
-const MAGIC: &[u8; 8] = b"ANDIDX01";
+const MAGIC_V1: &[u8; 8] = b"ANDIDX01";
+const MAGIC_V2: &[u8; 8] = b"ANDIDX02";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockIndex {
     pub row_group_ranges: Vec<(TraceId, TraceId)>,
     pub bloom: Bloom,
+    /// crc32c of each column chunk (row-major: row group, then leaf column), when known.
+    pub chunk_checksums: Option<ChunkChecksums>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkChecksums {
+    pub columns: usize,
+    pub crcs: Vec<u32>,
+}
+
+impl ChunkChecksums {
+    /// The checksums of every column chunk of a finished Parquet file.
+    pub fn of_file(parquet: &[u8]) -> Result<ChunkChecksums, BlockError> {
+        let corrupt = |why: String| BlockError::Corrupt(format!("parquet footer: {why}"));
+        if parquet.len() < 12 {
+            return Err(corrupt("file too short".into()));
+        }
+        let footer = &parquet[parquet.len() - 8..];
+        let length = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]) as usize;
+        let start = (parquet.len() - 8)
+            .checked_sub(length)
+            .ok_or_else(|| corrupt("length past the start".into()))?;
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
+            &parquet[start..parquet.len() - 8],
+        )
+        .map_err(|error| corrupt(error.to_string()))?;
+        let columns = metadata.file_metadata().schema_descr().num_columns();
+        let mut crcs = Vec::with_capacity(metadata.num_row_groups() * columns);
+        for group in metadata.row_groups() {
+            for column in group.columns() {
+                let (offset, length) = column.byte_range();
+                let range = offset as usize..(offset + length) as usize;
+                let bytes = parquet
+                    .get(range)
+                    .ok_or_else(|| corrupt("chunk past the end".into()))?;
+                crcs.push(crc32c::crc32c(bytes));
+            }
+        }
+        Ok(ChunkChecksums { columns, crcs })
+    }
 }
 
 impl BlockIndex {
@@ -34,10 +83,50 @@ impl BlockIndex {
         (min <= trace_id && trace_id <= max).then_some(candidate)
     }
 
+    /// The recorded checksum of one column chunk, if this index has checksums.
+    pub fn chunk_checksum(&self, row_group: usize, leaf: usize) -> Option<u32> {
+        let checksums = self.chunk_checksums.as_ref()?;
+        if leaf >= checksums.columns {
+            return None;
+        }
+        checksums
+            .crcs
+            .get(row_group * checksums.columns + leaf)
+            .copied()
+    }
+
+    /// Checks fetched column chunks (`(leaf, bytes)`) of `row_group` against their checksums.
+    pub fn verify_chunks<'a>(
+        &self,
+        row_group: usize,
+        chunks: impl IntoIterator<Item = (usize, &'a [u8])>,
+    ) -> Result<(), BlockError> {
+        for (leaf, bytes) in chunks {
+            if let Some(expected) = self.chunk_checksum(row_group, leaf) {
+                if crc32c::crc32c(bytes) != expected {
+                    return Err(BlockError::Corrupt(format!(
+                        "row group {row_group}, column {leaf}: chunk checksum mismatch"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(24 + self.row_group_ranges.len() * 32 + self.bloom.size_bytes());
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(
+            28 + self.row_group_ranges.len() * 32
+                + self.bloom.size_bytes()
+                + self
+                    .chunk_checksums
+                    .as_ref()
+                    .map_or(0, |c| c.crcs.len() * 4),
+        );
+        out.extend_from_slice(if self.chunk_checksums.is_some() {
+            MAGIC_V2
+        } else {
+            MAGIC_V1
+        });
         out.extend_from_slice(&(self.row_group_ranges.len() as u32).to_le_bytes());
         for (min, max) in &self.row_group_ranges {
             out.extend_from_slice(&min.0);
@@ -48,6 +137,12 @@ impl BlockIndex {
         for word in &self.bloom.words {
             out.extend_from_slice(&word.to_le_bytes());
         }
+        if let Some(checksums) = &self.chunk_checksums {
+            out.extend_from_slice(&(checksums.columns as u32).to_le_bytes());
+            for crc in &checksums.crcs {
+                out.extend_from_slice(&crc.to_le_bytes());
+            }
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -55,15 +150,20 @@ impl BlockIndex {
 
     pub fn decode(data: &[u8]) -> Result<BlockIndex, BlockError> {
         let corrupt = |why: &str| BlockError::Corrupt(format!("index: {why}"));
-        if data.len() < MAGIC.len() + 16 || &data[..MAGIC.len()] != MAGIC {
-            return Err(corrupt("bad magic"));
+        if data.len() < MAGIC_V1.len() + 16 {
+            return Err(corrupt("short"));
         }
+        let version = match &data[..MAGIC_V1.len()] {
+            magic if magic == MAGIC_V1 => 1,
+            magic if magic == MAGIC_V2 => 2,
+            _ => return Err(corrupt("bad magic")),
+        };
         let (body, crc_bytes) = data.split_at(data.len() - 4);
         let crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("short"))?);
         if crc32c::crc32c(body) != crc {
             return Err(corrupt("checksum mismatch"));
         }
-        let mut cursor = &body[MAGIC.len()..];
+        let mut cursor = &body[MAGIC_V1.len()..];
         let mut take = |n: usize| -> Result<&[u8], BlockError> {
             if cursor.len() < n {
                 return Err(corrupt("truncated"));
@@ -86,9 +186,27 @@ impl BlockIndex {
             .chunks_exact(8)
             .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
             .collect();
+        let chunk_checksums = if version == 2 {
+            let columns = u32_at(take(4)?) as usize;
+            let count = row_groups
+                .checked_mul(columns)
+                .ok_or_else(|| corrupt("column count"))?;
+            let crcs = take(
+                count
+                    .checked_mul(4)
+                    .ok_or_else(|| corrupt("column count"))?,
+            )?
+            .chunks_exact(4)
+            .map(u32_at)
+            .collect();
+            Some(ChunkChecksums { columns, crcs })
+        } else {
+            None
+        };
         Ok(BlockIndex {
             row_group_ranges,
             bloom: Bloom { hash_count, words },
+            chunk_checksums,
         })
     }
 }
@@ -102,12 +220,22 @@ mod tests {
         let ids: Vec<TraceId> = (1u8..=6).map(|i| TraceId([i; 16])).collect();
         let mut bloom = Bloom::new(ids.len(), 0.01);
         ids.iter().for_each(|id| bloom.insert(id));
-        let index = BlockIndex {
+        let mut index = BlockIndex {
             row_group_ranges: vec![(ids[0], ids[2]), (ids[3], ids[5])],
             bloom,
+            chunk_checksums: None,
         };
-        let decoded = BlockIndex::decode(&index.encode()).expect("decodes");
+        let decoded = BlockIndex::decode(&index.encode()).expect("decodes v1");
         assert_eq!(decoded, index);
+        index.chunk_checksums = Some(ChunkChecksums {
+            columns: 3,
+            crcs: vec![1, 2, 3, 4, 5, 6],
+        });
+        let decoded = BlockIndex::decode(&index.encode()).expect("decodes v2");
+        assert_eq!(decoded, index);
+        assert_eq!(decoded.chunk_checksum(1, 2), Some(6));
+        assert_eq!(decoded.chunk_checksum(1, 3), None);
+        assert!(decoded.verify_chunks(0, [(1, &b"x"[..])]).is_err());
         assert_eq!(decoded.row_group_for(&ids[1]), Some(0));
         assert_eq!(decoded.row_group_for(&ids[4]), Some(1));
         assert_eq!(decoded.row_group_for(&TraceId([9; 16])), None);

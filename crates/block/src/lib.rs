@@ -149,6 +149,7 @@ async fn rebuild_index(
     Ok(BlockIndex {
         row_group_ranges,
         bloom,
+        chunk_checksums: None,
     })
 }
 
@@ -201,6 +202,7 @@ pub fn encode_block_from(
     let index = BlockIndex {
         row_group_ranges: encoded.row_group_ranges,
         bloom,
+        chunk_checksums: Some(index::ChunkChecksums::of_file(&encoded.parquet)?),
     }
     .encode();
     let meta = BlockMeta {
@@ -595,24 +597,48 @@ impl BlockHandle {
             return Ok(Vec::new());
         }
         let path = object_store::path::Path::from(self.meta.data_key());
-        let ranges = v1::search::chunk_ranges(&self.parquet, row_group, roots, attribute_leaves);
+        let chunks = v1::search::chunk_ranges(&self.parquet, row_group, roots, attribute_leaves);
+        let ranges: Vec<std::ops::Range<u64>> =
+            chunks.iter().map(|(_, range)| range.clone()).collect();
         let parts = storage
             .object_store()
             .get_ranges(&path, &ranges)
             .await
             .map_err(|error| BlockError::Read(error.to_string()))?;
+        // Whole chunks were fetched: check them before anything decodes them.
+        self.index.verify_chunks(
+            row_group,
+            chunks
+                .iter()
+                .map(|(leaf, _)| *leaf)
+                .zip(parts.iter().map(|part| part.as_ref())),
+        )?;
         Ok(ranges.iter().map(|range| range.start).zip(parts).collect())
     }
 
-    /// Every trace in the block, in trace-ID order.
+    /// Checks every column chunk of the whole `data.parquet` (as fetched) against the index.
+    pub fn verify_file(&self, data: &[u8]) -> Result<(), BlockError> {
+        let parquet = self.parquet.metadata();
+        for (row_group, group) in parquet.row_groups().iter().enumerate() {
+            let chunks = group.columns().iter().enumerate().map(|(leaf, column)| {
+                let (offset, length) = column.byte_range();
+                (
+                    leaf,
+                    data.get(offset as usize..(offset + length) as usize)
+                        .unwrap_or_default(),
+                )
+            });
+            self.index.verify_chunks(row_group, chunks)?;
+        }
+        Ok(())
+    }
+
+    /// Every trace in the block, in trace-ID order. The file is fetched whole and its chunks
+    /// verified before decoding.
     pub async fn read_all(&self, storage: &Storage) -> Result<Vec<Trace>, BlockError> {
-        v1::read_all_traces(
-            &storage.object_store(),
-            &self.meta.data_key(),
-            self.meta.data_bytes,
-            &self.parquet,
-        )
-        .await
+        let data = storage.get(&self.meta.data_key()).await?;
+        self.verify_file(&data)?;
+        v1::decode_all_traces(data, &self.parquet)
     }
 }
 

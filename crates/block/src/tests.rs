@@ -874,6 +874,10 @@ async fn blocks_without_slot_columns_still_read() {
     }
     writer.close().expect("close");
     meta.data_bytes = old.len() as u64;
+    // The older writer's index (v1) had no chunk checksums.
+    let mut older_index = BlockIndex::decode(&index).expect("index");
+    older_index.chunk_checksums = None;
+    let index = older_index.encode();
     upload_block(&storage, &meta, old, index)
         .await
         .expect("upload");
@@ -1069,8 +1073,13 @@ async fn a_damaged_or_missing_index_is_rebuilt_from_the_data() {
             .expect("opens with a rebuilt index");
         assert!(reopened.index_rebuilt);
         assert_eq!(
-            *reopened.index, *handle.index,
-            "the rebuilt index equals the written one"
+            reopened.index.row_group_ranges, handle.index.row_group_ranges,
+            "the rebuilt ranges equal the written ones"
+        );
+        assert_eq!(reopened.index.bloom, handle.index.bloom);
+        assert!(
+            reopened.index.chunk_checksums.is_none(),
+            "checksums are not derived from data that may be damaged"
         );
         for trace in &all {
             let found = reopened
@@ -1161,5 +1170,58 @@ async fn corrupt_data_is_reported_and_quarantined() {
     assert!(
         polled.blocks("t").is_empty(),
         "a poll does not bring a quarantined block back"
+    );
+}
+
+/// Issue 10, finding 9: bytes flipped inside a value decode silently (Parquet pages carry no
+/// checksum), so new blocks record a crc32c per column chunk in their index and every whole-chunk
+/// read checks it (scans and tag discovery fetch whole chunks too): the whole-block read and
+/// compaction refuse the damaged block.
+#[tokio::test]
+async fn flipped_bytes_inside_values_are_caught_by_chunk_checksums() {
+    let storage = Storage::in_memory();
+    let all = traces(71, 150);
+    let handle = write(&storage, &all, 100_000).await;
+    assert!(
+        handle.index.chunk_checksums.is_some(),
+        "new blocks carry chunk checksums"
+    );
+    let meta = handle.meta.clone();
+    let mut data = storage.get(&meta.data_key()).await.expect("data").to_vec();
+    let middle = data.len() / 2;
+    for byte in &mut data[middle..middle + 16] {
+        *byte ^= 0x5A;
+    }
+    storage
+        .put(&meta.data_key(), data.into())
+        .await
+        .expect("put");
+    let damaged = BlockHandle::open(&storage, meta.clone())
+        .await
+        .expect("the footer is intact");
+    let Err(error) = damaged.read_all(&storage).await else {
+        panic!("the whole-block read must notice")
+    };
+    assert!(
+        error.is_corrupt() && error.to_string().contains("checksum"),
+        "{error}"
+    );
+    // Compaction refuses to copy it and quarantines it.
+    let list = blocklist::BlockList::default();
+    list.add(damaged);
+    list.add(write(&storage, &traces(72, 20), 100_000).await);
+    let result = compaction::compact_once(
+        &storage,
+        &list,
+        "t",
+        &compaction::CompactionOptions::default(),
+    )
+    .await;
+    assert!(result.is_err_and(|error| error.is_corrupt()));
+    assert!(
+        list.blocks("t")
+            .iter()
+            .all(|handle| handle.meta.block_id != meta.block_id),
+        "quarantined"
     );
 }

@@ -226,14 +226,6 @@ pub fn batch_to_traces(
     Ok(traces)
 }
 
-fn reader(
-    store: &Arc<dyn ObjectStore>,
-    key: &str,
-    file_size: u64,
-) -> crate::file_reader::BlockFileReader {
-    crate::file_reader::BlockFileReader::new(store.clone(), key, file_size)
-}
-
 fn counted_reader(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -348,26 +340,23 @@ fn append_piece(traces: &mut Vec<Trace>, piece: Trace) {
     }
 }
 
-/// Reads every trace of a block, in trace-ID order (for compaction).
-pub async fn read_all_traces(
-    store: &Arc<dyn ObjectStore>,
-    key: &str,
-    file_size: u64,
+/// Decodes every trace of a whole fetched file, in trace-ID order.
+pub fn decode_all_traces(
+    data: bytes::Bytes,
     metadata: &ArrowReaderMetadata,
 ) -> Result<Vec<Trace>, BlockError> {
-    let parquet_error = BlockError::parquet;
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        reader(store, key, file_size),
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
+        data,
         metadata.clone(),
     )
     .with_batch_size(16 * 1024)
     .build()
-    .map_err(parquet_error)?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+    .map_err(BlockError::parquet)?;
     let slots = DedicatedSlots::from_metadata(metadata.metadata());
     let mut traces: Vec<Trace> = Vec::new();
-    for batch in &batches {
-        for trace in batch_to_traces(batch, &slots)? {
+    for batch in reader {
+        let batch = batch.map_err(|error| BlockError::parquet(error.into()))?;
+        for trace in batch_to_traces(&batch, &slots)? {
             append_piece(&mut traces, trace);
         }
     }

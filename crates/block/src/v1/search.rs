@@ -565,7 +565,7 @@ pub(crate) fn chunk_ranges(
     row_group: usize,
     roots: &[usize],
     attribute_leaves: Option<&[&str]>,
-) -> Vec<Range<u64>> {
+) -> Vec<(usize, Range<u64>)> {
     let parquet = metadata.metadata();
     let descriptor = parquet.file_metadata().schema_descr();
     let group = parquet.row_group(row_group);
@@ -573,7 +573,7 @@ pub(crate) fn chunk_ranges(
         .into_iter()
         .map(|leaf| {
             let (start, length) = group.column(leaf).byte_range();
-            start..start + length
+            (leaf, start..start + length)
         })
         .collect()
 }
