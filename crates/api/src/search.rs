@@ -320,24 +320,13 @@ pub(crate) fn partial_without_results(result: &SearchResult) -> Option<ApiError>
     })
 }
 
+/// Whether a stage after the first `|` starts with a metrics function (`rate(`, `compare (`…):
+/// such queries belong to the metrics endpoints, whose parser knows the same function names.
 fn is_metrics_query(text: &str) -> bool {
-    [
-        "rate",
-        "count_over_time",
-        "sum_over_time",
-        "min_over_time",
-        "max_over_time",
-        "avg_over_time",
-        "quantile_over_time",
-        "histogram_over_time",
-        "compare",
-    ]
-    .iter()
-    .any(|function| {
-        text.split('|').skip(1).any(|stage| {
-            stage.trim_start().starts_with(&format!("{function}("))
-                || stage.trim_start().starts_with(&format!("{function} ("))
-        })
+    text.split('|').skip(1).any(|stage| {
+        let stage = stage.trim_start();
+        let word_end = stage.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(stage.len());
+        stage[word_end..].trim_start().starts_with('(') && andante_traceql::metrics::is_metrics_function(&stage[..word_end])
     })
 }
 
