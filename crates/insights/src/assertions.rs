@@ -92,6 +92,13 @@ impl Metric {
         }
     }
 
+    fn is_ratio(self) -> bool {
+        matches!(
+            self,
+            Metric::ErrorOrigins | Metric::Errors | Metric::Missing
+        )
+    }
+
     fn is_latency(self) -> bool {
         matches!(self, Metric::SelfTime | Metric::Latency)
     }
@@ -178,14 +185,55 @@ fn value_of(cell: &Cell, metric: Metric) -> Option<f64> {
     }
 }
 
-/// Median and MAD of the baseline intervals of `cells`, if at least 3 have a value.
-fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<(f64, f64)> {
+/// The baseline of one metric: its center and MAD, and for ratios the highest ratio the
+/// baseline makes plausible (its pooled ratio plus two standard errors), which the
+/// significance test uses so that a quiet baseline with few chance errors does not make
+/// every later error look significant.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    center: f64,
+    mad: f64,
+    plausible: f64,
+}
+
+/// The baseline of the first third of `cells`, if at least 3 intervals have a value.
+fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<Baseline> {
     let baseline_intervals = (window.intervals / 3).max(1);
-    let values: Vec<f64> = cells[..baseline_intervals]
+    let baseline_cells = &cells[..baseline_intervals];
+    let values: Vec<f64> = baseline_cells
         .iter()
         .filter_map(|cell| value_of(cell, metric))
         .collect();
-    (values.len() >= 3.min(baseline_intervals)).then(|| median_mad(&values))
+    if values.len() < 3.min(baseline_intervals) {
+        return None;
+    }
+    let (median, mad) = median_mad(&values);
+    if !metric.is_ratio() {
+        return Some(Baseline {
+            center: median,
+            mad,
+            plausible: median,
+        });
+    }
+    // Rare events: most intervals have none, so the median says 0; pool them instead.
+    let (events, count) = baseline_cells
+        .iter()
+        .filter_map(|cell| {
+            Some((
+                value_of(cell, metric)? * f64::from(cell.count),
+                f64::from(cell.count),
+            ))
+        })
+        .fold((0.0, 0.0), |(events, count), (e, c)| {
+            (events + e, count + c)
+        });
+    let pooled = events / count.max(1.0);
+    let standard_error = (pooled * (1.0 - pooled) / count.max(1.0)).sqrt();
+    Some(Baseline {
+        center: pooled,
+        mad,
+        plausible: pooled + 2.0 * standard_error + 1.0 / count.max(1.0),
+    })
 }
 
 fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detection> {
@@ -196,14 +244,22 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
         Metric::ErrorOrigins | Metric::Errors | Metric::Missing
     );
     let own_baseline = baseline(window, cells, metric);
-    let (expected, mad) = match own_baseline {
+    let Baseline {
+        center: expected,
+        mad,
+        plausible,
+    } = match own_baseline {
         Some(found) => found,
         // A new instance is compared with its service; a new entity's ratios with zero.
         None if info.kind == EntityKind::Instance => {
             let service = info.service?;
             baseline(window, window.cells_of(service), metric)?
         }
-        None if is_ratio => (0.0, 0.0),
+        None if is_ratio => Baseline {
+            center: 0.0,
+            mad: 0.0,
+            plausible: 0.0,
+        },
         None => return None,
     };
     let (direction, relative, absolute) = match metric {
@@ -217,11 +273,12 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
         Metric::RateDown => (Direction::Down, RATE_RELATIVE, 3.0),
         Metric::Deploy => return None,
     };
-    let anomalous = |value: f64| match direction {
+    let anomalous = |value: f64, count: u32| match direction {
         Direction::Up => {
             value >= expected * relative
                 && value - expected >= MAD_FACTOR * mad
                 && value - expected >= absolute
+                && (!is_ratio || significant_ratio(value, plausible, count))
         }
         Direction::Down => {
             value <= expected / relative
@@ -231,7 +288,7 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
     };
     let flags: Vec<Option<bool>> = cells
         .iter()
-        .map(|cell| value_of(cell, metric).map(anomalous))
+        .map(|cell| value_of(cell, metric).map(|value| anomalous(value, cell.count)))
         .collect();
     let (onset, last) = find_run(&flags)?;
 
@@ -278,6 +335,16 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
         harmful: true,
         label: None,
     })
+}
+
+/// Whether `observed` errors out of `count` are too many for a binomial with the expected
+/// ratio (z ≥ 3, the expected ratio taken as at least 1 %), so that a few chance errors in a
+/// quiet interval do not count.
+fn significant_ratio(observed: f64, expected: f64, count: u32) -> bool {
+    let count = f64::from(count);
+    let probability = expected.clamp(0.01, 0.99);
+    let deviation = (count * probability * (1.0 - probability)).sqrt();
+    (observed - probability) * count >= 3.0 * deviation
 }
 
 /// The first run of anomalous intervals: it starts with two anomalous intervals in a row

@@ -191,6 +191,7 @@ mod tests {
             value: Some(AnyValue {
                 value: Some(any_value::Value::StringValue(value.to_string())),
             }),
+            ..Default::default()
         }
     }
 

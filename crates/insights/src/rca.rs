@@ -67,6 +67,8 @@ pub(crate) struct Candidate {
     pub error_excess: f64,
     pub error_strength: f64,
     pub onset: usize,
+    pub latency_onset: Option<usize>,
+    pub error_onset: Option<usize>,
     /// Latency and error parts of the score.
     pub latency_part: f64,
     pub error_part: f64,
@@ -106,6 +108,12 @@ pub(crate) fn rank(analysis: &Analysis, scope: Option<EntityIdx>) -> Rca {
             _ => continue,
         };
         candidate.onset = candidate.onset.min(detection.onset);
+        let onset = if detection.metric == Metric::SelfTime {
+            &mut candidate.latency_onset
+        } else {
+            &mut candidate.error_onset
+        };
+        *onset = Some(onset.map_or(detection.onset, |known| known.min(detection.onset)));
         if detection.metric == Metric::SelfTime {
             candidate.latency_excess += detection.excess;
             candidate.latency_strength = latency_strength(detection);
@@ -165,6 +173,13 @@ pub(crate) fn rank(analysis: &Analysis, scope: Option<EntityIdx>) -> Rca {
     topology.explain_away(analysis, &mut candidates);
     for candidate in candidates.values_mut() {
         candidate.score = candidate.latency_part.max(candidate.error_part);
+        // The onset is that of the change that makes the score.
+        let dominant = if candidate.latency_part >= candidate.error_part {
+            candidate.latency_onset
+        } else {
+            candidate.error_onset
+        };
+        candidate.onset = dominant.unwrap_or(candidate.onset);
     }
     topology.prefer_specific(analysis, &mut candidates);
     topology.deploy_bonus(analysis, &mut candidates);
@@ -206,7 +221,8 @@ pub(crate) fn rank(analysis: &Analysis, scope: Option<EntityIdx>) -> Rca {
     let causes = ranked
         .into_iter()
         .map(|(entity, mut candidate)| {
-            candidate.main = main_detection(detections, entity);
+            let latency_first = candidate.latency_part >= candidate.error_part;
+            candidate.main = main_detection(detections, entity, latency_first);
             cause(analysis, &topology, entity, &candidate, top_score)
         })
         .collect();
@@ -250,10 +266,14 @@ fn traffic_spike(analysis: &Analysis) -> Option<f64> {
 }
 
 /// The detection that best describes a candidate: its strongest own-behaviour change.
-fn main_detection(detections: &[Detection], entity: EntityIdx) -> Option<usize> {
+fn main_detection(
+    detections: &[Detection],
+    entity: EntityIdx,
+    latency_first: bool,
+) -> Option<usize> {
     let rank = |metric: Metric| match metric {
-        Metric::ErrorOrigins | Metric::Missing => 3,
-        Metric::SelfTime => 2,
+        Metric::ErrorOrigins | Metric::Missing => 2 + u8::from(!latency_first),
+        Metric::SelfTime => 2 + u8::from(latency_first),
         Metric::Deploy => 1,
         _ => 0,
     };
@@ -301,7 +321,7 @@ fn cause(
         .flatten()
         .map(|&position| analysis.assertions[position].clone())
         .collect();
-    assertions.sort_by(|a, b| b.severity.cmp(&a.severity));
+    assertions.sort_by_key(|assertion| std::cmp::Reverse(assertion.severity));
     let (summary, evidence) = match candidate.main {
         Some(position) => {
             let detection = &analysis.detections[position];

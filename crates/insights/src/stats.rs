@@ -9,13 +9,13 @@ pub(crate) fn quantile_sorted(sorted: &[u64], q: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64
 }
 
-/// Mean of ascending `sorted` without its top 2 % (at least one value kept), so that a
-/// single pathological span does not move an interval.
+/// Mean of ascending `sorted` without its top 5 % (at least one value from 8 values on), so
+/// that a single pathological span does not move an interval.
 pub(crate) fn trimmed_mean_sorted(sorted: &[u64]) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let trimmed = sorted.len() / 50;
+    let trimmed = (sorted.len() / 20).max(usize::from(sorted.len() >= 8));
     let kept = &sorted[..sorted.len() - trimmed];
     kept.iter().map(|&value| value as f64).sum::<f64>() / kept.len() as f64
 }
@@ -57,6 +57,8 @@ mod tests {
         assert_eq!(median_mad(&[2.0, 4.0]), (3.0, 1.0));
         let mut hundred: Vec<u64> = (1..=100).collect();
         hundred[99] = 1_000_000;
-        assert!((trimmed_mean_sorted(&hundred) - 49.5).abs() < 1e-9);
+        assert!((trimmed_mean_sorted(&hundred) - 48.0).abs() < 1e-9);
+        assert_eq!(trimmed_mean_sorted(&[1, 2, 3, 4, 5, 6, 7, 1000]), 4.0);
+        assert_eq!(trimmed_mean_sorted(&[2, 4]), 3.0);
     }
 }
