@@ -229,9 +229,10 @@ fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<Baseline>
         });
     let pooled = events / count.max(1.0);
     let standard_error = (pooled * (1.0 - pooled) / count.max(1.0)).sqrt();
+    // Counts of rare events are judged by the binomial test, not by the spread of ratios.
     Some(Baseline {
         center: pooled,
-        mad,
+        mad: 0.0,
         plausible: pooled + 2.0 * standard_error + 1.0 / count.max(1.0),
     })
 }

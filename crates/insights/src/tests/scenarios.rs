@@ -283,3 +283,39 @@ fn fifty_thousand_spans_analyze_quickly() {
     assert!(elapsed.as_millis() < limit, "{elapsed:?}");
     let _ = MS;
 }
+
+/// More targets per fault type (callers, leaves, both edges, both instance pools) over
+/// several seeds: the top cause must be right every time.
+#[test]
+fn every_fault_type_over_seeds() {
+    let cases: Vec<(Fault, &str, &str)> = vec![
+        (Fault::None, "", ""),
+        (Fault::TrafficSpike, "", ""),
+        (Fault::Latency("checkout", 60), "service", "checkout"),
+        (Fault::Latency("catalog", 40), "service", "catalog"),
+        (Fault::Errors("checkout", 0.2), "service", "checkout"),
+        (Fault::Errors("catalog", 0.2), "service", "catalog"),
+        (
+            Fault::EdgeDelay("frontend", "catalog", 50),
+            "edge",
+            "frontend->catalog",
+        ),
+        (
+            Fault::InstanceSlow("payments-1", 100),
+            "instance",
+            "payments-1",
+        ),
+        (Fault::BadDeploy(0.2), "service", "payments"),
+    ];
+    for (fault, kind, name) in cases {
+        for seed in 200..202 {
+            let rca = analysis_of(fault.clone(), seed).rca(None);
+            let top = rca
+                .causes
+                .first()
+                .map(|cause| (cause.kind, cause.name.as_str()));
+            let expected = (!kind.is_empty()).then_some((kind, name));
+            assert_eq!(top, expected, "{fault:?} seed {seed}: {}", summary(&rca));
+        }
+    }
+}
