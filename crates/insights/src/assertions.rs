@@ -1,0 +1,495 @@
+//! SAAFE assertions: per entity and metric, recent intervals against the entity's own
+//! baseline (the first third of the window), with robust statistics.
+//!
+//! An interval is anomalous when its value departs from the baseline median by a relative
+//! floor (latency ×1.5, rates ×2 or ½, error ratios ×2), by 4 scaled MADs, and by an absolute
+//! floor (1 ms of latency, an error ratio of 5 %). An assertion needs two anomalous
+//! intervals in a row; its onset is the first of them. Error assertions need 5 errors.
+
+use serde::Serialize;
+
+use crate::entity::{EntityIdx, EntityKind};
+use crate::evidence::{self, Evidence};
+use crate::stats::median_mad;
+use crate::window::{Cell, Window};
+
+/// Fewer requests than this in an interval make it unknown rather than normal or anomalous.
+const MIN_INTERVAL_COUNT: u32 = 3;
+const MAD_FACTOR: f64 = 4.0 * 1.4826;
+const LATENCY_RELATIVE: f64 = 1.5;
+const LATENCY_ABSOLUTE_NANOS: f64 = 1e6;
+const ERROR_RELATIVE: f64 = 2.0;
+const ERROR_RATIO_FLOOR: f64 = 0.05;
+const ERROR_MIN_COUNT: f64 = 5.0;
+const RATE_RELATIVE: f64 = 2.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssertionType {
+    Error,
+    Anomaly,
+    Failure,
+    Amend,
+    Saturation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// One assertion about one entity, serialised for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assertion {
+    pub entity: String,
+    #[serde(rename = "type")]
+    pub kind: AssertionType,
+    pub severity: Severity,
+    /// Unix nanoseconds, as a string.
+    pub start: String,
+    pub end: String,
+    pub metric: String,
+    pub observed: f64,
+    pub expected: f64,
+    pub summary: String,
+    pub evidence: Evidence,
+}
+
+/// What the analysis measured, per entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metric {
+    /// Mean self time per request (services, operations, instances, nodes), per client span
+    /// (databases, externals) or edge delay (edges).
+    SelfTime,
+    /// Median request duration: a symptom, never a cause by itself.
+    Latency,
+    /// Share of requests (or client spans) whose own spans originated an error.
+    ErrorOrigins,
+    /// Share of requests in error, propagated or not: a symptom.
+    Errors,
+    /// Share of client spans to a known service that got no server span.
+    Missing,
+    RateUp,
+    RateDown,
+    Deploy,
+}
+
+impl Metric {
+    fn name(self, kind: EntityKind) -> &'static str {
+        match (self, kind) {
+            (Metric::SelfTime, EntityKind::Edge) => "edge_delay_ms",
+            (Metric::SelfTime, EntityKind::Database | EntityKind::External) => "client_latency_ms",
+            (Metric::SelfTime, _) => "self_time_ms",
+            (Metric::Latency, _) => "latency_p50_ms",
+            (Metric::ErrorOrigins, _) => "error_origin_ratio",
+            (Metric::Errors, _) => "error_ratio",
+            (Metric::Missing, _) => "missing_server_ratio",
+            (Metric::RateUp | Metric::RateDown, _) => "request_rate",
+            (Metric::Deploy, _) => "deploy",
+        }
+    }
+
+    fn is_ratio(self) -> bool {
+        matches!(
+            self,
+            Metric::ErrorOrigins | Metric::Errors | Metric::Missing
+        )
+    }
+
+    fn is_latency(self) -> bool {
+        matches!(self, Metric::SelfTime | Metric::Latency)
+    }
+}
+
+/// A detected change, in analysis units (nanoseconds, ratios, counts per interval).
+#[derive(Debug, Clone)]
+pub(crate) struct Detection {
+    pub entity: EntityIdx,
+    pub metric: Metric,
+    pub onset: usize,
+    pub last: usize,
+    pub observed: f64,
+    pub expected: f64,
+    /// Extra nanoseconds (latency metrics) or extra errors (ratio metrics) over the run.
+    pub excess: f64,
+    /// For deploys: the version, and whether behaviour changed after it.
+    pub version: Option<String>,
+    pub harmful: bool,
+    /// The metric name when it is not the default one (deploys).
+    pub label: Option<&'static str>,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// Evaluate every entity; assertions and detections are parallel vectors.
+pub(crate) fn evaluate(window: &Window) -> (Vec<Assertion>, Vec<Detection>) {
+    let mut detections = Vec::new();
+    for (entity, info) in window.entities.iter() {
+        let metrics: &[Metric] = match info.kind {
+            EntityKind::Service => &[
+                Metric::SelfTime,
+                Metric::ErrorOrigins,
+                Metric::Errors,
+                Metric::Latency,
+                Metric::RateUp,
+                Metric::RateDown,
+            ],
+            EntityKind::Operation | EntityKind::Node => &[Metric::SelfTime, Metric::ErrorOrigins],
+            EntityKind::Instance => &[Metric::SelfTime, Metric::ErrorOrigins, Metric::RateDown],
+            EntityKind::Database | EntityKind::External => {
+                &[Metric::SelfTime, Metric::ErrorOrigins]
+            }
+            EntityKind::Edge => {
+                let to_service = info
+                    .callee
+                    .is_some_and(|callee| window.entities.get(callee).kind == EntityKind::Service);
+                if to_service {
+                    &[Metric::SelfTime, Metric::ErrorOrigins, Metric::Missing]
+                } else {
+                    &[]
+                }
+            }
+            EntityKind::Namespace | EntityKind::Topic => &[],
+        };
+        for &metric in metrics {
+            if let Some(detection) = detect(window, entity, metric) {
+                detections.push(detection);
+            }
+        }
+    }
+    detections.extend(crate::deploy::deploys(window, &detections));
+    let assertions = detections
+        .iter()
+        .map(|detection| to_assertion(window, detection, &detections))
+        .collect();
+    (assertions, detections)
+}
+
+fn value_of(cell: &Cell, metric: Metric) -> Option<f64> {
+    match metric {
+        Metric::RateUp | Metric::RateDown => Some(f64::from(cell.count)),
+        _ if cell.count < MIN_INTERVAL_COUNT => None,
+        Metric::SelfTime => Some(cell.self_mean),
+        Metric::Latency => Some(cell.duration_p50),
+        Metric::ErrorOrigins => Some(f64::from(cell.origins) / f64::from(cell.count)),
+        Metric::Errors => Some(f64::from(cell.errors) / f64::from(cell.count)),
+        Metric::Missing => Some(f64::from(cell.missing) / f64::from(cell.count)),
+        Metric::Deploy => None,
+    }
+}
+
+/// The baseline of one metric: its center and MAD, and for ratios the highest ratio the
+/// baseline makes plausible (its pooled ratio plus two standard errors), which the
+/// significance test uses so that a quiet baseline with few chance errors does not make
+/// every later error look significant.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    center: f64,
+    mad: f64,
+    plausible: f64,
+}
+
+/// The baseline of the first third of `cells`, if at least 3 intervals have a value.
+fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<Baseline> {
+    let baseline_intervals = (window.intervals / 3).max(1);
+    let baseline_cells = &cells[..baseline_intervals];
+    let values: Vec<f64> = baseline_cells
+        .iter()
+        .filter_map(|cell| value_of(cell, metric))
+        .collect();
+    if values.len() < 3.min(baseline_intervals) {
+        return None;
+    }
+    let (median, mad) = median_mad(&values);
+    if !metric.is_ratio() {
+        return Some(Baseline {
+            center: median,
+            mad,
+            plausible: median,
+        });
+    }
+    // Rare events: most intervals have none, so the median says 0; pool them instead.
+    let (events, count) = baseline_cells
+        .iter()
+        .filter_map(|cell| {
+            Some((
+                value_of(cell, metric)? * f64::from(cell.count),
+                f64::from(cell.count),
+            ))
+        })
+        .fold((0.0, 0.0), |(events, count), (e, c)| {
+            (events + e, count + c)
+        });
+    let pooled = events / count.max(1.0);
+    let standard_error = (pooled * (1.0 - pooled) / count.max(1.0)).sqrt();
+    // Counts of rare events are judged by the binomial test, not by the spread of ratios.
+    Some(Baseline {
+        center: pooled,
+        mad: 0.0,
+        plausible: pooled + 2.0 * standard_error + 1.0 / count.max(1.0),
+    })
+}
+
+fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detection> {
+    let cells = window.cells_of(entity);
+    let info = window.entities.get(entity);
+    let is_ratio = matches!(
+        metric,
+        Metric::ErrorOrigins | Metric::Errors | Metric::Missing
+    );
+    let own_baseline = baseline(window, cells, metric);
+    let Baseline {
+        center: expected,
+        mad,
+        plausible,
+    } = match own_baseline {
+        Some(found) => found,
+        // A new instance is compared with its service; a new entity's ratios with zero.
+        None if info.kind == EntityKind::Instance => {
+            let service = info.service?;
+            baseline(window, window.cells_of(service), metric)?
+        }
+        None if is_ratio => Baseline {
+            center: 0.0,
+            mad: 0.0,
+            plausible: 0.0,
+        },
+        None => return None,
+    };
+    let (direction, relative, absolute) = match metric {
+        Metric::SelfTime | Metric::Latency => {
+            (Direction::Up, LATENCY_RELATIVE, LATENCY_ABSOLUTE_NANOS)
+        }
+        Metric::ErrorOrigins | Metric::Errors | Metric::Missing => {
+            (Direction::Up, ERROR_RELATIVE, ERROR_RATIO_FLOOR)
+        }
+        Metric::RateUp => (Direction::Up, RATE_RELATIVE, 3.0),
+        Metric::RateDown => (Direction::Down, RATE_RELATIVE, 3.0),
+        Metric::Deploy => return None,
+    };
+    let anomalous = |value: f64, count: u32| match direction {
+        Direction::Up => {
+            value >= expected * relative
+                && value - expected >= MAD_FACTOR * mad
+                && value - expected >= absolute
+                && (!is_ratio || significant_ratio(value, plausible, count))
+        }
+        Direction::Down => {
+            value <= expected / relative
+                && expected - value >= MAD_FACTOR * mad
+                && expected - value >= absolute
+        }
+    };
+    let flags: Vec<Option<bool>> = cells
+        .iter()
+        .map(|cell| value_of(cell, metric).map(|value| anomalous(value, cell.count)))
+        .collect();
+    let (onset, last) = find_run(&flags)?;
+
+    let mut count = 0.0;
+    let mut weighted = 0.0;
+    let mut events = 0.0;
+    for cell in &cells[onset..=last] {
+        let Some(value) = value_of(cell, metric) else {
+            continue;
+        };
+        match metric {
+            Metric::RateUp | Metric::RateDown => {
+                count += 1.0;
+                weighted += value;
+            }
+            _ => {
+                count += f64::from(cell.count);
+                weighted += value * f64::from(cell.count);
+                events += value * f64::from(cell.count);
+            }
+        }
+    }
+    if count == 0.0 {
+        return None;
+    }
+    let observed = weighted / count;
+    let excess = match metric {
+        Metric::RateUp | Metric::RateDown => observed - expected,
+        _ if is_ratio => events - expected * count,
+        _ => (observed - expected) * count,
+    };
+    if is_ratio && events < ERROR_MIN_COUNT {
+        return None;
+    }
+    Some(Detection {
+        entity,
+        metric,
+        onset,
+        last,
+        observed,
+        expected,
+        excess,
+        version: None,
+        harmful: true,
+        label: None,
+    })
+}
+
+/// Whether `observed` errors out of `count` are too many for a binomial with the expected
+/// ratio (z ≥ 3, the expected ratio taken as at least 1 %), so that a few chance errors in a
+/// quiet interval do not count.
+fn significant_ratio(observed: f64, expected: f64, count: u32) -> bool {
+    let count = f64::from(count);
+    let probability = expected.clamp(0.01, 0.99);
+    let deviation = (count * probability * (1.0 - probability)).sqrt();
+    (observed - probability) * count >= 3.0 * deviation
+}
+
+/// The first run of anomalous intervals: it starts with two anomalous intervals in a row
+/// (unknown intervals are skipped) and ends before two normal ones in a row.
+pub(crate) fn find_run(flags: &[Option<bool>]) -> Option<(usize, usize)> {
+    let known: Vec<(usize, bool)> = flags
+        .iter()
+        .enumerate()
+        .filter_map(|(index, flag)| flag.map(|flag| (index, flag)))
+        .collect();
+    let start = known.windows(2).position(|pair| pair[0].1 && pair[1].1)?;
+    let onset = known[start].0;
+    let mut last = onset;
+    let mut normal_in_a_row = 0;
+    for &(index, flag) in &known[start..] {
+        if flag {
+            last = index;
+            normal_in_a_row = 0;
+        } else {
+            normal_in_a_row += 1;
+            if normal_in_a_row >= 2 {
+                break;
+            }
+        }
+    }
+    Some((onset, last))
+}
+
+fn to_assertion(window: &Window, detection: &Detection, all: &[Detection]) -> Assertion {
+    let info = window.entities.get(detection.entity);
+    let kind = assertion_type(info.kind, detection.metric);
+    let scale = if detection.metric.is_latency() {
+        1e-6
+    } else {
+        1.0
+    };
+    let (observed, expected) = match detection.metric {
+        Metric::RateUp | Metric::RateDown => {
+            let per_second = 1e9 / window.interval_nanos as f64;
+            (
+                detection.observed * per_second,
+                detection.expected * per_second,
+            )
+        }
+        _ => (detection.observed * scale, detection.expected * scale),
+    };
+    let severity = severity(detection, all);
+    let metric = detection
+        .label
+        .unwrap_or_else(|| detection.metric.name(info.kind));
+    let summary = match detection.metric {
+        Metric::Deploy => format!(
+            "{} deployed version {}{}",
+            info.name,
+            detection.version.as_deref().unwrap_or("?"),
+            if detection.harmful {
+                format!("; {metric} after it {observed:.3} vs {expected:.3} before")
+            } else {
+                String::new()
+            }
+        ),
+        _ => format!(
+            "{} {} {} rose to {observed:.3} from {expected:.3}",
+            info.kind.as_str(),
+            info.name,
+            metric
+        )
+        .replace(
+            "rose",
+            if detection.metric == Metric::RateDown {
+                "fell"
+            } else {
+                "rose"
+            },
+        ),
+    };
+    Assertion {
+        entity: info.id.clone(),
+        kind,
+        severity,
+        start: window.interval_start(detection.onset).to_string(),
+        end: window.interval_end(detection.last).to_string(),
+        metric: metric.to_string(),
+        observed,
+        expected,
+        summary,
+        evidence: evidence::for_detection(window, detection),
+    }
+}
+
+fn assertion_type(kind: EntityKind, metric: Metric) -> AssertionType {
+    match (kind, metric) {
+        (_, Metric::Deploy) => AssertionType::Amend,
+        (_, Metric::Missing) => AssertionType::Failure,
+        (EntityKind::Instance, Metric::RateDown) => AssertionType::Failure,
+        (EntityKind::Database | EntityKind::External, Metric::ErrorOrigins) => {
+            AssertionType::Failure
+        }
+        (_, Metric::ErrorOrigins | Metric::Errors) => AssertionType::Error,
+        (EntityKind::Instance | EntityKind::Node, Metric::SelfTime) => AssertionType::Saturation,
+        _ => AssertionType::Anomaly,
+    }
+}
+
+fn severity(detection: &Detection, all: &[Detection]) -> Severity {
+    match detection.metric {
+        Metric::Deploy => {
+            let followed_by_change = all.iter().any(|other| {
+                other.entity == detection.entity
+                    && other.metric != Metric::Deploy
+                    && other.onset + 1 >= detection.onset
+            });
+            if detection.harmful || followed_by_change {
+                Severity::Warning
+            } else {
+                Severity::Info
+            }
+        }
+        Metric::RateUp => Severity::Info,
+        Metric::RateDown if detection.observed < 0.5 => Severity::Warning,
+        Metric::RateDown => Severity::Info,
+        Metric::ErrorOrigins | Metric::Missing if detection.observed >= 0.2 => Severity::Critical,
+        Metric::SelfTime | Metric::Latency if detection.observed >= 2.0 * detection.expected => {
+            Severity::Critical
+        }
+        _ => Severity::Warning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(flags: &[Option<bool>], expected: Option<(usize, usize)>) {
+        assert_eq!(find_run(flags), expected, "{flags:?}");
+    }
+
+    #[test]
+    fn runs_need_two_anomalous_intervals() {
+        let (t, f, u) = (Some(true), Some(false), None);
+        check(&[f, t, f, t, f], None);
+        check(&[f, t, t, t, f, f, t], Some((1, 3)));
+        check(&[f, t, u, t, f, t, f, f], Some((1, 5)));
+        check(&[f, f, f, t, t], Some((3, 4)));
+        check(&[], None);
+    }
+}

@@ -1,0 +1,109 @@
+//! Amend assertions: a `service.version` first seen inside the window, after another version
+//! of the same service, and what changed after it (error origins, self time per request of the
+//! new version against the older versions before it).
+
+use crate::assertions::{Detection, Metric};
+use crate::entity::EntityIdx;
+use crate::window::Window;
+
+const MIN_REQUESTS: f64 = 3.0;
+
+#[derive(Default)]
+struct Tally {
+    requests: f64,
+    origins: f64,
+    self_nanos: f64,
+}
+
+impl Tally {
+    fn add(&mut self, origin: bool, self_nanos: u64) {
+        self.requests += 1.0;
+        self.origins += f64::from(u8::from(origin));
+        self.self_nanos += self_nanos as f64;
+    }
+
+    fn origin_ratio(&self) -> f64 {
+        self.origins / self.requests.max(1.0)
+    }
+
+    fn mean_self_millis(&self) -> f64 {
+        self.self_nanos / self.requests.max(1.0) / 1e6
+    }
+}
+
+pub(crate) fn deploys(window: &Window, _detections: &[Detection]) -> Vec<Detection> {
+    let mut found = Vec::new();
+    for (position, seen) in window.versions.iter().enumerate() {
+        let service = seen.service;
+        let earliest = window
+            .versions
+            .iter()
+            .filter(|other| other.service == service)
+            .map(|other| other.first_seen_nanos)
+            .min()
+            .unwrap_or(seen.first_seen_nanos);
+        let is_new = seen.first_seen_nanos > earliest
+            && seen.first_seen_nanos >= window.start_nanos + window.interval_nanos;
+        if !is_new {
+            continue;
+        }
+        let (before, after) = tallies(window, service, position);
+        let errors_rose = after.requests >= MIN_REQUESTS
+            && after.origins >= 5.0
+            && after.origin_ratio() >= 2.0 * before.origin_ratio()
+            && after.origin_ratio() - before.origin_ratio() >= 0.05;
+        let latency_rose = after.requests >= MIN_REQUESTS
+            && before.requests >= MIN_REQUESTS
+            && after.mean_self_millis() >= 1.5 * before.mean_self_millis()
+            && after.mean_self_millis() - before.mean_self_millis() >= 1.0;
+        let (label, observed, expected) = if errors_rose || !latency_rose {
+            (
+                "error_origin_ratio_after_deploy",
+                after.origin_ratio(),
+                before.origin_ratio(),
+            )
+        } else {
+            (
+                "self_time_ms_after_deploy",
+                after.mean_self_millis(),
+                before.mean_self_millis(),
+            )
+        };
+        let onset = ((seen.first_seen_nanos - window.start_nanos) / window.interval_nanos) as usize;
+        found.push(Detection {
+            entity: service,
+            metric: Metric::Deploy,
+            onset: onset.min(window.intervals - 1),
+            last: window.intervals - 1,
+            observed,
+            expected,
+            excess: 0.0,
+            version: Some(seen.version.clone()),
+            harmful: errors_rose || latency_rose,
+            label: Some(label),
+        });
+    }
+    found
+}
+
+/// Requests of older versions before the new one appeared, and of the new one after.
+fn tallies(window: &Window, service: EntityIdx, position: usize) -> (Tally, Tally) {
+    let seen = &window.versions[position];
+    let mut before = Tally::default();
+    let mut after = Tally::default();
+    for (index, span) in window.spans.iter().enumerate() {
+        if span.service != service || span.facts.entry != index as u32 {
+            continue;
+        }
+        let record = &window.records[index];
+        let Some(version) = record.version.as_deref() else {
+            continue;
+        };
+        if version == seen.version {
+            after.add(span.request_origin, span.request_self_nanos);
+        } else if record.start_nanos < seen.first_seen_nanos {
+            before.add(span.request_origin, span.request_self_nanos);
+        }
+    }
+    (before, after)
+}

@@ -1,0 +1,221 @@
+//! Entities and their ids. Every entity of a window is interned once into an
+//! [`EntityTable`]; analysis code passes [`EntityIdx`] around and formats ids only for output.
+//!
+//! Ids: `service:<name>`, `operation:<service>:<span name>`, `instance:<service>:<instance>`,
+//! `node:<name>`, `namespace:<name>`, `database:<name>`, `external:<name>`, `topic:<name>`,
+//! `edge:<caller>-><callee>`.
+
+use std::collections::HashMap;
+
+pub(crate) type EntityIdx = u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum EntityKind {
+    Service,
+    Operation,
+    Instance,
+    Node,
+    Namespace,
+    Database,
+    External,
+    Topic,
+    Edge,
+}
+
+impl EntityKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Service => "service",
+            EntityKind::Operation => "operation",
+            EntityKind::Instance => "instance",
+            EntityKind::Node => "node",
+            EntityKind::Namespace => "namespace",
+            EntityKind::Database => "database",
+            EntityKind::External => "external",
+            EntityKind::Topic => "topic",
+            EntityKind::Edge => "edge",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entity {
+    pub kind: EntityKind,
+    /// Display name: the service, span name, instance, peer, or `caller->callee` for edges.
+    pub name: String,
+    /// The owning service, for operations, instances and edges (the caller).
+    pub service: Option<EntityIdx>,
+    /// For edges: the callee (a service, database or external entity).
+    pub callee: Option<EntityIdx>,
+    pub id: String,
+}
+
+/// Interned entities, with lookups by borrowed keys so hot loops do not allocate.
+#[derive(Debug, Default)]
+pub(crate) struct EntityTable {
+    entities: Vec<Entity>,
+    by_id: HashMap<String, EntityIdx>,
+    services: HashMap<String, EntityIdx>,
+    operations: HashMap<EntityIdx, HashMap<String, EntityIdx>>,
+    instances: HashMap<EntityIdx, HashMap<String, EntityIdx>>,
+    named: HashMap<EntityKind, HashMap<String, EntityIdx>>,
+    edges: HashMap<(EntityIdx, EntityIdx), EntityIdx>,
+}
+
+impl EntityTable {
+    pub(crate) fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub(crate) fn get(&self, idx: EntityIdx) -> &Entity {
+        &self.entities[idx as usize]
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (EntityIdx, &Entity)> {
+        self.entities
+            .iter()
+            .enumerate()
+            .map(|(idx, entity)| (idx as EntityIdx, entity))
+    }
+
+    pub(crate) fn lookup(&self, id: &str) -> Option<EntityIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub(crate) fn service_named(&self, name: &str) -> Option<EntityIdx> {
+        self.services.get(name).copied()
+    }
+
+    /// The service name of an entity's owner (or the service itself).
+    pub(crate) fn service_name(&self, idx: EntityIdx) -> Option<&str> {
+        let entity = self.get(idx);
+        match entity.kind {
+            EntityKind::Service => Some(entity.name.as_str()),
+            _ => entity
+                .service
+                .map(|service| self.get(service).name.as_str()),
+        }
+    }
+
+    fn push(&mut self, entity: Entity) -> EntityIdx {
+        let idx = self.entities.len() as EntityIdx;
+        self.by_id.insert(entity.id.clone(), idx);
+        self.entities.push(entity);
+        idx
+    }
+
+    pub(crate) fn service(&mut self, name: &str) -> EntityIdx {
+        if let Some(found) = self.services.get(name) {
+            return *found;
+        }
+        let idx = self.push(Entity {
+            kind: EntityKind::Service,
+            name: name.to_string(),
+            service: None,
+            callee: None,
+            id: format!("service:{name}"),
+        });
+        self.services.insert(name.to_string(), idx);
+        idx
+    }
+
+    pub(crate) fn operation(&mut self, service: EntityIdx, name: &str) -> EntityIdx {
+        if let Some(found) = self.operations.get(&service).and_then(|ops| ops.get(name)) {
+            return *found;
+        }
+        let id = format!("operation:{}:{name}", self.get(service).name);
+        let idx = self.push(Entity {
+            kind: EntityKind::Operation,
+            name: name.to_string(),
+            service: Some(service),
+            callee: None,
+            id,
+        });
+        self.operations
+            .entry(service)
+            .or_default()
+            .insert(name.to_string(), idx);
+        idx
+    }
+
+    pub(crate) fn instance(&mut self, service: EntityIdx, name: &str) -> EntityIdx {
+        if let Some(found) = self.instances.get(&service).and_then(|map| map.get(name)) {
+            return *found;
+        }
+        let id = format!("instance:{}:{name}", self.get(service).name);
+        let idx = self.push(Entity {
+            kind: EntityKind::Instance,
+            name: name.to_string(),
+            service: Some(service),
+            callee: None,
+            id,
+        });
+        self.instances
+            .entry(service)
+            .or_default()
+            .insert(name.to_string(), idx);
+        idx
+    }
+
+    /// Nodes, namespaces, databases, externals and topics: entities named by one string.
+    pub(crate) fn named(&mut self, kind: EntityKind, name: &str) -> EntityIdx {
+        debug_assert!(matches!(
+            kind,
+            EntityKind::Node
+                | EntityKind::Namespace
+                | EntityKind::Database
+                | EntityKind::External
+                | EntityKind::Topic
+        ));
+        if let Some(found) = self.named.get(&kind).and_then(|map| map.get(name)) {
+            return *found;
+        }
+        let idx = self.push(Entity {
+            kind,
+            name: name.to_string(),
+            service: None,
+            callee: None,
+            id: format!("{}:{name}", kind.as_str()),
+        });
+        self.named
+            .entry(kind)
+            .or_default()
+            .insert(name.to_string(), idx);
+        idx
+    }
+
+    pub(crate) fn edge(&mut self, caller: EntityIdx, callee: EntityIdx) -> EntityIdx {
+        if let Some(found) = self.edges.get(&(caller, callee)) {
+            return *found;
+        }
+        let name = format!("{}->{}", self.get(caller).name, self.get(callee).name);
+        let idx = self.push(Entity {
+            kind: EntityKind::Edge,
+            id: format!("edge:{name}"),
+            name,
+            service: Some(caller),
+            callee: Some(callee),
+        });
+        self.edges.insert((caller, callee), idx);
+        idx
+    }
+
+    /// Whether `entity` is `selected`, or part of it: a service's operations and instances,
+    /// and the edges it calls or is called through.
+    pub(crate) fn belongs_to(&self, entity: EntityIdx, selected: EntityIdx) -> bool {
+        if entity == selected {
+            return true;
+        }
+        if self.get(selected).kind != EntityKind::Service {
+            return false;
+        }
+        let candidate = self.get(entity);
+        match candidate.kind {
+            EntityKind::Operation | EntityKind::Instance => candidate.service == Some(selected),
+            EntityKind::Edge => {
+                candidate.service == Some(selected) || candidate.callee == Some(selected)
+            }
+            _ => false,
+        }
+    }
+}

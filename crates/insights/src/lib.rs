@@ -1,0 +1,128 @@
+//! Insights: from the spans of a time window, build an entity graph (services, operations,
+//! instances, nodes, namespaces, databases, external peers, topics and the relations between
+//! them), evaluate SAAFE assertions per entity (Saturation, Amend, Anomaly, Failure, Error) and
+//! rank root causes with evidence. Everything here is a pure function of span records and a
+//! window: no I/O, no clock, span timestamps only, so the same spans sent live or replayed give
+//! the same answer. The method is described in `docs/design/insights.md`.
+//!
+//! Entry points: [`extract`] flattens OTLP into [`SpanRecord`]s, [`analyze`] aggregates them
+//! into an [`Analysis`], whose [`Analysis::graph`], [`Analysis::assertions`] and
+//! [`Analysis::rca`] produce the serialisable answers.
+
+mod assertions;
+mod deploy;
+mod entity;
+mod evidence;
+mod extract;
+mod graph;
+mod rca;
+mod rca_topology;
+mod record;
+mod stats;
+mod structure;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use assertions::{Assertion, AssertionType, Severity};
+pub use evidence::Evidence;
+pub use extract::extract;
+pub use graph::{Deploy, Graph, GraphEntity, GraphRelation};
+pub use rca::{Cause, Rca};
+pub use record::{SpanKind, SpanRecord};
+
+use std::collections::HashMap;
+
+use entity::EntityIdx;
+
+/// Errors of this crate. Analysis itself never fails; this is for callers that parse
+/// entity ids before asking.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InsightsError {
+    #[error("unknown entity `{0}`")]
+    UnknownEntity(String),
+}
+
+/// The result of analysing one window: entities with their per-interval series, the
+/// assertions found, and what the ranking needs. Cheap to query repeatedly.
+pub struct Analysis {
+    pub(crate) window: window::Window,
+    pub(crate) assertions: Vec<Assertion>,
+    /// Per entity, the indices into `assertions` about it.
+    pub(crate) assertions_by_entity: HashMap<EntityIdx, Vec<usize>>,
+    pub(crate) detections: Vec<assertions::Detection>,
+}
+
+/// Analyse the spans of the window `[start_nanos, end_nanos)`. Spans may come in any order
+/// and from any number of traces; spans outside the window are clamped to its edges.
+pub fn analyze(spans: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Analysis {
+    let end_nanos = end_nanos.max(start_nanos.saturating_add(1));
+    let window = window::Window::build(spans, start_nanos, end_nanos);
+    let (assertions, detections) = assertions::evaluate(&window);
+    let mut assertions_by_entity: HashMap<EntityIdx, Vec<usize>> = HashMap::new();
+    for (position, detection) in detections.iter().enumerate() {
+        assertions_by_entity
+            .entry(detection.entity)
+            .or_default()
+            .push(position);
+    }
+    Analysis {
+        window,
+        assertions,
+        assertions_by_entity,
+        detections,
+    }
+}
+
+impl Analysis {
+    /// Whether `name` (an entity id such as `service:checkout`, or a bare service name)
+    /// names an entity seen in the window.
+    pub fn has_entity(&self, name: &str) -> bool {
+        self.resolve(name).is_ok()
+    }
+
+    /// The entity graph with RED figures and assertion counts.
+    pub fn graph(&self) -> Graph {
+        graph::build(self)
+    }
+
+    /// Assertions in the window, optionally only those about `entity` (for a service: also
+    /// its operations, instances and the edges it takes part in).
+    pub fn assertions(&self, entity: Option<&str>) -> Vec<Assertion> {
+        let Some(entity) = entity else {
+            return self.assertions.clone();
+        };
+        let Ok(selected) = self.resolve(entity) else {
+            return Vec::new();
+        };
+        let table = &self.window.entities;
+        self.detections
+            .iter()
+            .zip(&self.assertions)
+            .filter(|(detection, _)| table.belongs_to(detection.entity, selected))
+            .map(|(_, assertion)| assertion.clone())
+            .collect()
+    }
+
+    /// Ranked root causes, optionally restricted to what `entity` depends on.
+    pub fn rca(&self, entity: Option<&str>) -> Rca {
+        let scope = entity.and_then(|name| self.resolve(name).ok());
+        if entity.is_some() && scope.is_none() {
+            return Rca::none();
+        }
+        rca::rank(self, scope)
+    }
+
+    /// Resolve an entity id, or a bare service name, to its index.
+    pub(crate) fn resolve(&self, name: &str) -> Result<EntityIdx, InsightsError> {
+        let table = &self.window.entities;
+        if let Some(found) = table.lookup(name) {
+            return Ok(found);
+        }
+        if let Some(found) = table.lookup(&format!("service:{name}")) {
+            return Ok(found);
+        }
+        Err(InsightsError::UnknownEntity(name.to_string()))
+    }
+}

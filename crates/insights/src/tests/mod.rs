@@ -1,0 +1,6 @@
+//! Scenario tests: a small simulated system (frontend → catalog, checkout → payments →
+//! an uninstrumented payment API, databases, a queue with a consumer, several instances on
+//! several nodes, background noise) with one fault injected at a time.
+
+mod scenarios;
+mod sim;

@@ -1,0 +1,321 @@
+use super::sim::{to_otlp, Fault, Sim, MS, ONSET, WINDOW_NANOS, WINDOW_START};
+use crate::{analyze, extract, Analysis, AssertionType, Rca};
+
+fn analysis_of(fault: Fault, seed: u64) -> Analysis {
+    analyze(
+        Sim::run(fault, seed),
+        WINDOW_START,
+        WINDOW_START + WINDOW_NANOS,
+    )
+}
+
+fn rca_of(fault: Fault, seed: u64) -> Rca {
+    let rca = analysis_of(fault, seed).rca(None);
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&summary(&rca)).unwrap_or_default()
+    );
+    rca
+}
+
+/// The causes without their (long) assertions, for failure messages.
+fn summary(rca: &Rca) -> serde_json::Value {
+    serde_json::json!({
+        "incident": rca.incident,
+        "onset": rca.onset,
+        "causes": rca.causes.iter().map(|cause| format!("{} {} {:.2}: {}", cause.kind, cause.name, cause.score, cause.summary)).collect::<Vec<_>>(),
+    })
+}
+
+fn check_top(rca: &Rca, kind: &str, name: &str) {
+    let top = rca.causes.first();
+    assert!(rca.incident, "expected an incident: {}", summary(rca));
+    assert_eq!(
+        top.map(|cause| (cause.kind, cause.name.as_str())),
+        Some((kind, name)),
+        "{}",
+        summary(rca)
+    );
+    let onset: u64 = rca
+        .onset
+        .as_deref()
+        .and_then(|onset| onset.parse().ok())
+        .unwrap_or(0);
+    let interval = WINDOW_NANOS / 30;
+    assert!(
+        onset.abs_diff(ONSET) <= 2 * interval,
+        "onset {onset} vs {ONSET}"
+    );
+    let evidence = &rca.causes[0].evidence;
+    assert!(
+        !evidence.traceql.is_empty() && !evidence.trace_ids.is_empty(),
+        "{evidence:?}"
+    );
+}
+
+#[test]
+fn clean_windows_are_no_incident() {
+    for seed in 1..=4 {
+        let rca = rca_of(Fault::None, seed);
+        assert!(!rca.incident, "seed {seed}: {}", summary(&rca));
+        assert!(rca.causes.is_empty() && rca.onset.is_none());
+    }
+}
+
+#[test]
+fn leaf_latency_blames_the_leaf() {
+    check_top(
+        &rca_of(Fault::Latency("payments", 150), 11),
+        "service",
+        "payments",
+    );
+    check_top(
+        &rca_of(Fault::Latency("catalog", 80), 12),
+        "service",
+        "catalog",
+    );
+}
+
+#[test]
+fn propagated_errors_blame_their_origin() {
+    let rca = rca_of(Fault::Errors("payments", 0.3), 21);
+    check_top(&rca, "service", "payments");
+    assert!(rca
+        .causes
+        .iter()
+        .all(|cause| cause.name != "frontend" || cause.score < 0.5));
+    let frontend_errors =
+        analysis_of(Fault::Errors("payments", 0.3), 21).assertions(Some("frontend"));
+    assert!(
+        frontend_errors
+            .iter()
+            .any(|assertion| assertion.metric == "error_ratio"),
+        "the symptom is asserted"
+    );
+}
+
+#[test]
+fn network_delay_blames_the_edge() {
+    check_top(
+        &rca_of(Fault::EdgeDelay("checkout", "payments", 120), 31),
+        "edge",
+        "checkout->payments",
+    );
+}
+
+#[test]
+fn failing_external_dependency_blames_it_through_extract() {
+    let mut records = Vec::new();
+    for (trace_id, resource_spans) in to_otlp(&Sim::run(Fault::ExternalDown, 41)) {
+        extract(trace_id, &resource_spans, &mut records);
+    }
+    let analysis = analyze(records, WINDOW_START, WINDOW_START + WINDOW_NANOS);
+    assert!(analysis.has_entity("external:api.payments.example"));
+    assert!(analysis.has_entity("database:orders") && analysis.has_entity("database:cache"));
+    let rca = analysis.rca(None);
+    check_top(&rca, "external", "api.payments.example");
+    assert_eq!(rca.causes[0].service, "payments");
+    assert!(rca.causes[0]
+        .assertions
+        .iter()
+        .any(|assertion| assertion.kind == AssertionType::Failure));
+}
+
+#[test]
+fn one_slow_instance_blames_the_instance() {
+    let rca = rca_of(Fault::InstanceSlow("checkout-2", 200), 51);
+    check_top(&rca, "instance", "checkout-2");
+    assert_eq!(rca.causes[0].service, "checkout");
+}
+
+#[test]
+fn bad_deploy_blames_the_service_with_an_amend() {
+    let rca = rca_of(Fault::BadDeploy(0.3), 61);
+    check_top(&rca, "service", "payments");
+    assert!(
+        rca.causes[0]
+            .assertions
+            .iter()
+            .any(|assertion| assertion.kind == AssertionType::Amend),
+        "{:?}",
+        rca.causes[0].assertions
+    );
+}
+
+#[test]
+fn traffic_spike_is_no_incident() {
+    for seed in [71, 72] {
+        let analysis = analysis_of(Fault::TrafficSpike, seed);
+        let rca = analysis.rca(None);
+        assert!(!rca.incident, "{}", summary(&rca));
+        assert!(analysis
+            .assertions(Some("frontend"))
+            .iter()
+            .any(|assertion| assertion.metric == "request_rate"));
+    }
+}
+
+#[test]
+fn symptom_scope_limits_causes_to_dependencies() {
+    let analysis = analysis_of(Fault::Latency("payments", 150), 81);
+    assert_eq!(
+        analysis.rca(Some("service:frontend")).causes[0].name,
+        "payments"
+    );
+    assert_eq!(analysis.rca(Some("checkout")).causes[0].name, "payments");
+    assert!(
+        !analysis.rca(Some("catalog")).incident,
+        "catalog does not depend on payments"
+    );
+    assert!(!analysis.rca(Some("service:nope")).incident);
+    assert!(!analysis.has_entity("nope"));
+}
+
+#[test]
+fn graph_and_json_shapes() {
+    let analysis = analysis_of(Fault::Errors("payments", 0.3), 91);
+    let graph = serde_json::to_value(analysis.graph()).unwrap_or_default();
+    let entities = graph["entities"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<&str> = entities
+        .iter()
+        .filter_map(|entity| entity["id"].as_str())
+        .collect();
+    for expected in [
+        "service:frontend",
+        "operation:checkout:POST /checkout",
+        "instance:checkout:checkout-2",
+        "node:node-3",
+        "namespace:shop",
+        "database:orders",
+        "external:api.payments.example",
+        "topic:orders",
+    ] {
+        assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
+    }
+    let payments = entities
+        .iter()
+        .find(|entity| entity["id"] == "service:payments")
+        .cloned()
+        .unwrap_or_default();
+    for key in ["rate", "errorRate", "p50Ms", "p99Ms", "assertions"] {
+        assert!(payments[key].is_number(), "{key} in {payments}");
+    }
+    assert!(payments["assertions"].as_u64().unwrap_or(0) >= 1);
+    let relations = graph["relations"].as_array().cloned().unwrap_or_default();
+    let has = |kind: &str, from: &str, to: &str| {
+        relations.iter().any(|relation| {
+            relation["kind"] == kind && relation["from"] == from && relation["to"] == to
+        })
+    };
+    assert!(has("CALLS", "service:checkout", "service:payments"));
+    assert!(has(
+        "CALLS",
+        "service:payments",
+        "external:api.payments.example"
+    ));
+    assert!(has(
+        "RUNS_ON",
+        "service:checkout",
+        "instance:checkout:checkout-1"
+    ));
+    assert!(has(
+        "HOSTED_ON",
+        "instance:checkout:checkout-1",
+        "node:node-1"
+    ));
+    assert!(has("PRODUCES", "service:checkout", "topic:orders"));
+    assert!(has("CONSUMES", "service:shipping", "topic:orders"));
+    let deploys = graph["deploys"].as_array().cloned().unwrap_or_default();
+    assert!(deploys.iter().any(|deploy| deploy["service"] == "catalog"
+        && deploy["version"] == "2.0"
+        && deploy["firstSeen"].is_string()));
+
+    let rca = serde_json::to_value(analysis.rca(None)).unwrap_or_default();
+    assert_eq!(rca["incident"], true);
+    assert!(rca["onset"].is_string());
+    let cause = &rca["causes"][0];
+    for key in [
+        "kind",
+        "name",
+        "service",
+        "score",
+        "summary",
+        "assertions",
+        "evidence",
+    ] {
+        assert!(!cause[key].is_null(), "{key} in {cause}");
+    }
+    assert!(cause["evidence"]["traceIds"].is_array() && cause["evidence"]["traceql"].is_string());
+    let assertion = &cause["assertions"][0];
+    for key in [
+        "entity", "type", "severity", "start", "end", "metric", "observed", "expected", "summary",
+        "evidence",
+    ] {
+        assert!(!assertion[key].is_null(), "{key} in {assertion}");
+    }
+    let clean = serde_json::to_value(analysis_of(Fault::None, 92).rca(None)).unwrap_or_default();
+    assert_eq!(
+        clean,
+        serde_json::json!({"incident": false, "onset": null, "causes": []})
+    );
+}
+
+#[test]
+fn fifty_thousand_spans_analyze_quickly() {
+    let mut spans = Vec::new();
+    let mut seed = 100;
+    while spans.len() < 50_000 {
+        spans.extend(Sim::run(Fault::Latency("payments", 100), seed));
+        seed += 1;
+    }
+    let started = std::time::Instant::now();
+    let analysis = analyze(spans, WINDOW_START, WINDOW_START + WINDOW_NANOS);
+    let rca = analysis.rca(None);
+    let graph = analysis.graph();
+    let elapsed = started.elapsed();
+    eprintln!("50k spans: {elapsed:?}");
+    assert!(rca.incident && !graph.entities.is_empty());
+    let limit = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        1_000
+    };
+    assert!(elapsed.as_millis() < limit, "{elapsed:?}");
+    let _ = MS;
+}
+
+/// More targets per fault type (callers, leaves, both edges, both instance pools) over
+/// several seeds: the top cause must be right every time.
+#[test]
+fn every_fault_type_over_seeds() {
+    let cases: Vec<(Fault, &str, &str)> = vec![
+        (Fault::None, "", ""),
+        (Fault::TrafficSpike, "", ""),
+        (Fault::Latency("checkout", 60), "service", "checkout"),
+        (Fault::Latency("catalog", 40), "service", "catalog"),
+        (Fault::Errors("checkout", 0.2), "service", "checkout"),
+        (Fault::Errors("catalog", 0.2), "service", "catalog"),
+        (
+            Fault::EdgeDelay("frontend", "catalog", 50),
+            "edge",
+            "frontend->catalog",
+        ),
+        (
+            Fault::InstanceSlow("payments-1", 100),
+            "instance",
+            "payments-1",
+        ),
+        (Fault::BadDeploy(0.2), "service", "payments"),
+    ];
+    for (fault, kind, name) in cases {
+        for seed in 200..202 {
+            let rca = analysis_of(fault.clone(), seed).rca(None);
+            let top = rca
+                .causes
+                .first()
+                .map(|cause| (cause.kind, cause.name.as_str()));
+            let expected = (!kind.is_empty()).then_some((kind, name));
+            assert_eq!(top, expected, "{fault:?} seed {seed}: {}", summary(&rca));
+        }
+    }
+}
