@@ -8,6 +8,7 @@ mod error;
 mod gate;
 mod ingest_grpc;
 mod ingest_http;
+mod insights;
 pub mod metrics;
 mod metrics_query;
 mod ops;
@@ -119,6 +120,9 @@ pub fn query_router(state: SharedState) -> Router {
         )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))
+        .route("/api/insights/graph", get(insights::graph))
+        .route("/api/insights/assertions", get(insights::assertions))
+        .route("/api/insights/rca", get(insights::rca))
         .route_service(
             "/tempopb.StreamingQuerier/{method}",
             streaming::streaming_querier(state.clone()),

@@ -325,8 +325,11 @@ pub(crate) fn partial_without_results(result: &SearchResult) -> Option<ApiError>
 fn is_metrics_query(text: &str) -> bool {
     text.split('|').skip(1).any(|stage| {
         let stage = stage.trim_start();
-        let word_end = stage.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(stage.len());
-        stage[word_end..].trim_start().starts_with('(') && andante_traceql::metrics::is_metrics_function(&stage[..word_end])
+        let word_end = stage
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(stage.len());
+        stage[word_end..].trim_start().starts_with('(')
+            && andante_traceql::metrics::is_metrics_function(&stage[..word_end])
     })
 }
 

@@ -17,6 +17,7 @@ use futures::StreamExt;
 pub mod metrics;
 pub mod search;
 pub mod tags;
+pub mod window;
 
 /// The answer to a trace-by-ID lookup.
 #[derive(Debug, Default)]

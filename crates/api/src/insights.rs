@@ -1,0 +1,161 @@
+//! The insights API (`/api/insights/graph`, `/assertions`, `/rca`): the spans of a window are
+//! read through the querier (live and blocks, whole traces), flattened and analysed by
+//! `andante-insights` on a blocking thread. `start`/`end` are Unix seconds as in Tempo's search;
+//! the default window is the last hour, the longest 24 hours.
+
+use std::collections::HashMap;
+
+use andante_model::ErrorKind;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::search::time_range;
+use crate::tenant::query_tenants;
+use crate::{ApiError, SharedState};
+
+const DEFAULT_WINDOW_NANOS: u64 = 3600 * 1_000_000_000;
+const MAX_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+/// Most spans one analysis reads (bounds memory: a span record is a few hundred bytes).
+const MAX_SPANS: u64 = 2_000_000;
+
+/// Which answer a request wants.
+#[derive(Clone, Copy)]
+enum View {
+    Graph,
+    Assertions,
+    Rca,
+}
+
+/// The window of a request: `[start, end]` in Unix nanoseconds.
+fn window(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
+    let (start, end) = time_range(params)?;
+    let end = end.unwrap_or_else(andante_model::now_unix_nanos);
+    let start = start.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
+    if end <= start {
+        return Err(ApiError::bad_request(
+            "invalid time range: end is not after start",
+        ));
+    }
+    if end - start > MAX_WINDOW_NANOS {
+        return Err(ApiError::bad_request(format!(
+            "invalid time range: {} h is longer than the limit of 24 h for an analysis",
+            (end - start) / 3_600_000_000_000
+        )));
+    }
+    Ok((start, end))
+}
+
+async fn answer(
+    state: SharedState,
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+    view: View,
+) -> Result<Response, ApiError> {
+    let tenants = query_tenants(&headers, state.config.multitenancy_enabled)?;
+    let (start, end) = window(&params)?;
+    let entity = params
+        .get("entity")
+        .map(|entity| entity.trim().to_owned())
+        .filter(|entity| !entity.is_empty());
+    let read = state
+        .querier
+        .traces_in_window(&tenants, start, end, MAX_SPANS)
+        .await;
+    let partial = read.partial_message.clone();
+    let analysed = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let mut records = Vec::with_capacity(read.spans as usize);
+        for (trace_id, resource_spans) in &read.traces {
+            andante_insights::extract(trace_id.0, resource_spans, &mut records);
+        }
+        let analysis = andante_insights::analyze(records, start, end);
+        if let Some(entity) = &entity {
+            if !analysis.has_entity(entity) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown entity `{entity}` in this window"
+                )));
+            }
+        }
+        let body = match view {
+            View::Graph => serde_json::to_value(analysis.graph()),
+            View::Assertions => serde_json::to_value(analysis.assertions(entity.as_deref()))
+                .map(|assertions| json!({ "assertions": assertions })),
+            View::Rca => serde_json::to_value(analysis.rca(entity.as_deref())),
+        };
+        body.map_err(|error| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("insights could not be encoded: {error}"),
+            )
+        })
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "insights task failed");
+        ApiError::new(ErrorKind::Internal, "the analysis failed")
+    })??;
+    let mut body = analysed;
+    if let (Some(message), Some(object)) = (partial, body.as_object_mut()) {
+        object.insert("status".to_owned(), json!("PARTIAL"));
+        object.insert("message".to_owned(), json!(message));
+    }
+    Ok(Json(body).into_response())
+}
+
+pub(crate) async fn graph(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    answer(state, headers, params, View::Graph).await
+}
+
+pub(crate) async fn assertions(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    answer(state, headers, params, View::Assertions).await
+}
+
+pub(crate) async fn rca(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    answer(state, headers, params, View::Rca).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn windows_default_to_the_last_hour_and_refuse_nonsense() {
+        let (start, end) = window(&params(&[])).expect("default");
+        assert_eq!(end - start, DEFAULT_WINDOW_NANOS);
+        let (start, end) =
+            window(&params(&[("start", "1000"), ("end", "1600")])).expect("explicit");
+        assert_eq!(start, 1_000_000_000_000);
+        assert!(end >= 1_600_000_000_000);
+        for bad in [
+            &[("start", "2000"), ("end", "1000")][..],
+            &[("start", "0"), ("end", "100000")][..],
+            &[("start", "x")][..],
+        ] {
+            assert_eq!(
+                window(&params(bad)).expect_err("refused").kind,
+                ErrorKind::BadRequest
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+"""Issue 11: the insights API over traffic with a known fault. Spans are sent after the fact
+with their own timestamps (the analysis reads span times, never arrival time), so a 20-minute
+incident takes seconds to send. The top cause, `incident`, the graph's entities and the 400s for
+bad parameters are checked."""
+
+import random
+import time
+
+import requests
+
+WINDOW_SECS = 20 * 60
+
+
+def span(tid, sid, parent, name, kind, start_ns, dur_ns, error=False, attrs=()):
+    body = {
+        "traceId": tid, "spanId": sid, "name": name, "kind": kind,
+        "startTimeUnixNano": str(start_ns), "endTimeUnixNano": str(start_ns + dur_ns),
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs],
+        "status": {"code": 2 if error else 0},
+    }
+    if parent:
+        body["parentSpanId"] = parent
+    return body
+
+
+def resource(service, pod, spans):
+    return {
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "k8s.pod.name", "value": {"stringValue": pod}},
+            {"key": "k8s.node.name", "value": {"stringValue": "node-" + pod[-1]}},
+        ]},
+        "scopeSpans": [{"scope": {"name": "shop"}, "spans": spans}],
+    }
+
+
+def shop_trace(n, start_ns, rng, cart_extra_ms=0, cart_error=False):
+    """frontend GET /checkout → cart GetCart → postgres `carts`; frontend → pricing Quote."""
+    tid = f"{n:032x}"
+    ms = 1_000_000
+    ids = [f"{n:012x}{i:04x}" for i in range(1, 8)]
+    cart_db = int((4 + rng.random() * 2) * ms)
+    cart_self = int((8 + rng.random() * 4) * ms) + cart_extra_ms * ms
+    cart_server = cart_db + cart_self
+    pricing = int((10 + rng.random() * 5) * ms)
+    root_dur = cart_server + pricing + int((5 + rng.random() * 3) * ms)
+    t = start_ns
+    frontend = [
+        span(tid, ids[0], None, "GET /checkout", 2, t, root_dur, error=cart_error, attrs=[("http.route", "/checkout")]),
+        span(tid, ids[1], ids[0], "GetCart", 3, t + ms, cart_server + ms // 2, error=cart_error, attrs=[("peer.service", "cart")]),
+        span(tid, ids[2], ids[0], "Quote", 3, t + cart_server + 2 * ms, pricing + ms // 2, attrs=[("peer.service", "pricing")]),
+    ]
+    cart = [
+        span(tid, ids[3], ids[1], "GetCart", 2, t + ms + ms // 4, cart_server, error=cart_error),
+        span(tid, ids[4], ids[3], "SELECT carts", 3, t + ms + ms // 2, cart_db, attrs=[("db.system", "postgresql"), ("db.name", "carts")]),
+    ]
+    pricing_spans = [span(tid, ids[5], ids[2], "Quote", 2, t + cart_server + 2 * ms + ms // 4, pricing)]
+    pod = n % 2
+    return [resource("frontend", f"frontend-{pod}", frontend), resource("cart", f"cart-{pod}", cart), resource("pricing", f"pricing-{pod}", pricing_spans)]
+
+
+def send_window(server, fault=None, seed=1):
+    """One trace a second over the window; `fault` from 70 % of the window on."""
+    rng = random.Random(seed)
+    end_s = int(time.time()) - 60
+    start_s = end_s - WINDOW_SECS
+    batch = []
+    for second in range(WINDOW_SECS):
+        faulty = fault is not None and second >= WINDOW_SECS * 0.7
+        kwargs = {}
+        if faulty and fault == "latency":
+            kwargs["cart_extra_ms"] = 400
+        if faulty and fault == "error":
+            kwargs["cart_error"] = rng.random() < 0.5
+        batch.extend(shop_trace(seed * 1_000_000 + second, (start_s + second) * 10**9, rng, **kwargs))
+        if len(batch) >= 300:
+            response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": batch}, timeout=30)
+            assert response.status_code == 200, response.text
+            batch = []
+    if batch:
+        assert requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": batch}, timeout=30).status_code == 200
+    return start_s, end_s
+
+
+def insights(server, view, **params):
+    return requests.get(f"{server.url}/api/insights/{view}", params=params, timeout=60)
+
+
+def test_a_slow_leaf_is_the_top_cause_and_the_graph_names_every_entity(server):
+    start, end = send_window(server, fault="latency", seed=3)
+    window = {"start": str(start), "end": str(end)}
+    rca = insights(server, "rca", **window)
+    assert rca.status_code == 200, rca.text
+    body = rca.json()
+    assert body["incident"] is True, body
+    top = body["causes"][0]
+    assert (top["kind"], top["name"]) == ("service", "cart"), body["causes"][:3]
+    assert body["onset"] is not None and start * 10**9 <= int(body["onset"]) <= end * 10**9
+    assert 0.0 < top["score"] <= 1.0 and top["summary"]
+    graph = insights(server, "graph", **window).json()
+    ids = {entity["id"] for entity in graph["entities"]}
+    assert {"service:frontend", "service:cart", "service:pricing", "database:carts"} <= ids, ids
+    calls = {(r["from"], r["to"]) for r in graph["relations"] if r["kind"] == "CALLS"}
+    assert ("service:frontend", "service:cart") in calls, calls
+    assertions = insights(server, "assertions", entity="cart", **window)
+    assert assertions.status_code == 200 and assertions.json()["assertions"], assertions.text
+
+
+def test_errors_that_start_in_a_leaf_blame_the_leaf_not_its_caller(server):
+    start, end = send_window(server, fault="error", seed=4)
+    body = insights(server, "rca", start=str(start), end=str(end)).json()
+    assert body["incident"] is True
+    assert (body["causes"][0]["kind"], body["causes"][0]["name"]) == ("service", "cart"), body["causes"][:3]
+
+
+def test_a_clean_window_is_no_incident(server):
+    start, end = send_window(server, fault=None, seed=5)
+    body = insights(server, "rca", start=str(start), end=str(end)).json()
+    assert body == {"incident": False, "onset": None, "causes": []} or (body["incident"] is False and body["causes"] == []), body
+
+
+def test_bad_parameters_get_400_with_a_message(server):
+    now = int(time.time())
+    for params in [{"start": str(now), "end": str(now - 60)}, {"start": str(now - 3 * 86400), "end": str(now)}, {"start": "yesterday"}]:
+        response = insights(server, "rca", **params)
+        assert response.status_code == 400 and response.text, (params, response.text)
+    unknown = insights(server, "assertions", entity="service:no-such-thing")
+    assert unknown.status_code == 400 and "unknown entity" in unknown.text
