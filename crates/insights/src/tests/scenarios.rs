@@ -260,27 +260,21 @@ fn graph_and_json_shapes() {
     );
 }
 
+/// A window as large as the RCA target (50k spans) is analysed whole; its time is
+/// measured by `cargo bench -p andante-insights` (timings do not belong in tests).
 #[test]
-fn fifty_thousand_spans_analyze_quickly() {
+fn fifty_thousand_spans_analyze() {
     let mut spans = Vec::new();
     let mut seed = 100;
     while spans.len() < 50_000 {
         spans.extend(Sim::run(Fault::Latency("payments", 100), seed));
         seed += 1;
     }
-    let started = std::time::Instant::now();
     let analysis = analyze(spans, WINDOW_START, WINDOW_START + WINDOW_NANOS);
     let rca = analysis.rca(None);
     let graph = analysis.graph();
-    let elapsed = started.elapsed();
-    eprintln!("50k spans: {elapsed:?}");
     assert!(rca.incident && !graph.entities.is_empty());
-    let limit = if cfg!(debug_assertions) {
-        20_000
-    } else {
-        1_000
-    };
-    assert!(elapsed.as_millis() < limit, "{elapsed:?}");
+    assert_eq!(rca.causes[0].name, "payments");
     let _ = MS;
 }
 

@@ -1,0 +1,94 @@
+//! How long one analysis takes: a 30-minute window of 50k spans (the RCA target, ≤ 1 s)
+//! over a four-service chain with a database, one of them slower for the last third. Prints the
+//! median and spread of 7 runs of `analyze` + `rca` + `graph`.
+//! Run: `cargo bench -p andante-insights --bench analyze`.
+
+use std::time::Instant;
+
+use andante_insights::{analyze, SpanKind, SpanRecord};
+
+const WINDOW_NANOS: u64 = 30 * 60 * 1_000_000_000;
+const START: u64 = 1_800_000_000_000_000_000;
+
+/// A small deterministic generator (xorshift) so the bench needs no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn jitter_ms(&mut self, base: u64) -> u64 {
+        (base + self.next() % (base / 2 + 1)) * 1_000_000
+    }
+}
+
+fn window() -> Vec<SpanRecord> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let services = ["gateway", "orders", "inventory", "pricing"];
+    let mut spans = Vec::with_capacity(50_000);
+    let mut trace = 0u64;
+    while spans.len() < 50_000 {
+        trace += 1;
+        let start = START + (trace * 7_919_000_000) % WINDOW_NANOS;
+        let slow = start > START + WINDOW_NANOS * 2 / 3;
+        let mut trace_id = [0u8; 16];
+        trace_id[8..].copy_from_slice(&trace.to_be_bytes());
+        let mut parent: Option<[u8; 8]> = None;
+        let mut at = start;
+        let mut span_no = 0u8;
+        let mut depth_ms = 40u64;
+        for (level, service) in services.iter().enumerate() {
+            for kind in [SpanKind::Server, SpanKind::Client] {
+                if level == services.len() - 1 && kind == SpanKind::Client {
+                    break;
+                }
+                span_no += 1;
+                let mut span_id = [0u8; 8];
+                span_id[0] = span_no;
+                span_id[1..].copy_from_slice(&trace.to_be_bytes()[1..]);
+                let extra = if slow && *service == "inventory" {
+                    300
+                } else {
+                    0
+                };
+                let duration = rng.jitter_ms(depth_ms + extra);
+                spans.push(SpanRecord {
+                    trace_id,
+                    span_id,
+                    parent_id: parent,
+                    service: service.to_string(),
+                    name: format!("{service} op"),
+                    kind,
+                    start_nanos: at,
+                    end_nanos: at + duration,
+                    instance: Some(format!("{service}-{}", trace % 3)),
+                    node: Some(format!("node-{}", trace % 2)),
+                    ..Default::default()
+                });
+                parent = Some(span_id);
+                at += 1_000_000;
+                depth_ms = depth_ms.saturating_sub(8).max(5);
+            }
+        }
+    }
+    spans
+}
+
+fn main() {
+    let spans = window();
+    let mut runs = Vec::new();
+    for _ in 0..7 {
+        let input = spans.clone();
+        let started = Instant::now();
+        let analysis = analyze(input, START, START + WINDOW_NANOS);
+        let rca = analysis.rca(None);
+        let graph = analysis.graph();
+        runs.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box((rca, graph));
+    }
+    runs.sort_by(f64::total_cmp);
+    println!("insights analyze+rca+graph, {} spans over 30 min: median {:.1} ms (min {:.1}, max {:.1}, 7 runs)", spans.len(), runs[3], runs[0], runs[6]);
+}
