@@ -15,7 +15,9 @@ mod model;
 mod scenario;
 mod send;
 mod timeline;
+mod topologies;
 mod topology;
+mod truth;
 
 #[cfg(test)]
 mod scenario_tests;

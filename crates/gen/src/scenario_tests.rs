@@ -784,3 +784,69 @@ fn topologies_are_rich_and_mix_conventions() {
         assert!(origins > 0 && (origins as f64) < 0.03 * total as f64);
     }
 }
+
+#[test]
+fn command_line_flags_parse() {
+    use clap::{Args, FromArgMatches};
+    let command = GenArgs::augment_args(clap::Command::new("gen"));
+    command.clone().debug_assert();
+    let matches = command
+        .try_get_matches_from([
+            "gen",
+            "--backfill-secs",
+            "900",
+            "--scenario",
+            "network-delay",
+            "--scenario-target",
+            "web->api-gateway",
+            "--scenario-onset-secs",
+            "300",
+            "--scenario-duration-secs",
+            "120",
+            "--truth-file",
+            "/tmp/truth.json",
+            "--topology",
+            "booking",
+            "--seed",
+            "4",
+        ])
+        .expect("parse");
+    let parsed = GenArgs::from_arg_matches(&matches).expect("args");
+    let scenario = parsed.scenario;
+    assert_eq!(scenario.scenario, Some(Scenario::NetworkDelay));
+    assert_eq!(
+        scenario.scenario_target.as_deref(),
+        Some("web->api-gateway")
+    );
+    assert_eq!(
+        (
+            scenario.scenario_onset_secs,
+            scenario.scenario_duration_secs,
+            scenario.backfill_secs
+        ),
+        (300, Some(120), 900)
+    );
+    assert_eq!(
+        scenario.topology,
+        Some(crate::scenario::TopologyKind::Booking)
+    );
+    for name in [
+        "latency",
+        "error",
+        "saturation",
+        "dependency-down",
+        "network-delay",
+        "bad-deploy",
+        "traffic-spike",
+        "none",
+    ] {
+        let matches = GenArgs::augment_args(clap::Command::new("gen")).try_get_matches_from([
+            "gen",
+            "--scenario",
+            name,
+        ]);
+        let parsed = GenArgs::from_arg_matches(&matches.expect("parse")).expect("args");
+        assert_eq!(parsed.scenario.scenario.map(Scenario::name), Some(name));
+        assert_eq!(parsed.scenario.scenario_onset_secs, 60, "the default onset");
+    }
+}
