@@ -7,13 +7,13 @@
 //! starts at one span (its *origin*: status error with an exception event) and travels up to
 //! callers as a plain error status, except through calls the caller has a fallback for.
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::trace::v1::span::{Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::conventions;
 use crate::model::{attr_i64 as int, attr_str as string};
 use crate::scenario::{Dependency, Plan};
 use crate::topology::{Callee, Endpoint, IncidentTopology, Semconv};
@@ -40,25 +40,6 @@ pub struct IncidentBuilder<'a> {
     rng: SmallRng,
     trace_id: Vec<u8>,
     spans: Vec<Placed>,
-}
-
-fn error_status(message: &str) -> Option<Status> {
-    Some(Status {
-        code: StatusCode::Error as i32,
-        message: message.to_owned(),
-    })
-}
-
-fn exception(time: u64, error_type: &str, message: &str) -> Event {
-    Event {
-        time_unix_nano: time,
-        name: "exception".into(),
-        attributes: vec![
-            string("exception.type", error_type),
-            string("exception.message", message),
-        ],
-        ..Default::default()
-    }
 }
 
 impl<'a> IncidentBuilder<'a> {
@@ -173,66 +154,14 @@ impl<'a> IncidentBuilder<'a> {
                 .rng
                 .random_bool(self.plan.origin_error_ratio(service, start).clamp(0.0, 1.0));
         let semconv = spec.services[service].semconv;
-        let status_code = if origin || failed { 500 } else { 200 };
-        let (name, kind, mut attributes) = match &operation_spec.endpoint {
-            Endpoint::Http { method, route } => {
-                let path = route.replace("{id}", &self.rng.random_range(1..500).to_string());
-                let attributes = match semconv {
-                    Semconv::New => vec![
-                        string("http.request.method", method),
-                        string("http.route", route),
-                        string("url.path", &path),
-                        string("url.scheme", "http"),
-                        int("http.response.status_code", status_code),
-                    ],
-                    Semconv::Old => vec![
-                        string("http.method", method),
-                        string("http.route", route),
-                        string("http.target", &path),
-                        string("http.scheme", "http"),
-                        int("http.status_code", status_code),
-                    ],
-                };
-                (format!("{method} {route}"), SpanKind::Server, attributes)
+        let path = match &operation_spec.endpoint {
+            Endpoint::Http { route, .. } => {
+                route.replace("{id}", &self.rng.random_range(1..500).to_string())
             }
-            Endpoint::Grpc {
-                service: grpc_service,
-                method,
-            } => {
-                let code = if origin || failed { 2 } else { 0 };
-                (
-                    format!("{grpc_service}/{method}"),
-                    SpanKind::Server,
-                    vec![
-                        string("rpc.system", "grpc"),
-                        string("rpc.service", grpc_service),
-                        string("rpc.method", method),
-                        int("rpc.grpc.status_code", code),
-                    ],
-                )
-            }
-            Endpoint::Consume { topic } => {
-                let topic = &spec.topics[*topic];
-                let group_key = match semconv {
-                    Semconv::New => "messaging.consumer.group.name",
-                    Semconv::Old => "messaging.kafka.consumer.group",
-                };
-                let operation_key = match semconv {
-                    Semconv::New => "messaging.operation.type",
-                    Semconv::Old => "messaging.operation",
-                };
-                (
-                    format!("{} process", topic.name),
-                    SpanKind::Consumer,
-                    vec![
-                        string("messaging.system", topic.system),
-                        string("messaging.destination.name", topic.name),
-                        string(operation_key, "process"),
-                        string(group_key, spec.services[service].name),
-                    ],
-                )
-            }
+            _ => String::new(),
         };
+        let (name, kind, mut attributes) =
+            conventions::server(spec, operation, semconv, origin || failed, &path);
         if parent.is_empty() {
             let user = format!("u{}", self.rng.random_range(0..2000));
             let client = format!("198.51.100.{}", self.rng.random_range(1..250));
@@ -258,14 +187,14 @@ impl<'a> IncidentBuilder<'a> {
             });
         }
         if origin {
-            span.status = error_status("internal error");
-            span.events.push(exception(
+            span.status = conventions::error_status("internal error");
+            span.events.push(conventions::exception(
                 end.saturating_sub(50_000),
                 "InternalError",
                 "unexpected failure while handling the request",
             ));
         } else if failed {
-            span.status = error_status("downstream call failed");
+            span.status = conventions::error_status("downstream call failed");
         }
         self.push(service, instance, span);
         Outcome {
@@ -316,44 +245,11 @@ impl<'a> IncidentBuilder<'a> {
                     "{}.{}.svc",
                     spec.services[callee_service].name, spec.namespace
                 );
-                let (name, mut attributes) = match &spec.operations[*operation].endpoint {
-                    Endpoint::Http { method, route } => {
-                        let status = if outcome.failed { 500 } else { 200 };
-                        let url = format!("http://{host}:8080{}", route.replace("{id}", "17"));
-                        let attributes = match semconv {
-                            Semconv::New => vec![
-                                string("http.request.method", method),
-                                string("url.full", &url),
-                                int("http.response.status_code", status),
-                            ],
-                            Semconv::Old => vec![
-                                string("http.method", method),
-                                string("http.url", &url),
-                                int("http.status_code", status),
-                            ],
-                        };
-                        let name = match semconv {
-                            Semconv::New => method.to_string(),
-                            Semconv::Old => format!("HTTP {method}"),
-                        };
-                        (name, attributes)
-                    }
-                    Endpoint::Grpc {
-                        service: grpc_service,
-                        method,
-                    } => (
-                        format!("{grpc_service}/{method}"),
-                        vec![
-                            string("rpc.system", "grpc"),
-                            string("rpc.service", grpc_service),
-                            string("rpc.method", method),
-                            int("rpc.grpc.status_code", if outcome.failed { 2 } else { 0 }),
-                        ],
-                    ),
-                    Endpoint::Consume { .. } => (String::from("call"), Vec::new()),
-                };
-                attributes.extend(peer_address(semconv, &host, 8080));
-                let mut span = client_span(
+                let endpoint = &spec.operations[*operation].endpoint;
+                let (name, mut attributes) =
+                    conventions::client(endpoint, semconv, &host, outcome.failed);
+                attributes.extend(conventions::peer_address(semconv, &host, 8080));
+                let mut span = conventions::client_span(
                     client_id,
                     parent,
                     name,
@@ -363,7 +259,7 @@ impl<'a> IncidentBuilder<'a> {
                     attributes,
                 );
                 if outcome.failed {
-                    span.status = error_status("");
+                    span.status = conventions::error_status("");
                 }
                 self.push(service, instance, span);
                 Outcome {
@@ -387,45 +283,15 @@ impl<'a> IncidentBuilder<'a> {
                         down,
                         start,
                     );
-                let mut attributes = vec![string("db.system", database_spec.system)];
-                let statement = if database_spec.system == "redis" {
-                    format!("{operation} {table}:*")
-                } else {
-                    format!("{operation} {table}")
-                };
-                match semconv {
-                    Semconv::New => {
-                        attributes.push(string("db.system.name", database_spec.system));
-                        attributes.extend(
-                            database_spec
-                                .namespace
-                                .map(|namespace| string("db.namespace", namespace)),
-                        );
-                        attributes.push(string("db.operation.name", operation));
-                        attributes.push(string("db.collection.name", table));
-                        attributes.push(string("db.query.text", &statement));
-                    }
-                    Semconv::Old => {
-                        attributes.extend(
-                            database_spec
-                                .namespace
-                                .map(|namespace| string("db.name", namespace)),
-                        );
-                        attributes.push(string("db.operation", operation));
-                        attributes.push(string("db.sql.table", table));
-                        attributes.push(string("db.statement", &statement));
-                    }
-                }
-                if database_spec.namespace.is_none() {
-                    attributes.push(string("peer.service", database_spec.name));
-                }
-                attributes.extend(peer_address(
+                let mut attributes =
+                    conventions::database(database_spec, semconv, operation, table);
+                attributes.extend(conventions::peer_address(
                     semconv,
                     database_spec.address,
                     database_spec.port,
                 ));
                 let name = format!("{operation} {table}");
-                let span = client_span(
+                let span = conventions::client_span(
                     client_id,
                     parent,
                     name,
@@ -461,12 +327,16 @@ impl<'a> IncidentBuilder<'a> {
                     Semconv::Old => vec![string("http.method", method), string("http.url", &url)],
                 };
                 attributes.push(string("peer.service", external_spec.name));
-                attributes.extend(peer_address(semconv, external_spec.address, 443));
+                attributes.extend(conventions::peer_address(
+                    semconv,
+                    external_spec.address,
+                    443,
+                ));
                 let name = match semconv {
                     Semconv::New => method.to_string(),
                     Semconv::Old => format!("HTTP {method}"),
                 };
-                let mut span = client_span(
+                let mut span = conventions::client_span(
                     client_id,
                     parent,
                     name,
@@ -496,9 +366,9 @@ impl<'a> IncidentBuilder<'a> {
                     string("messaging.destination.name", topic_spec.name),
                     string(operation_key, "publish"),
                 ];
-                attributes.extend(peer_address(semconv, topic_spec.broker, 9092));
+                attributes.extend(conventions::peer_address(semconv, topic_spec.broker, 9092));
                 let name = format!("{} publish", topic_spec.name);
-                let span = client_span(
+                let span = conventions::client_span(
                     client_id.clone(),
                     parent,
                     name,
@@ -551,18 +421,18 @@ impl<'a> IncidentBuilder<'a> {
     ) -> Outcome {
         let failed = down || self.rng.random_bool(self.plan.background_error_ratio);
         if down {
-            span.status = error_status("deadline exceeded");
+            span.status = conventions::error_status("deadline exceeded");
             span.attributes.push(string("error.type", "timeout"));
-            span.events.push(exception(
+            span.events.push(conventions::exception(
                 span.end_time_unix_nano,
                 "TimeoutError",
                 "timed out waiting for a response",
             ));
         } else if failed {
-            span.status = error_status("connection reset by peer");
+            span.status = conventions::error_status("connection reset by peer");
             span.attributes
                 .push(string("error.type", "ConnectionResetError"));
-            span.events.push(exception(
+            span.events.push(conventions::exception(
                 span.end_time_unix_nano,
                 "ConnectionResetError",
                 "connection reset by peer",
@@ -611,34 +481,5 @@ impl<'a> IncidentBuilder<'a> {
                 }
             })
             .collect()
-    }
-}
-
-fn peer_address(semconv: Semconv, host: &str, port: i64) -> [KeyValue; 2] {
-    match semconv {
-        Semconv::New => [string("server.address", host), int("server.port", port)],
-        Semconv::Old => [string("net.peer.name", host), int("net.peer.port", port)],
-    }
-}
-
-fn client_span(
-    span_id: Vec<u8>,
-    parent: Vec<u8>,
-    name: String,
-    kind: SpanKind,
-    start: u64,
-    end: u64,
-    attributes: Vec<KeyValue>,
-) -> Span {
-    Span {
-        span_id,
-        parent_span_id: parent,
-        name,
-        kind: kind as i32,
-        start_time_unix_nano: start,
-        end_time_unix_nano: end,
-        attributes,
-        status: Some(Status::default()),
-        ..Default::default()
     }
 }

@@ -10,6 +10,7 @@
 //! fault scenarios (`scenario.rs`) with a ground-truth file, for testing and demonstrating root
 //! cause analysis. `timeline.rs` dates traces in real time or backfills a past interval.
 
+mod conventions;
 mod incident;
 mod model;
 mod scenario;
