@@ -21,6 +21,14 @@ fn s(key: &str, value: &str) -> KeyValue {
 fn i(key: &str, value: i64) -> KeyValue {
     kv(key, any_value::Value::IntValue(value))
 }
+/// A string attribute (shared with the incident topologies).
+pub(crate) fn attr_str(key: &str, value: &str) -> KeyValue {
+    s(key, value)
+}
+/// An integer attribute (shared with the incident topologies).
+pub(crate) fn attr_i64(key: &str, value: i64) -> KeyValue {
+    i(key, value)
+}
 
 /// The instrumented services; each has a few pods so resources vary like in a real cluster.
 pub const SERVICES: &[&str] = &[

@@ -13,7 +13,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tokio::io::AsyncWriteExt;
 
-use crate::model::{Topology, TraceBuilder};
+use crate::scenario::ScenarioArgs;
+use crate::timeline::{Source, Trace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -52,6 +53,8 @@ pub struct GenArgs {
     /// Appends `trace_id_hex span_count` for every acknowledged trace to this file.
     #[arg(long)]
     pub acked_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -142,13 +145,25 @@ fn now_nanos() -> u64 {
 /// Sends traffic as configured and returns what was acknowledged.
 pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
     let sender = Arc::new(Sender::connect(&args).await?);
-    let topology = Topology::new(args.seed);
-    let mut builder = TraceBuilder::new(&topology, args.seed);
+    let source = Source::new(&args, now_nanos())?;
+    if let Some(path) = &args.scenario.truth_file {
+        let truth = source
+            .truth_json()
+            .context("`--truth-file` needs an incident topology")?;
+        let text = serde_json::to_string_pretty(&truth).context("encode ground truth")?;
+        tokio::fs::write(path, text + "\n")
+            .await
+            .with_context(|| format!("failed to write truth file `{}`", path.display()))?;
+    }
+    if let Some(plan) = source.plan() {
+        tracing::info!(scenario = plan.scenario.name(), fault = ?plan.fault, "scenario");
+    }
+    let mut batches = source.batches();
     let batch = args.batch.max(1);
     let interval = Duration::from_secs_f64(batch as f64 / args.rate.max(0.001));
     let started = Instant::now();
-    let deadline =
-        (args.duration_secs > 0).then(|| started + Duration::from_secs(args.duration_secs));
+    let deadline = (args.duration_secs > 0 && !source.is_backfill())
+        .then(|| started + Duration::from_secs(args.duration_secs));
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
     let counters = Arc::new([
         AtomicU64::new(0),
@@ -169,27 +184,26 @@ pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
     };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut built = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d)
-            || (args.traces > 0 && built >= args.traces)
-        {
+        if deadline.is_some_and(|d| Instant::now() >= d) || batches.exhausted() {
             break;
         }
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
-        }
-        let count = if args.traces > 0 {
-            batch.min((args.traces - built) as usize)
+        let traces: Vec<Trace> = if source.is_backfill() {
+            match batches.next_backfill() {
+                Some(traces) => traces,
+                None => break,
+            }
         } else {
-            batch
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+            batches.next_live(now_nanos)
         };
         let mut request = ExportTraceServiceRequest::default();
-        let mut ids = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (trace_id, resource_spans) = builder.build(now_nanos().saturating_sub(200_000_000));
+        let mut ids = Vec::with_capacity(traces.len());
+        for (trace_id, resource_spans) in traces {
             let spans: usize = resource_spans
                 .iter()
                 .flat_map(|r| &r.scope_spans)
@@ -198,7 +212,9 @@ pub async fn run(args: GenArgs) -> anyhow::Result<GenReport> {
             ids.push((hex::encode(trace_id), spans));
             request.resource_spans.extend(resource_spans);
         }
-        built += count as u64;
+        if ids.is_empty() {
+            continue;
+        }
         let permit = permits
             .clone()
             .acquire_owned()

@@ -497,6 +497,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             // A fresh seed per start, so a restarted demo does not resend the same trace IDs.
             seed: andante_model::now_unix_nanos(),
             acked_file: None,
+            scenario: andante_gen::ScenarioArgs::default(),
         };
         tracing::info!(
             rate = config.demo.rate,
