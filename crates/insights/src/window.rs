@@ -370,7 +370,16 @@ impl SampleBuilder {
         let Some(peer) = record.peer.as_deref() else {
             return service;
         };
-        if let Some(callee) = self.peer_service(&window.entities, peer) {
+        // A database call names a database, even one called like a service (`catalog` the
+        // service and `catalog` its database); and a peer named like the caller itself is not
+        // the caller answering itself.
+        let callee = if record.db_system.is_none() {
+            self.peer_service(&window.entities, peer)
+                .filter(|callee| *callee != service)
+        } else {
+            None
+        };
+        if let Some(callee) = callee {
             let edge = window.entities.edge(service, callee);
             self.relate(RelationKind::Calls, service, callee, Some(edge));
             self.push(

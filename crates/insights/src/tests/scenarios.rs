@@ -313,3 +313,98 @@ fn every_fault_type_over_seeds() {
         }
     }
 }
+
+/// A database named like the service that owns it (`catalog` calls its `catalog` database) is a
+/// database, not a call of the service to itself: when it stops answering, the database is the
+/// cause (found by the generator's evaluation, where `catalog->catalog` came first).
+#[test]
+fn a_database_named_like_its_service_is_the_database() {
+    use crate::{SpanKind, SpanRecord};
+    let mut spans = Vec::new();
+    let step = WINDOW_NANOS / 1800;
+    for n in 0..1800u64 {
+        let start = WINDOW_START + n * step;
+        let down = start >= ONSET;
+        let mut trace_id = [0u8; 16];
+        trace_id[8..].copy_from_slice(&(n + 1).to_be_bytes());
+        let span_id = |k: u8| {
+            let mut id = [k; 8];
+            id[1..].copy_from_slice(&(n + 1).to_be_bytes()[1..]);
+            id
+        };
+        let db_nanos = if down {
+            2_000 * MS
+        } else {
+            4 * MS + n % 3 * MS
+        };
+        let record = |id: u8,
+                      parent: Option<[u8; 8]>,
+                      service: &str,
+                      name: &str,
+                      kind: SpanKind,
+                      offset: u64,
+                      duration: u64,
+                      error: bool| SpanRecord {
+            trace_id,
+            span_id: span_id(id),
+            parent_id: parent,
+            service: service.to_owned(),
+            name: name.to_owned(),
+            kind,
+            start_nanos: start + offset,
+            end_nanos: start + offset + duration,
+            error,
+            instance: Some(format!("{service}-{}", n % 2)),
+            ..Default::default()
+        };
+        spans.push(record(
+            1,
+            None,
+            "frontend",
+            "GET /products",
+            SpanKind::Server,
+            0,
+            db_nanos + 20 * MS,
+            down,
+        ));
+        spans.push(record(
+            2,
+            Some(span_id(1)),
+            "frontend",
+            "GetProducts",
+            SpanKind::Client,
+            MS,
+            db_nanos + 15 * MS,
+            down,
+        ));
+        spans.push(record(
+            3,
+            Some(span_id(2)),
+            "catalog",
+            "GetProducts",
+            SpanKind::Server,
+            2 * MS,
+            db_nanos + 10 * MS,
+            down,
+        ));
+        let mut query = record(
+            4,
+            Some(span_id(3)),
+            "catalog",
+            "SELECT products",
+            SpanKind::Client,
+            3 * MS,
+            db_nanos,
+            down,
+        );
+        query.peer = Some("catalog".to_owned());
+        query.db_system = Some("postgresql".to_owned());
+        spans.push(query);
+    }
+    let rca = analyze(spans, WINDOW_START, WINDOW_START + WINDOW_NANOS).rca(None);
+    let top = rca
+        .causes
+        .first()
+        .map(|cause| (cause.kind, cause.name.as_str()));
+    assert_eq!(top, Some(("external", "catalog")), "{}", summary(&rca));
+}
