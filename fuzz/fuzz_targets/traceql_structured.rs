@@ -18,10 +18,19 @@ fn traces() -> &'static [FixtureTrace] {
     TRACES.get_or_init(fixture::traces)
 }
 
+/// `ANDANTE_FUZZ_PRINT=1` prints each rendered query and whether it parses (to read a crash
+/// input, or to see how much of the corpus gets past the parser).
+fn printing() -> bool {
+    static PRINT: OnceLock<bool> = OnceLock::new();
+    *PRINT.get_or_init(|| std::env::var_os("ANDANTE_FUZZ_PRINT").is_some())
+}
+
 fuzz_target!(|input: Input| {
     let text = render(&input);
-    if std::env::var_os("ANDANTE_FUZZ_PRINT").is_some() {
-        eprintln!("{text}");
+    if printing() {
+        let search = andante_traceql::parse(&text).is_ok();
+        let metrics = andante_traceql::parse_metrics_expr(&text).is_ok();
+        eprintln!("search={search} metrics={metrics} {text}");
     }
     check_text(&text, traces());
 });

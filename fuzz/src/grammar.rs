@@ -56,6 +56,9 @@ pub struct Pipeline {
 #[derive(Arbitrary, Debug)]
 pub enum Spanset {
     Filter(Option<Expr>),
+    /// The common shape: `{ field op literal && … }`, so structural operators and pipelines
+    /// get selective filters on both sides.
+    Conditions(Vec<Condition>),
     Binary(SpansetOp, Box<Spanset>, Box<Spanset>),
     Parens(Box<Pipeline>),
 }
@@ -88,6 +91,15 @@ pub enum PipelineStage {
     By(Vec<Expr>),
     Coalesce,
     Select(Vec<FieldRef>),
+}
+
+#[derive(Arbitrary, Debug)]
+pub struct Condition {
+    pub field: FieldRef,
+    pub op: Comparison,
+    pub value: Literal,
+    /// Joined to the previous condition with `||` (else `&&`).
+    pub or: bool,
 }
 
 /// A per-spanset number: `count()`, `avg(duration)`, literals and arithmetic.
@@ -455,6 +467,20 @@ impl Renderer {
                 self.expr(expr);
                 self.out.push_str(" }");
             }
+            Spanset::Conditions(conditions) => {
+                self.out.push_str("{ ");
+                for (index, condition) in conditions.iter().take(4).enumerate() {
+                    if index > 0 {
+                        self.out.push_str(if condition.or { " || " } else { " && " });
+                    }
+                    self.field(&condition.field);
+                    self.out.push(' ');
+                    self.out.push_str(comparison(condition.op));
+                    self.out.push(' ');
+                    self.literal(&condition.value);
+                }
+                self.out.push_str(" }");
+            }
             Spanset::Binary(op, lhs, rhs) if self.deeper() => self.nested(|r| {
                 r.spanset(lhs);
                 r.out.push(' ');
@@ -593,18 +619,18 @@ impl Renderer {
                 parent,
                 name,
             } => {
-                if *parent {
-                    self.out.push_str("parent");
-                }
-                self.out.push_str(match scope {
-                    Scope::Unscoped => "",
-                    Scope::Span => "span",
-                    Scope::Resource => "resource",
-                    Scope::Event => "event",
-                    Scope::Link => "link",
-                    Scope::Instrumentation => "instrumentation",
+                // `parent.` takes `span.`, `resource.` or an unscoped name.
+                self.out.push_str(match (parent, scope) {
+                    (true, Scope::Span) => "parent.span.",
+                    (true, Scope::Resource) => "parent.resource.",
+                    (true, _) => "parent.",
+                    (false, Scope::Unscoped) => ".",
+                    (false, Scope::Span) => "span.",
+                    (false, Scope::Resource) => "resource.",
+                    (false, Scope::Event) => "event.",
+                    (false, Scope::Link) => "link.",
+                    (false, Scope::Instrumentation) => "instrumentation.",
                 });
-                self.out.push('.');
                 match name {
                     AttributeName::Known(index) => self.out.push_str(pick(KNOWN_ATTRIBUTES, *index)),
                     AttributeName::Quoted(text) => quote(&mut self.out, text),
