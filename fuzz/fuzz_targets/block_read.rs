@@ -1,0 +1,377 @@
+//! Reading damaged blocks. A small valid `andante-v1` block (the fixture traces plus generated
+//! ones, several row groups, dedicated slot columns) is encoded once; each input damages its
+//! Parquet bytes and/or its index (flips, overwrites, cuts, appended bytes, at offsets the input
+//! picks, counted from the start or from the footer end), optionally re-seals the index checksum
+//! so the damage gets past it, uploads both to an in-memory `Storage` and reads the block every
+//! way the querier does: `BlockHandle::open`, `find_trace` for every known ID and an unknown
+//! one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics (`fold_metrics`) and
+//! `collect_tags`. Errors are the expected answer to damage; a panic, a hang or a runaway
+//! allocation is a bug (the server would lose a query thread or the process, not quarantine the
+//! block).
+//!
+//! Without damage every read must succeed and find every trace: the target checks that too, so
+//! a broken fixture cannot pass for robustness.
+
+#![no_main]
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use andante_block::v1::search::ScanPlan;
+use andante_block::v1::tags::{TagCollection, TagRequest};
+use andante_block::v1::metrics::MetricsColumns;
+use andante_block::{encode_block, BlockHandle, BlockMeta, NewBlock, Trace};
+use andante_fuzz::fixture;
+use andante_model::otlp::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use andante_model::otlp::resource::v1::Resource;
+use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use andante_model::TraceId;
+use andante_storage::Storage;
+use andante_traceql::ast::{Field, Intrinsic, Scope};
+use andante_traceql::{parse, parse_metrics, Accumulator, Intervals, TraceCondition};
+use arbitrary::{Arbitrary, Unstructured};
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+
+/// The encoded block every input starts from.
+struct Pristine {
+    meta: BlockMeta,
+    parquet: Vec<u8>,
+    index: Vec<u8>,
+    trace_ids: Vec<TraceId>,
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Twelve traces of three spans with frequent string attributes (dedicated slot columns).
+fn generated(number: u8) -> Trace {
+    let trace_id = [0x40 + number; 16];
+    let start = 1_700_000_000_000_000_000 + u64::from(number) * 1_000_000_000;
+    let spans = (0u8..3)
+        .map(|index| Span {
+            trace_id: trace_id.to_vec(),
+            span_id: vec![number + 1, index + 1, 0, 0, 0, 0, 0, 1],
+            parent_span_id: if index == 0 {
+                Vec::new()
+            } else {
+                vec![number + 1, index, 0, 0, 0, 0, 0, 1]
+            },
+            name: format!("op-{}", index % 2),
+            kind: i32::from(index % 3) + 1,
+            start_time_unix_nano: start + u64::from(index) * 1_000,
+            end_time_unix_nano: start + 5_000_000,
+            attributes: vec![
+                kv("http.method", if number % 2 == 0 { "GET" } else { "POST" }),
+                kv("user.id", &format!("u{number}")),
+            ],
+            status: Some(Status {
+                code: i32::from(number % 3),
+                message: String::new(),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Trace {
+        trace_id: TraceId(trace_id),
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", &format!("svc-{}", number % 3))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "lib".to_owned(),
+                    version: "1".to_owned(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn pristine() -> &'static Pristine {
+    static PRISTINE: OnceLock<Pristine> = OnceLock::new();
+    PRISTINE.get_or_init(|| {
+        let mut traces: Vec<Trace> = fixture::traces()
+            .into_iter()
+            .map(|trace| Trace {
+                trace_id: TraceId(trace.trace_id),
+                resource_spans: trace.resource_spans,
+            })
+            .collect();
+        traces.extend((0..12).map(generated));
+        traces.sort_by_key(|trace| trace.trace_id);
+        let new_block = NewBlock {
+            tenant_id: "fuzz".to_owned(),
+            compaction_level: 0,
+            replaces: Vec::new(),
+            options: andante_block::v1::WriteOptions {
+                row_group_spans: 8,
+                ..Default::default()
+            },
+        };
+        let (meta, parquet, index) = encode_block(&traces, &new_block).expect("encode the block");
+        assert!(meta.row_groups > 2, "the fixture block has several row groups");
+        Pristine {
+            meta,
+            parquet,
+            index,
+            trace_ids: traces.iter().map(|trace| trace.trace_id).collect(),
+        }
+    })
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("build a tokio runtime")
+    })
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    mutations: Vec<Mutation>,
+    /// Recompute the index checksum after damaging it, so the damage reaches the decoder.
+    reseal_index: bool,
+    /// Keep the original `data_bytes` in the meta (else: the damaged file's length).
+    meta_keeps_size: bool,
+    query: u8,
+    tag: u8,
+    metrics: u8,
+    time_range: Option<(u64, u64)>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Mutation {
+    index_file: bool,
+    from_end: bool,
+    offset: u32,
+    edit: Edit,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Edit {
+    Flip(u8),
+    Overwrite(Vec<u8>),
+    SetU32(u32),
+    Truncate,
+    Append(Vec<u8>),
+}
+
+fn apply(data: &mut Vec<u8>, mutation: &Mutation) {
+    if data.is_empty() {
+        if let Edit::Append(bytes) = &mutation.edit {
+            data.extend(bytes.iter().take(1024));
+        }
+        return;
+    }
+    let offset = mutation.offset as usize % data.len();
+    let at = if mutation.from_end {
+        data.len() - 1 - offset
+    } else {
+        offset
+    };
+    match &mutation.edit {
+        Edit::Flip(mask) => data[at] ^= mask.max(&1),
+        Edit::Overwrite(bytes) => {
+            for (index, byte) in bytes.iter().take(64).enumerate() {
+                if let Some(slot) = data.get_mut(at + index) {
+                    *slot = *byte;
+                }
+            }
+        }
+        Edit::SetU32(value) => {
+            for (index, byte) in value.to_le_bytes().into_iter().enumerate() {
+                if let Some(slot) = data.get_mut(at + index) {
+                    *slot = byte;
+                }
+            }
+        }
+        Edit::Truncate => data.truncate(at),
+        Edit::Append(bytes) => data.extend(bytes.iter().take(1024)),
+    }
+}
+
+const QUERIES: &[&str] = &[
+    "{ }",
+    r#"{ resource.service.name = "cart" }"#,
+    r#"{ span.http.route = "/cart" || duration > 50ms }"#,
+    "{ status = error } > { kind = client }",
+    r#"{ span.user.id =~ "u1.*" }"#,
+    r#"{ span.http.method = "GET" && name = "op-1" }"#,
+    r#"{ event:name = "exception" }"#,
+    "{ span.items = 3 }",
+    r#"{ .db.system = "redis" } << { kind = server }"#,
+    r#"{ instrumentation:name = "lib" && trace:rootService = "svc-1" }"#,
+    r#"{ link:traceID = "01010101010101010101010101010101" }"#,
+];
+
+const METRICS: &[&str] = &[
+    "{ } | rate() by (resource.service.name)",
+    r#"{ span.http.method = "GET" } | count_over_time() by (name, span.user.id)"#,
+    "{ status = error } | quantile_over_time(duration, .5, .99)",
+    "{ kind = client } | histogram_over_time(duration)",
+];
+
+fn tag_request(choice: u8) -> TagRequest {
+    let attribute = |scope, name: &str| {
+        TagRequest::Values(Field::Attribute {
+            scope,
+            parent: false,
+            name: name.to_owned(),
+        })
+    };
+    match choice % 10 {
+        0 => TagRequest::Names,
+        1 => attribute(Scope::Resource, "service.name"),
+        2 => attribute(Scope::Span, "http.route"),
+        3 => attribute(Scope::Span, "user.id"),
+        4 => attribute(Scope::Event, "exception.type"),
+        5 => attribute(Scope::Link, "relation"),
+        6 => TagRequest::Values(Field::Intrinsic(Intrinsic::Name)),
+        7 => TagRequest::Values(Field::Intrinsic(Intrinsic::Status)),
+        8 => TagRequest::Values(Field::Intrinsic(Intrinsic::Duration)),
+        _ => TagRequest::Values(Field::Intrinsic(Intrinsic::InstrumentationName)),
+    }
+}
+
+/// Re-seals an index's trailing crc32c over everything before it.
+fn reseal(index: &mut [u8]) {
+    if index.len() < 4 {
+        return;
+    }
+    let body_len = index.len() - 4;
+    let crc = crc32c::crc32c(&index[..body_len]);
+    index[body_len..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Reads the block every way; returns whether every step succeeded and found every trace.
+async fn read_everything(
+    storage: &Storage,
+    meta: BlockMeta,
+    input: &Input,
+    trace_ids: &[TraceId],
+) -> bool {
+    let Ok(handle) = BlockHandle::open(storage, meta).await else {
+        return false;
+    };
+    let cpu = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut all_ok = true;
+    for trace_id in trace_ids.iter().copied().chain([TraceId([0xee; 16])]) {
+        std::hint::black_box(handle.may_contain(&trace_id));
+        match handle.find_trace(storage, trace_id).await {
+            Ok(read) => all_ok &= read.trace.is_some() == trace_ids.contains(&trace_id),
+            Err(_) => all_ok = false,
+        }
+    }
+    match handle.find_traces(storage, trace_ids).await {
+        Ok((traces, _)) => all_ok &= traces.len() == trace_ids.len(),
+        Err(_) => all_ok = false,
+    }
+    match handle.read_all(storage).await {
+        Ok(traces) => all_ok &= traces.len() == trace_ids.len(),
+        Err(_) => all_ok = false,
+    }
+    let time_range = match input.time_range {
+        Some((a, b)) => a.min(b)..a.max(b),
+        None => 0..u64::MAX,
+    };
+    let text = QUERIES[input.query as usize % QUERIES.len()];
+    let query = parse(text).expect("the target's queries parse");
+    let plan = Arc::new(ScanPlan::new(TraceCondition::of(&query), time_range.clone()));
+    all_ok &= handle.scan(storage, plan, cpu.clone()).await.is_ok();
+
+    let metrics = parse_metrics(METRICS[input.metrics as usize % METRICS.len()])
+        .expect("the target's metrics queries parse");
+    if let Some(columns) = MetricsColumns::of(&metrics) {
+        let condition = match metrics.columnar().and_then(|spec| spec.predicate) {
+            Some(predicate) => TraceCondition::Exists(predicate),
+            None => TraceCondition::True,
+        };
+        let plan = ScanPlan::with_columns(condition, time_range.clone(), &columns.names());
+        let accumulator = Accumulator::new(Intervals::range(
+            1_699_999_000_000_000_000,
+            1_700_000_100_000_000_000,
+            10_000_000_000,
+        ));
+        let folded = handle
+            .fold_metrics(
+                storage,
+                Arc::new(plan),
+                Arc::new(columns),
+                Arc::new(metrics.clone()),
+                accumulator,
+                Arc::new(HashSet::new()),
+                cpu.clone(),
+            )
+            .await;
+        match folded {
+            Ok((accumulator, _, _)) => {
+                std::hint::black_box(accumulator.finish(&metrics));
+            }
+            Err(_) => all_ok = false,
+        }
+    }
+
+    let tag_plan = Arc::new(ScanPlan::new(TraceCondition::True, time_range));
+    let mut tags = TagCollection::default();
+    let request = tag_request(input.tag);
+    all_ok &= handle
+        .collect_tags(storage, &request, tag_plan, cpu, &mut tags, &mut HashSet::new())
+        .await
+        .is_ok();
+    all_ok
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let pristine = pristine();
+    let mut parquet = pristine.parquet.clone();
+    let mut index = pristine.index.clone();
+    for mutation in input.mutations.iter().take(8) {
+        if mutation.index_file {
+            apply(&mut index, mutation);
+        } else {
+            apply(&mut parquet, mutation);
+        }
+    }
+    if input.reseal_index {
+        reseal(&mut index);
+    }
+    let undamaged = parquet == pristine.parquet && index == pristine.index;
+    let mut meta = pristine.meta.clone();
+    if !input.meta_keeps_size {
+        meta.data_bytes = parquet.len() as u64;
+        meta.index_bytes = index.len() as u64;
+    }
+    let storage = Storage::in_memory();
+    let all_ok = runtime().block_on(async {
+        storage
+            .put(&meta.data_key(), Bytes::from(parquet))
+            .await
+            .expect("in-memory put");
+        storage
+            .put(&meta.index_key(), Bytes::from(index))
+            .await
+            .expect("in-memory put");
+        read_everything(&storage, meta, &input, &pristine.trace_ids).await
+    });
+    if undamaged {
+        assert!(all_ok, "an undamaged block failed to read back");
+    }
+});
