@@ -2,15 +2,15 @@
 //! ones, several row groups, dedicated slot columns) is encoded once; each input damages its
 //! Parquet bytes and/or its index (flips, overwrites, cuts, appended bytes, at offsets the input
 //! picks, counted from the start or from the footer end), optionally re-seals the index checksum
-//! so the damage gets past it, uploads both to an in-memory `Storage` and reads the block every
-//! way the querier does: `BlockHandle::open`, `find_trace` for every known ID and an unknown
-//! one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics (`fold_metrics`) and
-//! `collect_tags`. Errors are the expected answer to damage; a panic, a hang or a runaway
-//! allocation is a bug (the server would lose a query thread or the process, not quarantine the
-//! block).
+//! so the damage gets past it, uploads both to an in-memory `Storage` and reads the block the
+//! ways the querier does: `BlockHandle::open`, then (the input picks which) `find_trace` for two
+//! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics
+//! (`fold_metrics`) and `collect_tags`. Errors are the expected answer to damage; a panic, a
+//! hang or a runaway allocation is a bug (the server would lose a query task or the process
+//! instead of quarantining the block).
 //!
-//! Without damage every read must succeed and find every trace: the target checks that too, so
-//! a broken fixture cannot pass for robustness.
+//! Without damage every read must succeed and find the traces asked for: the target checks that
+//! too, so a broken fixture cannot pass for robustness.
 
 #![no_main]
 
@@ -148,11 +148,24 @@ struct Input {
     reseal_index: bool,
     /// Keep the original `data_bytes` in the meta (else: the damaged file's length).
     meta_keeps_size: bool,
+    /// Which reads to run (bit 0 find_trace … bit 5 collect_tags; none: all of them). Each read
+    /// decodes Parquet pages (zstd), so running all six on every input would slow the fuzzer
+    /// down several times over.
+    reads: u8,
+    /// Which known traces `find_trace` and `find_traces` look for (indexes; an unknown ID too).
+    traces: [u8; 2],
     query: u8,
     tag: u8,
     metrics: u8,
     time_range: Option<(u64, u64)>,
 }
+
+const FIND_TRACE: u8 = 1;
+const FIND_TRACES: u8 = 2;
+const READ_ALL: u8 = 4;
+const SCAN: u8 = 8;
+const FOLD_METRICS: u8 = 16;
+const COLLECT_TAGS: u8 = 32;
 
 #[derive(Arbitrary, Debug)]
 struct Mutation {
@@ -270,20 +283,35 @@ async fn read_everything(
     };
     let cpu = Arc::new(tokio::sync::Semaphore::new(1));
     let mut all_ok = true;
-    for trace_id in trace_ids.iter().copied().chain([TraceId([0xee; 16])]) {
-        std::hint::black_box(handle.may_contain(&trace_id));
-        match handle.find_trace(storage, trace_id).await {
-            Ok(read) => all_ok &= read.trace.is_some() == trace_ids.contains(&trace_id),
+    let reads = if input.reads & 63 == 0 { 63 } else { input.reads };
+    let wanted: Vec<TraceId> = input
+        .traces
+        .iter()
+        .map(|index| trace_ids[*index as usize % trace_ids.len()])
+        .collect();
+    if reads & FIND_TRACE != 0 {
+        for trace_id in wanted.iter().copied().chain([TraceId([0xee; 16])]) {
+            std::hint::black_box(handle.may_contain(&trace_id));
+            match handle.find_trace(storage, trace_id).await {
+                Ok(read) => all_ok &= read.trace.is_some() == trace_ids.contains(&trace_id),
+                Err(_) => all_ok = false,
+            }
+        }
+    }
+    if reads & FIND_TRACES != 0 {
+        let mut distinct = wanted.clone();
+        distinct.dedup();
+        distinct.push(TraceId([0xee; 16]));
+        match handle.find_traces(storage, &distinct).await {
+            Ok((traces, _)) => all_ok &= traces.len() == distinct.len() - 1,
             Err(_) => all_ok = false,
         }
     }
-    match handle.find_traces(storage, trace_ids).await {
-        Ok((traces, _)) => all_ok &= traces.len() == trace_ids.len(),
-        Err(_) => all_ok = false,
-    }
-    match handle.read_all(storage).await {
-        Ok(traces) => all_ok &= traces.len() == trace_ids.len(),
-        Err(_) => all_ok = false,
+    if reads & READ_ALL != 0 {
+        match handle.read_all(storage).await {
+            Ok(traces) => all_ok &= traces.len() == trace_ids.len(),
+            Err(_) => all_ok = false,
+        }
     }
     let time_range = match input.time_range {
         Some((a, b)) => a.min(b)..a.max(b),
@@ -292,11 +320,14 @@ async fn read_everything(
     let text = QUERIES[input.query as usize % QUERIES.len()];
     let query = parse(text).expect("the target's queries parse");
     let plan = Arc::new(ScanPlan::new(TraceCondition::of(&query), time_range.clone()));
-    all_ok &= handle.scan(storage, plan, cpu.clone()).await.is_ok();
+    if reads & SCAN != 0 {
+        all_ok &= handle.scan(storage, plan, cpu.clone()).await.is_ok();
+    }
 
     let metrics = parse_metrics(METRICS[input.metrics as usize % METRICS.len()])
         .expect("the target's metrics queries parse");
-    if let Some(columns) = MetricsColumns::of(&metrics) {
+    let columns = MetricsColumns::of(&metrics).filter(|_| reads & FOLD_METRICS != 0);
+    if let Some(columns) = columns {
         let condition = match metrics.columnar().and_then(|spec| spec.predicate) {
             Some(predicate) => TraceCondition::Exists(predicate),
             None => TraceCondition::True,
@@ -326,13 +357,15 @@ async fn read_everything(
         }
     }
 
-    let tag_plan = Arc::new(ScanPlan::new(TraceCondition::True, time_range));
-    let mut tags = TagCollection::default();
-    let request = tag_request(input.tag);
-    all_ok &= handle
-        .collect_tags(storage, &request, tag_plan, cpu, &mut tags, &mut HashSet::new())
-        .await
-        .is_ok();
+    if reads & COLLECT_TAGS != 0 {
+        let tag_plan = Arc::new(ScanPlan::new(TraceCondition::True, time_range));
+        let mut tags = TagCollection::default();
+        let request = tag_request(input.tag);
+        all_ok &= handle
+            .collect_tags(storage, &request, tag_plan, cpu, &mut tags, &mut HashSet::new())
+            .await
+            .is_ok();
+    }
     all_ok
 }
 
@@ -340,6 +373,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
+    if std::env::var_os("ANDANTE_FUZZ_PRINT").is_some() {
+        eprintln!("{input:?}");
+    }
     let pristine = pristine();
     let mut parquet = pristine.parquet.clone();
     let mut index = pristine.index.clone();

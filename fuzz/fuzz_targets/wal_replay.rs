@@ -28,14 +28,20 @@ const V2_MARKER: [u8; 4] = [0xD2, 0x8B, 0xF5, 0xA6];
 const V2_HEADER_BYTES: usize = 16;
 const V1_HEADER_BYTES: usize = 8;
 
-/// One directory for the whole run (a fuzz process runs inputs one at a time).
+/// One directory for the whole run (a fuzz process runs inputs one at a time), in memory
+/// (`/dev/shm`) where there is one: every input writes and reads four files.
 fn wal_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("andante-fuzz-wal-")
-            .tempdir()
-            .expect("create a temporary directory")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("andante-fuzz-wal-");
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            if let Ok(dir) = builder.tempdir_in(shm) {
+                return dir;
+            }
+        }
+        builder.tempdir().expect("create a temporary directory")
     })
     .path()
 }
@@ -126,8 +132,10 @@ fn build(plan: &Plan) -> Built {
                 let mut record = Vec::new();
                 encode(version_2, payload, &mut record);
                 let keep = (*keep as usize) % record.len().max(1);
-                torn_starts.push(data.len());
-                data.extend_from_slice(&record[..keep]);
+                if keep > 0 {
+                    torn_starts.push(data.len());
+                    data.extend_from_slice(&record[..keep]);
+                }
             }
         }
     }
@@ -188,6 +196,25 @@ fn build(plan: &Plan) -> Built {
         .filter(|record| intact(record))
         .map(|record| data[record.payload.clone()].to_vec())
         .collect();
+    // A torn record that later bytes happen to complete (appended garbage equal to its missing
+    // payload) is a real record: whether replay returns it is not for this check to say.
+    let completed = |start: &usize| {
+        let header_bytes = if version_2 { V2_HEADER_BYTES } else { V1_HEADER_BYTES };
+        let Some(header) = data.get(*start..start + header_bytes) else {
+            return false;
+        };
+        let len_at = if version_2 { 4 } else { 0 };
+        let len = u32::from_le_bytes([
+            header[len_at],
+            header[len_at + 1],
+            header[len_at + 2],
+            header[len_at + 3],
+        ]) as usize;
+        let payload_start = start + header_bytes;
+        data.get(payload_start..payload_start.saturating_add(len))
+            .is_some_and(|payload| crc32c::crc32c(payload).to_le_bytes() == header[len_at + 4..len_at + 8])
+    };
+    let torn_completed = torn_starts.iter().any(completed);
     // Offsets where a header was written and is still as written: not forgeries.
     let header_bytes = if version_2 { V2_HEADER_BYTES } else { V1_HEADER_BYTES };
     let real_headers: Vec<usize> = written
@@ -208,7 +235,7 @@ fn build(plan: &Plan) -> Built {
         .map(|record| record.start)
         .collect();
     let allowed = if version_2 { real_headers } else { intact_starts };
-    let strict = magic_intact && !forged(&data, version_2, &allowed);
+    let strict = magic_intact && !torn_completed && !forged(&data, version_2, &allowed);
     Built {
         data,
         expected,
@@ -245,6 +272,42 @@ fn forged(data: &[u8], version_2: bool, allowed: &[usize]) -> bool {
     })
 }
 
+/// The version 2 headers of `data` (marker and header checksum intact): (offset, payload end,
+/// payload checksum intact). Offsets from 0: a segment whose magic is damaged is scanned so.
+fn v2_headers(data: &[u8]) -> Vec<(usize, usize, bool)> {
+    (0..data.len())
+        .filter_map(|offset| {
+            let header = data.get(offset..offset + V2_HEADER_BYTES)?;
+            if header[..4] != V2_MARKER || crc32c::crc32c(&header[..12]).to_le_bytes() != header[12..16] {
+                return None;
+            }
+            let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let end = (offset + V2_HEADER_BYTES).checked_add(len)?;
+            let intact = data
+                .get(offset + V2_HEADER_BYTES..end)
+                .is_some_and(|payload| crc32c::crc32c(payload).to_le_bytes() == header[8..12]);
+            Some((offset, end, intact))
+        })
+        .collect()
+}
+
+/// Finding 4 (`ANDANTE_FUZZ_SKIP_KNOWN=1` only): a version 2 header whose payload fails its
+/// checksum and whose claimed end is the end of the file, or an intact header, makes the scan
+/// jump there (`scan.rs`, "a write cut short … followed by later appends"), over any intact
+/// record in between.
+fn known_jump_over_records(data: &[u8]) -> bool {
+    if !andante_fuzz::known_bugs::skipping() {
+        return false;
+    }
+    let headers = v2_headers(data);
+    headers.iter().any(|(offset, end, intact)| {
+        !intact
+            && *end <= data.len()
+            && (*end == data.len() || headers.iter().any(|(other, _, _)| other == end))
+            && headers.iter().any(|(other, _, _)| offset < other && other < end)
+    })
+}
+
 fn replay(dir: &Path) -> (Vec<(u64, Vec<u8>)>, andante_wal::ReplayReport) {
     let mut records = Vec::new();
     let report = andante_wal::replay(dir, |seq, payload| records.push((seq, payload.to_vec())))
@@ -258,11 +321,15 @@ fuzz_target!(|data: &[u8]| {
     v1.extend_from_slice(data);
     let mut v2 = V2_MAGIC.to_vec();
     v2.extend_from_slice(data);
-    let built = build(&Plan::arbitrary_take_rest(Unstructured::new(data)).unwrap_or(Plan {
+    let plan = Plan::arbitrary_take_rest(Unstructured::new(data)).unwrap_or(Plan {
         version_2: true,
         writes: Vec::new(),
         damage: Vec::new(),
-    }));
+    });
+    let built = build(&plan);
+    if std::env::var_os("ANDANTE_FUZZ_PRINT").is_some() {
+        eprintln!("{plan:?}\nbuilt segment (strict: {}): {:02x?}\nexpected: {:02x?}", built.strict, built.data, built.expected);
+    }
     let segments: [&[u8]; 4] = [data, &v1, &v2, &built.data];
     for (index, segment) in segments.iter().enumerate() {
         std::fs::write(segment_path(dir, index as u64 + 1), segment).expect("write a segment");
@@ -295,6 +362,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // Finding 4 after the cut: a header that claimed the torn tail's end now claims the file's.
+    let after_cut: Vec<Vec<u8>> = (1..=4)
+        .map(|seq| std::fs::read(segment_path(dir, seq)).expect("read a segment back"))
+        .collect();
+    if after_cut.iter().any(|segment| known_jump_over_records(segment)) {
+        return;
+    }
     let (second, second_report) = replay(dir);
     assert_eq!(first, second, "a second replay returned different records");
     assert!(
@@ -308,7 +382,7 @@ fuzz_target!(|data: &[u8]| {
         "a second replay skipped different damage"
     );
 
-    if built.strict {
+    if built.strict && !known_jump_over_records(&built.data) {
         let replayed: Vec<&Vec<u8>> = first
             .iter()
             .filter(|(seq, _)| *seq == 4)
