@@ -176,15 +176,14 @@ fn scan_v2(data: &[u8], damaged_since: Option<usize>) -> SegmentScan {
             offset = payload_end;
             continue;
         }
-        // The header is intact, so the next record should start where this payload ends. Jump
-        // there only if a header is intact there too: a write cut short by an I/O error and
-        // followed by later appends has an intact header whose length overshoots them.
+        // The header is intact but the payload is not. The next record may start where this
+        // payload ends, but a write cut short by an I/O error and followed by later appends also
+        // has an intact header, whose length overshoots the appends: it may end at the end of
+        // the file, or (by chance) at one of their headers. Jumping there would skip intact
+        // records, so the scan searches the payload for markers; a false marker inside a payload
+        // needs its header checksum to match too, and the resync budget bounds the cost.
         scanner.damaged(offset);
-        offset = if payload_end == data.len() || v2::header_at(data, payload_end).is_some() {
-            payload_end
-        } else {
-            v2::next_marker(data, offset + 1)
-        };
+        offset = v2::next_marker(data, offset + 1);
     }
     scanner.finish(data.len())
 }
@@ -344,6 +343,57 @@ mod tests {
             scan.skipped,
             vec![starts[0] + v2::HEADER_BYTES + PAYLOADS[0].len()..resumed]
         );
+    }
+
+    #[test]
+    fn appends_that_end_where_a_cut_record_claimed_to_end_are_read() {
+        // Fuzz finding 4: the torn record's length happens to reach exactly the end of the file.
+        let (mut data, _) = v2_segment(&PAYLOADS[..1]);
+        let torn_start = data.len();
+        let mut appended = Vec::new();
+        for payload in &PAYLOADS[1..] {
+            v2::encode_record(payload, &mut appended).expect("encode");
+        }
+        let kept = 24;
+        let mut cut = Vec::new();
+        v2::encode_record(&vec![7; kept - v2::HEADER_BYTES + appended.len()], &mut cut)
+            .expect("encode");
+        data.extend_from_slice(&cut[..kept]);
+        let resumed = data.len();
+        data.extend_from_slice(&appended);
+        assert_eq!(torn_start + cut.len(), data.len());
+        let scan = scan_segment(&data);
+        let payloads: Vec<&[u8]> = scan.records.iter().map(|r| &data[r.clone()]).collect();
+        assert_eq!(payloads, PAYLOADS);
+        assert_eq!(scan.skipped, vec![torn_start..resumed]);
+        assert!(scan.tail.is_empty());
+    }
+
+    #[test]
+    fn appends_are_read_when_a_cut_record_claimed_to_end_at_one_of_their_headers() {
+        let (mut data, _) = v2_segment(&PAYLOADS[..1]);
+        let torn_start = data.len();
+        let mut appended = Vec::new();
+        let mut appended_starts = Vec::new();
+        for payload in &PAYLOADS[1..] {
+            appended_starts.push(appended.len());
+            v2::encode_record(payload, &mut appended).expect("encode");
+        }
+        let kept = 20;
+        // Claims to end exactly where the last appended record begins.
+        let mut cut = Vec::new();
+        v2::encode_record(
+            &vec![9; kept - v2::HEADER_BYTES + appended_starts[1]],
+            &mut cut,
+        )
+        .expect("encode");
+        data.extend_from_slice(&cut[..kept]);
+        let resumed = data.len();
+        data.extend_from_slice(&appended);
+        let scan = scan_segment(&data);
+        let payloads: Vec<&[u8]> = scan.records.iter().map(|r| &data[r.clone()]).collect();
+        assert_eq!(payloads, PAYLOADS);
+        assert_eq!(scan.skipped, vec![torn_start..resumed]);
     }
 
     #[test]
