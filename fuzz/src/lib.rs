@@ -6,4 +6,3 @@ pub mod fixture;
 pub mod grammar;
 pub mod traceql_checks;
 pub mod ingest_checks;
-pub mod known_bugs;

@@ -58,11 +58,9 @@ impl ChunkChecksums {
         let mut crcs = Vec::with_capacity(metadata.num_row_groups() * columns);
         for group in metadata.row_groups() {
             for column in group.columns() {
-                let (offset, length) = column.byte_range();
-                let range = offset as usize..(offset + length) as usize;
-                let bytes = parquet
-                    .get(range)
-                    .ok_or_else(|| corrupt("chunk past the end".into()))?;
+                let range =
+                    crate::layout::chunk_range(column, parquet.len() as u64).map_err(corrupt)?;
+                let bytes = &parquet[range.start as usize..range.end as usize];
                 crcs.push(crc32c::crc32c(bytes));
             }
         }
@@ -70,7 +68,26 @@ impl ChunkChecksums {
     }
 }
 
+/// More probes than any false-positive rate the writer asks for needs.
+const MAX_HASH_COUNT: u32 = 64;
+
 impl BlockIndex {
+    /// Whether the index describes a Parquet file of this shape; one that does not is damaged
+    /// (and rebuilt), or readers would index row groups and columns that are not there.
+    pub fn fits(&self, row_groups: usize, columns: usize) -> Result<(), BlockError> {
+        let checksums_fit = self
+            .chunk_checksums
+            .as_ref()
+            .is_none_or(|sums| sums.columns == columns);
+        if self.row_group_ranges.len() != row_groups || !checksums_fit {
+            return Err(BlockError::Corrupt(format!(
+                "index: describes {} row groups, the data has {row_groups} of {columns} columns",
+                self.row_group_ranges.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// The row group that may hold `trace_id`, if any, after the Bloom filter.
     pub fn row_group_for(&self, trace_id: &TraceId) -> Option<usize> {
         if !self.bloom.may_contain(trace_id) {
@@ -174,7 +191,9 @@ impl BlockIndex {
         };
         let u32_at = |bytes: &[u8]| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let row_groups = u32_at(take(4)?) as usize;
-        let mut row_group_ranges = Vec::with_capacity(row_groups);
+        // The count is data: allocate only what the bytes left could hold (fuzz finding 7, a
+        // resealed index claiming 4e9 row groups asked for 128 GiB).
+        let mut row_group_ranges = Vec::with_capacity(row_groups.min(data.len() / 32));
         for _ in 0..row_groups {
             let min = TraceId(take(16)?.try_into().map_err(|_| corrupt("range"))?);
             let max = TraceId(take(16)?.try_into().map_err(|_| corrupt("range"))?);
@@ -182,10 +201,19 @@ impl BlockIndex {
         }
         let hash_count = u32_at(take(4)?);
         let word_count = u32_at(take(4)?) as usize;
-        let words = take(word_count * 8)?
-            .chunks_exact(8)
-            .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
-            .collect();
+        // Each lookup probes `hash_count` bits of `word_count` words: an empty filter would
+        // divide by zero and a huge count would make every lookup a loop of billions.
+        if word_count == 0 || !(1..=MAX_HASH_COUNT).contains(&hash_count) {
+            return Err(corrupt("bloom filter shape"));
+        }
+        let words = take(
+            word_count
+                .checked_mul(8)
+                .ok_or_else(|| corrupt("word count"))?,
+        )?
+        .chunks_exact(8)
+        .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
+        .collect();
         let chunk_checksums = if version == 2 {
             let columns = u32_at(take(4)?) as usize;
             let count = row_groups
@@ -243,5 +271,42 @@ mod tests {
         corrupted[12] ^= 1;
         assert!(BlockIndex::decode(&corrupted).is_err());
         assert!(BlockIndex::decode(b"short").is_err());
+    }
+
+    /// Rewrites the field at `at` and reseals the checksum, as damage that got past it would.
+    fn resealed(mut encoded: Vec<u8>, at: usize, value: u32) -> Vec<u8> {
+        encoded[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let body = encoded.len() - 4;
+        let crc = crc32c::crc32c(&encoded[..body]);
+        encoded[body..].copy_from_slice(&crc.to_le_bytes());
+        encoded
+    }
+
+    #[test]
+    fn counts_that_the_bytes_cannot_hold_are_corrupt() {
+        let mut bloom = Bloom::new(4, 0.01);
+        bloom.insert(&TraceId([1; 16]));
+        let index = BlockIndex {
+            row_group_ranges: vec![(TraceId([1; 16]), TraceId([1; 16]))],
+            bloom,
+            chunk_checksums: Some(ChunkChecksums {
+                columns: 2,
+                crcs: vec![7, 8],
+            }),
+        };
+        let encoded = index.encode();
+        // Fuzz finding 7: four billion row groups once asked for 128 GiB up front.
+        let huge = resealed(encoded.clone(), 8, u32::MAX);
+        assert!(BlockIndex::decode(&huge).is_err());
+        let bloom_at = 12 + 32;
+        for hash_count in [0, MAX_HASH_COUNT + 1, u32::MAX] {
+            let bad = resealed(encoded.clone(), bloom_at, hash_count);
+            assert!(BlockIndex::decode(&bad).is_err(), "hash count {hash_count}");
+        }
+        assert!(BlockIndex::decode(&resealed(encoded.clone(), bloom_at + 4, 0)).is_err());
+        let decoded = BlockIndex::decode(&encoded).expect("intact");
+        assert!(decoded.fits(1, 2).is_ok());
+        assert!(decoded.fits(2, 2).is_err());
+        assert!(decoded.fits(1, 3).is_err());
     }
 }

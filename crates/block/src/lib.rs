@@ -14,6 +14,7 @@ pub mod bloom;
 pub mod compaction;
 mod file_reader;
 pub mod index;
+mod layout;
 pub mod meta;
 pub mod nested_set;
 pub mod v1;
@@ -290,12 +291,24 @@ impl BlockHandle {
         let parquet = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
             .map_err(BlockError::parquet)?;
+        // Readers below use the footer's ranges as they are (see `layout`).
+        layout::check(parquet.metadata(), meta.data_bytes)?;
         let index_bytes = match storage.get(&meta.index_key()).await {
             Ok(bytes) => Some(bytes),
             Err(andante_storage::StorageError::NotFound { .. }) => None,
             Err(error) => return Err(error.into()),
         };
-        let (index, index_rebuilt) = match index_bytes.as_deref().map(BlockIndex::decode) {
+        let shape = (
+            parquet.metadata().num_row_groups(),
+            parquet.parquet_schema().num_columns(),
+        );
+        let decoded = index_bytes.as_deref().map(|bytes| {
+            BlockIndex::decode(bytes).and_then(|index| {
+                index.fits(shape.0, shape.1)?;
+                Ok(index)
+            })
+        });
+        let (index, index_rebuilt) = match decoded {
             Some(Ok(index)) => (index, false),
             damaged => {
                 // The index is derived data: a damaged or missing one must not hide intact

@@ -6,7 +6,7 @@
 use regex::Regex;
 
 use crate::ast::*;
-use crate::value::{compare, regex_match, Value};
+use crate::value::{compare, compare_nil, regex_match, Value};
 
 /// A per-span predicate over fields a scan can read.
 #[derive(Debug, Clone)]
@@ -254,7 +254,10 @@ impl SpanPredicate {
         match self {
             SpanPredicate::Compare {
                 op, value: literal, ..
-            } => compare(*op, value, &Value::from_static(literal)),
+            } => match literal {
+                Static::Nil => compare_nil(*op, value),
+                literal => compare(*op, value, &Value::from_static(literal)),
+            },
             SpanPredicate::Regex { regex, negated, .. } => regex_match(regex, *negated, value),
             _ => true,
         }

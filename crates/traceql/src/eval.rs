@@ -9,7 +9,7 @@ use andante_model::otlp::common::v1::KeyValue;
 
 use crate::ast::*;
 use crate::trace::{find_attribute, SpanRef, TraceView};
-use crate::value::{arithmetic, compare, regex_match, Value};
+use crate::value::{arithmetic, compare, compare_nil, regex_match, Value};
 
 /// Spans (indexes into the view, ascending) plus the attributes stages attached
 /// (`count()`, `by(…)`).
@@ -294,7 +294,14 @@ pub fn field_value<'a>(expr: &FieldExpr, trace: &TraceView<'a>, span: u32) -> Va
             if op.is_arithmetic() {
                 return arithmetic(*op, &left, &right);
             }
-            Value::Bool(compare(*op, &left, &right))
+            let nil_literal = |expr: &FieldExpr| matches!(expr, FieldExpr::Static(Static::Nil));
+            Value::Bool(if nil_literal(rhs) {
+                compare_nil(*op, &left)
+            } else if nil_literal(lhs) {
+                compare_nil(*op, &right)
+            } else {
+                compare(*op, &left, &right)
+            })
         }
     }
 }

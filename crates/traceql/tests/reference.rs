@@ -42,6 +42,8 @@ enum Cond {
     Status(i32),
     DurationGt(u64),
     AttrInt(Op, i64),
+    /// The literal on the left: `3 > span.n`.
+    IntAttr(i64, Op),
     AttrStrRegex(u8),
     AttrExists(bool),
     And(Box<Cond>, Box<Cond>),
@@ -95,6 +97,7 @@ fn cond_text(cond: &Cond) -> String {
         Cond::Status(s) => format!("status = {}", STATUSES[*s as usize]),
         Cond::DurationGt(ms) => format!("duration > {ms}ms"),
         Cond::AttrInt(op, v) => format!("span.n {} {v}", op_text(*op)),
+        Cond::IntAttr(v, op) => format!("{v} {} span.n", op_text(*op)),
         Cond::AttrStrRegex(c) => format!(".s =~ \"v{c}.*\""),
         Cond::AttrExists(true) => ".n != nil".to_owned(),
         Cond::AttrExists(false) => ".n = nil".to_owned(),
@@ -150,6 +153,7 @@ fn holds(cond: &Cond, span: &RSpan) -> bool {
         Cond::Status(s) => span.status == *s,
         Cond::DurationGt(ms) => span.duration_ms > *ms,
         Cond::AttrInt(op, v) => span.attr_int.is_some_and(|n| cmp_int(*op, n, *v)),
+        Cond::IntAttr(v, op) => span.attr_int.is_some_and(|n| cmp_int(*op, *v, n)),
         Cond::AttrStrRegex(c) => span
             .attr_str
             .is_some_and(|s| format!("v{s}").starts_with(&format!("v{c}"))),
@@ -389,6 +393,7 @@ fn arb_cond() -> impl Strategy<Value = Cond> {
         (0i32..3).prop_map(Cond::Status),
         (0u64..200).prop_map(Cond::DurationGt),
         (arb_op(), -3i64..4).prop_map(|(op, v)| Cond::AttrInt(op, v)),
+        (-3i64..4, arb_op()).prop_map(|(v, op)| Cond::IntAttr(v, op)),
         (0u8..3).prop_map(Cond::AttrStrRegex),
         any::<bool>().prop_map(Cond::AttrExists),
     ];

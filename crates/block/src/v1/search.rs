@@ -207,7 +207,8 @@ impl FetchedChunks {
     fn slice(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         for (chunk_start, bytes) in &self.chunks {
             let chunk_end = chunk_start + bytes.len() as u64;
-            if start >= *chunk_start && start + length as u64 <= chunk_end {
+            let end = start.checked_add(length as u64);
+            if start >= *chunk_start && end.is_some_and(|end| end <= chunk_end) {
                 let offset = (start - chunk_start) as usize;
                 return Ok(bytes.slice(offset..offset + length));
             }

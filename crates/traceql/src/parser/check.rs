@@ -135,7 +135,7 @@ fn comparison(
             ),
         ));
     }
-    // `nil` goes on the right: `compare` reads a right-hand nil as an existence test.
+    // `nil` goes on the right, where the pushdown condition looks for it (`field op literal`).
     let (lhs, rhs) = match (lhs, rhs) {
         // As in Tempo, comparing two literal nils is false whichever the operator.
         (FieldExpr::Static(Static::Nil), FieldExpr::Static(Static::Nil)) => {
