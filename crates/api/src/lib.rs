@@ -9,6 +9,7 @@ mod gate;
 mod ingest_grpc;
 mod ingest_http;
 mod insights;
+mod mcp;
 pub mod metrics;
 mod metrics_query;
 mod ops;
@@ -84,8 +85,15 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// Tempo's query API and operational endpoints (`--server.http-listen-address`).
+/// Tempo's query API and operational endpoints (`--server.http-listen-address`), and the MCP
+/// server at `/api/mcp`, whose tools call into the rest of this router.
 pub fn query_router(state: SharedState) -> Router {
+    let api = api_router(state.clone());
+    api.clone()
+        .nest_service("/api/mcp", mcp::service(state, api))
+}
+
+fn api_router(state: SharedState) -> Router {
     // Every query route counts against its tenant's concurrency limit; health and metrics do not.
     let queries = Router::new()
         .route("/api/traces/{trace_id}", get(traces::trace_by_id_v1))

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use andante_block::blocklist::BlockList;
 use andante_live::LiveStore;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -16,6 +17,8 @@ use std::sync::atomic::Ordering;
 pub struct Metrics {
     pub registry: Registry,
     pub wal_fsync_seconds: Histogram,
+    /// MCP tool calls by tool name (Tempo counts the same as `tempo_query_frontend_mcp_calls_total`).
+    mcp_calls: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 struct StoreCollector {
@@ -348,10 +351,24 @@ impl Metrics {
             "Latency of WAL fsyncs (one per group commit).",
             wal_fsync_seconds.clone(),
         );
+        let mcp_calls = Family::default();
+        registry.register(
+            "andante_mcp_calls",
+            "MCP tool calls, by tool.",
+            mcp_calls.clone(),
+        );
         Metrics {
             registry,
             wal_fsync_seconds,
+            mcp_calls,
         }
+    }
+
+    /// Counts one call of an MCP tool (only tools that exist: names are a bounded set).
+    pub fn mcp_call(&self, tool: &str) {
+        self.mcp_calls
+            .get_or_create(&vec![("tool", tool.to_owned())])
+            .inc();
     }
 
     /// Adds the collector that reads the live store and block list at scrape time.

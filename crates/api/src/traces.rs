@@ -17,7 +17,7 @@ use crate::tempopb::{PartialStatus, Trace, TraceByIdMetrics, TraceByIdResponse};
 use crate::tenant::query_tenants;
 use crate::{tempo_json, ApiError, SharedState};
 
-async fn lookup(
+pub(crate) async fn lookup(
     state: &SharedState,
     headers: &HeaderMap,
     trace_id: &str,
