@@ -126,3 +126,26 @@ def test_bad_parameters_get_400_with_a_message(server):
         assert response.status_code == 400 and response.text, (params, response.text)
     unknown = insights(server, "assertions", entity="service:no-such-thing")
     assert unknown.status_code == 400 and "unknown entity" in unknown.text
+
+
+def test_the_demo_load_can_run_a_scenario_that_the_analysis_finds(make_server):
+    """`serve --demo --demo.scenario …` (issue 11 item 6): a new user sees an insight within
+    minutes. Here the fault starts 30 s in; a minute in, the last minute's top cause is it."""
+    started = time.time()
+    server = make_server("--demo", "--demo.rate", "30", "--demo.scenario", "error",
+                         "--demo.scenario-target", "payment", "--demo.scenario-onset", "30s")
+    time.sleep(max(0.0, started + 65 - time.time()))
+    body = insights(server, "rca", start=str(int(started)), end=str(int(time.time()))).json()
+    assert body["incident"] is True, body
+    assert (body["causes"][0]["kind"], body["causes"][0]["name"]) == ("service", "payment"), body["causes"][:3]
+    onset = int(body["onset"]) / 1e9
+    assert started + 20 <= onset <= started + 50, (onset - started, body["onset"])
+
+
+def test_an_unknown_demo_scenario_is_a_configuration_error(make_server, tmp_path):
+    import subprocess
+    from conftest import BINARY
+    result = subprocess.run([str(BINARY), "serve", "--demo", "--demo.scenario", "lag", "--storage.path", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert "demo.scenario: unknown scenario `lag`" in result.stderr and "network-delay" in result.stderr

@@ -113,6 +113,9 @@ pub const KEYS: &[Key] = &[
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the read API's store holds per tenant (bounds memory)."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
     key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
+    key("demo.scenario", Str, "", "A fault the demo load injects, as `andante gen --scenario` (latency, error, saturation, dependency-down, network-delay, bad-deploy, traffic-spike, none), over the `incident` topology; the insights API then finds it. Empty: the plain shop."),
+    key("demo.scenario_target", Str, "", "What the demo's fault hits (a service, pod, node, database, external API or `caller->callee`). Empty: chosen by the seed."),
+    key("demo.scenario_onset", Dur, "2m", "How long after start the demo's fault begins (it lasts until the server stops)."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
 ];
 
@@ -462,6 +465,36 @@ pub struct MetricsStore {
 pub struct Demo {
     pub enabled: bool,
     pub rate: u64,
+    pub scenario: String,
+    pub scenario_target: String,
+    #[serde(deserialize_with = "duration")]
+    pub scenario_onset: Duration,
+}
+
+impl Demo {
+    /// The demo's fault, if one is configured (checked by `Config::validate`).
+    pub fn scenario(&self) -> anyhow::Result<Option<andante_gen::Scenario>> {
+        let name = self.scenario.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        <andante_gen::Scenario as clap::ValueEnum>::from_str(name, true)
+            .map(Some)
+            .map_err(|_| {
+                let known: Vec<String> =
+                    <andante_gen::Scenario as clap::ValueEnum>::value_variants()
+                        .iter()
+                        .filter_map(|variant| {
+                            clap::ValueEnum::to_possible_value(variant)
+                                .map(|v| v.get_name().to_owned())
+                        })
+                        .collect();
+                anyhow!(
+                    "demo.scenario: unknown scenario `{name}`; one of {}",
+                    known.join(", ")
+                )
+            })
+    }
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -530,6 +563,7 @@ impl Config {
                 "`demo.enabled` sends plain, unauthenticated OTLP to this server: it cannot run with TLS or `auth.tokens_file`"
             );
         }
+        self.demo.scenario()?;
         for (tenant, text) in &self.retention.per_tenant {
             parse_duration(text)
                 .map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;

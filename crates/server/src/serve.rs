@@ -497,10 +497,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             // A fresh seed per start, so a restarted demo does not resend the same trace IDs.
             seed: andante_model::now_unix_nanos(),
             acked_file: None,
-            scenario: andante_gen::ScenarioArgs::default(),
+            scenario: andante_gen::ScenarioArgs {
+                scenario: config.demo.scenario()?,
+                scenario_target: Some(config.demo.scenario_target.trim().to_owned())
+                    .filter(|target| !target.is_empty()),
+                scenario_onset_secs: config.demo.scenario_onset.as_secs(),
+                ..andante_gen::ScenarioArgs::default()
+            },
         };
         tracing::info!(
             rate = config.demo.rate,
+            scenario = config.demo.scenario.trim(),
             "demo load started; point Grafana's Tempo data source at this server's HTTP port"
         );
         loops.push(tokio::spawn(async move {
