@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use andante_model::ErrorKind;
+use andante_model::{ErrorKind, TenantSet};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -48,6 +48,48 @@ fn window(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
     Ok((start, end))
 }
 
+/// Reads the spans of `tenants` in `[start, end]` and analyses them, then renders the
+/// analysis with `render` on the same blocking thread. The partial-read message, if any, is
+/// returned beside the rendering.
+pub(crate) async fn analyse<R>(
+    state: &SharedState,
+    tenants: &TenantSet,
+    start: u64,
+    end: u64,
+    render: R,
+) -> Result<(Value, Option<String>), ApiError>
+where
+    R: FnOnce(&andante_insights::Analysis) -> Result<Value, ApiError> + Send + 'static,
+{
+    let read = state
+        .querier
+        .traces_in_window(tenants, start, end, MAX_SPANS)
+        .await;
+    let partial = read.partial_message.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut records = Vec::with_capacity(read.spans as usize);
+        for (trace_id, resource_spans) in &read.traces {
+            andante_insights::extract(trace_id.0, resource_spans, &mut records);
+        }
+        render(&andante_insights::analyze(records, start, end))
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "insights task failed");
+        ApiError::new(ErrorKind::Internal, "the analysis failed")
+    })??;
+    Ok((rendered, partial))
+}
+
+pub(crate) fn encoded<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|error| {
+        ApiError::new(
+            ErrorKind::Internal,
+            format!("insights could not be encoded: {error}"),
+        )
+    })
+}
+
 async fn answer(
     state: SharedState,
     headers: HeaderMap,
@@ -60,17 +102,7 @@ async fn answer(
         .get("entity")
         .map(|entity| entity.trim().to_owned())
         .filter(|entity| !entity.is_empty());
-    let read = state
-        .querier
-        .traces_in_window(&tenants, start, end, MAX_SPANS)
-        .await;
-    let partial = read.partial_message.clone();
-    let analysed = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let mut records = Vec::with_capacity(read.spans as usize);
-        for (trace_id, resource_spans) in &read.traces {
-            andante_insights::extract(trace_id.0, resource_spans, &mut records);
-        }
-        let analysis = andante_insights::analyze(records, start, end);
+    let (mut body, partial) = analyse(&state, &tenants, start, end, move |analysis| {
         if let Some(entity) = &entity {
             if !analysis.has_entity(entity) {
                 return Err(ApiError::bad_request(format!(
@@ -78,25 +110,14 @@ async fn answer(
                 )));
             }
         }
-        let body = match view {
-            View::Graph => serde_json::to_value(analysis.graph()),
-            View::Assertions => serde_json::to_value(analysis.assertions(entity.as_deref()))
+        match view {
+            View::Graph => encoded(analysis.graph()),
+            View::Assertions => encoded(analysis.assertions(entity.as_deref()))
                 .map(|assertions| json!({ "assertions": assertions })),
-            View::Rca => serde_json::to_value(analysis.rca(entity.as_deref())),
-        };
-        body.map_err(|error| {
-            ApiError::new(
-                ErrorKind::Internal,
-                format!("insights could not be encoded: {error}"),
-            )
-        })
+            View::Rca => encoded(analysis.rca(entity.as_deref())),
+        }
     })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "insights task failed");
-        ApiError::new(ErrorKind::Internal, "the analysis failed")
-    })??;
-    let mut body = analysed;
+    .await?;
     if let (Some(message), Some(object)) = (partial, body.as_object_mut()) {
         object.insert("status".to_owned(), json!("PARTIAL"));
         object.insert("message".to_owned(), json!(message));

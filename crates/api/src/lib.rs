@@ -9,6 +9,7 @@ mod gate;
 mod ingest_grpc;
 mod ingest_http;
 mod insights;
+pub mod insights_live;
 mod mcp;
 pub mod metrics;
 mod metrics_query;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Running queries per tenant (`query.max_concurrent_per_tenant`).
     pub query_gate: Arc<gate::QueryGate>,
+    /// The latest continuous insights evaluation per tenant.
+    pub live_insights: insights_live::LiveInsights,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -131,6 +134,7 @@ fn api_router(state: SharedState) -> Router {
         .route("/api/insights/graph", get(insights::graph))
         .route("/api/insights/assertions", get(insights::assertions))
         .route("/api/insights/rca", get(insights::rca))
+        .route("/api/insights/live", get(insights_live::live))
         .route_service(
             "/tempopb.StreamingQuerier/{method}",
             streaming::streaming_querier(state.clone()),

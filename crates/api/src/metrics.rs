@@ -9,8 +9,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
 /// Metrics updated on request paths.
@@ -19,6 +21,10 @@ pub struct Metrics {
     pub wal_fsync_seconds: Histogram,
     /// MCP tool calls by tool name (Tempo counts the same as `tempo_query_frontend_mcp_calls_total`).
     mcp_calls: Family<Vec<(&'static str, String)>, Counter>,
+    /// Assertions firing in each tenant's latest continuous evaluation, by type and severity.
+    insights_assertions: Family<Vec<(&'static str, String)>, Gauge>,
+    insights_evaluations: Family<Vec<(&'static str, String)>, Counter>,
+    insights_evaluation_seconds: Family<Vec<(&'static str, String)>, Counter<f64, AtomicU64>>,
 }
 
 struct StoreCollector {
@@ -357,11 +363,56 @@ impl Metrics {
             "MCP tool calls, by tool.",
             mcp_calls.clone(),
         );
+        let insights_assertions = Family::default();
+        registry.register(
+            "andante_insights_assertions",
+            "Assertions firing in the latest continuous insights evaluation of each tenant.",
+            insights_assertions.clone(),
+        );
+        let insights_evaluations = Family::default();
+        registry.register(
+            "andante_insights_evaluations",
+            "Continuous insights evaluations, per tenant.",
+            insights_evaluations.clone(),
+        );
+        let insights_evaluation_seconds = Family::default();
+        registry.register(
+            "andante_insights_evaluation_seconds",
+            "Time spent in continuous insights evaluations (reading and analysing), per tenant.",
+            insights_evaluation_seconds.clone(),
+        );
         Metrics {
             registry,
             wal_fsync_seconds,
             mcp_calls,
+            insights_assertions,
+            insights_evaluations,
+            insights_evaluation_seconds,
         }
+    }
+
+    /// Records one continuous insights evaluation of `tenant`: its assertion counts by
+    /// (type, severity) and how long it took.
+    pub fn insights_evaluated(
+        &self,
+        tenant: &str,
+        counts: &[(&'static str, &'static str, i64)],
+        took: std::time::Duration,
+    ) {
+        for (kind, severity, count) in counts {
+            self.insights_assertions
+                .get_or_create(&vec![
+                    ("tenant", tenant.to_owned()),
+                    ("type", (*kind).to_owned()),
+                    ("severity", (*severity).to_owned()),
+                ])
+                .set(*count);
+        }
+        let tenant = vec![("tenant", tenant.to_owned())];
+        self.insights_evaluations.get_or_create(&tenant).inc();
+        self.insights_evaluation_seconds
+            .get_or_create(&tenant)
+            .inc_by(took.as_secs_f64());
     }
 
     /// Counts one call of an MCP tool (only tools that exist: names are a bounded set).

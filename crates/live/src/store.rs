@@ -278,6 +278,11 @@ impl LiveStore {
         all.into_iter().collect()
     }
 
+    /// Every tenant that has pushed since start (with or without traces in memory now).
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.tenants.lock().keys().cloned().collect()
+    }
+
     /// (live traces, bytes held in memory) over every tenant.
     pub fn memory_totals(&self) -> (u64, u64) {
         let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();

@@ -111,6 +111,8 @@ pub const KEYS: &[Key] = &[
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
     key("metrics_store.retention", Dur, "24h", "How long generated series are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the read API's store holds per tenant (bounds memory)."),
+    key("insights.live_window", Dur, "15m", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s` turns it off."),
+    key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
     key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
     key("demo.scenario", Str, "", "A fault the demo load injects, as `andante gen --scenario` (latency, error, saturation, dependency-down, network-delay, bad-deploy, traffic-spike, none), over the `incident` topology; the insights API then finds it. Empty: the plain shop."),
@@ -293,6 +295,7 @@ pub struct Config {
     pub retention: Retention,
     pub generator: GeneratorSection,
     pub metrics_store: MetricsStore,
+    pub insights: Insights,
     pub demo: Demo,
     pub log: Log,
 }
@@ -462,6 +465,14 @@ pub struct MetricsStore {
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Insights {
+    #[serde(deserialize_with = "duration")]
+    pub live_window: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Demo {
     pub enabled: bool,
     pub rate: u64,
@@ -564,6 +575,14 @@ impl Config {
             );
         }
         self.demo.scenario()?;
+        if !self.insights.live_window.is_zero() {
+            if self.insights.interval < Duration::from_secs(1) {
+                bail!("insights.interval must be at least 1s (each evaluation reads the whole live window)");
+            }
+            if self.insights.live_window > Duration::from_secs(24 * 3600) {
+                bail!("insights.live_window must be at most 24h, the longest window an analysis reads");
+            }
+        }
         for (tenant, text) in &self.retention.per_tenant {
             parse_duration(text)
                 .map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;

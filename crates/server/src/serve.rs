@@ -337,6 +337,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_store: generated.store.clone(),
         ready: AtomicBool::new(false),
         query_gate: Default::default(),
+        live_insights: andante_api::insights_live::LiveInsights::new(config.insights.live_window),
     });
 
     let (stop_sender, stop) = watch::channel(false);
@@ -477,6 +478,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 }
             },
         ));
+    }
+    if !config.insights.live_window.is_zero() {
+        let state = state.clone();
+        loops.push(every(config.insights.interval, stop.clone(), move || {
+            let state = state.clone();
+            async move { andante_api::insights_live::evaluate(&state).await }
+        }));
     }
     if config.demo.enabled {
         let Some(port) = grpc_port else {
