@@ -111,7 +111,7 @@ pub const KEYS: &[Key] = &[
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
     key("metrics_store.retention", Dur, "24h", "How long generated series are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the read API's store holds per tenant (bounds memory)."),
-    key("insights.live_window", Dur, "15m", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s` turns it off."),
+    key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
     key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
