@@ -12,10 +12,16 @@ use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use crate::BlockError;
 
 /// Every column chunk, and every page the offset index lists, lies inside the file, pages
-/// inside their chunk.
+/// inside their chunk; the pages' first rows count up from 0 within the row group.
 pub(crate) fn check(metadata: &ParquetMetaData, file_size: u64) -> Result<(), BlockError> {
     for (row_group, group) in metadata.row_groups().iter().enumerate() {
         let pages = metadata.page_index_for_row_group(row_group);
+        let rows = u64::try_from(group.num_rows()).map_err(|_| {
+            BlockError::Corrupt(format!(
+                "parquet footer: row group {row_group}: negative row count {}",
+                group.num_rows()
+            ))
+        })?;
         for (leaf, column) in group.columns().iter().enumerate() {
             let corrupt = |why: String| {
                 BlockError::Corrupt(format!(
@@ -23,6 +29,12 @@ pub(crate) fn check(metadata: &ParquetMetaData, file_size: u64) -> Result<(), Bl
                 ))
             };
             let chunk = chunk_range(column, file_size).map_err(corrupt)?;
+            let first_rows = pages
+                .page_locations(leaf)
+                .into_iter()
+                .flatten()
+                .map(|page| page.first_row_index);
+            page_rows_in_order(first_rows, rows).map_err(corrupt)?;
             for page in pages.page_locations(leaf).into_iter().flatten() {
                 let start = u64::try_from(page.offset).ok();
                 let end = start.zip(u64::try_from(page.compressed_page_size).ok());
@@ -35,6 +47,27 @@ pub(crate) fn check(metadata: &ParquetMetaData, file_size: u64) -> Result<(), Bl
                         )))
                     }
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parquet's row selection turns consecutive pages' first rows into row ranges by subtraction
+/// (fuzz finding 9: a damaged offset index made it overflow), so they must start at 0, never go
+/// down and stay within the row group.
+fn page_rows_in_order(first_rows: impl Iterator<Item = i64>, rows: u64) -> Result<(), String> {
+    let mut previous: Option<u64> = None;
+    for first_row in first_rows {
+        let in_order = u64::try_from(first_row)
+            .ok()
+            .filter(|row| *row <= rows && previous.map_or(*row == 0, |previous| previous <= *row));
+        match in_order {
+            Some(row) => previous = Some(row),
+            None => {
+                return Err(format!(
+                    "page first row {first_row} out of order (previous {previous:?}, {rows} rows)"
+                ))
             }
         }
     }
@@ -97,6 +130,23 @@ mod tests {
         assert_eq!(chunk_range(&column(None, 4, 10), 100), Ok(4..14));
         assert_eq!(chunk_range(&column(Some(4), 8, 10), 100), Ok(4..14));
         assert_eq!(chunk_range(&column(None, 4, 96), 100), Ok(4..100));
+    }
+
+    #[test]
+    fn page_first_rows_must_count_up_within_the_row_group() {
+        assert_eq!(page_rows_in_order([0, 3, 7].into_iter(), 10), Ok(()));
+        assert_eq!(page_rows_in_order([0, 10].into_iter(), 10), Ok(()));
+        assert_eq!(page_rows_in_order(std::iter::empty(), 0), Ok(()));
+        for pages in [
+            vec![1, 3],
+            vec![0, 5, 4],
+            vec![0, 11],
+            vec![-1],
+            vec![0, i64::MIN],
+        ] {
+            let result = page_rows_in_order(pages.iter().copied(), 10);
+            assert!(result.is_err(), "{pages:?}: {result:?}");
+        }
     }
 
     #[test]
