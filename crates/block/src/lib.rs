@@ -172,7 +172,9 @@ pub fn encode_block_from(
     let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
     let mut trace_count = 0u64;
     let mut service_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut tag_names = meta::TagNames::default();
     let traces = traces.into_iter().inspect(|trace| {
+        tag_names.add_trace(trace);
         if service_names.len() > meta::MAX_META_SERVICE_NAMES {
             return;
         }
@@ -226,6 +228,7 @@ pub fn encode_block_from(
         replaces: new_block.replaces.clone(),
         service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES)
             .then(|| service_names.into_iter().collect()),
+        tag_names: tag_names.finish(),
     };
     Ok((meta, encoded.parquet, index))
 }

@@ -2,6 +2,8 @@
 //! last, after `data.parquet` and `index`, and deleted first, so a reader that lists metas never
 //! sees a half-written or half-deleted block.
 
+use std::collections::BTreeMap;
+
 use andante_model::UnixNanos;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,10 +38,17 @@ pub struct BlockMeta {
     /// there were more than [`MAX_META_SERVICE_NAMES`]: readers then scan the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_names: Option<Vec<String>>,
+    /// Attribute names per scope (`span`, `resource`, `event`, `link`, `instrumentation`), sorted,
+    /// so tag-name discovery without a filter needs no I/O. Absent in blocks written before it
+    /// existed, or when a scope had more than [`MAX_META_TAG_NAMES`]: readers then scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_names: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// Most service names kept in `meta.json`.
 pub const MAX_META_SERVICE_NAMES: usize = 1000;
+/// Most attribute names per scope kept in `meta.json`.
+pub const MAX_META_TAG_NAMES: usize = 2000;
 
 impl BlockMeta {
     pub fn prefix(&self) -> String {
@@ -62,4 +71,71 @@ impl BlockMeta {
 
 pub fn block_prefix(tenant: &str, block_id: Uuid) -> String {
     format!("{tenant}/{block_id}")
+}
+
+/// Collects [`BlockMeta::tag_names`] while a block is encoded.
+#[derive(Debug, Default)]
+pub struct TagNames {
+    scopes: BTreeMap<&'static str, std::collections::HashSet<String>>,
+    overflow: bool,
+}
+
+impl TagNames {
+    pub fn add_trace(&mut self, trace: &crate::Trace) {
+        if self.overflow {
+            return;
+        }
+        for resource_spans in &trace.resource_spans {
+            if let Some(resource) = &resource_spans.resource {
+                self.add("resource", &resource.attributes);
+            }
+            for scope_spans in &resource_spans.scope_spans {
+                if let Some(scope) = &scope_spans.scope {
+                    self.add("instrumentation", &scope.attributes);
+                }
+                for span in &scope_spans.spans {
+                    self.add("span", &span.attributes);
+                    for event in &span.events {
+                        self.add("event", &event.attributes);
+                    }
+                    for link in &span.links {
+                        self.add("link", &link.attributes);
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        scope: &'static str,
+        attributes: &[andante_model::otlp::common::v1::KeyValue],
+    ) {
+        if attributes.is_empty() {
+            return;
+        }
+        let names = self.scopes.entry(scope).or_default();
+        for attribute in attributes {
+            // Look up before inserting: almost every name is already there.
+            if !names.contains(attribute.key.as_str()) {
+                names.insert(attribute.key.clone());
+            }
+        }
+        if names.len() > MAX_META_TAG_NAMES {
+            self.overflow = true;
+        }
+    }
+
+    pub fn finish(self) -> Option<BTreeMap<String, Vec<String>>> {
+        (!self.overflow).then(|| {
+            self.scopes
+                .into_iter()
+                .map(|(scope, names)| {
+                    let mut names: Vec<String> = names.into_iter().collect();
+                    names.sort_unstable();
+                    (scope.to_owned(), names)
+                })
+                .collect()
+        })
+    }
 }

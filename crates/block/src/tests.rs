@@ -657,6 +657,73 @@ async fn meta_lists_service_names() {
     assert_eq!(old.service_names, None);
 }
 
+/// `meta.json` lists the attribute names per scope, exactly those a scan of the block finds
+/// (tag names without a filter need no I/O); an older meta without the field still reads.
+#[tokio::test]
+async fn meta_tag_names_are_those_a_scan_finds() {
+    use andante_model::otlp::common::v1::InstrumentationScope;
+    use andante_model::otlp::trace::v1::span::{Event, Link};
+    let storage = Storage::in_memory();
+    let mut traces = traces(17, 120);
+    let text = |text: &str| any_value::Value::StringValue(text.into());
+    for (number, trace) in traces.iter_mut().enumerate().step_by(7) {
+        let resource_spans = &mut trace.resource_spans[0];
+        let scope_spans = &mut resource_spans.scope_spans[0];
+        scope_spans.scope = Some(InstrumentationScope {
+            name: "lib".into(),
+            attributes: vec![attribute(&format!("scope.key{}", number % 3), text("v"))],
+            ..Default::default()
+        });
+        let span = &mut scope_spans.spans[0];
+        span.events.push(Event {
+            name: "exception".into(),
+            attributes: vec![attribute("exception.type", text("E"))],
+            ..Default::default()
+        });
+        span.links.push(Link {
+            trace_id: vec![7; 16],
+            span_id: vec![7; 8],
+            attributes: vec![attribute(&format!("link.key{number}"), text("l"))],
+            ..Default::default()
+        });
+    }
+    let handle = write(&storage, &traces, 300).await;
+    let from_meta = handle
+        .meta
+        .tag_names
+        .clone()
+        .expect("tag names in meta.json");
+    let plan = Arc::new(v1::search::ScanPlan::new(
+        andante_traceql::TraceCondition::True,
+        0..u64::MAX,
+    ));
+    let mut scanned = v1::tags::TagCollection::default();
+    handle
+        .collect_tags(
+            &storage,
+            &v1::tags::TagRequest::Names,
+            plan,
+            Arc::new(tokio::sync::Semaphore::new(2)),
+            &mut scanned,
+            &mut HashSet::new(),
+        )
+        .await
+        .expect("tags");
+    let scanned: std::collections::BTreeMap<String, Vec<String>> = scanned
+        .names
+        .into_iter()
+        .map(|(scope, names)| (scope.to_owned(), names.into_iter().collect()))
+        .collect();
+    for scope in ["span", "resource", "event", "link", "instrumentation"] {
+        assert!(from_meta.contains_key(scope), "{scope}: {from_meta:?}");
+    }
+    assert_eq!(from_meta, scanned);
+    let mut old = serde_json::to_value(&handle.meta).expect("json");
+    old.as_object_mut().expect("object").remove("tagNames");
+    let old: BlockMeta = serde_json::from_value(old).expect("an older meta.json still parses");
+    assert_eq!(old.tag_names, None);
+}
+
 /// Keys on many spans get a slot column of their own: the data reads back unchanged, search
 /// reads the slot instead of the generic list (and stays exact with non-string values of the
 /// same key), and tag discovery finds names and values in slots.

@@ -80,6 +80,14 @@ fn live_collect(
     }
 }
 
+/// The static name of a scope as `meta.json` spells it (unknown ones come from a newer writer
+/// and are skipped).
+fn scope_name(scope: &str) -> Option<&'static str> {
+    ["span", "resource", "event", "link", "instrumentation"]
+        .into_iter()
+        .find(|known| *known == scope)
+}
+
 /// `resource.service.name` values: what blocks keep in `meta.json`.
 fn is_resource_service_name(request: &TagRequest) -> bool {
     matches!(request, TagRequest::Values(Field::Attribute { scope: Scope::Resource, parent: false, name }) if name == "service.name")
@@ -138,6 +146,7 @@ impl Querier {
             }
             let blocks = self.blocks_newest_first(tenant, start, end);
             let service_names_only = filter.is_none() && is_resource_service_name(&request);
+            let tag_names_only = filter.is_none() && matches!(request, TagRequest::Names);
             for handle in blocks {
                 if collection.values.len() >= limit {
                     break;
@@ -145,6 +154,18 @@ impl Querier {
                 if let (true, Some(names)) = (service_names_only, &handle.meta.service_names) {
                     for name in names {
                         collection.add_value(Value::Str(name.clone().into()), &mut seen);
+                    }
+                    continue;
+                }
+                if let (true, Some(scopes)) = (tag_names_only, &handle.meta.tag_names) {
+                    for (scope, names) in scopes {
+                        if let Some(scope) = scope_name(scope) {
+                            collection
+                                .names
+                                .entry(scope)
+                                .or_default()
+                                .extend(names.iter().cloned());
+                        }
                     }
                     continue;
                 }

@@ -293,17 +293,25 @@ fn collect_batch(
                     _ => match array.data_type() {
                         arrow_schema::DataType::Int64 => {
                             let numbers = array.as_primitive::<Int64Type>();
+                            // Repeats are checked cheaply here before the collection's own
+                            // (formatting) check.
+                            let mut batch_seen = HashSet::new();
                             for row in
                                 (0..rows).filter(|row| selected[*row] && !numbers.is_null(*row))
                             {
-                                out.add_value(Value::Int(numbers.value(row)), seen);
+                                if batch_seen.insert(numbers.value(row)) {
+                                    out.add_value(Value::Int(numbers.value(row)), seen);
+                                }
                             }
                         }
                         arrow_schema::DataType::Dictionary(_, _) | arrow_schema::DataType::Utf8 => {
                             let reader = string_reader(array);
+                            let mut batch_seen = HashSet::new();
                             for row in (0..rows).filter(|row| selected[*row]) {
                                 if let Some(text) = reader(row) {
-                                    if !text.is_empty() || name == "name" {
+                                    if (!text.is_empty() || name == "name")
+                                        && batch_seen.insert(text)
+                                    {
                                         out.add_value(Value::Str(text.to_owned().into()), seen);
                                     }
                                 }
@@ -407,35 +415,37 @@ impl BlockHandle {
                 request.clone(),
             );
             let task_roots = roots.clone();
-            let mut partial = TagCollection::default();
-            let mut partial_seen = seen.clone();
-            (partial, partial_seen) =
-                tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                    for batch in decode_columns(
-                        &task_roots,
-                        task_plan.attribute_leaves,
-                        &metadata,
-                        file_size,
-                        row_group,
-                        fetched,
-                    )? {
-                        collect_batch(
-                            &task_request,
-                            &task_plan,
-                            &batch,
-                            &mut partial,
-                            &mut partial_seen,
-                        )?;
-                    }
-                    Ok((partial, partial_seen))
-                })
-                .await
-                .map_err(|error| BlockError::Read(error.to_string()))??;
+            // The row group's distinct values, in first-seen order; merged below, so the
+            // caller's set of values already seen is never copied into the task.
+            let partial = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
+                let mut partial = TagCollection::default();
+                let mut partial_seen = HashSet::new();
+                for batch in decode_columns(
+                    &task_roots,
+                    task_plan.attribute_leaves,
+                    &metadata,
+                    file_size,
+                    row_group,
+                    fetched,
+                )? {
+                    collect_batch(
+                        &task_request,
+                        &task_plan,
+                        &batch,
+                        &mut partial,
+                        &mut partial_seen,
+                    )?;
+                }
+                Ok(partial)
+            })
+            .await
+            .map_err(|error| BlockError::Read(error.to_string()))??;
             for (scope, names) in partial.names {
                 out.names.entry(scope).or_default().extend(names);
             }
-            out.values.extend(partial.values);
-            *seen = partial_seen;
+            for value in partial.values {
+                out.add_value(value, seen);
+            }
         }
         Ok(())
     }
