@@ -214,7 +214,12 @@ fn build(plan: &Plan) -> Built {
         data.get(payload_start..payload_start.saturating_add(len))
             .is_some_and(|payload| crc32c::crc32c(payload).to_le_bytes() == header[len_at + 4..len_at + 8])
     };
-    let torn_completed = torn_starts.iter().any(completed);
+    // Likewise a record cut by a truncation and completed again by appended bytes (finding 8:
+    // garbage that began with the cut-off payload).
+    let torn_completed = torn_starts
+        .iter()
+        .chain(written.iter().filter(|record| !intact(record)).map(|record| &record.start))
+        .any(completed);
     // Offsets where a header was written and is still as written: not forgeries.
     let header_bytes = if version_2 { V2_HEADER_BYTES } else { V1_HEADER_BYTES };
     let real_headers: Vec<usize> = written
