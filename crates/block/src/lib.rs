@@ -386,19 +386,40 @@ impl BlockHandle {
         storage: &Storage,
         trace_ids: &[TraceId],
     ) -> Result<(Vec<Trace>, u64), BlockError> {
-        let mut by_row_group: std::collections::BTreeMap<
-            usize,
-            std::collections::HashSet<TraceId>,
-        > = std::collections::BTreeMap::new();
+        self.find_traces_at(storage, trace_ids, &[]).await
+    }
+
+    /// `find_traces`, plus the traces at `located` (rows a scan of this block found): those
+    /// need no search of the row group's trace IDs.
+    pub async fn find_traces_at(
+        &self,
+        storage: &Storage,
+        trace_ids: &[TraceId],
+        located: &[v1::search::RowLocation],
+    ) -> Result<(Vec<Trace>, u64), BlockError> {
+        type Wanted = (std::collections::HashSet<TraceId>, Vec<(usize, usize)>);
+        let mut by_row_group: std::collections::BTreeMap<usize, Wanted> =
+            std::collections::BTreeMap::new();
         for trace_id in trace_ids {
             if let Some(row_group) = self.index.row_group_for(trace_id) {
-                by_row_group.entry(row_group).or_default().insert(*trace_id);
+                by_row_group
+                    .entry(row_group)
+                    .or_default()
+                    .0
+                    .insert(*trace_id);
             }
+        }
+        for location in located {
+            by_row_group
+                .entry(location.row_group as usize)
+                .or_default()
+                .1
+                .push((location.first_row as usize, location.rows as usize));
         }
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let store = storage.object_store();
         let mut traces = Vec::new();
-        for (row_group, wanted) in by_row_group {
+        for (row_group, (wanted, known)) in by_row_group {
             let key = self.meta.data_key();
             traces.extend(
                 v1::read_row_group_traces(
@@ -408,6 +429,7 @@ impl BlockHandle {
                     &self.parquet,
                     row_group,
                     &wanted,
+                    &known,
                     &bytes_read,
                 )
                 .await?,

@@ -724,6 +724,76 @@ async fn meta_tag_names_are_those_a_scan_finds() {
     assert_eq!(old.tag_names, None);
 }
 
+/// Stage 1 tells where each candidate's rows are; reading those rows gives exactly the traces
+/// a search of the row groups' trace IDs gives (the shortcut stage 2 takes).
+#[tokio::test]
+async fn candidate_locations_read_the_same_traces_as_an_id_search() {
+    use andante_traceql::{parse, TraceCondition};
+    let storage = Storage::in_memory();
+    let traces = traces(23, 400);
+    let handle = write(&storage, &traces, 250).await;
+    assert!(handle.meta.row_groups > 2, "several row groups");
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    for text in [
+        "{ }",
+        r#"{ span.http.route = "/r/3" }"#,
+        "{ status = error }",
+    ] {
+        let query = parse(text).expect("parses");
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&query),
+            0..u64::MAX,
+        ));
+        let outcome = handle
+            .scan(&storage, plan, cpu.clone())
+            .await
+            .expect("scan");
+        assert!(!outcome.candidates.is_empty(), "{text}");
+        let ids: Vec<TraceId> = outcome.candidates.iter().map(|c| c.trace_id).collect();
+        let locations: Vec<v1::search::RowLocation> = outcome
+            .candidates
+            .iter()
+            .map(|candidate| candidate.location.expect("a whole row group was scanned"))
+            .collect();
+        let (by_id, _) = handle.find_traces(&storage, &ids).await.expect("by ID");
+        let (at, _) = handle
+            .find_traces_at(&storage, &[], &locations)
+            .await
+            .expect("by location");
+        assert_eq!(at.len(), ids.len(), "{text}");
+        assert!(at == by_id, "{text}: the reads differ");
+        // Whole traces: every span the fixture gave each (attribute order aside).
+        let span_count = |trace: &Trace| -> usize {
+            trace
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum()
+        };
+        let expected: Vec<(TraceId, usize)> = traces
+            .iter()
+            .filter(|trace| ids.contains(&trace.trace_id))
+            .map(|trace| (trace.trace_id, span_count(trace)))
+            .collect();
+        let read: Vec<(TraceId, usize)> = at
+            .iter()
+            .map(|trace| (trace.trace_id, span_count(trace)))
+            .collect();
+        assert_eq!(read, expected, "{text}");
+    }
+    // A location outside the block is an error, not a panic or a wrong read.
+    let outside = v1::search::RowLocation {
+        row_group: 0,
+        first_row: u32::MAX - 1,
+        rows: 5,
+    };
+    assert!(handle
+        .find_traces_at(&storage, &[], &[outside])
+        .await
+        .is_err());
+}
+
 /// Keys on many spans get a slot column of their own: the data reads back unchanged, search
 /// reads the slot instead of the generic list (and stays exact with non-string values of the
 /// same key), and tag discovery finds names and values in slots.

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use andante_block::blocklist::BlockList;
+use andante_block::v1::search::RowLocation;
 use andante_live::LiveStore;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
@@ -18,6 +19,9 @@ pub mod metrics;
 pub mod search;
 pub mod tags;
 pub mod window;
+
+/// Rows stage 1 found per trace: (block, rows in it).
+pub type Located = std::collections::HashMap<TraceId, Vec<(uuid::Uuid, RowLocation)>>;
 
 /// The answer to a trace-by-ID lookup.
 #[derive(Debug, Default)]
@@ -92,7 +96,9 @@ impl Querier {
         let mut fragments: Vec<ResourceSpans> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         for tenant in tenants.iter() {
-            let mut batch = self.traces_by_ids(tenant, &[trace_id], hint).await;
+            let mut batch = self
+                .traces_by_ids(tenant, &[trace_id], hint, &Located::new())
+                .await;
             lookup.inspected_bytes += batch.inspected_bytes;
             lookup.blocks_searched += batch.blocks_searched;
             failures.extend(batch.failures);
@@ -114,12 +120,16 @@ impl Querier {
     /// Every trace of `trace_ids` one tenant holds, whole (live store and every block that may
     /// hold a piece, merged), in the order asked. A block is read once for all the IDs it may
     /// hold, a row group once for all the IDs in it: confirming many search candidates costs a
-    /// pass over their row groups, not one per trace.
+    /// pass over their row groups, not one per trace. Where `located` knows a trace's rows in a
+    /// block (stage 1 found them), that block reads them directly; every other block the index
+    /// says may hold a piece is searched by ID as usual, so a trace split across blocks still
+    /// comes back whole.
     pub async fn traces_by_ids(
         &self,
         tenant: &andante_model::TenantId,
         trace_ids: &[TraceId],
         hint: TimeHint,
+        located: &Located,
     ) -> BatchLookup {
         let mut batch = BatchLookup::default();
         let start = hint.start.unwrap_or(0);
@@ -134,19 +144,29 @@ impl Querier {
             .into_iter()
             .filter(|handle| handle.meta.overlaps(start, end))
             .filter_map(|handle| {
-                let wanted: Vec<TraceId> = trace_ids
-                    .iter()
-                    .copied()
-                    .filter(|trace_id| handle.may_contain(trace_id))
-                    .collect();
-                (!wanted.is_empty()).then_some((handle, wanted))
+                let block_id = handle.meta.block_id;
+                let mut wanted = Vec::new();
+                let mut at = Vec::new();
+                for trace_id in trace_ids {
+                    let known = located.get(trace_id).into_iter().flatten();
+                    let rows: Vec<RowLocation> = known
+                        .filter(|(block, _)| *block == block_id)
+                        .map(|(_, rows)| *rows)
+                        .collect();
+                    if !rows.is_empty() {
+                        at.extend(rows);
+                    } else if handle.may_contain(trace_id) {
+                        wanted.push(*trace_id);
+                    }
+                }
+                (!wanted.is_empty() || !at.is_empty()).then_some((handle, wanted, at))
             })
             .collect();
         batch.blocks_searched = reads.len();
         let storage = &self.storage;
         let mut results =
-            futures::stream::iter(reads.into_iter().map(|(handle, wanted)| async move {
-                let result = handle.find_traces(storage, &wanted).await;
+            futures::stream::iter(reads.into_iter().map(|(handle, wanted, at)| async move {
+                let result = handle.find_traces_at(storage, &wanted, &at).await;
                 (handle.meta, result)
             }))
             .buffer_unordered(self.block_jobs);

@@ -24,7 +24,7 @@ use andante_traceql::eval::resolve;
 use andante_traceql::{evaluate, referenced_fields, Query, TraceCondition, TraceView, Value};
 use futures::stream::{self, StreamExt};
 
-use crate::{AbortOnDrop, Querier, TimeHint};
+use crate::{AbortOnDrop, Located, Querier, TimeHint};
 
 /// Tempo's defaults and caps.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -157,6 +157,8 @@ impl Querier {
         let mut failures: Vec<String> = Vec::new();
         // (trace ID, tenant) → the newest start any source gave the candidate.
         let mut candidates: BTreeMap<(TraceId, usize), u64> = BTreeMap::new();
+        // Where stage 1 saw each candidate's rows, so stage 2 reads them without an ID search.
+        let mut located = Located::new();
         let tenant_list: Vec<_> = tenants.iter().cloned().collect();
         let mut blocks = Vec::new();
         for (tenant_index, tenant) in tenant_list.iter().enumerate() {
@@ -236,6 +238,7 @@ impl Querier {
             self.confirm(
                 &ready,
                 &tenant_list,
+                &located,
                 request,
                 &query,
                 &fields,
@@ -278,6 +281,12 @@ impl Querier {
                     for candidate in outcome.candidates {
                         if confirmed.checked.contains(&candidate.trace_id) {
                             continue;
+                        }
+                        if let Some(location) = candidate.location {
+                            located
+                                .entry(candidate.trace_id)
+                                .or_default()
+                                .push((meta.block_id, location));
                         }
                         let slot = candidates
                             .entry((candidate.trace_id, tenant_index))
@@ -327,6 +336,7 @@ impl Querier {
                         trace_id,
                         start_unix_nanos: view.start_unix_nanos,
                         end_unix_nanos: view.end_unix_nanos,
+                        location: None,
                     });
                 }
             }
@@ -348,6 +358,7 @@ impl Querier {
         &self,
         ready: &[(u64, TraceId, usize)],
         tenant_list: &[andante_model::TenantId],
+        located: &Located,
         request: &SearchRequest,
         query: &Arc<Query>,
         fields: &Arc<Vec<Field>>,
@@ -388,7 +399,7 @@ impl Querier {
                 if ids.is_empty() {
                     continue;
                 }
-                let batch = self.traces_by_ids(tenant, &ids, hint).await;
+                let batch = self.traces_by_ids(tenant, &ids, hint, located).await;
                 result.metrics.inspected_bytes += batch.inspected_bytes;
                 failures.extend(batch.failures);
                 fetched.extend(batch.traces);

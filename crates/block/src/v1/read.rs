@@ -247,17 +247,26 @@ pub async fn read_row_group_trace(
 ) -> Result<Option<Trace>, BlockError> {
     let wanted = std::collections::HashSet::from([trace_id]);
     Ok(read_row_group_traces(
-        store, key, file_size, metadata, row_group, &wanted, bytes_read,
+        store,
+        key,
+        file_size,
+        metadata,
+        row_group,
+        &wanted,
+        &[],
+        bytes_read,
     )
     .await?
     .pop())
 }
 
-/// Reads the traces of `wanted` that `row_group` holds, in trace-ID order: first only the
-/// `trace_id` column to find their rows, then every column of just those rows (the page index
-/// skips the other pages). One pass serves any number of traces, so a search confirming many
-/// candidates of a row group decodes it once, not once per trace. `bytes_read` grows by the
-/// bytes fetched from storage.
+/// Reads the traces of `wanted` that `row_group` holds, plus the rows `known` (first row,
+/// count) already located by a scan, in trace-ID order: first only the `trace_id` column to find
+/// the wanted traces' rows (skipped when none is wanted), then every column of just those rows
+/// (the page index skips the other pages). One pass serves any number of traces, so a search
+/// confirming many candidates of a row group decodes it once, not once per trace. `bytes_read`
+/// grows by the bytes fetched from storage.
+#[allow(clippy::too_many_arguments)]
 pub async fn read_row_group_traces(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -265,41 +274,68 @@ pub async fn read_row_group_traces(
     metadata: &ArrowReaderMetadata,
     row_group: usize,
     wanted: &std::collections::HashSet<TraceId>,
+    known: &[(usize, usize)],
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<Trace>, BlockError> {
     let parquet_error = BlockError::parquet;
-    let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
-    let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        counted_reader(store, key, file_size, bytes_read),
-        metadata.clone(),
-    )
-    .with_row_groups(vec![row_group])
-    .with_projection(ids_only)
-    .with_batch_size(64 * 1024)
-    .build()
-    .map_err(parquet_error)?;
+    let row_count = metadata
+        .metadata()
+        .row_groups()
+        .get(row_group)
+        .map_or(0, |group| group.num_rows().max(0) as usize);
     // Runs of wanted rows as (first row, count); rows of one trace are contiguous.
     let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut offset = 0usize;
-    while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
-        let ids = batch.column(0).as_fixed_size_binary();
-        for row in 0..ids.len() {
-            let Ok(trace_id) = TraceId::from_bytes(ids.value(row)) else {
-                continue;
-            };
-            if !wanted.contains(&trace_id) {
-                continue;
-            }
-            match runs.last_mut() {
-                Some((first, count)) if *first + *count == offset + row => *count += 1,
-                _ => runs.push((offset + row, 1)),
-            }
+    for (first, count) in known {
+        if first.checked_add(*count).is_none_or(|end| end > row_count) {
+            return Err(BlockError::Read(format!(
+                "rows {first}+{count} are outside row group {row_group} of {row_count} rows"
+            )));
         }
-        offset += batch.num_rows();
+        runs.push((*first, *count));
+    }
+    if !wanted.is_empty() {
+        let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
+        let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            counted_reader(store, key, file_size, bytes_read),
+            metadata.clone(),
+        )
+        .with_row_groups(vec![row_group])
+        .with_projection(ids_only)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(parquet_error)?;
+        let mut offset = 0usize;
+        while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
+            let ids = batch.column(0).as_fixed_size_binary();
+            for row in 0..ids.len() {
+                let Ok(trace_id) = TraceId::from_bytes(ids.value(row)) else {
+                    continue;
+                };
+                if !wanted.contains(&trace_id) {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some((first, count)) if *first + *count == offset + row => *count += 1,
+                    _ => runs.push((offset + row, 1)),
+                }
+            }
+            offset += batch.num_rows();
+        }
     }
     if runs.is_empty() {
         return Ok(Vec::new());
     }
+    runs.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+    for (first, count) in runs {
+        match merged.last_mut() {
+            Some((last_first, last_count)) if first <= *last_first + *last_count => {
+                *last_count = (*last_count).max(first + count - *last_first);
+            }
+            _ => merged.push((first, count)),
+        }
+    }
+    let runs = merged;
     let mut selectors = Vec::with_capacity(runs.len() * 2);
     let mut next_row = 0usize;
     for (first, count) in runs {

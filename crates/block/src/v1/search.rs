@@ -45,6 +45,18 @@ pub struct Candidate {
     pub trace_id: TraceId,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// The trace's rows in this block, when the scan saw all of them at once: stage 2 then
+    /// reads those rows instead of searching the row group's trace IDs for them.
+    pub location: Option<RowLocation>,
+}
+
+/// Where one trace's rows are in a block: rows of a trace are contiguous and never cross a
+/// row group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowLocation {
+    pub row_group: u32,
+    pub first_row: u32,
+    pub rows: u32,
 }
 
 /// Span pairs a relation is checked on per trace; beyond it (huge traces) the trace is kept
@@ -588,10 +600,22 @@ pub(crate) fn scan_row_group(
     fetched: Vec<(u64, Bytes)>,
     outcome: &mut ScanOutcome,
 ) -> Result<(), BlockError> {
-    for batch in decode_row_group(plan, metadata, file_size, row_group, fetched)? {
-        scan_batch(plan, &batch, outcome)?;
+    let batches = decode_row_group(plan, metadata, file_size, row_group, fetched)?;
+    let whole = whole_row_group(&batches, row_group);
+    for batch in batches {
+        let masks = predicate_masks(plan, &batch)?;
+        scan_with_masks(plan, &batch, &masks, whole, outcome)?;
     }
     Ok(())
+}
+
+/// The row group, when `batches` is exactly one batch holding all its rows: only then are a
+/// trace's rows in the batch all its rows in the block, and their positions row-group rows.
+fn whole_row_group(batches: &[RecordBatch], row_group: usize) -> Option<u32> {
+    match batches {
+        [_] => u32::try_from(row_group).ok(),
+        _ => None,
+    }
 }
 
 /// Decodes the plan's columns of one fetched row group (strings as dictionaries).
@@ -656,13 +680,15 @@ pub(crate) fn scan_row_group_with_rows(
 ) -> Result<(), BlockError> {
     let roots = plan.trace_roots();
     let mut offset = 0;
-    for batch in decode_columns(&roots, None, metadata, file_size, row_group, fetched)? {
+    let batches = decode_columns(&roots, None, metadata, file_size, row_group, fetched)?;
+    let whole = whole_row_group(&batches, row_group);
+    for batch in batches {
         let count = batch.num_rows();
         let part: Vec<Vec<bool>> = rows
             .iter()
             .map(|mask| mask[offset..offset + count].to_vec())
             .collect();
-        scan_with_masks(plan, &batch, &part, outcome)?;
+        scan_with_masks(plan, &batch, &part, whole, outcome)?;
         offset += count;
     }
     Ok(())
@@ -765,19 +791,13 @@ pub(crate) fn predicate_masks(
     Ok(predicate_rows)
 }
 
-fn scan_batch(
-    plan: &ScanPlan,
-    batch: &RecordBatch,
-    outcome: &mut ScanOutcome,
-) -> Result<(), BlockError> {
-    let masks = predicate_masks(plan, batch)?;
-    scan_with_masks(plan, batch, &masks, outcome)
-}
-
+/// Stage 1 over one decoded batch; `whole_row_group` is the row group when the batch holds all
+/// of its rows (candidates then carry their location).
 fn scan_with_masks(
     plan: &ScanPlan,
     batch: &RecordBatch,
     predicate_rows: &[Vec<bool>],
+    whole_row_group: Option<u32>,
     outcome: &mut ScanOutcome,
 ) -> Result<(), BlockError> {
     let rows = batch.num_rows();
@@ -851,10 +871,18 @@ fn scan_with_masks(
                         .try_into()
                         .map_err(|_| BlockError::Corrupt("trace_id width".into()))?,
                 );
+                let location = whole_row_group.and_then(|row_group| {
+                    Some(RowLocation {
+                        row_group,
+                        first_row: u32::try_from(row).ok()?,
+                        rows: u32::try_from(end - row).ok()?,
+                    })
+                });
                 outcome.candidates.push(Candidate {
                     trace_id,
                     start_unix_nanos: start,
                     end_unix_nanos: finish,
+                    location,
                 });
             }
         }
