@@ -417,23 +417,42 @@ impl BlockHandle {
                 .push((location.first_row as usize, location.rows as usize));
         }
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let store = storage.object_store();
-        let mut traces = Vec::new();
-        for (row_group, (wanted, known)) in by_row_group {
-            let key = self.meta.data_key();
-            traces.extend(
-                v1::read_row_group_traces(
-                    &store,
-                    &key,
+        // Row groups decode on their own tasks, one per core at a time: confirming the newest
+        // search candidates usually touches every row group of a block (rows are in trace-ID
+        // order), and decoding is the cost. Results keep row-group order.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let reads = by_row_group
+            .into_iter()
+            .map(|(row_group, (wanted, known))| {
+                let (store, key, size) = (
+                    storage.object_store(),
+                    self.meta.data_key(),
                     self.meta.data_bytes,
-                    &self.parquet,
-                    row_group,
-                    &wanted,
-                    &known,
-                    &bytes_read,
-                )
-                .await?,
-            );
+                );
+                let (metadata, bytes_read) = (self.parquet.clone(), bytes_read.clone());
+                let task = tokio::spawn(async move {
+                    v1::read_row_group_traces(
+                        &store,
+                        &key,
+                        size,
+                        &metadata,
+                        row_group,
+                        &wanted,
+                        &known,
+                        &bytes_read,
+                    )
+                    .await
+                });
+                async move {
+                    task.await
+                        .map_err(|error| BlockError::Read(error.to_string()))?
+                }
+            });
+        let mut traces = Vec::new();
+        use futures::StreamExt;
+        let mut results = futures::stream::iter(reads).buffered(parallel);
+        while let Some(result) = results.next().await {
+            traces.extend(result?);
         }
         Ok((
             traces,
