@@ -369,7 +369,23 @@ async fn read_everything(
     all_ok
 }
 
+/// libFuzzer's panic hook aborts on every panic. A panic inside a guarded decode
+/// (`andante_block::guard`) is caught and returned as a `Corrupt` error, the answer the server
+/// gives, so only panics outside one are passed on to it.
+fn contain_guarded_decoder_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !andante_block::guard::decoding() {
+                abort(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    contain_guarded_decoder_panics();
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };

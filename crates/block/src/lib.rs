@@ -13,6 +13,7 @@ pub mod blocklist;
 pub mod bloom;
 pub mod compaction;
 mod file_reader;
+pub mod guard;
 pub mod index;
 mod layout;
 pub mod meta;
@@ -321,7 +322,7 @@ impl BlockHandle {
                     _ => "index object missing".to_owned(),
                 };
                 tracing::warn!(tenant = %meta.tenant_id, block = %meta.block_id, %why, "rebuilding block index from its data");
-                let index = rebuild_index(storage, &meta, &parquet).await?;
+                let index = guard::Guarded::new(rebuild_index(storage, &meta, &parquet)).await?;
                 storage
                     .put(&meta.index_key(), index.encode().into())
                     .await?;

@@ -277,6 +277,24 @@ pub async fn read_row_group_traces(
     known: &[(usize, usize)],
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<Trace>, BlockError> {
+    // Single pages are read here, outside the chunk checksums: damage reaches the decoder.
+    crate::guard::Guarded::new(read_rows(
+        store, key, file_size, metadata, row_group, wanted, known, bytes_read,
+    ))
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_rows(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    file_size: u64,
+    metadata: &ArrowReaderMetadata,
+    row_group: usize,
+    wanted: &std::collections::HashSet<TraceId>,
+    known: &[(usize, usize)],
+    bytes_read: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<Trace>, BlockError> {
     let parquet_error = BlockError::parquet;
     let row_count = metadata
         .metadata()
@@ -381,20 +399,23 @@ pub fn decode_all_traces(
     data: bytes::Bytes,
     metadata: &ArrowReaderMetadata,
 ) -> Result<Vec<Trace>, BlockError> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
-        data,
-        metadata.clone(),
-    )
-    .with_batch_size(16 * 1024)
-    .build()
-    .map_err(BlockError::parquet)?;
-    let slots = DedicatedSlots::from_metadata(metadata.metadata());
-    let mut traces: Vec<Trace> = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|error| BlockError::parquet(error.into()))?;
-        for trace in batch_to_traces(&batch, &slots)? {
-            append_piece(&mut traces, trace);
+    crate::guard::decode(|| {
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
+                data,
+                metadata.clone(),
+            )
+            .with_batch_size(16 * 1024)
+            .build()
+            .map_err(BlockError::parquet)?;
+        let slots = DedicatedSlots::from_metadata(metadata.metadata());
+        let mut traces: Vec<Trace> = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|error| BlockError::parquet(error.into()))?;
+            for trace in batch_to_traces(&batch, &slots)? {
+                append_piece(&mut traces, trace);
+            }
         }
-    }
-    Ok(traces)
+        Ok(traces)
+    })
 }

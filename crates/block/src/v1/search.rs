@@ -720,21 +720,25 @@ pub(crate) fn decode_columns(
         projected_leaves(descriptor, roots, attribute_leaves),
     );
     let rows = metadata.metadata().row_group(row_group).num_rows() as usize;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-        FetchedChunks {
-            file_size,
-            chunks: fetched,
-        },
-        metadata.clone(),
-    )
-    .with_projection(mask)
-    .with_row_groups(vec![row_group])
-    .with_batch_size(rows.max(1))
-    .build()
-    .map_err(read_error)?;
-    reader
-        .map(|batch| batch.map_err(|error| BlockError::parquet(error.into())))
-        .collect()
+    // Chunks here were checked against the index's checksums when it has them; a rebuilt
+    // index has none, so the decoder may still meet damage.
+    crate::guard::decode(|| {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            FetchedChunks {
+                file_size,
+                chunks: fetched,
+            },
+            metadata.clone(),
+        )
+        .with_projection(mask)
+        .with_row_groups(vec![row_group])
+        .with_batch_size(rows.max(1))
+        .build()
+        .map_err(read_error)?;
+        reader
+            .map(|batch| batch.map_err(|error| BlockError::parquet(error.into())))
+            .collect()
+    })
 }
 
 /// Per predicate of the plan's condition, which rows satisfy it.

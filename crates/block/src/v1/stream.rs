@@ -36,6 +36,10 @@ impl TraceStream {
     }
 
     fn fill(&mut self) -> Result<(), BlockError> {
+        crate::guard::decode(|| self.fill_unguarded())
+    }
+
+    fn fill_unguarded(&mut self) -> Result<(), BlockError> {
         // The last buffered trace may continue in the next batch: keep reading until a second
         // trace appears behind it or the file ends.
         while !self.exhausted && self.buffered.len() < 2 {
