@@ -126,4 +126,15 @@ fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    // A decoder panic on damaged block data is contained (`andante_block::guard`) and reported
+    // as a corrupt block by whoever read it; the default hook's "thread panicked" would read as
+    // a crash, so it becomes one log line instead.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if andante_block::guard::decoding() {
+            tracing::warn!(panic = %info, "the Parquet decoder failed on damaged block data (contained)");
+        } else {
+            default_hook(info);
+        }
+    }));
 }
