@@ -14,6 +14,7 @@ use andante_traceql::Value;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use futures::StreamExt;
 use prost::Message;
 
 use super::schema::{DedicatedSlots, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
@@ -396,50 +397,58 @@ impl BlockHandle {
             Arc::new(plan.for_block_with_columns(&self.slots, &tag_columns(request, &self.slots)));
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
-        for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self
-                .fetch_columns(storage, row_group, &roots, plan.attribute_leaves)
-                .await?;
-            out.bytes_read += fetched
-                .iter()
-                .map(|(_, part)| part.len() as u64)
-                .sum::<u64>();
-            let _permit = cpu
-                .acquire()
+        // Row groups are fetched and decoded one per core at a time; their distinct values
+        // merge in row-group order, so the answer is the same as one after the other.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let row_groups = plan.row_groups(&self.parquet);
+        let mut parts = futures::stream::iter(row_groups.into_iter().map(|row_group| {
+            let (plan, roots, cpu) = (plan.clone(), roots.clone(), cpu.clone());
+            async move {
+                let fetched = self
+                    .fetch_columns(storage, row_group, &roots, plan.attribute_leaves)
+                    .await?;
+                let bytes = fetched
+                    .iter()
+                    .map(|(_, part)| part.len() as u64)
+                    .sum::<u64>();
+                let permit = cpu
+                    .acquire_owned()
+                    .await
+                    .map_err(|error| BlockError::Read(error.to_string()))?;
+                let (metadata, file_size, request) = (
+                    self.scan_parquet.clone(),
+                    self.meta.data_bytes,
+                    request.clone(),
+                );
+                // The row group's distinct values, in first-seen order; merged below, so the
+                // caller's set of values already seen is never copied into the task.
+                tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
+                    let _permit = permit;
+                    let mut partial = TagCollection {
+                        bytes_read: bytes,
+                        ..TagCollection::default()
+                    };
+                    let mut partial_seen = HashSet::new();
+                    for batch in decode_columns(
+                        &roots,
+                        plan.attribute_leaves,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        fetched,
+                    )? {
+                        collect_batch(&request, &plan, &batch, &mut partial, &mut partial_seen)?;
+                    }
+                    Ok(partial)
+                })
                 .await
-                .map_err(|error| BlockError::Read(error.to_string()))?;
-            let (task_plan, metadata, file_size, task_request) = (
-                plan.clone(),
-                self.scan_parquet.clone(),
-                self.meta.data_bytes,
-                request.clone(),
-            );
-            let task_roots = roots.clone();
-            // The row group's distinct values, in first-seen order; merged below, so the
-            // caller's set of values already seen is never copied into the task.
-            let partial = tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                let mut partial = TagCollection::default();
-                let mut partial_seen = HashSet::new();
-                for batch in decode_columns(
-                    &task_roots,
-                    task_plan.attribute_leaves,
-                    &metadata,
-                    file_size,
-                    row_group,
-                    fetched,
-                )? {
-                    collect_batch(
-                        &task_request,
-                        &task_plan,
-                        &batch,
-                        &mut partial,
-                        &mut partial_seen,
-                    )?;
-                }
-                Ok(partial)
-            })
-            .await
-            .map_err(|error| BlockError::Read(error.to_string()))??;
+                .map_err(|error| BlockError::Read(error.to_string()))?
+            }
+        }))
+        .buffered(parallel);
+        while let Some(partial) = parts.next().await {
+            let partial = partial?;
+            out.bytes_read += partial.bytes_read;
             for (scope, names) in partial.names {
                 out.names.entry(scope).or_default().extend(names);
             }
