@@ -350,9 +350,11 @@ impl Querier {
     }
 
     /// Stage 2 over `ready` (newest first): fetches the traces whole, evaluates the query and
-    /// records matches until `limit`. Chunks start at 8 traces (a selective query stops after a
-    /// few) and double up to 256: a query that cannot be pushed down makes every trace a
-    /// candidate, and batched reads then decode each row group once per chunk, not per trace.
+    /// records matches until `limit`. The first chunk is the number of matches still missing
+    /// (at least 8): when stage 1 was exact, one pass over the row groups finds them all (each
+    /// pass touches most row groups of a block, since rows are in trace-ID order). Chunks then
+    /// double up to 256: a query that cannot be pushed down makes every trace a candidate, and
+    /// batched reads decode each row group once per chunk, not per trace.
     #[allow(clippy::too_many_arguments)]
     async fn confirm(
         &self,
@@ -368,7 +370,10 @@ impl Querier {
         progress: &mut impl FnMut(&[TraceSummary], &SearchMetrics),
     ) {
         let hint = TimeHint::default();
-        let mut chunk_size = 8;
+        let mut chunk_size = request
+            .limit
+            .saturating_sub(confirmed.matched.len())
+            .clamp(8, 256);
         let mut rest = ready;
         while !rest.is_empty() {
             let (chunk, remaining) = rest.split_at(chunk_size.min(rest.len()));
