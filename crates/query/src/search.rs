@@ -131,8 +131,11 @@ struct Confirmed {
 }
 
 impl Querier {
+    /// The answer in one piece: stage 2 starts with a chunk of all the matches still missing
+    /// (see `confirm`).
     pub async fn search(&self, tenants: &TenantSet, request: &SearchRequest) -> SearchResult {
-        self.search_with_progress(tenants, request, |_, _| {}).await
+        self.search_in_chunks(tenants, request, false, |_, _| {})
+            .await
     }
 
     /// `search`, calling `progress` with each batch of newly matched traces (already final: they
@@ -142,10 +145,22 @@ impl Querier {
     /// the newest end of the blocks not yet scanned is final in the order (no unscanned block can
     /// hold a newer start), so it is confirmed at once; the search stops as soon as `limit`
     /// traces are confirmed. The answer is the one a full scan would give.
+    /// Streaming clients get their first traces from a small first chunk (8).
     pub async fn search_with_progress(
         &self,
         tenants: &TenantSet,
         request: &SearchRequest,
+        progress: impl FnMut(&[TraceSummary], &SearchMetrics),
+    ) -> SearchResult {
+        self.search_in_chunks(tenants, request, true, progress)
+            .await
+    }
+
+    async fn search_in_chunks(
+        &self,
+        tenants: &TenantSet,
+        request: &SearchRequest,
+        progressive: bool,
         mut progress: impl FnMut(&[TraceSummary], &SearchMetrics),
     ) -> SearchResult {
         let mut result = SearchResult::default();
@@ -239,6 +254,7 @@ impl Querier {
                 &ready,
                 &tenant_list,
                 &located,
+                progressive,
                 request,
                 &query,
                 &fields,
@@ -351,8 +367,9 @@ impl Querier {
 
     /// Stage 2 over `ready` (newest first): fetches the traces whole, evaluates the query and
     /// records matches until `limit`. The first chunk is the number of matches still missing
-    /// (at least 8): when stage 1 was exact, one pass over the row groups finds them all (each
-    /// pass touches most row groups of a block, since rows are in trace-ID order). Chunks then
+    /// (at least 8; 8 when `progressive`, so a streaming client sees traces early): when stage 1
+    /// was exact, one pass over the row groups finds them all (each pass touches most row groups
+    /// of a block, since rows are in trace-ID order). Chunks then
     /// double up to 256: a query that cannot be pushed down makes every trace a candidate, and
     /// batched reads decode each row group once per chunk, not per trace.
     #[allow(clippy::too_many_arguments)]
@@ -361,6 +378,7 @@ impl Querier {
         ready: &[(u64, TraceId, usize)],
         tenant_list: &[andante_model::TenantId],
         located: &Located,
+        progressive: bool,
         request: &SearchRequest,
         query: &Arc<Query>,
         fields: &Arc<Vec<Field>>,
@@ -370,10 +388,14 @@ impl Querier {
         progress: &mut impl FnMut(&[TraceSummary], &SearchMetrics),
     ) {
         let hint = TimeHint::default();
-        let mut chunk_size = request
-            .limit
-            .saturating_sub(confirmed.matched.len())
-            .clamp(8, 256);
+        let mut chunk_size = if progressive {
+            8
+        } else {
+            request
+                .limit
+                .saturating_sub(confirmed.matched.len())
+                .clamp(8, 256)
+        };
         let mut rest = ready;
         while !rest.is_empty() {
             let (chunk, remaining) = rest.split_at(chunk_size.min(rest.len()));
