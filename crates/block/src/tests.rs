@@ -625,6 +625,13 @@ async fn columnar_metrics_agree_with_the_engine() {
     }
 }
 
+/// `meta` as a writer from before `field` existed wrote it, read back.
+fn older_meta(meta: &BlockMeta, field: &str) -> BlockMeta {
+    let mut old = serde_json::to_value(meta).expect("json");
+    old.as_object_mut().expect("object").remove(field);
+    serde_json::from_value(old).expect("an older meta.json still parses")
+}
+
 /// `meta.json` lists the block's service names (tag values without I/O); an older meta without
 /// the field still reads, as "unknown".
 #[tokio::test]
@@ -651,10 +658,7 @@ async fn meta_lists_service_names() {
     expected.dedup();
     assert!(!expected.is_empty());
     assert_eq!(handle.meta.service_names.as_ref(), Some(&expected));
-    let mut old = serde_json::to_value(&handle.meta).expect("json");
-    old.as_object_mut().expect("object").remove("serviceNames");
-    let old: BlockMeta = serde_json::from_value(old).expect("an older meta.json still parses");
-    assert_eq!(old.service_names, None);
+    assert_eq!(older_meta(&handle.meta, "serviceNames").service_names, None);
 }
 
 /// `meta.json` lists the attribute names per scope, exactly those a scan of the block finds
@@ -718,10 +722,7 @@ async fn meta_tag_names_are_those_a_scan_finds() {
         assert!(from_meta.contains_key(scope), "{scope}: {from_meta:?}");
     }
     assert_eq!(from_meta, scanned);
-    let mut old = serde_json::to_value(&handle.meta).expect("json");
-    old.as_object_mut().expect("object").remove("tagNames");
-    let old: BlockMeta = serde_json::from_value(old).expect("an older meta.json still parses");
-    assert_eq!(old.tag_names, None);
+    assert_eq!(older_meta(&handle.meta, "tagNames").tag_names, None);
 }
 
 /// Stage 1 tells where each candidate's rows are; reading those rows gives exactly the traces

@@ -278,106 +278,92 @@ pub async fn read_row_group_traces(
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<Trace>, BlockError> {
     // Single pages are read here, outside the chunk checksums: damage reaches the decoder.
-    crate::guard::Guarded::new(read_rows(
-        store, key, file_size, metadata, row_group, wanted, known, bytes_read,
-    ))
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn read_rows(
-    store: &Arc<dyn ObjectStore>,
-    key: &str,
-    file_size: u64,
-    metadata: &ArrowReaderMetadata,
-    row_group: usize,
-    wanted: &std::collections::HashSet<TraceId>,
-    known: &[(usize, usize)],
-    bytes_read: &Arc<std::sync::atomic::AtomicU64>,
-) -> Result<Vec<Trace>, BlockError> {
-    let parquet_error = BlockError::parquet;
-    let row_count = metadata
-        .metadata()
-        .row_groups()
-        .get(row_group)
-        .map_or(0, |group| group.num_rows().max(0) as usize);
-    // Runs of wanted rows as (first row, count); rows of one trace are contiguous.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for (first, count) in known {
-        if first.checked_add(*count).is_none_or(|end| end > row_count) {
-            return Err(BlockError::Read(format!(
-                "rows {first}+{count} are outside row group {row_group} of {row_count} rows"
-            )));
+    crate::guard::Guarded::new(async move {
+        let parquet_error = BlockError::parquet;
+        let row_count = metadata
+            .metadata()
+            .row_groups()
+            .get(row_group)
+            .map_or(0, |group| group.num_rows().max(0) as usize);
+        // Runs of wanted rows as (first row, count); rows of one trace are contiguous.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (first, count) in known {
+            if first.checked_add(*count).is_none_or(|end| end > row_count) {
+                return Err(BlockError::Read(format!(
+                    "rows {first}+{count} are outside row group {row_group} of {row_count} rows"
+                )));
+            }
+            runs.push((*first, *count));
         }
-        runs.push((*first, *count));
-    }
-    if !wanted.is_empty() {
-        let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
-        let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        if !wanted.is_empty() {
+            let ids_only = ProjectionMask::roots(metadata.parquet_schema(), [0]);
+            let mut id_stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                counted_reader(store, key, file_size, bytes_read),
+                metadata.clone(),
+            )
+            .with_row_groups(vec![row_group])
+            .with_projection(ids_only)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(parquet_error)?;
+            let mut offset = 0usize;
+            while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
+                let ids = batch.column(0).as_fixed_size_binary();
+                for row in 0..ids.len() {
+                    let Ok(trace_id) = TraceId::from_bytes(ids.value(row)) else {
+                        continue;
+                    };
+                    if !wanted.contains(&trace_id) {
+                        continue;
+                    }
+                    match runs.last_mut() {
+                        Some((first, count)) if *first + *count == offset + row => *count += 1,
+                        _ => runs.push((offset + row, 1)),
+                    }
+                }
+                offset += batch.num_rows();
+            }
+        }
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        runs.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+        for (first, count) in runs {
+            match merged.last_mut() {
+                Some((last_first, last_count)) if first <= *last_first + *last_count => {
+                    *last_count = (*last_count).max(first + count - *last_first);
+                }
+                _ => merged.push((first, count)),
+            }
+        }
+        let runs = merged;
+        let mut selectors = Vec::with_capacity(runs.len() * 2);
+        let mut next_row = 0usize;
+        for (first, count) in runs {
+            selectors.push(RowSelector::skip(first - next_row));
+            selectors.push(RowSelector::select(count));
+            next_row = first + count;
+        }
+        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
             counted_reader(store, key, file_size, bytes_read),
             metadata.clone(),
         )
         .with_row_groups(vec![row_group])
-        .with_projection(ids_only)
-        .with_batch_size(64 * 1024)
+        .with_row_selection(RowSelection::from(selectors))
         .build()
         .map_err(parquet_error)?;
-        let mut offset = 0usize;
-        while let Some(batch) = id_stream.try_next().await.map_err(parquet_error)? {
-            let ids = batch.column(0).as_fixed_size_binary();
-            for row in 0..ids.len() {
-                let Ok(trace_id) = TraceId::from_bytes(ids.value(row)) else {
-                    continue;
-                };
-                if !wanted.contains(&trace_id) {
-                    continue;
-                }
-                match runs.last_mut() {
-                    Some((first, count)) if *first + *count == offset + row => *count += 1,
-                    _ => runs.push((offset + row, 1)),
-                }
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
+        let slots = DedicatedSlots::from_metadata(metadata.metadata());
+        let mut traces: Vec<Trace> = Vec::new();
+        for batch in &batches {
+            for trace in batch_to_traces(batch, &slots)? {
+                append_piece(&mut traces, trace);
             }
-            offset += batch.num_rows();
         }
-    }
-    if runs.is_empty() {
-        return Ok(Vec::new());
-    }
-    runs.sort_unstable();
-    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
-    for (first, count) in runs {
-        match merged.last_mut() {
-            Some((last_first, last_count)) if first <= *last_first + *last_count => {
-                *last_count = (*last_count).max(first + count - *last_first);
-            }
-            _ => merged.push((first, count)),
-        }
-    }
-    let runs = merged;
-    let mut selectors = Vec::with_capacity(runs.len() * 2);
-    let mut next_row = 0usize;
-    for (first, count) in runs {
-        selectors.push(RowSelector::skip(first - next_row));
-        selectors.push(RowSelector::select(count));
-        next_row = first + count;
-    }
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        counted_reader(store, key, file_size, bytes_read),
-        metadata.clone(),
-    )
-    .with_row_groups(vec![row_group])
-    .with_row_selection(RowSelection::from(selectors))
-    .build()
-    .map_err(parquet_error)?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
-    let slots = DedicatedSlots::from_metadata(metadata.metadata());
-    let mut traces: Vec<Trace> = Vec::new();
-    for batch in &batches {
-        for trace in batch_to_traces(batch, &slots)? {
-            append_piece(&mut traces, trace);
-        }
-    }
-    Ok(traces)
+        Ok(traces)
+    })
+    .await
 }
 
 /// Rows of one trace may come back in several batches: a piece with the previous trace's ID
