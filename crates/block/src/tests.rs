@@ -451,14 +451,7 @@ async fn scan_candidates_agree_with_the_engine() {
     ];
     for (text, exact) in cases {
         let query = parse(text).expect("query parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(
-            TraceCondition::of(&query),
-            0..u64::MAX,
-        ));
-        let outcome = handle
-            .scan(&storage, plan, cpu.clone())
-            .await
-            .expect("scan");
+        let outcome = scan_all(&handle, &storage, &query, &cpu).await;
         assert!(outcome.bytes_read > 0, "{text}");
         // Row groups ruled out by their predicate columns count their spans, not their traces.
         assert!(outcome.traces_scanned as usize <= traces.len(), "{text}");
@@ -625,6 +618,20 @@ async fn columnar_metrics_agree_with_the_engine() {
     }
 }
 
+/// Stage 1 of `query` over the whole block and all time.
+async fn scan_all(
+    handle: &BlockHandle,
+    storage: &Storage,
+    query: &andante_traceql::Query,
+    cpu: &Arc<tokio::sync::Semaphore>,
+) -> v1::search::ScanOutcome {
+    let plan = Arc::new(v1::search::ScanPlan::new(
+        andante_traceql::TraceCondition::of(query),
+        0..u64::MAX,
+    ));
+    handle.scan(storage, plan, cpu.clone()).await.expect("scan")
+}
+
 /// `meta` as a writer from before `field` existed wrote it, read back.
 fn older_meta(meta: &BlockMeta, field: &str) -> BlockMeta {
     let mut old = serde_json::to_value(meta).expect("json");
@@ -729,7 +736,7 @@ async fn meta_tag_names_are_those_a_scan_finds() {
 /// a search of the row groups' trace IDs gives (the shortcut stage 2 takes).
 #[tokio::test]
 async fn candidate_locations_read_the_same_traces_as_an_id_search() {
-    use andante_traceql::{parse, TraceCondition};
+    use andante_traceql::parse;
     let storage = Storage::in_memory();
     let traces = traces(23, 400);
     let handle = write(&storage, &traces, 250).await;
@@ -741,14 +748,7 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
         "{ status = error }",
     ] {
         let query = parse(text).expect("parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(
-            TraceCondition::of(&query),
-            0..u64::MAX,
-        ));
-        let outcome = handle
-            .scan(&storage, plan, cpu.clone())
-            .await
-            .expect("scan");
+        let outcome = scan_all(&handle, &storage, &query, &cpu).await;
         assert!(!outcome.candidates.is_empty(), "{text}");
         let ids: Vec<TraceId> = outcome.candidates.iter().map(|c| c.trace_id).collect();
         let locations: Vec<v1::search::RowLocation> = outcome
@@ -871,14 +871,7 @@ async fn frequent_string_keys_get_slot_columns() {
         r#"{ span.rare = "only-once" }"#,
     ] {
         let query = parse(text).expect("query parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(
-            TraceCondition::of(&query),
-            0..u64::MAX,
-        ));
-        let outcome = handle
-            .scan(&storage, plan, cpu.clone())
-            .await
-            .expect("scan");
+        let outcome = scan_all(&handle, &storage, &query, &cpu).await;
         let candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
@@ -1047,14 +1040,7 @@ async fn blocks_without_slot_columns_still_read() {
         r#"{ kind = client } >> { status = error }"#,
     ] {
         let query = parse(text).expect("parses");
-        let plan = Arc::new(v1::search::ScanPlan::new(
-            TraceCondition::of(&query),
-            0..u64::MAX,
-        ));
-        let outcome = handle
-            .scan(&storage, plan, cpu.clone())
-            .await
-            .expect("scan");
+        let outcome = scan_all(&handle, &storage, &query, &cpu).await;
         let candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
