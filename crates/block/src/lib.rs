@@ -163,6 +163,28 @@ impl std::fmt::Debug for BlockHandle {
     }
 }
 
+/// A spawned task that is aborted when this handle is dropped (a search stopped early or a
+/// client gone). Awaiting it gives the task's output; a task that panicked or was aborted
+/// gives the join error.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 /// Encodes a block from traces in strictly increasing ID order, taking them one at a time;
 /// `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
 pub fn encode_block_from(
@@ -420,7 +442,8 @@ impl BlockHandle {
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // Row groups decode on their own tasks, one per core at a time: confirming the newest
         // search candidates usually touches every row group of a block (rows are in trace-ID
-        // order), and decoding is the cost. Results keep row-group order.
+        // order), and decoding is the cost. Results keep row-group order; a caller that stops
+        // waiting (search done, client gone) aborts the reads still running.
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         let reads = by_row_group
             .into_iter()
@@ -431,7 +454,7 @@ impl BlockHandle {
                     self.meta.data_bytes,
                 );
                 let (metadata, bytes_read) = (self.parquet.clone(), bytes_read.clone());
-                let task = tokio::spawn(async move {
+                let task = AbortOnDrop(tokio::spawn(async move {
                     v1::read_row_group_traces(
                         &store,
                         &key,
@@ -443,7 +466,7 @@ impl BlockHandle {
                         &bytes_read,
                     )
                     .await
-                });
+                }));
                 async move {
                     task.await
                         .map_err(|error| BlockError::Read(error.to_string()))?

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use andante_block::blocklist::BlockList;
 use andante_block::v1::search::RowLocation;
+pub use andante_block::AbortOnDrop;
 use andante_live::LiveStore;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
@@ -241,26 +242,4 @@ pub struct BatchLookup {
     pub blocks_searched: usize,
     /// One message per block that could not be read; the spans found elsewhere are returned.
     pub failures: Vec<String>,
-}
-
-/// A spawned task that is aborted when this handle is dropped (a search stopped early or a
-/// client gone). Awaiting it gives the task's output; a task that panicked or was aborted
-/// gives the join error.
-pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
 }
