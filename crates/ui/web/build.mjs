@@ -16,7 +16,7 @@ const result = await build({
   bundle: true,
   minify: true,
   format: "esm",
-  target: ["es2020", "chrome100", "firefox100", "safari15"],
+  target: ["es2022"],
   jsx: "automatic",
   jsxImportSource: "preact",
   legalComments: "none",

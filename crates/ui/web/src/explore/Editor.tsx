@@ -24,7 +24,10 @@ export function parseErrorPosition(message: string): ServerError {
 }
 
 export function TraceqlEditor(props: {
+  /** Shown when the editor mounts and whenever `revision` changes (a new URL query, the builder);
+   * between those the editor owns its text, so typing never races a re-render. */
   value: string;
+  revision: number;
   onChange: (value: string) => void;
   onRun: () => void;
   error: ServerError | null;
@@ -80,7 +83,7 @@ export function TraceqlEditor(props: {
     if (!editor) return;
     const doc = editor.state.doc.toString();
     if (doc !== props.value) editor.dispatch({ changes: { from: 0, to: doc.length, insert: props.value } });
-  }, [props.value]);
+  }, [props.revision]);
 
   useEffect(() => {
     const editor = view.current;

@@ -59,7 +59,13 @@ export function ResultScatter({ points, onOpen }: { points: ScatterPoint[]; onOp
       plot.over.style.cursor = "pointer";
     };
     draw();
-    const observer = new ResizeObserver(() => plot?.setSize({ width: Math.max(element.clientWidth, 200), height: 160 }));
+    // Only a real width change resizes: setSize itself must not feed the observer a new size.
+    let width = element.clientWidth;
+    const observer = new ResizeObserver(() => {
+      if (element.clientWidth === width) return;
+      width = element.clientWidth;
+      plot?.setSize({ width: Math.max(width, 200), height: 160 });
+    });
     observer.observe(element);
     window.addEventListener("andante:theme", draw);
     return () => {

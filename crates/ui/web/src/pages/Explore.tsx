@@ -135,13 +135,19 @@ export function ExplorePage({ route }: { route: Route }) {
   const limit = LIMITS.includes(route.params.get("limit") ?? "") ? route.params.get("limit")! : "20";
   const tenant = route.params.get("tenant") ?? "";
   const [draft, setDraft] = useState(q);
+  // What the editor should show, bumped when the query comes from outside the editor.
+  const [shown, setShown] = useState({ text: q, revision: 0 });
+  const showInEditor = (text: string) => {
+    setDraft(text);
+    setShown((previous) => ({ text, revision: previous.revision + 1 }));
+  };
   const [result, setResult] = useState<Result>({ status: "idle" });
   const [runs, setRuns] = useState(0);
   const [showBuilder, setShowBuilder] = useState(false);
   // Resolved once per run so relative ranges mean "now" at the moment the query ran.
   const range = useMemo(() => resolveRange(from, to), [from, to, runs]);
 
-  useEffect(() => setDraft(q), [q]);
+  useEffect(() => showInEditor(q), [q]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -163,19 +169,28 @@ export function ExplorePage({ route }: { route: Route }) {
     else setParams({ q: query });
   };
 
-  const traces = result.status === "done" ? [...(result.response.traces ?? [])].sort((a, b) => startNanos(b) - startNanos(a)) : [];
-  const points: ScatterPoint[] = traces.map((trace) => ({
-    traceId: trace.traceID,
-    startSecs: startNanos(trace) / 1e9,
-    durationMs: trace.durationMs ?? 0,
-    error: hasError(trace),
-  }));
+  // Memoised on the response: typing in the editor re-renders the page, and the scatter must not
+  // be rebuilt on every keystroke.
+  const traces = useMemo(
+    () => (result.status === "done" ? [...(result.response.traces ?? [])].sort((a, b) => startNanos(b) - startNanos(a)) : []),
+    [result],
+  );
+  const points: ScatterPoint[] = useMemo(
+    () =>
+      traces.map((trace) => ({
+        traceId: trace.traceID,
+        startSecs: startNanos(trace) / 1e9,
+        durationMs: trace.durationMs ?? 0,
+        error: hasError(trace),
+      })),
+    [traces],
+  );
 
   return (
     <main class="page explore">
       <section class="query-panel" aria-label="Query">
         <div class="query-row">
-          <TraceqlEditor value={draft} onChange={setDraft} onRun={() => run()} error={result.status === "error" ? result.error : null} range={range} />
+          <TraceqlEditor value={shown.text} revision={shown.revision} onChange={setDraft} onRun={() => run()} error={result.status === "error" ? result.error : null} range={range} />
           <button type="button" class="primary run" onClick={() => run()} title="Run query (Ctrl+Enter)">
             Run query
           </button>
@@ -202,7 +217,7 @@ export function ExplorePage({ route }: { route: Route }) {
           <SearchBuilder
             range={range}
             onQuery={(query) => {
-              setDraft(query);
+              showInEditor(query);
               run(query);
             }}
           />
