@@ -1,0 +1,190 @@
+// The app shell: nav, trace-ID box, time range, tenant and theme, and the page for the URL.
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
+import { TimeRangePicker } from "./components/TimeRangePicker";
+import { ExplorePage } from "./pages/Explore";
+import { TracePage } from "./pages/Trace";
+import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
+import { currentTheme, toggleTheme } from "./theme";
+import "./styles.css";
+
+const TENANT_KEY = "andante.tenant";
+const TENANTS_KEY = "andante.tenants";
+
+function storedTenants(): string[] {
+  try {
+    return JSON.parse(localStorage.getItem(TENANTS_KEY) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function rememberTenant(tenant: string) {
+  try {
+    localStorage.setItem(TENANT_KEY, tenant);
+    const known = [tenant, ...storedTenants().filter((t) => t !== tenant)].slice(0, 20);
+    localStorage.setItem(TENANTS_KEY, JSON.stringify(known));
+  } catch {
+    /* private mode: the URL still carries the tenant */
+  }
+}
+
+function TenantPicker({ tenant }: { tenant: string }) {
+  const [draft, setDraft] = useState(tenant);
+  useEffect(() => setDraft(tenant), [tenant]);
+  const apply = (event: Event) => {
+    event.preventDefault();
+    const chosen = draft.trim();
+    if (chosen) rememberTenant(chosen);
+    setParams({ tenant: chosen || undefined });
+  };
+  return (
+    <form class={`tenant ${tenant ? "" : "tenant-missing"}`} onSubmit={apply} title="Tenant, sent as X-Scope-OrgID">
+      <label>
+        Tenant
+        <input name="tenant" list="known-tenants" value={draft} placeholder="X-Scope-OrgID" size={12} onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
+      </label>
+      <datalist id="known-tenants">
+        {storedTenants().map((t) => (
+          <option key={t} value={t} />
+        ))}
+      </datalist>
+      <button type="submit">Use</button>
+    </form>
+  );
+}
+
+function TraceIdBox() {
+  const [value, setValue] = useState("");
+  const [invalid, setInvalid] = useState(false);
+  const open = (event: Event) => {
+    event.preventDefault();
+    const id = value.trim().toLowerCase();
+    if (!/^[0-9a-f]{1,32}$/.test(id)) {
+      setInvalid(true);
+      return;
+    }
+    setInvalid(false);
+    setValue("");
+    navigate(href(`/trace/${id}`));
+  };
+  return (
+    <form class="trace-box" onSubmit={open} role="search">
+      <input
+        id="trace-id-box"
+        aria-label="Open trace by ID"
+        aria-invalid={invalid}
+        placeholder="Trace ID  (t)"
+        value={value}
+        onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+        title={invalid ? "A trace ID is 1 to 32 hex digits" : "Open a trace by its ID"}
+      />
+    </form>
+  );
+}
+
+function App() {
+  const route = useRoute();
+  const tenantInUrl = route.params.get("tenant") || "";
+  const [tenantRequired, setTenantRequired] = useState(false);
+  const [theme, setThemeState] = useState(currentTheme());
+  // Set before children render so their first request already carries the tenant.
+  setTenant(tenantInUrl);
+
+  useEffect(() => {
+    const needTenant = () => setTenantRequired(true);
+    window.addEventListener(NEEDS_TENANT_EVENT, needTenant);
+    // A remembered tenant restores itself when the URL names none (a fresh tab, a bare link).
+    if (!tenantInUrl) {
+      let remembered = "";
+      try {
+        remembered = localStorage.getItem(TENANT_KEY) || "";
+      } catch {
+        /* no storage */
+      }
+      // Probe once: the tags endpoint is cheap and answers 401 `no org id` when a tenant is needed.
+      getJson("/api/v2/search/tags", { scope: "intrinsic" }).catch(() => {
+        if (remembered) setParams({ tenant: remembered }, true);
+      });
+    }
+    const onKey = (event: KeyboardEvent) => {
+      const target = event.target as HTMLElement;
+      if (target.closest("input, textarea, select, .cm-editor") || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.key === "t") {
+        event.preventDefault();
+        document.getElementById("trace-id-box")?.focus();
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => {
+      window.removeEventListener(NEEDS_TENANT_EVENT, needTenant);
+      document.removeEventListener("keydown", onKey);
+    };
+  }, []);
+
+  const from = route.params.get("from");
+  const to = route.params.get("to");
+  let page;
+  let title = "Andante";
+  const traceMatch = /^\/trace\/([^/]+)$/.exec(route.path);
+  if (route.path === "/explore") {
+    page = <ExplorePage route={route} />;
+    title = "Explore traces · Andante";
+  } else if (traceMatch) {
+    page = <TracePage traceId={decodeURIComponent(traceMatch[1])} route={route} />;
+    title = `Trace ${traceMatch[1].slice(0, 8)} · Andante`;
+  } else {
+    page = (
+      <main class="page">
+        <h1>Page not found</h1>
+        <p>
+          There is no page at <code>/ui{route.path}</code>. <a href={href("/explore")}>Explore traces</a>
+        </p>
+      </main>
+    );
+  }
+  useEffect(() => {
+    document.title = title;
+  }, [title]);
+
+  return (
+    <>
+      <header class="topbar">
+        <a class="brand" href={href("/explore")} aria-label="Andante home">
+          <span class="brand-mark" aria-hidden="true">♩</span> Andante
+        </a>
+        <nav aria-label="Pages">
+          <a href={href("/explore")} aria-current={route.path === "/explore" ? "page" : undefined}>
+            Explore
+          </a>
+        </nav>
+        <div class="topbar-spacer" />
+        <TraceIdBox />
+        <TimeRangePicker from={from} to={to} onChange={(newFrom, newTo) => setParams({ from: newFrom, to: newTo === "now" ? undefined : newTo })} />
+        {(tenantRequired || tenantInUrl) && <TenantPicker tenant={tenantInUrl} />}
+        <button
+          type="button"
+          class="icon-button"
+          aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+          title={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+          onClick={() => setThemeState(toggleTheme())}
+        >
+          {theme === "dark" ? "☀" : "☾"}
+        </button>
+      </header>
+      {tenantRequired && !tenantInUrl ? (
+        <main class="page">
+          <div class="state state-empty">
+            This server has multitenancy on: enter a tenant (its <code>X-Scope-OrgID</code>) at the top right to see its data.
+          </div>
+        </main>
+      ) : (
+        page
+      )}
+    </>
+  );
+}
+
+installLinkInterception();
+render(<App />, document.getElementById("app")!);

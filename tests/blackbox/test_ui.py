@@ -1,0 +1,482 @@
+"""The built-in web UI in a real browser (Debian's Chromium driven by Playwright) against the real
+binary: every page loads with no console errors and shows what the API returns for the same
+request (search results, tag values, parse errors, spans of a trace, span attributes).
+
+Screenshots of each page go to `tests/blackbox/artifacts/ui/` (git-ignored) for a person to look at.
+The UI is the one embedded in the binary, or `ANDANTE_UI_DIR` (a `crates/ui/dist` being worked on).
+"""
+
+import json
+import os
+import re
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import Server
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs these tests",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402  (only importable where the tests run)
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+NOW_NS = time.time_ns()
+SHOP_TRACES = 30
+BIG_SPANS = 10_000
+
+
+def trace_id(n: int) -> str:
+    return f"{0xa0000000 + n:032x}"
+
+
+def span(tid, sid, parent, name, kind, start_ns, dur_ns, status=0, attrs=(), events=(), links=()):
+    body = {
+        "traceId": tid, "spanId": sid, "name": name, "kind": kind,
+        "startTimeUnixNano": str(start_ns), "endTimeUnixNano": str(start_ns + dur_ns),
+        "attributes": [{"key": k, "value": v} for k, v in attrs],
+        "status": {"code": status, **({"message": "cart unavailable"} if status == 2 else {})},
+        "events": list(events), "links": list(links),
+    }
+    if parent:
+        body["parentSpanId"] = parent
+    return body
+
+
+def resource(service, spans):
+    return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}},
+                                        {"key": "deployment.environment", "value": {"stringValue": "test"}}]},
+            "scopeSpans": [{"scope": {"name": "ui-test", "version": "1.0"}, "spans": spans}]}
+
+
+def shop_trace(n):
+    """frontend `GET /cart` → cart `GetCart` → `SELECT`; every third fails in the cart, which
+    records an exception event; the cart span links to the previous trace. Trace n started n
+    seconds ago and lasts 100+n ms."""
+    tid = trace_id(n)
+    root, cart, db = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03"
+    failing = n % 3 == 0
+    start = NOW_NS - n * 10**9
+    ms = 10**6
+    events = [{"timeUnixNano": str(start + 30 * ms), "name": "exception",
+               "attributes": [{"key": "exception.message", "value": {"stringValue": f"timeout {n}"}}]}] if failing else []
+    links = [{"traceId": trace_id(n + 1), "spanId": f"{n + 1:014x}01", "attributes": []}] if n < SHOP_TRACES else []
+    return [
+        resource("frontend", [span(tid, root, None, "GET /cart", 2, start, (100 + n) * ms,
+                                   attrs=[("http.route", {"stringValue": "/cart"}),
+                                          ("http.response.status_code", {"intValue": "500" if failing else "200"})])]),
+        resource("cart", [
+            span(tid, cart, root, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
+                 attrs=[("user.id", {"stringValue": f"u{n}"}), ("items", {"intValue": str(n % 5)})],
+                 events=events, links=links),
+            span(tid, db, cart, "SELECT", 3, start + 10 * ms, 20 * ms,
+                 attrs=[("db.system", {"stringValue": "postgresql" if n % 2 else "mysql"})]),
+        ]),
+    ]
+
+
+def big_trace():
+    """10,000 spans: a root, 99 children, each with 100 children (one per service of ten)."""
+    tid = trace_id(9999)
+    start = NOW_NS - 90 * 10**9
+    by_service = {}
+    root = "f" * 14 + "00"
+
+    def add(service, body):
+        by_service.setdefault(service, []).append(body)
+
+    add("gateway", span(tid, root, None, "batch import", 2, start, 5 * 10**9))
+    count = 1
+    for i in range(99):
+        mid = f"{i + 1:08x}{0:08x}"  # (an all-zero span ID is invalid)
+        add(f"worker-{i % 10}", span(tid, mid, root, f"chunk {i}", 1, start + i * 40 * 10**6, 60 * 10**6))
+        count += 1
+        for j in range(100):
+            if count == BIG_SPANS:
+                break
+            leaf = f"{i + 1:08x}{j + 1:08x}"
+            add(f"store-{j % 10}", span(tid, leaf, mid, f"put {i}/{j}", 3,
+                                        start + i * 40 * 10**6 + j * 500_000, 400_000, status=2 if j == 77 else 0))
+            count += 1
+    assert count == BIG_SPANS
+    return tid, [resource(service, spans) for service, spans in by_service.items()]
+
+
+def post_otlp(server, resource_spans):
+    response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": resource_spans},
+                             headers={"Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """One server for the module with the shop traces and the 10,000-span trace in it."""
+    extra = ["--live.trace-idle", "300ms", "--limits.max-bytes-per-trace", "100000000"]
+    if os.environ.get("ANDANTE_UI_DIR"):
+        extra += ["--ui.dir", os.environ["ANDANTE_UI_DIR"]]
+    server = Server(tmp_path_factory.mktemp("ui") / "data", extra).start()
+    try:
+        for n in range(1, SHOP_TRACES + 1):
+            post_otlp(server, shop_trace(n))
+        big_id, big_resources = big_trace()
+        post_otlp(server, big_resources)
+        # Searchable once the traces are complete (idle for --live.trace-idle).
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            found = requests.get(f"{server.url}/api/search", params={"q": "{ }", "limit": 100, **window()}, timeout=30).json()
+            if len(found.get("traces", [])) >= SHOP_TRACES + 1:
+                break
+            time.sleep(0.2)
+        server.big_trace_id = big_id
+        yield server
+    finally:
+        server.stop()
+
+
+def window():
+    """The absolute range the tests put in the UI's URL, so the UI and the direct API call agree."""
+    now = int(time.time())
+    return {"start": now - 3600, "end": now + 60}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("CI"):
+        assert Path(CHROMIUM).exists(), f"CI must install Debian's chromium ({CHROMIUM})"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A browser tab that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, server, expected_errors=()):
+        self.context = browser.new_context(viewport={"width": 1440, "height": 900})
+        self.page = self.context.new_page()
+        self.server = server
+        self.errors = []
+        self.expected = [re.compile(pattern) for pattern in expected_errors]
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def goto(self, path, **params):
+        query = urllib.parse.urlencode(params)
+        self.page.goto(f"{self.server.url}{path}{'?' + query if query else ''}")
+        return self.page
+
+    def shot(self, name):
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+    def check_no_console_errors(self):
+        unexpected = [e for e in self.errors if not any(p.search(e) for p in self.expected)]
+        assert unexpected == [], unexpected
+        self.context.close()
+
+
+def api(server, path, **params):
+    response = requests.get(f"{server.url}{path}", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def newest_first(traces):
+    return [t["traceID"] for t in sorted(traces, key=lambda t: int(t["startTimeUnixNano"]), reverse=True)]
+
+
+def test_root_redirects_to_the_ui_and_assets_are_served(loaded):
+    response = requests.get(f"{loaded.url}/", allow_redirects=False, timeout=5)
+    assert response.status_code in (301, 302, 303, 307, 308)
+    assert response.headers["location"].endswith("/ui/")
+    html = requests.get(f"{loaded.url}/ui/trace/whatever", timeout=5).text
+    assets = re.findall(r'(?:src|href)="(/ui/assets/[^"?]+)', html)
+    assert len(assets) == 3, html
+    for asset in assets:
+        assert requests.get(f"{loaded.url}{asset}", timeout=5).status_code == 200, asset
+
+
+@pytest.mark.parametrize("query", ["{ }", "{ status = error }", '{ resource.service.name = "cart" && span.items = 2 }'])
+def test_explore_shows_the_traces_the_api_returns(loaded, browser, query):
+    span = window()
+    expected = api(loaded, "/api/search", q=query, limit=20, spss=3, **span)
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q=query, **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+    assert expected["traces"], "the test data must match"
+    assert shown == newest_first(expected["traces"])
+    # Root service/name columns come from the same response.
+    first = next(t for t in expected["traces"] if t["traceID"] == shown[0])
+    row_text = page.inner_text(f"tr[data-trace-id='{shown[0]}']")
+    assert first["rootServiceName"] in row_text and first["rootTraceName"] in row_text
+    assert page.locator(".scatter canvas").count() >= 1
+    # Span sets expand to the matched spans the API returned.
+    page.click(f"tr[data-trace-id='{shown[0]}'] .expander")
+    expanded = page.inner_text("tr.expanded")
+    for s in (first.get("spanSets") or [first["spanSet"]])[0]["spans"]:
+        assert s["spanID"] in expanded
+    if query == "{ status = error }":
+        tab.shot("explore")
+    tab.check_no_console_errors()
+
+
+def completion_labels(page):
+    page.wait_for_selector(".cm-tooltip-autocomplete li", timeout=10000)
+    return page.eval_on_selector_all(".cm-tooltip-autocomplete li .cm-completionLabel", "els => els.map(e => e.textContent)")
+
+
+def type_query(page, text):
+    editor = page.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    # closeBrackets would add a `}` after `{`; type the query and let the editor keep it.
+    page.keyboard.type(text)
+
+
+def test_autocomplete_offers_the_tag_values_and_names_the_api_returns(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q="{ }", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results]", timeout=15000)
+
+    # Values of a tag, unscoped by other conditions.
+    type_query(page, "{ resource.service.name = ")
+    page.keyboard.press("Control+Space")
+    labels = completion_labels(page)
+    values = api(loaded, "/api/v2/search/tag/resource.service.name/values", q="{}", **span)["tagValues"]
+    assert sorted(labels) == sorted(f'"{v["value"]}"' for v in values)
+    assert {'"cart"', '"frontend"', '"gateway"'} <= set(labels)
+    tab.shot("explore-autocomplete")
+
+    # Values scoped by the query typed so far: span names of the cart only, as the API answers
+    # for the filter before the condition being typed.
+    page.keyboard.press("Escape")
+    type_query(page, '{ resource.service.name = "cart" && name = ')
+    page.keyboard.press("Control+Space")
+    labels = completion_labels(page)
+    values = api(loaded, "/api/v2/search/tag/name/values", q='{ resource.service.name = "cart" }', **span)["tagValues"]
+    assert sorted(labels) == sorted(f'"{v["value"]}"' for v in values) == ['"GetCart"', '"SELECT"']
+
+    # Enum values of an intrinsic are offered unquoted.
+    page.keyboard.press("Escape")
+    type_query(page, "{ status = ")
+    page.keyboard.press("Control+Space")
+    labels = completion_labels(page)
+    values = api(loaded, "/api/v2/search/tag/status/values", q="{}", **span)["tagValues"]
+    assert sorted(labels) == sorted(v["value"] for v in values)
+    assert "error" in labels
+
+    # Tag names of a scope after `{ span.`.
+    page.keyboard.press("Escape")
+    type_query(page, "{ span.")
+    page.keyboard.press("Control+Space")
+    labels = completion_labels(page)
+    span_tags = next(s["tags"] for s in api(loaded, "/api/v2/search/tags", **span)["scopes"] if s["name"] == "span")
+    for tag in span_tags:
+        assert f"span.{tag}" in labels, (tag, labels)
+
+    # Accepting a value completes the query, and running it searches for it.
+    page.keyboard.press("Escape")
+    type_query(page, "{ resource.service.name = ")
+    page.keyboard.press("Control+Space")
+    page.wait_for_selector(".cm-tooltip-autocomplete li", timeout=10000)
+    page.click('.cm-tooltip-autocomplete li:has-text(\'"cart"\')')
+    assert page.inner_text(".cm-content").startswith('{ resource.service.name = "cart"')
+    tab.check_no_console_errors()
+
+
+def test_a_typo_shows_the_servers_error_at_its_position(loaded, browser):
+    query = "{ span.http.route = /cart }"
+    response = requests.get(f"{loaded.url}/api/search", params={"q": query}, timeout=10)
+    assert response.status_code == 400
+    match = re.search(r"line (\d+), col (\d+)", response.text)
+    assert match, response.text
+    column = int(match.group(2))
+    # The 400 itself is logged by the browser as a failed resource load; nothing else may be.
+    tab = Page(browser, loaded, expected_errors=[r"status of 400"])
+    page = tab.goto("/ui/explore", q=query)
+    page.wait_for_selector(".state-error", timeout=15000)
+    assert response.text.strip() in page.inner_text(".state-error")
+    marked = page.locator(".cm-lintRange-error")
+    assert marked.count() == 1
+    assert marked.inner_text() == query[column - 1], (marked.inner_text(), column)
+    tab.shot("explore-error")
+    tab.check_no_console_errors()
+
+
+def test_search_builder_writes_traceql(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results]", timeout=15000)
+    page.click("text=Show search builder")
+    page.wait_for_function("() => [...document.querySelectorAll('select[name=service] option')].some(o => o.value === 'cart')",
+                           timeout=10000)
+    page.select_option("select[name=service]", "cart")
+    page.select_option("select[name=status]", "error")
+    page.fill("input[name=minDuration]", "60ms")
+    page.click("text=Write TraceQL & search")
+    expected_query = '{ resource.service.name = "cart" && status = error && duration >= 60ms }'
+    page.wait_for_function("q => new URLSearchParams(location.search).get('q') === q", arg=expected_query)
+    assert page.inner_text(".cm-content") == expected_query
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+    expected = api(loaded, "/api/search", q=expected_query, limit=20, spss=3, **span)
+    assert shown == newest_first(expected["traces"])
+    assert shown == [trace_id(n) for n in (12, 15, 18, 21, 24, 27, 30)]
+    tab.check_no_console_errors()
+
+
+def spans_of(trace_json):
+    for rs in trace_json["trace"]["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            yield from ss["spans"]
+
+
+def b64_to_hex(value):
+    import base64
+    return base64.b64decode(value).hex() if not re.fullmatch(r"[0-9a-f]+", value) else value
+
+
+def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
+    tid = trace_id(3)
+    trace_json = api(loaded, f"/api/v2/traces/{tid}")
+    spans = list(spans_of(trace_json))
+    tab = Page(browser, loaded)
+    page = tab.goto(f"/ui/trace/{tid}")
+    page.wait_for_selector(".wf-row", timeout=15000)
+    rows = page.eval_on_selector_all(".wf-row", "rows => rows.map(r => r.dataset.spanId)")
+    assert sorted(rows) == sorted(b64_to_hex(s["spanId"]) for s in spans)
+    assert page.get_attribute(".wf-scroller", "data-row-count") == str(len(spans))
+    # Tree order: the root first, then its child, then the grandchild.
+    assert rows == [f"{3:014x}01", f"{3:014x}02", f"{3:014x}03"]
+    assert page.locator(".wf-row.error").count() == 1
+    # The critical path runs through every span of this chain.
+    assert page.locator(".wf-critical").count() >= 3
+    # Service breakdown lists both services.
+    breakdown = page.inner_text(".breakdown")
+    assert "frontend" in breakdown and "cart" in breakdown
+
+    # Span detail: the cart span's attribute, event and link, as the API returned them.
+    cart_span = next(s for s in spans if s["name"] == "GetCart")
+    user = next(a["value"]["stringValue"] for a in cart_span["attributes"] if a["key"] == "user.id")
+    page.click(f".wf-row[data-span-id='{b64_to_hex(cart_span['spanId'])}']")
+    page.wait_for_selector(".span-detail", timeout=5000)
+    detail = page.inner_text(".span-detail")
+    assert "user.id" in detail and user in detail
+    assert "timeout 3" in detail  # the exception event's message
+    assert "cart unavailable" in detail  # the status message
+    assert f"span={b64_to_hex(cart_span['spanId'])}" in page.url
+    tab.shot("trace")
+    # A link opens the linked trace with the linked span selected.
+    page.click(f".span-detail a[href*='{trace_id(4)}']")
+    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}01']", timeout=15000)
+    assert f"/ui/trace/{trace_id(4)}" in page.url
+    # Keyboard: the down arrow moves the selection to the next row.
+    page.focus(".wf-scroller")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}02']", timeout=5000)
+    tab.check_no_console_errors()
+
+
+def test_trace_by_id_box_and_missing_trace(loaded, browser):
+    tab = Page(browser, loaded, expected_errors=[r"status of 404"])
+    page = tab.goto("/ui/explore", q="{ }")
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    page.fill("#trace-id-box", trace_id(7))
+    page.press("#trace-id-box", "Enter")
+    page.wait_for_selector(".wf-row", timeout=15000)
+    assert page.inner_text("[data-testid=trace-id]") == trace_id(7)
+    page.fill("#trace-id-box", "0123456789abcdef0123456789abcdef")
+    page.press("#trace-id-box", "Enter")
+    page.wait_for_selector("text=No trace with this ID was found", timeout=15000)
+    tab.check_no_console_errors()
+
+
+def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser):
+    tid = loaded.big_trace_id
+    spans = list(spans_of(api(loaded, f"/api/v2/traces/{tid}")))
+    assert len(spans) == BIG_SPANS
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q="{ }")  # warm the app so the figure is the trace view's own
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    started = time.time()
+    page.evaluate("url => { history.pushState(null, '', url); dispatchEvent(new PopStateEvent('popstate')); }", f"/ui/trace/{tid}")
+    page.wait_for_selector(".wf-row", timeout=30000)
+    elapsed = time.time() - started
+    print(f"\n10,000-span trace: fetched and rendered in {elapsed * 1000:.0f} ms "
+          f"(parse+model {page.evaluate('window.__andanteTraceBuiltMs'):.0f} ms)")
+    row_height = int(page.get_attribute(".wf-scroller", "data-row-height"))
+    assert page.get_attribute(".wf-scroller", "data-row-count") == str(BIG_SPANS)
+    assert page.eval_on_selector(".wf-spacer", "e => e.getBoundingClientRect().height") == BIG_SPANS * row_height
+    assert page.locator(".wf-row").count() < 150, "rows outside the viewport must not be in the DOM"
+    assert elapsed < 3.0, f"{elapsed:.2f} s"  # the budget is 1 s on the dev machine; CI machines vary
+    tab.shot("trace-10k")
+    # Scrolling to the end shows the last rows; collapsing a chunk hides its 100 children.
+    page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = e.scrollHeight; }")
+    page.wait_for_selector(f".wf-row[data-span-id='{99:08x}{100:08x}']", timeout=5000)
+    page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = 0; }")
+    page.click(f".wf-row[data-span-id='{1:08x}{0:08x}'] .wf-toggle")
+    page.wait_for_function("() => document.querySelector('.wf-scroller').dataset.rowCount === String(10000 - 100)")
+    tab.check_no_console_errors()
+
+
+def test_tenant_picker_sends_the_org_id(tmp_path, browser):
+    extra = ["--multitenancy.enabled", "true", "--live.trace-idle", "300ms"]
+    if os.environ.get("ANDANTE_UI_DIR"):
+        extra += ["--ui.dir", os.environ["ANDANTE_UI_DIR"]]
+    server = Server(tmp_path / "data", extra).start()
+    try:
+        headers = {"Content-Type": "application/json", "X-Scope-OrgID": "team-a"}
+        body = {"resourceSpans": shop_trace(5)}
+        assert requests.post(f"{server.otlp_http_url}/v1/traces", json=body, headers=headers, timeout=10).status_code == 200
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            found = requests.get(f"{server.url}/api/search", params={"q": "{ }", **window()},
+                                 headers={"X-Scope-OrgID": "team-a"}, timeout=10).json()
+            if found.get("traces"):
+                break
+            time.sleep(0.2)
+        # Without a tenant the server answers 401; the browser logs that load as an error.
+        tab = Page(browser, server, expected_errors=[r"status of 401"])
+        page = tab.goto("/ui/explore", q="{ }")
+        page.wait_for_selector("form.tenant input[name=tenant]", timeout=15000)
+        page.wait_for_selector("text=multitenancy on", timeout=15000)
+        tab.shot("tenant-picker")
+        page.fill("form.tenant input[name=tenant]", "team-a")
+        page.press("form.tenant input[name=tenant]", "Enter")
+        page.wait_for_selector(f"tr[data-trace-id='{trace_id(5)}']", timeout=15000)
+        assert "tenant=team-a" in page.url
+        tab.check_no_console_errors()
+    finally:
+        server.stop()
+
+
+def test_theme_toggle_persists(loaded, browser):
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q="{ }")
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    before = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.click("button[aria-label^='Switch to']")
+    after = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert before != after
+    chosen = page.evaluate("localStorage.getItem('andante.theme')")
+    assert chosen in ("light", "dark")
+    page.reload()
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    assert page.evaluate("document.documentElement.dataset.theme") == chosen
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == after
+    if chosen == "dark":
+        tab.shot("explore-dark")
+    tab.check_no_console_errors()
