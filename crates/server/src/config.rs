@@ -118,6 +118,7 @@ pub const KEYS: &[Key] = &[
     key("demo.scenario", Str, "", "A fault the demo load injects, as `andante gen --scenario` (latency, error, saturation, dependency-down, network-delay, bad-deploy, traffic-spike, none), over the `incident` topology; the insights API then finds it. Empty: the plain shop."),
     key("demo.scenario_target", Str, "", "What the demo's fault hits (a service, pod, node, database, external API or `caller->callee`). Empty: chosen by the seed."),
     key("demo.scenario_onset", Dur, "2m", "How long after start the demo's fault begins (it lasts until the server stops)."),
+    key("ui.dir", Str, "", "Serve the web UI from this directory (a `crates/ui/dist` being worked on) instead of the copy built into the binary."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
 ];
 
@@ -297,6 +298,7 @@ pub struct Config {
     pub metrics_store: MetricsStore,
     pub insights: Insights,
     pub demo: Demo,
+    pub ui: Ui,
     pub log: Log,
 }
 
@@ -509,6 +511,20 @@ impl Demo {
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Ui {
+    pub dir: String,
+}
+
+impl Ui {
+    pub fn source(&self) -> andante_ui::Source {
+        match self.dir.trim() {
+            "" => andante_ui::Source::Embedded,
+            dir => andante_ui::Source::Directory(dir.into()),
+        }
+    }
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Log {
     pub level: String,
 }
@@ -547,6 +563,10 @@ impl Config {
 
     /// Checks what serde cannot: enumerations and cross-key rules.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let ui_dir = self.ui.dir.trim();
+        if !ui_dir.is_empty() && !std::path::Path::new(ui_dir).join("index.html").is_file() {
+            bail!("ui.dir `{ui_dir}` has no index.html: point it at a built `crates/ui/dist`");
+        }
         if self.target != "all" {
             bail!(
                 "target `{}` is not available in this version: only `all` runs",

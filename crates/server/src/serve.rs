@@ -347,7 +347,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (
             config.server.http_listen_address.as_str(),
             "query API",
-            andante_api::query_router(state.clone()),
+            andante_api::query_router(state.clone()).merge(andante_ui::router(config.ui.source())),
         ),
         (
             config.otlp.http_listen_address.as_str(),
