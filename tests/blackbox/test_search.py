@@ -193,6 +193,26 @@ def test_search_stops_early_yet_answers_like_a_full_scan(make_server):
         assert int(short["metrics"]["inspectedBytes"]) < int(full["metrics"]["inspectedBytes"]), q
 
 
+def test_a_count_holds_over_a_trace_split_across_blocks(make_server):
+    """`count() > n` is decided in stage 1 for traces whole in one block; a trace whose pieces
+    sit in two blocks (each piece too small alone) must still be judged whole."""
+    server = make_server("--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
+    send_all(server, numbers=range(1, 5))
+    headers = {"Content-Type": "application/json"}
+    frontend, cart = shop_trace(5)
+    response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": [frontend]}, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    wait_for_blocks(server, 1, 5)
+    response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": [cart]}, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    wait_for_blocks(server, 2, 6)
+    result = search(server, "{ } | count() > 2", limit=100)
+    assert ids(result) == [5, 4, 3, 2, 1]
+    assert result["traces"][0]["spanSets"][0]["attributes"] == [{"key": "count()", "value": {"intValue": "3"}}]
+    assert ids(search(server, '{ resource.service.name = "cart" } | count() >= 2', limit=100)) == [5, 4, 3, 2, 1]
+    assert ids(search(server, "{ } | count() > 3", limit=100)) == []
+
+
 def test_result_details(server):
     send_all(server)
     result = search(server, "{ status = error }", limit=3, spss=1)

@@ -448,6 +448,10 @@ async fn scan_candidates_agree_with_the_engine() {
         ),
         (r#"{ event:name = "exception" } | count() > 1"#, false),
         (r#"{ span.http.route = "/r/1" || duration > 4900us }"#, true),
+        // Span counts are decided per trace (every trace is whole in this block).
+        (r#"{ status = error } | count() > 1"#, true),
+        (r#"{ kind = server } | count() >= 2"#, true),
+        (r#"{ } | by(resource.service.name) | count() > 3"#, false),
     ];
     for (text, exact) in cases {
         let query = parse(text).expect("query parses");
@@ -466,11 +470,27 @@ async fn scan_candidates_agree_with_the_engine() {
             })
             .sum();
         assert_eq!(outcome.spans_scanned as usize, span_total, "{text}");
+        // Traces are whole here, so a trace with too few spans for a count can never match.
         let candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
+            .filter(|candidate| !candidate.too_few_here)
             .map(|candidate| candidate.trace_id)
             .collect();
+        let pushed_counts = [
+            r#"{ status = error } | count() > 1"#,
+            r#"{ kind = server } | count() >= 2"#,
+            r#"{ } | by(resource.service.name) | count() > 3"#,
+        ];
+        if pushed_counts.contains(text) {
+            assert!(
+                outcome
+                    .candidates
+                    .iter()
+                    .any(|candidate| candidate.too_few_here),
+                "{text}: the count should rule some trace out"
+            );
+        }
         let matching = matching_traces(&query, &traces);
         assert!(
             !matching.is_empty() || text.contains("nobody"),

@@ -259,6 +259,15 @@ impl LiveStore {
         Ok(outcome)
     }
 
+    /// Whether any span of `trace_id` is held in memory for `tenant`, without decoding.
+    pub fn holds(&self, tenant: &TenantId, trace_id: &TraceId) -> bool {
+        let Some(state) = self.tenants.lock().get(tenant).cloned() else {
+            return false;
+        };
+        let held = state.lock().holds(trace_id);
+        held
+    }
+
     /// Every span of `trace_id` held in memory for `tenant`, merged.
     pub fn find_trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<ResourceSpans> {
         let Some(state) = self.tenants.lock().get(tenant).cloned() else {

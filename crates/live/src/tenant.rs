@@ -125,6 +125,14 @@ impl TenantLive {
     }
 
     /// Every fragment of `trace_id` held in memory.
+    /// Whether any spans of the trace are held (live, completed or being flushed).
+    pub(crate) fn holds(&self, trace_id: &TraceId) -> bool {
+        [&self.live, &self.completed]
+            .into_iter()
+            .chain(self.flushing.iter().map(|m| m.as_ref()))
+            .any(|map| map.contains_key(trace_id))
+    }
+
     pub(crate) fn fragments(&self, trace_id: &TraceId) -> Vec<Bytes> {
         let mut out = Vec::new();
         let maps = [&self.live, &self.completed]

@@ -247,9 +247,6 @@ impl Querier {
                 .collect();
             ready.sort_by_key(|(start, trace_id, _)| std::cmp::Reverse((*start, *trace_id)));
             ready.dedup_by_key(|entry| entry.1);
-            for (_, trace_id, tenant_index) in &ready {
-                candidates.remove(&(*trace_id, *tenant_index));
-            }
             self.confirm(
                 &ready,
                 &tenant_list,
@@ -276,6 +273,11 @@ impl Querier {
                 }
                 break;
             }
+            // Everything ready was judged; only now is it worth taking out (a match-all query
+            // makes every trace of the block ready, and the search usually stops above).
+            for (_, trace_id, tenant_index) in &ready {
+                candidates.remove(&(*trace_id, *tenant_index));
+            }
             if request.max_bytes > 0 && result.metrics.inspected_bytes > request.max_bytes {
                 failures.push(format!(
                     "the search read more than the limit of {} bytes (`query.max_bytes_per_query`) before every block was scanned",
@@ -294,8 +296,24 @@ impl Querier {
                     result.metrics.inspected_bytes += outcome.bytes_read;
                     result.metrics.inspected_spans += outcome.spans_scanned;
                     result.metrics.inspected_traces += outcome.traces_scanned;
+                    let tenant = &tenant_list[tenant_index];
+                    let tenant_blocks = if outcome.candidates.iter().any(|c| c.too_few_here) {
+                        self.blocks.blocks(tenant.as_str())
+                    } else {
+                        Vec::new()
+                    };
                     for candidate in outcome.candidates {
                         if confirmed.checked.contains(&candidate.trace_id) {
+                            continue;
+                        }
+                        if candidate.too_few_here
+                            && !self.held_elsewhere(
+                                tenant,
+                                &candidate.trace_id,
+                                &meta,
+                                &tenant_blocks,
+                            )
+                        {
                             continue;
                         }
                         if let Some(location) = candidate.location {
@@ -320,6 +338,21 @@ impl Querier {
             result.partial_message = Some(failures.join("; "));
         }
         result
+    }
+
+    /// Whether a trace stage 1 saw in `block` may have spans in another block or the live store
+    /// (Bloom filters; false positives only cost a stage-2 read).
+    fn held_elsewhere(
+        &self,
+        tenant: &andante_model::TenantId,
+        trace_id: &TraceId,
+        block: &andante_block::BlockMeta,
+        tenant_blocks: &[andante_block::BlockHandle],
+    ) -> bool {
+        self.live.holds(tenant, trace_id)
+            || tenant_blocks.iter().any(|handle| {
+                handle.meta.block_id != block.block_id && handle.may_contain(trace_id)
+            })
     }
 
     /// Live traces of one tenant that satisfy the condition (decoded on the CPU pool), and the
@@ -353,6 +386,7 @@ impl Querier {
                         start_unix_nanos: view.start_unix_nanos,
                         end_unix_nanos: view.end_unix_nanos,
                         location: None,
+                        too_few_here: false,
                     });
                 }
             }

@@ -33,6 +33,13 @@ pub enum TraceCondition {
     And(Vec<TraceCondition>),
     Or(Vec<TraceCondition>),
     Exists(SpanPredicate),
+    /// At least `min` spans satisfy the predicate (`{ p } | count() > n`). A scan that sees only
+    /// a piece of a trace can rule it out only when the piece is the whole trace; read as
+    /// `Exists` wherever counts are not known (`holds`).
+    AtLeast {
+        predicate: SpanPredicate,
+        min: u32,
+    },
     /// `{ lhs } op { rhs }` with both filters exact: some span satisfying `lhs` and some span
     /// satisfying `rhs` stand in `relation`. A scan that knows the span tree (nested-set
     /// numbers) decides it; one that does not treats it as both spans existing.
@@ -328,15 +335,17 @@ impl TraceCondition {
                 }
                 Self::of_other_binary(*op, lhs, rhs)
             }
-            SpansetExpr::Pipeline(stages) => Self::and(
-                stages
+            SpansetExpr::Pipeline(stages) => {
+                let mut parts: Vec<TraceCondition> = stages
                     .iter()
                     .map(|stage| match stage {
                         Stage::Spanset(expr) => Self::of_spanset(expr),
                         _ => TraceCondition::True,
                     })
-                    .collect(),
-            ),
+                    .collect();
+                parts.extend(Self::count_floor(stages));
+                Self::and(parts)
+            }
         }
     }
 
@@ -350,6 +359,49 @@ impl TraceCondition {
             | SpansetOp::NotSibling => Self::of_spanset(rhs),
             _ => Self::and(vec![Self::of_spanset(lhs), Self::of_spanset(rhs)]),
         }
+    }
+
+    /// `{ p } | count() > n` (also `>=`, `=`, either way round, after any mix of exact filters,
+    /// `by`, `coalesce` and `select`): every spanset reaching the count holds only spans that
+    /// satisfy all the filters before it, so a trace with results has at least that many of them.
+    /// Only the first count stage is used; later ones narrow further and stay unchecked.
+    fn count_floor(stages: &[Stage]) -> Option<TraceCondition> {
+        let mut filters = Vec::new();
+        for stage in stages {
+            match stage {
+                Stage::Spanset(expr) => filters.push(Self::exact_filter(expr)?),
+                Stage::By(_) | Stage::Coalesce | Stage::Select(_) => {}
+                Stage::ScalarFilter { op, lhs, rhs } => {
+                    let min = match (lhs, rhs) {
+                        (
+                            ScalarExpr::Aggregate {
+                                function: Aggregate::Count,
+                                ..
+                            },
+                            ScalarExpr::Static(bound),
+                        ) => count_minimum(*op, bound)?,
+                        (
+                            ScalarExpr::Static(bound),
+                            ScalarExpr::Aggregate {
+                                function: Aggregate::Count,
+                                ..
+                            },
+                        ) => count_minimum(flip(*op), bound)?,
+                        _ => return None,
+                    };
+                    if min <= 1 {
+                        return None;
+                    }
+                    let predicate = match filters.len() {
+                        0 => SpanPredicate::True,
+                        1 => filters.pop().unwrap_or(SpanPredicate::True),
+                        _ => SpanPredicate::And(filters),
+                    };
+                    return Some(TraceCondition::AtLeast { predicate, min });
+                }
+            }
+        }
+        None
     }
 
     /// The predicate a spanset filter's spans satisfy exactly (`{ }`: every span).
@@ -397,7 +449,9 @@ impl TraceCondition {
             TraceCondition::And(parts) | TraceCondition::Or(parts) => {
                 parts.iter().for_each(|part| part.collect(out))
             }
-            TraceCondition::Exists(predicate) => out.push(predicate),
+            TraceCondition::Exists(predicate) | TraceCondition::AtLeast { predicate, .. } => {
+                out.push(predicate)
+            }
             TraceCondition::Related { lhs, rhs, .. } => {
                 out.push(lhs);
                 out.push(rhs);
@@ -406,7 +460,8 @@ impl TraceCondition {
     }
 
     /// Evaluates the condition given, for each predicate in `predicates()` order, whether some
-    /// span of the trace satisfies it (relations count as both sides existing).
+    /// span of the trace satisfies it (relations count as both sides existing, `AtLeast` as
+    /// `Exists`: without counts it can only be necessary).
     pub fn holds(&self, found: &[bool]) -> bool {
         self.holds_related(found, &|_, _, _| true)
     }
@@ -419,17 +474,42 @@ impl TraceCondition {
         related: &dyn Fn(Relation, usize, usize) -> bool,
     ) -> bool {
         let mut index = 0;
-        self.holds_at(found, related, &mut index)
+        let present = |predicate: usize, _min: u32| found.get(predicate).copied().unwrap_or(true);
+        self.holds_at(&present, related, &mut index)
     }
 
+    /// `holds_related` given, per predicate, how many spans satisfy it: `AtLeast` is decided.
+    pub fn holds_counted(
+        &self,
+        counts: &[u32],
+        related: &dyn Fn(Relation, usize, usize) -> bool,
+    ) -> bool {
+        let mut index = 0;
+        let enough =
+            |predicate: usize, min: u32| counts.get(predicate).is_none_or(|count| *count >= min);
+        self.holds_at(&enough, related, &mut index)
+    }
+
+    /// Whether the condition counts spans (`holds_counted` can then reject what `holds` keeps).
+    pub fn has_counts(&self) -> bool {
+        match self {
+            TraceCondition::AtLeast { .. } => true,
+            TraceCondition::And(parts) | TraceCondition::Or(parts) => {
+                parts.iter().any(TraceCondition::has_counts)
+            }
+            _ => false,
+        }
+    }
+
+    /// `present(predicate, min)`: whether at least `min` spans satisfy predicate `predicate`.
     fn holds_at(
         &self,
-        found: &[bool],
+        present: &dyn Fn(usize, u32) -> bool,
         related: &dyn Fn(Relation, usize, usize) -> bool,
         index: &mut usize,
     ) -> bool {
-        let next = |index: &mut usize| {
-            let value = found.get(*index).copied().unwrap_or(true);
+        let next = |index: &mut usize, min: u32| {
+            let value = present(*index, min);
             *index += 1;
             value
         };
@@ -439,25 +519,47 @@ impl TraceCondition {
             TraceCondition::And(parts) => {
                 let results: Vec<bool> = parts
                     .iter()
-                    .map(|part| part.holds_at(found, related, index))
+                    .map(|part| part.holds_at(present, related, index))
                     .collect();
                 results.into_iter().all(|held| held)
             }
             TraceCondition::Or(parts) => {
                 let results: Vec<bool> = parts
                     .iter()
-                    .map(|part| part.holds_at(found, related, index))
+                    .map(|part| part.holds_at(present, related, index))
                     .collect();
                 results.into_iter().any(|held| held)
             }
-            TraceCondition::Exists(_) => next(index),
+            TraceCondition::Exists(_) => next(index, 1),
+            TraceCondition::AtLeast { min, .. } => next(index, *min),
             TraceCondition::Related { relation, .. } => {
                 let (lhs, rhs) = (*index, *index + 1);
-                let both = next(index) & next(index);
+                let both = next(index, 1) & next(index, 1);
                 both && related(*relation, lhs, rhs)
             }
         }
     }
+}
+
+/// The least count that passes `count() op bound`, or `None` when any count may pass (`<`,
+/// `!=`) or the bound is not a number.
+fn count_minimum(op: BinaryOp, bound: &Static) -> Option<u32> {
+    let bound = match bound {
+        Static::Int(value) => *value as f64,
+        Static::Float(value) => *value,
+        _ => return None,
+    };
+    if !bound.is_finite() {
+        return None;
+    }
+    let least = match op {
+        BinaryOp::Gt => bound.floor() + 1.0,
+        BinaryOp::Gte | BinaryOp::Eq => bound.ceil(),
+        _ => return None,
+    };
+    // A count above u32::MAX cannot be met by any trace within the limits; the cap keeps the
+    // condition necessary anyway.
+    Some(least.clamp(0.0, u32::MAX as f64) as u32)
 }
 
 /// Every field a query reads, for the attributes returned with matched spans (Tempo returns

@@ -186,3 +186,47 @@ fn lenient_keeps_complete_clauses() {
     assert!(parse_lenient("{ .a = ").is_none());
     assert!(parse_lenient("garbage").is_none());
 }
+
+/// `count()` comparisons become a floor on matching spans only where every spanset reaching the
+/// count is made of spans that satisfy the filters before it.
+#[test]
+fn count_comparisons_push_down_a_span_floor() {
+    use crate::TraceCondition;
+    let floor = |text: &str| -> Option<u32> {
+        fn find(condition: &TraceCondition) -> Option<u32> {
+            match condition {
+                TraceCondition::AtLeast { min, .. } => Some(*min),
+                TraceCondition::And(parts) | TraceCondition::Or(parts) => {
+                    parts.iter().find_map(find)
+                }
+                _ => None,
+            }
+        }
+        find(&TraceCondition::of(&parse(text).expect("parses")))
+    };
+    assert_eq!(floor("{ } | count() > 8"), Some(9));
+    assert_eq!(floor("{ status = error } | count() >= 3"), Some(3));
+    assert_eq!(floor("{ } | 4 < count()"), Some(5));
+    assert_eq!(floor("{ } | count() = 2"), Some(2));
+    assert_eq!(floor("{ } | count() > 2.5"), Some(3));
+    assert_eq!(floor("{ } | by(name) | count() > 1"), Some(2));
+    assert_eq!(floor("({ } | count() > 1) && { kind = server }"), Some(2));
+    // Nothing to push: any count passes, the floor is trivial, or spans may come from elsewhere.
+    assert_eq!(floor("{ } | count() < 5"), None);
+    assert_eq!(floor("{ } | count() != 5"), None);
+    assert_eq!(floor("{ } | count() > 0"), None);
+    assert_eq!(floor("{ } | avg(duration) > 2"), None);
+    assert_eq!(
+        floor("({ name = \"a\" } && { name = \"b\" }) | count() > 3"),
+        None
+    );
+    assert_eq!(floor("{ .x = 1 } | count() > 3"), None);
+    let condition = TraceCondition::of(&parse("{ } | count() > 2").expect("parses"));
+    let related = |_, _, _| true;
+    assert!(
+        condition.holds(&[true]),
+        "without counts it stays an existence test"
+    );
+    assert!(!condition.holds_counted(&[2], &related));
+    assert!(condition.holds_counted(&[3], &related));
+}

@@ -471,6 +471,17 @@ proptest! {
         if !engine.is_empty() {
             prop_assert!(decided, "condition {:?} with relations rejects a matching trace for {}", condition, text);
         }
+        // Span counts (`count() > n` pushed down) keep it necessary for a whole trace.
+        let counts: Vec<u32> = predicates
+            .iter()
+            .map(|predicate| (0..view.spans.len() as u32).filter(|span| predicate.matches_span(&view, *span)).count() as u32)
+            .collect();
+        if !engine.is_empty() {
+            prop_assert!(
+                condition.holds_counted(&counts, &related),
+                "condition {:?} with counts rejects a matching trace for {}", condition, text
+            );
+        }
         // Only `{ a } op { b }` itself (a plain or union structural operator between two
         // filters) is exact; a relation nested under a negated operator stays only necessary.
         let lone = match &query.root {

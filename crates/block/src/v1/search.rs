@@ -18,7 +18,7 @@ use andante_model::otlp::resource::v1::Resource;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TraceId;
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, Static, StatusCode};
-use andante_traceql::{SpanPredicate, TraceCondition, Value};
+use andante_traceql::{Relation, SpanPredicate, TraceCondition, Value};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -48,6 +48,10 @@ pub struct Candidate {
     /// The trace's rows in this block, when the scan saw all of them at once: stage 2 then
     /// reads those rows instead of searching the row group's trace IDs for them.
     pub location: Option<RowLocation>,
+    /// The spans seen here are too few for a count the condition requires (`{ } | count() > 8`):
+    /// the trace can only match if it has spans in another block or the live store. Callers
+    /// that cannot tell may keep it as an ordinary candidate.
+    pub too_few_here: bool,
 }
 
 /// Where one trace's rows are in a block: rows of a trace are contiguous and never cross a
@@ -826,6 +830,7 @@ fn scan_with_masks(
         None
     };
     outcome.spans_scanned += rows as u64;
+    let counting = plan.condition.has_counts();
     let mut row = 0;
     while row < rows {
         let trace_bytes = trace_ids.value(row);
@@ -834,35 +839,37 @@ fn scan_with_masks(
             end += 1;
         }
         outcome.traces_scanned += 1;
-        let found: Vec<bool> = predicate_rows
+        let counts: Vec<u32> = predicate_rows
             .iter()
-            .map(|matches| matches[row..end].iter().any(|m| *m))
+            .map(|matches| matches[row..end].iter().filter(|m| **m).count() as u32)
             .collect();
-        let holds = match &tree {
-            Some((lefts, rights, parents)) => {
-                let span = |i: usize| (lefts[i], rights[i], parents[i]);
-                // Only a piece that is one tree from a real root has numbers to trust; a piece
-                // with orphans (parents elsewhere) counts relations as possible.
-                let connected = (row..end).all(|i| lefts[i] > 0);
-                plan.condition.holds_related(&found, &|relation, lhs, rhs| {
-                    let (lhs_rows, rhs_rows) = (
-                        &predicate_rows[lhs][row..end],
-                        &predicate_rows[rhs][row..end],
-                    );
-                    let pairs = lhs_rows.iter().filter(|m| **m).count()
-                        * rhs_rows.iter().filter(|m| **m).count();
-                    if !connected || pairs > MAX_RELATION_PAIRS {
-                        return true;
-                    }
-                    (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
-                        (row..end)
-                            .filter(|r| rhs_rows[r - row])
-                            .any(|r| relation.holds(span(l), span(r)))
-                    })
-                })
+        let found: Vec<bool> = counts.iter().map(|count| *count > 0).collect();
+        let connected = tree
+            .as_ref()
+            .is_some_and(|(lefts, _, _)| (row..end).all(|i| lefts[i] > 0));
+        // Only a piece that is one tree from a real root has numbers to trust; a piece with
+        // orphans (parents elsewhere) counts relations as possible.
+        let related = |relation: Relation, lhs: usize, rhs: usize| {
+            let Some((lefts, rights, parents)) = &tree else {
+                return true;
+            };
+            let span = |i: usize| (lefts[i], rights[i], parents[i]);
+            let (lhs_rows, rhs_rows) = (
+                &predicate_rows[lhs][row..end],
+                &predicate_rows[rhs][row..end],
+            );
+            let pairs = counts[lhs] as usize * counts[rhs] as usize;
+            if !connected || pairs > MAX_RELATION_PAIRS {
+                return true;
             }
-            None => plan.condition.holds(&found),
+            (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
+                (row..end)
+                    .filter(|r| rhs_rows[r - row])
+                    .any(|r| relation.holds(span(l), span(r)))
+            })
         };
+        let holds = plan.condition.holds_related(&found, &related);
+        let too_few_here = holds && counting && !plan.condition.holds_counted(&counts, &related);
         if holds {
             let start = (row..end).map(|r| starts.value(r)).min().unwrap_or(0);
             let finish = (row..end)
@@ -887,6 +894,7 @@ fn scan_with_masks(
                     start_unix_nanos: start,
                     end_unix_nanos: finish,
                     location,
+                    too_few_here,
                 });
             }
         }
