@@ -410,6 +410,13 @@ def test_compare_splits_spans_into_selection_and_baseline(loaded):
     assert series[("selection_total", "name", None)] == errors
     assert series[("baseline_total", "name", None)] == servers - errors
     assert series[("baseline", "kind", "server")] == servers - errors
+    # Over every span (no filter to scan for, so blocks are streamed whole and folded a chunk
+    # at a time): five spans per trace, the same errors.
+    body = traceql_metrics(loaded, "query", "{ } | compare({ status = error })", start=loaded.traffic_start, end=int(time.time()) + 1)
+    every = {(s["labels"][0]["value"]["stringValue"], s["labels"][1]["key"]): s.get("value", 0) for s in body["series"]
+             if s["labels"][0]["value"]["stringValue"].endswith("_total")}
+    assert every[("selection_total", "name")] == errors
+    assert every[("baseline_total", "name")] == 5 * TRACES - errors
     # The range form returns the same counts spread over intervals.
     start, end = loaded.traffic_start - 60, int(time.time()) + 60
     body = traceql_metrics(loaded, "query_range", q, start=start, end=end, step="15s")

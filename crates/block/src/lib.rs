@@ -714,6 +714,15 @@ impl BlockHandle {
         Ok(())
     }
 
+    /// Every trace in the block, in trace-ID order, decoded a batch of rows at a time, for
+    /// readers that fold traces as they go instead of holding them all. The file is fetched
+    /// whole and its chunks verified first; iterate on a blocking thread.
+    pub async fn stream_all(&self, storage: &Storage) -> Result<v1::TraceStream, BlockError> {
+        let data = storage.get(&self.meta.data_key()).await?;
+        self.verify_file(&data)?;
+        v1::TraceStream::new(data, 8192)
+    }
+
     /// Every trace in the block, in trace-ID order. The file is fetched whole and its chunks
     /// verified before decoding.
     pub async fn read_all(&self, storage: &Storage) -> Result<Vec<Trace>, BlockError> {

@@ -197,7 +197,7 @@ pub struct Accumulator {
     pub intervals: Intervals,
     /// Series in order of first appearance, found by label values through `index`.
     series: Vec<(Vec<LabelValue>, SeriesAcc)>,
-    index: HashMap<Vec<LabelValue>, usize>,
+    index: HashMap<Vec<LabelValue>, usize, ahash::RandomState>,
     pub spans_counted: u64,
     /// Most exemplars in the answer; 0 turns them off.
     max_exemplars: usize,
@@ -239,7 +239,7 @@ impl Accumulator {
         Accumulator {
             intervals,
             series: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             spans_counted: 0,
             max_exemplars: 0,
             max_series: usize::MAX,
@@ -339,27 +339,35 @@ impl Accumulator {
             (COMPARE_BASELINE, COMPARE_BASELINE_TOTAL)
         };
         self.spans_counted += 1;
+        // Key buffers per span: lookups borrow them, only a new series copies one.
+        let mut value_key = [
+            LabelValue::String(group.to_owned()),
+            LabelValue::Nil,
+            LabelValue::Nil,
+        ];
+        let mut total_key = [
+            LabelValue::String(total.to_owned()),
+            LabelValue::Nil,
+            LabelValue::Nil,
+        ];
         for (name, value) in compared_attributes(trace, index) {
-            if let Some(value_series) = self.series_index(
-                vec![
-                    LabelValue::String(group.to_owned()),
-                    LabelValue::String(name.clone()),
-                    value,
-                ],
-                query,
-            ) {
+            total_key[1] = LabelValue::String(name.clone());
+            value_key[1] = LabelValue::String(name);
+            value_key[2] = value;
+            if let Some(value_series) = self.series_slot(&value_key, query) {
                 self.count_at(value_series, k, start, 1.0, trace.trace_id);
             }
-            if let Some(total_series) = self.series_index(
-                vec![
-                    LabelValue::String(total.to_owned()),
-                    LabelValue::String(name),
-                    LabelValue::Nil,
-                ],
-                query,
-            ) {
+            if let Some(total_series) = self.series_slot(&total_key, query) {
                 self.count_at(total_series, k, start, 1.0, trace.trace_id);
             }
+        }
+    }
+
+    /// `series_index` for a borrowed key, copied only when the series is new.
+    fn series_slot(&mut self, key: &[LabelValue], query: &MetricsQuery) -> Option<usize> {
+        match self.index.get(key) {
+            Some(&index) => Some(index),
+            None => self.series_index(key.to_vec(), query),
         }
     }
 
