@@ -58,11 +58,11 @@ def resource(service, spans):
 
 
 def shop_trace(n):
-    """frontend `GET /cart` → cart `GetCart` → `SELECT`; every third fails in the cart, which
+    """frontend `GET /cart` → its client call → cart `GetCart` → `SELECT`; every third fails in the cart, which
     records an exception event; the cart span links to the previous trace. Trace n started n
     seconds ago and lasts 100+n ms."""
     tid = trace_id(n)
-    root, cart, db = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03"
+    root, cart, db, call = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03", f"{n:014x}04"
     failing = n % 3 == 0
     start = NOW_NS - n * 10**9
     ms = 10**6
@@ -70,11 +70,14 @@ def shop_trace(n):
                "attributes": [{"key": "exception.message", "value": {"stringValue": f"timeout {n}"}}]}] if failing else []
     links = [{"traceId": trace_id(n + 1), "spanId": f"{n + 1:014x}01", "attributes": []}] if n < SHOP_TRACES else []
     return [
-        resource("frontend", [span(tid, root, None, "GET /cart", 2, start, (100 + n) * ms,
-                                   attrs=[("http.route", {"stringValue": "/cart"}),
-                                          ("http.response.status_code", {"intValue": "500" if failing else "200"})])]),
+        resource("frontend", [
+            span(tid, root, None, "GET /cart", 2, start, (100 + n) * ms,
+                 attrs=[("http.route", {"stringValue": "/cart"}),
+                        ("http.response.status_code", {"intValue": "500" if failing else "200"})]),
+            span(tid, call, root, "GET cart", 3, start + 2 * ms, (56 + n) * ms),
+        ]),
         resource("cart", [
-            span(tid, cart, root, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
+            span(tid, cart, call, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
                  attrs=[("user.id", {"stringValue": f"u{n}"}), ("items", {"intValue": str(n % 5)})],
                  events=events, links=links),
             span(tid, db, cart, "SELECT", 3, start + 10 * ms, 20 * ms,
@@ -360,10 +363,10 @@ def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
     assert sorted(rows) == sorted(b64_to_hex(s["spanId"]) for s in spans)
     assert page.get_attribute(".wf-scroller", "data-row-count") == str(len(spans))
     # Tree order: the root first, then its child, then the grandchild.
-    assert rows == [f"{3:014x}01", f"{3:014x}02", f"{3:014x}03"]
+    assert rows == [f"{3:014x}01", f"{3:014x}04", f"{3:014x}02", f"{3:014x}03"]
     assert page.locator(".wf-row.error").count() == 1
     # The critical path runs through every span of this chain.
-    assert page.locator(".wf-critical").count() >= 3
+    assert page.locator(".wf-critical").count() >= 4
     # Service breakdown lists both services.
     breakdown = page.inner_text(".breakdown")
     assert "frontend" in breakdown and "cart" in breakdown
@@ -386,7 +389,7 @@ def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
     # Keyboard: the down arrow moves the selection to the next row.
     page.focus(".wf-scroller")
     page.keyboard.press("ArrowDown")
-    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}02']", timeout=5000)
+    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}04']", timeout=5000)
     tab.check_no_console_errors()
 
 
@@ -415,13 +418,20 @@ def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser)
     page.evaluate("url => { history.pushState(null, '', url); dispatchEvent(new PopStateEvent('popstate')); }", f"/ui/trace/{tid}")
     page.wait_for_selector(".wf-row", timeout=30000)
     elapsed = time.time() - started
-    print(f"\n10,000-span trace: fetched and rendered in {elapsed * 1000:.0f} ms "
-          f"(parse+model {page.evaluate('window.__andanteTraceBuiltMs'):.0f} ms)")
+    page.wait_for_function("() => document.body.dataset.traceTimings")
+    timings = json.loads(page.evaluate("document.body.dataset.traceTimings"))
+    print(f"\n10,000-span trace: {elapsed * 1000:.0f} ms from navigation to rows on screen; in the page: "
+          f"fetch {timings['fetchMs']:.0f} ms (server + JSON), model {timings['modelMs']:.0f} ms, "
+          f"first render {timings['renderMs']:.0f} ms")
+    (ARTIFACTS / "trace-10k-timings.json").write_text(json.dumps({**timings, "navigationToRowsMs": elapsed * 1000}, indent=1))
     row_height = int(page.get_attribute(".wf-scroller", "data-row-height"))
     assert page.get_attribute(".wf-scroller", "data-row-count") == str(BIG_SPANS)
     assert page.eval_on_selector(".wf-spacer", "e => e.getBoundingClientRect().height") == BIG_SPANS * row_height
     assert page.locator(".wf-row").count() < 150, "rows outside the viewport must not be in the DOM"
-    assert elapsed < 3.0, f"{elapsed:.2f} s"  # the budget is 1 s on the dev machine; CI machines vary
+    # The budget (issue 13): the browser's part, model + first render, within 1 s. Fetching is the
+    # server's trace-by-ID time, measured by the Rust benchmarks; here it only must not hang.
+    assert timings["modelMs"] + timings["renderMs"] < 1000, timings
+    assert elapsed < 5.0, f"{elapsed:.2f} s"
     tab.shot("trace-10k")
     # Scrolling to the end shows the last rows; collapsing a chunk hides its 100 children.
     page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = e.scrollHeight; }")
@@ -479,4 +489,35 @@ def test_theme_toggle_persists(loaded, browser):
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == after
     if chosen == "dark":
         tab.shot("explore-dark")
+    tab.check_no_console_errors()
+
+
+def test_service_graph_has_one_node_per_service_of_the_insights_graph(loaded, browser):
+    span = window()
+    graph = api(loaded, "/api/insights/graph", **span)
+    drawn_kinds = {"service", "database", "external", "topic"}
+    expected = sorted(e["id"] for e in graph["entities"] if e["kind"] in drawn_kinds)
+    services = sorted(e["id"] for e in graph["entities"] if e["kind"] == "service")
+    assert {"service:frontend", "service:cart"} <= set(services)
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/graph", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("svg[data-node-count]", timeout=20000)
+    drawn = sorted(page.eval_on_selector_all("g.graph-node", "nodes => nodes.map(n => n.dataset.entity)"))
+    assert drawn == expected
+    assert sorted(page.eval_on_selector_all("g.graph-node[data-kind=service]", "nodes => nodes.map(n => n.dataset.entity)")) == services
+    # frontend calls cart: one edge, drawn left to right.
+    calls = [r for r in graph["relations"] if r["kind"] == "CALLS" and r["from"] == "service:frontend" and r["to"] == "service:cart"]
+    assert len(calls) == 1
+    edge = page.locator("g.graph-edge[data-edge='service:frontend->service:cart']")
+    assert edge.count() == 1
+    frontend_x = page.eval_on_selector("g.graph-node[data-entity='service:frontend']", "n => n.getBoundingClientRect().x")
+    cart_x = page.eval_on_selector("g.graph-node[data-entity='service:cart']", "n => n.getBoundingClientRect().x")
+    assert frontend_x < cart_x
+    # Selecting a node shows its figures and links to its traces.
+    page.click("g.graph-node[data-entity='service:cart']")
+    page.wait_for_selector(".graph-detail h2:has-text('cart')")
+    tab.shot("graph")
+    page.click("text=Search these traces")
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["q"] == ['{ resource.service.name = "cart" }']
     tab.check_no_console_errors()

@@ -159,3 +159,33 @@ export interface TraceByIdResponse {
 export function traceById(traceId: string, signal?: AbortSignal) {
   return getJson<TraceByIdResponse>(`/api/v2/traces/${encodeURIComponent(traceId)}`, {}, signal);
 }
+
+// ---- insights: the entity graph ----
+export interface GraphEntity {
+  id: string;
+  kind: string; // service, operation, instance, node, namespace, database, external, topic
+  name: string;
+  service?: string;
+  rate: number;
+  errorRate: number;
+  p50Ms: number;
+  p99Ms: number;
+  assertions: number;
+}
+export interface GraphRelation {
+  kind: string; // CALLS, PRODUCES, CONSUMES, HOSTED_ON, RUNS_ON, ...
+  from: string;
+  to: string;
+  rate?: number;
+  errorRate?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+}
+export interface InsightsGraph {
+  entities?: GraphEntity[];
+  relations?: GraphRelation[];
+}
+
+export function insightsGraph(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<InsightsGraph>("/api/insights/graph", { start: startSecs, end: endSecs }, signal);
+}

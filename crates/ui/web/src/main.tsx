@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
 import { TimeRangePicker } from "./components/TimeRangePicker";
 import { ExplorePage } from "./pages/Explore";
+import { GraphPage } from "./pages/Graph";
 import { TracePage } from "./pages/Trace";
 import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
 import { currentTheme, toggleTheme } from "./theme";
@@ -131,6 +132,9 @@ function App() {
   if (route.path === "/explore") {
     page = <ExplorePage route={route} />;
     title = "Explore traces · Andante";
+  } else if (route.path === "/graph") {
+    page = <GraphPage route={route} />;
+    title = "Service graph · Andante";
   } else if (traceMatch) {
     page = <TracePage traceId={decodeURIComponent(traceMatch[1])} route={route} />;
     title = `Trace ${traceMatch[1].slice(0, 8)} · Andante`;
@@ -157,6 +161,9 @@ function App() {
         <nav aria-label="Pages">
           <a href={href("/explore")} aria-current={route.path === "/explore" ? "page" : undefined}>
             Explore
+          </a>
+          <a href={href("/graph")} aria-current={route.path === "/graph" ? "page" : undefined}>
+            Service graph
           </a>
         </nav>
         <div class="topbar-spacer" />
