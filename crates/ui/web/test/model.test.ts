@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { TraceByIdResponse } from "../src/api";
-import { buildTrace, criticalPath, idToHex, serviceBreakdown, visibleRows } from "../src/trace/model";
+import { buildTrace, criticalPath, idToHex, niceTicks, serviceBreakdown, visibleRows } from "../src/trace/model";
 
 const BASE = 1795310742632083752n;
 
@@ -121,4 +121,10 @@ test("self time per service subtracts the time covered by children, overlaps cou
     // front: 100 minus the union [10,70] ∪ [80,90] = 100 - 70 = 30
     { service: "front", spans: 1, errors: 0, selfNanos: 30 },
   ]);
+});
+
+test("waterfall axis ticks fall on round durations", () => {
+  assert.deepEqual(niceTicks(103_000_000), [0, 20_000_000, 40_000_000, 60_000_000, 80_000_000, 100_000_000]);
+  assert.deepEqual(niceTicks(5_000_000_000), [0, 1e9, 2e9, 3e9, 4e9, 5e9]);
+  assert.deepEqual(niceTicks(7), [0, 2, 4, 6]);
 });

@@ -280,3 +280,15 @@ const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00
 export function serviceColor(service: number): string {
   return PALETTE[service % PALETTE.length];
 }
+
+const TARGET_TICKS = 6;
+
+/** Axis ticks at round durations (1, 2 or 5 × 10^n ns) from 0, about six across the trace. */
+export function niceTicks(totalNanos: number): number[] {
+  const rough = totalNanos / TARGET_TICKS;
+  const magnitude = 10 ** Math.floor(Math.log10(Math.max(rough, 1)));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((candidate) => candidate >= rough) ?? magnitude * 10;
+  const ticks = [];
+  for (let t = 0; t <= totalNanos + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}
