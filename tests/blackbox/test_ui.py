@@ -439,6 +439,16 @@ def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser)
     page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = 0; }")
     page.click(f".wf-row[data-span-id='{1:08x}{0:08x}'] .wf-toggle")
     page.wait_for_function("() => document.querySelector('.wf-scroller').dataset.rowCount === String(10000 - 100)")
+    # Find: one span far down the list; Enter selects it and scrolls it into view. A service name
+    # matches every span of that service (990 for store-7).
+    page.fill("input[name=find]", "put 98/99")
+    page.wait_for_selector("[data-testid=find-count]:has-text('1 match')")
+    page.press("input[name=find]", "Enter")
+    target = f"{99:08x}{100:08x}"
+    page.wait_for_selector(f".span-detail[data-span-id='{target}']", timeout=5000)
+    assert page.locator(f".wf-row.selected[data-span-id='{target}']").is_visible()
+    page.fill("input[name=find]", "store-7")
+    page.wait_for_selector("[data-testid=find-count]:has-text('990 matches')")
     tab.check_no_console_errors()
 
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { TraceByIdResponse } from "../src/api";
-import { buildTrace, criticalPath, idToHex, niceTicks, serviceBreakdown, visibleRows } from "../src/trace/model";
+import { buildTrace, criticalPath, findSpans, idToHex, niceTicks, serviceBreakdown, visibleRows } from "../src/trace/model";
 
 const BASE = 1795310742632083752n;
 
@@ -127,4 +127,16 @@ test("waterfall axis ticks fall on round durations", () => {
   assert.deepEqual(niceTicks(103_000_000), [0, 20_000_000, 40_000_000, 60_000_000, 80_000_000, 100_000_000]);
   assert.deepEqual(niceTicks(5_000_000_000), [0, 1e9, 2e9, 3e9, 4e9, 5e9]);
   assert.deepEqual(niceTicks(7), [0, 2, 4, 6]);
+});
+
+test("find in trace matches names, services, IDs and attributes, any case", () => {
+  const response = trace([["1", "", "Front", 0, 100], ["2", "1", "back", 10, 40]]);
+  const spans = (response.trace!.resourceSpans![1].scopeSpans![0].spans![0].attributes = [{ key: "user.id", value: { stringValue: "U42" } }]);
+  void spans;
+  const t = buildTrace(response);
+  assert.deepEqual(findSpans(t, "front"), [0]);
+  assert.deepEqual(findSpans(t, "OP "), [0, 1]);
+  assert.deepEqual(findSpans(t, "user.id=u4"), [1]);
+  assert.deepEqual(findSpans(t, t.spans[1].spanId), [1]);
+  assert.deepEqual(findSpans(t, "  "), []);
 });

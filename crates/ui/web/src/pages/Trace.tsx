@@ -7,7 +7,7 @@ import { Route, href, setParams } from "../router";
 import { formatDateTime, formatDuration } from "../time";
 import { SpanDetail } from "../trace/SpanDetail";
 import { Waterfall } from "../trace/Waterfall";
-import { Trace, buildTrace, criticalPath, serviceBreakdown, serviceColor } from "../trace/model";
+import { Trace, buildTrace, criticalPath, findSpans, serviceBreakdown, serviceColor } from "../trace/model";
 
 type State = { status: "loading" } | { status: "missing" } | { status: "error"; message: string } | { status: "done"; trace: Trace; response: TraceByIdResponse };
 
@@ -102,6 +102,17 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
   }, [trace]);
   const critical = useMemo(() => (trace ? criticalPath(trace) : new Map()), [trace]);
   const selected = useMemo(() => (trace && selectedId ? trace.spans.findIndex((span) => span.spanId === selectedId) : -1), [trace, selectedId]);
+  const find = route.params.get("find") ?? "";
+  const [findDraft, setFindDraft] = useState(find);
+  useEffect(() => setFindDraft(find), [find]);
+  // The URL follows the box after a pause, so typing neither floods history nor re-scans per key.
+  useEffect(() => {
+    if (findDraft === find) return;
+    const timer = setTimeout(() => setParams({ find: findDraft || undefined }, true), 250);
+    return () => clearTimeout(timer);
+  }, [findDraft]);
+  const found = useMemo(() => (trace ? findSpans(trace, find) : []), [trace, find]);
+  const foundSet = useMemo(() => new Set(found), [found]);
 
   if (state.status === "loading") {
     return (
@@ -154,13 +165,40 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
             <span class="legend-critical" /> critical path
           </span>
         </div>
-        <button type="button" class="link-button" aria-expanded={showBreakdown} onClick={() => setShowBreakdown(!showBreakdown)}>
-          {showBreakdown ? "Hide" : "Show"} time per service
-        </button>
+        <div class="trace-tools">
+          <button type="button" class="link-button" aria-expanded={showBreakdown} onClick={() => setShowBreakdown(!showBreakdown)}>
+            {showBreakdown ? "Hide" : "Show"} time per service
+          </button>
+          <form
+            class="find"
+            role="search"
+            onSubmit={(event) => {
+              event.preventDefault();
+              // Enter jumps to the next match after the selected span, wrapping around.
+              const matches = findSpans(t, findDraft);
+              if (!matches.length) return;
+              const next = matches.find((index) => index > selected) ?? matches[0];
+              setParams({ find: findDraft || undefined, span: t.spans[next].spanId }, true);
+            }}
+          >
+            <input
+              name="find"
+              aria-label="Find spans"
+              placeholder="Find spans (name, service, attribute)…"
+              value={findDraft}
+              onInput={(event) => setFindDraft((event.target as HTMLInputElement).value)}
+            />
+            {find && (
+              <span class="muted" data-testid="find-count">
+                {found.length} match{found.length === 1 ? "" : "es"}
+              </span>
+            )}
+          </form>
+        </div>
         {showBreakdown && <ServiceBreakdown trace={t} />}
       </header>
       <div class={`trace-body${selected >= 0 ? " with-detail" : ""}`}>
-        <Waterfall trace={t} critical={critical} selected={selected} onSelect={select} />
+        <Waterfall trace={t} critical={critical} selected={selected} onSelect={select} matches={foundSet} />
         {selected >= 0 && <SpanDetail trace={t} span={t.spans[selected]} onClose={() => setParams({ span: undefined }, true)} onSelect={select} />}
       </div>
     </main>

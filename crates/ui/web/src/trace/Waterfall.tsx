@@ -13,6 +13,8 @@ export function Waterfall(props: {
   critical: Map<number, [number, number][]>;
   selected: number;
   onSelect: (index: number) => void;
+  /** Spans matching the find box, marked in their rows. */
+  matches: Set<number>;
 }) {
   const { trace, critical, selected } = props;
   const [collapsed, setCollapsed] = useState<Set<number>>(new Set());
@@ -108,7 +110,7 @@ export function Waterfall(props: {
     drawn.push(
       <div
         key={index}
-        class={`wf-row${index === selected ? " selected" : ""}${span.error ? " error" : ""}`}
+        class={`wf-row${index === selected ? " selected" : ""}${span.error ? " error" : ""}${props.matches.has(index) ? " match" : ""}`}
         style={{ top: `${row * ROW_HEIGHT}px` }}
         role="row"
         aria-selected={index === selected}

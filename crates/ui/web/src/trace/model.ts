@@ -292,3 +292,16 @@ export function niceTicks(totalNanos: number): number[] {
   for (let t = 0; t <= totalNanos + 1e-9; t += step) ticks.push(t);
   return ticks;
 }
+
+/** Spans whose name, service, ID or any attribute (key or value) contains `term`, any case. */
+export function findSpans(trace: Trace, term: string): number[] {
+  const needle = term.trim().toLowerCase();
+  if (!needle) return [];
+  const found: number[] = [];
+  for (const span of trace.spans) {
+    const haystacks = [span.name, trace.services[span.service], span.spanId, span.statusMessage];
+    for (const kv of span.attributes) haystacks.push(`${kv.key}=${kv.value?.stringValue ?? kv.value?.intValue ?? kv.value?.doubleValue ?? kv.value?.boolValue ?? ""}`);
+    if (haystacks.some((text) => text.toLowerCase().includes(needle))) found.push(span.index);
+  }
+  return found;
+}
