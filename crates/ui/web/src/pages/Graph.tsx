@@ -158,6 +158,11 @@ export function GraphPage({ route }: { route: Route }) {
                 <path d="M0,0 L10,5 L0,10 z" fill="var(--muted)" />
               </marker>
             </defs>
+            {layout.looseFrom !== undefined && (
+              <text x={16} y={layout.looseFrom} class="graph-section">
+                No calls seen in this range
+              </text>
+            )}
             {layout.edges.map((e) => {
               const key = `${e.relation.from}->${e.relation.to}`;
               const width = 1 + 4 * Math.sqrt((e.relation.rate ?? 0) / maxRate);
