@@ -531,3 +531,46 @@ def test_service_graph_has_one_node_per_service_of_the_insights_graph(loaded, br
     page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["q"] == ['{ resource.service.name = "cart" }']
     tab.check_no_console_errors()
+
+
+def test_time_range_picker_writes_relative_and_absolute_ranges(loaded, browser):
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q="{ }")
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    page.click(".picker-button")
+    page.click(".picker-presets button:has-text('Last 15 minutes')")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('from') === 'now-15m'")
+    assert "Last 15 minutes" in page.inner_text(".picker-button")
+    # An absolute range: the last three minutes of the shop traces, by the clock.
+    end = int(time.time())
+    start = end - 180
+    local = lambda secs: time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(secs))
+    page.click(".picker-button")
+    page.fill(".picker-absolute input >> nth=0", local(start))
+    page.fill(".picker-absolute input >> nth=1", local(end))
+    page.click("text=Apply absolute range")
+    page.wait_for_function("s => new URLSearchParams(location.search).get('from') === String(s)", arg=start)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["to"] == [str(end)]
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    page.wait_for_function("() => !document.querySelector('.state-loading')")
+    shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+    expected = api(loaded, "/api/search", q="{ }", limit=20, spss=3, start=start, end=end)
+    assert shown == newest_first(expected["traces"])
+    # The range follows the user to other pages.
+    page.click("nav a:has-text('Service graph')")
+    page.wait_for_function("s => location.pathname === '/ui/graph' && new URLSearchParams(location.search).get('from') === String(s)", arg=start)
+    tab.check_no_console_errors()
+
+
+def test_clicking_a_point_of_the_scatter_opens_its_trace(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q='{ span.user.id = "u7" }', **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    # One result: its point sits in the middle of the plot's x range; uPlot snaps to the nearest.
+    box = page.locator(".scatter .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".wf-row", timeout=15000)
+    assert page.url.split("?")[0].endswith(f"/ui/trace/{trace_id(7)}")
+    tab.check_no_console_errors()
