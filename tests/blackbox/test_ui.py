@@ -574,3 +574,29 @@ def test_clicking_a_point_of_the_scatter_opens_its_trace(loaded, browser):
     page.wait_for_selector(".wf-row", timeout=15000)
     assert page.url.split("?")[0].endswith(f"/ui/trace/{trace_id(7)}")
     tab.check_no_console_errors()
+
+
+def test_service_page_shows_red_panels_and_operations_from_traceql_metrics(loaded, browser):
+    span = window()
+    entry = '{ resource.service.name = "cart" && (kind = server || kind = consumer) }'
+    by_name = api(loaded, "/api/metrics/query_range", q=f"{entry} | rate() by (name)", step="30s", **span)
+    names = sorted(s["labels"][0]["value"]["stringValue"] for s in by_name["series"])
+    assert names == ["GetCart"]
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/service/cart", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
+    rows = page.eval_on_selector_all("[data-testid=operations] tbody tr", "rows => rows.map(r => r.dataset.operation)")
+    assert sorted(rows) == names
+    cells = page.inner_text("tr[data-operation='GetCart']")
+    # 30 traces, every third failing in the cart.
+    assert "\t30\t" in cells and "33.3%" in cells, cells
+    assert page.locator(".panel canvas").count() == 3
+    legend = page.inner_text(".panel[aria-label=Latency]")
+    assert "p50" in legend and "p99" in legend and "exemplars" in legend
+    tab.shot("service")
+    # The trace view's per-service table links here.
+    page.goto(f"{loaded.url}/ui/trace/{trace_id(3)}")
+    page.click(".breakdown a:has-text('cart')")
+    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
+    assert page.url.split("?")[0].endswith("/ui/service/cart")
+    tab.check_no_console_errors()

@@ -189,3 +189,26 @@ export interface InsightsGraph {
 export function insightsGraph(startSecs: number, endSecs: number, signal?: AbortSignal) {
   return getJson<InsightsGraph>("/api/insights/graph", { start: startSecs, end: endSecs }, signal);
 }
+
+// ---- TraceQL metrics ----
+export interface MetricsSample {
+  timestampMs: string;
+  value?: number; // omitted when 0 (proto3 JSON)
+}
+export interface MetricsExemplar {
+  labels?: KeyValue[];
+  timestampMs: string;
+  value?: number;
+}
+export interface MetricsSeries {
+  labels?: KeyValue[];
+  samples?: MetricsSample[];
+  exemplars?: MetricsExemplar[];
+}
+export interface QueryRangeResponse {
+  series?: MetricsSeries[];
+}
+
+export function metricsQueryRange(q: string, startSecs: number, endSecs: number, options: { step?: string; exemplars?: number } = {}, signal?: AbortSignal) {
+  return getJson<QueryRangeResponse>("/api/metrics/query_range", { q, start: startSecs, end: endSecs, step: options.step, exemplars: options.exemplars }, signal);
+}

@@ -5,6 +5,7 @@ import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
 import { TimeRangePicker } from "./components/TimeRangePicker";
 import { ExplorePage } from "./pages/Explore";
 import { GraphPage } from "./pages/Graph";
+import { ServicePage } from "./pages/Service";
 import { TracePage } from "./pages/Trace";
 import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
 import { currentTheme, toggleTheme } from "./theme";
@@ -129,12 +130,17 @@ function App() {
   let page;
   let title = "Andante";
   const traceMatch = /^\/trace\/([^/]+)$/.exec(route.path);
+  const serviceMatch = /^\/service\/([^/]+)$/.exec(route.path);
   if (route.path === "/explore") {
     page = <ExplorePage route={route} />;
     title = "Explore traces · Andante";
   } else if (route.path === "/graph") {
     page = <GraphPage route={route} />;
     title = "Service graph · Andante";
+  } else if (serviceMatch) {
+    const service = decodeURIComponent(serviceMatch[1]);
+    page = <ServicePage service={service} route={route} />;
+    title = `${service} · Andante`;
   } else if (traceMatch) {
     page = <TracePage traceId={decodeURIComponent(traceMatch[1])} route={route} />;
     title = `Trace ${traceMatch[1].slice(0, 8)} · Andante`;

@@ -240,9 +240,14 @@ export function GraphPage({ route }: { route: Route }) {
                 Search these traces
               </a>{" "}
               {node?.kind === "service" && (
-                <a class="button-link" href={href("/explore", { q: `{ resource.service.name = ${quote(node.name)} && status = error }` })}>
-                  Failing traces
-                </a>
+                <>
+                  <a class="button-link" href={href("/explore", { q: `{ resource.service.name = ${quote(node.name)} && status = error }` })}>
+                    Failing traces
+                  </a>{" "}
+                  <a class="button-link" href={href(`/service/${encodeURIComponent(node.name)}`)}>
+                    Service page
+                  </a>
+                </>
               )}
             </p>
           )}

@@ -38,7 +38,7 @@ function ServiceBreakdown({ trace }: { trace: Trace }) {
           return (
             <tr key={row.service}>
               <td>
-                <span class="wf-service-mark" style={{ background: serviceColor(service) }} /> {row.service}
+                <span class="wf-service-mark" style={{ background: serviceColor(service) }} /> <a href={href(`/service/${encodeURIComponent(row.service)}`)}>{row.service}</a>
               </td>
               <td class="num">{row.spans}</td>
               <td class={`num${row.errors ? " error-text" : ""}`}>{row.errors}</td>
