@@ -122,7 +122,9 @@ def post_otlp(server, resource_spans):
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """One server for the module with the shop traces and the 10,000-span trace in it."""
-    extra = ["--live.trace-idle", "300ms", "--limits.max-bytes-per-trace", "100000000"]
+    extra = ["--live.trace-idle", "300ms", "--limits.max-bytes-per-trace", "100000000",
+             # Span metrics for the PromQL side of the metrics page.
+             "--generator.span-metrics.enabled", "true", "--generator.collection-interval", "1s"]
     if os.environ.get("ANDANTE_UI_DIR"):
         extra += ["--ui.dir", os.environ["ANDANTE_UI_DIR"]]
     server = Server(tmp_path_factory.mktemp("ui") / "data", extra).start()
@@ -599,4 +601,71 @@ def test_service_page_shows_red_panels_and_operations_from_traceql_metrics(loade
     page.click(".breakdown a:has-text('cart')")
     page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
     assert page.url.split("?")[0].endswith("/ui/service/cart")
+    tab.check_no_console_errors()
+
+
+def series_rows(page, query):
+    page.wait_for_function("q => { const r = document.querySelector('.metrics-result'); return r && r.dataset.query === q && r.dataset.status !== 'loading'; }",
+                           arg=query, timeout=20000)
+    return page.eval_on_selector_all("[data-testid=series-table] tbody tr", "rows => rows.map(r => r.dataset.series)")
+
+
+def test_metrics_page_plots_traceql_metrics_and_promql_series_the_apis_return(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded, expected_errors=[r"status of 400"])
+    query = "{ } | rate() by (resource.service.name)"
+    page = tab.goto("/ui/metrics", q=query, **{"from": span["start"], "to": span["end"]})
+    shown = series_rows(page, query)
+    expected = api(loaded, "/api/metrics/query_range", q=query, **span)["series"]
+    names = sorted(s["labels"][0]["value"]["stringValue"] for s in expected)
+    assert sorted(shown) == sorted(f'{{resource.service.name="{name}"}}' for name in names)
+    assert {"frontend", "cart"} <= set(names)
+    assert page.locator(".metrics-page .panel canvas").count() >= 1
+    tab.shot("metrics")
+
+    # PromQL over the span-metrics series the generator wrote from the same spans.
+    promql = "sum by (service) (traces_spanmetrics_calls_total)"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        result = api(loaded, "/prometheus/api/v1/query", query=promql)["data"]["result"]
+        if {"frontend", "cart"} <= {r["metric"].get("service") for r in result}:
+            break
+        time.sleep(0.5)
+    page.click(".segmented button:has-text('PromQL')")
+    # Switching language shows that language's example query (and runs it) before we type.
+    page.wait_for_function("() => (document.querySelector('textarea.promql') || {}).value?.includes('traces_spanmetrics_calls_total[5m]')")
+    page.fill("textarea.promql", promql)
+    page.press("textarea.promql", "Control+Enter")
+    shown = series_rows(page, promql)
+    expected = api(loaded, "/prometheus/api/v1/query_range", query=promql, start=span["start"], end=int(time.time()),
+                   step=max(1, round((span["end"] - span["start"]) / 200)))["data"]["result"]
+    assert sorted(shown) == sorted(f'{{service="{r["metric"]["service"]}"}}' for r in expected)
+    assert {'{service="frontend"}', '{service="cart"}'} <= set(shown)
+
+    # A PromQL error is the server's message, not JSON.
+    page.fill("textarea.promql", "sum(rate(traces_spanmetrics_calls_total[5m]")
+    page.press("textarea.promql", "Control+Enter")
+    page.wait_for_selector(".state-error", timeout=15000)
+    assert "unclosed left parenthesis" in page.inner_text(".state-error")
+    assert "errorType" not in page.inner_text(".state-error")
+    tab.check_no_console_errors()
+
+
+def test_changing_one_setting_keeps_the_rest_of_the_page_state(loaded, browser):
+    """Regression: changing the limit once dropped the query from the URL."""
+    span = window()
+    query = "{ status = error }"
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q=query, **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    page.select_option(".query-options select", "50")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('limit') === '50'")
+    params = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+    assert params["q"] == [query] and params["from"] == [str(span["start"])]
+    # Selecting a span keeps the find text in a trace's URL too.
+    page.goto(f"{loaded.url}/ui/trace/{trace_id(3)}?find=SELECT")
+    page.wait_for_selector(".wf-row.match", timeout=15000)
+    page.click(f".wf-row[data-span-id='{3:014x}02']")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('span') !== null")
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["find"] == ["SELECT"]
     tab.check_no_console_errors()

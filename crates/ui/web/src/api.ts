@@ -212,3 +212,24 @@ export interface QueryRangeResponse {
 export function metricsQueryRange(q: string, startSecs: number, endSecs: number, options: { step?: string; exemplars?: number } = {}, signal?: AbortSignal) {
   return getJson<QueryRangeResponse>("/api/metrics/query_range", { q, start: startSecs, end: endSecs, step: options.step, exemplars: options.exemplars }, signal);
 }
+
+// ---- Prometheus API (series generated from spans) ----
+export interface PromMatrix {
+  status: string;
+  data?: { resultType: string; result: { metric: Record<string, string>; values: [number, string][] }[] };
+}
+
+export function promQueryRange(query: string, startSecs: number, endSecs: number, stepSecs: number, signal?: AbortSignal) {
+  return getJson<PromMatrix>("/prometheus/api/v1/query_range", { query, start: startSecs, end: endSecs, step: stepSecs }, signal);
+}
+
+/** The Prometheus API answers errors as JSON `{error, errorType}`; other APIs as plain text. */
+export function readableError(message: string): string {
+  try {
+    const body = JSON.parse(message);
+    if (body && typeof body.error === "string") return body.error;
+  } catch {
+    /* plain text */
+  }
+  return message;
+}

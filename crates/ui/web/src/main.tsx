@@ -5,6 +5,7 @@ import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
 import { TimeRangePicker } from "./components/TimeRangePicker";
 import { ExplorePage } from "./pages/Explore";
 import { GraphPage } from "./pages/Graph";
+import { MetricsPage } from "./pages/Metrics";
 import { ServicePage } from "./pages/Service";
 import { TracePage } from "./pages/Trace";
 import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
@@ -134,6 +135,9 @@ function App() {
   if (route.path === "/explore") {
     page = <ExplorePage route={route} />;
     title = "Explore traces · Andante";
+  } else if (route.path === "/metrics") {
+    page = <MetricsPage route={route} />;
+    title = "Metrics · Andante";
   } else if (route.path === "/graph") {
     page = <GraphPage route={route} />;
     title = "Service graph · Andante";
@@ -170,6 +174,9 @@ function App() {
           </a>
           <a href={href("/graph")} aria-current={route.path === "/graph" ? "page" : undefined}>
             Service graph
+          </a>
+          <a href={href("/metrics")} aria-current={route.path === "/metrics" ? "page" : undefined}>
+            Metrics
           </a>
         </nav>
         <div class="topbar-spacer" />

@@ -28,6 +28,8 @@ export function TimeSeries(props: {
   onExemplar?: (traceId: string) => void;
   /** A sparkline: no axes, legend or cursor. */
   compact?: boolean;
+  /** Shown by default; off where a table beside the plot names the series already. */
+  legend?: boolean;
 }) {
   const host = useRef<HTMLDivElement>(null);
   const latest = useRef(props);
@@ -84,7 +86,7 @@ export function TimeSeries(props: {
         {
           width: Math.max(element.clientWidth, 120),
           height,
-          legend: { show: !props.compact },
+          legend: { show: !props.compact && props.legend !== false },
           cursor: props.compact ? { show: false } : { drag: { x: false, y: false } },
           scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
           axes: props.compact
