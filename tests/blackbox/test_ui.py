@@ -669,3 +669,37 @@ def test_changing_one_setting_keeps_the_rest_of_the_page_state(loaded, browser):
     page.wait_for_function("() => new URLSearchParams(location.search).get('span') !== null")
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["find"] == ["SELECT"]
     tab.check_no_console_errors()
+
+
+def test_insights_page_shows_the_ranked_causes_and_assertions_the_api_returns(make_server, browser):
+    from test_insights import send_window  # the same known incident the insights tests use
+
+    server = make_server(*(["--ui.dir", os.environ["ANDANTE_UI_DIR"]] if os.environ.get("ANDANTE_UI_DIR") else []))
+    start, end = send_window(server, fault="latency", seed=3)
+    window_params = {"start": start, "end": end}
+    rca = api(server, "/api/insights/rca", **window_params)
+    assertions = api(server, "/api/insights/assertions", **window_params)["assertions"]
+    assert rca["incident"] and rca["causes"][0]["entity"] == "service:cart"
+    tab = Page(browser, server)
+    page = tab.goto("/ui/insights", **{"from": start, "to": end})
+    page.wait_for_selector("[data-testid=causes] li", timeout=30000)
+    shown = page.eval_on_selector_all("[data-testid=causes] li", "items => items.map(i => i.dataset.entity)")
+    assert shown == [c["entity"] for c in rca["causes"]]
+    # The top cause is selected and shows its summary, evidence traces and plots.
+    detail = page.inner_text(".cause-detail")
+    assert rca["causes"][0]["summary"] in detail
+    for trace in rca["causes"][0]["evidence"]["traceIds"]:
+        assert page.locator(f".cause-detail a[href*='/ui/trace/{trace}']").count() == 1
+    page.wait_for_selector(".cause-detail .panel canvas", timeout=20000)
+    # One timeline row per entity with assertions, one bar per assertion.
+    rows = page.eval_on_selector_all("[data-testid=assertion-timeline] .timeline-row[data-entity]", "rows => rows.map(r => r.dataset.entity)")
+    assert sorted(rows) == sorted({a["entity"] for a in assertions})
+    assert page.locator(".timeline-bar").count() == len(assertions)
+    tab.shot("insights")
+    # Selecting another cause puts it in the URL and shows its summary.
+    if len(rca["causes"]) > 1:
+        second = rca["causes"][1]
+        page.click(f"[data-testid=causes] li[data-entity='{second['entity']}'] button")
+        page.wait_for_function("e => new URLSearchParams(location.search).get('cause') === e", arg=second["entity"])
+        assert second["summary"] in page.inner_text(".cause-detail")
+    tab.check_no_console_errors()

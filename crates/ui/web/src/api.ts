@@ -233,3 +233,44 @@ export function readableError(message: string): string {
   }
   return message;
 }
+
+// ---- insights: assertions and root causes ----
+export interface Evidence {
+  traceIds?: string[];
+  traceql?: string;
+}
+export interface Assertion {
+  entity: string; // "<kind>:<name>" (instances "instance:<service>:<pod>")
+  type: string; // anomaly, failure, saturation, ...
+  severity: string; // info, warning, critical
+  metric: string;
+  expected: number;
+  observed: number;
+  start: string; // unix nanoseconds
+  end: string;
+  summary: string;
+  evidence?: Evidence;
+}
+export interface Cause {
+  entity: string;
+  kind: string;
+  name: string;
+  service: string;
+  score: number;
+  summary: string;
+  assertions?: Assertion[];
+  evidence?: Evidence;
+}
+export interface RcaResponse {
+  incident: boolean;
+  onset?: string | null;
+  causes?: Cause[];
+}
+
+export function insightsAssertions(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<{ assertions?: Assertion[] }>("/api/insights/assertions", { start: startSecs, end: endSecs }, signal);
+}
+
+export function insightsRca(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<RcaResponse>("/api/insights/rca", { start: startSecs, end: endSecs }, signal);
+}

@@ -5,6 +5,7 @@ import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
 import { TimeRangePicker } from "./components/TimeRangePicker";
 import { ExplorePage } from "./pages/Explore";
 import { GraphPage } from "./pages/Graph";
+import { InsightsPage } from "./pages/Insights";
 import { MetricsPage } from "./pages/Metrics";
 import { ServicePage } from "./pages/Service";
 import { TracePage } from "./pages/Trace";
@@ -135,6 +136,9 @@ function App() {
   if (route.path === "/explore") {
     page = <ExplorePage route={route} />;
     title = "Explore traces · Andante";
+  } else if (route.path === "/insights") {
+    page = <InsightsPage route={route} />;
+    title = "Insights · Andante";
   } else if (route.path === "/metrics") {
     page = <MetricsPage route={route} />;
     title = "Metrics · Andante";
@@ -177,6 +181,9 @@ function App() {
           </a>
           <a href={href("/metrics")} aria-current={route.path === "/metrics" ? "page" : undefined}>
             Metrics
+          </a>
+          <a href={href("/insights")} aria-current={route.path === "/insights" ? "page" : undefined}>
+            Insights
           </a>
         </nav>
         <div class="topbar-spacer" />
