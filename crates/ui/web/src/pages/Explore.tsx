@@ -108,7 +108,7 @@ function ResultsTable({ traces }: { traces: TraceSearchMetadata[] }) {
                   {trace.traceID}
                 </a>
               </td>
-              <td>{trace.rootServiceName ?? <span class="muted">unknown</span>}</td>
+              <td>{trace.rootServiceName ? <a href={href(`/service/${encodeURIComponent(trace.rootServiceName)}`)}>{trace.rootServiceName}</a> : <span class="muted">unknown</span>}</td>
               <td>{trace.rootTraceName ?? <span class="muted">root span not yet received</span>}</td>
               <td class="mono">{formatDateTime(startNanos(trace) / 1e6)}</td>
               <td class="num">{trace.durationMs === undefined ? "<1ms" : formatDuration(trace.durationMs * 1e6)}</td>
