@@ -29,7 +29,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402  (only importable 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-NOW_NS = time.time_ns()
+NOW_NS = time.time_ns()  # reset by the `loaded` fixture when it sends the traces
 SHOP_TRACES = 30
 BIG_SPANS = 10_000
 
@@ -58,11 +58,11 @@ def resource(service, spans):
 
 
 def shop_trace(n):
-    """frontend `GET /cart` → cart `GetCart` → `SELECT`; every third fails in the cart, which
+    """frontend `GET /cart` → its client call → cart `GetCart` → `SELECT`; every third fails in the cart, which
     records an exception event; the cart span links to the previous trace. Trace n started n
     seconds ago and lasts 100+n ms."""
     tid = trace_id(n)
-    root, cart, db = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03"
+    root, cart, db, call = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03", f"{n:014x}04"
     failing = n % 3 == 0
     start = NOW_NS - n * 10**9
     ms = 10**6
@@ -70,11 +70,14 @@ def shop_trace(n):
                "attributes": [{"key": "exception.message", "value": {"stringValue": f"timeout {n}"}}]}] if failing else []
     links = [{"traceId": trace_id(n + 1), "spanId": f"{n + 1:014x}01", "attributes": []}] if n < SHOP_TRACES else []
     return [
-        resource("frontend", [span(tid, root, None, "GET /cart", 2, start, (100 + n) * ms,
-                                   attrs=[("http.route", {"stringValue": "/cart"}),
-                                          ("http.response.status_code", {"intValue": "500" if failing else "200"})])]),
+        resource("frontend", [
+            span(tid, root, None, "GET /cart", 2, start, (100 + n) * ms,
+                 attrs=[("http.route", {"stringValue": "/cart"}),
+                        ("http.response.status_code", {"intValue": "500" if failing else "200"})]),
+            span(tid, call, root, "GET cart", 3, start + 2 * ms, (56 + n) * ms),
+        ]),
         resource("cart", [
-            span(tid, cart, root, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
+            span(tid, cart, call, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
                  attrs=[("user.id", {"stringValue": f"u{n}"}), ("items", {"intValue": str(n % 5)})],
                  events=events, links=links),
             span(tid, db, cart, "SELECT", 3, start + 10 * ms, 20 * ms,
@@ -119,7 +122,13 @@ def post_otlp(server, resource_spans):
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """One server for the module with the shop traces and the 10,000-span trace in it."""
-    extra = ["--live.trace-idle", "300ms", "--limits.max-bytes-per-trace", "100000000"]
+    # Timestamps are taken now, not at import: a full suite imports this module long before it
+    # runs it, and spans older than the generator's slack would not count in span metrics.
+    global NOW_NS
+    NOW_NS = time.time_ns()
+    extra = ["--live.trace-idle", "300ms", "--limits.max-bytes-per-trace", "100000000",
+             # Span metrics for the PromQL side of the metrics page.
+             "--generator.span-metrics.enabled", "true", "--generator.collection-interval", "1s"]
     if os.environ.get("ANDANTE_UI_DIR"):
         extra += ["--ui.dir", os.environ["ANDANTE_UI_DIR"]]
     server = Server(tmp_path_factory.mktemp("ui") / "data", extra).start()
@@ -360,10 +369,10 @@ def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
     assert sorted(rows) == sorted(b64_to_hex(s["spanId"]) for s in spans)
     assert page.get_attribute(".wf-scroller", "data-row-count") == str(len(spans))
     # Tree order: the root first, then its child, then the grandchild.
-    assert rows == [f"{3:014x}01", f"{3:014x}02", f"{3:014x}03"]
+    assert rows == [f"{3:014x}01", f"{3:014x}04", f"{3:014x}02", f"{3:014x}03"]
     assert page.locator(".wf-row.error").count() == 1
     # The critical path runs through every span of this chain.
-    assert page.locator(".wf-critical").count() >= 3
+    assert page.locator(".wf-critical").count() >= 4
     # Service breakdown lists both services.
     breakdown = page.inner_text(".breakdown")
     assert "frontend" in breakdown and "cart" in breakdown
@@ -386,7 +395,7 @@ def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
     # Keyboard: the down arrow moves the selection to the next row.
     page.focus(".wf-scroller")
     page.keyboard.press("ArrowDown")
-    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}02']", timeout=5000)
+    page.wait_for_selector(f".span-detail[data-span-id='{4:014x}04']", timeout=5000)
     tab.check_no_console_errors()
 
 
@@ -415,13 +424,20 @@ def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser)
     page.evaluate("url => { history.pushState(null, '', url); dispatchEvent(new PopStateEvent('popstate')); }", f"/ui/trace/{tid}")
     page.wait_for_selector(".wf-row", timeout=30000)
     elapsed = time.time() - started
-    print(f"\n10,000-span trace: fetched and rendered in {elapsed * 1000:.0f} ms "
-          f"(parse+model {page.evaluate('window.__andanteTraceBuiltMs'):.0f} ms)")
+    page.wait_for_function("() => document.body.dataset.traceTimings")
+    timings = json.loads(page.evaluate("document.body.dataset.traceTimings"))
+    print(f"\n10,000-span trace: {elapsed * 1000:.0f} ms from navigation to rows on screen; in the page: "
+          f"fetch {timings['fetchMs']:.0f} ms (server + JSON), model {timings['modelMs']:.0f} ms, "
+          f"first render {timings['renderMs']:.0f} ms")
+    (ARTIFACTS / "trace-10k-timings.json").write_text(json.dumps({**timings, "navigationToRowsMs": elapsed * 1000}, indent=1))
     row_height = int(page.get_attribute(".wf-scroller", "data-row-height"))
     assert page.get_attribute(".wf-scroller", "data-row-count") == str(BIG_SPANS)
     assert page.eval_on_selector(".wf-spacer", "e => e.getBoundingClientRect().height") == BIG_SPANS * row_height
     assert page.locator(".wf-row").count() < 150, "rows outside the viewport must not be in the DOM"
-    assert elapsed < 3.0, f"{elapsed:.2f} s"  # the budget is 1 s on the dev machine; CI machines vary
+    # The budget (issue 13): the browser's part, model + first render, within 1 s. Fetching is the
+    # server's trace-by-ID time, measured by the Rust benchmarks; here it only must not hang.
+    assert timings["modelMs"] + timings["renderMs"] < 1000, timings
+    assert elapsed < 5.0, f"{elapsed:.2f} s"
     tab.shot("trace-10k")
     # Scrolling to the end shows the last rows; collapsing a chunk hides its 100 children.
     page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = e.scrollHeight; }")
@@ -429,6 +445,16 @@ def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser)
     page.eval_on_selector(".wf-scroller", "e => { e.scrollTop = 0; }")
     page.click(f".wf-row[data-span-id='{1:08x}{0:08x}'] .wf-toggle")
     page.wait_for_function("() => document.querySelector('.wf-scroller').dataset.rowCount === String(10000 - 100)")
+    # Find: one span far down the list; Enter selects it and scrolls it into view. A service name
+    # matches every span of that service (990 for store-7).
+    page.fill("input[name=find]", "put 98/99")
+    page.wait_for_selector("[data-testid=find-count]:has-text('1 match')")
+    page.press("input[name=find]", "Enter")
+    target = f"{99:08x}{100:08x}"
+    page.wait_for_selector(f".span-detail[data-span-id='{target}']", timeout=5000)
+    assert page.locator(f".wf-row.selected[data-span-id='{target}']").is_visible()
+    page.fill("input[name=find]", "store-7")
+    page.wait_for_selector("[data-testid=find-count]:has-text('990 matches')")
     tab.check_no_console_errors()
 
 
@@ -479,4 +505,205 @@ def test_theme_toggle_persists(loaded, browser):
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == after
     if chosen == "dark":
         tab.shot("explore-dark")
+    tab.check_no_console_errors()
+
+
+def test_service_graph_has_one_node_per_service_of_the_insights_graph(loaded, browser):
+    span = window()
+    graph = api(loaded, "/api/insights/graph", **span)
+    drawn_kinds = {"service", "database", "external", "topic"}
+    expected = sorted(e["id"] for e in graph["entities"] if e["kind"] in drawn_kinds)
+    services = sorted(e["id"] for e in graph["entities"] if e["kind"] == "service")
+    assert {"service:frontend", "service:cart"} <= set(services)
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/graph", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("svg[data-node-count]", timeout=20000)
+    drawn = sorted(page.eval_on_selector_all("g.graph-node", "nodes => nodes.map(n => n.dataset.entity)"))
+    assert drawn == expected
+    assert sorted(page.eval_on_selector_all("g.graph-node[data-kind=service]", "nodes => nodes.map(n => n.dataset.entity)")) == services
+    # frontend calls cart: one edge, drawn left to right.
+    calls = [r for r in graph["relations"] if r["kind"] == "CALLS" and r["from"] == "service:frontend" and r["to"] == "service:cart"]
+    assert len(calls) == 1
+    edge = page.locator("g.graph-edge[data-edge='service:frontend->service:cart']")
+    assert edge.count() == 1
+    frontend_x = page.eval_on_selector("g.graph-node[data-entity='service:frontend']", "n => n.getBoundingClientRect().x")
+    cart_x = page.eval_on_selector("g.graph-node[data-entity='service:cart']", "n => n.getBoundingClientRect().x")
+    assert frontend_x < cart_x
+    # Selecting a node shows its figures and links to its traces.
+    page.click("g.graph-node[data-entity='service:cart']")
+    page.wait_for_selector(".graph-detail h2:has-text('cart')")
+    tab.shot("graph")
+    page.click("text=Search these traces")
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["q"] == ['{ resource.service.name = "cart" }']
+    tab.check_no_console_errors()
+
+
+def test_time_range_picker_writes_relative_and_absolute_ranges(loaded, browser):
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q="{ }")
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    page.click(".picker-button")
+    page.click(".picker-presets button:has-text('Last 15 minutes')")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('from') === 'now-15m'")
+    assert "Last 15 minutes" in page.inner_text(".picker-button")
+    # An absolute range: the last three minutes of the shop traces, by the clock.
+    end = int(time.time())
+    start = end - 180
+    local = lambda secs: time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(secs))
+    page.click(".picker-button")
+    page.fill(".picker-absolute input >> nth=0", local(start))
+    page.fill(".picker-absolute input >> nth=1", local(end))
+    page.click("text=Apply absolute range")
+    page.wait_for_function("s => new URLSearchParams(location.search).get('from') === String(s)", arg=start)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["to"] == [str(end)]
+    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    page.wait_for_function("() => !document.querySelector('.state-loading')")
+    shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+    expected = api(loaded, "/api/search", q="{ }", limit=20, spss=3, start=start, end=end)
+    assert shown == newest_first(expected["traces"])
+    # The range follows the user to other pages.
+    page.click("nav a:has-text('Service graph')")
+    page.wait_for_function("s => location.pathname === '/ui/graph' && new URLSearchParams(location.search).get('from') === String(s)", arg=start)
+    tab.check_no_console_errors()
+
+
+def test_clicking_a_point_of_the_scatter_opens_its_trace(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q='{ span.user.id = "u7" }', **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    # One result: its point sits in the middle of the plot's x range; uPlot snaps to the nearest.
+    box = page.locator(".scatter .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".wf-row", timeout=15000)
+    assert page.url.split("?")[0].endswith(f"/ui/trace/{trace_id(7)}")
+    tab.check_no_console_errors()
+
+
+def test_service_page_shows_red_panels_and_operations_from_traceql_metrics(loaded, browser):
+    span = window()
+    entry = '{ resource.service.name = "cart" && (kind = server || kind = consumer) }'
+    by_name = api(loaded, "/api/metrics/query_range", q=f"{entry} | rate() by (name)", step="30s", **span)
+    names = sorted(s["labels"][0]["value"]["stringValue"] for s in by_name["series"])
+    assert names == ["GetCart"]
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/service/cart", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
+    rows = page.eval_on_selector_all("[data-testid=operations] tbody tr", "rows => rows.map(r => r.dataset.operation)")
+    assert sorted(rows) == names
+    cells = page.inner_text("tr[data-operation='GetCart']")
+    # 30 traces, every third failing in the cart.
+    assert "\t30\t" in cells and "33.3%" in cells, cells
+    assert page.locator(".panel canvas").count() == 3
+    legend = page.inner_text(".panel[aria-label=Latency]")
+    assert "p50" in legend and "p99" in legend and "exemplars" in legend
+    tab.shot("service")
+    # The trace view's per-service table links here.
+    page.goto(f"{loaded.url}/ui/trace/{trace_id(3)}")
+    page.click(".breakdown a:has-text('cart')")
+    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
+    assert page.url.split("?")[0].endswith("/ui/service/cart")
+    tab.check_no_console_errors()
+
+
+def series_rows(page, query):
+    page.wait_for_function("q => { const r = document.querySelector('.metrics-result'); return r && r.dataset.query === q && r.dataset.status !== 'loading'; }",
+                           arg=query, timeout=20000)
+    return page.eval_on_selector_all("[data-testid=series-table] tbody tr", "rows => rows.map(r => r.dataset.series)")
+
+
+def test_metrics_page_plots_traceql_metrics_and_promql_series_the_apis_return(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded, expected_errors=[r"status of 400"])
+    query = "{ } | rate() by (resource.service.name)"
+    page = tab.goto("/ui/metrics", q=query, **{"from": span["start"], "to": span["end"]})
+    shown = series_rows(page, query)
+    expected = api(loaded, "/api/metrics/query_range", q=query, **span)["series"]
+    names = sorted(s["labels"][0]["value"]["stringValue"] for s in expected)
+    assert sorted(shown) == sorted(f'{{resource.service.name="{name}"}}' for name in names)
+    assert {"frontend", "cart"} <= set(names)
+    assert page.locator(".metrics-page .panel canvas").count() >= 1
+    tab.shot("metrics")
+
+    # PromQL over the span-metrics series the generator wrote from the same spans.
+    promql = "sum by (service) (traces_spanmetrics_calls_total)"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        result = api(loaded, "/prometheus/api/v1/query", query=promql)["data"]["result"]
+        if {"frontend", "cart"} <= {r["metric"].get("service") for r in result}:
+            break
+        time.sleep(0.5)
+    page.click(".segmented button:has-text('PromQL')")
+    # Switching language shows that language's example query (and runs it) before we type.
+    page.wait_for_function("() => (document.querySelector('textarea.promql') || {}).value?.includes('traces_spanmetrics_calls_total[5m]')")
+    page.fill("textarea.promql", promql)
+    page.press("textarea.promql", "Control+Enter")
+    shown = series_rows(page, promql)
+    expected = api(loaded, "/prometheus/api/v1/query_range", query=promql, start=span["start"], end=int(time.time()),
+                   step=max(1, round((span["end"] - span["start"]) / 200)))["data"]["result"]
+    assert sorted(shown) == sorted(f'{{service="{r["metric"]["service"]}"}}' for r in expected)
+    assert {'{service="frontend"}', '{service="cart"}'} <= set(shown)
+
+    # A PromQL error is the server's message, not JSON.
+    page.fill("textarea.promql", "sum(rate(traces_spanmetrics_calls_total[5m]")
+    page.press("textarea.promql", "Control+Enter")
+    page.wait_for_selector(".state-error", timeout=15000)
+    assert "unclosed left parenthesis" in page.inner_text(".state-error")
+    assert "errorType" not in page.inner_text(".state-error")
+    tab.check_no_console_errors()
+
+
+def test_changing_one_setting_keeps_the_rest_of_the_page_state(loaded, browser):
+    """Regression: changing the limit once dropped the query from the URL."""
+    span = window()
+    query = "{ status = error }"
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/explore", q=query, **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    page.select_option(".query-options select", "50")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('limit') === '50'")
+    params = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+    assert params["q"] == [query] and params["from"] == [str(span["start"])]
+    # Selecting a span keeps the find text in a trace's URL too.
+    page.goto(f"{loaded.url}/ui/trace/{trace_id(3)}?find=SELECT")
+    page.wait_for_selector(".wf-row.match", timeout=15000)
+    page.click(f".wf-row[data-span-id='{3:014x}02']")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('span') !== null")
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["find"] == ["SELECT"]
+    tab.check_no_console_errors()
+
+
+def test_insights_page_shows_the_ranked_causes_and_assertions_the_api_returns(make_server, browser):
+    from test_insights import send_window  # the same known incident the insights tests use
+
+    server = make_server(*(["--ui.dir", os.environ["ANDANTE_UI_DIR"]] if os.environ.get("ANDANTE_UI_DIR") else []))
+    start, end = send_window(server, fault="latency", seed=3)
+    window_params = {"start": start, "end": end}
+    rca = api(server, "/api/insights/rca", **window_params)
+    assertions = api(server, "/api/insights/assertions", **window_params)["assertions"]
+    assert rca["incident"] and rca["causes"][0]["entity"] == "service:cart"
+    tab = Page(browser, server)
+    page = tab.goto("/ui/insights", **{"from": start, "to": end})
+    page.wait_for_selector("[data-testid=causes] li", timeout=30000)
+    shown = page.eval_on_selector_all("[data-testid=causes] li", "items => items.map(i => i.dataset.entity)")
+    assert shown == [c["entity"] for c in rca["causes"]]
+    # The top cause is selected and shows its summary, evidence traces and plots.
+    detail = page.inner_text(".cause-detail")
+    assert rca["causes"][0]["summary"] in detail
+    for trace in rca["causes"][0]["evidence"]["traceIds"]:
+        assert page.locator(f".cause-detail a[href*='/ui/trace/{trace}']").count() == 1
+    page.wait_for_selector(".cause-detail .panel canvas", timeout=20000)
+    # One timeline row per entity with assertions, one bar per assertion.
+    rows = page.eval_on_selector_all("[data-testid=assertion-timeline] .timeline-row[data-entity]", "rows => rows.map(r => r.dataset.entity)")
+    assert sorted(rows) == sorted({a["entity"] for a in assertions})
+    assert page.locator(".timeline-bar").count() == len(assertions)
+    tab.shot("insights")
+    # Selecting another cause puts it in the URL and shows its summary.
+    if len(rca["causes"]) > 1:
+        second = rca["causes"][1]
+        page.click(f"[data-testid=causes] li[data-entity='{second['entity']}'] button")
+        page.wait_for_function("e => new URLSearchParams(location.search).get('cause') === e", arg=second["entity"])
+        assert second["summary"] in page.inner_text(".cause-detail")
     tab.check_no_console_errors()

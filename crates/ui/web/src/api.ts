@@ -159,3 +159,118 @@ export interface TraceByIdResponse {
 export function traceById(traceId: string, signal?: AbortSignal) {
   return getJson<TraceByIdResponse>(`/api/v2/traces/${encodeURIComponent(traceId)}`, {}, signal);
 }
+
+// ---- insights: the entity graph ----
+export interface GraphEntity {
+  id: string;
+  kind: string; // service, operation, instance, node, namespace, database, external, topic
+  name: string;
+  service?: string;
+  rate: number;
+  errorRate: number;
+  p50Ms: number;
+  p99Ms: number;
+  assertions: number;
+}
+export interface GraphRelation {
+  kind: string; // CALLS, PRODUCES, CONSUMES, HOSTED_ON, RUNS_ON, ...
+  from: string;
+  to: string;
+  rate?: number;
+  errorRate?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+}
+export interface InsightsGraph {
+  entities?: GraphEntity[];
+  relations?: GraphRelation[];
+}
+
+export function insightsGraph(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<InsightsGraph>("/api/insights/graph", { start: startSecs, end: endSecs }, signal);
+}
+
+// ---- TraceQL metrics ----
+export interface MetricsSample {
+  timestampMs: string;
+  value?: number; // omitted when 0 (proto3 JSON)
+}
+export interface MetricsExemplar {
+  labels?: KeyValue[];
+  timestampMs: string;
+  value?: number;
+}
+export interface MetricsSeries {
+  labels?: KeyValue[];
+  samples?: MetricsSample[];
+  exemplars?: MetricsExemplar[];
+}
+export interface QueryRangeResponse {
+  series?: MetricsSeries[];
+}
+
+export function metricsQueryRange(q: string, startSecs: number, endSecs: number, options: { step?: string; exemplars?: number } = {}, signal?: AbortSignal) {
+  return getJson<QueryRangeResponse>("/api/metrics/query_range", { q, start: startSecs, end: endSecs, step: options.step, exemplars: options.exemplars }, signal);
+}
+
+// ---- Prometheus API (series generated from spans) ----
+export interface PromMatrix {
+  status: string;
+  data?: { resultType: string; result: { metric: Record<string, string>; values: [number, string][] }[] };
+}
+
+export function promQueryRange(query: string, startSecs: number, endSecs: number, stepSecs: number, signal?: AbortSignal) {
+  return getJson<PromMatrix>("/prometheus/api/v1/query_range", { query, start: startSecs, end: endSecs, step: stepSecs }, signal);
+}
+
+/** The Prometheus API answers errors as JSON `{error, errorType}`; other APIs as plain text. */
+export function readableError(message: string): string {
+  try {
+    const body = JSON.parse(message);
+    if (body && typeof body.error === "string") return body.error;
+  } catch {
+    /* plain text */
+  }
+  return message;
+}
+
+// ---- insights: assertions and root causes ----
+export interface Evidence {
+  traceIds?: string[];
+  traceql?: string;
+}
+export interface Assertion {
+  entity: string; // "<kind>:<name>" (instances "instance:<service>:<pod>")
+  type: string; // anomaly, failure, saturation, ...
+  severity: string; // info, warning, critical
+  metric: string;
+  expected: number;
+  observed: number;
+  start: string; // unix nanoseconds
+  end: string;
+  summary: string;
+  evidence?: Evidence;
+}
+export interface Cause {
+  entity: string;
+  kind: string;
+  name: string;
+  service: string;
+  score: number;
+  summary: string;
+  assertions?: Assertion[];
+  evidence?: Evidence;
+}
+export interface RcaResponse {
+  incident: boolean;
+  onset?: string | null;
+  causes?: Cause[];
+}
+
+export function insightsAssertions(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<{ assertions?: Assertion[] }>("/api/insights/assertions", { start: startSecs, end: endSecs }, signal);
+}
+
+export function insightsRca(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<RcaResponse>("/api/insights/rca", { start: startSecs, end: endSecs }, signal);
+}

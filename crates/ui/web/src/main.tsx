@@ -4,6 +4,10 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
 import { TimeRangePicker } from "./components/TimeRangePicker";
 import { ExplorePage } from "./pages/Explore";
+import { GraphPage } from "./pages/Graph";
+import { InsightsPage } from "./pages/Insights";
+import { MetricsPage } from "./pages/Metrics";
+import { ServicePage } from "./pages/Service";
 import { TracePage } from "./pages/Trace";
 import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
 import { currentTheme, toggleTheme } from "./theme";
@@ -128,9 +132,23 @@ function App() {
   let page;
   let title = "Andante";
   const traceMatch = /^\/trace\/([^/]+)$/.exec(route.path);
+  const serviceMatch = /^\/service\/([^/]+)$/.exec(route.path);
   if (route.path === "/explore") {
     page = <ExplorePage route={route} />;
     title = "Explore traces · Andante";
+  } else if (route.path === "/insights") {
+    page = <InsightsPage route={route} />;
+    title = "Insights · Andante";
+  } else if (route.path === "/metrics") {
+    page = <MetricsPage route={route} />;
+    title = "Metrics · Andante";
+  } else if (route.path === "/graph") {
+    page = <GraphPage route={route} />;
+    title = "Service graph · Andante";
+  } else if (serviceMatch) {
+    const service = decodeURIComponent(serviceMatch[1]);
+    page = <ServicePage service={service} route={route} />;
+    title = `${service} · Andante`;
   } else if (traceMatch) {
     page = <TracePage traceId={decodeURIComponent(traceMatch[1])} route={route} />;
     title = `Trace ${traceMatch[1].slice(0, 8)} · Andante`;
@@ -157,6 +175,15 @@ function App() {
         <nav aria-label="Pages">
           <a href={href("/explore")} aria-current={route.path === "/explore" ? "page" : undefined}>
             Explore
+          </a>
+          <a href={href("/graph")} aria-current={route.path === "/graph" ? "page" : undefined}>
+            Service graph
+          </a>
+          <a href={href("/metrics")} aria-current={route.path === "/metrics" ? "page" : undefined}>
+            Metrics
+          </a>
+          <a href={href("/insights")} aria-current={route.path === "/insights" ? "page" : undefined}>
+            Insights
           </a>
         </nav>
         <div class="topbar-spacer" />

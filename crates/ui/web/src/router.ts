@@ -46,10 +46,12 @@ export function navigate(url: string, replace = false) {
   listeners.forEach((listener) => listener());
 }
 
-/** Changes some query parameters of the current page. */
+/** Changes some query parameters of the current page, keeping all the others. */
 export function setParams(params: Record<string, string | undefined>, replace = false) {
   const route = current();
-  navigate(href(route.path, params), replace);
+  const merged: Record<string, string | undefined> = Object.fromEntries(route.params.entries());
+  Object.assign(merged, params);
+  navigate(href(route.path, merged), replace);
 }
 
 export function useRoute(): Route {

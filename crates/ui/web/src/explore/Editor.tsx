@@ -7,21 +7,8 @@ import { setDiagnostics } from "@codemirror/lint";
 import { EditorState } from "@codemirror/state";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { useEffect, useRef } from "preact/hooks";
+import type { ServerError } from "./errors";
 import { CompletionRange, traceqlCompletion, traceqlHighlighting, traceqlLanguage } from "./traceql";
-
-export interface ServerError {
-  message: string;
-  /** 1-based, as the server reports them. */
-  line?: number;
-  column?: number;
-}
-
-/** Finds `line L, col C` in a server message (Tempo's and Andante's TraceQL parse errors). */
-export function parseErrorPosition(message: string): ServerError {
-  const match = /line (\d+), col(?:umn)? (\d+)/i.exec(message);
-  if (!match) return { message };
-  return { message, line: Number(match[1]), column: Number(match[2]) };
-}
 
 export function TraceqlEditor(props: {
   /** Shown when the editor mounts and whenever `revision` changes (a new URL query, the builder);

@@ -84,13 +84,14 @@ export const traceqlHighlighting = syntaxHighlighting(
 
 // ---- completion ----
 
+// Scopes rank first: typing `sp` most often means `span.`, not an intrinsic like `span:kind`.
 const SCOPES: Completion[] = [
-  { label: "resource.", type: "namespace", detail: "resource attribute" },
-  { label: "span.", type: "namespace", detail: "span attribute" },
-  { label: "event.", type: "namespace", detail: "event attribute" },
-  { label: "link.", type: "namespace", detail: "link attribute" },
-  { label: "instrumentation.", type: "namespace", detail: "scope attribute" },
-  { label: ".", type: "namespace", detail: "span or resource attribute" },
+  { label: "resource.", type: "namespace", detail: "resource attribute", boost: 2 },
+  { label: "span.", type: "namespace", detail: "span attribute", boost: 2 },
+  { label: "event.", type: "namespace", detail: "event attribute", boost: 2 },
+  { label: "link.", type: "namespace", detail: "link attribute", boost: 2 },
+  { label: "instrumentation.", type: "namespace", detail: "scope attribute", boost: 2 },
+  { label: ".", type: "namespace", detail: "span or resource attribute", boost: 2 },
 ];
 const OPERATORS = ["=", "!=", "=~", "!~", ">", ">=", "<", "<="];
 

@@ -4,7 +4,8 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, SearchResponse, SpanSet, TraceSearchMetadata, formatValue, search } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/states";
 import { SearchBuilder } from "../explore/Builder";
-import { ServerError, TraceqlEditor, parseErrorPosition } from "../explore/Editor";
+import { TraceqlEditor } from "../explore/Editor";
+import { ServerError, parseErrorPosition } from "../explore/errors";
 import { ResultScatter, ScatterPoint } from "../explore/Scatter";
 import { Route, href, navigate, setParams } from "../router";
 import { formatDateTime, formatDuration, resolveRange } from "../time";
@@ -107,7 +108,7 @@ function ResultsTable({ traces }: { traces: TraceSearchMetadata[] }) {
                   {trace.traceID}
                 </a>
               </td>
-              <td>{trace.rootServiceName ?? <span class="muted">unknown</span>}</td>
+              <td>{trace.rootServiceName ? <a href={href(`/service/${encodeURIComponent(trace.rootServiceName)}`)}>{trace.rootServiceName}</a> : <span class="muted">unknown</span>}</td>
               <td>{trace.rootTraceName ?? <span class="muted">root span not yet received</span>}</td>
               <td class="mono">{formatDateTime(startNanos(trace) / 1e6)}</td>
               <td class="num">{trace.durationMs === undefined ? "<1ms" : formatDuration(trace.durationMs * 1e6)}</td>

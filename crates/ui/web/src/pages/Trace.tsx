@@ -1,20 +1,26 @@
 // Trace view (/ui/trace/<id>): summary, per-service time, the waterfall and the selected span
 // (`?span=<hex id>` in the URL so a link can point at one span).
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, TraceByIdResponse, traceById } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/states";
 import { Route, href, setParams } from "../router";
 import { formatDateTime, formatDuration } from "../time";
 import { SpanDetail } from "../trace/SpanDetail";
 import { Waterfall } from "../trace/Waterfall";
-import { Trace, buildTrace, criticalPath, serviceBreakdown, serviceColor } from "../trace/model";
+import { Trace, buildTrace, criticalPath, findSpans, serviceBreakdown, serviceColor } from "../trace/model";
 
 type State = { status: "loading" } | { status: "missing" } | { status: "error"; message: string } | { status: "done"; trace: Trace; response: TraceByIdResponse };
 
+const BREAKDOWN_ROWS = 6;
+
 function ServiceBreakdown({ trace }: { trace: Trace }) {
-  const rows = useMemo(() => serviceBreakdown(trace), [trace]);
-  const totalSelf = rows.reduce((sum, row) => sum + row.selfNanos, 0) || 1;
+  const all = useMemo(() => serviceBreakdown(trace), [trace]);
+  const [showAll, setShowAll] = useState(false);
+  const totalSelf = all.reduce((sum, row) => sum + row.selfNanos, 0) || 1;
+  // A trace across dozens of services must not push the waterfall off the screen.
+  const rows = showAll ? all : all.slice(0, BREAKDOWN_ROWS);
   return (
+    <>
     <table class="table compact breakdown" aria-label="Time per service">
       <thead>
         <tr>
@@ -32,7 +38,7 @@ function ServiceBreakdown({ trace }: { trace: Trace }) {
           return (
             <tr key={row.service}>
               <td>
-                <span class="wf-service-mark" style={{ background: serviceColor(service) }} /> {row.service}
+                <span class="wf-service-mark" style={{ background: serviceColor(service) }} /> <a href={href(`/service/${encodeURIComponent(row.service)}`)}>{row.service}</a>
               </td>
               <td class="num">{row.spans}</td>
               <td class={`num${row.errors ? " error-text" : ""}`}>{row.errors}</td>
@@ -48,6 +54,12 @@ function ServiceBreakdown({ trace }: { trace: Trace }) {
         })}
       </tbody>
     </table>
+    {all.length > BREAKDOWN_ROWS && (
+      <button type="button" class="link-button" onClick={() => setShowAll(!showAll)}>
+        {showAll ? "Show the top services only" : `Show all ${all.length} services`}
+      </button>
+    )}
+    </>
   );
 }
 
@@ -56,6 +68,8 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
   const [showBreakdown, setShowBreakdown] = useState(true);
   const tenant = route.params.get("tenant") ?? "";
   const selectedId = route.params.get("span") ?? "";
+  // Fetch, model and first-render times, published for the browser test's 10,000-span figure.
+  const timings = useRef<{ started: number; fetchMs: number; modelMs: number } | null>(null);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -63,11 +77,11 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
     const started = performance.now();
     traceById(traceId, abort.signal)
       .then((response) => {
+        const fetched = performance.now();
         const trace = buildTrace(response);
         if (trace.spans.length === 0) setState({ status: "missing" });
         else setState({ status: "done", trace, response });
-        // Exposed for the browser tests' render-time figure; costs nothing otherwise.
-        (window as any).__andanteTraceBuiltMs = performance.now() - started;
+        timings.current = { started, fetchMs: fetched - started, modelMs: performance.now() - fetched };
       })
       .catch((error) => {
         if ((error as Error).name === "AbortError") return;
@@ -78,8 +92,27 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
   }, [traceId, tenant]);
 
   const trace = state.status === "done" ? state.trace : null;
+  useEffect(() => {
+    if (!trace || !timings.current) return;
+    const { started, fetchMs, modelMs } = timings.current;
+    requestAnimationFrame(() => {
+      const totalMs = performance.now() - started;
+      document.body.dataset.traceTimings = JSON.stringify({ fetchMs, modelMs, renderMs: totalMs - fetchMs - modelMs, totalMs, spans: trace.spans.length });
+    });
+  }, [trace]);
   const critical = useMemo(() => (trace ? criticalPath(trace) : new Map()), [trace]);
   const selected = useMemo(() => (trace && selectedId ? trace.spans.findIndex((span) => span.spanId === selectedId) : -1), [trace, selectedId]);
+  const find = route.params.get("find") ?? "";
+  const [findDraft, setFindDraft] = useState(find);
+  useEffect(() => setFindDraft(find), [find]);
+  // The URL follows the box after a pause, so typing neither floods history nor re-scans per key.
+  useEffect(() => {
+    if (findDraft === find) return;
+    const timer = setTimeout(() => setParams({ find: findDraft || undefined }, true), 250);
+    return () => clearTimeout(timer);
+  }, [findDraft]);
+  const found = useMemo(() => (trace ? findSpans(trace, find) : []), [trace, find]);
+  const foundSet = useMemo(() => new Set(found), [found]);
 
   if (state.status === "loading") {
     return (
@@ -132,13 +165,40 @@ export function TracePage({ traceId, route }: { traceId: string; route: Route })
             <span class="legend-critical" /> critical path
           </span>
         </div>
-        <button type="button" class="link-button" aria-expanded={showBreakdown} onClick={() => setShowBreakdown(!showBreakdown)}>
-          {showBreakdown ? "Hide" : "Show"} time per service
-        </button>
+        <div class="trace-tools">
+          <button type="button" class="link-button" aria-expanded={showBreakdown} onClick={() => setShowBreakdown(!showBreakdown)}>
+            {showBreakdown ? "Hide" : "Show"} time per service
+          </button>
+          <form
+            class="find"
+            role="search"
+            onSubmit={(event) => {
+              event.preventDefault();
+              // Enter jumps to the next match after the selected span, wrapping around.
+              const matches = findSpans(t, findDraft);
+              if (!matches.length) return;
+              const next = matches.find((index) => index > selected) ?? matches[0];
+              setParams({ find: findDraft || undefined, span: t.spans[next].spanId }, true);
+            }}
+          >
+            <input
+              name="find"
+              aria-label="Find spans"
+              placeholder="Find spans (name, service, attribute)…"
+              value={findDraft}
+              onInput={(event) => setFindDraft((event.target as HTMLInputElement).value)}
+            />
+            {find && (
+              <span class="muted" data-testid="find-count">
+                {found.length} match{found.length === 1 ? "" : "es"}
+              </span>
+            )}
+          </form>
+        </div>
         {showBreakdown && <ServiceBreakdown trace={t} />}
       </header>
       <div class={`trace-body${selected >= 0 ? " with-detail" : ""}`}>
-        <Waterfall trace={t} critical={critical} selected={selected} onSelect={select} />
+        <Waterfall trace={t} critical={critical} selected={selected} onSelect={select} matches={foundSet} />
         {selected >= 0 && <SpanDetail trace={t} span={t.spans[selected]} onClose={() => setParams({ span: undefined }, true)} onSelect={select} />}
       </div>
     </main>

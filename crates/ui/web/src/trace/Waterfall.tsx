@@ -3,17 +3,18 @@
 // a time axis. Keyboard: ↑/↓ select, ←/→ collapse/expand, Home/End.
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { formatDuration } from "../time";
-import { Trace, serviceColor, visibleRows } from "./model";
+import { Trace, niceTicks, serviceColor, visibleRows } from "./model";
 
 export const ROW_HEIGHT = 24;
 const OVERSCAN = 12;
-const TICKS = 5;
 
 export function Waterfall(props: {
   trace: Trace;
   critical: Map<number, [number, number][]>;
   selected: number;
   onSelect: (index: number) => void;
+  /** Spans matching the find box, marked in their rows. */
+  matches: Set<number>;
 }) {
   const { trace, critical, selected } = props;
   const [collapsed, setCollapsed] = useState<Set<number>>(new Set());
@@ -109,7 +110,7 @@ export function Waterfall(props: {
     drawn.push(
       <div
         key={index}
-        class={`wf-row${index === selected ? " selected" : ""}${span.error ? " error" : ""}`}
+        class={`wf-row${index === selected ? " selected" : ""}${span.error ? " error" : ""}${props.matches.has(index) ? " match" : ""}`}
         style={{ top: `${row * ROW_HEIGHT}px` }}
         role="row"
         aria-selected={index === selected}
@@ -153,14 +154,11 @@ export function Waterfall(props: {
     );
   }
 
-  const ticks = [];
-  for (let i = 0; i <= TICKS; i++) {
-    ticks.push(
-      <span class="wf-tick" style={{ left: `${(i / TICKS) * 100}%` }}>
-        {formatDuration((total * i) / TICKS)}
-      </span>,
-    );
-  }
+  const ticks = niceTicks(total).map((nanos, i) => (
+    <span key={i} class={`wf-tick${nanos / total > 0.93 ? " end" : ""}`} style={{ left: `${(nanos / total) * 100}%` }}>
+      {formatDuration(nanos)}
+    </span>
+  ));
 
   return (
     <div class="waterfall">
@@ -183,8 +181,8 @@ export function Waterfall(props: {
       >
         <div class="wf-spacer" style={{ height: `${rows.length * ROW_HEIGHT}px` }}>
           <div class="wf-gridlines" aria-hidden="true">
-            {ticks.map((_, i) => (
-              <span style={{ left: `${(i / TICKS) * 100}%` }} />
+            {niceTicks(total).map((nanos, i) => (
+              <span key={i} style={{ left: `${(nanos / total) * 100}%` }} />
             ))}
           </div>
           {drawn}

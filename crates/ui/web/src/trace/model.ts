@@ -70,6 +70,12 @@ function statusName(code: string | number | undefined): string {
   return String(code);
 }
 
+function splitNanos(text: string | number | undefined): [number, number] {
+  const digits = String(text ?? "0");
+  if (digits.length <= 6) return [0, Number(digits) || 0];
+  return [Number(digits.slice(0, -6)) || 0, Number(digits.slice(-6)) || 0];
+}
+
 export function buildTrace(response: TraceByIdResponse): Trace {
   const raw: { span: any; resource: KeyValue[]; scope: any; service: number }[] = [];
   const services: string[] = [];
@@ -88,19 +94,28 @@ export function buildTrace(response: TraceByIdResponse): Trace {
     }
   }
 
-  let start: bigint | null = null;
-  let end: bigint | null = null;
+  // Unix nanoseconds exceed 2^53, so they are read as (milliseconds, nanosecond remainder) pairs:
+  // exact, and much cheaper than a BigInt per timestamp on 10,000+ spans.
+  let startMs = Infinity;
+  let startRest = 0;
+  let endMs = -Infinity;
+  let endRest = 0;
   for (const { span } of raw) {
-    const s = BigInt(span.startTimeUnixNano ?? "0");
-    const e = BigInt(span.endTimeUnixNano ?? span.startTimeUnixNano ?? "0");
-    if (start === null || s < start) start = s;
-    if (end === null || e > end) end = e;
+    const [sMs, sRest] = splitNanos(span.startTimeUnixNano);
+    const [eMs, eRest] = splitNanos(span.endTimeUnixNano ?? span.startTimeUnixNano);
+    if (sMs < startMs || (sMs === startMs && sRest < startRest)) [startMs, startRest] = [sMs, sRest];
+    if (eMs > endMs || (eMs === endMs && eRest > endRest)) [endMs, endRest] = [eMs, eRest];
   }
-  const base = start ?? 0n;
+  if (!raw.length) [startMs, startRest, endMs, endRest] = [0, 0, 0, 0];
+  const relative = (text: string | undefined) => {
+    const [ms, rest] = splitNanos(text);
+    return (ms - startMs) * 1_000_000 + (rest - startRest);
+  };
+  const base = BigInt(startMs) * 1_000_000n + BigInt(startRest);
 
   const spans: SpanRecord[] = raw.map(({ span, resource, scope, service }, index) => {
-    const startNanos = Number(BigInt(span.startTimeUnixNano ?? "0") - base);
-    const endNanos = Math.max(startNanos, Number(BigInt(span.endTimeUnixNano ?? span.startTimeUnixNano ?? "0") - base));
+    const startNanos = relative(span.startTimeUnixNano);
+    const endNanos = Math.max(startNanos, relative(span.endTimeUnixNano ?? span.startTimeUnixNano));
     return {
       index,
       spanId: idToHex(span.spanId),
@@ -122,7 +137,7 @@ export function buildTrace(response: TraceByIdResponse): Trace {
       scopeVersion: scope.version ?? "",
       scopeAttributes: scope.attributes ?? [],
       events: (span.events ?? []).map((event: any) => ({
-        offsetNanos: Number(BigInt(event.timeUnixNano ?? "0") - base),
+        offsetNanos: relative(event.timeUnixNano),
         name: event.name ?? "",
         attributes: event.attributes ?? [],
       })),
@@ -156,7 +171,7 @@ export function buildTrace(response: TraceByIdResponse): Trace {
     for (const child of spans[index].children) stack.push(child);
   }
 
-  return { spans, roots, services, startUnixNanos: base, durationNanos: start === null || end === null ? 0 : Number(end - start), maxDepth };
+  return { spans, roots, services, startUnixNanos: base, durationNanos: (endMs - startMs) * 1_000_000 + (endRest - startRest), maxDepth };
 }
 
 /** Rows to draw, depth-first in start order, skipping the subtrees of collapsed spans. */
@@ -264,4 +279,29 @@ export function serviceBreakdown(trace: Trace): ServiceTime[] {
 const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#8c6bb1", "#7f7f7f", "#bcbd22", "#17becf", "#9c755f", "#4e79a7"];
 export function serviceColor(service: number): string {
   return PALETTE[service % PALETTE.length];
+}
+
+const TARGET_TICKS = 6;
+
+/** Axis ticks at round durations (1, 2 or 5 × 10^n ns) from 0, about six across the trace. */
+export function niceTicks(totalNanos: number): number[] {
+  const rough = totalNanos / TARGET_TICKS;
+  const magnitude = 10 ** Math.floor(Math.log10(Math.max(rough, 1)));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((candidate) => candidate >= rough) ?? magnitude * 10;
+  const ticks = [];
+  for (let t = 0; t <= totalNanos + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}
+
+/** Spans whose name, service, ID or any attribute (key or value) contains `term`, any case. */
+export function findSpans(trace: Trace, term: string): number[] {
+  const needle = term.trim().toLowerCase();
+  if (!needle) return [];
+  const found: number[] = [];
+  for (const span of trace.spans) {
+    const haystacks = [span.name, trace.services[span.service], span.spanId, span.statusMessage];
+    for (const kv of span.attributes) haystacks.push(`${kv.key}=${kv.value?.stringValue ?? kv.value?.intValue ?? kv.value?.doubleValue ?? kv.value?.boolValue ?? ""}`);
+    if (haystacks.some((text) => text.toLowerCase().includes(needle))) found.push(span.index);
+  }
+  return found;
 }

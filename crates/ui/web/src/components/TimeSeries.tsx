@@ -1,0 +1,125 @@
+// A time-series panel on uPlot: one or more lines over a shared time axis, a legend with units,
+// and optional exemplar points (each a trace) that open their trace on click.
+import { useEffect, useRef } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+
+export interface Line {
+  label: string;
+  color: string;
+  values: (number | null)[];
+}
+export interface Exemplar {
+  timeSecs: number;
+  value: number;
+  traceId: string;
+}
+
+function cssVar(name: string) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+}
+
+export function TimeSeries(props: {
+  xsSecs: number[];
+  lines: Line[];
+  format: (value: number) => string;
+  height?: number;
+  exemplars?: Exemplar[];
+  onExemplar?: (traceId: string) => void;
+  /** A sparkline: no axes, legend or cursor. */
+  compact?: boolean;
+  /** Shown by default; off where a table beside the plot names the series already. */
+  legend?: boolean;
+}) {
+  const host = useRef<HTMLDivElement>(null);
+  const latest = useRef(props);
+  latest.current = props;
+
+  useEffect(() => {
+    const element = host.current!;
+    const height = props.height ?? 180;
+    // Exemplars are an extra points-only series at their own times; uPlot aligns every series to
+    // one x array, so the x array is the sorted union and the lines get gaps at exemplar times.
+    const exemplars = props.exemplars ?? [];
+    const xs = [...new Set([...props.xsSecs, ...exemplars.map((e) => e.timeSecs)])].sort((a, b) => a - b);
+    const indexOfX = new Map(xs.map((x, i) => [x, i]));
+    const columns = props.lines.map((line) => {
+      const column: (number | null)[] = xs.map(() => null);
+      props.xsSecs.forEach((x, i) => (column[indexOfX.get(x)!] = line.values[i]));
+      return column;
+    });
+    const exemplarColumn: (number | null)[] = xs.map(() => null);
+    const exemplarAt = new Map<number, Exemplar>();
+    for (const exemplar of exemplars) {
+      const at = indexOfX.get(exemplar.timeSecs)!;
+      exemplarColumn[at] = exemplar.value;
+      exemplarAt.set(at, exemplar);
+    }
+
+    const axis = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
+    const series: uPlot.Series[] = [
+      {},
+      ...props.lines.map((line) => ({
+        label: line.label,
+        stroke: line.color,
+        width: props.compact ? 1.25 : 1.5,
+        // Exemplar times put nulls between samples; only real gaps (no data) should break a line.
+        spanGaps: exemplars.length > 0,
+        points: { show: false },
+        value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
+      })),
+    ];
+    if (exemplars.length) {
+      series.push({
+        label: "exemplars",
+        stroke: cssVar("--fg"),
+        paths: () => null,
+        points: { show: true, size: 7, stroke: cssVar("--fg"), fill: cssVar("--bg") },
+        value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
+      });
+    }
+    const data = [xs, ...columns, ...(exemplars.length ? [exemplarColumn] : [])] as uPlot.AlignedData;
+    let plot: uPlot | null = null;
+    const draw = () => {
+      plot?.destroy();
+      plot = new uPlot(
+        {
+          width: Math.max(element.clientWidth, 120),
+          height,
+          legend: { show: !props.compact && props.legend !== false },
+          cursor: props.compact ? { show: false } : { drag: { x: false, y: false } },
+          scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+          axes: props.compact
+            ? [{ show: false }, { show: false }]
+            : [axis, { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => latest.current.format(t)) }],
+          series,
+        },
+        data,
+        element,
+      );
+      if (exemplars.length && !props.compact) {
+        plot.over.addEventListener("click", () => {
+          const index = plot?.cursor.idx;
+          const exemplar = index == null ? undefined : exemplarAt.get(index);
+          if (exemplar) latest.current.onExemplar?.(exemplar.traceId);
+        });
+      }
+    };
+    draw();
+    let width = element.clientWidth;
+    const observer = new ResizeObserver(() => {
+      if (element.clientWidth === width) return;
+      width = element.clientWidth;
+      plot?.setSize({ width: Math.max(width, 120), height });
+    });
+    observer.observe(element);
+    window.addEventListener("andante:theme", draw);
+    return () => {
+      observer.disconnect();
+      window.removeEventListener("andante:theme", draw);
+      plot?.destroy();
+    };
+  }, [props.xsSecs, props.lines, props.exemplars]);
+
+  return <div class={props.compact ? "sparkline" : "timeseries"} ref={host} />;
+}
