@@ -420,6 +420,18 @@ impl BlockHandle {
         trace_ids: &[TraceId],
         located: &[v1::search::RowLocation],
     ) -> Result<(Vec<Trace>, u64), BlockError> {
+        self.find_spans_at(storage, trace_ids, located, v1::SpanParts::ALL)
+            .await
+    }
+
+    /// `find_traces_at` decoding only `parts` of each span (what a search's query reads).
+    pub async fn find_spans_at(
+        &self,
+        storage: &Storage,
+        trace_ids: &[TraceId],
+        located: &[v1::search::RowLocation],
+        parts: v1::SpanParts,
+    ) -> Result<(Vec<Trace>, u64), BlockError> {
         type Wanted = (std::collections::HashSet<TraceId>, Vec<(usize, usize)>);
         let mut by_row_group: std::collections::BTreeMap<usize, Wanted> =
             std::collections::BTreeMap::new();
@@ -463,6 +475,7 @@ impl BlockHandle {
                         row_group,
                         &wanted,
                         &known,
+                        parts,
                         &bytes_read,
                     )
                     .await

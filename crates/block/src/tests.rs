@@ -802,6 +802,45 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
             .map(|trace| (trace.trace_id, span_count(trace)))
             .collect();
         assert_eq!(read, expected, "{text}");
+        // A read of some span parts is the whole read with the other parts left empty.
+        for parts in [
+            v1::SpanParts {
+                attributes: false,
+                events_links: false,
+            },
+            v1::SpanParts {
+                attributes: true,
+                events_links: false,
+            },
+            v1::SpanParts {
+                attributes: false,
+                events_links: true,
+            },
+        ] {
+            let (partial, _) = handle
+                .find_spans_at(&storage, &[], &locations, parts)
+                .await
+                .expect("partial read");
+            let mut stripped = at.clone();
+            for span in stripped
+                .iter_mut()
+                .flat_map(|trace| &mut trace.resource_spans)
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans)
+            {
+                if !parts.attributes {
+                    span.attributes.clear();
+                    span.dropped_attributes_count = 0;
+                }
+                if !parts.events_links {
+                    span.events.clear();
+                    span.links.clear();
+                    span.dropped_events_count = 0;
+                    span.dropped_links_count = 0;
+                }
+            }
+            assert!(partial == stripped, "{text}: {parts:?} differs");
+        }
     }
     // A location outside the block is an error, not a panic or a wrong read.
     let outside = v1::search::RowLocation {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use andante_block::blocklist::BlockList;
 use andante_block::v1::search::RowLocation;
+use andante_block::v1::SpanParts;
 pub use andante_block::AbortOnDrop;
 use andante_live::LiveStore;
 use andante_model::otlp::trace::v1::ResourceSpans;
@@ -132,6 +133,19 @@ impl Querier {
         hint: TimeHint,
         located: &Located,
     ) -> BatchLookup {
+        self.spans_by_ids(tenant, trace_ids, hint, located, SpanParts::ALL)
+            .await
+    }
+
+    /// `traces_by_ids`, decoding from blocks only `parts` of each span (live spans come whole).
+    pub async fn spans_by_ids(
+        &self,
+        tenant: &andante_model::TenantId,
+        trace_ids: &[TraceId],
+        hint: TimeHint,
+        located: &Located,
+        parts: SpanParts,
+    ) -> BatchLookup {
         let mut batch = BatchLookup::default();
         let start = hint.start.unwrap_or(0);
         let end = hint.end.unwrap_or(u64::MAX);
@@ -167,7 +181,7 @@ impl Querier {
         let storage = &self.storage;
         let mut results =
             futures::stream::iter(reads.into_iter().map(|(handle, wanted, at)| async move {
-                let result = handle.find_traces_at(storage, &wanted, &at).await;
+                let result = handle.find_spans_at(storage, &wanted, &at, parts).await;
                 (handle.meta, result)
             }))
             .buffer_unordered(self.block_jobs);

@@ -16,12 +16,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use andante_block::v1::search::{Candidate, ScanPlan};
+use andante_block::v1::SpanParts;
 use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{TenantSet, TraceId, UnixNanos};
 use andante_traceql::ast::{Field, Intrinsic, StatusCode};
 use andante_traceql::eval::resolve;
-use andante_traceql::{evaluate, referenced_fields, Query, TraceCondition, TraceView, Value};
+use andante_traceql::{
+    evaluate, evaluated_fields, referenced_fields, Query, TraceCondition, TraceView, Value,
+};
 use futures::stream::{self, StreamExt};
 
 use crate::{AbortOnDrop, Located, Querier, TimeHint};
@@ -119,6 +122,34 @@ fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
     let mut head = [0u8; 8];
     head.copy_from_slice(&trace_id.0[8..16]);
     (u64::from_be_bytes(head) as f64) < fraction * u64::MAX as f64
+}
+
+/// The parts of spans a query's evaluation and its answer read (`fields`: `evaluated_fields`,
+/// which include every attribute returned with spans). Names, times, IDs, status, resource and
+/// scope always come with a span.
+fn span_parts(fields: &[Field]) -> SpanParts {
+    use andante_traceql::ast::Scope;
+    let mut parts = SpanParts {
+        attributes: false,
+        events_links: false,
+    };
+    for field in fields {
+        match field {
+            Field::Attribute { scope, .. } => match scope {
+                Scope::Span | Scope::Unscoped => parts.attributes = true,
+                Scope::Event | Scope::Link => parts.events_links = true,
+                Scope::Resource | Scope::Instrumentation => {}
+            },
+            Field::Intrinsic(
+                Intrinsic::EventName
+                | Intrinsic::EventTimeSinceStart
+                | Intrinsic::LinkTraceId
+                | Intrinsic::LinkSpanId,
+            ) => parts.events_links = true,
+            Field::Intrinsic(_) => {}
+        }
+    }
+    parts
 }
 
 /// What stage 2 has decided so far.
@@ -422,6 +453,7 @@ impl Querier {
         progress: &mut impl FnMut(&[TraceSummary], &SearchMetrics),
     ) {
         let hint = TimeHint::default();
+        let parts = span_parts(&evaluated_fields(query));
         let mut chunk_size = if progressive {
             8
         } else {
@@ -460,7 +492,7 @@ impl Querier {
                 if ids.is_empty() {
                     continue;
                 }
-                let batch = self.traces_by_ids(tenant, &ids, hint, located).await;
+                let batch = self.spans_by_ids(tenant, &ids, hint, located, parts).await;
                 result.metrics.inspected_bytes += batch.inspected_bytes;
                 failures.extend(batch.failures);
                 fetched.extend(batch.traces);

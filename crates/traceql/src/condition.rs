@@ -565,14 +565,26 @@ fn count_minimum(op: BinaryOp, bound: &Static) -> Option<u32> {
 /// Every field a query reads, for the attributes returned with matched spans (Tempo returns
 /// the attributes a query touched, plus those named in `select()`).
 pub fn referenced_fields(query: &Query) -> Vec<Field> {
+    fields_of(query, false)
+}
+
+/// Every field evaluating the query may read: `referenced_fields` plus those of `by()` and of
+/// aggregates (`avg(span.x) > 2`), which are not returned with spans. A storage layer that
+/// decodes only some of a span's fields must decode at least these.
+pub fn evaluated_fields(query: &Query) -> Vec<Field> {
+    fields_of(query, true)
+}
+
+fn fields_of(query: &Query, with_groups_and_aggregates: bool) -> Vec<Field> {
+    fn add(field: &Field, out: &mut Vec<Field>) {
+        if !out.contains(field) {
+            out.push(field.clone());
+        }
+    }
     fn field_expr(expr: &FieldExpr, out: &mut Vec<Field>) {
         match expr {
             FieldExpr::Static(_) => {}
-            FieldExpr::Field(field) => {
-                if !out.contains(field) {
-                    out.push(field.clone());
-                }
-            }
+            FieldExpr::Field(field) => add(field, out),
             FieldExpr::Not(inner) | FieldExpr::Negate(inner) => field_expr(inner, out),
             FieldExpr::Regex { lhs, .. } => field_expr(lhs, out),
             FieldExpr::Binary { lhs, rhs, .. } => {
@@ -581,24 +593,39 @@ pub fn referenced_fields(query: &Query) -> Vec<Field> {
             }
         }
     }
-    fn spanset(expr: &SpansetExpr, out: &mut Vec<Field>) {
+    fn scalar(expr: &ScalarExpr, out: &mut Vec<Field>) {
+        match expr {
+            ScalarExpr::Static(_) => {}
+            ScalarExpr::Aggregate { argument, .. } => {
+                if let Some(argument) = argument {
+                    field_expr(argument, out);
+                }
+            }
+            ScalarExpr::Binary { lhs, rhs, .. } => {
+                scalar(lhs, out);
+                scalar(rhs, out);
+            }
+        }
+    }
+    fn spanset(expr: &SpansetExpr, all: bool, out: &mut Vec<Field>) {
         match expr {
             SpansetExpr::Filter(None) => {}
             SpansetExpr::Filter(Some(condition)) => field_expr(condition, out),
             SpansetExpr::Binary { lhs, rhs, .. } => {
-                spanset(lhs, out);
-                spanset(rhs, out);
+                spanset(lhs, all, out);
+                spanset(rhs, all, out);
             }
             SpansetExpr::Pipeline(stages) => {
                 for stage in stages {
                     match stage {
-                        Stage::Spanset(expr) => spanset(expr, out),
-                        Stage::Select(fields) => {
-                            for field in fields {
-                                if !out.contains(field) {
-                                    out.push(field.clone());
-                                }
-                            }
+                        Stage::Spanset(expr) => spanset(expr, all, out),
+                        Stage::Select(fields) => fields.iter().for_each(|field| add(field, out)),
+                        Stage::By(groups) if all => {
+                            groups.iter().for_each(|group| field_expr(group, out))
+                        }
+                        Stage::ScalarFilter { lhs, rhs, .. } if all => {
+                            scalar(lhs, out);
+                            scalar(rhs, out);
                         }
                         Stage::By(_) | Stage::Coalesce | Stage::ScalarFilter { .. } => {}
                     }
@@ -607,6 +634,6 @@ pub fn referenced_fields(query: &Query) -> Vec<Field> {
         }
     }
     let mut out = Vec::new();
-    spanset(&query.root, &mut out);
+    spanset(&query.root, with_groups_and_aggregates, &mut out);
     out
 }

@@ -18,7 +18,7 @@ pub mod trace;
 pub mod value;
 
 pub use ast::{Field, Query};
-pub use condition::{referenced_fields, Relation, SpanPredicate, TraceCondition};
+pub use condition::{evaluated_fields, referenced_fields, Relation, SpanPredicate, TraceCondition};
 pub use error::{ErrorKind, ParseError};
 pub use eval::{evaluate, Spanset};
 pub use lenient::parse_lenient;

@@ -230,3 +230,23 @@ fn count_comparisons_push_down_a_span_floor() {
     assert!(!condition.holds_counted(&[2], &related));
     assert!(condition.holds_counted(&[3], &related));
 }
+
+/// What a partial decode must include: returned fields, plus `by()` and aggregate arguments.
+#[test]
+fn evaluated_fields_include_groups_and_aggregates() {
+    use crate::{evaluated_fields, referenced_fields};
+    let query = parse(
+        "{ status = error } | by(span.group) | avg(span.items) > 2 | select(resource.region)",
+    )
+    .expect("parses");
+    let names =
+        |fields: Vec<Field>| -> Vec<String> { fields.iter().map(ToString::to_string).collect() };
+    assert_eq!(
+        names(referenced_fields(&query)),
+        ["status", "resource.region"]
+    );
+    assert_eq!(
+        names(evaluated_fields(&query)),
+        ["status", "span.group", "span.items", "resource.region"]
+    );
+}

@@ -41,20 +41,14 @@ pub fn batch_to_traces(
     batch: &RecordBatch,
     slots: &DedicatedSlots,
 ) -> Result<Vec<Trace>, BlockError> {
-    // Files written before the slot columns existed lack only those (they come last).
+    // Every column present must be the andante-v1 column of that name. Reads may leave out
+    // columns (`SpanParts`), and files written before the slot columns existed lack those.
     let expected = schema();
-    let columns = batch.schema().fields().len();
-    let known_prefix = columns + DEDICATED_SLOTS.len() >= expected.fields().len()
-        && columns <= expected.fields().len();
-    if !known_prefix
-        || batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(expected.fields())
-            .any(|(found, wanted)| found != wanted)
-    {
-        return Err(corrupt("block columns do not match the andante-v1 schema"));
+    for found in batch.schema().fields() {
+        match expected.field_with_name(found.name()) {
+            Ok(wanted) if wanted == found.as_ref() => {}
+            _ => return Err(corrupt("block columns do not match the andante-v1 schema")),
+        }
     }
     let column = |name: &str| {
         batch
@@ -74,30 +68,15 @@ pub fn batch_to_traces(
     let flags = column("flags")?.as_primitive::<UInt32Type>();
     let resources = column("resource")?.as_binary::<i32>();
     let scopes = column("scope")?.as_binary::<i32>();
-    let dedicated_strings = DEDICATED_SPAN_STRINGS
-        .iter()
-        .map(|(key, name)| Ok((*key, column(name)?.as_string::<i32>())))
-        .collect::<Result<Vec<_>, BlockError>>()?;
-    let dedicated_ints = DEDICATED_SPAN_INTS
-        .iter()
-        .map(|(key, name)| Ok((*key, column(name)?.as_primitive::<Int64Type>())))
-        .collect::<Result<Vec<_>, BlockError>>()?;
-    let slot_strings = slots
-        .iter()
-        .map(|(key, name)| Ok((key, column(name)?.as_string::<i32>())))
-        .collect::<Result<Vec<_>, BlockError>>()?;
-    let attributes = column("attributes")?.as_list::<i32>();
-    let attribute_fields = attributes.values().as_struct();
-    let attr_keys = attribute_fields.column(0).as_string::<i32>();
-    let attr_types = attribute_fields.column(1).as_primitive::<UInt8Type>();
-    let attr_strs = attribute_fields.column(2).as_string::<i32>();
-    let attr_ints = attribute_fields.column(3).as_primitive::<Int64Type>();
-    let attr_doubles = attribute_fields.column(4).as_primitive::<Float64Type>();
-    let attr_bools = attribute_fields.column(5).as_boolean();
-    let attr_others = attribute_fields.column(6).as_binary::<i32>();
-    let dropped_attributes = column("dropped_attributes_count")?.as_primitive::<UInt32Type>();
-    let events_links = column("events_links")?.as_binary::<i32>();
-
+    // Without the generic list (a read of `SpanParts` without attributes) spans carry none.
+    let attribute_parts = if batch.column_by_name("attributes").is_some() {
+        Some(AttributeColumns::of(&column, slots)?)
+    } else {
+        None
+    };
+    let events_links = batch
+        .column_by_name("events_links")
+        .map(|array| array.as_binary::<i32>());
     let mut traces: Vec<Trace> = Vec::new();
     let mut resource_index: HashMap<&[u8], usize> = HashMap::new();
     let mut scope_index: HashMap<(usize, &[u8]), usize> = HashMap::new();
@@ -156,7 +135,6 @@ pub fn batch_to_traces(
                 trace_states.value(row).to_owned()
             },
             flags: flags.value(row),
-            dropped_attributes_count: dropped_attributes.value(row),
             status: Some(Status {
                 code: status_codes.value(row),
                 message: if status_messages.is_null(row) {
@@ -167,53 +145,10 @@ pub fn batch_to_traces(
             }),
             ..Default::default()
         };
-        let offsets = attributes.value_offsets();
-        let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-        span.attributes.reserve(end - first);
-        for a in first..end {
-            let value = match attr_types.value(a) {
-                ATTR_STRING => any_value::Value::StringValue(attr_strs.value(a).to_owned()),
-                ATTR_INT => any_value::Value::IntValue(attr_ints.value(a)),
-                ATTR_DOUBLE => any_value::Value::DoubleValue(attr_doubles.value(a)),
-                ATTR_BOOL => any_value::Value::BoolValue(attr_bools.value(a)),
-                _ => {
-                    let decoded = AnyValue::decode(attr_others.value(a)).map_err(corrupt)?;
-                    span.attributes.push(KeyValue {
-                        key: attr_keys.value(a).to_owned(),
-                        value: Some(decoded),
-                        ..Default::default()
-                    });
-                    continue;
-                }
-            };
-            span.attributes.push(KeyValue {
-                key: attr_keys.value(a).to_owned(),
-                value: Some(AnyValue { value: Some(value) }),
-                ..Default::default()
-            });
+        if let Some(columns) = &attribute_parts {
+            columns.fill(row, &mut span)?;
         }
-        for (key, values) in &dedicated_strings {
-            if !values.is_null(row) {
-                span.attributes.push(string_value(key, values.value(row)));
-            }
-        }
-        for (key, values) in &slot_strings {
-            if !values.is_null(row) {
-                span.attributes.push(string_value(key, values.value(row)));
-            }
-        }
-        for (key, values) in &dedicated_ints {
-            if !values.is_null(row) {
-                span.attributes.push(KeyValue {
-                    key: (*key).to_owned(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::IntValue(values.value(row))),
-                    }),
-                    ..Default::default()
-                });
-            }
-        }
-        if !events_links.is_null(row) {
+        if let Some(events_links) = events_links.filter(|blobs| !blobs.is_null(row)) {
             let carrier = Span::decode(events_links.value(row)).map_err(corrupt)?;
             span.events = carrier.events;
             span.links = carrier.links;
@@ -224,6 +159,162 @@ pub fn batch_to_traces(
     }
     // Resource-level dedicated columns are copies of attributes inside `resource`: nothing to add.
     Ok(traces)
+}
+
+/// The columns that hold a span's attributes: the generic list, the dedicated columns and the
+/// block's slot columns.
+struct AttributeColumns<'a> {
+    list: &'a arrow_array::ListArray,
+    keys: &'a arrow_array::StringArray,
+    types: &'a arrow_array::PrimitiveArray<UInt8Type>,
+    strs: &'a arrow_array::StringArray,
+    ints: &'a arrow_array::PrimitiveArray<Int64Type>,
+    doubles: &'a arrow_array::PrimitiveArray<Float64Type>,
+    bools: &'a arrow_array::BooleanArray,
+    others: &'a arrow_array::BinaryArray,
+    dropped: &'a arrow_array::PrimitiveArray<UInt32Type>,
+    dedicated_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
+    slot_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
+    dedicated_ints: Vec<(&'a str, &'a arrow_array::PrimitiveArray<Int64Type>)>,
+}
+
+impl<'a> AttributeColumns<'a> {
+    fn of(
+        column: &impl Fn(&str) -> Result<&'a arrow_array::ArrayRef, BlockError>,
+        slots: &'a DedicatedSlots,
+    ) -> Result<AttributeColumns<'a>, BlockError> {
+        let list = column("attributes")?.as_list::<i32>();
+        let fields = list.values().as_struct();
+        Ok(AttributeColumns {
+            list,
+            keys: fields.column(0).as_string::<i32>(),
+            types: fields.column(1).as_primitive::<UInt8Type>(),
+            strs: fields.column(2).as_string::<i32>(),
+            ints: fields.column(3).as_primitive::<Int64Type>(),
+            doubles: fields.column(4).as_primitive::<Float64Type>(),
+            bools: fields.column(5).as_boolean(),
+            others: fields.column(6).as_binary::<i32>(),
+            dropped: column("dropped_attributes_count")?.as_primitive::<UInt32Type>(),
+            dedicated_strings: DEDICATED_SPAN_STRINGS
+                .iter()
+                .map(|(key, name)| Ok((*key, column(name)?.as_string::<i32>())))
+                .collect::<Result<_, BlockError>>()?,
+            slot_strings: slots
+                .iter()
+                .map(|(key, name)| Ok((key, column(name)?.as_string::<i32>())))
+                .collect::<Result<_, BlockError>>()?,
+            dedicated_ints: DEDICATED_SPAN_INTS
+                .iter()
+                .map(|(key, name)| Ok((*key, column(name)?.as_primitive::<Int64Type>())))
+                .collect::<Result<_, BlockError>>()?,
+        })
+    }
+
+    fn fill(&self, row: usize, span: &mut Span) -> Result<(), BlockError> {
+        span.dropped_attributes_count = self.dropped.value(row);
+        let offsets = self.list.value_offsets();
+        let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        span.attributes.reserve(end - first);
+        for a in first..end {
+            let value = match self.types.value(a) {
+                ATTR_STRING => any_value::Value::StringValue(self.strs.value(a).to_owned()),
+                ATTR_INT => any_value::Value::IntValue(self.ints.value(a)),
+                ATTR_DOUBLE => any_value::Value::DoubleValue(self.doubles.value(a)),
+                ATTR_BOOL => any_value::Value::BoolValue(self.bools.value(a)),
+                _ => {
+                    let decoded = AnyValue::decode(self.others.value(a)).map_err(corrupt)?;
+                    span.attributes.push(KeyValue {
+                        key: self.keys.value(a).to_owned(),
+                        value: Some(decoded),
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            };
+            span.attributes.push(KeyValue {
+                key: self.keys.value(a).to_owned(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            });
+        }
+        for (key, values) in self.dedicated_strings.iter().chain(&self.slot_strings) {
+            if !values.is_null(row) {
+                span.attributes.push(string_value(key, values.value(row)));
+            }
+        }
+        for (key, values) in &self.dedicated_ints {
+            if !values.is_null(row) {
+                span.attributes.push(KeyValue {
+                    key: (*key).to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(values.value(row))),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optional parts of spans a read decodes; names, times, IDs, status, resource and scope
+/// always come. A search needs only what its query reads (`{ status = error }` needs no
+/// attributes), and the attribute columns are most of a block's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanParts {
+    pub attributes: bool,
+    pub events_links: bool,
+}
+
+impl SpanParts {
+    pub const ALL: SpanParts = SpanParts {
+        attributes: true,
+        events_links: true,
+    };
+
+    /// The file's root columns such a read decodes. Never the columns that serve only scans
+    /// (nested-set numbers, child counts, service names, resource copies): spans are rebuilt
+    /// without them.
+    pub(crate) fn roots(self, file_schema: &arrow_schema::Schema) -> Vec<usize> {
+        const ALWAYS: &[&str] = &[
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "name",
+            "kind",
+            "start_unix_nanos",
+            "duration_nanos",
+            "status_code",
+            "status_message",
+            "trace_state",
+            "flags",
+            "resource",
+            "scope",
+        ];
+        let attribute_column = |name: &str| {
+            name == "attributes"
+                || name == "dropped_attributes_count"
+                || DEDICATED_SPAN_STRINGS
+                    .iter()
+                    .any(|(_, column)| *column == name)
+                || DEDICATED_SPAN_INTS
+                    .iter()
+                    .any(|(_, column)| *column == name)
+                || DEDICATED_SLOTS.contains(&name)
+        };
+        file_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| {
+                let name = field.name().as_str();
+                ALWAYS.contains(&name)
+                    || (self.attributes && attribute_column(name))
+                    || (self.events_links && name == "events_links")
+            })
+            .map(|(root, _)| root)
+            .collect()
+    }
 }
 
 fn counted_reader(
@@ -254,6 +345,7 @@ pub async fn read_row_group_trace(
         row_group,
         &wanted,
         &[],
+        SpanParts::ALL,
         bytes_read,
     )
     .await?
@@ -275,6 +367,7 @@ pub async fn read_row_group_traces(
     row_group: usize,
     wanted: &std::collections::HashSet<TraceId>,
     known: &[(usize, usize)],
+    parts: SpanParts,
     bytes_read: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Vec<Trace>, BlockError> {
     // Single pages are read here, outside the chunk checksums: damage reaches the decoder.
@@ -351,6 +444,10 @@ pub async fn read_row_group_traces(
         )
         .with_row_groups(vec![row_group])
         .with_row_selection(RowSelection::from(selectors))
+        .with_projection(ProjectionMask::roots(
+            metadata.parquet_schema(),
+            parts.roots(metadata.schema()),
+        ))
         .build()
         .map_err(parquet_error)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
