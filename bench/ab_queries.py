@@ -4,10 +4,10 @@
 For comparing two builds on the same data: start build A on a data directory and build B on a
 copy of it (different ports), then run this. Each query is sent RUNS times to both, alternating
 which goes first; prints median ms for A and B, the ratio A/B (> 1: B is faster) and result
-counts. The window is the last hour. Used for the per-change figures in
+counts. The window is the last hour (`--hours`). Used for the per-change figures in
 docs/design/query-speed.md and docs/BENCHMARKS.md (session 7).
 
-Usage: bench/ab_queries.py http://127.0.0.1:PORT_A http://127.0.0.1:PORT_B [--runs 9]
+Usage: bench/ab_queries.py http://127.0.0.1:PORT_A http://127.0.0.1:PORT_B [--runs 9] [--hours 1]
 """
 
 import argparse
@@ -27,9 +27,10 @@ def main():
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--hours", type=float, default=1, help="the window: this many hours back from now")
     args = parser.parse_args()
     end = int(time.time())
-    start = end - 3600
+    start = end - int(args.hours * 3600)
     session = requests.Session()
 
     def some_trace_ids(url):

@@ -466,6 +466,7 @@ impl BlockHandle {
                     self.meta.data_bytes,
                 );
                 let (metadata, bytes_read) = (self.parquet.clone(), bytes_read.clone());
+                let parts = parts.clone();
                 let task = AbortOnDrop(tokio::spawn(async move {
                     v1::read_row_group_traces(
                         &store,

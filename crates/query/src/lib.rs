@@ -178,10 +178,12 @@ impl Querier {
             })
             .collect();
         batch.blocks_searched = reads.len();
-        let storage = &self.storage;
+        let (storage, parts) = (&self.storage, &parts);
         let mut results =
             futures::stream::iter(reads.into_iter().map(|(handle, wanted, at)| async move {
-                let result = handle.find_spans_at(storage, &wanted, &at, parts).await;
+                let result = handle
+                    .find_spans_at(storage, &wanted, &at, parts.clone())
+                    .await;
                 (handle.meta, result)
             }))
             .buffer_unordered(self.block_jobs);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use andante_block::v1::search::{Candidate, ScanPlan};
-use andante_block::v1::SpanParts;
+use andante_block::v1::{AttributeParts, SpanParts};
 use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{TenantSet, TraceId, UnixNanos};
@@ -129,15 +129,17 @@ fn sampled(trace_id: &TraceId, fraction: Option<f64>) -> bool {
 /// scope always come with a span.
 fn span_parts(fields: &[Field]) -> SpanParts {
     use andante_traceql::ast::Scope;
-    let mut parts = SpanParts {
-        attributes: false,
-        events_links: false,
-    };
+    let mut keys: Vec<String> = Vec::new();
+    let mut events_links = false;
     for field in fields {
         match field {
-            Field::Attribute { scope, .. } => match scope {
-                Scope::Span | Scope::Unscoped => parts.attributes = true,
-                Scope::Event | Scope::Link => parts.events_links = true,
+            Field::Attribute { scope, name, .. } => match scope {
+                Scope::Span | Scope::Unscoped => {
+                    if !keys.contains(name) {
+                        keys.push(name.clone());
+                    }
+                }
+                Scope::Event | Scope::Link => events_links = true,
                 Scope::Resource | Scope::Instrumentation => {}
             },
             Field::Intrinsic(
@@ -145,11 +147,18 @@ fn span_parts(fields: &[Field]) -> SpanParts {
                 | Intrinsic::EventTimeSinceStart
                 | Intrinsic::LinkTraceId
                 | Intrinsic::LinkSpanId,
-            ) => parts.events_links = true,
+            ) => events_links = true,
             Field::Intrinsic(_) => {}
         }
     }
-    parts
+    SpanParts {
+        attributes: if keys.is_empty() {
+            AttributeParts::None
+        } else {
+            AttributeParts::Keys(keys.into())
+        },
+        events_links,
+    }
 }
 
 /// What stage 2 has decided so far.
@@ -492,7 +501,9 @@ impl Querier {
                 if ids.is_empty() {
                     continue;
                 }
-                let batch = self.spans_by_ids(tenant, &ids, hint, located, parts).await;
+                let batch = self
+                    .spans_by_ids(tenant, &ids, hint, located, parts.clone())
+                    .await;
                 result.metrics.inspected_bytes += batch.inspected_bytes;
                 failures.extend(batch.failures);
                 fetched.extend(batch.traces);

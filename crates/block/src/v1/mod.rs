@@ -23,7 +23,8 @@ pub mod tags;
 mod write;
 
 pub use read::{
-    batch_to_traces, decode_all_traces, read_row_group_trace, read_row_group_traces, SpanParts,
+    batch_to_traces, decode_all_traces, read_row_group_trace, read_row_group_traces,
+    AttributeParts, SpanParts,
 };
 pub use schema::{
     schema, DedicatedSlots, DEDICATED_RESOURCE_STRINGS, DEDICATED_SLOTS, DEDICATED_SPAN_INTS,

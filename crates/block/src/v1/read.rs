@@ -16,8 +16,8 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
 use super::schema::{
-    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SLOTS,
-    DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
+    schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS,
+    DEDICATED_SPAN_STRINGS,
 };
 use crate::{BlockError, Trace};
 
@@ -40,6 +40,15 @@ fn string_value(key: &str, text: &str) -> KeyValue {
 pub fn batch_to_traces(
     batch: &RecordBatch,
     slots: &DedicatedSlots,
+) -> Result<Vec<Trace>, BlockError> {
+    batch_to_spans(batch, slots, &SpanParts::ALL)
+}
+
+/// `batch_to_traces` for a batch read with `parts`' columns: spans carry only those parts.
+fn batch_to_spans(
+    batch: &RecordBatch,
+    slots: &DedicatedSlots,
+    parts: &SpanParts,
 ) -> Result<Vec<Trace>, BlockError> {
     // Every column present must be the andante-v1 column of that name. Reads may leave out
     // columns (`SpanParts`), and files written before the slot columns existed lack those.
@@ -68,15 +77,15 @@ pub fn batch_to_traces(
     let flags = column("flags")?.as_primitive::<UInt32Type>();
     let resources = column("resource")?.as_binary::<i32>();
     let scopes = column("scope")?.as_binary::<i32>();
-    // Without the generic list (a read of `SpanParts` without attributes) spans carry none.
-    let attribute_parts = if batch.column_by_name("attributes").is_some() {
-        Some(AttributeColumns::of(&column, slots)?)
+    let attribute_parts = match &parts.attributes {
+        AttributeParts::None => None,
+        wanted => Some(AttributeColumns::of(&column, slots, wanted)?),
+    };
+    let events_links = if parts.events_links {
+        Some(column("events_links")?.as_binary::<i32>())
     } else {
         None
     };
-    let events_links = batch
-        .column_by_name("events_links")
-        .map(|array| array.as_binary::<i32>());
     let mut traces: Vec<Trace> = Vec::new();
     let mut resource_index: HashMap<&[u8], usize> = HashMap::new();
     let mut scope_index: HashMap<(usize, &[u8]), usize> = HashMap::new();
@@ -179,9 +188,11 @@ struct AttributeColumns<'a> {
 }
 
 impl<'a> AttributeColumns<'a> {
+    /// The generic list and the dedicated and slot columns of the `wanted` keys.
     fn of(
         column: &impl Fn(&str) -> Result<&'a arrow_array::ArrayRef, BlockError>,
         slots: &'a DedicatedSlots,
+        wanted: &AttributeParts,
     ) -> Result<AttributeColumns<'a>, BlockError> {
         let list = column("attributes")?.as_list::<i32>();
         let fields = list.values().as_struct();
@@ -197,14 +208,17 @@ impl<'a> AttributeColumns<'a> {
             dropped: column("dropped_attributes_count")?.as_primitive::<UInt32Type>(),
             dedicated_strings: DEDICATED_SPAN_STRINGS
                 .iter()
+                .filter(|(key, _)| wanted.includes(key))
                 .map(|(key, name)| Ok((*key, column(name)?.as_string::<i32>())))
                 .collect::<Result<_, BlockError>>()?,
             slot_strings: slots
                 .iter()
+                .filter(|(key, _)| wanted.includes(key))
                 .map(|(key, name)| Ok((key, column(name)?.as_string::<i32>())))
                 .collect::<Result<_, BlockError>>()?,
             dedicated_ints: DEDICATED_SPAN_INTS
                 .iter()
+                .filter(|(key, _)| wanted.includes(key))
                 .map(|(key, name)| Ok((*key, column(name)?.as_primitive::<Int64Type>())))
                 .collect::<Result<_, BlockError>>()?,
         })
@@ -260,22 +274,47 @@ impl<'a> AttributeColumns<'a> {
 /// The optional parts of spans a read decodes; names, times, IDs, status, resource and scope
 /// always come. A search needs only what its query reads (`{ status = error }` needs no
 /// attributes), and the attribute columns are most of a block's columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanParts {
-    pub attributes: bool,
+    pub attributes: AttributeParts,
     pub events_links: bool,
+}
+
+/// Which span attributes a read decodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeParts {
+    None,
+    /// These keys, and whatever else the generic list holds (a key with a dedicated or slot
+    /// column may still have non-string values there); other dedicated and slot columns are
+    /// left out.
+    Keys(Arc<[String]>),
+    All,
+}
+
+impl AttributeParts {
+    fn includes(&self, key: &str) -> bool {
+        match self {
+            AttributeParts::None => false,
+            AttributeParts::Keys(keys) => keys.iter().any(|wanted| wanted == key),
+            AttributeParts::All => true,
+        }
+    }
 }
 
 impl SpanParts {
     pub const ALL: SpanParts = SpanParts {
-        attributes: true,
+        attributes: AttributeParts::All,
         events_links: true,
     };
 
     /// The file's root columns such a read decodes. Never the columns that serve only scans
     /// (nested-set numbers, child counts, service names, resource copies): spans are rebuilt
     /// without them.
-    pub(crate) fn roots(self, file_schema: &arrow_schema::Schema) -> Vec<usize> {
+    pub(crate) fn roots(
+        &self,
+        file_schema: &arrow_schema::Schema,
+        slots: &DedicatedSlots,
+    ) -> Vec<usize> {
         const ALWAYS: &[&str] = &[
             "trace_id",
             "span_id",
@@ -291,16 +330,21 @@ impl SpanParts {
             "resource",
             "scope",
         ];
+        let attributes = &self.attributes;
+        let keyed = |name: &str, table: &[(&str, &str)]| {
+            table
+                .iter()
+                .any(|(key, column)| *column == name && attributes.includes(key))
+        };
         let attribute_column = |name: &str| {
-            name == "attributes"
-                || name == "dropped_attributes_count"
-                || DEDICATED_SPAN_STRINGS
-                    .iter()
-                    .any(|(_, column)| *column == name)
-                || DEDICATED_SPAN_INTS
-                    .iter()
-                    .any(|(_, column)| *column == name)
-                || DEDICATED_SLOTS.contains(&name)
+            *attributes != AttributeParts::None
+                && (name == "attributes"
+                    || name == "dropped_attributes_count"
+                    || keyed(name, DEDICATED_SPAN_STRINGS)
+                    || keyed(name, DEDICATED_SPAN_INTS)
+                    || slots
+                        .iter()
+                        .any(|(key, column)| column == name && attributes.includes(key)))
         };
         file_schema
             .fields()
@@ -309,7 +353,7 @@ impl SpanParts {
             .filter(|(_, field)| {
                 let name = field.name().as_str();
                 ALWAYS.contains(&name)
-                    || (self.attributes && attribute_column(name))
+                    || attribute_column(name)
                     || (self.events_links && name == "events_links")
             })
             .map(|(root, _)| root)
@@ -438,6 +482,7 @@ pub async fn read_row_group_traces(
             selectors.push(RowSelector::select(count));
             next_row = first + count;
         }
+        let slots = DedicatedSlots::from_metadata(metadata.metadata());
         let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
             counted_reader(store, key, file_size, bytes_read),
             metadata.clone(),
@@ -446,15 +491,14 @@ pub async fn read_row_group_traces(
         .with_row_selection(RowSelection::from(selectors))
         .with_projection(ProjectionMask::roots(
             metadata.parquet_schema(),
-            parts.roots(metadata.schema()),
+            parts.roots(metadata.schema(), &slots),
         ))
         .build()
         .map_err(parquet_error)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(parquet_error)?;
-        let slots = DedicatedSlots::from_metadata(metadata.metadata());
         let mut traces: Vec<Trace> = Vec::new();
         for batch in &batches {
-            for trace in batch_to_traces(batch, &slots)? {
+            for trace in batch_to_spans(batch, &slots, &parts)? {
                 append_piece(&mut traces, trace);
             }
         }
