@@ -3,6 +3,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { cssVar, mountPlot } from "./plot";
 
 export interface Line {
   label: string;
@@ -13,10 +14,6 @@ export interface Exemplar {
   timeSecs: number;
   value: number;
   traceId: string;
-}
-
-function cssVar(name: string) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
 }
 
 export function TimeSeries(props: {
@@ -79,12 +76,10 @@ export function TimeSeries(props: {
       });
     }
     const data = [xs, ...columns, ...(exemplars.length ? [exemplarColumn] : [])] as uPlot.AlignedData;
-    let plot: uPlot | null = null;
-    const draw = () => {
-      plot?.destroy();
-      plot = new uPlot(
+    return mountPlot(element, 120, height, (width) => {
+      const plot = new uPlot(
         {
-          width: Math.max(element.clientWidth, 120),
+          width,
           height,
           legend: { show: !props.compact && props.legend !== false },
           cursor: props.compact ? { show: false } : { drag: { x: false, y: false } },
@@ -99,26 +94,13 @@ export function TimeSeries(props: {
       );
       if (exemplars.length && !props.compact) {
         plot.over.addEventListener("click", () => {
-          const index = plot?.cursor.idx;
+          const index = plot.cursor.idx;
           const exemplar = index == null ? undefined : exemplarAt.get(index);
           if (exemplar) latest.current.onExemplar?.(exemplar.traceId);
         });
       }
-    };
-    draw();
-    let width = element.clientWidth;
-    const observer = new ResizeObserver(() => {
-      if (element.clientWidth === width) return;
-      width = element.clientWidth;
-      plot?.setSize({ width: Math.max(width, 120), height });
+      return plot;
     });
-    observer.observe(element);
-    window.addEventListener("andante:theme", draw);
-    return () => {
-      observer.disconnect();
-      window.removeEventListener("andante:theme", draw);
-      plot?.destroy();
-    };
   }, [props.xsSecs, props.lines, props.exemplars]);
 
   return <div class={props.compact ? "sparkline" : "timeseries"} ref={host} />;

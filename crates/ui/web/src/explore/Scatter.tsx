@@ -3,6 +3,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { cssVar, mountPlot } from "../components/plot";
 import { formatDuration } from "../time";
 
 export interface ScatterPoint {
@@ -10,10 +11,6 @@ export interface ScatterPoint {
   startSecs: number;
   durationMs: number;
   error: boolean;
-}
-
-function cssVar(name: string) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
 }
 
 export function ResultScatter({ points, onOpen }: { points: ScatterPoint[]; onOpen: (traceId: string) => void }) {
@@ -36,12 +33,10 @@ export function ResultScatter({ points, onOpen }: { points: ScatterPoint[]; onOp
       value: (_u: uPlot, v: number | null) => (v == null ? "–" : formatDuration(v * 1e6)),
     });
     const axisStyle = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
-    let plot: uPlot | null = null;
-    const draw = () => {
-      plot?.destroy();
-      plot = new uPlot(
+    return mountPlot(element, 200, 160, (width) => {
+      const plot = new uPlot(
         {
-          width: Math.max(element.clientWidth, 200),
+          width,
           height: 160,
           legend: { show: false },
           cursor: { points: { size: 9 }, drag: { x: false, y: false } },
@@ -53,26 +48,12 @@ export function ResultScatter({ points, onOpen }: { points: ScatterPoint[]; onOp
         element,
       );
       plot.over.addEventListener("click", () => {
-        const index = plot?.cursor.idx;
+        const index = plot.cursor.idx;
         if (index != null && sorted[index]) latestOpen.current(sorted[index].traceId);
       });
       plot.over.style.cursor = "pointer";
-    };
-    draw();
-    // Only a real width change resizes: setSize itself must not feed the observer a new size.
-    let width = element.clientWidth;
-    const observer = new ResizeObserver(() => {
-      if (element.clientWidth === width) return;
-      width = element.clientWidth;
-      plot?.setSize({ width: Math.max(width, 200), height: 160 });
+      return plot;
     });
-    observer.observe(element);
-    window.addEventListener("andante:theme", draw);
-    return () => {
-      observer.disconnect();
-      window.removeEventListener("andante:theme", draw);
-      plot?.destroy();
-    };
   }, [points]);
 
   return <div class="scatter" ref={host} aria-label="Duration of each trace against its start time" role="img" />;

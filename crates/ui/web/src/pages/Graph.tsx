@@ -4,7 +4,7 @@
 // a node or edge (`?node=` / `?edge=` in the URL) and offers its traces.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { GraphEntity, GraphRelation, InsightsGraph, insightsGraph } from "../api";
-import { Empty, ErrorBox, Loading } from "../components/states";
+import { Empty, RefreshHead, pendingPage } from "../components/states";
 import { Route, href, setParams } from "../router";
 import { formatDuration, resolveRange } from "../time";
 import { LaidOutEdge, errorColor, layoutGraph } from "../graph/layout";
@@ -98,31 +98,8 @@ export function GraphPage({ route }: { route: Route }) {
   const layout = useMemo(() => (state.status === "done" ? layoutGraph(state.graph) : null), [state]);
   const byId = useMemo(() => new Map((layout?.nodes ?? []).map((node) => [node.entity.id, node.entity])), [layout]);
 
-  const header = (
-    <div class="graph-head">
-      <h1>Service graph</h1>
-      <span class="muted">Services, databases, external peers and topics seen in spans of this time range; left calls right.</span>
-      <button type="button" onClick={() => setRefresh((n) => n + 1)}>
-        Refresh
-      </button>
-    </div>
-  );
-  if (state.status === "loading") {
-    return (
-      <main class="page">
-        {header}
-        <Loading what="the service graph" />
-      </main>
-    );
-  }
-  if (state.status === "error") {
-    return (
-      <main class="page">
-        {header}
-        <ErrorBox title="Could not load the service graph" message={state.message} />
-      </main>
-    );
-  }
+  const header = <RefreshHead title="Service graph" blurb="Services, databases, external peers and topics seen in spans of this time range; left calls right." onRefresh={() => setRefresh((n) => n + 1)} />;
+  if (state.status !== "done") return pendingPage(header, state, "the service graph", "Could not load the service graph");
   if (!layout || layout.nodes.length === 0) {
     return (
       <main class="page">

@@ -3,7 +3,7 @@
 // timeline per entity. Everything shown comes from /api/insights/rca and /assertions.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Assertion, Cause, RcaResponse, insightsAssertions, insightsRca, metricsQueryRange } from "../api";
-import { Empty, ErrorBox, Loading } from "../components/states";
+import { Empty, ErrorBox, Loading, RefreshHead, pendingPage } from "../components/states";
 import { Line, TimeSeries } from "../components/TimeSeries";
 import { Route, href, setParams } from "../router";
 import { formatDateTime, formatDuration, resolveRange } from "../time";
@@ -166,31 +166,8 @@ export function InsightsPage({ route }: { route: Route }) {
     return () => abort.abort();
   }, [range, tenant]);
 
-  const header = (
-    <div class="graph-head">
-      <h1>Insights</h1>
-      <span class="muted">Root causes and assertions for the time range, computed from the traces.</span>
-      <button type="button" onClick={() => setRefresh((n) => n + 1)}>
-        Refresh
-      </button>
-    </div>
-  );
-  if (state.status === "loading") {
-    return (
-      <main class="page">
-        {header}
-        <Loading what="root causes and assertions" />
-      </main>
-    );
-  }
-  if (state.status === "error") {
-    return (
-      <main class="page">
-        {header}
-        <ErrorBox title="Could not load insights" message={state.message} />
-      </main>
-    );
-  }
+  const header = <RefreshHead title="Insights" blurb="Root causes and assertions for the time range, computed from the traces." onRefresh={() => setRefresh((n) => n + 1)} />;
+  if (state.status !== "done") return pendingPage(header, state, "root causes and assertions", "Could not load insights");
   const causes = state.rca.causes ?? [];
   const cause = causes.find((c) => c.entity === selectedEntity) ?? causes[0];
   return (

@@ -1,34 +1,45 @@
 // The selected span in full: identity, timing and status, then its attributes, resource, scope,
 // events and links (a link opens the linked trace at the linked span).
+import type { ComponentChildren } from "preact";
 import type { KeyValue } from "../api";
 import { formatValue } from "../api";
 import { href } from "../router";
 import { formatDuration } from "../time";
 import { SpanRecord, Trace, serviceColor } from "./model";
 
-function Attributes({ title, attributes }: { title: string; attributes: KeyValue[] }) {
+function KvTable({ attributes, section }: { attributes: KeyValue[]; section?: string }) {
+  return (
+    <table class="kv" data-section={section}>
+      <tbody>
+        {attributes.map((kv) => (
+          <tr key={kv.key}>
+            <th>{kv.key}</th>
+            <td>{formatValue(kv.value)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** A titled list with its count, and "none" rather than an empty list so absence reads as data. */
+function CountedSection({ title, count, children }: { title: string; count: number; children?: ComponentChildren }) {
   return (
     <section class="detail-section">
       <h3>
-        {title} <span class="muted">({attributes.length})</span>
+        {title} <span class="muted">({count})</span>
       </h3>
-      {attributes.length === 0 ? (
-        <div class="muted">none</div>
-      ) : (
-        <table class="kv" data-section={title.toLowerCase()}>
-          <tbody>
-            {[...attributes]
-              .sort((a, b) => a.key.localeCompare(b.key))
-              .map((kv) => (
-                <tr key={kv.key}>
-                  <th>{kv.key}</th>
-                  <td>{formatValue(kv.value)}</td>
-                </tr>
-              ))}
-          </tbody>
-        </table>
-      )}
+      {count === 0 && <div class="muted">none</div>}
+      {children}
     </section>
+  );
+}
+
+function Attributes({ title, attributes }: { title: string; attributes: KeyValue[] }) {
+  return (
+    <CountedSection title={title} count={attributes.length}>
+      {attributes.length > 0 && <KvTable attributes={[...attributes].sort((a, b) => a.key.localeCompare(b.key))} section={title.toLowerCase()} />}
+    </CountedSection>
   );
 }
 
@@ -83,57 +94,27 @@ export function SpanDetail({ trace, span, onClose, onSelect }: { trace: Trace; s
         </div>
         {span.scopeAttributes.length > 0 && <Attributes title="Scope attributes" attributes={span.scopeAttributes} />}
       </section>
-      <section class="detail-section">
-        <h3>
-          Events <span class="muted">({span.events.length})</span>
-        </h3>
-        {span.events.length === 0 && <div class="muted">none</div>}
+      <CountedSection title="Events" count={span.events.length}>
         {span.events.map((event, i) => (
           <div class="event" key={i}>
             <div>
               <span class="mono">+{formatDuration(event.offsetNanos - span.startNanos)}</span> <strong>{event.name}</strong>
             </div>
-            {event.attributes.length > 0 && (
-              <table class="kv">
-                <tbody>
-                  {event.attributes.map((kv) => (
-                    <tr key={kv.key}>
-                      <th>{kv.key}</th>
-                      <td>{formatValue(kv.value)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            )}
+            {event.attributes.length > 0 && <KvTable attributes={event.attributes} />}
           </div>
         ))}
-      </section>
-      <section class="detail-section">
-        <h3>
-          Links <span class="muted">({span.links.length})</span>
-        </h3>
-        {span.links.length === 0 && <div class="muted">none</div>}
+      </CountedSection>
+      <CountedSection title="Links" count={span.links.length}>
         {span.links.map((link, i) => (
           <div class="event" key={i}>
             <a class="mono" href={href(`/trace/${link.traceId}`, { span: link.spanId })}>
               {link.traceId}
             </a>{" "}
             <span class="muted mono">span {link.spanId}</span>
-            {link.attributes.length > 0 && (
-              <table class="kv">
-                <tbody>
-                  {link.attributes.map((kv) => (
-                    <tr key={kv.key}>
-                      <th>{kv.key}</th>
-                      <td>{formatValue(kv.value)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            )}
+            {link.attributes.length > 0 && <KvTable attributes={link.attributes} />}
           </div>
         ))}
-      </section>
+      </CountedSection>
     </aside>
   );
 }
