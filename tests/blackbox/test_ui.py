@@ -489,14 +489,37 @@ def test_tenant_picker_sends_the_org_id(tmp_path, browser):
         server.stop()
 
 
+# How many pixels of the search scatter's canvas are exactly `colour` (any CSS colour), opaque.
+PIXELS_OF_COLOUR = """(colour) => {
+  const probe = document.createElement('canvas').getContext('2d');
+  probe.fillStyle = colour;
+  probe.fillRect(0, 0, 1, 1);
+  const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+  const canvas = document.querySelector('.scatter canvas');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] === r && data[i + 1] === g && data[i + 2] === b && data[i + 3] === 255) count++;
+  }
+  return count;
+}"""
+
+
 def test_theme_toggle_persists(loaded, browser):
     tab = Page(browser, loaded)
     page = tab.goto("/ui/explore", q="{ }")
     page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
     before = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    # The scatter is drawn on a canvas in colours read from the theme: after the toggle its grid
+    # must be drawn in the new theme's grid colour, with no pixel left in the old one.
+    page.wait_for_selector(".scatter canvas", timeout=15000)
+    old_grid = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--grid').trim()")
+    assert page.evaluate(PIXELS_OF_COLOUR, old_grid) > 0, "the grid is drawn in the theme's colour"
     page.click("button[aria-label^='Switch to']")
     after = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert before != after
+    page.wait_for_timeout(300)
+    assert page.evaluate(PIXELS_OF_COLOUR, old_grid) == 0, "the plot kept the old theme's grid colour"
     chosen = page.evaluate("localStorage.getItem('andante.theme')")
     assert chosen in ("light", "dark")
     page.reload()

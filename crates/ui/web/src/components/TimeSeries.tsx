@@ -53,30 +53,31 @@ export function TimeSeries(props: {
       exemplarAt.set(at, exemplar);
     }
 
-    const axis = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
-    const series: uPlot.Series[] = [
-      {},
-      ...props.lines.map((line) => ({
-        label: line.label,
-        stroke: line.color,
-        width: props.compact ? 1.25 : 1.5,
-        // Exemplar times put nulls between samples; only real gaps (no data) should break a line.
-        spanGaps: exemplars.length > 0,
-        points: { show: false },
-        value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
-      })),
-    ];
-    if (exemplars.length) {
-      series.push({
-        label: "exemplars",
-        stroke: cssVar("--fg"),
-        paths: () => null,
-        points: { show: true, size: 7, stroke: cssVar("--fg"), fill: cssVar("--bg") },
-        value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
-      });
-    }
     const data = [xs, ...columns, ...(exemplars.length ? [exemplarColumn] : [])] as uPlot.AlignedData;
     return mountPlot(element, 120, height, (width) => {
+      // Colours come from the theme's CSS variables, so they are read again at every redraw.
+      const axis = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
+      const series: uPlot.Series[] = [
+        {},
+        ...props.lines.map((line) => ({
+          label: line.label,
+          stroke: line.color,
+          width: props.compact ? 1.25 : 1.5,
+          // Exemplar times put nulls between samples; only real gaps (no data) should break a line.
+          spanGaps: exemplars.length > 0,
+          points: { show: false },
+          value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
+        })),
+      ];
+      if (exemplars.length) {
+        series.push({
+          label: "exemplars",
+          stroke: cssVar("--fg"),
+          paths: () => null,
+          points: { show: true, size: 7, stroke: cssVar("--fg"), fill: cssVar("--bg") },
+          value: (_u: uPlot, v: number | null) => (v == null ? "–" : latest.current.format(v)),
+        });
+      }
       const plot = new uPlot(
         {
           width,

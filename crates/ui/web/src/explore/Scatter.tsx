@@ -32,8 +32,9 @@ export function ResultScatter({ points, onOpen }: { points: ScatterPoint[]; onOp
       points: { show: true, size: 7, stroke: color, fill: color },
       value: (_u: uPlot, v: number | null) => (v == null ? "–" : formatDuration(v * 1e6)),
     });
-    const axisStyle = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
     return mountPlot(element, 200, 160, (width) => {
+      // Read at every redraw: a theme change remakes the plot with the new colours.
+      const axisStyle = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--grid"), width: 1 }, ticks: { stroke: cssVar("--grid"), width: 1 } };
       const plot = new uPlot(
         {
           width,
