@@ -729,10 +729,10 @@ impl BlockHandle {
     }
 
     /// Every trace in the block, in trace-ID order, decoded a batch of rows at a time, for
-    /// readers that fold traces as they go instead of holding them all. The file is fetched
-    /// whole and its chunks verified first; iterate on a blocking thread.
-    pub async fn stream_all(&self, storage: &Storage) -> Result<v1::TraceStream, BlockError> {
-        let data = storage.get(&self.meta.data_key()).await?;
+    /// readers that fold traces as they go instead of holding them all. `data` is the whole
+    /// `data.parquet` (`storage.get(&meta.data_key())`); its chunks are verified first. CPU work:
+    /// call it, and iterate, on a blocking thread.
+    pub fn stream_traces(&self, data: bytes::Bytes) -> Result<v1::TraceStream, BlockError> {
         self.verify_file(&data)?;
         v1::TraceStream::new(data, 8192)
     }

@@ -124,21 +124,22 @@ impl TenantLive {
             .min()
     }
 
-    /// Every fragment of `trace_id` held in memory.
-    /// Whether any spans of the trace are held (live, completed or being flushed).
-    pub(crate) fn holds(&self, trace_id: &TraceId) -> bool {
+    /// Every map a trace may be in: live, completed, and those being flushed.
+    fn maps(&self) -> impl Iterator<Item = &TraceMap> {
         [&self.live, &self.completed]
             .into_iter()
             .chain(self.flushing.iter().map(|m| m.as_ref()))
-            .any(|map| map.contains_key(trace_id))
     }
 
+    /// Whether any spans of the trace are held.
+    pub(crate) fn holds(&self, trace_id: &TraceId) -> bool {
+        self.maps().any(|map| map.contains_key(trace_id))
+    }
+
+    /// Every fragment of `trace_id` held in memory.
     pub(crate) fn fragments(&self, trace_id: &TraceId) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let maps = [&self.live, &self.completed]
-            .into_iter()
-            .chain(self.flushing.iter().map(|m| m.as_ref()));
-        for map in maps {
+        for map in self.maps() {
             if let Some(trace) = map.get(trace_id) {
                 out.extend(trace.fragments.iter().cloned());
             }
@@ -150,10 +151,7 @@ impl TenantLive {
     pub(crate) fn all_fragments(&self) -> std::collections::BTreeMap<TraceId, Vec<Bytes>> {
         let mut out: std::collections::BTreeMap<TraceId, Vec<Bytes>> =
             std::collections::BTreeMap::new();
-        let maps = [&self.live, &self.completed]
-            .into_iter()
-            .chain(self.flushing.iter().map(|m| m.as_ref()));
-        for map in maps {
+        for map in self.maps() {
             for (trace_id, trace) in map {
                 out.entry(*trace_id)
                     .or_default()

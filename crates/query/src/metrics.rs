@@ -97,11 +97,21 @@ fn fold(
     let mut accumulator = shape.accumulator();
     let mut spans = 0u64;
     for (trace_id, resource_spans) in traces {
-        let view = TraceView::new(trace_id.0, resource_spans);
-        spans += view.spans.len() as u64;
-        accumulator.observe(query, &view);
+        spans += observe_trace(&mut accumulator, query, trace_id, resource_spans);
     }
     (accumulator, spans)
+}
+
+/// Counts one whole trace into `accumulator`; returns how many spans it has.
+fn observe_trace(
+    accumulator: &mut Accumulator,
+    query: &MetricsQuery,
+    trace_id: &TraceId,
+    resource_spans: &[ResourceSpans],
+) -> u64 {
+    let view = TraceView::new(trace_id.0, resource_spans);
+    accumulator.observe(query, &view);
+    view.spans.len() as u64
 }
 
 /// Folds the per-query results into the expression's value (queries in `MetricsExpr::queries` order).
@@ -176,10 +186,13 @@ impl BlockFold {
                     .push((trace.trace_id, trace.resource_spans));
                 continue;
             }
-            let view = TraceView::new(trace.trace_id.0, &trace.resource_spans);
-            self.spans += view.spans.len() as u64;
+            self.spans += observe_trace(
+                &mut self.accumulator,
+                query,
+                &trace.trace_id,
+                &trace.resource_spans,
+            );
             self.traces += 1;
-            self.accumulator.observe(query, &view);
         }
     }
 }
@@ -228,13 +241,14 @@ impl Querier {
             BlockWay::WholeTraces { plan, scan_first } => {
                 let mut folded = BlockFold::new(shape);
                 if !*scan_first {
-                    let traces = handle.stream_all(storage).await?;
+                    let data = storage.get(&handle.meta.data_key()).await?;
                     folded.bytes += handle.meta.data_bytes;
                     let permit = cpu.acquire_owned().await.map_err(pool_closed)?;
+                    let handle = handle.clone();
                     return tokio::task::spawn_blocking(move || {
                         let _permit = permit;
                         let mut chunk = Vec::with_capacity(WHOLE_TRACE_CHUNK);
-                        for trace in traces {
+                        for trace in handle.stream_traces(data)? {
                             chunk.push(trace?);
                             if chunk.len() == WHOLE_TRACE_CHUNK {
                                 folded.absorb(std::mem::take(&mut chunk), &query, &live_ids);

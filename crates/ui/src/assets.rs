@@ -62,14 +62,6 @@ impl Assets {
         }
         self.files.get("index.html")
     }
-
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
 }
 
 fn collect(dir: &Dir<'static>, out: &mut Vec<(String, Bytes)>) {
@@ -177,9 +169,8 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
             let mut parts = coding.split(';');
             let name = parts.next().unwrap_or("").trim();
             let refused = parts.any(|param| {
-                let param = param.trim().replace(' ', "");
-                param == "q=0"
-                    || param.starts_with("q=0.0") && param.trim_end_matches('0') == "q=0."
+                let weight = param.trim().strip_prefix("q=").map(str::trim);
+                weight.and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
             });
             (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
         })
