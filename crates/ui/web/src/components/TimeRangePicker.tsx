@@ -10,12 +10,20 @@ export function TimeRangePicker(props: { from: string | null; to: string | null;
   const [invalid, setInvalid] = useState("");
   const root = useRef<HTMLDivElement>(null);
 
+  // The absolute fields are filled in the same update that opens the picker: filled later (in
+  // an effect), they could overwrite what someone typed the moment the picker appeared.
+  const toggle = () => {
+    if (!open) {
+      const { startSecs, endSecs } = resolveRange(props.from, props.to);
+      setAbsFrom(toLocalInput(startSecs));
+      setAbsTo(toLocalInput(endSecs));
+      setInvalid("");
+    }
+    setOpen(!open);
+  };
+
   useEffect(() => {
     if (!open) return;
-    const { startSecs, endSecs } = resolveRange(props.from, props.to);
-    setAbsFrom(toLocalInput(startSecs));
-    setAbsTo(toLocalInput(endSecs));
-    setInvalid("");
     const onDown = (event: MouseEvent) => {
       if (root.current && !root.current.contains(event.target as Node)) setOpen(false);
     };
@@ -47,7 +55,7 @@ export function TimeRangePicker(props: { from: string | null; to: string | null;
 
   return (
     <div class="picker" ref={root}>
-      <button type="button" class="picker-button" aria-haspopup="dialog" aria-expanded={open} onClick={() => setOpen(!open)} title="Time range">
+      <button type="button" class="picker-button" aria-haspopup="dialog" aria-expanded={open} onClick={toggle} title="Time range">
         {describeRange(props.from, props.to)}
       </button>
       {open && (
