@@ -1,6 +1,7 @@
 """Black-box harness: starts the real `andante` binary on loopback ports in a temp directory."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,3 +130,34 @@ def make_server(tmp_path):
 @pytest.fixture
 def server(make_server):
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """A real Prometheus (Debian's 2.42) taking remote-write at `{url}/api/v1/write`: the peer
+    Andante's remote-write and PromQL answers are checked against. Yields its base URL."""
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's `prometheus` package provides the real server (.ci/run installs it)"
+    directory = tmp_path_factory.mktemp("prometheus")
+    config = directory / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    port = free_port()
+    log = open(directory / "prometheus.log", "wb")
+    process = subprocess.Popen([
+        binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+    ], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        assert process.poll() is None, (directory / "prometheus.log").read_text()[-2000:]
+        try:
+            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.time() < deadline, "prometheus did not become ready"
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

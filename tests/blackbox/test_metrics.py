@@ -6,14 +6,10 @@ the same samples.
 """
 
 import math
-import shutil
-import subprocess
 import time
 
 import pytest
 import requests
-
-from conftest import free_port
 
 TRACES = 30
 
@@ -62,35 +58,6 @@ def halves(n, start_ns):
 def post(server, resource_spans):
     response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": resource_spans}, timeout=10)
     assert response.status_code == 200, response.text
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    binary = shutil.which("prometheus")
-    assert binary, "Debian's `prometheus` package provides the real server (.ci/run installs it)"
-    directory = tmp_path_factory.mktemp("prometheus")
-    config = directory / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1h\n")
-    port = free_port()
-    log = open(directory / "prometheus.log", "wb")
-    process = subprocess.Popen([
-        binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
-    ], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        assert process.poll() is None, (directory / "prometheus.log").read_text()[-2000:]
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.time() < deadline, "prometheus did not become ready"
-        time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def prom_query(base, query, at):

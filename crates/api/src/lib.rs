@@ -8,6 +8,7 @@ mod error;
 mod gate;
 mod ingest_grpc;
 mod ingest_http;
+mod ingest_metrics;
 mod insights;
 pub mod insights_live;
 mod mcp;
@@ -42,6 +43,8 @@ pub struct ApiConfig {
     pub max_request_bytes: usize,
     pub validation: ValidationLimits,
     pub query: QueryLimits,
+    /// Per-series checks on pushed metric samples (`metrics_store.max_label*`).
+    pub series_limits: andante_ingest::metrics::SeriesLimits,
 }
 
 /// Per-request bounds on the query side, each answered with an error or a marked partial
@@ -78,6 +81,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Generated series for the Prometheus read API.
     pub metrics_store: Arc<andante_tsdb::Store>,
+    /// The store's durable write path, for pushed samples.
+    pub metrics_head: Arc<andante_tsdb::MetricsHead>,
     /// False once shutdown begins, so `/ready` tells load balancers to stop sending.
     pub ready: AtomicBool,
     /// Running queries per tenant (`query.max_concurrent_per_tenant`).
@@ -148,6 +153,12 @@ fn api_router(state: SharedState) -> Router {
         .route(
             "/prometheus/api/v1/status/buildinfo",
             get(prometheus::buildinfo),
+        )
+        .route(
+            "/api/v1/push",
+            post(ingest_metrics::remote_write).layer(axum::extract::DefaultBodyLimit::max(
+                state.config.max_request_bytes,
+            )),
         )
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))

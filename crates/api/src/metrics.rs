@@ -25,6 +25,8 @@ pub struct Metrics {
     insights_assertions: Family<Vec<(&'static str, String)>, Gauge>,
     insights_evaluations: Family<Vec<(&'static str, String)>, Counter>,
     insights_evaluation_seconds: Family<Vec<(&'static str, String)>, Counter<f64, AtomicU64>>,
+    /// Pushed metric samples by tenant and outcome (`stored`, `refused`).
+    metric_samples: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 struct StoreCollector {
@@ -381,8 +383,15 @@ impl Metrics {
             "Time spent in continuous insights evaluations (reading and analysing), per tenant.",
             insights_evaluation_seconds.clone(),
         );
+        let metric_samples = Family::default();
+        registry.register(
+            "andante_metric_samples_received",
+            "Metric samples pushed (remote-write, OTLP metrics), per tenant and outcome: stored or refused.",
+            metric_samples.clone(),
+        );
         Metrics {
             registry,
+            metric_samples,
             wal_fsync_seconds,
             mcp_calls,
             insights_assertions,
@@ -413,6 +422,20 @@ impl Metrics {
         self.insights_evaluation_seconds
             .get_or_create(&tenant)
             .inc_by(took.as_secs_f64());
+    }
+
+    /// Counts the samples of one metrics push: stored, and refused (at decode or by the store).
+    pub fn record_metric_samples(&self, tenant: &str, stored: usize, refused: usize) {
+        for (outcome, count) in [("stored", stored), ("refused", refused)] {
+            if count > 0 {
+                self.metric_samples
+                    .get_or_create(&vec![
+                        ("tenant", tenant.to_owned()),
+                        ("outcome", outcome.to_owned()),
+                    ])
+                    .inc_by(count as u64);
+            }
+        }
     }
 
     /// Counts one call of an MCP tool (only tools that exist: names are a bounded set).

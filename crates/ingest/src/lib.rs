@@ -8,6 +8,7 @@
 mod body;
 mod error;
 mod limits;
+pub mod metrics;
 mod otlp;
 mod split;
 mod validate;

@@ -109,8 +109,12 @@ pub const KEYS: &[Key] = &[
     key("generator.ingestion_slack", Dur, "30s", "Spans that ended further than this from now are not counted in metrics."),
     key("generator.remote_write.urls", Str, "", "Comma-separated Prometheus remote-write URLs to send generated series to."),
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
-    key("metrics_store.retention", Dur, "24h", "How long generated series are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
-    key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the read API's store holds per tenant (bounds memory)."),
+    key("metrics_store.retention", Dur, "24h", "How long series (pushed by remote-write and generated from spans) are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
+    key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the store holds per tenant (bounds memory); samples of new series past it are refused with 429."),
+    key("metrics_store.out_of_order_window", Dur, "10m", "How far behind a series' newest sample a late sample is still taken; older ones are refused as out of order."),
+    key("metrics_store.max_labels_per_series", Int, "40", "Most labels (with `__name__`) a pushed series may carry; more refuse that series."),
+    key("metrics_store.max_label_name_bytes", Int, "1024", "Longest label name a pushed series may carry."),
+    key("metrics_store.max_label_value_bytes", Int, "4096", "Longest label value a pushed series may carry."),
     key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
@@ -464,6 +468,11 @@ pub struct MetricsStore {
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
     pub max_series_per_tenant: usize,
+    #[serde(deserialize_with = "duration")]
+    pub out_of_order_window: Duration,
+    pub max_labels_per_series: usize,
+    pub max_label_name_bytes: usize,
+    pub max_label_value_bytes: usize,
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

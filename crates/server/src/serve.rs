@@ -22,6 +22,7 @@ use andante_ingest::{IngestLimits, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
 use andante_storage::{BackendConfig, BackendKind, Storage};
+use andante_tsdb::MetricsHead;
 use andante_wal::WalOptions;
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -132,17 +133,35 @@ struct Generated {
     remote_write: Option<Arc<RemoteWriter>>,
 }
 
-impl Generated {
-    /// One collection: sample every tenant's series into the store and the remote-write queues.
-    fn collect(&self) {
-        let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
-        for (tenant, samples) in self.generator.collect(now_ms) {
-            if let Some(remote_write) = &self.remote_write {
-                remote_write.enqueue(tenant.as_str(), &samples);
-            }
-            self.store.append(tenant.as_str(), samples);
+/// One collection: sample every tenant's generated series into the series store (through its
+/// WAL, like pushed samples) and the remote-write queues, then apply the store's retention.
+async fn collect_generated(generated: Generated, head: Arc<MetricsHead>, retention_ms: i64) {
+    let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
+    let generator = generated.generator.clone();
+    let collected = match tokio::task::spawn_blocking(move || generator.collect(now_ms)).await {
+        Ok(collected) => collected,
+        Err(error) => {
+            tracing::error!(%error, "metrics collection failed");
+            return;
         }
-        self.store.expire(now_ms);
+    };
+    for (tenant, samples) in collected {
+        if let Some(remote_write) = &generated.remote_write {
+            remote_write.enqueue(tenant.as_str(), &samples);
+        }
+        let batch = samples
+            .into_iter()
+            .map(|(labels, t, value)| andante_tsdb::SeriesSamples {
+                labels,
+                samples: vec![(t, value)],
+            })
+            .collect();
+        if let Err(error) = head.append(tenant.as_str(), batch, now_ms).await {
+            tracing::warn!(%tenant, %error, "generated samples not written to the metrics wal");
+        }
+    }
+    if let Err(error) = head.expire(now_ms, retention_ms).await {
+        tracing::warn!(%error, "metrics wal cleanup failed");
     }
 }
 
@@ -204,6 +223,7 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
     let store = Arc::new(andante_tsdb::Store::new(andante_tsdb::StoreConfig {
         retention_ms: config.metrics_store.retention.as_millis() as i64,
         max_series_per_tenant: config.metrics_store.max_series_per_tenant,
+        out_of_order_window_ms: config.metrics_store.out_of_order_window.as_millis() as i64,
     }));
     let urls = config.remote_write_urls();
     let remote_write = if urls.is_empty() {
@@ -300,7 +320,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(move |elapsed| fsync_histogram.observe(elapsed.as_secs_f64()));
     let live = LiveStore::open(
         &wal_dir,
-        wal_options,
+        wal_options.clone(),
         Some(observer),
         storage.clone(),
         blocks.clone(),
@@ -309,6 +329,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
     let generated = start_generator(&config, &live)?;
+    let metrics_wal_dir = PathBuf::from(&config.storage.path).join("wal-metrics");
+    let (metrics_head, replayed) =
+        MetricsHead::open(generated.store.clone(), &metrics_wal_dir, wal_options, None)
+            .context("failed to open the metrics write-ahead log")?;
+    tracing::info!(
+        samples = replayed.samples,
+        records = replayed.wal.records,
+        unreadable_records = replayed.unreadable_records,
+        "metrics wal replayed"
+    );
+    let metrics_head = Arc::new(metrics_head);
     metrics.register_generator(
         generated.generator.clone(),
         generated.store.clone(),
@@ -330,11 +361,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 max_bytes_per_query: config.query.max_bytes_per_query,
                 max_concurrent_per_tenant: config.query.max_concurrent_per_tenant.max(1),
             },
+            series_limits: andante_ingest::metrics::SeriesLimits {
+                max_labels_per_series: config.metrics_store.max_labels_per_series,
+                max_label_name_bytes: config.metrics_store.max_label_name_bytes,
+                max_label_value_bytes: config.metrics_store.max_label_value_bytes,
+                ..Default::default()
+            },
         },
         live: live.clone(),
         querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
         metrics,
         metrics_store: generated.store.clone(),
+        metrics_head: metrics_head.clone(),
         ready: AtomicBool::new(false),
         query_gate: Default::default(),
         live_insights: andante_api::insights_live::LiveInsights::new(config.insights.live_window),
@@ -463,20 +501,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }));
     }
     {
-        let generated = generated.clone();
+        let (generated, head) = (generated.clone(), metrics_head.clone());
+        let retention_ms = config.metrics_store.retention.as_millis() as i64;
         loops.push(every(
             config.generator.collection_interval,
             stop.clone(),
-            move || {
-                let generated = generated.clone();
-                async move {
-                    if let Err(error) =
-                        tokio::task::spawn_blocking(move || generated.collect()).await
-                    {
-                        tracing::error!(%error, "metrics collection failed");
-                    }
-                }
-            },
+            move || collect_generated(generated.clone(), head.clone(), retention_ms),
         ));
     }
     if !config.insights.live_window.is_zero() {

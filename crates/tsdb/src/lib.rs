@@ -5,12 +5,24 @@
 //! Grafana's Prometheus data source draws the service graph and RED panels from Andante alone.
 
 pub mod chunk;
+pub mod head;
 pub mod labels;
 pub mod promql;
+pub mod remote_write;
 pub mod store;
+pub mod wal_record;
 
+pub use head::MetricsHead;
 pub use labels::{Labels, METRIC_NAME};
-pub use store::{SeriesData, Store, StoreConfig};
+pub use store::{AppendMode, AppendOutcome, SeriesData, Store, StoreConfig};
 
 /// One sample of one series: labels (with `__name__`), Unix milliseconds, value.
 pub type LabeledSample = (Labels, i64, f64);
+
+/// One series' labels and its samples (Unix milliseconds, value), oldest first: the unit every
+/// metrics receiver hands to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}

@@ -7,7 +7,7 @@
 //! by series × retention / interval × a few bytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -15,11 +15,14 @@ use promql_parser::label::{MatchOp, Matchers};
 
 use crate::chunk;
 use crate::labels::{Labels, METRIC_NAME};
+use crate::SeriesSamples;
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub retention_ms: i64,
     pub max_series_per_tenant: usize,
+    /// How far behind a series' newest sample a late sample is still taken.
+    pub out_of_order_window_ms: i64,
 }
 
 impl Default for StoreConfig {
@@ -27,6 +30,7 @@ impl Default for StoreConfig {
         StoreConfig {
             retention_ms: 24 * 3600 * 1000,
             max_series_per_tenant: 100_000,
+            out_of_order_window_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -41,6 +45,27 @@ struct Chunk {
 struct Series {
     chunks: VecDeque<Chunk>,
     head: Vec<(i64, f64)>,
+    /// Samples that arrived older than the head's first sample (within the out-of-order window,
+    /// or from WAL replay), kept sorted and merged into reads; folded into the chunks when
+    /// there are a chunk's worth.
+    late: Vec<(i64, f64)>,
+}
+
+/// How one sample fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    Stored,
+    /// The same timestamp and value again: taken silently, as Prometheus does.
+    Duplicate,
+    /// Same timestamp, other value.
+    Conflict,
+    /// Older than the series' newest sample by more than the out-of-order window.
+    OutOfOrder,
+}
+
+/// Bit equality, so that two stale markers (a NaN payload) count as the same value.
+fn same_value(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
 }
 
 impl Series {
@@ -51,10 +76,58 @@ impl Series {
             .or_else(|| self.chunks.back().map(|c| c.max_t))
     }
 
-    fn append(&mut self, t: i64, value: f64) -> bool {
-        if self.last_t().is_some_and(|last| t <= last) {
-            return false;
+    /// Appends in order, or (within `window_ms` of the newest sample) out of order.
+    fn append(&mut self, t: i64, value: f64, window_ms: i64) -> Appended {
+        let Some(last) = self.last_t() else {
+            self.push_newest(t, value);
+            return Appended::Stored;
+        };
+        if t > last {
+            self.push_newest(t, value);
+            return Appended::Stored;
         }
+        if t < last.saturating_sub(window_ms) {
+            return Appended::OutOfOrder;
+        }
+        // Late: into the open head if it reaches back that far, else into the late buffer
+        // (after checking the sealed chunks, which the buffer's search cannot see).
+        if let Some(existing) = self.sealed_value_at(t) {
+            return if same_value(existing, value) {
+                Appended::Duplicate
+            } else {
+                Appended::Conflict
+            };
+        }
+        let buffer = if self.head.first().is_some_and(|first| first.0 <= t) {
+            &mut self.head
+        } else {
+            &mut self.late
+        };
+        match buffer.binary_search_by_key(&t, |s| s.0) {
+            Ok(at) if same_value(buffer[at].1, value) => return Appended::Duplicate,
+            Ok(_) => return Appended::Conflict,
+            Err(at) => buffer.insert(at, (t, value)),
+        }
+        if self.late.len() >= chunk::SAMPLES_PER_CHUNK {
+            self.fold_late();
+        }
+        Appended::Stored
+    }
+
+    /// The value at exactly `t` in a sealed chunk; decodes at most the chunks spanning `t`.
+    fn sealed_value_at(&self, t: i64) -> Option<f64> {
+        let mut decoded = Vec::new();
+        for sealed in self.chunks.iter().filter(|c| c.min_t <= t && t <= c.max_t) {
+            decoded.clear();
+            chunk::decode_into(&sealed.bytes, &mut decoded)?;
+            if let Ok(at) = decoded.binary_search_by_key(&t, |s| s.0) {
+                return Some(decoded[at].1);
+            }
+        }
+        None
+    }
+
+    fn push_newest(&mut self, t: i64, value: f64) {
         self.head.push((t, value));
         if self.head.len() >= chunk::SAMPLES_PER_CHUNK {
             let bytes = chunk::encode(&self.head);
@@ -65,7 +138,33 @@ impl Series {
             });
             self.head.clear();
         }
-        true
+    }
+
+    /// Re-encodes the chunks the late samples fall among, with the late samples merged in.
+    fn fold_late(&mut self) {
+        if self.late.is_empty() {
+            return;
+        }
+        let first_late = self.late[0].0;
+        let keep = self
+            .chunks
+            .iter()
+            .position(|c| c.max_t >= first_late)
+            .unwrap_or(self.chunks.len());
+        let mut merged = Vec::new();
+        for old in self.chunks.drain(keep..) {
+            if chunk::decode_into(&old.bytes, &mut merged).is_none() {
+                debug_assert!(false, "a chunk this process encoded does not decode");
+            }
+        }
+        let merged = merge_sorted(merged, std::mem::take(&mut self.late));
+        for part in merged.chunks(chunk::SAMPLES_PER_CHUNK) {
+            self.chunks.push_back(Chunk {
+                min_t: part[0].0,
+                max_t: part[part.len() - 1].0,
+                bytes: chunk::encode(part),
+            });
+        }
     }
 
     fn samples(&self, start: i64, end: i64) -> Vec<(i64, f64)> {
@@ -84,6 +183,9 @@ impl Series {
             }
         }
         out.extend_from_slice(&self.head);
+        if !self.late.is_empty() {
+            out = merge_sorted(out, self.late.clone());
+        }
         // Samples are in time order: trim the ends instead of filtering everything.
         let first = out.partition_point(|&(t, _)| t < start);
         let last = out.partition_point(|&(t, _)| t <= end);
@@ -98,6 +200,10 @@ impl Series {
             .front()
             .map(|c| c.min_t)
             .or_else(|| self.head.first().map(|s| s.0));
+        let first = match (first, self.late.first()) {
+            (Some(first), Some(late)) => Some(first.min(late.0)),
+            (first, late) => first.or(late.map(|s| s.0)),
+        };
         match (first, self.last_t()) {
             (Some(first), Some(last)) => first <= end && last >= start,
             _ => false,
@@ -109,10 +215,11 @@ impl Series {
         while self.chunks.front().is_some_and(|c| c.max_t < cutoff) {
             self.chunks.pop_front();
         }
+        self.late.retain(|&(t, _)| t >= cutoff);
         if self.chunks.is_empty() {
             self.head.retain(|&(t, _)| t >= cutoff);
         }
-        self.chunks.is_empty() && self.head.is_empty()
+        self.chunks.is_empty() && self.head.is_empty() && self.late.is_empty()
     }
 
     fn bytes(&self) -> usize {
@@ -120,8 +227,29 @@ impl Series {
             .iter()
             .map(|c| c.bytes.len() + 24)
             .sum::<usize>()
-            + self.head.capacity() * 16
+            + (self.head.capacity() + self.late.capacity()) * 16
     }
+}
+
+/// Merges two time-sorted sample lists; on equal timestamps the first list's sample wins.
+fn merge_sorted(a: Vec<(i64, f64)>, b: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.0 < y.0 => a.next(),
+            (Some(x), Some(y)) if x.0 > y.0 => b.next(),
+            (Some(_), Some(_)) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        out.extend(next);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -138,6 +266,41 @@ pub struct SeriesData {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// Whether an append is new traffic (checked against the limits and the out-of-order window)
+/// or the WAL being replayed (everything it holds was accepted once and is taken again).
+#[derive(Debug, Clone, Copy)]
+pub enum AppendMode {
+    Live { now_ms: i64 },
+    Replay,
+}
+
+/// What an append stored and refused.
+#[derive(Debug, Default)]
+pub struct AppendOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub out_of_order: usize,
+    pub conflicts: usize,
+    pub too_old: usize,
+    pub series_limited: usize,
+    /// Exactly the stored samples, by series.
+    pub accepted: Vec<SeriesSamples>,
+    /// The first refused series with its reason, for the error message.
+    pub first_refusal: Option<String>,
+}
+
+impl AppendOutcome {
+    fn note(&mut self, labels: &Labels, reason: &str) {
+        if self.first_refusal.is_none() {
+            self.first_refusal = Some(format!("{reason}: {labels}"));
+        }
+    }
+
+    pub fn refused(&self) -> usize {
+        self.out_of_order + self.conflicts + self.too_old + self.series_limited
+    }
+}
+
 #[derive(Default)]
 pub struct StoreCounters {
     pub samples_appended: AtomicU64,
@@ -147,6 +310,7 @@ pub struct StoreCounters {
 
 pub struct Store {
     config: StoreConfig,
+    min_valid_ms: AtomicI64,
     tenants: RwLock<HashMap<String, Arc<RwLock<TenantSeries>>>>,
     pub counters: StoreCounters,
 }
@@ -208,6 +372,7 @@ impl Store {
     pub fn new(config: StoreConfig) -> Store {
         Store {
             config,
+            min_valid_ms: AtomicI64::new(i64::MIN),
             tenants: RwLock::default(),
             counters: StoreCounters::default(),
         }
@@ -217,29 +382,57 @@ impl Store {
         self.tenants.read().get(tenant).cloned()
     }
 
-    /// Appends samples; returns how many were stored.
+    /// Appends samples of series that arrive in time order (the generator's); returns how many
+    /// were stored.
     pub fn append(
         &self,
         tenant: &str,
         samples: impl IntoIterator<Item = (Labels, i64, f64)>,
     ) -> usize {
+        let series = samples.into_iter().map(|(labels, t, value)| SeriesSamples {
+            labels,
+            samples: vec![(t, value)],
+        });
+        self.append_series(tenant, series, AppendMode::Live { now_ms: i64::MIN })
+            .stored
+    }
+
+    /// Appends whole series, deciding for every sample under the tenant's lock; the outcome
+    /// lists exactly what was stored, so the caller can log that and nothing else.
+    pub fn append_series(
+        &self,
+        tenant: &str,
+        batch: impl IntoIterator<Item = SeriesSamples>,
+        mode: AppendMode,
+    ) -> AppendOutcome {
         let state = self
             .tenants
             .write()
             .entry(tenant.to_owned())
             .or_default()
             .clone();
+        let (window_ms, oldest_allowed, limit_series) = match mode {
+            AppendMode::Live { now_ms } => (
+                self.config.out_of_order_window_ms,
+                self.min_valid_ms
+                    .load(Ordering::Relaxed)
+                    .max(now_ms.saturating_sub(self.config.retention_ms)),
+                true,
+            ),
+            AppendMode::Replay => (i64::MAX, i64::MIN, false),
+        };
         let mut state = state.write();
-        let mut stored = 0;
-        for (labels, t, value) in samples {
+        let mut outcome = AppendOutcome::default();
+        for SeriesSamples { labels, samples } in batch {
             let name = labels.metric_name().unwrap_or("").to_owned();
             let is_new = !state
                 .by_name
                 .get(&name)
                 .is_some_and(|family| family.contains_key(&labels));
             if is_new {
-                if state.count >= self.config.max_series_per_tenant {
-                    self.counters.series_refused.fetch_add(1, Ordering::Relaxed);
+                if limit_series && state.count >= self.config.max_series_per_tenant {
+                    outcome.series_limited += samples.len();
+                    outcome.note(&labels, "series limit");
                     continue;
                 }
                 state.count += 1;
@@ -248,20 +441,55 @@ impl Store {
                 .by_name
                 .entry(name)
                 .or_default()
-                .entry(labels)
+                .entry(labels.clone())
                 .or_default();
-            if series.append(t, value) {
-                stored += 1;
-            } else {
-                self.counters
-                    .samples_out_of_order
-                    .fetch_add(1, Ordering::Relaxed);
+            let mut stored = Vec::new();
+            for (t, value) in samples {
+                if t < oldest_allowed {
+                    outcome.too_old += 1;
+                    outcome.note(&labels, "too old");
+                    continue;
+                }
+                match series.append(t, value, window_ms) {
+                    Appended::Stored => stored.push((t, value)),
+                    Appended::Duplicate => outcome.duplicates += 1,
+                    Appended::Conflict => {
+                        outcome.conflicts += 1;
+                        outcome.note(&labels, "duplicate timestamp");
+                    }
+                    Appended::OutOfOrder => {
+                        outcome.out_of_order += 1;
+                        outcome.note(&labels, "out of order");
+                    }
+                }
+            }
+            if !stored.is_empty() {
+                outcome.stored += stored.len();
+                outcome.accepted.push(SeriesSamples {
+                    labels,
+                    samples: stored,
+                });
             }
         }
-        self.counters
+        drop(state);
+        let counters = &self.counters;
+        counters
             .samples_appended
-            .fetch_add(stored as u64, Ordering::Relaxed);
-        stored
+            .fetch_add(outcome.stored as u64, Ordering::Relaxed);
+        counters.samples_out_of_order.fetch_add(
+            (outcome.out_of_order + outcome.conflicts + outcome.too_old) as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .series_refused
+            .fetch_add(outcome.series_limited as u64, Ordering::Relaxed);
+        outcome
+    }
+
+    /// From now on, samples older than `min_valid_ms` are refused (they are persisted, or
+    /// would be behind a persisted range).
+    pub fn raise_min_valid(&self, min_valid_ms: i64) {
+        self.min_valid_ms.fetch_max(min_valid_ms, Ordering::Relaxed);
     }
 
     /// Every series matching any of `selectors` with samples in `[start, end]` (milliseconds).
@@ -430,6 +658,7 @@ mod tests {
         let store = Store::new(StoreConfig {
             retention_ms: 1000,
             max_series_per_tenant: 2,
+            out_of_order_window_ms: 0,
         });
         assert_eq!(
             store.append(
@@ -457,5 +686,80 @@ mod tests {
         store.expire(2000);
         assert_eq!(store.totals().0, 0);
         assert_eq!(store.append("t", [(series("m", "c"), 3000, 1.0)]), 1);
+    }
+
+    fn one(labels: Labels, samples: &[(i64, f64)]) -> SeriesSamples {
+        SeriesSamples {
+            labels,
+            samples: samples.to_vec(),
+        }
+    }
+
+    #[test]
+    fn late_samples_within_the_window_are_merged_into_reads_and_chunks() {
+        let store = Store::new(StoreConfig {
+            out_of_order_window_ms: 1_000_000,
+            ..StoreConfig::default()
+        });
+        let live = AppendMode::Live { now_ms: 2_000_000 };
+        // Even timestamps in order, then the odd ones late: every odd one lands, across chunk
+        // boundaries, and reads come back in time order.
+        let even: Vec<(i64, f64)> = (0..400).map(|i| (i * 2000, i as f64)).collect();
+        let odd: Vec<(i64, f64)> = (0..399).map(|i| (i * 2000 + 1000, -(i as f64))).collect();
+        let outcome = store.append_series("t", [one(series("m", "a"), &even)], live);
+        assert_eq!(outcome.stored, 400);
+        let outcome = store.append_series("t", [one(series("m", "a"), &odd)], live);
+        assert_eq!(outcome.stored, 399);
+        let read = store.select("t", &[&selector("m")], 0, i64::MAX);
+        let mut expected: Vec<(i64, f64)> = even.iter().chain(&odd).copied().collect();
+        expected.sort_by_key(|s| s.0);
+        assert_eq!(read[0].samples, expected);
+        // The same sample again is a silent duplicate; another value at that time a conflict.
+        let outcome = store.append_series(
+            "t",
+            [one(series("m", "a"), &[(1000, -0.0), (3000, 5.0)])],
+            live,
+        );
+        assert_eq!(
+            (outcome.stored, outcome.duplicates, outcome.conflicts),
+            (0, 1, 1)
+        );
+        assert!(outcome
+            .first_refusal
+            .expect("noted")
+            .contains("duplicate timestamp"));
+    }
+
+    #[test]
+    fn too_old_and_beyond_the_window_are_refused_but_replay_takes_everything() {
+        let store = Store::new(StoreConfig {
+            retention_ms: 100_000,
+            out_of_order_window_ms: 10_000,
+            ..StoreConfig::default()
+        });
+        let live = AppendMode::Live { now_ms: 200_000 };
+        let outcome = store.append_series("t", [one(series("m", "a"), &[(150_000, 1.0)])], live);
+        assert_eq!(outcome.stored, 1);
+        let outcome = store.append_series(
+            "t",
+            [one(
+                series("m", "a"),
+                &[(50_000, 1.0), (120_000, 2.0), (145_000, 3.0)],
+            )],
+            live,
+        );
+        assert_eq!(
+            (outcome.too_old, outcome.out_of_order, outcome.stored),
+            (1, 1, 1)
+        );
+        let outcome = store.append_series(
+            "t",
+            [one(series("m", "a"), &[(50_000, 1.0), (120_000, 2.0)])],
+            AppendMode::Replay,
+        );
+        assert_eq!(outcome.stored, 2);
+        store.raise_min_valid(160_000);
+        let outcome = store.append_series("t", [one(series("m", "b"), &[(155_000, 1.0)])], live);
+        assert_eq!(outcome.too_old, 1);
     }
 }

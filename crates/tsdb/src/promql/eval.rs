@@ -42,6 +42,27 @@ struct Selected {
     /// Per series, the last window's (first, end) sample indexes: a range query's steps move
     /// forward, so each step advances them instead of searching 24 h of samples again.
     cursors: Vec<Cell<(usize, usize)>>,
+    /// Per series, the times of its stale markers, which are taken out of `series`' samples:
+    /// range functions never see them, and an instant selector answers nothing when the newest
+    /// sample in its lookback is one.
+    stale: Vec<Vec<i64>>,
+}
+
+/// Prometheus' stale marker: a NaN with this exact payload, written when a series disappears.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Takes the stale markers out of `samples`, returning their times.
+fn split_stale(samples: &mut Vec<(i64, f64)>) -> Vec<i64> {
+    if !samples.iter().any(|s| s.1.to_bits() == STALE_NAN_BITS) {
+        return Vec::new();
+    }
+    let stale = samples
+        .iter()
+        .filter(|s| s.1.to_bits() == STALE_NAN_BITS)
+        .map(|s| s.0)
+        .collect();
+    samples.retain(|s| s.1.to_bits() != STALE_NAN_BITS);
+    stale
 }
 
 pub(crate) struct Evaluator {
@@ -134,12 +155,16 @@ impl Evaluator {
             }
             let offset = offset_ms(selector);
             let matchers = full_matchers(selector);
-            let series = store.select(
+            let mut series = store.select(
                 tenant,
                 &[&matchers],
                 start_ms - offset - reach_ms,
                 end_ms - offset,
             );
+            let stale = series
+                .iter_mut()
+                .map(|s| split_stale(&mut s.samples))
+                .collect();
             let nameless = series.iter().map(|s| s.labels.without_name()).collect();
             let cursors = series.iter().map(|_| Cell::new((0, 0))).collect();
             data.insert(
@@ -148,6 +173,7 @@ impl Evaluator {
                     series,
                     nameless,
                     cursors,
+                    stale,
                 },
             );
         }
@@ -186,10 +212,20 @@ impl Evaluator {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (series, cursor) in selected.series.iter().zip(&selected.cursors) {
-            if let Some(&(_, value)) =
+        for ((series, cursor), stale) in selected
+            .series
+            .iter()
+            .zip(&selected.cursors)
+            .zip(&selected.stale)
+        {
+            if let Some(&(sample_t, value)) =
                 window_with_cursor(&series.samples, at - LOOKBACK_MS, at, cursor).last()
             {
+                // A stale marker after the newest sample ends the series here.
+                let marker_after = stale.partition_point(|&m| m <= sample_t);
+                if stale.get(marker_after).is_some_and(|&m| m <= at) {
+                    continue;
+                }
                 out.push(Sample {
                     labels: series.labels.clone(),
                     value,
