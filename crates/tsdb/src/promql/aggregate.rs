@@ -38,6 +38,112 @@ fn scalar_param(
     }
 }
 
+/// `topk`/`bottomk` of one group, chosen the way Prometheus' heap chooses (so that among equal
+/// values the same series win): a heap of `k` ordered by value with NaN lowest, whose root is
+/// replaced by a later sample only when strictly better.
+fn select_k(members: Vec<Sample>, k: usize, top: bool) -> Vec<Sample> {
+    // `worse(a, b)`: `a` leaves the heap before `b`.
+    let worse = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let mut heap: Vec<Sample> = Vec::with_capacity(k.min(members.len()));
+    for sample in members {
+        if heap.len() < k {
+            heap.push(sample);
+            let mut child = heap.len() - 1;
+            while child > 0 {
+                let parent = (child - 1) / 2;
+                if !worse(heap[child].value, heap[parent].value) {
+                    break;
+                }
+                heap.swap(parent, child);
+                child = parent;
+            }
+        } else if worse(heap[0].value, sample.value) && !sample.value.is_nan() {
+            heap[0] = sample;
+            let mut parent = 0;
+            loop {
+                let left = 2 * parent + 1;
+                if left >= heap.len() {
+                    break;
+                }
+                let right = left + 1;
+                let child = if right < heap.len() && worse(heap[right].value, heap[left].value) {
+                    right
+                } else {
+                    left
+                };
+                if !worse(heap[child].value, heap[parent].value) {
+                    break;
+                }
+                heap.swap(parent, child);
+                parent = child;
+            }
+        }
+    }
+    // Best first, NaN last.
+    heap.sort_by(|a, b| {
+        let by_value = if top {
+            b.value.total_cmp(&a.value)
+        } else {
+            a.value.total_cmp(&b.value)
+        };
+        a.value.is_nan().cmp(&b.value.is_nan()).then(by_value)
+    });
+    heap
+}
+
+/// `count_values("label", v)`: per group, how many samples have each value, the value written
+/// into `label` the way Go formats a float (shortest round-trip, no exponent).
+fn count_values(
+    aggregate: &AggregateExpr,
+    groups: Vec<(Labels, Vec<Sample>)>,
+) -> Result<Value, QueryError> {
+    let label = match aggregate.param.as_deref() {
+        Some(promql_parser::parser::Expr::StringLiteral(text)) => text.val.clone(),
+        _ => {
+            return Err(QueryError::bad(
+                "expected type string in aggregation parameter",
+            ))
+        }
+    };
+    let valid = label
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(QueryError::execution(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let mut counts: std::collections::BTreeMap<Labels, f64> = std::collections::BTreeMap::new();
+    for (group, members) in groups {
+        for sample in members {
+            let mut labels = group.clone();
+            labels.set(&label, &go_float(sample.value));
+            *counts.entry(labels).or_default() += 1.0;
+        }
+    }
+    Ok(Value::Vector(
+        counts
+            .into_iter()
+            .map(|(labels, value)| Sample { labels, value })
+            .collect(),
+    ))
+}
+
+/// `strconv.FormatFloat(v, 'f', -1, 64)`.
+fn go_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{value}")
+    }
+}
+
 pub(crate) fn eval(
     evaluator: &mut Evaluator,
     aggregate: &AggregateExpr,
@@ -71,25 +177,23 @@ pub(crate) fn eval(
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     if op == token::T_TOPK || op == token::T_BOTTOMK {
         let k = scalar_param(evaluator, aggregate, t)?;
-        if k.is_nan() || k < 1.0 {
+        if k.is_nan() || k >= 9.2e18 || k <= -9.2e18 {
+            return Err(QueryError::execution(format!(
+                "Scalar value {k} overflows int64"
+            )));
+        }
+        if k < 1.0 {
             return Ok(Value::Vector(Vec::new()));
         }
-        let k = k.min(1e9) as usize;
+        let k = k as usize;
         let mut out = Vec::new();
-        for (_, mut members) in groups {
-            // NaN sorts last for both directions, as in Prometheus.
-            members.sort_by(|a, b| {
-                let ordering = if op == token::T_TOPK {
-                    b.value.total_cmp(&a.value)
-                } else {
-                    a.value.total_cmp(&b.value)
-                };
-                a.value.is_nan().cmp(&b.value.is_nan()).then(ordering)
-            });
-            members.truncate(k);
-            out.extend(members);
+        for (_, members) in groups {
+            out.extend(select_k(members, k, op == token::T_TOPK));
         }
         return Ok(Value::Vector(out));
+    }
+    if op == token::T_COUNT_VALUES {
+        return count_values(aggregate, groups);
     }
     let parameter = if op == token::T_QUANTILE {
         scalar_param(evaluator, aggregate, t)?

@@ -84,7 +84,8 @@ pub(crate) fn eval(
     let lhs = evaluator.eval(&binary.lhs, t)?;
     let rhs = evaluator.eval(&binary.rhs, t)?;
     let return_bool = binary.modifier.as_ref().is_some_and(|m| m.return_bool);
-    let drops_name = !is_comparison(op) || return_bool;
+    // As Prometheus 2.x: arithmetic drops the metric name, except `atan2`.
+    let drops_name = (!is_comparison(op) && op != token::T_ATAN2) || return_bool;
     match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(b)) => {
             if is_comparison(op) && !return_bool {

@@ -4,7 +4,7 @@
 
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Evaluator, Value, Window};
+use super::eval::{Evaluator, Value};
 use super::{QueryError, Sample};
 use crate::labels::Labels;
 
@@ -74,22 +74,125 @@ fn argument(
     evaluator.eval(arg, t)
 }
 
-/// The range argument of a range function: each series' window (borrowed) and the range.
-fn arg_matrix<'e>(
-    evaluator: &'e Evaluator,
+/// Applies `each` to every series of a range function's argument — a range selector (windows
+/// borrowed from the evaluator) or a subquery (evaluated here) — with the series' labels, its
+/// labels without the metric name, its samples, the range and the window's end.
+fn map_matrix(
+    evaluator: &mut Evaluator,
     call: &Call,
     index: usize,
     t: i64,
-) -> Result<(Vec<Window<'e>>, i64), QueryError> {
+    mut each: impl FnMut(&Labels, &Labels, &[(i64, f64)], Span) -> Option<f64>,
+    keep_name: bool,
+) -> Result<Vec<Sample>, QueryError> {
+    let labelled = |labels: &Labels, nameless: &Labels| {
+        if keep_name {
+            labels.clone()
+        } else {
+            nameless.clone()
+        }
+    };
     match call.args.args.get(index).map(|a| unwrap_parens(a)) {
         Some(Expr::MatrixSelector(matrix)) => {
             let range_ms = matrix.range.as_millis() as i64;
-            Ok((evaluator.range_windows(&matrix.vs, range_ms, t), range_ms))
+            let window = Span {
+                range_ms,
+                end_ms: evaluator.read_time(&matrix.vs.at, &matrix.vs.offset, t),
+            };
+            Ok(evaluator
+                .range_windows(&matrix.vs, range_ms, t)
+                .into_iter()
+                .filter_map(|w| {
+                    let value = each(w.labels, w.nameless, w.samples, window)?;
+                    Some(Sample {
+                        labels: labelled(w.labels, w.nameless),
+                        value,
+                    })
+                })
+                .collect())
+        }
+        Some(Expr::Subquery(subquery)) => {
+            let window = Span {
+                range_ms: subquery.range.as_millis() as i64,
+                end_ms: evaluator.read_time(&subquery.at, &subquery.offset, t),
+            };
+            Ok(evaluator
+                .subquery(subquery, t)?
+                .into_iter()
+                .filter_map(|series| {
+                    let nameless = series.labels.without_name();
+                    let value = each(&series.labels, &nameless, &series.samples, window)?;
+                    Some(Sample {
+                        labels: labelled(&series.labels, &nameless),
+                        value,
+                    })
+                })
+                .collect())
         }
         _ => Err(QueryError::bad(format!(
             "expected type range vector in call to function \"{}\"",
             call.func.name
         ))),
+    }
+}
+
+/// The span a range function's window covers at one evaluation: `(end - range, end]`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    range_ms: i64,
+    end_ms: i64,
+}
+
+/// Prometheus' `linearRegression`: least squares over the samples with `x` in seconds from
+/// `intercept_ms`, sums compensated (Kahan–Neumaier); a constant series has slope 0.
+fn linear_regression(samples: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
+    let first = samples[0].1;
+    if samples.iter().all(|s| s.1 == first) {
+        if first.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, first);
+    }
+    let (mut x_sum, mut y_sum, mut xy_sum, mut x2_sum) = (
+        KahanSum::default(),
+        KahanSum::default(),
+        KahanSum::default(),
+        KahanSum::default(),
+    );
+    for &(t, y) in samples {
+        let x = (t - intercept_ms) as f64 / 1000.0;
+        x_sum.add(x);
+        y_sum.add(y);
+        xy_sum.add(x * y);
+        x2_sum.add(x * x);
+    }
+    let n = samples.len() as f64;
+    let (x_sum, y_sum) = (x_sum.total(), y_sum.total());
+    let covariance = xy_sum.total() - x_sum * y_sum / n;
+    let variance = x2_sum.total() - x_sum * x_sum / n;
+    let slope = covariance / variance;
+    (slope, y_sum / n - slope * x_sum / n)
+}
+
+#[derive(Default)]
+struct KahanSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl KahanSum {
+    fn add(&mut self, value: f64) {
+        let next = self.sum + value;
+        if self.sum.abs() >= value.abs() {
+            self.compensation += (self.sum - next) + value;
+        } else {
+            self.compensation += (value - next) + self.sum;
+        }
+        self.sum = next;
+    }
+
+    fn total(&self) -> f64 {
+        self.sum + self.compensation
     }
 }
 
@@ -170,7 +273,8 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(f64::total_cmp);
+    // NaN sorts below everything, as Prometheus' quantile sorts.
+    values.sort_by(|a, b| b.is_nan().cmp(&a.is_nan()).then(a.total_cmp(b)));
     let rank = q * (values.len() - 1) as f64;
     let lower = rank.floor() as usize;
     let upper = (lower + 1).min(values.len() - 1);
@@ -314,20 +418,106 @@ fn math(name: &str, value: f64, args: &[f64]) -> Option<f64> {
             }
         }
         "round" => {
-            let to_nearest = args.first().copied().unwrap_or(1.0);
-            (value / to_nearest + 0.5).floor() * to_nearest
+            // Prometheus multiplies by the inverse, which rounds differently from dividing.
+            let inverse = 1.0 / args.first().copied().unwrap_or(1.0);
+            (value * inverse + 0.5).floor() / inverse
         }
+        // Go's math.Max/Min (Prometheus' clamps) return NaN when either side is NaN.
         "clamp" => {
             let (low, high) = (args[0], args[1]);
             if low > high {
                 return None;
             }
-            value.max(low).min(high)
+            go_max(low, go_min(high, value))
         }
-        "clamp_min" => value.max(args[0]),
-        "clamp_max" => value.min(args[0]),
+        "clamp_min" => go_max(args[0], value),
+        "clamp_max" => go_min(args[0], value),
+        "sin" => value.sin(),
+        "cos" => value.cos(),
+        "tan" => value.tan(),
+        "asin" => value.asin(),
+        "acos" => value.acos(),
+        "atan" => value.atan(),
+        "sinh" => value.sinh(),
+        "cosh" => value.cosh(),
+        "tanh" => value.tanh(),
+        "asinh" => value.asinh(),
+        "acosh" => value.acosh(),
+        "atanh" => value.atanh(),
+        "deg" => value.to_degrees(),
+        "rad" => value.to_radians(),
         _ => return None,
     })
+}
+
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// The calendar functions (`minute`, `hour`, …) of Unix seconds, in UTC, as Prometheus takes
+/// them: the seconds truncated to an integer.
+fn calendar(name: &str, unix_secs: f64) -> f64 {
+    let secs = unix_secs as i64;
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_lengths = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    match name {
+        "minute" => (of_day / 60 % 60) as f64,
+        "hour" => (of_day / 3600) as f64,
+        "day_of_month" => day as f64,
+        // 1970-01-01 was a Thursday (4).
+        "day_of_week" => (days + 4).rem_euclid(7) as f64,
+        "day_of_year" => (month_lengths[..(month - 1) as usize].iter().sum::<i64>() + day) as f64,
+        "days_in_month" => month_lengths[(month - 1) as usize] as f64,
+        "month" => month as f64,
+        _ => year as f64,
+    }
+}
+
+/// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn label_replace(
@@ -377,41 +567,55 @@ fn is_label_name(name: &str) -> bool {
 pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Value, QueryError> {
     let name = call.func.name;
     Ok(match name {
-        "rate" | "increase" | "delta" => {
-            let (series, range_ms) = arg_matrix(evaluator, call, 0, t)?;
-            let window_end = t - selector_offset(call);
-            Value::Vector(
-                series
-                    .into_iter()
-                    .filter_map(|s| {
-                        let value = extrapolated_rate(
-                            s.samples,
-                            range_ms,
-                            window_end,
-                            name != "delta",
-                            name == "rate",
-                        )?;
-                        Some(Sample {
-                            labels: s.nameless.clone(),
-                            value,
-                        })
+        "rate" | "increase" | "delta" => Value::Vector(map_matrix(
+            evaluator,
+            call,
+            0,
+            t,
+            |_, _, samples, window| {
+                extrapolated_rate(
+                    samples,
+                    window.range_ms,
+                    window.end_ms,
+                    name != "delta",
+                    name == "rate",
+                )
+            },
+            false,
+        )?),
+        "irate" | "idelta" => Value::Vector(map_matrix(
+            evaluator,
+            call,
+            0,
+            t,
+            |_, _, samples, _| instant_rate(samples, name == "irate"),
+            false,
+        )?),
+        "deriv" => Value::Vector(map_matrix(
+            evaluator,
+            call,
+            0,
+            t,
+            |_, _, samples, _| {
+                (samples.len() >= 2).then(|| linear_regression(samples, samples[0].0).0)
+            },
+            false,
+        )?),
+        "predict_linear" => {
+            let seconds = arg_scalar(evaluator, call, 1, t)?;
+            Value::Vector(map_matrix(
+                evaluator,
+                call,
+                0,
+                t,
+                |_, _, samples, _| {
+                    (samples.len() >= 2).then(|| {
+                        let (slope, intercept) = linear_regression(samples, t);
+                        slope * seconds + intercept
                     })
-                    .collect(),
-            )
-        }
-        "irate" | "idelta" => {
-            let (series, _) = arg_matrix(evaluator, call, 0, t)?;
-            Value::Vector(
-                series
-                    .into_iter()
-                    .filter_map(|s| {
-                        Some(Sample {
-                            value: instant_rate(s.samples, name == "irate")?,
-                            labels: s.nameless.clone(),
-                        })
-                    })
-                    .collect(),
-            )
+                },
+                false,
+            )?)
         }
         "sum_over_time" | "avg_over_time" | "min_over_time" | "max_over_time"
         | "count_over_time" | "last_over_time" | "present_over_time" | "changes" | "resets"
@@ -421,27 +625,71 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
             } else {
                 (0.0, 0)
             };
-            let (series, _) = arg_matrix(evaluator, call, matrix_index, t)?;
-            let keeps_name = name == "last_over_time";
-            Value::Vector(
-                series
+            Value::Vector(map_matrix(
+                evaluator,
+                call,
+                matrix_index,
+                t,
+                |_, _, samples, _| over_time(name, samples, parameter),
+                name == "last_over_time",
+            )?)
+        }
+        "absent_over_time" => {
+            let present = map_matrix(evaluator, call, 0, t, |_, _, _, _| Some(1.0), false)?;
+            Value::Vector(if present.is_empty() {
+                vec![Sample {
+                    labels: absent_labels(call),
+                    value: 1.0,
+                }]
+            } else {
+                Vec::new()
+            })
+        }
+        "timestamp" => {
+            // Of a selector, the time of the sample it found; of anything else, the step's time.
+            let samples = match call.args.args.first().map(|a| unwrap_parens(a)) {
+                Some(Expr::VectorSelector(selector)) => evaluator
+                    .instant_selector_timed(selector, t)
                     .into_iter()
-                    .filter_map(|s| {
-                        let value = over_time(name, s.samples, parameter)?;
-                        Some(Sample {
-                            labels: if keeps_name {
-                                s.labels.clone()
-                            } else {
-                                s.nameless.clone()
-                            },
-                            value,
-                        })
+                    .map(|(sample, sample_t)| Sample {
+                        labels: sample.labels.without_name(),
+                        value: sample_t as f64 / 1000.0,
+                    })
+                    .collect(),
+                _ => arg_vector(evaluator, call, 0, t)?
+                    .into_iter()
+                    .map(|sample| Sample {
+                        labels: sample.labels.without_name(),
+                        value: t as f64 / 1000.0,
+                    })
+                    .collect(),
+            };
+            Value::Vector(samples)
+        }
+        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
+            let samples = if call.args.args.is_empty() {
+                vec![Sample {
+                    labels: Labels::default(),
+                    value: t as f64 / 1000.0,
+                }]
+            } else {
+                arg_vector(evaluator, call, 0, t)?
+            };
+            Value::Vector(
+                samples
+                    .into_iter()
+                    .map(|sample| Sample {
+                        labels: sample.labels.without_name(),
+                        value: calendar(name, sample.value),
                     })
                     .collect(),
             )
         }
+        "pi" => Value::Scalar(std::f64::consts::PI),
         "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "round"
-        | "clamp" | "clamp_min" | "clamp_max" => {
+        | "clamp" | "clamp_min" | "clamp_max" | "sin" | "cos" | "tan" | "asin" | "acos"
+        | "atan" | "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh" | "deg" | "rad" => {
             let samples = arg_vector(evaluator, call, 0, t)?;
             let mut args = Vec::new();
             for index in 1..call.args.args.len() {
@@ -517,12 +765,14 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
         }
         "sort" | "sort_desc" => {
             let mut samples = arg_vector(evaluator, call, 0, t)?;
+            // NaN last in both directions, as Prometheus sorts.
             samples.sort_by(|a, b| {
-                if name == "sort" {
+                let by_value = if name == "sort" {
                     a.value.total_cmp(&b.value)
                 } else {
                     b.value.total_cmp(&a.value)
-                }
+                };
+                a.value.is_nan().cmp(&b.value.is_nan()).then(by_value)
             });
             Value::Vector(samples)
         }
@@ -534,34 +784,30 @@ pub(crate) fn call(evaluator: &mut Evaluator, call: &Call, t: i64) -> Result<Val
     })
 }
 
-fn selector_offset(call: &Call) -> i64 {
-    match call.args.args.first().map(|a| unwrap_parens(a)) {
-        Some(Expr::MatrixSelector(matrix)) => match matrix.vs.offset {
-            Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-            Some(promql_parser::parser::Offset::Neg(d)) => -(d.as_millis() as i64),
-            None => 0,
-        },
-        _ => 0,
-    }
-}
-
 /// `absent(m{a="x"})` answers `{a="x"}`: the equality matchers of the selector, except the name.
 fn absent_labels(call: &Call) -> Labels {
-    let Some(Expr::VectorSelector(selector)) = call.args.args.first().map(|a| unwrap_parens(a))
-    else {
-        return Labels::default();
+    let selector = match call.args.args.first().map(|a| unwrap_parens(a)) {
+        Some(Expr::VectorSelector(selector)) => selector,
+        Some(Expr::MatrixSelector(matrix)) => &matrix.vs,
+        _ => return Labels::default(),
     };
-    Labels::new(
-        selector
-            .matchers
-            .matchers
-            .iter()
-            .filter(|m| {
-                matches!(m.op, promql_parser::label::MatchOp::Equal)
-                    && m.name != crate::labels::METRIC_NAME
-            })
-            .map(|m| (m.name.clone(), m.value.clone())),
-    )
+    // Prometheus keeps a label only when its one matcher is an equality: a second matcher on
+    // the same name, or any other kind of matcher, leaves the label out.
+    let mut kept: Vec<(String, String)> = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
+    for matcher in &selector.matchers.matchers {
+        if matcher.name == crate::labels::METRIC_NAME {
+            continue;
+        }
+        let equal = matches!(matcher.op, promql_parser::label::MatchOp::Equal);
+        if equal && !kept.iter().any(|(name, _)| *name == matcher.name) {
+            kept.push((matcher.name.clone(), matcher.value.clone()));
+        } else {
+            dropped.push(&matcher.name);
+        }
+    }
+    kept.retain(|(name, _)| !dropped.contains(&name.as_str()));
+    Labels::new(kept)
 }
 
 #[cfg(test)]

@@ -467,3 +467,115 @@ fn range_query_steps_and_errors() {
     };
     assert_eq!(raw[0].samples.len(), 4, "left-open window: (t-60 s, t]");
 }
+
+#[test]
+fn subqueries_and_at_modifier() {
+    // req_total grows 2/s: a subquery of its rate every minute over 10 m has 10 points of 2.
+    check(
+        r#"count_over_time(rate(req_total{client="a"}[5m])[10m:1m])"#,
+        &[(r#"{client="a", server="b"}"#, 10.0)],
+    );
+    check(
+        r#"max_over_time(rate(req_total{client="a"}[5m])[10m:1m])"#,
+        &[(r#"{client="a", server="b"}"#, 2.0)],
+    );
+    // A step off the minute: inner steps stay on multiples of the resolution in (t-10m, t].
+    assert_eq!(
+        vector(
+            r#"count_over_time(req_total{client="a"}[10m:1m])"#,
+            HOUR - 7_000
+        )[0]
+        .1,
+        10.0
+    );
+    // `@` pins a selector: at any evaluation time it reads the value at 30 m.
+    for t in [HOUR, HOUR - 600_000] {
+        assert_eq!(
+            vector(r#"req_total{client="a"} @ 1800"#, t)[0].1,
+            2.0 * 1800.0
+        );
+    }
+    check(
+        r#"increase(req_total{client="a"}[10m] @ 1800 offset 5m)"#,
+        &[(r#"{client="a", server="b"}"#, 1200.0)],
+    );
+    // `@ start()` and `@ end()` are the range query's bounds at every step.
+    let Ok(QueryValue::Matrix(series)) = range_query(
+        &store(),
+        "t",
+        r#"req_total{client="a"} @ start()"#,
+        HOUR - 600_000,
+        HOUR,
+        60_000,
+    ) else {
+        panic!()
+    };
+    assert!(series[0]
+        .samples
+        .iter()
+        .all(|&(_, v)| v == 2.0 * (HOUR - 600_000) as f64 / 1000.0));
+}
+
+#[test]
+fn subquery_work_is_bounded() {
+    let error =
+        instant_query(&store(), "t", "count_over_time(vector(1)[100d:1s])", HOUR).unwrap_err();
+    assert_eq!(error.kind, QueryErrorKind::Execution);
+    assert!(error.message.contains("too many samples"), "{error}");
+}
+
+#[test]
+fn calendar_functions_in_utc() {
+    // 2024-02-29T13:45:30Z, a Thursday, day 60 of a leap year.
+    let at = 1_709_214_330;
+    for (function, want) in [
+        ("minute", 45.0),
+        ("hour", 13.0),
+        ("day_of_month", 29.0),
+        ("day_of_week", 4.0),
+        ("day_of_year", 60.0),
+        ("days_in_month", 29.0),
+        ("month", 2.0),
+        ("year", 2024.0),
+    ] {
+        check(&format!("{function}(vector({at}))"), &[("{}", want)]);
+    }
+    check("year(vector(-1))", &[("{}", 1969.0)]);
+    check("day_of_week(vector(0))", &[("{}", 4.0)]);
+}
+
+#[test]
+fn dropping_the_name_into_one_label_set_is_an_error() {
+    // Service "a"'s two series differ only in `span_name` and `status_code`: overwrite both.
+    let error = instant_query(
+        &store(),
+        "t",
+        r#"label_replace(label_replace(calls_total{service="a"}, "span_name", "x", "", ""), "status_code", "x", "", "")"#,
+        HOUR,
+    )
+    .unwrap_err();
+    assert_eq!(error.kind, QueryErrorKind::Execution);
+    assert!(error.message.contains("same labelset"), "{error}");
+}
+
+#[test]
+fn topk_keeps_the_first_of_equal_values_and_count_values_formats_like_go() {
+    // topk(1) of two equal values keeps the first.
+    check(
+        "topk(1, vector(1) or label_replace(vector(1), \"a\", \"b\", \"\", \"\"))",
+        &[("{}", 1.0)],
+    );
+    check(
+        r#"count_values("v", vector(1e21) or label_replace(vector(-0.0), "a", "b", "", ""))"#,
+        &[
+            (r#"{v="1000000000000000000000"}"#, 1.0),
+            (r#"{v="-0"}"#, 1.0),
+        ],
+    );
+    assert_eq!(
+        instant_query(&store(), "t", "topk(scalar(vector(0)/0), req_total)", HOUR)
+            .unwrap_err()
+            .kind,
+        QueryErrorKind::Execution
+    );
+}
