@@ -123,7 +123,7 @@ pub(crate) async fn push_validated(
     })
 }
 
-fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {
+pub(crate) fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -141,7 +141,7 @@ fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {
     }
 }
 
-fn encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
+pub(crate) fn encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
     Encoding::from_header(
         headers
             .get(header::CONTENT_ENCODING)
@@ -149,7 +149,7 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
     )
 }
 
-fn otlp_response(
+pub(crate) fn otlp_response(
     format: BodyFormat,
     status: StatusCode,
     message: impl Message + serde::Serialize,
@@ -169,7 +169,7 @@ fn otlp_response(
 }
 
 /// An OTLP/HTTP error: `google.rpc.Status` in the request's encoding, as the spec requires.
-fn otlp_error(format: BodyFormat, error: ApiError) -> Response {
+pub(crate) fn otlp_error(format: BodyFormat, error: ApiError) -> Response {
     let status = error.status();
     let rpc = RpcStatus {
         code: error.grpc_code() as i32,
@@ -195,25 +195,50 @@ fn otlp_error(format: BodyFormat, error: ApiError) -> Response {
     response
 }
 
-/// `POST /v1/traces`.
-pub async fn otlp_traces(
-    State(state): State<SharedState>,
+/// An OTLP/HTTP endpoint: content type and encoding from the headers, the tenant, then `push`;
+/// the answer (or a `google.rpc.Status` error) in the request's encoding.
+pub(crate) async fn otlp_http<R, Fut>(
+    state: SharedState,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+    push: impl FnOnce(SharedState, TenantId, Bytes, Encoding, BodyFormat) -> Fut,
+) -> Response
+where
+    R: Message + serde::Serialize,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
+{
     let format = match otlp_format(&headers) {
         Ok(format) => format,
         Err(error) => return ApiError::from(error).into_response(),
     };
     let result = async {
         let tenant = push_tenant(&headers, state.config.multitenancy_enabled)?;
-        push_body(&state, &tenant, body, encoding(&headers)?, format).await
+        let encoding = encoding(&headers)?;
+        push(state.clone(), tenant, body, encoding, format).await
     }
     .await;
     match result {
-        Ok(summary) => otlp_response(format, StatusCode::OK, summary.into_response()),
+        Ok(response) => otlp_response(format, StatusCode::OK, response),
         Err(error) => otlp_error(format, error),
     }
+}
+
+/// `POST /v1/traces`.
+pub async fn otlp_traces(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    otlp_http(
+        state,
+        headers,
+        body,
+        |state, tenant, body, encoding, format| async move {
+            let summary = push_body(&state, &tenant, body, encoding, format).await?;
+            Ok(summary.into_response())
+        },
+    )
+    .await
 }
 
 /// `POST /api/v2/spans` (Zipkin v2 JSON). Zipkin has no partial success: a batch with some

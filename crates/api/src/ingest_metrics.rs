@@ -1,5 +1,11 @@
-//! Prometheus remote-write receiver (`POST /api/v1/push`, the path Mimir and Grafana Agent use):
-//! snappy body → checked series → [`andante_tsdb::MetricsHead`] (store, then WAL fsync) → 204.
+//! Metric samples in: the Prometheus remote-write receiver (`POST /api/v1/push`, the path Mimir
+//! and Grafana Agent use) and OTLP metrics (`POST /v1/metrics` and gRPC `MetricsService/Export`,
+//! sharing [`push_otlp_metrics`]). Both end in [`andante_tsdb::MetricsHead`] (store, then WAL
+//! fsync) before they answer.
+//!
+//! OTLP answers with partial success: refused data points are counted in
+//! `rejected_data_points` with the reasons; a push refused entirely by the series limit is
+//! `429`/`RESOURCE_EXHAUSTED` naming `metrics_store.max_series_per_tenant`.
 //!
 //! Answers follow Prometheus' receiver, because senders act on the status: 204 when every
 //! sample was taken; 400 with the reasons when some were refused for good (bad labels, out of
@@ -8,13 +14,21 @@
 //! refused samples, which a sender may retry later; 5xx when nothing could be made durable.
 
 use andante_ingest::metrics::{decode_remote_write, decompress_snappy};
-use andante_model::ErrorKind;
+use andante_ingest::otlp_metrics::{
+    decode_otlp_metrics_json, decode_otlp_metrics_protobuf, translate, TranslatedMetrics,
+};
+use andante_ingest::{decompress_body, Encoding, IngestError};
+use andante_model::{ErrorKind, TenantId};
 use andante_tsdb::AppendOutcome;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
 
+use crate::ingest_http::{otlp_http, BodyFormat};
 use crate::tenant::push_tenant;
 use crate::{ApiError, SharedState};
 
@@ -87,6 +101,93 @@ pub(crate) async fn remote_write(
         return Err(ApiError::bad_request(refusals.join("; ")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/metrics` (OTLP/HTTP, protobuf or JSON, gzip or plain).
+pub(crate) async fn otlp_metrics(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    otlp_http(
+        state,
+        headers,
+        body,
+        |state, tenant, body, encoding, format| async move {
+            push_otlp_metrics(&state, &tenant, body, encoding, format).await
+        },
+    )
+    .await
+}
+
+/// The OTLP metrics pipeline shared by HTTP and gRPC: inflate, decode, translate (on the
+/// blocking pool for large bodies), store durably, and account for every refused point.
+pub(crate) async fn push_otlp_metrics(
+    state: &SharedState,
+    tenant: &TenantId,
+    body: Bytes,
+    encoding: Encoding,
+    format: BodyFormat,
+) -> Result<ExportMetricsServiceResponse, ApiError> {
+    let limit = state.config.max_request_bytes;
+    let series_limits = state.config.series_limits;
+    let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
+    let large = body.len() > INLINE_BYTES;
+    let decode = move || -> Result<TranslatedMetrics, IngestError> {
+        let plain = decompress_body(&body, encoding, limit)?;
+        let request = match format {
+            BodyFormat::Json => decode_otlp_metrics_json(&plain)?,
+            _ => decode_otlp_metrics_protobuf(&plain)?,
+        };
+        Ok(translate(request, series_limits, now_ms))
+    };
+    let translated = if large {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|error| {
+                ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
+            })??
+    } else {
+        decode()?
+    };
+    let mut messages: Vec<String> = translated.refusal_message().into_iter().collect();
+    let refused_at_decode = translated.refused_at_decode();
+    let outcome = state
+        .metrics_head
+        .append_with_deltas(
+            tenant.as_str(),
+            translated.cumulative.series,
+            translated.delta.series,
+            now_ms,
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "metrics wal append failed");
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "failed to write samples durably; retry later",
+            )
+        })?;
+    let refused = refused_at_decode + outcome.refused();
+    state
+        .metrics
+        .record_metric_samples(tenant.as_str(), outcome.stored, refused);
+    messages.extend(outcome_message(&outcome));
+    if outcome.series_limited > 0 {
+        let limited = format!(
+            "{} samples refused: the tenant's series limit `metrics_store.max_series_per_tenant` is reached",
+            outcome.series_limited
+        );
+        if outcome.stored == 0 && refused == outcome.series_limited {
+            return Err(ApiError::new(ErrorKind::TooManyRequests, limited));
+        }
+        messages.push(limited);
+    }
+    let partial_success = (refused > 0).then(|| ExportMetricsPartialSuccess {
+        rejected_data_points: refused as i64,
+        error_message: messages.join("; "),
+    });
+    Ok(ExportMetricsServiceResponse { partial_success })
 }
 
 fn body_len(headers: &HeaderMap) -> usize {

@@ -34,7 +34,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use gate::QueryGate;
-pub use ingest_grpc::trace_service;
+pub use ingest_grpc::{metrics_service, trace_service};
 
 /// Settings the handlers need.
 #[derive(Debug, Clone)]
@@ -172,6 +172,7 @@ fn api_router(state: SharedState) -> Router {
 pub fn otlp_http_router(state: SharedState) -> Router {
     Router::new()
         .route("/v1/traces", post(ingest_http::otlp_traces))
+        .route("/v1/metrics", post(ingest_metrics::otlp_metrics))
         .fallback(ops::not_found)
         .with_state(state)
 }

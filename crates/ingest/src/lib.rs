@@ -10,6 +10,7 @@ mod error;
 mod limits;
 pub mod metrics;
 mod otlp;
+pub mod otlp_metrics;
 mod split;
 mod validate;
 mod zipkin;

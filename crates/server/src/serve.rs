@@ -404,8 +404,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         idle_timeout: config.server.idle_timeout,
     };
     let mut grpc_port = None;
-    let grpc_router =
-        tonic::service::Routes::new(andante_api::trace_service(state.clone())).into_axum_router();
+    let grpc_router = tonic::service::Routes::new(andante_api::trace_service(state.clone()))
+        .add_service(andante_api::metrics_service(state.clone()))
+        .into_axum_router();
     let routers = http_routers.into_iter().chain([(
         config.otlp.grpc_listen_address.as_str(),
         "OTLP/gRPC",

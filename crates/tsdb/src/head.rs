@@ -15,6 +15,7 @@ use std::sync::Arc;
 use andante_wal::{replay, FsyncObserver, ReplayReport, SegmentSeq, Wal, WalError, WalOptions};
 use parking_lot::Mutex;
 
+use crate::delta::DeltaTotals;
 use crate::store::{AppendMode, AppendOutcome};
 use crate::{wal_record, SeriesSamples, Store};
 
@@ -24,6 +25,8 @@ pub struct MetricsHead {
     /// Newest sample time written to each segment, to know when a segment holds only expired
     /// samples.
     newest_in_segment: Mutex<BTreeMap<SegmentSeq, i64>>,
+    /// Running totals of series pushed as deltas (OTLP delta temporality).
+    deltas: DeltaTotals,
 }
 
 /// What a replay found, for the start-up log and self-metrics.
@@ -61,6 +64,7 @@ impl MetricsHead {
                 store,
                 wal,
                 newest_in_segment: Mutex::new(newest_in_segment),
+                deltas: DeltaTotals::default(),
             },
             summary,
         ))
@@ -91,11 +95,28 @@ impl MetricsHead {
         Ok(outcome)
     }
 
+    /// As [`MetricsHead::append`], with `delta` series (each value an increase since the
+    /// previous point) turned into running totals first.
+    pub async fn append_with_deltas(
+        &self,
+        tenant: &str,
+        mut batch: Vec<SeriesSamples>,
+        mut delta: Vec<SeriesSamples>,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, WalError> {
+        if !delta.is_empty() {
+            self.deltas.accumulate(&self.store, tenant, &mut delta);
+            batch.append(&mut delta);
+        }
+        self.append(tenant, batch, now_ms).await
+    }
+
     /// Expires the store and deletes closed WAL segments whose samples are all past the
     /// retention; returns how many segments were deleted.
     pub async fn expire(&self, now_ms: i64, retention_ms: i64) -> Result<usize, WalError> {
         self.store.expire(now_ms);
         let cutoff = now_ms.saturating_sub(retention_ms);
+        self.deltas.expire(cutoff);
         let active = self.wal.active_segment();
         // Close the active segment when it holds only expired samples too, so it can go next.
         let first_needed = {

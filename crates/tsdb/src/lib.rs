@@ -5,6 +5,7 @@
 //! Grafana's Prometheus data source draws the service graph and RED panels from Andante alone.
 
 pub mod chunk;
+pub mod delta;
 pub mod head;
 pub mod labels;
 pub mod promql;

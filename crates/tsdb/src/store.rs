@@ -486,6 +486,18 @@ impl Store {
         outcome
     }
 
+    /// The newest sample of one series, if the store holds it.
+    pub fn last_sample(&self, tenant: &str, labels: &Labels) -> Option<(i64, f64)> {
+        let state = self.tenant(tenant)?;
+        let state = state.read();
+        let series = state
+            .by_name
+            .get(labels.metric_name().unwrap_or(""))?
+            .get(labels)?;
+        let newest = series.last_t()?;
+        series.samples(newest, newest).pop()
+    }
+
     /// From now on, samples older than `min_valid_ms` are refused (they are persisted, or
     /// would be behind a persisted range).
     pub fn raise_min_valid(&self, min_valid_ms: i64) {
