@@ -158,6 +158,10 @@ impl BlockList {
                 .collect();
             let mut handles = Vec::new();
             for block_id in storage.list_dirs(&tenant).await? {
+                // The series store's blocks live beside the trace blocks, under `metrics/`.
+                if block_id == andante_storage::METRICS_DIR {
+                    continue;
+                }
                 if let Some(handle) = Uuid::parse_str(&block_id)
                     .ok()
                     .and_then(|id| known.get(&id))

@@ -109,12 +109,13 @@ pub const KEYS: &[Key] = &[
     key("generator.ingestion_slack", Dur, "30s", "Spans that ended further than this from now are not counted in metrics."),
     key("generator.remote_write.urls", Str, "", "Comma-separated Prometheus remote-write URLs to send generated series to."),
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
-    key("metrics_store.retention", Dur, "24h", "How long series (pushed by remote-write and generated from spans) are kept for the Prometheus read API (`/prometheus/api/v1/*`)."),
+    key("metrics_store.retention", Dur, "24h", "How long series (pushed by remote-write and OTLP, generated from spans) are kept, in memory and in metric blocks, for the Prometheus read API (`/prometheus/api/v1/*`)."),
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the store holds per tenant (bounds memory); samples of new series past it are refused with 429."),
     key("metrics_store.out_of_order_window", Dur, "10m", "How far behind a series' newest sample a late sample is still taken; older ones are refused as out of order."),
     key("metrics_store.max_labels_per_series", Int, "40", "Most labels (with `__name__`) a pushed series may carry; more refuse that series."),
     key("metrics_store.max_label_name_bytes", Int, "1024", "Longest label name a pushed series may carry."),
     key("metrics_store.max_label_value_bytes", Int, "4096", "Longest label value a pushed series may carry."),
+    key("metrics_store.block_duration", Dur, "2h", "Closed ranges of this length are written to storage as metric blocks (then compacted into days); must divide 24h."),
     key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
@@ -473,6 +474,25 @@ pub struct MetricsStore {
     pub max_labels_per_series: usize,
     pub max_label_name_bytes: usize,
     pub max_label_value_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub block_duration: Duration,
+    /// Per-tenant retention overrides (YAML only): `metrics_store: {per_tenant_retention: {acme: 720h}}`.
+    #[serde(default)]
+    pub per_tenant_retention: BTreeMap<String, String>,
+}
+
+impl MetricsStore {
+    /// The per-tenant retention overrides in milliseconds, checked at start-up by `validate`.
+    pub fn retention_per_tenant_ms(&self) -> std::collections::HashMap<String, i64> {
+        self.per_tenant_retention
+            .iter()
+            .filter_map(|(tenant, text)| {
+                parse_duration(text)
+                    .ok()
+                    .map(|d| (tenant.clone(), d.as_millis() as i64))
+            })
+            .collect()
+    }
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -616,6 +636,14 @@ impl Config {
             parse_duration(text)
                 .map_err(|error| anyhow!("retention.per_tenant.{tenant}: {error}"))?;
         }
+        for (tenant, text) in &self.metrics_store.per_tenant_retention {
+            parse_duration(text)
+                .map_err(|error| anyhow!("metrics_store.per_tenant_retention.{tenant}: {error}"))?;
+        }
+        let block = self.metrics_store.block_duration;
+        if block < Duration::from_secs(60) || (24 * 3600) % block.as_secs() != 0 {
+            bail!("metrics_store.block_duration must be at least 1m and divide 24h (e.g. 2h)");
+        }
         Ok(())
     }
 }
@@ -646,7 +674,8 @@ pub fn reference_markdown() -> String {
     }
     out.push_str(
         "\nYAML only: `retention.per_tenant`, a map from tenant ID to that tenant's retention \
-         (for example `retention: {per_tenant: {acme: 72h}}`).\n",
+         (for example `retention: {per_tenant: {acme: 72h}}`), and likewise \
+         `metrics_store.per_tenant_retention` for the series store.\n",
     );
     out.push_str(SECURITY_SECTION);
     out

@@ -160,8 +160,34 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>, retenti
             tracing::warn!(%tenant, %error, "generated samples not written to the metrics wal");
         }
     }
-    if let Err(error) = head.expire(now_ms, retention_ms).await {
-        tracing::warn!(%error, "metrics wal cleanup failed");
+    head.expire(now_ms, retention_ms);
+}
+
+/// One pass of the series store's persistence: cut closed ranges into blocks, compact closed
+/// days, delete blocks past retention.
+async fn persist_metrics(
+    head: &MetricsHead,
+    storage: &andante_storage::Storage,
+    settings: andante_tsdb::persist::BlockSettings,
+) {
+    let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
+    match head.persist(storage, settings, now_ms).await {
+        Ok(0) => {}
+        Ok(written) => tracing::info!(written, "metric blocks written"),
+        Err(error) => {
+            tracing::warn!(%error, "metric blocks not written; the WAL keeps the samples")
+        }
+    }
+    let persisted = andante_tsdb::persist::cut_point(head.store(), settings, now_ms);
+    match andante_tsdb::persist::compact(storage, settings, persisted).await {
+        Ok(0) => {}
+        Ok(days) => tracing::info!(days, "metric blocks compacted"),
+        Err(error) => tracing::warn!(%error, "metric block compaction failed"),
+    }
+    match andante_tsdb::persist::apply_retention(storage, head.store(), now_ms).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "metric blocks past retention deleted"),
+        Err(error) => tracing::warn!(%error, "metric block retention failed"),
     }
 }
 
@@ -224,6 +250,7 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         retention_ms: config.metrics_store.retention.as_millis() as i64,
         max_series_per_tenant: config.metrics_store.max_series_per_tenant,
         out_of_order_window_ms: config.metrics_store.out_of_order_window.as_millis() as i64,
+        retention_per_tenant_ms: config.metrics_store.retention_per_tenant_ms(),
     }));
     let urls = config.remote_write_urls();
     let remote_write = if urls.is_empty() {
@@ -329,6 +356,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
     let generated = start_generator(&config, &live)?;
+    let loaded = andante_tsdb::persist::load(
+        &storage,
+        &generated.store,
+        (andante_model::now_unix_nanos() / 1_000_000) as i64,
+    )
+    .await
+    .context("failed to load the metric blocks")?;
+    tracing::info!(
+        blocks = loaded.blocks,
+        samples = loaded.samples,
+        damaged = loaded.damaged.len(),
+        "metric blocks loaded"
+    );
     let metrics_wal_dir = PathBuf::from(&config.storage.path).join("wal-metrics");
     let (metrics_head, replayed) =
         MetricsHead::open(generated.store.clone(), &metrics_wal_dir, wal_options, None)
@@ -340,6 +380,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "metrics wal replayed"
     );
     let metrics_head = Arc::new(metrics_head);
+    if let Some(until) = loaded.persisted_until_ms {
+        metrics_head.set_persisted_until(until);
+    }
     metrics.register_generator(
         generated.generator.clone(),
         generated.store.clone(),
@@ -499,6 +542,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     }
                 }
             }
+        }));
+    }
+    {
+        let (head, storage) = (metrics_head.clone(), storage.clone());
+        let settings = andante_tsdb::persist::BlockSettings {
+            block_ms: config.metrics_store.block_duration.as_millis() as i64,
+            ..Default::default()
+        };
+        // Often enough that a range is cut soon after it closes, even with short blocks.
+        let interval = (config.metrics_store.block_duration / 2).min(Duration::from_secs(60));
+        loops.push(every(interval, stop.clone(), move || {
+            let (head, storage) = (head.clone(), storage.clone());
+            async move { persist_metrics(&head, &storage, settings).await }
         }));
     }
     {

@@ -68,6 +68,10 @@ pub struct BackendConfig {
     pub account: String,
 }
 
+/// The directory under a tenant that holds the series store's metric blocks; every other
+/// directory there is a trace block.
+pub const METRICS_DIR: &str = "metrics";
+
 /// A handle to the configured object store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Storage {

@@ -78,9 +78,13 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
 /// Decodes a chunk written by [`encode`], appending to `out`; `None` if it is corrupt.
 pub fn decode_into(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     let mut reader = Reader { bytes, at: 0 };
-    let count = reader.varint()? as usize;
+    let count = usize::try_from(reader.varint()?).ok()?;
     if count == 0 {
         return Some(());
+    }
+    // Every sample takes at least one byte: a larger count is damage, not a reason to reserve.
+    if count > bytes.len() {
+        return None;
     }
     let first_t = unzigzag(reader.varint()?);
     let bits_bytes = bytes.get(reader.at..reader.at + 8)?;
@@ -90,8 +94,8 @@ pub fn decode_into(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
     out.push((first_t, f64::from_bits(bits)));
     let (mut t, mut delta) = (first_t, 0i64);
     for _ in 1..count {
-        delta += unzigzag(reader.varint()?);
-        t += delta;
+        delta = delta.wrapping_add(unzigzag(reader.varint()?));
+        t = t.wrapping_add(delta);
         let tag = reader.byte()?;
         if tag != 0 {
             let trailing = u32::from(tag - 1);

@@ -6,16 +6,21 @@
 //! Invariants: a record holds only samples the store accepted; replay re-appends them with
 //! [`AppendMode::Replay`] (no limits, any order), so a restart reproduces the acknowledged
 //! state even when two pushes of one series reached the WAL in the opposite order to the store.
-//! A closed segment is deleted once every sample in it is older than the retention.
+//! A closed segment is deleted once every sample in it is in a metric block (older than the
+//! newest cut, see [`crate::persist`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+use andante_storage::Storage;
 
 use andante_wal::{replay, FsyncObserver, ReplayReport, SegmentSeq, Wal, WalError, WalOptions};
 use parking_lot::Mutex;
 
 use crate::delta::DeltaTotals;
+use crate::persist::{self, BlockSettings, PersistError};
 use crate::store::{AppendMode, AppendOutcome};
 use crate::{wal_record, SeriesSamples, Store};
 
@@ -27,6 +32,8 @@ pub struct MetricsHead {
     newest_in_segment: Mutex<BTreeMap<SegmentSeq, i64>>,
     /// Running totals of series pushed as deltas (OTLP delta temporality).
     deltas: DeltaTotals,
+    /// Everything older than this is in metric blocks (`i64::MIN`: nothing cut yet).
+    persisted_until_ms: AtomicI64,
 }
 
 /// What a replay found, for the start-up log and self-metrics.
@@ -65,6 +72,7 @@ impl MetricsHead {
                 wal,
                 newest_in_segment: Mutex::new(newest_in_segment),
                 deltas: DeltaTotals::default(),
+                persisted_until_ms: AtomicI64::new(i64::MIN),
             },
             summary,
         ))
@@ -111,23 +119,67 @@ impl MetricsHead {
         self.append(tenant, batch, now_ms).await
     }
 
-    /// Expires the store and deletes closed WAL segments whose samples are all past the
-    /// retention; returns how many segments were deleted.
-    pub async fn expire(&self, now_ms: i64, retention_ms: i64) -> Result<usize, WalError> {
+    /// Expires the store's samples and delta totals past the retention.
+    pub fn expire(&self, now_ms: i64, retention_ms: i64) {
         self.store.expire(now_ms);
-        let cutoff = now_ms.saturating_sub(retention_ms);
-        self.deltas.expire(cutoff);
-        let active = self.wal.active_segment();
-        // Close the active segment when it holds only expired samples too, so it can go next.
-        let first_needed = {
-            let mut newest = self.newest_in_segment.lock();
-            newest.retain(|seq, newest_ms| *seq >= active || *newest_ms >= cutoff);
-            newest.keys().next().copied().unwrap_or(active)
-        };
-        if first_needed <= 1 {
+        self.deltas.expire(now_ms.saturating_sub(retention_ms));
+    }
+
+    /// Tells the head what start-up found in blocks: everything before `until_ms` is persisted.
+    pub fn set_persisted_until(&self, until_ms: i64) {
+        self.persisted_until_ms
+            .fetch_max(until_ms, Ordering::Relaxed);
+        self.store.raise_min_valid(until_ms);
+    }
+
+    /// Cuts every closed range not yet in a block, then deletes the WAL segments whose samples
+    /// are all in blocks; returns how many blocks were written.
+    pub async fn persist(
+        &self,
+        storage: &Storage,
+        settings: BlockSettings,
+        now_ms: i64,
+    ) -> Result<usize, PersistError> {
+        let cut = persist::cut_point(&self.store, settings, now_ms);
+        let mut start = self.persisted_until_ms.load(Ordering::Relaxed);
+        if start == i64::MIN {
+            start = self.store.min_time().map_or(cut, |oldest| {
+                oldest.div_euclid(settings.block_ms) * settings.block_ms
+            });
+        }
+        if start >= cut {
             return Ok(0);
         }
-        self.wal.remove_segments_before(first_needed)
+        // From here no sample older than the cut is taken; the barrier waits out appends that
+        // checked the old bound, so every sample of the ranges below is in memory when read.
+        self.store.raise_min_valid(cut);
+        self.store.barrier();
+        let mut written = 0;
+        while start < cut {
+            let end = start + settings.block_ms;
+            for tenant in self.store.tenant_ids() {
+                if persist::cut_range(storage, &self.store, &tenant, start, end).await? {
+                    written += 1;
+                }
+            }
+            start = end;
+        }
+        self.persisted_until_ms.store(cut, Ordering::Relaxed);
+        // Close the active segment so that what it holds can go once it is all in blocks.
+        let active = self
+            .wal
+            .rotate()
+            .await
+            .map_err(|error| PersistError::Task(error.to_string()))?;
+        let first_needed = {
+            let mut newest = self.newest_in_segment.lock();
+            newest.retain(|seq, newest_ms| *seq >= active || *newest_ms >= cut);
+            newest.keys().next().copied().unwrap_or(active)
+        };
+        self.wal
+            .remove_segments_before(first_needed)
+            .map_err(|error| PersistError::Task(error.to_string()))?;
+        Ok(written)
     }
 
     pub fn wal_disk_bytes(&self) -> u64 {
@@ -218,33 +270,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn segments_of_expired_samples_are_deleted() {
+    async fn cut_ranges_become_blocks_and_their_segments_go() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::in_memory();
         let store = Arc::new(Store::new(StoreConfig::default()));
-        let small_segments = WalOptions {
-            fsync: false,
-            max_segment_bytes: 64,
-        };
-        let (head, _) = MetricsHead::open(store, dir.path(), small_segments, None).expect("opens");
-        for i in 0..10 {
-            head.append("t", vec![series("a", &[(i * 1000, 1.0)])], i * 1000)
+        let settings = BlockSettings::default();
+        let hour = 3_600_000;
+        let (head, _) =
+            MetricsHead::open(store.clone(), dir.path(), options(), None).expect("opens");
+        // Five hours of one sample a minute, pushed as it happens.
+        for minute in 0..300 {
+            let t = 10 * hour + minute * 60_000;
+            head.append("t", vec![series("a", &[(t, minute as f64)])], t)
                 .await
                 .expect("appends");
         }
-        let before = std::fs::read_dir(dir.path()).expect("lists").count();
-        assert!(before > 3, "small segments rotate: {before}");
-        let removed = head.expire(10_000 + 5_500, 10_000).await.expect("expires");
-        let after = std::fs::read_dir(dir.path()).expect("lists").count();
-        assert!(
-            removed > 0 && after == before - removed,
-            "{removed} of {before}"
+        let now = 15 * hour;
+        // Cut point: 15 h − 10 m window − 1 m slack, down to 2 h: 14 h. Ranges 10–12, 12–14.
+        assert_eq!(
+            head.persist(&storage, settings, now)
+                .await
+                .expect("persists"),
+            2
         );
+        let keys: Vec<String> = storage
+            .list("t/metrics/")
+            .await
+            .expect("lists")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        // Nothing new below the cut is taken any more.
+        let late = head
+            .append("t", vec![series("b", &[(14 * hour - 1, 1.0)])], now)
+            .await
+            .expect("appends");
+        assert_eq!(late.too_old, 1);
+        // A restart loads the blocks and replays what the WAL still holds: every sample is back.
         drop(head);
-        // What is left still holds every sample inside the retention.
-        let store = Arc::new(Store::new(StoreConfig::default()));
-        MetricsHead::open(store.clone(), dir.path(), options(), None).expect("reopens");
-        let times: Vec<i64> = all(&store, "a").into_iter().map(|s| s.0).collect();
-        assert!(times.len() < 10, "{times:?}");
-        assert!((6..10).all(|i| times.contains(&(i * 1000))), "{times:?}");
+        let reloaded = Arc::new(Store::new(StoreConfig::default()));
+        let report = persist::load(&storage, &reloaded, now)
+            .await
+            .expect("loads");
+        assert_eq!(
+            (report.blocks, report.persisted_until_ms),
+            (2, Some(14 * hour))
+        );
+        let (_head, replayed) =
+            MetricsHead::open(reloaded.clone(), dir.path(), options(), None).expect("reopens");
+        assert!(
+            replayed.samples < 300,
+            "the WAL kept only the unpersisted samples"
+        );
+        assert_eq!(all(&reloaded, "a").len(), 300);
     }
 }

@@ -4,10 +4,12 @@
 //! `promql` evaluates Prometheus queries over it for the read API (`/prometheus/api/v1/*`), so
 //! Grafana's Prometheus data source draws the service graph and RED panels from Andante alone.
 
+pub mod block;
 pub mod chunk;
 pub mod delta;
 pub mod head;
 pub mod labels;
+pub mod persist;
 pub mod promql;
 pub mod remote_write;
 pub mod store;

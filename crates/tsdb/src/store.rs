@@ -23,6 +23,8 @@ pub struct StoreConfig {
     pub max_series_per_tenant: usize,
     /// How far behind a series' newest sample a late sample is still taken.
     pub out_of_order_window_ms: i64,
+    /// Tenants whose retention differs from `retention_ms`.
+    pub retention_per_tenant_ms: HashMap<String, i64>,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +33,7 @@ impl Default for StoreConfig {
             retention_ms: 24 * 3600 * 1000,
             max_series_per_tenant: 100_000,
             out_of_order_window_ms: 10 * 60 * 1000,
+            retention_per_tenant_ms: HashMap::new(),
         }
     }
 }
@@ -194,17 +197,20 @@ impl Series {
         out
     }
 
-    fn overlaps(&self, start: i64, end: i64) -> bool {
+    fn first_t(&self) -> Option<i64> {
         let first = self
             .chunks
             .front()
             .map(|c| c.min_t)
             .or_else(|| self.head.first().map(|s| s.0));
-        let first = match (first, self.late.first()) {
+        match (first, self.late.first()) {
             (Some(first), Some(late)) => Some(first.min(late.0)),
             (first, late) => first.or(late.map(|s| s.0)),
-        };
-        match (first, self.last_t()) {
+        }
+    }
+
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        match (self.first_t(), self.last_t()) {
             (Some(first), Some(last)) => first <= end && last >= start,
             _ => false,
         }
@@ -416,7 +422,7 @@ impl Store {
                 self.config.out_of_order_window_ms,
                 self.min_valid_ms
                     .load(Ordering::Relaxed)
-                    .max(now_ms.saturating_sub(self.config.retention_ms)),
+                    .max(now_ms.saturating_sub(self.retention_of(tenant))),
                 true,
             ),
             AppendMode::Replay => (i64::MAX, i64::MIN, false),
@@ -498,6 +504,15 @@ impl Store {
         series.samples(newest, newest).pop()
     }
 
+    /// Returns once every append that started before the call has finished (each tenant's
+    /// write lock taken and released once).
+    pub fn barrier(&self) {
+        let tenants: Vec<_> = self.tenants.read().values().cloned().collect();
+        for state in tenants {
+            drop(state.write());
+        }
+    }
+
     /// From now on, samples older than `min_valid_ms` are refused (they are persisted, or
     /// would be behind a persisted range).
     pub fn raise_min_valid(&self, min_valid_ms: i64) {
@@ -574,10 +589,78 @@ impl Store {
         out.into_iter().collect()
     }
 
-    /// Drops samples older than the retention, and series left empty.
+    /// How long `tenant`'s samples are kept.
+    pub fn retention_of(&self, tenant: &str) -> i64 {
+        self.config
+            .retention_per_tenant_ms
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.config.retention_ms)
+    }
+
+    pub fn out_of_order_window_ms(&self) -> i64 {
+        self.config.out_of_order_window_ms
+    }
+
+    /// Every tenant holding series.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.tenants.read().keys().cloned().collect()
+    }
+
+    /// The label sets of `tenant`'s series with samples in `[start_ms, end_ms)`, sorted.
+    pub fn series_in_range(&self, tenant: &str, start_ms: i64, end_ms: i64) -> Vec<Labels> {
+        let mut labels = self.series(tenant, &[], start_ms, end_ms - 1);
+        labels.sort();
+        labels
+    }
+
+    /// The samples in `[start_ms, end_ms)` of each of `labels` (empty for a series gone since),
+    /// read under one short lock per call: callers page through a tenant's series.
+    pub fn samples_in_range(
+        &self,
+        tenant: &str,
+        labels: &[Labels],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Vec<(i64, f64)>> {
+        let Some(state) = self.tenant(tenant) else {
+            return vec![Vec::new(); labels.len()];
+        };
+        let state = state.read();
+        labels
+            .iter()
+            .map(|labels| {
+                state
+                    .by_name
+                    .get(labels.metric_name().unwrap_or(""))
+                    .and_then(|family| family.get(labels))
+                    .map(|series| series.samples(start_ms, end_ms - 1))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The oldest sample time over every tenant, if any.
+    pub fn min_time(&self) -> Option<i64> {
+        let tenants = self.tenants.read();
+        tenants
+            .values()
+            .filter_map(|state| {
+                let state = state.read();
+                state
+                    .by_name
+                    .values()
+                    .flat_map(|family| family.values())
+                    .filter_map(Series::first_t)
+                    .min()
+            })
+            .min()
+    }
+
+    /// Drops samples older than each tenant's retention, and series left empty.
     pub fn expire(&self, now_ms: i64) {
-        let cutoff = now_ms - self.config.retention_ms;
-        for state in self.tenants.read().values() {
+        for (tenant, state) in self.tenants.read().iter() {
+            let cutoff = now_ms - self.retention_of(tenant);
             let mut state = state.write();
             let mut removed = 0;
             for family in state.by_name.values_mut() {
@@ -671,6 +754,7 @@ mod tests {
             retention_ms: 1000,
             max_series_per_tenant: 2,
             out_of_order_window_ms: 0,
+            ..StoreConfig::default()
         });
         assert_eq!(
             store.append(
