@@ -34,6 +34,10 @@ use crate::IngestError;
 /// histogram spanning microseconds to minutes stays within ~300 bucket series.
 pub const MAX_EXPONENTIAL_SCALE: i32 = 3;
 
+/// Most `le` series one histogram point may become: a point is one sample per bucket, so a
+/// small body could otherwise ask for millions of series.
+pub const MAX_BUCKETS_PER_POINT: usize = 1024;
+
 /// Prometheus' stale marker, written for points flagged `NO_RECORDED_VALUE`.
 const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
 const NO_RECORDED_VALUE: u32 = 1;
@@ -357,6 +361,16 @@ impl Emitter<'_> {
         else {
             return;
         };
+        if point.explicit_bounds.len() > MAX_BUCKETS_PER_POINT {
+            self.out.refuse(
+                1,
+                format!(
+                    "a point of `{name}` has {} buckets (at most {MAX_BUCKETS_PER_POINT})",
+                    point.explicit_bounds.len()
+                ),
+            );
+            return;
+        }
         let stale = point.flags & NO_RECORDED_VALUE != 0;
         let value = |v: f64| if stale { STALE_NAN } else { v };
         if let Some(sum) = point.sum {
@@ -396,6 +410,16 @@ impl Emitter<'_> {
                 format!(
                     "a point of `{name}` has exponential scale {} (outside -4..20)",
                     point.scale
+                ),
+            );
+            return;
+        }
+        let span = exponential_span(&point);
+        if span > MAX_BUCKETS_PER_POINT {
+            self.out.refuse(
+                1,
+                format!(
+                    "a point of `{name}` spans {span} buckets at scale {MAX_EXPONENTIAL_SCALE} (at most {MAX_BUCKETS_PER_POINT})"
                 ),
             );
             return;
@@ -461,6 +485,24 @@ fn point_count(data: &metric::Data) -> usize {
         metric::Data::ExponentialHistogram(h) => h.data_points.len(),
         metric::Data::Summary(s) => s.data_points.len(),
     }
+}
+
+/// How many classic buckets [`exponential_buckets`] would make of `point`, computed without
+/// making them (a body of a few megabytes can declare millions of empty buckets).
+pub fn exponential_span(point: &ExponentialHistogramDataPoint) -> usize {
+    let reduce = (point.scale - MAX_EXPONENTIAL_SCALE).max(0);
+    let side = |buckets: Option<
+        &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets,
+    >| {
+        buckets
+            .filter(|b| !b.bucket_counts.is_empty())
+            .map_or(0, |b| {
+                let first = i64::from(b.offset) >> reduce;
+                let last = (i64::from(b.offset) + b.bucket_counts.len() as i64 - 1) >> reduce;
+                (last - first + 1) as usize
+            })
+    };
+    side(point.positive.as_ref()) + side(point.negative.as_ref()) + 1
 }
 
 /// Cumulative classic buckets (upper bound, count up to it) of an exponential histogram point,

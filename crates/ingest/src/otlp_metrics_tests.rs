@@ -499,3 +499,59 @@ fn colliding_attributes_join_and_no_recorded_value_is_a_stale_marker() {
     assert_eq!(series.labels.get("a_b"), Some("1;2;3"));
     assert_eq!(series.samples[0].1.to_bits(), STALE_NAN.to_bits());
 }
+
+#[test]
+fn a_point_with_too_many_buckets_is_refused_not_expanded() {
+    let wide = HistogramDataPoint {
+        time_unix_nano: T_NANOS,
+        count: 1,
+        explicit_bounds: (0..5000).map(f64::from).collect(),
+        bucket_counts: vec![0; 5001],
+        ..Default::default()
+    };
+    let sparse = ExponentialHistogramDataPoint {
+        time_unix_nano: T_NANOS,
+        count: 2,
+        scale: 3,
+        positive: Some(Buckets {
+            offset: -1_000_000,
+            bucket_counts: std::iter::once(1)
+                .chain(std::iter::repeat_n(0, 1_999_999))
+                .chain([1])
+                .collect(),
+        }),
+        ..Default::default()
+    };
+    let translated = translate(
+        request(
+            vec![
+                metric(
+                    "wide",
+                    "",
+                    metric::Data::Histogram(Histogram {
+                        data_points: vec![wide],
+                        aggregation_temporality: 2,
+                    }),
+                ),
+                metric(
+                    "sparse",
+                    "",
+                    metric::Data::ExponentialHistogram(ExponentialHistogram {
+                        data_points: vec![sparse],
+                        aggregation_temporality: 2,
+                    }),
+                ),
+            ],
+            vec![],
+        ),
+        SeriesLimits::default(),
+        T_MS,
+    );
+    assert!(translated.cumulative.series.is_empty());
+    assert_eq!(translated.refused_points, 2);
+    let message = translated.refusal_message().expect("refused");
+    assert!(
+        message.contains("5000 buckets") && message.contains("at most 1024"),
+        "{message}"
+    );
+}

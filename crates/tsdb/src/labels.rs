@@ -25,15 +25,20 @@ impl Labels {
     pub fn new<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Labels {
-        let mut labels: Vec<(String, String)> = Vec::new();
-        for (name, value) in pairs {
-            let (name, value) = (name.into(), value.into());
-            labels.retain(|(existing, _)| *existing != name);
-            if !value.is_empty() {
-                labels.push((name, value));
+        let mut all: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
+        // Stable: among pairs of one name the last given stays last, and wins below.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut labels: Vec<(String, String)> = Vec::with_capacity(all.len());
+        for (name, value) in all {
+            if labels.last().is_some_and(|(last, _)| *last == name) {
+                labels.pop();
             }
+            labels.push((name, value));
         }
-        labels.sort();
+        labels.retain(|(_, value)| !value.is_empty());
         Labels(Arc::new(labels))
     }
 
