@@ -47,6 +47,23 @@ impl PushSummary {
     }
 }
 
+/// Runs `decode` inline for a small body and on the blocking pool for a large one, so that a
+/// large batch never stalls the runtime threads serving other requests.
+pub(crate) async fn decode_off_runtime<T: Send + 'static>(
+    body_bytes: usize,
+    decode: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body_bytes <= INLINE_DECODE_BYTES {
+        return Ok(decode()?);
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|error| {
+            ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
+        })?
+        .map_err(ApiError::from)
+}
+
 /// The pipeline shared by every receiver, from raw (possibly compressed) body to durable spans.
 pub(crate) async fn push_body(
     state: &SharedState,
@@ -57,7 +74,7 @@ pub(crate) async fn push_body(
 ) -> Result<PushSummary, ApiError> {
     let limit = state.config.max_request_bytes;
     let validation = state.config.validation;
-    let large = body.len() > INLINE_DECODE_BYTES;
+    let body_bytes = body.len();
     let decode = move || -> Result<(andante_ingest::Validated, usize), IngestError> {
         let plain = decompress_body(&body, encoding, limit)?;
         let request = match format {
@@ -70,15 +87,7 @@ pub(crate) async fn push_body(
             plain.len(),
         ))
     };
-    let (validated, plain_bytes) = if large {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|error| {
-                ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
-            })??
-    } else {
-        decode()?
-    };
+    let (validated, plain_bytes) = decode_off_runtime(body_bytes, decode).await?;
     push_validated(state, tenant, validated, plain_bytes as u64).await
 }
 

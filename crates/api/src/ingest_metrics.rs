@@ -28,12 +28,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
 
-use crate::ingest_http::{otlp_http, BodyFormat};
+use crate::ingest_http::{decode_off_runtime, otlp_http, BodyFormat};
 use crate::tenant::push_tenant;
 use crate::{ApiError, SharedState};
-
-/// Bodies above this are decoded and appended on the blocking pool.
-const INLINE_BYTES: usize = 64 * 1024;
 
 pub(crate) async fn remote_write(
     State(state): State<SharedState>,
@@ -56,31 +53,18 @@ pub(crate) async fn remote_write(
     let limit = state.config.max_request_bytes;
     let series_limits = state.config.series_limits;
     let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
+    let body_bytes = body.len();
     let decode = move || {
         let plain = decompress_snappy(&body, limit)?;
         decode_remote_write(&plain, series_limits, now_ms)
     };
-    let decoded = if body_len(&headers) > INLINE_BYTES {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|error| {
-                ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
-            })??
-    } else {
-        decode()?
-    };
+    let decoded = decode_off_runtime(body_bytes, decode).await?;
     let mut refusals: Vec<String> = decoded.refusal_message().into_iter().collect();
     let outcome = state
         .metrics_head
         .append(tenant.as_str(), decoded.series, now_ms)
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "metrics wal append failed");
-            ApiError::new(
-                ErrorKind::Unavailable,
-                "failed to write samples durably; retry later",
-            )
-        })?;
+        .map_err(not_durable)?;
     state.metrics.record_metric_samples(
         tenant.as_str(),
         outcome.stored,
@@ -88,13 +72,10 @@ pub(crate) async fn remote_write(
     );
     refusals.extend(outcome_message(&outcome));
     if outcome.series_limited > 0 {
+        refusals.insert(0, series_limit_message(outcome.series_limited));
         return Err(ApiError::new(
             ErrorKind::TooManyRequests,
-            format!(
-                "{} samples refused: the tenant's series limit `metrics_store.max_series_per_tenant` is reached; {}",
-                outcome.series_limited,
-                refusals.join("; ")
-            ),
+            refusals.join("; "),
         ));
     }
     if !refusals.is_empty() {
@@ -132,7 +113,7 @@ pub(crate) async fn push_otlp_metrics(
     let limit = state.config.max_request_bytes;
     let series_limits = state.config.series_limits;
     let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
-    let large = body.len() > INLINE_BYTES;
+    let body_bytes = body.len();
     let decode = move || -> Result<TranslatedMetrics, IngestError> {
         let plain = decompress_body(&body, encoding, limit)?;
         let request = match format {
@@ -141,15 +122,7 @@ pub(crate) async fn push_otlp_metrics(
         };
         Ok(translate(request, series_limits, now_ms))
     };
-    let translated = if large {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|error| {
-                ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
-            })??
-    } else {
-        decode()?
-    };
+    let translated = decode_off_runtime(body_bytes, decode).await?;
     let mut messages: Vec<String> = translated.refusal_message().into_iter().collect();
     let refused_at_decode = translated.refused_at_decode();
     let outcome = state
@@ -161,23 +134,14 @@ pub(crate) async fn push_otlp_metrics(
             now_ms,
         )
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "metrics wal append failed");
-            ApiError::new(
-                ErrorKind::Unavailable,
-                "failed to write samples durably; retry later",
-            )
-        })?;
+        .map_err(not_durable)?;
     let refused = refused_at_decode + outcome.refused();
     state
         .metrics
         .record_metric_samples(tenant.as_str(), outcome.stored, refused);
     messages.extend(outcome_message(&outcome));
     if outcome.series_limited > 0 {
-        let limited = format!(
-            "{} samples refused: the tenant's series limit `metrics_store.max_series_per_tenant` is reached",
-            outcome.series_limited
-        );
+        let limited = series_limit_message(outcome.series_limited);
         if outcome.stored == 0 && refused == outcome.series_limited {
             return Err(ApiError::new(ErrorKind::TooManyRequests, limited));
         }
@@ -190,12 +154,19 @@ pub(crate) async fn push_otlp_metrics(
     Ok(ExportMetricsServiceResponse { partial_success })
 }
 
-fn body_len(headers: &HeaderMap) -> usize {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::MAX)
+/// A WAL failure: nothing of the push is acknowledged, and the sender should retry.
+fn not_durable(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "metrics wal append failed");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "failed to write samples durably; retry later",
+    )
+}
+
+fn series_limit_message(samples: usize) -> String {
+    format!(
+        "{samples} samples refused: the tenant's series limit `metrics_store.max_series_per_tenant` is reached"
+    )
 }
 
 /// Why the store refused samples, in Prometheus' words where it has them.

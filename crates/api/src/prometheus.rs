@@ -8,6 +8,7 @@
 //! `time`/`start`/`end` are Unix seconds (fractions allowed) or RFC 3339; `step` is seconds or a
 //! Prometheus duration.
 
+use andante_tsdb::labels::float_text;
 use andante_tsdb::promql::{self, QueryErrorKind, QueryValue};
 use andante_tsdb::{Labels, METRIC_NAME};
 use axum::body::Bytes;
@@ -141,21 +142,9 @@ fn parse_step(text: &str) -> Option<i64> {
         .filter(|ms| *ms as f64 <= MAX_TIME_SECS * 1000.0)
 }
 
-/// Prometheus' float text: shortest round-trip form, `+Inf`, `-Inf`, `NaN`.
-fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value == f64::INFINITY {
-        "+Inf".to_owned()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
-    } else {
-        format!("{value}")
-    }
-}
-
+/// A sample as the API writes it: seconds, and the value as Prometheus spells floats.
 fn point(t_ms: i64, value: f64) -> Value {
-    json!([t_ms as f64 / 1000.0, format_value(value)])
+    json!([t_ms as f64 / 1000.0, float_text(value)])
 }
 
 fn labels_json(labels: &Labels) -> Value {
@@ -448,8 +437,8 @@ mod tests {
         }
         assert_eq!(parse_time("-9.2e12"), Some(-9_200_000_000_000_000));
         assert_eq!(parse_step("1e300"), None);
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-        assert_eq!(format_value(0.1), "0.1");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(float_text(f64::INFINITY), "+Inf");
+        assert_eq!(float_text(0.1), "0.1");
+        assert_eq!(float_text(1e21), "1000000000000000000000");
     }
 }

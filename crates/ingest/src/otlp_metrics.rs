@@ -27,6 +27,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use prost::Message;
 
+use andante_tsdb::labels::float_text;
+
 use crate::metrics::{accept_series, DecodedSamples, SeriesLimits};
 use crate::IngestError;
 
@@ -371,32 +373,22 @@ impl Emitter<'_> {
             );
             return;
         }
-        let stale = point.flags & NO_RECORDED_VALUE != 0;
-        let value = |v: f64| if stale { STALE_NAN } else { v };
-        if let Some(sum) = point.sum {
-            self.emit(
-                set.pairs(&format!("{name}_sum"), None),
-                t,
-                value(sum),
-                delta,
-            );
-        }
-        let count = point.count as f64;
-        self.emit(
-            set.pairs(&format!("{name}_count"), None),
-            t,
-            value(count),
-            delta,
-        );
-        let bucket = format!("{name}_bucket");
         let mut cumulative = 0u64;
-        for (bound, bucket_count) in point.explicit_bounds.iter().zip(&point.bucket_counts) {
-            cumulative = cumulative.saturating_add(*bucket_count);
-            let pairs = set.pairs(&bucket, Some(("le", format_float(*bound))));
-            self.emit(pairs, t, value(cumulative as f64), delta);
-        }
-        let pairs = set.pairs(&bucket, Some(("le", "+Inf".into())));
-        self.emit(pairs, t, value(count), delta);
+        let buckets: Vec<(f64, f64)> = point
+            .explicit_bounds
+            .iter()
+            .zip(&point.bucket_counts)
+            .map(|(bound, count)| {
+                cumulative = cumulative.saturating_add(*count);
+                (*bound, cumulative as f64)
+            })
+            .collect();
+        let shape = Shape {
+            sum: point.sum,
+            count: point.count,
+            stale: point.flags & NO_RECORDED_VALUE != 0,
+        };
+        self.buckets(name, &set, t, shape, buckets, delta);
     }
 
     fn exponential(&mut self, name: &str, point: ExponentialHistogramDataPoint, delta: bool) {
@@ -424,30 +416,43 @@ impl Emitter<'_> {
             );
             return;
         }
-        let stale = point.flags & NO_RECORDED_VALUE != 0;
-        let value = |v: f64| if stale { STALE_NAN } else { v };
-        if let Some(sum) = point.sum {
-            self.emit(
-                set.pairs(&format!("{name}_sum"), None),
-                t,
-                value(sum),
-                delta,
-            );
-        }
-        let count = point.count as f64;
-        self.emit(
-            set.pairs(&format!("{name}_count"), None),
-            t,
-            value(count),
-            delta,
-        );
+        let shape = Shape {
+            sum: point.sum,
+            count: point.count,
+            stale: point.flags & NO_RECORDED_VALUE != 0,
+        };
+        let buckets = exponential_buckets(&point);
+        self.buckets(name, &set, t, shape, buckets, delta);
+    }
+
+    /// A histogram's series: `_sum` (when sent), `_count`, a cumulative `_bucket` per bound and
+    /// `+Inf` holding the count, as Prometheus writes them.
+    fn buckets(
+        &mut self,
+        name: &str,
+        set: &LabelSet,
+        t: i64,
+        shape: Shape,
+        buckets: Vec<(f64, f64)>,
+        delta: bool,
+    ) {
+        self.sum_and_count(name, set, t, shape, delta);
         let bucket = format!("{name}_bucket");
-        for (bound, cumulative) in exponential_buckets(&point) {
-            let pairs = set.pairs(&bucket, Some(("le", format_float(bound))));
-            self.emit(pairs, t, value(cumulative), delta);
+        for (bound, cumulative) in buckets {
+            let pairs = set.pairs(&bucket, Some(("le", float_text(bound))));
+            self.emit(pairs, t, shape.value(cumulative), delta);
         }
         let pairs = set.pairs(&bucket, Some(("le", "+Inf".into())));
-        self.emit(pairs, t, value(count), delta);
+        self.emit(pairs, t, shape.value(shape.count as f64), delta);
+    }
+
+    fn sum_and_count(&mut self, name: &str, set: &LabelSet, t: i64, shape: Shape, delta: bool) {
+        if let Some(sum) = shape.sum {
+            let pairs = set.pairs(&format!("{name}_sum"), None);
+            self.emit(pairs, t, shape.value(sum), delta);
+        }
+        let pairs = set.pairs(&format!("{name}_count"), None);
+        self.emit(pairs, t, shape.value(shape.count as f64), delta);
     }
 
     fn summary(&mut self, name: &str, point: SummaryDataPoint) {
@@ -455,24 +460,34 @@ impl Emitter<'_> {
         else {
             return;
         };
-        let stale = point.flags & NO_RECORDED_VALUE != 0;
-        let value = |v: f64| if stale { STALE_NAN } else { v };
-        self.emit(
-            set.pairs(&format!("{name}_sum"), None),
-            t,
-            value(point.sum),
-            false,
-        );
-        let count = point.count as f64;
-        self.emit(
-            set.pairs(&format!("{name}_count"), None),
-            t,
-            value(count),
-            false,
-        );
+        let shape = Shape {
+            sum: Some(point.sum),
+            count: point.count,
+            stale: point.flags & NO_RECORDED_VALUE != 0,
+        };
+        self.sum_and_count(name, &set, t, shape, false);
         for quantile in &point.quantile_values {
-            let pairs = set.pairs(name, Some(("quantile", format_float(quantile.quantile))));
-            self.emit(pairs, t, value(quantile.value), false);
+            let pairs = set.pairs(name, Some(("quantile", float_text(quantile.quantile))));
+            self.emit(pairs, t, shape.value(quantile.value), false);
+        }
+    }
+}
+
+/// What every aggregated point (histogram, summary) has besides its buckets or quantiles.
+#[derive(Clone, Copy)]
+struct Shape {
+    sum: Option<f64>,
+    count: u64,
+    /// `NO_RECORDED_VALUE`: every series of the point gets a stale marker instead.
+    stale: bool,
+}
+
+impl Shape {
+    fn value(&self, value: f64) -> f64 {
+        if self.stale {
+            STALE_NAN
+        } else {
+            value
         }
     }
 }
@@ -554,19 +569,6 @@ fn exponential_bound(index: i64, scale: i32) -> f64 {
         index.rem_euclid(per_doubling),
     );
     2f64.powi(whole as i32) * 2f64.powf(part as f64 / per_doubling as f64)
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, the spelling of `le` and `quantile` values.
-pub fn format_float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value == f64::INFINITY {
-        "+Inf".into()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{value}")
-    }
 }
 
 /// An attribute value as Prometheus' translator writes it into a label.

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::varint::{self, put_bytes, Cursor};
 use crate::{chunk, Labels, SeriesSamples};
 
 const MAGIC_V1: &[u8; 8] = b"ANDMET01";
@@ -54,19 +55,6 @@ pub fn range_of_key(key: &str) -> Option<(i64, i64)> {
     Some((start.parse().ok()?, end.parse().ok()?))
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
 /// Encodes `series` (samples in time order, all inside the range) as a block.
 pub fn encode(tenant: &str, start_ms: i64, end_ms: i64, series: &[SeriesSamples]) -> Vec<u8> {
     let mut writer = Writer::default();
@@ -91,13 +79,13 @@ impl Writer {
         }
         self.series += 1;
         self.samples += samples.len() as u64;
-        put_varint(&mut self.body, labels.len() as u64);
+        varint::put(&mut self.body, labels.len() as u64);
         for (name, value) in labels.iter() {
             put_bytes(&mut self.body, name.as_bytes());
             put_bytes(&mut self.body, value.as_bytes());
         }
         let chunks: Vec<&[(i64, f64)]> = samples.chunks(chunk::SAMPLES_PER_CHUNK).collect();
-        put_varint(&mut self.body, chunks.len() as u64);
+        varint::put(&mut self.body, chunks.len() as u64);
         for part in chunks {
             put_bytes(&mut self.body, &chunk::encode(part));
         }
@@ -125,48 +113,6 @@ impl Writer {
         let checksum = crc32c::crc32c(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, BlockError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self
-                .bytes
-                .get(self.at)
-                .ok_or(BlockError::Corrupt("truncated"))?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(BlockError::Corrupt("varint too long"))
-    }
-
-    fn count(&mut self) -> Result<usize, BlockError> {
-        let count = usize::try_from(self.varint()?).map_err(|_| BlockError::Corrupt("count"))?;
-        if count > self.bytes.len() - self.at {
-            return Err(BlockError::Corrupt("count past the end"));
-        }
-        Ok(count)
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], BlockError> {
-        let len = self.count()?;
-        let slice = &self.bytes[self.at..self.at + len];
-        self.at += len;
-        Ok(slice)
-    }
-
-    fn text(&mut self) -> Result<&'a str, BlockError> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| BlockError::Corrupt("label not UTF-8"))
     }
 }
 
@@ -203,25 +149,25 @@ pub fn decode(bytes: &[u8]) -> Result<(BlockHeader, Vec<SeriesSamples>), BlockEr
     if header.format != FORMAT_V1 {
         return Err(BlockError::UnknownFormat(header.format));
     }
-    let mut reader = Reader {
-        bytes: body,
-        at: header_end,
-    };
+    let damaged = BlockError::Corrupt;
+    let mut reader = Cursor::new(&body[header_end..]);
     let mut series = Vec::new();
-    while reader.at < body.len() {
-        let label_count = reader.count()?;
+    while !reader.is_done() {
+        let label_count = reader.count().ok_or(damaged("label count"))?;
         let mut pairs = Vec::with_capacity(label_count);
         for _ in 0..label_count {
-            pairs.push((reader.text()?, reader.text()?));
+            let name = reader.text().ok_or(damaged("label name"))?;
+            let value = reader.text().ok_or(damaged("label value"))?;
+            pairs.push((name, value));
         }
-        let chunk_count = reader.count()?;
+        let chunk_count = reader.count().ok_or(damaged("chunk count"))?;
         let mut samples = Vec::new();
         for _ in 0..chunk_count {
-            chunk::decode_into(reader.bytes()?, &mut samples)
-                .ok_or(BlockError::Corrupt("chunk"))?;
+            let bytes = reader.length_prefixed().ok_or(damaged("chunk length"))?;
+            chunk::decode_into(bytes, &mut samples).ok_or(damaged("chunk"))?;
         }
         if samples.is_empty() {
-            return Err(BlockError::Corrupt("a series without samples"));
+            return Err(damaged("a series without samples"));
         }
         series.push(SeriesSamples {
             labels: Labels::new(pairs),

@@ -5,70 +5,30 @@
 //! `varint(xor >> trailing zeros)`. Counters that change in a few high mantissa bits cost 2–4
 //! bytes, so a regular counter sample takes ~3–5 bytes instead of 16.
 
+use crate::varint::{self, unzigzag, zigzag, Cursor};
+
 pub const SAMPLES_PER_CHUNK: usize = 120;
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-fn unzigzag(value: u64) -> i64 {
-    ((value >> 1) as i64) ^ -((value & 1) as i64)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let byte = *self.bytes.get(self.at)?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
-    }
-}
-
-/// Encodes samples (strictly increasing timestamps) into one chunk.
 pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + samples.len() * 4);
-    put_varint(&mut out, samples.len() as u64);
+    varint::put(&mut out, samples.len() as u64);
     let Some(&(first_t, first_v)) = samples.first() else {
         return out;
     };
-    put_varint(&mut out, zigzag(first_t));
+    varint::put(&mut out, zigzag(first_t));
     out.extend_from_slice(&first_v.to_bits().to_le_bytes());
     let (mut previous_t, mut previous_delta, mut previous_bits) =
         (first_t, 0i64, first_v.to_bits());
     for &(t, v) in &samples[1..] {
         let delta = t - previous_t;
-        put_varint(&mut out, zigzag(delta - previous_delta));
+        varint::put(&mut out, zigzag(delta - previous_delta));
         let xor = v.to_bits() ^ previous_bits;
         if xor == 0 {
             out.push(0);
         } else {
             let trailing = xor.trailing_zeros();
             out.push(trailing as u8 + 1);
-            put_varint(&mut out, xor >> trailing);
+            varint::put(&mut out, xor >> trailing);
         }
         (previous_t, previous_delta, previous_bits) = (t, delta, v.to_bits());
     }
@@ -77,7 +37,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
 
 /// Decodes a chunk written by [`encode`], appending to `out`; `None` if it is corrupt.
 pub fn decode_into(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Cursor::new(bytes);
     let count = usize::try_from(reader.varint()?).ok()?;
     if count == 0 {
         return Some(());
@@ -87,8 +47,7 @@ pub fn decode_into(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Option<()> {
         return None;
     }
     let first_t = unzigzag(reader.varint()?);
-    let bits_bytes = bytes.get(reader.at..reader.at + 8)?;
-    reader.at += 8;
+    let bits_bytes = reader.take(8)?;
     let mut bits = u64::from_le_bytes(bits_bytes.try_into().ok()?);
     out.reserve(count);
     out.push((first_t, f64::from_bits(bits)));

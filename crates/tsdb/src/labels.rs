@@ -115,6 +115,21 @@ impl Labels {
     }
 }
 
+/// A float as Prometheus writes it into a label value (`le`, `quantile`, `count_values`): Go's
+/// `strconv.FormatFloat(v, 'f', -1, 64)`, the shortest digits that read back the same, never
+/// an exponent; `NaN`, `+Inf`, `-Inf` spelt as Go spells them.
+pub fn float_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{value}")
+    }
+}
+
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.metric_name().unwrap_or("");

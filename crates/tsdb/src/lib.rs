@@ -13,6 +13,7 @@ pub mod persist;
 pub mod promql;
 pub mod remote_write;
 pub mod store;
+mod varint;
 pub mod wal_record;
 
 pub use head::MetricsHead;

@@ -10,81 +10,30 @@
 //! Labels are written once per series per record; values keep their exact bits so stale markers
 //! survive. A later layout takes the next version number and is read beside this one.
 
+use crate::varint::{self, put_bytes, unzigzag, zigzag, Cursor};
 use crate::{Labels, SeriesSamples};
 
 const VERSION_1: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
 
 pub fn encode(tenant: &str, series: &[SeriesSamples]) -> Vec<u8> {
     let samples: usize = series.iter().map(|s| s.samples.len()).sum();
     let mut out = Vec::with_capacity(16 + series.len() * 96 + samples * 10);
     out.push(VERSION_1);
     put_bytes(&mut out, tenant.as_bytes());
-    put_varint(&mut out, series.len() as u64);
+    varint::put(&mut out, series.len() as u64);
     for one in series {
-        put_varint(&mut out, one.labels.len() as u64);
+        varint::put(&mut out, one.labels.len() as u64);
         for (name, value) in one.labels.iter() {
             put_bytes(&mut out, name.as_bytes());
             put_bytes(&mut out, value.as_bytes());
         }
-        put_varint(&mut out, one.samples.len() as u64);
+        varint::put(&mut out, one.samples.len() as u64);
         for (t, value) in &one.samples {
-            put_varint(&mut out, ((t << 1) ^ (t >> 63)) as u64);
+            varint::put(&mut out, zigzag(*t));
             out.extend_from_slice(&value.to_bits().to_le_bytes());
         }
     }
     out
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(len)?;
-        let slice = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(slice)
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        let len = usize::try_from(self.varint()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
-    }
-
-    /// A count, bounded by the bytes left (every element takes at least one byte), so a damaged
-    /// count cannot make the decoder reserve gigabytes.
-    fn count(&mut self) -> Option<usize> {
-        let count = usize::try_from(self.varint()?).ok()?;
-        (count <= self.bytes.len() - self.at).then_some(count)
-    }
 }
 
 /// The tenant and series of a record; `None` for a payload that is not a version 1 record.
@@ -93,7 +42,7 @@ pub fn decode(payload: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
     if version != VERSION_1 {
         return None;
     }
-    let mut reader = Reader { bytes: rest, at: 0 };
+    let mut reader = Cursor::new(rest);
     let tenant = reader.text()?.to_owned();
     let series_count = reader.count()?;
     let mut series = Vec::with_capacity(series_count);
@@ -108,8 +57,7 @@ pub fn decode(payload: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
         let sample_count = reader.count()?;
         let mut samples = Vec::with_capacity(sample_count);
         for _ in 0..sample_count {
-            let zigzagged = reader.varint()?;
-            let t = ((zigzagged >> 1) as i64) ^ -((zigzagged & 1) as i64);
+            let t = unzigzag(reader.varint()?);
             let bits = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
             samples.push((t, f64::from_bits(bits)));
         }

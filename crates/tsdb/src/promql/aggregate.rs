@@ -119,7 +119,7 @@ fn count_values(
     for (group, members) in groups {
         for sample in members {
             let mut labels = group.clone();
-            labels.set(&label, &go_float(sample.value));
+            labels.set(&label, &crate::labels::float_text(sample.value));
             *counts.entry(labels).or_default() += 1.0;
         }
     }
@@ -129,19 +129,6 @@ fn count_values(
             .map(|(labels, value)| Sample { labels, value })
             .collect(),
     ))
-}
-
-/// `strconv.FormatFloat(v, 'f', -1, 64)`.
-fn go_float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value == f64::INFINITY {
-        "+Inf".into()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{value}")
-    }
 }
 
 pub(crate) fn eval(
