@@ -554,7 +554,19 @@ pub fn exponential_buckets(point: &ExponentialHistogramDataPoint) -> Vec<(f64, f
         cumulative = cumulative.saturating_add(*count);
         out.push((exponential_bound(index + 1, scale), cumulative as f64));
     }
-    out
+    // Extreme indexes give bounds beyond f64 (±Inf, or ±0 below the smallest float): such a
+    // bucket is already counted by the next finite bound or by `+Inf` (the count), and bounds
+    // that round together keep the higher cumulative count, so `le` values stay distinct.
+    out.retain(|(bound, _)| bound.is_finite());
+    let mut distinct: Vec<(f64, f64)> = Vec::with_capacity(out.len());
+    for (bound, cumulative) in out {
+        let bound = if bound == 0.0 { 0.0 } else { bound };
+        if distinct.last().is_some_and(|(last, _)| *last == bound) {
+            distinct.pop();
+        }
+        distinct.push((bound, cumulative));
+    }
+    distinct
 }
 
 /// `base^index` with `base = 2^(2^-scale)`, computed as an exact power of two times a root so

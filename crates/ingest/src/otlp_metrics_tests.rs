@@ -555,3 +555,31 @@ fn a_point_with_too_many_buckets_is_refused_not_expanded() {
         "{message}"
     );
 }
+
+#[test]
+fn extreme_exponential_indexes_keep_le_values_finite_and_distinct() {
+    let point = ExponentialHistogramDataPoint {
+        time_unix_nano: T_NANOS,
+        count: 3,
+        scale: 20,
+        positive: Some(Buckets {
+            offset: i32::MAX - 1,
+            bucket_counts: vec![1, 1],
+        }),
+        negative: Some(Buckets {
+            offset: i32::MIN,
+            bucket_counts: vec![1],
+        }),
+        ..Default::default()
+    };
+    let buckets = exponential_buckets(&point);
+    assert!(
+        buckets.iter().all(|(bound, _)| bound.is_finite()),
+        "{buckets:?}"
+    );
+    let bounds: Vec<String> = buckets.iter().map(|(b, _)| float_text(*b)).collect();
+    let mut unique = bounds.clone();
+    unique.dedup();
+    assert_eq!(bounds, unique);
+    assert!(!bounds.contains(&"-0".to_string()), "{bounds:?}");
+}
