@@ -83,6 +83,16 @@ def test_sdk_instruments_read_back_under_prometheus_names(server):
     assert expected.items() <= dict(labels).items() and value == 1, labels
     assert "service_name" not in dict(labels)
     assert server.metric("andante_metric_samples_received_total", outcome="stored") > 20
+    # What the SDK said about each instrument is served as Prometheus metadata.
+    metadata = requests.get(f"{server.url}/prometheus/api/v1/metadata", timeout=10).json()["data"]
+    assert metadata["http_requests_total"] == [{"type": "counter", "help": "requests served", "unit": ""}]
+    assert metadata["http_server_duration_seconds"][0]["type"] == "histogram"
+    assert metadata["http_server_duration_seconds"][0]["unit"] == "seconds"
+    assert metadata["queue_depth"][0]["type"] == "gauge"
+    one_family = requests.get(f"{server.url}/prometheus/api/v1/metadata", params={"metric": "queue_depth"}, timeout=10)
+    assert list(one_family.json()["data"]) == ["queue_depth"]
+    bad_limit = requests.get(f"{server.url}/prometheus/api/v1/metadata", params={"limit": "x"}, timeout=10)
+    assert bad_limit.status_code == 400 and "limit" in bad_limit.json()["error"]
 
 
 def test_delta_temporality_over_grpc_becomes_running_totals(server):

@@ -60,6 +60,10 @@ pub(crate) async fn remote_write(
     };
     let decoded = decode_off_runtime(body_bytes, decode).await?;
     let mut refusals: Vec<String> = decoded.refusal_message().into_iter().collect();
+    state
+        .metrics_store
+        .metadata
+        .set(tenant.as_str(), decoded.metadata);
     let outcome = state
         .metrics_head
         .append(tenant.as_str(), decoded.series, now_ms)
@@ -125,6 +129,10 @@ pub(crate) async fn push_otlp_metrics(
     let translated = decode_off_runtime(body_bytes, decode).await?;
     let mut messages: Vec<String> = translated.refusal_message().into_iter().collect();
     let refused_at_decode = translated.refused_at_decode();
+    state
+        .metrics_store
+        .metadata
+        .set(tenant.as_str(), translated.cumulative.metadata);
     let outcome = state
         .metrics_head
         .append_with_deltas(

@@ -134,6 +134,10 @@ fn api_router(state: SharedState) -> Router {
             "/prometheus/api/v1/label/{name}/values",
             get(prometheus::label_values),
         )
+        .route(
+            "/prometheus/api/v1/metadata",
+            get(prometheus::metadata).post(prometheus::metadata),
+        )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))
         .route("/api/insights/graph", get(insights::graph))

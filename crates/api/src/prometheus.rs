@@ -411,6 +411,41 @@ pub async fn label_values(
     .await
 }
 
+/// `/api/v1/metadata`: what senders said each metric family is, `{name: [{type, help, unit}]}`;
+/// `metric` picks one family, `limit` bounds how many.
+pub async fn metadata(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    serve(state, method, headers, q, body, |state, tenant, params| {
+        let limit = match params.get("limit") {
+            None | Some("") => usize::MAX,
+            Some(text) => match text.parse::<i64>() {
+                Ok(limit) if limit <= 0 => usize::MAX,
+                Ok(limit) => limit as usize,
+                Err(_) => {
+                    return Err(PromError::bad(format!(
+                        "invalid parameter \"limit\": cannot parse {text:?} to a valid limit"
+                    )))
+                }
+            },
+        };
+        let families = state
+            .metrics_store
+            .metadata
+            .get(tenant, params.get("metric"), limit);
+        let data: Map<String, Value> = families
+            .into_iter()
+            .map(|(name, metadata)| (name, json!([metadata])))
+            .collect();
+        Ok(success(Value::Object(data)))
+    })
+    .await
+}
+
 /// Grafana asks for this to learn the server's flavour and features.
 pub async fn buildinfo() -> Response {
     success(

@@ -43,7 +43,11 @@ pub fn encode_write_request(samples: &[LabeledSample]) -> Vec<u8> {
             }
         })
         .collect();
-    WriteRequest { timeseries }.encode_to_vec()
+    WriteRequest {
+        timeseries,
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 //! from the far future. What passes is a list of [`SeriesSamples`] with labels in canonical
 //! order.
 
+use andante_tsdb::metadata::{remote_write_kind, MetricMetadata};
 use andante_tsdb::remote_write::WriteRequest;
 use andante_tsdb::{Labels, SeriesSamples, METRIC_NAME};
 use prost::Message;
@@ -39,6 +40,8 @@ impl Default for SeriesLimits {
 #[derive(Debug, Default)]
 pub struct DecodedSamples {
     pub series: Vec<SeriesSamples>,
+    /// What the sender said about metric families (type, help, unit).
+    pub metadata: Vec<(String, MetricMetadata)>,
     pub refused_samples: usize,
     /// One line per refused series (the first few; `refused_samples` counts them all).
     pub refusals: Vec<String>,
@@ -99,7 +102,23 @@ pub fn decode_remote_write(
         format: "remote-write protobuf",
         message: error.to_string(),
     })?;
-    let mut decoded = DecodedSamples::default();
+    let metadata = request
+        .metadata
+        .into_iter()
+        .filter(|m| is_metric_name(&m.metric_family_name))
+        .map(|m| {
+            let metadata = MetricMetadata {
+                kind: remote_write_kind(m.r#type).to_owned(),
+                help: m.help,
+                unit: m.unit,
+            };
+            (m.metric_family_name, metadata)
+        })
+        .collect();
+    let mut decoded = DecodedSamples {
+        metadata,
+        ..DecodedSamples::default()
+    };
     for series in request.timeseries {
         let pairs: Vec<(String, String)> = series
             .labels
@@ -264,7 +283,11 @@ mod tests {
     }
 
     fn decode(timeseries: Vec<TimeSeries>) -> DecodedSamples {
-        let plain = WriteRequest { timeseries }.encode_to_vec();
+        let plain = WriteRequest {
+            timeseries,
+            ..Default::default()
+        }
+        .encode_to_vec();
         decode_remote_write(&plain, SeriesLimits::default(), 1_000_000).expect("decodes")
     }
 

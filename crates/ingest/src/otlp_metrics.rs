@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use andante_tsdb::labels::float_text;
+use andante_tsdb::metadata::MetricMetadata;
 
 use crate::metrics::{accept_series, DecodedSamples, SeriesLimits};
 use crate::IngestError;
@@ -272,6 +273,20 @@ impl Emitter<'_> {
                 return;
             }
         };
+        let kind_text = match (&data, &kind) {
+            (metric::Data::Histogram(_) | metric::Data::ExponentialHistogram(_), _) => "histogram",
+            (metric::Data::Summary(_), _) => "summary",
+            (_, Kind::Counter) => "counter",
+            _ => "gauge",
+        };
+        self.out.cumulative.metadata.push((
+            name.clone(),
+            MetricMetadata {
+                kind: kind_text.to_owned(),
+                help: metric.description.clone(),
+                unit: unit_text(&metric.unit),
+            },
+        ));
         match data {
             metric::Data::Gauge(gauge) => {
                 for point in gauge.data_points {
@@ -736,6 +751,41 @@ fn clean_unit(unit: &str) -> String {
     out.strip_prefix('_').map(str::to_owned).unwrap_or(out)
 }
 
+/// The unit's words for the name: the main unit (`seconds`) and the per-unit (`per_second`),
+/// each cleaned; a half with an annotation (`{request}`) or nothing in it is left out.
+fn unit_words(unit: &str) -> (Option<String>, Option<String>) {
+    let (main, per) = match unit.split_once('/') {
+        Some((main, per)) => (main.trim(), Some(per.trim())),
+        None => (unit.trim(), None),
+    };
+    let usable = |half: &str| !half.is_empty() && !half.contains(['{', '}']);
+    let mut main = usable(main)
+        .then(|| clean_unit(main_unit(main)))
+        .filter(|m| !m.is_empty());
+    let mut per = per
+        .filter(|p| usable(p))
+        .map(|p| clean_unit(&format!("per_{}", per_unit(p))))
+        .filter(|p| p != "per_" && p != "per");
+    if let Some(p) = per.as_mut() {
+        *p = p.trim_end_matches('_').to_owned();
+        if let Some(m) = main.as_mut() {
+            *m = m.trim_end_matches('_').to_owned();
+        }
+    }
+    (main, per)
+}
+
+/// The unit as Prometheus' metadata states it (`seconds`, `bytes_per_second`, `` for `1`).
+fn unit_text(unit: &str) -> String {
+    let (main, per) = unit_words(unit);
+    [main, per]
+        .into_iter()
+        .flatten()
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
 /// The Prometheus name of an OTLP metric, or `None` when nothing valid is left of it.
 fn metric_name(name: &str, unit: &str, kind: &Kind) -> Option<String> {
     let mut tokens: Vec<String> = name
@@ -743,23 +793,7 @@ fn metric_name(name: &str, unit: &str, kind: &Kind) -> Option<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
-    let (main, per) = match unit.split_once('/') {
-        Some((main, per)) => (main.trim(), Some(per.trim())),
-        None => (unit.trim(), None),
-    };
-    let usable = |half: &str| !half.is_empty() && !half.contains(['{', '}']);
-    let main = usable(main).then(|| clean_unit(main_unit(main)));
-    let per = per
-        .filter(|p| usable(p))
-        .map(|p| clean_unit(&format!("per_{}", per_unit(p))));
-    let mut main = main.filter(|m| !m.is_empty());
-    let mut per = per.filter(|p| p != "per_" && p != "per");
-    if let Some(p) = per.as_mut() {
-        *p = p.trim_end_matches('_').to_owned();
-        if let Some(m) = main.as_mut() {
-            *m = m.trim_end_matches('_').to_owned();
-        }
-    }
+    let (main, per) = unit_words(unit);
     if let Some(m) = main.filter(|m| !m.is_empty() && !tokens.contains(m)) {
         tokens.push(m);
     }

@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod delta;
 pub mod head;
 pub mod labels;
+pub mod metadata;
 pub mod persist;
 pub mod promql;
 pub mod remote_write;

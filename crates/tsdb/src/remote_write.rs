@@ -8,6 +8,21 @@ use prost::Message;
 pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// What Prometheus sends about a metric family alongside its samples.
+#[derive(Clone, PartialEq, Message)]
+pub struct MetricMetadata {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(string, tag = "2")]
+    pub metric_family_name: String,
+    #[prost(string, tag = "4")]
+    pub help: String,
+    #[prost(string, tag = "5")]
+    pub unit: String,
 }
 
 #[derive(Clone, PartialEq, Message)]

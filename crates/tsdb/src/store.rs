@@ -316,6 +316,8 @@ pub struct StoreCounters {
 
 pub struct Store {
     config: StoreConfig,
+    /// What senders said each metric family is (`/api/v1/metadata`).
+    pub metadata: crate::metadata::MetadataStore,
     min_valid_ms: AtomicI64,
     tenants: RwLock<HashMap<String, Arc<RwLock<TenantSeries>>>>,
     pub counters: StoreCounters,
@@ -378,6 +380,7 @@ impl Store {
     pub fn new(config: StoreConfig) -> Store {
         Store {
             config,
+            metadata: Default::default(),
             min_valid_ms: AtomicI64::new(i64::MIN),
             tenants: RwLock::default(),
             counters: StoreCounters::default(),
