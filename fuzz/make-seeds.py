@@ -212,6 +212,69 @@ def wal_seeds():
     write("wal_replay", "v2-records-no-magic", b"".join(v2_record(p) for p in payloads))
 
 
+# --- metrics_decode: remote-write bodies (plain and snappy), OTLP metrics JSON, a WAL record. ---
+
+def varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(tag, payload):
+    return varint((tag << 3) | 2) + varint(len(payload)) + payload
+
+
+def remote_write_request():
+    def series(labels, samples):
+        body = b"".join(field(1, field(1, k.encode()) + field(2, v.encode())) for k, v in labels)
+        for t, v in samples:
+            body += field(2, varint(1 << 3 | 1) + struct.pack("<d", v) + varint(2 << 3) + varint(t))
+        return field(1, body)
+    return (series([("__name__", "up"), ("job", "a")], [(1_700_000_000_000, 1.0), (1_700_000_015_000, 0.0)])
+            + series([("__name__", "9bad"), ("x", "y")], [(1, 1.0)])
+            + series([("job", "no-name")], [(1, 1.0)]))
+
+
+def snappy_literal(data):
+    """A valid snappy block holding `data` as literals only (no compression needed)."""
+    out = bytearray(varint(len(data)))
+    for start in range(0, len(data), 60):
+        chunk = data[start:start + 60]
+        out.append((len(chunk) - 1) << 2)
+        out += chunk
+    return bytes(out)
+
+
+def metrics_seeds():
+    clear("metrics_decode")
+    plain = remote_write_request()
+    write("metrics_decode", "remote-write", plain)
+    write("metrics_decode", "remote-write-snappy", snappy_literal(plain))
+    now = "1700000000000000000"
+    otlp = {"resourceMetrics": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "svc"}},
+        {"key": "host.name", "value": {"stringValue": "h"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "http.requests", "unit": "1", "sum": {"isMonotonic": True, "aggregationTemporality": 2,
+             "dataPoints": [{"asInt": "3", "timeUnixNano": now, "attributes": [{"key": "a.b", "value": {"stringValue": "x"}}]}]}},
+            {"name": "latency", "unit": "s", "histogram": {"aggregationTemporality": 1, "dataPoints": [
+                {"timeUnixNano": now, "count": "3", "sum": 1.5, "bucketCounts": ["1", "2"], "explicitBounds": [0.5]}]}},
+            {"name": "sizes", "unit": "By", "exponentialHistogram": {"aggregationTemporality": 2, "dataPoints": [
+                {"timeUnixNano": now, "count": "4", "scale": 5, "zeroCount": "1",
+                 "positive": {"offset": 3, "bucketCounts": ["1", "2"]}, "negative": {"offset": -2, "bucketCounts": ["0"]}}]}},
+            {"name": "rpc", "summary": {"dataPoints": [{"timeUnixNano": now, "count": "2", "sum": 3,
+                "quantileValues": [{"quantile": 0.5, "value": 1}]}]}},
+        ]}]}]}
+    write("metrics_decode", "otlp-json", json.dumps(otlp))
+    tenant = b"single-tenant"
+    record = bytes([1]) + varint(len(tenant)) + tenant + varint(1) + varint(1) \
+        + varint(8) + b"__name__" + varint(2) + b"up" + varint(1) + varint(2 * 1_700_000_000_000) + struct.pack("<d", 1.0)
+    write("metrics_decode", "wal-record", record)
+
+
 # --- block_read: inputs `arbitrary` decodes (empty: the undamaged block). ---
 
 def block_seeds():
@@ -227,4 +290,5 @@ if __name__ == "__main__":
     promql_seeds()
     ingest_seeds()
     wal_seeds()
+    metrics_seeds()
     block_seeds()
