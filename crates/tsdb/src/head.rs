@@ -24,6 +24,9 @@ use crate::persist::{self, BlockSettings, PersistError};
 use crate::store::{AppendMode, AppendOutcome};
 use crate::{wal_record, SeriesSamples, Store};
 
+/// Pushes storing more samples than this encode their WAL record on the blocking pool.
+const INLINE_ENCODE_SAMPLES: usize = 256;
+
 pub struct MetricsHead {
     store: Arc<Store>,
     wal: Wal,
@@ -91,13 +94,26 @@ impl MetricsHead {
         batch: Vec<SeriesSamples>,
         now_ms: i64,
     ) -> Result<AppendOutcome, WalError> {
-        let outcome = self
+        let mut outcome = self
             .store
             .append_series(tenant, batch, AppendMode::Live { now_ms });
         if outcome.accepted.is_empty() {
             return Ok(outcome);
         }
-        let record = wal_record::encode(tenant, &outcome.accepted);
+        // Compressing a large push's record takes a millisecond or more: off the runtime.
+        let record = if outcome.stored > INLINE_ENCODE_SAMPLES {
+            let (owned_tenant, accepted) =
+                (tenant.to_owned(), std::mem::take(&mut outcome.accepted));
+            let (record, accepted) = tokio::task::spawn_blocking(move || {
+                (wal_record::encode(&owned_tenant, &accepted), accepted)
+            })
+            .await
+            .map_err(|_| WalError::Stopped)?;
+            outcome.accepted = accepted;
+            record
+        } else {
+            wal_record::encode(tenant, &outcome.accepted)
+        };
         let seq = self.wal.append(record).await?;
         note_newest(&mut self.newest_in_segment.lock(), seq, &outcome.accepted);
         Ok(outcome)
