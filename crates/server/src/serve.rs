@@ -135,7 +135,7 @@ struct Generated {
 
 /// One collection: sample every tenant's generated series into the series store (through its
 /// WAL, like pushed samples) and the remote-write queues, then apply the store's retention.
-async fn collect_generated(generated: Generated, head: Arc<MetricsHead>, retention_ms: i64) {
+async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
     let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
     let generator = generated.generator.clone();
     let collected = match tokio::task::spawn_blocking(move || generator.collect(now_ms)).await {
@@ -160,7 +160,7 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>, retenti
             tracing::warn!(%tenant, %error, "generated samples not written to the metrics wal");
         }
     }
-    head.expire(now_ms, retention_ms);
+    head.expire(now_ms);
 }
 
 /// One pass of the series store's persistence: cut closed ranges into blocks, compact closed
@@ -559,11 +559,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     {
         let (generated, head) = (generated.clone(), metrics_head.clone());
-        let retention_ms = config.metrics_store.retention.as_millis() as i64;
         loops.push(every(
             config.generator.collection_interval,
             stop.clone(),
-            move || collect_generated(generated.clone(), head.clone(), retention_ms),
+            move || collect_generated(generated.clone(), head.clone()),
         ));
     }
     if !config.insights.live_window.is_zero() {

@@ -42,11 +42,11 @@ impl DeltaTotals {
         }
     }
 
-    /// Forgets the totals of series not written since `cutoff_ms`.
-    pub fn expire(&self, cutoff_ms: i64) {
-        self.totals
-            .lock()
-            .retain(|_, (newest, _)| *newest >= cutoff_ms);
+    /// Forgets the totals of series not written within their tenant's retention.
+    pub fn expire(&self, store: &Store, now_ms: i64) {
+        self.totals.lock().retain(|(tenant, _), (newest, _)| {
+            *newest >= now_ms.saturating_sub(store.retention_of(tenant))
+        });
     }
 }
 
@@ -80,7 +80,7 @@ mod tests {
         let mut other = vec![series(&[(3_000, 1.0)])];
         restarted.accumulate(&store, "u", &mut other);
         assert_eq!(other[0].samples, vec![(3_000, 1.0)]);
-        restarted.expire(3_001);
+        restarted.expire(&store, 3_001 + StoreConfig::default().retention_ms);
         assert!(restarted.totals.lock().is_empty());
     }
 }

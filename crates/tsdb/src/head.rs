@@ -135,10 +135,10 @@ impl MetricsHead {
         self.append(tenant, batch, now_ms).await
     }
 
-    /// Expires the store's samples and delta totals past the retention.
-    pub fn expire(&self, now_ms: i64, retention_ms: i64) {
+    /// Expires the store's samples and delta totals past each tenant's retention.
+    pub fn expire(&self, now_ms: i64) {
         self.store.expire(now_ms);
-        self.deltas.expire(now_ms.saturating_sub(retention_ms));
+        self.deltas.expire(&self.store, now_ms);
     }
 
     /// Tells the head what start-up found in blocks: everything before `until_ms` is persisted.
@@ -196,10 +196,6 @@ impl MetricsHead {
             .remove_segments_before(first_needed)
             .map_err(|error| PersistError::Task(error.to_string()))?;
         Ok(written)
-    }
-
-    pub fn wal_disk_bytes(&self) -> u64 {
-        self.wal.disk_bytes()
     }
 }
 
