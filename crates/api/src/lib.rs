@@ -16,6 +16,7 @@ pub mod metrics;
 mod metrics_query;
 mod ops;
 mod prometheus;
+mod ruler;
 mod search;
 mod streaming;
 mod tempo_json;
@@ -89,6 +90,10 @@ pub struct AppState {
     pub query_gate: Arc<gate::QueryGate>,
     /// The latest continuous insights evaluation per tenant.
     pub live_insights: insights_live::LiveInsights,
+    /// Recording and alerting rules, for the rules and alerts listings.
+    pub rules: Arc<andante_rules::Manager>,
+    /// Rule groups managed over the ruler API.
+    pub ruler: Arc<andante_rules::ruler::Ruler>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -137,6 +142,25 @@ fn api_router(state: SharedState) -> Router {
         .route(
             "/prometheus/api/v1/metadata",
             get(prometheus::metadata).post(prometheus::metadata),
+        )
+        .route(
+            "/prometheus/api/v1/rules",
+            get(prometheus::rules).post(prometheus::rules),
+        )
+        .route(
+            "/prometheus/api/v1/alerts",
+            get(prometheus::alerts).post(prometheus::alerts),
+        )
+        .route("/prometheus/config/v1/rules", get(ruler::list_all))
+        .route(
+            "/prometheus/config/v1/rules/{namespace}",
+            get(ruler::list_namespace)
+                .post(ruler::set_group)
+                .delete(ruler::delete_namespace),
+        )
+        .route(
+            "/prometheus/config/v1/rules/{namespace}/{group}",
+            get(ruler::get_group).delete(ruler::delete_group),
         )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))

@@ -335,7 +335,117 @@ impl prometheus_client::collector::Collector for GeneratorCollector {
     }
 }
 
+/// The rule manager's and the Alertmanager notifier's counters, read at scrape time.
+struct RulesCollector {
+    rules: Arc<andante_rules::Manager>,
+    notifier: Arc<andante_rules::Notifier>,
+}
+
+impl std::fmt::Debug for RulesCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RulesCollector")
+    }
+}
+
+fn gauge_f64(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl prometheus_client::collector::Collector for RulesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let rules = &self.rules.stats;
+        let notify = &self.notifier.stats;
+        gauge(
+            &mut encoder,
+            "andante_rule_groups",
+            "Rule groups loaded.",
+            self.rules.group_count() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_rule_files_invalid",
+            "Rule files skipped at start-up because they did not validate (the log says why).",
+            load(&rules.invalid_files) as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "andante_rule_group_evaluations",
+            "Rule group evaluations run.",
+            load(&rules.evaluations),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_rule_evaluation_failures",
+            "Rule evaluations that failed (the rule's `lastError` says why).",
+            load(&rules.evaluation_failures),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_rule_group_iterations_missed",
+            "Group evaluations skipped because the previous one ran past the next scheduled time.",
+            load(&rules.missed_iterations),
+        )?;
+        gauge_f64(
+            &mut encoder,
+            "andante_rule_evaluation_lag_seconds",
+            "How late the latest group evaluation started after its scheduled time.",
+            load(&rules.last_lag_micros) as f64 / 1e6,
+        )?;
+        {
+            let metric = ConstCounter::new(load(&rules.evaluation_micros) as f64 / 1e6);
+            metric.encode(encoder.encode_descriptor(
+                "andante_rule_evaluation_seconds",
+                "Time spent evaluating rule groups.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        counter(
+            &mut encoder,
+            "andante_notifications_sent",
+            "Alerts delivered to Alertmanager (counted once per Alertmanager).",
+            load(&notify.sent),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_notifications_dropped",
+            "Alerts dropped: the queue was full, or every attempt to deliver them failed.",
+            load(&notify.dropped),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_notifications_errors",
+            "Failed attempts to deliver a batch of alerts.",
+            load(&notify.errors),
+        )?;
+        gauge(
+            &mut encoder,
+            "andante_notifications_queue_length",
+            "Alerts waiting to be sent to Alertmanager.",
+            load(&notify.queue_length) as i64,
+        )?;
+        Ok(())
+    }
+}
+
 impl Metrics {
+    /// Adds the collector for rule evaluation and notifications.
+    pub fn register_rules(
+        &mut self,
+        rules: Arc<andante_rules::Manager>,
+        notifier: Arc<andante_rules::Notifier>,
+    ) {
+        self.registry
+            .register_collector(Box::new(RulesCollector { rules, notifier }));
+    }
+
     /// Adds the collector for the metrics generator, its series store and remote-write.
     pub fn register_generator(
         &mut self,

@@ -446,6 +446,39 @@ pub async fn metadata(
     .await
 }
 
+/// `/api/v1/rules`: the tenant's rule groups with each rule's health and alerts; `type=alert` or
+/// `type=record` keeps one kind.
+pub async fn rules(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    serve(state, method, headers, q, body, |state, tenant, params| {
+        let kind = params.get("type").unwrap_or_default().to_ascii_lowercase();
+        if !matches!(kind.as_str(), "" | "alert" | "record") {
+            return Err(PromError::bad(format!("not supported value {kind:?}")));
+        }
+        Ok(success(state.rules.rules_json(tenant, &kind)))
+    })
+    .await
+}
+
+/// `/api/v1/alerts`: the tenant's pending and firing alerts.
+pub async fn alerts(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    serve(state, method, headers, q, body, |state, tenant, _| {
+        Ok(success(state.rules.alerts_json(tenant)))
+    })
+    .await
+}
+
 /// Grafana asks for this to learn the server's flavour and features.
 pub async fn buildinfo() -> Response {
     success(

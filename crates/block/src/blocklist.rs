@@ -158,8 +158,11 @@ impl BlockList {
                 .collect();
             let mut handles = Vec::new();
             for block_id in storage.list_dirs(&tenant).await? {
-                // The series store's blocks live beside the trace blocks, under `metrics/`.
-                if block_id == andante_storage::METRICS_DIR {
+                // The series store's blocks (`metrics/`) and the ruler's groups (`rules/`) live
+                // beside the trace blocks.
+                if block_id == andante_storage::METRICS_DIR
+                    || block_id == andante_storage::RULES_DIR
+                {
                     continue;
                 }
                 if let Some(handle) = Uuid::parse_str(&block_id)

@@ -118,6 +118,12 @@ pub const KEYS: &[Key] = &[
     key("metrics_store.block_duration", Dur, "2h", "Closed ranges of this length are written to storage as metric blocks (then compacted into days); must divide 24h."),
     key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
+    key("rules.path", Str, "", "Prometheus rule files: a file, or a directory whose `*.yaml` files belong to the default tenant and whose sub-directories hold each tenant's files (`<dir>/<tenant>/*.yaml`). Empty: no rules. Check files with `andante rules test`."),
+    key("rules.evaluation_interval", Dur, "1m", "How often a rule group without its own `interval` is evaluated."),
+    key("rules.alertmanager_urls", Str, "", "Comma-separated Alertmanager base URLs (`http://alertmanager:9093`); firing and resolved alerts are posted to each one's `/api/v2/alerts`. Empty: alerts are evaluated and listed but not sent."),
+    key("rules.external_url", Str, "http://localhost:3200", "This server's URL as people reach it; alerts link back to their expression in the UI under it (`generatorURL`), and templates see it as `$externalURL`."),
+    key("rules.resend_delay", Dur, "1m", "How often a still-firing alert is sent to Alertmanager again."),
+    key("rules.outage_tolerance", Dur, "1h", "After a restart an alert keeps the pending time it had (from `ALERTS_FOR_STATE`) if the server was down for less than this."),
     key("demo.enabled", Bool, "false", "Also run `andante gen` against this server's own OTLP/gRPC port (`--demo`)."),
     key("demo.rate", Int, "50", "Traces per second sent by the demo load."),
     key("demo.scenario", Str, "", "A fault the demo load injects, as `andante gen --scenario` (latency, error, saturation, dependency-down, network-delay, bad-deploy, traffic-spike, none), over the `incident` topology; the insights API then finds it. Empty: the plain shop."),
@@ -302,6 +308,7 @@ pub struct Config {
     pub generator: GeneratorSection,
     pub metrics_store: MetricsStore,
     pub insights: Insights,
+    pub rules: Rules,
     pub demo: Demo,
     pub ui: Ui,
     pub log: Log,
@@ -504,6 +511,35 @@ pub struct Insights {
 }
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub path: String,
+    #[serde(deserialize_with = "duration")]
+    pub evaluation_interval: Duration,
+    pub alertmanager_urls: String,
+    pub external_url: String,
+    #[serde(deserialize_with = "duration")]
+    pub resend_delay: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub outage_tolerance: Duration,
+    /// Labels added to every alert sent and seen by templates as `$externalLabels` (YAML only):
+    /// `rules: {external_labels: {cluster: eu-1}}`.
+    #[serde(default)]
+    pub external_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Rules {
+    pub fn alertmanager_urls(&self) -> Vec<String> {
+        self.alertmanager_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Demo {
     pub enabled: bool,
     pub rate: u64,
@@ -595,6 +631,14 @@ impl Config {
         let ui_dir = self.ui.dir.trim();
         if !ui_dir.is_empty() && !std::path::Path::new(ui_dir).join("index.html").is_file() {
             bail!("ui.dir `{ui_dir}` has no index.html: point it at a built `crates/ui/dist`");
+        }
+        if self.rules.evaluation_interval < Duration::from_secs(1) {
+            bail!("rules.evaluation_interval must be at least 1s");
+        }
+        for url in self.rules.alertmanager_urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("rules.alertmanager_urls: `{url}` is not an http:// or https:// URL");
+            }
         }
         if self.target != "all" {
             bail!(

@@ -54,6 +54,27 @@ fn cli() -> Command {
         .subcommand(andante_gen::GenArgs::augment_args(
             Command::new("gen").about("Send realistic OTLP trace traffic"),
         ))
+        .subcommand(
+            Command::new("rules")
+                .about("Work with Prometheus rule files")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("test")
+                        .about("Run promtool-format rule unit tests with Andante's rule engine")
+                        .arg(Arg::new("files").required(true).num_args(1..).help("Unit-test files (promtool's `test rules` format)"))
+                        .arg(
+                            Arg::new("print")
+                                .long("print")
+                                .action(ArgAction::SetTrue)
+                                .help("Print what Andante computed for every check as JSON lines instead of comparing"),
+                        ),
+                )
+                .subcommand(
+                    Command::new("check")
+                        .about("Validate rule files")
+                        .arg(Arg::new("files").required(true).num_args(1..)),
+                ),
+        )
         .subcommand(Command::new("version").about("Print the version"))
         .subcommand(
             Command::new("config-reference")
@@ -107,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(("rules", matches)) => rules_command(matches),
         Some(("version", _)) => {
             println!("andante {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -117,6 +139,65 @@ fn main() -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("unknown subcommand; see `andante --help`"),
     }
+}
+
+/// `andante rules test|check`: exits 1 when a test fails or a file does not validate.
+fn rules_command(matches: &ArgMatches) -> anyhow::Result<()> {
+    let files = |matches: &ArgMatches| -> Vec<String> {
+        matches
+            .get_many::<String>("files")
+            .map(|files| files.cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut failed = false;
+    match matches.subcommand() {
+        Some(("check", matches)) => {
+            for file in files(matches) {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("failed to read `{file}`"))?;
+                match andante_rules::parse_rule_file(&file, &text) {
+                    Ok(groups) => {
+                        let rules: usize = groups.iter().map(|group| group.rules.len()).sum();
+                        println!("{file}: SUCCESS: {rules} rules found");
+                    }
+                    Err(error) => {
+                        failed = true;
+                        println!("{file}: FAILED: {error}");
+                    }
+                }
+            }
+        }
+        Some(("test", matches)) => {
+            let print = matches.get_flag("print");
+            for file in files(matches) {
+                let outcomes =
+                    match andante_rules::unit_test::run_test_file(std::path::Path::new(&file)) {
+                        Ok(outcomes) => outcomes,
+                        Err(error) => {
+                            failed = true;
+                            println!("{file}: FAILED: {error}");
+                            continue;
+                        }
+                    };
+                for outcome in &outcomes {
+                    if print {
+                        println!("{}", serde_json::to_string(outcome)?);
+                    } else if !outcome.passed() {
+                        failed = true;
+                        println!("{file}: FAILED: {}", serde_json::to_string_pretty(outcome)?);
+                    }
+                }
+                if !print && outcomes.iter().all(|outcome| outcome.passed()) {
+                    println!("{file}: SUCCESS ({} checks)", outcomes.len());
+                }
+            }
+        }
+        _ => anyhow::bail!("unknown `rules` subcommand; see `andante rules --help`"),
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn init_logging(level: &str) {

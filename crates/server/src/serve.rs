@@ -389,6 +389,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         generated.remote_write.as_ref().map(|r| r.counters.clone()),
     );
 
+    let rules = Arc::new(andante_rules::Manager::new(
+        andante_rules::EvalSettings {
+            external_labels: config.rules.external_labels.clone(),
+            external_url: config.rules.external_url.trim_end_matches('/').to_owned(),
+            outage_tolerance_ms: config.rules.outage_tolerance.as_millis() as i64,
+        },
+        config.rules.evaluation_interval.as_millis() as i64,
+        config.rules.resend_delay.as_millis() as i64,
+    ));
+    if !config.rules.path.trim().is_empty() {
+        let loaded = andante_rules::load::load_path(
+            std::path::Path::new(config.rules.path.trim()),
+            andante_model::SINGLE_TENANT,
+        )
+        .context("failed to read the rule files (`rules.path`)")?;
+        for error in &loaded.errors {
+            tracing::error!(%error, "rule file skipped");
+        }
+        rules
+            .stats
+            .invalid_files
+            .store(loaded.errors.len() as u64, Ordering::Relaxed);
+        tracing::info!(groups = loaded.groups.len(), path = %config.rules.path, "rule files loaded");
+        rules.replace(
+            |key| key.source == andante_rules::Source::File,
+            andante_rules::Source::File,
+            loaded.groups,
+        );
+    }
+    let ruler = Arc::new(andante_rules::ruler::Ruler::new(
+        storage.clone(),
+        rules.clone(),
+    ));
+    let api_groups = ruler
+        .load_all()
+        .await
+        .context("failed to load the ruler API's rule groups from storage")?;
+    tracing::info!(groups = api_groups, "ruler API groups loaded");
+    let notifier = andante_rules::Notifier::new(andante_rules::NotifierConfig {
+        urls: config.rules.alertmanager_urls(),
+        ..Default::default()
+    })
+    .map_err(|error| anyhow::anyhow!(error))?;
+    metrics.register_rules(rules.clone(), notifier.clone());
+
     let state = Arc::new(AppState {
         config: ApiConfig {
             multitenancy_enabled: config.multitenancy.enabled,
@@ -419,6 +464,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ready: AtomicBool::new(false),
         query_gate: Default::default(),
         live_insights: andante_api::insights_live::LiveInsights::new(config.insights.live_window),
+        rules: rules.clone(),
+        ruler,
     });
 
     let (stop_sender, stop) = watch::channel(false);
@@ -565,6 +612,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             move || collect_generated(generated.clone(), head.clone()),
         ));
     }
+    rules.run(metrics_head.clone(), notifier.clone(), stop.clone());
+    loops.push(tokio::spawn(notifier.clone().run(stop.clone())));
     if !config.insights.live_window.is_zero() {
         let state = state.clone();
         loops.push(every(config.insights.interval, stop.clone(), move || {

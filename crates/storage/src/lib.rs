@@ -72,6 +72,9 @@ pub struct BackendConfig {
 /// directory there is a trace block.
 pub const METRICS_DIR: &str = "metrics";
 
+/// The directory under a tenant that holds the rule groups of the ruler API; not a block.
+pub const RULES_DIR: &str = "rules";
+
 /// A handle to the configured object store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Storage {

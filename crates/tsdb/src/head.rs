@@ -100,23 +100,37 @@ impl MetricsHead {
         if outcome.accepted.is_empty() {
             return Ok(outcome);
         }
+        let accepted = std::mem::take(&mut outcome.accepted);
+        outcome.accepted = self.log_stored(tenant, accepted).await?;
+        Ok(outcome)
+    }
+
+    /// Writes samples already in the store to the WAL (the second half of [`MetricsHead::append`]),
+    /// for writers that must read their own samples before the record is written: rule
+    /// evaluation appends rule by rule and logs the group once. Returns the samples.
+    pub async fn log_stored(
+        &self,
+        tenant: &str,
+        accepted: Vec<SeriesSamples>,
+    ) -> Result<Vec<SeriesSamples>, WalError> {
+        if accepted.is_empty() {
+            return Ok(accepted);
+        }
+        let stored: usize = accepted.iter().map(|series| series.samples.len()).sum();
         // Compressing a large push's record takes a millisecond or more: off the runtime.
-        let record = if outcome.stored > INLINE_ENCODE_SAMPLES {
-            let (owned_tenant, accepted) =
-                (tenant.to_owned(), std::mem::take(&mut outcome.accepted));
-            let (record, accepted) = tokio::task::spawn_blocking(move || {
+        let (record, accepted) = if stored > INLINE_ENCODE_SAMPLES {
+            let owned_tenant = tenant.to_owned();
+            tokio::task::spawn_blocking(move || {
                 (wal_record::encode(&owned_tenant, &accepted), accepted)
             })
             .await
-            .map_err(|_| WalError::Stopped)?;
-            outcome.accepted = accepted;
-            record
+            .map_err(|_| WalError::Stopped)?
         } else {
-            wal_record::encode(tenant, &outcome.accepted)
+            (wal_record::encode(tenant, &accepted), accepted)
         };
         let seq = self.wal.append(record).await?;
-        note_newest(&mut self.newest_in_segment.lock(), seq, &outcome.accepted);
-        Ok(outcome)
+        note_newest(&mut self.newest_in_segment.lock(), seq, &accepted);
+        Ok(accepted)
     }
 
     /// As [`MetricsHead::append`], with `delta` series (each value an increase since the

@@ -21,6 +21,9 @@ pub use head::MetricsHead;
 pub use labels::{Labels, METRIC_NAME};
 pub use store::{AppendMode, AppendOutcome, SeriesData, Store, StoreConfig};
 
+/// Prometheus' stale marker: a NaN with this exact bit pattern ends a series at its timestamp.
+pub const STALE_NAN: f64 = f64::from_bits(promql::STALE_NAN_BITS);
+
 /// One sample of one series: labels (with `__name__`), Unix milliseconds, value.
 pub type LabeledSample = (Labels, i64, f64);
 

@@ -21,7 +21,7 @@ use crate::labels::Labels;
 use crate::store::Store;
 
 pub use depth::{MAX_DEPTH, MAX_OPERATORS};
-pub use eval::LOOKBACK_MS;
+pub use eval::{LOOKBACK_MS, STALE_NAN_BITS};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +96,18 @@ pub fn instant_query(
     query: &str,
     time_ms: i64,
 ) -> Result<QueryValue, QueryError> {
-    let expr = parse(query)?;
-    let mut evaluator = eval::Evaluator::prepare(store, tenant, &expr, time_ms, time_ms)?;
-    Ok(match evaluator.eval(&expr, time_ms)? {
+    instant_query_expr(store, tenant, &parse(query)?, time_ms)
+}
+
+/// As [`instant_query`], for an expression parsed once and evaluated many times (rules).
+pub fn instant_query_expr(
+    store: &Store,
+    tenant: &str,
+    expr: &Expr,
+    time_ms: i64,
+) -> Result<QueryValue, QueryError> {
+    let mut evaluator = eval::Evaluator::prepare(store, tenant, expr, time_ms, time_ms)?;
+    Ok(match evaluator.eval(expr, time_ms)? {
         eval::Value::Scalar(value) => QueryValue::Scalar(time_ms, value),
         eval::Value::String(text) => QueryValue::String(time_ms, text),
         eval::Value::Vector(samples) => QueryValue::Vector(time_ms, samples),

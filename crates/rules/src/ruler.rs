@@ -1,0 +1,334 @@
+//! Rule groups managed over Mimir's ruler API (`/prometheus/config/v1/rules`), kept in object
+//! storage beside the tenant's blocks so they survive restarts and every process of a
+//! deployment sees the same rules: one YAML object per group at
+//! `<tenant>/rules/<namespace>/<group>.yaml`, names escaped (`=XX` per byte other than letters,
+//! digits, `-` and `_`; `%` would be escaped again by object_store) so any text is a safe key.
+//! A group is validated exactly as a rule file's group before it is stored; after every change
+//! the namespace's groups are installed in the manager again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use andante_storage::{Storage, StorageError, RULES_DIR};
+use bytes::Bytes;
+
+use crate::file::{parse_group, RuleGroup};
+use crate::manager::{Manager, Source};
+use crate::RulesError;
+
+/// Names become one path segment: letters, digits, `-` and `_` stay, every other byte is `=XX`.
+fn encode(name: &str) -> String {
+    let mut encoded = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("={byte:02X}"));
+        }
+    }
+    encoded
+}
+
+fn decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'=' {
+            let hex = segment.get(index + 1..index + 3)?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+fn storage_error(error: StorageError) -> RulesError {
+    RulesError::Storage(error.to_string())
+}
+
+/// A namespace's groups, each as its stored YAML text.
+pub type Namespaces = BTreeMap<String, Vec<(String, String)>>;
+
+pub struct Ruler {
+    storage: Storage,
+    manager: Arc<Manager>,
+}
+
+impl Ruler {
+    pub fn new(storage: Storage, manager: Arc<Manager>) -> Ruler {
+        Ruler { storage, manager }
+    }
+
+    fn prefix(tenant: &str) -> String {
+        format!("{tenant}/{RULES_DIR}/")
+    }
+
+    /// Every stored group of the tenant, by namespace (and `namespace` alone if given).
+    pub async fn groups(
+        &self,
+        tenant: &str,
+        namespace: Option<&str>,
+    ) -> Result<Namespaces, RulesError> {
+        let prefix = match namespace {
+            Some(namespace) => format!("{}{}/", Ruler::prefix(tenant), encode(namespace)),
+            None => Ruler::prefix(tenant),
+        };
+        let mut namespaces = Namespaces::new();
+        let mut objects = self.storage.list(&prefix).await.map_err(storage_error)?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        for object in objects {
+            let relative = object
+                .key
+                .strip_prefix(&Ruler::prefix(tenant))
+                .unwrap_or(&object.key);
+            let Some((namespace, file)) = relative.split_once('/') else {
+                continue;
+            };
+            let (Some(namespace), Some(group)) = (
+                decode(namespace),
+                file.strip_suffix(".yaml").and_then(decode),
+            ) else {
+                continue;
+            };
+            let text = self.storage.get(&object.key).await.map_err(storage_error)?;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            namespaces.entry(namespace).or_default().push((group, text));
+        }
+        Ok(namespaces)
+    }
+
+    /// Validates a group (the body of `POST .../rules/{namespace}`), stores it and installs it.
+    pub async fn set_group(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        body: &str,
+    ) -> Result<(), RulesError> {
+        check_name("namespace", namespace)?;
+        let group = parse_group(namespace, body)?;
+        check_name("group name", &group.name)?;
+        let key = format!(
+            "{}{}/{}.yaml",
+            Ruler::prefix(tenant),
+            encode(namespace),
+            encode(&group.name)
+        );
+        self.storage
+            .put(&key, Bytes::from(body.to_owned()))
+            .await
+            .map_err(storage_error)?;
+        self.install_namespace(tenant, namespace).await
+    }
+
+    /// Deletes one group; `NotFound` when it does not exist.
+    pub async fn delete_group(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        group: &str,
+    ) -> Result<(), RulesError> {
+        let stored = self.groups(tenant, Some(namespace)).await?;
+        if !stored
+            .get(namespace)
+            .is_some_and(|groups| groups.iter().any(|(name, _)| name == group))
+        {
+            return Err(RulesError::NotFound(format!(
+                "group `{group}` does not exist in namespace `{namespace}`"
+            )));
+        }
+        let key = format!(
+            "{}{}/{}.yaml",
+            Ruler::prefix(tenant),
+            encode(namespace),
+            encode(group)
+        );
+        self.storage.delete(&key).await.map_err(storage_error)?;
+        self.install_namespace(tenant, namespace).await
+    }
+
+    /// Deletes every group of a namespace; `NotFound` when it has none.
+    pub async fn delete_namespace(&self, tenant: &str, namespace: &str) -> Result<(), RulesError> {
+        let stored = self.groups(tenant, Some(namespace)).await?;
+        let Some(groups) = stored.get(namespace) else {
+            return Err(RulesError::NotFound(format!(
+                "namespace `{namespace}` has no rule groups"
+            )));
+        };
+        for (group, _) in groups {
+            let key = format!(
+                "{}{}/{}.yaml",
+                Ruler::prefix(tenant),
+                encode(namespace),
+                encode(group)
+            );
+            self.storage.delete(&key).await.map_err(storage_error)?;
+        }
+        self.install_namespace(tenant, namespace).await
+    }
+
+    /// Installs what storage holds for one namespace (nothing stops the groups it no longer has).
+    async fn install_namespace(&self, tenant: &str, namespace: &str) -> Result<(), RulesError> {
+        let stored = self.groups(tenant, Some(namespace)).await?;
+        let groups = parse_stored(
+            tenant,
+            namespace,
+            stored.get(namespace).map_or(&[][..], Vec::as_slice),
+        );
+        let source = Source::Namespace(namespace.to_owned());
+        let (owner_tenant, owner_source) = (tenant.to_owned(), source.clone());
+        self.manager.replace(
+            move |key| key.tenant == owner_tenant && key.source == owner_source,
+            source,
+            groups,
+        );
+        Ok(())
+    }
+
+    /// At start-up: installs every tenant's stored groups; returns how many.
+    pub async fn load_all(&self) -> Result<usize, RulesError> {
+        let mut count = 0;
+        for tenant in self.storage.list_dirs("").await.map_err(storage_error)? {
+            for (namespace, groups) in self.groups(&tenant, None).await? {
+                let parsed = parse_stored(&tenant, &namespace, &groups);
+                count += parsed.len();
+                let source = Source::Namespace(namespace.clone());
+                let (owner_tenant, owner_source) = (tenant.clone(), source.clone());
+                self.manager.replace(
+                    move |key| key.tenant == owner_tenant && key.source == owner_source,
+                    source,
+                    parsed,
+                );
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Stored groups were validated when written; one that no longer parses (written by a newer
+/// version) is logged and skipped.
+fn parse_stored(
+    tenant: &str,
+    namespace: &str,
+    groups: &[(String, String)],
+) -> Vec<(String, RuleGroup)> {
+    let mut parsed = Vec::with_capacity(groups.len());
+    for (name, text) in groups {
+        match parse_group(namespace, text) {
+            Ok(group) => parsed.push((tenant.to_owned(), group)),
+            Err(error) => {
+                tracing::warn!(%tenant, %namespace, group = %name, %error, "skipping a stored rule group that does not validate")
+            }
+        }
+    }
+    parsed
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), RulesError> {
+    if name.trim().is_empty() {
+        return Err(RulesError::Invalid {
+            message: format!("{what} must not be empty"),
+        });
+    }
+    if name.len() > 512 {
+        return Err(RulesError::Invalid {
+            message: format!("{what} is longer than 512 bytes"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::EvalSettings;
+
+    fn manager() -> Arc<Manager> {
+        Arc::new(Manager::new(
+            EvalSettings {
+                external_labels: BTreeMap::new(),
+                external_url: String::new(),
+                outage_tolerance_ms: 0,
+            },
+            60_000,
+            60_000,
+        ))
+    }
+
+    #[test]
+    fn names_round_trip_through_keys() {
+        for name in ["plain", "with space/and slash", "..", "ünï", "a%b", "x=y"] {
+            let encoded = encode(name);
+            assert!(
+                !encoded.contains('/') && !encoded.contains('.'),
+                "{encoded}"
+            );
+            assert_eq!(decode(&encoded).as_deref(), Some(name));
+        }
+    }
+
+    #[tokio::test]
+    async fn groups_are_stored_listed_replaced_and_deleted() {
+        let manager = manager();
+        let ruler = Ruler::new(Storage::in_memory(), manager.clone());
+        let group =
+            |name: &str, expr: &str| format!("name: {name}\nrules:\n- record: r\n  expr: {expr}\n");
+        ruler
+            .set_group("acme", "team/a", &group("one", "up"))
+            .await
+            .unwrap();
+        ruler
+            .set_group("acme", "team/a", &group("two", "up"))
+            .await
+            .unwrap();
+        ruler
+            .set_group("acme", "team/a", &group("one", "sum(up)"))
+            .await
+            .unwrap();
+        ruler
+            .set_group("other", "ns", &group("x", "up"))
+            .await
+            .unwrap();
+        let listed = ruler.groups("acme", None).await.unwrap();
+        let names: Vec<&str> = listed["team/a"]
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(names, ["one", "two"]);
+        assert!(listed["team/a"][0].1.contains("sum(up)"));
+        assert_eq!(manager.group_count(), 3);
+        let error = ruler
+            .set_group(
+                "acme",
+                "team/a",
+                "name: bad\nrules:\n- alert: A\n  expr: 'up +'\n",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RulesError::Invalid { .. }), "{error}");
+        assert!(matches!(
+            ruler.delete_group("acme", "team/a", "nope").await,
+            Err(RulesError::NotFound(_))
+        ));
+        ruler.delete_group("acme", "team/a", "two").await.unwrap();
+        assert_eq!(manager.group_count(), 2);
+        ruler.delete_namespace("acme", "team/a").await.unwrap();
+        assert_eq!(manager.group_count(), 1);
+        assert!(matches!(
+            ruler.delete_namespace("acme", "team/a").await,
+            Err(RulesError::NotFound(_))
+        ));
+        let reloaded = manager_with_reload(&ruler).await;
+        assert_eq!(reloaded, 1);
+    }
+
+    async fn manager_with_reload(ruler: &Ruler) -> usize {
+        Ruler::new(ruler.storage.clone(), manager())
+            .load_all()
+            .await
+            .unwrap()
+    }
+}
