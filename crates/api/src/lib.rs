@@ -18,6 +18,7 @@ mod ops;
 mod prometheus;
 mod ruler;
 mod search;
+mod slos;
 mod streaming;
 mod tempo_json;
 pub mod tempopb;
@@ -94,6 +95,8 @@ pub struct AppState {
     pub rules: Arc<andante_rules::Manager>,
     /// Rule groups managed over the ruler API.
     pub ruler: Arc<andante_rules::ruler::Ruler>,
+    /// SLOs (files and `/api/slos`).
+    pub slos: Arc<andante_rules::slos::Slos>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -161,6 +164,11 @@ fn api_router(state: SharedState) -> Router {
         .route(
             "/prometheus/config/v1/rules/{namespace}/{group}",
             get(ruler::get_group).delete(ruler::delete_group),
+        )
+        .route("/api/slos", get(slos::list))
+        .route(
+            "/api/slos/{name}",
+            get(slos::get_one).put(slos::put).delete(slos::delete),
         )
         .route("/api/metrics/query_range", get(metrics_query::query_range))
         .route("/api/metrics/query", get(metrics_query::query_instant))

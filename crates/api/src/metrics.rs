@@ -371,7 +371,7 @@ impl prometheus_client::collector::Collector for RulesCollector {
         gauge(
             &mut encoder,
             "andante_rule_files_invalid",
-            "Rule files skipped at start-up because they did not validate (the log says why).",
+            "Rule and SLO files (or SLOs in them) skipped at start-up because they did not validate (the log says why).",
             load(&rules.invalid_files) as i64,
         )?;
         counter(

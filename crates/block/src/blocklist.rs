@@ -158,11 +158,9 @@ impl BlockList {
                 .collect();
             let mut handles = Vec::new();
             for block_id in storage.list_dirs(&tenant).await? {
-                // The series store's blocks (`metrics/`) and the ruler's groups (`rules/`) live
-                // beside the trace blocks.
-                if block_id == andante_storage::METRICS_DIR
-                    || block_id == andante_storage::RULES_DIR
-                {
+                // The series store's blocks, the ruler's groups and the SLOs live beside the
+                // trace blocks.
+                if andante_storage::RESERVED_DIRS.contains(&block_id.as_str()) {
                     continue;
                 }
                 if let Some(handle) = Uuid::parse_str(&block_id)

@@ -198,17 +198,19 @@ fn validate_group(file: &str, text: &str, group: GroupYaml) -> Result<RuleGroup,
             .clone()
             .or(rule.alert.clone())
             .unwrap_or_default();
-        let line = rule_line(text, &group_name, index);
-        let at = match line {
-            Some(line) => format!("{file}:{line}: "),
-            None => format!("{file}: "),
-        };
-        let rule = validate_rule(rule).map_err(|message| RulesError::Invalid {
-            message: format!(
-                "{at}{}, rule {} ({rule_name:?}): {message}",
-                quoted_group(&group_name),
-                index + 1
-            ),
+        let rule = validate_rule(rule).map_err(|message| {
+            // Only a failing rule pays for finding its line (a scan of the file).
+            let at = match rule_line(text, &group_name, index) {
+                Some(line) => format!("{file}:{line}: "),
+                None => format!("{file}: "),
+            };
+            RulesError::Invalid {
+                message: format!(
+                    "{at}{}, rule {} ({rule_name:?}): {message}",
+                    quoted_group(&group_name),
+                    index + 1
+                ),
+            }
         })?;
         rules.push(rule);
     }

@@ -3,7 +3,7 @@
 //! Prometheus keeps it, and notifications to Alertmanager. `file` reads and validates rule
 //! files, `template` renders annotations, `alert` is one rule's alert life, `group` evaluates a
 //! group at a timestamp, `load` reads rule files, `ruler` keeps the groups of Mimir's ruler
-//! API in object storage, `manager` schedules every tenant's groups, `listing` answers
+//! API in object storage, `slo` turns SLOs into rules and `slos` keeps every tenant's SLOs, `manager` schedules every tenant's groups, `listing` answers
 //! Prometheus' rules and alerts APIs, `notify` delivers alerts, and `unit_test` runs promtool's
 //! rule unit-test files on this engine.
 
@@ -16,6 +16,8 @@ pub mod load;
 pub mod manager;
 pub mod notify;
 pub mod ruler;
+pub mod slo;
+pub mod slos;
 pub mod template;
 pub mod unit_test;
 

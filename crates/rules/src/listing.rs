@@ -103,7 +103,7 @@ impl Manager {
         json!({ "alerts": alerts })
     }
 }
-fn alert_json(alert: &Alert) -> Value {
+pub(crate) fn alert_json(alert: &Alert) -> Value {
     let labels: serde_json::Map<String, Value> = alert
         .labels
         .iter()

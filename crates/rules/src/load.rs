@@ -40,30 +40,39 @@ fn is_rule_file(path: &Path) -> bool {
         )
 }
 
-/// Reads every rule file under `path`; only an unreadable `path` itself is an error.
-pub fn load_path(path: &Path, default_tenant: &str) -> Result<Loaded, RulesError> {
+/// The YAML files under `path` with the tenant each belongs to (see the module comment).
+pub fn tenant_files(
+    path: &Path,
+    default_tenant: &str,
+) -> Result<Vec<(String, PathBuf)>, RulesError> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if path.is_file() {
         files.push((default_tenant.to_owned(), path.to_owned()));
-    } else {
-        for entry in sorted_entries(path)? {
-            if entry.is_dir() {
-                let tenant = entry
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                for file in sorted_entries(&entry)?
-                    .into_iter()
-                    .filter(|file| is_rule_file(file))
-                {
-                    files.push((tenant.clone(), file));
-                }
-            } else if is_rule_file(&entry) {
-                files.push((default_tenant.to_owned(), entry));
+        return Ok(files);
+    }
+    for entry in sorted_entries(path)? {
+        if entry.is_dir() {
+            let tenant = entry
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            for file in sorted_entries(&entry)?
+                .into_iter()
+                .filter(|file| is_rule_file(file))
+            {
+                files.push((tenant.clone(), file));
             }
+        } else if is_rule_file(&entry) {
+            files.push((default_tenant.to_owned(), entry));
         }
     }
+    Ok(files)
+}
+
+/// Reads every rule file under `path`; only an unreadable `path` itself is an error.
+pub fn load_path(path: &Path, default_tenant: &str) -> Result<Loaded, RulesError> {
+    let files = tenant_files(path, default_tenant)?;
     let mut loaded = Loaded::default();
     for (tenant, file) in files {
         let parsed = std::fs::read_to_string(&file)

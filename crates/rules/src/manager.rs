@@ -42,6 +42,8 @@ pub struct RulesStats {
 pub enum Source {
     File,
     Namespace(String),
+    /// The generated group of an SLO.
+    Slo,
 }
 
 /// A group's identity: tenant, source, file or namespace, group name.
@@ -193,6 +195,29 @@ impl Manager {
             .iter()
             .filter(|(key, _)| key.tenant == tenant)
             .map(|(_, handle)| handle.state.clone())
+            .collect()
+    }
+
+    /// The pending and firing alerts of one group, as `/api/v1/alerts` lists them.
+    pub fn group_alerts_json(
+        &self,
+        tenant: &str,
+        source: &Source,
+        name: &str,
+    ) -> Vec<serde_json::Value> {
+        let groups = self.groups.read();
+        let Some((_, handle)) = groups
+            .iter()
+            .find(|(key, _)| key.tenant == tenant && key.source == *source && key.name == name)
+        else {
+            return Vec::new();
+        };
+        let state = handle.state.lock();
+        state
+            .rules
+            .iter()
+            .flat_map(|rule| rule.alerts.current())
+            .map(crate::listing::alert_json)
             .collect()
     }
 

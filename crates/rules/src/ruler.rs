@@ -17,7 +17,7 @@ use crate::manager::{Manager, Source};
 use crate::RulesError;
 
 /// Names become one path segment: letters, digits, `-` and `_` stay, every other byte is `=XX`.
-fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     let mut encoded = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
@@ -29,7 +29,7 @@ fn encode(name: &str) -> String {
     encoded
 }
 
-fn decode(segment: &str) -> Option<String> {
+pub(crate) fn decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -119,6 +119,7 @@ pub const KEYS: &[Key] = &[
     key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("rules.path", Str, "", "Prometheus rule files: a file, or a directory whose `*.yaml` files belong to the default tenant and whose sub-directories hold each tenant's files (`<dir>/<tenant>/*.yaml`). Empty: no rules. Check files with `andante rules test`."),
+    key("rules.slo_path", Str, "", "SLO files (`slos:` lists: name, kind availability|latency|ratio, service, operation, objective, window, latency_threshold, error_query/total_query, labels), laid out like `rules.path`. Each SLO becomes error-ratio recording rules, remaining-budget series and multi-window burn-rate alerts; `/api/slos` reports them and manages more."),
     key("rules.evaluation_interval", Dur, "1m", "How often a rule group without its own `interval` is evaluated."),
     key("rules.alertmanager_urls", Str, "", "Comma-separated Alertmanager base URLs (`http://alertmanager:9093`); firing and resolved alerts are posted to each one's `/api/v2/alerts`. Empty: alerts are evaluated and listed but not sent."),
     key("rules.external_url", Str, "http://localhost:3200", "This server's URL as people reach it; alerts link back to their expression in the UI under it (`generatorURL`), and templates see it as `$externalURL`."),
@@ -513,6 +514,7 @@ pub struct Insights {
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub path: String,
+    pub slo_path: String,
     #[serde(deserialize_with = "duration")]
     pub evaluation_interval: Duration,
     pub alertmanager_urls: String,

@@ -427,6 +427,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("failed to load the ruler API's rule groups from storage")?;
     tracing::info!(groups = api_groups, "ruler API groups loaded");
+    let slos = Arc::new(andante_rules::slos::Slos::new(
+        storage.clone(),
+        rules.clone(),
+        andante_rules::slo::SloContext {
+            latency_buckets: andante_generator::spanmetrics::default_latency_buckets(),
+        },
+    ));
+    if !config.rules.slo_path.trim().is_empty() {
+        let errors = slos
+            .load_files(
+                std::path::Path::new(config.rules.slo_path.trim()),
+                andante_model::SINGLE_TENANT,
+            )
+            .context("failed to read the SLO files (`rules.slo_path`)")?;
+        for error in &errors {
+            tracing::error!(%error, "SLO file skipped");
+        }
+        rules
+            .stats
+            .invalid_files
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+    }
+    let stored_slos = slos
+        .load_stored()
+        .await
+        .context("failed to load the SLOs from storage")?;
+    tracing::info!(slos = stored_slos, "SLOs from the API loaded");
     let notifier = andante_rules::Notifier::new(andante_rules::NotifierConfig {
         urls: config.rules.alertmanager_urls(),
         ..Default::default()
@@ -466,6 +493,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         live_insights: andante_api::insights_live::LiveInsights::new(config.insights.live_window),
         rules: rules.clone(),
         ruler,
+        slos,
     });
 
     let (stop_sender, stop) = watch::channel(false);

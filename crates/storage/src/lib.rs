@@ -75,6 +75,12 @@ pub const METRICS_DIR: &str = "metrics";
 /// The directory under a tenant that holds the rule groups of the ruler API; not a block.
 pub const RULES_DIR: &str = "rules";
 
+/// The directory under a tenant that holds the SLOs of the `/api/slos` API; not a block.
+pub const SLOS_DIR: &str = "slos";
+
+/// Directories under a tenant that are not trace blocks.
+pub const RESERVED_DIRS: [&str; 3] = [METRICS_DIR, RULES_DIR, SLOS_DIR];
+
 /// A handle to the configured object store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Storage {
