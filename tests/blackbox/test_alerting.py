@@ -339,3 +339,66 @@ def test_rules_check_accepts_the_example_and_names_a_broken_rule(tmp_path):
     bad = subprocess.run([str(BINARY), "rules", "check", str(broken)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert 'broken.yaml:4: group "g", rule 1 ("A"): for: not a valid duration string: "5x"' in bad.stdout, bad.stdout
+
+
+TRACE_RULES = {
+    "groups": [{
+        "name": "traces",
+        "interval": "1s",
+        "rules": [
+            {"record": "service:spans:rate1m", "traceql": "{ } | rate() by (resource.service.name)", "window": "1m"},
+            {"alert": "ServiceErrors", "traceql": "{ status = error } | rate() by (resource.service.name) > 0",
+             "window": "1m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "{{ $labels.resource_service_name }} fails {{ $value | humanize }} spans/s"}},
+        ],
+    }]
+}
+
+
+def send_spans(server, stop):
+    """A span a second per service, `checkout`'s in error."""
+    n = 0
+    while not stop.is_set():
+        now = time.time_ns()
+        batch = []
+        for service, code in (("checkout", 2), ("cart", 0)):
+            n += 1
+            batch.append({
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [{"spans": [{
+                    "traceId": f"{n:032x}", "spanId": f"{n:016x}", "name": "op", "kind": 2,
+                    "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now), "status": {"code": code},
+                }]}],
+            })
+        try:
+            requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": batch}, timeout=5)
+        except requests.RequestException:
+            pass
+        stop.wait(1)
+
+
+def test_traceql_rules_record_and_alert_on_spans(make_server, tmp_path):
+    server = make_server("--rules.path", str(write_rules(tmp_path, TRACE_RULES)))
+    stop = threading.Event()
+    sender = threading.Thread(target=send_spans, args=(server, stop), daemon=True)
+    sender.start()
+    try:
+        alert = wait_for("the TraceQL alert", lambda: alert_in_state_by(server, "resource_service_name", "checkout"))
+        assert alert["labels"] == {"alertname": "ServiceErrors", "resource_service_name": "checkout", "severity": "warning"}
+        assert alert["annotations"]["summary"].startswith("checkout fails ")
+        assert all(a["labels"].get("resource_service_name") != "cart" for a in alerts(server))
+        recorded = wait_for("the TraceQL recording", lambda: instant(server, 'service:spans:rate1m{resource_service_name="cart"}'))
+        assert float(recorded[0]["value"][1]) > 0
+        groups = requests.get(f"{server.url}/prometheus/api/v1/rules", timeout=5).json()["data"]["groups"]
+        assert [r["health"] for r in groups[0]["rules"]] == ["ok", "ok"]
+        assert groups[0]["rules"][1]["query"] == "{ status = error } | rate() by (resource.service.name) > 0"
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+
+
+def alert_in_state_by(server, label, value, state="firing"):
+    for alert in alerts(server):
+        if alert["state"] == state and alert["labels"].get(label) == value:
+            return alert
+    return None

@@ -249,6 +249,88 @@ pub(crate) async fn run(
     Ok((result, intervals))
 }
 
+/// Answers the rule manager's `traceql:` rules with the same querier and limits as
+/// `/api/metrics/query`: one value per series over the rule's window.
+pub struct TraceqlRuleSource {
+    querier: andante_query::Querier,
+    limits: crate::QueryLimits,
+    runtime: tokio::runtime::Handle,
+}
+
+impl TraceqlRuleSource {
+    /// `runtime` runs the query; rules call in from blocking threads.
+    pub fn new(
+        querier: andante_query::Querier,
+        limits: crate::QueryLimits,
+        runtime: tokio::runtime::Handle,
+    ) -> TraceqlRuleSource {
+        TraceqlRuleSource {
+            querier,
+            limits,
+            runtime,
+        }
+    }
+}
+
+fn label_text(value: &LabelValue) -> String {
+    match value {
+        LabelValue::Nil => "nil".to_owned(),
+        LabelValue::String(text) => text.clone(),
+        LabelValue::Int(number) => number.to_string(),
+        LabelValue::Float(bits) => andante_tsdb::labels::float_text(f64::from_bits(*bits)),
+        LabelValue::Bool(flag) => flag.to_string(),
+    }
+}
+
+impl andante_rules::TraceqlSource for TraceqlRuleSource {
+    fn instant(
+        &self,
+        tenant: &str,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<andante_rules::group::TraceqlSample>, String> {
+        let tenant = andante_model::TenantId::new(tenant).map_err(|error| error.to_string())?;
+        let expr =
+            parse_metrics_expr(query).map_err(|error| format!("invalid TraceQL query: {error}"))?;
+        let first = expr
+            .queries()
+            .first()
+            .map(|query| (*query).clone())
+            .ok_or("no metrics query in the expression")?;
+        let to_nanos = |ms: i64| u64::try_from(ms).unwrap_or(0) * 1_000_000;
+        let template = MetricsRequest {
+            query: first,
+            intervals: Intervals::instant(to_nanos(start_ms), to_nanos(end_ms)),
+            deadline: Some(Instant::now() + self.limits.timeout),
+            max_exemplars: 0,
+            max_series: self.limits.max_metrics_series,
+            max_bytes: self.limits.max_bytes_per_query,
+        };
+        let tenants = andante_model::TenantSet::one(tenant);
+        let result = self
+            .runtime
+            .block_on(self.querier.metrics_expr(&tenants, &expr, &template));
+        if let Some(message) = result.partial_message {
+            // A partial answer would make an alert fire or resolve on missing data.
+            return Err(format!("the TraceQL query answered partially: {message}"));
+        }
+        Ok(result
+            .series
+            .into_iter()
+            .filter_map(|series| {
+                let value = series.samples.first().copied().flatten()?;
+                let labels = series
+                    .labels
+                    .iter()
+                    .map(|(name, value)| (name.clone(), label_text(value)))
+                    .collect();
+                Some((labels, value))
+            })
+            .collect())
+    }
+}
+
 pub(crate) async fn query_range(
     State(state): State<SharedState>,
     headers: HeaderMap,

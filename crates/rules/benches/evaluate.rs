@@ -87,11 +87,7 @@ fn main() {
     let store = store();
     let groups = rule_groups();
     let rules: usize = groups.iter().map(|group| group.rules.len()).sum();
-    let settings = EvalSettings {
-        external_labels: Default::default(),
-        external_url: String::new(),
-        outage_tolerance_ms: 0,
-    };
+    let settings = EvalSettings::new(Default::default(), String::new(), 0);
     let mut states: Vec<GroupState> = groups
         .iter()
         .map(|group| GroupState::new("bench", group.clone(), STEP_MS))

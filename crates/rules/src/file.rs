@@ -31,10 +31,21 @@ pub struct Rule {
     pub kind: RuleKind,
     /// The expression as written, for listing and for `generatorURL`.
     pub expr_text: String,
-    pub expr: Expr,
+    pub query: RuleQuery,
     /// Label templates (only alerting rules expand them; recording labels are plain text).
     pub labels: Vec<(String, Template)>,
 }
+
+/// What a rule evaluates: PromQL over the series store (`expr:`), or a TraceQL metrics query
+/// over the traces of the last `window` (`traceql:`), one value per series.
+#[derive(Debug, Clone)]
+pub enum RuleQuery {
+    PromQL(Expr),
+    TraceQL { window_ms: i64 },
+}
+
+/// The window a `traceql:` rule reads when it names none.
+pub const DEFAULT_TRACEQL_WINDOW_MS: i64 = 5 * 60_000;
 
 #[derive(Debug, Clone)]
 pub enum RuleKind {
@@ -86,6 +97,12 @@ struct RuleYaml {
     alert: Option<String>,
     #[serde(default)]
     expr: Option<String>,
+    /// A TraceQL metrics query instead of `expr` (Andante's extension).
+    #[serde(default)]
+    traceql: Option<String>,
+    /// The span of traces a `traceql:` rule reads at each evaluation (default 5m).
+    #[serde(default)]
+    window: Option<String>,
     #[serde(default, rename = "for")]
     for_: Option<String>,
     #[serde(default)]
@@ -224,18 +241,41 @@ fn validate_group(file: &str, text: &str, group: GroupYaml) -> Result<RuleGroup,
 }
 
 fn validate_rule(rule: RuleYaml) -> Result<Rule, String> {
-    let expr_text = rule.expr.clone().unwrap_or_default();
-    if expr_text.trim().is_empty() {
-        return Err("field 'expr' must be set in rule".into());
-    }
-    let expr = andante_tsdb::promql::parse(&expr_text)
-        .map_err(|error| format!("could not parse expression: {error}"))?;
-    let value_type = expr.value_type();
-    if !matches!(value_type, ValueType::Vector | ValueType::Scalar) {
-        return Err(format!(
-            "expression must be an instant vector or a scalar, not a {value_type}"
-        ));
-    }
+    let (expr_text, query) = match (&rule.expr, &rule.traceql) {
+        (Some(_), Some(_)) => return Err("only one of 'expr' and 'traceql' must be set".into()),
+        (None, Some(text)) => {
+            andante_traceql::metrics::parse_metrics_expr(text)
+                .map_err(|error| format!("could not parse TraceQL: {error}"))?;
+            let window_ms = match &rule.window {
+                Some(text) => {
+                    parse_duration_ms(text).map_err(|error| format!("window: {error}"))?
+                }
+                None => DEFAULT_TRACEQL_WINDOW_MS,
+            };
+            if !(1_000..=86_400_000).contains(&window_ms) {
+                return Err("window must be between 1s and 24h".into());
+            }
+            (text.clone(), RuleQuery::TraceQL { window_ms })
+        }
+        (expr, None) => {
+            let expr_text = expr.clone().unwrap_or_default();
+            if expr_text.trim().is_empty() {
+                return Err("field 'expr' must be set in rule".into());
+            }
+            if rule.window.is_some() {
+                return Err("'window' belongs to 'traceql' rules".into());
+            }
+            let expr = andante_tsdb::promql::parse(&expr_text)
+                .map_err(|error| format!("could not parse expression: {error}"))?;
+            let value_type = expr.value_type();
+            if !matches!(value_type, ValueType::Vector | ValueType::Scalar) {
+                return Err(format!(
+                    "expression must be an instant vector or a scalar, not a {value_type}"
+                ));
+            }
+            (expr_text, RuleQuery::PromQL(expr))
+        }
+    };
     let labels_yaml = rule.labels.unwrap_or_default().0;
     let mut labels = Vec::with_capacity(labels_yaml.len());
     for (name, value) in labels_yaml {
@@ -301,7 +341,7 @@ fn validate_rule(rule: RuleYaml) -> Result<Rule, String> {
     Ok(Rule {
         kind,
         expr_text,
-        expr,
+        query,
         labels,
     })
 }
@@ -460,6 +500,22 @@ mod tests {
         );
         check("alert: A\n    expr: up\n    bogus: 1", "unknown field");
         check("alert: A", "'expr' must be set");
+        check(
+            "alert: A\n    traceql: '{ status = error } | rate() >'",
+            "could not parse TraceQL",
+        );
+        check(
+            "alert: A\n    expr: up\n    traceql: '{ } | rate()'",
+            "only one of 'expr' and 'traceql'",
+        );
+        check(
+            "alert: A\n    expr: up\n    window: 5m",
+            "belongs to 'traceql'",
+        );
+        check(
+            "alert: A\n    traceql: '{ } | rate()'\n    window: 2d",
+            "between 1s and 24h",
+        );
         let twice = "groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n";
         assert!(parse_rule_file("f", twice)
             .unwrap_err()

@@ -6,19 +6,35 @@
 //! interval, `andante rules test` passes the steps of a unit-test file.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use andante_tsdb::promql::{self, QueryValue};
 use andante_tsdb::{Labels, SeriesSamples, Store, METRIC_NAME, STALE_NAN};
 
 use crate::alert::{ActiveAlerts, Alert, AlertState, Observed};
-use crate::file::{Rule, RuleGroup, RuleKind};
+use crate::file::{Rule, RuleGroup, RuleKind, RuleQuery};
 use crate::template::TemplateData;
 
 /// Where evaluation results go (the series store, through the WAL in `serve`).
 pub trait SampleSink {
     fn append(&mut self, tenant: &str, batch: Vec<SeriesSamples>);
+}
+
+/// One series of a TraceQL metrics answer: its labels as (name, text) pairs and its value.
+pub type TraceqlSample = (Vec<(String, String)>, f64);
+
+/// Answers `traceql:` rules: the value per series of a TraceQL metrics query over the traces
+/// of `(start_ms, end_ms]`, labels as (name, text) pairs. Implemented over the querier by the
+/// API crate; called from evaluation, which runs on a blocking thread.
+pub trait TraceqlSource: Send + Sync {
+    fn instant(
+        &self,
+        tenant: &str,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<TraceqlSample>, String>;
 }
 
 /// What is the same for every group of a process.
@@ -27,6 +43,23 @@ pub struct EvalSettings {
     pub external_url: String,
     /// An `ALERTS_FOR_STATE` sample older than this at start-up is not restored.
     pub outage_tolerance_ms: i64,
+    /// Set once the trace querier exists; without it `traceql:` rules fail with a message.
+    pub traceql: OnceLock<Arc<dyn TraceqlSource>>,
+}
+
+impl EvalSettings {
+    pub fn new(
+        external_labels: BTreeMap<String, String>,
+        external_url: String,
+        outage_tolerance_ms: i64,
+    ) -> EvalSettings {
+        EvalSettings {
+            external_labels,
+            external_url,
+            outage_tolerance_ms,
+            traceql: OnceLock::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +147,15 @@ impl GroupState {
         for (rule, state) in group.rules.iter().zip(self.rules.iter_mut()) {
             let rule_started = Instant::now();
             let result = match &rule.kind {
-                RuleKind::Recording { record } => {
-                    recording_samples(store, &self.tenant, rule, record, group.limit, t_ms)
-                }
+                RuleKind::Recording { record } => recording_samples(
+                    store,
+                    settings,
+                    &self.tenant,
+                    rule,
+                    record,
+                    group.limit,
+                    t_ms,
+                ),
                 RuleKind::Alerting { .. } => alerting_samples(
                     store,
                     &self.tenant,
@@ -187,13 +226,32 @@ impl GroupState {
 
 fn query(
     store: &Store,
+    settings: &EvalSettings,
     tenant: &str,
     rule: &Rule,
     t_ms: i64,
 ) -> Result<Vec<promql::Sample>, String> {
-    match promql::instant_query_expr(store, tenant, &rule.expr, t_ms)
-        .map_err(|error| error.message)?
-    {
+    let expr = match &rule.query {
+        RuleQuery::PromQL(expr) => expr,
+        RuleQuery::TraceQL { window_ms } => {
+            let source = settings.traceql.get().ok_or(
+                "`traceql:` rules need the trace store (they run in `serve`, not in `rules test`)",
+            )?;
+            let series = source.instant(tenant, &rule.expr_text, t_ms - window_ms, t_ms)?;
+            return Ok(series
+                .into_iter()
+                .map(|(labels, value)| promql::Sample {
+                    labels: Labels::new(
+                        labels
+                            .into_iter()
+                            .map(|(name, value)| (sanitize_label_name(&name), value)),
+                    ),
+                    value,
+                })
+                .collect());
+        }
+    };
+    match promql::instant_query_expr(store, tenant, expr, t_ms).map_err(|error| error.message)? {
         QueryValue::Vector(_, samples) => Ok(samples),
         QueryValue::Scalar(_, value) => Ok(vec![promql::Sample {
             labels: Labels::default(),
@@ -205,15 +263,35 @@ fn query(
     }
 }
 
+/// TraceQL's attribute names (`resource.service.name`) as Prometheus label names
+/// (`resource_service_name`), the way Prometheus' OTLP receiver maps attributes.
+fn sanitize_label_name(name: &str) -> String {
+    let mut text: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_digit()) {
+        text.insert(0, '_');
+    }
+    text
+}
+
 fn recording_samples(
     store: &Store,
+    settings: &EvalSettings,
     tenant: &str,
     rule: &Rule,
     record: &str,
     limit: usize,
     t_ms: i64,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let samples = query(store, tenant, rule, t_ms)?;
+    let samples = query(store, settings, tenant, rule, t_ms)?;
     if limit > 0 && samples.len() > limit {
         return Err(format!(
             "exceeded limit {limit} with {} series",
@@ -272,7 +350,7 @@ fn alerting_samples(
     else {
         return Ok(Vec::new());
     };
-    let samples = query(store, tenant, rule, t_ms)?;
+    let samples = query(store, settings, tenant, rule, t_ms)?;
     let mut observed = Vec::with_capacity(samples.len());
     let mut seen = HashSet::with_capacity(samples.len());
     for sample in samples {

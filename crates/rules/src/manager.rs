@@ -184,6 +184,11 @@ impl Manager {
         }
     }
 
+    /// Lets `traceql:` rules run (the querier is built after the manager).
+    pub fn set_traceql_source(&self, source: Arc<dyn crate::group::TraceqlSource>) {
+        let _ = self.settings.traceql.set(source);
+    }
+
     pub fn group_count(&self) -> usize {
         self.groups.read().len()
     }

@@ -248,11 +248,7 @@ mod tests {
 
     fn manager() -> Arc<Manager> {
         Arc::new(Manager::new(
-            EvalSettings {
-                external_labels: BTreeMap::new(),
-                external_url: String::new(),
-                outage_tolerance_ms: 0,
-            },
+            EvalSettings::new(BTreeMap::new(), String::new(), 0),
             60_000,
             60_000,
         ))

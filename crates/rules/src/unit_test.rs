@@ -218,11 +218,7 @@ fn run_test(
         batch.push(SeriesSamples { labels, samples });
     }
     store.append_series(TENANT, batch, AppendMode::Replay);
-    let settings = EvalSettings {
-        external_labels: test.external_labels.clone(),
-        external_url: test.external_url.clone(),
-        outage_tolerance_ms: 0,
-    };
+    let settings = EvalSettings::new(test.external_labels.clone(), test.external_url.clone(), 0);
     let mut states: Vec<GroupState> = groups
         .iter()
         .map(|group| GroupState::new(TENANT, group.clone(), evaluation_ms))

@@ -390,11 +390,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let rules = Arc::new(andante_rules::Manager::new(
-        andante_rules::EvalSettings {
-            external_labels: config.rules.external_labels.clone(),
-            external_url: config.rules.external_url.trim_end_matches('/').to_owned(),
-            outage_tolerance_ms: config.rules.outage_tolerance.as_millis() as i64,
-        },
+        andante_rules::EvalSettings::new(
+            config.rules.external_labels.clone(),
+            config.rules.external_url.trim_end_matches('/').to_owned(),
+            config.rules.outage_tolerance.as_millis() as i64,
+        ),
         config.rules.evaluation_interval.as_millis() as i64,
         config.rules.resend_delay.as_millis() as i64,
     ));
@@ -496,6 +496,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         slos,
     });
 
+    rules.set_traceql_source(Arc::new(andante_api::TraceqlRuleSource::new(
+        state.querier.clone(),
+        state.config.query,
+        tokio::runtime::Handle::current(),
+    )));
     let (stop_sender, stop) = watch::channel(false);
     let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
