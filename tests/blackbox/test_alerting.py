@@ -402,3 +402,25 @@ def alert_in_state_by(server, label, value, state="firing"):
         if alert["state"] == state and alert["labels"].get(label) == value:
             return alert
     return None
+
+
+def test_a_firing_alert_carries_its_ranked_root_causes(make_server, tmp_path):
+    from test_insights import send_window
+
+    rules = {"groups": [{"name": "errors", "interval": "1s", "rules": [{
+        "alert": "FrontendErrors",
+        "traceql": '{ resource.service.name = "frontend" && status = error } | rate() by (resource.service.name) > 0',
+        "window": "25m",
+        "labels": {"severity": "page"},
+    }]}]}
+    server = make_server("--rules.path", str(write_rules(tmp_path, rules)),
+                         "--rules.external-url", "http://andante.example:3200")
+    # Twenty minutes of shop traffic whose cart starts failing (and frontend with it).
+    send_window(server, fault="error", seed=4)
+    alert = wait_for("the explained alert", lambda: next(
+        (a for a in alerts(server) if a["state"] == "firing" and "root_cause" in a["annotations"]), None), timeout=90)
+    assert alert["labels"]["resource_service_name"] == "frontend"
+    # The symptom is frontend's; the cause named is the leaf that fails, cart.
+    assert alert["annotations"]["root_causes"].startswith("1. service cart"), alert["annotations"]
+    assert "cart" in alert["annotations"]["root_cause"]
+    assert alert["annotations"]["root_cause_url"].startswith("http://andante.example:3200/ui/insights?from=")

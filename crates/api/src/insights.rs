@@ -81,6 +81,92 @@ where
     Ok((rendered, partial))
 }
 
+/// Gives firing alerts their ranked root causes: the insights analysis of the tenant's last
+/// 30 minutes of traces, scoped to the alert's service when it names one.
+pub struct AlertRootCauses {
+    querier: andante_query::Querier,
+    external_url: String,
+    runtime: tokio::runtime::Handle,
+}
+
+/// How far back an alert's explanation looks.
+const ALERT_WINDOW_NANOS: u64 = 30 * 60 * 1_000_000_000;
+
+impl AlertRootCauses {
+    pub fn new(
+        querier: andante_query::Querier,
+        external_url: String,
+        runtime: tokio::runtime::Handle,
+    ) -> AlertRootCauses {
+        AlertRootCauses {
+            querier,
+            external_url,
+            runtime,
+        }
+    }
+}
+
+impl andante_rules::RootCauseSource for AlertRootCauses {
+    fn explain(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        t_ms: i64,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let tenants = TenantSet::one(andante_model::TenantId::new(tenant).ok()?);
+        let end = u64::try_from(t_ms).ok()? * 1_000_000;
+        let start = end.saturating_sub(ALERT_WINDOW_NANOS);
+        let read = self.runtime.block_on(
+            self.querier
+                .traces_in_window(&tenants, start, end, MAX_SPANS),
+        );
+        if read.spans == 0 {
+            return None;
+        }
+        let mut records = Vec::with_capacity(read.spans as usize);
+        for (trace_id, resource_spans) in &read.traces {
+            andante_insights::extract(trace_id.0, resource_spans, &mut records);
+        }
+        let analysis = andante_insights::analyze(records, start, end);
+        let mut rca = analysis.rca(service);
+        if service.is_some() && rca.causes.is_empty() {
+            // The service may not be in the trace graph under that name: rank everything.
+            rca = analysis.rca(None);
+        }
+        if !rca.incident || rca.causes.is_empty() {
+            return None;
+        }
+        let ranked: Vec<String> = rca
+            .causes
+            .iter()
+            .take(3)
+            .enumerate()
+            .map(|(rank, cause)| {
+                format!(
+                    "{}. {} {} (score {:.2}): {}",
+                    rank + 1,
+                    cause.kind,
+                    cause.name,
+                    cause.score,
+                    cause.summary
+                )
+            })
+            .collect();
+        let url = format!(
+            "{}/ui/insights?from={}&to={}&cause={}",
+            self.external_url.trim_end_matches('/'),
+            start / 1_000_000_000,
+            end / 1_000_000_000,
+            form_urlencoded::byte_serialize(rca.causes[0].entity.as_bytes()).collect::<String>()
+        );
+        Some(std::collections::BTreeMap::from([
+            ("root_cause".to_owned(), rca.causes[0].summary.clone()),
+            ("root_causes".to_owned(), ranked.join("\n")),
+            ("root_cause_url".to_owned(), url),
+        ]))
+    }
+}
+
 pub(crate) fn encoded<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|error| {
         ApiError::new(

@@ -37,6 +37,7 @@ use axum::Router;
 pub use error::ApiError;
 pub use gate::QueryGate;
 pub use ingest_grpc::{metrics_service, trace_service};
+pub use insights::AlertRootCauses;
 pub use metrics_query::TraceqlRuleSource;
 
 /// Settings the handlers need.

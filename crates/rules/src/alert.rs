@@ -34,6 +34,22 @@ pub struct Alert {
     pub last_sent_at_ms: Option<i64>,
     pub valid_until_ms: i64,
     pub keep_firing_since_ms: Option<i64>,
+    /// Annotations naming the ranked root causes, found once when the alert first fired
+    /// (empty when the analysis found nothing).
+    pub root_cause: Option<BTreeMap<String, String>>,
+}
+
+impl Alert {
+    /// The rule's annotations plus the root-cause ones (the rule's win a name both use).
+    pub fn annotations_with_root_cause(&self) -> BTreeMap<String, String> {
+        let mut annotations = self.annotations.clone();
+        for (name, value) in self.root_cause.iter().flatten() {
+            annotations
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+        annotations
+    }
 }
 
 /// One evaluation's result for an alert: its labels, annotations and value.
@@ -85,6 +101,7 @@ impl ActiveAlerts {
                             last_sent_at_ms: None,
                             valid_until_ms: 0,
                             keep_firing_since_ms: None,
+                            root_cause: None,
                         },
                     );
                 }

@@ -37,6 +37,18 @@ pub trait TraceqlSource: Send + Sync {
     ) -> Result<Vec<TraceqlSample>, String>;
 }
 
+/// Explains a firing alert: annotations naming the ranked root causes over the window before
+/// `t_ms`, scoped to `service` when the alert names one; `None` when there is nothing to say.
+/// Implemented over the insights engine by the API crate.
+pub trait RootCauseSource: Send + Sync {
+    fn explain(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        t_ms: i64,
+    ) -> Option<BTreeMap<String, String>>;
+}
+
 /// What is the same for every group of a process.
 pub struct EvalSettings {
     pub external_labels: BTreeMap<String, String>,
@@ -45,6 +57,8 @@ pub struct EvalSettings {
     pub outage_tolerance_ms: i64,
     /// Set once the trace querier exists; without it `traceql:` rules fail with a message.
     pub traceql: OnceLock<Arc<dyn TraceqlSource>>,
+    /// Set when alerts should carry root causes.
+    pub root_causes: OnceLock<Arc<dyn RootCauseSource>>,
 }
 
 impl EvalSettings {
@@ -58,6 +72,7 @@ impl EvalSettings {
             external_url,
             outage_tolerance_ms,
             traceql: OnceLock::new(),
+            root_causes: OnceLock::new(),
         }
     }
 }
@@ -208,21 +223,54 @@ impl GroupState {
     }
 
     /// Alerts due for Alertmanager after an evaluation at `t_ms`, with their rule's expression.
-    pub fn due_for_sending(&mut self, t_ms: i64, resend_delay_ms: i64) -> Vec<(Alert, String)> {
+    /// A newly firing alert is first explained by the root-cause source (at most
+    /// [`ROOT_CAUSES_PER_EVALUATION`] analyses per evaluation; the others on later ones), and
+    /// keeps that explanation for its resends.
+    pub fn due_for_sending(
+        &mut self,
+        settings: &EvalSettings,
+        t_ms: i64,
+        resend_delay_ms: i64,
+    ) -> Vec<(Alert, String)> {
+        let mut analyses = 0;
         let mut due = Vec::new();
         for (rule, state) in self.group.rules.iter().zip(self.rules.iter_mut()) {
-            if matches!(rule.kind, RuleKind::Alerting { .. }) {
-                for alert in state
-                    .alerts
-                    .due_for_sending(t_ms, resend_delay_ms, self.interval_ms)
-                {
-                    due.push((alert, rule.expr_text.clone()));
+            if !matches!(rule.kind, RuleKind::Alerting { .. }) {
+                continue;
+            }
+            if let Some(source) = settings.root_causes.get() {
+                for alert in state.alerts.alerts.values_mut() {
+                    if alert.state != AlertState::Firing || alert.root_cause.is_some() {
+                        continue;
+                    }
+                    if analyses == ROOT_CAUSES_PER_EVALUATION {
+                        break;
+                    }
+                    analyses += 1;
+                    let service = ["service", "resource_service_name", "service_name"]
+                        .iter()
+                        .find_map(|name| alert.labels.get(name));
+                    alert.root_cause = Some(
+                        source
+                            .explain(&self.tenant, service, t_ms)
+                            .unwrap_or_default(),
+                    );
                 }
+            }
+            for mut alert in state
+                .alerts
+                .due_for_sending(t_ms, resend_delay_ms, self.interval_ms)
+            {
+                alert.annotations = alert.annotations_with_root_cause();
+                due.push((alert, rule.expr_text.clone()));
             }
         }
         due
     }
 }
+
+/// Root-cause analyses one group evaluation may run (each reads the last 30 minutes of traces).
+pub const ROOT_CAUSES_PER_EVALUATION: usize = 2;
 
 fn query(
     store: &Store,

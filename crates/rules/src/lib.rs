@@ -23,7 +23,7 @@ pub mod unit_test;
 
 pub use file::{parse_group, parse_rule_file, Rule, RuleGroup, RuleKind};
 pub use gofmt::rfc3339;
-pub use group::{EvalSettings, GroupState, SampleSink, TraceqlSource};
+pub use group::{EvalSettings, GroupState, RootCauseSource, SampleSink, TraceqlSource};
 pub use manager::{GroupKey, Manager, Source};
 pub use notify::{Notifier, NotifierConfig};
 

@@ -111,7 +111,7 @@ pub(crate) fn alert_json(alert: &Alert) -> Value {
         .collect();
     json!({
         "labels": labels,
-        "annotations": alert.annotations,
+        "annotations": alert.annotations_with_root_cause(),
         "state": if alert.state == AlertState::Firing { "firing" } else { "pending" },
         "activeAt": rfc3339(alert.active_at_ms),
         "value": crate::gofmt::format_e_shortest(alert.value),

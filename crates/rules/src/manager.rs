@@ -189,6 +189,11 @@ impl Manager {
         let _ = self.settings.traceql.set(source);
     }
 
+    /// Lets firing alerts carry their ranked root causes.
+    pub fn set_root_cause_source(&self, source: Arc<dyn crate::group::RootCauseSource>) {
+        let _ = self.settings.root_causes.set(source);
+    }
+
     pub fn group_count(&self) -> usize {
         self.groups.read().len()
     }
@@ -248,7 +253,7 @@ impl Manager {
         self.stats
             .evaluation_micros
             .fetch_add((state.evaluation_seconds * 1e6) as u64, Ordering::Relaxed);
-        let due = state.due_for_sending(t_ms, self.resend_delay_ms);
+        let due = state.due_for_sending(&self.settings, t_ms, self.resend_delay_ms);
         let alerts = due
             .into_iter()
             .map(|(alert, expr)| self.to_alertmanager(&alert, &expr))

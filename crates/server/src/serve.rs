@@ -501,6 +501,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.config.query,
         tokio::runtime::Handle::current(),
     )));
+    rules.set_root_cause_source(Arc::new(andante_api::AlertRootCauses::new(
+        state.querier.clone(),
+        config.rules.external_url.clone(),
+        tokio::runtime::Handle::current(),
+    )));
     let (stop_sender, stop) = watch::channel(false);
     let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
