@@ -261,8 +261,96 @@ fn merge_sorted(a: Vec<(i64, f64)>, b: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
 #[derive(Default)]
 struct TenantSeries {
     /// Metric name → series; a selector almost always names its metric.
-    by_name: BTreeMap<String, HashMap<Labels, Series>>,
+    by_name: BTreeMap<String, Family>,
     count: usize,
+}
+
+/// The series of one metric name, with postings: label name → value → the series carrying that
+/// pair (`__name__` aside). A selector with an equality matcher reads the shortest such list
+/// instead of testing every series of the metric, which is what rule evaluation (thousands of
+/// selectors like `{service="x"}` every interval) spends its time on otherwise.
+#[derive(Default)]
+struct Family {
+    series: HashMap<Labels, Series>,
+    postings: HashMap<String, HashMap<String, Vec<Labels>>>,
+}
+
+impl Family {
+    fn get(&self, labels: &Labels) -> Option<&Series> {
+        self.series.get(labels)
+    }
+
+    fn contains_key(&self, labels: &Labels) -> bool {
+        self.series.contains_key(labels)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Series> {
+        self.series.values()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The series of `labels`, created (and posted) if new.
+    fn series_mut(&mut self, labels: &Labels) -> &mut Series {
+        if !self.series.contains_key(labels) {
+            for (name, value) in labels.iter().filter(|(name, _)| *name != METRIC_NAME) {
+                self.postings
+                    .entry(name.to_owned())
+                    .or_default()
+                    .entry(value.to_owned())
+                    .or_default()
+                    .push(labels.clone());
+            }
+        }
+        self.series.entry(labels.clone()).or_default()
+    }
+
+    /// Keeps the series `keep` approves; returns how many went. Postings are rebuilt when any
+    /// did (expiry is rare; appends are not).
+    fn retain(&mut self, mut keep: impl FnMut(&mut Series) -> bool) -> usize {
+        let before = self.series.len();
+        self.series.retain(|_, series| keep(series));
+        let removed = before - self.series.len();
+        if removed > 0 {
+            let series = &self.series;
+            for values in self.postings.values_mut() {
+                for list in values.values_mut() {
+                    list.retain(|labels| series.contains_key(labels));
+                }
+                values.retain(|_, list| !list.is_empty());
+            }
+            self.postings.retain(|_, values| !values.is_empty());
+        }
+        removed
+    }
+
+    /// The shortest posting list among `matchers`' non-empty equality matchers, or `None` when
+    /// there is none and every series must be tested.
+    fn candidates(&self, matchers: &Matchers) -> Option<&[Labels]> {
+        if !matchers.or_matchers.is_empty() {
+            return None;
+        }
+        let mut best: Option<&[Labels]> = None;
+        for matcher in &matchers.matchers {
+            if matcher.name == METRIC_NAME
+                || !matches!(matcher.op, MatchOp::Equal)
+                || matcher.value.is_empty()
+            {
+                continue;
+            }
+            let list = self
+                .postings
+                .get(&matcher.name)
+                .and_then(|values| values.get(&matcher.value))
+                .map_or(&[][..], Vec::as_slice);
+            if best.is_none_or(|current| list.len() < current.len()) {
+                best = Some(list);
+            }
+        }
+        best
+    }
 }
 
 /// One selected series with its samples in the asked window, oldest first.
@@ -362,14 +450,28 @@ fn visit<'s>(
     };
     let mut seen = BTreeSet::new();
     for matchers in selectors {
-        let families: Vec<&HashMap<Labels, Series>> = match exact_name(matchers) {
+        let families: Vec<&Family> = match exact_name(matchers) {
             Some(name) => state.by_name.get(name).into_iter().collect(),
             None => state.by_name.values().collect(),
         };
         for family in families {
-            for (labels, series) in family {
+            let mut consider = |labels: &'s Labels, series: &'s Series| {
                 if matches(matchers, labels) && series.overlaps(start, end) && seen.insert(labels) {
                     each(labels, series);
+                }
+            };
+            match family.candidates(matchers) {
+                Some(posted) => {
+                    for labels in posted {
+                        if let Some(series) = family.series.get(labels) {
+                            consider(labels, series);
+                        }
+                    }
+                }
+                None => {
+                    for (labels, series) in &family.series {
+                        consider(labels, series);
+                    }
                 }
             }
         }
@@ -446,12 +548,7 @@ impl Store {
                 }
                 state.count += 1;
             }
-            let series = state
-                .by_name
-                .entry(name)
-                .or_default()
-                .entry(labels.clone())
-                .or_default();
+            let series = state.by_name.entry(name).or_default().series_mut(&labels);
             let mut stored = Vec::new();
             for (t, value) in samples {
                 if t < oldest_allowed {
@@ -667,11 +764,7 @@ impl Store {
             let mut state = state.write();
             let mut removed = 0;
             for family in state.by_name.values_mut() {
-                family.retain(|_, series| {
-                    let empty = series.expire(cutoff);
-                    removed += usize::from(empty);
-                    !empty
-                });
+                removed += family.retain(|series| !series.expire(cutoff));
             }
             state.by_name.retain(|_, family| !family.is_empty());
             state.count -= removed;
@@ -718,6 +811,44 @@ mod tests {
 
     fn series(name: &str, service: &str) -> Labels {
         Labels::new([(METRIC_NAME, name), ("service", service)])
+    }
+
+    #[test]
+    fn posting_lists_answer_exactly_what_a_full_scan_would() {
+        let store = Store::new(StoreConfig::default());
+        let labelled = |pairs: &[(&str, &str)]| {
+            Labels::new(std::iter::once(("__name__", "up")).chain(pairs.iter().copied()))
+        };
+        let all = [
+            labelled(&[("job", "a"), ("instance", "1")]),
+            labelled(&[("job", "a"), ("instance", "2")]),
+            labelled(&[("job", "b"), ("instance", "1")]),
+            labelled(&[("instance", "3")]),
+        ];
+        store.append("t", all.iter().map(|labels| (labels.clone(), 1_000, 1.0)));
+        let names =
+            |query: &str| -> Vec<Labels> { store.series("t", &[&selector(query)], 0, i64::MAX) };
+        for (query, expected) in [
+            (r#"up{job="a"}"#, vec![all[1].clone(), all[0].clone()]),
+            (r#"up{job="a", instance="1"}"#, vec![all[0].clone()]),
+            (r#"up{job="c"}"#, vec![]),
+            (r#"up{job=""}"#, vec![all[3].clone()]),
+            (
+                r#"up{job!="a", instance=~"1|3"}"#,
+                vec![all[2].clone(), all[3].clone()],
+            ),
+        ] {
+            let mut expected = expected;
+            expected.sort();
+            assert_eq!(names(query), expected, "{query}");
+        }
+        // Expiry takes series out of the postings; a series created again is found again.
+        store.append("t", [(all[2].clone(), 10_000_000, 1.0)]);
+        store.expire(1_000 + store.retention_of("t") + 1);
+        assert_eq!(names(r#"up{job="a"}"#), Vec::<Labels>::new());
+        assert_eq!(names(r#"up{instance="1"}"#), vec![all[2].clone()]);
+        store.append("t", [(all[0].clone(), 20_000_000, 1.0)]);
+        assert_eq!(names(r#"up{job="a"}"#), vec![all[0].clone()]);
     }
 
     #[test]
