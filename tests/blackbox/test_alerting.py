@@ -424,3 +424,21 @@ def test_a_firing_alert_carries_its_ranked_root_causes(make_server, tmp_path):
     assert alert["annotations"]["root_causes"].startswith("1. service cart"), alert["annotations"]
     assert "cart" in alert["annotations"]["root_cause"]
     assert alert["annotations"]["root_cause_url"].startswith("http://andante.example:3200/ui/insights?from=")
+
+
+def test_ruler_and_slo_limits_answer_429_naming_the_key(make_server):
+    server = make_server("--rules.max-groups-per-tenant", "1", "--rules.max-rules-per-group", "2",
+                         "--rules.max-slos-per-tenant", "1")
+    base = f"{server.url}/prometheus/config/v1/rules"
+    assert requests.post(f"{base}/ns", data=GROUP, timeout=5).status_code == 202
+    second = requests.post(f"{base}/ns", data=GROUP.replace("name: checkout", "name: other"), timeout=5)
+    assert second.status_code == 429 and "rules.max_groups_per_tenant" in second.text, second.text
+    # Replacing the one group is not a new group.
+    assert requests.post(f"{base}/ns", data=GROUP, timeout=5).status_code == 202
+    three = GROUP + "- record: third\n  expr: up\n"
+    too_big = requests.post(f"{base}/ns", data=three, timeout=5)
+    assert too_big.status_code == 429 and "rules.max_rules_per_group" in too_big.text, too_big.text
+    slo = "service: a\nobjective: 99\n"
+    assert requests.put(f"{server.url}/api/slos/one", data=slo, timeout=5).status_code == 200
+    refused = requests.put(f"{server.url}/api/slos/two", data=slo, timeout=5)
+    assert refused.status_code == 429 and "rules.max_slos_per_tenant" in refused.text, refused.text

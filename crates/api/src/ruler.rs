@@ -19,6 +19,7 @@ fn rules_error(error: RulesError) -> ApiError {
     match error {
         RulesError::Invalid { message } => ApiError::bad_request(message),
         RulesError::NotFound(message) => ApiError::new(ErrorKind::NotFound, message),
+        RulesError::Limit(message) => ApiError::new(ErrorKind::TooManyRequests, message),
         RulesError::Read { .. } | RulesError::Storage(_) => {
             tracing::error!(%error, "ruler storage failed");
             ApiError::new(ErrorKind::Internal, "rule storage failed")

@@ -18,6 +18,7 @@ fn slo_error(error: RulesError) -> ApiError {
     match error {
         RulesError::Invalid { message } => ApiError::bad_request(message),
         RulesError::NotFound(message) => ApiError::new(ErrorKind::NotFound, message),
+        RulesError::Limit(message) => ApiError::new(ErrorKind::TooManyRequests, message),
         RulesError::Read { .. } | RulesError::Storage(_) => {
             tracing::error!(%error, "SLO storage failed");
             ApiError::new(ErrorKind::Internal, "SLO storage failed")

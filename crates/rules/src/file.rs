@@ -156,6 +156,9 @@ mod indexmap_like {
     }
 }
 
+/// The shortest group interval accepted.
+pub const MIN_INTERVAL_MS: i64 = 1_000;
+
 /// Parses a rule file's text; `file` names it in errors and in the groups' `file`.
 pub fn parse_rule_file(file: &str, text: &str) -> Result<Vec<RuleGroup>, RulesError> {
     let parsed: FileYaml = serde_yaml::from_str(text).map_err(|error| RulesError::Invalid {
@@ -205,8 +208,9 @@ fn validate_group(file: &str, text: &str, group: GroupYaml) -> Result<RuleGroup,
         }
         None => 0,
     };
-    if group.interval.is_some() && interval_ms == 0 {
-        return Err(invalid("interval: must be greater than 0".into()));
+    // A tenant's group (ruler API) must not make the server evaluate without pause.
+    if group.interval.is_some() && interval_ms < MIN_INTERVAL_MS {
+        return Err(invalid("interval: must be at least 1s".into()));
     }
     let mut rules = Vec::with_capacity(group.rules.len());
     for (index, rule) in group.rules.into_iter().enumerate() {
@@ -500,6 +504,11 @@ mod tests {
         );
         check("alert: A\n    expr: up\n    bogus: 1", "unknown field");
         check("alert: A", "'expr' must be set");
+        let fast = "groups:\n- name: g\n  interval: 10ms\n  rules: []\n";
+        assert!(parse_rule_file("f", fast)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1s"));
         check(
             "alert: A\n    traceql: '{ status = error } | rate() >'",
             "could not parse TraceQL",

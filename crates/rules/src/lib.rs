@@ -36,6 +36,9 @@ pub enum RulesError {
     Read { path: String, error: String },
     #[error("{0}")]
     NotFound(String),
+    /// A per-tenant limit refused the change; the message names the limit's key.
+    #[error("{0}")]
+    Limit(String),
     /// Object storage failed while reading or writing ruler groups.
     #[error("rule storage failed: {0}")]
     Storage(String),

@@ -53,14 +53,37 @@ fn storage_error(error: StorageError) -> RulesError {
 /// A namespace's groups, each as its stored YAML text.
 pub type Namespaces = BTreeMap<String, Vec<(String, String)>>;
 
+/// Bounds on what one tenant may store through the ruler API (rule files are the operator's).
+#[derive(Debug, Clone, Copy)]
+pub struct RulerLimits {
+    /// `rules.max_rules_per_group`.
+    pub max_rules_per_group: usize,
+    /// `rules.max_groups_per_tenant`.
+    pub max_groups_per_tenant: usize,
+}
+
+impl Default for RulerLimits {
+    fn default() -> Self {
+        RulerLimits {
+            max_rules_per_group: 100,
+            max_groups_per_tenant: 200,
+        }
+    }
+}
+
 pub struct Ruler {
     storage: Storage,
     manager: Arc<Manager>,
+    limits: RulerLimits,
 }
 
 impl Ruler {
-    pub fn new(storage: Storage, manager: Arc<Manager>) -> Ruler {
-        Ruler { storage, manager }
+    pub fn new(storage: Storage, manager: Arc<Manager>, limits: RulerLimits) -> Ruler {
+        Ruler {
+            storage,
+            manager,
+            limits,
+        }
     }
 
     fn prefix(tenant: &str) -> String {
@@ -111,6 +134,24 @@ impl Ruler {
         check_name("namespace", namespace)?;
         let group = parse_group(namespace, body)?;
         check_name("group name", &group.name)?;
+        if group.rules.len() > self.limits.max_rules_per_group {
+            return Err(RulesError::Limit(format!(
+                "group `{}` has {} rules, more than `rules.max_rules_per_group` ({})",
+                group.name,
+                group.rules.len(),
+                self.limits.max_rules_per_group
+            )));
+        }
+        let stored = self.groups(tenant, None).await?;
+        let exists = stored
+            .get(namespace)
+            .is_some_and(|groups| groups.iter().any(|(name, _)| *name == group.name));
+        let count: usize = stored.values().map(Vec::len).sum();
+        if !exists && count >= self.limits.max_groups_per_tenant {
+            return Err(RulesError::Limit(format!(
+                "the tenant has {count} rule groups, the most `rules.max_groups_per_tenant` allows"
+            )));
+        }
         let key = format!(
             "{}{}/{}.yaml",
             Ruler::prefix(tenant),
@@ -269,7 +310,14 @@ mod tests {
     #[tokio::test]
     async fn groups_are_stored_listed_replaced_and_deleted() {
         let manager = manager();
-        let ruler = Ruler::new(Storage::in_memory(), manager.clone());
+        let ruler = Ruler::new(
+            Storage::in_memory(),
+            manager.clone(),
+            RulerLimits {
+                max_rules_per_group: 3,
+                max_groups_per_tenant: 3,
+            },
+        );
         let group =
             |name: &str, expr: &str| format!("name: {name}\nrules:\n- record: r\n  expr: {expr}\n");
         ruler
@@ -296,6 +344,31 @@ mod tests {
         assert_eq!(names, ["one", "two"]);
         assert!(listed["team/a"][0].1.contains("sum(up)"));
         assert_eq!(manager.group_count(), 3);
+        let too_long = "name: long\nrules:\n- record: a\n  expr: up\n- record: b\n  expr: up\n- record: c\n  expr: up\n- record: d\n  expr: up\n";
+        let error = ruler
+            .set_group("acme", "team/a", too_long)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`rules.max_rules_per_group` (3)"),
+            "{error}"
+        );
+        ruler
+            .set_group("acme", "team/b", &group("three", "up"))
+            .await
+            .unwrap();
+        let error = ruler
+            .set_group("acme", "team/b", &group("four", "up"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RulesError::Limit(_)), "{error}");
+        ruler
+            .set_group("acme", "team/b", &group("three", "sum(up)"))
+            .await
+            .unwrap();
+        ruler.delete_namespace("acme", "team/b").await.unwrap();
         let error = ruler
             .set_group(
                 "acme",
@@ -322,7 +395,7 @@ mod tests {
     }
 
     async fn manager_with_reload(ruler: &Ruler) -> usize {
-        Ruler::new(ruler.storage.clone(), manager())
+        Ruler::new(ruler.storage.clone(), manager(), RulerLimits::default())
             .load_all()
             .await
             .unwrap()

@@ -97,6 +97,8 @@ struct SloFile {
 pub struct SloContext {
     /// The span-metrics latency buckets (seconds): a latency threshold must be one of them.
     pub latency_buckets: Vec<f64>,
+    /// `rules.max_slos_per_tenant`: SLOs one tenant may define through the API.
+    pub max_slos_per_tenant: usize,
 }
 
 /// A validated SLO and its generated rule group.
@@ -369,6 +371,7 @@ mod tests {
     fn context() -> SloContext {
         SloContext {
             latency_buckets: (0..14).map(|i| 0.002 * f64::from(1u32 << i)).collect(),
+            max_slos_per_tenant: 10,
         }
     }
 

@@ -143,6 +143,14 @@ impl Slos {
     pub async fn put(&self, tenant: &str, name: &str, body: &str) -> Result<Value, RulesError> {
         let slo = parse_slo(name, body, &self.context)?;
         self.refuse_file_defined(tenant, name)?;
+        let (count, exists) = self.slos.read().get(tenant).map_or((0, false), |defined| {
+            (defined.len(), defined.contains_key(name))
+        });
+        if !exists && count >= self.context.max_slos_per_tenant {
+            return Err(RulesError::Limit(format!(
+                "the tenant has {count} SLOs, the most `rules.max_slos_per_tenant` allows"
+            )));
+        }
         let stored = serde_yaml::to_string(&slo.spec)
             .map_err(|error| RulesError::Storage(error.to_string()))?;
         self.storage

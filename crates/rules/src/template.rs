@@ -486,6 +486,9 @@ fn title_case(text: &str) -> String {
     output
 }
 
+/// The largest `printf` precision rendered.
+const MAX_PRECISION: usize = 1_000;
+
 /// Go's `fmt.Sprintf` for the verbs annotations use: `%s %v %d %f %e %g %q %%` with width-less
 /// precision (`%.2f`); anything else prints as Go does for a bad verb.
 fn printf(format: &str, arguments: &[Value]) -> String {
@@ -505,12 +508,18 @@ fn printf(format: &str, arguments: &[Value]) -> String {
                 digits.push(*d);
                 chars.next();
             }
-            precision = Some(digits.parse().unwrap_or(0));
+            precision = Some(digits.parse().unwrap_or(usize::MAX));
         }
         let Some(verb) = chars.next() else {
             output.push_str("%!(NOVERB)");
             break;
         };
+        // Go refuses precisions above 1e6; a template must not be able to ask for gigabytes.
+        if precision.is_some_and(|digits| digits > MAX_PRECISION) {
+            output.push_str("%!(BADPREC)");
+            next_argument.next();
+            continue;
+        }
         if verb == '%' {
             output.push('%');
             continue;
@@ -575,6 +584,7 @@ mod tests {
             ("{{ $labels.job | toUpper }}", "NODE"),
             ("{{ reReplaceAll \":.*\" \"\" $labels.instance }}", "db-1"),
             ("{{ .ExternalURL }}", "http://andante:3200"),
+            ("{{ printf \"%.999999999f\" $value }}", "%!(BADPREC)"),
             ("{{ \"0.25\" | humanizePercentage }}", "25%"),
             (
                 "{{ $labels.job | humanize }}",

@@ -120,6 +120,9 @@ pub const KEYS: &[Key] = &[
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("rules.path", Str, "", "Prometheus rule files: a file, or a directory whose `*.yaml` files belong to the default tenant and whose sub-directories hold each tenant's files (`<dir>/<tenant>/*.yaml`). Empty: no rules. Check files with `andante rules test`."),
     key("rules.slo_path", Str, "", "SLO files (`slos:` lists: name, kind availability|latency|ratio, service, operation, objective, window, latency_threshold, error_query/total_query, labels), laid out like `rules.path`. Each SLO becomes error-ratio recording rules, remaining-budget series and multi-window burn-rate alerts; `/api/slos` reports them and manages more."),
+    key("rules.max_rules_per_group", Int, "100", "Most rules one group written through the ruler API (`/prometheus/config/v1/rules`) may hold; more get a 429 naming this key."),
+    key("rules.max_groups_per_tenant", Int, "200", "Most rule groups one tenant may keep through the ruler API."),
+    key("rules.max_slos_per_tenant", Int, "100", "Most SLOs one tenant may define through `/api/slos`."),
     key("rules.evaluation_interval", Dur, "1m", "How often a rule group without its own `interval` is evaluated."),
     key("rules.alertmanager_urls", Str, "", "Comma-separated Alertmanager base URLs (`http://alertmanager:9093`); firing and resolved alerts are posted to each one's `/api/v2/alerts`. Empty: alerts are evaluated and listed but not sent."),
     key("rules.external_url", Str, "http://localhost:3200", "This server's URL as people reach it; alerts link back to their expression in the UI under it (`generatorURL`), and templates see it as `$externalURL`."),
@@ -515,6 +518,9 @@ pub struct Insights {
 pub struct Rules {
     pub path: String,
     pub slo_path: String,
+    pub max_rules_per_group: usize,
+    pub max_groups_per_tenant: usize,
+    pub max_slos_per_tenant: usize,
     #[serde(deserialize_with = "duration")]
     pub evaluation_interval: Duration,
     pub alertmanager_urls: String,

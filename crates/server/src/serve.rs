@@ -421,6 +421,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ruler = Arc::new(andante_rules::ruler::Ruler::new(
         storage.clone(),
         rules.clone(),
+        andante_rules::ruler::RulerLimits {
+            max_rules_per_group: config.rules.max_rules_per_group,
+            max_groups_per_tenant: config.rules.max_groups_per_tenant,
+        },
     ));
     let api_groups = ruler
         .load_all()
@@ -432,6 +436,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules.clone(),
         andante_rules::slo::SloContext {
             latency_buckets: andante_generator::spanmetrics::default_latency_buckets(),
+            max_slos_per_tenant: config.rules.max_slos_per_tenant,
         },
     ));
     if !config.rules.slo_path.trim().is_empty() {
