@@ -19,7 +19,7 @@ import requests
 import yaml
 
 import promwrite
-from conftest import free_port
+from conftest import REPO as REPO_ROOT, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus-alertmanager") is None,
@@ -331,9 +331,10 @@ def test_ruler_api_manages_each_tenants_groups(make_server):
 def test_rules_check_accepts_the_example_and_names_a_broken_rule(tmp_path):
     from conftest import BINARY, REPO
 
-    good = subprocess.run([str(BINARY), "rules", "check", str(REPO / "examples" / "rules" / "red.yaml")],
-                          capture_output=True, text=True, timeout=60)
-    assert good.returncode == 0 and "SUCCESS: 5 rules found" in good.stdout, good.stdout + good.stderr
+    examples = sorted(str(path) for path in (REPO / "examples" / "rules").glob("*.yaml"))
+    good = subprocess.run([str(BINARY), "rules", "check", *examples], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0 and good.stdout.count("SUCCESS") == len(examples) >= 2, good.stdout + good.stderr
+    assert "red.yaml: SUCCESS: 5 rules found" in good.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    for: 5x\n")
     bad = subprocess.run([str(BINARY), "rules", "check", str(broken)], capture_output=True, text=True, timeout=60)
@@ -442,3 +443,21 @@ def test_ruler_and_slo_limits_answer_429_naming_the_key(make_server):
     assert requests.put(f"{server.url}/api/slos/one", data=slo, timeout=5).status_code == 200
     refused = requests.put(f"{server.url}/api/slos/two", data=slo, timeout=5)
     assert refused.status_code == 429 and "rules.max_slos_per_tenant" in refused.text, refused.text
+
+
+def test_insight_assertions_are_series_that_rules_alert_on(make_server, tmp_path):
+    from test_insights import send_window
+
+    example = yaml.safe_load((REPO_ROOT / "examples" / "rules" / "insights.yaml").read_text())
+    group = example["groups"][0]
+    group["interval"], group["rules"][0]["for"] = "1s", "0s"
+    server = make_server("--rules.path", str(write_rules(tmp_path, example)),
+                         "--insights.live-window", "25m", "--insights.interval", "2s")
+    send_window(server, fault="error", seed=4)
+    series = wait_for("the assertion series", lambda: instant(server, 'insights_assertion{entity="service:cart"}'), timeout=90)
+    assert series[0]["metric"]["assertion_type"] and series[0]["metric"]["service"] == "cart"
+    alert = wait_for("the insight alert", lambda: next((a for a in alerts(server) if a["state"] == "firing"
+                                                         and a["labels"].get("entity") == "service:cart"
+                                                         and "root_causes" in a["annotations"]), None), timeout=90)
+    assert alert["labels"]["alertname"] == "InsightCritical" and alert["labels"]["severity"] == "critical"
+    assert alert["annotations"]["root_causes"].startswith("1. service cart"), alert["annotations"]

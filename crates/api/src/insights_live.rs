@@ -26,7 +26,13 @@ const MAX_CAUSES: usize = 5;
 pub struct LiveInsights {
     window: Duration,
     latest: RwLock<HashMap<TenantId, Arc<Value>>>,
+    /// The `insights_assertion` series written at each tenant's last evaluation, so the ones
+    /// that end get a stale marker.
+    written: parking_lot::Mutex<HashMap<TenantId, std::collections::HashSet<andante_tsdb::Labels>>>,
 }
+
+/// The series name of an active assertion (value 1) in the series store, for alerting rules.
+pub const ASSERTION_SERIES: &str = "insights_assertion";
 
 impl LiveInsights {
     /// `window` zero disables continuous evaluation.
@@ -34,6 +40,7 @@ impl LiveInsights {
         LiveInsights {
             window,
             latest: RwLock::new(HashMap::new()),
+            written: Default::default(),
         }
     }
 
@@ -104,7 +111,91 @@ pub async fn evaluate(state: &SharedState) {
             view["status"] = json!("PARTIAL");
             view["message"] = json!(message);
         }
+        write_assertion_series(state, &tenant, &body["assertions"], end).await;
         live.latest.write().insert(tenant, Arc::new(view));
+    }
+}
+
+/// How recently an assertion must have held to count as active at an evaluation.
+const ACTIVE_WITHIN_NANOS: u64 = 60 * 1_000_000_000;
+
+/// The labels of each assertion still holding at `end`: entity, its kind and service (for
+/// services, operations and instances), the assertion's type, severity and metric.
+fn active_assertion_labels(assertions: &Value, end: u64) -> Vec<andante_tsdb::Labels> {
+    let list = assertions.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut labels = Vec::new();
+    for assertion in list {
+        let ended = assertion["end"]
+            .as_str()
+            .and_then(|text| text.parse::<u64>().ok());
+        if ended.is_none_or(|ended| ended + ACTIVE_WITHIN_NANOS < end) {
+            continue;
+        }
+        let text = |key: &str| assertion[key].as_str().unwrap_or_default().to_owned();
+        let entity = text("entity");
+        let (kind, rest) = entity.split_once(':').unwrap_or((entity.as_str(), ""));
+        let service = match kind {
+            "service" => rest,
+            "operation" | "instance" => rest.split(':').next().unwrap_or_default(),
+            _ => "",
+        };
+        labels.push(andante_tsdb::Labels::new([
+            (andante_tsdb::METRIC_NAME, ASSERTION_SERIES.to_owned()),
+            ("entity", entity.clone()),
+            ("entity_kind", kind.to_owned()),
+            ("service", service.to_owned()),
+            ("assertion_type", text("type")),
+            ("severity", text("severity")),
+            ("metric", text("metric")),
+        ]));
+    }
+    labels
+}
+
+/// Writes the tenant's active assertions to the series store as `insights_assertion` = 1 (and
+/// stale markers for those that ended), so alerting rules can page on them and their alerts
+/// carry the ranked root causes like any other.
+async fn write_assertion_series(
+    state: &SharedState,
+    tenant: &TenantId,
+    assertions: &Value,
+    end: u64,
+) {
+    let now_ms = (end / 1_000_000) as i64;
+    let active: std::collections::HashSet<andante_tsdb::Labels> =
+        active_assertion_labels(assertions, end)
+            .into_iter()
+            .collect();
+    let previous = state
+        .live_insights
+        .written
+        .lock()
+        .insert(tenant.clone(), active.clone())
+        .unwrap_or_default();
+    let mut batch: Vec<andante_tsdb::SeriesSamples> = active
+        .iter()
+        .map(|labels| andante_tsdb::SeriesSamples {
+            labels: labels.clone(),
+            samples: vec![(now_ms, 1.0)],
+        })
+        .collect();
+    batch.extend(
+        previous
+            .difference(&active)
+            .map(|labels| andante_tsdb::SeriesSamples {
+                labels: labels.clone(),
+                samples: vec![(now_ms, andante_tsdb::STALE_NAN)],
+            }),
+    );
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(error) = state
+        .metrics_head
+        .append(tenant.as_str(), batch, now_ms)
+        .await
+    {
+        tracing::warn!(%tenant, %error, "failed to write insight assertions to the series store");
     }
 }
 
@@ -160,6 +251,27 @@ pub(crate) async fn live(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_assertions_become_series_labels() {
+        let end: u64 = 10_000_000_000_000;
+        let assertions = json!([
+            {"entity": "service:cart", "type": "error", "severity": "critical", "metric": "error_origins", "end": end.to_string()},
+            {"entity": "operation:cart:GET /cart", "type": "anomaly", "severity": "warning", "metric": "self_time", "end": (end - 30_000_000_000u64).to_string()},
+            {"entity": "database:carts", "type": "failure", "severity": "critical", "metric": "errors", "end": (end - 600_000_000_000u64).to_string()},
+        ]);
+        let labels = active_assertion_labels(&assertions, end);
+        assert_eq!(
+            labels.len(),
+            2,
+            "the one that ended ten minutes ago is not active"
+        );
+        assert_eq!(labels[0].get("service"), Some("cart"));
+        assert_eq!(labels[0].get("assertion_type"), Some("error"));
+        assert_eq!(labels[1].get("entity_kind"), Some("operation"));
+        assert_eq!(labels[1].get("service"), Some("cart"));
+        assert_eq!(labels[1].metric_name(), Some(ASSERTION_SERIES));
+    }
 
     #[test]
     fn every_type_and_severity_is_counted_even_at_zero() {
