@@ -73,3 +73,18 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The rules crate's failures (rule groups, SLOs) as API errors; storage details are logged.
+pub(crate) fn rules_error(error: andante_rules::RulesError) -> ApiError {
+    match error {
+        andante_rules::RulesError::Invalid { message } => ApiError::bad_request(message),
+        andante_rules::RulesError::NotFound(message) => ApiError::new(ErrorKind::NotFound, message),
+        andante_rules::RulesError::Limit(message) => {
+            ApiError::new(ErrorKind::TooManyRequests, message)
+        }
+        andante_rules::RulesError::Read { .. } | andante_rules::RulesError::Storage(_) => {
+            tracing::error!(%error, "rule storage failed");
+            ApiError::new(ErrorKind::Internal, "rule storage failed")
+        }
+    }
+}

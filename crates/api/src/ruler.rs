@@ -4,28 +4,15 @@
 //! group as YAML and answer 202; a group that does not validate gets a 400 naming the rule.
 
 use andante_model::ErrorKind;
-use andante_rules::RulesError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_yaml::{Mapping, Value};
 
-use crate::error::ApiError;
+use crate::error::{rules_error, ApiError};
 use crate::tenant::push_tenant;
 use crate::SharedState;
-
-fn rules_error(error: RulesError) -> ApiError {
-    match error {
-        RulesError::Invalid { message } => ApiError::bad_request(message),
-        RulesError::NotFound(message) => ApiError::new(ErrorKind::NotFound, message),
-        RulesError::Limit(message) => ApiError::new(ErrorKind::TooManyRequests, message),
-        RulesError::Read { .. } | RulesError::Storage(_) => {
-            tracing::error!(%error, "ruler storage failed");
-            ApiError::new(ErrorKind::Internal, "rule storage failed")
-        }
-    }
-}
 
 fn tenant(state: &SharedState, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(push_tenant(headers, state.config.multitenancy_enabled)?

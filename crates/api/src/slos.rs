@@ -3,28 +3,15 @@
 //! files. A body is one SLO in YAML or JSON (the fields of `rules.slo_path` files).
 
 use andante_model::ErrorKind;
-use andante_rules::RulesError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::error::ApiError;
+use crate::error::{rules_error, ApiError};
 use crate::tenant::push_tenant;
 use crate::SharedState;
-
-fn slo_error(error: RulesError) -> ApiError {
-    match error {
-        RulesError::Invalid { message } => ApiError::bad_request(message),
-        RulesError::NotFound(message) => ApiError::new(ErrorKind::NotFound, message),
-        RulesError::Limit(message) => ApiError::new(ErrorKind::TooManyRequests, message),
-        RulesError::Read { .. } | RulesError::Storage(_) => {
-            tracing::error!(%error, "SLO storage failed");
-            ApiError::new(ErrorKind::Internal, "SLO storage failed")
-        }
-    }
-}
 
 fn tenant(state: &SharedState, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(push_tenant(headers, state.config.multitenancy_enabled)?
@@ -49,7 +36,7 @@ async fn report(
     })
     .await
     .map_err(|_| ApiError::new(ErrorKind::Internal, "SLO report failed"))?;
-    Ok(Json(answer.map_err(slo_error)?).into_response())
+    Ok(Json(answer.map_err(rules_error)?).into_response())
 }
 
 pub async fn list(
@@ -82,7 +69,7 @@ pub async fn put(
         .slos
         .put(&tenant, &name, text)
         .await
-        .map_err(slo_error)?;
+        .map_err(rules_error)?;
     Ok(Json(serde_json::json!({ "slo": spec })).into_response())
 }
 
@@ -92,6 +79,10 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers)?;
-    state.slos.delete(&tenant, &name).await.map_err(slo_error)?;
+    state
+        .slos
+        .delete(&tenant, &name)
+        .await
+        .map_err(rules_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -80,23 +80,7 @@ pub struct Registry {
     counts: RegistryCounts,
 }
 
-/// Prometheus label names allow `[a-zA-Z_][a-zA-Z0-9_]*`: anything else becomes `_`.
-pub fn sanitize_label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+pub use andante_tsdb::labels::sanitize_label_name;
 
 fn format_bound(bound: f64) -> String {
     if bound == f64::INFINITY {

@@ -289,11 +289,9 @@ fn query(
             return Ok(series
                 .into_iter()
                 .map(|(labels, value)| promql::Sample {
-                    labels: Labels::new(
-                        labels
-                            .into_iter()
-                            .map(|(name, value)| (sanitize_label_name(&name), value)),
-                    ),
+                    labels: Labels::new(labels.into_iter().map(|(name, value)| {
+                        (andante_tsdb::labels::sanitize_label_name(&name), value)
+                    })),
                     value,
                 })
                 .collect());
@@ -309,25 +307,6 @@ fn query(
             Err("rule result is not a vector or scalar".into())
         }
     }
-}
-
-/// TraceQL's attribute names (`resource.service.name`) as Prometheus label names
-/// (`resource_service_name`), the way Prometheus' OTLP receiver maps attributes.
-fn sanitize_label_name(name: &str) -> String {
-    let mut text: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_digit()) {
-        text.insert(0, '_');
-    }
-    text
 }
 
 fn recording_samples(

@@ -21,7 +21,7 @@ pub mod slos;
 pub mod template;
 pub mod unit_test;
 
-pub use file::{parse_group, parse_rule_file, Rule, RuleGroup, RuleKind};
+pub use file::{parse_group, parse_rule_file, Rule, RuleGroup, RuleKind, RuleQuery};
 pub use gofmt::rfc3339;
 pub use group::{EvalSettings, GroupState, RootCauseSource, SampleSink, TraceqlSource};
 pub use manager::{GroupKey, Manager, Source};

@@ -90,6 +90,15 @@ impl Ruler {
         format!("{tenant}/{RULES_DIR}/")
     }
 
+    fn group_key(tenant: &str, namespace: &str, group: &str) -> String {
+        format!(
+            "{}{}/{}.yaml",
+            Ruler::prefix(tenant),
+            encode(namespace),
+            encode(group)
+        )
+    }
+
     /// Every stored group of the tenant, by namespace (and `namespace` alone if given).
     pub async fn groups(
         &self,
@@ -152,12 +161,7 @@ impl Ruler {
                 "the tenant has {count} rule groups, the most `rules.max_groups_per_tenant` allows"
             )));
         }
-        let key = format!(
-            "{}{}/{}.yaml",
-            Ruler::prefix(tenant),
-            encode(namespace),
-            encode(&group.name)
-        );
+        let key = Ruler::group_key(tenant, namespace, &group.name);
         self.storage
             .put(&key, Bytes::from(body.to_owned()))
             .await
@@ -181,12 +185,7 @@ impl Ruler {
                 "group `{group}` does not exist in namespace `{namespace}`"
             )));
         }
-        let key = format!(
-            "{}{}/{}.yaml",
-            Ruler::prefix(tenant),
-            encode(namespace),
-            encode(group)
-        );
+        let key = Ruler::group_key(tenant, namespace, group);
         self.storage.delete(&key).await.map_err(storage_error)?;
         self.install_namespace(tenant, namespace).await
     }
@@ -200,12 +199,7 @@ impl Ruler {
             )));
         };
         for (group, _) in groups {
-            let key = format!(
-                "{}{}/{}.yaml",
-                Ruler::prefix(tenant),
-                encode(namespace),
-                encode(group)
-            );
+            let key = Ruler::group_key(tenant, namespace, group);
             self.storage.delete(&key).await.map_err(storage_error)?;
         }
         self.install_namespace(tenant, namespace).await

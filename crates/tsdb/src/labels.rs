@@ -130,6 +130,25 @@ pub fn float_text(value: f64) -> String {
     }
 }
 
+/// Prometheus label names allow `[a-zA-Z_][a-zA-Z0-9_]*`: anything else becomes `_`
+/// (attribute names such as `http.route` → `http_route`, `9lives` → `_9lives`).
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.chars().next().is_none_or(|c| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.metric_name().unwrap_or("");

@@ -22,6 +22,7 @@ use crate::store::Store;
 
 pub use depth::{MAX_DEPTH, MAX_OPERATORS};
 pub use eval::{LOOKBACK_MS, STALE_NAN_BITS};
+pub use functions::civil_from_days;
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
