@@ -189,3 +189,121 @@ impl Notifier {
             .fetch_add(count as u64, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn alert(name: &str) -> AlertmanagerAlert {
+        AlertmanagerAlert {
+            labels: BTreeMap::from([("alertname".to_owned(), name.to_owned())]),
+            annotations: BTreeMap::new(),
+            starts_at: "2026-12-01T00:00:00Z".into(),
+            ends_at: "2026-12-01T00:04:00Z".into(),
+            generator_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_them() {
+        let notifier = Notifier::new(NotifierConfig {
+            urls: vec!["http://127.0.0.1:9".into()],
+            queue_capacity: 3,
+            ..NotifierConfig::default()
+        })
+        .unwrap();
+        notifier.enqueue((0..5).map(|i| alert(&format!("a{i}"))).collect());
+        assert_eq!(notifier.stats.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(notifier.stats.queue_length.load(Ordering::Relaxed), 3);
+        let kept: Vec<String> = notifier
+            .next_batch()
+            .iter()
+            .map(|a| a.labels["alertname"].clone())
+            .collect();
+        assert_eq!(kept, ["a2", "a3", "a4"]);
+    }
+
+    #[test]
+    fn no_alertmanager_means_nothing_is_queued() {
+        let notifier = Notifier::new(NotifierConfig::default()).unwrap();
+        notifier.enqueue(vec![alert("a")]);
+        assert_eq!(notifier.stats.queue_length.load(Ordering::Relaxed), 0);
+        assert_eq!(notifier.stats.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// An Alertmanager stand-in that answers 503 to the first request and 200 after, keeping
+    /// every body it received.
+    fn flaky_alertmanager() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for (index, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let read = stream.read(&mut buffer).unwrap_or(0);
+                    request.extend_from_slice(&buffer[..read]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            seen.lock().push(body.to_owned());
+                            break;
+                        }
+                    }
+                    if read == 0 {
+                        break;
+                    }
+                }
+                let status = if index == 0 {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        (url, bodies)
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_is_retried_and_then_counted_as_sent() {
+        let (url, bodies) = flaky_alertmanager();
+        let notifier = Notifier::new(NotifierConfig {
+            urls: vec![url],
+            ..NotifierConfig::default()
+        })
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let runner = tokio::spawn(notifier.clone().run(stopped));
+        notifier.enqueue(vec![alert("Down")]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while notifier.stats.sent.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never delivered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(notifier.stats.errors.load(Ordering::Relaxed), 1);
+        assert_eq!(notifier.stats.dropped.load(Ordering::Relaxed), 0);
+        let bodies = bodies.lock().clone();
+        assert_eq!(bodies.len(), 2, "the same batch twice: refused, then taken");
+        let sent: Vec<serde_json::Value> = serde_json::from_str(&bodies[1]).unwrap();
+        assert_eq!(sent[0]["labels"]["alertname"], "Down");
+        assert_eq!(sent[0]["endsAt"], "2026-12-01T00:04:00Z");
+        let _ = stop.send(true);
+        let _ = runner.await;
+    }
+}
