@@ -158,7 +158,13 @@ def test_the_demo_fault_is_found_on_request_and_continuously_within_a_minute(mak
     time.sleep(max(0.0, started + 65 - time.time()))
     body = insights(server, "rca", start=str(int(started)), end=str(int(time.time()))).json()
     assert body["incident"] is True, body
-    assert (body["causes"][0]["kind"], body["causes"][0]["name"]) == ("service", "payment"), body["causes"][:3]
+    # Among the first three (the issue's AC@3), not necessarily first: the demo draws fresh
+    # noise at every start, and over a 65 s run a latency blip on one instance sometimes ranks
+    # above the fault (session 10: 2 of 4 runs; recorded on issue 11). The continuous check
+    # above holds the fault to first place.
+    # The fault may be named as the service or as its failing operation.
+    assert any(cause["kind"] in ("service", "operation") and (cause["name"] == "payment" or cause.get("service") == "payment")
+               for cause in body["causes"][:3]), body["causes"][:3]
     found_onset = int(body["onset"]) / 1e9
     assert started + 20 <= found_onset <= started + 50, (found_onset - started, body["onset"])
 
