@@ -25,24 +25,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blackbox"))
 import promwrite  # noqa: E402
-from conftest import free_port  # noqa: E402
+from conftest import free_port, wait_ready  # noqa: E402
 
 
 def seconds(text):
     return float(text.rstrip("s"))
-
-
-def wait_ready(url, process, what):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        assert process.poll() is None, f"{what} exited"
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not become ready")
 
 
 def main():
@@ -60,7 +47,7 @@ def main():
     }))
     am = subprocess.Popen([shutil.which("prometheus-alertmanager"), f"--config.file={work / 'am.yml'}",
                            f"--storage.path={work / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                           "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           "--cluster.listen-address="], stdout=open(work / "am.log", "wb"), stderr=subprocess.STDOUT)
     (work / "rules").mkdir()
     (work / "rules" / "r.yaml").write_text(yaml.safe_dump({"groups": [{"name": "latency", "interval": args.interval, "rules": [
         {"alert": "Down", "expr": "bench_up == 0", "for": args.for_}]}]}))
@@ -71,8 +58,8 @@ def main():
                                stdout=open(work / "andante.log", "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http_port}"
     try:
-        wait_ready(f"http://127.0.0.1:{am_port}/-/ready", am, "alertmanager")
-        wait_ready(f"{base}/ready", andante, "andante")
+        wait_ready(am, f"http://127.0.0.1:{am_port}/-/ready", work / "am.log", "alertmanager")
+        wait_ready(andante, f"{base}/ready", work / "andante.log", "andante")
         values = {}
         stop = threading.Event()
 

@@ -110,6 +110,20 @@ class Server:
         return total
 
 
+def wait_ready(process, url, log_path, what, timeout=60):
+    """Polls `url` until it answers 200; fails with the log's tail if `process` exits first."""
+    deadline = time.time() + timeout
+    while True:
+        assert process.poll() is None, f"{what} exited: " + Path(log_path).read_text()[-2000:]
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.time() < deadline, f"{what} did not become ready"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def make_server(tmp_path):
     servers = []
@@ -148,16 +162,7 @@ def prometheus(tmp_path_factory):
         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
     ], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        assert process.poll() is None, (directory / "prometheus.log").read_text()[-2000:]
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.time() < deadline, "prometheus did not become ready"
-        time.sleep(0.2)
+    wait_ready(process, f"{url}/-/ready", directory / "prometheus.log", "prometheus")
     yield url
     process.terminate()
     process.wait(timeout=30)

@@ -19,7 +19,7 @@ import requests
 import yaml
 
 import promwrite
-from conftest import REPO as REPO_ROOT, free_port
+from conftest import REPO as REPO_ROOT, free_port, wait_ready
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus-alertmanager") is None,
@@ -99,16 +99,7 @@ def alertmanager(tmp_path):
         "--cluster.listen-address=",
     ], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        assert process.poll() is None, (directory / "log").read_text()[-2000:]
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.time() < deadline, "alertmanager did not become ready"
-        time.sleep(0.2)
+    wait_ready(process, f"{url}/-/ready", directory / "log", "alertmanager")
     yield url, sink
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)

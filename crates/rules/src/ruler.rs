@@ -99,36 +99,59 @@ impl Ruler {
         )
     }
 
-    /// Every stored group of the tenant, by namespace (and `namespace` alone if given).
+    /// The names of the tenant's stored groups, by namespace (and `namespace` alone if given):
+    /// a listing only, for the checks that need no group's text.
+    async fn group_names(
+        &self,
+        tenant: &str,
+        namespace: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<String>>, RulesError> {
+        let tenant_prefix = Ruler::prefix(tenant);
+        let prefix = match namespace {
+            Some(namespace) => format!("{tenant_prefix}{}/", encode(namespace)),
+            None => tenant_prefix.clone(),
+        };
+        let mut keys: Vec<String> = self
+            .storage
+            .list(&prefix)
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        keys.sort();
+        let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in keys {
+            let relative = key.strip_prefix(&tenant_prefix).unwrap_or(&key);
+            let Some((namespace, file)) = relative.split_once('/') else {
+                continue;
+            };
+            if let (Some(namespace), Some(group)) = (
+                decode(namespace),
+                file.strip_suffix(".yaml").and_then(decode),
+            ) {
+                names.entry(namespace).or_default().push(group);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Every stored group of the tenant with its text, by namespace (and `namespace` alone if
+    /// given).
     pub async fn groups(
         &self,
         tenant: &str,
         namespace: Option<&str>,
     ) -> Result<Namespaces, RulesError> {
-        let prefix = match namespace {
-            Some(namespace) => format!("{}{}/", Ruler::prefix(tenant), encode(namespace)),
-            None => Ruler::prefix(tenant),
-        };
         let mut namespaces = Namespaces::new();
-        let mut objects = self.storage.list(&prefix).await.map_err(storage_error)?;
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        for object in objects {
-            let relative = object
-                .key
-                .strip_prefix(&Ruler::prefix(tenant))
-                .unwrap_or(&object.key);
-            let Some((namespace, file)) = relative.split_once('/') else {
-                continue;
-            };
-            let (Some(namespace), Some(group)) = (
-                decode(namespace),
-                file.strip_suffix(".yaml").and_then(decode),
-            ) else {
-                continue;
-            };
-            let text = self.storage.get(&object.key).await.map_err(storage_error)?;
-            let text = String::from_utf8_lossy(&text).into_owned();
-            namespaces.entry(namespace).or_default().push((group, text));
+        for (namespace, groups) in self.group_names(tenant, namespace).await? {
+            let mut texts = Vec::with_capacity(groups.len());
+            for group in groups {
+                let key = Ruler::group_key(tenant, &namespace, &group);
+                let text = self.storage.get(&key).await.map_err(storage_error)?;
+                texts.push((group, String::from_utf8_lossy(&text).into_owned()));
+            }
+            namespaces.insert(namespace, texts);
         }
         Ok(namespaces)
     }
@@ -151,10 +174,10 @@ impl Ruler {
                 self.limits.max_rules_per_group
             )));
         }
-        let stored = self.groups(tenant, None).await?;
+        let stored = self.group_names(tenant, None).await?;
         let exists = stored
             .get(namespace)
-            .is_some_and(|groups| groups.iter().any(|(name, _)| *name == group.name));
+            .is_some_and(|groups| groups.contains(&group.name));
         let count: usize = stored.values().map(Vec::len).sum();
         if !exists && count >= self.limits.max_groups_per_tenant {
             return Err(RulesError::Limit(format!(
@@ -176,10 +199,10 @@ impl Ruler {
         namespace: &str,
         group: &str,
     ) -> Result<(), RulesError> {
-        let stored = self.groups(tenant, Some(namespace)).await?;
+        let stored = self.group_names(tenant, Some(namespace)).await?;
         if !stored
             .get(namespace)
-            .is_some_and(|groups| groups.iter().any(|(name, _)| name == group))
+            .is_some_and(|groups| groups.iter().any(|name| name == group))
         {
             return Err(RulesError::NotFound(format!(
                 "group `{group}` does not exist in namespace `{namespace}`"
@@ -192,13 +215,13 @@ impl Ruler {
 
     /// Deletes every group of a namespace; `NotFound` when it has none.
     pub async fn delete_namespace(&self, tenant: &str, namespace: &str) -> Result<(), RulesError> {
-        let stored = self.groups(tenant, Some(namespace)).await?;
+        let stored = self.group_names(tenant, Some(namespace)).await?;
         let Some(groups) = stored.get(namespace) else {
             return Err(RulesError::NotFound(format!(
                 "namespace `{namespace}` has no rule groups"
             )));
         };
-        for (group, _) in groups {
+        for group in groups {
             let key = Ruler::group_key(tenant, namespace, group);
             self.storage.delete(&key).await.map_err(storage_error)?;
         }
