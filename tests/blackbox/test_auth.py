@@ -152,6 +152,26 @@ def test_every_http_listener_refuses_requests_without_credentials(make_server, t
     assert server.metric("andante_spans_received_total") >= 2
 
 
+def test_the_ui_loads_without_credentials_and_scripts_get_no_basic_challenge(make_server, tmp_path):
+    server = make_server("--auth.tokens-file", tokens_file(tmp_path), headers=BEARER)
+    # The UI's files hold no data; the page asks for credentials itself.
+    page = requests.get(f"{server.url}/", timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower(), page.status_code
+    assert requests.get(f"{server.url}/ui/trace/{'01' * 16}", timeout=10).status_code == 200
+    # A browser would answer a Basic challenge with its own dialog; a script's call gets Bearer only.
+    scripted = requests.get(f"{server.url}/api/search", params={"q": "{}"}, headers={"X-Requested-With": "XMLHttpRequest"}, timeout=10)
+    assert scripted.status_code == 401 and scripted.headers["WWW-Authenticate"] == 'Bearer realm="andante"'
+    plain = requests.get(f"{server.url}/api/search", params={"q": "{}"}, timeout=10)
+    assert plain.status_code == 401 and "Basic" in plain.headers["WWW-Authenticate"]
+    # What the page then sends is checked like any other call.
+    for credentials in [BEARER, BASIC]:
+        answer = requests.get(f"{server.url}/api/search", params={"q": "{}"},
+                              headers={"X-Requested-With": "XMLHttpRequest", **credentials}, timeout=10)
+        assert answer.status_code == 200 and "traces" in answer.json()
+    for path in ["/uix", "/ui-data", "/api/ui"]:
+        assert requests.get(f"{server.url}{path}", timeout=10).status_code == 401, path
+
+
 def test_credentials_limit_tenants_with_multitenancy_on(make_server, tmp_path):
     server = make_server("--multitenancy.enabled", "--auth.tokens-file", tokens_file(tmp_path), headers=BEARER)
     trace = "03" * 16

@@ -3,6 +3,7 @@ data source uses it: search results arrive in several messages (traces appended,
 replaced), and every method answers what the HTTP API answers for the same request."""
 
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,41 @@ def test_search_streams_partial_results_that_add_up_to_the_http_answer(server, p
         assert inspected == sorted(inspected) and replies[-1].metrics.inspectedSpans > 0
         if q == "{ }":
             assert sum(1 for reply in replies if reply.traces) >= 3, "30 traces arrive over several messages"
+
+
+def ndjson_search(server, q, headers=None, **params):
+    """The NDJSON form of `/api/search`; returns the response and its decoded lines."""
+    response = requests.get(f"{server.url}/api/search", params={"q": q, **params},
+                            headers={"Accept": "application/x-ndjson", **(headers or {})}, timeout=30, stream=True)
+    lines = [json.loads(line) for line in response.iter_lines() if line] if response.status_code == 200 else []
+    return response, lines
+
+
+def test_ndjson_search_streams_lines_that_add_up_to_the_http_answer(server):
+    send_all(server)
+    for q in ["{ }", "{ status = error }", '{ resource.service.name = "cart" } >> { name = "SELECT" }']:
+        response, lines = ndjson_search(server, q, limit=30)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-ndjson", response.text
+        traces = [trace for line in lines for trace in line["traces"]]
+        http = search(server, q, limit=30)
+        # Each trace is sent once, final, in the same form as the one-piece answer.
+        assert sorted(traces, key=lambda t: t["traceID"]) == sorted(http["traces"], key=lambda t: t["traceID"]), q
+        inspected = [int(line["metrics"]["inspectedSpans"]) for line in lines]
+        assert inspected == sorted(inspected) and inspected[-1] > 0
+        assert lines[-1]["traces"] == [] and "status" not in lines[-1]
+        assert lines[-1]["metrics"]["completedJobs"] == lines[-1]["metrics"]["totalJobs"]
+        if q == "{ }":
+            assert sum(1 for line in lines if line["traces"]) >= 3, "30 traces arrive over several lines"
+    # Errors found before the search starts are ordinary error answers, not a stream.
+    response, _ = ndjson_search(server, "{ .a = }")
+    assert response.status_code == 400 and "line 1, col" in response.text
+    assert response.headers["Content-Type"] != "application/x-ndjson"
+    # A client that asks for JSON (or for anything) gets the one-piece answer.
+    for accept in ["application/json", "*/*", "application/x-ndjsonx"]:
+        plain = requests.get(f"{server.url}/api/search", params={"q": "{ }"}, headers={"Accept": accept}, timeout=30)
+        assert plain.headers["Content-Type"].startswith("application/json") and "traces" in plain.json(), accept
+    mixed, lines = ndjson_search(server, "{ }", headers={"Accept": "text/html, application/x-ndjson;q=0.9"})
+    assert mixed.headers["Content-Type"] == "application/x-ndjson" and lines
 
 
 def test_health_check_and_errors(make_server, pb):

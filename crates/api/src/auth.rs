@@ -3,8 +3,11 @@
 //!
 //! One axum middleware (`protect`) guards every router, so the query API, the streaming gRPC
 //! querier, `/metrics`, the OTLP and Zipkin receivers and the OTLP/gRPC service answer the same
-//! way. Only `/ready` stays open, for load-balancer probes. Missing or unknown credentials are
-//! `Unauthenticated` (HTTP 401 with `WWW-Authenticate`, gRPC status 16); an `X-Scope-OrgID` naming
+//! way. Only `/ready` (for load-balancer probes) and the built-in UI's static files stay open; the
+//! UI asks for credentials itself and sends them with its API calls. Missing or unknown
+//! credentials are `Unauthenticated` (HTTP 401 with `WWW-Authenticate`, gRPC status 16; requests
+//! marked `X-Requested-With: XMLHttpRequest` get no `Basic` challenge, so a browser leaves the
+//! login to the page's script); an `X-Scope-OrgID` naming
 //! a tenant the credential may not use is `PermissionDenied` (403, gRPC 7). gRPC callers get HTTP
 //! 200 with `grpc-status`, as gRPC clients and Grafana expect.
 //!
@@ -31,8 +34,19 @@ use subtle::ConstantTimeEq;
 use crate::tenant::ORG_ID_HEADER;
 use crate::ApiError;
 
-/// Paths answered without credentials.
-const OPEN_PATHS: &[&str] = &["/ready"];
+/// Whether `path` is answered without credentials: the readiness probe, and the built-in UI's
+/// static files (code and styles, no data), so the UI can load and ask for a login itself.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/ready" | "/" | "/ui") || path.starts_with("/ui/")
+}
+
+/// Scripts mark their requests this way (the built-in UI does). They get no `Basic` challenge,
+/// because browsers answer that with their own login dialog before the script sees the 401.
+fn from_script(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-requested-with")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
+}
 
 type Digest = [u8; 32];
 
@@ -221,8 +235,8 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The refusal: a gRPC status for gRPC calls, else the HTTP status with a challenge on 401.
-fn refuse(grpc: bool, error: ApiError) -> Response {
-    if grpc {
+fn refuse(request: &HeaderMap, error: ApiError) -> Response {
+    if is_grpc(request) {
         return tonic::Status::new(error.grpc_code(), error.message).into_http();
     }
     let challenge = error.kind == ErrorKind::Unauthenticated;
@@ -233,10 +247,12 @@ fn refuse(grpc: bool, error: ApiError) -> Response {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"andante\""),
         );
-        headers.append(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"andante\", charset=\"UTF-8\""),
-        );
+        if !from_script(request) {
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"andante\", charset=\"UTF-8\""),
+            );
+        }
     }
     response
 }
@@ -247,10 +263,9 @@ pub async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if OPEN_PATHS.contains(&request.uri().path()) {
+    if is_open(request.uri().path()) {
         return next.run(request).await;
     }
-    let grpc = is_grpc(request.headers());
     let default_tenant = match auth.authorize(request.headers()) {
         Ok(granted) => {
             tracing::trace!(credential = granted.credential, "authenticated");
@@ -264,13 +279,16 @@ pub async fn require(
             } else {
                 tracing::debug!(path = request.uri().path(), reason = %error.message, "request refused");
             }
-            return refuse(grpc, error);
+            return refuse(request.headers(), error);
         }
     };
     if let Some(tenant) = default_tenant {
         let Ok(value) = HeaderValue::from_str(&tenant) else {
             // Tenant IDs are validated to header-safe characters when the file is read.
-            return refuse(grpc, ApiError::new(ErrorKind::Internal, "invalid tenant"));
+            return refuse(
+                request.headers(),
+                ApiError::new(ErrorKind::Internal, "invalid tenant"),
+            );
         };
         request.headers_mut().insert(ORG_ID_HEADER, value);
     }
@@ -422,5 +440,68 @@ mod tests {
         assert!(token.same_secret(&Credential::bearer("two", "a:b", vec![])));
         assert!(!token.same_secret(&Credential::basic("three", "a", "b", vec![])));
         assert!(!format!("{token:?}").contains("digest"));
+    }
+
+    #[test]
+    fn scripts_get_no_basic_challenge_and_ui_files_are_open() {
+        let challenges = |pairs: &[(&'static str, &str)]| -> Vec<String> {
+            refuse(&headers(pairs), unauthenticated("missing credentials"))
+                .headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|value| {
+                    value
+                        .to_str()
+                        .expect("ascii")
+                        .split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(challenges(&[]), ["Bearer", "Basic"]);
+        assert_eq!(
+            challenges(&[("x-requested-with", "XMLHttpRequest")]),
+            ["Bearer"]
+        );
+        assert_eq!(
+            challenges(&[("x-requested-with", "xmlhttprequest")]),
+            ["Bearer"]
+        );
+        assert_eq!(
+            challenges(&[("x-requested-with", "fetch")]),
+            ["Bearer", "Basic"]
+        );
+        let grpc = refuse(
+            &headers(&[("content-type", "application/grpc")]),
+            unauthenticated("missing credentials"),
+        );
+        assert!(grpc.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            grpc.headers().get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"16"[..])
+        );
+
+        for open in [
+            "/ready",
+            "/",
+            "/ui",
+            "/ui/",
+            "/ui/assets/app.js",
+            "/ui/trace/abc",
+        ] {
+            assert!(is_open(open), "{open}");
+        }
+        for guarded in [
+            "/api/search",
+            "/uix",
+            "/ui-secret",
+            "/ready/x",
+            "/metrics",
+            "/api/ui/",
+        ] {
+            assert!(!is_open(guarded), "{guarded}");
+        }
     }
 }

@@ -5,27 +5,34 @@
 //! fields Grafana's strict decoder knows are emitted.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Instant;
 
 use andante_block::v1::tags::TagRequest;
-use andante_model::ErrorKind;
+use andante_model::{ErrorKind, TenantSet};
 use andante_query::search::{
-    SearchRequest, SearchResult, SpansetSummary, DEFAULT_LIMIT, DEFAULT_SPANS_PER_SPANSET,
-    MAX_SPANS_PER_SPANSET,
+    SearchMetrics, SearchRequest, SearchResult, SpansetSummary, TraceSummary, DEFAULT_LIMIT,
+    DEFAULT_SPANS_PER_SPANSET, MAX_SPANS_PER_SPANSET,
 };
 use andante_query::tags::parse_tag_field;
+use andante_query::AbortOnDrop;
 use andante_traceql::ast::{Field, Intrinsic, Scope};
 use andante_traceql::{parse, parse_lenient, Value};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use serde_json::{json, Map, Value as Json_};
 
 use crate::tenant::query_tenants;
 use crate::{ApiError, SharedState};
 
-/// How long one search may run before it answers with what it has.
+/// The media type of the streamed search.
+const NDJSON: &str = "application/x-ndjson";
+
+/// Most tag names or values answered when the request names no `limit`.
 const DEFAULT_TAG_LIMIT: usize = 5000;
 
 fn seconds(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -230,9 +237,8 @@ fn spanset_json(spanset: &SpansetSummary) -> Json_ {
     Json_::Object(object)
 }
 
-pub(crate) fn search_json(result: &SearchResult) -> Json_ {
-    let traces: Vec<Json_> = result
-        .traces
+fn traces_json(traces: &[TraceSummary]) -> Vec<Json_> {
+    traces
         .iter()
         .map(|trace| {
             let mut object = Map::new();
@@ -266,10 +272,14 @@ pub(crate) fn search_json(result: &SearchResult) -> Json_ {
             object.insert("serviceStats".into(), Json_::Object(stats));
             Json_::Object(object)
         })
-        .collect();
-    let metrics = &result.metrics;
+        .collect()
+}
+
+/// A search response: `traces` and the `metrics` totals, marked partial when `partial` says so
+/// (as TraceQL metrics answers are; clients that do not know the fields ignore them).
+fn response_json(traces: &[TraceSummary], metrics: &SearchMetrics, partial: Option<&str>) -> Json_ {
     let mut body = json!({
-        "traces": traces,
+        "traces": traces_json(traces),
         "metrics": {
             "inspectedTraces": metrics.inspected_traces,
             "inspectedBytes": metrics.inspected_bytes.to_string(),
@@ -280,13 +290,96 @@ pub(crate) fn search_json(result: &SearchResult) -> Json_ {
             "totalBlockBytes": metrics.total_block_bytes.to_string(),
         }
     });
-    // A partial answer says so, as TraceQL metrics answers do (clients that do not know the
-    // fields ignore them).
-    if let (Some(message), Some(object)) = (&result.partial_message, body.as_object_mut()) {
+    if let (Some(message), Some(object)) = (partial, body.as_object_mut()) {
         object.insert("status".into(), json!("PARTIAL"));
         object.insert("message".into(), json!(message));
     }
     body
+}
+
+pub(crate) fn search_json(result: &SearchResult) -> Json_ {
+    response_json(
+        &result.traces,
+        &result.metrics,
+        result.partial_message.as_deref(),
+    )
+}
+
+/// One step of a progressive search, as both streaming transports (gRPC and NDJSON) send it.
+pub(crate) enum Progress {
+    /// Traces that just became final, with the running totals.
+    Found(Vec<TraceSummary>, SearchMetrics),
+    /// The end: the whole result, whose traces were all sent as `Found` already.
+    Done(SearchResult),
+}
+
+/// Runs `request` on its own task and streams its progress, ending with `Done`. Dropping the
+/// stream (the client went away) aborts the search.
+pub(crate) fn search_progressively(
+    state: SharedState,
+    tenants: TenantSet,
+    request: SearchRequest,
+) -> impl Stream<Item = Progress> + Send {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let result = state
+            .querier
+            .search_with_progress(&tenants, &request, |fresh, metrics| {
+                if !fresh.is_empty() {
+                    let _ = sender.send(Progress::Found(fresh.to_vec(), metrics.clone()));
+                }
+            })
+            .await;
+        if let Some(message) = &result.partial_message {
+            tracing::warn!(%message, "partial streamed search result");
+        }
+        let _ = sender.send(Progress::Done(result));
+    });
+    futures::stream::unfold(
+        (receiver, AbortOnDrop(task)),
+        |(mut receiver, guard)| async move {
+            let progress = receiver.recv().await?;
+            Some((progress, (receiver, guard)))
+        },
+    )
+}
+
+/// The NDJSON form of a search (`Accept: application/x-ndjson`), for clients that cannot speak
+/// gRPC, such as the built-in UI: one response object per line, each with only the traces new
+/// since the line before and the running totals, the last with the final totals and the partial
+/// mark. Errors found before the search starts are ordinary error responses.
+fn search_ndjson(state: SharedState, tenants: TenantSet, request: SearchRequest) -> Response {
+    let lines = search_progressively(state, tenants, request).map(|progress| {
+        let body = match progress {
+            Progress::Found(traces, metrics) => response_json(&traces, &metrics, None),
+            Progress::Done(result) => {
+                response_json(&[], &result.metrics, result.partial_message.as_deref())
+            }
+        };
+        let mut line = body.to_string().into_bytes();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    (
+        [(header::CONTENT_TYPE, NDJSON)],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// Whether the client asked for the NDJSON stream.
+fn wants_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| {
+            media
+                .split(';')
+                .next()
+                .is_some_and(|kind| kind.trim().eq_ignore_ascii_case(NDJSON))
+        })
 }
 
 /// A partial search that found nothing must not read as "no match": it becomes an error
@@ -374,6 +467,9 @@ pub(crate) async fn search(
 ) -> Result<Response, ApiError> {
     let tenants = query_tenants(&headers, state.config.multitenancy_enabled)?;
     let request = search_request(&params, state.config.query)?;
+    if wants_ndjson(&headers) {
+        return Ok(search_ndjson(state, tenants, request));
+    }
     let result = state.querier.search(&tenants, &request).await;
     if let Some(message) = &result.partial_message {
         tracing::warn!(%message, "partial search result");

@@ -15,11 +15,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use andante_query::search::{SearchMetrics as QueryMetrics, TraceSummary};
-use andante_query::AbortOnDrop;
 use andante_traceql::metrics::LabelValue;
 use axum::http::HeaderMap;
 use futures::future::BoxFuture;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::metrics_query;
@@ -150,53 +149,44 @@ async fn search(
     let tenants = crate::tenant::query_tenants(&headers, state.config.multitenancy_enabled)
         .map_err(status)?;
     let search_request = search::search_request(&params, state.config.query).map_err(status)?;
-    let (sender, receiver) =
-        tokio::sync::mpsc::unbounded_channel::<Result<SearchResponse, Status>>();
-    let task = tokio::spawn(async move {
-        let progress_sender = sender.clone();
-        let result = state
-            .querier
-            .search_with_progress(&tenants, &search_request, |fresh, metrics| {
-                if !fresh.is_empty() {
-                    let message = SearchResponse {
-                        traces: fresh.iter().map(trace_metadata).collect(),
-                        metrics: Some(search_metrics(metrics)),
-                    };
-                    let _ = progress_sender.send(Ok(message));
+    let stream = search::search_progressively(state, tenants, search_request)
+        .flat_map(|progress| {
+            let messages = match progress {
+                search::Progress::Found(traces, metrics) => vec![Ok(SearchResponse {
+                    traces: traces.iter().map(trace_metadata).collect(),
+                    metrics: Some(search_metrics(&metrics)),
+                })],
+                // The last message carries the final totals; its traces were all sent
+                // already. A partial answer then ends the stream with an error status naming
+                // what was left undone, so Grafana shows it instead of an unqualified
+                // (possibly empty) result.
+                search::Progress::Done(result) => {
+                    let last = Ok(SearchResponse {
+                        traces: Vec::new(),
+                        metrics: Some(search_metrics(&result.metrics)),
+                    });
+                    let end = result.partial_message.as_ref().map(|message| {
+                        let code = if result.timed_out {
+                            tonic::Code::DeadlineExceeded
+                        } else if result.bytes_exhausted {
+                            tonic::Code::ResourceExhausted
+                        } else {
+                            tonic::Code::Unavailable
+                        };
+                        let matched = result.traces.len();
+                        Err(Status::new(
+                            code,
+                            format!("search incomplete: {message} ({matched} traces sent)"),
+                        ))
+                    });
+                    std::iter::once(last).chain(end).collect()
                 }
-            })
-            .await;
-        // The last message carries the final totals; its traces were all sent already.
-        let _ = sender.send(Ok(SearchResponse {
-            traces: Vec::new(),
-            metrics: Some(search_metrics(&result.metrics)),
-        }));
-        // A partial answer ends the stream with an error status naming what was left undone,
-        // so Grafana shows it instead of an unqualified (possibly empty) result.
-        if let Some(message) = &result.partial_message {
-            tracing::warn!(%message, "partial streamed search result");
-            let code = if result.timed_out {
-                tonic::Code::DeadlineExceeded
-            } else if result.bytes_exhausted {
-                tonic::Code::ResourceExhausted
-            } else {
-                tonic::Code::Unavailable
             };
-            let matched = result.traces.len();
-            let _ = sender.send(Err(Status::new(
-                code,
-                format!("search incomplete: {message} ({matched} traces sent)"),
-            )));
-        }
-    });
-    let guard = AbortOnDrop(task);
-    let stream = futures::stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
-        let item = receiver
-            .recv()
-            .await?
-            .map(|message| prost::Message::encode_to_vec(&message));
-        Some((item, (receiver, guard)))
-    });
+            futures::stream::iter(messages)
+        })
+        .map(|item: Result<SearchResponse, Status>| {
+            item.map(|message| prost::Message::encode_to_vec(&message))
+        });
     Ok(Box::pin(stream))
 }
 
