@@ -51,16 +51,27 @@ def span(tid, sid, parent, name, kind, start_ns, dur_ns, status=0, attrs=(), eve
     return body
 
 
-def resource(service, spans):
-    return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}},
-                                        {"key": "deployment.environment", "value": {"stringValue": "test"}}]},
+def resource(service, spans, instance=None):
+    """`instance`: (pod, node, version), the resource attributes the insights graph names
+    instances, their nodes and their deploys by."""
+    attributes = [{"key": "service.name", "value": {"stringValue": service}},
+                  {"key": "deployment.environment", "value": {"stringValue": "test"}}]
+    if instance:
+        for key, value in zip(("k8s.pod.name", "k8s.node.name", "service.version"), instance):
+            attributes.append({"key": key, "value": {"stringValue": value}})
+    return {"resource": {"attributes": attributes},
             "scopeSpans": [{"scope": {"name": "ui-test", "version": "1.0"}, "spans": spans}]}
+
+
+def cart_instance(n):
+    """The cart runs as two pods on two nodes, the second on a newer version."""
+    return ("cart-0", "node-a", "1.4.2") if n % 2 == 0 else ("cart-1", "node-b", "1.5.0")
 
 
 def shop_trace(n):
     """frontend `GET /cart` → its client call → cart `GetCart` → `SELECT`; every third fails in the cart, which
     records an exception event; the cart span links to the previous trace. Trace n started n
-    seconds ago and lasts 100+n ms."""
+    seconds ago and lasts 100+n ms. Each service names its pod, node and version."""
     tid = trace_id(n)
     root, cart, db, call = f"{n:014x}01", f"{n:014x}02", f"{n:014x}03", f"{n:014x}04"
     failing = n % 3 == 0
@@ -75,14 +86,14 @@ def shop_trace(n):
                  attrs=[("http.route", {"stringValue": "/cart"}),
                         ("http.response.status_code", {"intValue": "500" if failing else "200"})]),
             span(tid, call, root, "GET cart", 3, start + 2 * ms, (56 + n) * ms),
-        ]),
+        ], instance=("frontend-0", "node-a", "2.3.0")),
         resource("cart", [
             span(tid, cart, call, "GetCart", 2, start + 5 * ms, (50 + n) * ms, status=2 if failing else 1,
                  attrs=[("user.id", {"stringValue": f"u{n}"}), ("items", {"intValue": str(n % 5)})],
                  events=events, links=links),
             span(tid, db, cart, "SELECT", 3, start + 10 * ms, 20 * ms,
                  attrs=[("db.system", {"stringValue": "postgresql" if n % 2 else "mysql"})]),
-        ]),
+        ], instance=cart_instance(n)),
     ]
 
 
@@ -199,6 +210,15 @@ def api(server, path, **params):
     return response.json()
 
 
+def search_done(page, query=None):
+    """Waits until the streamed search (of `query`, when given) has ended, in results or an error."""
+    page.wait_for_function("""q => {
+        const progress = document.querySelector('[data-testid=search-progress]');
+        if (progress) return progress.dataset.status === 'done' && (q === null || progress.dataset.query === q);
+        return document.querySelector('.state-error') !== null;
+    }""", arg=query, timeout=20000)
+
+
 def newest_first(traces):
     return [t["traceID"] for t in sorted(traces, key=lambda t: int(t["startTimeUnixNano"]), reverse=True)]
 
@@ -220,7 +240,7 @@ def test_explore_shows_the_traces_the_api_returns(loaded, browser, query):
     expected = api(loaded, "/api/search", q=query, limit=20, spss=3, **span)
     tab = Page(browser, loaded)
     page = tab.goto("/ui/explore", q=query, **{"from": span["start"], "to": span["end"]})
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
     assert expected["traces"], "the test data must match"
     assert shown == newest_first(expected["traces"])
@@ -251,6 +271,14 @@ def type_query(page, text):
     page.keyboard.press("Delete")
     # closeBrackets would add a `}` after `{`; type the query and let the editor keep it.
     page.keyboard.type(text)
+
+
+def set_query(page, text):
+    """Replaces the editor's text as a paste would: no brackets closed, no completion typed."""
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
 
 
 def test_autocomplete_offers_the_tag_values_and_names_the_api_returns(loaded, browser):
@@ -339,7 +367,7 @@ def test_search_builder_writes_traceql(loaded, browser):
     expected_query = '{ resource.service.name = "cart" && status = error && duration >= 60ms }'
     page.wait_for_function("q => new URLSearchParams(location.search).get('q') === q", arg=expected_query)
     assert page.inner_text(".cm-content") == expected_query
-    page.wait_for_selector("[data-testid=results] tbody tr[data-trace-id]", timeout=15000)
+    search_done(page, expected_query)
     shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
     expected = api(loaded, "/api/search", q=expected_query, limit=20, spss=3, **span)
     assert shown == newest_first(expected["traces"])
@@ -402,7 +430,7 @@ def test_trace_view_has_one_row_per_span_and_shows_span_detail(loaded, browser):
 def test_trace_by_id_box_and_missing_trace(loaded, browser):
     tab = Page(browser, loaded, expected_errors=[r"status of 404"])
     page = tab.goto("/ui/explore", q="{ }")
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     page.fill("#trace-id-box", trace_id(7))
     page.press("#trace-id-box", "Enter")
     page.wait_for_selector(".wf-row", timeout=15000)
@@ -419,7 +447,7 @@ def test_a_10000_span_trace_renders_virtualised_within_a_second(loaded, browser)
     assert len(spans) == BIG_SPANS
     tab = Page(browser, loaded)
     page = tab.goto("/ui/explore", q="{ }")  # warm the app so the figure is the trace view's own
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     started = time.time()
     page.evaluate("url => { history.pushState(null, '', url); dispatchEvent(new PopStateEvent('popstate')); }", f"/ui/trace/{tid}")
     page.wait_for_selector(".wf-row", timeout=30000)
@@ -508,7 +536,7 @@ PIXELS_OF_COLOUR = """(colour) => {
 def test_theme_toggle_persists(loaded, browser):
     tab = Page(browser, loaded)
     page = tab.goto("/ui/explore", q="{ }")
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     before = page.evaluate("getComputedStyle(document.body).backgroundColor")
     # The scatter is drawn on a canvas in colours read from the theme: after the toggle its grid
     # must be drawn in the new theme's grid colour, with no pixel left in the old one.
@@ -523,7 +551,7 @@ def test_theme_toggle_persists(loaded, browser):
     chosen = page.evaluate("localStorage.getItem('andante.theme')")
     assert chosen in ("light", "dark")
     page.reload()
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     assert page.evaluate("document.documentElement.dataset.theme") == chosen
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == after
     if chosen == "dark":
@@ -565,7 +593,7 @@ def test_service_graph_has_one_node_per_service_of_the_insights_graph(loaded, br
 def test_time_range_picker_writes_relative_and_absolute_ranges(loaded, browser):
     tab = Page(browser, loaded)
     page = tab.goto("/ui/explore", q="{ }")
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     page.click(".picker-button")
     page.click(".picker-presets button:has-text('Last 15 minutes')")
     page.wait_for_function("() => new URLSearchParams(location.search).get('from') === 'now-15m'")
@@ -580,7 +608,7 @@ def test_time_range_picker_writes_relative_and_absolute_ranges(loaded, browser):
     page.click("text=Apply absolute range")
     page.wait_for_function("s => new URLSearchParams(location.search).get('from') === String(s)", arg=start)
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["to"] == [str(end)]
-    page.wait_for_selector("[data-testid=results], .state-empty", timeout=15000)
+    search_done(page)
     page.wait_for_function("() => !document.querySelector('.state-loading')")
     shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
     expected = api(loaded, "/api/search", q="{ }", limit=20, spss=3, start=start, end=end)
@@ -660,9 +688,9 @@ def test_metrics_page_plots_traceql_metrics_and_promql_series_the_apis_return(lo
         time.sleep(0.5)
     page.click(".segmented button:has-text('PromQL')")
     # Switching language shows that language's example query (and runs it) before we type.
-    page.wait_for_function("() => (document.querySelector('textarea.promql') || {}).value?.includes('traces_spanmetrics_calls_total[5m]')")
-    page.fill("textarea.promql", promql)
-    page.press("textarea.promql", "Control+Enter")
+    page.wait_for_function("() => (document.querySelector('[data-testid=promql-editor]') || {}).textContent?.includes('traces_spanmetrics_calls_total[5m]')")
+    set_query(page, promql)
+    page.keyboard.press("Control+Enter")
     shown = series_rows(page, promql)
     expected = api(loaded, "/prometheus/api/v1/query_range", query=promql, start=span["start"], end=int(time.time()),
                    step=max(1, round((span["end"] - span["start"]) / 200)))["data"]["result"]
@@ -670,8 +698,8 @@ def test_metrics_page_plots_traceql_metrics_and_promql_series_the_apis_return(lo
     assert {'{service="frontend"}', '{service="cart"}'} <= set(shown)
 
     # A PromQL error is the server's message, not JSON.
-    page.fill("textarea.promql", "sum(rate(traces_spanmetrics_calls_total[5m]")
-    page.press("textarea.promql", "Control+Enter")
+    set_query(page, "sum(rate(traces_spanmetrics_calls_total[5m]")
+    page.keyboard.press("Control+Enter")
     page.wait_for_selector(".state-error", timeout=15000)
     assert "unclosed left parenthesis" in page.inner_text(".state-error")
     assert "errorType" not in page.inner_text(".state-error")

@@ -1,5 +1,7 @@
 // Typed client for the Tempo/Prometheus-compatible APIs the UI reads; the one place that adds
-// the tenant header and turns a non-2xx answer into an ApiError carrying the server's message.
+// the tenant, credential and X-Requested-With headers, and turns a non-2xx answer into an
+// ApiError carrying the server's message.
+import { NdjsonLines } from "./explore/ndjson";
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -9,39 +11,101 @@ export class ApiError extends Error {
   get needsTenant(): boolean {
     return this.status === 401 && /org id/i.test(this.message);
   }
+  /** The server wants credentials, or refused the ones sent (`auth.tokens_file`). */
+  get needsLogin(): boolean {
+    return this.status === 401 && !this.needsTenant;
+  }
 }
 
 export const NEEDS_TENANT_EVENT = "andante:needs-tenant";
+/** Dispatched with the server's message as `detail` on a 401 that asks for credentials. */
+export const NEEDS_LOGIN_EVENT = "andante:needs-login";
+/** Dispatched with the server's message as `detail` on a 403 (a tenant the credential may not use). */
+export const FORBIDDEN_EVENT = "andante:forbidden";
 
 let currentTenant = "";
 export function setTenant(tenant: string) {
   currentTenant = tenant;
 }
 
-type Params = Record<string, string | number | undefined>;
+// The credential lives for the browser tab (sessionStorage): a shared machine forgets it with
+// the tab, and a reload does not ask again.
+const AUTH_KEY = "andante.auth";
+let authorization = "";
+try {
+  authorization = sessionStorage.getItem(AUTH_KEY) ?? "";
+} catch {
+  /* no storage (tests under Node, private modes): the credential lasts until the page unloads */
+}
 
-export async function getJson<T>(path: string, params: Params = {}, signal?: AbortSignal): Promise<T> {
+/** The `Authorization` header value for HTTP basic credentials (RFC 7617, UTF-8). */
+export function basicAuthorization(username: string, password: string): string {
+  const bytes = new TextEncoder().encode(`${username}:${password}`);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return `Basic ${btoa(binary)}`;
+}
+
+export function hasCredentials(): boolean {
+  return authorization !== "";
+}
+
+/** Sets (or, with "", forgets) the `Authorization` header sent with every request. */
+export function setCredentials(header: string) {
+  authorization = header;
+  try {
+    if (header) sessionStorage.setItem(AUTH_KEY, header);
+    else sessionStorage.removeItem(AUTH_KEY);
+  } catch {
+    /* kept in memory only */
+  }
+}
+
+type Params = Record<string, string | number | undefined | string[]>;
+
+function urlOf(path: string, params: Params): string {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== "") query.set(key, String(value));
+    if (Array.isArray(value)) value.forEach((item) => query.append(key, item));
+    else if (value !== undefined && value !== "") query.set(key, String(value));
   }
-  const url = query.toString() ? `${path}?${query}` : path;
-  const headers: Record<string, string> = { Accept: "application/json" };
+  return query.toString() ? `${path}?${query}` : path;
+}
+
+/**
+ * Sends a GET and returns the response when it is 2xx, else throws an ApiError with the server's
+ * message. `authorizationOverride` tries a credential before it is kept (the login form).
+ */
+export async function request(path: string, params: Params = {}, options: { accept?: string; signal?: AbortSignal; authorizationOverride?: string } = {}): Promise<Response> {
+  // X-Requested-With makes the server leave the Basic challenge out of a 401, so the browser does
+  // not pop its own login dialog over the UI's form.
+  const headers: Record<string, string> = { Accept: options.accept ?? "application/json", "X-Requested-With": "XMLHttpRequest" };
   if (currentTenant) headers["X-Scope-OrgID"] = currentTenant;
+  const credential = options.authorizationOverride ?? authorization;
+  if (credential) headers.Authorization = credential;
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal });
+    response = await fetch(urlOf(path, params), { headers, signal: options.signal });
   } catch (error) {
     if ((error as Error).name === "AbortError") throw error;
     throw new ApiError(0, `cannot reach the server: ${(error as Error).message}`);
   }
+  if (response.ok) return response;
   const text = await response.text();
-  if (!response.ok) {
-    const error = new ApiError(response.status, text.trim() || `${response.status} ${response.statusText}`);
-    // The shell shows the tenant picker whichever page hit this first.
+  const error = new ApiError(response.status, text.trim() || `${response.status} ${response.statusText}`);
+  // The shell shows the tenant picker or the login form whichever page hit this first; a
+  // credential being tried is the login form's own business.
+  if (options.authorizationOverride === undefined) {
     if (error.needsTenant) window.dispatchEvent(new Event(NEEDS_TENANT_EVENT));
-    throw error;
+    else if (error.needsLogin) window.dispatchEvent(new CustomEvent(NEEDS_LOGIN_EVENT, { detail: readableError(error.message) }));
+    else if (error.status === 403) window.dispatchEvent(new CustomEvent(FORBIDDEN_EVENT, { detail: readableError(error.message) }));
   }
+  throw error;
+}
+
+export async function getJson<T>(path: string, params: Params = {}, signal?: AbortSignal): Promise<T> {
+  const response = await request(path, params, { signal });
+  const text = await response.text();
   try {
     return JSON.parse(text) as T;
   } catch {
@@ -101,13 +165,52 @@ export interface TraceSearchMetadata {
   spanSets?: SpanSet[];
   serviceStats?: Record<string, { spanCount?: number; errorCount?: number }>;
 }
+/** Tempo's search metrics; the 64-bit counts come as strings (proto3 JSON). */
+export interface SearchMetrics {
+  inspectedTraces?: number;
+  inspectedBytes?: string;
+  inspectedSpans?: string;
+  totalBlocks?: number;
+  completedJobs?: number;
+  totalJobs?: number;
+  totalBlockBytes?: string;
+}
 export interface SearchResponse {
   traces?: TraceSearchMetadata[];
-  metrics?: Record<string, string | number>;
+  metrics?: SearchMetrics;
+  /** `PARTIAL` when some of the data could not be searched; `message` says what. */
+  status?: string;
+  message?: string;
 }
 
-export function search(q: string, startSecs: number, endSecs: number, limit: number, spss: number, signal?: AbortSignal) {
-  return getJson<SearchResponse>("/api/search", { q, start: startSecs, end: endSecs, limit, spss }, signal);
+const NDJSON = "application/x-ndjson";
+
+/**
+ * Searches with the streamed answer: `onLine` gets each line as it arrives (the traces found
+ * since the line before, and running totals; the last line the final totals and the partial
+ * mark). A server that does not stream (Tempo, an older Andante) answers one JSON object, which
+ * is passed on as the only line.
+ */
+export async function searchStream(q: string, startSecs: number, endSecs: number, limit: number, spss: number, onLine: (line: SearchResponse) => void, signal?: AbortSignal): Promise<void> {
+  const response = await request("/api/search", { q, start: startSecs, end: endSecs, limit, spss }, { accept: `${NDJSON}, application/json;q=0.5`, signal });
+  const lines = new NdjsonLines();
+  const pass = (parsed: unknown[]) => parsed.forEach((line) => onLine(line as SearchResponse));
+  try {
+    if (!(response.headers.get("Content-Type") ?? "").startsWith(NDJSON) || !response.body) {
+      pass(lines.push(new Uint8Array(await response.arrayBuffer())));
+    } else {
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        pass(lines.push(value));
+      }
+    }
+    pass(lines.finish());
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new ApiError(response.status, error.message);
+    throw error;
+  }
 }
 
 // ---- tag discovery (v2: scoped names, typed values; `q` narrows both to the query so far) ----
@@ -181,9 +284,18 @@ export interface GraphRelation {
   p50Ms?: number;
   p99Ms?: number;
 }
+export interface Deploy {
+  service: string;
+  version: string;
+  /** Instance names (as in instance entities' `name`) seen running this version. */
+  instances?: string[];
+  /** Unix nanoseconds, as a string. */
+  firstSeen: string;
+}
 export interface InsightsGraph {
   entities?: GraphEntity[];
   relations?: GraphRelation[];
+  deploys?: Deploy[];
 }
 
 export function insightsGraph(startSecs: number, endSecs: number, signal?: AbortSignal) {
@@ -221,6 +333,112 @@ export interface PromMatrix {
 
 export function promQueryRange(query: string, startSecs: number, endSecs: number, stepSecs: number, signal?: AbortSignal) {
   return getJson<PromMatrix>("/prometheus/api/v1/query_range", { query, start: startSecs, end: endSecs, step: stepSecs }, signal);
+}
+
+export interface PromList {
+  status: string;
+  data?: string[];
+}
+
+/** Metric names (`__name__` values) with samples in the range. */
+export function promMetricNames(startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<PromList>("/prometheus/api/v1/label/__name__/values", { start: startSecs, end: endSecs }, signal);
+}
+
+/** Label names, of the series `selector` selects when one is given. */
+export function promLabelNames(selector: string, startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<PromList>("/prometheus/api/v1/labels", { "match[]": selector ? [selector] : undefined, start: startSecs, end: endSecs }, signal);
+}
+
+export function promLabelValues(label: string, selector: string, startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<PromList>(`/prometheus/api/v1/label/${encodeURIComponent(label)}/values`, { "match[]": selector ? [selector] : undefined, start: startSecs, end: endSecs }, signal);
+}
+
+// ---- rules and alerts, in Prometheus' /api/v1/rules and /api/v1/alerts shapes ----
+export interface PromAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: "firing" | "pending";
+  /** RFC 3339. */
+  activeAt: string;
+  /** The sample value, as Go formats it (`1`, `0.25`, `1e+06`). */
+  value: string;
+}
+interface RuleCommon {
+  name: string;
+  /** The rule's expression: PromQL, or TraceQL metrics for a `traceql:` rule. */
+  query: string;
+  labels?: Record<string, string>;
+  health: string; // ok, err, unknown
+  lastError?: string;
+  evaluationTime: number;
+  lastEvaluation: string;
+}
+export interface AlertingRule extends RuleCommon {
+  type: "alerting";
+  state: "firing" | "pending" | "inactive";
+  /** `for`, in seconds. */
+  duration: number;
+  keepFiringFor?: number;
+  annotations?: Record<string, string>;
+  alerts?: PromAlert[];
+}
+export interface RecordingRule extends RuleCommon {
+  type: "recording";
+}
+export type Rule = AlertingRule | RecordingRule;
+export interface RuleGroup {
+  name: string;
+  file: string;
+  rules: Rule[];
+  /** Seconds. */
+  interval: number;
+  limit?: number;
+  evaluationTime: number;
+  lastEvaluation: string;
+}
+
+export function promRules(signal?: AbortSignal) {
+  return getJson<{ status: string; data?: { groups?: RuleGroup[] } }>("/prometheus/api/v1/rules", {}, signal);
+}
+
+export function promAlerts(signal?: AbortSignal) {
+  return getJson<{ status: string; data?: { alerts?: PromAlert[] } }>("/prometheus/api/v1/alerts", {}, signal);
+}
+
+// ---- SLOs (/api/slos) ----
+export interface SloSpec {
+  name: string;
+  kind: string; // availability, latency, ratio
+  service?: string;
+  operation?: string;
+  /** Percent of good events. */
+  objective: number;
+  window: string;
+  latency_threshold?: string;
+  error_query?: string;
+  total_query?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+export interface SloReport {
+  name: string;
+  source: string; // file, api
+  spec: SloSpec;
+  objective: number;
+  errorBudget: number;
+  /** Good-event ratio over the SLO window; null until its rules have recorded data. */
+  sli: number | null;
+  errorBudgetRemaining: number | null;
+  errorRatios: Record<string, number | null>;
+  burnRates: Record<string, number | null>;
+  burnRateAlerts: { severity: string; factor: number; longWindow: string; shortWindow: string }[];
+  alerts: PromAlert[];
+  group: string;
+}
+
+export function slos(signal?: AbortSignal) {
+  return getJson<{ slos?: SloReport[] }>("/api/slos", {}, signal);
 }
 
 /** The Prometheus API answers errors as JSON `{error, errorType}`; other APIs as plain text. */

@@ -1,13 +1,16 @@
-// The app shell: nav, trace-ID box, time range, tenant and theme, and the page for the URL.
-import { render } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
-import { NEEDS_TENANT_EVENT, getJson, setTenant } from "./api";
+// The app shell: nav, trace-ID box, time range, tenant, login and theme, and the page for the URL.
+import { Fragment, render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, FORBIDDEN_EVENT, NEEDS_LOGIN_EVENT, NEEDS_TENANT_EVENT, getJson, hasCredentials, setCredentials, setTenant } from "./api";
+import { LoginForm } from "./components/Login";
 import { TimeRangePicker } from "./components/TimeRangePicker";
+import { AlertsPage } from "./pages/Alerts";
 import { ExplorePage } from "./pages/Explore";
 import { GraphPage } from "./pages/Graph";
 import { InsightsPage } from "./pages/Insights";
 import { MetricsPage } from "./pages/Metrics";
 import { ServicePage } from "./pages/Service";
+import { SlosPage } from "./pages/Slos";
 import { TracePage } from "./pages/Trace";
 import { href, installLinkInterception, navigate, setParams, useRoute } from "./router";
 import { currentTheme, toggleTheme } from "./theme";
@@ -92,13 +95,24 @@ function App() {
   const route = useRoute();
   const tenantInUrl = route.params.get("tenant") || "";
   const [tenantRequired, setTenantRequired] = useState(false);
+  // Why credentials are wanted (the server's message) while the login form is up, else null.
+  const [loginReason, setLoginReason] = useState<string | null>(null);
+  const [forbidden, setForbidden] = useState("");
+  // Bumped on login and logout: the page is mounted afresh, so it loads again with the new credential.
+  const [session, setSession] = useState(0);
   const [theme, setThemeState] = useState(currentTheme());
   // Set before children render so their first request already carries the tenant.
   setTenant(tenantInUrl);
 
+  useEffect(() => setForbidden(""), [tenantInUrl]);
+
   useEffect(() => {
     const needTenant = () => setTenantRequired(true);
+    const needLogin = (event: Event) => setLoginReason((event as CustomEvent<string>).detail);
+    const refused = (event: Event) => setForbidden((event as CustomEvent<string>).detail);
     window.addEventListener(NEEDS_TENANT_EVENT, needTenant);
+    window.addEventListener(NEEDS_LOGIN_EVENT, needLogin);
+    window.addEventListener(FORBIDDEN_EVENT, refused);
     // A remembered tenant restores itself when the URL names none (a fresh tab, a bare link).
     if (!tenantInUrl) {
       let remembered = "";
@@ -108,8 +122,8 @@ function App() {
         /* no storage */
       }
       // Probe once: the tags endpoint is cheap and answers 401 `no org id` when a tenant is needed.
-      getJson("/api/v2/search/tags", { scope: "intrinsic" }).catch(() => {
-        if (remembered) setParams({ tenant: remembered }, true);
+      getJson("/api/v2/search/tags", { scope: "intrinsic" }).catch((error) => {
+        if (remembered && error instanceof ApiError && error.needsTenant) setParams({ tenant: remembered }, true);
       });
     }
     const onKey = (event: KeyboardEvent) => {
@@ -123,6 +137,8 @@ function App() {
     document.addEventListener("keydown", onKey);
     return () => {
       window.removeEventListener(NEEDS_TENANT_EVENT, needTenant);
+      window.removeEventListener(NEEDS_LOGIN_EVENT, needLogin);
+      window.removeEventListener(FORBIDDEN_EVENT, refused);
       document.removeEventListener("keydown", onKey);
     };
   }, []);
@@ -142,6 +158,12 @@ function App() {
   } else if (route.path === "/metrics") {
     page = <MetricsPage route={route} />;
     title = "Metrics · Andante";
+  } else if (route.path === "/alerts") {
+    page = <AlertsPage route={route} />;
+    title = "Alerts · Andante";
+  } else if (route.path === "/slos") {
+    page = <SlosPage route={route} />;
+    title = "SLOs · Andante";
   } else if (route.path === "/graph") {
     page = <GraphPage route={route} />;
     title = "Service graph · Andante";
@@ -166,6 +188,19 @@ function App() {
     document.title = title;
   }, [title]);
 
+  const logIn = (authorization: string) => {
+    setCredentials(authorization);
+    setLoginReason(null);
+    setForbidden("");
+    setSession((n) => n + 1);
+  };
+  const logOut = () => {
+    setCredentials("");
+    setForbidden("");
+    setLoginReason("You logged out.");
+    setSession((n) => n + 1);
+  };
+
   return (
     <>
       <header class="topbar">
@@ -185,11 +220,22 @@ function App() {
           <a href={href("/insights")} aria-current={route.path === "/insights" ? "page" : undefined}>
             Insights
           </a>
+          <a href={href("/alerts")} aria-current={route.path === "/alerts" ? "page" : undefined}>
+            Alerts
+          </a>
+          <a href={href("/slos")} aria-current={route.path === "/slos" ? "page" : undefined}>
+            SLOs
+          </a>
         </nav>
         <div class="topbar-spacer" />
         <TraceIdBox />
         <TimeRangePicker from={from} to={to} onChange={(newFrom, newTo) => setParams({ from: newFrom, to: newTo === "now" ? undefined : newTo })} />
-        {(tenantRequired || tenantInUrl) && <TenantPicker tenant={tenantInUrl} />}
+        {(tenantRequired || tenantInUrl || forbidden) && <TenantPicker tenant={tenantInUrl} />}
+        {hasCredentials() && loginReason === null && (
+          <button type="button" onClick={logOut} title="Forget the credential this tab signed in with">
+            Log out
+          </button>
+        )}
         <button
           type="button"
           class="icon-button"
@@ -200,14 +246,23 @@ function App() {
           {theme === "dark" ? "☀" : "☾"}
         </button>
       </header>
-      {tenantRequired && !tenantInUrl ? (
+      {loginReason !== null ? (
+        <LoginForm message={loginReason} onLogin={logIn} />
+      ) : tenantRequired && !tenantInUrl ? (
         <main class="page">
           <div class="state state-empty">
             This server has multitenancy on: enter a tenant (its <code>X-Scope-OrgID</code>) at the top right to see its data.
           </div>
         </main>
       ) : (
-        page
+        <>
+          {forbidden && (
+            <div class="state state-error banner" role="alert" data-testid="forbidden">
+              <strong>Not allowed:</strong> {forbidden}. Choose another tenant at the top right, or log out and sign in with a credential that may use it.
+            </div>
+          )}
+          <Fragment key={session}>{page}</Fragment>
+        </>
       )}
     </>
   );

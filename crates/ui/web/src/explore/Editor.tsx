@@ -1,5 +1,6 @@
-// The TraceQL editor: CodeMirror with highlighting, server-backed autocomplete, Ctrl/Cmd+Enter to
-// run, and the server's parse error drawn at its line and column.
+// The query editor (TraceQL, or PromQL on the metrics page): CodeMirror with highlighting,
+// server-backed autocomplete, Ctrl/Cmd+Enter to run, and the server's parse error drawn at its
+// line and column.
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
 import { bracketMatching } from "@codemirror/language";
@@ -8,9 +9,27 @@ import { EditorState } from "@codemirror/state";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { useEffect, useRef } from "preact/hooks";
 import type { ServerError } from "./errors";
+import { promqlCompletion, promqlLanguage } from "../metrics/promql";
 import { CompletionRange, traceqlCompletion, traceqlHighlighting, traceqlLanguage } from "./traceql";
 
-export function TraceqlEditor(props: {
+const LANGUAGES = {
+  traceql: {
+    language: traceqlLanguage,
+    completion: traceqlCompletion,
+    placeholder: '{ resource.service.name = "frontend" && status = error }',
+    label: "TraceQL query",
+  },
+  promql: {
+    language: promqlLanguage,
+    completion: promqlCompletion,
+    placeholder: 'sum by (service) (rate(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR"}[5m]))',
+    label: "PromQL query",
+  },
+};
+
+export function QueryEditor(props: {
+  /** Fixed for the editor's life: switch languages with a new `key`. */
+  language?: keyof typeof LANGUAGES;
   /** Shown when the editor mounts and whenever `revision` changes (a new URL query, the builder);
    * between those the editor owns its text, so typing never races a re-render. */
   value: string;
@@ -28,6 +47,8 @@ export function TraceqlEditor(props: {
 
   useEffect(() => {
     const runKey = { key: "Mod-Enter", run: () => (latest.current.onRun(), true) };
+    const language = props.language ?? "traceql";
+    const spec = LANGUAGES[language];
     const editor = new EditorView({
       parent: host.current!,
       state: EditorState.create({
@@ -36,13 +57,14 @@ export function TraceqlEditor(props: {
           history(),
           closeBrackets(),
           bracketMatching(),
-          traceqlLanguage,
+          spec.language,
+          // The highlight style maps token kinds to the theme's colours; both languages share it.
           traceqlHighlighting,
-          autocompletion({ override: [traceqlCompletion(() => latest.current.range)], activateOnTyping: true }),
+          autocompletion({ override: [spec.completion(() => latest.current.range)], activateOnTyping: true }),
           keymap.of([runKey, ...closeBracketsKeymap, ...completionKeymap, ...historyKeymap, ...defaultKeymap]),
-          placeholder('{ resource.service.name = "frontend" && status = error }'),
+          placeholder(spec.placeholder),
           EditorView.lineWrapping,
-          EditorView.contentAttributes.of({ "aria-label": "TraceQL query", "data-testid": "traceql-editor" }),
+          EditorView.contentAttributes.of({ "aria-label": spec.label, "data-testid": `${language}-editor` }),
           EditorView.updateListener.of((update) => {
             if (update.docChanged) latest.current.onChange(update.state.doc.toString());
           }),

@@ -1,19 +1,33 @@
 // Explore traces: TraceQL editor + builder, results newest first with span sets expandable, and
 // a scatter of the results. State (query, range, limit) is in the URL; running a query writes it.
+// Results stream in: traces are shown as the server finds them, with the search's progress.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, SearchResponse, SpanSet, TraceSearchMetadata, formatValue, search } from "../api";
-import { Empty, ErrorBox, Loading } from "../components/states";
+import { ApiError, SearchMetrics, SpanSet, TraceSearchMetadata, formatValue, searchStream } from "../api";
+import { Empty, ErrorBox } from "../components/states";
 import { SearchBuilder } from "../explore/Builder";
-import { TraceqlEditor } from "../explore/Editor";
+import { QueryEditor } from "../explore/Editor";
 import { ServerError, parseErrorPosition } from "../explore/errors";
 import { ResultScatter, ScatterPoint } from "../explore/Scatter";
 import { Route, href, navigate, setParams } from "../router";
 import { formatDateTime, formatDuration, resolveRange } from "../time";
 
 const DEFAULT_QUERY = "{ }";
+const NO_TRACES: TraceSearchMetadata[] = [];
 const LIMITS = ["20", "50", "100", "500"];
 
-type Result = { status: "idle" } | { status: "loading" } | { status: "error"; error: ServerError; title: string } | { status: "done"; response: SearchResponse; tookMs: number };
+/** A search as far as it got: `running` while lines arrive, `done` after the last one. */
+interface Searched {
+  status: "running" | "done";
+  /** The query searched, so a page (and a test) can tell a stale answer from the current one. */
+  query: string;
+  traces: TraceSearchMetadata[];
+  metrics: SearchMetrics;
+  /** The server's message when it could search only part of the data. */
+  partial?: string;
+  lines: number;
+  tookMs: number;
+}
+type Result = { status: "idle" } | { status: "error"; error: ServerError; title: string } | Searched;
 
 function startNanos(trace: TraceSearchMetadata): number {
   return Number(trace.startTimeUnixNano);
@@ -129,6 +143,36 @@ function ResultsTable({ traces }: { traces: TraceSearchMetadata[] }) {
   );
 }
 
+function count(text: string | number | undefined): string {
+  return text === undefined ? "0" : Number(text).toLocaleString("en-US");
+}
+
+/** Jobs done of all, spans inspected: moving while the search runs, the final totals after. */
+function SearchProgress({ searched }: { searched: Searched }) {
+  const { completedJobs, totalJobs, inspectedSpans } = searched.metrics;
+  const running = searched.status === "running";
+  return (
+    <div class={`search-progress${running ? " running" : ""}`} role="status" aria-live="polite" data-testid="search-progress" data-status={searched.status} data-lines={searched.lines} data-query={searched.query}>
+      {running && <span class="spinner" aria-hidden="true" />}
+      <span>{running ? "Searching" : "Searched"}</span>
+      {/* Jobs are the stored blocks' shares of the search; recent traces not yet in a block are
+          searched apart, so a search of recent data only has none. */}
+      {totalJobs ? (
+        <>
+          <progress max={totalJobs} value={completedJobs ?? 0} aria-label="Jobs done" />
+          <span data-testid="jobs">
+            {count(completedJobs)} of {count(totalJobs)} jobs
+          </span>
+          <span class="muted">·</span>
+        </>
+      ) : null}
+      <span class="muted">
+        <span data-testid="inspected-spans">{count(inspectedSpans)}</span> spans inspected · {Math.round(searched.tookMs)} ms
+      </span>
+    </div>
+  );
+}
+
 export function ExplorePage({ route }: { route: Route }) {
   const q = route.params.get("q") ?? DEFAULT_QUERY;
   const from = route.params.get("from");
@@ -151,11 +195,35 @@ export function ExplorePage({ route }: { route: Route }) {
   useEffect(() => showInEditor(q), [q]);
 
   useEffect(() => {
+    // Aborted when the query, range or tenant changes and when the page goes away: a stream left
+    // running would keep the server searching for nobody.
     const abort = new AbortController();
-    setResult({ status: "loading" });
     const started = performance.now();
-    search(q, range.startSecs, range.endSecs, Number(limit), 3, abort.signal)
-      .then((response) => setResult({ status: "done", response, tookMs: performance.now() - started }))
+    let searched: Searched = { status: "running", query: q, traces: [], metrics: {}, lines: 0, tookMs: 0 };
+    setResult(searched);
+    const byId = new Map<string, TraceSearchMetadata>();
+    searchStream(
+      q,
+      range.startSecs,
+      range.endSecs,
+      Number(limit),
+      3,
+      (line) => {
+        for (const trace of line.traces ?? []) byId.set(trace.traceID, trace);
+        searched = {
+          status: "running",
+          query: q,
+          traces: [...byId.values()].sort((a, b) => startNanos(b) - startNanos(a)),
+          metrics: line.metrics ?? searched.metrics,
+          partial: line.status === "PARTIAL" ? line.message || "the search could not read all the data" : searched.partial,
+          lines: searched.lines + 1,
+          tookMs: performance.now() - started,
+        };
+        setResult(searched);
+      },
+      abort.signal,
+    )
+      .then(() => setResult({ ...searched, status: "done", tookMs: performance.now() - started }))
       .catch((error) => {
         if ((error as Error).name === "AbortError") return;
         const message = (error as Error).message;
@@ -170,12 +238,10 @@ export function ExplorePage({ route }: { route: Route }) {
     else setParams({ q: query });
   };
 
-  // Memoised on the response: typing in the editor re-renders the page, and the scatter must not
-  // be rebuilt on every keystroke.
-  const traces = useMemo(
-    () => (result.status === "done" ? [...(result.response.traces ?? [])].sort((a, b) => startNanos(b) - startNanos(a)) : []),
-    [result],
-  );
+  const searched = result.status === "running" || result.status === "done" ? result : null;
+  // Memoised on the traces: typing in the editor re-renders the page, and the scatter must not be
+  // rebuilt on every keystroke.
+  const traces = searched?.traces ?? NO_TRACES;
   const points: ScatterPoint[] = useMemo(
     () =>
       traces.map((trace) => ({
@@ -191,7 +257,7 @@ export function ExplorePage({ route }: { route: Route }) {
     <main class="page explore">
       <section class="query-panel" aria-label="Query">
         <div class="query-row">
-          <TraceqlEditor value={shown.text} revision={shown.revision} onChange={setDraft} onRun={() => run()} error={result.status === "error" ? result.error : null} range={range} />
+          <QueryEditor value={shown.text} revision={shown.revision} onChange={setDraft} onRun={() => run()} error={result.status === "error" ? result.error : null} range={range} />
           <button type="button" class="primary run" onClick={() => run()} title="Run query (Ctrl+Enter)">
             Run query
           </button>
@@ -224,23 +290,29 @@ export function ExplorePage({ route }: { route: Route }) {
           />
         )}
       </section>
-      {result.status === "loading" && <Loading what="traces" />}
+      {searched && <SearchProgress searched={searched} />}
+      {searched?.partial && (
+        <div class="state state-warning" role="alert" data-testid="partial">
+          <strong>Partial result:</strong> {searched.partial}
+        </div>
+      )}
       {result.status === "error" && (
         <ErrorBox
           title={result.title}
           message={result.error.line !== undefined ? `${result.error.message}\n(marked in the editor at line ${result.error.line}, column ${result.error.column})` : result.error.message}
         />
       )}
-      {result.status === "done" && traces.length === 0 && (
+      {searched?.status === "done" && traces.length === 0 && (
         <Empty>
           No traces match <code>{q}</code> in this time range. Widen the range or loosen the query.
         </Empty>
       )}
-      {result.status === "done" && traces.length > 0 && (
-        <section class="results-panel" aria-label="Results">
+      {searched && traces.length > 0 && (
+        <section class="results-panel" aria-label="Results" data-search-status={searched.status}>
           <div class="results-summary">
-            {traces.length} trace{traces.length === 1 ? "" : "s"}, newest first
-            {traces.length === Number(limit) ? ` (the limit; raise it to see more)` : ""} · {Math.round(result.tookMs)} ms
+            {traces.length} trace{traces.length === 1 ? "" : "s"}
+            {searched.status === "running" ? " so far" : ""}, newest first
+            {traces.length >= Number(limit) ? ` (the limit; raise it to see more)` : ""}
           </div>
           <ResultScatter points={points} onOpen={(traceId) => navigate(href(`/trace/${traceId}`))} />
           <ResultsTable traces={traces} />

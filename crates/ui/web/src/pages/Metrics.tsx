@@ -5,7 +5,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, KeyValue, formatValue, metricsQueryRange, promQueryRange, readableError } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/states";
 import { Exemplar, Line, TimeSeries } from "../components/TimeSeries";
-import { TraceqlEditor } from "../explore/Editor";
+import { QueryEditor } from "../explore/Editor";
 import { ServerError, parseErrorPosition } from "../explore/errors";
 import { Route, href, navigate, setParams } from "../router";
 import { formatDuration, resolveRange } from "../time";
@@ -41,6 +41,7 @@ export function MetricsPage({ route }: { route: Route }) {
   const from = route.params.get("from");
   const to = route.params.get("to");
   const tenant = route.params.get("tenant") ?? "";
+  const stacked = route.params.get("stack") === "1";
   const [draft, setDraft] = useState(q);
   const [shown, setShown] = useState({ text: q, revision: 0 });
   const [runs, setRuns] = useState(0);
@@ -113,6 +114,10 @@ export function MetricsPage({ route }: { route: Route }) {
               </button>
             ))}
           </div>
+          <label title="Each series on top of the ones before it; the top line is their sum">
+            <input type="checkbox" name="stacked" checked={stacked} onChange={(e) => setParams({ stack: (e.target as HTMLInputElement).checked ? "1" : undefined })} />
+            Stacked
+          </label>
           <label>
             Unit
             <select value={unit} onChange={(e) => setParams({ unit: (e.target as HTMLSelectElement).value })}>
@@ -125,24 +130,16 @@ export function MetricsPage({ route }: { route: Route }) {
           </label>
         </div>
         <div class="query-row">
-          {lang === "traceql" ? (
-            <TraceqlEditor value={shown.text} revision={shown.revision} onChange={setDraft} onRun={run} error={state.status === "error" ? state.error : null} range={range} />
-          ) : (
-            <textarea
-              class="promql"
-              aria-label="PromQL query"
-              rows={2}
-              value={draft}
-              spellcheck={false}
-              onInput={(e) => setDraft((e.target as HTMLTextAreaElement).value)}
-              onKeyDown={(e) => {
-                if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-                  e.preventDefault();
-                  run();
-                }
-              }}
-            />
-          )}
+          <QueryEditor
+            key={lang}
+            language={lang}
+            value={shown.text}
+            revision={shown.revision}
+            onChange={setDraft}
+            onRun={run}
+            error={state.status === "error" ? state.error : null}
+            range={range}
+          />
           <button type="button" class="primary run" onClick={run} title="Run query (Ctrl+Enter)">
             Run query
           </button>
@@ -166,7 +163,7 @@ export function MetricsPage({ route }: { route: Route }) {
       {result && result.series.length > 0 && (
         <>
           <section class="panel" aria-label="Series plot">
-            <TimeSeries xsSecs={result.xsSecs} lines={lines} format={format} height={280} legend={lines.length <= 8} exemplars={result.exemplars} onExemplar={(traceId) => navigate(href(`/trace/${traceId}`))} />
+            <TimeSeries xsSecs={result.xsSecs} lines={lines} format={format} height={280} legend={lines.length <= 8} stacked={stacked} exemplars={result.exemplars} onExemplar={(traceId) => navigate(href(`/trace/${traceId}`))} />
             {result.series.length > MAX_LINES && <div class="muted">Plotting the first {MAX_LINES} of {result.series.length} series; the table has them all.</div>}
           </section>
           <table class="table" data-testid="series-table">

@@ -1,8 +1,10 @@
 // Service page (/ui/service/<name>): RED panels (rate, error ratio, p50/p95/p99 latency) of the
 // service's server and consumer spans, from TraceQL metrics over the page's time range, with
-// exemplars that open their trace; its operations with sparklines; links to its traces.
+// exemplars that open their trace; its operations with sparklines; its instances (node, version,
+// RED figures, assertions) from the insights graph; links to its traces.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { MetricsSeries, QueryRangeResponse, formatValue, metricsQueryRange } from "../api";
+import { MetricsSeries, QueryRangeResponse, formatValue, insightsGraph, metricsQueryRange } from "../api";
+import { InstanceRow, serviceInstances } from "../service/instances";
 import { Empty, ErrorBox, Loading } from "../components/states";
 import { Exemplar, Line, TimeSeries } from "../components/TimeSeries";
 import { Route, href, navigate } from "../router";
@@ -74,6 +76,58 @@ function buildPanels(startSecs: number, endSecs: number, stepSecs: number, rate:
   return { xsSecs, rate: rateValues, errorRatio, quantiles, exemplars, operations };
 }
 
+/** The traces of one instance: the resource attributes the insights engine names instances by. */
+function instanceQuery(service: string, instance: string): string {
+  const name = quote(instance);
+  return `{ resource.service.name = ${quote(service)} && (resource.k8s.pod.name = ${name} || resource.service.instance.id = ${name} || resource.host.name = ${name}) }`;
+}
+
+function Instances({ service, state }: { service: string; state: { status: "loading" } | { status: "error"; message: string } | { status: "done"; rows: InstanceRow[] } }) {
+  if (state.status === "loading") return <Loading what="the service's instances" />;
+  if (state.status === "error") return <ErrorBox title="Could not load the service's instances" message={state.message} />;
+  if (state.rows.length === 0) {
+    return (
+      <Empty>
+        No instances of {service} in this time range: its spans name none (<code>k8s.pod.name</code>, <code>service.instance.id</code> or <code>host.name</code>).
+      </Empty>
+    );
+  }
+  return (
+    <table class="table instances" data-testid="instances">
+      <thead>
+        <tr>
+          <th>Instance</th>
+          <th>Node</th>
+          <th>Version</th>
+          <th class="num">Rate</th>
+          <th class="num">Errors</th>
+          <th class="num">p50</th>
+          <th class="num">p99</th>
+          <th class="num">Assertions</th>
+          <th />
+        </tr>
+      </thead>
+      <tbody>
+        {state.rows.map((row) => (
+          <tr key={row.id} data-instance={row.name}>
+            <td class="mono">{row.name}</td>
+            <td class="mono">{row.node ?? <span class="muted">–</span>}</td>
+            <td class="mono">{row.versions.length ? row.versions.join(", ") : <span class="muted">–</span>}</td>
+            <td class="num">{perSecond(row.rate)}</td>
+            <td class={`num${row.errorRate ? " error-text" : ""}`}>{`${(row.errorRate * 100).toFixed(1)}%`}</td>
+            <td class="num">{formatDuration(row.p50Ms * 1e6)}</td>
+            <td class="num">{formatDuration(row.p99Ms * 1e6)}</td>
+            <td class={`num${row.assertions ? " error-text" : ""}`}>{row.assertions}</td>
+            <td>
+              <a href={href("/explore", { q: instanceQuery(service, row.name) })}>traces</a>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 const QUANTILE_COLORS = ["#2a9d55", "#e69f00", "#d55e00"];
 
 function perSecond(value: number) {
@@ -87,6 +141,19 @@ export function ServicePage({ service, route }: { service: string; route: Route 
   const [refresh, setRefresh] = useState(0);
   const range = useMemo(() => resolveRange(from, to), [from, to, refresh]);
   const [state, setState] = useState<{ status: "loading" } | { status: "error"; message: string } | { status: "done"; panels: Panels }>({ status: "loading" });
+  const [instances, setInstances] = useState<{ status: "loading" } | { status: "error"; message: string } | { status: "done"; rows: InstanceRow[] }>({ status: "loading" });
+
+  // Apart from the RED panels: the insights graph is a different engine and may fail alone.
+  useEffect(() => {
+    const abort = new AbortController();
+    setInstances({ status: "loading" });
+    insightsGraph(range.startSecs, range.endSecs, abort.signal)
+      .then((graph) => setInstances({ status: "done", rows: serviceInstances(graph, service) }))
+      .catch((error) => {
+        if ((error as Error).name !== "AbortError") setInstances({ status: "error", message: (error as Error).message });
+      });
+    return () => abort.abort();
+  }, [service, range, tenant]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -191,6 +258,8 @@ export function ServicePage({ service, route }: { service: string; route: Route 
           </table>
         </>
       )}
+      <h3>Instances</h3>
+      <Instances service={service} state={instances} />
     </main>
   );
 }
