@@ -6,6 +6,8 @@ Screenshots of each page go to `tests/blackbox/artifacts/ui/` (git-ignored) for 
 The UI is the one embedded in the binary, or `ANDANTE_UI_DIR` (a `crates/ui/dist` being worked on).
 """
 
+import base64
+import datetime
 import json
 import os
 import re
@@ -758,3 +760,539 @@ def test_insights_page_shows_the_ranked_causes_and_assertions_the_api_returns(ma
         page.wait_for_function("e => new URLSearchParams(location.search).get('cause') === e", arg=second["entity"])
         assert second["summary"] in page.inner_text(".cause-detail")
     tab.check_no_console_errors()
+
+
+def ui_dir_args():
+    return ["--ui.dir", os.environ["ANDANTE_UI_DIR"]] if os.environ.get("ANDANTE_UI_DIR") else []
+
+
+def wait_for(what, check, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# Every state an alerting rule can be in, a recording rule, a rule whose evaluation fails, and a
+# TraceQL rule over the insights test's failing shop, whose alert the ruler explains.
+ALERT_RULES = {"groups": [
+    {"name": "ui-states", "interval": "1s", "rules": [
+        {"alert": "AlwaysFiring", "expr": "vector(1)", "for": "0s", "labels": {"severity": "page"},
+         "annotations": {"summary": "fires at once", "runbook": "https://runbooks.example/always"}},
+        {"alert": "SlowToFire", "expr": "vector(2)", "for": "1h", "labels": {"severity": "ticket"}},
+        {"alert": "NeverFires", "expr": "vector(1) < 0", "for": "90s"},
+        {"alert": "BrokenJoin",
+         "expr": 'vector(1) * on() (label_replace(vector(1), "a", "x", "", "") or label_replace(vector(1), "a", "y", "", ""))'},
+        {"record": "ui:one", "expr": "vector(1)"},
+    ]},
+    {"name": "ui-traces", "interval": "1s", "rules": [
+        {"alert": "FrontendErrors",
+         "traceql": '{ resource.service.name = "frontend" && status = error } | rate() by (resource.service.name) > 0',
+         "window": "25m", "labels": {"severity": "page"}},
+    ]},
+]}
+
+
+def test_alerts_page_shows_the_rules_and_alerts_the_api_returns(make_server, browser, tmp_path):
+    import yaml
+    from test_insights import send_window
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(ALERT_RULES, sort_keys=False))
+    server = make_server("--rules.path", str(rules), *ui_dir_args())
+    send_window(server, fault="error", seed=4)
+    alerts_api = lambda: requests.get(f"{server.url}/prometheus/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    wait_for("the explained alert", lambda: any(a["labels"]["alertname"] == "FrontendErrors" and "root_cause" in a["annotations"]
+                                                 for a in alerts_api()), timeout=90)
+
+    tab = Page(browser, server)
+    page = tab.page
+    # The page's content is compared with the very answers it drew (the alerts' values and
+    # evaluation times move on every second).
+    with page.expect_response(lambda r: r.url.endswith("/prometheus/api/v1/rules")) as rules_answer, \
+            page.expect_response(lambda r: r.url.endswith("/prometheus/api/v1/alerts")) as alerts_answer:
+        tab.goto("/ui/alerts")
+    groups = rules_answer.value.json()["data"]["groups"]
+    alerts = alerts_answer.value.json()["data"]["alerts"]
+    page.wait_for_selector("[data-testid=alerts] [data-testid=alert]", timeout=15000)
+
+    # One card per firing or pending alert, firing first.
+    cards = page.eval_on_selector_all("[data-testid=alert]", "cards => cards.map(c => [c.dataset.alertname, c.dataset.state])")
+    assert sorted(cards) == sorted([a["labels"]["alertname"], a["state"]] for a in alerts)
+    assert {"AlwaysFiring", "SlowToFire", "FrontendErrors"} <= {name for name, _ in cards}
+    assert [state for _, state in cards] == sorted((state for _, state in cards), key=lambda s: s != "firing")
+    # The state counts are the alerting rules' states.
+    rule_states = [r["state"] for g in groups for r in g["rules"] if r["type"] == "alerting"]
+    for state in ("firing", "pending", "inactive"):
+        assert page.inner_text(f"[data-testid=count-{state}]") == str(rule_states.count(state)), state
+    # Every rule of every group, with its health; the failing one shows its error.
+    for group in groups:
+        shown = page.eval_on_selector_all(f".rule-group[data-group='{group['name']}'] tr[data-rule]",
+                                          "rows => rows.map(r => [r.dataset.rule, r.dataset.type, r.dataset.health])")
+        assert shown == [[r["name"], r["type"], r["health"]] for r in group["rules"]]
+    broken = next(r for g in groups for r in g["rules"] if r["name"] == "BrokenJoin")
+    assert broken["health"] == "err" and "many-to-many" in broken["lastError"]
+    assert broken["lastError"] in page.inner_text("tr[data-rule=BrokenJoin]")
+
+    # The root cause stands out, and opens insights on the window the ruler analysed.
+    explained = next(a for a in alerts if a["labels"]["alertname"] == "FrontendErrors")
+    card = page.locator("[data-testid=alert][data-alertname=FrontendErrors]")
+    assert explained["annotations"]["root_cause"] in card.locator("[data-testid=root-cause]").inner_text()
+    analysis = urllib.parse.urlparse(explained["annotations"]["root_cause_url"])
+    link = urllib.parse.urlparse(card.locator("[data-testid=root-cause] a").get_attribute("href"))
+    assert link.path == "/ui/insights" and urllib.parse.parse_qs(link.query) == urllib.parse.parse_qs(analysis.query)
+    # A TraceQL rule's expression opens as TraceQL metrics, a PromQL one as PromQL.
+    traceql = urllib.parse.parse_qs(urllib.parse.urlparse(card.locator("[data-testid=alert-expression]").get_attribute("href")).query)
+    assert traceql["lang"] == ["traceql"] and traceql["q"] == [ALERT_RULES["groups"][1]["rules"][0]["traceql"]]
+    firing = page.locator("[data-testid=alert][data-alertname=AlwaysFiring]")
+    assert "https://runbooks.example/always" in firing.inner_text() and "fires at once" in firing.inner_text()
+    promql = urllib.parse.parse_qs(urllib.parse.urlparse(firing.locator("[data-testid=alert-expression]").get_attribute("href")).query)
+    assert promql == {"lang": ["promql"], "q": ["vector(1)"]}
+    # Without a root cause, a firing alert opens insights from 30 minutes before it became active.
+    always = next(a for a in alerts if a["labels"]["alertname"] == "AlwaysFiring")
+    active = int(datetime.datetime.fromisoformat(always["activeAt"].replace("Z", "+00:00")).timestamp())
+    around = urllib.parse.parse_qs(urllib.parse.urlparse(firing.locator("[data-testid=alert-insights]").get_attribute("href")).query)
+    assert around["from"] == [str(active - 1800)] and active < int(around["to"][0]) <= active + 1800
+    tab.shot("alerts")
+
+    # Filtering by state: the URL keeps it, only pending alerts and pending rules remain.
+    page.click("[data-testid=state-filter] button[data-state=pending]")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('state') === 'pending'")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=alert]')].every(c => c.dataset.state === 'pending')")
+    assert page.eval_on_selector_all("[data-testid=alert]", "cards => cards.map(c => c.dataset.alertname)") == ["SlowToFire"]
+    assert page.eval_on_selector_all("tr[data-rule]", "rows => rows.map(r => r.dataset.rule)") == ["SlowToFire"]
+    page.click("[data-testid=state-filter] button[data-state=inactive]")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('state') === 'inactive'")
+    assert page.locator("[data-testid=alert]").count() == 0
+    assert sorted(page.eval_on_selector_all("tr[data-rule]", "rows => rows.map(r => r.dataset.rule)")) == ["BrokenJoin", "NeverFires"]
+
+    # The root cause's link opens the insights page on that window.
+    page.click("[data-testid=state-filter] button[data-state=firing]")
+    page.click("[data-testid=alert][data-alertname=FrontendErrors] [data-testid=root-cause] a")
+    page.wait_for_selector("[data-testid=causes] li", timeout=30000)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["from"] == urllib.parse.parse_qs(analysis.query)["from"]
+    tab.check_no_console_errors()
+
+
+def duration_secs(text):
+    units = {"m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([mhd])", text))
+
+
+def number_or_none(text):
+    return None if text == "null" else float(text)
+
+
+def test_slo_page_shows_the_report_the_api_returns(make_server, browser):
+    from test_slo import SLO, backfill
+
+    server = make_server("--rules.evaluation-interval", "1s", *ui_dir_args())
+    # Six hours of a shop failing 2 % of requests in the last hour against a 99.9 % objective:
+    # both burn-rate alerts fire (test_slo.py works the figures out).
+    backfill(server, "single-tenant", 0.02)
+    assert requests.put(f"{server.url}/api/slos/checkout", data=json.dumps(SLO), timeout=5).status_code == 200
+    # And one with no data yet: its figures must say so rather than show zeros.
+    assert requests.put(f"{server.url}/api/slos/search-latency", timeout=5, data=json.dumps(
+        {"kind": "latency", "service": "search", "objective": 99, "window": "7d", "latency_threshold": "512ms"})).status_code == 200
+    firing = lambda: sorted(a["labels"]["alertname"] for a in requests.get(f"{server.url}/prometheus/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+                            if a["state"] == "firing")
+    wait_for("the burn-rate alerts", lambda: firing() == ["SLOErrorBudgetBurnFast", "SLOErrorBudgetBurnSlow"])
+
+    tab = Page(browser, server)
+    page = tab.page
+    with page.expect_response(lambda r: r.url.endswith("/api/slos")) as answer:
+        tab.goto("/ui/slos")
+    reports = answer.value.json()["slos"]
+    page.wait_for_selector("[data-testid=slo]", timeout=15000)
+    assert page.eval_on_selector_all("[data-testid=slo]", "cards => cards.map(c => c.dataset.slo)") == [r["name"] for r in reports]
+    for report in reports:
+        card = page.locator(f"[data-testid=slo][data-slo='{report['name']}']")
+        assert number_or_none(card.locator("[data-testid=sli]").get_attribute("data-value")) == report["sli"]
+        assert number_or_none(card.locator("[data-testid=budget-remaining]").get_attribute("data-value")) == report["errorBudgetRemaining"]
+        windows = card.locator("[data-testid=burn-rates] tr[data-window]")
+        # Shortest window first (the report's object is in text order).
+        assert windows.evaluate_all("rows => rows.map(r => r.dataset.window)") == sorted(report["errorRatios"], key=duration_secs)
+        for window, rate in report["burnRates"].items():
+            row = card.locator(f"[data-testid=burn-rates] tr[data-window='{window}']")
+            assert number_or_none(row.locator("[data-testid=burn-rate]").get_attribute("data-value")) == rate, window
+            assert number_or_none(row.locator("[data-testid=error-ratio]").get_attribute("data-value")) == report["errorRatios"][window]
+        assert card.locator("[data-testid=burn-alerts] tr[data-severity]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.severity, Number(r.dataset.factor)])") == [[a["severity"], a["factor"]] for a in report["burnRateAlerts"]]
+        shown_alerts = card.locator("[data-testid=slo-alerts] li").evaluate_all("items => items.map(i => [i.dataset.alertname, i.dataset.state])")
+        assert sorted(shown_alerts) == sorted([a["labels"]["alertname"], a["state"]] for a in report["alerts"])
+    checkout = page.locator("[data-testid=slo][data-slo=checkout]")
+    text = checkout.inner_text()
+    assert "99.9% good over 30d" in text and "0.1% budget" in text and "sum(rate(shop_errors_total[$window]))" in text
+    assert [r for r in reports if r["name"] == "checkout"][0]["errorBudgetRemaining"] < 0
+    assert "budget-exhausted" in checkout.locator("[data-testid=budget-remaining]").get_attribute("class")
+    latency = page.locator("[data-testid=slo][data-slo=search-latency]")
+    assert latency.locator("[data-testid=sli]").inner_text() == "no data"
+    assert latency.locator("[data-testid=slo-alerts-none]").count() == 1
+    tab.shot("slos")
+
+    # Its alerts open on the alerts page, narrowed to the SLO's rule group.
+    checkout.locator("a:has-text('Its rules and alerts')").click()
+    page.wait_for_selector("[data-testid=alert]", timeout=15000)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["group"] == ["slo:checkout"]
+    assert page.eval_on_selector_all(".rule-group", "groups => groups.map(g => g.dataset.group)") == ["slo:checkout"]
+    assert sorted(page.eval_on_selector_all("[data-testid=alert]", "cards => cards.map(c => c.dataset.alertname)")) == \
+        ["SLOErrorBudgetBurnFast", "SLOErrorBudgetBurnSlow"]
+    tab.check_no_console_errors()
+
+
+def test_service_page_lists_the_instances_the_insights_graph_knows(loaded, browser):
+    span = window()
+    graph = api(loaded, "/api/insights/graph", **span)
+    instances = [e for e in graph["entities"] if e["kind"] == "instance" and e.get("service") == "cart"]
+    assert sorted(e["name"] for e in instances) == ["cart-0", "cart-1"]
+    nodes = {r["from"]: r["to"].removeprefix("node:") for r in graph["relations"] if r["kind"] == "HOSTED_ON"}
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/service/cart", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("[data-testid=instances] tbody tr", timeout=20000)
+    rows = page.eval_on_selector_all("[data-testid=instances] tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
+    # Worst first: assertions, then errors, then traffic.
+    expected = sorted(instances, key=lambda e: (-e["assertions"], -e["errorRate"], -e["rate"], e["name"]))
+    assert [row[0] for row in rows] == [e["name"] for e in expected]
+    for row, entity in zip(rows, expected):
+        versions = [d["version"] for d in sorted(graph["deploys"], key=lambda d: int(d["firstSeen"]), reverse=True)
+                    if d["service"] == "cart" and entity["name"] in d["instances"]]
+        assert row[1] == nodes[entity["id"]]
+        assert row[2] == ", ".join(versions)
+        assert row[4] == f"{entity['errorRate'] * 100:.1f}%"
+        assert row[7] == str(entity["assertions"])
+    # The test traffic: cart-0 on node-a runs 1.4.2, cart-1 on node-b runs 1.5.0, a failure every third trace.
+    assert {row[0]: (row[1], row[2]) for row in rows} == {"cart-0": ("node-a", "1.4.2"), "cart-1": ("node-b", "1.5.0")}
+    # An instance's traces are those of its pod.
+    link = page.locator("tr[data-instance=cart-1] a:has-text('traces')").get_attribute("href")
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["q"][0]
+    found = api(loaded, "/api/search", q=query, limit=100, **span)["traces"]
+    assert sorted(t["traceID"] for t in found) == [trace_id(n) for n in range(1, SHOP_TRACES + 1, 2)]
+    page.locator("[data-testid=instances]").scroll_into_view_if_needed()
+    tab.shot("service-instances")
+    tab.check_no_console_errors()
+
+    # A service whose spans name no instance says so.
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/service/gateway", **{"from": span["start"], "to": span["end"]})
+    page.wait_for_selector("text=No instances of gateway", timeout=20000)
+    tab.check_no_console_errors()
+
+
+# The values the legend shows for the plot's lines (its first entry is the time, its last the
+# exemplars when there are any).
+LEGEND_VALUES = """() => [...document.querySelectorAll('.metrics-page .u-legend .u-series')].slice(1)
+    .filter(s => s.querySelector('.u-label').textContent !== 'exemplars').map(s => s.querySelector('.u-value').textContent)"""
+
+
+def test_stacked_toggle_stacks_the_lines_and_keeps_the_legend_values(loaded, browser):
+    query = '{ resource.service.name = "frontend" || resource.service.name = "cart" } | rate() by (resource.service.name)'
+    start, end = NOW_NS // 10**9 - 300, int(time.time()) + 60
+    step = max(1, round((end - start) / 200))
+    series = api(loaded, "/api/metrics/query_range", q=query, start=start, end=end, step=f"{step}s")["series"]
+    assert len(series) == 2
+    by_time = [{int(s["timestampMs"]): s.get("value", 0) for s in one["samples"]} for one in series]
+    plain_max = max(v for one in by_time for v in one.values())
+    stacked_max = max(sum(one.get(t, 0) for one in by_time) for t in set().union(*by_time))
+    assert stacked_max > plain_max, "the two services must overlap in time for stacking to show"
+
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/metrics", q=query, **{"from": start, "to": end})
+    series_rows(page, query)
+    plot = page.locator(".metrics-page .timeseries")
+    assert float(plot.get_attribute("data-drawn-max")) == pytest.approx(plain_max)
+    # Somewhere both lines have a value above zero: the legend shows both there.
+    box = page.locator(".metrics-page .u-over").bounding_box()
+    at, legend = None, []
+    for dx in range(int(box["width"]) - 2, 0, -3):
+        page.mouse.move(box["x"] + dx, box["y"] + box["height"] / 2)
+        legend = page.evaluate(LEGEND_VALUES)
+        if len(legend) == 2 and all(value not in ("–", "0") for value in legend):
+            at = dx
+            break
+    assert at is not None, ("no point where both series have a value", legend)
+
+    page.check("input[name=stacked]")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('stack') === '1'")
+    page.wait_for_function("m => Number(document.querySelector('.metrics-page .timeseries').dataset.drawnMax) > m", arg=plain_max)
+    assert float(plot.get_attribute("data-drawn-max")) == pytest.approx(stacked_max)
+    # The legend reads each line's own value, not the running total it is drawn at.
+    page.mouse.move(box["x"] + at, box["y"] + box["height"] / 2)
+    assert page.evaluate(LEGEND_VALUES) == legend
+    tab.shot("metrics-stacked")
+    # The toggle is page state: a reload keeps it.
+    page.reload()
+    series_rows(page, query)
+    assert page.is_checked("input[name=stacked]")
+    assert float(page.locator(".metrics-page .timeseries").get_attribute("data-drawn-max")) == pytest.approx(stacked_max)
+    page.uncheck("input[name=stacked]")
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('stack')")
+    page.wait_for_function("m => Number(document.querySelector('.metrics-page .timeseries').dataset.drawnMax) === m", arg=plain_max)
+    tab.check_no_console_errors()
+
+
+def completions(page):
+    """(label, detail) of every option of the open completion list."""
+    page.wait_for_selector(".cm-tooltip-autocomplete li", timeout=10000)
+    return page.eval_on_selector_all(".cm-tooltip-autocomplete li", """items => items.map(i => [
+        i.querySelector('.cm-completionLabel').textContent, (i.querySelector('.cm-completionDetail') || {}).textContent || ''])""")
+
+
+def test_promql_autocomplete_offers_the_names_and_values_the_api_returns(loaded, browser):
+    span = window()
+    tab = Page(browser, loaded)
+    page = tab.goto("/ui/metrics", lang="promql", **{"from": span["start"], "to": span["end"]})
+    series_rows(page, "sum by (service) (rate(traces_spanmetrics_calls_total[5m]))")
+    set_query(page, "")
+
+    # Metric names, with PromQL's functions after them, on request in an empty editor.
+    with page.expect_response(lambda r: "/prometheus/api/v1/label/__name__/values" in r.url) as answer:
+        page.keyboard.press("Control+Space")
+    names = answer.value.json()["data"]
+    assert "traces_spanmetrics_calls_total" in names
+    offered = completions(page)
+    assert [label for label, detail in offered if detail == "metric"] == sorted(names)
+    tab.shot("metrics-promql-autocomplete")
+    # PromQL's own words as the name being typed goes on.
+    page.keyboard.press("Escape")
+    page.keyboard.type("su")
+    page.keyboard.press("Control+Space")
+    offered = completions(page)
+    assert ["sum", "aggregation"] in offered and ["sum_over_time", "function"] in offered, offered
+    set_query(page, "")
+
+    # Label names of the metric typed.
+    page.keyboard.press("Escape")
+    with page.expect_response(lambda r: "/prometheus/api/v1/labels" in r.url) as answer:
+        page.keyboard.type("traces_spanmetrics_calls_total{")
+        page.keyboard.press("Control+Space")
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(answer.value.url).query)["match[]"] == ["traces_spanmetrics_calls_total"]
+    offered = completions(page)
+    expected = [n for n in api(loaded, "/prometheus/api/v1/labels", **{"match[]": "traces_spanmetrics_calls_total"}, **span)["data"] if n != "__name__"]
+    assert sorted(label for label, _ in offered) == sorted(expected)
+    assert {"service", "span_name", "status_code"} <= {label for label, _ in offered}
+
+    # Values of a label, quoted; choosing one completes the matcher.
+    page.keyboard.press("Escape")
+    page.keyboard.type('service="')
+    page.keyboard.press("Control+Space")
+    offered = completions(page)
+    values = api(loaded, "/prometheus/api/v1/label/service/values", **{"match[]": "traces_spanmetrics_calls_total"}, **span)["data"]
+    assert sorted(label for label, _ in offered) == sorted(f'"{v}"' for v in values)
+    assert {'"cart"', '"frontend"'} <= {label for label, _ in offered}
+    page.click(".cm-tooltip-autocomplete li:has-text('\"cart\"')")
+    assert page.inner_text(".cm-content") == 'traces_spanmetrics_calls_total{service="cart"}'
+
+    # The next matcher's values are narrowed by the ones before it: the cart's span names only.
+    page.keyboard.type(', span_name="')
+    with page.expect_response(lambda r: "/prometheus/api/v1/label/span_name/values" in r.url) as answer:
+        page.keyboard.press("Control+Space")
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(answer.value.url).query)["match[]"] == ['traces_spanmetrics_calls_total{service="cart"}']
+    offered = sorted(label for label, _ in completions(page))
+    narrowed = api(loaded, "/prometheus/api/v1/label/span_name/values", **{"match[]": 'traces_spanmetrics_calls_total{service="cart"}'}, **span)["data"]
+    assert offered == sorted(f'"{v}"' for v in narrowed) == ['"GetCart"', '"SELECT"']
+    page.click(".cm-tooltip-autocomplete li:has-text('\"GetCart\"')")
+    query = 'traces_spanmetrics_calls_total{service="cart", span_name="GetCart"}'
+    assert page.inner_text(".cm-content") == query
+    page.keyboard.press("Control+Enter")
+    shown = series_rows(page, query)
+    expected = api(loaded, "/prometheus/api/v1/query_range", query=query, start=span["start"], end=int(time.time()), step=18)["data"]["result"]
+    assert len(shown) == len(expected) > 0 and all('service="cart"' in row and 'span_name="GetCart"' in row for row in shown)
+    tab.check_no_console_errors()
+
+
+def ndjson_lines(server, q, **params):
+    response = requests.get(f"{server.url}/api/search", params={"q": q, **params},
+                            headers={"Accept": "application/x-ndjson"}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-ndjson", response.text
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+# Records every state the search progress goes through, so a test sees the ones between renders.
+WATCH_PROGRESS = """() => {
+  window.__progress = [];
+  const record = () => {
+    const progress = document.querySelector('[data-testid=search-progress]');
+    if (!progress) return;
+    const state = { status: progress.dataset.status, query: progress.dataset.query, text: progress.innerText,
+                    rows: document.querySelectorAll('[data-testid=results] tbody tr[data-trace-id]').length };
+    const last = window.__progress[window.__progress.length - 1];
+    if (!last || JSON.stringify(last) !== JSON.stringify(state)) window.__progress.push(state);
+  };
+  new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+}"""
+
+
+def test_explore_streams_results_with_progress_and_aborts_a_replaced_search(tmp_path, browser):
+    server = Server(tmp_path / "data", ["--live.trace-idle", "300ms", "--live.block-max-age", "1s", *ui_dir_args()]).start()
+    try:
+        # Three blocks, so the search has three jobs and reports them one by one.
+        global NOW_NS
+        NOW_NS = time.time_ns()
+        for batch in range(3):
+            for n in range(batch * 10 + 1, batch * 10 + 11):
+                post_otlp(server, shop_trace(n))
+            wait_for(f"block {batch + 1}", lambda: ndjson_lines(server, "{ }", limit=100, **window())[-1]["metrics"]["totalBlocks"] == batch + 1)
+        span = window()
+        query = '{ resource.service.name = "frontend" }'
+        tab = Page(browser, server)
+        page = tab.goto("/ui/explore", limit=100, **{"from": span["start"], "to": span["end"]})
+        search_done(page)
+        page.evaluate(WATCH_PROGRESS)
+        failed = []
+        page.on("requestfailed", lambda request: "/api/search" in request.url and failed.append((request.url, request.failure)))
+        # A slow network: the lines arrive seconds apart, so the page shows each on its way.
+        cdp = tab.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": 4000, "uploadThroughput": -1})
+
+        with page.expect_response(lambda r: "/api/search" in r.url and "frontend" in r.url, timeout=60000) as answer:
+            set_query(page, query)
+            page.keyboard.press("Control+Enter")
+        search_done(page, query)
+        lines = [json.loads(line) for line in answer.value.text().splitlines() if line]
+        streamed = [t for line in lines for t in line["traces"]]
+        shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+        assert shown == newest_first(streamed)
+        assert sorted(shown) == sorted(t["traceID"] for t in api(server, "/api/search", q=query, limit=100, **span)["traces"])
+        assert len(shown) == SHOP_TRACES
+        # While it ran: traces on screen before the last line, and the jobs counting up.
+        seen = [state for state in page.evaluate("window.__progress") if state["query"] == query]
+        running = [state for state in seen if state["status"] == "running"]
+        assert any(0 < state["rows"] < SHOP_TRACES for state in running), seen
+        jobs_done = [int(m.group(1)) for m in (re.search(r"(\d+) of 3 jobs", state["text"]) for state in running) if m]
+        assert any(done < 3 for done in jobs_done), seen
+        # When done: the final totals of the last line.
+        final = lines[-1]["metrics"]
+        assert page.inner_text("[data-testid=jobs]") == f"{final['completedJobs']} of {final['totalJobs']} jobs" == "3 of 3 jobs"
+        assert page.inner_text("[data-testid=inspected-spans]") == f"{int(final['inspectedSpans']):,}"
+        tab.shot("explore-streaming")
+
+        # A new query aborts the search still streaming; only the new one's traces are shown.
+        set_query(page, "{ }")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function("() => document.querySelector('[data-testid=search-progress]').dataset.query === '{ }'")
+        set_query(page, "{ status = error }")
+        page.keyboard.press("Control+Enter")
+        search_done(page, "{ status = error }")
+        assert any("%7B+%7D" in url and failure == "net::ERR_ABORTED" for url, failure in failed), failed
+        shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+        assert shown == newest_first(api(server, "/api/search", q="{ status = error }", limit=100, spss=3, **span)["traces"])
+        # So does leaving the page.
+        failed.clear()
+        set_query(page, "{ }")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function("() => document.querySelector('[data-testid=search-progress]').dataset.query === '{ }'")
+        page.click("nav a:has-text('Service graph')")
+        page.wait_for_function("() => location.pathname === '/ui/graph'")
+        wait_for("the abandoned search to be aborted", lambda: failed)
+        assert failed[0][1] == "net::ERR_ABORTED"
+        cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        tab.check_no_console_errors()
+
+        # A search that could read only part of the data says so, with the server's words.
+        server.stop()
+        server.extra_args += ["--query.max-bytes-per-query", "1"]
+        server.start()
+        lines = ndjson_lines(server, "{ }", limit=100, **span)
+        assert lines[-1]["status"] == "PARTIAL"
+        tab = Page(browser, server)
+        page = tab.goto("/ui/explore", q="{ }", limit=100, **{"from": span["start"], "to": span["end"]})
+        search_done(page, "{ }")
+        assert page.inner_text("[data-testid=partial]") == f"Partial result: {lines[-1]['message']}"
+        shown = page.eval_on_selector_all("[data-testid=results] tbody tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)")
+        assert shown == newest_first([t for line in lines for t in line["traces"]]) and 0 < len(shown) < SHOP_TRACES
+        tab.shot("explore-partial")
+        tab.check_no_console_errors()
+    finally:
+        server.stop()
+
+
+def test_login_prompt_with_a_token_or_basic_credentials_and_tenants(tmp_path, browser):
+    token, user, password = "ui-token-0123456789", "collector", "pass:word"
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(f"""
+- name: grafana
+  token: {token}
+  tenants: [team-a, team-b]
+- username: {user}
+  password: "{password}"
+  tenants: [team-b]
+""")
+    server = Server(tmp_path / "data", ["--auth.tokens-file", str(tokens), "--multitenancy.enabled", "true",
+                                        "--live.trace-idle", "300ms", *ui_dir_args()]).start()
+    bearer = {"Authorization": f"Bearer {token}"}
+    try:
+        global NOW_NS
+        NOW_NS = time.time_ns()
+        for tenant, n in (("team-a", 5), ("team-b", 6)):
+            response = requests.post(f"{server.otlp_http_url}/v1/traces", json={"resourceSpans": shop_trace(n)}, timeout=10,
+                                     headers={"Content-Type": "application/json", "X-Scope-OrgID": tenant, **bearer})
+            assert response.status_code == 200, response.text
+        span = window()
+        wait_for("the traces", lambda: all(requests.get(f"{server.url}/api/search", params={"q": "{ }", **span}, timeout=10,
+                                                        headers={"X-Scope-OrgID": tenant, **bearer}).json().get("traces")
+                                           for tenant in ("team-a", "team-b")))
+        # The browser logs each refused load (before the login, a wrong credential, a refused tenant).
+        tab = Page(browser, server, expected_errors=[r"status of 401", r"status of 403"])
+        page = tab.page
+        sent, challenges = [], []
+        page.on("request", lambda r: ("/api/" in r.url or "/prometheus/" in r.url) and sent.append(r.headers.get("x-requested-with")))
+        page.on("response", lambda r: r.status == 401 and challenges.append(r.headers.get("www-authenticate", "")))
+        tab.goto("/ui/explore", q="{ }", **{"from": span["start"], "to": span["end"]})
+        page.wait_for_selector("[data-testid=login]", timeout=15000)
+        assert "missing credentials" in page.inner_text("[data-testid=login]")
+
+        # A wrong token: the server's own message, and still the form.
+        page.fill("input[name=token]", "not-the-token")
+        page.click("[data-testid=login] button[type=submit]")
+        page.wait_for_selector("[data-testid=login-error]", timeout=10000)
+        assert page.inner_text("[data-testid=login-error]") == requests.get(
+            f"{server.url}/api/echo", headers={"Authorization": "Bearer not-the-token"}, timeout=5).text.strip() == "invalid credentials"
+        tab.shot("login")
+
+        # The right one: explore loads the credential's first tenant, and a reload keeps it.
+        page.fill("input[name=token]", token)
+        page.click("[data-testid=login] button[type=submit]")
+        page.wait_for_selector(f"tr[data-trace-id='{trace_id(5)}']", timeout=15000)
+        assert page.evaluate("sessionStorage.getItem('andante.auth')") == f"Bearer {token}"
+        page.reload()
+        search_done(page, "{ }")
+        assert page.eval_on_selector_all("tr[data-trace-id]", "rows => rows.map(r => r.dataset.traceId)") == [trace_id(5)]
+        assert page.locator("[data-testid=login]").count() == 0
+
+        # A tenant the credential may not use: the 403's message; another tenant then loads.
+        tab.goto("/ui/explore", q="{ }", tenant="team-c", **{"from": span["start"], "to": span["end"]})
+        page.wait_for_selector("[data-testid=forbidden]", timeout=15000)
+        assert "these credentials may not use tenant `team-c`" in page.inner_text("[data-testid=forbidden]")
+        tab.shot("login-forbidden")
+        page.fill("form.tenant input[name=tenant]", "team-b")
+        page.press("form.tenant input[name=tenant]", "Enter")
+        page.wait_for_selector(f"tr[data-trace-id='{trace_id(6)}']", timeout=15000)
+        assert page.locator("[data-testid=forbidden]").count() == 0
+
+        # Log out: the form again, and the credential forgotten.
+        page.click("button:has-text('Log out')")
+        page.wait_for_selector("[data-testid=login]", timeout=10000)
+        assert page.evaluate("sessionStorage.getItem('andante.auth')") is None
+
+        # Basic credentials: a wrong password is refused with the server's message, the right one signs in.
+        page.click("[data-testid=login] button[role=radio]:has-text('Username & password')")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", "wrong")
+        page.click("[data-testid=login] button[type=submit]")
+        page.wait_for_selector("[data-testid=login-error]", timeout=10000)
+        assert page.inner_text("[data-testid=login-error]") == "invalid credentials"
+        page.fill("input[name=password]", password)
+        page.click("[data-testid=login] button[type=submit]")
+        page.wait_for_selector(f"tr[data-trace-id='{trace_id(6)}']", timeout=15000)
+        assert page.evaluate("sessionStorage.getItem('andante.auth')") == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+        # Every API call said it came from a script, so no 401 offered the browser's own Basic dialog.
+        assert sent and all(value == "XMLHttpRequest" for value in sent), sent
+        assert challenges and all("Basic" not in challenge for challenge in challenges), challenges
+        tab.check_no_console_errors()
+    finally:
+        server.stop()

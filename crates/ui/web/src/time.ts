@@ -44,7 +44,10 @@ export function describeRange(from: string | null, to: string | null): string {
     if (preset) return preset.label;
   }
   const { startSecs, endSecs } = resolveRange(fromText, toText);
-  return `${formatDateTime(startSecs * 1000)} → ${formatDateTime(endSecs * 1000)}`;
+  const start = formatDateTime(startSecs * 1000);
+  const end = formatDateTime(endSecs * 1000);
+  // The end's date only when it differs: the label stays short enough for the top bar.
+  return `${start} → ${end.slice(0, 10) === start.slice(0, 10) ? end.slice(11) : end}`;
 }
 
 function pad(n: number, width = 2) {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { basicAuthorization } from "../src/api";
 import type { InsightsGraph, PromAlert, RuleGroup } from "../src/api";
-import { formatSeconds, insightsParams, isTraceql, ruleOfAlert, ruleStateCounts } from "../src/alerts/model";
+import { durationSecs, formatSeconds, insightsParams, isTraceql, ruleOfAlert, ruleStateCounts } from "../src/alerts/model";
 import { serviceInstances } from "../src/service/instances";
 
 test("a rule is TraceQL exactly when it pipes outside its strings", () => {
@@ -46,6 +46,11 @@ test("insights opens on the root-cause analysis's window, else around the alert'
   assert.deepEqual(insightsParams(alert({}), activeSecs + 86400), { from: String(activeSecs - 1800), to: String(activeSecs + 1800) });
   const explained = alert({}, { annotations: { root_cause_url: "http://andante.example:3200/ui/insights?from=100&to=200&cause=service%3Acart" } });
   assert.deepEqual(insightsParams(explained, activeSecs), { from: "100", to: "200", cause: "service:cart" });
+});
+
+test("Prometheus durations order SLO windows", () => {
+  assert.deepEqual(["1d", "1h", "2h", "30d", "30m", "3d", "5m", "6h", "1h30m"].sort((a, b) => durationSecs(a) - durationSecs(b)), ["5m", "30m", "1h", "1h30m", "2h", "6h", "1d", "3d", "30d"]);
+  assert.ok(Number.isNaN(durationSecs("soon")));
 });
 
 test("durations in seconds read like Prometheus'", () => {

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { buildTraceql } from "../src/explore/Builder";
 import { parseErrorPosition } from "../src/explore/errors";
 import { queryBefore } from "../src/explore/traceql";
-import { formatDuration, resolveRange, resolveTime } from "../src/time";
+import { describeRange, formatDuration, resolveRange, resolveTime } from "../src/time";
 
 const EMPTY = { service: "", spanName: "", status: "", minDuration: "", maxDuration: "", attributeKey: "", attributeValue: "" };
 
@@ -54,4 +54,11 @@ test("durations read at a sensible precision", () => {
   assert.equal(formatDuration(12_345), "12.3µs");
   assert.equal(formatDuration(1_520_000_000), "1.52s");
   assert.equal(formatDuration(125_000_000_000), "2m 5s");
+});
+
+test("an absolute range names the end's date only when it is another day", () => {
+  const tenLocal = Math.floor(new Date(2026, 0, 5, 10, 0, 0).getTime() / 1000);
+  assert.equal(describeRange(String(tenLocal), String(tenLocal + 3600)), "2026-01-05 10:00:00 → 11:00:00");
+  assert.equal(describeRange(String(tenLocal), String(tenLocal + 86400)), "2026-01-05 10:00:00 → 2026-01-06 10:00:00");
+  assert.equal(describeRange("now-15m", null), "Last 15 minutes");
 });

@@ -107,3 +107,13 @@ export function formatAgo(thenMs: number, nowMs: number): string {
 export function neverEvaluated(rfc3339: string): boolean {
   return rfc3339.startsWith("0001-01-01");
 }
+
+const UNIT_SECS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
+
+/** A Prometheus duration (`5m`, `1h30m`, `30d`) in seconds; NaN when it is not one. */
+export function durationSecs(text: string): number {
+  if (!/^(\d+(ms|s|m|h|d|w|y))+$/.test(text)) return NaN;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)) total += Number(amount) * UNIT_SECS[unit];
+  return total;
+}

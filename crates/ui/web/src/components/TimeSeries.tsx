@@ -58,6 +58,9 @@ export function TimeSeries(props: {
     }
 
     const drawn = props.stacked ? stackColumns(columns) : columns;
+    // The height the lines reach, kept on the element (as the waterfall keeps its row count) so a
+    // test can tell stacked lines (the top one is the sum) from plain ones without reading pixels.
+    element.dataset.drawnMax = String(Math.max(0, ...drawn.flat().filter((v): v is number => v !== null)));
     const data = [xs, ...drawn, ...(exemplars.length ? [exemplarColumn] : [])] as uPlot.AlignedData;
     // Each band fills between a line and the one below it; the lowest line fills to zero.
     const bands: uPlot.Band[] = props.stacked ? props.lines.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] })) : [];

@@ -3,6 +3,7 @@
 // that asks the Prometheus API for names and values, narrowed to the metric being written.
 import type { Completion, CompletionContext, CompletionResult } from "@codemirror/autocomplete";
 import { StreamLanguage } from "@codemirror/language";
+import type { EditorView } from "@codemirror/view";
 import { promLabelNames, promLabelValues, promMetricNames } from "../api";
 import type { CompletionRange } from "../explore/traceql";
 
@@ -156,6 +157,12 @@ const STATIC_NAMES: Completion[] = [
   ...KEYWORDS.map((name) => ({ label: name, type: "keyword", detail: "keyword" })),
 ];
 
+/** Inserts a quoted value, over the closing quote closeBrackets put after the cursor if it is there. */
+function replaceClosingQuote(view: EditorView, completion: Completion, from: number, to: number) {
+  const end = view.state.sliceDoc(to, to + 1) === '"' ? to + 1 : to;
+  view.dispatch({ changes: { from, to: end, insert: completion.label }, selection: { anchor: from + completion.label.length }, userEvent: "input.complete" });
+}
+
 export function promqlCompletion(getRange: () => CompletionRange) {
   return async (context: CompletionContext): Promise<CompletionResult | null> => {
     const before = context.state.doc.sliceString(0, context.pos);
@@ -176,12 +183,9 @@ export function promqlCompletion(getRange: () => CompletionRange) {
       return { from: context.pos - found.prefix.length, options, validFor: /^\w*$/ };
     }
     const values = await cached(`values|${found.label}|${found.selector}|${window}`, () => promLabelValues(found.label, found.selector, startSecs, endSecs));
-    // closeBrackets may have put the closing quote after the cursor: the value replaces it too.
-    const closingQuote = found.quoted && context.state.doc.sliceString(context.pos, context.pos + 1) === '"' ? 1 : 0;
     return {
       from: context.pos - found.prefix.length - (found.quoted ? 1 : 0),
-      to: context.pos + closingQuote,
-      options: values.map((value) => ({ label: quote(value), type: "text", detail: found.label })),
+      options: values.map((value) => ({ label: quote(value), type: "text", detail: found.label, apply: replaceClosingQuote })),
       validFor: /^"?(?:[^"\\]|\\.)*$/,
     };
   };

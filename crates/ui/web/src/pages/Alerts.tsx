@@ -27,6 +27,12 @@ export function LabelChips({ labels, skip = [] }: { labels: Record<string, strin
   );
 }
 
+/** A sample value as Go formats it (`2.3466666666666666e-01`) read at four significant digits. */
+function formatSample(text: string): string {
+  const value = Number(text);
+  return Number.isFinite(value) ? String(Number(value.toPrecision(4))) : text;
+}
+
 export function StateBadge({ state }: { state: string }) {
   return <span class={`badge badge-${state}`}>{state}</span>;
 }
@@ -68,7 +74,10 @@ function AlertCard({ alert, groups, nowMs }: { alert: PromAlert; groups: RuleGro
         <LabelChips labels={alert.labels} skip={["alertname"]} />
       </div>
       <div class="alert-facts muted">
-        active since <span class="mono">{formatDateTime(activeMs)}</span> ({formatAgo(activeMs, nowMs)}) · value <span class="mono" data-testid="alert-value">{alert.value}</span>
+        active since <span class="mono">{formatDateTime(activeMs)}</span> ({formatAgo(activeMs, nowMs)}) · value{" "}
+        <span class="mono" data-testid="alert-value" title={alert.value}>
+          {formatSample(alert.value)}
+        </span>
         {owner && (
           <>
             {" "}
@@ -82,7 +91,7 @@ function AlertCard({ alert, groups, nowMs }: { alert: PromAlert; groups: RuleGro
           {others.map(([name, value]) => (
             <Fragment key={name}>
               <dt>{name}</dt>
-              <dd>{value}</dd>
+              <dd>{/^https?:\/\//.test(value) ? <a href={value} target="_blank" rel="noreferrer">{value}</a> : value}</dd>
             </Fragment>
           ))}
         </dl>

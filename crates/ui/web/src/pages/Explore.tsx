@@ -166,9 +166,11 @@ function SearchProgress({ searched }: { searched: Searched }) {
           <span class="muted">·</span>
         </>
       ) : null}
-      <span class="muted">
-        <span data-testid="inspected-spans">{count(inspectedSpans)}</span> spans inspected · {Math.round(searched.tookMs)} ms
-      </span>
+      {searched.lines > 0 && (
+        <span class="muted">
+          <span data-testid="inspected-spans">{count(inspectedSpans)}</span> spans inspected · {Math.round(searched.tookMs)} ms
+        </span>
+      )}
     </div>
   );
 }

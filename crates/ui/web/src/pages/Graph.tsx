@@ -38,7 +38,7 @@ function edgeQuery(relation: GraphRelation, byId: Map<string, GraphEntity>): str
   return nodeQuery(from);
 }
 
-function rateText(rate: number | undefined) {
+export function rateText(rate: number | undefined) {
   if (rate === undefined) return "–";
   return rate >= 10 ? `${rate.toFixed(0)}/s` : rate >= 0.1 ? `${rate.toFixed(2)}/s` : `${(rate * 60).toFixed(1)}/min`;
 }

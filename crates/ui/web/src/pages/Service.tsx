@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { MetricsSeries, QueryRangeResponse, formatValue, insightsGraph, metricsQueryRange } from "../api";
 import { InstanceRow, serviceInstances } from "../service/instances";
+import { rateText } from "./Graph";
 import { Empty, ErrorBox, Loading } from "../components/states";
 import { Exemplar, Line, TimeSeries } from "../components/TimeSeries";
 import { Route, href, navigate } from "../router";
@@ -113,7 +114,7 @@ function Instances({ service, state }: { service: string; state: { status: "load
             <td class="mono">{row.name}</td>
             <td class="mono">{row.node ?? <span class="muted">–</span>}</td>
             <td class="mono">{row.versions.length ? row.versions.join(", ") : <span class="muted">–</span>}</td>
-            <td class="num">{perSecond(row.rate)}</td>
+            <td class="num">{rateText(row.rate)}</td>
             <td class={`num${row.errorRate ? " error-text" : ""}`}>{`${(row.errorRate * 100).toFixed(1)}%`}</td>
             <td class="num">{formatDuration(row.p50Ms * 1e6)}</td>
             <td class="num">{formatDuration(row.p99Ms * 1e6)}</td>

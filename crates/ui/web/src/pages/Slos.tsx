@@ -3,7 +3,7 @@
 // multi-window burn-rate alerts with the figures they compare, and the alerts they raise now.
 import { useEffect, useState } from "preact/hooks";
 import { SloReport, slos } from "../api";
-import { formatAgo } from "../alerts/model";
+import { durationSecs, formatAgo } from "../alerts/model";
 import { Empty, RefreshHead, pendingPage } from "../components/states";
 import { Route, href } from "../router";
 import { formatDateTime } from "../time";
@@ -88,14 +88,14 @@ function Budget({ slo }: { slo: SloReport }) {
     <div class="slo-figures">
       <div class="figure">
         <div class="figure-label">SLI over {slo.spec.window}</div>
-        <div class="figure-value" data-testid="sli">
+        <div class="figure-value" data-testid="sli" data-value={String(slo.sli)}>
           {percent(slo.sli)}
         </div>
         <div class="muted">objective {percent(slo.objective)}</div>
       </div>
       <div class="figure budget">
         <div class="figure-label">Error budget remaining</div>
-        <div class={`figure-value budget-${tone}`} data-testid="budget-remaining">
+        <div class={`figure-value budget-${tone}`} data-testid="budget-remaining" data-value={String(remaining)}>
           {percent(remaining)}
         </div>
         <div class="budget-bar" aria-hidden="true">
@@ -108,7 +108,8 @@ function Budget({ slo }: { slo: SloReport }) {
 }
 
 function Windows({ slo }: { slo: SloReport }) {
-  const windows = Object.keys(slo.errorRatios);
+  // Shortest first; the report's object is keyed in text order (1d before 1h).
+  const windows = Object.keys(slo.errorRatios).sort((a, b) => durationSecs(a) - durationSecs(b));
   return (
     <table class="table compact burn-rates" data-testid="burn-rates">
       <thead>
@@ -128,8 +129,10 @@ function Windows({ slo }: { slo: SloReport }) {
                   {window}
                 </a>
               </td>
-              <td class="num">{percent(slo.errorRatios[window])}</td>
-              <td class={`num${rate !== null && rate > 1 ? " error-text" : ""}`} data-testid="burn-rate">
+              <td class="num" data-testid="error-ratio" data-value={String(slo.errorRatios[window])}>
+                {percent(slo.errorRatios[window])}
+              </td>
+              <td class={`num${rate !== null && rate > 1 ? " error-text" : ""}`} data-testid="burn-rate" data-value={String(rate)}>
                 {burn(rate)}
               </td>
             </tr>
@@ -157,7 +160,7 @@ function BurnAlerts({ slo }: { slo: SloReport }) {
           const short = slo.burnRates[alert.shortWindow];
           const over = (rate: number | null | undefined) => (rate !== null && rate !== undefined && rate > alert.factor ? " error-text" : "");
           return (
-            <tr key={`${alert.severity}-${alert.longWindow}`}>
+            <tr key={`${alert.severity}-${alert.longWindow}`} data-severity={alert.severity} data-factor={alert.factor}>
               <td>{alert.severity}</td>
               <td>
                 {alert.factor}× over {alert.longWindow} and {alert.shortWindow}
