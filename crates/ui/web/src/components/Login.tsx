@@ -34,6 +34,9 @@ export function LoginForm({ message, onLogin }: { message: string; onLogin: (aut
       await request("/api/echo", {}, { accept: "text/plain", authorizationOverride: authorization });
       onLogin(authorization);
     } catch (error) {
+      // 403: the credential is good but may not use the tenant chosen; the page says so once
+      // signed in, where the tenant can be changed.
+      if (error instanceof ApiError && error.status === 403) return onLogin(authorization);
       setProblem(error instanceof ApiError ? readableError(error.message) : (error as Error).message);
     } finally {
       setBusy(false);
