@@ -1151,6 +1151,9 @@ def test_explore_streams_results_with_progress_and_aborts_a_replaced_search(tmp_
         with page.expect_response(lambda r: "/api/search" in r.url and "frontend" in r.url, timeout=60000) as answer:
             set_query(page, query)
             page.keyboard.press("Control+Enter")
+        page.wait_for_function("""() => document.querySelector('[data-testid=search-progress]').dataset.status === 'running'
+                                   && document.querySelectorAll('[data-testid=results] tbody tr').length > 0""", timeout=20000)
+        tab.shot("explore-streaming-running")
         search_done(page, query)
         lines = [json.loads(line) for line in answer.value.text().splitlines() if line]
         streamed = [t for line in lines for t in line["traces"]]
@@ -1289,6 +1292,19 @@ def test_login_prompt_with_a_token_or_basic_credentials_and_tenants(tmp_path, br
         page.click("[data-testid=login] button[type=submit]")
         page.wait_for_selector(f"tr[data-trace-id='{trace_id(6)}']", timeout=15000)
         assert page.evaluate("sessionStorage.getItem('andante.auth')") == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+        # Signing in while a tenant the credential may not use is chosen: signed in, the refusal shown.
+        page.click("button:has-text('Log out')")
+        page.wait_for_selector("[data-testid=login]", timeout=10000)
+        tab.goto("/ui/explore", q="{ }", tenant="team-a", **{"from": span["start"], "to": span["end"]})
+        page.wait_for_selector("[data-testid=login]", timeout=15000)
+        page.click("[data-testid=login] button[role=radio]:has-text('Username & password')")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", password)
+        page.click("[data-testid=login] button[type=submit]")
+        page.wait_for_selector("[data-testid=forbidden]", timeout=15000)
+        assert "these credentials may not use tenant `team-a`" in page.inner_text("[data-testid=forbidden]")
+        assert page.evaluate("sessionStorage.getItem('andante.auth')").startswith("Basic ")
 
         # Every API call said it came from a script, so no 401 offered the browser's own Basic dialog.
         assert sent and all(value == "XMLHttpRequest" for value in sent), sent

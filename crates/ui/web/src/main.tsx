@@ -227,24 +227,26 @@ function App() {
             SLOs
           </a>
         </nav>
-        <div class="topbar-spacer" />
-        <TraceIdBox />
-        <TimeRangePicker from={from} to={to} onChange={(newFrom, newTo) => setParams({ from: newFrom, to: newTo === "now" ? undefined : newTo })} />
-        {(tenantRequired || tenantInUrl || forbidden) && <TenantPicker tenant={tenantInUrl} />}
-        {hasCredentials() && loginReason === null && (
-          <button type="button" onClick={logOut} title="Forget the credential this tab signed in with">
-            Log out
+        {/* One group, so when the bar is too narrow the tools wrap together to the right. */}
+        <div class="topbar-tools">
+          <TraceIdBox />
+          <TimeRangePicker from={from} to={to} onChange={(newFrom, newTo) => setParams({ from: newFrom, to: newTo === "now" ? undefined : newTo })} />
+          {(tenantRequired || tenantInUrl || forbidden) && <TenantPicker tenant={tenantInUrl} />}
+          {hasCredentials() && loginReason === null && (
+            <button type="button" onClick={logOut} title="Forget the credential this tab signed in with">
+              Log out
+            </button>
+          )}
+          <button
+            type="button"
+            class="icon-button"
+            aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+            title={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+            onClick={() => setThemeState(toggleTheme())}
+          >
+            {theme === "dark" ? "☀" : "☾"}
           </button>
-        )}
-        <button
-          type="button"
-          class="icon-button"
-          aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
-          title={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
-          onClick={() => setThemeState(toggleTheme())}
-        >
-          {theme === "dark" ? "☀" : "☾"}
-        </button>
+        </div>
       </header>
       {loginReason !== null ? (
         <LoginForm message={loginReason} onLogin={logIn} />
