@@ -241,8 +241,8 @@ export function ExplorePage({ route }: { route: Route }) {
   };
 
   const searched = result.status === "running" || result.status === "done" ? result : null;
-  // Memoised on the traces: typing in the editor re-renders the page, and the scatter must not be
-  // rebuilt on every keystroke.
+  // The traces array changes only when a line arrives, and the scatter's points are memoised on
+  // it: typing in the editor re-renders the page, and the scatter must not be rebuilt each time.
   const traces = searched?.traces ?? NO_TRACES;
   const points: ScatterPoint[] = useMemo(
     () =>
