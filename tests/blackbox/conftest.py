@@ -148,8 +148,9 @@ def server(make_server):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    """A real Prometheus (Debian's 2.42) taking remote-write at `{url}/api/v1/write`: the peer
-    Andante's remote-write and PromQL answers are checked against. Yields its base URL."""
+    """A real Prometheus (Debian's 2.42) taking remote-write at `{url}/api/v1/write`, with
+    exemplar storage on: the peer Andante's remote-write, PromQL and exemplar answers are checked
+    against. Yields its base URL."""
     binary = shutil.which("prometheus")
     assert binary, "Debian's `prometheus` package provides the real server (.ci/run installs it)"
     directory = tmp_path_factory.mktemp("prometheus")
@@ -160,6 +161,7 @@ def prometheus(tmp_path_factory):
     process = subprocess.Popen([
         binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+        "--enable-feature=exemplar-storage",
     ], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     wait_ready(process, f"{url}/-/ready", directory / "prometheus.log", "prometheus")

@@ -29,21 +29,31 @@ def _sample(timestamp_ms: int, value: float) -> bytes:
     return _varint((1 << 3) | 1) + struct.pack("<d", value) + _varint(2 << 3) + _varint(timestamp_ms)
 
 
-def encode_series(labels, samples) -> bytes:
-    """One `TimeSeries`: `labels` a dict or a list of pairs (kept as given, so tests can send
-    duplicates), `samples` a list of (timestamp_ms, value)."""
+def _labels(labels) -> bytes:
     pairs = sorted(labels.items()) if isinstance(labels, dict) else list(labels)
-    body = b"".join(
+    return b"".join(
         _length_delimited(1, _length_delimited(1, name.encode()) + _length_delimited(2, value.encode()))
         for name, value in pairs
     )
+
+
+def _exemplar(labels, value: float, timestamp_ms: int) -> bytes:
+    return _labels(labels) + _varint((2 << 3) | 1) + struct.pack("<d", value) + _varint(3 << 3) + _varint(timestamp_ms)
+
+
+def encode_series(labels, samples, exemplars=()) -> bytes:
+    """One `TimeSeries`: `labels` a dict or a list of pairs (kept as given, so tests can send
+    duplicates), `samples` a list of (timestamp_ms, value), `exemplars` a list of
+    (labels, value, timestamp_ms)."""
+    body = _labels(labels)
     body += b"".join(_length_delimited(2, _sample(t, v)) for t, v in samples)
+    body += b"".join(_length_delimited(3, _exemplar(*exemplar)) for exemplar in exemplars)
     return body
 
 
 def encode_request(series) -> bytes:
-    """A snappy-compressed `WriteRequest` of (labels, samples) pairs."""
-    plain = b"".join(_length_delimited(1, encode_series(labels, samples)) for labels, samples in series)
+    """A snappy-compressed `WriteRequest` of (labels, samples) or (labels, samples, exemplars)."""
+    plain = b"".join(_length_delimited(1, encode_series(*one)) for one in series)
     return bytes(cramjam.snappy.compress_raw(plain))
 
 

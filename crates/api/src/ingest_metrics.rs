@@ -7,6 +7,10 @@
 //! `rejected_data_points` with the reasons; a push refused entirely by the series limit is
 //! `429`/`RESOURCE_EXHAUSTED` naming `metrics_store.max_series_per_tenant`.
 //!
+//! Exemplars ride along (remote-write `exemplars`, OTLP exemplars on sums and histograms); like
+//! Prometheus, one the exemplar store refuses (out of order, duplicate, too long) is counted
+//! (`andante_metrics_store_exemplars_refused`) and never fails the push.
+//!
 //! Answers follow Prometheus' receiver, because senders act on the status: 204 when every
 //! sample was taken; 400 with the reasons when some were refused for good (bad labels, out of
 //! order, duplicate timestamps with other values) — the rest of the push is kept and a sender
@@ -67,6 +71,11 @@ pub(crate) async fn remote_write(
     let outcome = state
         .metrics_head
         .append(tenant.as_str(), decoded.series, now_ms)
+        .await
+        .map_err(not_durable)?;
+    state
+        .metrics_head
+        .append_exemplars(tenant.as_str(), decoded.exemplars)
         .await
         .map_err(not_durable)?;
     state.metrics.record_metric_samples(
@@ -141,6 +150,13 @@ pub(crate) async fn push_otlp_metrics(
             translated.delta.series,
             now_ms,
         )
+        .await
+        .map_err(not_durable)?;
+    let mut exemplars = translated.cumulative.exemplars;
+    exemplars.extend(translated.delta.exemplars);
+    state
+        .metrics_head
+        .append_exemplars(tenant.as_str(), exemplars)
         .await
         .map_err(not_durable)?;
     let refused = refused_at_decode + outcome.refused();

@@ -145,6 +145,10 @@ fn api_router(state: SharedState) -> Router {
             get(prometheus::label_values),
         )
         .route(
+            "/prometheus/api/v1/query_exemplars",
+            get(prometheus::query_exemplars).post(prometheus::query_exemplars),
+        )
+        .route(
             "/prometheus/api/v1/metadata",
             get(prometheus::metadata).post(prometheus::metadata),
         )

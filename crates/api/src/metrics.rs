@@ -305,6 +305,18 @@ impl prometheus_client::collector::Collector for GeneratorCollector {
             "New series refused by the per-tenant series cap.",
             store.series_refused.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "andante_metrics_store_exemplars_appended",
+            "Exemplars stored for /api/v1/query_exemplars.",
+            store.exemplars_appended.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "andante_metrics_store_exemplars_refused",
+            "Exemplars not stored: out of order, duplicate, label set too long, or storage off.",
+            store.exemplars_refused.load(Ordering::Relaxed),
+        )?;
         if let Some(remote) = &self.remote_write {
             counter(
                 &mut encoder,

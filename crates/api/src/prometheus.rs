@@ -10,7 +10,7 @@
 
 use andante_tsdb::labels::float_text;
 use andante_tsdb::promql::{self, QueryErrorKind, QueryValue};
-use andante_tsdb::{Labels, METRIC_NAME};
+use andante_tsdb::Labels;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -211,15 +211,7 @@ fn selectors(params: &Params) -> Result<Vec<Matchers>, PromError> {
                 "invalid parameter \"match[]\": `{text}` is not a series selector"
             )));
         };
-        let mut matchers = selector.matchers;
-        if let Some(name) = selector.name {
-            matchers.matchers.push(promql_parser::label::Matcher::new(
-                promql_parser::label::MatchOp::Equal,
-                METRIC_NAME,
-                &name,
-            ));
-        }
-        out.push(matchers);
+        out.push(promql::selector_matchers(&selector));
     }
     Ok(out)
 }
@@ -442,6 +434,52 @@ pub async fn metadata(
             .map(|(name, metadata)| (name, json!([metadata])))
             .collect();
         Ok(success(Value::Object(data)))
+    })
+    .await
+}
+
+/// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of every series a selector of
+/// `query` matches, as Prometheus answers (204 without a body for a query without selectors).
+pub async fn query_exemplars(
+    State(state): State<SharedState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    serve(state, method, headers, q, body, |state, tenant, params| {
+        let start = params.time("start", i64::MIN)?;
+        let end = params.time("end", i64::MAX)?;
+        if end < start {
+            return Err(PromError::bad(
+                "end timestamp must not be before start timestamp",
+            ));
+        }
+        let expr = promql::parse(params.get("query").unwrap_or_default())?;
+        let selectors = promql::selectors(&expr);
+        if selectors.is_empty() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let refs: Vec<&Matchers> = selectors.iter().collect();
+        let found = state
+            .metrics_store
+            .exemplars
+            .select(tenant, &refs, start, end);
+        Ok(success(Value::Array(
+            found
+                .iter()
+                .map(|series| {
+                    json!({
+                        "seriesLabels": labels_json(&series.series),
+                        "exemplars": series.exemplars.iter().map(|exemplar| json!({
+                            "labels": labels_json(&exemplar.labels),
+                            "value": float_text(exemplar.value),
+                            "timestamp": exemplar.t_ms as f64 / 1000.0,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )))
     })
     .await
 }

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TenantId;
-use andante_tsdb::LabeledSample;
+
 use parking_lot::Mutex;
 
 pub use filter::SpanFilter;
-pub use registry::{Registry, RegistryCounts, RegistryLimits};
+pub use registry::{Collected, Registry, RegistryCounts, RegistryLimits};
 pub use servicegraphs::{ServiceGraphCounts, ServiceGraphs, ServiceGraphsConfig};
 pub use spanmetrics::{SpanMetrics, SpanMetricsConfig};
 
@@ -148,8 +148,9 @@ impl Generator {
         }
     }
 
-    /// Expires service-graph edges and returns every tenant's samples at `now_ms`.
-    pub fn collect(&self, now_ms: i64) -> Vec<(TenantId, Vec<LabeledSample>)> {
+    /// Expires service-graph edges and returns every tenant's samples at `now_ms`, with the
+    /// exemplars recorded since the last collection.
+    pub fn collect(&self, now_ms: i64) -> Vec<(TenantId, Collected)> {
         let mut tenants = self.tenants.lock();
         let mut out = Vec::with_capacity(tenants.len());
         for (tenant, state) in tenants.iter_mut() {

@@ -9,7 +9,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use andante_tsdb::{LabeledSample, Labels, METRIC_NAME};
+use andante_tsdb::{Exemplar, LabeledSample, Labels, METRIC_NAME};
 
 pub const CARDINALITY_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
 pub const OVERFLOW_LABEL: &str = "metric_overflow";
@@ -49,6 +49,9 @@ struct SeriesState {
     buckets: Vec<f64>,
     sum: f64,
     count: f64,
+    /// Per bucket, the latest traced observation since the last collection (trace ID in hex,
+    /// value, Unix ms), written as that bucket's exemplar, as Tempo does.
+    exemplars: Vec<Option<(String, f64, i64)>>,
     updated_ms: i64,
     /// A counter's first collection also writes a 0 just before, so `rate()`/`increase()` see
     /// the first increment instead of starting from it.
@@ -175,6 +178,7 @@ impl Registry {
         };
         let state = family.series.entry(key).or_insert_with(|| SeriesState {
             buckets: vec![0.0; buckets],
+            exemplars: vec![None; buckets],
             ..SeriesState::default()
         });
         state.updated_ms = now_ms;
@@ -214,13 +218,15 @@ impl Registry {
         self.update(family, values, now_ms, |state| state.value = value);
     }
 
-    /// Records `weight` observations of `value` (a span multiplier makes `weight` > 1).
+    /// Records `weight` observations of `value` (a span multiplier makes `weight` > 1), with the
+    /// trace it came from as the bucket's exemplar when `trace_id` is given.
     pub fn observe(
         &mut self,
         family: FamilyId,
         values: &[String],
         value: f64,
         weight: f64,
+        trace_id: Option<&[u8]>,
         now_ms: i64,
     ) {
         let bucket = match &self.families[family.0].kind {
@@ -234,14 +240,19 @@ impl Registry {
             state.buckets[bucket] += weight;
             state.sum += value * weight;
             state.count += weight;
+            if let Some(trace_id) = trace_id.filter(|id| !id.is_empty()) {
+                state.exemplars[bucket] = Some((hex::encode(trace_id), value, now_ms));
+            }
         });
     }
 
-    /// Forgets stale series, then returns every series' samples at `now_ms`.
-    pub fn collect(&mut self, now_ms: i64) -> Vec<LabeledSample> {
+    /// Forgets stale series, then returns every series' samples at `now_ms` and the exemplars
+    /// recorded since the last collection.
+    pub fn collect(&mut self, now_ms: i64) -> Collected {
         let stale_before = now_ms - self.limits.stale_after_ms;
         let initial_ms = now_ms - now_ms.rem_euclid(60_000) - 1;
         let mut out = Vec::new();
+        let mut exemplars = Vec::new();
         for family in &mut self.families {
             let before = family.series.len();
             family
@@ -311,6 +322,14 @@ impl Registry {
                             if write_initial {
                                 out.push((series.clone(), initial_ms, 0.0));
                             }
+                            if let Some((trace_id, value, t_ms)) = state.exemplars[index].take() {
+                                let exemplar = Exemplar {
+                                    labels: Labels::new([("trace_id", trace_id)]),
+                                    value,
+                                    t_ms,
+                                };
+                                exemplars.push((series.clone(), exemplar));
+                            }
                             out.push((series, now_ms, cumulative));
                         }
                         for (suffix, value) in [("_sum", state.sum), ("_count", state.count)] {
@@ -324,8 +343,19 @@ impl Registry {
                 }
             }
         }
-        out
+        Collected {
+            samples: out,
+            exemplars,
+        }
     }
+}
+
+/// What one collection of a registry yields.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub samples: Vec<LabeledSample>,
+    /// Each with its series (a `_bucket` series).
+    pub exemplars: Vec<(Labels, Exemplar)>,
 }
 
 #[cfg(test)]
@@ -353,10 +383,31 @@ mod tests {
         let calls = registry.counter("calls_total", &names(&["service"]));
         let latency = registry.histogram("latency", &names(&["service"]), &[0.1, 0.2]);
         registry.add(calls, &values(&["a"]), 2.0, 1_000);
-        registry.observe(latency, &values(&["a"]), 0.15, 1.0, 1_000);
-        registry.observe(latency, &values(&["a"]), 0.1, 1.0, 1_000);
-        registry.observe(latency, &values(&["a"]), 5.0, 2.0, 1_000);
-        let samples = registry.collect(75_000);
+        registry.observe(latency, &values(&["a"]), 0.15, 1.0, Some(&[1; 16]), 1_000);
+        registry.observe(latency, &values(&["a"]), 0.1, 1.0, None, 1_000);
+        registry.observe(latency, &values(&["a"]), 5.0, 2.0, Some(&[3; 16]), 1_200);
+        let collected = registry.collect(75_000);
+        let exemplars = |collected: &Collected| -> Vec<String> {
+            collected
+                .exemplars
+                .iter()
+                .map(|(series, e)| format!("{series} {} {} {}", e.labels, e.value, e.t_ms))
+                .collect()
+        };
+        assert_eq!(
+            exemplars(&collected),
+            [
+                format!(
+                    r#"latency_bucket{{le="0.2", service="a"}} {{trace_id="{}"}} 0.15 1000"#,
+                    "01".repeat(16)
+                ),
+                format!(
+                    r#"latency_bucket{{le="+Inf", service="a"}} {{trace_id="{}"}} 5 1200"#,
+                    "03".repeat(16)
+                ),
+            ]
+        );
+        let samples = collected.samples;
         assert_eq!(
             find(&samples, r#"calls_total{service="a"}"#, 59_999),
             Some(0.0)
@@ -391,7 +442,18 @@ mod tests {
             Some(10.25)
         );
         // The second collection writes no initial zero.
+        // Each exemplar is written once; the latest traced observation of a bucket wins.
+        registry.observe(latency, &values(&["a"]), 0.16, 1.0, Some(&[4; 16]), 80_000);
+        registry.observe(latency, &values(&["a"]), 0.17, 1.0, Some(&[5; 16]), 81_000);
         let again = registry.collect(90_000);
+        assert_eq!(
+            exemplars(&again),
+            [format!(
+                r#"latency_bucket{{le="0.2", service="a"}} {{trace_id="{}"}} 0.17 81000"#,
+                "05".repeat(16)
+            )]
+        );
+        let again = again.samples;
         assert_eq!(again.len(), 1 + 3 + 2);
     }
 
@@ -411,7 +473,7 @@ mod tests {
         registry.add(calls, &values(&["a", "/4"]), 1.0, 0);
         // The series cap (3) is reached: a new service goes to the overflow series.
         registry.add(calls, &values(&["b", "/1"]), 5.0, 0);
-        let samples = registry.collect(1_000);
+        let samples = registry.collect(1_000).samples;
         assert_eq!(
             find(
                 &samples,
@@ -434,7 +496,7 @@ mod tests {
             (4, 1, 2)
         );
         registry.add(calls, &values(&["a", "/1"]), 1.0, 5_000);
-        let samples = registry.collect(12_000);
+        let samples = registry.collect(12_000).samples;
         assert_eq!(
             samples.iter().filter(|s| s.1 == 12_000).count(),
             1,
@@ -445,7 +507,7 @@ mod tests {
         registry.add(calls, &values(&["a", "/9"]), 1.0, 12_000);
         assert_eq!(
             find(
-                &registry.collect(13_000),
+                &registry.collect(13_000).samples,
                 r#"calls_total{route="/9", service="a"}"#,
                 13_000
             ),

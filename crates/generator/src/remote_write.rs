@@ -12,34 +12,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use andante_tsdb::remote_write::{Label, Sample, TimeSeries, WriteRequest};
-use andante_tsdb::{LabeledSample, Labels};
+use andante_tsdb::remote_write::{
+    Exemplar as WireExemplar, Label, Sample, TimeSeries, WriteRequest,
+};
+use andante_tsdb::Labels;
+
+use crate::Collected;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use prost::Message;
 
-/// Groups samples by series (each series' samples in time order) and encodes the request.
-pub fn encode_write_request(samples: &[LabeledSample]) -> Vec<u8> {
-    let mut by_series: BTreeMap<&Labels, Vec<Sample>> = BTreeMap::new();
-    for (labels, timestamp, value) in samples {
-        by_series.entry(labels).or_default().push(Sample {
+fn wire_labels(labels: &Labels) -> Vec<Label> {
+    labels
+        .iter()
+        .map(|(name, value)| Label {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+        .collect()
+}
+
+/// Groups samples and exemplars by series (each series' samples in time order) and encodes the
+/// request.
+pub fn encode_write_request(collected: &Collected) -> Vec<u8> {
+    let mut by_series: BTreeMap<&Labels, (Vec<Sample>, Vec<WireExemplar>)> = BTreeMap::new();
+    for (labels, timestamp, value) in &collected.samples {
+        by_series.entry(labels).or_default().0.push(Sample {
             value: *value,
             timestamp: *timestamp,
         });
     }
+    for (labels, exemplar) in &collected.exemplars {
+        by_series.entry(labels).or_default().1.push(WireExemplar {
+            labels: wire_labels(&exemplar.labels),
+            value: exemplar.value,
+            timestamp: exemplar.t_ms,
+        });
+    }
     let timeseries = by_series
         .into_iter()
-        .map(|(labels, mut samples)| {
+        .map(|(labels, (mut samples, exemplars))| {
             samples.sort_by_key(|s| s.timestamp);
             TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|(name, value)| Label {
-                        name: name.to_owned(),
-                        value: value.to_owned(),
-                    })
-                    .collect(),
+                labels: wire_labels(labels),
                 samples,
+                exemplars,
             }
         })
         .collect();
@@ -133,14 +150,15 @@ impl RemoteWriter {
         !self.queues.is_empty()
     }
 
-    /// Queues one tenant's samples for every URL.
-    pub fn enqueue(&self, tenant: &str, samples: &[LabeledSample]) {
+    /// Queues one tenant's samples (and exemplars) for every URL.
+    pub fn enqueue(&self, tenant: &str, collected: &Collected) {
+        let samples = &collected.samples;
         if self.queues.is_empty() || samples.is_empty() {
             return;
         }
         let body = Bytes::from(
             snap::raw::Encoder::new()
-                .compress_vec(&encode_write_request(samples))
+                .compress_vec(&encode_write_request(collected))
                 .unwrap_or_default(),
         );
         for queue in &self.queues {
@@ -237,7 +255,15 @@ mod tests {
     fn write_request_groups_series_in_time_order() {
         let a = Labels::new([("__name__", "m"), ("x", "1")]);
         let b = Labels::new([("__name__", "m"), ("x", "2")]);
-        let bytes = encode_write_request(&[(a.clone(), 20, 2.0), (b, 10, 5.0), (a, 10, 1.0)]);
+        let exemplar = andante_tsdb::Exemplar {
+            labels: Labels::new([("trace_id", "ab")]),
+            value: 0.5,
+            t_ms: 15,
+        };
+        let bytes = encode_write_request(&Collected {
+            samples: vec![(a.clone(), 20, 2.0), (b, 10, 5.0), (a.clone(), 10, 1.0)],
+            exemplars: vec![(a, exemplar)],
+        });
         let decoded = WriteRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded.timeseries.len(), 2);
         let first = &decoded.timeseries[0];
@@ -267,5 +293,17 @@ mod tests {
                 }
             ]
         );
+        assert_eq!(
+            first.exemplars,
+            vec![WireExemplar {
+                labels: vec![Label {
+                    name: "trace_id".into(),
+                    value: "ab".into()
+                }],
+                value: 0.5,
+                timestamp: 15
+            }]
+        );
+        assert!(decoded.timeseries[1].exemplars.is_empty());
     }
 }

@@ -361,14 +361,28 @@ impl ServiceGraphs {
         }
         // A virtual side has no span of its own: only the observed side's latency is recorded.
         if !matches!(connection, Connection::Virtual("client")) {
-            registry.observe(self.client_seconds, &labels, client.seconds, 1.0, now_ms);
+            registry.observe(
+                self.client_seconds,
+                &labels,
+                client.seconds,
+                1.0,
+                None,
+                now_ms,
+            );
         }
         if !matches!(connection, Connection::Virtual("server")) {
-            registry.observe(self.server_seconds, &labels, server.seconds, 1.0, now_ms);
+            registry.observe(
+                self.server_seconds,
+                &labels,
+                server.seconds,
+                1.0,
+                None,
+                now_ms,
+            );
         }
         if let (Some(family), Connection::Messaging) = (self.messaging_seconds, &connection) {
             let seconds = server.start_nanos.saturating_sub(client.end_nanos) as f64 / 1e9;
-            registry.observe(family, &labels, seconds, 1.0, now_ms);
+            registry.observe(family, &labels, seconds, 1.0, None, now_ms);
         }
     }
 }

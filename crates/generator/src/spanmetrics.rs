@@ -179,7 +179,14 @@ impl SpanMetrics {
                 span.encoded_len() as f64 * weight,
                 now_ms,
             );
-            registry.observe(self.latency, &values, seconds, weight, now_ms);
+            registry.observe(
+                self.latency,
+                &values,
+                seconds,
+                weight,
+                Some(&span.trace_id),
+                now_ms,
+            );
             self.values = values;
         }
     }

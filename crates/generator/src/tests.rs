@@ -100,7 +100,7 @@ fn collect(generator: &Generator, at: i64) -> Vec<LabeledSample> {
     generator
         .collect(at)
         .into_iter()
-        .flat_map(|(_, samples)| samples)
+        .flat_map(|(_, collected)| collected.samples)
         .collect()
 }
 
@@ -482,7 +482,8 @@ fn active_series_limit_overflows_per_tenant() {
         .into_iter()
         .find(|(t, _)| t.as_str() == "other")
         .unwrap()
-        .1;
+        .1
+        .samples;
     assert!(value(&other, r#"traces_spanmetrics_calls_total{service="svc", span_kind="SPAN_KIND_SERVER", span_name="z", status_code="STATUS_CODE_UNSET"}"#, NOW_MS).is_some());
 }
 

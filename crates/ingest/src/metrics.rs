@@ -9,7 +9,7 @@
 
 use andante_tsdb::metadata::{remote_write_kind, MetricMetadata};
 use andante_tsdb::remote_write::WriteRequest;
-use andante_tsdb::{Labels, SeriesSamples, METRIC_NAME};
+use andante_tsdb::{Exemplar, Labels, SeriesSamples, METRIC_NAME};
 use prost::Message;
 
 use crate::IngestError;
@@ -40,6 +40,8 @@ impl Default for SeriesLimits {
 #[derive(Debug, Default)]
 pub struct DecodedSamples {
     pub series: Vec<SeriesSamples>,
+    /// Exemplars of accepted series, each with its series' labels.
+    pub exemplars: Vec<(Labels, Exemplar)>,
     /// What the sender said about metric families (type, help, unit).
     pub metadata: Vec<(String, MetricMetadata)>,
     pub refused_samples: usize,
@@ -130,21 +132,37 @@ pub fn decode_remote_write(
             .iter()
             .map(|sample| (sample.timestamp, sample.value))
             .collect();
-        accept_series(&mut decoded, pairs, samples, limits, now_ms);
+        let exemplars = series
+            .exemplars
+            .into_iter()
+            .map(|exemplar| Exemplar {
+                labels: Labels::new(
+                    exemplar
+                        .labels
+                        .into_iter()
+                        .map(|label| (label.name, label.value)),
+                ),
+                value: exemplar.value,
+                t_ms: exemplar.timestamp,
+            })
+            .collect();
+        accept_series(&mut decoded, pairs, samples, exemplars, limits, now_ms);
     }
     Ok(decoded)
 }
 
 /// Checks one series and adds it (or its refusal) to `decoded`. Shared by every metrics
-/// protocol so remote-write and OTLP series obey one set of rules.
+/// protocol so remote-write and OTLP series obey one set of rules. A series' exemplars go with
+/// its labels: a refused label set takes them along; the exemplar store judges the rest.
 pub fn accept_series(
     decoded: &mut DecodedSamples,
     pairs: Vec<(String, String)>,
     mut samples: Vec<(i64, f64)>,
+    exemplars: Vec<Exemplar>,
     limits: SeriesLimits,
     now_ms: i64,
 ) {
-    if samples.is_empty() {
+    if samples.is_empty() && exemplars.is_empty() {
         return;
     }
     if let Err(reason) = check_labels(&pairs, limits) {
@@ -153,6 +171,11 @@ pub fn accept_series(
         return;
     }
     let labels = Labels::new(pairs);
+    decoded.exemplars.extend(
+        exemplars
+            .into_iter()
+            .map(|exemplar| (labels.clone(), exemplar)),
+    );
     let newest_allowed = now_ms.saturating_add(limits.max_future_ms);
     let before = samples.len();
     samples.retain(|(t, _)| *t <= newest_allowed);
@@ -279,6 +302,7 @@ mod tests {
                     timestamp: *timestamp,
                 })
                 .collect(),
+            exemplars: Vec::new(),
         }
     }
 
@@ -289,6 +313,43 @@ mod tests {
         }
         .encode_to_vec();
         decode_remote_write(&plain, SeriesLimits::default(), 1_000_000).expect("decodes")
+    }
+
+    #[test]
+    fn exemplars_go_with_their_series_and_fall_with_a_refused_one() {
+        let exemplar = |trace: &str| andante_tsdb::remote_write::Exemplar {
+            labels: vec![Label {
+                name: "trace_id".into(),
+                value: trace.into(),
+            }],
+            value: 0.5,
+            timestamp: 7,
+        };
+        let mut good = series(&[("__name__", "lat_bucket"), ("le", "1")], &[(1, 1.0)]);
+        good.exemplars = vec![exemplar("a"), exemplar("b")];
+        let mut bad = series(&[("__name__", "m"), ("bad-label", "x")], &[(1, 1.0)]);
+        bad.exemplars = vec![exemplar("c")];
+        let mut only_exemplars = series(&[("__name__", "up")], &[]);
+        only_exemplars.exemplars = vec![exemplar("d")];
+        let decoded = decode(vec![good, bad, only_exemplars]);
+        let kept: Vec<String> = decoded
+            .exemplars
+            .iter()
+            .map(|(series, e)| format!("{series} {} {} {}", e.labels, e.value, e.t_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                r#"lat_bucket{le="1"} {trace_id="a"} 0.5 7"#,
+                r#"lat_bucket{le="1"} {trace_id="b"} 0.5 7"#,
+                r#"up{} {trace_id="d"} 0.5 7"#,
+            ]
+        );
+        assert_eq!(
+            decoded.series.len(),
+            1,
+            "a series without samples stores none"
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! - `target_info` gets one sample per push at the resource's newest point (Prometheus repeats
 //!   it every 2.5 min across the push's time span; a push covers one export interval).
 //!
+//! Exemplars go where Prometheus' translator puts them: a sum's on its series, a histogram's on
+//! the first bucket whose bound is at least the exemplar's value, with `trace_id` and `span_id`
+//! in hex and the filtered attributes as labels (gauges and summaries carry none).
+//!
 //! Points that cannot be taken (no name after sanitising, unspecified temporality, no
 //! timestamp) are refused one metric or point at a time with their reason.
 
@@ -22,13 +26,14 @@ use std::collections::BTreeMap;
 use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, ExponentialHistogramDataPoint,
+    exemplar, metric, number_data_point, AggregationTemporality, ExponentialHistogramDataPoint,
     HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
 };
 use prost::Message;
 
 use andante_tsdb::labels::float_text;
 use andante_tsdb::metadata::MetricMetadata;
+use andante_tsdb::{Exemplar, Labels};
 
 use crate::metrics::{accept_series, DecodedSamples, SeriesLimits};
 use crate::IngestError;
@@ -214,6 +219,7 @@ pub fn translate(
                 &mut out.cumulative,
                 set.pairs("target_info", None),
                 vec![(at, 1.0)],
+                Vec::new(),
                 limits,
                 now_ms,
             );
@@ -290,12 +296,12 @@ impl Emitter<'_> {
         match data {
             metric::Data::Gauge(gauge) => {
                 for point in gauge.data_points {
-                    self.number(&name, point, delta);
+                    self.number(&name, point, delta, false);
                 }
             }
             metric::Data::Sum(sum) => {
                 for point in sum.data_points {
-                    self.number(&name, point, delta);
+                    self.number(&name, point, delta, true);
                 }
             }
             metric::Data::Histogram(histogram) => {
@@ -347,16 +353,30 @@ impl Emitter<'_> {
         Some((set, t))
     }
 
-    fn emit(&mut self, pairs: Vec<(String, String)>, t: i64, value: f64, delta: bool) {
+    fn emit(
+        &mut self,
+        pairs: Vec<(String, String)>,
+        t: i64,
+        value: f64,
+        exemplars: Vec<Exemplar>,
+        delta: bool,
+    ) {
         let target = if delta {
             &mut self.out.delta
         } else {
             &mut self.out.cumulative
         };
-        accept_series(target, pairs, vec![(t, value)], self.limits, self.now_ms);
+        accept_series(
+            target,
+            pairs,
+            vec![(t, value)],
+            exemplars,
+            self.limits,
+            self.now_ms,
+        );
     }
 
-    fn number(&mut self, name: &str, point: NumberDataPoint, delta: bool) {
+    fn number(&mut self, name: &str, point: NumberDataPoint, delta: bool, with_exemplars: bool) {
         let Some((set, t)) = self.point_labels(name, &point.attributes, point.time_unix_nano)
         else {
             return;
@@ -370,7 +390,12 @@ impl Emitter<'_> {
                 None => 0.0,
             }
         };
-        self.emit(set.pairs(name, None), t, value, delta);
+        let exemplars = if with_exemplars {
+            exemplars(&point.exemplars)
+        } else {
+            Vec::new()
+        };
+        self.emit(set.pairs(name, None), t, value, exemplars, delta);
     }
 
     fn histogram(&mut self, name: &str, point: HistogramDataPoint, delta: bool) {
@@ -399,11 +424,13 @@ impl Emitter<'_> {
             })
             .collect();
         let shape = Shape {
+            t,
             sum: point.sum,
             count: point.count,
             stale: point.flags & NO_RECORDED_VALUE != 0,
         };
-        self.buckets(name, &set, t, shape, buckets, delta);
+        let exemplars = exemplars(&point.exemplars);
+        self.buckets(name, &set, shape, buckets, exemplars, delta);
     }
 
     fn exponential(&mut self, name: &str, point: ExponentialHistogramDataPoint, delta: bool) {
@@ -432,12 +459,14 @@ impl Emitter<'_> {
             return;
         }
         let shape = Shape {
+            t,
             sum: point.sum,
             count: point.count,
             stale: point.flags & NO_RECORDED_VALUE != 0,
         };
         let buckets = exponential_buckets(&point);
-        self.buckets(name, &set, t, shape, buckets, delta);
+        let exemplars = exemplars(&point.exemplars);
+        self.buckets(name, &set, shape, buckets, exemplars, delta);
     }
 
     /// A histogram's series: `_sum` (when sent), `_count`, a cumulative `_bucket` per bound and
@@ -446,28 +475,32 @@ impl Emitter<'_> {
         &mut self,
         name: &str,
         set: &LabelSet,
-        t: i64,
         shape: Shape,
         buckets: Vec<(f64, f64)>,
+        mut exemplars: Vec<Exemplar>,
         delta: bool,
     ) {
-        self.sum_and_count(name, set, t, shape, delta);
+        let t = shape.t;
+        self.sum_and_count(name, set, shape, delta);
         let bucket = format!("{name}_bucket");
         for (bound, cumulative) in buckets {
             let pairs = set.pairs(&bucket, Some(("le", float_text(bound))));
-            self.emit(pairs, t, shape.value(cumulative), delta);
+            let (mine, rest) = exemplars.into_iter().partition(|e| e.value <= bound);
+            exemplars = rest;
+            self.emit(pairs, t, shape.value(cumulative), mine, delta);
         }
         let pairs = set.pairs(&bucket, Some(("le", "+Inf".into())));
-        self.emit(pairs, t, shape.value(shape.count as f64), delta);
+        self.emit(pairs, t, shape.value(shape.count as f64), exemplars, delta);
     }
 
-    fn sum_and_count(&mut self, name: &str, set: &LabelSet, t: i64, shape: Shape, delta: bool) {
+    fn sum_and_count(&mut self, name: &str, set: &LabelSet, shape: Shape, delta: bool) {
+        let t = shape.t;
         if let Some(sum) = shape.sum {
             let pairs = set.pairs(&format!("{name}_sum"), None);
-            self.emit(pairs, t, shape.value(sum), delta);
+            self.emit(pairs, t, shape.value(sum), Vec::new(), delta);
         }
         let pairs = set.pairs(&format!("{name}_count"), None);
-        self.emit(pairs, t, shape.value(shape.count as f64), delta);
+        self.emit(pairs, t, shape.value(shape.count as f64), Vec::new(), delta);
     }
 
     fn summary(&mut self, name: &str, point: SummaryDataPoint) {
@@ -476,14 +509,15 @@ impl Emitter<'_> {
             return;
         };
         let shape = Shape {
+            t,
             sum: Some(point.sum),
             count: point.count,
             stale: point.flags & NO_RECORDED_VALUE != 0,
         };
-        self.sum_and_count(name, &set, t, shape, false);
+        self.sum_and_count(name, &set, shape, false);
         for quantile in &point.quantile_values {
             let pairs = set.pairs(name, Some(("quantile", float_text(quantile.quantile))));
-            self.emit(pairs, t, shape.value(quantile.value), false);
+            self.emit(pairs, t, shape.value(quantile.value), Vec::new(), false);
         }
     }
 }
@@ -491,6 +525,8 @@ impl Emitter<'_> {
 /// What every aggregated point (histogram, summary) has besides its buckets or quantiles.
 #[derive(Clone, Copy)]
 struct Shape {
+    /// Unix milliseconds.
+    t: i64,
     sum: Option<f64>,
     count: u64,
     /// `NO_RECORDED_VALUE`: every series of the point gets a stale marker instead.
@@ -505,6 +541,36 @@ impl Shape {
             value
         }
     }
+}
+
+/// A point's exemplars as Prometheus' translator labels them.
+fn exemplars(list: &[opentelemetry_proto::tonic::metrics::v1::Exemplar]) -> Vec<Exemplar> {
+    list.iter()
+        .map(|exemplar| {
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            if !exemplar.trace_id.is_empty() {
+                pairs.push(("trace_id".into(), hex::encode(&exemplar.trace_id)));
+            }
+            if !exemplar.span_id.is_empty() {
+                pairs.push(("span_id".into(), hex::encode(&exemplar.span_id)));
+            }
+            pairs.extend(exemplar.filtered_attributes.iter().map(|attribute| {
+                (
+                    attribute.key.clone(),
+                    attribute_value(attribute.value.as_ref()),
+                )
+            }));
+            Exemplar {
+                labels: Labels::new(pairs),
+                value: match exemplar.value {
+                    Some(exemplar::Value::AsDouble(v)) => v,
+                    Some(exemplar::Value::AsInt(v)) => v as f64,
+                    None => 0.0,
+                },
+                t_ms: (exemplar.time_unix_nano / 1_000_000) as i64,
+            }
+        })
+        .collect()
 }
 
 fn point_count(data: &metric::Data) -> usize {

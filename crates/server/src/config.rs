@@ -51,7 +51,7 @@ pub const KEYS: &[Key] = &[
     key("server.idle_timeout", Dur, "120s", "A connection with nothing read or written for this long is closed (keep it above `query.timeout`)."),
     key("server.tls_cert_file", Str, "", "PEM certificate chain; with `server.tls_key_file` every listener (query API, OTLP/gRPC, OTLP/HTTP, Zipkin) speaks TLS only. Empty: plain TCP."),
     key("server.tls_key_file", Str, "", "PEM private key (PKCS#8, PKCS#1 or SEC1) of `server.tls_cert_file`."),
-    key("auth.tokens_file", Str, "", "YAML list of credentials (`token`, or `username` + `password`, each with `tenants`); every request except `/ready` must present one. Empty: no authentication."),
+    key("auth.tokens_file", Str, "", "YAML list of credentials (`token`, or `username` + `password`, each with `tenants`); every request except `/ready` and the UI's static files must present one. Empty: no authentication."),
     key("otlp.grpc_listen_address", Str, ":4317", "OTLP/gRPC receiver; empty disables it."),
     key("otlp.http_listen_address", Str, ":4318", "OTLP/HTTP receiver (`POST /v1/traces`); empty disables it."),
     key("zipkin.listen_address", Str, ":9411", "Zipkin v2 receiver (`POST /api/v2/spans`); empty disables it."),
@@ -111,6 +111,7 @@ pub const KEYS: &[Key] = &[
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
     key("metrics_store.retention", Dur, "24h", "How long series (pushed by remote-write and OTLP, generated from spans) are kept, in memory and in metric blocks, for the Prometheus read API (`/prometheus/api/v1/*`)."),
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the store holds per tenant (bounds memory); samples of new series past it are refused with 429."),
+    key("metrics_store.max_exemplars_per_tenant", Int, "100000", "Exemplars (traced examples of samples, from remote-write, OTLP metrics and span metrics) kept per tenant for `/prometheus/api/v1/query_exemplars`, in a ring: the oldest go first. 0 keeps none."),
     key("metrics_store.out_of_order_window", Dur, "10m", "How far behind a series' newest sample a late sample is still taken; older ones are refused as out of order."),
     key("metrics_store.max_labels_per_series", Int, "40", "Most labels (with `__name__`) a pushed series may carry; more refuse that series."),
     key("metrics_store.max_label_name_bytes", Int, "1024", "Longest label name a pushed series may carry."),
@@ -480,6 +481,7 @@ pub struct MetricsStore {
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
     pub max_series_per_tenant: usize,
+    pub max_exemplars_per_tenant: usize,
     #[serde(deserialize_with = "duration")]
     pub out_of_order_window: Duration,
     pub max_labels_per_series: usize,
@@ -763,8 +765,11 @@ to change it; a mistake stops the server with the entry, field and line at fault
 
 Every request on every listener (query API, Grafana's streaming gRPC, `/metrics`, `/api/echo`,
 OTLP/gRPC, OTLP/HTTP, Zipkin) then needs one of these credentials; only `/ready` stays open for
-load-balancer probes. Missing or wrong credentials answer 401 with `WWW-Authenticate` (gRPC:
-status 16 `UNAUTHENTICATED`). Only SHA-256 digests of the secrets are kept in memory, compared in
+load-balancer probes, and the web UI's static files (`/`, `/ui/…`: code and styles, no data), so
+the UI can show its own login form and send the credential with every API call. Missing or wrong
+credentials answer 401 with `WWW-Authenticate` (gRPC: status 16 `UNAUTHENTICATED`); a request
+with `X-Requested-With: XMLHttpRequest` gets only the `Bearer` challenge, because browsers answer
+a `Basic` one with their own dialog. Only SHA-256 digests of the secrets are kept in memory, compared in
 constant time.
 
 With `multitenancy.enabled`, each credential may read and write only its `tenants`: an

@@ -145,11 +145,12 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
             return;
         }
     };
-    for (tenant, samples) in collected {
+    for (tenant, collected) in collected {
         if let Some(remote_write) = &generated.remote_write {
-            remote_write.enqueue(tenant.as_str(), &samples);
+            remote_write.enqueue(tenant.as_str(), &collected);
         }
-        let batch = samples
+        let batch = collected
+            .samples
             .into_iter()
             .map(|(labels, t, value)| andante_tsdb::SeriesSamples {
                 labels,
@@ -158,6 +159,12 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
             .collect();
         if let Err(error) = head.append(tenant.as_str(), batch, now_ms).await {
             tracing::warn!(%tenant, %error, "generated samples not written to the metrics wal");
+        }
+        if let Err(error) = head
+            .append_exemplars(tenant.as_str(), collected.exemplars)
+            .await
+        {
+            tracing::warn!(%tenant, %error, "generated exemplars not written to the metrics wal");
         }
     }
     head.expire(now_ms);
@@ -251,6 +258,7 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         max_series_per_tenant: config.metrics_store.max_series_per_tenant,
         out_of_order_window_ms: config.metrics_store.out_of_order_window.as_millis() as i64,
         retention_per_tenant_ms: config.metrics_store.retention_per_tenant_ms(),
+        max_exemplars_per_tenant: config.metrics_store.max_exemplars_per_tenant,
     }));
     let urls = config.remote_write_urls();
     let remote_write = if urls.is_empty() {

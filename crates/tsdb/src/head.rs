@@ -8,6 +8,10 @@
 //! state even when two pushes of one series reached the WAL in the opposite order to the store.
 //! A closed segment is deleted once every sample in it is in a metric block (older than the
 //! newest cut, see [`crate::persist`]).
+//!
+//! Exemplars are logged the same way, in their own records, and replayed into the exemplar
+//! ring; like Prometheus' they live in memory only, so those of a deleted segment are gone
+//! after a restart (the ring would have dropped them soon anyway).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +26,7 @@ use parking_lot::Mutex;
 use crate::delta::DeltaTotals;
 use crate::persist::{self, BlockSettings, PersistError};
 use crate::store::{AppendMode, AppendOutcome};
-use crate::{wal_record, SeriesSamples, Store};
+use crate::{wal_record, Exemplar, ExemplarOutcome, Labels, SeriesSamples, Store};
 
 /// Pushes storing more samples than this encode their WAL record on the blocking pool.
 const INLINE_ENCODE_SAMPLES: usize = 256;
@@ -59,6 +63,17 @@ impl MetricsHead {
         let mut summary = HeadReplay::default();
         let mut newest_in_segment = BTreeMap::new();
         summary.wal = replay(wal_dir, |seq, payload| {
+            if wal_record::is_exemplars(payload) {
+                match wal_record::decode_exemplars(payload) {
+                    Some((tenant, exemplars)) => {
+                        for (series, exemplar) in exemplars {
+                            store.exemplars.append(&tenant, &series, exemplar);
+                        }
+                    }
+                    None => summary.unreadable_records += 1,
+                }
+                return;
+            }
             let Some((tenant, series)) = wal_record::decode(payload) else {
                 summary.unreadable_records += 1;
                 return;
@@ -131,6 +146,39 @@ impl MetricsHead {
         let seq = self.wal.append(record).await?;
         note_newest(&mut self.newest_in_segment.lock(), seq, &accepted);
         Ok(accepted)
+    }
+
+    /// Stores what exemplar storage takes of `exemplars` (each with its series) and makes it
+    /// durable; returns how many were stored and how many refused (which never fails a push,
+    /// as in Prometheus).
+    pub async fn append_exemplars(
+        &self,
+        tenant: &str,
+        exemplars: Vec<(Labels, Exemplar)>,
+    ) -> Result<(usize, usize), WalError> {
+        let offered = exemplars.len();
+        let stored: Vec<(Labels, Exemplar)> = exemplars
+            .into_iter()
+            .filter(|(series, exemplar)| {
+                self.store
+                    .exemplars
+                    .append(tenant, series, exemplar.clone())
+                    == ExemplarOutcome::Stored
+            })
+            .collect();
+        let counters = &self.store.counters;
+        counters
+            .exemplars_appended
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        counters
+            .exemplars_refused
+            .fetch_add((offered - stored.len()) as u64, Ordering::Relaxed);
+        if !stored.is_empty() {
+            self.wal
+                .append(wal_record::encode_exemplars(tenant, &stored))
+                .await?;
+        }
+        Ok((stored.len(), offered - stored.len()))
     }
 
     /// As [`MetricsHead::append`], with `delta` series (each value an increase since the

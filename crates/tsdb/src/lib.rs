@@ -7,6 +7,7 @@
 pub mod block;
 pub mod chunk;
 pub mod delta;
+pub mod exemplars;
 pub mod head;
 pub mod labels;
 pub mod metadata;
@@ -17,6 +18,7 @@ pub mod store;
 mod varint;
 pub mod wal_record;
 
+pub use exemplars::{Exemplar, ExemplarOutcome};
 pub use head::MetricsHead;
 pub use labels::{Labels, METRIC_NAME};
 pub use store::{AppendMode, AppendOutcome, SeriesData, Store, StoreConfig};

@@ -25,6 +25,8 @@ pub struct StoreConfig {
     pub out_of_order_window_ms: i64,
     /// Tenants whose retention differs from `retention_ms`.
     pub retention_per_tenant_ms: HashMap<String, i64>,
+    /// Most exemplars held per tenant (0: none are kept).
+    pub max_exemplars_per_tenant: usize,
 }
 
 impl Default for StoreConfig {
@@ -34,6 +36,7 @@ impl Default for StoreConfig {
             max_series_per_tenant: 100_000,
             out_of_order_window_ms: 10 * 60 * 1000,
             retention_per_tenant_ms: HashMap::new(),
+            max_exemplars_per_tenant: 100_000,
         }
     }
 }
@@ -400,12 +403,17 @@ pub struct StoreCounters {
     pub samples_appended: AtomicU64,
     pub samples_out_of_order: AtomicU64,
     pub series_refused: AtomicU64,
+    pub exemplars_appended: AtomicU64,
+    /// Out of order, duplicate, too long, or storage off.
+    pub exemplars_refused: AtomicU64,
 }
 
 pub struct Store {
     config: StoreConfig,
     /// What senders said each metric family is (`/api/v1/metadata`).
     pub metadata: crate::metadata::MetadataStore,
+    /// Traced examples of samples (`/api/v1/query_exemplars`).
+    pub exemplars: crate::exemplars::ExemplarStore,
     min_valid_ms: AtomicI64,
     tenants: RwLock<HashMap<String, Arc<RwLock<TenantSeries>>>>,
     pub counters: StoreCounters,
@@ -481,6 +489,7 @@ fn visit<'s>(
 impl Store {
     pub fn new(config: StoreConfig) -> Store {
         Store {
+            exemplars: crate::exemplars::ExemplarStore::new(config.max_exemplars_per_tenant),
             config,
             metadata: Default::default(),
             min_valid_ms: AtomicI64::new(i64::MIN),

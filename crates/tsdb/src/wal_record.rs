@@ -14,12 +14,23 @@
 //! ```
 //! Labels are written once per series per record; values keep their exact bits so stale markers
 //! survive. A later layout takes the next version number and is read beside this one.
+//!
+//! Exemplar records (first byte 16) sit beside sample records in the same WAL: a zstd frame of
+//!
+//! ```text
+//! varint tenant_len, tenant bytes
+//! varint exemplar_count, then per exemplar:
+//!   series labels, exemplar labels (each as above: varint count, then name/value pairs)
+//!   zigzag-varint timestamp_ms, u64-le value bits
+//! ```
 
 use crate::varint::{self, put_bytes, unzigzag, zigzag, Cursor};
-use crate::{Labels, SeriesSamples};
+use crate::{Exemplar, Labels, SeriesSamples};
 
 const VERSION_1: u8 = 1;
 const VERSION_2: u8 = 2;
+/// Far from the sample versions, so each kind can take new versions without meeting the other.
+const EXEMPLARS_V1: u8 = 16;
 /// A version 2 frame never inflates past this (a record is one push, at most the request limit
 /// several times over), so a damaged frame cannot make replay allocate without bound.
 const MAX_INFLATED_BYTES: usize = 1 << 30;
@@ -27,15 +38,9 @@ const MAX_INFLATED_BYTES: usize = 1 << 30;
 /// The record as it is written: version 2, the body compressed.
 pub fn encode(tenant: &str, series: &[SeriesSamples]) -> Vec<u8> {
     let body = encode_v1(tenant, series);
-    let mut out = Vec::with_capacity(body.len() / 8 + 16);
-    out.push(VERSION_2);
-    match zstd::bulk::compress(&body[1..], 1) {
-        Ok(compressed) => out.extend_from_slice(&compressed),
-        // Compressing memory into memory does not fail; if it ever did, the plain record is
-        // still a valid record.
-        Err(_) => return body,
-    }
-    out
+    // Compressing memory into memory does not fail; if it ever did, the plain record is still a
+    // valid record.
+    compress(VERSION_2, &body[1..]).unwrap_or(body)
 }
 
 /// A version 1 record (uncompressed); still what replay reads when it finds one.
@@ -46,11 +51,7 @@ pub fn encode_v1(tenant: &str, series: &[SeriesSamples]) -> Vec<u8> {
     put_bytes(&mut out, tenant.as_bytes());
     varint::put(&mut out, series.len() as u64);
     for one in series {
-        varint::put(&mut out, one.labels.len() as u64);
-        for (name, value) in one.labels.iter() {
-            put_bytes(&mut out, name.as_bytes());
-            put_bytes(&mut out, value.as_bytes());
-        }
+        put_labels(&mut out, &one.labels);
         varint::put(&mut out, one.samples.len() as u64);
         for (t, value) in &one.samples {
             varint::put(&mut out, zigzag(*t));
@@ -60,21 +61,97 @@ pub fn encode_v1(tenant: &str, series: &[SeriesSamples]) -> Vec<u8> {
     out
 }
 
-/// The tenant and series of a record; `None` for a payload that is not a version 1 record.
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    varint::put(out, labels.len() as u64);
+    for (name, value) in labels.iter() {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+fn read_labels(reader: &mut Cursor<'_>) -> Option<Labels> {
+    let label_count = reader.count()?;
+    let mut pairs = Vec::with_capacity(label_count);
+    for _ in 0..label_count {
+        let name = reader.text()?;
+        let value = reader.text()?;
+        pairs.push((name, value));
+    }
+    Some(Labels::new(pairs))
+}
+
+fn compress(kind: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let compressed = zstd::bulk::compress(body, 1).ok()?;
+    let mut out = Vec::with_capacity(compressed.len() + 1);
+    out.push(kind);
+    out.extend_from_slice(&compressed);
+    Some(out)
+}
+
+fn inflate(frame: &[u8]) -> Option<Vec<u8>> {
+    let inflated_bytes = zstd::zstd_safe::get_frame_content_size(frame).ok()??;
+    if inflated_bytes > MAX_INFLATED_BYTES as u64 {
+        return None;
+    }
+    zstd::bulk::decompress(frame, inflated_bytes as usize).ok()
+}
+
+/// The tenant and series of a sample record; `None` for a payload that is not one.
 pub fn decode(payload: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
     let (&version, rest) = payload.split_first()?;
     match version {
         VERSION_1 => decode_body(rest),
-        VERSION_2 => {
-            let inflated_bytes = zstd::zstd_safe::get_frame_content_size(rest).ok()??;
-            if inflated_bytes > MAX_INFLATED_BYTES as u64 {
-                return None;
-            }
-            let body = zstd::bulk::decompress(rest, inflated_bytes as usize).ok()?;
-            decode_body(&body)
-        }
+        VERSION_2 => decode_body(&inflate(rest)?),
         _ => None,
     }
+}
+
+/// Whether `payload` is an exemplar record (of any version).
+pub fn is_exemplars(payload: &[u8]) -> bool {
+    payload.first() == Some(&EXEMPLARS_V1)
+}
+
+/// An exemplar record: the tenant and each exemplar with its series.
+pub fn encode_exemplars(tenant: &str, exemplars: &[(Labels, Exemplar)]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(16 + exemplars.len() * 160);
+    put_bytes(&mut body, tenant.as_bytes());
+    varint::put(&mut body, exemplars.len() as u64);
+    for (series, exemplar) in exemplars {
+        put_labels(&mut body, series);
+        put_labels(&mut body, &exemplar.labels);
+        varint::put(&mut body, zigzag(exemplar.t_ms));
+        body.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
+    }
+    // Compressing memory into memory does not fail; an empty record would only be skipped.
+    compress(EXEMPLARS_V1, &body).unwrap_or_default()
+}
+
+/// The tenant and exemplars of an exemplar record; `None` for a payload that is not one.
+pub fn decode_exemplars(payload: &[u8]) -> Option<(String, Vec<(Labels, Exemplar)>)> {
+    let (&version, rest) = payload.split_first()?;
+    if version != EXEMPLARS_V1 {
+        return None;
+    }
+    let body = inflate(rest)?;
+    let mut reader = Cursor::new(&body);
+    let tenant = reader.text()?.to_owned();
+    let count = reader.count()?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let series = read_labels(&mut reader)?;
+        let labels = read_labels(&mut reader)?;
+        let t_ms = unzigzag(reader.varint()?);
+        let bits = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
+        out.push((
+            series,
+            Exemplar {
+                labels,
+                value: f64::from_bits(bits),
+                t_ms,
+            },
+        ));
+    }
+    (reader.at == body.len()).then_some((tenant, out))
 }
 
 fn decode_body(rest: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
@@ -83,13 +160,7 @@ fn decode_body(rest: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
     let series_count = reader.count()?;
     let mut series = Vec::with_capacity(series_count);
     for _ in 0..series_count {
-        let label_count = reader.count()?;
-        let mut pairs = Vec::with_capacity(label_count);
-        for _ in 0..label_count {
-            let name = reader.text()?;
-            let value = reader.text()?;
-            pairs.push((name, value));
-        }
+        let labels = read_labels(&mut reader)?;
         let sample_count = reader.count()?;
         let mut samples = Vec::with_capacity(sample_count);
         for _ in 0..sample_count {
@@ -97,10 +168,7 @@ fn decode_body(rest: &[u8]) -> Option<(String, Vec<SeriesSamples>)> {
             let bits = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
             samples.push((t, f64::from_bits(bits)));
         }
-        series.push(SeriesSamples {
-            labels: Labels::new(pairs),
-            samples,
-        });
+        series.push(SeriesSamples { labels, samples });
     }
     (reader.at == rest.len()).then_some((tenant, series))
 }
@@ -129,6 +197,41 @@ mod tests {
         assert!(v2.len() * 5 < v1.len(), "{} vs {}", v2.len(), v1.len());
         assert_eq!(decode(&v1), decode(&v2));
         assert_eq!(decode(&v2).expect("decodes").1, series);
+    }
+
+    #[test]
+    fn exemplar_records_round_trip_and_are_not_sample_records() {
+        let exemplars = vec![
+            (
+                Labels::new([("__name__", "latency_bucket"), ("le", "0.5")]),
+                Exemplar {
+                    labels: Labels::new([("trace_id", "0af7651916cd43dd8448eb211c80319c")]),
+                    value: 0.31,
+                    t_ms: 1_700_000_000_123,
+                },
+            ),
+            (
+                Labels::new([("__name__", "m"), ("é", "ü")]),
+                Exemplar {
+                    labels: Labels::default(),
+                    value: f64::from_bits(STALE_NAN_BITS),
+                    t_ms: -7,
+                },
+            ),
+        ];
+        let record = encode_exemplars("tenant-a", &exemplars);
+        assert!(is_exemplars(&record));
+        let (tenant, back) = decode_exemplars(&record).expect("decodes");
+        assert_eq!(tenant, "tenant-a");
+        assert_eq!(back[0], exemplars[0]);
+        assert_eq!(back[1].1.value.to_bits(), STALE_NAN_BITS);
+        assert_eq!(decode(&record), None);
+        let samples = encode("t", &[]);
+        assert!(!is_exemplars(&samples));
+        assert_eq!(decode_exemplars(&samples), None);
+        for cut in 0..record.len() {
+            assert_eq!(decode_exemplars(&record[..cut]), None);
+        }
     }
 
     #[test]

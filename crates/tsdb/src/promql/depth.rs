@@ -76,7 +76,7 @@ pub(crate) fn check_text(query: &str) -> Result<(), QueryError> {
 }
 
 /// The children of a node, for walking the tree without recursion.
-fn children(expr: &Expr) -> Vec<&Expr> {
+pub(crate) fn children(expr: &Expr) -> Vec<&Expr> {
     match expr {
         Expr::Aggregate(aggregate) => std::iter::once(aggregate.expr.as_ref())
             .chain(aggregate.param.as_deref())

@@ -15,9 +15,10 @@ mod functions;
 
 use std::collections::BTreeMap;
 
-use promql_parser::parser::{self, Expr};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
+use promql_parser::parser::{self, Expr, VectorSelector};
 
-use crate::labels::Labels;
+use crate::labels::{Labels, METRIC_NAME};
 use crate::store::Store;
 
 pub use depth::{MAX_DEPTH, MAX_OPERATORS};
@@ -88,6 +89,32 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
         .map_err(|message| QueryError::bad(format!("invalid parameter \"query\": {message}")))?;
     depth::check_tree(&expr)?;
     Ok(expr)
+}
+
+/// A selector's matchers with its metric name as a `__name__` matcher.
+pub fn selector_matchers(selector: &VectorSelector) -> Matchers {
+    let mut matchers = selector.matchers.clone();
+    if let Some(name) = &selector.name {
+        matchers
+            .matchers
+            .push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
+    }
+    matchers
+}
+
+/// Every series selector in `expr` (ranges included), in the order they are written, as
+/// Prometheus' `ExtractSelectors` gives them to `/api/v1/query_exemplars`.
+pub fn selectors(expr: &Expr) -> Vec<Matchers> {
+    let mut out = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(node) = stack.pop() {
+        match node {
+            Expr::VectorSelector(selector) => out.push(selector_matchers(selector)),
+            Expr::MatrixSelector(matrix) => out.push(selector_matchers(&matrix.vs)),
+            _ => stack.extend(depth::children(node).into_iter().rev()),
+        }
+    }
+    out
 }
 
 /// Evaluates `query` at `time_ms` (`/api/v1/query`).
