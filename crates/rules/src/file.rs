@@ -44,6 +44,16 @@ pub enum RuleQuery {
     TraceQL { window_ms: i64 },
 }
 
+impl RuleQuery {
+    /// The language's name as the UI's metrics page takes it (`lang=`).
+    pub fn language(&self) -> &'static str {
+        match self {
+            RuleQuery::PromQL(_) => "promql",
+            RuleQuery::TraceQL { .. } => "traceql",
+        }
+    }
+}
+
 /// The window a `traceql:` rule reads when it names none.
 pub const DEFAULT_TRACEQL_WINDOW_MS: i64 = 5 * 60_000;
 

@@ -231,7 +231,7 @@ impl GroupState {
         settings: &EvalSettings,
         t_ms: i64,
         resend_delay_ms: i64,
-    ) -> Vec<(Alert, String)> {
+    ) -> Vec<(Alert, String, &'static str)> {
         let mut analyses = 0;
         let mut due = Vec::new();
         for (rule, state) in self.group.rules.iter().zip(self.rules.iter_mut()) {
@@ -262,7 +262,7 @@ impl GroupState {
                 .due_for_sending(t_ms, resend_delay_ms, self.interval_ms)
             {
                 alert.annotations = alert.annotations_with_root_cause();
-                due.push((alert, rule.expr_text.clone()));
+                due.push((alert, rule.expr_text.clone(), rule.query.language()));
             }
         }
         due

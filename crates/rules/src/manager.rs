@@ -256,12 +256,12 @@ impl Manager {
         let due = state.due_for_sending(&self.settings, t_ms, self.resend_delay_ms);
         let alerts = due
             .into_iter()
-            .map(|(alert, expr)| self.to_alertmanager(&alert, &expr))
+            .map(|(alert, expr, language)| self.to_alertmanager(&alert, &expr, language))
             .collect();
         (sink.stored, alerts)
     }
 
-    fn to_alertmanager(&self, alert: &Alert, expr: &str) -> AlertmanagerAlert {
+    fn to_alertmanager(&self, alert: &Alert, expr: &str, language: &str) -> AlertmanagerAlert {
         let mut labels = self.settings.external_labels.clone();
         labels.extend(
             alert
@@ -275,7 +275,7 @@ impl Manager {
             annotations: alert.annotations.clone(),
             starts_at: rfc3339(alert.fired_at_ms.unwrap_or(alert.active_at_ms)),
             ends_at: rfc3339(ends_at),
-            generator_url: generator_url(&self.settings.external_url, expr),
+            generator_url: generator_url(&self.settings.external_url, expr, language),
         }
     }
 
@@ -367,7 +367,8 @@ impl Manager {
 }
 
 /// A link back to the expression in Andante's UI (Prometheus links to its own graph page).
-fn generator_url(external_url: &str, expr: &str) -> String {
+/// Where an alert's expression opens in the UI's metrics page, in its own language.
+fn generator_url(external_url: &str, expr: &str, language: &str) -> String {
     let mut encoded = String::with_capacity(expr.len() * 3);
     for byte in expr.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
@@ -377,7 +378,24 @@ fn generator_url(external_url: &str, expr: &str) -> String {
         }
     }
     format!(
-        "{}/ui/metrics?lang=promql&q={encoded}",
+        "{}/ui/metrics?lang={language}&q={encoded}",
         external_url.trim_end_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_urls_open_the_expression_in_its_own_language() {
+        assert_eq!(
+            generator_url("http://andante:3200/", "{ } | rate()", "traceql"),
+            "http://andante:3200/ui/metrics?lang=traceql&q=%7B%20%7D%20%7C%20rate%28%29"
+        );
+        assert_eq!(
+            generator_url("", "up{job=\"a\"} == 0", "promql"),
+            "/ui/metrics?lang=promql&q=up%7Bjob%3D%22a%22%7D%20%3D%3D%200"
+        );
+    }
 }
