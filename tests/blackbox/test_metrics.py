@@ -228,6 +228,15 @@ def test_metadata_endpoints_and_errors(loaded, prometheus):
     for name in ["traces_spanmetrics_calls_total", "traces_spanmetrics_latency_bucket", "traces_spanmetrics_size_total",
                  "traces_service_graph_request_client_seconds_bucket", "traces_service_graph_request_server_seconds_sum"]:
         assert name in names
+    # The generator says what each family is, so Grafana's metric browser shows the types.
+    metadata = requests.get(f"{base}/metadata", timeout=5).json()["data"]
+    kinds = {name: entries[0]["type"] for name, entries in metadata.items()}
+    assert kinds["traces_spanmetrics_calls_total"] == "counter"
+    assert kinds["traces_spanmetrics_latency"] == "histogram"
+    assert kinds["traces_spanmetrics_size_total"] == "counter"
+    assert kinds["traces_service_graph_request_total"] == "counter"
+    assert kinds["traces_service_graph_request_server_seconds"] == "histogram"
+    assert "traces_spanmetrics_latency_bucket" not in kinds
     # Grafana's native-histogram probe: a classic-only server answers with no series.
     now = time.time()
     probe = requests.get(f"{base}/series", params={"match[]": "traces_service_graph_request_server_seconds", "limit": "1", "start": now - 3600, "end": now}, timeout=5).json()

@@ -9,6 +9,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use andante_tsdb::metadata::MetricMetadata;
 use andante_tsdb::{Exemplar, LabeledSample, Labels, METRIC_NAME};
 
 pub const CARDINALITY_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
@@ -253,6 +254,7 @@ impl Registry {
         let initial_ms = now_ms - now_ms.rem_euclid(60_000) - 1;
         let mut out = Vec::new();
         let mut exemplars = Vec::new();
+        let mut metadata = Vec::new();
         for family in &mut self.families {
             let before = family.series.len();
             family
@@ -267,6 +269,23 @@ impl Registry {
                         .filter_map(|values| values.get(position).cloned())
                         .collect();
                 }
+            }
+            if !family.series.is_empty() {
+                let kind = match family.kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                    Kind::Histogram(_) => "histogram",
+                };
+                // The family name Prometheus' metadata uses: a counter keeps `_total`, a
+                // histogram is named without its `_bucket`/`_sum`/`_count` suffixes.
+                metadata.push((
+                    family.name.clone(),
+                    MetricMetadata {
+                        kind: kind.to_owned(),
+                        help: String::new(),
+                        unit: String::new(),
+                    },
+                ));
             }
             for (values, state) in &mut family.series {
                 let base: Vec<(&str, &str)> =
@@ -346,6 +365,7 @@ impl Registry {
         Collected {
             samples: out,
             exemplars,
+            metadata,
         }
     }
 }
@@ -356,6 +376,8 @@ pub struct Collected {
     pub samples: Vec<LabeledSample>,
     /// Each with its series (a `_bucket` series).
     pub exemplars: Vec<(Labels, Exemplar)>,
+    /// The type of every family with series, for `/api/v1/metadata`.
+    pub metadata: Vec<(String, MetricMetadata)>,
 }
 
 #[cfg(test)]
@@ -406,6 +428,15 @@ mod tests {
                     "03".repeat(16)
                 ),
             ]
+        );
+        let kinds: Vec<(&str, &str)> = collected
+            .metadata
+            .iter()
+            .map(|(name, metadata)| (name.as_str(), metadata.kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("calls_total", "counter"), ("latency", "histogram")]
         );
         let samples = collected.samples;
         assert_eq!(

@@ -263,6 +263,7 @@ mod tests {
         let bytes = encode_write_request(&Collected {
             samples: vec![(a.clone(), 20, 2.0), (b, 10, 5.0), (a.clone(), 10, 1.0)],
             exemplars: vec![(a, exemplar)],
+            metadata: Vec::new(),
         });
         let decoded = WriteRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded.timeseries.len(), 2);

@@ -145,10 +145,14 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
             return;
         }
     };
-    for (tenant, collected) in collected {
+    for (tenant, mut collected) in collected {
         if let Some(remote_write) = &generated.remote_write {
             remote_write.enqueue(tenant.as_str(), &collected);
         }
+        generated
+            .store
+            .metadata
+            .set(tenant.as_str(), std::mem::take(&mut collected.metadata));
         let batch = collected
             .samples
             .into_iter()
