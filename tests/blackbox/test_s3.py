@@ -67,3 +67,30 @@ def test_blocks_round_trip_through_s3(make_server, s3):
     assert response.status_code == 200, response.text
     spans = [span for rs in response.json()["batches"] for ss in rs["scopeSpans"] for span in ss["spans"]]
     assert len(spans) == 5
+
+
+def test_metric_blocks_round_trip_through_s3(make_server, s3):
+    """Metric blocks use the same storage as trace blocks: with the WAL gone, a restart reads
+    every persisted sample back from the bucket alone."""
+    from promwrite import push as remote_write
+    from test_metrics_store import instant, now_ms
+    args = ["--storage.backend", "s3", "--storage.bucket", "andante-blocks", "--storage.endpoint", s3,
+            "--storage.region", "us-east-1", "--storage.allow-http",
+            "--storage.access-key-id", KEYS["AWS_ACCESS_KEY_ID"], "--storage.secret-access-key", KEYS["AWS_SECRET_ACCESS_KEY"],
+            "--metrics-store.block-duration", "1m", "--metrics-store.out-of-order-window", "0s"]
+    server = make_server(*args)
+    start = (now_ms() // 60_000 - 12) * 60_000
+    sent = [start + i * 15_000 for i in range(36)]  # 9 minutes, ending ~3 minutes ago
+    for t in sent:
+        assert remote_write(f"{server.url}/api/v1/push", [({"__name__": "s3_kept"}, [(t, float(t))])]).status_code == 204
+    deadline = time.time() + 90
+    while server.metric("andante_metrics_store_blocks_written_total") < 8:
+        assert time.time() < deadline, "metric blocks not written to S3"
+        time.sleep(1)
+    assert not (server.storage / "blocks").exists(), "nothing written to the local disk"
+    server.kill9()
+    shutil.rmtree(server.storage / "wal-metrics")
+    server.start()
+    at = start + 8 * 60_000 - 1
+    counts = instant(server, "count_over_time(s3_kept[10m])", at=at)
+    assert counts == {frozenset(): float(sum(1 for t in sent if at - 600_000 < t <= at))}, counts

@@ -307,6 +307,12 @@ impl prometheus_client::collector::Collector for GeneratorCollector {
         )?;
         counter(
             &mut encoder,
+            "andante_metrics_store_blocks_written",
+            "Metric blocks written to storage from closed ranges.",
+            store.blocks_written.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
             "andante_metrics_store_exemplars_appended",
             "Exemplars stored for /api/v1/query_exemplars.",
             store.exemplars_appended.load(Ordering::Relaxed),

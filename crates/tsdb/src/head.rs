@@ -238,6 +238,10 @@ impl MetricsHead {
             for tenant in self.store.tenant_ids() {
                 if persist::cut_range(storage, &self.store, &tenant, start, end).await? {
                     written += 1;
+                    self.store
+                        .counters
+                        .blocks_written
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             start = end;

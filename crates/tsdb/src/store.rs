@@ -403,6 +403,8 @@ pub struct StoreCounters {
     pub samples_appended: AtomicU64,
     pub samples_out_of_order: AtomicU64,
     pub series_refused: AtomicU64,
+    /// Metric blocks cut from closed ranges (compaction's day blocks not counted).
+    pub blocks_written: AtomicU64,
     pub exemplars_appended: AtomicU64,
     /// Out of order, duplicate, too long, or storage off.
     pub exemplars_refused: AtomicU64,
