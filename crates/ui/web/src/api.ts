@@ -321,6 +321,15 @@ export interface QueryRangeResponse {
   series?: MetricsSeries[];
 }
 
+/** An instant query: one value per series over the whole of `[start, end]`. */
+export interface QueryInstantResponse {
+  series?: { labels?: KeyValue[]; value?: number }[];
+}
+
+export function metricsQueryInstant(q: string, startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<QueryInstantResponse>("/api/metrics/query", { q, start: startSecs, end: endSecs }, signal);
+}
+
 export function metricsQueryRange(q: string, startSecs: number, endSecs: number, options: { step?: string; exemplars?: number } = {}, signal?: AbortSignal) {
   return getJson<QueryRangeResponse>("/api/metrics/query_range", { q, start: startSecs, end: endSecs, step: options.step, exemplars: options.exemplars }, signal);
 }
@@ -333,6 +342,35 @@ export interface PromMatrix {
 
 export function promQueryRange(query: string, startSecs: number, endSecs: number, stepSecs: number, signal?: AbortSignal) {
   return getJson<PromMatrix>("/prometheus/api/v1/query_range", { query, start: startSecs, end: endSecs, step: stepSecs }, signal);
+}
+
+export interface PromVector {
+  status: string;
+  data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
+}
+
+export function promQuery(query: string, timeSecs: number, signal?: AbortSignal) {
+  return getJson<PromVector>("/prometheus/api/v1/query", { query, time: timeSecs }, signal);
+}
+
+/** The label sets of the series `selector` selects that have samples in the range. */
+export function promSeries(selector: string, startSecs: number, endSecs: number, signal?: AbortSignal) {
+  return getJson<{ status: string; data?: Record<string, string>[] }>("/prometheus/api/v1/series", { "match[]": [selector], start: startSecs, end: endSecs }, signal);
+}
+
+export interface PromExemplars {
+  seriesLabels: Record<string, string>;
+  /** `value` as Go formats a float; `timestamp` in (fractional) seconds. */
+  exemplars: { labels: Record<string, string>; value: string; timestamp: number }[];
+}
+
+/** Traced examples of the samples of the series the query's selectors select. */
+export async function promExemplars(query: string, startSecs: number, endSecs: number, signal?: AbortSignal): Promise<PromExemplars[]> {
+  const response = await request("/prometheus/api/v1/query_exemplars", { query, start: startSecs, end: endSecs }, { signal });
+  // 204 (no body) is Prometheus' answer to a query without a selector: nothing to show.
+  if (response.status === 204) return [];
+  const body = (await response.json()) as { data?: PromExemplars[] };
+  return body.data ?? [];
 }
 
 export interface PromList {

@@ -17,6 +17,13 @@ export interface Exemplar {
   traceId: string;
 }
 
+function exemplarPoints(plot: uPlot, exemplars: Exemplar[]): string {
+  return JSON.stringify(exemplars.map((e) => ({ traceId: e.traceId, left: plot.valToPos(e.timeSecs, "x"), top: plot.valToPos(e.value, "y") })));
+}
+
+/** How far from an exemplar's point a click still opens it, in CSS pixels. */
+const EXEMPLAR_HIT_PX = 8;
+
 export function TimeSeries(props: {
   xsSecs: number[];
   lines: Line[];
@@ -41,21 +48,28 @@ export function TimeSeries(props: {
     const height = props.height ?? 180;
     // Exemplars are an extra points-only series at their own times; uPlot aligns every series to
     // one x array, so the x array is the sorted union and the lines get gaps at exemplar times.
-    const exemplars = props.stacked ? [] : props.exemplars ?? [];
-    const xs = [...new Set([...props.xsSecs, ...exemplars.map((e) => e.timeSecs)])].sort((a, b) => a - b);
+    // Two exemplars at one time would share a column cell, so a later one moves on by a
+    // millisecond (invisible on any range) until its time is free.
+    const taken = new Set(props.xsSecs);
+    const exemplars = (props.stacked ? [] : props.exemplars ?? []).map((exemplar) => {
+      let timeSecs = exemplar.timeSecs;
+      while (taken.has(timeSecs)) timeSecs += 0.001;
+      taken.add(timeSecs);
+      return { ...exemplar, timeSecs };
+    });
+    const xs = [...taken].sort((a, b) => a - b);
     const indexOfX = new Map(xs.map((x, i) => [x, i]));
     const columns = props.lines.map((line) => {
       const column: (number | null)[] = xs.map(() => null);
       props.xsSecs.forEach((x, i) => (column[indexOfX.get(x)!] = line.values[i]));
       return column;
     });
+    // A value with no neighbour draws no line, so it gets a dot (a short burst, a new series).
+    const isolated = props.lines.map((line) =>
+      line.values.flatMap((v, i) => (v !== null && (line.values[i - 1] ?? null) === null && (line.values[i + 1] ?? null) === null ? [indexOfX.get(props.xsSecs[i])!] : [])),
+    );
     const exemplarColumn: (number | null)[] = xs.map(() => null);
-    const exemplarAt = new Map<number, Exemplar>();
-    for (const exemplar of exemplars) {
-      const at = indexOfX.get(exemplar.timeSecs)!;
-      exemplarColumn[at] = exemplar.value;
-      exemplarAt.set(at, exemplar);
-    }
+    for (const exemplar of exemplars) exemplarColumn[indexOfX.get(exemplar.timeSecs)!] = exemplar.value;
 
     const drawn = props.stacked ? stackColumns(columns) : columns;
     // The height the lines reach, kept on the element (as the waterfall keeps its row count) so a
@@ -76,7 +90,7 @@ export function TimeSeries(props: {
           width: props.compact ? 1.25 : 1.5,
           // Exemplar times put nulls between samples; only real gaps (no data) should break a line.
           spanGaps: exemplars.length > 0,
-          points: { show: false },
+          points: { show: true, size: props.compact ? 3 : 5, fill: line.color, filter: () => isolated[lineIndex] },
           // Stacked, the drawn value is a running total: the legend shows the line's own.
           value: (_u: uPlot, v: number | null, _series: number, index: number | null) => {
             const own = props.stacked ? (index == null ? null : columns[lineIndex][index]) : v;
@@ -105,15 +119,26 @@ export function TimeSeries(props: {
             : [axis, { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => latest.current.format(t)) }],
           series,
           bands,
+          // Where each exemplar is drawn (CSS pixels in the plotting area), kept on the element so
+          // a test can click a known one.
+          hooks: exemplars.length ? { draw: [(u: uPlot) => (element.dataset.exemplars = exemplarPoints(u, exemplars))] } : {},
         },
         data,
         element,
       );
       if (exemplars.length && !props.compact) {
-        plot.over.addEventListener("click", () => {
-          const index = plot.cursor.idx;
-          const exemplar = index == null ? undefined : exemplarAt.get(index);
-          if (exemplar) latest.current.onExemplar?.(exemplar.traceId);
+        // The nearest point to the click, in both directions: the cursor's index alone picks by
+        // time, and exemplars of different latencies often come from the same second.
+        plot.over.addEventListener("click", (event) => {
+          const box = plot.over.getBoundingClientRect();
+          const [x, y] = [event.clientX - box.left, event.clientY - box.top];
+          let nearest: Exemplar | undefined;
+          let nearestDistance = EXEMPLAR_HIT_PX;
+          for (const exemplar of exemplars) {
+            const distance = Math.hypot(plot.valToPos(exemplar.timeSecs, "x") - x, plot.valToPos(exemplar.value, "y") - y);
+            if (distance <= nearestDistance) [nearest, nearestDistance] = [exemplar, distance];
+          }
+          if (nearest) latest.current.onExemplar?.(nearest.traceId);
         });
       }
       return plot;

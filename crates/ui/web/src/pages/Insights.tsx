@@ -7,7 +7,7 @@ import { Empty, ErrorBox, Loading, RefreshHead, pendingPage } from "../component
 import { Line, TimeSeries } from "../components/TimeSeries";
 import { Route, href, setParams } from "../router";
 import { formatDateTime, formatDuration, resolveRange } from "../time";
-import { entrySpans } from "./Service";
+import { entrySpans } from "../service/queries";
 
 type State = { status: "loading" } | { status: "error"; message: string } | { status: "done"; rca: RcaResponse; assertions: Assertion[] };
 

@@ -1,81 +1,18 @@
 // Service page (/ui/service/<name>): RED panels (rate, error ratio, p50/p95/p99 latency) of the
-// service's server and consumer spans, from TraceQL metrics over the page's time range, with
-// exemplars that open their trace; its operations with sparklines; its instances (node, version,
-// RED figures, assertions) from the insights graph; links to its traces.
+// service's server and consumer spans over the page's time range, from its span-metrics series or,
+// without them, from TraceQL metrics (service/red.ts), with exemplars that open their trace; its
+// operations with sparklines; its instances (node, version, RED figures, assertions) from the
+// insights graph; links to its traces.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { MetricsSeries, QueryRangeResponse, formatValue, insightsGraph, metricsQueryRange } from "../api";
+import { insightsGraph } from "../api";
 import { InstanceRow, serviceInstances } from "../service/instances";
+import { quote } from "../service/queries";
+import { RedPanels, RedSource, loadRed } from "../service/red";
 import { rateText } from "./Graph";
 import { Empty, ErrorBox, Loading } from "../components/states";
-import { Exemplar, Line, TimeSeries } from "../components/TimeSeries";
+import { Line, TimeSeries } from "../components/TimeSeries";
 import { Route, href, navigate } from "../router";
 import { formatDuration, resolveRange } from "../time";
-
-function quote(value: string) {
-  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
-
-/** The requests a service answers: its server spans, and consumer spans for queue workers. */
-export function entrySpans(service: string, extra = ""): string {
-  return `{ resource.service.name = ${quote(service)} && (kind = server || kind = consumer)${extra} }`;
-}
-
-/** ~120 points across the range, on a whole number of seconds. */
-function stepFor(startSecs: number, endSecs: number): string {
-  return `${Math.max(1, Math.round((endSecs - startSecs) / 120))}s`;
-}
-
-interface Panels {
-  xsSecs: number[];
-  rate: (number | null)[];
-  errorRatio: (number | null)[];
-  quantiles: { label: string; values: (number | null)[] }[];
-  exemplars: Exemplar[];
-  operations: { name: string; rate: number[]; total: number; errors: number; p99Secs: number | null }[];
-}
-
-function label(series: MetricsSeries, key: string): string {
-  return formatValue(series.labels?.find((kv) => kv.key === key)?.value);
-}
-
-/** Sample values aligned to `xs`; a missing value is 0 (proto3 JSON omits zeros) or, for
- * quantiles, no data. */
-function align(series: MetricsSeries | undefined, xs: number[], missing: 0 | null): (number | null)[] {
-  const byTime = new Map((series?.samples ?? []).map((s) => [Math.round(Number(s.timestampMs) / 1000), s.value ?? missing]));
-  return xs.map((x) => (byTime.has(x) ? byTime.get(x)! : missing === 0 ? 0 : null));
-}
-
-function buildPanels(startSecs: number, endSecs: number, stepSecs: number, rate: QueryRangeResponse, errors: QueryRangeResponse, latency: QueryRangeResponse, opsRate: QueryRangeResponse, opsErrors: QueryRangeResponse, opsLatency: QueryRangeResponse): Panels {
-  const first = Math.floor(startSecs / stepSecs) * stepSecs;
-  const xsSecs: number[] = [];
-  for (let x = first; x <= endSecs; x += stepSecs) xsSecs.push(x);
-  const rateValues = align(rate.series?.[0], xsSecs, 0);
-  const errorValues = align(errors.series?.[0], xsSecs, 0);
-  const errorRatio = rateValues.map((r, i) => (r && r > 0 ? (errorValues[i] ?? 0) / r : null));
-  const quantiles = (latency.series ?? [])
-    .map((series) => ({ q: Number(label(series, "p")), series }))
-    .sort((a, b) => a.q - b.q)
-    .map(({ q, series }) => ({ label: `p${Math.round(q * 100)}`, values: align(series, xsSecs, null) }));
-  const exemplars: Exemplar[] = [];
-  for (const series of latency.series ?? []) {
-    for (const exemplar of series.exemplars ?? []) {
-      const traceId = formatValue(exemplar.labels?.find((kv) => kv.key === "trace:id")?.value);
-      if (traceId && exemplar.value !== undefined) exemplars.push({ timeSecs: Number(exemplar.timestampMs) / 1000, value: exemplar.value, traceId });
-    }
-  }
-  const errorsByName = new Map((opsErrors.series ?? []).map((s) => [label(s, "name"), s]));
-  const p99ByName = new Map((opsLatency.series ?? []).map((s) => [label(s, "name"), s]));
-  const operations = (opsRate.series ?? []).map((series) => {
-    const name = label(series, "name");
-    const rates = align(series, xsSecs, 0) as number[];
-    const total = rates.reduce((sum, v) => sum + v, 0) * stepSecs;
-    const errorCount = (align(errorsByName.get(name), xsSecs, 0) as number[]).reduce((sum, v) => sum + v, 0) * stepSecs;
-    const p99s = align(p99ByName.get(name), xsSecs, null).filter((v): v is number => v !== null);
-    return { name, rate: rates, total, errors: errorCount, p99Secs: p99s.length ? Math.max(...p99s) : null };
-  });
-  operations.sort((a, b) => b.total - a.total);
-  return { xsSecs, rate: rateValues, errorRatio, quantiles, exemplars, operations };
-}
 
 /** The traces of one instance: the resource attributes the insights engine names instances by. */
 function instanceQuery(service: string, instance: string): string {
@@ -129,6 +66,35 @@ function Instances({ service, state }: { service: string; state: { status: "load
   );
 }
 
+const SOURCE_TAGS: Record<RedSource, { text: string; title: string }> = {
+  "span-metrics": { text: "span metrics", title: "PromQL over the traces_spanmetrics_* series the generator writes" },
+  traceql: { text: "from spans (span metrics off)", title: "TraceQL metrics computed from the spans at query time" },
+};
+
+function SourceTag({ source }: { source: RedSource }) {
+  return (
+    <span class="source-tag muted" data-source={source} title={SOURCE_TAGS[source].title}>
+      {SOURCE_TAGS[source].text}
+    </span>
+  );
+}
+
+/** Why the figures come from where they do, so a reader can reproduce them. */
+function SourceNote({ service, source }: { service: string; source: RedSource }) {
+  if (source === "span-metrics") {
+    return (
+      <p class="muted source-note" data-source={source}>
+        From the span-metrics series in the series store (<code>traces_spanmetrics_calls_total</code>, <code>traces_spanmetrics_latency_bucket</code>) through the Prometheus API; the exemplars are those series' traced examples.
+      </p>
+    );
+  }
+  return (
+    <p class="muted source-note" data-source={source}>
+      The series store has no span-metrics series of {service} in this range (the generator's span metrics are off, or the range is older than the metrics retention), so these figures are computed from its spans with TraceQL metrics.
+    </p>
+  );
+}
+
 const QUANTILE_COLORS = ["#2a9d55", "#e69f00", "#d55e00"];
 
 function perSecond(value: number) {
@@ -141,7 +107,7 @@ export function ServicePage({ service, route }: { service: string; route: Route 
   const tenant = route.params.get("tenant") ?? "";
   const [refresh, setRefresh] = useState(0);
   const range = useMemo(() => resolveRange(from, to), [from, to, refresh]);
-  const [state, setState] = useState<{ status: "loading" } | { status: "error"; message: string } | { status: "done"; panels: Panels }>({ status: "loading" });
+  const [state, setState] = useState<{ status: "loading" } | { status: "error"; message: string } | { status: "done"; panels: RedPanels }>({ status: "loading" });
   const [instances, setInstances] = useState<{ status: "loading" } | { status: "error"; message: string } | { status: "done"; rows: InstanceRow[] }>({ status: "loading" });
 
   // Apart from the RED panels: the insights graph is a different engine and may fail alone.
@@ -159,18 +125,8 @@ export function ServicePage({ service, route }: { service: string; route: Route 
   useEffect(() => {
     const abort = new AbortController();
     setState({ status: "loading" });
-    const step = stepFor(range.startSecs, range.endSecs);
-    const stepSecs = Number(step.slice(0, -1));
-    const run = (q: string, exemplars?: number) => metricsQueryRange(q, range.startSecs, range.endSecs, { step, exemplars }, abort.signal);
-    Promise.all([
-      run(`${entrySpans(service)} | rate()`),
-      run(`${entrySpans(service, " && status = error")} | rate()`),
-      run(`${entrySpans(service)} | quantile_over_time(duration, .5, .95, .99)`, 40),
-      run(`${entrySpans(service)} | rate() by (name)`),
-      run(`${entrySpans(service, " && status = error")} | rate() by (name)`),
-      run(`${entrySpans(service)} | quantile_over_time(duration, .99) by (name)`),
-    ])
-      .then((answers) => setState({ status: "done", panels: buildPanels(range.startSecs, range.endSecs, stepSecs, ...(answers as [QueryRangeResponse, QueryRangeResponse, QueryRangeResponse, QueryRangeResponse, QueryRangeResponse, QueryRangeResponse])) }))
+    loadRed(service, range.startSecs, range.endSecs, abort.signal)
+      .then((panels) => setState({ status: "done", panels }))
       .catch((error) => {
         if ((error as Error).name !== "AbortError") setState({ status: "error", message: (error as Error).message });
       });
@@ -206,9 +162,10 @@ export function ServicePage({ service, route }: { service: string; route: Route 
         <h1>
           <span class="muted">Service</span> {service}
         </h1>
-        <span class="muted">Requests it serves: its server and consumer spans, from TraceQL metrics.</span>
+        <span class="muted">Requests it serves: its server and consumer spans.</span>
       </div>
       {links}
+      {panels && <SourceNote service={service} source={panels.source} />}
       {state.status === "loading" && <Loading what="the service's metrics" />}
       {state.status === "error" && <ErrorBox title="Could not load the service's metrics" message={state.message} />}
       {panels && panels.operations.length === 0 && <Empty>No server or consumer spans of {service} in this time range.</Empty>}
@@ -216,39 +173,47 @@ export function ServicePage({ service, route }: { service: string; route: Route 
         <>
           <div class="panels">
             <section class="panel" aria-label="Rate">
-              <h3>Rate</h3>
+              <h3>
+                Rate <SourceTag source={panels.source} />
+              </h3>
               <TimeSeries xsSecs={panels.xsSecs} lines={rateLines} format={perSecond} />
             </section>
             <section class="panel" aria-label="Error ratio">
-              <h3>Error ratio</h3>
+              <h3>
+                Error ratio <SourceTag source={panels.source} />
+              </h3>
               <TimeSeries xsSecs={panels.xsSecs} lines={errorLines} format={(v) => `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`} />
             </section>
             <section class="panel" aria-label="Latency">
-              <h3>Latency</h3>
+              <h3>
+                Latency <SourceTag source={panels.source} />
+              </h3>
               <TimeSeries xsSecs={panels.xsSecs} lines={latencyLines} format={(v) => formatDuration(v * 1e9)} exemplars={panels.exemplars} onExemplar={openTrace} />
             </section>
           </div>
-          <h3>Operations</h3>
+          <h3>
+            Operations <SourceTag source={panels.source} />
+          </h3>
           <table class="table operations" data-testid="operations">
             <thead>
               <tr>
                 <th>Operation</th>
                 <th class="num">Requests</th>
                 <th class="num">Errors</th>
-                <th class="num">Worst p99</th>
+                <th class="num">p99</th>
                 <th>Rate over the range</th>
                 <th />
               </tr>
             </thead>
             <tbody>
               {panels.operations.map((operation) => (
-                <tr key={operation.name} data-operation={operation.name}>
+                <tr key={operation.name} data-operation={operation.name} data-requests={operation.requests} data-errors={operation.errors} data-p99-secs={operation.p99Secs ?? ""}>
                   <td>{operation.name}</td>
-                  <td class="num">{Math.round(operation.total)}</td>
-                  <td class={`num${operation.errors ? " error-text" : ""}`}>{operation.total ? `${((operation.errors / operation.total) * 100).toFixed(1)}%` : "–"}</td>
+                  <td class="num">{Math.round(operation.requests)}</td>
+                  <td class={`num${operation.errors ? " error-text" : ""}`}>{operation.requests ? `${((operation.errors / operation.requests) * 100).toFixed(1)}%` : "–"}</td>
                   <td class="num">{operation.p99Secs === null ? "–" : formatDuration(operation.p99Secs * 1e9)}</td>
                   <td class="spark-cell">
-                    <TimeSeries xsSecs={panels.xsSecs} lines={[{ label: operation.name, color: "#0072b2", values: operation.rate }]} format={perSecond} height={28} compact />
+                    <TimeSeries xsSecs={panels.xsSecs} lines={[{ label: operation.name, color: "#0072b2", values: operation.rates }]} format={perSecond} height={28} compact />
                   </td>
                   <td>
                     <a href={href("/explore", { q: `{ resource.service.name = ${quote(service)} && name = ${quote(operation.name)} }` })}>traces</a>
