@@ -635,29 +635,146 @@ def test_clicking_a_point_of_the_scatter_opens_its_trace(loaded, browser):
     tab.check_no_console_errors()
 
 
-def test_service_page_shows_red_panels_and_operations_from_traceql_metrics(loaded, browser):
-    span = window()
-    entry = '{ resource.service.name = "cart" && (kind = server || kind = consumer) }'
-    by_name = api(loaded, "/api/metrics/query_range", q=f"{entry} | rate() by (name)", step="30s", **span)
-    names = sorted(s["labels"][0]["value"]["stringValue"] for s in by_name["series"])
-    assert names == ["GetCart"]
+def service_step_secs(start, end):
+    """The service page's step: ~120 points, rounded as JavaScript's Math.round does."""
+    return max(1, int((end - start) / 120 + 0.5))
+
+
+CART_SPAN_METRICS = 'service="cart", span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"'
+CART_ENTRY = '{ resource.service.name = "cart" && (kind = server || kind = consumer) }'
+
+
+def drawn_max(page, panel):
+    return float(page.get_attribute(f".panel[aria-label='{panel}'] .timeseries", "data-drawn-max"))
+
+
+def prom_values(matrix):
+    """Every finite value of a Prometheus matrix (NaN is 0/0 or a quantile of no requests)."""
+    values = [float(v) for series in matrix["data"]["result"] for _, v in series["values"]]
+    return [v for v in values if v == v and abs(v) != float("inf")]
+
+
+def operation_rows(page):
+    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
+    return page.eval_on_selector_all("[data-testid=operations] tbody tr", """rows => rows.map(r => ({
+        name: r.dataset.operation, requests: Number(r.dataset.requests), errors: Number(r.dataset.errors),
+        p99: r.dataset.p99Secs === '' ? null : Number(r.dataset.p99Secs), cells: [...r.cells].map(c => c.innerText)}))""")
+
+
+def check_operation_row(row, requests, errors, p99_secs):
+    assert row["requests"] == pytest.approx(requests, rel=0.01), row
+    assert row["errors"] == pytest.approx(errors, rel=0.01), row
+    assert row["p99"] == pytest.approx(p99_secs, rel=0.01), row
+    # What a reader sees: whole requests, and the share of them that failed.
+    assert row["cells"][1] == str(round(requests)), row
+    assert float(row["cells"][2].rstrip("%")) == pytest.approx(errors / requests * 100, abs=0.06), row
+
+
+def test_service_page_draws_red_from_the_span_metrics_series_the_prometheus_api_returns(loaded, browser):
+    start = window()["start"]
+    errors = f'{CART_SPAN_METRICS}, status_code="STATUS_CODE_ERROR"'
+    rate_query = f"sum(rate(traces_spanmetrics_calls_total{{{CART_SPAN_METRICS}}}[90s]))"  # a step plus four 15 s collections
+
+    def matrix(query, end):
+        step = service_step_secs(start, end)
+        return api(loaded, "/prometheus/api/v1/query_range", query=query, start=start // step * step, end=end, step=step)
+
+    # A range ending in the past, once a point in it shows the requests: its answers no longer
+    # change (`increase` extrapolates to the range's end, so a range reaching now grows with every
+    # collection), and the page and this test read the same figures.
+    end = wait_for("a past point of cart's rate above zero", lambda: (lambda end: max(prom_values(matrix(rate_query, end)), default=0) > 0 and end)(
+        int(time.time()) - 2))
+    span = {"start": start, "end": end}
+    whole = f"[{end - start}s]"
+
+    def by_span_name(query):
+        result = api(loaded, "/prometheus/api/v1/query", query=query, time=end)["data"]["result"]
+        return {r["metric"]["span_name"]: float(r["value"][1]) for r in result}
+
+    rate = prom_values(matrix(rate_query, end))
+    error_ratio = prom_values(matrix(f"sum(rate(traces_spanmetrics_calls_total{{{errors}}}[90s])) / {rate_query}", end))
+    latency = [v for q in (0.5, 0.95, 0.99) for v in prom_values(matrix(
+        f"histogram_quantile({q}, sum by (le) (rate(traces_spanmetrics_latency_bucket{{{CART_SPAN_METRICS}}}[90s])))", end))]
+    requests = by_span_name(f"sum by (span_name) (increase(traces_spanmetrics_calls_total{{{CART_SPAN_METRICS}}}{whole}))")
+    failed = by_span_name(f"sum by (span_name) (increase(traces_spanmetrics_calls_total{{{errors}}}{whole}))")
+    p99 = by_span_name(f"histogram_quantile(0.99, sum by (span_name, le) (increase(traces_spanmetrics_latency_bucket{{{CART_SPAN_METRICS}}}{whole})))")
+    exemplars = api(loaded, "/prometheus/api/v1/query_exemplars",
+                    query=f"traces_spanmetrics_latency_bucket{{{CART_SPAN_METRICS}}}", **span)["data"]
+    exemplar_values = {e["labels"]["trace_id"]: float(e["value"]) for series in exemplars for e in series["exemplars"]}
+    assert list(requests) == ["GetCart"] and exemplar_values
+
     tab = Page(browser, loaded)
     page = tab.goto("/ui/service/cart", **{"from": span["start"], "to": span["end"]})
-    page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
-    rows = page.eval_on_selector_all("[data-testid=operations] tbody tr", "rows => rows.map(r => r.dataset.operation)")
-    assert sorted(rows) == names
-    cells = page.inner_text("tr[data-operation='GetCart']")
-    # 30 traces, every third failing in the cart.
-    assert "\t30\t" in cells and "33.3%" in cells, cells
-    assert page.locator(".panel canvas").count() == 3
+    rows = operation_rows(page)
+    assert [row["name"] for row in rows] == ["GetCart"]
+    check_operation_row(rows[0], requests["GetCart"], failed["GetCart"], p99["GetCart"])
+    # Every head names the series store as the source.
+    assert page.eval_on_selector_all("h3 .source-tag", "tags => tags.map(t => t.dataset.source)") == ["span-metrics"] * 4
+    assert page.locator(".source-note[data-source=span-metrics]").count() == 1
+    assert drawn_max(page, "Rate") == pytest.approx(max(rate))
+    assert drawn_max(page, "Error ratio") == pytest.approx(max(error_ratio))
+    assert drawn_max(page, "Latency") == pytest.approx(max(latency))
     legend = page.inner_text(".panel[aria-label=Latency]")
     assert "p50" in legend and "p99" in legend and "exemplars" in legend
+
+    # The latency panel's points are the API's exemplars, at their latency.
+    page.wait_for_function("() => document.querySelector(\".panel[aria-label='Latency'] .timeseries\").dataset.exemplars")
+    points = json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
+    assert sorted(p["traceId"] for p in points) == sorted(exemplar_values)
     tab.shot("service")
+    # Clicking the slowest opens its trace.
+    slowest = max(exemplar_values, key=exemplar_values.get)
+    point = next(p for p in points if p["traceId"] == slowest)
+    box = page.locator(".panel[aria-label='Latency'] .u-over").bounding_box()
+    page.mouse.click(box["x"] + point["left"], box["y"] + point["top"])
+    page.wait_for_selector(".wf-row", timeout=15000)
+    assert page.url.split("?")[0].endswith(f"/ui/trace/{slowest}")
+
     # The trace view's per-service table links here.
     page.goto(f"{loaded.url}/ui/trace/{trace_id(3)}")
     page.click(".breakdown a:has-text('cart')")
     page.wait_for_selector("[data-testid=operations] tbody tr", timeout=20000)
     assert page.url.split("?")[0].endswith("/ui/service/cart")
+    tab.check_no_console_errors()
+
+
+def test_service_page_falls_back_to_traceql_metrics_without_span_metrics(make_server, browser):
+    server = make_server("--live.trace-idle", "300ms", "--generator.span-metrics.enabled", "false", *ui_dir_args())
+    for n in range(1, SHOP_TRACES + 1):
+        post_otlp(server, shop_trace(n))
+    span = window()
+
+    def instant(q):
+        answer = api(server, "/api/metrics/query", q=q, **span)
+        return {s["labels"][0]["value"]["stringValue"]: s.get("value", 0) for s in answer.get("series", [])}
+
+    wait_for("the cart's spans in TraceQL metrics", lambda: instant(f"{CART_ENTRY} | count_over_time() by (name)").get("GetCart") == SHOP_TRACES)
+    assert api(server, "/prometheus/api/v1/series", **{"match[]": "traces_spanmetrics_calls_total"}, **span)["data"] == []
+    requests = instant(f"{CART_ENTRY} | count_over_time() by (name)")
+    failed = instant(f"{CART_ENTRY.removesuffix(' }')} && status = error }} | count_over_time() by (name)")
+    p99 = instant(f"{CART_ENTRY} | quantile_over_time(duration, .99) by (name)")
+    step = f"{service_step_secs(span['start'], span['end'])}s"
+    rate = api(server, "/api/metrics/query_range", q=f"{CART_ENTRY} | rate()", step=step, **span)["series"]
+    latency = api(server, "/api/metrics/query_range", q=f"{CART_ENTRY} | quantile_over_time(duration, .5, .95, .99)",
+                  step=step, exemplars=40, **span)["series"]
+    # 30 traces, every third failing in the cart.
+    assert (requests, failed) == ({"GetCart": 30}, {"GetCart": 10})
+
+    tab = Page(browser, server)
+    page = tab.goto("/ui/service/cart", **{"from": span["start"], "to": span["end"]})
+    rows = operation_rows(page)
+    assert [row["name"] for row in rows] == ["GetCart"]
+    check_operation_row(rows[0], 30, 10, p99["GetCart"])
+    assert rows[0]["cells"][1:3] == ["30", "33.3%"]
+    # Every head says the figures come from the spans, and the note says why.
+    assert page.eval_on_selector_all("h3 .source-tag", "tags => tags.map(t => t.innerText)") == ["from spans (span metrics off)"] * 4
+    assert "no span-metrics series of cart" in page.inner_text(".source-note[data-source=traceql]")
+    assert drawn_max(page, "Rate") == pytest.approx(max(s.get("value", 0) for s in rate[0]["samples"]))
+    assert drawn_max(page, "Latency") == pytest.approx(max(s["value"] for series in latency for s in series["samples"] if "value" in s))
+    page.wait_for_function("() => document.querySelector(\".panel[aria-label='Latency'] .timeseries\").dataset.exemplars")
+    points = json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
+    assert points and {p["traceId"] for p in points} <= {trace_id(n) for n in range(1, SHOP_TRACES + 1)}
+    tab.shot("service-traceql")
     tab.check_no_console_errors()
 
 
