@@ -99,6 +99,32 @@ def test_series_limit_answers_429_naming_the_limit(make_server):
     assert len(instant(server, "s")) == 3
 
 
+def test_sample_rate_limit_refuses_whole_pushes_naming_the_limit(make_server):
+    server = make_server("--metrics-store.ingestion-rate", "100", "--metrics-store.ingestion-burst-size", "150",
+                         "--multitenancy.enabled", "true")
+    url = f"{server.url}/api/v1/push"
+    t = now_ms()
+    batch = lambda name, n: [({"__name__": name, "i": str(i)}, [(t, float(i))]) for i in range(n)]  # noqa: E731
+    assert push(url, batch("first", 120), headers={"X-Scope-OrgID": "a"}).status_code == 204
+    refused = push(url, batch("second", 120), headers={"X-Scope-OrgID": "a"})
+    assert refused.status_code == 429, refused.text
+    assert "metrics_store.ingestion_rate" in refused.text and "120 samples refused" in refused.text
+    # Refused whole: nothing of it is stored. Another tenant has its own bucket.
+    assert instant(server, "count(second)", tenant="a") == {}
+    assert push(url, batch("second", 120), headers={"X-Scope-OrgID": "b"}).status_code == 204
+    # OTLP pushes count against the same bucket and are refused the same way.
+    otlp = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
+        {"asDouble": float(i), "timeUnixNano": str(t * 10**6), "attributes": [{"key": "i", "value": {"intValue": str(i)}}]}
+        for i in range(60)]}}]}]}]}
+    response = requests.post(f"{server.otlp_http_url}/v1/metrics", json=otlp, headers={"X-Scope-OrgID": "a"}, timeout=10)
+    assert response.status_code == 429 and "metrics_store.ingestion_rate" in response.text, response.text
+    # A push larger than the whole burst can never pass; within the rate, the bucket refills.
+    assert push(url, batch("huge", 151), headers={"X-Scope-OrgID": "c"}).status_code == 429
+    time.sleep(1.5)
+    assert push(url, batch("later", 100), headers={"X-Scope-OrgID": "a"}).status_code == 204
+    assert server.metric("andante_metric_samples_received_total", outcome="refused") >= 120 + 60 + 151
+
+
 def test_labels_past_the_limits_refuse_the_series(make_server):
     server = make_server("--metrics-store.max-labels-per-series", "5", "--metrics-store.max-label-value-bytes", "100")
     t = now_ms()

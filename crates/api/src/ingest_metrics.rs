@@ -11,6 +11,9 @@
 //! Prometheus, one the exemplar store refuses (out of order, duplicate, too long) is counted
 //! (`andante_metrics_store_exemplars_refused`) and never fails the push.
 //!
+//! A push past the tenant's sample rate (`metrics_store.ingestion_rate`, a token bucket in
+//! samples) is refused whole: 429 / `RESOURCE_EXHAUSTED` naming the key.
+//!
 //! Answers follow Prometheus' receiver, because senders act on the status: 204 when every
 //! sample was taken; 400 with the reasons when some were refused for good (bad labels, out of
 //! order, duplicate timestamps with other values) — the rest of the push is kept and a sender
@@ -63,6 +66,7 @@ pub(crate) async fn remote_write(
         decode_remote_write(&plain, series_limits, now_ms)
     };
     let decoded = decode_off_runtime(body_bytes, decode).await?;
+    admit_samples(&state, &tenant, decoded.accepted_samples())?;
     let mut refusals: Vec<String> = decoded.refusal_message().into_iter().collect();
     state
         .metrics_store
@@ -136,6 +140,11 @@ pub(crate) async fn push_otlp_metrics(
         Ok(translate(request, series_limits, now_ms))
     };
     let translated = decode_off_runtime(body_bytes, decode).await?;
+    admit_samples(
+        state,
+        tenant,
+        translated.cumulative.accepted_samples() + translated.delta.accepted_samples(),
+    )?;
     let mut messages: Vec<String> = translated.refusal_message().into_iter().collect();
     let refused_at_decode = translated.refused_at_decode();
     state
@@ -176,6 +185,25 @@ pub(crate) async fn push_otlp_metrics(
         error_message: messages.join("; "),
     });
     Ok(ExportMetricsServiceResponse { partial_success })
+}
+
+/// The tenant's sample rate (`metrics_store.ingestion_rate`): a push past it is refused whole
+/// and counted, as Mimir refuses it, so the sender retries it later unchanged.
+fn admit_samples(state: &SharedState, tenant: &TenantId, samples: usize) -> Result<(), ApiError> {
+    if samples == 0 || state.sample_rate.try_acquire(tenant, samples as u64) {
+        return Ok(());
+    }
+    state
+        .metrics
+        .record_metric_samples(tenant.as_str(), 0, samples);
+    let (rate, burst) = state.sample_rate.rate_and_burst();
+    Err(ApiError::new(
+        ErrorKind::TooManyRequests,
+        format!(
+            "ingestion rate limit exceeded: {samples} samples refused; tenant {tenant} may push {rate} samples/s with bursts of {burst} (metrics_store.ingestion_rate, metrics_store.ingestion_burst_size)",
+            tenant = tenant.as_str()
+        ),
+    ))
 }
 
 /// A WAL failure: nothing of the push is acknowledged, and the sender should retry.

@@ -99,6 +99,8 @@ pub struct AppState {
     pub ruler: Arc<andante_rules::ruler::Ruler>,
     /// SLOs (files and `/api/slos`).
     pub slos: Arc<andante_rules::slos::Slos>,
+    /// Metric samples per second per tenant (`metrics_store.ingestion_rate`).
+    pub sample_rate: andante_ingest::RateLimiter,
 }
 
 pub type SharedState = Arc<AppState>;

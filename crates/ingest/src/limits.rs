@@ -1,5 +1,6 @@
-//! Per-tenant ingestion limits. The rate limiter is a token bucket in bytes per tenant (Tempo's
-//! `rate_limit_bytes` and `burst_size_bytes`, local strategy). Buckets are independent, so one
+//! Per-tenant ingestion limits. The rate limiter is a token bucket per tenant: in bytes for spans
+//! (Tempo's `rate_limit_bytes` and `burst_size_bytes`, local strategy), in samples for metrics
+//! (Mimir's `ingestion_rate` and `ingestion_burst_size`). Buckets are independent, so one
 //! tenant exhausting its budget never delays another. The reasons are the label values of
 //! `andante_discarded_spans_total{reason}`, spelled as Tempo spells them.
 
@@ -54,42 +55,51 @@ struct Bucket {
     refilled_at: Instant,
 }
 
-/// A token bucket per tenant.
+/// A token bucket per tenant, in whatever unit its caller counts (bytes, samples).
 pub struct RateLimiter {
-    rate_bytes_per_sec: f64,
-    burst_bytes: f64,
+    rate_per_sec: f64,
+    burst: f64,
     buckets: Mutex<HashMap<TenantId, Bucket>>,
 }
 
 impl RateLimiter {
+    /// The span limiter, in bytes.
     pub fn new(limits: &IngestLimits) -> Self {
+        RateLimiter::per_second(limits.rate_limit_bytes, limits.burst_size_bytes)
+    }
+
+    pub fn per_second(rate: u64, burst: u64) -> Self {
         RateLimiter {
-            rate_bytes_per_sec: limits.rate_limit_bytes as f64,
-            burst_bytes: limits.burst_size_bytes as f64,
+            rate_per_sec: rate as f64,
+            burst: burst as f64,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes `bytes` from the tenant's bucket, or refuses without taking anything. A request
-    /// larger than the whole burst can never pass, which is what the operator configured.
-    pub fn try_acquire(&self, tenant: &TenantId, bytes: u64) -> bool {
-        self.try_acquire_at(tenant, bytes, Instant::now())
+    /// The refill rate per second and the bucket's size, for refusal messages.
+    pub fn rate_and_burst(&self) -> (f64, f64) {
+        (self.rate_per_sec, self.burst)
     }
 
-    fn try_acquire_at(&self, tenant: &TenantId, bytes: u64, now: Instant) -> bool {
+    /// Takes `amount` from the tenant's bucket, or refuses without taking anything. A request
+    /// larger than the whole burst can never pass, which is what the operator configured.
+    pub fn try_acquire(&self, tenant: &TenantId, amount: u64) -> bool {
+        self.try_acquire_at(tenant, amount, Instant::now())
+    }
+
+    fn try_acquire_at(&self, tenant: &TenantId, amount: u64, now: Instant) -> bool {
         let mut buckets = self.buckets.lock();
         let bucket = buckets.entry(tenant.clone()).or_insert_with(|| Bucket {
-            tokens: self.burst_bytes,
+            tokens: self.burst,
             refilled_at: now,
         });
         let elapsed_secs = now
             .saturating_duration_since(bucket.refilled_at)
             .as_secs_f64();
-        bucket.tokens =
-            (bucket.tokens + elapsed_secs * self.rate_bytes_per_sec).min(self.burst_bytes);
+        bucket.tokens = (bucket.tokens + elapsed_secs * self.rate_per_sec).min(self.burst);
         bucket.refilled_at = now;
-        if bucket.tokens >= bytes as f64 {
-            bucket.tokens -= bytes as f64;
+        if bucket.tokens >= amount as f64 {
+            bucket.tokens -= amount as f64;
             true
         } else {
             false

@@ -111,6 +111,8 @@ pub const KEYS: &[Key] = &[
     key("generator.remote_write.queue_batches", Int, "240", "Collections queued per URL before the oldest is dropped (240 × 15 s = 1 h)."),
     key("metrics_store.retention", Dur, "24h", "How long series (pushed by remote-write and OTLP, generated from spans) are kept, in memory and in metric blocks, for the Prometheus read API (`/prometheus/api/v1/*`)."),
     key("metrics_store.max_series_per_tenant", Int, "100000", "Most series the store holds per tenant (bounds memory); samples of new series past it are refused with 429."),
+    key("metrics_store.ingestion_rate", Int, "1000000", "Per-tenant metric samples per second (remote-write and OTLP together; Mimir's `ingestion_rate`). A push past it is refused whole with 429 naming this key; senders retry."),
+    key("metrics_store.ingestion_burst_size", Int, "2000000", "Samples a tenant may push at once above `ingestion_rate` (the token bucket's size; one push larger than this is always refused)."),
     key("metrics_store.max_exemplars_per_tenant", Int, "100000", "Exemplars (traced examples of samples, from remote-write, OTLP metrics and span metrics) kept per tenant for `/prometheus/api/v1/query_exemplars`, in a ring: the oldest go first. 0 keeps none."),
     key("metrics_store.out_of_order_window", Dur, "10m", "How far behind a series' newest sample a late sample is still taken; older ones are refused as out of order."),
     key("metrics_store.max_labels_per_series", Int, "40", "Most labels (with `__name__`) a pushed series may carry; more refuse that series."),
@@ -481,6 +483,8 @@ pub struct MetricsStore {
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
     pub max_series_per_tenant: usize,
+    pub ingestion_rate: u64,
+    pub ingestion_burst_size: u64,
     pub max_exemplars_per_tenant: usize,
     #[serde(deserialize_with = "duration")]
     pub out_of_order_window: Duration,

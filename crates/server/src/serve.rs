@@ -511,6 +511,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules: rules.clone(),
         ruler,
         slos,
+        sample_rate: andante_ingest::RateLimiter::per_second(
+            config.metrics_store.ingestion_rate,
+            config.metrics_store.ingestion_burst_size,
+        ),
     });
 
     rules.set_traceql_source(Arc::new(andante_api::TraceqlRuleSource::new(
