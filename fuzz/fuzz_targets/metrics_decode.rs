@@ -2,7 +2,7 @@
 //! a snappy body inflated under a cap), as an OTLP metrics request (protobuf and JSON) translated
 //! to series, as a metrics WAL record and as a metric block. Every accepted series must be storable as is (valid
 //! metric and label names, label names unique, samples in time order), refusals must add up,
-//! and a WAL record that decodes must encode back to the same series.
+//! and a WAL record (samples or exemplars) that decodes must encode back to the same content.
 
 #![no_main]
 
@@ -73,6 +73,18 @@ fuzz_target!(|data: &[u8]| {
                 s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect()
             };
             assert_eq!(bits(a), bits(b));
+        }
+    }
+    if let Some((tenant, exemplars)) = wal_record::decode_exemplars(data) {
+        let again = wal_record::encode_exemplars(&tenant, &exemplars);
+        let (tenant_again, exemplars_again) =
+            wal_record::decode_exemplars(&again).expect("re-encoded exemplar record");
+        assert_eq!(tenant, tenant_again);
+        assert_eq!(exemplars.len(), exemplars_again.len());
+        for ((series, a), (series_again, b)) in exemplars.iter().zip(&exemplars_again) {
+            assert_eq!(series, series_again);
+            assert_eq!(a.labels, b.labels);
+            assert_eq!((a.t_ms, a.value.to_bits()), (b.t_ms, b.value.to_bits()));
         }
     }
 });

@@ -235,6 +235,14 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_fuzz_seed_is_an_exemplar_record() {
+        let seed = include_bytes!("../../../fuzz/corpus/metrics_decode/seed-wal-exemplars");
+        let (tenant, exemplars) = decode_exemplars(seed).expect("the seed decodes");
+        assert_eq!((tenant.as_str(), exemplars.len()), ("single-tenant", 2));
+        assert_eq!(exemplars[1].1.t_ms, -7);
+    }
+
+    #[test]
     fn round_trip_keeps_labels_times_and_value_bits() {
         let series = vec![
             SeriesSamples {
