@@ -47,12 +47,14 @@ def s3(tmp_path_factory):
     process.wait(timeout=30)
 
 
-def test_blocks_round_trip_through_s3(make_server, s3):
-    args = ["--storage.backend", "s3", "--storage.bucket", "andante-blocks", "--storage.endpoint", s3,
+def s3_args(s3):
+    return ["--storage.backend", "s3", "--storage.bucket", "andante-blocks", "--storage.endpoint", s3,
             "--storage.region", "us-east-1", "--storage.allow-http",
-            "--storage.access-key-id", KEYS["AWS_ACCESS_KEY_ID"], "--storage.secret-access-key", KEYS["AWS_SECRET_ACCESS_KEY"],
-            "--live.trace-idle", "200ms", "--live.block-max-age", "200ms"]
-    server = make_server(*args)
+            "--storage.access-key-id", KEYS["AWS_ACCESS_KEY_ID"], "--storage.secret-access-key", KEYS["AWS_SECRET_ACCESS_KEY"]]
+
+
+def test_blocks_round_trip_through_s3(make_server, s3):
+    server = make_server(*s3_args(s3), "--live.trace-idle", "200ms", "--live.block-max-age", "200ms")
     assert push(server, request_body(0x42, spans=5)).status_code == 200
     deadline = time.time() + 30
     while server.metric("andante_blocks") < 1:
@@ -74,11 +76,7 @@ def test_metric_blocks_round_trip_through_s3(make_server, s3):
     every persisted sample back from the bucket alone."""
     from promwrite import push as remote_write
     from test_metrics_store import instant, now_ms
-    args = ["--storage.backend", "s3", "--storage.bucket", "andante-blocks", "--storage.endpoint", s3,
-            "--storage.region", "us-east-1", "--storage.allow-http",
-            "--storage.access-key-id", KEYS["AWS_ACCESS_KEY_ID"], "--storage.secret-access-key", KEYS["AWS_SECRET_ACCESS_KEY"],
-            "--metrics-store.block-duration", "1m", "--metrics-store.out-of-order-window", "0s"]
-    server = make_server(*args)
+    server = make_server(*s3_args(s3), "--metrics-store.block-duration", "1m", "--metrics-store.out-of-order-window", "0s")
     start = (now_ms() // 60_000 - 12) * 60_000
     sent = [start + i * 15_000 for i in range(36)]  # 9 minutes, ending ~3 minutes ago
     for t in sent:

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from conftest import Server
+from test_slo import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
@@ -883,14 +884,6 @@ def ui_dir_args():
     return ["--ui.dir", os.environ["ANDANTE_UI_DIR"]] if os.environ.get("ANDANTE_UI_DIR") else []
 
 
-def wait_for(what, check, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # Every state an alerting rule can be in, a recording rule, a rule whose evaluation fails, and a

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
-use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 use rustc_hash::FxHashSet;
 
 use super::{aggregate, binary, functions, QueryError, Sample, Series};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::Labels;
 use crate::store::{SeriesData, Store};
 
 /// How far back an instant selector looks for a sample (Prometheus' default `5m`).
@@ -124,17 +123,6 @@ fn at_time_ms(at: &AtModifier, query_start_ms: i64, query_end_ms: i64) -> i64 {
     }
 }
 
-/// The selector's matchers with its metric name folded in as a `__name__` matcher.
-fn full_matchers(selector: &VectorSelector) -> Matchers {
-    let mut matchers = selector.matchers.clone();
-    if let Some(name) = &selector.name {
-        matchers
-            .matchers
-            .push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
-    }
-    matchers
-}
-
 /// Samples with `after < t <= until`, as a sub-slice, resuming from the previous window's bounds when they are still valid (they are
 /// whenever the window moved forward), else searching afresh.
 fn window_with_cursor<'s>(
@@ -179,7 +167,7 @@ impl Evaluator {
         collect_selectors(expr, (start_ms, end_ms), query, &mut selectors);
         let mut data = HashMap::new();
         for (selector, from_ms, until_ms) in selectors {
-            let matchers = full_matchers(selector);
+            let matchers = super::selector_matchers(selector);
             let mut series = store.select(tenant, &[&matchers], from_ms, until_ms);
             let stale = series
                 .iter_mut()
