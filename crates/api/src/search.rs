@@ -367,7 +367,8 @@ fn search_ndjson(state: SharedState, tenants: TenantSet, request: SearchRequest)
         .into_response()
 }
 
-/// Whether the client asked for the NDJSON stream.
+/// Whether the client asked for the NDJSON stream: it names the media type in `Accept`
+/// without refusing it (`q=0`).
 fn wants_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -375,10 +376,17 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|media| {
-            media
-                .split(';')
+            let mut parts = media.split(';');
+            let named = parts
                 .next()
-                .is_some_and(|kind| kind.trim().eq_ignore_ascii_case(NDJSON))
+                .is_some_and(|kind| kind.trim().eq_ignore_ascii_case(NDJSON));
+            let refused = parts.any(|parameter| {
+                parameter.split_once('=').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("q")
+                        && value.trim().parse::<f64>().is_ok_and(|q| q == 0.0)
+                })
+            });
+            named && !refused
         })
 }
 
@@ -733,6 +741,25 @@ mod tests {
             r#"{ ."service.name" =~ ".*front.*" && ."http.url" =~ ".*/a b.*" && status = error && trace:duration >= 1500000000ns }"#
         );
         assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn ndjson_is_streamed_only_when_asked_for_and_not_refused() {
+        let asks = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, accept.parse().expect("header"));
+            wants_ndjson(&headers)
+        };
+        assert!(asks("application/x-ndjson"));
+        assert!(asks("APPLICATION/X-NDJSON"));
+        assert!(asks("text/html, application/x-ndjson;q=0.9"));
+        assert!(asks("application/x-ndjson; q=1"));
+        assert!(!asks("application/x-ndjson;q=0"));
+        assert!(!asks("application/x-ndjson; Q = 0.000"));
+        assert!(!asks("application/json"));
+        assert!(!asks("application/x-ndjsonx"));
+        assert!(!asks("*/*"));
+        assert!(!wants_ndjson(&HeaderMap::new()));
     }
 
     #[test]
