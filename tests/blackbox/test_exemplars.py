@@ -160,6 +160,10 @@ def test_span_metrics_latency_buckets_carry_the_trace_ids_of_real_traces(prometh
         assert requests.get(f"{server.url}/api/traces/{trace_id}", timeout=10).status_code == 200
     # The generator's remote-write carries them too: the real Prometheus stored the same ones.
     wait_for(lambda: found(exemplars(prometheus, query)) >= ids, what="exemplars in Prometheus")
+    # The service graph's latency buckets carry the traces of the edges they measured.
+    edges = 'traces_service_graph_request_server_seconds_bucket{client="frontend", server="checkout"}'
+    wait_for(lambda: found(andante(server, edges)), what="service-graph exemplars")
+    assert found(andante(server, edges)) <= sent
 
 
 def test_an_sdk_histogram_recorded_inside_a_span_leads_to_that_span(make_server):

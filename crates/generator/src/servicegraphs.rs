@@ -63,6 +63,8 @@ impl Default for ServiceGraphsConfig {
 #[derive(Debug, Clone)]
 struct Half {
     service: String,
+    /// The span's trace, written as the latency buckets' exemplar (as Tempo does).
+    trace_id: Vec<u8>,
     seconds: f64,
     failed: bool,
     start_nanos: u64,
@@ -112,6 +114,7 @@ fn half(service: &str, span: &Span, peer_attributes: &[String]) -> Half {
     let kind = span.kind;
     Half {
         service: service.to_owned(),
+        trace_id: span.trace_id.clone(),
         seconds: span
             .end_time_unix_nano
             .saturating_sub(span.start_time_unix_nano) as f64
@@ -366,7 +369,7 @@ impl ServiceGraphs {
                 &labels,
                 client.seconds,
                 1.0,
-                None,
+                Some(&client.trace_id),
                 now_ms,
             );
         }
@@ -376,13 +379,20 @@ impl ServiceGraphs {
                 &labels,
                 server.seconds,
                 1.0,
-                None,
+                Some(&server.trace_id),
                 now_ms,
             );
         }
         if let (Some(family), Connection::Messaging) = (self.messaging_seconds, &connection) {
             let seconds = server.start_nanos.saturating_sub(client.end_nanos) as f64 / 1e9;
-            registry.observe(family, &labels, seconds, 1.0, None, now_ms);
+            registry.observe(
+                family,
+                &labels,
+                seconds,
+                1.0,
+                Some(&server.trace_id),
+                now_ms,
+            );
         }
     }
 }
