@@ -159,14 +159,18 @@ def test_the_demo_fault_is_found_on_request_and_continuously_within_a_minute(mak
     body = insights(server, "rca", start=str(int(started)), end=str(int(time.time()))).json()
     assert body["incident"] is True, body
     # Among the first three (the issue's AC@3), not necessarily first: the demo draws fresh
-    # noise at every start, and over a 65 s run a latency blip on one instance sometimes ranks
-    # above the fault (session 10: 2 of 4 runs; recorded on issue 11). The continuous check
-    # above holds the fault to first place.
-    # The fault may be named as the service or as its failing operation.
-    assert any(cause["kind"] in ("service", "operation") and (cause["name"] == "payment" or cause.get("service") == "payment")
-               for cause in body["causes"][:3]), body["causes"][:3]
-    found_onset = int(body["onset"]) / 1e9
-    assert started + 20 <= found_onset <= started + 50, (found_onset - started, body["onset"])
+    # noise at every start, and its service-wide slowdowns (real changes in the data) may start
+    # before the fault and rank above it. Single slow requests on one instance no longer do
+    # (session 11: no interval is decided by its slowest request). The continuous check above
+    # holds the fault to first place. The fault may be named as the service or its operation.
+    fault = next((cause for cause in body["causes"][:3] if cause["kind"] in ("service", "operation")
+                  and (cause["name"] == "payment" or cause.get("service") == "payment")), None)
+    assert fault is not None, body["causes"][:3]
+    # The fault's own error assertion starts at the injected onset (the top cause's onset would
+    # be another change's when that one ranks first).
+    error_starts = [int(a["start"]) / 1e9 for a in fault["assertions"] if a["type"] == "error"]
+    assert error_starts and any(started + 20 <= t <= started + 50 for t in error_starts), \
+        ([t - started for t in error_starts], fault["assertions"])
 
 
 def test_an_unknown_demo_scenario_is_a_configuration_error(make_server, tmp_path):

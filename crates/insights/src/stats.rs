@@ -9,13 +9,14 @@ pub(crate) fn quantile_sorted(sorted: &[u64], q: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64
 }
 
-/// Mean of ascending `sorted` without its top 5 % (at least one value from 8 values on), so
-/// that a single pathological span does not move an interval.
+/// Mean of ascending `sorted` without its top 5 %, and from 3 values on never with its largest,
+/// so that no single request decides an interval: one span moves a mean of n values by 1/n, so
+/// the smallest intervals (they count from 3 requests) need the trim most.
 pub(crate) fn trimmed_mean_sorted(sorted: &[u64]) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let trimmed = (sorted.len() / 20).max(usize::from(sorted.len() >= 8));
+    let trimmed = (sorted.len() / 20).max(usize::from(sorted.len() >= 3));
     let kept = &sorted[..sorted.len() - trimmed];
     kept.iter().map(|&value| value as f64).sum::<f64>() / kept.len() as f64
 }
@@ -60,5 +61,7 @@ mod tests {
         assert!((trimmed_mean_sorted(&hundred) - 48.0).abs() < 1e-9);
         assert_eq!(trimmed_mean_sorted(&[1, 2, 3, 4, 5, 6, 7, 1000]), 4.0);
         assert_eq!(trimmed_mean_sorted(&[2, 4]), 3.0);
+        assert_eq!(trimmed_mean_sorted(&[2, 3, 100]), 2.5);
+        assert_eq!(trimmed_mean_sorted(&[2, 2, 3, 3, 250]), 2.5);
     }
 }

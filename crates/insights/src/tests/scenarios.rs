@@ -408,3 +408,127 @@ fn a_database_named_like_its_service_is_the_database() {
         .map(|cause| (cause.kind, cause.name.as_str()));
     assert_eq!(top, Some(("external", "catalog")), "{}", summary(&rca));
 }
+
+/// A short window (65 s, ~5 requests per instance per interval, as the demo's first minute):
+/// one stalled request in each of two intervals of one instance is noise, not a slowdown, and
+/// must not outrank a service that starts failing 45 % of its requests. A mean over five
+/// requests moves by a fifth of any one of them, so no interval may be decided by its slowest.
+#[test]
+fn a_few_stalled_requests_on_one_instance_do_not_outrank_an_error_fault() {
+    use crate::{SpanKind, SpanRecord};
+    let window = 65_000 * MS;
+    let interval = window / 30;
+    let traces = 300u64;
+    let step = window / traces;
+    let mut spans = Vec::new();
+    let mut stalled = [false; 2];
+    for n in 0..traces {
+        let start = WINDOW_START + n * step;
+        let at_interval = (start - WINDOW_START) / interval;
+        // 45 % of requests, spread over every interval (9n mod 20 visits each residue).
+        let failing = at_interval >= 14 && (n * 9) % 20 < 9;
+        let mut trace_id = [0u8; 16];
+        trace_id[8..].copy_from_slice(&(n + 1).to_be_bytes());
+        let span_id = |k: u8| {
+            let mut id = [k; 8];
+            id[1..].copy_from_slice(&(n + 1).to_be_bytes()[1..]);
+            id
+        };
+        let instance = n % 2;
+        let mut stock_nanos = 3 * MS + (n % 2) * MS;
+        if instance == 0 && (4..=5).contains(&at_interval) && !stalled[at_interval as usize - 4] {
+            stalled[at_interval as usize - 4] = true;
+            stock_nanos += 120 * MS;
+        }
+        let pay_nanos = 3 * MS + (n % 3) * MS;
+        let record = |id: u8,
+                      parent: Option<[u8; 8]>,
+                      service: &str,
+                      name: &str,
+                      kind: SpanKind,
+                      offset: u64,
+                      duration: u64,
+                      error: bool| SpanRecord {
+            trace_id,
+            span_id: span_id(id),
+            parent_id: parent,
+            service: service.to_owned(),
+            name: name.to_owned(),
+            kind,
+            start_nanos: start + offset,
+            end_nanos: start + offset + duration,
+            error,
+            instance: Some(format!("{service}-{instance}")),
+            ..Default::default()
+        };
+        let total = pay_nanos + stock_nanos + 10 * MS;
+        spans.push(record(
+            1,
+            None,
+            "shop",
+            "POST /buy",
+            SpanKind::Server,
+            0,
+            total,
+            failing,
+        ));
+        spans.push(record(
+            2,
+            Some(span_id(1)),
+            "shop",
+            "Pay",
+            SpanKind::Client,
+            MS,
+            pay_nanos + 2 * MS,
+            failing,
+        ));
+        spans.push(record(
+            3,
+            Some(span_id(2)),
+            "pay",
+            "Pay",
+            SpanKind::Server,
+            2 * MS,
+            pay_nanos,
+            failing,
+        ));
+        let after_pay = pay_nanos + 4 * MS;
+        spans.push(record(
+            4,
+            Some(span_id(1)),
+            "shop",
+            "Reserve",
+            SpanKind::Client,
+            after_pay,
+            stock_nanos + 2 * MS,
+            false,
+        ));
+        spans.push(record(
+            5,
+            Some(span_id(4)),
+            "stock",
+            "Reserve",
+            SpanKind::Server,
+            after_pay + MS,
+            stock_nanos,
+            false,
+        ));
+    }
+    assert_eq!(stalled, [true, true]);
+    let rca = analyze(spans, WINDOW_START, WINDOW_START + window).rca(None);
+    let top = rca
+        .causes
+        .first()
+        .map(|cause| (cause.kind, cause.name.as_str()));
+    assert_eq!(top, Some(("service", "pay")), "{}", summary(&rca));
+    let onset: u64 = rca
+        .onset
+        .as_deref()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    let fault_onset = WINDOW_START + 14 * interval;
+    assert!(
+        onset.abs_diff(fault_onset) <= 2 * interval,
+        "onset {onset} vs {fault_onset}"
+    );
+}
