@@ -252,6 +252,7 @@ pub fn encode_block_from(
         service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES)
             .then(|| service_names.into_iter().collect()),
         tag_names: tag_names.finish(),
+        dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
     };
     Ok((meta, encoded.parquet, index))
 }
@@ -432,6 +433,7 @@ impl BlockHandle {
         located: &[v1::search::RowLocation],
         parts: v1::SpanParts,
     ) -> Result<(Vec<Trace>, u64), BlockError> {
+        let parts = parts.for_block(&self.meta, &self.slots);
         type Wanted = (std::collections::HashSet<TraceId>, Vec<(usize, usize)>);
         let mut by_row_group: std::collections::BTreeMap<usize, Wanted> =
             std::collections::BTreeMap::new();
@@ -498,9 +500,9 @@ impl BlockHandle {
         ))
     }
 
-    /// TraceQL stage 1: the traces of this block that may satisfy `plan`'s condition. Column
-    /// chunks are fetched row group by row group; decoding and evaluation wait for a permit of
-    /// `cpu` and run on a blocking thread.
+    /// TraceQL stage 1: the traces of this block that may satisfy `plan`'s condition. Row
+    /// groups are fetched, decoded and evaluated concurrently (see [`by_row_group`]);
+    /// candidates keep row-group order, so the outcome is the sequential scan's.
     pub async fn scan(
         &self,
         storage: &Storage,
@@ -509,115 +511,92 @@ impl BlockHandle {
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let plan = plan.for_block(&self.slots);
         let mut outcome = v1::search::ScanOutcome::default();
-        for row_group in plan.row_groups(&self.parquet) {
-            if plan.decides_early() {
-                // Predicate columns first: most row groups of a selective query end here, without
-                // reading trace IDs and times; the rest reuse the decoded predicate rows.
-                let predicates = self
-                    .fetch_columns(
-                        storage,
-                        row_group,
-                        &plan.predicate_roots,
-                        plan.attribute_leaves,
-                    )
-                    .await?;
-                outcome.bytes_read += predicates
-                    .iter()
-                    .map(|(_, part)| part.len() as u64)
-                    .sum::<u64>();
-                let permit = cpu
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|error| BlockError::Read(error.to_string()))?;
-                let (early_plan, metadata, file_size) = (
-                    plan.clone(),
-                    self.scan_parquet.clone(),
-                    self.meta.data_bytes,
-                );
-                let rows = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    v1::search::predicate_rows(
-                        &early_plan,
-                        &metadata,
-                        file_size,
-                        row_group,
-                        predicates,
-                    )
-                })
-                .await
-                .map_err(|error| BlockError::Read(error.to_string()))??;
-                let Some(rows) = rows else {
-                    outcome.spans_scanned +=
-                        self.parquet.metadata().row_group(row_group).num_rows() as u64;
-                    continue;
-                };
-                let trace_columns = self
-                    .fetch_columns(storage, row_group, &plan.trace_roots(), None)
-                    .await?;
-                outcome.bytes_read += trace_columns
-                    .iter()
-                    .map(|(_, part)| part.len() as u64)
-                    .sum::<u64>();
-                let _permit = cpu
-                    .acquire()
-                    .await
-                    .map_err(|error| BlockError::Read(error.to_string()))?;
-                let (plan, metadata, file_size) = (
-                    plan.clone(),
-                    self.scan_parquet.clone(),
-                    self.meta.data_bytes,
-                );
-                outcome = tokio::task::spawn_blocking(move || {
-                    v1::search::scan_row_group_with_rows(
-                        &plan,
-                        &metadata,
-                        file_size,
-                        row_group,
-                        trace_columns,
-                        &rows,
-                        &mut outcome,
-                    )
-                    .map(|()| outcome)
-                })
-                .await
-                .map_err(|error| BlockError::Read(error.to_string()))??;
-                continue;
-            }
-            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-            outcome.bytes_read += fetched
-                .iter()
-                .map(|(_, part)| part.len() as u64)
-                .sum::<u64>();
-            let _permit = cpu
-                .acquire()
-                .await
-                .map_err(|error| BlockError::Read(error.to_string()))?;
-            let (plan, metadata, file_size) = (
-                plan.clone(),
-                self.scan_parquet.clone(),
-                self.meta.data_bytes,
-            );
-            outcome = tokio::task::spawn_blocking(move || {
-                v1::search::scan_row_group(
-                    &plan,
-                    &metadata,
-                    file_size,
-                    row_group,
-                    fetched,
-                    &mut outcome,
-                )
-                .map(|()| outcome)
-            })
-            .await
-            .map_err(|error| BlockError::Read(error.to_string()))??;
+        let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
+            self.scan_row_group(storage, &plan, &cpu, row_group)
+        });
+        futures::pin_mut!(parts);
+        while let Some(part) = futures::StreamExt::next(&mut parts).await {
+            outcome.absorb(part?);
         }
         Ok(outcome)
     }
 
+    /// Stage 1 over one row group: its column chunks are fetched, then decoded and evaluated
+    /// under a permit of `cpu` on a blocking thread.
+    async fn scan_row_group(
+        &self,
+        storage: &Storage,
+        plan: &Arc<v1::search::ScanPlan>,
+        cpu: &Arc<tokio::sync::Semaphore>,
+        row_group: usize,
+    ) -> Result<v1::search::ScanOutcome, BlockError> {
+        let mut outcome = v1::search::ScanOutcome::default();
+        let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
+        if plan.decides_early() {
+            // Predicate columns first: most row groups of a selective query end here, without
+            // reading trace IDs and times; the rest reuse the decoded predicate rows.
+            let predicates = self
+                .fetch_columns(
+                    storage,
+                    row_group,
+                    &plan.predicate_roots,
+                    plan.attribute_leaves,
+                )
+                .await?;
+            outcome.bytes_read += fetched_bytes(&predicates);
+            let rows = on_cpu(cpu, {
+                let (plan, metadata) = (plan.clone(), metadata.clone());
+                move || {
+                    v1::search::predicate_rows(&plan, &metadata, file_size, row_group, predicates)
+                }
+            })
+            .await?;
+            let Some(rows) = rows else {
+                outcome.spans_scanned +=
+                    self.parquet.metadata().row_group(row_group).num_rows() as u64;
+                return Ok(outcome);
+            };
+            let trace_columns = self
+                .fetch_columns(storage, row_group, &plan.trace_roots(), None)
+                .await?;
+            outcome.bytes_read += fetched_bytes(&trace_columns);
+            let plan = plan.clone();
+            return on_cpu(cpu, move || {
+                v1::search::scan_row_group_with_rows(
+                    &plan,
+                    &metadata,
+                    file_size,
+                    row_group,
+                    trace_columns,
+                    &rows,
+                    &mut outcome,
+                )
+                .map(|()| outcome)
+            })
+            .await;
+        }
+        let fetched = self.fetch_row_group(storage, plan, row_group).await?;
+        outcome.bytes_read += fetched_bytes(&fetched);
+        let plan = plan.clone();
+        on_cpu(cpu, move || {
+            v1::search::scan_row_group(
+                &plan,
+                &metadata,
+                file_size,
+                row_group,
+                fetched,
+                &mut outcome,
+            )
+            .map(|()| outcome)
+        })
+        .await
+    }
+
     /// TraceQL metrics by columns (`v1::metrics`): every row group the plan keeps is fetched,
-    /// decoded and folded into a fresh accumulator on a blocking thread under a `cpu` permit.
-    /// Returns the block's accumulator, bytes read and scan statistics.
+    /// decoded and folded into its own copy of `empty` (an accumulator with nothing in it) on a
+    /// blocking thread under a `cpu` permit, row groups concurrently (see [`by_row_group`]);
+    /// the copies merge in row-group order. Returns the block's accumulator, bytes read and
+    /// scan statistics.
     #[allow(clippy::too_many_arguments)]
     pub async fn fold_metrics(
         &self,
@@ -625,46 +604,50 @@ impl BlockHandle {
         plan: Arc<v1::search::ScanPlan>,
         columns: Arc<v1::metrics::MetricsColumns>,
         query: Arc<andante_traceql::MetricsQuery>,
-        mut accumulator: andante_traceql::Accumulator,
+        empty: andante_traceql::Accumulator,
         skip: Arc<std::collections::HashSet<TraceId>>,
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<(andante_traceql::Accumulator, u64, v1::metrics::FoldStats), BlockError> {
         let plan = plan.for_block(&self.slots);
-        let mut stats = v1::metrics::FoldStats::default();
-        let mut bytes_read = 0u64;
-        for row_group in plan.row_groups(&self.parquet) {
-            let fetched = self.fetch_row_group(storage, &plan, row_group).await?;
-            bytes_read += fetched
-                .iter()
-                .map(|(_, part)| part.len() as u64)
-                .sum::<u64>();
-            let _permit = cpu
-                .acquire()
+        let mut total = (empty.clone(), 0u64, v1::metrics::FoldStats::default());
+        let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
+            let (plan, columns, query, skip, cpu) = (&plan, &columns, &query, &skip, &cpu);
+            let mut accumulator = empty.clone();
+            async move {
+                let fetched = self.fetch_row_group(storage, plan, row_group).await?;
+                let bytes_read = fetched_bytes(&fetched);
+                let (plan, columns, query, skip) =
+                    (plan.clone(), columns.clone(), query.clone(), skip.clone());
+                let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
+                on_cpu(cpu, move || {
+                    let mut stats = v1::metrics::FoldStats::default();
+                    for batch in v1::search::decode_row_group(
+                        &plan, &metadata, file_size, row_group, fetched,
+                    )? {
+                        v1::metrics::fold_batch(
+                            &plan,
+                            &columns,
+                            &query,
+                            &batch,
+                            &skip,
+                            &mut accumulator,
+                            &mut stats,
+                        )?;
+                    }
+                    Ok((accumulator, bytes_read, stats))
+                })
                 .await
-                .map_err(|error| BlockError::Read(error.to_string()))?;
-            let (plan, columns, query, skip) =
-                (plan.clone(), columns.clone(), query.clone(), skip.clone());
-            let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
-            (accumulator, stats) = tokio::task::spawn_blocking(move || {
-                for batch in
-                    v1::search::decode_row_group(&plan, &metadata, file_size, row_group, fetched)?
-                {
-                    v1::metrics::fold_batch(
-                        &plan,
-                        &columns,
-                        &query,
-                        &batch,
-                        &skip,
-                        &mut accumulator,
-                        &mut stats,
-                    )?;
-                }
-                Ok::<_, BlockError>((accumulator, stats))
-            })
-            .await
-            .map_err(|error| BlockError::Read(error.to_string()))??;
+            }
+        });
+        futures::pin_mut!(parts);
+        while let Some(part) = futures::StreamExt::next(&mut parts).await {
+            let (accumulator, bytes_read, stats) = part?;
+            total.0.merge(accumulator);
+            total.1 += bytes_read;
+            total.2.spans_scanned += stats.spans_scanned;
+            total.2.shared.extend(stats.shared);
         }
-        Ok((accumulator, bytes_read, stats))
+        Ok(total)
     }
 
     /// The plan's column chunks of one row group, each with its file offset (one ranged GET per
@@ -748,3 +731,46 @@ impl BlockHandle {
 
 #[cfg(test)]
 mod tests;
+
+/// One future per row group, run up to one per core at a time and yielded in row-group order:
+/// a block's row groups then use every core (one block of a compacted hour is most of what a
+/// query reads), and the caller merges partial results in the order a sequential loop would.
+/// Dropping the stream drops the futures still running.
+pub(crate) fn by_row_group<'a, T, F, Fut>(
+    row_groups: Vec<usize>,
+    work: F,
+) -> impl futures::Stream<Item = Result<T, BlockError>> + 'a
+where
+    F: FnMut(usize) -> Fut + 'a,
+    Fut: std::future::Future<Output = Result<T, BlockError>> + 'a,
+    T: 'a,
+{
+    use futures::StreamExt;
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    futures::stream::iter(row_groups)
+        .map(work)
+        .buffered(parallel)
+}
+
+/// Runs CPU-heavy `work` on a blocking thread once a permit of `cpu` is free.
+pub(crate) async fn on_cpu<T: Send + 'static>(
+    cpu: &Arc<tokio::sync::Semaphore>,
+    work: impl FnOnce() -> Result<T, BlockError> + Send + 'static,
+) -> Result<T, BlockError> {
+    let permit = cpu
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|error| BlockError::Read(error.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|error| BlockError::Read(error.to_string()))?
+}
+
+/// Bytes of fetched column chunks.
+pub(crate) fn fetched_bytes(fetched: &[(u64, Bytes)]) -> u64 {
+    fetched.iter().map(|(_, part)| part.len() as u64).sum()
+}

@@ -43,6 +43,13 @@ pub struct BlockMeta {
     /// existed, or when a scope had more than [`MAX_META_TAG_NAMES`]: readers then scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_names: Option<BTreeMap<String, Vec<String>>>,
+    /// Span attribute keys with their own column in this block (fixed or slot) that some span
+    /// also stored in the generic attribute list (a value of another type, or a repeated key),
+    /// sorted; usually empty. A key with its own column that is not listed is only in that
+    /// column, so readers skip the generic list for it. Absent in blocks written before it
+    /// existed: readers then read both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_keys_in_generic: Option<Vec<String>>,
 }
 
 /// Most service names kept in `meta.json`.
@@ -62,6 +69,13 @@ impl BlockMeta {
     }
     pub fn index_key(&self) -> String {
         format!("{}/index", self.prefix())
+    }
+    /// Whether the generic span attribute list may hold `key`, given that `key` has its own
+    /// column in this block.
+    pub fn generic_may_hold_dedicated(&self, key: &str) -> bool {
+        self.dedicated_keys_in_generic
+            .as_ref()
+            .is_none_or(|keys| keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok())
     }
     /// Whether the block may hold spans in `[start, end]` (inclusive, nanoseconds).
     pub fn overlaps(&self, start: UnixNanos, end: UnixNanos) -> bool {

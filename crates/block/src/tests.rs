@@ -841,11 +841,25 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
                 attributes: v1::AttributeParts::Keys(wanted.clone()),
                 events_links: true,
             },
+            // `ratio` has no column of its own: the generic list is read.
+            v1::SpanParts {
+                attributes: v1::AttributeParts::Keys(
+                    vec!["http.route".to_owned(), "ratio".to_owned()].into(),
+                ),
+                events_links: false,
+            },
         ] {
             let (partial, _) = handle
                 .find_spans_at(&storage, &[], &locations, parts.clone())
                 .await
                 .expect("partial read");
+            // `http.route` alone has its own column and (says meta.json) nothing in the list.
+            let narrowed = parts.for_block(&handle.meta, handle.slots());
+            assert_eq!(
+                matches!(narrowed.attributes, v1::AttributeParts::OwnColumns(_)),
+                matches!(&parts.attributes, v1::AttributeParts::Keys(keys) if keys.len() == 1),
+                "{parts:?}"
+            );
             let mut stripped = at.clone();
             for span in stripped
                 .iter_mut()
@@ -853,7 +867,7 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
                 .flat_map(|r| &mut r.scope_spans)
                 .flat_map(|s| &mut s.spans)
             {
-                match &parts.attributes {
+                match &narrowed.attributes {
                     v1::AttributeParts::None => {
                         span.attributes.clear();
                         span.dropped_attributes_count = 0;
@@ -861,6 +875,9 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
                     v1::AttributeParts::Keys(keys) => span.attributes.retain(|attribute| {
                         keys.contains(&attribute.key) || !from_its_column(attribute)
                     }),
+                    v1::AttributeParts::OwnColumns(keys) => span
+                        .attributes
+                        .retain(|attribute| keys.contains(&attribute.key)),
                     v1::AttributeParts::All => {}
                 }
                 if !parts.events_links {
@@ -1032,6 +1049,60 @@ async fn frequent_string_keys_get_slot_columns() {
         "{values:?}"
     );
     assert_eq!(values.len(), 2, "{values:?}");
+
+    // Only `mixed` (ints beside its slot's strings) is in the generic list as well, so the
+    // values of `user.id` come from its slot column alone: the same values as when a block
+    // without that knowledge (an older meta.json) also reads the list, for fewer bytes.
+    assert_eq!(
+        handle.meta.dedicated_keys_in_generic,
+        Some(vec!["mixed".to_owned()])
+    );
+    let user_id = TagRequest::Values(Field::Attribute {
+        scope: Scope::Span,
+        parent: false,
+        name: "user.id".into(),
+    });
+    let known = collect(user_id.clone()).await;
+    let mut older = handle.clone();
+    older.meta = older_meta(&handle.meta, "dedicatedKeysInGeneric");
+    assert_eq!(older.meta.dedicated_keys_in_generic, None);
+    let mut unknown = TagCollection::default();
+    older
+        .collect_tags(
+            &storage,
+            &user_id,
+            Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX)),
+            cpu.clone(),
+            &mut unknown,
+            &mut HashSet::new(),
+        )
+        .await
+        .expect("tags");
+    let mut expected: Vec<Value> = traces
+        .iter()
+        .flat_map(|t| &t.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .flat_map(|span| &span.attributes)
+        .filter(|kv| kv.key == "user.id")
+        .filter_map(|kv| kv.value.as_ref())
+        .map(|value| Value::from_any(value).into_owned())
+        .collect();
+    expected.sort_by_key(|value| format!("{value:?}"));
+    expected.dedup();
+    let sorted = |mut values: Vec<Value<'static>>| {
+        values.sort_by_key(|value| format!("{value:?}"));
+        values
+    };
+    assert!(expected.len() > 1);
+    assert_eq!(sorted(known.values), expected);
+    assert_eq!(sorted(unknown.values), expected);
+    assert!(
+        known.bytes_read < unknown.bytes_read,
+        "{} < {}",
+        known.bytes_read,
+        unknown.bytes_read
+    );
 }
 
 /// A block written before the slot columns existed (the schema without its last columns, no

@@ -170,9 +170,18 @@ fn batch_to_spans(
     Ok(traces)
 }
 
-/// The columns that hold a span's attributes: the generic list, the dedicated columns and the
-/// block's slot columns.
+/// The columns that hold a span's attributes: the generic list (unless the read leaves it out),
+/// the dedicated columns and the block's slot columns.
 struct AttributeColumns<'a> {
+    generic: Option<GenericList<'a>>,
+    dropped: &'a arrow_array::PrimitiveArray<UInt32Type>,
+    dedicated_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
+    slot_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
+    dedicated_ints: Vec<(&'a str, &'a arrow_array::PrimitiveArray<Int64Type>)>,
+}
+
+/// The generic attribute list's leaves.
+struct GenericList<'a> {
     list: &'a arrow_array::ListArray,
     keys: &'a arrow_array::StringArray,
     types: &'a arrow_array::PrimitiveArray<UInt8Type>,
@@ -181,10 +190,6 @@ struct AttributeColumns<'a> {
     doubles: &'a arrow_array::PrimitiveArray<Float64Type>,
     bools: &'a arrow_array::BooleanArray,
     others: &'a arrow_array::BinaryArray,
-    dropped: &'a arrow_array::PrimitiveArray<UInt32Type>,
-    dedicated_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
-    slot_strings: Vec<(&'a str, &'a arrow_array::StringArray)>,
-    dedicated_ints: Vec<(&'a str, &'a arrow_array::PrimitiveArray<Int64Type>)>,
 }
 
 impl<'a> AttributeColumns<'a> {
@@ -194,17 +199,24 @@ impl<'a> AttributeColumns<'a> {
         slots: &'a DedicatedSlots,
         wanted: &AttributeParts,
     ) -> Result<AttributeColumns<'a>, BlockError> {
-        let list = column("attributes")?.as_list::<i32>();
-        let fields = list.values().as_struct();
+        let generic = if matches!(wanted, AttributeParts::OwnColumns(_)) {
+            None
+        } else {
+            let list = column("attributes")?.as_list::<i32>();
+            let fields = list.values().as_struct();
+            Some(GenericList {
+                list,
+                keys: fields.column(0).as_string::<i32>(),
+                types: fields.column(1).as_primitive::<UInt8Type>(),
+                strs: fields.column(2).as_string::<i32>(),
+                ints: fields.column(3).as_primitive::<Int64Type>(),
+                doubles: fields.column(4).as_primitive::<Float64Type>(),
+                bools: fields.column(5).as_boolean(),
+                others: fields.column(6).as_binary::<i32>(),
+            })
+        };
         Ok(AttributeColumns {
-            list,
-            keys: fields.column(0).as_string::<i32>(),
-            types: fields.column(1).as_primitive::<UInt8Type>(),
-            strs: fields.column(2).as_string::<i32>(),
-            ints: fields.column(3).as_primitive::<Int64Type>(),
-            doubles: fields.column(4).as_primitive::<Float64Type>(),
-            bools: fields.column(5).as_boolean(),
-            others: fields.column(6).as_binary::<i32>(),
+            generic,
             dropped: column("dropped_attributes_count")?.as_primitive::<UInt32Type>(),
             dedicated_strings: DEDICATED_SPAN_STRINGS
                 .iter()
@@ -226,6 +238,31 @@ impl<'a> AttributeColumns<'a> {
 
     fn fill(&self, row: usize, span: &mut Span) -> Result<(), BlockError> {
         span.dropped_attributes_count = self.dropped.value(row);
+        if let Some(generic) = &self.generic {
+            generic.fill(row, span)?;
+        }
+        for (key, values) in self.dedicated_strings.iter().chain(&self.slot_strings) {
+            if !values.is_null(row) {
+                span.attributes.push(string_value(key, values.value(row)));
+            }
+        }
+        for (key, values) in &self.dedicated_ints {
+            if !values.is_null(row) {
+                span.attributes.push(KeyValue {
+                    key: (*key).to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(values.value(row))),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GenericList<'_> {
+    fn fill(&self, row: usize, span: &mut Span) -> Result<(), BlockError> {
         let offsets = self.list.value_offsets();
         let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
         span.attributes.reserve(end - first);
@@ -251,22 +288,6 @@ impl<'a> AttributeColumns<'a> {
                 ..Default::default()
             });
         }
-        for (key, values) in self.dedicated_strings.iter().chain(&self.slot_strings) {
-            if !values.is_null(row) {
-                span.attributes.push(string_value(key, values.value(row)));
-            }
-        }
-        for (key, values) in &self.dedicated_ints {
-            if !values.is_null(row) {
-                span.attributes.push(KeyValue {
-                    key: (*key).to_owned(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::IntValue(values.value(row))),
-                    }),
-                    ..Default::default()
-                });
-            }
-        }
         Ok(())
     }
 }
@@ -288,6 +309,11 @@ pub enum AttributeParts {
     /// column may still have non-string values there); other dedicated and slot columns are
     /// left out.
     Keys(Arc<[String]>),
+    /// These keys from their dedicated or slot columns alone: every key has one in the block,
+    /// and the block says none of them is also in the generic list
+    /// ([`crate::BlockMeta::dedicated_keys_in_generic`]). Chosen per block by
+    /// [`SpanParts::for_block`], never asked for directly.
+    OwnColumns(Arc<[String]>),
     All,
 }
 
@@ -295,7 +321,9 @@ impl AttributeParts {
     fn includes(&self, key: &str) -> bool {
         match self {
             AttributeParts::None => false,
-            AttributeParts::Keys(keys) => keys.iter().any(|wanted| wanted == key),
+            AttributeParts::Keys(keys) | AttributeParts::OwnColumns(keys) => {
+                keys.iter().any(|wanted| wanted == key)
+            }
             AttributeParts::All => true,
         }
     }
@@ -306,6 +334,33 @@ impl SpanParts {
         attributes: AttributeParts::All,
         events_links: true,
     };
+
+    /// These parts as read from a block with `slots` and `meta`: keys that all have their own
+    /// column there, none of them also in the generic list, leave the list out (most of the
+    /// decoding of a span read).
+    pub fn for_block(&self, meta: &crate::BlockMeta, slots: &DedicatedSlots) -> SpanParts {
+        let AttributeParts::Keys(keys) = &self.attributes else {
+            return self.clone();
+        };
+        let own_column = |key: &str| {
+            DEDICATED_SPAN_STRINGS
+                .iter()
+                .chain(DEDICATED_SPAN_INTS)
+                .any(|(dedicated, _)| *dedicated == key)
+                || slots.position(key).is_some()
+        };
+        if keys
+            .iter()
+            .all(|key| own_column(key) && !meta.generic_may_hold_dedicated(key))
+        {
+            SpanParts {
+                attributes: AttributeParts::OwnColumns(keys.clone()),
+                events_links: self.events_links,
+            }
+        } else {
+            self.clone()
+        }
+    }
 
     /// The file's root columns such a read decodes. Never the columns that serve only scans
     /// (nested-set numbers, child counts, service names, resource copies): spans are rebuilt
@@ -338,7 +393,7 @@ impl SpanParts {
         };
         let attribute_column = |name: &str| {
             *attributes != AttributeParts::None
-                && (name == "attributes"
+                && ((name == "attributes" && !matches!(attributes, AttributeParts::OwnColumns(_)))
                     || name == "dropped_attributes_count"
                     || keyed(name, DEDICATED_SPAN_STRINGS)
                     || keyed(name, DEDICATED_SPAN_INTS)

@@ -76,6 +76,16 @@ pub struct ScanOutcome {
     pub traces_scanned: u64,
 }
 
+impl ScanOutcome {
+    /// Adds what a later part of the scan (the next row group) found.
+    pub fn absorb(&mut self, part: ScanOutcome) {
+        self.candidates.extend(part.candidates);
+        self.bytes_read += part.bytes_read;
+        self.spans_scanned += part.spans_scanned;
+        self.traces_scanned += part.traces_scanned;
+    }
+}
+
 /// A column a leaf reads.
 #[derive(Debug, Clone, PartialEq)]
 enum Source {

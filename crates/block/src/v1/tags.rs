@@ -393,28 +393,26 @@ impl BlockHandle {
         out: &mut TagCollection,
         seen: &mut HashSet<String>,
     ) -> Result<(), BlockError> {
-        let plan =
-            Arc::new(plan.for_block_with_columns(&self.slots, &tag_columns(request, &self.slots)));
+        let mut columns = tag_columns(request, &self.slots);
+        if let TagRequest::Values(Field::Attribute { name, .. }) = request {
+            // A key with its own column is in the generic list only when the block says so.
+            let own_column = span_columns(&self.slots).any(|(key, _)| key == name);
+            if own_column && !self.meta.generic_may_hold_dedicated(name) {
+                columns.retain(|column| *column != "attributes");
+            }
+        }
+        let plan = Arc::new(plan.for_block_with_columns(&self.slots, &columns));
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
-        // Row groups are fetched and decoded one per core at a time; their distinct values
-        // merge in row-group order, so the answer is the same as one after the other.
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let row_groups = plan.row_groups(&self.parquet);
-        let mut parts = futures::stream::iter(row_groups.into_iter().map(|row_group| {
+        // Row groups run concurrently (`by_row_group`); their distinct values merge in
+        // row-group order, so the answer is the same as one after the other.
+        let parts = crate::by_row_group(plan.row_groups(&self.parquet), |row_group| {
             let (plan, roots, cpu) = (plan.clone(), roots.clone(), cpu.clone());
             async move {
                 let fetched = self
                     .fetch_columns(storage, row_group, &roots, plan.attribute_leaves)
                     .await?;
-                let bytes = fetched
-                    .iter()
-                    .map(|(_, part)| part.len() as u64)
-                    .sum::<u64>();
-                let permit = cpu
-                    .acquire_owned()
-                    .await
-                    .map_err(|error| BlockError::Read(error.to_string()))?;
+                let bytes = crate::fetched_bytes(&fetched);
                 let (metadata, file_size, request) = (
                     self.scan_parquet.clone(),
                     self.meta.data_bytes,
@@ -422,8 +420,7 @@ impl BlockHandle {
                 );
                 // The row group's distinct values, in first-seen order; merged below, so the
                 // caller's set of values already seen is never copied into the task.
-                tokio::task::spawn_blocking(move || -> Result<_, BlockError> {
-                    let _permit = permit;
+                crate::on_cpu(&cpu, move || {
                     let mut partial = TagCollection {
                         bytes_read: bytes,
                         ..TagCollection::default()
@@ -442,10 +439,9 @@ impl BlockHandle {
                     Ok(partial)
                 })
                 .await
-                .map_err(|error| BlockError::Read(error.to_string()))?
             }
-        }))
-        .buffered(parallel);
+        });
+        futures::pin_mut!(parts);
         while let Some(partial) = parts.next().await {
             let partial = partial?;
             out.bytes_read += partial.bytes_read;

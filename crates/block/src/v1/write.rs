@@ -1,6 +1,6 @@
 //! Encoding traces into an `andante-v1` Parquet file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use andante_model::otlp::common::v1::{any_value, KeyValue};
@@ -50,6 +50,9 @@ pub struct Encoded {
     pub span_count: u64,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// Keys with their own column (fixed or slot) that some span still stored in the generic
+    /// list (a value of another type, or a repeated key): `BlockMeta::dedicated_keys_in_generic`.
+    pub dedicated_keys_in_generic: BTreeSet<String>,
 }
 
 fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockError> {
@@ -92,6 +95,7 @@ pub fn encode_parquet(
         span_count: 0,
         start_unix_nanos: u64::MAX,
         end_unix_nanos: 0,
+        dedicated_keys_in_generic: BTreeSet::new(),
     };
     // Slots are chosen from the first row group's spans, so they are fixed before a row is written.
     let mut traces = traces.into_iter();
@@ -130,7 +134,11 @@ pub fn encode_parquet(
             encoded.span_count += group.rows as u64;
             encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
             encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
-            let batch = std::mem::replace(&mut group, Columns::new(slots.clone())).finish()?;
+            let mut full = std::mem::replace(&mut group, Columns::new(slots.clone()));
+            encoded
+                .dedicated_keys_in_generic
+                .append(&mut full.dedicated_keys_in_generic);
+            let batch = full.finish()?;
             writer
                 .write(&batch)
                 .map_err(|error| BlockError::Encode(error.to_string()))?;
@@ -230,6 +238,7 @@ struct Columns {
     attr_other: BinaryBuilder,
     dropped_attributes: UInt32Builder,
     events_links: BinaryBuilder,
+    dedicated_keys_in_generic: BTreeSet<String>,
 }
 
 impl Default for Columns {
@@ -284,6 +293,7 @@ impl Default for Columns {
             attr_other: BinaryBuilder::new(),
             dropped_attributes: UInt32Builder::new(),
             events_links: BinaryBuilder::new(),
+            dedicated_keys_in_generic: BTreeSet::new(),
         }
     }
 }
@@ -436,6 +446,14 @@ impl Columns {
                     }
                 }
                 _ => {}
+            }
+            let dedicated = DEDICATED_SPAN_STRINGS
+                .iter()
+                .chain(DEDICATED_SPAN_INTS)
+                .any(|(key, _)| *key == attribute.key)
+                || self.slots.position(&attribute.key).is_some();
+            if dedicated && !self.dedicated_keys_in_generic.contains(&attribute.key) {
+                self.dedicated_keys_in_generic.insert(attribute.key.clone());
             }
             self.push_generic_attribute(attribute);
         }
