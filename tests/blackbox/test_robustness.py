@@ -318,6 +318,36 @@ def test_a_damaged_index_is_rebuilt_from_the_data(make_server):
     assert server.metric("andante_block_indexes_rebuilt_total") == 1
 
 
+def test_a_damaged_or_missing_trace_table_only_slows_the_search(make_server):
+    """Stage 1 takes traces from each block's `traces` table; a damaged one (checksum) or a
+    missing one sends the scan back to the trace columns, with the same answers."""
+    server, dirs = two_blocks(make_server)
+    window = {"start": "0", "end": str(int(time.time()) + 3600), "limit": "1000"}
+    queries = ["{ }", "{ } | count() >= 1", '{ resource.service.name = "svc" }', "{ duration > 0s }"]
+
+    def answers():
+        server.start()
+        found = {}
+        for query in queries:
+            response = get(server, "/api/search", q=query, **window)
+            assert response.status_code == 200, response.text
+            found[query] = sorted(trace["traceID"] for trace in response.json()["traces"])
+        server.stop()
+        return found
+
+    intact = answers()
+    assert all(len(ids) == 400 for ids in intact.values()), {q: len(ids) for q, ids in intact.items()}
+    table = dirs[0] / "traces"
+    damaged = bytearray(table.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    table.write_bytes(bytes(damaged))
+    assert answers() == intact
+    table.unlink()
+    assert answers() == intact
+    server.start()
+    alive(server)
+
+
 CORPUS = Path(__file__).resolve().parents[2] / "crates" / "traceql" / "tests" / "corpus" / "tempo_examples.txt"
 
 

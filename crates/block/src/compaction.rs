@@ -188,7 +188,7 @@ pub async fn compact_once(
     })
     .await
     .map_err(|error| BlockError::Encode(error.to_string()))?;
-    let (meta, parquet, index) = match merged {
+    let encoded = match merged {
         Ok(encoded) => encoded,
         Err(error) if error.is_corrupt() => {
             quarantine_corrupt_inputs(storage, blocks, &inputs, files).await;
@@ -196,7 +196,8 @@ pub async fn compact_once(
         }
         Err(error) => return Err(error),
     };
-    upload_block(storage, &meta, parquet, index).await?;
+    let meta = encoded.meta.clone();
+    upload_block(storage, encoded).await?;
     blocks.add(BlockHandle::open(storage, meta.clone()).await?);
     blocks.remove(tenant, &meta.replaces);
     for handle in &inputs {

@@ -18,6 +18,7 @@ pub mod index;
 mod layout;
 pub mod meta;
 pub mod nested_set;
+pub mod trace_table;
 pub mod v1;
 
 use std::sync::Arc;
@@ -191,7 +192,7 @@ pub fn encode_block_from(
     traces: impl IntoIterator<Item = Trace>,
     expected_traces: usize,
     new_block: &NewBlock,
-) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+) -> Result<EncodedBlock, BlockError> {
     let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
     let mut trace_count = 0u64;
     let mut service_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -225,6 +226,7 @@ pub fn encode_block_from(
         trace_count += 1;
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
+    let trace_table = trace_table::encode(&encoded.traces);
     let index = BlockIndex {
         row_group_ranges: encoded.row_group_ranges,
         bloom,
@@ -253,27 +255,44 @@ pub fn encode_block_from(
             .then(|| service_names.into_iter().collect()),
         tag_names: tag_names.finish(),
         dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
+        trace_table_bytes: Some(trace_table.len() as u64),
     };
-    Ok((meta, encoded.parquet, index))
+    Ok(EncodedBlock {
+        meta,
+        parquet: encoded.parquet,
+        index,
+        trace_table,
+    })
+}
+
+/// An encoded block, ready for [`upload_block`].
+#[derive(Debug)]
+pub struct EncodedBlock {
+    pub meta: BlockMeta,
+    pub parquet: Vec<u8>,
+    pub index: Vec<u8>,
+    pub trace_table: Vec<u8>,
 }
 
 /// `encode_block_from` over a slice (sorted by trace ID).
-pub fn encode_block(
-    traces: &[Trace],
-    new_block: &NewBlock,
-) -> Result<(BlockMeta, Vec<u8>, Vec<u8>), BlockError> {
+pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlock, BlockError> {
     encode_block_from(traces.iter().cloned(), traces.len(), new_block)
 }
 
-/// Uploads an encoded block: data and index first, `meta.json` last.
-pub async fn upload_block(
-    storage: &Storage,
-    meta: &BlockMeta,
-    parquet: Vec<u8>,
-    index: Vec<u8>,
-) -> Result<(), BlockError> {
-    storage.put(&meta.data_key(), Bytes::from(parquet)).await?;
-    storage.put(&meta.index_key(), Bytes::from(index)).await?;
+/// Uploads an encoded block: data, index and trace table first, `meta.json` last.
+pub async fn upload_block(storage: &Storage, block: EncodedBlock) -> Result<(), BlockError> {
+    let meta = &block.meta;
+    storage
+        .put(&meta.data_key(), Bytes::from(block.parquet))
+        .await?;
+    storage
+        .put(&meta.index_key(), Bytes::from(block.index))
+        .await?;
+    if meta.trace_table_bytes.is_some() {
+        storage
+            .put(&meta.trace_table_key(), Bytes::from(block.trace_table))
+            .await?;
+    }
     let meta_json =
         serde_json::to_vec_pretty(meta).map_err(|error| BlockError::Encode(error.to_string()))?;
     storage
@@ -286,6 +305,9 @@ pub async fn upload_block(
 pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), BlockError> {
     storage.delete(&meta.meta_key()).await?;
     storage.delete(&meta.index_key()).await?;
+    if meta.trace_table_bytes.is_some() {
+        storage.delete(&meta.trace_table_key()).await?;
+    }
     storage.delete(&meta.data_key()).await?;
     Ok(())
 }
@@ -511,27 +533,59 @@ impl BlockHandle {
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let plan = plan.for_block(&self.slots);
         let mut outcome = v1::search::ScanOutcome::default();
+        let table = tokio::sync::OnceCell::new();
         let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
-            self.scan_row_group(storage, &plan, &cpu, row_group)
+            self.scan_row_group(storage, &plan, &cpu, &table, row_group)
         });
         futures::pin_mut!(parts);
         while let Some(part) = futures::StreamExt::next(&mut parts).await {
             outcome.absorb(part?);
         }
+        if let Some(Some(_)) = table.get() {
+            outcome.bytes_read += self.meta.trace_table_bytes.unwrap_or(0);
+        }
         Ok(outcome)
     }
 
     /// Stage 1 over one row group: its column chunks are fetched, then decoded and evaluated
-    /// under a permit of `cpu` on a blocking thread.
+    /// under a permit of `cpu` on a blocking thread. Traces come from the block's trace table
+    /// (loaded once per scan into `table`) when it has one and the query has no relations;
+    /// else from the `trace_id` and time columns.
     async fn scan_row_group(
         &self,
         storage: &Storage,
         plan: &Arc<v1::search::ScanPlan>,
         cpu: &Arc<tokio::sync::Semaphore>,
+        table: &tokio::sync::OnceCell<Option<trace_table::TraceTable>>,
         row_group: usize,
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let mut outcome = v1::search::ScanOutcome::default();
         let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
+        let row_count = self.parquet.metadata().row_group(row_group).num_rows() as usize;
+        // Read only once some row group needs traces: a search that matches nothing never does.
+        let trace_table = || async {
+            if plan.uses_trace_table() {
+                self.trace_table(storage, table).await
+            } else {
+                None
+            }
+        };
+        let table_alone = match plan.predicates_all_true() {
+            true => trace_table().await,
+            false => None,
+        };
+        if let Some(table) = table_alone {
+            let rows = plan.all_rows(row_count);
+            v1::search::scan_row_group_with_table(
+                plan,
+                table,
+                row_group,
+                row_count,
+                &rows,
+                &mut outcome,
+            )?;
+            return Ok(outcome);
+        }
         if plan.decides_early() {
             // Predicate columns first: most row groups of a selective query end here, without
             // reading trace IDs and times; the rest reuse the decoded predicate rows.
@@ -552,10 +606,20 @@ impl BlockHandle {
             })
             .await?;
             let Some(rows) = rows else {
-                outcome.spans_scanned +=
-                    self.parquet.metadata().row_group(row_group).num_rows() as u64;
+                outcome.spans_scanned += row_count as u64;
                 return Ok(outcome);
             };
+            if let Some(table) = trace_table().await {
+                v1::search::scan_row_group_with_table(
+                    plan,
+                    table,
+                    row_group,
+                    row_count,
+                    &rows,
+                    &mut outcome,
+                )?;
+                return Ok(outcome);
+            }
             let trace_columns = self
                 .fetch_columns(storage, row_group, &plan.trace_roots(), None)
                 .await?;
@@ -590,6 +654,36 @@ impl BlockHandle {
             .map(|()| outcome)
         })
         .await
+    }
+
+    /// The block's trace table, read once per scan (`once`); None when the block has none or
+    /// it cannot be read, and the scan then decodes the trace columns as blocks without one do.
+    async fn trace_table<'a>(
+        &self,
+        storage: &Storage,
+        once: &'a tokio::sync::OnceCell<Option<trace_table::TraceTable>>,
+    ) -> Option<&'a trace_table::TraceTable> {
+        self.meta.trace_table_bytes?;
+        once.get_or_init(|| async {
+            let read = storage
+                .get(&self.meta.trace_table_key())
+                .await
+                .map_err(BlockError::from)
+                .and_then(trace_table::TraceTable::decode);
+            match read {
+                Ok(table) => Some(table),
+                Err(error) => {
+                    tracing::warn!(
+                        block = %self.meta.block_id,
+                        %error,
+                        "the trace table is unreadable; scanning the trace columns instead"
+                    );
+                    None
+                }
+            }
+        })
+        .await
+        .as_ref()
     }
 
     /// TraceQL metrics by columns (`v1::metrics`): every row group the plan keeps is fetched,

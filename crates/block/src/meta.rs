@@ -50,6 +50,10 @@ pub struct BlockMeta {
     /// existed: readers then read both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedicated_keys_in_generic: Option<Vec<String>>,
+    /// Size of the block's trace table (`traces`, see `trace_table`), present when the block has
+    /// one. Absent in blocks written before it existed: stage 1 then reads the trace columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_table_bytes: Option<u64>,
 }
 
 /// Most service names kept in `meta.json`.
@@ -66,6 +70,9 @@ impl BlockMeta {
     }
     pub fn data_key(&self) -> String {
         format!("{}/data.parquet", self.prefix())
+    }
+    pub fn trace_table_key(&self) -> String {
+        format!("{}/traces", self.prefix())
     }
     pub fn index_key(&self) -> String {
         format!("{}/index", self.prefix())

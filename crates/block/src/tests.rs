@@ -186,10 +186,9 @@ async fn write(storage: &Storage, traces: &[Trace], row_group_spans: usize) -> B
             ..Default::default()
         },
     };
-    let (meta, parquet, index) = encode_block(traces, &new_block).expect("encode");
-    upload_block(storage, &meta, parquet, index)
-        .await
-        .expect("upload");
+    let encoded = encode_block(traces, &new_block).expect("encode");
+    let meta = encoded.meta.clone();
+    upload_block(storage, encoded).await.expect("upload");
     let meta = read_meta(storage, "t", &meta.block_id.to_string())
         .await
         .expect("meta");
@@ -650,6 +649,113 @@ async fn scan_all(
         0..u64::MAX,
     ));
     handle.scan(storage, plan, cpu.clone()).await.expect("scan")
+}
+
+/// Stage 1 takes traces from the block's trace table instead of its `trace_id` and time
+/// columns: for every kind of condition it finds exactly what the columns give (candidates,
+/// times, row locations, the `too_few_here` flags, counts scanned), over a time window too;
+/// a damaged or missing table only sends the scan back to the columns.
+#[tokio::test]
+async fn the_trace_table_gives_stage_1_what_the_trace_columns_give() {
+    use andante_traceql::{parse, TraceCondition};
+    let storage = Storage::in_memory();
+    let traces = traces(29, 300);
+    let handle = write(&storage, &traces, 230).await;
+    assert!(handle.meta.row_groups > 2, "several row groups");
+    let table_bytes = handle.meta.trace_table_bytes.expect("a trace table");
+    assert_eq!(
+        storage
+            .get(&handle.meta.trace_table_key())
+            .await
+            .expect("stored")
+            .len() as u64,
+        table_bytes
+    );
+    let mut without = handle.clone();
+    without.meta = older_meta(&handle.meta, "traceTableBytes");
+    assert_eq!(without.meta.trace_table_bytes, None);
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let (first, last) = (handle.meta.start_unix_nanos, handle.meta.end_unix_nanos);
+    let middle = first + (last - first) / 2;
+    let scan = |handle: &BlockHandle, text: &str, window: std::ops::Range<u64>| {
+        let (handle, storage, cpu) = (handle.clone(), storage.clone(), cpu.clone());
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&parse(text).expect("parses")),
+            window,
+        ));
+        async move { handle.scan(&storage, plan, cpu).await.expect("scan") }
+    };
+    let mut seen_too_few = false;
+    for text in [
+        "{ }",
+        "{ } | count() > 3",
+        "{ status = error }",
+        "{ status = error } | count() >= 2",
+        r#"{ span.http.route = "/r/3" }"#,
+        r#"{ span.http.route = "/r/3" } && { status = error }"#,
+        r#"{ span.http.route = "/r/3" } || { duration > 50ms }"#,
+        "{ duration > 1000ms }",
+    ] {
+        for window in [0..u64::MAX, middle..last, first..middle] {
+            let with_table = scan(&handle, text, window.clone()).await;
+            let with_columns = scan(&without, text, window.clone()).await;
+            assert_eq!(
+                with_table.candidates, with_columns.candidates,
+                "{text} {window:?}"
+            );
+            assert_eq!(
+                with_table.spans_scanned, with_columns.spans_scanned,
+                "{text}"
+            );
+            assert_eq!(
+                with_table.traces_scanned, with_columns.traces_scanned,
+                "{text}"
+            );
+            seen_too_few |= with_table.candidates.iter().any(|c| c.too_few_here);
+        }
+    }
+    assert!(seen_too_few, "some trace has too few spans for a count");
+    // Damaged, then missing: the columns answer.
+    let plain = scan(&without, "{ status = error }", 0..u64::MAX).await;
+    storage
+        .put(
+            &handle.meta.trace_table_key(),
+            Bytes::from_static(b"ANDTRT01 damaged"),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        scan(&handle, "{ status = error }", 0..u64::MAX)
+            .await
+            .candidates,
+        plain.candidates
+    );
+    storage
+        .delete(&handle.meta.trace_table_key())
+        .await
+        .expect("delete");
+    assert_eq!(
+        scan(&handle, "{ status = error }", 0..u64::MAX)
+            .await
+            .candidates,
+        plain.candidates
+    );
+    // A table that does not tile the row groups (from another block) is an error, not a
+    // wrong answer or a panic.
+    let other = write(&storage, &traces[..40], 230).await;
+    let foreign = storage
+        .get(&other.meta.trace_table_key())
+        .await
+        .expect("other table");
+    storage
+        .put(&handle.meta.trace_table_key(), foreign)
+        .await
+        .expect("put");
+    let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
+    assert!(matches!(
+        handle.scan(&storage, plan, cpu.clone()).await,
+        Err(BlockError::Corrupt(_))
+    ));
 }
 
 /// `meta` as a writer from before `field` existed wrote it, read back.
@@ -1133,7 +1239,10 @@ async fn blocks_without_slot_columns_still_read() {
             ..Default::default()
         },
     };
-    let (mut meta, parquet, index) = encode_block(&traces, &new_block).expect("encode");
+    let encoded = encode_block(&traces, &new_block).expect("encode");
+    // That writer wrote no trace table either.
+    let (mut meta, parquet, index) = (encoded.meta, encoded.parquet, encoded.index);
+    meta.trace_table_bytes = None;
     assert!(v1::DedicatedSlots::from_metadata(
         ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone()))
             .expect("reader")
@@ -1170,9 +1279,13 @@ async fn blocks_without_slot_columns_still_read() {
     let mut older_index = BlockIndex::decode(&index).expect("index");
     older_index.chunk_checksums = None;
     let index = older_index.encode();
-    upload_block(&storage, &meta, old, index)
-        .await
-        .expect("upload");
+    let older = EncodedBlock {
+        meta: meta.clone(),
+        parquet: old,
+        index,
+        trace_table: Vec::new(),
+    };
+    upload_block(&storage, older).await.expect("upload");
     let meta = read_meta(&storage, "t", &meta.block_id.to_string())
         .await
         .expect("meta");

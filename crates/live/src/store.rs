@@ -405,8 +405,9 @@ impl LiveStore {
         })
         .await;
         let result = match encoded {
-            Ok(Ok((meta, parquet, index))) => {
-                match upload_block(&self.storage, &meta, parquet, index).await {
+            Ok(Ok(encoded)) => {
+                let meta = encoded.meta.clone();
+                match upload_block(&self.storage, encoded).await {
                     Ok(()) => BlockHandle::open(&self.storage, meta)
                         .await
                         .map(|handle| self.blocks.add(handle)),

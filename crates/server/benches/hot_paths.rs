@@ -88,9 +88,9 @@ fn main() {
     };
     let mut parquet_bytes = 0;
     measure("block encode (Parquet + index)", "span", spans, || {
-        let (meta, parquet, _) = encode_block(&traces, &new_block).expect("encodes");
-        parquet_bytes = parquet.len();
-        std::hint::black_box(meta);
+        let encoded = encode_block(&traces, &new_block).expect("encodes");
+        parquet_bytes = encoded.parquet.len();
+        std::hint::black_box(encoded);
     });
     println!(
         "{:<44} {:>12.1} bytes/span",
@@ -104,8 +104,9 @@ fn main() {
         .expect("runtime");
     let storage = andante_storage::Storage::in_memory();
     let handle = runtime.block_on(async {
-        let (meta, parquet, index) = encode_block(&traces, &new_block).expect("encodes");
-        andante_block::upload_block(&storage, &meta, parquet, index)
+        let encoded = encode_block(&traces, &new_block).expect("encodes");
+        let meta = encoded.meta.clone();
+        andante_block::upload_block(&storage, encoded)
             .await
             .expect("upload");
         andante_block::BlockHandle::open(&storage, meta)

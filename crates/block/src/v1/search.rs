@@ -913,6 +913,96 @@ fn scan_with_masks(
     Ok(())
 }
 
+impl ScanPlan {
+    /// Whether stage 1 can take traces from a block's trace table: relations need the
+    /// nested-set columns of each trace's rows, so those queries still decode the trace columns.
+    pub(crate) fn uses_trace_table(&self) -> bool {
+        !self.condition.has_relations()
+    }
+
+    /// Whether every predicate holds for every span (`{ }`, `{ } | count() > 8`): no column
+    /// decides anything, and a trace table alone answers stage 1.
+    pub(crate) fn predicates_all_true(&self) -> bool {
+        self.condition
+            .predicates()
+            .iter()
+            .all(|predicate| matches!(predicate, SpanPredicate::True))
+    }
+
+    /// One all-true row mask per predicate (see [`ScanPlan::predicates_all_true`]).
+    pub(crate) fn all_rows(&self, rows: usize) -> Vec<Vec<bool>> {
+        vec![vec![true; rows]; self.condition.predicates().len()]
+    }
+}
+
+/// Stage 1 for a row group whose predicate rows are known, with traces taken from the block's
+/// trace table instead of the `trace_id` and time columns: the same candidates, counts and
+/// locations [`scan_row_group_with_rows`] finds, without decoding a trace column. The table's
+/// entries must tile the row group's rows exactly; anything else is `Corrupt`.
+pub(crate) fn scan_row_group_with_table(
+    plan: &ScanPlan,
+    table: &crate::trace_table::TraceTable,
+    row_group: usize,
+    row_count: usize,
+    rows: &[Vec<bool>],
+    outcome: &mut ScanOutcome,
+) -> Result<(), BlockError> {
+    if rows.iter().any(|mask| mask.len() != row_count) {
+        return Err(BlockError::Corrupt(format!(
+            "row group {row_group}: predicate rows do not match its row count"
+        )));
+    }
+    let group = u32::try_from(row_group).map_err(|_| BlockError::Corrupt("row group".into()))?;
+    let counting = plan.condition.has_counts();
+    let no_relations = |_: Relation, _: usize, _: usize| true;
+    let mut next_row = 0usize;
+    for index in table.row_group(group) {
+        let entry = table.get(index);
+        let (first, end) = (
+            entry.first_row as usize,
+            entry.first_row as usize + entry.rows as usize,
+        );
+        if first != next_row || end > row_count || entry.rows == 0 {
+            return Err(BlockError::Corrupt(format!(
+                "trace table does not match row group {row_group}"
+            )));
+        }
+        next_row = end;
+        outcome.traces_scanned += 1;
+        let counts: Vec<u32> = rows
+            .iter()
+            .map(|matches| matches[first..end].iter().filter(|m| **m).count() as u32)
+            .collect();
+        let found: Vec<bool> = counts.iter().map(|count| *count > 0).collect();
+        if !plan.condition.holds_related(&found, &no_relations) {
+            continue;
+        }
+        if entry.start_unix_nanos > plan.time_range.end
+            || entry.end_unix_nanos < plan.time_range.start
+        {
+            continue;
+        }
+        outcome.candidates.push(Candidate {
+            trace_id: entry.trace_id,
+            start_unix_nanos: entry.start_unix_nanos,
+            end_unix_nanos: entry.end_unix_nanos,
+            location: Some(RowLocation {
+                row_group: group,
+                first_row: entry.first_row,
+                rows: entry.rows,
+            }),
+            too_few_here: counting && !plan.condition.holds_counted(&counts, &no_relations),
+        });
+    }
+    if next_row != row_count {
+        return Err(BlockError::Corrupt(format!(
+            "trace table does not match row group {row_group}"
+        )));
+    }
+    outcome.spans_scanned += row_count as u64;
+    Ok(())
+}
+
 /// Combines leaf row masks along the predicate tree (leaves consumed in `leaves()` order).
 fn combine(
     predicate: &SpanPredicate,

@@ -25,6 +25,7 @@ use super::schema::{
     DEDICATED_SLOTS_KEY, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
 use crate::nested_set::nested_set;
+use crate::trace_table::TraceEntry;
 use crate::{BlockError, Trace};
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +54,8 @@ pub struct Encoded {
     /// Keys with their own column (fixed or slot) that some span still stored in the generic
     /// list (a value of another type, or a repeated key): `BlockMeta::dedicated_keys_in_generic`.
     pub dedicated_keys_in_generic: BTreeSet<String>,
+    /// One entry per trace, for the block's trace table (`crate::trace_table`).
+    pub traces: Vec<TraceEntry>,
 }
 
 fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockError> {
@@ -96,6 +99,7 @@ pub fn encode_parquet(
         start_unix_nanos: u64::MAX,
         end_unix_nanos: 0,
         dedicated_keys_in_generic: BTreeSet::new(),
+        traces: Vec::new(),
     };
     // Slots are chosen from the first row group's spans, so they are fixed before a row is written.
     let mut traces = traces.into_iter();
@@ -129,7 +133,17 @@ pub fn encode_parquet(
         on_trace(&trace.trace_id);
         let range = group_range.get_or_insert((trace.trace_id, trace.trace_id));
         range.1 = trace.trace_id;
-        group.push_trace(&trace);
+        let (first_row, rows, start, end) = group.push_trace(&trace);
+        if rows > 0 {
+            encoded.traces.push(TraceEntry {
+                trace_id: trace.trace_id,
+                row_group: encoded.row_group_ranges.len() as u32,
+                first_row: first_row as u32,
+                rows: rows as u32,
+                start_unix_nanos: start,
+                end_unix_nanos: end,
+            });
+        }
         if group.rows >= options.row_group_spans || traces.peek().is_none() {
             encoded.span_count += group.rows as u64;
             encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
@@ -322,7 +336,12 @@ impl Columns {
         }
     }
 
-    fn push_trace(&mut self, trace: &Trace) {
+    /// Appends a trace's spans; returns its (first row, rows, earliest start, latest end) in this
+    /// row group, as stage 1 would compute them from the rows (an end before its start counts as
+    /// the start).
+    fn push_trace(&mut self, trace: &Trace) -> (usize, usize, u64, u64) {
+        let first_row = self.rows;
+        let (mut trace_start, mut trace_end) = (u64::MAX, 0u64);
         let resources: Vec<EncodedResource> =
             trace.resource_spans.iter().map(encode_resource).collect();
         let scopes: Vec<Vec<Vec<u8>>> = trace
@@ -344,6 +363,8 @@ impl Columns {
         let numbers = nested_set(&links);
         for ((r, s, span), number) in spans.into_iter().zip(numbers) {
             self.rows += 1;
+            trace_start = trace_start.min(span.start_time_unix_nano);
+            trace_end = trace_end.max(span.end_time_unix_nano.max(span.start_time_unix_nano));
             self.min_start = self.min_start.min(span.start_time_unix_nano);
             self.max_end = self.max_end.max(span.end_time_unix_nano);
             self.push_fixed_ids(trace, span);
@@ -390,6 +411,7 @@ impl Columns {
                 self.events_links.append_null();
             }
         }
+        (first_row, self.rows - first_row, trace_start, trace_end)
     }
 
     fn push_fixed_ids(&mut self, trace: &Trace, span: &Span) {
