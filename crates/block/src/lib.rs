@@ -563,13 +563,7 @@ impl BlockHandle {
         let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
         let row_count = self.parquet.metadata().row_group(row_group).num_rows() as usize;
         // Read only once some row group needs traces: a search that matches nothing never does.
-        let trace_table = || async {
-            if plan.uses_trace_table() {
-                self.trace_table(storage, table).await
-            } else {
-                None
-            }
-        };
+        let trace_table = || self.trace_table(storage, table);
         let table_alone = match plan.predicates_all_true() {
             true => trace_table().await,
             false => None,
@@ -582,6 +576,7 @@ impl BlockHandle {
                 row_group,
                 row_count,
                 &rows,
+                None,
                 &mut outcome,
             )?;
             return Ok(outcome);
@@ -610,15 +605,62 @@ impl BlockHandle {
                 return Ok(outcome);
             };
             if let Some(table) = trace_table().await {
-                v1::search::scan_row_group_with_table(
-                    plan,
-                    table,
-                    row_group,
-                    row_count,
-                    &rows,
-                    &mut outcome,
-                )?;
-                return Ok(outcome);
+                let tree_roots = plan.tree_roots();
+                if tree_roots.is_empty() {
+                    v1::search::scan_row_group_with_table(
+                        plan,
+                        table,
+                        row_group,
+                        row_count,
+                        &rows,
+                        None,
+                        &mut outcome,
+                    )?;
+                    return Ok(outcome);
+                }
+                // Relations: the nested-set numbers of the rows, but still no trace columns.
+                let numbers = self
+                    .fetch_columns(storage, row_group, &tree_roots, None)
+                    .await?;
+                outcome.bytes_read += fetched_bytes(&numbers);
+                let (plan, table) = (plan.clone(), table.clone());
+                return on_cpu(cpu, move || {
+                    let batches = v1::search::decode_columns(
+                        &tree_roots,
+                        None,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        numbers,
+                    )?;
+                    use arrow_array::cast::AsArray;
+                    let column = |name: &str| -> Vec<i32> {
+                        batches
+                            .iter()
+                            .filter_map(|batch| batch.column_by_name(name))
+                            .flat_map(|array| {
+                                let numbers = array.as_primitive::<arrow_array::types::Int32Type>();
+                                numbers.values().iter().copied()
+                            })
+                            .collect()
+                    };
+                    let (lefts, rights, parents) = (
+                        column("nested_set_left"),
+                        column("nested_set_right"),
+                        column("nested_set_parent"),
+                    );
+                    v1::search::scan_row_group_with_table(
+                        &plan,
+                        &table,
+                        row_group,
+                        row_count,
+                        &rows,
+                        Some(v1::search::Tree::new(&lefts, &rights, &parents)),
+                        &mut outcome,
+                    )?;
+                    Ok(outcome)
+                })
+                .await;
             }
             let trace_columns = self
                 .fetch_columns(storage, row_group, &plan.trace_roots(), None)

@@ -686,6 +686,7 @@ async fn the_trace_table_gives_stage_1_what_the_trace_columns_give() {
         async move { handle.scan(&storage, plan, cpu).await.expect("scan") }
     };
     let mut seen_too_few = false;
+    let mut counts = Vec::new();
     for text in [
         "{ }",
         "{ } | count() > 3",
@@ -695,6 +696,10 @@ async fn the_trace_table_gives_stage_1_what_the_trace_columns_give() {
         r#"{ span.http.route = "/r/3" } && { status = error }"#,
         r#"{ span.http.route = "/r/3" } || { duration > 50ms }"#,
         "{ duration > 1000ms }",
+        "{ } >> { status = error }",
+        r#"{ span.http.route = "/r/3" } > { }"#,
+        "{ status = error } ~ { } | count() > 1",
+        "{ } !< { status = error }",
     ] {
         for window in [0..u64::MAX, middle..last, first..middle] {
             let with_table = scan(&handle, text, window.clone()).await;
@@ -712,9 +717,25 @@ async fn the_trace_table_gives_stage_1_what_the_trace_columns_give() {
                 "{text}"
             );
             seen_too_few |= with_table.candidates.iter().any(|c| c.too_few_here);
+            if window.start == 0 {
+                counts.push((text, with_table.candidates.len()));
+            }
         }
     }
     assert!(seen_too_few, "some trace has too few spans for a count");
+    // Neither all nor none: the structural queries decide something on the nested sets.
+    for (text, count) in &counts {
+        if ["} >", "} ~", "} !<"]
+            .iter()
+            .any(|operator| text.contains(operator))
+        {
+            assert!(
+                *count > 0 && *count < traces.len(),
+                "{text}: {count} of {}",
+                traces.len()
+            );
+        }
+    }
     // Damaged, then missing: the columns answer.
     let plain = scan(&without, "{ status = error }", 0..u64::MAX).await;
     storage

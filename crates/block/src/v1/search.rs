@@ -809,6 +809,67 @@ pub(crate) fn predicate_masks(
     Ok(predicate_rows)
 }
 
+/// The nested-set numbers of a row group's rows, for conditions with relations.
+#[derive(Clone, Copy)]
+pub(crate) struct Tree<'a> {
+    lefts: &'a [i32],
+    rights: &'a [i32],
+    parents: &'a [i32],
+}
+
+impl<'a> Tree<'a> {
+    pub(crate) fn new(lefts: &'a [i32], rights: &'a [i32], parents: &'a [i32]) -> Tree<'a> {
+        Tree {
+            lefts,
+            rights,
+            parents,
+        }
+    }
+}
+
+/// Stage 1's judgement of one trace piece (the trace's rows `piece` of a row group): None when
+/// the condition cannot hold on it, else whether it is `too_few_here` (a count it needs is
+/// short, so only spans elsewhere could make it match).
+fn judge_piece(
+    plan: &ScanPlan,
+    predicate_rows: &[Vec<bool>],
+    tree: Option<&Tree>,
+    piece: Range<usize>,
+) -> Option<bool> {
+    let (row, end) = (piece.start, piece.end);
+    let counts: Vec<u32> = predicate_rows
+        .iter()
+        .map(|matches| matches[row..end].iter().filter(|m| **m).count() as u32)
+        .collect();
+    let found: Vec<bool> = counts.iter().map(|count| *count > 0).collect();
+    let connected = tree.is_some_and(|tree| tree.lefts[row..end].iter().all(|left| *left > 0));
+    // Only a piece that is one tree from a real root has numbers to trust; a piece with
+    // orphans (parents elsewhere) counts relations as possible.
+    let related = |relation: Relation, lhs: usize, rhs: usize| {
+        let Some(tree) = tree else {
+            return true;
+        };
+        let span = |i: usize| (tree.lefts[i], tree.rights[i], tree.parents[i]);
+        let (lhs_rows, rhs_rows) = (
+            &predicate_rows[lhs][row..end],
+            &predicate_rows[rhs][row..end],
+        );
+        let pairs = counts[lhs] as usize * counts[rhs] as usize;
+        if !connected || pairs > MAX_RELATION_PAIRS {
+            return true;
+        }
+        (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
+            (row..end)
+                .filter(|r| rhs_rows[r - row])
+                .any(|r| relation.holds(span(l), span(r)))
+        })
+    };
+    if !plan.condition.holds_related(&found, &related) {
+        return None;
+    }
+    Some(plan.condition.has_counts() && !plan.condition.holds_counted(&counts, &related))
+}
+
 /// Stage 1 over one decoded batch; `whole_row_group` is the row group when the batch holds all
 /// of its rows (candidates then carry their location).
 fn scan_with_masks(
@@ -840,7 +901,9 @@ fn scan_with_masks(
         None
     };
     outcome.spans_scanned += rows as u64;
-    let counting = plan.condition.has_counts();
+    let tree = tree
+        .as_ref()
+        .map(|(lefts, rights, parents)| Tree::new(lefts, rights, parents));
     let mut row = 0;
     while row < rows {
         let trace_bytes = trace_ids.value(row);
@@ -849,38 +912,8 @@ fn scan_with_masks(
             end += 1;
         }
         outcome.traces_scanned += 1;
-        let counts: Vec<u32> = predicate_rows
-            .iter()
-            .map(|matches| matches[row..end].iter().filter(|m| **m).count() as u32)
-            .collect();
-        let found: Vec<bool> = counts.iter().map(|count| *count > 0).collect();
-        let connected = tree
-            .as_ref()
-            .is_some_and(|(lefts, _, _)| (row..end).all(|i| lefts[i] > 0));
-        // Only a piece that is one tree from a real root has numbers to trust; a piece with
-        // orphans (parents elsewhere) counts relations as possible.
-        let related = |relation: Relation, lhs: usize, rhs: usize| {
-            let Some((lefts, rights, parents)) = &tree else {
-                return true;
-            };
-            let span = |i: usize| (lefts[i], rights[i], parents[i]);
-            let (lhs_rows, rhs_rows) = (
-                &predicate_rows[lhs][row..end],
-                &predicate_rows[rhs][row..end],
-            );
-            let pairs = counts[lhs] as usize * counts[rhs] as usize;
-            if !connected || pairs > MAX_RELATION_PAIRS {
-                return true;
-            }
-            (row..end).filter(|l| lhs_rows[l - row]).any(|l| {
-                (row..end)
-                    .filter(|r| rhs_rows[r - row])
-                    .any(|r| relation.holds(span(l), span(r)))
-            })
-        };
-        let holds = plan.condition.holds_related(&found, &related);
-        let too_few_here = holds && counting && !plan.condition.holds_counted(&counts, &related);
-        if holds {
+        let judged = judge_piece(plan, predicate_rows, tree.as_ref(), row..end);
+        if let Some(too_few_here) = judged {
             let start = (row..end).map(|r| starts.value(r)).min().unwrap_or(0);
             let finish = (row..end)
                 .map(|r| starts.value(r).saturating_add(durations.value(r)))
@@ -914,19 +947,28 @@ fn scan_with_masks(
 }
 
 impl ScanPlan {
-    /// Whether stage 1 can take traces from a block's trace table: relations need the
-    /// nested-set columns of each trace's rows, so those queries still decode the trace columns.
-    pub(crate) fn uses_trace_table(&self) -> bool {
-        !self.condition.has_relations()
+    /// The nested-set columns a condition with relations reads per row once a row group's
+    /// predicates matched (traces themselves come from the trace table); none without relations.
+    pub(crate) fn tree_roots(&self) -> Vec<usize> {
+        if !self.condition.has_relations() {
+            return Vec::new();
+        }
+        let file_schema = schema();
+        ["nested_set_left", "nested_set_right", "nested_set_parent"]
+            .iter()
+            .filter_map(|name| file_schema.index_of(name).ok())
+            .collect()
     }
 
     /// Whether every predicate holds for every span (`{ }`, `{ } | count() > 8`): no column
     /// decides anything, and a trace table alone answers stage 1.
     pub(crate) fn predicates_all_true(&self) -> bool {
-        self.condition
-            .predicates()
-            .iter()
-            .all(|predicate| matches!(predicate, SpanPredicate::True))
+        !self.condition.has_relations()
+            && self
+                .condition
+                .predicates()
+                .iter()
+                .all(|predicate| matches!(predicate, SpanPredicate::True))
     }
 
     /// One all-true row mask per predicate (see [`ScanPlan::predicates_all_true`]).
@@ -945,6 +987,7 @@ pub(crate) fn scan_row_group_with_table(
     row_group: usize,
     row_count: usize,
     rows: &[Vec<bool>],
+    tree: Option<Tree>,
     outcome: &mut ScanOutcome,
 ) -> Result<(), BlockError> {
     if rows.iter().any(|mask| mask.len() != row_count) {
@@ -953,8 +996,16 @@ pub(crate) fn scan_row_group_with_table(
         )));
     }
     let group = u32::try_from(row_group).map_err(|_| BlockError::Corrupt("row group".into()))?;
-    let counting = plan.condition.has_counts();
-    let no_relations = |_: Relation, _: usize, _: usize| true;
+    if let Some(tree) = &tree {
+        if [tree.lefts, tree.rights, tree.parents]
+            .iter()
+            .any(|numbers| numbers.len() != row_count)
+        {
+            return Err(BlockError::Corrupt(format!(
+                "row group {row_group}: nested-set numbers do not match its row count"
+            )));
+        }
+    }
     let mut next_row = 0usize;
     for index in table.row_group(group) {
         let entry = table.get(index);
@@ -969,14 +1020,9 @@ pub(crate) fn scan_row_group_with_table(
         }
         next_row = end;
         outcome.traces_scanned += 1;
-        let counts: Vec<u32> = rows
-            .iter()
-            .map(|matches| matches[first..end].iter().filter(|m| **m).count() as u32)
-            .collect();
-        let found: Vec<bool> = counts.iter().map(|count| *count > 0).collect();
-        if !plan.condition.holds_related(&found, &no_relations) {
+        let Some(too_few_here) = judge_piece(plan, rows, tree.as_ref(), first..end) else {
             continue;
-        }
+        };
         if entry.start_unix_nanos > plan.time_range.end
             || entry.end_unix_nanos < plan.time_range.start
         {
@@ -991,7 +1037,7 @@ pub(crate) fn scan_row_group_with_table(
                 first_row: entry.first_row,
                 rows: entry.rows,
             }),
-            too_few_here: counting && !plan.condition.holds_counted(&counts, &no_relations),
+            too_few_here,
         });
     }
     if next_row != row_count {
