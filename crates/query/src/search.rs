@@ -285,10 +285,8 @@ impl Querier {
                 })
                 .map(|((trace_id, tenant_index), start)| (*start, *trace_id, *tenant_index))
                 .collect();
-            ready.sort_by_key(|(start, trace_id, _)| std::cmp::Reverse((*start, *trace_id)));
-            ready.dedup_by_key(|entry| entry.1);
             self.confirm(
-                &ready,
+                &mut ready,
                 &tenant_list,
                 &located,
                 progressive,
@@ -439,8 +437,10 @@ impl Querier {
         })
     }
 
-    /// Stage 2 over `ready` (newest first): fetches the traces whole, evaluates the query and
-    /// records matches until `limit`. The first chunk is the number of matches still missing
+    /// Stage 2 over `ready`, newest first: fetches the traces whole, evaluates the query and
+    /// records matches until `limit`. `ready` is ordered one chunk at a time (a match-all query
+    /// makes every trace of a block ready, and the search usually stops after a chunk or two);
+    /// a trace ID ready for two tenants is read for the first, newest one only. The first chunk is the number of matches still missing
     /// (at least 8; 8 when `progressive`, so a streaming client sees traces early): when stage 1
     /// was exact, one pass over the row groups finds them all (each pass touches most row groups
     /// of a block, since rows are in trace-ID order). Chunks then
@@ -449,7 +449,7 @@ impl Querier {
     #[allow(clippy::too_many_arguments)]
     async fn confirm(
         &self,
-        ready: &[(u64, TraceId, usize)],
+        ready: &mut [(u64, TraceId, usize)],
         tenant_list: &[andante_model::TenantId],
         located: &Located,
         progressive: bool,
@@ -471,10 +471,25 @@ impl Querier {
                 .saturating_sub(confirmed.matched.len())
                 .clamp(8, 256)
         };
+        // Newest first; the key (start, trace ID, tenant) is unique, so the order is total.
+        let newest_first = |a: &(u64, TraceId, usize), b: &(u64, TraceId, usize)| {
+            (b.0, b.1).cmp(&(a.0, a.1)).then(a.2.cmp(&b.2))
+        };
+        let mut taken: HashSet<TraceId> = HashSet::new();
         let mut rest = ready;
         while !rest.is_empty() {
-            let (chunk, remaining) = rest.split_at(chunk_size.min(rest.len()));
+            let take = chunk_size.min(rest.len());
+            if take < rest.len() {
+                rest.select_nth_unstable_by(take - 1, newest_first);
+            }
+            let (chunk, remaining) = std::mem::take(&mut rest).split_at_mut(take);
+            chunk.sort_unstable_by(newest_first);
             rest = remaining;
+            let chunk: Vec<(u64, TraceId, usize)> = chunk
+                .iter()
+                .filter(|(_, trace_id, _)| taken.insert(*trace_id))
+                .copied()
+                .collect();
             // 256 whole traces bound a chunk's memory (each at most `limits.max_bytes_per_trace`).
             chunk_size = (chunk_size * 2).min(256);
             if confirmed.matched.len() >= request.limit {
