@@ -548,9 +548,10 @@ impl BlockHandle {
     }
 
     /// Stage 1 over one row group: its column chunks are fetched, then decoded and evaluated
-    /// under a permit of `cpu` on a blocking thread. Traces come from the block's trace table
-    /// (loaded once per scan into `table`) when it has one and the query has no relations;
-    /// else from the `trace_id` and time columns.
+    /// under a permit of `cpu` on a blocking thread. The predicate columns decide first; the
+    /// traces of the matching rows then come from the block's trace table (read once per scan
+    /// into `table`, plus the nested-set columns for relations), or from the `trace_id` and
+    /// time columns of blocks without one.
     async fn scan_row_group(
         &self,
         storage: &Storage,
@@ -562,28 +563,11 @@ impl BlockHandle {
         let mut outcome = v1::search::ScanOutcome::default();
         let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
         let row_count = self.parquet.metadata().row_group(row_group).num_rows() as usize;
-        // Read only once some row group needs traces: a search that matches nothing never does.
-        let trace_table = || self.trace_table(storage, table);
-        let table_alone = match plan.predicates_all_true() {
-            true => trace_table().await,
-            false => None,
-        };
-        if let Some(table) = table_alone {
-            let rows = plan.all_rows(row_count);
-            v1::search::scan_row_group_with_table(
-                plan,
-                table,
-                row_group,
-                row_count,
-                &rows,
-                None,
-                &mut outcome,
-            )?;
-            return Ok(outcome);
-        }
-        if plan.decides_early() {
+        let rows = if plan.predicates_all_true() {
+            plan.all_rows(row_count)
+        } else if plan.decides_early() {
             // Predicate columns first: most row groups of a selective query end here, without
-            // reading trace IDs and times; the rest reuse the decoded predicate rows.
+            // reading anything about traces; the rest reuse the decoded predicate rows.
             let predicates = self
                 .fetch_columns(
                     storage,
@@ -604,93 +588,65 @@ impl BlockHandle {
                 outcome.spans_scanned += row_count as u64;
                 return Ok(outcome);
             };
-            if let Some(table) = trace_table().await {
-                let tree_roots = plan.tree_roots();
-                if tree_roots.is_empty() {
-                    v1::search::scan_row_group_with_table(
-                        plan,
-                        table,
-                        row_group,
-                        row_count,
-                        &rows,
-                        None,
-                        &mut outcome,
-                    )?;
-                    return Ok(outcome);
-                }
-                // Relations: the nested-set numbers of the rows, but still no trace columns.
-                let numbers = self
-                    .fetch_columns(storage, row_group, &tree_roots, None)
-                    .await?;
-                outcome.bytes_read += fetched_bytes(&numbers);
-                let (plan, table) = (plan.clone(), table.clone());
-                return on_cpu(cpu, move || {
-                    let batches = v1::search::decode_columns(
-                        &tree_roots,
-                        None,
-                        &metadata,
-                        file_size,
-                        row_group,
-                        numbers,
-                    )?;
-                    use arrow_array::cast::AsArray;
-                    let column = |name: &str| -> Vec<i32> {
-                        batches
-                            .iter()
-                            .filter_map(|batch| batch.column_by_name(name))
-                            .flat_map(|array| {
-                                let numbers = array.as_primitive::<arrow_array::types::Int32Type>();
-                                numbers.values().iter().copied()
-                            })
-                            .collect()
-                    };
-                    let (lefts, rights, parents) = (
-                        column("nested_set_left"),
-                        column("nested_set_right"),
-                        column("nested_set_parent"),
-                    );
-                    v1::search::scan_row_group_with_table(
-                        &plan,
-                        &table,
-                        row_group,
-                        row_count,
-                        &rows,
-                        Some(v1::search::Tree::new(&lefts, &rights, &parents)),
-                        &mut outcome,
-                    )?;
-                    Ok(outcome)
-                })
-                .await;
-            }
-            let trace_columns = self
-                .fetch_columns(storage, row_group, &plan.trace_roots(), None)
-                .await?;
-            outcome.bytes_read += fetched_bytes(&trace_columns);
+            rows
+        } else {
+            let fetched = self.fetch_row_group(storage, plan, row_group).await?;
+            outcome.bytes_read += fetched_bytes(&fetched);
             let plan = plan.clone();
             return on_cpu(cpu, move || {
-                v1::search::scan_row_group_with_rows(
+                v1::search::scan_row_group(
                     &plan,
                     &metadata,
                     file_size,
                     row_group,
-                    trace_columns,
+                    fetched,
+                    &mut outcome,
+                )
+                .map(|()| outcome)
+            })
+            .await;
+        };
+        let plan = plan.clone();
+        // Read only once some row group needs traces: a search that matches nothing never does.
+        if let Some(table) = self.trace_table(storage, table).await.cloned() {
+            let tree_roots = plan.tree_roots();
+            let numbers = self
+                .fetch_columns(storage, row_group, &tree_roots, None)
+                .await?;
+            outcome.bytes_read += fetched_bytes(&numbers);
+            return on_cpu(cpu, move || {
+                let tree = v1::search::NestedSets::decode(
+                    &tree_roots,
+                    &metadata,
+                    file_size,
+                    row_group,
+                    numbers,
+                )?;
+                v1::search::scan_row_group_with_table(
+                    &plan,
+                    &table,
+                    row_group,
+                    row_count,
                     &rows,
+                    tree.as_ref().map(v1::search::NestedSets::tree),
                     &mut outcome,
                 )
                 .map(|()| outcome)
             })
             .await;
         }
-        let fetched = self.fetch_row_group(storage, plan, row_group).await?;
-        outcome.bytes_read += fetched_bytes(&fetched);
-        let plan = plan.clone();
+        let trace_columns = self
+            .fetch_columns(storage, row_group, &plan.trace_roots(), None)
+            .await?;
+        outcome.bytes_read += fetched_bytes(&trace_columns);
         on_cpu(cpu, move || {
-            v1::search::scan_row_group(
+            v1::search::scan_row_group_with_rows(
                 &plan,
                 &metadata,
                 file_size,
                 row_group,
-                fetched,
+                trace_columns,
+                &rows,
                 &mut outcome,
             )
             .map(|()| outcome)

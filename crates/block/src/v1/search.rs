@@ -827,6 +827,45 @@ impl<'a> Tree<'a> {
     }
 }
 
+/// A row group's nested-set numbers, decoded (see [`ScanPlan::tree_roots`]).
+pub(crate) struct NestedSets {
+    lefts: Vec<i32>,
+    rights: Vec<i32>,
+    parents: Vec<i32>,
+}
+
+impl NestedSets {
+    /// Decodes the fetched `roots` (the plan's `tree_roots`); None when there are none.
+    pub(crate) fn decode(
+        roots: &[usize],
+        metadata: &ArrowReaderMetadata,
+        file_size: u64,
+        row_group: usize,
+        fetched: Vec<(u64, Bytes)>,
+    ) -> Result<Option<NestedSets>, BlockError> {
+        if roots.is_empty() {
+            return Ok(None);
+        }
+        let batches = decode_columns(roots, None, metadata, file_size, row_group, fetched)?;
+        let column = |name: &str| -> Vec<i32> {
+            batches
+                .iter()
+                .filter_map(|batch| batch.column_by_name(name))
+                .flat_map(|array| array.as_primitive::<Int32Type>().values().iter().copied())
+                .collect()
+        };
+        Ok(Some(NestedSets {
+            lefts: column("nested_set_left"),
+            rights: column("nested_set_right"),
+            parents: column("nested_set_parent"),
+        }))
+    }
+
+    pub(crate) fn tree(&self) -> Tree<'_> {
+        Tree::new(&self.lefts, &self.rights, &self.parents)
+    }
+}
+
 /// Stage 1's judgement of one trace piece (the trace's rows `piece` of a row group): None when
 /// the condition cannot hold on it, else whether it is `too_few_here` (a count it needs is
 /// short, so only spans elsewhere could make it match).
