@@ -1,8 +1,8 @@
 //! Reading damaged blocks. A small valid `andante-v1` block (the fixture traces plus generated
 //! ones, several row groups, dedicated slot columns) is encoded once; each input damages its
-//! Parquet bytes and/or its index (flips, overwrites, cuts, appended bytes, at offsets the input
-//! picks, counted from the start or from the footer end), optionally re-seals the index checksum
-//! so the damage gets past it, uploads both to an in-memory `Storage` and reads the block the
+//! Parquet bytes, its index and/or its trace table (flips, overwrites, cuts, appended bytes, at
+//! offsets the input picks, counted from the start or from the end), optionally re-seals the
+//! index's and the table's checksums so the damage gets past them, uploads both to an in-memory `Storage` and reads the block the
 //! ways the querier does: `BlockHandle::open`, then (the input picks which) `find_trace` for two
 //! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics
 //! (`fold_metrics`) and `collect_tags`. Errors are the expected answer to damage; a panic, a
@@ -38,6 +38,7 @@ struct Pristine {
     meta: BlockMeta,
     parquet: Vec<u8>,
     index: Vec<u8>,
+    trace_table: Vec<u8>,
     trace_ids: Vec<TraceId>,
 }
 
@@ -121,12 +122,14 @@ fn pristine() -> &'static Pristine {
                 ..Default::default()
             },
         };
-        let (meta, parquet, index) = encode_block(&traces, &new_block).expect("encode the block");
-        assert!(meta.row_groups > 2, "the fixture block has several row groups");
+        let encoded = encode_block(&traces, &new_block).expect("encode the block");
+        assert!(encoded.meta.row_groups > 2, "the fixture block has several row groups");
+        assert!(encoded.meta.trace_table_bytes.is_some(), "the block has a trace table");
         Pristine {
-            meta,
-            parquet,
-            index,
+            meta: encoded.meta,
+            parquet: encoded.parquet,
+            index: encoded.index,
+            trace_table: encoded.trace_table,
             trace_ids: traces.iter().map(|trace| trace.trace_id).collect(),
         }
     })
@@ -144,7 +147,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 #[derive(Arbitrary, Debug)]
 struct Input {
     mutations: Vec<Mutation>,
-    /// Recompute the index checksum after damaging it, so the damage reaches the decoder.
+    /// Recompute the index's and the trace table's checksums after damaging them, so the damage
+    /// reaches the decoders.
     reseal_index: bool,
     /// Keep the original `data_bytes` in the meta (else: the damaged file's length).
     meta_keeps_size: bool,
@@ -169,7 +173,8 @@ const COLLECT_TAGS: u8 = 32;
 
 #[derive(Arbitrary, Debug)]
 struct Mutation {
-    index_file: bool,
+    /// 0: `data.parquet`, 1: `index`, 2: `traces` (modulo 3).
+    file: u8,
     from_end: bool,
     offset: u32,
     edit: Edit,
@@ -261,7 +266,7 @@ fn tag_request(choice: u8) -> TagRequest {
     }
 }
 
-/// Re-seals an index's trailing crc32c over everything before it.
+/// Re-seals an index's or trace table's trailing crc32c over everything before it.
 fn reseal(index: &mut [u8]) {
     if index.len() < 4 {
         return;
@@ -395,17 +400,21 @@ fuzz_target!(|data: &[u8]| {
     let pristine = pristine();
     let mut parquet = pristine.parquet.clone();
     let mut index = pristine.index.clone();
+    let mut trace_table = pristine.trace_table.clone();
     for mutation in input.mutations.iter().take(8) {
-        if mutation.index_file {
-            apply(&mut index, mutation);
-        } else {
-            apply(&mut parquet, mutation);
+        match mutation.file % 3 {
+            0 => apply(&mut parquet, mutation),
+            1 => apply(&mut index, mutation),
+            _ => apply(&mut trace_table, mutation),
         }
     }
     if input.reseal_index {
         reseal(&mut index);
+        reseal(&mut trace_table);
     }
-    let undamaged = parquet == pristine.parquet && index == pristine.index;
+    let undamaged = parquet == pristine.parquet
+        && index == pristine.index
+        && trace_table == pristine.trace_table;
     let mut meta = pristine.meta.clone();
     if !input.meta_keeps_size {
         meta.data_bytes = parquet.len() as u64;
@@ -419,6 +428,10 @@ fuzz_target!(|data: &[u8]| {
             .expect("in-memory put");
         storage
             .put(&meta.index_key(), Bytes::from(index))
+            .await
+            .expect("in-memory put");
+        storage
+            .put(&meta.trace_table_key(), Bytes::from(trace_table))
             .await
             .expect("in-memory put");
         read_everything(&storage, meta, &input, &pristine.trace_ids).await
