@@ -342,16 +342,9 @@ impl SpanParts {
         let AttributeParts::Keys(keys) = &self.attributes else {
             return self.clone();
         };
-        let own_column = |key: &str| {
-            DEDICATED_SPAN_STRINGS
-                .iter()
-                .chain(DEDICATED_SPAN_INTS)
-                .any(|(dedicated, _)| *dedicated == key)
-                || slots.position(key).is_some()
-        };
         if keys
             .iter()
-            .all(|key| own_column(key) && !meta.generic_may_hold_dedicated(key))
+            .all(|key| slots.has_own_column(key) && !meta.generic_may_hold_dedicated(key))
         {
             SpanParts {
                 attributes: AttributeParts::OwnColumns(keys.clone()),

@@ -72,6 +72,16 @@ pub struct DedicatedSlots {
 }
 
 impl DedicatedSlots {
+    /// Whether span attribute `key` has a column of its own in a block with these slots (a
+    /// fixed dedicated string or int column, or a slot).
+    pub fn has_own_column(&self, key: &str) -> bool {
+        DEDICATED_SPAN_STRINGS
+            .iter()
+            .chain(DEDICATED_SPAN_INTS)
+            .any(|(dedicated, _)| *dedicated == key)
+            || self.position(key).is_some()
+    }
+
     pub fn new(keys: Vec<String>) -> DedicatedSlots {
         debug_assert!(keys.len() <= DEDICATED_SLOTS.len());
         DedicatedSlots { keys }

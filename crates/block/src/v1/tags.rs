@@ -396,8 +396,7 @@ impl BlockHandle {
         let mut columns = tag_columns(request, &self.slots);
         if let TagRequest::Values(Field::Attribute { name, .. }) = request {
             // A key with its own column is in the generic list only when the block says so.
-            let own_column = span_columns(&self.slots).any(|(key, _)| key == name);
-            if own_column && !self.meta.generic_may_hold_dedicated(name) {
+            if self.slots.has_own_column(name) && !self.meta.generic_may_hold_dedicated(name) {
                 columns.retain(|column| *column != "attributes");
             }
         }

@@ -469,11 +469,7 @@ impl Columns {
                 }
                 _ => {}
             }
-            let dedicated = DEDICATED_SPAN_STRINGS
-                .iter()
-                .chain(DEDICATED_SPAN_INTS)
-                .any(|(key, _)| *key == attribute.key)
-                || self.slots.position(&attribute.key).is_some();
+            let dedicated = self.slots.has_own_column(&attribute.key);
             if dedicated && !self.dedicated_keys_in_generic.contains(&attribute.key) {
                 self.dedicated_keys_in_generic.insert(attribute.key.clone());
             }
