@@ -85,7 +85,8 @@ fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
 fn duration_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(text) => match andante_traceql::parse_duration(text)
+        Some(text) => match andante_model::parse_go_duration(text)
+            .ok()
             .or_else(|| text.parse::<f64>().ok().map(|s| (s * 1e9) as i64))
         {
             Some(nanos) if nanos > 0 => Ok(Some(nanos as u64)),

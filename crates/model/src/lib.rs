@@ -3,11 +3,13 @@
 //! partial success. This crate does no I/O so that parsing rules live in exactly one place and
 //! every layer above can trust the types it is handed.
 
+mod duration;
 mod error;
 mod ids;
 mod tenant;
 mod trace;
 
+pub use duration::{parse_go_duration, DurationError};
 pub use error::ErrorKind;
 pub use ids::{IdError, SpanId, TraceId};
 pub use tenant::{TenantError, TenantId, TenantSet, SINGLE_TENANT};

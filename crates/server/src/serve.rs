@@ -21,7 +21,7 @@ use andante_generator::{
 use andante_ingest::{IngestLimits, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
-use andante_storage::{BackendConfig, BackendKind, Storage};
+use andante_storage::{BackendConfig, Storage};
 use andante_tsdb::MetricsHead;
 use andante_wal::WalOptions;
 use anyhow::Context;
@@ -58,12 +58,7 @@ async fn bind(text: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
 fn storage_config(config: &Config) -> BackendConfig {
     let storage = &config.storage;
     BackendConfig {
-        backend: match storage.backend.as_str() {
-            "s3" => BackendKind::S3,
-            "gcs" => BackendKind::Gcs,
-            "azure" => BackendKind::Azure,
-            _ => BackendKind::Local,
-        },
+        backend: storage.backend.clone(),
         local_path: PathBuf::from(&storage.path)
             .join("blocks")
             .display()
@@ -328,7 +323,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("failed to list blocks")?;
     let (block_count, span_count, _) = blocks.totals();
-    tracing::info!(blocks = block_count, spans = span_count, backend = %config.storage.backend, "block list loaded");
+    tracing::info!(blocks = block_count, spans = span_count, backend = ?config.storage.backend, "block list loaded");
 
     let mut metrics = andante_api::metrics::Metrics::new();
     let fsync_histogram = metrics.wal_fsync_seconds.clone();

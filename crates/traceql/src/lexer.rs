@@ -73,17 +73,6 @@ fn ends_attribute(c: char) -> bool {
         )
 }
 
-/// A duration literal on its own (`100ms`, `1.5s`, `1h30m`) in nanoseconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    match lex(text.trim()).ok()?.as_slice() {
-        [Spanned {
-            token: Token::Duration(nanos),
-            ..
-        }] => Some(*nanos),
-        _ => None,
-    }
-}
-
 pub fn lex(text: &str) -> Result<Vec<Spanned>, ParseError> {
     Lexer { text, pos: 0 }.run()
 }
@@ -299,47 +288,25 @@ impl Lexer<'_> {
             .map_err(|_| self.error(start, format!("integer `{numeral}` is out of range")))
     }
 
+    /// A duration literal's extent is found here, its value by the one Go duration parser.
     fn duration(&mut self, start: usize) -> Result<Token, ParseError> {
         self.pos = start;
-        let mut total_nanos: f64 = 0.0;
         loop {
-            let number_start = self.pos;
             self.digits();
             if self.peek() == Some('.') {
                 self.pos += 1;
                 self.digits();
             }
-            let number: f64 = self.text[number_start..self.pos]
-                .parse()
-                .map_err(|_| self.error(start, "invalid duration"))?;
-            let unit_start = self.pos;
             while self.peek().is_some_and(|c| c.is_alphabetic() || c == 'µ') {
                 self.pos += self.peek().map_or(1, char::len_utf8);
             }
-            let unit = &self.text[unit_start..self.pos];
-            let nanos_per_unit = match unit {
-                "ns" => 1.0,
-                "us" | "µs" => 1e3,
-                "ms" => 1e6,
-                "s" => 1e9,
-                "m" => 60e9,
-                "h" => 3600e9,
-                _ => {
-                    return Err(self.error(
-                        unit_start,
-                        format!("unknown duration unit `{unit}`, expected ns, us, ms, s, m or h"),
-                    ))
-                }
-            };
-            total_nanos += number * nanos_per_unit;
             if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
                 break;
             }
         }
-        if total_nanos > i64::MAX as f64 {
-            return Err(self.error(start, "duration is out of range"));
-        }
-        Ok(Token::Duration(total_nanos.round() as i64))
+        andante_model::parse_go_duration(&self.text[start..self.pos])
+            .map(Token::Duration)
+            .map_err(|error| self.error(start + error.offset, error.message))
     }
 
     fn attribute_name(&mut self) -> Result<String, ParseError> {

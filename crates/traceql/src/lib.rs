@@ -22,7 +22,6 @@ pub use condition::{evaluated_fields, referenced_fields, Relation, SpanPredicate
 pub use error::{ErrorKind, ParseError};
 pub use eval::{evaluate, Spanset};
 pub use lenient::parse_lenient;
-pub use lexer::parse_duration;
 pub use metrics::{
     parse_metrics, parse_metrics_expr, Accumulator, Intervals, MetricsExpr, MetricsQuery,
 };

@@ -1,6 +1,6 @@
 //! Property test (issue 10): no text makes the parsers panic. Query text comes from users and
 //! from Grafana's autocomplete as it is typed, so every entry point — search `parse`, the
-//! lenient parser, metrics queries and metrics arithmetic, `parse_duration` — must answer
+//! lenient parser, metrics queries and metrics arithmetic, the Go duration parser — must answer
 //! with a value or an error. Inputs are arbitrary Unicode strings and strings built from
 //! TraceQL's own tokens (where the interesting states are). Whatever parses is also run
 //! through what follows a parse on a request path: the pushed-down condition, evaluation over
@@ -10,9 +10,8 @@ mod fixture;
 
 use andante_traceql::metrics::{combine, MetricsSeries, Operand};
 use andante_traceql::{
-    evaluate, parse, parse_duration, parse_lenient, parse_metrics, parse_metrics_expr,
-    referenced_fields, Accumulator, Intervals, MetricsExpr, MetricsQuery, Query, TraceCondition,
-    TraceView,
+    evaluate, parse, parse_lenient, parse_metrics, parse_metrics_expr, referenced_fields,
+    Accumulator, Intervals, MetricsExpr, MetricsQuery, Query, TraceCondition, TraceView,
 };
 use proptest::prelude::*;
 
@@ -205,7 +204,7 @@ fn exercise_all(text: &str) {
     if let Some(query) = parse_lenient(text) {
         exercise_search(&query);
     }
-    let _ = parse_duration(text);
+    let _ = andante_model::parse_go_duration(text);
     if let Ok(query) = parse_metrics(text) {
         let _ = run_metrics(&query);
     }
