@@ -47,13 +47,9 @@ impl From<andante_ingest::IngestError> for ApiError {
     }
 }
 
-impl From<andante_live::PushError> for ApiError {
-    fn from(error: andante_live::PushError) -> Self {
-        if matches!(error, andante_live::PushError::Wal(_)) {
-            tracing::error!(%error, "push failed");
-            return ApiError::new(error.kind(), "failed to write spans durably; retry later");
-        }
-        ApiError::new(error.kind(), error.to_string())
+impl From<andante_ingest::PushFailure> for ApiError {
+    fn from(failure: andante_ingest::PushFailure) -> Self {
+        ApiError::new(failure.kind, failure.message)
     }
 }
 

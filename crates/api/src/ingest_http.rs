@@ -1,70 +1,21 @@
-//! OTLP/HTTP and Zipkin receivers, plus the push pipeline every receiver shares:
-//! decode → validate → `LiveStore::push` → partial-success accounting.
+//! OTLP/HTTP and Zipkin receivers: content type, encoding and tenant from the headers, then the
+//! push service of `andante_ingest` (decode → validate → sink → partial-success accounting),
+//! and its answer in the request's own format.
 
-use andante_ingest::{
-    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, validate,
-    Encoding, IngestError, RefusalReason,
-};
+pub(crate) use andante_ingest::{decode_off_runtime, BodyFormat};
+use andante_ingest::{Encoding, IngestError, PushSummary};
 use andante_model::{ErrorKind, TenantId};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
 use prost::Message;
 
 use crate::tempopb::RpcStatus;
 use crate::tenant::push_tenant;
 use crate::{ApiError, SharedState};
 
-/// Bodies above this are decoded on the blocking pool, so a large batch never stalls the
-/// runtime threads that serve other requests.
-const INLINE_DECODE_BYTES: usize = 128 * 1024;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyFormat {
-    Protobuf,
-    Json,
-    Zipkin,
-}
-
-/// What a push accepted and refused, over validation and limits together.
-pub(crate) struct PushSummary {
-    pub rejected_spans: usize,
-    pub message: String,
-}
-
-impl PushSummary {
-    /// The OTLP response: `partial_success` only when something was refused.
-    pub(crate) fn into_response(self) -> ExportTraceServiceResponse {
-        let partial_success = (self.rejected_spans > 0).then_some(ExportTracePartialSuccess {
-            rejected_spans: self.rejected_spans as i64,
-            error_message: self.message,
-        });
-        ExportTraceServiceResponse { partial_success }
-    }
-}
-
-/// Runs `decode` inline for a small body and on the blocking pool for a large one, so that a
-/// large batch never stalls the runtime threads serving other requests.
-pub(crate) async fn decode_off_runtime<T: Send + 'static>(
-    body_bytes: usize,
-    decode: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
-) -> Result<T, ApiError> {
-    if body_bytes <= INLINE_DECODE_BYTES {
-        return Ok(decode()?);
-    }
-    tokio::task::spawn_blocking(decode)
-        .await
-        .map_err(|error| {
-            ApiError::new(ErrorKind::Internal, format!("decode task failed: {error}"))
-        })?
-        .map_err(ApiError::from)
-}
-
-/// The pipeline shared by every receiver, from raw (possibly compressed) body to durable spans.
+/// The trace pipeline every receiver shares; `andante_ingest::PushService` does the work.
 pub(crate) async fn push_body(
     state: &SharedState,
     tenant: &TenantId,
@@ -72,64 +23,7 @@ pub(crate) async fn push_body(
     encoding: Encoding,
     format: BodyFormat,
 ) -> Result<PushSummary, ApiError> {
-    let limit = state.config.max_request_bytes;
-    let validation = state.config.validation;
-    let body_bytes = body.len();
-    let decode = move || -> Result<(andante_ingest::Validated, usize), IngestError> {
-        let plain = decompress_body(&body, encoding, limit)?;
-        let request = match format {
-            BodyFormat::Protobuf => decode_otlp_protobuf(&plain)?,
-            BodyFormat::Json => decode_otlp_json(&plain)?,
-            BodyFormat::Zipkin => decode_zipkin_json(&plain)?,
-        };
-        Ok((
-            validate(request, validation, andante_model::now_unix_nanos()),
-            plain.len(),
-        ))
-    };
-    let (validated, plain_bytes) = decode_off_runtime(body_bytes, decode).await?;
-    push_validated(state, tenant, validated, plain_bytes as u64).await
-}
-
-pub(crate) async fn push_validated(
-    state: &SharedState,
-    tenant: &TenantId,
-    validated: andante_ingest::Validated,
-    request_bytes: u64,
-) -> Result<PushSummary, ApiError> {
-    state.live.metrics.add_discarded(
-        tenant.as_str(),
-        RefusalReason::Invalid,
-        validated.rejected_spans,
-    );
-    let mut messages = Vec::new();
-    if validated.rejected_spans > 0 {
-        messages.push(validated.partial_success_message());
-    }
-    if validated.accepted_spans == 0 {
-        if validated.rejected_spans > 0 {
-            // Every span was invalid: nothing to store, and the client must hear why.
-            return Ok(PushSummary {
-                rejected_spans: validated.rejected_spans,
-                message: messages.join("; "),
-            });
-        }
-        return Ok(PushSummary {
-            rejected_spans: 0,
-            message: String::new(),
-        });
-    }
-    let outcome = state
-        .live
-        .push(tenant, validated.request, request_bytes)
-        .await?;
-    if outcome.refused_spans > 0 {
-        messages.push(outcome.message);
-    }
-    Ok(PushSummary {
-        rejected_spans: validated.rejected_spans + outcome.refused_spans,
-        message: messages.join("; "),
-    })
+    Ok(state.push.push_body(tenant, body, encoding, format).await?)
 }
 
 pub(crate) fn otlp_format(headers: &HeaderMap) -> Result<BodyFormat, IngestError> {

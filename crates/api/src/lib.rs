@@ -28,7 +28,6 @@ mod traces;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use andante_ingest::ValidationLimits;
 use andante_live::LiveStore;
 use andante_query::Querier;
 use axum::routing::{get, post};
@@ -45,7 +44,6 @@ pub use metrics_query::TraceqlRuleSource;
 pub struct ApiConfig {
     pub multitenancy_enabled: bool,
     pub max_request_bytes: usize,
-    pub validation: ValidationLimits,
     pub query: QueryLimits,
     /// Per-series checks on pushed metric samples (`metrics_store.max_label*`).
     pub series_limits: andante_ingest::metrics::SeriesLimits,
@@ -81,6 +79,8 @@ impl Default for QueryLimits {
 pub struct AppState {
     pub config: ApiConfig,
     pub live: Arc<LiveStore>,
+    /// The trace push pipeline every receiver calls; its sink is `live` in `all`.
+    pub push: andante_ingest::PushService,
     pub querier: Querier,
     pub metrics: metrics::Metrics,
     /// Generated series for the Prometheus read API.

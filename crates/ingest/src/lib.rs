@@ -1,9 +1,9 @@
-//! The distributor's pure half: turns request bodies of every supported protocol (OTLP protobuf,
-//! OTLP JSON, Zipkin v2 JSON; gzip or plain) into one validated OTLP
-//! `ExportTraceServiceRequest`, refusing bad spans one by one, and splits a batch into per-trace
-//! fragments for the live store. It also holds the per-tenant ingestion limiter. No sockets here:
-//! the API crate owns the transports and calls into this crate, so every protocol shares one set
-//! of rules.
+//! The distributor: turns request bodies of every supported protocol (OTLP protobuf, OTLP JSON,
+//! Zipkin v2 JSON; gzip or plain) into one validated OTLP `ExportTraceServiceRequest`, refusing
+//! bad spans one by one, hands them to a sink through the one push service every receiver calls
+//! (`push`), and splits a batch into per-trace fragments for the live store. It also holds the
+//! per-tenant ingestion limiter. No sockets here: the API crate owns the transports and calls
+//! into this crate, so every protocol shares one set of rules.
 
 mod body;
 mod error;
@@ -11,6 +11,7 @@ mod limits;
 pub mod metrics;
 mod otlp;
 pub mod otlp_metrics;
+mod push;
 mod split;
 mod validate;
 mod zipkin;
@@ -19,6 +20,9 @@ pub use body::{decompress_body, Encoding};
 pub use error::IngestError;
 pub use limits::{IngestLimits, RateLimiter, RefusalReason};
 pub use otlp::{decode_otlp_json, decode_otlp_protobuf};
+pub use push::{
+    decode_off_runtime, BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, TraceSink,
+};
 pub use split::{split_by_trace, TraceFragment};
 pub use validate::{validate, Validated, ValidationLimits};
 pub use zipkin::decode_zipkin_json;

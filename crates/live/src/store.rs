@@ -548,3 +548,45 @@ pub fn decode_fragments(fragments: &[Bytes]) -> Vec<ResourceSpans> {
         .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
     merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
 }
+
+impl From<PushError> for andante_ingest::PushFailure {
+    fn from(error: PushError) -> Self {
+        let message = if matches!(error, PushError::Wal(_)) {
+            // The cause is for the operator; the client only needs to know it may retry.
+            tracing::error!(%error, "push failed");
+            "failed to write spans durably; retry later".to_owned()
+        } else {
+            error.to_string()
+        };
+        andante_ingest::PushFailure {
+            kind: error.kind(),
+            message,
+        }
+    }
+}
+
+/// In `all`, the push service's sink is the live store: a push is acknowledged once its spans
+/// are in the WAL and in memory.
+impl andante_ingest::TraceSink for LiveStore {
+    fn push<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        request: ExportTraceServiceRequest,
+        request_bytes: u64,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<andante_ingest::SinkOutcome, andante_ingest::PushFailure>,
+    > {
+        Box::pin(async move {
+            let outcome = LiveStore::push(self, tenant, request, request_bytes).await?;
+            Ok(andante_ingest::SinkOutcome {
+                refused_spans: outcome.refused_spans,
+                message: outcome.message,
+            })
+        })
+    }
+
+    fn count_refused(&self, tenant: &TenantId, reason: RefusalReason, spans: usize) {
+        self.metrics.add_discarded(tenant.as_str(), reason, spans);
+    }
+}

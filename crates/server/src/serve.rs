@@ -18,7 +18,7 @@ use andante_generator::remote_write::{RemoteWriteConfig, RemoteWriter};
 use andante_generator::{
     Generator, GeneratorConfig, RegistryLimits, ServiceGraphsConfig, SpanFilter, SpanMetricsConfig,
 };
-use andante_ingest::{IngestLimits, ValidationLimits};
+use andante_ingest::{IngestLimits, PushService, ValidationLimits};
 use andante_live::{LiveConfig, LiveStore};
 use andante_query::Querier;
 use andante_storage::{BackendConfig, Storage};
@@ -473,15 +473,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .map_err(|error| anyhow::anyhow!(error))?;
     metrics.register_rules(rules.clone(), notifier.clone());
 
+    let validation = ValidationLimits {
+        max_attribute_bytes: config.limits.max_attribute_bytes,
+        max_future_nanos: u64::try_from(config.limits.max_span_future.as_nanos())
+            .unwrap_or(u64::MAX),
+    };
     let state = Arc::new(AppState {
         config: ApiConfig {
             multitenancy_enabled: config.multitenancy.enabled,
             max_request_bytes: config.server.max_request_bytes,
-            validation: ValidationLimits {
-                max_attribute_bytes: config.limits.max_attribute_bytes,
-                max_future_nanos: u64::try_from(config.limits.max_span_future.as_nanos())
-                    .unwrap_or(u64::MAX),
-            },
             query: andante_api::QueryLimits {
                 timeout: config.query.timeout,
                 max_metrics_series: config.query.max_metrics_series.max(1),
@@ -496,6 +496,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
         },
         live: live.clone(),
+        push: PushService::new(live.clone(), config.server.max_request_bytes, validation),
         querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
         metrics,
         metrics_store: generated.store.clone(),
