@@ -77,6 +77,7 @@ pub(crate) fn otlp_error(format: BodyFormat, error: ApiError) -> Response {
     let rpc = RpcStatus {
         code: error.grpc_code() as i32,
         message: error.message.clone(),
+        details: Vec::new(),
     };
     let mut response = match format {
         BodyFormat::Protobuf => (
