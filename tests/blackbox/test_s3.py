@@ -92,3 +92,12 @@ def test_metric_blocks_round_trip_through_s3(make_server, s3):
     at = start + 8 * 60_000 - 1
     counts = instant(server, "count_over_time(s3_kept[10m])", at=at)
     assert counts == {frozenset(): float(sum(1 for t in sent if at - 600_000 < t <= at))}, counts
+
+
+def test_compactors_share_blocks_in_s3_under_conditional_create_leases(tmp_path, s3):
+    """The compaction leases rest on S3's conditional create (`If-None-Match: *`): with the
+    blocks in the bucket, two compactors beside an `all` process merge them with no failure."""
+    from test_roles import run_compactors_beside_all
+    storage = run_compactors_beside_all(tmp_path, s3_args(s3))
+    assert not (storage / "blocks").exists(), "blocks and leases are in the bucket, not on disk"
+

@@ -157,12 +157,7 @@ impl BlockList {
                 .map(|handle| (handle.meta.block_id, handle))
                 .collect();
             let mut handles = Vec::new();
-            for block_id in storage.list_dirs(&tenant).await? {
-                // The series store's blocks, the ruler's groups and the SLOs live beside the
-                // trace blocks.
-                if andante_storage::RESERVED_DIRS.contains(&block_id.as_str()) {
-                    continue;
-                }
+            for block_id in listed_blocks(storage, &tenant).await? {
                 if let Some(handle) = Uuid::parse_str(&block_id)
                     .ok()
                     .and_then(|id| known.get(&id))
@@ -172,7 +167,7 @@ impl BlockList {
                 }
                 let meta = match read_meta(storage, &tenant, &block_id).await {
                     Ok(meta) => meta,
-                    // No meta.json: a block still being written or being deleted.
+                    // Deleted since the listing.
                     Err(BlockError::Storage(andante_storage::StorageError::NotFound {
                         ..
                     })) => continue,
@@ -235,4 +230,26 @@ impl BlockList {
         *tenants = fresh;
         Ok(())
     }
+}
+/// The IDs of a tenant's visible blocks: directories holding a `meta.json`. Listed object by
+/// object rather than by directory, because a block deleted by another process (a compactor)
+/// can leave its directory behind in some stores (SeaweedFS keeps empty directories), and a
+/// block known from an earlier poll must drop out once its `meta.json` is gone. The series
+/// store's blocks, the ruler's groups, the SLOs and the leases live beside the trace blocks.
+async fn listed_blocks(storage: &Storage, tenant: &str) -> Result<Vec<String>, BlockError> {
+    let prefix = format!("{tenant}/");
+    let mut ids = Vec::new();
+    for object in storage.list(&prefix).await? {
+        let Some((block_id, "meta.json")) = object
+            .key
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        if !andante_storage::RESERVED_DIRS.contains(&block_id) {
+            ids.push(block_id.to_owned());
+        }
+    }
+    Ok(ids)
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use andante_model::merge_resource_spans;
-use andante_storage::Storage;
+use andante_storage::{lease, Storage};
 
 use crate::blocklist::BlockList;
 use crate::{
@@ -44,11 +44,12 @@ impl Default for CompactionOptions {
     }
 }
 
-/// Picks the next set of blocks to merge for a tenant, oldest window first.
-pub fn plan_compaction(
+/// The sets of blocks to merge for a tenant, one per window with enough of them, oldest window
+/// first.
+pub fn plan_compactions(
     blocks: &[BlockHandle],
     options: &CompactionOptions,
-) -> Option<Vec<BlockHandle>> {
+) -> Vec<Vec<BlockHandle>> {
     // Blocks of every level in a window merge together, smallest first: grouping by level too
     // (as Tempo does) can leave one block per level in a window forever on a single node.
     let mut windows: BTreeMap<u64, Vec<&BlockHandle>> = BTreeMap::new();
@@ -56,6 +57,7 @@ pub fn plan_compaction(
         let window = handle.meta.start_unix_nanos / options.window_nanos.max(1);
         windows.entry(window).or_default().push(handle);
     }
+    let mut plans = Vec::new();
     for candidates in windows.into_values() {
         let mut chosen: Vec<BlockHandle> = Vec::new();
         let mut bytes = 0;
@@ -71,10 +73,22 @@ pub fn plan_compaction(
             chosen.push(handle.clone());
         }
         if chosen.len() >= options.min_input_blocks {
-            return Some(chosen);
+            plans.push(chosen);
         }
     }
-    None
+    plans
+}
+
+/// Who takes compaction leases, and for how long. Every process that compacts takes one per
+/// (tenant, window) before merging, so compactors sharing a bucket never merge the same blocks;
+/// they must agree on `compaction.window`, which names the leases.
+#[derive(Debug, Clone)]
+pub struct LeaseHolder {
+    /// Unique per process.
+    pub id: String,
+    /// Longer than a compaction takes: a holder that overruns it may be joined by another,
+    /// which costs duplicate work and duplicate spans for the next compaction to remove.
+    pub ttl_millis: u64,
 }
 
 /// Merges several streams of traces, each in trace-ID order, into one stream in trace-ID order
@@ -138,16 +152,59 @@ pub fn merge_traces(inputs: Vec<Vec<Trace>>) -> Vec<Trace> {
     MergeTraces::new(inputs.into_iter().map(|traces| traces.into_iter().map(Ok))).collect()
 }
 
-/// Runs one compaction for `tenant` if there is one to run; returns the new block's meta.
+/// Runs one compaction for `tenant` if there is one to run and its window's lease is free;
+/// returns the new block's meta.
 pub async fn compact_once(
     storage: &Storage,
     blocks: &BlockList,
     tenant: &str,
     options: &CompactionOptions,
+    holder: &LeaseHolder,
 ) -> Result<Option<BlockMeta>, BlockError> {
-    let Some(inputs) = plan_compaction(&blocks.blocks(tenant), options) else {
+    for inputs in plan_compactions(&blocks.blocks(tenant), options) {
+        let window = inputs[0].meta.start_unix_nanos / options.window_nanos.max(1);
+        let prefix = lease::lease_prefix(tenant, &format!("compaction-{window}"));
+        let now_millis = andante_model::now_unix_nanos() / 1_000_000;
+        let Some(lease) =
+            lease::try_acquire(storage, &prefix, &holder.id, holder.ttl_millis, now_millis).await?
+        else {
+            continue;
+        };
+        let result = compact_leased(storage, blocks, tenant, options, inputs).await;
+        if let Err(error) = lease::release(storage, &lease).await {
+            tracing::warn!(%tenant, %error, "compaction lease not released; it will expire");
+        }
+        match result {
+            Ok(None) => continue,
+            done => return done,
+        }
+    }
+    Ok(None)
+}
+
+/// Merges `inputs` under their window's lease. The block list may be older than the lease:
+/// inputs another compactor merged since are dropped first (`Ok(None)` if too few remain).
+async fn compact_leased(
+    storage: &Storage,
+    blocks: &BlockList,
+    tenant: &str,
+    options: &CompactionOptions,
+    inputs: Vec<BlockHandle>,
+) -> Result<Option<BlockMeta>, BlockError> {
+    let mut current = Vec::with_capacity(inputs.len());
+    for handle in inputs {
+        match storage.get(&handle.meta.meta_key()).await {
+            Ok(_) => current.push(handle),
+            Err(andante_storage::StorageError::NotFound { .. }) => {
+                blocks.remove(tenant, &[handle.meta.block_id]);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    if current.len() < options.min_input_blocks {
         return Ok(None);
-    };
+    }
+    let inputs = current;
     // The compressed files are fetched whole (bounded by `max_input_bytes`); decoding streams.
     let mut files = Vec::with_capacity(inputs.len());
     for handle in &inputs {

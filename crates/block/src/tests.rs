@@ -293,7 +293,7 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
         list.add(write(&storage, part, 1000).await);
     }
     let options = compaction::CompactionOptions::default();
-    let meta = compaction::compact_once(&storage, &list, "t", &options)
+    let meta = compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
         .await
         .expect("compact")
         .expect("a plan");
@@ -318,10 +318,12 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
     let polled = blocklist::BlockList::default();
     polled.poll(&storage).await.expect("poll");
     assert_eq!(polled.blocks("t").len(), 1);
-    assert!(compaction::compact_once(&storage, &list, "t", &options)
-        .await
-        .expect("compact")
-        .is_none());
+    assert!(
+        compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
+            .await
+            .expect("compact")
+            .is_none()
+    );
 
     let deleted = compaction::apply_retention(&storage, &list, "t", meta.end_unix_nanos + 1)
         .await
@@ -1634,6 +1636,7 @@ async fn flipped_bytes_inside_values_are_caught_by_chunk_checksums() {
         &list,
         "t",
         &compaction::CompactionOptions::default(),
+        &holder("a"),
     )
     .await;
     assert!(result.is_err_and(|error| error.is_corrupt()));
@@ -1643,4 +1646,64 @@ async fn flipped_bytes_inside_values_are_caught_by_chunk_checksums() {
             .all(|handle| handle.meta.block_id != meta.block_id),
         "quarantined"
     );
+}
+
+fn holder(id: &str) -> compaction::LeaseHolder {
+    compaction::LeaseHolder {
+        id: id.to_owned(),
+        ttl_millis: 600_000,
+    }
+}
+
+/// Two compactors sharing a bucket, each with its own (possibly stale) block list: a window
+/// leased by one is skipped by the other, and inputs merged by one are not merged again.
+#[tokio::test]
+async fn compactors_sharing_a_bucket_never_merge_the_same_blocks() {
+    let storage = Storage::in_memory();
+    let (a, b) = (
+        blocklist::BlockList::default(),
+        blocklist::BlockList::default(),
+    );
+    for part in [traces(1, 10), traces(11, 10), traces(21, 10)] {
+        let handle = write(&storage, &part, 1000).await;
+        a.add(handle.clone());
+        b.add(handle);
+    }
+    let options = compaction::CompactionOptions::default();
+    let window = a.blocks("t")[0].meta.start_unix_nanos / options.window_nanos;
+    let prefix = andante_storage::lease::lease_prefix("t", &format!("compaction-{window}"));
+    let now = andante_model::now_unix_nanos() / 1_000_000;
+    let held = andante_storage::lease::try_acquire(&storage, &prefix, "b", 600_000, now)
+        .await
+        .unwrap()
+        .expect("free at first");
+    assert!(
+        compaction::compact_once(&storage, &a, "t", &options, &holder("a"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the window is leased by b"
+    );
+    assert_eq!(a.blocks("t").len(), 3);
+    andante_storage::lease::release(&storage, &held)
+        .await
+        .unwrap();
+
+    let merged = compaction::compact_once(&storage, &a, "t", &options, &holder("a"))
+        .await
+        .unwrap()
+        .expect("free again");
+    assert_eq!(merged.replaces.len(), 3);
+    // b's list still names the three inputs; under the lease it finds them gone.
+    assert!(
+        compaction::compact_once(&storage, &b, "t", &options, &holder("b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(b.blocks("t").is_empty(), "b dropped the merged inputs");
+    let polled = blocklist::BlockList::default();
+    polled.poll(&storage).await.unwrap();
+    assert_eq!(polled.blocks("t").len(), 1);
+    assert_eq!(polled.blocks("t")[0].meta.trace_count, 30);
 }

@@ -43,7 +43,7 @@ use Kind::{Bool, Duration as Dur, Int, Str};
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
-    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. Only `all` runs in this version (the split roles need the Kafka-compatible log)."),
+    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything; `compactor` runs only compaction (under per-window leases in the storage, so several may share it), retention and block-list polls, with `/ready` and `/metrics` on `server.http_listen_address`. The other roles run apart only over the Kafka-compatible log, which this version does not have."),
     key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request (with `auth.tokens_file`, a credential's first tenant stands in for a missing header); when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
@@ -696,10 +696,14 @@ impl Config {
                 bail!("rules.alertmanager_urls: `{url}` is not an http:// or https:// URL");
             }
         }
-        if self.target != [Role::All] {
+        use crate::roles::{runs, Component};
+        let needs_log = [Component::Ingest, Component::Query, Component::Generator]
+            .into_iter()
+            .any(|component| runs(&self.target, component));
+        if self.target != [Role::All] && needs_log {
             let names: Vec<&str> = self.target.iter().map(|role| role.name()).collect();
             bail!(
-                "target `{}` cannot run yet: the split roles need the Kafka-compatible log, which this version does not have; use `all`",
+                "target `{}` cannot run yet: the ingest, query and generator roles run apart only over the Kafka-compatible log, which this version does not have; use `all`, or `compactor` beside it",
                 names.join(",")
             );
         }
@@ -907,12 +911,15 @@ mod tests {
         explicit.insert("target", "compactor".to_owned());
         let config = merge(None, &explicit).expect("a known role parses");
         assert_eq!(config.target, vec![Role::Compactor]);
+        config.validate().expect("a compactor runs beside `all`");
+        explicit.insert("target", "querier,compactor".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
         let error = config
             .validate()
-            .expect_err("split roles cannot run yet")
+            .expect_err("the query roles need the log")
             .to_string();
         assert!(
-            error.contains("compactor") && error.contains("log"),
+            error.contains("querier,compactor") && error.contains("log"),
             "{error}"
         );
     }

@@ -5,6 +5,7 @@
 
 mod config;
 mod listen;
+mod roles;
 mod serve;
 mod tls;
 mod tokens;

@@ -1,6 +1,7 @@
-//! `andante serve`: builds every component from the configuration, binds the listeners, runs the
-//! background loops and shuts down gracefully on SIGTERM or Ctrl-C (stop accepting, flush every
-//! trace in memory to a block, exit within 30 s).
+//! `andante serve`: builds the components of the process's roles (`roles.rs`; `all` is every
+//! one) from the configuration, binds the listeners, runs the background loops and shuts down
+//! gracefully on SIGTERM or Ctrl-C (stop accepting, flush every trace in memory to a block, exit
+//! within 30 s).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,6 @@ use std::time::Duration;
 use andante_api::auth::Authenticator;
 use andante_api::{ApiConfig, AppState};
 use andante_block::blocklist::BlockList;
-use andante_block::compaction::{apply_retention, compact_once, CompactionOptions};
 use andante_block::v1::WriteOptions;
 use andante_generator::feed::Feed;
 use andante_generator::remote_write::{RemoteWriteConfig, RemoteWriter};
@@ -98,7 +98,7 @@ async fn shutdown_signal() {
 }
 
 /// Runs `work` every `period` until shutdown.
-fn every<F, Fut>(
+pub(crate) fn every<F, Fut>(
     period: Duration,
     mut stop: watch::Receiver<bool>,
     mut work: F,
@@ -312,11 +312,26 @@ fn access_control(
     Ok((authenticator, tls))
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // Credentials and certificates first: a mistake in them stops start-up before any replay.
-    let (authenticator, tls) = access_control(&config)?;
+/// How blocks are written, by the live store and by compaction.
+pub(crate) fn write_options(config: &Config) -> WriteOptions {
+    WriteOptions {
+        row_group_spans: config.block.row_group_spans,
+        ..WriteOptions::default()
+    }
+}
+
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+    }
+}
+
+/// Opens the block storage and reads the block list.
+async fn open_blocks(config: &Config) -> anyhow::Result<(Storage, BlockList)> {
     let storage =
-        Storage::from_config(&storage_config(&config)).context("failed to open block storage")?;
+        Storage::from_config(&storage_config(config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
     blocks
         .poll(&storage)
@@ -324,6 +339,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .context("failed to list blocks")?;
     let (block_count, span_count, _) = blocks.totals();
     tracing::info!(blocks = block_count, spans = span_count, backend = ?config.storage.backend, "block list loaded");
+    Ok((storage, blocks))
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if !crate::roles::runs(&config.target, crate::roles::Component::Ingest) {
+        return serve_maintenance(config).await;
+    }
+    // Credentials and certificates first: a mistake in them stops start-up before any replay.
+    let (authenticator, tls) = access_control(&config)?;
+    let (storage, blocks) = open_blocks(&config).await?;
 
     let mut metrics = andante_api::metrics::Metrics::new();
     let fsync_histogram = metrics.wal_fsync_seconds.clone();
@@ -333,10 +358,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_bytes_per_trace: config.limits.max_bytes_per_trace,
         max_live_traces: config.limits.max_live_traces,
     };
-    let write = WriteOptions {
-        row_group_spans: config.block.row_group_spans,
-        ..WriteOptions::default()
-    };
+    let write = write_options(&config);
     let live_config = LiveConfig {
         trace_idle: config.live.trace_idle,
         trace_max_live: config.live.trace_max_live,
@@ -362,6 +384,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
+    let maintenance_metrics = crate::roles::MaintenanceMetrics::register(&mut metrics.registry);
     let generated = start_generator(&config, &live)?;
     let loaded = andante_tsdb::persist::load(
         &storage,
@@ -543,11 +566,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             andante_api::zipkin_router(state.clone()).layer(body_limit),
         ),
     ];
-    let connection_limits = ConnectionLimits {
-        max_connections: config.server.max_connections,
-        header_read_timeout: config.server.header_read_timeout,
-        idle_timeout: config.server.idle_timeout,
-    };
+    let connection_limits = connection_limits(&config);
     let mut grpc_port = None;
     let grpc_router = tonic::service::Routes::new(andante_api::trace_service(state.clone()))
         .add_service(andante_api::metrics_service(state.clone()))
@@ -591,61 +610,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             async move { live.tick().await }
         }));
     }
-    {
-        let (storage, blocks) = (storage.clone(), blocks.clone());
-        loops.push(every(
-            config.storage.blocklist_poll,
-            stop.clone(),
-            move || {
-                let (storage, blocks) = (storage.clone(), blocks.clone());
-                async move {
-                    if let Err(error) = blocks.poll(&storage).await {
-                        tracing::warn!(%error, "block list poll failed");
-                    }
-                }
-            },
-        ));
-    }
-    if config.compaction.enabled {
-        let (storage, blocks) = (storage.clone(), blocks.clone());
-        let options = CompactionOptions {
-            window_nanos: config.compaction.window.as_nanos() as u64,
-            max_input_blocks: config.compaction.max_input_blocks,
-            max_input_bytes: config.compaction.max_input_bytes,
-            write,
-            ..CompactionOptions::default()
-        };
-        loops.push(every(config.compaction.interval, stop.clone(), move || {
-            let (storage, blocks) = (storage.clone(), blocks.clone());
-            async move {
-                for tenant in blocks.tenants() {
-                    match compact_once(&storage, &blocks, &tenant, &options).await {
-                        Ok(Some(meta)) => tracing::info!(%tenant, block = %meta.block_id, inputs = meta.replaces.len(), spans = meta.span_count, "compacted"),
-                        Ok(None) => {}
-                        Err(error) => tracing::warn!(%tenant, %error, "compaction failed"),
-                    }
-                }
-            }
-        }));
-    }
-    {
-        let (storage, blocks, retention) =
-            (storage.clone(), blocks.clone(), config.retention.clone());
-        loops.push(every(config.retention.interval, stop.clone(), move || {
-            let (storage, blocks, retention) = (storage.clone(), blocks.clone(), retention.clone());
-            async move {
-                for tenant in blocks.tenants() {
-                    let cutoff = andante_model::now_unix_nanos()
-                        .saturating_sub(retention.for_tenant(&tenant).as_nanos() as u64);
-                    match apply_retention(&storage, &blocks, &tenant, cutoff).await {
-                        Ok(0) => {}
-                        Ok(deleted) => tracing::info!(%tenant, deleted, "retention deleted blocks"),
-                        Err(error) => tracing::warn!(%tenant, %error, "retention failed"),
-                    }
-                }
-            }
-        }));
-    }
+    loops.extend(crate::roles::start_block_maintenance(
+        &config,
+        &storage,
+        &blocks,
+        &stop,
+        maintenance_metrics,
+    ));
     {
         let (head, storage) = (metrics_head.clone(), storage.clone());
         let settings = andante_tsdb::persist::BlockSettings {
@@ -733,6 +704,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let flushed = tokio::time::timeout(Duration::from_secs(25), live.flush_all()).await;
     if flushed.is_err() {
         tracing::warn!("flush did not finish in 25 s; the WAL keeps every acknowledged span for the next start");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A process of block-maintenance roles only (`compactor`): block-list polls, compaction and
+/// retention over the shared storage, with `/ready` and `/metrics` on the HTTP port. It holds no
+/// data of its own, so stopping it needs no flush.
+async fn serve_maintenance(config: Config) -> anyhow::Result<()> {
+    let (storage, blocks) = open_blocks(&config).await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = crate::roles::MaintenanceMetrics::register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_sender, stop) = watch::channel(false);
+    let mut servers: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    if let Some(listener) = bind(&config.server.http_listen_address, "operations API").await? {
+        let (authenticator, tls) = access_control(&config)?;
+        let router = crate::roles::ops_router(Arc::new(registry), ready.clone());
+        let router = match authenticator {
+            Some(authenticator) => andante_api::auth::protect(router, authenticator),
+            None => router,
+        };
+        let limits = connection_limits(&config);
+        let stop = stop.clone();
+        servers.spawn(listen::serve(
+            listener,
+            router,
+            limits,
+            tls,
+            stop,
+            "operations API",
+        ));
+    }
+    let loops = crate::roles::start_block_maintenance(&config, &storage, &blocks, &stop, metrics);
+    ready.store(true, Ordering::Release);
+    let roles: Vec<&str> = config.target.iter().map(|role| role.name()).collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), target = %roles.join(","), "andante is ready");
+    shutdown_signal().await;
+    ready.store(false, Ordering::Release);
+    let _ = stop_sender.send(true);
+    for handle in &loops {
+        handle.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         while servers.join_next().await.is_some() {}

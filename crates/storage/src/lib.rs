@@ -12,6 +12,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 
+pub mod lease;
+
 pub use object_store;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +80,11 @@ pub const RULES_DIR: &str = "rules";
 /// The directory under a tenant that holds the SLOs of the `/api/slos` API; not a block.
 pub const SLOS_DIR: &str = "slos";
 
+/// The directory under a tenant that holds leases (`lease.rs`); not a block.
+pub const LEASES_DIR: &str = "leases";
+
 /// Directories under a tenant that are not trace blocks.
-pub const RESERVED_DIRS: [&str; 3] = [METRICS_DIR, RULES_DIR, SLOS_DIR];
+pub const RESERVED_DIRS: [&str; 4] = [METRICS_DIR, RULES_DIR, SLOS_DIR, LEASES_DIR];
 
 /// A handle to the configured object store; cheap to clone.
 #[derive(Clone, Debug)]
@@ -173,6 +178,26 @@ impl Storage {
             .await
             .map(|_| ())
             .map_err(|error| backend_error(key, error))
+    }
+
+    /// Writes `key` only if no object has that key (a conditional create: `If-None-Match: *` on
+    /// S3, an exclusive create on a local disk). `Ok(false)`: it existed, nothing was written.
+    /// Of several concurrent creates of one key exactly one returns `Ok(true)`.
+    pub async fn create(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
+        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(
+                &ObjectPath::from(key),
+                PutPayload::from_bytes(data),
+                options,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(error) => Err(backend_error(key, error)),
+        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
