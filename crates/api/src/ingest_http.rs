@@ -2,7 +2,7 @@
 //! push service of `andante_ingest` (decode → validate → sink → partial-success accounting),
 //! and its answer in the request's own format.
 
-pub(crate) use andante_ingest::{decode_off_runtime, BodyFormat};
+pub(crate) use andante_ingest::BodyFormat;
 use andante_ingest::{Encoding, IngestError, PushSummary};
 use andante_model::{ErrorKind, TenantId};
 use axum::body::Bytes;

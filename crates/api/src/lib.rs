@@ -36,6 +36,7 @@ use axum::Router;
 pub use error::ApiError;
 pub use gate::QueryGate;
 pub use ingest_grpc::{metrics_service, trace_service};
+pub use ingest_metrics::StoreSink;
 pub use insights::AlertRootCauses;
 pub use metrics_query::TraceqlRuleSource;
 
@@ -45,8 +46,6 @@ pub struct ApiConfig {
     pub multitenancy_enabled: bool,
     pub max_request_bytes: usize,
     pub query: QueryLimits,
-    /// Per-series checks on pushed metric samples (`metrics_store.max_label*`).
-    pub series_limits: andante_ingest::metrics::SeriesLimits,
 }
 
 /// Per-request bounds on the query side, each answered with an error or a marked partial
@@ -99,8 +98,8 @@ pub struct AppState {
     pub ruler: Arc<andante_rules::ruler::Ruler>,
     /// SLOs (files and `/api/slos`).
     pub slos: Arc<andante_rules::slos::Slos>,
-    /// Metric samples per second per tenant (`metrics_store.ingestion_rate`).
-    pub sample_rate: andante_ingest::RateLimiter,
+    /// The metric-sample push pipeline of every metrics receiver.
+    pub samples: andante_ingest::SamplePushService,
 }
 
 pub type SharedState = Arc<AppState>;

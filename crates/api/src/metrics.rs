@@ -29,6 +29,25 @@ pub struct Metrics {
     metric_samples: Family<Vec<(&'static str, String)>, Counter>,
 }
 
+/// `andante_metric_samples_total`: pushed samples by tenant and outcome (`stored`, `refused`).
+#[derive(Clone)]
+pub struct SampleCounter(Family<Vec<(&'static str, String)>, Counter>);
+
+impl SampleCounter {
+    pub fn record(&self, tenant: &str, stored: usize, refused: usize) {
+        for (outcome, count) in [("stored", stored), ("refused", refused)] {
+            if count > 0 {
+                self.0
+                    .get_or_create(&vec![
+                        ("tenant", tenant.to_owned()),
+                        ("outcome", outcome.to_owned()),
+                    ])
+                    .inc_by(count as u64);
+            }
+        }
+    }
+}
+
 struct StoreCollector {
     live: Arc<LiveStore>,
     blocks: BlockList,
@@ -553,17 +572,9 @@ impl Metrics {
     }
 
     /// Counts the samples of one metrics push: stored, and refused (at decode or by the store).
-    pub fn record_metric_samples(&self, tenant: &str, stored: usize, refused: usize) {
-        for (outcome, count) in [("stored", stored), ("refused", refused)] {
-            if count > 0 {
-                self.metric_samples
-                    .get_or_create(&vec![
-                        ("tenant", tenant.to_owned()),
-                        ("outcome", outcome.to_owned()),
-                    ])
-                    .inc_by(count as u64);
-            }
-        }
+    /// The pushed-sample counter, for the sample sink.
+    pub fn sample_counter(&self) -> SampleCounter {
+        SampleCounter(self.metric_samples.clone())
     }
 
     /// Counts one call of an MCP tool (only tools that exist: names are a bounded set).

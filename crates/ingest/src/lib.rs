@@ -12,6 +12,7 @@ pub mod metrics;
 mod otlp;
 pub mod otlp_metrics;
 mod push;
+pub mod sample_push;
 mod split;
 mod validate;
 mod zipkin;
@@ -20,9 +21,8 @@ pub use body::{decompress_body, Encoding};
 pub use error::IngestError;
 pub use limits::{IngestLimits, RateLimiter, RefusalReason};
 pub use otlp::{decode_otlp_json, decode_otlp_protobuf};
-pub use push::{
-    decode_off_runtime, BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, TraceSink,
-};
+pub use push::{BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, TraceSink};
+pub use sample_push::SamplePushService;
 pub use split::{split_by_trace, TraceFragment};
 pub use validate::{validate, Validated, ValidationLimits};
 pub use zipkin::decode_zipkin_json;

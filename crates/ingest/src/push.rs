@@ -172,7 +172,7 @@ impl PushService {
 
 /// Runs `decode` inline for a small body and on the blocking pool for a large one, so that a
 /// large batch never stalls the runtime threads serving other requests.
-pub async fn decode_off_runtime<T: Send + 'static>(
+pub(crate) async fn decode_off_runtime<T: Send + 'static>(
     body_bytes: usize,
     decode: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
 ) -> Result<T, PushFailure> {

@@ -501,6 +501,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_future_nanos: u64::try_from(config.limits.max_span_future.as_nanos())
             .unwrap_or(u64::MAX),
     };
+    let samples = andante_ingest::SamplePushService::new(
+        Arc::new(andante_api::StoreSink {
+            head: metrics_head.clone(),
+            store: generated.store.clone(),
+            metrics: metrics.sample_counter(),
+        }),
+        andante_ingest::RateLimiter::per_second(
+            config.metrics_store.ingestion_rate,
+            config.metrics_store.ingestion_burst_size,
+        ),
+        config.server.max_request_bytes,
+        andante_ingest::metrics::SeriesLimits {
+            max_labels_per_series: config.metrics_store.max_labels_per_series,
+            max_label_name_bytes: config.metrics_store.max_label_name_bytes,
+            max_label_value_bytes: config.metrics_store.max_label_value_bytes,
+            ..Default::default()
+        },
+    );
     let state = Arc::new(AppState {
         config: ApiConfig {
             multitenancy_enabled: config.multitenancy.enabled,
@@ -510,12 +528,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 max_metrics_series: config.query.max_metrics_series.max(1),
                 max_bytes_per_query: config.query.max_bytes_per_query,
                 max_concurrent_per_tenant: config.query.max_concurrent_per_tenant.max(1),
-            },
-            series_limits: andante_ingest::metrics::SeriesLimits {
-                max_labels_per_series: config.metrics_store.max_labels_per_series,
-                max_label_name_bytes: config.metrics_store.max_label_name_bytes,
-                max_label_value_bytes: config.metrics_store.max_label_value_bytes,
-                ..Default::default()
             },
         },
         live: live.clone(),
@@ -530,10 +542,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules: rules.clone(),
         ruler,
         slos,
-        sample_rate: andante_ingest::RateLimiter::per_second(
-            config.metrics_store.ingestion_rate,
-            config.metrics_store.ingestion_burst_size,
-        ),
+        samples,
     });
 
     rules.set_traceql_source(Arc::new(andante_api::TraceqlRuleSource::new(
