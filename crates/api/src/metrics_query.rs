@@ -85,10 +85,14 @@ fn timestamp(name: &str, text: &str) -> Result<u64, ApiError> {
 fn duration_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(text) => match andante_model::parse_go_duration(text)
-            .ok()
-            .or_else(|| text.parse::<f64>().ok().map(|s| (s * 1e9) as i64))
-        {
+        Some(text) => match andante_model::parse_go_duration(text).ok().or_else(|| {
+            // Seconds as a number; an infinite or overflowing one is not a step.
+            text.parse::<f64>()
+                .ok()
+                .map(|seconds| seconds * 1e9)
+                .filter(|nanos| nanos.is_finite() && *nanos < i64::MAX as f64)
+                .map(|nanos| nanos as i64)
+        }) {
             Some(nanos) if nanos > 0 => Ok(Some(nanos as u64)),
             _ => Err(ApiError::bad_request(format!(
                 "invalid {name} `{text}`: expected a positive duration such as 30s"
@@ -414,6 +418,32 @@ pub(crate) async fn query_instant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_go_durations_or_finite_seconds() {
+        let step = |text: &str| {
+            duration_param(
+                &HashMap::from([("step".to_owned(), text.to_owned())]),
+                "step",
+            )
+        };
+        assert_eq!(step("30s").unwrap(), Some(30_000_000_000));
+        assert_eq!(step("1m30s").unwrap(), Some(90_000_000_000));
+        assert_eq!(step("15").unwrap(), Some(15_000_000_000));
+        assert_eq!(step("0.5").unwrap(), Some(500_000_000));
+        for bad in [
+            "1e400",
+            "inf",
+            "NaN",
+            "-1s",
+            "0",
+            "1e10",
+            "9999999999h",
+            "1.5.5s",
+        ] {
+            assert!(step(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps_and_default_steps() {

@@ -78,14 +78,14 @@ fn number(params: &HashMap<String, String>, name: &str, default: usize) -> Resul
 
 /// A Go duration (`100ms`, `1.5s`, `1h2m`) as nanoseconds, for the legacy parameters.
 fn go_duration(name: &str, text: &str) -> Result<i64, ApiError> {
-    andante_model::parse_go_duration(text.trim())
-        .ok()
-        .filter(|nanos| *nanos >= 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "invalid {name} `{text}`: expected a duration such as 100ms or 1.5s"
-            ))
-        })
+    let why = match andante_model::parse_go_duration(text.trim()) {
+        Ok(nanos) if nanos >= 0 => return Ok(nanos),
+        Ok(_) => "a duration cannot be negative".to_owned(),
+        Err(error) => error.message,
+    };
+    Err(ApiError::bad_request(format!(
+        "invalid {name} `{text}`: {why}; expected a duration such as 100ms or 1.5s"
+    )))
 }
 
 fn quote(text: &str) -> String {
