@@ -48,18 +48,8 @@ pub const COMPONENTS: [(Component, &[Role]); 6] = [
     (Component::Ingest, &[Distributor, LiveStore, BlockBuilder]),
     (Component::Query, &[Querier, QueryFrontend]),
     (Component::Generator, &[Generator]),
-    (
-        Component::BlockListPoll,
-        &[
-            Distributor,
-            LiveStore,
-            BlockBuilder,
-            Querier,
-            QueryFrontend,
-            Compactor,
-            Generator,
-        ],
-    ),
+    // Every role reads or writes blocks, so every role keeps its list current.
+    (Component::BlockListPoll, &Role::EVERY),
     (Component::Compaction, &[Compactor]),
     (Component::Retention, &[Compactor]),
 ];
