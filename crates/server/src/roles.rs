@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use andante_block::blocklist::BlockList;
 use andante_block::compaction::{apply_retention, compact_once, CompactionOptions, LeaseHolder};
-use andante_storage::Storage;
+use andante_storage::{lease, Storage};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -65,6 +65,9 @@ pub fn runs(roles: &[Role], component: Component) -> bool {
 /// How long a compaction lease lasts: well past the time one compaction of
 /// `compaction.max_input_bytes` takes, so a second compactor only joins one that stalled.
 const COMPACTION_LEASE_TTL: Duration = Duration::from_secs(600);
+
+/// How long after its expiry an unused lease is removed (by the retention loop).
+const LEASE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -189,6 +192,12 @@ pub fn start_block_maintenance(
                                 tracing::info!(%tenant, deleted, "retention deleted blocks");
                             }
                             Err(error) => tracing::warn!(%tenant, %error, "retention failed"),
+                        }
+                        // Leases of windows nobody has compacted for a day are clutter.
+                        let day_ago = (andante_model::now_unix_nanos() / 1_000_000)
+                            .saturating_sub(LEASE_GRACE.as_millis() as u64);
+                        if let Err(error) = lease::remove_stale(&storage, &tenant, day_ago).await {
+                            tracing::warn!(%tenant, %error, "removing stale leases failed");
                         }
                     }
                 }

@@ -4,13 +4,14 @@
 //!
 //! A lease named `<tenant>/leases/<name>/` is a series of immutable generations
 //! `<generation, 20 digits>.json` holding `{holder, expiresUnixMillis}`. The newest generation
-//! rules. To take a free or expired lease, a process creates the next generation with a
-//! conditional create: of two processes that saw the same newest generation, one create fails.
+//! rules. To take a free or expired lease, a process creates the next generation (the newest
+//! plus one, or the clock in microseconds-from-milliseconds if larger) with a conditional create:
+//! of two processes that saw the same newest generation, one create fails.
 //! A process that acted on an old listing could create a generation below the newest, so a
 //! successful create is confirmed by listing again: the lease is held only if the created
-//! generation is the newest. Releasing writes one more generation, already expired, rather than
-//! deleting: the newest generation is never deleted, which is what makes that check sound.
-//! Older generations are deleted by whoever takes the lease next.
+//! generation is the newest and nothing else appeared meanwhile. Releasing writes one more
+//! generation, already expired, rather than deleting. Older generations are deleted by whoever
+//! takes the lease next; a lease unused for a day is removed whole (`remove_stale`).
 //!
 //! A holder that stalls past its expiry loses the lease without knowing it; what it then writes
 //! must be harmless when repeated (a compaction's output is: reads and the next compaction
@@ -73,6 +74,24 @@ async fn write_generation(
         .await
 }
 
+/// Whether the generation this process just created holds the lease: listed again, it must be
+/// the newest, and no other generation may have appeared since the first listing `seen`. The
+/// first catches a create made from a stale listing below the newest; the second a create made
+/// while the lease was being removed (`remove_stale`) and taken afresh from generation 1.
+/// Either way the loser backs off; if both back off, the next attempt decides. Returns the
+/// second listing when held.
+async fn confirm(
+    storage: &Storage,
+    prefix: &str,
+    seen: &[u64],
+    generation: u64,
+) -> Result<Option<Vec<u64>>, StorageError> {
+    let after = generations(storage, prefix).await?;
+    let newest = after.last().copied() == Some(generation);
+    let unseen = after.iter().any(|g| *g != generation && !seen.contains(g));
+    Ok((newest && !unseen).then_some(after))
+}
+
 /// Takes the lease at `prefix` for `holder` until `now + ttl`, if it is free, expired, or already
 /// `holder`'s (a renewal). `Ok(None)`: someone else holds it, or won the race for it.
 pub async fn try_acquire(
@@ -99,7 +118,9 @@ pub async fn try_acquire(
             Err(error) => return Err(error),
         }
     }
-    let generation = newest + 1;
+    // Numbered from the clock as well as from the newest generation, so that a lease removed
+    // whole and taken afresh never reuses a number a stale contender may have seen.
+    let generation = (newest + 1).max(now_unix_millis.saturating_mul(1_000));
     let expires_unix_millis = now_unix_millis.saturating_add(ttl_millis);
     let record = LeaseRecord {
         holder: holder.to_owned(),
@@ -108,13 +129,11 @@ pub async fn try_acquire(
     if !write_generation(storage, prefix, generation, &record).await? {
         return Ok(None);
     }
-    let after = generations(storage, prefix).await?;
-    if after.last().copied() != Some(generation) {
-        // Created from a stale listing below the newest generation: not the holder. The
-        // object is left in place (deleting it could race a holder's own cleanup); the next
-        // taker deletes it with the other old generations.
+    let Some(after) = confirm(storage, prefix, &seen, generation).await? else {
+        // Not the holder. The object is left in place (deleting it could race a holder's
+        // own cleanup); the next taker deletes it with the other old generations.
         return Ok(None);
-    }
+    };
     for old in after.iter().copied().filter(|g| *g < generation) {
         // Best effort: a leftover old generation only costs a listing entry.
         let _ = storage.delete(&generation_key(prefix, old)).await;
@@ -137,6 +156,57 @@ pub async fn release(storage: &Storage, lease: &Lease) -> Result<(), StorageErro
     write_generation(storage, &lease.prefix, lease.generation + 1, &record)
         .await
         .map(|_| ())
+}
+
+/// Deletes the leases of `tenant` whose newest generation expired before `expired_before`
+/// (Unix ms): a lease unused that long (a compaction window past retention) is only clutter.
+/// Only the generations listed are deleted, so a lease taken meanwhile keeps its new generation.
+/// Returns how many leases were removed.
+pub async fn remove_stale(
+    storage: &Storage,
+    tenant: &str,
+    expired_before: u64,
+) -> Result<usize, StorageError> {
+    let root = format!("{tenant}/{LEASES_DIR}/");
+    let mut by_lease: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for object in storage.list(&root).await? {
+        let Some((name, file)) = object
+            .key
+            .strip_prefix(&root)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        if let Some(generation) = file
+            .strip_suffix(".json")
+            .filter(|digits| digits.len() == 20)
+            .and_then(|digits| digits.parse::<u64>().ok())
+        {
+            by_lease
+                .entry(name.to_owned())
+                .or_default()
+                .push(generation);
+        }
+    }
+    let mut removed = 0;
+    for (name, generations) in by_lease {
+        let prefix = lease_prefix(tenant, &name);
+        let newest = generations.iter().copied().max().unwrap_or(0);
+        let expired = match storage.get(&generation_key(&prefix, newest)).await {
+            Ok(bytes) => serde_json::from_slice::<LeaseRecord>(&bytes)
+                .map_or(true, |record| record.expires_unix_millis < expired_before),
+            Err(StorageError::NotFound { .. }) => continue,
+            Err(error) => return Err(error),
+        };
+        if !expired {
+            continue;
+        }
+        for generation in generations {
+            storage.delete(&generation_key(&prefix, generation)).await?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -246,6 +316,64 @@ mod tests {
         assert_eq!(newest, second.generation);
         assert_eq!(
             try_acquire(&storage, &prefix, "a", TTL, 1).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn only_leases_unused_for_long_are_removed() {
+        let storage = Storage::in_memory();
+        let old = lease_prefix("t", "compaction-1");
+        let recent = lease_prefix("t", "compaction-2");
+        let lease = try_acquire(&storage, &old, "a", TTL, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        release(&storage, &lease).await.unwrap();
+        try_acquire(&storage, &recent, "a", TTL, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        // Both expired at TTL at the latest; only the released one (expired at 0) is older
+        // than TTL / 2.
+        assert_eq!(remove_stale(&storage, "t", TTL / 2).await.unwrap(), 1);
+        assert!(generations(&storage, &old).await.unwrap().is_empty());
+        assert_eq!(generations(&storage, &recent).await.unwrap().len(), 1);
+        // A removed lease is free again, under a number no earlier generation had.
+        let again = try_acquire(&storage, &old, "b", TTL, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.generation > lease.generation + 1);
+    }
+
+    #[tokio::test]
+    async fn a_create_racing_the_removal_of_a_stale_lease_does_not_hold_it() {
+        let storage = Storage::in_memory();
+        let prefix = lease_prefix("t", "w");
+        let old = try_acquire(&storage, &prefix, "a", TTL, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        // `c` listed and read the expired generation; then the lease was removed and `b` took
+        // it afresh from generation 1; then `c` created the generation after the one it saw.
+        let seen = generations(&storage, &prefix).await.unwrap();
+        assert_eq!(remove_stale(&storage, "t", TTL + 1).await.unwrap(), 1);
+        let fresh = try_acquire(&storage, &prefix, "b", TTL, TTL + 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(fresh.generation > old.generation + 1);
+        let record = LeaseRecord {
+            holder: "c".into(),
+            expires_unix_millis: 3 * TTL,
+        };
+        let stale = old.generation + 1;
+        assert!(write_generation(&storage, &prefix, stale, &record)
+            .await
+            .unwrap());
+        assert_eq!(
+            confirm(&storage, &prefix, &seen, stale).await.unwrap(),
             None
         );
     }
