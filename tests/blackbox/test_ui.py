@@ -725,13 +725,15 @@ def test_service_page_draws_red_from_the_span_metrics_series_the_prometheus_api_
     tab.shot("service")
     # Clicking the slowest opens its trace. The panels redraw when a later answer (the operations
     # table) re-renders the page, which can swap the plot under a click on a loaded machine: the
-    # point is read and clicked again then, as a user would.
+    # point is read and clicked again then, as a user would. The click goes through the plot's
+    # overlay element at the point's offset, so Playwright scrolls it into view and waits for it
+    # to hold still first (a raw mouse click at page coordinates did nothing when the panel lay
+    # below the viewport).
     slowest = max(exemplar_values, key=exemplar_values.get)
     for _ in range(3):
         points = json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
         point = next(p for p in points if p["traceId"] == slowest)
-        box = page.locator(".panel[aria-label='Latency'] .u-over").bounding_box()
-        page.mouse.click(box["x"] + point["left"], box["y"] + point["top"])
+        page.locator(".panel[aria-label='Latency'] .u-over").click(position={"x": point["left"], "y": point["top"]})
         try:
             page.wait_for_url(f"**/ui/trace/{slowest}*", timeout=5000)
             break
