@@ -231,6 +231,7 @@ impl BlockList {
         Ok(())
     }
 }
+
 /// The IDs of a tenant's visible blocks: directories holding a `meta.json`. Listed object by
 /// object rather than by directory, because a block deleted by another process (a compactor)
 /// can leave its directory behind in some stores (SeaweedFS keeps empty directories), and a
