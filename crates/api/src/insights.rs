@@ -19,7 +19,7 @@ use crate::{ApiError, SharedState};
 const DEFAULT_WINDOW_NANOS: u64 = 3600 * 1_000_000_000;
 const MAX_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 /// Most spans one analysis reads (bounds memory: a span record is a few hundred bytes).
-const MAX_SPANS: u64 = 2_000_000;
+pub(crate) const MAX_SPANS: u64 = 2_000_000;
 
 /// Which answer a request wants.
 #[derive(Clone, Copy)]

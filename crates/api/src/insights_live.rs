@@ -1,6 +1,9 @@
-//! Continuous insights: every `insights.interval`, each tenant's trailing window
-//! (`insights.live_window`, live data and blocks) is analysed the same way as a request to
-//! `/api/insights/*` would be. The latest answer is kept for `GET /api/insights/live` and its
+//! Continuous insights: acknowledged spans reach [`LiveInsights::observer`] on the generator's
+//! queue and are folded once per trace into per-tenant aggregates (`andante_insights::
+//! Continuous`); every `insights.interval` each tenant's trailing window
+//! (`insights.live_window`) is analysed from those aggregates the way a request to
+//! `/api/insights/*` analyses spans, without re-reading them. After a start the window is read
+//! from storage once per tenant. The latest answer is kept for `GET /api/insights/live` and its
 //! assertion counts exported on `/metrics`, so a fault shows up without anyone asking and a
 //! Prometheus rule (or Andante's own alerting) can fire on it.
 
@@ -15,7 +18,7 @@ use axum::Json;
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 
-use crate::insights::{analyse, encoded};
+use crate::insights::{encoded, MAX_SPANS};
 use crate::tenant::query_tenants;
 use crate::{ApiError, SharedState};
 
@@ -25,6 +28,8 @@ const MAX_CAUSES: usize = 5;
 /// The latest evaluation of each tenant.
 pub struct LiveInsights {
     window: Duration,
+    /// The folded aggregates of every tenant; `None` when continuous insights are off.
+    fold: Option<Arc<parking_lot::Mutex<andante_insights::Continuous>>>,
     latest: RwLock<HashMap<TenantId, Arc<Value>>>,
     /// The `insights_assertion` series written at each tenant's last evaluation, so the ones
     /// that end get a stale marker.
@@ -35,13 +40,35 @@ pub struct LiveInsights {
 pub const ASSERTION_SERIES: &str = "insights_assertion";
 
 impl LiveInsights {
-    /// `window` zero disables continuous evaluation.
-    pub fn new(window: Duration) -> LiveInsights {
+    /// `window` zero disables continuous evaluation. A trace is folded once none of its
+    /// spans arrived for `settle` (the live store's `trace_idle`).
+    pub fn new(window: Duration, settle: Duration) -> LiveInsights {
+        let fold = (!window.is_zero()).then(|| {
+            Arc::new(parking_lot::Mutex::new(andante_insights::Continuous::new(
+                nanos(window),
+                nanos(settle),
+            )))
+        });
         LiveInsights {
             window,
+            fold,
             latest: RwLock::new(HashMap::new()),
             written: Default::default(),
         }
+    }
+
+    /// What the span queue calls with each acknowledged batch (`None` when off): flattens it
+    /// on the queue's thread and hands the records to the tenant's fold.
+    pub fn observer(&self) -> Option<andante_generator::feed::Observer> {
+        let fold = self.fold.clone()?;
+        Some(Box::new(move |tenant, spans| {
+            let mut records = Vec::new();
+            andante_insights::extract_any(spans, &mut records);
+            if !records.is_empty() {
+                let now = andante_model::now_unix_nanos();
+                fold.lock().offer(tenant.as_str(), records, now);
+            }
+        }))
     }
 
     pub fn enabled(&self) -> bool {
@@ -53,34 +80,70 @@ impl LiveInsights {
     }
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One tenant's evaluation at `end`: its window's start, the assertions and causes, and the
+/// partial-read message of a first read from storage.
+async fn evaluate_tenant(
+    state: &SharedState,
+    fold: &Arc<parking_lot::Mutex<andante_insights::Continuous>>,
+    tenant: &TenantId,
+    end: u64,
+) -> Result<(u64, Value, Option<String>), ApiError> {
+    let failed = |error: tokio::task::JoinError| {
+        tracing::error!(%error, "live insights task failed");
+        ApiError::new(andante_model::ErrorKind::Internal, "the analysis failed")
+    };
+    let mut partial = None;
+    if fold.lock().needs_seed(tenant.as_str()) {
+        let start = end.saturating_sub(nanos(state.live_insights.window));
+        let read = state
+            .querier
+            .traces_in_window(&TenantSet::one(tenant.clone()), start, end, MAX_SPANS)
+            .await;
+        partial = read.partial_message.clone();
+        let (fold, tenant) = (fold.clone(), tenant.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut records = Vec::with_capacity(read.spans as usize);
+            for (trace_id, resource_spans) in &read.traces {
+                andante_insights::extract(trace_id.0, resource_spans, &mut records);
+            }
+            fold.lock().seed(tenant.as_str(), records);
+        })
+        .await
+        .map_err(failed)?;
+    }
+    let (fold, tenant) = (fold.clone(), tenant.clone());
+    let (start, body) = tokio::task::spawn_blocking(move || {
+        let (analysis, start) = fold.lock().analyze(tenant.as_str(), end);
+        let body = json!({
+            "assertions": encoded(analysis.assertions(None))?,
+            "rca": encoded(analysis.rca(None))?,
+        });
+        Ok::<_, ApiError>((start, body))
+    })
+    .await
+    .map_err(failed)??;
+    Ok((start, body, partial))
+}
+
 /// Evaluates every tenant that has sent data since start, one after the other (the analysis
 /// takes one blocking thread at a time, so queries keep the rest of the machine).
 pub async fn evaluate(state: &SharedState) {
     let live = &state.live_insights;
-    if !live.enabled() {
+    let Some(fold) = live.fold.as_ref() else {
         return;
-    }
+    };
     let mut tenants = state.live.tenants();
     tenants.sort();
     for tenant in tenants {
         let began = Instant::now();
         let end = andante_model::now_unix_nanos();
-        let start = end.saturating_sub(u64::try_from(live.window.as_nanos()).unwrap_or(u64::MAX));
-        let analysed = analyse(
-            state,
-            &TenantSet::one(tenant.clone()),
-            start,
-            end,
-            |analysis| {
-                Ok(json!({
-                    "assertions": encoded(analysis.assertions(None))?,
-                    "rca": encoded(analysis.rca(None))?,
-                }))
-            },
-        )
-        .await;
+        let analysed = evaluate_tenant(state, fold, &tenant, end).await;
         let took = began.elapsed();
-        let (body, partial) = match analysed {
+        let (start, body, partial) = match analysed {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::warn!(%tenant, error = %error.message, "live insights evaluation failed");

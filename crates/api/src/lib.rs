@@ -91,7 +91,7 @@ pub struct AppState {
     /// Running queries per tenant (`query.max_concurrent_per_tenant`).
     pub query_gate: Arc<gate::QueryGate>,
     /// The latest continuous insights evaluation per tenant.
-    pub live_insights: insights_live::LiveInsights,
+    pub live_insights: Arc<insights_live::LiveInsights>,
     /// Recording and alerting rules, for the rules and alerts listings.
     pub rules: Arc<andante_rules::Manager>,
     /// Rule groups managed over the ruler API.

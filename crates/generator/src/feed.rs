@@ -14,6 +14,11 @@ use crate::Generator;
 
 type Work = (TenantId, Vec<ResourceSpans>);
 
+/// Called on the generator thread with every batch after the generator saw it: another
+/// consumer of acknowledged spans (continuous insights) rides the same queue instead of a
+/// second copy of each batch.
+pub type Observer = Box<dyn Fn(&TenantId, &[ResourceSpans]) + Send>;
+
 pub struct Feed {
     sender: SyncSender<Work>,
     generator: Arc<Generator>,
@@ -25,14 +30,23 @@ fn now_ms() -> i64 {
 
 impl Feed {
     /// Starts the generator thread; it ends when the `Feed` is dropped.
-    pub fn start(generator: Arc<Generator>, capacity: usize) -> std::io::Result<Feed> {
+    pub fn start(
+        generator: Arc<Generator>,
+        capacity: usize,
+        observer: Option<Observer>,
+    ) -> std::io::Result<Feed> {
         let (sender, receiver) = sync_channel::<Work>(capacity.max(1));
         let worker = generator.clone();
         std::thread::Builder::new()
             .name("generator".into())
             .spawn(move || {
                 while let Ok((tenant, spans)) = receiver.recv() {
-                    worker.push(&tenant, &spans, now_ms());
+                    if worker.enabled() {
+                        worker.push(&tenant, &spans, now_ms());
+                    }
+                    if let Some(observer) = &observer {
+                        observer(&tenant, &spans);
+                    }
                 }
             })?;
         Ok(Feed { sender, generator })

@@ -4,24 +4,12 @@
 
 use crate::assertions::{Detection, Metric};
 use crate::entity::EntityIdx;
+use crate::fold::Tally;
 use crate::window::Window;
 
 const MIN_REQUESTS: f64 = 3.0;
 
-#[derive(Default)]
-struct Tally {
-    requests: f64,
-    origins: f64,
-    self_nanos: f64,
-}
-
 impl Tally {
-    fn add(&mut self, origin: bool, self_nanos: u64) {
-        self.requests += 1.0;
-        self.origins += f64::from(u8::from(origin));
-        self.self_nanos += self_nanos as f64;
-    }
-
     fn origin_ratio(&self) -> f64 {
         self.origins / self.requests.max(1.0)
     }
@@ -86,23 +74,25 @@ pub(crate) fn deploys(window: &Window, _detections: &[Detection]) -> Vec<Detecti
     found
 }
 
-/// Requests of older versions before the new one appeared, and of the new one after.
+/// Requests of older versions in the intervals before the one the new version appeared in,
+/// and requests of the new one.
 fn tallies(window: &Window, service: EntityIdx, position: usize) -> (Tally, Tally) {
     let seen = &window.versions[position];
+    let appeared = ((seen.first_seen_nanos.saturating_sub(window.start_nanos))
+        / window.interval_nanos) as usize;
     let mut before = Tally::default();
     let mut after = Tally::default();
-    for (index, span) in window.spans.iter().enumerate() {
-        if span.service != service || span.facts.entry != index as u32 {
+    for (_, tally, _) in &seen.per_interval {
+        after.merge(tally);
+    }
+    for other in &window.versions {
+        if other.service != service || other.version == seen.version {
             continue;
         }
-        let record = &window.records[index];
-        let Some(version) = record.version.as_deref() else {
-            continue;
-        };
-        if version == seen.version {
-            after.add(span.request_origin, span.request_self_nanos);
-        } else if record.start_nanos < seen.first_seen_nanos {
-            before.add(span.request_origin, span.request_self_nanos);
+        for (interval, tally, _) in &other.per_interval {
+            if *interval < appeared {
+                before.merge(tally);
+            }
         }
     }
     (before, after)

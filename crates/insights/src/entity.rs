@@ -82,6 +82,10 @@ impl EntityTable {
         self.by_id.get(id).copied()
     }
 
+    pub(crate) fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
     pub(crate) fn service_named(&self, name: &str) -> Option<EntityIdx> {
         self.services.get(name).copied()
     }
@@ -198,6 +202,70 @@ impl EntityTable {
         });
         self.edges.insert((caller, callee), idx);
         idx
+    }
+
+    /// A table of the `used` entities and those they name (owning service, callee), with the
+    /// old index → new index map (`u32::MAX` for dropped ones). `by_id` orders the kept
+    /// entities by id, so that a table does not depend on the order spans came in.
+    pub(crate) fn subset(&self, used: &[bool], by_id: bool) -> (EntityTable, Vec<EntityIdx>) {
+        let mut keep: Vec<bool> = used.to_vec();
+        keep.resize(self.entities.len(), false);
+        for (idx, entity) in self.entities.iter().enumerate() {
+            if keep[idx] {
+                for named in [entity.service, entity.callee].into_iter().flatten() {
+                    keep[named as usize] = true;
+                }
+            }
+        }
+        let mut order: Vec<EntityIdx> = (0..self.entities.len() as EntityIdx)
+            .filter(|&idx| keep[idx as usize])
+            .collect();
+        if by_id {
+            order.sort_by(|&a, &b| self.get(a).id.cmp(&self.get(b).id));
+        }
+        let mut remap = vec![EntityIdx::MAX; self.entities.len()];
+        for (new, &old) in order.iter().enumerate() {
+            remap[old as usize] = new as EntityIdx;
+        }
+        let mut table = EntityTable::default();
+        for &old in &order {
+            let mut entity = self.get(old).clone();
+            entity.service = entity.service.map(|service| remap[service as usize]);
+            entity.callee = entity.callee.map(|callee| remap[callee as usize]);
+            table.insert(entity);
+        }
+        (table, remap)
+    }
+
+    /// Adds an entity whose owner and callee are already in the table, with its lookups.
+    fn insert(&mut self, entity: Entity) {
+        let (kind, name, service, callee) = (
+            entity.kind,
+            entity.name.clone(),
+            entity.service,
+            entity.callee,
+        );
+        let idx = self.push(entity);
+        match (kind, service, callee) {
+            (EntityKind::Service, _, _) => {
+                self.services.insert(name, idx);
+            }
+            (EntityKind::Operation, Some(service), _) => {
+                self.operations
+                    .entry(service)
+                    .or_default()
+                    .insert(name, idx);
+            }
+            (EntityKind::Instance, Some(service), _) => {
+                self.instances.entry(service).or_default().insert(name, idx);
+            }
+            (EntityKind::Edge, Some(caller), Some(callee)) => {
+                self.edges.insert((caller, callee), idx);
+            }
+            _ => {
+                self.named.entry(kind).or_default().insert(name, idx);
+            }
+        }
     }
 
     /// Whether `entity` is `selected`, or part of it: a service's operations and instances,

@@ -6,10 +6,8 @@ use serde::Serialize;
 use crate::assertions::{Detection, Metric};
 use crate::entity::{EntityIdx, EntityKind};
 use crate::extract::url_host;
-use crate::structure::NONE;
-use crate::window::{SpanSummary, Window};
-
-const MAX_TRACE_IDS: usize = 5;
+use crate::fold::TopTraces;
+use crate::window::Window;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Evidence {
@@ -143,104 +141,49 @@ fn edge_traceql(window: &Window, detection: &Detection, condition: Option<String
 
 /// How the client spans of an external, database or unanswered edge name their peer.
 fn peer_condition(window: &Window, entity: EntityIdx) -> Option<String> {
-    let example = window
-        .spans
-        .iter()
-        .position(|span| span.owner == entity && span.facts.receiving_child == NONE)?;
-    let record = &window.records[example];
-    let peer = record.peer.as_deref()?;
-    let key = record.peer_key?;
-    if key == "url.full" || key == "http.url" {
-        let host = record
-            .peer
-            .as_deref()
-            .filter(|host| url_host(&format!("x://{host}")).is_some())?;
+    let (peer, key) = window.peers.get(&entity)?;
+    if *key == "url.full" || *key == "http.url" {
+        url_host(&format!("x://{peer}"))?;
         let pattern = format!(
             "https?://([^/@]*@)?{}([:/?#].*)?",
-            host.replace('.', "\\\\.")
+            peer.replace('.', "\\\\.")
         );
         return Some(format!("span.{key} =~ {}", quoted(&pattern)));
     }
     Some(format!("span.{key} = {}", quoted(peer)))
 }
 
-/// Whether an entry span belongs to a service-like entity.
-fn request_matches(window: &Window, index: usize, span: &SpanSummary, entity: EntityIdx) -> bool {
-    let table = &window.entities;
-    let info = table.get(entity);
-    let record = &window.records[index];
-    match info.kind {
-        EntityKind::Service => span.service == entity,
-        EntityKind::Operation => info.service == Some(span.service) && record.name == info.name,
-        EntityKind::Instance => {
-            info.service == Some(span.service) && record.instance.as_deref() == Some(&info.name)
-        }
-        EntityKind::Node => record.node.as_deref() == Some(&info.name),
-        EntityKind::Namespace => record.namespace.as_deref() == Some(&info.name),
-        _ => false,
-    }
-}
-
+/// The most striking traces of the detection's intervals: by self time or duration for time
+/// metrics, any with an error origin, error or unanswered call for error metrics, requests of
+/// the new version (error origins first) for a deploy.
 fn trace_ids(window: &Window, detection: &Detection) -> Vec<String> {
-    let kind = window.entities.get(detection.entity).kind;
-    let first = window.interval_start(detection.onset);
-    let last = window.interval_end(detection.last);
-    let mut scored: Vec<(f64, usize)> = Vec::new();
-    for (index, span) in window.spans.iter().enumerate() {
-        let record = &window.records[index];
-        if record.start_nanos < first || record.start_nanos >= last {
-            continue;
-        }
-        let is_request = span.facts.entry == index as u32;
-        let relevant = match kind {
-            EntityKind::Edge | EntityKind::Database | EntityKind::External => {
-                span.owner == detection.entity
+    let intervals = detection.onset..=detection.last.min(window.intervals - 1);
+    let best = if detection.metric == Metric::Deploy {
+        let seen = window.versions.iter().find(|seen| {
+            seen.service == detection.entity
+                && Some(seen.version.as_str()) == detection.version.as_deref()
+        });
+        TopTraces::best_of(
+            seen.into_iter()
+                .flat_map(|seen| &seen.per_interval)
+                .filter(|(interval, _, _)| intervals.contains(interval))
+                .map(|(_, _, examples)| examples),
+        )
+    } else {
+        let base = detection.entity as usize * window.intervals;
+        TopTraces::best_of(intervals.map(|interval| {
+            let examples = &window.examples[base + interval];
+            match detection.metric {
+                Metric::ErrorOrigins => &examples.origins,
+                Metric::Errors => &examples.errors,
+                Metric::Missing => &examples.unanswered,
+                Metric::SelfTime => &examples.self_time,
+                Metric::Latency => &examples.latency,
+                Metric::RateUp | Metric::RateDown | Metric::Deploy => &examples.any,
             }
-            EntityKind::Topic => false,
-            _ => is_request && request_matches(window, index, span, detection.entity),
-        };
-        if !relevant {
-            continue;
-        }
-        let score = match detection.metric {
-            Metric::ErrorOrigins if is_request && kind != EntityKind::Edge => {
-                f64::from(u8::from(span.request_origin))
-            }
-            Metric::ErrorOrigins => f64::from(u8::from(span.facts.origin)),
-            Metric::Errors => f64::from(u8::from(record.error)),
-            Metric::Missing => {
-                f64::from(u8::from(span.facts.receiving_child == NONE && record.error))
-            }
-            Metric::SelfTime if is_request && kind != EntityKind::Edge => {
-                span.request_self_nanos as f64
-            }
-            Metric::SelfTime => span.facts.self_nanos as f64,
-            Metric::Latency => record.duration_nanos() as f64,
-            Metric::Deploy => {
-                let new_version = record.version.as_deref() == detection.version.as_deref();
-                if !new_version {
-                    continue;
-                }
-                1.0 + f64::from(u8::from(span.request_origin))
-            }
-            Metric::RateUp | Metric::RateDown => 1.0,
-        };
-        if score > 0.0 {
-            scored.push((score, index));
-        }
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut ids: Vec<String> = Vec::new();
-    for (_, index) in scored {
-        let id = hex_id(&window.records[index].trace_id);
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-        if ids.len() == MAX_TRACE_IDS {
-            break;
-        }
-    }
-    ids
+        }))
+    };
+    best.iter().map(|trace| hex_id(trace)).collect()
 }
 
 fn hex_id(bytes: &[u8]) -> String {

@@ -21,6 +21,20 @@ const STATUS_CODE_ERROR: i32 = 2;
 /// Append one record per span of `resource_spans` (the spans of trace `trace_id`) to `out`.
 /// Spans with a malformed span ID are skipped; a malformed parent ID counts as no parent.
 pub fn extract(trace_id: [u8; 16], resource_spans: &[ResourceSpans], out: &mut Vec<SpanRecord>) {
+    extract_with(Some(trace_id), resource_spans, out);
+}
+
+/// Like [`extract`] for spans of any traces: each record takes its own span's trace ID, and
+/// a span without a valid one is skipped.
+pub fn extract_any(resource_spans: &[ResourceSpans], out: &mut Vec<SpanRecord>) {
+    extract_with(None, resource_spans, out);
+}
+
+fn extract_with(
+    trace_id: Option<[u8; 16]>,
+    resource_spans: &[ResourceSpans],
+    out: &mut Vec<SpanRecord>,
+) {
     for resource_spans in resource_spans {
         let resource_attributes: &[KeyValue] = resource_spans
             .resource
@@ -31,6 +45,11 @@ pub fn extract(trace_id: [u8; 16], resource_spans: &[ResourceSpans], out: &mut V
         for scope_spans in &resource_spans.scope_spans {
             for span in &scope_spans.spans {
                 let Ok(span_id) = <[u8; 8]>::try_from(span.span_id.as_slice()) else {
+                    continue;
+                };
+                let Some(trace_id) =
+                    trace_id.or_else(|| <[u8; 16]>::try_from(span.trace_id.as_slice()).ok())
+                else {
                     continue;
                 };
                 let parent_id = <[u8; 8]>::try_from(span.parent_span_id.as_slice())

@@ -7,13 +7,17 @@
 //!
 //! Entry points: [`extract`] flattens OTLP into [`SpanRecord`]s, [`analyze`] aggregates them
 //! into an [`Analysis`], whose [`Analysis::graph`], [`Analysis::assertions`] and
-//! [`Analysis::rca`] produce the serialisable answers.
+//! [`Analysis::rca`] produce the serialisable answers. [`Continuous`] keeps the same
+//! aggregates per tenant as spans arrive, for evaluations every few seconds that do not
+//! re-read the window.
 
 mod assertions;
+mod continuous;
 mod deploy;
 mod entity;
 mod evidence;
 mod extract;
+mod fold;
 mod graph;
 mod rca;
 mod rca_topology;
@@ -26,8 +30,9 @@ mod window;
 mod tests;
 
 pub use assertions::{Assertion, AssertionType, Severity};
+pub use continuous::{Continuous, FoldSize};
 pub use evidence::Evidence;
-pub use extract::extract;
+pub use extract::{extract, extract_any};
 pub use graph::{Deploy, Graph, GraphEntity, GraphRelation};
 pub use rca::{Cause, Rca};
 pub use record::{SpanKind, SpanRecord};
@@ -58,24 +63,27 @@ pub struct Analysis {
 /// and from any number of traces; spans outside the window are clamped to its edges.
 pub fn analyze(spans: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Analysis {
     let end_nanos = end_nanos.max(start_nanos.saturating_add(1));
-    let window = window::Window::build(spans, start_nanos, end_nanos);
-    let (assertions, detections) = assertions::evaluate(&window);
-    let mut assertions_by_entity: HashMap<EntityIdx, Vec<usize>> = HashMap::new();
-    for (position, detection) in detections.iter().enumerate() {
-        assertions_by_entity
-            .entry(detection.entity)
-            .or_default()
-            .push(position);
-    }
-    Analysis {
-        window,
-        assertions,
-        assertions_by_entity,
-        detections,
-    }
+    Analysis::of(window::Window::build(spans, start_nanos, end_nanos))
 }
 
 impl Analysis {
+    fn of(window: window::Window) -> Analysis {
+        let (assertions, detections) = assertions::evaluate(&window);
+        let mut assertions_by_entity: HashMap<EntityIdx, Vec<usize>> = HashMap::new();
+        for (position, detection) in detections.iter().enumerate() {
+            assertions_by_entity
+                .entry(detection.entity)
+                .or_default()
+                .push(position);
+        }
+        Analysis {
+            window,
+            assertions,
+            assertions_by_entity,
+            detections,
+        }
+    }
+
     /// Whether `name` (an entity id such as `service:checkout`, or a bare service name)
     /// names an entity seen in the window.
     pub fn has_entity(&self, name: &str) -> bool {

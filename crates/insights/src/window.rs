@@ -1,30 +1,18 @@
-//! The window: span records with their trace facts, the entities they touch, and per entity
-//! × interval aggregates ([`Cell`]).
-//!
-//! What each entity's samples are:
-//! - service, operation, instance, node, namespace: one sample per request (entry span):
-//!   its duration, its error, the self time of the service's own spans under it, and whether
-//!   one of them is an error origin;
-//! - edge to a service: one sample per client span: its duration and its self time (client
-//!   minus server: the edge delay); a client span whose peer names a known service but gets
-//!   no server span counts as `missing`;
-//! - database / external: one sample per client span with no server side (self = duration);
-//! - topic: one sample per producer span.
+//! The window the assertions and the ranking read: its entities, per entity × interval
+//! figures ([`Cell`]) with example traces, totals, relations, version history and instance
+//! placement. It is a view of an [`Accumulator`] (`crate::fold`): the traces of an on-demand
+//! window are folded into a fresh one, continuous insights keep one per tenant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::entity::{EntityIdx, EntityKind, EntityTable};
-use crate::record::{SpanKind, SpanRecord};
+use crate::entity::{EntityIdx, EntityTable};
+use crate::fold::{Accumulator, Examples, Tally, TopTraces};
+use crate::record::SpanRecord;
 use crate::stats::{quantile_sorted, trimmed_mean_sorted};
-use crate::structure::{analyze_trace, Scratch, SpanFacts, NONE};
 
 /// The number of intervals a window is split into (fewer when intervals would be < 1 s).
 pub(crate) const INTERVALS: u64 = 30;
-const MIN_INTERVAL_NANOS: u64 = 1_000_000_000;
-
-const FLAG_ERROR: u8 = 1;
-const FLAG_ORIGIN: u8 = 2;
-const FLAG_MISSING: u8 = 4;
+pub(crate) const MIN_INTERVAL_NANOS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Cell {
@@ -35,7 +23,6 @@ pub(crate) struct Cell {
     /// Trimmed mean of self time, nanoseconds.
     pub self_mean: f64,
     pub duration_p50: f64,
-    pub duration_p99: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,33 +51,15 @@ pub(crate) struct Relation {
     pub edge: Option<EntityIdx>,
 }
 
+/// One version of a service over the window.
 #[derive(Debug, Clone)]
 pub(crate) struct VersionSeen {
     pub service: EntityIdx,
     pub version: String,
     pub first_seen_nanos: u64,
     pub instances: Vec<String>,
-}
-
-/// Per-span values the analysis derives beyond [`SpanFacts`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SpanSummary {
-    pub facts: SpanFacts,
-    pub service: EntityIdx,
-    /// The entity whose own behaviour this span's self time and error origin are.
-    pub owner: EntityIdx,
-    pub interval: u16,
-    /// For entry spans: the service's own self time and error origin over the request.
-    pub request_self_nanos: u64,
-    pub request_origin: bool,
-}
-
-struct Sample {
-    entity: EntityIdx,
-    interval: u16,
-    flags: u8,
-    self_nanos: u64,
-    duration_nanos: u64,
+    /// Per interval holding requests of this version: their tally and example traces.
+    pub per_interval: Vec<(usize, Tally, TopTraces)>,
 }
 
 pub(crate) struct Window {
@@ -98,16 +67,18 @@ pub(crate) struct Window {
     pub end_nanos: u64,
     pub interval_nanos: u64,
     pub intervals: usize,
-    pub records: Vec<SpanRecord>,
-    pub spans: Vec<SpanSummary>,
     pub entities: EntityTable,
     /// Entity-major: `cells[entity * intervals + interval]`.
     pub cells: Vec<Cell>,
+    /// Example traces, laid out as `cells`.
+    pub examples: Vec<Examples>,
     pub totals: Vec<Totals>,
     pub relations: Vec<Relation>,
     pub versions: Vec<VersionSeen>,
     /// The node each instance runs on.
     pub instance_node: HashMap<EntityIdx, EntityIdx>,
+    /// How client spans name an unanswered peer (edges, databases, externals).
+    pub peers: HashMap<EntityIdx, (String, &'static str)>,
 }
 
 impl Window {
@@ -128,387 +99,180 @@ impl Window {
         (self.end_nanos - self.start_nanos) as f64 / 1e9
     }
 
-    pub(crate) fn build(records: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Window {
+    /// The window `[start_nanos, end_nanos)` over `records`, split into [`INTERVALS`]
+    /// intervals (fewer when they would be shorter than a second).
+    pub(crate) fn build(mut records: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Window {
         let span_nanos = end_nanos - start_nanos;
         let interval_nanos = span_nanos.div_ceil(INTERVALS).max(MIN_INTERVAL_NANOS);
         let intervals = span_nanos.div_ceil(interval_nanos).max(1) as usize;
-        let mut window = Window {
-            start_nanos,
-            end_nanos,
-            interval_nanos,
-            intervals,
-            records,
-            spans: Vec::new(),
-            entities: EntityTable::default(),
-            cells: Vec::new(),
-            totals: Vec::new(),
-            relations: Vec::new(),
-            versions: Vec::new(),
-            instance_node: HashMap::new(),
-        };
-        let samples = window.collect_samples();
-        window.aggregate(samples);
-        window
-    }
-
-    fn interval_of(&self, nanos: u64) -> u16 {
-        let clamped = nanos.clamp(self.start_nanos, self.end_nanos - 1);
-        (((clamped - self.start_nanos) / self.interval_nanos) as usize).min(self.intervals - 1)
-            as u16
-    }
-
-    fn collect_samples(&mut self) -> Vec<Sample> {
-        let records = &self.records;
-        let mut order: Vec<u32> = (0..records.len() as u32).collect();
-        order.sort_unstable_by_key(|&index| records[index as usize].trace_id);
-
-        for record in records.iter() {
-            self.entities.service(&record.service);
+        let mut accumulator =
+            Accumulator::new(start_nanos, interval_nanos, Some(intervals as u64 - 1));
+        // Every service first, so a client span's peer resolves to a service seen anywhere in
+        // the window whatever the order of traces.
+        for record in &records {
+            accumulator.entities.service(&record.service);
         }
-        let mut facts = vec![SpanFacts::default(); records.len()];
-        let mut scratch = Scratch::default();
-        let mut group_start = 0;
-        while group_start < order.len() {
-            let trace_id = records[order[group_start] as usize].trace_id;
-            let mut group_end = group_start + 1;
-            while group_end < order.len() && records[order[group_end] as usize].trace_id == trace_id
-            {
-                group_end += 1;
+        records.sort_by_key(|record| record.trace_id);
+        for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            accumulator.fold_trace(trace);
+        }
+        accumulator.view(0, intervals, start_nanos, end_nanos)
+    }
+}
+
+impl Relation {
+    pub(crate) fn remapped(&self, map: impl Fn(EntityIdx) -> EntityIdx) -> Relation {
+        Relation {
+            kind: self.kind,
+            from: map(self.from),
+            to: map(self.to),
+            edge: self.edge.map(&map),
+        }
+    }
+}
+
+impl Accumulator {
+    /// The window made of cells `[first, first + intervals)`: `start_nanos` is where cell
+    /// `first` starts, `end_nanos` where the window ends (inside the last cell). Entities are
+    /// those the cells, relations and versions in range refer to, ordered by id.
+    pub(crate) fn view(
+        &mut self,
+        first: u64,
+        intervals: usize,
+        start_nanos: u64,
+        end_nanos: u64,
+    ) -> Window {
+        let last = first + intervals as u64 - 1;
+        let in_range = |cell: u64| cell >= first && cell <= last;
+        let mut used = vec![false; self.entities.len()];
+        for &(entity, cell) in self.cells.keys() {
+            if in_range(cell) {
+                used[entity as usize] = true;
             }
-            analyze_trace(
-                records,
-                &order[group_start..group_end],
-                &mut scratch,
-                &mut facts,
-            );
-            group_start = group_end;
         }
+        let relations: Vec<&Relation> = self
+            .relations
+            .iter()
+            .filter(|(_, &cell)| cell >= first)
+            .map(|(relation, _)| relation)
+            .collect();
+        for relation in &relations {
+            for entity in [Some(relation.from), Some(relation.to), relation.edge]
+                .into_iter()
+                .flatten()
+            {
+                used[entity as usize] = true;
+            }
+        }
+        for ((service, _), cells) in &self.versions {
+            if cells.range(first..=last).next().is_some() {
+                used[*service as usize] = true;
+            }
+        }
+        let (entities, remap) = self.entities.subset(&used, true);
+        let map = |idx: EntityIdx| remap[idx as usize];
+        let count = entities.len();
 
-        let mut builder = SampleBuilder::default();
-        let mut spans = Vec::with_capacity(records.len());
-        for (index, fact) in facts.iter().enumerate() {
-            let record = &self.records[index];
-            let service = self.entities.service(&record.service);
-            let interval = self.interval_of(record.start_nanos);
-            let owner = builder.owner(self, index, fact, service, interval);
-            spans.push(SpanSummary {
-                facts: *fact,
-                service,
-                owner,
-                interval,
-                request_self_nanos: 0,
-                request_origin: false,
-            });
-        }
-        for index in 0..spans.len() {
-            let span = spans[index];
-            if span.owner != span.service || span.facts.entry == NONE {
+        let mut cells = vec![Cell::default(); count * intervals];
+        let mut examples = vec![Examples::default(); count * intervals];
+        let mut durations: Vec<Vec<u64>> = vec![Vec::new(); count];
+        let mut totals = vec![Totals::default(); count];
+        for (&(entity, cell), acc) in self.cells.iter_mut() {
+            if !in_range(cell) {
                 continue;
             }
-            let entry = &mut spans[span.facts.entry as usize];
-            entry.request_self_nanos += span.facts.self_nanos;
-            entry.request_origin |= span.facts.origin;
-        }
-        for (index, span) in spans.iter().enumerate() {
-            if span.facts.entry == index as u32 {
-                builder.request(self, index, span);
-            }
-        }
-        self.spans = spans;
-        self.relations = builder.relations.into_iter().collect();
-        self.relations
-            .sort_by_key(|relation| (relation.kind as u8, relation.from, relation.to));
-        let mut versions: Vec<VersionSeen> = builder.versions.into_values().flatten().collect();
-        versions.sort_by_key(|seen| (seen.service, seen.first_seen_nanos));
-        self.versions = versions;
-        builder.samples
-    }
-
-    fn aggregate(&mut self, mut samples: Vec<Sample>) {
-        samples.sort_unstable_by_key(|sample| (sample.entity, sample.interval));
-        self.cells = vec![Cell::default(); self.entities.len() * self.intervals];
-        self.totals = vec![Totals::default(); self.entities.len()];
-        let mut selfs: Vec<u64> = Vec::new();
-        let mut durations: Vec<u64> = Vec::new();
-        let mut entity_durations: Vec<u64> = Vec::new();
-        let mut position = 0;
-        while position < samples.len() {
-            let entity = samples[position].entity;
-            entity_durations.clear();
-            let mut totals = Totals::default();
-            while position < samples.len() && samples[position].entity == entity {
-                let interval = samples[position].interval;
-                let mut cell = Cell::default();
-                selfs.clear();
-                durations.clear();
-                while position < samples.len()
-                    && samples[position].entity == entity
-                    && samples[position].interval == interval
-                {
-                    let sample = &samples[position];
-                    position += 1;
-                    cell.count += 1;
-                    cell.errors += u32::from(sample.flags & FLAG_ERROR != 0);
-                    cell.origins += u32::from(sample.flags & FLAG_ORIGIN != 0);
-                    cell.missing += u32::from(sample.flags & FLAG_MISSING != 0);
-                    selfs.push(sample.self_nanos);
-                    durations.push(sample.duration_nanos);
-                }
-                selfs.sort_unstable();
-                durations.sort_unstable();
-                cell.self_mean = trimmed_mean_sorted(&selfs);
-                cell.duration_p50 = quantile_sorted(&durations, 0.5);
-                cell.duration_p99 = quantile_sorted(&durations, 0.99);
-                totals.count += u64::from(cell.count);
-                totals.errors += u64::from(cell.errors);
-                entity_durations.extend_from_slice(&durations);
-                self.cells[entity as usize * self.intervals + interval as usize] = cell;
-            }
-            entity_durations.sort_unstable();
-            totals.duration_p50 = quantile_sorted(&entity_durations, 0.5);
-            totals.duration_p99 = quantile_sorted(&entity_durations, 0.99);
-            self.totals[entity as usize] = totals;
-        }
-    }
-}
-
-/// Accumulates samples, relations and version history while spans are visited.
-#[derive(Default)]
-struct SampleBuilder {
-    samples: Vec<Sample>,
-    relations: HashSet<Relation>,
-    versions: HashMap<EntityIdx, Vec<VersionSeen>>,
-    /// Peer name → the known service it names, if any.
-    peer_services: HashMap<String, Option<EntityIdx>>,
-}
-
-impl SampleBuilder {
-    fn push(
-        &mut self,
-        entity: EntityIdx,
-        interval: u16,
-        record: &SpanRecord,
-        self_nanos: u64,
-        origin: bool,
-        missing: bool,
-    ) {
-        let mut flags = 0;
-        if record.error {
-            flags |= FLAG_ERROR;
-        }
-        if origin {
-            flags |= FLAG_ORIGIN;
-        }
-        if missing {
-            flags |= FLAG_MISSING;
-        }
-        self.samples.push(Sample {
-            entity,
-            interval,
-            flags,
-            self_nanos,
-            duration_nanos: record.duration_nanos(),
-        });
-    }
-
-    fn relate(
-        &mut self,
-        kind: RelationKind,
-        from: EntityIdx,
-        to: EntityIdx,
-        edge: Option<EntityIdx>,
-    ) {
-        self.relations.insert(Relation {
-            kind,
-            from,
-            to,
-            edge,
-        });
-    }
-
-    /// Decide who owns span `index` and record the samples of non-request entities.
-    fn owner(
-        &mut self,
-        window: &mut Window,
-        index: usize,
-        fact: &SpanFacts,
-        service: EntityIdx,
-        interval: u16,
-    ) -> EntityIdx {
-        let record = &window.records[index];
-        if let Some(topic) = record.destination.as_deref() {
-            let topic_entity = window.entities.named(EntityKind::Topic, topic);
-            match record.kind {
-                SpanKind::Producer => {
-                    self.relate(RelationKind::Produces, service, topic_entity, None);
-                    self.push(
-                        topic_entity,
-                        interval,
-                        record,
-                        record.duration_nanos(),
-                        fact.origin,
-                        false,
-                    );
-                }
-                SpanKind::Consumer => {
-                    self.relate(RelationKind::Consumes, service, topic_entity, None)
-                }
-                _ => {}
-            }
-        }
-        if record.kind != SpanKind::Client {
-            return service;
-        }
-        if fact.receiving_child != NONE {
-            let callee_name = &window.records[fact.receiving_child as usize].service;
-            let callee = window.entities.service(callee_name);
-            let edge = window.entities.edge(service, callee);
-            self.relate(RelationKind::Calls, service, callee, Some(edge));
-            self.push(edge, interval, record, fact.self_nanos, fact.origin, false);
-            return edge;
-        }
-        let Some(peer) = record.peer.as_deref() else {
-            return service;
-        };
-        // A database call names a database, even one called like a service (`catalog` the
-        // service and `catalog` its database); and a peer named like the caller itself is not
-        // the caller answering itself.
-        let callee = if record.db_system.is_none() {
-            self.peer_service(&window.entities, peer)
-                .filter(|callee| *callee != service)
-        } else {
-            None
-        };
-        if let Some(callee) = callee {
-            let edge = window.entities.edge(service, callee);
-            self.relate(RelationKind::Calls, service, callee, Some(edge));
-            self.push(
-                edge,
-                interval,
-                record,
-                record.duration_nanos(),
-                fact.origin,
-                true,
-            );
-            return edge;
-        }
-        let kind = if record.db_system.is_some() {
-            EntityKind::Database
-        } else {
-            EntityKind::External
-        };
-        let peer_entity = window.entities.named(kind, peer);
-        let edge = window.entities.edge(service, peer_entity);
-        self.relate(RelationKind::Calls, service, peer_entity, Some(edge));
-        let record = &window.records[index];
-        self.push(
-            peer_entity,
-            interval,
-            record,
-            record.duration_nanos(),
-            fact.origin,
-            false,
-        );
-        self.push(
-            edge,
-            interval,
-            record,
-            record.duration_nanos(),
-            fact.origin,
-            false,
-        );
-        peer_entity
-    }
-
-    /// The instrumented service a peer name refers to: the exact name, or the name without
-    /// port, or its first DNS label (`payments:8080`, `payments.prod.svc.cluster.local`).
-    fn peer_service(&mut self, entities: &EntityTable, peer: &str) -> Option<EntityIdx> {
-        if let Some(known) = self.peer_services.get(peer) {
-            return *known;
-        }
-        let lower = peer.to_ascii_lowercase();
-        let without_port = lower
-            .rsplit_once(':')
-            .map_or(lower.as_str(), |(host, port)| {
-                if port.chars().all(|c| c.is_ascii_digit()) {
-                    host
-                } else {
-                    lower.as_str()
-                }
-            });
-        let first_label = without_port.split('.').next().unwrap_or(without_port);
-        let found = [peer, lower.as_str(), without_port, first_label]
-            .into_iter()
-            .find_map(|name| entities.service_named(name));
-        self.peer_services.insert(peer.to_string(), found);
-        found
-    }
-
-    /// Record the samples of one request (entry span) of a service.
-    fn request(&mut self, window: &mut Window, index: usize, span: &SpanSummary) {
-        let record = &window.records[index];
-        let service = span.service;
-        let mut targets: [EntityIdx; 5] = [service, NONE, NONE, NONE, NONE];
-        let is_operation = record.kind.is_receiving()
-            || (span.facts.parent == NONE
-                && !matches!(record.kind, SpanKind::Client | SpanKind::Producer));
-        if is_operation {
-            targets[1] = window.entities.operation(service, &record.name);
-        }
-        if let Some(instance) = record.instance.as_deref() {
-            let instance_entity = window.entities.instance(service, instance);
-            targets[2] = instance_entity;
-            self.relate(RelationKind::RunsOn, service, instance_entity, None);
-            if let Some(node) = record.node.as_deref() {
-                let node_entity = window.entities.named(EntityKind::Node, node);
-                targets[3] = node_entity;
-                self.relate(RelationKind::HostedOn, instance_entity, node_entity, None);
-                window
-                    .instance_node
-                    .entry(instance_entity)
-                    .or_insert(node_entity);
-            }
-        } else if let Some(node) = record.node.as_deref() {
-            targets[3] = window.entities.named(EntityKind::Node, node);
-        }
-        if let Some(namespace) = record.namespace.as_deref() {
-            targets[4] = window.entities.named(EntityKind::Namespace, namespace);
-        }
-        let record = &window.records[index];
-        for target in targets.into_iter().filter(|&target| target != NONE) {
-            self.push(
-                target,
-                span.interval,
-                record,
-                span.request_self_nanos,
-                span.request_origin,
-                false,
-            );
-        }
-        if let Some(version) = record.version.as_deref() {
-            let seen_versions = self.versions.entry(service).or_default();
-            let position = match seen_versions
-                .iter()
-                .position(|seen| seen.version == version)
-            {
-                Some(position) => position,
-                None => {
-                    seen_versions.push(VersionSeen {
-                        service,
-                        version: version.to_string(),
-                        first_seen_nanos: record.start_nanos,
-                        instances: Vec::new(),
-                    });
-                    seen_versions.len() - 1
-                }
+            let entity = map(entity) as usize;
+            let at = entity * intervals + (cell - first) as usize;
+            acc.sort();
+            cells[at] = Cell {
+                count: acc.count,
+                errors: acc.errors,
+                origins: acc.origins,
+                missing: acc.missing,
+                self_mean: trimmed_mean_sorted(&acc.selfs),
+                duration_p50: quantile_sorted(&acc.durations, 0.5),
             };
-            let seen = &mut seen_versions[position];
-            seen.first_seen_nanos = seen.first_seen_nanos.min(record.start_nanos);
-            if let Some(instance) = record.instance.as_deref() {
-                if !seen.instances.iter().any(|known| known == instance) {
-                    seen.instances.push(instance.to_string());
-                }
+            examples[at] = acc.examples.clone();
+            totals[entity].count += u64::from(acc.count);
+            totals[entity].errors += u64::from(acc.errors);
+            durations[entity].extend_from_slice(&acc.durations);
+        }
+        for (entity, durations) in durations.iter_mut().enumerate() {
+            // Runs of sorted cells: the stable sort merges them.
+            durations.sort();
+            totals[entity].duration_p50 = quantile_sorted(durations, 0.5);
+            totals[entity].duration_p99 = quantile_sorted(durations, 0.99);
+        }
+
+        let mut relations: Vec<Relation> = relations
+            .into_iter()
+            .map(|relation| relation.remapped(map))
+            .collect();
+        relations.sort_by_key(|relation| (relation.kind as u8, relation.from, relation.to));
+
+        let mut versions = Vec::new();
+        for ((service, version), per_cell) in &self.versions {
+            let mut seen = VersionSeen {
+                service: map(*service),
+                version: version.clone(),
+                first_seen_nanos: u64::MAX,
+                instances: Vec::new(),
+                per_interval: Vec::new(),
+            };
+            for (&cell, version_cell) in per_cell.range(first..=last) {
+                seen.first_seen_nanos = seen.first_seen_nanos.min(version_cell.first_seen_nanos);
+                seen.instances
+                    .extend(version_cell.instances.iter().cloned());
+                seen.per_interval.push((
+                    (cell - first) as usize,
+                    version_cell.tally,
+                    version_cell.examples.clone(),
+                ));
             }
+            if seen.per_interval.is_empty() {
+                continue;
+            }
+            seen.instances.sort_unstable();
+            seen.instances.dedup();
+            versions.push(seen);
+        }
+        versions.sort_by(|a, b| {
+            (a.service, a.first_seen_nanos, &a.version).cmp(&(
+                b.service,
+                b.first_seen_nanos,
+                &b.version,
+            ))
+        });
+
+        let instance_node = self
+            .instance_node
+            .iter()
+            .filter(|(&instance, (node, cell))| {
+                *cell >= first
+                    && remap[instance as usize] != EntityIdx::MAX
+                    && remap[*node as usize] != EntityIdx::MAX
+            })
+            .map(|(&instance, &(node, _))| (map(instance), map(node)))
+            .collect();
+        let peers = self
+            .peers
+            .iter()
+            .filter(|(&entity, _)| remap[entity as usize] != EntityIdx::MAX)
+            .map(|(&entity, peer)| (map(entity), peer.clone()))
+            .collect();
+        Window {
+            start_nanos,
+            end_nanos,
+            interval_nanos: self.width(),
+            intervals,
+            entities,
+            cells,
+            examples,
+            totals,
+            relations,
+            versions,
+            instance_node,
+            peers,
         }
     }
 }

@@ -210,7 +210,13 @@ impl andante_live::SpanSink for GeneratorSink {
     }
 }
 
-fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Generated> {
+/// Starts the generator and the queue that hands it acknowledged spans; `observer` (continuous
+/// insights) rides the same queue, which therefore also runs when the generator is off.
+fn start_generator(
+    config: &Config,
+    live: &Arc<LiveStore>,
+    observer: Option<andante_generator::feed::Observer>,
+) -> anyhow::Result<Generated> {
     let section = &config.generator;
     let span_filter = SpanFilter::parse(
         &section.span_metrics.filter_include,
@@ -247,8 +253,8 @@ fn start_generator(config: &Config, live: &Arc<LiveStore>) -> anyhow::Result<Gen
         },
         ingestion_slack_ms: section.ingestion_slack.as_millis() as i64,
     }));
-    if generator.enabled() {
-        let feed = Feed::start(generator.clone(), 4096)
+    if generator.enabled() || observer.is_some() {
+        let feed = Feed::start(generator.clone(), 4096, observer)
             .context("failed to start the metrics generator thread")?;
         live.set_span_sink(Arc::new(GeneratorSink(feed)));
     }
@@ -385,7 +391,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .context("failed to open the write-ahead log")?;
     metrics.register_store(live.clone(), blocks.clone());
     let maintenance_metrics = crate::roles::MaintenanceMetrics::register(&mut metrics.registry);
-    let generated = start_generator(&config, &live)?;
+    let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
+        config.insights.live_window,
+        config.live.trace_idle,
+    ));
+    let generated = start_generator(&config, &live, live_insights.observer())?;
     let loaded = andante_tsdb::persist::load(
         &storage,
         &generated.store,
@@ -538,7 +548,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_head: metrics_head.clone(),
         ready: AtomicBool::new(false),
         query_gate: Default::default(),
-        live_insights: andante_api::insights_live::LiveInsights::new(config.insights.live_window),
+        live_insights,
         rules: rules.clone(),
         ruler,
         slos,

@@ -2,5 +2,6 @@
 //! an uninstrumented payment API, databases, a queue with a consumer, several instances on
 //! several nodes, background noise) with one fault injected at a time.
 
+mod continuous;
 mod scenarios;
 mod sim;

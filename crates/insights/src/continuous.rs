@@ -1,0 +1,189 @@
+//! Continuous insights without re-reading spans: acknowledged spans are buffered per trace
+//! until the trace has been quiet for a settle time, then folded once into the tenant's
+//! [`Accumulator`] on a grid aligned to the epoch (cell width = window / 30). An evaluation
+//! folds what has settled, forgets cells older than the window and takes the same view an
+//! on-demand analysis takes, so its cost depends on entities × cells, not on spans.
+//!
+//! Arrival time only decides when a trace is folded; what the analysis says comes from span
+//! timestamps, as on demand. A trace whose spans arrive further apart than the settle time is
+//! folded in pieces (each piece's structure on its own). After a restart, the trailing window
+//! is read once from storage ([`Continuous::seed`]); traces that came in live meanwhile are
+//! not folded twice.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::fold::Accumulator;
+use crate::record::SpanRecord;
+use crate::window::{Window, INTERVALS, MIN_INTERVAL_NANOS};
+use crate::Analysis;
+
+/// Spans waiting to settle per tenant beyond which everything pending is folded at once, so
+/// a flood of never-ending traces cannot grow the buffer without bound.
+const MAX_PENDING_SPANS: usize = 1_000_000;
+
+struct Pending {
+    records: Vec<SpanRecord>,
+    last_arrival_nanos: u64,
+}
+
+struct TenantFold {
+    accumulator: Accumulator,
+    pending: HashMap<[u8; 16], Pending>,
+    pending_spans: usize,
+    /// Traces offered live while the tenant's history is not seeded yet.
+    fed_before_seed: Option<HashSet<[u8; 16]>>,
+}
+
+impl TenantFold {
+    fn new(width: u64) -> TenantFold {
+        TenantFold {
+            accumulator: Accumulator::new(0, width, None),
+            pending: HashMap::new(),
+            pending_spans: 0,
+            fed_before_seed: Some(HashSet::new()),
+        }
+    }
+
+    fn fold_settled(&mut self, settled_before_nanos: u64) {
+        let everything = self.pending_spans > MAX_PENDING_SPANS;
+        let mut settled: Vec<[u8; 16]> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| everything || pending.last_arrival_nanos <= settled_before_nanos)
+            .map(|(trace, _)| *trace)
+            .collect();
+        // Services first, then traces in id order: the same fold whatever the hash order.
+        settled.sort_unstable();
+        for trace in &settled {
+            for record in &self.pending[trace].records {
+                self.accumulator.entities.service(&record.service);
+            }
+        }
+        for trace in settled {
+            if let Some(pending) = self.pending.remove(&trace) {
+                self.pending_spans -= pending.records.len();
+                self.accumulator.fold_trace(&pending.records);
+            }
+        }
+    }
+}
+
+/// Per-tenant folded aggregates of the trailing window.
+pub struct Continuous {
+    window_nanos: u64,
+    width: u64,
+    settle_nanos: u64,
+    tenants: HashMap<String, TenantFold>,
+}
+
+/// The latest figures of a tenant's fold, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FoldSize {
+    pub pending_spans: usize,
+    pub cells: usize,
+    pub entities: usize,
+}
+
+impl Continuous {
+    /// Analyses of the last `window_nanos`; a trace is folded once no span of it arrived
+    /// for `settle_nanos`.
+    pub fn new(window_nanos: u64, settle_nanos: u64) -> Continuous {
+        Continuous {
+            window_nanos: window_nanos.max(1),
+            width: window_nanos.div_ceil(INTERVALS).max(MIN_INTERVAL_NANOS),
+            settle_nanos,
+            tenants: HashMap::new(),
+        }
+    }
+
+    /// The width of a cell, nanoseconds.
+    pub fn cell_nanos(&self) -> u64 {
+        self.width
+    }
+
+    fn tenant(&mut self, tenant: &str) -> &mut TenantFold {
+        let width = self.width;
+        self.tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| TenantFold::new(width))
+    }
+
+    /// Spans just acknowledged for `tenant` (of any traces), arrived at `now_nanos`.
+    pub fn offer(&mut self, tenant: &str, records: Vec<SpanRecord>, now_nanos: u64) {
+        let state = self.tenant(tenant);
+        state.pending_spans += records.len();
+        for record in records {
+            if let Some(fed) = state.fed_before_seed.as_mut() {
+                fed.insert(record.trace_id);
+            }
+            let pending = state
+                .pending
+                .entry(record.trace_id)
+                .or_insert_with(|| Pending {
+                    records: Vec::new(),
+                    last_arrival_nanos: now_nanos,
+                });
+            pending.last_arrival_nanos = pending.last_arrival_nanos.max(now_nanos);
+            pending.records.push(record);
+        }
+    }
+
+    /// Whether `tenant`'s trailing window still has to be read from storage once.
+    pub fn needs_seed(&self, tenant: &str) -> bool {
+        self.tenants
+            .get(tenant)
+            .is_none_or(|state| state.fed_before_seed.is_some())
+    }
+
+    /// Folds the stored traces of the trailing window (read once after a start), except
+    /// those that already came in live.
+    pub fn seed(&mut self, tenant: &str, mut records: Vec<SpanRecord>) {
+        let state = self.tenant(tenant);
+        let fed = state.fed_before_seed.take().unwrap_or_default();
+        records.retain(|record| !fed.contains(&record.trace_id));
+        for record in &records {
+            state.accumulator.entities.service(&record.service);
+        }
+        records.sort_by_key(|record| record.trace_id);
+        for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            state.accumulator.fold_trace(trace);
+        }
+    }
+
+    /// Tenants with anything folded or pending.
+    pub fn tenants(&self) -> Vec<String> {
+        self.tenants.keys().cloned().collect()
+    }
+
+    pub fn size(&self, tenant: &str) -> FoldSize {
+        self.tenants
+            .get(tenant)
+            .map(|state| FoldSize {
+                pending_spans: state.pending_spans,
+                cells: state.accumulator.cells.len(),
+                entities: state.accumulator.entities.len(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Folds what has settled by `now_nanos`, forgets what is older than the window, and
+    /// analyses the window ending at `now_nanos`. The window starts at the cell holding
+    /// `now − window`, so it is up to one cell longer than asked. Also returns its start.
+    pub fn analyze(&mut self, tenant: &str, now_nanos: u64) -> (Analysis, u64) {
+        let (window_nanos, width, settle_nanos) =
+            (self.window_nanos, self.width, self.settle_nanos);
+        let state = self.tenant(tenant);
+        state.fold_settled(now_nanos.saturating_sub(settle_nanos));
+        let end = now_nanos.max(1);
+        let first = end.saturating_sub(window_nanos) / width;
+        let last = (end - 1) / width;
+        let intervals = (last - first + 1) as usize;
+        // Cells ahead of the clock (a sender's clock running fast) are kept for a window.
+        state
+            .accumulator
+            .retain_cells(first, last + intervals as u64);
+        let start = state.accumulator.cell_start(first);
+        let window: Window = state.accumulator.view(first, intervals, start, end);
+        (Analysis::of(window), start)
+    }
+}
