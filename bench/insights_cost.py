@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import requests  # noqa: E402
 from run import Server, gen  # noqa: E402
 
 
@@ -47,7 +48,9 @@ def main():
             after = {name: (server.cpu_seconds(), server.thread_cpu_seconds("generator"),
                             server.metric("andante_spans_received_total"), server.rss_bytes())
                      for name, server in (("on", on), ("off", off))}
-            live = __import__("requests").get(f"{on.url}/api/insights/live", timeout=10).json()
+            live = requests.get(f"{on.url}/api/insights/live", timeout=10).json()
+            fold = [line for line in requests.get(f"{on.url}/metrics", timeout=10).text.splitlines()
+                    if line.startswith("andante_insights_fold_size{")]
         finally:
             for load in loads:
                 load.kill()
@@ -65,6 +68,7 @@ def main():
     print(f"continuous insights add {100 * (on_cpu - off_cpu) / off_cpu:.1f} % to ingest CPU "
           f"(window {args.window}, every {args.interval}); last evaluation took {live.get('tookMs', 0):.1f} ms, "
           f"{len(live.get('assertions', []))} assertions, incident {live.get('incident')}")
+    print("fold after the last evaluation:", ", ".join(line.split("part=\"")[1].replace('"}', "") for line in fold))
 
 
 if __name__ == "__main__":

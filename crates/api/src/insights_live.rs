@@ -84,14 +84,14 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// One tenant's evaluation at `end`: its window's start, the assertions and causes, and the
-/// partial-read message of a first read from storage.
+/// One tenant's evaluation at `end`: its window's start, the assertions and causes, the
+/// partial-read message of a first read from storage, and what the fold holds.
 async fn evaluate_tenant(
     state: &SharedState,
     fold: &Arc<parking_lot::Mutex<andante_insights::Continuous>>,
     tenant: &TenantId,
     end: u64,
-) -> Result<(u64, Value, Option<String>), ApiError> {
+) -> Result<(u64, Value, Option<String>, andante_insights::FoldSize), ApiError> {
     let failed = |error: tokio::task::JoinError| {
         tracing::error!(%error, "live insights task failed");
         ApiError::new(andante_model::ErrorKind::Internal, "the analysis failed")
@@ -116,17 +116,21 @@ async fn evaluate_tenant(
         .map_err(failed)?;
     }
     let (fold, tenant) = (fold.clone(), tenant.clone());
-    let (start, body) = tokio::task::spawn_blocking(move || {
-        let (analysis, start) = fold.lock().analyze(tenant.as_str(), end);
+    let (start, body, size) = tokio::task::spawn_blocking(move || {
+        let (analysis, start, size) = {
+            let mut fold = fold.lock();
+            let (analysis, start) = fold.analyze(tenant.as_str(), end);
+            (analysis, start, fold.size(tenant.as_str()))
+        };
         let body = json!({
             "assertions": encoded(analysis.assertions(None))?,
             "rca": encoded(analysis.rca(None))?,
         });
-        Ok::<_, ApiError>((start, body))
+        Ok::<_, ApiError>((start, body, size))
     })
     .await
     .map_err(failed)??;
-    Ok((start, body, partial))
+    Ok((start, body, partial, size))
 }
 
 /// Evaluates every tenant that has sent data since start, one after the other (the analysis
@@ -143,7 +147,7 @@ pub async fn evaluate(state: &SharedState) {
         let end = andante_model::now_unix_nanos();
         let analysed = evaluate_tenant(state, fold, &tenant, end).await;
         let took = began.elapsed();
-        let (start, body, partial) = match analysed {
+        let (start, body, partial, size) = match analysed {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::warn!(%tenant, error = %error.message, "live insights evaluation failed");
@@ -154,6 +158,7 @@ pub async fn evaluate(state: &SharedState) {
             tenant.as_str(),
             &count_assertions(&body["assertions"]),
             took,
+            size,
         );
         let rca = &body["rca"];
         let causes: Vec<Value> = rca["causes"]
@@ -174,24 +179,27 @@ pub async fn evaluate(state: &SharedState) {
             view["status"] = json!("PARTIAL");
             view["message"] = json!(message);
         }
-        write_assertion_series(state, &tenant, &body["assertions"], end).await;
+        let within = ACTIVE_WITHIN_NANOS + fold.lock().cell_nanos();
+        write_assertion_series(state, &tenant, &body["assertions"], end, within).await;
         live.latest.write().insert(tenant, Arc::new(view));
     }
 }
 
-/// How recently an assertion must have held to count as active at an evaluation.
+/// How recently an assertion must have held to count as active at an evaluation, beyond the
+/// width of one cell (an assertion ends where the last cell it held in ends).
 const ACTIVE_WITHIN_NANOS: u64 = 60 * 1_000_000_000;
 
-/// The labels of each assertion still holding at `end`: entity, its kind and service (for
-/// services, operations and instances), the assertion's type, severity and metric.
-fn active_assertion_labels(assertions: &Value, end: u64) -> Vec<andante_tsdb::Labels> {
+/// The labels of each assertion still holding at `end` (ended at most `within` before it):
+/// entity, its kind and service (for services, operations and instances), the assertion's
+/// type, severity and metric.
+fn active_assertion_labels(assertions: &Value, end: u64, within: u64) -> Vec<andante_tsdb::Labels> {
     let list = assertions.as_array().map(Vec::as_slice).unwrap_or_default();
     let mut labels = Vec::new();
     for assertion in list {
         let ended = assertion["end"]
             .as_str()
             .and_then(|text| text.parse::<u64>().ok());
-        if ended.is_none_or(|ended| ended + ACTIVE_WITHIN_NANOS < end) {
+        if ended.is_none_or(|ended| ended.saturating_add(within) < end) {
             continue;
         }
         let text = |key: &str| assertion[key].as_str().unwrap_or_default().to_owned();
@@ -223,10 +231,11 @@ async fn write_assertion_series(
     tenant: &TenantId,
     assertions: &Value,
     end: u64,
+    within: u64,
 ) {
     let now_ms = (end / 1_000_000) as i64;
     let active: std::collections::HashSet<andante_tsdb::Labels> =
-        active_assertion_labels(assertions, end)
+        active_assertion_labels(assertions, end, within)
             .into_iter()
             .collect();
     let previous = state
@@ -323,7 +332,7 @@ mod tests {
             {"entity": "operation:cart:GET /cart", "type": "anomaly", "severity": "warning", "metric": "self_time", "end": (end - 30_000_000_000u64).to_string()},
             {"entity": "database:carts", "type": "failure", "severity": "critical", "metric": "errors", "end": (end - 600_000_000_000u64).to_string()},
         ]);
-        let labels = active_assertion_labels(&assertions, end);
+        let labels = active_assertion_labels(&assertions, end, ACTIVE_WITHIN_NANOS);
         assert_eq!(
             labels.len(),
             2,

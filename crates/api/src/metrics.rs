@@ -25,6 +25,7 @@ pub struct Metrics {
     insights_assertions: Family<Vec<(&'static str, String)>, Gauge>,
     insights_evaluations: Family<Vec<(&'static str, String)>, Counter>,
     insights_evaluation_seconds: Family<Vec<(&'static str, String)>, Counter<f64, AtomicU64>>,
+    insights_fold: Family<Vec<(&'static str, String)>, Gauge>,
     /// Pushed metric samples by tenant and outcome (`stored`, `refused`).
     metric_samples: Family<Vec<(&'static str, String)>, Counter>,
 }
@@ -530,6 +531,12 @@ impl Metrics {
             "Time spent in continuous insights evaluations (reading and analysing), per tenant.",
             insights_evaluation_seconds.clone(),
         );
+        let insights_fold = Family::default();
+        registry.register(
+            "andante_insights_fold_size",
+            "What continuous insights hold per tenant after its latest evaluation: `part` is pending_spans (waiting for their trace to settle), samples, cells, entities or heap_bytes (an estimate of the memory held).",
+            insights_fold.clone(),
+        );
         let metric_samples = Family::default();
         registry.register(
             "andante_metric_samples_received",
@@ -544,6 +551,7 @@ impl Metrics {
             insights_assertions,
             insights_evaluations,
             insights_evaluation_seconds,
+            insights_fold,
         }
     }
 
@@ -554,7 +562,22 @@ impl Metrics {
         tenant: &str,
         counts: &[(&'static str, &'static str, i64)],
         took: std::time::Duration,
+        size: andante_insights::FoldSize,
     ) {
+        for (part, value) in [
+            ("pending_spans", size.pending_spans),
+            ("samples", size.samples),
+            ("cells", size.cells),
+            ("entities", size.entities),
+            ("heap_bytes", size.heap_bytes),
+        ] {
+            self.insights_fold
+                .get_or_create(&vec![
+                    ("tenant", tenant.to_owned()),
+                    ("part", part.to_owned()),
+                ])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
         for (kind, severity, count) in counts {
             self.insights_assertions
                 .get_or_create(&vec![

@@ -1,8 +1,10 @@
 //! Continuous insights without re-reading spans: acknowledged spans are buffered per trace
 //! until the trace has been quiet for a settle time, then folded once into the tenant's
-//! [`Accumulator`] on a grid aligned to the epoch (cell width = window / 30). An evaluation
-//! folds what has settled, forgets cells older than the window and takes the same view an
-//! on-demand analysis takes, so its cost depends on entities × cells, not on spans.
+//! [`Accumulator`] on a grid aligned to the epoch (cell width = window / 30), by the next offer
+//! or evaluation after that. An evaluation forgets cells older than the window and takes the
+//! same view an on-demand analysis takes, so its cost depends on entities × cells, not on
+//! spans. (A trace that got more spans while queued waits behind later traces, so a trace may
+//! be folded a little after it settled, never before.)
 //!
 //! Arrival time only decides when a trace is folded; what the analysis says comes from span
 //! timestamps, as on demand. A trace whose spans arrive further apart than the settle time is
@@ -10,7 +12,7 @@
 //! is read once from storage ([`Continuous::seed`]); traces that came in live meanwhile are
 //! not folded twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::fold::Accumulator;
 use crate::record::SpanRecord;
@@ -29,6 +31,9 @@ struct Pending {
 struct TenantFold {
     accumulator: Accumulator,
     pending: HashMap<[u8; 16], Pending>,
+    /// Pending traces by the arrival that queued them, oldest first; a trace that got more
+    /// spans since is queued again at its last arrival when it reaches the front.
+    arrivals: VecDeque<(u64, [u8; 16])>,
     pending_spans: usize,
     /// Traces offered live while the tenant's history is not seeded yet.
     fed_before_seed: Option<HashSet<[u8; 16]>>,
@@ -39,33 +44,55 @@ impl TenantFold {
         TenantFold {
             accumulator: Accumulator::new(0, width, None),
             pending: HashMap::new(),
+            arrivals: VecDeque::new(),
             pending_spans: 0,
             fed_before_seed: Some(HashSet::new()),
         }
     }
 
-    fn fold_settled(&mut self, settled_before_nanos: u64) {
-        let everything = self.pending_spans > MAX_PENDING_SPANS;
-        let mut settled: Vec<[u8; 16]> = self
-            .pending
-            .iter()
-            .filter(|(_, pending)| everything || pending.last_arrival_nanos <= settled_before_nanos)
-            .map(|(trace, _)| *trace)
-            .collect();
-        // Services first, then traces in id order: the same fold whatever the hash order.
-        settled.sort_unstable();
-        for trace in &settled {
-            for record in &self.pending[trace].records {
-                self.accumulator.entities.service(&record.service);
+    /// Folds every pending trace whose last span arrived at or before `cutoff_nanos`
+    /// (everything when too many spans wait).
+    fn fold_settled(&mut self, cutoff_nanos: u64) {
+        while let Some(&(arrived, trace)) = self.arrivals.front() {
+            let everything = self.pending_spans > MAX_PENDING_SPANS;
+            if arrived > cutoff_nanos && !everything {
+                break;
             }
-        }
-        for trace in settled {
+            self.arrivals.pop_front();
+            let Some(pending) = self.pending.get(&trace) else {
+                continue;
+            };
+            if pending.last_arrival_nanos > cutoff_nanos && !everything {
+                self.arrivals.push_back((pending.last_arrival_nanos, trace));
+                continue;
+            }
             if let Some(pending) = self.pending.remove(&trace) {
                 self.pending_spans -= pending.records.len();
                 self.accumulator.fold_trace(&pending.records);
             }
         }
     }
+}
+
+fn record_bytes(record: &SpanRecord) -> usize {
+    let strings = [&record.service, &record.name]
+        .into_iter()
+        .map(String::capacity)
+        .sum::<usize>()
+        + [
+            &record.instance,
+            &record.node,
+            &record.namespace,
+            &record.version,
+            &record.peer,
+            &record.db_system,
+            &record.destination,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::capacity)
+        .sum::<usize>();
+    std::mem::size_of::<SpanRecord>() + strings
 }
 
 /// Per-tenant folded aggregates of the trailing window.
@@ -80,8 +107,13 @@ pub struct Continuous {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FoldSize {
     pub pending_spans: usize,
+    /// Samples held in cells (about two per span of the window).
+    pub samples: usize,
     pub cells: usize,
     pub entities: usize,
+    /// An estimate of the heap the fold holds: sample vectors by capacity, example lists,
+    /// pending records with their strings.
+    pub heap_bytes: usize,
 }
 
 impl Continuous {
@@ -108,24 +140,33 @@ impl Continuous {
             .or_insert_with(|| TenantFold::new(width))
     }
 
-    /// Spans just acknowledged for `tenant` (of any traces), arrived at `now_nanos`.
+    /// Spans just acknowledged for `tenant` (of any traces), arrived at `now_nanos`; traces
+    /// that have settled by then are folded, so only the last `settle` of spans waits.
     pub fn offer(&mut self, tenant: &str, records: Vec<SpanRecord>, now_nanos: u64) {
+        let settle_nanos = self.settle_nanos;
         let state = self.tenant(tenant);
         state.pending_spans += records.len();
         for record in records {
+            // Known as soon as it arrives, so a peer named like it resolves to it in traces
+            // folded from now on, as on demand, where every service of the window is known.
+            state.accumulator.entities.service(&record.service);
             if let Some(fed) = state.fed_before_seed.as_mut() {
                 fed.insert(record.trace_id);
             }
-            let pending = state
-                .pending
-                .entry(record.trace_id)
-                .or_insert_with(|| Pending {
-                    records: Vec::new(),
-                    last_arrival_nanos: now_nanos,
-                });
+            let pending = match state.pending.entry(record.trace_id) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    state.arrivals.push_back((now_nanos, record.trace_id));
+                    entry.insert(Pending {
+                        records: Vec::new(),
+                        last_arrival_nanos: now_nanos,
+                    })
+                }
+            };
             pending.last_arrival_nanos = pending.last_arrival_nanos.max(now_nanos);
             pending.records.push(record);
         }
+        state.fold_settled(now_nanos.saturating_sub(settle_nanos));
     }
 
     /// Whether `tenant`'s trailing window still has to be read from storage once.
@@ -160,8 +201,21 @@ impl Continuous {
             .get(tenant)
             .map(|state| FoldSize {
                 pending_spans: state.pending_spans,
+                samples: state
+                    .accumulator
+                    .cells
+                    .values()
+                    .map(|cell| cell.selfs.len())
+                    .sum(),
                 cells: state.accumulator.cells.len(),
                 entities: state.accumulator.entities.len(),
+                heap_bytes: state.accumulator.heap_bytes()
+                    + state
+                        .pending
+                        .values()
+                        .flat_map(|pending| &pending.records)
+                        .map(record_bytes)
+                        .sum::<usize>(),
             })
             .unwrap_or_default()
     }
@@ -178,10 +232,12 @@ impl Continuous {
         let first = end.saturating_sub(window_nanos) / width;
         let last = (end - 1) / width;
         let intervals = (last - first + 1) as usize;
-        // Cells ahead of the clock (a sender's clock running fast) are kept for a window.
+        // Cells ahead of the clock (a sender's clock running fast) are kept for a window; cells
+        // that ended a settle time ago are complete but for late spans.
+        let closed = end.saturating_sub(settle_nanos) / width;
         state
             .accumulator
-            .retain_cells(first, last + intervals as u64);
+            .retain_cells(first, last + intervals as u64, closed);
         let start = state.accumulator.cell_start(first);
         let window: Window = state.accumulator.view(first, intervals, start, end);
         (Analysis::of(window), start)

@@ -166,7 +166,9 @@ pub(crate) struct Accumulator {
     /// origin count in cell 0.
     last_cell: Option<u64>,
     pub(crate) entities: EntityTable,
-    pub(crate) cells: HashMap<(EntityIdx, u64), CellAcc>,
+    /// Looked up once per sample: Fx hashing, as the keys are our own small integers, never
+    /// values a sender chooses (those keep the default, collision-resistant hasher).
+    pub(crate) cells: rustc_hash::FxHashMap<(EntityIdx, u64), CellAcc>,
     /// Each relation with the last cell it was seen in.
     pub(crate) relations: HashMap<Relation, u64>,
     pub(crate) versions: HashMap<(EntityIdx, String), BTreeMap<u64, VersionCell>>,
@@ -191,7 +193,7 @@ impl Accumulator {
             width: width.max(1),
             last_cell,
             entities: EntityTable::default(),
-            cells: HashMap::new(),
+            cells: rustc_hash::FxHashMap::default(),
             relations: HashMap::new(),
             versions: HashMap::new(),
             instance_node: HashMap::new(),
@@ -476,11 +478,16 @@ impl Accumulator {
                     None,
                     cell,
                 );
+                // The latest cell wins; within a cell the smaller node name, so the placement
+                // does not depend on the order traces are folded in.
                 let placed = self
                     .instance_node
                     .entry(instance_entity)
                     .or_insert((node_entity, cell));
-                if cell > placed.1 {
+                let moved = cell > placed.1
+                    || (cell == placed.1
+                        && self.entities.get(node_entity).name < self.entities.get(placed.0).name);
+                if moved {
                     *placed = (node_entity, cell);
                 }
             }
@@ -525,11 +532,43 @@ impl Accumulator {
         }
     }
 
+    /// An estimate of the heap held by the cells (the bulk of a fold).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let examples = |examples: &Examples| {
+            [
+                &examples.self_time,
+                &examples.latency,
+                &examples.origins,
+                &examples.errors,
+                &examples.unanswered,
+                &examples.any,
+            ]
+            .into_iter()
+            .map(|list| list.0.capacity() * std::mem::size_of::<(u64, [u8; 16])>())
+            .sum::<usize>()
+        };
+        self.cells
+            .values()
+            .map(|acc| {
+                std::mem::size_of::<((EntityIdx, u64), CellAcc)>()
+                    + (acc.selfs.capacity() + acc.durations.capacity()) * 8
+                    + examples(&acc.examples)
+            })
+            .sum()
+    }
+
     /// Drops everything about cells before `first` or after `last`, and entities nothing
-    /// refers to any more.
-    pub(crate) fn retain_cells(&mut self, first: u64, last: u64) {
+    /// refers to any more. Cells before `closed` get no more samples but from late spans:
+    /// their sample vectors give back what doubling left unused.
+    pub(crate) fn retain_cells(&mut self, first: u64, last: u64, closed: u64) {
         let keep = |cell: u64| cell >= first && cell <= last;
-        self.cells.retain(|&(_, cell), _| keep(cell));
+        self.cells.retain(|&(_, cell), acc| {
+            if cell < closed && acc.selfs.capacity() > acc.selfs.len() {
+                acc.selfs.shrink_to_fit();
+                acc.durations.shrink_to_fit();
+            }
+            keep(cell)
+        });
         self.relations.retain(|_, cell| *cell >= first);
         self.instance_node.retain(|_, (_, cell)| *cell >= first);
         self.versions.retain(|_, cells| {

@@ -120,7 +120,7 @@ pub const KEYS: &[Key] = &[
     key("metrics_store.max_label_name_bytes", Int, "1024", "Longest label name a pushed series may carry."),
     key("metrics_store.max_label_value_bytes", Int, "4096", "Longest label value a pushed series may carry."),
     key("metrics_store.block_duration", Dur, "2h", "Closed ranges of this length are written to storage as metric blocks (then compacted into days); must divide 24h."),
-    key("insights.live_window", Dur, "0s", "Continuous insights: every `insights.interval` each tenant's last `live_window` of traces (e.g. `15m`) is analysed; the answer is at `/api/insights/live` and counted in `andante_insights_assertions`. `0s`, the default until its cost at high ingest is measured (each evaluation re-reads the whole window), turns it off."),
+    key("insights.live_window", Dur, "5m", "Continuous insights: spans are folded per trace as they arrive, and every `insights.interval` each tenant's last `live_window` (cells of a thirtieth of it; the first third is the baseline) is analysed from the fold; the answer is at `/api/insights/live`, counted in `andante_insights_assertions` and written as `insights_assertion` series. The fold holds ~45 bytes per span of the window (`andante_insights_fold_size`). At most 1h; `0s` turns it off."),
     key("insights.interval", Dur, "15s", "How often continuous insights are evaluated."),
     key("rules.path", Str, "", "Prometheus rule files: a file, or a directory whose `*.yaml` files belong to the default tenant and whose sub-directories hold each tenant's files (`<dir>/<tenant>/*.yaml`). Empty: no rules. Check files with `andante rules test`."),
     key("rules.slo_path", Str, "", "SLO files (`slos:` lists: name, kind availability|latency|ratio, service, operation, objective, window, latency_threshold, error_query/total_query, labels), laid out like `rules.path`. Each SLO becomes error-ratio recording rules, remaining-budget series and multi-window burn-rate alerts; `/api/slos` reports them and manages more."),
@@ -725,10 +725,10 @@ impl Config {
         self.demo.scenario()?;
         if !self.insights.live_window.is_zero() {
             if self.insights.interval < Duration::from_secs(1) {
-                bail!("insights.interval must be at least 1s (each evaluation reads the whole live window)");
+                bail!("insights.interval must be at least 1s");
             }
-            if self.insights.live_window > Duration::from_secs(24 * 3600) {
-                bail!("insights.live_window must be at most 24h, the longest window an analysis reads");
+            if self.insights.live_window > Duration::from_secs(3600) {
+                bail!("insights.live_window must be at most 1h: its fold is held in memory (~45 bytes per span of the window); ask /api/insights/rca for longer windows");
             }
         }
         for (tenant, text) in &self.retention.per_tenant {
