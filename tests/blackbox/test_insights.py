@@ -181,3 +181,26 @@ def test_an_unknown_demo_scenario_is_a_configuration_error(make_server, tmp_path
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result
     assert "demo.scenario: unknown scenario `lag`" in result.stderr and "network-delay" in result.stderr
+
+
+def test_after_a_restart_continuous_insights_read_their_window_back(make_server):
+    """The fold lives in memory: after a restart the first evaluation reads the trailing window
+    from storage once (whole traces, in parts), so the fault is still named without new spans."""
+    server = make_server("--insights.live-window", "25m", "--insights.interval", "2s")
+    send_window(server, fault="error", seed=4)
+    server.restart()
+
+    def cart_named():
+        live = requests.get(f"{server.url}/api/insights/live", timeout=30)
+        if live.status_code != 200 or "incident" not in live.json():
+            return None
+        body = live.json()
+        return body if body["incident"] and any(c["name"] == "cart" for c in body["causes"][:3]) else None
+
+    deadline, body = time.time() + 60, None
+    while body is None and time.time() < deadline:
+        time.sleep(1)
+        body = cart_named()
+    assert body is not None, requests.get(f"{server.url}/api/insights/live", timeout=30).text
+    assert server.metric("andante_insights_fold_size", tenant="single-tenant", part="samples") > 1000, body
+    assert server.metric("andante_insights_fold_size", tenant="single-tenant", part="pending_spans") == 0

@@ -22,6 +22,9 @@ use crate::insights::{encoded, MAX_SPANS};
 use crate::tenant::query_tenants;
 use crate::{ApiError, SharedState};
 
+/// Spans of the first read from storage folded per hold of the fold's lock.
+const SEED_PART_SPANS: usize = 5_000;
+
 /// Causes kept per evaluation: the answer is for a glance and for alert annotations.
 const MAX_CAUSES: usize = 5;
 
@@ -106,11 +109,18 @@ async fn evaluate_tenant(
         partial = read.partial_message.clone();
         let (fold, tenant) = (fold.clone(), tenant.clone());
         tokio::task::spawn_blocking(move || {
-            let mut records = Vec::with_capacity(read.spans as usize);
+            // Folded a few thousand spans at a time: the span queue's thread takes the same lock.
+            let mut records = Vec::new();
             for (trace_id, resource_spans) in &read.traces {
                 andante_insights::extract(trace_id.0, resource_spans, &mut records);
+                if records.len() >= SEED_PART_SPANS {
+                    fold.lock()
+                        .seed_part(tenant.as_str(), std::mem::take(&mut records));
+                }
             }
-            fold.lock().seed(tenant.as_str(), records);
+            let mut fold = fold.lock();
+            fold.seed_part(tenant.as_str(), records);
+            fold.seed_done(tenant.as_str());
         })
         .await
         .map_err(failed)?;
@@ -133,15 +143,19 @@ async fn evaluate_tenant(
     Ok((start, body, partial, size))
 }
 
-/// Evaluates every tenant that has sent data since start, one after the other (the analysis
+/// Evaluates every tenant with data in its window, one after the other (the analysis
 /// takes one blocking thread at a time, so queries keep the rest of the machine).
 pub async fn evaluate(state: &SharedState) {
     let live = &state.live_insights;
     let Some(fold) = live.fold.as_ref() else {
         return;
     };
-    let mut tenants = state.live.tenants();
-    tenants.sort();
+    // Tenants with data in the window, not only those sending now: after a restart the
+    // window's fault is still there to name.
+    let now = andante_model::now_unix_nanos();
+    let tenants = state
+        .querier
+        .tenants_in_window(now.saturating_sub(nanos(live.window)), now);
     for tenant in tenants {
         let began = Instant::now();
         let end = andante_model::now_unix_nanos();

@@ -177,11 +177,20 @@ impl Continuous {
     }
 
     /// Folds the stored traces of the trailing window (read once after a start), except
-    /// those that already came in live.
-    pub fn seed(&mut self, tenant: &str, mut records: Vec<SpanRecord>) {
+    /// those that already came in live; the same as [`Continuous::seed_part`] then
+    /// [`Continuous::seed_done`].
+    pub fn seed(&mut self, tenant: &str, records: Vec<SpanRecord>) {
+        self.seed_part(tenant, records);
+        self.seed_done(tenant);
+    }
+
+    /// Folds some of the stored traces of the trailing window: `records` holds whole traces.
+    /// A large read is handed over in parts so the lock around this fold is never held long.
+    pub fn seed_part(&mut self, tenant: &str, mut records: Vec<SpanRecord>) {
         let state = self.tenant(tenant);
-        let fed = state.fed_before_seed.take().unwrap_or_default();
-        records.retain(|record| !fed.contains(&record.trace_id));
+        if let Some(fed) = &state.fed_before_seed {
+            records.retain(|record| !fed.contains(&record.trace_id));
+        }
         for record in &records {
             state.accumulator.entities.service(&record.service);
         }
@@ -189,6 +198,11 @@ impl Continuous {
         for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
             state.accumulator.fold_trace(trace);
         }
+    }
+
+    /// Ends the seed: from now on every trace comes in live only.
+    pub fn seed_done(&mut self, tenant: &str) {
+        self.tenant(tenant).fed_before_seed = None;
     }
 
     /// Tenants with anything folded or pending.

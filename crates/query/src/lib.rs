@@ -57,6 +57,25 @@ pub struct Querier {
 }
 
 impl Querier {
+    /// Tenants with data in `[start, end]` (Unix nanoseconds): held live, or in a block
+    /// overlapping it. Sorted.
+    pub fn tenants_in_window(&self, start: u64, end: u64) -> Vec<andante_model::TenantId> {
+        let mut tenants = self.live.tenants();
+        for name in self.blocks.tenants() {
+            let overlapping = self
+                .blocks
+                .blocks(&name)
+                .iter()
+                .any(|handle| handle.meta.overlaps(start, end));
+            if let (true, Ok(tenant)) = (overlapping, andante_model::TenantId::new(&name)) {
+                tenants.push(tenant);
+            }
+        }
+        tenants.sort();
+        tenants.dedup();
+        tenants
+    }
+
     pub fn new(live: Arc<LiveStore>, storage: Storage, blocks: BlockList) -> Querier {
         let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
         Querier {
