@@ -191,13 +191,7 @@ impl Continuous {
         if let Some(fed) = &state.fed_before_seed {
             records.retain(|record| !fed.contains(&record.trace_id));
         }
-        for record in &records {
-            state.accumulator.entities.service(&record.service);
-        }
-        records.sort_by_key(|record| record.trace_id);
-        for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
-            state.accumulator.fold_trace(trace);
-        }
+        state.accumulator.fold_traces(records);
     }
 
     /// Ends the seed: from now on every trace comes in live only.

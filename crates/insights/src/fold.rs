@@ -220,6 +220,19 @@ impl Accumulator {
         self.origin.saturating_add(cell.saturating_mul(self.width))
     }
 
+    /// Folds the spans of any number of whole traces (in any order). Every service is known
+    /// first, so a client span's peer resolves to a service seen anywhere among them whatever
+    /// the order of traces.
+    pub(crate) fn fold_traces(&mut self, mut records: Vec<SpanRecord>) {
+        for record in &records {
+            self.entities.service(&record.service);
+        }
+        records.sort_by_key(|record| record.trace_id);
+        for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            self.fold_trace(trace);
+        }
+    }
+
     /// Folds the spans of one trace (in any order).
     pub(crate) fn fold_trace(&mut self, records: &[SpanRecord]) {
         let count = records.len();
@@ -509,13 +522,10 @@ impl Accumulator {
             );
         }
         if let Some(version) = record.version.as_deref() {
-            let cells = match self.versions.get_mut(&(service, version.to_string())) {
-                Some(cells) => cells,
-                None => self
-                    .versions
-                    .entry((service, version.to_string()))
-                    .or_default(),
-            };
+            let cells = self
+                .versions
+                .entry((service, version.to_string()))
+                .or_default();
             let seen = cells.entry(cell).or_insert_with(|| VersionCell {
                 first_seen_nanos: record.start_nanos,
                 ..VersionCell::default()

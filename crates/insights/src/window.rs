@@ -101,21 +101,13 @@ impl Window {
 
     /// The window `[start_nanos, end_nanos)` over `records`, split into [`INTERVALS`]
     /// intervals (fewer when they would be shorter than a second).
-    pub(crate) fn build(mut records: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Window {
+    pub(crate) fn build(records: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Window {
         let span_nanos = end_nanos - start_nanos;
         let interval_nanos = span_nanos.div_ceil(INTERVALS).max(MIN_INTERVAL_NANOS);
         let intervals = span_nanos.div_ceil(interval_nanos).max(1) as usize;
         let mut accumulator =
             Accumulator::new(start_nanos, interval_nanos, Some(intervals as u64 - 1));
-        // Every service first, so a client span's peer resolves to a service seen anywhere in
-        // the window whatever the order of traces.
-        for record in &records {
-            accumulator.entities.service(&record.service);
-        }
-        records.sort_by_key(|record| record.trace_id);
-        for trace in records.chunk_by(|a, b| a.trace_id == b.trace_id) {
-            accumulator.fold_trace(trace);
-        }
+        accumulator.fold_traces(records);
         accumulator.view(0, intervals, start_nanos, end_nanos)
     }
 }
