@@ -132,9 +132,13 @@ async fn evaluate_tenant(
             let (analysis, start) = fold.analyze(tenant.as_str(), end);
             (analysis, start, fold.size(tenant.as_str()))
         };
+        let baseline = analysis
+            .baseline_nanos()
+            .map(|(start, end)| json!({"start": start.to_string(), "end": end.to_string()}));
         let body = json!({
             "assertions": encoded(analysis.assertions(None))?,
             "rca": encoded(analysis.rca(None))?,
+            "baseline": baseline,
         });
         Ok::<_, ApiError>((start, body, size))
     })
@@ -186,6 +190,7 @@ pub async fn evaluate(state: &SharedState) {
             "tookMs": took.as_secs_f64() * 1e3,
             "incident": rca["incident"],
             "onset": rca["onset"],
+            "baseline": body["baseline"],
             "causes": causes,
             "assertions": body["assertions"],
         });

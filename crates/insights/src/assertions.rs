@@ -1,10 +1,14 @@
 //! SAAFE assertions: per entity and metric, recent intervals against the entity's own
-//! baseline (the first third of the window), with robust statistics.
+//! baseline (the first third of the window's history, [`Window::baseline`]), with robust
+//! statistics. Intervals before the tenant's history are unknown, and while the history is
+//! shorter than a baseline only deploys are asserted.
 //!
 //! An interval is anomalous when its value departs from the baseline median by a relative
 //! floor (latency ×1.5, rates ×2 or ½, error ratios ×2), by 4 scaled MADs, and by an absolute
 //! floor (1 ms of latency, an error ratio of 5 %). An assertion needs two anomalous
 //! intervals in a row; its onset is the first of them. Error assertions need 5 errors.
+
+use std::ops::Range;
 
 use serde::Serialize;
 
@@ -130,8 +134,10 @@ enum Direction {
 
 /// Evaluate every entity; assertions and detections are parallel vectors.
 pub(crate) fn evaluate(window: &Window) -> (Vec<Assertion>, Vec<Detection>) {
+    // No baseline yet (a fresh start): only deploys, which compare versions, not history.
+    let baseline = window.baseline().unwrap_or(0..0);
     let mut detections = Vec::new();
-    for (entity, info) in window.entities.iter() {
+    for (entity, info) in window.entities.iter().filter(|_| !baseline.is_empty()) {
         let metrics: &[Metric] = match info.kind {
             EntityKind::Service => &[
                 Metric::SelfTime,
@@ -159,7 +165,7 @@ pub(crate) fn evaluate(window: &Window) -> (Vec<Assertion>, Vec<Detection>) {
             EntityKind::Namespace | EntityKind::Topic => &[],
         };
         for &metric in metrics {
-            if let Some(detection) = detect(window, entity, metric) {
+            if let Some(detection) = detect(window, &baseline, entity, metric) {
                 detections.push(detection);
             }
         }
@@ -196,15 +202,14 @@ struct Baseline {
     plausible: f64,
 }
 
-/// The baseline of the first third of `cells`, if at least 3 intervals have a value.
-fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<Baseline> {
-    let baseline_intervals = (window.intervals / 3).max(1);
-    let baseline_cells = &cells[..baseline_intervals];
+/// The baseline of `cells` over the intervals `range`, if at least 3 of them have a value.
+fn baseline(cells: &[Cell], range: &Range<usize>, metric: Metric) -> Option<Baseline> {
+    let baseline_cells = &cells[range.clone()];
     let values: Vec<f64> = baseline_cells
         .iter()
         .filter_map(|cell| value_of(cell, metric))
         .collect();
-    if values.len() < 3.min(baseline_intervals) {
+    if values.len() < 3.min(baseline_cells.len()) {
         return None;
     }
     let (median, mad) = median_mad(&values);
@@ -227,24 +232,32 @@ fn baseline(window: &Window, cells: &[Cell], metric: Metric) -> Option<Baseline>
         .fold((0.0, 0.0), |(events, count), (e, c)| {
             (events + e, count + c)
         });
-    let pooled = events / count.max(1.0);
-    let standard_error = (pooled * (1.0 - pooled) / count.max(1.0)).sqrt();
     // Counts of rare events are judged by the binomial test, not by the spread of ratios.
     Some(Baseline {
-        center: pooled,
+        center: events / count.max(1.0),
         mad: 0.0,
-        plausible: pooled + 2.0 * standard_error + 1.0 / count.max(1.0),
+        plausible: plausible_ratio(events, count),
     })
 }
 
-fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detection> {
+/// The highest ratio that `events` out of `count` make plausible: the pooled ratio plus two
+/// standard errors and one event, so that a short or quiet baseline is not taken as exact.
+pub(crate) fn plausible_ratio(events: f64, count: f64) -> f64 {
+    let count = count.max(1.0);
+    let pooled = events / count;
+    pooled + 2.0 * (pooled * (1.0 - pooled) / count).sqrt() + 1.0 / count
+}
+
+fn detect(
+    window: &Window,
+    range: &Range<usize>,
+    entity: EntityIdx,
+    metric: Metric,
+) -> Option<Detection> {
     let cells = window.cells_of(entity);
     let info = window.entities.get(entity);
-    let is_ratio = matches!(
-        metric,
-        Metric::ErrorOrigins | Metric::Errors | Metric::Missing
-    );
-    let own_baseline = baseline(window, cells, metric);
+    let is_ratio = metric.is_ratio();
+    let own_baseline = baseline(cells, range, metric);
     let Baseline {
         center: expected,
         mad,
@@ -254,7 +267,7 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
         // A new instance is compared with its service; a new entity's ratios with zero.
         None if info.kind == EntityKind::Instance => {
             let service = info.service?;
-            baseline(window, window.cells_of(service), metric)?
+            baseline(window.cells_of(service), range, metric)?
         }
         None if is_ratio => Baseline {
             center: 0.0,
@@ -279,7 +292,7 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
             value >= expected * relative
                 && value - expected >= MAD_FACTOR * mad
                 && value - expected >= absolute
-                && (!is_ratio || significant_ratio(value, plausible, count))
+                && (!is_ratio || significant_ratio(value, plausible, f64::from(count)))
         }
         Direction::Down => {
             value <= expected / relative
@@ -289,7 +302,13 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
     };
     let flags: Vec<Option<bool>> = cells
         .iter()
-        .map(|cell| value_of(cell, metric).map(|value| anomalous(value, cell.count)))
+        .enumerate()
+        .map(|(interval, cell)| {
+            let known = interval >= range.start;
+            value_of(cell, metric)
+                .filter(|_| known)
+                .map(|value| anomalous(value, cell.count))
+        })
         .collect();
     let (onset, last) = find_run(&flags)?;
 
@@ -341,8 +360,7 @@ fn detect(window: &Window, entity: EntityIdx, metric: Metric) -> Option<Detectio
 /// Whether `observed` errors out of `count` are too many for a binomial with the expected
 /// ratio (z ≥ 3, the expected ratio taken as at least 1 %), so that a few chance errors in a
 /// quiet interval do not count.
-fn significant_ratio(observed: f64, expected: f64, count: u32) -> bool {
-    let count = f64::from(count);
+pub(crate) fn significant_ratio(observed: f64, expected: f64, count: f64) -> bool {
     let probability = expected.clamp(0.01, 0.99);
     let deviation = (count * probability * (1.0 - probability)).sqrt();
     (observed - probability) * count >= 3.0 * deviation

@@ -2,7 +2,7 @@
 //! of the same service, and what changed after it (error origins, self time per request of the
 //! new version against the older versions before it).
 
-use crate::assertions::{Detection, Metric};
+use crate::assertions::{plausible_ratio, significant_ratio, Detection, Metric};
 use crate::entity::EntityIdx;
 use crate::fold::Tally;
 use crate::window::Window;
@@ -36,14 +36,35 @@ pub(crate) fn deploys(window: &Window, _detections: &[Detection]) -> Vec<Detecti
             continue;
         }
         let (before, after) = tallies(window, service, position);
+        // As for error assertions: the older versions' ratio is taken at the most it
+        // plausibly is, so the first minutes after a harmless deploy are not a harmful one.
         let errors_rose = after.requests >= MIN_REQUESTS
             && after.origins >= 5.0
             && after.origin_ratio() >= 2.0 * before.origin_ratio()
-            && after.origin_ratio() - before.origin_ratio() >= 0.05;
+            && after.origin_ratio() - before.origin_ratio() >= 0.05
+            && significant_ratio(
+                after.origin_ratio(),
+                plausible_ratio(before.origins, before.requests),
+                after.requests,
+            );
+        let slower = |tally: &Tally| {
+            tally.mean_self_millis() >= 1.5 * before.mean_self_millis()
+                && tally.mean_self_millis() - before.mean_self_millis() >= 1.0
+        };
+        // A mean is moved by one slow request, so the rise must also hold in most of the
+        // new version's intervals (two at least), as an anomaly must last two intervals.
+        let (busy, slow) = seen
+            .per_interval
+            .iter()
+            .filter(|(_, tally, _)| tally.requests >= MIN_REQUESTS)
+            .fold((0, 0), |(busy, slow), (_, tally, _)| {
+                (busy + 1, slow + usize::from(slower(tally)))
+            });
         let latency_rose = after.requests >= MIN_REQUESTS
             && before.requests >= MIN_REQUESTS
-            && after.mean_self_millis() >= 1.5 * before.mean_self_millis()
-            && after.mean_self_millis() - before.mean_self_millis() >= 1.0;
+            && slower(&after)
+            && slow >= 2
+            && 2 * slow > busy;
         let (label, observed, expected) = if errors_rose || !latency_rose {
             (
                 "error_origin_ratio_after_deploy",

@@ -49,7 +49,8 @@ fn metric_condition(window: &Window, detection: &Detection) -> Option<String> {
         )),
         Metric::Latency | Metric::SelfTime => {
             let info = window.entities.get(detection.entity);
-            let baseline = window.cells_of(detection.entity)[..(window.intervals / 3).max(1)]
+            let range = window.baseline().unwrap_or(0..0);
+            let baseline = window.cells_of(detection.entity)[range]
                 .iter()
                 .filter(|cell| cell.count > 0)
                 .map(|cell| cell.duration_p50)

@@ -90,6 +90,18 @@ impl Analysis {
         self.resolve(name).is_ok()
     }
 
+    /// The span-time range `[start, end)` in Unix nanoseconds that entities' normal behaviour
+    /// is learned from, or `None` while the tenant's history in the window is too short for
+    /// one (the first part of a window after a fresh start), when only deploys are asserted.
+    pub fn baseline_nanos(&self) -> Option<(u64, u64)> {
+        let window = &self.window;
+        let range = window.baseline()?;
+        Some((
+            window.interval_start(range.start),
+            window.interval_start(range.end),
+        ))
+    }
+
     /// The entity graph with RED figures and assertion counts.
     pub fn graph(&self) -> Graph {
         graph::build(self)

@@ -4,6 +4,7 @@
 //! window are folded into a fresh one, continuous insights keep one per tenant.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::entity::{EntityIdx, EntityTable};
 use crate::fold::{Accumulator, Examples, Tally, TopTraces};
@@ -79,6 +80,10 @@ pub(crate) struct Window {
     pub instance_node: HashMap<EntityIdx, EntityIdx>,
     /// How client spans name an unanswered peer (edges, databases, externals).
     pub peers: HashMap<EntityIdx, (String, &'static str)>,
+    /// The first interval holding any span of the tenant (`intervals` when none does).
+    /// Intervals before it are no history, not zero traffic: a window that reaches back
+    /// before a fresh start must not learn "no requests, no errors" from them.
+    pub history: usize,
 }
 
 impl Window {
@@ -93,6 +98,20 @@ impl Window {
 
     pub(crate) fn interval_end(&self, interval: usize) -> u64 {
         (self.interval_start(interval) + self.interval_nanos).min(self.end_nanos)
+    }
+
+    /// The intervals each entity's normal behaviour is learned from: the first third of
+    /// the window's history. When the history begins inside the window it begins inside an
+    /// interval, so that part-filled interval is left out, as it would look like a drop.
+    /// `None` while the history leaves fewer than two intervals after the baseline (the
+    /// first minutes after a fresh start): nothing can be told from normal yet.
+    pub(crate) fn baseline(&self) -> Option<Range<usize>> {
+        let first = match self.history {
+            0 => 0,
+            history => history + 1,
+        };
+        let end = first + (self.intervals / 3).max(1);
+        (end + 2 <= self.intervals).then_some(first..end)
     }
 
     pub(crate) fn window_secs(&self) -> f64 {
@@ -204,6 +223,7 @@ impl Accumulator {
         let mut examples = vec![Examples::default(); count * intervals];
         let mut runs: Vec<Vec<&[u64]>> = vec![Vec::new(); count];
         let mut totals = vec![Totals::default(); count];
+        let mut history = intervals;
         for (&(_, cell), acc) in self.cells.iter_mut() {
             if in_range(cell) {
                 acc.sort();
@@ -214,7 +234,11 @@ impl Accumulator {
                 continue;
             }
             let entity = map(entity) as usize;
-            let at = entity * intervals + (cell - first) as usize;
+            let interval = (cell - first) as usize;
+            if acc.count > 0 {
+                history = history.min(interval);
+            }
+            let at = entity * intervals + interval;
             cells[at] = Cell {
                 count: acc.count,
                 errors: acc.errors,
@@ -304,6 +328,7 @@ impl Accumulator {
             versions,
             instance_node,
             peers,
+            history,
         }
     }
 }

@@ -36,6 +36,15 @@ fn answers(analysis: &Analysis) -> serde_json::Value {
 /// traces last well under a second and the last one starts 2 s before `end`, so with a 1 s
 /// settle time every trace is folded whole and all of them by `end`.
 fn fed_live(records: &[SpanRecord], end: u64) -> (Analysis, u64, Continuous) {
+    fed_live_checking(records, end, |_, _| {})
+}
+
+/// [`fed_live`], showing every evaluation on the way to `check` with its time.
+fn fed_live_checking(
+    records: &[SpanRecord],
+    end: u64,
+    mut check: impl FnMut(&Analysis, u64),
+) -> (Analysis, u64, Continuous) {
     let mut live = Continuous::new(WINDOW_NANOS, SECOND);
     live.seed("t", Vec::new());
     let mut arriving = records.to_vec();
@@ -45,7 +54,7 @@ fn fed_live(records: &[SpanRecord], end: u64) -> (Analysis, u64, Continuous) {
         let now = batch[batch.len() - 1].end_nanos;
         live.offer("t", batch.to_vec(), now);
         if now >= next_evaluation {
-            live.analyze("t", now);
+            check(&live.analyze("t", now).0, now);
             next_evaluation = now + 15 * SECOND;
         }
     }
@@ -82,6 +91,49 @@ fn folding_as_spans_arrive_gives_the_on_demand_answer() {
             "{fault:?}: the fault shows"
         );
         assert_eq!(live, on_demand, "{fault:?}");
+    }
+}
+
+/// A server that starts with the load: every evaluation's window reaches back before the
+/// tenant's first span for the first 30 minutes. Those intervals are no history, so the
+/// chronic errors and the ramp-up are not compared with an empty past.
+#[test]
+fn a_fresh_start_is_no_incident_while_the_window_fills() {
+    for seed in [3, 17, 31, 5, 8, 11, 13, 21, 29, 37, 41, 43] {
+        let (records, _, end) = aligned(Fault::None, seed);
+        let mut evaluations = 0;
+        fed_live_checking(&records, end, |analysis, now| {
+            evaluations += 1;
+            let rca = analysis.rca(None);
+            assert!(
+                !rca.incident,
+                "seed {seed}, {} s after the first span: {rca:#?}",
+                (now - records[0].start_nanos) / SECOND
+            );
+        });
+        assert!(evaluations > 90, "{evaluations}");
+    }
+}
+
+/// Once a third of the window holds history, a fault after a fresh start is found against
+/// it, on request as continuously.
+#[test]
+fn a_fault_soon_after_a_fresh_start_is_found_once_a_baseline_exists() {
+    let (records, start, _) = aligned(Fault::Errors("catalog", 0.2), 31);
+    let onset = super::sim::ONSET + (start - WINDOW_START);
+    // Ten minutes of history before the fault (the baseline's third is 10 minutes), and
+    // four minutes of fault; the window reaches 16 minutes back before the first span.
+    let end = onset + 4 * 60 * SECOND;
+    let seen: Vec<SpanRecord> = records
+        .iter()
+        .filter(|record| record.end_nanos < end - 2 * SECOND)
+        .cloned()
+        .collect();
+    let on_demand = analyze(seen.clone(), end - WINDOW_NANOS, end).rca(None);
+    let (live, _, _) = fed_live(&seen, end);
+    for rca in [on_demand, live.rca(None)] {
+        assert!(rca.incident, "{rca:#?}");
+        assert_eq!(rca.causes[0].service, "catalog", "{rca:#?}");
     }
 }
 
