@@ -113,6 +113,65 @@ def test_errors_that_start_in_a_leaf_blame_the_leaf_not_its_caller(server):
     assert (body["causes"][0]["kind"], body["causes"][0]["name"]) == ("service", "cart"), body["causes"][:3]
 
 
+def cpu_metrics(service, pod, instance_id, start_s, end_s, onset_s, cores_before, cores_after):
+    """OTLP/JSON `process.cpu.time` (cumulative seconds, as the OpenTelemetry SDKs' process
+    instrumentation sends it) every 15 s for one pod, using `cores_before` CPU until `onset_s`
+    and `cores_after` from then on. The pod name is a resource attribute, so the metrics store
+    has it on `target_info` only; the series' `instance` is the service.instance.id."""
+    points, used = [], 0.0
+    for t in range(start_s, end_s + 1, 15):
+        used += 15 * (cores_after if t > onset_s else cores_before)
+        points.append({"startTimeUnixNano": str(start_s * 10**9), "timeUnixNano": str(t * 10**9), "asDouble": used})
+    attributes = {"service.name": service, "service.instance.id": instance_id, "k8s.pod.name": pod}
+    return {
+        "resource": {"attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()]},
+        "scopeMetrics": [{"scope": {"name": "process"}, "metrics": [{
+            "name": "process.cpu.time", "unit": "s",
+            "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": points},
+        }]}],
+    }
+
+
+def test_resource_metrics_of_a_pod_are_saturation_evidence_beside_its_traces(server):
+    """Issue 11 item 2, Saturation "from resource metrics when they are ingested": the CPU of
+    one cart pod rises with cart's latency; the assertion names that pod (matched through
+    `target_info`), carries a PromQL query that returns the series, and the cause mentions it."""
+    start, end = send_window(server, fault="latency", seed=5)
+    onset = start + int(WINDOW_SECS * 0.7)
+    metrics = {"resourceMetrics": [
+        cpu_metrics("cart", "cart-0", "4f1d-cart-0", start, end, onset, 0.2, 0.9),
+        cpu_metrics("cart", "cart-1", "9c2e-cart-1", start, end, onset, 0.2, 0.2),
+    ]}
+    response = requests.post(f"{server.otlp_http_url}/v1/metrics", json=metrics, timeout=30)
+    assert response.status_code == 200 and response.json().get("partialSuccess") is None, response.text
+    # Acknowledged samples become queryable a moment later (the head appends in the background).
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        visible = requests.get(f"{server.url}/prometheus/api/v1/series", timeout=30,
+                               params={"match[]": "process_cpu_time_seconds_total", "start": str(start), "end": str(end)}).json()
+        if len(visible["data"]) == 2:
+            break
+        time.sleep(0.2)
+    window = {"start": str(start), "end": str(end)}
+    assertions = insights(server, "assertions", **window).json()["assertions"]
+    saturation = [a for a in assertions if a["type"] == "saturation" and a["metric"] == "cpu_cores"]
+    assert [a["entity"] for a in saturation] == ["instance:cart:cart-0"], saturation
+    cpu = saturation[0]
+    assert abs(cpu["expected"] - 0.2) < 0.05 and abs(cpu["observed"] - 0.9) < 0.1, cpu
+    assert abs(int(cpu["start"]) / 1e9 - onset) <= 120, (int(cpu["start"]) / 1e9 - onset)
+    # The evidence is PromQL that the Prometheus API answers with that pod's series.
+    promql = cpu["evidence"]["promql"]
+    answer = requests.get(f"{server.url}/prometheus/api/v1/query",
+                          params={"query": promql, "time": str(end)}, timeout=30).json()
+    assert answer["status"] == "success" and len(answer["data"]["result"]) == 1, (promql, answer)
+    assert answer["data"]["result"][0]["metric"]["instance"] == "4f1d-cart-0"
+    assert 0.7 < float(answer["data"]["result"][0]["value"][1]) < 1.1, answer
+    rca = insights(server, "rca", **window).json()
+    top = rca["causes"][0]
+    assert top["name"] == "cart" or top.get("service") == "cart", rca["causes"][:3]
+    assert "cpu_cores rose" in top["summary"] and any(a["metric"] == "cpu_cores" for a in top["assertions"]), top
+
+
 def test_a_clean_window_is_no_incident(server):
     start, end = send_window(server, fault=None, seed=5)
     body = insights(server, "rca", start=str(start), end=str(end)).json()

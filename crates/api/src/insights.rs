@@ -66,12 +66,15 @@ where
         .traces_in_window(tenants, start, end, MAX_SPANS)
         .await;
     let partial = read.partial_message.clone();
+    let (store, tenants) = (state.metrics_store.clone(), tenants.clone());
     let rendered = tokio::task::spawn_blocking(move || {
         let mut records = Vec::with_capacity(read.spans as usize);
         for (trace_id, resource_spans) in &read.traces {
             andante_insights::extract(trace_id.0, resource_spans, &mut records);
         }
-        render(&andante_insights::analyze(records, start, end))
+        let mut analysis = andante_insights::analyze(records, start, end);
+        add_resources(&store, &tenants, &mut analysis);
+        render(&analysis)
     })
     .await
     .map_err(|error| {
@@ -81,10 +84,78 @@ where
     Ok((rendered, partial))
 }
 
+/// Adds Saturation assertions from the resource metrics `tenants` sent to the metrics store
+/// (the queries of `andante_insights::RESOURCE_QUERIES`, sampled at the end of each of the
+/// analysis' intervals). A query the store refuses is left out: the traces still answer.
+/// OpenTelemetry metrics carry the pod name only on `target_info` (the instance label is
+/// `service.instance.id`), so each series gets its `k8s_pod_name` from there, as
+/// `* on (job, instance) group_left (k8s_pod_name) target_info` would give it.
+pub(crate) fn add_resources(
+    store: &andante_tsdb::Store,
+    tenants: &TenantSet,
+    analysis: &mut andante_insights::Analysis,
+) {
+    use andante_tsdb::promql::{range_query, QueryValue};
+    let (first, last, step, range_secs) = analysis.resource_steps();
+    let millis = |nanos: u64| i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX);
+    let mut series = Vec::new();
+    for tenant in tenants.iter() {
+        let run = |promql: &str| {
+            range_query(
+                store,
+                tenant.as_str(),
+                promql,
+                millis(first),
+                millis(last),
+                millis(step).max(1),
+            )
+        };
+        let mut pods: HashMap<(String, String), String> = HashMap::new();
+        if let Ok(QueryValue::Matrix(targets)) = run("target_info") {
+            for target in targets {
+                let label = |name: &str| target.labels.get(name).unwrap_or_default().to_owned();
+                let pod = label("k8s_pod_name");
+                if !pod.is_empty() {
+                    pods.insert((label("job"), label("instance")), pod);
+                }
+            }
+        }
+        for (index, query) in andante_insights::RESOURCE_QUERIES.iter().enumerate() {
+            let found = match run(&query.promql(range_secs)) {
+                Ok(QueryValue::Matrix(found)) => found,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::debug!(%tenant, metric = query.metric, ?error, "resource query refused");
+                    continue;
+                }
+            };
+            series.extend(found.into_iter().map(|one| {
+                let label = |name: &str| one.labels.get(name).unwrap_or_default().to_owned();
+                andante_insights::ResourceSeries {
+                    query: index,
+                    pod: pods.get(&(label("job"), label("instance"))).cloned(),
+                    labels: one
+                        .labels
+                        .iter()
+                        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                        .collect(),
+                    points: one
+                        .samples
+                        .iter()
+                        .map(|&(at, value)| (u64::try_from(at).unwrap_or(0) * 1_000_000, value))
+                        .collect(),
+                }
+            }));
+        }
+    }
+    analysis.add_resources(&series);
+}
+
 /// Gives firing alerts their ranked root causes: the insights analysis of the tenant's last
 /// 30 minutes of traces, scoped to the alert's service when it names one.
 pub struct AlertRootCauses {
     querier: andante_query::Querier,
+    store: std::sync::Arc<andante_tsdb::Store>,
     external_url: String,
     runtime: tokio::runtime::Handle,
 }
@@ -95,11 +166,13 @@ const ALERT_WINDOW_NANOS: u64 = 30 * 60 * 1_000_000_000;
 impl AlertRootCauses {
     pub fn new(
         querier: andante_query::Querier,
+        store: std::sync::Arc<andante_tsdb::Store>,
         external_url: String,
         runtime: tokio::runtime::Handle,
     ) -> AlertRootCauses {
         AlertRootCauses {
             querier,
+            store,
             external_url,
             runtime,
         }
@@ -127,7 +200,8 @@ impl andante_rules::RootCauseSource for AlertRootCauses {
         for (trace_id, resource_spans) in &read.traces {
             andante_insights::extract(trace_id.0, resource_spans, &mut records);
         }
-        let analysis = andante_insights::analyze(records, start, end);
+        let mut analysis = andante_insights::analyze(records, start, end);
+        add_resources(&self.store, &tenants, &mut analysis);
         let mut rca = analysis.rca(service);
         if service.is_some() && rca.causes.is_empty() {
             // The service may not be in the trace graph under that name: rank everything.

@@ -125,13 +125,14 @@ async fn evaluate_tenant(
         .await
         .map_err(failed)?;
     }
-    let (fold, tenant) = (fold.clone(), tenant.clone());
+    let (fold, tenant, store) = (fold.clone(), tenant.clone(), state.metrics_store.clone());
     let (start, body, size) = tokio::task::spawn_blocking(move || {
-        let (analysis, start, size) = {
+        let (mut analysis, start, size) = {
             let mut fold = fold.lock();
             let (analysis, start) = fold.analyze(tenant.as_str(), end);
             (analysis, start, fold.size(tenant.as_str()))
         };
+        crate::insights::add_resources(&store, &TenantSet::one(tenant), &mut analysis);
         let baseline = analysis
             .baseline_nanos()
             .map(|(start, end)| json!({"start": start.to_string(), "end": end.to_string()}));

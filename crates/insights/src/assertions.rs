@@ -79,6 +79,8 @@ pub(crate) enum Metric {
     RateUp,
     RateDown,
     Deploy,
+    /// A resource metric of an instance or service (`crate::resources`).
+    Resource,
 }
 
 impl Metric {
@@ -93,6 +95,7 @@ impl Metric {
             (Metric::Missing, _) => "missing_server_ratio",
             (Metric::RateUp | Metric::RateDown, _) => "request_rate",
             (Metric::Deploy, _) => "deploy",
+            (Metric::Resource, _) => "resource",
         }
     }
 
@@ -122,8 +125,10 @@ pub(crate) struct Detection {
     /// For deploys: the version, and whether behaviour changed after it.
     pub version: Option<String>,
     pub harmful: bool,
-    /// The metric name when it is not the default one (deploys).
+    /// The metric name when it is not the default one (deploys, resources).
     pub label: Option<&'static str>,
+    /// The PromQL that shows the change (resource metrics).
+    pub promql: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -187,7 +192,7 @@ fn value_of(cell: &Cell, metric: Metric) -> Option<f64> {
         Metric::ErrorOrigins => Some(f64::from(cell.origins) / f64::from(cell.count)),
         Metric::Errors => Some(f64::from(cell.errors) / f64::from(cell.count)),
         Metric::Missing => Some(f64::from(cell.missing) / f64::from(cell.count)),
-        Metric::Deploy => None,
+        Metric::Deploy | Metric::Resource => None,
     }
 }
 
@@ -285,7 +290,7 @@ fn detect(
         }
         Metric::RateUp => (Direction::Up, RATE_RELATIVE, 3.0),
         Metric::RateDown => (Direction::Down, RATE_RELATIVE, 3.0),
-        Metric::Deploy => return None,
+        Metric::Deploy | Metric::Resource => return None,
     };
     let anomalous = |value: f64, count: u32| match direction {
         Direction::Up => {
@@ -354,6 +359,7 @@ fn detect(
         version: None,
         harmful: true,
         label: None,
+        promql: None,
     })
 }
 
@@ -392,7 +398,7 @@ pub(crate) fn find_run(flags: &[Option<bool>]) -> Option<(usize, usize)> {
     Some((onset, last))
 }
 
-fn to_assertion(window: &Window, detection: &Detection, all: &[Detection]) -> Assertion {
+pub(crate) fn to_assertion(window: &Window, detection: &Detection, all: &[Detection]) -> Assertion {
     let info = window.entities.get(detection.entity);
     let kind = assertion_type(info.kind, detection.metric);
     let scale = if detection.metric.is_latency() {
@@ -457,6 +463,7 @@ fn to_assertion(window: &Window, detection: &Detection, all: &[Detection]) -> As
 fn assertion_type(kind: EntityKind, metric: Metric) -> AssertionType {
     match (kind, metric) {
         (_, Metric::Deploy) => AssertionType::Amend,
+        (_, Metric::Resource) => AssertionType::Saturation,
         (_, Metric::Missing) => AssertionType::Failure,
         (EntityKind::Instance, Metric::RateDown) => AssertionType::Failure,
         (EntityKind::Database | EntityKind::External, Metric::ErrorOrigins) => {
@@ -486,7 +493,9 @@ fn severity(detection: &Detection, all: &[Detection]) -> Severity {
         Metric::RateDown if detection.observed < 0.5 => Severity::Warning,
         Metric::RateDown => Severity::Info,
         Metric::ErrorOrigins | Metric::Missing if detection.observed >= 0.2 => Severity::Critical,
-        Metric::SelfTime | Metric::Latency if detection.observed >= 2.0 * detection.expected => {
+        Metric::SelfTime | Metric::Latency | Metric::Resource
+            if detection.observed >= 2.0 * detection.expected =>
+        {
             Severity::Critical
         }
         _ => Severity::Warning,

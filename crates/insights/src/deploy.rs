@@ -90,6 +90,7 @@ pub(crate) fn deploys(window: &Window, _detections: &[Detection]) -> Vec<Detecti
             version: Some(seen.version.clone()),
             harmful: errors_rose || latency_rose,
             label: Some(label),
+            promql: None,
         });
     }
     found

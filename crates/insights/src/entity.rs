@@ -90,6 +90,15 @@ impl EntityTable {
         self.services.get(name).copied()
     }
 
+    /// The instance called `name`, of whichever service (pod names and instance ids are
+    /// unique across services; the lowest index wins if they are not).
+    pub(crate) fn instance_named(&self, name: &str) -> Option<EntityIdx> {
+        self.instances
+            .values()
+            .filter_map(|named| named.get(name).copied())
+            .min()
+    }
+
     /// The service name of an entity's owner (or the service itself).
     pub(crate) fn service_name(&self, idx: EntityIdx) -> Option<&str> {
         let entity = self.get(idx);

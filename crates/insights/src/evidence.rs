@@ -14,12 +14,16 @@ pub struct Evidence {
     pub traceql: String,
     #[serde(rename = "traceIds")]
     pub trace_ids: Vec<String>,
+    /// For changes seen in resource metrics: the series that shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promql: Option<String>,
 }
 
 pub(crate) fn for_detection(window: &Window, detection: &Detection) -> Evidence {
     Evidence {
         traceql: traceql(window, detection),
         trace_ids: trace_ids(window, detection),
+        promql: detection.promql.clone(),
     }
 }
 
@@ -62,7 +66,7 @@ fn metric_condition(window: &Window, detection: &Detection) -> Option<String> {
             };
             Some(format!("duration > {}", duration_literal(threshold)))
         }
-        Metric::RateUp | Metric::RateDown => None,
+        Metric::RateUp | Metric::RateDown | Metric::Resource => None,
     }
 }
 
@@ -178,7 +182,7 @@ fn trace_ids(window: &Window, detection: &Detection) -> Vec<String> {
                 Metric::ErrorOrigins => &examples.origins,
                 Metric::Errors => &examples.errors,
                 Metric::Missing => &examples.unanswered,
-                Metric::SelfTime => &examples.self_time,
+                Metric::SelfTime | Metric::Resource => &examples.self_time,
                 Metric::Latency => &examples.latency,
                 Metric::RateUp | Metric::RateDown | Metric::Deploy => &examples.any,
             }

@@ -22,6 +22,7 @@ mod graph;
 mod rca;
 mod rca_topology;
 mod record;
+mod resources;
 mod stats;
 mod structure;
 mod window;
@@ -36,6 +37,7 @@ pub use extract::{extract, extract_any};
 pub use graph::{Deploy, Graph, GraphEntity, GraphRelation};
 pub use rca::{Cause, Rca};
 pub use record::{SpanKind, SpanRecord};
+pub use resources::{ResourceQuery, ResourceSeries, RESOURCE_QUERIES};
 
 use std::collections::HashMap;
 
@@ -100,6 +102,35 @@ impl Analysis {
             window.interval_start(range.start),
             window.interval_start(range.end),
         ))
+    }
+
+    /// When to sample resource metrics for [`Analysis::add_resources`]: the first and last
+    /// Unix nanoseconds and the step (the end of each interval), and the rate range in
+    /// seconds for [`ResourceQuery::promql`].
+    pub fn resource_steps(&self) -> (u64, u64, u64, u64) {
+        let window = &self.window;
+        let first = window.start_nanos + window.interval_nanos;
+        let last = window.interval_start(window.intervals - 1) + window.interval_nanos;
+        (
+            first,
+            last,
+            window.interval_nanos,
+            resources::rate_range_secs(window.interval_nanos),
+        )
+    }
+
+    /// Adds Saturation assertions from resource metrics of the window's instances and
+    /// services (see `crate::resources` for how series are matched to entities).
+    pub fn add_resources(&mut self, series: &[ResourceSeries]) {
+        for detection in resources::detect(&self.window, series) {
+            let assertion = assertions::to_assertion(&self.window, &detection, &self.detections);
+            self.assertions_by_entity
+                .entry(detection.entity)
+                .or_default()
+                .push(self.detections.len());
+            self.detections.push(detection);
+            self.assertions.push(assertion);
+        }
     }
 
     /// The entity graph with RED figures and assertion counts.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::assertions::{Assertion, Detection, Metric};
 use crate::entity::{EntityIdx, EntityKind};
 use crate::evidence::{self, Evidence};
-use crate::Analysis;
+use crate::{resources, Analysis};
 
 const MIN_SCORE: f64 = 0.15;
 const MAX_CAUSES: usize = 5;
@@ -183,6 +183,12 @@ pub(crate) fn rank(analysis: &Analysis, scope: Option<EntityIdx>) -> Rca {
     }
     topology.prefer_specific(analysis, &mut candidates);
     topology.deploy_bonus(analysis, &mut candidates);
+    // A change that starts with its own resources saturating is more likely where it began.
+    for (&entity, candidate) in candidates.iter_mut() {
+        if resources::saturated_near(window, detections, entity, candidate.onset).is_some() {
+            candidate.score *= 1.3;
+        }
+    }
 
     let strongest = candidates
         .values()
@@ -321,7 +327,24 @@ fn cause(
         .flatten()
         .map(|&position| analysis.assertions[position].clone())
         .collect();
+    let saturated =
+        resources::saturated_near(window, &analysis.detections, entity, candidate.onset);
+    if let Some(position) =
+        saturated.filter(|&position| analysis.detections[position].entity != entity)
+    {
+        assertions.push(analysis.assertions[position].clone());
+    }
     assertions.sort_by_key(|assertion| std::cmp::Reverse(assertion.severity));
+    let saturation = saturated
+        .map(|position| {
+            let detection = &analysis.detections[position];
+            format!(
+                ", while {} {} rose",
+                table.get(detection.entity).name,
+                detection.label.unwrap_or("resource use")
+            )
+        })
+        .unwrap_or_default();
     let (summary, evidence) = match candidate.main {
         Some(position) => {
             let detection = &analysis.detections[position];
@@ -333,7 +356,7 @@ fn cause(
                 .unwrap_or_default();
             (
                 format!(
-                    "{}{} (accounts for {:.0}% of the change){deploy}",
+                    "{}{} (accounts for {:.0}% of the change){deploy}{saturation}",
                     capitalised(&assertion.summary),
                     if detection.metric == Metric::Missing {
                         ": calls got no answer"

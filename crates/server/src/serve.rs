@@ -562,6 +562,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )));
     rules.set_root_cause_source(Arc::new(andante_api::AlertRootCauses::new(
         state.querier.clone(),
+        state.metrics_store.clone(),
         config.rules.external_url.clone(),
         tokio::runtime::Handle::current(),
     )));

@@ -3,5 +3,6 @@
 //! several nodes, background noise) with one fault injected at a time.
 
 mod continuous;
+mod resources;
 mod scenarios;
 mod sim;
