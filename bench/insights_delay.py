@@ -8,6 +8,9 @@ fault two minutes after start), all cases at once, each on its own loopback port
 It polls `/api/insights/live` every 2 s and reports, per case:
 
   first named   seconds after the onset when the first cause names the target
+  still named   whether the last poll, `--deadline` seconds after the onset, still names it
+                (a fault that lasts longer than two thirds of the window must not become the
+                window's normal)
   false before  whether `incident` was true at any poll before the onset (or, for `none`, at
                 any poll of the run)
 
@@ -32,7 +35,7 @@ CASES = [
     ("error", "payment"),
     ("latency", "payment"),
     ("network-delay", "checkout->payment"),
-    ("dependency-down", "cardprocessor-api"),
+    ("dependency-down", "payments-provider"),
     ("none", ""),
 ]
 
@@ -57,29 +60,31 @@ def main():
             started = time.time()
             server = Server(storage, *extra).start()
             runs.append({"scenario": scenario, "target": target, "server": server,
-                         "onset": started + args.onset, "named": None, "false_before": False})
+                         "onset": started + args.onset, "named": None, "false_before": False,
+                         "still": False})
         try:
             end = max(run["onset"] for run in runs) + args.deadline
-            while time.time() < end and any(run["named"] is None for run in runs if run["target"]):
+            while time.time() < end:
                 time.sleep(2)
                 for run in runs:
-                    if run["named"] is not None:
-                        continue
                     live = requests.get(f"{run['server'].url}/api/insights/live", timeout=30).json()
                     now = time.time()
                     if live.get("incident") and (now < run["onset"] or not run["target"]):
                         run["false_before"] = True
                     causes = live.get("causes") or []
-                    if run["target"] and now >= run["onset"] and causes and names(causes[0], run["target"]):
+                    named = bool(run["target"] and now >= run["onset"] and causes and names(causes[0], run["target"]))
+                    if named and run["named"] is None:
                         run["named"] = now - run["onset"]
+                    run["still"] = named
         finally:
             for run in runs:
                 run["server"].process.terminate()
                 run["server"].process.wait()
-    print(f"{'scenario':<18}{'target':<22}{'first named (s after onset)':>30}{'false before':>14}")
+    print(f"{'scenario':<18}{'target':<22}{'first named (s after onset)':>30}{'still named':>13}{'false before':>14}")
     for run in runs:
         named = "-" if not run["target"] else ("not named" if run["named"] is None else f"{run['named']:.0f}")
-        print(f"{run['scenario']:<18}{run['target']:<22}{named:>30}{str(run['false_before']):>14}")
+        still = str(run["still"]) if run["target"] else "-"
+        print(f"{run['scenario']:<18}{run['target']:<22}{named:>30}{still:>13}{str(run['false_before']):>14}")
 
 
 if __name__ == "__main__":

@@ -240,6 +240,13 @@ def test_an_unknown_demo_scenario_is_a_configuration_error(make_server, tmp_path
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result
     assert "demo.scenario: unknown scenario `lag`" in result.stderr and "network-delay" in result.stderr
+    # A target the demo's topology does not have is refused at start, naming what it has.
+    result = subprocess.run([str(BINARY), "serve", "--demo", "--demo.scenario", "dependency-down",
+                             "--demo.scenario-target", "cardprocessor-api", "--storage.path", str(tmp_path / "t")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert "demo.scenario_target: unknown dependency `cardprocessor-api`" in result.stderr, result.stderr
+    assert "payments-provider" in result.stderr, result.stderr
 
 
 def test_after_a_restart_continuous_insights_read_their_window_back(make_server):

@@ -39,10 +39,13 @@ fn window(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
             "invalid time range: end is not after start",
         ));
     }
-    if end - start > MAX_WINDOW_NANOS {
+    // `end` in seconds covers its whole second (as in Tempo's search), so `end - start` of
+    // exactly 86400 s spans 24 h and 1 s less a nanosecond, and is allowed.
+    if end - start > MAX_WINDOW_NANOS + 999_999_999 {
         return Err(ApiError::bad_request(format!(
-            "invalid time range: {} h is longer than the limit of 24 h for an analysis",
-            (end - start) / 3_600_000_000_000
+            "invalid time range: {} s is longer than the limit of {} s (24 h) for an analysis",
+            (end - start) / 1_000_000_000,
+            MAX_WINDOW_NANOS / 1_000_000_000
         )));
     }
     Ok((start, end))
@@ -72,7 +75,8 @@ where
         for (trace_id, resource_spans) in &read.traces {
             andante_insights::extract(trace_id.0, resource_spans, &mut records);
         }
-        let mut analysis = andante_insights::analyze(records, start, end);
+        let seasons = day_ago(&store, &tenants, andante_insights::window_steps(start, end));
+        let mut analysis = andante_insights::analyze_with(records, start, end, &seasons);
         add_resources(&store, &tenants, &mut analysis);
         render(&analysis)
     })
@@ -95,40 +99,25 @@ pub(crate) fn add_resources(
     tenants: &TenantSet,
     analysis: &mut andante_insights::Analysis,
 ) {
-    use andante_tsdb::promql::{range_query, QueryValue};
-    let (first, last, step, range_secs) = analysis.resource_steps();
-    let millis = |nanos: u64| i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX);
+    let steps = analysis.resource_steps();
     let mut series = Vec::new();
     for tenant in tenants.iter() {
-        let run = |promql: &str| {
-            range_query(
-                store,
-                tenant.as_str(),
-                promql,
-                millis(first),
-                millis(last),
-                millis(step).max(1),
-            )
-        };
         let mut pods: HashMap<(String, String), String> = HashMap::new();
-        if let Ok(QueryValue::Matrix(targets)) = run("target_info") {
-            for target in targets {
-                let label = |name: &str| target.labels.get(name).unwrap_or_default().to_owned();
-                let pod = label("k8s_pod_name");
-                if !pod.is_empty() {
-                    pods.insert((label("job"), label("instance")), pod);
-                }
+        for target in sampled(store, tenant.as_str(), "target_info", steps, 0) {
+            let label = |name: &str| target.labels.get(name).unwrap_or_default().to_owned();
+            let pod = label("k8s_pod_name");
+            if !pod.is_empty() {
+                pods.insert((label("job"), label("instance")), pod);
             }
         }
         for (index, query) in andante_insights::RESOURCE_QUERIES.iter().enumerate() {
-            let found = match run(&query.promql(range_secs)) {
-                Ok(QueryValue::Matrix(found)) => found,
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::debug!(%tenant, metric = query.metric, ?error, "resource query refused");
-                    continue;
-                }
-            };
+            let found = sampled(
+                store,
+                tenant.as_str(),
+                &query.promql(steps.range_secs),
+                steps,
+                0,
+            );
             series.extend(found.into_iter().map(|one| {
                 let label = |name: &str| one.labels.get(name).unwrap_or_default().to_owned();
                 andante_insights::ResourceSeries {
@@ -139,16 +128,94 @@ pub(crate) fn add_resources(
                         .iter()
                         .map(|(name, value)| (name.to_owned(), value.to_owned()))
                         .collect(),
-                    points: one
-                        .samples
-                        .iter()
-                        .map(|&(at, value)| (u64::try_from(at).unwrap_or(0) * 1_000_000, value))
-                        .collect(),
+                    points: one.samples,
                 }
             }));
         }
     }
     analysis.add_resources(&series);
+}
+
+/// The services' request rates a day before each step (seasonality), from the span-metrics
+/// series of the metrics store; empty when it does not reach back that far (its retention is
+/// 26 h by default for this).
+pub(crate) fn day_ago(
+    store: &andante_tsdb::Store,
+    tenants: &TenantSet,
+    steps: andante_insights::Steps,
+) -> Vec<andante_insights::DayAgo> {
+    let promql =
+        andante_insights::DAY_AGO_QUERY.replace("$range", &format!("{}s", steps.range_secs));
+    let mut found = Vec::new();
+    for tenant in tenants.iter() {
+        for series in sampled(
+            store,
+            tenant.as_str(),
+            &promql,
+            steps,
+            andante_insights::DAY_NANOS,
+        ) {
+            let Some(service) = series.labels.get("service") else {
+                continue;
+            };
+            found.push(andante_insights::DayAgo {
+                service: service.to_owned(),
+                points: series.samples,
+            });
+        }
+    }
+    found
+}
+
+/// One series of [`sampled`]: its labels and `(Unix nanoseconds, value)` points.
+struct Sampled {
+    labels: andante_tsdb::Labels,
+    samples: Vec<(u64, f64)>,
+}
+
+/// The series `promql` gives at `steps`, evaluated `before` nanoseconds earlier and moved
+/// forward by as much. A query the store refuses gives nothing (the traces still answer);
+/// it is logged at debug level.
+fn sampled(
+    store: &andante_tsdb::Store,
+    tenant: &str,
+    promql: &str,
+    steps: andante_insights::Steps,
+    before: u64,
+) -> Vec<Sampled> {
+    use andante_tsdb::promql::{range_query, QueryValue};
+    let (Some(first), Some(last)) = (
+        steps.first.checked_sub(before),
+        steps.last.checked_sub(before),
+    ) else {
+        return Vec::new();
+    };
+    let millis = |nanos: u64| i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX);
+    match range_query(
+        store,
+        tenant,
+        promql,
+        millis(first),
+        millis(last),
+        millis(steps.step).max(1),
+    ) {
+        Ok(QueryValue::Matrix(found)) => found
+            .into_iter()
+            .map(|series| Sampled {
+                labels: series.labels,
+                samples: series
+                    .samples
+                    .into_iter()
+                    .map(|(at, value)| (u64::try_from(at).unwrap_or(0) * 1_000_000 + before, value))
+                    .collect(),
+            })
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(error) => {
+            tracing::debug!(%tenant, promql, ?error, "insights series query refused");
+            Vec::new()
+        }
+    }
 }
 
 /// Gives firing alerts their ranked root causes: the insights analysis of the tenant's last
@@ -200,7 +267,12 @@ impl andante_rules::RootCauseSource for AlertRootCauses {
         for (trace_id, resource_spans) in &read.traces {
             andante_insights::extract(trace_id.0, resource_spans, &mut records);
         }
-        let mut analysis = andante_insights::analyze(records, start, end);
+        let seasons = day_ago(
+            &self.store,
+            &tenants,
+            andante_insights::window_steps(start, end),
+        );
+        let mut analysis = andante_insights::analyze_with(records, start, end, &seasons);
         add_resources(&self.store, &tenants, &mut analysis);
         let mut rca = analysis.rca(service);
         if service.is_some() && rca.causes.is_empty() {
@@ -338,5 +410,69 @@ mod tests {
                 ErrorKind::BadRequest
             );
         }
+    }
+
+    /// The day-before rates come from the span-metrics counters a day earlier, moved forward
+    /// a day so that they line up with the window's intervals.
+    #[test]
+    fn the_day_before_is_read_from_span_metrics_and_moved_forward_a_day() {
+        let store = andante_tsdb::Store::new(andante_tsdb::StoreConfig::default());
+        let now_ms: i64 = 1_800_000_000_000;
+        let day_ms = (andante_insights::DAY_NANOS / 1_000_000) as i64;
+        let counter = |service: &str, kind: &str| {
+            andante_tsdb::Labels::new([
+                ("__name__", "traces_spanmetrics_calls_total"),
+                ("service", service),
+                ("span_kind", kind),
+                ("span_name", "GET /"),
+            ])
+        };
+        // A day before the window, from 2 h before it: 4 server calls per second, and client
+        // spans the query must leave out.
+        let mut samples = Vec::new();
+        for step in 0..=(2 * 3600 + 1800) / 15 {
+            let at = now_ms - day_ms - 2 * 3_600_000 + step * 15_000;
+            samples.push((
+                counter("web", "SPAN_KIND_SERVER"),
+                at,
+                4.0 * 15.0 * step as f64,
+            ));
+            samples.push((counter("web", "SPAN_KIND_CLIENT"), at, 100.0 * step as f64));
+        }
+        assert!(store.append("t", samples) > 0);
+        let start = (now_ms as u64 - 1_800_000) * 1_000_000;
+        let steps = andante_insights::window_steps(start, now_ms as u64 * 1_000_000);
+        let tenants = TenantSet::one(andante_model::TenantId::new("t").expect("tenant"));
+        let found = day_ago(&store, &tenants, steps);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].service, "web");
+        let times: Vec<u64> = found[0].points.iter().map(|(at, _)| *at).collect();
+        assert_eq!(times.first(), Some(&steps.first));
+        assert_eq!(times.last(), Some(&steps.last));
+        assert!(
+            found[0]
+                .points
+                .iter()
+                .all(|(_, rate)| (rate - 4.0).abs() < 1e-9),
+            "{:?}",
+            found[0].points
+        );
+        // Nothing a day before: nothing to compare with.
+        let early = andante_insights::window_steps(1_000_000_000, 2_000_000_000_000);
+        assert!(day_ago(&store, &tenants, early).is_empty());
+    }
+
+    #[test]
+    fn exactly_a_day_is_allowed_and_a_second_more_is_refused_in_seconds() {
+        window(&params(&[("start", "1000"), ("end", "87400")])).expect("24 h");
+        let refused =
+            window(&params(&[("start", "1000"), ("end", "87401")])).expect_err("24 h 1 s");
+        assert!(
+            refused
+                .message
+                .contains("86401 s is longer than the limit of 86400 s"),
+            "{}",
+            refused.message
+        );
     }
 }

@@ -127,12 +127,15 @@ async fn evaluate_tenant(
     }
     let (fold, tenant, store) = (fold.clone(), tenant.clone(), state.metrics_store.clone());
     let (start, body, size) = tokio::task::spawn_blocking(move || {
+        let tenants = TenantSet::one(tenant.clone());
+        let steps = fold.lock().window_steps(end);
+        let seasons = crate::insights::day_ago(&store, &tenants, steps);
         let (mut analysis, start, size) = {
             let mut fold = fold.lock();
-            let (analysis, start) = fold.analyze(tenant.as_str(), end);
+            let (analysis, start) = fold.analyze_with(tenant.as_str(), end, &seasons);
             (analysis, start, fold.size(tenant.as_str()))
         };
-        crate::insights::add_resources(&store, &TenantSet::one(tenant), &mut analysis);
+        crate::insights::add_resources(&store, &tenants, &mut analysis);
         let baseline = analysis
             .baseline_nanos()
             .map(|(start, end)| json!({"start": start.to_string(), "end": end.to_string()}));

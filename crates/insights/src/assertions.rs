@@ -5,9 +5,11 @@
 //!
 //! An interval is anomalous when its value departs from the baseline median by a relative
 //! floor (latency ×1.5, rates ×2 or ½, error ratios ×2), by 4 scaled MADs, and by an absolute
-//! floor (1 ms of latency, an error ratio of 5 %). An assertion needs two anomalous
-//! intervals in a row; its onset is the first of them. Error assertions need 5 errors.
+//! floor (1 ms of latency, an error ratio of 5 %). An assertion needs anomalous intervals in a
+//! row covering 30 s and at least two ([`Window::min_run`]); its onset is the first of them.
+//! Error assertions need 5 errors.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde::Serialize;
@@ -19,6 +21,9 @@ use crate::window::{Cell, Window};
 
 /// Fewer requests than this in an interval make it unknown rather than normal or anomalous.
 const MIN_INTERVAL_COUNT: u32 = 3;
+/// Fewer requests than this make an interval's p99 unknown: below it the p99 is the slowest
+/// request or next to it, a blip rather than a tail.
+const MIN_P99_COUNT: u32 = 50;
 const MAD_FACTOR: f64 = 4.0 * 1.4826;
 const LATENCY_RELATIVE: f64 = 1.5;
 const LATENCY_ABSOLUTE_NANOS: f64 = 1e6;
@@ -63,13 +68,15 @@ pub struct Assertion {
 }
 
 /// What the analysis measured, per entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Metric {
     /// Mean self time per request (services, operations, instances, nodes), per client span
     /// (databases, externals) or edge delay (edges).
     SelfTime,
     /// Median request duration: a symptom, never a cause by itself.
     Latency,
+    /// 99th percentile of request duration: a symptom, never a cause by itself.
+    LatencyP99,
     /// Share of requests (or client spans) whose own spans originated an error.
     ErrorOrigins,
     /// Share of requests in error, propagated or not: a symptom.
@@ -90,6 +97,7 @@ impl Metric {
             (Metric::SelfTime, EntityKind::Database | EntityKind::External) => "client_latency_ms",
             (Metric::SelfTime, _) => "self_time_ms",
             (Metric::Latency, _) => "latency_p50_ms",
+            (Metric::LatencyP99, _) => "latency_p99_ms",
             (Metric::ErrorOrigins, _) => "error_origin_ratio",
             (Metric::Errors, _) => "error_ratio",
             (Metric::Missing, _) => "missing_server_ratio",
@@ -107,7 +115,10 @@ impl Metric {
     }
 
     fn is_latency(self) -> bool {
-        matches!(self, Metric::SelfTime | Metric::Latency)
+        matches!(
+            self,
+            Metric::SelfTime | Metric::Latency | Metric::LatencyP99
+        )
     }
 }
 
@@ -137,40 +148,97 @@ enum Direction {
     Down,
 }
 
-/// Evaluate every entity; assertions and detections are parallel vectors.
-pub(crate) fn evaluate(window: &Window) -> (Vec<Assertion>, Vec<Detection>) {
+/// Baselines kept from the evaluation that first saw an incident, for as long as it lasts
+/// (continuous insights): once the window's own baseline has moved past the onset it would
+/// learn the incident as normal, and an outage longer than two thirds of the window would
+/// vanish from the answer while it goes on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    pub onset_nanos: u64,
+    /// Per entity id: the baseline of each metric it had one for.
+    pub baselines: HashMap<String, Vec<(Metric, Baseline)>>,
+}
+
+impl Held {
+    fn get(&self, window: &Window, entity: EntityIdx, metric: Metric) -> Option<Baseline> {
+        let id = &window.entities.get(entity).id;
+        self.baselines
+            .get(id)?
+            .iter()
+            .find(|(held, _)| *held == metric)
+            .map(|(_, baseline)| *baseline)
+    }
+
+    /// `held`, if `window`'s own baseline reaches past its onset (before that, the window's
+    /// own baseline is still the time before the incident, and answers as on demand).
+    pub(crate) fn in_use<'a>(window: &Window, held: Option<&'a Held>) -> Option<&'a Held> {
+        let end = window.baseline().map_or(0, |range| range.end);
+        held.filter(|held| window.interval_start(end) > held.onset_nanos)
+    }
+
+    /// The baselines of every entity of `window`, as its evaluation learned them.
+    pub(crate) fn of(window: &Window, onset_nanos: u64) -> Held {
+        let range = window.baseline().unwrap_or(0..0);
+        let mut baselines = HashMap::new();
+        for (entity, info) in window.entities.iter().filter(|_| !range.is_empty()) {
+            let cells = window.cells_of(entity);
+            let learned: Vec<(Metric, Baseline)> = metrics_of(window, info.kind, info.callee)
+                .iter()
+                .filter_map(|&metric| {
+                    let seasonal = window.seasonal.get(&entity).map(Vec::as_slice);
+                    Some((metric, baseline(cells, &range, metric, seasonal)?))
+                })
+                .collect();
+            if !learned.is_empty() {
+                baselines.insert(info.id.clone(), learned);
+            }
+        }
+        Held {
+            onset_nanos,
+            baselines,
+        }
+    }
+}
+
+/// What is measured of an entity of `kind` (edges: `callee`).
+fn metrics_of(window: &Window, kind: EntityKind, callee: Option<EntityIdx>) -> &'static [Metric] {
+    match kind {
+        EntityKind::Service => &[
+            Metric::SelfTime,
+            Metric::ErrorOrigins,
+            Metric::Errors,
+            Metric::Latency,
+            Metric::LatencyP99,
+            Metric::RateUp,
+            Metric::RateDown,
+        ],
+        EntityKind::Operation | EntityKind::Node => &[Metric::SelfTime, Metric::ErrorOrigins],
+        EntityKind::Instance => &[Metric::SelfTime, Metric::ErrorOrigins, Metric::RateDown],
+        EntityKind::Database | EntityKind::External => &[Metric::SelfTime, Metric::ErrorOrigins],
+        EntityKind::Edge => {
+            let to_service = callee
+                .is_some_and(|callee| window.entities.get(callee).kind == EntityKind::Service);
+            if to_service {
+                &[Metric::SelfTime, Metric::ErrorOrigins, Metric::Missing]
+            } else {
+                &[]
+            }
+        }
+        EntityKind::Namespace | EntityKind::Topic => &[],
+    }
+}
+
+/// Evaluate every entity; assertions and detections are parallel vectors. `held` baselines
+/// replace the window's own once its baseline reaches past their incident's onset.
+pub(crate) fn evaluate(window: &Window, held: Option<&Held>) -> (Vec<Assertion>, Vec<Detection>) {
     // No baseline yet (a fresh start): only deploys, which compare versions, not history.
     let baseline = window.baseline().unwrap_or(0..0);
+    let held = Held::in_use(window, held);
     let mut detections = Vec::new();
     for (entity, info) in window.entities.iter().filter(|_| !baseline.is_empty()) {
-        let metrics: &[Metric] = match info.kind {
-            EntityKind::Service => &[
-                Metric::SelfTime,
-                Metric::ErrorOrigins,
-                Metric::Errors,
-                Metric::Latency,
-                Metric::RateUp,
-                Metric::RateDown,
-            ],
-            EntityKind::Operation | EntityKind::Node => &[Metric::SelfTime, Metric::ErrorOrigins],
-            EntityKind::Instance => &[Metric::SelfTime, Metric::ErrorOrigins, Metric::RateDown],
-            EntityKind::Database | EntityKind::External => {
-                &[Metric::SelfTime, Metric::ErrorOrigins]
-            }
-            EntityKind::Edge => {
-                let to_service = info
-                    .callee
-                    .is_some_and(|callee| window.entities.get(callee).kind == EntityKind::Service);
-                if to_service {
-                    &[Metric::SelfTime, Metric::ErrorOrigins, Metric::Missing]
-                } else {
-                    &[]
-                }
-            }
-            EntityKind::Namespace | EntityKind::Topic => &[],
-        };
-        for &metric in metrics {
-            if let Some(detection) = detect(window, &baseline, entity, metric) {
+        for &metric in metrics_of(window, info.kind, info.callee) {
+            let learned = held.and_then(|held| held.get(window, entity, metric));
+            if let Some(detection) = detect(window, &baseline, learned, entity, metric) {
                 detections.push(detection);
             }
         }
@@ -183,12 +251,28 @@ pub(crate) fn evaluate(window: &Window) -> (Vec<Assertion>, Vec<Detection>) {
     (assertions, detections)
 }
 
+/// The value of interval `interval`, a request count divided by its seasonal factor.
+fn adjusted(
+    cells: &[Cell],
+    interval: usize,
+    metric: Metric,
+    seasonal: Option<&[f64]>,
+) -> Option<f64> {
+    let value = value_of(&cells[interval], metric)?;
+    match (metric, seasonal) {
+        (Metric::RateUp | Metric::RateDown, Some(factors)) => Some(value / factors[interval]),
+        _ => Some(value),
+    }
+}
+
 fn value_of(cell: &Cell, metric: Metric) -> Option<f64> {
     match metric {
         Metric::RateUp | Metric::RateDown => Some(f64::from(cell.count)),
         _ if cell.count < MIN_INTERVAL_COUNT => None,
         Metric::SelfTime => Some(cell.self_mean),
         Metric::Latency => Some(cell.duration_p50),
+        Metric::LatencyP99 if cell.count < MIN_P99_COUNT => None,
+        Metric::LatencyP99 => Some(cell.duration_p99),
         Metric::ErrorOrigins => Some(f64::from(cell.origins) / f64::from(cell.count)),
         Metric::Errors => Some(f64::from(cell.errors) / f64::from(cell.count)),
         Metric::Missing => Some(f64::from(cell.missing) / f64::from(cell.count)),
@@ -201,18 +285,24 @@ fn value_of(cell: &Cell, metric: Metric) -> Option<f64> {
 /// significance test uses so that a quiet baseline with few chance errors does not make
 /// every later error look significant.
 #[derive(Debug, Clone, Copy)]
-struct Baseline {
+pub(crate) struct Baseline {
     center: f64,
     mad: f64,
     plausible: f64,
 }
 
 /// The baseline of `cells` over the intervals `range`, if at least 3 of them have a value.
-fn baseline(cells: &[Cell], range: &Range<usize>, metric: Metric) -> Option<Baseline> {
+/// Request counts are divided by `seasonal` factors when given (`crate::seasonal`).
+fn baseline(
+    cells: &[Cell],
+    range: &Range<usize>,
+    metric: Metric,
+    seasonal: Option<&[f64]>,
+) -> Option<Baseline> {
     let baseline_cells = &cells[range.clone()];
-    let values: Vec<f64> = baseline_cells
-        .iter()
-        .filter_map(|cell| value_of(cell, metric))
+    let values: Vec<f64> = range
+        .clone()
+        .filter_map(|interval| adjusted(cells, interval, metric, seasonal))
         .collect();
     if values.len() < 3.min(baseline_cells.len()) {
         return None;
@@ -256,13 +346,15 @@ pub(crate) fn plausible_ratio(events: f64, count: f64) -> f64 {
 fn detect(
     window: &Window,
     range: &Range<usize>,
+    learned: Option<Baseline>,
     entity: EntityIdx,
     metric: Metric,
 ) -> Option<Detection> {
     let cells = window.cells_of(entity);
     let info = window.entities.get(entity);
     let is_ratio = metric.is_ratio();
-    let own_baseline = baseline(cells, range, metric);
+    let seasonal = window.seasonal.get(&entity).map(Vec::as_slice);
+    let own_baseline = learned.or_else(|| baseline(cells, range, metric, seasonal));
     let Baseline {
         center: expected,
         mad,
@@ -272,7 +364,7 @@ fn detect(
         // A new instance is compared with its service; a new entity's ratios with zero.
         None if info.kind == EntityKind::Instance => {
             let service = info.service?;
-            baseline(window.cells_of(service), range, metric)?
+            baseline(window.cells_of(service), range, metric, None)?
         }
         None if is_ratio => Baseline {
             center: 0.0,
@@ -282,7 +374,7 @@ fn detect(
         None => return None,
     };
     let (direction, relative, absolute) = match metric {
-        Metric::SelfTime | Metric::Latency => {
+        Metric::SelfTime | Metric::Latency | Metric::LatencyP99 => {
             (Direction::Up, LATENCY_RELATIVE, LATENCY_ABSOLUTE_NANOS)
         }
         Metric::ErrorOrigins | Metric::Errors | Metric::Missing => {
@@ -310,17 +402,19 @@ fn detect(
         .enumerate()
         .map(|(interval, cell)| {
             let known = interval >= range.start;
-            value_of(cell, metric)
+            adjusted(cells, interval, metric, seasonal)
                 .filter(|_| known)
                 .map(|value| anomalous(value, cell.count))
         })
         .collect();
-    let (onset, last) = find_run(&flags)?;
+    let (onset, last) = find_run(&flags, window.min_run())?;
 
     let mut count = 0.0;
     let mut weighted = 0.0;
     let mut events = 0.0;
-    for cell in &cells[onset..=last] {
+    // What a seasonal baseline expects over the run, in requests per interval.
+    let mut seasonal_expected = 0.0;
+    for (interval, cell) in cells.iter().enumerate().take(last + 1).skip(onset) {
         let Some(value) = value_of(cell, metric) else {
             continue;
         };
@@ -328,6 +422,7 @@ fn detect(
             Metric::RateUp | Metric::RateDown => {
                 count += 1.0;
                 weighted += value;
+                seasonal_expected += expected * seasonal.map_or(1.0, |factors| factors[interval]);
             }
             _ => {
                 count += f64::from(cell.count);
@@ -340,6 +435,10 @@ fn detect(
         return None;
     }
     let observed = weighted / count;
+    let expected = match metric {
+        Metric::RateUp | Metric::RateDown => seasonal_expected / count,
+        _ => expected,
+    };
     let excess = match metric {
         Metric::RateUp | Metric::RateDown => observed - expected,
         _ if is_ratio => events - expected * count,
@@ -372,15 +471,17 @@ pub(crate) fn significant_ratio(observed: f64, expected: f64, count: f64) -> boo
     (observed - probability) * count >= 3.0 * deviation
 }
 
-/// The first run of anomalous intervals: it starts with two anomalous intervals in a row
-/// (unknown intervals are skipped) and ends before two normal ones in a row.
-pub(crate) fn find_run(flags: &[Option<bool>]) -> Option<(usize, usize)> {
+/// The first run of anomalous intervals: it starts with `min_run` anomalous intervals in a
+/// row (unknown intervals are skipped) and ends before two normal ones in a row.
+pub(crate) fn find_run(flags: &[Option<bool>], min_run: usize) -> Option<(usize, usize)> {
     let known: Vec<(usize, bool)> = flags
         .iter()
         .enumerate()
         .filter_map(|(index, flag)| flag.map(|flag| (index, flag)))
         .collect();
-    let start = known.windows(2).position(|pair| pair[0].1 && pair[1].1)?;
+    let start = known
+        .windows(min_run.max(1))
+        .position(|run| run.iter().all(|&(_, anomalous)| anomalous))?;
     let onset = known[start].0;
     let mut last = onset;
     let mut normal_in_a_row = 0;
@@ -493,7 +594,7 @@ fn severity(detection: &Detection, all: &[Detection]) -> Severity {
         Metric::RateDown if detection.observed < 0.5 => Severity::Warning,
         Metric::RateDown => Severity::Info,
         Metric::ErrorOrigins | Metric::Missing if detection.observed >= 0.2 => Severity::Critical,
-        Metric::SelfTime | Metric::Latency | Metric::Resource
+        Metric::SelfTime | Metric::Latency | Metric::LatencyP99 | Metric::Resource
             if detection.observed >= 2.0 * detection.expected =>
         {
             Severity::Critical
@@ -507,7 +608,7 @@ mod tests {
     use super::*;
 
     fn check(flags: &[Option<bool>], expected: Option<(usize, usize)>) {
-        assert_eq!(find_run(flags), expected, "{flags:?}");
+        assert_eq!(find_run(flags, 2), expected, "{flags:?}");
     }
 
     #[test]
@@ -518,5 +619,8 @@ mod tests {
         check(&[f, t, u, t, f, t, f, f], Some((1, 5)));
         check(&[f, f, f, t, t], Some((3, 4)));
         check(&[], None);
+        // Short intervals need a longer run (a live window's 10 s cells: 30 s).
+        assert_eq!(find_run(&[f, t, t, f, t, t, t, f], 3), Some((4, 6)));
+        assert_eq!(find_run(&[f, t, u, t, t, f], 3), Some((1, 4)));
     }
 }

@@ -11,9 +11,14 @@
 //! folded in pieces (each piece's structure on its own). After a restart, the trailing window
 //! is read once from storage ([`Continuous::seed`]); traces that came in live meanwhile are
 //! not folded twice.
+//!
+//! While an incident lasts, the baselines of the evaluation that first saw it are held (up to
+//! an hour) and used once the window's own baseline has moved past its onset, so an outage
+//! longer than two thirds of the window stays an incident with its real onset.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::assertions::Held;
 use crate::fold::Accumulator;
 use crate::record::SpanRecord;
 use crate::window::{Window, INTERVALS, MIN_INTERVAL_NANOS};
@@ -22,6 +27,9 @@ use crate::Analysis;
 /// Spans waiting to settle per tenant beyond which everything pending is folded at once, so
 /// a flood of never-ending traces cannot grow the buffer without bound.
 const MAX_PENDING_SPANS: usize = 1_000_000;
+
+/// How long an incident's baselines are held: after an hour a change is the new normal.
+const MAX_HOLD_NANOS: u64 = 3_600_000_000_000;
 
 struct Pending {
     records: Vec<SpanRecord>,
@@ -37,6 +45,8 @@ struct TenantFold {
     pending_spans: usize,
     /// Traces offered live while the tenant's history is not seeded yet.
     fed_before_seed: Option<HashSet<[u8; 16]>>,
+    /// The baselines of the ongoing incident, and when they were learned.
+    held: Option<(Held, u64)>,
 }
 
 impl TenantFold {
@@ -47,6 +57,7 @@ impl TenantFold {
             arrivals: VecDeque::new(),
             pending_spans: 0,
             fed_before_seed: Some(HashSet::new()),
+            held: None,
         }
     }
 
@@ -232,13 +243,36 @@ impl Continuous {
     /// analyses the window ending at `now_nanos`. The window starts at the cell holding
     /// `now − window`, so it is up to one cell longer than asked. Also returns its start.
     pub fn analyze(&mut self, tenant: &str, now_nanos: u64) -> (Analysis, u64) {
-        let (window_nanos, width, settle_nanos) =
-            (self.window_nanos, self.width, self.settle_nanos);
+        self.analyze_with(tenant, now_nanos, &[])
+    }
+
+    /// The cells `[first, last]` of the window ending at `now_nanos`.
+    fn cells(&self, now_nanos: u64) -> (u64, u64) {
+        let end = now_nanos.max(1);
+        (
+            end.saturating_sub(self.window_nanos) / self.width,
+            (end - 1) / self.width,
+        )
+    }
+
+    /// The [`crate::Steps`] of the window [`Continuous::analyze`] takes at `now_nanos`.
+    pub fn window_steps(&self, now_nanos: u64) -> crate::Steps {
+        let (first, last) = self.cells(now_nanos);
+        crate::Steps::of(first * self.width, self.width, (last - first + 1) as usize)
+    }
+
+    /// [`Continuous::analyze`], with the services' request rates of the day before.
+    pub fn analyze_with(
+        &mut self,
+        tenant: &str,
+        now_nanos: u64,
+        day_ago: &[crate::DayAgo],
+    ) -> (Analysis, u64) {
+        let (first, last) = self.cells(now_nanos);
+        let (width, settle_nanos) = (self.width, self.settle_nanos);
         let state = self.tenant(tenant);
         state.fold_settled(now_nanos.saturating_sub(settle_nanos));
         let end = now_nanos.max(1);
-        let first = end.saturating_sub(window_nanos) / width;
-        let last = (end - 1) / width;
         let intervals = (last - first + 1) as usize;
         // Cells ahead of the clock (a sender's clock running fast) are kept for a window; cells
         // that ended a settle time ago are complete but for late spans.
@@ -247,7 +281,23 @@ impl Continuous {
             .accumulator
             .retain_cells(first, last + intervals as u64, closed);
         let start = state.accumulator.cell_start(first);
-        let window: Window = state.accumulator.view(first, intervals, start, end);
-        (Analysis::of(window), start)
+        let mut window: Window = state.accumulator.view(first, intervals, start, end);
+        window.seasonal = crate::seasonal::factors(&window, day_ago);
+        if state
+            .held
+            .as_ref()
+            .is_some_and(|(_, since)| end.saturating_sub(*since) > MAX_HOLD_NANOS)
+        {
+            state.held = None;
+        }
+        let analysis = Analysis::holding(window, state.held.as_ref().map(|(held, _)| held));
+        let rca = analysis.rca(None);
+        let onset = rca.onset.and_then(|onset| onset.parse::<u64>().ok());
+        state.held = match (rca.incident, onset, state.held.take()) {
+            (true, _, Some(held)) => Some(held),
+            (true, Some(onset), None) => Some((Held::of(&analysis.window, onset), end)),
+            _ => None,
+        };
+        (analysis, start)
     }
 }

@@ -1,5 +1,10 @@
-//! Evidence for assertions and causes: a TraceQL query that reproduces the symptom and up to
-//! five example trace IDs from the anomalous intervals (the most striking spans first).
+//! Evidence for assertions and causes: a TraceQL query that reproduces the symptom, up to
+//! five example trace IDs from the anomalous intervals (the most striking spans first), and
+//! a PromQL query over the span-metrics and service-graph series (Tempo's names, which
+//! Andante generates from the same spans) when one measures the same thing: request rate,
+//! error ratio and latency of services and operations, error ratio and client-minus-server
+//! latency of edges, error ratio and client latency of uninstrumented peers. Self time and
+//! error origins exist only in traces; their PromQL shows the symptom they cause.
 
 use serde::Serialize;
 
@@ -23,7 +28,10 @@ pub(crate) fn for_detection(window: &Window, detection: &Detection) -> Evidence 
     Evidence {
         traceql: traceql(window, detection),
         trace_ids: trace_ids(window, detection),
-        promql: detection.promql.clone(),
+        promql: detection
+            .promql
+            .clone()
+            .or_else(|| span_metrics_promql(window, detection)),
     }
 }
 
@@ -51,7 +59,7 @@ fn metric_condition(window: &Window, detection: &Detection) -> Option<String> {
             "resource.service.version = {}",
             quoted(detection.version.as_deref().unwrap_or_default())
         )),
-        Metric::Latency | Metric::SelfTime => {
+        Metric::Latency | Metric::LatencyP99 | Metric::SelfTime => {
             let info = window.entities.get(detection.entity);
             let range = window.baseline().unwrap_or(0..0);
             let baseline = window.cells_of(detection.entity)[range]
@@ -61,12 +69,101 @@ fn metric_condition(window: &Window, detection: &Detection) -> Option<String> {
                 .fold(0.0_f64, f64::max);
             let threshold = match (info.kind, detection.metric) {
                 (EntityKind::Edge, _) => baseline + (detection.observed - detection.expected) / 2.0,
-                (_, Metric::Latency) => (detection.observed + detection.expected) / 2.0,
+                (_, Metric::Latency | Metric::LatencyP99) => {
+                    (detection.observed + detection.expected) / 2.0
+                }
                 _ => baseline + (detection.observed - detection.expected) / 2.0,
             };
             Some(format!("duration > {}", duration_literal(threshold)))
         }
         Metric::RateUp | Metric::RateDown | Metric::Resource => None,
+    }
+}
+
+/// A PromQL label matcher.
+pub(crate) fn matcher(name: &str, value: &str) -> String {
+    format!("{name}={}", quoted(value))
+}
+
+/// The PromQL over generated series that shows `detection`'s change, if any measures it.
+fn span_metrics_promql(window: &Window, detection: &Detection) -> Option<String> {
+    let table = &window.entities;
+    let info = table.get(detection.entity);
+    let range = crate::resources::rate_range_secs(window.interval_nanos);
+    let rate = |metric: &str, selector: &[String]| {
+        format!("sum(rate({metric}{{{}}}[{range}s]))", selector.join(", "))
+    };
+    let quantile = |q: f64, metric: &str, selector: &[String]| {
+        format!(
+            "histogram_quantile({q}, sum by (le) (rate({metric}{{{}}}[{range}s])))",
+            selector.join(", ")
+        )
+    };
+    let service_name = || table.service_name(detection.entity).map(str::to_owned);
+    match info.kind {
+        EntityKind::Service | EntityKind::Operation => {
+            let mut selector = vec![
+                matcher("service", &service_name()?),
+                "span_kind=~\"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER\"".to_string(),
+            ];
+            if info.kind == EntityKind::Operation {
+                selector.push(matcher("span_name", &info.name));
+            }
+            let calls = "traces_spanmetrics_calls_total";
+            let mut errors = selector.clone();
+            errors.push("status_code=\"STATUS_CODE_ERROR\"".to_string());
+            match detection.metric {
+                Metric::RateUp | Metric::RateDown => Some(rate(calls, &selector)),
+                Metric::ErrorOrigins | Metric::Errors => Some(format!(
+                    "{} / {}",
+                    rate(calls, &errors),
+                    rate(calls, &selector)
+                )),
+                Metric::Latency | Metric::SelfTime => Some(quantile(
+                    0.5,
+                    "traces_spanmetrics_latency_bucket",
+                    &selector,
+                )),
+                Metric::LatencyP99 => Some(quantile(
+                    0.99,
+                    "traces_spanmetrics_latency_bucket",
+                    &selector,
+                )),
+                _ => None,
+            }
+        }
+        EntityKind::Edge | EntityKind::External | EntityKind::Database => {
+            let server = match info.kind {
+                EntityKind::Edge => table.get(info.callee?).name.clone(),
+                _ => info.name.clone(),
+            };
+            let mut selector = vec![matcher("server", &server)];
+            if info.kind == EntityKind::Edge {
+                selector.insert(0, matcher("client", &service_name()?));
+            }
+            let total = "traces_service_graph_request_total";
+            let client = "traces_service_graph_request_client_seconds_bucket";
+            match detection.metric {
+                Metric::ErrorOrigins | Metric::Missing => Some(format!(
+                    "{} / {}",
+                    rate("traces_service_graph_request_failed_total", &selector),
+                    rate(total, &selector)
+                )),
+                // Edge delay: what the client waited beyond what the server took.
+                Metric::SelfTime if info.kind == EntityKind::Edge => Some(format!(
+                    "{} - {}",
+                    quantile(0.5, client, &selector),
+                    quantile(
+                        0.5,
+                        "traces_service_graph_request_server_seconds_bucket",
+                        &selector
+                    )
+                )),
+                Metric::SelfTime => Some(quantile(0.5, client, &selector)),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -183,7 +280,7 @@ fn trace_ids(window: &Window, detection: &Detection) -> Vec<String> {
                 Metric::Errors => &examples.errors,
                 Metric::Missing => &examples.unanswered,
                 Metric::SelfTime | Metric::Resource => &examples.self_time,
-                Metric::Latency => &examples.latency,
+                Metric::Latency | Metric::LatencyP99 => &examples.latency,
                 Metric::RateUp | Metric::RateDown | Metric::Deploy => &examples.any,
             }
         }))

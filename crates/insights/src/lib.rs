@@ -23,6 +23,7 @@ mod rca;
 mod rca_topology;
 mod record;
 mod resources;
+mod seasonal;
 mod stats;
 mod structure;
 mod window;
@@ -38,6 +39,7 @@ pub use graph::{Deploy, Graph, GraphEntity, GraphRelation};
 pub use rca::{Cause, Rca};
 pub use record::{SpanKind, SpanRecord};
 pub use resources::{ResourceQuery, ResourceSeries, RESOURCE_QUERIES};
+pub use seasonal::{DayAgo, DAY_AGO_QUERY, DAY_NANOS};
 
 use std::collections::HashMap;
 
@@ -59,18 +61,68 @@ pub struct Analysis {
     /// Per entity, the indices into `assertions` about it.
     pub(crate) assertions_by_entity: HashMap<EntityIdx, Vec<usize>>,
     pub(crate) detections: Vec<assertions::Detection>,
+    /// The onset of the incident whose baselines this analysis used (continuous insights),
+    /// which may lie before the window.
+    pub(crate) held_onset: Option<u64>,
 }
 
 /// Analyse the spans of the window `[start_nanos, end_nanos)`. Spans may come in any order
 /// and from any number of traces; spans outside the window are clamped to its edges.
 pub fn analyze(spans: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Analysis {
+    analyze_with(spans, start_nanos, end_nanos, &[])
+}
+
+/// [`analyze`], with the services' request rates of the day before (seasonality).
+pub fn analyze_with(
+    spans: Vec<SpanRecord>,
+    start_nanos: u64,
+    end_nanos: u64,
+    day_ago: &[DayAgo],
+) -> Analysis {
     let end_nanos = end_nanos.max(start_nanos.saturating_add(1));
-    Analysis::of(window::Window::build(spans, start_nanos, end_nanos))
+    let mut window = window::Window::build(spans, start_nanos, end_nanos);
+    window.seasonal = seasonal::factors(&window, day_ago);
+    Analysis::of(window)
+}
+
+/// When per-interval series (resource metrics, the day before) are sampled for a window:
+/// at the end of each interval, from `first` to `last` every `step` (Unix nanoseconds), with
+/// rates over `range_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    pub first: u64,
+    pub last: u64,
+    pub step: u64,
+    pub range_secs: u64,
+}
+
+impl Steps {
+    pub(crate) fn of(start_nanos: u64, interval_nanos: u64, intervals: usize) -> Steps {
+        Steps {
+            first: start_nanos + interval_nanos,
+            last: start_nanos + intervals as u64 * interval_nanos,
+            step: interval_nanos,
+            range_secs: resources::rate_range_secs(interval_nanos),
+        }
+    }
+}
+
+/// The [`Steps`] of the on-demand window `[start_nanos, end_nanos)`.
+pub fn window_steps(start_nanos: u64, end_nanos: u64) -> Steps {
+    let end_nanos = end_nanos.max(start_nanos.saturating_add(1));
+    let (interval_nanos, intervals) = window::grid(start_nanos, end_nanos);
+    Steps::of(start_nanos, interval_nanos, intervals)
 }
 
 impl Analysis {
     fn of(window: window::Window) -> Analysis {
-        let (assertions, detections) = assertions::evaluate(&window);
+        Analysis::holding(window, None)
+    }
+
+    /// The analysis of `window`, with the baselines of an ongoing incident when there is one.
+    pub(crate) fn holding(window: window::Window, held: Option<&assertions::Held>) -> Analysis {
+        let held = assertions::Held::in_use(&window, held);
+        let (assertions, detections) = assertions::evaluate(&window, held);
         let mut assertions_by_entity: HashMap<EntityIdx, Vec<usize>> = HashMap::new();
         for (position, detection) in detections.iter().enumerate() {
             assertions_by_entity
@@ -83,6 +135,7 @@ impl Analysis {
             assertions,
             assertions_by_entity,
             detections,
+            held_onset: held.map(|held| held.onset_nanos),
         }
     }
 
@@ -104,19 +157,10 @@ impl Analysis {
         ))
     }
 
-    /// When to sample resource metrics for [`Analysis::add_resources`]: the first and last
-    /// Unix nanoseconds and the step (the end of each interval), and the rate range in
-    /// seconds for [`ResourceQuery::promql`].
-    pub fn resource_steps(&self) -> (u64, u64, u64, u64) {
+    /// When to sample resource metrics for [`Analysis::add_resources`].
+    pub fn resource_steps(&self) -> Steps {
         let window = &self.window;
-        let first = window.start_nanos + window.interval_nanos;
-        let last = window.interval_start(window.intervals - 1) + window.interval_nanos;
-        (
-            first,
-            last,
-            window.interval_nanos,
-            resources::rate_range_secs(window.interval_nanos),
-        )
+        Steps::of(window.start_nanos, window.interval_nanos, window.intervals)
     }
 
     /// Adds Saturation assertions from resource metrics of the window's instances and
@@ -162,7 +206,14 @@ impl Analysis {
         if entity.is_some() && scope.is_none() {
             return Rca::none();
         }
-        rca::rank(self, scope)
+        let mut rca = rca::rank(self, scope);
+        // An incident that began before the window began when it began.
+        if let (true, Some(held), Some(onset)) = (rca.incident, self.held_onset, &rca.onset) {
+            if onset.parse::<u64>().is_ok_and(|onset| held < onset) {
+                rca.onset = Some(held.to_string());
+            }
+        }
+        rca
     }
 
     /// Resolve an entity id, or a bare service name, to its index.

@@ -137,12 +137,7 @@ impl ResourceSeries {
         let mut matchers: String = self
             .labels
             .iter()
-            .map(|(key, value)| {
-                format!(
-                    "{key}=\"{}\", ",
-                    value.replace('\\', "\\\\").replace('"', "\\\"")
-                )
-            })
+            .map(|(key, value)| format!("{}, ", crate::evidence::matcher(key, value)))
             .collect();
         matchers.insert(0, '{');
         RESOURCE_QUERIES[self.query].promql(range_secs).replacen(
@@ -184,7 +179,7 @@ pub(crate) fn detect(window: &Window, series: &[ResourceSeries]) -> Vec<Detectio
                 })
             })
             .collect();
-        let Some((onset, last)) = find_run(&flags) else {
+        let Some((onset, last)) = find_run(&flags, window.min_run()) else {
             continue;
         };
         let run: Vec<f64> = values[onset..=last].iter().flatten().copied().collect();
@@ -218,7 +213,7 @@ pub(crate) fn rate_range_secs(interval_nanos: u64) -> u64 {
 
 /// The series' value per interval of the window (a point describes the interval ending at it;
 /// several points in one interval are averaged).
-fn per_interval(window: &Window, points: &[(u64, f64)]) -> Vec<Option<f64>> {
+pub(crate) fn per_interval(window: &Window, points: &[(u64, f64)]) -> Vec<Option<f64>> {
     let mut sums = vec![(0.0, 0u32); window.intervals];
     for &(at, value) in points {
         if !value.is_finite() || at <= window.start_nanos {

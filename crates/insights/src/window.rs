@@ -14,6 +14,8 @@ use crate::stats::{quantile_sorted, trimmed_mean_sorted};
 /// The number of intervals a window is split into (fewer when intervals would be < 1 s).
 pub(crate) const INTERVALS: u64 = 30;
 pub(crate) const MIN_INTERVAL_NANOS: u64 = 1_000_000_000;
+/// The shortest change an assertion reports.
+pub(crate) const MIN_RUN_NANOS: u64 = 30_000_000_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Cell {
@@ -24,6 +26,7 @@ pub(crate) struct Cell {
     /// Trimmed mean of self time, nanoseconds.
     pub self_mean: f64,
     pub duration_p50: f64,
+    pub duration_p99: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,6 +87,9 @@ pub(crate) struct Window {
     /// Intervals before it are no history, not zero traffic: a window that reaches back
     /// before a fresh start must not learn "no requests, no errors" from them.
     pub history: usize,
+    /// Per service with a day of history: each interval's expected request rate relative to
+    /// the baseline's (`crate::seasonal`); empty without one.
+    pub seasonal: HashMap<EntityIdx, Vec<f64>>,
 }
 
 impl Window {
@@ -103,15 +109,23 @@ impl Window {
     /// The intervals each entity's normal behaviour is learned from: the first third of
     /// the window's history. When the history begins inside the window it begins inside an
     /// interval, so that part-filled interval is left out, as it would look like a drop.
-    /// `None` while the history leaves fewer than two intervals after the baseline (the
-    /// first minutes after a fresh start): nothing can be told from normal yet.
+    /// `None` while the history leaves less than a run ([`Window::min_run`]) after the
+    /// baseline (the first minutes after a fresh start): nothing can be told from normal yet.
     pub(crate) fn baseline(&self) -> Option<Range<usize>> {
         let first = match self.history {
             0 => 0,
             history => history + 1,
         };
         let end = first + (self.intervals / 3).max(1);
-        (end + 2 <= self.intervals).then_some(first..end)
+        (end + self.min_run() <= self.intervals).then_some(first..end)
+    }
+
+    /// How many anomalous intervals in a row make a change: two, and at least [`MIN_RUN_NANOS`]
+    /// of them, so that a blip of a few seconds is not an incident when intervals are short
+    /// (a 5-minute live window has 10 s intervals; on-demand windows of 15 minutes and more
+    /// have 30 s or longer ones, where two are enough).
+    pub(crate) fn min_run(&self) -> usize {
+        (MIN_RUN_NANOS.div_ceil(self.interval_nanos) as usize).max(2)
     }
 
     pub(crate) fn window_secs(&self) -> f64 {
@@ -121,14 +135,22 @@ impl Window {
     /// The window `[start_nanos, end_nanos)` over `records`, split into [`INTERVALS`]
     /// intervals (fewer when they would be shorter than a second).
     pub(crate) fn build(records: Vec<SpanRecord>, start_nanos: u64, end_nanos: u64) -> Window {
-        let span_nanos = end_nanos - start_nanos;
-        let interval_nanos = span_nanos.div_ceil(INTERVALS).max(MIN_INTERVAL_NANOS);
-        let intervals = span_nanos.div_ceil(interval_nanos).max(1) as usize;
+        let (interval_nanos, intervals) = grid(start_nanos, end_nanos);
         let mut accumulator =
             Accumulator::new(start_nanos, interval_nanos, Some(intervals as u64 - 1));
         accumulator.fold_traces(records);
         accumulator.view(0, intervals, start_nanos, end_nanos)
     }
+}
+
+/// The interval width and count of the on-demand window `[start_nanos, end_nanos)`.
+pub(crate) fn grid(start_nanos: u64, end_nanos: u64) -> (u64, usize) {
+    let span_nanos = end_nanos - start_nanos;
+    let interval_nanos = span_nanos.div_ceil(INTERVALS).max(MIN_INTERVAL_NANOS);
+    (
+        interval_nanos,
+        span_nanos.div_ceil(interval_nanos).max(1) as usize,
+    )
 }
 
 /// `quantile_sorted` of the union of ascending `runs`, without merging them: the smallest
@@ -246,6 +268,7 @@ impl Accumulator {
                 missing: acc.missing,
                 self_mean: trimmed_mean_sorted(&acc.selfs),
                 duration_p50: quantile_sorted(&acc.durations, 0.5),
+                duration_p99: quantile_sorted(&acc.durations, 0.99),
             };
             examples[at] = acc.examples.clone();
             totals[entity].count += u64::from(acc.count);
@@ -329,6 +352,7 @@ impl Accumulator {
             instance_node,
             peers,
             history,
+            seasonal: HashMap::new(),
         }
     }
 }

@@ -694,6 +694,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 ..andante_gen::ScenarioArgs::default()
             },
         };
+        // A target the demo topology lacks is a configuration error now, not a load that
+        // stops a moment after the server said it was ready.
+        andante_gen::Source::new(&args, andante_model::now_unix_nanos())
+            .map_err(|error| anyhow::anyhow!("demo.scenario_target: {error}"))?;
         tracing::info!(
             rate = config.demo.rate,
             scenario = config.demo.scenario.trim(),

@@ -43,9 +43,20 @@ fn fed_live(records: &[SpanRecord], end: u64) -> (Analysis, u64, Continuous) {
 fn fed_live_checking(
     records: &[SpanRecord],
     end: u64,
-    mut check: impl FnMut(&Analysis, u64),
+    check: impl FnMut(&Analysis, u64),
 ) -> (Analysis, u64, Continuous) {
     let mut live = Continuous::new(WINDOW_NANOS, SECOND);
+    let (analysis, start) = feed(&mut live, records, end, check);
+    (analysis, start, live)
+}
+
+/// Feeds `records` to `live` as [`fed_live`] describes; returns the evaluation at `end`.
+fn feed(
+    live: &mut Continuous,
+    records: &[SpanRecord],
+    end: u64,
+    mut check: impl FnMut(&Analysis, u64),
+) -> (Analysis, u64) {
     live.seed("t", Vec::new());
     let mut arriving = records.to_vec();
     arriving.sort_by_key(|record| (record.end_nanos, record.span_id));
@@ -58,8 +69,7 @@ fn fed_live_checking(
             next_evaluation = now + 15 * SECOND;
         }
     }
-    let (analysis, start) = live.analyze("t", end);
-    (analysis, start, live)
+    live.analyze("t", end)
 }
 
 #[test]
@@ -135,6 +145,46 @@ fn a_fault_soon_after_a_fresh_start_is_found_once_a_baseline_exists() {
         assert!(rca.incident, "{rca:#?}");
         assert_eq!(rca.causes[0].service, "catalog", "{rca:#?}");
     }
+}
+
+/// An outage longer than two thirds of the live window: the window's own baseline is all
+/// outage by then, so the baselines learned when it began are kept while it lasts, and the
+/// onset stays where it was although it has left the window.
+#[test]
+fn an_incident_longer_than_the_window_stays_an_incident() {
+    let (records, start, end) = aligned(Fault::Errors("catalog", 0.6), 31);
+    let onset = super::sim::ONSET + (start - WINDOW_START);
+    let window = 6 * 60 * SECOND;
+    let mut live = Continuous::new(window, SECOND);
+    let (analysis, _) = feed(&mut live, &records, end, |_, _| {});
+    let rca = analysis.rca(None);
+    assert!(rca.incident, "{rca:#?}");
+    assert_eq!(rca.causes[0].service, "catalog", "{rca:#?}");
+    let reported: u64 = rca
+        .onset
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        reported.abs_diff(onset) <= window / 30,
+        "{reported} vs {onset}"
+    );
+    // That onset lies before the window: only the held baselines can have given it.
+    assert!(reported < end - window);
+    // Once the outage is over and the window holds only recovered traffic, it is released.
+    let recovered: Vec<SpanRecord> = super::sim::Sim::run(Fault::None, 32)
+        .into_iter()
+        .map(|mut record| {
+            let shift = end - WINDOW_START + SECOND;
+            record.start_nanos += shift;
+            record.end_nanos += shift;
+            record
+        })
+        .filter(|record| record.end_nanos < end + 10 * 60 * SECOND)
+        .collect();
+    let (analysis, _) = feed(&mut live, &recovered, end + 10 * 60 * SECOND, |_, _| {});
+    assert!(!analysis.rca(None).incident, "{:#?}", analysis.rca(None));
 }
 
 fn server_span(trace: u64, service: &str, start: u64) -> SpanRecord {

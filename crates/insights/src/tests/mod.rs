@@ -5,4 +5,5 @@
 mod continuous;
 mod resources;
 mod scenarios;
+mod seasonal;
 mod sim;

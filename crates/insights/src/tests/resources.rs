@@ -23,10 +23,10 @@ fn series(
     after: f64,
     from: u64,
 ) -> ResourceSeries {
-    let (first, last, step, _) = analysis.resource_steps();
+    let steps = analysis.resource_steps();
     let mut noise = 0.97;
-    let points = (first..=last)
-        .step_by(step as usize)
+    let points = (steps.first..=steps.last)
+        .step_by(steps.step as usize)
         .map(|at| {
             noise = if noise > 1.0 { 0.97 } else { noise + 0.02 };
             (at, if at > from { after } else { before } * noise)
@@ -208,4 +208,47 @@ fn resource_series_need_a_baseline_of_history() {
     );
     analysis.add_resources(&[cpu]);
     assert!(analysis.assertions(None).is_empty());
+}
+
+/// Assertions whose quantity the span-metrics or service-graph series also measure carry
+/// that PromQL, and it parses.
+#[test]
+fn span_assertions_carry_promql_over_the_generated_series() {
+    let errors = window(Fault::Errors("catalog", 0.3));
+    let catalog = errors
+        .assertions(Some("service:catalog"))
+        .into_iter()
+        .find(|assertion| {
+            assertion.entity == "service:catalog" && assertion.metric == "error_ratio"
+        })
+        .expect("catalog's error ratio rose");
+    let promql = catalog.evidence.promql.expect("PromQL");
+    assert!(
+        promql.contains("traces_spanmetrics_calls_total{service=\"catalog\"")
+            && promql.contains("status_code=\"STATUS_CODE_ERROR\""),
+        "{promql}"
+    );
+    andante_tsdb::promql::parse(&promql).expect("PromQL parses");
+
+    let delay = window(Fault::EdgeDelay("frontend", "catalog", 50));
+    let edge = delay
+        .assertions(None)
+        .into_iter()
+        .find(|assertion| assertion.entity == "edge:frontend->catalog")
+        .expect("the edge's delay rose");
+    let promql = edge.evidence.promql.expect("PromQL");
+    assert!(
+        promql.contains("traces_service_graph_request_client_seconds_bucket{client=\"frontend\", server=\"catalog\"}")
+            && promql.contains(" - histogram_quantile(0.5, sum by (le) (rate(traces_service_graph_request_server_seconds_bucket"),
+        "{promql}"
+    );
+    andante_tsdb::promql::parse(&promql).expect("PromQL parses");
+    // Self time exists only in traces: the instance's assertion has no PromQL.
+    let slow = window(Fault::InstanceSlow("payments-1", 100));
+    let instance = slow
+        .assertions(None)
+        .into_iter()
+        .find(|assertion| assertion.entity == "instance:payments:payments-1")
+        .expect("the instance slowed");
+    assert_eq!(instance.evidence.promql, None);
 }
