@@ -80,9 +80,9 @@ fn metric_condition(window: &Window, detection: &Detection) -> Option<String> {
     }
 }
 
-/// A PromQL label matcher.
+/// A PromQL label matcher. Label values are the sender's: a line break must be escaped too.
 pub(crate) fn matcher(name: &str, value: &str) -> String {
-    format!("{name}={}", quoted(value))
+    format!("{name}={}", quoted(value).replace('\n', "\\n"))
 }
 
 /// The PromQL over generated series that shows `detection`'s change, if any measures it.

@@ -180,6 +180,24 @@ fn opentelemetry_metrics_are_matched_through_the_pod_target_info_names() {
         .collect();
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].entity, "instance:payments:payments-1");
+    // Label values are the sender's: quotes, backslashes and line breaks stay PromQL.
+    let mut odd = series(
+        &analysis,
+        "memory_bytes",
+        &[("job", "shop/payments"), ("instance", "a\"b\\c\nd")],
+        1e8,
+        4e8,
+        ONSET,
+    );
+    odd.pod = Some("payments-2".into());
+    analysis.add_resources(&[odd]);
+    let memory = analysis
+        .assertions(Some("instance:payments:payments-2"))
+        .into_iter()
+        .find(|assertion| assertion.metric == "memory_bytes")
+        .expect("payments-2's memory rose");
+    let promql = memory.evidence.promql.unwrap_or_default();
+    andante_tsdb::promql::parse(&promql).unwrap_or_else(|error| panic!("{promql}: {error:?}"));
     // The evidence selects the series by the labels it has, not by the joined pod.
     let promql = found[0].evidence.promql.as_deref().unwrap_or_default();
     assert!(
