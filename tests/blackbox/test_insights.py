@@ -189,48 +189,54 @@ def test_bad_parameters_get_400_with_a_message(server):
 
 def test_the_demo_fault_is_found_on_request_and_continuously_within_a_minute(make_server):
     """`serve --demo --demo.scenario …` (issue 11 item 6): a new user sees an insight within
-    minutes. The fault starts 30 s in; continuous insights (evaluated every 5 s over the last
-    90 s) must name it within 60 s of its onset, and so must a request for the whole run."""
-    started = time.time()
+    minutes. With the default live window (5m: 10 s intervals, a change must last 30 s, and the
+    first third of the history is the baseline, so nothing is asserted for the first 2 min 20 s)
+    the fault starts 150 s in; continuous insights must name it within 60 s of its onset, and
+    so must a request for the whole run. The onset is counted from when the server is ready
+    (the demo starts just before), not from before the process started: a debug build under
+    load takes seconds to start."""
     server = make_server("--demo", "--demo.rate", "30", "--demo.scenario", "error",
-                         "--demo.scenario-target", "payment", "--demo.scenario-onset", "30s",
-                         "--insights.interval", "5s", "--insights.live-window", "90s")
-    onset = started + 30
-    before = requests.get(f"{server.url}/api/insights/live", timeout=30).json()
-    assert before["incident"] is False, before
+                         "--demo.scenario-target", "payment", "--demo.scenario-onset", "150s",
+                         "--insights.interval", "5s", "--live.trace-idle", "2s")
+    started = time.time()
+    onset = started + 150
     live, detected = None, None
     while time.time() < onset + 75:
         time.sleep(2)
         live = requests.get(f"{server.url}/api/insights/live", timeout=30).json()
+        if time.time() < onset:
+            assert live["incident"] is False, live
+            continue
         if live["incident"] and live["causes"] and live["causes"][0]["name"] == "payment":
             detected = time.time()
             break
     assert detected is not None, live
+    print(f"continuous insights named the fault {detected - onset:.1f} s after its onset")
     assert detected - onset <= 60, f"continuous insights took {detected - onset:.0f} s after the onset"
     assert live["causes"][0]["kind"] == "service" and float(live["tookMs"]) > 0, live
-    # The window starts on its grid of cells (window / 30 = 3 s), so it covers 90 to 93 s.
-    assert 90 * 10**9 <= int(live["evaluatedAt"]) - int(live["start"]) <= 93 * 10**9, live
+    # The window starts on its grid of cells (window / 30 = 10 s), so it covers 300 to 310 s.
+    assert 300 * 10**9 <= int(live["evaluatedAt"]) - int(live["start"]) <= 310 * 10**9, live
+    assert live["baseline"] is not None and int(live["baseline"]["end"]) <= onset * 10**9, live
     assert server.metric("andante_insights_assertions", tenant="single-tenant", type="error", severity="critical") \
         + server.metric("andante_insights_assertions", tenant="single-tenant", type="error", severity="warning") >= 1
     assert server.metric("andante_insights_evaluations_total", tenant="single-tenant") >= 2
 
-    # A request over the whole run, once the fault has lasted about as long as the baseline.
-    time.sleep(max(0.0, started + 65 - time.time()))
+    # A request over the whole run, once the fault has lasted a minute.
+    time.sleep(max(0.0, onset + 60 - time.time()))
     body = insights(server, "rca", start=str(int(started)), end=str(int(time.time()))).json()
     assert body["incident"] is True, body
     # Among the first three (the issue's AC@3), not necessarily first: the demo draws fresh
     # noise at every start, and its service-wide slowdowns (real changes in the data) may start
-    # before the fault and rank above it. Single slow requests on one instance no longer do
-    # (session 11: no interval is decided by its slowest request). The continuous check above
-    # holds the fault to first place. The fault may be named as the service or its operation.
+    # before the fault and rank above it. The continuous check above holds the fault to first
+    # place. The fault may be named as the service or its operation.
     fault = next((cause for cause in body["causes"][:3] if cause["kind"] in ("service", "operation")
                   and (cause["name"] == "payment" or cause.get("service") == "payment")), None)
     assert fault is not None, body["causes"][:3]
     # The fault's own error assertion starts at the injected onset (the top cause's onset would
     # be another change's when that one ranks first).
     error_starts = [int(a["start"]) / 1e9 for a in fault["assertions"] if a["type"] == "error"]
-    assert error_starts and any(started + 20 <= t <= started + 50 for t in error_starts), \
-        ([t - started for t in error_starts], fault["assertions"])
+    assert error_starts and any(onset - 15 <= t <= onset + 20 for t in error_starts), \
+        ([t - onset for t in error_starts], fault["assertions"])
 
 
 def test_an_unknown_demo_scenario_is_a_configuration_error(make_server, tmp_path):

@@ -500,47 +500,48 @@ impl Metrics {
     }
 
     pub fn new() -> Metrics {
+        // prometheus_client ends every HELP text with a period of its own: none here.
         let mut registry = Registry::default();
         let wal_fsync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register(
             "andante_wal_fsync_seconds",
-            "Latency of WAL fsyncs (one per group commit).",
+            "Latency of WAL fsyncs (one per group commit)",
             wal_fsync_seconds.clone(),
         );
         let mcp_calls = Family::default();
         registry.register(
             "andante_mcp_calls",
-            "MCP tool calls, by tool.",
+            "MCP tool calls, by tool",
             mcp_calls.clone(),
         );
         let insights_assertions = Family::default();
         registry.register(
             "andante_insights_assertions",
-            "Assertions firing in the latest continuous insights evaluation of each tenant.",
+            "Assertions firing in the latest continuous insights evaluation of each tenant",
             insights_assertions.clone(),
         );
         let insights_evaluations = Family::default();
         registry.register(
             "andante_insights_evaluations",
-            "Continuous insights evaluations, per tenant.",
+            "Continuous insights evaluations, per tenant",
             insights_evaluations.clone(),
         );
         let insights_evaluation_seconds = Family::default();
         registry.register(
             "andante_insights_evaluation_seconds",
-            "Time spent in continuous insights evaluations (reading and analysing), per tenant.",
+            "Time spent in continuous insights evaluations (reading and analysing), per tenant",
             insights_evaluation_seconds.clone(),
         );
         let insights_fold = Family::default();
         registry.register(
             "andante_insights_fold_size",
-            "What continuous insights hold per tenant after its latest evaluation: `part` is pending_spans (waiting for their trace to settle), samples, cells, entities or heap_bytes (an estimate of the memory held).",
+            "What continuous insights hold per tenant after its latest evaluation: `part` is pending_spans (waiting for their trace to settle), samples, cells, entities or heap_bytes (an estimate of the memory held)",
             insights_fold.clone(),
         );
         let metric_samples = Family::default();
         registry.register(
             "andante_metric_samples_received",
-            "Metric samples pushed (remote-write, OTLP metrics), per tenant and outcome: stored or refused.",
+            "Metric samples pushed (remote-write, OTLP metrics), per tenant and outcome: stored or refused",
             metric_samples.clone(),
         );
         Metrics {
