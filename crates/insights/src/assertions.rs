@@ -229,11 +229,10 @@ fn metrics_of(window: &Window, kind: EntityKind, callee: Option<EntityIdx>) -> &
 }
 
 /// Evaluate every entity; assertions and detections are parallel vectors. `held` baselines
-/// replace the window's own once its baseline reaches past their incident's onset.
+/// (already checked with [`Held::in_use`]) replace the window's own where they have one.
 pub(crate) fn evaluate(window: &Window, held: Option<&Held>) -> (Vec<Assertion>, Vec<Detection>) {
     // No baseline yet (a fresh start): only deploys, which compare versions, not history.
     let baseline = window.baseline().unwrap_or(0..0);
-    let held = Held::in_use(window, held);
     let mut detections = Vec::new();
     for (entity, info) in window.entities.iter().filter(|_| !baseline.is_empty()) {
         for &metric in metrics_of(window, info.kind, info.callee) {
