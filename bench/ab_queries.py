@@ -8,6 +8,7 @@ counts. The window is the last hour (`--hours`). Used for the per-change figures
 docs/design/query-speed.md and docs/BENCHMARKS.md (session 7).
 
 Usage: bench/ab_queries.py http://127.0.0.1:PORT_A http://127.0.0.1:PORT_B [--runs 9] [--hours 1]
+       [--only TEXT ...]
 """
 
 import argparse
@@ -28,6 +29,7 @@ def main():
     parser.add_argument("b")
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--hours", type=float, default=1, help="the window: this many hours back from now")
+    parser.add_argument("--only", action="append", default=[], help="time only classes whose label holds this text")
     args = parser.parse_args()
     end = int(time.time())
     start = end - int(args.hours * 3600)
@@ -39,6 +41,8 @@ def main():
 
     ids = {args.a: some_trace_ids(args.a), args.b: some_trace_ids(args.b)}
     for label, (path, params) in query_classes(start, end).items():
+        if args.only and not any(part in label for part in args.only):
+            continue
         timings = {args.a: [], args.b: []}
         counts = {}
         for run in range(args.runs):

@@ -684,7 +684,8 @@ impl BlockHandle {
         .as_ref()
     }
 
-    /// TraceQL metrics by columns (`v1::metrics`): every row group the plan keeps is fetched,
+    /// TraceQL metrics by columns (`v1::metrics`, or `v1::compare` for compare()): every row
+    /// group the plan keeps is fetched,
     /// decoded and folded into its own copy of `empty` (an accumulator with nothing in it) on a
     /// blocking thread under a `cpu` permit, row groups concurrently (see [`by_row_group`]);
     /// the copies merge in row-group order. Returns the block's accumulator, bytes read and
@@ -694,37 +695,113 @@ impl BlockHandle {
         &self,
         storage: &Storage,
         plan: Arc<v1::search::ScanPlan>,
-        columns: Arc<v1::metrics::MetricsColumns>,
+        way: Arc<v1::metrics::FoldWay>,
         query: Arc<andante_traceql::MetricsQuery>,
         empty: andante_traceql::Accumulator,
         skip: Arc<std::collections::HashSet<TraceId>>,
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<(andante_traceql::Accumulator, u64, v1::metrics::FoldStats), BlockError> {
-        let plan = plan.for_block(&self.slots);
+        use v1::metrics::FoldWay;
+        // compare() reads every attribute column, the block's slots among them.
+        let (plan, filter) = match way.as_ref() {
+            FoldWay::Columns(_) => (plan.for_block(&self.slots), None),
+            FoldWay::Compare { filter } => (
+                Arc::new(plan.for_block_with_columns(
+                    &self.slots,
+                    &v1::compare::compare_columns(&self.slots),
+                )),
+                filter.as_ref().map(|filter| filter.for_block(&self.slots)),
+            ),
+        };
         let mut total = (empty.clone(), 0u64, v1::metrics::FoldStats::default());
+        // A row's trace matters only for exemplars and for traces also held live; then it comes
+        // from the trace table when the block has one, and only else from `trace_id`, the
+        // widest column a fold would read.
+        let needs_traces = empty.keeps_exemplars() || !skip.is_empty();
+        let table_once = tokio::sync::OnceCell::new();
+        let table = match needs_traces {
+            true => self.trace_table(storage, &table_once).await.cloned(),
+            false => None,
+        };
+        if table.is_some() {
+            total.1 += self.meta.trace_table_bytes.unwrap_or(0);
+        }
+        let mut roots = match needs_traces && table.is_none() {
+            true => plan.roots.clone(),
+            false => plan.roots_without_trace_ids(),
+        };
+        // compare()'s filter may read columns compare() itself does not (`duration`, a
+        // dedicated resource column).
+        for root in filter.iter().flat_map(|filter| &filter.predicate_roots) {
+            if !roots.contains(root) {
+                roots.push(*root);
+            }
+        }
+        let roots = Arc::new(roots);
+        let table = Arc::new(table);
         let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
-            let (plan, columns, query, skip, cpu) = (&plan, &columns, &query, &skip, &cpu);
+            let (plan, way, query, skip, cpu) = (&plan, &way, &query, &skip, &cpu);
+            let (roots, table, filter) = (roots.clone(), table.clone(), filter.clone());
             let mut accumulator = empty.clone();
             async move {
-                let fetched = self.fetch_row_group(storage, plan, row_group).await?;
+                let fetched = self
+                    .fetch_columns(storage, row_group, &roots, plan.attribute_leaves)
+                    .await?;
                 let bytes_read = fetched_bytes(&fetched);
-                let (plan, columns, query, skip) =
-                    (plan.clone(), columns.clone(), query.clone(), skip.clone());
+                let (plan, way, query, skip) =
+                    (plan.clone(), way.clone(), query.clone(), skip.clone());
                 let (metadata, file_size) = (self.scan_parquet.clone(), self.meta.data_bytes);
+                let rows = self.parquet.metadata().row_group(row_group).num_rows() as usize;
                 on_cpu(cpu, move || {
+                    let traces = match (needs_traces, table.as_ref()) {
+                        (false, _) => v1::metrics::RowTraces::Unneeded,
+                        (true, Some(table)) => {
+                            v1::metrics::RowTraces::from_table(table, row_group, rows, &skip)
+                        }
+                        (true, None) => v1::metrics::RowTraces::Column { skip: &skip },
+                    };
                     let mut stats = v1::metrics::FoldStats::default();
-                    for batch in v1::search::decode_row_group(
-                        &plan, &metadata, file_size, row_group, fetched,
+                    let mut first_row = 0;
+                    for batch in v1::search::decode_columns(
+                        &roots,
+                        plan.attribute_leaves,
+                        &metadata,
+                        file_size,
+                        row_group,
+                        fetched,
                     )? {
-                        v1::metrics::fold_batch(
-                            &plan,
-                            &columns,
-                            &query,
-                            &batch,
-                            &skip,
-                            &mut accumulator,
-                            &mut stats,
-                        )?;
+                        match (way.as_ref(), &query.function) {
+                            (FoldWay::Columns(columns), _) => v1::metrics::fold_batch(
+                                &plan,
+                                columns,
+                                &query,
+                                &batch,
+                                first_row,
+                                &traces,
+                                &mut accumulator,
+                                &mut stats,
+                            )?,
+                            (
+                                FoldWay::Compare { .. },
+                                andante_traceql::metrics::MetricsFunction::Compare(compare),
+                            ) => v1::compare::fold_compare_batch(
+                                &plan,
+                                filter.as_deref(),
+                                compare,
+                                &query,
+                                &batch,
+                                first_row,
+                                &traces,
+                                &mut accumulator,
+                                &mut stats,
+                            )?,
+                            (FoldWay::Compare { .. }, _) => {
+                                return Err(BlockError::Read(
+                                    "a compare() fold of a query that is not compare()".into(),
+                                ))
+                            }
+                        }
+                        first_row += batch.num_rows();
                     }
                     Ok((accumulator, bytes_read, stats))
                 })

@@ -586,10 +586,8 @@ async fn columnar_metrics_agree_with_the_engine() {
     };
     for text in columnar {
         let query = parse_metrics(text).expect("parses");
-        let columns = Arc::new(
-            v1::metrics::MetricsColumns::of(&query)
-                .unwrap_or_else(|| panic!("{text} should be columnar")),
-        );
+        let columns = v1::metrics::MetricsColumns::of(&query)
+            .unwrap_or_else(|| panic!("{text} should be columnar"));
         let condition = match query.columnar().and_then(|spec| spec.predicate) {
             Some(predicate) => andante_traceql::TraceCondition::Exists(predicate),
             None => andante_traceql::TraceCondition::True,
@@ -604,7 +602,7 @@ async fn columnar_metrics_agree_with_the_engine() {
             .fold_metrics(
                 &storage,
                 plan,
-                columns,
+                Arc::new(v1::metrics::FoldWay::Columns(columns)),
                 Arc::new(query.clone()),
                 accumulator,
                 Arc::new(Default::default()),
@@ -637,6 +635,182 @@ async fn columnar_metrics_agree_with_the_engine() {
             "{text} needs whole traces"
         );
     }
+}
+
+/// compare() over columns gives the series of evaluating every trace: each attribute value
+/// of every kind (dedicated, slot and generic columns, ints, doubles, bools, bytes, empty
+/// strings, a key stored twice, a dedicated key with a value of another type), status
+/// messages, resources, a time window and a small top N; with the trace table (exemplars,
+/// traces left to the caller) and without it.
+#[tokio::test]
+async fn columnar_compare_agrees_with_the_engine() {
+    use andante_traceql::metrics::MetricsSeries;
+    use andante_traceql::{parse_metrics, Accumulator, Intervals, TraceView};
+    let storage = Storage::in_memory();
+    let mut traces = traces(17, 300);
+    let mut n = 0i64;
+    for span in traces
+        .iter_mut()
+        .flat_map(|t| t.resource_spans.iter_mut())
+        .flat_map(|r| r.scope_spans.iter_mut())
+        .flat_map(|s| s.spans.iter_mut())
+    {
+        n += 1;
+        if n % 5 == 0 {
+            span.status = Some(Status {
+                code: 2,
+                message: format!("boom {}", n % 3),
+            });
+        }
+        if n % 7 == 0 {
+            span.attributes
+                .push(attribute("retries", any_value::Value::IntValue(n % 4)));
+        }
+        if n % 11 == 0 {
+            let dup = any_value::Value::StringValue("/dup".into());
+            span.attributes.push(attribute("http.route", dup));
+        }
+        if n % 13 == 0 {
+            let empty = any_value::Value::StringValue(String::new());
+            span.attributes.push(attribute("note", empty));
+        }
+        if n % 17 == 0 {
+            let text = any_value::Value::StringValue("two hundred".into());
+            span.attributes
+                .push(attribute("http.response.status_code", text));
+        }
+    }
+    let handle = write(&storage, &traces, 500).await;
+    assert!(handle.meta.row_groups > 1 && !handle.slots.is_empty());
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let first = 1_700_000_000_000_000_000u64;
+    let intervals = Intervals::range(first, first + 1_000_000_000, 125_000_000);
+    let window = format!("{}, {}", first + 200_000_000, first + 700_000_000);
+    let queries = [
+        "{ } | compare({ status = error })".to_owned(),
+        r#"{ resource.service.name = "svc-1" } | compare({ span.http.route = "/r/2" }, 3)"#
+            .to_owned(),
+        format!("{{ kind = server || duration > 2ms }} | compare({{ }}, 5, {window})"),
+        r#"{ span.cached = true } | compare({ span.retries >= 2 || name = "op-1" }, 50)"#
+            .to_owned(),
+        // Filters on columns compare() does not count: a time and a dedicated resource copy.
+        "{ } | compare({ duration > 2ms })".to_owned(),
+        r#"{ status != error } | compare({ resource.k8s.pod.name = "pod-1" && span.ratio > 0.5 })"#
+            .to_owned(),
+    ];
+    // Traces whose rows the fold must leave to its caller (they are also live).
+    let live: HashSet<TraceId> = traces.iter().step_by(9).map(|t| t.trace_id).collect();
+    let engine = |query: &andante_traceql::MetricsQuery, skip: &HashSet<TraceId>| {
+        let mut accumulator = Accumulator::new(intervals).with_exemplars(40);
+        for trace in traces.iter().filter(|t| !skip.contains(&t.trace_id)) {
+            let view = TraceView::new(trace.trace_id.0, &trace.resource_spans);
+            accumulator.observe(query, &view);
+        }
+        accumulator.finish(query)
+    };
+    let fold = |query: andante_traceql::MetricsQuery, skip: HashSet<TraceId>| {
+        let (storage, handle, cpu) = (&storage, &handle, cpu.clone());
+        async move {
+            let (search, filter) = query
+                .columnar_compare()
+                .expect("compare() of exact predicates is columnar");
+            let exists = |predicate| match predicate {
+                Some(predicate) => andante_traceql::TraceCondition::Exists(predicate),
+                None => andante_traceql::TraceCondition::True,
+            };
+            let plan = Arc::new(v1::search::ScanPlan::new(exists(search), 0..u64::MAX));
+            let filter = filter.map(|filter| {
+                Arc::new(v1::search::ScanPlan::new(exists(Some(filter)), 0..u64::MAX))
+            });
+            let way = Arc::new(v1::metrics::FoldWay::Compare { filter });
+            let empty = Accumulator::new(intervals).with_exemplars(40);
+            let (accumulator, _, stats) = handle
+                .fold_metrics(
+                    storage,
+                    plan,
+                    way,
+                    Arc::new(query.clone()),
+                    empty,
+                    Arc::new(skip),
+                    cpu,
+                )
+                .await
+                .expect("fold");
+            (accumulator.finish(&query), stats)
+        }
+    };
+    let same = |text: &str, mine: &[MetricsSeries], theirs: &[MetricsSeries]| {
+        assert!(theirs.len() > 10, "{text}: the fixture should give series");
+        assert_eq!(mine.len(), theirs.len(), "{text}");
+        for (a, b) in mine.iter().zip(theirs) {
+            assert_eq!(a.labels, b.labels, "{text}");
+            assert_eq!(a.samples, b.samples, "{text}: {:?}", a.labels);
+            // Which span becomes an interval's exemplar follows the read order; how many do not.
+            assert_eq!(
+                a.exemplars.len(),
+                b.exemplars.len(),
+                "{text}: {:?}",
+                a.labels
+            );
+        }
+    };
+    for text in &queries {
+        let query = parse_metrics(text).expect("parses");
+        let (mine, stats) = fold(query.clone(), HashSet::new()).await;
+        assert!(stats.shared.is_empty() && stats.spans_scanned > 0, "{text}");
+        same(text, &mine, &engine(&query, &HashSet::new()));
+        assert!(
+            mine.iter().any(|s| s.labels[0].0 == "__meta_error"),
+            "{text}: user.id has more values than any top N"
+        );
+        let (mine, stats) = fold(query.clone(), live.clone()).await;
+        assert!(
+            !stats.shared.is_empty() && stats.shared.is_subset(&live),
+            "{text}"
+        );
+        same(text, &mine, &engine(&query, &stats.shared));
+    }
+    // Without a trace table, traces come from the `trace_id` column.
+    storage
+        .delete(&handle.meta.trace_table_key())
+        .await
+        .expect("delete");
+    let handle = BlockHandle::open(&storage, handle.meta.clone())
+        .await
+        .expect("open");
+    let query = parse_metrics(&queries[0]).expect("parses");
+    let (search, filter) = query.columnar_compare().expect("columnar");
+    let plan = Arc::new(v1::search::ScanPlan::new(
+        search.map_or(
+            andante_traceql::TraceCondition::True,
+            andante_traceql::TraceCondition::Exists,
+        ),
+        0..u64::MAX,
+    ));
+    let filter = filter.map(|filter| {
+        Arc::new(v1::search::ScanPlan::new(
+            andante_traceql::TraceCondition::Exists(filter),
+            0..u64::MAX,
+        ))
+    });
+    let (accumulator, _, stats) = handle
+        .fold_metrics(
+            &storage,
+            plan,
+            Arc::new(v1::metrics::FoldWay::Compare { filter }),
+            Arc::new(query.clone()),
+            Accumulator::new(intervals).with_exemplars(40),
+            Arc::new(live.clone()),
+            cpu.clone(),
+        )
+        .await
+        .expect("fold");
+    same(
+        &queries[0],
+        &accumulator.finish(&query),
+        &engine(&query, &stats.shared),
+    );
+    assert!(!stats.shared.is_empty());
 }
 
 /// Stage 1 of `query` over the whole block and all time.

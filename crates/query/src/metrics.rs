@@ -10,14 +10,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use andante_block::v1::metrics::MetricsColumns;
+use andante_block::v1::metrics::{FoldWay, MetricsColumns};
 use andante_block::v1::search::ScanPlan;
 use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId};
 use andante_traceql::metrics::{combine, MetricsSeries, Operand};
 use andante_traceql::{
-    Accumulator, Intervals, MetricsExpr, MetricsQuery, TraceCondition, TraceView,
+    Accumulator, Intervals, MetricsExpr, MetricsQuery, SpanPredicate, TraceCondition, TraceView,
 };
 use futures::stream::{self, StreamExt};
 
@@ -129,10 +129,11 @@ fn reduce(expr: &MetricsExpr, results: &mut impl Iterator<Item = Vec<MetricsSeri
 
 /// How blocks are read for one query.
 enum BlockWay {
-    /// One exact span filter with its fields in columns: fold rows (`block/v1/metrics.rs`).
+    /// One exact span filter with its fields in columns, or compare() of exact predicates:
+    /// fold rows (`block/v1/metrics.rs`, `block/v1/compare.rs`).
     Columnar {
         plan: Arc<ScanPlan>,
-        columns: Arc<MetricsColumns>,
+        way: Arc<FoldWay>,
     },
     /// Anything else: find candidates (unless every trace is one), read traces whole, evaluate.
     WholeTraces {
@@ -197,9 +198,9 @@ impl BlockFold {
     }
 }
 
-/// The exact condition of a columnar query: its filter's predicate, or every span.
-fn columnar_condition(query: &MetricsQuery) -> TraceCondition {
-    match query.columnar().and_then(|spec| spec.predicate) {
+/// The condition of a columnar way: its exact predicate, or every span.
+fn exists(predicate: Option<SpanPredicate>) -> TraceCondition {
+    match predicate {
         Some(predicate) => TraceCondition::Exists(predicate),
         None => TraceCondition::True,
     }
@@ -217,12 +218,12 @@ impl Querier {
         let (storage, cpu) = (&self.storage, self.cpu.clone());
         let empty = || shape.accumulator();
         match way {
-            BlockWay::Columnar { plan, columns } => {
+            BlockWay::Columnar { plan, way } => {
                 let (accumulator, bytes, stats) = handle
                     .fold_metrics(
                         storage,
                         plan.clone(),
-                        columns.clone(),
+                        way.clone(),
                         query,
                         empty(),
                         live_ids,
@@ -355,20 +356,36 @@ impl Querier {
             exemplars: request.max_exemplars,
             max_series: accumulator_series(request),
         };
-        let way = match MetricsColumns::of(&request.query) {
-            Some(columns) => {
-                let columns = Arc::new(columns);
+        let way = match (
+            MetricsColumns::of(&request.query),
+            request.query.columnar_compare(),
+        ) {
+            (Some(columns), _) => {
                 let plan = ScanPlan::with_columns(
-                    columnar_condition(&request.query),
+                    exists(request.query.columnar().and_then(|spec| spec.predicate)),
                     window_start..window_end,
                     &columns.names(),
                 );
                 BlockWay::Columnar {
                     plan: Arc::new(plan),
-                    columns,
+                    way: Arc::new(FoldWay::Columns(columns)),
                 }
             }
-            None => {
+            (None, Some((search, filter))) => {
+                // The block adds compare()'s columns for its own slots.
+                let plan = ScanPlan::new(exists(search), window_start..window_end);
+                let filter = filter.map(|filter| {
+                    Arc::new(ScanPlan::new(
+                        exists(Some(filter)),
+                        window_start..window_end,
+                    ))
+                });
+                BlockWay::Columnar {
+                    plan: Arc::new(plan),
+                    way: Arc::new(FoldWay::Compare { filter }),
+                }
+            }
+            (None, None) => {
                 let condition = TraceCondition::of(&request.query.search);
                 let scan_first = !matches!(condition, TraceCondition::True);
                 BlockWay::WholeTraces {

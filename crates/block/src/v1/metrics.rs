@@ -5,6 +5,8 @@
 //! of dictionary keys in a row group, not once per span.
 
 use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
 
 use andante_model::TraceId;
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, StatusCode};
@@ -18,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 use super::schema::{DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS};
 use super::search::{predicate_masks, ScanPlan};
+use crate::trace_table::TraceTable;
 use crate::BlockError;
 
 /// Where a field lives in `andante-v1`, for the fields a columnar metrics scan can read.
@@ -239,6 +242,108 @@ impl Numbers<'_> {
     }
 }
 
+/// What a columnar fold does with a row group's rows.
+pub enum FoldWay {
+    /// One function of the spans, by its `by` and value columns ([`fold_batch`]).
+    Columns(MetricsColumns),
+    /// compare() ([`super::compare::fold_compare_batch`]), with the plan of its filter's
+    /// predicate (None: every span is selected).
+    Compare { filter: Option<Arc<ScanPlan>> },
+}
+
+/// How a fold finds the trace of a row, which matters only for exemplars and for the traces
+/// the live store also holds (their rows are left to the caller, which counts them whole).
+pub enum RowTraces<'a> {
+    /// The batch's `trace_id` column, for blocks without a trace table.
+    Column { skip: &'a HashSet<TraceId> },
+    /// The block's trace table (entries `entries` are this row group's), so the `trace_id`
+    /// column is not read; `skipped` marks the rows of traces in the skip set, when any is.
+    Table {
+        table: &'a TraceTable,
+        entries: Range<usize>,
+        skipped: Option<Vec<bool>>,
+    },
+    /// No exemplars and nothing also held live: no row's trace is looked at.
+    Unneeded,
+}
+
+impl<'a> RowTraces<'a> {
+    /// The table way for one row group: its entries, and the rows of traces in `skip`.
+    pub fn from_table(
+        table: &'a TraceTable,
+        row_group: usize,
+        rows: usize,
+        skip: &HashSet<TraceId>,
+    ) -> RowTraces<'a> {
+        let entries = table.row_group(row_group as u32);
+        let mut skipped: Option<Vec<bool>> = None;
+        if !skip.is_empty() {
+            for index in entries.clone() {
+                let entry = table.get(index);
+                if skip.contains(&entry.trace_id) {
+                    let marks = skipped.get_or_insert_with(|| vec![false; rows]);
+                    let first = (entry.first_row as usize).min(rows);
+                    let end = first.saturating_add(entry.rows as usize).min(rows);
+                    marks[first..end].fill(true);
+                }
+            }
+        }
+        RowTraces::Table {
+            table,
+            entries,
+            skipped,
+        }
+    }
+
+    /// The trace of row `row` of the row group (`batch_row` in `batch`).
+    pub(crate) fn trace_of(
+        &self,
+        batch: &RecordBatch,
+        batch_row: usize,
+        row: usize,
+    ) -> Option<TraceId> {
+        match self {
+            RowTraces::Column { .. } => batch
+                .column_by_name("trace_id")
+                .and_then(|ids| ids.as_fixed_size_binary().value(batch_row).try_into().ok())
+                .map(TraceId),
+            RowTraces::Table { table, entries, .. } => {
+                // Entries are in row order: the last one starting at or before the row.
+                let (mut low, mut high) = (entries.start, entries.end);
+                while low < high {
+                    let middle = low + (high - low) / 2;
+                    if table.get(middle).first_row as usize <= row {
+                        low = middle + 1;
+                    } else {
+                        high = middle;
+                    }
+                }
+                (low > entries.start).then(|| table.get(low - 1).trace_id)
+            }
+            RowTraces::Unneeded => None,
+        }
+    }
+
+    /// Whether the row belongs to a trace the caller counts itself.
+    pub(crate) fn skips(
+        &self,
+        batch: &RecordBatch,
+        batch_row: usize,
+        row: usize,
+    ) -> Option<TraceId> {
+        match self {
+            RowTraces::Column { skip } if !skip.is_empty() => self
+                .trace_of(batch, batch_row, row)
+                .filter(|trace_id| skip.contains(trace_id)),
+            RowTraces::Table {
+                skipped: Some(marks),
+                ..
+            } if marks.get(row).copied().unwrap_or(false) => self.trace_of(batch, batch_row, row),
+            _ => None,
+        }
+    }
+}
+
 /// What one row group added besides the accumulator.
 #[derive(Debug, Default)]
 pub struct FoldStats {
@@ -250,12 +355,15 @@ pub struct FoldStats {
 /// Folds the matching rows of one decoded row group into `accumulator`. Column buffers are read
 /// directly and a series is looked up by the rows' ids (a table by dictionary key for the usual
 /// single `by`); label values are built only when a series is first seen.
+/// `first_row` is the batch's first row in its row group.
+#[allow(clippy::too_many_arguments)]
 pub fn fold_batch(
     plan: &ScanPlan,
     columns: &MetricsColumns,
     query: &MetricsQuery,
     batch: &RecordBatch,
-    skip: &HashSet<TraceId>,
+    first_row: usize,
+    traces: &RowTraces,
     accumulator: &mut Accumulator,
     stats: &mut FoldStats,
 ) -> Result<(), BlockError> {
@@ -278,7 +386,9 @@ pub fn fold_batch(
     let starts = column("start_unix_nanos")?
         .as_primitive::<UInt64Type>()
         .values();
-    let trace_ids = column("trace_id")?.as_fixed_size_binary();
+    if let RowTraces::Column { .. } = traces {
+        column("trace_id")?;
+    }
     let by: Vec<Reader> = columns
         .by
         .iter()
@@ -310,26 +420,54 @@ pub fn fold_batch(
         ([single], false) => single.dictionary_len().map(|len| vec![usize::MAX; len + 1]),
         _ => None,
     };
+    // Counting with no exemplar and at most one dictionary `by`: the usual dashboard query.
+    if matches!(numbers, Numbers::Count) && !histogram && !accumulator.keeps_exemplars() {
+        let slots = match (&by[..], &by_key) {
+            ([], _) => Some(vec![0u32; rows]),
+            ([_], Some(table)) => Some(
+                by_ids[0]
+                    .iter()
+                    .map(|id| (*id).min(table.len() as u64 - 1) as u32)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        if let Some(slots) = slots {
+            let table_len = by_key.as_ref().map_or(1, Vec::len);
+            return count_by_slot(
+                CountInput {
+                    rows,
+                    selected: selected.as_deref(),
+                    starts,
+                    slots: &slots,
+                    table_len,
+                    first_row,
+                    batch,
+                    traces,
+                },
+                |accumulator, row| {
+                    let key: Vec<LabelValue> = by
+                        .iter()
+                        .map(|reader| LabelValue::of(&reader.value(row)))
+                        .collect();
+                    accumulator.series_index(key, query)
+                },
+                accumulator,
+                stats,
+            );
+        }
+    }
     let mut series_of: FxHashMap<[u64; MAX_BY + 1], usize> = FxHashMap::default();
-    let needs_trace_id = !skip.is_empty() || accumulator.keeps_exemplars();
+    let interval = accumulator.intervals.indexer();
     for row in 0..rows {
         if selected.as_ref().is_some_and(|selected| !selected[row]) {
             continue;
         }
-        let Some(k) = accumulator.intervals.index(starts[row]) else {
+        let Some(k) = interval.index(starts[row]) else {
             continue;
         };
-        // The trace ID matters only for exemplars and for traces also held live.
-        let trace_id: [u8; 16] = if needs_trace_id {
-            trace_ids
-                .value(row)
-                .try_into()
-                .map_err(|_| BlockError::Corrupt("trace_id width".into()))?
-        } else {
-            [0; 16]
-        };
-        if !skip.is_empty() && skip.contains(&TraceId(trace_id)) {
-            stats.shared.insert(TraceId(trace_id));
+        if let Some(shared) = traces.skips(batch, row, first_row + row) {
+            stats.shared.insert(shared);
             continue;
         }
         let (number, bucket) = if histogram {
@@ -391,7 +529,85 @@ pub fn fold_batch(
                 }
             }
         };
+        // The trace is looked up only for an interval's first exemplar of the series.
+        let trace_id = if accumulator.wants_exemplar(series, k) {
+            traces
+                .trace_of(batch, row, first_row + row)
+                .ok_or_else(|| BlockError::Corrupt("a row outside every trace".into()))?
+                .0
+        } else {
+            [0; 16]
+        };
         accumulator.add_at(series, k, starts[row], number, trace_id);
+    }
+    Ok(())
+}
+
+/// The rows of one batch as [`count_by_slot`] reads them.
+struct CountInput<'a> {
+    rows: usize,
+    selected: Option<&'a [bool]>,
+    starts: &'a [u64],
+    /// Per row, its series slot (the `by` column's dictionary key; the last slot is null).
+    slots: &'a [u32],
+    table_len: usize,
+    first_row: usize,
+    batch: &'a RecordBatch,
+    traces: &'a RowTraces<'a>,
+}
+
+/// `fold_batch` for a counting function without exemplars: each row adds one to a local
+/// (slot, interval) table, which goes into the accumulator once per batch, so a row touches
+/// one number instead of its series. Same counts as one `add_at` per row; a series refused by
+/// the series limit leaves its rows uncounted, as there.
+fn count_by_slot(
+    input: CountInput,
+    mut new_series: impl FnMut(&mut Accumulator, usize) -> Option<usize>,
+    accumulator: &mut Accumulator,
+    stats: &mut FoldStats,
+) -> Result<(), BlockError> {
+    let intervals = accumulator.intervals.count;
+    let mut counts = vec![0u64; input.table_len * intervals];
+    // A row of each slot, to build the series' labels from.
+    let mut example = vec![usize::MAX; input.table_len];
+    let interval = accumulator.intervals.indexer();
+    for row in 0..input.rows {
+        if input.selected.is_some_and(|selected| !selected[row]) {
+            continue;
+        }
+        let Some(k) = interval.index(input.starts[row]) else {
+            continue;
+        };
+        if let Some(shared) = input.traces.skips(input.batch, row, input.first_row + row) {
+            stats.shared.insert(shared);
+            continue;
+        }
+        let slot = input.slots[row] as usize;
+        if example[slot] == usize::MAX {
+            example[slot] = row;
+        }
+        counts[slot * intervals + k] += 1;
+    }
+    // Series are made in the order their first rows come, as row by row.
+    let mut seen: Vec<(usize, usize)> = example
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| *row != usize::MAX)
+        .map(|(slot, row)| (row, slot))
+        .collect();
+    seen.sort_unstable();
+    for (row, slot) in seen {
+        let Some(series) = new_series(accumulator, row) else {
+            continue;
+        };
+        for (k, count) in counts[slot * intervals..(slot + 1) * intervals]
+            .iter()
+            .enumerate()
+        {
+            if *count > 0 {
+                accumulator.add_ones(series, k, *count);
+            }
+        }
     }
     Ok(())
 }

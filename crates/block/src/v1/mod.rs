@@ -14,6 +14,7 @@
 //! Invariants: a trace never straddles two row groups; `trace_id` is non-decreasing over the
 //! file; every span of a trace is in the file once per (span ID, kind).
 
+pub mod compare;
 pub mod metrics;
 mod read;
 mod schema;

@@ -501,6 +501,26 @@ impl ScanPlan {
             .collect()
     }
 
+    /// The roots a columnar metrics fold reads when a row's trace comes from the block's trace
+    /// table, or does not matter: without `trace_id`, and without `duration_nanos` unless a
+    /// predicate or a `by`/value column reads it.
+    pub(crate) fn roots_without_trace_ids(&self) -> Vec<usize> {
+        let file_schema = schema();
+        let (trace_id, duration) = (
+            file_schema.index_of("trace_id").ok(),
+            file_schema.index_of("duration_nanos").ok(),
+        );
+        let duration_read = self.extra.contains(&"duration_nanos");
+        self.roots
+            .iter()
+            .copied()
+            .filter(|root| Some(*root) != trace_id)
+            .filter(|root| {
+                Some(*root) != duration || duration_read || self.predicate_roots.contains(root)
+            })
+            .collect()
+    }
+
     /// Whether a row group can be ruled out by its predicate columns alone.
     pub(crate) fn decides_early(&self) -> bool {
         !self.predicate_roots.is_empty() && !matches!(self.condition, TraceCondition::True)

@@ -4,6 +4,7 @@ use crate::ast::{BinaryOp, Field, FieldExpr, Query};
 use crate::error::ParseError;
 use crate::lexer::{lex, Token};
 use crate::parser::{comparison_op, Parser};
+use crate::SpanPredicate;
 
 const FUNCTIONS: &[&str] = &[
     "rate",
@@ -392,10 +393,32 @@ pub struct ColumnarSpec {
 
 impl MetricsQuery {
     pub fn columnar(&self) -> Option<ColumnarSpec> {
-        // compare() reads every attribute of every span: whole spans, not a few columns.
+        // compare() counts every attribute of a span: `columnar_compare`.
         if matches!(self.function, MetricsFunction::Compare(_)) {
             return None;
         }
+        Some(ColumnarSpec {
+            predicate: self.search_predicate()?,
+            value_field: self.function.field().cloned(),
+        })
+    }
+
+    /// For `compare()` over columns: the search's exact predicate and the filter's (each None
+    /// for every span), when both are exact column-by-column predicates.
+    pub fn columnar_compare(&self) -> Option<(Option<SpanPredicate>, Option<SpanPredicate>)> {
+        let MetricsFunction::Compare(compare) = &self.function else {
+            return None;
+        };
+        let filter = match &compare.filter {
+            None => None,
+            Some(expr) => Some(SpanPredicate::exact(expr)?),
+        };
+        Some((self.search_predicate()?, filter))
+    }
+
+    /// The search as one exact span predicate (`Some(None)`: every span), for the columnar
+    /// ways; None when it is more than one spanset filter or carries hints they do not follow.
+    fn search_predicate(&self) -> Option<Option<SpanPredicate>> {
         if !self
             .search
             .hints
@@ -404,15 +427,11 @@ impl MetricsQuery {
         {
             return None;
         }
-        let predicate = match &self.search.root {
-            crate::ast::SpansetExpr::Filter(None) => None,
-            crate::ast::SpansetExpr::Filter(Some(expr)) => Some(crate::SpanPredicate::exact(expr)?),
-            _ => return None,
-        };
-        Some(ColumnarSpec {
-            predicate,
-            value_field: self.function.field().cloned(),
-        })
+        match &self.search.root {
+            crate::ast::SpansetExpr::Filter(None) => Some(None),
+            crate::ast::SpansetExpr::Filter(Some(expr)) => Some(Some(SpanPredicate::exact(expr)?)),
+            _ => None,
+        }
     }
 
     /// Whether the function counts spans (no field value needed).
