@@ -533,6 +533,9 @@ impl BlockHandle {
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let plan = plan.for_block(&self.slots);
         let mut outcome = v1::search::ScanOutcome::default();
+        if !plan.block_may_match(self.meta.service_names.as_deref()) {
+            return Ok(outcome);
+        }
         let table = tokio::sync::OnceCell::new();
         let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
             self.scan_row_group(storage, &plan, &cpu, &table, row_group)
@@ -714,6 +717,9 @@ impl BlockHandle {
             ),
         };
         let mut total = (empty.clone(), 0u64, v1::metrics::FoldStats::default());
+        if !plan.block_may_match(self.meta.service_names.as_deref()) {
+            return Ok(total);
+        }
         // A row's trace matters only for exemplars and for traces also held live; then it comes
         // from the trace table when the block has one, and only else from `trace_id`, the
         // widest column a fold would read.

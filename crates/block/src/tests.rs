@@ -813,6 +813,64 @@ async fn columnar_compare_agrees_with_the_engine() {
     assert!(!stats.shared.is_empty());
 }
 
+/// A block is not read for a query that needs a `resource.service.name` its `meta.json` says
+/// none of its resources has; any other query, or a block whose names are not known, is read.
+#[tokio::test]
+async fn blocks_without_the_queried_service_are_not_read() {
+    let storage = Storage::in_memory();
+    let traces = traces(23, 60);
+    let handle = write(&storage, &traces, 500).await;
+    let names = handle.meta.service_names.clone().expect("names recorded");
+    assert!(names.contains(&"svc-1".to_owned()), "{names:?}");
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let cases = [
+        (r#"{ resource.service.name = "svc-1" }"#, true),
+        (r#"{ resource.service.name = "nope" }"#, false),
+        (
+            r#"{ resource.service.name = "nope" && name = "op-1" }"#,
+            false,
+        ),
+        (
+            r#"{ resource.service.name = "nope" || name = "op-1" }"#,
+            true,
+        ),
+        (
+            r#"{ resource.service.name = "nope" } || { name = "op-1" }"#,
+            true,
+        ),
+        (
+            r#"{ resource.service.name = "nope" } && { name = "op-1" }"#,
+            false,
+        ),
+        (
+            r#"{ resource.service.name = "svc-1" } >> { resource.service.name = "nope" }"#,
+            false,
+        ),
+        (r#"{ resource.service.name =~ "svc-.*" }"#, true),
+        (r#"{ resource.service.name =~ "no.*" }"#, false),
+        (r#"{ resource.service.name !~ "svc-.*" }"#, true),
+        (r#"{ resource.service.name != "svc-1" }"#, true),
+        (r#"{ resource.service.name = 5 }"#, true),
+        (r#"{ .service.name = "nope" }"#, true),
+        (r#"{ span.service.name = "nope" }"#, true),
+        (r#"{ resource.service.name = "nope" } | count() > 1"#, false),
+    ];
+    for (text, readable) in cases {
+        let query = andante_traceql::parse(text).expect("parses");
+        let plan =
+            v1::search::ScanPlan::new(andante_traceql::TraceCondition::of(&query), 0..u64::MAX);
+        assert_eq!(plan.block_may_match(Some(&names)), readable, "{text}");
+        assert!(plan.block_may_match(None), "{text}: names not known");
+        let outcome = scan_all(&handle, &storage, &query, &cpu).await;
+        if !readable {
+            assert_eq!(outcome.bytes_read, 0, "{text}");
+            assert!(outcome.candidates.is_empty(), "{text}");
+        } else {
+            assert!(outcome.bytes_read > 0, "{text}");
+        }
+    }
+}
+
 /// Stage 1 of `query` over the whole block and all time.
 async fn scan_all(
     handle: &BlockHandle,

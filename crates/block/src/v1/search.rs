@@ -271,6 +271,32 @@ impl ChunkReader for FetchedChunks {
     }
 }
 
+/// Whether a predicate may hold for a span of a block with these service names (false only
+/// when a conjunct needs `resource.service.name` to equal or match a string none of them is;
+/// a non-string or missing service name never equals or matches a string).
+fn service_allowed(predicate: &SpanPredicate, names: &[String]) -> bool {
+    let service = |field: &Field| matches!(field, Field::Attribute { scope: Scope::Resource, parent: false, name } if name == "service.name");
+    match predicate {
+        SpanPredicate::And(parts) => parts.iter().all(|part| service_allowed(part, names)),
+        SpanPredicate::Or(parts) => parts.iter().any(|part| service_allowed(part, names)),
+        SpanPredicate::Compare {
+            field,
+            op: andante_traceql::ast::BinaryOp::Eq,
+            value,
+        } if service(field) && static_is_string(value) => names
+            .iter()
+            .any(|name| predicate.leaf_accepts(&Value::Str(name.as_str().into()))),
+        SpanPredicate::Regex {
+            field,
+            negated: false,
+            ..
+        } if service(field) => names
+            .iter()
+            .any(|name| predicate.leaf_accepts(&Value::Str(name.as_str().into()))),
+        _ => true,
+    }
+}
+
 /// Whether statistics allow a leaf to match in a row group (false only when they prove not).
 fn stats_allow(
     leaf: &SpanPredicate,
@@ -499,6 +525,24 @@ impl ScanPlan {
             .copied()
             .filter(|root| !trace_columns.contains(root) || self.predicate_roots.contains(root))
             .collect()
+    }
+
+    /// Whether a block whose resources carry only the string service names `names` (`meta.json`
+    /// `serviceNames`; None when not known) may hold a match: false when every way to satisfy
+    /// the condition needs a span whose `resource.service.name` equals or matches a string
+    /// none of them is. Never stricter than the row groups' own predicate masks (their spans
+    /// are the block's), so answers stay the same; the block is just not read.
+    pub fn block_may_match(&self, names: Option<&[String]>) -> bool {
+        let Some(names) = names else {
+            return true;
+        };
+        let allowed: Vec<bool> = self
+            .condition
+            .predicates()
+            .iter()
+            .map(|predicate| service_allowed(predicate, names))
+            .collect();
+        self.condition.holds(&allowed)
     }
 
     /// The roots a columnar metrics fold reads when a row's trace comes from the block's trace

@@ -305,7 +305,26 @@ fn collect_batch(
                                 }
                             }
                         }
-                        arrow_schema::DataType::Dictionary(_, _) | arrow_schema::DataType::Utf8 => {
+                        arrow_schema::DataType::Dictionary(_, _) => {
+                            // Each dictionary entry once, in first-row order, by its key:
+                            // no string is hashed per row.
+                            let dictionary = array.as_dictionary::<Int32Type>();
+                            let texts = dictionary.values().as_string::<i32>();
+                            let keys = dictionary.keys();
+                            let mut met = vec![false; texts.len()];
+                            for row in (0..rows).filter(|row| selected[*row] && keys.is_valid(*row))
+                            {
+                                let key = keys.value(row) as usize;
+                                if met.get(key) == Some(&false) {
+                                    met[key] = true;
+                                    let text = texts.value(key);
+                                    if !text.is_empty() || name == "name" {
+                                        out.add_value(Value::Str(text.to_owned().into()), seen);
+                                    }
+                                }
+                            }
+                        }
+                        arrow_schema::DataType::Utf8 => {
                             let reader = string_reader(array);
                             let mut batch_seen = HashSet::new();
                             for row in (0..rows).filter(|row| selected[*row]) {
@@ -401,6 +420,9 @@ impl BlockHandle {
             }
         }
         let plan = Arc::new(plan.for_block_with_columns(&self.slots, &columns));
+        if !plan.block_may_match(self.meta.service_names.as_deref()) {
+            return Ok(());
+        }
         // Tags need neither trace IDs nor times (the time range was applied to row groups).
         let roots = Arc::new(plan.roots_without_trace_columns());
         // Row groups run concurrently (`by_row_group`); their distinct values merge in
