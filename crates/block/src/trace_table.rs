@@ -126,6 +126,17 @@ impl TraceTable {
     }
 }
 
+impl TraceTable {
+    /// The entry among `entries` (one row group's, from [`TraceTable::row_group`]) whose rows
+    /// hold `row`: the last one starting at or before it.
+    pub fn entry_holding_row(&self, entries: Range<usize>, row: u32) -> Option<usize> {
+        let after = partition_point(entries.len(), |index| {
+            self.get(entries.start + index).first_row <= row
+        });
+        (after > 0).then(|| entries.start + after - 1)
+    }
+}
+
 /// The first index in `0..len` for which `before` is false (`before` true, then false).
 fn partition_point(len: usize, before: impl Fn(usize) -> bool) -> usize {
     let (mut low, mut high) = (0, len);

@@ -20,12 +20,12 @@ use arrow_schema::DataType;
 use prost::Message;
 use rustc_hash::FxHashMap;
 
-use super::metrics::{FoldStats, RowTraces};
+use super::metrics::{batch_column, selected_rows, FoldStats, RowTraces};
 use super::schema::{
     DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING, DEDICATED_SPAN_INTS,
     DEDICATED_SPAN_STRINGS,
 };
-use super::search::{decode_resource, predicate_masks, ScanPlan};
+use super::search::{decode_resource, ScanPlan};
 use crate::BlockError;
 
 /// The columns compare() reads besides the search's, in a block with `slots`.
@@ -287,21 +287,10 @@ pub fn fold_compare_batch(
 ) -> Result<(), BlockError> {
     let rows = batch.num_rows();
     stats.spans_scanned += rows as u64;
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
-    };
-    let all_of = |masks: Vec<Vec<bool>>| -> Option<Vec<bool>> {
-        (!masks.is_empty()).then(|| {
-            (0..rows)
-                .map(|row| masks.iter().all(|mask| mask[row]))
-                .collect()
-        })
-    };
-    let searched = all_of(predicate_masks(search, batch)?);
+    let column = |name: &str| batch_column(batch, name);
+    let searched = selected_rows(search, batch)?;
     let selected = match filter {
-        Some(plan) => all_of(predicate_masks(plan, batch)?),
+        Some(plan) => selected_rows(plan, batch)?,
         None => None,
     };
     let starts = column("start_unix_nanos")?

@@ -307,19 +307,9 @@ impl<'a> RowTraces<'a> {
                 .column_by_name("trace_id")
                 .and_then(|ids| ids.as_fixed_size_binary().value(batch_row).try_into().ok())
                 .map(TraceId),
-            RowTraces::Table { table, entries, .. } => {
-                // Entries are in row order: the last one starting at or before the row.
-                let (mut low, mut high) = (entries.start, entries.end);
-                while low < high {
-                    let middle = low + (high - low) / 2;
-                    if table.get(middle).first_row as usize <= row {
-                        low = middle + 1;
-                    } else {
-                        high = middle;
-                    }
-                }
-                (low > entries.start).then(|| table.get(low - 1).trace_id)
-            }
+            RowTraces::Table { table, entries, .. } => table
+                .entry_holding_row(entries.clone(), u32::try_from(row).ok()?)
+                .map(|index| table.get(index).trace_id),
             RowTraces::Unneeded => None,
         }
     }
@@ -352,6 +342,29 @@ pub struct FoldStats {
     pub shared: HashSet<TraceId>,
 }
 
+/// A column of a decoded batch; one the plan should have read and did not is corruption.
+pub(crate) fn batch_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a ArrayRef, BlockError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
+}
+
+/// The rows satisfying every predicate of `plan`; None when it has none (every row).
+pub(crate) fn selected_rows(
+    plan: &ScanPlan,
+    batch: &RecordBatch,
+) -> Result<Option<Vec<bool>>, BlockError> {
+    let masks = predicate_masks(plan, batch)?;
+    Ok((!masks.is_empty()).then(|| {
+        (0..batch.num_rows())
+            .map(|row| masks.iter().all(|mask| mask[row]))
+            .collect()
+    }))
+}
+
 /// Folds the matching rows of one decoded row group into `accumulator`. Column buffers are read
 /// directly and a series is looked up by the rows' ids (a table by dictionary key for the usual
 /// single `by`); label values are built only when a series is first seen.
@@ -369,20 +382,8 @@ pub fn fold_batch(
 ) -> Result<(), BlockError> {
     let rows = batch.num_rows();
     stats.spans_scanned += rows as u64;
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| BlockError::Corrupt(format!("missing column `{name}`")))
-    };
-    let masks = predicate_masks(plan, batch)?;
-    let selected: Option<Vec<bool>> = match masks.len() {
-        0 => None,
-        _ => Some(
-            (0..rows)
-                .map(|row| masks.iter().all(|mask| mask[row]))
-                .collect(),
-        ),
-    };
+    let column = |name: &str| batch_column(batch, name);
+    let selected = selected_rows(plan, batch)?;
     let starts = column("start_unix_nanos")?
         .as_primitive::<UInt64Type>()
         .values();
