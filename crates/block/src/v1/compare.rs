@@ -48,8 +48,9 @@ pub fn compare_columns(slots: &DedicatedSlots) -> Vec<&'static str> {
 /// Selection (1) or baseline (0).
 type Group = usize;
 
-/// The series of one attribute value in both groups, and of the attribute's totals; `None`
-/// when the series limit refused one (its spans are then not counted, as row by row).
+/// The series of one attribute value in one group, and of that group's total for the
+/// attribute; `None` when the series limit refused one (its spans are then not counted, as in
+/// the engine).
 #[derive(Debug, Clone, Copy, Default)]
 struct Pair {
     value: Option<usize>,
