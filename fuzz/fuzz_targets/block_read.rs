@@ -5,7 +5,7 @@
 //! index's and the table's checksums so the damage gets past them, uploads both to an in-memory `Storage` and reads the block the
 //! ways the querier does: `BlockHandle::open`, then (the input picks which) `find_trace` for two
 //! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics
-//! (`fold_metrics`) and `collect_tags`. Errors are the expected answer to damage; a panic, a
+//! and compare() (`fold_metrics`, with or without exemplars) and `collect_tags`. Errors are the expected answer to damage; a panic, a
 //! hang or a runaway allocation is a bug (the server would lose a query task or the process
 //! instead of quarantining the block).
 //!
@@ -17,9 +17,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
+use andante_block::v1::metrics::{FoldWay, MetricsColumns};
 use andante_block::v1::search::ScanPlan;
 use andante_block::v1::tags::{TagCollection, TagRequest};
-use andante_block::v1::metrics::MetricsColumns;
 use andante_block::{encode_block, BlockHandle, BlockMeta, NewBlock, Trace};
 use andante_fuzz::fixture;
 use andante_model::otlp::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -123,8 +123,14 @@ fn pristine() -> &'static Pristine {
             },
         };
         let encoded = encode_block(&traces, &new_block).expect("encode the block");
-        assert!(encoded.meta.row_groups > 2, "the fixture block has several row groups");
-        assert!(encoded.meta.trace_table_bytes.is_some(), "the block has a trace table");
+        assert!(
+            encoded.meta.row_groups > 2,
+            "the fixture block has several row groups"
+        );
+        assert!(
+            encoded.meta.trace_table_bytes.is_some(),
+            "the block has a trace table"
+        );
         Pristine {
             meta: encoded.meta,
             parquet: encoded.parquet,
@@ -242,6 +248,8 @@ const METRICS: &[&str] = &[
     r#"{ span.http.method = "GET" } | count_over_time() by (name, span.user.id)"#,
     "{ status = error } | quantile_over_time(duration, .5, .99)",
     "{ kind = client } | histogram_over_time(duration)",
+    "{ } | compare({ status = error })",
+    r#"{ resource.service.name = "checkout" } | compare({ duration > 1ms && span.http.method = "GET" }, 3)"#,
 ];
 
 fn tag_request(choice: u8) -> TagRequest {
@@ -288,7 +296,11 @@ async fn read_everything(
     };
     let cpu = Arc::new(tokio::sync::Semaphore::new(1));
     let mut all_ok = true;
-    let reads = if input.reads & 63 == 0 { 63 } else { input.reads };
+    let reads = if input.reads & 63 == 0 {
+        63
+    } else {
+        input.reads
+    };
     let wanted: Vec<TraceId> = input
         .traces
         .iter()
@@ -324,30 +336,50 @@ async fn read_everything(
     };
     let text = QUERIES[input.query as usize % QUERIES.len()];
     let query = parse(text).expect("the target's queries parse");
-    let plan = Arc::new(ScanPlan::new(TraceCondition::of(&query), time_range.clone()));
+    let plan = Arc::new(ScanPlan::new(
+        TraceCondition::of(&query),
+        time_range.clone(),
+    ));
     if reads & SCAN != 0 {
         all_ok &= handle.scan(storage, plan, cpu.clone()).await.is_ok();
     }
 
     let metrics = parse_metrics(METRICS[input.metrics as usize % METRICS.len()])
         .expect("the target's metrics queries parse");
-    let columns = MetricsColumns::of(&metrics).filter(|_| reads & FOLD_METRICS != 0);
-    if let Some(columns) = columns {
-        let condition = match metrics.columnar().and_then(|spec| spec.predicate) {
-            Some(predicate) => TraceCondition::Exists(predicate),
-            None => TraceCondition::True,
-        };
+    let exists = |predicate| match predicate {
+        Some(predicate) => TraceCondition::Exists(predicate),
+        None => TraceCondition::True,
+    };
+    // The columnar folds: one function by its columns, or compare() over every attribute.
+    let fold = if reads & FOLD_METRICS == 0 {
+        None
+    } else if let Some(columns) = MetricsColumns::of(&metrics) {
+        let condition = exists(metrics.columnar().and_then(|spec| spec.predicate));
         let plan = ScanPlan::with_columns(condition, time_range.clone(), &columns.names());
+        Some((plan, FoldWay::Columns(columns)))
+    } else {
+        metrics.columnar_compare().map(|(search, filter)| {
+            let filter = filter
+                .map(|filter| Arc::new(ScanPlan::new(exists(Some(filter)), time_range.clone())));
+            (
+                ScanPlan::new(exists(search), time_range.clone()),
+                FoldWay::Compare { filter },
+            )
+        })
+    };
+    if let Some((plan, way)) = fold {
+        // With exemplars, rows' traces come from the (possibly damaged) trace table.
         let accumulator = Accumulator::new(Intervals::range(
             1_699_999_000_000_000_000,
             1_700_000_100_000_000_000,
             10_000_000_000,
-        ));
+        ))
+        .with_exemplars(if input.metrics & 0x80 != 0 { 10 } else { 0 });
         let folded = handle
             .fold_metrics(
                 storage,
                 Arc::new(plan),
-                Arc::new(columns),
+                Arc::new(way),
                 Arc::new(metrics.clone()),
                 accumulator,
                 Arc::new(HashSet::new()),
@@ -367,7 +399,14 @@ async fn read_everything(
         let mut tags = TagCollection::default();
         let request = tag_request(input.tag);
         all_ok &= handle
-            .collect_tags(storage, &request, tag_plan, cpu, &mut tags, &mut HashSet::new())
+            .collect_tags(
+                storage,
+                &request,
+                tag_plan,
+                cpu,
+                &mut tags,
+                &mut HashSet::new(),
+            )
             .await
             .is_ok();
     }
