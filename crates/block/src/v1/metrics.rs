@@ -85,6 +85,9 @@ pub struct MetricsColumns {
     value: Option<Column>,
 }
 
+/// Most cells of `count_by_slot`'s local table (8 MiB of counts).
+const MAX_LOCAL_COUNTS: usize = 1 << 20;
+
 /// Most `by` fields the columnar path groups on (series keys are fixed-size arrays).
 const MAX_BY: usize = 3;
 
@@ -422,7 +425,17 @@ pub fn fold_batch(
         _ => None,
     };
     // Counting with no exemplar and at most one dictionary `by`: the usual dashboard query.
-    if matches!(numbers, Numbers::Count) && !histogram && !accumulator.keeps_exemplars() {
+    // Its local table has a cell per dictionary key and interval, so a large dictionary over
+    // many intervals (a URL `by` over 10,000 steps) goes row by row instead.
+    let cells = by_key
+        .as_ref()
+        .map_or(1, Vec::len)
+        .saturating_mul(accumulator.intervals.count);
+    if matches!(numbers, Numbers::Count)
+        && !histogram
+        && !accumulator.keeps_exemplars()
+        && cells <= MAX_LOCAL_COUNTS
+    {
         let slots = match (&by[..], &by_key) {
             ([], _) => Some(vec![0u32; rows]),
             ([_], Some(table)) => Some(
