@@ -285,6 +285,22 @@ def block_seeds():
     write("block_read", "mixed", bytes(range(0, 256, 7)))
 
 
+# --- Log records on the span topic (crates/log/src/record.rs, record v2). ---
+
+def log_record(tenant, fragments):
+    out = bytes([2]) + struct.pack(">H", len(tenant)) + tenant.encode() + struct.pack(">I", len(fragments))
+    for trace_id, spans, body in fragments:
+        out += trace_id + struct.pack(">II", spans, len(body)) + body
+    return out
+
+
+def log_seeds():
+    clear("log_record")
+    write("log_record", "one", log_record("single-tenant", [(bytes(range(16)), 3, otlp_protobuf())]))
+    write("log_record", "two", log_record("team-a", [(bytes([7] * 16), 1, b""), (bytes([9] * 16), 2, b"xy")]))
+    write("log_record", "empty", log_record("t", []))
+
+
 if __name__ == "__main__":
     traceql_seeds()
     promql_seeds()
@@ -292,3 +308,4 @@ if __name__ == "__main__":
     wal_seeds()
     metrics_seeds()
     block_seeds()
+    log_seeds()

@@ -211,6 +211,18 @@ fn api_router(state: SharedState) -> Router {
         .with_state(state)
 }
 
+/// The operational endpoints of a process without the query API (a distributor or a
+/// block-builder apart): `/ready`, `/metrics`, `/api/echo`, `/api/status/buildinfo`.
+pub fn ops_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/echo", get(ops::echo))
+        .route("/api/status/buildinfo", get(ops::buildinfo))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
 /// OTLP/HTTP (`--otlp.http-listen-address`).
 pub fn otlp_http_router(state: SharedState) -> Router {
     Router::new()

@@ -165,12 +165,14 @@ impl prometheus_client::collector::Collector for StoreCollector {
             "Encoded bytes of traces held in memory.",
             live_bytes as i64,
         )?;
-        gauge(
-            &mut encoder,
-            "andante_wal_bytes",
-            "Bytes of WAL segments on disk.",
-            self.live.wal().disk_bytes() as i64,
-        )?;
+        if let Some(wal) = self.live.wal() {
+            gauge(
+                &mut encoder,
+                "andante_wal_bytes",
+                "Bytes of WAL segments on disk.",
+                wal.disk_bytes() as i64,
+            )?;
+        }
         let (blocks, spans, bytes) = self.blocks.totals();
         gauge(
             &mut encoder,

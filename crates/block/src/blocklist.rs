@@ -151,6 +151,9 @@ impl BlockList {
         let removed_before: HashSet<Uuid> = self.removed.lock().clone();
         let mut fresh: HashMap<String, Vec<BlockHandle>> = HashMap::new();
         for tenant in storage.list_dirs("").await? {
+            if tenant == andante_model::CLUSTER_DIR {
+                continue;
+            }
             let known: HashMap<Uuid, BlockHandle> = self
                 .blocks(&tenant)
                 .into_iter()

@@ -23,7 +23,7 @@ pub use limits::{IngestLimits, RateLimiter, RefusalReason};
 pub use otlp::{decode_otlp_json, decode_otlp_protobuf};
 pub use push::{BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, TraceSink};
 pub use sample_push::SamplePushService;
-pub use split::{split_by_trace, TraceFragment};
+pub use split::{encode_resource_spans, split_by_trace, EncodedFragment, TraceFragment};
 pub use validate::{validate, Validated, ValidationLimits};
 pub use zipkin::decode_zipkin_json;
 

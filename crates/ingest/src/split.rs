@@ -92,6 +92,39 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Vec<TraceFragment> 
     fragments
 }
 
+/// One trace's spans from one batch, encoded as they are held in memory and written to the log:
+/// an `ExportTraceServiceRequest` whose `resource_spans` are the fragment's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedFragment {
+    pub trace_id: TraceId,
+    pub span_count: usize,
+    pub bytes: bytes::Bytes,
+}
+
+impl TraceFragment {
+    pub fn encode(&self) -> EncodedFragment {
+        EncodedFragment {
+            trace_id: self.trace_id,
+            span_count: self.span_count,
+            bytes: encode_resource_spans(&self.resource_spans),
+        }
+    }
+}
+
+/// Encodes resource spans as an `ExportTraceServiceRequest` (field 1, repeated) without cloning
+/// them into a request first.
+pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> bytes::Bytes {
+    let len: usize = resource_spans
+        .iter()
+        .map(|rs| prost::encoding::message::encoded_len(1, rs))
+        .sum();
+    let mut out = Vec::with_capacity(len);
+    for rs in resource_spans {
+        prost::encoding::message::encode(1, rs, &mut out);
+    }
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

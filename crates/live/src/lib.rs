@@ -22,7 +22,9 @@ mod store;
 mod tenant;
 
 pub use metrics::LiveMetrics;
-pub use store::{decode_fragments, LiveConfig, LiveStore, PushError, PushOutcome, SpanSink};
+pub use store::{
+    decode_fragments, LiveConfig, LiveStore, OffsetCommit, PushError, PushOutcome, SpanSink,
+};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use andante_block::blocklist::BlockList;
 use andante_block::{encode_block_from, upload_block, v1, BlockHandle, NewBlock, Trace};
 use andante_ingest::{
-    split_by_trace, ExportTraceServiceRequest, IngestLimits, RateLimiter, RefusalReason,
+    split_by_trace, EncodedFragment, ExportTraceServiceRequest, IngestLimits, RateLimiter,
+    RefusalReason,
 };
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
@@ -69,6 +70,8 @@ pub enum PushError {
     AllRefused(String),
     #[error("write-ahead log failure: {0}")]
     Wal(#[from] andante_wal::WalError),
+    #[error("this process takes no pushes: its live store is fed by the log")]
+    NotWritable,
 }
 
 impl PushError {
@@ -76,13 +79,33 @@ impl PushError {
         match self {
             PushError::RateLimited { .. } | PushError::AllRefused(_) => ErrorKind::TooManyRequests,
             PushError::Wal(_) => ErrorKind::Unavailable,
+            PushError::NotWritable => ErrorKind::Internal,
         }
     }
 }
 
+/// Where a store's traces come from, and so what makes them durable before it holds them.
+enum Source {
+    /// `all`: pushes, each appended to the store's own WAL before it is inserted.
+    Wal(Wal),
+    /// Split roles: records consumed from one partition of the log, which already holds them
+    /// durably. `next_offset` is the offset after the last record inserted; the checkpoint
+    /// reports the oldest offset still needed to `commit` (none: a store that only answers).
+    Log {
+        next_offset: std::sync::atomic::AtomicU64,
+        commit: Option<Arc<dyn OffsetCommit>>,
+    },
+}
+
+/// Told the oldest log offset a store still needs, after every block that held the traces
+/// before it is written and listed: a restarted consumer resumes there and loses nothing.
+pub trait OffsetCommit: Send + Sync {
+    fn commit(&self, offset: u64) -> futures::future::BoxFuture<'_, ()>;
+}
+
 pub struct LiveStore {
     config: LiveConfig,
-    wal: Wal,
+    source: Source,
     storage: Storage,
     blocks: BlockList,
     rate_limiter: RateLimiter,
@@ -121,23 +144,53 @@ impl LiveStore {
                 let state = tenants.entry(tenant).or_default();
                 let mut state = state.lock();
                 for fragment in split_by_trace(request) {
-                    insert_fragment(
-                        &mut state,
-                        fragment_bytes(&fragment.resource_spans),
-                        &fragment,
-                        seq,
-                        now,
-                    );
+                    insert_fragment(&mut state, fragment.encode(), seq, now);
                 }
             }
             Err(error) => tracing::warn!(segment = seq, %error, "skipping undecodable wal record"),
         })?;
         record_replay(&metrics, &report);
         let wal = Wal::open(wal_dir, wal_options, on_fsync)?;
-        Ok(Arc::new(LiveStore {
+        Ok(Self::build(
+            Source::Wal(wal),
+            tenants,
+            metrics,
+            storage,
+            blocks,
+            config,
+        ))
+    }
+
+    /// A store without a WAL, fed by `insert_logged` from the log starting at `first_offset`;
+    /// `commit` hears the oldest offset still needed after each block (none: the store only
+    /// answers queries).
+    pub fn fed_by_log(
+        first_offset: u64,
+        commit: Option<Arc<dyn OffsetCommit>>,
+        storage: Storage,
+        blocks: BlockList,
+        config: LiveConfig,
+    ) -> Arc<LiveStore> {
+        let source = Source::Log {
+            next_offset: std::sync::atomic::AtomicU64::new(first_offset),
+            commit,
+        };
+        let metrics = Arc::new(LiveMetrics::default());
+        Self::build(source, HashMap::new(), metrics, storage, blocks, config)
+    }
+
+    fn build(
+        source: Source,
+        tenants: HashMap<TenantId, Arc<Mutex<TenantLive>>>,
+        metrics: Arc<LiveMetrics>,
+        storage: Storage,
+        blocks: BlockList,
+        config: LiveConfig,
+    ) -> Arc<LiveStore> {
+        Arc::new(LiveStore {
             rate_limiter: RateLimiter::new(&config.limits),
             config,
-            wal,
+            source,
             storage,
             blocks,
             tenants: Mutex::new(tenants),
@@ -145,7 +198,7 @@ impl LiveStore {
             flush_lock: tokio::sync::Mutex::new(()),
             metrics,
             span_sink: std::sync::OnceLock::new(),
-        }))
+        })
     }
 
     /// Sends every span acknowledged from now on to `sink` as well. Only the first call counts.
@@ -183,52 +236,28 @@ impl LiveStore {
                 burst_bytes: limits.burst_size_bytes,
             });
         }
+        let Source::Wal(wal) = &self.source else {
+            return Err(PushError::NotWritable);
+        };
         // Encode outside the tenant lock: it is the costly part and needs no shared state.
-        let encoded_fragments: Vec<(Bytes, andante_ingest::TraceFragment)> = fragments
+        let encoded_fragments: Vec<(EncodedFragment, andante_ingest::TraceFragment)> = fragments
             .into_iter()
-            .map(|fragment| (fragment_bytes(&fragment.resource_spans), fragment))
+            .map(|fragment| (fragment.encode(), fragment))
             .collect();
         let state = self.tenant(tenant);
-        let mut accepted = Vec::with_capacity(encoded_fragments.len());
-        let mut outcome = PushOutcome::default();
-        let mut first_refusal: Option<String> = None;
-        {
+        let (admitted, outcome) = {
             let state = state.lock();
-            let mut new_traces = 0usize;
-            for (encoded, fragment) in encoded_fragments {
-                let existing_bytes = state.live.get(&fragment.trace_id).map(|t| t.bytes);
-                let refusal = match existing_bytes {
-                    None if state.live.len() + new_traces >= limits.max_live_traces => Some((
-                        RefusalReason::LiveTracesExceeded,
-                        format!("max live traces ({}) reached for tenant `{tenant}` (`limits.max-live-traces`)", limits.max_live_traces),
-                    )),
-                    existing if existing.unwrap_or(0) + encoded.len() as u64 > limits.max_bytes_per_trace => Some((
-                        RefusalReason::TraceTooLarge,
-                        format!(
-                            "trace `{}` exceeds max bytes per trace ({}) (`limits.max-bytes-per-trace`)",
-                            fragment.trace_id, limits.max_bytes_per_trace
-                        ),
-                    )),
-                    _ => None,
-                };
-                match refusal {
-                    Some((reason, message)) => {
-                        self.metrics
-                            .add_discarded(tenant.as_str(), reason, fragment.span_count);
-                        outcome.refused_spans += fragment.span_count;
-                        first_refusal.get_or_insert(message);
-                    }
-                    None => {
-                        new_traces += usize::from(existing_bytes.is_none());
-                        outcome.accepted_spans += fragment.span_count;
-                        accepted.push((encoded, fragment));
-                    }
-                }
-            }
-        }
-        if let Some(message) = first_refusal {
-            outcome.message = format!("refused {} span(s): {message}", outcome.refused_spans);
-        }
+            self.admit(
+                tenant,
+                &state,
+                encoded_fragments.iter().map(|(encoded, _)| encoded),
+            )
+        };
+        let accepted: Vec<_> = encoded_fragments
+            .into_iter()
+            .zip(admitted)
+            .filter_map(|(pair, admitted)| admitted.then_some(pair))
+            .collect();
         if accepted.is_empty() {
             return Err(PushError::AllRefused(outcome.message));
         }
@@ -236,17 +265,17 @@ impl LiveStore {
             tenant,
             &accepted
                 .iter()
-                .map(|(bytes, _)| bytes.clone())
+                .map(|(encoded, _)| encoded.bytes.clone())
                 .collect::<Vec<_>>(),
         );
         let _gate = self.checkpoint_gate.read().await;
-        let seq = self.wal.append(payload).await?;
+        let seq = wal.append(payload).await?;
         let now = Instant::now();
         let mut state = state.lock();
         let mut sunk = Vec::new();
         let sink = self.span_sink.get();
-        for (bytes, fragment) in accepted {
-            insert_fragment(&mut state, bytes, &fragment, seq, now);
+        for (encoded, fragment) in accepted {
+            insert_fragment(&mut state, encoded, seq, now);
             if sink.is_some() {
                 sunk.extend(fragment.resource_spans);
             }
@@ -257,6 +286,103 @@ impl LiveStore {
         }
         self.metrics.add_received(outcome.accepted_spans);
         Ok(outcome)
+    }
+
+    /// Judges fragments against the per-trace limits in order, as one push would: which are
+    /// admitted, and what was refused and why. Refusals are counted here.
+    fn admit<'f>(
+        &self,
+        tenant: &TenantId,
+        state: &TenantLive,
+        fragments: impl Iterator<Item = &'f EncodedFragment>,
+    ) -> (Vec<bool>, PushOutcome) {
+        let limits = &self.config.limits;
+        let mut admitted = Vec::new();
+        let mut outcome = PushOutcome::default();
+        let mut first_refusal: Option<String> = None;
+        let mut new_traces = 0usize;
+        for fragment in fragments {
+            let existing_bytes = state.live.get(&fragment.trace_id).map(|t| t.bytes);
+            let refusal = match existing_bytes {
+                None if state.live.len() + new_traces >= limits.max_live_traces => Some((
+                    RefusalReason::LiveTracesExceeded,
+                    format!("max live traces ({}) reached for tenant `{tenant}` (`limits.max-live-traces`)", limits.max_live_traces),
+                )),
+                existing if existing.unwrap_or(0) + fragment.bytes.len() as u64 > limits.max_bytes_per_trace => Some((
+                    RefusalReason::TraceTooLarge,
+                    format!(
+                        "trace `{}` exceeds max bytes per trace ({}) (`limits.max-bytes-per-trace`)",
+                        fragment.trace_id, limits.max_bytes_per_trace
+                    ),
+                )),
+                _ => None,
+            };
+            admitted.push(refusal.is_none());
+            match refusal {
+                Some((reason, message)) => {
+                    self.metrics
+                        .add_discarded(tenant.as_str(), reason, fragment.span_count);
+                    outcome.refused_spans += fragment.span_count;
+                    first_refusal.get_or_insert(message);
+                }
+                None => {
+                    new_traces += usize::from(existing_bytes.is_none());
+                    outcome.accepted_spans += fragment.span_count;
+                }
+            }
+        }
+        if let Some(message) = first_refusal {
+            outcome.message = format!("refused {} span(s): {message}", outcome.refused_spans);
+        }
+        (admitted, outcome)
+    }
+
+    /// Inserts the fragments of the log record at `offset`, already durable in the log, under
+    /// the same per-trace limits as a push (judged in record order, so every consumer of the
+    /// partition decides alike; what they refuse is counted, the client was answered already).
+    pub async fn insert_logged(
+        &self,
+        tenant: &TenantId,
+        fragments: Vec<EncodedFragment>,
+        offset: u64,
+    ) -> PushOutcome {
+        let Source::Log { next_offset, .. } = &self.source else {
+            debug_assert!(false, "insert_logged on a store with a WAL");
+            return PushOutcome::default();
+        };
+        // Shared with other inserts, exclusive to the checkpoint: it never sees the offset
+        // moved past a record that is not yet in memory.
+        let _gate = self.checkpoint_gate.read().await;
+        let state = self.tenant(tenant);
+        let now = Instant::now();
+        let mut state = state.lock();
+        let (admitted, outcome) = self.admit(tenant, &state, fragments.iter());
+        for (fragment, admitted) in fragments.into_iter().zip(admitted) {
+            if admitted {
+                insert_fragment(&mut state, fragment, offset, now);
+            }
+        }
+        drop(state);
+        next_offset.fetch_max(offset + 1, Ordering::Release);
+        self.metrics.add_received(outcome.accepted_spans);
+        outcome
+    }
+
+    /// Moves past the log record at `offset` without inserting anything (it did not decode, or
+    /// it expired from the log), so the committed offset can pass it.
+    pub async fn skip_logged(&self, offset: u64) {
+        if let Source::Log { next_offset, .. } = &self.source {
+            let _gate = self.checkpoint_gate.read().await;
+            next_offset.fetch_max(offset + 1, Ordering::Release);
+        }
+    }
+
+    /// The offset after the last record this store took from the log (None with a WAL).
+    pub fn next_offset(&self) -> Option<u64> {
+        match &self.source {
+            Source::Log { next_offset, .. } => Some(next_offset.load(Ordering::Acquire)),
+            Source::Wal(_) => None,
+        }
     }
 
     /// Whether any span of `trace_id` is held in memory for `tenant`, without decoding.
@@ -309,8 +435,12 @@ impl LiveStore {
         totals
     }
 
-    pub fn wal(&self) -> &Wal {
-        &self.wal
+    /// The store's WAL; none when it is fed by the log.
+    pub fn wal(&self) -> Option<&Wal> {
+        match &self.source {
+            Source::Wal(wal) => Some(wal),
+            Source::Log { .. } => None,
+        }
     }
 
     /// Moves idle and too-old traces to `completed`. Cheap; never waits for a block upload.
@@ -432,10 +562,28 @@ impl LiveStore {
         }
     }
 
-    /// Starts a new WAL segment and deletes the segments nothing in memory depends on.
+    /// Starts a new WAL segment and deletes the segments nothing in memory depends on; fed by
+    /// the log, commits the oldest offset anything in memory depends on instead.
     async fn checkpoint(&self) {
         let _exclusive = self.checkpoint_gate.write().await;
-        let active = match self.wal.rotate().await {
+        let wal = match &self.source {
+            Source::Wal(wal) => wal,
+            Source::Log {
+                next_offset,
+                commit: Some(commit),
+            } => {
+                let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+                let oldest_needed = tenants
+                    .iter()
+                    .filter_map(|state| state.lock().min_segment())
+                    .min()
+                    .unwrap_or_else(|| next_offset.load(Ordering::Acquire));
+                commit.commit(oldest_needed).await;
+                return;
+            }
+            Source::Log { commit: None, .. } => return,
+        };
+        let active = match wal.rotate().await {
             Ok(active) => active,
             Err(error) => {
                 tracing::error!(%error, "failed to rotate the wal");
@@ -448,7 +596,7 @@ impl LiveStore {
             .filter_map(|state| state.lock().min_segment())
             .min()
             .unwrap_or(active);
-        match self.wal.remove_segments_before(oldest_needed) {
+        match wal.remove_segments_before(oldest_needed) {
             Ok(removed) => {
                 self.metrics
                     .wal_segments_removed
@@ -489,30 +637,15 @@ fn record_replay(metrics: &LiveMetrics, report: &ReplayReport) {
     }
 }
 
-/// Encodes resource spans as an `ExportTraceServiceRequest` (field 1, repeated) without cloning
-/// them into a request first.
-fn fragment_bytes(resource_spans: &[ResourceSpans]) -> Bytes {
-    let len: usize = resource_spans
-        .iter()
-        .map(|rs| prost::encoding::message::encoded_len(1, rs))
-        .sum();
-    let mut out = Vec::with_capacity(len);
-    for rs in resource_spans {
-        prost::encoding::message::encode(1, rs, &mut out);
-    }
-    Bytes::from(out)
-}
-
 fn insert_fragment(
     state: &mut TenantLive,
-    bytes: Bytes,
-    fragment: &andante_ingest::TraceFragment,
+    fragment: EncodedFragment,
     seq: SegmentSeq,
     now: Instant,
 ) {
     let incoming = LiveTrace {
-        bytes: bytes.len() as u64,
-        fragments: vec![bytes],
+        bytes: fragment.bytes.len() as u64,
+        fragments: vec![fragment.bytes],
         spans: fragment.span_count,
         first_segment: seq,
         created: now,

@@ -115,7 +115,7 @@ async fn ticks_cut_traces_into_blocks_and_free_the_wal() {
         .push(&tenant, request(&[1, 2, 3], 2), 100)
         .await
         .expect("push");
-    let wal_before = store.wal().disk_bytes();
+    let wal_before = store.wal().expect("wal").disk_bytes();
     store.tick().await;
     let written = blocks.blocks("acme");
     assert_eq!(written.len(), 1);
@@ -125,7 +125,7 @@ async fn ticks_cut_traces_into_blocks_and_free_the_wal() {
         "memory released after the block"
     );
     assert!(
-        store.wal().disk_bytes() < wal_before,
+        store.wal().expect("wal").disk_bytes() < wal_before,
         "old wal segment removed"
     );
     let found = written[0]
@@ -246,7 +246,7 @@ async fn damage_in_the_middle_of_the_wal_costs_only_the_damaged_push() {
             .await
             .expect("push");
     }
-    let segment = store.wal().active_segment();
+    let segment = store.wal().expect("wal").active_segment();
     drop(store); // a crash: nothing flushed
 
     let path = dir.path().join("wal").join(format!("{segment:020}.wal"));

@@ -12,7 +12,7 @@ mod trace;
 pub use duration::{parse_go_duration, DurationError};
 pub use error::ErrorKind;
 pub use ids::{IdError, SpanId, TraceId};
-pub use tenant::{TenantError, TenantId, TenantSet, SINGLE_TENANT};
+pub use tenant::{TenantError, TenantId, TenantSet, CLUSTER_DIR, SINGLE_TENANT};
 pub use trace::{merge_resource_spans, span_count};
 
 /// The OTLP protobuf types, re-exported so that every crate names them through one path.

@@ -21,6 +21,9 @@ pub enum TenantError {
     Reserved(String),
 }
 
+/// The top-level storage directory of the deployment's own state; never a tenant.
+pub const CLUSTER_DIR: &str = "_cluster";
+
 /// A validated tenant ID, safe to use as a path segment.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(String);
@@ -33,7 +36,8 @@ impl TenantId {
         if text.len() > MAX_TENANT_LEN {
             return Err(TenantError::TooLong);
         }
-        if text == "." || text == ".." {
+        // `_cluster` holds what belongs to the deployment, not a tenant (committed log offsets).
+        if text == "." || text == ".." || text == CLUSTER_DIR {
             return Err(TenantError::Reserved(text.to_owned()));
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);

@@ -43,7 +43,7 @@ use Kind::{Bool, Duration as Dur, Int, Str};
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
-    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything; `compactor` runs only compaction (under per-window leases in the storage, so several may share it), retention and block-list polls, with `/ready` and `/metrics` on `server.http_listen_address`. The other roles run apart only over the Kafka-compatible log, which this version does not have."),
+    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything with a local WAL. Apart, over the Kafka-compatible log (`kafka.brokers`) and shared storage: `distributor` receives and produces to the log; `block-builder` consumes its partitions (`kafka.instance` of `kafka.instances`) into blocks; `querier`/`query-frontend` answer the query API from blocks (recent data appears once a block-builder has written it); `compactor` runs compaction (under per-window leases, so several may share it) and retention. `live-store` and `generator` do not run apart yet."),
     key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request (with `auth.tokens_file`, a credential's first tenant stands in for a missing header); when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
@@ -138,6 +138,14 @@ pub const KEYS: &[Key] = &[
     key("demo.scenario_target", Str, "", "What the demo's fault hits (a service, pod, node, database, external API or `caller->callee`). Empty: chosen by the seed."),
     key("demo.scenario_onset", Dur, "2m", "How long after start the demo's fault begins (it lasts until the server stops)."),
     key("ui.dir", Str, "", "Serve the web UI from this directory (a `crates/ui/dist` being worked on) instead of the copy built into the binary."),
+    key("kafka.brokers", Str, "", "Comma list of `host:port` of the Kafka-API brokers the split roles share (Kafka, Redpanda, WarpStream, tansu). Empty: no log; only `all` and `compactor` can run."),
+    key("kafka.topic", Str, "andante-spans", "The span topic; created at start when missing."),
+    key("kafka.partitions", Int, "8", "Partitions of the span topic when Andante creates it (an existing topic keeps its own count)."),
+    key("kafka.replication_factor", Int, "1", "Replication factor of the span topic when Andante creates it; use 3 on a real cluster."),
+    key("kafka.produce_timeout", Dur, "5s", "A distributor answers 503 / UNAVAILABLE when the broker has not acknowledged a push within this."),
+    key("kafka.max_record_bytes", Int, "1000000", "Largest record produced (keep it under the topic's `max.message.bytes`); a single trace's spans in one push larger than this are refused by name."),
+    key("kafka.instance", Int, "0", "This block-builder's ordinal: it owns the partitions p with p mod `kafka.instances` = this."),
+    key("kafka.instances", Int, "1", "How many block-builders share the partitions."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
 ];
 
@@ -361,6 +369,27 @@ pub struct Config {
     pub demo: Demo,
     pub ui: Ui,
     pub log: Log,
+    pub kafka: Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: u32,
+    pub replication_factor: i16,
+    #[serde(deserialize_with = "duration")]
+    pub produce_timeout: Duration,
+    pub max_record_bytes: usize,
+    pub instance: u32,
+    pub instances: u32,
+}
+
+impl Kafka {
+    pub fn brokers(&self) -> Vec<String> {
+        list(&self.brokers)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -682,6 +711,46 @@ impl Config {
         list(&self.generator.remote_write.urls)
     }
 
+    /// Which roles can run apart, and with what: the log for the ingest roles.
+    fn validate_roles(&self) -> anyhow::Result<()> {
+        if self.target == [Role::All] {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.target.iter().map(|role| role.name()).collect();
+        if let Some(role) = self
+            .target
+            .iter()
+            .find(|role| matches!(role, Role::LiveStore | Role::Generator))
+        {
+            bail!(
+                "target `{}`: `{}` does not run apart yet; run it inside `all`",
+                names.join(","),
+                role.name()
+            );
+        }
+        let needs_log = self
+            .target
+            .iter()
+            .any(|role| matches!(role, Role::Distributor | Role::BlockBuilder));
+        if needs_log && self.kafka.brokers().is_empty() {
+            bail!(
+                "target `{}` needs the Kafka-compatible log: set `kafka.brokers`",
+                names.join(",")
+            );
+        }
+        if self.kafka.instances == 0 || self.kafka.instance >= self.kafka.instances {
+            bail!(
+                "kafka.instance ({}) must be below kafka.instances ({})",
+                self.kafka.instance,
+                self.kafka.instances
+            );
+        }
+        if self.kafka.partitions == 0 {
+            bail!("kafka.partitions must be at least 1");
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: enumerations and cross-key rules.
     pub fn validate(&self) -> anyhow::Result<()> {
         let ui_dir = self.ui.dir.trim();
@@ -696,17 +765,7 @@ impl Config {
                 bail!("rules.alertmanager_urls: `{url}` is not an http:// or https:// URL");
             }
         }
-        use crate::roles::{runs, Component};
-        let needs_log = [Component::Ingest, Component::Query, Component::Generator]
-            .into_iter()
-            .any(|component| runs(&self.target, component));
-        if self.target != [Role::All] && needs_log {
-            let names: Vec<&str> = self.target.iter().map(|role| role.name()).collect();
-            bail!(
-                "target `{}` cannot run yet: the ingest, query and generator roles run apart only over the Kafka-compatible log, which this version does not have; use `all`, or `compactor` beside it",
-                names.join(",")
-            );
-        }
+        self.validate_roles()?;
         for url in self.remote_write_urls() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("generator.remote_write.urls: `{url}` is not an http:// or https:// URL");
@@ -912,16 +971,36 @@ mod tests {
         let config = merge(None, &explicit).expect("a known role parses");
         assert_eq!(config.target, vec![Role::Compactor]);
         config.validate().expect("a compactor runs beside `all`");
+        // Queriers read blocks from the shared storage: no log needed.
         explicit.insert("target", "querier,compactor".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        config.validate().expect("queriers read blocks");
+        explicit.insert("target", "distributor".to_owned());
         let config = merge(None, &explicit).expect("known roles parse");
         let error = config
             .validate()
-            .expect_err("the query roles need the log")
+            .expect_err("a distributor needs the log")
             .to_string();
         assert!(
-            error.contains("querier,compactor") && error.contains("log"),
+            error.contains("distributor") && error.contains("kafka.brokers"),
             "{error}"
         );
+        explicit.insert("kafka.brokers", "127.0.0.1:9092".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        config.validate().expect("a distributor with a log");
+        explicit.insert("target", "live-store".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        let error = config.validate().expect_err("not apart yet").to_string();
+        assert!(error.contains("live-store"), "{error}");
+        explicit.insert("target", "block-builder".to_owned());
+        explicit.insert("kafka.instance", "2".to_owned());
+        explicit.insert("kafka.instances", "2".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        let error = config
+            .validate()
+            .expect_err("ordinal too large")
+            .to_string();
+        assert!(error.contains("kafka.instance"), "{error}");
     }
 
     #[test]

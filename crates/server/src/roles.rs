@@ -1,10 +1,10 @@
 //! Which components a process runs, by role (`target`): one table, so adding a role is adding it
 //! to the rows of the components it runs. `all` runs every row.
 //!
-//! What runs split today is the block maintenance over shared object storage: `compactor`
-//! processes (compaction under per-window leases, retention, block-list polls) beside the
-//! processes that ingest and query. The ingest and query roles need the Kafka-compatible log to
-//! run apart (issue 16), so until then they run only inside `all`, and `config::validate` says so.
+//! In `all` one process runs every row, with its own WAL. Apart, the roles meet only in the
+//! Kafka-compatible log and the shared storage: distributors produce to the log, block-builders
+//! consume it into blocks, queriers read the blocks, compactors maintain them. `live-store` and
+//! `generator` do not run apart yet, and `config::validate` says so.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,8 +27,11 @@ use crate::config::{Config, Role};
 /// A part of `serve` that some roles start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
-    /// Receivers, WAL, live store and the blocks it cuts.
-    Ingest,
+    /// The OTLP and Zipkin receivers: into the WAL-backed live store in `all`, into the log
+    /// apart.
+    Receive,
+    /// Consuming the log's partitions into blocks (in `all`, the live store cuts its own).
+    BuildBlocks,
     /// The query API, UI, metrics store, rules and insights.
     Query,
     /// Span metrics and service graphs.
@@ -41,11 +44,12 @@ pub enum Component {
     Retention,
 }
 
-use Role::{BlockBuilder, Compactor, Distributor, Generator, LiveStore, Querier, QueryFrontend};
+use Role::{BlockBuilder, Compactor, Distributor, Generator, Querier, QueryFrontend};
 
 /// Every component and the roles that run it.
-pub const COMPONENTS: [(Component, &[Role]); 6] = [
-    (Component::Ingest, &[Distributor, LiveStore, BlockBuilder]),
+pub const COMPONENTS: [(Component, &[Role]); 7] = [
+    (Component::Receive, &[Distributor]),
+    (Component::BuildBlocks, &[BlockBuilder]),
     (Component::Query, &[Querier, QueryFrontend]),
     (Component::Generator, &[Generator]),
     // Every role reads or writes blocks, so every role keeps its list current.
@@ -253,7 +257,8 @@ mod tests {
         assert!(runs(&compactor, Component::Compaction));
         assert!(runs(&compactor, Component::Retention));
         assert!(runs(&compactor, Component::BlockListPoll));
-        assert!(!runs(&compactor, Component::Ingest));
+        assert!(!runs(&compactor, Component::Receive));
+        assert!(!runs(&compactor, Component::BuildBlocks));
         assert!(!runs(&compactor, Component::Query));
         assert!(!runs(&compactor, Component::Generator));
         let query = [Role::Querier, Role::QueryFrontend];
@@ -265,7 +270,10 @@ mod tests {
     fn every_role_runs_something() {
         for role in Role::EVERY {
             assert!(
-                COMPONENTS.iter().any(|(_, owners)| owners.contains(&role)) || role == Role::All,
+                COMPONENTS.iter().any(|(_, owners)| owners.contains(&role))
+                    || role == Role::All
+                    // Refused apart by `config::validate` until it runs over the log.
+                    || role == Role::LiveStore,
                 "{role:?} runs nothing"
             );
         }

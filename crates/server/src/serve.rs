@@ -348,10 +348,72 @@ async fn open_blocks(config: &Config) -> anyhow::Result<(Storage, BlockList)> {
     Ok((storage, blocks))
 }
 
+/// The series store lives with the query roles; a distributor apart takes traces only (metrics
+/// over the log are a later stage of issue 16), so its OTLP metrics receiver says where metrics
+/// go rather than keep them where no query reads them.
+struct NoMetricsHere;
+
+impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
+    fn store<'a>(
+        &'a self,
+        _tenant: &'a andante_model::TenantId,
+        _batch: andante_ingest::sample_push::SampleBatch,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<andante_tsdb::AppendOutcome, andante_ingest::PushFailure>,
+    > {
+        Box::pin(async {
+            Err(andante_ingest::PushFailure {
+                kind: andante_model::ErrorKind::NotFound,
+                message: "this process (a distributor apart) takes traces only: send metrics to a process running `all`, or remote-write them to a querier's `/api/v1/push`".to_owned(),
+            })
+        })
+    }
+
+    fn count(&self, _tenant: &andante_model::TenantId, _stored: usize, _refused: usize) {}
+}
+
+/// Connects to the log, retrying until it answers: a split process starts before its broker
+/// as often as after it.
+async fn connect_log(config: &Config) -> anyhow::Result<Arc<andante_log::Log>> {
+    let kafka = &config.kafka;
+    let log_config = andante_log::LogConfig {
+        brokers: kafka.brokers(),
+        topic: kafka.topic.clone(),
+        partitions: kafka.partitions,
+        replication_factor: kafka.replication_factor,
+        produce_timeout: kafka.produce_timeout,
+        max_record_bytes: kafka.max_record_bytes,
+    };
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        match andante_log::Log::connect(log_config.clone()).await {
+            Ok(log) => {
+                tracing::info!(brokers = %kafka.brokers, topic = %kafka.topic, partitions = log.partition_count(), "connected to the log");
+                return Ok(log);
+            }
+            Err(error) => {
+                tracing::warn!(brokers = %kafka.brokers, %error, "log unavailable; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = &mut shutdown => anyhow::bail!("stopped before the log answered"),
+        }
+    }
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    if !crate::roles::runs(&config.target, crate::roles::Component::Ingest) {
+    use crate::roles::{runs, Component};
+    let roles = &config.target;
+    if ![Component::Receive, Component::BuildBlocks, Component::Query]
+        .into_iter()
+        .any(|component| runs(roles, component))
+    {
         return serve_maintenance(config).await;
     }
+    // `all` keeps its own WAL; apart, the log is the WAL.
+    let single = *roles == [crate::config::Role::All];
     // Credentials and certificates first: a mistake in them stops start-up before any replay.
     let (authenticator, tls) = access_control(&config)?;
     let (storage, blocks) = open_blocks(&config).await?;
@@ -380,17 +442,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let wal_dir = PathBuf::from(&config.storage.path).join("wal");
     let observer: andante_wal::FsyncObserver =
         Arc::new(move |elapsed| fsync_histogram.observe(elapsed.as_secs_f64()));
-    let live = LiveStore::open(
-        &wal_dir,
-        wal_options.clone(),
-        Some(observer),
-        storage.clone(),
-        blocks.clone(),
-        live_config,
-    )
-    .context("failed to open the write-ahead log")?;
+    let live = if single {
+        LiveStore::open(
+            &wal_dir,
+            wal_options.clone(),
+            Some(observer),
+            storage.clone(),
+            blocks.clone(),
+            live_config.clone(),
+        )
+        .context("failed to open the write-ahead log")?
+    } else {
+        // Nothing is pushed into it apart: queries read it (empty until live-stores run apart)
+        // and a distributor counts its refusals in its metrics.
+        LiveStore::fed_by_log(
+            0,
+            None,
+            storage.clone(),
+            blocks.clone(),
+            live_config.clone(),
+        )
+    };
+    let log = if !single && (runs(roles, Component::Receive) || runs(roles, Component::BuildBlocks))
+    {
+        Some(connect_log(&config).await?)
+    } else {
+        None
+    };
     metrics.register_store(live.clone(), blocks.clone());
     let maintenance_metrics = crate::roles::MaintenanceMetrics::register(&mut metrics.registry);
+    let builder_metrics = andante_log::BuilderMetrics::register(&mut metrics.registry);
     let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
         config.insights.live_window,
         config.live.trace_idle,
@@ -511,12 +592,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_future_nanos: u64::try_from(config.limits.max_span_future.as_nanos())
             .unwrap_or(u64::MAX),
     };
+    let sample_sink: Arc<dyn andante_ingest::sample_push::SampleSink> =
+        if runs(roles, Component::Query) {
+            Arc::new(andante_api::StoreSink {
+                head: metrics_head.clone(),
+                store: generated.store.clone(),
+                metrics: metrics.sample_counter(),
+            })
+        } else {
+            Arc::new(NoMetricsHere)
+        };
     let samples = andante_ingest::SamplePushService::new(
-        Arc::new(andante_api::StoreSink {
-            head: metrics_head.clone(),
-            store: generated.store.clone(),
-            metrics: metrics.sample_counter(),
-        }),
+        sample_sink,
         andante_ingest::RateLimiter::per_second(
             config.metrics_store.ingestion_rate,
             config.metrics_store.ingestion_burst_size,
@@ -541,7 +628,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
         },
         live: live.clone(),
-        push: PushService::new(live.clone(), config.server.max_request_bytes, validation),
+        push: PushService::new(
+            match &log {
+                Some(log) => Arc::new(andante_log::LogSink::new(
+                    log.clone(),
+                    live_config.limits,
+                    live.metrics.clone(),
+                )),
+                None => live.clone(),
+            },
+            config.server.max_request_bytes,
+            validation,
+        ),
         querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
         metrics,
         metrics_store: generated.store.clone(),
@@ -569,33 +667,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop_sender, stop) = watch::channel(false);
     let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
-    let http_routers = [
-        (
-            config.server.http_listen_address.as_str(),
-            "query API",
-            andante_api::query_router(state.clone()).merge(andante_ui::router(config.ui.source())),
-        ),
-        (
-            config.otlp.http_listen_address.as_str(),
-            "OTLP/HTTP",
-            andante_api::otlp_http_router(state.clone()).layer(body_limit),
-        ),
-        (
-            config.zipkin.listen_address.as_str(),
-            "Zipkin",
-            andante_api::zipkin_router(state.clone()).layer(body_limit),
-        ),
-    ];
+    let http_router = if runs(roles, Component::Query) {
+        andante_api::query_router(state.clone()).merge(andante_ui::router(config.ui.source()))
+    } else {
+        andante_api::ops_router(state.clone())
+    };
+    let mut routers = vec![(
+        config.server.http_listen_address.as_str(),
+        "query API",
+        http_router,
+    )];
+    if runs(roles, Component::Receive) {
+        let grpc_router = tonic::service::Routes::new(andante_api::trace_service(state.clone()))
+            .add_service(andante_api::metrics_service(state.clone()))
+            .into_axum_router();
+        routers.extend([
+            (
+                config.otlp.http_listen_address.as_str(),
+                "OTLP/HTTP",
+                andante_api::otlp_http_router(state.clone()).layer(body_limit),
+            ),
+            (
+                config.zipkin.listen_address.as_str(),
+                "Zipkin",
+                andante_api::zipkin_router(state.clone()).layer(body_limit),
+            ),
+            (
+                config.otlp.grpc_listen_address.as_str(),
+                "OTLP/gRPC",
+                grpc_router,
+            ),
+        ]);
+    }
     let connection_limits = connection_limits(&config);
     let mut grpc_port = None;
-    let grpc_router = tonic::service::Routes::new(andante_api::trace_service(state.clone()))
-        .add_service(andante_api::metrics_service(state.clone()))
-        .into_axum_router();
-    let routers = http_routers.into_iter().chain([(
-        config.otlp.grpc_listen_address.as_str(),
-        "OTLP/gRPC",
-        grpc_router,
-    )]);
     for (address, what, router) in routers {
         let Some(listener) = bind(address, what).await? else {
             continue;
@@ -616,20 +721,42 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let mut loops = Vec::new();
-    {
-        let live = live.clone();
-        loops.push(every(Duration::from_millis(250), stop.clone(), move || {
+    if single {
+        {
             let live = live.clone();
-            async move { live.cut() }
-        }));
-    }
-    {
-        let live = live.clone();
-        loops.push(every(Duration::from_secs(1), stop.clone(), move || {
+            loops.push(every(Duration::from_millis(250), stop.clone(), move || {
+                let live = live.clone();
+                async move { live.cut() }
+            }));
+        }
+        {
             let live = live.clone();
-            async move { live.tick().await }
-        }));
+            loops.push(every(Duration::from_secs(1), stop.clone(), move || {
+                let live = live.clone();
+                async move { live.tick().await }
+            }));
+        }
     }
+    let builder = match &log {
+        Some(log) if runs(roles, Component::BuildBlocks) => {
+            let (builder, tasks) = andante_log::BlockBuilder::start(
+                log.clone(),
+                builder_metrics.clone(),
+                config.kafka.instance,
+                config.kafka.instances,
+                storage.clone(),
+                blocks.clone(),
+                live_config,
+                stop.clone(),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("block-builder: {error}"))?;
+            tracing::info!(partitions = ?builder.partitions(), "block-builder consuming");
+            loops.extend(tasks);
+            Some(builder)
+        }
+        _ => None,
+    };
     loops.extend(crate::roles::start_block_maintenance(
         &config,
         &storage,
@@ -637,35 +764,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &stop,
         maintenance_metrics,
     ));
-    {
-        let (head, storage) = (metrics_head.clone(), storage.clone());
-        let settings = andante_tsdb::persist::BlockSettings {
-            block_ms: config.metrics_store.block_duration.as_millis() as i64,
-            ..Default::default()
-        };
-        // Often enough that a range is cut soon after it closes, even with short blocks.
-        let interval = (config.metrics_store.block_duration / 2).min(Duration::from_secs(60));
-        loops.push(every(interval, stop.clone(), move || {
-            let (head, storage) = (head.clone(), storage.clone());
-            async move { persist_metrics(&head, &storage, settings).await }
-        }));
-    }
-    {
-        let (generated, head) = (generated.clone(), metrics_head.clone());
-        loops.push(every(
-            config.generator.collection_interval,
-            stop.clone(),
-            move || collect_generated(generated.clone(), head.clone()),
-        ));
-    }
-    rules.run(metrics_head.clone(), notifier.clone(), stop.clone());
-    loops.push(tokio::spawn(notifier.clone().run(stop.clone())));
-    if !config.insights.live_window.is_zero() {
-        let state = state.clone();
-        loops.push(every(config.insights.interval, stop.clone(), move || {
+    // The metrics store, its rules and the insights live where queries are answered; a
+    // distributor or block-builder apart keeps none of them.
+    if runs(roles, Component::Query) {
+        {
+            let (head, storage) = (metrics_head.clone(), storage.clone());
+            let settings = andante_tsdb::persist::BlockSettings {
+                block_ms: config.metrics_store.block_duration.as_millis() as i64,
+                ..Default::default()
+            };
+            // Often enough that a range is cut soon after it closes, even with short blocks.
+            let interval = (config.metrics_store.block_duration / 2).min(Duration::from_secs(60));
+            loops.push(every(interval, stop.clone(), move || {
+                let (head, storage) = (head.clone(), storage.clone());
+                async move { persist_metrics(&head, &storage, settings).await }
+            }));
+        }
+        {
+            let (generated, head) = (generated.clone(), metrics_head.clone());
+            loops.push(every(
+                config.generator.collection_interval,
+                stop.clone(),
+                move || collect_generated(generated.clone(), head.clone()),
+            ));
+        }
+        rules.run(metrics_head.clone(), notifier.clone(), stop.clone());
+        loops.push(tokio::spawn(notifier.clone().run(stop.clone())));
+        if !config.insights.live_window.is_zero() {
             let state = state.clone();
-            async move { andante_api::insights_live::evaluate(&state).await }
-        }));
+            loops.push(every(config.insights.interval, stop.clone(), move || {
+                let state = state.clone();
+                async move { andante_api::insights_live::evaluate(&state).await }
+            }));
+        }
     }
     if config.demo.enabled {
         let Some(port) = grpc_port else {
@@ -725,7 +856,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for handle in &loops {
         handle.abort();
     }
-    let flushed = tokio::time::timeout(Duration::from_secs(25), live.flush_all()).await;
+    let flushed = tokio::time::timeout(Duration::from_secs(25), async {
+        live.flush_all().await;
+        if let Some(builder) = &builder {
+            builder.flush_all().await;
+        }
+    })
+    .await;
     if flushed.is_err() {
         tracing::warn!("flush did not finish in 25 s; the WAL keeps every acknowledged span for the next start");
     }

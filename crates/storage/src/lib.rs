@@ -83,8 +83,17 @@ pub const SLOS_DIR: &str = "slos";
 /// The directory under a tenant that holds leases (`lease.rs`); not a block.
 pub const LEASES_DIR: &str = "leases";
 
+/// The directory of committed log offsets (under `_cluster/`, outside every tenant); not a block.
+pub const LOG_OFFSETS_DIR: &str = "log-offsets";
+
 /// Directories under a tenant that are not trace blocks.
-pub const RESERVED_DIRS: [&str; 4] = [METRICS_DIR, RULES_DIR, SLOS_DIR, LEASES_DIR];
+pub const RESERVED_DIRS: [&str; 5] = [
+    METRICS_DIR,
+    RULES_DIR,
+    SLOS_DIR,
+    LEASES_DIR,
+    LOG_OFFSETS_DIR,
+];
 
 /// A handle to the configured object store; cheap to clone.
 #[derive(Clone, Debug)]

@@ -1,0 +1,318 @@
+//! The block-builder: for each partition it owns, a live store without a WAL fed from the log
+//! at the committed offset. Traces are cut and written as blocks exactly as in `all` (same idle
+//! and age rules, same block size), and after each block the store commits the oldest offset
+//! any trace still in memory came from (`LiveStore` checkpoint, `OffsetCommit`). A restarted
+//! builder resumes there; records after it whose traces were already written come back as
+//! duplicate spans, which reads and compaction remove.
+//!
+//! Partitions are owned statically (`kafka.instance` of `kafka.instances`: partition p belongs
+//! to instance p mod instances), Tempo's ordinal rule; a dead builder's partitions wait for it
+//! to restart.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use andante_block::blocklist::BlockList;
+use andante_live::{LiveConfig, LiveStore};
+use andante_storage::Storage;
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rskafka::client::error::{Error as KafkaError, ProtocolError};
+use rskafka::client::partition::OffsetAt;
+use tokio::sync::watch;
+
+use crate::client::Log;
+use crate::offsets::BucketOffsets;
+use crate::record;
+
+/// The consumer name committed offsets are kept under.
+const CONSUMER: &str = "block-builder";
+
+/// Most bytes asked of the broker per fetch.
+const FETCH_MAX_BYTES: i32 = 16 << 20;
+
+/// How long a fetch waits at the broker for new records.
+const FETCH_WAIT_MS: i32 = 500;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: u32,
+}
+
+/// The block-builder's metrics, in whichever registry the process serves at `/metrics`.
+#[derive(Default)]
+pub struct BuilderMetrics {
+    records: Counter,
+    undecodable_records: Counter,
+    /// Records that expired from the log before they were consumed.
+    skipped_expired: Counter,
+    fetch_errors: Counter,
+    consumed: Family<PartitionLabel, Gauge>,
+    committed: Family<PartitionLabel, Gauge>,
+}
+
+impl BuilderMetrics {
+    pub fn register(registry: &mut Registry) -> Arc<BuilderMetrics> {
+        let metrics = BuilderMetrics::default();
+        registry.register(
+            "andante_log_records_consumed",
+            "Span-topic records this block-builder consumed",
+            metrics.records.clone(),
+        );
+        registry.register(
+            "andante_log_undecodable_records",
+            "Span-topic records skipped because they do not decode",
+            metrics.undecodable_records.clone(),
+        );
+        registry.register(
+            "andante_log_expired_records",
+            "Span-topic records that expired from the log before this block-builder read them",
+            metrics.skipped_expired.clone(),
+        );
+        registry.register(
+            "andante_log_fetch_errors",
+            "Failed fetches from the log (each retried)",
+            metrics.fetch_errors.clone(),
+        );
+        registry.register(
+            "andante_log_consumed_offset",
+            "The offset after the last record consumed, by partition",
+            metrics.consumed.clone(),
+        );
+        registry.register(
+            "andante_log_committed_offset",
+            "The committed offset (everything before it is in listed blocks), by partition",
+            metrics.committed.clone(),
+        );
+        Arc::new(metrics)
+    }
+
+    pub(crate) fn set_committed(&self, partition: u32, offset: u64) {
+        self.committed
+            .get_or_create(&PartitionLabel { partition })
+            .set(offset as i64);
+    }
+}
+
+/// One owned partition: its store and its committed offset.
+struct Owned {
+    partition: u32,
+    store: Arc<LiveStore>,
+    offsets: Arc<BucketOffsets>,
+}
+
+pub struct BlockBuilder {
+    owned: Vec<Owned>,
+}
+
+impl BlockBuilder {
+    /// Opens a store for each partition this instance owns, at its committed offset (the log's
+    /// earliest when none was committed), and starts consuming, cutting and writing blocks.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        log: Arc<Log>,
+        metrics: Arc<BuilderMetrics>,
+        instance: u32,
+        instances: u32,
+        storage: Storage,
+        blocks: BlockList,
+        config: LiveConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<BlockBuilder>, Vec<tokio::task::JoinHandle<()>>), String> {
+        let mut owned = Vec::new();
+        let mut tasks = Vec::new();
+        let topic = log.config.topic.clone();
+        for partition in (0..log.partition_count()).filter(|p| p % instances.max(1) == instance) {
+            let offsets = Arc::new(BucketOffsets::new(
+                storage.clone(),
+                CONSUMER,
+                &topic,
+                partition,
+                Some(metrics.clone()),
+            ));
+            let client = log.partition(partition).clone();
+            let start = match offsets.load().await.map_err(|error| error.to_string())? {
+                Some(offset) => offset,
+                None => client
+                    .get_offset(OffsetAt::Earliest)
+                    .await
+                    .map_err(|error| format!("partition {partition}: {error}"))?
+                    .max(0) as u64,
+            };
+            tracing::info!(partition, offset = start, "block-builder resumes partition");
+            let store = LiveStore::fed_by_log(
+                start,
+                Some(offsets.clone()),
+                storage.clone(),
+                blocks.clone(),
+                config.clone(),
+            );
+            tasks.push(tokio::spawn(consume(
+                client,
+                partition,
+                start,
+                store.clone(),
+                metrics.clone(),
+                config.block_max_bytes,
+                stop.clone(),
+            )));
+            tasks.push(every(Duration::from_millis(250), stop.clone(), {
+                let store = store.clone();
+                move || {
+                    store.cut();
+                    async {}
+                }
+            }));
+            tasks.push(every(Duration::from_secs(1), stop.clone(), {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.tick().await }
+                }
+            }));
+            owned.push(Owned {
+                partition,
+                store,
+                offsets,
+            });
+        }
+        Ok((Arc::new(BlockBuilder { owned }), tasks))
+    }
+
+    /// The partitions this builder owns.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.owned.iter().map(|owned| owned.partition).collect()
+    }
+
+    /// (partition, consumed up to, committed) for each owned partition.
+    pub fn positions(&self) -> Vec<(u32, u64, u64)> {
+        self.owned
+            .iter()
+            .map(|owned| {
+                (
+                    owned.partition,
+                    owned.store.next_offset().unwrap_or(0),
+                    owned.offsets.committed.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// (live traces, bytes held) over every owned partition.
+    pub fn memory_totals(&self) -> (u64, u64) {
+        self.owned.iter().fold((0, 0), |sum, owned| {
+            let (traces, bytes) = owned.store.memory_totals();
+            (sum.0 + traces, sum.1 + bytes)
+        })
+    }
+
+    /// Graceful stop: every trace in memory is written as a block and the offsets committed.
+    pub async fn flush_all(&self) {
+        for owned in &self.owned {
+            owned.store.flush_all().await;
+        }
+    }
+}
+
+fn every<F, Fut>(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => work().await,
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// Reads the partition from `offset` into `store` until stopped. Waits while the store holds
+/// more than a few blocks' worth (blocks are not being written: storage is down), so memory
+/// stays bounded and the log keeps what is not yet consumed.
+async fn consume(
+    client: Arc<rskafka::client::partition::PartitionClient>,
+    partition: u32,
+    mut offset: u64,
+    store: Arc<LiveStore>,
+    metrics: Arc<BuilderMetrics>,
+    block_max_bytes: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max_held = block_max_bytes.saturating_mul(8).max(64 << 20);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if store.memory_totals().1 > max_held {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                _ = stop.changed() => return,
+            }
+        }
+        let fetched = tokio::select! {
+            fetched = client.fetch_records(offset as i64, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS) => fetched,
+            _ = stop.changed() => return,
+        };
+        match fetched {
+            Ok((records, _high_watermark)) => {
+                for record in records {
+                    let record_offset = record.offset.max(0) as u64;
+                    metrics.records.inc();
+                    let value = Bytes::from(record.record.value.unwrap_or_default());
+                    match record::decode(value) {
+                        Ok((tenant, fragments)) => {
+                            store.insert_logged(&tenant, fragments, record_offset).await;
+                        }
+                        Err(error) => {
+                            metrics.undecodable_records.inc();
+                            tracing::error!(partition, offset = record_offset, %error, "skipping a log record that does not decode");
+                            store.skip_logged(record_offset).await;
+                        }
+                    }
+                    offset = record_offset + 1;
+                }
+                metrics
+                    .consumed
+                    .get_or_create(&PartitionLabel { partition })
+                    .set(offset as i64);
+            }
+            Err(KafkaError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            }) => match client.get_offset(OffsetAt::Earliest).await {
+                Ok(earliest) if (earliest.max(0) as u64) > offset => {
+                    let earliest = earliest as u64;
+                    metrics.skipped_expired.inc_by(earliest - offset);
+                    tracing::error!(partition, from = offset, to = earliest, "log records expired before they were written to blocks; raise the topic's retention");
+                    store.skip_logged(earliest - 1).await;
+                    offset = earliest;
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(FETCH_WAIT_MS as u64)).await;
+                }
+            },
+            Err(error) => {
+                metrics.fetch_errors.inc();
+                tracing::warn!(partition, offset, %error, "log fetch failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The Kafka-compatible log between the roles of a split deployment (issue 16,
+//! `docs/design/scale-out.md`). Distributors produce each push's trace fragments to the span
+//! topic, partitioned by trace ID (`partition`), in record v2 (`record`), and acknowledge the
+//! client only after the broker acknowledged every record (`sink`). Block-builders consume their
+//! partitions into WAL-less live stores, write blocks, and commit the oldest offset still needed
+//! only after the blocks before it are written and listed (`builder`, `offsets`).
+//!
+//! # Invariants
+//! - A push is acknowledged only when every record of it is acknowledged by the broker with
+//!   `acks=all` (rskafka always asks for it); otherwise the client gets 503 / `UNAVAILABLE` and
+//!   retries. Records of a failed push that did land come back as duplicate spans, which reads
+//!   and compaction remove.
+//! - A committed offset never passes a record whose spans are not in a listed block, so a
+//!   restarted block-builder loses nothing; it may write some spans twice (removed on read).
+//! - Every fragment of a trace of a tenant goes to one partition.
+
+mod builder;
+mod client;
+mod offsets;
+pub mod partition;
+pub mod record;
+mod sink;
+
+pub use builder::{BlockBuilder, BuilderMetrics};
+pub use client::{Log, LogConfig, LogError};
+pub use offsets::BucketOffsets;
+pub use sink::LogSink;

@@ -1,0 +1,181 @@
+"""The split roles over a real Kafka-API broker (tansu) and a real S3 server (SeaweedFS), each
+role its own process: two distributors produce to the log, a block-builder consumes it into
+blocks in the bucket, a querier answers from the blocks. Under load the block-builder is killed
+with SIGKILL and restarted: every acknowledged trace is then served by ID with exactly its spans
+and found once by search. With the broker stopped, a push is answered 503 (retryable), never
+acknowledged, and accepted again once the broker is back, with no restart of ours."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from conftest import Server, free_port
+from test_s3 import s3, s3_args  # noqa: F401  (the module's SeaweedFS fixture)
+
+SPANS_PER_TRACE = 3
+
+
+def tansu_binary():
+    found = os.environ.get("TANSU_BIN") or shutil.which("tansu") or str(Path.home() / ".cargo/bin/tansu")
+    assert Path(found).exists(), "tansu (cargo install --locked tansu --features dynostore; .ci/run does it)"
+    return found
+
+
+def port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def broker(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "tansu.log", "ab")
+    process = subprocess.Popen(
+        [tansu_binary(), "broker", "--storage-engine", "memory://tansu/",
+         "--kafka-listener-url", f"tcp://127.0.0.1:{port}",
+         "--kafka-advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+        stdout=log, stderr=log)
+    deadline = time.time() + 30
+    while not port_open(port):
+        assert process.poll() is None, (tmp_path / "tansu.log").read_text()[-2000:]
+        assert time.time() < deadline, "tansu did not start"
+        time.sleep(0.1)
+    yield process, f"127.0.0.1:{port}"
+    if process.poll() is None:
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        process.wait(timeout=10)
+
+
+def body(trace_ids):
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name").value.string_value = "scale-out-test"
+    scope = resource_spans.scope_spans.add()
+    now = time.time_ns()
+    for trace_id in trace_ids:
+        for n in range(SPANS_PER_TRACE):
+            scope.spans.add(trace_id=trace_id, span_id=trace_id[:7] + bytes([n + 1]), name=f"op{n}",
+                            start_time_unix_nano=now - 50_000_000, end_time_unix_nano=now)
+    return request.SerializeToString()
+
+
+def push(server, trace_ids, timeout=15):
+    return requests.post(f"{server.otlp_http_url}/v1/traces", data=body(trace_ids),
+                         headers={"Content-Type": "application/x-protobuf"}, timeout=timeout)
+
+
+def role(tmp_path, name, target, brokers, s3_url, *extra):
+    server = Server(tmp_path / name, ["--target", target, "--kafka.brokers", brokers,
+                                      "--kafka.partitions", "4", "--kafka.produce-timeout", "2s",
+                                      "--storage.blocklist-poll", "1s", "--retention.interval", "1h",
+                                      "--live.trace-idle", "500ms", "--live.block-max-age", "1s",
+                                      *s3_args(s3_url), *extra])
+    server.log_path = tmp_path / f"{name}.log"
+    return server.start()
+
+
+def spans_by_id(querier, trace_id):
+    response = requests.get(f"{querier.url}/api/v2/traces/{trace_id.hex()}", timeout=10)
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    return [span["spanId"] for batch in response.json()["trace"]["resourceSpans"]
+            for scope in batch["scopeSpans"] for span in scope["spans"]]
+
+
+def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(tmp_path, broker, s3):
+    tansu, brokers = broker
+    # The bucket is shared with other tests of this module: a prefix of our own is not needed,
+    # the trace IDs are random.
+    builder = role(tmp_path, "builder", "block-builder", brokers, s3)
+    distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3) for n in range(2)]
+    querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3)
+    processes = [builder, *distributors, querier]
+    try:
+        # A distributor serves no queries; a querier takes no pushes.
+        assert requests.get(f"{distributors[0].url}/api/search", timeout=5).status_code == 404
+        assert requests.get(f"{distributors[0].url}/ready", timeout=5).status_code == 200
+        with pytest.raises(requests.ConnectionError):
+            push(querier, [os.urandom(16)], timeout=2)
+
+        acked = []
+
+        def push_rounds(rounds):
+            for round_number in range(rounds):
+                batch = [os.urandom(16) for _ in range(10)]
+                response = push(distributors[len(acked) // 10 % 2], batch)
+                assert response.status_code == 200, response.text
+                acked.extend(batch)
+                time.sleep(0.2)
+
+        def committed():
+            # Summed over partitions; a partition appears once its first offset is committed.
+            text = requests.get(f"{builder.url}/metrics", timeout=5).text
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("andante_log_committed_offset{"))
+
+        # Some blocks are written and their offsets committed; more records are consumed but
+        # still in memory when the builder is killed; more arrive while it is down.
+        push_rounds(5)
+        assert builder.metric("andante_log_records_consumed_total") > 0
+        deadline = time.time() + 30
+        while committed() == 0:
+            assert time.time() < deadline, "the block-builder committed no offset"
+            time.sleep(0.2)
+        push_rounds(3)
+        committed_before_kill = committed()
+        builder.kill9()
+        push_rounds(4)
+        builder.start()
+        # It resumed from the committed offsets, not from the start of the log.
+        assert committed() >= committed_before_kill > 0
+        push_rounds(3)
+
+        deadline = time.time() + 90
+        missing = list(acked)
+        while missing:
+            missing = [t for t in missing if spans_by_id(querier, t) is None]
+            assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
+            time.sleep(1)
+        for trace_id in acked:
+            spans = spans_by_id(querier, trace_id)
+            assert len(spans) == len(set(spans)) == SPANS_PER_TRACE, (trace_id.hex(), spans)
+        now = int(time.time())
+        found = requests.get(f"{querier.url}/api/search", timeout=30,
+                             params={"q": '{ resource.service.name = "scale-out-test" }', "limit": 10_000,
+                                     "start": now - 600, "end": now + 60}).json()
+        found_ids = [trace["traceID"] for trace in found["traces"]]
+        assert len(found_ids) == len(set(found_ids))
+        assert {int(t, 16) for t in found_ids} >= {int.from_bytes(t, "big") for t in acked}
+
+        # The broker stops answering: a push is refused as retryable within the produce timeout,
+        # never acknowledged; once the broker is back the same distributor takes it, unrestarted.
+        tansu.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)  # the stop takes effect asynchronously
+        started = time.time()
+        response = push(distributors[0], [os.urandom(16)])
+        assert response.status_code == 503, (response.status_code, response.text, time.time() - started)
+        assert time.time() - started < 10
+        tansu.send_signal(signal.SIGCONT)
+        deadline = time.time() + 30
+        late = os.urandom(16)
+        while push(distributors[0], [late]).status_code != 200:
+            assert time.time() < deadline, "the distributor did not recover after the broker came back"
+            time.sleep(0.5)
+        deadline = time.time() + 60
+        while spans_by_id(querier, late) is None:
+            assert time.time() < deadline, "a trace pushed after the broker came back was not served"
+            time.sleep(1)
+    finally:
+        for process in processes:
+            process.stop()
