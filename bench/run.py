@@ -5,7 +5,7 @@ temporary directory, drives it with `andante gen` (fixed seed), and prints JSON 
   storage:    bytes per span in blocks after the cut, and after compaction
   lookup:     trace-by-ID p50/p99 (protobuf, as Grafana asks) over random acknowledged traces
   rss:        peak server RSS while sending a steady target rate
-Usage: bench/run.py [--phase ingest|lookup|rss|search|all] [--seconds N] [--rate TRACES_PER_S]
+Usage: bench/run.py [--phase ingest|lookup|rss|search|generator|metrics|scale-out|all] [--seconds N] [--rate TRACES_PER_S]
 Build first: cargo build --release --bin andante
 """
 
@@ -285,6 +285,78 @@ def phase_generator(work, seconds, rate, pairs=3):
             "generator_thread_share_median": round(statistics.median(thread_shares), 3), "spans_dropped_queue_full": dropped}
 
 
+def process_cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def start_tansu(work):
+    """A tansu broker (in-memory storage) on a free loopback port; returns (process, address)."""
+    import shutil
+    binary = shutil.which("tansu") or str(Path.home() / ".cargo/bin/tansu")
+    port = free_port()
+    process = subprocess.Popen([binary, "broker", "--storage-engine", "memory://tansu/",
+                                "--kafka-listener-url", f"tcp://127.0.0.1:{port}",
+                                "--kafka-advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=open(work / "tansu.log", "ab"))
+    for _ in range(300):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"127.0.0.1:{port}"
+        time.sleep(0.1)
+    raise RuntimeError("tansu did not start")
+
+
+def phase_scale_out(work, seconds, rate, pairs=3):
+    """Server CPU per acknowledged span, single binary (`all`) against the split write path
+    (distributor + block-builder over tansu), alternating runs at the same offered rate. Both
+    write the same blocks; the generator and continuous insights are off in both (the split
+    path does not run them yet). The broker's CPU is reported apart."""
+    common = ["--live.trace-idle", "2s", "--live.block-max-age", "5s", "--compaction.enabled", "false",
+              "--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false",
+              "--insights.live-window", "0s"]
+    settle = 2 + 5 + 4  # idle, block age, a tick or two: every span in a block before CPU is read
+    runs = {"single": [], "split": [], "broker": []}
+    for pair in range(pairs):
+        storage = work / f"single-{pair}"
+        server = Server(storage, *common).start()
+        cpu_before = server.cpu_seconds()
+        gen(server, seconds, rate).communicate()
+        time.sleep(settle)
+        spans = server.metric("andante_spans_received_total")
+        runs["single"].append((server.cpu_seconds() - cpu_before) * 1e6 / max(spans, 1))
+        server.stop()
+
+        tansu, brokers = start_tansu(work)
+        log = ["--kafka.brokers", brokers, "--kafka.partitions", "4"]
+        builder = Server(work / f"builder-{pair}", "--target", "block-builder", *log, *common).start()
+        distributor = Server(work / f"distributor-{pair}", "--target", "distributor", *log, *common).start()
+        processes = [builder.process.pid, distributor.process.pid]
+        cpu_before = sum(process_cpu_seconds(pid) for pid in processes)
+        broker_before = process_cpu_seconds(tansu.pid)
+        gen(distributor, seconds, rate).communicate()
+        time.sleep(settle)
+        spans = distributor.metric("andante_spans_received_total")
+        cpu = sum(process_cpu_seconds(pid) for pid in processes) - cpu_before
+        runs["split"].append(cpu * 1e6 / max(spans, 1))
+        runs["broker"].append((process_cpu_seconds(tansu.pid) - broker_before) * 1e6 / max(spans, 1))
+        consumed = sum(float(line.rsplit(" ", 1)[1]) for line in requests.get(f"{builder.url}/metrics", timeout=5).text.splitlines()
+                       if line.startswith("andante_log_records_consumed_total"))
+        runs.setdefault("records", []).append(consumed)
+        for server in (distributor, builder):
+            server.stop()
+        tansu.kill()
+        tansu.wait()
+    single, split = statistics.median(runs["single"]), statistics.median(runs["split"])
+    return {"offered_traces_per_s": rate, "seconds": seconds,
+            "cpu_us_per_span_single": [round(v, 2) for v in runs["single"]],
+            "cpu_us_per_span_split": [round(v, 2) for v in runs["split"]],
+            "broker_cpu_us_per_span": [round(v, 2) for v in runs["broker"]],
+            "records_consumed": runs["records"],
+            "median_single": round(single, 2), "median_split": round(split, 2),
+            "split_over_single": round(split / single, 3)}
+
+
 def phase_search(work, target_spans):
     """Loads ~target_spans with `andante gen`, then times TraceQL searches and tag values."""
     server, load_output, stats = load_spans(work, "search", target_spans)
@@ -334,7 +406,7 @@ def phase_search(work, target_spans):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "all"])
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "scale-out", "all"])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
@@ -353,6 +425,8 @@ def main():
             results["search"] = phase_search(work, args.search_spans)
         if args.phase in ("generator", "all"):
             results["generator"] = phase_generator(work, args.seconds, args.rate)
+        if args.phase == "scale-out":  # needs tansu; not part of `all`
+            results["scale_out"] = phase_scale_out(work, args.seconds, args.rate)
         if args.phase in ("metrics", "all"):
             results["metrics"] = phase_metrics(work, args.search_spans)
     json.dump(results, sys.stdout, indent=2)

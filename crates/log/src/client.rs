@@ -30,6 +30,8 @@ pub enum LogError {
     Kafka(#[from] rskafka::client::error::Error),
     #[error("kafka topic `{0}` has no partitions")]
     NoPartitions(String),
+    #[error("kafka topic `{0}` was created but is not listed yet")]
+    NotListed(String),
 }
 
 /// The span topic's partitions, connected.
@@ -62,31 +64,29 @@ impl Log {
         let count = match existing {
             Some(topic) => topic.partitions.len() as u32,
             None => {
-                let controller = client.controller_client()?;
-                match controller
+                let created = client
+                    .controller_client()?
                     .create_topic(
                         config.topic.clone(),
                         config.partitions as i32,
                         config.replication_factor,
                         10_000,
                     )
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::info!(topic = %config.topic, partitions = config.partitions, "created the span topic");
-                    }
-                    // Another process created it first.
-                    Err(error) => {
-                        tracing::info!(topic = %config.topic, %error, "span topic not created here")
-                    }
-                }
-                client
+                    .await;
+                // Another process may have created it first: what counts is that it exists now.
+                let listed = client
                     .list_topics()
                     .await?
                     .into_iter()
-                    .find(|topic| topic.name == config.topic)
-                    .map(|topic| topic.partitions.len() as u32)
-                    .unwrap_or(config.partitions)
+                    .find(|topic| topic.name == config.topic);
+                match (listed, created) {
+                    (Some(topic), _) => {
+                        tracing::info!(topic = %config.topic, partitions = topic.partitions.len(), "span topic ready");
+                        topic.partitions.len() as u32
+                    }
+                    (None, Err(error)) => return Err(error.into()),
+                    (None, Ok(())) => return Err(LogError::NotListed(config.topic)),
+                }
             }
         };
         if count == 0 {
