@@ -1,6 +1,7 @@
 """The split roles over a real Kafka-API broker (tansu) and a real S3 server (SeaweedFS), each
 role its own process: two distributors produce to the log, a block-builder consumes it into
-blocks in the bucket, a querier answers from the blocks. Under load the block-builder is killed
+blocks in the bucket, a generator consumes it into span metrics remote-written to the querier,
+and the querier answers from the blocks and its series store. Under load the block-builder is killed
 with SIGKILL and restarted: every acknowledged trace is then served by ID with exactly its spans
 and found once by search. With the broker stopped, a push is answered 503 (retryable), never
 acknowledged, and accepted again once the broker is back, with no restart of ours."""
@@ -100,7 +101,10 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
     builder = role(tmp_path, "builder", "block-builder", brokers, s3)
     distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3) for n in range(2)]
     querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3)
-    processes = [builder, *distributors, querier]
+    # The generator reads the same partitions and remote-writes span metrics to the querier.
+    generator = role(tmp_path, "generator", "generator", brokers, s3, "--generator.collection-interval", "1s",
+                     "--generator.remote-write.urls", f"{querier.url}/api/v1/push")
+    processes = [builder, *distributors, querier, generator]
     try:
         # A distributor serves no queries; a querier takes no pushes.
         assert requests.get(f"{distributors[0].url}/api/search", timeout=5).status_code == 404
@@ -157,6 +161,16 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         found_ids = [trace["traceID"] for trace in found["traces"]]
         assert len(found_ids) == len(set(found_ids))
         assert {int(t, 16) for t in found_ids} >= {int.from_bytes(t, "big") for t in acked}
+
+        # Span metrics of the pushed traces reach the querier's series store from the generator.
+        deadline = time.time() + 60
+        while True:
+            result = requests.get(f"{querier.url}/prometheus/api/v1/query", timeout=10, params={
+                "query": 'sum(traces_spanmetrics_calls_total{service="scale-out-test"})'}).json()["data"]["result"]
+            if result and float(result[0]["value"][1]) >= SPANS_PER_TRACE * 10:
+                break
+            assert time.time() < deadline, f"no span metrics from the generator: {result}"
+            time.sleep(1)
 
         # The broker stops answering: a push is refused as retryable within the produce timeout,
         # never acknowledged; once the broker is back the same distributor takes it, unrestarted.

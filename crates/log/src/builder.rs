@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use andante_block::blocklist::BlockList;
+use andante_ingest::EncodedFragment;
 use andante_live::{LiveConfig, LiveStore};
+use andante_model::TenantId;
 use andante_storage::Storage;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -127,7 +130,7 @@ impl BlockBuilder {
         let mut owned = Vec::new();
         let mut tasks = Vec::new();
         let topic = log.config.topic.clone();
-        for partition in (0..log.partition_count()).filter(|p| p % instances.max(1) == instance) {
+        for partition in owned_partitions(&log, instance, instances) {
             let offsets = Arc::new(BucketOffsets::new(
                 storage.clone(),
                 CONSUMER,
@@ -152,13 +155,16 @@ impl BlockBuilder {
                 blocks.clone(),
                 config.clone(),
             );
+            let sink = Arc::new(StoreSink {
+                store: store.clone(),
+                max_held_bytes: config.block_max_bytes.saturating_mul(8).max(64 << 20),
+            });
             tasks.push(tokio::spawn(consume(
                 client,
                 partition,
                 start,
-                store.clone(),
+                sink,
                 metrics.clone(),
-                config.block_max_bytes,
                 stop.clone(),
             )));
             tasks.push(every(Duration::from_millis(250), stop.clone(), {
@@ -219,6 +225,13 @@ impl BlockBuilder {
     }
 }
 
+/// The partitions instance `instance` of `instances` owns: p with p mod instances = instance.
+pub(crate) fn owned_partitions(log: &Log, instance: u32, instances: u32) -> Vec<u32> {
+    (0..log.partition_count())
+        .filter(|p| p % instances.max(1) == instance)
+        .collect()
+}
+
 fn every<F, Fut>(
     period: Duration,
     mut stop: watch::Receiver<bool>,
@@ -240,24 +253,67 @@ where
     })
 }
 
-/// Reads the partition from `offset` into `store` until stopped. Waits while the store holds
-/// more than a few blocks' worth (blocks are not being written: storage is down), so memory
-/// stays bounded and the log keeps what is not yet consumed.
-async fn consume(
+/// Where a consumer hands the records of one partition, in offset order.
+pub trait RecordSink: Send + Sync + 'static {
+    fn record<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        fragments: Vec<EncodedFragment>,
+        offset: u64,
+    ) -> BoxFuture<'a, ()>;
+
+    /// The record at `offset` is passed over (it does not decode, or it expired).
+    fn skip(&self, offset: u64) -> BoxFuture<'_, ()>;
+
+    /// Whether to wait before fetching more (the sink cannot keep up).
+    fn backlogged(&self) -> bool {
+        false
+    }
+}
+
+/// A block-builder's store of one partition. It waits while holding more than a few blocks'
+/// worth (blocks are not being written: storage is down), so memory stays bounded and the log
+/// keeps what is not yet consumed.
+struct StoreSink {
+    store: Arc<LiveStore>,
+    max_held_bytes: u64,
+}
+
+impl RecordSink for StoreSink {
+    fn record<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        fragments: Vec<EncodedFragment>,
+        offset: u64,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.store.insert_logged(tenant, fragments, offset).await;
+        })
+    }
+
+    fn skip(&self, offset: u64) -> BoxFuture<'_, ()> {
+        Box::pin(self.store.skip_logged(offset))
+    }
+
+    fn backlogged(&self) -> bool {
+        self.store.memory_totals().1 > self.max_held_bytes
+    }
+}
+
+/// Reads the partition from `offset` into `sink` until stopped.
+pub(crate) async fn consume(
     client: Arc<rskafka::client::partition::PartitionClient>,
     partition: u32,
     mut offset: u64,
-    store: Arc<LiveStore>,
+    sink: Arc<dyn RecordSink>,
     metrics: Arc<BuilderMetrics>,
-    block_max_bytes: u64,
     mut stop: watch::Receiver<bool>,
 ) {
-    let max_held = block_max_bytes.saturating_mul(8).max(64 << 20);
     loop {
         if *stop.borrow() {
             return;
         }
-        if store.memory_totals().1 > max_held {
+        if sink.backlogged() {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 _ = stop.changed() => return,
@@ -275,12 +331,12 @@ async fn consume(
                     let value = Bytes::from(record.record.value.unwrap_or_default());
                     match record::decode(value) {
                         Ok((tenant, fragments)) => {
-                            store.insert_logged(&tenant, fragments, record_offset).await;
+                            sink.record(&tenant, fragments, record_offset).await;
                         }
                         Err(error) => {
                             metrics.undecodable_records.inc();
                             tracing::error!(partition, offset = record_offset, %error, "skipping a log record that does not decode");
-                            store.skip_logged(record_offset).await;
+                            sink.skip(record_offset).await;
                         }
                     }
                     offset = record_offset + 1;
@@ -298,7 +354,7 @@ async fn consume(
                     let earliest = earliest as u64;
                     metrics.skipped_expired.inc_by(earliest - offset);
                     tracing::error!(partition, from = offset, to = earliest, "log records expired before they were written to blocks; raise the topic's retention");
-                    store.skip_logged(earliest - 1).await;
+                    sink.skip(earliest - 1).await;
                     offset = earliest;
                 }
                 _ => {

@@ -3,7 +3,8 @@
 //! topic, partitioned by trace ID (`partition`), in record v2 (`record`), and acknowledge the
 //! client only after the broker acknowledged every record (`sink`). Block-builders consume their
 //! partitions into WAL-less live stores, write blocks, and commit the oldest offset still needed
-//! only after the blocks before it are written and listed (`builder`, `offsets`).
+//! only after the blocks before it are written and listed (`builder`, `offsets`). Generators
+//! read the same partitions into the metrics generator (`generator`).
 //!
 //! # Invariants
 //! - A push is acknowledged only when every record of it is acknowledged by the broker with
@@ -16,6 +17,7 @@
 
 mod builder;
 mod client;
+mod generator;
 mod offsets;
 pub mod partition;
 pub mod record;
@@ -23,5 +25,6 @@ mod sink;
 
 pub use builder::{BlockBuilder, BuilderMetrics};
 pub use client::{Log, LogConfig, LogError};
+pub use generator::start_generator_feed;
 pub use offsets::BucketOffsets;
 pub use sink::LogSink;

@@ -43,7 +43,7 @@ use Kind::{Bool, Duration as Dur, Int, Str};
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
-    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything with a local WAL. Apart, over the Kafka-compatible log (`kafka.brokers`) and shared storage: `distributor` receives and produces to the log; `block-builder` consumes its partitions (`kafka.instance` of `kafka.instances`) into blocks; `querier`/`query-frontend` answer the query API from blocks (recent data appears once a block-builder has written it); `compactor` runs compaction (under per-window leases, so several may share it) and retention. `live-store` and `generator` do not run apart yet."),
+    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything with a local WAL. Apart, over the Kafka-compatible log (`kafka.brokers`) and shared storage: `distributor` receives and produces to the log; `block-builder` consumes its partitions (`kafka.instance` of `kafka.instances`) into blocks; `querier`/`query-frontend` answer the query API from blocks (recent data appears once a block-builder has written it); `compactor` runs compaction (under per-window leases, so several may share it) and retention. `generator` consumes its partitions (by the same ordinal) into span metrics and service graphs, sent by `generator.remote_write.urls`. `live-store` does not run apart yet."),
     key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request (with `auth.tokens_file`, a credential's first tenant stands in for a missing header); when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
@@ -720,7 +720,7 @@ impl Config {
         if let Some(role) = self
             .target
             .iter()
-            .find(|role| matches!(role, Role::LiveStore | Role::Generator))
+            .find(|role| matches!(role, Role::LiveStore))
         {
             bail!(
                 "target `{}`: `{}` does not run apart yet; run it inside `all`",
@@ -728,13 +728,21 @@ impl Config {
                 role.name()
             );
         }
-        let needs_log = self
-            .target
-            .iter()
-            .any(|role| matches!(role, Role::Distributor | Role::BlockBuilder));
+        let needs_log = self.target.iter().any(|role| {
+            matches!(
+                role,
+                Role::Distributor | Role::BlockBuilder | Role::Generator
+            )
+        });
         if needs_log && self.kafka.brokers().is_empty() {
             bail!(
                 "target `{}` needs the Kafka-compatible log: set `kafka.brokers`",
+                names.join(",")
+            );
+        }
+        if self.target.contains(&Role::Generator) && self.remote_write_urls().is_empty() {
+            bail!(
+                "target `{}`: a generator apart sends its series by remote-write: set `generator.remote_write.urls` (a querier's `/api/v1/push`)",
                 names.join(",")
             );
         }
@@ -992,6 +1000,16 @@ mod tests {
         let config = merge(None, &explicit).expect("known roles parse");
         let error = config.validate().expect_err("not apart yet").to_string();
         assert!(error.contains("live-store"), "{error}");
+        explicit.insert("target", "generator".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        let error = config.validate().expect_err("nowhere to send").to_string();
+        assert!(error.contains("generator.remote_write.urls"), "{error}");
+        explicit.insert(
+            "generator.remote_write.urls",
+            "http://127.0.0.1:3200/api/v1/push".to_owned(),
+        );
+        let config = merge(None, &explicit).expect("known roles parse");
+        config.validate().expect("a generator with a destination");
         explicit.insert("target", "block-builder".to_owned());
         explicit.insert("kafka.instance", "2".to_owned());
         explicit.insert("kafka.instances", "2".to_owned());

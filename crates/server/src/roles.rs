@@ -3,8 +3,9 @@
 //!
 //! In `all` one process runs every row, with its own WAL. Apart, the roles meet only in the
 //! Kafka-compatible log and the shared storage: distributors produce to the log, block-builders
-//! consume it into blocks, queriers read the blocks, compactors maintain them. `live-store` and
-//! `generator` do not run apart yet, and `config::validate` says so.
+//! consume it into blocks, generators consume it into span metrics and service graphs (sent by
+//! remote-write), queriers read the blocks, compactors maintain them. `live-store` does not run
+//! apart yet, and `config::validate` says so.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

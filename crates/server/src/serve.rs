@@ -124,6 +124,9 @@ where
 #[derive(Clone)]
 struct Generated {
     generator: Arc<Generator>,
+    /// The generator's queue, when it runs: pushes reach it through the live store in `all`,
+    /// records of the log in a `generator` apart.
+    spans: Option<Arc<dyn andante_live::SpanSink>>,
     store: Arc<andante_tsdb::Store>,
     remote_write: Option<Arc<RemoteWriter>>,
 }
@@ -253,10 +256,13 @@ fn start_generator(
         },
         ingestion_slack_ms: section.ingestion_slack.as_millis() as i64,
     }));
+    let mut spans: Option<Arc<dyn andante_live::SpanSink>> = None;
     if generator.enabled() || observer.is_some() {
         let feed = Feed::start(generator.clone(), 4096, observer)
             .context("failed to start the metrics generator thread")?;
-        live.set_span_sink(Arc::new(GeneratorSink(feed)));
+        let sink: Arc<dyn andante_live::SpanSink> = Arc::new(GeneratorSink(feed));
+        live.set_span_sink(sink.clone());
+        spans = Some(sink);
     }
     let store = Arc::new(andante_tsdb::Store::new(andante_tsdb::StoreConfig {
         retention_ms: config.metrics_store.retention.as_millis() as i64,
@@ -281,6 +287,7 @@ fn start_generator(
     };
     Ok(Generated {
         generator,
+        spans,
         store,
         remote_write,
     })
@@ -406,9 +413,14 @@ async fn connect_log(config: &Config) -> anyhow::Result<Arc<andante_log::Log>> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     use crate::roles::{runs, Component};
     let roles = &config.target;
-    if ![Component::Receive, Component::BuildBlocks, Component::Query]
-        .into_iter()
-        .any(|component| runs(roles, component))
+    if ![
+        Component::Receive,
+        Component::BuildBlocks,
+        Component::Query,
+        Component::Generator,
+    ]
+    .into_iter()
+    .any(|component| runs(roles, component))
     {
         return serve_maintenance(config).await;
     }
@@ -463,7 +475,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             live_config.clone(),
         )
     };
-    let log = if !single && (runs(roles, Component::Receive) || runs(roles, Component::BuildBlocks))
+    let log = if !single
+        && [
+            Component::Receive,
+            Component::BuildBlocks,
+            Component::Generator,
+        ]
+        .into_iter()
+        .any(|component| runs(roles, component))
     {
         Some(connect_log(&config).await?)
     } else {
@@ -471,7 +490,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     metrics.register_store(live.clone(), blocks.clone());
     let maintenance_metrics = crate::roles::MaintenanceMetrics::register(&mut metrics.registry);
-    let builder_metrics = andante_log::BuilderMetrics::register(&mut metrics.registry);
+    // The log's consumer metrics exist only where a log is consumed.
+    let builder_metrics = if single {
+        Arc::new(andante_log::BuilderMetrics::default())
+    } else {
+        andante_log::BuilderMetrics::register(&mut metrics.registry)
+    };
     let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
         config.insights.live_window,
         config.live.trace_idle,
@@ -757,6 +781,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if let (Some(log), false) = (&log, single) {
+        if runs(roles, Component::Generator) {
+            let Some(spans) = generated.spans.clone() else {
+                anyhow::bail!("target `generator` with the generator off: enable `generator.span_metrics` or `generator.service_graphs`");
+            };
+            loops.extend(
+                andante_log::start_generator_feed(
+                    log.clone(),
+                    builder_metrics.clone(),
+                    config.kafka.instance,
+                    config.kafka.instances,
+                    spans,
+                    stop.clone(),
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("generator: {error}"))?,
+            );
+        }
+    }
     loops.extend(crate::roles::start_block_maintenance(
         &config,
         &storage,
@@ -764,6 +807,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &stop,
         maintenance_metrics,
     ));
+    if runs(roles, Component::Generator) {
+        let (generated, head) = (generated.clone(), metrics_head.clone());
+        loops.push(every(
+            config.generator.collection_interval,
+            stop.clone(),
+            move || collect_generated(generated.clone(), head.clone()),
+        ));
+    }
     // The metrics store, its rules and the insights live where queries are answered; a
     // distributor or block-builder apart keeps none of them.
     if runs(roles, Component::Query) {
@@ -779,14 +830,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 let (head, storage) = (head.clone(), storage.clone());
                 async move { persist_metrics(&head, &storage, settings).await }
             }));
-        }
-        {
-            let (generated, head) = (generated.clone(), metrics_head.clone());
-            loops.push(every(
-                config.generator.collection_interval,
-                stop.clone(),
-                move || collect_generated(generated.clone(), head.clone()),
-            ));
         }
         rules.run(metrics_head.clone(), notifier.clone(), stop.clone());
         loops.push(tokio::spawn(notifier.clone().run(stop.clone())));
