@@ -22,10 +22,11 @@ SPANS_PER_TRACE = 3
 KEEP_OLDER_BLOCKS = ["--retention.interval", "1h"]
 
 
-def body(trace_ids):
+def body(trace_ids, service="roles-test"):
+    """An OTLP request of SPANS_PER_TRACE spans for each trace ID, all of `service`."""
     request = trace_service_pb2.ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.add(key="service.name").value.string_value = "roles-test"
+    resource_spans.resource.attributes.add(key="service.name").value.string_value = service
     scope = resource_spans.scope_spans.add()
     now = time.time_ns()
     for trace_id in trace_ids:

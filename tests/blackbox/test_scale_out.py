@@ -16,13 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from conftest import Server, free_port
+from test_roles import SPANS_PER_TRACE, body
 from test_s3 import s3, s3_args  # noqa: F401  (the module's SeaweedFS fixture)
-
-SPANS_PER_TRACE = 3
-
 
 def tansu_binary():
     found = os.environ.get("TANSU_BIN") or shutil.which("tansu") or str(Path.home() / ".cargo/bin/tansu")
@@ -57,21 +54,8 @@ def broker(tmp_path):
         process.wait(timeout=10)
 
 
-def body(trace_ids):
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.add(key="service.name").value.string_value = "scale-out-test"
-    scope = resource_spans.scope_spans.add()
-    now = time.time_ns()
-    for trace_id in trace_ids:
-        for n in range(SPANS_PER_TRACE):
-            scope.spans.add(trace_id=trace_id, span_id=trace_id[:7] + bytes([n + 1]), name=f"op{n}",
-                            start_time_unix_nano=now - 50_000_000, end_time_unix_nano=now)
-    return request.SerializeToString()
-
-
 def push(server, trace_ids, timeout=15):
-    return requests.post(f"{server.otlp_http_url}/v1/traces", data=body(trace_ids),
+    return requests.post(f"{server.otlp_http_url}/v1/traces", data=body(trace_ids, "scale-out-test"),
                          headers={"Content-Type": "application/x-protobuf"}, timeout=timeout)
 
 

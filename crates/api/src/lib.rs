@@ -203,24 +203,24 @@ fn api_router(state: SharedState) -> Router {
                 state.config.max_request_bytes,
             )),
         )
-        .route("/api/echo", get(ops::echo))
-        .route("/api/status/buildinfo", get(ops::buildinfo))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
+        .merge(ops_routes())
         .fallback(ops::not_found)
         .with_state(state)
 }
 
-/// The operational endpoints of a process without the query API (a distributor or a
-/// block-builder apart): `/ready`, `/metrics`, `/api/echo`, `/api/status/buildinfo`.
-pub fn ops_router(state: SharedState) -> Router {
+/// `/ready`, `/metrics`, `/api/echo`, `/api/status/buildinfo`: on every process's HTTP port.
+fn ops_routes() -> Router<SharedState> {
     Router::new()
         .route("/api/echo", get(ops::echo))
         .route("/api/status/buildinfo", get(ops::buildinfo))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .fallback(ops::not_found)
-        .with_state(state)
+}
+
+/// The operational endpoints alone, for a process without the query API (a distributor, a
+/// block-builder or a generator apart).
+pub fn ops_router(state: SharedState) -> Router {
+    ops_routes().fallback(ops::not_found).with_state(state)
 }
 
 /// OTLP/HTTP (`--otlp.http-listen-address`).

@@ -288,3 +288,80 @@ async fn damage_in_the_middle_of_the_wal_costs_only_the_damaged_push() {
         "the segment is not cut"
     );
 }
+
+/// Remembers every offset a log-fed store commits.
+#[derive(Default)]
+struct Commits(parking_lot::Mutex<Vec<u64>>);
+
+impl OffsetCommit for Commits {
+    fn commit(&self, offset: u64) -> futures::future::BoxFuture<'_, ()> {
+        self.0.lock().push(offset);
+        Box::pin(async {})
+    }
+}
+
+fn logged(request: ExportTraceServiceRequest) -> Vec<andante_ingest::EncodedFragment> {
+    andante_ingest::split_by_trace(request)
+        .iter()
+        .map(andante_ingest::TraceFragment::encode)
+        .collect()
+}
+
+/// The commit rule of a block-builder: the committed offset never passes a record whose spans
+/// are not in a written block, so a consumer that crashes and resumes there loses nothing.
+#[tokio::test]
+async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_nothing() {
+    let storage = Storage::in_memory();
+    let blocks = BlockList::default();
+    let tenant = TenantId::new("acme").expect("tenant");
+    // Traces are cut only once they are 200 ms old, so one written while another is held.
+    let config = LiveConfig {
+        trace_idle: Duration::from_secs(3600),
+        trace_max_live: Duration::from_millis(200),
+        block_max_age: Duration::ZERO,
+        ..LiveConfig::default()
+    };
+    let commits = std::sync::Arc::new(Commits::default());
+    let store = LiveStore::fed_by_log(
+        0,
+        Some(commits.clone()),
+        storage.clone(),
+        blocks.clone(),
+        config.clone(),
+    );
+    store
+        .insert_logged(&tenant, logged(request(&[1], 2)), 0)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .insert_logged(&tenant, logged(request(&[2], 3)), 1)
+        .await;
+    assert_eq!(store.next_offset(), Some(2));
+    store.tick().await;
+    // Trace 1 is in a block; trace 2, from offset 1, is still held: the commit stops there.
+    assert_eq!(blocks.totals().1, 2);
+    assert_eq!(*commits.0.lock(), vec![1]);
+
+    // A crash loses what was held; the consumer resumes at the committed offset.
+    drop(store);
+    let resumed = LiveStore::fed_by_log(
+        1,
+        Some(commits.clone()),
+        storage.clone(),
+        blocks.clone(),
+        config,
+    );
+    resumed
+        .insert_logged(&tenant, logged(request(&[2], 3)), 1)
+        .await;
+    resumed.flush_all().await;
+    assert_eq!(commits.0.lock().last(), Some(&2));
+    assert_eq!(blocks.totals().1, 5, "every span of both records, once");
+
+    // Records that do not decode are passed over, so the commit can pass them.
+    resumed.skip_logged(2).await;
+    assert_eq!(resumed.next_offset(), Some(3));
+    // A log-fed store takes no pushes.
+    let refused = resumed.push(&tenant, request(&[3], 1), 10).await;
+    assert!(matches!(refused, Err(PushError::NotWritable)));
+}

@@ -115,7 +115,7 @@ pub struct BlockBuilder {
 
 impl BlockBuilder {
     /// Opens a store for each partition this instance owns, at its committed offset (the log's
-    /// earliest when none was committed), and starts consuming, cutting and writing blocks.
+    /// earliest when none was committed), and starts consuming into them.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         log: Arc<Log>,
@@ -167,20 +167,6 @@ impl BlockBuilder {
                 metrics.clone(),
                 stop.clone(),
             )));
-            tasks.push(every(Duration::from_millis(250), stop.clone(), {
-                let store = store.clone();
-                move || {
-                    store.cut();
-                    async {}
-                }
-            }));
-            tasks.push(every(Duration::from_secs(1), stop.clone(), {
-                let store = store.clone();
-                move || {
-                    let store = store.clone();
-                    async move { store.tick().await }
-                }
-            }));
             owned.push(Owned {
                 partition,
                 store,
@@ -188,6 +174,12 @@ impl BlockBuilder {
             });
         }
         Ok((Arc::new(BlockBuilder { owned }), tasks))
+    }
+
+    /// The store of each owned partition: the caller cuts and flushes them on the same timers
+    /// as the single binary's live store.
+    pub fn stores(&self) -> Vec<Arc<LiveStore>> {
+        self.owned.iter().map(|owned| owned.store.clone()).collect()
     }
 
     /// The partitions this builder owns.
@@ -230,27 +222,6 @@ pub(crate) fn owned_partitions(log: &Log, instance: u32, instances: u32) -> Vec<
     (0..log.partition_count())
         .filter(|p| p % instances.max(1) == instance)
         .collect()
-}
-
-fn every<F, Fut>(
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
-    mut work: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => work().await,
-                _ = stop.changed() => return,
-            }
-        }
-    })
 }
 
 /// Where a consumer hands the records of one partition, in offset order.

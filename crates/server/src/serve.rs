@@ -745,22 +745,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let mut loops = Vec::new();
-    if single {
-        {
-            let live = live.clone();
-            loops.push(every(Duration::from_millis(250), stop.clone(), move || {
-                let live = live.clone();
-                async move { live.cut() }
-            }));
-        }
-        {
-            let live = live.clone();
-            loops.push(every(Duration::from_secs(1), stop.clone(), move || {
-                let live = live.clone();
-                async move { live.tick().await }
-            }));
-        }
-    }
     let builder = match &log {
         Some(log) if runs(roles, Component::BuildBlocks) => {
             let (builder, tasks) = andante_log::BlockBuilder::start(
@@ -781,6 +765,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // The stores that cut traces and write blocks: `all`'s own, or a block-builder's, one per
+    // partition it owns.
+    let cutting = match (&builder, single) {
+        (_, true) => vec![live.clone()],
+        (Some(builder), false) => builder.stores(),
+        (None, false) => Vec::new(),
+    };
+    for store in cutting {
+        {
+            let store = store.clone();
+            loops.push(every(Duration::from_millis(250), stop.clone(), move || {
+                let store = store.clone();
+                async move { store.cut() }
+            }));
+        }
+        loops.push(every(Duration::from_secs(1), stop.clone(), move || {
+            let store = store.clone();
+            async move { store.tick().await }
+        }));
+    }
     if let (Some(log), false) = (&log, single) {
         if runs(roles, Component::Generator) {
             let Some(spans) = generated.spans.clone() else {
