@@ -9,7 +9,6 @@
 //! to instance p mod instances), Tempo's ordinal rule; a dead builder's partitions wait for it
 //! to restart.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,11 +101,10 @@ impl BuilderMetrics {
     }
 }
 
-/// One owned partition: its store and its committed offset.
+/// One owned partition and its store (which holds the partition's `BucketOffsets` to commit).
 struct Owned {
     partition: u32,
     store: Arc<LiveStore>,
-    offsets: Arc<BucketOffsets>,
 }
 
 pub struct BlockBuilder {
@@ -150,7 +148,7 @@ impl BlockBuilder {
             tracing::info!(partition, offset = start, "block-builder resumes partition");
             let store = LiveStore::fed_by_log(
                 start,
-                Some(offsets.clone()),
+                Some(offsets),
                 storage.clone(),
                 blocks.clone(),
                 config.clone(),
@@ -167,11 +165,7 @@ impl BlockBuilder {
                 metrics.clone(),
                 stop.clone(),
             )));
-            owned.push(Owned {
-                partition,
-                store,
-                offsets,
-            });
+            owned.push(Owned { partition, store });
         }
         Ok((Arc::new(BlockBuilder { owned }), tasks))
     }
@@ -185,28 +179,6 @@ impl BlockBuilder {
     /// The partitions this builder owns.
     pub fn partitions(&self) -> Vec<u32> {
         self.owned.iter().map(|owned| owned.partition).collect()
-    }
-
-    /// (partition, consumed up to, committed) for each owned partition.
-    pub fn positions(&self) -> Vec<(u32, u64, u64)> {
-        self.owned
-            .iter()
-            .map(|owned| {
-                (
-                    owned.partition,
-                    owned.store.next_offset().unwrap_or(0),
-                    owned.offsets.committed.load(Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
-
-    /// (live traces, bytes held) over every owned partition.
-    pub fn memory_totals(&self) -> (u64, u64) {
-        self.owned.iter().fold((0, 0), |sum, owned| {
-            let (traces, bytes) = owned.store.memory_totals();
-            (sum.0 + traces, sum.1 + bytes)
-        })
     }
 
     /// Graceful stop: every trace in memory is written as a block and the offsets committed.

@@ -38,7 +38,6 @@ pub struct BucketOffsets {
     metrics: Option<Arc<BuilderMetrics>>,
     /// The last offset written, so an unchanged offset costs no request.
     last: Mutex<Option<u64>>,
-    pub(crate) committed: std::sync::atomic::AtomicU64,
 }
 
 impl BucketOffsets {
@@ -59,7 +58,6 @@ impl BucketOffsets {
                 andante_storage::LOG_OFFSETS_DIR
             ),
             last: Mutex::new(None),
-            committed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -96,8 +94,6 @@ impl BucketOffsets {
 
     fn remember(&self, offset: u64) {
         *self.last.lock() = Some(offset);
-        self.committed
-            .store(offset, std::sync::atomic::Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.set_committed(self.partition, offset);
         }

@@ -133,7 +133,7 @@ struct Generated {
 
 /// One collection: sample every tenant's generated series into the series store (through its
 /// WAL, like pushed samples) and the remote-write queues, then apply the store's retention.
-async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
+async fn collect_generated(generated: Generated, head: Option<Arc<MetricsHead>>) {
     let now_ms = (andante_model::now_unix_nanos() / 1_000_000) as i64;
     let generator = generated.generator.clone();
     let collected = match tokio::task::spawn_blocking(move || generator.collect(now_ms)).await {
@@ -147,6 +147,8 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
         if let Some(remote_write) = &generated.remote_write {
             remote_write.enqueue(tenant.as_str(), &collected);
         }
+        // A generator apart keeps no series of its own: remote-write is where they go.
+        let Some(head) = &head else { continue };
         generated
             .store
             .metadata
@@ -169,7 +171,9 @@ async fn collect_generated(generated: Generated, head: Arc<MetricsHead>) {
             tracing::warn!(%tenant, %error, "generated exemplars not written to the metrics wal");
         }
     }
-    head.expire(now_ms);
+    if let Some(head) = head {
+        head.expire(now_ms);
+    }
 }
 
 /// One pass of the series store's persistence: cut closed ranges into blocks, compact closed
@@ -812,7 +816,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         maintenance_metrics,
     ));
     if runs(roles, Component::Generator) {
-        let (generated, head) = (generated.clone(), metrics_head.clone());
+        // The series store lives with the query roles (in `all`, here).
+        let head = runs(roles, Component::Query).then(|| metrics_head.clone());
+        let generated = generated.clone();
         loops.push(every(
             config.generator.collection_interval,
             stop.clone(),
