@@ -23,7 +23,8 @@ mod tenant;
 
 pub use metrics::LiveMetrics;
 pub use store::{
-    decode_fragments, LiveConfig, LiveStore, OffsetCommit, PushError, PushOutcome, SpanSink,
+    charge_rate_limit, decode_fragments, LiveConfig, LiveStore, OffsetCommit, PushError,
+    PushOutcome, SpanSink,
 };
 
 #[cfg(test)]

@@ -226,16 +226,14 @@ impl LiveStore {
         if total_spans == 0 {
             return Ok(PushOutcome::default());
         }
-        let limits = &self.config.limits;
-        if !self.rate_limiter.try_acquire(tenant, request_bytes) {
-            self.metrics
-                .add_discarded(tenant.as_str(), RefusalReason::RateLimited, total_spans);
-            return Err(PushError::RateLimited {
-                tenant: tenant.to_string(),
-                rate_bytes: limits.rate_limit_bytes,
-                burst_bytes: limits.burst_size_bytes,
-            });
-        }
+        charge_rate_limit(
+            &self.rate_limiter,
+            &self.config.limits,
+            &self.metrics,
+            tenant,
+            request_bytes,
+            total_spans,
+        )?;
         let Source::Wal(wal) = &self.source else {
             return Err(PushError::NotWritable);
         };
@@ -605,6 +603,27 @@ impl LiveStore {
             Err(error) => tracing::error!(%error, "failed to remove old wal segments"),
         }
     }
+}
+
+/// Charges a push of `spans` spans and `bytes` bytes to its tenant's rate limit (a live store's
+/// in `all`, a distributor's apart); a refused push is counted and names the limit.
+pub fn charge_rate_limit(
+    limiter: &RateLimiter,
+    limits: &IngestLimits,
+    metrics: &LiveMetrics,
+    tenant: &TenantId,
+    bytes: u64,
+    spans: usize,
+) -> Result<(), PushError> {
+    if limiter.try_acquire(tenant, bytes) {
+        return Ok(());
+    }
+    metrics.add_discarded(tenant.as_str(), RefusalReason::RateLimited, spans);
+    Err(PushError::RateLimited {
+        tenant: tenant.to_string(),
+        rate_bytes: limits.rate_limit_bytes,
+        burst_bytes: limits.burst_size_bytes,
+    })
 }
 
 /// Counts what replay found and logs it; damage that cost records is a warning.

@@ -53,16 +53,14 @@ impl LogSink {
         if total_spans == 0 {
             return Ok(SinkOutcome::default());
         }
-        if !self.rate_limiter.try_acquire(tenant, request_bytes) {
-            self.metrics
-                .add_discarded(tenant.as_str(), RefusalReason::RateLimited, total_spans);
-            return Err(andante_live::PushError::RateLimited {
-                tenant: tenant.to_string(),
-                rate_bytes: self.limits.rate_limit_bytes,
-                burst_bytes: self.limits.burst_size_bytes,
-            }
-            .into());
-        }
+        andante_live::charge_rate_limit(
+            &self.rate_limiter,
+            &self.limits,
+            &self.metrics,
+            tenant,
+            request_bytes,
+            total_spans,
+        )?;
         let max_fragment = self
             .log
             .config
