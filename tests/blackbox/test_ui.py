@@ -27,7 +27,7 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs these tests",
                 allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402  (only importable where the tests run)
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright  # noqa: E402  (only importable where the tests run)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -671,6 +671,20 @@ def check_operation_row(row, requests, errors, p99_secs):
     assert float(row["cells"][2].rstrip("%")) == pytest.approx(errors / requests * 100, abs=0.06), row
 
 
+def settled_point(page, trace):
+    """Where the latency panel draws `trace`'s exemplar, once two reads 300 ms apart agree (a
+    redraw in between would move it)."""
+    read = lambda: json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
+    points, deadline = read(), time.time() + 10
+    while time.time() < deadline:
+        page.wait_for_timeout(300)
+        again = read()
+        if again == points:
+            break
+        points = again
+    return next(p for p in points if p["traceId"] == trace)
+
+
 def test_service_page_draws_red_from_the_span_metrics_series_the_prometheus_api_returns(loaded, browser):
     start = window()["start"]
     errors = f'{CART_SPAN_METRICS}, status_code="STATUS_CODE_ERROR"'
@@ -723,24 +737,33 @@ def test_service_page_draws_red_from_the_span_metrics_series_the_prometheus_api_
     points = json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
     assert sorted(p["traceId"] for p in points) == sorted(exemplar_values)
     tab.shot("service")
-    # Clicking the slowest opens its trace. The panels redraw when a later answer (the operations
-    # table) re-renders the page, which can swap the plot under a click on a loaded machine: the
-    # point is read and clicked again then, as a user would. The click goes through the plot's
-    # overlay element at the point's offset, so Playwright scrolls it into view and waits for it
-    # to hold still first (a raw mouse click at page coordinates did nothing when the panel lay
-    # below the viewport).
+    # Clicking the slowest opens its trace. The plot is redrawn when a later answer (the
+    # operations table) changes the page's layout, which can move the points under a click on a
+    # loaded machine: the points are read until two reads agree, and read and clicked again when a
+    # click opened nothing, as a user would. The click goes through the plot's overlay element at
+    # the point's offset, so Playwright scrolls it into view and waits for it to hold still first
+    # (a raw mouse click at page coordinates did nothing when the panel lay below the viewport).
     slowest = max(exemplar_values, key=exemplar_values.get)
-    # Six tries: the fresh-clone CI of session 17 saw three clicks in a row land on swapped plots.
+    tries = []
     for _ in range(6):
-        points = json.loads(page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars"))
-        point = next(p for p in points if p["traceId"] == slowest)
+        point = settled_point(page, slowest)
         page.locator(".panel[aria-label='Latency'] .u-over").click(position={"x": point["left"], "y": point["top"]})
         try:
             page.wait_for_url(f"**/ui/trace/{slowest}*", timeout=5000)
             break
-        except Exception:
-            continue
-    page.wait_for_selector(".wf-row", timeout=30000)
+        except PlaywrightTimeoutError:
+            tries.append({"clicked": point, "url": page.url, "box": page.locator(".panel[aria-label='Latency'] .u-over").bounding_box(),
+                          "points now": page.get_attribute(".panel[aria-label='Latency'] .timeseries", "data-exemplars")})
+            if "/ui/trace/" in page.url:  # a neighbour's trace: back to the plot
+                page.go_back()
+    else:
+        tab.shot("service-exemplar-missed")
+        pytest.fail(f"no click on {slowest} opened its trace: {tries}")
+    try:
+        page.wait_for_selector(".wf-row", timeout=30000)
+    except PlaywrightTimeoutError:
+        tab.shot("service-exemplar-trace")
+        pytest.fail(f"the trace page of {slowest} drew no rows: {page.url} {page.inner_text('body')[:2000]!r}")
     assert page.url.split("?")[0].endswith(f"/ui/trace/{slowest}")
 
     # The trace view's per-service table links here.
