@@ -4,7 +4,12 @@ blocks in the bucket, a generator consumes it into span metrics remote-written t
 and the querier answers from the blocks and its series store. Under load the block-builder is killed
 with SIGKILL and restarted: every acknowledged trace is then served by ID with exactly its spans
 and found once by search. With the broker stopped, a push is answered 503 (retryable), never
-acknowledged, and accepted again once the broker is back, with no restart of ours."""
+acknowledged, and accepted again once the broker is back, with no restart of ours.
+
+With live-stores, a trace is served before any block holds it; a live-store killed with SIGKILL
+makes the answers for its partitions refused as unavailable (never "not found"), and once
+restarted it serves them again; once the block-builder has written them, the live-stores forget
+them and the blocks serve them, none twice."""
 
 import os
 import shutil
@@ -54,16 +59,16 @@ def broker(tmp_path):
         process.wait(timeout=10)
 
 
-def push(server, trace_ids, timeout=15):
-    return requests.post(f"{server.otlp_http_url}/v1/traces", data=body(trace_ids, "scale-out-test"),
+def push(server, trace_ids, timeout=15, service="scale-out-test"):
+    return requests.post(f"{server.otlp_http_url}/v1/traces", data=body(trace_ids, service),
                          headers={"Content-Type": "application/x-protobuf"}, timeout=timeout)
 
 
-def role(tmp_path, name, target, brokers, s3_url, *extra):
-    server = Server(tmp_path / name, ["--target", target, "--kafka.brokers", brokers,
+def role(tmp_path, name, target, brokers, s3_url, *extra, block_max_age="1s", topic="andante-spans"):
+    server = Server(tmp_path / name, ["--target", target, "--kafka.brokers", brokers, "--kafka.topic", topic,
                                       "--kafka.partitions", "4", "--kafka.produce-timeout", "2s",
                                       "--storage.blocklist-poll", "1s", "--retention.interval", "1h",
-                                      "--live.trace-idle", "500ms", "--live.block-max-age", "1s",
+                                      "--live.trace-idle", "500ms", "--live.block-max-age", block_max_age,
                                       *s3_args(s3_url), *extra])
     server.log_path = tmp_path / f"{name}.log"
     return server.start()
@@ -174,6 +179,90 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         while spans_by_id(querier, late) is None:
             assert time.time() < deadline, "a trace pushed after the broker came back was not served"
             time.sleep(1)
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def live_traces_held(live_store):
+    """How many traces a live-store holds (its internal API, live-traces v1: a version byte, then
+    the trace count, big-endian)."""
+    response = requests.get(f"{live_store.url}/internal/live/v1/traces", params={"tenant": "single-tenant"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.content[0] == 1
+    return int.from_bytes(response.content[1:5], "big")
+
+
+def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp_path, broker, s3):
+    _, brokers = broker
+    # A topic of its own: the bucket (shared with the test above) keeps that one's offsets.
+    topic = "andante-spans-live"
+    args = dict(topic=topic)
+    # No block for an hour: until the second builder below, only the live-stores hold the traces.
+    builder = role(tmp_path, "builder", "block-builder", brokers, s3, block_max_age="1h", **args)
+    distributor = role(tmp_path, "distributor", "distributor", brokers, s3, **args)
+    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, "--kafka.instances", "2",
+                        "--kafka.instance", str(n), **args) for n in range(2)]
+    querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3, "--query.live-stores",
+                   ",".join(store.url for store in live_stores), "--query.live-store-timeout", "2s", **args)
+    processes = [builder, distributor, *live_stores, querier]
+    try:
+        acked = []
+        for _ in range(6):
+            batch = [os.urandom(16) for _ in range(10)]
+            response = push(distributor, batch, service="live-store-test")
+            assert response.status_code == 200, response.text
+            acked.extend(batch)
+
+        def served_once(deadline_secs):
+            deadline = time.time() + deadline_secs
+            missing = list(acked)
+            while missing:
+                missing = [t for t in missing if spans_by_id(querier, t) is None]
+                assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
+                time.sleep(0.5)
+            for trace_id in acked:
+                spans = spans_by_id(querier, trace_id)
+                assert len(spans) == len(set(spans)) == SPANS_PER_TRACE, (trace_id.hex(), spans)
+            now = int(time.time())
+            found = requests.get(f"{querier.url}/api/search", timeout=30,
+                                 params={"q": '{ resource.service.name = "live-store-test" }', "limit": 10_000,
+                                         "start": now - 600, "end": now + 60}).json()
+            found_ids = [trace["traceID"] for trace in found["traces"]]
+            assert len(found_ids) == len(set(found_ids))
+            assert {int(t, 16) for t in found_ids} == {int.from_bytes(t, "big") for t in acked}
+
+        served_once(30)
+        # ... while no block holds them: the builder committed nothing, and the live-stores split
+        # the traces between them by partition.
+        assert "andante_log_committed_offset{" not in requests.get(f"{builder.url}/metrics", timeout=5).text
+        held = [live_traces_held(store) for store in live_stores]
+        assert sum(held) == len(acked) and all(held), held
+
+        # A live-store down: the traces of its partitions are unavailable (503, retryable), not
+        # "not found"; the others are served, marked partial.
+        live_stores[1].kill9()
+        statuses = {}
+        for trace_id in acked:
+            response = requests.get(f"{querier.url}/api/v2/traces/{trace_id.hex()}", timeout=10)
+            statuses.setdefault(response.status_code, []).append(response)
+        assert set(statuses) == {200, 503}, {code: len(r) for code, r in statuses.items()}
+        assert "live-store" in statuses[503][0].text
+        assert all(r.json()["status"] == "PARTIAL" for r in statuses[200]), statuses[200][0].text
+        # Restarted, it reads its partitions again from the start (nothing was committed).
+        live_stores[1].start()
+        served_once(30)
+
+        # A builder that writes blocks: once its offsets are committed and the block list polled,
+        # the live-stores forget the traces and the blocks serve them, none twice.
+        builder.kill9()
+        builder = role(tmp_path, "builder-2", "block-builder", brokers, s3, **args)
+        processes.append(builder)
+        deadline = time.time() + 60
+        while sum(live_traces_held(store) for store in live_stores) > 0:
+            assert time.time() < deadline, [live_traces_held(store) for store in live_stores]
+            time.sleep(1)
+        served_once(10)
     finally:
         for process in processes:
             process.stop()

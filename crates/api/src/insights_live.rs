@@ -163,7 +163,8 @@ pub async fn evaluate(state: &SharedState) {
     let now = andante_model::now_unix_nanos();
     let tenants = state
         .querier
-        .tenants_in_window(now.saturating_sub(nanos(live.window)), now);
+        .tenants_in_window(now.saturating_sub(nanos(live.window)), now)
+        .await;
     for tenant in tenants {
         let began = Instant::now();
         let end = andante_model::now_unix_nanos();

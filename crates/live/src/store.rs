@@ -375,6 +375,17 @@ impl LiveStore {
         }
     }
 
+    /// A live-store's forgetting: drops every trace whose records all lie before log offset
+    /// `before` (the block-builders committed past them, so they are in listed blocks); returns
+    /// how many.
+    pub fn retire_logged(&self, before: u64) -> usize {
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        tenants
+            .iter()
+            .map(|state| state.lock().retire_before(before))
+            .sum()
+    }
+
     /// The offset after the last record this store took from the log (None with a WAL).
     pub fn next_offset(&self) -> Option<u64> {
         match &self.source {
@@ -394,11 +405,16 @@ impl LiveStore {
 
     /// Every span of `trace_id` held in memory for `tenant`, merged.
     pub fn find_trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<ResourceSpans> {
+        decode_fragments(&self.fragments(tenant, trace_id))
+    }
+
+    /// Every fragment of `trace_id` held in memory for `tenant`, still encoded.
+    pub fn fragments(&self, tenant: &TenantId, trace_id: &TraceId) -> Vec<Bytes> {
         let Some(state) = self.tenants.lock().get(tenant).cloned() else {
             return Vec::new();
         };
         let fragments = state.lock().fragments(trace_id);
-        decode_fragments(&fragments)
+        fragments
     }
 
     /// Every trace of `tenant` held in memory, in trace-ID order, still encoded: search decodes
@@ -667,6 +683,7 @@ fn insert_fragment(
         fragments: vec![fragment.bytes],
         spans: fragment.span_count,
         first_segment: seq,
+        last_segment: seq,
         created: now,
         last_append: now,
     };

@@ -17,6 +17,9 @@ pub(crate) struct LiveTrace {
     pub bytes: u64,
     pub spans: usize,
     pub first_segment: SegmentSeq,
+    /// The newest WAL segment or log offset holding a fragment (a live-store drops the trace
+    /// once the block-builders' committed offset is past it).
+    pub last_segment: SegmentSeq,
     pub created: Instant,
     pub last_append: Instant,
 }
@@ -27,6 +30,7 @@ impl LiveTrace {
         self.bytes += other.bytes;
         self.spans += other.spans;
         self.first_segment = self.first_segment.min(other.first_segment);
+        self.last_segment = self.last_segment.max(other.last_segment);
         self.created = self.created.min(other.created);
         self.last_append = self.last_append.max(other.last_append);
     }
@@ -122,6 +126,39 @@ impl TenantLive {
             .chain(flushing)
             .map(|t| t.first_segment)
             .min()
+    }
+
+    /// Drops every trace whose fragments all came before log offset `before` (wherever they are,
+    /// live or completed; a trace with one fragment at or after it stays whole); returns how
+    /// many. Traces being flushed are left alone (a live-store flushes nothing).
+    pub(crate) fn retire_before(&mut self, before: SegmentSeq) -> usize {
+        let recent: std::collections::HashSet<TraceId> = [&self.live, &self.completed]
+            .into_iter()
+            .flat_map(|map| map.iter())
+            .filter(|(_, trace)| trace.last_segment >= before)
+            .map(|(trace_id, _)| *trace_id)
+            .collect();
+        let mut retired: std::collections::HashSet<TraceId> = std::collections::HashSet::new();
+        self.live.retain(|trace_id, _| {
+            recent.contains(trace_id) || {
+                retired.insert(*trace_id);
+                false
+            }
+        });
+        let mut dropped_bytes = 0;
+        self.completed.retain(|trace_id, trace| {
+            recent.contains(trace_id) || {
+                retired.insert(*trace_id);
+                dropped_bytes += trace.bytes;
+                false
+            }
+        });
+        self.completed_bytes = self.completed_bytes.saturating_sub(dropped_bytes);
+        if self.completed.is_empty() {
+            self.completed_since = None;
+            self.completed_bytes = 0;
+        }
+        retired.len()
     }
 
     /// Every map a trace may be in: live, completed, and those being flushed.

@@ -365,3 +365,46 @@ async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_
     let refused = resumed.push(&tenant, request(&[3], 1), 10).await;
     assert!(matches!(refused, Err(PushError::NotWritable)));
 }
+
+/// A live-store's forgetting: a trace goes once every record of it lies before the builders'
+/// committed offset, wherever it is (still live, or cut), and a trace with a record at or after
+/// that offset stays whole.
+#[tokio::test]
+async fn retiring_drops_only_traces_wholly_before_the_offset() {
+    let tenant = TenantId::new("acme").expect("tenant");
+    let store = LiveStore::fed_by_log(
+        0,
+        None,
+        Storage::in_memory(),
+        BlockList::default(),
+        LiveConfig {
+            trace_idle: Duration::ZERO,
+            ..LiveConfig::default()
+        },
+    );
+    store
+        .insert_logged(&tenant, logged(request(&[1, 2], 1)), 0)
+        .await;
+    // Both cut (idle at once): the retiring reaches the completed traces too.
+    store.cut();
+    store
+        .insert_logged(&tenant, logged(request(&[2, 3], 1)), 1)
+        .await;
+    store
+        .insert_logged(&tenant, logged(request(&[4], 1)), 2)
+        .await;
+    assert_eq!(store.retire_logged(0), 0);
+    // Trace 1 only at offset 0 (cut): gone. Trace 2 also at offset 1: kept whole.
+    assert_eq!(store.retire_logged(1), 1);
+    assert!(!store.holds(&tenant, &TraceId([1; 16])));
+    assert_eq!(store.fragments(&tenant, &TraceId([2; 16])).len(), 2);
+    // Traces 2 (in both maps) and 3 go together once both offsets are passed.
+    assert_eq!(store.retire_logged(2), 2);
+    let held: Vec<TraceId> = store
+        .snapshot(&tenant)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(held, vec![TraceId([4; 16])]);
+    assert_eq!(store.memory_totals().0, 1);
+}

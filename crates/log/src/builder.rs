@@ -32,8 +32,9 @@ use crate::client::Log;
 use crate::offsets::BucketOffsets;
 use crate::record;
 
-/// The consumer name committed offsets are kept under.
-const CONSUMER: &str = "block-builder";
+/// The consumer name the block-builders' committed offsets are kept under (live-stores read
+/// them).
+pub(crate) const BUILDER_CONSUMER: &str = "block-builder";
 
 /// Most bytes asked of the broker per fetch.
 const FETCH_MAX_BYTES: i32 = 16 << 20;
@@ -63,7 +64,7 @@ impl BuilderMetrics {
         let metrics = BuilderMetrics::default();
         registry.register(
             "andante_log_records_consumed",
-            "Span-topic records this block-builder consumed",
+            "Span-topic records this process consumed (as block-builder, live-store or generator)",
             metrics.records.clone(),
         );
         registry.register(
@@ -73,7 +74,7 @@ impl BuilderMetrics {
         );
         registry.register(
             "andante_log_expired_records",
-            "Span-topic records that expired from the log before this block-builder read them",
+            "Span-topic records that expired from the log before this process read them",
             metrics.skipped_expired.clone(),
         );
         registry.register(
@@ -88,7 +89,7 @@ impl BuilderMetrics {
         );
         registry.register(
             "andante_log_committed_offset",
-            "The committed offset (everything before it is in listed blocks), by partition",
+            "The committed offset (everything before it is in listed blocks), by partition (block-builders only)",
             metrics.committed.clone(),
         );
         Arc::new(metrics)
@@ -131,20 +132,13 @@ impl BlockBuilder {
         for partition in owned_partitions(&log, instance, instances) {
             let offsets = Arc::new(BucketOffsets::new(
                 storage.clone(),
-                CONSUMER,
+                BUILDER_CONSUMER,
                 &topic,
                 partition,
                 Some(metrics.clone()),
             ));
             let client = log.partition(partition).clone();
-            let start = match offsets.load().await.map_err(|error| error.to_string())? {
-                Some(offset) => offset,
-                None => client
-                    .get_offset(OffsetAt::Earliest)
-                    .await
-                    .map_err(|error| format!("partition {partition}: {error}"))?
-                    .max(0) as u64,
-            };
+            let start = resume_offset(&client, &offsets, partition).await?;
             tracing::info!(partition, offset = start, "block-builder resumes partition");
             let store = LiveStore::fed_by_log(
                 start,
@@ -153,10 +147,7 @@ impl BlockBuilder {
                 blocks.clone(),
                 config.clone(),
             );
-            let sink = Arc::new(StoreSink {
-                store: store.clone(),
-                max_held_bytes: config.block_max_bytes.saturating_mul(8).max(64 << 20),
-            });
+            let sink = Arc::new(StoreSink::new(store.clone(), &config));
             tasks.push(tokio::spawn(consume(
                 client,
                 partition,
@@ -189,6 +180,23 @@ impl BlockBuilder {
     }
 }
 
+/// Where a consumer of `partition` starts: the block-builders' committed offset in `offsets`
+/// (everything before it is in listed blocks), or the log's earliest when none was committed.
+pub(crate) async fn resume_offset(
+    client: &rskafka::client::partition::PartitionClient,
+    offsets: &BucketOffsets,
+    partition: u32,
+) -> Result<u64, String> {
+    match offsets.load().await.map_err(|error| error.to_string())? {
+        Some(offset) => Ok(offset),
+        None => Ok(client
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .map_err(|error| format!("partition {partition}: {error}"))?
+            .max(0) as u64),
+    }
+}
+
 /// The partitions instance `instance` of `instances` owns: p with p mod instances = instance.
 pub(crate) fn owned_partitions(log: &Log, instance: u32, instances: u32) -> Vec<u32> {
     (0..log.partition_count())
@@ -214,12 +222,21 @@ pub trait RecordSink: Send + Sync + 'static {
     }
 }
 
-/// A block-builder's store of one partition. It waits while holding more than a few blocks'
-/// worth (blocks are not being written: storage is down), so memory stays bounded and the log
-/// keeps what is not yet consumed.
-struct StoreSink {
+/// A block-builder's or live-store's store of one partition. It waits while holding more than a
+/// few blocks' worth (blocks are not being written: storage or the builders are down), so memory
+/// stays bounded and the log keeps what is not yet consumed.
+pub(crate) struct StoreSink {
     store: Arc<LiveStore>,
     max_held_bytes: u64,
+}
+
+impl StoreSink {
+    pub(crate) fn new(store: Arc<LiveStore>, config: &LiveConfig) -> StoreSink {
+        StoreSink {
+            store,
+            max_held_bytes: config.block_max_bytes.saturating_mul(8).max(64 << 20),
+        }
+    }
 }
 
 impl RecordSink for StoreSink {

@@ -4,7 +4,9 @@
 //! client only after the broker acknowledged every record (`sink`). Block-builders consume their
 //! partitions into WAL-less live stores, write blocks, and commit the oldest offset still needed
 //! only after the blocks before it are written and listed (`builder`, `offsets`). Generators
-//! read the same partitions into the metrics generator (`generator`).
+//! read the same partitions into the metrics generator (`generator`). Live-stores read them
+//! from the builders' committed offset into memory for recent-data queries, and forget what the
+//! builders have since written (`live_store`).
 //!
 //! # Invariants
 //! - A push is acknowledged only when every record of it is acknowledged by the broker with
@@ -18,6 +20,7 @@
 mod builder;
 mod client;
 mod generator;
+mod live_store;
 mod offsets;
 pub mod partition;
 pub mod record;
@@ -26,5 +29,6 @@ mod sink;
 pub use builder::{BlockBuilder, BuilderMetrics};
 pub use client::{Log, LogConfig, LogError};
 pub use generator::start_generator_feed;
+pub use live_store::LiveStoreRole;
 pub use offsets::BucketOffsets;
 pub use sink::LogSink;

@@ -11,12 +11,15 @@ use andante_block::blocklist::BlockList;
 use andante_block::v1::search::RowLocation;
 use andante_block::v1::SpanParts;
 pub use andante_block::AbortOnDrop;
-use andante_live::LiveStore;
+use andante_live::decode_fragments;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
 use andante_storage::Storage;
 use futures::StreamExt;
+pub use live_source::{LiveRead, LiveSource, LiveSources};
 
+pub mod live_remote;
+pub mod live_source;
 pub mod metrics;
 pub mod search;
 pub mod tags;
@@ -45,7 +48,7 @@ pub struct TimeHint {
 
 #[derive(Clone)]
 pub struct Querier {
-    live: Arc<LiveStore>,
+    live: Arc<dyn LiveSource>,
     storage: Storage,
     blocks: BlockList,
     /// Permits for CPU-heavy query work (decode, evaluation): one per core, shared by all
@@ -58,9 +61,9 @@ pub struct Querier {
 
 impl Querier {
     /// Tenants with data in `[start, end]` (Unix nanoseconds): held live, or in a block
-    /// overlapping it. Sorted.
-    pub fn tenants_in_window(&self, start: u64, end: u64) -> Vec<andante_model::TenantId> {
-        let mut tenants = self.live.tenants();
+    /// overlapping it. Sorted. (A live-store that does not answer adds none.)
+    pub async fn tenants_in_window(&self, start: u64, end: u64) -> Vec<andante_model::TenantId> {
+        let mut tenants = self.live.tenants().await.value;
         for name in self.blocks.tenants() {
             let overlapping = self
                 .blocks
@@ -76,7 +79,7 @@ impl Querier {
         tenants
     }
 
-    pub fn new(live: Arc<LiveStore>, storage: Storage, blocks: BlockList) -> Querier {
+    pub fn new(live: Arc<dyn LiveSource>, storage: Storage, blocks: BlockList) -> Querier {
         let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
         Querier {
             live,
@@ -168,9 +171,12 @@ impl Querier {
         let mut batch = BatchLookup::default();
         let start = hint.start.unwrap_or(0);
         let end = hint.end.unwrap_or(u64::MAX);
-        let mut fragments: std::collections::HashMap<TraceId, Vec<ResourceSpans>> = trace_ids
-            .iter()
-            .map(|trace_id| (*trace_id, self.live.find_trace(tenant, trace_id)))
+        let live = self.live.find(tenant, trace_ids).await;
+        batch.failures.extend(live.failures);
+        let mut fragments: std::collections::HashMap<TraceId, Vec<ResourceSpans>> = live
+            .value
+            .into_iter()
+            .map(|(trace_id, encoded)| (trace_id, decode_fragments(&encoded)))
             .collect();
         let reads: Vec<_> = self
             .blocks

@@ -398,9 +398,10 @@ impl Querier {
         let mut failures = Vec::new();
 
         for tenant in tenants.iter() {
-            let mut live: HashMap<TraceId, Vec<ResourceSpans>> = self
-                .live
-                .snapshot(tenant)
+            let snapshot = self.live.snapshot(tenant).await;
+            failures.extend(snapshot.failures);
+            let mut live: HashMap<TraceId, Vec<ResourceSpans>> = snapshot
+                .value
                 .into_iter()
                 .map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments)))
                 .collect();

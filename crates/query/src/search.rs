@@ -216,8 +216,20 @@ impl Querier {
         let mut located = Located::new();
         let tenant_list: Vec<_> = tenants.iter().cloned().collect();
         let mut blocks = Vec::new();
+        // Per tenant, the traces held live: a block's candidate with too few spans there may
+        // have the rest of them live.
+        let mut held_live: Vec<HashSet<TraceId>> = Vec::with_capacity(tenant_list.len());
         for (tenant_index, tenant) in tenant_list.iter().enumerate() {
-            let (live, spans) = match self.live_candidates(tenant, &condition).await {
+            let snapshot = self.live.snapshot(tenant).await;
+            failures.extend(snapshot.failures);
+            held_live.push(
+                snapshot
+                    .value
+                    .iter()
+                    .map(|(trace_id, _)| *trace_id)
+                    .collect(),
+            );
+            let (live, spans) = match self.live_candidates(snapshot.value, &condition).await {
                 Ok(found) => found,
                 Err(message) => {
                     failures.push(message);
@@ -345,8 +357,8 @@ impl Querier {
                             continue;
                         }
                         if candidate.too_few_here
-                            && !self.held_elsewhere(
-                                tenant,
+                            && !held_elsewhere(
+                                &held_live[tenant_index],
                                 &candidate.trace_id,
                                 &meta,
                                 &tenant_blocks,
@@ -378,29 +390,13 @@ impl Querier {
         result
     }
 
-    /// Whether a trace stage 1 saw in `block` may have spans in another block or the live store
-    /// (Bloom filters; false positives only cost a stage-2 read).
-    fn held_elsewhere(
-        &self,
-        tenant: &andante_model::TenantId,
-        trace_id: &TraceId,
-        block: &andante_block::BlockMeta,
-        tenant_blocks: &[andante_block::BlockHandle],
-    ) -> bool {
-        self.live.holds(tenant, trace_id)
-            || tenant_blocks.iter().any(|handle| {
-                handle.meta.block_id != block.block_id && handle.may_contain(trace_id)
-            })
-    }
-
-    /// Live traces of one tenant that satisfy the condition (decoded on the CPU pool), and the
+    /// Those of one tenant's live traces that satisfy the condition (decoded on the CPU pool), and the
     /// spans inspected.
     async fn live_candidates(
         &self,
-        tenant: &andante_model::TenantId,
+        live: crate::live_source::LiveTraces,
         condition: &TraceCondition,
     ) -> Result<(Vec<Candidate>, u64), String> {
-        let live = self.live.snapshot(tenant);
         let condition = condition.clone();
         let permit = self.cpu.clone().acquire_owned().await;
         tokio::task::spawn_blocking(move || {
@@ -663,4 +659,18 @@ pub fn summarize(
         spansets,
         service_stats,
     })
+}
+
+/// Whether a trace stage 1 saw in `block` may have spans in another block or held live (Bloom
+/// filters; false positives only cost a stage-2 read).
+fn held_elsewhere(
+    held_live: &HashSet<TraceId>,
+    trace_id: &TraceId,
+    block: &andante_block::BlockMeta,
+    tenant_blocks: &[andante_block::BlockHandle],
+) -> bool {
+    held_live.contains(trace_id)
+        || tenant_blocks
+            .iter()
+            .any(|handle| handle.meta.block_id != block.block_id && handle.may_contain(trace_id))
 }

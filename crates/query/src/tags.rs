@@ -113,7 +113,9 @@ impl Querier {
         let mut seen: HashSet<String> = HashSet::new();
         let mut failures = Vec::new();
         for tenant in tenants.iter() {
-            let live = self.live.snapshot(tenant);
+            let snapshot = self.live.snapshot(tenant).await;
+            failures.extend(snapshot.failures);
+            let live = snapshot.value;
             let (task_request, task_predicates) = (request.clone(), predicates.clone());
             let permit = self.cpu.clone().acquire_owned().await;
             let live_part = tokio::task::spawn_blocking(move || {

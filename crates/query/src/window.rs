@@ -42,7 +42,9 @@ impl Querier {
         let mut spans = 0u64;
         let mut cut_short = false;
         'tenants: for tenant in tenants.iter() {
-            for (trace_id, fragments) in self.live.snapshot(tenant) {
+            let snapshot = self.live.snapshot(tenant).await;
+            failures.extend(snapshot.failures);
+            for (trace_id, fragments) in snapshot.value {
                 let resource_spans = decode_fragments(&fragments);
                 spans += span_count(&resource_spans);
                 found.entry(trace_id).or_default().extend(resource_spans);

@@ -43,7 +43,7 @@ use Kind::{Bool, Duration as Dur, Int, Str};
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
-    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything with a local WAL. Apart, over the Kafka-compatible log (`kafka.brokers`) and shared storage: `distributor` receives and produces to the log; `block-builder` consumes its partitions (`kafka.instance` of `kafka.instances`) into blocks; `querier`/`query-frontend` answer the query API from blocks (recent data appears once a block-builder has written it); `compactor` runs compaction (under per-window leases, so several may share it) and retention. `generator` consumes its partitions (by the same ordinal) into span metrics and service graphs, sent by `generator.remote_write.urls`. `live-store` does not run apart yet."),
+    key("target", Str, "all", "Which roles this process runs: `all`, or a comma list of `distributor`, `live-store`, `block-builder`, `querier`, `query-frontend`, `compactor`, `generator`. `all` runs everything with a local WAL. Apart, over the Kafka-compatible log (`kafka.brokers`) and shared storage: `distributor` receives and produces to the log; `block-builder` consumes its partitions (`kafka.instance` of `kafka.instances`) into blocks; `live-store` consumes its partitions (the same ordinal) from the block-builders' committed offset into memory and answers queriers for recent data until the builders have written it; `querier`/`query-frontend` answer the query API from blocks and from the live-stores of `query.live_stores` (without them, recent data appears once a block-builder has written it); `compactor` runs compaction (under per-window leases, so several may share it) and retention. `generator` consumes its partitions (by the same ordinal) into span metrics and service graphs, sent by `generator.remote_write.urls`."),
     key("multitenancy.enabled", Bool, "false", "Require `X-Scope-OrgID` on every request (with `auth.tokens_file`, a credential's first tenant stands in for a missing header); when off all data belongs to `single-tenant`."),
     key("server.http_listen_address", Str, ":3200", "Tempo-compatible query API, `/metrics`, `/ready`."),
     key("server.max_request_bytes", Int, "20971520", "Largest push body accepted, after decompression (413 above)."),
@@ -82,6 +82,8 @@ pub const KEYS: &[Key] = &[
     key("query.timeout", Dur, "30s", "How long a search or TraceQL metrics query may run; then it answers what it found, marked partial (504 if nothing)."),
     key("query.max_bytes_per_query", Int, "0", "Most block bytes one search or TraceQL metrics query reads (0: no limit); past it the answer is partial, or 400 if nothing was found."),
     key("query.max_concurrent_per_tenant", Int, "20", "Most queries (search, tags, trace by ID, metrics, PromQL) one tenant runs at once; more answer 429."),
+    key("query.live_stores", Str, "", "Comma list of the live-stores' HTTP base URLs (`http://live-store-0:3200`) a querier or query-frontend apart asks for recent data, every one for every query (each holds its own partitions); one that does not answer makes the answer partial, naming it. Empty: recent data is served once a block-builder has written it."),
+    key("query.live_store_timeout", Dur, "5s", "How long a querier waits for a live-store's answer before answering without it (partial)."),
     key("query.max_metrics_series", Int, "10000", "Most series a TraceQL metrics answer holds; past it the answer is truncated and marked partial."),
     key("compaction.enabled", Bool, "true", "Merge small blocks in the background."),
     key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
@@ -386,6 +388,12 @@ pub struct Kafka {
     pub instances: u32,
 }
 
+impl QueryConfig {
+    pub fn live_stores(&self) -> Vec<String> {
+        list(&self.live_stores)
+    }
+}
+
 impl Kafka {
     pub fn brokers(&self) -> Vec<String> {
         list(&self.brokers)
@@ -479,6 +487,9 @@ pub struct Limits {
 pub struct QueryConfig {
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
+    pub live_stores: String,
+    #[serde(deserialize_with = "duration")]
+    pub live_store_timeout: Duration,
     pub max_metrics_series: usize,
     pub max_bytes_per_query: u64,
     pub max_concurrent_per_tenant: usize,
@@ -717,21 +728,10 @@ impl Config {
             return Ok(());
         }
         let names: Vec<&str> = self.target.iter().map(|role| role.name()).collect();
-        if let Some(role) = self
-            .target
-            .iter()
-            .find(|role| matches!(role, Role::LiveStore))
-        {
-            bail!(
-                "target `{}`: `{}` does not run apart yet; run it inside `all`",
-                names.join(","),
-                role.name()
-            );
-        }
         let needs_log = self.target.iter().any(|role| {
             matches!(
                 role,
-                Role::Distributor | Role::BlockBuilder | Role::Generator
+                Role::Distributor | Role::BlockBuilder | Role::Generator | Role::LiveStore
             )
         });
         if needs_log && self.kafka.brokers().is_empty() {
@@ -745,6 +745,12 @@ impl Config {
                 "target `{}`: a generator apart sends its series by remote-write: set `generator.remote_write.urls` (a querier's `/api/v1/push`)",
                 names.join(",")
             );
+        }
+        for url in self.query.live_stores() {
+            match url.parse::<axum::http::Uri>() {
+                Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => {}
+                _ => bail!("query.live_stores: `{url}` is not an HTTP base URL (`http://live-store-0:3200`)"),
+            }
         }
         if self.kafka.instances == 0 || self.kafka.instance >= self.kafka.instances {
             bail!(
@@ -998,8 +1004,12 @@ mod tests {
         config.validate().expect("a distributor with a log");
         explicit.insert("target", "live-store".to_owned());
         let config = merge(None, &explicit).expect("known roles parse");
-        let error = config.validate().expect_err("not apart yet").to_string();
-        assert!(error.contains("live-store"), "{error}");
+        config.validate().expect("a live-store with a log");
+        explicit.insert("query.live_stores", "live-store-0:3200".to_owned());
+        let config = merge(None, &explicit).expect("a string parses");
+        let error = config.validate().expect_err("no scheme").to_string();
+        assert!(error.contains("query.live_stores"), "{error}");
+        explicit.remove("query.live_stores");
         explicit.insert("target", "generator".to_owned());
         let config = merge(None, &explicit).expect("known roles parse");
         let error = config.validate().expect_err("nowhere to send").to_string();

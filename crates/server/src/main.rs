@@ -5,6 +5,7 @@
 
 mod config;
 mod listen;
+mod live_api;
 mod roles;
 mod serve;
 mod tls;

@@ -3,9 +3,9 @@
 //!
 //! In `all` one process runs every row, with its own WAL. Apart, the roles meet only in the
 //! Kafka-compatible log and the shared storage: distributors produce to the log, block-builders
-//! consume it into blocks, generators consume it into span metrics and service graphs (sent by
-//! remote-write), queriers read the blocks, compactors maintain them. `live-store` does not run
-//! apart yet, and `config::validate` says so.
+//! consume it into blocks, live-stores consume it into memory until the builders have written
+//! it, generators consume it into span metrics and service graphs (sent by remote-write),
+//! queriers read the blocks and ask the live-stores, compactors maintain the blocks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,9 @@ pub enum Component {
     Receive,
     /// Consuming the log's partitions into blocks (in `all`, the live store cuts its own).
     BuildBlocks,
+    /// Consuming the log's partitions into memory for queriers' recent-data reads (in `all`, the
+    /// live store answers its own queries).
+    ServeLive,
     /// The query API, UI, metrics store, rules and insights.
     Query,
     /// Span metrics and service graphs.
@@ -45,12 +48,13 @@ pub enum Component {
     Retention,
 }
 
-use Role::{BlockBuilder, Compactor, Distributor, Generator, Querier, QueryFrontend};
+use Role::{BlockBuilder, Compactor, Distributor, Generator, LiveStore, Querier, QueryFrontend};
 
 /// Every component and the roles that run it.
-pub const COMPONENTS: [(Component, &[Role]); 7] = [
+pub const COMPONENTS: [(Component, &[Role]); 8] = [
     (Component::Receive, &[Distributor]),
     (Component::BuildBlocks, &[BlockBuilder]),
+    (Component::ServeLive, &[LiveStore]),
     (Component::Query, &[Querier, QueryFrontend]),
     (Component::Generator, &[Generator]),
     // Every role reads or writes blocks, so every role keeps its list current.
@@ -271,10 +275,7 @@ mod tests {
     fn every_role_runs_something() {
         for role in Role::EVERY {
             assert!(
-                COMPONENTS.iter().any(|(_, owners)| owners.contains(&role))
-                    || role == Role::All
-                    // Refused apart by `config::validate` until it runs over the log.
-                    || role == Role::LiveStore,
+                COMPONENTS.iter().any(|(_, owners)| owners.contains(&role)) || role == Role::All,
                 "{role:?} runs nothing"
             );
         }

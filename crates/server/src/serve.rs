@@ -384,6 +384,47 @@ impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
     fn count(&self, _tenant: &andante_model::TenantId, _stored: usize, _refused: usize) {}
 }
 
+/// A live-store's partitions' stores, read as one.
+fn own_live_stores(role: &andante_log::LiveStoreRole) -> andante_query::LiveSources {
+    andante_query::LiveSources(
+        role.stores()
+            .into_iter()
+            .map(|store| store as Arc<dyn andante_query::LiveSource>)
+            .collect(),
+    )
+}
+
+/// How long a live-store keeps a trace after the block-builders' committed offset passed it:
+/// long enough for every querier to have polled the block list that now holds it, so a trace
+/// never falls between the live data and the blocks.
+fn live_retire_after(config: &Config) -> Duration {
+    config.storage.blocklist_poll * 2 + Duration::from_secs(5)
+}
+
+/// Where queries read recent data: `all`'s own store; apart, the live-stores of
+/// `query.live_stores` and this process's own live-store role, if it runs one.
+fn live_source(
+    config: &Config,
+    live: &Arc<LiveStore>,
+    live_role: Option<&andante_log::LiveStoreRole>,
+) -> anyhow::Result<Arc<dyn andante_query::LiveSource>> {
+    let urls = config.query.live_stores();
+    if *config.target == [crate::config::Role::All] || (urls.is_empty() && live_role.is_none()) {
+        return Ok(live.clone());
+    }
+    let mut sources: Vec<Arc<dyn andante_query::LiveSource>> = Vec::new();
+    if let Some(role) = live_role {
+        sources.push(Arc::new(own_live_stores(role)));
+    }
+    for url in urls {
+        let remote =
+            andante_query::live_remote::RemoteLive::new(&url, config.query.live_store_timeout)
+                .map_err(|error| anyhow::anyhow!("query.live_stores: `{url}`: {error}"))?;
+        sources.push(Arc::new(remote));
+    }
+    Ok(Arc::new(andante_query::LiveSources(sources)))
+}
+
 /// Connects to the log, retrying until it answers: a split process starts before its broker
 /// as often as after it.
 async fn connect_log(config: &Config) -> anyhow::Result<Arc<andante_log::Log>> {
@@ -420,6 +461,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if ![
         Component::Receive,
         Component::BuildBlocks,
+        Component::ServeLive,
         Component::Query,
         Component::Generator,
     ]
@@ -469,8 +511,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .context("failed to open the write-ahead log")?
     } else {
-        // Nothing is pushed into it apart: queries read it (empty until live-stores run apart)
-        // and a distributor counts its refusals in its metrics.
+        // Nothing is pushed into it apart (queriers read the live-stores of `query.live_stores`
+        // instead): a distributor counts its refusals in its metrics.
         LiveStore::fed_by_log(
             0,
             None,
@@ -483,6 +525,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         && [
             Component::Receive,
             Component::BuildBlocks,
+            Component::ServeLive,
             Component::Generator,
         ]
         .into_iter()
@@ -500,6 +543,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         andante_log::BuilderMetrics::register(&mut metrics.registry)
     };
+    let (stop_sender, stop) = watch::channel(false);
+    let mut loops = Vec::new();
+    // A live-store's own stores, when this process runs one apart.
+    let live_role = match &log {
+        Some(log) if runs(roles, Component::ServeLive) => {
+            let (role, tasks) = andante_log::LiveStoreRole::start(
+                log.clone(),
+                builder_metrics.clone(),
+                config.kafka.instance,
+                config.kafka.instances,
+                storage.clone(),
+                live_config.clone(),
+                live_retire_after(&config),
+                stop.clone(),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("live-store: {error}"))?;
+            tracing::info!(partitions = ?role.partitions(), "live-store consuming");
+            loops.extend(tasks);
+            Some(role)
+        }
+        _ => None,
+    };
+    let live_source = live_source(&config, &live, live_role.as_deref())?;
     let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
         config.insights.live_window,
         config.live.trace_idle,
@@ -668,7 +735,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.server.max_request_bytes,
             validation,
         ),
-        querier: Querier::new(live.clone(), storage.clone(), blocks.clone()),
+        querier: Querier::new(live_source, storage.clone(), blocks.clone()),
         metrics,
         metrics_store: generated.store.clone(),
         metrics_head: metrics_head.clone(),
@@ -692,14 +759,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.rules.external_url.clone(),
         tokio::runtime::Handle::current(),
     )));
-    let (stop_sender, stop) = watch::channel(false);
     let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
-    let http_router = if runs(roles, Component::Query) {
+    let mut http_router = if runs(roles, Component::Query) {
         andante_api::query_router(state.clone()).merge(andante_ui::router(config.ui.source()))
     } else {
         andante_api::ops_router(state.clone())
     };
+    if let Some(role) = &live_role {
+        http_router = http_router.merge(crate::live_api::router(Arc::new(own_live_stores(role))));
+    }
     let mut routers = vec![(
         config.server.http_listen_address.as_str(),
         "query API",
@@ -748,7 +817,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let mut loops = Vec::new();
     let builder = match &log {
         Some(log) if runs(roles, Component::BuildBlocks) => {
             let (builder, tasks) = andante_log::BlockBuilder::start(

@@ -1,0 +1,188 @@
+//! The live-store role: recent traces of the partitions it owns, in memory, for queries, so a
+//! split deployment serves a trace as soon as the broker has it rather than once a block is
+//! written (35 s or more with the defaults).
+//!
+//! For each owned partition (the block-builders' ordinal rule, `kafka.instance` of
+//! `kafka.instances`) it starts at the block-builders' committed offset (everything before it is
+//! in a listed block) and consumes into a WAL-less live store that writes no blocks. It forgets
+//! a trace once the builders' committed offset has passed every record of it *and* `retire_after`
+//! has gone by since it was seen to (so queriers have polled the block list that holds the trace
+//! in the meantime: no gap between live data and blocks; an overlap is deduplicated on read). A
+//! restarted live-store starts again from the committed offset, so it holds what it held before.
+//! Memory is bounded like a block-builder's: past a few blocks' worth (the builders are behind)
+//! it stops fetching, and the log keeps the rest.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use andante_block::blocklist::BlockList;
+use andante_live::{LiveConfig, LiveStore};
+use andante_storage::Storage;
+use tokio::sync::watch;
+
+use crate::builder::{
+    consume, owned_partitions, resume_offset, BuilderMetrics, StoreSink, BUILDER_CONSUMER,
+};
+use crate::client::Log;
+use crate::offsets::BucketOffsets;
+
+/// How often the block-builders' committed offsets are read (one GET per partition).
+const RETIRE_EVERY: Duration = Duration::from_secs(2);
+
+/// One owned partition: its store, and where the builders' commits are read.
+struct Owned {
+    partition: u32,
+    store: Arc<LiveStore>,
+    builder_offsets: BucketOffsets,
+}
+
+pub struct LiveStoreRole {
+    owned: Vec<Owned>,
+}
+
+impl LiveStoreRole {
+    /// Opens a store for each partition this instance owns, at the block-builders' committed
+    /// offset (the log's earliest when they committed none), and starts consuming into them
+    /// and forgetting what the builders have written.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        log: Arc<Log>,
+        metrics: Arc<BuilderMetrics>,
+        instance: u32,
+        instances: u32,
+        storage: Storage,
+        config: LiveConfig,
+        retire_after: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<LiveStoreRole>, Vec<tokio::task::JoinHandle<()>>), String> {
+        let topic = log.config.topic.clone();
+        let mut owned = Vec::new();
+        let mut tasks = Vec::new();
+        for partition in owned_partitions(&log, instance, instances) {
+            // Read only: a live-store commits nothing (the metrics stay the builders').
+            let builder_offsets =
+                BucketOffsets::new(storage.clone(), BUILDER_CONSUMER, &topic, partition, None);
+            let client = log.partition(partition).clone();
+            let start = resume_offset(&client, &builder_offsets, partition).await?;
+            tracing::info!(partition, offset = start, "live-store resumes partition");
+            // No blocks are written from it, so it needs no block list of its own.
+            let store = LiveStore::fed_by_log(
+                start,
+                None,
+                storage.clone(),
+                BlockList::default(),
+                config.clone(),
+            );
+            let sink = Arc::new(StoreSink::new(store.clone(), &config));
+            tasks.push(tokio::spawn(consume(
+                client,
+                partition,
+                start,
+                sink,
+                metrics.clone(),
+                stop.clone(),
+            )));
+            owned.push(Owned {
+                partition,
+                store,
+                builder_offsets,
+            });
+        }
+        let role = Arc::new(LiveStoreRole { owned });
+        tasks.push(tokio::spawn(role.clone().retire(retire_after, stop)));
+        Ok((role, tasks))
+    }
+
+    /// The store of each owned partition.
+    pub fn stores(&self) -> Vec<Arc<LiveStore>> {
+        self.owned.iter().map(|owned| owned.store.clone()).collect()
+    }
+
+    /// The partitions this live-store owns.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.owned.iter().map(|owned| owned.partition).collect()
+    }
+
+    /// Every `RETIRE_EVERY`, reads each partition's committed offset and forgets the traces
+    /// wholly before the newest one seen at least `retire_after` ago.
+    async fn retire(self: Arc<Self>, retire_after: Duration, mut stop: watch::Receiver<bool>) {
+        let mut seen: Vec<VecDeque<(Instant, u64)>> = vec![VecDeque::new(); self.owned.len()];
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RETIRE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            let now = Instant::now();
+            for (owned, seen) in self.owned.iter().zip(seen.iter_mut()) {
+                match owned.builder_offsets.load().await {
+                    Ok(Some(offset)) => seen.push_back((now, offset)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(partition = owned.partition, %error, "reading the block-builders' committed offset failed")
+                    }
+                }
+                if let Some(offset) = settled(seen, now, retire_after) {
+                    let forgotten = owned.store.retire_logged(offset);
+                    if forgotten > 0 {
+                        tracing::debug!(
+                            partition = owned.partition,
+                            offset,
+                            forgotten,
+                            "forgot traces now in blocks"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The newest offset seen at least `after` before `now`, dropping the readings it supersedes.
+fn settled(seen: &mut VecDeque<(Instant, u64)>, now: Instant, after: Duration) -> Option<u64> {
+    let mut found = None;
+    while let Some(&(at, offset)) = seen.front() {
+        if now.duration_since(at) < after {
+            break;
+        }
+        found = Some((at, offset));
+        seen.pop_front();
+    }
+    // The settled reading stays as the oldest, so it is found again until a newer one settles.
+    found.map(|reading| {
+        seen.push_front(reading);
+        reading.1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_is_used_only_once_it_was_seen_long_enough_ago() {
+        let start = Instant::now();
+        let after = Duration::from_secs(5);
+        let mut seen = VecDeque::new();
+        seen.push_back((start, 10));
+        assert_eq!(
+            settled(&mut seen, start + Duration::from_secs(4), after),
+            None
+        );
+        seen.push_back((start + Duration::from_secs(4), 20));
+        assert_eq!(
+            settled(&mut seen, start + Duration::from_secs(5), after),
+            Some(10)
+        );
+        // Still 10 until the reading of 20 is old enough, then 20.
+        assert_eq!(
+            settled(&mut seen, start + Duration::from_secs(8), after),
+            Some(10)
+        );
+        assert_eq!(
+            settled(&mut seen, start + Duration::from_secs(9), after),
+            Some(20)
+        );
+        assert_eq!(seen.len(), 1);
+    }
+}

@@ -1,0 +1,235 @@
+//! Where the query side reads recent data (traces not yet in a listed block): the process's own
+//! live store in `all`, or the live-stores of the split roles, each holding the partitions it
+//! consumes (`andante_log::live_store`). Every read returns the encoded fragments as the store
+//! holds them (queries decode on their CPU pool) and, beside them, one message per source that
+//! could not answer, so an answer missing a live-store's partitions is `PARTIAL`, never silently
+//! short.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use andante_live::LiveStore;
+use andante_model::{TenantId, TraceId};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// Traces as their encoded fragments, in trace-ID order.
+pub type LiveTraces = Vec<(TraceId, Vec<Bytes>)>;
+
+/// A read of recent data, and the sources that could not answer it.
+#[derive(Debug, Default)]
+pub struct LiveRead<T> {
+    pub value: T,
+    pub failures: Vec<String>,
+}
+
+pub trait LiveSource: Send + Sync + 'static {
+    /// Every tenant with data held (or pushed since start).
+    fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>>;
+
+    /// Every trace of `tenant` held.
+    fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>>;
+
+    /// The held fragments of each of `trace_ids` that is held.
+    fn find<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        trace_ids: &'a [TraceId],
+    ) -> BoxFuture<'a, LiveRead<HashMap<TraceId, Vec<Bytes>>>>;
+}
+
+/// The process's own store (`all`): every read is in memory and cannot fail.
+impl LiveSource for LiveStore {
+    fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>> {
+        let value = LiveStore::tenants(self);
+        Box::pin(async move {
+            LiveRead {
+                value,
+                failures: Vec::new(),
+            }
+        })
+    }
+
+    fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>> {
+        let value = LiveStore::snapshot(self, tenant);
+        Box::pin(async move {
+            LiveRead {
+                value,
+                failures: Vec::new(),
+            }
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        trace_ids: &'a [TraceId],
+    ) -> BoxFuture<'a, LiveRead<HashMap<TraceId, Vec<Bytes>>>> {
+        let value = trace_ids
+            .iter()
+            .filter_map(|trace_id| {
+                let fragments = self.fragments(tenant, trace_id);
+                (!fragments.is_empty()).then_some((*trace_id, fragments))
+            })
+            .collect();
+        Box::pin(async move {
+            LiveRead {
+                value,
+                failures: Vec::new(),
+            }
+        })
+    }
+}
+
+/// Several sources read as one (the live-stores of a split deployment, each owning some
+/// partitions), traces merged by ID: a trace's records share a partition, but while ownership
+/// moves (a changed `kafka.instances`) two stores may each hold a part of one.
+pub struct LiveSources(pub Vec<Arc<dyn LiveSource>>);
+
+impl LiveSource for LiveSources {
+    fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>> {
+        Box::pin(async move {
+            let reads = futures::future::join_all(self.0.iter().map(|s| s.tenants())).await;
+            let mut out = LiveRead::<Vec<TenantId>>::default();
+            for read in reads {
+                out.value.extend(read.value);
+                out.failures.extend(read.failures);
+            }
+            out.value.sort();
+            out.value.dedup();
+            out
+        })
+    }
+
+    fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>> {
+        Box::pin(async move {
+            let reads = futures::future::join_all(self.0.iter().map(|s| s.snapshot(tenant))).await;
+            let mut merged: std::collections::BTreeMap<TraceId, Vec<Bytes>> = Default::default();
+            let mut failures = Vec::new();
+            for read in reads {
+                for (trace_id, fragments) in read.value {
+                    merged.entry(trace_id).or_default().extend(fragments);
+                }
+                failures.extend(read.failures);
+            }
+            LiveRead {
+                value: merged.into_iter().collect(),
+                failures,
+            }
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        trace_ids: &'a [TraceId],
+    ) -> BoxFuture<'a, LiveRead<HashMap<TraceId, Vec<Bytes>>>> {
+        Box::pin(async move {
+            let reads =
+                futures::future::join_all(self.0.iter().map(|s| s.find(tenant, trace_ids))).await;
+            let mut out = LiveRead::<HashMap<TraceId, Vec<Bytes>>>::default();
+            for read in reads {
+                for (trace_id, fragments) in read.value {
+                    out.value.entry(trace_id).or_default().extend(fragments);
+                }
+                out.failures.extend(read.failures);
+            }
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use andante_block::blocklist::BlockList;
+    use andante_ingest::ExportTraceServiceRequest;
+    use andante_live::LiveConfig;
+    use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use andante_storage::Storage;
+
+    fn store_holding(
+        tenant: &TenantId,
+        spans: &[(u8, u8)],
+    ) -> impl std::future::Future<Output = Arc<LiveStore>> {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: spans
+                        .iter()
+                        .map(|(trace, span)| Span {
+                            trace_id: vec![*trace; 16],
+                            span_id: vec![*span; 8],
+                            name: "op".to_owned(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let fragments: Vec<_> = andante_ingest::split_by_trace(request)
+            .iter()
+            .map(andante_ingest::TraceFragment::encode)
+            .collect();
+        let tenant = tenant.clone();
+        async move {
+            let store = LiveStore::fed_by_log(
+                0,
+                None,
+                Storage::in_memory(),
+                BlockList::default(),
+                LiveConfig::default(),
+            );
+            store.insert_logged(&tenant, fragments, 0).await;
+            store
+        }
+    }
+
+    #[tokio::test]
+    async fn sources_are_merged_by_trace_and_one_that_does_not_answer_is_named() {
+        let tenant = TenantId::new("acme").unwrap();
+        // Trace 2 has a span in each store.
+        let one = store_holding(&tenant, &[(1, 1), (2, 1)]).await;
+        let two = store_holding(&tenant, &[(2, 2), (3, 1)]).await;
+        let down = crate::live_remote::RemoteLive::new(
+            "http://127.0.0.1:1",
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+        let sources = LiveSources(vec![one, two, Arc::new(down)]);
+
+        let snapshot = sources.snapshot(&tenant).await;
+        let held: Vec<(TraceId, usize)> = snapshot
+            .value
+            .iter()
+            .map(|(trace_id, fragments)| (*trace_id, fragments.len()))
+            .collect();
+        assert_eq!(
+            held,
+            vec![
+                (TraceId([1; 16]), 1),
+                (TraceId([2; 16]), 2),
+                (TraceId([3; 16]), 1)
+            ]
+        );
+        assert_eq!(snapshot.failures.len(), 1);
+        assert!(
+            snapshot.failures[0].contains("live-store http://127.0.0.1:1 did not answer"),
+            "{:?}",
+            snapshot.failures
+        );
+
+        let found = sources
+            .find(&tenant, &[TraceId([2; 16]), TraceId([9; 16])])
+            .await;
+        assert_eq!(found.value.len(), 1);
+        assert_eq!(found.value[&TraceId([2; 16])].len(), 2);
+        assert_eq!(found.failures.len(), 1);
+
+        let tenants = sources.tenants().await;
+        assert_eq!(tenants.value, vec![tenant]);
+        assert_eq!(tenants.failures.len(), 1);
+    }
+}
