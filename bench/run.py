@@ -5,7 +5,7 @@ temporary directory, drives it with `andante gen` (fixed seed), and prints JSON 
   storage:    bytes per span in blocks after the cut, and after compaction
   lookup:     trace-by-ID p50/p99 (protobuf, as Grafana asks) over random acknowledged traces
   rss:        peak server RSS while sending a steady target rate
-Usage: bench/run.py [--phase ingest|lookup|rss|search|generator|metrics|scale-out|all] [--seconds N] [--rate TRACES_PER_S]
+Usage: bench/run.py [--phase ingest|lookup|rss|search|generator|metrics|scale-out|live-reads|all] [--seconds N] [--rate TRACES_PER_S]
 Build first: cargo build --release --bin andante
 """
 
@@ -357,6 +357,61 @@ def phase_scale_out(work, seconds, rate, pairs=3):
             "split_over_single": round(split / single, 3)}
 
 
+def phase_live_reads(work, seconds, rate, runs=21):
+    """Queries of recent data (nothing in blocks yet) on the single binary against a querier
+    reading two live-stores over HTTP (issue 16), the same traffic pushed to each, the two asked
+    alternately in one run: trace by ID (protobuf), two searches with Grafana's defaults and a
+    TraceQL metrics query. Medians in ms and split/single; plus the bytes a querier moves per
+    search (each live-store's whole answer for the tenant)."""
+    common = ["--live.trace-idle", "2s", "--live.block-max-age", "1h", "--live.block-max-bytes", "4000000000",
+              "--compaction.enabled", "false", "--generator.span-metrics.enabled", "false",
+              "--generator.service-graphs.enabled", "false", "--insights.live-window", "0s"]
+    single = Server(work / "live-single", *common).start()
+    gen(single, seconds, rate, acked=work / "live-acked.txt").communicate()
+    tansu, brokers = start_tansu(work)
+    log = ["--kafka.brokers", brokers, "--kafka.partitions", "4"]
+    stores = [Server(work / f"live-store-{n}", "--target", "live-store", "--kafka.instances", "2", "--kafka.instance", str(n),
+                     *log, *common).start() for n in range(2)]
+    querier = Server(work / "live-querier", "--target", "querier,query-frontend", *log, *common,
+                     "--query.live-stores", ",".join(store.url for store in stores)).start()
+    distributor = Server(work / "live-distributor", "--target", "distributor", *log, *common).start()
+    gen(distributor, seconds, rate).communicate()
+    time.sleep(3)
+    ids = [line.split()[0] for line in (work / "live-acked.txt").read_text().splitlines()]
+    random.seed(1)
+    now = int(time.time())
+    window = {"start": now - 600, "end": now + 60}
+    queries = {
+        "trace_by_id": lambda: ("/api/v2/traces/" + random.choice(ids), {}, {"Accept": "application/protobuf"}),
+        "search_status_error": lambda: ("/api/search", {"q": "{ status = error }", "limit": 20, "spss": 3, **window}, {}),
+        "search_all": lambda: ("/api/search", {"q": "{ }", "limit": 20, "spss": 3, **window}, {}),
+        "rate_by_service": lambda: ("/api/metrics/query_range", {"q": "{ } | rate() by (resource.service.name)", "step": "15s", **window}, {}),
+    }
+    session = requests.Session()
+    results = {"offered_traces_per_s": rate, "seconds": seconds}
+    for name, make in queries.items():
+        times = {"single": [], "split": []}
+        for _ in range(runs):
+            path, params, headers = make()
+            # The same request to both: the two loads share `gen`'s seed, so their trace IDs agree.
+            for label, server in (("single", single), ("split", querier)):
+                started = time.perf_counter()
+                response = session.get(server.url + path, params=params, headers=headers, timeout=60)
+                times[label].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, (label, name, response.status_code, response.text[:200])
+        a, b = statistics.median(times["single"]), statistics.median(times["split"])
+        results[name] = {"single_ms": round(a, 2), "split_ms": round(b, 2), "split_over_single": round(b / a, 2)}
+    results["live_answer_bytes_per_store"] = [
+        len(session.get(f"{store.url}/internal/live/v1/traces", params={"tenant": "single-tenant"}, timeout=60).content)
+        for store in stores]
+    results["spans_held"] = single.metric("andante_spans_received_total")
+    for server in (distributor, querier, *stores, single):
+        server.stop()
+    tansu.kill()
+    tansu.wait()
+    return results
+
+
 def phase_search(work, target_spans):
     """Loads ~target_spans with `andante gen`, then times TraceQL searches and tag values."""
     server, load_output, stats = load_spans(work, "search", target_spans)
@@ -406,7 +461,7 @@ def phase_search(work, target_spans):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "scale-out", "all"])
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "scale-out", "live-reads", "all"])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
@@ -427,6 +482,8 @@ def main():
             results["generator"] = phase_generator(work, args.seconds, args.rate)
         if args.phase == "scale-out":  # needs tansu; not part of `all`
             results["scale_out"] = phase_scale_out(work, args.seconds, args.rate)
+        if args.phase == "live-reads":  # needs tansu; not part of `all`
+            results["live_reads"] = phase_live_reads(work, args.seconds, args.rate)
         if args.phase in ("metrics", "all"):
             results["metrics"] = phase_metrics(work, args.search_spans)
     json.dump(results, sys.stdout, indent=2)
