@@ -123,7 +123,7 @@ def test_roles_that_need_the_log_are_refused_at_start(tmp_path):
     result = subprocess.run([str(BINARY), "serve", "--target", "querier", "--query.live-stores", "live-store-0:3200",
                              "--storage.path", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
-    assert "query.live_stores: `live-store-0:3200` is not an HTTP base URL" in result.stderr + result.stdout, result.stderr
+    assert "query.live_stores: `live-store-0:3200` is not an `http://` base URL" in result.stderr + result.stdout, result.stderr
     result = subprocess.run([str(BINARY), "serve", "--target", "ingester", "--storage.path", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0

@@ -238,6 +238,18 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         assert "andante_log_committed_offset{" not in requests.get(f"{builder.url}/metrics", timeout=5).text
         held = [live_traces_held(store) for store in live_stores]
         assert sum(held) == len(acked) and all(held), held
+        assert [store.metric("andante_live_traces") for store in live_stores] == held
+        # The internal API refuses what it cannot read, by name.
+        internal = f"{live_stores[0].url}/internal/live/v1/traces"
+        assert requests.get(internal, timeout=5).status_code == 400
+        bad = requests.get(internal, params={"tenant": "single-tenant", "ids": f"{'ab' * 16},zz"}, timeout=5)
+        assert bad.status_code == 400 and "trace ID 2 of `ids` (`zz`)" in bad.text, bad.text
+        assert requests.get(internal, params={"tenant": "no/such tenant"}, timeout=5).status_code == 400
+        # Asked by ID, exactly the live-store that owns the trace's partition holds it.
+        answers = [requests.get(f"{store.url}/internal/live/v1/traces", timeout=5,
+                                params={"tenant": "single-tenant", "ids": acked[0].hex()}).content for store in live_stores]
+        assert sorted(int.from_bytes(a[1:5], "big") for a in answers) == [0, 1]
+        assert [a[5:21] for a in answers if len(a) > 5] == [acked[0]]
 
         # A live-store down: the traces of its partitions are unavailable (503, retryable), not
         # "not found"; the others are served, marked partial.

@@ -50,7 +50,11 @@ impl SampleCounter {
 }
 
 struct StoreCollector {
+    /// The store pushes go through (`all`) or that counts a distributor's refusals.
     live: Arc<LiveStore>,
+    /// It and every other store holding traces here (a block-builder's or live-store's, one
+    /// per partition), summed into the memory gauges.
+    held: Vec<Arc<LiveStore>>,
     blocks: BlockList,
 }
 
@@ -152,7 +156,11 @@ impl prometheus_client::collector::Collector for StoreCollector {
             "Bytes of torn WAL segment tails cut off by replay at this start.",
             load(&metrics.wal_truncated_bytes),
         )?;
-        let (live_traces, live_bytes) = self.live.memory_totals();
+        let (live_traces, live_bytes) = self
+            .held
+            .iter()
+            .map(|store| store.memory_totals())
+            .fold((0, 0), |(traces, bytes), (t, b)| (traces + t, bytes + b));
         gauge(
             &mut encoder,
             "andante_live_traces",
@@ -611,9 +619,17 @@ impl Metrics {
     }
 
     /// Adds the collector that reads the live store and block list at scrape time.
-    pub fn register_store(&mut self, live: Arc<LiveStore>, blocks: BlockList) {
+    /// `live` is the store pushes go through; `others` (a block-builder's or live-store's) are
+    /// added to its memory gauges.
+    pub fn register_store(
+        &mut self,
+        live: Arc<LiveStore>,
+        others: Vec<Arc<LiveStore>>,
+        blocks: BlockList,
+    ) {
+        let held = std::iter::once(live.clone()).chain(others).collect();
         self.registry
-            .register_collector(Box::new(StoreCollector { live, blocks }));
+            .register_collector(Box::new(StoreCollector { live, held, blocks }));
     }
 
     pub fn encode(&self) -> String {

@@ -748,8 +748,8 @@ impl Config {
         }
         for url in self.query.live_stores() {
             match url.parse::<axum::http::Uri>() {
-                Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => {}
-                _ => bail!("query.live_stores: `{url}` is not an HTTP base URL (`http://live-store-0:3200`)"),
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+                _ => bail!("query.live_stores: `{url}` is not an `http://` base URL (`http://live-store-0:3200`)"),
             }
         }
         if self.kafka.instances == 0 || self.kafka.instance >= self.kafka.instances {
@@ -895,6 +895,10 @@ With `multitenancy.enabled`, each credential may read and write only its `tenant
 without the header acts for the credential's first tenant, so clients need not send it. With
 multitenancy off all data belongs to `single-tenant`, `tenants` may be left out and is ignored,
 and any valid credential may read and write everything.
+
+A live-store apart answers queriers at `/internal/live/` without credentials and over the
+same listener, as Tempo's components talk to each other: its port belongs on the cluster's
+network only, and `query.live_stores` takes `http://` URLs.
 
 In Grafana's Tempo data source, turn on *Basic auth* or add the header
 `Authorization: Bearer <token>`; OpenTelemetry SDKs and the Collector take

@@ -1,6 +1,8 @@
 //! A live-store's internal HTTP API, read by queriers through `andante_query::live_remote`:
 //! the tenants it holds data of, and a tenant's held traces (all, or those of `ids`) as
-//! live-traces v1. Not a public API: no Tempo client calls it.
+//! live-traces v1. Not a public API: no Tempo client calls it. Served outside
+//! `auth.tokens_file` (queriers hold no credential), like the traffic between Tempo's
+//! components, so a live-store's port belongs on the cluster's network only.
 
 use std::collections::HashMap;
 use std::sync::Arc;

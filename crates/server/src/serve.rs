@@ -535,7 +535,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    metrics.register_store(live.clone(), blocks.clone());
     let maintenance_metrics = crate::roles::MaintenanceMetrics::register(&mut metrics.registry);
     // The log's consumer metrics exist only where a log is consumed.
     let builder_metrics = if single {
@@ -566,6 +565,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let builder = match &log {
+        Some(log) if runs(roles, Component::BuildBlocks) => {
+            let (builder, tasks) = andante_log::BlockBuilder::start(
+                log.clone(),
+                builder_metrics.clone(),
+                config.kafka.instance,
+                config.kafka.instances,
+                storage.clone(),
+                blocks.clone(),
+                live_config.clone(),
+                stop.clone(),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("block-builder: {error}"))?;
+            tracing::info!(partitions = ?builder.partitions(), "block-builder consuming");
+            loops.extend(tasks);
+            Some(builder)
+        }
+        _ => None,
+    };
+    // Every store whose traces this process holds counts in `andante_live_traces` and `_bytes`.
+    let others: Vec<Arc<LiveStore>> = builder
+        .iter()
+        .flat_map(|builder| builder.stores())
+        .chain(live_role.iter().flat_map(|role| role.stores()))
+        .collect();
+    metrics.register_store(live.clone(), others, blocks.clone());
     let live_source = live_source(&config, &live, live_role.as_deref())?;
     let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
         config.insights.live_window,
@@ -761,14 +787,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )));
     let mut servers: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     let body_limit = axum::extract::DefaultBodyLimit::max(config.server.max_request_bytes);
-    let mut http_router = if runs(roles, Component::Query) {
+    let http_router = if runs(roles, Component::Query) {
         andante_api::query_router(state.clone()).merge(andante_ui::router(config.ui.source()))
     } else {
         andante_api::ops_router(state.clone())
     };
-    if let Some(role) = &live_role {
-        http_router = http_router.merge(crate::live_api::router(Arc::new(own_live_stores(role))));
-    }
+    // A live-store's answers to queriers are internal, like the traffic between Tempo's
+    // components: outside `auth.tokens_file` (queriers hold no credential), so its port belongs
+    // on the cluster's network only.
+    let mut internal_router = live_role
+        .as_ref()
+        .map(|role| crate::live_api::router(Arc::new(own_live_stores(role))));
     let mut routers = vec![(
         config.server.http_listen_address.as_str(),
         "query API",
@@ -805,10 +834,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         if what == "OTLP/gRPC" {
             grpc_port = Some(listener.local_addr()?.port());
         }
-        let router = match &authenticator {
+        let mut router = match &authenticator {
             Some(authenticator) => andante_api::auth::protect(router, authenticator.clone()),
             None => router,
         };
+        if what == "query API" {
+            if let Some(internal) = internal_router.take() {
+                router = router.merge(internal);
+            }
+        }
         let stop = stop.clone();
         let tls = tls.clone();
         servers.spawn(async move {
@@ -817,26 +851,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let builder = match &log {
-        Some(log) if runs(roles, Component::BuildBlocks) => {
-            let (builder, tasks) = andante_log::BlockBuilder::start(
-                log.clone(),
-                builder_metrics.clone(),
-                config.kafka.instance,
-                config.kafka.instances,
-                storage.clone(),
-                blocks.clone(),
-                live_config,
-                stop.clone(),
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("block-builder: {error}"))?;
-            tracing::info!(partitions = ?builder.partitions(), "block-builder consuming");
-            loops.extend(tasks);
-            Some(builder)
-        }
-        _ => None,
-    };
     // The stores that cut traces and write blocks: `all`'s own, or a block-builder's, one per
     // partition it owns.
     let cutting = match (&builder, single) {
