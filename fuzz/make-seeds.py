@@ -301,6 +301,24 @@ def log_seeds():
     write("log_record", "empty", log_record("t", []))
 
 
+# --- A live-store's answers to queriers (crates/live/src/wire.rs, live-traces v1). ---
+
+def live_traces(traces):
+    out = bytes([1]) + struct.pack(">I", len(traces))
+    for trace_id, fragments in traces:
+        out += trace_id + struct.pack(">I", len(fragments))
+        for body in fragments:
+            out += struct.pack(">I", len(body)) + body
+    return out
+
+
+def live_seeds():
+    clear("live_traces")
+    write("live_traces", "one", live_traces([(bytes(range(16)), [otlp_protobuf()])]))
+    write("live_traces", "two", live_traces([(bytes([7] * 16), [b"", b"xy"]), (bytes([9] * 16), [])]))
+    write("live_traces", "empty", live_traces([]))
+
+
 if __name__ == "__main__":
     traceql_seeds()
     promql_seeds()
@@ -309,3 +327,4 @@ if __name__ == "__main__":
     metrics_seeds()
     block_seeds()
     log_seeds()
+    live_seeds()

@@ -20,6 +20,7 @@ mod metrics;
 mod record;
 mod store;
 mod tenant;
+pub mod wire;
 
 pub use metrics::LiveMetrics;
 pub use store::{

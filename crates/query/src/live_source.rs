@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 /// Traces as their encoded fragments, in trace-ID order.
-pub type LiveTraces = Vec<(TraceId, Vec<Bytes>)>;
+pub use andante_live::wire::LiveTraces;
 
 /// A read of recent data, and the sources that could not answer it.
 #[derive(Debug, Default)]

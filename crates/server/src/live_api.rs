@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use andante_live::wire::{encode_live_traces, LIVE_TRACES_CONTENT_TYPE};
 use andante_model::{TenantId, TraceId};
-use andante_query::live_remote::{encode_live_traces, LIVE_TRACES_CONTENT_TYPE};
 use andante_query::LiveSource;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -70,7 +70,7 @@ async fn traces(
                     }
                 }
             }
-            let mut found: andante_query::live_source::LiveTraces = stores
+            let mut found: andante_live::wire::LiveTraces = stores
                 .find(&tenant, &parsed)
                 .await
                 .value
