@@ -278,3 +278,69 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
     finally:
         for process in processes:
             process.stop()
+
+
+def test_a_distributor_forwards_metrics_to_the_series_store_and_acknowledges_only_its_answer(tmp_path, broker, s3):
+    """An OpenTelemetry SDK and a remote-write client send metrics to a distributor apart, as a
+    Collector sends everything to one endpoint: the querier's series store holds them as if
+    pushed to it (delta sums kept as running totals there), its refusals come back unchanged,
+    and with the querier down the push is refused as retryable."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+    from opentelemetry.sdk.metrics import Counter, MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+    import promwrite
+
+    _, brokers = broker
+    args = dict(topic="andante-spans-metrics")
+    querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3, **args)
+    distributor = role(tmp_path, "distributor", "distributor", brokers, s3,
+                       "--distributor.metrics-url", querier.url, **args)
+    processes = [querier, distributor]
+
+    def values(expr):
+        response = requests.get(f"{querier.url}/prometheus/api/v1/query", params={"query": expr}, timeout=10)
+        assert response.status_code == 200, response.text
+        return [float(v) for r in response.json()["data"]["result"] for _, v in r.get("values", [r.get("value")])]
+
+    try:
+        # OTLP/gRPC, delta temporality: three deltas read as the counter 2, 5, 9.
+        exporter = GrpcMetricExporter(endpoint=distributor.grpc_endpoint, insecure=True,
+                                      preferred_temporality={Counter: AggregationTemporality.DELTA})
+        meters = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
+        jobs = meters.get_meter("worker").create_counter("jobs.processed")
+        for batch in (2, 3, 4):
+            jobs.add(batch, {"queue": "q1"})
+            assert meters.force_flush(10_000)
+            time.sleep(0.05)
+        meters.shutdown()
+        assert values("jobs_processed_total[5m]") == [2, 5, 9]
+
+        # OTLP/HTTP: a gauge, read back; a bad body gets the store's own refusal.
+        meters = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
+            HttpMetricExporter(endpoint=f"{distributor.otlp_http_url}/v1/metrics"), export_interval_millis=3_600_000)])
+        meters.get_meter("pool").create_up_down_counter("pool.connections").add(7)
+        assert meters.force_flush(10_000)
+        meters.shutdown()
+        assert values("pool_connections") == [7]
+        bad = requests.post(f"{distributor.otlp_http_url}/v1/metrics", data=b"\x0a\xff\xff\xff",
+                            headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+        assert bad.status_code == 400 and "OTLP protobuf" in bad.text, bad.text
+
+        # Prometheus remote-write on the distributor's HTTP port.
+        now_ms = int(time.time() * 1000)
+        response = promwrite.push(f"{distributor.url}/api/v1/push",
+                                  [({"__name__": "queue_depth", "queue": "q1"}, [(now_ms, 42.0)])])
+        assert response.status_code == 204, response.text
+        assert values("queue_depth") == [42]
+
+        # The store down: refused as retryable, never acknowledged.
+        querier.stop()
+        response = promwrite.push(f"{distributor.url}/api/v1/push", [({"__name__": "queue_depth"}, [(now_ms + 1000, 1.0)])])
+        assert response.status_code == 503 and "distributor.metrics_url" in response.text, response.text
+        response = requests.post(f"{distributor.otlp_http_url}/v1/metrics", data=b"",
+                                 headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+        assert response.status_code == 503, response.text
+    finally:
+        for process in processes:
+            process.stop()

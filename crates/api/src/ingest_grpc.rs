@@ -19,7 +19,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::{Request, Response, Status};
 
 use crate::ingest_http::{push_body, BodyFormat};
-use crate::ingest_metrics::push_otlp_metrics;
+use crate::ingest_metrics::export_otlp_metrics;
 use crate::tenant::{push_tenant, ORG_ID_HEADER};
 use crate::{ApiError, SharedState};
 
@@ -31,6 +31,7 @@ pub trait Export: Send + Sync + 'static {
     fn export(
         state: SharedState,
         tenant: TenantId,
+        headers: HeaderMap,
         body: Bytes,
     ) -> BoxFuture<'static, Result<Self::Response, ApiError>>;
 }
@@ -45,6 +46,7 @@ impl Export for Traces {
     fn export(
         state: SharedState,
         tenant: TenantId,
+        _headers: HeaderMap,
         body: Bytes,
     ) -> BoxFuture<'static, Result<Self::Response, ApiError>> {
         Box::pin(async move {
@@ -69,17 +71,12 @@ impl Export for Metrics {
     fn export(
         state: SharedState,
         tenant: TenantId,
+        headers: HeaderMap,
         body: Bytes,
     ) -> BoxFuture<'static, Result<Self::Response, ApiError>> {
         Box::pin(async move {
-            push_otlp_metrics(
-                &state,
-                &tenant,
-                body,
-                Encoding::Identity,
-                BodyFormat::Protobuf,
-            )
-            .await
+            let authorization = headers.get(axum::http::header::AUTHORIZATION).cloned();
+            export_otlp_metrics(&state, &tenant, authorization, body).await
         })
     }
 }
@@ -173,17 +170,19 @@ impl<K: Export> tonic::server::UnaryService<Bytes> for ExportMethod<K> {
         let state = self.state.clone();
         Box::pin(async move {
             let mut headers = HeaderMap::new();
-            for value in request.metadata().get_all(ORG_ID_HEADER).iter() {
-                if let Ok(text) = value.to_str() {
-                    if let Ok(header) = text.parse() {
-                        headers.append(ORG_ID_HEADER, header);
+            for name in [ORG_ID_HEADER, "authorization"] {
+                for value in request.metadata().get_all(name).iter() {
+                    if let Ok(text) = value.to_str() {
+                        if let Ok(header) = text.parse() {
+                            headers.append(name, header);
+                        }
                     }
                 }
             }
             let to_status = |error: ApiError| Status::new(error.grpc_code(), error.message);
             let tenant =
                 push_tenant(&headers, state.config.multitenancy_enabled).map_err(to_status)?;
-            let response = K::export(state, tenant, request.into_inner())
+            let response = K::export(state, tenant, headers, request.into_inner())
                 .await
                 .map_err(to_status)?;
             Ok(Response::new(response))

@@ -1,5 +1,6 @@
 //! Metric samples in: the Prometheus remote-write receiver (`POST /api/v1/push`, the path Mimir
-//! and Grafana Agent use) and OTLP metrics (`POST /v1/metrics`; gRPC `MetricsService/Export` in
+//! and Grafana Agent use) and OTLP metrics (`POST /v1/metrics` on the OTLP port and Mimir's
+//! `POST /otlp/v1/metrics` on the HTTP port; gRPC `MetricsService/Export` in
 //! `ingest_grpc.rs`). Both call `andante_ingest::SamplePushService`, which decodes, admits and
 //! answers; here are the transports and the sink of `all`, [`StoreSink`]: the series store
 //! behind its WAL ([`andante_tsdb::MetricsHead`]: store, then fsync) before anything is answered.
@@ -23,7 +24,8 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 
-use crate::ingest_http::{otlp_http, BodyFormat};
+use crate::forward_metrics::MetricsForward;
+use crate::ingest_http::{otlp_error, otlp_format, otlp_http, BodyFormat};
 use crate::tenant::push_tenant;
 use crate::{ApiError, SharedState};
 
@@ -32,6 +34,9 @@ pub(crate) async fn remote_write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Some(forward) = &state.metrics_forward {
+        return forwarded(&state, forward, "/api/v1/push", &headers, body).await;
+    }
     let tenant = push_tenant(&headers, state.config.multitenancy_enabled)?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -55,6 +60,12 @@ pub(crate) async fn otlp_metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(forward) = &state.metrics_forward {
+        return match forwarded(&state, forward, "/otlp/v1/metrics", &headers, body).await {
+            Ok(response) => response,
+            Err(error) => otlp_error(otlp_format(&headers).unwrap_or(BodyFormat::Protobuf), error),
+        };
+    }
     otlp_http(
         state,
         headers,
@@ -66,6 +77,19 @@ pub(crate) async fn otlp_metrics(
     .await
 }
 
+/// A distributor apart: the push goes on to the series store, and its answer back.
+async fn forwarded(
+    state: &SharedState,
+    forward: &MetricsForward,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = push_tenant(headers, state.config.multitenancy_enabled)?;
+    let named = state.config.multitenancy_enabled.then_some(&tenant);
+    Ok(forward.send(path, named, headers, body).await?.into_http())
+}
+
 /// OTLP metrics over either transport.
 pub(crate) async fn push_otlp_metrics(
     state: &SharedState,
@@ -75,6 +99,39 @@ pub(crate) async fn push_otlp_metrics(
     format: BodyFormat,
 ) -> Result<ExportMetricsServiceResponse, ApiError> {
     Ok(state.samples.otlp(tenant, body, encoding, format).await?)
+}
+
+/// OTLP metrics over gRPC (the body plain protobuf: tonic undid any compression), forwarded by
+/// a distributor apart, pushed here otherwise.
+pub(crate) async fn export_otlp_metrics(
+    state: &SharedState,
+    tenant: &TenantId,
+    authorization: Option<axum::http::HeaderValue>,
+    body: Bytes,
+) -> Result<ExportMetricsServiceResponse, ApiError> {
+    let Some(forward) = &state.metrics_forward else {
+        return push_otlp_metrics(
+            state,
+            tenant,
+            body,
+            Encoding::Identity,
+            BodyFormat::Protobuf,
+        )
+        .await;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-protobuf"),
+    );
+    if let Some(authorization) = authorization {
+        headers.insert(header::AUTHORIZATION, authorization);
+    }
+    let named = state.config.multitenancy_enabled.then_some(tenant);
+    forward
+        .send("/otlp/v1/metrics", named, &headers, body)
+        .await?
+        .into_otlp_response()
 }
 
 /// The sink of `all`: metadata into the store's catalogue, samples and exemplars through the

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod error;
+pub mod forward_metrics;
 mod gate;
 mod ingest_grpc;
 mod ingest_http;
@@ -100,6 +101,8 @@ pub struct AppState {
     pub slos: Arc<andante_rules::slos::Slos>,
     /// The metric-sample push pipeline of every metrics receiver.
     pub samples: andante_ingest::SamplePushService,
+    /// Set in a distributor apart: metrics pushes go on to the series store instead.
+    pub metrics_forward: Option<forward_metrics::MetricsForward>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -197,15 +200,26 @@ fn api_router(state: SharedState) -> Router {
             "/prometheus/api/v1/status/buildinfo",
             get(prometheus::buildinfo),
         )
-        .route(
-            "/api/v1/push",
-            post(ingest_metrics::remote_write).layer(axum::extract::DefaultBodyLimit::max(
-                state.config.max_request_bytes,
-            )),
-        )
+        .merge(remote_write_routes(&state))
         .merge(ops_routes())
         .fallback(ops::not_found)
         .with_state(state)
+}
+
+/// Metrics pushed to the HTTP port: Prometheus remote-write, and OTLP at Mimir's path
+/// (`/otlp/v1/metrics`, where a distributor apart forwards what it receives); into the series
+/// store, or on to it from a distributor apart.
+fn remote_write_routes(state: &SharedState) -> Router<SharedState> {
+    let limit = axum::extract::DefaultBodyLimit::max(state.config.max_request_bytes);
+    Router::new()
+        .route(
+            "/api/v1/push",
+            post(ingest_metrics::remote_write).layer(limit),
+        )
+        .route(
+            "/otlp/v1/metrics",
+            post(ingest_metrics::otlp_metrics).layer(limit),
+        )
 }
 
 /// `/ready`, `/metrics`, `/api/echo`, `/api/status/buildinfo`: on every process's HTTP port.
@@ -218,9 +232,15 @@ fn ops_routes() -> Router<SharedState> {
 }
 
 /// The operational endpoints alone, for a process without the query API (a distributor, a
-/// block-builder or a generator apart).
+/// block-builder or a generator apart); a distributor that forwards metrics takes remote-write
+/// here too.
 pub fn ops_router(state: SharedState) -> Router {
-    ops_routes().fallback(ops::not_found).with_state(state)
+    let routes = if state.metrics_forward.is_some() {
+        ops_routes().merge(remote_write_routes(&state))
+    } else {
+        ops_routes()
+    };
+    routes.fallback(ops::not_found).with_state(state)
 }
 
 /// OTLP/HTTP (`--otlp.http-listen-address`).

@@ -148,6 +148,8 @@ pub const KEYS: &[Key] = &[
     key("kafka.max_record_bytes", Int, "1000000", "Largest record produced (keep it under the topic's `max.message.bytes`); a single trace's spans in one push larger than this are refused by name."),
     key("kafka.instance", Int, "0", "This block-builder's ordinal: it owns the partitions p with p mod `kafka.instances` = this."),
     key("kafka.instances", Int, "1", "How many block-builders share the partitions."),
+    key("distributor.metrics_url", Str, "", "Where a distributor apart sends the metrics it receives (OTLP metrics over gRPC and HTTP, Prometheus remote-write), unchanged: the `http://` base URL of the process holding the series store, a querier (`http://andante-query:3200`). The client gets that process's answer, so nothing is acknowledged before it is stored; one that does not answer is 503 / UNAVAILABLE. Empty: metrics pushes to a distributor are refused (404)."),
+    key("distributor.metrics_timeout", Dur, "10s", "How long a distributor waits for the series store's answer to a forwarded metrics push before answering 503."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
 ];
 
@@ -372,6 +374,15 @@ pub struct Config {
     pub ui: Ui,
     pub log: Log,
     pub kafka: Kafka,
+    pub distributor: DistributorSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributorSection {
+    pub metrics_url: String,
+    #[serde(deserialize_with = "duration")]
+    pub metrics_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -745,6 +756,13 @@ impl Config {
                 "target `{}`: a generator apart sends its series by remote-write: set `generator.remote_write.urls` (a querier's `/api/v1/push`)",
                 names.join(",")
             );
+        }
+        let metrics_url = self.distributor.metrics_url.trim();
+        if !metrics_url.is_empty() {
+            match metrics_url.parse::<axum::http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+                _ => bail!("distributor.metrics_url: `{metrics_url}` is not an `http://` base URL (`http://andante-query:3200`)"),
+            }
         }
         for url in self.query.live_stores() {
             match url.parse::<axum::http::Uri>() {

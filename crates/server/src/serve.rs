@@ -359,9 +359,9 @@ async fn open_blocks(config: &Config) -> anyhow::Result<(Storage, BlockList)> {
     Ok((storage, blocks))
 }
 
-/// The series store lives with the query roles; a distributor apart takes traces only (metrics
-/// over the log are a later stage of issue 16), so its OTLP metrics receiver says where metrics
-/// go rather than keep them where no query reads them.
+/// The series store lives with the query roles; a distributor apart without
+/// `distributor.metrics_url` says where metrics go rather than keep them where no query reads
+/// them.
 struct NoMetricsHere;
 
 impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
@@ -376,7 +376,7 @@ impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
         Box::pin(async {
             Err(andante_ingest::PushFailure {
                 kind: andante_model::ErrorKind::NotFound,
-                message: "this process (a distributor apart) takes traces only: send metrics to a process running `all`, or remote-write them to a querier's `/api/v1/push`".to_owned(),
+                message: "this process (a distributor apart) takes no metrics: set `distributor.metrics_url` to forward them to the series store, or send them to a process running `all` or a querier".to_owned(),
             })
         })
     }
@@ -737,6 +737,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    // A distributor apart passes metrics pushes on to the series store, when told where it is.
+    let metrics_forward = match config.distributor.metrics_url.trim() {
+        url if !url.is_empty()
+            && !runs(roles, Component::Query)
+            && runs(roles, Component::Receive) =>
+        {
+            Some(
+                andante_api::forward_metrics::MetricsForward::new(
+                    url,
+                    config.distributor.metrics_timeout,
+                )
+                .map_err(|error| anyhow::anyhow!("distributor.metrics_url: {error}"))?,
+            )
+        }
+        _ => None,
+    };
     let state = Arc::new(AppState {
         config: ApiConfig {
             multitenancy_enabled: config.multitenancy.enabled,
@@ -772,6 +788,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ruler,
         slos,
         samples,
+        metrics_forward,
     });
 
     rules.set_traceql_source(Arc::new(andante_api::TraceqlRuleSource::new(
