@@ -83,6 +83,28 @@ def spans_by_id(querier, trace_id):
             for scope in batch["scopeSpans"] for span in scope["spans"]]
 
 
+def served_once(querier, acked, service, deadline_secs):
+    """Waits until every acknowledged trace is served by ID, checks each has exactly its spans,
+    and returns the trace IDs (as integers) a search for `service` finds, checking none is
+    found twice."""
+    deadline = time.time() + deadline_secs
+    missing = list(acked)
+    while missing:
+        missing = [t for t in missing if spans_by_id(querier, t) is None]
+        assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
+        time.sleep(0.5)
+    for trace_id in acked:
+        spans = spans_by_id(querier, trace_id)
+        assert len(spans) == len(set(spans)) == SPANS_PER_TRACE, (trace_id.hex(), spans)
+    now = int(time.time())
+    found = requests.get(f"{querier.url}/api/search", timeout=30,
+                         params={"q": f'{{ resource.service.name = "{service}" }}', "limit": 10_000,
+                                 "start": now - 600, "end": now + 60}).json()
+    found_ids = [int(trace["traceID"], 16) for trace in found["traces"]]
+    assert len(found_ids) == len(set(found_ids))
+    return set(found_ids)
+
+
 def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(tmp_path, broker, s3):
     tansu, brokers = broker
     # The bucket is shared with other tests of this module: a prefix of our own is not needed,
@@ -134,22 +156,7 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         assert committed() >= committed_before_kill > 0
         push_rounds(3)
 
-        deadline = time.time() + 90
-        missing = list(acked)
-        while missing:
-            missing = [t for t in missing if spans_by_id(querier, t) is None]
-            assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
-            time.sleep(1)
-        for trace_id in acked:
-            spans = spans_by_id(querier, trace_id)
-            assert len(spans) == len(set(spans)) == SPANS_PER_TRACE, (trace_id.hex(), spans)
-        now = int(time.time())
-        found = requests.get(f"{querier.url}/api/search", timeout=30,
-                             params={"q": '{ resource.service.name = "scale-out-test" }', "limit": 10_000,
-                                     "start": now - 600, "end": now + 60}).json()
-        found_ids = [trace["traceID"] for trace in found["traces"]]
-        assert len(found_ids) == len(set(found_ids))
-        assert {int(t, 16) for t in found_ids} >= {int.from_bytes(t, "big") for t in acked}
+        assert served_once(querier, acked, "scale-out-test", 90) >= {int.from_bytes(t, "big") for t in acked}
 
         # Span metrics of the pushed traces reach the querier's series store from the generator.
         deadline = time.time() + 60
@@ -214,25 +221,11 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
             assert response.status_code == 200, response.text
             acked.extend(batch)
 
-        def served_once(deadline_secs):
-            deadline = time.time() + deadline_secs
-            missing = list(acked)
-            while missing:
-                missing = [t for t in missing if spans_by_id(querier, t) is None]
-                assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
-                time.sleep(0.5)
-            for trace_id in acked:
-                spans = spans_by_id(querier, trace_id)
-                assert len(spans) == len(set(spans)) == SPANS_PER_TRACE, (trace_id.hex(), spans)
-            now = int(time.time())
-            found = requests.get(f"{querier.url}/api/search", timeout=30,
-                                 params={"q": '{ resource.service.name = "live-store-test" }', "limit": 10_000,
-                                         "start": now - 600, "end": now + 60}).json()
-            found_ids = [trace["traceID"] for trace in found["traces"]]
-            assert len(found_ids) == len(set(found_ids))
-            assert {int(t, 16) for t in found_ids} == {int.from_bytes(t, "big") for t in acked}
+        def all_served_once(deadline_secs):
+            expected = {int.from_bytes(t, "big") for t in acked}
+            assert served_once(querier, acked, "live-store-test", deadline_secs) == expected
 
-        served_once(30)
+        all_served_once(30)
         # ... while no block holds them: the builder committed nothing, and the live-stores split
         # the traces between them by partition.
         assert "andante_log_committed_offset{" not in requests.get(f"{builder.url}/metrics", timeout=5).text
@@ -263,7 +256,7 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         assert all(r.json()["status"] == "PARTIAL" for r in statuses[200]), statuses[200][0].text
         # Restarted, it reads its partitions again from the start (nothing was committed).
         live_stores[1].start()
-        served_once(30)
+        all_served_once(30)
 
         # A builder that writes blocks: once its offsets are committed and the block list polled,
         # the live-stores forget the traces and the blocks serve them, none twice.
@@ -274,7 +267,7 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         while sum(live_traces_held(store) for store in live_stores) > 0:
             assert time.time() < deadline, [live_traces_held(store) for store in live_stores]
             time.sleep(1)
-        served_once(10)
+        all_served_once(10)
     finally:
         for process in processes:
             process.stop()

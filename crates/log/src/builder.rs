@@ -137,25 +137,20 @@ impl BlockBuilder {
                 partition,
                 Some(metrics.clone()),
             ));
-            let client = log.partition(partition).clone();
-            let start = resume_offset(&client, &offsets, partition).await?;
-            tracing::info!(partition, offset = start, "block-builder resumes partition");
-            let store = LiveStore::fed_by_log(
-                start,
-                Some(offsets),
-                storage.clone(),
-                blocks.clone(),
-                config.clone(),
-            );
-            let sink = Arc::new(StoreSink::new(store.clone(), &config));
-            tasks.push(tokio::spawn(consume(
-                client,
+            let (store, task) = consume_into_store(
+                &log,
                 partition,
-                start,
-                sink,
-                metrics.clone(),
-                stop.clone(),
-            )));
+                &offsets,
+                Some(offsets.clone()),
+                &storage,
+                blocks.clone(),
+                &config,
+                &metrics,
+                &stop,
+            )
+            .await?;
+            tracing::info!(partition, offset = ?store.next_offset(), "block-builder resumes partition");
+            tasks.push(task);
             owned.push(Owned { partition, store });
         }
         Ok((Arc::new(BlockBuilder { owned }), tasks))
@@ -180,9 +175,40 @@ impl BlockBuilder {
     }
 }
 
+/// Opens a WAL-less store for `partition` at the block-builders' committed offset in `offsets`
+/// (the log's earliest when none was committed; `commit` hears the store's own commits, if it
+/// makes any) and starts consuming the partition into it: what block-builders and live-stores
+/// share.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn consume_into_store(
+    log: &Log,
+    partition: u32,
+    offsets: &BucketOffsets,
+    commit: Option<Arc<dyn andante_live::OffsetCommit>>,
+    storage: &Storage,
+    blocks: BlockList,
+    config: &LiveConfig,
+    metrics: &Arc<BuilderMetrics>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Arc<LiveStore>, tokio::task::JoinHandle<()>), String> {
+    let client = log.partition(partition).clone();
+    let start = resume_offset(&client, offsets, partition).await?;
+    let store = LiveStore::fed_by_log(start, commit, storage.clone(), blocks, config.clone());
+    let sink = Arc::new(StoreSink::new(store.clone(), config));
+    let task = tokio::spawn(consume(
+        client,
+        partition,
+        start,
+        sink,
+        metrics.clone(),
+        stop.clone(),
+    ));
+    Ok((store, task))
+}
+
 /// Where a consumer of `partition` starts: the block-builders' committed offset in `offsets`
 /// (everything before it is in listed blocks), or the log's earliest when none was committed.
-pub(crate) async fn resume_offset(
+async fn resume_offset(
     client: &rskafka::client::partition::PartitionClient,
     offsets: &BucketOffsets,
     partition: u32,
@@ -225,13 +251,13 @@ pub trait RecordSink: Send + Sync + 'static {
 /// A block-builder's or live-store's store of one partition. It waits while holding more than a
 /// few blocks' worth (blocks are not being written: storage or the builders are down), so memory
 /// stays bounded and the log keeps what is not yet consumed.
-pub(crate) struct StoreSink {
+struct StoreSink {
     store: Arc<LiveStore>,
     max_held_bytes: u64,
 }
 
 impl StoreSink {
-    pub(crate) fn new(store: Arc<LiveStore>, config: &LiveConfig) -> StoreSink {
+    fn new(store: Arc<LiveStore>, config: &LiveConfig) -> StoreSink {
         StoreSink {
             store,
             max_held_bytes: config.block_max_bytes.saturating_mul(8).max(64 << 20),

@@ -21,9 +21,7 @@ use andante_live::{LiveConfig, LiveStore};
 use andante_storage::Storage;
 use tokio::sync::watch;
 
-use crate::builder::{
-    consume, owned_partitions, resume_offset, BuilderMetrics, StoreSink, BUILDER_CONSUMER,
-};
+use crate::builder::{consume_into_store, owned_partitions, BuilderMetrics, BUILDER_CONSUMER};
 use crate::client::Log;
 use crate::offsets::BucketOffsets;
 
@@ -63,26 +61,21 @@ impl LiveStoreRole {
             // Read only: a live-store commits nothing (the metrics stay the builders').
             let builder_offsets =
                 BucketOffsets::new(storage.clone(), BUILDER_CONSUMER, &topic, partition, None);
-            let client = log.partition(partition).clone();
-            let start = resume_offset(&client, &builder_offsets, partition).await?;
-            tracing::info!(partition, offset = start, "live-store resumes partition");
             // No blocks are written from it, so it needs no block list of its own.
-            let store = LiveStore::fed_by_log(
-                start,
-                None,
-                storage.clone(),
-                BlockList::default(),
-                config.clone(),
-            );
-            let sink = Arc::new(StoreSink::new(store.clone(), &config));
-            tasks.push(tokio::spawn(consume(
-                client,
+            let (store, task) = consume_into_store(
+                &log,
                 partition,
-                start,
-                sink,
-                metrics.clone(),
-                stop.clone(),
-            )));
+                &builder_offsets,
+                None,
+                &storage,
+                BlockList::default(),
+                &config,
+                &metrics,
+                &stop,
+            )
+            .await?;
+            tracing::info!(partition, offset = ?store.next_offset(), "live-store resumes partition");
+            tasks.push(task);
             owned.push(Owned {
                 partition,
                 store,
