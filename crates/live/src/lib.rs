@@ -24,8 +24,8 @@ pub mod wire;
 
 pub use metrics::LiveMetrics;
 pub use store::{
-    charge_rate_limit, decode_fragments, LiveConfig, LiveStore, OffsetCommit, PushError,
-    PushOutcome, SpanSink,
+    charge_rate_limit, decode_fragments, decode_fragments_projected, LiveConfig, LiveStore,
+    OffsetCommit, PushError, PushOutcome, SpanSink,
 };
 
 #[cfg(test)]

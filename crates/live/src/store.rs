@@ -13,6 +13,7 @@ use andante_ingest::{
     RefusalReason,
 };
 use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::projected::{decode_projected, Projection};
 use andante_model::{merge_resource_spans, ErrorKind, TenantId, TraceId};
 use andante_storage::Storage;
 use andante_wal::{replay, ReplayReport, SegmentSeq, Wal, WalOptions};
@@ -716,6 +717,18 @@ pub fn decode_fragments(fragments: &[Bytes]) -> Vec<ResourceSpans> {
         .iter()
         .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
     merge_resource_spans(decoded.flat_map(|request| request.resource_spans))
+}
+
+/// Decodes and merges the fragments of one trace, keeping only what `projection` says (a query
+/// over recent data reads a few fields of each span; see `docs/design/live-search.md`).
+pub fn decode_fragments_projected(
+    fragments: &[Bytes],
+    projection: &Projection,
+) -> Vec<ResourceSpans> {
+    let decoded = fragments
+        .iter()
+        .filter_map(|bytes| decode_projected(bytes, projection).ok());
+    merge_resource_spans(decoded.flatten())
 }
 
 impl From<PushError> for andante_ingest::PushFailure {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use andante_block::v1::metrics::{FoldWay, MetricsColumns};
 use andante_block::v1::search::ScanPlan;
-use andante_live::decode_fragments;
+use andante_live::decode_fragments_projected;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId};
 use andante_traceql::metrics::{combine, MetricsSeries, Operand};
@@ -400,12 +400,11 @@ impl Querier {
         for tenant in tenants.iter() {
             let snapshot = self.live.snapshot(tenant).await;
             failures.extend(snapshot.failures);
-            let mut live: HashMap<TraceId, Vec<ResourceSpans>> = snapshot
-                .value
-                .into_iter()
-                .map(|(trace_id, fragments)| (trace_id, decode_fragments(&fragments)))
-                .collect();
+            // Live traces stay encoded until the fold, which decodes only what the query reads;
+            // block rows of the same traces wait beside them.
+            let live: HashMap<TraceId, Vec<bytes::Bytes>> = snapshot.value.into_iter().collect();
             let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
+            let mut from_blocks: HashMap<TraceId, Vec<ResourceSpans>> = HashMap::new();
 
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
             result.stats.total_blocks += blocks.len() as u64;
@@ -448,8 +447,11 @@ impl Querier {
                         result.stats.completed_jobs += 1;
                         shared_ids.extend(fold.shared_ids);
                         for (trace_id, resource_spans) in fold.shared_spans {
-                            if let Some(existing) = live.get_mut(&trace_id) {
-                                existing.extend(resource_spans);
+                            if live.contains_key(&trace_id) {
+                                from_blocks
+                                    .entry(trace_id)
+                                    .or_default()
+                                    .extend(resource_spans);
                             }
                         }
                     }
@@ -457,6 +459,7 @@ impl Querier {
                 }
             }
             // A columnar fold skipped the rows of traces also held live: count them whole.
+            let mut whole: HashMap<TraceId, Vec<ResourceSpans>> = HashMap::new();
             for trace_id in shared_ids {
                 let lookup = self
                     .trace_by_id(
@@ -465,16 +468,27 @@ impl Querier {
                         crate::TimeHint::default(),
                     )
                     .await;
-                live.insert(trace_id, lookup.resource_spans);
+                whole.insert(trace_id, lookup.resource_spans);
             }
             // Live traces last, merged with any copy a block holds, each counted once.
-            let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live
-                .into_iter()
-                .map(|(id, spans)| (id, merge_resource_spans(spans)))
-                .collect();
             let (query, permit) = (query.clone(), self.cpu.clone().acquire_owned().await);
+            let projection = query.projection();
             let folded = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
+                let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live
+                    .into_iter()
+                    .map(|(id, fragments)| {
+                        let spans = match whole.remove(&id) {
+                            Some(spans) => spans,
+                            None => {
+                                let mut spans = decode_fragments_projected(&fragments, &projection);
+                                spans.extend(from_blocks.remove(&id).unwrap_or_default());
+                                spans
+                            }
+                        };
+                        (id, merge_resource_spans(spans))
+                    })
+                    .collect();
                 let traces = merged.len() as u64;
                 let (accumulator, spans) = fold(&query, shape, &merged);
                 (accumulator, spans, traces)

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use andante_block::v1::search::{Candidate, ScanPlan};
 use andante_block::v1::{AttributeParts, SpanParts};
-use andante_live::decode_fragments;
+use andante_live::decode_fragments_projected;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{TenantSet, TraceId, UnixNanos};
 use andante_traceql::ast::{Field, Intrinsic, StatusCode};
@@ -390,7 +390,7 @@ impl Querier {
         result
     }
 
-    /// Those of one tenant's live traces that satisfy the condition (decoded on the CPU pool), and the
+    /// Those of one tenant's live traces that satisfy the condition (on the CPU pool), and the
     /// spans inspected.
     async fn live_candidates(
         &self,
@@ -401,30 +401,18 @@ impl Querier {
         let permit = self.cpu.clone().acquire_owned().await;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut out = Vec::new();
-            let mut spans = 0u64;
-            for (trace_id, fragments) in live {
-                let resource_spans = decode_fragments(&fragments);
-                let view = TraceView::new(trace_id.0, &resource_spans);
-                spans += view.spans.len() as u64;
-                let found: Vec<bool> = condition
-                    .predicates()
-                    .iter()
-                    .map(|predicate| {
-                        (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span))
-                    })
-                    .collect();
-                if condition.holds(&found) {
-                    out.push(Candidate {
-                        trace_id,
-                        start_unix_nanos: view.start_unix_nanos,
-                        end_unix_nanos: view.end_unix_nanos,
-                        location: None,
-                        too_few_here: false,
-                    });
-                }
-            }
-            (out, spans)
+            let (found, spans) = match_live(live, &condition);
+            let candidates = found
+                .into_iter()
+                .map(|found| Candidate {
+                    trace_id: found.trace_id,
+                    start_unix_nanos: found.start_unix_nanos,
+                    end_unix_nanos: found.end_unix_nanos,
+                    location: None,
+                    too_few_here: false,
+                })
+                .collect();
+            (candidates, spans)
         })
         .await
         .map_err(|error| {
@@ -661,6 +649,46 @@ pub fn summarize(
     })
 }
 
+/// A live trace that satisfies a search's stage-1 condition, and its time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveMatch {
+    pub trace_id: TraceId,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+}
+
+/// Stage 1 over encoded live traces: decodes only the fields the condition reads (see
+/// `docs/design/live-search.md`) and keeps the traces satisfying it; returns them and the spans
+/// inspected. Runs wherever the fragments are: in the querier, or in a live-store.
+pub fn match_live(
+    live: impl IntoIterator<Item = (TraceId, Vec<bytes::Bytes>)>,
+    condition: &TraceCondition,
+) -> (Vec<LiveMatch>, u64) {
+    let projection = condition.projection();
+    let predicates = condition.predicates();
+    let mut out = Vec::new();
+    let mut spans = 0u64;
+    for (trace_id, fragments) in live {
+        let resource_spans = decode_fragments_projected(&fragments, &projection);
+        let view = TraceView::new(trace_id.0, &resource_spans);
+        spans += view.spans.len() as u64;
+        let found: Vec<bool> = predicates
+            .iter()
+            .map(|predicate| {
+                (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span))
+            })
+            .collect();
+        if condition.holds(&found) {
+            out.push(LiveMatch {
+                trace_id,
+                start_unix_nanos: view.start_unix_nanos,
+                end_unix_nanos: view.end_unix_nanos,
+            });
+        }
+    }
+    (out, spans)
+}
+
 /// Whether a trace stage 1 saw in `block` may have spans in another block or held live (Bloom
 /// filters; false positives only cost a stage-2 read).
 fn held_elsewhere(
@@ -673,4 +701,102 @@ fn held_elsewhere(
         || tenant_blocks
             .iter()
             .any(|handle| handle.meta.block_id != block.block_id && handle.may_contain(trace_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use andante_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    /// Generated traces held as two pushes each, the second repeating the first span with
+    /// another end time (a retried push that changed; the first copy is the one kept).
+    fn live_traces() -> Vec<(TraceId, Vec<bytes::Bytes>)> {
+        let topology = andante_gen::Topology::new(7);
+        let mut builder = andante_gen::TraceBuilder::new(&topology, 7);
+        (0..400u64)
+            .map(|n| {
+                let (trace_id, resource_spans) =
+                    builder.build(1_790_000_000_000_000_000 + n * 1_000_000);
+                let mut repeated = resource_spans[0].clone();
+                repeated.scope_spans.truncate(1);
+                repeated.scope_spans[0].spans.truncate(1);
+                repeated.scope_spans[0].spans[0].end_time_unix_nano += 5_000_000_000;
+                let encode = |resource_spans: Vec<_>| {
+                    bytes::Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec())
+                };
+                let trace_id = TraceId(trace_id.try_into().expect("16 bytes"));
+                (
+                    trace_id,
+                    vec![encode(resource_spans), encode(vec![repeated])],
+                )
+            })
+            .collect()
+    }
+
+    /// Stage 1 as it was before projection: every fragment decoded whole and merged.
+    fn matched_in_full(
+        live: &[(TraceId, Vec<bytes::Bytes>)],
+        condition: &TraceCondition,
+    ) -> Vec<LiveMatch> {
+        live.iter()
+            .filter_map(|(trace_id, fragments)| {
+                let resource_spans = andante_live::decode_fragments(fragments);
+                let view = TraceView::new(trace_id.0, &resource_spans);
+                let found: Vec<bool> = condition
+                    .predicates()
+                    .iter()
+                    .map(|predicate| {
+                        (0..view.spans.len() as u32).any(|span| predicate.matches_span(&view, span))
+                    })
+                    .collect();
+                condition.holds(&found).then_some(LiveMatch {
+                    trace_id: *trace_id,
+                    start_unix_nanos: view.start_unix_nanos,
+                    end_unix_nanos: view.end_unix_nanos,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn projected_stage_one_finds_what_a_full_decode_finds() {
+        let live = live_traces();
+        let mut matched_some = 0;
+        for text in [
+            "{ }",
+            "{ status = error }",
+            "{ span.http.request.method = \"POST\" }",
+            "{ .http.route =~ \"/api.*\" && kind = server }",
+            "{ resource.service.name != nil && duration > 50ms }",
+            "{ span:childCount = 1 }",
+            "{ span:childCount > 2 }",
+            "{ parent.resource.service.name != nil && kind = client }",
+            "{ trace:rootService =~ \".+\" && nestedSetParent > 1 }",
+            "{ trace:duration > 4s }",
+            "{ name =~ \"GET.*\" } >> { status = error }",
+            "{ instrumentation:name != \"\" || event:name = \"exception\" }",
+            "{ } | count() > 5",
+        ] {
+            let query = andante_traceql::parse(text).expect("parses");
+            let condition = TraceCondition::of(&query);
+            let expected = matched_in_full(&live, &condition);
+            let (found, spans) = match_live(live.iter().cloned(), &condition);
+            let first_difference = found.iter().zip(&expected).find(|(a, b)| a != b);
+            assert!(
+                found == expected,
+                "`{text}`: {} found, {} expected, first difference {first_difference:?}",
+                found.len(),
+                expected.len()
+            );
+            assert!(spans > 400, "`{text}` inspected {spans} spans");
+            if !expected.is_empty() && expected.len() < live.len() {
+                matched_some += 1;
+            }
+        }
+        assert!(
+            matched_some >= 4,
+            "only {matched_some} queries tell traces apart"
+        );
+    }
 }

@@ -9,11 +9,14 @@ use std::sync::Arc;
 
 use andante_block::v1::search::ScanPlan;
 use andante_block::v1::tags::{TagCollection, TagRequest};
-use andante_live::decode_fragments;
+use andante_live::decode_fragments_projected;
+use andante_model::projected::Projection;
 use andante_model::{TenantSet, UnixNanos};
 use andante_traceql::ast::Scope;
 use andante_traceql::eval::resolve;
-use andante_traceql::{Field, Query, SpanPredicate, TraceCondition, TraceView, Value};
+use andante_traceql::{
+    projection_of, Field, Query, SpanPredicate, TraceCondition, TraceView, Value,
+};
 
 use crate::Querier;
 
@@ -106,6 +109,17 @@ impl Querier {
     ) -> TagAnswer {
         let condition = filter.map_or(TraceCondition::True, TraceCondition::of);
         let predicates: Vec<SpanPredicate> = condition.predicates().into_iter().cloned().collect();
+        // Live traces are decoded with what the filter and the request read: names need every
+        // attribute key; values need their one field.
+        let projection = match &request {
+            TagRequest::Names => Projection::everything(),
+            TagRequest::Values(field) => projection_of(
+                predicates
+                    .iter()
+                    .flat_map(|predicate| predicate.fields())
+                    .chain(std::iter::once(field)),
+            ),
+        };
         let (start, end) = (start.unwrap_or(0), end.unwrap_or(u64::MAX));
         // The block adds the columns the request reads (they depend on its slots).
         let plan = Arc::new(ScanPlan::new(condition.clone(), start..end));
@@ -117,13 +131,14 @@ impl Querier {
             failures.extend(snapshot.failures);
             let live = snapshot.value;
             let (task_request, task_predicates) = (request.clone(), predicates.clone());
+            let projection = projection.clone();
             let permit = self.cpu.clone().acquire_owned().await;
             let live_part = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let mut part = TagCollection::default();
                 let mut part_seen = HashSet::new();
                 for (trace_id, fragments) in live.into_iter().rev() {
-                    let resource_spans = decode_fragments(&fragments);
+                    let resource_spans = decode_fragments_projected(&fragments, &projection);
                     let view = TraceView::new(trace_id.0, &resource_spans);
                     if view.start_unix_nanos > end || view.end_unix_nanos < start {
                         continue;

@@ -138,6 +138,8 @@ fn main() {
         },
     );
 
+    live_stage_one(&request);
+
     let dir = std::env::temp_dir().join(format!("andante-bench-wal-{}", std::process::id()));
     let wal = andante_wal::Wal::open(
         &dir,
@@ -163,4 +165,53 @@ fn main() {
     );
     drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Search stage 1 over recent traces held as protobuf fragments (one per trace, as a push of
+/// whole traces leaves them): the full decode every query used to pay, then `match_live`, which
+/// decodes only the fields each query reads.
+fn live_stage_one(request: &ExportTraceServiceRequest) {
+    let live: Vec<(TraceId, Vec<bytes::Bytes>)> = split_by_trace(request.clone())
+        .into_iter()
+        .map(|fragment| {
+            let encoded = ExportTraceServiceRequest {
+                resource_spans: fragment.resource_spans,
+            }
+            .encode_to_vec();
+            (fragment.trace_id, vec![bytes::Bytes::from(encoded)])
+        })
+        .collect();
+    let spans: usize = live
+        .iter()
+        .map(|(_, fragments)| {
+            andante_model::span_count(&andante_live::decode_fragments(fragments)) as usize
+        })
+        .sum();
+    measure(
+        "live: full decode + trace view (before)",
+        "span",
+        spans,
+        || {
+            for (trace_id, fragments) in &live {
+                let resource_spans = andante_live::decode_fragments(fragments);
+                std::hint::black_box(andante_traceql::TraceView::new(trace_id.0, &resource_spans));
+            }
+        },
+    );
+    for text in [
+        "{ }",
+        "{ status = error }",
+        "{ resource.service.name = \"checkout\" && duration > 100ms }",
+        "{ span.http.request.method = \"POST\" }",
+        "{ .http.route =~ \"/api.*\" } >> { kind = client }",
+    ] {
+        let query = andante_traceql::parse(text).expect("parses");
+        let condition = andante_traceql::TraceCondition::of(&query);
+        measure(&format!("live: match_live {text}"), "span", spans, || {
+            std::hint::black_box(andante_query::search::match_live(
+                live.iter().cloned(),
+                &condition,
+            ));
+        });
+    }
 }

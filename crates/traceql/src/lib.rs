@@ -14,6 +14,7 @@ mod lenient;
 mod lexer;
 pub mod metrics;
 mod parser;
+pub mod projection;
 pub mod trace;
 pub mod value;
 
@@ -26,6 +27,7 @@ pub use metrics::{
     parse_metrics, parse_metrics_expr, Accumulator, Intervals, MetricsExpr, MetricsQuery,
 };
 pub use parser::{parse, MAX_QUERY_DEPTH};
+pub use projection::projection_of;
 pub use trace::TraceView;
 pub use value::Value;
 

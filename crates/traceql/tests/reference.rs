@@ -7,11 +7,16 @@
 
 use std::collections::HashMap;
 
+use andante_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
 use andante_model::otlp::resource::v1::Resource;
 use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use andante_traceql::{evaluate, parse, Relation, TraceCondition, TraceView};
+use andante_model::projected::decode_projected;
+use andante_traceql::{
+    evaluate, evaluated_fields, parse, projection_of, Relation, TraceCondition, TraceView,
+};
 use proptest::prelude::*;
+use prost::Message;
 
 #[derive(Debug, Clone)]
 struct RSpan {
@@ -447,6 +452,20 @@ proptest! {
         engine.dedup();
         let expected = reference(&q, &spans);
         prop_assert_eq!(&engine, &expected, "query {}", text);
+
+        // Recent traces are decoded with only the fields the query reads: same spans.
+        let bytes = ExportTraceServiceRequest { resource_spans: otlp.clone() }.encode_to_vec();
+        let narrow = decode_projected(&bytes, &projection_of(&evaluated_fields(&query)))
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let narrow_view = TraceView::new([1; 16], &narrow);
+        let mut projected: Vec<u8> = evaluate(&query, &narrow_view)
+            .into_iter()
+            .flat_map(|set| set.spans)
+            .map(|index| narrow_view.spans[index as usize].span.span_id[0] - 1)
+            .collect();
+        projected.sort_unstable();
+        projected.dedup();
+        prop_assert_eq!(&projected, &engine, "query {} over projected spans", text);
 
         // The pushed-down condition is necessary: a trace with results must satisfy it.
         let condition = TraceCondition::of(&query);
