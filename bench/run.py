@@ -362,7 +362,7 @@ def phase_live_reads(work, seconds, rate, runs=21):
     reading two live-stores over HTTP (issue 16), the same traffic pushed to each, the two asked
     alternately in one run: trace by ID (protobuf), two searches with Grafana's defaults and a
     TraceQL metrics query. Medians in ms and split/single; plus the bytes a querier moves per
-    search (each live-store's whole answer for the tenant)."""
+    search (each live-store's stage-1 answer) and per metrics query (each one's held traces)."""
     common = ["--live.trace-idle", "2s", "--live.block-max-age", "1h", "--live.block-max-bytes", "4000000000",
               "--compaction.enabled", "false", "--generator.span-metrics.enabled", "false",
               "--generator.service-graphs.enabled", "false", "--insights.live-window", "0s"]
@@ -385,6 +385,7 @@ def phase_live_reads(work, seconds, rate, runs=21):
         "trace_by_id": lambda: ("/api/v2/traces/" + random.choice(ids), {}, {"Accept": "application/protobuf"}),
         "search_status_error": lambda: ("/api/search", {"q": "{ status = error }", "limit": 20, "spss": 3, **window}, {}),
         "search_all": lambda: ("/api/search", {"q": "{ }", "limit": 20, "spss": 3, **window}, {}),
+        "search_attribute": lambda: ("/api/search", {"q": '{ span.enduser.id = "u250" }', "limit": 20, "spss": 3, **window}, {}),
         "rate_by_service": lambda: ("/api/metrics/query_range", {"q": "{ } | rate() by (resource.service.name)", "step": "15s", **window}, {}),
     }
     session = requests.Session()
@@ -401,6 +402,11 @@ def phase_live_reads(work, seconds, rate, runs=21):
                 assert response.status_code == 200, (label, name, response.status_code, response.text[:200])
         a, b = statistics.median(times["single"]), statistics.median(times["split"])
         results[name] = {"single_ms": round(a, 2), "split_ms": round(b, 2), "split_over_single": round(b / a, 2)}
+    results["live_search_answer_bytes_per_store"] = [
+        len(session.post(f"{store.url}/internal/live/v1/search", timeout=60, json={
+            "tenant": "single-tenant", "q": "{ status = error }", "start": window["start"] * 10**9,
+            "end": window["end"] * 10**9}).content)
+        for store in stores]
     results["live_answer_bytes_per_store"] = [
         len(session.get(f"{store.url}/internal/live/v1/traces", params={"tenant": "single-tenant"}, timeout=60).content)
         for store in stores]

@@ -111,11 +111,14 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
     # the trace IDs are random.
     builder = role(tmp_path, "builder", "block-builder", brokers, s3)
     distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3) for n in range(2)]
-    querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3)
-    # The generator reads the same partitions and remote-writes span metrics to the querier.
+    # Two queriers scan blocks for a query-frontend, which answers the query API.
+    queriers = [role(tmp_path, f"querier-{n}", "querier", brokers, s3) for n in range(2)]
+    querier = role(tmp_path, "frontend", "query-frontend", brokers, s3, "--query.queriers",
+                   ",".join(q.url for q in queriers), "--query.querier-timeout", "5s")
+    # The generator reads the same partitions and remote-writes span metrics to the frontend.
     generator = role(tmp_path, "generator", "generator", brokers, s3, "--generator.collection-interval", "1s",
                      "--generator.remote-write.urls", f"{querier.url}/api/v1/push")
-    processes = [builder, *distributors, querier, generator]
+    processes = [builder, *distributors, *queriers, querier, generator]
     try:
         # A distributor serves no queries; a querier takes no pushes.
         assert requests.get(f"{distributors[0].url}/api/search", timeout=5).status_code == 404
@@ -156,7 +159,30 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         assert committed() >= committed_before_kill > 0
         push_rounds(3)
 
-        assert served_once(querier, acked, "scale-out-test", 90) >= {int.from_bytes(t, "big") for t in acked}
+        expected = {int.from_bytes(t, "big") for t in acked}
+        assert served_once(querier, acked, "scale-out-test", 90) >= expected
+        # The frontend sent the block scans to both queriers (the fewest in flight first, idle
+        # ones in turn) ...
+        jobs = [q.metric("andante_query_jobs_total") for q in queriers]
+        assert all(count > 0 for count in jobs), jobs
+        # ... and loses nothing when one stops answering (its jobs go to the other) or both do
+        # (the frontend scans the blocks itself).
+        queriers[0].kill9()
+        assert served_once(querier, acked, "scale-out-test", 30) >= expected
+        assert queriers[1].metric("andante_query_jobs_total") > jobs[1]
+        queriers[1].kill9()
+        assert served_once(querier, acked, "scale-out-test", 30) >= expected
+        # A scan job names its block; one the querier does not list is 404, bad input 400.
+        queriers[0].start()
+        scan = f"{queriers[0].url}/internal/query/v1/scan"
+        job = {"tenant": "single-tenant", "block": "00000000-0000-0000-0000-000000000001", "q": "{ }",
+               "start": 0, "end": 2**64 - 1}
+        answer = requests.post(scan, json=job, timeout=10)
+        assert answer.status_code == 404 and "not in this querier's block list" in answer.text, answer.text
+        answer = requests.post(scan, json={**job, "q": "{ .a = }"}, timeout=10)
+        assert answer.status_code == 400 and "invalid TraceQL query" in answer.text, answer.text
+        answer = requests.post(scan, json={**job, "block": "nope"}, timeout=10)
+        assert answer.status_code == 400 and "invalid block ID `nope`" in answer.text, answer.text
 
         # Span metrics of the pushed traces reach the querier's series store from the generator.
         deadline = time.time() + 60
@@ -238,6 +264,31 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         bad = requests.get(internal, params={"tenant": "single-tenant", "ids": f"{'ab' * 16},zz"}, timeout=5)
         assert bad.status_code == 400 and "trace ID 2 of `ids` (`zz`)" in bad.text, bad.text
         assert requests.get(internal, params={"tenant": "no/such tenant"}, timeout=5).status_code == 400
+        # Search stage 1 runs in the live-store: it answers every held trace's ID and the
+        # matches (live-matches v1: version, u64 spans, u32 held + IDs, u32 matches + 32 bytes
+        # each), not the traces.
+        search = f"{live_stores[0].url}/internal/live/v1/search"
+
+        def stage_one(q):
+            answer = requests.post(search, timeout=10, json={
+                "tenant": "single-tenant", "q": q, "start": 0, "end": 2**64 - 1})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"] == "application/vnd.andante.live-matches.v1"
+            body = answer.content
+            assert body[0] == 1
+            held_ids = int.from_bytes(body[9:13], "big")
+            at = 13 + 16 * held_ids
+            matches = int.from_bytes(body[at:at + 4], "big")
+            assert len(body) == at + 4 + 32 * matches
+            return held_ids, matches, int.from_bytes(body[1:9], "big")
+
+        assert stage_one('{ resource.service.name = "live-store-test" }') == (
+            held[0], held[0], held[0] * SPANS_PER_TRACE)
+        assert stage_one('{ resource.service.name = "nobody" }')[:2] == (held[0], 0)
+        bad = requests.post(search, timeout=5, json={"tenant": "single-tenant", "q": "{ .a = }",
+                                                     "start": 0, "end": 1})
+        assert bad.status_code == 400 and "invalid TraceQL query" in bad.text, bad.text
+        assert requests.post(search, timeout=5, json={"tenant": "single-tenant"}).status_code == 400
         # Asked by ID, exactly the live-store that owns the trace's partition holds it.
         answers = [requests.get(f"{store.url}/internal/live/v1/traces", timeout=5,
                                 params={"tenant": "single-tenant", "ids": acked[0].hex()}).content for store in live_stores]
@@ -254,6 +305,13 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         assert set(statuses) == {200, 503}, {code: len(r) for code, r in statuses.items()}
         assert "live-store" in statuses[503][0].text
         assert all(r.json()["status"] == "PARTIAL" for r in statuses[200]), statuses[200][0].text
+        now = int(time.time())
+        found = requests.get(f"{querier.url}/api/search", timeout=30, params={
+            "q": '{ resource.service.name = "live-store-test" }', "limit": 10_000,
+            "start": now - 600, "end": now + 60})
+        assert found.status_code == 200, found.text
+        assert found.json()["status"] == "PARTIAL" and "live-store" in found.json()["message"], found.text
+        assert len(found.json()["traces"]) == held[0]
         # Restarted, it reads its partitions again from the start (nothing was committed).
         live_stores[1].start()
         all_served_once(30)

@@ -28,6 +28,8 @@ pub struct Metrics {
     insights_fold: Family<Vec<(&'static str, String)>, Gauge>,
     /// Pushed metric samples by tenant and outcome (`stored`, `refused`).
     metric_samples: Family<Vec<(&'static str, String)>, Counter>,
+    /// Search scan jobs a querier apart ran for query-frontends.
+    pub query_jobs: Counter,
 }
 
 /// `andante_metric_samples_total`: pushed samples by tenant and outcome (`stored`, `refused`).
@@ -554,9 +556,16 @@ impl Metrics {
             "Metric samples pushed (remote-write, OTLP metrics), per tenant and outcome: stored or refused",
             metric_samples.clone(),
         );
+        let query_jobs = Counter::default();
+        registry.register(
+            "andante_query_jobs",
+            "Search scan jobs this querier ran for query-frontends (one block each)",
+            query_jobs.clone(),
+        );
         Metrics {
             registry,
             metric_samples,
+            query_jobs,
             wal_fsync_seconds,
             mcp_calls,
             insights_assertions,

@@ -462,6 +462,7 @@ pub(crate) fn search_request(
     }
     Ok(SearchRequest {
         query,
+        text,
         limit: number(params, "limit", DEFAULT_LIMIT)?,
         spans_per_spanset,
         start,

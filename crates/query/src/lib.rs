@@ -18,6 +18,7 @@ use andante_storage::Storage;
 use futures::StreamExt;
 pub use live_source::{LiveRead, LiveSource, LiveSources};
 
+pub mod jobs;
 pub mod live_remote;
 pub mod live_source;
 pub mod metrics;
@@ -57,6 +58,21 @@ pub struct Querier {
     /// How many block jobs one query keeps in flight: one per core (at least two, so fetching
     /// one block overlaps decoding another).
     block_jobs: usize,
+    /// Queriers apart that search stage 1's block scans are sent to (a query-frontend's
+    /// `query.queriers`); none: every scan runs here.
+    queriers: Option<Arc<jobs::Queriers>>,
+}
+
+/// Why a querier did not run a scan job.
+#[derive(Debug)]
+pub enum ScanJobError {
+    /// The request cannot be run anywhere (400).
+    BadRequest(String),
+    /// This querier's block list does not hold the block yet, or no longer (404: the frontend
+    /// tries another querier, then scans it itself).
+    UnknownBlock,
+    /// The block could not be read (500).
+    Read(String),
 }
 
 impl Querier {
@@ -87,7 +103,42 @@ impl Querier {
             blocks,
             cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
             block_jobs: cores.max(2),
+            queriers: None,
         }
+    }
+
+    /// Sends search stage 1's block scans to `queriers` (`jobs.rs`).
+    pub fn with_queriers(mut self, queriers: jobs::Queriers) -> Querier {
+        self.queriers = (!queriers.is_empty()).then(|| Arc::new(queriers));
+        self
+    }
+
+    /// A scan job from a query-frontend: stage 1 of `text` over block `block_id` of `tenant`,
+    /// as this querier's block list knows it.
+    pub async fn scan_block(
+        &self,
+        tenant: &andante_model::TenantId,
+        block_id: uuid::Uuid,
+        text: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<andante_block::v1::search::ScanOutcome, ScanJobError> {
+        let query = andante_traceql::parse(text)
+            .map_err(|error| ScanJobError::BadRequest(format!("invalid TraceQL query: {error}")))?;
+        let handle = self
+            .blocks
+            .blocks(tenant.as_str())
+            .into_iter()
+            .find(|handle| handle.meta.block_id == block_id)
+            .ok_or(ScanJobError::UnknownBlock)?;
+        let plan = Arc::new(andante_block::v1::search::ScanPlan::new(
+            andante_traceql::TraceCondition::of(&query),
+            start..end,
+        ));
+        handle
+            .scan(&self.storage, plan, self.cpu.clone())
+            .await
+            .map_err(|error| ScanJobError::Read(error.to_string()))
     }
 
     /// The tenant's blocks overlapping `[start, end]`, newest data first (then by block ID, so

@@ -2,19 +2,20 @@
 //!
 //! `GET <url>/internal/live/v1/tenants` answers a JSON list of tenant names;
 //! `GET <url>/internal/live/v1/traces?tenant=T[&ids=HEX,HEX...]` answers the tenant's held
-//! traces (all of them, or those of `ids`) as live-traces v1 (`andante_live::wire`). A
-//! live-store that does not answer (or answers something else) is a failure message naming it,
-//! which makes the query's answer partial.
+//! traces (all of them, or those of `ids`) as live-traces v1 (`andante_live::wire`);
+//! `POST <url>/internal/live/v1/search` with `{"tenant", "q", "start", "end"}` runs search stage 1
+//! there and answers live-matches v1. A live-store that does not answer (or answers something
+//! else) is a failure message naming it, which makes the query's answer partial.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use andante_live::wire::decode_live_traces;
+use andante_live::wire::{decode_live_matches, decode_live_traces};
 use andante_model::{TenantId, TraceId};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::live_source::{LiveRead, LiveSource, LiveTraces};
+use crate::live_source::{LiveMatches, LiveRead, LiveSearch, LiveSource, LiveTraces};
 
 /// Trace IDs asked per request: each is 33 bytes of URL, so a request line stays well under the
 /// common 8 KiB limits.
@@ -46,12 +47,11 @@ impl RemoteLive {
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Bytes, String> {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), query)
             .map_err(|error| self.failure(error))?;
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|error| self.failure(error))?;
+        self.send(self.client.get(url)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Bytes, String> {
+        let response = request.send().await.map_err(|error| self.failure(error))?;
         let status = response.status();
         let body = response
             .bytes()
@@ -62,6 +62,26 @@ impl RemoteLive {
             return Err(self.failure(format!("{status} {text}")));
         }
         Ok(body)
+    }
+
+    async fn search_there(
+        &self,
+        tenant: &TenantId,
+        request: &LiveSearch,
+    ) -> Result<LiveMatches, String> {
+        let body = serde_json::json!({
+            "tenant": tenant.as_str(),
+            "q": request.text,
+            "start": request.start,
+            "end": request.end,
+        });
+        let request = self
+            .client
+            .post(format!("{}/internal/live/v1/search", self.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let answer = self.send(request).await?;
+        decode_live_matches(answer).map_err(|error| self.failure(error))
     }
 
     async fn traces(
@@ -136,6 +156,25 @@ impl LiveSource for RemoteLive {
                 }
             }
             out
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        request: &'a LiveSearch,
+    ) -> BoxFuture<'a, LiveRead<LiveMatches>> {
+        Box::pin(async move {
+            match self.search_there(tenant, request).await {
+                Ok(value) => LiveRead {
+                    value,
+                    failures: Vec::new(),
+                },
+                Err(failure) => LiveRead {
+                    value: LiveMatches::default(),
+                    failures: vec![failure],
+                },
+            }
         })
     }
 }

@@ -1,6 +1,7 @@
 //! TraceQL search over live traces and blocks, newest first and deterministic.
 //!
-//! Stage 1 finds candidates: live traces are decoded and checked directly; blocks overlapping
+//! Stage 1 finds candidates: live traces are checked where they are held (`LiveSource::search`:
+//! in this process, or in each live-store apart); blocks overlapping
 //! the time range are scanned newest end first for traces that satisfy the query's pushed-down
 //! condition (`BlockHandle::scan`, four in flight, CPU-bounded). Stage 2 walks candidates by
 //! start time (newest first, then trace ID), fetches each whole trace from every source that
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use andante_block::v1::search::{Candidate, ScanPlan};
+use andante_block::v1::search::ScanPlan;
 use andante_block::v1::{AttributeParts, SpanParts};
 use andante_live::decode_fragments_projected;
 use andante_model::otlp::trace::v1::ResourceSpans;
@@ -37,6 +38,8 @@ pub const MAX_SPANS_PER_SPANSET: usize = 100;
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: Query,
+    /// The TraceQL `query` was parsed from, for live-stores apart (they parse it themselves).
+    pub text: String,
     pub limit: usize,
     pub spans_per_spanset: usize,
     pub start: Option<UnixNanos>,
@@ -219,31 +222,23 @@ impl Querier {
         // Per tenant, the traces held live: a block's candidate with too few spans there may
         // have the rest of them live.
         let mut held_live: Vec<HashSet<TraceId>> = Vec::with_capacity(tenant_list.len());
+        let live_search = crate::live_source::LiveSearch {
+            text: request.text.clone(),
+            condition: condition.clone(),
+            start,
+            end,
+            cpu: self.cpu.clone(),
+        };
         for (tenant_index, tenant) in tenant_list.iter().enumerate() {
-            let snapshot = self.live.snapshot(tenant).await;
-            failures.extend(snapshot.failures);
-            held_live.push(
-                snapshot
-                    .value
-                    .iter()
-                    .map(|(trace_id, _)| *trace_id)
-                    .collect(),
-            );
-            let (live, spans) = match self.live_candidates(snapshot.value, &condition).await {
-                Ok(found) => found,
-                Err(message) => {
-                    failures.push(message);
-                    (Vec::new(), 0)
-                }
-            };
-            result.metrics.inspected_spans += spans;
-            for candidate in live {
-                if candidate.start_unix_nanos <= end && candidate.end_unix_nanos >= start {
-                    let slot = candidates
-                        .entry((candidate.trace_id, tenant_index))
-                        .or_insert(0);
-                    *slot = (*slot).max(candidate.start_unix_nanos);
-                }
+            let live = self.live.search(tenant, &live_search).await;
+            failures.extend(live.failures);
+            held_live.push(live.value.held.into_iter().collect());
+            result.metrics.inspected_spans += live.value.spans;
+            for candidate in live.value.matches {
+                let slot = candidates
+                    .entry((candidate.trace_id, tenant_index))
+                    .or_insert(0);
+                *slot = (*slot).max(candidate.start_unix_nanos);
             }
             blocks.extend(
                 self.blocks_newest_first(tenant, start, end)
@@ -266,10 +261,34 @@ impl Querier {
             .collect();
         // Scans run as tasks so they progress (and release their CPU permits) while stage 2
         // runs between them; the ones still running when the search stops are aborted.
+        // With queriers apart, each scan is first a job for one of them (`jobs.rs`).
+        let in_flight = self
+            .queriers
+            .as_ref()
+            .map_or(4, |queriers| (2 * queriers.len()).max(4));
         let mut scans = stream::iter(blocks.into_iter().map(|(tenant_index, handle)| {
             let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
             let meta = handle.meta.clone();
+            let queriers = self.queriers.clone();
+            let tenant = tenant_list[tenant_index].clone();
+            let text = request.text.clone();
             let task = AbortOnDrop(tokio::spawn(async move {
+                if let Some(queriers) = queriers {
+                    let job = crate::jobs::ScanJob {
+                        tenant: &tenant,
+                        block_id: handle.meta.block_id,
+                        text: &text,
+                        start,
+                        end,
+                    };
+                    match queriers.scan(&job).await {
+                        Ok(outcome) => return Ok(outcome),
+                        Err(error) => tracing::warn!(
+                            block = %handle.meta.block_id, %error,
+                            "no querier scanned the block; scanning it here"
+                        ),
+                    }
+                }
                 handle.scan(&storage, plan, cpu).await
             }));
             async move {
@@ -280,7 +299,7 @@ impl Querier {
                 (tenant_index, meta, outcome)
             }
         }))
-        .buffered(4);
+        .buffered(in_flight);
 
         let fields = Arc::new(referenced_fields(&request.query));
         let query = Arc::new(request.query.clone());
@@ -388,37 +407,6 @@ impl Querier {
             result.partial_message = Some(failures.join("; "));
         }
         result
-    }
-
-    /// Those of one tenant's live traces that satisfy the condition (on the CPU pool), and the
-    /// spans inspected.
-    async fn live_candidates(
-        &self,
-        live: crate::live_source::LiveTraces,
-        condition: &TraceCondition,
-    ) -> Result<(Vec<Candidate>, u64), String> {
-        let condition = condition.clone();
-        let permit = self.cpu.clone().acquire_owned().await;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let (found, spans) = match_live(live, &condition);
-            let candidates = found
-                .into_iter()
-                .map(|found| Candidate {
-                    trace_id: found.trace_id,
-                    start_unix_nanos: found.start_unix_nanos,
-                    end_unix_nanos: found.end_unix_nanos,
-                    location: None,
-                    too_few_here: false,
-                })
-                .collect();
-            (candidates, spans)
-        })
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "live search task failed");
-            "the live traces could not be searched".to_owned()
-        })
     }
 
     /// Stage 2 over `ready`, newest first: fetches the traces whole, evaluates the query and
@@ -649,13 +637,7 @@ pub fn summarize(
     })
 }
 
-/// A live trace that satisfies a search's stage-1 condition, and its time range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveMatch {
-    pub trace_id: TraceId,
-    pub start_unix_nanos: u64,
-    pub end_unix_nanos: u64,
-}
+pub use andante_live::wire::LiveMatch;
 
 /// Stage 1 over encoded live traces: decodes only the fields the condition reads (see
 /// `docs/design/live-search.md`) and keeps the traces satisfying it; returns them and the spans

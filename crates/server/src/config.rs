@@ -84,6 +84,8 @@ pub const KEYS: &[Key] = &[
     key("query.max_concurrent_per_tenant", Int, "20", "Most queries (search, tags, trace by ID, metrics, PromQL) one tenant runs at once; more answer 429."),
     key("query.live_stores", Str, "", "Comma list of the live-stores' HTTP base URLs (`http://live-store-0:3200`) a querier or query-frontend apart asks for recent data, every one for every query (each holds its own partitions); one that does not answer makes the answer partial, naming it. Empty: recent data is served once a block-builder has written it."),
     key("query.live_store_timeout", Dur, "5s", "How long a querier waits for a live-store's answer before answering without it (partial)."),
+    key("query.queriers", Str, "", "Comma list of the queriers' HTTP base URLs (`http://querier-0:3200`) a query-frontend apart sends search jobs to: each block's stage-1 scan goes to the querier with the fewest jobs in flight, then to one other if it fails, and is scanned by the frontend itself if neither answers. Empty: the frontend scans every block itself."),
+    key("query.querier_timeout", Dur, "30s", "How long a query-frontend waits for a querier's answer to one search job before trying another."),
     key("query.max_metrics_series", Int, "10000", "Most series a TraceQL metrics answer holds; past it the answer is truncated and marked partial."),
     key("compaction.enabled", Bool, "true", "Merge small blocks in the background."),
     key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
@@ -403,6 +405,10 @@ impl QueryConfig {
     pub fn live_stores(&self) -> Vec<String> {
         list(&self.live_stores)
     }
+
+    pub fn queriers(&self) -> Vec<String> {
+        list(&self.queriers)
+    }
 }
 
 impl Kafka {
@@ -501,6 +507,9 @@ pub struct QueryConfig {
     pub live_stores: String,
     #[serde(deserialize_with = "duration")]
     pub live_store_timeout: Duration,
+    pub queriers: String,
+    #[serde(deserialize_with = "duration")]
+    pub querier_timeout: Duration,
     pub max_metrics_series: usize,
     pub max_bytes_per_query: u64,
     pub max_concurrent_per_tenant: usize,
@@ -764,10 +773,22 @@ impl Config {
                 _ => bail!("distributor.metrics_url: `{metrics_url}` is not an `http://` base URL (`http://andante-query:3200`)"),
             }
         }
-        for url in self.query.live_stores() {
-            match url.parse::<axum::http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
-                _ => bail!("query.live_stores: `{url}` is not an `http://` base URL (`http://live-store-0:3200`)"),
+        let urls = [
+            (
+                "query.live_stores",
+                self.query.live_stores(),
+                "live-store-0",
+            ),
+            ("query.queriers", self.query.queriers(), "querier-0"),
+        ];
+        for (key, list, example) in urls {
+            for url in list {
+                match url.parse::<axum::http::Uri>() {
+                    Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+                    _ => bail!(
+                        "{key}: `{url}` is not an `http://` base URL (`http://{example}:3200`)"
+                    ),
+                }
             }
         }
         if self.kafka.instances == 0 || self.kafka.instance >= self.kafka.instances {
@@ -914,9 +935,10 @@ without the header acts for the credential's first tenant, so clients need not s
 multitenancy off all data belongs to `single-tenant`, `tenants` may be left out and is ignored,
 and any valid credential may read and write everything.
 
-A live-store apart answers queriers at `/internal/live/` without credentials and over the
-same listener, as Tempo's components talk to each other: its port belongs on the cluster's
-network only, and `query.live_stores` takes `http://` URLs.
+A live-store apart answers queriers at `/internal/live/`, and a querier apart answers
+query-frontends at `/internal/query/`, without credentials and over the same listener, as
+Tempo's components talk to each other: their ports belong on the cluster's network only, and
+`query.live_stores` and `query.queriers` take `http://` URLs.
 
 In Grafana's Tempo data source, turn on *Basic auth* or add the header
 `Authorization: Bearer <token>`; OpenTelemetry SDKs and the Collector take
@@ -1032,6 +1054,14 @@ mod tests {
         let error = config.validate().expect_err("no scheme").to_string();
         assert!(error.contains("query.live_stores"), "{error}");
         explicit.remove("query.live_stores");
+        explicit.insert(
+            "query.queriers",
+            "http://querier-0:3200,https://q".to_owned(),
+        );
+        let config = merge(None, &explicit).expect("a string parses");
+        let error = config.validate().expect_err("not http").to_string();
+        assert!(error.contains("query.queriers: `https://q`"), "{error}");
+        explicit.remove("query.queriers");
         explicit.insert("target", "generator".to_owned());
         let config = merge(None, &explicit).expect("known roles parse");
         let error = config.validate().expect_err("nowhere to send").to_string();

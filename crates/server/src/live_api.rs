@@ -1,28 +1,92 @@
 //! A live-store's internal HTTP API, read by queriers through `andante_query::live_remote`:
-//! the tenants it holds data of, and a tenant's held traces (all, or those of `ids`) as
-//! live-traces v1. Not a public API: no Tempo client calls it. Served outside
+//! the tenants it holds data of, a tenant's held traces (all, or those of `ids`) as
+//! live-traces v1, and search stage 1 run here (`POST /internal/live/v1/search`, live-matches
+//! v1), so a search moves 16 bytes per held trace instead of the traces. Not a public API: no Tempo client calls it. Served outside
 //! `auth.tokens_file` (queriers hold no credential), like the traffic between Tempo's
 //! components, so a live-store's port belongs on the cluster's network only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use andante_live::wire::{encode_live_traces, LIVE_TRACES_CONTENT_TYPE};
+use andante_live::wire::{
+    encode_live_matches, encode_live_traces, LIVE_MATCHES_CONTENT_TYPE, LIVE_TRACES_CONTENT_TYPE,
+};
 use andante_model::{TenantId, TraceId};
+use andante_query::live_source::LiveSearch;
 use andante_query::LiveSource;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 /// Most IDs one request may name (a querier sends at most 200).
 const MAX_IDS: usize = 10_000;
 
 pub fn router(stores: Arc<dyn LiveSource>) -> axum::Router {
+    let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
+    let search_state = SearchState {
+        stores: stores.clone(),
+        cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
+    };
     axum::Router::new()
         .route("/internal/live/v1/tenants", get(tenants))
         .route("/internal/live/v1/traces", get(traces))
         .with_state(stores)
+        .merge(
+            axum::Router::new()
+                .route("/internal/live/v1/search", post(search))
+                .with_state(search_state),
+        )
+}
+
+/// The stores and the permits for stage-1 evaluation: one per core, so concurrent searches
+/// queue rather than starve the consumers feeding the stores.
+#[derive(Clone)]
+struct SearchState {
+    stores: Arc<dyn LiveSource>,
+    cpu: Arc<tokio::sync::Semaphore>,
+}
+
+#[derive(serde::Deserialize)]
+struct SearchBody {
+    tenant: String,
+    q: String,
+    start: u64,
+    end: u64,
+}
+
+async fn search(
+    State(state): State<SearchState>,
+    body: Result<axum::Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => return bad_request(rejection.body_text()),
+    };
+    let tenant = match TenantId::new(&body.tenant) {
+        Ok(tenant) => tenant,
+        Err(error) => return bad_request(format!("invalid tenant: {error}")),
+    };
+    let query = match andante_traceql::parse(&body.q) {
+        Ok(query) => query,
+        Err(error) => return bad_request(format!("invalid TraceQL query: {error}")),
+    };
+    let request = LiveSearch {
+        condition: andante_traceql::TraceCondition::of(&query),
+        text: body.q,
+        start: body.start,
+        end: body.end,
+        cpu: state.cpu,
+    };
+    let found = state.stores.search(&tenant, &request).await;
+    if !found.failures.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, found.failures.join("; ")).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, LIVE_MATCHES_CONTENT_TYPE)],
+        encode_live_matches(&found.value),
+    )
+        .into_response()
 }
 
 async fn tenants(State(stores): State<Arc<dyn LiveSource>>) -> Response {

@@ -6,6 +6,7 @@
 mod config;
 mod listen;
 mod live_api;
+mod query_jobs;
 mod roles;
 mod serve;
 mod tls;

@@ -777,7 +777,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.server.max_request_bytes,
             validation,
         ),
-        querier: Querier::new(live_source, storage.clone(), blocks.clone()),
+        querier: match config.query.queriers() {
+            urls if urls.is_empty() => Querier::new(live_source, storage.clone(), blocks.clone()),
+            urls => Querier::new(live_source, storage.clone(), blocks.clone()).with_queriers(
+                andante_query::jobs::Queriers::new(&urls, config.query.querier_timeout)
+                    .map_err(|error| anyhow::anyhow!("query.queriers: {error}"))?,
+            ),
+        },
         metrics,
         metrics_store: generated.store.clone(),
         metrics_head: metrics_head.clone(),
@@ -815,6 +821,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut internal_router = live_role
         .as_ref()
         .map(|role| crate::live_api::router(Arc::new(own_live_stores(role))));
+    // A querier apart runs query-frontends' search jobs (`/internal/query/`), internal likewise.
+    if roles.contains(&crate::config::Role::Querier) {
+        let jobs =
+            crate::query_jobs::router(state.querier.clone(), state.metrics.query_jobs.clone());
+        internal_router = Some(match internal_router {
+            Some(router) => router.merge(jobs),
+            None => jobs,
+        });
+    }
     let mut routers = vec![(
         config.server.http_listen_address.as_str(),
         "query API",
