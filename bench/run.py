@@ -130,7 +130,8 @@ def phase_ingest(work, seconds, rate):
     spans = server.metric("andante_spans_received_total") - spans_before
     server.stop()
     after_cut = block_stats(storage)
-    compacted = Server(storage, "--compaction.interval", "1s", "--compaction.max-input-blocks", "64").start()
+    compacted = Server(storage, "--compaction.interval", "1s", "--compaction.max-input-blocks", "64",
+                       "--compaction.compacted-block-retention", "0s").start()
     compaction_started = time.time()
     while block_stats(storage)["blocks"] > 1 and time.time() - compaction_started < 300:
         time.sleep(0.5)

@@ -1,7 +1,8 @@
 """The split roles over a real Kafka-API broker (tansu) and a real S3 server (SeaweedFS), each
 role its own process: two distributors produce to the log, a block-builder consumes it into
-blocks in the bucket, a generator consumes it into span metrics remote-written to the querier,
-and the querier answers from the blocks and its series store. Under load the block-builder is killed
+blocks in the bucket, a generator consumes it into span metrics remote-written to the
+query-frontend, and the frontend answers from the blocks (their scans sent to two queriers, and
+done by itself when no querier answers) and its series store. Under load the block-builder is killed
 with SIGKILL and restarted: every acknowledged trace is then served by ID with exactly its spans
 and found once by search. With the broker stopped, a push is answered 503 (retryable), never
 acknowledged, and accepted again once the broker is back, with no restart of ours.
@@ -9,13 +10,18 @@ acknowledged, and accepted again once the broker is back, with no restart of our
 With live-stores, a trace is served before any block holds it; a live-store killed with SIGKILL
 makes the answers for its partitions refused as unavailable (never "not found"), and once
 restarted it serves them again; once the block-builder has written them, the live-stores forget
-them and the blocks serve them, none twice."""
+them and the blocks serve them, none twice. Live-stores run search stage 1 themselves.
+
+Every role at once (2 distributors, 2 live-stores, a block-builder, 2 queriers, a frontend, a
+compactor): a live-store and the builder killed under load and restarted lose nothing and
+repeat nothing."""
 
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +29,7 @@ import pytest
 import requests
 
 from conftest import Server, free_port
-from test_roles import SPANS_PER_TRACE, body
+from test_roles import SPANS_PER_TRACE, body, compactions
 from test_s3 import s3, s3_args  # noqa: F401  (the module's SeaweedFS fixture)
 
 def tansu_binary():
@@ -89,8 +95,10 @@ def served_once(querier, acked, service, deadline_secs):
     found twice."""
     deadline = time.time() + deadline_secs
     missing = list(acked)
-    while missing:
+    while True:
         missing = [t for t in missing if spans_by_id(querier, t) is None]
+        if not missing:
+            break
         assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
         time.sleep(0.5)
     for trace_id in acked:
@@ -393,5 +401,69 @@ def test_a_distributor_forwards_metrics_to_the_series_store_and_acknowledges_onl
                                  headers={"Content-Type": "application/x-protobuf"}, timeout=10)
         assert response.status_code == 503, response.text
     finally:
+        for process in processes:
+            process.stop()
+
+
+def test_every_role_apart_loses_nothing_when_a_live_store_and_the_builder_are_killed_under_load(tmp_path, broker, s3):
+    """Issue 16's deployment, each role a process: 2 distributors, 2 live-stores, 1 block-builder,
+    2 queriers, 1 query-frontend and 1 compactor. While pushes go on, one live-store and the
+    block-builder are killed with SIGKILL and restarted: afterwards every acknowledged trace is
+    served by ID (its exact spans) and found by search, none twice, before and after the
+    compactor has merged the blocks."""
+    _, brokers = broker
+    args = dict(topic="andante-spans-every-role")
+    builder = role(tmp_path, "builder", "block-builder", brokers, s3, **args)
+    distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3, **args) for n in range(2)]
+    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, "--kafka.instances", "2",
+                        "--kafka.instance", str(n), **args) for n in range(2)]
+    queriers = [role(tmp_path, f"querier-{n}", "querier", brokers, s3, **args) for n in range(2)]
+    frontend = role(tmp_path, "frontend", "query-frontend", brokers, s3,
+                    "--query.live-stores", ",".join(store.url for store in live_stores),
+                    "--query.live-store-timeout", "2s", "--query.queriers", ",".join(q.url for q in queriers), **args)
+    compactor = role(tmp_path, "compactor", "compactor", brokers, s3, "--compaction.interval", "1s", **args)
+    processes = [builder, *distributors, *live_stores, *queriers, frontend, compactor]
+    acked, refused = [], []
+    stop = threading.Event()
+
+    def load():
+        n = 0
+        while not stop.is_set():
+            batch = [os.urandom(16) for _ in range(5)]
+            response = push(distributors[n % 2], batch, service="every-role-test")
+            (acked if response.status_code == 200 else refused).extend(batch)
+            n += 1
+            time.sleep(0.05)
+
+    pusher = threading.Thread(target=load)
+    try:
+        pusher.start()
+        time.sleep(3)
+        live_stores[1].kill9()
+        builder.kill9()
+        time.sleep(2)
+        live_stores[1].start()
+        builder.start()
+        time.sleep(3)
+        stop.set()
+        pusher.join(timeout=30)
+        assert not refused, f"{len(refused)} traces refused with the broker up"
+        assert len(acked) > 100, len(acked)
+
+        expected = {int.from_bytes(t, "big") for t in acked}
+        assert served_once(frontend, acked, "every-role-test", 120) == expected
+        # The blocks were scanned by the queriers, and the compactor merges them without
+        # losing or repeating a trace.
+        assert sum(q.metric("andante_query_jobs_total") for q in queriers) > 0
+        deadline = time.time() + 60
+        while compactions(compactor, "compacted") == 0:
+            assert time.time() < deadline, "the compactor merged no blocks"
+            time.sleep(1)
+        assert compactions(compactor, "failed") == 0
+        assert served_once(frontend, acked, "every-role-test", 60) == expected
+    finally:
+        stop.set()
+        if pusher.is_alive():
+            pusher.join(timeout=30)
         for process in processes:
             process.stop()

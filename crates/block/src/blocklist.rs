@@ -23,6 +23,10 @@ pub struct BlockList {
     /// Blocks quarantined by this process, with their index: a lookup of a trace one of them
     /// may hold says so instead of answering "not found".
     quarantined: Arc<RwLock<HashMap<String, Vec<QuarantinedBlock>>>>,
+    /// How long a compaction's inputs stay in storage after their replacement was written
+    /// (`compaction.compacted_block_retention`): other processes polling less often may still
+    /// read them. 0: deleted by the first poll that sees the replacement.
+    compacted_retention_nanos: Arc<AtomicU64>,
 }
 
 /// A quarantined block's meta and, when it could be read, its index.
@@ -41,6 +45,11 @@ pub struct CorruptionCounts {
 pub const QUARANTINE_OBJECT: &str = "quarantined.json";
 
 impl BlockList {
+    pub fn set_compacted_retention(&self, retention: std::time::Duration) {
+        self.compacted_retention_nanos
+            .store(retention.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// Every block of `tenant` (cheap clones of handles).
     pub fn blocks(&self, tenant: &str) -> Vec<BlockHandle> {
         self.tenants.read().get(tenant).cloned().unwrap_or_default()
@@ -144,8 +153,10 @@ impl BlockList {
     }
 
     /// Rebuilds the list from storage. Blocks already open are reused; blocks named in another
-    /// block's `replaces` are leftovers of a compaction that stopped before deleting its inputs,
-    /// and are deleted now. A block that cannot be opened is skipped with a warning, never fatal.
+    /// block's `replaces` are a compaction's inputs: left out of the list, and deleted once the
+    /// replacement is older than the compacted-block retention (a process with an older list
+    /// may still read them until then). A block that cannot be opened is skipped with a warning,
+    /// never fatal.
     pub async fn poll(&self, storage: &Storage) -> Result<(), BlockError> {
         let poll_started_nanos = andante_model::now_unix_nanos();
         let removed_before: HashSet<Uuid> = self.removed.lock().clone();
@@ -196,16 +207,29 @@ impl BlockList {
                     }
                 }
             }
-            let replaced: Vec<Uuid> = handles
+            // Each replaced block, and when its replacement was written.
+            let replaced: HashMap<Uuid, u64> = handles
                 .iter()
-                .flat_map(|h| h.meta.replaces.iter().copied())
+                .flat_map(|h| {
+                    let written = h.meta.created_unix_nanos;
+                    h.meta.replaces.iter().map(move |id| (*id, written))
+                })
                 .collect();
             let (stale, live): (Vec<_>, Vec<_>) = handles
                 .into_iter()
-                .partition(|handle| replaced.contains(&handle.meta.block_id));
+                .partition(|handle| replaced.contains_key(&handle.meta.block_id));
+            let retention = self.compacted_retention_nanos.load(Ordering::Relaxed);
+            let now = andante_model::now_unix_nanos();
             for handle in stale {
-                tracing::info!(tenant = %handle.meta.tenant_id, block = %handle.meta.block_id, "deleting block left over from compaction");
-                delete_block(storage, &handle.meta).await?;
+                let written = replaced[&handle.meta.block_id];
+                if now.saturating_sub(written) < retention {
+                    continue;
+                }
+                tracing::info!(tenant = %handle.meta.tenant_id, block = %handle.meta.block_id, "deleting a compaction's input");
+                // Another process may have deleted it first.
+                if let Err(error) = delete_block(storage, &handle.meta).await {
+                    tracing::warn!(tenant = %handle.meta.tenant_id, block = %handle.meta.block_id, %error, "deleting a compaction's input failed");
+                }
             }
             fresh.insert(tenant, live);
         }

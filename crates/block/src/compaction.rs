@@ -5,7 +5,9 @@
 //! blocks mean fewer index probes per lookup and better compression. The output names its inputs
 //! in `replaces` and is uploaded before the inputs are deleted, so a crash at any point leaves
 //! either the inputs or the output visible (or both, which readers deduplicate and the next poll
-//! repairs), never neither.
+//! repairs), never neither. With a compacted-block retention the inputs are not deleted here but
+//! by a block-list poll once the output is that old, so a process whose list predates the
+//! compaction (a querier apart) still finds them.
 //!
 //! Retention deletes blocks whose newest span (or, if earlier, whose writing) is older than the
 //! tenant's retention period.
@@ -30,6 +32,9 @@ pub struct CompactionOptions {
     /// Inputs are read whole into memory; this caps their total data size.
     pub max_input_bytes: u64,
     pub write: v1::WriteOptions,
+    /// Inputs are left for the block-list poll to delete (`BlockList::set_compacted_retention`);
+    /// false: deleted as soon as the output is listed.
+    pub keep_inputs: bool,
 }
 
 impl Default for CompactionOptions {
@@ -40,6 +45,7 @@ impl Default for CompactionOptions {
             max_input_blocks: 8,
             max_input_bytes: 256 << 20,
             write: v1::WriteOptions::default(),
+            keep_inputs: false,
         }
     }
 }
@@ -257,8 +263,10 @@ async fn compact_leased(
     upload_block(storage, encoded).await?;
     blocks.add(BlockHandle::open(storage, meta.clone()).await?);
     blocks.remove(tenant, &meta.replaces);
-    for handle in &inputs {
-        delete_block(storage, &handle.meta).await?;
+    if !options.keep_inputs {
+        for handle in &inputs {
+            delete_block(storage, &handle.meta).await?;
+        }
     }
     Ok(Some(meta))
 }

@@ -334,6 +334,61 @@ async fn compaction_joins_split_traces_and_retention_deletes_old_blocks() {
 }
 
 #[tokio::test]
+async fn kept_compaction_inputs_stay_readable_until_their_retention_passes() {
+    let storage = Storage::in_memory();
+    let list = blocklist::BlockList::default();
+    list.set_compacted_retention(std::time::Duration::from_secs(3600));
+    let inputs = [traces(4, 10), traces(5, 10)];
+    for part in &inputs {
+        list.add(write(&storage, part, 1000).await);
+    }
+    let input_ids: Vec<_> = list.blocks("t").iter().map(|h| h.meta.block_id).collect();
+    // A querier apart listed the inputs before the compaction.
+    let querier = blocklist::BlockList::default();
+    querier.set_compacted_retention(std::time::Duration::from_secs(3600));
+    querier.poll(&storage).await.expect("poll");
+    let options = compaction::CompactionOptions {
+        keep_inputs: true,
+        ..Default::default()
+    };
+    let meta = compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
+        .await
+        .expect("compact")
+        .expect("a plan");
+    assert_eq!(list.blocks("t").len(), 1);
+    // Its old list still reads every input ...
+    for handle in querier.blocks("t") {
+        let first = inputs.iter().flatten().next().expect("traces").trace_id;
+        handle
+            .find_trace(&storage, first)
+            .await
+            .expect("still readable");
+    }
+    // ... and its next poll lists only the output, deleting nothing within the retention.
+    querier.poll(&storage).await.expect("poll");
+    let listed: Vec<_> = querier
+        .blocks("t")
+        .iter()
+        .map(|h| h.meta.block_id)
+        .collect();
+    assert_eq!(listed, vec![meta.block_id]);
+    for id in &input_ids {
+        assert!(read_meta(&storage, "t", &id.to_string()).await.is_ok());
+    }
+    // Past the retention, the next poll deletes them (a second poller finds nothing to delete).
+    querier.set_compacted_retention(std::time::Duration::ZERO);
+    list.set_compacted_retention(std::time::Duration::ZERO);
+    querier.poll(&storage).await.expect("poll");
+    list.poll(&storage)
+        .await
+        .expect("a poll after another deleted them");
+    for id in &input_ids {
+        assert!(read_meta(&storage, "t", &id.to_string()).await.is_err());
+    }
+    assert_eq!(list.blocks("t").len(), 1);
+}
+
+#[tokio::test]
 async fn trace_stream_joins_traces_cut_across_batches() {
     let storage = Storage::in_memory();
     let traces = traces(5, 80);

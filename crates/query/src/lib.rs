@@ -63,6 +63,40 @@ pub struct Querier {
     queriers: Option<Arc<jobs::Queriers>>,
 }
 
+/// Runs `work` over `items` split into `parts` parts of equal length, each a blocking task
+/// holding a `cpu` permit, and returns their results in part order (a part whose task failed
+/// gives its error).
+pub(crate) async fn in_parts<T, R>(
+    items: Vec<T>,
+    parts: usize,
+    cpu: &Arc<tokio::sync::Semaphore>,
+    work: impl Fn(Vec<T>) -> R + Clone + Send + 'static,
+) -> Vec<Result<R, tokio::task::JoinError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let part_size = items.len().div_ceil(parts.max(1)).max(1);
+    let mut tasks = Vec::new();
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(part_size).collect();
+        if part.is_empty() {
+            break;
+        }
+        let (cpu, work) = (cpu.clone(), work.clone());
+        tasks.push(async move {
+            let permit = cpu.acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                work(part)
+            })
+            .await
+        });
+    }
+    futures::future::join_all(tasks).await
+}
+
 /// Why a querier did not run a scan job.
 #[derive(Debug)]
 pub enum ScanJobError {

@@ -33,40 +33,40 @@ pub struct LiveSearch {
     pub cpu: Arc<tokio::sync::Semaphore>,
 }
 
-/// Stage 1 over `traces` on a blocking thread holding a `cpu` permit: the held IDs, and the
-/// matches within the window.
+/// Stage 1 over `traces` on the CPU pool, one part per core (each a blocking task holding a
+/// `cpu` permit): the held IDs, and the matches within the window.
 pub async fn search_held(traces: LiveTraces, request: &LiveSearch) -> LiveRead<LiveMatches> {
     let held: Vec<TraceId> = traces.iter().map(|(trace_id, _)| *trace_id).collect();
-    let permit = request.cpu.clone().acquire_owned().await;
-    let condition = request.condition.clone();
+    let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
     let (start, end) = (request.start, request.end);
-    let found = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let (mut matches, spans) = crate::search::match_live(traces, &condition);
+    let condition = request.condition.clone();
+    let parts = crate::in_parts(traces, cores, &request.cpu, move |part| {
+        let (mut matches, spans) = crate::search::match_live(part, &condition);
         matches.retain(|found| found.start_unix_nanos <= end && found.end_unix_nanos >= start);
         (matches, spans)
     })
     .await;
-    match found {
-        Ok((matches, spans)) => LiveRead {
-            value: LiveMatches {
-                spans,
-                held,
-                matches,
-            },
-            failures: Vec::new(),
+    let mut out = LiveRead {
+        value: LiveMatches {
+            held,
+            ..LiveMatches::default()
         },
-        Err(error) => {
-            tracing::error!(%error, "live search task failed");
-            LiveRead {
-                value: LiveMatches {
-                    held,
-                    ..LiveMatches::default()
-                },
-                failures: vec!["the live traces could not be searched".to_owned()],
+        failures: Vec::new(),
+    };
+    for part in parts {
+        match part {
+            Ok((matches, spans)) => {
+                out.value.matches.extend(matches);
+                out.value.spans += spans;
+            }
+            Err(error) => {
+                tracing::error!(%error, "live search task failed");
+                out.failures
+                    .push("the live traces could not be searched".to_owned());
             }
         }
     }
+    out
 }
 
 /// A read of recent data, and the sources that could not answer it.

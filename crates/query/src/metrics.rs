@@ -88,18 +88,43 @@ impl Shape {
     }
 }
 
-/// Folds traces into a fresh accumulator; also returns how many spans it looked at.
-fn fold(
+/// A trace held live, as the metrics fold meets it.
+enum HeldTrace {
+    /// Read whole already (a columnar block fold skipped its rows).
+    Whole(Vec<ResourceSpans>),
+    /// Its live fragments, and the spans a whole-trace block fold handed over.
+    Encoded {
+        fragments: Vec<bytes::Bytes>,
+        from_blocks: Vec<ResourceSpans>,
+    },
+}
+
+/// Folds held traces into a fresh accumulator, one at a time; returns it, the spans and the
+/// traces looked at.
+fn fold_held(
     query: &MetricsQuery,
     shape: Shape,
-    traces: &[(TraceId, Vec<ResourceSpans>)],
-) -> (Accumulator, u64) {
+    held: Vec<(TraceId, HeldTrace)>,
+) -> (Accumulator, u64, u64) {
+    let projection = query.projection();
     let mut accumulator = shape.accumulator();
-    let mut spans = 0u64;
-    for (trace_id, resource_spans) in traces {
-        spans += observe_trace(&mut accumulator, query, trace_id, resource_spans);
+    let (mut spans, traces) = (0u64, held.len() as u64);
+    for (trace_id, trace) in held {
+        let resource_spans = match trace {
+            HeldTrace::Whole(spans) => spans,
+            HeldTrace::Encoded {
+                fragments,
+                from_blocks,
+            } => {
+                let mut spans = decode_fragments_projected(&fragments, &projection);
+                spans.extend(from_blocks);
+                spans
+            }
+        };
+        let merged = merge_resource_spans(resource_spans);
+        spans += observe_trace(&mut accumulator, query, &trace_id, &merged);
     }
-    (accumulator, spans)
+    (accumulator, spans, traces)
 }
 
 /// Counts one whole trace into `accumulator`; returns how many spans it has.
@@ -470,39 +495,38 @@ impl Querier {
                     .await;
                 whole.insert(trace_id, lookup.resource_spans);
             }
-            // Live traces last, merged with any copy a block holds, each counted once.
-            let (query, permit) = (query.clone(), self.cpu.clone().acquire_owned().await);
-            let projection = query.projection();
-            let folded = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let merged: Vec<(TraceId, Vec<ResourceSpans>)> = live
-                    .into_iter()
-                    .map(|(id, fragments)| {
-                        let spans = match whole.remove(&id) {
-                            Some(spans) => spans,
-                            None => {
-                                let mut spans = decode_fragments_projected(&fragments, &projection);
-                                spans.extend(from_blocks.remove(&id).unwrap_or_default());
-                                spans
-                            }
-                        };
-                        (id, merge_resource_spans(spans))
-                    })
-                    .collect();
-                let traces = merged.len() as u64;
-                let (accumulator, spans) = fold(&query, shape, &merged);
-                (accumulator, spans, traces)
+            // Live traces last, merged with any copy a block holds, each counted once: split in
+            // one part per core, each decoded (only what the query reads) and folded trace by
+            // trace into its own accumulator, so no part holds its traces decoded at once.
+            let held: Vec<(TraceId, HeldTrace)> = live
+                .into_iter()
+                .map(|(id, fragments)| {
+                    let held = match whole.remove(&id) {
+                        Some(spans) => HeldTrace::Whole(spans),
+                        None => HeldTrace::Encoded {
+                            fragments,
+                            from_blocks: from_blocks.remove(&id).unwrap_or_default(),
+                        },
+                    };
+                    (id, held)
+                })
+                .collect();
+            let query_of_parts = query.clone();
+            let parts = crate::in_parts(held, self.block_jobs, &self.cpu, move |part| {
+                fold_held(&query_of_parts, shape, part)
             })
             .await;
-            match folded {
-                Ok((accumulator, spans, traces)) => {
-                    total.merge(accumulator);
-                    result.stats.inspected_spans += spans;
-                    result.stats.inspected_traces += traces;
-                    result.stats.completed_jobs += 1;
+            for folded in parts {
+                match folded {
+                    Ok((accumulator, spans, traces)) => {
+                        total.merge(accumulator);
+                        result.stats.inspected_spans += spans;
+                        result.stats.inspected_traces += traces;
+                    }
+                    Err(error) => failures.push(format!("live traces could not be read: {error}")),
                 }
-                Err(error) => failures.push(format!("live traces could not be read: {error}")),
             }
+            result.stats.completed_jobs += 1;
         }
         if total.truncated {
             failures.push(format!(

@@ -146,6 +146,7 @@ pub fn start_block_maintenance(
             max_input_blocks: config.compaction.max_input_blocks,
             max_input_bytes: config.compaction.max_input_bytes,
             write: crate::serve::write_options(config),
+            keep_inputs: !config.compaction.compacted_block_retention.is_zero(),
             ..CompactionOptions::default()
         };
         let holder = LeaseHolder {

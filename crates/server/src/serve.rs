@@ -350,6 +350,7 @@ async fn open_blocks(config: &Config) -> anyhow::Result<(Storage, BlockList)> {
     let storage =
         Storage::from_config(&storage_config(config)).context("failed to open block storage")?;
     let blocks = BlockList::default();
+    blocks.set_compacted_retention(config.compaction.compacted_block_retention);
     blocks
         .poll(&storage)
         .await
