@@ -191,6 +191,8 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         assert answer.status_code == 400 and "invalid TraceQL query" in answer.text, answer.text
         answer = requests.post(scan, json={**job, "block": "nope"}, timeout=10)
         assert answer.status_code == 400 and "invalid block ID `nope`" in answer.text, answer.text
+        answer = requests.post(scan, data="x" * 3_000_000, headers={"Content-Type": "application/json"}, timeout=10)
+        assert answer.status_code == 413, answer.text
 
         # Span metrics of the pushed traces reach the querier's series store from the generator.
         deadline = time.time() + 60
@@ -297,6 +299,9 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
                                                      "start": 0, "end": 1})
         assert bad.status_code == 400 and "invalid TraceQL query" in bad.text, bad.text
         assert requests.post(search, timeout=5, json={"tenant": "single-tenant"}).status_code == 400
+        # A body past the limit is refused as too large, not as malformed.
+        assert requests.post(search, timeout=10, data="x" * 3_000_000,
+                             headers={"Content-Type": "application/json"}).status_code == 413
         # Asked by ID, exactly the live-store that owns the trace's partition holds it.
         answers = [requests.get(f"{store.url}/internal/live/v1/traces", timeout=5,
                                 params={"tenant": "single-tenant", "ids": acked[0].hex()}).content for store in live_stores]

@@ -108,35 +108,17 @@ impl LiveSource for RemoteLive {
                 .and_then(|body| {
                     serde_json::from_slice::<Vec<String>>(&body).map_err(|e| self.failure(e))
                 });
-            match answer {
-                Ok(names) => LiveRead {
-                    value: names
-                        .iter()
-                        .filter_map(|name| TenantId::new(name).ok())
-                        .collect(),
-                    failures: Vec::new(),
-                },
-                Err(failure) => LiveRead {
-                    value: Vec::new(),
-                    failures: vec![failure],
-                },
-            }
+            LiveRead::of(answer.map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| TenantId::new(name).ok())
+                    .collect()
+            }))
         })
     }
 
     fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>> {
-        Box::pin(async move {
-            match self.traces(tenant, None).await {
-                Ok(value) => LiveRead {
-                    value,
-                    failures: Vec::new(),
-                },
-                Err(failure) => LiveRead {
-                    value: Vec::new(),
-                    failures: vec![failure],
-                },
-            }
-        })
+        Box::pin(async move { LiveRead::of(self.traces(tenant, None).await) })
     }
 
     fn find<'a>(
@@ -164,17 +146,6 @@ impl LiveSource for RemoteLive {
         tenant: &'a TenantId,
         request: &'a LiveSearch,
     ) -> BoxFuture<'a, LiveRead<LiveMatches>> {
-        Box::pin(async move {
-            match self.search_there(tenant, request).await {
-                Ok(value) => LiveRead {
-                    value,
-                    failures: Vec::new(),
-                },
-                Err(failure) => LiveRead {
-                    value: LiveMatches::default(),
-                    failures: vec![failure],
-                },
-            }
-        })
+        Box::pin(async move { LiveRead::of(self.search_there(tenant, request).await) })
     }
 }

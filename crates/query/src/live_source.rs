@@ -76,6 +76,22 @@ pub struct LiveRead<T> {
     pub failures: Vec<String>,
 }
 
+impl<T: Default> LiveRead<T> {
+    /// A source's answer, or nothing and its failure.
+    pub fn of(answer: Result<T, String>) -> LiveRead<T> {
+        match answer {
+            Ok(value) => LiveRead {
+                value,
+                failures: Vec::new(),
+            },
+            Err(failure) => LiveRead {
+                value: T::default(),
+                failures: vec![failure],
+            },
+        }
+    }
+}
+
 pub trait LiveSource: Send + Sync + 'static {
     /// Every tenant with data held (or pushed since start).
     fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>>;

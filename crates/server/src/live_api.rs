@@ -61,7 +61,7 @@ async fn search(
 ) -> Response {
     let body = match body {
         Ok(axum::Json(body)) => body,
-        Err(rejection) => return bad_request(rejection.body_text()),
+        Err(rejection) => return json_refusal(rejection),
     };
     let tenant = match TenantId::new(&body.tenant) {
         Ok(tenant) => tenant,
@@ -98,6 +98,16 @@ async fn tenants(State(stores): State<Arc<dyn LiveSource>>) -> Response {
         .map(|tenant| tenant.as_str().to_owned())
         .collect();
     axum::Json(names).into_response()
+}
+
+/// The answer to an internal request body that is not the JSON asked for (400), or is past the
+/// body limit (413, so the caller knows which).
+pub(crate) fn json_refusal(rejection: axum::extract::rejection::JsonRejection) -> Response {
+    let status = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, rejection.body_text()).into_response()
 }
 
 fn bad_request(message: String) -> Response {

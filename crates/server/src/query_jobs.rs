@@ -47,7 +47,7 @@ async fn scan(
 ) -> Response {
     let body = match body {
         Ok(axum::Json(body)) => body,
-        Err(rejection) => return refuse(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return crate::live_api::json_refusal(rejection),
     };
     let tenant = match TenantId::new(&body.tenant) {
         Ok(tenant) => tenant,
