@@ -15,10 +15,20 @@ REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("ANDANTE_BIN", REPO / "target" / "debug" / "andante"))
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now and never handed out before in this run: the kernel may offer a port
+    again as soon as the probe socket closes, and a server given one port for two listeners
+    fails to start (seen once in CI, session 19)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 class Server:
