@@ -75,6 +75,9 @@ def role(tmp_path, name, target, brokers, s3_url, *extra, block_max_age="1s", to
                                       "--kafka.partitions", "4", "--kafka.produce-timeout", "2s",
                                       "--storage.blocklist-poll", "1s", "--retention.interval", "1h",
                                       "--live.trace-idle", "500ms", "--live.block-max-age", block_max_age,
+                                      # Every process keeps a compaction's inputs a minute, so none
+                                      # reads a block another has just deleted.
+                                      "--compaction.compacted-block-retention", "1m",
                                       *s3_args(s3_url), *extra])
     server.log_path = tmp_path / f"{name}.log"
     return server.start()
