@@ -12,15 +12,27 @@
 //! Exemplars are logged the same way, in their own records, and replayed into the exemplar
 //! ring; like Prometheus' they live in memory only, so those of a deleted segment are gone
 //! after a restart (the ring would have dropped them soon anyway).
+//!
+//! Sample records name their series by a ref defined once per segment
+//! ([`wal_record::encode_v3`]). What keeps every ref readable: refs are decided, the record
+//! encoded and queued under one lock ([`SeriesRefs`]), so a definition is always queued (and,
+//! the queue committing in order, durable) before any record using it; the head rotates the WAL
+//! itself under that lock and forgets its definitions there; and a record carries the writer
+//! generation its refs were decided in, so after a failed write (which bumps it) nothing that
+//! leans on a lost definition is accepted: the head forgets its definitions and the retry
+//! defines its series again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use andante_storage::Storage;
 
-use andante_wal::{replay, FsyncObserver, ReplayReport, SegmentSeq, Wal, WalError, WalOptions};
+use andante_wal::{
+    replay, Appending, FsyncObserver, Generation, ReplayReport, SegmentSeq, Wal, WalError,
+    WalOptions,
+};
 use parking_lot::Mutex;
 
 use crate::delta::DeltaTotals;
@@ -41,6 +53,82 @@ pub struct MetricsHead {
     deltas: DeltaTotals,
     /// Everything older than this is in metric blocks (`i64::MIN`: nothing cut yet).
     persisted_until_ms: AtomicI64,
+    refs: Arc<Mutex<SeriesRefs>>,
+    /// The head rotates the WAL past this size (the writer's own rotation is off; see above).
+    max_segment_bytes: u64,
+}
+
+/// The series the active segment has defined, and the writer generation they were defined in.
+#[derive(Default)]
+struct SeriesRefs {
+    generation: Generation,
+    /// Never reused within a process; a new process starts a new segment.
+    next_ref: u64,
+    by_tenant: HashMap<String, HashMap<Labels, u64>>,
+    /// Bytes queued since the last rotation.
+    segment_bytes: u64,
+}
+
+impl SeriesRefs {
+    /// Queues a rotation: records queued after it are in a new segment, which defines anew.
+    fn rotate(
+        &mut self,
+        wal: &Wal,
+    ) -> Result<tokio::sync::oneshot::Receiver<SegmentSeq>, WalError> {
+        let rotated = wal.submit_rotate()?;
+        self.forget(self.generation + 1);
+        self.segment_bytes = 0;
+        Ok(rotated)
+    }
+
+    fn forget(&mut self, generation: Generation) {
+        self.generation = generation;
+        self.by_tenant.clear();
+    }
+
+    /// Decides refs for `series`, encodes their record and queues it, all under the caller's
+    /// lock on `self`.
+    fn submit(
+        &mut self,
+        wal: &Wal,
+        max_segment_bytes: u64,
+        tenant: &str,
+        series: &[SeriesSamples],
+    ) -> Result<Appending, WalError> {
+        if self.segment_bytes >= max_segment_bytes {
+            self.rotate(wal)?;
+        }
+        if !self.by_tenant.contains_key(tenant) {
+            self.by_tenant.insert(tenant.to_owned(), HashMap::new());
+        }
+        let known = self.by_tenant.get_mut(tenant).expect("inserted above");
+        let first_ref = self.next_ref;
+        let mut definitions = Vec::new();
+        let mut groups = Vec::with_capacity(series.len());
+        for one in series {
+            let series_ref = *known.entry(one.labels.clone()).or_insert_with(|| {
+                definitions.push(&one.labels);
+                self.next_ref += 1;
+                self.next_ref - 1
+            });
+            groups.push(wal_record::RefSamples {
+                series_ref,
+                samples: &one.samples,
+            });
+        }
+        let record = wal_record::encode_v3(tenant, first_ref, &definitions, &mut groups);
+        self.queue(wal, record, Some(self.generation))
+    }
+
+    fn queue(
+        &mut self,
+        wal: &Wal,
+        record: Vec<u8>,
+        expect: Option<Generation>,
+    ) -> Result<Appending, WalError> {
+        self.segment_bytes += record.len() as u64;
+        wal.submit(record, expect)
+    }
 }
 
 /// What a replay found, for the start-up log and self-metrics.
@@ -62,6 +150,7 @@ impl MetricsHead {
     ) -> Result<(MetricsHead, HeadReplay), WalError> {
         let mut summary = HeadReplay::default();
         let mut newest_in_segment = BTreeMap::new();
+        let mut records = wal_record::SegmentReader::default();
         summary.wal = replay(wal_dir, |seq, payload| {
             if wal_record::is_exemplars(payload) {
                 match wal_record::decode_exemplars(payload) {
@@ -74,7 +163,7 @@ impl MetricsHead {
                 }
                 return;
             }
-            let Some((tenant, series)) = wal_record::decode(payload) else {
+            let Some((tenant, series)) = records.read(seq, payload) else {
                 summary.unreadable_records += 1;
                 return;
             };
@@ -83,7 +172,16 @@ impl MetricsHead {
                 .append_series(&tenant, series, AppendMode::Replay)
                 .stored;
         })?;
-        let wal = Wal::open(wal_dir, options, on_fsync)?;
+        let max_segment_bytes = options.max_segment_bytes;
+        let writer_options = WalOptions {
+            max_segment_bytes: u64::MAX,
+            ..options
+        };
+        let wal = Wal::open(wal_dir, writer_options, on_fsync)?;
+        let refs = SeriesRefs {
+            generation: wal.generation(),
+            ..SeriesRefs::default()
+        };
         Ok((
             MetricsHead {
                 store,
@@ -91,6 +189,8 @@ impl MetricsHead {
                 newest_in_segment: Mutex::new(newest_in_segment),
                 deltas: DeltaTotals::default(),
                 persisted_until_ms: AtomicI64::new(i64::MIN),
+                refs: Arc::new(Mutex::new(refs)),
+                max_segment_bytes,
             },
             summary,
         ))
@@ -132,20 +232,44 @@ impl MetricsHead {
             return Ok(accepted);
         }
         let stored: usize = accepted.iter().map(|series| series.samples.len()).sum();
-        // Compressing a large push's record takes a millisecond or more: off the runtime.
-        let (record, accepted) = if stored > INLINE_ENCODE_SAMPLES {
-            let owned_tenant = tenant.to_owned();
-            tokio::task::spawn_blocking(move || {
-                (wal_record::encode(&owned_tenant, &accepted), accepted)
-            })
-            .await
-            .map_err(|_| WalError::Stopped)?
-        } else {
-            (wal_record::encode(tenant, &accepted), accepted)
+        let submit = {
+            let (wal, refs, max) = (self.wal.clone(), self.refs.clone(), self.max_segment_bytes);
+            let tenant = tenant.to_owned();
+            move |accepted: Vec<SeriesSamples>| {
+                let appending = refs.lock().submit(&wal, max, &tenant, &accepted);
+                (appending, accepted)
+            }
         };
-        let seq = self.wal.append(record).await?;
+        // Compressing a large push's record takes a millisecond or more: off the runtime.
+        let (appending, accepted) = if stored > INLINE_ENCODE_SAMPLES {
+            tokio::task::spawn_blocking(move || submit(accepted))
+                .await
+                .map_err(|_| WalError::Stopped)?
+        } else {
+            submit(accepted)
+        };
+        let seq = self.durable(appending).await?;
         note_newest(&mut self.newest_in_segment.lock(), seq, &accepted);
         Ok(accepted)
+    }
+
+    /// Waits for a queued record; on failure the head's definitions may not be on disk, so it
+    /// forgets them and takes the writer's new generation (the module note says why).
+    async fn durable(
+        &self,
+        appending: Result<Appending, WalError>,
+    ) -> Result<SegmentSeq, WalError> {
+        let outcome = match appending {
+            Ok(appending) => appending.durable().await,
+            Err(error) => Err(error),
+        };
+        if outcome.is_err() {
+            // Any loss moved the writer's generation on, so records still queued with the old
+            // one are refused; from here the head defines again in the new one.
+            let generation = self.wal.generation();
+            self.refs.lock().forget(generation);
+        }
+        outcome
     }
 
     /// Stores what exemplar storage takes of `exemplars` (each with its series) and makes it
@@ -174,9 +298,9 @@ impl MetricsHead {
             .exemplars_refused
             .fetch_add((offered - stored.len()) as u64, Ordering::Relaxed);
         if !stored.is_empty() {
-            self.wal
-                .append(wal_record::encode_exemplars(tenant, &stored))
-                .await?;
+            let record = wal_record::encode_exemplars(tenant, &stored);
+            let appending = self.refs.lock().queue(&self.wal, record, None);
+            self.durable(appending).await?;
         }
         Ok((stored.len(), offered - stored.len()))
     }
@@ -248,11 +372,14 @@ impl MetricsHead {
         }
         self.persisted_until_ms.store(cut, Ordering::Relaxed);
         // Close the active segment so that what it holds can go once it is all in blocks.
-        let active = self
-            .wal
-            .rotate()
-            .await
+        let rotated = self
+            .refs
+            .lock()
+            .rotate(&self.wal)
             .map_err(|error| PersistError::Task(error.to_string()))?;
+        let active = rotated
+            .await
+            .map_err(|_| PersistError::Task(WalError::Stopped.to_string()))?;
         let first_needed = {
             let mut newest = self.newest_in_segment.lock();
             newest.retain(|seq, newest_ms| *seq >= active || *newest_ms >= cut);
@@ -345,6 +472,91 @@ mod tests {
             all(&store, "a"),
             vec![(now - 10, 1.0), (now, 2.0), (now + 1, 3.0)]
         );
+    }
+
+    fn labelled(name: &str, job: usize, samples: &[(i64, f64)]) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::new([("__name__", name.to_string()), ("job", format!("j{job}"))]),
+            samples: samples.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn series_are_defined_again_in_every_segment_and_replay_restores_them_all() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let small = WalOptions {
+            fsync: false,
+            max_segment_bytes: 600,
+        };
+        let now = 10_000_000;
+        {
+            let store = Arc::new(Store::new(StoreConfig::default()));
+            let (head, _) =
+                MetricsHead::open(store, dir.path(), small.clone(), None).expect("opens");
+            // Two tenants whose series share labels; the same series twice in one push too.
+            for step in 0..40 {
+                let t = now + step * 15_000;
+                for tenant in ["a", "b"] {
+                    let mut batch: Vec<SeriesSamples> = (0..8)
+                        .map(|job| labelled("up", job, &[(t, step as f64)]))
+                        .collect();
+                    batch.push(labelled("up", 0, &[(t + 1, -1.0)]));
+                    let outcome = head.append(tenant, batch, t).await.expect("appends");
+                    assert_eq!(outcome.stored, 9);
+                }
+            }
+        }
+        let segments = std::fs::read_dir(dir.path()).expect("lists").count();
+        assert!(
+            segments > 5,
+            "the head rotated by size: {segments} segments"
+        );
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        let (_head, replayed) =
+            MetricsHead::open(store.clone(), dir.path(), small, None).expect("reopens");
+        assert_eq!((replayed.samples, replayed.unreadable_records), (720, 0));
+        for tenant in ["a", "b"] {
+            let got: usize = store
+                .select(tenant, &[], i64::MIN, i64::MAX)
+                .iter()
+                .map(|series| series.samples.len())
+                .sum();
+            assert_eq!(got, 360, "tenant {tenant}");
+        }
+    }
+
+    #[tokio::test]
+    async fn after_the_writer_moves_on_a_refused_push_is_retried_with_its_definitions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now = 10_000_000;
+        {
+            let store = Arc::new(Store::new(StoreConfig::default()));
+            let (head, _) =
+                MetricsHead::open(store.clone(), dir.path(), options(), None).expect("opens");
+            head.append("t", vec![series("a", &[(now, 1.0)])], now)
+                .await
+                .expect("defines a");
+            // The writer's generation moves on behind the head's back, as a failed write does.
+            head.wal.rotate().await.expect("rotates");
+            let refused = head
+                .append("t", vec![series("a", &[(now + 1, 2.0)])], now)
+                .await;
+            assert!(refused.is_err(), "refs decided in the old generation");
+            // The sender retries: the store took the sample already, the WAL has not.
+            let retried = store.append_series(
+                "t",
+                vec![series("a", &[(now + 2, 3.0)])],
+                AppendMode::Live { now_ms: now },
+            );
+            head.log_stored("t", retried.accepted)
+                .await
+                .expect("defines a again in the new segment");
+        }
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        let (_head, replayed) =
+            MetricsHead::open(store.clone(), dir.path(), options(), None).expect("reopens");
+        assert_eq!((replayed.samples, replayed.unreadable_records), (2, 0));
+        assert_eq!(all(&store, "a"), vec![(now, 1.0), (now + 2, 3.0)]);
     }
 
     #[tokio::test]

@@ -57,7 +57,7 @@ mod v2;
 mod writer;
 
 pub use replay::{replay, DamagedSegment, ReplayReport};
-pub use writer::{FsyncObserver, Wal, WalOptions};
+pub use writer::{Appending, FsyncObserver, Generation, Wal, WalOptions};
 
 /// Segment sequence number.
 pub type SegmentSeq = u64;

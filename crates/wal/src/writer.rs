@@ -1,5 +1,11 @@
 //! The WAL writer: one OS thread owns the active segment file, so appends never block a
 //! runtime thread on `write` or `fsync`, and group commit falls out of draining the queue.
+//!
+//! Records are written in the order they were queued. A writer whose records refer to earlier
+//! records of the same segment (the metrics WAL's series references) queues them under its own
+//! lock and passes the *generation* it decided them in: the writer bumps the generation at every
+//! rotation and every failed write, and refuses an append from an older one, so a record never
+//! lands where what it refers to is missing.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,7 +21,8 @@ use crate::{list_segments, segment_path, SegmentSeq, WalError};
 pub struct WalOptions {
     /// Sync to disk before acknowledging. Off only for benchmarks that measure everything else.
     pub fsync: bool,
-    /// A segment is closed and a new one started past this size.
+    /// A segment is closed and a new one started past this size (`u64::MAX`: only when asked,
+    /// for a writer that rotates the WAL itself).
     pub max_segment_bytes: u64,
 }
 
@@ -30,10 +37,14 @@ impl Default for WalOptions {
 
 type Ack = tokio::sync::oneshot::Sender<Result<SegmentSeq, String>>;
 
+/// Counts the writer's rotations and failed writes; see the module note.
+pub type Generation = u64;
+
 enum Command {
     Append {
         payload: Vec<u8>,
         ack: Ack,
+        expect: Option<Generation>,
     },
     Rotate {
         ack: tokio::sync::oneshot::Sender<SegmentSeq>,
@@ -48,7 +59,36 @@ pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 pub struct Wal {
     dir: PathBuf,
     commands: mpsc::Sender<Command>,
-    active_seq: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread publishes to handles.
+#[derive(Default)]
+struct Shared {
+    active_seq: AtomicU64,
+    generation: AtomicU64,
+    /// Bytes written to the active segment so far.
+    active_bytes: AtomicU64,
+}
+
+/// An append queued in order, not yet durable.
+pub struct Appending {
+    done: tokio::sync::oneshot::Receiver<Result<SegmentSeq, String>>,
+    dir: PathBuf,
+}
+
+impl Appending {
+    /// Resolves with the segment the record landed in once it is durable.
+    pub async fn durable(self) -> Result<SegmentSeq, WalError> {
+        match self.done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(message)) => Err(WalError::Io {
+                path: self.dir.display().to_string(),
+                source: std::io::Error::other(message),
+            }),
+            Err(_) => Err(WalError::Stopped),
+        }
+    }
 }
 
 struct Writer {
@@ -57,7 +97,8 @@ struct Writer {
     file: File,
     seq: SegmentSeq,
     written_bytes: u64,
-    active_seq: Arc<AtomicU64>,
+    generation: Generation,
+    shared: Arc<Shared>,
     on_fsync: Option<FsyncObserver>,
 }
 
@@ -72,7 +113,11 @@ impl Wal {
         std::fs::create_dir_all(dir).map_err(|error| WalError::io(dir, error))?;
         let next_seq = list_segments(dir)?.last().copied().unwrap_or(0) + 1;
         let file = create_segment(dir, next_seq)?;
-        let active_seq = Arc::new(AtomicU64::new(next_seq));
+        let shared = Arc::new(Shared::default());
+        shared.active_seq.store(next_seq, Ordering::Release);
+        shared
+            .active_bytes
+            .store(MAGIC.len() as u64, Ordering::Release);
         let (commands, receiver) = mpsc::channel();
         let mut writer = Writer {
             dir: dir.to_owned(),
@@ -80,7 +125,8 @@ impl Wal {
             file,
             seq: next_seq,
             written_bytes: MAGIC.len() as u64,
-            active_seq: active_seq.clone(),
+            generation: 0,
+            shared: shared.clone(),
             on_fsync,
         };
         std::thread::Builder::new()
@@ -90,37 +136,63 @@ impl Wal {
         Ok(Wal {
             dir: dir.to_owned(),
             commands,
-            active_seq,
+            shared,
         })
     }
 
     /// Appends one record; resolves with the segment it landed in once it is durable.
     pub async fn append(&self, payload: Vec<u8>) -> Result<SegmentSeq, WalError> {
+        self.submit(payload, None)?.durable().await
+    }
+
+    /// Queues one record behind every record queued before it, without waiting. With `expect`,
+    /// the writer refuses it unless its generation is still `expect`.
+    pub fn submit(
+        &self,
+        payload: Vec<u8>,
+        expect: Option<Generation>,
+    ) -> Result<Appending, WalError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.commands
-            .send(Command::Append { payload, ack })
+            .send(Command::Append {
+                payload,
+                ack,
+                expect,
+            })
             .map_err(|_| WalError::Stopped)?;
-        match done.await {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(message)) => Err(WalError::Io {
-                path: self.dir.display().to_string(),
-                source: std::io::Error::other(message),
-            }),
-            Err(_) => Err(WalError::Stopped),
-        }
+        Ok(Appending {
+            done,
+            dir: self.dir.clone(),
+        })
     }
 
     /// Closes the active segment and starts the next; returns the new active sequence number.
     pub async fn rotate(&self) -> Result<SegmentSeq, WalError> {
+        self.submit_rotate()?.await.map_err(|_| WalError::Stopped)
+    }
+
+    /// Queues a rotation behind every record queued before it; records queued after it land in
+    /// the new segment (generation + 1) unless starting that segment fails.
+    pub fn submit_rotate(&self) -> Result<tokio::sync::oneshot::Receiver<SegmentSeq>, WalError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.commands
             .send(Command::Rotate { ack })
             .map_err(|_| WalError::Stopped)?;
-        done.await.map_err(|_| WalError::Stopped)
+        Ok(done)
     }
 
     pub fn active_segment(&self) -> SegmentSeq {
-        self.active_seq.load(Ordering::Acquire)
+        self.shared.active_seq.load(Ordering::Acquire)
+    }
+
+    /// The writer's generation as of its last rotation or failed write.
+    pub fn generation(&self) -> Generation {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Bytes written to the active segment (records still queued not counted).
+    pub fn active_segment_bytes(&self) -> u64 {
+        self.shared.active_bytes.load(Ordering::Acquire)
     }
 
     /// Deletes every closed segment older than `seq`; the active segment is never deleted.
@@ -179,12 +251,25 @@ impl Writer {
             // Drain whatever else is queued: every append in this round shares one fsync.
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append { payload, ack } => match encode_record(&payload, &mut batch) {
-                        Ok(()) => acks.push(ack),
-                        Err(error) => {
-                            let _ = ack.send(Err(error.to_string()));
+                    Command::Append { ack, expect, .. }
+                        if expect.is_some_and(|expect| expect != self.generation) =>
+                    {
+                        let _ = ack.send(Err(format!(
+                            "record decided in wal generation {}, the writer is at {}",
+                            expect.unwrap_or_default(),
+                            self.generation
+                        )));
+                    }
+                    Command::Append { payload, ack, .. } => {
+                        match encode_record(&payload, &mut batch) {
+                            Ok(()) => acks.push(ack),
+                            Err(error) => {
+                                // Dropped: what it defined is not on disk either.
+                                self.set_generation(self.generation + 1);
+                                let _ = ack.send(Err(error.to_string()));
+                            }
                         }
-                    },
+                    }
                     Command::Rotate { ack } => {
                         self.commit(&mut batch, &mut acks);
                         self.rotate();
@@ -210,6 +295,8 @@ impl Writer {
         let outcome = result.map(|()| self.seq).map_err(|error| error.to_string());
         if let Err(message) = &outcome {
             tracing::error!(segment = self.seq, error = %message, "wal write failed; pushes are refused");
+            // Before any ack goes out: what the failed records defined is not on disk.
+            self.set_generation(self.generation + 1);
         }
         for ack in acks.drain(..) {
             let _ = ack.send(outcome.clone());
@@ -228,6 +315,9 @@ impl Writer {
             return Err(error);
         }
         self.written_bytes += batch.len() as u64;
+        self.shared
+            .active_bytes
+            .store(self.written_bytes, Ordering::Release);
         if self.options.fsync {
             let started = Instant::now();
             self.file.sync_data()?;
@@ -238,13 +328,24 @@ impl Writer {
         Ok(())
     }
 
+    fn set_generation(&mut self, generation: Generation) {
+        self.generation = generation;
+        self.shared.generation.store(generation, Ordering::Release);
+    }
+
+    /// Starts the next segment. The generation moves on even when that fails, so a writer that
+    /// asked for the rotation can count on it.
     fn rotate(&mut self) {
+        self.set_generation(self.generation + 1);
         match create_segment(&self.dir, self.seq + 1) {
             Ok(file) => {
                 self.file = file;
                 self.seq += 1;
                 self.written_bytes = MAGIC.len() as u64;
-                self.active_seq.store(self.seq, Ordering::Release);
+                self.shared
+                    .active_bytes
+                    .store(self.written_bytes, Ordering::Release);
+                self.shared.active_seq.store(self.seq, Ordering::Release);
             }
             // Keep appending to the current segment; rotation is retried at the next threshold.
             Err(error) => tracing::error!(%error, "failed to start a new wal segment"),

@@ -64,3 +64,41 @@ fn removing_segments_spares_the_active_one() {
     });
     assert_eq!(replay_all(dir.path()), vec![vec![2]]);
 }
+
+#[test]
+fn an_append_from_an_older_generation_is_refused_and_later_ones_land_in_order() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            fsync: false,
+            max_segment_bytes: u64::MAX,
+        },
+        None,
+    )
+    .expect("open");
+    runtime.block_on(async {
+        let start = wal.generation();
+        // Queued without waiting: the rotation sits between them in the queue.
+        let first = wal.submit(vec![1], Some(start)).expect("queued");
+        let rotated = wal.submit_rotate().expect("queued");
+        let stale = wal.submit(vec![2], Some(start)).expect("queued");
+        let current = wal.submit(vec![3], Some(start + 1)).expect("queued");
+        let unchecked = wal.submit(vec![4], None).expect("queued");
+        let first_seq = first.durable().await.expect("same generation");
+        let new_seq = rotated.await.expect("rotated");
+        assert_eq!(new_seq, first_seq + 1);
+        let refusal = stale
+            .durable()
+            .await
+            .expect_err("decided before the rotation");
+        assert!(refusal.to_string().contains("generation"), "{refusal}");
+        assert_eq!(current.durable().await.expect("current"), new_seq);
+        assert_eq!(unchecked.durable().await.expect("unchecked"), new_seq);
+        assert_eq!(wal.generation(), start + 1);
+    });
+    assert_eq!(replay_all(dir.path()), vec![vec![1], vec![3], vec![4]]);
+}
