@@ -159,6 +159,7 @@ class Andante(Process):
         self.write_url = self.url + "/api/v1/push"
         self.query_url = self.url + "/prometheus/api/v1/query"
         self.max_series = max(100_000, 2 * series)
+        self.extra_args = []
 
     def start(self):
         http, grpc, otlp_http, zipkin = self.ports
@@ -167,7 +168,8 @@ class Andante(Process):
              "--server.http-listen-address", f"127.0.0.1:{http}", "--otlp.grpc-listen-address", f"127.0.0.1:{grpc}",
              "--otlp.http-listen-address", f"127.0.0.1:{otlp_http}", "--zipkin.listen-address", f"127.0.0.1:{zipkin}",
              "--log.level", "warn", "--metrics-store.max-series-per-tenant", str(self.max_series),
-             "--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false"],
+             "--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false",
+             *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         self.pid = self.process.pid
         return self.wait_ready("/ready")

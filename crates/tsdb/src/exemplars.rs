@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use parking_lot::{Mutex, RwLock};
 use promql_parser::label::Matchers;
 
-use crate::labels::Labels;
+use crate::labels::{Labels, LabelsMap};
 use crate::store::matches;
 
 /// Prometheus' `ExemplarMaxLabelSetLength`: names and values together, in characters.
@@ -50,7 +50,7 @@ pub struct SeriesExemplars {
 
 #[derive(Default)]
 struct TenantExemplars {
-    by_series: HashMap<Labels, VecDeque<Exemplar>>,
+    by_series: LabelsMap<VecDeque<Exemplar>>,
     /// The series of every held exemplar in arrival order: the front is evicted first.
     arrival: VecDeque<Labels>,
 }

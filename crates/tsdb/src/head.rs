@@ -36,6 +36,7 @@ use andante_wal::{
 use parking_lot::Mutex;
 
 use crate::delta::DeltaTotals;
+use crate::labels::LabelsMap;
 use crate::persist::{self, BlockSettings, PersistError};
 use crate::store::{AppendMode, AppendOutcome};
 use crate::{wal_record, Exemplar, ExemplarOutcome, Labels, SeriesSamples, Store};
@@ -64,7 +65,7 @@ struct SeriesRefs {
     generation: Generation,
     /// Never reused within a process; a new process starts a new segment.
     next_ref: u64,
-    by_tenant: HashMap<String, HashMap<Labels, u64>>,
+    by_tenant: HashMap<String, LabelsMap<u64>>,
     /// Bytes queued since the last rotation.
     segment_bytes: u64,
 }
@@ -99,7 +100,8 @@ impl SeriesRefs {
             self.rotate(wal)?;
         }
         if !self.by_tenant.contains_key(tenant) {
-            self.by_tenant.insert(tenant.to_owned(), HashMap::new());
+            self.by_tenant
+                .insert(tenant.to_owned(), LabelsMap::default());
         }
         let known = self.by_tenant.get_mut(tenant).expect("inserted above");
         let first_ref = self.next_ref;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 pub const METRIC_NAME: &str = "__name__";
 
+/// A map keyed by label sets from senders: a fast hash, seeded per process (see Cargo.toml).
+pub type LabelsMap<V> = std::collections::HashMap<Labels, V, foldhash::fast::RandomState>;
+
 /// Shared, so that a query step copying a series' labels into its result costs a reference
 /// count, not a dozen allocations; `set` copies on write.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

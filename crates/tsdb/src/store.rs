@@ -6,6 +6,7 @@
 //! `max_series_per_tenant` series (new ones past it are refused and counted), so memory is bounded
 //! by series × retention / interval × a few bytes.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use parking_lot::RwLock;
 use promql_parser::label::{MatchOp, Matchers};
 
 use crate::chunk;
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::SeriesSamples;
 
 #[derive(Debug, Clone)]
@@ -274,17 +275,13 @@ struct TenantSeries {
 /// selectors like `{service="x"}` every interval) spends its time on otherwise.
 #[derive(Default)]
 struct Family {
-    series: HashMap<Labels, Series>,
+    series: LabelsMap<Series>,
     postings: HashMap<String, HashMap<String, Vec<Labels>>>,
 }
 
 impl Family {
     fn get(&self, labels: &Labels) -> Option<&Series> {
         self.series.get(labels)
-    }
-
-    fn contains_key(&self, labels: &Labels) -> bool {
-        self.series.contains_key(labels)
     }
 
     fn values(&self) -> impl Iterator<Item = &Series> {
@@ -295,19 +292,16 @@ impl Family {
         self.series.is_empty()
     }
 
-    /// The series of `labels`, created (and posted) if new.
-    fn series_mut(&mut self, labels: &Labels) -> &mut Series {
-        if !self.series.contains_key(labels) {
-            for (name, value) in labels.iter().filter(|(name, _)| *name != METRIC_NAME) {
-                self.postings
-                    .entry(name.to_owned())
-                    .or_default()
-                    .entry(value.to_owned())
-                    .or_default()
-                    .push(labels.clone());
-            }
+    /// Posts a series about to be created under every label pair it carries.
+    fn post(postings: &mut HashMap<String, HashMap<String, Vec<Labels>>>, labels: &Labels) {
+        for (name, value) in labels.iter().filter(|(name, _)| *name != METRIC_NAME) {
+            postings
+                .entry(name.to_owned())
+                .or_default()
+                .entry(value.to_owned())
+                .or_default()
+                .push(labels.clone());
         }
-        self.series.entry(labels.clone()).or_default()
     }
 
     /// Keeps the series `keep` approves; returns how many went. Postings are rebuilt when any
@@ -545,21 +539,44 @@ impl Store {
         };
         let mut state = state.write();
         let mut outcome = AppendOutcome::default();
-        for SeriesSamples { labels, samples } in batch {
-            let name = labels.metric_name().unwrap_or("").to_owned();
-            let is_new = !state
-                .by_name
-                .get(&name)
-                .is_some_and(|family| family.contains_key(&labels));
-            if is_new {
-                if limit_series && state.count >= self.config.max_series_per_tenant {
-                    outcome.series_limited += samples.len();
-                    outcome.note(&labels, "series limit");
-                    continue;
-                }
-                state.count += 1;
+        let max_series = self.config.max_series_per_tenant;
+        // Counts a new series in, or refuses it past the tenant's limit.
+        let admit = |count: &mut usize, outcome: &mut AppendOutcome, labels: &Labels, samples| {
+            if limit_series && *count >= max_series {
+                outcome.series_limited += samples;
+                outcome.note(labels, "series limit");
+                return false;
             }
-            let series = state.by_name.entry(name).or_default().series_mut(&labels);
+            *count += 1;
+            true
+        };
+        let TenantSeries { by_name, count } = &mut *state;
+        for SeriesSamples { labels, samples } in batch {
+            // One hash of the label set per series, in the common case of a series already held.
+            let name = labels.metric_name().unwrap_or("");
+            let series = match by_name.get_mut(name) {
+                Some(family) => {
+                    let Family { series, postings } = family;
+                    match series.entry(labels.clone()) {
+                        Entry::Occupied(held) => held.into_mut(),
+                        Entry::Vacant(new) => {
+                            if !admit(count, &mut outcome, &labels, samples.len()) {
+                                continue;
+                            }
+                            Family::post(postings, &labels);
+                            new.insert(Series::default())
+                        }
+                    }
+                }
+                None => {
+                    if !admit(count, &mut outcome, &labels, samples.len()) {
+                        continue;
+                    }
+                    let family = by_name.entry(name.to_owned()).or_default();
+                    Family::post(&mut family.postings, &labels);
+                    family.series.entry(labels.clone()).or_default()
+                }
+            };
             let mut stored = Vec::new();
             for (t, value) in samples {
                 if t < oldest_allowed {
@@ -822,6 +839,42 @@ mod tests {
 
     fn series(name: &str, service: &str) -> Labels {
         Labels::new([(METRIC_NAME, name), ("service", service)])
+    }
+
+    #[test]
+    fn the_series_limit_refuses_new_series_of_new_and_known_metrics_and_keeps_the_held_ones() {
+        let store = Store::new(StoreConfig {
+            max_series_per_tenant: 2,
+            ..StoreConfig::default()
+        });
+        let push = |labels: Labels, t: i64| {
+            store.append_series(
+                "t",
+                [SeriesSamples {
+                    labels,
+                    samples: vec![(t, 1.0)],
+                }],
+                AppendMode::Live { now_ms: t },
+            )
+        };
+        assert_eq!(push(series("x", "a"), 1_000).stored, 1);
+        assert_eq!(push(series("x", "b"), 1_000).stored, 1);
+        // A third series of a metric the store holds, and one of a metric it does not.
+        let known_metric = push(series("x", "c"), 1_000);
+        let new_metric = push(series("y", "a"), 1_000);
+        assert_eq!(
+            (known_metric.series_limited, new_metric.series_limited),
+            (1, 1)
+        );
+        assert_eq!(
+            new_metric.first_refusal.as_deref(),
+            Some("series limit: y{service=\"a\"}")
+        );
+        // Held series still take samples, and the refused ones left nothing behind.
+        assert_eq!(push(series("x", "a"), 2_000).stored, 1);
+        assert_eq!(store.totals().0, 2);
+        assert!(store.select("t", &[&selector("y")], 0, 10_000).is_empty());
+        assert_eq!(store.select("t", &[&selector("x")], 0, 10_000).len(), 2);
     }
 
     #[test]
