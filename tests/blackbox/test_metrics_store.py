@@ -277,3 +277,55 @@ def test_closed_ranges_become_blocks_that_outlive_the_wal(make_server):
     # And a sample inside a persisted range is refused from now on, as out of bounds.
     response = push(url, [({"__name__": "kept", "i": "2"}, [(first_block_start + 1, 1.0)])])
     assert response.status_code == 400 and "out of bounds" in response.text, response.text
+
+
+def test_hostile_metric_pushes_get_clear_refusals_and_the_server_stays_up(server):
+    """A series with a million labels, values of the wrong type and timestamps that are not
+    numbers, over remote-write and OTLP: each is refused with its reason, nothing crashes, and the
+    next good push lands."""
+    t = now_ms()
+    url = f"{server.url}/api/v1/push"
+    # A million labels in one series (~12 MiB before snappy): refused as a whole request or as a
+    # series past the label limit, never taken.
+    wide = {"__name__": "wide", **{f"l{i}": "v" for i in range(1_000_000)}}
+    response = push(url, [(wide, [(t, 1)])], timeout=120)
+    assert response.status_code in (400, 413), response.text[:300]
+    assert ("metrics_store.max_labels_per_series" in response.text
+            or "server.max-request-bytes" in response.text), response.text[:300]
+
+    otlp = f"{server.otlp_http_url}/v1/metrics"
+    def gauge(point):
+        return {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [point]}}]}]}]}
+    for point, words in [
+        ({"asDouble": 1, "timeUnixNano": "NaN"}, "gauge.dataPoints[0].timeUnixNano"),
+        ({"asDouble": 1, "timeUnixNano": -5}, "gauge.dataPoints[0].timeUnixNano"),
+        ({"asDouble": "not a number", "timeUnixNano": str(time.time_ns())}, "dataPoints[0].asDouble: expected a number"),
+        ({"asInt": [1], "timeUnixNano": str(time.time_ns())}, "dataPoints[0].asInt: expected a 64-bit integer"),
+        ({"asDouble": 1, "timeUnixNano": str(time.time_ns()),
+          "attributes": [{"key": "k", "value": {"intValue": {"nested": True}}}]}, "dataPoints[0].attributes[0]"),
+    ]:
+        response = requests.post(otlp, json=gauge(point), timeout=10)
+        assert response.status_code == 400, (point, response.status_code, response.text)
+        assert words in response.json()["message"], (point, response.text)
+    # A data point with a million attributes, as OTLP JSON.
+    many = {"asDouble": 1, "timeUnixNano": str(time.time_ns()),
+            "attributes": [{"key": f"a{i}", "value": {"stringValue": "v"}} for i in range(1_000_000)]}
+    response = requests.post(otlp, json=gauge(many), timeout=120)
+    if response.status_code == 200:
+        partial = response.json()["partialSuccess"]
+        assert int(partial["rejectedDataPoints"]) == 1 and "max_labels_per_series" in partial["errorMessage"], partial
+    else:
+        assert response.status_code == 413, response.text[:300]
+
+    # Proto3 JSON's doubles as strings are values, not holes: NaN stays NaN.
+    response = requests.post(otlp, json=gauge({"asDouble": "NaN", "timeUnixNano": str(time.time_ns())}), timeout=10)
+    assert response.status_code == 200 and not response.json().get("partialSuccess"), response.text
+    assert all(math.isnan(v) for v in instant(server, "g").values()) and instant(server, "g")
+    # A metric with no data at all is refused by name, not dropped in silence.
+    response = requests.post(otlp, json={"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "empty"}]}]}]},
+                             timeout=10)
+    assert response.status_code == 200 and "carries no data" in response.json()["partialSuccess"]["errorMessage"]
+
+    assert push(url, [({"__name__": "after_hostile", "a": "b"}, [(t, 2)])]).status_code == 204
+    assert instant(server, "after_hostile") == {frozenset({"__name__": "after_hostile", "a": "b"}.items()): 2.0}
+    assert wide and instant(server, "wide") == {}

@@ -11,6 +11,7 @@ mod limits;
 pub mod metrics;
 mod otlp;
 pub mod otlp_metrics;
+mod otlp_metrics_json;
 mod push;
 pub mod sample_push;
 mod split;

@@ -92,10 +92,16 @@ pub fn decode_otlp_metrics_protobuf(
 }
 
 pub fn decode_otlp_metrics_json(body: &[u8]) -> Result<ExportMetricsServiceRequest, IngestError> {
-    serde_json::from_slice(body).map_err(|error| IngestError::Malformed {
+    let malformed = |message: String| IngestError::Malformed {
         format: "OTLP JSON",
-        message: error.to_string(),
-    })
+        message,
+    };
+    let mut request: ExportMetricsServiceRequest =
+        serde_json::from_slice(body).map_err(|error| malformed(error.to_string()))?;
+    if crate::otlp_metrics_json::has_holes(&request) {
+        crate::otlp_metrics_json::repair(body, &mut request).map_err(malformed)?;
+    }
+    Ok(request)
 }
 
 /// Labels being built for one point: sanitised name → value, with Prometheus' rule for two
@@ -245,6 +251,15 @@ enum Kind {
 impl Emitter<'_> {
     fn metric(&mut self, metric: Metric) {
         let Some(data) = metric.data else {
+            // Prometheus' translator refuses an empty metric as an unsupported type.
+            self.out.refuse(
+                1,
+                format!(
+                    "metric {:?} carries no data (none of gauge, sum, histogram, \
+                     exponentialHistogram, summary)",
+                    metric.name
+                ),
+            );
             return;
         };
         let (kind, temporality) = match &data {
