@@ -111,6 +111,17 @@ def test_compactors_beside_all_share_the_blocks_without_losing_or_repeating_a_tr
     assert leases, "compaction took its window's lease in the storage"
 
 
+def test_compactors_keeping_their_inputs_for_a_retention_merge_each_block_once(tmp_path):
+    """With a compacted-block retention, the merged inputs stay in storage for processes that
+    poll less often; a compactor whose list predates a merge must see them as merged (their
+    `compacted.json`) and not merge them again, so the blocks still come down to one."""
+    storage = run_compactors_beside_all(tmp_path, ("--compaction.compacted-block-retention", "10m"))
+    tenant = storage / "blocks" / "single-tenant"
+    kept = [marker.parent.name for marker in tenant.glob("*/compacted.json")]
+    assert kept, "merged inputs are kept, marked"
+    assert all((tenant / block / "meta.json").exists() for block in kept)
+
+
 def test_roles_that_need_the_log_are_refused_at_start(tmp_path):
     result = subprocess.run([str(BINARY), "serve", "--target", "distributor",
                              "--storage.path", str(tmp_path)], capture_output=True, text=True, timeout=30)

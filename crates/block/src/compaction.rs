@@ -199,12 +199,10 @@ async fn compact_leased(
 ) -> Result<Option<BlockMeta>, BlockError> {
     let mut current = Vec::with_capacity(inputs.len());
     for handle in inputs {
-        match storage.get(&handle.meta.meta_key()).await {
-            Ok(_) => current.push(handle),
-            Err(andante_storage::StorageError::NotFound { .. }) => {
-                blocks.remove(tenant, &[handle.meta.block_id]);
-            }
-            Err(error) => return Err(error.into()),
+        if still_to_compact(storage, &handle.meta).await? {
+            current.push(handle);
+        } else {
+            blocks.remove(tenant, &[handle.meta.block_id]);
         }
     }
     if current.len() < options.min_input_blocks {
@@ -263,12 +261,34 @@ async fn compact_leased(
     upload_block(storage, encoded).await?;
     blocks.add(BlockHandle::open(storage, meta.clone()).await?);
     blocks.remove(tenant, &meta.replaces);
-    if !options.keep_inputs {
-        for handle in &inputs {
+    for handle in &inputs {
+        if options.keep_inputs {
+            // Before the lease goes: the next holder sees the input as merged.
+            let marker = serde_json::json!({ "replacedBy": meta.block_id });
+            storage
+                .put(&handle.meta.compacted_key(), marker.to_string().into())
+                .await?;
+        } else {
             delete_block(storage, &handle.meta).await?;
         }
     }
     Ok(Some(meta))
+}
+
+/// Whether a block in a (possibly old) block list still awaits compaction: neither deleted nor
+/// marked as merged by another compactor.
+async fn still_to_compact(storage: &Storage, meta: &BlockMeta) -> Result<bool, BlockError> {
+    use andante_storage::StorageError::NotFound;
+    match storage.get(&meta.meta_key()).await {
+        Ok(_) => {}
+        Err(NotFound { .. }) => return Ok(false),
+        Err(error) => return Err(error.into()),
+    }
+    match storage.get(&meta.compacted_key()).await {
+        Ok(_) => Ok(false),
+        Err(NotFound { .. }) => Ok(true),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// After a merge met undecodable data: decodes each input alone and quarantines the ones that

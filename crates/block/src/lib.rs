@@ -309,6 +309,7 @@ pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), Blo
         storage.delete(&meta.trace_table_key()).await?;
     }
     storage.delete(&meta.data_key()).await?;
+    storage.delete(&meta.compacted_key()).await?;
     Ok(())
 }
 

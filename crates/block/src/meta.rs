@@ -77,6 +77,11 @@ impl BlockMeta {
     pub fn index_key(&self) -> String {
         format!("{}/index", self.prefix())
     }
+    /// Written into a compaction's input kept for `compaction.compacted_block_retention`: a
+    /// compactor whose block list predates the merge must not merge it again.
+    pub fn compacted_key(&self) -> String {
+        format!("{}/compacted.json", self.prefix())
+    }
     /// Whether the generic span attribute list may hold `key`, given that `key` has its own
     /// column in this block.
     pub fn generic_may_hold_dedicated(&self, key: &str) -> bool {

@@ -389,6 +389,55 @@ async fn kept_compaction_inputs_stay_readable_until_their_retention_passes() {
 }
 
 #[tokio::test]
+async fn a_compactor_with_an_older_list_does_not_merge_kept_inputs_again() {
+    let storage = Storage::in_memory();
+    let options = compaction::CompactionOptions {
+        keep_inputs: true,
+        ..Default::default()
+    };
+    let first = blocklist::BlockList::default();
+    first.set_compacted_retention(std::time::Duration::from_secs(3600));
+    for part in [traces(4, 10), traces(5, 10)] {
+        first.add(write(&storage, &part, 1000).await);
+    }
+    // A second compactor listed the two inputs before the first merged them.
+    let second = blocklist::BlockList::default();
+    second.set_compacted_retention(std::time::Duration::from_secs(3600));
+    second.poll(&storage).await.expect("poll");
+    assert_eq!(second.blocks("t").len(), 2);
+    let merged = compaction::compact_once(&storage, &first, "t", &options, &holder("a"))
+        .await
+        .expect("compact")
+        .expect("a plan");
+    // The inputs are still in storage (retention), but marked: nothing to do for the second.
+    assert!(
+        compaction::compact_once(&storage, &second, "t", &options, &holder("b"))
+            .await
+            .expect("compact")
+            .is_none()
+    );
+    assert!(
+        second.blocks("t").is_empty(),
+        "the merged inputs left its list"
+    );
+    second.poll(&storage).await.expect("poll");
+    let listed: Vec<_> = second.blocks("t").iter().map(|h| h.meta.block_id).collect();
+    assert_eq!(listed, vec![merged.block_id]);
+    // Deleting an input past the retention takes its marker too.
+    second.set_compacted_retention(std::time::Duration::ZERO);
+    second.poll(&storage).await.expect("poll");
+    let left: Vec<String> = storage
+        .list("t/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|key| key.ends_with("compacted.json"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
 async fn trace_stream_joins_traces_cut_across_batches() {
     let storage = Storage::in_memory();
     let traces = traces(5, 80);

@@ -92,7 +92,7 @@ pub const KEYS: &[Key] = &[
     key("compaction.window", Dur, "1h", "Only blocks whose start times fall in the same window are merged."),
     key("compaction.max_input_blocks", Int, "8", "Most blocks merged in one compaction."),
     key("compaction.max_input_bytes", Int, "268435456", "Most data bytes read by one compaction."),
-    key("compaction.compacted_block_retention", Dur, "0s", "How long a compaction's input blocks stay in storage after their replacement is written, so processes that poll the block list less often (queriers, query-frontends apart) can still read them; above twice `storage.blocklist_poll` when the roles run apart. Use it with one compactor only: a second compactor whose list predates the merge would merge the kept inputs again. 0s deletes them at once."),
+    key("compaction.compacted_block_retention", Dur, "0s", "How long a compaction's input blocks stay in storage after their replacement is written, so processes that poll the block list less often (queriers, query-frontends apart) can still read them; above twice `storage.blocklist_poll` when the roles run apart. Each kept input is marked `compacted.json`, so compactors whose lists predate the merge leave it alone. 0s (the default, right for the single binary) deletes them at once."),
     key("retention.block_retention", Dur, "336h", "Blocks whose newest span is older than this are deleted."),
     key("retention.interval", Dur, "5m", "How often retention runs."),
     key("generator.span_metrics.enabled", Bool, "true", "Generate Tempo's span metrics (`traces_spanmetrics_*`) from every accepted span."),
