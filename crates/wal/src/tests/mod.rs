@@ -41,21 +41,23 @@ fn group_commit_acknowledges_every_concurrent_append() {
     assert_eq!(values, (0..200).collect::<Vec<_>>());
 }
 
-#[test]
-fn removing_segments_spares_the_active_one() {
+/// A WAL without fsync in a fresh directory, with a single-threaded runtime to drive it.
+fn unsynced_wal(max_segment_bytes: u64) -> (tokio::runtime::Runtime, tempfile::TempDir, Wal) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(
-        dir.path(),
-        WalOptions {
-            fsync: false,
-            max_segment_bytes: 2048,
-        },
-        None,
-    )
-    .expect("open");
+    let options = WalOptions {
+        fsync: false,
+        max_segment_bytes,
+    };
+    let wal = Wal::open(dir.path(), options, None).expect("open");
+    (runtime, dir, wal)
+}
+
+#[test]
+fn removing_segments_spares_the_active_one() {
+    let (runtime, dir, wal) = unsynced_wal(2048);
     runtime.block_on(async {
         wal.append(vec![1]).await.expect("append");
         let new_seq = wal.rotate().await.expect("rotate");
@@ -67,19 +69,7 @@ fn removing_segments_spares_the_active_one() {
 
 #[test]
 fn an_append_from_an_older_generation_is_refused_and_later_ones_land_in_order() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(
-        dir.path(),
-        WalOptions {
-            fsync: false,
-            max_segment_bytes: u64::MAX,
-        },
-        None,
-    )
-    .expect("open");
+    let (runtime, dir, wal) = unsynced_wal(u64::MAX);
     runtime.block_on(async {
         let start = wal.generation();
         // Queued without waiting: the rotation sits between them in the queue.
