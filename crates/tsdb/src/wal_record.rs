@@ -114,7 +114,7 @@ pub fn encode_v3(
 }
 
 /// A version 3 record that defines each of its series itself (refs from 0), readable as the
-/// first record of a segment: for tests and fuzzing, and the cheapest layout of a one-off record.
+/// first record of a segment: for tests and fuzzing.
 pub fn encode_v3_defining_all(tenant: &str, series: &[SeriesSamples]) -> Vec<u8> {
     let definitions: Vec<&Labels> = series.iter().map(|one| &one.labels).collect();
     let mut groups: Vec<RefSamples<'_>> = series

@@ -67,8 +67,6 @@ pub struct Wal {
 struct Shared {
     active_seq: AtomicU64,
     generation: AtomicU64,
-    /// Bytes written to the active segment so far.
-    active_bytes: AtomicU64,
 }
 
 /// An append queued in order, not yet durable.
@@ -115,9 +113,6 @@ impl Wal {
         let file = create_segment(dir, next_seq)?;
         let shared = Arc::new(Shared::default());
         shared.active_seq.store(next_seq, Ordering::Release);
-        shared
-            .active_bytes
-            .store(MAGIC.len() as u64, Ordering::Release);
         let (commands, receiver) = mpsc::channel();
         let mut writer = Writer {
             dir: dir.to_owned(),
@@ -190,11 +185,6 @@ impl Wal {
         self.shared.generation.load(Ordering::Acquire)
     }
 
-    /// Bytes written to the active segment (records still queued not counted).
-    pub fn active_segment_bytes(&self) -> u64 {
-        self.shared.active_bytes.load(Ordering::Acquire)
-    }
-
     /// Deletes every closed segment older than `seq`; the active segment is never deleted.
     pub fn remove_segments_before(&self, seq: SegmentSeq) -> Result<usize, WalError> {
         let limit = seq.min(self.active_segment());
@@ -251,12 +241,13 @@ impl Writer {
             // Drain whatever else is queued: every append in this round shares one fsync.
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append { ack, expect, .. }
-                        if expect.is_some_and(|expect| expect != self.generation) =>
-                    {
+                    Command::Append {
+                        ack,
+                        expect: Some(expect),
+                        ..
+                    } if expect != self.generation => {
                         let _ = ack.send(Err(format!(
-                            "record decided in wal generation {}, the writer is at {}",
-                            expect.unwrap_or_default(),
+                            "record decided in wal generation {expect}, the writer is at {}",
                             self.generation
                         )));
                     }
@@ -265,7 +256,7 @@ impl Writer {
                             Ok(()) => acks.push(ack),
                             Err(error) => {
                                 // Dropped: what it defined is not on disk either.
-                                self.set_generation(self.generation + 1);
+                                self.next_generation();
                                 let _ = ack.send(Err(error.to_string()));
                             }
                         }
@@ -296,7 +287,7 @@ impl Writer {
         if let Err(message) = &outcome {
             tracing::error!(segment = self.seq, error = %message, "wal write failed; pushes are refused");
             // Before any ack goes out: what the failed records defined is not on disk.
-            self.set_generation(self.generation + 1);
+            self.next_generation();
         }
         for ack in acks.drain(..) {
             let _ = ack.send(outcome.clone());
@@ -315,9 +306,6 @@ impl Writer {
             return Err(error);
         }
         self.written_bytes += batch.len() as u64;
-        self.shared
-            .active_bytes
-            .store(self.written_bytes, Ordering::Release);
         if self.options.fsync {
             let started = Instant::now();
             self.file.sync_data()?;
@@ -328,23 +316,22 @@ impl Writer {
         Ok(())
     }
 
-    fn set_generation(&mut self, generation: Generation) {
-        self.generation = generation;
-        self.shared.generation.store(generation, Ordering::Release);
+    fn next_generation(&mut self) {
+        self.generation += 1;
+        self.shared
+            .generation
+            .store(self.generation, Ordering::Release);
     }
 
     /// Starts the next segment. The generation moves on even when that fails, so a writer that
     /// asked for the rotation can count on it.
     fn rotate(&mut self) {
-        self.set_generation(self.generation + 1);
+        self.next_generation();
         match create_segment(&self.dir, self.seq + 1) {
             Ok(file) => {
                 self.file = file;
                 self.seq += 1;
                 self.written_bytes = MAGIC.len() as u64;
-                self.shared
-                    .active_bytes
-                    .store(self.written_bytes, Ordering::Release);
                 self.shared.active_seq.store(self.seq, Ordering::Release);
             }
             // Keep appending to the current segment; rotation is retried at the next threshold.
