@@ -331,6 +331,22 @@ def test_tags_and_values(make_server):
         time.sleep(0.3)
     time.sleep(1)
     check(True)
+    # A block's answer is kept for the next identical request: the same values, no block read.
+    # (A compaction between two requests replaces blocks and reads again, hence the retries.)
+    url, params = f"{server.url}/api/v2/search/tag/span.user.id/values", {"q": "{ span.items = 2 }"}
+    expected = sorted(f"u{n}" for n in TRACES if n % 5 == 2)
+    first = requests.get(url, params=params, timeout=10).json()
+    assert sorted(v["value"] for v in first["tagValues"]) == expected
+    assert int(first["metrics"]["inspectedBytes"]) > 0
+    for _ in range(10):
+        again = requests.get(url, params=params, timeout=10).json()
+        assert sorted(v["value"] for v in again["tagValues"]) == expected
+        if int(again["metrics"]["inspectedBytes"]) == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the block answers were not kept: {again}")
+    check(True)
 
 
 def test_event_link_and_instrumentation_tags_live_and_in_blocks(make_server):

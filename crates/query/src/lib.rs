@@ -23,6 +23,7 @@ pub mod live_remote;
 pub mod live_source;
 pub mod metrics;
 pub mod search;
+mod tag_cache;
 pub mod tags;
 pub mod window;
 
@@ -61,6 +62,8 @@ pub struct Querier {
     /// Queriers apart that search stage 1's block scans are sent to (a query-frontend's
     /// `query.queriers`); none: every scan runs here.
     queriers: Option<Arc<jobs::Queriers>>,
+    /// Blocks' answers to tag requests (`tag_cache.rs`).
+    tag_cache: Arc<tag_cache::TagCache>,
 }
 
 /// Runs `work` over `items` split into `parts` parts of equal length, each a blocking task
@@ -138,6 +141,7 @@ impl Querier {
             cpu: Arc::new(tokio::sync::Semaphore::new(cores)),
             block_jobs: cores.max(2),
             queriers: None,
+            tag_cache: Arc::default(),
         }
     }
 

@@ -125,6 +125,7 @@ impl Querier {
         let plan = Arc::new(ScanPlan::new(condition.clone(), start..end));
         let mut collection = TagCollection::default();
         let mut seen: HashSet<String> = HashSet::new();
+        let request_key = format!("{request:?} {filter:?}");
         let mut failures = Vec::new();
         for tenant in tenants.iter() {
             let snapshot = self.live.snapshot(tenant).await;
@@ -186,18 +187,42 @@ impl Querier {
                     }
                     continue;
                 }
+                // A block inside the range gives the same answer to every range.
+                let whole =
+                    start <= handle.meta.start_unix_nanos && handle.meta.end_unix_nanos <= end;
+                let key = whole.then(|| {
+                    (
+                        tenant.to_string(),
+                        handle.meta.block_id.to_string(),
+                        request_key.clone(),
+                    )
+                });
+                if let Some(kept) = key.as_ref().and_then(|key| self.tag_cache.get(key)) {
+                    collection.merge(&kept, &mut seen);
+                    continue;
+                }
+                let mut part = TagCollection::default();
                 let result = handle
                     .collect_tags(
                         &self.storage,
                         &request,
                         plan.clone(),
                         self.cpu.clone(),
-                        &mut collection,
-                        &mut seen,
+                        &mut part,
+                        &mut HashSet::new(),
                     )
                     .await;
-                if let Err(error) = result {
-                    failures.push(self.block_failed(&handle.meta, &error, "read").await);
+                match result {
+                    Ok(()) => {
+                        collection.merge(&part, &mut seen);
+                        collection.bytes_read += part.bytes_read;
+                        if let Some(key) = key {
+                            self.tag_cache.insert(key, Arc::new(part));
+                        }
+                    }
+                    Err(error) => {
+                        failures.push(self.block_failed(&handle.meta, &error, "read").await)
+                    }
                 }
             }
         }

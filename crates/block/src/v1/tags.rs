@@ -40,6 +40,20 @@ pub struct TagCollection {
 }
 
 impl TagCollection {
+    /// Adds `other`'s names and values (values not yet `seen`, in `other`'s order); its bytes
+    /// read are the caller's to count.
+    pub fn merge(&mut self, other: &TagCollection, seen: &mut HashSet<String>) {
+        for (scope, names) in &other.names {
+            self.names
+                .entry(scope)
+                .or_default()
+                .extend(names.iter().cloned());
+        }
+        for value in &other.values {
+            self.add_value(value.clone(), seen);
+        }
+    }
+
     /// Adds a value unless already present (values keep first-seen order across blocks).
     pub fn add_value(&mut self, value: Value<'static>, seen: &mut HashSet<String>) {
         let key = format!("{value:?}");
