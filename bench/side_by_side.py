@@ -20,11 +20,16 @@ peak RSS (VmHWM), and bytes per span in the written blocks.
 
 Usage:
   bench/side_by_side.py [--tempo PATH] [--spans 450000] [--seconds 120] [--seed 7] [--json OUT]
-Prints a markdown table, then the JSON. Without --tempo only Andante runs.
+                        [--work DIR [--reuse]]
+Prints a markdown table, then the JSON. Without --tempo only Andante runs. `--work DIR` keeps both
+servers' data in DIR (a new directory) instead of a temporary one; `--work DIR --reuse` restarts
+both on that data and times the queries again without pushing (the ingest figures are the stored
+ones), so a large data set (`--spans 10000000`) is pushed once and queried after each change.
 Build first: cargo build --release --bin andante (Tempo: see docs/BENCHMARKS.md).
 """
 
 import argparse
+import contextlib
 import http.server
 import json
 import statistics
@@ -138,7 +143,7 @@ class Tempo:
 
     def __init__(self, binary, work):
         self.binary, self.data = binary, work / "tempo"
-        self.data.mkdir()
+        self.data.mkdir(exist_ok=True)
         ports = {key: free_port() for key in ("http", "grpc", "memberlist", "otlp_grpc", "otlp_http")}
         self.config = work / "tempo.yaml"
         self.config.write_text(TEMPO_CONFIG.format(data=self.data, idle=TRACE_IDLE, live=TRACE_MAX_LIVE, block=BLOCK_MAX_AGE,
@@ -339,20 +344,41 @@ def main():
     parser.add_argument("--seconds", type=int, default=120, help="how long the push lasts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--work", type=Path, help="keep the data in this new directory")
+    parser.add_argument("--reuse", action="store_true", help="query the data a previous --work run left")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="andante-side-by-side-") as tmp:
-        work = Path(tmp)
+    if args.reuse and not args.work:
+        parser.error("--reuse needs --work")
+    if args.work and not args.reuse and args.work.exists() and any(args.work.iterdir()):
+        parser.error(f"{args.work} is not empty (add --reuse to query its data)")
+    with contextlib.ExitStack() as stack:
+        if args.work:
+            work = args.work.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="andante-side-by-side-")))
         servers = ([Tempo(args.tempo.resolve(), work)] if args.tempo else []) + [Andante(work)]
         try:
             for server in servers:
                 server.start()
-            print(f"pushing ~{args.spans} spans over {args.seconds}s to {[s.name for s in servers]}", file=sys.stderr)
-            ingest, started = push(servers, work, args.spans, args.seconds, args.seed)
-            print(f"cut after {ingest['cut_wait_s']} s: {ingest['gen']}", file=sys.stderr)
+            if args.reuse:
+                stored = json.loads((work / "pushed.json").read_text())
+                ingest, window = stored["ingest"], stored["window"]
+                missing = [server.name for server in servers if server.name not in ingest]
+                if missing:
+                    raise SystemExit(f"{work} holds no data pushed to {missing}")
+            else:
+                print(f"pushing ~{args.spans} spans over {args.seconds}s to {[s.name for s in servers]}", file=sys.stderr)
+                ingest, started = push(servers, work, args.spans, args.seconds, args.seed)
+                print(f"cut after {ingest['cut_wait_s']} s: {ingest['gen']}", file=sys.stderr)
+                window = [int(started) - 60, int(time.time()) + 1]
             trace_ids = [line.split()[0] for line in (work / "acked.txt").read_text().splitlines()[::997]][:RUNS]
-            queries = time_queries(servers, trace_ids, int(started) - 60, int(time.time()) + 1)
-            for server in servers:
-                ingest[server.name]["peak_rss_mib_end"] = round(process_figures(server.pid)[1] / 2**20, 1)
+            queries = time_queries(servers, trace_ids, *window)
+            if not args.reuse:
+                for server in servers:  # the peak of ingest and queries
+                    ingest[server.name]["peak_rss_mib_end"] = round(process_figures(server.pid)[1] / 2**20, 1)
+                if args.work:
+                    (work / "pushed.json").write_text(json.dumps({"ingest": ingest, "window": window}) + "\n")
         finally:
             for server in servers:
                 if getattr(server, "pid", None):
