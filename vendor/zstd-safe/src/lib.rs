@@ -308,19 +308,23 @@ impl Poison {
 /// reads or writes: 14 % of a block search's CPU went there. A context reset
 /// to its defaults (`SessionAndParameters`, which also drops any dictionary)
 /// behaves as a new one, so a few are kept in a process-wide list instead of
-/// being freed. Contexts that grew past a size bound, or that used worker
-/// threads or several dictionaries at once, are freed as before.
+/// being freed: at most 64 per kind, 32 MB in all at worst. Contexts that grew
+/// past a size bound (any compression context that compressed a page), or that
+/// used worker threads or several dictionaries at once, are freed as before.
 #[cfg(feature = "std")]
 mod recycle {
     use core::ptr::NonNull;
     use std::sync::Mutex;
     use std::vec::Vec;
 
-    /// Bounds a kept context's memory (`ZSTD_sizeof_*`): parquet pages and
-    /// Andante's records stay far below; a context used for a large window is
-    /// freed rather than kept.
-    pub(crate) const MAX_COMPRESSION_BYTES: usize = 8 << 20;
-    pub(crate) const MAX_DECOMPRESSION_BYTES: usize = 1 << 20;
+    /// Bounds a kept context's memory (`ZSTD_sizeof_*`). A compression context
+    /// is 5 KB until it compresses, about 110 KB after a few KB, and 1.3 MB
+    /// after a 1 MB page at level 3. parquet's readers make one they never use;
+    /// its writers' are the large ones, freed here (keeping them would hold
+    /// ~70 MB after a block write). A one-shot decompression context is 96 KB;
+    /// one that streamed with a large window is freed.
+    pub(crate) const MAX_COMPRESSION_BYTES: usize = 256 << 10;
+    pub(crate) const MAX_DECOMPRESSION_BYTES: usize = 256 << 10;
     /// How many contexts of each kind are kept: enough for every column
     /// reader of a few concurrent row groups.
     const KEPT: usize = 64;
