@@ -5,19 +5,24 @@
 //! blocks are immutable and a compaction writes a new block ID. So a block's contribution to a
 //! tag request is kept, keyed by block, request and filter, and the next request reads no
 //! column of that block. Only answers that do not depend on the time range are kept (the
-//! block lies inside the range), and the cache is bounded by the values it holds; past the
-//! bound the oldest answers go first.
+//! block lies inside the range), and the cache is bounded by the bytes it holds, keys
+//! included (a `q` filter can be as long as a URL); past the bound the oldest answers go
+//! first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use andante_block::v1::tags::TagCollection;
+use andante_traceql::Value;
+use uuid::Uuid;
 
-/// (tenant, block ID, request and filter, as their debug text).
-pub(crate) type Key = (String, String, String);
+/// (tenant, block ID, request and filter as their debug text).
+pub(crate) type Key = (String, Uuid, String);
 
-/// Most names and values held in all kept answers together (about 10 MB of short strings).
-const MAX_ITEMS: usize = 200_000;
+/// Most bytes all kept answers and their keys may take, about.
+const MAX_BYTES: usize = 16 << 20;
+/// What a kept name or value costs besides its text (its `String`/`Value` and set entry).
+const OVERHEAD: usize = 48;
 
 #[derive(Default)]
 pub(crate) struct TagCache {
@@ -29,17 +34,25 @@ struct Inner {
     answers: HashMap<Key, Arc<TagCollection>>,
     /// Insertion order, for eviction.
     order: VecDeque<Key>,
-    items: usize,
+    bytes: usize,
 }
 
-fn items(answer: &TagCollection) -> usize {
-    answer.values.len()
-        + answer
-            .names
-            .values()
-            .map(|names| names.len())
-            .sum::<usize>()
-        + 1
+fn bytes(key: &Key, answer: &TagCollection) -> usize {
+    let values: usize = answer
+        .values
+        .iter()
+        .map(|value| match value {
+            Value::Str(text) => text.len() + OVERHEAD,
+            _ => OVERHEAD,
+        })
+        .sum();
+    let names: usize = answer
+        .names
+        .values()
+        .flatten()
+        .map(|name| name.len() + OVERHEAD)
+        .sum();
+    key.0.len() + key.2.len() + values + names + OVERHEAD
 }
 
 impl TagCache {
@@ -56,23 +69,23 @@ impl TagCache {
     }
 
     pub(crate) fn insert(&self, key: Key, answer: Arc<TagCollection>) {
-        let size = items(&answer);
-        if size > MAX_ITEMS / 4 {
+        let size = bytes(&key, &answer);
+        if size > MAX_BYTES / 4 {
             return; // one answer would push out most others
         }
         let mut inner = self.lock();
         if inner.answers.contains_key(&key) {
             return;
         }
-        while inner.items + size > MAX_ITEMS {
+        while inner.bytes + size > MAX_BYTES {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
             if let Some(gone) = inner.answers.remove(&oldest) {
-                inner.items -= items(&gone);
+                inner.bytes -= bytes(&oldest, &gone);
             }
         }
-        inner.items += size;
+        inner.bytes += size;
         inner.order.push_back(key.clone());
         inner.answers.insert(key, answer);
     }
@@ -81,7 +94,6 @@ impl TagCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use andante_traceql::Value;
 
     fn answer(values: usize) -> Arc<TagCollection> {
         Arc::new(TagCollection {
@@ -92,8 +104,8 @@ mod tests {
         })
     }
 
-    fn key(block: usize) -> Key {
-        ("t".into(), format!("b{block}"), "q".into())
+    fn key(block: u128) -> Key {
+        ("t".into(), Uuid::from_u128(block), "q".into())
     }
 
     #[test]
@@ -102,23 +114,42 @@ mod tests {
         cache.insert(key(0), answer(3));
         assert_eq!(cache.get(&key(0)).unwrap().values.len(), 3);
         assert!(cache.get(&key(1)).is_none());
-        // Each answer holds a fifth of the bound: the sixth pushes out the first two.
-        let fifth = MAX_ITEMS / 5;
+        // Answers of a fifth of the bound each: the sixth pushes out the first two.
+        let values = MAX_BYTES / 5 / (OVERHEAD + 6);
+        assert!(bytes(&key(1), &answer(values)) <= MAX_BYTES / 5);
         for block in 1..=6 {
-            cache.insert(key(block), answer(fifth - 1));
+            cache.insert(key(block), answer(values));
         }
         assert!(cache.get(&key(0)).is_none());
         assert!(cache.get(&key(1)).is_none());
         for block in 2..=6 {
             assert!(cache.get(&key(block)).is_some(), "block {block}");
         }
-        assert!(cache.lock().items <= MAX_ITEMS);
+        assert!(cache.lock().bytes <= MAX_BYTES);
     }
 
     #[test]
     fn an_answer_too_large_is_not_kept() {
         let cache = TagCache::default();
-        cache.insert(key(0), answer(MAX_ITEMS / 2));
+        cache.insert(key(0), answer(MAX_BYTES / OVERHEAD / 2));
         assert!(cache.get(&key(0)).is_none());
+    }
+
+    #[test]
+    fn a_long_filter_counts_against_the_bound() {
+        // A hostile `q` as long as a URL allows, once per block: its keys alone fill the
+        // bound, so old entries go rather than memory growing with each new filter.
+        let cache = TagCache::default();
+        let filter = "x".repeat(256 << 10);
+        for block in 0..200u128 {
+            cache.insert(
+                ("t".into(), Uuid::from_u128(block), filter.clone()),
+                answer(1),
+            );
+        }
+        let inner = cache.lock();
+        assert!(inner.bytes <= MAX_BYTES);
+        assert!(inner.answers.len() < 200);
+        assert_eq!(inner.answers.len(), inner.order.len());
     }
 }

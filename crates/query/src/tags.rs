@@ -193,7 +193,7 @@ impl Querier {
                 let key = whole.then(|| {
                     (
                         tenant.to_string(),
-                        handle.meta.block_id.to_string(),
+                        handle.meta.block_id,
                         request_key.clone(),
                     )
                 });
