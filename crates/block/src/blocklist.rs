@@ -135,7 +135,7 @@ impl BlockList {
         };
         blocks
             .iter()
-            .filter(|(_, index)| index.row_group_for(trace_id).is_some())
+            .filter(|(_, index)| index.may_contain(trace_id))
             .map(|(meta, _)| meta.block_id)
             .collect()
     }

@@ -9,6 +9,10 @@
 //! by a block-list poll once the output is that old, so a process whose list predates the
 //! compaction (a querier apart) still finds them.
 //!
+//! Inputs merge by their format: `andante-v1` blocks (rows in trace-ID order) by a streaming k-way
+//! merge into a v1 block, `andante-v2` blocks (row groups clustered by time) in two passes into a
+//! v2 block ([`merge_time_clustered`]). A window's blocks of the two formats are merged apart.
+//!
 //! Retention deletes blocks whose newest span (or, if earlier, whose writing) is older than the
 //! tenant's retention period.
 
@@ -19,8 +23,8 @@ use andante_storage::{lease, Storage};
 
 use crate::blocklist::BlockList;
 use crate::{
-    delete_block, encode_block_from, upload_block, v1, BlockError, BlockHandle, BlockMeta,
-    NewBlock, Trace,
+    delete_block, encode_block_from, encode_block_v2_from, order, trace_table, upload_block, v1,
+    BlockError, BlockHandle, BlockMeta, EncodedBlock, NewBlock, Trace,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +62,14 @@ pub fn plan_compactions(
 ) -> Vec<Vec<BlockHandle>> {
     // Blocks of every level in a window merge together, smallest first: grouping by level too
     // (as Tempo does) can leave one block per level in a window forever on a single node.
-    let mut windows: BTreeMap<u64, Vec<&BlockHandle>> = BTreeMap::new();
+    // The two formats merge differently (see the module comment), so they never share a plan.
+    let mut windows: BTreeMap<(u64, bool), Vec<&BlockHandle>> = BTreeMap::new();
     for handle in blocks {
         let window = handle.meta.start_unix_nanos / options.window_nanos.max(1);
-        windows.entry(window).or_default().push(handle);
+        windows
+            .entry((window, handle.meta.time_clustered()))
+            .or_default()
+            .push(handle);
     }
     let mut plans = Vec::new();
     for candidates in windows.into_values() {
@@ -233,21 +241,27 @@ async fn compact_leased(
         replaces: inputs.iter().map(|h| h.meta.block_id).collect(),
         options: options.write,
     };
-    let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
     let merge_files = files.clone();
-    let merged = tokio::task::spawn_blocking(move || {
-        let streams = merge_files
-            .into_iter()
-            .map(|data| v1::TraceStream::new(data, 8192))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut merged = MergeTraces::new(streams);
-        let encoded = encode_block_from(&mut merged, expected_traces, &new_block)?;
-        match merged.error {
-            Some(error) => Err(error),
-            None => Ok(encoded),
-        }
-    })
-    .await
+    let merged = if inputs.iter().all(|handle| handle.meta.time_clustered()) {
+        let tables = read_trace_tables(storage, &inputs).await;
+        tokio::task::spawn_blocking(move || merge_time_clustered(merge_files, tables, &new_block))
+            .await
+    } else {
+        let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
+        tokio::task::spawn_blocking(move || {
+            let streams = merge_files
+                .into_iter()
+                .map(|data| v1::TraceStream::new(data, 8192))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut merged = MergeTraces::new(streams);
+            let encoded = encode_block_from(&mut merged, expected_traces, &new_block)?;
+            match merged.error {
+                Some(error) => Err(error),
+                None => Ok(encoded),
+            }
+        })
+        .await
+    }
     .map_err(|error| BlockError::Encode(error.to_string()))?;
     let encoded = match merged {
         Ok(encoded) => encoded,
@@ -273,6 +287,200 @@ async fn compact_leased(
         }
     }
     Ok(Some(meta))
+}
+
+/// Each input's trace table, or None where it is missing or unreadable (the merge then derives
+/// the input's traces from its data).
+async fn read_trace_tables(
+    storage: &Storage,
+    inputs: &[BlockHandle],
+) -> Vec<Option<trace_table::TraceTable>> {
+    let mut tables = Vec::with_capacity(inputs.len());
+    for handle in inputs {
+        let table = match handle.meta.trace_table_bytes {
+            None => None,
+            Some(_) => storage
+                .get(&handle.meta.trace_table_key())
+                .await
+                .map_err(BlockError::from)
+                .and_then(trace_table::TraceTable::decode)
+                .inspect_err(|error| {
+                    tracing::warn!(block = %handle.meta.block_id, %error,
+                        "trace table unreadable; compaction reads the block's traces from its data")
+                })
+                .ok(),
+        };
+        tables.push(table);
+    }
+    tables
+}
+
+/// Where one input holds a piece of a trace, and what placement needs of the piece.
+struct InputPiece {
+    trace_id: andante_model::TraceId,
+    row_group: u32,
+    rows: usize,
+    start_unix_nanos: u64,
+}
+
+/// An input's pieces from its trace table, if the table tiles every row group of the file
+/// (checked: a table that disagrees with the data must not decide what is merged).
+fn pieces_from_table(
+    table: &trace_table::TraceTable,
+    metadata: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+) -> Option<Vec<InputPiece>> {
+    let mut rows_per_group = vec![0usize; metadata.metadata().num_row_groups()];
+    let mut pieces = Vec::with_capacity(table.len());
+    for index in 0..table.len() {
+        let entry = table.get(index);
+        *rows_per_group.get_mut(entry.row_group as usize)? += entry.rows as usize;
+        pieces.push(InputPiece {
+            trace_id: entry.trace_id,
+            row_group: entry.row_group,
+            rows: entry.rows as usize,
+            start_unix_nanos: entry.start_unix_nanos,
+        });
+    }
+    let tiles = metadata
+        .metadata()
+        .row_groups()
+        .iter()
+        .zip(&rows_per_group)
+        .all(|(group, rows)| group.num_rows() as usize == *rows);
+    tiles.then_some(pieces)
+}
+
+/// An input's pieces read from its data, one row group at a time (inputs without a usable table).
+fn pieces_from_data(
+    data: &bytes::Bytes,
+    metadata: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+) -> Result<Vec<InputPiece>, BlockError> {
+    let mut pieces = Vec::new();
+    for row_group in 0..metadata.metadata().num_row_groups() {
+        for trace in v1::TraceStream::of_row_group(data.clone(), metadata, row_group, 8192)? {
+            let trace = trace?;
+            pieces.push(InputPiece {
+                trace_id: trace.trace_id,
+                row_group: row_group as u32,
+                rows: v1::span_count(&trace),
+                start_unix_nanos: order::trace_start(&trace),
+            });
+        }
+    }
+    Ok(pieces)
+}
+
+/// Merges `andante-v2` inputs (fetched `files`, their `tables` where readable) into one v2
+/// block in two passes. First the inputs' trace tables give every trace's pieces, start and
+/// size, and `order::plan_groups` places the merged traces; then each output row group is
+/// built from the input row groups holding its pieces, decoded when first needed and dropped
+/// once every piece of theirs is taken. Inputs are themselves clustered by time, so the row
+/// groups in memory at once are about one per input (plus those holding late pieces of traces
+/// that started earlier); memory never holds an input whole.
+pub fn merge_time_clustered(
+    files: Vec<bytes::Bytes>,
+    tables: Vec<Option<trace_table::TraceTable>>,
+    new_block: &NewBlock,
+) -> Result<EncodedBlock, BlockError> {
+    use std::collections::HashMap;
+    let metadata = files
+        .iter()
+        .map(|data| {
+            parquet::arrow::arrow_reader::ArrowReaderMetadata::load(data, Default::default())
+                .map_err(BlockError::parquet)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut placed: Vec<order::Placed> = Vec::new();
+    let mut sources: Vec<Vec<(usize, u32)>> = Vec::new();
+    let mut position: HashMap<andante_model::TraceId, usize> = HashMap::new();
+    for (input, data) in files.iter().enumerate() {
+        let pieces = match tables
+            .get(input)
+            .and_then(Option::as_ref)
+            .and_then(|table| pieces_from_table(table, &metadata[input]))
+        {
+            Some(pieces) => pieces,
+            None => pieces_from_data(data, &metadata[input])?,
+        };
+        for piece in pieces {
+            let at = *position.entry(piece.trace_id).or_insert_with(|| {
+                placed.push(order::Placed {
+                    start_unix_nanos: piece.start_unix_nanos,
+                    trace_id: piece.trace_id,
+                    spans: 0,
+                });
+                sources.push(Vec::new());
+                placed.len() - 1
+            });
+            placed[at].start_unix_nanos = placed[at].start_unix_nanos.min(piece.start_unix_nanos);
+            placed[at].spans += piece.rows;
+            sources[at].push((input, piece.row_group));
+        }
+    }
+    drop(position);
+    let plan = order::plan_groups(&placed, new_block.options.row_group_spans);
+    // Decoded input row groups with the pieces not yet taken.
+    let mut open: HashMap<(usize, u32), HashMap<andante_model::TraceId, Trace>> = HashMap::new();
+    let mut error: Option<BlockError> = None;
+    let groups = plan.into_iter().map_while(|group| {
+        let mut traces = Vec::with_capacity(group.len());
+        for at in group {
+            let trace_id = placed[at].trace_id;
+            let mut fragments = Vec::new();
+            for &(input, row_group) in &sources[at] {
+                let key = (input, row_group);
+                let pieces = match open.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        let decoded = v1::TraceStream::of_row_group(
+                            files[input].clone(),
+                            &metadata[input],
+                            row_group as usize,
+                            8192,
+                        )
+                        .and_then(|stream| {
+                            stream
+                                .map(|trace| trace.map(|trace| (trace.trace_id, trace)))
+                                .collect::<Result<HashMap<_, _>, _>>()
+                        });
+                        match decoded {
+                            Ok(pieces) => entry.insert(pieces),
+                            Err(failed) => {
+                                error = Some(failed);
+                                return None;
+                            }
+                        }
+                    }
+                };
+                let Some(piece) = pieces.remove(&trace_id) else {
+                    error = Some(BlockError::Corrupt(format!(
+                        "input {input}, row group {row_group}: trace {trace_id} is in its table but not its data"
+                    )));
+                    return None;
+                };
+                fragments.extend(piece.resource_spans);
+                if pieces.is_empty() {
+                    open.remove(&key);
+                }
+            }
+            traces.push(Trace {
+                trace_id,
+                resource_spans: merge_resource_spans(fragments),
+            });
+        }
+        Some(traces)
+    });
+    let encoded = encode_block_v2_from(groups, placed.len(), new_block)?;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    if let Some(((input, row_group), left)) = open.iter().next() {
+        return Err(BlockError::Corrupt(format!(
+            "input {input}, row group {row_group}: {} traces in its data are not in its table",
+            left.len()
+        )));
+    }
+    Ok(encoded)
 }
 
 /// Whether a block in a (possibly old) block list still awaits compaction: neither deleted nor

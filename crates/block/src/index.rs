@@ -1,6 +1,6 @@
 //! The `index` object of a block: the trace-ID range of each row group and a Bloom filter of all
-//! trace IDs. Rows are sorted by trace ID and a trace never straddles two row groups, so the
-//! ranges find the single row group that may hold a trace.
+//! trace IDs. A trace never straddles two row groups; in `andante-v1` rows are sorted by trace ID,
+//! so the ranges find the single row group that may hold a trace.
 //!
 //! Version 2 adds a crc32c of every column chunk of `data.parquet` (arrow-rs writes Parquet
 //! pages without checksums, so flipped bytes inside a value would otherwise decode silently);
@@ -13,8 +13,19 @@
 //! v2: magic "ANDIDX02" | the v1 fields up to the Bloom words | columns: u32
 //!     | row_groups × columns × crc32c of the column chunk's bytes: u32 | crc32c of everything before: u32
 //! ```
-//! Both versions are read; new blocks are written with v2. An index rebuilt from the data has no
-//! chunk checksums (they would vouch for whatever the data holds now) and is written as v1.
+//! Version 3, written for `andante-v2` blocks (row groups clustered by trace start, so their ID
+//! ranges overlap), adds per row group what lets a search stop inside the block and a lookup
+//! find its row group: the newest trace start, the row group's run of trace-table entries (count
+//! and crc32c, so a scan reads only that slice of the `traces` object) and its own Bloom filter.
+//!
+//! ```text
+//! v3: magic "ANDIDX03" | the v2 fields up to the chunk checksums
+//!     | row_groups × (newest trace start: u64 | entries: u32 | crc32c of the entries' bytes: u32
+//!                     | hash_count: u32 | words: u32 | words × u64)
+//!     | crc32c of everything before: u32
+//! ```
+//! Every version is read. An index rebuilt from the data has no chunk checksums (they would
+//! vouch for whatever the data holds now) and no row-group summaries, and is written as v1.
 
 use andante_model::TraceId;
 
@@ -23,6 +34,7 @@ use crate::BlockError;
 
 const MAGIC_V1: &[u8; 8] = b"ANDIDX01";
 const MAGIC_V2: &[u8; 8] = b"ANDIDX02";
+const MAGIC_V3: &[u8; 8] = b"ANDIDX03";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockIndex {
@@ -30,6 +42,21 @@ pub struct BlockIndex {
     pub bloom: Bloom,
     /// crc32c of each column chunk (row-major: row group, then leaf column), when known.
     pub chunk_checksums: Option<ChunkChecksums>,
+    /// Per row group, in row-group order (index v3; needs `chunk_checksums`).
+    pub row_group_summaries: Option<Vec<RowGroupSummary>>,
+}
+
+/// What index v3 knows of one row group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowGroupSummary {
+    /// The latest trace start (earliest span start of a trace) among the row group's traces:
+    /// no trace of the row group starts after it.
+    pub newest_start_unix_nanos: u64,
+    /// How many trace-table entries the row group has (they follow those of earlier groups).
+    pub trace_entries: u32,
+    /// crc32c of those entries' bytes in the `traces` object.
+    pub entries_crc: u32,
+    pub bloom: Bloom,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +106,11 @@ impl BlockIndex {
             .chunk_checksums
             .as_ref()
             .is_none_or(|sums| sums.columns == columns);
-        if self.row_group_ranges.len() != row_groups || !checksums_fit {
+        let summaries_fit = self
+            .row_group_summaries
+            .as_ref()
+            .is_none_or(|summaries| summaries.len() == row_groups);
+        if self.row_group_ranges.len() != row_groups || !checksums_fit || !summaries_fit {
             return Err(BlockError::Corrupt(format!(
                 "index: describes {} row groups, the data has {row_groups} of {columns} columns",
                 self.row_group_ranges.len()
@@ -88,16 +119,48 @@ impl BlockIndex {
         Ok(())
     }
 
-    /// The row group that may hold `trace_id`, if any, after the Bloom filter.
-    pub fn row_group_for(&self, trace_id: &TraceId) -> Option<usize> {
+    /// The row groups that may hold `trace_id`, after the Bloom filters. A trace never
+    /// straddles row groups, but in an `andante-v2` block ID ranges overlap, so a Bloom false
+    /// positive can name more than the one that holds it.
+    pub fn row_groups_for(&self, trace_id: &TraceId) -> Vec<usize> {
         if !self.bloom.may_contain(trace_id) {
-            return None;
+            return Vec::new();
         }
-        let candidate = self
-            .row_group_ranges
-            .partition_point(|(_, max)| max < trace_id);
-        let (min, max) = self.row_group_ranges.get(candidate)?;
-        (min <= trace_id && trace_id <= max).then_some(candidate)
+        let in_range = |row_group: &usize| {
+            let (min, max) = &self.row_group_ranges[*row_group];
+            min <= trace_id && trace_id <= max
+        };
+        match &self.row_group_summaries {
+            Some(summaries) => (0..self.row_group_ranges.len())
+                .filter(in_range)
+                .filter(|row_group| {
+                    summaries
+                        .get(*row_group)
+                        .is_some_and(|summary| summary.bloom.may_contain(trace_id))
+                })
+                .collect(),
+            // Sorted, disjoint ranges (v1 blocks) hold it in at most one; a rebuilt index of
+            // a v2 block has overlapping ones, so every range is checked.
+            None => (0..self.row_group_ranges.len()).filter(in_range).collect(),
+        }
+    }
+
+    /// Whether the index says the block may hold `trace_id` (no I/O).
+    pub fn may_contain(&self, trace_id: &TraceId) -> bool {
+        !self.row_groups_for(trace_id).is_empty()
+    }
+
+    /// Where row group `row_group`'s trace-table entries lie (first entry, count) and their
+    /// crc32c, when the index has row-group summaries.
+    pub fn trace_entries(&self, row_group: usize) -> Option<(usize, usize, u32)> {
+        let summaries = self.row_group_summaries.as_ref()?;
+        let first = summaries
+            .iter()
+            .take(row_group)
+            .map(|summary| summary.trace_entries as usize)
+            .sum();
+        let summary = summaries.get(row_group)?;
+        Some((first, summary.trace_entries as usize, summary.entries_crc))
     }
 
     /// The recorded checksum of one column chunk, if this index has checksums.
@@ -139,26 +202,33 @@ impl BlockIndex {
                     .as_ref()
                     .map_or(0, |c| c.crcs.len() * 4),
         );
-        out.extend_from_slice(if self.chunk_checksums.is_some() {
-            MAGIC_V2
-        } else {
-            MAGIC_V1
+        // v3 extends v2, so summaries are written only beside chunk checksums.
+        let summaries = self
+            .row_group_summaries
+            .as_ref()
+            .filter(|_| self.chunk_checksums.is_some());
+        out.extend_from_slice(match (&self.chunk_checksums, summaries) {
+            (Some(_), Some(_)) => MAGIC_V3,
+            (Some(_), None) => MAGIC_V2,
+            (None, _) => MAGIC_V1,
         });
         out.extend_from_slice(&(self.row_group_ranges.len() as u32).to_le_bytes());
         for (min, max) in &self.row_group_ranges {
             out.extend_from_slice(&min.0);
             out.extend_from_slice(&max.0);
         }
-        out.extend_from_slice(&self.bloom.hash_count.to_le_bytes());
-        out.extend_from_slice(&(self.bloom.words.len() as u32).to_le_bytes());
-        for word in &self.bloom.words {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
+        write_bloom(&mut out, &self.bloom);
         if let Some(checksums) = &self.chunk_checksums {
             out.extend_from_slice(&(checksums.columns as u32).to_le_bytes());
             for crc in &checksums.crcs {
                 out.extend_from_slice(&crc.to_le_bytes());
             }
+        }
+        for summary in summaries.into_iter().flatten() {
+            out.extend_from_slice(&summary.newest_start_unix_nanos.to_le_bytes());
+            out.extend_from_slice(&summary.trace_entries.to_le_bytes());
+            out.extend_from_slice(&summary.entries_crc.to_le_bytes());
+            write_bloom(&mut out, &summary.bloom);
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -173,6 +243,7 @@ impl BlockIndex {
         let version = match &data[..MAGIC_V1.len()] {
             magic if magic == MAGIC_V1 => 1,
             magic if magic == MAGIC_V2 => 2,
+            magic if magic == MAGIC_V3 => 3,
             _ => return Err(corrupt("bad magic")),
         };
         let (body, crc_bytes) = data.split_at(data.len() - 4);
@@ -199,22 +270,8 @@ impl BlockIndex {
             let max = TraceId(take(16)?.try_into().map_err(|_| corrupt("range"))?);
             row_group_ranges.push((min, max));
         }
-        let hash_count = u32_at(take(4)?);
-        let word_count = u32_at(take(4)?) as usize;
-        // Each lookup probes `hash_count` bits of `word_count` words: an empty filter would
-        // divide by zero and a huge count would make every lookup a loop of billions.
-        if word_count == 0 || !(1..=MAX_HASH_COUNT).contains(&hash_count) {
-            return Err(corrupt("bloom filter shape"));
-        }
-        let words = take(
-            word_count
-                .checked_mul(8)
-                .ok_or_else(|| corrupt("word count"))?,
-        )?
-        .chunks_exact(8)
-        .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
-        .collect();
-        let chunk_checksums = if version == 2 {
+        let bloom = read_bloom(&mut take)?;
+        let chunk_checksums = if version >= 2 {
             let columns = u32_at(take(4)?) as usize;
             let count = row_groups
                 .checked_mul(columns)
@@ -231,17 +288,128 @@ impl BlockIndex {
         } else {
             None
         };
+        let row_group_summaries = if version == 3 {
+            let mut summaries = Vec::with_capacity(row_groups.min(data.len() / 24));
+            for _ in 0..row_groups {
+                let newest = take(8)?;
+                let newest_start_unix_nanos =
+                    u64::from_le_bytes(newest.try_into().map_err(|_| corrupt("summary"))?);
+                let trace_entries = u32_at(take(4)?);
+                let entries_crc = u32_at(take(4)?);
+                let bloom = read_bloom(&mut take)?;
+                summaries.push(RowGroupSummary {
+                    newest_start_unix_nanos,
+                    trace_entries,
+                    entries_crc,
+                    bloom,
+                });
+            }
+            Some(summaries)
+        } else {
+            None
+        };
         Ok(BlockIndex {
             row_group_ranges,
-            bloom: Bloom { hash_count, words },
+            bloom,
             chunk_checksums,
+            row_group_summaries,
         })
     }
+}
+
+fn write_bloom(out: &mut Vec<u8>, bloom: &Bloom) {
+    out.extend_from_slice(&bloom.hash_count.to_le_bytes());
+    out.extend_from_slice(&(bloom.words.len() as u32).to_le_bytes());
+    for word in &bloom.words {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+}
+
+fn read_bloom<'a>(
+    take: &mut impl FnMut(usize) -> Result<&'a [u8], BlockError>,
+) -> Result<Bloom, BlockError> {
+    let corrupt = |why: &str| BlockError::Corrupt(format!("index: {why}"));
+    let u32_at = |bytes: &[u8]| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let hash_count = u32_at(take(4)?);
+    let word_count = u32_at(take(4)?) as usize;
+    // Each lookup probes `hash_count` bits of `word_count` words: an empty filter would
+    // divide by zero and a huge count would make every lookup a loop of billions.
+    if word_count == 0 || !(1..=MAX_HASH_COUNT).contains(&hash_count) {
+        return Err(corrupt("bloom filter shape"));
+    }
+    let words = take(
+        word_count
+            .checked_mul(8)
+            .ok_or_else(|| corrupt("word count"))?,
+    )?
+    .chunks_exact(8)
+    .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default()))
+    .collect();
+    Ok(Bloom { hash_count, words })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v3_round_trips_and_finds_overlapping_row_groups() {
+        let ids: Vec<TraceId> = (1u8..=6).map(|i| TraceId([i; 16])).collect();
+        let bloom_of = |members: &[TraceId]| {
+            let mut bloom = Bloom::new(members.len(), 0.001);
+            members.iter().for_each(|id| bloom.insert(id));
+            bloom
+        };
+        // Two row groups whose ID ranges overlap, as time clustering makes them.
+        let (first, second) = ([ids[0], ids[2], ids[4]], [ids[1], ids[3], ids[5]]);
+        let index = BlockIndex {
+            row_group_ranges: vec![(ids[0], ids[4]), (ids[1], ids[5])],
+            bloom: bloom_of(&ids),
+            chunk_checksums: Some(ChunkChecksums {
+                columns: 1,
+                crcs: vec![1, 2],
+            }),
+            row_group_summaries: Some(vec![
+                RowGroupSummary {
+                    newest_start_unix_nanos: 900,
+                    trace_entries: 3,
+                    entries_crc: 11,
+                    bloom: bloom_of(&first),
+                },
+                RowGroupSummary {
+                    newest_start_unix_nanos: 500,
+                    trace_entries: 3,
+                    entries_crc: 12,
+                    bloom: bloom_of(&second),
+                },
+            ]),
+        };
+        let encoded = index.encode();
+        assert_eq!(&encoded[..8], MAGIC_V3);
+        let decoded = BlockIndex::decode(&encoded).expect("decodes v3");
+        assert_eq!(decoded, index);
+        for id in first {
+            assert!(decoded.row_groups_for(&id).contains(&0));
+        }
+        for id in second {
+            assert!(decoded.row_groups_for(&id).contains(&1));
+        }
+        assert!(decoded.row_groups_for(&TraceId([9; 16])).is_empty());
+        assert_eq!(decoded.trace_entries(0), Some((0, 3, 11)));
+        assert_eq!(decoded.trace_entries(1), Some((3, 3, 12)));
+        assert_eq!(decoded.trace_entries(2), None);
+        assert!(decoded.fits(2, 1).is_ok());
+        // Without the summaries the ranges alone decide, and both ranges hold ID 3.
+        let mut plain = index.clone();
+        plain.row_group_summaries = None;
+        assert_eq!(plain.row_groups_for(&ids[2]), vec![0, 1]);
+        for cut in [encoded.len() - 5, encoded.len() - 30] {
+            let mut short = encoded[..cut].to_vec();
+            let crc = crc32c::crc32c(&short);
+            short.extend_from_slice(&crc.to_le_bytes());
+            assert!(BlockIndex::decode(&short).is_err(), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn round_trips_and_finds_row_groups() {
@@ -252,6 +420,7 @@ mod tests {
             row_group_ranges: vec![(ids[0], ids[2]), (ids[3], ids[5])],
             bloom,
             chunk_checksums: None,
+            row_group_summaries: None,
         };
         let decoded = BlockIndex::decode(&index.encode()).expect("decodes v1");
         assert_eq!(decoded, index);
@@ -264,9 +433,9 @@ mod tests {
         assert_eq!(decoded.chunk_checksum(1, 2), Some(6));
         assert_eq!(decoded.chunk_checksum(1, 3), None);
         assert!(decoded.verify_chunks(0, [(1, &b"x"[..])]).is_err());
-        assert_eq!(decoded.row_group_for(&ids[1]), Some(0));
-        assert_eq!(decoded.row_group_for(&ids[4]), Some(1));
-        assert_eq!(decoded.row_group_for(&TraceId([9; 16])), None);
+        assert_eq!(decoded.row_groups_for(&ids[1]), vec![0]);
+        assert_eq!(decoded.row_groups_for(&ids[4]), vec![1]);
+        assert!(decoded.row_groups_for(&TraceId([9; 16])).is_empty());
         let mut corrupted = index.encode();
         corrupted[12] ^= 1;
         assert!(BlockIndex::decode(&corrupted).is_err());
@@ -293,6 +462,7 @@ mod tests {
                 columns: 2,
                 crcs: vec![7, 8],
             }),
+            row_group_summaries: None,
         };
         let encoded = index.encode();
         // Fuzz finding 7: four billion row groups once asked for 128 GiB up front.

@@ -18,6 +18,7 @@ pub mod index;
 mod layout;
 pub mod meta;
 pub mod nested_set;
+pub mod order;
 pub mod trace_table;
 pub mod v1;
 
@@ -32,7 +33,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use uuid::Uuid;
 
 pub use index::BlockIndex;
-pub use meta::{BlockMeta, FORMAT_V1};
+pub use meta::{BlockMeta, FORMAT_V1, FORMAT_V2};
 
 /// One trace: its ID and its spans grouped by resource and scope.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,8 +102,9 @@ pub struct BlockHandle {
     pub index_rebuilt: bool,
 }
 
-/// Rebuilds a block's index from the `trace_id` column of its data: each row group's first and
-/// last ID (rows are sorted) and a Bloom filter of every ID.
+/// Rebuilds a block's index from the `trace_id` column of its data: each row group's smallest and
+/// largest ID and a Bloom filter of every ID. It has no row-group summaries, so an `andante-v2`
+/// block with a rebuilt index is searched as one unit and looked up through its ID ranges.
 async fn rebuild_index(
     storage: &Storage,
     meta: &BlockMeta,
@@ -138,7 +140,7 @@ async fn rebuild_index(
                 bloom.insert(&trace_id);
                 range = Some(match range {
                     None => (trace_id, trace_id),
-                    Some((first, _)) => (first, trace_id),
+                    Some((min, max)) => (min.min(trace_id), max.max(trace_id)),
                 });
             }
         }
@@ -153,6 +155,7 @@ async fn rebuild_index(
         row_group_ranges,
         bloom,
         chunk_checksums: None,
+        row_group_summaries: None,
     })
 }
 
@@ -186,55 +189,82 @@ impl<T> std::future::Future for AbortOnDrop<T> {
     }
 }
 
-/// Encodes a block from traces in strictly increasing ID order, taking them one at a time;
-/// `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
+/// Encodes an `andante-v1` block from traces in strictly increasing ID order, taking them one at
+/// a time (compaction of v1 inputs); `expected_traces` sizes the Bloom filter. CPU-heavy: call
+/// from a blocking thread.
 pub fn encode_block_from(
     traces: impl IntoIterator<Item = Trace>,
     expected_traces: usize,
     new_block: &NewBlock,
 ) -> Result<EncodedBlock, BlockError> {
+    let groups = v1::groups_by_size(traces, new_block.options.row_group_spans);
+    encode_groups(groups, expected_traces, new_block, FORMAT_V1)
+}
+
+/// Encodes an `andante-v2` block from its row groups, taken one at a time (see `order`: each
+/// group sorted by ID, groups newest first). CPU-heavy: call from a blocking thread.
+pub fn encode_block_v2_from(
+    groups: impl IntoIterator<Item = Vec<Trace>>,
+    expected_traces: usize,
+    new_block: &NewBlock,
+) -> Result<EncodedBlock, BlockError> {
+    encode_groups(groups, expected_traces, new_block, FORMAT_V2)
+}
+
+fn encode_groups(
+    groups: impl IntoIterator<Item = Vec<Trace>>,
+    expected_traces: usize,
+    new_block: &NewBlock,
+    format: &str,
+) -> Result<EncodedBlock, BlockError> {
     let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
     let mut trace_count = 0u64;
     let mut service_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut tag_names = meta::TagNames::default();
-    let traces = traces.into_iter().inspect(|trace| {
-        tag_names.add_trace(trace);
-        if service_names.len() > meta::MAX_META_SERVICE_NAMES {
-            return;
-        }
-        for resource_spans in &trace.resource_spans {
-            let attributes = resource_spans
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.as_slice())
-                .unwrap_or(&[]);
-            let name = attributes
-                .iter()
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .and_then(|v| v.value.as_ref());
-            if let Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) = name
-            {
-                if !service_names.contains(name) {
-                    service_names.insert(name.clone());
+    let groups = groups.into_iter().inspect(|group| {
+        for trace in group {
+            tag_names.add_trace(trace);
+            if service_names.len() > meta::MAX_META_SERVICE_NAMES {
+                continue;
+            }
+            for resource_spans in &trace.resource_spans {
+                let attributes = resource_spans
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.as_slice())
+                    .unwrap_or(&[]);
+                let name = attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref())
+                    .and_then(|v| v.value.as_ref());
+                if let Some(andante_model::otlp::common::v1::any_value::Value::StringValue(name)) =
+                    name
+                {
+                    if !service_names.contains(name) {
+                        service_names.insert(name.clone());
+                    }
                 }
             }
         }
     });
-    let encoded = v1::encode_parquet_with_index(traces, new_block.options, |trace_id| {
+    let encoded = v1::encode_parquet_with_index(groups, new_block.options, |trace_id| {
         bloom.insert(trace_id);
         trace_count += 1;
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
     let trace_table = trace_table::encode(&encoded.traces);
+    let row_group_summaries = (format == FORMAT_V2)
+        .then(|| row_group_summaries(&encoded.traces, &trace_table, row_groups as usize));
     let index = BlockIndex {
         row_group_ranges: encoded.row_group_ranges,
         bloom,
         chunk_checksums: Some(index::ChunkChecksums::of_file(&encoded.parquet)?),
+        row_group_summaries,
     }
     .encode();
     let meta = BlockMeta {
-        format: FORMAT_V1.to_owned(),
+        format: format.to_owned(),
         block_id: Uuid::now_v7(),
         tenant_id: new_block.tenant_id.clone(),
         start_unix_nanos: if trace_count == 0 {
@@ -274,9 +304,44 @@ pub struct EncodedBlock {
     pub trace_table: Vec<u8>,
 }
 
-/// `encode_block_from` over a slice (sorted by trace ID).
+/// Index v3's summary of each row group, from the trace table's entries (in row order).
+fn row_group_summaries(
+    entries: &[trace_table::TraceEntry],
+    table: &[u8],
+    row_groups: usize,
+) -> Vec<index::RowGroupSummary> {
+    let mut summaries = Vec::with_capacity(row_groups);
+    let mut first = 0;
+    for row_group in 0..row_groups {
+        let count = entries[first..]
+            .iter()
+            .take_while(|entry| entry.row_group as usize == row_group)
+            .count();
+        let run = &entries[first..first + count];
+        // 0.1 %: a lookup probes every row group's filter, so the block's false reads are the
+        // row-group count times this rate (0.23 row groups in a 231-group block).
+        let mut bloom = bloom::Bloom::new(count, 0.001);
+        run.iter().for_each(|entry| bloom.insert(&entry.trace_id));
+        let bytes = trace_table::entries_range(first, count);
+        summaries.push(index::RowGroupSummary {
+            newest_start_unix_nanos: run
+                .iter()
+                .map(|entry| entry.start_unix_nanos)
+                .max()
+                .unwrap_or(0),
+            trace_entries: count as u32,
+            entries_crc: crc32c::crc32c(&table[bytes.start as usize..bytes.end as usize]),
+            bloom,
+        });
+        first += count;
+    }
+    summaries
+}
+
+/// An `andante-v2` block of `traces` (merged, unique IDs, in any order).
 pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlock, BlockError> {
-    encode_block_from(traces.iter().cloned(), traces.len(), new_block)
+    let groups = order::time_clustered(traces.to_vec(), new_block.options.row_group_spans);
+    encode_block_v2_from(groups, traces.len(), new_block)
 }
 
 /// Uploads an encoded block: data, index and trace table first, `meta.json` last.
@@ -326,10 +391,13 @@ pub async fn read_meta(
         .map_err(|error| BlockError::Corrupt(format!("meta.json: {error}")))
 }
 
+/// A scan's trace table (or run of it), read at most once, with the bytes read.
+type TableOnce = tokio::sync::OnceCell<Option<(trace_table::TraceTable, u64)>>;
+
 impl BlockHandle {
     /// Loads the index and the Parquet footer (with page index) of a block.
     pub async fn open(storage: &Storage, meta: BlockMeta) -> Result<BlockHandle, BlockError> {
-        if meta.format != FORMAT_V1 {
+        if meta.format != FORMAT_V1 && meta.format != FORMAT_V2 {
             return Err(BlockError::UnsupportedFormat(meta.format));
         }
         let mut reader = file_reader::BlockFileReader::new(
@@ -394,7 +462,7 @@ impl BlockHandle {
 
     /// Whether the index says the block may hold `trace_id` (no I/O).
     pub fn may_contain(&self, trace_id: &TraceId) -> bool {
-        self.index.row_group_for(trace_id).is_some()
+        self.index.may_contain(trace_id)
     }
 
     /// The trace's spans in this block, if any, and the bytes read from storage to find them.
@@ -403,23 +471,25 @@ impl BlockHandle {
         storage: &Storage,
         trace_id: TraceId,
     ) -> Result<TraceRead, BlockError> {
-        let Some(row_group) = self.index.row_group_for(&trace_id) else {
-            return Ok(TraceRead {
-                trace: None,
-                bytes_read: 0,
-            });
-        };
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let trace = v1::read_row_group_trace(
-            &storage.object_store(),
-            &self.meta.data_key(),
-            self.meta.data_bytes,
-            &self.parquet,
-            row_group,
-            trace_id,
-            &bytes_read,
-        )
-        .await?;
+        let mut trace = None;
+        // A trace never straddles row groups: the first that holds it holds all of it here;
+        // the others were Bloom false positives.
+        for row_group in self.index.row_groups_for(&trace_id) {
+            trace = v1::read_row_group_trace(
+                &storage.object_store(),
+                &self.meta.data_key(),
+                self.meta.data_bytes,
+                &self.parquet,
+                row_group,
+                trace_id,
+                &bytes_read,
+            )
+            .await?;
+            if trace.is_some() {
+                break;
+            }
+        }
         Ok(TraceRead {
             trace,
             bytes_read: bytes_read.load(std::sync::atomic::Ordering::Relaxed),
@@ -461,7 +531,7 @@ impl BlockHandle {
         let mut by_row_group: std::collections::BTreeMap<usize, Wanted> =
             std::collections::BTreeMap::new();
         for trace_id in trace_ids {
-            if let Some(row_group) = self.index.row_group_for(trace_id) {
+            for row_group in self.index.row_groups_for(trace_id) {
                 by_row_group
                     .entry(row_group)
                     .or_default()
@@ -532,21 +602,52 @@ impl BlockHandle {
         plan: Arc<v1::search::ScanPlan>,
         cpu: Arc<tokio::sync::Semaphore>,
     ) -> Result<v1::search::ScanOutcome, BlockError> {
+        self.scan_unit(storage, plan, cpu, None).await
+    }
+
+    /// The units a newest-first search scans this block in, each with a bound no trace start
+    /// in it exceeds: one per row group where the index summarises row groups (`andante-v2`,
+    /// whose row groups are slices of time), else the whole block bounded by its end. A unit
+    /// is `Some(row group)` or `None` for the whole block, for [`BlockHandle::scan_unit`].
+    pub fn scan_units(&self) -> Vec<(u64, Option<usize>)> {
+        match &self.index.row_group_summaries {
+            Some(summaries) if summaries.len() > 1 => summaries
+                .iter()
+                .enumerate()
+                .map(|(row_group, summary)| (summary.newest_start_unix_nanos, Some(row_group)))
+                .collect(),
+            _ => vec![(self.meta.end_unix_nanos, None)],
+        }
+    }
+
+    /// Stage 1 over one scan unit: the whole block (`None`) or one row group. A row group's
+    /// traces come from its run of the trace table alone, read by range.
+    pub async fn scan_unit(
+        &self,
+        storage: &Storage,
+        plan: Arc<v1::search::ScanPlan>,
+        cpu: Arc<tokio::sync::Semaphore>,
+        unit: Option<usize>,
+    ) -> Result<v1::search::ScanOutcome, BlockError> {
         let plan = plan.for_block(&self.slots);
         let mut outcome = v1::search::ScanOutcome::default();
         if !plan.block_may_match(self.meta.service_names.as_deref()) {
             return Ok(outcome);
         }
+        let mut row_groups = plan.row_groups(&self.parquet);
+        if let Some(only) = unit {
+            row_groups.retain(|row_group| *row_group == only);
+        }
         let table = tokio::sync::OnceCell::new();
-        let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
-            self.scan_row_group(storage, &plan, &cpu, &table, row_group)
+        let parts = by_row_group(row_groups, |row_group| {
+            self.scan_row_group(storage, &plan, &cpu, (&table, unit), row_group)
         });
         futures::pin_mut!(parts);
         while let Some(part) = futures::StreamExt::next(&mut parts).await {
             outcome.absorb(part?);
         }
-        if let Some(Some(_)) = table.get() {
-            outcome.bytes_read += self.meta.trace_table_bytes.unwrap_or(0);
+        if let Some(Some((_, bytes))) = table.get() {
+            outcome.bytes_read += bytes;
         }
         Ok(outcome)
     }
@@ -561,7 +662,7 @@ impl BlockHandle {
         storage: &Storage,
         plan: &Arc<v1::search::ScanPlan>,
         cpu: &Arc<tokio::sync::Semaphore>,
-        table: &tokio::sync::OnceCell<Option<trace_table::TraceTable>>,
+        table: (&TableOnce, Option<usize>),
         row_group: usize,
     ) -> Result<v1::search::ScanOutcome, BlockError> {
         let mut outcome = v1::search::ScanOutcome::default();
@@ -612,7 +713,7 @@ impl BlockHandle {
         };
         let plan = plan.clone();
         // Read only once some row group needs traces: a search that matches nothing never does.
-        if let Some(table) = self.trace_table(storage, table).await.cloned() {
+        if let Some((table, _)) = self.trace_table(storage, table.0, table.1).await.cloned() {
             let tree_roots = plan.tree_roots();
             let numbers = self
                 .fetch_columns(storage, row_group, &tree_roots, None)
@@ -658,20 +759,40 @@ impl BlockHandle {
         .await
     }
 
-    /// The block's trace table, read once per scan (`once`); None when the block has none or
-    /// it cannot be read, and the scan then decodes the trace columns as blocks without one do.
+    /// The block's trace table, read once per scan (`once`) with the bytes read; None when the
+    /// block has none or it cannot be read, and the scan then decodes the trace columns as
+    /// blocks without one do. A scan of one row group (`unit`) of a block whose index knows
+    /// where that row group's entries lie reads only those.
     async fn trace_table<'a>(
         &self,
         storage: &Storage,
-        once: &'a tokio::sync::OnceCell<Option<trace_table::TraceTable>>,
-    ) -> Option<&'a trace_table::TraceTable> {
-        self.meta.trace_table_bytes?;
+        once: &'a TableOnce,
+        unit: Option<usize>,
+    ) -> Option<&'a (trace_table::TraceTable, u64)> {
+        let whole = self.meta.trace_table_bytes?;
         once.get_or_init(|| async {
-            let read = storage
-                .get(&self.meta.trace_table_key())
-                .await
-                .map_err(BlockError::from)
-                .and_then(trace_table::TraceTable::decode);
+            let read = match unit.and_then(|row_group| self.index.trace_entries(row_group)) {
+                Some((first, count, crc)) => {
+                    let range = trace_table::entries_range(first, count);
+                    let bytes = range.end - range.start;
+                    let run = if count == 0 {
+                        Ok(Bytes::new())
+                    } else {
+                        storage
+                            .get_range(&self.meta.trace_table_key(), range)
+                            .await
+                            .map_err(BlockError::from)
+                    };
+                    run.and_then(|run| trace_table::TraceTable::from_entries(run, crc))
+                        .map(|table| (table, bytes))
+                }
+                None => storage
+                    .get(&self.meta.trace_table_key())
+                    .await
+                    .map_err(BlockError::from)
+                    .and_then(trace_table::TraceTable::decode)
+                    .map(|table| (table, whole)),
+            };
             match read {
                 Ok(table) => Some(table),
                 Err(error) => {
@@ -727,12 +848,13 @@ impl BlockHandle {
         let needs_traces = empty.keeps_exemplars() || !skip.is_empty();
         let table_once = tokio::sync::OnceCell::new();
         let table = match needs_traces {
-            true => self.trace_table(storage, &table_once).await.cloned(),
+            true => self.trace_table(storage, &table_once, None).await.cloned(),
             false => None,
         };
-        if table.is_some() {
-            total.1 += self.meta.trace_table_bytes.unwrap_or(0);
-        }
+        let table = table.map(|(table, bytes)| {
+            total.1 += bytes;
+            table
+        });
         let mut roots = match needs_traces && table.is_none() {
             true => plan.roots.clone(),
             false => plan.roots_without_trace_ids(),
@@ -907,6 +1029,8 @@ impl BlockHandle {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 /// One future per row group, run up to one per core at a time and yielded in row-group order:
 /// a block's row groups then use every core (one block of a compacted hour is most of what a

@@ -8,8 +8,12 @@ use andante_model::UnixNanos;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The only format this build writes; readers dispatch on `format`.
+/// Rows sorted by trace ID over the whole file. Still read, and still written by compaction when
+/// its inputs are `andante-v1` (their streaming merge by ID needs no second pass).
 pub const FORMAT_V1: &str = "andante-v1";
+/// The same Parquet schema with row groups clustered by trace start (`crate::order`) and an
+/// index v3 that summarises each row group; what this build writes for new blocks.
+pub const FORMAT_V2: &str = "andante-v2";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +66,11 @@ pub const MAX_META_SERVICE_NAMES: usize = 1000;
 pub const MAX_META_TAG_NAMES: usize = 2000;
 
 impl BlockMeta {
+    /// Whether rows are clustered by trace start (`andante-v2`), so row groups are the scan unit.
+    pub fn time_clustered(&self) -> bool {
+        self.format == FORMAT_V2
+    }
+
     pub fn prefix(&self) -> String {
         block_prefix(&self.tenant_id, self.block_id)
     }

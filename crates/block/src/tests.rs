@@ -168,7 +168,7 @@ pub(crate) fn canonical(resource_spans: &[ResourceSpans]) -> Vec<Vec<u8>> {
     out
 }
 
-fn traces(seed: u64, count: usize) -> Vec<Trace> {
+pub(crate) fn traces(seed: u64, count: usize) -> Vec<Trace> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut traces: Vec<Trace> = (0..count).map(|_| random_trace(&mut rng, 3)).collect();
     traces.sort_by_key(|trace| trace.trace_id);
@@ -176,7 +176,11 @@ fn traces(seed: u64, count: usize) -> Vec<Trace> {
     traces
 }
 
-async fn write(storage: &Storage, traces: &[Trace], row_group_spans: usize) -> BlockHandle {
+pub(crate) async fn write(
+    storage: &Storage,
+    traces: &[Trace],
+    row_group_spans: usize,
+) -> BlockHandle {
     let new_block = NewBlock {
         tenant_id: "t".into(),
         compaction_level: 0,
@@ -241,7 +245,9 @@ async fn read_all_returns_every_trace_in_order() {
     let storage = Storage::in_memory();
     let traces = traces(11, 120);
     let handle = write(&storage, &traces, 100).await;
-    let read = handle.read_all(&storage).await.expect("read all");
+    let mut read = handle.read_all(&storage).await.expect("read all");
+    // Row order is by time in row groups; the set read back is what was written.
+    read.sort_by_key(|trace| trace.trace_id);
     assert_eq!(read.len(), traces.len());
     for (read, written) in read.iter().zip(&traces) {
         assert_eq!(read.trace_id, written.trace_id);
@@ -444,10 +450,11 @@ async fn trace_stream_joins_traces_cut_across_batches() {
     let handle = write(&storage, &traces, 50).await;
     let data = storage.get(&handle.meta.data_key()).await.expect("data");
     // Seven rows per batch: most traces are split over two or more batches.
-    let streamed: Vec<Trace> = v1::TraceStream::new(data, 7)
+    let mut streamed: Vec<Trace> = v1::TraceStream::new(data, 7)
         .expect("stream")
         .collect::<Result<_, _>>()
         .expect("read");
+    streamed.sort_by_key(|trace| trace.trace_id);
     assert_eq!(streamed.len(), traces.len());
     for (read, written) in streamed.iter().zip(&traces) {
         assert_eq!(read.trace_id, written.trace_id);
@@ -576,12 +583,13 @@ async fn scan_candidates_agree_with_the_engine() {
             .sum();
         assert_eq!(outcome.spans_scanned as usize, span_total, "{text}");
         // Traces are whole here, so a trace with too few spans for a count can never match.
-        let candidates: Vec<TraceId> = outcome
+        let mut candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
             .filter(|candidate| !candidate.too_few_here)
             .map(|candidate| candidate.trace_id)
             .collect();
+        candidates.sort();
         let pushed_counts = [
             r#"{ status = error } | count() > 1"#,
             r#"{ kind = server } | count() >= 2"#,
@@ -976,7 +984,7 @@ async fn blocks_without_the_queried_service_are_not_read() {
 }
 
 /// Stage 1 of `query` over the whole block and all time.
-async fn scan_all(
+pub(crate) async fn scan_all(
     handle: &BlockHandle,
     storage: &Storage,
     query: &andante_traceql::Query,
@@ -1262,10 +1270,11 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
             .filter(|trace| ids.contains(&trace.trace_id))
             .map(|trace| (trace.trace_id, span_count(trace)))
             .collect();
-        let read: Vec<(TraceId, usize)> = at
+        let mut read: Vec<(TraceId, usize)> = at
             .iter()
             .map(|trace| (trace.trace_id, span_count(trace)))
             .collect();
+        read.sort();
         assert_eq!(read, expected, "{text}");
         // A read of some span parts is the whole read with the other parts left empty. With
         // some keys, spans keep the generic list and those keys' dedicated or slot columns.
@@ -1413,7 +1422,8 @@ async fn frequent_string_keys_get_slot_columns() {
         "keys with a fixed column take no slot: {slotted:?}"
     );
 
-    let read = handle.read_all(&storage).await.expect("read");
+    let mut read = handle.read_all(&storage).await.expect("read");
+    read.sort_by_key(|trace| trace.trace_id);
     assert_eq!(read.len(), traces.len());
     for (read, written) in read.iter().zip(&traces) {
         assert_eq!(
@@ -1444,11 +1454,12 @@ async fn frequent_string_keys_get_slot_columns() {
     ] {
         let query = parse(text).expect("query parses");
         let outcome = scan_all(&handle, &storage, &query, &cpu).await;
-        let candidates: Vec<TraceId> = outcome
+        let mut candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
             .map(|candidate| candidate.trace_id)
             .collect();
+        candidates.sort();
         let matching = matching_traces(&query, &traces);
         assert!(!matching.is_empty(), "{text}");
         assert_eq!(candidates, matching, "{text}");
@@ -1674,11 +1685,12 @@ async fn blocks_without_slot_columns_still_read() {
     ] {
         let query = parse(text).expect("parses");
         let outcome = scan_all(&handle, &storage, &query, &cpu).await;
-        let candidates: Vec<TraceId> = outcome
+        let mut candidates: Vec<TraceId> = outcome
             .candidates
             .iter()
             .map(|candidate| candidate.trace_id)
             .collect();
+        candidates.sort();
         assert_eq!(candidates, matching_traces(&query, &traces), "{text}");
     }
     let plan = Arc::new(v1::search::ScanPlan::new(TraceCondition::True, 0..u64::MAX));
@@ -1984,7 +1996,7 @@ async fn flipped_bytes_inside_values_are_caught_by_chunk_checksums() {
     );
 }
 
-fn holder(id: &str) -> compaction::LeaseHolder {
+pub(crate) fn holder(id: &str) -> compaction::LeaseHolder {
     compaction::LeaseHolder {
         id: id.to_owned(),
         ttl_millis: 600_000,

@@ -1,5 +1,6 @@
 //! The trace table (`traces` object beside `data.parquet`): one fixed-size entry per trace of
-//! the block, in trace-ID order, which is also row order. Stage 1 maps the rows a predicate
+//! the block, in row order (trace-ID order in `andante-v1`; in `andante-v2` trace-ID order within
+//! each row group, row groups ordered by time). Stage 1 maps the rows a predicate
 //! matched to their traces through it, instead of decoding `trace_id`, `start_unix_nanos` and
 //! `duration_nanos` for every row of a row group (those three columns were most of the cost of
 //! a search with hits), and decides `{ } | count() > n` from span counts alone.
@@ -8,7 +9,10 @@
 //! `"ANDTRT01" | traces: u32 | traces × (trace ID: 16 B, row group: u32, first row: u32,
 //! rows: u32, earliest span start: u64, latest span end: u64) | crc32c of all before: u32`.
 //! Kept uncompressed so a read is a length check, a checksum and slicing: IDs are random and
-//! would not compress, and a search reads the table of every block with a match.
+//! would not compress, and a search reads the table of every block with a match. In `andante-v2`
+//! blocks the index records each row group's run of entries and its crc32c, so a search that
+//! stops inside a block reads only the runs of the row groups it scanned
+//! ([`TraceTable::from_entries`]).
 
 use std::ops::Range;
 
@@ -33,7 +37,13 @@ pub struct TraceEntry {
     pub end_unix_nanos: u64,
 }
 
-/// Encodes entries (in trace-ID order) as a `traces` object.
+/// Where entries `first..first + count` lie in a `traces` object.
+pub fn entries_range(first: usize, count: usize) -> Range<u64> {
+    let start = (HEADER + first * ENTRY) as u64;
+    start..start + (count * ENTRY) as u64
+}
+
+/// Encodes entries (in row order) as a `traces` object.
 pub fn encode(entries: &[TraceEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + entries.len() * ENTRY + 4);
     out.extend_from_slice(MAGIC);
@@ -55,6 +65,8 @@ pub fn encode(entries: &[TraceEntry]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct TraceTable {
     bytes: Bytes,
+    /// Where entry 0 starts in `bytes`.
+    offset: usize,
     len: usize,
 }
 
@@ -79,7 +91,28 @@ impl TraceTable {
         if crc32c::crc32c(&bytes[..body]) != stored {
             return Err(corrupt("checksum mismatch"));
         }
-        Ok(TraceTable { bytes, len })
+        Ok(TraceTable {
+            bytes,
+            offset: HEADER,
+            len,
+        })
+    }
+
+    /// A run of entries read by range (one row group's, at [`entries_range`]), checked against
+    /// the crc32c the block's index recorded for it.
+    pub fn from_entries(bytes: Bytes, crc: u32) -> Result<TraceTable, BlockError> {
+        let corrupt = |what: &str| BlockError::Corrupt(format!("trace table: {what}"));
+        if !bytes.len().is_multiple_of(ENTRY) {
+            return Err(corrupt("a run of entries of a partial length"));
+        }
+        if crc32c::crc32c(&bytes) != crc {
+            return Err(corrupt("row group's entries fail their checksum"));
+        }
+        Ok(TraceTable {
+            len: bytes.len() / ENTRY,
+            bytes,
+            offset: 0,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -91,7 +124,7 @@ impl TraceTable {
     }
 
     pub fn get(&self, index: usize) -> TraceEntry {
-        let at = HEADER + index * ENTRY;
+        let at = self.offset + index * ENTRY;
         let raw = &self.bytes[at..at + ENTRY];
         let u32_at = |offset: usize| {
             u32::from_le_bytes([
@@ -182,6 +215,24 @@ mod tests {
         let empty = TraceTable::decode(Bytes::from(encode(&[]))).expect("decodes");
         assert!(empty.is_empty());
         assert_eq!(empty.row_group(0), 0..0);
+    }
+
+    #[test]
+    fn a_row_groups_run_reads_alone() {
+        let entries = entries();
+        let encoded = encode(&entries);
+        let range = entries_range(20, 20);
+        let run = &encoded[range.start as usize..range.end as usize];
+        let crc = crc32c::crc32c(run);
+        let table = TraceTable::from_entries(Bytes::copy_from_slice(run), crc).expect("intact");
+        assert_eq!(table.len(), 20);
+        assert_eq!(table.get(0), entries[20]);
+        assert_eq!(table.row_group(1), 0..20);
+        assert_eq!(table.row_group(0), 0..0);
+        let mut flipped = run.to_vec();
+        flipped[3] ^= 1;
+        assert!(TraceTable::from_entries(Bytes::from(flipped), crc).is_err());
+        assert!(TraceTable::from_entries(Bytes::copy_from_slice(&run[1..]), crc).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use andante_block::blocklist::BlockList;
-use andante_block::{encode_block_from, upload_block, v1, BlockHandle, NewBlock, Trace};
+use andante_block::{encode_block_v2_from, order, upload_block, v1, BlockHandle, NewBlock, Trace};
 use andante_ingest::{
     split_by_trace, EncodedFragment, ExportTraceServiceRequest, IngestLimits, RateLimiter,
     RefusalReason,
@@ -545,8 +545,9 @@ impl LiveStore {
             options: self.config.write,
         };
         let encoded = tokio::task::spawn_blocking(move || {
-            // Decoded one trace at a time: a block's worth of decoded spans never sits in memory.
-            encode_block_from(decode_traces(&batch), batch.len(), &new_block)
+            // Decoded one row group at a time: a block's worth of decoded spans never sits in memory.
+            let groups = block_groups(&batch, new_block.options.row_group_spans);
+            encode_block_v2_from(groups, batch.len(), &new_block)
         })
         .await;
         let result = match encoded {
@@ -696,19 +697,54 @@ fn insert_fragment(
     }
 }
 
-/// Completed traces as block input in trace-ID order, each decoded only when the writer asks.
-fn decode_traces(batch: &TraceMap) -> impl Iterator<Item = Trace> + '_ {
-    let mut trace_ids: Vec<&TraceId> = batch.keys().collect();
-    trace_ids.sort_unstable();
-    trace_ids.into_iter().map(move |trace_id| {
-        let fragments = batch[trace_id].fragments.iter();
-        let decoded =
-            fragments.filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
-        Trace {
-            trace_id: *trace_id,
-            resource_spans: merge_resource_spans(decoded.flat_map(|r| r.resource_spans)),
-        }
-    })
+/// Completed traces as the row groups of an `andante-v2` block (`order`), each group decoded
+/// only when the writer asks. Placement needs each trace's start: a projected decode that keeps
+/// no attribute, name or status finds it without building the spans.
+fn block_groups(batch: &TraceMap, row_group_spans: usize) -> impl Iterator<Item = Vec<Trace>> + '_ {
+    let trace_ids: Vec<&TraceId> = batch.keys().collect();
+    let times_only = andante_model::projected::Projection::default();
+    let placed: Vec<order::Placed> = trace_ids
+        .iter()
+        .map(|trace_id| {
+            let live = &batch[*trace_id];
+            let start = live
+                .fragments
+                .iter()
+                .filter_map(|bytes| {
+                    andante_model::projected::decode_projected(bytes, &times_only).ok()
+                })
+                .flatten()
+                .flat_map(|resource| resource.scope_spans)
+                .flat_map(|scope| scope.spans)
+                .map(|span| span.start_time_unix_nano)
+                .min()
+                .unwrap_or(0);
+            order::Placed {
+                start_unix_nanos: start,
+                trace_id: **trace_id,
+                spans: live.spans,
+            }
+        })
+        .collect();
+    order::plan_groups(&placed, row_group_spans)
+        .into_iter()
+        .map(move |group| {
+            group
+                .into_iter()
+                .map(|at| {
+                    let trace_id = trace_ids[at];
+                    let fragments = batch[trace_id].fragments.iter();
+                    let decoded = fragments
+                        .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
+                    Trace {
+                        trace_id: *trace_id,
+                        resource_spans: merge_resource_spans(
+                            decoded.flat_map(|r| r.resource_spans),
+                        ),
+                    }
+                })
+                .collect()
+        })
 }
 
 /// Decodes and merges the fragments of one trace.

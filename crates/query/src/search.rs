@@ -246,19 +246,31 @@ impl Querier {
                     .map(|handle| (tenant_index, handle)),
             );
         }
-        blocks.sort_by_key(|(_, handle)| {
-            std::cmp::Reverse((handle.meta.end_unix_nanos, handle.meta.block_id))
-        });
         result.metrics.total_blocks = blocks.len() as u64;
-        result.metrics.total_jobs = blocks.len() as u64;
         result.metrics.total_block_bytes = blocks
             .iter()
             .map(|(_, handle)| handle.meta.data_bytes)
             .sum::<u64>();
-        let frontiers: Vec<u64> = blocks
-            .iter()
-            .map(|(_, handle)| handle.meta.end_unix_nanos)
-            .collect();
+        // The scan units, newest bound first: a row group of a block clustered by time, else a
+        // whole block (always whole for queriers apart: a job is one block). A candidate is
+        // final once it starts after the bound of every unit not yet scanned.
+        let mut units: Vec<(u64, usize, Arc<andante_block::BlockHandle>, Option<usize>)> =
+            Vec::new();
+        for (tenant_index, handle) in blocks {
+            let handle = Arc::new(handle);
+            let parts = match self.queriers {
+                None => handle.scan_units(),
+                Some(_) => vec![(handle.meta.end_unix_nanos, None)],
+            };
+            for (bound, unit) in parts {
+                units.push((bound, tenant_index, handle.clone(), unit));
+            }
+        }
+        units.sort_by_key(|(bound, _, handle, unit)| {
+            std::cmp::Reverse((*bound, handle.meta.block_id, std::cmp::Reverse(*unit)))
+        });
+        result.metrics.total_jobs = units.len() as u64;
+        let frontiers: Vec<u64> = units.iter().map(|(bound, ..)| *bound).collect();
         // Scans run as tasks so they progress (and release their CPU permits) while stage 2
         // runs between them; the ones still running when the search stops are aborted.
         // With queriers apart, each scan is first a job for one of them (`jobs.rs`).
@@ -266,7 +278,7 @@ impl Querier {
             .queriers
             .as_ref()
             .map_or(4, |queriers| (2 * queriers.len()).max(4));
-        let mut scans = stream::iter(blocks.into_iter().map(|(tenant_index, handle)| {
+        let mut scans = stream::iter(units.into_iter().map(|(_, tenant_index, handle, unit)| {
             let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
             let meta = handle.meta.clone();
             let queriers = self.queriers.clone();
@@ -289,7 +301,7 @@ impl Querier {
                         ),
                     }
                 }
-                handle.scan(&storage, plan, cpu).await
+                handle.scan_unit(&storage, plan, cpu, unit).await
             }));
             async move {
                 let outcome = match task.await {
@@ -779,6 +791,125 @@ mod tests {
         assert!(
             matched_some >= 4,
             "only {matched_some} queries tell traces apart"
+        );
+    }
+
+    /// A newest-first search that stops inside an `andante-v2` block (one scan unit per row
+    /// group) answers exactly what a scan of every row group answers: the same traces as the
+    /// same data in `andante-v1` blocks (one unit each, scanned whole) and as the reference
+    /// evaluator over every trace, newest first with ties by ID, for every limit.
+    #[tokio::test]
+    async fn early_stop_inside_a_block_answers_like_a_full_scan() {
+        use andante_block::{encode_block, encode_block_from, upload_block, BlockHandle, NewBlock};
+        let topology = andante_gen::Topology::new(11);
+        let mut builder = andante_gen::TraceBuilder::new(&topology, 11);
+        // Three traces share each start: ties must break by trace ID alike everywhere.
+        let mut traces: Vec<andante_block::Trace> = (0..1200u64)
+            .map(|n| {
+                let (trace_id, resource_spans) =
+                    builder.build(1_790_000_000_000_000_000 + (n / 3) * 1_000_000);
+                andante_block::Trace {
+                    trace_id: TraceId(trace_id.try_into().expect("16 bytes")),
+                    resource_spans,
+                }
+            })
+            .collect();
+        traces.sort_by_key(|trace| trace.trace_id);
+        traces.dedup_by_key(|trace| trace.trace_id);
+        let tenant = andante_model::TenantId::new("t").expect("tenant");
+        let new_block = NewBlock {
+            tenant_id: "t".into(),
+            compaction_level: 0,
+            replaces: Vec::new(),
+            options: andante_block::v1::WriteOptions {
+                row_group_spans: 300,
+                ..Default::default()
+            },
+        };
+        // Two blocks over the same time range (traces dealt alternately, IDs being random), so
+        // the row groups of one interleave in time with the other's and every unit's bound
+        // decides when a candidate is final.
+        let halves: [Vec<andante_block::Trace>; 2] = [0, 1].map(|half| {
+            traces
+                .iter()
+                .enumerate()
+                .filter(|(at, _)| at % 2 == half)
+                .map(|(_, trace)| trace.clone())
+                .collect()
+        });
+        let mut queriers = Vec::new();
+        for time_clustered in [true, false] {
+            let storage = andante_storage::Storage::in_memory();
+            let blocks = andante_block::blocklist::BlockList::default();
+            for half in &halves {
+                let encoded = if time_clustered {
+                    encode_block(half, &new_block)
+                } else {
+                    encode_block_from(half.iter().cloned(), half.len(), &new_block)
+                }
+                .expect("encodes");
+                let meta = encoded.meta.clone();
+                upload_block(&storage, encoded).await.expect("uploads");
+                let handle = BlockHandle::open(&storage, meta).await.expect("opens");
+                assert!(handle.meta.row_groups > 8, "{}", handle.meta.row_groups);
+                assert_eq!(handle.meta.time_clustered(), time_clustered);
+                blocks.add(handle);
+            }
+            let live = Arc::new(crate::live_source::LiveSources(Vec::new()));
+            queriers.push(crate::Querier::new(live, storage, blocks));
+        }
+        let tenants = andante_model::TenantSet::one(tenant);
+        let mut stopped_early = 0;
+        for text in [
+            "{ }",
+            "{ status = error }",
+            "{ resource.service.name = \"frontend\" }",
+            "{ kind = server && duration > 20ms }",
+            "{ } | count() > 6",
+            "{ name =~ \"GET.*\" } >> { status = error }",
+        ] {
+            let query = andante_traceql::parse(text).expect("parses");
+            let mut reference: Vec<(u64, TraceId)> = traces
+                .iter()
+                .filter_map(|trace| {
+                    let view = TraceView::new(trace.trace_id.0, &trace.resource_spans);
+                    let matched = !andante_traceql::evaluate(&query, &view).is_empty();
+                    matched.then_some((view.start_unix_nanos, trace.trace_id))
+                })
+                .collect();
+            reference.sort_by_key(|(start, trace_id)| std::cmp::Reverse((*start, *trace_id)));
+            assert!(!reference.is_empty(), "{text} matches nothing");
+            for limit in [1, 7, 20, 100, 1000] {
+                let request = SearchRequest {
+                    query: query.clone(),
+                    text: text.to_owned(),
+                    limit,
+                    spans_per_spanset: 3,
+                    start: None,
+                    end: None,
+                    deadline: None,
+                    max_bytes: 0,
+                };
+                let clustered = queriers[0].search(&tenants, &request).await;
+                let by_id = queriers[1].search(&tenants, &request).await;
+                assert!(clustered.partial_message.is_none(), "{text}");
+                let expected: Vec<TraceId> = reference
+                    .iter()
+                    .take(limit)
+                    .map(|(_, trace_id)| *trace_id)
+                    .collect();
+                let found: Vec<TraceId> = clustered.traces.iter().map(|t| t.trace_id).collect();
+                assert_eq!(found, expected, "{text}, limit {limit}");
+                assert!(clustered.traces == by_id.traces, "{text}, limit {limit}");
+                let metrics = &clustered.metrics;
+                if metrics.completed_jobs < metrics.total_jobs {
+                    stopped_early += 1;
+                }
+            }
+        }
+        assert!(
+            stopped_early >= 10,
+            "the searches of the clustered block stopped early only {stopped_early} times"
         );
     }
 }

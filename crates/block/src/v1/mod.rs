@@ -13,6 +13,11 @@
 //!
 //! Invariants: a trace never straddles two row groups; `trace_id` is non-decreasing over the
 //! file; every span of a trace is in the file once per (span ID, kind).
+//!
+//! Format `andante-v2` is the same file with one difference in row order: traces are assigned to
+//! row groups by trace start (newest first), so a row group covers a narrow slice of time, and
+//! `trace_id` is non-decreasing within each row group only. Everything in this module reads
+//! both; `crate::order` decides the v2 order and the index (v3) describes each row group.
 
 pub mod compare;
 pub mod metrics;
@@ -32,4 +37,6 @@ pub use schema::{
     DEDICATED_SPAN_STRINGS,
 };
 pub use stream::TraceStream;
-pub use write::{encode_parquet as encode_parquet_with_index, Encoded, WriteOptions};
+pub use write::{
+    encode_parquet as encode_parquet_with_index, groups_by_size, span_count, Encoded, WriteOptions,
+};

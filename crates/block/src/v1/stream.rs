@@ -1,16 +1,20 @@
-//! Reading a whole `andante-v1` file as a stream of traces in ID order, one record batch at a
-//! time, for compaction: memory holds a batch per input block, never a whole block decoded.
+//! Reading a whole block file (or some of its row groups) as a stream of traces in row order,
+//! one record batch at a time, for compaction: memory holds a batch per input block, never a
+//! whole block decoded. Row order is trace-ID order in `andante-v1`, and within each row group
+//! in `andante-v2`.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 
 use super::read::batch_to_traces;
 use super::schema::DedicatedSlots;
 use crate::{BlockError, Trace};
 
-/// Traces of one data file (already fetched), in trace-ID order.
+/// Traces of one data file (already fetched), in row order.
 pub struct TraceStream {
     reader: ParquetRecordBatchReader,
     slots: DedicatedSlots,
@@ -20,13 +24,37 @@ pub struct TraceStream {
 
 impl TraceStream {
     pub fn new(data: Bytes, batch_rows: usize) -> Result<TraceStream, BlockError> {
-        let read_error = BlockError::parquet;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_error)?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(data).map_err(BlockError::parquet)?;
+        Self::of(builder, batch_rows)
+    }
+
+    /// The traces of one row group of a file whose footer `metadata` was read once.
+    pub fn of_row_group(
+        data: Bytes,
+        metadata: &ArrowReaderMetadata,
+        row_group: usize,
+        batch_rows: usize,
+    ) -> Result<TraceStream, BlockError> {
+        if row_group >= metadata.metadata().num_row_groups() {
+            return Err(BlockError::Corrupt(format!(
+                "row group {row_group} is not in the file"
+            )));
+        }
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, metadata.clone())
+            .with_row_groups(vec![row_group]);
+        Self::of(builder, batch_rows)
+    }
+
+    fn of(
+        builder: ParquetRecordBatchReaderBuilder<Bytes>,
+        batch_rows: usize,
+    ) -> Result<TraceStream, BlockError> {
         let slots = DedicatedSlots::from_metadata(builder.metadata());
         let reader = builder
             .with_batch_size(batch_rows)
             .build()
-            .map_err(read_error)?;
+            .map_err(BlockError::parquet)?;
         Ok(TraceStream {
             reader,
             slots,

@@ -81,11 +81,41 @@ fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockErr
     Ok(builder.build())
 }
 
-/// Encodes `traces` (strictly increasing trace IDs, each already merged) as one Parquet file.
-/// Traces are taken one at a time, so memory holds one row group's builders, not the block;
-/// `on_trace` sees every trace ID (the caller fills the Bloom filter from it).
-pub fn encode_parquet(
+/// The spans of a trace.
+pub fn span_count(trace: &Trace) -> usize {
+    trace
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
+/// Cuts a stream of traces into row groups: a group closes at the first trace boundary after
+/// `row_group_spans` spans. Lazy, so a streaming writer holds one group at a time.
+pub fn groups_by_size(
     traces: impl IntoIterator<Item = Trace>,
+    row_group_spans: usize,
+) -> impl Iterator<Item = Vec<Trace>> {
+    let mut traces = traces.into_iter().peekable();
+    std::iter::from_fn(move || {
+        traces.peek()?;
+        let (mut group, mut spans) = (Vec::new(), 0);
+        while spans < row_group_spans {
+            let Some(trace) = traces.next() else { break };
+            spans += span_count(&trace);
+            group.push(trace);
+        }
+        Some(group)
+    })
+}
+
+/// Encodes row groups of traces (each trace already merged; within a group, strictly
+/// increasing trace IDs; no ID in two groups) as one Parquet file, a group per row group.
+/// Groups are taken one at a time, so memory holds one row group, not the block; `on_trace`
+/// sees every trace ID (the caller fills the Bloom filter from it).
+pub fn encode_parquet(
+    groups: impl IntoIterator<Item = Vec<Trace>>,
     options: WriteOptions,
     mut on_trace: impl FnMut(&TraceId),
 ) -> Result<Encoded, BlockError> {
@@ -101,66 +131,58 @@ pub fn encode_parquet(
         dedicated_keys_in_generic: BTreeSet::new(),
         traces: Vec::new(),
     };
+    let mut groups = groups.into_iter().filter(|group| !group.is_empty());
+    let Some(first) = groups.next() else {
+        writer
+            .close()
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        encoded.parquet = out;
+        return Ok(encoded);
+    };
     // Slots are chosen from the first row group's spans, so they are fixed before a row is written.
-    let mut traces = traces.into_iter();
-    let mut first: Vec<Trace> = Vec::new();
-    let mut first_rows = 0;
-    while first_rows < options.row_group_spans {
-        let Some(trace) = traces.next() else { break };
-        first_rows += trace
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum::<usize>();
-        first.push(trace);
-    }
     let slots = Arc::new(choose_slots(&first));
     writer.append_key_value_metadata(FileKeyValue::new(
         DEDICATED_SLOTS_KEY.to_owned(),
         slots.metadata_value(),
     ));
-    let mut group = Columns::new(slots.clone());
-    let mut group_range: Option<(TraceId, TraceId)> = None;
-    let mut previous: Option<TraceId> = None;
-    let mut traces = first.into_iter().chain(traces).peekable();
-    while let Some(trace) = traces.next() {
-        debug_assert!(
-            previous.is_none_or(|p| p < trace.trace_id),
-            "traces must be sorted and unique"
-        );
-        previous = Some(trace.trace_id);
-        on_trace(&trace.trace_id);
-        let range = group_range.get_or_insert((trace.trace_id, trace.trace_id));
-        range.1 = trace.trace_id;
-        let (first_row, rows, start, end) = group.push_trace(&trace);
-        if rows > 0 {
-            encoded.traces.push(TraceEntry {
-                trace_id: trace.trace_id,
-                row_group: encoded.row_group_ranges.len() as u32,
-                first_row: first_row as u32,
-                rows: rows as u32,
-                start_unix_nanos: start,
-                end_unix_nanos: end,
-            });
+    for group_traces in std::iter::once(first).chain(groups) {
+        let mut group = Columns::new(slots.clone());
+        let mut range: Option<(TraceId, TraceId)> = None;
+        for trace in &group_traces {
+            debug_assert!(
+                range.is_none_or(|(_, last)| last < trace.trace_id),
+                "a row group's traces must be sorted and unique"
+            );
+            on_trace(&trace.trace_id);
+            let range = range.get_or_insert((trace.trace_id, trace.trace_id));
+            range.1 = trace.trace_id;
+            let (first_row, rows, start, end) = group.push_trace(trace);
+            if rows > 0 {
+                encoded.traces.push(TraceEntry {
+                    trace_id: trace.trace_id,
+                    row_group: encoded.row_group_ranges.len() as u32,
+                    first_row: first_row as u32,
+                    rows: rows as u32,
+                    start_unix_nanos: start,
+                    end_unix_nanos: end,
+                });
+            }
         }
-        if group.rows >= options.row_group_spans || traces.peek().is_none() {
-            encoded.span_count += group.rows as u64;
-            encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
-            encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
-            let mut full = std::mem::replace(&mut group, Columns::new(slots.clone()));
-            encoded
-                .dedicated_keys_in_generic
-                .append(&mut full.dedicated_keys_in_generic);
-            let batch = full.finish()?;
-            writer
-                .write(&batch)
-                .map_err(|error| BlockError::Encode(error.to_string()))?;
-            writer
-                .flush()
-                .map_err(|error| BlockError::Encode(error.to_string()))?;
-            encoded.row_group_ranges.extend(group_range.take());
-        }
+        drop(group_traces);
+        encoded.span_count += group.rows as u64;
+        encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
+        encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
+        encoded
+            .dedicated_keys_in_generic
+            .append(&mut group.dedicated_keys_in_generic);
+        let batch = group.finish()?;
+        writer
+            .write(&batch)
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        writer
+            .flush()
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        encoded.row_group_ranges.extend(range);
     }
     writer
         .close()

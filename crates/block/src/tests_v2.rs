@@ -1,0 +1,333 @@
+//! Tests of the `andante-v2` layout: row groups as slices of time, the index v3 summaries that
+//! describe them, scans of one row group, and the two-pass compaction of v2 blocks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use andante_model::TraceId;
+use andante_storage::Storage;
+
+use crate::tests::{canonical, holder, scan_all, traces, write};
+use crate::*;
+
+/// Every row group's trace-table entries, in row order.
+async fn entries_by_row_group(
+    storage: &Storage,
+    handle: &BlockHandle,
+) -> Vec<Vec<trace_table::TraceEntry>> {
+    let bytes = storage
+        .get(&handle.meta.trace_table_key())
+        .await
+        .expect("table");
+    let table = trace_table::TraceTable::decode(bytes).expect("intact");
+    (0..handle.meta.row_groups)
+        .map(|row_group| {
+            table
+                .row_group(row_group)
+                .map(|index| table.get(index))
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks the v2 layout against the block's own table: groups newest first and disjoint in
+/// time, IDs sorted inside each, and the index's summaries true to the table.
+async fn assert_time_clustered(storage: &Storage, handle: &BlockHandle) {
+    assert_eq!(handle.meta.format, FORMAT_V2);
+    let groups = entries_by_row_group(storage, handle).await;
+    let summaries = handle
+        .index
+        .row_group_summaries
+        .as_ref()
+        .expect("index v3 summarises row groups");
+    assert_eq!(summaries.len(), groups.len());
+    let mut first = 0;
+    for (row_group, (entries, summary)) in groups.iter().zip(summaries).enumerate() {
+        assert!(!entries.is_empty(), "row group {row_group} is empty");
+        assert!(
+            entries.windows(2).all(|w| w[0].trace_id < w[1].trace_id),
+            "row group {row_group} is not in ID order"
+        );
+        let newest = entries.iter().map(|e| e.start_unix_nanos).max();
+        assert_eq!(Some(summary.newest_start_unix_nanos), newest);
+        assert_eq!(
+            handle
+                .index
+                .trace_entries(row_group)
+                .map(|(at, n, _)| (at, n)),
+            Some((first, entries.len()))
+        );
+        first += entries.len();
+        for entry in entries {
+            assert!(summary.bloom.may_contain(&entry.trace_id));
+        }
+        if let Some(next) = groups.get(row_group + 1) {
+            let oldest_here = entries.iter().map(|e| e.start_unix_nanos).min();
+            let newest_next = next.iter().map(|e| e.start_unix_nanos).max();
+            assert!(
+                oldest_here >= newest_next,
+                "row groups {row_group} and next overlap in time"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn v2_row_groups_are_slices_of_time_that_scan_and_read_alone() {
+    use andante_traceql::{parse, TraceCondition};
+    let storage = Storage::in_memory();
+    let traces = traces(41, 400);
+    let handle = write(&storage, &traces, 150).await;
+    assert!(handle.meta.row_groups > 5, "{}", handle.meta.row_groups);
+    assert_time_clustered(&storage, &handle).await;
+
+    // Every trace by ID, alone and in one batch: IDs ranges overlap now, Bloom filters decide.
+    for trace in &traces {
+        let found = handle
+            .find_trace(&storage, trace.trace_id)
+            .await
+            .expect("read")
+            .trace
+            .expect("present");
+        assert_eq!(
+            canonical(&found.resource_spans),
+            canonical(&trace.resource_spans)
+        );
+    }
+    let ids: Vec<TraceId> = traces.iter().map(|trace| trace.trace_id).collect();
+    let (mut batch, _) = handle.find_traces(&storage, &ids).await.expect("batch");
+    batch.sort_by_key(|trace| trace.trace_id);
+    assert_eq!(batch.len(), traces.len());
+    assert!(handle
+        .find_trace(&storage, TraceId([0xee; 16]))
+        .await
+        .expect("read")
+        .trace
+        .is_none());
+
+    // The row groups scanned one by one find what the whole block's scan finds, and each
+    // reads only its own run of the trace table.
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let units = handle.scan_units();
+    assert_eq!(units.len(), handle.meta.row_groups as usize);
+    assert!(units.windows(2).all(|w| w[0].0 >= w[1].0), "{units:?}");
+    for text in [
+        "{ }",
+        "{ status = error }",
+        "{ kind = server } >> { kind = client }",
+    ] {
+        let query = parse(text).expect("parses");
+        let whole = scan_all(&handle, &storage, &query, &cpu).await;
+        let plan = Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&query),
+            0..u64::MAX,
+        ));
+        let mut by_unit = Vec::new();
+        for (bound, unit) in &units {
+            let outcome = handle
+                .scan_unit(&storage, plan.clone(), cpu.clone(), *unit)
+                .await
+                .expect("scan");
+            for candidate in &outcome.candidates {
+                assert!(
+                    candidate.start_unix_nanos <= *bound,
+                    "{text}: a start past its unit's bound"
+                );
+            }
+            if text == "{ }" {
+                assert!(
+                    outcome.bytes_read < handle.meta.trace_table_bytes.expect("table") / 2,
+                    "{text}: a row group read {} bytes",
+                    outcome.bytes_read
+                );
+            }
+            by_unit.extend(outcome.candidates.into_iter().map(|c| c.trace_id));
+        }
+        let whole: BTreeSet<TraceId> = whole.candidates.iter().map(|c| c.trace_id).collect();
+        let by_unit_set: BTreeSet<TraceId> = by_unit.iter().copied().collect();
+        assert_eq!(
+            by_unit.len(),
+            by_unit_set.len(),
+            "{text}: a trace in two row groups"
+        );
+        assert_eq!(whole, by_unit_set, "{text}");
+        assert!(!whole.is_empty(), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_run_of_the_trace_table_sends_the_scan_to_the_columns() {
+    use andante_traceql::{parse, TraceCondition};
+    let storage = Storage::in_memory();
+    let traces = traces(43, 200);
+    let handle = write(&storage, &traces, 100).await;
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let plan = Arc::new(v1::search::ScanPlan::new(
+        TraceCondition::of(&parse("{ status = error }").expect("parses")),
+        0..u64::MAX,
+    ));
+    let intact = handle
+        .scan_unit(&storage, plan.clone(), cpu.clone(), Some(1))
+        .await
+        .expect("scan");
+    assert!(!intact.candidates.is_empty());
+    let (first, _, _) = handle.index.trace_entries(1).expect("summaries");
+    let key = handle.meta.trace_table_key();
+    let mut bytes = storage.get(&key).await.expect("table").to_vec();
+    let at = trace_table::entries_range(first, 1).start as usize + 30;
+    bytes[at] ^= 0x40;
+    storage.put(&key, bytes.into()).await.expect("put");
+    let fallback = handle
+        .scan_unit(&storage, plan, cpu, Some(1))
+        .await
+        .expect("scan");
+    let ids = |outcome: &v1::search::ScanOutcome| -> BTreeSet<TraceId> {
+        outcome.candidates.iter().map(|c| c.trace_id).collect()
+    };
+    assert_eq!(ids(&fallback), ids(&intact));
+}
+
+/// `traces` with every span moved `shift` nanoseconds later.
+fn shifted(traces: &[Trace], shift: u64) -> Vec<Trace> {
+    let mut traces = traces.to_vec();
+    for span in traces
+        .iter_mut()
+        .flat_map(|t| &mut t.resource_spans)
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        span.start_time_unix_nano += shift;
+        span.end_time_unix_nano += shift;
+    }
+    traces
+}
+
+#[tokio::test]
+async fn compaction_of_v2_blocks_joins_late_pieces_in_time_order() {
+    let storage = Storage::in_memory();
+    let early = traces(47, 240);
+    // Late pieces of some early traces, written in a later block and starting 10 s later: the
+    // merged trace belongs where its first piece starts.
+    let late: Vec<Trace> = shifted(&early, 10_000_000_000)
+        .into_iter()
+        .step_by(3)
+        .map(|mut trace| {
+            for resource in &mut trace.resource_spans {
+                for scope in &mut resource.scope_spans {
+                    for span in &mut scope.spans {
+                        span.span_id[0] ^= 0x5a;
+                    }
+                }
+            }
+            trace
+        })
+        .collect();
+    let others = shifted(&traces(53, 150), 5_000_000_000);
+    let list = blocklist::BlockList::default();
+    for part in [&early, &late, &others] {
+        list.add(write(&storage, part, 200).await);
+    }
+    // One input loses its trace table: the merge reads that input's traces from its data.
+    let without_table = list.blocks("t")[1].meta.clone();
+    storage
+        .delete(&without_table.trace_table_key())
+        .await
+        .expect("delete");
+    let options = compaction::CompactionOptions {
+        write: v1::WriteOptions {
+            row_group_spans: 300,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let meta = compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
+        .await
+        .expect("compact")
+        .expect("a plan");
+    assert_eq!(meta.replaces.len(), 3);
+    let blocks = list.blocks("t");
+    assert_eq!(blocks.len(), 1);
+    let merged = &blocks[0];
+    assert!(merged.meta.row_groups > 4, "{}", merged.meta.row_groups);
+    assert_time_clustered(&storage, merged).await;
+    let mut expected: std::collections::BTreeMap<
+        TraceId,
+        Vec<andante_model::otlp::trace::v1::ResourceSpans>,
+    > = std::collections::BTreeMap::new();
+    for trace in early.iter().chain(&late).chain(&others) {
+        expected
+            .entry(trace.trace_id)
+            .or_default()
+            .extend(trace.resource_spans.clone());
+    }
+    assert_eq!(merged.meta.trace_count as usize, expected.len());
+    let table = entries_by_row_group(&storage, merged).await;
+    for (trace_id, resource_spans) in &expected {
+        let found = merged
+            .find_trace(&storage, *trace_id)
+            .await
+            .expect("read")
+            .trace
+            .expect("present");
+        let want = andante_model::merge_resource_spans(resource_spans.clone());
+        assert_eq!(canonical(&found.resource_spans), canonical(&want));
+        // Placed by its earliest piece.
+        let start = order::trace_start(&found);
+        let entry = table
+            .iter()
+            .flatten()
+            .find(|entry| entry.trace_id == *trace_id)
+            .expect("in the table");
+        assert_eq!(entry.start_unix_nanos, start);
+    }
+}
+
+#[tokio::test]
+async fn blocks_of_the_two_formats_are_merged_apart() {
+    let storage = Storage::in_memory();
+    let list = blocklist::BlockList::default();
+    let new_block = NewBlock {
+        tenant_id: "t".into(),
+        compaction_level: 0,
+        replaces: Vec::new(),
+        options: v1::WriteOptions::default(),
+    };
+    let mut v1_ids = Vec::new();
+    for seed in [61, 62] {
+        let traces = traces(seed, 30);
+        let encoded =
+            encode_block_from(traces.iter().cloned(), traces.len(), &new_block).expect("v1");
+        let meta = encoded.meta.clone();
+        assert_eq!(meta.format, FORMAT_V1);
+        v1_ids.push(meta.block_id);
+        upload_block(&storage, encoded).await.expect("upload");
+        list.add(BlockHandle::open(&storage, meta).await.expect("open"));
+    }
+    let mut v2_ids = Vec::new();
+    for seed in [63, 64] {
+        let handle = write(&storage, &traces(seed, 30), 1000).await;
+        v2_ids.push(handle.meta.block_id);
+        list.add(handle);
+    }
+    let plans = compaction::plan_compactions(&list.blocks("t"), &Default::default());
+    assert_eq!(plans.len(), 2, "one plan per format");
+    for plan in &plans {
+        let ids: BTreeSet<_> = plan.iter().map(|h| h.meta.block_id).collect();
+        assert!(ids == v1_ids.iter().copied().collect() || ids == v2_ids.iter().copied().collect());
+    }
+    let options = compaction::CompactionOptions::default();
+    let mut formats = BTreeSet::new();
+    while let Some(meta) = compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
+        .await
+        .expect("compact")
+    {
+        formats.insert(meta.format.clone());
+    }
+    assert_eq!(
+        formats,
+        [FORMAT_V1.to_owned(), FORMAT_V2.to_owned()]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(list.blocks("t").len(), 2);
+}
