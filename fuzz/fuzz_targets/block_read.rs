@@ -1,10 +1,11 @@
-//! Reading damaged blocks. A small valid `andante-v1` block (the fixture traces plus generated
+//! Reading damaged blocks. A small valid `andante-v2` block (the fixture traces plus generated
 //! ones, several row groups, dedicated slot columns) is encoded once; each input damages its
 //! Parquet bytes, its index and/or its trace table (flips, overwrites, cuts, appended bytes, at
 //! offsets the input picks, counted from the start or from the end), optionally re-seals the
 //! index's and the table's checksums so the damage gets past them, uploads both to an in-memory `Storage` and reads the block the
 //! ways the querier does: `BlockHandle::open`, then (the input picks which) `find_trace` for two
-//! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan`, columnar metrics
+//! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan` and a scan of one
+//! row group (`scan_unit`, which reads its run of the trace table by range), columnar metrics
 //! and compare() (`fold_metrics`, with or without exemplars) and `collect_tags`. Errors are the expected answer to damage; a panic, a
 //! hang or a runaway allocation is a bug (the server would lose a query task or the process
 //! instead of quarantining the block).
@@ -341,7 +342,13 @@ async fn read_everything(
         time_range.clone(),
     ));
     if reads & SCAN != 0 {
-        all_ok &= handle.scan(storage, plan, cpu.clone()).await.is_ok();
+        all_ok &= handle.scan(storage, plan.clone(), cpu.clone()).await.is_ok();
+        let units = handle.scan_units();
+        let (_, unit) = units[input.query as usize % units.len()];
+        all_ok &= handle
+            .scan_unit(storage, plan, cpu.clone(), unit)
+            .await
+            .is_ok();
     }
 
     let metrics = parse_metrics(METRICS[input.metrics as usize % METRICS.len()])

@@ -146,5 +146,5 @@ def test_blocks_keep_every_span_and_open_in_pyarrow(make_server):
     assert by_name["decode"]["nested_set_parent"] == by_name["SELECT orders"]["nested_set_left"]
     assert by_name["GET /checkout"]["nested_set_parent"] == -1
     meta = json.loads((files[0].parent / "meta.json").read_text())
-    assert meta["format"] == "andante-v1" and meta["tenantId"] == "single-tenant"
+    assert meta["format"] == "andante-v2" and meta["tenantId"] == "single-tenant"
     assert meta["spanCount"] == len(rows) and meta["traceCount"] >= 1
