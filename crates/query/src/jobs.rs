@@ -1,5 +1,6 @@
 //! Search stage 1 split across queriers apart (issue 16, `docs/design/scale-out.md`): a
-//! query-frontend with `query.queriers` sends each block's scan as a job
+//! query-frontend with `query.queriers` sends each scan unit (a block, or one row group of an
+//! `andante-v2` block, `BlockHandle::scan_units`) as a job
 //! (`POST <url>/internal/query/v1/scan`, answered as scan-outcome v1, `andante_live::wire`) to the
 //! querier with the fewest jobs in flight, and once more to another when that one fails. The
 //! frontend keeps everything else: the block order, the merge, stage 2 and early stop, so the
@@ -14,10 +15,13 @@ use andante_live::wire::decode_scan_outcome;
 use andante_model::TenantId;
 use uuid::Uuid;
 
-/// One block's stage-1 scan, as a querier apart is asked for it.
+/// One scan unit's stage-1 scan, as a querier apart is asked for it.
 pub struct ScanJob<'a> {
     pub tenant: &'a TenantId,
     pub block_id: Uuid,
+    /// One row group only, or the whole block. A querier from before the field scans the whole
+    /// block: more candidates than asked, all of them true, so the answer is the same.
+    pub row_group: Option<usize>,
     /// The TraceQL text: the querier parses it itself, so only text crosses the wire.
     pub text: &'a str,
     pub start: u64,
@@ -96,14 +100,17 @@ impl Queriers {
 
     /// The outcome of `job` from a querier, or every querier's failure.
     pub async fn scan(&self, job: &ScanJob<'_>) -> Result<ScanOutcome, String> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "tenant": job.tenant.as_str(),
             "block": job.block_id.to_string(),
             "q": job.text,
             "start": job.start,
             "end": job.end,
-        })
-        .to_string();
+        });
+        if let Some(row_group) = job.row_group {
+            body["rowGroup"] = row_group.into();
+        }
+        let body = body.to_string();
         let mut failures = Vec::new();
         for target in self.order() {
             target.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -167,6 +174,7 @@ mod tests {
         let job = ScanJob {
             tenant: &tenant,
             block_id: Uuid::nil(),
+            row_group: None,
             text: "{ }",
             start: 0,
             end: u64::MAX,

@@ -157,6 +157,7 @@ impl Querier {
         &self,
         tenant: &andante_model::TenantId,
         block_id: uuid::Uuid,
+        row_group: Option<usize>,
         text: &str,
         start: u64,
         end: u64,
@@ -169,12 +170,18 @@ impl Querier {
             .into_iter()
             .find(|handle| handle.meta.block_id == block_id)
             .ok_or(ScanJobError::UnknownBlock)?;
+        if let Some(row_group) = row_group.filter(|at| *at >= handle.meta.row_groups as usize) {
+            return Err(ScanJobError::BadRequest(format!(
+                "row group {row_group} is not in block {block_id} ({} row groups)",
+                handle.meta.row_groups
+            )));
+        }
         let plan = Arc::new(andante_block::v1::search::ScanPlan::new(
             andante_traceql::TraceCondition::of(&query),
             start..end,
         ));
         handle
-            .scan(&self.storage, plan, self.cpu.clone())
+            .scan_unit(&self.storage, plan, self.cpu.clone(), row_group)
             .await
             .map_err(|error| ScanJobError::Read(error.to_string()))
     }

@@ -167,10 +167,62 @@ fn span_parts(fields: &[Field]) -> SpanParts {
 /// What stage 2 has decided so far.
 #[derive(Default)]
 struct Confirmed {
+    /// The `limit` newest matches found so far.
     matched: BTreeMap<TraceId, TraceSummary>,
+    /// `matched` by rank (start, trace ID), oldest first: the one to let go past `limit`.
+    ranked: std::collections::BTreeSet<(u64, TraceId)>,
     /// Every trace already evaluated whole, matched or not: an older block naming it again
     /// must not queue it twice.
     checked: HashSet<TraceId>,
+    /// Matches already handed to `progress`.
+    sent: HashSet<TraceId>,
+}
+
+impl Confirmed {
+    /// Keeps a match among the `limit` newest; an older one may have to leave.
+    fn admit(&mut self, trace_id: TraceId, summary: TraceSummary, limit: usize) {
+        if limit == 0 {
+            return;
+        }
+        self.ranked.insert((summary.start_unix_nanos, trace_id));
+        if let Some(replaced) = self.matched.insert(trace_id, summary) {
+            self.ranked.remove(&(replaced.start_unix_nanos, trace_id));
+        }
+        if self.matched.len() > limit {
+            if let Some((_, oldest)) = self.ranked.pop_first() {
+                self.matched.remove(&oldest);
+            }
+        }
+    }
+
+    /// The matches, newest first, that nothing still to scan or judge can outrank: those
+    /// starting after `frontier` (the newest start anything unjudged may have), or all once
+    /// nothing is left. A match is ranked by its whole
+    /// trace's start, which is earlier than the candidate's when the trace is split across
+    /// blocks and the later piece was scanned first: such a match waits for the frontier.
+    fn settled(&self, frontier: Option<u64>) -> impl Iterator<Item = &(u64, TraceId)> {
+        self.ranked
+            .iter()
+            .rev()
+            .take_while(move |(start, _)| frontier.is_none_or(|bound| *start > bound))
+    }
+
+    /// Settled matches not yet handed to `progress`, newest first, now marked as handed:
+    /// a streaming client sees only matches the final answer keeps.
+    fn take_unsent(&mut self, frontier: Option<u64>) -> Vec<TraceSummary> {
+        let fresh: Vec<TraceId> = self
+            .settled(frontier)
+            .map(|(_, trace_id)| *trace_id)
+            .filter(|trace_id| !self.sent.contains(trace_id))
+            .collect();
+        fresh
+            .into_iter()
+            .filter_map(|trace_id| {
+                self.sent.insert(trace_id);
+                self.matched.get(&trace_id).cloned()
+            })
+            .collect()
+    }
 }
 
 impl Querier {
@@ -252,17 +304,13 @@ impl Querier {
             .map(|(_, handle)| handle.meta.data_bytes)
             .sum::<u64>();
         // The scan units, newest bound first: a row group of a block clustered by time, else a
-        // whole block (always whole for queriers apart: a job is one block). A candidate is
-        // final once it starts after the bound of every unit not yet scanned.
+        // whole block; each is a job when queriers run apart. A candidate is final once it
+        // starts after the bound of every unit not yet scanned.
         let mut units: Vec<(u64, usize, Arc<andante_block::BlockHandle>, Option<usize>)> =
             Vec::new();
         for (tenant_index, handle) in blocks {
             let handle = Arc::new(handle);
-            let parts = match self.queriers {
-                None => handle.scan_units(),
-                Some(_) => vec![(handle.meta.end_unix_nanos, None)],
-            };
-            for (bound, unit) in parts {
+            for (bound, unit) in handle.scan_units() {
                 units.push((bound, tenant_index, handle.clone(), unit));
             }
         }
@@ -289,6 +337,7 @@ impl Querier {
                     let job = crate::jobs::ScanJob {
                         tenant: &tenant,
                         block_id: handle.meta.block_id,
+                        row_group: unit,
                         text: &text,
                         start,
                         end,
@@ -330,6 +379,7 @@ impl Querier {
                 .collect();
             self.confirm(
                 &mut ready,
+                frontier,
                 &tenant_list,
                 &located,
                 progressive,
@@ -345,8 +395,9 @@ impl Querier {
             let past_deadline = request
                 .deadline
                 .is_some_and(|deadline| Instant::now() >= deadline);
-            if confirmed.matched.len() >= request.limit || past_deadline || frontier.is_none() {
-                if past_deadline && frontier.is_some() && confirmed.matched.len() < request.limit {
+            let settled = confirmed.settled(frontier).count();
+            if settled >= request.limit || past_deadline || frontier.is_none() {
+                if past_deadline && frontier.is_some() && settled < request.limit {
                     failures.push(
                         "the search deadline passed before every block was scanned".to_owned(),
                     );
@@ -412,6 +463,11 @@ impl Querier {
                 Err(error) => failures.push(self.block_failed(&meta, &error, "searched").await),
             }
         }
+        // A search cut short (deadline, bytes) answers with what it has, unsettled too.
+        let rest = confirmed.take_unsent(None);
+        if !rest.is_empty() {
+            progress(&rest, &result.metrics);
+        }
         let mut traces: Vec<TraceSummary> = confirmed.matched.into_values().collect();
         traces.sort_by_key(|trace| std::cmp::Reverse((trace.start_unix_nanos, trace.trace_id)));
         result.traces = traces;
@@ -422,18 +478,19 @@ impl Querier {
     }
 
     /// Stage 2 over `ready`, newest first: fetches the traces whole, evaluates the query and
-    /// records matches until `limit`. `ready` is ordered one chunk at a time (a match-all query
+    /// records matches until `limit` of them are settled against `frontier` (the bound of the
+    /// next unit to scan). `ready` is ordered one chunk at a time (a match-all query
     /// makes every trace of a block ready, and the search usually stops after a chunk or two);
     /// a trace ID ready for two tenants is read for the first, newest one only. The first chunk is the number of matches still missing
     /// (at least 8; 8 when `progressive`, so a streaming client sees traces early): when stage 1
-    /// was exact, one pass over the row groups finds them all (each pass touches most row groups
-    /// of a block, since rows are in trace-ID order). Chunks then
+    /// was exact, one pass over the row groups finds them all. Chunks then
     /// double up to 256: a query that cannot be pushed down makes every trace a candidate, and
     /// batched reads decode each row group once per chunk, not per trace.
     #[allow(clippy::too_many_arguments)]
     async fn confirm(
         &self,
         ready: &mut [(u64, TraceId, usize)],
+        frontier: Option<u64>,
         tenant_list: &[andante_model::TenantId],
         located: &Located,
         progressive: bool,
@@ -452,7 +509,7 @@ impl Querier {
         } else {
             request
                 .limit
-                .saturating_sub(confirmed.matched.len())
+                .saturating_sub(confirmed.settled(frontier).count())
                 .clamp(8, 256)
         };
         // Newest first; the key (start, trace ID, tenant) is unique, so the order is total.
@@ -476,7 +533,14 @@ impl Querier {
                 .collect();
             // 256 whole traces bound a chunk's memory (each at most `limits.max_bytes_per_trace`).
             chunk_size = (chunk_size * 2).min(256);
-            if confirmed.matched.len() >= request.limit {
+            // A candidate still to judge may match with a start up to its own: matches are
+            // settled only above it too.
+            let unjudged = rest
+                .iter()
+                .chain(chunk.iter())
+                .map(|(start, ..)| *start)
+                .max();
+            if confirmed.settled(frontier.max(unjudged)).count() >= request.limit {
                 break;
             }
             if request
@@ -537,16 +601,14 @@ impl Querier {
                     break;
                 }
             };
-            let mut fresh = Vec::new();
             for (trace_id, summary) in summaries {
                 confirmed.checked.insert(trace_id);
                 if let Some(summary) = summary {
-                    if confirmed.matched.len() < request.limit {
-                        fresh.push(summary.clone());
-                        confirmed.matched.insert(trace_id, summary);
-                    }
+                    confirmed.admit(trace_id, summary, request.limit);
                 }
             }
+            let unjudged = rest.iter().map(|(start, ..)| *start).max();
+            let fresh = confirmed.take_unsent(frontier.max(unjudged));
             progress(&fresh, &result.metrics);
         }
     }
@@ -858,6 +920,7 @@ mod tests {
             let live = Arc::new(crate::live_source::LiveSources(Vec::new()));
             queriers.push(crate::Querier::new(live, storage, blocks));
         }
+        let tenants_one = tenant.clone();
         let tenants = andante_model::TenantSet::one(tenant);
         let mut stopped_early = 0;
         for text in [
@@ -911,5 +974,113 @@ mod tests {
             stopped_early >= 10,
             "the searches of the clustered block stopped early only {stopped_early} times"
         );
+
+        // A querier apart scans one row group as a job: together they are the block's scan,
+        // and a row group the block does not have is refused.
+        let block = queriers[0].blocks.blocks("t")[0].clone();
+        let job = |row_group| {
+            queriers[0].scan_block(
+                &tenants_one,
+                block.meta.block_id,
+                row_group,
+                "{ status = error }",
+                0,
+                u64::MAX,
+            )
+        };
+        let whole: HashSet<TraceId> = job(None)
+            .await
+            .expect("scans")
+            .candidates
+            .iter()
+            .map(|c| c.trace_id)
+            .collect();
+        let mut by_row_group = HashSet::new();
+        for row_group in 0..block.meta.row_groups as usize {
+            let outcome = job(Some(row_group)).await.expect("scans");
+            by_row_group.extend(outcome.candidates.iter().map(|c| c.trace_id));
+        }
+        assert!(!whole.is_empty());
+        assert_eq!(by_row_group, whole);
+        let refused = job(Some(block.meta.row_groups as usize)).await;
+        assert!(
+            matches!(&refused, Err(crate::ScanJobError::BadRequest(m)) if m.contains("is not in block")),
+            "{refused:?}"
+        );
+    }
+
+    /// A trace split across blocks ranks by its whole start, even when its later piece, in a
+    /// newer block, is scanned first: a trace that starts between its pieces, in a block still
+    /// to scan, outranks it.
+    #[tokio::test]
+    async fn a_trace_split_across_blocks_ranks_by_its_earliest_piece() {
+        use andante_block::{encode_block, upload_block, BlockHandle, NewBlock, Trace};
+        let topology = andante_gen::Topology::new(5);
+        let mut builder = andante_gen::TraceBuilder::new(&topology, 5);
+        let second = 1_000_000_000u64;
+        let base = 1_790_000_000_000_000_000u64;
+        let mut make = |at: u64| {
+            let (trace_id, resource_spans) = builder.build(at);
+            Trace {
+                trace_id: TraceId(trace_id.try_into().expect("16 bytes")),
+                resource_spans,
+            }
+        };
+        let split = make(base + 10 * second);
+        let between = make(base + 50 * second);
+        // The split trace's late piece: one more span, 90 s after the rest.
+        let mut late = split.clone();
+        late.resource_spans.truncate(1);
+        late.resource_spans[0].scope_spans.truncate(1);
+        late.resource_spans[0].scope_spans[0].spans.truncate(1);
+        let span = &mut late.resource_spans[0].scope_spans[0].spans[0];
+        span.span_id[0] ^= 0xff;
+        span.start_time_unix_nano += 90 * second;
+        span.end_time_unix_nano += 90 * second;
+        let storage = andante_storage::Storage::in_memory();
+        let blocks = andante_block::blocklist::BlockList::default();
+        let new_block = NewBlock {
+            tenant_id: "t".into(),
+            compaction_level: 0,
+            replaces: Vec::new(),
+            options: Default::default(),
+        };
+        for traces in [vec![split.clone(), between.clone()], vec![late]] {
+            let encoded = encode_block(&traces, &new_block).expect("encodes");
+            let meta = encoded.meta.clone();
+            upload_block(&storage, encoded).await.expect("uploads");
+            blocks.add(BlockHandle::open(&storage, meta).await.expect("opens"));
+        }
+        let live = Arc::new(crate::live_source::LiveSources(Vec::new()));
+        let querier = crate::Querier::new(live, storage, blocks);
+        let tenants = andante_model::TenantSet::one(andante_model::TenantId::new("t").expect("t"));
+        for (limit, expected) in [
+            (1, vec![between.trace_id]),
+            (2, vec![between.trace_id, split.trace_id]),
+        ] {
+            let request = SearchRequest {
+                query: andante_traceql::parse("{ }").expect("parses"),
+                text: "{ }".to_owned(),
+                limit,
+                spans_per_spanset: 3,
+                start: None,
+                end: None,
+                deadline: None,
+                max_bytes: 0,
+            };
+            let mut streamed = Vec::new();
+            let answer = querier
+                .search_with_progress(&tenants, &request, |fresh, _| {
+                    streamed.extend(fresh.iter().map(|trace| trace.trace_id))
+                })
+                .await;
+            let found: Vec<TraceId> = answer.traces.iter().map(|t| t.trace_id).collect();
+            assert_eq!(found, expected, "limit {limit}");
+            // A streaming client is handed exactly the answer's traces.
+            streamed.sort();
+            let mut want = expected.clone();
+            want.sort();
+            assert_eq!(streamed, want, "limit {limit}");
+        }
     }
 }

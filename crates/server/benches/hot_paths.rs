@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use andante_block::{encode_block, v1, NewBlock, Trace};
+use andante_block::{
+    compaction, encode_block, encode_block_from, trace_table, v1, NewBlock, Trace,
+};
 use andante_ingest::{
     decode_otlp_protobuf, split_by_trace, validate, ExportTraceServiceRequest, ValidationLimits,
 };
@@ -98,45 +100,99 @@ fn main() {
         parquet_bytes as f64 / spans as f64
     );
 
+    // Compaction of four blocks holding the traces dealt round robin (inputs that overlap in
+    // time, as flushes write them), by each format's merge: andante-v1's streaming k-way merge
+    // by trace ID, andante-v2's two passes (tables place, row groups decoded once each).
+    let quarters: Vec<Vec<Trace>> = (0..4)
+        .map(|quarter| traces.iter().skip(quarter).step_by(4).cloned().collect())
+        .collect();
+    let v1_files: Vec<bytes::Bytes> = quarters
+        .iter()
+        .map(|part| {
+            let encoded =
+                encode_block_from(part.iter().cloned(), part.len(), &new_block).expect("encodes");
+            bytes::Bytes::from(encoded.parquet)
+        })
+        .collect();
+    measure("compaction merge, andante-v1 inputs", "span", spans, || {
+        let streams = v1_files
+            .iter()
+            .map(|data| v1::TraceStream::new(data.clone(), 8192).expect("stream"))
+            .collect::<Vec<_>>();
+        let mut merged = compaction::MergeTraces::new(streams);
+        std::hint::black_box(
+            encode_block_from(&mut merged, traces.len(), &new_block).expect("encodes"),
+        );
+    });
+    let v2_inputs: Vec<(bytes::Bytes, trace_table::TraceTable)> = quarters
+        .iter()
+        .map(|part| {
+            let encoded = encode_block(part, &new_block).expect("encodes");
+            let table =
+                trace_table::TraceTable::decode(encoded.trace_table.into()).expect("a table");
+            (bytes::Bytes::from(encoded.parquet), table)
+        })
+        .collect();
+    measure("compaction merge, andante-v2 inputs", "span", spans, || {
+        let files = v2_inputs.iter().map(|(data, _)| data.clone()).collect();
+        let tables = v2_inputs
+            .iter()
+            .map(|(_, table)| Some(table.clone()))
+            .collect();
+        std::hint::black_box(
+            compaction::merge_time_clustered(files, tables, &new_block).expect("merges"),
+        );
+    });
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    // The same traces as an andante-v2 block (written now) and an andante-v1 block, side by
+    // side: v2 lookups go through per-row-group Bloom filters, v1 through sorted ID ranges.
     let storage = andante_storage::Storage::in_memory();
-    let handle = runtime.block_on(async {
-        let encoded = encode_block(&traces, &new_block).expect("encodes");
-        let meta = encoded.meta.clone();
-        andante_block::upload_block(&storage, encoded)
-            .await
-            .expect("upload");
-        andante_block::BlockHandle::open(&storage, meta)
-            .await
-            .expect("open")
-    });
+    let open = |encoded: andante_block::EncodedBlock| {
+        runtime.block_on(async {
+            let meta = encoded.meta.clone();
+            andante_block::upload_block(&storage, encoded)
+                .await
+                .expect("upload");
+            andante_block::BlockHandle::open(&storage, meta)
+                .await
+                .expect("open")
+        })
+    };
+    let handle = open(encode_block(&traces, &new_block).expect("encodes"));
+    let v1_handle =
+        open(encode_block_from(traces.iter().cloned(), traces.len(), &new_block).expect("encodes"));
     let probes: Vec<TraceId> = (0..100_000u64)
         .map(|i| TraceId([(i % 251) as u8 + 1; 16]))
         .collect();
-    measure(
-        "index probe (Bloom + ranges), misses",
-        "probe",
-        probes.len(),
-        || {
-            std::hint::black_box(probes.iter().filter(|id| handle.may_contain(id)).count());
-        },
-    );
+    for (format, handle) in [("v2", &handle), ("v1", &v1_handle)] {
+        measure(
+            &format!("index probe, misses, andante-{format}"),
+            "probe",
+            probes.len(),
+            || {
+                std::hint::black_box(probes.iter().filter(|id| handle.may_contain(id)).count());
+            },
+        );
+    }
     let hits: Vec<TraceId> = traces.iter().step_by(25).map(|t| t.trace_id).collect();
-    measure(
-        "trace by ID from one block (in memory)",
-        "lookup",
-        hits.len(),
-        || {
-            runtime.block_on(async {
-                for id in &hits {
-                    std::hint::black_box(handle.find_trace(&storage, *id).await.expect("read"));
-                }
-            })
-        },
-    );
+    for (format, handle) in [("v2", &handle), ("v1", &v1_handle)] {
+        measure(
+            &format!("trace by ID from one block (in memory), andante-{format}"),
+            "lookup",
+            hits.len(),
+            || {
+                runtime.block_on(async {
+                    for id in &hits {
+                        std::hint::black_box(handle.find_trace(&storage, *id).await.expect("read"));
+                    }
+                })
+            },
+        );
+    }
 
     live_stage_one(&request);
 

@@ -1,5 +1,6 @@
 //! A querier apart's internal job API, called by query-frontends through
-//! `andante_query::jobs`: search stage 1 over one block (`POST /internal/query/v1/scan`,
+//! `andante_query::jobs`: search stage 1 over one block, or one row group of it
+//! (`POST /internal/query/v1/scan`,
 //! answered as scan-outcome v1). Outside `auth.tokens_file` like the live-stores' API (a
 //! frontend holds no credential): a querier's port belongs on the cluster's network only.
 
@@ -32,6 +33,9 @@ pub fn router(
 struct ScanBody {
     tenant: String,
     block: String,
+    /// Absent: the whole block (frontends from before row-group jobs).
+    #[serde(default, rename = "rowGroup")]
+    row_group: Option<usize>,
     q: String,
     start: u64,
     end: u64,
@@ -64,7 +68,14 @@ async fn scan(
     };
     let outcome = state
         .querier
-        .scan_block(&tenant, block_id, &body.q, body.start, body.end)
+        .scan_block(
+            &tenant,
+            block_id,
+            body.row_group,
+            &body.q,
+            body.start,
+            body.end,
+        )
         .await;
     match outcome {
         Ok(outcome) => {
