@@ -1257,14 +1257,7 @@ async fn candidate_locations_read_the_same_traces_as_an_id_search() {
         assert_eq!(at.len(), ids.len(), "{text}");
         assert!(at == by_id, "{text}: the reads differ");
         // Whole traces: every span the fixture gave each (attribute order aside).
-        let span_count = |trace: &Trace| -> usize {
-            trace
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum()
-        };
+        let span_count = v1::span_count;
         let expected: Vec<(TraceId, usize)> = traces
             .iter()
             .filter(|trace| ids.contains(&trace.trace_id))

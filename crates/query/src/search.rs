@@ -856,6 +856,20 @@ mod tests {
         );
     }
 
+    /// A search as Grafana sends it: no time range, 3 spans per span set.
+    fn request(text: &str, limit: usize) -> SearchRequest {
+        SearchRequest {
+            query: andante_traceql::parse(text).expect("parses"),
+            text: text.to_owned(),
+            limit,
+            spans_per_spanset: 3,
+            start: None,
+            end: None,
+            deadline: None,
+            max_bytes: 0,
+        }
+    }
+
     /// A newest-first search that stops inside an `andante-v2` block (one scan unit per row
     /// group) answers exactly what a scan of every row group answers: the same traces as the
     /// same data in `andante-v1` blocks (one unit each, scanned whole) and as the reference
@@ -943,16 +957,7 @@ mod tests {
             reference.sort_by_key(|(start, trace_id)| std::cmp::Reverse((*start, *trace_id)));
             assert!(!reference.is_empty(), "{text} matches nothing");
             for limit in [1, 7, 20, 100, 1000] {
-                let request = SearchRequest {
-                    query: query.clone(),
-                    text: text.to_owned(),
-                    limit,
-                    spans_per_spanset: 3,
-                    start: None,
-                    end: None,
-                    deadline: None,
-                    max_bytes: 0,
-                };
+                let request = request(text, limit);
                 let clustered = queriers[0].search(&tenants, &request).await;
                 let by_id = queriers[1].search(&tenants, &request).await;
                 assert!(clustered.partial_message.is_none(), "{text}");
@@ -1058,16 +1063,7 @@ mod tests {
             (1, vec![between.trace_id]),
             (2, vec![between.trace_id, split.trace_id]),
         ] {
-            let request = SearchRequest {
-                query: andante_traceql::parse("{ }").expect("parses"),
-                text: "{ }".to_owned(),
-                limit,
-                spans_per_spanset: 3,
-                start: None,
-                end: None,
-                deadline: None,
-                max_bytes: 0,
-            };
+            let request = request("{ }", limit);
             let mut streamed = Vec::new();
             let answer = querier
                 .search_with_progress(&tenants, &request, |fresh, _| {
