@@ -174,8 +174,10 @@ struct Confirmed {
     /// Every trace already evaluated whole, matched or not: an older block naming it again
     /// must not queue it twice.
     checked: HashSet<TraceId>,
-    /// Matches already handed to `progress`.
-    sent: HashSet<TraceId>,
+    /// The oldest match handed to `progress`. Matches handed out are the newest ones, and a
+    /// match found later is never newer: its candidate was at most the threshold they passed,
+    /// and a trace never starts after its candidate. So what is still to hand out lies below.
+    sent_floor: Option<(u64, TraceId)>,
 }
 
 impl Confirmed {
@@ -195,32 +197,38 @@ impl Confirmed {
         }
     }
 
-    /// The matches, newest first, that nothing still to scan or judge can outrank: those
-    /// starting after `frontier` (the newest start anything unjudged may have), or all once
-    /// nothing is left. A match is ranked by its whole
-    /// trace's start, which is earlier than the candidate's when the trace is split across
-    /// blocks and the later piece was scanned first: such a match waits for the frontier.
-    fn settled(&self, frontier: Option<u64>) -> impl Iterator<Item = &(u64, TraceId)> {
-        self.ranked
-            .iter()
-            .rev()
-            .take_while(move |(start, _)| frontier.is_none_or(|bound| *start > bound))
+    /// Whether `limit` matches are settled: nothing still to scan or judge, which starts at
+    /// most at `threshold` (none: nothing is left), can outrank them. A match is ranked by its
+    /// whole trace's start, earlier than its candidate's when the trace is split across blocks
+    /// and the later piece was scanned first: such a match waits for the threshold. At most
+    /// `limit` are kept, so with `limit` of them the oldest decides.
+    fn has_settled(&self, threshold: Option<u64>, limit: usize) -> bool {
+        limit == 0
+            || (self.matched.len() >= limit
+                && self
+                    .ranked
+                    .first()
+                    .is_some_and(|(start, _)| threshold.is_none_or(|bound| *start > bound)))
     }
 
     /// Settled matches not yet handed to `progress`, newest first, now marked as handed:
     /// a streaming client sees only matches the final answer keeps.
-    fn take_unsent(&mut self, frontier: Option<u64>) -> Vec<TraceSummary> {
-        let fresh: Vec<TraceId> = self
-            .settled(frontier)
-            .map(|(_, trace_id)| *trace_id)
-            .filter(|trace_id| !self.sent.contains(trace_id))
+    fn take_unsent(&mut self, threshold: Option<u64>) -> Vec<TraceSummary> {
+        let below = match self.sent_floor {
+            Some(floor) => self.ranked.range(..floor),
+            None => self.ranked.range(..),
+        };
+        let fresh: Vec<(u64, TraceId)> = below
+            .rev()
+            .take_while(|(start, _)| threshold.is_none_or(|bound| *start > bound))
+            .copied()
             .collect();
+        if let Some(oldest) = fresh.last() {
+            self.sent_floor = Some(*oldest);
+        }
         fresh
-            .into_iter()
-            .filter_map(|trace_id| {
-                self.sent.insert(trace_id);
-                self.matched.get(&trace_id).cloned()
-            })
+            .iter()
+            .filter_map(|(_, trace_id)| self.matched.get(trace_id).cloned())
             .collect()
     }
 }
@@ -395,9 +403,9 @@ impl Querier {
             let past_deadline = request
                 .deadline
                 .is_some_and(|deadline| Instant::now() >= deadline);
-            let settled = confirmed.settled(frontier).count();
-            if settled >= request.limit || past_deadline || frontier.is_none() {
-                if past_deadline && frontier.is_some() && settled < request.limit {
+            let settled = confirmed.has_settled(frontier, request.limit);
+            if settled || past_deadline || frontier.is_none() {
+                if past_deadline && frontier.is_some() && !settled {
                     failures.push(
                         "the search deadline passed before every block was scanned".to_owned(),
                     );
@@ -509,7 +517,7 @@ impl Querier {
         } else {
             request
                 .limit
-                .saturating_sub(confirmed.settled(frontier).count())
+                .saturating_sub(confirmed.matched.len())
                 .clamp(8, 256)
         };
         // Newest first; the key (start, trace ID, tenant) is unique, so the order is total.
@@ -540,7 +548,7 @@ impl Querier {
                 .chain(chunk.iter())
                 .map(|(start, ..)| *start)
                 .max();
-            if confirmed.settled(frontier.max(unjudged)).count() >= request.limit {
+            if confirmed.has_settled(frontier.max(unjudged), request.limit) {
                 break;
             }
             if request
