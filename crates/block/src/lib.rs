@@ -340,7 +340,7 @@ fn row_group_summaries(
 
 /// An `andante-v2` block of `traces` (merged, unique IDs, in any order).
 pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlock, BlockError> {
-    let groups = order::time_clustered(traces.to_vec(), new_block.options.row_group_spans);
+    let groups = order::time_clustered(traces, new_block.options.row_group_spans);
     encode_block_v2_from(groups, traces.len(), new_block)
 }
 
@@ -634,10 +634,10 @@ impl BlockHandle {
         if !plan.block_may_match(self.meta.service_names.as_deref()) {
             return Ok(outcome);
         }
-        let mut row_groups = plan.row_groups(&self.parquet);
-        if let Some(only) = unit {
-            row_groups.retain(|row_group| *row_group == only);
-        }
+        let row_groups = match unit {
+            Some(only) => plan.row_groups_in(&self.parquet, only..only.saturating_add(1)),
+            None => plan.row_groups(&self.parquet),
+        };
         let table = tokio::sync::OnceCell::new();
         let parts = by_row_group(row_groups, |row_group| {
             self.scan_row_group(storage, &plan, &cpu, (&table, unit), row_group)

@@ -4,6 +4,7 @@
 //! after the whole block (`docs/design/in-block-early-stop.md`); the ID order inside a group keeps
 //! the page index useful for trace-by-ID reads and the `trace_id` column in runs.
 
+use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TraceId;
 
 use crate::Trace;
@@ -48,18 +49,25 @@ pub fn plan_groups(traces: &[Placed], row_group_spans: usize) -> Vec<Vec<usize>>
 
 /// The earliest span start of a trace (0 for a trace without spans).
 pub fn trace_start(trace: &Trace) -> u64 {
-    trace
-        .resource_spans
+    earliest_start(&trace.resource_spans).unwrap_or(0)
+}
+
+/// The earliest span start among `resource_spans`, if any span.
+pub fn earliest_start(resource_spans: &[ResourceSpans]) -> Option<u64> {
+    resource_spans
         .iter()
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .map(|span| span.start_time_unix_nano)
         .min()
-        .unwrap_or(0)
 }
 
-/// `traces` (merged, unique IDs) in `andante-v2` row groups.
-pub fn time_clustered(traces: Vec<Trace>, row_group_spans: usize) -> Vec<Vec<Trace>> {
+/// `traces` (merged, unique IDs) in `andante-v2` row groups, each copied only when the writer
+/// takes it, so memory holds one row group's copy, not the block's.
+pub fn time_clustered(
+    traces: &[Trace],
+    row_group_spans: usize,
+) -> impl Iterator<Item = Vec<Trace>> + '_ {
     let placed: Vec<Placed> = traces
         .iter()
         .map(|trace| Placed {
@@ -68,16 +76,9 @@ pub fn time_clustered(traces: Vec<Trace>, row_group_spans: usize) -> Vec<Vec<Tra
             spans: crate::v1::span_count(trace),
         })
         .collect();
-    let plan = plan_groups(&placed, row_group_spans);
-    let mut slots: Vec<Option<Trace>> = traces.into_iter().map(Some).collect();
-    plan.into_iter()
-        .map(|group| {
-            group
-                .into_iter()
-                .filter_map(|at| slots[at].take())
-                .collect()
-        })
-        .collect()
+    plan_groups(&placed, row_group_spans)
+        .into_iter()
+        .map(|group| group.into_iter().map(|at| traces[at].clone()).collect())
 }
 
 #[cfg(test)]

@@ -713,10 +713,7 @@ fn block_groups(batch: &TraceMap, row_group_spans: usize) -> impl Iterator<Item 
                 .filter_map(|bytes| {
                     andante_model::projected::decode_projected(bytes, &times_only).ok()
                 })
-                .flatten()
-                .flat_map(|resource| resource.scope_spans)
-                .flat_map(|scope| scope.spans)
-                .map(|span| span.start_time_unix_nano)
+                .filter_map(|resource_spans| order::earliest_start(&resource_spans))
                 .min()
                 .unwrap_or(0);
             order::Placed {
@@ -731,17 +728,9 @@ fn block_groups(batch: &TraceMap, row_group_spans: usize) -> impl Iterator<Item 
         .map(move |group| {
             group
                 .into_iter()
-                .map(|at| {
-                    let trace_id = trace_ids[at];
-                    let fragments = batch[trace_id].fragments.iter();
-                    let decoded = fragments
-                        .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok());
-                    Trace {
-                        trace_id: *trace_id,
-                        resource_spans: merge_resource_spans(
-                            decoded.flat_map(|r| r.resource_spans),
-                        ),
-                    }
+                .map(|at| Trace {
+                    trace_id: *trace_ids[at],
+                    resource_spans: decode_fragments(&batch[trace_ids[at]].fragments),
                 })
                 .collect()
         })

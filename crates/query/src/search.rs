@@ -336,7 +336,8 @@ impl Querier {
             .map_or(4, |queriers| (2 * queriers.len()).max(4));
         let mut scans = stream::iter(units.into_iter().map(|(_, tenant_index, handle, unit)| {
             let (plan, cpu, storage) = (plan.clone(), self.cpu.clone(), self.storage.clone());
-            let meta = handle.meta.clone();
+            // The unit's block, shared with its task (a meta copy per row group would cost).
+            let block = handle.clone();
             let queriers = self.queriers.clone();
             let tenant = tenant_list[tenant_index].clone();
             let text = request.text.clone();
@@ -365,7 +366,7 @@ impl Querier {
                     Ok(outcome) => outcome,
                     Err(error) => Err(andante_block::BlockError::Read(error.to_string())),
                 };
-                (tenant_index, meta, outcome)
+                (tenant_index, block, outcome)
             }
         }))
         .buffered(in_flight);
@@ -426,9 +427,10 @@ impl Querier {
                 result.bytes_exhausted = true;
                 break;
             }
-            let Some((tenant_index, meta, scan)) = scans.next().await else {
+            let Some((tenant_index, block, scan)) = scans.next().await else {
                 break;
             };
+            let meta = &block.meta;
             scanned += 1;
             match scan {
                 Ok(outcome) => {
@@ -450,7 +452,7 @@ impl Querier {
                             && !held_elsewhere(
                                 &held_live[tenant_index],
                                 &candidate.trace_id,
-                                &meta,
+                                meta,
                                 &tenant_blocks,
                             )
                         {
@@ -468,7 +470,7 @@ impl Querier {
                         *slot = (*slot).max(candidate.start_unix_nanos);
                     }
                 }
-                Err(error) => failures.push(self.block_failed(&meta, &error, "searched").await),
+                Err(error) => failures.push(self.block_failed(meta, &error, "searched").await),
             }
         }
         // A search cut short (deadline, bytes) answers with what it has, unsettled too.

@@ -579,6 +579,16 @@ impl ScanPlan {
 
     /// The row groups statistics do not rule out.
     pub(crate) fn row_groups(&self, metadata: &ArrowReaderMetadata) -> Vec<usize> {
+        self.row_groups_in(metadata, 0..metadata.metadata().num_row_groups())
+    }
+
+    /// The row groups among `candidates` statistics do not rule out (a search scanning one
+    /// row group of a block judges that one only).
+    pub(crate) fn row_groups_in(
+        &self,
+        metadata: &ArrowReaderMetadata,
+        candidates: Range<usize>,
+    ) -> Vec<usize> {
         let parquet = metadata.metadata();
         let file_schema = schema();
         let column_index: HashMap<&str, usize> = ["duration_nanos", "start_unix_nanos"]
@@ -592,7 +602,8 @@ impl ScanPlan {
             })
             .collect();
         let predicates = self.condition.predicates();
-        (0..parquet.num_row_groups())
+        candidates
+            .filter(|row_group_index| *row_group_index < parquet.num_row_groups())
             .filter(|row_group_index| {
                 let row_group = parquet.row_group(*row_group_index);
                 if let Some(Statistics::Int64(stats)) = column_index
