@@ -174,13 +174,13 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         assert served_once(querier, acked, "scale-out-test", 90) >= expected
         # The frontend sent the block scans to both queriers (the fewest in flight first, idle
         # ones in turn) ...
-        jobs = [q.metric("andante_query_jobs_total") for q in queriers]
+        jobs = [q.metric("andante_query_jobs_total", kind="scan") for q in queriers]
         assert all(count > 0 for count in jobs), jobs
         # ... and loses nothing when one stops answering (its jobs go to the other) or both do
         # (the frontend scans the blocks itself).
         queriers[0].kill9()
         assert served_once(querier, acked, "scale-out-test", 30) >= expected
-        assert queriers[1].metric("andante_query_jobs_total") > jobs[1]
+        assert queriers[1].metric("andante_query_jobs_total", kind="scan") > jobs[1]
         queriers[1].kill9()
         assert served_once(querier, acked, "scale-out-test", 30) >= expected
         # A scan job names its block; one the querier does not list is 404, bad input 400.
@@ -265,6 +265,15 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
             assert served_once(querier, acked, "live-store-test", deadline_secs) == expected
 
         all_served_once(30)
+        # Read after write: a trace read by ID right after its push was acknowledged is served
+        # whole, every time (the live-store waits until it has consumed to the log's end).
+        for _ in range(20):
+            trace_id = os.urandom(16)
+            assert push(distributor, [trace_id], service="live-store-test").status_code == 200
+            acked.append(trace_id)
+            spans = spans_by_id(querier, trace_id)
+            assert spans is not None, f"trace {trace_id.hex()} acknowledged but not found right after"
+            assert len(set(spans)) == SPANS_PER_TRACE, spans
         # ... while no block holds them: the builder committed nothing, and the live-stores split
         # the traces between them by partition.
         assert "andante_log_committed_offset{" not in requests.get(f"{builder.url}/metrics", timeout=5).text
@@ -469,6 +478,19 @@ def test_every_role_apart_loses_nothing_when_a_live_store_and_the_builder_are_ki
             time.sleep(1)
         assert compactions(compactor, "failed") == 0
         assert served_once(frontend, acked, "every-role-test", 60) == expected
+        # TraceQL metrics: the frontend sends each block's fold to the queriers and merges
+        # them with the live-stores' traces, every acknowledged span counted (a span the
+        # restarted builder wrote twice may count twice until compaction removes the copy).
+        metrics_jobs = sum(q.metric("andante_query_jobs_total", kind="metrics") for q in queriers)
+        now = int(time.time())
+        answer = requests.get(f"{frontend.url}/api/metrics/query", timeout=30, params={
+            "q": '{ resource.service.name = "every-role-test" } | count_over_time()',
+            "start": now - 600, "end": now + 60})
+        assert answer.status_code == 200, answer.text
+        assert answer.json().get("status") != "PARTIAL", answer.text
+        counted = sum(series.get("value", 0) for series in answer.json()["series"])
+        assert len(acked) * SPANS_PER_TRACE <= counted <= 2 * len(acked) * SPANS_PER_TRACE, (counted, len(acked))
+        assert sum(q.metric("andante_query_jobs_total", kind="metrics") for q in queriers) > metrics_jobs
     finally:
         stop.set()
         if pusher.is_alive():

@@ -28,8 +28,24 @@ pub struct Metrics {
     insights_fold: Family<Vec<(&'static str, String)>, Gauge>,
     /// Pushed metric samples by tenant and outcome (`stored`, `refused`).
     metric_samples: Family<Vec<(&'static str, String)>, Counter>,
-    /// Search scan jobs a querier apart ran for query-frontends.
-    pub query_jobs: Counter,
+    /// Jobs a querier apart ran for query-frontends, by kind.
+    pub query_jobs: QueryJobs,
+}
+
+/// `andante_query_jobs_total`: jobs a querier apart ran for query-frontends, by `kind` (`scan`:
+/// search stage 1 over a block or row group; `metrics`: a block folded for TraceQL metrics), so
+/// an operator sees the frontend's work spread over the queriers.
+#[derive(Clone, Default)]
+pub struct QueryJobs(Family<Vec<(&'static str, String)>, Counter>);
+
+impl QueryJobs {
+    pub fn ran(&self, kind: &'static str) {
+        self.0.get_or_create(&vec![("kind", kind.to_owned())]).inc();
+    }
+
+    pub fn count(&self, kind: &'static str) -> u64 {
+        self.0.get_or_create(&vec![("kind", kind.to_owned())]).get()
+    }
 }
 
 /// `andante_metric_samples_total`: pushed samples by tenant and outcome (`stored`, `refused`).
@@ -556,11 +572,15 @@ impl Metrics {
             "Metric samples pushed (remote-write, OTLP metrics), per tenant and outcome: stored or refused",
             metric_samples.clone(),
         );
-        let query_jobs = Counter::default();
+        let query_jobs = QueryJobs::default();
+        // Both kinds show from the start, at zero.
+        for kind in ["scan", "metrics"] {
+            drop(query_jobs.0.get_or_create(&vec![("kind", kind.to_owned())]));
+        }
         registry.register(
             "andante_query_jobs",
-            "Search scan jobs this querier ran for query-frontends (one block each)",
-            query_jobs.clone(),
+            "Jobs this querier ran for query-frontends, by kind: scan (search stage 1 over a block or row group) or metrics (a block folded for TraceQL metrics)",
+            query_jobs.0.clone(),
         );
         Metrics {
             registry,

@@ -246,6 +246,7 @@ pub(crate) async fn run(
         max_exemplars,
         max_series: limits.max_metrics_series,
         max_bytes: limits.max_bytes_per_query,
+        source: Some((text.as_str().into(), 0)),
     };
     let result = state.querier.metrics_expr(&tenants, &expr, &template).await;
     if let Some(message) = &result.partial_message {
@@ -311,6 +312,7 @@ impl andante_rules::TraceqlSource for TraceqlRuleSource {
             max_exemplars: 0,
             max_series: self.limits.max_metrics_series,
             max_bytes: self.limits.max_bytes_per_query,
+            source: Some((query.into(), 0)),
         };
         let tenants = andante_model::TenantSet::one(tenant);
         let result = self

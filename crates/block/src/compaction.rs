@@ -9,9 +9,10 @@
 //! by a block-list poll once the output is that old, so a process whose list predates the
 //! compaction (a querier apart) still finds them.
 //!
-//! Inputs merge by their format: `andante-v1` blocks (rows in trace-ID order) by a streaming k-way
-//! merge into a v1 block, `andante-v2` blocks (row groups clustered by time) in two passes into a
-//! v2 block ([`merge_time_clustered`]). A window's blocks of the two formats are merged apart.
+//! Inputs merge by their format (`BlockEncoding::merge`): `andante-v1` blocks (rows in trace-ID
+//! order) by a streaming k-way merge into a v1 block, `andante-v2` blocks (row groups clustered
+//! by time) in two passes into a v2 block ([`merge_time_clustered`]). A window's blocks of
+//! different formats are merged apart.
 //!
 //! Retention deletes blocks whose newest span (or, if earlier, whose writing) is older than the
 //! tenant's retention period.
@@ -22,9 +23,10 @@ use andante_model::merge_resource_spans;
 use andante_storage::{lease, Storage};
 
 use crate::blocklist::BlockList;
+use crate::encoding::{BlockEncoding, V2};
 use crate::{
-    delete_block, encode_block_from, encode_block_v2_from, order, trace_table, upload_block, v1,
-    BlockError, BlockHandle, BlockMeta, EncodedBlock, NewBlock, Trace,
+    delete_block, encode_block_groups, order, trace_table, upload_block, v1, BlockError,
+    BlockHandle, BlockMeta, EncodedBlock, NewBlock, Trace,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +64,12 @@ pub fn plan_compactions(
 ) -> Vec<Vec<BlockHandle>> {
     // Blocks of every level in a window merge together, smallest first: grouping by level too
     // (as Tempo does) can leave one block per level in a window forever on a single node.
-    // The two formats merge differently (see the module comment), so they never share a plan.
-    let mut windows: BTreeMap<(u64, bool), Vec<&BlockHandle>> = BTreeMap::new();
+    // Formats merge differently (see the module comment), so they never share a plan.
+    let mut windows: BTreeMap<(u64, &str), Vec<&BlockHandle>> = BTreeMap::new();
     for handle in blocks {
         let window = handle.meta.start_unix_nanos / options.window_nanos.max(1);
         windows
-            .entry((window, handle.meta.time_clustered()))
+            .entry((window, handle.encoding().format()))
             .or_default()
             .push(handle);
     }
@@ -241,28 +243,21 @@ async fn compact_leased(
         replaces: inputs.iter().map(|h| h.meta.block_id).collect(),
         options: options.write,
     };
-    let merge_files = files.clone();
-    let merged = if inputs.iter().all(|handle| handle.meta.time_clustered()) {
-        let tables = read_trace_tables(storage, &inputs).await;
-        tokio::task::spawn_blocking(move || merge_time_clustered(merge_files, tables, &new_block))
-            .await
-    } else {
-        let expected_traces = inputs.iter().map(|h| h.meta.trace_count as usize).sum();
-        tokio::task::spawn_blocking(move || {
-            let streams = merge_files
-                .into_iter()
-                .map(|data| v1::TraceStream::new(data, 8192))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut merged = MergeTraces::new(streams);
-            let encoded = encode_block_from(&mut merged, expected_traces, &new_block)?;
-            match merged.error {
-                Some(error) => Err(error),
-                None => Ok(encoded),
-            }
-        })
-        .await
+    let encoding = inputs[0].encoding();
+    if let Some(other) = inputs
+        .iter()
+        .find(|h| h.encoding().format() != encoding.format())
+    {
+        // Plans keep formats apart; a caller mixing them gets an error, not a wrong merge.
+        return Err(BlockError::Encode(format!(
+            "compaction inputs of formats {} and {} do not merge together",
+            encoding.format(),
+            other.encoding().format()
+        )));
     }
-    .map_err(|error| BlockError::Encode(error.to_string()))?;
+    let merged = encoding
+        .merge(storage, &inputs, files.clone(), new_block)
+        .await;
     let encoded = match merged {
         Ok(encoded) => encoded,
         Err(error) if error.is_corrupt() => {
@@ -291,7 +286,7 @@ async fn compact_leased(
 
 /// Each input's trace table, or None where it is missing or unreadable (the merge then derives
 /// the input's traces from its data).
-async fn read_trace_tables(
+pub(crate) async fn read_trace_tables(
     storage: &Storage,
     inputs: &[BlockHandle],
 ) -> Vec<Option<trace_table::TraceTable>> {
@@ -418,7 +413,7 @@ pub fn merge_time_clustered(
         }
     }
     drop(position);
-    let plan = order::plan_groups(&placed, new_block.options.row_group_spans);
+    let plan = V2.plan_groups(&placed, new_block.options.row_group_spans);
     // Decoded input row groups with the pieces not yet taken.
     let mut open: HashMap<(usize, u32), HashMap<andante_model::TraceId, Trace>> = HashMap::new();
     let mut error: Option<BlockError> = None;
@@ -470,7 +465,7 @@ pub fn merge_time_clustered(
         }
         Some(traces)
     });
-    let encoded = encode_block_v2_from(groups, placed.len(), new_block)?;
+    let encoded = encode_block_groups(&V2, groups, placed.len(), new_block)?;
     if let Some(error) = error {
         return Err(error);
     }

@@ -12,6 +12,7 @@
 pub mod blocklist;
 pub mod bloom;
 pub mod compaction;
+pub mod encoding;
 mod file_reader;
 pub mod guard;
 pub mod index;
@@ -32,6 +33,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::PageIndexPolicy;
 use uuid::Uuid;
 
+pub use encoding::{encoding_of, BlockEncoding, WRITTEN};
 pub use index::BlockIndex;
 pub use meta::{BlockMeta, FORMAT_V1, FORMAT_V2};
 
@@ -100,6 +102,8 @@ pub struct BlockHandle {
     slots: v1::DedicatedSlots,
     /// Whether opening found the `index` object damaged or missing and rebuilt it.
     pub index_rebuilt: bool,
+    /// What `meta.format` says about placement, scan units and merging.
+    encoding: &'static dyn BlockEncoding,
 }
 
 /// Rebuilds a block's index from the `trace_id` column of its data: each row group's smallest and
@@ -190,32 +194,24 @@ impl<T> std::future::Future for AbortOnDrop<T> {
 }
 
 /// Encodes an `andante-v1` block from traces in strictly increasing ID order, taking them one at
-/// a time (compaction of v1 inputs); `expected_traces` sizes the Bloom filter. CPU-heavy: call
-/// from a blocking thread.
+/// a time; `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
 pub fn encode_block_from(
     traces: impl IntoIterator<Item = Trace>,
     expected_traces: usize,
     new_block: &NewBlock,
 ) -> Result<EncodedBlock, BlockError> {
     let groups = v1::groups_by_size(traces, new_block.options.row_group_spans);
-    encode_groups(groups, expected_traces, new_block, FORMAT_V1)
+    encode_block_groups(&encoding::V1, groups, expected_traces, new_block)
 }
 
-/// Encodes an `andante-v2` block from its row groups, taken one at a time (see `order`: each
-/// group sorted by ID, groups newest first). CPU-heavy: call from a blocking thread.
-pub fn encode_block_v2_from(
+/// Encodes a block of `encoding` from its row groups, taken one at a time, as
+/// `encoding.plan_groups` placed them (each group in ID order, no ID in two groups);
+/// `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
+pub fn encode_block_groups(
+    encoding: &dyn BlockEncoding,
     groups: impl IntoIterator<Item = Vec<Trace>>,
     expected_traces: usize,
     new_block: &NewBlock,
-) -> Result<EncodedBlock, BlockError> {
-    encode_groups(groups, expected_traces, new_block, FORMAT_V2)
-}
-
-fn encode_groups(
-    groups: impl IntoIterator<Item = Vec<Trace>>,
-    expected_traces: usize,
-    new_block: &NewBlock,
-    format: &str,
 ) -> Result<EncodedBlock, BlockError> {
     let mut bloom = bloom::Bloom::new(expected_traces, 0.01);
     let mut trace_count = 0u64;
@@ -254,7 +250,8 @@ fn encode_groups(
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
     let trace_table = trace_table::encode(&encoded.traces);
-    let row_group_summaries = (format == FORMAT_V2)
+    let row_group_summaries = encoding
+        .summarises_row_groups()
         .then(|| row_group_summaries(&encoded.traces, &trace_table, row_groups as usize));
     let index = BlockIndex {
         row_group_ranges: encoded.row_group_ranges,
@@ -264,7 +261,7 @@ fn encode_groups(
     }
     .encode();
     let meta = BlockMeta {
-        format: format.to_owned(),
+        format: encoding.format().to_owned(),
         block_id: Uuid::now_v7(),
         tenant_id: new_block.tenant_id.clone(),
         start_unix_nanos: if trace_count == 0 {
@@ -338,10 +335,11 @@ fn row_group_summaries(
     summaries
 }
 
-/// An `andante-v2` block of `traces` (merged, unique IDs, in any order).
+/// A block of `traces` (merged, unique IDs, in any order) in the encoding new blocks are
+/// written in (`encoding::WRITTEN`).
 pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlock, BlockError> {
-    let groups = order::time_clustered(traces, new_block.options.row_group_spans);
-    encode_block_v2_from(groups, traces.len(), new_block)
+    let groups = order::grouped(traces, WRITTEN, new_block.options.row_group_spans);
+    encode_block_groups(WRITTEN, groups, traces.len(), new_block)
 }
 
 /// Uploads an encoded block: data, index and trace table first, `meta.json` last.
@@ -397,9 +395,7 @@ type TableOnce = tokio::sync::OnceCell<Option<(trace_table::TraceTable, u64)>>;
 impl BlockHandle {
     /// Loads the index and the Parquet footer (with page index) of a block.
     pub async fn open(storage: &Storage, meta: BlockMeta) -> Result<BlockHandle, BlockError> {
-        if meta.format != FORMAT_V1 && meta.format != FORMAT_V2 {
-            return Err(BlockError::UnsupportedFormat(meta.format));
-        }
+        let encoding = encoding_of(&meta.format)?;
         let mut reader = file_reader::BlockFileReader::new(
             storage.object_store(),
             &meta.data_key(),
@@ -447,6 +443,7 @@ impl BlockHandle {
         let scan_parquet = v1::search::with_dictionaries(&parquet)?;
         Ok(BlockHandle {
             index_rebuilt,
+            encoding,
             meta,
             index: Arc::new(index),
             parquet,
@@ -610,14 +607,12 @@ impl BlockHandle {
     /// whose row groups are slices of time), else the whole block bounded by its end. A unit
     /// is `Some(row group)` or `None` for the whole block, for [`BlockHandle::scan_unit`].
     pub fn scan_units(&self) -> Vec<(u64, Option<usize>)> {
-        match &self.index.row_group_summaries {
-            Some(summaries) if summaries.len() > 1 => summaries
-                .iter()
-                .enumerate()
-                .map(|(row_group, summary)| (summary.newest_start_unix_nanos, Some(row_group)))
-                .collect(),
-            _ => vec![(self.meta.end_unix_nanos, None)],
-        }
+        self.encoding.scan_units(self)
+    }
+
+    /// The block's encoding (by `meta.format`).
+    pub fn encoding(&self) -> &'static dyn BlockEncoding {
+        self.encoding
     }
 
     /// Stage 1 over one scan unit: the whole block (`None`) or one row group. A row group's

@@ -28,6 +28,20 @@ pub fn plan_groups(traces: &[Placed], row_group_spans: usize) -> Vec<Vec<usize>>
             traces[at].trace_id,
         )
     });
+    let mut groups = cut_by_spans(order, traces, row_group_spans);
+    for group in &mut groups {
+        group.sort_unstable_by_key(|&at| traces[at].trace_id);
+    }
+    groups
+}
+
+/// `order` (indices into `traces`) cut into row groups at the first trace boundary after
+/// `row_group_spans` spans; only the last group may be short.
+pub fn cut_by_spans(
+    order: Vec<usize>,
+    traces: &[Placed],
+    row_group_spans: usize,
+) -> Vec<Vec<usize>> {
     let mut groups = Vec::new();
     let (mut group, mut spans) = (Vec::new(), 0);
     for at in order {
@@ -40,9 +54,6 @@ pub fn plan_groups(traces: &[Placed], row_group_spans: usize) -> Vec<Vec<usize>>
     }
     if !group.is_empty() {
         groups.push(group);
-    }
-    for group in &mut groups {
-        group.sort_unstable_by_key(|&at| traces[at].trace_id);
     }
     groups
 }
@@ -62,12 +73,13 @@ pub fn earliest_start(resource_spans: &[ResourceSpans]) -> Option<u64> {
         .min()
 }
 
-/// `traces` (merged, unique IDs) in `andante-v2` row groups, each copied only when the writer
-/// takes it, so memory holds one row group's copy, not the block's.
-pub fn time_clustered(
-    traces: &[Trace],
+/// `traces` (merged, unique IDs) in the row groups `encoding` places them in, each copied only
+/// when the writer takes it, so memory holds one row group's copy, not the block's.
+pub fn grouped<'a>(
+    traces: &'a [Trace],
+    encoding: &dyn crate::encoding::BlockEncoding,
     row_group_spans: usize,
-) -> impl Iterator<Item = Vec<Trace>> + '_ {
+) -> impl Iterator<Item = Vec<Trace>> + 'a {
     let placed: Vec<Placed> = traces
         .iter()
         .map(|trace| Placed {
@@ -76,7 +88,8 @@ pub fn time_clustered(
             spans: crate::v1::span_count(trace),
         })
         .collect();
-    plan_groups(&placed, row_group_spans)
+    encoding
+        .plan_groups(&placed, row_group_spans)
         .into_iter()
         .map(|group| group.into_iter().map(|at| traces[at].clone()).collect())
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use andante_block::blocklist::BlockList;
-use andante_block::{encode_block_v2_from, order, upload_block, v1, BlockHandle, NewBlock, Trace};
+use andante_block::{
+    encode_block_groups, order, upload_block, v1, BlockHandle, NewBlock, Trace, WRITTEN,
+};
 use andante_ingest::{
     split_by_trace, EncodedFragment, ExportTraceServiceRequest, IngestLimits, RateLimiter,
     RefusalReason,
@@ -547,7 +549,7 @@ impl LiveStore {
         let encoded = tokio::task::spawn_blocking(move || {
             // Decoded one row group at a time: a block's worth of decoded spans never sits in memory.
             let groups = block_groups(&batch, new_block.options.row_group_spans);
-            encode_block_v2_from(groups, batch.len(), &new_block)
+            encode_block_groups(WRITTEN, groups, batch.len(), &new_block)
         })
         .await;
         let result = match encoded {
@@ -697,9 +699,9 @@ fn insert_fragment(
     }
 }
 
-/// Completed traces as the row groups of an `andante-v2` block (`order`), each group decoded
-/// only when the writer asks. Placement needs each trace's start: a projected decode that keeps
-/// no attribute, name or status finds it without building the spans.
+/// Completed traces as the row groups of a new block (`WRITTEN.plan_groups`), each group
+/// decoded only when the writer asks. Placement needs each trace's start: a projected decode
+/// that keeps no attribute, name or status finds it without building the spans.
 fn block_groups(batch: &TraceMap, row_group_spans: usize) -> impl Iterator<Item = Vec<Trace>> + '_ {
     let trace_ids: Vec<&TraceId> = batch.keys().collect();
     let times_only = andante_model::projected::Projection::default();
@@ -723,7 +725,8 @@ fn block_groups(batch: &TraceMap, row_group_spans: usize) -> impl Iterator<Item 
             }
         })
         .collect();
-    order::plan_groups(&placed, row_group_spans)
+    WRITTEN
+        .plan_groups(&placed, row_group_spans)
         .into_iter()
         .map(move |group| {
             group

@@ -11,14 +11,21 @@
 //! restarted live-store starts again from the committed offset, so it holds what it held before.
 //! Memory is bounded like a block-builder's: past a few blocks' worth (the builders are behind)
 //! it stops fetching, and the log keeps the rest.
+//!
+//! Reads by trace ID are read-after-write consistent (Mimir's "strong" reads over its ingest
+//! log): before answering, the live-store reads the end offset of each owned partition the asked
+//! IDs hash to and waits until it has consumed that far. A distributor acknowledges a push only
+//! once the broker holds it, so a trace acknowledged before the read started is found.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use andante_block::blocklist::BlockList;
 use andante_live::{LiveConfig, LiveStore};
+use andante_model::{TenantId, TraceId};
 use andante_storage::Storage;
+use rskafka::client::partition::OffsetAt;
 use tokio::sync::watch;
 
 use crate::builder::{consume_into_store, owned_partitions, BuilderMetrics, BUILDER_CONSUMER};
@@ -28,6 +35,15 @@ use crate::offsets::BucketOffsets;
 /// How often the block-builders' committed offsets are read (one GET per partition).
 const RETIRE_EVERY: Duration = Duration::from_secs(2);
 
+/// Longest a read by ID waits for the consumer to reach the log's end. A live-store further
+/// behind than this is lagging (fetching paused, broker slow), not racing a push; it says so
+/// with its lag rather than answering "not held". Well under the queriers' default
+/// `query.live_store_timeout` (5 s), so they hear the reason, not a timeout.
+const READ_AFTER_WRITE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a waiting read looks at the consumed offset again.
+const READ_AFTER_WRITE_POLL: Duration = Duration::from_millis(2);
+
 /// One owned partition: its store, and where the builders' commits are read.
 struct Owned {
     partition: u32,
@@ -36,6 +52,10 @@ struct Owned {
 }
 
 pub struct LiveStoreRole {
+    /// A connection of its own for reading end offsets: a broker answers one connection's
+    /// requests in order, so on the consumers' connection the read would wait behind their
+    /// long-polling fetch (up to its 500 ms wait) on every read by ID.
+    ends: Arc<Log>,
     owned: Vec<Owned>,
 }
 
@@ -82,7 +102,10 @@ impl LiveStoreRole {
                 builder_offsets,
             });
         }
-        let role = Arc::new(LiveStoreRole { owned });
+        let ends = Log::connect(log.config.clone())
+            .await
+            .map_err(|error| format!("connecting for end offsets: {error}"))?;
+        let role = Arc::new(LiveStoreRole { ends, owned });
         tasks.push(tokio::spawn(role.clone().retire(retire_after, stop)));
         Ok((role, tasks))
     }
@@ -95,6 +118,59 @@ impl LiveStoreRole {
     /// The partitions this live-store owns.
     pub fn partitions(&self) -> Vec<u32> {
         self.owned.iter().map(|owned| owned.partition).collect()
+    }
+
+    /// Waits until this live-store has consumed every owned partition that `trace_ids` of
+    /// `tenant` hash to up to the log's end as of now (the partitions' end offsets are read
+    /// together, one request each), so every record the broker acknowledged before the call
+    /// is in memory. Fails, naming the partition, when the end offset cannot be read or the
+    /// consumer does not get there within `READ_AFTER_WRITE_WAIT`.
+    pub async fn read_after_write(
+        &self,
+        tenant: &TenantId,
+        trace_ids: &[TraceId],
+    ) -> Result<(), String> {
+        let partitions: BTreeSet<u32> = trace_ids
+            .iter()
+            .map(|id| {
+                crate::partition::partition_of(tenant.as_str(), id, self.ends.partition_count())
+            })
+            .collect();
+        let owned = self
+            .owned
+            .iter()
+            .filter(|owned| partitions.contains(&owned.partition));
+        let deadline = tokio::time::Instant::now() + READ_AFTER_WRITE_WAIT;
+        let waits = owned.map(|owned| async move {
+            let end = self
+                .ends
+                .partition(owned.partition)
+                .get_offset(OffsetAt::Latest)
+                .await
+                .map_err(|error| {
+                    format!(
+                        "partition {}: the log's end offset could not be read: {error}",
+                        owned.partition
+                    )
+                })?
+                .max(0) as u64;
+            loop {
+                let consumed = owned.store.next_offset().unwrap_or(0);
+                if consumed >= end {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "partition {} is consumed to offset {consumed}, {} records short of the log's end {end} after {:?}",
+                        owned.partition,
+                        end - consumed,
+                        READ_AFTER_WRITE_WAIT
+                    ));
+                }
+                tokio::time::sleep(READ_AFTER_WRITE_POLL).await;
+            }
+        });
+        futures::future::try_join_all(waits).await.map(|_| ())
     }
 
     /// Every `RETIRE_EVERY`, reads each partition's committed offset and forgets the traces

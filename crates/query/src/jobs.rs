@@ -1,18 +1,24 @@
-//! Search stage 1 split across queriers apart (issue 16, `docs/design/scale-out.md`): a
-//! query-frontend with `query.queriers` sends each scan unit (a block, or one row group of an
-//! `andante-v2` block, `BlockHandle::scan_units`) as a job
-//! (`POST <url>/internal/query/v1/scan`, answered as scan-outcome v1, `andante_live::wire`) to the
-//! querier with the fewest jobs in flight, and once more to another when that one fails. The
-//! frontend keeps everything else: the block order, the merge, stage 2 and early stop, so the
-//! answer is the one a single process gives. A job no querier answers is scanned by the frontend
-//! itself: queriers add capacity, never a way to lose results.
+//! Work split across queriers apart (issue 16, `docs/design/scale-out.md`). A query-frontend
+//! with `query.queriers` sends each job to the querier with the fewest jobs in flight, and once
+//! more to another when that one fails; a job no querier answers is run by the frontend itself,
+//! so queriers add capacity, never a way to lose results.
+//! - Search stage 1: each scan unit (a block, or one row group of an `andante-v2` block,
+//!   `BlockHandle::scan_units`) is a job (`POST <url>/internal/query/v1/scan`, answered as
+//!   scan-outcome v1, `andante_live::wire`). The frontend keeps the block order, the merge,
+//!   stage 2 and early stop, so the answer is the one a single process gives.
+//! - TraceQL metrics: each block is a job (`POST <url>/internal/query/v1/metrics`, answered as
+//!   metrics-fold v1): the querier folds the block into an accumulator, the frontend merges the
+//!   accumulators with its live traces' and finishes the series, as it does for blocks it folds
+//!   itself.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use andante_block::v1::search::ScanOutcome;
-use andante_live::wire::decode_scan_outcome;
-use andante_model::TenantId;
+use andante_live::wire::{decode_metrics_fold, decode_scan_outcome, MetricsFold};
+use andante_model::{TenantId, TraceId};
+use andante_traceql::Intervals;
+use bytes::Bytes;
 use uuid::Uuid;
 
 /// One scan unit's stage-1 scan, as a querier apart is asked for it.
@@ -26,6 +32,43 @@ pub struct ScanJob<'a> {
     pub text: &'a str,
     pub start: u64,
     pub end: u64,
+}
+
+/// One block's fold for one query of a TraceQL metrics expression, as a querier apart is asked
+/// for it.
+pub struct MetricsJob<'a> {
+    pub tenant: &'a TenantId,
+    pub block_id: Uuid,
+    /// The whole expression's text and the query's place in `MetricsExpr::queries`: the querier
+    /// parses it itself, so only text crosses the wire.
+    pub text: &'a str,
+    pub query_index: usize,
+    pub intervals: Intervals,
+    /// Exemplars the accumulator keeps (0: none).
+    pub exemplars: usize,
+    /// Most series the accumulator keeps.
+    pub max_series: usize,
+    /// Traces the frontend holds live that the block may also hold: counted by the frontend,
+    /// whole, so the querier leaves them out (`MetricsFold::shared_ids`, `shared_spans`).
+    pub live_ids: &'a [TraceId],
+}
+
+impl MetricsJob<'_> {
+    /// The request body (JSON; `liveIds` as hex).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tenant": self.tenant.as_str(),
+            "block": self.block_id.to_string(),
+            "q": self.text,
+            "query": self.query_index,
+            "first": self.intervals.first_nanos,
+            "step": self.intervals.step_nanos,
+            "count": self.intervals.count,
+            "exemplars": self.exemplars,
+            "maxSeries": self.max_series,
+            "liveIds": self.live_ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        })
+    }
 }
 
 struct Target {
@@ -110,23 +153,52 @@ impl Queriers {
         if let Some(row_group) = job.row_group {
             body["rowGroup"] = row_group.into();
         }
-        let body = body.to_string();
+        self.run(
+            "/internal/query/v1/scan",
+            body.to_string(),
+            decode_scan_outcome,
+        )
+        .await
+    }
+
+    /// The fold of `job` from a querier, or every querier's failure.
+    pub async fn fold(&self, job: &MetricsJob<'_>) -> Result<MetricsFold, String> {
+        let intervals = job.intervals;
+        self.run(
+            "/internal/query/v1/metrics",
+            job.body().to_string(),
+            move |answer| decode_metrics_fold(answer, intervals),
+        )
+        .await
+    }
+
+    /// Posts `body` to `path` of the least loaded querier, then of another when that one
+    /// fails; the decoded answer, or every querier's failure.
+    async fn run<T>(
+        &self,
+        path: &str,
+        body: String,
+        decode: impl Fn(Bytes) -> Result<T, String>,
+    ) -> Result<T, String> {
         let mut failures = Vec::new();
         for target in self.order() {
             target.in_flight.fetch_add(1, Ordering::Relaxed);
             let _in_flight = InFlight(&target.in_flight);
-            match self.send(target, body.clone()).await {
-                Ok(outcome) => return Ok(outcome),
+            match self.send(target, path, body.clone()).await {
+                Ok(answer) => match decode(answer) {
+                    Ok(decoded) => return Ok(decoded),
+                    Err(error) => failures.push(format!("querier {}: {error}", target.url)),
+                },
                 Err(error) => failures.push(format!("querier {}: {error}", target.url)),
             }
         }
         Err(failures.join("; "))
     }
 
-    async fn send(&self, target: &Target, body: String) -> Result<ScanOutcome, String> {
+    async fn send(&self, target: &Target, path: &str, body: String) -> Result<Bytes, String> {
         let response = self
             .client
-            .post(format!("{}/internal/query/v1/scan", target.url))
+            .post(format!("{}{path}", target.url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -138,7 +210,7 @@ impl Queriers {
             let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
             return Err(format!("{status} {text}"));
         }
-        decode_scan_outcome(answer)
+        Ok(answer)
     }
 }
 

@@ -22,7 +22,7 @@ use andante_traceql::{
 use futures::stream::{self, StreamExt};
 
 use crate::search::SearchMetrics;
-use crate::Querier;
+use crate::{Querier, ScanJobError};
 
 #[derive(Debug, Clone)]
 pub struct MetricsRequest {
@@ -35,6 +35,10 @@ pub struct MetricsRequest {
     pub max_series: usize,
     /// Most block bytes the query may read (0: no limit); past it the answer is partial.
     pub max_bytes: u64,
+    /// The metrics expression's text and this query's place in `MetricsExpr::queries`, so a
+    /// querier apart parses exactly this query for a block job (`jobs.rs`); `None` (a query
+    /// built in code) folds every block here. `metrics_expr` sets the place.
+    pub source: Option<(Arc<str>, usize)>,
 }
 
 /// The partial-answer message when a query passed its series limit.
@@ -167,6 +171,47 @@ enum BlockWay {
     },
 }
 
+/// How blocks are read for `query` over `intervals`: the same on a query-frontend and on a
+/// querier running one of its block jobs.
+fn block_way(query: &MetricsQuery, intervals: Intervals) -> BlockWay {
+    let (window_start, window_end) = intervals.window();
+    match (MetricsColumns::of(query), query.columnar_compare()) {
+        (Some(columns), _) => {
+            let plan = ScanPlan::with_columns(
+                exists(query.columnar().and_then(|spec| spec.predicate)),
+                window_start..window_end,
+                &columns.names(),
+            );
+            BlockWay::Columnar {
+                plan: Arc::new(plan),
+                way: Arc::new(FoldWay::Columns(columns)),
+            }
+        }
+        (None, Some((search, filter))) => {
+            // The block adds compare()'s columns for its own slots.
+            let plan = ScanPlan::new(exists(search), window_start..window_end);
+            let filter = filter.map(|filter| {
+                Arc::new(ScanPlan::new(
+                    exists(Some(filter)),
+                    window_start..window_end,
+                ))
+            });
+            BlockWay::Columnar {
+                plan: Arc::new(plan),
+                way: Arc::new(FoldWay::Compare { filter }),
+            }
+        }
+        (None, None) => {
+            let condition = TraceCondition::of(&query.search);
+            let scan_first = !matches!(condition, TraceCondition::True);
+            BlockWay::WholeTraces {
+                plan: Arc::new(ScanPlan::new(condition, window_start..window_end)),
+                scan_first,
+            }
+        }
+    }
+}
+
 /// What one block contributed. Traces also held live are not counted here: the columnar way
 /// names them (`shared_ids`), the whole-trace way hands over their spans (`shared_spans`).
 struct BlockFold {
@@ -176,6 +221,30 @@ struct BlockFold {
     bytes: u64,
     shared_ids: HashSet<TraceId>,
     shared_spans: Vec<(TraceId, Vec<ResourceSpans>)>,
+}
+
+impl BlockFold {
+    fn from_wire(fold: andante_live::wire::MetricsFold) -> BlockFold {
+        BlockFold {
+            accumulator: fold.accumulator,
+            spans: fold.spans,
+            traces: fold.traces,
+            bytes: fold.bytes,
+            shared_ids: fold.shared_ids.into_iter().collect(),
+            shared_spans: fold.shared_spans,
+        }
+    }
+
+    fn into_wire(self) -> andante_live::wire::MetricsFold {
+        andante_live::wire::MetricsFold {
+            accumulator: self.accumulator,
+            spans: self.spans,
+            traces: self.traces,
+            bytes: self.bytes,
+            shared_ids: self.shared_ids.into_iter().collect(),
+            shared_spans: self.shared_spans,
+        }
+    }
 }
 
 /// Whole traces decoded and folded at a time, so a block's traces never sit in memory at once
@@ -320,6 +389,98 @@ impl Querier {
         }
     }
 
+    /// One block folded by a querier apart, when this process has queriers and the query its
+    /// text; `None` when it has not, or no querier answered (the caller folds it here, so
+    /// queriers add capacity, never a way to lose data). Only the live traces the block's
+    /// Bloom filter may hold travel with the job: the others cannot be in it.
+    async fn fold_job(
+        &self,
+        tenant: &andante_model::TenantId,
+        handle: &andante_block::BlockHandle,
+        request: &MetricsRequest,
+        shape: Shape,
+        live_ids: &HashSet<TraceId>,
+    ) -> Option<BlockFold> {
+        let (queriers, (text, query_index)) = (self.queriers.as_ref()?, request.source.as_ref()?);
+        let live_ids: Vec<TraceId> = live_ids
+            .iter()
+            .filter(|trace_id| handle.may_contain(trace_id))
+            .copied()
+            .collect();
+        let job = crate::jobs::MetricsJob {
+            tenant,
+            block_id: handle.meta.block_id,
+            text,
+            query_index: *query_index,
+            intervals: shape.intervals,
+            exemplars: shape.exemplars,
+            max_series: shape.max_series,
+            live_ids: &live_ids,
+        };
+        match queriers.fold(&job).await {
+            Ok(fold) => Some(BlockFold::from_wire(fold)),
+            Err(error) => {
+                tracing::warn!(block = %handle.meta.block_id, %error, "no querier folded the block; folding it here");
+                None
+            }
+        }
+    }
+
+    /// A metrics job from a query-frontend: block `job.block_id` of `job.tenant` folded for
+    /// query `job.query_index` of the expression `job.text`, as this querier's block list
+    /// knows the block.
+    pub async fn fold_block_job(
+        &self,
+        job: &crate::jobs::MetricsJob<'_>,
+    ) -> Result<andante_live::wire::MetricsFold, ScanJobError> {
+        let bad = ScanJobError::BadRequest;
+        let expr = andante_traceql::parse_metrics_expr(job.text)
+            .map_err(|error| bad(format!("invalid TraceQL metrics query: {error}")))?;
+        let query = expr
+            .queries()
+            .get(job.query_index)
+            .map(|query| (*query).clone())
+            .ok_or_else(|| {
+                bad(format!(
+                    "the expression has no metrics query {}",
+                    job.query_index
+                ))
+            })?;
+        let intervals = job.intervals;
+        let last = intervals
+            .step_nanos
+            .checked_mul(intervals.count.saturating_sub(1) as u64)
+            .and_then(|span| intervals.first_nanos.checked_add(span));
+        if intervals.step_nanos == 0
+            || intervals.count == 0
+            || intervals.count > MAX_ACCUMULATOR_SLOTS
+            || last.is_none()
+        {
+            return Err(bad(format!(
+                "intervals (first {}, step {}, count {}) are not a query's: the step must be positive, the count between 1 and {MAX_ACCUMULATOR_SLOTS}, and the last end a u64",
+                intervals.first_nanos, intervals.step_nanos, intervals.count
+            )));
+        }
+        let handle = self
+            .blocks
+            .blocks(job.tenant.as_str())
+            .into_iter()
+            .find(|handle| handle.meta.block_id == job.block_id)
+            .ok_or(ScanJobError::UnknownBlock)?;
+        let shape = Shape {
+            intervals,
+            exemplars: job.exemplars,
+            max_series: job.max_series,
+        };
+        let way = block_way(&query, intervals);
+        let live_ids = Arc::new(job.live_ids.iter().copied().collect());
+        let fold = self
+            .fold_block(&handle, &way, Arc::new(query), shape, live_ids)
+            .await
+            .map_err(|error| ScanJobError::Read(error.to_string()))?;
+        Ok(fold.into_wire())
+    }
+
     /// A metrics expression: each query computed as by [`Querier::metrics`], then combined.
     pub async fn metrics_expr(
         &self,
@@ -327,30 +488,22 @@ impl Querier {
         expr: &MetricsExpr,
         template: &MetricsRequest,
     ) -> MetricsResult {
+        let of = |index: usize, query: &MetricsQuery| MetricsRequest {
+            query: query.clone(),
+            source: template
+                .source
+                .as_ref()
+                .map(|(text, _)| (text.clone(), index)),
+            ..template.clone()
+        };
         if let MetricsExpr::Query(query) = expr {
-            return self
-                .metrics(
-                    tenants,
-                    &MetricsRequest {
-                        query: (**query).clone(),
-                        ..template.clone()
-                    },
-                )
-                .await;
+            return self.metrics(tenants, &of(0, query)).await;
         }
         let mut result = MetricsResult::default();
         let mut parts = Vec::new();
         let mut failures = Vec::new();
-        for query in expr.queries() {
-            let part = self
-                .metrics(
-                    tenants,
-                    &MetricsRequest {
-                        query: query.clone(),
-                        ..template.clone()
-                    },
-                )
-                .await;
+        for (index, query) in expr.queries().into_iter().enumerate() {
+            let part = self.metrics(tenants, &of(index, query)).await;
             let stats = &part.stats;
             result.stats.inspected_bytes += stats.inspected_bytes;
             result.stats.inspected_traces += stats.inspected_traces;
@@ -381,44 +534,7 @@ impl Querier {
             exemplars: request.max_exemplars,
             max_series: accumulator_series(request),
         };
-        let way = match (
-            MetricsColumns::of(&request.query),
-            request.query.columnar_compare(),
-        ) {
-            (Some(columns), _) => {
-                let plan = ScanPlan::with_columns(
-                    exists(request.query.columnar().and_then(|spec| spec.predicate)),
-                    window_start..window_end,
-                    &columns.names(),
-                );
-                BlockWay::Columnar {
-                    plan: Arc::new(plan),
-                    way: Arc::new(FoldWay::Columns(columns)),
-                }
-            }
-            (None, Some((search, filter))) => {
-                // The block adds compare()'s columns for its own slots.
-                let plan = ScanPlan::new(exists(search), window_start..window_end);
-                let filter = filter.map(|filter| {
-                    Arc::new(ScanPlan::new(
-                        exists(Some(filter)),
-                        window_start..window_end,
-                    ))
-                });
-                BlockWay::Columnar {
-                    plan: Arc::new(plan),
-                    way: Arc::new(FoldWay::Compare { filter }),
-                }
-            }
-            (None, None) => {
-                let condition = TraceCondition::of(&request.query.search);
-                let scan_first = !matches!(condition, TraceCondition::True);
-                BlockWay::WholeTraces {
-                    plan: Arc::new(ScanPlan::new(condition, window_start..window_end)),
-                    scan_first,
-                }
-            }
-        };
+        let way = block_way(&request.query, request.intervals);
         let mut total = shape.accumulator();
         let mut failures = Vec::new();
 
@@ -434,16 +550,24 @@ impl Querier {
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
             result.stats.total_blocks += blocks.len() as u64;
             result.stats.total_jobs += blocks.len() as u64 + 1;
+            // With queriers apart, each block is first a job for one of them (`jobs.rs`).
+            let in_flight = self.queriers.as_ref().map_or(self.block_jobs, |queriers| {
+                (2 * queriers.len()).max(self.block_jobs)
+            });
             let jobs = stream::iter(blocks.into_iter().map(|handle| {
                 let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
                 async move {
-                    (
-                        handle.meta.clone(),
-                        self.fold_block(&handle, way, query, shape, live_ids).await,
-                    )
+                    let folded = match self
+                        .fold_job(tenant, &handle, request, shape, &live_ids)
+                        .await
+                    {
+                        Some(fold) => Ok(fold),
+                        None => self.fold_block(&handle, way, query, shape, live_ids).await,
+                    };
+                    (handle.meta.clone(), folded)
                 }
             }))
-            .buffer_unordered(self.block_jobs);
+            .buffer_unordered(in_flight);
             futures::pin_mut!(jobs);
             let mut shared_ids = HashSet::new();
             while let Some((meta, job)) = jobs.next().await {

@@ -1,6 +1,6 @@
 //! A live-store's internal HTTP API, read by queriers through `andante_query::live_remote`:
-//! the tenants it holds data of, a tenant's held traces (all, or those of `ids`) as
-//! live-traces v1, and search stage 1 run here (`POST /internal/live/v1/search`, live-matches
+//! the tenants it holds data of, a tenant's held traces (all, or those of `ids`, read after
+//! write: `LiveStoreRole::read_after_write`) as live-traces v1, and search stage 1 run here (`POST /internal/live/v1/search`, live-matches
 //! v1), so a search moves 16 bytes per held trace instead of the traces. Not a public API: no Tempo client calls it. Served outside
 //! `auth.tokens_file` (queriers hold no credential), like the traffic between Tempo's
 //! components, so a live-store's port belongs on the cluster's network only.
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use andante_live::wire::{
     encode_live_matches, encode_live_traces, LIVE_MATCHES_CONTENT_TYPE, LIVE_TRACES_CONTENT_TYPE,
 };
+use andante_log::LiveStoreRole;
 use andante_model::{TenantId, TraceId};
 use andante_query::live_source::LiveSearch;
 use andante_query::LiveSource;
@@ -22,7 +23,8 @@ use axum::routing::{get, post};
 /// Most IDs one request may name (a querier sends at most 200).
 const MAX_IDS: usize = 10_000;
 
-pub fn router(stores: Arc<dyn LiveSource>) -> axum::Router {
+pub fn router(role: Arc<LiveStoreRole>) -> axum::Router {
+    let stores: Arc<dyn LiveSource> = Arc::new(crate::serve::own_live_stores(&role));
     let cores = std::thread::available_parallelism().map_or(2, |count| count.get());
     let search_state = SearchState {
         stores: stores.clone(),
@@ -30,8 +32,12 @@ pub fn router(stores: Arc<dyn LiveSource>) -> axum::Router {
     };
     axum::Router::new()
         .route("/internal/live/v1/tenants", get(tenants))
-        .route("/internal/live/v1/traces", get(traces))
-        .with_state(stores)
+        .with_state(stores.clone())
+        .merge(
+            axum::Router::new()
+                .route("/internal/live/v1/traces", get(traces))
+                .with_state(TracesState { stores, role }),
+        )
         .merge(
             axum::Router::new()
                 .route("/internal/live/v1/search", post(search))
@@ -89,6 +95,13 @@ async fn search(
         .into_response()
 }
 
+/// The stores, and the role that makes a read by ID wait for the log's end.
+#[derive(Clone)]
+struct TracesState {
+    stores: Arc<dyn LiveSource>,
+    role: Arc<LiveStoreRole>,
+}
+
 async fn tenants(State(stores): State<Arc<dyn LiveSource>>) -> Response {
     let names: Vec<String> = stores
         .tenants()
@@ -115,7 +128,7 @@ fn bad_request(message: String) -> Response {
 }
 
 async fn traces(
-    State(stores): State<Arc<dyn LiveSource>>,
+    State(TracesState { stores, role }): State<TracesState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(tenant) = params.get("tenant") else {
@@ -143,6 +156,10 @@ async fn traces(
                         ))
                     }
                 }
+            }
+            // A lagging live-store is unavailable (retryable) for these IDs, never "not held".
+            if let Err(lag) = role.read_after_write(&tenant, &parsed).await {
+                return (StatusCode::SERVICE_UNAVAILABLE, lag).into_response();
             }
             let mut found: andante_live::wire::LiveTraces = stores
                 .find(&tenant, &parsed)

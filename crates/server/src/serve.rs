@@ -386,7 +386,7 @@ impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
 }
 
 /// A live-store's partitions' stores, read as one.
-fn own_live_stores(role: &andante_log::LiveStoreRole) -> andante_query::LiveSources {
+pub(crate) fn own_live_stores(role: &andante_log::LiveStoreRole) -> andante_query::LiveSources {
     andante_query::LiveSources(
         role.stores()
             .into_iter()
@@ -821,7 +821,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // on the cluster's network only.
     let mut internal_router = live_role
         .as_ref()
-        .map(|role| crate::live_api::router(Arc::new(own_live_stores(role))));
+        .map(|role| crate::live_api::router(role.clone()));
     // A querier apart runs query-frontends' search jobs (`/internal/query/`), internal likewise.
     if roles.contains(&crate::config::Role::Querier) {
         let jobs =

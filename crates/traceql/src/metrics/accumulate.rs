@@ -112,15 +112,20 @@ pub struct Exemplar {
     pub value: f64,
 }
 
-#[derive(Debug, Clone, Default)]
-struct SeriesAcc {
-    count: Vec<f64>,
-    sum: Vec<f64>,
-    min: Vec<f64>,
-    max: Vec<f64>,
-    values: Vec<Vec<f64>>,
+/// One series' aggregates, a slot per interval. Public so that an accumulator can travel
+/// between processes (a querier's block fold to its query-frontend); `Accumulator::from_series`
+/// checks the shapes of what arrives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesAcc {
+    pub count: Vec<f64>,
+    /// Empty unless the function reads it (see `SeriesAcc::new`).
+    pub sum: Vec<f64>,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+    /// Every value per interval (`quantile_over_time`), else empty.
+    pub values: Vec<Vec<f64>>,
     /// At most one exemplar per interval (empty when exemplars are off), so they spread over time.
-    exemplars: Vec<Option<Exemplar>>,
+    pub exemplars: Vec<Option<Exemplar>>,
 }
 
 impl SeriesAcc {
@@ -320,6 +325,48 @@ impl Accumulator {
             max_series: usize::MAX,
             truncated: false,
         }
+    }
+
+    /// An accumulator made of series folded elsewhere (another process), checked: every
+    /// series has a count per interval, each other aggregate none or one per interval, and no
+    /// two series have the same labels. Merging it is then as safe as merging a local one.
+    pub fn from_series(
+        intervals: Intervals,
+        series: Vec<(Vec<LabelValue>, SeriesAcc)>,
+        spans_counted: u64,
+        truncated: bool,
+    ) -> Result<Accumulator, String> {
+        let n = intervals.count;
+        let mut accumulator = Accumulator::new(intervals);
+        accumulator.spans_counted = spans_counted;
+        accumulator.truncated = truncated;
+        for (at, (key, acc)) in series.into_iter().enumerate() {
+            let shaped = |len: usize| len == 0 || len == n;
+            if acc.count.len() != n
+                || !shaped(acc.sum.len())
+                || !shaped(acc.min.len())
+                || !shaped(acc.max.len())
+                || !shaped(acc.values.len())
+                || !shaped(acc.exemplars.len())
+            {
+                return Err(format!(
+                    "series {at} does not have one slot per interval ({n} intervals)"
+                ));
+            }
+            if accumulator.index.contains_key(&key) {
+                return Err(format!("series {at} repeats the labels of an earlier one"));
+            }
+            accumulator
+                .index
+                .insert(key.clone(), accumulator.series.len());
+            accumulator.series.push((key, acc));
+        }
+        Ok(accumulator)
+    }
+
+    /// The series in order of first appearance, with their label values.
+    pub fn series(&self) -> &[(Vec<LabelValue>, SeriesAcc)] {
+        &self.series
     }
 
     /// Keeps at most `max` series (see `truncated`).
