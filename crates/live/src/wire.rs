@@ -147,6 +147,23 @@ impl Reader {
         Ok(TraceId(id))
     }
 
+    /// A u32 count, then that many trace IDs.
+    fn trace_ids(&mut self, part: &str) -> Result<Vec<TraceId>, String> {
+        let count = self.u32(part)?;
+        let mut ids = Vec::with_capacity(self.capacity(count, 16));
+        for _ in 0..count {
+            ids.push(self.trace_id()?);
+        }
+        Ok(ids)
+    }
+
+    /// A u32 length, then that many bytes (sharing the body's buffer).
+    fn sized(&mut self, part: &str) -> Result<Bytes, String> {
+        let length = self.u32(part)?;
+        self.need(part, length)?;
+        Ok(self.buf.split_to(length))
+    }
+
     /// Room for `count` items of at least `size` bytes each, bounded by what is left, so a
     /// hostile count cannot reserve more than the body.
     fn capacity(&self, count: usize, size: usize) -> usize {
@@ -176,9 +193,7 @@ pub fn decode_live_traces(body: Bytes) -> Result<LiveTraces, String> {
         let fragment_count = reader.u32("a fragment count")?;
         let mut fragments = Vec::with_capacity(reader.capacity(fragment_count, 4));
         for _ in 0..fragment_count {
-            let length = reader.u32("a fragment length")?;
-            reader.need("a fragment", length)?;
-            fragments.push(reader.buf.split_to(length));
+            fragments.push(reader.sized("a fragment")?);
         }
         traces.push((trace_id, fragments));
     }
@@ -231,11 +246,7 @@ pub fn decode_live_matches(body: Bytes) -> Result<LiveMatches, String> {
     let mut reader = Reader::new(body, "live matches");
     reader.version(LIVE_MATCHES_VERSION)?;
     let spans = reader.u64("the span count")?;
-    let count = reader.u32("the held count")?;
-    let mut held = Vec::with_capacity(reader.capacity(count, 16));
-    for _ in 0..count {
-        held.push(reader.trace_id()?);
-    }
+    let held = reader.trace_ids("the held count")?;
     let count = reader.u32("the match count")?;
     let mut matches = Vec::with_capacity(reader.capacity(count, 32));
     for _ in 0..count {
@@ -388,9 +399,7 @@ fn read_label(reader: &mut Reader) -> Result<LabelValue, String> {
     Ok(match reader.u8("a label kind")? {
         0 => LabelValue::Nil,
         1 => {
-            let length = reader.u32("a label length")?;
-            reader.need("a label", length)?;
-            let bytes = reader.buf.split_to(length);
+            let bytes = reader.sized("a label")?;
             LabelValue::String(
                 String::from_utf8(bytes.to_vec())
                     .map_err(|_| "metrics fold: a label is not UTF-8".to_owned())?,
@@ -475,18 +484,12 @@ pub fn decode_metrics_fold(body: Bytes, intervals: Intervals) -> Result<MetricsF
     let spans = reader.u64("the span count")?;
     let traces = reader.u64("the trace count")?;
     let bytes = reader.u64("the bytes read")?;
-    let count = reader.u32("the shared ID count")?;
-    let mut shared_ids = Vec::with_capacity(reader.capacity(count, 16));
-    for _ in 0..count {
-        shared_ids.push(reader.trace_id()?);
-    }
+    let shared_ids = reader.trace_ids("the shared ID count")?;
     let count = reader.u32("the shared trace count")?;
     let mut shared_spans = Vec::with_capacity(reader.capacity(count, 20));
     for _ in 0..count {
         let trace_id = reader.trace_id()?;
-        let length = reader.u32("a trace length")?;
-        reader.need("a trace", length)?;
-        let request = ExportTraceServiceRequest::decode(reader.buf.split_to(length))
+        let request = ExportTraceServiceRequest::decode(reader.sized("a shared trace")?)
             .map_err(|error| format!("metrics fold: a shared trace does not decode: {error}"))?;
         shared_spans.push((trace_id, request.resource_spans));
     }
