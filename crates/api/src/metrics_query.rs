@@ -24,7 +24,7 @@ use crate::tenant::query_tenants;
 use crate::{ApiError, SharedState};
 
 const MAX_RANGE: Duration = Duration::from_secs(24 * 3600);
-const MAX_INTERVALS: u64 = 10_000;
+const MAX_INTERVALS: u64 = andante_query::metrics::MAX_INTERVALS as u64;
 const STEP_GRID_SECS: &[u64] = &[1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 /// Tempo's cap on exemplars per query (`max_exemplars`).
 const MAX_EXEMPLARS: usize = 100;

@@ -204,9 +204,10 @@ pub fn encode_block_from(
     encode_block_groups(&encoding::V1, groups, expected_traces, new_block)
 }
 
-/// Encodes a block of `encoding` from its row groups, taken one at a time, as
-/// `encoding.plan_groups` placed them (each group in ID order, no ID in two groups);
-/// `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
+/// Encodes a block of `encoding` from its row groups, taken one at a time, in the order
+/// `encoding.plan_groups` places them (each group in ID order, no ID in two groups; for
+/// `andante-v1` also the groups in ID order, as `v1::groups_by_size` cuts an ID-ordered
+/// stream); `expected_traces` sizes the Bloom filter. CPU-heavy: call from a blocking thread.
 pub fn encode_block_groups(
     encoding: &dyn BlockEncoding,
     groups: impl IntoIterator<Item = Vec<Trace>>,

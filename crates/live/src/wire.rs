@@ -772,6 +772,20 @@ mod tests {
             .contains("one slot per interval"));
         let repeated = checked(vec![(vec![], series(3, 0)), (vec![], series(3, 0))]);
         assert!(repeated.unwrap_err().contains("series 1 repeats"));
+        // Shaped by the intervals but not by the function: `sum_over_time` needs sums.
+        let counts_only =
+            Accumulator::from_series(intervals, vec![(vec![], series(3, 0))], 0, false).unwrap();
+        let function = |text: &str| andante_traceql::parse_metrics(text).unwrap().function;
+        assert!(counts_only
+            .check_shape(&function("{ } | rate()"), false)
+            .is_ok());
+        let error = counts_only
+            .check_shape(&function("{ } | sum_over_time(duration)"), false)
+            .unwrap_err();
+        assert!(error.contains("sum_over_time"), "{error}");
+        assert!(counts_only
+            .check_shape(&function("{ } | rate()"), true)
+            .is_err());
         // Over the wire: a fold of 3 intervals read as one of 2 is an error, never indexed.
         let fold = MetricsFold {
             spans: 1,

@@ -37,8 +37,9 @@ const RETIRE_EVERY: Duration = Duration::from_secs(2);
 
 /// Longest a read by ID waits for the consumer to reach the log's end. A live-store further
 /// behind than this is lagging (fetching paused, broker slow), not racing a push; it says so
-/// with its lag rather than answering "not held". Well under the queriers' default
-/// `query.live_store_timeout` (5 s), so they hear the reason, not a timeout.
+/// with its lag rather than answering "not held". With the end offsets' read, at most twice
+/// this: well under the queriers' default `query.live_store_timeout` (5 s), so they hear the
+/// reason, not a timeout.
 const READ_AFTER_WRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a waiting read looks at the consumed offset again.
@@ -140,7 +141,6 @@ impl LiveStoreRole {
             .owned
             .iter()
             .filter(|owned| partitions.contains(&owned.partition));
-        let deadline = tokio::time::Instant::now() + READ_AFTER_WRITE_WAIT;
         let waits = owned.map(|owned| async move {
             let end = self
                 .ends
@@ -154,23 +154,33 @@ impl LiveStoreRole {
                     )
                 })?
                 .max(0) as u64;
-            loop {
-                let consumed = owned.store.next_offset().unwrap_or(0);
-                if consumed >= end {
-                    return Ok(());
+            let caught_up = async {
+                while owned.store.next_offset().unwrap_or(0) < end {
+                    tokio::time::sleep(READ_AFTER_WRITE_POLL).await;
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(format!(
+            };
+            // Bounded apart from reading the end offset, so the lag is what gets reported.
+            tokio::time::timeout(READ_AFTER_WRITE_WAIT, caught_up)
+                .await
+                .map_err(|_| {
+                    let consumed = owned.store.next_offset().unwrap_or(0);
+                    format!(
                         "partition {} is consumed to offset {consumed}, {} records short of the log's end {end} after {:?}",
                         owned.partition,
-                        end - consumed,
+                        end.saturating_sub(consumed),
                         READ_AFTER_WRITE_WAIT
-                    ));
-                }
-                tokio::time::sleep(READ_AFTER_WRITE_POLL).await;
-            }
+                    )
+                })
         });
-        futures::future::try_join_all(waits).await.map(|_| ())
+        // The whole read is bounded too: a broker slow to give its end offsets (the client
+        // retries up to `kafka.produce_timeout`) must not outlast the querier's patience.
+        let most = READ_AFTER_WRITE_WAIT * 2;
+        match tokio::time::timeout(most, futures::future::try_join_all(waits)).await {
+            Ok(done) => done.map(|_| ()),
+            Err(_) => Err(format!(
+                "the log's end offsets were not read within {most:?}"
+            )),
+        }
     }
 
     /// Every `RETIRE_EVERY`, reads each partition's committed offset and forgets the traces

@@ -141,7 +141,7 @@ impl Queriers {
             .collect()
     }
 
-    /// The outcome of `job` from a querier, or every querier's failure.
+    /// The outcome of `job` from a querier, or the failures of those tried (two at most).
     pub async fn scan(&self, job: &ScanJob<'_>) -> Result<ScanOutcome, String> {
         let mut body = serde_json::json!({
             "tenant": job.tenant.as_str(),
@@ -161,7 +161,7 @@ impl Queriers {
         .await
     }
 
-    /// The fold of `job` from a querier, or every querier's failure.
+    /// The fold of `job` from a querier, or the failures of those tried (two at most).
     pub async fn fold(&self, job: &MetricsJob<'_>) -> Result<MetricsFold, String> {
         let intervals = job.intervals;
         self.run(
@@ -173,7 +173,7 @@ impl Queriers {
     }
 
     /// Posts `body` to `path` of the least loaded querier, then of another when that one
-    /// fails; the decoded answer, or every querier's failure.
+    /// fails; the decoded answer, or both failures.
     async fn run<T>(
         &self,
         path: &str,

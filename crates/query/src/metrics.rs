@@ -65,6 +65,10 @@ pub struct MetricsResult {
     pub partial_message: Option<String>,
 }
 
+/// Most intervals a range query may ask for (`(end − start) / step`); its `Intervals` then
+/// count at most two more (both ends rounded up to a step).
+pub const MAX_INTERVALS: usize = 10_000;
+
 /// Interval slots all series of one accumulator may hold (each slot is four numbers, 32 bytes):
 /// bounds the memory of one source's fold whatever the query's cardinality.
 const MAX_ACCUMULATOR_SLOTS: usize = 4_000_000;
@@ -399,14 +403,20 @@ impl Querier {
         handle: &andante_block::BlockHandle,
         request: &MetricsRequest,
         shape: Shape,
-        live_ids: &HashSet<TraceId>,
+        live_ids: &Arc<HashSet<TraceId>>,
     ) -> Option<BlockFold> {
         let (queriers, (text, query_index)) = (self.queriers.as_ref()?, request.source.as_ref()?);
-        let live_ids: Vec<TraceId> = live_ids
-            .iter()
-            .filter(|trace_id| handle.may_contain(trace_id))
-            .copied()
-            .collect();
+        // Live IDs times blocks Bloom probes: off the async workers.
+        let (block, all_live) = (handle.clone(), live_ids.clone());
+        let live_ids: Vec<TraceId> = tokio::task::spawn_blocking(move || {
+            all_live
+                .iter()
+                .filter(|trace_id| block.may_contain(trace_id))
+                .copied()
+                .collect()
+        })
+        .await
+        .ok()?;
         let job = crate::jobs::MetricsJob {
             tenant,
             block_id: handle.meta.block_id,
@@ -417,7 +427,13 @@ impl Querier {
             max_series: shape.max_series,
             live_ids: &live_ids,
         };
-        match queriers.fold(&job).await {
+        let folded = queriers.fold(&job).await.and_then(|fold| {
+            // A querier of another build may fold another shape: `finish` would index it.
+            fold.accumulator
+                .check_shape(&request.query.function, shape.exemplars > 0)
+                .map(|()| fold)
+        });
+        match folded {
             Ok(fold) => Some(BlockFold::from_wire(fold)),
             Err(error) => {
                 tracing::warn!(block = %handle.meta.block_id, %error, "no querier folded the block; folding it here");
@@ -451,14 +467,24 @@ impl Querier {
             .step_nanos
             .checked_mul(intervals.count.saturating_sub(1) as u64)
             .and_then(|span| intervals.first_nanos.checked_add(span));
+        let most_intervals = MAX_INTERVALS + 2;
         if intervals.step_nanos == 0
             || intervals.count == 0
-            || intervals.count > MAX_ACCUMULATOR_SLOTS
+            || intervals.count > most_intervals
             || last.is_none()
         {
             return Err(bad(format!(
-                "intervals (first {}, step {}, count {}) are not a query's: the step must be positive, the count between 1 and {MAX_ACCUMULATOR_SLOTS}, and the last end a u64",
+                "intervals (first {}, step {}, count {}) are not a query's: the step must be positive, the count between 1 and {most_intervals}, and the last end a u64",
                 intervals.first_nanos, intervals.step_nanos, intervals.count
+            )));
+        }
+        // The memory bound a frontend's own fold keeps (`accumulator_series`): past it the
+        // frontend folds the block itself rather than a querier allocating without limit.
+        let most_series = (MAX_ACCUMULATOR_SLOTS / intervals.count).max(100_000);
+        if job.max_series > most_series {
+            return Err(bad(format!(
+                "maxSeries {} over {} intervals is past this querier's bound of {most_series} series",
+                job.max_series, intervals.count
             )));
         }
         let handle = self
@@ -535,6 +561,7 @@ impl Querier {
             max_series: accumulator_series(request),
         };
         let way = block_way(&request.query, request.intervals);
+        let local_folds = tokio::sync::Semaphore::new(self.block_jobs);
         let mut total = shape.accumulator();
         let mut failures = Vec::new();
 
@@ -556,13 +583,18 @@ impl Querier {
             });
             let jobs = stream::iter(blocks.into_iter().map(|handle| {
                 let (way, query, live_ids) = (&way, query.clone(), live_ids.clone());
+                let local_folds = &local_folds;
                 async move {
                     let folded = match self
                         .fold_job(tenant, &handle, request, shape, &live_ids)
                         .await
                     {
                         Some(fold) => Ok(fold),
-                        None => self.fold_block(&handle, way, query, shape, live_ids).await,
+                        None => {
+                            // As many blocks folded here at once as without queriers.
+                            let _permit = local_folds.acquire().await;
+                            self.fold_block(&handle, way, query, shape, live_ids).await
+                        }
                     };
                     (handle.meta.clone(), folded)
                 }

@@ -16,6 +16,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+/// Largest metrics job body: about 2 million live trace IDs.
+const MAX_METRICS_JOB_BYTES: usize = 64 << 20;
+
 #[derive(Clone)]
 struct JobState {
     querier: Querier,
@@ -27,7 +30,12 @@ struct JobState {
 pub fn router(querier: Querier, served: QueryJobs) -> axum::Router {
     axum::Router::new()
         .route("/internal/query/v1/scan", post(scan))
-        .route("/internal/query/v1/metrics", post(metrics))
+        // Its body lists the frontend's live trace IDs the block may hold: right after a flush
+        // that can be most of them (33 bytes each), past axum's 2 MB default.
+        .route(
+            "/internal/query/v1/metrics",
+            post(metrics).layer(axum::extract::DefaultBodyLimit::max(MAX_METRICS_JOB_BYTES)),
+        )
         .with_state(JobState { querier, served })
 }
 
@@ -436,6 +444,12 @@ mod tests {
                 serde_json::json!(0),
                 400,
                 "the step must be positive",
+            ),
+            (
+                "maxSeries",
+                serde_json::json!(1u64 << 40),
+                400,
+                "past this querier's bound",
             ),
             (
                 "first",

@@ -364,6 +364,34 @@ impl Accumulator {
         Ok(accumulator)
     }
 
+    /// Whether every series has exactly the aggregates an accumulator for `function` (keeping
+    /// exemplars or not) builds (`SeriesAcc::new`): `finish` reads them by interval, so an
+    /// accumulator from elsewhere with another shape is refused before it is merged.
+    pub fn check_shape(&self, function: &MetricsFunction, exemplars: bool) -> Result<(), String> {
+        let expected = SeriesAcc::new(self.intervals.count, function, exemplars);
+        let lengths = |acc: &SeriesAcc| {
+            [
+                acc.count.len(),
+                acc.sum.len(),
+                acc.min.len(),
+                acc.max.len(),
+                acc.values.len(),
+                acc.exemplars.len(),
+            ]
+        };
+        match self
+            .series
+            .iter()
+            .position(|(_, acc)| lengths(acc) != lengths(&expected))
+        {
+            None => Ok(()),
+            Some(at) => Err(format!(
+                "series {at} does not hold the aggregates `{}` needs",
+                function.name()
+            )),
+        }
+    }
+
     /// The series in order of first appearance, with their label values.
     pub fn series(&self) -> &[(Vec<LabelValue>, SeriesAcc)] {
         &self.series
