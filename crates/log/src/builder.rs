@@ -39,8 +39,8 @@ pub(crate) const BUILDER_CONSUMER: &str = "block-builder";
 /// Most bytes asked of the broker per fetch.
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 
-/// How long a fetch waits at the broker for new records.
-const FETCH_WAIT_MS: i32 = 500;
+/// How long a fetch waits at the broker for new records (block-builders, generators).
+pub(crate) const FETCH_WAIT_MS: i32 = 500;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabel {
@@ -147,6 +147,7 @@ impl BlockBuilder {
                 &config,
                 &metrics,
                 &stop,
+                FETCH_WAIT_MS,
             )
             .await?;
             tracing::info!(partition, offset = ?store.next_offset(), "block-builder resumes partition");
@@ -190,6 +191,7 @@ pub(crate) async fn consume_into_store(
     config: &LiveConfig,
     metrics: &Arc<BuilderMetrics>,
     stop: &watch::Receiver<bool>,
+    fetch_wait_ms: i32,
 ) -> Result<(Arc<LiveStore>, tokio::task::JoinHandle<()>), String> {
     let client = log.partition(partition).clone();
     let start = resume_offset(&client, offsets, partition).await?;
@@ -202,6 +204,7 @@ pub(crate) async fn consume_into_store(
         sink,
         metrics.clone(),
         stop.clone(),
+        fetch_wait_ms,
     ));
     Ok((store, task))
 }
@@ -294,6 +297,7 @@ pub(crate) async fn consume(
     sink: Arc<dyn RecordSink>,
     metrics: Arc<BuilderMetrics>,
     mut stop: watch::Receiver<bool>,
+    fetch_wait_ms: i32,
 ) {
     loop {
         if *stop.borrow() {
@@ -306,7 +310,7 @@ pub(crate) async fn consume(
             }
         }
         let fetched = tokio::select! {
-            fetched = client.fetch_records(offset as i64, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS) => fetched,
+            fetched = client.fetch_records(offset as i64, 1..FETCH_MAX_BYTES, fetch_wait_ms) => fetched,
             _ = stop.changed() => return,
         };
         match fetched {
@@ -344,7 +348,7 @@ pub(crate) async fn consume(
                     offset = earliest;
                 }
                 _ => {
-                    tokio::time::sleep(Duration::from_millis(FETCH_WAIT_MS as u64)).await;
+                    tokio::time::sleep(Duration::from_millis(fetch_wait_ms as u64)).await;
                 }
             },
             Err(error) => {

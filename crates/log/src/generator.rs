@@ -63,6 +63,7 @@ pub async fn start_generator_feed(
             feed.clone(),
             metrics.clone(),
             stop.clone(),
+            crate::builder::FETCH_WAIT_MS,
         )));
     }
     Ok(tasks)

@@ -42,6 +42,11 @@ const RETIRE_EVERY: Duration = Duration::from_secs(2);
 /// reason, not a timeout.
 const READ_AFTER_WRITE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a live-store's fetch waits at the broker for new records: shorter than a
+/// builder's, because a broker may hold a long poll to its end even when records arrive (tansu
+/// does), and a read by ID right after a push waits for that fetch.
+const LIVE_FETCH_WAIT_MS: i32 = 100;
+
 /// How often a waiting read looks at the consumed offset again.
 const READ_AFTER_WRITE_POLL: Duration = Duration::from_millis(2);
 
@@ -93,6 +98,7 @@ impl LiveStoreRole {
                 &config,
                 &metrics,
                 &stop,
+                LIVE_FETCH_WAIT_MS,
             )
             .await?;
             tracing::info!(partition, offset = ?store.next_offset(), "live-store resumes partition");
