@@ -371,8 +371,7 @@ def phase_live_reads(work, seconds, rate, runs=21):
     gen(single, seconds, rate, acked=work / "live-acked.txt").communicate()
     tansu, brokers = start_tansu(work)
     log = ["--kafka.brokers", brokers, "--kafka.partitions", "4"]
-    stores = [Server(work / f"live-store-{n}", "--target", "live-store", "--kafka.instances", "2", "--kafka.instance", str(n),
-                     *log, *common).start() for n in range(2)]
+    stores = [Server(work / f"live-store-{n}", "--target", "live-store", *log, *common).start() for n in range(2)]
     querier = Server(work / "live-querier", "--target", "querier,query-frontend", *log, *common,
                      "--query.live-stores", ",".join(store.url for store in stores)).start()
     distributor = Server(work / "live-distributor", "--target", "distributor", *log, *common).start()

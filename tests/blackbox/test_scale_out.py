@@ -83,6 +83,18 @@ def role(tmp_path, name, target, brokers, s3_url, *extra, block_max_age="1s", to
     return server.start()
 
 
+# Consumer groups (the default) with a short session, so a dead member's partitions move
+# within seconds.
+GROUP = ("--kafka.session-timeout", "3s")
+
+
+def owns_all(server, role_name, partitions=4, deadline_secs=30):
+    deadline = time.time() + deadline_secs
+    while server.metric("andante_log_partitions_owned", role=role_name) != partitions:
+        assert time.time() < deadline, f"{role_name} never owned the {partitions} partitions"
+        time.sleep(0.25)
+
+
 def spans_by_id(querier, trace_id):
     response = requests.get(f"{querier.url}/api/v2/traces/{trace_id.hex()}", timeout=10)
     if response.status_code == 404:
@@ -120,7 +132,7 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
     tansu, brokers = broker
     # The bucket is shared with other tests of this module: a prefix of our own is not needed,
     # the trace IDs are random.
-    builder = role(tmp_path, "builder", "block-builder", brokers, s3)
+    builder = role(tmp_path, "builder", "block-builder", brokers, s3, *GROUP)
     distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3) for n in range(2)]
     # Two queriers scan blocks for a query-frontend, which answers the query API.
     queriers = [role(tmp_path, f"querier-{n}", "querier", brokers, s3) for n in range(2)]
@@ -128,7 +140,7 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
                    ",".join(q.url for q in queriers), "--query.querier-timeout", "5s")
     # The generator reads the same partitions and remote-writes span metrics to the frontend.
     generator = role(tmp_path, "generator", "generator", brokers, s3, "--generator.collection-interval", "1s",
-                     "--generator.remote-write.urls", f"{querier.url}/api/v1/push")
+                     "--generator.remote-write.urls", f"{querier.url}/api/v1/push", *GROUP)
     processes = [builder, *distributors, *queriers, querier, generator]
     try:
         # A distributor serves no queries; a querier takes no pushes.
@@ -154,7 +166,10 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
                        if line.startswith("andante_log_committed_offset{"))
 
         # Some blocks are written and their offsets committed; more records are consumed but
-        # still in memory when the builder is killed; more arrive while it is down.
+        # still in memory when the builder is killed; more arrive while it is down. The builder
+        # consumes once its consumer group has given it the partitions.
+        owns_all(builder, "block-builder")
+        owns_all(generator, "generator")
         push_rounds(5)
         assert builder.metric("andante_log_records_consumed_total") > 0
         deadline = time.time() + 30
@@ -166,7 +181,9 @@ def test_split_roles_lose_nothing_acknowledged_when_the_block_builder_is_killed(
         builder.kill9()
         push_rounds(4)
         builder.start()
-        # It resumed from the committed offsets, not from the start of the log.
+        # Back in the group (once the coordinator has dropped its dead self), it resumed from
+        # the committed offsets, not from the start of the log.
+        owns_all(builder, "block-builder")
         assert committed() >= committed_before_kill > 0
         push_rounds(3)
 
@@ -247,8 +264,10 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
     # No block for an hour: until the second builder below, only the live-stores hold the traces.
     builder = role(tmp_path, "builder", "block-builder", brokers, s3, block_max_age="1h", **args)
     distributor = role(tmp_path, "distributor", "distributor", brokers, s3, **args)
-    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, "--kafka.instances", "2",
-                        "--kafka.instance", str(n), **args) for n in range(2)]
+    # By ordinal, Tempo's rule: a dead live-store's partitions stay unserved until it is back
+    # (the consumer-group takeover has a test of its own below).
+    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, "--kafka.assignment", "ordinal",
+                        "--kafka.instances", "2", "--kafka.instance", str(n), **args) for n in range(2)]
     querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3, "--query.live-stores",
                    ",".join(store.url for store in live_stores), "--query.live-store-timeout", "2s", **args)
     processes = [builder, distributor, *live_stores, querier]
@@ -430,10 +449,9 @@ def test_every_role_apart_loses_nothing_when_a_live_store_and_the_builder_are_ki
     compactor has merged the blocks."""
     _, brokers = broker
     args = dict(topic="andante-spans-every-role")
-    builder = role(tmp_path, "builder", "block-builder", brokers, s3, **args)
+    builder = role(tmp_path, "builder", "block-builder", brokers, s3, *GROUP, **args)
     distributors = [role(tmp_path, f"distributor-{n}", "distributor", brokers, s3, **args) for n in range(2)]
-    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, "--kafka.instances", "2",
-                        "--kafka.instance", str(n), **args) for n in range(2)]
+    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, *GROUP, **args) for n in range(2)]
     queriers = [role(tmp_path, f"querier-{n}", "querier", brokers, s3, **args) for n in range(2)]
     frontend = role(tmp_path, "frontend", "query-frontend", brokers, s3,
                     "--query.live-stores", ",".join(store.url for store in live_stores),
@@ -495,5 +513,77 @@ def test_every_role_apart_loses_nothing_when_a_live_store_and_the_builder_are_ki
         stop.set()
         if pusher.is_alive():
             pusher.join(timeout=30)
+        for process in processes:
+            process.stop()
+
+
+def owned(server, role_name):
+    return server.metric("andante_log_partitions_owned", role=role_name)
+
+
+def test_consumer_groups_hand_a_dead_members_partitions_to_the_others(tmp_path, broker, s3):
+    """Block-builders and live-stores share the partitions as consumer groups of the broker.
+    Two of each; one of each is killed with SIGKILL and not restarted. The survivors take over
+    its partitions: every acknowledged trace is served by ID and search through the live-stores
+    without `PARTIAL`, and a querier reading blocks alone serves them all too (the surviving
+    builder wrote the dead one's partitions), none twice."""
+    _, brokers = broker
+    args = dict(topic="andante-spans-groups")
+    builders = [role(tmp_path, f"builder-{n}", "block-builder", brokers, s3, *GROUP, **args) for n in range(2)]
+    live_stores = [role(tmp_path, f"live-store-{n}", "live-store", brokers, s3, *GROUP, **args) for n in range(2)]
+    distributor = role(tmp_path, "distributor", "distributor", brokers, s3, **args)
+    querier = role(tmp_path, "querier", "querier,query-frontend", brokers, s3, "--query.live-stores",
+                   ",".join(store.url for store in live_stores), "--query.live-store-timeout", "2s", **args)
+    blocks_only = role(tmp_path, "blocks-querier", "querier,query-frontend", brokers, s3, **args)
+    processes = [*builders, *live_stores, distributor, querier, blocks_only]
+
+    def shares_are(servers, role_name, counts, deadline_secs=30):
+        deadline = time.time() + deadline_secs
+        while sorted(owned(s, role_name) for s in servers) != counts:
+            assert time.time() < deadline, (role_name, [owned(s, role_name) for s in servers])
+            time.sleep(0.25)
+
+    acked = []
+
+    def push_some(batches):
+        for _ in range(batches):
+            batch = [os.urandom(16) for _ in range(10)]
+            response = push(distributor, batch, service="groups-test")
+            assert response.status_code == 200, response.text
+            acked.extend(batch)
+
+    try:
+        # The topic's 4 partitions split 2 and 2 in each group.
+        shares_are(builders, "block-builder", [2, 2])
+        shares_are(live_stores, "live-store", [2, 2])
+        push_some(3)
+        assert len(served_once(querier, acked, "groups-test", 30)) == len(acked)
+        builders[1].kill9()
+        live_stores[1].kill9()
+        push_some(3)
+        # The survivors own everything once the coordinator has dropped the dead (3 s session).
+        shares_are(builders[:1], "block-builder", [4])
+        shares_are(live_stores[:1], "live-store", [4])
+        push_some(3)
+        expected = {int.from_bytes(t, "big") for t in acked}
+        # The dead live-store does not answer, but the other covers every partition: whole
+        # answers, not PARTIAL, by ID and by search.
+        deadline = time.time() + 30
+        while True:
+            statuses = [requests.get(f"{querier.url}/api/v2/traces/{t.hex()}", timeout=10) for t in acked]
+            whole = all(r.status_code == 200 and r.json().get("status") != "PARTIAL" for r in statuses)
+            if whole:
+                break
+            assert time.time() < deadline, sorted({(r.status_code, r.text[:200]) for r in statuses})[:3]
+            time.sleep(0.5)
+        assert served_once(querier, acked, "groups-test", 30) == expected
+        now = int(time.time())
+        found = requests.get(f"{querier.url}/api/search", timeout=30, params={
+            "q": '{ resource.service.name = "groups-test" }', "limit": 10_000, "start": now - 600, "end": now + 60})
+        assert found.status_code == 200 and found.json().get("status") != "PARTIAL", found.text
+        # Blocks alone hold every trace: the surviving builder wrote the dead one's partitions
+        # from its last committed offset.
+        assert served_once(blocks_only, acked, "groups-test", 90) == expected
+    finally:
         for process in processes:
             process.stop()

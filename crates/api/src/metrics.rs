@@ -67,12 +67,15 @@ impl SampleCounter {
     }
 }
 
+/// The stores a process holds traces in besides its own, read at each scrape.
+pub type HeldStores = Arc<dyn Fn() -> Vec<Arc<LiveStore>> + Send + Sync>;
+
 struct StoreCollector {
     /// The store pushes go through (`all`) or that counts a distributor's refusals.
     live: Arc<LiveStore>,
-    /// It and every other store holding traces here (a block-builder's or live-store's, one
-    /// per partition), summed into the memory gauges.
-    held: Vec<Arc<LiveStore>>,
+    /// Every other store holding traces here at the time of a scrape (a block-builder's or
+    /// live-store's, one per partition owned then), summed with it into the memory gauges.
+    others: HeldStores,
     blocks: BlockList,
 }
 
@@ -174,9 +177,8 @@ impl prometheus_client::collector::Collector for StoreCollector {
             "Bytes of torn WAL segment tails cut off by replay at this start.",
             load(&metrics.wal_truncated_bytes),
         )?;
-        let (live_traces, live_bytes) = self
-            .held
-            .iter()
+        let (live_traces, live_bytes) = std::iter::once(self.live.clone())
+            .chain((self.others)())
             .map(|store| store.memory_totals())
             .fold((0, 0), |(traces, bytes), (t, b)| (traces + t, bytes + b));
         gauge(
@@ -650,15 +652,12 @@ impl Metrics {
     /// Adds the collector that reads the live store and block list at scrape time.
     /// `live` is the store pushes go through; `others` (a block-builder's or live-store's) are
     /// added to its memory gauges.
-    pub fn register_store(
-        &mut self,
-        live: Arc<LiveStore>,
-        others: Vec<Arc<LiveStore>>,
-        blocks: BlockList,
-    ) {
-        let held = std::iter::once(live.clone()).chain(others).collect();
-        self.registry
-            .register_collector(Box::new(StoreCollector { live, held, blocks }));
+    pub fn register_store(&mut self, live: Arc<LiveStore>, others: HeldStores, blocks: BlockList) {
+        self.registry.register_collector(Box::new(StoreCollector {
+            live,
+            others,
+            blocks,
+        }));
     }
 
     pub fn encode(&self) -> String {

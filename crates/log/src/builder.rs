@@ -5,9 +5,8 @@
 //! builder resumes there; records after it whose traces were already written come back as
 //! duplicate spans, which reads and compaction remove.
 //!
-//! Partitions are owned statically (`kafka.instance` of `kafka.instances`: partition p belongs
-//! to instance p mod instances), Tempo's ordinal rule; a dead builder's partitions wait for it
-//! to restart.
+//! Partitions are owned by the `block-builder` consumer group (a dead builder's partitions go to
+//! the others after the session timeout) or by ordinal, Tempo's rule (`ownership`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::client::Log;
 use crate::offsets::BucketOffsets;
+use crate::ownership::{Ownership, Partitions};
 use crate::record;
 
 /// The consumer name the block-builders' committed offsets are kept under (live-stores read
@@ -47,6 +47,11 @@ struct PartitionLabel {
     partition: u32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
 /// The block-builder's metrics, in whichever registry the process serves at `/metrics`.
 #[derive(Default)]
 pub struct BuilderMetrics {
@@ -57,6 +62,7 @@ pub struct BuilderMetrics {
     fetch_errors: Counter,
     consumed: Family<PartitionLabel, Gauge>,
     committed: Family<PartitionLabel, Gauge>,
+    owned: Family<RoleLabel, Gauge>,
 }
 
 impl BuilderMetrics {
@@ -92,7 +98,21 @@ impl BuilderMetrics {
             "The committed offset (everything before it is in listed blocks), by partition (block-builders only)",
             metrics.committed.clone(),
         );
+        registry.register(
+            "andante_log_partitions_owned",
+            "Span-topic partitions this process consumes now, by role (its consumer group's share, or its ordinal's)",
+            metrics.owned.clone(),
+        );
         Arc::new(metrics)
+    }
+
+    /// The gauge of partitions owned by `role` in this process.
+    pub(crate) fn owned(&self, role: &str) -> Gauge {
+        self.owned
+            .get_or_create(&RoleLabel {
+                role: role.to_owned(),
+            })
+            .clone()
     }
 
     pub(crate) fn set_committed(&self, partition: u32, offset: u64) {
@@ -102,78 +122,118 @@ impl BuilderMetrics {
     }
 }
 
-/// One owned partition and its store (which holds the partition's `BucketOffsets` to commit).
-struct Owned {
-    partition: u32,
-    store: Arc<LiveStore>,
-}
-
 pub struct BlockBuilder {
-    owned: Vec<Owned>,
+    /// The store of each owned partition (which holds the partition's `BucketOffsets` to
+    /// commit).
+    owned: Arc<Partitions<LiveStore>>,
 }
 
 impl BlockBuilder {
-    /// Opens a store for each partition this instance owns, at its committed offset (the log's
-    /// earliest when none was committed), and starts consuming into them.
+    /// Follows the partitions this builder owns (`ownership`): each one gained gets a store at
+    /// its committed offset (the log's earliest when none was committed), consumed into and
+    /// cut and flushed on the single binary's timers; each one lost is dropped unflushed, since
+    /// its new owner resumes from the same committed offset.
     #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    pub fn start(
         log: Arc<Log>,
         metrics: Arc<BuilderMetrics>,
-        instance: u32,
-        instances: u32,
+        ownership: &Ownership,
         storage: Storage,
         blocks: BlockList,
         config: LiveConfig,
         stop: watch::Receiver<bool>,
-    ) -> Result<(Arc<BlockBuilder>, Vec<tokio::task::JoinHandle<()>>), String> {
-        let mut owned = Vec::new();
-        let mut tasks = Vec::new();
-        let topic = log.config.topic.clone();
-        for partition in owned_partitions(&log, instance, instances) {
-            let offsets = Arc::new(BucketOffsets::new(
+    ) -> (Arc<BlockBuilder>, tokio::task::JoinHandle<()>) {
+        let owned: Arc<Partitions<LiveStore>> = Arc::default();
+        let assigned = ownership.follow(&log, "block-builder", &stop);
+        let gauge = metrics.owned("block-builder");
+        let task = tokio::spawn(owned.clone().follow(assigned, stop, gauge, move |partition, stop| {
+            let (log, metrics, storage, blocks, config) = (
+                log.clone(),
+                metrics.clone(),
                 storage.clone(),
-                BUILDER_CONSUMER,
-                &topic,
-                partition,
-                Some(metrics.clone()),
-            ));
-            let (store, task) = consume_into_store(
-                &log,
-                partition,
-                &offsets,
-                Some(offsets.clone()),
-                &storage,
                 blocks.clone(),
-                &config,
-                &metrics,
-                &stop,
-                FETCH_WAIT_MS,
-            )
-            .await?;
-            tracing::info!(partition, offset = ?store.next_offset(), "block-builder resumes partition");
-            tasks.push(task);
-            owned.push(Owned { partition, store });
-        }
-        Ok((Arc::new(BlockBuilder { owned }), tasks))
+                config.clone(),
+            );
+            async move {
+                let offsets = Arc::new(BucketOffsets::new(
+                    storage.clone(),
+                    BUILDER_CONSUMER,
+                    &log.config.topic,
+                    partition,
+                    Some(metrics.clone()),
+                ));
+                let (store, _consumer) = consume_into_store(
+                    &log,
+                    partition,
+                    &offsets,
+                    Some(offsets.clone()),
+                    &storage,
+                    blocks,
+                    &config,
+                    &metrics,
+                    &stop,
+                    FETCH_WAIT_MS,
+                )
+                .await?;
+                tracing::info!(partition, offset = ?store.next_offset(), "block-builder resumes partition");
+                cut_and_flush(store.clone(), stop);
+                Ok(store)
+            }
+        }));
+        (Arc::new(BlockBuilder { owned }), task)
     }
 
-    /// The store of each owned partition: the caller cuts and flushes them on the same timers
-    /// as the single binary's live store.
+    /// The store of each owned partition.
     pub fn stores(&self) -> Vec<Arc<LiveStore>> {
-        self.owned.iter().map(|owned| owned.store.clone()).collect()
+        self.owned
+            .values()
+            .into_iter()
+            .map(|(_, store)| store)
+            .collect()
     }
 
-    /// The partitions this builder owns.
+    /// The partitions this builder owns now.
     pub fn partitions(&self) -> Vec<u32> {
-        self.owned.iter().map(|owned| owned.partition).collect()
+        self.owned.partitions()
     }
 
     /// Graceful stop: every trace in memory is written as a block and the offsets committed.
     pub async fn flush_all(&self) {
-        for owned in &self.owned {
-            owned.store.flush_all().await;
+        for store in self.stores() {
+            store.flush_all().await;
         }
     }
+}
+
+/// A builder's store is cut and flushed on the single binary's timers (cut every 250 ms, the
+/// idle/age/size checks that write blocks every second), until `stop`.
+fn cut_and_flush(store: Arc<LiveStore>, stop: watch::Receiver<bool>) {
+    let every =
+        |period: Duration, mut stop: watch::Receiver<bool>, store: Arc<LiveStore>, cut: bool| {
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {
+                            if cut {
+                                store.cut();
+                            } else {
+                                store.tick().await;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        };
+    every(
+        Duration::from_millis(250),
+        stop.clone(),
+        store.clone(),
+        true,
+    );
+    every(Duration::from_secs(1), stop, store, false);
 }
 
 /// Opens a WAL-less store for `partition` at the block-builders' committed offset in `offsets`
@@ -224,13 +284,6 @@ async fn resume_offset(
             .map_err(|error| format!("partition {partition}: {error}"))?
             .max(0) as u64),
     }
-}
-
-/// The partitions instance `instance` of `instances` owns: p with p mod instances = instance.
-pub(crate) fn owned_partitions(log: &Log, instance: u32, instances: u32) -> Vec<u32> {
-    (0..log.partition_count())
-        .filter(|p| p % instances.max(1) == instance)
-        .collect()
 }
 
 /// Where a consumer hands the records of one partition, in offset order.

@@ -1,6 +1,6 @@
-//! The generator apart: it reads the span topic's partitions it owns (the same ordinal rule as
-//! block-builders, so both spans of a service-graph edge, which share a trace, reach one
-//! generator) from the newest offset at start, and hands each record's spans to the metrics
+//! The generator apart: it reads the span topic's partitions it owns (the `generator` consumer
+//! group's share, or an ordinal; a trace is on one partition, so both spans of a service-graph
+//! edge reach one generator) from the newest offset when it gains them, and hands each record's spans to the metrics
 //! generator's queue, as `all` hands it acknowledged pushes. Its series leave by remote-write.
 //! Nothing is committed: generated series are rates of what arrives, and a restarted generator,
 //! like Tempo's, starts counting afresh (counters start from zero, which `rate` reads as a reset).
@@ -14,8 +14,9 @@ use futures::future::BoxFuture;
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::watch;
 
-use crate::builder::{consume, owned_partitions, BuilderMetrics, RecordSink};
+use crate::builder::{consume, BuilderMetrics, RecordSink};
 use crate::client::Log;
+use crate::ownership::{Ownership, Partitions};
 
 struct SpanFeed(Arc<dyn SpanSink>);
 
@@ -37,34 +38,38 @@ impl RecordSink for SpanFeed {
     }
 }
 
-/// Starts consuming the owned partitions from their newest offsets into `sink`.
-pub async fn start_generator_feed(
+/// Follows the owned partitions, consuming each from its newest offset when gained into `sink`.
+pub fn start_generator_feed(
     log: Arc<Log>,
     metrics: Arc<BuilderMetrics>,
-    instance: u32,
-    instances: u32,
+    ownership: &Ownership,
     sink: Arc<dyn SpanSink>,
     stop: watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+) -> tokio::task::JoinHandle<()> {
     let feed: Arc<dyn RecordSink> = Arc::new(SpanFeed(sink));
-    let mut tasks = Vec::new();
-    for partition in owned_partitions(&log, instance, instances) {
-        let client = log.partition(partition).clone();
-        let start = client
-            .get_offset(OffsetAt::Latest)
-            .await
-            .map_err(|error| format!("partition {partition}: {error}"))?
-            .max(0) as u64;
-        tracing::info!(partition, offset = start, "generator reads partition");
-        tasks.push(tokio::spawn(consume(
-            client,
-            partition,
-            start,
-            feed.clone(),
-            metrics.clone(),
-            stop.clone(),
-            crate::builder::FETCH_WAIT_MS,
-        )));
-    }
-    Ok(tasks)
+    let owned: Arc<Partitions<()>> = Arc::default();
+    let assigned = ownership.follow(&log, "generator", &stop);
+    let gauge = metrics.owned("generator");
+    tokio::spawn(owned.follow(assigned, stop, gauge, move |partition, stop| {
+        let (log, metrics, feed) = (log.clone(), metrics.clone(), feed.clone());
+        async move {
+            let client = log.partition(partition).clone();
+            let start = client
+                .get_offset(OffsetAt::Latest)
+                .await
+                .map_err(|error| format!("partition {partition}: {error}"))?
+                .max(0) as u64;
+            tracing::info!(partition, offset = start, "generator reads partition");
+            tokio::spawn(consume(
+                client,
+                partition,
+                start,
+                feed,
+                metrics,
+                stop,
+                crate::builder::FETCH_WAIT_MS,
+            ));
+            Ok(Arc::new(()))
+        }
+    }))
 }

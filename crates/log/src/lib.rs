@@ -16,12 +16,17 @@
 //! - A committed offset never passes a record whose spans are not in a listed block, so a
 //!   restarted block-builder loses nothing; it may write some spans twice (removed on read).
 //! - Every fragment of a trace of a tenant goes to one partition.
+//! - Consumers own partitions by the broker's consumer group of their role, or by ordinal
+//!   (`ownership`, `group`). Two consumers of one partition during a handover are harmless:
+//!   block IDs follow from offsets, and reads deduplicate.
 
 mod builder;
 mod client;
 mod generator;
+mod group;
 mod live_store;
 mod offsets;
+mod ownership;
 pub mod partition;
 pub mod record;
 mod sink;
@@ -31,4 +36,5 @@ pub use client::{Log, LogConfig, LogError};
 pub use generator::start_generator_feed;
 pub use live_store::LiveStoreRole;
 pub use offsets::BucketOffsets;
+pub use ownership::{Ownership, Partitions};
 pub use sink::LogSink;

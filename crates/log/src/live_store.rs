@@ -2,13 +2,14 @@
 //! split deployment serves a trace as soon as the broker has it rather than once a block is
 //! written (35 s or more with the defaults).
 //!
-//! For each owned partition (the block-builders' ordinal rule, `kafka.instance` of
-//! `kafka.instances`) it starts at the block-builders' committed offset (everything before it is
+//! For each owned partition (the `live-store` consumer group's share, or an ordinal: `ownership`)
+//! it starts at the block-builders' committed offset (everything before it is
 //! in a listed block) and consumes into a WAL-less live store that writes no blocks. It forgets
 //! a trace once the builders' committed offset has passed every record of it *and* `retire_after`
 //! has gone by since it was seen to (so queriers have polled the block list that holds the trace
 //! in the meantime: no gap between live data and blocks; an overlap is deduplicated on read). A
-//! restarted live-store starts again from the committed offset, so it holds what it held before.
+//! restarted live-store starts again from the committed offset, so it holds what it held before,
+//! and so does one that takes over a dead one's partitions.
 //! Memory is bounded like a block-builder's: past a few blocks' worth (the builders are behind)
 //! it stops fetching, and the log keeps the rest.
 //!
@@ -17,7 +18,7 @@
 //! IDs hash to and waits until it has consumed that far. A distributor acknowledges a push only
 //! once the broker holds it, so a trace acknowledged before the read started is found.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,10 @@ use andante_storage::Storage;
 use rskafka::client::partition::OffsetAt;
 use tokio::sync::watch;
 
-use crate::builder::{consume_into_store, owned_partitions, BuilderMetrics, BUILDER_CONSUMER};
+use crate::builder::{consume_into_store, BuilderMetrics, BUILDER_CONSUMER};
 use crate::client::Log;
 use crate::offsets::BucketOffsets;
+use crate::ownership::{Ownership, Partitions};
 
 /// How often the block-builders' committed offsets are read (one GET per partition).
 const RETIRE_EVERY: Duration = Duration::from_secs(2);
@@ -52,7 +54,6 @@ const READ_AFTER_WRITE_POLL: Duration = Duration::from_millis(2);
 
 /// One owned partition: its store, and where the builders' commits are read.
 struct Owned {
-    partition: u32,
     store: Arc<LiveStore>,
     builder_offsets: BucketOffsets,
 }
@@ -62,69 +63,98 @@ pub struct LiveStoreRole {
     /// requests in order, so on the consumers' connection the read would wait behind their
     /// long-polling fetch (up to its 500 ms wait) on every read by ID.
     ends: Arc<Log>,
-    owned: Vec<Owned>,
+    owned: Arc<Partitions<Owned>>,
 }
 
 impl LiveStoreRole {
-    /// Opens a store for each partition this instance owns, at the block-builders' committed
-    /// offset (the log's earliest when they committed none), and starts consuming into them
-    /// and forgetting what the builders have written.
+    /// Follows the partitions this live-store owns (`ownership`): each one gained gets a store
+    /// at the block-builders' committed offset (the log's earliest when they committed none),
+    /// consumed into; each one lost is dropped. Traces the builders have written are forgotten.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         log: Arc<Log>,
         metrics: Arc<BuilderMetrics>,
-        instance: u32,
-        instances: u32,
+        ownership: &Ownership,
         storage: Storage,
         config: LiveConfig,
         retire_after: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<LiveStoreRole>, Vec<tokio::task::JoinHandle<()>>), String> {
-        let topic = log.config.topic.clone();
-        let mut owned = Vec::new();
-        let mut tasks = Vec::new();
-        for partition in owned_partitions(&log, instance, instances) {
-            // Read only: a live-store commits nothing (the metrics stay the builders').
-            let builder_offsets =
-                BucketOffsets::new(storage.clone(), BUILDER_CONSUMER, &topic, partition, None);
-            // No blocks are written from it, so it needs no block list of its own.
-            let (store, task) = consume_into_store(
-                &log,
-                partition,
-                &builder_offsets,
-                None,
-                &storage,
-                BlockList::default(),
-                &config,
-                &metrics,
-                &stop,
-                LIVE_FETCH_WAIT_MS,
-            )
-            .await?;
-            tracing::info!(partition, offset = ?store.next_offset(), "live-store resumes partition");
-            tasks.push(task);
-            owned.push(Owned {
-                partition,
-                store,
-                builder_offsets,
-            });
-        }
         let ends = Log::connect(log.config.clone())
             .await
             .map_err(|error| format!("connecting for end offsets: {error}"))?;
+        let owned: Arc<Partitions<Owned>> = Arc::default();
+        let assigned = ownership.follow(&log, "live-store", &stop);
+        let gauge = metrics.owned("live-store");
+        let following = tokio::spawn(owned.clone().follow(
+            assigned,
+            stop.clone(),
+            gauge,
+            move |partition, stop| {
+                let (log, metrics, storage, config) =
+                    (log.clone(), metrics.clone(), storage.clone(), config.clone());
+                async move {
+                    // Read only: a live-store commits nothing (the metrics stay the builders').
+                    let builder_offsets = BucketOffsets::new(
+                        storage.clone(),
+                        BUILDER_CONSUMER,
+                        &log.config.topic,
+                        partition,
+                        None,
+                    );
+                    // No blocks are written from it, so it needs no block list of its own.
+                    let (store, _consumer) = consume_into_store(
+                        &log,
+                        partition,
+                        &builder_offsets,
+                        None,
+                        &storage,
+                        BlockList::default(),
+                        &config,
+                        &metrics,
+                        &stop,
+                        LIVE_FETCH_WAIT_MS,
+                    )
+                    .await?;
+                    tracing::info!(partition, offset = ?store.next_offset(), "live-store resumes partition");
+                    Ok(Arc::new(Owned {
+                        store,
+                        builder_offsets,
+                    }))
+                }
+            },
+        ));
         let role = Arc::new(LiveStoreRole { ends, owned });
-        tasks.push(tokio::spawn(role.clone().retire(retire_after, stop)));
-        Ok((role, tasks))
+        let retiring = tokio::spawn(role.clone().retire(retire_after, stop));
+        Ok((role, vec![following, retiring]))
     }
 
     /// The store of each owned partition.
     pub fn stores(&self) -> Vec<Arc<LiveStore>> {
-        self.owned.iter().map(|owned| owned.store.clone()).collect()
+        self.owned
+            .values()
+            .into_iter()
+            .map(|(_, owned)| owned.store.clone())
+            .collect()
     }
 
-    /// The partitions this live-store owns.
+    /// The partitions this live-store owns now.
     pub fn partitions(&self) -> Vec<u32> {
-        self.owned.iter().map(|owned| owned.partition).collect()
+        self.owned.partitions()
+    }
+
+    /// The partitions owned now and their stores, read together.
+    pub fn held(&self) -> (Vec<u32>, Vec<Arc<LiveStore>>) {
+        self.owned
+            .values()
+            .into_iter()
+            .map(|(partition, owned)| (partition, owned.store.clone()))
+            .unzip()
+    }
+
+    /// The span topic's partition count.
+    pub fn partition_count(&self) -> u32 {
+        self.ends.partition_count()
     }
 
     /// Waits until this live-store has consumed every owned partition that `trace_ids` of
@@ -145,18 +175,18 @@ impl LiveStoreRole {
             .collect();
         let owned = self
             .owned
-            .iter()
-            .filter(|owned| partitions.contains(&owned.partition));
-        let waits = owned.map(|owned| async move {
+            .values()
+            .into_iter()
+            .filter(|(partition, _)| partitions.contains(partition));
+        let waits = owned.map(|(partition, owned)| async move {
             let end = self
                 .ends
-                .partition(owned.partition)
+                .partition(partition)
                 .get_offset(OffsetAt::Latest)
                 .await
                 .map_err(|error| {
                     format!(
-                        "partition {}: the log's end offset could not be read: {error}",
-                        owned.partition
+                        "partition {partition}: the log's end offset could not be read: {error}"
                     )
                 })?
                 .max(0) as u64;
@@ -171,8 +201,7 @@ impl LiveStoreRole {
                 .map_err(|_| {
                     let consumed = owned.store.next_offset().unwrap_or(0);
                     format!(
-                        "partition {} is consumed to offset {consumed}, {} records short of the log's end {end} after {:?}",
-                        owned.partition,
+                        "partition {partition} is consumed to offset {consumed}, {} records short of the log's end {end} after {:?}",
                         end.saturating_sub(consumed),
                         READ_AFTER_WRITE_WAIT
                     )
@@ -192,26 +221,30 @@ impl LiveStoreRole {
     /// Every `RETIRE_EVERY`, reads each partition's committed offset and forgets the traces
     /// wholly before the newest one seen at least `retire_after` ago.
     async fn retire(self: Arc<Self>, retire_after: Duration, mut stop: watch::Receiver<bool>) {
-        let mut seen: Vec<VecDeque<(Instant, u64)>> = vec![VecDeque::new(); self.owned.len()];
+        let mut seen: BTreeMap<u32, VecDeque<(Instant, u64)>> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RETIRE_EVERY) => {}
                 _ = stop.changed() => return,
             }
             let now = Instant::now();
-            for (owned, seen) in self.owned.iter().zip(seen.iter_mut()) {
+            let owned = self.owned.values();
+            // Only owned partitions' readings are kept.
+            seen.retain(|partition, _| owned.iter().any(|(p, _)| p == partition));
+            for (partition, owned) in owned {
+                let seen = seen.entry(partition).or_default();
                 match owned.builder_offsets.load().await {
                     Ok(Some(offset)) => seen.push_back((now, offset)),
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::warn!(partition = owned.partition, %error, "reading the block-builders' committed offset failed")
+                        tracing::warn!(partition, %error, "reading the block-builders' committed offset failed")
                     }
                 }
                 if let Some(offset) = settled(seen, now, retire_after) {
                     let forgotten = owned.store.retire_logged(offset);
                     if forgotten > 0 {
                         tracing::debug!(
-                            partition = owned.partition,
+                            partition,
                             offset,
                             forgotten,
                             "forgot traces now in blocks"

@@ -16,7 +16,9 @@ use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{merge_resource_spans, TenantSet, TraceId, UnixNanos};
 use andante_storage::Storage;
 use futures::StreamExt;
-pub use live_source::{LiveRead, LiveSource, LiveSources};
+pub use live_source::{
+    Covered, HeldNow, LiveRead, LiveSource, LiveSources, StoresNow, COVERED_HEADER,
+};
 
 pub mod jobs;
 pub mod live_remote;

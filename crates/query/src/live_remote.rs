@@ -4,8 +4,10 @@
 //! `GET <url>/internal/live/v1/traces?tenant=T[&ids=HEX,HEX...]` answers the tenant's held
 //! traces (all of them, or those of `ids`) as live-traces v1 (`andante_live::wire`);
 //! `POST <url>/internal/live/v1/search` with `{"tenant", "q", "start", "end"}` runs search stage 1
-//! there and answers live-matches v1. A live-store that does not answer (or answers something
-//! else) is a failure message naming it, which makes the query's answer partial.
+//! there and answers live-matches v1. Each answer names the partitions it covers
+//! (`X-Andante-Partitions`). A live-store that does not answer (or answers something else) is
+//! a failure message naming it, which makes the query's answer partial unless the other
+//! live-stores' answers covered every partition.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +17,9 @@ use andante_model::{TenantId, TraceId};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::live_source::{LiveMatches, LiveRead, LiveSearch, LiveSource, LiveTraces};
+use crate::live_source::{
+    Covered, LiveMatches, LiveRead, LiveSearch, LiveSource, LiveTraces, COVERED_HEADER,
+};
 
 /// Trace IDs asked per request: each is 33 bytes of URL, so a request line stays well under the
 /// common 8 KiB limits.
@@ -44,15 +48,27 @@ impl RemoteLive {
         format!("live-store {} did not answer: {what}", self.url)
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Bytes, String> {
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(Bytes, Option<Covered>), String> {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), query)
             .map_err(|error| self.failure(error))?;
         self.send(self.client.get(url)).await
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Bytes, String> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Bytes, Option<Covered>), String> {
         let response = request.send().await.map_err(|error| self.failure(error))?;
         let status = response.status();
+        let covered = response
+            .headers()
+            .get(COVERED_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(Covered::parse);
         let body = response
             .bytes()
             .await
@@ -61,14 +77,14 @@ impl RemoteLive {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(self.failure(format!("{status} {text}")));
         }
-        Ok(body)
+        Ok((body, covered))
     }
 
     async fn search_there(
         &self,
         tenant: &TenantId,
         request: &LiveSearch,
-    ) -> Result<LiveMatches, String> {
+    ) -> Result<(LiveMatches, Option<Covered>), String> {
         let body = serde_json::json!({
             "tenant": tenant.as_str(),
             "q": request.text,
@@ -80,45 +96,50 @@ impl RemoteLive {
             .post(format!("{}/internal/live/v1/search", self.url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = self.send(request).await?;
-        decode_live_matches(answer).map_err(|error| self.failure(error))
+        let (answer, covered) = self.send(request).await?;
+        let matches = decode_live_matches(answer).map_err(|error| self.failure(error))?;
+        Ok((matches, covered))
     }
 
     async fn traces(
         &self,
         tenant: &TenantId,
         ids: Option<&[TraceId]>,
-    ) -> Result<LiveTraces, String> {
+    ) -> Result<(LiveTraces, Option<Covered>), String> {
         let mut query = vec![("tenant", tenant.as_str().to_owned())];
         if let Some(ids) = ids {
             let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
             query.push(("ids", hex.join(",")));
         }
-        let body = self.get("/internal/live/v1/traces", &query).await?;
-        decode_live_traces(body).map_err(|error| self.failure(error))
+        let (body, covered) = self.get("/internal/live/v1/traces", &query).await?;
+        let traces = decode_live_traces(body).map_err(|error| self.failure(error))?;
+        Ok((traces, covered))
     }
 }
 
 impl LiveSource for RemoteLive {
     fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>> {
         Box::pin(async move {
-            let answer = self
-                .get("/internal/live/v1/tenants", &[])
-                .await
-                .and_then(|body| {
-                    serde_json::from_slice::<Vec<String>>(&body).map_err(|e| self.failure(e))
-                });
-            LiveRead::of(answer.map(|names| {
-                names
+            let answer =
+                self.get("/internal/live/v1/tenants", &[])
+                    .await
+                    .and_then(|(body, covered)| {
+                        serde_json::from_slice::<Vec<String>>(&body)
+                            .map(|names| (names, covered))
+                            .map_err(|e| self.failure(e))
+                    });
+            covering(answer.map(|(names, covered)| {
+                let tenants = names
                     .iter()
                     .filter_map(|name| TenantId::new(name).ok())
-                    .collect()
+                    .collect();
+                (tenants, covered)
             }))
         })
     }
 
     fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>> {
-        Box::pin(async move { LiveRead::of(self.traces(tenant, None).await) })
+        Box::pin(async move { covering(self.traces(tenant, None).await) })
     }
 
     fn find<'a>(
@@ -128,15 +149,25 @@ impl LiveSource for RemoteLive {
     ) -> BoxFuture<'a, LiveRead<HashMap<TraceId, Vec<Bytes>>>> {
         Box::pin(async move {
             let mut out = LiveRead::<HashMap<TraceId, Vec<Bytes>>>::default();
-            for chunk in trace_ids.chunks(IDS_PER_REQUEST) {
+            // Several requests cover what all of them covered.
+            let mut covered: Option<Covered> = None;
+            for (n, chunk) in trace_ids.chunks(IDS_PER_REQUEST).enumerate() {
                 match self.traces(tenant, Some(chunk)).await {
-                    Ok(traces) => out.value.extend(traces),
+                    Ok((traces, this)) => {
+                        out.value.extend(traces);
+                        covered = match (n, covered, this) {
+                            (0, _, this) => this,
+                            (_, Some(before), Some(this)) => Some(before.intersect(&this)),
+                            _ => None,
+                        };
+                    }
                     Err(failure) => {
                         out.failures.push(failure);
-                        break;
+                        return out;
                     }
                 }
             }
+            out.covered = covered;
             out
         })
     }
@@ -146,6 +177,18 @@ impl LiveSource for RemoteLive {
         tenant: &'a TenantId,
         request: &'a LiveSearch,
     ) -> BoxFuture<'a, LiveRead<LiveMatches>> {
-        Box::pin(async move { LiveRead::of(self.search_there(tenant, request).await) })
+        Box::pin(async move { covering(self.search_there(tenant, request).await) })
+    }
+}
+
+/// A remote answer and the partitions it covered, or its failure.
+fn covering<T: Default>(answer: Result<(T, Option<Covered>), String>) -> LiveRead<T> {
+    match answer {
+        Ok((value, covered)) => LiveRead {
+            value,
+            failures: Vec::new(),
+            covered,
+        },
+        Err(failure) => LiveRead::of(Err(failure)),
     }
 }

@@ -52,6 +52,7 @@ pub async fn search_held(traces: LiveTraces, request: &LiveSearch) -> LiveRead<L
             ..LiveMatches::default()
         },
         failures: Vec::new(),
+        covered: None,
     };
     for part in parts {
         match part {
@@ -69,11 +70,14 @@ pub async fn search_held(traces: LiveTraces, request: &LiveSearch) -> LiveRead<L
     out
 }
 
-/// A read of recent data, and the sources that could not answer it.
+/// A read of recent data, the sources that could not answer it, and which partitions of the
+/// span topic the answer covers.
 #[derive(Debug, Default)]
 pub struct LiveRead<T> {
     pub value: T,
     pub failures: Vec<String>,
+    /// `None` from a source that is not partitioned (`all`'s own store) or did not answer.
+    pub covered: Option<Covered>,
 }
 
 impl<T: Default> LiveRead<T> {
@@ -83,13 +87,90 @@ impl<T: Default> LiveRead<T> {
             Ok(value) => LiveRead {
                 value,
                 failures: Vec::new(),
+                covered: None,
             },
             Err(failure) => LiveRead {
                 value: T::default(),
                 failures: vec![failure],
+                covered: None,
             },
         }
     }
+}
+
+/// The partitions of the span topic a live-store held when it answered, of how many. Sent in
+/// the `X-Andante-Partitions` header as `<of>:<p>,<p>,...`. When the answers that arrived cover
+/// every partition, a live-store that did not answer is no loss (its partitions have moved to
+/// the others), and the read is whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Covered {
+    pub of: u32,
+    pub partitions: Vec<u32>,
+}
+
+pub const COVERED_HEADER: &str = "x-andante-partitions";
+
+impl Covered {
+    pub fn to_header(&self) -> String {
+        let list: Vec<String> = self.partitions.iter().map(u32::to_string).collect();
+        format!("{}:{}", self.of, list.join(","))
+    }
+
+    /// The header's value; `None` when it is not one (then the answer counts as covering
+    /// nothing, which only ever keeps a failure).
+    pub fn parse(text: &str) -> Option<Covered> {
+        let (of, list) = text.split_once(':')?;
+        let of: u32 = of.trim().parse().ok()?;
+        let mut partitions = Vec::new();
+        for item in list.split(',').filter(|item| !item.trim().is_empty()) {
+            let partition: u32 = item.trim().parse().ok()?;
+            if partition >= of {
+                return None;
+            }
+            partitions.push(partition);
+        }
+        partitions.sort_unstable();
+        partitions.dedup();
+        Some(Covered { of, partitions })
+    }
+
+    /// The partitions both cover (a read in several requests covers what all of them did).
+    pub fn intersect(&self, other: &Covered) -> Covered {
+        Covered {
+            of: self.of.max(other.of),
+            partitions: self
+                .partitions
+                .iter()
+                .copied()
+                .filter(|p| other.partitions.contains(p))
+                .collect(),
+        }
+    }
+}
+
+/// Merges several sources' failures and coverage: the union of what the answers covered, and
+/// the failures, dropped when that union is every partition.
+fn settle(failures: Vec<String>, covers: Vec<Option<Covered>>) -> (Vec<String>, Option<Covered>) {
+    let covers: Vec<Covered> = covers.into_iter().flatten().collect();
+    if covers.is_empty() {
+        return (failures, None);
+    }
+    let of = covers.iter().map(|covered| covered.of).max().unwrap_or(0);
+    let mut partitions: Vec<u32> = covers
+        .iter()
+        .flat_map(|covered| covered.partitions.iter().copied())
+        .collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    let whole = of > 0 && partitions.len() as u32 == of;
+    if whole && !failures.is_empty() {
+        tracing::debug!(
+            ?failures,
+            "every partition answered by the other live-stores"
+        );
+        return (Vec::new(), Some(Covered { of, partitions }));
+    }
+    (failures, Some(Covered { of, partitions }))
 }
 
 pub trait LiveSource: Send + Sync + 'static {
@@ -123,6 +204,7 @@ impl LiveSource for LiveStore {
             LiveRead {
                 value,
                 failures: Vec::new(),
+                covered: None,
             }
         })
     }
@@ -133,6 +215,7 @@ impl LiveSource for LiveStore {
             LiveRead {
                 value,
                 failures: Vec::new(),
+                covered: None,
             }
         })
     }
@@ -153,6 +236,7 @@ impl LiveSource for LiveStore {
             LiveRead {
                 value,
                 failures: Vec::new(),
+                covered: None,
             }
         })
     }
@@ -167,9 +251,63 @@ impl LiveSource for LiveStore {
     }
 }
 
+/// The stores held at the time of each read, as one source, and the partitions they are: a
+/// live-store's, whose partitions (one store each) come and go with its consumer group.
+pub type HeldNow = Arc<dyn Fn() -> (Vec<Arc<LiveStore>>, Covered) + Send + Sync>;
+
+pub struct StoresNow(pub HeldNow);
+
+impl StoresNow {
+    /// Reads the stores held now; the answer covers their partitions.
+    async fn read<T, F, Fut>(&self, read: F) -> LiveRead<T>
+    where
+        F: FnOnce(LiveSources) -> Fut,
+        Fut: std::future::Future<Output = LiveRead<T>>,
+    {
+        let (stores, covered) = (self.0)();
+        let sources = LiveSources(
+            stores
+                .into_iter()
+                .map(|store| store as Arc<dyn LiveSource>)
+                .collect(),
+        );
+        let mut out = read(sources).await;
+        out.covered = Some(covered);
+        out
+    }
+}
+
+impl LiveSource for StoresNow {
+    fn tenants(&self) -> BoxFuture<'_, LiveRead<Vec<TenantId>>> {
+        Box::pin(self.read(|sources| async move { sources.tenants().await }))
+    }
+
+    fn snapshot<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, LiveRead<LiveTraces>> {
+        Box::pin(self.read(move |sources| async move { sources.snapshot(tenant).await }))
+    }
+
+    fn find<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        trace_ids: &'a [TraceId],
+    ) -> BoxFuture<'a, LiveRead<HashMap<TraceId, Vec<Bytes>>>> {
+        Box::pin(self.read(move |sources| async move { sources.find(tenant, trace_ids).await }))
+    }
+
+    fn search<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        request: &'a LiveSearch,
+    ) -> BoxFuture<'a, LiveRead<LiveMatches>> {
+        Box::pin(self.read(move |sources| async move { sources.search(tenant, request).await }))
+    }
+}
+
 /// Several sources read as one (the live-stores of a split deployment, each owning some
 /// partitions), traces merged by ID: a trace's records share a partition, but while ownership
-/// moves (a changed `kafka.instances`) two stores may each hold a part of one.
+/// moves (a member of the consumer group joined or left) two stores may each hold a part of
+/// one. A source that did not answer is forgiven when the others' answers covered every
+/// partition (`settle`).
 pub struct LiveSources(pub Vec<Arc<dyn LiveSource>>);
 
 impl LiveSource for LiveSources {
@@ -177,12 +315,15 @@ impl LiveSource for LiveSources {
         Box::pin(async move {
             let reads = futures::future::join_all(self.0.iter().map(|s| s.tenants())).await;
             let mut out = LiveRead::<Vec<TenantId>>::default();
+            let mut covers = Vec::new();
             for read in reads {
                 out.value.extend(read.value);
                 out.failures.extend(read.failures);
+                covers.push(read.covered);
             }
             out.value.sort();
             out.value.dedup();
+            (out.failures, out.covered) = settle(out.failures, covers);
             out
         })
     }
@@ -191,16 +332,19 @@ impl LiveSource for LiveSources {
         Box::pin(async move {
             let reads = futures::future::join_all(self.0.iter().map(|s| s.snapshot(tenant))).await;
             let mut merged: std::collections::BTreeMap<TraceId, Vec<Bytes>> = Default::default();
-            let mut failures = Vec::new();
+            let (mut failures, mut covers) = (Vec::new(), Vec::new());
             for read in reads {
                 for (trace_id, fragments) in read.value {
                     merged.entry(trace_id).or_default().extend(fragments);
                 }
                 failures.extend(read.failures);
+                covers.push(read.covered);
             }
+            let (failures, covered) = settle(failures, covers);
             LiveRead {
                 value: merged.into_iter().collect(),
                 failures,
+                covered,
             }
         })
     }
@@ -214,12 +358,15 @@ impl LiveSource for LiveSources {
             let reads =
                 futures::future::join_all(self.0.iter().map(|s| s.find(tenant, trace_ids))).await;
             let mut out = LiveRead::<HashMap<TraceId, Vec<Bytes>>>::default();
+            let mut covers = Vec::new();
             for read in reads {
                 for (trace_id, fragments) in read.value {
                     out.value.entry(trace_id).or_default().extend(fragments);
                 }
                 out.failures.extend(read.failures);
+                covers.push(read.covered);
             }
+            (out.failures, out.covered) = settle(out.failures, covers);
             out
         })
     }
@@ -236,6 +383,7 @@ impl LiveSource for LiveSources {
                 futures::future::join_all(self.0.iter().map(|s| s.search(tenant, request))).await;
             let mut out = LiveRead::<LiveMatches>::default();
             let mut holders: HashMap<TraceId, usize> = HashMap::new();
+            let mut covers = Vec::new();
             for read in reads {
                 out.value.spans += read.value.spans;
                 for trace_id in read.value.held {
@@ -243,7 +391,9 @@ impl LiveSource for LiveSources {
                 }
                 out.value.matches.extend(read.value.matches);
                 out.failures.extend(read.failures);
+                covers.push(read.covered);
             }
+            (out.failures, out.covered) = settle(out.failures, covers);
             let mut split: Vec<TraceId> = holders
                 .iter()
                 .filter(|(_, count)| **count > 1)
@@ -361,6 +511,75 @@ mod tests {
         let tenants = sources.tenants().await;
         assert_eq!(tenants.value, vec![tenant]);
         assert_eq!(tenants.failures.len(), 1);
+    }
+
+    fn held_now(store: Arc<LiveStore>, partitions: &[u32]) -> Arc<dyn LiveSource> {
+        let partitions = partitions.to_vec();
+        Arc::new(StoresNow(Arc::new(move || {
+            let covered = Covered {
+                of: 4,
+                partitions: partitions.clone(),
+            };
+            (vec![store.clone()], covered)
+        })))
+    }
+
+    #[tokio::test]
+    async fn a_live_store_that_does_not_answer_is_forgiven_only_when_the_others_cover_every_partition(
+    ) {
+        let tenant = TenantId::new("acme").unwrap();
+        let one = store_holding(&tenant, &[(1, 1)]).await;
+        let two = store_holding(&tenant, &[(2, 1)]).await;
+        let down = || -> Arc<dyn LiveSource> {
+            Arc::new(
+                crate::live_remote::RemoteLive::new(
+                    "http://127.0.0.1:1",
+                    std::time::Duration::from_secs(2),
+                )
+                .unwrap(),
+            )
+        };
+        // The dead live-store's partitions (2 and 3) were taken over by the second one.
+        let whole = LiveSources(vec![
+            held_now(one.clone(), &[0, 1]),
+            held_now(two.clone(), &[2, 3]),
+            down(),
+        ]);
+        let ids = [TraceId([1; 16]), TraceId([2; 16])];
+        let found = whole.find(&tenant, &ids).await;
+        assert_eq!(found.value.len(), 2);
+        assert!(found.failures.is_empty(), "{:?}", found.failures);
+        assert_eq!(found.covered.unwrap().partitions, vec![0, 1, 2, 3]);
+        let snapshot = whole.snapshot(&tenant).await;
+        assert!(snapshot.failures.is_empty(), "{:?}", snapshot.failures);
+        let matches = whole.search(&tenant, &search_of("{ }")).await;
+        assert!(matches.failures.is_empty(), "{:?}", matches.failures);
+        assert!(whole.tenants().await.failures.is_empty());
+        // Not yet taken over: partition 3 is nobody's, so the answer stays partial.
+        let short = LiveSources(vec![held_now(one, &[0, 1]), held_now(two, &[2]), down()]);
+        let found = short.find(&tenant, &ids).await;
+        assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+        assert_eq!(found.covered.unwrap().partitions, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn the_partitions_header_round_trips_and_refuses_nonsense() {
+        let covered = Covered {
+            of: 8,
+            partitions: vec![1, 5],
+        };
+        assert_eq!(covered.to_header(), "8:1,5");
+        assert_eq!(Covered::parse("8:1,5"), Some(covered));
+        assert_eq!(
+            Covered::parse("4:"),
+            Some(Covered {
+                of: 4,
+                partitions: vec![]
+            })
+        );
+        for bad in ["", "4", "4:9", "x:1", "4:1,,y", "4:-1"] {
+            assert_eq!(Covered::parse(bad), None, "{bad}");
+        }
     }
 
     fn search_of(text: &str) -> LiveSearch {

@@ -149,8 +149,11 @@ pub const KEYS: &[Key] = &[
     key("kafka.replication_factor", Int, "1", "Replication factor of the span topic when Andante creates it; use 3 on a real cluster."),
     key("kafka.produce_timeout", Dur, "5s", "A distributor answers 503 / UNAVAILABLE when the broker has not acknowledged a push within this."),
     key("kafka.max_record_bytes", Int, "1000000", "Largest record produced (keep it under the topic's `max.message.bytes`); a single trace's spans in one push larger than this are refused by name."),
-    key("kafka.instance", Int, "0", "This block-builder's ordinal: it owns the partitions p with p mod `kafka.instances` = this."),
-    key("kafka.instances", Int, "1", "How many block-builders share the partitions."),
+    key("kafka.assignment", Str, "group", "How block-builders, live-stores and generators share the span topic's partitions. `group`: each role is a consumer group at the broker (`<kafka.topic>.<role>`); the coordinator drops a member not heard from for `kafka.session_timeout` and the others take its partitions, sticky and balanced. `ordinal`: partition p belongs to instance p mod `kafka.instances` (Tempo's rule); a dead instance's partitions wait for its restart."),
+    key("kafka.session_timeout", Dur, "10s", "With `kafka.assignment: group`: how long the broker waits for a silent member before giving its partitions to the others."),
+    key("kafka.member_name", Str, "", "With `kafka.assignment: group`: the name this process announces in its group's metadata, so broker tools (`kafka-consumer-groups --describe`) show which process a member is. Empty: the host name and the HTTP port."),
+    key("kafka.instance", Int, "0", "With `kafka.assignment: ordinal`: this instance's ordinal; it owns the partitions p with p mod `kafka.instances` = this."),
+    key("kafka.instances", Int, "1", "With `kafka.assignment: ordinal`: how many instances of the role share the partitions."),
     key("distributor.metrics_url", Str, "", "Where a distributor apart sends the metrics it receives (OTLP metrics over gRPC and HTTP, Prometheus remote-write), unchanged: the `http://` base URL of the process holding the series store, a querier (`http://andante-query:3200`). The client gets that process's answer, so nothing is acknowledged before it is stored; one that does not answer is 503 / UNAVAILABLE. Empty: metrics pushes to a distributor are refused (404)."),
     key("distributor.metrics_timeout", Dur, "10s", "How long a distributor waits for the series store's answer to a forwarded metrics push before answering 503."),
     key("log.level", Str, "info", "Log filter, as for `RUST_LOG` (`info`, `andante=debug`, ...)."),
@@ -398,8 +401,20 @@ pub struct Kafka {
     #[serde(deserialize_with = "duration")]
     pub produce_timeout: Duration,
     pub max_record_bytes: usize,
+    pub assignment: Assignment,
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+    pub member_name: String,
     pub instance: u32,
     pub instances: u32,
+}
+
+/// `kafka.assignment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    Group,
+    Ordinal,
 }
 
 impl QueryConfig {
@@ -794,6 +809,18 @@ impl Config {
                 }
             }
         }
+        if self.kafka.assignment == Assignment::Group
+            && (self.kafka.instance != 0 || self.kafka.instances != 1)
+        {
+            bail!("kafka.instance and kafka.instances apply only with `kafka.assignment: ordinal`; with `group` the broker's consumer groups share the partitions");
+        }
+        if self.kafka.assignment == Assignment::Group
+            && self.kafka.session_timeout < Duration::from_secs(1)
+        {
+            bail!(
+                "kafka.session_timeout must be at least 1s (members heartbeat every third of it)"
+            );
+        }
         if self.kafka.instances == 0 || self.kafka.instance >= self.kafka.instances {
             bail!(
                 "kafka.instance ({}) must be below kafka.instances ({})",
@@ -1076,14 +1103,30 @@ mod tests {
         let config = merge(None, &explicit).expect("known roles parse");
         config.validate().expect("a generator with a destination");
         explicit.insert("target", "block-builder".to_owned());
-        explicit.insert("kafka.instance", "2".to_owned());
+        explicit.insert("kafka.instance", "1".to_owned());
         explicit.insert("kafka.instances", "2".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        let error = config
+            .validate()
+            .expect_err("ordinals with groups")
+            .to_string();
+        assert!(error.contains("kafka.assignment: ordinal"), "{error}");
+        explicit.insert("kafka.assignment", "ordinal".to_owned());
+        let config = merge(None, &explicit).expect("known roles parse");
+        config.validate().expect("an ordinal below the instances");
+        explicit.insert("kafka.instance", "2".to_owned());
         let config = merge(None, &explicit).expect("known roles parse");
         let error = config
             .validate()
             .expect_err("ordinal too large")
             .to_string();
         assert!(error.contains("kafka.instance"), "{error}");
+        explicit.insert("kafka.assignment", "groups".to_owned());
+        let error = format!("{:#}", merge(None, &explicit).expect_err("unknown"));
+        assert!(
+            error.contains("unknown variant `groups`, expected `group` or `ordinal`"),
+            "{error}"
+        );
     }
 
     #[test]

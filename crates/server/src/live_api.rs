@@ -89,7 +89,10 @@ async fn search(
         return (StatusCode::SERVICE_UNAVAILABLE, found.failures.join("; ")).into_response();
     }
     (
-        [(header::CONTENT_TYPE, LIVE_MATCHES_CONTENT_TYPE)],
+        [
+            (header::CONTENT_TYPE, LIVE_MATCHES_CONTENT_TYPE.to_owned()),
+            covered(&found.covered),
+        ],
         encode_live_matches(&found.value),
     )
         .into_response()
@@ -103,14 +106,25 @@ struct TracesState {
 }
 
 async fn tenants(State(stores): State<Arc<dyn LiveSource>>) -> Response {
-    let names: Vec<String> = stores
-        .tenants()
-        .await
+    let read = stores.tenants().await;
+    let names: Vec<String> = read
         .value
         .iter()
         .map(|tenant| tenant.as_str().to_owned())
         .collect();
-    axum::Json(names).into_response()
+    ([covered(&read.covered)], axum::Json(names)).into_response()
+}
+
+/// The partitions an answer covers, for the querier to know which live-stores' silence the
+/// others make up for.
+fn covered(covered: &Option<andante_query::Covered>) -> (header::HeaderName, String) {
+    (
+        header::HeaderName::from_static(andante_query::COVERED_HEADER),
+        covered
+            .as_ref()
+            .map(andante_query::Covered::to_header)
+            .unwrap_or_default(),
+    )
 }
 
 /// The answer to an internal request body that is not the JSON asked for (400), or is past the
@@ -138,8 +152,11 @@ async fn traces(
         Ok(tenant) => tenant,
         Err(error) => return bad_request(format!("invalid tenant: {error}")),
     };
-    let traces = match params.get("ids") {
-        None => stores.snapshot(&tenant).await.value,
+    let (traces, cover) = match params.get("ids") {
+        None => {
+            let read = stores.snapshot(&tenant).await;
+            (read.value, read.covered)
+        }
         Some(ids) => {
             let ids: Vec<&str> = ids.split(',').filter(|id| !id.is_empty()).collect();
             if ids.len() > MAX_IDS {
@@ -161,18 +178,17 @@ async fn traces(
             if let Err(lag) = role.read_after_write(&tenant, &parsed).await {
                 return (StatusCode::SERVICE_UNAVAILABLE, lag).into_response();
             }
-            let mut found: andante_live::wire::LiveTraces = stores
-                .find(&tenant, &parsed)
-                .await
-                .value
-                .into_iter()
-                .collect();
+            let read = stores.find(&tenant, &parsed).await;
+            let mut found: andante_live::wire::LiveTraces = read.value.into_iter().collect();
             found.sort_unstable_by_key(|(trace_id, _)| *trace_id);
-            found
+            (found, read.covered)
         }
     };
     (
-        [(header::CONTENT_TYPE, LIVE_TRACES_CONTENT_TYPE)],
+        [
+            (header::CONTENT_TYPE, LIVE_TRACES_CONTENT_TYPE.to_owned()),
+            covered(&cover),
+        ],
         encode_live_traces(&traces),
     )
         .into_response()

@@ -385,14 +385,18 @@ impl andante_ingest::sample_push::SampleSink for NoMetricsHere {
     fn count(&self, _tenant: &andante_model::TenantId, _stored: usize, _refused: usize) {}
 }
 
-/// A live-store's partitions' stores, read as one.
-pub(crate) fn own_live_stores(role: &andante_log::LiveStoreRole) -> andante_query::LiveSources {
-    andante_query::LiveSources(
-        role.stores()
-            .into_iter()
-            .map(|store| store as Arc<dyn andante_query::LiveSource>)
-            .collect(),
-    )
+/// A live-store's stores, read as one: those of the partitions it owns at the time of each
+/// read, since ownership moves with the consumer group.
+pub(crate) fn own_live_stores(role: &Arc<andante_log::LiveStoreRole>) -> andante_query::StoresNow {
+    let role = role.clone();
+    andante_query::StoresNow(Arc::new(move || {
+        let (partitions, stores) = role.held();
+        let covered = andante_query::Covered {
+            of: role.partition_count(),
+            partitions,
+        };
+        (stores, covered)
+    }))
 }
 
 /// How long a live-store keeps a trace after the block-builders' committed offset passed it:
@@ -407,7 +411,7 @@ fn live_retire_after(config: &Config) -> Duration {
 fn live_source(
     config: &Config,
     live: &Arc<LiveStore>,
-    live_role: Option<&andante_log::LiveStoreRole>,
+    live_role: Option<&Arc<andante_log::LiveStoreRole>>,
 ) -> anyhow::Result<Arc<dyn andante_query::LiveSource>> {
     let urls = config.query.live_stores();
     if *config.target == [crate::config::Role::All] || (urls.is_empty() && live_role.is_none()) {
@@ -424,6 +428,41 @@ fn live_source(
         sources.push(Arc::new(remote));
     }
     Ok(Arc::new(andante_query::LiveSources(sources)))
+}
+
+/// How this process's consuming roles share the span topic's partitions (`kafka.assignment`).
+fn ownership(config: &Config) -> andante_log::Ownership {
+    match config.kafka.assignment {
+        crate::config::Assignment::Ordinal => andante_log::Ownership::Ordinal {
+            instance: config.kafka.instance,
+            instances: config.kafka.instances,
+        },
+        crate::config::Assignment::Group => andante_log::Ownership::Group {
+            identity: member_name(config),
+            session_timeout: config.kafka.session_timeout,
+        },
+    }
+}
+
+/// `kafka.member_name`, or the host name and HTTP port: stable across a restart in place, and
+/// apart between processes on one host.
+fn member_name(config: &Config) -> String {
+    let configured = config.kafka.member_name.trim();
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "andante".to_owned());
+    let address = config.server.http_listen_address.trim();
+    let port = address.rsplit(':').next().unwrap_or(address);
+    format!("{host}:{port}")
 }
 
 /// Connects to the log, retrying until it answers: a split process starts before its broker
@@ -551,8 +590,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let (role, tasks) = andante_log::LiveStoreRole::start(
                 log.clone(),
                 builder_metrics.clone(),
-                config.kafka.instance,
-                config.kafka.instances,
+                &ownership(&config),
                 storage.clone(),
                 live_config.clone(),
                 live_retire_after(&config),
@@ -560,7 +598,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
             .await
             .map_err(|error| anyhow::anyhow!("live-store: {error}"))?;
-            tracing::info!(partitions = ?role.partitions(), "live-store consuming");
             loops.extend(tasks);
             Some(role)
         }
@@ -568,32 +605,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let builder = match &log {
         Some(log) if runs(roles, Component::BuildBlocks) => {
-            let (builder, tasks) = andante_log::BlockBuilder::start(
+            let (builder, task) = andante_log::BlockBuilder::start(
                 log.clone(),
                 builder_metrics.clone(),
-                config.kafka.instance,
-                config.kafka.instances,
+                &ownership(&config),
                 storage.clone(),
                 blocks.clone(),
                 live_config.clone(),
                 stop.clone(),
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("block-builder: {error}"))?;
-            tracing::info!(partitions = ?builder.partitions(), "block-builder consuming");
-            loops.extend(tasks);
+            );
+            loops.push(task);
             Some(builder)
         }
         _ => None,
     };
     // Every store whose traces this process holds counts in `andante_live_traces` and `_bytes`.
-    let others: Vec<Arc<LiveStore>> = builder
-        .iter()
-        .flat_map(|builder| builder.stores())
-        .chain(live_role.iter().flat_map(|role| role.stores()))
-        .collect();
+    let others: Arc<dyn Fn() -> Vec<Arc<LiveStore>> + Send + Sync> = {
+        let (builder, live_role) = (builder.clone(), live_role.clone());
+        Arc::new(move || {
+            builder
+                .iter()
+                .flat_map(|builder| builder.stores())
+                .chain(live_role.iter().flat_map(|role| role.stores()))
+                .collect()
+        })
+    };
     metrics.register_store(live.clone(), others, blocks.clone());
-    let live_source = live_source(&config, &live, live_role.as_deref())?;
+    let live_source = live_source(&config, &live, live_role.as_ref())?;
     let live_insights = Arc::new(andante_api::insights_live::LiveInsights::new(
         config.insights.live_window,
         config.live.trace_idle,
@@ -884,14 +922,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    // The stores that cut traces and write blocks: `all`'s own, or a block-builder's, one per
-    // partition it owns.
-    let cutting = match (&builder, single) {
-        (_, true) => vec![live.clone()],
-        (Some(builder), false) => builder.stores(),
-        (None, false) => Vec::new(),
-    };
-    for store in cutting {
+    // `all`'s own store cuts traces and writes blocks here; a block-builder's stores do it on
+    // the same timers, started and stopped with their partitions.
+    if single {
+        let store = live.clone();
         {
             let store = store.clone();
             loops.push(every(Duration::from_millis(250), stop.clone(), move || {
@@ -909,18 +943,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let Some(spans) = generated.spans.clone() else {
                 anyhow::bail!("target `generator` with the generator off: enable `generator.span_metrics` or `generator.service_graphs`");
             };
-            loops.extend(
-                andante_log::start_generator_feed(
-                    log.clone(),
-                    builder_metrics.clone(),
-                    config.kafka.instance,
-                    config.kafka.instances,
-                    spans,
-                    stop.clone(),
-                )
-                .await
-                .map_err(|error| anyhow::anyhow!("generator: {error}"))?,
-            );
+            loops.push(andante_log::start_generator_feed(
+                log.clone(),
+                builder_metrics.clone(),
+                &ownership(&config),
+                spans,
+                stop.clone(),
+            ));
         }
     }
     loops.extend(crate::roles::start_block_maintenance(
