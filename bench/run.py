@@ -5,7 +5,7 @@ temporary directory, drives it with `andante gen` (fixed seed), and prints JSON 
   storage:    bytes per span in blocks after the cut, and after compaction
   lookup:     trace-by-ID p50/p99 (protobuf, as Grafana asks) over random acknowledged traces
   rss:        peak server RSS while sending a steady target rate
-Usage: bench/run.py [--phase ingest|lookup|rss|search|generator|metrics|scale-out|live-reads|all] [--seconds N] [--rate TRACES_PER_S]
+Usage: bench/run.py [--phase ingest|lookup|rss|search|generator|metrics|scale-out|live-reads|takeover|all] [--seconds N] [--rate TRACES_PER_S] [--binary PATH]
 Build first: cargo build --release --bin andante
 """
 
@@ -465,14 +465,80 @@ def phase_search(work, target_spans):
     return results
 
 
+def owned(server, role):
+    """`andante_log_partitions_owned{role}` of a consuming role's process."""
+    for line in requests.get(f"{server.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("andante_log_partitions_owned{") and f'role="{role}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def phase_takeover(work, runs=5, sessions=("3s", "10s"), partitions=8):
+    """Seconds from SIGKILL of one of two block-builders and one of two live-stores (consumer
+    groups over tansu) until the survivors own every partition, and from the restart of both
+    until the shares are even again; medians of `runs` per session timeout. Nothing is pushed:
+    ownership does not wait for data."""
+    out = {}
+    for session in sessions:
+        kills, rejoins = {"block-builder": [], "live-store": []}, {"block-builder": [], "live-store": []}
+        for run in range(runs):
+            run_dir = work / f"takeover-{session}-{run}"
+            run_dir.mkdir()
+            tansu, brokers = start_tansu(run_dir)
+            log = ["--kafka.brokers", brokers, "--kafka.partitions", str(partitions), "--kafka.session-timeout", session]
+            servers = {}
+            for role in ("block-builder", "live-store"):
+                servers[role] = []
+                for _ in range(2):
+                    # One storage directory, as a bucket would be shared.
+                    servers[role].append(Server(run_dir / "shared", "--target", role, *log).start())
+
+            def wait(role, members, want, since):
+                while sorted(owned(s, role) for s in members) != want:
+                    if time.time() - since > 120:
+                        raise RuntimeError(f"{role}: shares never became {want}")
+                    time.sleep(0.05)
+                return time.time() - since
+
+            half = partitions // 2
+            for role in servers:
+                wait(role, servers[role], [half, half], time.time())
+            killed_at = time.time()
+            for role in servers:
+                servers[role][1].process.send_signal(signal.SIGKILL)
+                servers[role][1].process.wait()
+            for role in servers:
+                kills[role].append(wait(role, servers[role][:1], [partitions], killed_at))
+            restarted_at = time.time()
+            for role in servers:
+                servers[role][1].start()
+            for role in servers:
+                rejoins[role].append(wait(role, servers[role], [half, half], restarted_at))
+            for role in servers:
+                for server in servers[role]:
+                    server.stop()
+            tansu.kill()
+            tansu.wait()
+        out[session] = {
+            role: {"takeover_after_kill_s": round(statistics.median(kills[role]), 2),
+                   "even_after_restart_s": round(statistics.median(rejoins[role]), 2),
+                   "takeover_runs_s": [round(v, 2) for v in kills[role]]}
+            for role in kills}
+    return out
+
+
 def main():
+    global BINARY
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "scale-out", "live-reads", "all"])
+    parser.add_argument("--phase", default="all", choices=["ingest", "lookup", "rss", "search", "generator", "metrics", "scale-out", "live-reads", "takeover", "all"])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--rate", type=int, default=20000, help="traces/s offered in the ingest phase")
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
     parser.add_argument("--search-spans", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=5, help="kills per session timeout in the takeover phase")
+    parser.add_argument("--binary", default=str(BINARY), help="the andante binary (default: the release build)")
     args = parser.parse_args()
+    BINARY = Path(args.binary)
     results = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="andante-bench-") as tmp:
         work = Path(tmp)
@@ -490,6 +556,8 @@ def main():
             results["scale_out"] = phase_scale_out(work, args.seconds, args.rate)
         if args.phase == "live-reads":  # needs tansu; not part of `all`
             results["live_reads"] = phase_live_reads(work, args.seconds, args.rate)
+        if args.phase == "takeover":  # needs tansu; not part of `all`
+            results["takeover"] = phase_takeover(work, args.runs)
         if args.phase in ("metrics", "all"):
             results["metrics"] = phase_metrics(work, args.search_spans)
     json.dump(results, sys.stdout, indent=2)
