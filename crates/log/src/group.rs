@@ -15,13 +15,15 @@
 //! the standard consumer subscription (the topic, and an identity in the user data) and never
 //! change it, since a coordinator starts a new generation on every metadata change.
 //!
-//! Handover is not fenced: for a moment (until each member's next heartbeat, or while a zombie
-//! outlives its session) two members may consume one partition. That is safe here because
-//! consumers are idempotent: a block-builder's blocks are named from (tenant, partition, first
-//! offset), so two writers write the same block, and a committed offset only ever vouches for
-//! listed blocks; a live-store's overlap is deduplicated on read. A member that cannot reach
-//! the coordinator for a whole session gives up its partitions, as the coordinator has given
-//! them away.
+//! Handover is not fenced: for a moment (a zombie that outlives its session, or two members
+//! reading the list a heartbeat apart) two members may consume one partition. Nothing is lost:
+//! a committed offset only ever vouches for listed blocks, and whichever member commits resumes
+//! where its own blocks end. Spans written twice are duplicates of the kind a builder restart
+//! already makes: reads by ID, search and compaction remove them (TraceQL metrics count them
+//! until compaction has merged the blocks). Gains wait for two agreeing readings and losses do
+//! not, so a rebalance between live members stops the old owner before the new one starts. A
+//! member that cannot reach the coordinator for a whole session gives up its partitions, as
+//! the coordinator has given them away.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

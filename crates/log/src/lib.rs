@@ -17,8 +17,9 @@
 //!   restarted block-builder loses nothing; it may write some spans twice (removed on read).
 //! - Every fragment of a trace of a tenant goes to one partition.
 //! - Consumers own partitions by the broker's consumer group of their role, or by ordinal
-//!   (`ownership`, `group`). Two consumers of one partition during a handover are harmless:
-//!   block IDs follow from offsets, and reads deduplicate.
+//!   (`ownership`, `group`). Two consumers of one partition during a handover lose nothing
+//!   (commits only vouch for listed blocks); spans they both write are duplicates, removed as a
+//!   restart's are.
 
 mod builder;
 mod client;
