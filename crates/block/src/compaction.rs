@@ -241,6 +241,10 @@ async fn compact_leased(
             .unwrap_or(0)
             + 1,
         replaces: inputs.iter().map(|h| h.meta.block_id).collect(),
+        // A merge removes copies among its inputs; what it holds came from all their streams.
+        sources: crate::meta::BlockSource::union(
+            inputs.iter().flat_map(|h| h.meta.sources.iter().flatten()),
+        ),
         options: options.write,
     };
     let encoding = inputs[0].encoding();

@@ -88,6 +88,8 @@ pub struct NewBlock {
     pub compaction_level: u32,
     pub replaces: Vec<Uuid>,
     pub options: v1::WriteOptions,
+    /// Where its records came from (`BlockMeta::sources`); empty: not recorded.
+    pub sources: Vec<meta::BlockSource>,
 }
 
 /// A block opened for reading.
@@ -284,6 +286,7 @@ pub fn encode_block_groups(
         tag_names: tag_names.finish(),
         dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
         trace_table_bytes: Some(trace_table.len() as u64),
+        sources: (!new_block.sources.is_empty()).then(|| new_block.sources.clone()),
     };
     Ok(EncodedBlock {
         meta,

@@ -58,6 +58,67 @@ pub struct BlockMeta {
     /// one. Absent in blocks written before it existed: stage 1 then reads the trace columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_table_bytes: Option<u64>,
+    /// Where the block's records came from (`BlockSource`), so a reader can tell the blocks a
+    /// replay may have written twice. Absent in blocks written before it existed and in blocks
+    /// not cut from a log or WAL (tests, tools): such a block is never taken for a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<BlockSource>>,
+}
+
+/// One stream of records a block holds spans from: every record of it in the block lies at a
+/// position in `from..=to` of `stream`, read by the consumer `incarnation`. A consumer that
+/// replays a stream after a crash or a takeover is a new incarnation, and only then can two
+/// blocks hold the same spans: two blocks are suspects exactly when they share a stream,
+/// differ in incarnation and their ranges overlap (`BlockSource::overlaps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockSource {
+    /// `log/<topic>/<partition>` (positions are offsets) or `wal` (positions are segments).
+    pub stream: String,
+    /// Random per consumer start.
+    pub incarnation: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+impl BlockSource {
+    /// Whether the two may hold the same records read twice: one stream, two readings.
+    pub fn overlaps(&self, other: &BlockSource) -> bool {
+        self.stream == other.stream
+            && self.incarnation != other.incarnation
+            && self.from <= other.to
+            && other.from <= self.to
+    }
+
+    /// The sources of a merge of blocks: one per (stream, incarnation), spanning them all.
+    pub fn union<'a>(sources: impl IntoIterator<Item = &'a BlockSource>) -> Vec<BlockSource> {
+        let mut merged: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for source in sources {
+            let range = merged
+                .entry((source.stream.clone(), source.incarnation.clone()))
+                .or_insert((source.from, source.to));
+            range.0 = range.0.min(source.from);
+            range.1 = range.1.max(source.to);
+        }
+        merged
+            .into_iter()
+            .map(|((stream, incarnation), (from, to))| BlockSource {
+                stream,
+                incarnation,
+                from,
+                to,
+            })
+            .collect()
+    }
+}
+
+/// Whether two blocks may hold copies of the same spans (a replay wrote some twice): some
+/// source of one overlaps some source of the other.
+pub fn may_share_records(a: &BlockMeta, b: &BlockMeta) -> bool {
+    let (Some(a), Some(b)) = (&a.sources, &b.sources) else {
+        return false;
+    };
+    a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))
 }
 
 /// Most service names kept in `meta.json`.

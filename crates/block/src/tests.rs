@@ -182,6 +182,7 @@ pub(crate) async fn write(
     row_group_spans: usize,
 ) -> BlockHandle {
     let new_block = NewBlock {
+        sources: Vec::new(),
         tenant_id: "t".into(),
         compaction_level: 0,
         replaces: Vec::new(),
@@ -1594,6 +1595,7 @@ async fn blocks_without_slot_columns_still_read() {
         span.attributes.retain(|kv| kv.key != "user.id");
     }
     let new_block = NewBlock {
+        sources: Vec::new(),
         tenant_id: "t".into(),
         compaction_level: 0,
         replaces: Vec::new(),
@@ -2047,4 +2049,62 @@ async fn compactors_sharing_a_bucket_never_merge_the_same_blocks() {
     polled.poll(&storage).await.unwrap();
     assert_eq!(polled.blocks("t").len(), 1);
     assert_eq!(polled.blocks("t")[0].meta.trace_count, 30);
+}
+
+/// A block records where its records came from; compaction keeps one source per (stream,
+/// reading) spanning its inputs; a `meta.json` without sources still reads, as "unknown".
+#[tokio::test]
+async fn sources_are_kept_through_compaction_and_suspects_are_told_apart() {
+    use crate::meta::{may_share_records, BlockSource};
+    let storage = Storage::in_memory();
+    let all = traces(20, 30);
+    let source = |incarnation: &str, from: u64, to: u64| BlockSource {
+        stream: "log/spans/3".into(),
+        incarnation: incarnation.into(),
+        from,
+        to,
+    };
+    let list = blocklist::BlockList::default();
+    let parts = [
+        (&all[..8], vec![source("a", 0, 40)]),
+        (&all[8..14], vec![source("a", 35, 90)]),
+        (&all[14..], vec![source("b", 60, 120)]),
+    ];
+    let mut metas = Vec::new();
+    for (part, sources) in parts {
+        let mut part = part.to_vec();
+        part.sort_by_key(|trace| trace.trace_id);
+        let new_block = NewBlock {
+            sources,
+            tenant_id: "t".into(),
+            compaction_level: 0,
+            replaces: Vec::new(),
+            options: v1::WriteOptions::default(),
+        };
+        let encoded = encode_block(&part, &new_block).expect("encode");
+        let meta = encoded.meta.clone();
+        upload_block(&storage, encoded).await.expect("upload");
+        let meta = read_meta(&storage, "t", &meta.block_id.to_string())
+            .await
+            .expect("meta");
+        metas.push(meta.clone());
+        list.add(BlockHandle::open(&storage, meta).await.expect("open"));
+    }
+    // One reading never suspects itself; the replay "b" overlaps the second block only.
+    assert!(!may_share_records(&metas[0], &metas[1]));
+    assert!(!may_share_records(&metas[0], &metas[2]));
+    assert!(may_share_records(&metas[1], &metas[2]));
+    assert!(!may_share_records(
+        &older_meta(&metas[1], "sources"),
+        &metas[2]
+    ));
+    let options = compaction::CompactionOptions::default();
+    let merged = compaction::compact_once(&storage, &list, "t", &options, &holder("a"))
+        .await
+        .expect("compact")
+        .expect("a plan");
+    assert_eq!(
+        merged.sources,
+        Some(vec![source("a", 0, 90), source("b", 60, 120)])
+    );
 }

@@ -287,6 +287,7 @@ async fn blocks_of_the_two_formats_are_merged_apart() {
     let storage = Storage::in_memory();
     let list = blocklist::BlockList::default();
     let new_block = NewBlock {
+        sources: Vec::new(),
         tenant_id: "t".into(),
         compaction_level: 0,
         replaces: Vec::new(),

@@ -121,6 +121,10 @@ pub struct LiveStore {
     pub metrics: Arc<LiveMetrics>,
     /// Where accepted spans go after they are durable (the metrics generator); set once.
     span_sink: std::sync::OnceLock<Arc<dyn SpanSink>>,
+    /// The stream this store reads (`wal`, or `log/<topic>/<partition>`) and this reading of
+    /// it, recorded in every block it writes (`BlockMeta::sources`).
+    stream: String,
+    incarnation: String,
 }
 
 /// A consumer of every acknowledged span (not of WAL replays: those spans were already seen).
@@ -156,6 +160,7 @@ impl LiveStore {
         let wal = Wal::open(wal_dir, wal_options, on_fsync)?;
         Ok(Self::build(
             Source::Wal(wal),
+            "wal".to_owned(),
             tenants,
             metrics,
             storage,
@@ -168,6 +173,7 @@ impl LiveStore {
     /// `commit` hears the oldest offset still needed after each block (none: the store only
     /// answers queries).
     pub fn fed_by_log(
+        stream: String,
         first_offset: u64,
         commit: Option<Arc<dyn OffsetCommit>>,
         storage: Storage,
@@ -179,11 +185,20 @@ impl LiveStore {
             commit,
         };
         let metrics = Arc::new(LiveMetrics::default());
-        Self::build(source, HashMap::new(), metrics, storage, blocks, config)
+        Self::build(
+            source,
+            stream,
+            HashMap::new(),
+            metrics,
+            storage,
+            blocks,
+            config,
+        )
     }
 
     fn build(
         source: Source,
+        stream: String,
         tenants: HashMap<TenantId, Arc<Mutex<TenantLive>>>,
         metrics: Arc<LiveMetrics>,
         storage: Storage,
@@ -191,6 +206,8 @@ impl LiveStore {
         config: LiveConfig,
     ) -> Arc<LiveStore> {
         Arc::new(LiveStore {
+            stream,
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
             rate_limiter: RateLimiter::new(&config.limits),
             config,
             source,
@@ -540,11 +557,24 @@ impl LiveStore {
     }
 
     async fn write_block(&self, tenant: &TenantId, batch: Arc<TraceMap>) -> bool {
+        // Every record of the batch lies between its traces' first and last positions.
+        let from = batch.values().map(|trace| trace.first_segment).min();
+        let to = batch.values().map(|trace| trace.last_segment).max();
         let new_block = NewBlock {
             tenant_id: tenant.to_string(),
             compaction_level: 0,
             replaces: Vec::new(),
             options: self.config.write,
+            sources: from
+                .zip(to)
+                .map(|(from, to)| andante_block::meta::BlockSource {
+                    stream: self.stream.clone(),
+                    incarnation: self.incarnation.clone(),
+                    from,
+                    to,
+                })
+                .into_iter()
+                .collect(),
         };
         let encoded = tokio::task::spawn_blocking(move || {
             // Decoded one row group at a time: a block's worth of decoded spans never sits in memory.

@@ -323,6 +323,7 @@ async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_
     };
     let commits = std::sync::Arc::new(Commits::default());
     let store = LiveStore::fed_by_log(
+        "log/test/0".to_owned(),
         0,
         Some(commits.clone()),
         storage.clone(),
@@ -345,6 +346,7 @@ async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_
     // A crash loses what was held; the consumer resumes at the committed offset.
     drop(store);
     let resumed = LiveStore::fed_by_log(
+        "log/test/0".to_owned(),
         1,
         Some(commits.clone()),
         storage.clone(),
@@ -357,6 +359,25 @@ async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_
     resumed.flush_all().await;
     assert_eq!(commits.0.lock().last(), Some(&2));
     assert_eq!(blocks.totals().1, 5, "every span of both records, once");
+    // Each block says which reading of which stream wrote it, and the offsets it holds, so
+    // readers can tell copies a replay made (none here: the ranges do not overlap).
+    let mut sources: Vec<_> = blocks
+        .blocks(tenant.as_str())
+        .iter()
+        .flat_map(|handle| handle.meta.sources.clone().expect("recorded"))
+        .map(|source| (source.stream, source.from, source.to, source.incarnation))
+        .collect();
+    sources.sort();
+    assert_eq!(sources.len(), 2);
+    assert_eq!(
+        (sources[0].0.as_str(), sources[0].1, sources[0].2),
+        ("log/test/0", 0, 0)
+    );
+    assert_eq!(
+        (sources[1].0.as_str(), sources[1].1, sources[1].2),
+        ("log/test/0", 1, 1)
+    );
+    assert_ne!(sources[0].3, sources[1].3, "two readings");
 
     // Records that do not decode are passed over, so the commit can pass them.
     resumed.skip_logged(2).await;
@@ -373,6 +394,7 @@ async fn a_log_fed_store_commits_only_what_is_in_blocks_and_a_resumed_one_loses_
 async fn retiring_drops_only_traces_wholly_before_the_offset() {
     let tenant = TenantId::new("acme").expect("tenant");
     let store = LiveStore::fed_by_log(
+        "log/test/0".to_owned(),
         0,
         None,
         Storage::in_memory(),

@@ -255,7 +255,15 @@ pub(crate) async fn consume_into_store(
 ) -> Result<(Arc<LiveStore>, tokio::task::JoinHandle<()>), String> {
     let client = log.partition(partition).clone();
     let start = resume_offset(&client, offsets, partition).await?;
-    let store = LiveStore::fed_by_log(start, commit, storage.clone(), blocks, config.clone());
+    let stream = format!("log/{}/{partition}", log.config.topic);
+    let store = LiveStore::fed_by_log(
+        stream,
+        start,
+        commit,
+        storage.clone(),
+        blocks,
+        config.clone(),
+    );
     let sink = Arc::new(StoreSink::new(store.clone(), config));
     let task = tokio::spawn(consume(
         client,

@@ -19,8 +19,8 @@
 //! reading the list a heartbeat apart) two members may consume one partition. Nothing is lost:
 //! a committed offset only ever vouches for listed blocks, and whichever member commits resumes
 //! where its own blocks end. Spans written twice are duplicates of the kind a builder restart
-//! already makes: reads by ID, search and compaction remove them (TraceQL metrics count them
-//! until compaction has merged the blocks). Gains wait for two agreeing readings and losses do
+//! already makes: each block records its reading of the partition (`BlockMeta::sources`), and
+//! reads by ID, search, TraceQL metrics and compaction count them once. Gains wait for two agreeing readings and losses do
 //! not, so a rebalance between live members stops the old owner before the new one starts. A
 //! member that cannot reach the coordinator for a whole session gives up its partitions, as
 //! the coordinator has given them away.

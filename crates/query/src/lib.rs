@@ -20,6 +20,7 @@ pub use live_source::{
     Covered, HeldNow, LiveRead, LiveSource, LiveSources, StoresNow, COVERED_HEADER,
 };
 
+mod copies;
 pub mod jobs;
 pub mod live_remote;
 pub mod live_source;
@@ -66,6 +67,8 @@ pub struct Querier {
     queriers: Option<Arc<jobs::Queriers>>,
     /// Blocks' answers to tag requests (`tag_cache.rs`).
     tag_cache: Arc<tag_cache::TagCache>,
+    /// Traces a replay wrote into two blocks (`copies.rs`).
+    copies: Arc<copies::CopyFinder>,
 }
 
 /// Runs `work` over `items` split into `parts` parts of equal length, each a blocking task
@@ -144,6 +147,7 @@ impl Querier {
             block_jobs: cores.max(2),
             queriers: None,
             tag_cache: Arc::default(),
+            copies: Arc::default(),
         }
     }
 

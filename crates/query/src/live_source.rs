@@ -456,6 +456,7 @@ mod tests {
         let tenant = tenant.clone();
         async move {
             let store = LiveStore::fed_by_log(
+                "log/test/0".to_owned(),
                 0,
                 None,
                 Storage::in_memory(),

@@ -570,11 +570,22 @@ impl Querier {
             failures.extend(snapshot.failures);
             // Live traces stay encoded until the fold, which decodes only what the query reads;
             // block rows of the same traces wait beside them.
-            let live: HashMap<TraceId, Vec<bytes::Bytes>> = snapshot.value.into_iter().collect();
-            let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
+            let mut live: HashMap<TraceId, Vec<bytes::Bytes>> =
+                snapshot.value.into_iter().collect();
             let mut from_blocks: HashMap<TraceId, Vec<ResourceSpans>> = HashMap::new();
 
             let blocks = self.blocks_newest_first(tenant, window_start, window_end);
+            // Traces a replay wrote into two blocks are folded whole, once, as traces held
+            // live are: the block folds skip their rows.
+            match self.copies.copied_traces(&self.storage, &blocks).await {
+                Ok(copied) => {
+                    for trace_id in copied {
+                        live.entry(trace_id).or_default();
+                    }
+                }
+                Err(failure) => failures.push(failure),
+            }
+            let live_ids: Arc<HashSet<TraceId>> = Arc::new(live.keys().copied().collect());
             result.stats.total_blocks += blocks.len() as u64;
             result.stats.total_jobs += blocks.len() as u64 + 1;
             // With queriers apart, each block is first a job for one of them (`jobs.rs`).
@@ -656,7 +667,7 @@ impl Querier {
             // trace into its own accumulator, so no part holds its traces decoded at once.
             let held: Vec<(TraceId, HeldTrace)> = live
                 .into_iter()
-                .map(|(id, fragments)| {
+                .filter_map(|(id, fragments)| {
                     let held = match whole.remove(&id) {
                         Some(spans) => HeldTrace::Whole(spans),
                         None => HeldTrace::Encoded {
@@ -664,7 +675,10 @@ impl Querier {
                             from_blocks: from_blocks.remove(&id).unwrap_or_default(),
                         },
                     };
-                    (id, held)
+                    // A copied trace no fold met (outside the window) has nothing to count.
+                    let empty = matches!(&held, HeldTrace::Encoded { fragments, from_blocks }
+                        if fragments.is_empty() && from_blocks.is_empty());
+                    (!empty).then_some((id, held))
                 })
                 .collect();
             let query_of_parts = query.clone();

@@ -904,6 +904,7 @@ mod tests {
         traces.dedup_by_key(|trace| trace.trace_id);
         let tenant = andante_model::TenantId::new("t").expect("tenant");
         let new_block = NewBlock {
+            sources: Vec::new(),
             tenant_id: "t".into(),
             compaction_level: 0,
             replaces: Vec::new(),
@@ -1055,6 +1056,7 @@ mod tests {
         let storage = andante_storage::Storage::in_memory();
         let blocks = andante_block::blocklist::BlockList::default();
         let new_block = NewBlock {
+            sources: Vec::new(),
             tenant_id: "t".into(),
             compaction_level: 0,
             replaces: Vec::new(),

@@ -83,6 +83,7 @@ fn main() {
         .collect();
     traces.sort_by_key(|trace| trace.trace_id);
     let new_block = NewBlock {
+        sources: Vec::new(),
         tenant_id: "bench".into(),
         compaction_level: 0,
         replaces: Vec::new(),

@@ -215,6 +215,7 @@ mod tests {
         let storage = Storage::in_memory();
         let blocks = BlockList::default();
         let new_block = NewBlock {
+            sources: Vec::new(),
             tenant_id: tenant.as_str().into(),
             compaction_level: 0,
             replaces: Vec::new(),
@@ -255,6 +256,7 @@ mod tests {
             blocks.add(BlockHandle::open(&storage, meta).await.expect("opens"));
         }
         let store = LiveStore::fed_by_log(
+            "log/test/0".to_owned(),
             0,
             None,
             Storage::in_memory(),
@@ -333,6 +335,105 @@ mod tests {
             apart.stats.inspected_spans, here.stats.inspected_spans,
             "{text}"
         );
+    }
+
+    /// Spans a replay wrote into two blocks (two readings of one stream, overlapping) count
+    /// once, folded here or by a querier apart; blocks without sources, or whose ranges do not
+    /// overlap, are not taken for copies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_a_replay_wrote_into_two_blocks_count_once_here_and_apart() {
+        let tenant = andante_model::TenantId::new("t").expect("tenant");
+        let tenants = TenantSet::one(tenant.clone());
+        let topology = andante_gen::Topology::new(5);
+        let mut builder = andante_gen::TraceBuilder::new(&topology, 7);
+        let traces: Vec<Trace> = (0..200u64)
+            .map(|n| {
+                let (trace_id, resource_spans) = builder.build(BASE + n * 250_000_000);
+                Trace {
+                    trace_id: TraceId(trace_id.try_into().expect("16 bytes")),
+                    resource_spans,
+                }
+            })
+            .collect();
+        let spans = |traces: &[Trace]| -> usize {
+            traces
+                .iter()
+                .flat_map(|t| &t.resource_spans)
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum()
+        };
+        let all_spans = spans(&traces);
+        // The first reading wrote traces 0..120 (offsets 0..=119); the replay after a restart
+        // at offset 80 wrote 80..200 again. Traces 80..120 are in both blocks, and so are the
+        // first spans of trace 150, which the first reading had begun to write.
+        let mut first: Vec<Trace> = traces[..120].to_vec();
+        let mut partial = traces[150].clone();
+        partial.resource_spans.truncate(1);
+        first.push(partial);
+        let second: Vec<Trace> = traces[80..].to_vec();
+        let copied = spans(&traces[80..120]) + spans(&first[120..]);
+        let source = |incarnation: &str, from: u64, to: u64| andante_block::meta::BlockSource {
+            stream: "log/spans/0".into(),
+            incarnation: incarnation.into(),
+            from,
+            to,
+        };
+        let count = |sources: [Vec<andante_block::meta::BlockSource>; 2]| {
+            let (first, second, tenants) = (first.clone(), second.clone(), tenants.clone());
+            async move {
+                let storage = Storage::in_memory();
+                let blocks = BlockList::default();
+                for (mut block, sources) in [first, second].into_iter().zip(sources) {
+                    block.sort_by_key(|trace| trace.trace_id);
+                    let new_block = NewBlock {
+                        sources,
+                        tenant_id: "t".into(),
+                        compaction_level: 0,
+                        replaces: Vec::new(),
+                        options: andante_block::v1::WriteOptions {
+                            row_group_spans: 300,
+                            ..Default::default()
+                        },
+                    };
+                    let encoded = encode_block(&block, &new_block).expect("encodes");
+                    let meta = encoded.meta.clone();
+                    upload_block(&storage, encoded).await.expect("uploads");
+                    blocks.add(BlockHandle::open(&storage, meta).await.expect("opens"));
+                }
+                let live: Arc<dyn LiveSource> = Arc::new(LiveSources(Vec::new()));
+                let (url, served) = querier_apart(storage.clone(), blocks.clone()).await;
+                let here = Querier::new(live.clone(), storage.clone(), blocks.clone());
+                let frontend = Querier::new(live, storage, blocks)
+                    .with_queriers(Queriers::new(&[url], Duration::from_secs(30)).expect("client"));
+                let mut counts = Vec::new();
+                for querier in [&here, &frontend] {
+                    let result = run(querier, "{ } | count_over_time()", &tenants).await;
+                    assert!(
+                        result.partial_message.is_none(),
+                        "{:?}",
+                        result.partial_message
+                    );
+                    let total: f64 = result
+                        .series
+                        .iter()
+                        .flat_map(|series| series.samples.iter().flatten())
+                        .sum();
+                    counts.push(total as usize);
+                }
+                assert_eq!(served.count("metrics"), 2, "both blocks were jobs");
+                counts
+            }
+        };
+        // Two readings of one stream, overlapping: every span once, here and through a querier.
+        let overlapping = count([vec![source("a", 0, 150)], vec![source("b", 80, 199)]]).await;
+        assert_eq!(overlapping, vec![all_spans, all_spans]);
+        // Blocks that say nothing of their sources (older builds) are not taken for copies.
+        let unknown = count([Vec::new(), Vec::new()]).await;
+        assert_eq!(unknown, vec![all_spans + copied, all_spans + copied]);
+        // Nor are ranges of one stream that do not overlap.
+        let apart = count([vec![source("a", 0, 79)], vec![source("b", 80, 199)]]).await;
+        assert_eq!(apart, vec![all_spans + copied, all_spans + copied]);
     }
 
     /// A query-frontend whose block folds run on a querier apart (metrics-fold v1 over HTTP)

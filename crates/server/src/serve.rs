@@ -554,6 +554,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Nothing is pushed into it apart (queriers read the live-stores of `query.live_stores`
         // instead): a distributor counts its refusals in its metrics.
         LiveStore::fed_by_log(
+            "none".to_owned(),
             0,
             None,
             storage.clone(),
