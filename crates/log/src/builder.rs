@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::client::Log;
 use crate::offsets::BucketOffsets;
-use crate::ownership::{Ownership, Partitions};
+use crate::ownership::{Memberships, Ownership, Partitions};
 use crate::record;
 
 /// The consumer name the block-builders' committed offsets are kept under (live-stores read
@@ -138,13 +138,14 @@ impl BlockBuilder {
         log: Arc<Log>,
         metrics: Arc<BuilderMetrics>,
         ownership: &Ownership,
+        memberships: &Memberships,
         storage: Storage,
         blocks: BlockList,
         config: LiveConfig,
         stop: watch::Receiver<bool>,
     ) -> (Arc<BlockBuilder>, tokio::task::JoinHandle<()>) {
         let owned: Arc<Partitions<LiveStore>> = Arc::default();
-        let assigned = ownership.follow(&log, "block-builder", &stop);
+        let assigned = ownership.follow(&log, "block-builder", memberships);
         let gauge = metrics.owned("block-builder");
         let task = tokio::spawn(owned.clone().follow(assigned, stop, gauge, move |partition, stop| {
             let (log, metrics, storage, blocks, config) = (

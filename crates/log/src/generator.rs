@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::builder::{consume, BuilderMetrics, RecordSink};
 use crate::client::Log;
-use crate::ownership::{Ownership, Partitions};
+use crate::ownership::{Memberships, Ownership, Partitions};
 
 struct SpanFeed(Arc<dyn SpanSink>);
 
@@ -43,12 +43,13 @@ pub fn start_generator_feed(
     log: Arc<Log>,
     metrics: Arc<BuilderMetrics>,
     ownership: &Ownership,
+    memberships: &Memberships,
     sink: Arc<dyn SpanSink>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let feed: Arc<dyn RecordSink> = Arc::new(SpanFeed(sink));
     let owned: Arc<Partitions<()>> = Arc::default();
-    let assigned = ownership.follow(&log, "generator", &stop);
+    let assigned = ownership.follow(&log, "generator", memberships);
     let gauge = metrics.owned("generator");
     tokio::spawn(owned.follow(assigned, stop, gauge, move |partition, stop| {
         let (log, metrics, feed) = (log.clone(), metrics.clone(), feed.clone());

@@ -279,9 +279,7 @@ pub async fn run_member(
             Err(error) => error,
         };
         tracing::warn!(group = %member.config.group, %error, "consumer group: retrying");
-        if member.last_heard.elapsed() > member.config.session_timeout {
-            publish(&member.config, &owned, Vec::new());
-        }
+        member.give_up_if_silent(&owned);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
@@ -294,6 +292,15 @@ fn publish(config: &GroupConfig, owned: &watch::Sender<Vec<u32>>, partitions: Ve
         tracing::info!(group = %config.group, ?partitions, "consumer group: owned partitions changed");
         owned.send_replace(partitions);
     }
+}
+
+/// What a heartbeat says of this member.
+enum Beat {
+    Member,
+    /// A rebalance: join again, keeping the partitions until the new plan says otherwise.
+    Rejoin,
+    /// Dropped (unknown member, or a generation it missed): its partitions are gone.
+    Expelled,
 }
 
 struct Member {
@@ -319,12 +326,17 @@ impl Member {
     ) -> Result<(), GroupError> {
         let mut connection = self.coordinator().await?;
         let every = self.config.session_timeout / 3;
+        // Kept across rejoins: gains need two agreeing readings, whichever generation.
+        let mut previous = None;
         loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
             if !self.join_and_sync(&mut connection).await? {
+                self.give_up_if_silent(owned);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let mut previous = None;
             loop {
                 let members = self.members(&mut connection).await?;
                 let mine = if members.contains(&self.member_id) {
@@ -354,11 +366,31 @@ impl Member {
                         return Ok(());
                     }
                 }
-                if !self.heartbeat(&mut connection).await? {
-                    break;
+                match self.heartbeat(&mut connection).await? {
+                    Beat::Member => {}
+                    Beat::Rejoin => break,
+                    Beat::Expelled => {
+                        // The coordinator has given this member's partitions away already.
+                        publish(&self.config, owned, Vec::new());
+                        break;
+                    }
                 }
             }
         }
+    }
+
+    /// Gives up every partition once the coordinator has not confirmed this member for a
+    /// whole session (it has handed them to the others by now).
+    fn give_up_if_silent(&self, owned: &watch::Sender<Vec<u32>>) {
+        if self.last_heard.elapsed() > self.config.session_timeout {
+            publish(&self.config, owned, Vec::new());
+        }
+    }
+
+    /// Heartbeats and member lists must come back within a heartbeat's period: a member that
+    /// waits longer on a dead connection holds partitions the coordinator gave away.
+    fn beat_timeout(&self) -> Duration {
+        (self.config.session_timeout / 3).max(Duration::from_secs(1))
     }
 
     async fn coordinator(&self) -> Result<Connection, GroupError> {
@@ -497,8 +529,8 @@ impl Member {
             .collect())
     }
 
-    /// One heartbeat: false when the coordinator asks this member to join again.
-    async fn heartbeat(&mut self, connection: &mut Connection) -> Result<bool, GroupError> {
+    /// One heartbeat: whether this member is still one, must join again, or was dropped.
+    async fn heartbeat(&mut self, connection: &mut Connection) -> Result<Beat, GroupError> {
         let request = HeartbeatRequest::default()
             .with_group_id(GroupId(str_bytes(&self.config.group)))
             .with_generation_id(self.generation)
@@ -508,7 +540,7 @@ impl Member {
                 "heartbeat",
                 HEARTBEAT_VERSION,
                 &request,
-                self.call_timeout(),
+                self.beat_timeout(),
             )
             .await?;
         if beat.error_code != NONE {
@@ -517,12 +549,13 @@ impl Member {
         match beat.error_code {
             NONE => {
                 self.last_heard = Instant::now();
-                Ok(true)
+                Ok(Beat::Member)
             }
-            REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => Ok(false),
+            REBALANCE_IN_PROGRESS => Ok(Beat::Rejoin),
+            ILLEGAL_GENERATION => Ok(Beat::Expelled),
             UNKNOWN_MEMBER_ID => {
                 self.member_id.clear();
-                Ok(false)
+                Ok(Beat::Expelled)
             }
             code => Err(GroupError::Broker("heartbeat", code)),
         }

@@ -37,5 +37,5 @@ pub use client::{Log, LogConfig, LogError};
 pub use generator::start_generator_feed;
 pub use live_store::LiveStoreRole;
 pub use offsets::BucketOffsets;
-pub use ownership::{Ownership, Partitions};
+pub use ownership::{Memberships, Ownership, Partitions};
 pub use sink::LogSink;

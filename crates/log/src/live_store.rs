@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use crate::builder::{consume_into_store, BuilderMetrics, BUILDER_CONSUMER};
 use crate::client::Log;
 use crate::offsets::BucketOffsets;
-use crate::ownership::{Ownership, Partitions};
+use crate::ownership::{Memberships, Ownership, Partitions};
 
 /// How often the block-builders' committed offsets are read (one GET per partition).
 const RETIRE_EVERY: Duration = Duration::from_secs(2);
@@ -75,6 +75,7 @@ impl LiveStoreRole {
         log: Arc<Log>,
         metrics: Arc<BuilderMetrics>,
         ownership: &Ownership,
+        memberships: &Memberships,
         storage: Storage,
         config: LiveConfig,
         retire_after: Duration,
@@ -84,7 +85,7 @@ impl LiveStoreRole {
             .await
             .map_err(|error| format!("connecting for end offsets: {error}"))?;
         let owned: Arc<Partitions<Owned>> = Arc::default();
-        let assigned = ownership.follow(&log, "live-store", &stop);
+        let assigned = ownership.follow(&log, "live-store", memberships);
         let gauge = metrics.owned("live-store");
         let following = tokio::spawn(owned.clone().follow(
             assigned,

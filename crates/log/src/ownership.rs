@@ -31,12 +31,13 @@ pub enum Ownership {
 
 impl Ownership {
     /// The partitions owned now and as they change, for `role` (`block-builder`, `live-store`,
-    /// `generator`: each role is a group of its own). A group member runs until `stop`.
+    /// `generator`: each role is a group of its own). A group member runs until
+    /// `memberships` leaves.
     pub fn follow(
         &self,
         log: &Log,
         role: &str,
-        stop: &watch::Receiver<bool>,
+        memberships: &Memberships,
     ) -> watch::Receiver<Vec<u32>> {
         match self {
             Ownership::Ordinal {
@@ -62,10 +63,39 @@ impl Ownership {
                     identity: identity.clone(),
                     session_timeout: *session_timeout,
                 };
-                tokio::spawn(run_member(config, sender, stop.clone()));
+                let member = tokio::spawn(run_member(config, sender, memberships.receiver()));
+                memberships.members.lock().push(member);
                 receiver
             }
         }
+    }
+}
+
+/// The consumer-group members of a process. They leave together, at shutdown after the last
+/// flush: a member that left at the stop signal would hand its partitions to others while it
+/// still writes their blocks.
+pub struct Memberships {
+    leave: watch::Sender<bool>,
+    members: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Memberships {
+    pub fn new() -> Arc<Memberships> {
+        Arc::new(Memberships {
+            leave: watch::channel(false).0,
+            members: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn receiver(&self) -> watch::Receiver<bool> {
+        self.leave.subscribe()
+    }
+
+    /// Every member leaves its group; waits at most `within` for their LeaveGroup answers.
+    pub async fn leave(&self, within: Duration) {
+        self.leave.send_replace(true);
+        let members: Vec<_> = std::mem::take(&mut *self.members.lock());
+        let _ = tokio::time::timeout(within, futures::future::join_all(members)).await;
     }
 }
 

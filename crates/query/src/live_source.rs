@@ -170,6 +170,19 @@ fn settle(failures: Vec<String>, covers: Vec<Option<Covered>>) -> (Vec<String>, 
         );
         return (Vec::new(), Some(Covered { of, partitions }));
     }
+    let mut failures = failures;
+    if !whole {
+        // While partitions move (one owner has let go, the next has not started), nobody may
+        // hold a partition's recent traces: say so rather than answer short.
+        let missing: Vec<String> = (0..of)
+            .filter(|p| partitions.binary_search(p).is_err())
+            .map(|p| p.to_string())
+            .collect();
+        failures.push(format!(
+            "no live-store holds partition(s) {} of {of} (their owners are changing or down)",
+            missing.join(",")
+        ));
+    }
     (failures, Some(Covered { of, partitions }))
 }
 
@@ -272,7 +285,8 @@ impl StoresNow {
                 .collect(),
         );
         let mut out = read(sources).await;
-        out.covered = Some(covered);
+        // A read that failed here covers nothing: the caller must not take it as whole.
+        out.covered = out.failures.is_empty().then_some(covered);
         out
     }
 }
@@ -557,10 +571,28 @@ mod tests {
         assert!(matches.failures.is_empty(), "{:?}", matches.failures);
         assert!(whole.tenants().await.failures.is_empty());
         // Not yet taken over: partition 3 is nobody's, so the answer stays partial.
-        let short = LiveSources(vec![held_now(one, &[0, 1]), held_now(two, &[2]), down()]);
+        let short = LiveSources(vec![
+            held_now(one.clone(), &[0, 1]),
+            held_now(two.clone(), &[2]),
+            down(),
+        ]);
         let found = short.find(&tenant, &ids).await;
-        assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+        assert_eq!(found.failures.len(), 2, "{:?}", found.failures);
+        assert!(
+            found.failures[1].contains("partition(s) 3 of 4"),
+            "{:?}",
+            found.failures
+        );
         assert_eq!(found.covered.unwrap().partitions, vec![0, 1, 2]);
+        // Every live-store answered, but a partition was between owners: partial too.
+        let moving = LiveSources(vec![held_now(one, &[0, 1]), held_now(two, &[3])]);
+        let found = moving.find(&tenant, &ids).await;
+        assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+        assert!(
+            found.failures[0].contains("partition(s) 2 of 4"),
+            "{:?}",
+            found.failures
+        );
     }
 
     #[test]

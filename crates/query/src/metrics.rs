@@ -650,17 +650,22 @@ impl Querier {
                     Err(error) => failures.push(self.block_failed(&meta, &error, "read").await),
                 }
             }
-            // A columnar fold skipped the rows of traces also held live: count them whole.
+            // A columnar fold skipped the rows of traces also held live (or copied by a
+            // replay): count them whole, read in batches (a row group is read once for all the
+            // IDs it holds).
             let mut whole: HashMap<TraceId, Vec<ResourceSpans>> = HashMap::new();
-            for trace_id in shared_ids {
+            let shared_ids: Vec<TraceId> = shared_ids.into_iter().collect();
+            for batch in shared_ids.chunks(WHOLE_TRACE_CHUNK) {
                 let lookup = self
-                    .trace_by_id(
-                        &TenantSet::one(tenant.clone()),
-                        trace_id,
+                    .traces_by_ids(
+                        tenant,
+                        batch,
                         crate::TimeHint::default(),
+                        &crate::Located::new(),
                     )
                     .await;
-                whole.insert(trace_id, lookup.resource_spans);
+                failures.extend(lookup.failures);
+                whole.extend(lookup.traces);
             }
             // Live traces last, merged with any copy a block holds, each counted once: split in
             // one part per core, each decoded (only what the query reads) and folded trace by

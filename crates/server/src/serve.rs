@@ -584,6 +584,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         andante_log::BuilderMetrics::register(&mut metrics.registry)
     };
     let (stop_sender, stop) = watch::channel(false);
+    // Consumer-group members leave after the last flush, not at the stop signal.
+    let memberships = andante_log::Memberships::new();
     let mut loops = Vec::new();
     // A live-store's own stores, when this process runs one apart.
     let live_role = match &log {
@@ -592,6 +594,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 log.clone(),
                 builder_metrics.clone(),
                 &ownership(&config),
+                &memberships,
                 storage.clone(),
                 live_config.clone(),
                 live_retire_after(&config),
@@ -610,6 +613,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 log.clone(),
                 builder_metrics.clone(),
                 &ownership(&config),
+                &memberships,
                 storage.clone(),
                 blocks.clone(),
                 live_config.clone(),
@@ -948,6 +952,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 log.clone(),
                 builder_metrics.clone(),
                 &ownership(&config),
+                &memberships,
                 spans,
                 stop.clone(),
             ));
@@ -1064,6 +1069,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if flushed.is_err() {
         tracing::warn!("flush did not finish in 25 s; the WAL keeps every acknowledged span for the next start");
     }
+    memberships.leave(Duration::from_secs(3)).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         while servers.join_next().await.is_some() {}
     })
