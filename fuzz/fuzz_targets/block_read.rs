@@ -115,6 +115,7 @@ fn pristine() -> &'static Pristine {
         traces.extend((0..12).map(generated));
         traces.sort_by_key(|trace| trace.trace_id);
         let new_block = NewBlock {
+            sources: Vec::new(),
             tenant_id: "fuzz".to_owned(),
             compaction_level: 0,
             replaces: Vec::new(),
