@@ -2,6 +2,7 @@
 //! trace-by-ID lookup skips almost every block without touching storage. Trace IDs are random
 //! by specification, but some clients make them from counters, so they are hashed (FNV-1a,
 //! two halves as the two base hashes of Kirsch–Mitzenmacher double hashing) rather than used raw.
+//! The same filter holds other items by a 64-bit hash the caller computed (`values`).
 
 use andante_model::TraceId;
 
@@ -25,6 +26,14 @@ fn hashes(trace_id: &TraceId) -> (u64, u64) {
     (first, second)
 }
 
+/// SplitMix64's finaliser: every input bit moves every output bit.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 impl Bloom {
     /// A filter sized for `expected_items` at the false-positive rate `fp_rate`.
     pub fn new(expected_items: usize, fp_rate: f64) -> Bloom {
@@ -43,7 +52,26 @@ impl Bloom {
     }
 
     pub fn insert(&mut self, trace_id: &TraceId) {
-        let (first, second) = hashes(trace_id);
+        self.set(hashes(trace_id));
+    }
+
+    /// Inserts an item by its 64-bit hash (the caller hashed it; see `values`). Its probes are
+    /// independent mixes of the hash: double hashing modulo a bit count that is not prime can
+    /// land several probes on one bit for some hashes, which trace IDs tolerate at their sizes
+    /// but short, similar strings did not (a measured 10 % false positives instead of 1 %).
+    pub fn insert_hash(&mut self, hash: u64) {
+        for bit in self.mixed_probes(hash) {
+            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    fn mixed_probes(&self, hash: u64) -> impl Iterator<Item = u64> {
+        let bits = self.bit_count();
+        (0..u64::from(self.hash_count))
+            .map(move |i| splitmix(hash ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % bits)
+    }
+
+    fn set(&mut self, (first, second): (u64, u64)) {
         let bits = self.bit_count();
         for i in 0..u64::from(self.hash_count) {
             let bit = first.wrapping_add(i.wrapping_mul(second)) % bits;
@@ -52,7 +80,15 @@ impl Bloom {
     }
 
     pub fn may_contain(&self, trace_id: &TraceId) -> bool {
-        let (first, second) = hashes(trace_id);
+        self.test(hashes(trace_id))
+    }
+
+    pub fn may_contain_hash(&self, hash: u64) -> bool {
+        self.mixed_probes(hash)
+            .all(|bit| self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+
+    fn test(&self, (first, second): (u64, u64)) -> bool {
         let bits = self.bit_count();
         (0..u64::from(self.hash_count)).all(|i| {
             let bit = first.wrapping_add(i.wrapping_mul(second)) % bits;

@@ -24,17 +24,28 @@
 //!                     | hash_count: u32 | words: u32 | words × u64)
 //!     | crc32c of everything before: u32
 //! ```
+//! Version 4 adds per row group what its string attributes hold (`crate::values`), so a search
+//! for a value a row group lacks skips it without reading it:
+//!
+//! ```text
+//! v4: magic "ANDIDX04" | the v3 fields up to the summaries
+//!     | row_groups × (keys complete: u8 | keys: u32 | keys × (key hash: u64 | covered: u8)
+//!                     | hash_count: u32 | words: u32 | words × u64)
+//!     | crc32c of everything before: u32
+//! ```
 //! Every version is read. An index rebuilt from the data has no chunk checksums (they would
 //! vouch for whatever the data holds now) and no row-group summaries, and is written as v1.
 
 use andante_model::TraceId;
 
 use crate::bloom::Bloom;
+use crate::values::ValueFilter;
 use crate::BlockError;
 
 const MAGIC_V1: &[u8; 8] = b"ANDIDX01";
 const MAGIC_V2: &[u8; 8] = b"ANDIDX02";
 const MAGIC_V3: &[u8; 8] = b"ANDIDX03";
+const MAGIC_V4: &[u8; 8] = b"ANDIDX04";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockIndex {
@@ -57,6 +68,8 @@ pub struct RowGroupSummary {
     /// crc32c of those entries' bytes in the `traces` object.
     pub entries_crc: u32,
     pub bloom: Bloom,
+    /// The row group's attribute keys and values (index v4).
+    pub values: Option<ValueFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +220,11 @@ impl BlockIndex {
             .row_group_summaries
             .as_ref()
             .filter(|_| self.chunk_checksums.is_some());
+        // v4 extends v3 when every row group has its values.
+        let values: Option<Vec<&ValueFilter>> =
+            summaries.and_then(|all| all.iter().map(|s| s.values.as_ref()).collect());
         out.extend_from_slice(match (&self.chunk_checksums, summaries) {
+            (Some(_), Some(_)) if values.is_some() => MAGIC_V4,
             (Some(_), Some(_)) => MAGIC_V3,
             (Some(_), None) => MAGIC_V2,
             (None, _) => MAGIC_V1,
@@ -230,6 +247,10 @@ impl BlockIndex {
             out.extend_from_slice(&summary.entries_crc.to_le_bytes());
             write_bloom(&mut out, &summary.bloom);
         }
+        for filter in values.into_iter().flatten() {
+            filter.encode(&mut out);
+            write_bloom(&mut out, &filter.pairs);
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -244,6 +265,7 @@ impl BlockIndex {
             magic if magic == MAGIC_V1 => 1,
             magic if magic == MAGIC_V2 => 2,
             magic if magic == MAGIC_V3 => 3,
+            magic if magic == MAGIC_V4 => 4,
             _ => return Err(corrupt("bad magic")),
         };
         let (body, crc_bytes) = data.split_at(data.len() - 4);
@@ -288,7 +310,7 @@ impl BlockIndex {
         } else {
             None
         };
-        let row_group_summaries = if version == 3 {
+        let mut row_group_summaries = if version >= 3 {
             let mut summaries = Vec::with_capacity(row_groups.min(data.len() / 24));
             for _ in 0..row_groups {
                 let newest = take(8)?;
@@ -302,12 +324,44 @@ impl BlockIndex {
                     trace_entries,
                     entries_crc,
                     bloom,
+                    values: None,
                 });
             }
             Some(summaries)
         } else {
             None
         };
+        if version >= 4 {
+            for summary in row_group_summaries.iter_mut().flatten() {
+                let keys_complete = match take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(corrupt("keys complete flag")),
+                };
+                let count = u32_at(take(4)?) as usize;
+                let mut keys = Vec::with_capacity(count.min(data.len() / 9));
+                for _ in 0..count {
+                    let hash =
+                        u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt("key hash"))?);
+                    let covered = match take(1)?[0] {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(corrupt("covered flag")),
+                    };
+                    keys.push((hash, covered));
+                }
+                // Lookups binary-search the keys.
+                if !keys.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+                    return Err(corrupt("key hashes out of order"));
+                }
+                let pairs = read_bloom(&mut take)?;
+                summary.values = Some(ValueFilter {
+                    keys_complete,
+                    keys,
+                    pairs,
+                });
+            }
+        }
         Ok(BlockIndex {
             row_group_ranges,
             bloom,
@@ -375,12 +429,14 @@ mod tests {
                     trace_entries: 3,
                     entries_crc: 11,
                     bloom: bloom_of(&first),
+                    values: None,
                 },
                 RowGroupSummary {
                     newest_start_unix_nanos: 500,
                     trace_entries: 3,
                     entries_crc: 12,
                     bloom: bloom_of(&second),
+                    values: None,
                 },
             ]),
         };
@@ -409,6 +465,86 @@ mod tests {
             short.extend_from_slice(&crc.to_le_bytes());
             assert!(BlockIndex::decode(&short).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn v4_round_trips_each_row_groups_values_and_v3_still_reads() {
+        use crate::values::{ValueFilterBuilder, ValueScope};
+        use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
+        use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let trace_with = |value: &str| crate::Trace {
+            trace_id: TraceId([1; 16]),
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        attributes: vec![KeyValue {
+                            key: "enduser.id".into(),
+                            key_strindex: 0,
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(value.into())),
+                            }),
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let filter = |value: &str| {
+            let mut builder = ValueFilterBuilder::new();
+            builder.add_trace(&trace_with(value));
+            builder.finish()
+        };
+        let summary = |values| RowGroupSummary {
+            newest_start_unix_nanos: 7,
+            trace_entries: 1,
+            entries_crc: 3,
+            bloom: Bloom::new(1, 0.001),
+            values,
+        };
+        let index = BlockIndex {
+            row_group_ranges: vec![(TraceId([1; 16]), TraceId([1; 16])); 2],
+            bloom: Bloom::new(2, 0.01),
+            chunk_checksums: Some(ChunkChecksums {
+                columns: 1,
+                crcs: vec![1, 2],
+            }),
+            row_group_summaries: Some(vec![
+                summary(Some(filter("u1"))),
+                summary(Some(filter("u2"))),
+            ]),
+        };
+        let encoded = index.encode();
+        assert_eq!(&encoded[..8], MAGIC_V4);
+        let decoded = BlockIndex::decode(&encoded).expect("decodes v4");
+        assert_eq!(decoded, index);
+        let held = |row_group: usize, value: &str| {
+            decoded.row_group_summaries.as_ref().unwrap()[row_group]
+                .values
+                .as_ref()
+                .unwrap()
+                .may_hold(ValueScope::Span, "enduser.id", value)
+        };
+        assert!(held(0, "u1") && !held(0, "u2"));
+        assert!(held(1, "u2") && !held(1, "u1"));
+        for cut in [encoded.len() - 5, encoded.len() - 30] {
+            let mut short = encoded[..cut].to_vec();
+            let crc = crc32c::crc32c(&short);
+            short.extend_from_slice(&crc.to_le_bytes());
+            assert!(BlockIndex::decode(&short).is_err(), "cut at {cut}");
+        }
+        // A row group without values (say, merged by an older binary) makes the index v3.
+        let mut older = index.clone();
+        older.row_group_summaries.as_mut().unwrap()[1].values = None;
+        let encoded = older.encode();
+        assert_eq!(&encoded[..8], MAGIC_V3);
+        let decoded = BlockIndex::decode(&encoded).expect("decodes v3");
+        assert!(decoded
+            .row_group_summaries
+            .unwrap()
+            .iter()
+            .all(|summary| summary.values.is_none()));
     }
 
     #[test]

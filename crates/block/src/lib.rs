@@ -22,6 +22,7 @@ pub mod nested_set;
 pub mod order;
 pub mod trace_table;
 pub mod v1;
+pub mod values;
 
 use std::sync::Arc;
 
@@ -255,7 +256,7 @@ pub fn encode_block_groups(
     let trace_table = trace_table::encode(&encoded.traces);
     let row_group_summaries = encoding
         .summarises_row_groups()
-        .then(|| row_group_summaries(&encoded.traces, &trace_table, row_groups as usize));
+        .then(|| row_group_summaries(&encoded.traces, &trace_table, encoded.row_group_values));
     let index = BlockIndex {
         row_group_ranges: encoded.row_group_ranges,
         bloom,
@@ -305,15 +306,16 @@ pub struct EncodedBlock {
     pub trace_table: Vec<u8>,
 }
 
-/// Index v3's summary of each row group, from the trace table's entries (in row order).
+/// The index's summary of each row group (v3 fields and v4's values), from the trace table's
+/// entries (in row order) and the values the writer collected.
 fn row_group_summaries(
     entries: &[trace_table::TraceEntry],
     table: &[u8],
-    row_groups: usize,
+    values: Vec<values::ValueFilter>,
 ) -> Vec<index::RowGroupSummary> {
-    let mut summaries = Vec::with_capacity(row_groups);
+    let mut summaries = Vec::with_capacity(values.len());
     let mut first = 0;
-    for row_group in 0..row_groups {
+    for (row_group, values) in values.into_iter().enumerate() {
         let count = entries[first..]
             .iter()
             .take_while(|entry| entry.row_group as usize == row_group)
@@ -333,6 +335,7 @@ fn row_group_summaries(
             trace_entries: count as u32,
             entries_crc: crc32c::crc32c(&table[bytes.start as usize..bytes.end as usize]),
             bloom,
+            values: Some(values),
         });
         first += count;
     }
@@ -614,6 +617,38 @@ impl BlockHandle {
         self.encoding.scan_units(self)
     }
 
+    /// The row groups a plan may match in, of all (`None`) or of one: those neither the Parquet
+    /// statistics nor the index's value summaries (index v4) rule out.
+    pub fn candidate_row_groups(
+        &self,
+        plan: &v1::search::ScanPlan,
+        only: Option<usize>,
+    ) -> Vec<usize> {
+        let row_groups = match only {
+            Some(only) => plan.row_groups_in(&self.parquet, only..only.saturating_add(1)),
+            None => plan.row_groups(&self.parquet),
+        };
+        let Some(summaries) = &self.index.row_group_summaries else {
+            return row_groups;
+        };
+        row_groups
+            .into_iter()
+            .filter(|row_group| {
+                summaries
+                    .get(*row_group)
+                    .and_then(|summary| summary.values.as_ref())
+                    .is_none_or(|values| plan.values_allow(values))
+            })
+            .collect()
+    }
+
+    /// Whether a search plan may match in a scan unit (`scan_units`): a search skips a unit
+    /// ruled out from memory without a task, a read or a job.
+    pub fn unit_may_match(&self, plan: &v1::search::ScanPlan, unit: Option<usize>) -> bool {
+        plan.block_may_match(self.meta.service_names.as_deref())
+            && (unit.is_none() || !self.candidate_row_groups(plan, unit).is_empty())
+    }
+
     /// The block's encoding (by `meta.format`).
     pub fn encoding(&self) -> &'static dyn BlockEncoding {
         self.encoding
@@ -633,10 +668,7 @@ impl BlockHandle {
         if !plan.block_may_match(self.meta.service_names.as_deref()) {
             return Ok(outcome);
         }
-        let row_groups = match unit {
-            Some(only) => plan.row_groups_in(&self.parquet, only..only.saturating_add(1)),
-            None => plan.row_groups(&self.parquet),
-        };
+        let row_groups = self.candidate_row_groups(&plan, unit);
         let table = tokio::sync::OnceCell::new();
         let parts = by_row_group(row_groups, |row_group| {
             self.scan_row_group(storage, &plan, &cpu, (&table, unit), row_group)
@@ -867,7 +899,7 @@ impl BlockHandle {
         }
         let roots = Arc::new(roots);
         let table = Arc::new(table);
-        let parts = by_row_group(plan.row_groups(&self.parquet), |row_group| {
+        let parts = by_row_group(self.candidate_row_groups(&plan, None), |row_group| {
             let (plan, way, query, skip, cpu) = (&plan, &way, &query, &skip, &cpu);
             let (roots, table, filter) = (roots.clone(), table.clone(), filter.clone());
             let mut accumulator = empty.clone();

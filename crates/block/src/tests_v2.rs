@@ -155,6 +155,90 @@ async fn v2_row_groups_are_slices_of_time_that_scan_and_read_alone() {
     }
 }
 
+/// Index v4: a search for an attribute value skips, from memory, every row group that lacks it,
+/// and finds what a scan of every row group finds.
+#[tokio::test]
+async fn row_groups_without_the_searched_value_are_skipped_from_memory() {
+    use andante_model::otlp::common::v1::any_value;
+    use andante_traceql::{parse, TraceCondition};
+    let storage = Storage::in_memory();
+    let traces = traces(47, 400);
+    let handle = write(&storage, &traces, 150).await;
+    let units = handle.scan_units();
+    assert!(units.len() > 5, "{}", units.len());
+    assert!(handle
+        .index
+        .row_group_summaries
+        .as_ref()
+        .expect("summaries")
+        .iter()
+        .all(|summary| summary.values.is_some()));
+    // A user ID (random per span) held by one trace only.
+    let user = traces[123].resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "user.id")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(value) => Some(value.clone()),
+            _ => None,
+        })
+        .expect("a user ID");
+    let cpu = Arc::new(tokio::sync::Semaphore::new(2));
+    let plan_of = |text: &str| {
+        Arc::new(v1::search::ScanPlan::new(
+            TraceCondition::of(&parse(text).expect("parses")),
+            0..u64::MAX,
+        ))
+    };
+    let found = plan_of(&format!(r#"{{ span.user.id = "{user}" }}"#));
+    let kept: Vec<Option<usize>> = units
+        .iter()
+        .map(|(_, unit)| *unit)
+        .filter(|unit| handle.unit_may_match(&found, *unit))
+        .collect();
+    // 1 % false positives per row group: nearly all others are skipped.
+    assert!(kept.len() <= 2, "{kept:?} of {}", units.len());
+    let mut hits = BTreeSet::new();
+    for unit in &kept {
+        let outcome = handle
+            .scan_unit(&storage, found.clone(), cpu.clone(), *unit)
+            .await
+            .expect("scan");
+        hits.extend(outcome.candidates.iter().map(|c| c.trace_id));
+    }
+    assert!(hits.contains(&traces[123].trace_id), "{hits:?}");
+    // The engine over every trace agrees: no trace outside the kept row groups matches.
+    let query = parse(&format!(r#"{{ span.user.id = "{user}" }}"#)).expect("parses");
+    let engine: BTreeSet<TraceId> = crate::tests::matching_traces(&query, &traces)
+        .into_iter()
+        .collect();
+    assert_eq!(hits, engine);
+    // A value no span has, in either scope or unscoped, is ruled out everywhere; a value
+    // ruled out in one branch of `||` is not, and neither is `!=` or a regex.
+    for (text, skipped) in [
+        (r#"{ span.user.id = "nobody" }"#, true),
+        (r#"{ .user.id = "nobody" }"#, true),
+        (r#"{ resource.user.id = "u1" }"#, true),
+        (r#"{ span.user.id = "nobody" && kind = server }"#, true),
+        (r#"{ span.user.id = "nobody" } && { kind = server }"#, true),
+        (r#"{ span.user.id = "nobody" || kind = server }"#, false),
+        (r#"{ span.user.id != "nobody" }"#, false),
+        (r#"{ span.user.id =~ "nobody" }"#, false),
+        (r#"{ span.tags = "zzz" }"#, false),
+        (r#"{ span.http.route = "/r/1" }"#, false),
+    ] {
+        let plan = plan_of(text);
+        let kept = units
+            .iter()
+            .filter(|(_, unit)| handle.unit_may_match(&plan, *unit))
+            .count();
+        match skipped {
+            true => assert!(kept <= 1, "{text}: {kept} of {} kept", units.len()),
+            false => assert_eq!(kept, units.len(), "{text}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_damaged_run_of_the_trace_table_sends_the_scan_to_the_columns() {
     use andante_traceql::{parse, TraceCondition};

@@ -318,8 +318,12 @@ impl Querier {
             Vec::new();
         for (tenant_index, handle) in blocks {
             let handle = Arc::new(handle);
+            // Units ruled out from memory (service names, statistics, the index's values)
+            // cost neither a task nor a job.
             for (bound, unit) in handle.scan_units() {
-                units.push((bound, tenant_index, handle.clone(), unit));
+                if handle.unit_may_match(&plan, unit) {
+                    units.push((bound, tenant_index, handle.clone(), unit));
+                }
             }
         }
         units.sort_by_key(|(bound, _, handle, unit)| {

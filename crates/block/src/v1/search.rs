@@ -37,6 +37,7 @@ use super::schema::{
     schema, DedicatedSlots, ATTR_BOOL, ATTR_DOUBLE, ATTR_INT, ATTR_STRING,
     DEDICATED_RESOURCE_STRINGS, DEDICATED_SPAN_INTS, DEDICATED_SPAN_STRINGS,
 };
+use crate::values::{ValueFilter, ValueScope};
 use crate::BlockError;
 
 /// A trace that passed stage 1: where its rows are and when it starts (within this block).
@@ -618,28 +619,65 @@ impl ScanPlan {
                 }
                 let allowed: Vec<bool> = predicates
                     .iter()
-                    .map(|predicate| predicate_allowed(predicate, row_group, &column_index))
+                    .map(|predicate| {
+                        predicate_allowed(predicate, &|leaf| {
+                            stats_allow(leaf, row_group, &column_index)
+                        })
+                    })
                     .collect();
                 self.condition.holds(&allowed)
             })
             .collect()
     }
+
+    /// Whether a row group whose string attributes `values` summarises may match: false only
+    /// when the condition needs a span whose attribute equals a string the row group lacks.
+    pub fn values_allow(&self, values: &ValueFilter) -> bool {
+        let allowed: Vec<bool> = self
+            .condition
+            .predicates()
+            .iter()
+            .map(|predicate| predicate_allowed(predicate, &|leaf| value_allows(leaf, values)))
+            .collect();
+        self.condition.holds(&allowed)
+    }
 }
 
+/// Whether `leaf_allowed` lets some leaf combination of `predicate` match (false only when
+/// it proves none can).
 fn predicate_allowed(
     predicate: &SpanPredicate,
-    row_group: &RowGroupMetaData,
-    column_index: &HashMap<&str, usize>,
+    leaf_allowed: &dyn Fn(&SpanPredicate) -> bool,
 ) -> bool {
     match predicate {
         SpanPredicate::True => true,
         SpanPredicate::And(parts) => parts
             .iter()
-            .all(|part| predicate_allowed(part, row_group, column_index)),
+            .all(|part| predicate_allowed(part, leaf_allowed)),
         SpanPredicate::Or(parts) => parts
             .iter()
-            .any(|part| predicate_allowed(part, row_group, column_index)),
-        leaf => stats_allow(leaf, row_group, column_index),
+            .any(|part| predicate_allowed(part, leaf_allowed)),
+        leaf => leaf_allowed(leaf),
+    }
+}
+
+/// Whether `values` lets a leaf match: only `attribute = "string"` on span or resource
+/// attributes (the parent's too, which sits in the same row group) can be ruled out.
+fn value_allows(leaf: &SpanPredicate, values: &ValueFilter) -> bool {
+    let SpanPredicate::Compare {
+        field: Field::Attribute { scope, name, .. },
+        op: andante_traceql::ast::BinaryOp::Eq,
+        value: Static::String(literal),
+    } = leaf
+    else {
+        return true;
+    };
+    let held = |scope| values.may_hold(scope, name, literal);
+    match scope {
+        Scope::Span => held(ValueScope::Span),
+        Scope::Resource => held(ValueScope::Resource),
+        Scope::Unscoped => held(ValueScope::Span) || held(ValueScope::Resource),
+        _ => true,
     }
 }
 

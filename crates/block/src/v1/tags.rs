@@ -441,7 +441,7 @@ impl BlockHandle {
         let roots = Arc::new(plan.roots_without_trace_columns());
         // Row groups run concurrently (`by_row_group`); their distinct values merge in
         // row-group order, so the answer is the same as one after the other.
-        let parts = crate::by_row_group(plan.row_groups(&self.parquet), |row_group| {
+        let parts = crate::by_row_group(self.candidate_row_groups(&plan, None), |row_group| {
             let (plan, roots, cpu) = (plan.clone(), roots.clone(), cpu.clone());
             async move {
                 let fetched = self

@@ -47,6 +47,8 @@ impl Default for WriteOptions {
 /// The encoded file and what the index needs to know about it.
 pub struct Encoded {
     pub parquet: Vec<u8>,
+    /// Per row group, its attribute keys and values (index v4).
+    pub row_group_values: Vec<crate::values::ValueFilter>,
     pub row_group_ranges: Vec<(TraceId, TraceId)>,
     pub span_count: u64,
     pub start_unix_nanos: u64,
@@ -124,6 +126,7 @@ pub fn encode_parquet(
         .map_err(|error| BlockError::Encode(error.to_string()))?;
     let mut encoded = Encoded {
         parquet: Vec::new(),
+        row_group_values: Vec::new(),
         row_group_ranges: Vec::new(),
         span_count: 0,
         start_unix_nanos: u64::MAX,
@@ -148,7 +151,9 @@ pub fn encode_parquet(
     for group_traces in std::iter::once(first).chain(groups) {
         let mut group = Columns::new(slots.clone());
         let mut range: Option<(TraceId, TraceId)> = None;
+        let mut values = crate::values::ValueFilterBuilder::new();
         for trace in &group_traces {
+            values.add_trace(trace);
             debug_assert!(
                 range.is_none_or(|(_, last)| last < trace.trace_id),
                 "a row group's traces must be sorted and unique"
@@ -169,6 +174,7 @@ pub fn encode_parquet(
             }
         }
         drop(group_traces);
+        encoded.row_group_values.push(values.finish());
         encoded.span_count += group.rows as u64;
         encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
         encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
