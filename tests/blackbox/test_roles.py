@@ -56,8 +56,10 @@ def start_compactor(storage: Path, name: str, storage_args) -> Server:
 
 def run_compactors_beside_all(tmp_path: Path, storage_args=()):
     """An `all` process cuts six blocks; two compactors merge them into one per compaction window
-    (one, unless the run crosses a window boundary). Every trace is then read by ID with exactly
-    its spans, and found once by search."""
+    (one, unless the run crosses a window boundary). The spans are dated a window back: a closed
+    window merges whatever its block sizes, where one still being written merges only tiers of
+    four similar blocks. Every trace is then read by ID with exactly its spans, and found once by
+    search."""
     storage = tmp_path / "data"
     main = Server(storage, ["--compaction.enabled", "false", "--storage.blocklist-poll", "1s",
                             "--live.trace-idle", "500ms", "--live.block-max-age", "500ms",
@@ -75,7 +77,7 @@ def run_compactors_beside_all(tmp_path: Path, storage_args=()):
         trace_ids = [os.urandom(16) for _ in range(60)]
         windows = set()
         for round_start in range(0, len(trace_ids), 10):
-            now = time.time_ns()
+            now = time.time_ns() - WINDOW_NANOS
             # A block's window is that of its start: the spans' start, 50 ms before `now`.
             windows.add((now - 50_000_000) // WINDOW_NANOS)
             response = requests.post(f"{main.otlp_http_url}/v1/traces",
@@ -106,7 +108,7 @@ def run_compactors_beside_all(tmp_path: Path, storage_args=()):
         now = int(time.time())
         found = requests.get(f"{main.url}/api/search", timeout=30,
                              params={"q": '{ resource.service.name = "roles-test" }', "limit": 1000,
-                                     "start": now - 600, "end": now + 60}).json()
+                                     "start": now - 3600 - 600, "end": now + 60}).json()
         found_ids = [trace["traceID"] for trace in found["traces"]]
         assert len(found_ids) == len(set(found_ids)) == len(trace_ids)
         assert sorted(int(t, 16) for t in found_ids) == sorted(int.from_bytes(t, "big") for t in trace_ids)

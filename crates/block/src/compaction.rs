@@ -37,6 +37,9 @@ pub struct CompactionOptions {
     pub max_input_blocks: usize,
     /// Inputs are read whole into memory; this caps their total data size.
     pub max_input_bytes: u64,
+    /// In a window still being written, blocks merge only in tiers of similar size (each at
+    /// most twice the tier's smallest), once a tier has this many (`plan_compactions`).
+    pub tier_fan_in: usize,
     pub write: v1::WriteOptions,
     /// Inputs are left for the block-list poll to delete (`BlockList::set_compacted_retention`);
     /// false: deleted as soon as the output is listed.
@@ -50,6 +53,7 @@ impl Default for CompactionOptions {
             min_input_blocks: 2,
             max_input_blocks: 8,
             max_input_bytes: 256 << 20,
+            tier_fan_in: 4,
             write: v1::WriteOptions::default(),
             keep_inputs: false,
         }
@@ -57,42 +61,111 @@ impl Default for CompactionOptions {
 }
 
 /// The sets of blocks to merge for a tenant, one per window with enough of them, oldest window
-/// first.
+/// first. `now_unix_nanos` tells windows still being written from closed ones.
 pub fn plan_compactions(
     blocks: &[BlockHandle],
     options: &CompactionOptions,
+    now_unix_nanos: u64,
 ) -> Vec<Vec<BlockHandle>> {
-    // Blocks of every level in a window merge together, smallest first: grouping by level too
-    // (as Tempo does) can leave one block per level in a window forever on a single node.
-    // Formats merge differently (see the module comment), so they never share a plan.
-    let mut windows: BTreeMap<(u64, &str), Vec<&BlockHandle>> = BTreeMap::new();
-    for handle in blocks {
-        let window = handle.meta.start_unix_nanos / options.window_nanos.max(1);
+    let sizes: Vec<PlannedBlock> = blocks
+        .iter()
+        .map(|handle| PlannedBlock {
+            window: handle.meta.start_unix_nanos / options.window_nanos.max(1),
+            format: handle.encoding().format(),
+            data_bytes: handle.meta.data_bytes,
+        })
+        .collect();
+    plan_indices(&sizes, options, now_unix_nanos)
+        .into_iter()
+        .map(|plan| plan.into_iter().map(|at| blocks[at].clone()).collect())
+        .collect()
+}
+
+/// What the planner knows of a block.
+#[derive(Debug, Clone, Copy)]
+struct PlannedBlock {
+    window: u64,
+    format: &'static str,
+    data_bytes: u64,
+}
+
+/// `plan_compactions` over indexes into `blocks`.
+///
+/// A closed window (its end has passed) merges its blocks smallest first, up to the caps,
+/// whatever their sizes, so it ends as few blocks as the caps allow. A window still being
+/// written merges by size tiers: new flushes are small, and merging each into the window's big
+/// block rewrote that block every time (a span written 10–15 times at 10M spans an hour, session
+/// 22); with tiers of similar size merged `tier_fan_in` at a time a span is written about
+/// log4(window spans / flush spans) times. Levels as Tempo keeps them were not used: one block
+/// per level can then stay in a window forever on a single node, where sizes always converge.
+/// Formats merge differently (see the module comment), so they never share a plan.
+fn plan_indices(
+    blocks: &[PlannedBlock],
+    options: &CompactionOptions,
+    now_unix_nanos: u64,
+) -> Vec<Vec<usize>> {
+    let mut windows: BTreeMap<(u64, &str), Vec<usize>> = BTreeMap::new();
+    for (at, block) in blocks.iter().enumerate() {
         windows
-            .entry((window, handle.encoding().format()))
+            .entry((block.window, block.format))
             .or_default()
-            .push(handle);
+            .push(at);
     }
     let mut plans = Vec::new();
-    for candidates in windows.into_values() {
-        let mut chosen: Vec<BlockHandle> = Vec::new();
+    for ((window, _), mut candidates) in windows {
+        candidates.sort_by_key(|at| blocks[*at].data_bytes);
+        let window_end = window
+            .saturating_add(1)
+            .saturating_mul(options.window_nanos.max(1));
+        let pool = match now_unix_nanos < window_end {
+            true => first_full_tier(blocks, &candidates, options),
+            false => candidates,
+        };
+        let mut chosen = Vec::new();
         let mut bytes = 0;
-        let mut sorted = candidates;
-        sorted.sort_by_key(|handle| handle.meta.data_bytes);
-        for handle in sorted {
+        for at in pool {
             if chosen.len() == options.max_input_blocks
-                || bytes + handle.meta.data_bytes > options.max_input_bytes
+                || bytes + blocks[at].data_bytes > options.max_input_bytes
             {
                 break;
             }
-            bytes += handle.meta.data_bytes;
-            chosen.push(handle.clone());
+            bytes += blocks[at].data_bytes;
+            chosen.push(at);
         }
-        if chosen.len() >= options.min_input_blocks {
+        if chosen.len() >= options.min_input_blocks.max(2) {
             plans.push(chosen);
         }
     }
     plans
+}
+
+/// The smallest tier of similar sizes with at least `tier_fan_in` blocks (`sorted` by size),
+/// or nothing. Blocks past half the byte cap leave tiering: nothing of their size fits beside
+/// them in one merge.
+fn first_full_tier(
+    blocks: &[PlannedBlock],
+    sorted: &[usize],
+    options: &CompactionOptions,
+) -> Vec<usize> {
+    let mergeable = sorted
+        .iter()
+        .copied()
+        .filter(|at| blocks[*at].data_bytes <= options.max_input_bytes / 2);
+    let mut tier: Vec<usize> = Vec::new();
+    for at in mergeable {
+        let smallest = tier.first().map(|first| blocks[*first].data_bytes.max(1));
+        if smallest.is_some_and(|smallest| blocks[at].data_bytes > smallest.saturating_mul(2)) {
+            if tier.len() >= options.tier_fan_in {
+                return tier;
+            }
+            tier.clear();
+        }
+        tier.push(at);
+    }
+    match tier.len() >= options.tier_fan_in {
+        true => tier,
+        false => Vec::new(),
+    }
 }
 
 /// Who takes compaction leases, and for how long. Every process that compacts takes one per
@@ -177,7 +250,8 @@ pub async fn compact_once(
     options: &CompactionOptions,
     holder: &LeaseHolder,
 ) -> Result<Option<BlockMeta>, BlockError> {
-    for inputs in plan_compactions(&blocks.blocks(tenant), options) {
+    let now = andante_model::now_unix_nanos();
+    for inputs in plan_compactions(&blocks.blocks(tenant), options, now) {
         let window = inputs[0].meta.start_unix_nanos / options.window_nanos.max(1);
         let prefix = lease::lease_prefix(tenant, &format!("compaction-{window}"));
         let now_millis = andante_model::now_unix_nanos() / 1_000_000;
@@ -553,4 +627,132 @@ pub async fn apply_retention(
         delete_block(storage, &handle.meta).await?;
     }
     Ok(expired.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2: &str = crate::FORMAT_V2;
+
+    fn sizes(bytes: &[u64]) -> Vec<PlannedBlock> {
+        bytes
+            .iter()
+            .map(|data_bytes| PlannedBlock {
+                window: 0,
+                format: V2,
+                data_bytes: *data_bytes,
+            })
+            .collect()
+    }
+
+    const OPEN: u64 = 0;
+    const CLOSED: u64 = u64::MAX;
+
+    #[test]
+    fn a_closed_window_merges_everything_smallest_first_within_the_caps() {
+        let options = CompactionOptions::default();
+        let blocks = sizes(&[900, 10, 20_000, 30]);
+        assert_eq!(
+            plan_indices(&blocks, &options, CLOSED),
+            vec![vec![1, 3, 0, 2]]
+        );
+        let capped = CompactionOptions {
+            max_input_blocks: 2,
+            ..options
+        };
+        assert_eq!(plan_indices(&blocks, &capped, CLOSED), vec![vec![1, 3]]);
+        assert!(plan_indices(&sizes(&[5]), &options, CLOSED).is_empty());
+    }
+
+    #[test]
+    fn an_open_window_merges_only_a_full_tier_of_similar_sizes() {
+        let options = CompactionOptions::default();
+        // One big block and three flushes: no tier has four.
+        assert!(plan_indices(&sizes(&[4000, 10, 11, 12]), &options, OPEN).is_empty());
+        // A fourth flush fills the smallest tier; the big block is left alone.
+        assert_eq!(
+            plan_indices(&sizes(&[4000, 10, 11, 12, 13]), &options, OPEN),
+            vec![vec![1, 2, 3, 4]]
+        );
+        // A block more than twice the tier's smallest starts the next tier.
+        assert!(plan_indices(&sizes(&[10, 11, 12, 25, 26, 27]), &options, OPEN).is_empty());
+        assert_eq!(
+            plan_indices(&sizes(&[10, 11, 12, 25, 26, 27, 28]), &options, OPEN),
+            vec![vec![3, 4, 5, 6]]
+        );
+        // A full tier past the block cap merges its smallest.
+        assert_eq!(
+            plan_indices(&sizes(&[10; 12]), &options, OPEN)[0].len(),
+            options.max_input_blocks
+        );
+        // Windows are planned apart, by their own state.
+        let mut mixed = sizes(&[10, 11]);
+        mixed.extend(
+            sizes(&[10, 11])
+                .into_iter()
+                .map(|block| PlannedBlock { window: 1, ..block }),
+        );
+        let now_in_window_1 = CompactionOptions::default().window_nanos + 1;
+        assert_eq!(
+            plan_indices(&mixed, &options, now_in_window_1),
+            vec![vec![0, 1]]
+        );
+    }
+
+    #[test]
+    fn blocks_past_half_the_byte_cap_leave_tiering() {
+        let options = CompactionOptions {
+            max_input_bytes: 1000,
+            ..CompactionOptions::default()
+        };
+        assert!(plan_indices(&sizes(&[600, 600, 700, 800]), &options, OPEN).is_empty());
+        // The byte cap still bounds a full tier's merge.
+        assert_eq!(
+            plan_indices(&sizes(&[300, 310, 320, 330]), &options, OPEN),
+            vec![vec![0, 1, 2]]
+        );
+    }
+
+    /// Flushes of one size into a window being written, compaction after each: every byte is
+    /// written about log4(flushes) + 1 times with tiers, where merging the window's blocks
+    /// smallest first (the closed-window policy) rewrote the big block at every flush.
+    #[test]
+    fn flushes_into_an_open_window_are_written_about_log4_times() {
+        let simulate = |now: u64| {
+            let options = CompactionOptions::default();
+            let (flush, flushes) = (1000u64, 300u64);
+            let mut blocks: Vec<u64> = Vec::new();
+            let mut written = 0;
+            let mut most_blocks = 0;
+            for _ in 0..flushes {
+                blocks.push(flush);
+                written += flush;
+                while let Some(plan) = plan_indices(&sizes(&blocks), &options, now).first() {
+                    let merged: u64 = plan.iter().map(|at| blocks[*at]).sum();
+                    let mut keep = Vec::new();
+                    for (at, bytes) in blocks.iter().enumerate() {
+                        if !plan.contains(&at) {
+                            keep.push(*bytes);
+                        }
+                    }
+                    keep.push(merged);
+                    blocks = keep;
+                    written += merged;
+                }
+                most_blocks = most_blocks.max(blocks.len());
+            }
+            assert_eq!(blocks.iter().sum::<u64>(), flush * flushes);
+            (written as f64 / (flush * flushes) as f64, most_blocks)
+        };
+        let (tiered, most_blocks) = simulate(OPEN);
+        let (smallest_first, _) = simulate(CLOSED);
+        // log4(300) ≈ 4.1 merges plus the flush itself.
+        assert!(tiered <= 6.5, "each byte written {tiered:.1} times");
+        assert!(most_blocks <= 16, "{most_blocks} blocks in the window");
+        assert!(
+            smallest_first > 4.0 * tiered,
+            "{smallest_first:.1} vs {tiered:.1}"
+        );
+    }
 }

@@ -394,7 +394,7 @@ async fn blocks_of_the_two_formats_are_merged_apart() {
         v2_ids.push(handle.meta.block_id);
         list.add(handle);
     }
-    let plans = compaction::plan_compactions(&list.blocks("t"), &Default::default());
+    let plans = compaction::plan_compactions(&list.blocks("t"), &Default::default(), u64::MAX);
     assert_eq!(plans.len(), 2, "one plan per format");
     for plan in &plans {
         let ids: BTreeSet<_> = plan.iter().map(|h| h.meta.block_id).collect();
