@@ -97,7 +97,20 @@ fn explicit_values(matches: &ArgMatches) -> BTreeMap<&'static str, String> {
         .collect()
 }
 
+/// mimalloc advises transparent huge pages on its arenas, so memory it purged after one request
+/// came back to the next as fresh 2 MB pages, each zeroed whole: with THP in `madvise` mode (the
+/// common distribution default) half of a warm TraceQL metrics query's CPU samples were
+/// `clear_page_erms` under huge-page faults. Without huge pages the same query used about a
+/// quarter less CPU (docs/BENCHMARKS.md, session 25). A refusal changes nothing but speed.
+fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("transparent huge pages stay enabled: {error}");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    without_transparent_huge_pages();
     let matches = cli().get_matches();
     match matches.subcommand() {
         Some(("serve", matches)) => {
