@@ -95,9 +95,14 @@ def owns_all(server, role_name, partitions=4, deadline_secs=30):
         time.sleep(0.25)
 
 
-def spans_by_id(querier, trace_id):
+def spans_by_id(querier, trace_id, settling=False):
+    """The trace's span IDs, or None when it is not found. `settling`: a 503 (its partition
+    between two live-stores of a rebalancing group, which the answer names) also counts as not
+    yet found; otherwise it fails the test."""
     response = requests.get(f"{querier.url}/api/v2/traces/{trace_id.hex()}", timeout=10)
     if response.status_code == 404:
+        return None
+    if settling and response.status_code == 503 and "their owners are changing" in response.text:
         return None
     assert response.status_code == 200, response.text
     return [span["spanId"] for batch in response.json()["trace"]["resourceSpans"]
@@ -111,7 +116,7 @@ def served_once(querier, acked, service, deadline_secs):
     deadline = time.time() + deadline_secs
     missing = list(acked)
     while True:
-        missing = [t for t in missing if spans_by_id(querier, t) is None]
+        missing = [t for t in missing if spans_by_id(querier, t, settling=True) is None]
         if not missing:
             break
         assert time.time() < deadline, f"{len(missing)} of {len(acked)} acknowledged traces not served"
@@ -340,7 +345,7 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
         assert [a[5:21] for a in answers if len(a) > 5] == [acked[0]]
 
         # A live-store down: the traces of its partitions are unavailable (503, retryable), not
-        # "not found"; the others are served, marked partial.
+        # "not found"; the others are served whole, since the answers covered their partitions.
         live_stores[1].kill9()
         statuses = {}
         for trace_id in acked:
@@ -348,7 +353,7 @@ def test_live_stores_serve_recent_traces_before_blocks_and_forget_them_after(tmp
             statuses.setdefault(response.status_code, []).append(response)
         assert set(statuses) == {200, 503}, {code: len(r) for code, r in statuses.items()}
         assert "live-store" in statuses[503][0].text
-        assert all(r.json()["status"] == "PARTIAL" for r in statuses[200]), statuses[200][0].text
+        assert all(r.json().get("status") != "PARTIAL" for r in statuses[200]), statuses[200][0].text
         now = int(time.time())
         found = requests.get(f"{querier.url}/api/search", timeout=30, params={
             "q": '{ resource.service.name = "live-store-test" }', "limit": 10_000,

@@ -28,7 +28,8 @@ mod group;
 mod live_store;
 mod offsets;
 mod ownership;
-pub mod partition;
+/// Which partition a trace goes to: in `andante-model`, since queriers need it too.
+pub use andante_model::partition;
 pub mod record;
 mod sink;
 

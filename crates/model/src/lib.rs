@@ -6,6 +6,7 @@
 mod duration;
 mod error;
 mod ids;
+pub mod partition;
 pub mod projected;
 mod tenant;
 mod trace;

@@ -151,6 +151,17 @@ impl Covered {
 /// Merges several sources' failures and coverage: the union of what the answers covered, and
 /// the failures, dropped when that union is every partition.
 fn settle(failures: Vec<String>, covers: Vec<Option<Covered>>) -> (Vec<String>, Option<Covered>) {
+    settle_needing(failures, covers, &|of| (0..of).collect())
+}
+
+/// `settle` for a read that needs only the partitions `needed(of)` (a lookup by trace ID needs
+/// those of its IDs): a silent live-store is forgiven, and the read whole, when the answers
+/// covered those.
+fn settle_needing(
+    failures: Vec<String>,
+    covers: Vec<Option<Covered>>,
+    needed: &dyn Fn(u32) -> Vec<u32>,
+) -> (Vec<String>, Option<Covered>) {
     let covers: Vec<Covered> = covers.into_iter().flatten().collect();
     if covers.is_empty() {
         return (failures, None);
@@ -162,11 +173,17 @@ fn settle(failures: Vec<String>, covers: Vec<Option<Covered>>) -> (Vec<String>, 
         .collect();
     partitions.sort_unstable();
     partitions.dedup();
-    let whole = of > 0 && partitions.len() as u32 == of;
+    let mut missing: Vec<u32> = needed(of)
+        .into_iter()
+        .filter(|p| partitions.binary_search(p).is_err())
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    let whole = of > 0 && missing.is_empty();
     if whole && !failures.is_empty() {
         tracing::debug!(
             ?failures,
-            "every partition answered by the other live-stores"
+            "every partition needed answered by the other live-stores"
         );
         return (Vec::new(), Some(Covered { of, partitions }));
     }
@@ -174,10 +191,7 @@ fn settle(failures: Vec<String>, covers: Vec<Option<Covered>>) -> (Vec<String>, 
     if !whole {
         // While partitions move (one owner has let go, the next has not started), nobody may
         // hold a partition's recent traces: say so rather than answer short.
-        let missing: Vec<String> = (0..of)
-            .filter(|p| partitions.binary_search(p).is_err())
-            .map(|p| p.to_string())
-            .collect();
+        let missing: Vec<String> = missing.iter().map(u32::to_string).collect();
         failures.push(format!(
             "no live-store holds partition(s) {} of {of} (their owners are changing or down)",
             missing.join(",")
@@ -380,7 +394,14 @@ impl LiveSource for LiveSources {
                 out.failures.extend(read.failures);
                 covers.push(read.covered);
             }
-            (out.failures, out.covered) = settle(out.failures, covers);
+            // A trace's records are all on its own partition.
+            let needed = |of: u32| {
+                trace_ids
+                    .iter()
+                    .map(|id| andante_model::partition::partition_of(tenant.as_str(), id, of))
+                    .collect()
+            };
+            (out.failures, out.covered) = settle_needing(out.failures, covers, &needed);
             out
         })
     }
@@ -576,23 +597,48 @@ mod tests {
             held_now(two.clone(), &[2]),
             down(),
         ]);
-        let found = short.find(&tenant, &ids).await;
+        let snapshot = short.snapshot(&tenant).await;
+        assert_eq!(snapshot.failures.len(), 2, "{:?}", snapshot.failures);
+        assert!(
+            snapshot.failures[1].contains("partition(s) 3 of 4"),
+            "{:?}",
+            snapshot.failures
+        );
+        assert_eq!(snapshot.covered.unwrap().partitions, vec![0, 1, 2]);
+        // A lookup by ID needs only its IDs' partitions: whole unless one of them is 3.
+        let partition = |id: &TraceId| andante_model::partition::partition_of("acme", id, 4);
+        let in_partition = |wanted: u32| {
+            (1..=255u8)
+                .map(|b| TraceId([b; 16]))
+                .find(|id| partition(id) == wanted)
+                .expect("an ID in each partition")
+        };
+        let elsewhere: Vec<TraceId> = (0..3).map(in_partition).collect();
+        let found = short.find(&tenant, &elsewhere).await;
+        assert!(found.failures.is_empty(), "{:?}", found.failures);
+        let found = short.find(&tenant, &[elsewhere[0], in_partition(3)]).await;
         assert_eq!(found.failures.len(), 2, "{:?}", found.failures);
         assert!(
             found.failures[1].contains("partition(s) 3 of 4"),
             "{:?}",
             found.failures
         );
-        assert_eq!(found.covered.unwrap().partitions, vec![0, 1, 2]);
         // Every live-store answered, but a partition was between owners: partial too.
         let moving = LiveSources(vec![held_now(one, &[0, 1]), held_now(two, &[3])]);
-        let found = moving.find(&tenant, &ids).await;
-        assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+        let matches = moving.search(&tenant, &search_of("{ }")).await;
+        assert_eq!(matches.failures.len(), 1, "{:?}", matches.failures);
         assert!(
-            found.failures[0].contains("partition(s) 2 of 4"),
+            matches.failures[0].contains("partition(s) 2 of 4"),
             "{:?}",
-            found.failures
+            matches.failures
         );
+        let found = moving.find(&tenant, &[in_partition(2)]).await;
+        assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+        assert!(moving
+            .find(&tenant, &[in_partition(3)])
+            .await
+            .failures
+            .is_empty());
     }
 
     #[test]

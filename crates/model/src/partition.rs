@@ -4,7 +4,7 @@
 //! 1/P of new traces. The function is part of the deployment's contract (distributors of two
 //! versions must agree), so golden vectors pin it.
 
-use andante_model::TraceId;
+use crate::TraceId;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
