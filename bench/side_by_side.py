@@ -8,7 +8,8 @@ OTLP/HTTP to a small tee in this script, which forwards every request body uncha
 servers at once and answers only when both have; so both receive byte-identical traffic at the
 same moments. Both cut traces on the same clock: idle 5 s, live at most 30 s, blocks after 30 s
 (Tempo's live-store defaults, which are Andante's). Limits are raised on both so nothing is
-dropped; Andante's metrics generator is off because Tempo's has no processors configured here.
+dropped; Andante's metrics generator is off because Tempo's has no processors configured here,
+and its continuous insights are off too (Tempo does no such work) unless `--insights` is given.
 After the push the script waits until both have cut every trace (Andante: all received spans in
 blocks; Tempo: no live traces, every cut block completed) and at least 35 s (Tempo hides the
 newest 30 s of data from queries), then times every query class as Grafana sends it (search
@@ -20,7 +21,7 @@ peak RSS (VmHWM), and bytes per span in the written blocks.
 
 Usage:
   bench/side_by_side.py [--tempo PATH] [--spans 450000] [--seconds 120] [--seed 7] [--json OUT]
-                        [--work DIR [--reuse]]
+                        [--work DIR [--reuse]] [--insights]
 Prints a markdown table, then the JSON. Without --tempo only Andante runs. `--work DIR` keeps both
 servers' data in DIR (a new directory) instead of a temporary one; `--work DIR --reuse` restarts
 both on that data and times the queries again without pushing (the ingest figures are the stored
@@ -113,11 +114,12 @@ def scrape(url, name):
 class Andante:
     name = "andante"
 
-    def __init__(self, work):
+    def __init__(self, work, insights=False):
         self.storage = work / "andante"
         self.server = Server(self.storage, "--live.trace-idle", TRACE_IDLE, "--live.trace-max-live", TRACE_MAX_LIVE,
                              "--live.block-max-age", BLOCK_MAX_AGE, "--limits.max-bytes-per-trace", str(MAX_BYTES_PER_TRACE),
-                             "--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false")
+                             "--generator.span-metrics.enabled", "false", "--generator.service-graphs.enabled", "false",
+                             *([] if insights else ["--insights.live-window", "0s"]))
 
     def start(self):
         self.server.start()
@@ -346,6 +348,7 @@ def main():
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument("--work", type=Path, help="keep the data in this new directory")
     parser.add_argument("--reuse", action="store_true", help="query the data a previous --work run left")
+    parser.add_argument("--insights", action="store_true", help="keep Andante's continuous insights on (Tempo has none)")
     args = parser.parse_args()
     if args.reuse and not args.work:
         parser.error("--reuse needs --work")
@@ -357,7 +360,7 @@ def main():
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="andante-side-by-side-")))
-        servers = ([Tempo(args.tempo.resolve(), work)] if args.tempo else []) + [Andante(work)]
+        servers = ([Tempo(args.tempo.resolve(), work)] if args.tempo else []) + [Andante(work, args.insights)]
         try:
             for server in servers:
                 server.start()
@@ -383,7 +386,7 @@ def main():
             for server in servers:
                 if getattr(server, "pid", None):
                     server.stop()
-    report = {"spans": args.spans, "seconds": args.seconds, "seed": args.seed, "runs": RUNS,
+    report = {"spans": args.spans, "seconds": args.seconds, "seed": args.seed, "runs": RUNS, "insights": args.insights,
               "tempo": str(args.tempo) if args.tempo else None, "ingest": ingest, "queries": queries}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

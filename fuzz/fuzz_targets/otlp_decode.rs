@@ -2,13 +2,14 @@
 //! `decode_otlp_json`), each decoded request validated and split
 //! (`andante_fuzz::ingest_checks`); and the input as a gzip body (`decompress_body`), whose
 //! inflated bytes are decoded the same way, plus a round trip: the input gzipped by flate2
-//! inflates back to itself.
+//! inflates back to itself. Every protobuf body is also split on its raw bytes
+//! (`split_protobuf`) and held to the decoding path (`check_raw_split`).
 
 #![no_main]
 
 use std::io::Write;
 
-use andante_fuzz::ingest_checks::check_request;
+use andante_fuzz::ingest_checks::{check_raw_split, check_request};
 use andante_ingest::{decode_otlp_json, decode_otlp_protobuf, decompress_body, Encoding};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,6 +17,7 @@ use libfuzzer_sys::fuzz_target;
 const LIMIT_BYTES: usize = 1 << 20;
 
 fn decode_all(body: &[u8]) {
+    check_raw_split(body);
     if let Ok(request) = decode_otlp_protobuf(body) {
         check_request(request);
     }

@@ -109,3 +109,64 @@ fn check_with(request: ExportTraceServiceRequest, limits: ValidationLimits) {
     }
     assert_eq!(split_spans, validated.accepted_spans, "splitting lost or duplicated spans");
 }
+
+/// A span with its resource and scope, as a decoded fragment holds it.
+type Flat = (
+    Option<andante_model::otlp::resource::v1::Resource>,
+    String,
+    Option<andante_model::otlp::common::v1::InstrumentationScope>,
+    String,
+    andante_model::otlp::trace::v1::Span,
+);
+
+fn flatten(bytes: &[u8]) -> Vec<Flat> {
+    use prost::Message;
+    flatten_request(ExportTraceServiceRequest::decode(bytes).expect("a fragment decodes"))
+}
+
+fn flatten_request(request: ExportTraceServiceRequest) -> Vec<Flat> {
+    let mut flat = Vec::new();
+    for rs in request.resource_spans {
+        for ss in rs.scope_spans {
+            for span in ss.spans {
+                flat.push((rs.resource.clone(), rs.schema_url.clone(), ss.scope.clone(), ss.schema_url.clone(), span));
+            }
+        }
+    }
+    flat
+}
+
+/// The split on raw bytes (`split_protobuf`) against decode → validate → split → encode: when
+/// it answers, the decoding path accepts every span unchanged and holds the same spans per
+/// trace, under the same resources and scopes.
+pub fn check_raw_split(body: &[u8]) {
+    use prost::Message;
+    let tiny = ValidationLimits {
+        max_attribute_bytes: 16,
+        max_future_nanos: 0,
+    };
+    for limits in [tiny, ValidationLimits::default()] {
+        let Some(fragments) = andante_ingest::split_protobuf(body, limits, NOW_UNIX_NANOS) else {
+            continue;
+        };
+        let request = ExportTraceServiceRequest::decode(body).expect("raw split answered a body that does not decode");
+        let validated = validate(request.clone(), limits, NOW_UNIX_NANOS);
+        assert_eq!(validated.rejected_spans, 0, "raw split answered a body with refused spans");
+        assert!(
+            flatten_request(validated.request.clone()) == flatten_request(request),
+            "raw split answered a body whose spans validation changes"
+        );
+        let expected: Vec<_> = split_by_trace(validated.request)
+            .iter()
+            .map(|fragment| {
+                let encoded = fragment.encode();
+                (encoded.trace_id, encoded.span_count, flatten(&encoded.bytes))
+            })
+            .collect();
+        let got: Vec<_> = fragments
+            .iter()
+            .map(|fragment| (fragment.trace_id, fragment.span_count, flatten(&fragment.bytes)))
+            .collect();
+        assert!(got == expected, "raw split disagrees with the decoding path");
+    }
+}

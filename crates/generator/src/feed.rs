@@ -7,12 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 
+use andante_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TenantId;
+use prost::Message;
 
 use crate::Generator;
 
-type Work = (TenantId, Vec<ResourceSpans>);
+/// A push's trace fragments, each an encoded `ExportTraceServiceRequest`: they are decoded on
+/// the generator thread, so the push path never builds the spans for it.
+type Work = (TenantId, Vec<bytes::Bytes>);
 
 /// Called on the generator thread with every batch after the generator saw it: another
 /// consumer of acknowledged spans (continuous insights) rides the same queue instead of a
@@ -40,7 +44,12 @@ impl Feed {
         std::thread::Builder::new()
             .name("generator".into())
             .spawn(move || {
-                while let Ok((tenant, spans)) = receiver.recv() {
+                while let Ok((tenant, fragments)) = receiver.recv() {
+                    let spans: Vec<ResourceSpans> = fragments
+                        .iter()
+                        .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok())
+                        .flat_map(|request| request.resource_spans)
+                        .collect();
                     if worker.enabled() {
                         worker.push(&tenant, &spans, now_ms());
                     }
@@ -52,18 +61,14 @@ impl Feed {
         Ok(Feed { sender, generator })
     }
 
-    pub fn offer(&self, tenant: &TenantId, spans: Vec<ResourceSpans>) {
-        match self.sender.try_send((tenant.clone(), spans)) {
+    /// Queues `fragments` (encoded trace fragments holding `spans` spans in all).
+    pub fn offer(&self, tenant: &TenantId, fragments: Vec<bytes::Bytes>, spans: usize) {
+        match self.sender.try_send((tenant.clone(), fragments)) {
             Ok(()) => {}
-            Err(TrySendError::Full((_, spans)) | TrySendError::Disconnected((_, spans))) => {
-                let count: usize = spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .map(|s| s.spans.len())
-                    .sum();
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.generator
                     .spans_dropped_queue_full
-                    .fetch_add(count as u64, Ordering::Relaxed);
+                    .fetch_add(spans as u64, Ordering::Relaxed);
             }
         }
     }

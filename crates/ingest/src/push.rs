@@ -11,12 +11,13 @@ use andante_model::{ErrorKind, TenantId};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
 use crate::{
-    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, validate,
-    Encoding, IngestError, RefusalReason, Validated, ValidationLimits,
+    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, split_by_trace,
+    split_protobuf, validate, EncodedFragment, Encoding, IngestError, RefusalReason, TraceFragment,
+    Validated, ValidationLimits,
 };
 
 /// Bodies above this are decoded on the blocking pool, so a large batch never stalls the
@@ -57,10 +58,11 @@ impl From<IngestError> for PushFailure {
 
 /// Where validated spans go. `push` resolves only once the spans are durable (or refused).
 pub trait TraceSink: Send + Sync + 'static {
+    /// `fragments` hold one trace each (`split_by_trace` or `split_protobuf`).
     fn push<'a>(
         &'a self,
         tenant: &'a TenantId,
-        request: ExportTraceServiceRequest,
+        fragments: Vec<EncodedFragment>,
         request_bytes: u64,
     ) -> BoxFuture<'a, Result<SinkOutcome, PushFailure>>;
 
@@ -118,47 +120,45 @@ impl PushService {
         let limit = self.max_request_bytes;
         let validation = self.validation;
         let body_bytes = body.len();
-        let decode = move || -> Result<(Validated, usize), IngestError> {
+        let decode = move || -> Result<(Split, usize), IngestError> {
             let plain = decompress_body(&body, encoding, limit)?;
-            let request = match format {
-                BodyFormat::Protobuf => decode_otlp_protobuf(&plain)?,
-                BodyFormat::Json => decode_otlp_json(&plain)?,
-                BodyFormat::Zipkin => decode_zipkin_json(&plain)?,
+            let now = andante_model::now_unix_nanos();
+            let split = match format {
+                BodyFormat::Protobuf => match split_protobuf(&plain, validation, now) {
+                    Some(fragments) => Split {
+                        fragments,
+                        summary: PushSummary::default(),
+                    },
+                    None => Split::of(validate(decode_otlp_protobuf(&plain)?, validation, now)),
+                },
+                BodyFormat::Json => Split::of(validate(decode_otlp_json(&plain)?, validation, now)),
+                BodyFormat::Zipkin => {
+                    Split::of(validate(decode_zipkin_json(&plain)?, validation, now))
+                }
             };
-            Ok((
-                validate(request, validation, andante_model::now_unix_nanos()),
-                plain.len(),
-            ))
+            Ok((split, plain.len()))
         };
-        let (validated, plain_bytes) = decode_off_runtime(body_bytes, decode).await?;
-        self.push_validated(tenant, validated, plain_bytes as u64)
-            .await
+        let (split, plain_bytes) = decode_off_runtime(body_bytes, decode).await?;
+        self.push_split(tenant, split, plain_bytes as u64).await
     }
 
-    async fn push_validated(
+    async fn push_split(
         &self,
         tenant: &TenantId,
-        validated: Validated,
+        split: Split,
         request_bytes: u64,
     ) -> Result<PushSummary, PushFailure> {
+        let Split {
+            fragments,
+            mut summary,
+        } = split;
         self.sink
-            .count_refused(tenant, RefusalReason::Invalid, validated.rejected_spans);
-        let mut summary = PushSummary {
-            rejected_spans: validated.rejected_spans,
-            message: if validated.rejected_spans > 0 {
-                validated.partial_success_message()
-            } else {
-                String::new()
-            },
-        };
+            .count_refused(tenant, RefusalReason::Invalid, summary.rejected_spans);
         // Nothing valid: nothing to store, and the client hears why through the summary.
-        if validated.accepted_spans == 0 {
+        if fragments.is_empty() {
             return Ok(summary);
         }
-        let outcome = self
-            .sink
-            .push(tenant, validated.request, request_bytes)
-            .await?;
+        let outcome = self.sink.push(tenant, fragments, request_bytes).await?;
         if outcome.refused_spans > 0 {
             summary.rejected_spans += outcome.refused_spans;
             if !summary.message.is_empty() {
@@ -167,6 +167,29 @@ impl PushService {
             summary.message.push_str(&outcome.message);
         }
         Ok(summary)
+    }
+}
+
+/// A body's valid spans as per-trace fragments, and what validation refused.
+struct Split {
+    fragments: Vec<EncodedFragment>,
+    summary: PushSummary,
+}
+
+impl Split {
+    /// The decoding path's split: validated spans, grouped by trace and encoded.
+    fn of(validated: Validated) -> Split {
+        let message = validated.partial_success_message();
+        Split {
+            fragments: split_by_trace(validated.request)
+                .iter()
+                .map(TraceFragment::encode)
+                .collect(),
+            summary: PushSummary {
+                rejected_spans: validated.rejected_spans,
+                message,
+            },
+        }
     }
 }
 
@@ -191,6 +214,7 @@ pub(crate) async fn decode_off_runtime<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ExportTraceServiceRequest;
     use parking_lot::Mutex;
     use prost::Message;
 
@@ -208,7 +232,7 @@ mod tests {
         fn push<'a>(
             &'a self,
             tenant: &'a TenantId,
-            request: ExportTraceServiceRequest,
+            fragments: Vec<EncodedFragment>,
             _request_bytes: u64,
         ) -> BoxFuture<'a, Result<SinkOutcome, PushFailure>> {
             Box::pin(async move {
@@ -218,7 +242,7 @@ mod tests {
                         message: "sink down".into(),
                     });
                 }
-                let spans = andante_model::span_count(&request.resource_spans);
+                let spans: usize = fragments.iter().map(|f| f.span_count).sum();
                 let kept = spans.min(self.capacity);
                 self.pushed.lock().push((tenant.to_string(), kept));
                 Ok(SinkOutcome {

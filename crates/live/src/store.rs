@@ -130,7 +130,9 @@ pub struct LiveStore {
 /// A consumer of every acknowledged span (not of WAL replays: those spans were already seen).
 /// `accept` runs on the push path, so it must hand the spans off, not process them.
 pub trait SpanSink: Send + Sync {
-    fn accept(&self, tenant: &TenantId, spans: Vec<ResourceSpans>);
+    /// `fragments` are encoded `ExportTraceServiceRequest`s holding `spans` spans in all:
+    /// decoding them is the consumer's work, off the push path.
+    fn accept(&self, tenant: &TenantId, fragments: Vec<Bytes>, spans: usize);
 }
 
 impl LiveStore {
@@ -241,7 +243,20 @@ impl LiveStore {
         request: ExportTraceServiceRequest,
         request_bytes: u64,
     ) -> Result<PushOutcome, PushError> {
-        let fragments = split_by_trace(request);
+        let fragments = split_by_trace(request)
+            .iter()
+            .map(andante_ingest::TraceFragment::encode)
+            .collect();
+        self.push_fragments(tenant, fragments, request_bytes).await
+    }
+
+    /// Stores a validated batch, already split by trace, durably.
+    pub async fn push_fragments(
+        &self,
+        tenant: &TenantId,
+        fragments: Vec<EncodedFragment>,
+        request_bytes: u64,
+    ) -> Result<PushOutcome, PushError> {
         let total_spans: usize = fragments.iter().map(|f| f.span_count).sum();
         if total_spans == 0 {
             return Ok(PushOutcome::default());
@@ -257,50 +272,31 @@ impl LiveStore {
         let Source::Wal(wal) = &self.source else {
             return Err(PushError::NotWritable);
         };
-        // Encode outside the tenant lock: it is the costly part and needs no shared state.
-        let encoded_fragments: Vec<(EncodedFragment, andante_ingest::TraceFragment)> = fragments
-            .into_iter()
-            .map(|fragment| (fragment.encode(), fragment))
-            .collect();
         let state = self.tenant(tenant);
         let (admitted, outcome) = {
             let state = state.lock();
-            self.admit(
-                tenant,
-                &state,
-                encoded_fragments.iter().map(|(encoded, _)| encoded),
-            )
+            self.admit(tenant, &state, fragments.iter())
         };
-        let accepted: Vec<_> = encoded_fragments
+        let accepted: Vec<EncodedFragment> = fragments
             .into_iter()
             .zip(admitted)
-            .filter_map(|(pair, admitted)| admitted.then_some(pair))
+            .filter_map(|(fragment, admitted)| admitted.then_some(fragment))
             .collect();
         if accepted.is_empty() {
             return Err(PushError::AllRefused(outcome.message));
         }
-        let payload = record::encode(
-            tenant,
-            &accepted
-                .iter()
-                .map(|(encoded, _)| encoded.bytes.clone())
-                .collect::<Vec<_>>(),
-        );
+        let bytes: Vec<Bytes> = accepted.iter().map(|f| f.bytes.clone()).collect();
+        let payload = record::encode(tenant, &bytes);
         let _gate = self.checkpoint_gate.read().await;
         let seq = wal.append(payload).await?;
         let now = Instant::now();
         let mut state = state.lock();
-        let mut sunk = Vec::new();
-        let sink = self.span_sink.get();
-        for (encoded, fragment) in accepted {
-            insert_fragment(&mut state, encoded, seq, now);
-            if sink.is_some() {
-                sunk.extend(fragment.resource_spans);
-            }
+        for fragment in accepted {
+            insert_fragment(&mut state, fragment, seq, now);
         }
         drop(state);
-        if let Some(sink) = sink {
-            sink.accept(tenant, sunk);
+        if let Some(sink) = self.span_sink.get() {
+            sink.accept(tenant, bytes, outcome.accepted_spans);
         }
         self.metrics.add_received(outcome.accepted_spans);
         Ok(outcome)
@@ -811,14 +807,16 @@ impl andante_ingest::TraceSink for LiveStore {
     fn push<'a>(
         &'a self,
         tenant: &'a TenantId,
-        request: ExportTraceServiceRequest,
+        fragments: Vec<EncodedFragment>,
         request_bytes: u64,
     ) -> futures::future::BoxFuture<
         'a,
         Result<andante_ingest::SinkOutcome, andante_ingest::PushFailure>,
     > {
         Box::pin(async move {
-            let outcome = LiveStore::push(self, tenant, request, request_bytes).await?;
+            let outcome = self
+                .push_fragments(tenant, fragments, request_bytes)
+                .await?;
             Ok(andante_ingest::SinkOutcome {
                 refused_spans: outcome.refused_spans,
                 message: outcome.message,

@@ -27,9 +27,9 @@ impl RecordSink for SpanFeed {
         fragments: Vec<EncodedFragment>,
         _offset: u64,
     ) -> BoxFuture<'a, ()> {
+        let spans = fragments.iter().map(|f| f.span_count).sum();
         let bytes: Vec<bytes::Bytes> = fragments.into_iter().map(|f| f.bytes).collect();
-        let spans = andante_live::decode_fragments(&bytes);
-        self.0.accept(tenant, spans);
+        self.0.accept(tenant, bytes, spans);
         Box::pin(async {})
     }
 

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use andante_ingest::{
-    split_by_trace, EncodedFragment, ExportTraceServiceRequest, PushFailure, RateLimiter,
-    RefusalReason, SinkOutcome, TraceSink,
+    EncodedFragment, PushFailure, RateLimiter, RefusalReason, SinkOutcome, TraceSink,
 };
 use andante_live::LiveMetrics;
 use andante_model::{ErrorKind, TenantId};
@@ -45,10 +44,9 @@ impl LogSink {
     async fn produce(
         &self,
         tenant: &TenantId,
-        request: ExportTraceServiceRequest,
+        fragments: Vec<EncodedFragment>,
         request_bytes: u64,
     ) -> Result<SinkOutcome, PushFailure> {
-        let fragments = split_by_trace(request);
         let total_spans: usize = fragments.iter().map(|f| f.span_count).sum();
         if total_spans == 0 {
             return Ok(SinkOutcome::default());
@@ -69,8 +67,7 @@ impl LogSink {
         let partitions = self.log.partition_count();
         let mut outcome = SinkOutcome::default();
         let mut by_partition: BTreeMap<u32, Vec<EncodedFragment>> = BTreeMap::new();
-        for fragment in fragments {
-            let encoded = fragment.encode();
+        for encoded in fragments {
             if record::fragment_size(&encoded) > max_fragment {
                 self.metrics.add_discarded(
                     tenant.as_str(),
@@ -177,10 +174,10 @@ impl TraceSink for LogSink {
     fn push<'a>(
         &'a self,
         tenant: &'a TenantId,
-        request: ExportTraceServiceRequest,
+        fragments: Vec<EncodedFragment>,
         request_bytes: u64,
     ) -> BoxFuture<'a, Result<SinkOutcome, PushFailure>> {
-        Box::pin(self.produce(tenant, request, request_bytes))
+        Box::pin(self.produce(tenant, fragments, request_bytes))
     }
 
     fn count_refused(&self, tenant: &TenantId, reason: RefusalReason, spans: usize) {

@@ -208,12 +208,8 @@ async fn persist_metrics(
 struct GeneratorSink(Feed);
 
 impl andante_live::SpanSink for GeneratorSink {
-    fn accept(
-        &self,
-        tenant: &andante_model::TenantId,
-        spans: Vec<andante_model::otlp::trace::v1::ResourceSpans>,
-    ) {
-        self.0.offer(tenant, spans);
+    fn accept(&self, tenant: &andante_model::TenantId, fragments: Vec<bytes::Bytes>, spans: usize) {
+        self.0.offer(tenant, fragments, spans);
     }
 }
 
