@@ -61,17 +61,21 @@ impl LiveInsights {
     }
 
     /// What the span queue calls with each acknowledged batch (`None` when off): flattens it
-    /// on the queue's thread and hands the records to the tenant's fold.
+    /// on the queue's thread and hands the records to the tenant's fold. Only the fields
+    /// `extract_any` reads are decoded when the generator is off (`andante_insights::projection`).
     pub fn observer(&self) -> Option<andante_generator::feed::Observer> {
         let fold = self.fold.clone()?;
-        Some(Box::new(move |tenant, spans| {
-            let mut records = Vec::new();
-            andante_insights::extract_any(spans, &mut records);
-            if !records.is_empty() {
-                let now = andante_model::now_unix_nanos();
-                fold.lock().offer(tenant.as_str(), records, now);
-            }
-        }))
+        Some(andante_generator::feed::Observer {
+            projection: andante_insights::projection(),
+            observe: Box::new(move |tenant, spans| {
+                let mut records = Vec::new();
+                andante_insights::extract_any(spans, &mut records);
+                if !records.is_empty() {
+                    let now = andante_model::now_unix_nanos();
+                    fold.lock().offer(tenant.as_str(), records, now);
+                }
+            }),
+        })
     }
 
     pub fn enabled(&self) -> bool {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use andante_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::projected::{decode_projected, Projection};
 use andante_model::TenantId;
 use prost::Message;
 
@@ -18,10 +19,17 @@ use crate::Generator;
 /// the generator thread, so the push path never builds the spans for it.
 type Work = (TenantId, Vec<bytes::Bytes>);
 
-/// Called on the generator thread with every batch after the generator saw it: another
-/// consumer of acknowledged spans (continuous insights) rides the same queue instead of a
-/// second copy of each batch.
-pub type Observer = Box<dyn Fn(&TenantId, &[ResourceSpans]) + Send>;
+/// Another consumer of acknowledged spans (continuous insights) that rides the same queue
+/// instead of a second copy of each batch: `observe` is called on the generator thread with
+/// every batch after the generator saw it. When the generator is off, the batch is decoded
+/// only as far as `projection` says.
+pub struct Observer {
+    pub projection: Projection,
+    pub observe: Observe,
+}
+
+/// What an [`Observer`] does with a tenant's batch.
+pub type Observe = Box<dyn Fn(&TenantId, &[ResourceSpans]) + Send>;
 
 pub struct Feed {
     sender: SyncSender<Work>,
@@ -45,16 +53,27 @@ impl Feed {
             .name("generator".into())
             .spawn(move || {
                 while let Ok((tenant, fragments)) = receiver.recv() {
-                    let spans: Vec<ResourceSpans> = fragments
-                        .iter()
-                        .filter_map(|bytes| ExportTraceServiceRequest::decode(bytes.as_ref()).ok())
-                        .flat_map(|request| request.resource_spans)
-                        .collect();
-                    if worker.enabled() {
+                    let generating = worker.enabled();
+                    let spans: Vec<ResourceSpans> = match &observer {
+                        _ if generating => fragments
+                            .iter()
+                            .filter_map(|bytes| {
+                                ExportTraceServiceRequest::decode(bytes.as_ref()).ok()
+                            })
+                            .flat_map(|request| request.resource_spans)
+                            .collect(),
+                        Some(observer) => fragments
+                            .iter()
+                            .filter_map(|bytes| decode_projected(bytes, &observer.projection).ok())
+                            .flatten()
+                            .collect(),
+                        None => continue,
+                    };
+                    if generating {
                         worker.push(&tenant, &spans, now_ms());
                     }
                     if let Some(observer) = &observer {
-                        observer(&tenant, &spans);
+                        (observer.observe)(&tenant, &spans);
                     }
                 }
             })?;

@@ -13,6 +13,7 @@
 
 use andante_model::otlp::common::v1::{any_value, KeyValue};
 use andante_model::otlp::trace::v1::ResourceSpans;
+use andante_model::projected::Projection;
 
 use crate::record::{SpanKind, SpanRecord};
 
@@ -57,16 +58,13 @@ fn extract_with(
                     .filter(|parent| *parent != [0; 8]);
                 let kind = SpanKind::from_otlp(span.kind);
                 let attributes = span.attributes.as_slice();
-                let db_system = first_string(attributes, &["db.system.name", "db.system"]);
+                let db_system = first_string(attributes, DB_SYSTEM_KEYS);
                 let (peer, peer_key) = if kind == SpanKind::Client {
                     peer_name(attributes, db_system.as_deref())
                 } else {
                     (None, None)
                 };
-                let destination = first_string(
-                    attributes,
-                    &["messaging.destination.name", "messaging.destination"],
-                );
+                let destination = first_string(attributes, DESTINATION_KEYS);
                 let error = span
                     .status
                     .as_ref()
@@ -107,15 +105,12 @@ struct ResourceNames {
 impl ResourceNames {
     fn of(attributes: &[KeyValue]) -> ResourceNames {
         ResourceNames {
-            service: first_string(attributes, &["service.name"])
+            service: first_string(attributes, SERVICE_KEYS)
                 .unwrap_or_else(|| "unknown_service".to_string()),
-            instance: first_string(
-                attributes,
-                &["k8s.pod.name", "service.instance.id", "host.name"],
-            ),
-            node: first_string(attributes, &["k8s.node.name", "host.name"]),
-            namespace: first_string(attributes, &["k8s.namespace.name"]),
-            version: first_string(attributes, &["service.version"]),
+            instance: first_string(attributes, INSTANCE_KEYS),
+            node: first_string(attributes, NODE_KEYS),
+            namespace: first_string(attributes, NAMESPACE_KEYS),
+            version: first_string(attributes, VERSION_KEYS),
         }
     }
 }
@@ -135,6 +130,46 @@ const PEER_KEYS: &[&str] = &[
     "net.peer.ip",
 ];
 const URL_KEYS: &[&str] = &["url.full", "http.url"];
+const DB_SYSTEM_KEYS: &[&str] = &["db.system.name", "db.system"];
+const DESTINATION_KEYS: &[&str] = &["messaging.destination.name", "messaging.destination"];
+const SERVICE_KEYS: &[&str] = &["service.name"];
+const INSTANCE_KEYS: &[&str] = &["k8s.pod.name", "service.instance.id", "host.name"];
+const NODE_KEYS: &[&str] = &["k8s.node.name", "host.name"];
+const NAMESPACE_KEYS: &[&str] = &["k8s.namespace.name"];
+const VERSION_KEYS: &[&str] = &["service.version"];
+
+/// The fields [`extract_any`] reads, for a projected decode
+/// (`andante_model::projected::decode_projected`): the continuous fold decodes each pushed
+/// fragment with it instead of building every attribute, event and link.
+pub fn projection() -> Projection {
+    let mut projection = Projection {
+        span_name: true,
+        status: true,
+        trace_id: true,
+        ..Default::default()
+    };
+    let span_keys = [
+        DB_SYSTEM_KEYS,
+        DESTINATION_KEYS,
+        DATABASE_PEER_KEYS,
+        PEER_KEYS,
+        URL_KEYS,
+    ];
+    for key in span_keys.into_iter().flatten() {
+        projection.span_attributes.add(key);
+    }
+    let resource_keys = [
+        SERVICE_KEYS,
+        INSTANCE_KEYS,
+        NODE_KEYS,
+        NAMESPACE_KEYS,
+        VERSION_KEYS,
+    ];
+    for key in resource_keys.into_iter().flatten() {
+        projection.resource_attributes.add(key);
+    }
+    projection
+}
 
 fn peer_name(
     attributes: &[KeyValue],
@@ -256,6 +291,88 @@ mod tests {
             expected,
             "attributes {attributes:?}"
         );
+    }
+
+    /// Every key the rules read, alone and together with the others and with keys they do
+    /// not read, on client and server spans: a projected decode gives the same records.
+    #[test]
+    fn the_projection_keeps_everything_extract_reads() {
+        use andante_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let span_keys: Vec<&str> = [
+            DB_SYSTEM_KEYS,
+            DESTINATION_KEYS,
+            DATABASE_PEER_KEYS,
+            PEER_KEYS,
+            URL_KEYS,
+        ]
+        .concat();
+        let resource_keys: Vec<&str> = [
+            SERVICE_KEYS,
+            INSTANCE_KEYS,
+            NODE_KEYS,
+            NAMESPACE_KEYS,
+            VERSION_KEYS,
+        ]
+        .concat();
+        let value = |key: &str| {
+            if key.contains("url") {
+                format!("https://{key}.example:8443/p")
+            } else {
+                format!("v-{key}")
+            }
+        };
+        let mut resource_spans = Vec::new();
+        let subsets: Vec<Vec<&str>> = span_keys
+            .iter()
+            .map(|key| vec![*key])
+            .chain([span_keys.clone(), vec!["db.system", "net.peer.ip"], vec![]])
+            .collect();
+        for (at, resource_key) in resource_keys.iter().chain([&"other.key"]).enumerate() {
+            let mut spans = Vec::new();
+            for (n, keys) in subsets.iter().enumerate() {
+                for kind in [2, 3] {
+                    let mut span = client_span(&[("noise", "x"), ("http.route", "/r")]);
+                    span.kind = kind;
+                    span.trace_id = vec![at as u8 + 1; 16];
+                    span.span_id = vec![n as u8 + 1, kind as u8, 1, 1, 1, 1, 1, 1];
+                    span.attributes
+                        .extend(keys.iter().map(|key| attribute(key, &value(key))));
+                    span.events.push(Default::default());
+                    spans.push(span);
+                }
+            }
+            resource_spans.push(ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        attribute(resource_key, &value(resource_key)),
+                        attribute("service.name", &format!("svc-{at}")),
+                        attribute("unread", "x"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            });
+        }
+        let bytes = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
+        let full = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let projected =
+            andante_model::projected::decode_projected(&bytes, &projection()).expect("decodes");
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        extract_any(&full.resource_spans, &mut want);
+        extract_any(&projected, &mut got);
+        assert_eq!(want.len(), (resource_keys.len() + 1) * subsets.len() * 2);
+        assert!(want
+            .iter()
+            .any(|r| r.peer.is_some() && r.db_system.is_some()));
+        assert!(want
+            .iter()
+            .any(|r| r.destination.is_some() && r.instance.is_some()));
+        assert_eq!(got, want);
     }
 
     #[test]

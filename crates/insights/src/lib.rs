@@ -34,7 +34,7 @@ mod tests;
 pub use assertions::{Assertion, AssertionType, Severity};
 pub use continuous::{Continuous, FoldSize};
 pub use evidence::Evidence;
-pub use extract::{extract, extract_any};
+pub use extract::{extract, extract_any, projection};
 pub use graph::{Deploy, Graph, GraphEntity, GraphRelation};
 pub use rca::{Cause, Rca};
 pub use record::{SpanKind, SpanRecord};

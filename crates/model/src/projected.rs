@@ -75,6 +75,9 @@ pub struct Projection {
     pub events: bool,
     /// Links, whole.
     pub links: bool,
+    /// Each span's trace ID (a reader that does not know the fragment's trace, as the metrics
+    /// generator's queue).
+    pub trace_id: bool,
 }
 
 impl Projection {
@@ -89,6 +92,7 @@ impl Projection {
             scope_attributes: Keys::All,
             events: true,
             links: true,
+            trace_id: false,
         }
     }
 }
@@ -273,6 +277,7 @@ fn span(buf: &[u8], projection: &Projection) -> Result<Span, ProjectedError> {
         |tag| match tag {
             // span ID, parent span ID, kind, start, end
             2 | 4 | 6 | 7 | 8 => true,
+            1 => projection.trace_id,
             5 => projection.span_name,
             11 => projection.events,
             13 => projection.links,
@@ -385,6 +390,16 @@ mod tests {
         // What no query reads is skipped even then.
         assert!(span.trace_id.is_empty() && span.trace_state.is_empty());
         assert_eq!(projected[0].schema_url, "");
+    }
+
+    #[test]
+    fn trace_ids_are_kept_when_asked_for() {
+        let projection = Projection {
+            trace_id: true,
+            ..Default::default()
+        };
+        let projected = decode_projected(&request().encode_to_vec(), &projection).expect("decodes");
+        assert_eq!(projected[0].scope_spans[0].spans[0].trace_id, vec![1; 16]);
     }
 
     #[test]

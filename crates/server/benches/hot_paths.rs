@@ -74,15 +74,20 @@ fn main() {
         std::hint::black_box(split_by_trace(validated.request));
     });
     // What a push did before the raw split: the fragments the live store keeps, encoded.
-    measure("decode + validate + split + encode fragments", "span", spans, || {
-        let decoded = decode_otlp_protobuf(&body).expect("decodes");
-        let validated = validate(decoded, ValidationLimits::default(), u64::MAX / 2);
-        let fragments: Vec<_> = split_by_trace(validated.request)
-            .iter()
-            .map(andante_ingest::TraceFragment::encode)
-            .collect();
-        std::hint::black_box(fragments);
-    });
+    measure(
+        "decode + validate + split + encode fragments",
+        "span",
+        spans,
+        || {
+            let decoded = decode_otlp_protobuf(&body).expect("decodes");
+            let validated = validate(decoded, ValidationLimits::default(), u64::MAX / 2);
+            let fragments: Vec<_> = split_by_trace(validated.request)
+                .iter()
+                .map(andante_ingest::TraceFragment::encode)
+                .collect();
+            std::hint::black_box(fragments);
+        },
+    );
     measure("raw split into encoded fragments", "span", spans, || {
         let fragments =
             andante_ingest::split_protobuf(&body, ValidationLimits::default(), u64::MAX / 2);
