@@ -110,30 +110,34 @@ fn check_with(request: ExportTraceServiceRequest, limits: ValidationLimits) {
     assert_eq!(split_spans, validated.accepted_spans, "splitting lost or duplicated spans");
 }
 
-/// A span with its resource and scope, as a decoded fragment holds it.
-type Flat = (
-    Option<andante_model::otlp::resource::v1::Resource>,
-    String,
-    Option<andante_model::otlp::common::v1::InstrumentationScope>,
-    String,
-    andante_model::otlp::trace::v1::Span,
-);
-
-fn flatten(bytes: &[u8]) -> Vec<Flat> {
+/// Each span with its resource and scope, as one encoded `ResourceSpans`: compared as bytes, so
+/// a NaN attribute value equals itself (prost keeps a double's bits).
+fn flatten_request(request: ExportTraceServiceRequest) -> Vec<Vec<u8>> {
+    use andante_model::otlp::trace::v1::{ResourceSpans, ScopeSpans};
     use prost::Message;
-    flatten_request(ExportTraceServiceRequest::decode(bytes).expect("a fragment decodes"))
-}
-
-fn flatten_request(request: ExportTraceServiceRequest) -> Vec<Flat> {
     let mut flat = Vec::new();
     for rs in request.resource_spans {
         for ss in rs.scope_spans {
             for span in ss.spans {
-                flat.push((rs.resource.clone(), rs.schema_url.clone(), ss.scope.clone(), ss.schema_url.clone(), span));
+                let one = ResourceSpans {
+                    resource: rs.resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: vec![span],
+                        schema_url: ss.schema_url.clone(),
+                    }],
+                    schema_url: rs.schema_url.clone(),
+                };
+                flat.push(one.encode_to_vec());
             }
         }
     }
     flat
+}
+
+fn flatten(bytes: &[u8]) -> Vec<Vec<u8>> {
+    use prost::Message;
+    flatten_request(ExportTraceServiceRequest::decode(bytes).expect("a fragment decodes"))
 }
 
 /// The split on raw bytes (`split_protobuf`) against decode → validate → split → encode: when

@@ -9,10 +9,16 @@
 //!
 //! It answers `None` whenever the decoding path might answer differently: a request that would
 //! not decode, any span that validation would refuse or change (an all-zero parent ID), an
-//! unknown field, a repeated `oneof` member, nesting past [`MAX_DEPTH`]. The caller then takes
-//! the decoding path, which owns every error message. So for any body this returns, the
-//! decoding path accepts every span, and each fragment decodes to the same resources, scopes
-//! and spans it would hold (property-tested below and by the `raw_split` fuzz target).
+//! unknown field, a repeated `oneof` member or attribute value, nesting past [`MAX_DEPTH`]. The
+//! caller then takes the decoding path, which owns every error message. So for any body this
+//! returns, the decoding path accepts every span, and each fragment decodes to the same
+//! resources, scopes and spans it would hold (property-tested below, and by the `otlp_decode`
+//! fuzz target through `check_raw_split`).
+//!
+//! Fields are copied as the client wrote them, repeats and non-canonical varints included (a
+//! repeated resource, scope or status merges on decode exactly as in the body), so a fragment's
+//! size, which `limits.max_bytes_per_trace` and the log's record limit charge, is the stored size
+//! of the client's bytes rather than of a re-encoding.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -100,8 +106,8 @@ struct Walker<'a> {
     limits: ValidationLimits,
     latest_end: u64,
     resources: Vec<Vec<Range<usize>>>,
-    /// Resources with an attribute over the limit.
-    oversized_resources: Vec<usize>,
+    /// Per resource, whether one of its attributes is over the limit.
+    oversized: Vec<bool>,
     scopes: Vec<Scope>,
     spans: Vec<PlacedSpan>,
 }
@@ -126,6 +132,7 @@ impl<'a> Walker<'a> {
     fn resource_spans(&mut self, mut buf: &'a [u8]) -> Option<()> {
         let resource = self.resources.len();
         self.resources.push(Vec::new());
+        self.oversized.push(false);
         while !buf.is_empty() {
             let before = buf;
             let (tag, value) = next_field(&mut buf)?;
@@ -133,7 +140,7 @@ impl<'a> Walker<'a> {
             match (tag, value) {
                 (1, Value::Bytes(body)) => {
                     if !self.resource(body)? {
-                        self.oversized_resources.push(resource);
+                        self.oversized[resource] = true;
                     }
                     let range = self.range_of(whole);
                     self.resources[resource].push(range);
@@ -386,16 +393,16 @@ pub fn split_protobuf(
         limits,
         latest_end: now_unix_nanos.saturating_add(limits.max_future_nanos),
         resources: Vec::new(),
-        oversized_resources: Vec::new(),
+        oversized: Vec::new(),
         scopes: Vec::new(),
         spans: Vec::new(),
     };
     walker.request()?;
-    if walker.spans.iter().any(|span| {
-        walker
-            .oversized_resources
-            .contains(&walker.scopes[span.scope].resource)
-    }) {
+    if walker
+        .spans
+        .iter()
+        .any(|span| walker.oversized[walker.scopes[span.scope].resource])
+    {
         return None;
     }
     let mut index_of: HashMap<TraceId, usize> = HashMap::new();

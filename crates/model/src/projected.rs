@@ -99,7 +99,8 @@ impl Projection {
 
 /// Decodes the resource spans of one `ExportTraceServiceRequest`, keeping what `projection`
 /// says. Bytes a full decode would refuse may be accepted when the damage lies in a skipped
-/// field; the live store holds only fragments that were decoded whole at ingest.
+/// field; the live store holds only fragments that decode whole (decoded at ingest, or walked
+/// by the raw split, which checks that they would).
 pub fn decode_projected(
     mut buf: &[u8],
     projection: &Projection,
