@@ -26,7 +26,9 @@ pub use otlp::{decode_otlp_json, decode_otlp_protobuf};
 pub use push::{BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, TraceSink};
 pub use raw_split::split_protobuf;
 pub use sample_push::SamplePushService;
-pub use split::{encode_resource_spans, split_by_trace, EncodedFragment, TraceFragment};
+pub use split::{
+    encode_by_trace, encode_resource_spans, split_by_trace, EncodedFragment, TraceFragment,
+};
 pub use validate::{validate, Validated, ValidationLimits};
 pub use zipkin::decode_zipkin_json;
 

@@ -15,9 +15,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::{
-    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, split_by_trace,
-    split_protobuf, validate, EncodedFragment, Encoding, IngestError, RefusalReason, TraceFragment,
-    Validated, ValidationLimits,
+    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, encode_by_trace,
+    split_protobuf, validate, EncodedFragment, Encoding, IngestError, RefusalReason, Validated,
+    ValidationLimits,
 };
 
 /// Bodies above this are decoded on the blocking pool, so a large batch never stalls the
@@ -181,10 +181,7 @@ impl Split {
     fn of(validated: Validated) -> Split {
         let message = validated.partial_success_message();
         Split {
-            fragments: split_by_trace(validated.request)
-                .iter()
-                .map(TraceFragment::encode)
-                .collect(),
+            fragments: encode_by_trace(validated.request),
             summary: PushSummary {
                 rejected_spans: validated.rejected_spans,
                 message,

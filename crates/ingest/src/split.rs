@@ -101,6 +101,15 @@ pub struct EncodedFragment {
     pub bytes: bytes::Bytes,
 }
 
+/// Groups a validated request's spans by trace and encodes each group as it is held and logged:
+/// the decoding path's counterpart of `split_protobuf`.
+pub fn encode_by_trace(request: ExportTraceServiceRequest) -> Vec<EncodedFragment> {
+    split_by_trace(request)
+        .iter()
+        .map(TraceFragment::encode)
+        .collect()
+}
+
 impl TraceFragment {
     pub fn encode(&self) -> EncodedFragment {
         EncodedFragment {

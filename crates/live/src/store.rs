@@ -243,10 +243,7 @@ impl LiveStore {
         request: ExportTraceServiceRequest,
         request_bytes: u64,
     ) -> Result<PushOutcome, PushError> {
-        let fragments = split_by_trace(request)
-            .iter()
-            .map(andante_ingest::TraceFragment::encode)
-            .collect();
+        let fragments = andante_ingest::encode_by_trace(request);
         self.push_fragments(tenant, fragments, request_bytes).await
     }
 

@@ -301,10 +301,7 @@ impl OffsetCommit for Commits {
 }
 
 fn logged(request: ExportTraceServiceRequest) -> Vec<andante_ingest::EncodedFragment> {
-    andante_ingest::split_by_trace(request)
-        .iter()
-        .map(andante_ingest::TraceFragment::encode)
-        .collect()
+    andante_ingest::encode_by_trace(request)
 }
 
 /// The commit rule of a block-builder: the committed offset never passes a record whose spans

@@ -484,10 +484,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let fragments: Vec<_> = andante_ingest::split_by_trace(request)
-            .iter()
-            .map(andante_ingest::TraceFragment::encode)
-            .collect();
+        let fragments = andante_ingest::encode_by_trace(request);
         let tenant = tenant.clone();
         async move {
             let store = LiveStore::fed_by_log(

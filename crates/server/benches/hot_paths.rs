@@ -81,10 +81,7 @@ fn main() {
         || {
             let decoded = decode_otlp_protobuf(&body).expect("decodes");
             let validated = validate(decoded, ValidationLimits::default(), u64::MAX / 2);
-            let fragments: Vec<_> = split_by_trace(validated.request)
-                .iter()
-                .map(andante_ingest::TraceFragment::encode)
-                .collect();
+            let fragments = andante_ingest::encode_by_trace(validated.request);
             std::hint::black_box(fragments);
         },
     );

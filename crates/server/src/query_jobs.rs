@@ -267,10 +267,7 @@ mod tests {
             let request = ExportTraceServiceRequest {
                 resource_spans: trace.resource_spans,
             };
-            let fragments = andante_ingest::split_by_trace(request)
-                .iter()
-                .map(andante_ingest::TraceFragment::encode)
-                .collect();
+            let fragments = andante_ingest::encode_by_trace(request);
             store.insert_logged(tenant, fragments, offset as u64).await;
         }
         (storage, blocks, store)
