@@ -117,3 +117,49 @@ def test_operational_endpoints(small_server):
     for name in ["andante_spans_received_total", "andante_wal_fsync_seconds_bucket", "andante_live_traces",
                  "andante_blocks", "andante_block_bytes", "andante_wal_bytes"]:
         assert name in metrics, name
+
+
+def shared_resource_body(traces, spans_per_trace, attributes=15):
+    """One resource of `attributes` × 60 KB over `traces` traces of `spans_per_trace` spans."""
+    from opentelemetry.proto.common.v1 import common_pb2
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(
+        common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="amplifier")))
+    for i in range(attributes):
+        resource_spans.resource.attributes.append(
+            common_pb2.KeyValue(key=f"blob.{i}", value=common_pb2.AnyValue(string_value="x" * 60_000)))
+    scope = resource_spans.scope_spans.add()
+    for n in range(traces * spans_per_trace):
+        span = scope.spans.add()
+        span.trace_id = (n // spans_per_trace + 1).to_bytes(16, "big")
+        span.span_id = (n + 1).to_bytes(8, "big")
+        span.name = "op"
+        span.start_time_unix_nano = 1_700_000_000_000_000_000
+        span.end_time_unix_nano = 1_700_000_000_000_001_000
+    return request.SerializeToString()
+
+
+def test_a_resource_shared_by_many_traces_cannot_multiply_a_request(small_server):
+    """Each trace keeps its own copy of its resource: 0.9 MB of resource over 100 one-span traces
+    would be 90 MB stored from a 0.9 MB body. Refused whole with 413 naming the limit, on both
+    transports; the same resource over one trace of 100 spans is stored."""
+    hostile = shared_resource_body(traces=100, spans_per_trace=1)
+    assert len(hostile) < 1_000_000
+    response = requests.post(f"{small_server.otlp_http_url}/v1/traces", data=hostile,
+                             headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert response.status_code == 413, response.text
+    assert "once split by trace" in response.text and "over the limit of 67108864 bytes" in response.text
+    channel = grpc.insecure_channel(small_server.grpc_endpoint,
+                                    options=[("grpc.max_send_message_length", 4 << 20)])
+    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                 request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+    with pytest.raises(grpc.RpcError) as refused:
+        export(hostile, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "once split by trace" in refused.value.details()
+    ordinary = shared_resource_body(traces=1, spans_per_trace=100)
+    response = requests.post(f"{small_server.otlp_http_url}/v1/traces", data=ordinary,
+                             headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert partial(response)[0] == 0

@@ -15,6 +15,19 @@ pub enum IngestError {
     UnsupportedEncoding(String),
     #[error("request body exceeds the limit of {limit_bytes} bytes (`server.max-request-bytes`)")]
     TooLarge { limit_bytes: usize },
+    #[error(
+        "request would take {split_bytes} bytes once split by trace (each trace keeps a copy of \
+         its resource and scope), over the limit of {limit_bytes} bytes ({factor}× the \
+         request's {body_bytes} bytes, at least {floor} bytes): send spans of many traces that \
+         share a large resource in smaller batches",
+        factor = crate::split::SPLIT_BYTES_FACTOR,
+        floor = crate::split::SPLIT_BYTES_FLOOR
+    )]
+    SplitTooLarge {
+        split_bytes: u64,
+        body_bytes: usize,
+        limit_bytes: u64,
+    },
 }
 
 impl IngestError {
@@ -24,7 +37,9 @@ impl IngestError {
             IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
                 ErrorKind::UnsupportedMediaType
             }
-            IngestError::TooLarge { .. } => ErrorKind::PayloadTooLarge,
+            IngestError::TooLarge { .. } | IngestError::SplitTooLarge { .. } => {
+                ErrorKind::PayloadTooLarge
+            }
         }
     }
 }

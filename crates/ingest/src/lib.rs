@@ -27,7 +27,8 @@ pub use push::{BodyFormat, PushFailure, PushService, PushSummary, SinkOutcome, T
 pub use raw_split::split_protobuf;
 pub use sample_push::SamplePushService;
 pub use split::{
-    encode_by_trace, encode_resource_spans, split_by_trace, EncodedFragment, TraceFragment,
+    check_split_bytes, encode_by_trace, encode_resource_spans, split_by_trace, split_bytes_limit,
+    EncodedFragment, TraceFragment,
 };
 pub use validate::{validate, Validated, ValidationLimits};
 pub use zipkin::decode_zipkin_json;

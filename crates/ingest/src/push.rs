@@ -15,9 +15,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::{
-    decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body, encode_by_trace,
-    split_protobuf, validate, EncodedFragment, Encoding, IngestError, RefusalReason, Validated,
-    ValidationLimits,
+    check_split_bytes, decode_otlp_json, decode_otlp_protobuf, decode_zipkin_json, decompress_body,
+    encode_by_trace, split_protobuf, validate, EncodedFragment, Encoding, IngestError,
+    RefusalReason, Validated, ValidationLimits,
 };
 
 /// Bodies above this are decoded on the blocking pool, so a large batch never stalls the
@@ -129,12 +129,19 @@ impl PushService {
                         fragments,
                         summary: PushSummary::default(),
                     },
-                    None => Split::of(validate(decode_otlp_protobuf(&plain)?, validation, now)),
+                    None => Split::of(
+                        validate(decode_otlp_protobuf(&plain)?, validation, now),
+                        plain.len(),
+                    )?,
                 },
-                BodyFormat::Json => Split::of(validate(decode_otlp_json(&plain)?, validation, now)),
-                BodyFormat::Zipkin => {
-                    Split::of(validate(decode_zipkin_json(&plain)?, validation, now))
-                }
+                BodyFormat::Json => Split::of(
+                    validate(decode_otlp_json(&plain)?, validation, now),
+                    plain.len(),
+                )?,
+                BodyFormat::Zipkin => Split::of(
+                    validate(decode_zipkin_json(&plain)?, validation, now),
+                    plain.len(),
+                )?,
             };
             Ok((split, plain.len()))
         };
@@ -177,16 +184,18 @@ struct Split {
 }
 
 impl Split {
-    /// The decoding path's split: validated spans, grouped by trace and encoded.
-    fn of(validated: Validated) -> Split {
+    /// The decoding path's split: validated spans, grouped by trace and encoded, unless that
+    /// would take more than `split_bytes_limit` of a body of `body_bytes`.
+    fn of(validated: Validated, body_bytes: usize) -> Result<Split, IngestError> {
+        check_split_bytes(&validated.request, body_bytes)?;
         let message = validated.partial_success_message();
-        Split {
+        Ok(Split {
             fragments: encode_by_trace(validated.request),
             summary: PushSummary {
                 rejected_spans: validated.rejected_spans,
                 message,
             },
-        }
+        })
     }
 }
 

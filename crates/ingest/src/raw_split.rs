@@ -26,6 +26,7 @@ use std::ops::Range;
 use andante_model::{SpanId, TraceId};
 use prost::encoding::{decode_key, decode_varint, encode_varint, encoded_len_varint, WireType};
 
+use crate::split::{split_bytes_limit, COPY_FRAMING};
 use crate::{EncodedFragment, ValidationLimits};
 
 /// Message nesting the walk follows; deeper bodies (attribute values nested this deep) take the
@@ -405,6 +406,25 @@ pub fn split_protobuf(
     {
         return None;
     }
+    // One copy of its resource and scope per span bounds what the fragments add to the body;
+    // past the limit the decoding path counts exactly and refuses with its message.
+    let header: Vec<usize> = walker
+        .scopes
+        .iter()
+        .map(|scope| {
+            fields_len(&scope.fields)
+                + fields_len(&walker.resources[scope.resource])
+                + 2 * COPY_FRAMING
+        })
+        .collect();
+    let copies: u64 = walker
+        .spans
+        .iter()
+        .map(|span| header[span.scope] as u64)
+        .sum();
+    if (body.len() as u64).saturating_add(copies) > split_bytes_limit(body.len()) {
+        return None;
+    }
     let mut index_of: HashMap<TraceId, usize> = HashMap::new();
     let mut traces: Vec<(TraceId, Vec<usize>)> = Vec::new();
     for (at, span) in walker.spans.iter().enumerate() {
@@ -426,6 +446,10 @@ pub fn split_protobuf(
     )
 }
 
+fn fields_len(ranges: &[Range<usize>]) -> usize {
+    ranges.iter().map(Range::len).sum()
+}
+
 /// A length-delimited field: its key and length prefix plus `len` bytes.
 fn field_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
@@ -436,7 +460,6 @@ fn field_len(len: usize) -> usize {
 /// of one scope a `ScopeSpans`, each carrying its original fields byte for byte.
 fn encode_fragment(walker: &Walker<'_>, spans: &[usize]) -> bytes::Bytes {
     let body = walker.body;
-    let fields_len = |ranges: &[Range<usize>]| ranges.iter().map(|r| r.len()).sum::<usize>();
     // Runs of spans by scope, and runs of scope runs by resource.
     let mut scope_runs: Vec<(usize, Range<usize>)> = Vec::new();
     for (at, &span) in spans.iter().enumerate() {

@@ -492,3 +492,22 @@ proptest! {
         check(&body, ValidationLimits::default());
     }
 }
+
+#[test]
+fn a_split_that_could_exceed_its_byte_limit_takes_the_decoding_path() {
+    let blob = |n: usize| {
+        (0..n)
+            .map(|i| attribute(&format!("blob.{i}"), string(&"x".repeat(60_000))))
+            .collect::<Vec<_>>()
+    };
+    let one_span_traces = |traces: u8| (1..=traces).map(|t| span(t, t)).collect::<Vec<_>>();
+    // 1.2 MB of resource over 100 one-span traces would be 120 MB of fragments: the walk
+    // declines, and the decoding path (which counts exactly) answers.
+    let hostile = request(vec![(blob(20), vec![one_span_traces(100)])]).encode_to_vec();
+    assert!(split_protobuf(&hostile, ValidationLimits::default(), NOW).is_none());
+    // A 120 KB resource over the same traces is 12 MB: split on the bytes as usual.
+    let ordinary = request(vec![(blob(2), vec![one_span_traces(100)])]).encode_to_vec();
+    let fragments = split_protobuf(&ordinary, ValidationLimits::default(), NOW)
+        .expect("an ordinary batch splits on its bytes");
+    assert_eq!(fragments.len(), 100);
+}
