@@ -20,6 +20,7 @@ mod layout;
 pub mod meta;
 pub mod nested_set;
 pub mod order;
+pub mod rollup;
 pub mod trace_table;
 pub mod v1;
 pub mod values;
@@ -254,6 +255,7 @@ pub fn encode_block_groups(
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
     let trace_table = trace_table::encode(&encoded.traces);
+    let rollup = rollup::encode(&encoded.row_group_rollups);
     let row_group_summaries = encoding
         .summarises_row_groups()
         .then(|| row_group_summaries(&encoded.traces, &trace_table, encoded.row_group_values));
@@ -287,6 +289,7 @@ pub fn encode_block_groups(
         tag_names: tag_names.finish(),
         dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
         trace_table_bytes: Some(trace_table.len() as u64),
+        rollup_bytes: Some(rollup.len() as u64),
         sources: (!new_block.sources.is_empty()).then(|| new_block.sources.clone()),
     };
     Ok(EncodedBlock {
@@ -294,6 +297,7 @@ pub fn encode_block_groups(
         parquet: encoded.parquet,
         index,
         trace_table,
+        rollup,
     })
 }
 
@@ -304,6 +308,7 @@ pub struct EncodedBlock {
     pub parquet: Vec<u8>,
     pub index: Vec<u8>,
     pub trace_table: Vec<u8>,
+    pub rollup: Vec<u8>,
 }
 
 /// The index's summary of each row group (v3 fields and v4's values), from the trace table's
@@ -349,7 +354,7 @@ pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlo
     encode_block_groups(WRITTEN, groups, traces.len(), new_block)
 }
 
-/// Uploads an encoded block: data, index and trace table first, `meta.json` last.
+/// Uploads an encoded block: data, index, trace table and rollup first, `meta.json` last.
 pub async fn upload_block(storage: &Storage, block: EncodedBlock) -> Result<(), BlockError> {
     let meta = &block.meta;
     storage
@@ -361,6 +366,11 @@ pub async fn upload_block(storage: &Storage, block: EncodedBlock) -> Result<(), 
     if meta.trace_table_bytes.is_some() {
         storage
             .put(&meta.trace_table_key(), Bytes::from(block.trace_table))
+            .await?;
+    }
+    if meta.rollup_bytes.is_some() {
+        storage
+            .put(&meta.rollup_key(), Bytes::from(block.rollup))
             .await?;
     }
     let meta_json =
@@ -377,6 +387,9 @@ pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), Blo
     storage.delete(&meta.index_key()).await?;
     if meta.trace_table_bytes.is_some() {
         storage.delete(&meta.trace_table_key()).await?;
+    }
+    if meta.rollup_bytes.is_some() {
+        storage.delete(&meta.rollup_key()).await?;
     }
     storage.delete(&meta.data_key()).await?;
     storage.delete(&meta.compacted_key()).await?;
@@ -840,6 +853,33 @@ impl BlockHandle {
         .as_ref()
     }
 
+    /// The block's span counts per row group, with the bytes read; None when it has none or
+    /// they are unreadable (then the rows are scanned: the object is derived data).
+    async fn rollup(&self, storage: &Storage) -> Option<(rollup::Rollup, u64)> {
+        self.meta.rollup_bytes?;
+        let read = match storage.get(&self.meta.rollup_key()).await {
+            Ok(bytes) => {
+                let rows: Vec<u64> = self
+                    .parquet
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .map(|row_group| row_group.num_rows() as u64)
+                    .collect();
+                rollup::Rollup::decode(&bytes, &rows).map(|rollup| (rollup, bytes.len() as u64))
+            }
+            Err(error) => Err(BlockError::from(error)),
+        };
+        read.map_err(|error| {
+            tracing::warn!(
+                block = %self.meta.block_id,
+                %error,
+                "the rollup is unreadable; scanning the rows instead"
+            );
+        })
+        .ok()
+    }
+
     /// TraceQL metrics by columns (`v1::metrics`, or `v1::compare` for compare()): every row
     /// group the plan keeps is fetched,
     /// decoded and folded into its own copy of `empty` (an accumulator with nothing in it) on a
@@ -899,7 +939,40 @@ impl BlockHandle {
         }
         let roots = Arc::new(roots);
         let table = Arc::new(table);
-        let parts = by_row_group(self.candidate_row_groups(&plan, None), |row_group| {
+        let mut row_groups = self.candidate_row_groups(&plan, None);
+        // A counting query over the four rolled-up fields folds a row group's cells instead
+        // of its rows, where the block has them. Rows of traces also held live are counted
+        // whole by the caller, which cells cannot leave out: a row group holding one (by the
+        // trace table) is scanned.
+        let rollup_query = match way.as_ref() {
+            FoldWay::Columns(_) if skip.is_empty() || table.is_some() => {
+                rollup::RollupQuery::of(&query, &empty)
+            }
+            _ => None,
+        };
+        if let Some(rollup_query) = rollup_query {
+            if let Some((rollup, bytes)) = self.rollup(storage).await {
+                total.1 += bytes;
+                let holds_skipped = |row_group: usize| {
+                    !skip.is_empty()
+                        && table.as_ref().as_ref().is_none_or(|table| {
+                            table
+                                .row_group(row_group as u32)
+                                .any(|entry| skip.contains(&table.get(entry).trace_id))
+                        })
+                };
+                row_groups.retain(|&row_group| match rollup.row_group(row_group) {
+                    Some(cells) if !holds_skipped(row_group) => {
+                        rollup_query.fold(cells, &query, &mut total.0);
+                        total.2.spans_scanned +=
+                            self.parquet.metadata().row_group(row_group).num_rows() as u64;
+                        false
+                    }
+                    _ => true,
+                });
+            }
+        }
+        let parts = by_row_group(row_groups, |row_group| {
             let (plan, way, query, skip, cpu) = (&plan, &way, &query, &skip, &cpu);
             let (roots, table, filter) = (roots.clone(), table.clone(), filter.clone());
             let mut accumulator = empty.clone();

@@ -58,6 +58,11 @@ pub struct BlockMeta {
     /// one. Absent in blocks written before it existed: stage 1 then reads the trace columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_table_bytes: Option<u64>,
+    /// Size of the block's span counts per row group (`rollup`, see `crate::rollup`), present
+    /// when the block has them. Absent in blocks written before they existed: counting metrics
+    /// queries then scan the columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_bytes: Option<u64>,
     /// Where the block's records came from (`BlockSource`), so a reader can tell the blocks a
     /// replay may have written twice. Absent in blocks written before it existed and in blocks
     /// not cut from a log or WAL (tests, tools): such a block is never taken for a copy.
@@ -143,6 +148,9 @@ impl BlockMeta {
     }
     pub fn trace_table_key(&self) -> String {
         format!("{}/traces", self.prefix())
+    }
+    pub fn rollup_key(&self) -> String {
+        format!("{}/rollup", self.prefix())
     }
     pub fn index_key(&self) -> String {
         format!("{}/index", self.prefix())

@@ -1624,6 +1624,7 @@ async fn blocks_without_slot_columns_still_read() {
     // That writer wrote no trace table either.
     let (mut meta, parquet, index) = (encoded.meta, encoded.parquet, encoded.index);
     meta.trace_table_bytes = None;
+    meta.rollup_bytes = None;
     assert!(v1::DedicatedSlots::from_metadata(
         ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone()))
             .expect("reader")
@@ -1665,6 +1666,7 @@ async fn blocks_without_slot_columns_still_read() {
         parquet: old,
         index,
         trace_table: Vec::new(),
+        rollup: Vec::new(),
     };
     upload_block(&storage, older).await.expect("upload");
     let meta = read_meta(&storage, "t", &meta.block_id.to_string())

@@ -58,6 +58,8 @@ pub struct Encoded {
     pub dedicated_keys_in_generic: BTreeSet<String>,
     /// One entry per trace, for the block's trace table (`crate::trace_table`).
     pub traces: Vec<TraceEntry>,
+    /// Per row group, its span counts (`crate::rollup`), None where too many cells.
+    pub row_group_rollups: Vec<Option<crate::rollup::RowGroupRollup>>,
 }
 
 fn writer_properties(options: WriteOptions) -> Result<WriterProperties, BlockError> {
@@ -133,6 +135,7 @@ pub fn encode_parquet(
         end_unix_nanos: 0,
         dedicated_keys_in_generic: BTreeSet::new(),
         traces: Vec::new(),
+        row_group_rollups: Vec::new(),
     };
     let mut groups = groups.into_iter().filter(|group| !group.is_empty());
     let Some(first) = groups.next() else {
@@ -175,6 +178,9 @@ pub fn encode_parquet(
         }
         drop(group_traces);
         encoded.row_group_values.push(values.finish());
+        encoded
+            .row_group_rollups
+            .push(std::mem::take(&mut group.rollup).finish());
         encoded.span_count += group.rows as u64;
         encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
         encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
@@ -281,6 +287,8 @@ struct Columns {
     dropped_attributes: UInt32Builder,
     events_links: BinaryBuilder,
     dedicated_keys_in_generic: BTreeSet<String>,
+    /// The row group's span counts (`crate::rollup`), from the values written here.
+    rollup: crate::rollup::RowGroupRollupBuilder,
 }
 
 impl Default for Columns {
@@ -336,6 +344,7 @@ impl Default for Columns {
             dropped_attributes: UInt32Builder::new(),
             events_links: BinaryBuilder::new(),
             dedicated_keys_in_generic: BTreeSet::new(),
+            rollup: crate::rollup::RowGroupRollupBuilder::default(),
         }
     }
 }
@@ -415,6 +424,13 @@ impl Columns {
             self.parent.append_value(number.parent);
             self.child_count.append_value(number.child_count);
             let resource = &resources[r];
+            self.rollup.add(
+                &resource.service_name,
+                &span.name,
+                status.code,
+                span.kind,
+                span.start_time_unix_nano,
+            );
             self.service_name.append_value(&resource.service_name);
             self.resource.append_value(&resource.bytes);
             self.scope.append_value(&scopes[r][s]);
