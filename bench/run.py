@@ -113,7 +113,9 @@ def block_stats(storage):
     for meta in (storage / "blocks").glob("*/*/meta.json"):
         doc = json.loads(meta.read_text())
         spans += doc["spanCount"]
-        data += doc["dataBytes"] + doc["indexBytes"]
+        # Every object a query may read: data, index, trace table and rollup (the last two are
+        # absent in blocks written before them).
+        data += doc["dataBytes"] + doc["indexBytes"] + doc.get("traceTableBytes", 0) + doc.get("rollupBytes", 0)
         blocks += 1
     return {"blocks": blocks, "spans": spans, "bytes": data, "bytes_per_span": round(data / max(spans, 1), 1)}
 

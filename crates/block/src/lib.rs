@@ -255,7 +255,7 @@ pub fn encode_block_groups(
     })?;
     let row_groups = encoded.row_group_ranges.len() as u32;
     let trace_table = trace_table::encode(&encoded.traces);
-    let rollup = rollup::encode(&encoded.row_group_rollups);
+    let (rollup, rollup_durations) = rollup::encode(&encoded.row_group_rollups);
     let row_group_summaries = encoding
         .summarises_row_groups()
         .then(|| row_group_summaries(&encoded.traces, &trace_table, encoded.row_group_values));
@@ -290,6 +290,7 @@ pub fn encode_block_groups(
         dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
         trace_table_bytes: Some(trace_table.len() as u64),
         rollup_bytes: Some(rollup.len() as u64),
+        rollup_durations_bytes: Some(rollup_durations.len() as u64),
         sources: (!new_block.sources.is_empty()).then(|| new_block.sources.clone()),
     };
     Ok(EncodedBlock {
@@ -298,6 +299,7 @@ pub fn encode_block_groups(
         index,
         trace_table,
         rollup,
+        rollup_durations,
     })
 }
 
@@ -309,6 +311,7 @@ pub struct EncodedBlock {
     pub index: Vec<u8>,
     pub trace_table: Vec<u8>,
     pub rollup: Vec<u8>,
+    pub rollup_durations: Vec<u8>,
 }
 
 /// The index's summary of each row group (v3 fields and v4's values), from the trace table's
@@ -354,7 +357,8 @@ pub fn encode_block(traces: &[Trace], new_block: &NewBlock) -> Result<EncodedBlo
     encode_block_groups(WRITTEN, groups, traces.len(), new_block)
 }
 
-/// Uploads an encoded block: data, index, trace table and rollup first, `meta.json` last.
+/// Uploads an encoded block: data, index, trace table and rollup objects first, `meta.json`
+/// last.
 pub async fn upload_block(storage: &Storage, block: EncodedBlock) -> Result<(), BlockError> {
     let meta = &block.meta;
     storage
@@ -371,6 +375,14 @@ pub async fn upload_block(storage: &Storage, block: EncodedBlock) -> Result<(), 
     if meta.rollup_bytes.is_some() {
         storage
             .put(&meta.rollup_key(), Bytes::from(block.rollup))
+            .await?;
+    }
+    if meta.rollup_durations_bytes.is_some() {
+        storage
+            .put(
+                &meta.rollup_durations_key(),
+                Bytes::from(block.rollup_durations),
+            )
             .await?;
     }
     let meta_json =
@@ -390,6 +402,9 @@ pub async fn delete_block(storage: &Storage, meta: &BlockMeta) -> Result<(), Blo
     }
     if meta.rollup_bytes.is_some() {
         storage.delete(&meta.rollup_key()).await?;
+    }
+    if meta.rollup_durations_bytes.is_some() {
+        storage.delete(&meta.rollup_durations_key()).await?;
     }
     storage.delete(&meta.data_key()).await?;
     storage.delete(&meta.compacted_key()).await?;
@@ -853,31 +868,48 @@ impl BlockHandle {
         .as_ref()
     }
 
-    /// The block's span counts per row group, with the bytes read; None when it has none or
-    /// they are unreadable (then the rows are scanned: the object is derived data).
-    async fn rollup(&self, storage: &Storage) -> Option<(rollup::Rollup, u64)> {
+    /// The block's rollup (with its cells' durations when `durations`), with the bytes read;
+    /// None when it has none or it is unreadable (then the rows are scanned: the objects are
+    /// derived data). Unreadable durations leave the cells without them.
+    async fn rollup(&self, storage: &Storage, durations: bool) -> Option<(rollup::Rollup, u64)> {
         self.meta.rollup_bytes?;
-        let read = match storage.get(&self.meta.rollup_key()).await {
-            Ok(bytes) => {
-                let rows: Vec<u64> = self
-                    .parquet
-                    .metadata()
-                    .row_groups()
-                    .iter()
-                    .map(|row_group| row_group.num_rows() as u64)
-                    .collect();
-                rollup::Rollup::decode(&bytes, &rows).map(|rollup| (rollup, bytes.len() as u64))
-            }
-            Err(error) => Err(BlockError::from(error)),
-        };
-        read.map_err(|error| {
+        let warn = |error: BlockError, what: &str| {
             tracing::warn!(
                 block = %self.meta.block_id,
                 %error,
-                "the rollup is unreadable; scanning the rows instead"
+                "the {what} is unreadable; scanning the rows instead"
             );
-        })
-        .ok()
+        };
+        let rows: Vec<u64> = self
+            .parquet
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|row_group| row_group.num_rows() as u64)
+            .collect();
+        let read = storage
+            .get(&self.meta.rollup_key())
+            .await
+            .map_err(BlockError::from)
+            .and_then(|bytes| {
+                rollup::Rollup::decode(&bytes, &rows).map(|rollup| (rollup, bytes.len() as u64))
+            });
+        let (mut rollup, mut bytes) = read.map_err(|error| warn(error, "rollup")).ok()?;
+        if durations && self.meta.rollup_durations_bytes.is_some() {
+            let added = storage
+                .get(&self.meta.rollup_durations_key())
+                .await
+                .map_err(BlockError::from)
+                .and_then(|read| {
+                    rollup.add_durations(&read)?;
+                    Ok(read.len() as u64)
+                });
+            match added {
+                Ok(read) => bytes += read,
+                Err(error) => warn(error, "rollup's durations object"),
+            }
+        }
+        Some((rollup, bytes))
     }
 
     /// TraceQL metrics by columns (`v1::metrics`, or `v1::compare` for compare()): every row
@@ -940,8 +972,8 @@ impl BlockHandle {
         let roots = Arc::new(roots);
         let table = Arc::new(table);
         let mut row_groups = self.candidate_row_groups(&plan, None);
-        // A counting query over the four rolled-up fields folds a row group's cells instead
-        // of its rows, where the block has them. Rows of traces also held live are counted
+        // A query counting spans or reading their durations, over the four rolled-up fields,
+        // folds a row group's cells instead of its rows, where the block has them. Rows of traces also held live are counted
         // whole by the caller, which cells cannot leave out: a row group holding one (by the
         // trace table) is scanned.
         let rollup_query = match way.as_ref() {
@@ -951,7 +983,9 @@ impl BlockHandle {
             _ => None,
         };
         if let Some(rollup_query) = rollup_query {
-            if let Some((rollup, bytes)) = self.rollup(storage).await {
+            if let Some((rollup, bytes)) =
+                self.rollup(storage, rollup_query.reads_durations()).await
+            {
                 total.1 += bytes;
                 let holds_skipped = |row_group: usize| {
                     !skip.is_empty()
@@ -962,7 +996,7 @@ impl BlockHandle {
                         })
                 };
                 row_groups.retain(|&row_group| match rollup.row_group(row_group) {
-                    Some(cells) if !holds_skipped(row_group) => {
+                    Some(cells) if rollup_query.answers(cells) && !holds_skipped(row_group) => {
                         rollup_query.fold(cells, &query, &mut total.0);
                         total.2.spans_scanned +=
                             self.parquet.metadata().row_group(row_group).num_rows() as u64;

@@ -63,6 +63,10 @@ pub struct BlockMeta {
     /// queries then scan the columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup_bytes: Option<u64>,
+    /// Size of the durations of the rollup's cells (`durations`), present when the block has
+    /// them; queries of `duration` read them, counting queries do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_durations_bytes: Option<u64>,
     /// Where the block's records came from (`BlockSource`), so a reader can tell the blocks a
     /// replay may have written twice. Absent in blocks written before it existed and in blocks
     /// not cut from a log or WAL (tests, tools): such a block is never taken for a copy.
@@ -151,6 +155,9 @@ impl BlockMeta {
     }
     pub fn rollup_key(&self) -> String {
         format!("{}/rollup", self.prefix())
+    }
+    pub fn rollup_durations_key(&self) -> String {
+        format!("{}/durations", self.prefix())
     }
     pub fn index_key(&self) -> String {
         format!("{}/index", self.prefix())

@@ -1,17 +1,20 @@
-//! Span counts rolled up per row group: per (start second, `resource.service.name`, `name`,
-//! `status`, `kind`), how many spans of the row group have them (`docs/design/metrics-rollup.md`).
+//! Spans rolled up per row group: per (start second, `resource.service.name`, `name`, `status`,
+//! `kind`), how many spans of the row group have them and their durations
+//! (`docs/design/metrics-rollup.md`).
 //!
-//! A counting TraceQL metrics query (`rate()`, `count_over_time()`) whose filter and `by` read
-//! only those four fields, with whole-second intervals, is answered from these cells without
-//! fetching or decompressing a column. The cells are built from the values the writer puts in
-//! the `service_name`, `name`, `status_code`, `kind` and `start_unix_nanos` columns, so folding
-//! them gives the column scan's answer exactly. A row group whose spans spread over too many
-//! cells keeps none, and is scanned.
+//! A TraceQL metrics query that counts spans (`rate()`, `count_over_time()`) or reads their
+//! `duration` (`quantile_over_time`, `histogram_over_time`, `sum`/`avg`/`min`/`max_over_time`),
+//! whose filter and `by` read only those four fields, with whole-second intervals, is answered
+//! from these cells without fetching or decompressing a column. The cells are built from the
+//! values the writer puts in the `service_name`, `name`, `status_code`, `kind`,
+//! `start_unix_nanos` and `duration_nanos` columns, so folding them gives the column scan's
+//! answer exactly. A row group whose spans spread over too many cells keeps none, and is
+//! scanned.
 
 use std::collections::HashMap;
 
 use andante_traceql::ast::{Field, Intrinsic, Scope, SpanKind, Static, StatusCode};
-use andante_traceql::metrics::LabelValue;
+use andante_traceql::metrics::{log2_bucket, LabelValue};
 use andante_traceql::{Accumulator, MetricsQuery, SpanPredicate, Value};
 use prost::encoding::{decode_varint, encode_varint};
 
@@ -50,6 +53,9 @@ pub struct RowGroupRollup {
     keys: Vec<Key>,
     /// Sorted by (second, key), each pair once.
     cells: Vec<Cell>,
+    /// The spans' durations (ns), cell after cell (`count` each, ascending within a cell);
+    /// None in a row group written with counts alone.
+    durations: Option<Vec<u64>>,
 }
 
 /// Collects a row group's cells as its rows are written.
@@ -57,7 +63,8 @@ pub struct RowGroupRollup {
 pub struct RowGroupRollupBuilder {
     strings: HashMap<String, u32>,
     keys: HashMap<Key, u32>,
-    cells: HashMap<(u64, u32), u32>,
+    /// Per (second, key), its spans' durations.
+    cells: HashMap<(u64, u32), Vec<u64>>,
     rows: u64,
 }
 
@@ -72,7 +79,15 @@ impl RowGroupRollupBuilder {
     }
 
     /// Counts one row, with the values written to its columns.
-    pub fn add(&mut self, service_name: &str, name: &str, status: i32, kind: i32, start: u64) {
+    pub fn add(
+        &mut self,
+        service_name: &str,
+        name: &str,
+        status: i32,
+        kind: i32,
+        start: u64,
+        duration: u64,
+    ) {
         let key = Key {
             service: self.string(service_name),
             name: self.string(name),
@@ -81,7 +96,10 @@ impl RowGroupRollupBuilder {
         };
         let next = self.keys.len() as u32;
         let key = *self.keys.entry(key).or_insert(next);
-        *self.cells.entry((cell_second(start), key)).or_insert(0) += 1;
+        self.cells
+            .entry((cell_second(start), key))
+            .or_default()
+            .push(duration);
         self.rows += 1;
     }
 
@@ -107,32 +125,48 @@ impl RowGroupRollupBuilder {
         for (key, index) in self.keys {
             keys[index as usize] = key;
         }
-        let mut cells: Vec<Cell> = self
-            .cells
-            .into_iter()
-            .map(|((second, key), count)| Cell { second, key, count })
-            .collect();
-        cells.sort_unstable_by_key(|cell| (cell.second, cell.key));
+        let mut runs: Vec<((u64, u32), Vec<u64>)> = self.cells.into_iter().collect();
+        runs.sort_unstable_by_key(|(cell, _)| *cell);
+        let mut cells = Vec::with_capacity(runs.len());
+        let mut durations = Vec::with_capacity(self.rows as usize);
+        for ((second, key), mut run) in runs {
+            run.sort_unstable();
+            cells.push(Cell {
+                second,
+                key,
+                count: run.len() as u32,
+            });
+            durations.extend(run);
+        }
         Some(RowGroupRollup {
             strings,
             keys,
             cells,
+            durations: Some(durations),
         })
     }
 }
 
-/// The `rollup` object of a block: per row group, its cells or nothing.
+/// A block's cells: the `rollup` object, and the `durations` object beside it.
 ///
 /// ```text
-/// "ANDRUP01" | row_groups: u32 LE | row group* | crc32c of all before: u32 LE
-/// row group = 0 (no cells) | 1 strings keys cells           (varints, zigzag for status/kind)
-/// strings = count (len bytes)*     keys = count (service name status kind)*
-/// cells = count (second − previous second, first from 0) key count)*
+/// rollup:    "ANDRUP01" | row_groups: u32 LE | row group* | crc32c of all before: u32 LE
+///   row group = 0 (no cells) | 1 strings keys cells       (varints, zigzag for status/kind)
+///   strings = count (len bytes)*     keys = count (service name status kind)*
+///   cells = count (second − previous second, first from 0) key count)*
+/// durations: "ANDRUD01" | row_groups: u32 LE | row group* | crc32c of all before: u32 LE
+///   row group = 0 (no cells) | 1 (per cell of the rollup's row group in order, its `count`
+///               durations ascending: (d − previous d, the first from 0)*)
 /// ```
+///
+/// Counting queries read the first alone; the durations, about as large as the `duration_nanos`
+/// column, are read only by queries of `duration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollup {
     row_groups: Vec<Option<RowGroupRollup>>,
 }
+
+const DURATIONS_MAGIC: &[u8; 8] = b"ANDRUD01";
 
 fn zigzag(value: i32) -> u64 {
     u64::from(((value << 1) ^ (value >> 31)) as u32)
@@ -147,81 +181,124 @@ fn corrupt(what: &str) -> BlockError {
     BlockError::Corrupt(format!("rollup: {what}"))
 }
 
-pub fn encode(row_groups: &[Option<RowGroupRollup>]) -> Vec<u8> {
+/// A header (magic and row-group count) in front of `body`, and the checksum after it.
+fn framed(magic: &[u8; 8], row_groups: usize, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(row_groups.len() as u32).to_le_bytes());
-    for row_group in row_groups {
-        let Some(rollup) = row_group else {
-            out.push(0);
-            continue;
-        };
-        out.push(1);
-        encode_varint(rollup.strings.len() as u64, &mut out);
-        for text in &rollup.strings {
-            encode_varint(text.len() as u64, &mut out);
-            out.extend_from_slice(text.as_bytes());
-        }
-        encode_varint(rollup.keys.len() as u64, &mut out);
-        for key in &rollup.keys {
-            encode_varint(u64::from(key.service), &mut out);
-            encode_varint(u64::from(key.name), &mut out);
-            encode_varint(zigzag(key.status), &mut out);
-            encode_varint(zigzag(key.kind), &mut out);
-        }
-        encode_varint(rollup.cells.len() as u64, &mut out);
-        let mut previous = 0;
-        for cell in &rollup.cells {
-            encode_varint(cell.second - previous, &mut out);
-            encode_varint(u64::from(cell.key), &mut out);
-            encode_varint(u64::from(cell.count), &mut out);
-            previous = cell.second;
-        }
-    }
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&(row_groups as u32).to_le_bytes());
+    body(&mut out);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
+/// The body of a framed object, checked: its checksum, magic and row-group count.
+fn unframed<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    row_groups: usize,
+) -> Result<&'a [u8], BlockError> {
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .filter(|len| *len >= magic.len() + 4)
+        .ok_or_else(|| corrupt("too short"))?;
+    let (body, crc) = bytes.split_at(body_len);
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    if &body[..magic.len()] != magic {
+        return Err(corrupt("unknown version"));
+    }
+    if u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize != row_groups {
+        return Err(corrupt("row group count differs from the data's"));
+    }
+    Ok(&body[12..])
+}
+
+/// The `rollup` and `durations` objects of a block's row groups.
+pub fn encode(row_groups: &[Option<RowGroupRollup>]) -> (Vec<u8>, Vec<u8>) {
+    let counts = framed(MAGIC, row_groups.len(), |out| {
+        for row_group in row_groups {
+            let Some(rollup) = row_group else {
+                out.push(0);
+                continue;
+            };
+            out.push(1);
+            encode_varint(rollup.strings.len() as u64, out);
+            for text in &rollup.strings {
+                encode_varint(text.len() as u64, out);
+                out.extend_from_slice(text.as_bytes());
+            }
+            encode_varint(rollup.keys.len() as u64, out);
+            for key in &rollup.keys {
+                encode_varint(u64::from(key.service), out);
+                encode_varint(u64::from(key.name), out);
+                encode_varint(zigzag(key.status), out);
+                encode_varint(zigzag(key.kind), out);
+            }
+            encode_varint(rollup.cells.len() as u64, out);
+            let mut previous = 0;
+            for cell in &rollup.cells {
+                encode_varint(cell.second - previous, out);
+                encode_varint(u64::from(cell.key), out);
+                encode_varint(u64::from(cell.count), out);
+                previous = cell.second;
+            }
+        }
+    });
+    let durations = framed(DURATIONS_MAGIC, row_groups.len(), |out| {
+        for row_group in row_groups {
+            let Some(durations) = row_group.as_ref().and_then(|r| r.durations.as_ref()) else {
+                out.push(0);
+                continue;
+            };
+            out.push(1);
+            let mut at = 0;
+            for cell in &row_group.as_ref().expect("durations come with cells").cells {
+                let mut previous = 0;
+                for &duration in &durations[at..at + cell.count as usize] {
+                    encode_varint(duration - previous, out);
+                    previous = duration;
+                }
+                at += cell.count as usize;
+            }
+        }
+    });
+    (counts, durations)
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, BlockError> {
+    decode_varint(buf).map_err(|_| corrupt("truncated"))
+}
+
+/// `n` as a count of items each taking at least a byte of `buf`, so a damaged count cannot ask
+/// for more memory than the object holds.
+fn bounded(n: u64, buf: &[u8]) -> Result<usize, BlockError> {
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= buf.len())
+        .ok_or_else(|| corrupt("count past the end"))
+}
+
 impl Rollup {
-    /// Decodes and checks the object: its checksum, every index in range, cells in order, and
-    /// (with `rows`, each row group's row count from the Parquet footer) counts that add up to
-    /// the row group's rows.
+    /// Decodes and checks the `rollup` object: its checksum, every index in range, cells in
+    /// order, and (with `rows`, each row group's row count from the Parquet footer) counts that
+    /// add up to the row group's rows.
     pub fn decode(bytes: &[u8], rows: &[u64]) -> Result<Rollup, BlockError> {
-        let body_len = bytes
-            .len()
-            .checked_sub(4)
-            .filter(|len| *len >= MAGIC.len() + 4)
-            .ok_or_else(|| corrupt("too short"))?;
-        let (body, crc) = bytes.split_at(body_len);
-        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-            return Err(corrupt("checksum mismatch"));
-        }
-        if &body[..MAGIC.len()] != MAGIC {
-            return Err(corrupt("unknown version"));
-        }
-        let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
-        if count != rows.len() {
-            return Err(corrupt("row group count differs from the data's"));
-        }
-        let mut buf = &body[12..];
-        let varint = |buf: &mut &[u8]| decode_varint(buf).map_err(|_| corrupt("truncated"));
-        let mut row_groups = Vec::with_capacity(count);
+        let mut buf = unframed(bytes, MAGIC, rows.len())?;
+        let mut row_groups = Vec::with_capacity(rows.len());
         for &row_group_rows in rows {
             let (&present, rest) = buf.split_first().ok_or_else(|| corrupt("truncated"))?;
             buf = rest;
-            if present == 0 {
-                row_groups.push(None);
-                continue;
+            match present {
+                0 => {
+                    row_groups.push(None);
+                    continue;
+                }
+                1 => {}
+                _ => return Err(corrupt("unknown row group kind")),
             }
-            // Every count below is bounded by the bytes left, so a damaged one cannot ask for
-            // more memory than the object holds.
-            let bounded = |n: u64, buf: &[u8]| {
-                usize::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= buf.len())
-                    .ok_or_else(|| corrupt("count past the end"))
-            };
             let string_count = bounded(varint(&mut buf)?, buf)?;
             let mut strings = Vec::with_capacity(string_count);
             for _ in 0..string_count {
@@ -279,12 +356,54 @@ impl Rollup {
                 strings,
                 keys,
                 cells,
+                durations: None,
             }));
         }
         if !buf.is_empty() {
             return Err(corrupt("bytes after the last row group"));
         }
         Ok(Rollup { row_groups })
+    }
+
+    /// Adds the `durations` object's values to the cells, checked: its checksum, a row group
+    /// for each of the rollup's, exactly a value per counted span and nothing after. On error
+    /// the cells keep no durations.
+    pub fn add_durations(&mut self, bytes: &[u8]) -> Result<(), BlockError> {
+        let mut buf = unframed(bytes, DURATIONS_MAGIC, self.row_groups.len())?;
+        let mut all = Vec::with_capacity(self.row_groups.len());
+        for row_group in &self.row_groups {
+            let (&present, rest) = buf.split_first().ok_or_else(|| corrupt("truncated"))?;
+            buf = rest;
+            let rollup = match (present, row_group) {
+                (0, _) => {
+                    all.push(None);
+                    continue;
+                }
+                (1, Some(rollup)) => rollup,
+                _ => return Err(corrupt("durations without cells")),
+            };
+            let total: u64 = rollup.cells.iter().map(|c| u64::from(c.count)).sum();
+            let mut durations = Vec::with_capacity(bounded(total, buf)?);
+            for cell in &rollup.cells {
+                let mut duration = 0u64;
+                for _ in 0..cell.count {
+                    duration = duration
+                        .checked_add(varint(&mut buf)?)
+                        .ok_or_else(|| corrupt("duration out of range"))?;
+                    durations.push(duration);
+                }
+            }
+            all.push(Some(durations));
+        }
+        if !buf.is_empty() {
+            return Err(corrupt("bytes after the last row group"));
+        }
+        for (row_group, durations) in self.row_groups.iter_mut().zip(all) {
+            if let Some(rollup) = row_group {
+                rollup.durations = durations;
+            }
+        }
+        Ok(())
     }
 
     pub fn row_group(&self, row_group: usize) -> Option<&RowGroupRollup> {
@@ -333,14 +452,18 @@ impl Dimension {
 pub struct RollupQuery {
     predicate: Option<SpanPredicate>,
     by: Vec<Dimension>,
+    /// The function reads `duration` (else it counts spans).
+    durations: bool,
+    histogram: bool,
 }
 
 impl RollupQuery {
-    /// The query's rollup form, or None when only a scan gives its answer: a function other
-    /// than a count, exemplars asked for, a field other than the four, or an interval end or
-    /// step that is not a whole second (a cell would straddle two intervals).
+    /// The query's rollup form, or None when only a scan gives its answer: a function of a
+    /// field other than `duration`, exemplars asked for, a filter or `by` field other than the
+    /// four, or an interval end or step that is not a whole second (a cell would straddle two
+    /// intervals).
     pub fn of(query: &MetricsQuery, accumulator: &Accumulator) -> Option<RollupQuery> {
-        if !query.counts() || query.is_histogram() || accumulator.keeps_exemplars() {
+        if accumulator.keeps_exemplars() {
             return None;
         }
         let intervals = accumulator.intervals;
@@ -349,7 +472,13 @@ impl RollupQuery {
         {
             return None;
         }
-        let predicate = query.columnar()?.predicate;
+        let spec = query.columnar()?;
+        let durations = match &spec.value_field {
+            None if query.counts() => false,
+            Some(Field::Intrinsic(Intrinsic::Duration)) => true,
+            _ => return None,
+        };
+        let predicate = spec.predicate;
         if let Some(predicate) = &predicate {
             if !leaves_within(predicate) {
                 return None;
@@ -360,12 +489,27 @@ impl RollupQuery {
             .iter()
             .map(Dimension::of)
             .collect::<Option<Vec<_>>>()?;
-        Some(RollupQuery { predicate, by })
+        Some(RollupQuery {
+            predicate,
+            by,
+            durations,
+            histogram: query.is_histogram(),
+        })
     }
 
-    /// Folds one row group's cells into `accumulator`, as `v1::metrics::fold_batch` folds its
-    /// rows: the same predicate leaves, label values and intervals; a series refused by the
-    /// series limit leaves its cells uncounted, as there its rows.
+    pub fn reads_durations(&self) -> bool {
+        self.durations
+    }
+
+    /// Whether the row group's cells hold what the query reads.
+    pub fn answers(&self, rollup: &RowGroupRollup) -> bool {
+        !self.durations || rollup.durations.is_some()
+    }
+
+    /// Folds one row group's cells into `accumulator` (which [`RollupQuery::answers`] must
+    /// allow), as `v1::metrics::fold_batch` folds its rows: the same predicate leaves, label
+    /// values, intervals, numbers and histogram buckets; a series refused by the series limit
+    /// leaves its spans uncounted, as there its rows.
     pub fn fold(
         &self,
         rollup: &RowGroupRollup,
@@ -380,8 +524,14 @@ impl RollupQuery {
             Series(usize),
         }
         let mut slots = vec![Slot::Unknown; rollup.keys.len()];
+        // histogram_over_time: a series per key and bucket.
+        let mut buckets: HashMap<(u32, u64), Option<usize>> = HashMap::new();
         let interval = accumulator.intervals.indexer();
+        let durations = rollup.durations.as_deref().unwrap_or_default();
+        let mut next = 0;
         for cell in &rollup.cells {
+            let run = next..next + cell.count as usize;
+            next = run.end;
             // The cell's spans start in ((c − 1) s, c s], inside one interval (whole-second ends
             // and step), so its end places them all.
             let Some(k) = interval.index(cell.second.saturating_mul(NANOS_PER_SECOND)) else {
@@ -399,20 +549,56 @@ impl RollupQuery {
                         slots[cell.key as usize] = Slot::Out;
                         continue;
                     }
-                    let labels: Vec<LabelValue> = self
-                        .by
-                        .iter()
-                        .map(|dimension| LabelValue::of(&dimension.value(rollup, key)))
-                        .collect();
-                    let Some(series) = accumulator.series_index(labels, query) else {
-                        continue;
-                    };
-                    slots[cell.key as usize] = Slot::Series(series);
-                    series
+                    if self.histogram {
+                        // The key passes; its series are found per bucket below.
+                        slots[cell.key as usize] = Slot::Series(usize::MAX);
+                        usize::MAX
+                    } else {
+                        let Some(series) =
+                            accumulator.series_index(self.labels(rollup, key), query)
+                        else {
+                            continue;
+                        };
+                        slots[cell.key as usize] = Slot::Series(series);
+                        series
+                    }
                 }
             };
-            accumulator.add_ones(series, k, u64::from(cell.count));
+            if !self.durations {
+                accumulator.add_ones(series, k, u64::from(cell.count));
+                continue;
+            }
+            let Some(run) = durations.get(run) else {
+                continue;
+            };
+            for &duration in run {
+                if self.histogram {
+                    let Some(bucket) = log2_bucket(&Value::Duration(duration as i64)) else {
+                        continue;
+                    };
+                    let series =
+                        *buckets
+                            .entry((cell.key, bucket.to_bits()))
+                            .or_insert_with(|| {
+                                let mut labels = self.labels(rollup, key);
+                                labels.push(LabelValue::float(bucket));
+                                accumulator.series_index(labels, query)
+                            });
+                    if let Some(series) = series {
+                        accumulator.add_at(series, k, 0, 1.0, [0; 16]);
+                    }
+                } else {
+                    accumulator.add_at(series, k, 0, duration as f64 / 1e9, [0; 16]);
+                }
+            }
         }
+    }
+
+    fn labels(&self, rollup: &RowGroupRollup, key: &Key) -> Vec<LabelValue> {
+        self.by
+            .iter()
+            .map(|dimension| LabelValue::of(&dimension.value(rollup, key)))
+            .collect()
     }
 }
 

@@ -1625,6 +1625,7 @@ async fn blocks_without_slot_columns_still_read() {
     let (mut meta, parquet, index) = (encoded.meta, encoded.parquet, encoded.index);
     meta.trace_table_bytes = None;
     meta.rollup_bytes = None;
+    meta.rollup_durations_bytes = None;
     assert!(v1::DedicatedSlots::from_metadata(
         ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet.clone()))
             .expect("reader")
@@ -1667,6 +1668,7 @@ async fn blocks_without_slot_columns_still_read() {
         index,
         trace_table: Vec::new(),
         rollup: Vec::new(),
+        rollup_durations: Vec::new(),
     };
     upload_block(&storage, older).await.expect("upload");
     let meta = read_meta(&storage, "t", &meta.block_id.to_string())

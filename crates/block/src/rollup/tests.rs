@@ -134,13 +134,20 @@ const ANSWERED: &[&str] = &[
     r#"{ resource.service.name !~ "svc-1" } | rate() by (name)"#,
     "{ kind != client && status = unset } | rate() by (resource.service.name, name, status)",
     r#"{ name != "db" } | count_over_time() by (kind)"#,
+    "{ } | quantile_over_time(duration, .5, .9, .99) by (resource.service.name)",
+    r#"{ status = error || name = "db" } | histogram_over_time(duration) by (name)"#,
+    "{ kind = server } | avg_over_time(duration)",
+    "{ } | sum_over_time(duration) by (status)",
+    "{ } | min_over_time(duration) by (name, kind)",
+    "{ status != ok } | max_over_time(duration)",
 ];
 
 /// Queries only a scan answers, each for a reason `RollupQuery::of` must see.
 const SCANNED: &[&str] = &[
-    "{ } | quantile_over_time(duration, .9)",
-    "{ } | histogram_over_time(duration)",
+    "{ } | max_over_time(span.http.response.status_code)",
+    "{ } | histogram_over_time(span.http.response.status_code)",
     "{ duration > 1ms } | rate()",
+    "{ duration > 1ms } | quantile_over_time(duration, .9)",
     "{ } | rate() by (span.http.route)",
     "{ resource.service.name != nil } | rate()",
     "{ } | rate() with(exemplars=true)",
@@ -214,11 +221,23 @@ async fn fold_skipping(
     )
 }
 
+/// Equal series; sums of durations may differ in their last bits (cells add a row group's
+/// durations in another order than its rows).
 fn assert_same(text: &str, cells: &[MetricsSeries], rows: &[MetricsSeries]) {
     assert_eq!(cells.len(), rows.len(), "{text}: series");
     for (a, b) in cells.iter().zip(rows) {
         assert_eq!(a.labels, b.labels, "{text}");
-        assert_eq!(a.samples, b.samples, "{text}: {:?}", a.labels);
+        assert_eq!(a.samples.len(), b.samples.len(), "{text}");
+        for (x, y) in a.samples.iter().zip(&b.samples) {
+            match (x, y) {
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                    "{text}: {:?}: {x} against {y}",
+                    a.labels
+                ),
+                _ => assert_eq!(x, y, "{text}: {:?}", a.labels),
+            }
+        }
     }
 }
 
@@ -233,7 +252,8 @@ async fn cells_answer_what_the_rows_answer() {
         // so the cells and the rows of one block meet in one answer.
         let handle = write(&storage, &traces, 4_000).await;
         let rollup_bytes = handle.meta.rollup_bytes.expect("written with a rollup");
-        let rolled = handle.rollup(&storage).await.expect("readable").0;
+        let durations_bytes = handle.meta.rollup_durations_bytes.expect("and durations");
+        let rolled = handle.rollup(&storage, true).await.expect("readable").0;
         let row_groups = handle.parquet.metadata().num_row_groups();
         assert!(row_groups > 3, "{row_groups} row groups");
         let mut with_cells = (0..row_groups)
@@ -244,15 +264,23 @@ async fn cells_answer_what_the_rows_answer() {
             "{with_cells} of {row_groups} have cells"
         );
         if seed == 3 {
-            // Every other row group without cells: cells and rows meet in one answer.
+            // Every other row group without cells, and one with counts but no durations: cells
+            // and rows meet in one answer.
             let mut mixed = rolled.clone();
             for rg in (0..row_groups).step_by(2) {
                 mixed.row_groups[rg] = None;
             }
+            if let Some(Some(counts_only)) = mixed.row_groups.get_mut(1) {
+                counts_only.durations = None;
+            }
             with_cells = row_groups / 2;
-            let key = handle.meta.rollup_key();
+            let (counts, durations) = encode(&mixed.row_groups);
             storage
-                .put(&key, encode(&mixed.row_groups).into())
+                .put(&handle.meta.rollup_key(), counts.into())
+                .await
+                .expect("put");
+            storage
+                .put(&handle.meta.rollup_durations_key(), durations.into())
                 .await
                 .expect("put");
         }
@@ -271,10 +299,17 @@ async fn cells_answer_what_the_rows_answer() {
                 let (rows, row_bytes, row_spans) =
                     fold(&scanned, &storage, &query, intervals).await;
                 assert_same(text, &cells, &rows);
+                // Counting reads the counts alone, duration queries the durations too.
+                let objects = match RollupQuery::of(&query, &Accumulator::new(intervals)) {
+                    Some(rollup_query) if rollup_query.reads_durations() => {
+                        rollup_bytes + durations_bytes
+                    }
+                    _ => rollup_bytes,
+                };
                 if with_cells == row_groups {
-                    assert_eq!(cell_bytes, rollup_bytes, "{text}: only the rollup is read");
+                    assert_eq!(cell_bytes, objects, "{text}: only the rollup is read");
                 } else {
-                    assert!(cell_bytes > rollup_bytes, "{text}: some rows are read");
+                    assert!(cell_bytes > objects, "{text}: some rows are read");
                 }
                 assert!(row_bytes > cell_bytes, "{text}");
                 assert_eq!(cell_spans, row_spans, "{text}");
@@ -354,8 +389,8 @@ fn queries_only_a_scan_answers_are_left_to_it() {
 #[tokio::test]
 async fn an_unreadable_rollup_falls_back_to_the_rows() {
     let storage = Storage::in_memory();
-    let traces = traces(9, 200);
-    let handle = write(&storage, &traces, 150).await;
+    let traces = traces(9, 5_000);
+    let handle = write(&storage, &traces, 4_000).await;
     let query = parse_metrics("{ } | rate() by (resource.service.name)").expect("parses");
     let intervals = intervals_to_try()[1];
     let (expected, _, _) = fold(&handle, &storage, &query, intervals).await;
@@ -372,6 +407,24 @@ async fn an_unreadable_rollup_falls_back_to_the_rows() {
     storage.delete(&key).await.expect("delete");
     let (missing, _, _) = fold(&handle, &storage, &query, intervals).await;
     assert_same("missing", &missing, &expected);
+    // Damaged durations: counting still folds the cells, durations come from the rows.
+    let storage = Storage::in_memory();
+    let handle = write(&storage, &traces, 4_000).await;
+    let quantile =
+        parse_metrics("{ } | quantile_over_time(duration, .5) by (name)").expect("parses");
+    let (expected, _, _) = fold(&handle, &storage, &quantile, intervals).await;
+    let key = handle.meta.rollup_durations_key();
+    let mut bytes = storage.get(&key).await.expect("stored").to_vec();
+    bytes[20] ^= 0x10;
+    storage.put(&key, bytes.into()).await.expect("put");
+    let (damaged, _, _) = fold(&handle, &storage, &quantile, intervals).await;
+    assert_same("damaged durations", &damaged, &expected);
+    let (_, read, _) = fold(&handle, &storage, &query, intervals).await;
+    assert_eq!(
+        read,
+        handle.meta.rollup_bytes.unwrap(),
+        "counting reads no rows"
+    );
 }
 
 fn sample_rollup() -> Vec<Option<RowGroupRollup>> {
@@ -384,50 +437,72 @@ fn sample_rollup() -> Vec<Option<RowGroupRollup>> {
             (i % 3) as i32,
             -((i % 2) as i32),
             BASE + i * 10_000_000,
+            i * 7_919 % 1_000,
         );
     }
+    let with_durations = builder.finish().expect("kept");
+    let mut counts_only = with_durations.clone();
+    counts_only.durations = None;
     vec![
-        builder.finish(),
+        Some(with_durations),
         None,
         RowGroupRollupBuilder::default().finish(),
+        Some(counts_only),
     ]
 }
 
 #[test]
-fn the_object_round_trips_and_refuses_damage() {
+fn the_objects_round_trip_and_refuse_damage() {
     let row_groups = sample_rollup();
-    assert!(row_groups[0].is_some());
-    let rows = [400, 0, 0];
-    let bytes = encode(&row_groups);
-    let decoded = Rollup::decode(&bytes, &rows).expect("decodes");
+    let rows = [400, 0, 0, 400];
+    let (counts, durations) = encode(&row_groups);
+    let mut decoded = Rollup::decode(&counts, &rows).expect("decodes");
+    decoded.add_durations(&durations).expect("durations decode");
     assert_eq!(decoded.row_groups, row_groups);
     // Every flipped byte, every cut, a wrong row count and a wrong row-group count are refused.
-    for at in 0..bytes.len() {
-        let mut damaged = bytes.clone();
+    for at in 0..counts.len() {
+        let mut damaged = counts.clone();
         damaged[at] ^= 0x01;
         assert!(Rollup::decode(&damaged, &rows).is_err(), "byte {at}");
     }
-    for cut in 0..bytes.len() {
+    for cut in 0..counts.len() {
         assert!(
-            Rollup::decode(&bytes[..cut], &rows).is_err(),
+            Rollup::decode(&counts[..cut], &rows).is_err(),
             "cut at {cut}"
         );
     }
-    assert!(Rollup::decode(&bytes, &[399, 0, 0]).is_err());
-    assert!(Rollup::decode(&bytes, &[400, 0]).is_err());
+    assert!(Rollup::decode(&counts, &[399, 0, 0, 400]).is_err());
+    assert!(Rollup::decode(&counts, &[400, 0, 0]).is_err());
+    let plain = Rollup::decode(&counts, &rows).expect("decodes");
+    for at in 0..durations.len() {
+        let mut damaged = durations.clone();
+        damaged[at] ^= 0x01;
+        let mut with = plain.clone();
+        assert!(with.add_durations(&damaged).is_err(), "byte {at}");
+        assert_eq!(with, plain, "a refused object adds nothing");
+    }
+    for cut in 0..durations.len() {
+        assert!(
+            plain.clone().add_durations(&durations[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // Durations of other cells (one row group fewer) do not fit.
+    let (_, fewer) = encode(&row_groups[..3]);
+    assert!(plain.clone().add_durations(&fewer).is_err());
 }
 
 #[test]
 fn a_row_group_with_too_many_cells_keeps_none() {
     let mut builder = RowGroupRollupBuilder::default();
     for i in 0..1_000u64 {
-        builder.add(&format!("svc-{i}"), "op", 0, 0, BASE);
+        builder.add(&format!("svc-{i}"), "op", 0, 0, BASE, 1);
     }
     assert!(builder.finish().is_none());
     // A cell per second: 1 000 spans over 100 seconds is 100 cells, kept.
     let mut builder = RowGroupRollupBuilder::default();
     for i in 0..1_000u64 {
-        builder.add("svc", "op", 0, 0, BASE + (i % 100) * NANOS_PER_SECOND);
+        builder.add("svc", "op", 0, 0, BASE + (i % 100) * NANOS_PER_SECOND, 1);
     }
     assert_eq!(builder.finish().expect("kept").cells.len(), 100);
 }

@@ -408,10 +408,10 @@ impl Columns {
             self.name.append_value(&span.name);
             self.kind.append_value(span.kind);
             self.start.append_value(span.start_time_unix_nano);
-            self.duration.append_value(
-                span.end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano),
-            );
+            let duration = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano);
+            self.duration.append_value(duration);
             let status = span.status.clone().unwrap_or_default();
             self.status_code.append_value(status.code);
             self.status_message
@@ -430,6 +430,7 @@ impl Columns {
                 status.code,
                 span.kind,
                 span.start_time_unix_nano,
+                duration,
             );
             self.service_name.append_value(&resource.service_name);
             self.resource.append_value(&resource.bytes);
