@@ -1,8 +1,8 @@
 //! Reading damaged blocks. A small valid `andante-v2` block (the fixture traces plus generated
 //! ones, several row groups, dedicated slot columns) is encoded once; each input damages its
-//! Parquet bytes, its index and/or its trace table (flips, overwrites, cuts, appended bytes, at
-//! offsets the input picks, counted from the start or from the end), optionally re-seals the
-//! index's and the table's checksums so the damage gets past them, uploads both to an in-memory `Storage` and reads the block the
+//! Parquet bytes, its index, its trace table and/or its rollup objects (flips, overwrites, cuts,
+//! appended bytes, at offsets the input picks, counted from the start or from the end),
+//! optionally re-seals the checksums of all but the Parquet file so the damage gets past them, uploads both to an in-memory `Storage` and reads the block the
 //! ways the querier does: `BlockHandle::open`, then (the input picks which) `find_trace` for two
 //! known IDs and an unknown one, `find_traces`, `read_all`, a stage-1 `scan` and a scan of one
 //! row group (`scan_unit`, which reads its run of the trace table by range), columnar metrics
@@ -40,6 +40,8 @@ struct Pristine {
     parquet: Vec<u8>,
     index: Vec<u8>,
     trace_table: Vec<u8>,
+    rollup: Vec<u8>,
+    rollup_durations: Vec<u8>,
     trace_ids: Vec<TraceId>,
 }
 
@@ -138,6 +140,8 @@ fn pristine() -> &'static Pristine {
             parquet: encoded.parquet,
             index: encoded.index,
             trace_table: encoded.trace_table,
+            rollup: encoded.rollup,
+            rollup_durations: encoded.rollup_durations,
             trace_ids: traces.iter().map(|trace| trace.trace_id).collect(),
         }
     })
@@ -181,7 +185,7 @@ const COLLECT_TAGS: u8 = 32;
 
 #[derive(Arbitrary, Debug)]
 struct Mutation {
-    /// 0: `data.parquet`, 1: `index`, 2: `traces` (modulo 3).
+    /// 0: `data.parquet`, 1: `index`, 2: `traces`, 3: `rollup`, 4: `durations` (modulo 5).
     file: u8,
     from_end: bool,
     offset: u32,
@@ -249,6 +253,7 @@ const METRICS: &[&str] = &[
     "{ } | rate() by (resource.service.name)",
     r#"{ span.http.method = "GET" } | count_over_time() by (name, span.user.id)"#,
     "{ status = error } | quantile_over_time(duration, .5, .99)",
+    r#"{ name = "op-1" || kind = server } | avg_over_time(duration) by (status)"#,
     "{ kind = client } | histogram_over_time(duration)",
     "{ } | compare({ status = error })",
     r#"{ resource.service.name = "checkout" } | compare({ duration > 1ms && span.http.method = "GET" }, 3)"#,
@@ -448,20 +453,28 @@ fuzz_target!(|data: &[u8]| {
     let mut parquet = pristine.parquet.clone();
     let mut index = pristine.index.clone();
     let mut trace_table = pristine.trace_table.clone();
+    let mut rollup = pristine.rollup.clone();
+    let mut rollup_durations = pristine.rollup_durations.clone();
     for mutation in input.mutations.iter().take(8) {
-        match mutation.file % 3 {
+        match mutation.file % 5 {
             0 => apply(&mut parquet, mutation),
             1 => apply(&mut index, mutation),
-            _ => apply(&mut trace_table, mutation),
+            2 => apply(&mut trace_table, mutation),
+            3 => apply(&mut rollup, mutation),
+            _ => apply(&mut rollup_durations, mutation),
         }
     }
     if input.reseal_index {
         reseal(&mut index);
         reseal(&mut trace_table);
+        reseal(&mut rollup);
+        reseal(&mut rollup_durations);
     }
     let undamaged = parquet == pristine.parquet
         && index == pristine.index
-        && trace_table == pristine.trace_table;
+        && trace_table == pristine.trace_table
+        && rollup == pristine.rollup
+        && rollup_durations == pristine.rollup_durations;
     let mut meta = pristine.meta.clone();
     if !input.meta_keeps_size {
         meta.data_bytes = parquet.len() as u64;
@@ -479,6 +492,14 @@ fuzz_target!(|data: &[u8]| {
             .expect("in-memory put");
         storage
             .put(&meta.trace_table_key(), Bytes::from(trace_table))
+            .await
+            .expect("in-memory put");
+        storage
+            .put(&meta.rollup_key(), Bytes::from(rollup))
+            .await
+            .expect("in-memory put");
+        storage
+            .put(&meta.rollup_durations_key(), Bytes::from(rollup_durations))
             .await
             .expect("in-memory put");
         read_everything(&storage, meta, &input, &pristine.trace_ids).await

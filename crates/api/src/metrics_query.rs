@@ -338,27 +338,67 @@ impl andante_rules::TraceqlSource for TraceqlRuleSource {
     }
 }
 
+/// One sample of a range answer, written straight to the body (a `serde_json::Value` per sample
+/// was most of a cheap query's time): `timestampMs` as a string, no `value` for 0, as Tempo.
+struct RangeSample {
+    timestamp_ms: i64,
+    value: f64,
+}
+
+impl serde::Serialize for RangeSample {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("timestampMs", &self.timestamp_ms.to_string())?;
+        if self.value != 0.0 {
+            map.serialize_entry("value", &number(self.value))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct RangeSeries {
+    labels: Vec<Value>,
+    samples: Vec<RangeSample>,
+    exemplars: Vec<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct RangeBody {
+    series: Vec<RangeSeries>,
+    /// `metrics`, and `status`/`message` when partial.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
 pub(crate) async fn query_range(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (result, intervals) = run(&state, &headers, &params, false).await?;
-    let series: Vec<Value> = result
+    let series = result
         .series
         .iter()
-        .map(|series| {
-            let samples: Vec<Value> = series
+        .map(|series| RangeSeries {
+            labels: series
+                .labels
+                .iter()
+                .map(|(name, value)| label_json(name, value))
+                .collect(),
+            samples: series
                 .samples
                 .iter()
                 .enumerate()
                 .filter_map(|(k, sample)| {
-                    let value = (*sample)?;
-                    let timestamp = intervals.end_millis(k).to_string();
-                    Some(if value == 0.0 { json!({ "timestampMs": timestamp }) } else { json!({ "timestampMs": timestamp, "value": number(value) }) })
+                    Some(RangeSample {
+                        timestamp_ms: intervals.end_millis(k),
+                        value: (*sample)?,
+                    })
                 })
-                .collect();
-            let exemplars: Vec<Value> = series
+                .collect(),
+            exemplars: series
                 .exemplars
                 .iter()
                 .map(|e| {
@@ -368,19 +408,14 @@ pub(crate) async fn query_range(
                         "timestampMs": e.timestamp_ms.to_string(),
                     })
                 })
-                .collect();
-            json!({
-                "labels": series.labels.iter().map(|(name, value)| label_json(name, value)).collect::<Vec<_>>(),
-                "samples": samples,
-                "exemplars": exemplars,
-            })
+                .collect(),
         })
         .collect();
-    Ok(Json(with_status(
-        json!({ "series": series, "metrics": stats_json(&result) }),
-        &result,
-    ))
-    .into_response())
+    let rest = match with_status(json!({ "metrics": stats_json(&result) }), &result) {
+        Value::Object(rest) => rest,
+        _ => serde_json::Map::new(),
+    };
+    Ok(Json(RangeBody { series, rest }).into_response())
 }
 
 pub(crate) async fn query_instant(

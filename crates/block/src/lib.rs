@@ -868,48 +868,46 @@ impl BlockHandle {
         .as_ref()
     }
 
-    /// The block's rollup (with its cells' durations when `durations`), with the bytes read;
-    /// None when it has none or it is unreadable (then the rows are scanned: the objects are
-    /// derived data). Unreadable durations leave the cells without them.
-    async fn rollup(&self, storage: &Storage, durations: bool) -> Option<(rollup::Rollup, u64)> {
+    /// The block's rollup objects (`durations` too when asked for and present), or None when it
+    /// has none or `rollup` cannot be read (then the rows are scanned: derived data).
+    async fn rollup_objects(&self, storage: &Storage, durations: bool) -> Option<RollupObjects> {
         self.meta.rollup_bytes?;
-        let warn = |error: BlockError, what: &str| {
-            tracing::warn!(
-                block = %self.meta.block_id,
-                %error,
-                "the {what} is unreadable; scanning the rows instead"
-            );
-        };
-        let rows: Vec<u64> = self
-            .parquet
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|row_group| row_group.num_rows() as u64)
-            .collect();
-        let read = storage
-            .get(&self.meta.rollup_key())
-            .await
-            .map_err(BlockError::from)
-            .and_then(|bytes| {
-                rollup::Rollup::decode(&bytes, &rows).map(|rollup| (rollup, bytes.len() as u64))
-            });
-        let (mut rollup, mut bytes) = read.map_err(|error| warn(error, "rollup")).ok()?;
-        if durations && self.meta.rollup_durations_bytes.is_some() {
-            let added = storage
-                .get(&self.meta.rollup_durations_key())
-                .await
-                .map_err(BlockError::from)
-                .and_then(|read| {
-                    rollup.add_durations(&read)?;
-                    Ok(read.len() as u64)
-                });
-            match added {
-                Ok(read) => bytes += read,
-                Err(error) => warn(error, "rollup's durations object"),
+        let counts = match storage.get(&self.meta.rollup_key()).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                rollup_unreadable(&self.meta, &BlockError::from(error), "rollup");
+                return None;
             }
-        }
-        Some((rollup, bytes))
+        };
+        let durations = match durations && self.meta.rollup_durations_bytes.is_some() {
+            false => None,
+            true => match storage.get(&self.meta.rollup_durations_key()).await {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    rollup_unreadable(&self.meta, &BlockError::from(error), "durations");
+                    None
+                }
+            },
+        };
+        Some(RollupObjects {
+            rows: self
+                .parquet
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|row_group| row_group.num_rows() as u64)
+                .collect(),
+            counts,
+            durations,
+        })
+    }
+
+    /// [`BlockHandle::rollup_objects`] decoded, with the bytes read.
+    #[cfg(test)]
+    async fn rollup(&self, storage: &Storage, durations: bool) -> Option<(rollup::Rollup, u64)> {
+        let objects = self.rollup_objects(storage, durations).await?;
+        let bytes = objects.bytes();
+        Some((objects.decode(&self.meta)?, bytes))
     }
 
     /// TraceQL metrics by columns (`v1::metrics`, or `v1::compare` for compare()): every row
@@ -983,27 +981,46 @@ impl BlockHandle {
             _ => None,
         };
         if let Some(rollup_query) = rollup_query {
-            if let Some((rollup, bytes)) =
-                self.rollup(storage, rollup_query.reads_durations()).await
-            {
-                total.1 += bytes;
-                let holds_skipped = |row_group: usize| {
-                    !skip.is_empty()
-                        && table.as_ref().as_ref().is_none_or(|table| {
-                            table
-                                .row_group(row_group as u32)
-                                .any(|entry| skip.contains(&table.get(entry).trace_id))
+            let objects = self
+                .rollup_objects(storage, rollup_query.reads_durations())
+                .await;
+            if let Some(objects) = objects {
+                total.1 += objects.bytes();
+                let (query, meta) = (query.clone(), self.meta.clone());
+                let (skip, table, mut accumulator) = (skip.clone(), table.clone(), empty.clone());
+                let candidates = std::mem::take(&mut row_groups);
+                let (folded, rest, spans) = on_cpu(&cpu, move || {
+                    let Some(rollup) = objects.decode(&meta) else {
+                        return Ok((accumulator, candidates, 0));
+                    };
+                    let holds_skipped = |row_group: usize| {
+                        !skip.is_empty()
+                            && table.as_ref().as_ref().is_none_or(|table| {
+                                table
+                                    .row_group(row_group as u32)
+                                    .any(|entry| skip.contains(&table.get(entry).trace_id))
+                            })
+                    };
+                    let mut spans = 0;
+                    let rest = candidates
+                        .into_iter()
+                        .filter(|&row_group| match rollup.row_group(row_group) {
+                            Some(cells)
+                                if rollup_query.answers(cells) && !holds_skipped(row_group) =>
+                            {
+                                rollup_query.fold(cells, &query, &mut accumulator);
+                                spans += objects.rows[row_group];
+                                false
+                            }
+                            _ => true,
                         })
-                };
-                row_groups.retain(|&row_group| match rollup.row_group(row_group) {
-                    Some(cells) if rollup_query.answers(cells) && !holds_skipped(row_group) => {
-                        rollup_query.fold(cells, &query, &mut total.0);
-                        total.2.spans_scanned +=
-                            self.parquet.metadata().row_group(row_group).num_rows() as u64;
-                        false
-                    }
-                    _ => true,
-                });
+                        .collect();
+                    Ok((accumulator, rest, spans))
+                })
+                .await?;
+                total.0.merge(folded);
+                total.2.spans_scanned += spans;
+                row_groups = rest;
             }
         }
         let parts = by_row_group(row_groups, |row_group| {
@@ -1191,6 +1208,42 @@ where
 }
 
 /// Runs CPU-heavy `work` on a blocking thread once a permit of `cpu` is free.
+/// A block's rollup objects as read, before decoding (which runs on the CPU pool).
+struct RollupObjects {
+    /// Rows per row group, from the Parquet footer: a row group's counts must add up to them.
+    rows: Vec<u64>,
+    counts: Bytes,
+    durations: Option<Bytes>,
+}
+
+impl RollupObjects {
+    fn bytes(&self) -> u64 {
+        (self.counts.len() + self.durations.as_ref().map_or(0, Bytes::len)) as u64
+    }
+
+    /// The decoded rollup, None (with a warning) when `rollup` is damaged; damaged durations
+    /// leave the cells without them.
+    fn decode(&self, meta: &BlockMeta) -> Option<rollup::Rollup> {
+        let mut rollup = rollup::Rollup::decode(&self.counts, &self.rows)
+            .map_err(|error| rollup_unreadable(meta, &error, "rollup"))
+            .ok()?;
+        if let Some(durations) = &self.durations {
+            if let Err(error) = rollup.add_durations(durations) {
+                rollup_unreadable(meta, &error, "durations");
+            }
+        }
+        Some(rollup)
+    }
+}
+
+fn rollup_unreadable(meta: &BlockMeta, error: &BlockError, object: &str) {
+    tracing::warn!(
+        block = %meta.block_id,
+        %error,
+        "the block's {object} object is unreadable; scanning the rows instead"
+    );
+}
+
 pub(crate) async fn on_cpu<T: Send + 'static>(
     cpu: &Arc<tokio::sync::Semaphore>,
     work: impl FnOnce() -> Result<T, BlockError> + Send + 'static,

@@ -268,7 +268,16 @@ pub fn encode(row_groups: &[Option<RowGroupRollup>]) -> (Vec<u8>, Vec<u8>) {
     (counts, durations)
 }
 
+/// One LEB128 varint, taking the one-byte case (most durations' deltas and every small
+/// count) without a call.
+#[inline]
 fn varint(buf: &mut &[u8]) -> Result<u64, BlockError> {
+    if let Some((&byte, rest)) = buf.split_first() {
+        if byte < 0x80 {
+            *buf = rest;
+            return Ok(u64::from(byte));
+        }
+    }
     decode_varint(buf).map_err(|_| corrupt("truncated"))
 }
 
@@ -528,6 +537,7 @@ impl RollupQuery {
         let mut buckets: HashMap<(u32, u64), Option<usize>> = HashMap::new();
         let interval = accumulator.intervals.indexer();
         let durations = rollup.durations.as_deref().unwrap_or_default();
+        let mut seconds: Vec<f64> = Vec::new();
         let mut next = 0;
         for cell in &rollup.cells {
             let run = next..next + cell.count as usize;
@@ -571,24 +581,26 @@ impl RollupQuery {
             let Some(run) = durations.get(run) else {
                 continue;
             };
+            if !self.histogram {
+                // Ascending within the cell: one bulk add per cell.
+                seconds.clear();
+                seconds.extend(run.iter().map(|&duration| duration as f64 / 1e9));
+                accumulator.add_ascending(series, k, &seconds);
+                continue;
+            }
             for &duration in run {
-                if self.histogram {
-                    let Some(bucket) = log2_bucket(&Value::Duration(duration as i64)) else {
-                        continue;
-                    };
-                    let series =
-                        *buckets
-                            .entry((cell.key, bucket.to_bits()))
-                            .or_insert_with(|| {
-                                let mut labels = self.labels(rollup, key);
-                                labels.push(LabelValue::float(bucket));
-                                accumulator.series_index(labels, query)
-                            });
-                    if let Some(series) = series {
-                        accumulator.add_at(series, k, 0, 1.0, [0; 16]);
-                    }
-                } else {
-                    accumulator.add_at(series, k, 0, duration as f64 / 1e9, [0; 16]);
+                let Some(bucket) = log2_bucket(&Value::Duration(duration as i64)) else {
+                    continue;
+                };
+                let series = *buckets
+                    .entry((cell.key, bucket.to_bits()))
+                    .or_insert_with(|| {
+                        let mut labels = self.labels(rollup, key);
+                        labels.push(LabelValue::float(bucket));
+                        accumulator.series_index(labels, query)
+                    });
+                if let Some(series) = series {
+                    accumulator.add_at(series, k, 0, 1.0, [0; 16]);
                 }
             }
         }

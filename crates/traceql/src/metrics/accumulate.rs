@@ -606,6 +606,34 @@ impl Accumulator {
         }
     }
 
+    /// Counts spans whose values are `ascending` in interval `k` of series `series` at once,
+    /// with no exemplar: the same aggregates as one [`Accumulator::add_at`] per value (a sum
+    /// may differ in its last bits, being added in another order).
+    pub fn add_ascending(&mut self, series: usize, k: usize, ascending: &[f64]) {
+        let (Some(&least), Some(&most)) = (ascending.first(), ascending.last()) else {
+            return;
+        };
+        self.spans_counted += ascending.len() as u64;
+        let series = &mut self.series[series].1;
+        series.count[k] += ascending.len() as f64;
+        if let Some(sum) = series.sum.get_mut(k) {
+            *sum += ascending.iter().sum::<f64>();
+        }
+        if let Some(min) = series.min.get_mut(k) {
+            if min.is_nan() || least < *min {
+                *min = least;
+            }
+        }
+        if let Some(max) = series.max.get_mut(k) {
+            if max.is_nan() || most > *max {
+                *max = most;
+            }
+        }
+        if let Some(values) = series.values.get_mut(k) {
+            values.extend_from_slice(ascending);
+        }
+    }
+
     #[inline]
     fn count_at(
         &mut self,
