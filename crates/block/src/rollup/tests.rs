@@ -528,3 +528,36 @@ fn cells_close_on_the_second() {
         intervals.index(cell_second(BASE + 1) * NANOS_PER_SECOND)
     );
 }
+
+#[test]
+fn varints_decode_as_prost_encodes_them() {
+    let values = [
+        0,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        u64::from(u32::MAX),
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    for value in values {
+        let mut bytes = Vec::new();
+        encode_varint(value, &mut bytes);
+        bytes.push(0xAA);
+        let mut buf = bytes.as_slice();
+        assert_eq!(varint(&mut buf).expect("decodes"), value);
+        assert_eq!(buf, [0xAA]);
+        // Every cut of it is refused.
+        for cut in 0..bytes.len() - 1 {
+            assert!(varint(&mut &bytes[..cut]).is_err(), "{value} cut at {cut}");
+        }
+    }
+    // Eleven bytes, or a tenth byte past 64 bits, are refused.
+    assert!(varint(&mut [0xFF; 11].as_slice()).is_err());
+    let mut too_big = vec![0xFF; 9];
+    too_big.push(0x02);
+    assert!(varint(&mut too_big.as_slice()).is_err());
+}
