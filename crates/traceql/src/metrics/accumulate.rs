@@ -174,18 +174,24 @@ impl SeriesAcc {
         if let Some(sum) = self.sum.get_mut(k) {
             *sum += value;
         }
+        self.widen(k, value, value);
+        if let Some(values) = self.values.get_mut(k) {
+            values.push(value);
+        }
+    }
+
+    /// Takes values from `least` to `most` into interval `k`'s minimum and maximum.
+    #[inline]
+    fn widen(&mut self, k: usize, least: f64, most: f64) {
         if let Some(min) = self.min.get_mut(k) {
-            if min.is_nan() || value < *min {
-                *min = value;
+            if min.is_nan() || least < *min {
+                *min = least;
             }
         }
         if let Some(max) = self.max.get_mut(k) {
-            if max.is_nan() || value > *max {
-                *max = value;
+            if max.is_nan() || most > *max {
+                *max = most;
             }
-        }
-        if let Some(values) = self.values.get_mut(k) {
-            values.push(value);
         }
     }
 
@@ -595,12 +601,7 @@ impl Accumulator {
         if let Some(sum) = series.sum.get_mut(k) {
             *sum += n as f64;
         }
-        if let Some(min) = series.min.get_mut(k) {
-            *min = if min.is_nan() { 1.0 } else { min.min(1.0) };
-        }
-        if let Some(max) = series.max.get_mut(k) {
-            *max = if max.is_nan() { 1.0 } else { max.max(1.0) };
-        }
+        series.widen(k, 1.0, 1.0);
         if let Some(values) = series.values.get_mut(k) {
             values.extend(std::iter::repeat_n(1.0, n as usize));
         }
@@ -619,16 +620,7 @@ impl Accumulator {
         if let Some(sum) = series.sum.get_mut(k) {
             *sum += ascending.iter().sum::<f64>();
         }
-        if let Some(min) = series.min.get_mut(k) {
-            if min.is_nan() || least < *min {
-                *min = least;
-            }
-        }
-        if let Some(max) = series.max.get_mut(k) {
-            if max.is_nan() || most > *max {
-                *max = most;
-            }
-        }
+        series.widen(k, least, most);
         if let Some(values) = series.values.get_mut(k) {
             values.extend_from_slice(ascending);
         }
