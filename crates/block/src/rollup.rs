@@ -530,12 +530,14 @@ impl RollupQuery {
         query: &MetricsQuery,
         accumulator: &mut Accumulator,
     ) {
-        // Per key: unknown yet, ruled out by the filter, or its series.
+        // Per key: unknown yet, ruled out by the filter, its series, or (histogram) passing,
+        // its series found per bucket.
         #[derive(Clone, Copy)]
         enum Slot {
             Unknown,
             Out,
             Series(usize),
+            Buckets,
         }
         let mut slots = vec![Slot::Unknown; rollup.keys.len()];
         // histogram_over_time: a series per key and bucket.
@@ -553,9 +555,8 @@ impl RollupQuery {
                 continue;
             };
             let key = &rollup.keys[cell.key as usize];
-            let series = match slots[cell.key as usize] {
+            let slot = match slots[cell.key as usize] {
                 Slot::Out => continue,
-                Slot::Series(series) => series,
                 Slot::Unknown => {
                     let accepts = self.predicate.as_ref().is_none_or(|predicate| {
                         matches(predicate, &|dimension| dimension.value(rollup, key))
@@ -565,28 +566,27 @@ impl RollupQuery {
                         continue;
                     }
                     if self.histogram {
-                        // The key passes; its series are found per bucket below.
-                        slots[cell.key as usize] = Slot::Series(usize::MAX);
-                        usize::MAX
+                        Slot::Buckets
                     } else {
                         let Some(series) =
                             accumulator.series_index(self.labels(rollup, key), query)
                         else {
                             continue;
                         };
-                        slots[cell.key as usize] = Slot::Series(series);
-                        series
+                        Slot::Series(series)
                     }
                 }
+                known => known,
             };
-            if !self.durations {
+            slots[cell.key as usize] = slot;
+            if let (Slot::Series(series), false) = (slot, self.durations) {
                 accumulator.add_ones(series, k, u64::from(cell.count));
                 continue;
             }
             let Some(run) = durations.get(run) else {
                 continue;
             };
-            if !self.histogram {
+            if let Slot::Series(series) = slot {
                 // Ascending within the cell: one bulk add per cell.
                 seconds.clear();
                 seconds.extend(run.iter().map(|&duration| duration as f64 / 1e9));
