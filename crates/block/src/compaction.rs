@@ -53,7 +53,7 @@ impl Default for CompactionOptions {
             min_input_blocks: 2,
             max_input_blocks: 8,
             max_input_bytes: 256 << 20,
-            tier_fan_in: 4,
+            tier_fan_in: 8,
             write: v1::WriteOptions::default(),
             keep_inputs: false,
         }
@@ -96,7 +96,7 @@ struct PlannedBlock {
 /// written merges by size tiers: new flushes are small, and merging each into the window's big
 /// block rewrote that block every time (a span written 10–15 times at 10M spans an hour, session
 /// 22); with tiers of similar size merged `tier_fan_in` at a time a span is written about
-/// log4(window spans / flush spans) times. Levels as Tempo keeps them were not used: one block
+/// log8(window spans / flush spans) times. Levels as Tempo keeps them were not used: one block
 /// per level can then stay in a window forever on a single node, where sizes always converge.
 /// Formats merge differently (see the module comment), so they never share a plan.
 fn plan_indices(
@@ -455,7 +455,6 @@ pub fn merge_time_clustered(
     tables: Vec<Option<trace_table::TraceTable>>,
     new_block: &NewBlock,
 ) -> Result<EncodedBlock, BlockError> {
-    use std::collections::HashMap;
     let metadata = files
         .iter()
         .map(|data| {
@@ -465,7 +464,7 @@ pub fn merge_time_clustered(
         .collect::<Result<Vec<_>, _>>()?;
     let mut placed: Vec<order::Placed> = Vec::new();
     let mut sources: Vec<Vec<(usize, u32)>> = Vec::new();
-    let mut position: HashMap<andante_model::TraceId, usize> = HashMap::new();
+    let mut position: crate::FastMap<andante_model::TraceId, usize> = crate::FastMap::default();
     for (input, data) in files.iter().enumerate() {
         let pieces = match tables
             .get(input)
@@ -493,7 +492,8 @@ pub fn merge_time_clustered(
     drop(position);
     let plan = V2.plan_groups(&placed, new_block.options.row_group_spans);
     // Decoded input row groups with the pieces not yet taken.
-    let mut open: HashMap<(usize, u32), HashMap<andante_model::TraceId, Trace>> = HashMap::new();
+    let mut open: crate::FastMap<(usize, u32), crate::FastMap<andante_model::TraceId, Trace>> =
+        crate::FastMap::default();
     let mut error: Option<BlockError> = None;
     let groups = plan.into_iter().map_while(|group| {
         let mut traces = Vec::with_capacity(group.len());
@@ -514,7 +514,7 @@ pub fn merge_time_clustered(
                         .and_then(|stream| {
                             stream
                                 .map(|trace| trace.map(|trace| (trace.trace_id, trace)))
-                                .collect::<Result<HashMap<_, _>, _>>()
+                                .collect::<Result<crate::FastMap<_, _>, _>>()
                         });
                         match decoded {
                             Ok(pieces) => entry.insert(pieces),
@@ -667,7 +667,10 @@ mod tests {
 
     #[test]
     fn an_open_window_merges_only_a_full_tier_of_similar_sizes() {
-        let options = CompactionOptions::default();
+        let options = CompactionOptions {
+            tier_fan_in: 4,
+            ..CompactionOptions::default()
+        };
         // One big block and three flushes: no tier has four.
         assert!(plan_indices(&sizes(&[4000, 10, 11, 12]), &options, OPEN).is_empty());
         // A fourth flush fills the smallest tier; the big block is left alone.
@@ -686,6 +689,10 @@ mod tests {
             plan_indices(&sizes(&[10; 12]), &options, OPEN)[0].len(),
             options.max_input_blocks
         );
+        // The default waits for eight.
+        let default = CompactionOptions::default();
+        assert!(plan_indices(&sizes(&[10; 7]), &default, OPEN).is_empty());
+        assert_eq!(plan_indices(&sizes(&[10; 8]), &default, OPEN)[0].len(), 8);
         // Windows are planned apart, by their own state.
         let mut mixed = sizes(&[10, 11]);
         mixed.extend(
@@ -704,6 +711,7 @@ mod tests {
     fn blocks_past_half_the_byte_cap_leave_tiering() {
         let options = CompactionOptions {
             max_input_bytes: 1000,
+            tier_fan_in: 4,
             ..CompactionOptions::default()
         };
         assert!(plan_indices(&sizes(&[600, 600, 700, 800]), &options, OPEN).is_empty());
@@ -715,10 +723,10 @@ mod tests {
     }
 
     /// Flushes of one size into a window being written, compaction after each: every byte is
-    /// written about log4(flushes) + 1 times with tiers, where merging the window's blocks
+    /// written about log8(flushes) + 1 times with tiers, where merging the window's blocks
     /// smallest first (the closed-window policy) rewrote the big block at every flush.
     #[test]
-    fn flushes_into_an_open_window_are_written_about_log4_times() {
+    fn flushes_into_an_open_window_are_written_about_log8_times() {
         let simulate = |now: u64| {
             let options = CompactionOptions::default();
             let (flush, flushes) = (1000u64, 300u64);
@@ -747,9 +755,10 @@ mod tests {
         };
         let (tiered, most_blocks) = simulate(OPEN);
         let (smallest_first, _) = simulate(CLOSED);
-        // log4(300) ≈ 4.1 merges plus the flush itself.
-        assert!(tiered <= 6.5, "each byte written {tiered:.1} times");
-        assert!(most_blocks <= 16, "{most_blocks} blocks in the window");
+        // log8(300) ≈ 2.7 merges plus the flush itself.
+        assert!(tiered <= 4.5, "each byte written {tiered:.1} times");
+        // Up to seven per tier waiting for an eighth.
+        assert!(most_blocks <= 24, "{most_blocks} blocks in the window");
         assert!(
             smallest_first > 4.0 * tiered,
             "{smallest_first:.1} vs {tiered:.1}"

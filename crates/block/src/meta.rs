@@ -187,7 +187,7 @@ pub fn block_prefix(tenant: &str, block_id: Uuid) -> String {
 /// Collects [`BlockMeta::tag_names`] while a block is encoded.
 #[derive(Debug, Default)]
 pub struct TagNames {
-    scopes: BTreeMap<&'static str, std::collections::HashSet<String>>,
+    scopes: BTreeMap<&'static str, crate::FastSet<String>>,
     overflow: bool,
 }
 

@@ -5,8 +5,6 @@
 //! with one counter starting at 1. Roots have parent -1; spans not reachable from a root (their
 //! parent was never received) keep 0 everywhere, as Tempo does.
 
-use std::collections::HashMap;
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NestedSet {
     pub left: i32,
@@ -18,7 +16,8 @@ pub struct NestedSet {
 /// `spans[i] = (span_id, parent_span_id)` with an empty parent for roots; returns one entry per span.
 pub fn nested_set(spans: &[(&[u8], &[u8])]) -> Vec<NestedSet> {
     let mut numbers = vec![NestedSet::default(); spans.len()];
-    let mut index_of: HashMap<&[u8], usize> = HashMap::with_capacity(spans.len());
+    let mut index_of: crate::FastMap<&[u8], usize> =
+        crate::FastMap::with_capacity_and_hasher(spans.len(), Default::default());
     for (i, (span_id, _)) in spans.iter().enumerate() {
         index_of.entry(span_id).or_insert(i);
     }

@@ -61,10 +61,10 @@ pub struct RowGroupRollup {
 /// Collects a row group's cells as its rows are written.
 #[derive(Debug, Default)]
 pub struct RowGroupRollupBuilder {
-    strings: HashMap<String, u32>,
-    keys: HashMap<Key, u32>,
+    strings: crate::FastMap<String, u32>,
+    keys: crate::FastMap<Key, u32>,
     /// Per (second, key), its spans' durations.
-    cells: HashMap<(u64, u32), Vec<u64>>,
+    cells: crate::FastMap<(u64, u32), Vec<u64>>,
     rows: u64,
 }
 

@@ -11,7 +11,7 @@
 //! make a key uncovered: TraceQL's `=` also matches an array element, and a number never equals
 //! a string literal, so only plain strings can be decided here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::Trace;
 use andante_model::otlp::common::v1::{any_value, KeyValue};
@@ -89,7 +89,7 @@ impl ValueFilter {
 /// Collects one row group's keys and values as its traces are written.
 #[derive(Default)]
 pub struct ValueFilterBuilder {
-    keys: HashMap<u64, KeyValues>,
+    keys: crate::FastMap<u64, KeyValues>,
     keys_complete: bool,
 }
 
@@ -97,13 +97,13 @@ pub struct ValueFilterBuilder {
 struct KeyValues {
     /// Every value so far was a plain string and there were at most [`VALUE_BUDGET`].
     coverable: bool,
-    values: HashSet<u64>,
+    values: crate::FastSet<u64>,
 }
 
 impl ValueFilterBuilder {
     pub fn new() -> ValueFilterBuilder {
         ValueFilterBuilder {
-            keys: HashMap::new(),
+            keys: crate::FastMap::default(),
             keys_complete: true,
         }
     }
@@ -131,7 +131,7 @@ impl ValueFilterBuilder {
                 }
                 None => self.keys.entry(hash).or_insert(KeyValues {
                     coverable: true,
-                    values: HashSet::new(),
+                    values: crate::FastSet::default(),
                 }),
             };
             if !entry.coverable {
@@ -142,12 +142,12 @@ impl ValueFilterBuilder {
                     entry.values.insert(pair_hash(hash, value));
                     if entry.values.len() > VALUE_BUDGET {
                         entry.coverable = false;
-                        entry.values = HashSet::new();
+                        entry.values = crate::FastSet::default();
                     }
                 }
                 _ => {
                     entry.coverable = false;
-                    entry.values = HashSet::new();
+                    entry.values = crate::FastSet::default();
                 }
             }
         }

@@ -13,7 +13,8 @@ pub fn merge_resource_spans(
     fragments: impl IntoIterator<Item = ResourceSpans>,
 ) -> Vec<ResourceSpans> {
     let mut merged: Vec<ResourceSpans> = Vec::new();
-    let mut seen: HashSet<SpanKey> = HashSet::new();
+    // foldhash: SipHash on every span's key was a visible share of compaction (session 28).
+    let mut seen: HashSet<SpanKey, foldhash::fast::RandomState> = HashSet::default();
     for fragment in fragments {
         let ResourceSpans {
             resource,

@@ -1,6 +1,5 @@
 //! Decoding `andante-v1` rows back into OTLP traces.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use andante_model::otlp::common::v1::{any_value, AnyValue, KeyValue};
@@ -87,8 +86,12 @@ fn batch_to_spans(
         None
     };
     let mut traces: Vec<Trace> = Vec::new();
-    let mut resource_index: HashMap<&[u8], usize> = HashMap::new();
-    let mut scope_index: HashMap<(usize, &[u8]), usize> = HashMap::new();
+    let mut resource_index: crate::FastMap<&[u8], usize> = crate::FastMap::default();
+    let mut scope_index: crate::FastMap<(usize, &[u8]), usize> = crate::FastMap::default();
+    // A batch's traces share a few resources: each is decoded once, where it first appears
+    // (trace, resource), and copied into later traces holding it (a copy skips the varint walk
+    // and UTF-8 checks a decode does).
+    let mut first_decoded: crate::FastMap<&[u8], (usize, usize)> = crate::FastMap::default();
     for row in 0..batch.num_rows() {
         let trace_id = TraceId(
             trace_ids
@@ -104,17 +107,38 @@ fn batch_to_spans(
             resource_index.clear();
             scope_index.clear();
         }
-        let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
         let resource_bytes = resources.value(row);
         let r = match resource_index.get(resource_bytes) {
             Some(r) => *r,
             None => {
-                let decoded = ResourceSpans::decode(resource_bytes).map_err(corrupt)?;
+                let decoded = match first_decoded.get(resource_bytes) {
+                    Some(&(t, r)) => {
+                        let first = &traces[t].resource_spans[r];
+                        ResourceSpans {
+                            resource: first.resource.clone(),
+                            scope_spans: Vec::new(),
+                            schema_url: first.schema_url.clone(),
+                        }
+                    }
+                    None => {
+                        let decoded = ResourceSpans::decode(resource_bytes).map_err(corrupt)?;
+                        first_decoded.insert(
+                            resource_bytes,
+                            (
+                                traces.len() - 1,
+                                traces[traces.len() - 1].resource_spans.len(),
+                            ),
+                        );
+                        decoded
+                    }
+                };
+                let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
                 trace.resource_spans.push(decoded);
                 resource_index.insert(resource_bytes, trace.resource_spans.len() - 1);
                 trace.resource_spans.len() - 1
             }
         };
+        let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
         let scope_bytes = scopes.value(row);
         let s = match scope_index.get(&(r, scope_bytes)) {
             Some(s) => *s,

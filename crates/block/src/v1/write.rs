@@ -444,14 +444,7 @@ impl Columns {
                 || span.dropped_events_count != 0
                 || span.dropped_links_count != 0;
             if has_events_links {
-                let carrier = Span {
-                    events: span.events.clone(),
-                    links: span.links.clone(),
-                    dropped_events_count: span.dropped_events_count,
-                    dropped_links_count: span.dropped_links_count,
-                    ..Default::default()
-                };
-                self.events_links.append_value(carrier.encode_to_vec());
+                self.events_links.append_value(encode_events_links(span));
             } else {
                 self.events_links.append_null();
             }
@@ -646,18 +639,16 @@ impl Columns {
 }
 
 fn encode_resource(resource_spans: &ResourceSpans) -> EncodedResource {
-    let carrier = ResourceSpans {
-        resource: resource_spans.resource.clone(),
-        scope_spans: Vec::new(),
-        schema_url: resource_spans.schema_url.clone(),
-    };
     let attributes = resource_spans
         .resource
         .as_ref()
         .map(|r| r.attributes.as_slice())
         .unwrap_or_default();
     EncodedResource {
-        bytes: carrier.encode_to_vec(),
+        bytes: encode_without_children(
+            resource_spans.resource.as_ref(),
+            &resource_spans.schema_url,
+        ),
         service_name: string_attribute(attributes, "service.name")
             .unwrap_or_default()
             .to_owned(),
@@ -669,10 +660,151 @@ fn encode_resource(resource_spans: &ResourceSpans) -> EncodedResource {
 }
 
 fn encode_scope(scope_spans: &ScopeSpans) -> Vec<u8> {
-    ScopeSpans {
-        scope: scope_spans.scope.clone(),
-        spans: Vec::new(),
-        schema_url: scope_spans.schema_url.clone(),
+    encode_without_children(scope_spans.scope.as_ref(), &scope_spans.schema_url)
+}
+
+/// The bytes of a `Span` holding only `span`'s events, links and their dropped counts (fields
+/// 11 to 14), as prost writes such a copy, without cloning the events and links into it.
+fn encode_events_links(span: &Span) -> Vec<u8> {
+    use prost::encoding::{message, uint32};
+    let mut bytes = Vec::with_capacity(
+        message::encoded_len_repeated(11, &span.events)
+            + message::encoded_len_repeated(13, &span.links)
+            + 12,
+    );
+    message::encode_repeated(11, &span.events, &mut bytes);
+    if span.dropped_events_count != 0 {
+        uint32::encode(12, &span.dropped_events_count, &mut bytes);
     }
-    .encode_to_vec()
+    message::encode_repeated(13, &span.links, &mut bytes);
+    if span.dropped_links_count != 0 {
+        uint32::encode(14, &span.dropped_links_count, &mut bytes);
+    }
+    bytes
+}
+
+/// The bytes of a `ResourceSpans` without its scope spans, or of a `ScopeSpans` without its
+/// spans: both messages are field 1 (the resource or scope), the children at field 2, and
+/// `schema_url` at field 3. Encoding the two fields in place gives the bytes prost gives for a
+/// copy with the children left empty, without cloning every attribute first (that clone was
+/// 6 % of block-writing CPU, session 28).
+fn encode_without_children(head: Option<&impl Message>, schema_url: &str) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    let url_len = match schema_url.is_empty() {
+        true => 0,
+        false => key_len(3) + encoded_len_varint(schema_url.len() as u64) + schema_url.len(),
+    };
+    let head_len = head.map_or(0, |head| prost::encoding::message::encoded_len(1, head));
+    let mut bytes = Vec::with_capacity(head_len + url_len);
+    if let Some(head) = head {
+        prost::encoding::message::encode(1, head, &mut bytes);
+    }
+    if !schema_url.is_empty() {
+        encode_key(3, WireType::LengthDelimited, &mut bytes);
+        encode_varint(schema_url.len() as u64, &mut bytes);
+        bytes.extend_from_slice(schema_url.as_bytes());
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use andante_model::otlp::common::v1::{AnyValue, InstrumentationScope};
+    use andante_model::otlp::resource::v1::Resource;
+    use andante_model::otlp::trace::v1::span::{Event, Link};
+
+    fn attribute(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.to_owned())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The in-place encodings write exactly what prost writes for a copy with the children (or
+    /// every other span field) left empty: blocks written before and after read alike.
+    #[test]
+    fn in_place_encodings_match_prost_copies() {
+        let resources = [
+            None,
+            Some(Resource::default()),
+            Some(Resource {
+                attributes: vec![
+                    attribute("service.name", "a"),
+                    attribute("k8s.pod.name", "p-1"),
+                ],
+                dropped_attributes_count: 3,
+                ..Default::default()
+            }),
+        ];
+        for resource in resources {
+            for schema_url in ["", "https://opentelemetry.io/schemas/1.21.0"] {
+                let spans = ResourceSpans {
+                    resource: resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span::default()],
+                        ..Default::default()
+                    }],
+                    schema_url: schema_url.to_owned(),
+                };
+                let copy = ResourceSpans {
+                    scope_spans: Vec::new(),
+                    ..spans.clone()
+                };
+                assert_eq!(encode_resource(&spans).bytes, copy.encode_to_vec());
+                let scope = ScopeSpans {
+                    scope: resource.as_ref().map(|resource| InstrumentationScope {
+                        name: "lib".to_owned(),
+                        attributes: resource.attributes.clone(),
+                        ..Default::default()
+                    }),
+                    spans: vec![Span::default()],
+                    schema_url: schema_url.to_owned(),
+                };
+                let copy = ScopeSpans {
+                    spans: Vec::new(),
+                    ..scope.clone()
+                };
+                assert_eq!(encode_scope(&scope), copy.encode_to_vec());
+            }
+        }
+        for (events, links, dropped_events, dropped_links) in
+            [(0, 0, 1, 0), (2, 0, 0, 0), (0, 1, 0, 7), (3, 2, 4, 5)]
+        {
+            let span = Span {
+                name: "not copied".to_owned(),
+                attributes: vec![attribute("also", "not copied")],
+                events: (0..events)
+                    .map(|at| Event {
+                        time_unix_nano: at,
+                        name: format!("event {at}"),
+                        attributes: vec![attribute("e", "v")],
+                        dropped_attributes_count: 0,
+                    })
+                    .collect(),
+                links: (0..links)
+                    .map(|at| Link {
+                        trace_id: vec![at as u8; 16],
+                        span_id: vec![1; 8],
+                        flags: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                dropped_events_count: dropped_events,
+                dropped_links_count: dropped_links,
+                ..Default::default()
+            };
+            let copy = Span {
+                events: span.events.clone(),
+                links: span.links.clone(),
+                dropped_events_count: span.dropped_events_count,
+                dropped_links_count: span.dropped_links_count,
+                ..Default::default()
+            };
+            assert_eq!(encode_events_links(&span), copy.encode_to_vec());
+        }
+    }
 }
