@@ -29,7 +29,9 @@ def assert_all_present(server, acked: dict):
 
 
 def test_twenty_kill9_cycles_under_load_lose_nothing(make_server, tmp_path):
-    server = make_server("--live.trace-idle", "300ms", "--live.block-max-age", "500ms", "--compaction.interval", "1s")
+    # Tiers of four, so that merges of the open window are under way when the process is killed.
+    server = make_server("--live.trace-idle", "300ms", "--live.block-max-age", "500ms", "--compaction.interval", "1s",
+                         "--compaction.tier-fan-in", "4")
     acked = {}
     for cycle in range(20):
         acked_file = tmp_path / f"acked-{cycle}.txt"

@@ -58,7 +58,7 @@ def run_compactors_beside_all(tmp_path: Path, storage_args=()):
     """An `all` process cuts six blocks; two compactors merge them into one per compaction window
     (one, unless the run crosses a window boundary). The spans are dated a window back: a closed
     window merges whatever its block sizes, where one still being written merges only tiers of
-    four similar blocks. Every trace is then read by ID with exactly its spans, and found once by
+    eight similar blocks. Every trace is then read by ID with exactly its spans, and found once by
     search."""
     storage = tmp_path / "data"
     main = Server(storage, ["--compaction.enabled", "false", "--storage.blocklist-poll", "1s",

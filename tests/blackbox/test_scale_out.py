@@ -461,7 +461,9 @@ def test_every_role_apart_loses_nothing_when_a_live_store_and_the_builder_are_ki
     frontend = role(tmp_path, "frontend", "query-frontend", brokers, s3,
                     "--query.live-stores", ",".join(store.url for store in live_stores),
                     "--query.live-store-timeout", "2s", "--query.queriers", ",".join(q.url for q in queriers), **args)
-    compactor = role(tmp_path, "compactor", "compactor", brokers, s3, "--compaction.interval", "1s", **args)
+    # Blocks are cut every second of an open window: tiers of four merge while the test runs.
+    compactor = role(tmp_path, "compactor", "compactor", brokers, s3, "--compaction.interval", "1s",
+                     "--compaction.tier-fan-in", "4", **args)
     processes = [builder, *distributors, *live_stores, *queriers, frontend, compactor]
     acked, refused = [], []
     stop = threading.Event()

@@ -91,6 +91,7 @@ pub const KEYS: &[Key] = &[
     key("compaction.interval", Dur, "30s", "How often compaction looks for work."),
     key("compaction.window", Dur, "1h", "Only blocks whose start times fall in the same window are merged."),
     key("compaction.max_input_blocks", Int, "8", "Most blocks merged in one compaction."),
+    key("compaction.tier_fan_in", Int, "8", "In a window still being written, blocks of similar size (each at most twice the smallest) merge once this many are waiting; a window whose end has passed merges whatever it holds. Higher rewrites each span fewer times (about once per power of this number in the window's flushes) but leaves more blocks in the open window for reads to visit (up to one less than this per size tier). At least 2."),
     key("compaction.max_input_bytes", Int, "268435456", "Most data bytes read by one compaction."),
     key("compaction.compacted_block_retention", Dur, "0s", "How long a compaction's input blocks stay in storage after their replacement is written, so processes that poll the block list less often (queriers, query-frontends apart) can still read them; above twice `storage.blocklist_poll` when the roles run apart. Each kept input is marked `compacted.json`, so compactors whose lists predate the merge leave it alone. 0s (the default, right for the single binary) deletes them at once."),
     key("retention.block_retention", Dur, "336h", "Blocks whose newest span is older than this are deleted."),
@@ -539,6 +540,7 @@ pub struct Compaction {
     #[serde(deserialize_with = "duration")]
     pub window: Duration,
     pub max_input_blocks: usize,
+    pub tier_fan_in: usize,
     pub max_input_bytes: u64,
     #[serde(deserialize_with = "duration")]
     pub compacted_block_retention: Duration,
@@ -843,6 +845,9 @@ impl Config {
         if self.rules.evaluation_interval < Duration::from_secs(1) {
             bail!("rules.evaluation_interval must be at least 1s");
         }
+        if self.compaction.tier_fan_in < 2 {
+            bail!("compaction.tier_fan_in must be at least 2 (a tier of one block has nothing to merge with)");
+        }
         for url in self.rules.alertmanager_urls() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("rules.alertmanager_urls: `{url}` is not an http:// or https:// URL");
@@ -1127,6 +1132,26 @@ mod tests {
             error.contains("unknown variant `groups`, expected `group` or `ordinal`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_tier_fan_in_below_two_is_refused_at_start() {
+        for (fan_in, valid) in [("0", false), ("1", false), ("2", true), ("8", true)] {
+            let mut explicit = BTreeMap::new();
+            explicit.insert("compaction.tier_fan_in", fan_in.to_owned());
+            let config = merge(None, &explicit).expect("an integer");
+            assert_eq!(config.compaction.tier_fan_in.to_string(), fan_in);
+            match config.validate() {
+                Ok(()) => assert!(valid, "{fan_in} accepted"),
+                Err(error) => {
+                    assert!(!valid, "{fan_in}: {error}");
+                    assert!(
+                        error.to_string().contains("compaction.tier_fan_in"),
+                        "{error}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

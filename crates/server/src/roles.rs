@@ -144,6 +144,7 @@ pub fn start_block_maintenance(
         let options = CompactionOptions {
             window_nanos: config.compaction.window.as_nanos() as u64,
             max_input_blocks: config.compaction.max_input_blocks,
+            tier_fan_in: config.compaction.tier_fan_in,
             max_input_bytes: config.compaction.max_input_bytes,
             write: crate::serve::write_options(config),
             keep_inputs: !config.compaction.compacted_block_retention.is_zero(),
