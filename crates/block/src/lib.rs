@@ -27,11 +27,7 @@ pub mod values;
 
 use std::sync::Arc;
 
-/// Maps and sets on the block-writing and compaction paths, which hash every span's attribute
-/// keys, values and IDs: SipHash was about a tenth of their CPU (session 28). foldhash is several
-/// times faster and seeded per process, so senders cannot aim collisions at it.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub(crate) use andante_model::{FastMap, FastSet};
 
 use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::{now_unix_nanos, TraceId};

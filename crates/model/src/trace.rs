@@ -4,8 +4,6 @@
 //! span when its ID and kind match: Zipkin's shared client/server spans reuse one ID with two
 //! kinds, and both must survive.
 
-use std::collections::HashSet;
-
 use crate::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 
 /// Merges fragments into a deduplicated list of resource spans, keeping first-seen order.
@@ -13,8 +11,7 @@ pub fn merge_resource_spans(
     fragments: impl IntoIterator<Item = ResourceSpans>,
 ) -> Vec<ResourceSpans> {
     let mut merged: Vec<ResourceSpans> = Vec::new();
-    // foldhash: SipHash on every span's key was a visible share of compaction (session 28).
-    let mut seen: HashSet<SpanKey, foldhash::fast::RandomState> = HashSet::default();
+    let mut seen: crate::FastSet<SpanKey> = crate::FastSet::default();
     for fragment in fragments {
         let ResourceSpans {
             resource,

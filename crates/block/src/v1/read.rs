@@ -24,7 +24,7 @@ fn corrupt(why: impl std::fmt::Display) -> BlockError {
     BlockError::Corrupt(why.to_string())
 }
 
-fn string_value(key: &str, text: &str) -> KeyValue {
+pub(super) fn string_value(key: &str, text: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue {
@@ -107,13 +107,16 @@ fn batch_to_spans(
             resource_index.clear();
             scope_index.clear();
         }
+        // The row's trace: the last one, pushed above if none was there.
+        let t = traces.len() - 1;
         let resource_bytes = resources.value(row);
         let r = match resource_index.get(resource_bytes) {
             Some(r) => *r,
             None => {
+                let r = traces[t].resource_spans.len();
                 let decoded = match first_decoded.get(resource_bytes) {
-                    Some(&(t, r)) => {
-                        let first = &traces[t].resource_spans[r];
+                    Some(&(first_t, first_r)) => {
+                        let first = &traces[first_t].resource_spans[first_r];
                         ResourceSpans {
                             resource: first.resource.clone(),
                             scope_spans: Vec::new(),
@@ -121,24 +124,16 @@ fn batch_to_spans(
                         }
                     }
                     None => {
-                        let decoded = ResourceSpans::decode(resource_bytes).map_err(corrupt)?;
-                        first_decoded.insert(
-                            resource_bytes,
-                            (
-                                traces.len() - 1,
-                                traces[traces.len() - 1].resource_spans.len(),
-                            ),
-                        );
-                        decoded
+                        first_decoded.insert(resource_bytes, (t, r));
+                        ResourceSpans::decode(resource_bytes).map_err(corrupt)?
                     }
                 };
-                let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
-                trace.resource_spans.push(decoded);
-                resource_index.insert(resource_bytes, trace.resource_spans.len() - 1);
-                trace.resource_spans.len() - 1
+                traces[t].resource_spans.push(decoded);
+                resource_index.insert(resource_bytes, r);
+                r
             }
         };
-        let trace = traces.last_mut().ok_or_else(|| corrupt("no trace"))?;
+        let trace = &mut traces[t];
         let scope_bytes = scopes.value(row);
         let s = match scope_index.get(&(r, scope_bytes)) {
             Some(s) => *s,

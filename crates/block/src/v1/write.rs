@@ -670,6 +670,7 @@ fn encode_events_links(span: &Span) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(
         message::encoded_len_repeated(11, &span.events)
             + message::encoded_len_repeated(13, &span.links)
+            // The two dropped counts: a key byte and at most five varint bytes each.
             + 12,
     );
     message::encode_repeated(11, &span.events, &mut bytes);
@@ -709,20 +710,11 @@ fn encode_without_children(head: Option<&impl Message>, schema_url: &str) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use super::super::read::string_value as attribute;
     use super::*;
-    use andante_model::otlp::common::v1::{AnyValue, InstrumentationScope};
+    use andante_model::otlp::common::v1::InstrumentationScope;
     use andante_model::otlp::resource::v1::Resource;
     use andante_model::otlp::trace::v1::span::{Event, Link};
-
-    fn attribute(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(value.to_owned())),
-            }),
-            ..Default::default()
-        }
-    }
 
     /// The in-place encodings write exactly what prost writes for a copy with the children (or
     /// every other span field) left empty: blocks written before and after read alike.
