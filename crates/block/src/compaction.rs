@@ -25,8 +25,8 @@ use andante_storage::{lease, Storage};
 use crate::blocklist::BlockList;
 use crate::encoding::{BlockEncoding, V2};
 use crate::{
-    delete_block, encode_block_groups, order, trace_table, upload_block, v1, BlockError,
-    BlockHandle, BlockMeta, EncodedBlock, NewBlock, Trace,
+    delete_block, order, trace_table, upload_block, v1, BlockError, BlockHandle, BlockMeta,
+    EncodedBlock, NewBlock, Trace,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -392,6 +392,7 @@ pub(crate) async fn read_trace_tables(
 struct InputPiece {
     trace_id: andante_model::TraceId,
     row_group: u32,
+    first_row: usize,
     rows: usize,
     start_unix_nanos: u64,
 }
@@ -410,6 +411,7 @@ fn pieces_from_table(
         pieces.push(InputPiece {
             trace_id: entry.trace_id,
             row_group: entry.row_group,
+            first_row: entry.first_row as usize,
             rows: entry.rows as usize,
             start_unix_nanos: entry.start_unix_nanos,
         });
@@ -430,31 +432,156 @@ fn pieces_from_data(
 ) -> Result<Vec<InputPiece>, BlockError> {
     let mut pieces = Vec::new();
     for row_group in 0..metadata.metadata().num_row_groups() {
-        for trace in v1::TraceStream::of_row_group(data.clone(), metadata, row_group, 8192)? {
-            let trace = trace?;
+        let batch = v1::gather::read_row_group(data.clone(), metadata, row_group)?;
+        for run in v1::gather::trace_runs(&batch)? {
             pieces.push(InputPiece {
-                trace_id: trace.trace_id,
+                trace_id: run.trace_id,
                 row_group: row_group as u32,
-                rows: v1::span_count(&trace),
-                start_unix_nanos: order::trace_start(&trace),
+                first_row: run.first_row,
+                rows: run.rows,
+                start_unix_nanos: run.start_unix_nanos,
             });
         }
     }
     Ok(pieces)
 }
 
-/// Merges `andante-v2` inputs (fetched `files`, their `tables` where readable) into one v2
-/// block in two passes. First the inputs' trace tables give every trace's pieces, start and
-/// size, and `order::plan_groups` places the merged traces; then each output row group is
-/// built from the input row groups holding its pieces, decoded when first needed and dropped
-/// once every piece of theirs is taken. Inputs are themselves clustered by time, so the row
-/// groups in memory at once are about one per input (plus those holding late pieces of traces
-/// that started earlier); memory never holds an input whole.
+/// Input row groups read as Arrow rows, each kept until its last piece is taken.
+struct OpenRowGroups<'a> {
+    files: &'a [bytes::Bytes],
+    metadata: &'a [parquet::arrow::arrow_reader::ArrowReaderMetadata],
+    open: crate::FastMap<(usize, u32), arrow_array::RecordBatch>,
+    /// Pieces not yet taken, per input row group.
+    left: crate::FastMap<(usize, u32), usize>,
+}
+
+impl OpenRowGroups<'_> {
+    /// The rows of `piece`'s row group, checked to hold the piece.
+    fn take(
+        &mut self,
+        input: usize,
+        piece: &SourcePiece,
+        trace_id: andante_model::TraceId,
+    ) -> Result<arrow_array::RecordBatch, BlockError> {
+        let key = (input, piece.row_group);
+        let batch = match self.open.get(&key) {
+            Some(batch) => batch.clone(),
+            None => {
+                let batch = v1::gather::read_row_group(
+                    self.files[input].clone(),
+                    &self.metadata[input],
+                    piece.row_group as usize,
+                )?;
+                self.open.insert(key, batch.clone());
+                batch
+            }
+        };
+        if let Some(left) = self.left.get_mut(&key) {
+            *left -= 1;
+            if *left == 0 {
+                self.open.remove(&key);
+            }
+        }
+        if !v1::gather::holds_trace(&batch, trace_id, piece.first_row, piece.rows) {
+            return Err(BlockError::Corrupt(format!(
+                "input {input}, row group {}: trace {trace_id} is in its table but not its data",
+                piece.row_group
+            )));
+        }
+        Ok(batch)
+    }
+}
+
+/// A piece of a placed trace: input, row group and rows.
+struct SourcePiece {
+    input: usize,
+    row_group: u32,
+    first_row: usize,
+    rows: usize,
+}
+
+/// Runs' source index for the row group's side batch (traces decoded and encoded again).
+const SIDE: usize = usize::MAX;
+
+/// Appends a run of rows, joining it to the last when it continues it.
+fn push_run(runs: &mut Vec<(usize, usize, usize)>, run: (usize, usize, usize)) {
+    match runs.last_mut() {
+        Some(last) if last.0 == run.0 && last.1 + last.2 == run.1 => last.2 += run.2,
+        _ => runs.push(run),
+    }
+}
+
+/// The union of the inputs' tag names, None where an input's are unknown or the union is past
+/// the meta's cap (as `meta::TagNames` gives for the same spans).
+fn union_tag_names(inputs: &[BlockMeta]) -> Option<BTreeMap<String, Vec<String>>> {
+    let mut scopes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for meta in inputs {
+        for (scope, names) in meta.tag_names.as_ref()? {
+            scopes
+                .entry(scope.clone())
+                .or_default()
+                .extend(names.iter().cloned());
+        }
+    }
+    if scopes
+        .values()
+        .any(|names| names.len() > crate::meta::MAX_META_TAG_NAMES)
+    {
+        return None;
+    }
+    Some(
+        scopes
+            .into_iter()
+            .map(|(scope, names)| (scope, names.into_iter().collect()))
+            .collect(),
+    )
+}
+
+/// The union of the inputs' service names, None where an input's are unknown or past the cap.
+fn union_service_names(inputs: &[BlockMeta]) -> Option<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for meta in inputs {
+        names.extend(meta.service_names.as_ref()?.iter().cloned());
+    }
+    (names.len() <= crate::meta::MAX_META_SERVICE_NAMES).then(|| names.into_iter().collect())
+}
+
+/// Merges `andante-v2` inputs (fetched `files`, their `tables` where readable, their `metas`)
+/// into one v2 block in two passes. First the inputs' trace tables give every trace's pieces,
+/// start and size, and `order::plan_groups` places the merged traces; then each output row
+/// group is built from the input row groups holding its pieces, read when first needed and
+/// dropped once every piece of theirs is taken. Inputs are themselves clustered by time, so the
+/// row groups in memory at once are about one per input (plus those holding late pieces of
+/// traces that started earlier); memory never holds an input whole.
+///
+/// A trace one input row group holds whole is copied as its rows, column by column
+/// (`v1::gather`); a trace split across inputs is decoded, merged and encoded again. Tag and
+/// service names come from the inputs' metas: a merge neither adds nor removes an attribute.
 pub fn merge_time_clustered(
     files: Vec<bytes::Bytes>,
     tables: Vec<Option<trace_table::TraceTable>>,
+    metas: &[BlockMeta],
     new_block: &NewBlock,
 ) -> Result<EncodedBlock, BlockError> {
+    merge_columns(&files, tables, metas, new_block, true).map(|(encoded, _)| encoded)
+}
+
+/// [`merge_time_clustered`], also saying how many traces were copied as rows; with `copy`
+/// false every trace is decoded and encoded again (the tests compare the two).
+pub(crate) fn merge_columns(
+    files: &[bytes::Bytes],
+    tables: Vec<Option<trace_table::TraceTable>>,
+    metas: &[BlockMeta],
+    new_block: &NewBlock,
+    copy: bool,
+) -> Result<(EncodedBlock, usize), BlockError> {
+    if metas.len() != files.len() {
+        return Err(BlockError::Encode(format!(
+            "{} input files with {} metas",
+            files.len(),
+            metas.len()
+        )));
+    }
     let metadata = files
         .iter()
         .map(|data| {
@@ -462,8 +589,14 @@ pub fn merge_time_clustered(
                 .map_err(BlockError::parquet)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let slots: Vec<v1::DedicatedSlots> = metadata
+        .iter()
+        .map(|metadata| v1::DedicatedSlots::from_metadata(metadata.metadata()))
+        .collect();
     let mut placed: Vec<order::Placed> = Vec::new();
-    let mut sources: Vec<Vec<(usize, u32)>> = Vec::new();
+    let mut sources: Vec<Vec<SourcePiece>> = Vec::new();
+    let mut spans_per_input = vec![0usize; files.len()];
+    let mut left: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
     let mut position: crate::FastMap<andante_model::TraceId, usize> = crate::FastMap::default();
     for (input, data) in files.iter().enumerate() {
         let pieces = match tables
@@ -486,74 +619,143 @@ pub fn merge_time_clustered(
             });
             placed[at].start_unix_nanos = placed[at].start_unix_nanos.min(piece.start_unix_nanos);
             placed[at].spans += piece.rows;
-            sources[at].push((input, piece.row_group));
+            spans_per_input[input] += piece.rows;
+            *left.entry((input, piece.row_group)).or_default() += 1;
+            sources[at].push(SourcePiece {
+                input,
+                row_group: piece.row_group,
+                first_row: piece.first_row,
+                rows: piece.rows,
+            });
         }
     }
     drop(position);
+    // The output keeps the slots of the input with the most spans (the first of equals), so
+    // the most rows copy as they are.
+    let out_slots = std::sync::Arc::new(
+        (0..files.len())
+            .max_by_key(|&input| (spans_per_input[input], std::cmp::Reverse(input)))
+            .map(|input| slots[input].clone())
+            .unwrap_or_default(),
+    );
+    let copyable: Vec<bool> = (0..files.len())
+        .map(|input| {
+            copy && metas[input].dedicated_keys_in_generic.is_some()
+                && v1::gather::copyable_schema(&metadata[input])
+                && slots[input].same_keys(&out_slots)
+        })
+        .collect();
     let plan = V2.plan_groups(&placed, new_block.options.row_group_spans);
-    // Decoded input row groups with the pieces not yet taken.
-    let mut open: crate::FastMap<(usize, u32), crate::FastMap<andante_model::TraceId, Trace>> =
-        crate::FastMap::default();
-    let mut error: Option<BlockError> = None;
-    let groups = plan.into_iter().map_while(|group| {
-        let mut traces = Vec::with_capacity(group.len());
+    let mut writer = v1::BlockWriter::new(
+        new_block.options,
+        (!placed.is_empty()).then_some(&*out_slots),
+    )?;
+    let mut bloom = crate::bloom::Bloom::new(placed.len(), 0.01);
+    let mut copied = vec![false; files.len()];
+    let mut copied_traces = 0;
+    let mut open = OpenRowGroups {
+        files,
+        metadata: &metadata,
+        open: crate::FastMap::default(),
+        left,
+    };
+    for group in plan {
+        let mut group_sources: Vec<v1::gather::Source> = Vec::new();
+        let mut source_of: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        let mut side = v1::Columns::new(out_slots.clone());
         for at in group {
             let trace_id = placed[at].trace_id;
-            let mut fragments = Vec::new();
-            for &(input, row_group) in &sources[at] {
-                let key = (input, row_group);
-                let pieces = match open.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        let decoded = v1::TraceStream::of_row_group(
-                            files[input].clone(),
-                            &metadata[input],
-                            row_group as usize,
-                            8192,
-                        )
-                        .and_then(|stream| {
-                            stream
-                                .map(|trace| trace.map(|trace| (trace.trace_id, trace)))
-                                .collect::<Result<crate::FastMap<_, _>, _>>()
-                        });
-                        match decoded {
-                            Ok(pieces) => entry.insert(pieces),
-                            Err(failed) => {
-                                error = Some(failed);
-                                return None;
-                            }
+            bloom.insert(&trace_id);
+            match sources[at].as_slice() {
+                [piece] if copyable[piece.input] => {
+                    let batch = open.take(piece.input, piece, trace_id)?;
+                    let key = (piece.input, piece.row_group);
+                    let source = match source_of.get(&key) {
+                        Some(&source) => source,
+                        None => {
+                            let source =
+                                v1::gather::Source::new(batch, &slots[piece.input], &out_slots)
+                                    .ok_or_else(|| {
+                                        BlockError::Encode("slots changed during a merge".into())
+                                    })?;
+                            group_sources.push(source);
+                            source_of.insert(key, group_sources.len() - 1);
+                            group_sources.len() - 1
                         }
+                    };
+                    copied[piece.input] = true;
+                    copied_traces += 1;
+                    push_run(&mut runs, (source, piece.first_row, piece.rows));
+                }
+                pieces => {
+                    let mut fragments = Vec::new();
+                    for piece in pieces {
+                        let batch = open.take(piece.input, piece, trace_id)?;
+                        let rows = batch.slice(piece.first_row, piece.rows);
+                        let traces = crate::guard::decode(|| {
+                            v1::batch_to_traces(&rows, &slots[piece.input])
+                        })?;
+                        fragments.extend(traces.into_iter().flat_map(|trace| trace.resource_spans));
                     }
-                };
-                let Some(piece) = pieces.remove(&trace_id) else {
-                    error = Some(BlockError::Corrupt(format!(
-                        "input {input}, row group {row_group}: trace {trace_id} is in its table but not its data"
-                    )));
-                    return None;
-                };
-                fragments.extend(piece.resource_spans);
-                if pieces.is_empty() {
-                    open.remove(&key);
+                    let trace = Trace {
+                        trace_id,
+                        resource_spans: merge_resource_spans(fragments),
+                    };
+                    if let Some(entry) = side.push_trace(&trace) {
+                        push_run(
+                            &mut runs,
+                            (SIDE, entry.first_row as usize, entry.rows as usize),
+                        );
+                    }
                 }
             }
-            traces.push(Trace {
-                trace_id,
-                resource_spans: merge_resource_spans(fragments),
-            });
         }
-        Some(traces)
-    });
-    let encoded = encode_block_groups(&V2, groups, placed.len(), new_block)?;
-    if let Some(error) = error {
-        return Err(error);
+        let dedicated_keys_in_generic = side.take_dedicated_keys_in_generic();
+        let side_batch = side.finish()?;
+        if side_batch.num_rows() > 0 {
+            let side_source = group_sources.len();
+            group_sources.push(
+                v1::gather::Source::new(side_batch, &out_slots, &out_slots)
+                    .ok_or_else(|| BlockError::Encode("slots changed during a merge".into()))?,
+            );
+            for run in &mut runs {
+                if run.0 == SIDE {
+                    run.0 = side_source;
+                }
+            }
+        }
+        let batch = v1::gather::gather(&group_sources, &runs)?;
+        drop(group_sources);
+        writer.write(v1::gather::row_group_out(
+            batch,
+            &out_slots,
+            dedicated_keys_in_generic,
+        )?)?;
     }
-    if let Some(((input, row_group), left)) = open.iter().next() {
+    if let Some(((input, row_group), count)) = open.left.iter().find(|(_, count)| **count > 0) {
         return Err(BlockError::Corrupt(format!(
-            "input {input}, row group {row_group}: {} traces in its data are not in its table",
-            left.len()
+            "input {input}, row group {row_group}: {count} pieces in its table were not merged"
         )));
     }
-    Ok(encoded)
+    let mut encoded = writer.finish()?;
+    for (meta, _) in metas.iter().zip(&copied).filter(|(_, copied)| **copied) {
+        encoded
+            .dedicated_keys_in_generic
+            .extend(meta.dedicated_keys_in_generic.iter().flatten().cloned());
+    }
+    let block = crate::finish_block(
+        &V2,
+        encoded,
+        crate::BlockFacts {
+            bloom,
+            trace_count: placed.len() as u64,
+            service_names: union_service_names(metas),
+            tag_names: union_tag_names(metas),
+        },
+        new_block,
+    )?;
+    Ok((block, copied_traces))
 }
 
 /// Whether a block in a (possibly old) block list still awaits compaction: neither deleted nor

@@ -160,9 +160,10 @@ impl BlockEncoding for V2 {
     ) -> BoxFuture<'a, Result<EncodedBlock, BlockError>> {
         Box::pin(async move {
             let tables = read_trace_tables(storage, inputs).await;
+            let metas: Vec<_> = inputs.iter().map(|handle| handle.meta.clone()).collect();
             joined(
                 tokio::task::spawn_blocking(move || {
-                    merge_time_clustered(files, tables, &new_block)
+                    merge_time_clustered(files, tables, &metas, &new_block)
                 })
                 .await,
             )

@@ -255,6 +255,42 @@ pub fn encode_block_groups(
         bloom.insert(trace_id);
         trace_count += 1;
     })?;
+    let service_names = (service_names.len() <= meta::MAX_META_SERVICE_NAMES)
+        .then(|| service_names.into_iter().collect());
+    finish_block(
+        encoding,
+        encoded,
+        BlockFacts {
+            bloom,
+            trace_count,
+            service_names,
+            tag_names: tag_names.finish(),
+        },
+        new_block,
+    )
+}
+
+/// What a block's meta and index need beyond the encoded file, gathered while it was written.
+pub(crate) struct BlockFacts {
+    pub bloom: bloom::Bloom,
+    pub trace_count: u64,
+    pub service_names: Option<Vec<String>>,
+    pub tag_names: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// The index, trace table, rollups and meta of an encoded file.
+pub(crate) fn finish_block(
+    encoding: &dyn BlockEncoding,
+    encoded: v1::Encoded,
+    facts: BlockFacts,
+    new_block: &NewBlock,
+) -> Result<EncodedBlock, BlockError> {
+    let BlockFacts {
+        bloom,
+        trace_count,
+        service_names,
+        tag_names,
+    } = facts;
     let row_groups = encoded.row_group_ranges.len() as u32;
     let trace_table = trace_table::encode(&encoded.traces);
     let (rollup, rollup_durations) = rollup::encode(&encoded.row_group_rollups);
@@ -286,9 +322,8 @@ pub fn encode_block_groups(
         compaction_level: new_block.compaction_level,
         created_unix_nanos: now_unix_nanos(),
         replaces: new_block.replaces.clone(),
-        service_names: (service_names.len() <= meta::MAX_META_SERVICE_NAMES)
-            .then(|| service_names.into_iter().collect()),
-        tag_names: tag_names.finish(),
+        service_names,
+        tag_names,
         dedicated_keys_in_generic: Some(encoded.dedicated_keys_in_generic.into_iter().collect()),
         trace_table_bytes: Some(trace_table.len() as u64),
         rollup_bytes: Some(rollup.len() as u64),

@@ -416,3 +416,180 @@ async fn blocks_of_the_two_formats_are_merged_apart() {
     );
     assert_eq!(list.blocks("t").len(), 2);
 }
+
+/// `traces` with a string attribute `key` on every span, so blocks of them pick other slots.
+fn with_attribute(traces: &[Trace], key: &str) -> Vec<Trace> {
+    let mut traces = traces.to_vec();
+    for span in traces
+        .iter_mut()
+        .flat_map(|t| &mut t.resource_spans)
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        let value = format!("v{}", span.start_time_unix_nano % 7);
+        span.attributes
+            .push(andante_model::otlp::common::v1::KeyValue {
+                key: key.to_owned(),
+                value: Some(andante_model::otlp::common::v1::AnyValue {
+                    value: Some(
+                        andante_model::otlp::common::v1::any_value::Value::StringValue(value),
+                    ),
+                }),
+                ..Default::default()
+            });
+    }
+    traces
+}
+
+/// Merge inputs as compaction fetches them: files, trace tables (the second input's lost) and
+/// metas. Late pieces of early traces make some traces span inputs; the last input's spans carry
+/// one more frequent key, so its slots differ from the others'.
+fn merge_inputs() -> (
+    Vec<bytes::Bytes>,
+    Vec<Option<trace_table::TraceTable>>,
+    Vec<BlockMeta>,
+) {
+    let early = traces(61, 260);
+    let late: Vec<Trace> = shifted(&early, 4_000_000_000)
+        .into_iter()
+        .step_by(4)
+        .map(|mut trace| {
+            for span in trace
+                .resource_spans
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans)
+            {
+                span.span_id[0] ^= 0x3c;
+            }
+            trace
+        })
+        .collect();
+    let more = shifted(&traces(67, 200), 2_000_000_000);
+    let other_slots = with_attribute(&traces(71, 120), "team");
+    let new_block = NewBlock {
+        sources: Vec::new(),
+        tenant_id: "t".into(),
+        compaction_level: 0,
+        replaces: Vec::new(),
+        options: v1::WriteOptions {
+            row_group_spans: 200,
+            ..Default::default()
+        },
+    };
+    let (mut files, mut tables, mut metas) = (Vec::new(), Vec::new(), Vec::new());
+    for (input, part) in [early, late, more, other_slots].iter().enumerate() {
+        let encoded = encode_block(part, &new_block).expect("encodes");
+        let table = trace_table::TraceTable::decode(encoded.trace_table.into()).expect("a table");
+        tables.push((input != 1).then_some(table));
+        files.push(bytes::Bytes::from(encoded.parquet));
+        metas.push(encoded.meta);
+    }
+    (files, tables, metas)
+}
+
+fn merged_block() -> NewBlock {
+    NewBlock {
+        sources: Vec::new(),
+        tenant_id: "t".into(),
+        compaction_level: 1,
+        replaces: Vec::new(),
+        options: v1::WriteOptions {
+            row_group_spans: 300,
+            ..Default::default()
+        },
+    }
+}
+
+/// Copying whole traces as rows writes byte for byte the block that decoding and encoding every
+/// trace again writes: the same file, index, trace table, rollups and meta.
+#[test]
+fn a_merge_copying_rows_writes_the_block_a_decoding_merge_writes() {
+    let (files, tables, metas) = merge_inputs();
+    let new_block = merged_block();
+    let (copying, copied) =
+        compaction::merge_columns(&files, tables.clone(), &metas, &new_block, true)
+            .expect("merges");
+    let (decoding, none_copied) =
+        compaction::merge_columns(&files, tables, &metas, &new_block, false).expect("merges");
+    assert_eq!(none_copied, 0);
+    // Most traces copy; the split ones and the other-slot input's are decoded.
+    let total = copying.meta.trace_count as usize;
+    assert!(copied > total / 2 && copied < total, "{copied} of {total}");
+    assert!(copying.meta.row_groups > 4, "{}", copying.meta.row_groups);
+    assert!(copying.parquet == decoding.parquet, "the files differ");
+    assert_eq!(copying.index, decoding.index);
+    assert_eq!(copying.trace_table, decoding.trace_table);
+    assert_eq!(copying.rollup, decoding.rollup);
+    assert_eq!(copying.rollup_durations, decoding.rollup_durations);
+    let comparable = |meta: &BlockMeta| BlockMeta {
+        block_id: uuid::Uuid::nil(),
+        created_unix_nanos: 0,
+        ..meta.clone()
+    };
+    assert_eq!(
+        serde_json::to_value(comparable(&copying.meta)).expect("json"),
+        serde_json::to_value(comparable(&decoding.meta)).expect("json")
+    );
+}
+
+/// What the column merge derives from columns and metas (value filters, rollups, trace table,
+/// tag and service names, time range) is what the trace writer derives from the same row
+/// groups' traces.
+#[test]
+fn a_column_merge_summarises_its_row_groups_as_the_trace_writer_does() {
+    let (files, tables, metas) = merge_inputs();
+    let new_block = merged_block();
+    let merged =
+        compaction::merge_time_clustered(files, tables, &metas, &new_block).expect("merges");
+    let data = bytes::Bytes::from(merged.parquet.clone());
+    let metadata =
+        parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&data, Default::default())
+            .expect("footer");
+    let groups: Vec<Vec<Trace>> = (0..merged.meta.row_groups as usize)
+        .map(|row_group| {
+            v1::TraceStream::of_row_group(data.clone(), &metadata, row_group, 8192)
+                .expect("stream")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("decodes")
+        })
+        .collect();
+    let spans: usize = groups.iter().flatten().map(v1::span_count).sum();
+    assert_eq!(spans as u64, merged.meta.span_count);
+    let rewritten = encode_block_groups(
+        &encoding::V2,
+        groups,
+        merged.meta.trace_count as usize,
+        &new_block,
+    )
+    .expect("encodes");
+    assert_eq!(merged.trace_table, rewritten.trace_table);
+    assert_eq!(merged.rollup, rewritten.rollup);
+    assert_eq!(merged.rollup_durations, rewritten.rollup_durations);
+    let (ours, theirs) = (
+        index::BlockIndex::decode(&merged.index).expect("index"),
+        index::BlockIndex::decode(&rewritten.index).expect("index"),
+    );
+    assert_eq!(ours.row_group_ranges, theirs.row_group_ranges);
+    assert_eq!(ours.row_group_summaries, theirs.row_group_summaries);
+    assert!(ours
+        .row_group_summaries
+        .iter()
+        .flatten()
+        .all(|summary| summary.values.as_ref().is_some_and(|v| !v.keys.is_empty())));
+    let (ours, theirs) = (&merged.meta, &rewritten.meta);
+    assert_eq!(ours.tag_names, theirs.tag_names);
+    assert!(ours
+        .tag_names
+        .as_ref()
+        .is_some_and(|names| names["span"].iter().any(|name| name == "team")));
+    assert_eq!(ours.service_names, theirs.service_names);
+    assert_eq!(
+        (ours.start_unix_nanos, ours.end_unix_nanos, ours.trace_count),
+        (
+            theirs.start_unix_nanos,
+            theirs.end_unix_nanos,
+            theirs.trace_count
+        )
+    );
+}

@@ -121,36 +121,51 @@ impl ValueFilterBuilder {
 
     fn add(&mut self, scope: ValueScope, attributes: &[KeyValue]) {
         for attribute in attributes {
-            let hash = key_hash(scope, &attribute.key);
-            let full = self.keys.len() >= MAX_KEYS;
-            let entry = match self.keys.get_mut(&hash) {
-                Some(entry) => entry,
-                None if full => {
-                    self.keys_complete = false;
-                    continue;
-                }
-                None => self.keys.entry(hash).or_insert(KeyValues {
-                    coverable: true,
-                    values: crate::FastSet::default(),
-                }),
+            let value = match attribute.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(value)) => Some(value.as_str()),
+                _ => None,
             };
-            if !entry.coverable {
-                continue;
+            self.add_value(key_hash(scope, &attribute.key), value);
+        }
+    }
+
+    /// Adds one attribute value of the key whose [`key_hash`] is `hash`: `Some` for a plain
+    /// string, None for any other value (which leaves the key uncovered).
+    pub(crate) fn add_value(&mut self, hash: u64, value: Option<&str>) {
+        let full = self.keys.len() >= MAX_KEYS;
+        let entry = match self.keys.get_mut(&hash) {
+            Some(entry) => entry,
+            None if full => {
+                self.keys_complete = false;
+                return;
             }
-            match attribute.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(value)) => {
-                    entry.values.insert(pair_hash(hash, value));
-                    if entry.values.len() > VALUE_BUDGET {
-                        entry.coverable = false;
-                        entry.values = crate::FastSet::default();
-                    }
-                }
-                _ => {
+            None => self.keys.entry(hash).or_insert(KeyValues {
+                coverable: true,
+                values: crate::FastSet::default(),
+            }),
+        };
+        if !entry.coverable {
+            return;
+        }
+        match value {
+            Some(value) => {
+                entry.values.insert(pair_hash(hash, value));
+                if entry.values.len() > VALUE_BUDGET {
                     entry.coverable = false;
                     entry.values = crate::FastSet::default();
                 }
             }
+            None => {
+                entry.coverable = false;
+                entry.values = crate::FastSet::default();
+            }
         }
+    }
+
+    /// Adds a resource's attributes (a row group's distinct resources, each once, give the
+    /// filter `add_trace` gives).
+    pub(crate) fn add_resource(&mut self, attributes: &[KeyValue]) {
+        self.add(ValueScope::Resource, attributes);
     }
 
     /// The filter: keys with the fewest distinct values are covered first, until the budget.

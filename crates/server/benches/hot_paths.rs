@@ -142,23 +142,29 @@ fn main() {
             encode_block_from(&mut merged, traces.len(), &new_block).expect("encodes"),
         );
     });
-    let v2_inputs: Vec<(bytes::Bytes, trace_table::TraceTable)> = quarters
+    let v2_inputs: Vec<(
+        bytes::Bytes,
+        trace_table::TraceTable,
+        andante_block::BlockMeta,
+    )> = quarters
         .iter()
         .map(|part| {
             let encoded = encode_block(part, &new_block).expect("encodes");
             let table =
                 trace_table::TraceTable::decode(encoded.trace_table.into()).expect("a table");
-            (bytes::Bytes::from(encoded.parquet), table)
+            (bytes::Bytes::from(encoded.parquet), table, encoded.meta)
         })
         .collect();
+    let v2_metas: Vec<andante_block::BlockMeta> =
+        v2_inputs.iter().map(|(_, _, meta)| meta.clone()).collect();
     measure("compaction merge, andante-v2 inputs", "span", spans, || {
-        let files = v2_inputs.iter().map(|(data, _)| data.clone()).collect();
+        let files = v2_inputs.iter().map(|(data, _, _)| data.clone()).collect();
         let tables = v2_inputs
             .iter()
-            .map(|(_, table)| Some(table.clone()))
+            .map(|(_, table, _)| Some(table.clone()))
             .collect();
         std::hint::black_box(
-            compaction::merge_time_clustered(files, tables, &new_block).expect("merges"),
+            compaction::merge_time_clustered(files, tables, &v2_metas, &new_block).expect("merges"),
         );
     });
 

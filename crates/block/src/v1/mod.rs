@@ -20,6 +20,7 @@
 //! both; `crate::order` decides the v2 order and the index (v3) describes each row group.
 
 pub mod compare;
+pub(crate) mod gather;
 pub mod metrics;
 mod read;
 mod schema;
@@ -40,3 +41,4 @@ pub use stream::TraceStream;
 pub use write::{
     encode_parquet as encode_parquet_with_index, groups_by_size, span_count, Encoded, WriteOptions,
 };
+pub(crate) use write::{BlockWriter, Columns};

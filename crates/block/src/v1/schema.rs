@@ -122,6 +122,15 @@ impl DedicatedSlots {
         self.keys.iter().map(String::as_str).zip(DEDICATED_SLOTS)
     }
 
+    /// Whether both hold the same keys, in any slot order.
+    pub fn same_keys(&self, other: &DedicatedSlots) -> bool {
+        let mut mine: Vec<&String> = self.keys.iter().collect();
+        let mut theirs: Vec<&String> = other.keys.iter().collect();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        mine == theirs
+    }
+
     pub fn position(&self, key: &str) -> Option<usize> {
         self.keys.iter().position(|candidate| candidate == key)
     }

@@ -114,6 +114,94 @@ pub fn groups_by_size(
     })
 }
 
+/// One row group ready to be written: its rows and what the index and meta need of them.
+pub(crate) struct RowGroupOut {
+    pub batch: RecordBatch,
+    pub values: crate::values::ValueFilter,
+    pub rollup: Option<crate::rollup::RowGroupRollup>,
+    /// Its traces with rows, in row order (`row_group` is set when the group is written).
+    pub traces: Vec<TraceEntry>,
+    /// First and last trace ID of the group, traces without rows included.
+    pub range: Option<(TraceId, TraceId)>,
+    pub min_start: u64,
+    pub max_end: u64,
+    pub dedicated_keys_in_generic: BTreeSet<String>,
+}
+
+/// Writes row groups into one Parquet file, one at a time, and gathers the index's facts.
+pub(crate) struct BlockWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    encoded: Encoded,
+}
+
+impl BlockWriter {
+    /// A file whose slot columns hold `slots` (None: no slot metadata, for a file with no rows).
+    pub(crate) fn new(
+        options: WriteOptions,
+        slots: Option<&DedicatedSlots>,
+    ) -> Result<BlockWriter, BlockError> {
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), schema(), Some(writer_properties(options)?))
+                .map_err(|error| BlockError::Encode(error.to_string()))?;
+        if let Some(slots) = slots {
+            writer.append_key_value_metadata(FileKeyValue::new(
+                DEDICATED_SLOTS_KEY.to_owned(),
+                slots.metadata_value(),
+            ));
+        }
+        Ok(BlockWriter {
+            writer,
+            encoded: Encoded {
+                parquet: Vec::new(),
+                row_group_values: Vec::new(),
+                row_group_ranges: Vec::new(),
+                span_count: 0,
+                start_unix_nanos: u64::MAX,
+                end_unix_nanos: 0,
+                dedicated_keys_in_generic: BTreeSet::new(),
+                traces: Vec::new(),
+                row_group_rollups: Vec::new(),
+            },
+        })
+    }
+
+    pub(crate) fn write(&mut self, mut group: RowGroupOut) -> Result<(), BlockError> {
+        let encoded = &mut self.encoded;
+        let row_group = encoded.row_group_ranges.len() as u32;
+        encoded.traces.extend(
+            group
+                .traces
+                .into_iter()
+                .map(|entry| TraceEntry { row_group, ..entry }),
+        );
+        encoded.row_group_values.push(group.values);
+        encoded.row_group_rollups.push(group.rollup);
+        encoded.span_count += group.batch.num_rows() as u64;
+        encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
+        encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
+        encoded
+            .dedicated_keys_in_generic
+            .append(&mut group.dedicated_keys_in_generic);
+        self.writer
+            .write(&group.batch)
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        self.writer
+            .flush()
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        encoded.row_group_ranges.extend(group.range);
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Result<Encoded, BlockError> {
+        let mut encoded = self.encoded;
+        encoded.parquet = self
+            .writer
+            .into_inner()
+            .map_err(|error| BlockError::Encode(error.to_string()))?;
+        Ok(encoded)
+    }
+}
+
 /// Encodes row groups of traces (each trace already merged; within a group, strictly
 /// increasing trace IDs; no ID in two groups) as one Parquet file, a group per row group.
 /// Groups are taken one at a time, so memory holds one row group, not the block; `on_trace`
@@ -123,38 +211,18 @@ pub fn encode_parquet(
     options: WriteOptions,
     mut on_trace: impl FnMut(&TraceId),
 ) -> Result<Encoded, BlockError> {
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties(options)?))
-        .map_err(|error| BlockError::Encode(error.to_string()))?;
-    let mut encoded = Encoded {
-        parquet: Vec::new(),
-        row_group_values: Vec::new(),
-        row_group_ranges: Vec::new(),
-        span_count: 0,
-        start_unix_nanos: u64::MAX,
-        end_unix_nanos: 0,
-        dedicated_keys_in_generic: BTreeSet::new(),
-        traces: Vec::new(),
-        row_group_rollups: Vec::new(),
-    };
     let mut groups = groups.into_iter().filter(|group| !group.is_empty());
     let Some(first) = groups.next() else {
-        writer
-            .close()
-            .map_err(|error| BlockError::Encode(error.to_string()))?;
-        encoded.parquet = out;
-        return Ok(encoded);
+        return BlockWriter::new(options, None)?.finish();
     };
     // Slots are chosen from the first row group's spans, so they are fixed before a row is written.
     let slots = Arc::new(choose_slots(&first));
-    writer.append_key_value_metadata(FileKeyValue::new(
-        DEDICATED_SLOTS_KEY.to_owned(),
-        slots.metadata_value(),
-    ));
+    let mut writer = BlockWriter::new(options, Some(&slots))?;
     for group_traces in std::iter::once(first).chain(groups) {
         let mut group = Columns::new(slots.clone());
         let mut range: Option<(TraceId, TraceId)> = None;
         let mut values = crate::values::ValueFilterBuilder::new();
+        let mut traces = Vec::with_capacity(group_traces.len());
         for trace in &group_traces {
             values.add_trace(trace);
             debug_assert!(
@@ -164,43 +232,23 @@ pub fn encode_parquet(
             on_trace(&trace.trace_id);
             let range = range.get_or_insert((trace.trace_id, trace.trace_id));
             range.1 = trace.trace_id;
-            let (first_row, rows, start, end) = group.push_trace(trace);
-            if rows > 0 {
-                encoded.traces.push(TraceEntry {
-                    trace_id: trace.trace_id,
-                    row_group: encoded.row_group_ranges.len() as u32,
-                    first_row: first_row as u32,
-                    rows: rows as u32,
-                    start_unix_nanos: start,
-                    end_unix_nanos: end,
-                });
+            if let Some(entry) = group.push_trace(trace) {
+                traces.push(entry);
             }
         }
         drop(group_traces);
-        encoded.row_group_values.push(values.finish());
-        encoded
-            .row_group_rollups
-            .push(std::mem::take(&mut group.rollup).finish());
-        encoded.span_count += group.rows as u64;
-        encoded.start_unix_nanos = encoded.start_unix_nanos.min(group.min_start);
-        encoded.end_unix_nanos = encoded.end_unix_nanos.max(group.max_end);
-        encoded
-            .dedicated_keys_in_generic
-            .append(&mut group.dedicated_keys_in_generic);
-        let batch = group.finish()?;
-        writer
-            .write(&batch)
-            .map_err(|error| BlockError::Encode(error.to_string()))?;
-        writer
-            .flush()
-            .map_err(|error| BlockError::Encode(error.to_string()))?;
-        encoded.row_group_ranges.extend(range);
+        writer.write(RowGroupOut {
+            values: values.finish(),
+            rollup: std::mem::take(&mut group.rollup).finish(),
+            traces,
+            range,
+            min_start: group.min_start,
+            max_end: group.max_end,
+            dedicated_keys_in_generic: std::mem::take(&mut group.dedicated_keys_in_generic),
+            batch: group.finish()?,
+        })?;
     }
-    writer
-        .close()
-        .map_err(|error| BlockError::Encode(error.to_string()))?;
-    encoded.parquet = out;
-    Ok(encoded)
+    writer.finish()
 }
 
 /// Share of the first row group's spans a key must appear on to earn a slot: rarer keys cost a
@@ -248,7 +296,7 @@ fn choose_slots(traces: &[Trace]) -> DedicatedSlots {
 }
 
 /// Column builders for one row group.
-struct Columns {
+pub(crate) struct Columns {
     rows: usize,
     min_start: u64,
     max_end: u64,
@@ -366,17 +414,17 @@ struct EncodedResource {
 }
 
 impl Columns {
-    fn new(slots: Arc<DedicatedSlots>) -> Columns {
+    pub(crate) fn new(slots: Arc<DedicatedSlots>) -> Columns {
         Columns {
             slots,
             ..Columns::default()
         }
     }
 
-    /// Appends a trace's spans; returns its (first row, rows, earliest start, latest end) in this
-    /// row group, as stage 1 would compute them from the rows (an end before its start counts as
-    /// the start).
-    fn push_trace(&mut self, trace: &Trace) -> (usize, usize, u64, u64) {
+    /// Appends a trace's spans; returns its trace table entry (`row_group` left 0) with the
+    /// earliest start and latest end as stage 1 would compute them from the rows (an end before
+    /// its start counts as the start), or None for a trace without spans.
+    pub(crate) fn push_trace(&mut self, trace: &Trace) -> Option<TraceEntry> {
         let first_row = self.rows;
         let (mut trace_start, mut trace_end) = (u64::MAX, 0u64);
         let resources: Vec<EncodedResource> =
@@ -449,7 +497,14 @@ impl Columns {
                 self.events_links.append_null();
             }
         }
-        (first_row, self.rows - first_row, trace_start, trace_end)
+        (self.rows > first_row).then(|| TraceEntry {
+            trace_id: trace.trace_id,
+            row_group: 0,
+            first_row: first_row as u32,
+            rows: (self.rows - first_row) as u32,
+            start_unix_nanos: trace_start,
+            end_unix_nanos: trace_end,
+        })
     }
 
     fn push_fixed_ids(&mut self, trace: &Trace, span: &Span) {
@@ -568,7 +623,12 @@ impl Columns {
         self.attr_other.append_option(other);
     }
 
-    fn finish(mut self) -> Result<RecordBatch, BlockError> {
+    /// Keys with their own column that some pushed span stored in the generic list.
+    pub(crate) fn take_dedicated_keys_in_generic(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dedicated_keys_in_generic)
+    }
+
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, BlockError> {
         let attribute_struct = StructArray::try_new(
             attribute_fields(),
             vec![
