@@ -446,23 +446,31 @@ fn pieces_from_data(
     Ok(pieces)
 }
 
-/// Input row groups read as Arrow rows, each kept until its last piece is taken.
-struct OpenRowGroups<'a> {
+/// The second pass of a merge: output row groups built from the input row groups, each read
+/// as Arrow rows when first needed and kept until its last piece is taken.
+struct MergeRows<'a> {
     files: &'a [bytes::Bytes],
     metadata: &'a [parquet::arrow::arrow_reader::ArrowReaderMetadata],
+    slots: &'a [v1::DedicatedSlots],
+    out_slots: std::sync::Arc<v1::DedicatedSlots>,
+    /// Per input, whether its rows can be copied (same schema, same slot keys as the output).
+    copyable: Vec<bool>,
     open: crate::FastMap<(usize, u32), arrow_array::RecordBatch>,
     /// Pieces not yet taken, per input row group.
     left: crate::FastMap<(usize, u32), usize>,
+    /// Per input, whether any of its rows were copied.
+    copied: Vec<bool>,
+    copied_traces: usize,
 }
 
-impl OpenRowGroups<'_> {
+impl MergeRows<'_> {
     /// The rows of `piece`'s row group, checked to hold the piece.
     fn take(
         &mut self,
-        input: usize,
         piece: &SourcePiece,
         trace_id: andante_model::TraceId,
     ) -> Result<arrow_array::RecordBatch, BlockError> {
+        let input = piece.input;
         let key = (input, piece.row_group);
         let batch = match self.open.get(&key) {
             Some(batch) => batch.clone(),
@@ -489,6 +497,85 @@ impl OpenRowGroups<'_> {
             )));
         }
         Ok(batch)
+    }
+
+    fn source(
+        &self,
+        batch: arrow_array::RecordBatch,
+        slots: &v1::DedicatedSlots,
+    ) -> Result<v1::gather::Source, BlockError> {
+        v1::gather::Source::new(batch, slots, &self.out_slots)
+            .ok_or_else(|| BlockError::Encode("slots changed during a merge".into()))
+    }
+
+    /// One output row group of the placed traces `group`: a trace one copyable input row group
+    /// holds whole is a run of its rows; any other is decoded, merged and encoded again into a
+    /// side batch, which is one more source of runs.
+    fn row_group(
+        &mut self,
+        group: &[usize],
+        placed: &[order::Placed],
+        sources: &[Vec<SourcePiece>],
+    ) -> Result<v1::RowGroupOut, BlockError> {
+        let mut group_sources: Vec<v1::gather::Source> = Vec::new();
+        let mut source_of: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        let mut side = v1::Columns::new(self.out_slots.clone());
+        for &at in group {
+            let trace_id = placed[at].trace_id;
+            match sources[at].as_slice() {
+                [piece] if self.copyable[piece.input] => {
+                    let batch = self.take(piece, trace_id)?;
+                    let key = (piece.input, piece.row_group);
+                    let source = match source_of.get(&key) {
+                        Some(&source) => source,
+                        None => {
+                            group_sources.push(self.source(batch, &self.slots[piece.input])?);
+                            source_of.insert(key, group_sources.len() - 1);
+                            group_sources.len() - 1
+                        }
+                    };
+                    self.copied[piece.input] = true;
+                    self.copied_traces += 1;
+                    push_run(&mut runs, (source, piece.first_row, piece.rows));
+                }
+                pieces => {
+                    let mut fragments = Vec::new();
+                    for piece in pieces {
+                        let batch = self.take(piece, trace_id)?;
+                        let rows = batch.slice(piece.first_row, piece.rows);
+                        let traces = crate::guard::decode(|| {
+                            v1::batch_to_traces(&rows, &self.slots[piece.input])
+                        })?;
+                        fragments.extend(traces.into_iter().flat_map(|trace| trace.resource_spans));
+                    }
+                    let trace = Trace {
+                        trace_id,
+                        resource_spans: merge_resource_spans(fragments),
+                    };
+                    if let Some(entry) = side.push_trace(&trace) {
+                        push_run(
+                            &mut runs,
+                            (SIDE, entry.first_row as usize, entry.rows as usize),
+                        );
+                    }
+                }
+            }
+        }
+        let dedicated_keys_in_generic = side.take_dedicated_keys_in_generic();
+        let side_batch = side.finish()?;
+        if side_batch.num_rows() > 0 {
+            let side_source = group_sources.len();
+            group_sources.push(self.source(side_batch, &self.out_slots.clone())?);
+            for run in &mut runs {
+                if run.0 == SIDE {
+                    run.0 = side_source;
+                }
+            }
+        }
+        let batch = v1::gather::gather(&group_sources, &runs)?;
+        drop(group_sources);
+        v1::gather::row_group_out(batch, &self.out_slots, dedicated_keys_in_generic)
     }
 }
 
@@ -546,6 +633,66 @@ fn union_service_names(inputs: &[BlockMeta]) -> Option<Vec<String>> {
     (names.len() <= crate::meta::MAX_META_SERVICE_NAMES).then(|| names.into_iter().collect())
 }
 
+/// Every trace of a merge's inputs with where its pieces are (the first pass).
+struct Placement {
+    placed: Vec<order::Placed>,
+    /// Per placed trace, its pieces.
+    sources: Vec<Vec<SourcePiece>>,
+    spans_per_input: Vec<usize>,
+    /// Pieces per input row group.
+    left: crate::FastMap<(usize, u32), usize>,
+}
+
+/// Reads every input's pieces (from its trace table, else its data) and joins them by trace.
+fn place(
+    files: &[bytes::Bytes],
+    tables: Vec<Option<trace_table::TraceTable>>,
+    metadata: &[parquet::arrow::arrow_reader::ArrowReaderMetadata],
+) -> Result<Placement, BlockError> {
+    let mut placed: Vec<order::Placed> = Vec::new();
+    let mut sources: Vec<Vec<SourcePiece>> = Vec::new();
+    let mut spans_per_input = vec![0usize; files.len()];
+    let mut left: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
+    let mut position: crate::FastMap<andante_model::TraceId, usize> = crate::FastMap::default();
+    for (input, data) in files.iter().enumerate() {
+        let pieces = match tables
+            .get(input)
+            .and_then(Option::as_ref)
+            .and_then(|table| pieces_from_table(table, &metadata[input]))
+        {
+            Some(pieces) => pieces,
+            None => pieces_from_data(data, &metadata[input])?,
+        };
+        for piece in pieces {
+            let at = *position.entry(piece.trace_id).or_insert_with(|| {
+                placed.push(order::Placed {
+                    start_unix_nanos: piece.start_unix_nanos,
+                    trace_id: piece.trace_id,
+                    spans: 0,
+                });
+                sources.push(Vec::new());
+                placed.len() - 1
+            });
+            placed[at].start_unix_nanos = placed[at].start_unix_nanos.min(piece.start_unix_nanos);
+            placed[at].spans += piece.rows;
+            spans_per_input[input] += piece.rows;
+            *left.entry((input, piece.row_group)).or_default() += 1;
+            sources[at].push(SourcePiece {
+                input,
+                row_group: piece.row_group,
+                first_row: piece.first_row,
+                rows: piece.rows,
+            });
+        }
+    }
+    Ok(Placement {
+        placed,
+        sources,
+        spans_per_input,
+        left,
+    })
+}
+
 /// Merges `andante-v2` inputs (fetched `files`, their `tables` where readable, their `metas`)
 /// into one v2 block in two passes. First the inputs' trace tables give every trace's pieces,
 /// start and size, and `order::plan_groups` places the merged traces; then each output row
@@ -593,43 +740,12 @@ pub(crate) fn merge_columns(
         .iter()
         .map(|metadata| v1::DedicatedSlots::from_metadata(metadata.metadata()))
         .collect();
-    let mut placed: Vec<order::Placed> = Vec::new();
-    let mut sources: Vec<Vec<SourcePiece>> = Vec::new();
-    let mut spans_per_input = vec![0usize; files.len()];
-    let mut left: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
-    let mut position: crate::FastMap<andante_model::TraceId, usize> = crate::FastMap::default();
-    for (input, data) in files.iter().enumerate() {
-        let pieces = match tables
-            .get(input)
-            .and_then(Option::as_ref)
-            .and_then(|table| pieces_from_table(table, &metadata[input]))
-        {
-            Some(pieces) => pieces,
-            None => pieces_from_data(data, &metadata[input])?,
-        };
-        for piece in pieces {
-            let at = *position.entry(piece.trace_id).or_insert_with(|| {
-                placed.push(order::Placed {
-                    start_unix_nanos: piece.start_unix_nanos,
-                    trace_id: piece.trace_id,
-                    spans: 0,
-                });
-                sources.push(Vec::new());
-                placed.len() - 1
-            });
-            placed[at].start_unix_nanos = placed[at].start_unix_nanos.min(piece.start_unix_nanos);
-            placed[at].spans += piece.rows;
-            spans_per_input[input] += piece.rows;
-            *left.entry((input, piece.row_group)).or_default() += 1;
-            sources[at].push(SourcePiece {
-                input,
-                row_group: piece.row_group,
-                first_row: piece.first_row,
-                rows: piece.rows,
-            });
-        }
-    }
-    drop(position);
+    let Placement {
+        placed,
+        sources,
+        spans_per_input,
+        left,
+    } = place(files, tables, &metadata)?;
     // The output keeps the slots of the input with the most spans (the first of equals), so
     // the most rows copy as they are.
     let out_slots = std::sync::Arc::new(
@@ -651,95 +767,34 @@ pub(crate) fn merge_columns(
         (!placed.is_empty()).then_some(&*out_slots),
     )?;
     let mut bloom = crate::bloom::Bloom::new(placed.len(), 0.01);
-    let mut copied = vec![false; files.len()];
-    let mut copied_traces = 0;
-    let mut open = OpenRowGroups {
+    let mut rows = MergeRows {
         files,
         metadata: &metadata,
+        slots: &slots,
+        out_slots,
+        copyable,
         open: crate::FastMap::default(),
         left,
+        copied: vec![false; files.len()],
+        copied_traces: 0,
     };
     for group in plan {
-        let mut group_sources: Vec<v1::gather::Source> = Vec::new();
-        let mut source_of: crate::FastMap<(usize, u32), usize> = crate::FastMap::default();
-        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-        let mut side = v1::Columns::new(out_slots.clone());
-        for at in group {
-            let trace_id = placed[at].trace_id;
-            bloom.insert(&trace_id);
-            match sources[at].as_slice() {
-                [piece] if copyable[piece.input] => {
-                    let batch = open.take(piece.input, piece, trace_id)?;
-                    let key = (piece.input, piece.row_group);
-                    let source = match source_of.get(&key) {
-                        Some(&source) => source,
-                        None => {
-                            let source =
-                                v1::gather::Source::new(batch, &slots[piece.input], &out_slots)
-                                    .ok_or_else(|| {
-                                        BlockError::Encode("slots changed during a merge".into())
-                                    })?;
-                            group_sources.push(source);
-                            source_of.insert(key, group_sources.len() - 1);
-                            group_sources.len() - 1
-                        }
-                    };
-                    copied[piece.input] = true;
-                    copied_traces += 1;
-                    push_run(&mut runs, (source, piece.first_row, piece.rows));
-                }
-                pieces => {
-                    let mut fragments = Vec::new();
-                    for piece in pieces {
-                        let batch = open.take(piece.input, piece, trace_id)?;
-                        let rows = batch.slice(piece.first_row, piece.rows);
-                        let traces = crate::guard::decode(|| {
-                            v1::batch_to_traces(&rows, &slots[piece.input])
-                        })?;
-                        fragments.extend(traces.into_iter().flat_map(|trace| trace.resource_spans));
-                    }
-                    let trace = Trace {
-                        trace_id,
-                        resource_spans: merge_resource_spans(fragments),
-                    };
-                    if let Some(entry) = side.push_trace(&trace) {
-                        push_run(
-                            &mut runs,
-                            (SIDE, entry.first_row as usize, entry.rows as usize),
-                        );
-                    }
-                }
-            }
+        for &at in &group {
+            bloom.insert(&placed[at].trace_id);
         }
-        let dedicated_keys_in_generic = side.take_dedicated_keys_in_generic();
-        let side_batch = side.finish()?;
-        if side_batch.num_rows() > 0 {
-            let side_source = group_sources.len();
-            group_sources.push(
-                v1::gather::Source::new(side_batch, &out_slots, &out_slots)
-                    .ok_or_else(|| BlockError::Encode("slots changed during a merge".into()))?,
-            );
-            for run in &mut runs {
-                if run.0 == SIDE {
-                    run.0 = side_source;
-                }
-            }
-        }
-        let batch = v1::gather::gather(&group_sources, &runs)?;
-        drop(group_sources);
-        writer.write(v1::gather::row_group_out(
-            batch,
-            &out_slots,
-            dedicated_keys_in_generic,
-        )?)?;
+        writer.write(rows.row_group(&group, &placed, &sources)?)?;
     }
-    if let Some(((input, row_group), count)) = open.left.iter().find(|(_, count)| **count > 0) {
+    if let Some(((input, row_group), count)) = rows.left.iter().find(|(_, count)| **count > 0) {
         return Err(BlockError::Corrupt(format!(
             "input {input}, row group {row_group}: {count} pieces in its table were not merged"
         )));
     }
     let mut encoded = writer.finish()?;
-    for (meta, _) in metas.iter().zip(&copied).filter(|(_, copied)| **copied) {
+    for (meta, _) in metas
+        .iter()
+        .zip(&rows.copied)
+        .filter(|(_, copied)| **copied)
+    {
         encoded
             .dedicated_keys_in_generic
             .extend(meta.dedicated_keys_in_generic.iter().flatten().cloned());
@@ -755,7 +810,7 @@ pub(crate) fn merge_columns(
         },
         new_block,
     )?;
-    Ok((block, copied_traces))
+    Ok((block, rows.copied_traces))
 }
 
 /// Whether a block in a (possibly old) block list still awaits compaction: neither deleted nor

@@ -17,7 +17,7 @@ fn value(v: any_value::Value) -> Option<AnyValue> {
     Some(AnyValue { value: Some(v) })
 }
 
-fn attribute(key: &str, v: any_value::Value) -> KeyValue {
+pub(crate) fn attribute(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: value(v),
@@ -176,22 +176,26 @@ pub(crate) fn traces(seed: u64, count: usize) -> Vec<Trace> {
     traces
 }
 
-pub(crate) async fn write(
-    storage: &Storage,
-    traces: &[Trace],
-    row_group_spans: usize,
-) -> BlockHandle {
-    let new_block = NewBlock {
+/// A block of tenant `t` at `compaction_level`, with row groups of `row_group_spans`.
+pub(crate) fn new_block(compaction_level: u32, row_group_spans: usize) -> NewBlock {
+    NewBlock {
         sources: Vec::new(),
         tenant_id: "t".into(),
-        compaction_level: 0,
+        compaction_level,
         replaces: Vec::new(),
         options: v1::WriteOptions {
             row_group_spans,
             ..Default::default()
         },
-    };
-    let encoded = encode_block(traces, &new_block).expect("encode");
+    }
+}
+
+pub(crate) async fn write(
+    storage: &Storage,
+    traces: &[Trace],
+    row_group_spans: usize,
+) -> BlockHandle {
+    let encoded = encode_block(traces, &new_block(0, row_group_spans)).expect("encode");
     let meta = encoded.meta.clone();
     upload_block(storage, encoded).await.expect("upload");
     let meta = read_meta(storage, "t", &meta.block_id.to_string())

@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use andante_model::otlp::common::v1::any_value;
+use andante_model::otlp::trace::v1::Span;
 use andante_model::TraceId;
 use andante_storage::Storage;
 
-use crate::tests::{canonical, holder, scan_all, traces, write};
+use crate::tests::{attribute, canonical, holder, new_block, scan_all, traces, write};
 use crate::*;
 
 /// Every row group's trace-table entries, in row order.
@@ -271,19 +273,37 @@ async fn a_damaged_run_of_the_trace_table_sends_the_scan_to_the_columns() {
     assert_eq!(ids(&fallback), ids(&intact));
 }
 
-/// `traces` with every span moved `shift` nanoseconds later.
-fn shifted(traces: &[Trace], shift: u64) -> Vec<Trace> {
+/// `traces` with `edit` applied to every span.
+fn edited(traces: &[Trace], mut edit: impl FnMut(&mut Span)) -> Vec<Trace> {
     let mut traces = traces.to_vec();
-    for span in traces
+    traces
         .iter_mut()
         .flat_map(|t| &mut t.resource_spans)
         .flat_map(|r| &mut r.scope_spans)
         .flat_map(|s| &mut s.spans)
-    {
+        .for_each(&mut edit);
+    traces
+}
+
+/// `traces` with every span moved `shift` nanoseconds later.
+fn shifted(traces: &[Trace], shift: u64) -> Vec<Trace> {
+    edited(traces, |span| {
         span.start_time_unix_nano += shift;
         span.end_time_unix_nano += shift;
-    }
-    traces
+    })
+}
+
+/// Every `step`th trace of `traces`, `shift` nanoseconds later and with other span IDs: late
+/// pieces of those traces.
+fn late_pieces(traces: &[Trace], shift: u64, step: usize) -> Vec<Trace> {
+    edited(traces, |span| {
+        span.start_time_unix_nano += shift;
+        span.end_time_unix_nano += shift;
+        span.span_id[0] ^= 0x5a;
+    })
+    .into_iter()
+    .step_by(step)
+    .collect()
 }
 
 #[tokio::test]
@@ -292,20 +312,7 @@ async fn compaction_of_v2_blocks_joins_late_pieces_in_time_order() {
     let early = traces(47, 240);
     // Late pieces of some early traces, written in a later block and starting 10 s later: the
     // merged trace belongs where its first piece starts.
-    let late: Vec<Trace> = shifted(&early, 10_000_000_000)
-        .into_iter()
-        .step_by(3)
-        .map(|mut trace| {
-            for resource in &mut trace.resource_spans {
-                for scope in &mut resource.scope_spans {
-                    for span in &mut scope.spans {
-                        span.span_id[0] ^= 0x5a;
-                    }
-                }
-            }
-            trace
-        })
-        .collect();
+    let late = late_pieces(&early, 10_000_000_000, 3);
     let others = shifted(&traces(53, 150), 5_000_000_000);
     let list = blocklist::BlockList::default();
     for part in [&early, &late, &others] {
@@ -417,69 +424,51 @@ async fn blocks_of_the_two_formats_are_merged_apart() {
     assert_eq!(list.blocks("t").len(), 2);
 }
 
-/// `traces` with a string attribute `key` on every span, so blocks of them pick other slots.
-fn with_attribute(traces: &[Trace], key: &str) -> Vec<Trace> {
-    let mut traces = traces.to_vec();
-    for span in traces
-        .iter_mut()
-        .flat_map(|t| &mut t.resource_spans)
-        .flat_map(|r| &mut r.scope_spans)
-        .flat_map(|s| &mut s.spans)
-    {
-        let value = format!("v{}", span.start_time_unix_nano % 7);
-        span.attributes
-            .push(andante_model::otlp::common::v1::KeyValue {
-                key: key.to_owned(),
-                value: Some(andante_model::otlp::common::v1::AnyValue {
-                    value: Some(
-                        andante_model::otlp::common::v1::any_value::Value::StringValue(value),
-                    ),
-                }),
-                ..Default::default()
-            });
-    }
-    traces
+/// `traces` with a string attribute `key` on every `every`th span, so blocks of them pick other
+/// slots, or the same in another order.
+fn with_attribute(traces: &[Trace], key: &str, every: usize) -> Vec<Trace> {
+    let mut seen = 0;
+    edited(traces, |span| {
+        seen += 1;
+        if seen % every == 0 {
+            let value = format!("v{}", span.start_time_unix_nano % 7);
+            span.attributes
+                .push(attribute(key, any_value::Value::StringValue(value)));
+        }
+    })
 }
 
 /// Merge inputs as compaction fetches them: files, trace tables (the second input's lost) and
-/// metas. Late pieces of early traces make some traces span inputs; the last input's spans carry
-/// one more frequent key, so its slots differ from the others'.
+/// metas. Late pieces of early traces make some traces span inputs. Every span carries `team`
+/// besides `user.id`, which gives slots [team, user.id]; the third input has `team` on half its
+/// spans, so the same slots in the other order; the last input's spans carry one more key, so
+/// its slots differ from the others'.
 fn merge_inputs() -> (
     Vec<bytes::Bytes>,
     Vec<Option<trace_table::TraceTable>>,
     Vec<BlockMeta>,
 ) {
-    let early = traces(61, 260);
-    let late: Vec<Trace> = shifted(&early, 4_000_000_000)
-        .into_iter()
-        .step_by(4)
-        .map(|mut trace| {
-            for span in trace
-                .resource_spans
-                .iter_mut()
-                .flat_map(|r| &mut r.scope_spans)
-                .flat_map(|s| &mut s.spans)
-            {
-                span.span_id[0] ^= 0x3c;
-            }
-            trace
-        })
-        .collect();
-    let more = shifted(&traces(67, 200), 2_000_000_000);
-    let other_slots = with_attribute(&traces(71, 120), "team");
-    let new_block = NewBlock {
-        sources: Vec::new(),
-        tenant_id: "t".into(),
-        compaction_level: 0,
-        replaces: Vec::new(),
-        options: v1::WriteOptions {
-            row_group_spans: 200,
-            ..Default::default()
-        },
-    };
+    let early = with_attribute(&traces(61, 260), "team", 1);
+    let late = late_pieces(&early, 4_000_000_000, 4);
+    let more = with_attribute(&shifted(&traces(67, 200), 2_000_000_000), "team", 2);
+    let other_slots = with_attribute(&with_attribute(&traces(71, 120), "team", 1), "zone", 1);
+    let new_block = new_block(0, 200);
     let (mut files, mut tables, mut metas) = (Vec::new(), Vec::new(), Vec::new());
     for (input, part) in [early, late, more, other_slots].iter().enumerate() {
         let encoded = encode_block(part, &new_block).expect("encodes");
+        // The inputs' slots are what the doc comment says.
+        let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
+            &bytes::Bytes::from(encoded.parquet.clone()),
+            Default::default(),
+        )
+        .expect("footer");
+        let slots = v1::DedicatedSlots::from_metadata(metadata.metadata());
+        let keys: Vec<&str> = slots.iter().map(|(key, _)| key).collect();
+        match input {
+            2 => assert_eq!(keys, ["user.id", "team"]),
+            3 => assert_eq!(keys.len(), 3),
+            _ => assert_eq!(keys, ["team", "user.id"]),
+        }
         let table = trace_table::TraceTable::decode(encoded.trace_table.into()).expect("a table");
         tables.push((input != 1).then_some(table));
         files.push(bytes::Bytes::from(encoded.parquet));
@@ -489,16 +478,7 @@ fn merge_inputs() -> (
 }
 
 fn merged_block() -> NewBlock {
-    NewBlock {
-        sources: Vec::new(),
-        tenant_id: "t".into(),
-        compaction_level: 1,
-        replaces: Vec::new(),
-        options: v1::WriteOptions {
-            row_group_spans: 300,
-            ..Default::default()
-        },
-    }
+    new_block(1, 300)
 }
 
 /// Copying whole traces as rows writes byte for byte the block that decoding and encoding every
@@ -582,7 +562,7 @@ fn a_column_merge_summarises_its_row_groups_as_the_trace_writer_does() {
     assert!(ours
         .tag_names
         .as_ref()
-        .is_some_and(|names| names["span"].iter().any(|name| name == "team")));
+        .is_some_and(|names| names["span"].iter().any(|name| name == "zone")));
     assert_eq!(ours.service_names, theirs.service_names);
     assert_eq!(
         (ours.start_unix_nanos, ours.end_unix_nanos, ours.trace_count),

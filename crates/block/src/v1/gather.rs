@@ -8,7 +8,7 @@ use andante_model::otlp::trace::v1::ResourceSpans;
 use andante_model::TraceId;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, UInt64Type, UInt8Type};
-use arrow_array::{make_array, Array, ArrayRef, RecordBatch};
+use arrow_array::{make_array, Array, ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_data::transform::MutableArrayData;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
@@ -60,6 +60,9 @@ fn concat(
     batches: &[RecordBatch],
 ) -> Result<RecordBatch, BlockError> {
     let schema = metadata.schema().clone();
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
+    }
     let columns = (0..schema.fields().len())
         .map(|column| {
             let parts: Vec<&ArrayRef> = batches.iter().map(|batch| batch.column(column)).collect();
@@ -93,20 +96,8 @@ pub(crate) struct TraceRun {
 
 /// The traces of a batch of rows, one run per trace, in row order.
 pub(crate) fn trace_runs(batch: &RecordBatch) -> Result<Vec<TraceRun>, BlockError> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| corrupt(format!("missing column `{name}`")))
-    };
-    let trace_ids = column("trace_id")?
-        .as_fixed_size_binary_opt()
-        .ok_or_else(|| corrupt("trace_id is not fixed-size binary"))?;
-    let starts = column("start_unix_nanos")?
-        .as_primitive_opt::<UInt64Type>()
-        .ok_or_else(|| corrupt("start_unix_nanos is not u64"))?;
-    let durations = column("duration_nanos")?
-        .as_primitive_opt::<UInt64Type>()
-        .ok_or_else(|| corrupt("duration_nanos is not u64"))?;
+    let trace_ids = typed(batch, "trace_id", |a| a.as_fixed_size_binary_opt())?;
+    let (starts, durations) = starts_and_durations(batch)?;
     let mut runs: Vec<TraceRun> = Vec::new();
     for row in 0..batch.num_rows() {
         let id = trace_ids.value(row);
@@ -137,10 +128,7 @@ pub(crate) fn holds_trace(
     first_row: usize,
     rows: usize,
 ) -> bool {
-    let Some(ids) = batch
-        .column_by_name("trace_id")
-        .and_then(|column| column.as_fixed_size_binary_opt())
-    else {
+    let Ok(ids) = typed(batch, "trace_id", |a| a.as_fixed_size_binary_opt()) else {
         return false;
     };
     rows > 0
@@ -256,15 +244,46 @@ pub(crate) fn row_group_out(
     })
 }
 
+/// Something with columns by name: a batch, or the struct of the generic attribute list.
+trait Named {
+    fn named(&self, name: &str) -> Option<&ArrayRef>;
+}
+
+impl Named for RecordBatch {
+    fn named(&self, name: &str) -> Option<&ArrayRef> {
+        self.column_by_name(name)
+    }
+}
+
+impl Named for arrow_array::StructArray {
+    fn named(&self, name: &str) -> Option<&ArrayRef> {
+        self.column_by_name(name)
+    }
+}
+
+/// Column `name` of `columns` as the type `cast` gives, or a corrupt-block error.
 fn typed<'a, T: 'a>(
-    batch: &'a RecordBatch,
+    columns: &'a impl Named,
     name: &str,
     cast: impl FnOnce(&'a dyn Array) -> Option<T>,
 ) -> Result<T, BlockError> {
-    batch
-        .column_by_name(name)
+    columns
+        .named(name)
         .and_then(|column| cast(column.as_ref()))
         .ok_or_else(|| corrupt(format!("column `{name}` is missing or mistyped")))
+}
+
+fn starts_and_durations(
+    batch: &RecordBatch,
+) -> Result<(&PrimitiveArray<UInt64Type>, &PrimitiveArray<UInt64Type>), BlockError> {
+    Ok((
+        typed(batch, "start_unix_nanos", |a| {
+            a.as_primitive_opt::<UInt64Type>()
+        })?,
+        typed(batch, "duration_nanos", |a| {
+            a.as_primitive_opt::<UInt64Type>()
+        })?,
+    ))
 }
 
 fn rollup(batch: &RecordBatch) -> Result<crate::rollup::RowGroupRollupBuilder, BlockError> {
@@ -272,12 +291,7 @@ fn rollup(batch: &RecordBatch) -> Result<crate::rollup::RowGroupRollupBuilder, B
     let names = typed(batch, "name", |a| a.as_string_opt::<i32>())?;
     let statuses = typed(batch, "status_code", |a| a.as_primitive_opt::<Int32Type>())?;
     let kinds = typed(batch, "kind", |a| a.as_primitive_opt::<Int32Type>())?;
-    let starts = typed(batch, "start_unix_nanos", |a| {
-        a.as_primitive_opt::<UInt64Type>()
-    })?;
-    let durations = typed(batch, "duration_nanos", |a| {
-        a.as_primitive_opt::<UInt64Type>()
-    })?;
+    let (starts, durations) = starts_and_durations(batch)?;
     let mut rollup = crate::rollup::RowGroupRollupBuilder::default();
     for row in 0..batch.num_rows() {
         rollup.add(
@@ -352,9 +366,9 @@ fn value_filter(
         .values()
         .as_struct_opt()
         .ok_or_else(|| corrupt("attributes are not a list of structs"))?;
-    let keys = typed_struct(items, "key", |a| a.as_string_opt::<i32>())?;
-    let types = typed_struct(items, "type", |a| a.as_primitive_opt::<UInt8Type>())?;
-    let strings = typed_struct(items, "str", |a| a.as_string_opt::<i32>())?;
+    let keys = typed(items, "key", |a| a.as_string_opt::<i32>())?;
+    let types = typed(items, "type", |a| a.as_primitive_opt::<UInt8Type>())?;
+    let strings = typed(items, "str", |a| a.as_string_opt::<i32>())?;
     let offsets = attributes.value_offsets();
     let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
     for item in first..last {
@@ -363,15 +377,4 @@ fn value_filter(
         values.add_value(key_hash(ValueScope::Span, keys.value(item)), value);
     }
     Ok(values.finish())
-}
-
-fn typed_struct<'a, T: 'a>(
-    items: &'a arrow_array::StructArray,
-    name: &str,
-    cast: impl FnOnce(&'a dyn Array) -> Option<T>,
-) -> Result<T, BlockError> {
-    items
-        .column_by_name(name)
-        .and_then(|column| cast(column.as_ref()))
-        .ok_or_else(|| corrupt(format!("attribute field `{name}` is missing or mistyped")))
 }

@@ -41,4 +41,4 @@ pub use stream::TraceStream;
 pub use write::{
     encode_parquet as encode_parquet_with_index, groups_by_size, span_count, Encoded, WriteOptions,
 };
-pub(crate) use write::{BlockWriter, Columns};
+pub(crate) use write::{BlockWriter, Columns, RowGroupOut};
