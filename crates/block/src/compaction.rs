@@ -397,17 +397,22 @@ struct InputPiece {
     start_unix_nanos: u64,
 }
 
-/// An input's pieces from its trace table, if the table tiles every row group of the file
-/// (checked: a table that disagrees with the data must not decide what is merged).
+/// An input's pieces from its trace table, if the table tiles every row group of the file:
+/// each row group's entries, by first row, cover its rows exactly once (checked: a table that
+/// disagrees with the data must not decide what is merged, and the merge copies rows by these
+/// positions).
 fn pieces_from_table(
     table: &trace_table::TraceTable,
     metadata: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
 ) -> Option<Vec<InputPiece>> {
-    let mut rows_per_group = vec![0usize; metadata.metadata().num_row_groups()];
+    let groups = metadata.metadata().row_groups();
+    let mut rows_by_group: Vec<Vec<(usize, usize)>> = vec![Vec::new(); groups.len()];
     let mut pieces = Vec::with_capacity(table.len());
     for index in 0..table.len() {
         let entry = table.get(index);
-        *rows_per_group.get_mut(entry.row_group as usize)? += entry.rows as usize;
+        rows_by_group
+            .get_mut(entry.row_group as usize)?
+            .push((entry.first_row as usize, entry.rows as usize));
         pieces.push(InputPiece {
             trace_id: entry.trace_id,
             row_group: entry.row_group,
@@ -416,12 +421,17 @@ fn pieces_from_table(
             start_unix_nanos: entry.start_unix_nanos,
         });
     }
-    let tiles = metadata
-        .metadata()
-        .row_groups()
-        .iter()
-        .zip(&rows_per_group)
-        .all(|(group, rows)| group.num_rows() as usize == *rows);
+    let tiles = groups.iter().zip(&mut rows_by_group).all(|(group, rows)| {
+        rows.sort_unstable();
+        let mut next = 0;
+        for &(first_row, count) in rows.iter() {
+            if first_row != next || count == 0 {
+                return false;
+            }
+            next += count;
+        }
+        next as i64 == group.num_rows()
+    });
     tiles.then_some(pieces)
 }
 
@@ -784,11 +794,8 @@ pub(crate) fn merge_columns(
         }
         writer.write(rows.row_group(&group, &placed, &sources)?)?;
     }
-    if let Some(((input, row_group), count)) = rows.left.iter().find(|(_, count)| **count > 0) {
-        return Err(BlockError::Corrupt(format!(
-            "input {input}, row group {row_group}: {count} pieces in its table were not merged"
-        )));
-    }
+    // Pieces tile their row groups and each is taken once, so every row was merged.
+    debug_assert!(rows.left.values().all(|left| *left == 0));
     let mut encoded = writer.finish()?;
     for (meta, _) in metas
         .iter()

@@ -573,3 +573,32 @@ fn a_column_merge_summarises_its_row_groups_as_the_trace_writer_does() {
         )
     );
 }
+
+/// A trace table is trusted for row positions only if its entries cover each row group's rows
+/// exactly once: one whose entries overlap (with the right row counts) is ignored, and the merge
+/// finds the input's traces from its data, losing none.
+#[test]
+fn a_table_whose_entries_overlap_is_not_trusted_for_rows() {
+    let traces = traces(73, 120);
+    let encoded = encode_block(&traces, &new_block(0, 200)).expect("encodes");
+    let table = trace_table::TraceTable::decode(encoded.trace_table.clone().into()).expect("table");
+    let mut entries: Vec<trace_table::TraceEntry> =
+        (0..table.len()).map(|at| table.get(at)).collect();
+    // The second entry of the first row group points at the first's rows, keeping its own
+    // count: the counts still add up to the row group's rows, but two entries overlap.
+    assert_eq!(entries[0].row_group, entries[1].row_group);
+    entries[1].first_row = entries[0].first_row;
+    let damaged =
+        trace_table::TraceTable::decode(trace_table::encode(&entries).into()).expect("decodes");
+    let data = bytes::Bytes::from(encoded.parquet.clone());
+    let (merged, _) = compaction::merge_columns(
+        &[data],
+        vec![Some(damaged)],
+        std::slice::from_ref(&encoded.meta),
+        &new_block(1, 300),
+        true,
+    )
+    .expect("merges from the data");
+    assert_eq!(merged.meta.trace_count, encoded.meta.trace_count);
+    assert_eq!(merged.meta.span_count, encoded.meta.span_count);
+}

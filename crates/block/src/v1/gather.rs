@@ -372,8 +372,8 @@ fn value_filter(
     let offsets = attributes.value_offsets();
     let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
     for item in first..last {
-        let value = (types.value(item) == ATTR_STRING && strings.is_valid(item))
-            .then(|| strings.value(item));
+        // As the decoding path reads it: a string item's `str`, empty if null.
+        let value = (types.value(item) == ATTR_STRING).then(|| strings.value(item));
         values.add_value(key_hash(ValueScope::Span, keys.value(item)), value);
     }
     Ok(values.finish())
