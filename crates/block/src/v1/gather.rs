@@ -48,33 +48,11 @@ pub(crate) fn read_row_group(
             .map_err(|error| BlockError::parquet(error.into()))?;
         match <[RecordBatch; 1]>::try_from(batches) {
             Ok([batch]) => Ok(batch),
-            Err(batches) => concat(metadata, &batches),
+            // The reader returned the row group in pieces (or none, for no rows): one batch.
+            Err(batches) => arrow_select::concat::concat_batches(metadata.schema(), &batches)
+                .map_err(|error| BlockError::Encode(error.to_string())),
         }
     })
-}
-
-/// The batches of a row group the reader returned in pieces, as one (an empty row group is an
-/// empty batch).
-fn concat(
-    metadata: &ArrowReaderMetadata,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch, BlockError> {
-    let schema = metadata.schema().clone();
-    if batches.is_empty() {
-        return Ok(RecordBatch::new_empty(schema));
-    }
-    let columns = (0..schema.fields().len())
-        .map(|column| {
-            let parts: Vec<&ArrayRef> = batches.iter().map(|batch| batch.column(column)).collect();
-            let runs: Vec<(usize, usize, usize)> = parts
-                .iter()
-                .enumerate()
-                .map(|(part, array)| (part, 0, array.len()))
-                .collect();
-            gather_column(&parts, &runs)
-        })
-        .collect::<Result<_, _>>()?;
-    RecordBatch::try_new(schema, columns).map_err(corrupt)
 }
 
 /// Whether rows read with `metadata` have exactly the columns a new row group is written with,
